@@ -1,0 +1,835 @@
+"""The event contract as Python types: requests (inputs) and events (facts).
+
+Nothing here does IO. One frozen, slotted dataclass per Avro record, with the same name as
+the record in `schemas/`. Records validate in their constructor (InvalidRecord), so a value
+that exists is a value that can be encoded and folded.
+
+Naming: requests sent by clients and effect executors are commands, in the imperative
+(`SendMessage`, `CompleteLlmCall`); events on the session log are facts, in the past tense
+(`UserMessageReceived`, `LlmCallCompleted`).
+
+Money is integer nano-dollars (USD * 1e9): exact sums, no float drift, and cache-read
+prices (fractions of a micro-dollar per token) stay integral.
+
+Storage stays linear in the length of a session: each piece of content (user text, LLM
+text, tool arguments, tool result, summary) appears in exactly one event. Everything else
+refers to it by seq or by call id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Union
+
+from agents.errors import InvalidRecord
+
+__all__ = [
+    "EVENT_ID_NAMESPACE",
+    "event_id_for",
+    # enums
+    "PolicyAction",
+    "ChildStatus",
+    "BudgetScope",
+    "BudgetUnit",
+    "EffectKind",
+    # value records
+    "Usage",
+    "ToolUse",
+    # request payloads
+    "SendMessage",
+    "DecideApproval",
+    "CancelTurn",
+    "CloseSession",
+    "ForkSession",
+    "CompleteLlmCall",
+    "FailLlmCall",
+    "CompleteToolCall",
+    "FailToolCall",
+    "CompleteCompaction",
+    "CompleteChildSession",
+    "Tick",
+    "RequestPayload",
+    "REQUEST_TYPES",
+    "Request",
+    # event payloads
+    "SessionStarted",
+    "SessionForked",
+    "SessionClosed",
+    "TurnStarted",
+    "UserMessageReceived",
+    "LlmCallRequested",
+    "LlmCallCompleted",
+    "LlmCallFailed",
+    "ProviderCircuitOpened",
+    "ToolCallRequested",
+    "ApprovalRequested",
+    "ApprovalGranted",
+    "ApprovalDenied",
+    "ToolCallCompleted",
+    "ToolCallFailed",
+    "ContextCompactionRequested",
+    "ContextCompacted",
+    "ChildSessionRequested",
+    "ChildSessionCompleted",
+    "EffectReissued",
+    "BudgetExceeded",
+    "TurnCompleted",
+    "TurnFailed",
+    "TurnCancelled",
+    "RequestRejected",
+    "EventPayload",
+    "EVENT_TYPES",
+    "Event",
+    # other topics
+    "TokenDelta",
+    "AuditCheckpoint",
+]
+
+# Fixed namespace: event ids must be the same in every process and every release.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d3a8e-2b4c-5d6e-8f70-91a2b3c4d5e6")
+
+
+def event_id_for(session_id: str, seq: int) -> str:
+    """Deterministic event id: a re-emitted event (same session, same seq) has the same id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{session_id}/{seq}"))
+
+
+def _require(cond: bool, record: str, message: str) -> None:
+    if not cond:
+        raise InvalidRecord(f"{record}: {message}")
+
+
+def _nonempty(value: str, record: str, name: str) -> None:
+    _require(isinstance(value, str) and value != "", record, f"{name} must be a non-empty string")
+
+
+def _nonneg(value: int, record: str, name: str) -> None:
+    _require(isinstance(value, int) and value >= 0, record, f"{name} must be an int >= 0, got {value!r}")
+
+
+def _aware(value: datetime, record: str, name: str) -> None:
+    _require(
+        isinstance(value, datetime) and value.tzinfo is not None,
+        record,
+        f"{name} must be a timezone-aware datetime, got {value!r}",
+    )
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class PolicyAction(str, Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+    REQUIRE_APPROVAL = "require_approval"
+
+
+class ChildStatus(str, Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BudgetScope(str, Enum):
+    TURN = "turn"
+    SESSION = "session"
+
+
+class BudgetUnit(str, Enum):
+    TOKENS = "tokens"
+    USD = "usd"
+
+
+class EffectKind(str, Enum):
+    LLM_CALL = "llm_call"
+    TOOL_CALL = "tool_call"
+    COMPACTION = "compaction"
+    CHILD_SESSION = "child_session"
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one LLM call, as reported by the provider."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+            _nonneg(getattr(self, name), "Usage", name)
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """One tool call the model asked for. `arguments_json` is a JSON object, as text."""
+
+    call_id: str
+    name: str
+    arguments_json: str = "{}"
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "ToolUse", "call_id")
+        _nonempty(self.name, "ToolUse", "name")
+
+
+# --------------------------------------------------------------------------- requests
+# Inputs on `turnlog.requests`. Clients send the first five; effect executors report
+# outcomes with the Complete*/Fail* records, always naming the effect id they were given.
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """A user message: starts a turn (and the session, when it is new).
+
+    `parent_session_id`/`parent_call_id` are set when a parent session delegates: the
+    child's final answer completes that tool call in the parent.
+    """
+
+    text: str
+    parent_session_id: str | None = None
+    parent_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.text, str), "SendMessage", "text must be a string")
+        _require(
+            (self.parent_session_id is None) == (self.parent_call_id is None),
+            "SendMessage",
+            "parent_session_id and parent_call_id are set together or not at all",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DecideApproval:
+    """A human (or policy service) decision on a tool call awaiting approval."""
+
+    call_id: str
+    approved: bool
+    decided_by: str
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "DecideApproval", "call_id")
+        _nonempty(self.decided_by, "DecideApproval", "decided_by")
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTurn:
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForkSession:
+    """Sent to the NEW session id: start it with the history of source up to `at_seq`."""
+
+    source_session_id: str
+    at_seq: int
+    agent: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.source_session_id, "ForkSession", "source_session_id")
+        _require(self.at_seq >= 1, "ForkSession", f"at_seq must be >= 1, got {self.at_seq}")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteLlmCall:
+    """Outcome of an LLM call effect. `model` is the model that answered (a fallback when
+    `fallback_used`). `circuits_opened` names provider/model circuits that opened while
+    serving this call."""
+
+    call_id: str
+    model: str
+    text: str
+    tool_uses: tuple[ToolUse, ...] = ()
+    stop_reason: str = "end_turn"
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: int = 0
+    attempts: int = 1
+    fallback_used: bool = False
+    circuits_opened: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "CompleteLlmCall", "call_id")
+        _nonempty(self.model, "CompleteLlmCall", "model")
+        _nonneg(self.latency_ms, "CompleteLlmCall", "latency_ms")
+        _require(self.attempts >= 1, "CompleteLlmCall", "attempts must be >= 1")
+        ids = [t.call_id for t in self.tool_uses]
+        _require(len(ids) == len(set(ids)), "CompleteLlmCall", "tool_uses have duplicate call ids")
+
+
+@dataclass(frozen=True, slots=True)
+class FailLlmCall:
+    call_id: str
+    error_type: str
+    message: str
+    attempts: int = 1
+    retryable: bool = False
+    latency_ms: int = 0
+    circuits_opened: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "FailLlmCall", "call_id")
+        _nonempty(self.error_type, "FailLlmCall", "error_type")
+        _require(self.attempts >= 1, "FailLlmCall", "attempts must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteToolCall:
+    call_id: str
+    result: str
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "CompleteToolCall", "call_id")
+        _nonneg(self.latency_ms, "CompleteToolCall", "latency_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class FailToolCall:
+    call_id: str
+    error: str
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "FailToolCall", "call_id")
+        _nonneg(self.latency_ms, "FailToolCall", "latency_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteCompaction:
+    """Outcome of a summarize compaction (an LLM effect)."""
+
+    compaction_id: str
+    summary: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.compaction_id, "CompleteCompaction", "compaction_id")
+        _nonempty(self.model, "CompleteCompaction", "model")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteChildSession:
+    """Reported to the PARENT session when a delegated child session's turn ends."""
+
+    call_id: str
+    child_session_id: str
+    status: ChildStatus
+    answer: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost_nanos: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "CompleteChildSession", "call_id")
+        _nonempty(self.child_session_id, "CompleteChildSession", "child_session_id")
+        _nonneg(self.cost_nanos, "CompleteChildSession", "cost_nanos")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes: lets the pure core expire approvals and re-issue overdue effects.
+    The time is the envelope's `occurred_at`."""
+
+
+RequestPayload = Union[
+    SendMessage,
+    DecideApproval,
+    CancelTurn,
+    CloseSession,
+    ForkSession,
+    CompleteLlmCall,
+    FailLlmCall,
+    CompleteToolCall,
+    FailToolCall,
+    CompleteCompaction,
+    CompleteChildSession,
+    Tick,
+]
+
+REQUEST_TYPES: tuple[type, ...] = (
+    SendMessage,
+    DecideApproval,
+    CancelTurn,
+    CloseSession,
+    ForkSession,
+    CompleteLlmCall,
+    FailLlmCall,
+    CompleteToolCall,
+    FailToolCall,
+    CompleteCompaction,
+    CompleteChildSession,
+    Tick,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Envelope of `turnlog.requests`. `request_id` is unique per request (clients make
+    it; a duplicate is rejected). `agent` names the agent of a new session."""
+
+    request_id: str
+    session_id: str
+    occurred_at: datetime
+    payload: RequestPayload
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    agent: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.request_id, "Request", "request_id")
+        _nonempty(self.session_id, "Request", "session_id")
+        _aware(self.occurred_at, "Request", "occurred_at")
+        _require(
+            isinstance(self.payload, REQUEST_TYPES),
+            "Request",
+            f"payload must be a request record, got {type(self.payload).__name__}",
+        )
+
+
+# --------------------------------------------------------------------------- events
+# Facts on `turnlog.events`, written only by the session worker.
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """First event of a session. `definition_hash` pins the agent definition in force."""
+
+    agent: str
+    definition_hash: str
+    parent_session_id: str | None = None
+    parent_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.agent, "SessionStarted", "agent")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionForked:
+    """First event of a forked session; its seq is `at_seq + 1`: seqs up to `at_seq` are
+    the source's events (the shared ancestry), later seqs are this session's own."""
+
+    source_session_id: str
+    at_seq: int
+    agent: str
+    definition_hash: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.source_session_id, "SessionForked", "source_session_id")
+        _require(self.at_seq >= 1, "SessionForked", "at_seq must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    turn_no: int
+
+    def __post_init__(self) -> None:
+        _require(self.turn_no >= 1, "TurnStarted", "turn_no must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessageReceived:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LlmCallRequested:
+    """An LLM call effect. The context is recorded BY REFERENCE: `context_seqs` are the
+    seqs of the log entries in the window (in order), `summary_seqs` the compaction
+    summaries that replace older entries; `system_prompt_hash` and `toolset_hash` pin the
+    definition; `request_digest` is the sha256 of the exact provider request, so replay
+    can rebuild the request and prove it identical. `reserved_*` is the budget held."""
+
+    call_id: str
+    model: str
+    fallbacks: tuple[str, ...]
+    max_tokens: int
+    temperature: float
+    context_seqs: tuple[int, ...]
+    system_prompt_hash: str
+    toolset_hash: str
+    request_digest: str
+    iteration: int
+    deadline_at: datetime
+    reserved_tokens: int = 0
+    reserved_nanos: int = 0
+    purpose: str = "turn"  # "turn" or "summarize"
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "LlmCallRequested", "call_id")
+        _nonempty(self.model, "LlmCallRequested", "model")
+        _require(self.max_tokens >= 1, "LlmCallRequested", "max_tokens must be >= 1")
+        _aware(self.deadline_at, "LlmCallRequested", "deadline_at")
+        _nonneg(self.reserved_tokens, "LlmCallRequested", "reserved_tokens")
+        _nonneg(self.reserved_nanos, "LlmCallRequested", "reserved_nanos")
+
+
+@dataclass(frozen=True, slots=True)
+class LlmCallCompleted:
+    """The model's answer. Tool calls it asked for follow as ToolCallRequested events
+    (which carry the arguments), listed here by id so the assistant message can be
+    rebuilt in order."""
+
+    call_id: str
+    model: str
+    text: str
+    tool_call_ids: tuple[str, ...]
+    stop_reason: str
+    usage: Usage
+    cost_nanos: int
+    latency_ms: int
+    attempts: int
+    fallback_used: bool = False
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "LlmCallCompleted", "call_id")
+        _nonneg(self.cost_nanos, "LlmCallCompleted", "cost_nanos")
+
+
+@dataclass(frozen=True, slots=True)
+class LlmCallFailed:
+    call_id: str
+    error_type: str
+    message: str
+    attempts: int
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "LlmCallFailed", "call_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCircuitOpened:
+    """A provider/model circuit breaker opened while serving `call_id`."""
+
+    call_id: str
+    target: str  # "provider/model"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequested:
+    """A tool call and the policy decision on it. `rule` names the matching policy rule
+    (None when the default applied)."""
+
+    call_id: str
+    llm_call_id: str
+    name: str
+    arguments_json: str
+    decision: PolicyAction
+    rule: str | None
+    deadline_at: datetime
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "ToolCallRequested", "call_id")
+        _nonempty(self.name, "ToolCallRequested", "name")
+        _aware(self.deadline_at, "ToolCallRequested", "deadline_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested:
+    call_id: str
+    tool_name: str
+    expires_at: datetime
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "ApprovalRequested", "call_id")
+        _aware(self.expires_at, "ApprovalRequested", "expires_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalGranted:
+    call_id: str
+    decided_by: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDenied:
+    """`expired` is True when nobody decided before the deadline."""
+
+    call_id: str
+    decided_by: str
+    reason: str | None = None
+    expired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallCompleted:
+    call_id: str
+    result: str
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFailed:
+    call_id: str
+    error: str
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ContextCompactionRequested:
+    """`entry_seqs` are the entries to compact. For sliding_window/oldest_first the core
+    compacts at once (ContextCompacted follows in the same decision); for summarize this
+    is an LLM effect."""
+
+    compaction_id: str
+    strategy: str
+    entry_seqs: tuple[int, ...]
+    tokens_before: int
+    context_window: int
+
+    def __post_init__(self) -> None:
+        _nonempty(self.compaction_id, "ContextCompactionRequested", "compaction_id")
+        _require(
+            self.strategy in ("sliding_window", "oldest_first", "summarize"),
+            "ContextCompactionRequested",
+            f"unknown strategy {self.strategy!r}",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContextCompacted:
+    """Entries in `removed_seqs` leave the context window; `summary` (summarize only)
+    takes their place and is itself an entry at this event's seq."""
+
+    compaction_id: str
+    strategy: str
+    removed_seqs: tuple[int, ...]
+    summary: str | None
+    tokens_after: int
+    usage: Usage = field(default_factory=Usage)
+    cost_nanos: int = 0
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSessionRequested:
+    call_id: str
+    child_session_id: str
+    agent: str
+    task: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "ChildSessionRequested", "call_id")
+        _nonempty(self.child_session_id, "ChildSessionRequested", "child_session_id")
+        _nonempty(self.agent, "ChildSessionRequested", "agent")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSessionCompleted:
+    call_id: str
+    child_session_id: str
+    status: ChildStatus
+    answer: str
+    usage: Usage
+    cost_nanos: int
+
+
+@dataclass(frozen=True, slots=True)
+class EffectReissued:
+    """A pending effect passed its deadline and is requested again with the SAME id; the
+    first outcome to arrive folds, later duplicates are ignored."""
+
+    effect_id: str
+    kind: EffectKind
+    attempt: int
+    deadline_at: datetime
+
+    def __post_init__(self) -> None:
+        _nonempty(self.effect_id, "EffectReissued", "effect_id")
+        _require(self.attempt >= 2, "EffectReissued", "attempt must be >= 2")
+        _aware(self.deadline_at, "EffectReissued", "deadline_at")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetExceeded:
+    scope: BudgetScope
+    unit: BudgetUnit
+    limit: int  # tokens, or nano-dollars
+    used: int
+    requested: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCompleted:
+    """`answer_seq` is the seq of the LlmCallCompleted holding the final answer."""
+
+    turn_no: int
+    answer_seq: int
+    usage: Usage
+    cost_nanos: int
+    iterations: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFailed:
+    turn_no: int
+    reason: str
+    error_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCancelled:
+    turn_no: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRejected:
+    """An input that was illegal in the current state; nothing else changed."""
+
+    request_id: str
+    request_type: str
+    reason: str
+    phase: str
+
+
+EventPayload = Union[
+    SessionStarted,
+    SessionForked,
+    SessionClosed,
+    TurnStarted,
+    UserMessageReceived,
+    LlmCallRequested,
+    LlmCallCompleted,
+    LlmCallFailed,
+    ProviderCircuitOpened,
+    ToolCallRequested,
+    ApprovalRequested,
+    ApprovalGranted,
+    ApprovalDenied,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ContextCompactionRequested,
+    ContextCompacted,
+    ChildSessionRequested,
+    ChildSessionCompleted,
+    EffectReissued,
+    BudgetExceeded,
+    TurnCompleted,
+    TurnFailed,
+    TurnCancelled,
+    RequestRejected,
+]
+
+EVENT_TYPES: tuple[type, ...] = (
+    SessionStarted,
+    SessionForked,
+    SessionClosed,
+    TurnStarted,
+    UserMessageReceived,
+    LlmCallRequested,
+    LlmCallCompleted,
+    LlmCallFailed,
+    ProviderCircuitOpened,
+    ToolCallRequested,
+    ApprovalRequested,
+    ApprovalGranted,
+    ApprovalDenied,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ContextCompactionRequested,
+    ContextCompacted,
+    ChildSessionRequested,
+    ChildSessionCompleted,
+    EffectReissued,
+    BudgetExceeded,
+    TurnCompleted,
+    TurnFailed,
+    TurnCancelled,
+    RequestRejected,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Envelope of `turnlog.events`. `event_id` is derived from (session_id, seq);
+    `causation_id` is the request_id of the input that caused the event; `turn_id` is
+    None outside a turn."""
+
+    event_id: str
+    session_id: str
+    seq: int
+    occurred_at: datetime
+    agent: str
+    payload: EventPayload
+    turn_id: str | None = None
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.session_id, "Event", "session_id")
+        _require(self.seq >= 1, "Event", f"seq must be >= 1, got {self.seq}")
+        _require(
+            self.event_id == event_id_for(self.session_id, self.seq),
+            "Event",
+            f"event_id of session {self.session_id} seq {self.seq} must be "
+            f"{event_id_for(self.session_id, self.seq)}, got {self.event_id}",
+        )
+        _aware(self.occurred_at, "Event", "occurred_at")
+        _require(
+            isinstance(self.payload, EVENT_TYPES),
+            "Event",
+            f"payload must be an event record, got {type(self.payload).__name__}",
+        )
+
+
+# --------------------------------------------------------------------------- other topics
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    """Envelope of `turnlog.deltas`: streamed text of an LLM call, for live clients only
+    (the durable log gets the final completion)."""
+
+    session_id: str
+    call_id: str
+    index: int
+    text: str
+    occurred_at: datetime
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuditCheckpoint:
+    """Envelope of `turnlog.audit.checkpoints`: the audit chain head after row `audit_id`."""
+
+    audit_id: int
+    head_hash: str
+    event_count: int
+    occurred_at: datetime
+
+
+def utc(ts: datetime) -> datetime:
+    """Normalise a datetime to UTC (naive datetimes are taken as UTC)."""
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc)
