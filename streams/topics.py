@@ -1,0 +1,352 @@
+"""turnlog's topics: names, explicit configs, and an idempotent `ensure_topics`.
+
+Rule: the broker never auto-creates a topic (auto.create.topics.enable=false); every
+topic is created here with every config that matters spelled out, so a topic's retention
+never depends on a broker default. `ensure_topics` creates what is missing and only
+*reports* an existing topic whose partitions or configs differ (changing the partition
+count of a keyed topic would move sessions between partitions; configs are changed only
+when asked with fix_configs=True).
+
+All session-keyed topics (requests, events, deltas, dlq) share one partition count so
+they are co-partitioned: session S lives in partition P of each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.errors import ExternalError
+
+__all__ = [
+    "CHECKPOINT_PARTITIONS",
+    "EnsureReport",
+    "TOPIC_SPECS",
+    "TopicDrift",
+    "TopicError",
+    "TopicNames",
+    "TopicSpec",
+    "delete_topics",
+    "ensure_topics",
+    "expected_configs",
+    "topic_names",
+]
+
+DAY_MS = 24 * 60 * 60 * 1000
+FOREVER = "-1"
+MiB = 1024 * 1024
+
+# Audit-chain heads are one totally ordered stream.
+CHECKPOINT_PARTITIONS = 1
+
+_TOPIC_ERRORS = {36: "already exists"}
+
+
+class TopicError(ExternalError):
+    """The broker refused or failed a topic operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The full topic names for one prefix ("" in production, "t1a2b3c4." in a test run)."""
+
+    requests: str
+    events: str
+    deltas: str
+    dlq: str
+    checkpoints: str
+
+    def all(self) -> tuple[str, ...]:
+        return (self.requests, self.events, self.deltas, self.dlq, self.checkpoints)
+
+
+def topic_names(prefix: str = "") -> TopicNames:
+    return TopicNames(
+        requests=f"{prefix}turnlog.requests",
+        events=f"{prefix}turnlog.events",
+        deltas=f"{prefix}turnlog.deltas",
+        dlq=f"{prefix}turnlog.requests.dlq",
+        checkpoints=f"{prefix}turnlog.audit.checkpoints",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic: the TopicNames attribute it fills, its partitions and its configs.
+
+    `partitions=None` means "the session partition count" given to ensure_topics.
+    min.insync.replicas is added by `expected_configs` from the replication factor.
+    """
+
+    key: str
+    suffix: str
+    configs: Mapping[str, str]
+    partitions: int | None = None
+    purpose: str = ""
+
+
+TOPIC_SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        key="requests",
+        suffix="turnlog.requests",
+        purpose="inputs: user messages, approvals, cancel, fork, effect outcomes",
+        configs={
+            "cleanup.policy": "delete",
+            "retention.ms": str(7 * DAY_MS),
+            "retention.bytes": "-1",
+            # A tool result or a pasted document travels here once; allow more than 1 MiB.
+            "max.message.bytes": str(4 * MiB),
+        },
+    ),
+    TopicSpec(
+        key="events",
+        suffix="turnlog.events",
+        purpose="the session log, the source of truth: kept forever",
+        configs={
+            "cleanup.policy": "delete",
+            "retention.ms": FOREVER,
+            "retention.bytes": "-1",
+            "max.message.bytes": str(4 * MiB),
+            "unclean.leader.election.enable": "false",
+        },
+    ),
+    TopicSpec(
+        key="deltas",
+        suffix="turnlog.deltas",
+        purpose="streamed token deltas for live clients",
+        configs={
+            "cleanup.policy": "delete",
+            "retention.ms": str(60 * 60 * 1000),
+            "retention.bytes": "-1",
+            # Small segments, or retention could not drop anything for a week.
+            "segment.ms": str(10 * 60 * 1000),
+            "max.message.bytes": str(1 * MiB),
+        },
+    ),
+    TopicSpec(
+        key="dlq",
+        suffix="turnlog.requests.dlq",
+        purpose="inputs that could not be decoded, with error headers",
+        configs={
+            "cleanup.policy": "delete",
+            "retention.ms": str(30 * DAY_MS),
+            "retention.bytes": "-1",
+            # Must hold anything that fitted in requests, plus error headers.
+            "max.message.bytes": str(4 * MiB + 64 * 1024),
+        },
+    ),
+    TopicSpec(
+        key="checkpoints",
+        suffix="turnlog.audit.checkpoints",
+        purpose="audit-chain heads published by the projector: kept forever",
+        partitions=CHECKPOINT_PARTITIONS,
+        configs={
+            "cleanup.policy": "delete",
+            "retention.ms": FOREVER,
+            "retention.bytes": "-1",
+            "max.message.bytes": str(1 * MiB),
+            "unclean.leader.election.enable": "false",
+        },
+    ),
+)
+
+
+def expected_configs(spec: TopicSpec, replication_factor: int = 1) -> dict[str, str]:
+    # With RF=1 nothing else is possible; above that, one replica may be lost.
+    min_isr = 1 if replication_factor < 3 else 2
+    return {**spec.configs, "min.insync.replicas": str(min_isr)}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDrift:
+    topic: str
+    setting: str  # "partitions" or a config name
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.setting} is {self.actual}, expected {self.expected}"
+
+
+@dataclass(slots=True)
+class EnsureReport:
+    names: TopicNames
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    drift: list[TopicDrift] = field(default_factory=list)
+    fixed: list[TopicDrift] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.drift
+
+    def lines(self) -> list[str]:
+        rows = [f"created   {name}" for name in self.created]
+        rows += [f"ok        {name}" for name in self.unchanged]
+        rows += [f"fixed     {item}" for item in self.fixed]
+        rows += [f"DRIFT     {item}" for item in self.drift]
+        return rows
+
+
+def _admin(bootstrap: str, timeout_ms: int) -> Any:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+
+
+async def _partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for topic in await admin.describe_topics(names):
+        if topic["error_code"] == 0:
+            counts[topic["topic"]] = len(topic["partitions"])
+    return counts
+
+
+async def _topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, str]]:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    if not names:
+        return {}
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    )
+    result: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for error_code, error_message, _rtype, name, entries in response.resources:
+            if error_code:
+                raise TopicError(
+                    f"Describing the configs of topic {name} failed: "
+                    f"error {error_code} {error_message or ''}".strip()
+                )
+            result[name] = {entry[0]: entry[1] for entry in entries}
+    return result
+
+
+async def _wait_for_leaders(admin: Any, names: list[str], timeout: float) -> None:
+    """A created topic is usable only once every partition has a leader."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = []
+        for topic in await admin.describe_topics(names):
+            partitions = topic.get("partitions") or []
+            if topic["error_code"] != 0 or not partitions or any(
+                p["leader"] < 0 for p in partitions
+            ):
+                pending.append(topic["topic"])
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TopicError(f"Topics {', '.join(pending)} have no leader after {timeout}s.")
+        await asyncio.sleep(0.1)
+
+
+async def ensure_topics(
+    bootstrap: str,
+    prefix: str = "",
+    partitions: int = 8,
+    *,
+    replication_factor: int = 1,
+    fix_configs: bool = False,
+    timeout: float = 30.0,
+) -> EnsureReport:
+    """Create the missing turnlog topics with their configs; report (or fix) drift.
+
+    Idempotent and safe to run concurrently (a topic created by someone else meanwhile
+    counts as existing and is checked like any other).
+    """
+    from aiokafka.admin import NewTopic
+
+    names = topic_names(prefix)
+    report = EnsureReport(names=names)
+    wanted = {getattr(names, spec.key): spec for spec in TOPIC_SPECS}
+    admin = _admin(bootstrap, int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name,
+                        wanted[name].partitions or partitions,
+                        replication_factor,
+                        topic_configs=expected_configs(wanted[name], replication_factor),
+                    )
+                    for name in missing
+                ],
+                timeout_ms=int(timeout * 1000),
+            )
+            for name, code, message in response.topic_errors:
+                if code == 0:
+                    report.created.append(name)
+                elif code != 36:  # TOPIC_ALREADY_EXISTS: created concurrently, check below
+                    raise TopicError(
+                        f"Creating topic {name} failed: error {code} {message or ''}".strip()
+                    )
+            if report.created:
+                await _wait_for_leaders(admin, report.created, timeout)
+        to_check = [name for name in wanted if name not in report.created]
+        counts = await _partition_counts(admin, to_check)
+        configs = await _topic_configs(admin, to_check)
+        for name in to_check:
+            spec = wanted[name]
+            drift: list[TopicDrift] = []
+            want_partitions = spec.partitions or partitions
+            if counts.get(name) != want_partitions:
+                drift.append(
+                    TopicDrift(name, "partitions", str(want_partitions), str(counts.get(name)))
+                )
+            expected = expected_configs(spec, replication_factor)
+            actual = configs.get(name, {})
+            config_drift = [
+                TopicDrift(name, key, value, str(actual.get(key)))
+                for key, value in expected.items()
+                if actual.get(key) != value
+            ]
+            if config_drift and fix_configs:
+                await _alter_configs(admin, name, expected)
+                report.fixed.extend(config_drift)
+                config_drift = []
+            drift.extend(config_drift)
+            if drift:
+                report.drift.extend(drift)
+            else:
+                report.unchanged.append(name)
+    finally:
+        await admin.close()
+    return report
+
+
+async def _alter_configs(admin: Any, name: str, configs: Mapping[str, str]) -> None:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    # AlterConfigs replaces the topic's whole dynamic config: send every managed key.
+    responses = await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, dict(configs))]
+    )
+    for response in responses:
+        for error_code, error_message, _rtype, topic in response.resources:
+            if error_code:
+                raise TopicError(
+                    f"Altering the configs of topic {topic} failed: "
+                    f"error {error_code} {error_message or ''}".strip()
+                )
+
+
+async def delete_topics(bootstrap: str, prefix: str, *, timeout: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (test cleanup). Refuses ""."""
+    if not prefix:
+        raise ValueError("delete_topics needs a non-empty prefix")
+    admin = _admin(bootstrap, int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        doomed = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if doomed:
+            await admin.delete_topics(doomed, timeout_ms=int(timeout * 1000))
+        return doomed
+    finally:
+        await admin.close()

@@ -1,0 +1,271 @@
+"""The `turnlog` command: one typer app with a sub-app per area.
+
+    turnlog dev up|down|status|fetch|logs   local Kafka + PostgreSQL (turnlog.dev)
+    turnlog topics ensure|names             topics with explicit configs (streams.topics)
+    turnlog db migrate|status               SQL migrations (projections.migrate)
+    turnlog settings                        the effective settings, secrets masked
+
+Adding commands without editing this file: a module listed in EXTENSIONS that exists and
+defines `register(app: typer.Typer) -> None` gets the root app at start-up, e.g.
+streams/cli.py:
+
+    def register(app: typer.Typer) -> None:
+        worker = typer.Typer(help="Run workers.")
+        worker.command("session")(run_session_worker)
+        app.add_typer(worker, name="worker")
+
+Errors of ours (TurnlogError) end the command with the message on stderr and exit code 1,
+no traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from agents.errors import TurnlogError
+from turnlog.settings import Settings, load_settings
+
+__all__ = ["EXTENSIONS", "app", "load_extensions", "main"]
+
+EXTENSIONS: tuple[str, ...] = (
+    "streams.cli",
+    "projections.cli",
+    "agents.cli",
+    "schemas.cli",
+    "turnlog.demo",
+)
+
+app = typer.Typer(
+    name="turnlog",
+    help="Event-sourced LLM agents on Kafka and Postgres.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dev_app = typer.Typer(help="Local Kafka + PostgreSQL without Docker.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics of turnlog.", no_args_is_help=True)
+db_app = typer.Typer(help="PostgreSQL schema of the projections.", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+# --- dev -------------------------------------------------------------------------------
+
+
+@dev_app.command("up")
+def dev_up(
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds to wait for each service.")
+    ] = None,
+) -> None:
+    """Start Kafka and PostgreSQL (idempotent); return once both answer."""
+    from turnlog import dev
+
+    result = dev.ensure_up(_settings(), timeout=timeout)
+    what = ", ".join(result.started) if result.started else "nothing (already running)"
+    typer.echo(f"started {what} in {result.elapsed:.1f}s")
+    typer.echo("\n".join(result.lines()))
+
+
+@dev_app.command("status")
+def dev_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show what runs: pids, ports, versions, logs. Exit code 3 when not both answer."""
+    from turnlog import dev
+
+    result = dev.status(_settings())
+    if as_json:
+        typer.echo(json.dumps(_status_dict(result), indent=2))
+    else:
+        typer.echo("\n".join(result.lines()))
+    if not result.up:
+        raise typer.Exit(3)
+
+
+def _status_dict(result: object) -> dict[str, object]:
+    from turnlog.dev import DevStatus
+
+    assert isinstance(result, DevStatus)
+    return {
+        "up": result.up,
+        "state_dir": str(result.state_dir),
+        "kafka_bootstrap": result.kafka_bootstrap,
+        "database_url": result.database_url,
+        **{
+            svc.name: {
+                "state": svc.state,
+                "pid": svc.pid,
+                "port": svc.port,
+                "version": svc.version,
+                "log": str(svc.log) if svc.log else None,
+            }
+            for svc in (result.kafka, result.postgres)
+        },
+    }
+
+
+@dev_app.command("down")
+def dev_down() -> None:
+    """Stop the Kafka broker and PostgreSQL started from this state dir; data is kept."""
+    from turnlog import dev
+
+    result = dev.down(_settings())
+    typer.echo("\n".join(result.lines()))
+
+
+@dev_app.command("fetch")
+def dev_fetch() -> None:
+    """Download the Kafka jars with Maven (what `up` does first); offline afterwards."""
+    from turnlog import dev
+
+    libs = dev.fetch_kafka_jars(_settings())
+    typer.echo(f"Kafka jars in {libs}")
+
+
+@dev_app.command("logs")
+def dev_logs(
+    service: Annotated[str, typer.Argument(help="kafka or postgres")],
+    lines: Annotated[int, typer.Option("-n", "--lines")] = 60,
+) -> None:
+    """Print the tail of a service's log."""
+    from turnlog.dev import _kafka, _postgres
+
+    settings = _settings()
+    if service == "kafka":
+        typer.echo(_kafka.log_tail(settings, lines))
+    elif service == "postgres":
+        typer.echo(_postgres.log_tail(settings, lines))
+    else:
+        raise typer.BadParameter("expected kafka or postgres", param_hint="SERVICE")
+
+
+# --- topics ----------------------------------------------------------------------------
+
+
+@topics_app.command("ensure")
+def topics_ensure(
+    partitions: Annotated[
+        int | None, typer.Option(help="Default: TURNLOG_PARTITIONS.", min=1)
+    ] = None,
+    prefix: Annotated[str | None, typer.Option(help="Default: TURNLOG_TOPIC_PREFIX.")] = None,
+    fix_configs: Annotated[
+        bool, typer.Option("--fix-configs", help="Set drifted configs back (not partitions).")
+    ] = False,
+    strict: Annotated[bool, typer.Option(help="Exit with code 2 on any drift.")] = False,
+) -> None:
+    """Create missing topics with their configs; report existing ones that differ."""
+    from streams.topics import ensure_topics
+
+    settings = _settings()
+    report = asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.topic_prefix if prefix is None else prefix,
+            partitions or settings.partitions,
+            replication_factor=settings.replication_factor,
+            fix_configs=fix_configs,
+        )
+    )
+    typer.echo("\n".join(report.lines()))
+    if report.drift:
+        _err(f"{len(report.drift)} setting(s) differ from the expected ones (see DRIFT).")
+        if strict:
+            raise typer.Exit(2)
+
+
+@topics_app.command("names")
+def topics_names(
+    prefix: Annotated[str | None, typer.Option(help="Default: TURNLOG_TOPIC_PREFIX.")] = None,
+) -> None:
+    """Print the topic names for the configured prefix."""
+    from streams.topics import topic_names
+
+    settings = _settings()
+    names = topic_names(settings.topic_prefix if prefix is None else prefix)
+    for key in ("requests", "events", "deltas", "dlq", "checkpoints"):
+        typer.echo(f"{key:<12} {getattr(names, key)}")
+
+
+# --- db --------------------------------------------------------------------------------
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the pending SQL migrations (idempotent)."""
+    from projections.migrate import migrate
+
+    applied = migrate(_settings().database_url)
+    typer.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List the migrations: applied, pending, or changed since applied."""
+    from projections.migrate import applied_migrations, discover
+
+    applied = applied_migrations(_settings().database_url)
+    for migration in discover():
+        checksum = applied.get(migration.name)
+        state = (
+            "pending" if checksum is None
+            else "applied" if checksum == migration.checksum
+            else "CHANGED"
+        )
+        typer.echo(f"{state:<8} {migration.name}")
+
+
+# --- misc ------------------------------------------------------------------------------
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the effective settings by environment variable (secrets masked)."""
+    for name, value in _settings().redacted().items():
+        typer.echo(f"{name}={'' if value is None else value}")
+
+
+_loaded = False
+
+
+def load_extensions() -> None:
+    """Let every module in EXTENSIONS add its commands to `app` (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module_name in EXTENSIONS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # that extension does not exist (yet)
+            raise
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    load_extensions()
+    try:
+        app(args=argv)
+    except TurnlogError as exc:
+        _err(f"turnlog: {exc}")
+        sys.exit(1)

@@ -1,0 +1,216 @@
+"""turnlog's settings: one object, read from the environment.
+
+Rule: every knob of every process comes from here, and a wrong value fails at load time
+with a message that starts with the environment variable's name
+("TURNLOG_PARTITIONS: Input should be greater than or equal to 1 (got '0')").
+
+Three variables keep the names the wider ecosystem uses — KAFKA_BOOTSTRAP_SERVERS,
+DATABASE_URL, ANTHROPIC_API_KEY — and everything else is TURNLOG_<FIELD>.
+`Settings.env_names()` maps each field to its variable (compose.yaml is tested against it).
+
+The defaults point at the local infrastructure of `turnlog dev up`: Kafka on
+127.0.0.1:9092 and PostgreSQL on 127.0.0.1:55432 (not 5432, so that a distribution's own
+PostgreSQL cluster never collides with it).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.errors import ContractError
+
+__all__ = ["ConfigError", "Settings", "load_settings", "DEV_POSTGRES_PORT", "DEV_KAFKA_PORT"]
+
+DEV_KAFKA_PORT = 9092
+DEV_KAFKA_CONTROLLER_PORT = 9093
+DEV_POSTGRES_PORT = 55432
+DEV_DATABASE = "turnlog"
+DEV_DATABASE_USER = "turnlog"
+DEV_DATABASE_PASSWORD = "turnlog"
+
+_PREFIX = "TURNLOG_"
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
+
+
+class ConfigError(ContractError):
+    """A setting has a wrong value. The message starts with the environment variable."""
+
+    def __init__(self, message: str, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class Settings(BaseSettings):
+    """All settings of turnlog. Build it with `load_settings()` to get `ConfigError`s."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=_PREFIX,
+        case_sensitive=False,
+        populate_by_name=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Unprefixed: these names are what every Kafka / Postgres / Anthropic tool reads.
+    kafka_bootstrap_servers: str = Field(
+        default=f"127.0.0.1:{DEV_KAFKA_PORT}",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        description="Comma-separated host:port list of Kafka brokers.",
+    )
+    database_url: str = Field(
+        default=(
+            f"postgresql://{DEV_DATABASE_USER}:{DEV_DATABASE_PASSWORD}"
+            f"@127.0.0.1:{DEV_POSTGRES_PORT}/{DEV_DATABASE}"
+        ),
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="libpq URL (postgresql://user:password@host:port/dbname).",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "anthropic_api_key"),
+        description="Credential of the Anthropic provider; never printed.",
+    )
+
+    # TURNLOG_*
+    topic_prefix: str = Field(default="", description="Prepended to every topic name.")
+    partitions: int = Field(
+        default=8, ge=1, le=10_000, description="Partitions of the session-keyed topics."
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, le=32, description="Replication factor of the topics turnlog creates."
+    )
+    state_dir: Path = Field(
+        default=Path(".turnlog"),
+        description="Local state of `turnlog dev` (data, logs, jars); relative to the cwd.",
+    )
+    log_level: str = Field(default="INFO", description="Root log level of turnlog processes.")
+
+    # TURNLOG_DEV_*: only the local infrastructure of `turnlog dev` reads these.
+    dev_kafka_port: int = Field(default=DEV_KAFKA_PORT, ge=1, le=65535)
+    dev_kafka_controller_port: int = Field(default=DEV_KAFKA_CONTROLLER_PORT, ge=1, le=65535)
+    dev_kafka_heap: str = Field(default="1g", description="JVM -Xmx of the dev broker.")
+    dev_postgres_port: int = Field(default=DEV_POSTGRES_PORT, ge=1, le=65535)
+    dev_postgres_bin: Path | None = Field(
+        default=None, description="Directory holding pg_ctl/initdb; found when unset."
+    )
+    dev_maven_repo: Path | None = Field(
+        default=None, description="Maven local repository; Maven's own default when unset."
+    )
+    dev_start_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds `turnlog dev up` waits for each service."
+    )
+
+    _LOG_LEVELS: ClassVar[frozenset[str]] = frozenset(
+        {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}
+    )
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("expected host:port[,host:port...], got an empty value")
+        for server in servers:
+            match = _HOST_PORT.match(server)
+            if match is None or not 0 < int(match.group(2)) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return ",".join(servers)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            # Never echo the value: it usually carries a password.
+            raise ValueError("expected a postgresql://user:password@host:port/dbname URL")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_topic_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value) or len(value) > 150:
+            raise ValueError(
+                f"a topic prefix may only hold letters, digits, '.', '_' and '-', got {value!r}"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in cls._LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(sorted(cls._LOG_LEVELS))}, got {value!r}")
+        return level
+
+    @field_validator("dev_kafka_heap")
+    @classmethod
+    def _check_heap(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kKmMgG]?", value.strip()):
+            raise ValueError(f"expected a JVM size such as 512m or 1g, got {value!r}")
+        return value.strip()
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name → the environment variable that sets it."""
+        names: dict[str, str] = {}
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                names[name] = str(alias.choices[0])
+            else:
+                names[name] = f"{_PREFIX}{name}".upper()
+        return names
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting by environment variable, secrets masked; for `turnlog settings`."""
+        shown: dict[str, Any] = {}
+        for name, env in self.env_names().items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "**********"
+            elif name == "database_url":
+                value = _mask_password(value)
+            shown[env] = value
+        return shown
+
+
+def _mask_password(url: str) -> str:
+    return re.sub(r"^(\w+://[^:/@]+):[^@]*@", r"\1:****@", url)
+
+
+def _describe(error: Any) -> str:
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return message
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment; keyword overrides win over it.
+
+    Raises ConfigError naming the first offending environment variable (and listing the
+    others) instead of pydantic's ValidationError.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        env_names = Settings.env_names()
+        by_alias = {alias.lower(): name for name, alias in env_names.items()}
+        lines: list[str] = []
+        first: str | None = None
+        for error in exc.errors():
+            loc = str(error["loc"][0]) if error.get("loc") else ""
+            field = by_alias.get(loc.lower(), loc)
+            variable = env_names.get(field, loc.upper() or "settings")
+            detail = _describe(error)
+            if field != "anthropic_api_key" and field != "database_url" and "input" in error:
+                raw = error["input"]
+                if isinstance(raw, (str, int, float)) and repr(str(raw)) not in detail:
+                    detail = f"{detail} (got {str(raw)!r})"
+            lines.append(f"{variable}: {detail}")
+            first = first or variable
+        raise ConfigError("; ".join(lines), variable=first) from None
