@@ -308,7 +308,7 @@ async def ensure_topics(
                 if actual.get(key) != value
             ]
             if config_drift and fix_configs:
-                await _alter_configs(admin, name, expected)
+                await _alter_configs(admin, name, expected, timeout)
                 report.fixed.extend(config_drift)
                 config_drift = []
             drift.extend(config_drift)
@@ -321,7 +321,9 @@ async def ensure_topics(
     return report
 
 
-async def _alter_configs(admin: Any, name: str, configs: Mapping[str, str]) -> None:
+async def _alter_configs(
+    admin: Any, name: str, configs: Mapping[str, str], timeout: float
+) -> None:
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     # AlterConfigs replaces the topic's whole dynamic config: send every managed key.
@@ -335,6 +337,15 @@ async def _alter_configs(admin: Any, name: str, configs: Mapping[str, str]) -> N
                     f"Altering the configs of topic {topic} failed: "
                     f"error {error_code} {error_message or ''}".strip()
                 )
+    # The controller applies the change; the broker's view follows a moment later.
+    deadline = time.monotonic() + timeout
+    while True:
+        actual = (await _topic_configs(admin, [name])).get(name, {})
+        if all(actual.get(key) == value for key, value in configs.items()):
+            return
+        if time.monotonic() >= deadline:
+            raise TopicError(f"The new configs of topic {name} did not apply within {timeout}s.")
+        await asyncio.sleep(0.1)
 
 
 async def delete_topics(bootstrap: str, prefix: str, *, timeout: float = 30.0) -> list[str]:

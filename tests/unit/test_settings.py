@@ -1,0 +1,111 @@
+"""Settings: defaults, environment names, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.errors import TurnlogError
+from turnlog.settings import ConfigError, Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.env_names().values():
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_point_at_the_dev_infrastructure() -> None:
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.database_url.startswith("postgresql://")
+    assert "127.0.0.1:55432" in settings.database_url
+    assert settings.anthropic_api_key is None
+    assert settings.topic_prefix == ""
+    assert settings.partitions == 8
+    assert settings.state_dir == Path(".turnlog")
+
+
+def test_environment_names() -> None:
+    names = Settings.env_names()
+    assert names["kafka_bootstrap_servers"] == "KAFKA_BOOTSTRAP_SERVERS"
+    assert names["database_url"] == "DATABASE_URL"
+    assert names["anthropic_api_key"] == "ANTHROPIC_API_KEY"
+    assert names["topic_prefix"] == "TURNLOG_TOPIC_PREFIX"
+    assert names["partitions"] == "TURNLOG_PARTITIONS"
+    assert names["state_dir"] == "TURNLOG_STATE_DIR"
+
+
+def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "a:1, b:2")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/x")
+    monkeypatch.setenv("TURNLOG_PARTITIONS", "12")
+    monkeypatch.setenv("TURNLOG_TOPIC_PREFIX", "staging.")
+    monkeypatch.setenv("TURNLOG_STATE_DIR", "/tmp/tl")
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == "a:1,b:2"
+    assert settings.database_url == "postgresql://u:p@db:5432/x"
+    assert settings.partitions == 12
+    assert settings.topic_prefix == "staging."
+    assert settings.state_dir == Path("/tmp/tl")
+
+
+def test_overrides_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TURNLOG_PARTITIONS", "12")
+    assert load_settings(partitions=3).partitions == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TURNLOG_PARTITIONS", "abc", "valid integer"),
+        ("TURNLOG_PARTITIONS", "0", "greater than or equal to 1"),
+        ("TURNLOG_REPLICATION_FACTOR", "-1", "greater than or equal to 1"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "no-port-here", "host:port"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "", "host:port"),
+        ("DATABASE_URL", "mysql://root@db/x", "postgresql://"),
+        ("TURNLOG_TOPIC_PREFIX", "bad prefix!", "topic prefix"),
+        ("TURNLOG_LOG_LEVEL", "LOUD", "expected one of"),
+        ("TURNLOG_DEV_POSTGRES_PORT", "70000", "less than or equal to 65535"),
+        ("TURNLOG_DEV_KAFKA_HEAP", "lots", "JVM size"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ")
+    assert expected in message
+    assert caught.value.variable == variable
+    assert isinstance(caught.value, TurnlogError)
+
+
+def test_every_bad_variable_is_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TURNLOG_PARTITIONS", "x")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "nope")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "TURNLOG_PARTITIONS:" in str(caught.value)
+    assert "KAFKA_BOOTSTRAP_SERVERS:" in str(caught.value)
+
+
+def test_database_password_never_in_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://root:hunter2@db/x")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)
+
+
+def test_api_key_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-very-secret")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:dbsecret@db:5432/x")
+    settings = load_settings()
+    assert settings.anthropic_api_key is not None
+    assert settings.anthropic_api_key.get_secret_value() == "sk-ant-very-secret"
+    shown = f"{settings!r} {settings} {settings.redacted()}"
+    assert "sk-ant-very-secret" not in shown
+    assert "dbsecret" not in str(settings.redacted())
