@@ -1,0 +1,501 @@
+"""How events change the projection rows. Pure: no IO, no clock, no database.
+
+Rule: the rows are a function of the events alone. `classify` decides whether an event
+is the next one of its session (new), one already projected (duplicate) or one that
+skips a seq (gap); `fold` applies a new event to the session's working row and records
+every other row it touches in a `Changes` accumulator, which the store writes in one
+transaction. Nothing here looks at Kafka offsets or wall-clock time, so a replay from
+offset 0 produces the same rows as the incremental run.
+
+Changes to keyed rows (llm_calls, tool_calls, approvals, compactions) are *patches*:
+the columns an event sets, None meaning "leave as is". Several events of one batch
+touching the same row merge into one patch (later events win), so one upsert per row
+per batch suffices and the order of statements inside a batch never matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from agents.events import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    ChildSessionCompleted,
+    ChildSessionRequested,
+    ChildStatus,
+    ContextCompacted,
+    ContextCompactionRequested,
+    EffectKind,
+    EffectReissued,
+    Event,
+    LlmCallCompleted,
+    LlmCallFailed,
+    LlmCallRequested,
+    PolicyAction,
+    ProviderCircuitOpened,
+    SessionClosed,
+    SessionForked,
+    SessionStarted,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    UserMessageReceived,
+)
+
+__all__ = [
+    "PATCH_TABLES",
+    "SESSION_COLUMNS",
+    "Changes",
+    "PatchTable",
+    "SessionRow",
+    "Verdict",
+    "classify",
+    "fold",
+]
+
+
+class Verdict(str, Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    GAP = "gap"
+
+
+@dataclass(slots=True)
+class SessionRow:
+    """Working copy of one `sessions` row; field order is the table's column order."""
+
+    session_id: str
+    agent: str
+    definition_hash: str | None
+    status: str
+    phase: str
+    parent_session_id: str | None
+    parent_call_id: str | None
+    forked_from_session_id: str | None
+    forked_at_seq: int | None
+    created_at: datetime
+    updated_at: datetime
+    turns: int
+    turns_completed: int
+    turns_failed: int
+    turns_cancelled: int
+    first_seq: int
+    last_seq: int
+    last_entry_seq: int | None
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_nanos: int
+    closed_reason: str | None
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in SESSION_COLUMNS)
+
+
+SESSION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SessionRow))
+
+
+@dataclass(frozen=True, slots=True)
+class PatchTable:
+    """A keyed projection table written by patches. `increments` are added to the stored
+    value, `appends` are text[] columns extended in event order; every other column is
+    set when the patch names it."""
+
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+    increments: tuple[str, ...] = ()
+    appends: tuple[str, ...] = ()
+
+
+PATCH_TABLES: dict[str, PatchTable] = {
+    t.name: t
+    for t in (
+        PatchTable(
+            "llm_calls",
+            ("session_id", "call_id"),
+            (
+                "status", "purpose", "iteration", "model_requested", "fallbacks",
+                "max_tokens", "temperature", "context_entries", "request_digest",
+                "reserved_tokens", "reserved_nanos", "requested_seq", "requested_at",
+                "deadline_at", "turn_id", "model", "fallback_used", "attempts",
+                "stop_reason", "input_tokens", "output_tokens", "cache_read_tokens",
+                "cache_write_tokens", "cost_nanos", "latency_ms", "tool_calls",
+                "completed_seq", "completed_at", "error_type", "error_message",
+            ),
+            increments=("reissues",),
+            appends=("circuits_opened",),
+        ),
+        PatchTable(
+            "tool_calls",
+            ("session_id", "call_id"),
+            (
+                "llm_call_id", "name", "arguments_json", "decision", "rule", "status",
+                "requested_seq", "requested_at", "deadline_at", "turn_id",
+                "child_session_id", "result_seq", "completed_at", "latency_ms",
+            ),
+            increments=("reissues",),
+        ),
+        PatchTable(
+            "approvals",
+            ("session_id", "call_id"),
+            (
+                "tool_name", "outcome", "requested_seq", "requested_at", "expires_at",
+                "decided_by", "reason", "decided_seq", "decided_at",
+            ),
+        ),
+        PatchTable(
+            "compactions",
+            ("session_id", "compaction_id"),
+            (
+                "strategy", "entry_seqs", "tokens_before", "context_window",
+                "requested_seq", "requested_at", "removed_seqs", "tokens_after", "model",
+                "input_tokens", "output_tokens", "cache_read_tokens",
+                "cache_write_tokens", "cost_nanos", "completed_seq", "completed_at",
+            ),
+        ),
+    )
+}
+
+# Rows of `events` and `entries`, column order of their INSERTs.
+EVENT_COLUMNS = (
+    "session_id", "seq", "event_id", "event_type", "turn_id", "occurred_at",
+    "causation_id", "correlation_id", "kafka_partition", "kafka_offset", "digest",
+)
+ENTRY_COLUMNS = (
+    "session_id", "seq", "kind", "role", "call_id", "tool_name", "content", "is_error",
+    "parent_session_id", "parent_seq", "turn_id", "occurred_at",
+)
+
+
+@dataclass(slots=True)
+class Changes:
+    """Everything one batch writes besides the sessions rows, in write-ready form."""
+
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    links: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
+    patches: dict[str, dict[tuple[str, ...], dict[str, Any]]] = field(
+        default_factory=lambda: {name: {} for name in PATCH_TABLES}
+    )
+
+    def patch(self, table: str, key: tuple[str, ...], **columns: Any) -> None:
+        row = self.patches[table].setdefault(key, {})
+        for name, value in columns.items():
+            if value is not None:
+                row[name] = value
+
+    def increment(self, table: str, key: tuple[str, ...], column: str, by: int = 1) -> None:
+        row = self.patches[table].setdefault(key, {})
+        row[column] = row.get(column, 0) + by
+
+    def append(self, table: str, key: tuple[str, ...], column: str, value: str) -> None:
+        row = self.patches[table].setdefault(key, {})
+        row.setdefault(column, []).append(value)
+
+    def link(self, child: str, parent: str, call_id: str | None) -> None:
+        # Same content whichever side (parent's request, child's start) is seen first.
+        self.links.setdefault(child, (child, parent, call_id))
+
+    def patch_rows(self, table: str) -> list[tuple[Any, ...]]:
+        """One tuple per patched row: key, then every column (None = unchanged),
+        increments (0 = unchanged) and appends ([] = unchanged), in table order."""
+        spec = PATCH_TABLES[table]
+        rows = []
+        for key, patch in self.patches[table].items():
+            rows.append(
+                key
+                + tuple(patch.get(c) for c in spec.columns)
+                + tuple(patch.get(c, 0) for c in spec.increments)
+                + tuple(patch.get(c, []) for c in spec.appends)
+            )
+        return rows
+
+
+def classify(session: SessionRow | None, event: Event) -> tuple[Verdict, str]:
+    """Is `event` the next event of `session` (its projected row, None if unseen)?
+
+    Returns the verdict and, for a gap, a sentence saying what was expected.
+    """
+    sid, seq = event.session_id, event.seq
+    if session is None:
+        payload = event.payload
+        if seq == 1:
+            return Verdict.NEW, ""
+        if isinstance(payload, SessionForked) and seq == payload.at_seq + 1:
+            return Verdict.NEW, ""
+        return Verdict.GAP, (
+            f"Session {sid} has no projected event, so its first event must be seq 1 or a "
+            f"SessionForked at at_seq + 1; got seq {seq} ({type(payload).__name__})."
+        )
+    if seq <= session.last_seq:
+        return Verdict.DUPLICATE, ""
+    if seq == session.last_seq + 1:
+        return Verdict.NEW, ""
+    return Verdict.GAP, (
+        f"Session {sid} has events up to seq {session.last_seq}; the next must be seq "
+        f"{session.last_seq + 1}, got seq {seq} ({type(event.payload).__name__})."
+    )
+
+
+def _new_session(event: Event) -> SessionRow:
+    p = event.payload
+    row = SessionRow(
+        session_id=event.session_id,
+        agent=event.agent,
+        definition_hash=None,
+        status="active",
+        phase="idle",
+        parent_session_id=None,
+        parent_call_id=None,
+        forked_from_session_id=None,
+        forked_at_seq=None,
+        created_at=event.occurred_at,
+        updated_at=event.occurred_at,
+        turns=0,
+        turns_completed=0,
+        turns_failed=0,
+        turns_cancelled=0,
+        first_seq=event.seq,
+        last_seq=event.seq - 1,
+        last_entry_seq=None,
+        llm_calls=0,
+        input_tokens=0,
+        output_tokens=0,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        cost_nanos=0,
+        closed_reason=None,
+    )
+    if isinstance(p, SessionStarted):
+        row.agent = p.agent
+        row.definition_hash = p.definition_hash
+        row.parent_session_id = p.parent_session_id
+        row.parent_call_id = p.parent_call_id
+    elif isinstance(p, SessionForked):
+        row.agent = p.agent
+        row.definition_hash = p.definition_hash
+        row.forked_from_session_id = p.source_session_id
+        row.forked_at_seq = p.at_seq
+    return row
+
+
+def _entry(
+    s: SessionRow,
+    event: Event,
+    changes: Changes,
+    kind: str,
+    role: str,
+    content: str,
+    *,
+    call_id: str | None = None,
+    tool_name: str | None = None,
+    is_error: bool = False,
+) -> None:
+    # The previous entry of the branch: exact inside a session; for a fork's first own
+    # entry, the branch point (read as "last source entry at or before at_seq").
+    if s.last_entry_seq is not None:
+        parent: tuple[str | None, int | None] = (s.session_id, s.last_entry_seq)
+    elif s.forked_from_session_id is not None:
+        parent = (s.forked_from_session_id, s.forked_at_seq)
+    else:
+        parent = (None, None)
+    changes.entries.append(
+        (
+            s.session_id, event.seq, kind, role, call_id, tool_name, content, is_error,
+            parent[0], parent[1], event.turn_id, event.occurred_at,
+        )
+    )
+    s.last_entry_seq = event.seq
+
+
+def fold(
+    session: SessionRow | None,
+    event: Event,
+    changes: Changes,
+    *,
+    partition: int,
+    offset: int,
+    digest: str,
+) -> SessionRow:
+    """Apply a NEW event (see `classify`): returns the session's updated row and adds the
+    other rows it touches to `changes`."""
+    s = session if session is not None else _new_session(event)
+    p = event.payload
+    sid, seq, at = event.session_id, event.seq, event.occurred_at
+    s.last_seq = seq
+    s.updated_at = at
+    changes.events.append(
+        (
+            sid, seq, event.event_id, type(p).__name__, event.turn_id, at,
+            event.causation_id, event.correlation_id, partition, offset, digest,
+        )
+    )
+
+    if isinstance(p, SessionStarted):
+        if p.parent_session_id is not None:
+            changes.link(sid, p.parent_session_id, p.parent_call_id)
+    elif isinstance(p, SessionClosed):
+        s.status, s.phase, s.closed_reason = "closed", "closed", p.reason
+    elif isinstance(p, TurnStarted):
+        s.turns += 1
+    elif isinstance(p, UserMessageReceived):
+        _entry(s, event, changes, "user", "user", p.text)
+    elif isinstance(p, LlmCallRequested):
+        changes.patch(
+            "llm_calls", (sid, p.call_id),
+            status="requested", purpose=p.purpose, iteration=p.iteration,
+            model_requested=p.model, fallbacks=list(p.fallbacks), max_tokens=p.max_tokens,
+            temperature=p.temperature, context_entries=len(p.context_seqs),
+            request_digest=p.request_digest, reserved_tokens=p.reserved_tokens,
+            reserved_nanos=p.reserved_nanos, requested_seq=seq, requested_at=at,
+            deadline_at=p.deadline_at, turn_id=event.turn_id,
+        )
+        s.phase = "compacting" if p.purpose == "summarize" else "awaiting_llm"
+    elif isinstance(p, LlmCallCompleted):
+        u = p.usage
+        changes.patch(
+            "llm_calls", (sid, p.call_id),
+            status="completed", model=p.model, fallback_used=p.fallback_used,
+            attempts=p.attempts, stop_reason=p.stop_reason, input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens, cost_nanos=p.cost_nanos,
+            latency_ms=p.latency_ms, tool_calls=len(p.tool_call_ids), completed_seq=seq,
+            completed_at=at,
+        )
+        s.llm_calls += 1
+        _add_usage(s, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                   u.cache_write_tokens, p.cost_nanos)
+        _entry(s, event, changes, "assistant", "assistant", p.text, call_id=p.call_id)
+        if p.tool_call_ids:
+            s.phase = "awaiting_tools"
+    elif isinstance(p, LlmCallFailed):
+        changes.patch(
+            "llm_calls", (sid, p.call_id),
+            status="failed", error_type=p.error_type, error_message=p.message,
+            attempts=p.attempts, latency_ms=p.latency_ms, completed_seq=seq, completed_at=at,
+        )
+    elif isinstance(p, ProviderCircuitOpened):
+        changes.append("llm_calls", (sid, p.call_id), "circuits_opened", p.target)
+    elif isinstance(p, ToolCallRequested):
+        status = {
+            PolicyAction.ALLOW: "pending",
+            PolicyAction.DENY: "denied",
+            PolicyAction.REQUIRE_APPROVAL: "awaiting_approval",
+        }[p.decision]
+        changes.patch(
+            "tool_calls", (sid, p.call_id),
+            llm_call_id=p.llm_call_id, name=p.name, arguments_json=p.arguments_json,
+            decision=p.decision.value, rule=p.rule, status=status, requested_seq=seq,
+            requested_at=at, deadline_at=p.deadline_at, turn_id=event.turn_id,
+        )
+        _entry(s, event, changes, "tool_call", "assistant", p.arguments_json,
+               call_id=p.call_id, tool_name=p.name)
+        s.phase = "awaiting_tools"
+    elif isinstance(p, ApprovalRequested):
+        changes.patch(
+            "approvals", (sid, p.call_id),
+            tool_name=p.tool_name, outcome="pending", requested_seq=seq, requested_at=at,
+            expires_at=p.expires_at,
+        )
+        changes.patch("tool_calls", (sid, p.call_id), status="awaiting_approval")
+        s.phase = "awaiting_approval"
+    elif isinstance(p, ApprovalGranted):
+        changes.patch(
+            "approvals", (sid, p.call_id),
+            outcome="granted", decided_by=p.decided_by, reason=p.reason, decided_seq=seq,
+            decided_at=at,
+        )
+        changes.patch("tool_calls", (sid, p.call_id), status="approved")
+        s.phase = "awaiting_tools"
+    elif isinstance(p, ApprovalDenied):
+        changes.patch(
+            "approvals", (sid, p.call_id),
+            outcome="expired" if p.expired else "denied", decided_by=p.decided_by,
+            reason=p.reason, decided_seq=seq, decided_at=at,
+        )
+        changes.patch("tool_calls", (sid, p.call_id), status="denied", result_seq=seq,
+                      completed_at=at)
+        verdict = "expired" if p.expired else f"denied by {p.decided_by}"
+        text = f"Approval {verdict}" + (f": {p.reason}" if p.reason else ".")
+        _entry(s, event, changes, "tool_result", "user", text, call_id=p.call_id,
+               is_error=True)
+        s.phase = "awaiting_tools"
+    elif isinstance(p, ToolCallCompleted):
+        changes.patch("tool_calls", (sid, p.call_id), status="completed", result_seq=seq,
+                      completed_at=at, latency_ms=p.latency_ms)
+        _entry(s, event, changes, "tool_result", "user", p.result, call_id=p.call_id)
+    elif isinstance(p, ToolCallFailed):
+        changes.patch("tool_calls", (sid, p.call_id), status="failed", result_seq=seq,
+                      completed_at=at, latency_ms=p.latency_ms)
+        _entry(s, event, changes, "tool_result", "user", p.error, call_id=p.call_id,
+               is_error=True)
+    elif isinstance(p, ContextCompactionRequested):
+        changes.patch(
+            "compactions", (sid, p.compaction_id),
+            strategy=p.strategy, entry_seqs=list(p.entry_seqs), tokens_before=p.tokens_before,
+            context_window=p.context_window, requested_seq=seq, requested_at=at,
+        )
+        if p.strategy == "summarize":
+            s.phase = "compacting"
+    elif isinstance(p, ContextCompacted):
+        u = p.usage
+        changes.patch(
+            "compactions", (sid, p.compaction_id),
+            strategy=p.strategy, removed_seqs=list(p.removed_seqs), tokens_after=p.tokens_after,
+            model=p.model, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+            cost_nanos=p.cost_nanos, completed_seq=seq, completed_at=at,
+        )
+        if p.model is not None:
+            _add_usage(s, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                       u.cache_write_tokens, p.cost_nanos)
+        if p.summary is not None:
+            _entry(s, event, changes, "summary", "user", p.summary)
+    elif isinstance(p, ChildSessionRequested):
+        changes.link(p.child_session_id, sid, p.call_id)
+        changes.patch("tool_calls", (sid, p.call_id), child_session_id=p.child_session_id)
+        s.phase = "awaiting_children"
+    elif isinstance(p, ChildSessionCompleted):
+        ok = p.status is ChildStatus.COMPLETED
+        changes.patch(
+            "tool_calls", (sid, p.call_id),
+            child_session_id=p.child_session_id, status="completed" if ok else "failed",
+            result_seq=seq, completed_at=at,
+        )
+        _entry(s, event, changes, "tool_result", "user", p.answer, call_id=p.call_id,
+               is_error=not ok)
+    elif isinstance(p, EffectReissued):
+        if p.kind is EffectKind.LLM_CALL:
+            changes.increment("llm_calls", (sid, p.effect_id), "reissues")
+        elif p.kind is EffectKind.TOOL_CALL:
+            changes.increment("tool_calls", (sid, p.effect_id), "reissues")
+    elif isinstance(p, TurnCompleted):
+        s.turns_completed += 1
+        s.phase = "idle"
+    elif isinstance(p, TurnFailed):
+        s.turns_failed += 1
+        s.phase = "idle"
+    elif isinstance(p, TurnCancelled):
+        s.turns_cancelled += 1
+        s.phase = "idle"
+    # SessionForked, BudgetExceeded, RequestRejected: the events row is all there is.
+    return s
+
+
+def _add_usage(s: SessionRow, inp: int, out: int, cr: int, cw: int, cost: int) -> None:
+    s.input_tokens += inp
+    s.output_tokens += out
+    s.cache_read_tokens += cr
+    s.cache_write_tokens += cw
+    s.cost_nanos += cost

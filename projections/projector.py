@@ -1,0 +1,340 @@
+"""The projector worker: turnlog.events → Postgres, exactly once.
+
+Rule: Kafka only delivers; Postgres decides. The consumer reads with
+isolation_level=read_committed and never commits offsets to Kafka: the position of every
+partition lives in `projector_offsets` and moves in the same transaction as the rows
+(projections.store). On assignment the projector seeks to the stored positions.
+
+Why a consumer group with a rebalance listener rather than manual assignment: several
+projector processes can then share the partitions and take over from each other without
+an operator. The group coordinator only tracks membership; a process that still holds a
+partition it has lost (a zombie mid-batch) cannot double-apply, because each transaction
+locks the partition's offset row and checks it is where this process left it.
+`group_id=None` assigns every partition to this process (used by rebuild and tests).
+
+A partition that stops (seq gap, conflicting duplicate, undecodable record) is paused
+and recorded in its offset row; by default the worker then exits with an error
+(`PartitionStopped`), and on restart it leaves that partition paused — logging it on
+every assignment — while it keeps projecting the others. Nothing is skipped.
+
+Run it with `turnlog worker projector` or `python -m projections.projector`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from psycopg import AsyncConnection
+
+from agents.errors import DecodeError, ExternalError
+from projections.audit import AuditHead, publish_checkpoint
+from projections.store import (
+    BatchResult,
+    PartitionStopped,
+    Record,
+    Stop,
+    apply_batch,
+    load_positions,
+)
+
+__all__ = ["Projector", "ProjectorConfig", "main", "run_projector"]
+
+log = structlog.get_logger("turnlog.projector")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorConfig:
+    bootstrap: str
+    database_url: str
+    events_topic: str
+    checkpoints_topic: str | None
+    consumer: str = "projector"
+    # None: assign every partition to this process; a name: share them with a group.
+    group_id: str | None = "turnlog-projector"
+    max_records: int = 5000
+    poll_timeout_ms: int = 200
+    checkpoint_interval: float = 5.0
+    stop_on_gap: bool = True
+
+
+def decode(partition: int, offset: int, value: bytes | None) -> Record:
+    """A consumed record made ready for the store: decoded, canonical JSON, digest."""
+    from schemas.codec import canonical_event_json, decode_event
+
+    if value is None:
+        return Record(partition, offset, None, error="the record has no value (a tombstone)")
+    try:
+        event = decode_event(value)
+    except DecodeError as exc:
+        return Record(partition, offset, None, error=str(exc))
+    canonical = canonical_event_json(event)
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return Record(partition, offset, event, canonical, digest)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self._projector = projector
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._projector._forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._projector._take(assigned)
+
+
+class Projector:
+    """One projector process. `run()` until stopped (or caught up, when asked)."""
+
+    def __init__(self, config: ProjectorConfig) -> None:
+        self.config = config
+        self._conn: AsyncConnection[Any] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._db_lock = asyncio.Lock()
+        # Where the stored position of each owned partition is (as this process wrote it).
+        self._expected: dict[int, int] = {}
+        self._stopped: dict[int, Stop] = {}
+        self._stopping = asyncio.Event()
+        self._head: AuditHead | None = None
+        self._published: AuditHead | None = None
+        self._last_publish = 0.0
+        self.applied = 0
+        self.batches = 0
+
+    # -------------------------------------------------------------- assignment
+
+    def _forget(self, revoked: Any) -> None:
+        for tp in revoked:
+            if tp.topic == self.config.events_topic:
+                self._expected.pop(tp.partition, None)
+                self._stopped.pop(tp.partition, None)
+
+    async def _take(self, assigned: Any) -> None:
+        cfg = self.config
+        tps = [tp for tp in assigned if tp.topic == cfg.events_topic]
+        if not tps:
+            return
+        assert self._conn is not None and self._consumer is not None
+        async with self._db_lock:
+            positions = await load_positions(
+                self._conn, cfg.consumer, cfg.events_topic, [tp.partition for tp in tps]
+            )
+        for tp in tps:
+            offset, stop = positions[tp.partition]
+            if stop is not None:
+                self._stopped[tp.partition] = stop
+                self._consumer.pause(tp)
+                log.error(
+                    "partition stopped; not consuming it until an operator clears it",
+                    topic=cfg.events_topic, partition=tp.partition, offset=stop.offset,
+                    reason=stop.reason,
+                )
+                continue
+            self._consumer.seek(tp, offset)
+            self._expected[tp.partition] = offset
+        log.info("partitions assigned", topic=cfg.events_topic,
+                 partitions={tp.partition: positions[tp.partition][0] for tp in tps})
+
+    # -------------------------------------------------------------- lifecycle
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _start(self) -> None:
+        cfg = self.config
+        try:
+            self._conn = await AsyncConnection.connect(cfg.database_url)
+        except psycopg.OperationalError as exc:
+            raise ExternalError(f"The projector cannot reach Postgres: {str(exc).strip()}") from exc
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap,
+            group_id=cfg.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        if cfg.group_id is None:
+            partitions = self._consumer.partitions_for_topic(cfg.events_topic)
+            if not partitions:
+                await self._consumer._client.force_metadata_update()
+                partitions = self._consumer.partitions_for_topic(cfg.events_topic)
+            if not partitions:
+                raise ExternalError(f"Topic {cfg.events_topic} does not exist.")
+            tps = [TopicPartition(cfg.events_topic, p) for p in sorted(partitions)]
+            self._consumer.assign(tps)
+            await self._take(tps)
+        else:
+            self._consumer.subscribe([cfg.events_topic], listener=_Listener(self))
+        if cfg.checkpoints_topic:
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=cfg.bootstrap, acks="all", enable_idempotence=True
+            )
+            await self._producer.start()
+
+    async def _close(self) -> None:
+        if self._producer is not None:
+            try:
+                await self._maybe_publish(force=True)
+            finally:
+                await self._producer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def run(self, *, until_caught_up: bool = False) -> None:
+        """Project until `stop()` (or, with until_caught_up, until every partition has
+        reached the end it had when the run started). Raises PartitionStopped after
+        committing everything before the stop, when config.stop_on_gap."""
+        await self._start()
+        try:
+            targets = await self._end_offsets() if until_caught_up else None
+            while not self._stopping.is_set():
+                if targets is not None and await self._caught_up(targets):
+                    return
+                await self.step()
+        finally:
+            await self._close()
+
+    async def step(self) -> BatchResult | None:
+        """One poll, one transaction."""
+        cfg = self.config
+        assert self._consumer is not None and self._conn is not None
+        fetched = await self._consumer.getmany(
+            timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records
+        )
+        batch: dict[int, list[Record]] = {}
+        for tp, records in fetched.items():
+            if tp.topic != cfg.events_topic or not records:
+                continue
+            batch[tp.partition] = [decode(tp.partition, r.offset, r.value) for r in records]
+        if not batch:
+            await self._maybe_publish()
+            return None
+        async with self._db_lock:
+            try:
+                result = await apply_batch(
+                    self._conn, cfg.consumer, cfg.events_topic, batch, self._expected
+                )
+            except psycopg.OperationalError as exc:
+                raise ExternalError(f"Projecting a batch failed: {str(exc).strip()}") from exc
+        self.batches += 1
+        self.applied += result.applied
+        if result.head is not None:
+            self._head = result.head
+        first_stop: PartitionStopped | None = None
+        for part in result.partitions.values():
+            tp = TopicPartition(cfg.events_topic, part.partition)
+            if part.reseek is not None:
+                if part.partition in self._expected:
+                    # Someone else moved the stored position (a rebuild, another process):
+                    # theirs is the truth; re-read it as if newly assigned.
+                    log.warning("stored position moved; re-seeking", partition=part.partition,
+                                expected=self._expected[part.partition], stored=part.reseek)
+                    await self._take([tp])
+                continue
+            self._expected[part.partition] = part.next_offset
+            if part.stop is not None:
+                self._stopped[part.partition] = part.stop
+                self._expected.pop(part.partition, None)
+                self._consumer.pause(tp)
+                log.error("partition stopped", topic=cfg.events_topic,
+                          partition=part.partition, offset=part.stop.offset,
+                          reason=part.stop.reason)
+                if first_stop is None:
+                    first_stop = PartitionStopped(
+                        f"Projection of {cfg.events_topic} partition {part.partition} stopped "
+                        f"at offset {part.stop.offset}: {part.stop.reason}",
+                        topic=cfg.events_topic, partition=part.partition,
+                        offset=part.stop.offset,
+                    )
+        await self._maybe_publish()
+        if first_stop is not None and cfg.stop_on_gap:
+            raise first_stop
+        return result
+
+    # -------------------------------------------------------------- helpers
+
+    async def _maybe_publish(self, *, force: bool = False) -> None:
+        if self._producer is None or self._head is None or self.config.checkpoints_topic is None:
+            return
+        due = time.monotonic() - self._last_publish >= self.config.checkpoint_interval
+        if self._head != self._published and (due or force):
+            await publish_checkpoint(self._producer, self.config.checkpoints_topic, self._head)
+            self._published = self._head
+            self._last_publish = time.monotonic()
+
+    async def _end_offsets(self) -> dict[int, int]:
+        assert self._consumer is not None
+        partitions = self._consumer.partitions_for_topic(self.config.events_topic) or set()
+        tps = [TopicPartition(self.config.events_topic, p) for p in partitions]
+        ends = await self._consumer.end_offsets(tps)
+        return {tp.partition: int(off) for tp, off in ends.items()}
+
+    async def _caught_up(self, targets: Mapping[int, int]) -> bool:
+        assert self._consumer is not None
+        owned = self._consumer.assignment()
+        if not owned:
+            return False
+        for tp in owned:
+            if tp.partition in self._stopped:
+                continue
+            if tp.partition not in self._expected:
+                return False
+            if await self._consumer.position(tp) < targets.get(tp.partition, 0):
+                return False
+        return True
+
+
+async def run_projector(config: ProjectorConfig, *, until_caught_up: bool = False) -> Projector:
+    """Run a projector until SIGINT/SIGTERM (or caught up); returns it for its counters."""
+    projector = Projector(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, projector.stop)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    await projector.run(until_caught_up=until_caught_up)
+    return projector
+
+
+def main() -> None:
+    """`python -m projections.projector`: the worker, configured from the environment."""
+    import sys
+
+    from agents.errors import TurnlogError
+    from streams.topics import topic_names
+    from turnlog.settings import load_settings
+
+    settings = load_settings()
+    names = topic_names(settings.topic_prefix)
+    config = ProjectorConfig(
+        bootstrap=settings.kafka_bootstrap_servers,
+        database_url=settings.database_url,
+        events_topic=names.events,
+        checkpoints_topic=names.checkpoints,
+        group_id=f"{settings.topic_prefix}turnlog-projector",
+    )
+    try:
+        asyncio.run(run_projector(config))
+    except TurnlogError as exc:
+        print(f"turnlog projector: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
