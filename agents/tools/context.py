@@ -1,0 +1,109 @@
+"""What a tool call knows about the world: `ToolContext` and the `ToolSettings` in it.
+
+Rule: a tool reads its limits and permissions from the context it is handed, never from
+globals or the environment, so one process can run tools for many agents with different
+sandboxes and allow-lists, and a test can build any configuration in one line.
+
+Settings validate when they are built (a malformed host pattern fails there, not on the
+first call), and are frozen: a tool cannot widen its own permissions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agents.tools._hosts import parse_host_pattern
+
+__all__ = [
+    "FileLimits",
+    "HttpLimits",
+    "ShellSettings",
+    "ToolContext",
+    "ToolSettings",
+    "utc_now",
+]
+
+
+class FileLimits(BaseModel):
+    """Size limits of `read_file` / `write_file`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_read_bytes: int = Field(default=256 * 1024, ge=1)
+    max_write_bytes: int = Field(default=1024 * 1024, ge=1)
+
+
+class HttpLimits(BaseModel):
+    """Limits of `http_get`. `timeout_s` bounds connect, each read and the whole fetch."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_bytes: int = Field(default=512 * 1024, ge=1)
+    timeout_s: float = Field(default=15.0, gt=0)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    user_agent: str = "turnlog-http-get/1"
+
+
+class ShellSettings(BaseModel):
+    """How `shell` runs commands.
+
+    `use_shell=False` (the default) splits the command with shlex and execs it directly,
+    so the model cannot chain commands with `;`, `|` or `$(...)`. `env_passthrough` names
+    the only variables of this process the command inherits: the worker's environment
+    holds credentials (ANTHROPIC_API_KEY, DATABASE_URL) that must not leak to a command.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    use_shell: bool = False
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_output_bytes: int = Field(default=64 * 1024, ge=1)
+    env_passthrough: tuple[str, ...] = ("PATH", "LANG", "LC_ALL", "TZ")
+    allowed_commands: tuple[str, ...] | None = Field(
+        default=None,
+        description="When set, the first word of a command must be one of these.",
+    )
+
+
+class ToolSettings(BaseModel):
+    """Permissions and limits of the built-in tools.
+
+    `allowed_hosts` entries are an exact host (`api.example.com`, `127.0.0.1`, `[::1]`)
+    or `*.suffix` (any subdomain of suffix, not suffix itself), optionally with `:port`.
+    An empty list allows no host at all.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sandbox_dir: Path = Path(".turnlog/sandbox")
+    allowed_hosts: tuple[str, ...] = ()
+    files: FileLimits = FileLimits()
+    http: HttpLimits = HttpLimits()
+    shell: ShellSettings = ShellSettings()
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            parse_host_pattern(pattern)  # raises ValueError with the reason
+        return value
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """One tool call's context: who asked (`session_id`, `call_id`) and under which
+    settings. `clock` is read only by `current_time`; tests pin it."""
+
+    session_id: str
+    call_id: str
+    settings: ToolSettings = field(default_factory=ToolSettings)
+    clock: Callable[[], datetime] = utc_now

@@ -1,0 +1,236 @@
+"""The tool registry: which tools exist, what the model is told about them, and running
+one call.
+
+Rule: `ToolRegistry.execute` never raises for anything a model can cause. An unknown
+tool, arguments that are not JSON or do not fit the schema, a tool that runs past its
+timeout, a tool that refuses or crashes: each becomes `ToolResult(ok=False)` whose
+`content` tells the model what happened in one sentence, so it can correct itself on
+its next step. Only cancellation of the caller propagates. The registry does not log;
+the caller (the effect executor) logs failures with `ToolResult.exception`.
+
+Timeouts cancel an async tool. A sync tool runs in a worker thread that Python cannot
+stop: its result is discarded, but the thread runs on until the function returns — which
+is why the built-in tools are all async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agents.events import ToolUse
+from agents.llm import ToolSpec
+from agents.tools.context import ToolContext
+from agents.tools.errors import (
+    ToolError,
+    ToolRefused,
+    ToolRegistrationError,
+    UnknownToolError,
+)
+from agents.tools.imports import is_import_path, load_tool
+from agents.tools.tool import ErrorKind, Tool, ToolResult, as_tool, render
+
+__all__ = ["DEFAULT_MAX_CONTENT_CHARS", "ToolRegistry"]
+
+# A tool result enters the session log once and every later LLM request: cap it.
+DEFAULT_MAX_CONTENT_CHARS = 100_000
+_MAX_ERRORS_SHOWN = 8
+
+
+class ToolRegistry:
+    """Named tools. Registration validates the declaration; names are unique."""
+
+    def __init__(
+        self,
+        tools: Iterable[Tool] = (),
+        *,
+        max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+    ) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._by_path: dict[str, Tool] = {}
+        self._max_content_chars = max_content_chars
+        for t in tools:
+            self.register(t)
+
+    # ----------------------------------------------------------------- declaring
+
+    def register(self, obj: Tool | Callable[..., Any] | type[BaseModel], **overrides: Any) -> Tool:
+        """Register a Tool, a function or a pydantic model with `run` (see `as_tool` for
+        the keyword overrides). Registering the same declaration twice is a no-op; a
+        different tool under a taken name is a ToolRegistrationError."""
+        new = as_tool(obj, **overrides)
+        existing = self._tools.get(new.name)
+        if existing is not None and not existing.same_declaration(new):
+            where = f" (from {existing.source})" if existing.source else ""
+            raise ToolRegistrationError(
+                f"A different tool named {new.name!r} is already registered{where}."
+            )
+        chosen = existing if existing is not None else new
+        self._tools[chosen.name] = chosen
+        if new.source is not None:
+            self._by_path[new.source] = chosen
+        return chosen
+
+    def tool(self, **overrides: Any) -> Callable[[Callable[..., Any]], Tool]:
+        """Decorator: `@registry.tool(timeout_s=5)` declares and registers in one step."""
+
+        def wrap(func: Callable[..., Any]) -> Tool:
+            return self.register(func, **overrides)
+
+        return wrap
+
+    def register_import_path(
+        self, path: str, *, search_paths: Sequence[Path] | None = None, **overrides: Any
+    ) -> Tool:
+        """Import `module:attribute` and register it (once per path)."""
+        known = self._by_path.get(path)
+        if known is not None and not overrides:
+            return known
+        return self.register(load_tool(path, search_paths=search_paths, **overrides))
+
+    # ----------------------------------------------------------------- looking up
+
+    def resolve(self, name: str) -> Tool:
+        """The tool registered as `name`; an import path is loaded and registered first.
+        Raises UnknownToolError (a ToolRegistrationError) listing the known tools."""
+        found = self._tools.get(name)
+        if found is not None:
+            return found
+        if is_import_path(name):
+            return self.register_import_path(name)
+        raise UnknownToolError(name, self.names())
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._tools))
+
+    def specs(self, names: Iterable[str] | None = None) -> tuple[ToolSpec, ...]:
+        """What the model is told, in the order asked for (all tools, by name, if None).
+        Names may be import paths: the spec then carries the tool's own name."""
+        chosen = self.names() if names is None else tuple(names)
+        return tuple(self.resolve(n).spec() for n in chosen)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter([self._tools[n] for n in self.names()])
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    # ----------------------------------------------------------------- running
+
+    async def execute(self, name: str, arguments_json: str, ctx: ToolContext) -> ToolResult:
+        """Validate the arguments and run one call under the tool's timeout."""
+        started = time.perf_counter()
+
+        def done(
+            ok: bool,
+            content: str,
+            kind: ErrorKind | None = None,
+            exc: BaseException | None = None,
+        ) -> ToolResult:
+            latency_ms = int((time.perf_counter() - started) * 1000)
+            return ToolResult(ok, self._cap(content), latency_ms, kind, exc)
+
+        found = self._tools.get(name)
+        if found is None:
+            listed = ", ".join(self.names()) or "none"
+            return done(False, f"Unknown tool {name!r}; available tools: {listed}.", "unknown_tool")
+        try:
+            args = found.input_model.model_validate_json(arguments_json.strip() or "{}")
+        except ValidationError as exc:
+            return done(False, _invalid_arguments(found, exc), "invalid_arguments", exc)
+
+        try:
+            async with asyncio.timeout(found.timeout_s) as scope:
+                value = await _invoke(found, args, ctx)
+        except TimeoutError as exc:
+            if scope.expired():
+                return done(
+                    False,
+                    f"Tool {name!r} timed out after {_seconds(found.timeout_s)}s and was stopped.",
+                    "timeout",
+                    exc,
+                )
+            return done(False, f"TimeoutError: {exc}".rstrip(": "), "exception", exc)
+        except ToolError as exc:
+            kind: ErrorKind = "refused" if isinstance(exc, ToolRefused) else "failed"
+            return done(False, str(exc), kind, exc)
+        except Exception as exc:  # noqa: BLE001 - any tool bug becomes a result, by contract
+            return done(False, _describe(exc), "exception", exc)
+
+        if isinstance(value, ToolResult):
+            return done(value.ok, value.content, value.error_kind, value.exception)
+        return done(True, render(value))
+
+    async def execute_all(
+        self, calls: Sequence[ToolUse], context_for: Callable[[ToolUse], ToolContext]
+    ) -> list[ToolResult]:
+        """Run the tool calls of one LLM step concurrently; results in call order."""
+        runs: list[Awaitable[ToolResult]] = [
+            self.execute(c.name, c.arguments_json, context_for(c)) for c in calls
+        ]
+        return list(await asyncio.gather(*runs))
+
+    def _cap(self, content: str) -> str:
+        limit = self._max_content_chars
+        if len(content) <= limit:
+            return content
+        return content[:limit] + f"\n[truncated: {len(content) - limit} more characters]"
+
+
+async def _invoke(found: Tool, args: BaseModel, ctx: ToolContext) -> Any:
+    positional, kwargs = found.bind(args, ctx)
+    if found.is_async():
+        value = await found.func(*positional, **kwargs)
+    else:
+        value = await asyncio.to_thread(found.func, *positional, **kwargs)
+    if inspect.isawaitable(value):  # a callable object with an async __call__
+        value = await value
+    return value
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _invalid_arguments(found: Tool, exc: ValidationError) -> str:
+    """One sentence per problem, then the expected shape, so the model can retry."""
+    problems: list[str] = []
+    for error in exc.errors(include_url=False)[:_MAX_ERRORS_SHOWN]:
+        if error["type"] == "json_invalid":
+            problems.append(f"the arguments are not valid JSON ({error['ctx']['error']})")
+            continue
+        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+        problems.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - len(problems)
+    if more > 0:
+        problems.append(f"and {more} more")
+    return (
+        f"Invalid arguments for tool {found.name!r}: {'; '.join(problems)}. "
+        f"Expected {_expected(found.input_schema())}."
+    )
+
+
+def _expected(schema: dict[str, Any]) -> str:
+    properties: dict[str, Any] = schema.get("properties", {})
+    if not properties:
+        return "an empty object {}"
+    required = set(schema.get("required", []))
+    fields = []
+    for name, sub in properties.items():
+        kind = sub.get("type") or ("|".join(a.get("type", "?") for a in sub.get("anyOf", [])))
+        fields.append(f"{name} ({kind or 'any'}{', required' if name in required else ''})")
+    return "an object with " + ", ".join(fields)
