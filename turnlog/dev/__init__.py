@@ -179,7 +179,7 @@ def _start_kafka(settings: Settings) -> int | None:
     return _kafka.start(settings)
 
 
-def _wait_kafka(settings: Settings, pid: int | None, timeout: float) -> None:
+def _wait_kafka(settings: Settings, pid: int | None, timeout: float, since: float) -> None:
     bootstrap = _bootstrap(settings)
     pid = pid or _kafka.managed_pid(settings)
     ready = wait_for(
@@ -195,7 +195,7 @@ def _wait_kafka(settings: Settings, pid: int | None, timeout: float) -> None:
         terminate(pid, timeout=10)
     reason = "exited" if died else f"did not answer a metadata request within {timeout:.0f}s"
     raise DevInfraError(
-        f"Kafka on {bootstrap} {reason}.\n{_kafka.log_tail(settings)}"
+        f"Kafka on {bootstrap} {reason}.\n{_kafka.log_tail(settings, since=since)}"
     )
 
 
@@ -229,13 +229,14 @@ def ensure_up(settings: Settings | None = None, *, timeout: float | None = None)
     state_dir.mkdir(parents=True, exist_ok=True)
     started: list[str] = []
     with file_lock(state_dir / "dev.lock"):
+        since = time.time()
         kafka_pid = _start_kafka(settings)  # the JVM boots while PostgreSQL starts
         if kafka_pid:
             started.append("kafka")
         if _start_postgres(settings):
             started.append("postgres")
         _postgres.ensure_database(settings)
-        _wait_kafka(settings, kafka_pid, timeout)
+        _wait_kafka(settings, kafka_pid, timeout, since)
     result = status(settings)
     if not result.up:
         raise DevInfraError(

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from turnlog.settings import Settings
 POM = Path(__file__).with_name("kafka-pom.xml")
 _MAIN_CLASS = "kafka.Kafka"
 _MIN_JAVA = 17
+_RUN_MARKER = "=== turnlog dev: starting Kafka"
 
 # Broker settings beyond listeners/paths. Why each one matters:
 BROKER_TUNING: dict[str, str] = {
@@ -331,6 +333,8 @@ def start(settings: Settings) -> int:
     command = _java_command(settings, java, [_MAIN_CLASS, str(p.config)],
                             heap=settings.dev_kafka_heap)
     with p.stdout_log.open("ab") as out:
+        out.write(f"{_RUN_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        out.flush()
         process = subprocess.Popen(  # noqa: S603 - a fixed command line
             command,
             stdin=subprocess.DEVNULL,
@@ -372,10 +376,14 @@ def probe(bootstrap: str, timeout: float = 5.0) -> dict[str, object] | None:
     return run_async(describe)
 
 
-def log_tail(settings: Settings, lines: int = 40) -> str:
+def log_tail(settings: Settings, lines: int = 40, *, since: float | None = None) -> str:
+    """The broker's log tails; with `since`, only what the start at that time wrote."""
     p = paths(settings)
-    parts = [f"--- {p.server_log} ---\n{tail(p.server_log, lines)}"]
-    out = tail(p.stdout_log, 15)
-    if "no log at" not in out and "is empty" not in out:
-        parts.append(f"--- {p.stdout_log} ---\n{out}")
+    parts = []
+    out = tail(p.stdout_log, 200).rsplit(_RUN_MARKER, 1)[-1].split("\n", 1)[-1].strip()
+    if out and "no log at" not in out:
+        parts.append(f"--- {p.stdout_log} ---\n" + "\n".join(out.splitlines()[-15:]))
+    fresh = p.server_log.exists() and (since is None or p.server_log.stat().st_mtime >= since)
+    if fresh or not parts:
+        parts.insert(0, f"--- {p.server_log} ---\n{tail(p.server_log, lines)}")
     return "\n".join(parts)
