@@ -23,8 +23,8 @@ from agents.errors import ExternalError
 
 __all__ = [
     "CHECKPOINT_PARTITIONS",
-    "EnsureReport",
     "TOPIC_SPECS",
+    "EnsureReport",
     "TopicDrift",
     "TopicError",
     "TopicNames",
@@ -192,7 +192,7 @@ class EnsureReport:
 
 
 def _admin(bootstrap: str, timeout_ms: int) -> Any:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped,unused-ignore]
 
     return AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
 
@@ -206,7 +206,10 @@ async def _partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
 
 
 async def _topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, str]]:
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.admin.config_resource import (  # type: ignore[import-untyped,unused-ignore]
+        ConfigResource,
+        ConfigResourceType,
+    )
 
     if not names:
         return {}
@@ -257,7 +260,7 @@ async def ensure_topics(
     Idempotent and safe to run concurrently (a topic created by someone else meanwhile
     counts as existing and is checked like any other).
     """
-    from aiokafka.admin import NewTopic
+    from aiokafka.admin import NewTopic  # type: ignore[import-untyped,unused-ignore]
 
     names = topic_names(prefix)
     report = EnsureReport(names=names)
@@ -324,7 +327,10 @@ async def ensure_topics(
 async def _alter_configs(
     admin: Any, name: str, configs: Mapping[str, str], timeout: float
 ) -> None:
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.admin.config_resource import (  # type: ignore[import-untyped,unused-ignore]
+        ConfigResource,
+        ConfigResourceType,
+    )
 
     # AlterConfigs replaces the topic's whole dynamic config: send every managed key.
     responses = await admin.alter_configs(

@@ -92,7 +92,7 @@ def dev_stack() -> DevStatus:
 
     try:
         return ensure_up(load_settings())
-    except Exception as exc:  # noqa: BLE001 - reported as the failure of every test
+    except Exception as exc:
         _fail("The local Kafka/PostgreSQL (turnlog dev up)", exc)
         raise
 
@@ -245,7 +245,7 @@ def database_admin_url(_postgres_server_url: str, run_id: str) -> Iterator[str]:
     name = f"turnlog_test_{run_id}"
     try:
         url = create_database(_postgres_server_url, name)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _fail(f"A test database on {_redact(_postgres_server_url)}", exc)
         raise
     migrate(url)
@@ -284,7 +284,7 @@ def topics(kafka_bootstrap: str, topic_prefix: str) -> TopicNames:
         report = asyncio.run(
             ensure_topics(kafka_bootstrap, topic_prefix, partitions=TEST_PARTITIONS)
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _fail(f"Topics on Kafka {kafka_bootstrap}", exc)
         raise
     return report.names

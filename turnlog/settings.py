@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.errors import ContractError
 
-__all__ = ["ConfigError", "Settings", "load_settings", "DEV_POSTGRES_PORT", "DEV_KAFKA_PORT"]
+__all__ = ["DEV_KAFKA_PORT", "DEV_POSTGRES_PORT", "ConfigError", "Settings", "load_settings"]
 
 DEV_KAFKA_PORT = 9092
 DEV_KAFKA_CONTROLLER_PORT = 9093

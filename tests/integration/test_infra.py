@@ -60,7 +60,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
             parts = consumer.partitions_for_topic(topic)
             if parts:
                 return parts
-            await consumer._client.force_metadata_update()  # noqa: SLF001
+            await consumer._client.force_metadata_update()
 
 
 async def test_transactional_producer_commit_and_abort(
@@ -206,7 +206,7 @@ def test_changed_applied_migration_is_refused(scratch_database_url: str, tmp_pat
     shutil.copytree(MIGRATIONS_DIR, migrations)
     assert migrate(scratch_database_url, migrations)
 
-    first = sorted(migrations.glob("*.sql"))[0]
+    first = min(migrations.glob("*.sql"))
     first.write_text(first.read_text() + "\n-- an innocent-looking edit\n")
     (migrations / "9999_later.sql").write_text("CREATE TABLE later_table (id int);\n")
     with pytest.raises(MigrationChanged, match=first.name):

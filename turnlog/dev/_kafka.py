@@ -335,7 +335,7 @@ def start(settings: Settings) -> int:
     with p.stdout_log.open("ab") as out:
         out.write(f"{_RUN_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
         out.flush()
-        process = subprocess.Popen(  # noqa: S603 - a fixed command line
+        process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -356,7 +356,7 @@ def probe(bootstrap: str, timeout: float = 5.0) -> dict[str, object] | None:
     async def describe() -> dict[str, object] | None:
         import asyncio
 
-        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped,unused-ignore]
 
         admin = AIOKafkaAdminClient(
             bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
