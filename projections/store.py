@@ -25,6 +25,7 @@ operator clears it. Nothing is ever skipped silently.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,44 +119,69 @@ class BatchResult:
 
 
 _SESSION_SELECT = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE session_id = ANY(%s)"
-_SESSION_UPSERT = (
-    f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(SESSION_COLUMNS))}) "
-    "ON CONFLICT (session_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in SESSION_COLUMNS[1:])
-)
-_EVENT_INSERT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))}) ON CONFLICT (session_id, seq) DO NOTHING"
-)
-_ENTRY_INSERT = (
-    f"INSERT INTO entries ({', '.join(ENTRY_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(ENTRY_COLUMNS))})"
-)
-_LINK_INSERT = (
-    "INSERT INTO session_links (child_session_id, parent_session_id, parent_call_id) "
-    "VALUES (%s, %s, %s) ON CONFLICT (child_session_id) DO NOTHING"
-)
-_AUDIT_INSERT = (
-    f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(AUDIT_COLUMNS))})"
-)
 
 
-def _patch_upsert(table: str) -> str:
+def _stage(table: str) -> str:
+    return f"stage_{table}"
+
+
+# Rows reach their tables through COPY (one round trip for thousands of rows, formatted
+# in C by psycopg) into per-connection temporary staging tables, then one INSERT …
+# SELECT … ON CONFLICT per table: upsert semantics at COPY speed. The staging tables
+# have exactly the written columns, with the target's types (CREATE … AS … WITH NO DATA).
+def _staged_columns() -> dict[str, tuple[str, ...]]:
+    cols = {
+        "events": EVENT_COLUMNS,
+        "sessions": SESSION_COLUMNS,
+        "session_links": ("child_session_id", "parent_session_id", "parent_call_id"),
+    }
+    for table, spec in PATCH_TABLES.items():
+        cols[table] = spec.key + spec.columns + spec.increments + spec.appends
+    return cols
+
+
+_STAGED = _staged_columns()
+
+
+def _merge_sql(table: str) -> str:
+    cols = _STAGED[table]
+    head = f"INSERT INTO {table} AS t ({', '.join(cols)}) SELECT {', '.join(cols)} FROM {_stage(table)} "
+    if table == "events":
+        return head + "ON CONFLICT (session_id, seq) DO NOTHING"
+    if table == "session_links":
+        return head + "ON CONFLICT (child_session_id) DO NOTHING"
+    if table == "sessions":
+        sets = [f"{c} = excluded.{c}" for c in SESSION_COLUMNS[1:]]
+        return head + f"ON CONFLICT (session_id) DO UPDATE SET {', '.join(sets)}"
     spec = PATCH_TABLES[table]
-    cols = spec.key + spec.columns + spec.increments + spec.appends
     sets = [f"{c} = COALESCE(excluded.{c}, t.{c})" for c in spec.columns]
     sets += [f"{c} = t.{c} + excluded.{c}" for c in spec.increments]
     sets += [f"{c} = t.{c} || excluded.{c}" for c in spec.appends]
-    return (
-        f"INSERT INTO {table} AS t ({', '.join(cols)}) "
-        f"VALUES ({', '.join(['%s'] * len(cols))}) "
-        f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
-    )
+    return head + f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
 
 
-_PATCH_UPSERTS = {table: _patch_upsert(table) for table in PATCH_TABLES}
+_MERGES = {table: _merge_sql(table) for table in _STAGED}
+_STAGE_DDL = [
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_stage(table)} ON COMMIT DELETE ROWS AS "
+    f"SELECT {', '.join(cols)} FROM {table} WITH NO DATA"
+    for table, cols in _STAGED.items()
+]
+_staged_connections: weakref.WeakSet[AsyncConnection[Any]] = weakref.WeakSet()
+
+
+async def _ensure_stage(conn: AsyncConnection[Any]) -> None:
+    if conn in _staged_connections:
+        return
+    async with conn.transaction():
+        for ddl in _STAGE_DDL:
+            await conn.execute(ddl)
+    _staged_connections.add(conn)
+
+
+async def _copy(cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    async with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(row)
 
 
 async def load_positions(
@@ -192,6 +218,7 @@ async def apply_batch(
 
     `expected` is where this process believes each partition's stored position is."""
     result = BatchResult()
+    await _ensure_stage(conn)
     async with conn.transaction():
         cur = conn.cursor()
         await cur.execute(
@@ -269,7 +296,7 @@ async def apply_batch(
         await _write(cur, changes, [sessions[s] for s in sorted(touched)])
         if audit_items:
             rows, head = chain_rows(head, audit_items)
-            await cur.executemany(_AUDIT_INSERT, rows)
+            await _copy(cur, "audit_log", AUDIT_COLUMNS, rows)
             await cur.execute(
                 "UPDATE audit_head SET last_audit_id = %s, head_hash = %s WHERE id = 1",
                 (head.last_audit_id, head.head_hash),
@@ -344,15 +371,16 @@ async def _stored_digests(
 
 
 async def _write(cur: Any, changes: Changes, sessions: list[SessionRow]) -> None:
-    if changes.events:
-        await cur.executemany(_EVENT_INSERT, changes.events)
-    if sessions:
-        await cur.executemany(_SESSION_UPSERT, [s.as_tuple() for s in sessions])
-    if changes.entries:
-        await cur.executemany(_ENTRY_INSERT, changes.entries)
-    if changes.links:
-        await cur.executemany(_LINK_INSERT, list(changes.links.values()))
-    for table, sql in _PATCH_UPSERTS.items():
-        rows = changes.patch_rows(table)
+    staged: dict[str, Sequence[Sequence[Any]]] = {
+        "events": changes.events,
+        "sessions": [s.as_tuple() for s in sessions],
+        "session_links": list(changes.links.values()),
+    }
+    for table in PATCH_TABLES:
+        staged[table] = changes.patch_rows(table)
+    for table, rows in staged.items():
         if rows:
-            await cur.executemany(sql, rows)
+            await _copy(cur, _stage(table), _STAGED[table], rows)
+            await cur.execute(_MERGES[table])
+    if changes.entries:
+        await _copy(cur, "entries", ENTRY_COLUMNS, changes.entries)

@@ -1,0 +1,333 @@
+"""The projection commands of `turnlog`, registered on the root app by `register(app)`.
+
+    turnlog worker projector            the projector worker (events -> Postgres)
+    turnlog audit verify                walk the audit chain, compare with checkpoints
+    turnlog projections rebuild         empty the projections, replay from offset 0
+    turnlog projections status          positions and stopped partitions per consumer
+    turnlog sessions                    recent sessions
+    turnlog show SESSION                one session: branch, fork tree, children, costs
+    turnlog costs [--by ...]            cost views (children rolled up to parents)
+
+Every command takes --json. Rule: commands are thin; the work is in projections.* and
+the SQL views. Settings (Kafka, DATABASE_URL, topic prefix) come from
+turnlog.settings; `--database-url` overrides where a different role is wanted (the
+audit verifier needs SELECT on audit_log, which the application role does not have).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date, datetime
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["audit_app", "projections_app", "register", "worker_app"]
+
+worker_app = typer.Typer(help="Run workers.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+projections_app = typer.Typer(help="Postgres projections of the events.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+DbOpt = Annotated[
+    str | None, typer.Option("--database-url", help="Postgres URL; default DATABASE_URL.")
+]
+
+
+def _settings() -> Any:
+    from turnlog.settings import load_settings
+
+    return load_settings()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, default=_default, indent=2))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        typer.echo("(none)")
+        return
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
+
+
+def _config(
+    *, group: bool, consumer: str, max_records: int, checkpoint_interval: float,
+    stop_on_gap: bool, session_timeout_ms: int, database_url: str | None,
+) -> Any:
+    from projections.projector import ProjectorConfig
+    from streams.topics import topic_names
+
+    settings = _settings()
+    names = topic_names(settings.topic_prefix)
+    return ProjectorConfig(
+        bootstrap=settings.kafka_bootstrap_servers,
+        database_url=database_url or settings.database_url,
+        events_topic=names.events,
+        checkpoints_topic=names.checkpoints,
+        consumer=consumer,
+        group_id=f"{settings.topic_prefix}turnlog-{consumer}" if group else None,
+        max_records=max_records,
+        checkpoint_interval=checkpoint_interval,
+        stop_on_gap=stop_on_gap,
+        session_timeout_ms=session_timeout_ms,
+    )
+
+
+# ------------------------------------------------------------------ worker
+
+
+@worker_app.command("projector")
+def worker_projector(
+    group: Annotated[
+        bool, typer.Option("--group/--no-group",
+                           help="Share partitions with other projectors (consumer group), "
+                                "or take every partition.")
+    ] = True,
+    consumer: Annotated[str, typer.Option(help="Consumer name: keys the stored offsets.")] = (
+        "projector"
+    ),
+    max_records: Annotated[int, typer.Option(help="Records per poll (one transaction).")] = 5000,
+    checkpoint_interval: Annotated[
+        float, typer.Option(help="Seconds between audit checkpoints.")
+    ] = 5.0,
+    keep_going: Annotated[
+        bool, typer.Option("--keep-going",
+                           help="On a seq gap, pause that partition and go on with the "
+                                "others instead of exiting with an error.")
+    ] = False,
+    session_timeout_ms: Annotated[
+        int, typer.Option(help="Consumer group session timeout.")
+    ] = 10_000,
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Project turnlog.events into Postgres until SIGTERM/SIGINT. Exits with an error
+    when a partition stops on a seq gap (unless --keep-going)."""
+    from projections.projector import run_projector
+    from streams.logs import configure_logging
+
+    configure_logging(_settings().log_level, json=True if as_json else None)
+    config = _config(
+        group=group, consumer=consumer, max_records=max_records,
+        checkpoint_interval=checkpoint_interval, stop_on_gap=not keep_going,
+        session_timeout_ms=session_timeout_ms, database_url=database_url,
+    )
+    projector = asyncio.run(run_projector(config))
+    summary = {"events_applied": projector.applied, "batches": projector.batches}
+    if as_json:
+        _print_json(summary)
+    else:
+        typer.echo(f"projected {projector.applied} events in {projector.batches} batches")
+
+
+# ------------------------------------------------------------------ audit
+
+
+@audit_app.command("verify")
+def audit_verify(
+    checkpoints: Annotated[
+        bool, typer.Option("--checkpoints/--no-checkpoints",
+                           help="Compare with the heads published to the checkpoints topic.")
+    ] = True,
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute the audit hash chain; name the first broken row. Exit code 1 if broken."""
+    from projections.audit import read_checkpoints, verify_audit_log
+    from streams.topics import topic_names
+
+    settings = _settings()
+    published = []
+    if checkpoints:
+        topic = topic_names(settings.topic_prefix).checkpoints
+        published = asyncio.run(read_checkpoints(settings.kafka_bootstrap_servers, topic))
+    report = verify_audit_log(database_url or settings.database_url, published)
+    if as_json:
+        _print_json(report.as_dict())
+    elif report.ok:
+        typer.echo(
+            f"audit log intact: {report.rows} rows, head {report.head.head_hash[:16]}…, "
+            f"{report.checkpoints_matched}/{report.checkpoints} checkpoints match"
+        )
+    else:
+        typer.echo(f"audit log BROKEN at {report.broken}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ projections
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    consumer: Annotated[str, typer.Option(help="Consumer whose projections to rebuild.")] = (
+        "projector"
+    ),
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Empty every projection except the audit log and replay the events from offset 0."""
+    from projections.rebuild import rebuild
+
+    config = _config(
+        group=False, consumer=consumer, max_records=5000, checkpoint_interval=5.0,
+        stop_on_gap=True, session_timeout_ms=10_000, database_url=database_url,
+    )
+    report = asyncio.run(rebuild(config))
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    typer.echo(f"replayed {report.events_replayed} events")
+    _table(
+        [{"table": t, "rows": n, "md5": h} for t, (n, h) in report.checksums.items()],
+        ["table", "rows", "md5"],
+    )
+
+
+@projections_app.command("status")
+def projections_status(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Stored positions per consumer and partition, and stopped partitions."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(database_url or _settings().database_url, row_factory=dict_row) as c:
+        rows = c.execute(
+            "SELECT consumer, topic, partition, next_offset, audit_next_offset, "
+            "stopped_offset, stopped_reason FROM projector_offsets "
+            "ORDER BY consumer, topic, partition"
+        ).fetchall()
+    if as_json:
+        _print_json(rows)
+    else:
+        _table(rows, ["consumer", "topic", "partition", "next_offset", "audit_next_offset",
+                      "stopped_offset", "stopped_reason"])
+
+
+# ------------------------------------------------------------------ queries
+
+
+def sessions_command(
+    limit: Annotated[int, typer.Option(help="How many sessions.")] = 50,
+    agent: Annotated[str | None, typer.Option(help="Only this agent's sessions.")] = None,
+    status: Annotated[str | None, typer.Option(help="active or closed.")] = None,
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent sessions, newest first."""
+    from projections.queries import list_sessions
+
+    rows = list_sessions(database_url or _settings().database_url, limit=limit, agent=agent,
+                         status=status)
+    if as_json:
+        _print_json(rows)
+    else:
+        _table(rows, ["session_id", "agent", "status", "phase", "turns", "last_seq",
+                      "forked_from_session_id", "parent_session_id", "updated_at", "usd",
+                      "total_usd"])
+
+
+def show_command(
+    session_id: Annotated[str, typer.Argument(help="The session id.")],
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One session: its conversation branch (shared fork prefix included), the branches
+    of its fork tree, its delegated children and its costs."""
+    from projections.queries import show_session
+
+    shown = show_session(database_url or _settings().database_url, session_id)
+    if as_json:
+        _print_json(shown)
+        return
+    s = shown["session"]
+    typer.echo(f"session {s['session_id']}  agent {s['agent']}  {s['status']}/{s['phase']}  "
+               f"turns {s['turns']}  last seq {s['last_seq']}")
+    if s["forked_from_session_id"]:
+        typer.echo(f"forked from {s['forked_from_session_id']} at seq {s['forked_at_seq']}")
+    if s["parent_session_id"]:
+        typer.echo(f"child of {s['parent_session_id']} (call {s['parent_call_id']})")
+    typer.echo("")
+    for e in shown["entries"]:
+        marker = " " if e["session_id"] == session_id else "|"
+        text = " ".join(str(e["content"]).split())
+        label = e["kind"] + (f" {e['tool_name']}" if e["tool_name"] else "")
+        typer.echo(f"{marker}{e['seq']:>6}  {label:<22} {text[:90]}")
+    typer.echo("\n('|' marks entries inherited from the fork source)\n\nbranches:")
+    for b in shown["branches"]:
+        here = "  <- this session" if b["is_requested"] else ""
+        fork = f" forked from {b['forked_from_session_id']} at {b['forked_at_seq']}" if (
+            b["forked_from_session_id"]) else " (root)"
+        typer.echo(f"{'  ' * b['depth']}- {b['session_id']}{fork}: {b['branch_entries']} "
+                   f"entries{here}")
+    if shown["children"]:
+        typer.echo("\nchildren:")
+        for c in shown["children"]:
+            typer.echo(f"- {c['child_session_id']} ({c['agent']}, {c['status']}) "
+                       f"for call {c['parent_call_id']}")
+    if shown["costs"]:
+        c = shown["costs"]
+        typer.echo(f"\ncost: own ${c['own_usd']:.6f}, with children ${c['total_usd']:.6f}")
+
+
+def costs_command(
+    by: Annotated[str, typer.Option(help="agent, model, day or session.")] = "agent",
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Costs from the recorded prices, child sessions rolled up to their parents."""
+    from projections.queries import costs
+
+    rows = costs(database_url or _settings().database_url, by, limit=limit)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(rows)
+        return
+    columns = {
+        "agent": ["agent", "sessions", "root_sessions", "priced_calls", "input_tokens",
+                  "output_tokens", "own_usd", "rolled_up_usd"],
+        "model": ["model", "priced_calls", "input_tokens", "output_tokens",
+                  "cache_read_tokens", "cache_write_tokens", "usd"],
+        "day": ["day", "priced_calls", "input_tokens", "output_tokens", "usd"],
+        "session": ["session_id", "agent", "parent_session_id", "priced_calls", "own_usd",
+                    "total_usd"],
+    }[by]
+    _table(rows, columns)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the projection commands to the root `turnlog` app. `worker` may already be
+    registered by another extension: the projector joins that group then."""
+    existing = next(
+        (g for g in app.registered_groups if g.name == "worker" and g.typer_instance), None
+    )
+    if existing is not None and existing.typer_instance is not None:
+        existing.typer_instance.command("projector")(worker_projector)
+    else:
+        app.add_typer(worker_app, name="worker")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(projections_app, name="projections")
+    app.command("sessions")(sessions_command)
+    app.command("show")(show_command)
+    app.command("costs")(costs_command)
