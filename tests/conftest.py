@@ -45,6 +45,10 @@ _TESTS = Path(__file__).parent
 TEST_PARTITIONS = 4
 _KEEP = os.environ.get("TURNLOG_KEEP_TEST_DATA", "") not in ("", "0", "false")
 
+# Fixture modules of other areas, enabled for every test once they exist in the tree.
+_PLUGINS = {"tests.fakes.fixtures": _TESTS / "fakes" / "fixtures.py"}
+pytest_plugins = [name for name, path in _PLUGINS.items() if path.exists()]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     integration = _TESTS / "integration"
