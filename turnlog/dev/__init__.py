@@ -85,6 +85,8 @@ class DevStatus:
                         f"{version}")
             for key, value in svc.extra.items():
                 rows.append(f"{'':<9}  {key}: {value}")
+            if svc.data is not None:
+                rows.append(f"{'':<9}  data: {svc.data}")
             if svc.log is not None:
                 rows.append(f"{'':<9}  log: {svc.log}")
         rows.append(f"KAFKA_BOOTSTRAP_SERVERS={self.kafka_bootstrap}")

@@ -5,7 +5,9 @@ else `pg_ctl` on PATH, else the `pgserver` wheel's bundled ones.
 
 PostgreSQL refuses to run as root, so when we are root the server runs as the
 unprivileged `postgres` system user (created if missing) and owns the data directory;
-otherwise it runs as the current user. It listens on 127.0.0.1 only (TCP, no Unix socket,
+otherwise it runs as the current user. (If that user cannot enter the state dir, as for
+a clone under /root, the data directory goes to /var/tmp/turnlog-postgres-<hash> instead.)
+It listens on 127.0.0.1 only (TCP, no Unix socket,
 so no socket-path or /var/run permissions to get wrong) with password authentication
 (scram-sha-256) for the superuser `turnlog`, and owns a database `turnlog`.
 
@@ -16,6 +18,7 @@ still recovers; only an OS crash could lose data).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -66,7 +69,41 @@ class PostgresPaths:
 
 
 def paths(settings: Settings) -> PostgresPaths:
-    return PostgresPaths(settings.state_dir.resolve() / "postgres")
+    """<state_dir>/postgres, unless the service user could not reach it (see below)."""
+    root = settings.state_dir.resolve() / "postgres"
+    if os.geteuid() == 0 and _blocked_parent(root, _service_uid_gid()) is not None:
+        # A clone under a private directory (/root/...): the unprivileged server user
+        # cannot enter it, so its data lives in a per-state-dir directory under /var/tmp.
+        digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+        root = Path("/var/tmp") / f"turnlog-postgres-{digest}"
+    return PostgresPaths(root)
+
+
+def _service_uid_gid() -> tuple[int, int]:
+    try:
+        account = pwd.getpwnam(_SERVICE_USER)
+        return account.pw_uid, account.pw_gid
+    except KeyError:
+        return -1, -1  # not created yet: it will own nothing on the way
+
+
+def _blocked_parent(directory: Path, uid_gid: tuple[int, int]) -> Path | None:
+    """The first ancestor of `directory` that uid/gid may not enter, or None."""
+    uid, gid = uid_gid
+    for parent in reversed(directory.parents):
+        try:
+            st = parent.stat()
+        except OSError:
+            return None  # does not exist yet: we create it, and so it will be reachable
+        if st.st_uid == uid:
+            bit = 0o100
+        elif st.st_gid == gid:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return parent
+    return None
 
 
 def url(settings: Settings, database: str = DEV_DATABASE) -> str:
@@ -156,18 +193,13 @@ def paths_home(account: pwd.struct_passwd) -> Path:
 
 def _check_reachable(directory: Path, account: pwd.struct_passwd) -> None:
     """The service user must be able to walk down to the data directory."""
-    for parent in reversed(directory.parents):
-        st = parent.stat()
-        if st.st_uid == account.pw_uid:
-            continue
-        bit = 0o010 if st.st_gid == account.pw_gid else 0o001
-        if not st.st_mode & bit:
-            raise DevInfraError(
-                f"PostgreSQL runs as the unprivileged user '{account.pw_name}' (it refuses "
-                f"root), and that user cannot enter {parent} (mode {oct(st.st_mode & 0o777)}). "
-                "Set TURNLOG_STATE_DIR to a directory it can reach, e.g. under /tmp, "
-                f"or `chmod o+x {parent}`."
-            )
+    parent = _blocked_parent(directory, (account.pw_uid, account.pw_gid))
+    if parent is not None:
+        raise DevInfraError(
+            f"PostgreSQL runs as the unprivileged user '{account.pw_name}' (it refuses "
+            f"root), and that user cannot enter {parent}. Set TURNLOG_STATE_DIR to a "
+            f"directory it can reach, e.g. under /tmp, or `chmod o+x {parent}`."
+        )
 
 
 # --- lifecycle ------------------------------------------------------------------------
@@ -206,8 +238,8 @@ def _initdb(settings: Settings, account: pwd.struct_passwd | None) -> None:
 
 def start(settings: Settings) -> None:
     """initdb once, then `pg_ctl start -w`; raises with the log tail on failure."""
-    p = paths(settings)
     account = _service_account()
+    p = paths(settings)
     p.root.mkdir(parents=True, exist_ok=True)
     if account is not None:
         _check_reachable(p.root, account)
