@@ -1,0 +1,395 @@
+"""The Anthropic Messages API through the official `anthropic` SDK.
+
+Rule: this module only translates. `LlmRequest` → Messages API parameters, one streamed
+request per attempt, the final message → `LlmResponse`, and an SDK failure →
+`AttemptFailed` with a provider-neutral error type. Retries, fallbacks, breakers and the
+deadline belong to `agents.providers.retry` (the SDK runs with `max_retries=0`, so no
+request is ever retried twice over).
+
+Secrets: the API key goes into the SDK client and nowhere else: not into an attribute of
+ours, a repr, a log line or an exception (SDK messages are scrubbed of it, and SDK
+exceptions are not chained because they carry the request and its headers).
+
+Prompt caching: when `request.cache_prefix`, the last tool and the system prompt carry
+`cache_control: ephemeral` breakpoints, so the stable prefix (tools, then system) is
+written once and read on later calls; cache reads and writes come back in `Usage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import random
+import time
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, Self
+
+import anthropic
+import structlog
+
+from agents.errors import InvalidRecord
+from agents.events import ToolUse, Usage
+from agents.llm import LlmRequest, LlmResponse, Message, TextBlock, canonical_json
+from agents.providers._deltas import DeltaSink
+from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError, redact
+from agents.providers.breaker import BreakerConfig, BreakerRegistry
+from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep, run_with_fallbacks
+
+__all__ = ["API_KEY_ENV", "AnthropicProvider", "build_params"]
+
+log = structlog.get_logger("turnlog.providers")
+
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+_CACHE = {"type": "ephemeral"}
+
+
+class _Secret(Protocol):
+    def get_secret_value(self) -> str: ...
+
+
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(all transport errors, timeouts) of the HTTP library under the SDK.
+
+    A failure in the middle of a stream reaches us raw from the HTTP library rather than
+    wrapped by the SDK; anthropic 2.x uses httpx2, older releases httpx.
+    """
+    errors: list[type[BaseException]] = []
+    timeouts: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(module.HTTPError)
+        timeouts.append(module.TimeoutException)
+    return tuple(errors), tuple(timeouts)
+
+
+_TRANSPORT_ERRORS, _TRANSPORT_TIMEOUTS = _transport_errors()
+
+_BY_STATUS: dict[int, tuple[ErrorType, bool]] = {
+    400: (ErrorType.INVALID_REQUEST, False),
+    401: (ErrorType.AUTHENTICATION, False),
+    403: (ErrorType.PERMISSION, False),
+    404: (ErrorType.NOT_FOUND, False),
+    408: (ErrorType.TIMEOUT, True),
+    409: (ErrorType.UNKNOWN, True),
+    413: (ErrorType.REQUEST_TOO_LARGE, False),
+    422: (ErrorType.INVALID_REQUEST, False),
+    429: (ErrorType.RATE_LIMITED, True),
+    529: (ErrorType.OVERLOADED, True),
+}
+# An error event in the middle of a stream arrives on an HTTP 200: its body names it.
+_BY_API_TYPE: dict[str, tuple[ErrorType, bool]] = {
+    "invalid_request_error": (ErrorType.INVALID_REQUEST, False),
+    "authentication_error": (ErrorType.AUTHENTICATION, False),
+    "permission_error": (ErrorType.PERMISSION, False),
+    "not_found_error": (ErrorType.NOT_FOUND, False),
+    "request_too_large": (ErrorType.REQUEST_TOO_LARGE, False),
+    "rate_limit_error": (ErrorType.RATE_LIMITED, True),
+    "api_error": (ErrorType.SERVER_ERROR, True),
+    "overloaded_error": (ErrorType.OVERLOADED, True),
+    "timeout_error": (ErrorType.TIMEOUT, True),
+}
+
+
+def _message_params(message: Message) -> dict[str, Any]:
+    # The API rejects empty text blocks; the core may hold an assistant turn whose text is
+    # empty beside its tool calls. The digest covers the LlmRequest, not this wire form.
+    blocks = [
+        block.to_dict()
+        for block in message.content
+        if not (isinstance(block, TextBlock) and block.text == "")
+    ]
+    return {"role": message.role, "content": blocks}
+
+
+def build_params(request: LlmRequest, model: str) -> dict[str, Any]:
+    """The Messages API parameters of `request`, sent to `model`.
+
+    `request.temperature` is not sent: API version 2026-10-21 (the one anthropic 2.x
+    speaks) rejects sampling parameters with a 400, even at their defaults. It stays in
+    the request (and its digest) as a record of what the agent definition asked for.
+    """
+    params: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens,
+        "messages": [_message_params(m) for m in request.messages],
+    }
+    if request.system:
+        if request.cache_prefix:
+            params["system"] = [
+                {"type": "text", "text": request.system, "cache_control": dict(_CACHE)}
+            ]
+        else:
+            params["system"] = request.system
+    if request.tools:
+        tools = [t.to_dict() for t in request.tools]
+        if request.cache_prefix:
+            tools[-1]["cache_control"] = dict(_CACHE)
+        params["tools"] = tools
+    return params
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    """A server's retry-after (seconds or HTTP date; or retry-after-ms), if any."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_response(message: Any, model: str) -> LlmResponse:
+    texts: list[str] = []
+    tool_uses: list[ToolUse] = []
+    for block in message.content:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "tool_use":
+            tool_uses.append(
+                ToolUse(
+                    call_id=block.id, name=block.name, arguments_json=canonical_json(block.input)
+                )
+            )
+        # thinking / server-tool blocks are not part of our contract: dropped on purpose.
+    usage = message.usage
+    return LlmResponse(
+        model=model,
+        text="".join(texts),
+        tool_uses=tuple(tool_uses),
+        stop_reason=str(message.stop_reason),
+        usage=Usage(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cache_read_tokens=getattr(usage, "cache_read_input_tokens", None) or 0,
+            cache_write_tokens=getattr(usage, "cache_creation_input_tokens", None) or 0,
+        ),
+    )
+
+
+class AnthropicProvider:
+    """`Provider` for the Anthropic Messages API. Create one per process and reuse it: it
+    holds the HTTP connection pool and the circuit breakers.
+
+    `api_key`: a str or a pydantic SecretStr; default the ANTHROPIC_API_KEY environment
+    variable. `base_url`: default the SDK's (ANTHROPIC_BASE_URL or api.anthropic.com);
+    tests point it at `tests.fakes.anthropic_server`. `request_timeout_s` bounds each
+    attempt; `timeout_s` of `complete` bounds the whole call.
+    """
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | _Secret | None = None,
+        base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+        breakers: BreakerRegistry | None = None,
+        request_timeout_s: float = 600.0,
+        connect_timeout_s: float = 10.0,
+        streaming: bool = True,
+        rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        key = api_key if api_key is None or isinstance(api_key, str) else api_key.get_secret_value()
+        key = key or os.environ.get(API_KEY_ENV) or None
+        if not key:
+            raise ProviderConfigError(
+                f"The anthropic provider needs an API key: set {API_KEY_ENV} in the "
+                "environment of the process that executes LLM calls."
+            )
+        self._secrets: tuple[str, ...] = (str(key),)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=str(key),
+            base_url=base_url,
+            max_retries=0,  # one owner for retries: agents.providers.retry
+            timeout=anthropic.Timeout(request_timeout_s, connect=connect_timeout_s),
+        )
+        self.retry = retry or RetryPolicy()
+        self.breakers = breakers or BreakerRegistry(BreakerConfig())
+        self.request_timeout_s = request_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.streaming = streaming
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return (
+            f"AnthropicProvider(base_url={str(self._client.base_url)!r}, "
+            f"streaming={self.streaming}, retry={self.retry!r}, breakers={self.breakers!r})"
+        )
+
+    def __reduce__(self) -> Any:
+        # Pickling would copy the client, and the key with it, into whatever reads the pickle.
+        raise TypeError("AnthropicProvider holds a credential and cannot be pickled.")
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def complete(
+        self,
+        request: LlmRequest,
+        *,
+        fallbacks: Sequence[str] = (),
+        on_delta: DeltaCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> LlmResponse:
+        deltas = DeltaSink(on_delta)
+
+        async def attempt(model: str, budget: float | None) -> LlmResponse:
+            return await self._attempt(request, model, deltas, budget)
+
+        return await run_with_fallbacks(
+            attempt,
+            provider=self.name,
+            models=[request.model, *fallbacks],
+            policy=self.retry,
+            breakers=self.breakers,
+            timeout_s=timeout_s,
+            attempt_timeout_s=self.request_timeout_s,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+
+    async def _attempt(
+        self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
+    ) -> LlmResponse:
+        params = build_params(request, model)
+        timeout = (
+            anthropic.Timeout(budget, connect=min(budget, self.connect_timeout_s))
+            if budget is not None
+            else anthropic.NOT_GIVEN
+        )
+        try:
+            if self.streaming:
+                async with self._client.messages.stream(**params, timeout=timeout) as stream:
+                    async for event in stream:
+                        if event.type == "text":
+                            await deltas(event.text)
+                    message = await stream.get_final_message()
+            else:
+                message = await self._client.messages.create(**params, timeout=timeout)
+                await deltas(_text_of(message))
+        except anthropic.APIStatusError as exc:
+            raise self._status_failure(exc, model) from None
+        except anthropic.APITimeoutError:
+            raise AttemptFailed(
+                f"The request to {self.name}/{model} timed out.",
+                error_type=ErrorType.TIMEOUT,
+                retryable=True,
+            ) from None
+        except anthropic.APIConnectionError as exc:
+            raise AttemptFailed(
+                f"The request to {self.name}/{model} could not connect: {self._scrub(str(exc))}",
+                error_type=ErrorType.CONNECTION,
+                retryable=True,
+            ) from None
+        except _TRANSPORT_TIMEOUTS:
+            raise AttemptFailed(
+                f"The stream from {self.name}/{model} stalled past its timeout.",
+                error_type=ErrorType.TIMEOUT,
+                retryable=True,
+            ) from None
+        except _TRANSPORT_ERRORS as exc:
+            raise AttemptFailed(
+                f"The stream from {self.name}/{model} broke off "
+                f"({type(exc).__name__}: {self._scrub(str(exc))}).",
+                error_type=ErrorType.CONNECTION,
+                retryable=True,
+            ) from None
+        except (anthropic.APIResponseValidationError, ValueError, RuntimeError) as exc:
+            # The SDK raises ValueError for unparsable tool-input JSON and RuntimeError for
+            # events out of order: a broken answer, worth one more try.
+            raise AttemptFailed(
+                f"The answer of {self.name}/{model} could not be read: "
+                f"{self._scrub(str(exc))[:300]}",
+                error_type=ErrorType.INVALID_RESPONSE,
+                retryable=True,
+                counts_for_breaker=False,
+            ) from None
+        if message.stop_reason is None:
+            raise AttemptFailed(
+                f"The stream from {self.name}/{model} ended before its message_stop.",
+                error_type=ErrorType.INVALID_RESPONSE,
+                retryable=True,
+                counts_for_breaker=True,
+            )
+        try:
+            return _to_response(message, model)
+        except (InvalidRecord, TypeError, ValueError) as exc:
+            raise AttemptFailed(
+                f"The answer of {self.name}/{model} does not fit our contract: "
+                f"{self._scrub(str(exc))[:300]}",
+                error_type=ErrorType.INVALID_RESPONSE,
+                retryable=True,
+                counts_for_breaker=False,
+            ) from None
+
+    def _status_failure(self, exc: anthropic.APIStatusError, model: str) -> AttemptFailed:
+        api_type = _api_error_type(exc.body)
+        status = exc.status_code
+        if status in _BY_STATUS:
+            error_type, retryable = _BY_STATUS[status]
+        elif status >= 500:
+            error_type, retryable = ErrorType.SERVER_ERROR, True
+        elif api_type in _BY_API_TYPE:
+            error_type, retryable = _BY_API_TYPE[api_type]
+        else:
+            error_type, retryable = ErrorType.UNKNOWN, False
+        detail = _api_error_message(exc.body) or exc.message
+        status_text = f"HTTP {status}" if status != 200 else "an error event mid-stream"
+        return AttemptFailed(
+            f"{self.name}/{model} answered {status_text} ({api_type or 'no error type'}): "
+            f"{self._scrub(str(detail))[:500]}",
+            error_type=error_type,
+            retryable=retryable,
+            status_code=status,
+            retry_after_s=_retry_after_s(getattr(exc, "response", None) and exc.response.headers),
+        )
+
+    def _scrub(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+
+def _text_of(message: Any) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def _api_error_type(body: object) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("type"), str):
+            return str(error["type"])
+    return None
+
+
+def _api_error_message(body: object) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return None
