@@ -1,0 +1,101 @@
+"""The working context of one decision: emit facts, evolving the state as they go.
+
+Rule: a handler emits facts one by one through `Decision.emit`, which numbers each
+(seq = last_seq + 1), wraps it in the envelope taken from the request (time, causation,
+correlation — never a clock or a random id) and immediately evolves the working state
+with it, so every later step of the same decision sees exactly the state that replay
+will see. A handler that finds the input illegal raises `Rejected` *before* emitting;
+decide then answers with one RequestRejected against the untouched state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from agents.events import (
+    Event,
+    EventPayload,
+    Request,
+    SessionForked,
+    SessionStarted,
+    TurnStarted,
+    event_id_for,
+)
+from agents.evolve import evolve
+from agents.registry import AgentInfo, AgentRegistry
+from agents.state import SessionState, TurnState, turn_id_for
+
+__all__ = ["Decision", "Rejected"]
+
+
+class Rejected(Exception):
+    """Raised by a handler: the input is illegal here. Never escapes decide."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Decision:
+    __slots__ = ("events", "registry", "request", "state")
+
+    def __init__(self, state: SessionState, request: Request, registry: AgentRegistry) -> None:
+        self.state = state
+        self.request = request
+        self.registry = registry
+        self.events: list[Event] = []
+
+    @property
+    def now(self) -> datetime:
+        return self.request.occurred_at
+
+    @property
+    def next_seq(self) -> int:
+        return self.state.last_seq + 1
+
+    @property
+    def turn(self) -> TurnState:
+        turn = self.state.turn
+        if turn is None:  # the transition table routes only turn phases here
+            raise Rejected(f"Session {self.state.session_id} has no turn in progress.")
+        return turn
+
+    def agent_info(self) -> AgentInfo:
+        info = self.registry.find(self.state.agent)
+        if info is None:
+            raise Rejected(
+                f"Session {self.state.session_id}: its agent {self.state.agent!r} is no "
+                f"longer defined. {self.registry.unknown_agent_reason(self.state.agent)}"
+            )
+        return info
+
+    def emit(self, payload: EventPayload) -> Event:
+        state = self.state
+        req = self.request
+        seq = state.last_seq + 1
+        turn = state.turn
+        if type(payload) is TurnStarted:
+            turn_id: str | None = turn_id_for(state.session_id, payload.turn_no)
+        else:
+            turn_id = turn.turn_id if turn is not None else None
+        if isinstance(payload, (SessionStarted, SessionForked)):
+            agent = payload.agent
+        else:
+            agent = state.agent or req.agent or ""
+        correlation = (
+            req.correlation_id or (turn.correlation_id if turn is not None else None) or req.request_id
+        )
+        event = Event(
+            event_id=event_id_for(state.session_id, seq),
+            session_id=state.session_id,
+            seq=seq,
+            occurred_at=req.occurred_at,
+            agent=agent,
+            payload=payload,
+            turn_id=turn_id,
+            causation_id=req.request_id,
+            correlation_id=correlation,
+        )
+        self.state = evolve(state, event)
+        self.events.append(event)
+        return event

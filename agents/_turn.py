@@ -1,0 +1,409 @@
+"""The turn loop's shared steps: start a turn, request the next LLM call (guards,
+compaction, budget), turn the model's tool uses into tool calls, finish a step.
+
+Rule: these functions only emit facts through a Decision; they never reject (handlers
+validate the input before calling them). Ids are derived from the session and the seq
+of the fact that creates them (`<session>/llm/<seq>`, `<session>/compact/<seq>`,
+`<session>/child/<call id>`), so replaying a decision reproduces them exactly.
+
+Pre-call order: max iterations → compaction (if the estimate exceeds trigger_ratio of
+the context window; at most once per iteration) → context must fit the window with
+max_tokens of output → budget reservation → LlmCallRequested.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from agents._decision import Decision
+from agents.budget import Spend, check_budget, estimate_reservation
+from agents.compaction import CompactionPlan, apply_compaction, plan_compaction, summary_entry
+from agents.context import (
+    EMPTY_TOOLSET_HASH,
+    SUMMARIZE_SYSTEM_HASH,
+    entries_for,
+    summarize_request,
+    turn_request,
+)
+from agents.definitions import CompactionStrategy
+from agents.events import (
+    ApprovalRequested,
+    ChildSessionRequested,
+    ContextCompacted,
+    ContextCompactionRequested,
+    LlmCallRequested,
+    PolicyAction,
+    ToolCallFailed,
+    ToolCallRequested,
+    ToolUse,
+    TurnFailed,
+    TurnStarted,
+    Usage,
+    UserMessageReceived,
+)
+from agents.policy import PolicyDecision
+from agents.pricing import model_info
+from agents.registry import AgentInfo
+from agents.state import context_seqs
+from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
+from agents.toolspecs import DELEGATE
+
+__all__ = [
+    "RULE_INVALID_ARGUMENTS",
+    "RULE_INVALID_DELEGATION",
+    "RULE_UNKNOWN_TOOL",
+    "child_session_id_for",
+    "delegation_problem",
+    "dispatch_tool_uses",
+    "drop_instead_of_summary",
+    "fail_turn",
+    "next_llm_call",
+    "start_child",
+    "start_turn",
+    "step_resolved",
+    "summarized",
+]
+
+# Pseudo rule names for decisions the engine makes before the agent's policy is asked.
+RULE_UNKNOWN_TOOL = "@unknown-tool"
+RULE_INVALID_ARGUMENTS = "@invalid-arguments"
+RULE_INVALID_DELEGATION = "@invalid-delegation"
+
+
+def child_session_id_for(session_id: str, call_id: str) -> str:
+    return f"{session_id}/child/{call_id}"
+
+
+def fail_turn(d: Decision, reason: str, error_type: str) -> None:
+    d.emit(TurnFailed(turn_no=d.turn.turn_no, reason=reason, error_type=error_type))
+
+
+def start_turn(d: Decision, text: str) -> None:
+    d.emit(TurnStarted(turn_no=d.state.turns + 1))
+    d.emit(UserMessageReceived(text=text))
+    next_llm_call(d)
+
+
+def _seconds(s: float) -> timedelta:
+    return timedelta(seconds=s)
+
+
+def _context_window(info: AgentInfo) -> int:
+    # A fallback may serve the call: the context must fit the smallest window of the chain.
+    return min(model_info(m).context_window for m in info.definition.model_chain)
+
+
+def next_llm_call(d: Decision) -> None:
+    """Continue the turn: request its next LLM call, or end it if a guard says so."""
+    info = d.registry.find(d.state.agent)
+    if info is None:
+        fail_turn(d, d.registry.unknown_agent_reason(d.state.agent), "UnknownAgent")
+        return
+    defn = info.definition
+    turn = d.turn
+    if turn.iteration >= defn.max_iterations:
+        fail_turn(
+            d,
+            f"The turn reached its limit of {defn.max_iterations} LLM calls "
+            f"(max_iterations) without a final answer.",
+            "MaxIterationsExceeded",
+        )
+        return
+    window = _context_window(info)
+    tokens = info.prefix_tokens + d.state.history.window_tokens
+    config = defn.compaction
+    if tokens > config.trigger_ratio * window and turn.compacted_iteration != turn.iteration:
+        plan = plan_compaction(
+            d.state.history, config, context_window=window, prefix_tokens=info.prefix_tokens
+        )
+        if plan is not None:
+            if plan.strategy is CompactionStrategy.SUMMARIZE:
+                _request_summary(d, info, plan, tokens, window)
+                return
+            _compact_now(d, plan, info.prefix_tokens, tokens, window)
+            tokens = info.prefix_tokens + d.state.history.window_tokens
+    if tokens + defn.max_tokens > window:
+        fail_turn(
+            d,
+            f"The context (about {tokens} tokens) plus max_tokens {defn.max_tokens} does not "
+            f"fit the context window of {window} tokens, even after compaction.",
+            "ContextWindowExceeded",
+        )
+        return
+    _request_turn_call(d, info, tokens)
+
+
+def _reserve_or_fail(
+    d: Decision, models: tuple[str, ...], context_tokens: int, max_tokens: int, info: AgentInfo
+) -> tuple[int, int] | None:
+    reservation = estimate_reservation(
+        [model_info(m) for m in models], context_tokens, max_tokens
+    )
+    turn = d.turn
+    exceeded = check_budget(
+        info.definition.budget,
+        turn=Spend(sum(turn.usage), turn.cost_nanos),
+        session=Spend(d.state.spent_tokens, d.state.spent_nanos),
+        requested=reservation,
+    )
+    if exceeded is not None:
+        d.emit(exceeded)
+        unit = "tokens" if exceeded.unit.value == "tokens" else "nano-dollars"
+        fail_turn(
+            d,
+            f"The {exceeded.scope.value} budget of {exceeded.limit} {unit} does not cover "
+            f"the next LLM call: {exceeded.used} used + {exceeded.requested} reserved.",
+            "BudgetExceeded",
+        )
+        return None
+    return reservation.tokens, reservation.nanos
+
+
+def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
+    defn = info.definition
+    reserved = _reserve_or_fail(d, defn.model_chain, tokens, defn.max_tokens, info)
+    if reserved is None:
+        return
+    seqs = context_seqs(d.state.history)
+    request = turn_request(
+        d.registry,
+        defn.name,
+        entries_for(d.state.history, seqs, where=f"session {d.state.session_id}"),
+        model=defn.model,
+        max_tokens=defn.max_tokens,
+        temperature=defn.temperature,
+    )
+    d.emit(
+        LlmCallRequested(
+            call_id=f"{d.state.session_id}/llm/{d.next_seq}",
+            model=defn.model,
+            fallbacks=defn.fallbacks,
+            max_tokens=defn.max_tokens,
+            temperature=defn.temperature,
+            context_seqs=seqs,
+            system_prompt_hash=info.system_prompt_hash,
+            toolset_hash=info.toolset_hash,
+            request_digest=request.digest(),
+            iteration=d.turn.iteration + 1,
+            deadline_at=d.now + _seconds(defn.deadlines.llm_s),
+            reserved_tokens=reserved[0],
+            reserved_nanos=reserved[1],
+            purpose="turn",
+        )
+    )
+
+
+def _compact_now(
+    d: Decision, plan: CompactionPlan, prefix_tokens: int, tokens_before: int, window: int
+) -> None:
+    compaction_id = f"{d.state.session_id}/compact/{d.next_seq}"
+    d.emit(
+        ContextCompactionRequested(
+            compaction_id=compaction_id,
+            strategy=plan.strategy.value,
+            entry_seqs=plan.removed_seqs,
+            tokens_before=tokens_before,
+            context_window=window,
+        )
+    )
+    d.emit(
+        ContextCompacted(
+            compaction_id=compaction_id,
+            strategy=plan.strategy.value,
+            removed_seqs=plan.removed_seqs,
+            summary=None,
+            tokens_after=prefix_tokens + plan.window_tokens_after,
+        )
+    )
+
+
+def _request_summary(
+    d: Decision, info: AgentInfo, plan: CompactionPlan, tokens_before: int, window: int
+) -> None:
+    defn = info.definition
+    model = defn.summarize_model
+    max_tokens = min(defn.compaction.summary_max_tokens, model_info(model).max_output_tokens)
+    entries = entries_for(d.state.history, plan.removed_seqs, where=f"session {d.state.session_id}")
+    request = summarize_request(entries, model=model, max_tokens=max_tokens)
+    context_tokens = sum(e.tokens for e in entries) + estimate_tokens(request.system) + ENTRY_OVERHEAD
+    reserved = _reserve_or_fail(d, (model,), context_tokens, max_tokens, info)
+    if reserved is None:
+        return
+    compaction_id = f"{d.state.session_id}/compact/{d.next_seq}"
+    d.emit(
+        ContextCompactionRequested(
+            compaction_id=compaction_id,
+            strategy=plan.strategy.value,
+            entry_seqs=plan.removed_seqs,
+            tokens_before=tokens_before,
+            context_window=window,
+        )
+    )
+    # The summarize effect is an LLM call with purpose "summarize" and the compaction's
+    # id: its context is the entries to summarize, its outcome is CompleteCompaction.
+    d.emit(
+        LlmCallRequested(
+            call_id=compaction_id,
+            model=model,
+            fallbacks=(),
+            max_tokens=max_tokens,
+            temperature=0.0,
+            context_seqs=plan.removed_seqs,
+            system_prompt_hash=SUMMARIZE_SYSTEM_HASH,
+            toolset_hash=EMPTY_TOOLSET_HASH,
+            request_digest=request.digest(),
+            iteration=d.turn.iteration,
+            deadline_at=d.now + _seconds(defn.deadlines.llm_s),
+            reserved_tokens=reserved[0],
+            reserved_nanos=reserved[1],
+            purpose="summarize",
+        )
+    )
+
+
+def summarized(d: Decision, summary: str, usage: Usage, cost: int, model: str) -> None:
+    """A summarize compaction completed: install the summary, continue the turn."""
+    compaction = d.turn.compaction
+    assert compaction is not None
+    info = d.registry.find(d.state.agent)
+    prefix = info.prefix_tokens if info is not None else 0
+    after = apply_compaction(
+        d.state.history, compaction.entry_seqs, summary_entry(d.next_seq, summary)
+    )
+    d.emit(
+        ContextCompacted(
+            compaction_id=compaction.compaction_id,
+            strategy=CompactionStrategy.SUMMARIZE.value,
+            removed_seqs=compaction.entry_seqs,
+            summary=summary,
+            tokens_after=prefix + after.window_tokens,
+            usage=usage,
+            cost_nanos=cost,
+            model=model,
+        )
+    )
+    next_llm_call(d)
+
+
+def drop_instead_of_summary(d: Decision) -> None:
+    """A summarize compaction failed: drop the same entries (sliding_window), continue."""
+    compaction = d.turn.compaction
+    assert compaction is not None
+    info = d.registry.find(d.state.agent)
+    prefix = info.prefix_tokens if info is not None else 0
+    after = apply_compaction(d.state.history, compaction.entry_seqs, None)
+    d.emit(
+        ContextCompacted(
+            compaction_id=compaction.compaction_id,
+            strategy=CompactionStrategy.SLIDING_WINDOW.value,
+            removed_seqs=compaction.entry_seqs,
+            summary=None,
+            tokens_after=prefix + after.window_tokens,
+        )
+    )
+    next_llm_call(d)
+
+
+# --------------------------------------------------------------------------- tool uses
+
+
+def _denial(decision: PolicyDecision) -> str:
+    if decision.rule is None:
+        return "Denied: the agent's policy does not allow this tool call."
+    detail = f": {decision.reason}" if decision.reason else "."
+    return f"Denied by policy rule {decision.rule!r}{detail}"
+
+
+def delegation_problem(d: Decision, info: AgentInfo, args: dict[str, Any]) -> str | None:
+    """Why a delegate call cannot start a child session, or None."""
+    agent, task = args.get("agent"), args.get("task")
+    allowed = info.definition.delegates
+    if not isinstance(agent, str) or not isinstance(task, str) or not task.strip():
+        return "Cannot delegate: arguments need 'agent' (a string) and a non-empty 'task'."
+    if agent not in allowed or d.registry.find(agent) is None:
+        return (
+            f"Cannot delegate to {agent!r}: this agent may delegate only to "
+            f"{', '.join(repr(a) for a in allowed)}."
+        )
+    return None
+
+
+def _decide_use(
+    d: Decision, info: AgentInfo, use: ToolUse
+) -> tuple[PolicyDecision, str | None, dict[str, Any]]:
+    """(decision, denial message or None, parsed arguments) for one tool use."""
+    defn = info.definition
+    if use.name not in defn.tools:
+        available = ", ".join(defn.tools) or "none"
+        msg = f"Tool {use.name!r} is not available to this agent (available: {available})."
+        return PolicyDecision(PolicyAction.DENY, RULE_UNKNOWN_TOOL, msg), msg, {}
+    try:
+        args = json.loads(use.arguments_json or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        msg = f"The arguments of {use.name!r} must be a JSON object."
+        return PolicyDecision(PolicyAction.DENY, RULE_INVALID_ARGUMENTS, msg), msg, {}
+    decision = defn.policy.evaluate(use.name, args)
+    if decision.action is PolicyAction.DENY:
+        return decision, _denial(decision), args
+    if use.name == DELEGATE:
+        problem = delegation_problem(d, info, args)
+        if problem is not None:
+            return PolicyDecision(PolicyAction.DENY, RULE_INVALID_DELEGATION, problem), problem, args
+    return decision, None, args
+
+
+def dispatch_tool_uses(d: Decision, info: AgentInfo, llm_call_id: str, uses: tuple[ToolUse, ...]) -> None:
+    """ToolCallRequested (with the policy decision) per use, then what the decision
+    implies: ToolCallFailed (denied), ApprovalRequested, ChildSessionRequested, or
+    nothing (the tool effect runs). If every call was answered at once, continue."""
+    deadlines = info.definition.deadlines
+    for use in uses:
+        decision, denial, args = _decide_use(d, info, use)
+        allowance = deadlines.child_s if use.name == DELEGATE else deadlines.tool_s
+        d.emit(
+            ToolCallRequested(
+                call_id=use.call_id,
+                llm_call_id=llm_call_id,
+                name=use.name,
+                arguments_json=use.arguments_json,
+                decision=decision.action,
+                rule=decision.rule,
+                deadline_at=d.now + _seconds(allowance),
+            )
+        )
+        if denial is not None:
+            d.emit(ToolCallFailed(call_id=use.call_id, error=denial))
+        elif decision.action is PolicyAction.REQUIRE_APPROVAL:
+            d.emit(
+                ApprovalRequested(
+                    call_id=use.call_id,
+                    tool_name=use.name,
+                    expires_at=d.now + _seconds(deadlines.approval_s),
+                )
+            )
+        elif use.name == DELEGATE:
+            start_child(d, use.call_id, args)
+    step_resolved(d)
+
+
+def start_child(d: Decision, call_id: str, args: dict[str, Any]) -> None:
+    d.emit(
+        ChildSessionRequested(
+            call_id=call_id,
+            child_session_id=child_session_id_for(d.state.session_id, call_id),
+            agent=str(args["agent"]),
+            task=str(args["task"]),
+        )
+    )
+
+
+def step_resolved(d: Decision) -> None:
+    """If the current step has no unresolved call left, request the next LLM call."""
+    turn = d.state.turn
+    if turn is not None and not turn.calls and turn.llm is None:
+        next_llm_call(d)
+

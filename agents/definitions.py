@@ -1,0 +1,309 @@
+"""Agent definitions: what an agent is, loaded from a TOML or YAML file and validated.
+
+Rule: a definition is data — frozen, validated on load, secret-free. Every validation
+error names the agent and the field (`agent 'researcher': budget.session_usd: must be
+> 0`). Credentials never appear in an agent file: keys that look like credentials
+(api_key, password, token, ...) and values that look like API keys are rejected, because
+the file's content is hashed into the session log; credentials stay in the environment
+of the process that executes the effects. `definition_hash` is the sha256 of the
+canonical JSON of a definition, recorded in SessionStarted. Nothing here does IO except
+`load_definitions`, which only reads the file it is given.
+
+File layout (TOML shown; YAML has the same shape):
+
+    [agents.assistant]
+    model = "claude-sonnet-4-5"
+    fallbacks = ["claude-haiku-4-5"]
+    system_prompt = "You are a helpful assistant."
+    tools = ["calculator", "shell", "delegate"]
+    delegates = ["researcher"]
+    max_iterations = 8
+    [agents.assistant.budget]
+    turn_usd = 0.50
+    [agents.assistant.compaction]
+    strategy = "summarize"            # sliding_window | oldest_first | summarize
+    [[agents.assistant.policy.rules]]
+    name = "shell-needs-approval"
+    tool = "shell"
+    action = "require_approval"
+
+    [tools.lookup]                     # optional: extra (non built-in) tool specs
+    description = "..."
+    input_schema = { type = "object", properties = { q = { type = "string" } } }
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agents.budget import BudgetConfig
+from agents.errors import AgentDefinitionError
+from agents.llm import ToolSpec, canonical_json, sha256_hex
+from agents.policy import Policy
+from agents.pricing import CATALOG, find_model
+
+__all__ = [
+    "AGENT_NAME_PATTERN",
+    "AgentDefinition",
+    "CompactionConfig",
+    "CompactionStrategy",
+    "Deadlines",
+    "definition_hash",
+    "load_definitions",
+    "parse_definitions",
+]
+
+AGENT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+
+_SECRET_KEY = re.compile(
+    r"^(?:.*[_-])?(?:api[_-]?key|apikey|secret|secret[_-]?key|client[_-]?secret|password|"
+    r"passwd|pwd|access[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|bearer|"
+    r"credentials?|private[_-]?key|token)$",
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(
+    r"(sk-ant-[A-Za-z0-9_-]{8,}|\bsk-[A-Za-z0-9]{20,}|-----BEGIN [A-Z ]*PRIVATE KEY-----|"
+    r"\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{20,})"
+)
+
+
+class CompactionStrategy(str, Enum):
+    SLIDING_WINDOW = "sliding_window"
+    OLDEST_FIRST = "oldest_first"
+    SUMMARIZE = "summarize"
+
+
+class CompactionConfig(BaseModel):
+    """Compaction starts when the estimated context exceeds `trigger_ratio` of the
+    model's context window. sliding_window keeps the last `keep_last` entries;
+    oldest_first drops the oldest entries until the context is under `target_ratio`
+    (never fewer than `keep_last` left); summarize replaces all but the last `keep_last`
+    entries with a summary written by `summarize_model` (default: the agent's model)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: CompactionStrategy = CompactionStrategy.SLIDING_WINDOW
+    trigger_ratio: float = Field(default=0.8, gt=0, le=1)
+    target_ratio: float = Field(default=0.5, gt=0, lt=1)
+    keep_last: int = Field(default=6, ge=1)
+    summarize_model: str | None = None
+    summary_max_tokens: int = Field(default=1024, ge=1)
+
+
+class Deadlines(BaseModel):
+    """Seconds an effect may stay pending before it is re-issued (same effect id), and
+    how many attempts it gets before the core fails it. `approval_s` is how long a tool
+    call waits for a human before it is denied as expired."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    llm_s: float = Field(default=300, gt=0)
+    tool_s: float = Field(default=120, gt=0)
+    approval_s: float = Field(default=3600, gt=0)
+    child_s: float = Field(default=1800, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+
+
+class AgentDefinition(BaseModel):
+    """One agent. `tools` names tool specs of the registry; `delegates` names the agents
+    the `delegate` tool may start (empty: delegation is not offered)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=AGENT_NAME_PATTERN)
+    description: str = ""
+    model: str
+    fallbacks: tuple[str, ...] = ()
+    system_prompt: str = Field(min_length=1)
+    tools: tuple[str, ...] = ()
+    delegates: tuple[str, ...] = ()
+    policy: Policy = Policy()
+    budget: BudgetConfig = BudgetConfig()
+    compaction: CompactionConfig = CompactionConfig()
+    max_iterations: int = Field(default=10, ge=1, le=1000)
+    max_tokens: int = Field(default=1024, ge=1)
+    temperature: float = Field(default=0.0, ge=0, le=1)
+    deadlines: Deadlines = Deadlines()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AgentDefinition:
+        # Raised as "field: message" so that _format can name the field.
+        problems = list(_cross_problems(self))
+        if problems:
+            raise ValueError(" | ".join(f"{f}: {m}" for f, m in problems))
+        return self
+
+    @property
+    def model_chain(self) -> tuple[str, ...]:
+        return (self.model, *self.fallbacks)
+
+    @property
+    def summarize_model(self) -> str:
+        return self.compaction.summarize_model or self.model
+
+
+def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
+    known = ", ".join(sorted(CATALOG))
+    for field, name in [("model", d.model), *(("fallbacks", f) for f in d.fallbacks)]:
+        if find_model(name) is None:
+            yield field, f"unknown model {name!r} (known: {known})"
+    if len(set(d.model_chain)) != len(d.model_chain):
+        yield "fallbacks", "a model appears twice in model + fallbacks"
+    sm = d.compaction.summarize_model
+    if sm is not None and find_model(sm) is None:
+        yield "compaction.summarize_model", f"unknown model {sm!r} (known: {known})"
+    if len(set(d.tools)) != len(d.tools):
+        yield "tools", "a tool is listed twice"
+    if d.compaction.target_ratio >= d.compaction.trigger_ratio:
+        yield "compaction.target_ratio", "must be < compaction.trigger_ratio"
+    for name in d.model_chain:
+        info = find_model(name)
+        if info is not None and d.max_tokens > info.max_output_tokens:
+            yield "max_tokens", (
+                f"must be <= {info.max_output_tokens} (the output limit of {name!r})"
+            )
+    if d.delegates and "delegate" not in d.tools:
+        yield "delegates", "needs the 'delegate' tool in tools"
+    if "delegate" in d.tools and not d.delegates:
+        yield "tools", "the 'delegate' tool needs at least one agent in delegates"
+
+
+def definition_hash(definition: AgentDefinition) -> str:
+    """sha256 of the canonical JSON of the definition (pinned in SessionStarted)."""
+    return sha256_hex(canonical_json(definition.model_dump(mode="json")))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+_MESSAGES = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "string_too_short": "must not be empty",
+    "string_pattern_mismatch": "must match {pattern}",
+}
+
+
+def _format(agent: str, exc: ValidationError) -> str:
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        template = _MESSAGES.get(err["type"])
+        if template is not None:
+            msg = template.format(**err.get("ctx", {}))
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+        if not loc and ": " in msg:  # a cross-field check: already "field: message"
+            lines.extend(f"agent {agent!r}: {part}" for part in msg.split(" | "))
+        else:
+            lines.append(f"agent {agent!r}: {loc + ': ' if loc else ''}{msg}")
+    return "; ".join(lines)
+
+
+def _find_secrets(node: Any, path: str) -> Iterator[str]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if _SECRET_KEY.match(str(key)):
+                yield f"{sub}: looks like a credential; agent files are secret-free (keep " \
+                    "credentials in the environment of the process that runs the effects)"
+            else:
+                yield from _find_secrets(value, sub)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _find_secrets(value, f"{path}.{i}")
+    elif isinstance(node, str) and _SECRET_VALUE.search(node):
+        yield f"{path}: contains what looks like a credential; agent files are secret-free"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def parse_definitions(
+    data: Mapping[str, Any], source: str = "<data>"
+) -> tuple[tuple[AgentDefinition, ...], dict[str, ToolSpec]]:
+    """Validate a parsed agent file: (definitions, extra tool specs by name)."""
+    if not isinstance(data, Mapping):
+        raise AgentDefinitionError(f"{source}: the top level must be a table/mapping")
+    unknown = sorted(set(data) - {"agents", "tools"})
+    if unknown:
+        raise AgentDefinitionError(
+            f"{source}: unknown top-level key(s) {', '.join(unknown)} (expected: agents, tools)"
+        )
+    agents_raw = data.get("agents")
+    if not isinstance(agents_raw, Mapping) or not agents_raw:
+        raise AgentDefinitionError(f"{source}: needs an [agents.<name>] table per agent")
+    definitions: list[AgentDefinition] = []
+    for name, raw in agents_raw.items():
+        if not isinstance(raw, Mapping):
+            raise AgentDefinitionError(f"{source}: agent {name!r}: must be a table/mapping")
+        secrets = list(_find_secrets(raw, ""))
+        if secrets:
+            raise AgentDefinitionError(
+                f"{source}: " + "; ".join(f"agent {name!r}: {s}" for s in secrets)
+            )
+        body = dict(raw)
+        if "name" in body and body["name"] != name:
+            raise AgentDefinitionError(
+                f"{source}: agent {name!r}: name: must equal the table key {name!r}"
+            )
+        body["name"] = name
+        try:
+            definitions.append(AgentDefinition.model_validate(body))
+        except ValidationError as exc:
+            raise AgentDefinitionError(f"{source}: {_format(str(name), exc)}") from exc
+    tools: dict[str, ToolSpec] = {}
+    tools_raw = data.get("tools") or {}
+    if not isinstance(tools_raw, Mapping):
+        raise AgentDefinitionError(f"{source}: tools must be a table of tool specs")
+    for tname, spec in tools_raw.items():
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("description"), str):
+            raise AgentDefinitionError(
+                f"{source}: tool {tname!r}: needs a description (and an input_schema table)"
+            )
+        schema = spec.get("input_schema", {"type": "object"})
+        extra = sorted(set(spec) - {"description", "input_schema"})
+        if not isinstance(schema, Mapping) or extra:
+            raise AgentDefinitionError(
+                f"{source}: tool {tname!r}: only description and input_schema (a table) allowed"
+            )
+        tools[str(tname)] = ToolSpec(str(tname), spec["description"], dict(schema))
+    return tuple(definitions), tools
+
+
+def load_definitions(
+    path: str | Path,
+) -> tuple[tuple[AgentDefinition, ...], dict[str, ToolSpec]]:
+    """Read and validate an agent file (.toml, .yaml or .yml)."""
+    p = Path(path)
+    if p.suffix not in (".toml", ".yaml", ".yml"):
+        raise AgentDefinitionError(f"{p}: agent files end in .toml, .yaml or .yml")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AgentDefinitionError(f"{p}: cannot read the agent file: {exc}") from exc
+    data: Any
+    if p.suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise AgentDefinitionError(f"{p}: not valid TOML: {exc}") from exc
+    else:
+        import yaml  # imported here: only YAML agent files need the parser
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise AgentDefinitionError(f"{p}: not valid YAML: {exc}") from exc
+    return parse_definitions(data, str(p))

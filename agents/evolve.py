@@ -1,0 +1,479 @@
+"""evolve: apply one event (a fact) to a session state. fold: apply a whole log.
+
+Rule: evolve is total over the facts `decide` emits and needs nothing but the state and
+the event — no registry, no clock — so any process can rebuild any session from its log
+alone. It trusts the facts (decide validated the inputs) and checks only the log's own
+contract: the event belongs to this session and its seq is last_seq + 1; a violation is
+a ContractError naming the session and both seqs. Nothing here does IO.
+
+Each handler builds the new state with one `_replace` of the top-level tuple (plus the
+sub-records it changes); history appends share all earlier entries. This is the hot path
+of replay and recovery: keep it allocation-light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from agents.compaction import apply_compaction, summary_entry
+from agents.errors import ContractError
+from agents.events import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    BudgetExceeded,
+    ChildSessionCompleted,
+    ChildSessionRequested,
+    ChildStatus,
+    ContextCompacted,
+    ContextCompactionRequested,
+    EffectKind,
+    EffectReissued,
+    Event,
+    LlmCallCompleted,
+    LlmCallFailed,
+    LlmCallRequested,
+    PolicyAction,
+    ProviderCircuitOpened,
+    RequestRejected,
+    SessionClosed,
+    SessionForked,
+    SessionStarted,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    UserMessageReceived,
+)
+from agents.state import (
+    RECENT_REQUESTS,
+    ZERO_USAGE,
+    CallStatus,
+    Entry,
+    EntryKind,
+    History,
+    Lineage,
+    PendingCall,
+    PendingLlm,
+    Phase,
+    SessionState,
+    TurnState,
+    TurnSummary,
+    add_usage,
+    initial_state,
+    step_phase,
+    turn_id_for,
+)
+from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
+
+__all__ = ["child_result_text", "evolve", "fold", "fork_base"]
+
+_US = timedelta(microseconds=1)
+
+
+def _us(delta: timedelta) -> int:
+    return max(delta // _US, 0)
+
+
+def _next(state: SessionState, ev: Event, **changes: Any) -> SessionState:
+    """The state after `ev`: seq advanced, the causing request remembered."""
+    cid = ev.causation_id
+    recent = state.recent_requests
+    if cid is not None and (not recent or recent[-1] != cid):
+        if len(recent) >= RECENT_REQUESTS:
+            recent = recent[1 - RECENT_REQUESTS :]
+        recent = recent + (cid,)
+    return state._replace(last_seq=ev.seq, recent_requests=recent, **changes)
+
+
+def _turn(state: SessionState, ev: Event) -> TurnState:
+    turn = state.turn
+    if turn is None:
+        raise ContractError(
+            f"Session {state.session_id}: {type(ev.payload).__name__} at seq {ev.seq} "
+            f"needs an active turn, and none is."
+        )
+    return turn
+
+
+def _append(history: History, entry: Entry) -> History:
+    return History(
+        history.entries.append(entry),
+        history.window_start,
+        history.summary,
+        history.window_tokens + entry.tokens,
+    )
+
+
+def _entry(seq: int, kind: str, text: str, call_id: str = "", name: str = "", err: bool = False) -> Entry:
+    return Entry(seq, kind, text, call_id, name, err, estimate_tokens(text) + ENTRY_OVERHEAD)
+
+
+def _without(calls: tuple[PendingCall, ...], call_id: str) -> tuple[PendingCall, ...]:
+    return tuple(c for c in calls if c.call_id != call_id)
+
+
+def _with(calls: tuple[PendingCall, ...], call_id: str, **changes: Any) -> tuple[PendingCall, ...]:
+    return tuple(c._replace(**changes) if c.call_id == call_id else c for c in calls)
+
+
+def _find(calls: tuple[PendingCall, ...], call_id: str) -> PendingCall | None:
+    for c in calls:
+        if c.call_id == call_id:
+            return c
+    return None
+
+
+def child_result_text(p: ChildSessionCompleted, agent: str) -> str:
+    """What the parent's model is told about a delegation's outcome."""
+    if p.status is ChildStatus.COMPLETED:
+        return p.answer
+    detail = f": {p.answer}" if p.answer else "."
+    return f"The delegated agent {agent!r} ({p.child_session_id}) {p.status.value}{detail}"
+
+
+# --------------------------------------------------------------------------- handlers
+# Each takes (state, event, payload) and returns the new state.
+
+
+def _session_started(s: SessionState, ev: Event, p: SessionStarted) -> SessionState:
+    return _next(
+        s,
+        ev,
+        phase=Phase.IDLE,
+        agent=p.agent,
+        definition_hash=p.definition_hash,
+        lineage=Lineage(p.parent_session_id, p.parent_call_id, None, 0),
+    )
+
+
+def _session_forked(s: SessionState, ev: Event, p: SessionForked) -> SessionState:
+    if s.phase is not Phase.FORKING:
+        raise ContractError(
+            f"Session {s.session_id}: SessionForked at seq {ev.seq} must be folded onto "
+            f"fork_base(<state of {p.source_session_id} at seq {p.at_seq}>)."
+        )
+    return _next(
+        s,
+        ev,
+        phase=Phase.IDLE,
+        agent=p.agent,
+        definition_hash=p.definition_hash,
+        lineage=Lineage(None, None, p.source_session_id, p.at_seq),
+    )
+
+
+def _session_closed(s: SessionState, ev: Event, p: SessionClosed) -> SessionState:
+    return _next(s, ev, phase=Phase.CLOSED, turn=None)
+
+
+def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
+    turn = TurnState(
+        turn_no=p.turn_no,
+        turn_id=turn_id_for(s.session_id, p.turn_no),
+        correlation_id=ev.correlation_id or ev.causation_id or "",
+        started_seq=ev.seq,
+        iteration=0,
+        llm=None,
+        compaction=None,
+        calls=(),
+        usage=ZERO_USAGE,
+        cost_nanos=0,
+        answer_seq=0,
+        compacted_iteration=-1,
+    )
+    return _next(s, ev, phase=Phase.AWAITING_LLM, turn=turn, turns=p.turn_no)
+
+
+def _user_message(s: SessionState, ev: Event, p: UserMessageReceived) -> SessionState:
+    return _next(s, ev, history=_append(s.history, _entry(ev.seq, EntryKind.USER, p.text)))
+
+
+def _llm_requested(s: SessionState, ev: Event, p: LlmCallRequested) -> SessionState:
+    t = _turn(s, ev)
+    pending = PendingLlm(p, ev.seq, 1, p.deadline_at, _us(p.deadline_at - ev.occurred_at))
+    if p.purpose == "summarize":
+        return _next(s, ev, phase=Phase.COMPACTING, turn=t._replace(llm=pending))
+    return _next(
+        s, ev, phase=Phase.AWAITING_LLM, turn=t._replace(llm=pending, iteration=p.iteration)
+    )
+
+
+def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionState:
+    t = _turn(s, ev)
+    entry = _entry(ev.seq, EntryKind.ASSISTANT, p.text, name=p.model)
+    turn = t._replace(
+        llm=None,
+        usage=add_usage(t.usage, p.usage),
+        cost_nanos=t.cost_nanos + p.cost_nanos,
+        answer_seq=ev.seq,
+    )
+    return _next(
+        s,
+        ev,
+        phase=Phase.AWAITING_LLM,
+        turn=turn,
+        history=_append(s.history, entry),
+        spent_tokens=s.spent_tokens + p.usage.total_tokens,
+        spent_nanos=s.spent_nanos + p.cost_nanos,
+    )
+
+
+def _llm_failed(s: SessionState, ev: Event, p: LlmCallFailed) -> SessionState:
+    t = _turn(s, ev)
+    return _next(s, ev, turn=t._replace(llm=None))
+
+
+def _unchanged(s: SessionState, ev: Event, p: Any) -> SessionState:
+    return _next(s, ev)
+
+
+def _tool_requested(s: SessionState, ev: Event, p: ToolCallRequested) -> SessionState:
+    t = _turn(s, ev)
+    history = _append(
+        s.history, _entry(ev.seq, EntryKind.TOOL_USE, p.arguments_json, p.call_id, p.name)
+    )
+    if p.decision is PolicyAction.DENY:  # answered at once by a ToolCallFailed
+        return _next(s, ev, history=history)
+    timeout = _us(p.deadline_at - ev.occurred_at)
+    if p.decision is PolicyAction.ALLOW:
+        call = PendingCall(p.call_id, p.name, p.arguments_json, CallStatus.TOOL, ev.seq,
+                           p.deadline_at, 1, timeout)
+    else:
+        call = PendingCall(p.call_id, p.name, p.arguments_json, CallStatus.APPROVAL, ev.seq,
+                           None, 1, timeout)
+    calls = t.calls + (call,)
+    return _next(s, ev, history=history, turn=t._replace(calls=calls), phase=step_phase(calls))
+
+
+def _set_call(s: SessionState, ev: Event, call_id: str, **changes: Any) -> SessionState:
+    t = _turn(s, ev)
+    calls = _with(t.calls, call_id, **changes)
+    return _next(s, ev, turn=t._replace(calls=calls), phase=step_phase(calls))
+
+
+def _approval_requested(s: SessionState, ev: Event, p: ApprovalRequested) -> SessionState:
+    return _set_call(s, ev, p.call_id, deadline_at=p.expires_at)
+
+
+def _approval_granted(s: SessionState, ev: Event, p: ApprovalGranted) -> SessionState:
+    call = _find(_turn(s, ev).calls, p.call_id)
+    timeout = call.timeout_us if call is not None else 0
+    deadline = ev.occurred_at + timedelta(microseconds=timeout)
+    return _set_call(s, ev, p.call_id, status=CallStatus.TOOL, deadline_at=deadline)
+
+
+def _resolve(s: SessionState, ev: Event, call_id: str, result: Entry | None) -> SessionState:
+    t = _turn(s, ev)
+    calls = _without(t.calls, call_id)
+    history = s.history if result is None else _append(s.history, result)
+    return _next(s, ev, turn=t._replace(calls=calls), phase=step_phase(calls), history=history)
+
+
+def _approval_denied(s: SessionState, ev: Event, p: ApprovalDenied) -> SessionState:
+    return _resolve(s, ev, p.call_id, None)  # the ToolCallFailed that follows answers it
+
+
+def _tool_completed(s: SessionState, ev: Event, p: ToolCallCompleted) -> SessionState:
+    return _resolve(s, ev, p.call_id, _entry(ev.seq, EntryKind.TOOL_RESULT, p.result, p.call_id))
+
+
+def _tool_failed(s: SessionState, ev: Event, p: ToolCallFailed) -> SessionState:
+    entry = _entry(ev.seq, EntryKind.TOOL_RESULT, p.error, p.call_id, err=True)
+    return _resolve(s, ev, p.call_id, entry)
+
+
+def _child_requested(s: SessionState, ev: Event, p: ChildSessionRequested) -> SessionState:
+    return _set_call(
+        s,
+        ev,
+        p.call_id,
+        status=CallStatus.CHILD,
+        child_session_id=p.child_session_id,
+        child_agent=p.agent,
+        task=p.task,
+    )
+
+
+def _child_completed(s: SessionState, ev: Event, p: ChildSessionCompleted) -> SessionState:
+    t = _turn(s, ev)
+    call = _find(t.calls, p.call_id)
+    text = child_result_text(p, call.child_agent if call is not None else "?")
+    err = p.status is not ChildStatus.COMPLETED
+    entry = _entry(ev.seq, EntryKind.TOOL_RESULT, text, p.call_id, err=err)
+    calls = _without(t.calls, p.call_id)
+    # The child's cost rolls up into the parent's turn and session spend.
+    turn = t._replace(
+        calls=calls, usage=add_usage(t.usage, p.usage), cost_nanos=t.cost_nanos + p.cost_nanos
+    )
+    return _next(
+        s,
+        ev,
+        turn=turn,
+        phase=step_phase(calls),
+        history=_append(s.history, entry),
+        spent_tokens=s.spent_tokens + p.usage.total_tokens,
+        spent_nanos=s.spent_nanos + p.cost_nanos,
+    )
+
+
+def _effect_reissued(s: SessionState, ev: Event, p: EffectReissued) -> SessionState:
+    t = _turn(s, ev)
+    if p.kind in (EffectKind.LLM_CALL, EffectKind.COMPACTION):
+        if t.llm is None or t.llm.request.call_id != p.effect_id:
+            raise ContractError(
+                f"Session {s.session_id}: EffectReissued at seq {ev.seq} names LLM call "
+                f"{p.effect_id}, which is not pending."
+            )
+        llm = t.llm._replace(attempt=p.attempt, deadline_at=p.deadline_at)
+        return _next(s, ev, turn=t._replace(llm=llm))
+    return _set_call(s, ev, p.effect_id, attempt=p.attempt, deadline_at=p.deadline_at)
+
+
+def _compaction_requested(
+    s: SessionState, ev: Event, p: ContextCompactionRequested
+) -> SessionState:
+    return _next(s, ev, turn=_turn(s, ev)._replace(compaction=p))
+
+
+def _compacted(s: SessionState, ev: Event, p: ContextCompacted) -> SessionState:
+    t = _turn(s, ev)
+    summary = summary_entry(ev.seq, p.summary) if p.summary is not None else None
+    history = apply_compaction(s.history, p.removed_seqs, summary)
+    llm = t.llm if t.llm is None or t.llm.request.call_id != p.compaction_id else None
+    turn = t._replace(
+        llm=llm,
+        compaction=None,
+        compacted_iteration=t.iteration,
+        usage=add_usage(t.usage, p.usage),
+        cost_nanos=t.cost_nanos + p.cost_nanos,
+    )
+    return _next(
+        s,
+        ev,
+        phase=Phase.AWAITING_LLM,
+        turn=turn,
+        history=history,
+        spent_tokens=s.spent_tokens + p.usage.total_tokens,
+        spent_nanos=s.spent_nanos + p.cost_nanos,
+    )
+
+
+def _turn_ended(s: SessionState, ev: Event, outcome: str, reason: str) -> SessionState:
+    t = _turn(s, ev)
+    summary = TurnSummary(t.turn_no, outcome, t.answer_seq, t.usage, t.cost_nanos, reason)
+    return _next(s, ev, phase=Phase.IDLE, turn=None, last_turn=summary)
+
+
+def _turn_completed(s: SessionState, ev: Event, p: TurnCompleted) -> SessionState:
+    return _turn_ended(s, ev, "completed", "")
+
+
+def _turn_failed(s: SessionState, ev: Event, p: TurnFailed) -> SessionState:
+    return _turn_ended(s, ev, "failed", p.reason)
+
+
+def _turn_cancelled(s: SessionState, ev: Event, p: TurnCancelled) -> SessionState:
+    return _turn_ended(s, ev, "cancelled", p.reason or "cancelled")
+
+
+def _rejected(s: SessionState, ev: Event, p: RequestRejected) -> SessionState:
+    # A rejected input changes nothing but the seq (not even the recent request ids).
+    return s._replace(last_seq=ev.seq)
+
+
+_HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
+    SessionStarted: _session_started,
+    SessionForked: _session_forked,
+    SessionClosed: _session_closed,
+    TurnStarted: _turn_started,
+    UserMessageReceived: _user_message,
+    LlmCallRequested: _llm_requested,
+    LlmCallCompleted: _llm_completed,
+    LlmCallFailed: _llm_failed,
+    ProviderCircuitOpened: _unchanged,
+    ToolCallRequested: _tool_requested,
+    ApprovalRequested: _approval_requested,
+    ApprovalGranted: _approval_granted,
+    ApprovalDenied: _approval_denied,
+    ToolCallCompleted: _tool_completed,
+    ToolCallFailed: _tool_failed,
+    ContextCompactionRequested: _compaction_requested,
+    ContextCompacted: _compacted,
+    ChildSessionRequested: _child_requested,
+    ChildSessionCompleted: _child_completed,
+    EffectReissued: _effect_reissued,
+    BudgetExceeded: _unchanged,
+    TurnCompleted: _turn_completed,
+    TurnFailed: _turn_failed,
+    TurnCancelled: _turn_cancelled,
+    RequestRejected: _rejected,
+}
+
+
+def evolve(state: SessionState, event: Event) -> SessionState:
+    """The state after `event`. ContractError if the event is not the session's next."""
+    if event.session_id != state.session_id:
+        raise ContractError(
+            f"Event {event.event_id} (seq {event.seq}) belongs to session "
+            f"{event.session_id}, not to session {state.session_id}."
+        )
+    payload = event.payload
+    if state.phase is Phase.FORKING and type(payload) is not SessionForked:
+        # A fork that was rejected: the rejection is the new session's first event.
+        state = initial_state(state.session_id)
+    if event.seq != state.last_seq + 1:
+        raise ContractError(
+            f"Session {state.session_id}: expected seq {state.last_seq + 1}, got "
+            f"{event.seq} ({type(payload).__name__}); the log has a gap or a duplicate."
+        )
+    return _HANDLERS[type(payload)](state, event, payload)
+
+
+def fork_base(source: SessionState, new_session_id: str) -> SessionState:
+    """The state a fork starts from: `source` (folded up to the fork's at_seq) renamed
+    to the new session, in phase forking.
+
+    Rule for forks taken mid-turn: the copied turn's pending work (LLM call, tool calls,
+    approvals, children, reservation) is dropped; the history up to at_seq is kept, and
+    a tool use that never got its result is answered to the model as not completed.
+    The fork has its own spend (the ancestry's cost stays with the source) and its own
+    request-id memory. `decide(fork_base(...), ForkSession)` emits SessionForked at seq
+    at_seq + 1; if it rejects instead, the rejection is numbered from the empty session
+    (seq 1) and evolve folds it onto initial_state(new_session_id).
+    """
+    return source._replace(
+        session_id=new_session_id,
+        phase=Phase.FORKING,
+        turn=None,
+        spent_tokens=0,
+        spent_nanos=0,
+        recent_requests=(),
+        lineage=Lineage(None, None, source.session_id, source.last_seq),
+        last_turn=None,
+    )
+
+
+def fold(events: Iterable[Event], session_id: str) -> SessionState:
+    """The state of `session_id` after its log. A forked session's log is given with its
+    ancestry first: the source's events up to at_seq (recursively), then its own events
+    starting with SessionForked."""
+    state: SessionState | None = None
+    for ev in events:
+        if state is None:
+            state = initial_state(ev.session_id)
+        elif ev.session_id != state.session_id and isinstance(ev.payload, SessionForked):
+            state = fork_base(state, ev.session_id)
+        state = evolve(state, ev)
+    if state is None:
+        return initial_state(session_id)
+    if state.session_id != session_id:
+        raise ContractError(
+            f"fold: the events end in session {state.session_id}, not {session_id}."
+        )
+    return state

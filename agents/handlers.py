@@ -1,0 +1,426 @@
+"""Input handlers: one function per (phase, input type) cell of the transition table.
+
+Rule: a handler first validates the input against the state and raises `Rejected` with
+a full-sentence reason naming the session and the offending id; only then does it emit.
+Handlers are reached only through agents.transitions.TRANSITIONS, so the phase is
+already known to be one where the input type can be legal.
+
+Duplicate and late outcomes: an outcome (Complete*/Fail*) whose effect id is not pending
+— unknown, already resolved by an earlier outcome of a re-issued effect, or abandoned by
+a cancel/fork — is rejected with a RequestRejected that says so. It changes nothing, in
+particular no cost is charged twice.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from agents._decision import Decision, Rejected
+from agents._turn import (
+    dispatch_tool_uses,
+    drop_instead_of_summary,
+    fail_turn,
+    start_child,
+    start_turn,
+    step_resolved,
+    summarized,
+)
+from agents.events import (
+    ApprovalDenied,
+    ApprovalGranted,
+    CancelTurn,
+    ChildSessionCompleted,
+    ChildStatus,
+    CloseSession,
+    CompleteChildSession,
+    CompleteCompaction,
+    CompleteLlmCall,
+    CompleteToolCall,
+    DecideApproval,
+    EffectKind,
+    EffectReissued,
+    FailLlmCall,
+    FailToolCall,
+    ForkSession,
+    LlmCallCompleted,
+    LlmCallFailed,
+    ProviderCircuitOpened,
+    SendMessage,
+    SessionClosed,
+    SessionForked,
+    SessionStarted,
+    Tick,
+    ToolCallCompleted,
+    ToolCallFailed,
+    TurnCancelled,
+    TurnCompleted,
+    Usage,
+)
+from agents.pricing import cost_nanos, find_model, model_info
+from agents.state import CallStatus, PendingCall, PendingLlm, usage_of
+from agents.toolspecs import DELEGATE
+
+__all__ = [
+    "on_approval",
+    "on_cancel",
+    "on_child_completed",
+    "on_close",
+    "on_compaction_completed",
+    "on_compaction_failed",
+    "on_fork",
+    "on_llm_completed",
+    "on_llm_failed",
+    "on_send_message",
+    "on_start_session",
+    "on_tick",
+    "on_tool_completed",
+    "on_tool_failed",
+]
+
+
+def _text(d: Decision, text: str) -> str:
+    if not text.strip():
+        raise Rejected(f"Session {d.state.session_id}: the message text is empty.")
+    return text
+
+
+def _not_pending(d: Decision, what: str, effect_id: str) -> Rejected:
+    return Rejected(
+        f"Session {d.state.session_id}: {what} {effect_id} is not pending (unknown, already "
+        f"resolved, or abandoned by a cancel); this outcome is ignored."
+    )
+
+
+def _pending_llm(d: Decision, call_id: str, purpose: str) -> PendingLlm:
+    llm = d.turn.llm
+    if llm is None or llm.request.call_id != call_id or llm.request.purpose != purpose:
+        raise _not_pending(d, "LLM call" if purpose == "turn" else "compaction", call_id)
+    return llm
+
+
+def _pending_call(d: Decision, call_id: str, status: str, what: str) -> PendingCall:
+    for call in d.turn.calls:
+        if call.call_id == call_id:
+            if call.status != status:
+                raise Rejected(
+                    f"Session {d.state.session_id}: tool call {call_id} is waiting for "
+                    f"{'approval' if call.status == CallStatus.APPROVAL else call.status}, "
+                    f"not for {what}."
+                )
+            return call
+    raise _not_pending(d, "tool call", call_id)
+
+
+def _priced(model: str, fallback: str, usage: Usage) -> int:
+    # An unknown answering model is priced as the requested one (always in the catalog):
+    # an outcome is never rejected over pricing, or the turn would stall until the deadline.
+    info = find_model(model) or model_info(fallback)
+    return cost_nanos(info, usage)
+
+
+# --------------------------------------------------------------------------- session
+
+
+def on_start_session(d: Decision, p: SendMessage) -> None:
+    name = d.request.agent
+    info = d.registry.find(name)
+    if info is None:
+        raise Rejected(
+            f"Session {d.state.session_id} cannot start: {d.registry.unknown_agent_reason(name)}"
+        )
+    text = _text(d, p.text)
+    d.emit(
+        SessionStarted(
+            agent=info.definition.name,
+            definition_hash=info.definition_hash,
+            parent_session_id=p.parent_session_id,
+            parent_call_id=p.parent_call_id,
+        )
+    )
+    start_turn(d, text)
+
+
+def on_send_message(d: Decision, p: SendMessage) -> None:
+    s = d.state
+    if p.parent_session_id is not None:
+        raise Rejected(
+            f"Session {s.session_id} already exists; a delegation must start a new session."
+        )
+    if d.request.agent is not None and d.request.agent != s.agent:
+        raise Rejected(
+            f"Session {s.session_id} belongs to agent {s.agent!r}, not {d.request.agent!r}."
+        )
+    d.agent_info()
+    start_turn(d, _text(d, p.text))
+
+
+def on_fork(d: Decision, p: ForkSession) -> None:
+    s = d.state
+    if not s.agent:
+        raise Rejected(
+            f"Cannot fork {p.source_session_id} into {s.session_id}: the source session has "
+            f"no events up to seq {p.at_seq}."
+        )
+    if s.lineage.forked_from != p.source_session_id or s.last_seq != p.at_seq:
+        raise Rejected(
+            f"Cannot fork {p.source_session_id} at seq {p.at_seq} into {s.session_id}: the "
+            f"state given is {s.lineage.forked_from} at seq {s.last_seq} (the source has "
+            f"fewer events than at_seq, or the shell folded the wrong prefix)."
+        )
+    name = p.agent or s.agent
+    info = d.registry.find(name)
+    if info is None:
+        raise Rejected(
+            f"Cannot fork into {s.session_id}: {d.registry.unknown_agent_reason(name)}"
+        )
+    d.emit(
+        SessionForked(
+            source_session_id=p.source_session_id,
+            at_seq=p.at_seq,
+            agent=info.definition.name,
+            definition_hash=info.definition_hash,
+        )
+    )
+
+
+def on_close(d: Decision, p: CloseSession) -> None:
+    if d.state.turn is not None:
+        d.emit(TurnCancelled(turn_no=d.turn.turn_no, reason="The session was closed."))
+    d.emit(SessionClosed(reason=p.reason))
+
+
+def on_cancel(d: Decision, p: CancelTurn) -> None:
+    # Pending effects are abandoned: their outcomes will find nothing pending.
+    d.emit(TurnCancelled(turn_no=d.turn.turn_no, reason=p.reason))
+
+
+# --------------------------------------------------------------------------- LLM
+
+
+def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
+    llm = _pending_llm(d, p.call_id, "turn")
+    info = d.agent_info()
+    for target in p.circuits_opened:
+        d.emit(ProviderCircuitOpened(call_id=p.call_id, target=target))
+    completed = d.emit(
+        LlmCallCompleted(
+            call_id=p.call_id,
+            model=p.model,
+            text=p.text,
+            tool_call_ids=tuple(u.call_id for u in p.tool_uses),
+            stop_reason=p.stop_reason,
+            usage=p.usage,
+            cost_nanos=_priced(p.model, llm.request.model, p.usage),
+            latency_ms=p.latency_ms,
+            attempts=p.attempts,
+            fallback_used=p.fallback_used,
+        )
+    )
+    if not p.tool_uses:
+        turn = d.turn
+        d.emit(
+            TurnCompleted(
+                turn_no=turn.turn_no,
+                answer_seq=completed.seq,
+                usage=usage_of(turn.usage),
+                cost_nanos=turn.cost_nanos,
+                iterations=turn.iteration,
+            )
+        )
+        return
+    dispatch_tool_uses(d, info, p.call_id, p.tool_uses)
+
+
+def on_llm_failed(d: Decision, p: FailLlmCall) -> None:
+    _pending_llm(d, p.call_id, "turn")
+    for target in p.circuits_opened:
+        d.emit(ProviderCircuitOpened(call_id=p.call_id, target=target))
+    d.emit(
+        LlmCallFailed(
+            call_id=p.call_id,
+            error_type=p.error_type,
+            message=p.message,
+            attempts=p.attempts,
+            latency_ms=p.latency_ms,
+        )
+    )
+    # The provider adapter owns retries and fallbacks; a reported failure is final.
+    fail_turn(d, f"The LLM call failed: {p.error_type}: {p.message}", p.error_type)
+
+
+def on_compaction_completed(d: Decision, p: CompleteCompaction) -> None:
+    llm = _pending_llm(d, p.compaction_id, "summarize")
+    if not p.summary.strip():
+        # An empty summary cannot be sent as a message: treat it as a failed summary.
+        d.emit(
+            LlmCallFailed(
+                call_id=p.compaction_id,
+                error_type="EmptySummary",
+                message="The summarize call returned no text.",
+                attempts=1,
+                latency_ms=p.latency_ms,
+            )
+        )
+        drop_instead_of_summary(d)
+        return
+    summarized(d, p.summary, p.usage, _priced(p.model, llm.request.model, p.usage), p.model)
+
+
+def on_compaction_failed(d: Decision, p: FailLlmCall) -> None:
+    _pending_llm(d, p.call_id, "summarize")
+    for target in p.circuits_opened:
+        d.emit(ProviderCircuitOpened(call_id=p.call_id, target=target))
+    d.emit(
+        LlmCallFailed(
+            call_id=p.call_id,
+            error_type=p.error_type,
+            message=p.message,
+            attempts=p.attempts,
+            latency_ms=p.latency_ms,
+        )
+    )
+    drop_instead_of_summary(d)
+
+
+# --------------------------------------------------------------------------- tool calls
+
+
+def on_approval(d: Decision, p: DecideApproval) -> None:
+    call = _pending_call(d, p.call_id, CallStatus.APPROVAL, "an approval decision")
+    if p.approved:
+        d.emit(ApprovalGranted(call_id=p.call_id, decided_by=p.decided_by, reason=p.reason))
+        if call.name == DELEGATE:
+            start_child(d, call.call_id, json.loads(call.arguments_json or "{}"))
+        return
+    d.emit(ApprovalDenied(call_id=p.call_id, decided_by=p.decided_by, reason=p.reason))
+    detail = f": {p.reason}" if p.reason else "."
+    d.emit(ToolCallFailed(call_id=p.call_id, error=f"Denied by {p.decided_by}{detail}"))
+    step_resolved(d)
+
+
+def on_tool_completed(d: Decision, p: CompleteToolCall) -> None:
+    _pending_call(d, p.call_id, CallStatus.TOOL, "a tool result")
+    d.emit(ToolCallCompleted(call_id=p.call_id, result=p.result, latency_ms=p.latency_ms))
+    step_resolved(d)
+
+
+def on_tool_failed(d: Decision, p: FailToolCall) -> None:
+    _pending_call(d, p.call_id, CallStatus.TOOL, "a tool result")
+    d.emit(ToolCallFailed(call_id=p.call_id, error=p.error, latency_ms=p.latency_ms))
+    step_resolved(d)
+
+
+def on_child_completed(d: Decision, p: CompleteChildSession) -> None:
+    call = _pending_call(d, p.call_id, CallStatus.CHILD, "a child session's outcome")
+    if call.child_session_id != p.child_session_id:
+        raise Rejected(
+            f"Session {d.state.session_id}: tool call {p.call_id} delegated to child "
+            f"session {call.child_session_id}, not {p.child_session_id}."
+        )
+    d.emit(
+        ChildSessionCompleted(
+            call_id=p.call_id,
+            child_session_id=p.child_session_id,
+            status=p.status,
+            answer=p.answer,
+            usage=p.usage,
+            cost_nanos=p.cost_nanos,
+        )
+    )
+    step_resolved(d)
+
+
+# --------------------------------------------------------------------------- time
+
+
+def _reissue(d: Decision, effect_id: str, kind: EffectKind, attempt: int, timeout_us: int) -> None:
+    d.emit(
+        EffectReissued(
+            effect_id=effect_id,
+            kind=kind,
+            attempt=attempt + 1,
+            deadline_at=d.now + timedelta(microseconds=timeout_us),
+        )
+    )
+
+
+def _due(deadline: datetime | None, now: datetime) -> bool:
+    return deadline is not None and now >= deadline
+
+
+def on_tick(d: Decision, p: Tick) -> None:
+    """Expire approvals and re-issue (or, after max_attempts, fail) overdue effects, in
+    a fixed order: the LLM call, then the step's calls in request order. Nothing due:
+    no events."""
+    if d.state.turn is None:
+        return
+    now = d.now
+    info = d.registry.find(d.state.agent)
+    max_attempts = info.definition.deadlines.max_attempts if info is not None else 3
+    llm = d.turn.llm
+    if llm is not None and _due(llm.deadline_at, now):
+        summarize = llm.request.purpose == "summarize"
+        kind = EffectKind.COMPACTION if summarize else EffectKind.LLM_CALL
+        if llm.attempt < max_attempts:
+            _reissue(d, llm.request.call_id, kind, llm.attempt, llm.timeout_us)
+            return
+        d.emit(
+            LlmCallFailed(
+                call_id=llm.request.call_id,
+                error_type="DeadlineExceeded",
+                message=f"No outcome after {llm.attempt} attempts.",
+                attempts=llm.attempt,
+            )
+        )
+        if summarize:
+            drop_instead_of_summary(d)
+        else:
+            fail_turn(d, f"The LLM call had no outcome after {llm.attempt} attempts.", "DeadlineExceeded")
+        return
+    resolved = False
+    for call in d.turn.calls:
+        if not _due(call.deadline_at, now):
+            continue
+        if call.status == CallStatus.APPROVAL:
+            d.emit(
+                ApprovalDenied(
+                    call_id=call.call_id,
+                    decided_by="deadline",
+                    reason="Nobody decided before the approval expired.",
+                    expired=True,
+                )
+            )
+            d.emit(
+                ToolCallFailed(
+                    call_id=call.call_id,
+                    error="Denied: the approval expired before anyone decided.",
+                )
+            )
+            resolved = True
+        elif call.attempt < max_attempts:
+            kind = EffectKind.CHILD_SESSION if call.status == CallStatus.CHILD else EffectKind.TOOL_CALL
+            _reissue(d, call.call_id, kind, call.attempt, call.timeout_us)
+        elif call.status == CallStatus.CHILD:
+            d.emit(
+                ChildSessionCompleted(
+                    call_id=call.call_id,
+                    child_session_id=call.child_session_id,
+                    status=ChildStatus.FAILED,
+                    answer=f"no answer after {call.attempt} attempts (deadline exceeded)",
+                    usage=Usage(),
+                    cost_nanos=0,
+                )
+            )
+            resolved = True
+        else:
+            d.emit(
+                ToolCallFailed(
+                    call_id=call.call_id,
+                    error=f"The tool call timed out ({call.attempt} attempts).",
+                )
+            )
+            resolved = True
+    if resolved:
+        step_resolved(d)
+

@@ -1,0 +1,140 @@
+"""The agent registry: agent definitions by name and the tool specs they may use.
+
+Rule: a registry is immutable and internally consistent — every tool an agent lists has
+a spec, every delegate is a known agent — and it precomputes what the core needs on
+every LLM call (definition hash, system prompt hash, tool set and its hash, the token
+estimate of the fixed prefix), so deciding stays cheap. Unknown-agent messages list the
+known agents. Nothing here does IO (`AgentRegistry.from_file` reads one file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple
+
+from agents.definitions import AgentDefinition, definition_hash, load_definitions
+from agents.errors import AgentDefinitionError, ContractError
+from agents.llm import ToolSpec, canonical_json, sha256_hex
+from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
+from agents.toolspecs import BUILTIN_TOOL_SPECS
+
+__all__ = ["AgentInfo", "AgentRegistry", "toolset_hash"]
+
+
+def toolset_hash(tools: Iterable[ToolSpec]) -> str:
+    """sha256 of the canonical JSON of the tool set, in the order it is sent."""
+    return sha256_hex(canonical_json([t.to_dict() for t in tools]))
+
+
+class AgentInfo(NamedTuple):
+    """A definition with everything derived from it that the core uses per call."""
+
+    definition: AgentDefinition
+    definition_hash: str
+    system_prompt_hash: str
+    tools: tuple[ToolSpec, ...]
+    toolset_hash: str
+    prefix_tokens: int  # estimated tokens of system prompt + tool specs
+
+
+class AgentRegistry:
+    """Agents by name, plus the tool specs by tool name."""
+
+    __slots__ = ("_agents", "_tools")
+
+    def __init__(
+        self,
+        definitions: Iterable[AgentDefinition],
+        tools: Mapping[str, ToolSpec] | None = None,
+    ) -> None:
+        specs = dict(BUILTIN_TOOL_SPECS)
+        specs.update(tools or {})
+        defs: dict[str, AgentDefinition] = {}
+        for d in definitions:
+            if d.name in defs:
+                raise AgentDefinitionError(f"agent {d.name!r}: defined twice")
+            defs[d.name] = d
+        agents: dict[str, AgentInfo] = {}
+        for d in defs.values():
+            for t in d.tools:
+                if t not in specs:
+                    raise AgentDefinitionError(
+                        f"agent {d.name!r}: tools: unknown tool {t!r} "
+                        f"(known: {', '.join(sorted(specs))})"
+                    )
+            for child in d.delegates:
+                if child not in defs:
+                    raise AgentDefinitionError(
+                        f"agent {d.name!r}: delegates: unknown agent {child!r} "
+                        f"(known: {', '.join(sorted(defs))})"
+                    )
+            agent_tools = tuple(specs[t] for t in d.tools)
+            prefix = estimate_tokens(d.system_prompt) + sum(
+                estimate_tokens(canonical_json(t.to_dict())) + ENTRY_OVERHEAD for t in agent_tools
+            )
+            agents[d.name] = AgentInfo(
+                definition=d,
+                definition_hash=definition_hash(d),
+                system_prompt_hash=sha256_hex(d.system_prompt),
+                tools=agent_tools,
+                toolset_hash=toolset_hash(agent_tools),
+                prefix_tokens=prefix + ENTRY_OVERHEAD,
+            )
+        self._agents: Mapping[str, AgentInfo] = MappingProxyType(agents)
+        self._tools: Mapping[str, ToolSpec] = MappingProxyType(specs)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> AgentRegistry:
+        """Load and validate an agent file (TOML or YAML) into a registry."""
+        definitions, tools = load_definitions(path)
+        try:
+            return cls(definitions, tools)
+        except AgentDefinitionError as exc:
+            raise AgentDefinitionError(f"{path}: {exc}") from exc
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._agents))
+
+    def find(self, name: str | None) -> AgentInfo | None:
+        return None if name is None else self._agents.get(name)
+
+    def unknown_agent_reason(self, name: str | None) -> str:
+        known = ", ".join(self.names()) or "none"
+        if name is None:
+            return f"No agent was named for the new session (known agents: {known})."
+        return f"Unknown agent {name!r} (known agents: {known})."
+
+    def info(self, name: str) -> AgentInfo:
+        """The agent named `name`; ContractError listing the known agents otherwise."""
+        found = self._agents.get(name)
+        if found is None:
+            raise ContractError(self.unknown_agent_reason(name))
+        return found
+
+    def get(self, name: str) -> AgentDefinition:
+        return self.info(name).definition
+
+    def definition_hash(self, name: str) -> str:
+        return self.info(name).definition_hash
+
+    def tool_specs(self, name: str) -> tuple[ToolSpec, ...]:
+        """The tool specs of agent `name`, in the order of its definition."""
+        return self.info(name).tools
+
+    def tool(self, tool_name: str) -> ToolSpec | None:
+        return self._tools.get(tool_name)
+
+    @property
+    def tools(self) -> Mapping[str, ToolSpec]:
+        return self._tools
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._agents
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+    def __repr__(self) -> str:
+        return f"AgentRegistry(agents={list(self.names())})"

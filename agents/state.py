@@ -1,0 +1,294 @@
+"""The immutable session state the turn FSM folds events into.
+
+Rule: a state is a value. Every record here is an immutable NamedTuple (construction and
+`_replace` are several times cheaper than frozen dataclasses, and a state is evolved
+100k+ times a second), compared by value, so `fold(log) == incremental state` is a plain
+`==`. The conversation history is a persistent vector of entries: appending shares every
+earlier entry, so evolving never copies the history. Nothing here does IO.
+
+Vocabulary:
+
+- An *entry* is one piece of conversation content, at the seq of the event that carried
+  it: a user message, an assistant text, a tool use, a tool result, a summary. Entries
+  are what `LlmCallRequested.context_seqs` refer to.
+- The *window* is what the next LLM call sees: the active summary (if any) followed by
+  the non-summary entries from `History.window_start` on. Compaction moves
+  `window_start` forward and may install a new summary.
+- The *phase* is derived from the active turn: an LLM call pending → awaiting_llm (or
+  compacting when it is a summarize call); otherwise the tool calls of the current step
+  decide, with this precedence: any call awaiting approval → awaiting_approval; else any
+  tool running → awaiting_tools; else any child session running → awaiting_children.
+  (A human is the slowest and most visible dependency, so a step that needs one says so.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from enum import Enum
+from typing import NamedTuple
+
+from agents._pvec import PVec
+from agents.events import ContextCompactionRequested, LlmCallRequested, Usage
+
+__all__ = [
+    "RECENT_REQUESTS",
+    "STEP_PHASES",
+    "TURN_PHASES",
+    "ZERO_USAGE",
+    "CallStatus",
+    "Entry",
+    "EntryKind",
+    "History",
+    "Lineage",
+    "PendingCall",
+    "PendingLlm",
+    "Phase",
+    "SessionState",
+    "TurnState",
+    "TurnSummary",
+    "add_usage",
+    "context_seqs",
+    "entry_index",
+    "find_entry",
+    "initial_state",
+    "step_phase",
+    "turn_id_for",
+    "usage_of",
+    "window_entries",
+]
+
+
+class Phase(str, Enum):
+    """`new`: no session yet. `forking`: a fork base (see fsm.fork_base), transient."""
+
+    NEW = "new"
+    IDLE = "idle"
+    AWAITING_LLM = "awaiting_llm"
+    COMPACTING = "compacting"
+    AWAITING_TOOLS = "awaiting_tools"
+    AWAITING_APPROVAL = "awaiting_approval"
+    AWAITING_CHILDREN = "awaiting_children"
+    CLOSED = "closed"
+    FORKING = "forking"
+
+
+TURN_PHASES = frozenset(
+    {
+        Phase.AWAITING_LLM,
+        Phase.COMPACTING,
+        Phase.AWAITING_TOOLS,
+        Phase.AWAITING_APPROVAL,
+        Phase.AWAITING_CHILDREN,
+    }
+)
+STEP_PHASES = frozenset({Phase.AWAITING_TOOLS, Phase.AWAITING_APPROVAL, Phase.AWAITING_CHILDREN})
+
+# How many recent request ids a session remembers to reject duplicates. Duplicates come
+# from client retries and executor restarts, i.e. within seconds; older ones are not
+# detected by id (an effect outcome is still folded once, by effect id).
+RECENT_REQUESTS = 128
+
+
+class EntryKind:
+    """Entry kinds, as short strings: they are stored once per entry in every state."""
+
+    USER = "u"
+    ASSISTANT = "a"
+    TOOL_USE = "t"
+    TOOL_RESULT = "r"
+    SUMMARY = "s"
+
+
+class Entry(NamedTuple):
+    """`text` is the content: user/assistant text, tool arguments (JSON), tool result,
+    or summary. `name` is the tool name (tool use) or the model (assistant)."""
+
+    seq: int
+    kind: str
+    text: str
+    call_id: str = ""
+    name: str = ""
+    is_error: bool = False
+    tokens: int = 0
+
+
+class History(NamedTuple):
+    entries: PVec[Entry]
+    window_start: int  # index into entries: the first entry still in the window
+    summary: Entry | None  # the active summary, shown before the window's entries
+    window_tokens: int  # estimated tokens of the window (summary included)
+
+
+class CallStatus:
+    APPROVAL = "approval"
+    TOOL = "tool"
+    CHILD = "child"
+
+
+class PendingCall(NamedTuple):
+    """An unresolved tool call of the current step. `deadline_at` is the approval's
+    expiry while status is approval, else the running effect's deadline. `timeout_us`
+    is the effect's allowance: a call that waited for approval gets its deadline from
+    the grant time plus this."""
+
+    call_id: str
+    name: str
+    arguments_json: str
+    status: str
+    requested_seq: int
+    deadline_at: datetime | None
+    attempt: int
+    timeout_us: int
+    child_session_id: str = ""
+    child_agent: str = ""
+    task: str = ""
+
+
+class PendingLlm(NamedTuple):
+    """The LLM call in flight (a turn call or a summarize call), as requested."""
+
+    request: LlmCallRequested
+    seq: int
+    attempt: int
+    deadline_at: datetime
+    timeout_us: int
+
+
+class TurnState(NamedTuple):
+    turn_no: int
+    turn_id: str
+    correlation_id: str
+    started_seq: int
+    iteration: int  # turn LLM calls requested so far
+    llm: PendingLlm | None
+    compaction: ContextCompactionRequested | None
+    calls: tuple[PendingCall, ...]
+    usage: tuple[int, int, int, int]  # input, output, cache read, cache write
+    cost_nanos: int
+    answer_seq: int  # seq of the last LlmCallCompleted (0: none yet)
+    compacted_iteration: int  # iteration at the last compaction (-1: none this turn)
+
+
+class TurnSummary(NamedTuple):
+    """How the last turn ended (what a child session reports to its parent)."""
+
+    turn_no: int
+    outcome: str  # "completed" | "failed" | "cancelled"
+    answer_seq: int
+    usage: tuple[int, int, int, int]
+    cost_nanos: int
+    reason: str
+
+
+class Lineage(NamedTuple):
+    parent_session_id: str | None = None
+    parent_call_id: str | None = None
+    forked_from: str | None = None
+    fork_at_seq: int = 0
+
+
+class SessionState(NamedTuple):
+    session_id: str
+    last_seq: int
+    phase: Phase
+    agent: str
+    definition_hash: str
+    turn: TurnState | None
+    history: History
+    spent_tokens: int  # session spend, actual (reservations are in turn.llm)
+    spent_nanos: int
+    turns: int  # turns started
+    recent_requests: tuple[str, ...]
+    lineage: Lineage
+    last_turn: TurnSummary | None
+
+
+ZERO_USAGE: tuple[int, int, int, int] = (0, 0, 0, 0)
+EMPTY_HISTORY = History(PVec((), ()), 0, None, 0)
+NO_LINEAGE = Lineage()
+
+
+def initial_state(session_id: str) -> SessionState:
+    """The state of a session that has no events."""
+    return SessionState(
+        session_id=session_id,
+        last_seq=0,
+        phase=Phase.NEW,
+        agent="",
+        definition_hash="",
+        turn=None,
+        history=EMPTY_HISTORY,
+        spent_tokens=0,
+        spent_nanos=0,
+        turns=0,
+        recent_requests=(),
+        lineage=NO_LINEAGE,
+        last_turn=None,
+    )
+
+
+def turn_id_for(session_id: str, turn_no: int) -> str:
+    return f"{session_id}:t{turn_no}"
+
+
+def step_phase(calls: tuple[PendingCall, ...]) -> Phase:
+    """The phase of a step with these unresolved calls (precedence in the module doc).
+    No calls left: awaiting_llm (the next LLM call follows in the same decision)."""
+    statuses = {c.status for c in calls}
+    if CallStatus.APPROVAL in statuses:
+        return Phase.AWAITING_APPROVAL
+    if CallStatus.TOOL in statuses:
+        return Phase.AWAITING_TOOLS
+    if CallStatus.CHILD in statuses:
+        return Phase.AWAITING_CHILDREN
+    return Phase.AWAITING_LLM
+
+
+def usage_of(u: tuple[int, int, int, int]) -> Usage:
+    return Usage(u[0], u[1], u[2], u[3])
+
+
+def add_usage(u: tuple[int, int, int, int], usage: Usage) -> tuple[int, int, int, int]:
+    return (
+        u[0] + usage.input_tokens,
+        u[1] + usage.output_tokens,
+        u[2] + usage.cache_read_tokens,
+        u[3] + usage.cache_write_tokens,
+    )
+
+
+def entry_index(history: History, seq: int) -> int:
+    """Index of the first entry with entry.seq >= seq (binary search; entries are in seq
+    order). Equal to the number of entries when every entry is older."""
+    entries = history.entries
+    lo, hi = 0, entries.size()
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if entries.get(mid).seq < seq:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def find_entry(history: History, seq: int) -> Entry | None:
+    i = entry_index(history, seq)
+    if i < history.entries.size():
+        e = history.entries.get(i)
+        if e.seq == seq:
+            return e
+    return None
+
+
+def window_entries(history: History) -> Iterator[Entry]:
+    """The window in request order: the active summary, then the window's entries."""
+    if history.summary is not None:
+        yield history.summary
+    for e in history.entries.iter_from(history.window_start):
+        if e.kind != EntryKind.SUMMARY:  # inactive summaries stay in entries for lookup
+            yield e
+
+
+def context_seqs(history: History) -> tuple[int, ...]:
+    return tuple(e.seq for e in window_entries(history))

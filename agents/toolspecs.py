@@ -1,0 +1,133 @@
+"""What the model is told about the built-in tools: names, descriptions, JSON schemas.
+
+Rule: declarations only. These specs are part of every LLM request (and so of its
+digest), which is why they live in the pure core; the IO implementations live in
+agents/tools and must accept these arguments. `delegate` has no implementation there:
+the core turns it into a child session of another agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from agents.llm import ToolSpec
+
+__all__ = ["BUILTIN_TOOL_SPECS", "DELEGATE", "builtin_tool_specs"]
+
+DELEGATE = "delegate"
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+_SPECS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        name="calculator",
+        description=(
+            "Evaluate an arithmetic expression exactly as written and return the number. "
+            "Supports + - * / // % ** and parentheses, and math functions such as sqrt."
+        ),
+        input_schema=_obj(
+            {"expression": {"type": "string", "description": "e.g. '(3 + 4) * 2'"}},
+            ("expression",),
+        ),
+    ),
+    ToolSpec(
+        name="current_time",
+        description="The current date and time, in ISO 8601, in the given time zone.",
+        input_schema=_obj(
+            {
+                "timezone": {
+                    "type": "string",
+                    "description": "IANA time zone name, e.g. 'Europe/Paris'. Defaults to UTC.",
+                }
+            },
+            (),
+        ),
+    ),
+    ToolSpec(
+        name="read_file",
+        description=(
+            "Read a UTF-8 text file from the sandbox directory. Large files come in pieces; "
+            "continue at the offset the answer names."
+        ),
+        input_schema=_obj(
+            {
+                "path": {"type": "string", "description": "Path relative to the sandbox."},
+                "offset": {"type": "integer", "minimum": 0, "description": "Byte offset."},
+            },
+            ("path",),
+        ),
+    ),
+    ToolSpec(
+        name="write_file",
+        description=(
+            "Write a UTF-8 text file in the sandbox directory, replacing it if it exists."
+        ),
+        input_schema=_obj(
+            {
+                "path": {"type": "string", "description": "Path relative to the sandbox."},
+                "content": {"type": "string", "description": "The complete new text."},
+            },
+            ("path", "content"),
+        ),
+    ),
+    ToolSpec(
+        name="http_get",
+        description="Fetch a URL with HTTP GET (allowed hosts only) and return the body as text.",
+        input_schema=_obj(
+            {"url": {"type": "string", "description": "An http(s) URL."}},
+            ("url",),
+        ),
+    ),
+    ToolSpec(
+        name="shell",
+        description=(
+            "Run a shell command in the sandbox directory and return its exit status, "
+            "stdout and stderr."
+        ),
+        input_schema=_obj(
+            {
+                "command": {"type": "string", "description": "The command line to run."},
+                "timeout_s": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Seconds before the command is killed.",
+                },
+            },
+            ("command",),
+        ),
+    ),
+    ToolSpec(
+        name=DELEGATE,
+        description=(
+            "Hand a self-contained task to another agent and get its final answer back. "
+            "Several delegations in one step run in parallel."
+        ),
+        input_schema=_obj(
+            {
+                "agent": {"type": "string", "description": "Name of the agent to delegate to."},
+                "task": {
+                    "type": "string",
+                    "description": "The complete task; the agent sees nothing else.",
+                },
+            },
+            ("agent", "task"),
+        ),
+    ),
+)
+
+BUILTIN_TOOL_SPECS: Mapping[str, ToolSpec] = MappingProxyType({s.name: s for s in _SPECS})
+
+
+def builtin_tool_specs() -> dict[str, ToolSpec]:
+    """A fresh name -> spec dict of the built-in tools (to extend with custom tools)."""
+    return dict(BUILTIN_TOOL_SPECS)
