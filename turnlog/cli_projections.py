@@ -98,6 +98,14 @@ def _config(
 # ------------------------------------------------------------------ worker
 
 
+def _configure_logging(*, json_logs: bool) -> None:
+    try:
+        from streams.logs import configure_logging
+    except ImportError:  # the shared logging setup is optional; structlog defaults work
+        return
+    configure_logging(_settings().log_level, json=True if json_logs else None)
+
+
 @worker_app.command("projector")
 def worker_projector(
     group: Annotated[
@@ -126,9 +134,8 @@ def worker_projector(
     """Project turnlog.events into Postgres until SIGTERM/SIGINT. Exits with an error
     when a partition stops on a seq gap (unless --keep-going)."""
     from projections.projector import run_projector
-    from streams.logs import configure_logging
 
-    configure_logging(_settings().log_level, json=True if as_json else None)
+    _configure_logging(json_logs=as_json)
     config = _config(
         group=group, consumer=consumer, max_records=max_records,
         checkpoint_interval=checkpoint_interval, stop_on_gap=not keep_going,
