@@ -1,9 +1,13 @@
 """The built-in tools and their declarations, in one table.
 
-Rule: this table is the single source of the built-in tools' names, descriptions, input
-schemas, timeouts, idempotency and default policy actions. `builtin_registry()` builds a
-fresh registry from it (a registry is mutable: custom tools get added per process), and
-`BUILTIN_TOOLS` is the table itself, for whoever needs the declarations without a registry.
+Rule: what the model is told about a built-in (name, description, JSON schema) comes
+from the pure core's `agents.toolspecs`, because it is hashed into every LLM request;
+everything about *running* it (the validating input model, timeout, idempotency, default
+policy action) is declared here. A unit test proves each core schema and the input model
+that validates its arguments agree, property by property.
+
+`builtin_registry()` builds a fresh registry from the table (a registry is mutable: custom
+tools get added per process); `BUILTIN_TOOLS` is the table itself.
 
 Idempotent means "safe to run again when the effect is re-issued after a crash": reading,
 computing and fetching are; an atomic overwrite is; a shell command and a delegation are
@@ -12,8 +16,10 @@ not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
+from typing import Any
 
 from agents.tools.calculator import calculator
 from agents.tools.clock import current_time
@@ -23,23 +29,33 @@ from agents.tools.http_get import http_get
 from agents.tools.registry import ToolRegistry
 from agents.tools.shell import SHELL_DEFAULT_ACTION, SHELL_TOOL_TIMEOUT_S, shell
 from agents.tools.tool import Tool, as_tool
+from agents.toolspecs import BUILTIN_TOOL_SPECS
 
 __all__ = ["BUILTIN_NAMES", "BUILTIN_TOOLS", "builtin_registry"]
 
+
+def _declared(func: Callable[..., Any], **declaration: Any) -> Tool:
+    """A built-in: validated by its own input model, described to the model by the core's
+    spec of the same name."""
+    generated = as_tool(func, **declaration)
+    spec = BUILTIN_TOOL_SPECS[generated.name]
+    return replace(generated, description=spec.description, declared_spec=spec)
+
+
 _TOOLS: tuple[Tool, ...] = (
-    as_tool(calculator, timeout_s=5, idempotent=True),
-    as_tool(current_time, timeout_s=5, idempotent=True),
-    as_tool(read_file, timeout_s=30, idempotent=True),
-    as_tool(write_file, timeout_s=30, idempotent=True),
+    _declared(calculator, timeout_s=5, idempotent=True),
+    _declared(current_time, timeout_s=5, idempotent=True),
+    _declared(read_file, timeout_s=30, idempotent=True),
+    _declared(write_file, timeout_s=30, idempotent=True),
     # The fetch bounds itself with HttpLimits.timeout_s; this is the outer bound.
-    as_tool(http_get, timeout_s=120, idempotent=True),
-    as_tool(
+    _declared(http_get, timeout_s=120, idempotent=True),
+    _declared(
         shell,
         timeout_s=SHELL_TOOL_TIMEOUT_S,
         idempotent=False,
         default_action=SHELL_DEFAULT_ACTION,
     ),
-    as_tool(delegate, timeout_s=5, idempotent=False),
+    _declared(delegate, timeout_s=5, idempotent=False),
 )
 
 BUILTIN_TOOLS: Mapping[str, Tool] = MappingProxyType({t.name: t for t in _TOOLS})

@@ -155,7 +155,7 @@ class _Evaluator:
 
     def call(self, node: ast.Call, depth: int) -> Number:
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS:
-            shown = node.func.id if isinstance(node.func, ast.Name) else type(node.func).__name__
+            shown = ast.unparse(node.func)
             raise ToolRefused(
                 f"The calculator has no function {shown!r}; it has "
                 + ", ".join(sorted(_FUNCTIONS))

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agents.events import ToolUse
+from agents.events import PolicyAction, ToolUse
 from agents.llm import ToolSpec
 from agents.tools.context import ToolContext
 from agents.tools.errors import (
@@ -115,6 +115,17 @@ class ToolRegistry:
         chosen = self.names() if names is None else tuple(names)
         return tuple(self.resolve(n).spec() for n in chosen)
 
+    def spec_map(self, names: Iterable[str]) -> dict[str, ToolSpec]:
+        """Listed name -> spec, for `agents.registry.AgentRegistry(tools=...)`: an agent
+        file may list a custom tool by import path, and the core looks it up by that
+        string, while the model sees the spec's own name."""
+        return {n: self.resolve(n).spec() for n in names}
+
+    def default_actions(self) -> dict[str, PolicyAction]:
+        """Tool name -> the policy action to apply when no rule of the agent names the
+        tool (only tools that declare one: `shell` -> require_approval)."""
+        return {t.name: t.default_action for t in self if t.default_action is not None}
+
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
@@ -163,7 +174,8 @@ class ToolRegistry:
         except ToolError as exc:
             kind: ErrorKind = "refused" if isinstance(exc, ToolRefused) else "failed"
             return done(False, str(exc), kind, exc)
-        except Exception as exc:  # noqa: BLE001 - any tool bug becomes a result, by contract
+        # SystemExit too: a custom tool calling sys.exit() must not stop the worker.
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a tool bug becomes a result
             return done(False, _describe(exc), "exception", exc)
 
         if isinstance(value, ToolResult):

@@ -15,6 +15,7 @@ definition loader applies it when no policy rule of the agent names `shell`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -35,6 +36,7 @@ SHELL_DEFAULT_ACTION = PolicyAction.REQUIRE_APPROVAL
 # normally shorter, so the model gets the partial output with the timeout message.
 SHELL_TOOL_TIMEOUT_S = 600.0
 _CHUNK = 64 * 1024
+_REAP_S = 5.0  # how long a cancelled call waits for its killed processes to be reaped
 
 
 def _argv(command: str, settings: ShellSettings) -> list[str]:
@@ -148,11 +150,13 @@ async def shell(
         _kill_group(proc.pid)
         await proc.wait()
         (out, out_total), (err, err_total) = await readers
-    finally:
-        # Cancelled from outside (the registry's timeout, a cancelled turn): kill anyway.
-        if proc.returncode is None or not readers.done():
-            _kill_group(proc.pid)
-            readers.cancel()
+    except BaseException:
+        # Cancelled from outside (the registry's timeout, a cancelled turn): the processes
+        # die with the call and are reaped, so no pipe or transport stays open.
+        _kill_group(proc.pid)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(proc.wait(), readers)), _REAP_S)
+        raise
 
     body = _section("stdout", out, out_total) + _section("stderr", err, err_total)
     if timed_out:

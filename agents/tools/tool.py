@@ -100,7 +100,10 @@ class Tool:
     (`takes="self"`). `context_param` names the parameter that receives the ToolContext.
     `default_action` is what the agent-definition loader uses for this tool when no policy
     rule names it (None: the agent's own default). `source` is the import path it was
-    loaded from, if any.
+    loaded from, if any. `declared_spec`, when set, is what the model is told instead of
+    the spec generated from `input_model` (the built-ins take theirs from the pure core's
+    `agents.toolspecs`, which is hashed into every request); `input_model` then only
+    validates, and a test keeps the two in agreement.
     """
 
     name: str
@@ -113,6 +116,7 @@ class Tool:
     takes: Literal["fields", "model", "self"] = "fields"
     context_param: str | None = None
     source: str | None = None
+    declared_spec: ToolSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -123,12 +127,23 @@ class Tool:
             raise ToolRegistrationError(
                 f"Tool {self.name!r} has no description; the model needs one to use it."
             )
+        if self.declared_spec is not None and self.declared_spec.name != self.name:
+            raise ToolRegistrationError(
+                f"Tool {self.name!r} declares a spec named {self.declared_spec.name!r}; "
+                "the names must be equal."
+            )
         if not self.timeout_s > 0:
             raise ToolRegistrationError(
                 f"Tool {self.name!r} has timeout_s={self.timeout_s!r}; it must be > 0."
             )
 
     def input_schema(self) -> dict[str, Any]:
+        if self.declared_spec is not None:
+            return self.declared_spec.input_schema
+        return self.generated_schema()
+
+    def generated_schema(self) -> dict[str, Any]:
+        """The JSON schema of `input_model`, without pydantic's generated titles."""
         schema: dict[str, Any] = _strip_titles(self.input_model.model_json_schema())
         # A model class's docstring is already the tool's description: say it once.
         if schema.get("description") == self.description:
@@ -144,6 +159,8 @@ class Tool:
         )
 
     def spec(self) -> ToolSpec:
+        if self.declared_spec is not None:
+            return self.declared_spec
         return ToolSpec(name=self.name, description=self.description, input_schema=self.input_schema())
 
     def is_async(self) -> bool:

@@ -417,3 +417,15 @@ def test_bad_import_paths_fail_at_load_time_naming_the_path(path: str, message: 
     with pytest.raises(ToolRegistrationError, match=message) as caught:
         load_tool(path, search_paths=[REPO])
     assert repr(path) in str(caught.value)
+
+
+async def test_a_tool_calling_sys_exit_does_not_stop_the_caller() -> None:
+    import sys
+
+    @tool
+    def quit_now() -> str:
+        """Exits."""
+        sys.exit(3)
+
+    result = await ToolRegistry([quit_now]).execute("quit_now", "{}", CTX)
+    assert (result.ok, result.content, result.error_kind) == (False, "SystemExit: 3", "exception")

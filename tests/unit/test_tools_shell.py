@@ -1,0 +1,150 @@
+"""`shell`: no shell syntax by default, confined cwd and environment, killed on timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.tools import (
+    BUILTIN_TOOLS,
+    ShellSettings,
+    ToolContext,
+    ToolRegistry,
+    ToolResult,
+    ToolSettings,
+    as_tool,
+    builtin_registry,
+)
+
+REGISTRY = builtin_registry()
+
+
+def ctx_for(sandbox: Path, **shell: object) -> ToolContext:
+    settings = ToolSettings(sandbox_dir=sandbox, shell=ShellSettings(**shell))  # type: ignore[arg-type]
+    return ToolContext("s", "c", settings)
+
+
+async def run(sandbox: Path, command: str, registry: ToolRegistry = REGISTRY, **shell: object) -> ToolResult:
+    return await registry.execute("shell", json.dumps({"command": command}), ctx_for(sandbox, **shell))
+
+
+def gone(pid: int) -> bool:
+    """True once `pid` no longer runs (absent, or a zombie awaiting its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def wait_for(condition: object, what: str, deadline_s: float = 10.0) -> None:
+    end = time.monotonic() + deadline_s
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > end:
+            pytest.fail(f"{what} did not happen within {deadline_s}s")
+        await asyncio.sleep(0.02)
+
+
+async def wait_for_file(path: Path) -> int:
+    await wait_for(lambda: path.exists() and path.read_text().strip(), f"{path} being written")
+    return int(path.read_text())
+
+
+async def test_runs_in_the_sandbox_and_reports_exit_code_and_output(tmp_path: Path) -> None:
+    result = await run(tmp_path, "pwd")
+    assert result == ToolResult(True, f"exit code: 0\n--- stdout ---\n{tmp_path}", result.latency_ms)
+
+
+async def test_shell_syntax_is_not_interpreted_by_default(tmp_path: Path) -> None:
+    result = await run(tmp_path, "echo 'a b'; echo $HOME | rm -rf / && $(reboot)")
+    assert result.content == (
+        "exit code: 0\n--- stdout ---\na b; echo $HOME | rm -rf / && $(reboot)"
+    )
+
+
+async def test_use_shell_interprets_pipes(tmp_path: Path) -> None:
+    result = await run(tmp_path, "printf 'b\\na\\n' | sort | head -1", use_shell=True)
+    assert result.content == "exit code: 0\n--- stdout ---\na"
+
+
+async def test_environment_holds_only_the_passthrough_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret")
+    monkeypatch.setenv("TZ", "UTC")
+    result = await run(tmp_path, "env")
+    lines = set(result.content.split("\n--- stdout ---\n")[1].splitlines())
+    assert f"HOME={tmp_path}" in lines and "TZ=UTC" in lines
+    assert {line.split("=", 1)[0] for line in lines} <= {"HOME", "PATH", "LANG", "LC_ALL", "TZ"}
+    assert "sk-secret" not in result.content
+
+
+async def test_nonzero_exit_and_stderr_are_reported_as_failure(tmp_path: Path) -> None:
+    result = await run(tmp_path, "ls does-not-exist")
+    assert (result.ok, result.error_kind) == (False, "failed")
+    assert result.content.startswith("exit code: 2\n--- stderr ---\nls: ")
+
+
+async def test_command_not_found_and_unparseable_commands(tmp_path: Path) -> None:
+    missing = await run(tmp_path, "no-such-command-xyz --help")
+    assert missing.content == "Command not found: 'no-such-command-xyz'."
+    unparsed = await run(tmp_path, "echo 'unterminated")
+    assert unparsed.content == "The command cannot be parsed: No closing quotation."
+
+
+async def test_allowed_commands_restrict_the_program(tmp_path: Path) -> None:
+    result = await run(tmp_path, "rm -rf x", allowed_commands=("ls", "cat"))
+    assert (result.ok, result.error_kind) == (False, "refused")
+    assert result.content == "The command 'rm' is not allowed; allowed commands: ls, cat."
+    assert (await run(tmp_path, "ls", allowed_commands=("ls",))).ok
+
+
+async def test_output_is_truncated_per_stream(tmp_path: Path) -> None:
+    result = await run(tmp_path, "head -c 5000 /dev/zero", max_output_bytes=100)
+    assert result.content.endswith("[stdout truncated: 4900 more bytes not shown]")
+
+
+async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    # The command leaves a grandchild behind; both must die when the deadline passes.
+    script = "sleep 60 & echo $! > bg.pid; echo started; sleep 60"
+    result = await run(tmp_path, f"sh -c '{script}'", timeout_s=0.5)
+    assert (result.ok, result.error_kind) == (False, "timeout")
+    assert result.content == (
+        "Command timed out after 0.5s; its process group was killed.\n--- stdout ---\nstarted"
+    )
+    background = await wait_for_file(tmp_path / "bg.pid")
+    await wait_for(lambda: gone(background), f"background process {background} dying")
+
+
+async def test_background_jobs_do_not_outlive_a_finished_command(tmp_path: Path) -> None:
+    result = await run(tmp_path, "sh -c 'sleep 60 > /dev/null 2>&1 & echo $! > bg.pid'")
+    assert result.ok
+    background = await wait_for_file(tmp_path / "bg.pid")
+    await wait_for(lambda: gone(background), f"background process {background} dying")
+
+
+async def test_cancellation_by_the_registry_timeout_kills_the_command(tmp_path: Path) -> None:
+    # The registry's bound (0.3s) is shorter than the command's own (30s): the call is
+    # cancelled from outside and must still take its processes down.
+    registry = ToolRegistry([as_tool(BUILTIN_TOOLS["shell"], timeout_s=0.3)])
+    result = await run(tmp_path, "sh -c 'echo $$ > sh.pid; sleep 60'", registry=registry)
+    assert result.content == "Tool 'shell' timed out after 0.3s and was stopped."
+    pid = await wait_for_file(tmp_path / "sh.pid")
+    await wait_for(lambda: gone(pid), f"command {pid} dying")
+
+
+async def test_model_may_ask_for_less_time_but_not_more(tmp_path: Path) -> None:
+    args = json.dumps({"command": "sleep 5", "timeout_s": 0.2})
+    result = await REGISTRY.execute("shell", args, ctx_for(tmp_path, timeout_s=30))
+    assert result.content.startswith("Command timed out after 0.2s")
+    args = json.dumps({"command": "sleep 5", "timeout_s": 3600})
+    result = await REGISTRY.execute("shell", args, ctx_for(tmp_path, timeout_s=0.2))
+    assert result.content.startswith("Command timed out after 0.2s")
+
+
+def test_shell_defaults_to_require_approval() -> None:
+    assert BUILTIN_TOOLS["shell"].default_action == "require_approval"
