@@ -21,11 +21,11 @@ from agents.events import Event
 __all__ = [
     "APP_ROLE",
     "AUDITOR_ROLE",
-    "role_url",
-    "produce_events",
-    "produce_aborted",
-    "wait_until",
     "async_wait_until",
+    "produce_aborted",
+    "produce_events",
+    "role_url",
+    "wait_until",
 ]
 
 APP_ROLE = "turnlog_app"

@@ -4,6 +4,7 @@ how the events are cut into batches or how sessions interleave."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -195,7 +196,7 @@ def _project(events: list[Event], cuts: list[int]) -> dict[str, dict[Any, Any]]:
     }
     state: dict[str, SessionRow] = {}
     bounds = [0, *sorted(set(cuts)), len(events)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         changes = Changes()
         touched: dict[str, SessionRow] = {}
         for e in events[lo:hi]:
