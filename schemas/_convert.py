@@ -190,6 +190,10 @@ class _Builder:
                 f"{where}: only [\"null\", T] and unions of records are supported, got {branches}."
             )
         fulls = [_full(b) for b in resolved]
+        for b in resolved:
+            if any(f["name"] == "type" for f in b["fields"]):
+                # The JSON form tags a union member with "type"; a field may not take it.
+                raise ContractError(f"{where}: union member {_full(b)} has a field named 'type'.")
         for full in fulls:
             self.record(full)
         table = self.fresh("_U")

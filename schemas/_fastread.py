@@ -102,10 +102,15 @@ class _Gen:
 
     def long(self, target: str, ind: str) -> list[str]:
         # One-byte varints (|value| < 64) are the common case: no call, no loop.
+        # Two-byte ones (|value| < 8192: seqs, token counts, lengths) are inline too.
         return [
             f"{ind}b = data[pos]",
             f"{ind}if b < 128:",
             f"{ind}    pos += 1",
+            f"{ind}    {target} = (b >> 1) ^ -(b & 1)",
+            f"{ind}elif data[pos + 1] < 128:",
+            f"{ind}    b = (b & 127) | (data[pos + 1] << 7)",
+            f"{ind}    pos += 2",
             f"{ind}    {target} = (b >> 1) ^ -(b & 1)",
             f"{ind}else:",
             f"{ind}    {target}, pos = _varint(data, pos)",

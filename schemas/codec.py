@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
@@ -67,8 +67,6 @@ __all__ = [
 
 MAGIC: Final = b"\xc3\x01"
 HEADER_SIZE: Final = 10  # magic (2) + fingerprint (8)
-
-T = TypeVar("T")
 
 
 def _parse(schema: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +116,9 @@ def _register(
     return added
 
 
-def _prepare() -> tuple[SchemaSet, dict[str, dict[str, Any]], dict[str, bytes], dict[bytes, _Writer]]:
+def _prepare() -> tuple[
+    SchemaSet, dict[str, dict[str, Any]], dict[str, bytes], dict[bytes, _Writer]
+]:
     current, *released = all_sets()
     parsed = {name: _parse(schema) for name, schema in current.envelopes.items()}
     headers = {
@@ -216,7 +216,7 @@ def _writer_of(envelope: str, data: bytes) -> _Writer:
             f"message starts with C3 01 and an 8-byte schema fingerprint, these start with "
             f"{bytes(data[:HEADER_SIZE]).hex() or 'nothing'}."
         )
-    key = bytes(data[2:HEADER_SIZE])
+    key = data[2:HEADER_SIZE]
     writer = _WRITERS.get(key)
     if writer is None:
         fp = key.hex()
@@ -267,7 +267,7 @@ def _decode_with_fastavro(envelope: str, data: bytes, writer: _Writer) -> Any:
 
 
 def _decode(envelope: str, data: bytes) -> Any:
-    if type(data) is not bytes:
+    if not isinstance(data, bytes):
         if not isinstance(data, (bytearray, memoryview)):
             raise DecodeError(
                 f"A {envelope} must be decoded from bytes, got {type(data).__name__}."

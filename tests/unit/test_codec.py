@@ -326,9 +326,9 @@ def test_a_default_that_differs_from_the_dataclass_default_is_refused() -> None:
         build_converters(envelopes)
 
 
-def test_dataclass_defaults_equal_avro_defaults_for_every_field() -> None:
-    # The import-time mirror check is what enforces this; prove it ran on real data by
-    # checking one default of each kind against the dataclass.
+def test_avro_defaults_spell_dataclass_defaults_the_avro_way() -> None:
+    # The import-time mirror check enforces equality for every field (tested above with a
+    # drifted default); here, one default of each kind and its Avro spelling.
     fields = {f.name: f for f in dataclasses.fields(CompleteLlmCall)}
     llm = _record_files()["turnlog.v1.CompleteLlmCall"]
     avro = {f["name"]: f.get("default") for f in llm["fields"]}
@@ -365,3 +365,26 @@ def test_encoding_matches_fastavro_bit_for_bit() -> None:
     record = {**record, "occurred_at": T0, "payload": (f"turnlog.v1.{kind}", payload)}
     schemaless_writer(body, schema, record)
     assert codec.encode_request(REQ)[10:] == body.getvalue()
+
+
+def test_a_union_member_with_a_field_named_type_is_refused() -> None:
+    envelopes = copy.deepcopy(current_set().envelopes)
+    payload = envelopes["Request"]["fields"][3]["type"]
+    tick = next(b for b in payload if isinstance(b, dict) and b["name"] == "Tick")
+    tick["fields"] = [{"name": "type", "type": "string"}]
+    with pytest.raises(ContractError, match="Tick has a field named 'type'"):
+        build_converters(envelopes)
+
+
+@pytest.mark.parametrize(
+    "n",
+    [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, -8193, 1 << 20, (1 << 63) - 1, -(1 << 63)],
+)
+def test_the_fast_reader_reads_varints_of_every_width(n: int) -> None:
+    from agents.events import BudgetExceeded, BudgetScope, BudgetUnit
+
+    ev = _event(BudgetExceeded(BudgetScope.TURN, BudgetUnit.TOKENS, n, n, 7))
+    data = codec.encode_event(ev)
+    fast, end = codec._FAST["Event"](data, codec.HEADER_SIZE, len(data))
+    assert end == len(data)
+    assert fast == ev == codec.decode_event(data)
