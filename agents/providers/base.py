@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agents.errors import ContractError, ExternalError
 from agents.llm import LlmRequest, LlmResponse
@@ -61,6 +61,8 @@ class ProviderError(ExternalError):
     same call may succeed later (a 529 may; a 400 will not). `circuits_opened` lists the
     "provider/model" circuits that opened while serving this call, so the core can record
     them. `model` is the last model tried, `status_code` the last HTTP status (if any).
+    `attempts` is 0 only when nothing was sent because every model's circuit was open
+    (error_type "circuit_open"); `FailLlmCall` needs >= 1, so executors report max(1, n).
     """
 
     def __init__(
@@ -83,12 +85,47 @@ class ProviderError(ExternalError):
         self.model = model
         self.status_code = status_code
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor: the default Exception pickling would lose the fields.
+        return (
+            _rebuild_provider_error,
+            (
+                self.message,
+                self.error_type,
+                self.attempts,
+                self.retryable,
+                self.circuits_opened,
+                self.model,
+                self.status_code,
+            ),
+        )
+
     def __repr__(self) -> str:
         return (
             f"ProviderError(error_type={self.error_type!r}, attempts={self.attempts}, "
             f"retryable={self.retryable}, model={self.model!r}, "
             f"circuits_opened={self.circuits_opened!r}, message={self.message!r})"
         )
+
+
+def _rebuild_provider_error(
+    message: str,
+    error_type: str,
+    attempts: int,
+    retryable: bool,
+    circuits_opened: tuple[str, ...],
+    model: str | None,
+    status_code: int | None,
+) -> ProviderError:
+    return ProviderError(
+        message,
+        error_type=error_type,
+        attempts=attempts,
+        retryable=retryable,
+        circuits_opened=circuits_opened,
+        model=model,
+        status_code=status_code,
+    )
 
 
 class ProviderConfigError(ContractError):

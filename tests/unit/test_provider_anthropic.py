@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import pickle
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -355,8 +356,9 @@ async def test_a_failing_delta_callback_does_not_fail_the_call(
 
 
 async def test_the_api_key_never_appears_in_errors_reprs_or_logs(
-    server: FakeAnthropicServer,
+    server: FakeAnthropicServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # the SDK's and the HTTP stack's own loggers too
     # A hostile or buggy server echoing the key back must not make us leak it either.
     server.enqueue(FakeError(400, message=f"bad request from key {FAKE_API_KEY}"))
     server.always(FakeError(529, message=f"overloaded for {FAKE_API_KEY}"))
@@ -376,6 +378,9 @@ async def test_the_api_key_never_appears_in_errors_reprs_or_logs(
             with pytest.raises(TypeError):
                 pickle.dumps(p)
     texts += [repr(entry) for entry in logs]
+    texts.append(caplog.text)
+    assert "HTTP Request: POST" in caplog.text  # the HTTP stack's debug lines were captured
+    texts.append(repr(pickle.loads(pickle.dumps(error))))
     assert any(entry["event"] == "llm.call" for entry in logs)
     assert any("[redacted]" in t for t in texts)
     leaks = [t for t in texts if FAKE_API_KEY in t or FAKE_API_KEY[-16:] in t]

@@ -299,3 +299,30 @@ def test_factory_builds_scripted_providers_and_rejects_unknown_kinds(tmp_path: P
         provider_from_spec("openai")
     with pytest.raises(ScriptError, match="cannot read"):
         provider_from_spec(f"scripted:{tmp_path / 'missing.yaml'}")
+
+
+def test_demo_summaries_go_to_the_summarizer_model(demo: ScriptedProvider) -> None:
+    # The text being summarized mentions everything; the model decides, not the text.
+    summary = demo.respond(
+        request(user("please research and list files"), model="scripted-summarizer")
+    )
+    assert summary.text.startswith("Summary") and not summary.tool_uses
+
+
+def test_providers_satisfy_the_protocol_and_errors_survive_pickling() -> None:
+    import pickle
+
+    from agents.providers import Provider
+
+    assert isinstance(ScriptedProvider.tool_then_answer("calculator"), Provider)
+    error = ProviderError(
+        "It failed.", error_type="overloaded", attempts=3, retryable=True, circuits_opened=["p/m"]
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.error_type, copy.attempts, copy.retryable, copy.circuits_opened, str(copy)) == (
+        "overloaded",
+        3,
+        True,
+        ("p/m",),
+        "It failed.",
+    )
