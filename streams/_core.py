@@ -1,0 +1,52 @@
+"""The shell's single doorway into the pure core and the IO adapters.
+
+Rule: streams/ calls the core only through the names here, so the seam between the
+imperative shell and the functional core is one screen long.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.context import build_llm_request, build_summary_request
+from agents.effects import (
+    child_report,
+    failure_outcome,
+    next_deadline,
+    outcome_request_id,
+    pending_effects,
+)
+from agents.fsm import decide, decide_and_evolve, evolve, fork_base, fork_source, initial_state
+from agents.providers.base import ProviderError
+
+__all__ = [
+    "build_llm_request",
+    "build_summary_request",
+    "child_report",
+    "decide",
+    "decide_and_evolve",
+    "evolve",
+    "failure_outcome",
+    "fork_base",
+    "fork_source",
+    "initial_state",
+    "is_provider_error",
+    "next_deadline",
+    "outcome_request_id",
+    "pending_effects",
+    "tool_context",
+]
+
+
+def is_provider_error(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError)
+
+
+def tool_context(settings: Any, session_id: str, effect: Any) -> Any:
+    from agents.tools import ToolContext, ToolSettings
+
+    return ToolContext(
+        session_id=session_id,
+        call_id=effect.effect_id,
+        settings=settings if settings is not None else ToolSettings(),
+    )

@@ -1,0 +1,108 @@
+"""Process wiring for `turnlog worker session`: session worker + effect runner + ticker.
+
+Rule of this module: it only assembles and supervises; the logic lives in
+session_worker (transactions), effects (IO) and the pure core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.events import Request, Tick
+from streams import _core
+from streams.effects import EffectRunner
+from streams.logs import get_logger
+from streams.session_worker import SessionWorker
+from streams.topics import TopicNames
+
+__all__ = ["SessionProcess", "run_session_process"]
+
+
+class SessionProcess:
+    """One session-worker process: owns partitions, runs their effects, ticks deadlines."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topics: TopicNames,
+        partitions: int,
+        registry: Any,
+        provider: Any,
+        tools: Any,
+        tool_context: Any = None,
+        tick_interval_s: float = 1.0,
+        session_timeout_ms: int = 6000,
+        client_id: str = "turnlog-session",
+    ) -> None:
+        self.effects = EffectRunner(
+            bootstrap=bootstrap,
+            topics=topics,
+            partitions=partitions,
+            registry=registry,
+            provider=provider,
+            tools=tools,
+            tool_context=tool_context,
+        )
+        self.worker = SessionWorker(
+            bootstrap=bootstrap,
+            topics=topics,
+            partitions=partitions,
+            registry=registry,
+            effect_sync=self.effects.sync,
+            effect_drop=self.effects.drop,
+            session_timeout_ms=session_timeout_ms,
+            client_id=client_id,
+        )
+        self.tick_interval_s = tick_interval_s
+        self._log = get_logger(component="session-process")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.effects.start()
+        await self.worker.start()
+        ticker = asyncio.create_task(self._tick_loop(stop))
+        try:
+            await self.worker.run(stop)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(BaseException):
+                await ticker
+            await self.worker.stop()
+            await self.effects.stop()
+
+    async def _tick_loop(self, stop: asyncio.Event) -> None:
+        """Deadlines are data in the state; time reaches the pure core only as Tick
+        requests, so replay sees exactly the ticks the live run saw."""
+        ticked: dict[str, datetime] = {}
+        while not stop.is_set():
+            await asyncio.sleep(self.tick_interval_s)
+            now = datetime.now(UTC)
+            for session_id, state in self.worker.sessions().items():
+                due = _core.next_deadline(state)
+                if due is None or due > now:
+                    continue
+                if ticked.get(session_id) == due:
+                    continue  # one tick per deadline is enough; the core re-arms it
+                ticked[session_id] = due
+                request = Request(
+                    request_id=f"tick:{session_id}:{int(now.timestamp() * 1000)}",
+                    session_id=session_id,
+                    occurred_at=now,
+                    payload=Tick(),
+                )
+                with contextlib.suppress(Exception):
+                    await self.effects.send_request(request)
+
+
+async def run_session_process(process: SessionProcess) -> None:
+    """Run until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await process.run(stop)

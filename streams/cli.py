@@ -1,0 +1,33 @@
+"""`turnlog worker session`: the session worker as a command."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+__all__ = ["register"]
+
+
+def worker_session() -> None:
+    """Run a session worker (requests -> FSM -> events, plus effects) until SIGTERM."""
+    from streams.app import run_session_process
+    from streams.logs import configure_logging
+    from streams.main import build_session_process
+    from turnlog.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_session_process(build_session_process(settings)))
+
+
+def register(app: typer.Typer) -> None:
+    existing = next(
+        (g for g in app.registered_groups if g.name == "worker" and g.typer_instance), None
+    )
+    if existing is not None and existing.typer_instance is not None:
+        existing.typer_instance.command("session")(worker_session)
+        return
+    worker = typer.Typer(help="Run workers.", no_args_is_help=True)
+    worker.command("session")(worker_session)
+    app.add_typer(worker, name="worker")

@@ -1,0 +1,302 @@
+"""Effect execution: the nondeterministic calls live here, outside the pure core.
+
+Rule of this module: an effect is started only for a fact that is already committed, and
+its outcome goes back as a request naming the effect id. Nothing here writes the session
+log, so a crash anywhere in this module can at worst leave an effect pending — and pending
+effects are re-issued from recovered state (or by the core, past their deadline), while a
+duplicate outcome folds once in the core. That is what makes an LLM call's cost count once.
+
+Many effects run at once per process (asyncio tasks, bounded by a semaphore); none of them
+blocks the session stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from agents.events import (
+    CompleteCompaction,
+    CompleteLlmCall,
+    CompleteToolCall,
+    FailLlmCall,
+    FailToolCall,
+    Request,
+    RequestPayload,
+    TokenDelta,
+)
+from schemas.codec import encode_delta, encode_request
+from streams import _core
+from streams.logs import get_logger
+from streams.partitioning import partition_for
+from streams.topics import TopicNames
+from streams.tracing import child_traceparent, headers_with
+
+__all__ = ["EffectRunner"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EffectRunner:
+    """Starts the pending effects of sessions and reports their outcomes."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topics: TopicNames,
+        partitions: int,
+        registry: Any,
+        provider: Any,
+        tools: Any,
+        tool_context: Any = None,
+        max_in_flight: int = 512,
+        stream_deltas: bool = True,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.partitions = partitions
+        self.registry = registry
+        self.provider = provider
+        self.tools = tools
+        self.tool_context = tool_context
+        self.stream_deltas = stream_deltas
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._producer: AIOKafkaProducer | None = None
+        self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._by_partition: dict[int, set[tuple[str, int]]] = defaultdict(set)
+        self._log = get_logger(component="effects")
+        self.stats = {"started": 0, "completed": 0, "failed": 0}
+        self.latencies_ms: list[float] = []
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+            client_id="turnlog-effects",
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def sync(self, partition: int, session_id: str, state: Any) -> None:
+        """Start every pending effect of `state` that is not already running."""
+        for effect in _core.pending_effects(state):
+            key = (effect.effect_id, effect.attempt)
+            if key in self._running:
+                continue
+            task = asyncio.create_task(self._run(partition, session_id, state, effect))
+            self._running[key] = task
+            self._by_partition[partition].add(key)
+            task.add_done_callback(lambda _t, k=key, p=partition: self._done(k, p))
+            self.stats["started"] += 1
+
+    def drop(self, partition: int) -> None:
+        """The partition moved to another worker: abandon its effects (the new owner
+        re-issues whatever is still pending)."""
+        for key in list(self._by_partition.pop(partition, ())):
+            task = self._running.get(key)
+            if task is not None:
+                task.cancel()
+
+    def _done(self, key: tuple[str, int], partition: int) -> None:
+        self._running.pop(key, None)
+        self._by_partition.get(partition, set()).discard(key)
+
+    # ------------------------------------------------------------------ execution
+
+    async def _run(self, partition: int, session_id: str, state: Any, effect: Any) -> None:
+        log = self._log.bind(
+            session_id=session_id,
+            effect_id=effect.effect_id,
+            kind=effect.kind,
+            attempt=effect.attempt,
+            turn_id=getattr(effect, "turn_id", None),
+        )
+        started = time.monotonic()
+        async with self._sem:
+            try:
+                payload = await self._execute(session_id, state, effect, log)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an effect's bug is an outcome, not a dead worker
+                log.exception("effect.crashed")
+                payload = _core.failure_outcome(effect, f"{type(exc).__name__}: {exc}")
+                self.stats["failed"] += 1
+        if payload is None:
+            return
+        elapsed = (time.monotonic() - started) * 1000
+        self.latencies_ms.append(elapsed)
+        request = Request(
+            request_id=_core.outcome_request_id(effect),
+            session_id=effect.report_to or session_id,
+            occurred_at=_now(),
+            payload=payload,
+            causation_id=effect.effect_id,
+            correlation_id=getattr(effect, "correlation_id", None),
+        )
+        await self.send_request(request, traceparent=child_traceparent(None, effect.effect_id))
+        self.stats["completed"] += 1
+        log.info("effect.reported", outcome=type(payload).__name__, latency_ms=round(elapsed, 1))
+
+    async def send_request(self, request: Request, *, traceparent: str | None = None) -> None:
+        assert self._producer is not None, "start() first"
+        await self._producer.send_and_wait(
+            self.topics.requests,
+            value=encode_request(request),
+            key=request.session_id.encode(),
+            partition=partition_for(request.session_id, self.partitions),
+            headers=headers_with(traceparent),
+        )
+
+    async def _execute(
+        self, session_id: str, state: Any, effect: Any, log: Any
+    ) -> RequestPayload | None:
+        kind = effect.kind
+        if kind == "llm_call":
+            return await self._llm(session_id, state, effect, log)
+        if kind == "compaction":
+            return await self._summarize(session_id, state, effect, log)
+        if kind == "tool_call":
+            return await self._tool(session_id, effect, log)
+        if kind == "child_session":
+            await self._start_child(session_id, effect)
+            return None
+        log.error("effect.unknown_kind")
+        return None
+
+    async def _llm(self, session_id: str, state: Any, effect: Any, log: Any) -> RequestPayload:
+        request = _core.build_llm_request(state, effect, self.registry)
+        if request.digest() != effect.request_digest:
+            # The code that rebuilds context changed under an in-flight call: refuse to
+            # send a request other than the one recorded.
+            return FailLlmCall(
+                call_id=effect.effect_id,
+                error_type="ContextDigestMismatch",
+                message=(
+                    f"session {session_id}: rebuilt request digest {request.digest()[:12]} "
+                    f"differs from recorded {effect.request_digest[:12]}"
+                ),
+            )
+        on_delta = self._delta_sink(session_id, effect.effect_id) if self.stream_deltas else None
+        started = time.monotonic()
+        try:
+            resp = await self.provider.complete(
+                request,
+                fallbacks=tuple(effect.fallbacks),
+                on_delta=on_delta,
+                timeout_s=effect.timeout_s,
+            )
+        except Exception as exc:
+            if not _core.is_provider_error(exc):
+                raise
+            return FailLlmCall(
+                call_id=effect.effect_id,
+                error_type=getattr(exc, "error_type", type(exc).__name__),
+                message=str(exc),
+                attempts=max(1, int(getattr(exc, "attempts", 1))),
+                retryable=bool(getattr(exc, "retryable", False)),
+                latency_ms=int((time.monotonic() - started) * 1000),
+                circuits_opened=tuple(getattr(exc, "circuits_opened", ())),
+            )
+        if on_delta is not None:
+            await self._send_delta(session_id, effect.effect_id, -1, "", done=True)
+        return CompleteLlmCall(
+            call_id=effect.effect_id,
+            model=resp.model,
+            text=resp.text,
+            tool_uses=tuple(resp.tool_uses),
+            stop_reason=resp.stop_reason,
+            usage=resp.usage,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            attempts=max(1, resp.attempts),
+            fallback_used=resp.fallback_used,
+            circuits_opened=tuple(resp.circuits_opened),
+        )
+
+    async def _summarize(self, session_id: str, state: Any, effect: Any, log: Any) -> RequestPayload:
+        request = _core.build_summary_request(state, effect, self.registry)
+        started = time.monotonic()
+        try:
+            resp = await self.provider.complete(request, timeout_s=effect.timeout_s)
+        except Exception as exc:
+            if not _core.is_provider_error(exc):
+                raise
+            log.warning("summarize.failed", error=str(exc))
+            return _core.failure_outcome(effect, str(exc))
+        return CompleteCompaction(
+            compaction_id=effect.effect_id,
+            summary=resp.text,
+            model=resp.model,
+            usage=resp.usage,
+            latency_ms=int((time.monotonic() - started) * 1000),
+        )
+
+    async def _tool(self, session_id: str, effect: Any, log: Any) -> RequestPayload:
+        ctx = _core.tool_context(self.tool_context, session_id, effect)
+        result = await self.tools.execute(effect.tool_name, effect.arguments_json, ctx)
+        if result.ok:
+            return CompleteToolCall(
+                call_id=effect.effect_id, result=result.content, latency_ms=int(result.latency_ms)
+            )
+        return FailToolCall(
+            call_id=effect.effect_id, error=result.content, latency_ms=int(result.latency_ms)
+        )
+
+    async def _start_child(self, session_id: str, effect: Any) -> None:
+        # Its request id is fixed: a re-issued start is a duplicate the child rejects.
+        request = effect.start_request(_now())
+        await self.send_request(request, traceparent=child_traceparent(None, effect.effect_id))
+
+    # ------------------------------------------------------------------ deltas
+
+    def _delta_sink(self, session_id: str, call_id: str) -> Any:
+        counter = {"i": 0}
+
+        async def sink(text: str) -> None:
+            counter["i"] += 1
+            await self._send_delta(session_id, call_id, counter["i"], text)
+
+        return sink
+
+    async def _send_delta(
+        self, session_id: str, call_id: str, index: int, text: str, *, done: bool = False
+    ) -> None:
+        assert self._producer is not None
+        delta = TokenDelta(
+            session_id=session_id,
+            call_id=call_id,
+            index=index,
+            text=text,
+            occurred_at=_now(),
+            done=done,
+        )
+        # Deltas are best effort (live display only): never wait for the broker here.
+        await self._producer.send(
+            self.topics.deltas, value=encode_delta(delta), key=session_id.encode()
+        )
+

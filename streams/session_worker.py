@@ -1,0 +1,419 @@
+"""The session worker: requests in, facts out, exactly once.
+
+Rule of this module: every fact a session emits, the session's new state and the input
+offset that produced them are committed in ONE Kafka transaction, or not at all.
+
+How (the classic consume-transform-produce loop, EOS with per-partition producers):
+
+* A consumer in group `<prefix>turnlog-session` reads `turnlog.requests` (read_committed,
+  no auto commit). Several worker processes share the partitions.
+* For each assigned partition p the worker opens a transactional producer whose id is
+  `<prefix>turnlog-session-p<p>`. Initialising it fences any previous owner of p (a
+  SIGKILLed worker, a zombie) and aborts its open transaction before we read anything.
+* The state of p's sessions is rebuilt by folding partition p of `turnlog.events` (read
+  committed) through the pure FSM. The events topic IS the changelog: a second copy of
+  the state in a changelog topic would be written on every input, and since a session's
+  state includes its conversation, that copy would grow quadratically with the session —
+  the very failure mode turnlog exists to avoid.
+* Each poll batch of partition p is one transaction: decode → decide → evolve → append
+  events (partition p) → send_offsets_to_transaction → commit. Undecodable inputs go to
+  the DLQ in the same transaction. A child session's end is reported to its parent in the
+  same transaction too, so it can be neither lost nor doubled.
+* Effects (LLM calls, tools, summaries, child sessions) are started only after the commit,
+  by the EffectRunner, and report back as requests; after an assignment, pending effects
+  found in the rebuilt state are re-issued. Outcomes fold once, by effect id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from agents.errors import DecodeError
+from agents.events import Event, ForkSession, Request
+from schemas.codec import decode_event, decode_request, encode_event, encode_request
+from streams import _core
+from streams.logs import get_logger
+from streams.partitioning import partition_for
+from streams.topics import TopicNames
+from streams.tracing import child_traceparent, get_traceparent, headers_with
+
+__all__ = ["SessionWorker", "read_partition_events", "read_session_events"]
+
+EffectSync = Callable[[int, str, Any], None]
+
+
+@dataclass
+class _Partition:
+    number: int
+    producer: AIOKafkaProducer
+    sessions: dict[str, Any] = field(default_factory=dict)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: SessionWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._worker._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._worker._on_assigned(assigned)
+
+
+async def read_partition_events(
+    bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
+) -> list[Event]:
+    """Every committed event of one partition of the events topic, in log order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id=client_id,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        out: list[Event] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+            for rec in batch.get(tp, ()):
+                if rec.offset >= end:
+                    break
+                out.append(decode_event(rec.value))
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def read_session_events(
+    bootstrap: str,
+    topics: TopicNames,
+    partitions: int,
+    session_id: str,
+    *,
+    upto_seq: int | None = None,
+) -> list[Event]:
+    """The events of one session (its own, not its fork ancestry), up to `upto_seq`."""
+    p = partition_for(session_id, partitions)
+    events = await read_partition_events(bootstrap, topics.events, p)
+    return [
+        e
+        for e in events
+        if e.session_id == session_id and (upto_seq is None or e.seq <= upto_seq)
+    ]
+
+
+class SessionWorker:
+    """Runs the session FSM for the partitions this process is assigned."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topics: TopicNames,
+        partitions: int,
+        registry: Any,
+        effect_sync: EffectSync | None = None,
+        effect_drop: Callable[[int], None] | None = None,
+        group_id: str | None = None,
+        transactional_prefix: str | None = None,
+        max_poll_records: int = 500,
+        session_timeout_ms: int = 6000,
+        client_id: str = "turnlog-session",
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.partitions = partitions
+        self.registry = registry
+        self._effect_sync = effect_sync
+        self._effect_drop = effect_drop
+        prefix = topics.requests[: -len("turnlog.requests")]
+        self.group_id = group_id or f"{prefix}turnlog-session"
+        self._tx_prefix = transactional_prefix or f"{prefix}turnlog-session"
+        self._max_poll_records = max_poll_records
+        self._session_timeout_ms = session_timeout_ms
+        self._client_id = client_id
+        self._parts: dict[int, _Partition] = {}
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._log = get_logger(component="session-worker")
+        self.stats = {"inputs": 0, "events": 0, "dlq": 0, "batches": 0, "rerouted": 0}
+        self.assigned_event = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id=self._client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(300, self._session_timeout_ms // 6),
+            max_poll_records=self._max_poll_records,
+            fetch_max_wait_ms=20,
+        )
+        self._consumer.subscribe([self.topics.requests], listener=_Listener(self))
+        await self._consumer.start()
+        self._log.info("worker.started", group=self.group_id)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        for part in list(self._parts.values()):
+            with contextlib.suppress(Exception):
+                await part.producer.stop()
+        self._parts.clear()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until `stop` is set."""
+        assert self._consumer is not None, "start() first"
+        while not stop.is_set():
+            batch = await self._consumer.getmany(timeout_ms=50, max_records=self._max_poll_records)
+            if not batch:
+                continue
+            async with self._lock:
+                await asyncio.gather(
+                    *(self._process(tp, records) for tp, records in batch.items() if records)
+                )
+
+    def sessions(self) -> dict[str, Any]:
+        """Current state of every session this worker owns (for tickers and inspection)."""
+        out: dict[str, Any] = {}
+        for part in self._parts.values():
+            out.update(part.sessions)
+        return out
+
+    def owned_partitions(self) -> set[int]:
+        return set(self._parts)
+
+    # ------------------------------------------------------------------ rebalance
+
+    async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        async with self._lock:
+            for tp in revoked:
+                part = self._parts.pop(tp.partition, None)
+                if part is None:
+                    continue
+                if self._effect_drop is not None:
+                    self._effect_drop(tp.partition)
+                with contextlib.suppress(Exception):
+                    await part.producer.stop()
+            self._log.info("partitions.revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    async def _on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        async with self._lock:
+            new = [tp.partition for tp in assigned if tp.partition not in self._parts]
+            started = time.monotonic()
+            parts = await asyncio.gather(*(self._open_partition(p) for p in new))
+            for part in parts:
+                self._parts[part.number] = part
+            self._log.info(
+                "partitions.assigned",
+                partitions=sorted(new),
+                sessions=sum(len(p.sessions) for p in parts),
+                restore_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        for part in parts:
+            for session_id, state in part.sessions.items():
+                self._sync_effects(part.number, session_id, state)
+        self.assigned_event.set()
+
+    async def _open_partition(self, p: int) -> _Partition:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            transactional_id=f"{self._tx_prefix}-p{p}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=0,
+            client_id=f"{self._client_id}-p{p}",
+        )
+        await producer.start()
+        # Wait until the broker has given us the producer id: that fences the previous
+        # owner and completes (aborts or finishes committing) its open transaction, so the
+        # events and the committed input offset we read next are consistent.
+        await producer.begin_transaction()
+        await producer.abort_transaction()
+        sessions = await self._restore(p)
+        return _Partition(number=p, producer=producer, sessions=sessions)
+
+    async def _restore(self, p: int) -> dict[str, Any]:
+        events = await read_partition_events(
+            self.bootstrap, self.topics.events, p, client_id=f"{self._client_id}-restore"
+        )
+        states: dict[str, Any] = {}
+        for ev in events:
+            state = states.get(ev.session_id)
+            if state is None:
+                state = await self._initial_for(ev)
+            states[ev.session_id] = _core.evolve(state, ev)
+        return states
+
+    async def _initial_for(self, first: Event) -> Any:
+        """The state a session's first event folds into: empty, or a fork's ancestry."""
+        fork = _core.fork_source(first)
+        if fork is None:
+            return _core.initial_state(first.session_id)
+        source_id, at_seq = fork
+        return await self._fork_base(source_id, at_seq, first.session_id)
+
+    async def _fork_base(self, source_id: str, at_seq: int, new_session_id: str) -> Any:
+        own = await read_session_events(
+            self.bootstrap, self.topics, self.partitions, source_id, upto_seq=at_seq
+        )
+        if not own:
+            return None
+        state = await self._initial_for(own[0])
+        for ev in own:
+            state = _core.evolve(state, ev)
+        return _core.fork_base(state, new_session_id)
+
+    # ------------------------------------------------------------------ processing
+
+    async def _process(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
+        part = self._parts.get(tp.partition)
+        if part is None:  # revoked while the batch was in flight
+            return
+        producer = part.producer
+        staged: dict[str, Any] = {}
+        try:
+            await producer.begin_transaction()
+            for rec in records:
+                await self._handle(part, rec, staged)
+            await producer.send_offsets_to_transaction(
+                {tp: records[-1].offset + 1}, self.group_id
+            )
+            await producer.commit_transaction()
+        except ProducerFenced:
+            self._log.warning("partition.fenced", partition=tp.partition)
+            self._parts.pop(tp.partition, None)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            return
+        except (KafkaError, OSError) as exc:
+            self._log.error("batch.failed", partition=tp.partition, error=repr(exc))
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            assert self._consumer is not None
+            self._consumer.seek(tp, records[0].offset)
+            return
+        part.sessions.update(staged)
+        self.stats["batches"] += 1
+        for session_id, state in staged.items():
+            self._sync_effects(part.number, session_id, state)
+
+    async def _handle(self, part: _Partition, rec: ConsumerRecord, staged: dict[str, Any]) -> None:
+        self.stats["inputs"] += 1
+        producer = part.producer
+        try:
+            req = decode_request(rec.value)
+        except DecodeError as exc:
+            await self._dead_letter(producer, rec, "DecodeError", str(exc), exc.fingerprint)
+            return
+        expected = partition_for(req.session_id, self.partitions)
+        if expected != part.number:
+            # Produced with the wrong key: forward it to its session's partition rather
+            # than let two workers write one session.
+            self.stats["rerouted"] += 1
+            await producer.send(
+                self.topics.requests,
+                value=rec.value,
+                key=req.session_id.encode(),
+                partition=expected,
+                headers=list(rec.headers or ()),
+            )
+            return
+        log = self._log.bind(session_id=req.session_id, request_id=req.request_id)
+        state = staged.get(req.session_id) or part.sessions.get(req.session_id)
+        try:
+            if state is None:
+                if isinstance(req.payload, ForkSession):
+                    state = await self._fork_base(
+                        req.payload.source_session_id, req.payload.at_seq, req.session_id
+                    )
+                if state is None:
+                    state = _core.initial_state(req.session_id)
+            events, state = _core.decide_and_evolve(state, req, self.registry)
+        except Exception as exc:  # a bug in the core must not become a crash loop
+            log.exception("decide.failed")
+            await self._dead_letter(producer, rec, "InternalError", f"{type(exc).__name__}: {exc}", None)
+            return
+        parent_tp = get_traceparent(rec.headers)
+        for ev in events:
+            await producer.send(
+                self.topics.events,
+                value=encode_event(ev),
+                key=ev.session_id.encode(),
+                partition=part.number,
+                headers=headers_with(
+                    child_traceparent(parent_tp, ev.event_id), event_type=type(ev.payload).__name__
+                ),
+            )
+            self.stats["events"] += 1
+            log.debug("event.appended", seq=ev.seq, turn_id=ev.turn_id, type=type(ev.payload).__name__)
+            report = _core.child_report(state, ev)
+            if report is not None:
+                await self._send_request(producer, report, parent_tp)
+        staged[req.session_id] = state
+
+    async def _send_request(
+        self, producer: AIOKafkaProducer, req: Request, traceparent: str | None
+    ) -> None:
+        await producer.send(
+            self.topics.requests,
+            value=encode_request(req),
+            key=req.session_id.encode(),
+            partition=partition_for(req.session_id, self.partitions),
+            headers=headers_with(child_traceparent(traceparent, req.request_id)),
+        )
+
+    async def _dead_letter(
+        self,
+        producer: AIOKafkaProducer,
+        rec: ConsumerRecord,
+        error_type: str,
+        message: str,
+        fingerprint: str | None,
+    ) -> None:
+        self.stats["dlq"] += 1
+        headers = list(rec.headers or ()) + [
+            ("turnlog.error.type", error_type.encode()),
+            ("turnlog.error.message", message.encode("utf-8", "replace")[:4000]),
+            ("turnlog.source.topic", rec.topic.encode()),
+            ("turnlog.source.partition", str(rec.partition).encode()),
+            ("turnlog.source.offset", str(rec.offset).encode()),
+        ]
+        if fingerprint:
+            headers.append(("turnlog.error.fingerprint", fingerprint.encode()))
+        await producer.send(
+            self.topics.dlq, value=rec.value, key=rec.key, headers=headers
+        )
+        self._log.warning(
+            "input.dead_lettered",
+            error_type=error_type,
+            error=message[:500],
+            partition=rec.partition,
+            offset=rec.offset,
+        )
+
+    def _sync_effects(self, partition: int, session_id: str, state: Any) -> None:
+        if self._effect_sync is not None:
+            self._effect_sync(partition, session_id, state)
+
+
+Runner = Callable[[asyncio.Event], Awaitable[None]]
