@@ -82,7 +82,8 @@ class RecordedRequest:
 
 
 Responder = Callable[[RecordedRequest], Reply | None]
-"""Computes a reply from the request; returning None passes to the next source."""
+"""Computes a reply from the request (its `status` is still 0); None passes it on to the
+next source. It runs on the server's thread."""
 
 
 class FakeAnthropicServer:
@@ -161,6 +162,14 @@ class FakeAnthropicServer:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    def env(self) -> dict[str, str]:
+        """Environment for a worker subprocess that should talk to this server: the SDK
+        reads ANTHROPIC_BASE_URL itself, and the provider reads ANTHROPIC_API_KEY."""
+        return {
+            "ANTHROPIC_BASE_URL": self.base_url,
+            "ANTHROPIC_API_KEY": self.api_key or "sk-ant-any",
+        }
 
     def requests_for(self, model: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.model == model]

@@ -411,3 +411,18 @@ async def test_concurrent_calls_share_one_provider(
     texts = [f"q{i}" for i in range(20)]
     responses = await asyncio.gather(*(provider.complete(make_request(text=t)) for t in texts))
     assert [r.text for r in responses] == [f"echo {t}" for t in texts]
+
+
+async def test_the_factory_reaches_the_server_through_the_environment(
+    server: FakeAnthropicServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agents.providers import provider_from_spec
+
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    provider = provider_from_spec("anthropic", retry=FAST)
+    assert isinstance(provider, AnthropicProvider)
+    async with provider:
+        response = await provider.complete(make_request())
+    assert response.text == "Hello from the fake Messages API."
+    assert server.requests[0].api_key_valid is True
