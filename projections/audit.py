@@ -102,7 +102,7 @@ async def publish_checkpoint(producer: Any, topic: str, head: AuditHead) -> Audi
 
 async def read_checkpoints(bootstrap: str, topic: str, timeout: float = 30.0) -> list[AuditCheckpoint]:
     """Every checkpoint published so far (committed ones), oldest first."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
     from schemas.codec import decode_checkpoint
 

@@ -33,7 +33,12 @@ from typing import Any
 
 import psycopg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+)
 from psycopg import AsyncConnection
 
 from agents.errors import DecodeError, ExternalError
@@ -125,6 +130,9 @@ class Projector:
         # Seconds spent decoding and in the database (for the benchmark's breakdown).
         self.decode_seconds = 0.0
         self.db_seconds = 0.0
+        # perf_counter() at the start of the first and the end of the last transaction.
+        self.first_batch_at: float | None = None
+        self.last_batch_at: float | None = None
 
     # -------------------------------------------------------------- assignment
 
@@ -278,6 +286,8 @@ class Projector:
         if not batch:
             return None
         started = time.perf_counter()
+        if self.first_batch_at is None:
+            self.first_batch_at = started
         async with self._db_lock:
             try:
                 result = await apply_batch(
@@ -285,7 +295,8 @@ class Projector:
                 )
             except psycopg.OperationalError as exc:
                 raise ExternalError(f"Projecting a batch failed: {str(exc).strip()}") from exc
-        self.db_seconds += time.perf_counter() - started
+        self.last_batch_at = time.perf_counter()
+        self.db_seconds += self.last_batch_at - started
         self.batches += 1
         self.applied += result.applied
         if result.head is not None:
