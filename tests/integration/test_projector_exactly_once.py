@@ -133,20 +133,37 @@ def test_kill9_at_random_points_then_every_table_equals_a_clean_rebuild(
     count_events = "SELECT count(*) FROM events"
 
     # Kill -9 at random points: each time once the projection has passed a random mark.
-    marks = sorted(rng.sample(range(500, total - 500), 5))
-    for mark in marks:
+    # The last two marks are passed by two workers sharing the partitions (one group);
+    # one of them is killed and the survivor takes its partitions over.
+    marks = sorted(rng.sample(range(500, total - 2000), 5))
+
+    def passed(mark: int, *procs: subprocess.Popen[bytes]) -> bool:
+        return (_count(env.app_url, count_events) >= mark
+                or any(p.poll() is not None for p in procs))
+
+    for mark in marks[:4]:
         proc = _start_worker(env, workers, log)
-        wait_until(lambda m=mark, p=proc: _count(env.app_url, count_events) >= m
-                   or p.poll() is not None, 120, f"the projection to pass {mark} events")
+        wait_until(lambda m=mark, p=proc: passed(m, p), 120, f"the projection to pass {mark}")
         assert proc.poll() is None, f"the projector died by itself:\n{log.read_text()[-3000:]}"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
 
-    proc = _start_worker(env, workers, log)
-    wait_until(lambda: _count(env.app_url, count_events) >= total, 120,
-               f"the projection to reach all {total} events")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0, log.read_text()[-3000:]
+    def assignments() -> int:
+        return log.read_text().count("partitions assigned")
+
+    before = assignments()
+    first, second = _start_worker(env, workers, log), _start_worker(env, workers, log)
+    wait_until(lambda: assignments() >= before + 2 or first.poll() is not None
+               or second.poll() is not None, 120, "both workers to get partitions")
+    assert first.poll() is None and second.poll() is None, log.read_text()[-3000:]
+    shared_from = _count(env.app_url, count_events)
+    mark = min(total, max(marks[4], shared_from + 1000))
+    wait_until(lambda: passed(mark, first, second), 120, f"the projection to pass {mark}")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    wait_until(lambda: passed(total, second), 120, f"the projection to reach all {total} events")
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0, log.read_text()[-3000:]
 
     # No event missing, none twice, nothing from the aborted transaction, no stop.
     with psycopg.connect(env.app_url) as conn:
