@@ -41,6 +41,10 @@ from streams.tracing import child_traceparent, headers_with
 __all__ = ["EffectRunner"]
 
 
+# (session id, effect id, attempt): one issue of one effect.
+_Key = tuple[str, str, int]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -71,8 +75,10 @@ class EffectRunner:
         self.stream_deltas = stream_deltas
         self._sem = asyncio.Semaphore(max_in_flight)
         self._producer: AIOKafkaProducer | None = None
-        self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._by_partition: dict[int, set[tuple[str, int]]] = defaultdict(set)
+        # Keyed by session too: effect ids are unique within a session only (a scripted
+        # model's tool-call ids repeat across sessions that send identical requests).
+        self._running: dict[_Key, asyncio.Task[None]] = {}
+        self._by_partition: dict[int, set[_Key]] = defaultdict(set)
         self._log = get_logger(component="effects")
         self.stats = {"started": 0, "completed": 0, "failed": 0}
         self.latencies_ms: list[float] = []
@@ -103,13 +109,18 @@ class EffectRunner:
 
     # ------------------------------------------------------------------ scheduling
 
-    def sync(self, partition: int, session_id: str, state: Any) -> None:
-        """Start every pending effect of `state` that is not already running."""
+    def sync(
+        self, partition: int, session_id: str, state: Any, traceparent: str | None = None
+    ) -> None:
+        """Start every pending effect of `state` that is not already running. Outcomes
+        are reported in the trace of `traceparent` (the session's latest event)."""
         for effect in _core.pending_effects(state):
-            key = (effect.effect_id, effect.attempt)
+            key = (session_id, effect.effect_id, effect.attempt)
             if key in self._running:
                 continue
-            task = asyncio.create_task(self._run(partition, session_id, state, effect))
+            task = asyncio.create_task(
+                self._run(partition, session_id, state, effect, traceparent)
+            )
             self._running[key] = task
             self._by_partition[partition].add(key)
             task.add_done_callback(lambda _t, k=key, p=partition: self._done(k, p))
@@ -118,18 +129,26 @@ class EffectRunner:
     def drop(self, partition: int) -> None:
         """The partition moved to another worker: abandon its effects (the new owner
         re-issues whatever is still pending)."""
+        self._reported.pop(partition, None)
         for key in list(self._by_partition.pop(partition, ())):
             task = self._running.get(key)
             if task is not None:
                 task.cancel()
 
-    def _done(self, key: tuple[str, int], partition: int) -> None:
+    def _done(self, key: _Key, partition: int) -> None:
         self._running.pop(key, None)
         self._by_partition.get(partition, set()).discard(key)
 
     # ------------------------------------------------------------------ execution
 
-    async def _run(self, partition: int, session_id: str, state: Any, effect: Any) -> None:
+    async def _run(
+        self,
+        partition: int,
+        session_id: str,
+        state: Any,
+        effect: Any,
+        traceparent: str | None = None,
+    ) -> None:
         log = self._log.bind(
             session_id=session_id,
             effect_id=effect.effect_id,
@@ -140,7 +159,7 @@ class EffectRunner:
         started = time.monotonic()
         async with self._sem:
             try:
-                payload = await self._execute(session_id, state, effect, log)
+                payload = await self._execute(session_id, state, effect, log, traceparent)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # an effect's bug is an outcome, not a dead worker
@@ -148,6 +167,7 @@ class EffectRunner:
                 payload = _core.failure_outcome(effect, f"{type(exc).__name__}: {exc}")
                 self.stats["failed"] += 1
         if payload is None:
+            self._mark_reported(partition, session_id, effect)
             return
         elapsed = (time.monotonic() - started) * 1000
         self.latencies_ms.append(elapsed)
@@ -159,9 +179,16 @@ class EffectRunner:
             causation_id=effect.effect_id,
             correlation_id=getattr(effect, "correlation_id", None),
         )
-        await self.send_request(request, traceparent=child_traceparent(None, effect.effect_id))
+        await self.send_request(
+            request, traceparent=child_traceparent(traceparent, request.request_id)
+        )
         self.stats["completed"] += 1
         log.info("effect.reported", outcome=type(payload).__name__, latency_ms=round(elapsed, 1))
+
+    def _mark_reported(self, partition: int, session_id: str, effect: Any) -> None:
+        self._reported[partition].setdefault(session_id, set()).add(
+            (effect.effect_id, effect.attempt)
+        )
 
     async def send_request(self, request: Request, *, traceparent: str | None = None) -> None:
         assert self._producer is not None, "start() first"
@@ -174,7 +201,7 @@ class EffectRunner:
         )
 
     async def _execute(
-        self, session_id: str, state: Any, effect: Any, log: Any
+        self, session_id: str, state: Any, effect: Any, log: Any, traceparent: str | None
     ) -> RequestPayload | None:
         kind = effect.kind
         if kind == "llm_call":
@@ -184,7 +211,7 @@ class EffectRunner:
         if kind == "tool_call":
             return await self._tool(session_id, effect, log)
         if kind == "child_session":
-            await self._start_child(session_id, effect)
+            await self._start_child(session_id, effect, traceparent)
             return None
         log.error("effect.unknown_kind")
         return None
@@ -267,10 +294,12 @@ class EffectRunner:
             call_id=effect.effect_id, error=result.content, latency_ms=int(result.latency_ms)
         )
 
-    async def _start_child(self, session_id: str, effect: Any) -> None:
+    async def _start_child(self, session_id: str, effect: Any, traceparent: str | None) -> None:
         # Its request id is fixed: a re-issued start is a duplicate the child rejects.
         request = effect.start_request(_now())
-        await self.send_request(request, traceparent=child_traceparent(None, effect.effect_id))
+        await self.send_request(
+            request, traceparent=child_traceparent(traceparent, request.request_id)
+        )
 
     # ------------------------------------------------------------------ deltas
 

@@ -79,7 +79,21 @@ def build_tools() -> tuple[Any, Any]:
     return builtin_registry(), ToolSettings(sandbox_dir=sandbox, allowed_hosts=hosts)
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ContractError(f"{name}: expected an integer, got {raw!r}.") from None
+
+
 def build_session_process(settings: Any, *, client_id: str = "turnlog-session") -> SessionProcess:
+    """The process `turnlog worker session` runs. Besides the settings it reads
+    TURNLOG_AGENTS, TURNLOG_PROVIDER, ANTHROPIC_BASE_URL, TURNLOG_ALLOWED_HOSTS,
+    TURNLOG_SANDBOX_DIR and TURNLOG_SESSION_TIMEOUT_MS (consumer-group session timeout:
+    how long a SIGKILLed worker's partitions wait before another worker takes them)."""
     tools, tool_settings = build_tools()
     return SessionProcess(
         bootstrap=settings.kafka_bootstrap_servers,
@@ -89,5 +103,6 @@ def build_session_process(settings: Any, *, client_id: str = "turnlog-session") 
         provider=build_provider(settings),
         tools=tools,
         tool_context=tool_settings,
+        session_timeout_ms=_env_int("TURNLOG_SESSION_TIMEOUT_MS", 6000),
         client_id=client_id,
     )

@@ -46,9 +46,10 @@ from streams.partitioning import partition_for
 from streams.topics import TopicNames
 from streams.tracing import child_traceparent, get_traceparent, headers_with
 
-__all__ = ["SessionWorker", "read_partition_events", "read_session_events"]
+__all__ = ["SessionWorker", "read_partition_events", "read_partition_log", "read_session_events"]
 
-EffectSync = Callable[[int, str, Any], None]
+# (partition, session id, committed state, traceparent of the session's latest event)
+EffectSync = Callable[[int, str, Any, str | None], None]
 
 
 @dataclass
@@ -56,6 +57,9 @@ class _Partition:
     number: int
     producer: AIOKafkaProducer
     sessions: dict[str, Any] = field(default_factory=dict)
+    # The traceparent of each session's latest event: effects started from that state
+    # report in the same trace (restored from the events' headers after a move).
+    traces: dict[str, str | None] = field(default_factory=dict)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -73,6 +77,13 @@ async def read_partition_events(
     bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
 ) -> list[Event]:
     """Every committed event of one partition of the events topic, in log order."""
+    return [ev for ev, _ in await read_partition_log(bootstrap, topic, partition, client_id=client_id)]
+
+
+async def read_partition_log(
+    bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
+) -> list[tuple[Event, str | None]]:
+    """Every committed event of one partition with its traceparent header, in log order."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -86,13 +97,13 @@ async def read_partition_events(
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
-        out: list[Event] = []
+        out: list[tuple[Event, str | None]] = []
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
             for rec in batch.get(tp, ()):
                 if rec.offset >= end:
                     break
-                out.append(decode_event(rec.value))
+                out.append((decode_event(rec.value), get_traceparent(rec.headers)))
         return out
     finally:
         await consumer.stop()
@@ -231,7 +242,7 @@ class SessionWorker:
             )
         for part in parts:
             for session_id, state in part.sessions.items():
-                self._sync_effects(part.number, session_id, state)
+                self._sync_effects(part.number, session_id, state, part.traces.get(session_id))
         self.assigned_event.set()
 
     async def _open_partition(self, p: int) -> _Partition:
@@ -249,20 +260,22 @@ class SessionWorker:
         # events and the committed input offset we read next are consistent.
         await producer.begin_transaction()
         await producer.abort_transaction()
-        sessions = await self._restore(p)
-        return _Partition(number=p, producer=producer, sessions=sessions)
+        sessions, traces = await self._restore(p)
+        return _Partition(number=p, producer=producer, sessions=sessions, traces=traces)
 
-    async def _restore(self, p: int) -> dict[str, Any]:
-        events = await read_partition_events(
+    async def _restore(self, p: int) -> tuple[dict[str, Any], dict[str, str | None]]:
+        log = await read_partition_log(
             self.bootstrap, self.topics.events, p, client_id=f"{self._client_id}-restore"
         )
         states: dict[str, Any] = {}
-        for ev in events:
+        traces: dict[str, str | None] = {}
+        for ev, traceparent in log:
             state = states.get(ev.session_id)
             if state is None:
                 state = await self._initial_for(ev)
             states[ev.session_id] = _core.evolve(state, ev)
-        return states
+            traces[ev.session_id] = traceparent
+        return states, traces
 
     async def _initial_for(self, first: Event) -> Any:
         """The state a session's first event folds into: empty, or a fork's ancestry."""
@@ -291,10 +304,11 @@ class SessionWorker:
             return
         producer = part.producer
         staged: dict[str, Any] = {}
+        traces: dict[str, str | None] = {}
         try:
             await producer.begin_transaction()
             for rec in records:
-                await self._handle(part, rec, staged)
+                await self._handle(part, rec, staged, traces)
             await producer.send_offsets_to_transaction(
                 {tp: records[-1].offset + 1}, self.group_id
             )
@@ -313,11 +327,18 @@ class SessionWorker:
             self._consumer.seek(tp, records[0].offset)
             return
         part.sessions.update(staged)
+        part.traces.update(traces)
         self.stats["batches"] += 1
         for session_id, state in staged.items():
-            self._sync_effects(part.number, session_id, state)
+            self._sync_effects(part.number, session_id, state, part.traces.get(session_id))
 
-    async def _handle(self, part: _Partition, rec: ConsumerRecord, staged: dict[str, Any]) -> None:
+    async def _handle(
+        self,
+        part: _Partition,
+        rec: ConsumerRecord,
+        staged: dict[str, Any],
+        traces: dict[str, str | None],
+    ) -> None:
         self.stats["inputs"] += 1
         producer = part.producer
         try:
@@ -353,22 +374,25 @@ class SessionWorker:
             log.exception("decide.failed")
             await self._dead_letter(producer, rec, "InternalError", f"{type(exc).__name__}: {exc}", None)
             return
-        parent_tp = get_traceparent(rec.headers)
+        # A request without trace context starts a trace of its own (derived from its id,
+        # so a re-processed input gets the same one): all the events it causes, and the
+        # effects they start, share it.
+        parent_tp = get_traceparent(rec.headers) or child_traceparent(None, req.request_id)
         for ev in events:
+            event_tp = child_traceparent(parent_tp, ev.event_id)
             await producer.send(
                 self.topics.events,
                 value=encode_event(ev),
                 key=ev.session_id.encode(),
                 partition=part.number,
-                headers=headers_with(
-                    child_traceparent(parent_tp, ev.event_id), event_type=type(ev.payload).__name__
-                ),
+                headers=headers_with(event_tp, event_type=type(ev.payload).__name__),
             )
+            traces[req.session_id] = event_tp
             self.stats["events"] += 1
             log.debug("event.appended", seq=ev.seq, turn_id=ev.turn_id, type=type(ev.payload).__name__)
             report = _core.child_report(state, ev)
             if report is not None:
-                await self._send_request(producer, report, parent_tp)
+                await self._send_request(producer, report, event_tp)
         staged[req.session_id] = state
 
     async def _send_request(
@@ -411,9 +435,11 @@ class SessionWorker:
             offset=rec.offset,
         )
 
-    def _sync_effects(self, partition: int, session_id: str, state: Any) -> None:
+    def _sync_effects(
+        self, partition: int, session_id: str, state: Any, traceparent: str | None
+    ) -> None:
         if self._effect_sync is not None:
-            self._effect_sync(partition, session_id, state)
+            self._effect_sync(partition, session_id, state, traceparent)
 
 
 Runner = Callable[[asyncio.Event], Awaitable[None]]

@@ -1,0 +1,211 @@
+"""The session worker on the real broker: a turn with a tool call end to end, trace
+context from request to events to effects, identical sessions side by side, bad bytes
+to the DLQ.
+
+The worker runs in-process here (`InProcessWorker`: the same SessionProcess that
+`python -m streams` runs); the crash tests (test_worker_crash.py) use subprocesses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from agents.events import (
+    LlmCallCompleted,
+    LlmCallRequested,
+    SessionStarted,
+    ToolCallCompleted,
+    ToolCallRequested,
+    TurnCompleted,
+    TurnStarted,
+    Usage,
+    UserMessageReceived,
+)
+from streams.topics import TopicNames, ensure_topics
+from streams.tracing import new_traceparent
+from tests.integration.worker_harness import (
+    EventLog,
+    InProcessWorker,
+    RequestSender,
+    group_caught_up,
+    lost_inputs,
+    read_records,
+    read_requests,
+    seq_problems,
+    trace_id,
+    user_message,
+    wait_until,
+)
+
+PARTITIONS = 4
+TURN_SHAPE = [
+    TurnStarted, UserMessageReceived, LlmCallRequested, LlmCallCompleted, ToolCallRequested,
+    ToolCallCompleted, LlmCallRequested, LlmCallCompleted, TurnCompleted,
+]
+
+
+@pytest.fixture
+async def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
+    report = await ensure_topics(kafka_bootstrap, unique_prefix, partitions=PARTITIONS)
+    return report.names
+
+
+def _sum_usage(usages: Iterable[Usage]) -> Usage:
+    total = (0, 0, 0, 0)
+    for u in usages:
+        total = tuple(a + b for a, b in zip(total, (  # type: ignore[assignment]
+            u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens
+        ), strict=True))
+    return Usage(*total)
+
+
+async def _all_inputs_handled(bootstrap: str, names: TopicNames) -> None:
+    group = names.requests[: -len("turnlog.requests")] + "turnlog-session"
+    await wait_until(
+        lambda: group_caught_up(bootstrap, group, names.requests), 30,
+        "the session worker committed every input", interval_s=0.2,
+    )
+
+
+async def test_a_turn_with_a_tool_call_completes_end_to_end(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    async with (
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as process,
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        await send.request(user_message("solo", "what is 6*7?", agent="calc"))
+        await log.wait_for(lambda: log.turns_completed("solo") == 1, 30, "the turn completed",
+                           diagnose=log.summary)
+        await _all_inputs_handled(kafka_bootstrap, names)
+        assert process.effects.in_flight == 0
+
+    events = log.of("solo")
+    assert [type(e.payload) for e in events] == [SessionStarted, *TURN_SHAPE]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert {e.turn_id for e in events[1:]} == {"solo:t1"}
+    tool_result = log.of("solo", ToolCallCompleted)[0].payload
+    assert isinstance(tool_result, ToolCallCompleted) and tool_result.result == "42"
+    calls = [e.payload for e in log.of("solo", LlmCallCompleted)]
+    assert [c.text for c in calls if isinstance(c, LlmCallCompleted)] == [
+        "Let me calculate that.", "The answer is 42."
+    ]
+    done = events[-1].payload
+    assert isinstance(done, TurnCompleted)
+    assert done.answer_seq == events[-2].seq
+    assert all(isinstance(c, LlmCallCompleted) for c in calls)
+    assert done.usage == _sum_usage(c.usage for c in calls) == Usage(260, 20, 100, 0)
+    assert done.cost_nanos == sum(c.cost_nanos for c in calls if isinstance(c, LlmCallCompleted))
+    assert done.cost_nanos > 0
+    # Every input (the user's, the three effect outcomes) caused an event.
+    requests = await read_requests(kafka_bootstrap, names)
+    assert len(requests) == 4
+    assert lost_inputs(requests, log.events) == []
+
+
+async def test_traceparent_flows_from_request_to_events_to_effect_outcomes(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    traceparent = new_traceparent()
+    async with (
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path),
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        await send.request(user_message("traced", "what is 6*7?", agent="calc"),
+                           traceparent=traceparent)
+        await log.wait_for(lambda: log.turns_completed("traced") == 1, 30, "turn 1")
+        # A second turn without a traceparent: one trace of its own for the whole turn.
+        await send.request(user_message("traced", "and 6*7 again?", turn=2))
+        await log.wait_for(lambda: log.turns_completed("traced") == 2, 30, "turn 2")
+    requests = await read_records(kafka_bootstrap, names.requests)
+
+    by_turn: dict[str | None, set[str | None]] = {}
+    spans: set[str] = set()
+    for ev, tp in log.traceparents("traced"):
+        assert tp is not None, f"event seq {ev.seq} has no traceparent header"
+        by_turn.setdefault(ev.turn_id, set()).add(trace_id(tp))
+        spans.add(tp.split("-")[2])
+    assert by_turn["traced:t1"] == {trace_id(traceparent)}
+    assert len(by_turn["traced:t2"]) == 1 and by_turn["traced:t2"] != {trace_id(traceparent)}
+    # Each event is its own span.
+    assert len(spans) == len(log.of("traced"))
+    # The effect outcomes of turn 1 (LLM, tool, LLM) were reported in the same trace.
+    outcome_traces = [
+        trace_id(dict(r.headers).get("traceparent", b"").decode())
+        for r in requests
+        if b":outcome:" in r.value
+    ]
+    assert outcome_traces.count(trace_id(traceparent)) == 3
+
+
+async def test_sessions_with_identical_requests_run_side_by_side(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    """The scripted model derives tool-call ids from the request, so byte-identical
+    sessions share call ids: effects must be told apart by session too."""
+    sessions = [f"twin-{i}" for i in range(6)]
+    async with (
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path),
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        await send.requests(user_message(s, "what is 6*7?", agent="calc") for s in sessions)
+        await log.wait_for(
+            lambda: all(log.turns_completed(s) == 1 for s in sessions), 30,
+            "every twin completed its turn", diagnose=lambda: log.summary(sessions),
+        )
+    tool_ids = {e.payload.call_id for s in sessions for e in log.of(s, ToolCallRequested)
+                if isinstance(e.payload, ToolCallRequested)}
+    assert len(tool_ids) == 1  # the premise: the same call id in every session
+    assert seq_problems(log.events) == []
+
+
+async def test_undecodable_bytes_go_to_the_dlq_and_the_worker_goes_on(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    async with (
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as process,
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        await send.raw(b"after-garbage", b"\xc3\x01 this is not avro")
+        await send.request(user_message("after-garbage", "what is 6*7?", agent="calc"))
+        await log.wait_for(lambda: log.turns_completed("after-garbage") == 1, 30, "the turn")
+        assert process.worker.stats["dlq"] == 1
+    dlq = await read_records(kafka_bootstrap, names.dlq)
+    assert len(dlq) == 1
+    headers = dict(dlq[0].headers)
+    assert dlq[0].value == b"\xc3\x01 this is not avro"
+    assert headers["turnlog.error.type"] == b"DecodeError"
+    assert headers["turnlog.source.topic"] == names.requests.encode()
+    assert int(headers["turnlog.source.offset"]) == 0
+
+
+async def test_a_restarted_worker_resumes_sessions_from_the_log(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    """State lives in the events topic: a new process continues a session's history
+    (turn 2 sees turn 1) with the next seq."""
+    async with (
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        async with InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path):
+            await send.request(user_message("resumed", "what is 6*7?", agent="calc"))
+            await log.wait_for(lambda: log.turns_completed("resumed") == 1, 30, "turn 1")
+        async with InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as process:
+            assert "resumed" in process.worker.sessions()
+            await send.request(user_message("resumed", "6*7 once more", turn=2))
+            await log.wait_for(lambda: log.turns_completed("resumed") == 2, 30, "turn 2")
+    events = log.of("resumed")
+    assert [type(e.payload) for e in events] == [SessionStarted, *TURN_SHAPE, *TURN_SHAPE]
+    assert seq_problems(events) == []
+    second_call = [e.payload for e in events if isinstance(e.payload, LlmCallRequested)][2]
+    assert isinstance(second_call, LlmCallRequested)
+    # Turn 2's first call sees turn 1's entries (user, assistant+tool use, result, answer).
+    assert len(second_call.context_seqs) > 1
