@@ -48,11 +48,12 @@ from agents.pricing import model_info
 from agents.registry import AgentInfo
 from agents.state import context_seqs
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
-from agents.toolspecs import DELEGATE
+from agents.toolspecs import BUILTIN_DEFAULT_ACTIONS, DELEGATE
 
 __all__ = [
     "RULE_INVALID_ARGUMENTS",
     "RULE_INVALID_DELEGATION",
+    "RULE_TOOL_DEFAULT",
     "RULE_UNKNOWN_TOOL",
     "child_session_id_for",
     "delegation_problem",
@@ -64,12 +65,16 @@ __all__ = [
     "start_turn",
     "step_resolved",
     "summarized",
+    "with_tool_default",
 ]
 
 # Pseudo rule names for decisions the engine makes before the agent's policy is asked.
 RULE_UNKNOWN_TOOL = "@unknown-tool"
 RULE_INVALID_ARGUMENTS = "@invalid-arguments"
 RULE_INVALID_DELEGATION = "@invalid-delegation"
+RULE_TOOL_DEFAULT = "@tool-default"
+
+_STRICTNESS = {PolicyAction.ALLOW: 0, PolicyAction.REQUIRE_APPROVAL: 1, PolicyAction.DENY: 2}
 
 
 def child_session_id_for(session_id: str, call_id: str) -> str:
@@ -316,6 +321,18 @@ def _denial(decision: PolicyDecision) -> str:
     return f"Denied by policy rule {decision.rule!r}{detail}"
 
 
+def with_tool_default(decision: PolicyDecision, tool: str) -> PolicyDecision:
+    """When no rule of the agent's policy matched, a built-in's own default action
+    (`shell`: require_approval) applies if it is stricter than the policy's default: a
+    permissive `default = "allow"` must not silently let commands run unreviewed."""
+    own = BUILTIN_DEFAULT_ACTIONS.get(tool)
+    if decision.rule is not None or own is None:
+        return decision
+    if _STRICTNESS[own] <= _STRICTNESS[decision.action]:
+        return decision
+    return PolicyDecision(own, RULE_TOOL_DEFAULT, f"{tool!r} asks for {own.value} by default.")
+
+
 def delegation_problem(d: Decision, info: AgentInfo, args: dict[str, Any]) -> str | None:
     """Why a delegate call cannot start a child session, or None."""
     agent, task = args.get("agent"), args.get("task")
@@ -346,7 +363,7 @@ def _decide_use(
     if not isinstance(args, dict):
         msg = f"The arguments of {use.name!r} must be a JSON object."
         return PolicyDecision(PolicyAction.DENY, RULE_INVALID_ARGUMENTS, msg), msg, {}
-    decision = defn.policy.evaluate(use.name, args)
+    decision = with_tool_default(defn.policy.evaluate(use.name, args), use.name)
     if decision.action is PolicyAction.DENY:
         return decision, _denial(decision), args
     if use.name == DELEGATE:

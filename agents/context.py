@@ -14,6 +14,8 @@ How entries become Messages-API messages:
   results arrived; a tool use without a result (its turn was cancelled, or the session
   was forked mid-step) gets a synthetic error result, because the API rejects a
   tool use that is not answered;
+- a tool use whose arguments are not a JSON object (it was denied for that) is sent
+  with `{}` as its input, since the API accepts nothing else;
 - consecutive user content merges into one message (tool results first); an assistant
   message with no content is dropped; a window that starts with an assistant message
   (after compaction) gets a fixed one-line user preamble.
@@ -21,6 +23,7 @@ How entries become Messages-API messages:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -81,6 +84,17 @@ def entries_for(history: History, seqs: Iterable[int], *, where: str = "") -> li
     return out
 
 
+def _tool_input(arguments_json: str) -> str:
+    # The API needs a JSON object as a tool use's input. The log keeps what the model
+    # sent; a call whose arguments are not an object was denied for it, and is shown to
+    # the model as a call with no arguments.
+    try:
+        value = json.loads(arguments_json or "{}")
+    except ValueError:
+        return "{}"
+    return arguments_json if isinstance(value, dict) else "{}"
+
+
 def _result_block(e: Entry) -> ToolResultBlock:
     return ToolResultBlock(e.call_id, e.text, e.is_error)
 
@@ -122,7 +136,7 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
         elif kind == EntryKind.TOOL_USE:
             if step is None:
                 step = []
-            step.append(ToolUseBlock(e.call_id, e.name, e.text))
+            step.append(ToolUseBlock(e.call_id, e.name, _tool_input(e.text)))
             uses.append(e.call_id)
         elif kind == EntryKind.TOOL_RESULT:
             # A result with no open use of that id cannot be sent; compaction never

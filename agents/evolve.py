@@ -466,6 +466,12 @@ def fold(events: Iterable[Event], session_id: str) -> SessionState:
     state: SessionState | None = None
     for ev in events:
         if state is None:
+            if isinstance(ev.payload, SessionForked):
+                raise ContractError(
+                    f"fold: session {ev.session_id} starts with SessionForked at seq {ev.seq}; "
+                    f"give its ancestry ({ev.payload.source_session_id} up to seq "
+                    f"{ev.payload.at_seq}) first, or evolve onto fork_base(...)."
+                )
             state = initial_state(ev.session_id)
         elif ev.session_id != state.session_id and isinstance(ev.payload, SessionForked):
             state = fork_base(state, ev.session_id)

@@ -4,6 +4,12 @@ Rule: declarations only. These specs are part of every LLM request (and so of it
 digest), which is why they live in the pure core; the IO implementations live in
 agents/tools and must accept these arguments. `delegate` has no implementation there:
 the core turns it into a child session of another agent.
+
+`BUILTIN_DEFAULT_ACTIONS` is also a declaration: the policy action a built-in asks for
+when no rule of the agent's policy matches a call of it (`shell` needs approval unless a
+rule says otherwise). It lives here, not with the tool's implementation, because the
+core applies it when it decides; a unit test checks it against the tools' own
+declarations (`ToolRegistry.default_actions()`).
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from agents.events import PolicyAction
 from agents.llm import ToolSpec
 
-__all__ = ["BUILTIN_TOOL_SPECS", "DELEGATE", "builtin_tool_specs"]
+__all__ = ["BUILTIN_DEFAULT_ACTIONS", "BUILTIN_TOOL_SPECS", "DELEGATE", "builtin_tool_specs"]
 
 DELEGATE = "delegate"
 
@@ -126,6 +133,10 @@ _SPECS: tuple[ToolSpec, ...] = (
 )
 
 BUILTIN_TOOL_SPECS: Mapping[str, ToolSpec] = MappingProxyType({s.name: s for s in _SPECS})
+
+BUILTIN_DEFAULT_ACTIONS: Mapping[str, PolicyAction] = MappingProxyType(
+    {"shell": PolicyAction.REQUIRE_APPROVAL}
+)
 
 
 def builtin_tool_specs() -> dict[str, ToolSpec]:
