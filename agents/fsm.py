@@ -9,6 +9,10 @@ unchanged. It never raises for an input; it raises ContractError only when the c
 breaks the contract (a request for another session). Time and ids come from the request
 envelope. Nothing here does IO.
 
+Duplicates: a session remembers the ids of the last RECENT_REQUESTS (128) requests it
+accepted and rejects them when they come again. A rejected request changed nothing — not
+even that memory — so sending it again decides it afresh (it may be legal by then).
+
 Typical shell loop:
 
     state = table.get(session_id) or initial_state(session_id)   # or fork_base(...)
@@ -25,6 +29,7 @@ from agents.events import Event, Request, RequestRejected, SessionForked
 from agents.evolve import evolve, fold, fork_base
 from agents.registry import AgentRegistry
 from agents.state import Phase, SessionState, initial_state
+from agents.state_codec import state_from_dict, state_to_dict
 from agents.transitions import TRANSITIONS, accepted_inputs
 
 __all__ = [
@@ -35,6 +40,8 @@ __all__ = [
     "fork_base",
     "fork_source",
     "initial_state",
+    "state_from_dict",
+    "state_to_dict",
 ]
 
 
