@@ -59,7 +59,33 @@ def _database(admin_url: str, name: str, *, drop: bool = False) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-async def throughput(bootstrap: str, admin_url: str, n_events: int, partitions: int) -> None:
+async def _throughput_group(
+    bootstrap: str, app_url: str, prefix: str, n_events: int, processes: int
+) -> None:
+    """`processes` workers in one consumer group; timed from the first projected event
+    to the last (group joins excluded), by polling the events table."""
+    procs = [_spawn_worker(app_url, bootstrap, prefix, group=True) for _ in range(processes)]
+    try:
+        count = 0
+        while count == 0:
+            count = _count(app_url, "SELECT count(*) FROM events")
+            await asyncio.sleep(0.01)  # polling interval of the measurement
+        started = time.perf_counter()
+        while count < n_events:
+            count = _count(app_url, "SELECT count(*) FROM events")
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        print(f"THROUGHPUT ({processes} worker processes, one group): {n_events} events in "
+              f"{elapsed:.2f}s = {n_events / elapsed:,.0f} events/s")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+
+
+async def throughput(
+    bootstrap: str, admin_url: str, n_events: int, partitions: int, processes: int = 1
+) -> None:
     prefix = f"bench{secrets.token_hex(3)}."
     name = f"turnlog_bench_{secrets.token_hex(4)}"
     url = _database(admin_url, name)
@@ -70,7 +96,11 @@ async def throughput(bootstrap: str, admin_url: str, n_events: int, partitions: 
         started = time.perf_counter()
         await produce_events(bootstrap, names.events, events, transactional_id=f"{prefix}w")
         print(f"produced {len(events)} events in {time.perf_counter() - started:.1f}s")
-        config = ProjectorConfig(bootstrap, role_url(url), names.events, names.checkpoints,
+        app_url = role_url(url)
+        if processes > 1:
+            await _throughput_group(bootstrap, app_url, prefix, len(events), processes)
+            return
+        config = ProjectorConfig(bootstrap, app_url, names.events, names.checkpoints,
                                  group_id=None, max_records=10_000)
         projector = Projector(config)
         await projector.run(until_caught_up=True)
@@ -179,9 +209,12 @@ async def lag(bootstrap: str, admin_url: str, rate: int, seconds: float, partiti
         _database(admin_url, name, drop=True)
 
 
-def _spawn_worker(app_url: str, bootstrap: str, prefix: str) -> subprocess.Popen[bytes]:
+def _spawn_worker(
+    app_url: str, bootstrap: str, prefix: str, *, group: bool = False
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "turnlog", "worker", "projector", "--no-group",
+        [sys.executable, "-m", "turnlog", "worker", "projector",
+         "--group" if group else "--no-group", "--max-records", "10000",
          "--checkpoint-interval", "5"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "DATABASE_URL": app_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -201,6 +234,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="Throughput with this many worker processes in one group.")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-lag", action="store_true")
     args = parser.parse_args()
@@ -208,7 +243,7 @@ def main() -> None:
     bootstrap, admin = settings.kafka_bootstrap_servers, settings.database_url
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     if not args.skip_throughput:
-        asyncio.run(throughput(bootstrap, admin, args.events, args.partitions))
+        asyncio.run(throughput(bootstrap, admin, args.events, args.partitions, args.processes))
     if not args.skip_lag:
         asyncio.run(lag(bootstrap, admin, args.rate, args.seconds, args.partitions))
 

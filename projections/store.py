@@ -4,17 +4,19 @@ Rule: the consumer position lives in `projector_offsets` and moves in the same
 transaction as the rows it covers, so after a crash at any instant the database holds
 either all of a batch (and the offsets past it) or none of it. The transaction:
 
-1. locks this consumer's offset rows of the batch's partitions (FOR UPDATE) and checks
-   they are where this process believes it left them; if not (a rebuild reset them, or
-   another projector process took the partition over), nothing of that partition is
-   written and the caller is told where to seek;
-2. locks the audit chain head (one global line: every appending transaction serialises
-   here, which is also why two projector processes can never deadlock on each other);
-3. loads the batch's sessions, classifies each event (new / duplicate / gap, see
-   projections.fold), folds the new ones, and writes all rows with one statement per
-   table (executemany, pipelined by psycopg);
-4. appends the audit rows of new events at or past the partition's audit position, and
-   advances both positions.
+1. locks this consumer's offset rows of the batch's partitions (FOR UPDATE, in
+   partition order) and checks they are where this process believes it left them; if
+   not (a rebuild reset them, or another projector process took the partition over),
+   nothing of that partition is written and the caller is told where to seek;
+2. loads the batch's sessions, classifies each event (new / duplicate / gap, see
+   projections.fold), folds the new ones, and writes the rows that belong to these
+   partitions alone (COPY into staging tables, one merge per table);
+3. locks the audit chain head — one global line: every appending transaction
+   serialises here — and only then writes what partitions share: the delegation links
+   (a child and its parent may live in different partitions) and the audit rows of new
+   events at or past the partition's audit position. Taking that one lock before
+   touching any shared row is why two projector processes never deadlock;
+4. advances both positions.
 
 A duplicate (same session and seq) is skipped, after checking that its canonical
 content is the same as the projected one; a different event at a projected seq, a seq
@@ -246,11 +248,6 @@ async def apply_batch(
         if not any(work.values()):
             return result
 
-        await cur.execute("SELECT last_audit_id, head_hash FROM audit_head WHERE id = 1 FOR UPDATE")
-        head_row = await cur.fetchone()
-        assert head_row is not None, "audit_head row missing"
-        head = AuditHead(int(head_row[0]), str(head_row[1]))
-
         session_ids = sorted(
             {r.event.session_id for rs in work.values() for r in rs if r.event is not None}
         )
@@ -294,6 +291,16 @@ async def apply_batch(
                     part.audited += 1
 
         await _write(cur, changes, [sessions[s] for s in sorted(touched)])
+
+        # From here on, rows shared between partitions: under the one global lock.
+        await cur.execute("SELECT last_audit_id, head_hash FROM audit_head WHERE id = 1 FOR UPDATE")
+        head_row = await cur.fetchone()
+        assert head_row is not None, "audit_head row missing"
+        head = AuditHead(int(head_row[0]), str(head_row[1]))
+        if changes.links:
+            await _copy(cur, _stage("session_links"), _STAGED["session_links"],
+                        list(changes.links.values()))
+            await cur.execute(_MERGES["session_links"])
         if audit_items:
             rows, head = chain_rows(head, audit_items)
             await _copy(cur, "audit_log", AUDIT_COLUMNS, rows)
@@ -371,10 +378,10 @@ async def _stored_digests(
 
 
 async def _write(cur: Any, changes: Changes, sessions: list[SessionRow]) -> None:
+    """The rows only this partition's owner writes (everything but links and audit)."""
     staged: dict[str, Sequence[Sequence[Any]]] = {
         "events": changes.events,
         "sessions": [s.as_tuple() for s in sessions],
-        "session_links": list(changes.links.values()),
     }
     for table in PATCH_TABLES:
         staged[table] = changes.patch_rows(table)
