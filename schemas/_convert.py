@@ -35,7 +35,6 @@ __all__ = ["Converters", "build_converters", "iso_utc", "parse_iso_utc"]
 Fn = Callable[[Any], Any]
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
-_UTC = UTC
 
 
 class _DictShapeError(ValueError):
@@ -44,7 +43,7 @@ class _DictShapeError(ValueError):
 
 def iso_utc(value: datetime) -> str:
     """ISO-8601 in UTC with microseconds and a `Z`: one spelling per instant."""
-    return value.astimezone(_UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_iso_utc(text: str) -> datetime:
@@ -54,7 +53,7 @@ def parse_iso_utc(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise _DictShapeError(f"timestamp {text!r} has no UTC offset")
-    return value.astimezone(_UTC)
+    return value.astimezone(UTC)
 
 
 def _as_float(value: Any) -> float:
