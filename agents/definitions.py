@@ -97,6 +97,9 @@ class CompactionConfig(BaseModel):
     summary_max_tokens: int = Field(default=1024, ge=1)
 
 
+_MAX_DEADLINE_S = 30 * 24 * 3600  # a month: beyond that a "deadline" is a typo
+
+
 class Deadlines(BaseModel):
     """Seconds an effect may stay pending before it is re-issued (same effect id), and
     how many attempts it gets before the core fails it. `approval_s` is how long a tool
@@ -104,10 +107,10 @@ class Deadlines(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    llm_s: float = Field(default=300, gt=0)
-    tool_s: float = Field(default=120, gt=0)
-    approval_s: float = Field(default=3600, gt=0)
-    child_s: float = Field(default=1800, gt=0)
+    llm_s: float = Field(default=300, gt=0, le=_MAX_DEADLINE_S)
+    tool_s: float = Field(default=120, gt=0, le=_MAX_DEADLINE_S)
+    approval_s: float = Field(default=3600, gt=0, le=_MAX_DEADLINE_S)
+    child_s: float = Field(default=1800, gt=0, le=_MAX_DEADLINE_S)
     max_attempts: int = Field(default=3, ge=1)
 
 

@@ -118,6 +118,14 @@ def decide_and_evolve(
         # A value the input carried broke a record's invariants (InvalidRecord) or the
         # catalog: still the input's fault, still a rejection, never a crash.
         return _reject(state, request, f"Session {state.session_id}: {kind} rejected: {exc}")
+    except OverflowError:
+        # occurred_at so close to datetime.max that a deadline cannot be computed.
+        return _reject(
+            state,
+            request,
+            f"Session {state.session_id}: {kind} rejected: occurred_at "
+            f"{request.occurred_at.isoformat()} leaves no room for its deadlines.",
+        )
     return d.events, d.state
 
 

@@ -5,6 +5,7 @@ the state unchanged."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -323,3 +324,16 @@ def test_rejected_fork_is_numbered_from_an_empty_session() -> None:
     events = d.send(ForkSession("s1", 6, agent="ghost"))
     assert events[0].seq == 1
     assert d.state.phase is Phase.NEW and d.state.last_seq == 1 and not d.state.agent
+
+
+def test_a_time_at_the_end_of_the_calendar_is_rejected_not_raised() -> None:
+    from datetime import datetime
+
+    from agents.events import Request
+
+    d = Driver()
+    req = Request("late", "s1", datetime.max.replace(tzinfo=UTC), SendMessage("hi"),
+                  agent="assistant")
+    events = d.send_request(req)
+    assert types(events) == ["RequestRejected"]
+    assert "leaves no room for its deadlines" in events[0].payload.reason
