@@ -39,6 +39,8 @@ EXTENSIONS: tuple[str, ...] = (
     "agents.cli",
     "schemas.cli",
     "turnlog.demo",
+    "turnlog.cli_session",
+    "turnlog.cli_replay",
 )
 
 app = typer.Typer(

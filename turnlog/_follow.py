@@ -1,0 +1,240 @@
+"""Following a sent request: from the events it causes to its outcome.
+
+Rule: how a request ended is decided from facts only. The first event whose
+`causation_id` is the request id marks the start; the turn of that event is followed
+until it completes, fails or is cancelled — or the request was rejected, the session
+closed, the fork made. Events of other sessions and of earlier inputs are skipped, and
+everything read starts at the end offset noted BEFORE the request was produced, so
+nothing it caused can be missed. Used through `turnlog.Client` (`watch`, `outcome`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from agents.errors import ExternalError
+from agents.events import (
+    Event,
+    LlmCallCompleted,
+    Request,
+    RequestRejected,
+    SessionClosed,
+    SessionForked,
+    TokenDelta,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    Usage,
+)
+from schemas.codec import decode_delta, decode_event
+
+if TYPE_CHECKING:
+    from turnlog.client import Client
+
+__all__ = [
+    "EXIT_CODES",
+    "TIMEOUT_EXIT_CODE",
+    "Outcome",
+    "OutcomeTimeout",
+    "Sent",
+    "TurnWatch",
+    "Until",
+]
+
+Until = Literal["turn", "accepted"]
+
+# How a followed request ended -> process exit code of the CLI (0 is success).
+EXIT_CODES: Mapping[str, int] = {
+    "completed": 0,
+    "accepted": 0,
+    "closed": 0,
+    "forked": 0,
+    "failed": 3,
+    "cancelled": 4,
+    "rejected": 5,
+}
+TIMEOUT_EXIT_CODE = 6
+
+
+class OutcomeTimeout(ExternalError):
+    """No outcome within the time allowed (is a session worker running?)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A produced request, and where to look for what it causes."""
+
+    request: Request
+    partition: int
+    events_from: int  # end offset of the session's events partition before the send
+    deltas_from: int
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def session_id(self) -> str:
+        return self.request.session_id
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a request ended. `status`: completed | failed | cancelled (the turn it
+    started or continued ended so), rejected (RequestRejected: `reason` says why),
+    closed, forked, or accepted (the request was taken and nothing more was awaited).
+    `events` are the session's events from the first one the request caused."""
+
+    status: str
+    session_id: str
+    request_id: str
+    turn_id: str | None
+    events: tuple[Event, ...]
+    answer: str | None = None
+    reason: str | None = None
+    usage: Usage | None = None
+    cost_nanos: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return EXIT_CODES.get(self.status, 1) == 0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1)
+
+    @property
+    def last_seq(self) -> int:
+        return self.events[-1].seq if self.events else 0
+
+
+_TURN_END = (TurnCompleted, TurnFailed, TurnCancelled)
+
+
+class _Tracker:
+    """Decides, event by event, whether a request's outcome is known (module doc)."""
+
+    def __init__(self, session_id: str, request_id: str, until: Until) -> None:
+        self.session_id = session_id
+        self.request_id = request_id
+        self.until = until
+        self.caused = False
+        self.turn_id: str | None = None
+        self.events: list[Event] = []
+        self.outcome: Outcome | None = None
+
+    def feed(self, ev: Event) -> None:
+        if self.outcome is not None or ev.session_id != self.session_id:
+            return
+        mine = ev.causation_id == self.request_id
+        if not self.caused:
+            if not mine:
+                return  # a fact of an earlier input
+            self.caused = True
+        self.events.append(ev)
+        p = ev.payload
+        if mine and self.turn_id is None and ev.turn_id is not None:
+            self.turn_id = ev.turn_id
+        if mine and isinstance(p, RequestRejected) and p.request_id == self.request_id:
+            self._finish("rejected", reason=p.reason)
+        elif mine and isinstance(p, SessionForked):
+            self._finish("forked")
+        elif isinstance(p, SessionClosed):
+            self._finish("closed", reason=p.reason)
+        elif isinstance(p, _TURN_END) and ev.turn_id is not None and ev.turn_id == self.turn_id:
+            if isinstance(p, TurnCompleted):
+                self._finish("completed", answer=self._answer(p.answer_seq), usage=p.usage,
+                             cost=p.cost_nanos)
+            elif isinstance(p, TurnFailed):
+                self._finish("failed", reason=p.reason)
+            else:
+                self._finish("cancelled", reason=p.reason)
+
+    def batch_end(self) -> None:
+        """A poll batch was fully fed: the first decision's events have arrived."""
+        if self.outcome is None and self.caused and (
+            self.until == "accepted" or self.turn_id is None
+        ):
+            self._finish("accepted")
+
+    def _answer(self, seq: int) -> str | None:
+        for ev in self.events:
+            if ev.seq == seq and isinstance(ev.payload, LlmCallCompleted):
+                return ev.payload.text
+        return None
+
+    def _finish(self, status: str, *, reason: str | None = None, answer: str | None = None,
+                usage: Usage | None = None, cost: int = 0) -> None:
+        self.outcome = Outcome(status, self.session_id, self.request_id, self.turn_id,
+                               tuple(self.events), answer, reason, usage, cost)
+
+
+class TurnWatch:
+    """Async iterator over what a sent request causes — its session's events and (when
+    asked) token deltas — ending when its outcome is known; then `outcome` is set.
+    Raises OutcomeTimeout past `timeout` seconds."""
+
+    def __init__(self, client: Client, sent: Sent, *, until: Until = "turn",
+                 deltas: bool = True, timeout: float | None = 300.0) -> None:
+        self._client = client
+        self._sent = sent
+        self._deltas = deltas
+        self._timeout = timeout
+        self._tracker = _Tracker(sent.session_id, sent.request_id, until)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self._tracker.outcome
+
+    async def __aiter__(self) -> AsyncIterator[Event | TokenDelta]:
+        sent, topics = self._sent, self._client.topics
+        events_tp = TopicPartition(topics.events, sent.partition)
+        deltas_tp = TopicPartition(topics.deltas, sent.partition)
+        consumer = self._client._reader("turnlog-follow")
+        await consumer.start()
+        try:
+            consumer.assign([events_tp, deltas_tp] if self._deltas else [events_tp])
+            consumer.seek(events_tp, sent.events_from)
+            if self._deltas:
+                consumer.seek(deltas_tp, sent.deltas_from)
+            loop = asyncio.get_running_loop()
+            deadline = None if self._timeout is None else loop.time() + self._timeout
+            tracker = self._tracker
+            while tracker.outcome is None:
+                if deadline is not None and loop.time() > deadline:
+                    seen = tracker.events[-1].seq if tracker.events else None
+                    raise OutcomeTimeout(
+                        f"Session {sent.session_id}: no outcome for request "
+                        f"{sent.request_id} ({type(sent.request.payload).__name__}) within "
+                        f"{self._timeout:g} s (last event seen: "
+                        f"{'none' if seen is None else f'seq {seen}'}). Is a session worker "
+                        f"running (`turnlog worker session` or `turnlog worker all`)?"
+                    )
+                batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+                for rec in batch.get(deltas_tp, ()):
+                    if rec.key is None or rec.key.decode() == sent.session_id:
+                        delta = decode_delta(rec.value)
+                        if delta.session_id == sent.session_id:
+                            yield delta
+                for rec in batch.get(events_tp, ()):
+                    if rec.key is not None and rec.key.decode() != sent.session_id:
+                        continue
+                    ev = decode_event(rec.value)
+                    before = len(tracker.events)
+                    tracker.feed(ev)
+                    if len(tracker.events) > before:
+                        yield ev
+                    if tracker.outcome is not None:
+                        return
+                if batch.get(events_tp):
+                    tracker.batch_end()
+        except KafkaError as exc:
+            raise ExternalError(f"Following session {sent.session_id} failed: {exc}") from exc
+        finally:
+            await consumer.stop()

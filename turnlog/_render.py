@@ -1,0 +1,208 @@
+"""Human-readable lines for events: what `send --follow`, the demo and `replay` print.
+
+Rule: rendering is a pure function of the events seen so far (a `Describer` remembers
+tool calls by id, so a result can name its tool) — no clock, no IO; the caller prints.
+Amounts are shown in USD from the integer nano-dollars of the events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from agents.events import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    BudgetExceeded,
+    ChildSessionCompleted,
+    ChildSessionRequested,
+    ContextCompacted,
+    ContextCompactionRequested,
+    EffectReissued,
+    Event,
+    LlmCallCompleted,
+    LlmCallFailed,
+    LlmCallRequested,
+    ProviderCircuitOpened,
+    RequestRejected,
+    SessionClosed,
+    SessionForked,
+    SessionStarted,
+    TokenDelta,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    Usage,
+    UserMessageReceived,
+)
+
+__all__ = ["Describer", "LiveRenderer", "oneline", "usd"]
+
+
+def usd(nanos: int) -> str:
+    return f"${nanos / 1e9:.6f}"
+
+
+def oneline(text: str, limit: int = 100) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _tokens(u: Usage) -> str:
+    cache = ""
+    if u.cache_read_tokens or u.cache_write_tokens:
+        cache = f" · cache {u.cache_read_tokens} read / {u.cache_write_tokens} written"
+    return f"{u.input_tokens} in / {u.output_tokens} out tokens{cache}"
+
+
+def _args(arguments_json: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments_json), ensure_ascii=False)
+    except ValueError:
+        return arguments_json
+
+
+class Describer:
+    """One line per event; remembers what later events refer to (tool names, calls)."""
+
+    def __init__(self) -> None:
+        self.tools: dict[str, ToolCallRequested] = {}
+        self.llm_calls = 0
+        self.streamed: set[str] = set()  # LLM calls whose text was already shown live
+
+    def describe(self, ev: Event) -> str:
+        p = ev.payload
+        if isinstance(p, SessionStarted):
+            parent = f" · delegated by {p.parent_session_id}" if p.parent_session_id else ""
+            return f"session started · agent {p.agent}{parent}"
+        if isinstance(p, SessionForked):
+            return f"forked from {p.source_session_id} at seq {p.at_seq} · agent {p.agent}"
+        if isinstance(p, SessionClosed):
+            return f"session closed{f': {p.reason}' if p.reason else ''}"
+        if isinstance(p, TurnStarted):
+            return f"turn {p.turn_no} started"
+        if isinstance(p, UserMessageReceived):
+            return f"user: {oneline(p.text)}"
+        if isinstance(p, LlmCallRequested):
+            if p.purpose == "summarize":
+                return f"→ summarize call to {p.model} ({len(p.context_seqs)} entries)"
+            self.llm_calls += 1
+            return (f"→ LLM call {p.iteration} to {p.model} · "
+                    f"{len(p.context_seqs)} context entries · reserved {usd(p.reserved_nanos)}")
+        if isinstance(p, LlmCallCompleted):
+            tools = f" · {len(p.tool_call_ids)} tool call(s)" if p.tool_call_ids else ""
+            fallback = " (fallback)" if p.fallback_used else ""
+            retries = f" · {p.attempts} attempts" if p.attempts > 1 else ""
+            return (f"← {p.model}{fallback} answered in {p.latency_ms} ms · {_tokens(p.usage)}"
+                    f" · {usd(p.cost_nanos)}{retries}{tools}"
+                    + (f"\n      assistant: {oneline(p.text, 300)}"
+                       if p.text and p.call_id not in self.streamed else ""))
+        if isinstance(p, LlmCallFailed):
+            return f"✗ LLM call failed after {p.attempts} attempt(s): {p.error_type}: {oneline(p.message)}"
+        if isinstance(p, ProviderCircuitOpened):
+            return f"circuit opened for {p.target}"
+        if isinstance(p, ToolCallRequested):
+            self.tools[p.call_id] = p
+            rule = f" (rule {p.rule})" if p.rule else ""
+            return f"tool {p.name} {oneline(_args(p.arguments_json), 80)} · {p.decision.value}{rule}"
+        if isinstance(p, ApprovalRequested):
+            return f"⏸ approval needed for {self._tool(p.call_id)} (call {p.call_id})"
+        if isinstance(p, ApprovalGranted):
+            return f"approved by {p.decided_by}: {self._tool(p.call_id)}"
+        if isinstance(p, ApprovalDenied):
+            why = "expired" if p.expired else f"denied by {p.decided_by}"
+            return f"{why}: {self._tool(p.call_id)}{f' ({p.reason})' if p.reason else ''}"
+        if isinstance(p, ToolCallCompleted):
+            return f"{self._tool(p.call_id)} → {oneline(p.result)} ({p.latency_ms} ms)"
+        if isinstance(p, ToolCallFailed):
+            return f"{self._tool(p.call_id)} ✗ {oneline(p.error)}"
+        if isinstance(p, ContextCompactionRequested):
+            return (f"compaction ({p.strategy}) of {len(p.entry_seqs)} entries: about "
+                    f"{p.tokens_before} tokens of a {p.context_window}-token window")
+        if isinstance(p, ContextCompacted):
+            cost = f" · {usd(p.cost_nanos)} ({p.model})" if p.model else ""
+            summary = f"\n      summary: {oneline(p.summary, 200)}" if p.summary else ""
+            return (f"compacted ({p.strategy}): {len(p.removed_seqs)} entries out, about "
+                    f"{p.tokens_after} tokens left{cost}{summary}")
+        if isinstance(p, ChildSessionRequested):
+            return f"delegated to agent {p.agent} as session {p.child_session_id}: {oneline(p.task)}"
+        if isinstance(p, ChildSessionCompleted):
+            return (f"child {p.child_session_id} {p.status.value} · {usd(p.cost_nanos)}: "
+                    f"{oneline(p.answer)}")
+        if isinstance(p, EffectReissued):
+            return f"re-issued {p.kind.value} {p.effect_id} (attempt {p.attempt})"
+        if isinstance(p, BudgetExceeded):
+            unit = "tokens" if p.unit.value == "tokens" else "nano-USD"
+            return (f"budget exceeded ({p.scope.value}, {unit}): limit {p.limit}, used "
+                    f"{p.used}, requested {p.requested}")
+        if isinstance(p, TurnCompleted):
+            return (f"✓ turn {p.turn_no} completed · {p.iterations} LLM call(s) · "
+                    f"{p.usage.total_tokens} tokens · {usd(p.cost_nanos)}")
+        if isinstance(p, TurnFailed):
+            return f"✗ turn {p.turn_no} failed ({p.error_type}): {p.reason}"
+        if isinstance(p, TurnCancelled):
+            return f"turn {p.turn_no} cancelled{f': {p.reason}' if p.reason else ''}"
+        if isinstance(p, RequestRejected):
+            return f"rejected {p.request_type} {p.request_id} in {p.phase}: {p.reason}"
+        return type(p).__name__
+
+    def _tool(self, call_id: str) -> str:
+        call = self.tools.get(call_id)
+        return f"{call.name} {oneline(_args(call.arguments_json), 60)}" if call else f"tool call {call_id}"
+
+
+class LiveRenderer:
+    """Prints a live stream of events and token deltas as readable progress: deltas
+    stream inline under the call they belong to, approval prompts name the command
+    that answers them."""
+
+    def __init__(self, echo: Callable[[str], None], *, cli: str = "turnlog",
+                 show_deltas: bool = True) -> None:
+        self.echo = echo
+        self.cli = cli
+        self.show_deltas = show_deltas
+        self.describer = Describer()
+        self._open_call: str | None = None
+        self._done_calls: set[str] = set()
+        self._line = ""
+
+    def __call__(self, item: Event | TokenDelta) -> None:
+        if isinstance(item, TokenDelta):
+            self._delta(item)
+        else:
+            self._event(item)
+
+    def _delta(self, d: TokenDelta) -> None:
+        if not self.show_deltas or d.call_id in self._done_calls:
+            return
+        if d.done:
+            self._flush()
+            return
+        if self._open_call != d.call_id:
+            self._flush()
+            self._open_call = d.call_id
+            self._line = "      assistant ▸ "
+        self._line += d.text
+        self.describer.streamed.add(d.call_id)
+
+    def _flush(self) -> None:
+        if self._line:
+            self.echo(self._line.rstrip())
+        self._line = ""
+        self._open_call = None
+
+    def _event(self, ev: Event) -> None:
+        p = ev.payload
+        if isinstance(p, LlmCallCompleted):
+            self._done_calls.add(p.call_id)
+        self._flush()
+        self.echo(f"  #{ev.seq:<4} {self.describer.describe(ev)}")
+        if isinstance(p, ApprovalRequested):
+            self.echo(f"        approve: {self.cli} approve {ev.session_id} {p.call_id}")
+            self.echo(f"        deny:    {self.cli} deny {ev.session_id} {p.call_id} "
+                      f"--reason \"...\"  (expires {p.expires_at:%H:%M:%S} UTC)")

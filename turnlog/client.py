@@ -1,0 +1,340 @@
+"""`turnlog.Client`: the async Python client of a turnlog deployment.
+
+Rule: a client only PRODUCES requests (to `turnlog.requests`) and READS facts (from
+`turnlog.events`, `turnlog.deltas` and the Postgres projections). It never writes the
+session log and never decides anything: what a request did is known only from the events
+the session worker appended for it, found by their `causation_id` (= the request id).
+
+    async with Client.from_settings() as client:
+        sent = await client.send_message("what is 17*23?", agent="assistant")
+        outcome = await client.outcome(sent)              # waits for the turn to end
+        print(outcome.status, outcome.answer)
+        async for event in client.events(sent.session_id):
+            ...
+        rows = await client.query("SELECT * FROM cost_by_session")
+
+How an outcome is found without races: before a request is produced, the client notes
+the end offset of its session's partition of the events topic; everything the request
+causes is appended after that offset (turnlog._follow reads from there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from agents.errors import ContractError, ExternalError
+from agents.events import (
+    CancelTurn,
+    CloseSession,
+    DecideApproval,
+    Event,
+    ForkSession,
+    Request,
+    RequestPayload,
+    SendMessage,
+    TokenDelta,
+)
+from schemas.codec import decode_event, encode_request
+from streams.partitioning import partition_for
+from streams.topics import TopicNames, topic_names
+from streams.tracing import headers_with, new_traceparent
+from turnlog._follow import (
+    EXIT_CODES,
+    TIMEOUT_EXIT_CODE,
+    Outcome,
+    OutcomeTimeout,
+    Sent,
+    TurnWatch,
+    Until,
+)
+from turnlog._log_reader import topic_partitions
+
+__all__ = [
+    "EXIT_CODES",
+    "TIMEOUT_EXIT_CODE",
+    "Client",
+    "Outcome",
+    "OutcomeTimeout",
+    "Sent",
+    "TurnWatch",
+    "new_request_id",
+    "new_session_id",
+]
+
+
+def new_session_id() -> str:
+    """A fresh session id (random: the shell may use uuid4, the core may not)."""
+    return f"s-{uuid.uuid4().hex[:16]}"
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Client:
+    """Produce requests, follow their outcomes, read session logs, query projections.
+
+    Use as `async with Client(...)` (or `await start()` / `await close()`). The partition
+    count is read from the topic's metadata, so requests land where the worker looks
+    even when TURNLOG_PARTITIONS is not set in this process."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic_prefix: str = "",
+        database_url: str | None = None,
+        client_id: str = "turnlog-client",
+    ) -> None:
+        self.bootstrap = bootstrap_servers
+        self.topics: TopicNames = topic_names(topic_prefix)
+        self.database_url = database_url
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+        self._partitions: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any = None, **overrides: Any) -> Client:
+        """A client for the deployment the environment describes (turnlog.settings)."""
+        if settings is None:
+            from turnlog.settings import load_settings
+
+            settings = load_settings()
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": settings.kafka_bootstrap_servers,
+            "topic_prefix": settings.topic_prefix,
+            "database_url": settings.database_url,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        self._partitions = await topic_partitions(self.bootstrap, self.topics.requests)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+            linger_ms=0, client_id=self.client_id,
+        )
+        offsets = self._reader("turnlog-client-offsets")
+        try:
+            await producer.start()
+            await offsets.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise ExternalError(f"Kafka at {self.bootstrap} did not answer: {exc}") from exc
+        self._producer, self._offsets = producer, offsets
+
+    async def close(self) -> None:
+        producer, offsets = self._producer, self._offsets
+        self._producer = self._offsets = None
+        if producer is not None:
+            await producer.stop()
+        if offsets is not None:
+            await offsets.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _reader(self, client_id: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            isolation_level="read_committed", client_id=client_id, fetch_max_wait_ms=100,
+        )
+
+    @property
+    def partitions(self) -> int:
+        if self._partitions is None:
+            raise ContractError("The client is not started: use `async with Client(...)`.")
+        return self._partitions
+
+    def partition_of(self, session_id: str) -> int:
+        return partition_for(session_id, self.partitions)
+
+    # ------------------------------------------------------------------ producing
+
+    async def send(self, request: Request) -> Sent:
+        """Produce `request` (keyed and partitioned by its session id) and wait for the
+        broker's acknowledgement."""
+        if self._producer is None or self._offsets is None:
+            await self.start()
+        assert self._producer is not None and self._offsets is not None
+        p = self.partition_of(request.session_id)
+        events_tp = TopicPartition(self.topics.events, p)
+        deltas_tp = TopicPartition(self.topics.deltas, p)
+        try:
+            ends = await self._offsets.end_offsets([events_tp, deltas_tp])
+            await self._producer.send_and_wait(
+                self.topics.requests,
+                value=encode_request(request),
+                key=request.session_id.encode(),
+                partition=p,
+                headers=headers_with(new_traceparent()),
+            )
+        except KafkaError as exc:
+            raise ExternalError(
+                f"Session {request.session_id}: request {request.request_id} could not be "
+                f"produced to {self.topics.requests}: {exc}"
+            ) from exc
+        return Sent(request, p, int(ends[events_tp]), int(ends[deltas_tp]))
+
+    async def _send(self, session_id: str, payload: RequestPayload, *,
+                    agent: str | None = None, request_id: str | None = None) -> Sent:
+        request = Request(
+            request_id=request_id or new_request_id(),
+            session_id=session_id,
+            occurred_at=datetime.now(UTC),
+            payload=payload,
+            agent=agent,
+        )
+        return await self.send(request)
+
+    async def send_message(self, text: str, *, agent: str | None = None,
+                           session_id: str | None = None,
+                           request_id: str | None = None) -> Sent:
+        """A user message. Without `session_id` a new session is started, which needs
+        `agent`; the new id is `sent.session_id`."""
+        if session_id is None and agent is None:
+            raise ContractError("A new session needs an agent: pass agent=... (or session_id).")
+        return await self._send(session_id or new_session_id(), SendMessage(text=text),
+                                agent=agent, request_id=request_id)
+
+    async def approve(self, session_id: str, call_id: str, *, by: str = "cli",
+                      reason: str | None = None) -> Sent:
+        return await self._send(session_id, DecideApproval(call_id, True, by, reason))
+
+    async def deny(self, session_id: str, call_id: str, *, reason: str | None = None,
+                   by: str = "cli") -> Sent:
+        return await self._send(session_id, DecideApproval(call_id, False, by, reason))
+
+    async def cancel(self, session_id: str, *, reason: str | None = None) -> Sent:
+        return await self._send(session_id, CancelTurn(reason))
+
+    async def close_session(self, session_id: str, *, reason: str | None = None) -> Sent:
+        return await self._send(session_id, CloseSession(reason))
+
+    async def fork(self, session_id: str, at_seq: int, *, agent: str | None = None,
+                   into: str | None = None) -> Sent:
+        """Start a new session (`into`, or a fresh id) whose history is `session_id`'s
+        up to `at_seq`; the request goes to the NEW session (`sent.session_id`)."""
+        return await self._send(into or new_session_id(),
+                                ForkSession(session_id, at_seq, agent))
+
+    # ------------------------------------------------------------------ following
+
+    def watch(self, sent: Sent, *, until: Until = "turn", deltas: bool = True,
+              timeout: float | None = 300.0) -> TurnWatch:
+        """Iterate what `sent` causes until its outcome (see TurnWatch)."""
+        return TurnWatch(self, sent, until=until, deltas=deltas, timeout=timeout)
+
+    async def outcome(self, sent: Sent, *, until: Until = "turn",
+                      timeout: float | None = 300.0,
+                      on_item: Callable[[Event | TokenDelta], Any] | None = None) -> Outcome:
+        """Wait for how `sent` ended: with until="turn" the end of the turn it started
+        or continued; with "accepted" only its first decision."""
+        watch = self.watch(sent, until=until, deltas=on_item is not None, timeout=timeout)
+        async for item in watch:
+            if on_item is not None:
+                result = on_item(item)
+                if asyncio.iscoroutine(result):
+                    await result
+        assert watch.outcome is not None
+        return watch.outcome
+
+    async def events(self, session_id: str, *, from_seq: int = 1, follow: bool = False,
+                     idle_timeout: float | None = None) -> AsyncIterator[Event]:
+        """The session's own events (read_committed, in seq order) from `from_seq`. Without
+        `follow` it stops at the end of the log as it is now; with it, it waits for more
+        (until the caller stops iterating, or `idle_timeout` seconds bring nothing)."""
+        if self._partitions is None:
+            await self.start()
+        tp = TopicPartition(self.topics.events, self.partition_of(session_id))
+        consumer = self._reader("turnlog-events")
+        await consumer.start()
+        key = session_id.encode()
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, 0)
+            end = (await consumer.end_offsets([tp]))[tp]
+            loop = asyncio.get_running_loop()
+            idle_since = loop.time()
+            while follow or await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=200, max_records=5000)
+                records = batch.get(tp, ())
+                if records:
+                    idle_since = loop.time()
+                elif idle_timeout is not None and loop.time() - idle_since > idle_timeout:
+                    return
+                for rec in records:
+                    if not follow and rec.offset >= end:
+                        return
+                    if rec.key is not None and rec.key != key:
+                        continue
+                    ev = decode_event(rec.value)
+                    if ev.session_id == session_id and ev.seq >= from_seq:
+                        yield ev
+        except KafkaError as exc:
+            raise ExternalError(f"Reading session {session_id} failed: {exc}") from exc
+        finally:
+            await consumer.stop()
+
+    async def session_log(self, session_id: str) -> Sequence[Event]:
+        """The session's full log as replay folds it: fork ancestry first, then its own."""
+        from turnlog.replay import load_session_log
+
+        log = await load_session_log(self.bootstrap, self.topics, session_id)
+        return log.events
+
+    # ------------------------------------------------------------------ projections
+
+    def _db(self) -> str:
+        if not self.database_url:
+            raise ContractError("This client has no database_url; projection queries need one.")
+        return self.database_url
+
+    async def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+                    ) -> list[dict[str, Any]]:
+        """Run one SQL statement against the projections; rows as dicts."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self._db(), row_factory=dict_row
+            ) as conn:
+                cur = await conn.execute(sql, params)
+                return list(await cur.fetchall()) if cur.description else []
+        except psycopg.OperationalError as exc:
+            raise ExternalError(f"Could not query Postgres: {str(exc).strip()}") from exc
+
+    async def wait_projected(self, session_id: str, seq: int, *, timeout: float = 30.0) -> None:
+        """Wait until the projector has applied `session_id` up to `seq`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            rows = await self.query(
+                "SELECT last_seq FROM sessions WHERE session_id = %s", (session_id,)
+            )
+            if rows and rows[0]["last_seq"] >= seq:
+                return
+            if loop.time() > deadline:
+                have = rows[0]["last_seq"] if rows else "nothing"
+                raise OutcomeTimeout(
+                    f"Session {session_id}: the projections hold {have} (last seq), not seq "
+                    f"{seq}, after {timeout:g} s. Is a projector running?"
+                )
+            await asyncio.sleep(0.1)
