@@ -562,3 +562,28 @@ def test_tool_use_record_keeps_arguments_once() -> None:
     assert not hasattr(completed, "arguments_json")
     assert events[1].payload.arguments_json == CALC[2]
     assert ToolUse(*CALC).arguments_json == CALC[2]
+
+
+@pytest.mark.parametrize(
+    "default,expected,rule",
+    [
+        ("allow", PolicyAction.REQUIRE_APPROVAL, "@tool-default"),  # the tool is stricter
+        ("require_approval", PolicyAction.REQUIRE_APPROVAL, None),
+        ("deny", PolicyAction.DENY, None),  # the agent is stricter
+    ],
+)
+def test_shell_asks_for_approval_by_default_unless_the_policy_is_stricter(
+    default: str, expected: PolicyAction, rule: str | None
+) -> None:
+    from tests.unit.test_fsm_support import agent, make_registry
+
+    loose = agent("loose", policy={"default": default}, tools=["shell", "calculator"],
+                  delegates=[])
+    d = Driver(registry=make_registry(loose))
+    d.send(SendMessage("go"), agent="loose")
+    events = d.answer("run", tools=[LS, CALC])
+    shell, calc = payloads(events, ToolCallRequested)
+    assert (shell.decision, shell.rule) == (expected, rule)
+    assert calc.decision is (PolicyAction.DENY if default == "deny" else
+                             PolicyAction.REQUIRE_APPROVAL if default == "require_approval"
+                             else PolicyAction.ALLOW)
