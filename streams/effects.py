@@ -7,7 +7,9 @@ effects are re-issued from recovered state (or by the core, past their deadline)
 duplicate outcome folds once in the core. That is what makes an LLM call's cost count once.
 
 Many effects run at once per process (asyncio tasks, bounded by a semaphore); none of them
-blocks the session stream.
+blocks the session stream. Within a process each issue of an effect — (session, effect
+id, attempt) — runs once: while it runs, and after its outcome was sent until the outcome
+folds, a new decision on the same session does not start it again.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ class EffectRunner:
         # model's tool-call ids repeat across sessions that send identical requests).
         self._running: dict[_Key, asyncio.Task[None]] = {}
         self._by_partition: dict[int, set[_Key]] = defaultdict(set)
+        # partition -> session -> (effect id, attempt) whose outcome (or child start) was
+        # sent but is not folded yet: the state still shows them pending, and running
+        # them again (an LLM call, a tool) would be paid twice for nothing.
+        self._reported: dict[int, dict[str, set[tuple[str, int]]]] = defaultdict(dict)
         self._log = get_logger(component="effects")
         self.stats = {"started": 0, "completed": 0, "failed": 0}
         self.latencies_ms: list[float] = []
@@ -112,11 +118,18 @@ class EffectRunner:
     def sync(
         self, partition: int, session_id: str, state: Any, traceparent: str | None = None
     ) -> None:
-        """Start every pending effect of `state` that is not already running. Outcomes
-        are reported in the trace of `traceparent` (the session's latest event)."""
-        for effect in _core.pending_effects(state):
+        """Start every pending effect of `state` that is not already running or already
+        reported. Outcomes are reported in the trace of `traceparent` (the session's
+        latest event)."""
+        pending = _core.pending_effects(state)
+        reported = self._reported[partition].get(session_id)
+        if reported:
+            reported &= {(e.effect_id, e.attempt) for e in pending}
+            if not reported:
+                del self._reported[partition][session_id]
+        for effect in pending:
             key = (session_id, effect.effect_id, effect.attempt)
-            if key in self._running:
+            if key in self._running or (reported and (effect.effect_id, effect.attempt) in reported):
                 continue
             task = asyncio.create_task(
                 self._run(partition, session_id, state, effect, traceparent)
@@ -182,6 +195,7 @@ class EffectRunner:
         await self.send_request(
             request, traceparent=child_traceparent(traceparent, request.request_id)
         )
+        self._mark_reported(partition, session_id, effect)
         self.stats["completed"] += 1
         log.info("effect.reported", outcome=type(payload).__name__, latency_ms=round(elapsed, 1))
 
