@@ -116,6 +116,12 @@ class PatchTable:
     columns: tuple[str, ...]
     increments: tuple[str, ...] = ()
     appends: tuple[str, ...] = ()
+    # (column, kept, over): a `kept` value is not replaced by `over` (a denied tool call
+    # stays denied when the ToolCallFailed that reports the denial follows).
+    sticky: tuple[tuple[str, str, str], ...] = ()
+
+    def keeps(self, column: str, old: Any, new: Any) -> bool:
+        return any(c == column and old == k and new == o for c, k, o in self.sticky)
 
 
 PATCH_TABLES: dict[str, PatchTable] = {
@@ -145,6 +151,7 @@ PATCH_TABLES: dict[str, PatchTable] = {
                 "child_session_id", "result_seq", "completed_at", "latency_ms",
             ),
             increments=("reissues",),
+            sticky=(("status", "denied", "failed"),),
         ),
         PatchTable(
             "approvals",
@@ -190,9 +197,10 @@ class Changes:
     )
 
     def patch(self, table: str, key: tuple[str, ...], **columns: Any) -> None:
+        spec = PATCH_TABLES[table]
         row = self.patches[table].setdefault(key, {})
         for name, value in columns.items():
-            if value is not None:
+            if value is not None and not spec.keeps(name, row.get(name), value):
                 row[name] = value
 
     def increment(self, table: str, key: tuple[str, ...], column: str, by: int = 1) -> None:
@@ -424,12 +432,8 @@ def fold(
             outcome="expired" if p.expired else "denied", decided_by=p.decided_by,
             reason=p.reason, decided_seq=seq, decided_at=at,
         )
-        changes.patch("tool_calls", (sid, p.call_id), status="denied", result_seq=seq,
-                      completed_at=at)
-        verdict = "expired" if p.expired else f"denied by {p.decided_by}"
-        text = f"Approval {verdict}" + (f": {p.reason}" if p.reason else ".")
-        _entry(s, event, changes, "tool_result", "user", text, call_id=p.call_id,
-               is_error=True)
+        # The tool result the model sees follows as ToolCallFailed (its entry).
+        changes.patch("tool_calls", (sid, p.call_id), status="denied")
         s.phase = "awaiting_tools"
     elif isinstance(p, ToolCallCompleted):
         changes.patch("tool_calls", (sid, p.call_id), status="completed", result_seq=seq,
@@ -458,6 +462,16 @@ def fold(
             cost_nanos=p.cost_nanos, completed_seq=seq, completed_at=at,
         )
         if p.model is not None:
+            # A summarize compaction is an LLM call (requested with the compaction id as
+            # call id); this is its only completion record.
+            changes.patch(
+                "llm_calls", (sid, p.compaction_id),
+                status="completed", purpose="summarize", model=p.model,
+                input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+                cost_nanos=p.cost_nanos, tool_calls=0, completed_seq=seq, completed_at=at,
+            )
+            s.llm_calls += 1
             _add_usage(s, u.input_tokens, u.output_tokens, u.cache_read_tokens,
                        u.cache_write_tokens, p.cost_nanos)
         if p.summary is not None:
@@ -476,9 +490,9 @@ def fold(
         _entry(s, event, changes, "tool_result", "user", p.answer, call_id=p.call_id,
                is_error=not ok)
     elif isinstance(p, EffectReissued):
-        if p.kind is EffectKind.LLM_CALL:
+        if p.kind in (EffectKind.LLM_CALL, EffectKind.COMPACTION):
             changes.increment("llm_calls", (sid, p.effect_id), "reissues")
-        elif p.kind is EffectKind.TOOL_CALL:
+        else:  # a tool call, or a delegation (whose effect id is the tool call id)
             changes.increment("tool_calls", (sid, p.effect_id), "reissues")
     elif isinstance(p, TurnCompleted):
         s.turns_completed += 1

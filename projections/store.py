@@ -44,6 +44,7 @@ from projections.fold import (
     PATCH_TABLES,
     SESSION_COLUMNS,
     Changes,
+    PatchTable,
     SessionRow,
     Verdict,
     classify,
@@ -156,10 +157,21 @@ def _merge_sql(table: str) -> str:
         sets = [f"{c} = excluded.{c}" for c in SESSION_COLUMNS[1:]]
         return head + f"ON CONFLICT (session_id) DO UPDATE SET {', '.join(sets)}"
     spec = PATCH_TABLES[table]
-    sets = [f"{c} = COALESCE(excluded.{c}, t.{c})" for c in spec.columns]
+    sets = [f"{c} = {_coalesce(spec, c)}" for c in spec.columns]
     sets += [f"{c} = t.{c} + excluded.{c}" for c in spec.increments]
     sets += [f"{c} = t.{c} || excluded.{c}" for c in spec.appends]
     return head + f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
+
+
+def _coalesce(spec: PatchTable, column: str) -> str:
+    """The new value of a patched column: the patch's, unless it is None (unchanged) or
+    a sticky rule keeps the stored one."""
+    merged = f"COALESCE(excluded.{column}, t.{column})"
+    for col, kept, over in spec.sticky:
+        if col == column:
+            merged = (f"CASE WHEN t.{column} = '{kept}' AND excluded.{column} = '{over}' "
+                      f"THEN t.{column} ELSE {merged} END")
+    return merged
 
 
 _MERGES = {table: _merge_sql(table) for table in _STAGED}

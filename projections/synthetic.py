@@ -165,13 +165,16 @@ class _Gen:
         if decision is PolicyAction.REQUIRE_APPROVAL:
             log.emit(ApprovalRequested(call_id, name, log.clock + timedelta(minutes=10)), turn)
             outcome = r.random()
+            # As the session worker does: the denial, then the tool result saying so.
             if outcome < 0.15:
                 log.emit(ApprovalDenied(call_id, "alice", "not today"), turn,
                          step_ms=r.randrange(1000, 60000))
+                log.emit(ToolCallFailed(call_id, "Denied by alice: not today"), turn)
                 return
             if outcome < 0.2:
-                log.emit(ApprovalDenied(call_id, "system", None, expired=True), turn,
-                         step_ms=600_000)
+                log.emit(ApprovalDenied(call_id, "deadline", "Nobody decided.", expired=True),
+                         turn, step_ms=600_000)
+                log.emit(ToolCallFailed(call_id, "Denied: the approval expired."), turn)
                 return
             log.emit(ApprovalGranted(call_id, r.choice(("alice", "bob"))), turn,
                      step_ms=r.randrange(1000, 60000))
@@ -226,8 +229,16 @@ class _Gen:
             log.emit(ContextCompacted(cid, "sliding_window", seqs, None, 6000), turn)
             return
         log.emit(ContextCompactionRequested(cid, "summarize", seqs, 9000, 8000), turn)
-        usage = self.usage()
         model = "scripted-summarizer"
+        # The summary is an LLM call with the compaction's id; ContextCompacted is its
+        # outcome (with usage and cost), as the session worker records it.
+        log.emit(LlmCallRequested(
+            call_id=cid, model=model, fallbacks=(), max_tokens=512, temperature=0.0,
+            context_seqs=seqs, system_prompt_hash="sum" * 4, toolset_hash="none",
+            request_digest=f"{self.n:064x}", iteration=1,
+            deadline_at=log.clock + timedelta(seconds=60), purpose="summarize",
+        ), turn)
+        usage = self.usage()
         log.emit(ContextCompacted(cid, "summarize", seqs, "Summary: " + "gist " * 10, 2000,
                                   usage, cost_nanos(model, usage), model), turn)
 

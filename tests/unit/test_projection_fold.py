@@ -14,14 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.events import (
+    ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    ContextCompacted,
+    ContextCompactionRequested,
     Event,
     LlmCallCompleted,
+    LlmCallRequested,
     PolicyAction,
     SessionForked,
     SessionStarted,
     ToolCallCompleted,
+    ToolCallFailed,
     ToolCallRequested,
     TurnCompleted,
     TurnStarted,
@@ -147,6 +152,36 @@ def test_patches_of_one_row_merge_in_event_order() -> None:
     assert approval["outcome"] == "granted" and approval["decided_by"] == "alice"
 
 
+def test_a_denied_tool_call_stays_denied_and_has_one_result_entry() -> None:
+    events = _turn_with_approved_tool()[:6] + [
+        ev("a", 7, ApprovalDenied("k1", "bob", "no")),
+        ev("a", 8, ToolCallFailed("k1", "Denied by bob: no")),
+    ]
+    for cut in (7, 8):  # the ToolCallFailed in the same batch, or in the next one
+        db = _project(events, [cut])
+        (status,) = [v[0][PATCH_TABLES["tool_calls"].columns.index("status")]
+                     for v in db["tool_calls"].values()]
+        assert status == "denied"
+        results = [e for e in db["entries"].values() if e[2] == "tool_result"]
+        assert [(e[1], e[6], e[7]) for e in results] == [(8, "Denied by bob: no", True)]
+
+
+def test_a_summarize_compaction_completes_its_llm_call() -> None:
+    events = [
+        ev("a", 1, SessionStarted("support", "h")),
+        ev("a", 2, ContextCompactionRequested("k", "summarize", (1,), 900, 800)),
+        ev("a", 3, LlmCallRequested("k", "scripted-summarizer", (), 100, 0.0, (1,), "s", "t",
+                                    "d", 1, T0, purpose="summarize")),
+        ev("a", 4, ContextCompacted("k", "summarize", (1,), "gist", 100, Usage(50, 5), 77,
+                                    "scripted-summarizer")),
+    ]
+    sessions, changes = fold_all(events)
+    call = changes.patches["llm_calls"][("a", "k")]
+    assert (call["status"], call["purpose"], call["cost_nanos"]) == ("completed", "summarize", 77)
+    assert (sessions["a"].llm_calls, sessions["a"].cost_nanos) == (1, 77)
+    assert [(e[1], e[2], e[6]) for e in changes.entries] == [(4, "summary", "gist")]
+
+
 def test_first_own_entry_of_a_fork_points_at_the_branch_point() -> None:
     events = [
         ev("f", 11, SessionForked("a", 10, "support", "h")),
@@ -182,7 +217,10 @@ def _apply(db: dict[str, dict[Any, Any]], sessions: dict[str, SessionRow],
                 db[table][key] = (cols, incs, tuple(tuple(a) for a in apps))
                 continue
             db[table][key] = (
-                tuple(o if n is None else n for o, n in zip(old[0], cols, strict=True)),
+                tuple(
+                    o if n is None or spec.keeps(c, o, n) else n
+                    for c, o, n in zip(spec.columns, old[0], cols, strict=True)
+                ),
                 tuple(o + n for o, n in zip(old[1], incs, strict=True)),
                 tuple(o + tuple(n) for o, n in zip(old[2], apps, strict=True)),
             )
