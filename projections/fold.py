@@ -285,16 +285,13 @@ def _new_session(event: Event) -> SessionRow:
         cost_nanos=0,
         closed_reason=None,
     )
-    if isinstance(p, SessionStarted):
-        row.agent = p.agent
-        row.definition_hash = p.definition_hash
-        row.parent_session_id = p.parent_session_id
-        row.parent_call_id = p.parent_call_id
-    elif isinstance(p, SessionForked):
-        row.agent = p.agent
-        row.definition_hash = p.definition_hash
+    if isinstance(p, SessionForked):
         row.forked_from_session_id = p.source_session_id
         row.forked_at_seq = p.at_seq
+    elif not isinstance(p, SessionStarted):
+        # E.g. a RequestRejected for a first message naming an unknown agent: the log
+        # exists, the session has not started (a later SessionStarted starts it).
+        row.phase = "not_started"
     return row
 
 
@@ -351,8 +348,12 @@ def fold(
     )
 
     if isinstance(p, SessionStarted):
+        s.agent, s.definition_hash, s.phase = p.agent, p.definition_hash, "idle"
+        s.parent_session_id, s.parent_call_id = p.parent_session_id, p.parent_call_id
         if p.parent_session_id is not None:
             changes.link(sid, p.parent_session_id, p.parent_call_id)
+    elif isinstance(p, SessionForked):
+        s.agent, s.definition_hash = p.agent, p.definition_hash
     elif isinstance(p, SessionClosed):
         s.status, s.phase, s.closed_reason = "closed", "closed", p.reason
     elif isinstance(p, TurnStarted):
@@ -503,7 +504,7 @@ def fold(
     elif isinstance(p, TurnCancelled):
         s.turns_cancelled += 1
         s.phase = "idle"
-    # SessionForked, BudgetExceeded, RequestRejected: the events row is all there is.
+    # BudgetExceeded, RequestRejected: the events row is all there is.
     return s
 
 

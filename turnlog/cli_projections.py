@@ -281,7 +281,9 @@ def show_command(
         text = " ".join(str(e["content"]).split())
         label = e["kind"] + (f" {e['tool_name']}" if e["tool_name"] else "")
         typer.echo(f"{marker}{e['seq']:>6}  {label:<22} {text[:90]}")
-    typer.echo("\n('|' marks entries inherited from the fork source)\n\nbranches:")
+    if any(e["session_id"] != session_id for e in shown["entries"]):
+        typer.echo("\n('|' marks entries inherited from the fork source)")
+    typer.echo("\nbranches:")
     for b in shown["branches"]:
         here = "  <- this session" if b["is_requested"] else ""
         fork = f" forked from {b['forked_from_session_id']} at {b['forked_at_seq']}" if (

@@ -23,6 +23,7 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallRequested,
     PolicyAction,
+    RequestRejected,
     SessionForked,
     SessionStarted,
     ToolCallCompleted,
@@ -180,6 +181,18 @@ def test_a_summarize_compaction_completes_its_llm_call() -> None:
     assert (call["status"], call["purpose"], call["cost_nanos"]) == ("completed", "summarize", 77)
     assert (sessions["a"].llm_calls, sessions["a"].cost_nanos) == (1, 77)
     assert [(e[1], e[2], e[6]) for e in changes.entries] == [(4, "summary", "gist")]
+
+
+def test_a_session_whose_first_request_was_rejected_starts_later() -> None:
+    events = [
+        ev("r", 1, RequestRejected("q1", "SendMessage", "Unknown agent 'x'.", "idle")),
+        ev("r", 2, SessionStarted("researcher", "h2")),
+    ]
+    sessions, _ = fold_all(events[:1])
+    assert (sessions["r"].phase, sessions["r"].agent) == ("not_started", "support")
+    sessions, _ = fold_all(events)
+    s = sessions["r"]
+    assert (s.phase, s.agent, s.definition_hash, s.first_seq) == ("idle", "researcher", "h2", 1)
 
 
 def test_first_own_entry_of_a_fork_points_at_the_branch_point() -> None:
