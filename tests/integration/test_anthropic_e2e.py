@@ -1,0 +1,223 @@
+"""The real anthropic SDK end to end: worker subprocess → SDK → HTTP → the fake Messages
+API server (SSE streaming, tool_use blocks, 429s, 529s) → events on the real broker.
+
+One worker process (`python -m streams`, TURNLOG_PROVIDER=anthropic, ANTHROPIC_BASE_URL
+pointing at the fake server, ANTHROPIC_API_KEY a recognisable fake key) serves every
+test of this module; each test uses sessions of its own and programs the server before
+it sends anything. The last check scans every record of every topic of the run, and
+the worker's log, for the key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from agents.events import (
+    LlmCallCompleted,
+    ProviderCircuitOpened,
+    ToolCallCompleted,
+    TurnCompleted,
+    TurnFailed,
+)
+from schemas.codec import decode_delta
+from streams.topics import TopicNames, ensure_topics
+from tests.fakes.anthropic_server import (
+    FAKE_API_KEY,
+    FakeAnthropicServer,
+    FakeError,
+    FakeMessage,
+    FakeToolUse,
+    FakeUsage,
+    RecordedRequest,
+    Reply,
+)
+from tests.integration.worker_harness import (
+    EventLog,
+    RequestSender,
+    WorkerGroup,
+    WorkerProcess,
+    read_records,
+    seq_problems,
+    user_message,
+    worker_env,
+)
+
+# The module's worker, producer and log live on the session loop (where fixtures run).
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PARTITIONS = 4
+PRIMARY, FALLBACK = "claude-sonnet-4-5", "claude-haiku-4-5"
+ANSWER = "6 times 7 is 42."
+
+
+def calculator_then_answer(request: RecordedRequest) -> Reply:
+    """A model that calls the calculator for a user message and answers its result."""
+    last = request.body["messages"][-1]
+    content = last["content"] if isinstance(last["content"], list) else []
+    if any(block.get("type") == "tool_result" for block in content):
+        return FakeMessage(text=ANSWER, usage=FakeUsage(input_tokens=180, output_tokens=9,
+                                                         cache_read_input_tokens=150))
+    return FakeMessage(
+        text="Let me use the calculator.",
+        tool_uses=[FakeToolUse("calculator", {"expression": "6*7"})],
+        usage=FakeUsage(input_tokens=160, output_tokens=20, cache_creation_input_tokens=150),
+        text_chunk_chars=5,
+    )
+
+
+@dataclass
+class Run:
+    server: FakeAnthropicServer
+    names: TopicNames
+    worker: WorkerProcess
+    send: RequestSender
+    log: EventLog
+    bootstrap: str
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeAnthropicServer]:
+    with FakeAnthropicServer(api_key=FAKE_API_KEY) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+async def run(
+    kafka_bootstrap: str, topic_prefix: str, server: FakeAnthropicServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Run]:
+    prefix = f"{topic_prefix}anth{secrets.token_hex(3)}."
+    names = (await ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)).names
+    tmp = tmp_path_factory.mktemp("anthropic-e2e")
+    env = worker_env(kafka_bootstrap, prefix, provider="anthropic", sandbox=tmp,
+                     extra=server.env())
+    assert env["ANTHROPIC_API_KEY"] == FAKE_API_KEY
+    async with (
+        WorkerGroup(env, tmp) as group,
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        worker = group.start("anthropic")
+        await worker.wait_assigned(at_least=PARTITIONS)
+        yield Run(server, names, worker, send, log, kafka_bootstrap)
+
+
+@pytest.fixture
+def fresh(run: Run) -> Run:
+    """The module's run with the fake server's programming and history cleared."""
+    run.server.reset()
+    run.server.respond_with(calculator_then_answer)
+    return run
+
+
+async def _turn(run: Run, session: str, timeout_s: float = 30) -> list[Any]:
+    await run.send.request(user_message(session, "what is 6*7?", agent="claude"))
+    await run.log.wait_for(
+        lambda: run.log.turns_ended(session) == 1, timeout_s, f"{session}'s turn ended",
+        diagnose=lambda: run.worker.tail() + "\n" + run.log.summary([session]),
+    )
+    return run.log.of(session)
+
+
+def _calls(events: list[Any]) -> list[LlmCallCompleted]:
+    return [e.payload for e in events if isinstance(e.payload, LlmCallCompleted)]
+
+
+async def test_a_turn_with_tool_use_completes_through_the_sdk_and_streams_deltas(
+    fresh: Run,
+) -> None:
+    events = await _turn(fresh, "anth-ok")
+    assert isinstance(events[-1].payload, TurnCompleted)
+    calls = _calls(events)
+    assert [c.model for c in calls] == [PRIMARY, PRIMARY]
+    assert [c.attempts for c in calls] == [1, 1]
+    assert [c.stop_reason for c in calls] == ["tool_use", "end_turn"]
+    assert calls[1].text == ANSWER
+    assert calls[0].usage.cache_write_tokens == 150 and calls[1].usage.cache_read_tokens == 150
+    tool = [e.payload for e in events if isinstance(e.payload, ToolCallCompleted)]
+    assert [t.result for t in tool] == ["42"]
+    # What went over HTTP: streamed, authenticated, tools and cached system prompt sent.
+    sent = fresh.server.requests
+    assert len(sent) == 2 and all(r.stream and r.api_key_valid for r in sent)
+    assert sent[0].body["tools"][0]["name"] == "calculator"
+    # Deltas: the streamed text of each call, in order, then a `done` marker.
+    deltas = [decode_delta(r.value) for r in await read_records(
+        fresh.bootstrap, fresh.names.deltas)]
+    for call in calls:
+        mine = sorted((d for d in deltas if d.call_id == call.call_id and
+                       d.session_id == "anth-ok"), key=lambda d: (d.done, d.index))
+        assert mine and mine[-1].done
+        assert "".join(d.text for d in mine if not d.done) == call.text
+    assert len([d for d in deltas if d.call_id == calls[0].call_id and not d.done]) > 1
+
+
+async def test_a_429_is_retried_and_its_attempts_are_recorded(fresh: Run) -> None:
+    fresh.server.enqueue(FakeError(429, headers={"retry-after": "0"}))
+    events = await _turn(fresh, "anth-429")
+    assert isinstance(events[-1].payload, TurnCompleted)
+    calls = _calls(events)
+    assert [(c.attempts, c.model, c.fallback_used) for c in calls] == [
+        (2, PRIMARY, False), (1, PRIMARY, False)
+    ]
+    assert [r.status for r in fresh.server.requests] == [429, 200, 200]
+
+
+async def test_an_overloaded_primary_falls_back_to_the_next_model(fresh: Run) -> None:
+    fresh.server.always(FakeError(529), model=PRIMARY)
+    events = await _turn(fresh, "anth-529")
+    assert isinstance(events[-1].payload, TurnCompleted)
+    first = _calls(events)[0]
+    assert first.fallback_used and first.model == FALLBACK
+    # The first call's requests: 529s from the primary (retried), then the fallback's 200.
+    sent = fresh.server.requests
+    upto = next(i for i, r in enumerate(sent) if r.status == 200) + 1
+    assert [(r.model, r.status) for r in sent[:upto]] == (
+        [(PRIMARY, 529)] * (upto - 1) + [(FALLBACK, 200)]
+    )
+    assert upto - 1 >= 2  # the primary was retried before the fallback
+    assert first.attempts == upto
+    assert all(c.model == FALLBACK and c.fallback_used for c in _calls(events))
+    # The primary's breaker may open on the way; if it did, the log says so.
+    opened = [e.payload for e in events if isinstance(e.payload, ProviderCircuitOpened)]
+    assert all(o.target.endswith(PRIMARY) for o in opened)
+
+
+async def test_the_api_key_is_in_no_topic_record_and_no_log_line(run: Run) -> None:
+    run.server.reset()
+    run.server.respond_with(calculator_then_answer)
+    # This test's own traffic, so the key was certainly used and the error paths (whose
+    # messages could echo it) ran: a 401 ends a turn with the SDK's message in it...
+    run.server.enqueue(FakeError(401))
+    failed = await _turn(run, "anth-secret-401")
+    assert isinstance(failed[-1].payload, TurnFailed)
+    assert "401" in failed[-1].payload.reason
+    # ... and a 429 is retried to success.
+    run.server.enqueue(FakeError(429, headers={"retry-after": "0"}))
+    events = await _turn(run, "anth-secret-429")
+    assert isinstance(events[-1].payload, TurnCompleted)
+    assert all(r.api_key_valid for r in run.server.requests)
+
+    key = FAKE_API_KEY.encode()
+    needles = [key, key[len("sk-ant-"):], b"THIS-KEY-MUST-NEVER-LEAK"]
+    scanned = 0
+    for topic in run.names.all():
+        for rec in await read_records(run.bootstrap, topic, isolation_level="read_uncommitted"):
+            parts = [rec.key or b"", rec.value or b""]
+            parts += [k.encode() + b"=" + (v or b"") for k, v in rec.headers or ()]
+            for part in parts:
+                assert not any(n in part for n in needles), (
+                    f"the API key leaked into {topic} partition {rec.partition} "
+                    f"offset {rec.offset}"
+                )
+            scanned += 1
+    assert scanned > 50
+    log = run.worker.log_text().encode()
+    assert b"llm.call" in log and b"effect.reported" in log  # the log is not empty
+    assert not any(n in log for n in needles), "the API key leaked into the worker's log"
+    assert seq_problems(run.log.events) == []
+
