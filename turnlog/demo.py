@@ -1,0 +1,196 @@
+"""`turnlog demo` and `turnlog worker all`.
+
+`turnlog worker all` runs the session worker (with its effect runner and ticker) and the
+projector in ONE process, for small setups and the demo. Rule: it only assembles the
+workers of streams/ and projections/ — nothing here decides or projects anything — and
+it stops both when either stops (or on SIGINT/SIGTERM).
+
+`turnlog demo` is the first command of the README. It brings up the local Kafka and
+PostgreSQL if nothing answers (turnlog.dev), creates the topics and tables, starts
+`worker all` in-process, and runs one scripted session through the public client:
+
+    1. "what is 17*23?"                 a tool call (calculator)
+    2. "list the files here"            an approval (shell): shown, then granted
+    3. "research who created Kafka"     a delegation to the researcher agent
+    4. design notes pasted              a summarize compaction before the answer
+
+then prints the conversation from the projections, the costs and `audit verify`, and a
+checklist of what it saw. Without ANTHROPIC_API_KEY the models are the scripted ones
+(examples/demo_agents.toml + examples/demo_session.script.yaml); with it, Claude
+(examples/demo_agents.claude.toml). The session's steps live in turnlog._demo_session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["WorkerAll", "demo_command", "register", "worker_all_command"]
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DEMO_AGENTS = EXAMPLES / "demo_agents.toml"
+DEMO_AGENTS_CLAUDE = EXAMPLES / "demo_agents.claude.toml"
+DEMO_SCRIPT = EXAMPLES / "demo_session.script.yaml"
+
+
+class WorkerAll:
+    """A session process and a projector sharing one event loop."""
+
+    def __init__(self, settings: Any, *, checkpoint_interval: float = 5.0,
+                 client_id: str = "turnlog-all") -> None:
+        from projections.projector import Projector, ProjectorConfig
+        from streams.main import build_session_process
+        from streams.topics import topic_names
+
+        names = topic_names(settings.topic_prefix)
+        self.session = build_session_process(settings, client_id=client_id)
+        self.projector = Projector(ProjectorConfig(
+            bootstrap=settings.kafka_bootstrap_servers,
+            database_url=settings.database_url,
+            events_topic=names.events,
+            checkpoints_topic=names.checkpoints,
+            consumer="projector",
+            group_id=f"{settings.topic_prefix}turnlog-projector",
+            checkpoint_interval=checkpoint_interval,
+        ))
+        self.stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set once the session worker owns its partitions (requests get answered)."""
+        event: asyncio.Event = self.session.worker.assigned_event
+        return event
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.session.run(self.stop_event), name="session-worker"),
+            asyncio.create_task(self.projector.run(), name="projector"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(lambda _t: self.stop())
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.projector.stop()
+
+    async def wait(self) -> None:
+        """Until both workers have stopped; re-raises the first failure."""
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(
+                result, asyncio.CancelledError
+            ):
+                raise result
+
+    async def wait_ready(self, timeout: float) -> None:
+        waiter = asyncio.create_task(self.ready.wait())
+        done, _ = await asyncio.wait([waiter, *self._tasks], timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            await self.wait()  # a worker died: raise its error
+            raise TimeoutError(f"The session worker got no partitions within {timeout:g} s.")
+
+
+def _install_signals(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+
+async def run_worker_all(settings: Any, *,
+                         until: Callable[[WorkerAll], Awaitable[None]] | None = None,
+                         checkpoint_interval: float = 5.0) -> None:
+    """Run `worker all` until a signal (or until the coroutine `until(workers)` ends)."""
+    workers = WorkerAll(settings, checkpoint_interval=checkpoint_interval)
+    _install_signals(workers.stop)
+    workers.start()
+    try:
+        if until is not None:
+            await workers.wait_ready(120.0)
+            await until(workers)
+            workers.stop()
+        await workers.wait()
+    finally:
+        workers.stop()
+        await asyncio.gather(*workers._tasks, return_exceptions=True)
+
+
+def worker_all_command() -> None:
+    """Run the session worker and the projector in one process until SIGTERM (small
+    setups; scale out with separate `worker session` / `worker projector` processes)."""
+    from streams.logs import configure_logging
+    from turnlog.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker_all(settings))
+
+
+# ------------------------------------------------------------------ demo
+
+
+def _use_demo_models(agents: Path | None) -> tuple[Path, str]:
+    """Point this process (and the workers it runs) at the demo's agents and script."""
+    claude = bool(os.environ.get("ANTHROPIC_API_KEY"))
+    path = agents or (DEMO_AGENTS_CLAUDE if claude else DEMO_AGENTS)
+    os.environ["TURNLOG_AGENTS"] = str(path)
+    os.environ.setdefault("TURNLOG_PROVIDER", f"scripted:{DEMO_SCRIPT}")
+    return path, "Claude (ANTHROPIC_API_KEY is set)" if claude else "scripted (no API key)"
+
+
+def demo_command(
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running",
+                           help="Keep the workers running after the demo (Ctrl-C stops).")
+    ] = False,
+    agents: Annotated[
+        Path | None, typer.Option(help="Agent file (default: the demo's own).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed per turn.")] = 120.0,
+) -> None:
+    """Run the whole thing once: local Kafka + PostgreSQL, topics, tables, workers, and a
+    multi-turn agent session with a tool call, an approval, a delegation and a
+    compaction; then the conversation, the costs and the audit check."""
+    from streams.logs import configure_logging
+    from turnlog._demo_session import DemoFailed, prepare, run_demo
+    from turnlog.settings import load_settings
+
+    agents_path, models = _use_demo_models(agents)
+    settings = load_settings()
+    # The demo prints its own progress; the workers' logs would drown it.
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level,
+                      json=False)
+    prepare(settings, agents_path, models)
+    try:
+        asyncio.run(run_worker_all(
+            settings,
+            until=lambda workers: run_demo(settings, workers, timeout=timeout,
+                                           keep_running=keep_running),
+            checkpoint_interval=1.0,  # so that the audit check has fresh heads to compare
+        ))
+    except DemoFailed as exc:
+        typer.echo(f"\ndemo failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)
+    existing = next(
+        (g for g in app.registered_groups if g.name == "worker" and g.typer_instance), None
+    )
+    if existing is not None and existing.typer_instance is not None:
+        existing.typer_instance.command("all")(worker_all_command)
+    else:
+        worker = typer.Typer(help="Run workers.", no_args_is_help=True)
+        worker.command("all")(worker_all_command)
+        app.add_typer(worker, name="worker")
