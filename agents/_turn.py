@@ -1,10 +1,10 @@
-"""The turn loop's shared steps: start a turn, request the next LLM call (guards,
-compaction, budget), turn the model's tool uses into tool calls, finish a step.
+"""The turn loop: start a turn, request the next LLM call (guards, compaction, budget),
+finish a step. (How a step's tool uses become tool calls: agents._step.)
 
 Rule: these functions only emit facts through a Decision; they never reject (handlers
 validate the input before calling them). Ids are derived from the session and the seq
-of the fact that creates them (`<session>/llm/<seq>`, `<session>/compact/<seq>`,
-`<session>/child/<call id>`), so replaying a decision reproduces them exactly.
+of the fact that creates them (`<session>/llm/<seq>`, `<session>/compact/<seq>`), so
+replaying a decision reproduces them exactly.
 
 Pre-call order: max iterations → compaction (if the estimate exceeds trigger_ratio of
 the context window; at most once per iteration) → context must fit the window with
@@ -13,9 +13,7 @@ max_tokens of output → budget reservation → LlmCallRequested.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from typing import Any
 
 from agents._decision import Decision
 from agents.budget import Spend, check_budget, estimate_reservation
@@ -29,57 +27,27 @@ from agents.context import (
 )
 from agents.definitions import CompactionStrategy
 from agents.events import (
-    ApprovalRequested,
-    ChildSessionRequested,
     ContextCompacted,
     ContextCompactionRequested,
     LlmCallRequested,
-    PolicyAction,
-    ToolCallFailed,
-    ToolCallRequested,
-    ToolUse,
     TurnFailed,
     TurnStarted,
     Usage,
     UserMessageReceived,
 )
-from agents.policy import PolicyDecision
 from agents.pricing import model_info
 from agents.registry import AgentInfo
 from agents.state import context_seqs
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
-from agents.toolspecs import BUILTIN_DEFAULT_ACTIONS, DELEGATE
 
 __all__ = [
-    "RULE_INVALID_ARGUMENTS",
-    "RULE_INVALID_DELEGATION",
-    "RULE_TOOL_DEFAULT",
-    "RULE_UNKNOWN_TOOL",
-    "child_session_id_for",
-    "delegation_problem",
-    "dispatch_tool_uses",
     "drop_instead_of_summary",
     "fail_turn",
     "next_llm_call",
-    "start_child",
     "start_turn",
     "step_resolved",
     "summarized",
-    "with_tool_default",
 ]
-
-# Pseudo rule names for decisions the engine makes before the agent's policy is asked.
-RULE_UNKNOWN_TOOL = "@unknown-tool"
-RULE_INVALID_ARGUMENTS = "@invalid-arguments"
-RULE_INVALID_DELEGATION = "@invalid-delegation"
-RULE_TOOL_DEFAULT = "@tool-default"
-
-_STRICTNESS = {PolicyAction.ALLOW: 0, PolicyAction.REQUIRE_APPROVAL: 1, PolicyAction.DENY: 2}
-
-
-def child_session_id_for(session_id: str, call_id: str) -> str:
-    return f"{session_id}/child/{call_id}"
-
 
 def fail_turn(d: Decision, reason: str, error_type: str) -> None:
     d.emit(TurnFailed(turn_no=d.turn.turn_no, reason=reason, error_type=error_type))
@@ -309,113 +277,6 @@ def drop_instead_of_summary(d: Decision) -> None:
         )
     )
     next_llm_call(d)
-
-
-# --------------------------------------------------------------------------- tool uses
-
-
-def _denial(decision: PolicyDecision) -> str:
-    if decision.rule is None:
-        return "Denied: the agent's policy does not allow this tool call."
-    detail = f": {decision.reason}" if decision.reason else "."
-    return f"Denied by policy rule {decision.rule!r}{detail}"
-
-
-def with_tool_default(decision: PolicyDecision, tool: str) -> PolicyDecision:
-    """When no rule of the agent's policy matched, a built-in's own default action
-    (`shell`: require_approval) applies if it is stricter than the policy's default: a
-    permissive `default = "allow"` must not silently let commands run unreviewed."""
-    own = BUILTIN_DEFAULT_ACTIONS.get(tool)
-    if decision.rule is not None or own is None:
-        return decision
-    if _STRICTNESS[own] <= _STRICTNESS[decision.action]:
-        return decision
-    return PolicyDecision(own, RULE_TOOL_DEFAULT, f"{tool!r} asks for {own.value} by default.")
-
-
-def delegation_problem(d: Decision, info: AgentInfo, args: dict[str, Any]) -> str | None:
-    """Why a delegate call cannot start a child session, or None."""
-    agent, task = args.get("agent"), args.get("task")
-    allowed = info.definition.delegates
-    if not isinstance(agent, str) or not isinstance(task, str) or not task.strip():
-        return "Cannot delegate: arguments need 'agent' (a string) and a non-empty 'task'."
-    if agent not in allowed or d.registry.find(agent) is None:
-        return (
-            f"Cannot delegate to {agent!r}: this agent may delegate only to "
-            f"{', '.join(repr(a) for a in allowed)}."
-        )
-    return None
-
-
-def _decide_use(
-    d: Decision, info: AgentInfo, use: ToolUse
-) -> tuple[PolicyDecision, str | None, dict[str, Any]]:
-    """(decision, denial message or None, parsed arguments) for one tool use."""
-    defn = info.definition
-    if use.name not in defn.tools:
-        available = ", ".join(defn.tools) or "none"
-        msg = f"Tool {use.name!r} is not available to this agent (available: {available})."
-        return PolicyDecision(PolicyAction.DENY, RULE_UNKNOWN_TOOL, msg), msg, {}
-    try:
-        args = json.loads(use.arguments_json or "{}")
-    except ValueError:
-        args = None
-    if not isinstance(args, dict):
-        msg = f"The arguments of {use.name!r} must be a JSON object."
-        return PolicyDecision(PolicyAction.DENY, RULE_INVALID_ARGUMENTS, msg), msg, {}
-    decision = with_tool_default(defn.policy.evaluate(use.name, args), use.name)
-    if decision.action is PolicyAction.DENY:
-        return decision, _denial(decision), args
-    if use.name == DELEGATE:
-        problem = delegation_problem(d, info, args)
-        if problem is not None:
-            return PolicyDecision(PolicyAction.DENY, RULE_INVALID_DELEGATION, problem), problem, args
-    return decision, None, args
-
-
-def dispatch_tool_uses(d: Decision, info: AgentInfo, llm_call_id: str, uses: tuple[ToolUse, ...]) -> None:
-    """ToolCallRequested (with the policy decision) per use, then what the decision
-    implies: ToolCallFailed (denied), ApprovalRequested, ChildSessionRequested, or
-    nothing (the tool effect runs). If every call was answered at once, continue."""
-    deadlines = info.definition.deadlines
-    for use in uses:
-        decision, denial, args = _decide_use(d, info, use)
-        allowance = deadlines.child_s if use.name == DELEGATE else deadlines.tool_s
-        d.emit(
-            ToolCallRequested(
-                call_id=use.call_id,
-                llm_call_id=llm_call_id,
-                name=use.name,
-                arguments_json=use.arguments_json,
-                decision=decision.action,
-                rule=decision.rule,
-                deadline_at=d.now + _seconds(allowance),
-            )
-        )
-        if denial is not None:
-            d.emit(ToolCallFailed(call_id=use.call_id, error=denial))
-        elif decision.action is PolicyAction.REQUIRE_APPROVAL:
-            d.emit(
-                ApprovalRequested(
-                    call_id=use.call_id,
-                    tool_name=use.name,
-                    expires_at=d.now + _seconds(deadlines.approval_s),
-                )
-            )
-        elif use.name == DELEGATE:
-            start_child(d, use.call_id, args)
-    step_resolved(d)
-
-
-def start_child(d: Decision, call_id: str, args: dict[str, Any]) -> None:
-    d.emit(
-        ChildSessionRequested(
-            call_id=call_id,
-            child_session_id=child_session_id_for(d.state.session_id, call_id),
-            agent=str(args["agent"]),
-            task=str(args["task"]),
-        )
-    )
 
 
 def step_resolved(d: Decision) -> None:

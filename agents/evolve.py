@@ -1,4 +1,4 @@
-"""evolve: apply one event (a fact) to a session state. fold: apply a whole log.
+"""evolve: apply one event (a fact) to a session state.
 
 Rule: evolve is total over the facts `decide` emits and needs nothing but the state and
 the event — no registry, no clock — so any process can rebuild any session from its log
@@ -13,7 +13,7 @@ of replay and recovery: keep it allocation-light.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -71,7 +71,7 @@ from agents.state import (
 )
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 
-__all__ = ["child_result_text", "evolve", "fold", "fork_base"]
+__all__ = ["child_result_text", "evolve"]
 
 _US = timedelta(microseconds=1)
 
@@ -433,53 +433,3 @@ def evolve(state: SessionState, event: Event) -> SessionState:
             f"{event.seq} ({type(payload).__name__}); the log has a gap or a duplicate."
         )
     return _HANDLERS[type(payload)](state, event, payload)
-
-
-def fork_base(source: SessionState, new_session_id: str) -> SessionState:
-    """The state a fork starts from: `source` (folded up to the fork's at_seq) renamed
-    to the new session, in phase forking.
-
-    Rule for forks taken mid-turn: the copied turn's pending work (LLM call, tool calls,
-    approvals, children, reservation) is dropped; the history up to at_seq is kept, and
-    a tool use that never got its result is answered to the model as not completed.
-    The fork has its own spend (the ancestry's cost stays with the source) and its own
-    request-id memory. `decide(fork_base(...), ForkSession)` emits SessionForked at seq
-    at_seq + 1; if it rejects instead, the rejection is numbered from the empty session
-    (seq 1) and evolve folds it onto initial_state(new_session_id).
-    """
-    return source._replace(
-        session_id=new_session_id,
-        phase=Phase.FORKING,
-        turn=None,
-        spent_tokens=0,
-        spent_nanos=0,
-        recent_requests=(),
-        lineage=Lineage(None, None, source.session_id, source.last_seq),
-        last_turn=None,
-    )
-
-
-def fold(events: Iterable[Event], session_id: str) -> SessionState:
-    """The state of `session_id` after its log. A forked session's log is given with its
-    ancestry first: the source's events up to at_seq (recursively), then its own events
-    starting with SessionForked."""
-    state: SessionState | None = None
-    for ev in events:
-        if state is None:
-            if isinstance(ev.payload, SessionForked):
-                raise ContractError(
-                    f"fold: session {ev.session_id} starts with SessionForked at seq {ev.seq}; "
-                    f"give its ancestry ({ev.payload.source_session_id} up to seq "
-                    f"{ev.payload.at_seq}) first, or evolve onto fork_base(...)."
-                )
-            state = initial_state(ev.session_id)
-        elif ev.session_id != state.session_id and isinstance(ev.payload, SessionForked):
-            state = fork_base(state, ev.session_id)
-        state = evolve(state, ev)
-    if state is None:
-        return initial_state(session_id)
-    if state.session_id != session_id:
-        raise ContractError(
-            f"fold: the events end in session {state.session_id}, not {session_id}."
-        )
-    return state

@@ -26,7 +26,8 @@ from __future__ import annotations
 from agents._decision import Decision, Rejected
 from agents.errors import ContractError
 from agents.events import Event, Request, RequestRejected, SessionForked
-from agents.evolve import evolve, fold, fork_base
+from agents.evolve import evolve
+from agents.fold import fold, fork_base
 from agents.registry import AgentRegistry
 from agents.state import Phase, SessionState, initial_state
 from agents.state_codec import state_from_dict, state_to_dict

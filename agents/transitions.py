@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from agents import handlers as h
 from agents._decision import Decision
+from agents._tick import on_tick
 from agents.events import (
     REQUEST_TYPES,
     CancelTurn,
@@ -74,14 +75,14 @@ _ROWS: tuple[Transition, ...] = (
     Transition(Phase.NEW, SendMessage, h.on_start_session, _NEXT, "start session + turn"),
     Transition(Phase.FORKING, ForkSession, h.on_fork, (Phase.IDLE,), "fork at at_seq"),
     Transition(Phase.IDLE, SendMessage, h.on_send_message, _NEXT, "start turn"),
-    Transition(Phase.IDLE, Tick, h.on_tick, (Phase.IDLE,), "nothing due"),
+    Transition(Phase.IDLE, Tick, on_tick, (Phase.IDLE,), "nothing due"),
     Transition(
         Phase.AWAITING_LLM, CompleteLlmCall, h.on_llm_completed, (_A, _T, _C) + _NEXT,
         "answer: final, or tool calls",
     ),
     Transition(Phase.AWAITING_LLM, FailLlmCall, h.on_llm_failed, (Phase.IDLE,), "turn fails"),
     Transition(
-        Phase.AWAITING_LLM, Tick, h.on_tick, (Phase.AWAITING_LLM, Phase.IDLE),
+        Phase.AWAITING_LLM, Tick, on_tick, (Phase.AWAITING_LLM, Phase.IDLE),
         "re-issue or fail overdue call",
     ),
     Transition(
@@ -93,20 +94,20 @@ _ROWS: tuple[Transition, ...] = (
         "drop instead",
     ),
     Transition(
-        Phase.COMPACTING, Tick, h.on_tick, (Phase.COMPACTING,) + _AFTER_COMPACTION,
+        Phase.COMPACTING, Tick, on_tick, (Phase.COMPACTING,) + _AFTER_COMPACTION,
         "re-issue or drop instead",
     ),
     Transition(_A, DecideApproval, h.on_approval, (_A, _T, _C) + _NEXT, "grant or deny"),
     Transition(_A, CompleteToolCall, h.on_tool_completed, (_A,), "tool result"),
     Transition(_A, FailToolCall, h.on_tool_failed, (_A,), "tool error"),
     Transition(_A, CompleteChildSession, h.on_child_completed, (_A,), "child answer"),
-    Transition(_A, Tick, h.on_tick, (_A, _T, _C) + _NEXT, "expire approvals"),
+    Transition(_A, Tick, on_tick, (_A, _T, _C) + _NEXT, "expire approvals"),
     Transition(_T, CompleteToolCall, h.on_tool_completed, (_T, _C) + _NEXT, "tool result"),
     Transition(_T, FailToolCall, h.on_tool_failed, (_T, _C) + _NEXT, "tool error"),
     Transition(_T, CompleteChildSession, h.on_child_completed, (_T,), "child answer"),
-    Transition(_T, Tick, h.on_tick, (_T, _C) + _NEXT, "re-issue or time out tools"),
+    Transition(_T, Tick, on_tick, (_T, _C) + _NEXT, "re-issue or time out tools"),
     Transition(_C, CompleteChildSession, h.on_child_completed, (_C,) + _NEXT, "child answer"),
-    Transition(_C, Tick, h.on_tick, (_C,) + _NEXT, "re-issue or time out children"),
+    Transition(_C, Tick, on_tick, (_C,) + _NEXT, "re-issue or time out children"),
 ) + tuple(
     Transition(phase, CancelTurn, h.on_cancel, (Phase.IDLE,), "cancel turn")
     for phase in sorted(TURN_PHASES, key=lambda p: p.value)

@@ -39,7 +39,7 @@ from agents.events import (
     ToolUse,
     Usage,
 )
-from agents.evolve import fold
+from agents.fold import fold
 from agents.fsm import decide_and_evolve, initial_state
 from agents.registry import AgentRegistry
 from agents.state import CallStatus, Phase, SessionState

@@ -48,7 +48,7 @@ from agents.events import (
     TurnFailed,
     Usage,
 )
-from agents.evolve import fold, fork_base
+from agents.fold import fold, fork_base
 from agents.fsm import decide, decide_and_evolve, initial_state
 from agents.state import CallStatus, Phase, SessionState, step_phase
 from agents.state_codec import state_from_dict, state_to_dict

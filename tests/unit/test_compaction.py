@@ -18,7 +18,7 @@ from agents.events import (
     Tick,
     Usage,
 )
-from agents.evolve import fold
+from agents.fold import fold
 from agents.pricing import cost_nanos
 from agents.state import Entry, EntryKind, History, Phase, context_seqs
 from tests.unit.test_fsm_support import REGISTRY, Driver, agent, make_registry, types

@@ -29,7 +29,7 @@ from agents.events import (
     Tick,
     Usage,
 )
-from agents.evolve import fork_base
+from agents.fold import fork_base
 from agents.state import Phase
 from agents.transitions import TRANSITIONS
 from tests.unit.test_fsm_support import Driver, types

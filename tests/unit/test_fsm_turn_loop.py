@@ -48,7 +48,7 @@ from agents.events import (
     TurnFailed,
     Usage,
 )
-from agents.evolve import fold, fork_base
+from agents.fold import fold, fork_base
 from agents.fsm import decide, fork_source
 from agents.pricing import cost_nanos
 from agents.state import Phase

@@ -1,0 +1,123 @@
+"""Time passing: a Tick expires approvals and re-issues (or fails) overdue effects.
+
+Rule: time reaches the pure core only as Tick requests (their occurred_at is "now"), so
+replay sees exactly the ticks the live run saw. A pending effect past its deadline is
+re-issued with the same effect id, attempt + 1 and a fresh deadline, until
+`deadlines.max_attempts` issues have passed; then the core fails it — an LLM call fails
+the turn, a summarize call falls back to dropping the entries, a tool call fails, a
+child session completes as failed. An approval past its expiry is denied as expired.
+Nothing due: no events at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from agents._decision import Decision
+from agents._turn import drop_instead_of_summary, fail_turn, step_resolved
+from agents.events import (
+    ApprovalDenied,
+    ChildSessionCompleted,
+    ChildStatus,
+    EffectKind,
+    EffectReissued,
+    LlmCallFailed,
+    Tick,
+    ToolCallFailed,
+    Usage,
+)
+from agents.state import CallStatus
+
+__all__ = ["on_tick"]
+
+
+def _reissue(d: Decision, effect_id: str, kind: EffectKind, attempt: int, timeout_us: int) -> None:
+    d.emit(
+        EffectReissued(
+            effect_id=effect_id,
+            kind=kind,
+            attempt=attempt + 1,
+            deadline_at=d.now + timedelta(microseconds=timeout_us),
+        )
+    )
+
+
+def _due(deadline: datetime | None, now: datetime) -> bool:
+    return deadline is not None and now >= deadline
+
+
+def on_tick(d: Decision, p: Tick) -> None:
+    """Expire approvals and re-issue (or, after max_attempts, fail) overdue effects, in
+    a fixed order: the LLM call, then the step's calls in request order. Nothing due:
+    no events."""
+    if d.state.turn is None:
+        return
+    now = d.now
+    info = d.registry.find(d.state.agent)
+    max_attempts = info.definition.deadlines.max_attempts if info is not None else 3
+    llm = d.turn.llm
+    if llm is not None and _due(llm.deadline_at, now):
+        summarize = llm.request.purpose == "summarize"
+        kind = EffectKind.COMPACTION if summarize else EffectKind.LLM_CALL
+        if llm.attempt < max_attempts:
+            _reissue(d, llm.request.call_id, kind, llm.attempt, llm.timeout_us)
+            return
+        d.emit(
+            LlmCallFailed(
+                call_id=llm.request.call_id,
+                error_type="DeadlineExceeded",
+                message=f"No outcome after {llm.attempt} attempts.",
+                attempts=llm.attempt,
+            )
+        )
+        if summarize:
+            drop_instead_of_summary(d)
+        else:
+            fail_turn(d, f"The LLM call had no outcome after {llm.attempt} attempts.", "DeadlineExceeded")
+        return
+    resolved = False
+    for call in d.turn.calls:
+        if not _due(call.deadline_at, now):
+            continue
+        if call.status == CallStatus.APPROVAL:
+            d.emit(
+                ApprovalDenied(
+                    call_id=call.call_id,
+                    decided_by="deadline",
+                    reason="Nobody decided before the approval expired.",
+                    expired=True,
+                )
+            )
+            d.emit(
+                ToolCallFailed(
+                    call_id=call.call_id,
+                    error="Denied: the approval expired before anyone decided.",
+                )
+            )
+            resolved = True
+        elif call.attempt < max_attempts:
+            kind = EffectKind.CHILD_SESSION if call.status == CallStatus.CHILD else EffectKind.TOOL_CALL
+            _reissue(d, call.call_id, kind, call.attempt, call.timeout_us)
+        elif call.status == CallStatus.CHILD:
+            d.emit(
+                ChildSessionCompleted(
+                    call_id=call.call_id,
+                    child_session_id=call.child_session_id,
+                    status=ChildStatus.FAILED,
+                    answer=f"no answer after {call.attempt} attempts (deadline exceeded)",
+                    usage=Usage(),
+                    cost_nanos=0,
+                )
+            )
+            resolved = True
+        else:
+            d.emit(
+                ToolCallFailed(
+                    call_id=call.call_id,
+                    error=f"The tool call timed out ({call.attempt} attempts).",
+                )
+            )
+            resolved = True
+    if resolved:
+        step_resolved(d)
+
