@@ -39,7 +39,7 @@ JsonScalar = str | int | float | bool | None
 
 _MISSING = object()
 
-# Rule names the engine itself uses start with "@" (see agents._turn); user rules may not.
+# Rule names the engine itself uses start with "@" (see agents._step); user rules may not.
 RULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
 
