@@ -59,7 +59,7 @@ class AuditHead:
 
 
 def chain_rows(
-    head: AuditHead, items: Iterable[tuple[str, int, str, str, datetime, str]]
+    head: AuditHead, items: Iterable[tuple[str, int, Any, str, datetime, str]]
 ) -> tuple[list[tuple[Any, ...]], AuditHead]:
     """Rows to append after `head` for (session_id, seq, event_id, event_type,
     occurred_at, content) items, in order; returns them and the new head."""

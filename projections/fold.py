@@ -15,6 +15,7 @@ per batch suffices and the order of statements inside a batch never matters.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
@@ -342,7 +343,7 @@ def fold(
     s.updated_at = at
     changes.events.append(
         (
-            sid, seq, event.event_id, type(p).__name__, event.turn_id, at,
+            sid, seq, uuid.UUID(event.event_id), type(p).__name__, event.turn_id, at,
             event.causation_id, event.correlation_id, partition, offset, digest,
         )
     )

@@ -27,6 +27,7 @@ operator clears it. Nothing is ever skipped silently.
 
 from __future__ import annotations
 
+import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,17 +184,40 @@ _STAGE_DDL = [
 _staged_connections: weakref.WeakSet[AsyncConnection[Any]] = weakref.WeakSet()
 
 
+# Column type OIDs of every COPY target, per connection: binary COPY needs them.
+_copy_types: weakref.WeakKeyDictionary[AsyncConnection[Any], dict[str, list[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _ensure_stage(conn: AsyncConnection[Any]) -> None:
     if conn in _staged_connections:
         return
+    types: dict[str, list[int]] = {}
     async with conn.transaction():
         for ddl in _STAGE_DDL:
             await conn.execute(ddl)
+        targets = {_stage(t): cols for t, cols in _STAGED.items()}
+        targets["entries"] = ENTRY_COLUMNS
+        targets["audit_log"] = AUDIT_COLUMNS
+        for table, cols in targets.items():
+            # From the catalog: the application role may not SELECT from audit_log.
+            cur = await conn.execute(
+                "SELECT attname, atttypid::int FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            )
+            oids = {str(name): int(oid) for name, oid in await cur.fetchall()}
+            types[table] = [oids[c] for c in cols]
+    _copy_types[conn] = types
     _staged_connections.add(conn)
 
 
 async def _copy(cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    async with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    # Binary COPY: no text escaping of the (large) content columns.
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    async with cur.copy(sql) as copy:
+        copy.set_types(_copy_types[cur.connection][table])
         for row in rows:
             await copy.write_row(row)
 
@@ -272,7 +296,7 @@ async def apply_batch(
         changes = Changes()
         touched: set[str] = set()
         batch_digests: dict[tuple[str, int], str] = {}
-        audit_items: list[tuple[str, int, str, str, datetime, str]] = []
+        audit_items: list[tuple[str, int, uuid.UUID, str, datetime, str]] = []
         for partition, records in work.items():
             part = result.partitions[partition]
             audit_from = stored[partition][1]
@@ -297,7 +321,7 @@ async def apply_batch(
                 part.applied += 1
                 if record.offset >= audit_from:
                     audit_items.append(
-                        (event.session_id, event.seq, event.event_id,
+                        (event.session_id, event.seq, uuid.UUID(event.event_id),
                          type(event.payload).__name__, event.occurred_at, record.canonical)
                     )
                     part.audited += 1
