@@ -1,6 +1,7 @@
 """Projector benchmark: sustained exactly-once projection rate, and projection lag.
 
-    .venv/bin/python bench/projector.py [--events 100000] [--rate 500] [--seconds 20]
+    .venv/bin/python bench/projector.py [--events 100000] [--repeat 1] [--processes 1]
+                                        [--rate 500] [--seconds 20]
 
 Needs Kafka and a Postgres superuser URL (KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, by
 default the `turnlog dev up` ones). It creates its own database and topics and removes
@@ -236,6 +237,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--processes", type=int, default=1,
                         help="Throughput with this many worker processes in one group.")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Throughput runs (each on a fresh database and topics).")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-lag", action="store_true")
     args = parser.parse_args()
@@ -243,7 +246,9 @@ def main() -> None:
     bootstrap, admin = settings.kafka_bootstrap_servers, settings.database_url
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     if not args.skip_throughput:
-        asyncio.run(throughput(bootstrap, admin, args.events, args.partitions, args.processes))
+        for _ in range(args.repeat):
+            asyncio.run(throughput(bootstrap, admin, args.events, args.partitions, args.processes))
+            print(f"  (load average now {os.getloadavg()[0]:.2f})")
     if not args.skip_lag:
         asyncio.run(lag(bootstrap, admin, args.rate, args.seconds, args.partitions))
 
