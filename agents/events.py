@@ -18,11 +18,12 @@ refers to it by seq or by call id.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Union
+from typing import NoReturn, Union
 
 from agents.errors import InvalidRecord
 
@@ -92,30 +93,47 @@ __all__ = [
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d3a8e-2b4c-5d6e-8f70-91a2b3c4d5e6")
 
 
+_NS_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
 def event_id_for(session_id: str, seq: int) -> str:
-    """Deterministic event id: a re-emitted event (same session, same seq) has the same id."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{session_id}/{seq}"))
+    """Deterministic event id: a re-emitted event (same session, same seq) has the same id.
+
+    Equal to `str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{session_id}/{seq}"))`, computed without
+    building UUID objects because every decoded event checks it."""
+    h = bytearray(hashlib.sha1(_NS_BYTES + f"{session_id}/{seq}".encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+# The checks below run on every record built (every decoded event), so a message is
+# formatted only when a check fails.
+
+
+def _fail(record: str, message: str) -> NoReturn:
+    raise InvalidRecord(f"{record}: {message}")
 
 
 def _require(cond: bool, record: str, message: str) -> None:
     if not cond:
-        raise InvalidRecord(f"{record}: {message}")
+        _fail(record, message)
 
 
 def _nonempty(value: str, record: str, name: str) -> None:
-    _require(isinstance(value, str) and value != "", record, f"{name} must be a non-empty string")
+    if not isinstance(value, str) or not value:
+        _fail(record, f"{name} must be a non-empty string")
 
 
 def _nonneg(value: int, record: str, name: str) -> None:
-    _require(isinstance(value, int) and value >= 0, record, f"{name} must be an int >= 0, got {value!r}")
+    if not isinstance(value, int) or value < 0:
+        _fail(record, f"{name} must be an int >= 0, got {value!r}")
 
 
 def _aware(value: datetime, record: str, name: str) -> None:
-    _require(
-        isinstance(value, datetime) and value.tzinfo is not None,
-        record,
-        f"{name} must be a timezone-aware datetime, got {value!r}",
-    )
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        _fail(record, f"{name} must be a timezone-aware datetime, got {value!r}")
 
 
 # --------------------------------------------------------------------------- enums
@@ -249,7 +267,8 @@ class ForkSession:
 
     def __post_init__(self) -> None:
         _nonempty(self.source_session_id, "ForkSession", "source_session_id")
-        _require(self.at_seq >= 1, "ForkSession", f"at_seq must be >= 1, got {self.at_seq}")
+        if self.at_seq < 1:
+            _fail("ForkSession", f"at_seq must be >= 1, got {self.at_seq}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,11 +421,8 @@ class Request:
         _nonempty(self.request_id, "Request", "request_id")
         _nonempty(self.session_id, "Request", "session_id")
         _aware(self.occurred_at, "Request", "occurred_at")
-        _require(
-            isinstance(self.payload, REQUEST_TYPES),
-            "Request",
-            f"payload must be a request record, got {type(self.payload).__name__}",
-        )
+        if not isinstance(self.payload, REQUEST_TYPES):
+            _fail("Request", f"payload must be a request record, got {type(self.payload).__name__}")
 
 
 # --------------------------------------------------------------------------- events
@@ -608,11 +624,8 @@ class ContextCompactionRequested:
 
     def __post_init__(self) -> None:
         _nonempty(self.compaction_id, "ContextCompactionRequested", "compaction_id")
-        _require(
-            self.strategy in ("sliding_window", "oldest_first", "summarize"),
-            "ContextCompactionRequested",
-            f"unknown strategy {self.strategy!r}",
-        )
+        if self.strategy not in ("sliding_window", "oldest_first", "summarize"):
+            _fail("ContextCompactionRequested", f"unknown strategy {self.strategy!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -787,19 +800,18 @@ class Event:
 
     def __post_init__(self) -> None:
         _nonempty(self.session_id, "Event", "session_id")
-        _require(self.seq >= 1, "Event", f"seq must be >= 1, got {self.seq}")
-        _require(
-            self.event_id == event_id_for(self.session_id, self.seq),
-            "Event",
-            f"event_id of session {self.session_id} seq {self.seq} must be "
-            f"{event_id_for(self.session_id, self.seq)}, got {self.event_id}",
-        )
+        if self.seq < 1:
+            _fail("Event", f"seq must be >= 1, got {self.seq}")
+        expected = event_id_for(self.session_id, self.seq)
+        if self.event_id != expected:
+            _fail(
+                "Event",
+                f"event_id of session {self.session_id} seq {self.seq} must be "
+                f"{expected}, got {self.event_id}",
+            )
         _aware(self.occurred_at, "Event", "occurred_at")
-        _require(
-            isinstance(self.payload, EVENT_TYPES),
-            "Event",
-            f"payload must be an event record, got {type(self.payload).__name__}",
-        )
+        if not isinstance(self.payload, EVENT_TYPES):
+            _fail("Event", f"payload must be an event record, got {type(self.payload).__name__}")
 
 
 # --------------------------------------------------------------------------- other topics
