@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -52,9 +54,11 @@ __all__ = [
     "load_script",
     "new_session_id",
     "payloads",
+    "turnlog_cli",
 ]
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "live"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "live"
 PARTITIONS = 4
 # Generous: a first LLM step on a cold broker (group join, producer fencing) takes ~1 s
 # on the 2-core CI machine; nothing in these tests should take more than a few.
@@ -333,6 +337,27 @@ class RequestClient:
 
     async def flush(self) -> None:
         await self._producer.flush()
+
+
+async def turnlog_cli(
+    bootstrap: str, names: TopicNames, *args: str, timeout: float = DEFAULT_TIMEOUT_S
+) -> tuple[int, str, str]:
+    """Run `python -m turnlog ARGS` against this test's topics (a subprocess, awaited
+    without blocking the worker running on this loop): (exit code, stdout, stderr)."""
+    prefix = names.requests[: -len("turnlog.requests")]
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TURNLOG_TOPIC_PREFIX": prefix}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "turnlog", *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()  # only the process this call started
+        await proc.wait()
+        raise AssertionError(f"turnlog {' '.join(args)} did not finish within {timeout}s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 # --------------------------------------------------------------------------- the worker

@@ -31,6 +31,7 @@ from agents.events import (
 )
 from agents.fsm import fold
 from agents.llm import ToolResultBlock
+from agents.registry import AgentRegistry
 from streams.topics import TopicNames
 from tests.integration.live_support import (
     Live,
@@ -40,6 +41,7 @@ from tests.integration.live_support import (
     load_script,
     new_session_id,
     payloads,
+    turnlog_cli,
 )
 
 
@@ -55,7 +57,9 @@ def _calls_by_name(events: list[Event]) -> dict[str, list[ToolCallRequested]]:
     return out
 
 
-def _tool_results_sent(events: list[Event], registry: object) -> dict[str, ToolResultBlock]:
+def _tool_results_sent(
+    events: list[Event], registry: AgentRegistry
+) -> dict[str, ToolResultBlock]:
     """The tool results the model was sent in the LAST LLM call of the log, rebuilt from
     the log exactly as the effect executor builds it (digest-checked)."""
     last = max(
@@ -64,7 +68,7 @@ def _tool_results_sent(events: list[Event], registry: object) -> dict[str, ToolR
     state = fold([e for e in events if e.seq <= last.seq], last.session_id)
     req = last.payload
     assert isinstance(req, LlmCallRequested)
-    request = build_llm_request(state, req, registry)  # type: ignore[arg-type]
+    request = build_llm_request(state, req, registry)
     assert request.digest() == req.request_digest, "the rebuilt request is not the recorded one"
     blocks = [b for b in request.messages[-1].content if isinstance(b, ToolResultBlock)]
     return {b.call_id: b for b in blocks}
@@ -137,13 +141,12 @@ async def test_denied_call_goes_back_to_the_model_as_a_tool_result_saying_so(
         session = new_session_id("deny")
         await _start_and_wait_for_approvals(live, session, "approval-pair please", 1)
         shell = _calls_by_name(live.log.events(session))["shell"][0]
-        await live.client.send(
-            session,
-            DecideApproval(
-                call_id=shell.call_id, approved=False, decided_by="bob",
-                reason="not on a Friday",
-            ),
+        # The way a person denies: the CLI, which waits for the turn to end.
+        code, out, err = await turnlog_cli(
+            kafka_bootstrap, names, "deny", session, shell.call_id,
+            "--reason", "not on a Friday", "--by", "bob", "--timeout", "30",
         )
+        assert code == 0, (code, out, err)
         completed = await live.log.wait_for_type(session, TurnCompleted)
         events = live.log.events(session)
         denied = payloads(events, ApprovalDenied)
@@ -232,3 +235,41 @@ async def test_unanswered_approval_expires_and_the_model_is_told(
         )
         assert rejected.request_type == "DecideApproval"
         assert not payloads(live.log.events(session), ApprovalGranted)
+
+
+async def test_each_effect_runs_once_the_approved_command_and_every_llm_call(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    """A non-idempotent command must run once per approval, and the provider be asked
+    once per LLM call: a second run is a real side effect (and a second bill), even
+    though the core folds only the first outcome."""
+    registry = load_agents()
+    provider = load_script("script.yaml")
+    async with live_platform(
+        kafka_bootstrap, names, registry=registry, provider=provider, sandbox=tmp_path
+    ) as live:
+        live.extra["agent"] = "approver"
+        session = new_session_id("once")
+        await _start_and_wait_for_approvals(live, session, "approval-counted", 1)
+        shell = _calls_by_name(live.log.events(session))["shell"][0]
+        await live.log.wait_for(
+            session, lambda evs: len(payloads(evs, ToolCallCompleted)) == 1, "the calculator"
+        )
+        await live.client.send(
+            session, DecideApproval(call_id=shell.call_id, approved=True, decided_by="alice")
+        )
+        await live.log.wait_for_type(session, TurnCompleted)
+        # The duplicate outcomes a second run would report arrive after the turn: send a
+        # marker through the same partition and wait for it, so they are on the log too.
+        marker = await live.client.send(session, DecideApproval(
+            call_id="marker", approved=False, decided_by="test"))
+        await live.log.wait_for_type(
+            session, RequestRejected, where=lambda r: r.request_id == marker.request_id
+        )
+        events = live.log.events(session)
+        duplicates = [
+            r for r in payloads(events, RequestRejected) if r.request_id != marker.request_id
+        ]
+        assert (tmp_path / "runs.log").read_text().splitlines() == ["ran"]
+        assert provider.calls == len(payloads(events, LlmCallCompleted)) == 2
+        assert duplicates == [], duplicates

@@ -73,6 +73,7 @@ from tests.integration.live_support import (
     new_session_id,
     payloads,
 )
+from tests.integration.worker_harness import seq_problems
 
 N_MESSAGES = 1000
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -225,7 +226,7 @@ def _invalid(i: int, spec: Spec, t: Targets) -> tuple[Request, tuple[str, ...]]:
             call_id=f"{t.idle}/llm/4", model="scripted-small", text="again")
         return _req(i, t.idle, payload, request_id=rid), (t.idle, rid, "duplicate request id")
     if spec.kind == "illegal_in_phase":
-        options = [
+        phase_options: list[tuple[str, RequestPayload, str | None, tuple[str, ...]]] = [
             (t.parked, SendMessage(text="interrupt"), None, ("turn in progress",)),
             (t.idle, ForkSession(source_session_id=t.parked, at_seq=2), None, ("already exists",)),
             (t.idle, CompleteCompaction(compaction_id="k", summary="s", model="scripted-small"),
@@ -239,7 +240,7 @@ def _invalid(i: int, spec: Spec, t: Targets) -> tuple[Request, tuple[str, ...]]:
             (t.parked, CompleteCompaction(compaction_id="k", summary="s", model="scripted-small"),
              None, ("awaiting_approval", "not accepted")),
         ]
-        sid, payload, agent, says = options[v % len(options)]
+        sid, payload, agent, says = phase_options[v % len(phase_options)]
         return _req(i, sid, payload, agent=agent), (sid, *says)
     assert spec.kind == "unknown_effect"
     ghost = f"ghost-{i}"
@@ -415,13 +416,13 @@ async def test_a_thousand_random_and_corrupted_requests_all_accounted_for_worker
                 assert k not in accepted or k in handled_before, (
                     f"invalid message {m.index} ({m.kind}) was accepted"
                 )
-            elif k in accepted:
-                # Only a corruption that still decodes into a legal request may pass.
-                assert m.kind in ("bit_flipped", "random_bytes"), (m.index, m.kind)
                 assert any(all(s in r for s in m.reason_has) for r in reasons.get(k, ())), (
                     f"message {m.index} ({m.kind}): no rejection saying {m.reason_has}; "
                     f"got {reasons.get(k)}"
                 )
+            elif k in accepted:
+                # Only a corruption that still decodes into a legal request may pass.
+                assert m.kind in ("bit_flipped", "random_bytes"), (m.index, m.kind)
         for k, n in expect_log.items():
             # A request id's first delivery may be accepted; every other is rejected.
             assert rejected[k] + (k in accepted) == n, (k, n, rejected[k], k in accepted)
@@ -434,6 +435,9 @@ async def test_a_thousand_random_and_corrupted_requests_all_accounted_for_worker
             f"rejected + {n_accepted} accepted; kinds {dict(sorted(kinds.items()))}; "
             f"worker {live.worker.stats}"
         )
+
+        # Garbage never breaks the log: every session's seqs are still 1..n, once each.
+        assert seq_problems(e for evs in live.log.by_session.values() for e in evs) == []
 
         # --- the valid session completed alongside, and takes another turn ------------
         await live.log.wait_for_type(valid, TurnCompleted)

@@ -39,6 +39,7 @@ from tests.integration.live_support import (
     load_script,
     new_session_id,
     payloads,
+    turnlog_cli,
 )
 
 
@@ -102,8 +103,14 @@ async def test_cancel_while_waiting_for_approval_and_a_late_decision_is_rejected
         asked = await live.log.wait_for_type(session, ApprovalRequested)
         # Let the auto-allowed calculator finish, so only the approval is outstanding.
         await live.log.wait_for_type(session, ToolCallCompleted)
-        await live.client.send(session, CancelTurn())
-        await live.log.wait_for_type(session, TurnCancelled)
+        # The way a person cancels: `turnlog cancel` (exit 0 once the turn is cancelled).
+        code, out, err = await turnlog_cli(
+            kafka_bootstrap, names, "cancel", session, "--reason", "changed my mind",
+            "--timeout", "30",
+        )
+        assert code == 0, (code, out, err)
+        cancelled = await live.log.wait_for_type(session, TurnCancelled)
+        assert cancelled.reason == "changed my mind"
         late = await live.client.send(
             session, DecideApproval(call_id=asked.call_id, approved=True, decided_by="erin")
         )
