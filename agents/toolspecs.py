@@ -8,8 +8,8 @@ the core turns it into a child session of another agent.
 `BUILTIN_DEFAULT_ACTIONS` is also a declaration: the policy action a built-in asks for
 when no rule of the agent's policy matches a call of it (`shell` needs approval unless a
 rule says otherwise). It lives here, not with the tool's implementation, because the
-core applies it when it decides; a unit test checks it against the tools' own
-declarations (`ToolRegistry.default_actions()`).
+core applies it when it decides; a test checks it against the tools' own declarations
+(`ToolRegistry.default_actions()`).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ process group is killed, so nothing it started outlives the call. Without
 `;`, `&&`, redirections and `$(...)` are plain arguments, not shell syntax. Output is
 capped per stream at `max_output_bytes`.
 
-This tool's default policy is require_approval (`SHELL_DEFAULT_ACTION`): the agent
-definition loader applies it when no policy rule of the agent names `shell`.
+This tool's default policy is require_approval (`SHELL_DEFAULT_ACTION`): the core
+applies it (`agents.toolspecs.BUILTIN_DEFAULT_ACTIONS`) when no policy rule of the agent
+matches a `shell` call and the policy's own default is more permissive.
 """
 
 from __future__ import annotations

@@ -273,3 +273,12 @@ async def test_each_effect_runs_once_the_approved_command_and_every_llm_call(
         assert (tmp_path / "runs.log").read_text().splitlines() == ["ran"]
         assert provider.calls == len(payloads(events, LlmCallCompleted)) == 2
         assert duplicates == [], duplicates
+
+
+def test_the_core_applies_the_default_actions_the_tools_declare() -> None:
+    """The core's copy of the built-ins' default actions (pure, used when deciding) and
+    the tools' own declarations (IO side) are the same table."""
+    from agents.tools import builtin_registry
+    from agents.toolspecs import BUILTIN_DEFAULT_ACTIONS
+
+    assert dict(BUILTIN_DEFAULT_ACTIONS) == builtin_registry().default_actions()
