@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from agents.events import Event, Request, RequestPayload
+from agents.llm import LlmRequest, TextBlock
 from agents.providers.scripted import ScriptedProvider
 from agents.registry import AgentRegistry
 from agents.tools import ToolSettings, builtin_registry
@@ -44,6 +45,7 @@ __all__ = [
     "DATA",
     "DlqRecord",
     "EventLog",
+    "GatedProvider",
     "Live",
     "RawTail",
     "RequestClient",
@@ -87,6 +89,36 @@ async def fresh_topics(bootstrap: str, prefix: str, partitions: int = PARTITIONS
 def payloads(events: Iterable[Event], kind: type[P]) -> list[P]:
     """The payloads of `events` that are `kind`, in log order."""
     return [e.payload for e in events if isinstance(e.payload, kind)]
+
+
+class GatedProvider:
+    """A real provider (the scripted one) whose calls whose last user text contains
+    `hold_text` wait at a gate until the test opens it: an LLM call that is provably in
+    flight for as long as the test needs, with no wall-clock latency to race against.
+    Every other call goes straight through."""
+
+    def __init__(self, inner: Any, hold_text: str) -> None:
+        self.inner = inner
+        self.hold_text = hold_text
+        self.gate = asyncio.Event()
+        self.held = 0
+        self.arrived = asyncio.Event()
+
+    def _holds(self, request: LlmRequest) -> bool:
+        last = request.messages[-1] if request.messages else None
+        texts = [b.text for b in (last.content if last else ()) if isinstance(b, TextBlock)]
+        return bool(texts) and self.hold_text in texts[-1]
+
+    async def complete(self, request: LlmRequest, **options: Any) -> Any:
+        if self._holds(request):
+            self.held += 1
+            self.arrived.set()
+            await self.gate.wait()
+        return await self.inner.complete(request, **options)
+
+    async def wait_held(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Until a call is waiting at the gate (i.e. it is in flight at the provider)."""
+        await asyncio.wait_for(self.arrived.wait(), timeout)
 
 
 # --------------------------------------------------------------------------- reading

@@ -4,7 +4,8 @@ LlmCallCompleted, no cost); the session takes the next message. Cancelling a del
 child fails only the parent's tool call for it.
 
 Real broker, the real session worker (in this process), the scripted model of
-tests/data/live/script.yaml (the slow answer takes 2 s: the cancel lands inside it).
+tests/data/live/script.yaml; "think slowly" calls are held at a gate until the cancel is
+on the log, so the call is provably in flight when cancelled and its outcome provably late.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from agents.events import (
 from agents.fsm import fold
 from streams.topics import TopicNames
 from tests.integration.live_support import (
+    GatedProvider,
     fresh_topics,
     live_platform,
     load_agents,
@@ -51,17 +53,17 @@ def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
 async def test_cancel_during_an_llm_call_ignores_its_late_outcome_and_the_session_goes_on(
     kafka_bootstrap: str, names: TopicNames, tmp_path: Path
 ) -> None:
-    provider = load_script("script.yaml")
+    provider = GatedProvider(load_script("script.yaml"), hold_text="think slowly")
     async with live_platform(
         kafka_bootstrap, names, registry=load_agents(), provider=provider, sandbox=tmp_path
     ) as live:
         session = new_session_id("cancel")
         await live.client.send(session, SendMessage("Please think slowly."), agent="slowpoke")
         slow = await live.log.wait_for_type(session, LlmCallRequested)
+        await provider.wait_held()  # the call is at the provider now
         cancel = await live.client.send(session, CancelTurn(reason="user pressed stop"))
         cancelled = await live.log.wait_for_type(session, TurnCancelled)
         assert (cancelled.turn_no, cancelled.reason) == (1, "user pressed stop")
-        # The cancel was decided while the call was still running (its answer takes 2 s).
         events = live.log.events(session)
         assert not [p for p in payloads(events, LlmCallCompleted) if p.call_id == slow.call_id]
         assert next(e for e in events if isinstance(e.payload, TurnCancelled)).causation_id == (
@@ -71,10 +73,11 @@ async def test_cancel_during_an_llm_call_ignores_its_late_outcome_and_the_sessio
         # The session takes a new message at once, while the old call is still out.
         await live.client.send(session, SendMessage("quick question"))
         second = await live.log.wait_for_type(session, TurnCompleted)
-        # The old call's outcome arrives late and is ignored, with a reason on the log.
+        assert provider.held == 1 and not provider.gate.is_set()
+        # Now the old call answers: its outcome is late and ignored, with a reason.
+        provider.gate.set()
         late = await live.log.wait_for_type(
-            session, RequestRejected, where=lambda r: r.request_id.startswith(slow.call_id),
-            timeout=20,
+            session, RequestRejected, where=lambda r: r.request_id.startswith(slow.call_id)
         )
         assert late.request_type == "CompleteLlmCall" and "ignored" in late.reason
 
@@ -126,9 +129,9 @@ async def test_cancel_while_waiting_for_approval_and_a_late_decision_is_rejected
 async def test_cancelling_a_child_session_fails_only_the_parents_tool_call(
     kafka_bootstrap: str, names: TopicNames, tmp_path: Path
 ) -> None:
+    provider = GatedProvider(load_script("script.yaml"), hold_text="think slowly")
     async with live_platform(
-        kafka_bootstrap, names, registry=load_agents(), provider=load_script("script.yaml"),
-        sandbox=tmp_path,
+        kafka_bootstrap, names, registry=load_agents(), provider=provider, sandbox=tmp_path
     ) as live:
         parent = new_session_id("patient")
         await live.client.send(
@@ -136,6 +139,7 @@ async def test_cancelling_a_child_session_fails_only_the_parents_tool_call(
         )
         child = await live.log.wait_for_type(parent, ChildSessionRequested)
         await live.log.wait_for_type(child.child_session_id, LlmCallRequested)
+        await provider.wait_held()
         # Anyone may cancel the child (it is a session like any other).
         await live.client.send(child.child_session_id, CancelTurn(reason="too slow"))
         await live.log.wait_for_type(child.child_session_id, TurnCancelled)
@@ -146,4 +150,10 @@ async def test_cancelling_a_child_session_fails_only_the_parents_tool_call(
         answer = next(e for e in events if e.seq == done.answer_seq).payload
         assert isinstance(answer, LlmCallCompleted)
         assert "cancelled" in answer.text and "too slow" in answer.text
+        # The child's abandoned call answers late: the child ignores it, the parent
+        # hears nothing more (its call was already answered by the cancellation).
+        provider.gate.set()
+        await live.log.wait_for_type(child.child_session_id, RequestRejected)
+        assert len(live.log.of_type(parent, ChildSessionCompleted)) == 1
+        assert not live.log.of_type(child.child_session_id, LlmCallCompleted)
         live.worker.assert_alive()
