@@ -1,1 +1,14 @@
-"""turnlog projections package."""
+"""Postgres projections of turnlog.events: what users query with SQL.
+
+    migrations/       the schema (plain SQL, applied by projections.migrate)
+    rows              the rows' columns and merge rules (pure)
+    fold              how each event changes the rows; seq gaps and duplicates (pure)
+    store             one batch, one transaction, offsets included (exactly once)
+    _staging          staging tables + binary COPY + merge SQL, for the store
+    projector         the worker: Kafka (read_committed) -> store, checkpoints
+    audit             the hash-chained audit log: append, checkpoints, verify
+    rebuild           empty the projections and replay from offset 0; checksums
+    queries           what `turnlog sessions|show|costs` print
+    synthetic         realistic generated session logs (tests, benchmark)
+    testing           helpers for integration tests against real Kafka/Postgres
+"""

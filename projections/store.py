@@ -28,7 +28,6 @@ operator clears it. Nothing is ever skipped silently.
 from __future__ import annotations
 
 import uuid
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,19 +37,10 @@ from psycopg import AsyncConnection
 
 from agents.errors import ContractError
 from agents.events import Event
+from projections._staging import copy_rows, ensure_stage, merge_links, write_partition_rows
 from projections.audit import AUDIT_COLUMNS, AuditHead, chain_rows
-from projections.fold import (
-    ENTRY_COLUMNS,
-    EVENT_COLUMNS,
-    PATCH_TABLES,
-    SESSION_COLUMNS,
-    Changes,
-    PatchTable,
-    SessionRow,
-    Verdict,
-    classify,
-    fold,
-)
+from projections.fold import Verdict, classify, fold
+from projections.rows import SESSION_COLUMNS, Changes, SessionRow
 
 __all__ = [
     "PROJECTION_TABLES",
@@ -125,103 +115,6 @@ class BatchResult:
 _SESSION_SELECT = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE session_id = ANY(%s)"
 
 
-def _stage(table: str) -> str:
-    return f"stage_{table}"
-
-
-# Rows reach their tables through COPY (one round trip for thousands of rows, formatted
-# in C by psycopg) into per-connection temporary staging tables, then one INSERT …
-# SELECT … ON CONFLICT per table: upsert semantics at COPY speed. The staging tables
-# have exactly the written columns, with the target's types (CREATE … AS … WITH NO DATA).
-def _staged_columns() -> dict[str, tuple[str, ...]]:
-    cols = {
-        "events": EVENT_COLUMNS,
-        "sessions": SESSION_COLUMNS,
-        "session_links": ("child_session_id", "parent_session_id", "parent_call_id"),
-    }
-    for table, spec in PATCH_TABLES.items():
-        cols[table] = spec.key + spec.columns + spec.increments + spec.appends
-    return cols
-
-
-_STAGED = _staged_columns()
-
-
-def _merge_sql(table: str) -> str:
-    cols = _STAGED[table]
-    head = f"INSERT INTO {table} AS t ({', '.join(cols)}) SELECT {', '.join(cols)} FROM {_stage(table)} "
-    if table == "events":
-        return head + "ON CONFLICT (session_id, seq) DO NOTHING"
-    if table == "session_links":
-        return head + "ON CONFLICT (child_session_id) DO NOTHING"
-    if table == "sessions":
-        sets = [f"{c} = excluded.{c}" for c in SESSION_COLUMNS[1:]]
-        return head + f"ON CONFLICT (session_id) DO UPDATE SET {', '.join(sets)}"
-    spec = PATCH_TABLES[table]
-    sets = [f"{c} = {_coalesce(spec, c)}" for c in spec.columns]
-    sets += [f"{c} = t.{c} + excluded.{c}" for c in spec.increments]
-    sets += [f"{c} = t.{c} || excluded.{c}" for c in spec.appends]
-    return head + f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
-
-
-def _coalesce(spec: PatchTable, column: str) -> str:
-    """The new value of a patched column: the patch's, unless it is None (unchanged) or
-    a sticky rule keeps the stored one."""
-    merged = f"COALESCE(excluded.{column}, t.{column})"
-    for col, kept, over in spec.sticky:
-        if col == column:
-            merged = (f"CASE WHEN t.{column} = '{kept}' AND excluded.{column} = '{over}' "
-                      f"THEN t.{column} ELSE {merged} END")
-    return merged
-
-
-_MERGES = {table: _merge_sql(table) for table in _STAGED}
-_STAGE_DDL = [
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_stage(table)} ON COMMIT DELETE ROWS AS "
-    f"SELECT {', '.join(cols)} FROM {table} WITH NO DATA"
-    for table, cols in _STAGED.items()
-]
-_staged_connections: weakref.WeakSet[AsyncConnection[Any]] = weakref.WeakSet()
-
-
-# Column type OIDs of every COPY target, per connection: binary COPY needs them.
-_copy_types: weakref.WeakKeyDictionary[AsyncConnection[Any], dict[str, list[int]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def _ensure_stage(conn: AsyncConnection[Any]) -> None:
-    if conn in _staged_connections:
-        return
-    types: dict[str, list[int]] = {}
-    async with conn.transaction():
-        for ddl in _STAGE_DDL:
-            await conn.execute(ddl)
-        targets = {_stage(t): cols for t, cols in _STAGED.items()}
-        targets["entries"] = ENTRY_COLUMNS
-        targets["audit_log"] = AUDIT_COLUMNS
-        for table, cols in targets.items():
-            # From the catalog: the application role may not SELECT from audit_log.
-            cur = await conn.execute(
-                "SELECT attname, atttypid::int FROM pg_attribute "
-                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-                (table,),
-            )
-            oids = {str(name): int(oid) for name, oid in await cur.fetchall()}
-            types[table] = [oids[c] for c in cols]
-    _copy_types[conn] = types
-    _staged_connections.add(conn)
-
-
-async def _copy(cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    # Binary COPY: no text escaping of the (large) content columns.
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    async with cur.copy(sql) as copy:
-        copy.set_types(_copy_types[cur.connection][table])
-        for row in rows:
-            await copy.write_row(row)
-
-
 async def load_positions(
     conn: AsyncConnection[Any], consumer: str, topic: str, partitions: Sequence[int]
 ) -> dict[int, tuple[int, Stop | None]]:
@@ -256,7 +149,7 @@ async def apply_batch(
 
     `expected` is where this process believes each partition's stored position is."""
     result = BatchResult()
-    await _ensure_stage(conn)
+    await ensure_stage(conn)
     async with conn.transaction():
         cur = conn.cursor()
         await cur.execute(
@@ -326,20 +219,17 @@ async def apply_batch(
                     )
                     part.audited += 1
 
-        await _write(cur, changes, [sessions[s] for s in sorted(touched)])
+        await write_partition_rows(cur, changes, [sessions[s] for s in sorted(touched)])
 
         # From here on, rows shared between partitions: under the one global lock.
         await cur.execute("SELECT last_audit_id, head_hash FROM audit_head WHERE id = 1 FOR UPDATE")
         head_row = await cur.fetchone()
         assert head_row is not None, "audit_head row missing"
         head = AuditHead(int(head_row[0]), str(head_row[1]))
-        if changes.links:
-            await _copy(cur, _stage("session_links"), _STAGED["session_links"],
-                        list(changes.links.values()))
-            await cur.execute(_MERGES["session_links"])
+        await merge_links(cur, changes)
         if audit_items:
             rows, head = chain_rows(head, audit_items)
-            await _copy(cur, "audit_log", AUDIT_COLUMNS, rows)
+            await copy_rows(cur, "audit_log", AUDIT_COLUMNS, rows)
             await cur.execute(
                 "UPDATE audit_head SET last_audit_id = %s, head_hash = %s WHERE id = 1",
                 (head.last_audit_id, head.head_hash),
@@ -411,19 +301,3 @@ async def _stored_digests(
         ([k[0] for k in keys], [k[1] for k in keys]),
     )
     return {(str(s), int(q)): str(d) for s, q, d in await cur.fetchall()}
-
-
-async def _write(cur: Any, changes: Changes, sessions: list[SessionRow]) -> None:
-    """The rows only this partition's owner writes (everything but links and audit)."""
-    staged: dict[str, Sequence[Sequence[Any]]] = {
-        "events": changes.events,
-        "sessions": [s.as_tuple() for s in sessions],
-    }
-    for table in PATCH_TABLES:
-        staged[table] = changes.patch_rows(table)
-    for table, rows in staged.items():
-        if rows:
-            await _copy(cur, _stage(table), _STAGED[table], rows)
-            await cur.execute(_MERGES[table])
-    if changes.entries:
-        await _copy(cur, "entries", ENTRY_COLUMNS, changes.entries)

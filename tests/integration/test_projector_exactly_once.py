@@ -22,10 +22,11 @@ import pytest
 
 from agents.events import Event, SessionStarted, TurnStarted, UserMessageReceived, event_id_for
 from projections.audit import read_checkpoints, verify_audit_log
-from projections.fold import Changes, SessionRow, Verdict, classify, fold
+from projections.fold import Verdict, classify, fold
 from projections.migrate import migrate
 from projections.projector import Projector, ProjectorConfig
 from projections.rebuild import rebuild, table_checksums
+from projections.rows import Changes, SessionRow
 from projections.store import PROJECTION_TABLES, PartitionStopped
 from projections.synthetic import generate, interleave
 from projections.testing import produce_aborted, produce_events, role_url, wait_until

@@ -35,7 +35,8 @@ from agents.events import (
     UserMessageReceived,
     event_id_for,
 )
-from projections.fold import PATCH_TABLES, Changes, SessionRow, Verdict, classify, fold
+from projections.fold import Verdict, classify, fold
+from projections.rows import PATCH_TABLES, Changes, SessionRow
 from projections.synthetic import generate, interleave
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
