@@ -1,0 +1,72 @@
+"""`turnlog demo`, the README's first command, run as a user runs it (a subprocess of the
+real console entry point) against this run's Kafka and database: it must end with exit
+code 0, having shown a tool call, an approval, a delegation and a compaction — and what
+it printed must be what the log and the projections hold."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+from tests.integration.test_cli_support import DEMO_AGENTS, cli
+from tests.integration.worker_harness import ROOT
+
+
+def test_demo_runs_to_the_end_and_its_session_is_in_kafka_and_postgres(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    prefix = f"{topic_prefix}demo{secrets.token_hex(2)}."
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TURNLOG_"))}
+    env |= {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATABASE_URL": database_url,
+        "TURNLOG_TOPIC_PREFIX": prefix,
+        "TURNLOG_PARTITIONS": "4",
+        "TURNLOG_SANDBOX_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    done = subprocess.run([sys.executable, "-m", "turnlog", "demo"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    out = done.stdout
+    assert done.returncode == 0, f"{out}\n{done.stderr}"
+    for n in range(1, 7):
+        assert f"[{n}/6]" in out
+    assert "✗" not in out
+    for seen in ("✓ tool call (calculator)", "✓ approval (shell), shown then granted",
+                 "✓ delegation to the researcher", "✓ context compaction"):
+        assert seen in out
+    assert "⏸ approval needed for shell" in out and "approved by demo" in out
+    assert "audit log intact" in out
+    match = re.search(r"\[4/6\] a session with agent 'assistant': (\S+)", out)
+    assert match, out
+    sid = match.group(1)
+
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        session = conn.execute("SELECT * FROM sessions WHERE session_id = %s", (sid,)).fetchone()
+        approval = conn.execute("SELECT * FROM approvals WHERE session_id = %s",
+                                (sid,)).fetchone()
+        compactions = conn.execute("SELECT strategy FROM compactions WHERE session_id = %s",
+                                   (sid,)).fetchall()
+        child = conn.execute("SELECT s.agent, s.turns_completed FROM session_links l JOIN "
+                             "sessions s ON s.session_id = l.child_session_id "
+                             "WHERE l.parent_session_id = %s", (sid,)).fetchone()
+    assert session is not None and session["turns_completed"] == 4
+    assert approval is not None
+    assert (approval["outcome"], approval["decided_by"]) == ("granted", "demo")
+    assert [c["strategy"] for c in compactions] == ["summarize"]
+    assert child == {"agent": "researcher", "turns_completed": 1}
+    # The costs table printed the session's own and rolled-up cost.
+    assert re.search(rf"{re.escape(sid)}\s+assistant\s+\d+\s+0\.\d{{6}}\s+0\.\d{{6}}", out)
+
+    # The follow-up command the demo suggests works on what it left behind.
+    verify = cli({**env, "TURNLOG_AGENTS": str(DEMO_AGENTS)}, "replay", sid, "--verify",
+                 "--no-timeline")
+    assert verify.exit_code == 0, verify.output
+    assert "verify: OK" in verify.output and "1 compaction(s)" in verify.output
