@@ -22,6 +22,8 @@ COPY agents ./agents
 COPY schemas ./schemas
 COPY streams ./streams
 COPY projections ./projections
+# The demo agents and their script: the default TURNLOG_AGENTS / TURNLOG_PROVIDER.
+COPY examples ./examples
 RUN pip install --no-deps . \
     && useradd --system --uid 10001 --no-create-home turnlog
 

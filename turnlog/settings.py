@@ -91,6 +91,32 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Root log level of turnlog processes.")
 
+    # What the session worker runs: agents, the LLM provider, the tools' permissions.
+    agents: Path = Field(
+        default=Path("examples/agents.toml"),
+        description="Agent definitions file (TOML or YAML) the session worker serves.",
+    )
+    provider: str = Field(
+        default="scripted:examples/demo.script.yaml",
+        description=(
+            "LLM provider for scripted-* models ('scripted:<script file>'); other models use "
+            "Anthropic when ANTHROPIC_API_KEY is set, or always with 'anthropic'."
+        ),
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "anthropic_base_url"),
+        description="Messages API base URL (a proxy or a local fake); the SDK default when unset.",
+    )
+    sandbox_dir: Path = Field(
+        default=Path(".turnlog/sandbox"),
+        description="The only directory the file and shell tools may touch.",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts http_get may fetch (exact or *.suffix); empty: none.",
+    )
+
     # TURNLOG_DEV_*: only the local infrastructure of `turnlog dev` reads these.
     dev_kafka_port: int = Field(default=DEV_KAFKA_PORT, ge=1, le=65535)
     dev_kafka_controller_port: int = Field(default=DEV_KAFKA_CONTROLLER_PORT, ge=1, le=65535)
@@ -146,6 +172,28 @@ class Settings(BaseSettings):
         if level not in cls._LOG_LEVELS:
             raise ValueError(f"expected one of {', '.join(sorted(cls._LOG_LEVELS))}, got {value!r}")
         return level
+
+    @field_validator("provider")
+    @classmethod
+    def _check_provider(cls, value: str) -> str:
+        kind, _, rest = value.strip().partition(":")
+        if kind not in ("scripted", "anthropic") or (kind == "scripted" and not rest):
+            raise ValueError("expected 'scripted:<script file>' or 'anthropic'")
+        if kind == "anthropic" and rest:
+            raise ValueError("'anthropic' takes no ':<argument>'")
+        return value.strip()
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: str) -> str:
+        for host in (h.strip() for h in value.split(",")):
+            if host and not re.fullmatch(r"(\*\.)?[A-Za-z0-9.\-\[\]:]+", host):
+                raise ValueError(f"{host!r} is not a host name or *.suffix pattern")
+        return value
+
+    @property
+    def allowed_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.allowed_hosts.split(",") if h.strip())
 
     @field_validator("dev_kafka_heap")
     @classmethod
