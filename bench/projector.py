@@ -104,18 +104,60 @@ async def throughput(
         config = ProjectorConfig(bootstrap, app_url, names.events, names.checkpoints,
                                  group_id=None, max_records=10_000)
         projector = Projector(config)
+        backend = _BackendCpu(admin_url, name)
+        backend.start()
+        cpu_before = time.process_time()
         await projector.run(until_caught_up=True)
+        cpu_python = time.process_time() - cpu_before
+        backend.done.set()
+        backend.join()
         assert projector.first_batch_at is not None and projector.last_batch_at is not None
         elapsed = projector.last_batch_at - projector.first_batch_at
         with psycopg.connect(url) as conn:
             audited = conn.execute("SELECT count(*) FROM audit_log").fetchone()
-        print(f"THROUGHPUT: {projector.applied} events projected exactly-once in {elapsed:.2f}s "
-              f"= {projector.applied / elapsed:,.0f} events/s "
+        n = projector.applied
+        print(f"THROUGHPUT: {n} events projected exactly-once in {elapsed:.2f}s "
+              f"= {n / elapsed:,.0f} events/s "
               f"({projector.batches} transactions; decode {projector.decode_seconds:.2f}s, "
               f"database {projector.db_seconds:.2f}s; audit rows {audited[0] if audited else 0})")
+        # CPU per event does not depend on what else the machine runs: it bounds the rate
+        # of an otherwise idle machine (the projector and its Postgres backend each on a core).
+        per_py, per_pg = cpu_python / n * 1e6, backend.cpu_seconds / n * 1e6
+        print(f"  CPU per event: projector process {per_py:.0f} us, its Postgres backend "
+              f"{per_pg:.0f} us -> idle 2-core bound ~{1e6 / max(per_py, per_pg):,.0f} events/s")
     finally:
         await delete_topics(bootstrap, prefix)
         _database(admin_url, name, drop=True)
+
+
+class _BackendCpu(threading.Thread):
+    """CPU time of the application role's Postgres backends on the bench database, read
+    from /proc (the database runs on this machine)."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        super().__init__(daemon=True)
+        self.admin_url, self.database = admin_url, database
+        self.ticks: dict[int, int] = {}
+        self.done = threading.Event()
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+    def run(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            while True:
+                pids = [p for (p,) in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+                    (self.database, "turnlog_app"))]
+                for pid in pids:
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue
+                    self.ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+                if self.done.wait(0.2):
+                    return
 
 
 class _Watcher(threading.Thread):

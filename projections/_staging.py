@@ -114,12 +114,33 @@ async def ensure_stage(conn: AsyncConnection[Any]) -> None:
     _staged_connections.add(conn)
 
 
+_UUID_OID = 2950
+
+
+class _UuidText:
+    """An event id (canonical UUID text) as psycopg's binary uuid dumper reads it: it
+    only asks for `.int`. Four times cheaper than parsing a uuid.UUID per row."""
+
+    __slots__ = ("int",)
+
+    def __init__(self, text: str) -> None:
+        self.int = int(text.replace("-", ""), 16)
+
+
 async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    # Binary COPY: no text escaping of the (large) content columns.
+    # Binary COPY: no text escaping of the (large) content columns. The column types are
+    # set explicitly, so each value is dumped by its column's type.
+    types = _copy_types[cur.connection][table]
+    uuids = [i for i, oid in enumerate(types) if oid == _UUID_OID]
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     async with cur.copy(sql) as copy:
-        copy.set_types(_copy_types[cur.connection][table])
+        copy.set_types(types)
         for row in rows:
+            if uuids:
+                row = list(row)
+                for i in uuids:
+                    if isinstance(row[i], str):
+                        row[i] = _UuidText(row[i])
             await copy.write_row(row)
 
 

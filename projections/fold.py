@@ -15,7 +15,6 @@ per batch suffices and the order of statements inside a batch never matters.
 
 from __future__ import annotations
 
-import uuid
 from enum import Enum
 
 from agents.events import (
@@ -170,7 +169,7 @@ def fold(
     s.updated_at = at
     changes.events.append(
         (
-            sid, seq, uuid.UUID(event.event_id), type(p).__name__, event.turn_id, at,
+            sid, seq, event.event_id, type(p).__name__, event.turn_id, at,
             event.causation_id, event.correlation_id, partition, offset, digest,
         )
     )

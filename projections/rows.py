@@ -133,6 +133,11 @@ PATCH_TABLES: dict[str, PatchTable] = {
     )
 }
 
+# table -> column -> (kept, over): PatchTable.sticky, for the hot path of Changes.patch.
+_STICKY: dict[str, dict[str, tuple[str, str]]] = {
+    name: {c: (k, o) for c, k, o in t.sticky} for name, t in PATCH_TABLES.items()
+}
+
 # Rows of `events` and `entries`, column order of their INSERTs.
 EVENT_COLUMNS = (
     "session_id", "seq", "event_id", "event_type", "turn_id", "occurred_at",
@@ -156,11 +161,15 @@ class Changes:
     )
 
     def patch(self, table: str, key: tuple[str, ...], **columns: Any) -> None:
-        spec = PATCH_TABLES[table]
+        sticky = _STICKY[table]
         row = self.patches[table].setdefault(key, {})
         for name, value in columns.items():
-            if value is not None and not spec.keeps(name, row.get(name), value):
-                row[name] = value
+            if value is None:
+                continue
+            rule = sticky.get(name)
+            if rule is not None and row.get(name) == rule[0] and value == rule[1]:
+                continue  # see PatchTable.sticky
+            row[name] = value
 
     def increment(self, table: str, key: tuple[str, ...], column: str, by: int = 1) -> None:
         row = self.patches[table].setdefault(key, {})

@@ -27,7 +27,6 @@ operator clears it. Nothing is ever skipped silently.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -189,7 +188,7 @@ async def apply_batch(
         changes = Changes()
         touched: set[str] = set()
         batch_digests: dict[tuple[str, int], str] = {}
-        audit_items: list[tuple[str, int, uuid.UUID, str, datetime, str]] = []
+        audit_items: list[tuple[str, int, str, str, datetime, str]] = []
         for partition, records in work.items():
             part = result.partitions[partition]
             audit_from = stored[partition][1]
@@ -214,7 +213,7 @@ async def apply_batch(
                 part.applied += 1
                 if record.offset >= audit_from:
                     audit_items.append(
-                        (event.session_id, event.seq, uuid.UUID(event.event_id),
+                        (event.session_id, event.seq, event.event_id,
                          type(event.payload).__name__, event.occurred_at, record.canonical)
                     )
                     part.audited += 1
