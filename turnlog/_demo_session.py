@@ -29,11 +29,15 @@ from agents.events import (
 
 __all__ = ["TURNS", "DemoFailed", "prepare", "run_demo"]
 
-NOTES = Path(__file__).resolve().parents[1] / "examples" / "demo_notes.md"
+def _notes_path() -> Path:
+    from turnlog.demo import EXAMPLES
+
+    return EXAMPLES / "demo_notes.md"
 
 
 def _turns() -> tuple[str, ...]:
-    notes = NOTES.read_text(encoding="utf-8") if NOTES.exists() else "(no notes found)"
+    path = _notes_path()
+    notes = path.read_text(encoding="utf-8") if path.exists() else "(no notes found)"
     return (
         "what is 17*23?",
         "list the files here",

@@ -151,10 +151,11 @@ def replay_command(
     result = replay(log, to_seq=to, rows=timeline or as_json)
     report = None
     if verify:
-        from streams.main import load_registry
+        from agents.registry import AgentRegistry
         from turnlog.replay_verify import verify_session
 
-        registry = load_registry(agents)
+        # The same agent file the session worker serves (TURNLOG_AGENTS), unless given.
+        registry = AgentRegistry.from_file(agents or _agents_setting(settings))
         report = asyncio.run(verify_session(settings.kafka_bootstrap_servers, topics,
                                             log.session_id, registry, log=log))
     if export is not None:
@@ -188,6 +189,13 @@ def replay_command(
             _print_verify(report)
     if report is not None and not report.ok:
         raise typer.Exit(1)
+
+
+def _agents_setting(settings: Any) -> Path:
+    import os
+
+    configured = getattr(settings, "agents", None)
+    return Path(configured or os.environ.get("TURNLOG_AGENTS", "examples/agents.toml"))
 
 
 def register(app: typer.Typer) -> None:

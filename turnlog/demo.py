@@ -34,7 +34,14 @@ import typer
 
 __all__ = ["WorkerAll", "demo_command", "register", "worker_all_command"]
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+def _examples() -> Path:
+    # A checkout (editable install) has examples/ next to the package; an installed
+    # package has not, and then the demo looks in the current directory.
+    beside = Path(__file__).resolve().parents[1] / "examples"
+    return beside if beside.is_dir() else Path.cwd() / "examples"
+
+
+EXAMPLES = _examples()
 DEMO_AGENTS = EXAMPLES / "demo_agents.toml"
 DEMO_AGENTS_CLAUDE = EXAMPLES / "demo_agents.claude.toml"
 DEMO_SCRIPT = EXAMPLES / "demo_session.script.yaml"
