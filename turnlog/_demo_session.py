@@ -99,7 +99,7 @@ def prepare(settings: Any, agents_path: Path, models: str) -> None:
     echo(f"  tables: {', '.join(applied) if applied else 'up to date'}")
     step(3, "workers")
     echo(f"  session worker + effect runner + projector in this process (= `turnlog worker "
-         f"all`)\n  agents {agents_path} · models: {models}")
+         f"all`)\n  agents {_shown(agents_path)} · models: {models}")
 
 
 def _redact(url: str) -> str:
@@ -243,7 +243,11 @@ Try next (the session stays in Kafka and Postgres):
 def _agents_path() -> str:
     import os
 
-    path = Path(os.environ.get("TURNLOG_AGENTS", "examples/agents.toml"))
+    return _shown(Path(os.environ.get("TURNLOG_AGENTS", "examples/agents.toml")))
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current directory if inside."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:

@@ -24,6 +24,7 @@ from agents.events import (
     LlmCallCompleted,
     Request,
     RequestRejected,
+    SendMessage,
     SessionClosed,
     SessionForked,
     TokenDelta,
@@ -120,10 +121,14 @@ _TURN_END = (TurnCompleted, TurnFailed, TurnCancelled)
 class _Tracker:
     """Decides, event by event, whether a request's outcome is known (module doc)."""
 
-    def __init__(self, session_id: str, request_id: str, until: Until) -> None:
+    def __init__(self, session_id: str, request_id: str, until: Until, *,
+                 starts_turn: bool = False) -> None:
         self.session_id = session_id
         self.request_id = request_id
         self.until = until
+        # A SendMessage always ends in a turn or a rejection: never take its SessionStarted
+        # alone (a fetch may split one decision's events) for the whole answer.
+        self.starts_turn = starts_turn
         self.caused = False
         self.turn_id: str | None = None
         self.events: list[Event] = []
@@ -157,10 +162,14 @@ class _Tracker:
                 self._finish("cancelled", reason=p.reason)
 
     def batch_end(self) -> None:
-        """A poll batch was fully fed: the first decision's events have arrived."""
-        if self.outcome is None and self.caused and (
-            self.until == "accepted" or self.turn_id is None
-        ):
+        """A poll batch was fully fed: the first decision's events have arrived (all of
+        them, unless the fetch split the decision: see `starts_turn`)."""
+        if self.outcome is not None or not self.caused:
+            return
+        if self.starts_turn:
+            if self.until == "accepted" and self.turn_id is not None:
+                self._finish("accepted")
+        elif self.until == "accepted" or self.turn_id is None:
             self._finish("accepted")
 
     def _answer(self, seq: int) -> str | None:
@@ -186,7 +195,8 @@ class TurnWatch:
         self._sent = sent
         self._deltas = deltas
         self._timeout = timeout
-        self._tracker = _Tracker(sent.session_id, sent.request_id, until)
+        self._tracker = _Tracker(sent.session_id, sent.request_id, until,
+                                 starts_turn=isinstance(sent.request.payload, SendMessage))
 
     @property
     def outcome(self) -> Outcome | None:
