@@ -37,7 +37,7 @@ from agents.events import (
 )
 from agents.pricing import model_info
 from agents.registry import AgentInfo
-from agents.state import context_seqs
+from agents.state import context_ranges, context_seqs
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 
 __all__ = [
@@ -155,7 +155,8 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
             fallbacks=defn.fallbacks,
             max_tokens=defn.max_tokens,
             temperature=defn.temperature,
-            context_seqs=seqs,
+            context_ranges=context_ranges(d.state.history, seqs),
+            context_entries=len(seqs),
             system_prompt_hash=info.system_prompt_hash,
             toolset_hash=info.toolset_hash,
             request_digest=request.digest(),
@@ -223,7 +224,8 @@ def _request_summary(
             fallbacks=(),
             max_tokens=max_tokens,
             temperature=0.0,
-            context_seqs=plan.removed_seqs,
+            context_ranges=context_ranges(d.state.history, plan.removed_seqs),
+            context_entries=len(plan.removed_seqs),
             system_prompt_hash=SUMMARIZE_SYSTEM_HASH,
             toolset_hash=EMPTY_TOOLSET_HASH,
             request_digest=request.digest(),

@@ -39,7 +39,15 @@ from agents.llm import (
     sha256_hex,
 )
 from agents.registry import AgentRegistry, toolset_hash
-from agents.state import Entry, EntryKind, History, PendingLlm, SessionState, find_entry
+from agents.state import (
+    Entry,
+    EntryKind,
+    History,
+    PendingLlm,
+    SessionState,
+    expand_context,
+    find_entry,
+)
 
 __all__ = [
     "EMPTY_TOOLSET_HASH",
@@ -237,7 +245,8 @@ def build_llm_request(
     effect from agents.effects), turn or summarize, rebuilt from `state`."""
     req = _requested(call)
     where = f"session {state.session_id} call {req.call_id}"
-    entries = entries_for(state.history, req.context_seqs, where=where)
+    seqs = expand_context(state.history, req.context_ranges)
+    entries = entries_for(state.history, seqs, where=where)
     if req.purpose == "summarize":
         return summarize_request(entries, model=req.model, max_tokens=req.max_tokens)
     return turn_request(

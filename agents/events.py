@@ -477,18 +477,25 @@ class UserMessageReceived:
 
 @dataclass(frozen=True, slots=True)
 class LlmCallRequested:
-    """An LLM call effect. The context is recorded BY REFERENCE: `context_seqs` are the
-    seqs of the log entries in the window (in order), `summary_seqs` the compaction
-    summaries that replace older entries; `system_prompt_hash` and `toolset_hash` pin the
-    definition; `request_digest` is the sha256 of the exact provider request, so replay
-    can rebuild the request and prove it identical. `reserved_*` is the budget held."""
+    """An LLM call effect. The context is recorded BY REFERENCE, in constant size:
+    `context_ranges` is a flat tuple of inclusive seq pairs (lo1, hi1, lo2, hi2, ...); the
+    context is, in pair order, the conversation entries whose seqs fall in each pair —
+    a pair with lo == hi names exactly that entry (e.g. the active compaction summary),
+    a wider pair names the non-summary entries in it. A context window is the summary
+    plus a suffix of the conversation, so it takes one or two pairs however long the
+    session grows (agents.state.context_ranges / expand_context convert).
+    `context_entries` is the number of entries referenced. `system_prompt_hash` and
+    `toolset_hash` pin the definition; `request_digest` is the sha256 of the exact
+    provider request, so replay can rebuild the request and prove it identical.
+    `reserved_*` is the budget held."""
 
     call_id: str
     model: str
     fallbacks: tuple[str, ...]
     max_tokens: int
     temperature: float
-    context_seqs: tuple[int, ...]
+    context_ranges: tuple[int, ...]
+    context_entries: int
     system_prompt_hash: str
     toolset_hash: str
     request_digest: str
@@ -502,6 +509,13 @@ class LlmCallRequested:
         _nonempty(self.call_id, "LlmCallRequested", "call_id")
         _nonempty(self.model, "LlmCallRequested", "model")
         _require(self.max_tokens >= 1, "LlmCallRequested", "max_tokens must be >= 1")
+        r = self.context_ranges
+        if len(r) % 2 or any(r[i] > r[i + 1] or r[i] < 1 for i in range(0, len(r), 2)):
+            _fail(
+                "LlmCallRequested",
+                f"context_ranges must be (lo, hi) pairs with 1 <= lo <= hi, got {r!r}",
+            )
+        _nonneg(self.context_entries, "LlmCallRequested", "context_entries")
         _aware(self.deadline_at, "LlmCallRequested", "deadline_at")
         _nonneg(self.reserved_tokens, "LlmCallRequested", "reserved_tokens")
         _nonneg(self.reserved_nanos, "LlmCallRequested", "reserved_nanos")

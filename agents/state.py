@@ -23,12 +23,13 @@ Vocabulary:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import NamedTuple
 
 from agents._pvec import PVec
+from agents.errors import ContractError
 from agents.events import ContextCompactionRequested, LlmCallRequested, Usage
 
 __all__ = [
@@ -48,7 +49,9 @@ __all__ = [
     "TurnState",
     "TurnSummary",
     "add_usage",
+    "context_ranges",
     "context_seqs",
+    "expand_context",
     "entry_index",
     "find_entry",
     "initial_state",
@@ -292,3 +295,54 @@ def window_entries(history: History) -> Iterator[Entry]:
 
 def context_seqs(history: History) -> tuple[int, ...]:
     return tuple(e.seq for e in window_entries(history))
+
+
+def context_ranges(history: History, seqs: Sequence[int]) -> tuple[int, ...]:
+    """`seqs` (entries of `history`, in request order) as inclusive seq pairs: a run of
+    consecutive non-summary entries becomes one pair, anything else a pair of its own.
+    Exact inverse of `expand_context`; a window (summary + suffix) is at most 2 pairs."""
+    entries = history.entries
+    size = entries.size()
+    out: list[int] = []
+    i, n = 0, len(seqs)
+    while i < n:
+        lo = seqs[i]
+        idx = entry_index(history, lo)
+        if idx >= size or entries.get(idx).seq != lo:
+            raise ContractError(f"context refers to seq {lo}, which holds no entry.")
+        hi = lo
+        i += 1
+        if entries.get(idx).kind != EntryKind.SUMMARY:
+            idx += 1
+            while i < n:
+                while idx < size and entries.get(idx).kind == EntryKind.SUMMARY:
+                    idx += 1
+                if idx < size and entries.get(idx).seq == seqs[i] > hi:
+                    hi = seqs[i]
+                    i += 1
+                    idx += 1
+                else:
+                    break
+        out += (lo, hi)
+    return tuple(out)
+
+
+def expand_context(history: History, ranges: Sequence[int]) -> tuple[int, ...]:
+    """The entry seqs named by `ranges` (see LlmCallRequested.context_ranges)."""
+    entries = history.entries
+    size = entries.size()
+    out: list[int] = []
+    for k in range(0, len(ranges), 2):
+        lo, hi = ranges[k], ranges[k + 1]
+        if lo == hi:
+            out.append(lo)
+            continue
+        idx = entry_index(history, lo)
+        while idx < size:
+            e = entries.get(idx)
+            if e.seq > hi:
+                break
+            if e.kind != EntryKind.SUMMARY:
+                out.append(e.seq)
+            idx += 1
+    return tuple(out)

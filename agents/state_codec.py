@@ -47,14 +47,16 @@ def _dt(us: int) -> datetime:
 
 def _llm_req(r: LlmCallRequested) -> list[Any]:
     return [r.call_id, r.model, list(r.fallbacks), r.max_tokens, r.temperature,
-            list(r.context_seqs), r.system_prompt_hash, r.toolset_hash, r.request_digest,
-            r.iteration, _t(r.deadline_at), r.reserved_tokens, r.reserved_nanos, r.purpose]
+            list(r.context_ranges), r.system_prompt_hash, r.toolset_hash, r.request_digest,
+            r.iteration, _t(r.deadline_at), r.reserved_tokens, r.reserved_nanos, r.purpose,
+            r.context_entries]
 
 
 def _llm_req_back(v: list[Any]) -> LlmCallRequested:
     return LlmCallRequested(
         call_id=v[0], model=v[1], fallbacks=tuple(v[2]), max_tokens=v[3],
-        temperature=float(v[4]), context_seqs=tuple(v[5]), system_prompt_hash=v[6],
+        temperature=float(v[4]), context_ranges=tuple(v[5]), context_entries=v[14],
+        system_prompt_hash=v[6],
         toolset_hash=v[7], request_digest=v[8], iteration=v[9], deadline_at=_dt(v[10]),
         reserved_tokens=v[11], reserved_nanos=v[12], purpose=v[13],
     )

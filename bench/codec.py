@@ -71,11 +71,12 @@ def session_log(n: int, seed: int = 7) -> list[Event]:
         turn = f"{session}/turn-{turn_no}"
         emit(session, TurnStarted(turn_no), turn)
         emit(session, UserMessageReceived(_text(rng, 5, 60)), turn)
-        seqs = tuple(range(max(1, sessions[session] - 30), sessions[session] + 1))
+        # A window is the summary plus a suffix of the conversation: one or two pairs.
+        window = (max(1, sessions[session] - 30), sessions[session])
         for iteration in range(rng.randint(1, 3)):
             call = f"llm-{rng.randrange(1 << 40):x}"
             emit(session, LlmCallRequested(
-                call, "claude-sonnet-4", ("claude-haiku-4",), 4096, 0.2, seqs,
+                call, "claude-sonnet-4", ("claude-haiku-4",), 4096, 0.2, window, 12,
                 "h" * 64, "t" * 64, "d" * 64, iteration, t + timedelta(seconds=60),
                 reserved_tokens=8000, reserved_nanos=120_000_000,
             ), turn)

@@ -240,7 +240,7 @@ def main() -> None:
     events, requests = build_session(session_id, args.events, reg, chars=args.chars)
     built = time.perf_counter() - began
     compactions = sum(type(e.payload).__name__ == "ContextCompacted" for e in events)
-    seqs = [len(e.payload.context_seqs) for e in events
+    seqs = [e.payload.context_entries for e in events
             if isinstance(e.payload, LlmCallRequested)]
     print(f"session: {len(events)} events, {len(requests)} inputs, {compactions} "
           f"compactions, messages of ~{args.chars} chars, {statistics.mean(seqs):.0f} "

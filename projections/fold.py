@@ -192,7 +192,7 @@ def fold(
             "llm_calls", (sid, p.call_id),
             status="requested", purpose=p.purpose, iteration=p.iteration,
             model_requested=p.model, fallbacks=list(p.fallbacks), max_tokens=p.max_tokens,
-            temperature=p.temperature, context_entries=len(p.context_seqs),
+            temperature=p.temperature, context_entries=p.context_entries,
             request_digest=p.request_digest, reserved_tokens=p.reserved_tokens,
             reserved_nanos=p.reserved_nanos, requested_seq=seq, requested_at=at,
             deadline_at=p.deadline_at, turn_id=event.turn_id,

@@ -120,7 +120,8 @@ class _Gen:
         fallbacks = tuple(m for m in MODELS if m != model)[:1]
         log.emit(LlmCallRequested(
             call_id=call_id, model=model, fallbacks=fallbacks, max_tokens=1024,
-            temperature=0.2, context_seqs=tuple(e.seq for e in log.events[-6:]),
+            temperature=0.2, context_entries=6,
+            context_ranges=(max(1, log.next_seq - 6), max(1, log.next_seq - 1)),
             system_prompt_hash="sp" * 8, toolset_hash="ts" * 8,
             request_digest=f"{self.n:064x}", iteration=iteration,
             deadline_at=log.clock + timedelta(seconds=60), reserved_tokens=5000,
@@ -234,7 +235,8 @@ class _Gen:
         # outcome (with usage and cost), as the session worker records it.
         log.emit(LlmCallRequested(
             call_id=cid, model=model, fallbacks=(), max_tokens=512, temperature=0.0,
-            context_seqs=seqs, system_prompt_hash="sum" * 4, toolset_hash="none",
+            context_ranges=(min(seqs), max(seqs)) if seqs else (), context_entries=len(seqs),
+            system_prompt_hash="sum" * 4, toolset_hash="none",
             request_digest=f"{self.n:064x}", iteration=1,
             deadline_at=log.clock + timedelta(seconds=60), purpose="summarize",
         ), turn)

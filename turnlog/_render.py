@@ -90,10 +90,10 @@ class Describer:
             return f"user: {oneline(p.text)}"
         if isinstance(p, LlmCallRequested):
             if p.purpose == "summarize":
-                return f"→ summarize call to {p.model} ({len(p.context_seqs)} entries)"
+                return f"→ summarize call to {p.model} ({p.context_entries} entries)"
             self.llm_calls += 1
             return (f"→ LLM call {p.iteration} to {p.model} · "
-                    f"{len(p.context_seqs)} context entries · reserved {usd(p.reserved_nanos)}")
+                    f"{p.context_entries} context entries · reserved {usd(p.reserved_nanos)}")
         if isinstance(p, LlmCallCompleted):
             tools = f" · {len(p.tool_call_ids)} tool call(s)" if p.tool_call_ids else ""
             fallback = " (fallback)" if p.fallback_used else ""

@@ -310,7 +310,8 @@ def state_summary(state: SessionState) -> dict[str, Any]:
             pending_llm = {"call_id": r.call_id, "model": r.model, "purpose": r.purpose,
                            "attempt": turn.llm.attempt,
                            "deadline_at": turn.llm.deadline_at.isoformat(),
-                           "context_seqs": list(r.context_seqs)}
+                           "context_ranges": list(r.context_ranges),
+                           "context_entries": r.context_entries}
         calls = [{"call_id": c.call_id, "name": c.name, "status": c.status,
                   "arguments_json": c.arguments_json, "attempt": c.attempt,
                   "deadline_at": c.deadline_at.isoformat() if c.deadline_at else None,

@@ -208,4 +208,4 @@ async def test_a_restarted_worker_resumes_sessions_from_the_log(
     second_call = [e.payload for e in events if isinstance(e.payload, LlmCallRequested)][2]
     assert isinstance(second_call, LlmCallRequested)
     # Turn 2's first call sees turn 1's entries (user, assistant+tool use, result, answer).
-    assert len(second_call.context_seqs) > 1
+    assert second_call.context_entries > 1

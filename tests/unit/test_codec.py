@@ -191,7 +191,7 @@ def test_canonical_json_is_sorted_compact_and_unicode() -> None:
 
 def test_canonical_json_refuses_a_nan_float() -> None:
     payload = LlmCallRequested(
-        "c", "m", (), 10, math.nan, (), "h", "h", "d", 0, T0
+        "c", "m", (), 10, math.nan, (), 0, "h", "h", "d", 0, T0
     )
     with pytest.raises(InvalidRecord, match="canonical JSON"):
         codec.canonical_event_json(_event(payload))
@@ -402,7 +402,7 @@ def test_fastavro_load_schema_reads_the_files_to_the_same_fingerprint(envelope: 
 
 
 def test_an_int_in_a_float_field_has_the_json_it_has_after_the_wire() -> None:
-    ev = _event(LlmCallRequested("c", "m", (), 10, 1, (), "h", "h", "d", 0, T0))  # type: ignore[arg-type]
+    ev = _event(LlmCallRequested("c", "m", (), 10, 1, (), 0, "h", "h", "d", 0, T0))  # type: ignore[arg-type]
     over_the_wire = codec.decode_event(codec.encode_event(ev))
     assert codec.canonical_event_json(ev) == codec.canonical_event_json(over_the_wire)
     assert '"temperature":1.0' in codec.canonical_event_json(ev)

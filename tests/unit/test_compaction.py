@@ -20,7 +20,7 @@ from agents.events import (
 )
 from agents.fold import fold
 from agents.pricing import cost_nanos
-from agents.state import Entry, EntryKind, History, Phase, context_seqs
+from agents.state import Entry, EntryKind, History, Phase, context_seqs, expand_context
 from tests.unit.test_fsm_support import REGISTRY, Driver, agent, make_registry, types
 
 U, A, T, R = EntryKind.USER, EntryKind.ASSISTANT, EntryKind.TOOL_USE, EntryKind.TOOL_RESULT
@@ -95,8 +95,10 @@ def test_sliding_window_compacts_inside_the_decision() -> None:
     assert requested.strategy == compacted.strategy == "sliding_window"
     assert requested.tokens_before > 0.8 * requested.context_window
     assert compacted.tokens_after < requested.tokens_before
-    assert not set(compacted.removed_seqs) & set(call.context_seqs)
-    assert call.context_seqs[-1] == events[1].seq
+    window = expand_context(d.state.history, call.context_ranges)
+    assert len(window) == call.context_entries
+    assert not set(compacted.removed_seqs) & set(window)
+    assert window[-1] == events[1].seq
     verify_llm_request(d.state, call, REGISTRY)
     assert fold(d.log, "s1") == d.state
 
@@ -117,7 +119,7 @@ def test_summarize_is_an_llm_effect_then_the_summary_leads_the_context() -> None
     summarize = events[-1].payload
     assert summarize.purpose == "summarize" and summarize.model == "scripted-summarizer"
     assert summarize.call_id == events[2].payload.compaction_id
-    assert summarize.context_seqs == events[2].payload.entry_seqs
+    assert expand_context(d.state.history, summarize.context_ranges) == events[2].payload.entry_seqs
     effect = pending_effects(d.state)[0]
     assert isinstance(effect, CompactionEffect) and effect.effect_id == summarize.call_id
     built = verify_llm_request(d.state, effect, REGISTRY)
@@ -129,7 +131,9 @@ def test_summarize_is_an_llm_effect_then_the_summary_leads_the_context() -> None
     compacted, call = events[0].payload, events[1].payload
     assert compacted.summary == "They said hello; BIG text." and compacted.model
     assert compacted.cost_nanos == cost_nanos("scripted-summarizer", Usage(500, 20))
-    assert call.context_seqs[0] == events[0].seq  # the summary is an entry at its own seq
+    # the summary is an entry at its own seq, named by a pair of its own
+    assert call.context_ranges[:2] == (events[0].seq, events[0].seq)
+    assert expand_context(d.state.history, call.context_ranges)[0] == events[0].seq
     request = build_llm_request(d.state, call, REGISTRY).to_dict()
     assert request["messages"][0]["content"][0]["text"] == SUMMARY_PREFIX + compacted.summary
     assert d.state.turn.cost_nanos == compacted.cost_nanos

@@ -51,7 +51,7 @@ from agents.events import (
 from agents.fold import fold, fork_base
 from agents.fsm import decide, fork_source
 from agents.pricing import cost_nanos
-from agents.state import Phase
+from agents.state import Phase, expand_context
 from tests.unit.test_fsm_support import REGISTRY, Driver, types
 
 CALC = ("c1", "calculator", '{"expression": "6*7"}')
@@ -398,7 +398,9 @@ def test_executor_rebuilds_the_exact_request_from_state() -> None:
     for effect_like in (call, d.state.turn.llm, d.effects()[0]):
         built = verify_llm_request(d.state, effect_like, REGISTRY)
         assert built.digest() == call.request_digest
-    assert call.context_seqs == (3, 5, 6, 7)  # user, assistant, tool use, tool result
+    # user, assistant, tool use, tool result: one run of entries, one pair
+    assert call.context_ranges == (3, 7) and call.context_entries == 4
+    assert expand_context(d.state.history, call.context_ranges) == (3, 5, 6, 7)
     # still rebuildable after the session moved on
     d.answer("42")
     assert verify_llm_request(d.state, call, REGISTRY).digest() == call.request_digest

