@@ -127,6 +127,8 @@ class Projector:
         self._last_publish = 0.0
         self.applied = 0
         self.batches = 0
+        # Times a stored position was found moved by someone else (rebuild, other process).
+        self.reseeks = 0
         # Seconds spent decoding and in the database (for the benchmark's breakdown).
         self.decode_seconds = 0.0
         self.db_seconds = 0.0
@@ -303,11 +305,16 @@ class Projector:
             self._head = result.head
         first_stop: PartitionStopped | None = None
         for part in result.partitions.values():
+            if self._epoch.get(part.partition, 0) != fetched.epochs[part.partition]:
+                # Revoked (or re-taken) while the transaction ran: whatever it committed
+                # is in the stored position, which the next owner reads; nothing to track.
+                continue
             tp = TopicPartition(cfg.events_topic, part.partition)
             if part.reseek is not None:
                 if part.partition in self._expected:
                     # Someone else moved the stored position (a rebuild, another process):
                     # theirs is the truth; re-read it as if newly assigned.
+                    self.reseeks += 1
                     log.warning("stored position moved; re-seeking", partition=part.partition,
                                 expected=self._expected[part.partition], stored=part.reseek)
                     await self._take([tp])

@@ -1,18 +1,20 @@
 """Rebuild every projection but the audit log from offset 0, and table checksums.
 
-Rule: a rebuild empties the projection tables (store.PROJECTION_TABLES) and resets this
-consumer's positions to 0 in ONE transaction — never audit_log, never the audit
-positions, so the replay appends nothing to the audit log — then replays the events
-topic to the end it has when the replay starts. Because rows are a function of the
+Rule: a rebuild empties the projection tables (store.PROJECTION_TABLES) and resets the
+stored positions to 0 in ONE transaction — never audit_log, never the audit positions,
+so the replay appends nothing to the audit log — then replays the events topic to the
+end it has when the replay starts. Because rows are a function of the
 events alone (projections.fold), the result equals the incremental projection;
 `table_checksums` is how tests and operators prove it.
 
 Running projector workers need not be stopped: their next transaction finds the stored
-position moved and re-seeks (projections.store), so they simply join the replay.
+position moved and re-seeks (projections.store), so they simply join the replay (a
+test runs a rebuild under a live worker and compares with a clean one).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,11 +44,20 @@ class RebuildReport:
         }
 
 
-def reset_projections(database_url: str, consumer: str, topic: str) -> None:
-    """Empty the projections and move `consumer`'s positions on `topic` back to 0 (and
-    clear recorded stops), atomically."""
+def reset_projections(database_url: str, topic: str) -> None:
+    """Empty the projections and move every consumer's positions on `topic` back to 0
+    (and clear recorded stops), atomically. One consumer name projects into a database:
+    the tables are not per consumer."""
     try:
         with psycopg.connect(database_url) as conn, conn.transaction():
+            # Lock the offset rows first, in the projector's order (by partition): a
+            # projector transaction takes them before any table, so it either finishes
+            # before the TRUNCATE or waits for the reset — never a deadlock.
+            conn.execute(
+                "SELECT 1 FROM projector_offsets WHERE topic = %s "
+                "ORDER BY partition, consumer FOR UPDATE",
+                (topic,),
+            )
             conn.execute(
                 sql.SQL("TRUNCATE {}").format(
                     sql.SQL(", ").join(sql.Identifier(t) for t in PROJECTION_TABLES)
@@ -54,9 +65,10 @@ def reset_projections(database_url: str, consumer: str, topic: str) -> None:
             )
             conn.execute(
                 "UPDATE projector_offsets SET next_offset = 0, stopped_offset = NULL, "
-                "stopped_reason = NULL WHERE consumer = %s AND topic = %s",
-                (consumer, topic),
+                "stopped_reason = NULL WHERE topic = %s",
+                (topic,),
             )
+
     except psycopg.OperationalError as exc:
         raise ExternalError(f"Could not reset the projections: {str(exc).strip()}") from exc
 
@@ -65,7 +77,11 @@ async def rebuild(config: ProjectorConfig) -> RebuildReport:
     """Reset, then replay `config.events_topic` from 0 to its current end with a
     projector that owns every partition. Raises PartitionStopped on a gap, like the
     worker. `config.group_id` is ignored: the replay assigns partitions itself."""
-    reset_projections(config.database_url, config.consumer, config.events_topic)
+    # In threads: the TRUNCATE waits for in-flight projector transactions, which may be
+    # running on this very event loop.
+    await asyncio.to_thread(
+        reset_projections, config.database_url, config.events_topic
+    )
     replay = ProjectorConfig(
         bootstrap=config.bootstrap,
         database_url=config.database_url,
@@ -81,9 +97,8 @@ async def rebuild(config: ProjectorConfig) -> RebuildReport:
     )
     projector = Projector(replay)
     await projector.run(until_caught_up=True)
-    return RebuildReport(
-        projector.applied, table_checksums(config.database_url, PROJECTION_TABLES)
-    )
+    checksums = await asyncio.to_thread(table_checksums, config.database_url, PROJECTION_TABLES)
+    return RebuildReport(projector.applied, checksums)
 
 
 def table_checksums(

@@ -12,7 +12,7 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,13 @@ from projections.rebuild import rebuild, table_checksums
 from projections.rows import Changes, SessionRow
 from projections.store import PROJECTION_TABLES, PartitionStopped
 from projections.synthetic import generate, interleave
-from projections.testing import produce_aborted, produce_events, role_url, wait_until
+from projections.testing import (
+    async_wait_until,
+    produce_aborted,
+    produce_events,
+    role_url,
+    wait_until,
+)
 from streams.topics import TopicNames, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,3 +275,50 @@ def test_a_different_event_at_a_projected_seq_stops_the_partition(
     assert stopped.value.offset == 4  # the harmless duplicate at offset 3 was skipped
     assert "Conflicting duplicate" in str(stopped.value) and "seq 3" in str(stopped.value)
     assert _count(app_url, "SELECT count(*) FROM events") == 3
+
+
+def test_a_rebuild_while_a_worker_runs_converges_to_the_same_tables(env: Env) -> None:
+    logs = generate(6000, seed=4, base=T0)
+    early = list(interleave(logs[: len(logs) // 2], seed=4))
+    late = list(interleave(logs[len(logs) // 2:], seed=4))
+    worker_config = ProjectorConfig(env.bootstrap, env.app_url, env.names.events,
+                                    env.names.checkpoints, group_id=f"{env.prefix}projector",
+                                    max_records=200)
+    rebuild_config = ProjectorConfig(env.bootstrap, env.app_url, env.names.events,
+                                     env.names.checkpoints, group_id=None, max_records=200)
+    total = len(early) + len(late)
+
+    def projected(n: int) -> bool:
+        return _count(env.app_url, "SELECT count(*) FROM events") >= n
+
+    async def scenario() -> dict[str, tuple[int, str]]:
+        await produce_events(env.bootstrap, env.names.events, early)
+        worker = Projector(worker_config)
+        task = asyncio.create_task(worker.run())
+        try:
+            await async_wait_until(lambda: _ready(lambda: projected(len(early))), 60,
+                                   "the worker to project the first half")
+            # More events arrive while the projections are rebuilt under the worker.
+            await produce_events(env.bootstrap, env.names.events, late)
+            await rebuild(rebuild_config)
+            await async_wait_until(lambda: _ready(lambda: projected(total)), 60,
+                                   "the worker and the replay to project everything")
+        finally:
+            worker.stop()
+            await task
+        return table_checksums(env.app_url, PROJECTION_TABLES)
+
+    concurrent = asyncio.run(scenario())
+    # A clean rebuild with nobody else running gives the same tables.
+    clean = asyncio.run(rebuild(rebuild_config))
+    assert clean.events_replayed == total
+    assert clean.checksums == concurrent
+    assert table_checksums(env.admin_url, ("audit_log",))["audit_log"][0] == total
+    with psycopg.connect(env.app_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM projector_offsets WHERE stopped_reason IS NOT NULL"
+        ).fetchone() == (0,)
+
+
+async def _ready(predicate: Callable[[], bool]) -> bool:
+    return await asyncio.to_thread(predicate)
