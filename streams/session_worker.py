@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,12 +55,22 @@ EffectSync = Callable[[int, str, Any, str | None], None]
 
 @dataclass
 class _Partition:
+    """One owned partition: its producer, its sessions, and its own processing loop."""
+
     number: int
     producer: AIOKafkaProducer
     sessions: dict[str, Any] = field(default_factory=dict)
     # The traceparent of each session's latest event: effects started from that state
     # report in the same trace (restored from the events' headers after a move).
     traces: dict[str, str | None] = field(default_factory=dict)
+    # The next input offset to process: records below it (fetched before a seek) are
+    # dropped, never processed twice.
+    position: int = 0
+    queue: deque[ConsumerRecord] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    paused: bool = False
+    closed: bool = False
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -142,6 +153,7 @@ class SessionWorker:
         group_id: str | None = None,
         transactional_prefix: str | None = None,
         max_poll_records: int = 500,
+        max_queue: int = 2000,
         session_timeout_ms: int = 6000,
         client_id: str = "turnlog-session",
     ) -> None:
@@ -155,6 +167,7 @@ class SessionWorker:
         self.group_id = group_id or f"{prefix}turnlog-session"
         self._tx_prefix = transactional_prefix or f"{prefix}turnlog-session"
         self._max_poll_records = max_poll_records
+        self._max_queue = max_queue
         self._session_timeout_ms = session_timeout_ms
         self._client_id = client_id
         self._parts: dict[int, _Partition] = {}
@@ -184,24 +197,43 @@ class SessionWorker:
         self._log.info("worker.started", group=self.group_id)
 
     async def stop(self) -> None:
+        for part in list(self._parts.values()):
+            await self._close_partition(part)
+        self._parts.clear()
         if self._consumer is not None:
             await self._consumer.stop()
-        for part in list(self._parts.values()):
-            with contextlib.suppress(Exception):
-                await part.producer.stop()
-        self._parts.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until `stop` is set."""
+        """Fetch until `stop` is set, handing each partition's records to its loop.
+
+        Partitions are processed independently (a slow commit on one does not hold up
+        the others), and each partition's loop takes everything queued since its last
+        commit as its next transaction: batches grow with the load, transactions don't.
+        """
         assert self._consumer is not None, "start() first"
+        consumer = self._consumer
         while not stop.is_set():
-            batch = await self._consumer.getmany(timeout_ms=50, max_records=self._max_poll_records)
-            if not batch:
-                continue
-            async with self._lock:
-                await asyncio.gather(
-                    *(self._process(tp, records) for tp, records in batch.items() if records)
-                )
+            batch = await consumer.getmany(timeout_ms=50, max_records=self._max_poll_records)
+            for tp, records in batch.items():
+                part = self._parts.get(tp.partition)
+                if part is None:
+                    # Assigned, but its state is still being restored (the consumer
+                    # fetches as soon as it is assigned): read these again once it is.
+                    with contextlib.suppress(Exception):  # or no longer assigned at all
+                        consumer.seek(tp, records[0].offset)
+                        consumer.pause(tp)
+                    continue
+                if part.closed:
+                    continue  # being revoked: the next owner reads them again
+                fresh = [r for r in records if r.offset >= part.position]
+                if not fresh:
+                    continue
+                part.position = fresh[-1].offset + 1
+                part.queue.extend(fresh)
+                part.wakeup.set()
+                if len(part.queue) >= self._max_queue and not part.paused:
+                    consumer.pause(tp)  # backpressure: stop fetching what we cannot process
+                    part.paused = True
 
     def sessions(self) -> dict[str, Any]:
         """Current state of every session this worker owns (for tickers and inspection)."""
@@ -219,13 +251,23 @@ class SessionWorker:
         async with self._lock:
             for tp in revoked:
                 part = self._parts.pop(tp.partition, None)
-                if part is None:
-                    continue
-                if self._effect_drop is not None:
-                    self._effect_drop(tp.partition)
-                with contextlib.suppress(Exception):
-                    await part.producer.stop()
+                if part is not None:
+                    await self._close_partition(part)
             self._log.info("partitions.revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    async def _close_partition(self, part: _Partition) -> None:
+        """Let the partition's transaction in flight finish (commit or fail), then stop:
+        queued records are left to the next owner, which reads from the committed
+        offset."""
+        part.closed = True
+        part.wakeup.set()
+        if part.task is not None:
+            with contextlib.suppress(BaseException):
+                await part.task
+        if self._effect_drop is not None:
+            self._effect_drop(part.number)
+        with contextlib.suppress(Exception):
+            await part.producer.stop()
 
     async def _on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         async with self._lock:
@@ -234,6 +276,12 @@ class SessionWorker:
             parts = await asyncio.gather(*(self._open_partition(p) for p in new))
             for part in parts:
                 self._parts[part.number] = part
+                part.task = asyncio.create_task(self._partition_loop(part))
+                if self._consumer is not None:
+                    tp = TopicPartition(self.topics.requests, part.number)
+                    if part.position:
+                        self._consumer.seek(tp, part.position)
+                    self._consumer.resume(tp)
             self._log.info(
                 "partitions.assigned",
                 partitions=sorted(new),
@@ -261,7 +309,16 @@ class SessionWorker:
         await producer.begin_transaction()
         await producer.abort_transaction()
         sessions, traces = await self._restore(p)
-        return _Partition(number=p, producer=producer, sessions=sessions, traces=traces)
+        # Read the committed input offset only now: the consumer may have fetched it
+        # before the previous owner's last transaction completed, and starting from that
+        # stale offset would feed inputs already folded (rejected as duplicates, but
+        # still noise in the log).
+        assert self._consumer is not None
+        committed = await self._consumer.committed(TopicPartition(self.topics.requests, p))
+        return _Partition(
+            number=p, producer=producer, sessions=sessions, traces=traces,
+            position=committed or 0,
+        )
 
     async def _restore(self, p: int) -> tuple[dict[str, Any], dict[str, str | None]]:
         log = await read_partition_log(
@@ -298,10 +355,23 @@ class SessionWorker:
 
     # ------------------------------------------------------------------ processing
 
-    async def _process(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
-        part = self._parts.get(tp.partition)
-        if part is None:  # revoked while the batch was in flight
-            return
+    async def _partition_loop(self, part: _Partition) -> None:
+        tp = TopicPartition(self.topics.requests, part.number)
+        while not part.closed:
+            await part.wakeup.wait()
+            part.wakeup.clear()
+            while part.queue and not part.closed:
+                n = min(len(part.queue), self._max_poll_records)
+                records = [part.queue.popleft() for _ in range(n)]
+                await self._process(part, tp, records)
+                if part.paused and len(part.queue) < self._max_queue // 2 and not part.closed:
+                    assert self._consumer is not None
+                    self._consumer.resume(tp)
+                    part.paused = False
+
+    async def _process(
+        self, part: _Partition, tp: TopicPartition, records: Sequence[ConsumerRecord]
+    ) -> None:
         producer = part.producer
         staged: dict[str, Any] = {}
         traces: dict[str, str | None] = {}
@@ -314,17 +384,28 @@ class SessionWorker:
             )
             await producer.commit_transaction()
         except ProducerFenced:
+            # Another worker owns the partition now (we missed the rebalance): stop.
             self._log.warning("partition.fenced", partition=tp.partition)
-            self._parts.pop(tp.partition, None)
+            part.closed = True
+            part.queue.clear()
+            if self._parts.get(tp.partition) is part:
+                del self._parts[tp.partition]
+            if self._effect_drop is not None:
+                self._effect_drop(tp.partition)
             with contextlib.suppress(Exception):
                 await producer.stop()
             return
         except (KafkaError, OSError) as exc:
+            # Nothing of the batch is visible; read it again (and whatever was queued
+            # after it) from its first offset.
             self._log.error("batch.failed", partition=tp.partition, error=repr(exc))
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
-            assert self._consumer is not None
-            self._consumer.seek(tp, records[0].offset)
+            part.queue.clear()
+            part.position = records[0].offset
+            if not part.closed:
+                assert self._consumer is not None
+                self._consumer.seek(tp, records[0].offset)
             return
         part.sessions.update(staged)
         part.traces.update(traces)

@@ -177,12 +177,20 @@ def worker_env(
 
 
 class WorkerProcess:
-    """One `python -m streams` subprocess; its stderr (JSON log lines) goes to a file."""
+    """One `python -m streams` subprocess; its stderr (JSON log lines) goes to a file.
+    `argv` replaces `-m streams` (e.g. `-m turnlog worker session`, or a profiler)."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        argv: Sequence[str] = ("-m", "streams"),
+    ) -> None:
         self.name = name
         self.env = dict(env)
         self.log_path = log_path
+        self.argv = tuple(argv)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0  # where this start's lines begin in the (appended) log
 
@@ -192,7 +200,7 @@ class WorkerProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams"],
+                [sys.executable, *self.argv],
                 cwd=ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

@@ -1,0 +1,456 @@
+"""Session-worker benchmark: turns/s, per-hop latency, and bytes per turn.
+
+    .venv/bin/python bench/turns.py [--sessions 10,100,1000] [--seconds 15]
+                                    [--bytes-turns 1000] [--partitions 8] [--write]
+
+Needs a Kafka broker (KAFKA_BOOTSTRAP_SERVERS, by default the `turnlog dev up` one).
+Every run creates topics under a fresh prefix and deletes them afterwards.
+
+The worker is ONE `python -m streams` subprocess (exactly what `turnlog worker session`
+runs: consumer, per-partition transactional producers, effect runner), with the `calc`
+agent of tests/data/agents.toml on the scripted provider at zero latency. A turn is
+user message → LLM (asks for the calculator) → calculator → LLM → answer: 4 inputs, 9
+events. This process is the client: it keeps N sessions busy (closed loop: a session's
+next message is sent when its TurnCompleted is seen) and observes the events topic with
+a read_committed consumer, and the requests topic for the inputs' produce timestamps.
+
+1. Throughput at each N: TurnCompleted events seen per second over `--seconds`, after
+   every session completed a first turn (warm-up).
+2. Per-hop latency, over the same window: for each input (the user's message and each
+   effect outcome the worker reported), the time from its produce timestamp (Kafka
+   CreateTime, set by the producing client) to the first event it caused becoming
+   visible here; p50/p99.
+3. Bytes per turn: one session runs `--bytes-turns` turns back to back; for turns 10,
+   100, 1000 it prints the bytes written to Kafka for that turn (key + value + headers
+   of its events and of its inputs). Flat = storage grows linearly with the session.
+
+Prints the figures; `--write` also replaces the "Session worker" section of
+BENCHMARKS.md. Nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agents.events import TurnCompleted
+from schemas.codec import decode_event, decode_request, encode_request
+from streams.topics import TopicNames, delete_topics, ensure_topics
+from tests.integration.worker_harness import (
+    WorkerProcess,
+    scripted_script,
+    user_message,
+    worker_env,
+)
+
+SECTION = "## Session worker"
+# The client's fetch.max.wait.ms (set from --fetch-wait-ms): how long the broker may hold
+# an empty fetch; it bounds how late the client can notice an event.
+FETCH_WAIT_MS = [5]
+
+
+def _record_bytes(rec: Any) -> int:
+    headers = sum(len(k) + len(v or b"") for k, v in rec.headers or ())
+    return max(rec.serialized_key_size, 0) + max(rec.serialized_value_size, 0) + headers
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by process `pid` (None: this one)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _broker_pid() -> int | None:
+    """The `turnlog dev` broker's pid, when it runs on this machine."""
+    try:
+        return int((ROOT / ".turnlog" / "kafka" / "kafka.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class Observed:
+    """What the client saw: events by arrival, inputs by produce time."""
+
+    turns_done: list[float] = field(default_factory=list)  # monotonic times
+    first_effect_at: dict[tuple[str, str], float] = field(default_factory=dict)  # wall ms
+    input_ts: dict[tuple[str, str], int] = field(default_factory=dict)  # CreateTime ms
+    event_bytes_by_turn: dict[str | None, int] = field(default_factory=lambda: defaultdict(int))
+    input_bytes: dict[tuple[str, str], int] = field(default_factory=dict)
+    turn_of_input: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    events: int = 0
+
+
+class Client:
+    """Drives sessions (closed loop) and observes both topics."""
+
+    def __init__(self, bootstrap: str, names: TopicNames, partitions: int) -> None:
+        self.names = names
+        self.obs = Observed()
+        self.turn_of: dict[str, int] = {}
+        self.target_turns: int | None = None
+        # Paced mode: a session sends its next message `interval_s` after the previous
+        # one (or when its turn completes, if that is later): the offered load is then
+        # N / interval_s turns/s, below saturation, which is where latency means anything.
+        self.interval_s: float | None = None
+        self.next_slot: dict[str, float] = {}
+        self._timers: set[asyncio.Task[None]] = set()
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
+            client_id="bench-client",
+        )
+        common: dict[str, Any] = {
+            "bootstrap_servers": bootstrap, "enable_auto_commit": False,
+            "fetch_max_wait_ms": FETCH_WAIT_MS[0], "max_partition_fetch_bytes": 8 * 1024 * 1024,
+        }
+        self.events = AIOKafkaConsumer(isolation_level="read_committed",
+                                       client_id="bench-events", **common)
+        self.requests = AIOKafkaConsumer(isolation_level="read_committed",
+                                         client_id="bench-requests", **common)
+        self.partitions = partitions
+        self._pending: list[Any] = []
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.producer.start()
+        for consumer, topic in ((self.events, self.names.events),
+                                (self.requests, self.names.requests)):
+            await consumer.start()
+            tps = [TopicPartition(topic, p) for p in range(self.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in list(self._timers):
+            task.cancel()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.producer.stop()
+        await self.events.stop()
+        await self.requests.stop()
+
+    def schedule_turn(self, session_id: str) -> None:
+        """The session's next message: now (closed loop) or at its next slot (paced)."""
+        if self.interval_s is None:
+            task = asyncio.create_task(self.send_turn(session_id))
+        else:
+            slot = self.next_slot.get(session_id, time.monotonic())
+            self.next_slot[session_id] = max(slot, time.monotonic()) + self.interval_s
+            task = asyncio.create_task(self._send_at(slot, session_id))
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _send_at(self, at: float, session_id: str) -> None:
+        delay = at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the pacing schedule, not a synchronisation
+        await self.send_turn(session_id)
+
+    async def send_turn(self, session_id: str, *, first: bool = False) -> None:
+        if first and self.interval_s is not None:
+            self.next_slot[session_id] = time.monotonic() + self.interval_s
+        turn = self.turn_of.get(session_id, 0) + 1
+        self.turn_of[session_id] = turn
+        req = user_message(session_id, f"turn {turn}: what is 6*7?",
+                           agent="calc" if first else None, turn=turn)
+        # Not awaited: the client keeps observing while the broker acknowledges.
+        self._pending.append(await self.producer.send(
+            self.names.requests, value=encode_request(req), key=session_id.encode()))
+        if len(self._pending) > 2000:
+            done = [f for f in self._pending if f.done()]
+            self._pending = [f for f in self._pending if not f.done()]
+            for f in done:
+                f.result()
+
+    async def observe_requests(self) -> None:
+        while not self._stop.is_set():
+            batch = await self.requests.getmany(timeout_ms=50, max_records=20_000)
+            for recs in batch.values():
+                for rec in recs:
+                    req = decode_request(rec.value)
+                    key = (req.session_id, req.request_id)
+                    self.obs.input_ts[key] = rec.timestamp
+                    self.obs.input_bytes[key] = _record_bytes(rec)
+
+    async def observe_events(self) -> None:
+        while not self._stop.is_set():
+            batch = await self.events.getmany(timeout_ms=50, max_records=20_000)
+            now_wall = time.time() * 1000
+            now = time.monotonic()
+            for recs in batch.values():
+                for rec in recs:
+                    ev = decode_event(rec.value)
+                    self.obs.events += 1
+                    self.obs.event_bytes_by_turn[ev.turn_id] += _record_bytes(rec)
+                    if ev.causation_id is not None:
+                        key = (ev.session_id, ev.causation_id)
+                        if key not in self.obs.first_effect_at:
+                            self.obs.first_effect_at[key] = now_wall
+                            self.obs.turn_of_input[key] = ev.turn_id
+                    if isinstance(ev.payload, TurnCompleted):
+                        self.obs.turns_done.append(now)
+                        if self.target_turns is None or ev.payload.turn_no < self.target_turns:
+                            self.schedule_turn(ev.session_id)
+
+    def latencies_ms(self, since_wall_ms: float, until_wall_ms: float) -> list[float]:
+        out = []
+        for key, seen in self.obs.first_effect_at.items():
+            ts = self.obs.input_ts.get(key)
+            if ts is not None and since_wall_ms <= ts <= until_wall_ms:
+                out.append(seen - ts)
+        return out
+
+
+async def _with_worker(bootstrap: str, partitions: int, tmp: Path, body: Any) -> Any:
+    prefix = f"bench{secrets.token_hex(3)}."
+    names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
+    script = scripted_script(tmp, latency_ms=0)
+    env = worker_env(bootstrap, prefix, partitions=partitions, script=script, sandbox=tmp)
+    argv = ["-m", "streams"]
+    if os.environ.get("BENCH_PROFILE"):  # cProfile the worker into this file
+        argv = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], *argv]
+    worker = WorkerProcess("bench", env, tmp / f"worker-{prefix}log", argv=argv).start()
+    client = Client(bootstrap, names, partitions)
+    try:
+        await worker.wait_assigned(at_least=partitions)
+        await client.start()
+        return await body(client, worker)
+    finally:
+        await client.stop()
+        worker.terminate()
+        await delete_topics(bootstrap, prefix)
+
+
+async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
+                   tmp: Path, rate: float | None = None) -> dict[str, float]:
+    """N sessions for `seconds` after warm-up: closed loop (rate None) or paced at
+    `rate` turns/s in total."""
+
+    async def body(client: Client, worker: WorkerProcess) -> dict[str, float]:
+        client.interval_s = None if rate is None else n / rate
+        observers = [asyncio.create_task(client.observe_events()),
+                     asyncio.create_task(client.observe_requests())]
+        try:
+            for i in range(n):
+                await client.send_turn(f"b{n}-{i:05d}", first=True)
+                if rate is not None:
+                    await asyncio.sleep(1 / rate)  # spread the first turns like the rest
+            warm_deadline = time.monotonic() + 120
+            while len(client.obs.turns_done) < n:
+                if time.monotonic() > warm_deadline or not worker.alive:
+                    raise RuntimeError(f"warm-up did not finish:\n{worker.tail()}")
+                await asyncio.sleep(0.05)  # polling the client's own counters
+            pids = {"worker": worker.pid, "broker": _broker_pid(), "client": None}
+            cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
+            t0, w0 = time.monotonic(), time.time() * 1000
+            done0 = len(client.obs.turns_done)
+            await asyncio.sleep(seconds)  # the measurement window
+            t1, w1 = time.monotonic(), time.time() * 1000
+            cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items()}
+            done = len([t for t in client.obs.turns_done[done0:] if t <= t1])
+            await asyncio.sleep(0.5)  # let the window's last hops become visible
+            lat = client.latencies_ms(w0, w1 - 200)
+            return {
+                "n": n, "rate": rate or 0.0, "turns": done, "seconds": t1 - t0, "turns_s": done / (t1 - t0),
+                "hops": len(lat), "p50": _pct(lat, 0.50), "p99": _pct(lat, 0.99),
+                "mean": statistics.fmean(lat) if lat else float("nan"),
+                **{f"cpu_{k}": v * 1000 / max(done, 1) for k, v in cpu.items()},
+                "load": os.getloadavg()[0],
+            }
+        finally:
+            for task in observers:
+                task.cancel()
+            await asyncio.gather(*observers, return_exceptions=True)
+
+    result: dict[str, float] = await _with_worker(bootstrap, partitions, tmp, body)
+    return result
+
+
+async def bytes_per_turn(bootstrap: str, partitions: int, turns: int,
+                         tmp: Path) -> dict[str, Any]:
+    async def body(client: Client, worker: WorkerProcess) -> dict[str, Any]:
+        client.target_turns = turns
+        observers = [asyncio.create_task(client.observe_events()),
+                     asyncio.create_task(client.observe_requests())]
+        try:
+            started = time.monotonic()
+            await client.send_turn("bytes-session", first=True)
+            deadline = started + 900
+            while len(client.obs.turns_done) < turns:
+                if time.monotonic() > deadline or not worker.alive:
+                    raise RuntimeError(f"{turns} turns did not finish:\n{worker.tail()}")
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(0.5)  # the last inputs' records reach the client
+            per_turn: dict[int, int] = defaultdict(int)
+            for turn_id, size in client.obs.event_bytes_by_turn.items():
+                if turn_id is not None:
+                    per_turn[int(turn_id.rsplit(":t", 1)[1])] += size
+            for key, size in client.obs.input_bytes.items():
+                turn_id = client.obs.turn_of_input.get(key)
+                if turn_id is not None:
+                    per_turn[int(turn_id.rsplit(":t", 1)[1])] += size
+            session_bytes = client.obs.event_bytes_by_turn.get(None, 0)
+            return {"per_turn": dict(per_turn), "elapsed": elapsed,
+                    "outside_turns": session_bytes}
+        finally:
+            for task in observers:
+                task.cancel()
+            await asyncio.gather(*observers, return_exceptions=True)
+
+    result: dict[str, Any] = await _with_worker(bootstrap, partitions, tmp, body)
+    return result
+
+
+def _window_mean(per_turn: dict[int, int], upto: int, width: int = 10) -> float:
+    values = [per_turn[t] for t in range(max(1, upto - width + 1), upto + 1) if t in per_turn]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def _write(markdown: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: markdown + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + markdown + "\n"
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote the '{SECTION[3:]}' section of {path}")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    from turnlog.settings import load_settings
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or load_settings().kafka_bootstrap_servers
+    sizes = [int(x) for x in args.sessions.split(",") if x]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="turnlog-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        for n in sizes:
+            for rate in (None, args.rate):
+                if rate == 0:
+                    continue
+                r = await load_run(bootstrap, args.partitions, n, args.seconds, tmp, rate)
+                rows.append(r)
+                mode = "closed loop" if rate is None else f"paced at {rate:g} turns/s"
+                print(f"N={n:>5} {mode:>24}: {r['turns_s']:7.1f} turns/s ({int(r['turns'])} "
+                      f"turns in {r['seconds']:.1f} s); per-hop p50 {r['p50']:.1f} ms, "
+                      f"p99 {r['p99']:.1f} ms (mean {r['mean']:.1f} ms, {int(r['hops'])} hops)\n"
+                      f"{'':32}CPU ms per turn: worker {r['cpu_worker']:.2f}, broker "
+                      f"{r['cpu_broker']:.2f}, client {r['cpu_client']:.2f}; "
+                      f"load avg {r['load']:.1f}", flush=True)
+        b = None
+        if args.bytes_turns:
+            b = await bytes_per_turn(bootstrap, args.partitions, args.bytes_turns, tmp)
+            per_turn = b["per_turn"]
+            print(f"one session, {args.bytes_turns} turns back to back in {b['elapsed']:.1f} s "
+                  f"({args.bytes_turns / b['elapsed']:.1f} turns/s)")
+            for t in (10, 100, 1000):
+                if t <= args.bytes_turns:
+                    print(f"  turn {t:>4}: {per_turn.get(t, 0):>6} bytes "
+                          f"(mean of turns {max(1, t - 9)}..{t}: {_window_mean(per_turn, t):.0f})")
+    if args.write:
+        _write(_markdown(args, rows, b))
+
+
+def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
+              b: dict[str, Any] | None) -> str:
+    cmd = (f".venv/bin/python bench/turns.py --sessions {args.sessions} --seconds "
+           f"{args.seconds:g} --rate {args.rate:g} --bytes-turns {args.bytes_turns} "
+           f"--partitions {args.partitions}")
+    lines = [
+        SECTION, "",
+        (f"Measured {datetime.now(UTC):%Y-%m-%d} with `{cmd} --write` on "
+         f"{os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}), "
+         "the `turnlog dev` Kafka on the same machine. One session-worker process "
+         "(`python -m streams` subprocess), scripted model at zero latency, turns of user "
+         "message → LLM → calculator → LLM → answer (4 inputs, 9 events); the client keeps "
+         "N sessions busy and reads the events topic with read_committed."),
+        "",
+        ("| sessions (N) | load | turns/s | per-hop p50 | per-hop p99 | hops | CPU ms/turn "
+         "worker / broker / client | load avg |"),
+        "|---:|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        mode = "closed loop" if not r["rate"] else f"paced {r['rate']:g} turns/s"
+        lines.append(
+            f"| {int(r['n'])} | {mode} | {r['turns_s']:.0f} | {r['p50']:.1f} ms | "
+            f"{r['p99']:.1f} ms | {int(r['hops'])} | {r['cpu_worker']:.2f} / "
+            f"{r['cpu_broker']:.2f} / {r['cpu_client']:.2f} | {r['load']:.1f} |")
+    lines += [
+        "",
+        ("Closed loop: each session sends its next message the moment its turn completes "
+        "(zero think time), so the worker is saturated and turns/s is its throughput; the "
+        "hop latency there is queueing (Little's law: N sessions / hops per second). Paced: "
+        "the same sessions offer a fixed total load below saturation; that latency is the "
+        "pipeline's. A hop is input produced (its Kafka CreateTime) → first event it "
+        "caused visible to a read_committed consumer. CPU is per completed turn, from "
+        "/proc (worker process, broker JVM, benchmark client). Targets: ≥ 150 turns/s, "
+         "p50 ≤ 25 ms and p99 ≤ 150 ms at N = 100."),
+    ]
+    if b is not None:
+        per_turn = b["per_turn"]
+        lines += ["", ("Bytes written to Kafka per turn, one session (events + inputs; key + "
+                       "value + headers):"), "", "| turn | bytes | mean of the 10 turns up to it |",
+                  "|---:|---:|---:|"]
+        for t in (10, 100, 1000):
+            if t <= args.bytes_turns:
+                lines.append(f"| {t} | {per_turn.get(t, 0)} | {_window_mean(per_turn, t):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", default="10,100,1000",
+                        help="comma-separated session counts N")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measurement window")
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="offered load (turns/s, all sessions) of the paced latency runs; "
+                             "0 skips them")
+    parser.add_argument("--bytes-turns", type=int, default=1000,
+                        help="turns of the single-session storage run (0: skip)")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--fetch-wait-ms", type=int, default=5,
+                        help="the client consumers' fetch.max.wait.ms")
+    parser.add_argument("--write", action="store_true",
+                        help="update the Session worker section of BENCHMARKS.md")
+    args = parser.parse_args()
+    FETCH_WAIT_MS[0] = args.fetch_wait_ms
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
