@@ -220,20 +220,24 @@ async def apply_batch(
 
         await write_partition_rows(cur, changes, [sessions[s] for s in sorted(touched)])
 
-        # From here on, rows shared between partitions: under the one global lock.
-        await cur.execute("SELECT last_audit_id, head_hash FROM audit_head WHERE id = 1 FOR UPDATE")
-        head_row = await cur.fetchone()
-        assert head_row is not None, "audit_head row missing"
-        head = AuditHead(int(head_row[0]), str(head_row[1]))
-        await merge_links(cur, changes)
-        if audit_items:
-            rows, head = chain_rows(head, audit_items)
-            await copy_rows(cur, "audit_log", AUDIT_COLUMNS, rows)
+        if audit_items or changes.links:
+            # From here on, rows shared between partitions: under the one global lock.
+            # (A replay below the audit position without delegations never takes it.)
             await cur.execute(
-                "UPDATE audit_head SET last_audit_id = %s, head_hash = %s WHERE id = 1",
-                (head.last_audit_id, head.head_hash),
+                "SELECT last_audit_id, head_hash FROM audit_head WHERE id = 1 FOR UPDATE"
             )
-        result.head = head
+            head_row = await cur.fetchone()
+            assert head_row is not None, "audit_head row missing"
+            head = AuditHead(int(head_row[0]), str(head_row[1]))
+            await merge_links(cur, changes)
+            if audit_items:
+                rows, head = chain_rows(head, audit_items)
+                await copy_rows(cur, "audit_log", AUDIT_COLUMNS, rows)
+                await cur.execute(
+                    "UPDATE audit_head SET last_audit_id = %s, head_hash = %s WHERE id = 1",
+                    (head.last_audit_id, head.head_hash),
+                )
+            result.head = head
         await cur.executemany(
             "UPDATE projector_offsets SET next_offset = %s, "
             "audit_next_offset = GREATEST(audit_next_offset, %s), "
