@@ -238,9 +238,8 @@ async def _with_worker(bootstrap: str, partitions: int, tmp: Path, body: Any) ->
     names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
     script = scripted_script(tmp, latency_ms=0)
     env = worker_env(bootstrap, prefix, partitions=partitions, script=script, sandbox=tmp)
-    argv = ["-m", "streams"]
-    if os.environ.get("BENCH_PROFILE"):  # cProfile the worker into this file
-        argv = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], *argv]
+    # BENCH_WORKER_ARGV replaces `-m streams`, e.g. "-m cProfile -o w.prof -m streams".
+    argv = os.environ.get("BENCH_WORKER_ARGV", "-m streams").split()
     worker = WorkerProcess("bench", env, tmp / f"worker-{prefix}log", argv=argv).start()
     client = Client(bootstrap, names, partitions)
     try:
@@ -282,6 +281,9 @@ async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
             done = len([t for t in client.obs.turns_done[done0:] if t <= t1])
             await asyncio.sleep(0.5)  # let the window's last hops become visible
             lat = client.latencies_ms(w0, w1 - 200)
+            if os.environ.get("BENCH_DEBUG"):
+                import collections
+                print("turns per session:", sorted(collections.Counter(client.turn_of.values()).items()))
             return {
                 "n": n, "rate": rate or 0.0, "turns": done, "seconds": t1 - t0, "turns_s": done / (t1 - t0),
                 "hops": len(lat), "p50": _pct(lat, 0.50), "p99": _pct(lat, 0.99),

@@ -37,6 +37,7 @@ class SessionProcess:
         tool_context: Any = None,
         tick_interval_s: float = 1.0,
         session_timeout_ms: int = 6000,
+        group_commit_s: float = 1.0,
         client_id: str = "turnlog-session",
     ) -> None:
         self.effects = EffectRunner(
@@ -56,6 +57,7 @@ class SessionProcess:
             effect_sync=self.effects.sync,
             effect_drop=self.effects.drop,
             session_timeout_ms=session_timeout_ms,
+            group_commit_s=group_commit_s,
             client_id=client_id,
         )
         self.tick_interval_s = tick_interval_s

@@ -15,13 +15,23 @@ How (the classic consume-transform-produce loop, EOS with per-partition producer
   the state in a changelog topic would be written on every input, and since a session's
   state includes its conversation, that copy would grow quadratically with the session —
   the very failure mode turnlog exists to avoid.
-* Each poll batch of partition p is one transaction: decode → decide → evolve → append
-  events (partition p) → send_offsets_to_transaction → commit. Undecodable inputs go to
-  the DLQ in the same transaction. A child session's end is reported to its parent in the
-  same transaction too, so it can be neither lost nor doubled.
+* Each partition has its own loop; everything queued for p since its last commit is
+  p's next transaction: decode → decide → evolve → append events (partition p) →
+  commit. Undecodable inputs go to the DLQ in the same transaction. A child session's
+  end is reported to its parent in the same transaction too, so it can be neither lost
+  nor doubled.
+* The input offset is committed in the transaction as a header (INPUT_NEXT_HEADER) on
+  its last event, so it is read back with the state it belongs to; the consumer group's
+  offset (send_offsets_to_transaction, two more broker round trips) is added only when
+  a transaction has no event, at most once a second otherwise, and after a second of
+  idleness. A new owner resumes at the larger of the two. The group offset is thus at
+  most about a second behind: lag monitoring sees the truth, slightly late.
 * Effects (LLM calls, tools, summaries, child sessions) are started only after the commit,
   by the EffectRunner, and report back as requests; after an assignment, pending effects
   found in the rebuilt state are re-issued. Outcomes fold once, by effect id.
+* Trace context: each event carries a W3C traceparent in the trace of the request that
+  caused it (a request without one starts a trace derived from its id); effects report
+  in the trace of their session's latest event.
 """
 
 from __future__ import annotations
@@ -47,7 +57,17 @@ from streams.partitioning import partition_for
 from streams.topics import TopicNames
 from streams.tracing import child_traceparent, get_traceparent, headers_with
 
-__all__ = ["SessionWorker", "read_partition_events", "read_partition_log", "read_session_events"]
+__all__ = [
+    "INPUT_NEXT_HEADER",
+    "SessionWorker",
+    "read_partition_events",
+    "read_partition_log",
+    "read_session_events",
+]
+
+# Header on the last event of each transaction: the requests-topic offset after the
+# inputs that transaction consumed (see the module docstring).
+INPUT_NEXT_HEADER = "turnlog.input.next"
 
 # (partition, session id, committed state, traceparent of the session's latest event)
 EffectSync = Callable[[int, str, Any, str | None], None]
@@ -66,6 +86,11 @@ class _Partition:
     # The next input offset to process: records below it (fetched before a seek) are
     # dropped, never processed twice.
     position: int = 0
+    # Input offset after the last committed transaction, and the offset last committed
+    # to the consumer group (which trails it; see the module docstring).
+    done: int = 0
+    group_offset: int = 0
+    group_committed_at: float = 0.0
     queue: deque[ConsumerRecord] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -88,13 +113,17 @@ async def read_partition_events(
     bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
 ) -> list[Event]:
     """Every committed event of one partition of the events topic, in log order."""
-    return [ev for ev, _ in await read_partition_log(bootstrap, topic, partition, client_id=client_id)]
+    log = await read_partition_log(bootstrap, topic, partition, client_id=client_id)
+    return [ev for ev, _ in log]
+
+
+Headers = tuple[tuple[str, bytes], ...]
 
 
 async def read_partition_log(
     bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
-) -> list[tuple[Event, str | None]]:
-    """Every committed event of one partition with its traceparent header, in log order."""
+) -> list[tuple[Event, Headers]]:
+    """Every committed event of one partition with its Kafka headers, in log order."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -108,13 +137,13 @@ async def read_partition_log(
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
-        out: list[tuple[Event, str | None]] = []
+        out: list[tuple[Event, Headers]] = []
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
             for rec in batch.get(tp, ()):
                 if rec.offset >= end:
                     break
-                out.append((decode_event(rec.value), get_traceparent(rec.headers)))
+                out.append((decode_event(rec.value), tuple(rec.headers or ())))
         return out
     finally:
         await consumer.stop()
@@ -154,6 +183,7 @@ class SessionWorker:
         transactional_prefix: str | None = None,
         max_poll_records: int = 500,
         max_queue: int = 2000,
+        group_commit_s: float = 1.0,
         session_timeout_ms: int = 6000,
         client_id: str = "turnlog-session",
     ) -> None:
@@ -168,6 +198,7 @@ class SessionWorker:
         self._tx_prefix = transactional_prefix or f"{prefix}turnlog-session"
         self._max_poll_records = max_poll_records
         self._max_queue = max_queue
+        self._group_commit_s = group_commit_s
         self._session_timeout_ms = session_timeout_ms
         self._client_id = client_id
         self._parts: dict[int, _Partition] = {}
@@ -308,31 +339,39 @@ class SessionWorker:
         # events and the committed input offset we read next are consistent.
         await producer.begin_transaction()
         await producer.abort_transaction()
-        sessions, traces = await self._restore(p)
-        # Read the committed input offset only now: the consumer may have fetched it
-        # before the previous owner's last transaction completed, and starting from that
-        # stale offset would feed inputs already folded (rejected as duplicates, but
-        # still noise in the log).
+        sessions, traces, logged = await self._restore(p)
+        # Read the committed group offset only now, after the fencing: the consumer may
+        # have fetched it before the previous owner's last transaction completed.
         assert self._consumer is not None
-        committed = await self._consumer.committed(TopicPartition(self.topics.requests, p))
+        committed = await self._consumer.committed(TopicPartition(self.topics.requests, p)) or 0
+        position = max(committed, logged)
         return _Partition(
             number=p, producer=producer, sessions=sessions, traces=traces,
-            position=committed or 0,
+            position=position, done=position, group_offset=committed,
+            group_committed_at=time.monotonic(),
         )
 
-    async def _restore(self, p: int) -> tuple[dict[str, Any], dict[str, str | None]]:
+    async def _restore(
+        self, p: int
+    ) -> tuple[dict[str, Any], dict[str, str | None], int]:
+        """Sessions of partition p, their latest traceparent, and the input offset the
+        log says was consumed (the last INPUT_NEXT_HEADER; 0 when none)."""
         log = await read_partition_log(
             self.bootstrap, self.topics.events, p, client_id=f"{self._client_id}-restore"
         )
         states: dict[str, Any] = {}
         traces: dict[str, str | None] = {}
-        for ev, traceparent in log:
+        position = 0
+        for ev, headers in log:
             state = states.get(ev.session_id)
             if state is None:
                 state = await self._initial_for(ev)
             states[ev.session_id] = _core.evolve(state, ev)
-            traces[ev.session_id] = traceparent
-        return states, traces
+            traces[ev.session_id] = get_traceparent(headers)
+            for key, value in headers:
+                if key == INPUT_NEXT_HEADER:
+                    position = max(position, int(value))
+        return states, traces, position
 
     async def _initial_for(self, first: Event) -> Any:
         """The state a session's first event folds into: empty, or a fork's ancestry."""
@@ -358,30 +397,54 @@ class SessionWorker:
     async def _partition_loop(self, part: _Partition) -> None:
         tp = TopicPartition(self.topics.requests, part.number)
         while not part.closed:
-            await part.wakeup.wait()
+            if not part.queue:
+                if part.done > part.group_offset:
+                    # Progress the group has not seen: commit it once the partition idles.
+                    wait = self._group_commit_s - (time.monotonic() - part.group_committed_at)
+                    if wait <= 0:
+                        await self._transaction(part, tp, [])
+                        continue
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(part.wakeup.wait(), wait)
+                    continue
+                await part.wakeup.wait()
             part.wakeup.clear()
             while part.queue and not part.closed:
                 n = min(len(part.queue), self._max_poll_records)
                 records = [part.queue.popleft() for _ in range(n)]
-                await self._process(part, tp, records)
+                await self._transaction(part, tp, records)
                 if part.paused and len(part.queue) < self._max_queue // 2 and not part.closed:
                     assert self._consumer is not None
                     self._consumer.resume(tp)
                     part.paused = False
 
-    async def _process(
+    async def _transaction(
         self, part: _Partition, tp: TopicPartition, records: Sequence[ConsumerRecord]
     ) -> None:
+        """`records` (possibly none: an offsets-only commit) as one transaction."""
         producer = part.producer
         staged: dict[str, Any] = {}
         traces: dict[str, str | None] = {}
+        held: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
+        end = records[-1].offset + 1 if records else part.done
+        now = time.monotonic()
         try:
             await producer.begin_transaction()
             for rec in records:
-                await self._handle(part, rec, staged, traces)
-            await producer.send_offsets_to_transaction(
-                {tp: records[-1].offset + 1}, self.group_id
-            )
+                await self._handle(part, rec, staged, traces, held)
+            # The consumed offset rides on the last event (one header per transaction);
+            # the group offset is committed too only now and then, or when there is no
+            # event to carry it: that saves two broker round trips per transaction.
+            to_group = not held or now - part.group_committed_at >= self._group_commit_s
+            if held:
+                value, key, headers = held.pop()
+                headers.append((INPUT_NEXT_HEADER, str(end).encode()))
+                await producer.send(
+                    self.topics.events, value=value, key=key, partition=part.number,
+                    headers=headers,
+                )
+            if to_group:
+                await producer.send_offsets_to_transaction({tp: end}, self.group_id)
             await producer.commit_transaction()
         except ProducerFenced:
             # Another worker owns the partition now (we missed the rebalance): stop.
@@ -402,10 +465,16 @@ class SessionWorker:
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             part.queue.clear()
-            part.position = records[0].offset
-            if not part.closed:
-                assert self._consumer is not None
-                self._consumer.seek(tp, records[0].offset)
+            if records:
+                part.position = records[0].offset
+                if not part.closed:
+                    assert self._consumer is not None
+                    self._consumer.seek(tp, records[0].offset)
+            return
+        part.done = end
+        if to_group:
+            part.group_offset, part.group_committed_at = end, now
+        if not records:
             return
         part.sessions.update(staged)
         part.traces.update(traces)
@@ -419,6 +488,7 @@ class SessionWorker:
         rec: ConsumerRecord,
         staged: dict[str, Any],
         traces: dict[str, str | None],
+        held: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
     ) -> None:
         self.stats["inputs"] += 1
         producer = part.producer
@@ -440,7 +510,6 @@ class SessionWorker:
                 headers=list(rec.headers or ()),
             )
             return
-        log = self._log.bind(session_id=req.session_id, request_id=req.request_id)
         state = staged.get(req.session_id) or part.sessions.get(req.session_id)
         try:
             if state is None:
@@ -451,8 +520,10 @@ class SessionWorker:
                 if state is None:
                     state = _core.initial_state(req.session_id)
             events, state = _core.decide_and_evolve(state, req, self.registry)
-        except Exception as exc:  # a bug in the core must not become a crash loop
-            log.exception("decide.failed")
+        except Exception as exc:  # noqa: BLE001 - a core bug must not become a crash loop
+            self._log.exception(
+                "decide.failed", session_id=req.session_id, request_id=req.request_id
+            )
             await self._dead_letter(producer, rec, "InternalError", f"{type(exc).__name__}: {exc}", None)
             return
         # A request without trace context starts a trace of its own (derived from its id,
@@ -461,16 +532,19 @@ class SessionWorker:
         parent_tp = get_traceparent(rec.headers) or child_traceparent(None, req.request_id)
         for ev in events:
             event_tp = child_traceparent(parent_tp, ev.event_id)
-            await producer.send(
-                self.topics.events,
-                value=encode_event(ev),
-                key=ev.session_id.encode(),
-                partition=part.number,
-                headers=headers_with(event_tp, event_type=type(ev.payload).__name__),
-            )
+            if held:  # every event but the transaction's last goes out at once
+                value, key, headers = held.pop()
+                await producer.send(
+                    self.topics.events, value=value, key=key, partition=part.number,
+                    headers=headers,
+                )
+            held.append((
+                encode_event(ev),
+                ev.session_id.encode(),
+                headers_with(event_tp, event_type=type(ev.payload).__name__),
+            ))
             traces[req.session_id] = event_tp
             self.stats["events"] += 1
-            log.debug("event.appended", seq=ev.seq, turn_id=ev.turn_id, type=type(ev.payload).__name__)
             report = _core.child_report(state, ev)
             if report is not None:
                 await self._send_request(producer, report, event_tp)

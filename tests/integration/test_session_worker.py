@@ -24,6 +24,7 @@ from agents.events import (
     Usage,
     UserMessageReceived,
 )
+from streams.partitioning import partition_for
 from streams.topics import TopicNames, ensure_topics
 from streams.tracing import new_traceparent
 from tests.integration.worker_harness import (
@@ -209,3 +210,30 @@ async def test_a_restarted_worker_resumes_sessions_from_the_log(
     assert isinstance(second_call, LlmCallRequested)
     # Turn 2's first call sees turn 1's entries (user, assistant+tool use, result, answer).
     assert second_call.context_entries > 1
+
+
+async def test_a_busy_partition_keeps_flowing_and_the_group_offset_follows(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    """A flood of sessions on one partition keeps its queue busy across many
+    group-commit intervals (the group offset rides along only now and then; 5 ms here,
+    so intervals run out during transactions and while inputs arrive): nothing stalls,
+    and once traffic stops the group's committed offset reaches the end of the input."""
+    sessions = [s for s in (f"busy-{i}" for i in range(1200))
+                if partition_for(s, PARTITIONS) == 0][:240]
+    async with (
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path, group_commit_s=0.005),
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        for wave in range(0, len(sessions), 40):
+            await send.requests(user_message(s, "what is 6*7?", agent="calc")
+                                for s in sessions[wave:wave + 40])
+            await log.poll(0)
+        await log.wait_for(
+            lambda: all(log.turns_completed(s) == 1 for s in sessions), 90,
+            f"{len(sessions)} sessions of one partition completed their turn",
+            diagnose=lambda: f"{sum(log.turns_completed(s) for s in sessions)} completed",
+        )
+        await _all_inputs_handled(kafka_bootstrap, names)
+    assert seq_problems(log.events) == []

@@ -343,6 +343,7 @@ class InProcessWorker:
         provider: Any = None,
         sandbox: Path | None = None,
         session_timeout_ms: int = 3000,
+        group_commit_s: float = 1.0,
     ) -> None:
         from agents.providers import ScriptedProvider
         from agents.registry import AgentRegistry
@@ -359,6 +360,7 @@ class InProcessWorker:
             tools=builtin_registry(),
             tool_context=settings,
             session_timeout_ms=session_timeout_ms,
+            group_commit_s=group_commit_s,
         )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
