@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -94,7 +95,9 @@ class EffectRunner:
             bootstrap_servers=self.bootstrap,
             enable_idempotence=True,
             acks="all",
-            linger_ms=1,
+            # An outcome is the next input of a waiting session: send it at once (under
+            # load, records queued while a request is in flight still share a batch).
+            linger_ms=0,
             client_id="turnlog-effects",
         )
         await self._producer.start()
@@ -136,7 +139,7 @@ class EffectRunner:
             )
             self._running[key] = task
             self._by_partition[partition].add(key)
-            task.add_done_callback(lambda _t, k=key, p=partition: self._done(k, p))
+            task.add_done_callback(functools.partial(self._done, key, partition))
             self.stats["started"] += 1
 
     def drop(self, partition: int) -> None:
@@ -148,7 +151,7 @@ class EffectRunner:
             if task is not None:
                 task.cancel()
 
-    def _done(self, key: _Key, partition: int) -> None:
+    def _done(self, key: _Key, partition: int, _task: object = None) -> None:
         self._running.pop(key, None)
         self._by_partition.get(partition, set()).discard(key)
 

@@ -1,0 +1,86 @@
+"""Reading the session log back: one partition's committed events, with their headers.
+
+Rule: only what a read_committed consumer sees counts — an aborted or still-open
+transaction is not part of the log. The session worker restores state from here, and
+reads a fork's ancestry from here.
+"""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents.events import Event
+from schemas.codec import decode_event
+from streams.partitioning import partition_for
+from streams.topics import TopicNames
+
+__all__ = [
+    "INPUT_NEXT_HEADER",
+    "Headers",
+    "read_partition_events",
+    "read_partition_log",
+    "read_session_events",
+]
+
+# Header on the last event of each session-worker transaction: the requests-topic offset
+# after the inputs that transaction consumed (see streams.session_worker).
+INPUT_NEXT_HEADER = "turnlog.input.next"
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+async def read_partition_log(
+    bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
+) -> list[tuple[Event, Headers]]:
+    """Every committed event of one partition with its Kafka headers, in log order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id=client_id,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        # Under read_committed this is the last stable offset; the position moves past
+        # control records too, so the loop ends there.
+        end = (await consumer.end_offsets([tp]))[tp]
+        out: list[tuple[Event, Headers]] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+            for rec in batch.get(tp, ()):
+                if rec.offset >= end:
+                    break
+                out.append((decode_event(rec.value), tuple(rec.headers or ())))
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def read_partition_events(
+    bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
+) -> list[Event]:
+    """Every committed event of one partition of the events topic, in log order."""
+    log = await read_partition_log(bootstrap, topic, partition, client_id=client_id)
+    return [ev for ev, _ in log]
+
+
+async def read_session_events(
+    bootstrap: str,
+    topics: TopicNames,
+    partitions: int,
+    session_id: str,
+    *,
+    upto_seq: int | None = None,
+) -> list[Event]:
+    """The events of one session (its own, not its fork ancestry), up to `upto_seq`."""
+    p = partition_for(session_id, partitions)
+    events = await read_partition_events(bootstrap, topics.events, p)
+    return [
+        e
+        for e in events
+        if e.session_id == session_id and (upto_seq is None or e.seq <= upto_seq)
+    ]

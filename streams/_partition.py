@@ -1,0 +1,323 @@
+"""One owned partition of the session worker: its producer, its sessions, its loop.
+
+Rule: everything a batch of inputs causes — the events (each session's next seqs), the
+DLQ records, the reports to parent sessions, and the input offset consumed — is
+committed in ONE transaction of this partition's producer, or not at all; the in-memory
+state is updated only after the commit returns, and effects start only then.
+
+The loop takes everything queued since its last commit as its next transaction, so
+batches grow with the load while the number of transactions does not. The consumed
+offset rides on the transaction's last event (INPUT_NEXT_HEADER); the consumer group's
+offset is added to a transaction only when it has no event, at most every
+`group_commit_s` otherwise, and after `group_commit_s` of idleness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from agents.errors import DecodeError
+from agents.events import ForkSession, Request
+from schemas.codec import decode_request, encode_event, encode_request
+from streams import _core
+from streams._eventlog import INPUT_NEXT_HEADER
+from streams.partitioning import partition_for
+from streams.topics import TopicNames
+from streams.tracing import child_traceparent, get_traceparent, headers_with
+
+__all__ = ["EffectSync", "OwnedPartition", "Shared"]
+
+# (partition, session id, committed state, traceparent of the session's latest event)
+EffectSync = Callable[[int, str, Any, str | None], None]
+# (source session, at_seq, new session) -> the fork's base state, or None
+ForkBase = Callable[[str, int, str], Awaitable[Any]]
+# An event on its way out: (value, key, headers).
+_Out = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+@dataclass
+class Shared:
+    """What every partition of one worker shares."""
+
+    topics: TopicNames
+    partitions: int
+    registry: Any
+    group_id: str
+    consumer: AIOKafkaConsumer
+    fork_base: ForkBase
+    forget: Callable[[OwnedPartition], None]
+    stats: dict[str, int]
+    log: Any
+    effect_sync: EffectSync | None = None
+    effect_drop: Callable[[int], None] | None = None
+    max_batch: int = 500
+    max_queue: int = 2000
+    group_commit_s: float = 1.0
+
+
+class OwnedPartition:
+    """Partition `number` while this worker owns it (see the module rule)."""
+
+    def __init__(
+        self,
+        shared: Shared,
+        number: int,
+        producer: AIOKafkaProducer,
+        sessions: dict[str, Any],
+        traces: dict[str, str | None],
+        *,
+        position: int,
+        group_offset: int,
+    ) -> None:
+        self.shared = shared
+        self.number = number
+        self.producer = producer
+        self.tp = TopicPartition(shared.topics.requests, number)
+        self.sessions = sessions
+        # The traceparent of each session's latest event: effects started from that
+        # state report in the same trace.
+        self.traces = traces
+        # The next input offset to take: records below it (fetched before a seek) are
+        # dropped, never processed twice.
+        self.position = position
+        # The input offset after the last commit, and the one the group last saw.
+        self.done = position
+        self.group_offset = group_offset
+        self.group_committed_at = time.monotonic()
+        self.queue: deque[ConsumerRecord] = deque()
+        self.wakeup = asyncio.Event()
+        self.paused = False
+        self.closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the loop and fetching from `position` (the consumer may have fetched
+        from a stale committed offset while the state was being restored)."""
+        self._task = asyncio.create_task(self._loop())
+        if self.position:
+            self.shared.consumer.seek(self.tp, self.position)
+        self.shared.consumer.resume(self.tp)
+
+    async def close(self) -> None:
+        """Let the transaction in flight finish (commit or fail), then stop: queued
+        records are left to the next owner, which reads from the committed offset."""
+        self.closed = True
+        self.wakeup.set()
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self.shared.effect_drop is not None:
+            self.shared.effect_drop(self.number)
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+
+    def offer(self, records: Sequence[ConsumerRecord]) -> None:
+        """Queue fetched records (synchronously: the dispatch cannot interleave)."""
+        if self.closed:
+            return  # being revoked: the next owner reads them again
+        fresh = [r for r in records if r.offset >= self.position]
+        if not fresh:
+            return
+        self.position = fresh[-1].offset + 1
+        self.queue.extend(fresh)
+        self.wakeup.set()
+        if len(self.queue) >= self.shared.max_queue and not self.paused:
+            self.shared.consumer.pause(self.tp)  # backpressure
+            self.paused = True
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _loop(self) -> None:
+        while not self.closed:
+            if not self.queue:
+                if self.done > self.group_offset:
+                    # Progress the group has not seen: commit it once the partition idles.
+                    since = time.monotonic() - self.group_committed_at
+                    wait = self.shared.group_commit_s - since
+                    if wait <= 0:
+                        await self._transaction([])
+                        continue
+                    # (Never wait_for(..., 0): it times out even when the event is set.)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wakeup.wait(), wait)
+                    continue
+                await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.queue and not self.closed:
+                n = min(len(self.queue), self.shared.max_batch)
+                await self._transaction([self.queue.popleft() for _ in range(n)])
+                if self.paused and len(self.queue) < self.shared.max_queue // 2:
+                    if not self.closed:
+                        self.shared.consumer.resume(self.tp)
+                    self.paused = False
+
+    async def _transaction(self, records: Sequence[ConsumerRecord]) -> None:
+        """`records` (possibly none: an offsets-only commit) as one transaction."""
+        shared, producer = self.shared, self.producer
+        staged: dict[str, Any] = {}
+        traces: dict[str, str | None] = {}
+        held: list[_Out] = []
+        end = records[-1].offset + 1 if records else self.done
+        now = time.monotonic()
+        try:
+            await producer.begin_transaction()
+            for rec in records:
+                await self._handle(rec, staged, traces, held)
+            # The consumed offset rides on the last event; the group offset costs two
+            # more broker round trips, so it comes along only now and then.
+            to_group = not held or now - self.group_committed_at >= shared.group_commit_s
+            if held:
+                value, key, headers = held.pop()
+                headers.append((INPUT_NEXT_HEADER, str(end).encode()))
+                await self._send_event(value, key, headers)
+            if to_group:
+                await producer.send_offsets_to_transaction({self.tp: end}, shared.group_id)
+            await producer.commit_transaction()
+        except ProducerFenced:
+            # Another worker owns the partition now (we missed the rebalance): stop.
+            shared.log.warning("partition.fenced", partition=self.number)
+            self.closed = True
+            self.queue.clear()
+            shared.forget(self)
+            if shared.effect_drop is not None:
+                shared.effect_drop(self.number)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            return
+        except (KafkaError, OSError) as exc:
+            # Nothing of the batch is visible; read it again (and whatever was queued
+            # after it) from its first offset.
+            shared.log.error("batch.failed", partition=self.number, error=repr(exc))
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            self.queue.clear()
+            if records:
+                self.position = records[0].offset
+                if not self.closed:
+                    shared.consumer.seek(self.tp, records[0].offset)
+            return
+        self.done = end
+        if to_group:
+            self.group_offset, self.group_committed_at = end, now
+        if not records:
+            return
+        self.sessions.update(staged)
+        self.traces.update(traces)
+        shared.stats["batches"] += 1
+        if shared.effect_sync is not None:
+            for session_id, state in staged.items():
+                shared.effect_sync(self.number, session_id, state, self.traces.get(session_id))
+
+    # ------------------------------------------------------------------ one input
+
+    async def _handle(
+        self,
+        rec: ConsumerRecord,
+        staged: dict[str, Any],
+        traces: dict[str, str | None],
+        held: list[_Out],
+    ) -> None:
+        shared = self.shared
+        shared.stats["inputs"] += 1
+        try:
+            req = decode_request(rec.value)
+        except DecodeError as exc:
+            await self._dead_letter(rec, "DecodeError", str(exc), exc.fingerprint)
+            return
+        expected = partition_for(req.session_id, shared.partitions)
+        if expected != self.number:
+            # Produced with the wrong key: forward it to its session's partition rather
+            # than let two workers write one session.
+            shared.stats["rerouted"] += 1
+            await self.producer.send(
+                shared.topics.requests,
+                value=rec.value,
+                key=req.session_id.encode(),
+                partition=expected,
+                headers=list(rec.headers or ()),
+            )
+            return
+        state = staged.get(req.session_id) or self.sessions.get(req.session_id)
+        try:
+            if state is None:
+                if isinstance(req.payload, ForkSession):
+                    state = await shared.fork_base(
+                        req.payload.source_session_id, req.payload.at_seq, req.session_id
+                    )
+                if state is None:
+                    state = _core.initial_state(req.session_id)
+            events, state = _core.decide_and_evolve(state, req, shared.registry)
+        except Exception as exc:  # a bug in the core must not become a crash loop
+            shared.log.exception(
+                "decide.failed", session_id=req.session_id, request_id=req.request_id
+            )
+            await self._dead_letter(rec, "InternalError", f"{type(exc).__name__}: {exc}", None)
+            return
+        # A request without trace context starts a trace of its own (derived from its id,
+        # so a re-processed input gets the same one): all the events it causes, and the
+        # effects they start, share it.
+        parent_tp = get_traceparent(rec.headers) or child_traceparent(None, req.request_id)
+        for ev in events:
+            event_tp = child_traceparent(parent_tp, ev.event_id)
+            if held:  # every event but the transaction's last goes out at once
+                await self._send_event(*held.pop())
+            held.append((
+                encode_event(ev),
+                ev.session_id.encode(),
+                headers_with(event_tp, event_type=type(ev.payload).__name__),
+            ))
+            traces[req.session_id] = event_tp
+            shared.stats["events"] += 1
+            report = _core.child_report(state, ev)
+            if report is not None:
+                await self._send_request(report, event_tp)
+        staged[req.session_id] = state
+
+    async def _send_event(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
+        await self.producer.send(
+            self.shared.topics.events, value=value, key=key, partition=self.number,
+            headers=headers,
+        )
+
+    async def _send_request(self, req: Request, traceparent: str | None) -> None:
+        await self.producer.send(
+            self.shared.topics.requests,
+            value=encode_request(req),
+            key=req.session_id.encode(),
+            partition=partition_for(req.session_id, self.shared.partitions),
+            headers=headers_with(child_traceparent(traceparent, req.request_id)),
+        )
+
+    async def _dead_letter(
+        self, rec: ConsumerRecord, error_type: str, message: str, fingerprint: str | None
+    ) -> None:
+        self.shared.stats["dlq"] += 1
+        headers = list(rec.headers or ()) + [
+            ("turnlog.error.type", error_type.encode()),
+            ("turnlog.error.message", message.encode("utf-8", "replace")[:4000]),
+            ("turnlog.source.topic", rec.topic.encode()),
+            ("turnlog.source.partition", str(rec.partition).encode()),
+            ("turnlog.source.offset", str(rec.offset).encode()),
+        ]
+        if fingerprint:
+            headers.append(("turnlog.error.fingerprint", fingerprint.encode()))
+        await self.producer.send(self.shared.topics.dlq, value=rec.value, key=rec.key,
+                                 headers=headers)
+        self.shared.log.warning(
+            "input.dead_lettered",
+            error_type=error_type,
+            error=message[:500],
+            partition=rec.partition,
+            offset=rec.offset,
+        )
