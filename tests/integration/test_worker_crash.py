@@ -35,6 +35,7 @@ from agents.events import (
 from schemas.codec import decode_event
 from streams.partitioning import partition_for
 from streams.topics import TopicNames, ensure_topics
+from streams.tracing import new_traceparent
 from tests.integration.worker_harness import (
     EventLog,
     RequestSender,
@@ -47,6 +48,7 @@ from tests.integration.worker_harness import (
     request_for,
     scripted_script,
     seq_problems,
+    trace_id,
     user_message,
     wait_until,
     worker_env,
@@ -186,6 +188,7 @@ async def test_kill9_with_llm_calls_in_flight_reissues_each_and_folds_it_once(
     kafka_bootstrap: str, names: TopicNames, unique_prefix: str, tmp_path: Path
 ) -> None:
     sessions = [f"inflight-{i}" for i in range(12)]
+    traceparent = new_traceparent()
     script = scripted_script(tmp_path, latency_ms=1500)
     env = worker_env(kafka_bootstrap, unique_prefix, script=script, sandbox=tmp_path)
     async with (
@@ -195,7 +198,8 @@ async def test_kill9_with_llm_calls_in_flight_reissues_each_and_folds_it_once(
     ):
         first = group.start("w1")
         await first.wait_assigned(at_least=PARTITIONS)
-        await send.requests(user_message(s, "what is 6*7?", agent="calc") for s in sessions)
+        await send.requests((user_message(s, "what is 6*7?", agent="calc") for s in sessions),
+                            traceparent=traceparent)
         await log.wait_for(
             lambda: all(log.of(s, LlmCallRequested) for s in sessions), 30,
             "every session's first LLM call requested", diagnose=group.tails,
@@ -219,6 +223,10 @@ async def test_kill9_with_llm_calls_in_flight_reissues_each_and_folds_it_once(
             if r.get("event") == "effect.reported" and r.get("kind") == "llm_call"
         }
         assert in_flight <= reissued
+        # The new owner restored each session's trace context from the log: the
+        # re-issued calls reported, and their events were written, in the client's trace.
+        traces = {trace_id(tp) for s in sessions for _, tp in log.traceparents(s)}
+        assert traces == {trace_id(traceparent)}
 
         # A zombie's late report of a call that already folded: the same outcome again
         # under another request id. It must be rejected, not counted.
