@@ -156,11 +156,36 @@ class OwnedPartition:
             self.wakeup.clear()
             while self.queue and not self.closed:
                 n = min(len(self.queue), self.shared.max_batch)
-                await self._transaction([self.queue.popleft() for _ in range(n)])
+                records = [self.queue.popleft() for _ in range(n)]
+                try:
+                    await self._transaction(records)
+                except Exception as exc:
+                    # Not a broker error (those are handled inside): say so loudly, drop
+                    # the transaction and read the batch again after a pause, rather than
+                    # leave the partition with no loop.
+                    self.shared.log.exception(
+                        "batch.crashed", partition=self.number, error=repr(exc)
+                    )
+                    with contextlib.suppress(Exception):
+                        await self.producer.abort_transaction()
+                    self.queue.clear()
+                    self.position = records[0].offset
+                    await asyncio.sleep(1.0)
+                    if not self.closed:
+                        self._rewind(records[0].offset)
+                    break
                 if self.paused and len(self.queue) < self.shared.max_queue // 2:
                     if not self.closed:
                         self.shared.consumer.resume(self.tp)
                     self.paused = False
+
+    def _rewind(self, offset: int) -> None:
+        """Fetch this partition again from `offset` (its queue was dropped), resuming it
+        if backpressure had paused it: nothing else would."""
+        self.shared.consumer.seek(self.tp, offset)
+        if self.paused:
+            self.shared.consumer.resume(self.tp)
+            self.paused = False
 
     async def _transaction(self, records: Sequence[ConsumerRecord]) -> None:
         """`records` (possibly none: an offsets-only commit) as one transaction."""
@@ -205,7 +230,7 @@ class OwnedPartition:
             if records:
                 self.position = records[0].offset
                 if not self.closed:
-                    shared.consumer.seek(self.tp, records[0].offset)
+                    self._rewind(records[0].offset)
             return
         self.done = end
         if to_group:
@@ -258,6 +283,7 @@ class OwnedPartition:
                 if state is None:
                     state = _core.initial_state(req.session_id)
             events, state = _core.decide_and_evolve(state, req, shared.registry)
+            encoded = [encode_event(ev) for ev in events]
         except Exception as exc:  # a bug in the core must not become a crash loop
             shared.log.exception(
                 "decide.failed", session_id=req.session_id, request_id=req.request_id
@@ -268,12 +294,12 @@ class OwnedPartition:
         # so a re-processed input gets the same one): all the events it causes, and the
         # effects they start, share it.
         parent_tp = get_traceparent(rec.headers) or child_traceparent(None, req.request_id)
-        for ev in events:
+        for ev, blob in zip(events, encoded, strict=True):
             event_tp = child_traceparent(parent_tp, ev.event_id)
             if held:  # every event but the transaction's last goes out at once
                 await self._send_event(*held.pop())
             held.append((
-                encode_event(ev),
+                blob,
                 ev.session_id.encode(),
                 headers_with(event_tp, event_type=type(ev.payload).__name__),
             ))

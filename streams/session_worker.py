@@ -277,12 +277,28 @@ class SessionWorker:
         return await self._fork_base(source_id, at_seq, first.session_id)
 
     async def _fork_base(self, source_id: str, at_seq: int, new_session_id: str) -> Any:
-        own = await read_session_events(
-            self.bootstrap, self.topics, self.partitions, source_id, upto_seq=at_seq
-        )
+        """The source's state at `at_seq`, rebound to the new session; None when the
+        source has no such history (the core then rejects the fork)."""
+        state = await self._state_at(source_id, at_seq)
+        return None if state is None else _core.fork_base(state, new_session_id)
+
+    async def _state_at(self, session_id: str, at_seq: int) -> Any:
+        """The state of `session_id` right after seq `at_seq`, from the events topic."""
+        own = await read_session_events(self.bootstrap, self.topics, self.partitions, session_id)
         if not own:
             return None
-        state = await self._initial_for(own[0])
+        first = own[0]
+        fork = _core.fork_source(first)
+        if fork is not None and at_seq < first.seq:
+            # The point lies in the session's own fork ancestry: the ancestor that wrote
+            # that seq holds it (forks of forks, at any depth), seen as `session_id`.
+            base = await self._state_at(fork[0], at_seq)
+            return None if base is None else _core.fork_base(base, session_id)
+        state = await self._initial_for(first)
+        if state is None:
+            return None
         for ev in own:
+            if ev.seq > at_seq:
+                break
             state = _core.evolve(state, ev)
-        return _core.fork_base(state, new_session_id)
+        return state
