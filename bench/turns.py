@@ -76,7 +76,8 @@ FETCH_WAIT_MS = [20]
 
 def _record_bytes(rec: Any) -> int:
     headers = sum(len(k) + len(v or b"") for k, v in rec.headers or ())
-    return max(rec.serialized_key_size, 0) + max(rec.serialized_value_size, 0) + headers
+    key, value = int(rec.serialized_key_size), int(rec.serialized_value_size)
+    return max(key, 0) + max(value, 0) + headers
 
 
 def _cpu_s(pid: int | None) -> float:

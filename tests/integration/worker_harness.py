@@ -22,7 +22,22 @@ Typical use (see tests/integration/test_worker_crash.py):
         assert lost_inputs(await read_requests(bootstrap, names), log.events) == []
 
 Everything is reusable by other tests (approvals, delegation, fuzz, CLI): the session
-ids, agents and scripts are the caller's.
+ids, agents and scripts are the caller's. What is here:
+
+- workers: `worker_env` (the environment `python -m streams` reads), `WorkerProcess`
+  (one subprocess; `argv=("-m", "turnlog", "worker", "session")` runs the CLI instead;
+  `kill()` is SIGKILL, `owned_partitions()` / `wait_assigned()` read its JSON log),
+  `WorkerGroup` (a test's workers, all SIGKILLed at exit), `InProcessWorker` (the same
+  SessionProcess on the test's event loop, when no crash is needed);
+- inputs: `user_message`, `request_for` (any payload), `RequestSender` (keyed produce,
+  optional traceparent header, raw bytes for DLQ tests), `scripted_script` (a copy of
+  tests/data/calc.script.yaml with another latency);
+- reading: `EventLog` (tails the events topic read_committed; per-session views,
+  headers, turns completed), `read_records` (a whole topic, any isolation level),
+  `read_requests`, `group_caught_up` (the worker committed every input);
+- invariants: `seq_problems` (gap-free, no seq twice), `lost_inputs` (every input
+  caused an event or a rejection), `llm_completions`, `trace_id`;
+- waiting: `wait_until` (sync or async predicate, deadline, diagnosis on failure).
 """
 
 from __future__ import annotations
