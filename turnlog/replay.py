@@ -111,11 +111,19 @@ async def load_session_log(bootstrap: str, topics: TopicNames, session_id: str, 
     first = own[0]
     while isinstance(first.payload, SessionForked):
         source, at_seq = first.payload.source_session_id, first.payload.at_seq
-        if len(sources) >= _MAX_FORK_DEPTH or source in {s for s, _ in sources}:
-            raise ContractError(f"Session {session_id}: its fork chain loops at {source}.")
+        while True:
+            if len(sources) >= _MAX_FORK_DEPTH or source in {s for s, _ in sources}:
+                raise ContractError(f"Session {session_id}: its fork chain loops at {source}.")
+            source_own = await _own_events(bootstrap, topics.events, partitions, source)
+            head = source_own[0] if source_own else None
+            if head is not None and isinstance(head.payload, SessionForked) and at_seq < head.seq:
+                # The fork point lies in the source's own ancestry: go up to its source.
+                sources.append((source, at_seq))
+                source = head.payload.source_session_id
+                continue
+            break
         sources.append((source, at_seq))
-        events = [e for e in await _own_events(bootstrap, topics.events, partitions, source)
-                  if e.seq <= at_seq]
+        events = [e for e in source_own if e.seq <= at_seq]
         if not events:
             raise SessionNotFound(
                 f"Session {session_id} was forked from {source} at seq {at_seq}, and "

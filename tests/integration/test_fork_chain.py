@@ -18,6 +18,7 @@ from agents.providers.scripted import ScriptedProvider
 from agents.registry import AgentRegistry
 from agents.state import window_entries
 from streams.topics import TopicNames
+from turnlog.replay import load_session_log, replay
 from tests.integration.live_support import fresh_topics, live_platform, new_session_id, payloads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,3 +76,8 @@ async def test_a_fork_of_a_fork_inside_the_shared_ancestry_and_after_a_restart(
         assert texts[0] == "what is 17*23?"
         assert texts.count("what is 17*23?") == 2
         live.worker.assert_alive()
+
+    # `turnlog replay` reads the same ancestry (c -> b -> a) and folds to the same state.
+    log = await load_session_log(kafka_bootstrap, names, c)
+    assert [e.session_id for e in log.events[: log.own_from]] == [a] * (turn1_end - 1)
+    assert replay(log).state == state
