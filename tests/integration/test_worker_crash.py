@@ -15,6 +15,7 @@ events topic read with read_committed after the run:
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -121,7 +122,9 @@ def _assert_turn_costs_are_sums(events: Iterable[Event]) -> None:
 async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_nothing(
     kafka_bootstrap: str, names: TopicNames, unique_prefix: str, tmp_path: Path
 ) -> None:
-    rng = random.Random(4_2024)
+    # Reproducible by default; TURNLOG_CRASH_SEED=<n> explores other kill moments.
+    seed = int(os.environ.get("TURNLOG_CRASH_SEED", "42024"))
+    rng = random.Random(seed)
     sessions = [f"crash-{i:02d}" for i in range(50)]
     turns = 2
     script = scripted_script(tmp_path, latency_ms=25)
@@ -159,7 +162,8 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
                 await follow_up()
                 return len(log.events) >= n or done()
 
-            await wait_until(reached, 120, f"{threshold} events in the log (kill {kills + 1})",
+            await wait_until(reached, 120,
+                             f"{threshold} events in the log (kill {kills + 1}, seed {seed})",
                              interval_s=0, diagnose=lambda: group.tails() + log.summary())
             if done():
                 break
@@ -173,7 +177,8 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
             await follow_up()
             return done()
 
-        await wait_until(finished, 150, "every session completed its turns", interval_s=0,
+        await wait_until(finished, 150, f"every session completed its turns (seed {seed})",
+                         interval_s=0,
                          diagnose=lambda: group.tails() + "\n" + log.summary(
                              [s for s in sessions if log.turns_ended(s) < turns]))
         events = await _final_log(kafka_bootstrap, names)
