@@ -206,6 +206,7 @@ class SessionWorker:
     async def _on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         async with self._lock:
             new = [tp.partition for tp in assigned if tp.partition not in self._parts]
+            self._log.info("partitions.restoring", partitions=sorted(new))
             started = time.monotonic()
             parts = await asyncio.gather(*(self._open_partition(p) for p in new))
             for part in parts:

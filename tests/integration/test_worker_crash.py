@@ -15,6 +15,7 @@ events topic read with read_committed after the run:
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 from collections import Counter
@@ -41,6 +42,7 @@ from tests.integration.worker_harness import (
     EventLog,
     RequestSender,
     WorkerGroup,
+    WorkerProcess,
     group_caught_up,
     llm_completions,
     lost_inputs,
@@ -97,6 +99,10 @@ def _assert_exactly_once(events: list[Event], requests: list[Request],
     _assert_turn_costs_are_sums(events)
 
 
+def _is_restoring(worker: WorkerProcess) -> bool:
+    return '"partitions.restoring"' in worker.log_text(this_start=True)
+
+
 def _assert_turn_costs_are_sums(events: Iterable[Event]) -> None:
     """Each TurnCompleted's usage and cost = the sum over its turn's LlmCallCompleted."""
     sums: dict[tuple[str, str | None], list[int]] = {}
@@ -151,23 +157,31 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
             return all(log.turns_ended(s) >= turns for s in sessions)
 
         kills = 0
-        for _ in range(4):
-            # A random moment while the worker is busy: once it owns its partitions,
-            # after a random number of new events, plus a random few milliseconds.
-            await worker.wait_assigned(at_least=PARTITIONS)
-            threshold = len(log.events) + rng.randint(10, 160)
+        for plan in ("busy", "starting", "busy", "busy"):
+            if plan == "starting":
+                # While it fences the previous owner's producers and restores the
+                # sessions from the log.
+                await wait_until(functools.partial(_is_restoring, worker), 30,
+                                 "the restarted worker got its partitions", diagnose=group.tails)
+                await asyncio.sleep(rng.uniform(0, 0.3))  # the random moment, not a sync
+            else:
+                # While it is busy: once it owns its partitions, after a random number of
+                # new events, plus a random few milliseconds.
+                await worker.wait_assigned(at_least=PARTITIONS)
+                threshold = len(log.events) + rng.randint(10, 160)
 
-            async def reached(n: int = threshold) -> bool:
-                await log.poll(20)
-                await follow_up()
-                return len(log.events) >= n or done()
+                async def reached(n: int = threshold) -> bool:
+                    await log.poll(20)
+                    await follow_up()
+                    return len(log.events) >= n or done()
 
-            await wait_until(reached, 120,
-                             f"{threshold} events in the log (kill {kills + 1}, seed {seed})",
-                             interval_s=0, diagnose=lambda: group.tails() + log.summary())
+                await wait_until(
+                    reached, 120, f"{threshold} events in the log (kill {kills + 1}, seed {seed})",
+                    interval_s=0, diagnose=lambda: group.tails() + log.summary(),
+                )
+                await asyncio.sleep(rng.uniform(0, 0.1))  # the random moment, not a sync
             if done():
                 break
-            await asyncio.sleep(rng.uniform(0, 0.1))  # the random moment, not a sync
             worker.kill()
             kills += 1
             worker = group.start("w1")
@@ -185,6 +199,7 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
         requests = await read_requests(kafka_bootstrap, names)
 
     assert kills >= 3, f"only {kills} kill(s) landed before the run finished"
+    assert group.workers["w1"].log_text().count('"worker.started"') == kills + 1
     assert len(requests) >= len(sessions) * turns * 4
     _assert_exactly_once(events, requests, sessions, turns)
 
