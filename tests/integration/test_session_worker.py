@@ -24,6 +24,7 @@ from agents.events import (
     Usage,
     UserMessageReceived,
 )
+from schemas.codec import encode_request
 from streams.partitioning import partition_for
 from streams.topics import TopicNames, ensure_topics
 from streams.tracing import new_traceparent
@@ -185,6 +186,29 @@ async def test_undecodable_bytes_go_to_the_dlq_and_the_worker_goes_on(
     assert headers["turnlog.error.type"] == b"DecodeError"
     assert headers["turnlog.source.topic"] == names.requests.encode()
     assert int(headers["turnlog.source.offset"]) == 0
+
+
+async def test_a_request_on_the_wrong_partition_is_forwarded_to_its_sessions(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    """A client whose partitioner disagrees with Kafka's default: the worker that gets
+    the request forwards it (in its transaction) rather than write a session it does
+    not own."""
+    session = "misrouted"
+    home = partition_for(session, PARTITIONS)
+    wrong = (home + 1) % PARTITIONS
+    request = user_message(session, "what is 6*7?", agent="calc")
+    async with (
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as process,
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        await send.raw(session.encode(), encode_request(request), partition=wrong)
+        await log.wait_for(lambda: log.turns_completed(session) == 1, 30, "the turn")
+        assert process.worker.stats["rerouted"] == 1
+    records = await read_records(kafka_bootstrap, names.events)
+    assert {r.partition for r in records} == {home}
+    assert seq_problems(log.events) == []
 
 
 async def test_a_restarted_worker_resumes_sessions_from_the_log(

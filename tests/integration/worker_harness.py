@@ -471,9 +471,12 @@ class RequestSender:
         await asyncio.gather(*futures)
         self.sent.extend(batch)
 
-    async def raw(self, key: bytes, value: bytes) -> None:
-        """Bytes that are not a request (DLQ tests)."""
-        await self._producer.send_and_wait(self.topics.requests, value=value, key=key)
+    async def raw(self, key: bytes, value: bytes, *, partition: int | None = None) -> None:
+        """Any bytes (DLQ tests), or a request sent to a chosen partition (`partition`:
+        what a client with another partitioner would do)."""
+        await self._producer.send_and_wait(
+            self.topics.requests, value=value, key=key, partition=partition
+        )
 
 
 # --------------------------------------------------------------------------- reading
