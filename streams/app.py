@@ -38,6 +38,7 @@ class SessionProcess:
         tick_interval_s: float = 1.0,
         session_timeout_ms: int = 6000,
         group_commit_s: float = 1.0,
+        metrics_interval_s: float = 30.0,
         client_id: str = "turnlog-session",
     ) -> None:
         self.effects = EffectRunner(
@@ -61,20 +62,50 @@ class SessionProcess:
             client_id=client_id,
         )
         self.tick_interval_s = tick_interval_s
+        self.metrics_interval_s = metrics_interval_s
         self._log = get_logger(component="session-process")
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.effects.start()
         await self.worker.start()
-        ticker = asyncio.create_task(self._tick_loop(stop))
+        loops = [
+            asyncio.create_task(self._tick_loop(stop)),
+            asyncio.create_task(self._metrics_loop(stop)),
+        ]
         try:
             await self.worker.run(stop)
         finally:
-            ticker.cancel()
-            with contextlib.suppress(BaseException):
-                await ticker
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(BaseException):
+                    await task
             await self.worker.stop()
             await self.effects.stop()
+
+    async def _metrics_loop(self, stop: asyncio.Event) -> None:
+        """One `worker.metrics` log line per interval: throughput counters (since the
+        previous line), effects in flight and effect latency percentiles."""
+        before = {**self.worker.stats, **self.effects.stats}
+        while not stop.is_set():
+            await asyncio.sleep(self.metrics_interval_s)
+            now = {**self.worker.stats, **self.effects.stats}
+            latencies = sorted(self.effects.take_latencies())
+
+            def pct(q: float, values: list[float] = latencies) -> float | None:
+                return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
+
+            self._log.info(
+                "worker.metrics",
+                interval_s=self.metrics_interval_s,
+                partitions=sorted(self.worker.owned_partitions()),
+                sessions=len(self.worker.sessions()),
+                effects_in_flight=self.effects.in_flight,
+                effect_latency_ms_p50=pct(0.5),
+                effect_latency_ms_p99=pct(0.99),
+                **{name: now[name] - before.get(name, 0) for name in now},
+            )
+            before = now
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         """Deadlines are data in the state; time reaches the pure core only as Tick

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,7 +88,8 @@ class EffectRunner:
         self._reported: dict[int, dict[str, set[tuple[str, int]]]] = defaultdict(dict)
         self._log = get_logger(component="effects")
         self.stats = {"started": 0, "completed": 0, "failed": 0}
-        self.latencies_ms: list[float] = []
+        # Latencies since the last take_latencies() (bounded: nobody may be taking them).
+        self.latencies_ms: deque[float] = deque(maxlen=10_000)
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -115,6 +116,12 @@ class EffectRunner:
     @property
     def in_flight(self) -> int:
         return len(self._running)
+
+    def take_latencies(self) -> list[float]:
+        """Effect latencies (ms, outcome reported) since the last call, for metrics."""
+        taken = list(self.latencies_ms)
+        self.latencies_ms.clear()
+        return taken
 
     # ------------------------------------------------------------------ scheduling
 

@@ -89,11 +89,22 @@ def _env_int(name: str, default: int) -> int:
         raise ContractError(f"{name}: expected an integer, got {raw!r}.") from None
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ContractError(f"{name}: expected a number, got {raw!r}.") from None
+
+
 def build_session_process(settings: Any, *, client_id: str = "turnlog-session") -> SessionProcess:
     """The process `turnlog worker session` runs. Besides the settings it reads
     TURNLOG_AGENTS, TURNLOG_PROVIDER, ANTHROPIC_BASE_URL, TURNLOG_ALLOWED_HOSTS,
-    TURNLOG_SANDBOX_DIR and TURNLOG_SESSION_TIMEOUT_MS (consumer-group session timeout:
-    how long a SIGKILLed worker's partitions wait before another worker takes them)."""
+    TURNLOG_SANDBOX_DIR, TURNLOG_SESSION_TIMEOUT_MS (consumer-group session timeout:
+    how long a SIGKILLed worker's partitions wait before another worker takes them) and
+    TURNLOG_METRICS_INTERVAL_S (seconds between `worker.metrics` log lines)."""
     tools, tool_settings = build_tools()
     return SessionProcess(
         bootstrap=settings.kafka_bootstrap_servers,
@@ -104,5 +115,6 @@ def build_session_process(settings: Any, *, client_id: str = "turnlog-session") 
         tools=tools,
         tool_context=tool_settings,
         session_timeout_ms=_env_int("TURNLOG_SESSION_TIMEOUT_MS", 6000),
+        metrics_interval_s=_env_float("TURNLOG_METRICS_INTERVAL_S", 30.0),
         client_id=client_id,
     )

@@ -44,6 +44,7 @@ from tests.integration.worker_harness import (
     read_records,
     seq_problems,
     user_message,
+    wait_until,
     worker_env,
 )
 
@@ -95,7 +96,7 @@ async def run(
     names = (await ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)).names
     tmp = tmp_path_factory.mktemp("anthropic-e2e")
     env = worker_env(kafka_bootstrap, prefix, provider="anthropic", sandbox=tmp,
-                     extra=server.env())
+                     extra={**server.env(), "TURNLOG_METRICS_INTERVAL_S": "1"})
     assert env["ANTHROPIC_API_KEY"] == FAKE_API_KEY
     async with (
         WorkerGroup(env, tmp) as group,
@@ -215,9 +216,16 @@ async def test_the_api_key_is_in_no_topic_record_and_no_log_line(run: Run) -> No
                     f"offset {rec.offset}"
                 )
             scanned += 1
-    assert scanned > 50
+    assert scanned > len(run.log.events) > 0  # events, plus requests and deltas
+    def metrics() -> list[dict[str, Any]]:
+        return [r for r in run.worker.log_records()
+                if r.get("event") == "worker.metrics" and r["completed"] > 0]
+
+    # The log is not empty: calls, effects, and a metrics line about them.
+    measured = await wait_until(metrics, 10, "a worker.metrics line counting effects")
+    assert measured[0]["effect_latency_ms_p50"] is not None
     log = run.worker.log_text().encode()
-    assert b"llm.call" in log and b"effect.reported" in log  # the log is not empty
+    assert b"llm.call" in log and b"effect.reported" in log
     assert not any(n in log for n in needles), "the API key leaked into the worker's log"
     assert seq_problems(run.log.events) == []
 
