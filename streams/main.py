@@ -1,11 +1,11 @@
 """Build a session-worker process from settings (the composition root of streams/).
 
-Rule: configuration is read here once; nothing below this module reads the environment.
+Rule: every knob comes from `turnlog.settings` (one object, validated, read once);
+nothing here or below reads the environment.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,67 +54,50 @@ class ModelRouter:
 
 
 def load_registry(path: str | Path | None = None) -> AgentRegistry:
-    path = path or os.environ.get("TURNLOG_AGENTS", DEFAULT_AGENTS)
-    return AgentRegistry.from_file(path)
+    return AgentRegistry.from_file(path or DEFAULT_AGENTS)
+
+
+def _secret(settings: Any) -> str | None:
+    key = getattr(settings, "anthropic_api_key", None)
+    value = key.get_secret_value() if key is not None else None
+    return value or None  # compose passes an unset key as ""
 
 
 def build_provider(settings: Any) -> ModelRouter:
-    spec = os.environ.get("TURNLOG_PROVIDER", f"scripted:{DEFAULT_SCRIPT}")
+    spec = settings.provider
     scripted = provider_from_spec(spec) if spec.startswith("scripted") else None
     real: Provider | None = None
-    key = getattr(settings, "anthropic_api_key", None)
+    key = _secret(settings)
     if key is not None or spec == "anthropic":
         real = provider_from_spec(
-            "anthropic", api_key=key, base_url=os.environ.get("ANTHROPIC_BASE_URL") or None
+            "anthropic", api_key=key, base_url=settings.anthropic_base_url or None
         )
     return ModelRouter(scripted, real)
 
 
-def build_tools() -> tuple[Any, Any]:
+def build_tools(settings: Any) -> tuple[Any, Any]:
     from agents.tools import ToolSettings, builtin_registry
 
-    hosts = tuple(h for h in os.environ.get("TURNLOG_ALLOWED_HOSTS", "").split(",") if h)
-    sandbox = Path(os.environ.get("TURNLOG_SANDBOX_DIR", ".turnlog/sandbox"))
+    sandbox = Path(settings.sandbox_dir)
     sandbox.mkdir(parents=True, exist_ok=True)
-    return builtin_registry(), ToolSettings(sandbox_dir=sandbox, allowed_hosts=hosts)
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ContractError(f"{name}: expected an integer, got {raw!r}.") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ContractError(f"{name}: expected a number, got {raw!r}.") from None
+    return builtin_registry(), ToolSettings(
+        sandbox_dir=sandbox, allowed_hosts=settings.allowed_host_list
+    )
 
 
 def build_session_process(settings: Any, *, client_id: str = "turnlog-session") -> SessionProcess:
-    """The process `turnlog worker session` runs. Besides the settings it reads
-    TURNLOG_AGENTS, TURNLOG_PROVIDER, ANTHROPIC_BASE_URL, TURNLOG_ALLOWED_HOSTS,
-    TURNLOG_SANDBOX_DIR, TURNLOG_SESSION_TIMEOUT_MS (consumer-group session timeout:
-    how long a SIGKILLed worker's partitions wait before another worker takes them) and
-    TURNLOG_METRICS_INTERVAL_S (seconds between `worker.metrics` log lines)."""
-    tools, tool_settings = build_tools()
+    """The process `turnlog worker session` runs, entirely from `settings` (agents file,
+    provider, tool sandbox and hosts, group session timeout, metrics interval)."""
+    tools, tool_settings = build_tools(settings)
     return SessionProcess(
         bootstrap=settings.kafka_bootstrap_servers,
         topics=topic_names(settings.topic_prefix),
         partitions=settings.partitions,
-        registry=load_registry(),
+        registry=load_registry(settings.agents),
         provider=build_provider(settings),
         tools=tools,
         tool_context=tool_settings,
-        session_timeout_ms=_env_int("TURNLOG_SESSION_TIMEOUT_MS", 6000),
-        metrics_interval_s=_env_float("TURNLOG_METRICS_INTERVAL_S", 30.0),
+        session_timeout_ms=settings.session_timeout_ms,
+        metrics_interval_s=settings.metrics_interval_s,
         client_id=client_id,
     )

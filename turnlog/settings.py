@@ -116,6 +116,16 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated hosts http_get may fetch (exact or *.suffix); empty: none.",
     )
+    session_timeout_ms: int = Field(
+        default=6000, ge=1000, le=600_000,
+        description=(
+            "Consumer-group session timeout of the session worker: how long a killed "
+            "worker's partitions wait before another worker takes them over."
+        ),
+    )
+    metrics_interval_s: float = Field(
+        default=30.0, gt=0, description="Seconds between the workers' `worker.metrics` lines."
+    )
 
     # TURNLOG_DEV_*: only the local infrastructure of `turnlog dev` reads these.
     dev_kafka_port: int = Field(default=DEV_KAFKA_PORT, ge=1, le=65535)
