@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import NoReturn, Union
+from typing import NoReturn, Union, get_args
 
 from agents.errors import InvalidRecord
 
@@ -388,20 +388,7 @@ RequestPayload = Union[
     Tick,
 ]
 
-REQUEST_TYPES: tuple[type, ...] = (
-    SendMessage,
-    DecideApproval,
-    CancelTurn,
-    CloseSession,
-    ForkSession,
-    CompleteLlmCall,
-    FailLlmCall,
-    CompleteToolCall,
-    FailToolCall,
-    CompleteCompaction,
-    CompleteChildSession,
-    Tick,
-)
+REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -767,33 +754,7 @@ EventPayload = Union[
     RequestRejected,
 ]
 
-EVENT_TYPES: tuple[type, ...] = (
-    SessionStarted,
-    SessionForked,
-    SessionClosed,
-    TurnStarted,
-    UserMessageReceived,
-    LlmCallRequested,
-    LlmCallCompleted,
-    LlmCallFailed,
-    ProviderCircuitOpened,
-    ToolCallRequested,
-    ApprovalRequested,
-    ApprovalGranted,
-    ApprovalDenied,
-    ToolCallCompleted,
-    ToolCallFailed,
-    ContextCompactionRequested,
-    ContextCompacted,
-    ChildSessionRequested,
-    ChildSessionCompleted,
-    EffectReissued,
-    BudgetExceeded,
-    TurnCompleted,
-    TurnFailed,
-    TurnCancelled,
-    RequestRejected,
-)
+EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)
 
 
 @dataclass(frozen=True, slots=True)
