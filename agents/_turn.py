@@ -169,9 +169,10 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
     )
 
 
-def _compact_now(
-    d: Decision, plan: CompactionPlan, prefix_tokens: int, tokens_before: int, window: int
-) -> None:
+def _request_compaction(
+    d: Decision, plan: CompactionPlan, tokens_before: int, window: int
+) -> str:
+    """Emit ContextCompactionRequested for `plan`; its id names the compaction."""
     compaction_id = f"{d.state.session_id}/compact/{d.next_seq}"
     d.emit(
         ContextCompactionRequested(
@@ -182,6 +183,13 @@ def _compact_now(
             context_window=window,
         )
     )
+    return compaction_id
+
+
+def _compact_now(
+    d: Decision, plan: CompactionPlan, prefix_tokens: int, tokens_before: int, window: int
+) -> None:
+    compaction_id = _request_compaction(d, plan, tokens_before, window)
     d.emit(
         ContextCompacted(
             compaction_id=compaction_id,
@@ -205,16 +213,7 @@ def _request_summary(
     reserved = _reserve_or_fail(d, (model,), context_tokens, max_tokens, info)
     if reserved is None:
         return
-    compaction_id = f"{d.state.session_id}/compact/{d.next_seq}"
-    d.emit(
-        ContextCompactionRequested(
-            compaction_id=compaction_id,
-            strategy=plan.strategy.value,
-            entry_seqs=plan.removed_seqs,
-            tokens_before=tokens_before,
-            context_window=window,
-        )
-    )
+    compaction_id = _request_compaction(d, plan, tokens_before, window)
     # The summarize effect is an LLM call with purpose "summarize" and the compaction's
     # id: its context is the entries to summarize, its outcome is CompleteCompaction.
     d.emit(

@@ -75,10 +75,10 @@ class _Base:
 
 
 @dataclass(frozen=True, slots=True)
-class LlmCallEffect(_Base):
-    requested: LlmCallRequested
+class _LlmBacked(_Base):
+    """An effect executed as one LLM call: `requested` says which and how."""
 
-    kind = EffectKind.LLM_CALL
+    requested: LlmCallRequested
 
     @property
     def model(self) -> str:
@@ -94,25 +94,17 @@ class LlmCallEffect(_Base):
 
 
 @dataclass(frozen=True, slots=True)
-class CompactionEffect(_Base):
+class LlmCallEffect(_LlmBacked):
+    kind = EffectKind.LLM_CALL
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionEffect(_LlmBacked):
     """A summarize compaction; `effect_id` is the compaction id (= the LLM call id)."""
 
-    requested: LlmCallRequested
     compaction: ContextCompactionRequested
 
     kind = EffectKind.COMPACTION
-
-    @property
-    def model(self) -> str:
-        return self.requested.model
-
-    @property
-    def fallbacks(self) -> tuple[str, ...]:
-        return self.requested.fallbacks
-
-    @property
-    def request_digest(self) -> str:
-        return self.requested.request_digest
 
 
 @dataclass(frozen=True, slots=True)
