@@ -54,8 +54,12 @@ from streams._eventlog import (
 )
 from streams._partition import EffectSync, OwnedPartition, Shared
 from streams.logs import get_logger
+from streams.partitioning import partition_for
 from streams.topics import TopicNames
 from streams.tracing import get_traceparent
+
+# Events of whole partitions of the events topic, by partition, read once per restore.
+_Logs = dict[int, list[Event]]
 
 __all__ = [
     "INPUT_NEXT_HEADER",
@@ -258,10 +262,13 @@ class SessionWorker:
         states: dict[str, Any] = {}
         traces: dict[str, str | None] = {}
         position = 0
+        # Forks look their sources up in the log: partition p is already in hand, and any
+        # other partition is read once per restore, not once per forked session.
+        logs: _Logs = {p: [ev for ev, _ in log]}
         for ev, headers in log:
             state = states.get(ev.session_id)
             if state is None:
-                state = await self._initial_for(ev)
+                state = await self._initial_for(ev, logs)
             states[ev.session_id] = _core.evolve(state, ev)
             traces[ev.session_id] = get_traceparent(headers)
             for key, value in headers:
@@ -269,23 +276,29 @@ class SessionWorker:
                     position = max(position, int(value))
         return states, traces, position
 
-    async def _initial_for(self, first: Event) -> Any:
+    async def _initial_for(self, first: Event, logs: _Logs) -> Any:
         """The state a session's first event folds into: empty, or a fork's ancestry."""
         fork = _core.fork_source(first)
         if fork is None:
             return _core.initial_state(first.session_id)
         source_id, at_seq = fork
-        return await self._fork_base(source_id, at_seq, first.session_id)
+        return await self._fork_base(source_id, at_seq, first.session_id, logs)
 
-    async def _fork_base(self, source_id: str, at_seq: int, new_session_id: str) -> Any:
+    async def _fork_base(
+        self, source_id: str, at_seq: int, new_session_id: str, logs: _Logs | None = None
+    ) -> Any:
         """The source's state at `at_seq`, rebound to the new session; None when the
         source has no such history (the core then rejects the fork)."""
-        state = await self._state_at(source_id, at_seq)
+        state = await self._state_at(source_id, at_seq, {} if logs is None else logs)
         return None if state is None else _core.fork_base(state, new_session_id)
 
-    async def _state_at(self, session_id: str, at_seq: int) -> Any:
-        """The state of `session_id` right after seq `at_seq`, from the events topic."""
-        own = await read_session_events(self.bootstrap, self.topics, self.partitions, session_id)
+    async def _state_at(self, session_id: str, at_seq: int, logs: _Logs) -> Any:
+        """The state of `session_id` right after seq `at_seq`, from the events topic
+        (partitions read once into `logs`)."""
+        q = partition_for(session_id, self.partitions)
+        if q not in logs:
+            logs[q] = await read_partition_events(self.bootstrap, self.topics.events, q)
+        own = [e for e in logs[q] if e.session_id == session_id]
         if not own:
             return None
         first = own[0]
@@ -293,9 +306,9 @@ class SessionWorker:
         if fork is not None and at_seq < first.seq:
             # The point lies in the session's own fork ancestry: the ancestor that wrote
             # that seq holds it (forks of forks, at any depth), seen as `session_id`.
-            base = await self._state_at(fork[0], at_seq)
+            base = await self._state_at(fork[0], at_seq, logs)
             return None if base is None else _core.fork_base(base, session_id)
-        state = await self._initial_for(first)
+        state = await self._initial_for(first, logs)
         if state is None:
             return None
         for ev in own:
