@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 
 import pytest
 
+from streams.topics import TopicNames, ensure_topics
 from tests.conftest import create_database, drop_database
+
+# Partitions of a test's own topics: few, so a worker owns them all quickly.
+TEST_PARTITIONS = 4
 
 
 @pytest.fixture
@@ -23,3 +28,12 @@ def scratch_database_url(database_admin_url: str) -> Iterator[str]:
 def unique_prefix(topic_prefix: str) -> str:
     """A prefix of its own under the run's prefix (so the run's cleanup deletes it too)."""
     return f"{topic_prefix}{secrets.token_hex(3)}."
+
+
+@pytest.fixture
+def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
+    """Every turnlog topic under this test's own prefix, created now (a private platform).
+    Test modules that need other topics define their own `names`."""
+    return asyncio.run(
+        ensure_topics(kafka_bootstrap, unique_prefix, partitions=TEST_PARTITIONS)
+    ).names

@@ -7,10 +7,7 @@ tests/data/live/script.yaml, the real built-in tools (shell runs `echo` for real
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-
-import pytest
 
 from agents.context import build_llm_request
 from agents.events import (
@@ -35,7 +32,6 @@ from agents.registry import AgentRegistry
 from streams.topics import TopicNames
 from tests.integration.live_support import (
     Live,
-    fresh_topics,
     live_platform,
     load_agents,
     load_script,
@@ -43,11 +39,6 @@ from tests.integration.live_support import (
     payloads,
     turnlog_cli,
 )
-
-
-@pytest.fixture
-def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
-    return asyncio.run(fresh_topics(kafka_bootstrap, unique_prefix))
 
 
 def _calls_by_name(events: list[Event]) -> dict[str, list[ToolCallRequested]]:

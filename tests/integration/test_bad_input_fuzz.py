@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -66,7 +65,6 @@ from streams.topics import TopicNames
 from tests.integration.live_support import (
     PARTITIONS,
     Live,
-    fresh_topics,
     live_platform,
     load_agents,
     load_script,
@@ -300,10 +298,6 @@ def materialize(i: int, spec: Spec, t: Targets, names: TopicNames) -> Message:
 
 # --------------------------------------------------------------------------- the test
 
-
-@pytest.fixture
-def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
-    return asyncio.run(fresh_topics(kafka_bootstrap, unique_prefix))
 
 
 async def _set_up_targets(live: Live) -> Targets:

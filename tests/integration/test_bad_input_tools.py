@@ -6,10 +6,7 @@ refusals themselves are unit-tested in tests/unit/test_tools_*.py.)
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-
-import pytest
 
 from agents.events import (
     LlmCallCompleted,
@@ -23,17 +20,11 @@ from agents.events import (
 from agents.tools import ToolSettings
 from streams.topics import TopicNames
 from tests.integration.live_support import (
-    fresh_topics,
     live_platform,
     load_agents,
     load_script,
     new_session_id,
 )
-
-
-@pytest.fixture
-def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
-    return asyncio.run(fresh_topics(kafka_bootstrap, unique_prefix))
 
 
 async def test_traversal_and_disallowed_host_are_refused_on_the_log(

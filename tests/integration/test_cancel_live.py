@@ -10,10 +10,7 @@ on the log, so the call is provably in flight when cancelled and its outcome pro
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-
-import pytest
 
 from agents.events import (
     ApprovalRequested,
@@ -35,7 +32,6 @@ from agents.fsm import fold
 from streams.topics import TopicNames
 from tests.integration.live_support import (
     GatedProvider,
-    fresh_topics,
     live_platform,
     load_agents,
     load_script,
@@ -43,11 +39,6 @@ from tests.integration.live_support import (
     payloads,
     turnlog_cli,
 )
-
-
-@pytest.fixture
-def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
-    return asyncio.run(fresh_topics(kafka_bootstrap, unique_prefix))
 
 
 async def test_cancel_during_an_llm_call_ignores_its_late_outcome_and_the_session_goes_on(

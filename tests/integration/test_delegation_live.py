@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg.rows import dict_row
 
 from agents.context import build_llm_request
@@ -42,18 +41,12 @@ from streams.topics import TopicNames
 from tests.integration.live_support import (
     PARTITIONS,
     EventLog,
-    fresh_topics,
     live_platform,
     load_agents,
     load_script,
     new_session_id,
     payloads,
 )
-
-
-@pytest.fixture
-def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
-    return asyncio.run(fresh_topics(kafka_bootstrap, unique_prefix))
 
 
 def _answer(events: list[Event]) -> LlmCallCompleted:

@@ -7,10 +7,7 @@ Real broker, the real session worker in this process, the demo agents and script
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-
-import pytest
 
 from agents.events import ForkSession, SendMessage, SessionForked, TurnCompleted
 from agents.fsm import fold
@@ -18,15 +15,11 @@ from agents.providers.scripted import ScriptedProvider
 from agents.registry import AgentRegistry
 from agents.state import window_entries
 from streams.topics import TopicNames
-from tests.integration.live_support import fresh_topics, live_platform, new_session_id, payloads
+from tests.integration.live_support import live_platform, new_session_id, payloads
 from turnlog.replay import load_session_log, replay
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture
-def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
-    return asyncio.run(fresh_topics(kafka_bootstrap, unique_prefix))
 
 
 def _platform(bootstrap: str, names: TopicNames, tmp_path: Path):  # type: ignore[no-untyped-def]
