@@ -226,8 +226,9 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
     dispatch_tool_uses(d, info, p.call_id, p.tool_uses)
 
 
-def on_llm_failed(d: Decision, p: FailLlmCall) -> None:
-    _pending_llm(d, p.call_id, "turn")
+def _record_llm_failure(d: Decision, p: FailLlmCall, purpose: str) -> None:
+    """The facts of a failed LLM call (turn or summarize): circuits opened, then the failure."""
+    _pending_llm(d, p.call_id, purpose)
     for target in p.circuits_opened:
         d.emit(ProviderCircuitOpened(call_id=p.call_id, target=target))
     d.emit(
@@ -239,6 +240,10 @@ def on_llm_failed(d: Decision, p: FailLlmCall) -> None:
             latency_ms=p.latency_ms,
         )
     )
+
+
+def on_llm_failed(d: Decision, p: FailLlmCall) -> None:
+    _record_llm_failure(d, p, "turn")
     # The provider adapter owns retries and fallbacks; a reported failure is final.
     fail_turn(d, f"The LLM call failed: {p.error_type}: {p.message}", p.error_type)
 
@@ -262,18 +267,7 @@ def on_compaction_completed(d: Decision, p: CompleteCompaction) -> None:
 
 
 def on_compaction_failed(d: Decision, p: FailLlmCall) -> None:
-    _pending_llm(d, p.call_id, "summarize")
-    for target in p.circuits_opened:
-        d.emit(ProviderCircuitOpened(call_id=p.call_id, target=target))
-    d.emit(
-        LlmCallFailed(
-            call_id=p.call_id,
-            error_type=p.error_type,
-            message=p.message,
-            attempts=p.attempts,
-            latency_ms=p.latency_ms,
-        )
-    )
+    _record_llm_failure(d, p, "summarize")
     drop_instead_of_summary(d)
 
 
