@@ -229,7 +229,7 @@ Try next (the session stays in Kafka and Postgres):
   turnlog show {session_id}            the conversation graph, from Postgres
   turnlog replay {session_id}          the timeline, folded from Kafka (no LLM called)
   turnlog replay {session_id} --to {at}    the state after turn 1 (time travel)
-  turnlog replay {session_id} --verify --agents {_agents_path()}
+  turnlog replay {session_id} --verify --agents {_shown(Path(settings.agents))}
   turnlog fork {session_id} --at {at}      a new live session sharing seqs 1..{at}
   turnlog worker all  +  turnlog send --agent assistant "what is 17*23?" --follow""")
     missing = [what for what, ok in checks if not ok]
@@ -238,12 +238,6 @@ Try next (the session stays in Kafka and Postgres):
     if keep_running:
         echo("\nThe workers keep running; Ctrl-C stops them.")
         await workers.stop_event.wait()
-
-
-def _agents_path() -> str:
-    import os
-
-    return _shown(Path(os.environ.get("TURNLOG_AGENTS", "examples/agents.toml")))
 
 
 def _shown(path: Path) -> str:

@@ -155,7 +155,7 @@ def replay_command(
         from turnlog.replay_verify import verify_session
 
         # The same agent file the session worker serves (TURNLOG_AGENTS), unless given.
-        registry = AgentRegistry.from_file(agents or _agents_setting(settings))
+        registry = AgentRegistry.from_file(agents or settings.agents)
         report = asyncio.run(verify_session(settings.kafka_bootstrap_servers, topics,
                                             log.session_id, registry, log=log))
     if export is not None:
@@ -191,11 +191,6 @@ def replay_command(
         raise typer.Exit(1)
 
 
-def _agents_setting(settings: Any) -> Path:
-    import os
-
-    configured = getattr(settings, "agents", None)
-    return Path(configured or os.environ.get("TURNLOG_AGENTS", "examples/agents.toml"))
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -146,13 +145,21 @@ def worker_all_command() -> None:
 # ------------------------------------------------------------------ demo
 
 
-def _use_demo_models(agents: Path | None) -> tuple[Path, str]:
-    """Point this process (and the workers it runs) at the demo's agents and script."""
-    claude = bool(os.environ.get("ANTHROPIC_API_KEY"))
+def _demo_settings(agents: Path | None) -> tuple[Any, Path, str]:
+    """The settings of the demo's workers: the demo's agents, and its script unless a
+    provider is configured."""
+    from turnlog.settings import load_settings
+
+    settings = load_settings()
+    claude = settings.anthropic_api_key is not None and bool(
+        settings.anthropic_api_key.get_secret_value()
+    )
     path = agents or (DEMO_AGENTS_CLAUDE if claude else DEMO_AGENTS)
-    os.environ["TURNLOG_AGENTS"] = str(path)
-    os.environ.setdefault("TURNLOG_PROVIDER", f"scripted:{DEMO_SCRIPT}")
-    return path, "Claude (ANTHROPIC_API_KEY is set)" if claude else "scripted (no API key)"
+    overrides: dict[str, Any] = {"agents": path}
+    if "provider" not in settings.model_fields_set:
+        overrides["provider"] = f"scripted:{DEMO_SCRIPT}"
+    models = "Claude (ANTHROPIC_API_KEY is set)" if claude else "scripted (no API key)"
+    return load_settings(**overrides), path, models
 
 
 def demo_command(
@@ -170,10 +177,7 @@ def demo_command(
     compaction; then the conversation, the costs and the audit check."""
     from streams.logs import configure_logging
     from turnlog._demo_session import DemoFailed, prepare, run_demo
-    from turnlog.settings import load_settings
-
-    agents_path, models = _use_demo_models(agents)
-    settings = load_settings()
+    settings, agents_path, models = _demo_settings(agents)
     # The demo prints its own progress; the workers' logs would drown it.
     configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level,
                       json=False)
