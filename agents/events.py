@@ -94,6 +94,7 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1d3a8e-2b4c-5d6e-8f70-91a2b3c4d5e6")
 
 
 _NS_BYTES = EVENT_ID_NAMESPACE.bytes
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def event_id_for(session_id: str, seq: int) -> str:
@@ -101,11 +102,9 @@ def event_id_for(session_id: str, seq: int) -> str:
 
     Equal to `str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{session_id}/{seq}"))`, computed without
     building UUID objects because every decoded event checks it."""
-    h = bytearray(hashlib.sha1(_NS_BYTES + f"{session_id}/{seq}".encode()).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    x = hashlib.sha1(b"%b%b/%d" % (_NS_BYTES, session_id.encode(), seq)).hexdigest()
+    # Version 5 in the 13th hex digit, the RFC 4122 variant in the top bits of the 17th.
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 # The checks below run on every record built (every decoded event), so a message is
@@ -129,6 +128,15 @@ def _nonempty(value: str, record: str, name: str) -> None:
 def _nonneg(value: int, record: str, name: str) -> None:
     if not isinstance(value, int) or value < 0:
         _fail(record, f"{name} must be an int >= 0, got {value!r}")
+
+
+def _ranges_ok(flat: tuple[int, ...]) -> bool:
+    """Every (lo, hi) pair of an even-length flat tuple has 1 <= lo <= hi."""
+    # A loop, not any(genexpr): this runs for every decoded LlmCallRequested.
+    for i in range(0, len(flat), 2):
+        if not 1 <= flat[i] <= flat[i + 1]:
+            return False
+    return True
 
 
 def _aware(value: datetime, record: str, name: str) -> None:
@@ -181,8 +189,10 @@ class Usage:
     cache_write_tokens: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
-            _nonneg(getattr(self, name), "Usage", name)
+        _nonneg(self.input_tokens, "Usage", "input_tokens")
+        _nonneg(self.output_tokens, "Usage", "output_tokens")
+        _nonneg(self.cache_read_tokens, "Usage", "cache_read_tokens")
+        _nonneg(self.cache_write_tokens, "Usage", "cache_write_tokens")
 
     @property
     def total_tokens(self) -> int:
@@ -389,6 +399,9 @@ RequestPayload = Union[
 ]
 
 REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)
+# isinstance over a tuple of 20+ types tries them in order; a set finds the exact type
+# at once (isinstance stays as the fallback, so the check means the same).
+_REQUEST_TYPE_SET = frozenset(REQUEST_TYPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,7 +421,9 @@ class Request:
         _nonempty(self.request_id, "Request", "request_id")
         _nonempty(self.session_id, "Request", "session_id")
         _aware(self.occurred_at, "Request", "occurred_at")
-        if not isinstance(self.payload, REQUEST_TYPES):
+        if type(self.payload) not in _REQUEST_TYPE_SET and not isinstance(
+            self.payload, REQUEST_TYPES
+        ):
             _fail("Request", f"payload must be a request record, got {type(self.payload).__name__}")
 
 
@@ -497,7 +512,7 @@ class LlmCallRequested:
         _nonempty(self.model, "LlmCallRequested", "model")
         _require(self.max_tokens >= 1, "LlmCallRequested", "max_tokens must be >= 1")
         r = self.context_ranges
-        if len(r) % 2 or any(r[i] > r[i + 1] or r[i] < 1 for i in range(0, len(r), 2)):
+        if len(r) % 2 or not _ranges_ok(r):
             _fail(
                 "LlmCallRequested",
                 f"context_ranges must be (lo, hi) pairs with 1 <= lo <= hi, got {r!r}",
@@ -755,6 +770,7 @@ EventPayload = Union[
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)
+_EVENT_TYPE_SET = frozenset(EVENT_TYPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -785,7 +801,9 @@ class Event:
                 f"{expected}, got {self.event_id}",
             )
         _aware(self.occurred_at, "Event", "occurred_at")
-        if not isinstance(self.payload, EVENT_TYPES):
+        if type(self.payload) not in _EVENT_TYPE_SET and not isinstance(
+            self.payload, EVENT_TYPES
+        ):
             _fail("Event", f"payload must be an event record, got {type(self.payload).__name__}")
 
 

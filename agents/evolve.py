@@ -6,7 +6,7 @@ alone. It trusts the facts (decide validated the inputs) and checks only the log
 contract: the event belongs to this session and its seq is last_seq + 1; a violation is
 a ContractError naming the session and both seqs. Nothing here does IO.
 
-Each handler builds the new state with one `_replace` of the top-level tuple (plus the
+Each handler builds the new state with one `replaced` of the top-level tuple (plus the
 sub-records it changes); history appends share all earlier entries. This is the hot path
 of replay and recovery: keep it allocation-light.
 """
@@ -66,6 +66,7 @@ from agents.state import (
     TurnSummary,
     add_usage,
     initial_state,
+    replaced,
     step_phase,
     turn_id_for,
 )
@@ -80,6 +81,10 @@ def _us(delta: timedelta) -> int:
     return max(delta // _US, 0)
 
 
+_STATE_INDEX = {name: i for i, name in enumerate(SessionState._fields)}
+_LAST_SEQ, _RECENT = _STATE_INDEX["last_seq"], _STATE_INDEX["recent_requests"]
+
+
 def _next(state: SessionState, ev: Event, **changes: Any) -> SessionState:
     """The state after `ev`: seq advanced, the causing request remembered."""
     cid = ev.causation_id
@@ -88,7 +93,14 @@ def _next(state: SessionState, ev: Event, **changes: Any) -> SessionState:
         if len(recent) >= RECENT_REQUESTS:
             recent = recent[1 - RECENT_REQUESTS :]
         recent = recent + (cid,)
-    return state._replace(last_seq=ev.seq, recent_requests=recent, **changes)
+    # `replaced`, inlined for the one replace every event makes.
+    values = list(state)
+    values[_LAST_SEQ] = ev.seq
+    values[_RECENT] = recent
+    for name, value in changes.items():
+        values[_STATE_INDEX[name]] = value
+    result: SessionState = tuple.__new__(SessionState, values)
+    return result
 
 
 def _turn(state: SessionState, ev: Event) -> TurnState:
@@ -119,7 +131,7 @@ def _without(calls: tuple[PendingCall, ...], call_id: str) -> tuple[PendingCall,
 
 
 def _with(calls: tuple[PendingCall, ...], call_id: str, **changes: Any) -> tuple[PendingCall, ...]:
-    return tuple(c._replace(**changes) if c.call_id == call_id else c for c in calls)
+    return tuple(replaced(c, **changes) if c.call_id == call_id else c for c in calls)
 
 
 def _find(calls: tuple[PendingCall, ...], call_id: str) -> PendingCall | None:
@@ -198,16 +210,17 @@ def _llm_requested(s: SessionState, ev: Event, p: LlmCallRequested) -> SessionSt
     t = _turn(s, ev)
     pending = PendingLlm(p, ev.seq, 1, p.deadline_at, _us(p.deadline_at - ev.occurred_at))
     if p.purpose == "summarize":
-        return _next(s, ev, phase=Phase.COMPACTING, turn=t._replace(llm=pending))
+        return _next(s, ev, phase=Phase.COMPACTING, turn=replaced(t, llm=pending))
     return _next(
-        s, ev, phase=Phase.AWAITING_LLM, turn=t._replace(llm=pending, iteration=p.iteration)
+        s, ev, phase=Phase.AWAITING_LLM, turn=replaced(t, llm=pending, iteration=p.iteration)
     )
 
 
 def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionState:
     t = _turn(s, ev)
     entry = _entry(ev.seq, EntryKind.ASSISTANT, p.text, name=p.model)
-    turn = t._replace(
+    turn = replaced(
+        t,
         llm=None,
         usage=add_usage(t.usage, p.usage),
         cost_nanos=t.cost_nanos + p.cost_nanos,
@@ -226,7 +239,7 @@ def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSt
 
 def _llm_failed(s: SessionState, ev: Event, p: LlmCallFailed) -> SessionState:
     t = _turn(s, ev)
-    return _next(s, ev, turn=t._replace(llm=None))
+    return _next(s, ev, turn=replaced(t, llm=None))
 
 
 def _unchanged(s: SessionState, ev: Event, p: Any) -> SessionState:
@@ -248,13 +261,13 @@ def _tool_requested(s: SessionState, ev: Event, p: ToolCallRequested) -> Session
         call = PendingCall(p.call_id, p.name, p.arguments_json, CallStatus.APPROVAL, ev.seq,
                            None, 1, timeout)
     calls = t.calls + (call,)
-    return _next(s, ev, history=history, turn=t._replace(calls=calls), phase=step_phase(calls))
+    return _next(s, ev, history=history, turn=replaced(t, calls=calls), phase=step_phase(calls))
 
 
 def _set_call(s: SessionState, ev: Event, call_id: str, **changes: Any) -> SessionState:
     t = _turn(s, ev)
     calls = _with(t.calls, call_id, **changes)
-    return _next(s, ev, turn=t._replace(calls=calls), phase=step_phase(calls))
+    return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls))
 
 
 def _approval_requested(s: SessionState, ev: Event, p: ApprovalRequested) -> SessionState:
@@ -272,7 +285,7 @@ def _resolve(s: SessionState, ev: Event, call_id: str, result: Entry | None) -> 
     t = _turn(s, ev)
     calls = _without(t.calls, call_id)
     history = s.history if result is None else _append(s.history, result)
-    return _next(s, ev, turn=t._replace(calls=calls), phase=step_phase(calls), history=history)
+    return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls), history=history)
 
 
 def _approval_denied(s: SessionState, ev: Event, p: ApprovalDenied) -> SessionState:
@@ -308,7 +321,8 @@ def _child_completed(s: SessionState, ev: Event, p: ChildSessionCompleted) -> Se
     entry = _entry(ev.seq, EntryKind.TOOL_RESULT, text, p.call_id, err=err)
     calls = _without(t.calls, p.call_id)
     # The child's cost rolls up into the parent's turn and session spend.
-    turn = t._replace(
+    turn = replaced(
+        t,
         calls=calls, usage=add_usage(t.usage, p.usage), cost_nanos=t.cost_nanos + p.cost_nanos
     )
     return _next(
@@ -330,15 +344,15 @@ def _effect_reissued(s: SessionState, ev: Event, p: EffectReissued) -> SessionSt
                 f"Session {s.session_id}: EffectReissued at seq {ev.seq} names LLM call "
                 f"{p.effect_id}, which is not pending."
             )
-        llm = t.llm._replace(attempt=p.attempt, deadline_at=p.deadline_at)
-        return _next(s, ev, turn=t._replace(llm=llm))
+        llm = replaced(t.llm, attempt=p.attempt, deadline_at=p.deadline_at)
+        return _next(s, ev, turn=replaced(t, llm=llm))
     return _set_call(s, ev, p.effect_id, attempt=p.attempt, deadline_at=p.deadline_at)
 
 
 def _compaction_requested(
     s: SessionState, ev: Event, p: ContextCompactionRequested
 ) -> SessionState:
-    return _next(s, ev, turn=_turn(s, ev)._replace(compaction=p))
+    return _next(s, ev, turn=replaced(_turn(s, ev), compaction=p))
 
 
 def _compacted(s: SessionState, ev: Event, p: ContextCompacted) -> SessionState:
@@ -346,7 +360,8 @@ def _compacted(s: SessionState, ev: Event, p: ContextCompacted) -> SessionState:
     summary = summary_entry(ev.seq, p.summary) if p.summary is not None else None
     history = apply_compaction(s.history, p.removed_seqs, summary)
     llm = t.llm if t.llm is None or t.llm.request.call_id != p.compaction_id else None
-    turn = t._replace(
+    turn = replaced(
+        t,
         llm=llm,
         compaction=None,
         compacted_iteration=t.iteration,
@@ -384,7 +399,7 @@ def _turn_cancelled(s: SessionState, ev: Event, p: TurnCancelled) -> SessionStat
 
 def _rejected(s: SessionState, ev: Event, p: RequestRejected) -> SessionState:
     # A rejected input changes nothing but the seq (not even the recent request ids).
-    return s._replace(last_seq=ev.seq)
+    return replaced(s, last_seq=ev.seq)
 
 
 _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {

@@ -15,6 +15,7 @@ OverflowError/ValueError, which the codec turns into DecodeError like this one).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import struct
 from collections.abc import Callable
@@ -72,6 +73,8 @@ class _Gen:
     def __init__(self) -> None:
         self.ns: dict[str, Any] = {
             "_varint": _varint,
+            "_onew": object.__new__,
+            "_ifb": int.from_bytes,
             "_Bad": FastReadError,
             "_EPOCH": _EPOCH,
             "_td": timedelta,
@@ -102,7 +105,8 @@ class _Gen:
 
     def long(self, target: str, ind: str) -> list[str]:
         # One-byte varints (|value| < 64) are the common case: no call, no loop.
-        # Two-byte ones (|value| < 8192: seqs, token counts, lengths) are inline too.
+        # Two- and three-byte ones (|value| < 2**20: seqs, token counts, lengths) are
+        # inline too.
         return [
             f"{ind}b = data[pos]",
             f"{ind}if b < 128:",
@@ -112,8 +116,30 @@ class _Gen:
             f"{ind}    b = (b & 127) | (data[pos + 1] << 7)",
             f"{ind}    pos += 2",
             f"{ind}    {target} = (b >> 1) ^ -(b & 1)",
+            f"{ind}elif data[pos + 2] < 128:",
+            f"{ind}    b = (b & 127) | ((data[pos + 1] & 127) << 7) | (data[pos + 2] << 14)",
+            f"{ind}    pos += 3",
+            f"{ind}    {target} = (b >> 1) ^ -(b & 1)",
             f"{ind}else:",
             f"{ind}    {target}, pos = _varint(data, pos)",
+        ]
+
+    def timestamp(self, target: str, ind: str) -> list[str]:
+        # Microseconds since the epoch take exactly 8 varint bytes from 1971 to 3111.
+        # Read them as one little-endian int and squeeze out the continuation bits in
+        # three mask-and-shift steps (7-bit groups -> 14 -> 28 -> 56 bits) instead of
+        # looping byte by byte; anything else takes the general path.
+        return [
+            f"{ind}n = _ifb(data[pos:pos + 8], 'little')",
+            f"{ind}if n & 0x8080808080808080 == 0x0080808080808080:",
+            f"{ind}    n &= 0x7F7F7F7F7F7F7F7F",
+            f"{ind}    n = (n & 0x00FF00FF00FF00FF) | ((n & 0xFF00FF00FF00FF00) >> 1)",
+            f"{ind}    n = (n & 0x0000FFFF0000FFFF) | ((n & 0xFFFF0000FFFF0000) >> 2)",
+            f"{ind}    n = (n & 0xFFFFFFFF) | ((n & 0xFFFFFFFF00000000) >> 4)",
+            f"{ind}    pos += 8",
+            f"{ind}    {target} = (n >> 1) ^ -(n & 1)",
+            f"{ind}else:",
+            *self.long(target, ind + "    "),
         ]
 
     def read(self, schema: Any, target: str, ind: str, where: str) -> list[str]:
@@ -136,15 +162,15 @@ class _Gen:
                 f"{ind}{target} = b == 1",
             ]
         if kind in ("long", "int"):
-            lines = self.long(target, ind)
             if schema.get("logicalType") == "timestamp-micros":
                 # timedelta(0, s, us) is twice as fast as timedelta(microseconds=...).
-                lines.append(
-                    f"{ind}{target} = _EPOCH + _td(0, {target} // 1000000, {target} % 1000000)"
-                )
-            elif schema.get("logicalType") is not None:
+                return [
+                    *self.timestamp(target, ind),
+                    f"{ind}{target} = _EPOCH + _td(0, {target} // 1000000, {target} % 1000000)",
+                ]
+            if schema.get("logicalType") is not None:
                 raise ContractError(f"{where}: no fast reader for {schema['logicalType']}.")
-            return lines
+            return self.long(target, ind)
         if kind in ("double", "float"):
             size = 8 if kind == "double" else 4
             return [
@@ -234,6 +260,20 @@ class _Gen:
                 f"{ind}    raise _Bad('{where}: union branch %d does not exist' % {i})",
                 f"{ind}{target}, pos = {table}[{i}](data, pos, end)",
             ]
+        if len(resolved) == 2 and resolved[0] in ("null", {"type": "null"}):
+            # An optional field: its branch index is one byte, 0 (null) or 2 (zig-zag 1).
+            # Anything else (including a long-form varint, which fastavro accepts) fails
+            # here and falls back to the reference decoder.
+            return [
+                f"{ind}b = data[pos]",
+                f"{ind}pos += 1",
+                f"{ind}if b == 0:",
+                f"{ind}    {target} = None",
+                f"{ind}elif b == 2:",
+                *self.read(branches[1], target, ind + "    ", where),
+                f"{ind}else:",
+                f"{ind}    raise _Bad('{where}: union branch byte %d is not 0 or 2' % b)",
+            ]
         for k, branch in enumerate(branches):
             lines.append(f"{ind}{'if' if k == 0 else 'elif'} {i} == {k}:")
             lines += self.read(branch, target, ind + "    ", where)
@@ -252,14 +292,32 @@ class _Gen:
         cls = getattr(events_module, short, None)
         if cls is None:
             raise ContractError(f"Avro record {full} has no dataclass in agents.events.")
+        names = [f["name"] for f in schema["fields"]]
+        if not (dataclasses.is_dataclass(cls) and tuple(
+            f.name for f in dataclasses.fields(cls)
+        ) == tuple(names) == getattr(cls, "__slots__", None)):
+            raise ContractError(
+                f"Avro record {full} and the slotted dataclass {short} must have the same "
+                f"fields in the same order."
+            )
+        # A frozen dataclass's __init__ sets each field through object.__setattr__ by
+        # name; the slot descriptors do the same store for a third of the cost. The
+        # record's own __post_init__ still runs, so decoded records are validated exactly
+        # as constructed ones are.
         self.ns[short] = cls
         lines = [f"def _r_{short}(data, pos, end):"]
-        args = []
-        for f in schema["fields"]:
-            target = f"f_{f['name']}"
-            lines += self.read(f["type"], target, "    ", f"{short}.{f['name']}")
-            args.append(target)
-        lines.append(f"    return {short}({', '.join(args)}), pos")
+        for name, f in zip(names, schema["fields"], strict=True):
+            lines += self.read(f["type"], f"f_{name}", "    ", f"{short}.{name}")
+        lines.append(f"    o = _onew({short})")
+        for name in names:
+            setter = f"_set_{short}_{name}"
+            self.ns[setter] = getattr(cls, name).__set__
+            lines.append(f"    {setter}(o, f_{name})")
+        post = getattr(cls, "__post_init__", None)
+        if post is not None:
+            self.ns[f"_post_{short}"] = post
+            lines.append(f"    _post_{short}(o)")
+        lines.append("    return o, pos")
         # Generated above from the shipped schemas, never from message data.
         exec("\n".join(lines), self.ns)  # noqa: S102
 

@@ -267,6 +267,15 @@ def _decode_with_fastavro(envelope: str, data: bytes, writer: _Writer) -> Any:
 
 
 def _decode(envelope: str, data: bytes) -> Any:
+    if type(data) is bytes and data[:HEADER_SIZE] == _HEADERS[envelope]:
+        # The hot path (bytes from Kafka, current writer schema) in one comparison.
+        try:
+            value, end = _FAST[envelope](data, HEADER_SIZE, len(data))
+            if end == len(data):
+                return value
+        except Exception:  # noqa: BLE001, S110 - the reference path below reports it
+            pass
+        return _decode_with_fastavro(envelope, data, _writer_of(envelope, data))
     if not isinstance(data, bytes):
         if not isinstance(data, (bytearray, memoryview)):
             raise DecodeError(

@@ -378,7 +378,8 @@ def test_a_union_member_with_a_field_named_type_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "n",
-    [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, -8193, 1 << 20, (1 << 63) - 1, -(1 << 63)],
+    [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, -8193, (1 << 20) - 1, -(1 << 20),
+     1 << 20, -(1 << 20) - 1, 1 << 27, (1 << 63) - 1, -(1 << 63)],
 )
 def test_the_fast_reader_reads_varints_of_every_width(n: int) -> None:
     from agents.events import BudgetExceeded, BudgetScope, BudgetUnit
@@ -388,6 +389,31 @@ def test_the_fast_reader_reads_varints_of_every_width(n: int) -> None:
     fast, end = codec._FAST["Event"](data, codec.HEADER_SIZE, len(data))
     assert end == len(data)
     assert fast == ev == codec.decode_event(data)
+
+
+@pytest.mark.parametrize(
+    "micros",
+    [
+        0, 1, -1,
+        (1 << 48) - 1, -(1 << 48),  # the last 7-byte varints
+        1 << 48, -(1 << 48) - 1,  # the first 8-byte ones: the unrolled path
+        1_790_000_000_123_456,  # 2026
+        (1 << 55) - 1, -(1 << 55),  # the last 8-byte ones
+        1 << 55, -(1 << 55) - 1,  # 9 bytes: back to the loop
+        253402300799999999,  # 9999-12-31T23:59:59.999999
+        -62135596800000000,  # 0001-01-01
+    ],
+)
+def test_the_fast_reader_reads_timestamps_of_every_width(micros: int) -> None:
+    from agents.events import TurnStarted
+
+    at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    ev = Event(event_id_for("s", 1), "s", 1, at, "a", TurnStarted(1))
+    data = codec.encode_event(ev)
+    fast, end = codec._FAST["Event"](data, codec.HEADER_SIZE, len(data))
+    assert end == len(data)
+    assert fast == ev == codec.decode_event(data)
+    assert fast.occurred_at == at
 
 
 @pytest.mark.parametrize("envelope", list(ENVELOPES))
