@@ -178,19 +178,7 @@ class _Gen:
                 f"{ind}pos += {size}",
             ]
         if kind in ("string", "bytes"):
-            n = self.var()
-            value = f"data[pos:{n}]" + (".decode()" if kind == "string" else "")
-            return [
-                *self.long(n, ind),
-                f"{ind}if {n} < 0 or pos + {n} > end:",
-                (
-                    f"{ind}    raise _Bad('{where}: a {kind} of %d bytes at byte %d overruns "
-                    f"the message' % ({n}, pos))"
-                ),
-                f"{ind}{n} += pos",
-                f"{ind}{target} = {value}",
-                f"{ind}pos = {n}",
-            ]
+            return self.string(kind, target, ind, where)
         if kind == "enum":
             return self.enum(schema, target, ind, where)
         if kind == "record":
@@ -199,6 +187,34 @@ class _Gen:
         if kind == "array":
             return self.array(schema, target, ind, where)
         raise ContractError(f"{where}: no fast reader for Avro type {kind!r}.")
+
+    def string(self, kind: str, target: str, ind: str, where: str) -> list[str]:
+        n = self.var()
+        decode = ".decode()" if kind == "string" else ""
+        overrun = (
+            f"raise _Bad('{where}: a {kind} of %d bytes at byte %d overruns the message' "
+            f"% ({n}, pos))"
+        )
+        return [
+            # Most strings are shorter than 64 bytes: a one-byte length, 2 * len (an odd
+            # byte would be a negative length). End offset straight from it.
+            f"{ind}b = data[pos]",
+            f"{ind}if b < 128:",
+            f"{ind}    {n} = pos + 1 + (b >> 1)",
+            f"{ind}    if b & 1 or {n} > end:",
+            f"{ind}        {n} = (b >> 1) ^ -(b & 1)",
+            f"{ind}        pos += 1",
+            f"{ind}        {overrun}",
+            f"{ind}    {target} = data[pos + 1:{n}]{decode}",
+            f"{ind}    pos = {n}",
+            f"{ind}else:",
+            *self.long(n, ind + "    "),
+            f"{ind}    if {n} < 0 or pos + {n} > end:",
+            f"{ind}        {overrun}",
+            f"{ind}    {n} += pos",
+            f"{ind}    {target} = data[pos:{n}]{decode}",
+            f"{ind}    pos = {n}",
+        ]
 
     def enum(self, schema: dict[str, Any], target: str, ind: str, where: str) -> list[str]:
         short = _short(_full(schema))
@@ -243,23 +259,7 @@ class _Gen:
         ]
 
     def union(self, branches: list[Any], target: str, ind: str, where: str) -> list[str]:
-        i = self.var()
-        lines = self.long(i, ind)
-        resolved: list[Any] = [
-            self.named.get(b, b) if isinstance(b, str) else b for b in branches
-        ]
-        if all(isinstance(b, dict) and b["type"] == "record" for b in resolved):
-            # A payload union has dozens of branches: index a table, don't walk an elif chain.
-            table = f"_U{i}"
-            for b in resolved:
-                self.record(_full(b))
-            self.ns[table] = tuple(self.ns[f"_r_{_short(_full(b))}"] for b in resolved)
-            return [
-                *lines,
-                f"{ind}if {i} < 0 or {i} >= {len(branches)}:",
-                f"{ind}    raise _Bad('{where}: union branch %d does not exist' % {i})",
-                f"{ind}{target}, pos = {table}[{i}](data, pos, end)",
-            ]
+        resolved: list[Any] = [self.named.get(b, b) if isinstance(b, str) else b for b in branches]
         if len(resolved) == 2 and resolved[0] in ("null", {"type": "null"}):
             # An optional field: its branch index is one byte, 0 (null) or 2 (zig-zag 1).
             # Anything else (including a long-form varint, which fastavro accepts) fails
@@ -273,6 +273,20 @@ class _Gen:
                 *self.read(branches[1], target, ind + "    ", where),
                 f"{ind}else:",
                 f"{ind}    raise _Bad('{where}: union branch byte %d is not 0 or 2' % b)",
+            ]
+        i = self.var()
+        lines = self.long(i, ind)
+        if all(isinstance(b, dict) and b["type"] == "record" for b in resolved):
+            # A payload union has dozens of branches: index a table, don't walk an elif chain.
+            table = f"_U{i}"
+            for b in resolved:
+                self.record(_full(b))
+            self.ns[table] = tuple(self.ns[f"_r_{_short(_full(b))}"] for b in resolved)
+            return [
+                *lines,
+                f"{ind}if {i} < 0 or {i} >= {len(branches)}:",
+                f"{ind}    raise _Bad('{where}: union branch %d does not exist' % {i})",
+                f"{ind}{target}, pos = {table}[{i}](data, pos, end)",
             ]
         for k, branch in enumerate(branches):
             lines.append(f"{ind}{'if' if k == 0 else 'elif'} {i} == {k}:")
@@ -293,9 +307,12 @@ class _Gen:
         if cls is None:
             raise ContractError(f"Avro record {full} has no dataclass in agents.events.")
         names = [f["name"] for f in schema["fields"]]
-        if not (dataclasses.is_dataclass(cls) and tuple(
-            f.name for f in dataclasses.fields(cls)
-        ) == tuple(names) == getattr(cls, "__slots__", None)):
+        if not (
+            dataclasses.is_dataclass(cls)
+            and tuple(f.name for f in dataclasses.fields(cls))
+            == tuple(names)
+            == getattr(cls, "__slots__", None)
+        ):
             raise ContractError(
                 f"Avro record {full} and the slotted dataclass {short} must have the same "
                 f"fields in the same order."

@@ -436,3 +436,20 @@ def test_an_int_in_a_float_field_has_the_json_it_has_after_the_wire() -> None:
     d["payload"]["temperature"] = "1"
     with pytest.raises(DecodeError, match="expected a number"):
         codec.event_from_dict(d)
+
+
+def test_long_form_varints_that_fastavro_accepts_decode_the_same() -> None:
+    # Avro writers emit the shortest varint, but a longer form of the same number is
+    # still valid Avro: the fast reader may refuse it (then the reference decoder reads
+    # it) but must never read it differently.
+    from agents.events import TurnStarted
+
+    ev = Event(event_id_for("s", 1), "s", 1, T0, "zz-agent-zz", TurnStarted(1))
+    data = codec.encode_event(ev)
+    assert data.endswith(b"\x00\x00\x00")  # turn_id, causation_id, correlation_id: null
+    long_null = data[:-1] + b"\x80\x00"  # correlation_id's union index 0 in two bytes
+    assert data.count(b"\x16zz-agent-zz") == 1
+    long_len = data.replace(b"\x16zz-agent-zz", b"\x96\x00zz-agent-zz")  # length 11
+    for variant in (long_null, long_len):
+        assert variant != data
+        assert codec.decode_event(variant) == ev
