@@ -6,6 +6,11 @@ correlation — never a clock or a random id) and immediately evolves the workin
 with it, so every later step of the same decision sees exactly the state that replay
 will see. A handler that finds the input illegal raises `Rejected` *before* emitting;
 decide then answers with one RequestRejected against the untouched state.
+
+An LLM call is requested through `Decision.request_llm`, which also keeps the
+`LlmRequest` whose digest the fact records, by call id (`built`): a shell that executes
+the call right after committing the decision can send that very object instead of
+rebuilding it from the state.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from datetime import datetime
 from agents.events import (
     Event,
     EventPayload,
+    LlmCallRequested,
     Request,
     SessionForked,
     SessionStarted,
@@ -22,6 +28,7 @@ from agents.events import (
     event_id_for,
 )
 from agents.evolve import evolve
+from agents.llm import LlmRequest
 from agents.registry import AgentInfo, AgentRegistry
 from agents.state import SessionState, TurnState, turn_id_for
 
@@ -37,13 +44,15 @@ class Rejected(Exception):
 
 
 class Decision:
-    __slots__ = ("events", "registry", "request", "state")
+    __slots__ = ("built", "events", "registry", "request", "state")
 
     def __init__(self, state: SessionState, request: Request, registry: AgentRegistry) -> None:
         self.state = state
         self.request = request
         self.registry = registry
         self.events: list[Event] = []
+        # call id -> the LlmRequest whose digest its LlmCallRequested records.
+        self.built: dict[str, LlmRequest] = {}
 
     @property
     def now(self) -> datetime:
@@ -98,4 +107,15 @@ class Decision:
         )
         self.state = evolve(state, event)
         self.events.append(event)
+        return event
+
+    def request_llm(self, payload: LlmCallRequested, request: LlmRequest) -> Event:
+        """Emit `payload`, the fact of an LLM call whose exact request is `request`."""
+        if payload.request_digest != request.digest():  # memoized: no second hash
+            raise AssertionError(
+                f"Session {self.state.session_id}: LlmCallRequested {payload.call_id} records "
+                f"digest {payload.request_digest[:12]}, not that of the request built for it."
+            )
+        event = self.emit(payload)
+        self.built[payload.call_id] = request
         return event

@@ -148,7 +148,7 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
         max_tokens=defn.max_tokens,
         temperature=defn.temperature,
     )
-    d.emit(
+    d.request_llm(
         LlmCallRequested(
             call_id=f"{d.state.session_id}/llm/{d.next_seq}",
             model=defn.model,
@@ -165,7 +165,8 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
             reserved_tokens=reserved[0],
             reserved_nanos=reserved[1],
             purpose="turn",
-        )
+        ),
+        request,
     )
 
 
@@ -216,7 +217,7 @@ def _request_summary(
     compaction_id = _request_compaction(d, plan, tokens_before, window)
     # The summarize effect is an LLM call with purpose "summarize" and the compaction's
     # id: its context is the entries to summarize, its outcome is CompleteCompaction.
-    d.emit(
+    d.request_llm(
         LlmCallRequested(
             call_id=compaction_id,
             model=model,
@@ -233,7 +234,8 @@ def _request_summary(
             reserved_tokens=reserved[0],
             reserved_nanos=reserved[1],
             purpose="summarize",
-        )
+        ),
+        request,
     )
 
 

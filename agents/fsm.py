@@ -19,6 +19,11 @@ Typical shell loop:
     events, state = decide_and_evolve(state, request, registry)
     append(events); table[session_id] = state
     start(started_effects(events, state))                        # agents.effects
+
+`decide_built` is decide_and_evolve that also hands back the LlmRequests the decision
+built for the LLM calls it requested (by call id; their digests are the ones the
+LlmCallRequested facts record), so a shell that runs those calls once the events are
+committed need not rebuild them from the state.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from agents.errors import ContractError
 from agents.events import Event, Request, RequestRejected, SessionForked
 from agents.evolve import evolve
 from agents.fold import fold, fork_base
+from agents.llm import LlmRequest
 from agents.registry import AgentRegistry
 from agents.state import Phase, SessionState, initial_state
 from agents.state_codec import state_from_dict, state_to_dict
@@ -36,6 +42,7 @@ from agents.transitions import TRANSITIONS, accepted_inputs
 __all__ = [
     "decide",
     "decide_and_evolve",
+    "decide_built",
     "evolve",
     "fold",
     "fork_base",
@@ -75,7 +82,9 @@ def _phase_reason(state: SessionState, kind: str) -> str:
     )
 
 
-def _reject(state: SessionState, request: Request, reason: str) -> tuple[list[Event], SessionState]:
+def _reject(
+    state: SessionState, request: Request, reason: str
+) -> tuple[list[Event], SessionState, dict[str, LlmRequest]]:
     # A rejected fork is the new session's first event (see fork_base).
     base = initial_state(state.session_id) if state.phase is Phase.FORKING else state
     d = Decision(base, request, _NO_REGISTRY)
@@ -87,13 +96,14 @@ def _reject(state: SessionState, request: Request, reason: str) -> tuple[list[Ev
             phase=state.phase.value,
         )
     )
-    return d.events, d.state
+    return d.events, d.state, {}
 
 
-def decide_and_evolve(
+def decide_built(
     state: SessionState, request: Request, registry: AgentRegistry
-) -> tuple[list[Event], SessionState]:
-    """The events `request` causes and the state after them."""
+) -> tuple[list[Event], SessionState, dict[str, LlmRequest]]:
+    """The events `request` causes, the state after them, and the LLM requests built for
+    the calls those events request, by call id (empty for most inputs)."""
     if request.session_id != state.session_id:
         raise ContractError(
             f"Request {request.request_id} is for session {request.session_id}, but the "
@@ -127,7 +137,15 @@ def decide_and_evolve(
             f"Session {state.session_id}: {kind} rejected: occurred_at "
             f"{request.occurred_at.isoformat()} leaves no room for its deadlines.",
         )
-    return d.events, d.state
+    return d.events, d.state, d.built
+
+
+def decide_and_evolve(
+    state: SessionState, request: Request, registry: AgentRegistry
+) -> tuple[list[Event], SessionState]:
+    """The events `request` causes and the state after them."""
+    events, after, _ = decide_built(state, request, registry)
+    return events, after
 
 
 def decide(state: SessionState, request: Request, registry: AgentRegistry) -> list[Event]:

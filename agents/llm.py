@@ -120,6 +120,9 @@ class LlmRequest:
     max_tokens: int
     temperature: float
     cache_prefix: bool = True
+    # digest() computed once per object: the core digests a request when it records the
+    # call, and the effect runner that is handed the same object checks that digest again.
+    _digest: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,9 +138,14 @@ class LlmRequest:
     def digest(self) -> str:
         """sha256 of the canonical request. The model is excluded so that a fallback model
         serves the *same* request; the model is recorded beside the digest."""
-        body = self.to_dict()
-        del body["model"]
-        return sha256_hex(canonical_json(body))
+        digest = self._digest
+        if digest is None:
+            body = self.to_dict()
+            del body["model"]
+            digest = sha256_hex(canonical_json(body))
+            # The object is frozen and the value a pure function of its fields.
+            object.__setattr__(self, "_digest", digest)
+        return digest
 
 
 @dataclass(frozen=True, slots=True)

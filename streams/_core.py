@@ -16,7 +16,15 @@ from agents.effects import (
     outcome_request_id,
     pending_effects,
 )
-from agents.fsm import decide, decide_and_evolve, evolve, fork_base, fork_source, initial_state
+from agents.fsm import (
+    decide,
+    decide_and_evolve,
+    decide_built,
+    evolve,
+    fork_base,
+    fork_source,
+    initial_state,
+)
 from agents.providers.base import ProviderError
 
 __all__ = [
@@ -25,6 +33,7 @@ __all__ = [
     "child_report",
     "decide",
     "decide_and_evolve",
+    "decide_built",
     "evolve",
     "failure_outcome",
     "fork_base",

@@ -10,6 +10,10 @@ batches grow with the load while the number of transactions does not. The consum
 offset rides on the transaction's last event (INPUT_NEXT_HEADER); the consumer group's
 offset is added to a transaction only when it has no event, at most every
 `group_commit_s` otherwise, and after `group_commit_s` of idleness.
+
+The LLM requests the core built while deciding (their digests are in the events) are
+handed to the effects with the committed state, so a call started right after its
+commit is not built twice; they are dropped with the transaction when it fails.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +40,9 @@ from streams.tracing import child_traceparent, get_traceparent, headers_with
 
 __all__ = ["EffectSync", "OwnedPartition", "Shared"]
 
-# (partition, session id, committed state, traceparent of the session's latest event)
-EffectSync = Callable[[int, str, Any, str | None], None]
+# (partition, session id, committed state, traceparent of the session's latest event,
+#  the LLM requests the committed decisions built, by call id: None after a restore)
+EffectSync = Callable[[int, str, Any, str | None, Mapping[str, Any] | None], None]
 # (source session, at_seq, new session) -> the fork's base state, or None
 ForkBase = Callable[[str, int, str], Awaitable[Any]]
 # An event on its way out: (value, key, headers).
@@ -192,13 +197,14 @@ class OwnedPartition:
         shared, producer = self.shared, self.producer
         staged: dict[str, Any] = {}
         traces: dict[str, str | None] = {}
+        built: dict[str, dict[str, Any]] = {}
         held: list[_Out] = []
         end = records[-1].offset + 1 if records else self.done
         now = time.monotonic()
         try:
             await producer.begin_transaction()
             for rec in records:
-                await self._handle(rec, staged, traces, held)
+                await self._handle(rec, staged, traces, built, held)
             # The consumed offset rides on the last event; the group offset costs two
             # more broker round trips, so it comes along only now and then.
             to_group = not held or now - self.group_committed_at >= shared.group_commit_s
@@ -242,7 +248,10 @@ class OwnedPartition:
         shared.stats["batches"] += 1
         if shared.effect_sync is not None:
             for session_id, state in staged.items():
-                shared.effect_sync(self.number, session_id, state, self.traces.get(session_id))
+                shared.effect_sync(
+                    self.number, session_id, state, self.traces.get(session_id),
+                    built.get(session_id),
+                )
 
     # ------------------------------------------------------------------ one input
 
@@ -251,6 +260,7 @@ class OwnedPartition:
         rec: ConsumerRecord,
         staged: dict[str, Any],
         traces: dict[str, str | None],
+        built: dict[str, dict[str, Any]],
         held: list[_Out],
     ) -> None:
         shared = self.shared
@@ -282,7 +292,7 @@ class OwnedPartition:
                     )
                 if state is None:
                     state = _core.initial_state(req.session_id)
-            events, state = _core.decide_and_evolve(state, req, shared.registry)
+            events, state, requests = _core.decide_built(state, req, shared.registry)
             encoded = [encode_event(ev) for ev in events]
         except Exception as exc:  # a bug in the core must not become a crash loop
             shared.log.exception(
@@ -309,6 +319,8 @@ class OwnedPartition:
             if report is not None:
                 await self._send_request(report, event_tp)
         staged[req.session_id] = state
+        if requests:
+            built.setdefault(req.session_id, {}).update(requests)
 
     async def _send_event(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
         await self.producer.send(

@@ -10,6 +10,11 @@ Many effects run at once per process (asyncio tasks, bounded by a semaphore); no
 blocks the session stream. Within a process each issue of an effect — (session, effect
 id, attempt) — runs once: while it runs, and after its outcome was sent until the outcome
 folds, a new decision on the same session does not start it again.
+
+An LLM call (or summarize) started right after the commit of the decision that
+requested it is handed the LlmRequest that decision built (`sync(..., built)`), whose
+digest is the one recorded; any other start (after a restore, a re-issue) rebuilds the
+request from the state and verifies its digest before sending it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import functools
 import time
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,7 +93,11 @@ class EffectRunner:
         # them again (an LLM call, a tool) would be paid twice for nothing.
         self._reported: dict[int, dict[str, set[tuple[str, int]]]] = defaultdict(dict)
         self._log = get_logger(component="effects")
-        self.stats = {"started": 0, "completed": 0, "failed": 0}
+        # llm_prebuilt / llm_rebuilt: LLM requests sent as their decision built them, or
+        # rebuilt from the state and verified (after a restore or a re-issue).
+        self.stats = {
+            "started": 0, "completed": 0, "failed": 0, "llm_prebuilt": 0, "llm_rebuilt": 0,
+        }
         # Latencies since the last take_latencies() (bounded: nobody may be taking them).
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
 
@@ -126,11 +136,17 @@ class EffectRunner:
     # ------------------------------------------------------------------ scheduling
 
     def sync(
-        self, partition: int, session_id: str, state: Any, traceparent: str | None = None
+        self,
+        partition: int,
+        session_id: str,
+        state: Any,
+        traceparent: str | None = None,
+        built: Mapping[str, Any] | None = None,
     ) -> None:
         """Start every pending effect of `state` that is not already running or already
         reported. Outcomes are reported in the trace of `traceparent` (the session's
-        latest event)."""
+        latest event). `built`: LLM requests the committed decisions built, by call id
+        (an LLM-backed effect found there is sent as is; the others are dropped)."""
         pending = _core.pending_effects(state)
         reported = self._reported[partition].get(session_id)
         if reported:
@@ -141,8 +157,9 @@ class EffectRunner:
             key = (session_id, effect.effect_id, effect.attempt)
             if key in self._running or (reported and (effect.effect_id, effect.attempt) in reported):
                 continue
+            prebuilt = built.get(effect.effect_id) if built else None
             task = asyncio.create_task(
-                self._run(partition, session_id, state, effect, traceparent)
+                self._run(partition, session_id, state, effect, traceparent, prebuilt)
             )
             self._running[key] = task
             self._by_partition[partition].add(key)
@@ -171,6 +188,7 @@ class EffectRunner:
         state: Any,
         effect: Any,
         traceparent: str | None = None,
+        prebuilt: Any = None,
     ) -> None:
         log = self._log.bind(
             session_id=session_id,
@@ -182,7 +200,9 @@ class EffectRunner:
         started = time.monotonic()
         async with self._sem:
             try:
-                payload = await self._execute(session_id, state, effect, log, traceparent)
+                payload = await self._execute(
+                    session_id, state, effect, log, traceparent, prebuilt
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # an effect's bug is an outcome, not a dead worker
@@ -225,13 +245,19 @@ class EffectRunner:
         )
 
     async def _execute(
-        self, session_id: str, state: Any, effect: Any, log: Any, traceparent: str | None
+        self,
+        session_id: str,
+        state: Any,
+        effect: Any,
+        log: Any,
+        traceparent: str | None,
+        prebuilt: Any = None,
     ) -> RequestPayload | None:
         kind = effect.kind
         if kind == "llm_call":
-            return await self._llm(session_id, state, effect, log)
+            return await self._llm(session_id, state, effect, log, prebuilt)
         if kind == "compaction":
-            return await self._summarize(session_id, state, effect, log)
+            return await self._summarize(session_id, state, effect, log, prebuilt)
         if kind == "tool_call":
             return await self._tool(session_id, effect, log)
         if kind == "child_session":
@@ -240,16 +266,26 @@ class EffectRunner:
         log.error("effect.unknown_kind")
         return None
 
-    async def _llm(self, session_id: str, state: Any, effect: Any, log: Any) -> RequestPayload:
-        request = _core.build_llm_request(state, effect, self.registry)
-        if request.digest() != effect.request_digest:
+    async def _llm(
+        self, session_id: str, state: Any, effect: Any, log: Any, prebuilt: Any = None
+    ) -> RequestPayload:
+        if prebuilt is not None:
+            request = prebuilt
+            self.stats["llm_prebuilt"] += 1
+        else:
+            request = _core.build_llm_request(state, effect, self.registry)
+            self.stats["llm_rebuilt"] += 1
+        # A prebuilt request's digest is the one its decision recorded (memoized on the
+        # object, not hashed again); a rebuilt one is hashed here.
+        digest = request.digest()
+        if digest != effect.request_digest:
             # The code that rebuilds context changed under an in-flight call: refuse to
             # send a request other than the one recorded.
             return FailLlmCall(
                 call_id=effect.effect_id,
                 error_type="ContextDigestMismatch",
                 message=(
-                    f"session {session_id}: rebuilt request digest {request.digest()[:12]} "
+                    f"session {session_id}: rebuilt request digest {digest[:12]} "
                     f"differs from recorded {effect.request_digest[:12]}"
                 ),
             )
@@ -289,8 +325,15 @@ class EffectRunner:
             circuits_opened=tuple(resp.circuits_opened),
         )
 
-    async def _summarize(self, session_id: str, state: Any, effect: Any, log: Any) -> RequestPayload:
-        request = _core.build_summary_request(state, effect, self.registry)
+    async def _summarize(
+        self, session_id: str, state: Any, effect: Any, log: Any, prebuilt: Any = None
+    ) -> RequestPayload:
+        if prebuilt is not None:
+            request = prebuilt
+            self.stats["llm_prebuilt"] += 1
+        else:
+            request = _core.build_summary_request(state, effect, self.registry)
+            self.stats["llm_rebuilt"] += 1
         started = time.monotonic()
         try:
             resp = await self.provider.complete(request, timeout_s=effect.timeout_s)

@@ -225,7 +225,9 @@ class SessionWorker:
         if self._effect_sync is not None:
             for part in parts:
                 for session_id, state in part.sessions.items():
-                    self._effect_sync(part.number, session_id, state, part.traces.get(session_id))
+                    self._effect_sync(
+                        part.number, session_id, state, part.traces.get(session_id), None
+                    )
         self.assigned_event.set()
 
     async def _open_partition(self, p: int) -> OwnedPartition:

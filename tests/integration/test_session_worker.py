@@ -8,8 +8,10 @@ The worker runs in-process here (`InProcessWorker`: the same SessionProcess that
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,11 +26,14 @@ from agents.events import (
     Usage,
     UserMessageReceived,
 )
+from agents.llm import LlmRequest, LlmResponse
+from agents.providers import ScriptedProvider
 from schemas.codec import encode_request
 from streams.partitioning import partition_for
 from streams.topics import TopicNames, ensure_topics
 from streams.tracing import new_traceparent
 from tests.integration.worker_harness import (
+    DATA,
     EventLog,
     InProcessWorker,
     RequestSender,
@@ -261,3 +266,55 @@ async def test_a_busy_partition_keeps_flowing_and_the_group_offset_follows(
         )
         await _all_inputs_handled(kafka_bootstrap, names)
     assert seq_problems(log.events) == []
+
+
+class _RecordingProvider:
+    """The scripted provider behind a seam that keeps every request it is handed; with
+    `hold`, no call ever finishes (it is still in flight when its worker stops)."""
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.inner = ScriptedProvider.from_file(DATA / "calc.script.yaml")
+        self.requests: list[LlmRequest] = []
+        self.hold = hold
+
+    async def complete(self, request: LlmRequest, **kw: Any) -> LlmResponse:
+        self.requests.append(request)
+        if self.hold:
+            await asyncio.Event().wait()
+        response: LlmResponse = await self.inner.complete(request, **kw)
+        return response
+
+
+async def test_an_llm_call_sends_the_request_its_decision_built_and_a_restart_rebuilds_it(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    """A call started right after its decision's commit is sent as the core built it
+    (not rebuilt); a call re-issued by a restarted worker is rebuilt from the restored
+    state. Either way the provider gets the request whose digest the log records."""
+    held, recording = _RecordingProvider(hold=True), _RecordingProvider()
+    async with (
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        async with InProcessWorker(
+            kafka_bootstrap, names, sandbox=tmp_path, provider=held
+        ) as process:
+            await send.request(user_message("built", "what is 6*7?", agent="calc"))
+            await wait_until(lambda: held.requests, 30, "the first LLM call was sent")
+            assert process.effects.stats["llm_prebuilt"] == 1
+            assert process.effects.stats["llm_rebuilt"] == 0
+        # The call was in flight when that worker stopped: the next one re-issues it.
+        async with InProcessWorker(
+            kafka_bootstrap, names, sandbox=tmp_path, provider=recording
+        ) as process:
+            await log.wait_for(lambda: log.turns_completed("built") == 1, 30, "the turn",
+                               diagnose=log.summary)
+            # the re-issued first call was rebuilt; the second was decided here
+            assert process.effects.stats["llm_rebuilt"] == 1
+            assert process.effects.stats["llm_prebuilt"] == 1
+    recorded = [e.payload.request_digest for e in log.of("built", LlmCallRequested)
+                if isinstance(e.payload, LlmCallRequested)]
+    assert len(recorded) == 2
+    assert [r.digest() for r in held.requests] == recorded[:1]
+    assert [r.digest() for r in recording.requests] == recorded
+    assert recording.requests[0] == held.requests[0]

@@ -6,6 +6,8 @@ Invariants, after every input:
 - seqs are gap-free and strictly +1 across the whole log (ancestry included);
 - folding the log from scratch gives the incremental state;
 - decide is deterministic (same state + request -> same events);
+- decide_built hands back exactly one LlmRequest per LlmCallRequested it emitted, equal
+  to the request rebuilt from the state and with the digest the event records;
 - an accepted input ends in a phase its transition-table row allows;
 - a rejection is a single RequestRejected and changes nothing but last_seq;
 - after a turn ends nothing is pending; in idle/closed nothing is pending;
@@ -22,6 +24,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from agents.context import build_llm_request
 from agents.effects import next_deadline, pending_effects
 from agents.events import (
     CancelTurn,
@@ -36,6 +39,7 @@ from agents.events import (
     FailLlmCall,
     FailToolCall,
     ForkSession,
+    LlmCallRequested,
     Request,
     RequestPayload,
     RequestRejected,
@@ -49,7 +53,8 @@ from agents.events import (
     Usage,
 )
 from agents.fold import fold, fork_base
-from agents.fsm import decide, decide_and_evolve, initial_state
+from agents.fsm import decide, decide_and_evolve, decide_built, initial_state
+from agents.llm import LlmRequest
 from agents.state import CallStatus, Phase, SessionState, step_phase
 from agents.state_codec import state_from_dict, state_to_dict
 from agents.transitions import TRANSITIONS
@@ -68,6 +73,16 @@ TOOLS = {
 }
 AGENTS = ("assistant", "summarizer", "oldest", "budgeted")
 ENDS = (TurnCompleted, TurnFailed, TurnCancelled)
+
+
+def check_built(events: list[Event], after: SessionState, built: dict[str, LlmRequest]) -> None:
+    """The requests a decision built are those its LlmCallRequested facts record."""
+    requested = [e.payload for e in events if isinstance(e.payload, LlmCallRequested)]
+    assert sorted(built) == sorted(p.call_id for p in requested)
+    for payload in requested:
+        request = built[payload.call_id]
+        assert request.digest() == payload.request_digest
+        assert request == build_llm_request(after, payload, REGISTRY)
 
 
 class FsmMachine(RuleBasedStateMachine):
@@ -95,8 +110,10 @@ class FsmMachine(RuleBasedStateMachine):
 
     def apply(self, req: Request) -> list[Event]:
         before = self.state
-        events, after = decide_and_evolve(before, req, REGISTRY)
+        events, after, built = decide_built(before, req, REGISTRY)
+        assert decide_and_evolve(before, req, REGISTRY) == (events, after)
         assert decide(before, req, REGISTRY) == events, "decide is not deterministic"
+        check_built(events, after, built)
         rejected = [e for e in events if isinstance(e.payload, RequestRejected)]
         if before.phase is Phase.CLOSED:
             assert len(events) == 1 and rejected, "a closed session accepted an input"
@@ -242,8 +259,9 @@ class FsmMachine(RuleBasedStateMachine):
         base = fork_base(fold(prefix, source), new_id)
         self.n += 1
         req = Request(f"q{self.n}", new_id, self.now, ForkSession(source, at_seq, agent))
-        events, after = decide_and_evolve(base, req, REGISTRY)
+        events, after, built = decide_built(base, req, REGISTRY)
         assert decide(base, req, REGISTRY) == events
+        assert built == {}  # a fork requests no LLM call
         if isinstance(events[0].payload, SessionForked):
             assert events[0].seq == at_seq + 1 and after.phase is Phase.IDLE
             assert pending_effects(after) == []
