@@ -37,7 +37,7 @@ from agents.events import (
 )
 from agents.pricing import model_info
 from agents.registry import AgentInfo
-from agents.state import context_ranges, context_seqs
+from agents.state import context_ranges, window_entries
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 
 __all__ = [
@@ -139,11 +139,13 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
     reserved = _reserve_or_fail(d, defn.model_chain, tokens, defn.max_tokens, info)
     if reserved is None:
         return
-    seqs = context_seqs(d.state.history)
+    # The window's entries as they are (context_seqs order), not looked up again by seq.
+    entries = list(window_entries(d.state.history))
+    seqs = tuple(e.seq for e in entries)
     request = turn_request(
         d.registry,
         defn.name,
-        entries_for(d.state.history, seqs, where=f"session {d.state.session_id}"),
+        entries,
         model=defn.model,
         max_tokens=defn.max_tokens,
         temperature=defn.temperature,
