@@ -20,6 +20,7 @@ __all__ = ["CHUNK", "EMPTY", "PVec", "pvec_of"]
 T = TypeVar("T")
 
 CHUNK = 32
+_tuple_new = tuple.__new__
 _SHIFT = 5
 _MASK = CHUNK - 1
 
@@ -34,11 +35,14 @@ class PVec(NamedTuple, Generic[T]):
         return (len(self.chunks) << _SHIFT) + len(self.tail)
 
     def append(self, item: T) -> PVec[T]:
-        tail = self.tail
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs per event.
+        chunks, tail = self
         if len(tail) < _MASK:
-            return PVec(self.chunks, tail + (item,))
-        # The tail becomes full: it moves into chunks, so the invariant tail < CHUNK holds.
-        return PVec(self.chunks + (tail + (item,),), ())
+            result: PVec[T] = _tuple_new(PVec, (chunks, tail + (item,)))
+        else:
+            # The tail becomes full: it moves into chunks, so the tail stays < CHUNK.
+            result = _tuple_new(PVec, (chunks + (tail + (item,),), ()))
+        return result
 
     def get(self, index: int) -> T:
         """Item at `index` (0 <= index < size); IndexError otherwise."""

@@ -81,6 +81,7 @@ def _us(delta: timedelta) -> int:
     return max(delta // _US, 0)
 
 
+_tuple_new = tuple.__new__
 _STATE_INDEX = {name: i for i, name in enumerate(SessionState._fields)}
 _LAST_SEQ, _RECENT = _STATE_INDEX["last_seq"], _STATE_INDEX["recent_requests"]
 
@@ -114,16 +115,20 @@ def _turn(state: SessionState, ev: Event) -> TurnState:
 
 
 def _append(history: History, entry: Entry) -> History:
-    return History(
-        history.entries.append(entry),
-        history.window_start,
-        history.summary,
-        history.window_tokens + entry.tokens,
+    # tuple.__new__ skips the NamedTuples' Python-level __new__ (here and in _entry):
+    # two of every three events append an entry.
+    entries, window_start, summary, window_tokens = history
+    result: History = _tuple_new(
+        History, (entries.append(entry), window_start, summary, window_tokens + entry.tokens)
     )
+    return result
 
 
 def _entry(seq: int, kind: str, text: str, call_id: str = "", name: str = "", err: bool = False) -> Entry:
-    return Entry(seq, kind, text, call_id, name, err, estimate_tokens(text) + ENTRY_OVERHEAD)
+    entry: Entry = _tuple_new(
+        Entry, (seq, kind, text, call_id, name, err, estimate_tokens(text) + ENTRY_OVERHEAD)
+    )
+    return entry
 
 
 def _without(calls: tuple[PendingCall, ...], call_id: str) -> tuple[PendingCall, ...]:

@@ -10,7 +10,10 @@ from an older writer goes through fastavro's schema resolution (`schemas.codec`)
 These readers are checked against fastavro: the property tests decode every generated
 value both ways and require equal results, and reject what fastavro rejects as corrupt.
 Any malformed input raises `FastReadError` (or IndexError/UnicodeDecodeError/struct.error/
-OverflowError/ValueError, which the codec turns into DecodeError like this one).
+OverflowError/ValueError, which the codec turns into DecodeError like this one), or
+returns a position other than `len(data)`: a reader must be called with
+`end == len(data)`, and its caller must check the position it returns (a short string that
+overruns the message is caught that way, not where it is read).
 """
 
 from __future__ import annotations
@@ -39,8 +42,25 @@ class FastReadError(ValueError):
     """The bytes break the Avro binary encoding of the schema being read."""
 
 
+# The one-byte string length b (< 128) -> the string's end offset from its length byte.
+_SHORT_END = tuple(1 + (b >> 1) if b % 2 == 0 else 1 << 62 for b in range(128))
+
+
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """Zig-zag varint that did not fit in one byte (the inline fast path covers those)."""
+    """Zig-zag varint longer than the inline fast paths read (nano-dollar amounts)."""
+    n = int.from_bytes(data[pos : pos + 8], "little")
+    stops = ~n & 0x8080808080808080  # the high bit of each byte that ends a varint
+    if stops:
+        # The first stop ends this varint: keep its bytes, then squeeze out the
+        # continuation bits in three mask-and-shift steps (7 -> 14 -> 28 -> 56 bits).
+        last = (stops & -stops).bit_length()  # 8 * (number of bytes)
+        n &= 0x7F7F7F7F7F7F7F7F & ((1 << last) - 1)
+        n = (n & 0x00FF00FF00FF00FF) | ((n & 0xFF00FF00FF00FF00) >> 1)
+        n = (n & 0x0000FFFF0000FFFF) | ((n & 0xFFFF0000FFFF0000) >> 2)
+        n = (n & 0xFFFFFFFF) | ((n & 0xFFFFFFFF00000000) >> 4)
+        if pos + (last >> 3) > len(data):
+            raise FastReadError(f"a varint at byte {pos} runs past the message")
+        return (n >> 1) ^ -(n & 1), pos + (last >> 3)
     n = 0
     shift = 0
     while True:
@@ -75,6 +95,7 @@ class _Gen:
             "_varint": _varint,
             "_onew": object.__new__,
             "_ifb": int.from_bytes,
+            "_SHORT_END": _SHORT_END,
             "_Bad": FastReadError,
             "_EPOCH": _EPOCH,
             "_td": timedelta,
@@ -191,26 +212,24 @@ class _Gen:
     def string(self, kind: str, target: str, ind: str, where: str) -> list[str]:
         n = self.var()
         decode = ".decode()" if kind == "string" else ""
-        overrun = (
-            f"raise _Bad('{where}: a {kind} of %d bytes at byte %d overruns the message' "
-            f"% ({n}, pos))"
-        )
         return [
-            # Most strings are shorter than 64 bytes: a one-byte length, 2 * len (an odd
-            # byte would be a negative length). End offset straight from it.
+            # Most strings are shorter than 64 bytes: a one-byte length. _SHORT_END maps
+            # that byte to the offset of the string's end, and an odd byte (a negative
+            # length) to far past any message. An overrun is not checked here: the slice
+            # stops at the end of the bytes, `pos` moves past it, and the next read or
+            # the caller's final `pos == len(data)` check fails.
             f"{ind}b = data[pos]",
             f"{ind}if b < 128:",
-            f"{ind}    {n} = pos + 1 + (b >> 1)",
-            f"{ind}    if b & 1 or {n} > end:",
-            f"{ind}        {n} = (b >> 1) ^ -(b & 1)",
-            f"{ind}        pos += 1",
-            f"{ind}        {overrun}",
+            f"{ind}    {n} = pos + _SHORT_END[b]",
             f"{ind}    {target} = data[pos + 1:{n}]{decode}",
             f"{ind}    pos = {n}",
             f"{ind}else:",
             *self.long(n, ind + "    "),
             f"{ind}    if {n} < 0 or pos + {n} > end:",
-            f"{ind}        {overrun}",
+            (
+                f"{ind}        raise _Bad('{where}: a {kind} of %d bytes at byte %d overruns "
+                f"the message' % ({n}, pos))"
+            ),
             f"{ind}    {n} += pos",
             f"{ind}    {target} = data[pos:{n}]{decode}",
             f"{ind}    pos = {n}",

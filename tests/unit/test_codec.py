@@ -379,7 +379,8 @@ def test_a_union_member_with_a_field_named_type_is_refused() -> None:
 @pytest.mark.parametrize(
     "n",
     [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, -8193, (1 << 20) - 1, -(1 << 20),
-     1 << 20, -(1 << 20) - 1, 1 << 27, (1 << 63) - 1, -(1 << 63)],
+     1 << 20, -(1 << 20) - 1, 1 << 27, 1 << 34, -(1 << 41), 1 << 48, (1 << 55) - 1,
+     1 << 55, -(1 << 62), (1 << 63) - 1, -(1 << 63)],
 )
 def test_the_fast_reader_reads_varints_of_every_width(n: int) -> None:
     from agents.events import BudgetExceeded, BudgetScope, BudgetUnit

@@ -172,3 +172,24 @@ def test_the_fast_reader_never_accepts_what_the_reference_decoder_refuses(
     if end != len(data):
         return  # the codec refuses trailing bytes before trusting the fast result
     assert codec._decode_with_fastavro(envelope, data, writer) == fast
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"\x06abc", b"\x08abc"),  # the last string claims one byte more than is left
+        (b"\x06abc", b"\x07abc"),  # an odd length byte: a negative length
+        (b"\x16zz-agent-zz", b"\x7ezz-agent-zz"),  # a string in the middle overruns
+    ],
+)
+def test_a_short_string_whose_length_is_wrong_is_a_decode_error(old: bytes, new: bytes) -> None:
+    from agents.events import TurnStarted
+
+    ev = Event(event_id_for("s", 1), "s", 1, T0, "zz-agent-zz", TurnStarted(1),
+               correlation_id="abc")
+    data = codec.encode_event(ev)
+    assert data.count(old) == 1
+    bad = data.replace(old, new)
+    with pytest.raises(DecodeError) as info:
+        codec.decode_event(bad)
+    assert info.value.fingerprint == codec.current_fingerprint("Event")
