@@ -153,9 +153,15 @@ class OwnedPartition:
                     if wait <= 0:
                         await self._transaction([])
                         continue
-                    # (Never wait_for(..., 0): it times out even when the event is set.)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wakeup.wait(), wait)
+                    # A timer rather than wait_for (a task and a timeout per idle moment):
+                    # the loop comes back here either way and looks again.
+                    timer = asyncio.get_running_loop().call_later(wait, self.wakeup.set)
+                    try:
+                        await self.wakeup.wait()
+                    finally:
+                        timer.cancel()
+                    if not self.queue:
+                        self.wakeup.clear()
                     continue
                 await self.wakeup.wait()
             self.wakeup.clear()

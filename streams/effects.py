@@ -393,6 +393,7 @@ class EffectRunner:
         )
         # Deltas are best effort (live display only): never wait for the broker here.
         await self._producer.send(
-            self.topics.deltas, value=encode_delta(delta), key=session_id.encode()
+            self.topics.deltas, value=encode_delta(delta), key=session_id.encode(),
+            partition=partition_for(session_id, self.partitions),
         )
 
