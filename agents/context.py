@@ -103,66 +103,87 @@ def _tool_input(arguments_json: str) -> str:
     return arguments_json if isinstance(value, dict) else "{}"
 
 
-def _result_block(e: Entry) -> ToolResultBlock:
-    return ToolResultBlock(e.call_id, e.text, e.is_error)
+def _add(roles: list[str], contents: list[list[ContentBlock]], role: str,
+         blocks: list[ContentBlock]) -> None:
+    """Append a message, merging it into the previous one of the same role. `blocks` is
+    a fresh list that nobody else holds."""
+    if not blocks:
+        return
+    if roles and roles[-1] == role:
+        contents[-1].extend(blocks)
+    else:
+        roles.append(role)
+        contents.append(blocks)
+
+
+def _close_step(
+    roles: list[str],
+    contents: list[list[ContentBlock]],
+    step: list[ContentBlock],
+    uses: list[str],
+    results: dict[str, ToolResultBlock],
+) -> None:
+    """The open assistant message, then one user message answering its tool uses."""
+    _add(roles, contents, "assistant", step)
+    if not uses:
+        return
+    answered: list[ContentBlock] = [
+        results.get(cid) or ToolResultBlock(cid, UNANSWERED_RESULT, True) for cid in uses
+    ]
+    if len(answered) > 1:
+        # Results keep their arrival order; synthetic ones go last.
+        order = {cid: i for i, cid in enumerate(results)}
+        last = len(order)
+        answered.sort(key=lambda b: order.get(b.call_id, last))  # type: ignore[union-attr]
+    _add(roles, contents, "user", answered)
+
+
+_ASSISTANT, _TOOL_USE, _TOOL_RESULT, _SUMMARY = (
+    EntryKind.ASSISTANT, EntryKind.TOOL_USE, EntryKind.TOOL_RESULT, EntryKind.SUMMARY
+)
 
 
 def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
     """Messages-API messages from window entries (rules in the module doc)."""
-    out: list[tuple[str, list[ContentBlock]]] = []
-
-    def add(role: str, blocks: list[ContentBlock]) -> None:
-        if not blocks:
-            return
-        if out and out[-1][0] == role:
-            out[-1][1].extend(blocks)
-        else:
-            out.append((role, list(blocks)))
-
+    roles: list[str] = []
+    contents: list[list[ContentBlock]] = []
     step: list[ContentBlock] | None = None  # the open assistant message
-    uses: list[str] = []  # its tool use ids, in order
+    uses: list[str] = []  # its tool use ids, in order (empty while no step is open)
     results: dict[str, ToolResultBlock] = {}
-
-    def close_step() -> None:
-        nonlocal step, uses, results
-        if step is not None:
-            add("assistant", step)
-            answered: list[ContentBlock] = [
-                results.get(cid) or ToolResultBlock(cid, UNANSWERED_RESULT, True) for cid in uses
-            ]
-            # Results keep their arrival order; synthetic ones go last.
-            order = {cid: i for i, cid in enumerate(results)}
-            answered.sort(key=lambda b: order.get(b.call_id, len(order)))  # type: ignore[union-attr]
-            add("user", answered)
-        step, uses, results = None, [], {}
 
     for e in entries:
         kind = e.kind
-        if kind == EntryKind.ASSISTANT:
-            close_step()
-            step = [TextBlock(e.text)] if e.text else []
-        elif kind == EntryKind.TOOL_USE:
+        if kind == _TOOL_USE:
             if step is None:
                 step = []
             step.append(ToolUseBlock(e.call_id, e.name, _tool_input(e.text)))
             uses.append(e.call_id)
-        elif kind == EntryKind.TOOL_RESULT:
+            continue
+        if kind == _TOOL_RESULT:
             # A result with no open use of that id cannot be sent; compaction never
             # creates one, so this only guards hand-made histories.
-            if e.call_id in uses and e.call_id not in results:
-                results[e.call_id] = _result_block(e)
-        elif kind == EntryKind.SUMMARY:
-            close_step()
-            add("user", [TextBlock(SUMMARY_PREFIX + e.text)])
+            cid = e.call_id
+            if cid in uses and cid not in results:
+                results[cid] = ToolResultBlock(cid, e.text, e.is_error)
+            continue
+        if step is not None:
+            _close_step(roles, contents, step, uses, results)
+            step, uses, results = None, [], {}
+        if kind == _ASSISTANT:
+            step = [TextBlock(e.text)] if e.text else []
+        elif kind == _SUMMARY:
+            _add(roles, contents, "user", [TextBlock(SUMMARY_PREFIX + e.text)])
         else:  # user message
-            close_step()
-            add("user", [TextBlock(e.text)])
-    close_step()
-    if not out or out[0][0] != "user":
-        out.insert(0, ("user", [TextBlock(OMITTED_PREAMBLE)]))
+            _add(roles, contents, "user", [TextBlock(e.text)])
+    if step is not None:
+        _close_step(roles, contents, step, uses, results)
+    if not roles or roles[0] != "user":
+        roles.insert(0, "user")
+        contents.insert(0, [TextBlock(OMITTED_PREAMBLE)])
     messages = []
-    for role, blocks in out:
-        if role == "user":  # the API wants tool results before any text in a message
+    for role, blocks in zip(roles, contents, strict=True):
+        if role == "user" and len(blocks) > 1:
+            # the API wants tool results before any text in a message
             blocks = [b for b in blocks if isinstance(b, ToolResultBlock)] + [
                 b for b in blocks if not isinstance(b, ToolResultBlock)
             ]

@@ -12,31 +12,71 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from json.encoder import encode_basestring
+from typing import Any, Literal
 
 from agents.events import ToolUse, Usage
 
 __all__ = [
-    "ToolSpec",
-    "TextBlock",
-    "ToolUseBlock",
-    "ToolResultBlock",
     "ContentBlock",
-    "Message",
     "LlmRequest",
     "LlmResponse",
+    "Message",
+    "TextBlock",
+    "ToolResultBlock",
+    "ToolSpec",
+    "ToolUseBlock",
     "canonical_json",
     "sha256_hex",
 ]
 
 
+# One encoder for every call: json.dumps with these options would build a new one each time.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """Canonical JSON: sorted keys, no whitespace, UTF-8 kept. Equal values, equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# canonical_json of a request body, written directly (no dicts built, no keys sorted):
+# each record's keys are spelled out in sorted order, strings are quoted by the very
+# function json.dumps(ensure_ascii=False) quotes them with, and every other value goes
+# through canonical_json itself. Equal text by construction (a property test checks).
+
+def _cj_str(value: object) -> str:
+    return encode_basestring(value) if type(value) is str else canonical_json(value)
+
+
+def _cj_block(block: object) -> str:
+    kind = type(block)
+    if kind is TextBlock:
+        return f'{{"text":{_cj_str(block.text)},"type":"text"}}'  # type: ignore[attr-defined]
+    if kind is ToolUseBlock:
+        b: ToolUseBlock = block  # type: ignore[assignment]
+        arguments = canonical_json(json.loads(b.arguments_json or "{}"))
+        return (f'{{"id":{_cj_str(b.call_id)},"input":{arguments},"name":{_cj_str(b.name)},'
+                f'"type":"tool_use"}}')
+    if kind is ToolResultBlock:
+        r: ToolResultBlock = block  # type: ignore[assignment]
+        return (f'{{"content":{_cj_str(r.content)},"is_error":{canonical_json(r.is_error)},'
+                f'"tool_use_id":{_cj_str(r.call_id)},"type":"tool_result"}}')
+    return canonical_json(block.to_dict())  # type: ignore[attr-defined]
+
+
+def _cj_message(m: Message) -> str:
+    content = ",".join([_cj_block(b) for b in m.content])
+    return f'{{"content":[{content}],"role":{_cj_str(m.role)}}}'
+
+
+def _cj_tool(t: ToolSpec) -> str:
+    return (f'{{"description":{_cj_str(t.description)},'
+            f'"input_schema":{canonical_json(t.input_schema)},"name":{_cj_str(t.name)}}}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +132,7 @@ class ToolResultBlock:
         }
 
 
-ContentBlock = Union[TextBlock, ToolUseBlock, ToolResultBlock]
+ContentBlock = TextBlock | ToolUseBlock | ToolResultBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +175,23 @@ class LlmRequest:
             "cache_prefix": self.cache_prefix,
         }
 
+    def canonical_body(self) -> str:
+        """canonical_json of to_dict() without the model (what digest() hashes)."""
+        messages = ",".join([_cj_message(m) for m in self.messages])
+        tools = ",".join([_cj_tool(t) for t in self.tools])
+        return (
+            f'{{"cache_prefix":{canonical_json(self.cache_prefix)},'
+            f'"max_tokens":{canonical_json(self.max_tokens)},"messages":[{messages}],'
+            f'"system":{_cj_str(self.system)},"temperature":{canonical_json(self.temperature)},'
+            f'"tools":[{tools}]}}'
+        )
+
     def digest(self) -> str:
         """sha256 of the canonical request. The model is excluded so that a fallback model
         serves the *same* request; the model is recorded beside the digest."""
         digest = self._digest
         if digest is None:
-            body = self.to_dict()
-            del body["model"]
-            digest = sha256_hex(canonical_json(body))
+            digest = sha256_hex(self.canonical_body())
             # The object is frozen and the value a pure function of its fields.
             object.__setattr__(self, "_digest", digest)
         return digest
