@@ -1,4 +1,5 @@
-"""Host allow-list of `http_get`: pattern parsing and the check of one target.
+"""Host allow-list of `http_get`: pattern parsing, the check of one target, and the check
+of the addresses its name resolves to.
 
 Rule: a request goes out only when its host is *literally* allowed. Matching happens on the
 host as the HTTP client will connect to it (IDNA/ASCII, lower case, trailing dot removed),
@@ -7,8 +8,14 @@ recognise is refused outright rather than normalised: `127.1`, `2130706433`,
 `0x7f.0.0.1`, IPv4-mapped IPv6 (`::ffff:127.0.0.1`) and friends. So an allow-list entry
 `127.0.0.1` admits `http://127.0.0.1:PORT/` and nothing that merely resolves there.
 
-Not covered (by design, see the report of issue 5): a *name* on the allow-list whose DNS
-answer changes between check and connect. Allow names you trust.
+Second rule: an allowed *name* reaches only public addresses. Every address the name
+resolves to must be globally routable (`check_addresses`); a loopback, private,
+link-local (cloud metadata), shared, reserved, unspecified or multicast address is refused
+unless an allow-list entry names that address itself or the operator set
+`ToolSettings.allow_private_addresses`. `http_get` resolves once per hop and connects to
+an address it checked here, so a second DNS answer (rebinding) is never used.
+
+Nothing here does IO: resolving is `http_get`'s job.
 """
 
 from __future__ import annotations
@@ -19,7 +26,15 @@ from dataclasses import dataclass
 
 from agents.tools.errors import ToolRefused
 
-__all__ = ["HostPattern", "check_target", "parse_host_pattern"]
+__all__ = [
+    "HostPattern",
+    "IPAddress",
+    "Target",
+    "address_problem",
+    "check_addresses",
+    "check_target",
+    "parse_host_pattern",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -28,6 +43,17 @@ _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 # (WHATWG URL "ends in a number"): such hosts are either canonical IPv4 or refused.
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Translated by a NAT64 gateway to the IPv4 address in its last 32 bits (RFC 6052).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Checked in this order, so an address gets its most telling reason (::1 is also reserved).
+_PROBLEMS = (
+    ("is_unspecified", "the unspecified address"),
+    ("is_loopback", "a loopback address"),
+    ("is_link_local", "a link-local address (where cloud metadata services answer)"),
+    ("is_multicast", "a multicast address"),
+    ("is_private", "a private address"),
+    ("is_reserved", "a reserved address"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +161,19 @@ def parse_host_pattern(text: str) -> HostPattern:
     return HostPattern(host=name, wildcard=wildcard, ip=ip, port=port)
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A host that passed `check_target`: normalised `host`, its address when the URL
+    names one (`ip`), and the port the connection goes to (defaults filled in)."""
+
+    host: str
+    ip: IPAddress | None
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]" if isinstance(self.ip, ipaddress.IPv6Address) else self.host
+
+
 def check_target(
     url: str,
     scheme: str,
@@ -142,7 +181,7 @@ def check_target(
     port: int | None,
     userinfo: str,
     patterns: tuple[HostPattern, ...],
-) -> None:
+) -> Target:
     """Raise ToolRefused unless `scheme://host:port` may be fetched. `host` is the ASCII
     host the client will connect to; `url` is only quoted in messages."""
     if scheme not in _DEFAULT_PORTS:
@@ -158,11 +197,64 @@ def check_target(
     except ValueError as exc:
         raise ToolRefused(f"Fetching {url} is refused: the host {exc}.") from None
     effective_port = port if port is not None else _DEFAULT_PORTS[scheme]
+    target = Target(name, ip, effective_port)
     if any(p.matches(name, ip, effective_port) for p in patterns):
-        return
+        return target
     allowed = ", ".join(str(p) for p in patterns) if patterns else "no host is allowed"
-    shown = f"[{name}]" if isinstance(ip, ipaddress.IPv6Address) else name
     raise ToolRefused(
-        f"Fetching {url} is refused: host {shown}:{effective_port} is not on the allow-list "
+        f"Fetching {url} is refused: host {target}:{effective_port} is not on the allow-list "
         f"({allowed})."
     )
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries to, when a socket, a 6to4 tunnel or a
+    NAT64 gateway would deliver packets there."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return address.sixtofour
+
+
+def address_problem(address: IPAddress) -> str | None:
+    """Why `address` is not a public internet address ("a loopback address"), or None
+    when it is one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            problem = address_problem(inner)
+            return None if problem is None else f"an IPv6 form of {inner}, {problem}"
+    for attribute, problem in _PROBLEMS:
+        if getattr(address, attribute):
+            return problem
+    if not address.is_global:
+        return "an address that is not globally routable"
+    return None
+
+
+def check_addresses(
+    url: str,
+    target: Target,
+    addresses: tuple[IPAddress, ...],
+    patterns: tuple[HostPattern, ...],
+    allow_private: bool,
+) -> None:
+    """Raise ToolRefused unless every address `target` resolved to may be connected to:
+    a public address, one an allow-list entry names (port included), or any address
+    when `allow_private`. `url` is only quoted in messages."""
+    if allow_private:
+        return
+    for address in addresses:
+        problem = address_problem(address)
+        if problem is None or any(p.matches(str(address), address, target.port) for p in patterns):
+            continue
+        why = (
+            f"{address}, {problem}"
+            if len(addresses) == 1
+            else f"{', '.join(str(a) for a in addresses)} ({address} is {problem})"
+        )
+        raise ToolRefused(
+            f"Fetching {url} is refused: host {target} resolves to {why}. Only public "
+            "addresses may be fetched unless the allow-list names the address itself."
+        )

@@ -6,11 +6,17 @@ sandboxes and allow-lists, and a test can build any configuration in one line.
 
 Settings validate when they are built (a malformed host pattern fails there, not on the
 first call), and are frozen: a tool cannot widen its own permissions.
+
+The context also carries the IO a tool cannot do without but a test must control: the
+clock (`current_time`) and the name resolver (`http_get`, which connects only to the
+addresses this resolver returned and it checked).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +28,11 @@ from agents.tools._hosts import parse_host_pattern
 __all__ = [
     "FileLimits",
     "HttpLimits",
+    "Resolver",
     "ShellSettings",
     "ToolContext",
     "ToolSettings",
+    "system_resolve",
     "utc_now",
 ]
 
@@ -76,12 +84,18 @@ class ToolSettings(BaseModel):
     `allowed_hosts` entries are an exact host (`api.example.com`, `127.0.0.1`, `[::1]`)
     or `*.suffix` (any subdomain of suffix, not suffix itself), optionally with `:port`.
     An empty list allows no host at all.
+
+    A name on the list is fetched only while it resolves to public addresses: loopback,
+    private, link-local (cloud metadata) and other internal addresses are refused unless
+    an entry names the address itself (`10.0.0.7`, `10.0.0.7:8080`) or
+    `allow_private_addresses` is set, which lets every allowed name reach any address.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sandbox_dir: Path = Path(".turnlog/sandbox")
     allowed_hosts: tuple[str, ...] = ()
+    allow_private_addresses: bool = False
     files: FileLimits = FileLimits()
     http: HttpLimits = HttpLimits()
     shell: ShellSettings = ShellSettings()
@@ -98,12 +112,25 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""(host, port) -> the host's addresses as text, in the order to try them; raises
+OSError (socket.gaierror) when the name does not resolve."""
+
+
+async def system_resolve(host: str, port: int) -> Sequence[str]:
+    """The system resolver (getaddrinfo, so /etc/hosts counts), one entry per address."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 @dataclass(frozen=True, slots=True)
 class ToolContext:
     """One tool call's context: who asked (`session_id`, `call_id`) and under which
-    settings. `clock` is read only by `current_time`; tests pin it."""
+    settings. `clock` is read only by `current_time`, `resolve` only by `http_get`;
+    tests replace them."""
 
     session_id: str
     call_id: str
     settings: ToolSettings = field(default_factory=ToolSettings)
     clock: Callable[[], datetime] = utc_now
+    resolve: Resolver = system_resolve
