@@ -116,6 +116,14 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated hosts http_get may fetch (exact or *.suffix); empty: none.",
     )
+    http_allow_private_addresses: bool = Field(
+        default=False,
+        description=(
+            "Let http_get reach loopback, private and link-local addresses that an allowed "
+            "name resolves to; off, only public ones and addresses TURNLOG_ALLOWED_HOSTS "
+            "names itself."
+        ),
+    )
     session_timeout_ms: int = Field(
         default=6000, ge=1000, le=600_000,
         description=(

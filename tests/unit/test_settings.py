@@ -51,6 +51,17 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.state_dir == Path("/tmp/tl")
 
 
+def test_http_get_reaches_private_addresses_only_when_opted_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().http_allow_private_addresses is False
+    assert Settings.env_names()["http_allow_private_addresses"] == (
+        "TURNLOG_HTTP_ALLOW_PRIVATE_ADDRESSES"
+    )
+    monkeypatch.setenv("TURNLOG_HTTP_ALLOW_PRIVATE_ADDRESSES", "true")
+    assert load_settings().http_allow_private_addresses is True
+
+
 def test_overrides_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TURNLOG_PARTITIONS", "12")
     assert load_settings(partitions=3).partitions == 3
@@ -69,6 +80,7 @@ def test_overrides_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ("TURNLOG_LOG_LEVEL", "LOUD", "expected one of"),
         ("TURNLOG_DEV_POSTGRES_PORT", "70000", "less than or equal to 65535"),
         ("TURNLOG_DEV_KAFKA_HEAP", "lots", "JVM size"),
+        ("TURNLOG_HTTP_ALLOW_PRIVATE_ADDRESSES", "perhaps", "valid boolean"),
     ],
 )
 def test_bad_value_names_the_variable(
