@@ -81,7 +81,9 @@ def build_tools(settings: Any) -> tuple[Any, Any]:
     sandbox = Path(settings.sandbox_dir)
     sandbox.mkdir(parents=True, exist_ok=True)
     return builtin_registry(), ToolSettings(
-        sandbox_dir=sandbox, allowed_hosts=settings.allowed_host_list
+        sandbox_dir=sandbox,
+        allowed_hosts=settings.allowed_host_list,
+        allow_private_addresses=settings.http_allow_private_addresses,
     )
 
 

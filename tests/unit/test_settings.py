@@ -121,3 +121,18 @@ def test_api_key_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     shown = f"{settings!r} {settings} {settings.redacted()}"
     assert "sk-ant-very-secret" not in shown
     assert "dbsecret" not in str(settings.redacted())
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_the_worker_hands_the_http_settings_to_its_tools(tmp_path: Path, allow: bool) -> None:
+    from streams.main import build_tools
+
+    settings = load_settings(
+        sandbox_dir=str(tmp_path / "sandbox"),
+        allowed_hosts="example.com,10.0.0.7",
+        http_allow_private_addresses=allow,
+    )
+    _, tool_settings = build_tools(settings)
+    assert tool_settings.allow_private_addresses is allow
+    assert [str(p) for p in tool_settings.allowed_hosts] == ["example.com", "10.0.0.7"]
+    assert tool_settings.sandbox_dir == tmp_path / "sandbox"
