@@ -2,9 +2,10 @@
 
 The core builds an `LlmRequest` from the session state (system prompt, the entries of the
 context window, the tool set) and records only its sha256 digest in `LlmCallRequested`.
-An executor rebuilds the same `LlmRequest` from the same state, checks the digest, and
-hands it to a provider adapter (agents/providers), which translates it to its SDK and
-returns an `LlmResponse`.
+An executor is handed that very object when it runs the call right after its decision
+(agents.fsm.decide_built), or otherwise rebuilds the same `LlmRequest` from the same
+state and checks the digest; it hands it to a provider adapter (agents/providers), which
+translates it to its SDK and returns an `LlmResponse`.
 """
 
 from __future__ import annotations
