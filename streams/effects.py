@@ -266,29 +266,40 @@ class EffectRunner:
         log.error("effect.unknown_kind")
         return None
 
-    async def _llm(
-        self, session_id: str, state: Any, effect: Any, log: Any, prebuilt: Any = None
-    ) -> RequestPayload:
+    def _request(
+        self, session_id: str, state: Any, effect: Any, prebuilt: Any, build: Any
+    ) -> tuple[Any, RequestPayload | None]:
+        """(the request to send, None) or (None, the failure to report instead).
+
+        A prebuilt request (its decision built it in this process) has the digest that
+        decision recorded, memoized on the object; a rebuilt one is hashed here. Either
+        way it is compared with the recorded digest: if the code that rebuilds context
+        changed under an in-flight call, refuse to send a request other than the one
+        recorded."""
         if prebuilt is not None:
             request = prebuilt
             self.stats["llm_prebuilt"] += 1
         else:
-            request = _core.build_llm_request(state, effect, self.registry)
+            request = build(state, effect, self.registry)
             self.stats["llm_rebuilt"] += 1
-        # A prebuilt request's digest is the one its decision recorded (memoized on the
-        # object, not hashed again); a rebuilt one is hashed here.
         digest = request.digest()
         if digest != effect.request_digest:
-            # The code that rebuilds context changed under an in-flight call: refuse to
-            # send a request other than the one recorded.
-            return FailLlmCall(
-                call_id=effect.effect_id,
-                error_type="ContextDigestMismatch",
-                message=(
-                    f"session {session_id}: rebuilt request digest {digest[:12]} "
-                    f"differs from recorded {effect.request_digest[:12]}"
-                ),
+            return None, _core.failure_outcome(
+                effect,
+                f"session {session_id}: rebuilt request digest {digest[:12]} differs from "
+                f"recorded {effect.request_digest[:12]}",
+                "ContextDigestMismatch",
             )
+        return request, None
+
+    async def _llm(
+        self, session_id: str, state: Any, effect: Any, log: Any, prebuilt: Any = None
+    ) -> RequestPayload:
+        request, refused = self._request(
+            session_id, state, effect, prebuilt, _core.build_llm_request
+        )
+        if refused is not None:
+            return refused
         on_delta = self._delta_sink(session_id, effect.effect_id) if self.stream_deltas else None
         started = time.monotonic()
         try:
@@ -328,12 +339,11 @@ class EffectRunner:
     async def _summarize(
         self, session_id: str, state: Any, effect: Any, log: Any, prebuilt: Any = None
     ) -> RequestPayload:
-        if prebuilt is not None:
-            request = prebuilt
-            self.stats["llm_prebuilt"] += 1
-        else:
-            request = _core.build_summary_request(state, effect, self.registry)
-            self.stats["llm_rebuilt"] += 1
+        request, refused = self._request(
+            session_id, state, effect, prebuilt, _core.build_summary_request
+        )
+        if refused is not None:
+            return refused
         started = time.monotonic()
         try:
             resp = await self.provider.complete(request, timeout_s=effect.timeout_s)

@@ -38,36 +38,10 @@ __all__ = ["ScriptedProvider", "request_fingerprint", "split_chunks", "tool_call
 
 
 def request_fingerprint(request: LlmRequest) -> str:
-    """sha256 over the request's content (system, tools, every block). Every free text
-    is length-prefixed, so no two different requests hash alike by concatenation.
-
-    The same role as `LlmRequest.digest()` at a fraction of its cost (no JSON is built),
-    which matters at a thousand turns of context.
-    """
-    parts = [f"S{len(request.system)}:{request.system}"]
-    for tool in request.tools:
-        schema = canonical_json(tool.input_schema)
-        parts.append(
-            f"T{len(tool.name)}:{tool.name}{len(tool.description)}:{tool.description}"
-            f"{len(schema)}:{schema}"
-        )
-    for message in request.messages:
-        parts.append("U" if message.role == "user" else "A")
-        for block in message.content:
-            if isinstance(block, TextBlock):
-                parts.append(f"x{len(block.text)}:{block.text}")
-            elif isinstance(block, ToolUseBlock):
-                args = block.arguments_json
-                parts.append(
-                    f"u{len(block.call_id)}:{block.call_id}{len(block.name)}:{block.name}"
-                    f"{len(args)}:{args}"
-                )
-            else:
-                parts.append(
-                    f"r{len(block.call_id)}:{block.call_id}{int(block.is_error)}"
-                    f"{len(block.content)}:{block.content}"
-                )
-    return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    """The request's digest (`LlmRequest.digest()`: sha256 of its canonical form, model
+    excluded). The core computed it when it decided the call and the request memoizes it,
+    so the worker's scripted calls hash nothing again."""
+    return request.digest()
 
 
 def tool_call_id(request_fingerprint: str, index: int) -> str:
