@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/turns.py [--sessions 10,100,1000] [--seconds 15]
         [--rates 50,100] [--bytes-turns 1000] [--partitions 8] [--fetch-wait-ms 20]
-        [--write]
+        [--repeat 1] [--write]
 
 Needs a Kafka broker (KAFKA_BOOTSTRAP_SERVERS, by default the `turnlog dev up` one).
 Every run creates topics under a fresh prefix and deletes them afterwards.
@@ -382,7 +382,8 @@ async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="turnlog-bench-") as tmpdir:
         tmp = Path(tmpdir)
         for n in sizes:
-            for rate in (None, *(float(x) for x in args.rates.split(",") if float(x or 0))):
+            rates = (None, *(float(x) for x in args.rates.split(",") if float(x or 0)))
+            for rate in (r for r in rates for _ in range(args.repeat)):
                 r = await load_run(bootstrap, args.partitions, n, args.seconds, tmp, rate)
                 rows.append(r)
                 mode = "closed loop" if rate is None else f"paced at {rate:g} turns/s"
@@ -411,7 +412,8 @@ def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
               b: dict[str, Any] | None) -> str:
     cmd = (f".venv/bin/python bench/turns.py --sessions {args.sessions} --seconds "
            f"{args.seconds:g} --rates {args.rates} --bytes-turns {args.bytes_turns} "
-           f"--partitions {args.partitions} --fetch-wait-ms {args.fetch_wait_ms}")
+           f"--partitions {args.partitions} --fetch-wait-ms {args.fetch_wait_ms}"
+           + (f" --repeat {args.repeat}" if args.repeat > 1 else ""))
     lines = [
         SECTION, "",
         f"Command: `{cmd} --write`",
@@ -420,7 +422,8 @@ def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
          f"({platform.machine()}, Python {platform.python_version()}), the `turnlog dev` "
          "Kafka on the same machine and shared with other engineers' test runs (the load "
          "average column says how busy it was; figures move with it). One session-worker "
-         "process (`python -m streams` subprocess, 8 partitions), scripted model at zero "
+         f"process (`python -m streams` subprocess, {args.partitions} partitions), scripted "
+         "model at zero "
          "latency, turns of user message → LLM → calculator → LLM → answer (4 inputs, 9 "
          "events)."),
         "",
@@ -434,6 +437,20 @@ def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
             f"| {int(r['n'])} | {mode} | {r['turns_s']:.0f} | {r['p50']:.1f} ms | "
             f"{r['p99']:.1f} ms | {int(r['hops'])} | {r['cpu_worker']:.2f} / "
             f"{r['cpu_broker']:.2f} / {r['cpu_client']:.2f} | {r['load']:.1f} |")
+    if args.repeat > 1:
+        lines += ["", f"Spread over the {args.repeat} runs of each pair:", ""]
+        groups: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
+        for r in rows:
+            groups[(int(r["n"]), r["rate"] or 0.0)].append(r)
+        for (n, rate), runs in groups.items():
+            mode = "closed loop" if not rate else f"paced {rate:g} turns/s"
+            p50s = sorted(r["p50"] for r in runs)
+            p99s = sorted(r["p99"] for r in runs)
+            lines.append(
+                f"- N = {n}, {mode}: p50 {p50s[0]:.1f}–{p50s[-1]:.1f} ms (median "
+                f"{statistics.median(p50s):.1f}), p99 {p99s[0]:.1f}–{p99s[-1]:.1f} ms; "
+                f"p50 ≤ 25 ms in {sum(x <= 25 for x in p50s)} of {len(runs)} runs, "
+                f"p99 ≤ 150 ms in {sum(x <= 150 for x in p99s)} of {len(runs)}.")
     lines += [
         "",
         ("Targets: ≥ 150 turns/s, p50 ≤ 25 ms and p99 ≤ 150 ms at N = 100. Closed loop: "
@@ -476,6 +493,9 @@ def main() -> None:
     parser.add_argument("--bytes-turns", type=int, default=1000,
                         help="turns of the single-session storage run (0: skip)")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each (N, load) pair; each is a row (latency varies "
+                             "from run to run on a shared 2-core machine)")
     parser.add_argument("--fetch-wait-ms", type=int, default=20,
                         help="the client consumers' fetch.max.wait.ms")
     parser.add_argument("--write", action="store_true",
