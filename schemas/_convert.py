@@ -29,6 +29,9 @@ from typing import Any
 
 import agents.events as events_module
 from agents.errors import ContractError
+from schemas._names import check_mirror, index_named
+from schemas._names import full_name as _full
+from schemas._names import short_name as _short
 
 __all__ = ["Converters", "build_converters", "iso_utc", "parse_iso_utc"]
 
@@ -121,20 +124,7 @@ class _Builder:
 
     def index(self, schema: Any) -> None:
         """Record every named type defined inside `schema` by full name."""
-        if isinstance(schema, list):
-            for branch in schema:
-                self.index(branch)
-        elif isinstance(schema, dict):
-            kind = schema["type"]
-            if kind in ("record", "enum", "fixed"):
-                full = _full(schema)
-                self.named[full] = schema
-                for f in schema.get("fields", ()):
-                    self.index(f["type"])
-            elif kind == "array":
-                self.index(schema["items"])
-            elif kind == "map":
-                self.index(schema["values"])
+        index_named(schema, self.named)
 
     def resolve(self, schema: Any) -> Any:
         if isinstance(schema, str) and schema not in _PRIMITIVES:
@@ -251,7 +241,7 @@ class _Builder:
             raise ContractError(f"Avro record {full} has no dataclass in agents.events.")
         self.ns[short] = cls
         fields = schema["fields"]
-        _check_mirror(full, fields, cls)
+        check_mirror(full, fields, cls)
 
         args, to_avro, to_json, from_json = [], [], [], []
         for f in fields:
@@ -305,58 +295,6 @@ def _json_tagger(short: str, fn: Fn) -> Fn:
         return {"type": short, **fn(o)}
 
     return tag
-
-
-def _full(schema: dict[str, Any]) -> str:
-    name: str = schema["name"]
-    if "." in name or "namespace" not in schema:
-        return name
-    return f"{schema['namespace']}.{name}"
-
-
-def _short(full: str) -> str:
-    return full.rpartition(".")[2]
-
-
-def _python_default(f: dataclasses.Field[Any]) -> tuple[bool, Any]:
-    if f.default is not dataclasses.MISSING:
-        return True, f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return True, f.default_factory()
-    return False, None
-
-
-def _as_avro_default(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _as_avro_default(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple):
-        return [_as_avro_default(v) for v in value]
-    if isinstance(value, Enum):
-        return value.value
-    return value
-
-
-def _check_mirror(full: str, fields: list[dict[str, Any]], cls: type) -> None:
-    py_fields = dataclasses.fields(cls)
-    avro_names = [f["name"] for f in fields]
-    py_names = [f.name for f in py_fields]
-    if avro_names != py_names:
-        raise ContractError(
-            f"Avro record {full} has fields {avro_names}, but agents.events.{cls.__name__} "
-            f"has {py_names}; they must be the same, in the same order."
-        )
-    for af, pf in zip(fields, py_fields):
-        has, value = _python_default(pf)
-        if has and ("default" not in af or af["default"] != _as_avro_default(value)):
-            raise ContractError(
-                f"Field {full}.{af['name']} has the default {value!r} in agents.events but "
-                f"{af.get('default', 'none')!r} in Avro; give it the same default in both."
-            )
-        if "default" in af and not has and af["default"] is not None:
-            raise ContractError(
-                f"Field {full}.{af['name']} has an Avro default but no default in "
-                f"agents.events.{cls.__name__}."
-            )
 
 
 def build_converters(envelopes: dict[str, dict[str, Any]]) -> Converters:

@@ -18,7 +18,6 @@ overruns the message is caught that way, not where it is read).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import struct
 from collections.abc import Callable
@@ -28,6 +27,9 @@ from typing import Any
 
 import agents.events as events_module
 from agents.errors import ContractError
+from schemas._names import check_mirror, index_named
+from schemas._names import full_name as _full
+from schemas._names import short_name as _short
 
 __all__ = ["FastReadError", "build_readers"]
 
@@ -78,17 +80,6 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     return value, pos
 
 
-def _short(full: str) -> str:
-    return full.rpartition(".")[2]
-
-
-def _full(schema: dict[str, Any]) -> str:
-    name: str = schema["name"]
-    if "." in name or "namespace" not in schema:
-        return name
-    return f"{schema['namespace']}.{name}"
-
-
 class _Gen:
     def __init__(self) -> None:
         self.ns: dict[str, Any] = {
@@ -107,19 +98,7 @@ class _Gen:
         self._ids = itertools.count()
 
     def index(self, schema: Any) -> None:
-        if isinstance(schema, list):
-            for branch in schema:
-                self.index(branch)
-        elif isinstance(schema, dict):
-            kind = schema["type"]
-            if kind in ("record", "enum", "fixed"):
-                self.named[_full(schema)] = schema
-                for f in schema.get("fields", ()):
-                    self.index(f["type"])
-            elif kind == "array":
-                self.index(schema["items"])
-            elif kind == "map":
-                self.index(schema["values"])
+        index_named(schema, self.named)
 
     def var(self) -> str:
         return f"v{next(self._ids)}"
@@ -326,16 +305,9 @@ class _Gen:
         if cls is None:
             raise ContractError(f"Avro record {full} has no dataclass in agents.events.")
         names = [f["name"] for f in schema["fields"]]
-        if not (
-            dataclasses.is_dataclass(cls)
-            and tuple(f.name for f in dataclasses.fields(cls))
-            == tuple(names)
-            == getattr(cls, "__slots__", None)
-        ):
-            raise ContractError(
-                f"Avro record {full} and the slotted dataclass {short} must have the same "
-                f"fields in the same order."
-            )
+        check_mirror(full, schema["fields"], cls)
+        if getattr(cls, "__slots__", None) != tuple(names):
+            raise ContractError(f"agents.events.{short} must be a slotted dataclass.")
         # A frozen dataclass's __init__ sets each field through object.__setattr__ by
         # name; the slot descriptors do the same store for a third of the cost. The
         # record's own __post_init__ still runs, so decoded records are validated exactly
