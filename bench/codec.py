@@ -13,12 +13,13 @@ shared machine does not skew them; a worker that owns a core gets the same rate.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
-import time
-from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from _timing import rate  # bench/ is on sys.path: these run as scripts
 
 from agents.events import (
     ApprovalGranted,
@@ -37,6 +38,8 @@ from agents.events import (
     event_id_for,
 )
 from schemas import codec
+
+_rate = functools.partial(rate, width=44)
 
 WORDS = ["the", "agent", "reads", "the", "file", "then", "calls", "a", "tool", "and", "answers", "with", "a", "short", "summary"]
 
@@ -102,17 +105,6 @@ def session_log(n: int, seed: int = 7) -> list[Event]:
         emit(session, TurnCompleted(turn_no, sessions[session], Usage(9000, 700, 4000, 0),
                                     42_000_000, 2), turn)
     return out[:n]
-
-
-def _rate(label: str, n: int, repeat: int, fn: Callable[[], None]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    rate = n / best
-    print(f"  {label:<44} {rate:>11,.0f} events/s   {best / n * 1e6:7.2f} us/event")
-    return rate
 
 
 def main() -> None:

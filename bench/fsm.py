@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+from _timing import rate as _rate  # bench/ is on sys.path: these run as scripts
 
 from agents.definitions import AgentDefinition
 from agents.effects import pending_effects
@@ -146,17 +147,6 @@ def session_log(n: int, reg: AgentRegistry, seed: int = 11) -> tuple[list[Event]
                 send(FailToolCall(call.call_id, "permission denied"))
     assert not pending_effects(state) or state.turn is not None
     return log, decide_s
-
-
-def _rate(label: str, n: int, repeat: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
-        fn()
-        best = min(best, time.process_time() - start)
-    rate = n / best
-    print(f"  {label:<34} {rate:>11,.0f} events/s   {best / n * 1e6:7.2f} us/event")
-    return rate
 
 
 def main() -> None:
