@@ -110,12 +110,8 @@ class Decision:
         return event
 
     def request_llm(self, payload: LlmCallRequested, request: LlmRequest) -> Event:
-        """Emit `payload`, the fact of an LLM call whose exact request is `request`."""
-        if payload.request_digest != request.digest():  # memoized: no second hash
-            raise AssertionError(
-                f"Session {self.state.session_id}: LlmCallRequested {payload.call_id} records "
-                f"digest {payload.request_digest[:12]}, not that of the request built for it."
-            )
+        """Emit `payload`, the fact of an LLM call whose exact request is `request` (the
+        effect runner compares the two digests before it sends a handed-over request)."""
         event = self.emit(payload)
         self.built[payload.call_id] = request
         return event
