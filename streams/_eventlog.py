@@ -18,6 +18,7 @@ __all__ = [
     "INPUT_NEXT_HEADER",
     "Headers",
     "read_partition_events",
+    "read_partition_keys",
     "read_partition_log",
     "read_session_events",
 ]
@@ -56,6 +57,41 @@ async def read_partition_log(
                     break
                 out.append((decode_event(rec.value), tuple(rec.headers or ())))
         return out
+    finally:
+        await consumer.stop()
+
+
+async def read_partition_keys(
+    bootstrap: str, topic: str, partition: int, start: int = 0, *,
+    client_id: str = "turnlog-directory",
+) -> tuple[set[str], int]:
+    """The session ids (record keys) of one partition's committed events from offset
+    `start` on, without decoding a value, and the offset the read ended at (where the
+    next read starts)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id=client_id,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]  # the last stable offset
+        if start >= end:
+            return set(), max(start, end)
+        consumer.seek(tp, start)
+        keys: set[str] = set()
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=50_000)
+            for rec in batch.get(tp, ()):
+                if rec.offset >= end:
+                    break
+                if rec.key is not None:
+                    keys.add(rec.key.decode("utf-8", "replace"))
+        return keys, end
     finally:
         await consumer.stop()
 

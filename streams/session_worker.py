@@ -49,6 +49,7 @@ from streams import _core
 from streams._eventlog import (
     INPUT_NEXT_HEADER,
     read_partition_events,
+    read_partition_keys,
     read_partition_log,
     read_session_events,
 )
@@ -121,7 +122,14 @@ class SessionWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._shared: Shared | None = None
         self._log = get_logger(component="session-worker")
-        self.stats = {"inputs": 0, "events": 0, "dlq": 0, "batches": 0, "rerouted": 0}
+        # Session ids with events in each partition this worker does not own, and the
+        # offset that index reaches: a fork naming an unknown source is rejected after
+        # reading only the keys added since the last look, never a whole partition.
+        self._directory: dict[int, tuple[set[str], int]] = {}
+        self.stats = {
+            "inputs": 0, "events": 0, "dlq": 0, "batches": 0, "rerouted": 0,
+            "fork_source_reads": 0, "fork_unknown_sources": 0,
+        }
         self.assigned_event = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -291,14 +299,36 @@ class SessionWorker:
     ) -> Any:
         """The source's state at `at_seq`, rebound to the new session; None when the
         source has no such history (the core then rejects the fork)."""
+        if logs is None and not await self._has_events(source_id):
+            # A request naming an unknown source (anyone who can produce requests can
+            # send one) costs a look at an index, not a read of a whole partition.
+            self.stats["fork_unknown_sources"] += 1
+            return None
         state = await self._state_at(source_id, at_seq, {} if logs is None else logs)
         return None if state is None else _core.fork_base(state, new_session_id)
+
+    async def _has_events(self, session_id: str) -> bool:
+        """Whether the events topic holds any committed event of `session_id`."""
+        q = partition_for(session_id, self.partitions)
+        part = self._parts.get(q)
+        if part is not None:  # owned: every session with a committed event has a state
+            return session_id in part.sessions
+        known, upto = self._directory.get(q, (set(), 0))
+        if session_id not in known:
+            added, upto = await read_partition_keys(
+                self.bootstrap, self.topics.events, q, upto,
+                client_id=f"{self._client_id}-directory",
+            )
+            known |= added
+            self._directory[q] = (known, upto)
+        return session_id in known
 
     async def _state_at(self, session_id: str, at_seq: int, logs: _Logs) -> Any:
         """The state of `session_id` right after seq `at_seq`, from the events topic
         (partitions read once into `logs`)."""
         q = partition_for(session_id, self.partitions)
         if q not in logs:
+            self.stats["fork_source_reads"] += 1
             logs[q] = await read_partition_events(self.bootstrap, self.topics.events, q)
         own = [e for e in logs[q] if e.session_id == session_id]
         if not own:

@@ -318,3 +318,63 @@ async def test_an_llm_call_sends_the_request_its_decision_built_and_a_restart_re
     assert [r.digest() for r in held.requests] == recorded[:1]
     assert [r.digest() for r in recording.requests] == recorded
     assert recording.requests[0] == held.requests[0]
+
+
+async def test_a_fork_of_an_unknown_source_costs_no_partition_read(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    """Anyone who can produce requests can name a source that does not exist. Two
+    workers share the partitions, so a source can live on either side. Either way, a
+    ghost source is rejected after a look at the owner's states or at the index of a
+    foreign partition's keys; only a real fork reads the source's partition."""
+    from agents.events import ForkSession, RequestRejected, SessionForked
+    from tests.integration.worker_harness import request_for
+
+    async with (
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as a,
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as b,
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        workers = (a.worker, b.worker)
+
+        async def split() -> bool:
+            owned = [w.owned_partitions() for w in workers]
+            return all(owned) and sum(map(len, owned)) == PARTITIONS
+
+        await wait_until(split, 60, "both workers own partitions")
+
+        def owner(session_id: str) -> Any:
+            p = partition_for(session_id, PARTITIONS)
+            return next(w for w in workers if p in w.owned_partitions())
+
+        def named(prefix: str, want: Any) -> str:
+            return next(s for s in (f"{prefix}-{i}" for i in range(1000)) if owner(s) is want)
+
+        # A real source on b's side, with a turn in the log.
+        source = named("src", b.worker)
+        await send.request(user_message(source, "what is 6*7?", agent="calc"))
+        await log.wait_for(lambda: log.turns_completed(source) == 1, 30, "the source's turn")
+
+        # Ghost sources: on the other worker's side (the key index) and on the forking
+        # worker's own side (its states), forked to sessions on a's side.
+        ghosts = [(named(f"fork{i}", a.worker), named(f"ghost{i}", b.worker)) for i in range(4)]
+        ghosts += [(named(f"forkown{i}", a.worker), named(f"ghostown{i}", a.worker))
+                   for i in range(2)]
+        for i, (new, ghost) in enumerate(ghosts):
+            await send.request(request_for(new, ForkSession(ghost, 2), f"{new}:fork{i}"))
+        for new, _ in ghosts:
+            await log.wait_for(lambda s=new: bool(log.of(s, RequestRejected)), 30,
+                               f"{new}'s fork rejected")
+        assert a.worker.stats["fork_unknown_sources"] == len(ghosts)
+        assert a.worker.stats["fork_source_reads"] == 0
+        # The index of b's partition was read once, up to where it ended.
+        indexed = a.worker._directory[partition_for(source, PARTITIONS)]
+        assert source in indexed[0]
+
+        # A real fork of the source still reads its partition and succeeds.
+        fork = named("realfork", a.worker)
+        await send.request(request_for(fork, ForkSession(source, 2), f"{fork}:fork"))
+        await log.wait_for(lambda: bool(log.of(fork, SessionForked)), 30, "the real fork")
+        assert a.worker.stats["fork_source_reads"] == 1
+        assert seq_problems(log.events) == []
