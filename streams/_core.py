@@ -25,9 +25,10 @@ from agents.fsm import (
     fork_source,
     initial_state,
 )
-from agents.providers.base import ProviderError
+from agents.providers.base import STREAM_RESTART, ProviderError
 
 __all__ = [
+    "STREAM_RESTART",
     "build_llm_request",
     "build_summary_request",
     "child_report",

@@ -381,9 +381,15 @@ class EffectRunner:
     # ------------------------------------------------------------------ deltas
 
     def _delta_sink(self, session_id: str, call_id: str) -> Any:
+        """Numbers a call's deltas from 1. A provider's retry after some text restarts
+        the numbering: a live client that sees index 1 again drops what the call showed
+        before (the failed attempt's text)."""
         counter = {"i": 0}
 
         async def sink(text: str) -> None:
+            if text == _core.STREAM_RESTART:
+                counter["i"] = 0
+                return
             counter["i"] += 1
             await self._send_delta(session_id, call_id, counter["i"], text)
 

@@ -169,6 +169,7 @@ class LiveRenderer:
         self.describer = Describer()
         self._open_call: str | None = None
         self._done_calls: set[str] = set()
+        self._last_index: dict[str, int] = {}  # per call: a lower index restarts its text
         self._line = ""
 
     def __call__(self, item: Event | TokenDelta) -> None:
@@ -183,7 +184,16 @@ class LiveRenderer:
         if d.done:
             self._flush()
             return
-        if self._open_call != d.call_id:
+        restarted = d.index <= self._last_index.get(d.call_id, 0)
+        self._last_index[d.call_id] = d.index
+        if restarted:
+            # The provider retried after this much text: it was not the answer.
+            if self._open_call == d.call_id:
+                self._line = ""
+            else:
+                self._flush()
+                self.echo("      assistant ▸ (the attempt above failed; the answer restarts)")
+        if self._open_call != d.call_id or not self._line:
             self._flush()
             self._open_call = d.call_id
             self._line = "      assistant ▸ "

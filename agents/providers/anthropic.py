@@ -261,6 +261,7 @@ class AnthropicProvider:
         deltas = DeltaSink(on_delta)
 
         async def attempt(model: str, budget: float | None) -> LlmResponse:
+            await deltas.restart()
             return await self._attempt(request, model, deltas, budget)
 
         return await run_with_fallbacks(

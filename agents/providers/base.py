@@ -28,11 +28,18 @@ __all__ = [
     "Provider",
     "ProviderConfigError",
     "ProviderError",
+    "STREAM_RESTART",
     "redact",
 ]
 
 DeltaCallback = Callable[[str], Awaitable[None]]
-"""Receives each text delta of a streamed answer, in order, as it arrives."""
+"""Receives each text delta of a streamed answer, in order, as it arrives. When an attempt
+that had delivered text fails and the provider tries again (a retry or a fallback), the
+callback receives STREAM_RESTART before the next attempt's first delta: the text before it
+belongs to the failed attempt and is not part of the answer."""
+
+STREAM_RESTART = ""
+"""The restart marker (see DeltaCallback): empty, so no text delta can be mistaken for it."""
 
 
 class ErrorType(StrEnum):

@@ -237,6 +237,7 @@ class ScriptedProvider:
         deltas = DeltaSink(on_delta)
 
         async def attempt(model: str, budget: float | None) -> LlmResponse:
+            await deltas.restart()
             conversation = Conversation.of(request, model)
             picked = self.select(request, model, conversation)
             latency_ms = self.script.defaults.latency_ms

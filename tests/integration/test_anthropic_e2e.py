@@ -157,6 +157,25 @@ async def test_a_turn_with_tool_use_completes_through_the_sdk_and_streams_deltas
     assert len([d for d in deltas if d.call_id == calls[0].call_id and not d.done]) > 1
 
 
+async def test_a_stream_cut_mid_answer_is_retried_and_its_deltas_restart(fresh: Run) -> None:
+    cut = "This attempt breaks off half way through."
+    fresh.server.enqueue(FakeMessage(cut, text_chunk_chars=4, break_after_events=6))
+    events = await _turn(fresh, "anth-cut")
+    assert isinstance(events[-1].payload, TurnCompleted)
+    first = _calls(events)[0]
+    assert first.attempts == 2
+    records = sorted(await read_records(fresh.bootstrap, fresh.names.deltas),
+                     key=lambda r: (r.partition, r.offset))
+    mine = [d for d in map(decode_delta, (r.value for r in records))
+            if d.session_id == "anth-cut" and d.call_id == first.call_id and not d.done]
+    # Numbered from 1, and from 1 again when the retry starts: what a live client drops.
+    indexes = [d.index for d in mine]
+    restart = indexes.index(1, 1)
+    assert indexes == [*range(1, restart + 1), *range(1, len(mine) - restart + 1)]
+    assert cut.startswith("".join(d.text for d in mine[:restart]))
+    assert "".join(d.text for d in mine[restart:]) == first.text
+
+
 async def test_a_429_is_retried_and_its_attempts_are_recorded(fresh: Run) -> None:
     fresh.server.enqueue(FakeError(429, headers={"retry-after": "0"}))
     events = await _turn(fresh, "anth-429")

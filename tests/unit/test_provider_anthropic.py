@@ -16,6 +16,7 @@ import structlog
 from agents.llm import LlmRequest, Message, TextBlock, ToolResultBlock, ToolSpec, ToolUseBlock
 from agents.providers import ProviderConfigError, ProviderError, RetryPolicy
 from agents.providers.anthropic import AnthropicProvider
+from agents.providers.base import STREAM_RESTART
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from tests.fakes.anthropic_server import (
     FAKE_API_KEY,
@@ -193,6 +194,39 @@ async def test_text_deltas_stream_in_order_before_the_stream_ends(
     response = await provider.complete(make_request(), on_delta=on_delta, timeout_s=20)
     assert deltas == [text[i : i + 5] for i in range(0, len(text), 5)]
     assert "".join(deltas) == response.text == text
+
+
+async def test_a_stream_cut_mid_answer_restarts_the_deltas_on_the_retry(
+    server: FakeAnthropicServer, provider: AnthropicProvider
+) -> None:
+    cut = "This attempt breaks off half way through."
+    server.enqueue(FakeMessage(cut, text_chunk_chars=4, break_after_events=6),
+                   FakeMessage("whole answer", text_chunk_chars=4))
+    deltas: list[str] = []
+
+    async def on_delta(piece: str) -> None:
+        deltas.append(piece)
+
+    response = await provider.complete(make_request(), on_delta=on_delta)
+    assert response.attempts == 2
+    assert deltas.count(STREAM_RESTART) == 1
+    marker = deltas.index(STREAM_RESTART)
+    assert marker > 0 and cut.startswith("".join(deltas[:marker]))
+    assert "".join(deltas[marker + 1:]) == response.text == "whole answer"
+
+
+async def test_a_retry_before_any_text_sends_no_restart_marker(
+    server: FakeAnthropicServer, provider: AnthropicProvider
+) -> None:
+    server.enqueue(FakeError(503), FakeMessage("whole answer", text_chunk_chars=4))
+    deltas: list[str] = []
+
+    async def on_delta(piece: str) -> None:
+        deltas.append(piece)
+
+    response = await provider.complete(make_request(), on_delta=on_delta)
+    assert response.attempts == 2 and STREAM_RESTART not in deltas
+    assert "".join(deltas) == "whole answer"
 
 
 async def test_non_streaming_mode_gets_the_same_answer(server: FakeAnthropicServer) -> None:
