@@ -37,7 +37,7 @@ from agents.events import (
 )
 from agents.pricing import model_info
 from agents.registry import AgentInfo
-from agents.state import context_ranges, window_entries
+from agents.state import context_ranges, window_entries, window_ranges
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 
 __all__ = [
@@ -141,7 +141,6 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
         return
     # The window's entries as they are (context_seqs order), not looked up again by seq.
     entries = list(window_entries(d.state.history))
-    seqs = tuple(e.seq for e in entries)
     request = turn_request(
         d.registry,
         defn.name,
@@ -157,8 +156,8 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
             fallbacks=defn.fallbacks,
             max_tokens=defn.max_tokens,
             temperature=defn.temperature,
-            context_ranges=context_ranges(d.state.history, seqs),
-            context_entries=len(seqs),
+            context_ranges=window_ranges(d.state.history),
+            context_entries=len(entries),
             system_prompt_hash=info.system_prompt_hash,
             toolset_hash=info.toolset_hash,
             request_digest=request.digest(),

@@ -23,13 +23,16 @@ How entries become Messages-API messages:
 
 from __future__ import annotations
 
+import functools
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from agents.errors import ContractError
 from agents.events import LlmCallRequested
 from agents.llm import (
+    BLOCK_CACHE_SIZE,
     ContentBlock,
     LlmRequest,
     Message,
@@ -92,6 +95,13 @@ def entries_for(history: History, seqs: Iterable[int], *, where: str = "") -> li
     return out
 
 
+@functools.lru_cache(maxsize=BLOCK_CACHE_SIZE)
+def _use_block(call_id: str, name: str, arguments_json: str) -> ToolUseBlock:
+    """A tool use entry's block: the same object each time its window is sent again (so
+    its canonical text is found in the cache, and its arguments are not parsed again)."""
+    return ToolUseBlock(call_id, name, _tool_input(arguments_json))
+
+
 def _tool_input(arguments_json: str) -> str:
     # The API needs a JSON object as a tool use's input. The log keeps what the model
     # sent; a call whose arguments are not an object was denied for it, and is shown to
@@ -143,20 +153,52 @@ _ASSISTANT, _TOOL_USE, _TOOL_RESULT, _SUMMARY = (
 )
 
 
+class _Built(NamedTuple):
+    """build_messages' memo for one window: the entries read so far (up to a point with
+    no open assistant message), the messages no later entry can change, and the last
+    message's role and blocks, which a later entry of the same role extends."""
+
+    entries: tuple[Entry, ...]
+    final: tuple[Message, ...]
+    role: str
+    blocks: tuple[ContentBlock, ...]
+
+
+# Windows by the id of their first entry (the memo holds that entry, so the id stays
+# its own). A session's next call sends the same window plus what happened since: its
+# messages are built from the new entries only.
+_BUILT: OrderedDict[int, _Built] = OrderedDict()
+BUILT_WINDOWS = 4096
+
+
 def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
-    """Messages-API messages from window entries (rules in the module doc)."""
+    """Messages-API messages from window entries (rules in the module doc).
+
+    Equal to building them from scratch (a property test checks): the memo is used only
+    when the window starts with entries equal to the ones it was built from."""
+    memo = _BUILT.get(id(entries[0])) if entries else None
+    n = len(memo.entries) if memo is not None else 0
+    if memo is not None and not (n <= len(entries) and tuple(entries[:n]) == memo.entries):
+        memo, n = None, 0
     roles: list[str] = []
     contents: list[list[ContentBlock]] = []
+    final: tuple[Message, ...] = ()
+    if memo is not None:
+        final = memo.final
+        roles.append(memo.role)
+        contents.append(list(memo.blocks))
     step: list[ContentBlock] | None = None  # the open assistant message
     uses: list[str] = []  # its tool use ids, in order (empty while no step is open)
     results: dict[str, ToolResultBlock] = {}
-
-    for e in entries:
+    clean = n  # entries read up to the last point with no open assistant message
+    i = n
+    for e in entries[n:] if n else entries:
+        i += 1
         kind = e.kind
         if kind == _TOOL_USE:
             if step is None:
                 step = []
-            step.append(ToolUseBlock(e.call_id, e.name, _tool_input(e.text)))
+            step.append(_use_block(e.call_id, e.name, e.text))
             uses.append(e.call_id)
             continue
         if kind == _TOOL_RESULT:
@@ -171,23 +213,49 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
             step, uses, results = None, [], {}
         if kind == _ASSISTANT:
             step = [TextBlock(e.text)] if e.text else []
-        elif kind == _SUMMARY:
+            continue
+        if kind == _SUMMARY:
             _add(roles, contents, "user", [TextBlock(SUMMARY_PREFIX + e.text)])
         else:  # user message
             _add(roles, contents, "user", [TextBlock(e.text)])
+        clean = i
+        if len(roles) > 1:
+            # Every message before the last one is final now: finish those once.
+            final += _finish(roles[:-1], contents[:-1], first=not final)
+            del roles[:-1], contents[:-1]
+    if entries and clean and roles:
+        if len(_BUILT) >= BUILT_WINDOWS:
+            _BUILT.popitem(last=False)
+        # roles[0] and contents[0] are still the last message as it was at `clean`:
+        # after a user entry only an assistant message (a new one) can follow.
+        _BUILT[id(entries[0])] = _Built(
+            tuple(entries[:clean]), final, roles[0], tuple(contents[0])
+        )
+        _BUILT.move_to_end(id(entries[0]))
     if step is not None:
         _close_step(roles, contents, step, uses, results)
-    if not roles or roles[0] != "user":
-        roles.insert(0, "user")
-        contents.insert(0, [TextBlock(OMITTED_PREAMBLE)])
+    return final + _finish(roles, contents, first=not final)
+
+
+def _user_order(role: str, blocks: list[ContentBlock]) -> list[ContentBlock]:
+    if role == "user" and len(blocks) > 1:
+        # the API wants tool results before any text in a message
+        return [b for b in blocks if isinstance(b, ToolResultBlock)] + [
+            b for b in blocks if not isinstance(b, ToolResultBlock)
+        ]
+    return blocks
+
+
+def _finish(
+    roles: list[str], contents: list[list[ContentBlock]], *, first: bool
+) -> tuple[Message, ...]:
+    """Messages from (role, blocks) pairs; `first`: they begin the window, which must
+    begin with a user message."""
     messages = []
+    if first and (not roles or roles[0] != "user"):
+        messages.append(Message("user", (TextBlock(OMITTED_PREAMBLE),)))
     for role, blocks in zip(roles, contents, strict=True):
-        if role == "user" and len(blocks) > 1:
-            # the API wants tool results before any text in a message
-            blocks = [b for b in blocks if isinstance(b, ToolResultBlock)] + [
-                b for b in blocks if not isinstance(b, ToolResultBlock)
-            ]
-        messages.append(Message(role, tuple(blocks)))  # type: ignore[arg-type]
+        messages.append(Message(role, tuple(_user_order(role, blocks))))  # type: ignore[arg-type]
     return tuple(messages)
 
 

@@ -10,6 +10,7 @@ translates it to its SDK and returns an `LlmResponse`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, Literal
 from agents.events import ToolUse, Usage
 
 __all__ = [
+    "BLOCK_CACHE_SIZE",
     "ContentBlock",
     "LlmRequest",
     "LlmResponse",
@@ -54,7 +56,25 @@ def _cj_str(value: object) -> str:
     return encode_basestring(value) if type(value) is str else canonical_json(value)
 
 
+# Blocks recur: every call of a session sends its window again, built from the same
+# entries. A block's canonical text is a pure function of its fields, so it is written
+# once while the block stays among the most recently used (enough for the windows of
+# about a thousand busy sessions; past that, a miss costs what every call cost before).
+BLOCK_CACHE_SIZE = 1 << 17
+
+
 def _cj_block(block: object) -> str:
+    kind = type(block)
+    # The cache compares blocks by their fields, and False == 0 while their canonical
+    # texts differ: a result's is_error must be a real bool to be looked up.
+    if kind is TextBlock or kind is ToolUseBlock or (
+        kind is ToolResultBlock and type(block.is_error) is bool  # type: ignore[attr-defined]
+    ):
+        return _cj_block_cached(block)
+    return _cj_block_text(block)
+
+
+def _cj_block_text(block: object) -> str:
     kind = type(block)
     if kind is TextBlock:
         return f'{{"text":{_cj_str(block.text)},"type":"text"}}'  # type: ignore[attr-defined]
@@ -70,9 +90,17 @@ def _cj_block(block: object) -> str:
     return canonical_json(block.to_dict())  # type: ignore[attr-defined]
 
 
+_cj_block_cached = functools.lru_cache(maxsize=BLOCK_CACHE_SIZE)(_cj_block_text)
+
+
 def _cj_message(m: Message) -> str:
-    content = ",".join([_cj_block(b) for b in m.content])
-    return f'{{"content":[{content}],"role":{_cj_str(m.role)}}}'
+    text = m._canonical
+    if text is None:
+        content = ",".join([_cj_block(b) for b in m.content])
+        text = f'{{"content":[{content}],"role":{_cj_str(m.role)}}}'
+        # Frozen, and the text is a pure function of its fields (see Message).
+        object.__setattr__(m, "_canonical", text)
+    return text
 
 
 def _cj_tool(t: ToolSpec) -> str:
@@ -140,6 +168,10 @@ ContentBlock = TextBlock | ToolUseBlock | ToolResultBlock
 class Message:
     role: Literal["user", "assistant"]
     content: tuple[ContentBlock, ...]
+    # Its canonical JSON, written once: agents.context.build_messages hands the same
+    # Message objects to each call of a window, so a request's digest costs only the
+    # messages that are new.
+    _canonical: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"role": self.role, "content": [b.to_dict() for b in self.content]}

@@ -60,6 +60,7 @@ __all__ = [
     "turn_id_for",
     "usage_of",
     "window_entries",
+    "window_ranges",
 ]
 
 
@@ -348,6 +349,28 @@ def context_ranges(history: History, seqs: Sequence[int]) -> tuple[int, ...]:
                     break
         out += (lo, hi)
     return tuple(out)
+
+
+def window_ranges(history: History) -> tuple[int, ...]:
+    """`context_ranges(history, context_seqs(history))` without walking the window: the
+    active summary is a pair of its own, and the window's entries are every non-summary
+    entry from `window_start` on, so they are one run from the first to the last."""
+    out: tuple[int, ...] = ()
+    if history.summary is not None:
+        out = (history.summary.seq, history.summary.seq)
+    entries = history.entries
+    first = next(
+        (e for e in entries.iter_from(history.window_start) if e.kind != EntryKind.SUMMARY),
+        None,
+    )
+    if first is None:
+        return out
+    i = entries.size() - 1
+    last = entries.get(i)
+    while last.kind == EntryKind.SUMMARY:  # stops at `first` at the latest
+        i -= 1
+        last = entries.get(i)
+    return (*out, first.seq, last.seq)
 
 
 def expand_context(history: History, ranges: Sequence[int]) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ from agents.state import (
     context_ranges,
     context_seqs,
     expand_context,
+    window_ranges,
 )
 
 KINDS = [EntryKind.USER, EntryKind.ASSISTANT, EntryKind.TOOL_USE, EntryKind.TOOL_RESULT,
@@ -50,3 +51,10 @@ def test_any_increasing_entry_subsequence_round_trips(history: History, data: st
     picked = sorted(data.draw(st.sets(st.sampled_from(all_seqs), max_size=len(all_seqs))))
     ranges = context_ranges(history, picked)
     assert expand_context(history, ranges) == tuple(picked)
+
+
+@settings(max_examples=500)
+@given(histories())
+def test_a_windows_ranges_are_found_without_walking_it(history: History) -> None:
+    """The turn call's fast path gives exactly the general conversion."""
+    assert window_ranges(history) == context_ranges(history, context_seqs(history))

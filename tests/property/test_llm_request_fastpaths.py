@@ -200,3 +200,36 @@ def test_build_messages_equals_the_reference(
     entries = [Entry(i + 1, kind, text, call_id, name, errors[i], 1)
                for i, (kind, text, call_id, name) in enumerate(drawn)]
     assert build_messages(entries) == reference_build_messages(entries)
+
+
+# ------------------------------------------------- build_messages, from its memo
+
+@settings(max_examples=500)
+@given(ENTRIES, ENTRIES, st.lists(st.booleans(), min_size=50, max_size=50),
+       st.integers(0, 25), st.booleans())
+def test_a_window_built_again_after_it_grew_equals_the_reference(
+    drawn: list[tuple[str, str, str, str]], more: list[tuple[str, str, str, str]],
+    errors: list[bool], cut: int, equal_copies: bool,
+) -> None:
+    """A session's next call sends its window again plus what happened since: the
+    memo's messages (and their cached canonical text) must be exactly what building
+    the longer window from scratch gives. Also when the next window holds equal copies
+    of the entries rather than the same objects, and when a second window (a fork)
+    starts with the same entries and then differs."""
+    every = [Entry(i + 1, kind, text, call_id, name, errors[i], 1)
+             for i, (kind, text, call_id, name) in enumerate([*drawn, *more])]
+    first, later = every[:len(drawn)], every
+    build_messages(first)
+    if equal_copies:
+        later = [e._replace() for e in later]  # equal values, other objects
+    built = build_messages(later)
+    assert built == reference_build_messages(later)
+    request = LlmRequest("m", "s", built, (), 10, 0.0)
+    assert request.canonical_body() == canonical_json(
+        {k: v for k, v in request.to_dict().items() if k != "model"})
+    # A fork: the same first entries, then other ones.
+    fork = [*every[:min(cut, len(every))], *[
+        Entry(100 + i, kind, text + "!", call_id, name, not errors[i], 1)
+        for i, (kind, text, call_id, name) in enumerate(more)]]
+    assert build_messages(fork) == reference_build_messages(fork)
+    assert build_messages(later) == reference_build_messages(later)
