@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/turns.py [--sessions 10,100,1000] [--seconds 15]
         [--rates 50,100] [--bytes-turns 1000] [--partitions 8] [--fetch-wait-ms 20]
-        [--repeat 1] [--write]
+        [--repeat 1] [--slices 1] [--write]
 
 Needs a Kafka broker (KAFKA_BOOTSTRAP_SERVERS, by default the `turnlog dev up` one).
 Every run creates topics under a fresh prefix and deletes them afterwards.
@@ -75,6 +75,8 @@ SECTION = "## Session worker"
 # The client's fetch.max.wait.ms (set from --fetch-wait-ms): how long the broker may hold
 # an empty fetch; it bounds how late the client can notice an event.
 FETCH_WAIT_MS = [20]
+# --slices: how many equal parts of the measurement window get a p50 of their own.
+SLICES = [1]
 # The requests topic is read only for the inputs' produce timestamps (CreateTime), which
 # do not depend on when they are read: that consumer fetches in 100 ms lumps instead of
 # once per record, so the client does not load the shared broker and cores with a fetch
@@ -300,6 +302,11 @@ async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
             done = len([t for t in client.obs.turns_done[done0:] if t <= t1])
             await asyncio.sleep(0.5)  # let the window's last hops become visible
             lat = client.latencies_ms(w0, w1 - 200)
+            # The window in equal slices, each hop by its input's produce time: whether
+            # latency drifts as the sessions grow.
+            step = (w1 - w0) / SLICES[0]
+            slices = [_pct(client.latencies_ms(w0 + k * step, w0 + (k + 1) * step), 0.50)
+                      for k in range(SLICES[0])] if SLICES[0] > 1 else []
             # A sanity check on the worker, not a figure: every session kept moving (when
             # its pace lets it complete a turn within the window at all).
             paced_out = client.interval_s is not None and client.interval_s * 1.5 > seconds
@@ -309,7 +316,7 @@ async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
                 "hops": len(lat), "p50": _pct(lat, 0.50), "p99": _pct(lat, 0.99),
                 "mean": statistics.fmean(lat) if lat else float("nan"),
                 **{f"cpu_{k}": v * 1000 / max(done, 1) for k, v in cpu.items()},
-                "load": os.getloadavg()[0], "stalled": stalled,
+                "load": os.getloadavg()[0], "stalled": stalled, "slices": slices,
             }
         finally:
             for task in observers:
@@ -394,6 +401,9 @@ async def main_async(args: argparse.Namespace) -> None:
                       f"{r['cpu_broker']:.2f}, client {r['cpu_client']:.2f}; "
                       f"load avg {r['load']:.1f}; sessions with no turn in the window: "
                       f"{int(r['stalled'])}", flush=True)
+                if r["slices"]:
+                    print(f"{'':32}p50 by slice of the window: "
+                          + ", ".join(f"{v:.1f}" for v in r["slices"]) + " ms", flush=True)
         b = None
         if args.bytes_turns:
             b = await bytes_per_turn(bootstrap, args.partitions, args.bytes_turns, tmp)
@@ -496,12 +506,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of each (N, load) pair; each is a row (latency varies "
                              "from run to run on a shared 2-core machine)")
+    parser.add_argument("--slices", type=int, default=1,
+                        help="also print the p50 of each of this many equal parts of the window")
     parser.add_argument("--fetch-wait-ms", type=int, default=20,
                         help="the client consumers' fetch.max.wait.ms")
     parser.add_argument("--write", action="store_true",
                         help="update the Session worker section of BENCHMARKS.md")
     args = parser.parse_args()
     FETCH_WAIT_MS[0] = args.fetch_wait_ms
+    SLICES[0] = max(1, args.slices)
     asyncio.run(main_async(args))
 
 
