@@ -7,7 +7,9 @@ reads a fork's ancestry from here.
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from agents.events import Event
 from schemas.codec import decode_event
@@ -30,10 +32,13 @@ INPUT_NEXT_HEADER = "turnlog.input.next"
 Headers = tuple[tuple[str, bytes], ...]
 
 
-async def read_partition_log(
-    bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
-) -> list[tuple[Event, Headers]]:
-    """Every committed event of one partition with its Kafka headers, in log order."""
+async def _read_committed(
+    bootstrap: str, topic: str, partition: int, start: int | None, *, client_id: str,
+    each: Callable[[ConsumerRecord], object],
+) -> int:
+    """Hand each committed record of one partition, from offset `start` (None: the
+    beginning) up to the last stable offset when the read began, to `each`, in log
+    order; return that offset."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -45,20 +50,36 @@ async def read_partition_log(
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        # Position first: an assignment starts an offset reset of its own, which must not
+        # land after ours.
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
         # Under read_committed this is the last stable offset; the position moves past
         # control records too, so the loop ends there.
-        end = (await consumer.end_offsets([tp]))[tp]
-        out: list[tuple[Event, Headers]] = []
+        end: int = (await consumer.end_offsets([tp]))[tp]
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
             for rec in batch.get(tp, ()):
                 if rec.offset >= end:
                     break
-                out.append((decode_event(rec.value), tuple(rec.headers or ())))
-        return out
+                each(rec)
+        return end
     finally:
         await consumer.stop()
+
+
+async def read_partition_log(
+    bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
+) -> list[tuple[Event, Headers]]:
+    """Every committed event of one partition with its Kafka headers, in log order."""
+    out: list[tuple[Event, Headers]] = []
+    await _read_committed(
+        bootstrap, topic, partition, None, client_id=client_id,
+        each=lambda rec: out.append((decode_event(rec.value), tuple(rec.headers or ()))),
+    )
+    return out
 
 
 async def read_partition_keys(
@@ -68,32 +89,15 @@ async def read_partition_keys(
     """The session ids (record keys) of one partition's committed events from offset
     `start` on, without decoding a value, and the offset the read ended at (where the
     next read starts)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        client_id=client_id,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]  # the last stable offset
-        if start >= end:
-            return set(), max(start, end)
-        consumer.seek(tp, start)
-        keys: set[str] = set()
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500, max_records=50_000)
-            for rec in batch.get(tp, ()):
-                if rec.offset >= end:
-                    break
-                if rec.key is not None:
-                    keys.add(rec.key.decode("utf-8", "replace"))
-        return keys, end
-    finally:
-        await consumer.stop()
+    keys: set[str] = set()
+
+    def add(rec: ConsumerRecord) -> None:
+        if rec.key is not None:
+            keys.add(rec.key.decode("utf-8", "replace"))
+
+    end = await _read_committed(bootstrap, topic, partition, start, client_id=client_id,
+                                each=add)
+    return keys, max(start, end)
 
 
 async def read_partition_events(
