@@ -123,6 +123,9 @@ class Observed:
 
     turns_done: list[float] = field(default_factory=list)  # monotonic times
     first_effect_at: dict[tuple[str, str], float] = field(default_factory=dict)  # wall ms
+    # CreateTime of that first event: when the worker's producer took it, inside the
+    # transaction (splits a hop into input → decided, and decided → visible).
+    first_effect_ts: dict[tuple[str, str], int] = field(default_factory=dict)
     input_ts: dict[tuple[str, str], int] = field(default_factory=dict)  # CreateTime ms
     event_bytes_by_turn: dict[str | None, int] = field(default_factory=lambda: defaultdict(int))
     input_bytes: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -238,12 +241,26 @@ class Client:
                         key = (ev.session_id, ev.causation_id)
                         if key not in self.obs.first_effect_at:
                             self.obs.first_effect_at[key] = now_wall
+                            self.obs.first_effect_ts[key] = rec.timestamp
                             self.obs.turn_of_input[key] = ev.turn_id
                     if isinstance(ev.payload, TurnCompleted):
                         self.obs.turns_done.append(now)
                         self.last_done[ev.session_id] = now
                         if self.target_turns is None or ev.payload.turn_no < self.target_turns:
                             self.schedule_turn(ev.session_id)
+
+    def split_ms(self, since_wall_ms: float, until_wall_ms: float
+                 ) -> tuple[list[float], list[float]]:
+        """Each hop of the window in two: input produced → its first event produced by
+        the worker (fetch, queue, decide), and that → visible here (commit, fetch)."""
+        decided, visible = [], []
+        for key, seen in self.obs.first_effect_at.items():
+            ts = self.obs.input_ts.get(key)
+            if ts is not None and since_wall_ms <= ts <= until_wall_ms:
+                produced = self.obs.first_effect_ts[key]
+                decided.append(produced - ts)
+                visible.append(seen - produced)
+        return decided, visible
 
     def latencies_ms(self, since_wall_ms: float, until_wall_ms: float) -> list[float]:
         out = []
@@ -302,6 +319,7 @@ async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
             done = len([t for t in client.obs.turns_done[done0:] if t <= t1])
             await asyncio.sleep(0.5)  # let the window's last hops become visible
             lat = client.latencies_ms(w0, w1 - 200)
+            decided, visible = client.split_ms(w0, w1 - 200)
             # The window in equal slices, each hop by its input's produce time: whether
             # latency drifts as the sessions grow.
             step = (w1 - w0) / SLICES[0]
@@ -317,6 +335,8 @@ async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
                 "mean": statistics.fmean(lat) if lat else float("nan"),
                 **{f"cpu_{k}": v * 1000 / max(done, 1) for k, v in cpu.items()},
                 "load": os.getloadavg()[0], "stalled": stalled, "slices": slices,
+                "decided_p50": _pct(decided, 0.50), "decided_p99": _pct(decided, 0.99),
+                "visible_p50": _pct(visible, 0.50), "visible_p99": _pct(visible, 0.99),
             }
         finally:
             for task in observers:
@@ -401,6 +421,9 @@ async def main_async(args: argparse.Namespace) -> None:
                       f"{r['cpu_broker']:.2f}, client {r['cpu_client']:.2f}; "
                       f"load avg {r['load']:.1f}; sessions with no turn in the window: "
                       f"{int(r['stalled'])}", flush=True)
+                print(f"{'':32}hop split, p50/p99: input → event produced by the worker "
+                      f"{r['decided_p50']:.1f}/{r['decided_p99']:.1f} ms, → visible here "
+                      f"{r['visible_p50']:.1f}/{r['visible_p99']:.1f} ms", flush=True)
                 if r["slices"]:
                     print(f"{'':32}p50 by slice of the window: "
                           + ", ".join(f"{v:.1f}" for v in r["slices"]) + " ms", flush=True)
