@@ -27,6 +27,9 @@ read_committed consumer, and the requests topic for the inputs' produce timestam
    100, 1000 it prints the bytes written to Kafka for that turn (key + value + headers
    of its events and of its inputs). Flat = storage grows linearly with the session.
 
+Each run also prints a hop split at the CreateTime of the event the input caused (set
+by the worker's producer inside the transaction): input → decided (fetch, queue, decide)
+and decided → visible (commit, fetch).
 CPU per turn (worker, broker JVM, this client; from /proc) is printed beside each run:
 on a 2-core machine the three compete, so it says where the time went. The client reads
 the requests topic only for CreateTime stamps, in 100 ms lumps, so that it does not add
