@@ -23,7 +23,6 @@ How entries become Messages-API messages:
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,6 @@ from typing import NamedTuple, Protocol
 from agents.errors import ContractError
 from agents.events import LlmCallRequested
 from agents.llm import (
-    BLOCK_CACHE_SIZE,
     ContentBlock,
     LlmRequest,
     Message,
@@ -95,13 +93,6 @@ def entries_for(history: History, seqs: Iterable[int], *, where: str = "") -> li
     return out
 
 
-@functools.lru_cache(maxsize=BLOCK_CACHE_SIZE)
-def _use_block(call_id: str, name: str, arguments_json: str) -> ToolUseBlock:
-    """A tool use entry's block: the same object each time its window is sent again (so
-    its canonical text is found in the cache, and its arguments are not parsed again)."""
-    return ToolUseBlock(call_id, name, _tool_input(arguments_json))
-
-
 def _tool_input(arguments_json: str) -> str:
     # The API needs a JSON object as a tool use's input. The log keeps what the model
     # sent; a call whose arguments are not an object was denied for it, and is shown to
@@ -162,13 +153,27 @@ class _Built(NamedTuple):
     final: tuple[Message, ...]
     role: str
     blocks: tuple[ContentBlock, ...]
+    chars: int  # the entries' text: what the memo's messages (and their JSON) hold
 
 
 # Windows by the id of their first entry (the memo holds that entry, so the id stays
 # its own). A session's next call sends the same window plus what happened since: its
-# messages are built from the new entries only.
+# messages are built from the new entries only. Bounded in windows and in text; the
+# least recently used window goes first, and a window not in the memo is built whole.
 _BUILT: OrderedDict[int, _Built] = OrderedDict()
+_BUILT_CHARS = [0]
 BUILT_WINDOWS = 4096
+BUILT_CHARS = 128 * 1024 * 1024
+
+
+def _remember(key: int, built: _Built) -> None:
+    old = _BUILT.pop(key, None)
+    if old is not None:
+        _BUILT_CHARS[0] -= old.chars
+    _BUILT[key] = built
+    _BUILT_CHARS[0] += built.chars
+    while len(_BUILT) > BUILT_WINDOWS or (_BUILT_CHARS[0] > BUILT_CHARS and len(_BUILT) > 1):
+        _BUILT_CHARS[0] -= _BUILT.popitem(last=False)[1].chars
 
 
 def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
@@ -198,7 +203,7 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
         if kind == _TOOL_USE:
             if step is None:
                 step = []
-            step.append(_use_block(e.call_id, e.name, e.text))
+            step.append(ToolUseBlock(e.call_id, e.name, _tool_input(e.text)))
             uses.append(e.call_id)
             continue
         if kind == _TOOL_RESULT:
@@ -223,14 +228,15 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
             # Every message before the last one is final now: finish those once.
             final += _finish(roles[:-1], contents[:-1], first=not final)
             del roles[:-1], contents[:-1]
-    if entries and clean and roles:
-        if len(_BUILT) >= BUILT_WINDOWS:
-            _BUILT.popitem(last=False)
+    if entries and clean > n and roles:
         # roles[0] and contents[0] are still the last message as it was at `clean`:
         # after a user entry only an assistant message (a new one) can follow.
-        _BUILT[id(entries[0])] = _Built(
-            tuple(entries[:clean]), final, roles[0], tuple(contents[0])
-        )
+        added = sum(len(e.text) for e in entries[n:clean])
+        _remember(id(entries[0]), _Built(
+            tuple(entries[:clean]), final, roles[0], tuple(contents[0]),
+            (memo.chars if memo is not None else 0) + added,
+        ))
+    elif memo is not None:
         _BUILT.move_to_end(id(entries[0]))
     if step is not None:
         _close_step(roles, contents, step, uses, results)

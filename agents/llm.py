@@ -10,7 +10,6 @@ translates it to its SDK and returns an `LlmResponse`.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from typing import Any, Literal
 from agents.events import ToolUse, Usage
 
 __all__ = [
-    "BLOCK_CACHE_SIZE",
     "ContentBlock",
     "LlmRequest",
     "LlmResponse",
@@ -56,25 +54,7 @@ def _cj_str(value: object) -> str:
     return encode_basestring(value) if type(value) is str else canonical_json(value)
 
 
-# Blocks recur: every call of a session sends its window again, built from the same
-# entries. A block's canonical text is a pure function of its fields, so it is written
-# once while the block stays among the most recently used (enough for the windows of
-# about a thousand busy sessions; past that, a miss costs what every call cost before).
-BLOCK_CACHE_SIZE = 1 << 17
-
-
 def _cj_block(block: object) -> str:
-    kind = type(block)
-    # The cache compares blocks by their fields, and False == 0 while their canonical
-    # texts differ: a result's is_error must be a real bool to be looked up.
-    if kind is TextBlock or kind is ToolUseBlock or (
-        kind is ToolResultBlock and type(block.is_error) is bool  # type: ignore[attr-defined]
-    ):
-        return _cj_block_cached(block)
-    return _cj_block_text(block)
-
-
-def _cj_block_text(block: object) -> str:
     kind = type(block)
     if kind is TextBlock:
         return f'{{"text":{_cj_str(block.text)},"type":"text"}}'  # type: ignore[attr-defined]
@@ -89,8 +69,6 @@ def _cj_block_text(block: object) -> str:
                 f'"tool_use_id":{_cj_str(r.call_id)},"type":"tool_result"}}')
     return canonical_json(block.to_dict())  # type: ignore[attr-defined]
 
-
-_cj_block_cached = functools.lru_cache(maxsize=BLOCK_CACHE_SIZE)(_cj_block_text)
 
 
 def _cj_message(m: Message) -> str:

@@ -103,3 +103,39 @@ def test_summarize_request_is_a_transcript_without_tools() -> None:
     text = body["messages"][0]["content"][0]["text"]
     for piece in ("[user]\nhi", "[assistant]\nhello", "[tool call calc id=t1]", "[tool result error id=t1]\n2"):
         assert piece in text
+
+
+
+def test_the_window_memo_stays_within_its_bounds_and_changes_nothing(monkeypatch: Any) -> None:
+    """build_messages remembers windows, least recently used first out, by count and by
+    text. Whatever it keeps or evicts, the messages are those of a build from scratch."""
+    import agents.context as context
+
+    memo: Any = context.OrderedDict()
+    monkeypatch.setattr(context, "_BUILT", memo)
+    monkeypatch.setattr(context, "_BUILT_CHARS", [0])
+    monkeypatch.setattr(context, "BUILT_WINDOWS", 3)
+    monkeypatch.setattr(context, "BUILT_CHARS", 200)
+
+    def from_scratch(entries: list[Entry]) -> Any:
+        saved = context._BUILT, context._BUILT_CHARS
+        context._BUILT, context._BUILT_CHARS = context.OrderedDict(), [0]
+        try:
+            return build_messages(entries)
+        finally:
+            context._BUILT, context._BUILT_CHARS = saved
+
+    sessions = [[e(1, U, f"session {k} says hello")] for k in range(5)]
+    longest = 0
+    for turn in range(2, 14, 2):
+        for k, entries in enumerate(sessions):
+            entries += [e(turn, A, f"answer {turn}"), e(turn + 1, U, f"{k} asks {turn}")]
+            assert build_messages(entries) == from_scratch(entries)
+            assert len(memo) <= 3
+            assert context._BUILT_CHARS[0] == sum(b.chars for b in memo.values())
+            assert context._BUILT_CHARS[0] <= 200 or len(memo) == 1
+            longest = max(longest, *(len(b.entries) for b in memo.values()))
+        # the same windows again, most recent first: what the memo kept is used
+        for entries in reversed(sessions):
+            assert build_messages(entries) == from_scratch(entries)
+    assert longest > 3  # windows of several turns were remembered, within the bounds
