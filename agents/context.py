@@ -196,9 +196,7 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
     uses: list[str] = []  # its tool use ids, in order (empty while no step is open)
     results: dict[str, ToolResultBlock] = {}
     clean = n  # entries read up to the last point with no open assistant message
-    i = n
-    for e in entries[n:] if n else entries:
-        i += 1
+    for i, e in enumerate(entries[n:] if n else entries, n + 1):
         kind = e.kind
         if kind == _TOOL_USE:
             if step is None:

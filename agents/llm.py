@@ -70,7 +70,6 @@ def _cj_block(block: object) -> str:
     return canonical_json(block.to_dict())  # type: ignore[attr-defined]
 
 
-
 def _cj_message(m: Message) -> str:
     text = m._canonical
     if text is None:

@@ -189,11 +189,11 @@ class LiveRenderer:
         if restarted:
             # The provider retried after this much text: it was not the answer.
             if self._open_call == d.call_id:
-                self._line = ""
+                self._line = "      assistant ▸ "
             else:
                 self._flush()
                 self.echo("      assistant ▸ (the attempt above failed; the answer restarts)")
-        if self._open_call != d.call_id or not self._line:
+        if self._open_call != d.call_id:
             self._flush()
             self._open_call = d.call_id
             self._line = "      assistant ▸ "
