@@ -252,26 +252,26 @@ class Client:
                         if self.target_turns is None or ev.payload.turn_no < self.target_turns:
                             self.schedule_turn(ev.session_id)
 
-    def split_ms(self, since_wall_ms: float, until_wall_ms: float
-                 ) -> tuple[list[float], list[float]]:
-        """Each hop of the window in two: input produced → its first event produced by
-        the worker (fetch, queue, decide), and that → visible here (commit, fetch)."""
-        decided, visible = [], []
-        for key, seen in self.obs.first_effect_at.items():
-            ts = self.obs.input_ts.get(key)
-            if ts is not None and since_wall_ms <= ts <= until_wall_ms:
-                produced = self.obs.first_effect_ts[key]
-                decided.append(produced - ts)
-                visible.append(seen - produced)
-        return decided, visible
-
-    def latencies_ms(self, since_wall_ms: float, until_wall_ms: float) -> list[float]:
+    def _hops(self, since_wall_ms: float, until_wall_ms: float
+              ) -> list[tuple[int, int, float]]:
+        """(input produced, its first event produced by the worker, that event seen
+        here) for each input produced in the window, in ms."""
         out = []
         for key, seen in self.obs.first_effect_at.items():
             ts = self.obs.input_ts.get(key)
             if ts is not None and since_wall_ms <= ts <= until_wall_ms:
-                out.append(seen - ts)
+                out.append((ts, self.obs.first_effect_ts[key], seen))
         return out
+
+    def split_ms(self, since_wall_ms: float, until_wall_ms: float
+                 ) -> tuple[list[float], list[float]]:
+        """Each hop of the window in two: input produced → its first event produced by
+        the worker (fetch, queue, decide), and that → visible here (commit, fetch)."""
+        hops = self._hops(since_wall_ms, until_wall_ms)
+        return [p - ts for ts, p, _ in hops], [seen - p for _, p, seen in hops]
+
+    def latencies_ms(self, since_wall_ms: float, until_wall_ms: float) -> list[float]:
+        return [seen - ts for ts, _, seen in self._hops(since_wall_ms, until_wall_ms)]
 
 
 async def _with_worker(bootstrap: str, partitions: int, tmp: Path, body: Any) -> Any:
