@@ -2,7 +2,9 @@
 
 Rule: time reaches the pure core only as Tick requests (their occurred_at is "now"), so
 replay sees exactly the ticks the live run saw. A pending effect past its deadline is
-re-issued with the same effect id, attempt + 1 and a fresh deadline, until
+re-issued with the same effect id, attempt + 1 and a fresh deadline — except a call of
+a tool that is not idempotent: its outcome is unknown, so it waits for a human's
+approval or fails (`deadlines.on_unknown_outcome`) — until
 `deadlines.max_attempts` issues have passed; then the core fails it — an LLM call fails
 the turn, a summarize call falls back to dropping the entries, a tool call fails, a
 child session completes as failed. An approval past its expiry is denied as expired.
@@ -17,6 +19,7 @@ from agents._decision import Decision
 from agents._turn import drop_instead_of_summary, fail_turn, step_resolved
 from agents.events import (
     ApprovalDenied,
+    ApprovalRequested,
     ChildSessionCompleted,
     ChildStatus,
     EffectKind,
@@ -40,6 +43,32 @@ def _reissue(d: Decision, effect_id: str, kind: EffectKind, attempt: int, timeou
             deadline_at=d.now + timedelta(microseconds=timeout_us),
         )
     )
+
+
+def _outcome_unknown(d: Decision, call_id: str, tool: str, attempt: int) -> bool:
+    """A call of a tool that is not idempotent passed its deadline with no outcome: it
+    may have run (its worker died or lost the partition mid-call), so it is not re-run
+    blindly. Per the agent's `deadlines.on_unknown_outcome`: ask a human (a grant runs it
+    again), or fail the call. True when the call is resolved (failed)."""
+    info = d.registry.find(d.state.agent)
+    deadlines = info.definition.deadlines if info is not None else None
+    why = (
+        f"The outcome of {tool!r} call {call_id} (attempt {attempt}) is unknown: it passed "
+        f"its deadline without a result, and {tool!r} is not idempotent, so it is not "
+        "run again without a decision."
+    )
+    if deadlines is not None and deadlines.on_unknown_outcome == "ask":
+        d.emit(
+            ApprovalRequested(
+                call_id=call_id,
+                tool_name=tool,
+                expires_at=d.now + timedelta(seconds=deadlines.approval_s),
+                reason=why,
+            )
+        )
+        return False
+    d.emit(ToolCallFailed(call_id=call_id, error=why + " The agent's setting is to fail it."))
+    return True
 
 
 def _due(deadline: datetime | None, now: datetime) -> bool:
@@ -95,6 +124,8 @@ def on_tick(d: Decision, p: Tick) -> None:
                 )
             )
             resolved = True
+        elif call.status == CallStatus.TOOL and not d.registry.is_idempotent(call.name):
+            resolved |= _outcome_unknown(d, call.call_id, call.name, call.attempt)
         elif call.attempt < max_attempts:
             kind = EffectKind.CHILD_SESSION if call.status == CallStatus.CHILD else EffectKind.TOOL_CALL
             _reissue(d, call.call_id, kind, call.attempt, call.timeout_us)

@@ -29,6 +29,7 @@ File layout (TOML shown; YAML has the same shape):
 
     [tools.lookup]                     # optional: extra (non built-in) tool specs
     description = "..."
+    idempotent = true                  # safe to run twice for one call (default false)
     input_schema = { type = "object", properties = { q = { type = "string" } } }
 """
 
@@ -39,7 +40,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -103,7 +104,12 @@ _MAX_DEADLINE_S = 30 * 24 * 3600  # a month: beyond that a "deadline" is a typo
 class Deadlines(BaseModel):
     """Seconds an effect may stay pending before it is re-issued (same effect id), and
     how many attempts it gets before the core fails it. `approval_s` is how long a tool
-    call waits for a human before it is denied as expired."""
+    call waits for a human before it is denied as expired.
+
+    A tool that is not idempotent is never re-issued: when its deadline passes without
+    an outcome (its worker died, or lost the partition, mid-call), nobody knows whether
+    it ran. `on_unknown_outcome` says what the session does then: `ask` a human (the
+    call waits for approval again; a grant runs it once more) or `fail` the call."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -112,6 +118,7 @@ class Deadlines(BaseModel):
     approval_s: float = Field(default=3600, gt=0, le=_MAX_DEADLINE_S)
     child_s: float = Field(default=1800, gt=0, le=_MAX_DEADLINE_S)
     max_attempts: int = Field(default=3, ge=1)
+    on_unknown_outcome: Literal["ask", "fail"] = "ask"
 
 
 class AgentDefinition(BaseModel):
@@ -179,8 +186,14 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
 
 
 def definition_hash(definition: AgentDefinition) -> str:
-    """sha256 of the canonical JSON of the definition (pinned in SessionStarted)."""
-    return sha256_hex(canonical_json(definition.model_dump(mode="json")))
+    """sha256 of the canonical JSON of the definition (pinned in SessionStarted).
+
+    Fields added after the first release are left out while they hold their default, so
+    a definition that does not use them keeps the hash its sessions recorded."""
+    data = definition.model_dump(mode="json")
+    if definition.deadlines.on_unknown_outcome == "ask":
+        del data["deadlines"]["on_unknown_outcome"]
+    return sha256_hex(canonical_json(data))
 
 
 # --------------------------------------------------------------------------- errors
@@ -276,12 +289,16 @@ def parse_definitions(
                 f"{source}: tool {tname!r}: needs a description (and an input_schema table)"
             )
         schema = spec.get("input_schema", {"type": "object"})
-        extra = sorted(set(spec) - {"description", "input_schema"})
+        extra = sorted(set(spec) - {"description", "input_schema", "idempotent"})
         if not isinstance(schema, Mapping) or extra:
             raise AgentDefinitionError(
-                f"{source}: tool {tname!r}: only description and input_schema (a table) allowed"
+                f"{source}: tool {tname!r}: only description, input_schema (a table) and "
+                "idempotent allowed"
             )
-        tools[str(tname)] = ToolSpec(str(tname), spec["description"], dict(schema))
+        idempotent = spec.get("idempotent", False)
+        if not isinstance(idempotent, bool):
+            raise AgentDefinitionError(f"{source}: tool {tname!r}: idempotent: must be true or false")
+        tools[str(tname)] = ToolSpec(str(tname), spec["description"], dict(schema), idempotent)
     return tuple(definitions), tools
 
 

@@ -589,6 +589,9 @@ class ApprovalRequested:
     call_id: str
     tool_name: str
     expires_at: datetime
+    # Why a human is asked, when it is not the policy (None): e.g. a call that is not
+    # idempotent and whose first run has no known outcome.
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "ApprovalRequested", "call_id")

@@ -276,7 +276,8 @@ def _set_call(s: SessionState, ev: Event, call_id: str, **changes: Any) -> Sessi
 
 
 def _approval_requested(s: SessionState, ev: Event, p: ApprovalRequested) -> SessionState:
-    return _set_call(s, ev, p.call_id, deadline_at=p.expires_at)
+    # Also for a call that was running: its outcome is unknown, so it waits for a human.
+    return _set_call(s, ev, p.call_id, status=CallStatus.APPROVAL, deadline_at=p.expires_at)
 
 
 def _approval_granted(s: SessionState, ev: Event, p: ApprovalGranted) -> SessionState:

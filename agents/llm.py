@@ -87,11 +87,17 @@ def _cj_tool(t: ToolSpec) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """What the model is told about a tool. `input_schema` is a JSON Schema object."""
+    """What the model is told about a tool. `input_schema` is a JSON Schema object.
+
+    `idempotent` is what the core is told: whether running the tool twice for one call
+    is harmless. It is not part of what the model sees (`to_dict`), so it changes no
+    request digest; a non-idempotent call whose outcome is unknown is never re-run
+    blindly (agents._tick)."""
 
     name: str
     description: str
     input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    idempotent: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "input_schema": self.input_schema}

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from agents.definitions import AgentDefinition, definition_hash, load_definitions
 from agents.errors import AgentDefinitionError, ContractError
+from agents.limits import Limits
 from agents.llm import ToolSpec, canonical_json, sha256_hex
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 from agents.toolspecs import BUILTIN_TOOL_SPECS
@@ -40,15 +41,19 @@ class AgentInfo(NamedTuple):
 
 
 class AgentRegistry:
-    """Agents by name, plus the tool specs by tool name."""
+    """Agents by name, plus the tool specs by tool name, plus the input `limits` the
+    core applies (configuration like the definitions; the shell passes the settings)."""
 
-    __slots__ = ("_agents", "_tools")
+    __slots__ = ("_agents", "_tools", "limits")
 
     def __init__(
         self,
         definitions: Iterable[AgentDefinition],
         tools: Mapping[str, ToolSpec] | None = None,
+        *,
+        limits: Limits | None = None,
     ) -> None:
+        self.limits = limits if limits is not None else Limits()
         specs = dict(BUILTIN_TOOL_SPECS)
         specs.update(tools or {})
         defs: dict[str, AgentDefinition] = {}
@@ -86,11 +91,11 @@ class AgentRegistry:
         self._tools: Mapping[str, ToolSpec] = MappingProxyType(specs)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> AgentRegistry:
+    def from_file(cls, path: str | Path, *, limits: Limits | None = None) -> AgentRegistry:
         """Load and validate an agent file (TOML or YAML) into a registry."""
         definitions, tools = load_definitions(path)
         try:
-            return cls(definitions, tools)
+            return cls(definitions, tools, limits=limits)
         except AgentDefinitionError as exc:
             raise AgentDefinitionError(f"{path}: {exc}") from exc
 
@@ -125,6 +130,11 @@ class AgentRegistry:
 
     def tool(self, tool_name: str) -> ToolSpec | None:
         return self._tools.get(tool_name)
+
+    def is_idempotent(self, tool_name: str) -> bool:
+        """Whether a call of `tool_name` may run twice (unknown tools: no)."""
+        spec = self._tools.get(tool_name)
+        return spec is not None and spec.idempotent
 
     @property
     def tools(self) -> Mapping[str, ToolSpec]:

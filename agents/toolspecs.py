@@ -15,13 +15,18 @@ core applies it when it decides; a test checks it against the tools' own declara
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 from agents.events import PolicyAction
 from agents.llm import ToolSpec
 
-__all__ = ["BUILTIN_DEFAULT_ACTIONS", "BUILTIN_TOOL_SPECS", "DELEGATE", "builtin_tool_specs"]
+__all__ = [
+    "BUILTIN_DEFAULT_ACTIONS",
+    "BUILTIN_IDEMPOTENT",
+    "BUILTIN_TOOL_SPECS",
+    "DELEGATE", "builtin_tool_specs"]
 
 DELEGATE = "delegate"
 
@@ -132,7 +137,16 @@ _SPECS: tuple[ToolSpec, ...] = (
     ),
 )
 
-BUILTIN_TOOL_SPECS: Mapping[str, ToolSpec] = MappingProxyType({s.name: s for s in _SPECS})
+# Built-ins that are harmless to run twice for one call (they read, or compute); the
+# others change the world (a file written, a command run) and are never re-run blindly
+# when their outcome is unknown. A test checks this against the tools' own declarations.
+BUILTIN_IDEMPOTENT: frozenset[str] = frozenset(
+    {"calculator", "current_time", "read_file", "http_get"}
+)
+
+BUILTIN_TOOL_SPECS: Mapping[str, ToolSpec] = MappingProxyType(
+    {s.name: replace(s, idempotent=s.name in BUILTIN_IDEMPOTENT) for s in _SPECS}
+)
 
 BUILTIN_DEFAULT_ACTIONS: Mapping[str, PolicyAction] = MappingProxyType(
     {"shell": PolicyAction.REQUIRE_APPROVAL}
