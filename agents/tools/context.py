@@ -58,12 +58,23 @@ class HttpLimits(BaseModel):
 
 
 class ShellSettings(BaseModel):
-    """How `shell` runs commands.
+    """How `shell` runs commands (see `agents.tools._confine` for the confinement).
 
     `use_shell=False` (the default) splits the command with shlex and execs it directly,
-    so the model cannot chain commands with `;`, `|` or `$(...)`. `env_passthrough` names
-    the only variables of this process the command inherits: the worker's environment
-    holds credentials (ANTHROPIC_API_KEY, DATABASE_URL) that must not leak to a command.
+    so the model cannot chain commands with `;`, `|` or `$(...)`; the program may not be an
+    interpreter or a command runner (`sh`, `bash`, `env`, `xargs`, `python`, ...) unless
+    `allowed_interpreters` names it. `use_shell=True` runs the line with `/bin/sh -c`
+    (still confined): every command of the line runs, and policy rules on the command
+    text are then only a best effort. `allowed_commands`, when set, must name the program
+    (by name or by path; `/bin/rm` is `rm`).
+
+    Every command runs under bubblewrap: only the sandbox directory is writable, the host's
+    processes, home directories and secrets are not there, and there is no network unless
+    `network` is set. When bubblewrap is missing or cannot create its namespaces the call
+    fails, unless `allow_unconfined` is set (development machines only: the command then
+    runs with the worker's view of the file system, processes and network).
+    `env_passthrough` names the only variables of this process the command inherits: the
+    worker's environment may hold credentials (ANTHROPIC_API_KEY, DATABASE_URL).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -74,7 +85,27 @@ class ShellSettings(BaseModel):
     env_passthrough: tuple[str, ...] = ("PATH", "LANG", "LC_ALL", "TZ")
     allowed_commands: tuple[str, ...] | None = Field(
         default=None,
-        description="When set, the first word of a command must be one of these.",
+        description="When set, the program a command runs must be one of these (name or path).",
+    )
+    allowed_interpreters: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Interpreters and command runners (sh, python3, env, xargs, ...) that may be "
+            "the program of a command; none by default."
+        ),
+    )
+    network: bool = Field(
+        default=False, description="Let commands use the host's network (none by default)."
+    )
+    allow_unconfined: bool = Field(
+        default=False,
+        description=(
+            "Run commands unconfined when bubblewrap is missing or cannot start; for "
+            "development machines only."
+        ),
+    )
+    bwrap_path: Path | None = Field(
+        default=None, description="The bubblewrap executable; `bwrap` on PATH when unset."
     )
 
 
@@ -127,10 +158,22 @@ async def system_resolve(host: str, port: int) -> Sequence[str]:
 class ToolContext:
     """One tool call's context: who asked (`session_id`, `call_id`) and under which
     settings. `clock` is read only by `current_time`, `resolve` only by `http_get`;
-    tests replace them."""
+    tests replace them.
+
+    `idempotency_key` names the call's *intention*: the effect id the session log gave
+    it, the same for every attempt to run it (a re-issue after a crash or a partition
+    move). A tool that changes something elsewhere passes it on so the other side can
+    do the change once (`http_get` sends it as the `Idempotency-Key` header). It
+    defaults to `call_id`.
+    """
 
     session_id: str
     call_id: str
     settings: ToolSettings = field(default_factory=ToolSettings)
     clock: Callable[[], datetime] = utc_now
     resolve: Resolver = system_resolve
+    idempotency_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.idempotency_key:
+            object.__setattr__(self, "idempotency_key", self.call_id)
