@@ -59,4 +59,7 @@ def tool_context(settings: Any, session_id: str, effect: Any) -> Any:
         session_id=session_id,
         call_id=effect.effect_id,
         settings=settings if settings is not None else ToolSettings(),
+        # The effect id names the intention: every attempt (a re-issue after a crash or a
+        # partition move) carries the same key, so the other side can act once.
+        idempotency_key=effect.effect_id,
     )

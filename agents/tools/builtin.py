@@ -10,8 +10,9 @@ that validates its arguments agree, property by property.
 tools get added per process); `BUILTIN_TOOLS` is the table itself.
 
 Idempotent means "safe to run again when the effect is re-issued after a crash": reading,
-computing and fetching are; an atomic overwrite is; a shell command and a delegation are
-not.
+computing and fetching are; a shell command, a delegation and a write are not (an overwrite
+run again late can undo what a later call wrote). The core's copy is
+`agents.toolspecs.BUILTIN_IDEMPOTENT`; a unit test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _TOOLS: tuple[Tool, ...] = (
     _declared(calculator, timeout_s=5, idempotent=True),
     _declared(current_time, timeout_s=5, idempotent=True),
     _declared(read_file, timeout_s=30, idempotent=True),
-    _declared(write_file, timeout_s=30, idempotent=True),
+    _declared(write_file, timeout_s=30, idempotent=False),
     # The fetch bounds itself with HttpLimits.timeout_s; this is the outer bound.
     _declared(http_get, timeout_s=120, idempotent=True),
     _declared(

@@ -21,6 +21,10 @@ address checked is the address connected to. The response body is read as a stre
 cut at `HttpLimits.max_bytes` (after decompression, so a gzip bomb stops there too); the
 whole fetch, name resolution and redirects included, is bounded by `HttpLimits.timeout_s`.
 
+Every request (each hop) carries the call's `ToolContext.idempotency_key` as the
+`Idempotency-Key` header: a GET is idempotent anyway, but a server that keys work or
+billing on it sees one intention however often the call is re-issued.
+
 The client is the `httpx` API shipped with the anthropic SDK (distributed as `httpx2` by
 recent SDKs, as `httpx` by older ones).
 """
@@ -139,7 +143,7 @@ async def _read_body(response: Any, limit: int) -> tuple[bytes, bool]:
 
 @contextlib.asynccontextmanager
 async def _get(
-    url: Any, addresses: tuple[IPAddress, ...], limits: HttpLimits
+    url: Any, addresses: tuple[IPAddress, ...], limits: HttpLimits, key: str
 ) -> AsyncIterator[Any]:
     """GET `url` from the first of `addresses` that accepts a connection, as a streamed
     response. Only these addresses are ever connected to (see the module docstring)."""
@@ -148,7 +152,7 @@ async def _get(
         follow_redirects=False,
         trust_env=False,
         verify=_tls(),
-        headers={"User-Agent": limits.user_agent},
+        headers={"User-Agent": limits.user_agent, "Idempotency-Key": key},
     ) as client:
         response = await _send(client, url, addresses)
         try:
@@ -174,7 +178,7 @@ async def _send(client: Any, url: Any, addresses: tuple[IPAddress, ...]) -> Any:
     return await client.send(pinned(addresses[-1]), stream=True)
 
 
-async def _fetch(url: str, rules: _Rules, limits: HttpLimits) -> ToolResult:
+async def _fetch(url: str, rules: _Rules, limits: HttpLimits, key: str) -> ToolResult:
     try:
         current = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -182,7 +186,7 @@ async def _fetch(url: str, rules: _Rules, limits: HttpLimits) -> ToolResult:
     addresses = await rules.vet(current, url)
     hops: list[str] = []
     while True:
-        async with _get(current, addresses, limits) as response:
+        async with _get(current, addresses, limits, key) as response:
             if response.has_redirect_location:
                 location = response.headers["location"]
                 try:
@@ -253,7 +257,7 @@ async def http_get(
     limits = ctx.settings.http
     try:
         async with asyncio.timeout(limits.timeout_s) as scope:
-            return await _fetch(url, rules, limits)
+            return await _fetch(url, rules, limits, ctx.idempotency_key)
     except TimeoutError:
         if scope.expired():
             raise ToolFailed(f"Fetching {url} timed out after {limits.timeout_s:g}s.") from None

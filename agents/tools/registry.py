@@ -126,6 +126,11 @@ class ToolRegistry:
         tool (only tools that declare one: `shell` -> require_approval)."""
         return {t.name: t.default_action for t in self if t.default_action is not None}
 
+    def idempotent_tools(self) -> frozenset[str]:
+        """Names of the tools that declare themselves idempotent (safe to run twice for
+        one call); the core learns the same from each tool's spec (`ToolSpec.idempotent`)."""
+        return frozenset(t.name for t in self if t.idempotent)
+
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 

@@ -99,7 +99,10 @@ class Tool:
     the input model instance (`takes="model"`), or it is the model's bound `run`
     (`takes="self"`). `context_param` names the parameter that receives the ToolContext.
     `default_action` is what the agent-definition loader uses for this tool when no policy
-    rule names it (None: the agent's own default). `source` is the import path it was
+    rule names it (None: the agent's own default). `idempotent` says that running the tool
+    twice for one call is harmless (False unless the tool says so): the core never re-runs
+    a non-idempotent call whose outcome is unknown; every call also gets its effect id as
+    `ToolContext.idempotency_key`. `source` is the import path it was
     loaded from, if any. `declared_spec`, when set, is what the model is told instead of
     the spec generated from `input_model` (the built-ins take theirs from the pure core's
     `agents.toolspecs`, which is hashed into every request); `input_model` then only
@@ -159,9 +162,18 @@ class Tool:
         )
 
     def spec(self) -> ToolSpec:
+        """What the model is told, plus what the core is told: `idempotent` (never part
+        of what the model sees) is this declaration's."""
         if self.declared_spec is not None:
-            return self.declared_spec
-        return ToolSpec(name=self.name, description=self.description, input_schema=self.input_schema())
+            if self.declared_spec.idempotent == self.idempotent:
+                return self.declared_spec
+            return replace(self.declared_spec, idempotent=self.idempotent)
+        return ToolSpec(
+            name=self.name,
+            description=self.description,
+            input_schema=self.input_schema(),
+            idempotent=self.idempotent,
+        )
 
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.func)

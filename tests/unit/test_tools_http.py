@@ -38,6 +38,7 @@ class Server:
     port: int
     hits: list[str] = field(default_factory=list)
     host_headers: list[str] = field(default_factory=list)
+    idempotency_keys: list[str | None] = field(default_factory=list)
     server_names: list[str | None] = field(default_factory=list)  # TLS SNI, per handshake
     release: threading.Event = field(default_factory=threading.Event)
     redirect_to: dict[str, str] = field(default_factory=dict)
@@ -66,6 +67,7 @@ def _serve(host: str, port: int = 0, tls: ssl.SSLContext | None = None) -> Itera
         def do_GET(self) -> None:
             state.hits.append(self.path)
             state.host_headers.append(self.headers.get("Host", ""))
+            state.idempotency_keys.append(self.headers.get("Idempotency-Key"))
             if self.path in state.redirect_to:
                 self._send(302, b"", "text/plain", Location=state.redirect_to[self.path])
             elif self.path == "/hello":
@@ -605,3 +607,15 @@ def test_malformed_allow_list_entries_fail_when_settings_are_built(
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         ToolSettings(allowed_hosts=(pattern,))
+
+
+async def test_every_request_carries_the_calls_idempotency_key(allowed: Server) -> None:
+    """The effect id (ToolContext.idempotency_key) goes out as Idempotency-Key on the
+    first request and on every redirect hop; without one, the call id does."""
+    allowed.redirect_to["/keyed"] = "/hello"
+    before = len(allowed.idempotency_keys)
+    keyed = ToolContext("s", "call-1", ctx().settings, idempotency_key="sess-1:e42")
+    assert (await get(f"{allowed.base}/keyed", keyed)).ok
+    assert allowed.idempotency_keys[before:] == ["sess-1:e42", "sess-1:e42"]
+    assert (await get(f"{allowed.base}/hello", ToolContext("s", "call-2", ctx().settings))).ok
+    assert allowed.idempotency_keys[-1] == "call-2"
