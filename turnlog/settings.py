@@ -6,6 +6,13 @@ with a message that starts with the environment variable's name
 
 Three variables keep the names the wider ecosystem uses — KAFKA_BOOTSTRAP_SERVERS,
 DATABASE_URL, ANTHROPIC_API_KEY — and everything else is TURNLOG_<FIELD>.
+
+Secrets can come from files instead (Docker/Kubernetes secrets), so that they are never in
+any process's environment: `<VARIABLE>_FILE` names a file holding the value of a secret
+variable (ANTHROPIC_API_KEY_FILE, DATABASE_URL_FILE, and the _FILE of any SecretStr
+setting), and DATABASE_PASSWORD_FILE holds only the password of a DATABASE_URL written
+without one. Surrounding whitespace (the final newline) is dropped. A missing, unreadable
+or empty file, or a secret given both ways, is a ConfigError naming the _FILE variable.
 `Settings.env_names()` maps each field to its variable (compose.yaml is tested against it).
 
 The defaults point at the local infrastructure of `turnlog dev up`: Kafka on
@@ -15,7 +22,10 @@ PostgreSQL cluster never collides with it).
 
 from __future__ import annotations
 
+import os
 import re
+import typing
+import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -255,14 +265,97 @@ def _describe(error: Any) -> str:
     return message
 
 
+_DATABASE_PASSWORD_FILE = "DATABASE_PASSWORD_FILE"
+
+
+def _secret_fields() -> tuple[str, ...]:
+    """Settings whose value is a secret: the database URL and every SecretStr field."""
+    fields = ["database_url"]
+    for name, info in Settings.model_fields.items():
+        if info.annotation is SecretStr or SecretStr in typing.get_args(info.annotation):
+            fields.append(name)
+    return tuple(fields)
+
+
+def _read_secret(variable: str, path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{variable}: the file {path!r} does not exist", variable) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{variable}: the file {path!r} cannot be read ({reason})", variable) from None
+    value = text.strip()
+    if not value:
+        raise ConfigError(f"{variable}: the file {path!r} is empty", variable)
+    return value
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is not None:
+        raise ConfigError(
+            f"{_DATABASE_PASSWORD_FILE}: DATABASE_URL already holds a password; write it "
+            "without one (postgresql://user@host:port/dbname) to take the password from the file",
+            _DATABASE_PASSWORD_FILE,
+        )
+    if not parts.username:
+        raise ConfigError(
+            f"{_DATABASE_PASSWORD_FILE}: DATABASE_URL names no user for the password",
+            _DATABASE_PASSWORD_FILE,
+        )
+    host = parts.netloc.rpartition("@")[2]
+    secret = urllib.parse.quote(password, safe="")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:{secret}@{host}"))
+
+
+def _secrets_from_files(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Secret values read from the files `*_FILE` variables name (keyword overrides win),
+    and which _FILE variable each field came from (for error messages)."""
+    env = {name.upper(): value for name, value in os.environ.items() if value}
+    names = Settings.env_names()
+    found: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for field in _secret_fields():
+        variable = names[field]
+        file_variable = f"{variable}_FILE"
+        path = env.get(file_variable)
+        if path is None or field in overrides or variable.lower() in overrides:
+            continue
+        if variable in env:
+            raise ConfigError(
+                f"{file_variable}: {variable} is set as well; set only one of them",
+                file_variable,
+            )
+        found[field] = _read_secret(file_variable, path)
+        source[field] = file_variable
+    path = env.get(_DATABASE_PASSWORD_FILE)
+    if path is not None:
+        if "database_url" in source:
+            raise ConfigError(
+                f"{_DATABASE_PASSWORD_FILE}: DATABASE_URL_FILE is set as well; put the "
+                "password in that file's URL or set DATABASE_URL without one",
+                _DATABASE_PASSWORD_FILE,
+            )
+        password = _read_secret(_DATABASE_PASSWORD_FILE, path)
+        url = overrides.get("database_url") or env.get("DATABASE_URL") or Settings.model_fields[
+            "database_url"
+        ].get_default()
+        found["database_url"] = _with_password(str(url), password)
+        source["database_url"] = _DATABASE_PASSWORD_FILE
+    return found, source
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings from the environment; keyword overrides win over it.
+    """Read the settings from the environment (and secrets from the files `*_FILE`
+    variables name); keyword overrides win over both.
 
     Raises ConfigError naming the first offending environment variable (and listing the
     others) instead of pydantic's ValidationError.
     """
+    from_files, file_source = _secrets_from_files(overrides)
     try:
-        return Settings(**overrides)
+        return Settings(**{**overrides, **from_files})
     except ValidationError as exc:
         env_names = Settings.env_names()
         by_alias = {alias.lower(): name for name, alias in env_names.items()}
@@ -271,7 +364,7 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             loc = str(error["loc"][0]) if error.get("loc") else ""
             field = by_alias.get(loc.lower(), loc)
-            variable = env_names.get(field, loc.upper() or "settings")
+            variable = file_source.get(field) or env_names.get(field, loc.upper() or "settings")
             detail = _describe(error)
             if field != "anthropic_api_key" and field != "database_url" and "input" in error:
                 raw = error["input"]

@@ -136,3 +136,101 @@ def test_the_worker_hands_the_http_settings_to_its_tools(tmp_path: Path, allow: 
     assert tool_settings.allow_private_addresses is allow
     assert [str(p) for p in tool_settings.allowed_hosts] == ["example.com", "10.0.0.7"]
     assert tool_settings.sandbox_dir == tmp_path / "sandbox"
+
+
+# --------------------------------------------------------------------------- *_FILE secrets
+
+_FILE_VARIABLES = ("ANTHROPIC_API_KEY_FILE", "DATABASE_URL_FILE", "DATABASE_PASSWORD_FILE")
+
+
+@pytest.fixture
+def no_secret_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _FILE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _secret_file(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+@pytest.mark.usefixtures("no_secret_files")
+def test_secrets_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator keeps the credentials out of the worker's environment entirely."""
+    key = _secret_file(tmp_path, "key", "sk-ant-from-file\n")
+    url = _secret_file(tmp_path, "url", "postgresql://u:filepw@db:5432/x\n")
+    monkeypatch.setenv("ANTHROPIC_API_KEY_FILE", key)
+    monkeypatch.setenv("DATABASE_URL_FILE", url)
+    settings = load_settings()
+    assert settings.anthropic_api_key is not None
+    assert settings.anthropic_api_key.get_secret_value() == "sk-ant-from-file"
+    assert settings.database_url == "postgresql://u:filepw@db:5432/x"
+    assert "sk-ant-from-file" not in f"{settings!r} {settings.redacted()}"
+    assert "filepw" not in str(settings.redacted())
+    # Keyword overrides still win over both.
+    assert load_settings(database_url="postgresql://o@h:1/d").database_url == "postgresql://o@h:1/d"
+
+
+@pytest.mark.usefixtures("no_secret_files")
+def test_the_database_password_alone_comes_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://turnlog@db:5432/turnlog")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", _secret_file(tmp_path, "pw", "p@ss/w:rd\n"))
+    assert load_settings().database_url == "postgresql://turnlog:p%40ss%2Fw%3Ard@db:5432/turnlog"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://turnlog:inline@db:5432/turnlog")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.variable == "DATABASE_PASSWORD_FILE"
+    assert "already holds a password" in str(caught.value) and "inline" not in str(caught.value)
+
+
+@pytest.mark.usefixtures("no_secret_files")
+@pytest.mark.parametrize(
+    ("setup", "variable", "says"),
+    [
+        ({"ANTHROPIC_API_KEY_FILE": "{missing}"}, "ANTHROPIC_API_KEY_FILE", "does not exist"),
+        ({"DATABASE_URL_FILE": "{dir}"}, "DATABASE_URL_FILE", "cannot be read"),
+        ({"ANTHROPIC_API_KEY_FILE": "{empty}"}, "ANTHROPIC_API_KEY_FILE", "is empty"),
+        (
+            {"ANTHROPIC_API_KEY_FILE": "{key}", "ANTHROPIC_API_KEY": "sk-env"},
+            "ANTHROPIC_API_KEY_FILE",
+            "ANTHROPIC_API_KEY is set as well",
+        ),
+        (
+            {"DATABASE_URL_FILE": "{url}", "DATABASE_URL": "postgresql://u:envpw@h:1/d"},
+            "DATABASE_URL_FILE",
+            "DATABASE_URL is set as well",
+        ),
+        (
+            {"DATABASE_URL_FILE": "{bad_url}"},
+            "DATABASE_URL_FILE",
+            "expected a postgresql://",
+        ),
+    ],
+)
+def test_a_broken_secret_file_names_its_variable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    setup: dict[str, str],
+    variable: str,
+    says: str,
+) -> None:
+    files = {
+        "missing": str(tmp_path / "nope"),
+        "dir": str(tmp_path),
+        "empty": _secret_file(tmp_path, "empty", "\n"),
+        "key": _secret_file(tmp_path, "key", "sk-file-secret"),
+        "url": _secret_file(tmp_path, "url", "postgresql://u:filepw@h:1/d"),
+        "bad_url": _secret_file(tmp_path, "bad", "mysql://u:filepw@h/d"),
+    }
+    for name, value in setup.items():
+        monkeypatch.setenv(name, value.format(**files))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(f"{variable}: ") and says in str(caught.value)
+    for secret in ("sk-file-secret", "filepw", "envpw", "sk-env"):
+        assert secret not in str(caught.value)
