@@ -16,6 +16,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from projections._clean import clean_row
 from projections.audit import AUDIT_COLUMNS
 from projections.rows import (
     ENTRY_COLUMNS,
@@ -127,7 +128,10 @@ class _UuidText:
         self.int = int(text.replace("-", ""), 16)
 
 
-async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                    *, clean: bool = False) -> None:
+    """COPY `rows` into `table`; with `clean`, text PostgreSQL cannot store is replaced
+    first (projections._clean: only batches that need it pay for the pass)."""
     # Binary COPY: no text escaping of the (large) content columns. The column types are
     # set explicitly, so each value is dumped by its column's type.
     types = _copy_types[cur.connection][table]
@@ -136,6 +140,8 @@ async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence
     async with cur.copy(sql) as copy:
         copy.set_types(types)
         for row in rows:
+            if clean:
+                row = clean_row(row)
             if uuids:
                 row = list(row)
                 for i in uuids:
@@ -144,7 +150,8 @@ async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence
             await copy.write_row(row)
 
 
-async def write_partition_rows(cur: Any, changes: Changes, sessions: list[SessionRow]) -> None:
+async def write_partition_rows(cur: Any, changes: Changes, sessions: list[SessionRow],
+                               *, clean: bool = False) -> None:
     """The rows only this partition's owner writes (everything but links and audit)."""
     staged: dict[str, Sequence[Sequence[Any]]] = {
         "events": changes.events,
@@ -154,16 +161,16 @@ async def write_partition_rows(cur: Any, changes: Changes, sessions: list[Sessio
         staged[table] = changes.patch_rows(table)
     for table, rows in staged.items():
         if rows:
-            await copy_rows(cur, _stage(table), _STAGED[table], rows)
+            await copy_rows(cur, _stage(table), _STAGED[table], rows, clean=clean)
             await cur.execute(_MERGES[table])
     if changes.entries:
-        await copy_rows(cur, "entries", ENTRY_COLUMNS, changes.entries)
+        await copy_rows(cur, "entries", ENTRY_COLUMNS, changes.entries, clean=clean)
 
 
-async def merge_links(cur: Any, changes: Changes) -> None:
+async def merge_links(cur: Any, changes: Changes, *, clean: bool = False) -> None:
     """The delegation links of a batch: shared between partitions (call under the
     audit-head lock, see projections.store)."""
     if changes.links:
         await copy_rows(cur, _stage("session_links"), _STAGED["session_links"],
-                        list(changes.links.values()))
+                        list(changes.links.values()), clean=clean)
         await cur.execute(_MERGES["session_links"])

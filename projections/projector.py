@@ -17,6 +17,13 @@ and recorded in its offset row; by default the worker then exits with an error
 (`PartitionStopped`), and on restart it leaves that partition paused — logging it on
 every assignment — while it keeps projecting the others. Nothing is skipped.
 
+An event whose rows Postgres refuses does not stop anything: it is quarantined
+(projections.quarantine) with an error-level `projection.quarantined` log line, counted
+in `quarantined`, and its partition goes on. Losing Postgres (a restart, a terminated
+backend) does not stop the worker either: it reconnects with backoff, re-reads every
+owned partition's stored position and seeks there, so a transaction whose commit was
+lost in the cut is neither lost nor applied twice.
+
 Run it with `turnlog worker projector` or `python -m projections.projector`.
 """
 
@@ -42,13 +49,14 @@ from aiokafka import (  # type: ignore[import-untyped]
 from psycopg import AsyncConnection
 
 from agents.errors import DecodeError, ExternalError
+from projections._clean import needs_cleaning
 from projections.audit import AuditHead, publish_checkpoint
+from projections.quarantine import Quarantined, apply_isolating
 from projections.store import (
     BatchResult,
     PartitionStopped,
     Record,
     Stop,
-    apply_batch,
     load_positions,
 )
 
@@ -72,6 +80,9 @@ class ProjectorConfig:
     stop_on_gap: bool = True
     # How soon the group notices a dead member (a kill -9) and hands its partitions on.
     session_timeout_ms: int = 10_000
+    # Backoff between attempts to reach Postgres again after losing it (doubling).
+    reconnect_initial_s: float = 0.1
+    reconnect_max_s: float = 5.0
 
 
 def decode(partition: int, offset: int, value: bytes | None) -> Record:
@@ -85,8 +96,14 @@ def decode(partition: int, offset: int, value: bytes | None) -> Record:
     except DecodeError as exc:
         return Record(partition, offset, None, error=str(exc))
     canonical = canonical_event_json(event)
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    return Record(partition, offset, event, canonical, digest)
+    try:
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:
+        # A lone surrogate (not UTF-8): hashed as Python spells it, stored cleaned.
+        digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+        return Record(partition, offset, event, canonical, digest, dirty=True, raw=value)
+    return Record(partition, offset, event, canonical, digest, dirty=needs_cleaning(canonical),
+                  raw=value)
 
 
 @dataclass(slots=True)
@@ -129,6 +146,12 @@ class Projector:
         self.batches = 0
         # Times a stored position was found moved by someone else (rebuild, other process).
         self.reseeks = 0
+        # Events set aside in projection_quarantine (failed, or held behind one that did).
+        self.quarantined = 0
+        # Times the Postgres connection was lost and made again.
+        self.reconnects = 0
+        # Set when positions could not be loaded (Postgres away): re-take before applying.
+        self._resync = False
         # Seconds spent decoding and in the database (for the benchmark's breakdown).
         self.decode_seconds = 0.0
         self.db_seconds = 0.0
@@ -151,10 +174,22 @@ class Projector:
         if not tps:
             return
         assert self._conn is not None and self._consumer is not None
-        async with self._db_lock:
-            positions = await load_positions(
-                self._conn, cfg.consumer, cfg.events_topic, [tp.partition for tp in tps]
-            )
+        try:
+            async with self._db_lock:
+                positions = await load_positions(
+                    self._conn, cfg.consumer, cfg.events_topic, [tp.partition for tp in tps]
+                )
+        except psycopg.OperationalError as exc:
+            # Called from the rebalance listener too, which must not raise: the main loop
+            # reconnects and takes every owned partition again. Until then these are not
+            # in _expected, so nothing fetched from them is applied.
+            for tp in tps:
+                self._epoch[tp.partition] = self._epoch.get(tp.partition, 0) + 1
+                self._expected.pop(tp.partition, None)
+            self._resync = True
+            log.warning("could not load stored positions; will reconnect",
+                        partitions=[tp.partition for tp in tps], error=str(exc).strip())
+            return
         for tp in tps:
             offset, stop = positions[tp.partition]
             self._epoch[tp.partition] = self._epoch.get(tp.partition, 0) + 1
@@ -237,6 +272,9 @@ class Projector:
         try:
             targets = await self._end_offsets() if until_caught_up else None
             while not self._stopping.is_set():
+                if self._resync:
+                    await self._recover()
+                    continue
                 fetched = await (pending or self._fetch())
                 pending = None
                 if fetched is None:
@@ -290,17 +328,35 @@ class Projector:
         started = time.perf_counter()
         if self.first_batch_at is None:
             self.first_batch_at = started
+        failed: list[Quarantined] = []
         async with self._db_lock:
             try:
-                result = await apply_batch(
-                    self._conn, cfg.consumer, cfg.events_topic, batch, self._expected
+                result = await apply_isolating(
+                    self._conn, cfg.consumer, cfg.events_topic, batch, self._expected, failed
                 )
             except psycopg.OperationalError as exc:
-                raise ExternalError(f"Projecting a batch failed: {str(exc).strip()}") from exc
+                # Lost, or rolled back (deadlock, cancel): whatever committed is in the
+                # stored positions; the next loop reconnects if need be and seeks there.
+                log.warning("projecting a batch failed; recovering", error=str(exc).strip(),
+                            connection_lost=self._conn.broken or self._conn.closed)
+                self._resync = True
+                return None
         self.last_batch_at = time.perf_counter()
         self.db_seconds += self.last_batch_at - started
         self.batches += 1
         self.applied += result.applied
+        self.quarantined += result.quarantined
+        for q in failed:
+            # Alert-worthy: an event of the log is not in the projections until retried.
+            log.error("projection.quarantined", topic=cfg.events_topic, partition=q.partition,
+                      offset=q.offset, session_id=q.session_id, seq=q.seq,
+                      event_type=q.event_type, error=q.error, audited=q.audited,
+                      quarantined_total=self.quarantined,
+                      hint="turnlog projections quarantine retry")
+        if result.quarantined > len(failed):
+            log.warning("events held behind quarantined ones",
+                        count=result.quarantined - len(failed),
+                        quarantined_total=self.quarantined)
         if result.head is not None:
             self._head = result.head
         first_stop: PartitionStopped | None = None
@@ -350,6 +406,41 @@ class Projector:
             await publish_checkpoint(self._producer, self.config.checkpoints_topic, self._head)
             self._published = self._head
             self._last_publish = time.monotonic()
+
+    async def _recover(self) -> None:
+        """Reconnect to Postgres if the connection is gone (backoff, until it answers
+        or the worker is stopped), then take every owned partition again: the stored
+        positions are the truth after a transaction whose outcome was not seen."""
+        cfg = self.config
+        assert self._consumer is not None
+        delay = cfg.reconnect_initial_s
+        while not self._stopping.is_set():
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken:
+                with contextlib.suppress(Exception):
+                    if conn is not None:
+                        await conn.close()
+                try:
+                    self._conn = await AsyncConnection.connect(cfg.database_url,
+                                                               connect_timeout=10)
+                except psycopg.OperationalError as exc:
+                    log.warning("Postgres unreachable; retrying", in_s=delay,
+                                error=str(exc).strip())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), delay)
+                    delay = min(delay * 2, cfg.reconnect_max_s)
+                    continue
+                self.reconnects += 1
+                log.warning("reconnected to Postgres", reconnects=self.reconnects)
+            self._resync = False
+            owned = [tp for tp in self._consumer.assignment()
+                     if tp.topic == cfg.events_topic and tp.partition not in self._stopped]
+            await self._take(owned)
+            if not self._resync:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, cfg.reconnect_max_s)
 
     async def _end_offsets(self) -> dict[int, int]:
         assert self._consumer is not None

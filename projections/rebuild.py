@@ -1,9 +1,10 @@
 """Rebuild every projection but the audit log from offset 0, and table checksums.
 
-Rule: a rebuild empties the projection tables (store.PROJECTION_TABLES) and resets the
-stored positions to 0 in ONE transaction — never audit_log, never the audit positions,
-so the replay appends nothing to the audit log — then replays the events topic to the
-end it has when the replay starts. Because rows are a function of the
+Rule: a rebuild empties the projection tables (store.PROJECTION_TABLES) and the
+quarantine (projections.quarantine) and resets the stored positions to 0 in ONE
+transaction — never audit_log, never the audit positions, so the replay appends nothing
+to the audit log — then replays the events topic to the end it has when the replay
+starts. Because rows are a function of the
 events alone (projections.fold), the result equals the incremental projection;
 `table_checksums` is how tests and operators prove it.
 
@@ -63,6 +64,10 @@ def reset_projections(database_url: str, topic: str) -> None:
                     sql.SQL(", ").join(sql.Identifier(t) for t in PROJECTION_TABLES)
                 )
             )
+            # Quarantined events are re-derived by the replay (set aside again, or
+            # projected if Postgres takes them now), but for those whose audit row is
+            # still owed: the replay never appends to the audit log, a retry does.
+            conn.execute("DELETE FROM projection_quarantine WHERE audited")
             conn.execute(
                 "UPDATE projector_offsets SET next_offset = 0, stopped_offset = NULL, "
                 "stopped_reason = NULL WHERE topic = %s",

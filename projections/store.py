@@ -36,6 +36,8 @@ from psycopg import AsyncConnection
 
 from agents.errors import ContractError
 from agents.events import Event
+from projections._clean import clean_text
+from projections._quarantine import HOLD, check_held, held_sessions, insert_quarantine
 from projections._staging import copy_rows, ensure_stage, merge_links, write_partition_rows
 from projections.audit import AUDIT_COLUMNS, AuditHead, chain_rows
 from projections.fold import Verdict, classify, fold
@@ -49,6 +51,7 @@ __all__ = [
     "Record",
     "Stop",
     "apply_batch",
+    "audit_rows",
     "load_positions",
 ]
 
@@ -81,6 +84,10 @@ class Record:
     canonical: str = ""
     digest: str = ""
     error: str | None = None
+    # Its text may hold what PostgreSQL cannot store (see projections._clean).
+    dirty: bool = False
+    # The record value as consumed: what a quarantine row keeps for a retry.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,8 @@ class PartitionResult:
     applied: int = 0
     duplicates: int = 0
     audited: int = 0
+    # Set aside in projection_quarantine: failed themselves, or held behind one that did.
+    quarantined: int = 0
     stop: Stop | None = None
     # Set when the stored position was not ours: nothing was written, seek here.
     reseek: int | None = None
@@ -109,6 +118,10 @@ class BatchResult:
     @property
     def applied(self) -> int:
         return sum(p.applied for p in self.partitions.values())
+
+    @property
+    def quarantined(self) -> int:
+        return sum(p.quarantined for p in self.partitions.values())
 
 
 _SESSION_SELECT = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE session_id = ANY(%s)"
@@ -184,26 +197,44 @@ async def apply_batch(
             row[0]: SessionRow(*row) for row in await cur.fetchall()
         }
         stored_digests = await _stored_digests(cur, work, sessions)
+        held = await held_sessions(cur, session_ids)
 
         changes = Changes()
         touched: set[str] = set()
         batch_digests: dict[tuple[str, int], str] = {}
-        audit_items: list[tuple[str, int, str, str, datetime, str]] = []
+        audit_items: list[AuditItem] = []
+        held_items: list[Record] = []
         for partition, records in work.items():
             part = result.partitions[partition]
             audit_from = stored[partition][1]
             for record in records:
-                stop = _check(record, sessions, batch_digests, stored_digests)
-                if isinstance(stop, Stop):
-                    part.stop = stop
+                event = record.event
+                if event is not None and event.session_id in held and (
+                    event.session_id not in sessions
+                    or event.seq > sessions[event.session_id].last_seq
+                ):
+                    verdict = check_held(record, held[event.session_id])
+                else:
+                    verdict = _check(record, sessions, batch_digests, stored_digests)
+                if isinstance(verdict, Stop):
+                    part.stop = verdict
                     part.next_offset = record.offset
                     break
                 part.next_offset = record.offset + 1
-                if stop is Verdict.DUPLICATE:
+                if verdict is Verdict.DUPLICATE:
                     part.duplicates += 1
                     continue
-                event = record.event
                 assert event is not None
+                if verdict is HOLD:
+                    queue = held[event.session_id]
+                    queue.seqs[event.seq] = record.digest
+                    held_items.append(record)
+                    part.quarantined += 1
+                    # Audited like a projected event (a replay's were audited before).
+                    if record.offset >= audit_from:
+                        audit_items.append(_audit_item(record))
+                        part.audited += 1
+                    continue
                 sessions[event.session_id] = fold(
                     sessions.get(event.session_id), event, changes,
                     partition=partition, offset=record.offset, digest=record.digest,
@@ -212,13 +243,21 @@ async def apply_batch(
                 batch_digests[(event.session_id, event.seq)] = record.digest
                 part.applied += 1
                 if record.offset >= audit_from:
-                    audit_items.append(
-                        (event.session_id, event.seq, event.event_id,
-                         type(event.payload).__name__, event.occurred_at, record.canonical)
-                    )
+                    audit_items.append(_audit_item(record))
                     part.audited += 1
 
-        await write_partition_rows(cur, changes, [sessions[s] for s in sorted(touched)])
+        clean = any(r.dirty for rs in work.values() for r in rs)
+        await write_partition_rows(cur, changes, [sessions[s] for s in sorted(touched)],
+                                   clean=clean)
+        for record in held_items:
+            assert record.event is not None
+            first = held[record.event.session_id].first
+            await insert_quarantine(
+                cur, consumer, topic, record,
+                f"Held behind seq {first} of its session, which is quarantined: a "
+                "session's events are projected in seq order.",
+                held_behind=first, audited=True,
+            )
 
         if audit_items or changes.links:
             # From here on, rows shared between partitions: under the one global lock.
@@ -229,9 +268,9 @@ async def apply_batch(
             head_row = await cur.fetchone()
             assert head_row is not None, "audit_head row missing"
             head = AuditHead(int(head_row[0]), str(head_row[1]))
-            await merge_links(cur, changes)
+            await merge_links(cur, changes, clean=clean)
             if audit_items:
-                rows, head = chain_rows(head, audit_items)
+                rows, head = chain_rows(head, _clean_audit(audit_items) if clean else audit_items)
                 await copy_rows(cur, "audit_log", AUDIT_COLUMNS, rows)
                 await cur.execute(
                     "UPDATE audit_head SET last_audit_id = %s, head_hash = %s WHERE id = 1",
@@ -255,6 +294,29 @@ async def apply_batch(
             ],
         )
     return result
+
+
+AuditItem = tuple[str, int, str, str, datetime, str]
+
+
+def _audit_item(record: Record) -> AuditItem:
+    event = record.event
+    assert event is not None
+    return (event.session_id, event.seq, event.event_id, type(event.payload).__name__,
+            event.occurred_at, record.canonical)
+
+
+def audit_rows(records: Sequence[Record]) -> list[AuditItem]:
+    """The audit items of `records` (decoded ones), cleaned when one needs it."""
+    items = [_audit_item(r) for r in records]
+    return _clean_audit(items) if any(r.dirty for r in records) else items
+
+
+def _clean_audit(items: Sequence[AuditItem]) -> list[AuditItem]:
+    """Audit items with storable text, cleaned before they are hashed: the chain covers
+    what is stored (the content of a NUL is its JSON escape and needs no cleaning)."""
+    return [(clean_text(s), q, clean_text(i), t, at, clean_text(c))
+            for s, q, i, t, at, c in items]
 
 
 def _check(

@@ -4,6 +4,8 @@
     turnlog audit verify                walk the audit chain, compare with checkpoints
     turnlog projections rebuild         empty the projections, replay from offset 0
     turnlog projections status          positions and stopped partitions per consumer
+    turnlog projections quarantine      events set aside because Postgres refused them
+    turnlog projections quarantine retry [ID|--all]   re-apply them
     turnlog sessions                    recent sessions
     turnlog show SESSION                one session: branch, fork tree, children, costs
     turnlog costs [--by ...]            cost views (children rolled up to parents)
@@ -23,11 +25,20 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["audit_app", "projections_app", "register", "worker_app"]
+__all__ = ["audit_app", "projections_app", "quarantine_app", "register", "worker_app"]
 
 worker_app = typer.Typer(help="Run workers.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 projections_app = typer.Typer(help="Postgres projections of the events.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="Events whose projection Postgres refused, set aside so their partition went on. "
+         "Ordering: per session. Once an event of a session is quarantined, every later "
+         "event of that session is held behind it (quarantined too, nothing of the "
+         "session is projected past it) while other sessions go on; a retry re-applies "
+         "a session's events in seq order and stops at the first that fails again. "
+         "Rows other sessions derive from a held one (a parent's view of its child, a "
+         "fork's inherited branch) may show it incomplete until the retry.",
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DbOpt = Annotated[
@@ -142,11 +153,15 @@ def worker_projector(
         session_timeout_ms=session_timeout_ms, database_url=database_url,
     )
     projector = asyncio.run(run_projector(config))
-    summary = {"events_applied": projector.applied, "batches": projector.batches}
+    summary = {"events_applied": projector.applied, "batches": projector.batches,
+               "events_quarantined": projector.quarantined,
+               "reconnects": projector.reconnects}
     if as_json:
         _print_json(summary)
     else:
-        typer.echo(f"projected {projector.applied} events in {projector.batches} batches")
+        typer.echo(f"projected {projector.applied} events in {projector.batches} batches, "
+                   f"quarantined {projector.quarantined}, reconnected {projector.reconnects} "
+                   "times")
 
 
 # ------------------------------------------------------------------ audit
@@ -230,6 +245,64 @@ def projections_status(database_url: DbOpt = None, as_json: JsonOpt = False) -> 
     else:
         _table(rows, ["consumer", "topic", "partition", "next_offset", "audit_next_offset",
                       "stopped_offset", "stopped_reason"])
+
+
+@quarantine_app.callback(invoke_without_command=True)
+def projections_quarantine(
+    ctx: typer.Context,
+    events: Annotated[
+        bool, typer.Option("--events", help="Include each event's canonical JSON.")
+    ] = False,
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the quarantined events, oldest first: where they are in the log, the error,
+    when and how often they failed, and which are held behind an earlier one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from projections.quarantine import list_quarantined
+
+    rows = list_quarantined(database_url or _settings().database_url, with_events=events)
+    if as_json:
+        _print_json(rows)
+        return
+    _table(rows, ["quarantine_id", "kafka_partition", "kafka_offset", "session_id", "seq",
+                  "event_type", "held_behind_seq", "attempts", "last_failed_at", "error"])
+
+
+@quarantine_app.command("retry")
+def projections_quarantine_retry(
+    quarantine_id: Annotated[
+        int | None, typer.Argument(help="Retry this row's session (every quarantined event "
+                                        "of it, in seq order).")
+    ] = None,
+    retry_all: Annotated[bool, typer.Option("--all", help="Retry every session.")] = False,
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-apply quarantined events, each session's in seq order; a projected event's row
+    is deleted in the transaction that projects it. A session stops at its first event
+    that fails again (its error and attempts are updated; the later ones stay held).
+    Safe while projectors run. Exit code 1 if anything is still quarantined of what was
+    asked."""
+    from projections.quarantine import retry_quarantined
+
+    if (quarantine_id is None) == (not retry_all):
+        raise typer.BadParameter("Give one quarantine ID or --all, not both and not neither.")
+    report = asyncio.run(retry_quarantined(
+        database_url or _settings().database_url,
+        None if retry_all else [quarantine_id] if quarantine_id is not None else [],
+    ))
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        typer.echo(f"resolved {len(report.resolved)} quarantined events")
+        for qid, error in report.failed:
+            typer.echo(f"quarantine row {qid} failed again: {error}", err=True)
+        if report.still_held:
+            typer.echo(f"{len(report.still_held)} events stay held behind them", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ queries
@@ -336,6 +409,7 @@ def register(app: typer.Typer) -> None:
     else:
         app.add_typer(worker_app, name="worker")
     app.add_typer(audit_app, name="audit")
+    projections_app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(projections_app, name="projections")
     app.command("sessions")(sessions_command)
     app.command("show")(show_command)
