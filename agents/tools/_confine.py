@@ -168,6 +168,9 @@ def choose_program(word: str, settings: ShellSettings, sandbox: Path, path: str)
     """Resolve the command's first word to the program to run; ToolRefused when it is not
     allowed (an interpreter, not on `allowed_commands`, or a file in the sandbox),
     ToolFailed when it does not exist."""
+    written = os.path.basename(word)
+    if is_interpreter(written) and written not in settings.allowed_interpreters:
+        raise _interpreter(word, written)  # whether or not it is installed
     if "/" in word:
         candidate = word if word.startswith("/") else str(sandbox / word)
         found = candidate if os.path.isfile(candidate) else None
@@ -184,14 +187,8 @@ def choose_program(word: str, settings: ShellSettings, sandbox: Path, path: str)
             + (", ".join(allowed) or "none")
             + "."
         )
-    interpreter = [n for n in (os.path.basename(word), real.name) if is_interpreter(n)]
-    if interpreter and not _matches(names, settings.allowed_interpreters):
-        shown = interpreter[0] if interpreter[0] == real.name else f"{interpreter[0]} ({real})"
-        raise ToolRefused(
-            f"The command {word!r} is refused: {shown} runs other commands or "
-            "code, which would hide what runs from the policy. Run the program you need "
-            "directly, one command per call."
-        )
+    if is_interpreter(real.name) and not _matches(names, settings.allowed_interpreters):
+        raise _interpreter(word, f"{written} ({real})" if written != real.name else written)
     sandbox_real = Path(os.path.realpath(sandbox))
     if real.is_relative_to(sandbox_real) or not any(
         real.is_relative_to(r) for r in _system_roots()
@@ -201,6 +198,14 @@ def choose_program(word: str, settings: ShellSettings, sandbox: Path, path: str)
             "/sbin or /lib) can run, not files in the sandbox or elsewhere."
         )
     return Program(word if "/" not in word else str(real), str(real), names)
+
+
+def _interpreter(word: str, shown: str) -> ToolRefused:
+    return ToolRefused(
+        f"The command {word!r} is refused: {shown} runs other commands or code, which "
+        "would hide what runs from the policy. Run the program you need directly, one "
+        "command per call."
+    )
 
 
 def find_bwrap(settings: ShellSettings) -> str | None:

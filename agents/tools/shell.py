@@ -10,8 +10,9 @@ unconfined, unless `ShellSettings.allow_unconfined` says so for a development ma
 
 Without `ShellSettings.use_shell` the command is split with shlex and executed directly:
 pipes, `;`, `&&`, redirections and `$(...)` are plain arguments, not shell syntax; the
-program name must be written plainly (no quotes or escapes: what a policy rule reads is
-what runs), must be an installed program, not a file in the sandbox, and may not be an
+program name and its options must be written plainly (no quotes or escapes where none is
+needed: what a policy rule reads is what runs); the program must be an installed one, not a
+file in the sandbox, and may not be an
 interpreter or command runner (`sh -c`, `env`, `xargs`, `python3 -c`, ...) unless
 `ShellSettings.allowed_interpreters` names it. stdin is closed; there is a deadline; when
 it passes — or the call is cancelled — bwrap is killed, and with it every process of the
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shlex
 import signal
 from pathlib import Path
@@ -58,6 +60,10 @@ _REAP_S = 5.0  # how long a cancelled call waits for its killed processes to be 
 _PROBE_S = 10.0
 # (bwrap, network, sandbox) combinations that bubblewrap was seen to start with.
 _WORKING: set[tuple[str, bool, str]] = set()
+# A word that needs no quoting. The program name and such options must be spelled as they
+# are read, so that a policy rule reading the command text sees `rm` and `-delete`, not
+# `r\m` or `-del''ete`.
+_PLAIN = re.compile(r"[\w@%+=:,./-]+", re.ASCII)
 
 
 def _argv(command: str) -> list[str]:
@@ -69,12 +75,18 @@ def _argv(command: str) -> list[str]:
         raise ToolRefused(f"The command cannot be parsed: {exc}.") from None
     if not argv:
         raise ToolRefused("The command is empty.")
-    written = command.split(None, 1)[0]
-    if written != argv[0]:
+    raw = command.split()
+    if raw[0] != argv[0]:
         raise ToolRefused(
-            f"The program name {written!r} must be written plainly, without quotes or "
+            f"The program name {raw[0]!r} must be written plainly, without quotes or "
             f"escapes (it reads as {argv[0]!r})."
         )
+    spelled = set(raw)
+    for word in argv[1:]:
+        if word.startswith("-") and _PLAIN.fullmatch(word) and word not in spelled:
+            raise ToolRefused(
+                f"The option {word!r} must be written plainly, without quotes or escapes."
+            )
     return argv
 
 
