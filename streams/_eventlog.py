@@ -22,6 +22,7 @@ __all__ = [
     "read_partition_events",
     "read_partition_keys",
     "read_partition_log",
+    "read_partition_log_end",
     "read_session_events",
 ]
 
@@ -74,12 +75,21 @@ async def read_partition_log(
     bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
 ) -> list[tuple[Event, Headers]]:
     """Every committed event of one partition with its Kafka headers, in log order."""
+    log, _ = await read_partition_log_end(bootstrap, topic, partition, client_id=client_id)
+    return log
+
+
+async def read_partition_log_end(
+    bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
+) -> tuple[list[tuple[Event, Headers]], int]:
+    """`read_partition_log`, and the offset the read ended at (the last stable offset
+    when it began)."""
     out: list[tuple[Event, Headers]] = []
-    await _read_committed(
+    end = await _read_committed(
         bootstrap, topic, partition, None, client_id=client_id,
         each=lambda rec: out.append((decode_event(rec.value), tuple(rec.headers or ()))),
     )
-    return out
+    return out, end
 
 
 async def read_partition_keys(

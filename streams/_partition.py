@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
@@ -40,9 +40,17 @@ from streams.tracing import child_traceparent, get_traceparent, headers_with
 
 __all__ = ["EffectSync", "OwnedPartition", "Shared"]
 
-# (partition, session id, committed state, traceparent of the session's latest event,
-#  the LLM requests the committed decisions built, by call id: None after a restore)
-EffectSync = Callable[[int, str, Any, str | None, Mapping[str, Any] | None], None]
+class EffectSync(Protocol):
+    """(partition, session id, committed state, traceparent of the session's latest
+    event, the LLM requests the committed decisions built by call id — None after a
+    restore); `restored=True` when the state was rebuilt by a takeover."""
+
+    def __call__(
+        self, partition: int, session_id: str, state: Any, traceparent: str | None,
+        built: Mapping[str, Any] | None, /, *, restored: bool = False,
+    ) -> None: ...
+
+
 # (source session, at_seq, new session) -> the fork's base state, or None
 ForkBase = Callable[[str, int, str], Awaitable[Any]]
 # An event on its way out: (value, key, headers).
@@ -82,6 +90,7 @@ class OwnedPartition:
         *,
         position: int,
         group_offset: int,
+        events_end: int | None = None,
     ) -> None:
         self.shared = shared
         self.number = number
@@ -103,6 +112,16 @@ class OwnedPartition:
         self.paused = False
         self.closed = False
         self._task: asyncio.Task[None] | None = None
+        # The events partition's end offset right after our last commit (None: unknown,
+        # e.g. after an aborted transaction). If it still reads so when a rebalance gives
+        # the partition back, nobody wrote in between and our sessions are current.
+        self.events_end = events_end
+        self._last_sent: asyncio.Future[Any] | None = None
+        # After a takeover: effects start only once the inputs that were already in the
+        # partition (up to `catch_up`) are decided, so an outcome the previous owner
+        # reported folds before anything is re-issued; then `on_caught_up` runs once.
+        self.catch_up: int | None = None
+        self.on_caught_up: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -112,20 +131,45 @@ class OwnedPartition:
         self._task = asyncio.create_task(self._loop())
         if self.position:
             self.shared.consumer.seek(self.tp, self.position)
+        self.paused = False
         self.shared.consumer.resume(self.tp)
+        self._check_caught_up()
 
-    async def close(self) -> None:
-        """Let the transaction in flight finish (commit or fail), then stop: queued
-        records are left to the next owner, which reads from the committed offset."""
+    async def suspend(self) -> None:
+        """Let the transaction in flight finish (commit or fail), then stop taking
+        inputs. The sessions, the producer and the running effects stay: a rebalance
+        that gives the partition back resumes it (`resume`) without a restore."""
         self.closed = True
         self.wakeup.set()
         if self._task is not None:
             with contextlib.suppress(BaseException):
                 await self._task
+            self._task = None
+
+    async def resume(self, producer: AIOKafkaProducer) -> None:
+        """Ready to take inputs again (`start`) with `producer` (freshly initialised:
+        it fenced whoever may have held the partition meanwhile), where we stopped."""
+        old, self.producer = self.producer, producer
+        with contextlib.suppress(Exception):
+            await old.stop()
+        self.closed = False
+
+    async def close(self) -> None:
+        """Suspend, then give the partition up: its effects are cancelled (the new
+        owner decides what to do with them) and queued records are left to the next
+        owner, which reads from the committed offset."""
+        await self.suspend()
         if self.shared.effect_drop is not None:
             self.shared.effect_drop(self.number)
         with contextlib.suppress(Exception):
             await self.producer.stop()
+
+    def _check_caught_up(self) -> None:
+        if self.catch_up is not None and self.done >= self.catch_up:
+            self.catch_up = None
+            callback, self.on_caught_up = self.on_caught_up, None
+            if callback is not None:
+                callback()
 
     def offer(self, records: Sequence[ConsumerRecord]) -> None:
         """Queue fetched records (synchronously: the dispatch cannot interleave)."""
@@ -177,6 +221,7 @@ class OwnedPartition:
                     self.shared.log.exception(
                         "batch.crashed", partition=self.number, error=repr(exc)
                     )
+                    self.events_end = None
                     with contextlib.suppress(Exception):
                         await self.producer.abort_transaction()
                     self.queue.clear()
@@ -207,6 +252,7 @@ class OwnedPartition:
         held: list[_Out] = []
         end = records[-1].offset + 1 if records else self.done
         now = time.monotonic()
+        self._last_sent = None
         try:
             await producer.begin_transaction()
             for rec in records:
@@ -221,6 +267,9 @@ class OwnedPartition:
             if to_group:
                 await producer.send_offsets_to_transaction({self.tp: end}, shared.group_id)
             await producer.commit_transaction()
+            if self._last_sent is not None:
+                # One offset past our last event holds the commit marker.
+                self.events_end = self._last_sent.result().offset + 2
         except ProducerFenced:
             # Another worker owns the partition now (we missed the rebalance): stop.
             shared.log.warning("partition.fenced", partition=self.number)
@@ -236,6 +285,7 @@ class OwnedPartition:
             # Nothing of the batch is visible; read it again (and whatever was queued
             # after it) from its first offset.
             shared.log.error("batch.failed", partition=self.number, error=repr(exc))
+            self.events_end = None  # an abort marker may or may not have been written
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             self.queue.clear()
@@ -248,11 +298,16 @@ class OwnedPartition:
         if to_group:
             self.group_offset, self.group_committed_at = end, now
         if not records:
+            self._check_caught_up()
             return
         self.sessions.update(staged)
         self.traces.update(traces)
         shared.stats["batches"] += 1
-        if shared.effect_sync is not None:
+        if self.catch_up is not None:
+            # Still deciding what was in the partition when we took it: effects wait
+            # (on_caught_up starts every session's, from the state reached by then).
+            self._check_caught_up()
+        elif shared.effect_sync is not None:
             for session_id, state in staged.items():
                 shared.effect_sync(
                     self.number, session_id, state, self.traces.get(session_id),
@@ -329,7 +384,7 @@ class OwnedPartition:
             built.setdefault(req.session_id, {}).update(requests)
 
     async def _send_event(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
-        await self.producer.send(
+        self._last_sent = await self.producer.send(
             self.shared.topics.events, value=value, key=key, partition=self.number,
             headers=headers,
         )

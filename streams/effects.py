@@ -6,6 +6,15 @@ log, so a crash anywhere in this module can at worst leave an effect pending —
 effects are re-issued from recovered state (or by the core, past their deadline), while a
 duplicate outcome folds once in the core. That is what makes an LLM call's cost count once.
 
+An effect runs once per intention, not once per ownership. A worker that loses a
+partition cancels that partition's effects (`drop`); a rebalance that leaves it in place
+leaves them running. A worker that takes a partition over starts the effects it finds
+pending only after deciding the inputs already queued (an outcome the previous owner
+reported folds first), and never starts a restored call of a tool that is not
+idempotent: it may have run, so the core decides at its deadline (ask a human, or fail),
+and the deadline is the previous owner's lease — `_tool` kills a call at its deadline,
+so no run of it outlives that instant.
+
 Many effects run at once per process (asyncio tasks, bounded by a semaphore); none of them
 blocks the session stream. Within a process each issue of an effect — (session, effect
 id, attempt) — runs once: while it runs, and after its outcome was sent until the outcome
@@ -92,11 +101,16 @@ class EffectRunner:
         # sent but is not folded yet: the state still shows them pending, and running
         # them again (an LLM call, a tool) would be paid twice for nothing.
         self._reported: dict[int, dict[str, set[tuple[str, int]]]] = defaultdict(dict)
+        # partition -> restored calls of non-idempotent tools, never started here:
+        # (session, call id, attempt, deadline). A later decision (an approval granted
+        # after the core asked) gives the call a new deadline, and so a new key.
+        self._held: dict[int, set[tuple[str, str, int, Any]]] = defaultdict(set)
         self._log = get_logger(component="effects")
         # llm_prebuilt / llm_rebuilt: LLM requests sent as their decision built them, or
         # rebuilt from the state and verified (after a restore or a re-issue).
         self.stats = {
             "started": 0, "completed": 0, "failed": 0, "llm_prebuilt": 0, "llm_rebuilt": 0,
+            "held_unknown": 0, "cancelled_on_loss": 0,
         }
         # Latencies since the last take_latencies() (bounded: nobody may be taking them).
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
@@ -142,12 +156,17 @@ class EffectRunner:
         state: Any,
         traceparent: str | None = None,
         built: Mapping[str, Any] | None = None,
+        *,
+        restored: bool = False,
     ) -> None:
         """Start every pending effect of `state` that is not already running or already
         reported. Outcomes are reported in the trace of `traceparent` (the session's
         latest event). `built`: LLM requests the committed decisions built, by call id
-        (an LLM-backed effect found there is sent as is; the others are dropped)."""
+        (an LLM-backed effect found there is sent as is; the others are dropped).
+        `restored`: the state was rebuilt by a takeover, so a pending call of a tool
+        that is not idempotent may be running, or have run, elsewhere: it is held."""
         pending = _core.pending_effects(state)
+        held = self._held.get(partition)
         reported = self._reported[partition].get(session_id)
         if reported:
             reported &= {(e.effect_id, e.attempt) for e in pending}
@@ -157,6 +176,19 @@ class EffectRunner:
             key = (session_id, effect.effect_id, effect.attempt)
             if key in self._running or (reported and (effect.effect_id, effect.attempt) in reported):
                 continue
+            if effect.kind == "tool_call" and (restored or held):
+                mark = (session_id, effect.effect_id, effect.attempt, effect.deadline_at)
+                if restored and not self.registry.is_idempotent(effect.tool_name):
+                    self._held[partition].add(mark)
+                    self.stats["held_unknown"] += 1
+                    self._log.warning(
+                        "effect.outcome_unknown", session_id=session_id,
+                        effect_id=effect.effect_id, tool=effect.tool_name,
+                        attempt=effect.attempt, deadline_at=str(effect.deadline_at),
+                    )
+                    continue
+                if held and mark in held:
+                    continue
             prebuilt = built.get(effect.effect_id) if built else None
             task = asyncio.create_task(
                 self._run(partition, session_id, state, effect, traceparent, prebuilt)
@@ -168,12 +200,14 @@ class EffectRunner:
 
     def drop(self, partition: int) -> None:
         """The partition moved to another worker: abandon its effects (the new owner
-        re-issues whatever is still pending)."""
+        decides about whatever is still pending)."""
         self._reported.pop(partition, None)
+        self._held.pop(partition, None)
         for key in list(self._by_partition.pop(partition, ())):
             task = self._running.get(key)
             if task is not None:
                 task.cancel()
+                self.stats["cancelled_on_loss"] += 1
 
     def _done(self, key: _Key, partition: int, _task: object = None) -> None:
         self._running.pop(key, None)
@@ -362,7 +396,17 @@ class EffectRunner:
 
     async def _tool(self, session_id: str, effect: Any, log: Any) -> RequestPayload:
         ctx = _core.tool_context(self.tool_context, session_id, effect)
-        result = await self.tools.execute(effect.tool_name, effect.arguments_json, ctx)
+        # The call's deadline is also its lease: a new owner of the partition acts on a
+        # call it found pending only after it, so no run may outlive it.
+        left = (effect.deadline_at - _now()).total_seconds()
+        try:
+            async with asyncio.timeout(max(0.0, left)):
+                result = await self.tools.execute(effect.tool_name, effect.arguments_json, ctx)
+        except TimeoutError:
+            return FailToolCall(
+                call_id=effect.effect_id,
+                error=f"The tool call was stopped at its deadline ({effect.deadline_at}).",
+            )
         if result.ok:
             return CompleteToolCall(
                 call_id=effect.effect_id, result=result.content, latency_ms=int(result.latency_ms)

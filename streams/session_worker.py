@@ -43,6 +43,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 
 from agents.events import Event
 from streams import _core
@@ -51,6 +53,7 @@ from streams._eventlog import (
     read_partition_events,
     read_partition_keys,
     read_partition_log,
+    read_partition_log_end,
     read_session_events,
 )
 from streams._partition import EffectSync, OwnedPartition, Shared
@@ -118,8 +121,14 @@ class SessionWorker:
         self._session_timeout_ms = session_timeout_ms
         self._client_id = client_id
         self._parts: dict[int, OwnedPartition] = {}
+        # Partitions revoked by a rebalance that is not over yet: if it gives them back,
+        # they resume as they were (sessions, effects in flight), without a restore.
+        self._suspended: dict[int, OwnedPartition] = {}
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        # Reads end offsets (no group): is an events partition still where we left it,
+        # and how far a requests partition reaches when we take it over.
+        self._probe: AIOKafkaConsumer | None = None
         self._shared: Shared | None = None
         self._log = get_logger(component="session-worker")
         # Session ids with events in each partition this worker does not own, and the
@@ -129,6 +138,7 @@ class SessionWorker:
         self.stats = {
             "inputs": 0, "events": 0, "dlq": 0, "batches": 0, "rerouted": 0,
             "fork_source_reads": 0, "fork_unknown_sources": 0,
+            "partitions_kept": 0, "partitions_restored": 0,
         }
         self.assigned_event = asyncio.Event()
 
@@ -146,7 +156,18 @@ class SessionWorker:
             heartbeat_interval_ms=max(300, self._session_timeout_ms // 6),
             max_poll_records=self._max_poll_records,
             fetch_max_wait_ms=20,
+            # Sticky: a rebalance moves only the partitions that must move, and those
+            # that stay are resumed without a restore (see _on_assigned). Round robin
+            # stays listed so a group can be upgraded one worker at a time.
+            partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
         )
+        self._probe = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id=f"{self._client_id}-probe",
+        )
+        await self._probe.start()
         self._shared = Shared(
             topics=self.topics,
             partitions=self.partitions,
@@ -168,11 +189,14 @@ class SessionWorker:
         self._log.info("worker.started", group=self.group_id)
 
     async def stop(self) -> None:
-        for part in list(self._parts.values()):
+        for part in [*self._parts.values(), *self._suspended.values()]:
             await part.close()
         self._parts.clear()
+        self._suspended.clear()
         if self._consumer is not None:
             await self._consumer.stop()
+        if self._probe is not None:
+            await self._probe.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch until `stop` is set, handing each partition's records to its loop."""
@@ -208,38 +232,65 @@ class SessionWorker:
     # ------------------------------------------------------------------ rebalance
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        """The group rebalances (the eager protocol revokes everything first). Suspend
+        the partitions — their last transaction finishes, nothing new starts — but keep
+        their sessions and effects: most come straight back (sticky assignment)."""
         async with self._lock:
             for tp in revoked:
                 part = self._parts.pop(tp.partition, None)
                 if part is not None:
-                    await part.close()
+                    await part.suspend()
+                    self._suspended[part.number] = part
             self._log.info("partitions.revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def _on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         async with self._lock:
-            new = [tp.partition for tp in assigned if tp.partition not in self._parts]
-            self._log.info("partitions.restoring", partitions=sorted(new))
+            numbers = {tp.partition for tp in assigned}
+            suspended, self._suspended = self._suspended, {}
+            # Lost for good: stop their effects (the new owner decides about them).
+            for p in sorted(set(suspended) - numbers):
+                await suspended[p].close()
+            new = sorted(p for p in numbers if p not in self._parts)
+            self._log.info("partitions.restoring", partitions=new)
             started = time.monotonic()
-            parts = await asyncio.gather(*(self._open_partition(p) for p in new))
+            parts = await asyncio.gather(*(self._take(p, suspended.get(p)) for p in new))
             for part in parts:
+                # Started only once in _parts: the fetch loop pauses records of a
+                # partition it does not know yet.
                 self._parts[part.number] = part
                 part.start()
             self._log.info(
                 "partitions.assigned",
-                partitions=sorted(new),
+                partitions=new,
+                lost=sorted(set(suspended) - numbers),
+                kept=sorted(p for p in new if suspended.get(p) is self._parts[p]),
                 sessions=sum(len(p.sessions) for p in parts),
                 restore_ms=round((time.monotonic() - started) * 1000, 1),
             )
-        if self._effect_sync is not None:
-            for part in parts:
-                for session_id, state in part.sessions.items():
-                    self._effect_sync(
-                        part.number, session_id, state, part.traces.get(session_id), None
-                    )
         self.assigned_event.set()
 
-    async def _open_partition(self, p: int) -> OwnedPartition:
-        assert self._consumer is not None and self._shared is not None
+    async def _take(self, p: int, held: OwnedPartition | None) -> OwnedPartition:
+        """Partition p, assigned to us (not started yet): what we held if nobody wrote
+        to its events partition meanwhile, else restored from the log."""
+        producer = await self._fencing_producer(p)
+        if held is not None:
+            if held.events_end is not None and held.events_end == await self._events_end(p):
+                await held.resume(producer)
+                self.stats["partitions_kept"] += 1
+                return held
+            # Someone else owned it meanwhile: what we hold is stale, effects included.
+            self._log.info("partition.changed_hands", partition=p)
+            await held.close()
+        part = await self._open_partition(p, producer)
+        self.stats["partitions_restored"] += 1
+        return part
+
+    async def _events_end(self, p: int) -> int:
+        assert self._probe is not None
+        tp = TopicPartition(self.topics.events, p)
+        return int((await self._probe.end_offsets([tp]))[tp])
+
+    async def _fencing_producer(self, p: int) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             transactional_id=f"{self._tx_prefix}-p{p}",
@@ -254,19 +305,43 @@ class SessionWorker:
         # events and the input offsets we read next are consistent.
         await producer.begin_transaction()
         await producer.abort_transaction()
-        sessions, traces, logged = await self._restore(p)
+        return producer
+
+    async def _open_partition(self, p: int, producer: AIOKafkaProducer) -> OwnedPartition:
+        """Partition p restored from its events (`producer` has fenced the previous
+        owner). Its effects start once the inputs already in the partition are decided:
+        an outcome the previous owner reported then folds first, instead of the effect
+        being run again."""
+        assert self._consumer is not None and self._shared is not None
+        sessions, traces, logged, events_end = await self._restore(p)
         # Read the committed group offset only now, after the fencing: the consumer may
         # have fetched it before the previous owner's last transaction completed.
-        committed = await self._consumer.committed(TopicPartition(self.topics.requests, p)) or 0
-        return OwnedPartition(
+        requests = TopicPartition(self.topics.requests, p)
+        committed = await self._consumer.committed(requests) or 0
+        assert self._probe is not None
+        reach = int((await self._probe.end_offsets([requests]))[requests])
+        part = OwnedPartition(
             self._shared, p, producer, sessions, traces,
-            position=max(committed, logged), group_offset=committed,
+            position=max(committed, logged), group_offset=committed, events_end=events_end,
         )
+        part.catch_up = reach
+        part.on_caught_up = lambda: self._start_restored_effects(part)
+        return part
 
-    async def _restore(self, p: int) -> tuple[dict[str, Any], dict[str, str | None], int]:
-        """Sessions of partition p, their latest traceparent, and the input offset the
-        log says was consumed (the last INPUT_NEXT_HEADER; 0 when none)."""
-        log = await read_partition_log(
+    def _start_restored_effects(self, part: OwnedPartition) -> None:
+        if self._effect_sync is None or part.closed:
+            return
+        self._log.info("partition.caught_up", partition=part.number, sessions=len(part.sessions))
+        for session_id, state in part.sessions.items():
+            self._effect_sync(
+                part.number, session_id, state, part.traces.get(session_id), None, restored=True
+            )
+
+    async def _restore(self, p: int) -> tuple[dict[str, Any], dict[str, str | None], int, int]:
+        """Sessions of partition p, their latest traceparent, the input offset the log
+        says was consumed (the last INPUT_NEXT_HEADER; 0 when none), and the events
+        partition's end offset the read reached."""
+        log, events_end = await read_partition_log_end(
             self.bootstrap, self.topics.events, p, client_id=f"{self._client_id}-restore"
         )
         states: dict[str, Any] = {}
@@ -284,7 +359,7 @@ class SessionWorker:
             for key, value in headers:
                 if key == INPUT_NEXT_HEADER:
                     position = max(position, int(value))
-        return states, traces, position
+        return states, traces, position, events_end
 
     async def _initial_for(self, first: Event, logs: _Logs) -> Any:
         """The state a session's first event folds into: empty, or a fork's ancestry."""
