@@ -5,7 +5,8 @@ fresh user, mount, PID, IPC, UTS (and, unless `ShellSettings.network`, network)
 namespaces, where
 
 * the only writable place is the sandbox directory, bound at its own path as the cwd and
-  HOME; /tmp is an empty tmpfs of its own;
+  HOME (and /tmp, /var/tmp: empty tmpfs of the call's own, gone with it); the root is a
+  read-only tmpfs;
 * the system's programs and libraries (/usr, /bin, /sbin, /lib*) are bound read-only, and
   of /etc only what programs need to start (the dynamic linker's cache, the alternatives
   links, the time zone; resolver and CA files when the network is allowed); /etc/passwd,
@@ -263,6 +264,7 @@ def bwrap_argv(
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
     real = os.path.realpath(sandbox)
     argv += ["--bind", real, real, "--chdir", real]
+    argv += ["--remount-ro", "/"]  # the root tmpfs (/etc and the mount points) too
     argv.append("--clearenv")
     for name, value in env.items():
         argv += ["--setenv", name, value]
