@@ -5,7 +5,8 @@ plays the worker — each escape that worked on the unconfined shell is refused:
 the worker's environment through /proc or `env`, reading the host's files, writing
 outside the sandbox, chaining through `sh -c`, reaching a listener on the host's
 loopback, and leaving a process behind when the call times out or is cancelled. Then one
-session through the real worker (Kafka) shows a ToolCallCompleted never holds the secret.
+session through a real worker process (Kafka), started with the secrets in its
+environment, shows that no tool call outcome on the log holds them.
 
 All but the last test need no broker; they run bubblewrap for real (`bwrap`, installed by
 .ci/run) and fail, not skip, when it cannot start.
@@ -18,6 +19,7 @@ import json
 import os
 import secrets
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,9 +28,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from agents.events import SendMessage, ToolCallCompleted, ToolCallFailed, TurnCompleted
-from agents.providers import ScriptedProvider
-from agents.registry import AgentRegistry
+from agents.events import ToolCallCompleted, ToolCallFailed
 from agents.tools import ShellSettings, ToolContext, ToolResult, ToolSettings, builtin_registry
 
 if TYPE_CHECKING:
@@ -71,6 +71,15 @@ def stdout(result: ToolResult) -> str:
     return result.content.split("--- stdout ---\n", 1)[1] if "--- stdout ---" in result.content else ""
 
 
+def holds_secret(pid: int, deadline_s: float = 10.0) -> None:
+    """Wait until process `pid` has exec'd with the secret in its environment (before
+    its exec, /proc shows the environment of the process it was forked from)."""
+    end = time.monotonic() + deadline_s
+    while API_KEY.encode() not in Path(f"/proc/{pid}/environ").read_bytes():
+        assert time.monotonic() < end, f"process {pid} never showed the secret"
+        time.sleep(0.01)
+
+
 def running(marker: str) -> list[int]:
     """Host pids of live processes whose command line starts with `marker` (a confined
     command's pids are those of its PID namespace, so tests find it by its name)."""
@@ -99,12 +108,31 @@ async def wait_until(condition: Callable[[], object], what: str, deadline_s: flo
 # --------------------------------------------------------------------------- credentials
 
 
-async def test_the_workers_environment_cannot_be_read_through_proc(sandbox: Path) -> None:
-    assert os.environ["ANTHROPIC_API_KEY"] == API_KEY  # the secret is there to be leaked
-    worker = os.getpid()
-    leaked = await run(sandbox, f"cat /proc/{worker}/environ /proc/{os.getppid()}/environ")
+@pytest.fixture
+def worker_like() -> Iterator[int]:
+    """A process started with the secrets in its environment, as a worker is: what
+    /proc/<pid>/environ shows is the environment a process was started with (a
+    monkeypatched os.environ is not), so this is the process a command must not read."""
+    env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY, "DATABASE_URL": f"postgresql://u:{DB_PASSWORD}@h/d"}
+    proc = subprocess.Popen(["sleep", "3600.91"], env=env)
+    try:
+        holds_secret(proc.pid)  # the probe is meaningful: on the host the secret is there
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_the_workers_environment_cannot_be_read_through_proc(
+    sandbox: Path, worker_like: int
+) -> None:
+    pids = f"/proc/{worker_like}/environ /proc/{os.getpid()}/environ /proc/{os.getppid()}/environ"
+    leaked = await run(sandbox, f"cat {pids}")
     assert not leaked.ok and "No such file or directory" in leaked.content
     assert_no_secret(leaked.content)
+    # A sweep of every process's environment finds none of the host's processes.
+    sweep = await run(sandbox, "find /proc -maxdepth 2 -name environ -exec grep -a -h -o sk-test-secret-[0-9a-f]* {} +")
+    assert_no_secret(sweep.content)
     # pid 1 of the sandbox is bwrap itself: started without the worker's environment.
     init = await run(sandbox, "cat /proc/1/environ")
     assert "PATH=" in stdout(init)
@@ -114,8 +142,8 @@ async def test_the_workers_environment_cannot_be_read_through_proc(sandbox: Path
     parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
     assert_no_secret((await run(sandbox, f"cat /proc/{parent}/environ")).content)
     # Only the sandbox's own processes are visible at all.
-    pids = [name for name in stdout(await run(sandbox, "ls /proc")).split() if name.isdigit()]
-    assert len(pids) <= 3, pids
+    pids_seen = [name for name in stdout(await run(sandbox, "ls /proc")).split() if name.isdigit()]
+    assert len(pids_seen) <= 3, pids_seen
 
 
 async def test_env_is_refused_and_the_environment_holds_only_the_passthrough(sandbox: Path) -> None:
@@ -345,68 +373,94 @@ default = "allow"
 name = "shell-allowed"
 tool = "shell"
 action = "allow"
+[agents.prober.deadlines]
+llm_s = 120
+tool_s = 120
 """
 
+# What leaked the worker's key on the unconfined shell: its parent's environment (the
+# worker's) through /proc, a sweep of every process's environment, and `env`.
+PROBES = [
+    "sh -c 'cat /proc/$PPID/environ'",
+    "find /proc -maxdepth 2 -name environ -exec grep -a -h -o sk-test-secret-[0-9a-f]* {} +",
+    "cat /proc/1/environ",
+    "printenv",
+    "env",
+]
 
-def probing_script(worker_pid: int) -> ScriptedProvider:
-    commands = [
-        f"cat /proc/{worker_pid}/environ",
-        "cat /proc/1/environ",
-        "printenv",
-        "sh -c 'cat /proc/$PPID/environ'",
-        "env",
-    ]
-    return ScriptedProvider.from_dict(
-        {
-            "defaults": {"latency_ms": 0, "chunks": 1},
-            "rules": [
-                {
-                    "name": "report",
-                    "when": {"system_contains": "confinement test", "last": "tool_result"},
-                    "respond": {"text": "Results: {{tool_result}}"},
+
+def probing_script(directory: Path) -> Path:
+    script = {
+        "defaults": {"latency_ms": 0, "chunks": 1},
+        "rules": [
+            {
+                "name": "report",
+                "when": {"system_contains": "confinement test", "last": "tool_result"},
+                "respond": {"text": "Results: {{tool_result}}"},
+            },
+            {
+                "name": "probe",
+                "when": {"user_contains": "leak", "last": "user"},
+                "respond": {
+                    "text": "Probing.",
+                    "tool_calls": [{"name": "shell", "arguments": {"command": c}} for c in PROBES],
                 },
-                {
-                    "name": "probe",
-                    "when": {"user_contains": "leak", "last": "user"},
-                    "respond": {
-                        "text": "Probing.",
-                        "tool_calls": [
-                            {"name": "shell", "arguments": {"command": c}} for c in commands
-                        ],
-                    },
-                },
-            ],
-        }
-    )
+            },
+        ],
+    }
+    path = directory / "probe.script.json"  # JSON is YAML
+    path.write_text(json.dumps(script))
+    return path
 
 
 async def test_no_tool_call_on_the_log_holds_the_secret(
-    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+    kafka_bootstrap: str, unique_prefix: str, names: TopicNames, tmp_path: Path
 ) -> None:
-    """Through the real worker (in this process, so its environment holds the key): the
-    commands that leaked it on the unconfined shell complete or fail, and neither their
-    outcomes nor anything else on the session log holds the key or the password."""
-    from tests.integration.live_support import live_platform, new_session_id
+    """A real worker process, started with the key and the database password in its
+    environment, runs the commands that leaked them on the unconfined shell: they
+    complete or are refused, and nothing on the session log holds either secret."""
+    from tests.integration.worker_harness import (
+        EventLog,
+        RequestSender,
+        WorkerGroup,
+        user_message,
+        worker_env,
+    )
 
     agents = tmp_path / "agents.toml"
     agents.write_text(AGENTS)
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
-    async with live_platform(
-        kafka_bootstrap,
-        names,
-        registry=AgentRegistry.from_file(agents),
-        provider=probing_script(os.getpid()),
-        tool_settings=ToolSettings(sandbox_dir=sandbox),
-    ) as live:
-        session = new_session_id("confined")
-        await live.client.send(session, SendMessage("please leak the key"), agent="prober")
-        await live.log.wait_for_type(session, TurnCompleted)
-        events = live.log.events(session)
-    completed = [e.payload for e in events if isinstance(e.payload, ToolCallCompleted)]
-    failed = [e.payload for e in events if isinstance(e.payload, ToolCallFailed)]
-    assert len(completed) + len(failed) == 5
-    assert any("PATH=" in c.result for c in completed)  # /proc/1/environ and printenv ran
-    assert sum("is refused" in f.error for f in failed) == 2  # sh -c and env
+    env = worker_env(
+        kafka_bootstrap, unique_prefix, agents=agents, script=probing_script(tmp_path),
+        sandbox=sandbox,
+        extra={
+            "ANTHROPIC_API_KEY": API_KEY,
+            "DATABASE_URL": f"postgresql://turnlog:{DB_PASSWORD}@127.0.0.1:55432/turnlog",
+        },
+    )
+    session = new_session_id()
+    async with (
+        WorkerGroup(env, tmp_path / "logs") as group,
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        worker = group.start("w1")
+        holds_secret(worker.pid)
+        await worker.wait_assigned()
+        await send.request(user_message(session, "please leak the key", agent="prober"))
+        await log.wait_for(
+            lambda: log.turns_ended(session) == 1, 60, "the probing turn", diagnose=group.tails
+        )
+        events = log.of(session)
     for event in events:
         assert_no_secret(repr(event))
+    completed = [e.payload for e in events if isinstance(e.payload, ToolCallCompleted)]
+    failed = [e.payload for e in events if isinstance(e.payload, ToolCallFailed)]
+    assert len(completed) + len(failed) == len(PROBES), [type(e.payload).__name__ for e in events]
+    assert sum("PATH=" in c.result for c in completed) == 2  # /proc/1/environ, printenv
+    assert sum("is refused" in f.error for f in failed) == 2  # sh -c, env
+
+
+def new_session_id() -> str:
+    return f"confined-{secrets.token_hex(4)}"
