@@ -1,21 +1,40 @@
 """The audit log's hash chain: appending, checkpoints, and verification.
 
-Rule: row N's hash is sha256(prev_hash ‖ content) over UTF-8 text, where prev_hash is
-row N-1's hash as 64 lowercase hex digits (64 zeros before row 1) and content is the
-event's canonical JSON (`schemas.codec.canonical_event_json`). Audit ids are 1, 2, 3, …
-with no hole. The projector appends rows in the same transaction as the projections and
+Rule: every stored column of a row is bound by its hash. Row N's hash is sha256 over
+UTF-8 text of prev_hash (row N-1's hash as 64 lowercase hex digits, 64 zeros before row
+1) and the row, by `hash_version`:
+
+- 2 (every row written now): prev_hash, then "2", audit_id, session_id, seq, event_id
+  (lowercase UUID text), event_type, occurred_at (integer microseconds since
+  1970-01-01 UTC) and content, as decimal or plain text, each preceded by a NUL. No stored text holds a NUL (PostgreSQL cannot
+  store one; projections._clean), so the fields cannot run into each other.
+- 1 (rows written before migration 0006): prev_hash ‖ content. The other columns are not
+  hashed, but each is a function of the hashed content (the event's canonical JSON holds
+  session_id, seq, event_id, occurred_at and the payload's type), and verify checks that
+  they are; audit_id is bound by the chain order.
+
+Content is the event's canonical JSON (`schemas.codec.canonical_event_json`). Audit ids
+are 1, 2, 3, … with no hole; a version-1 row after a version-2 row is a downgrade and is
+refused. The projector appends rows in the same transaction as the projections and
 publishes the chain head to `turnlog.audit.checkpoints` from time to time;
 `verify_audit_log` recomputes the whole chain from the rows alone and compares it with
-every published head, so a row edited, deleted, swapped or cut off — even by a database
-superuser who disabled the triggers and fixed up the hashes — is named.
+every published head, so a row edited (any column), deleted, swapped or cut off — even
+by a database superuser who disabled the triggers and fixed up the hashes — is named.
+
+What verify cannot prove: rows past the last published checkpoint. Deleting some of the
+newest rows (a cut of the tail) leaves a shorter chain that is consistent in itself; it
+is found only once a checkpoint covering those rows exists. The report says how many
+rows lie past the last checkpoint; a cut of rows that a checkpoint covered is named.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,7 +43,9 @@ from agents.errors import ExternalError
 from agents.events import AuditCheckpoint
 
 __all__ = [
+    "AUDIT_COLUMNS",
     "GENESIS_HASH",
+    "HASH_VERSION",
     "AuditHead",
     "BrokenRow",
     "VerifyReport",
@@ -33,21 +54,48 @@ __all__ = [
     "publish_checkpoint",
     "read_checkpoints",
     "read_head",
+    "row_hash_v2",
     "verify_audit_log",
     "verify_chain",
 ]
 
 GENESIS_HASH = "0" * 64
 
+# Every column of audit_log, in the order rows are written and read. verify refuses a
+# table with any other column: a column nobody hashes would be a column nobody checks.
 AUDIT_COLUMNS = (
     "audit_id", "session_id", "seq", "event_id", "event_type", "occurred_at", "content",
-    "prev_hash", "row_hash",
+    "prev_hash", "row_hash", "hash_version",
 )
+# The version of the rows written now.
+HASH_VERSION = 2
 
 
 def chain_hash(prev_hash: str, content: str) -> str:
-    """The hash of a row whose predecessor has `prev_hash` and whose content is `content`."""
+    """The version-1 hash: of a row whose predecessor has `prev_hash` and whose content
+    is `content` (its other columns are checked against the content instead)."""
     return hashlib.sha256((prev_hash + content).encode("utf-8")).hexdigest()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(at: datetime) -> str:
+    # Whatever the time zone it is read back in; three times cheaper than isoformat.
+    return str((at - _EPOCH) // _MICROSECOND)
+
+
+def row_hash_v2(
+    prev_hash: str, audit_id: int, session_id: str, seq: int, event_id: Any,
+    event_type: str, occurred_at: datetime, content: str,
+) -> str:
+    """The version-2 hash: over prev_hash and every other column of the row."""
+    text = "\x00".join((
+        prev_hash, "2", str(audit_id), session_id, str(seq), str(event_id).lower(),
+        event_type, _micros(occurred_at), content,
+    ))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +109,21 @@ class AuditHead:
 def chain_rows(
     head: AuditHead, items: Iterable[tuple[str, int, Any, str, datetime, str]]
 ) -> tuple[list[tuple[Any, ...]], AuditHead]:
-    """Rows to append after `head` for (session_id, seq, event_id, event_type,
-    occurred_at, content) items, in order; returns them and the new head."""
+    """Rows (AUDIT_COLUMNS, hash version 2) to append after `head` for (session_id, seq,
+    event_id, event_type, occurred_at, content) items, in order; returns them and the
+    new head. The event id is canonical lowercase UUID text (Event checks it is the one
+    derived from its session and seq), which is how Postgres gives it back."""
     rows: list[tuple[Any, ...]] = []
     audit_id, prev = head.last_audit_id, head.head_hash
     for session_id, seq, event_id, event_type, occurred_at, content in items:
         audit_id += 1
-        row_hash = chain_hash(prev, content)
+        if occurred_at.tzinfo is None:  # stored as UTC, so hashed as UTC
+            occurred_at = occurred_at.replace(tzinfo=UTC)
+        row_hash = row_hash_v2(prev, audit_id, session_id, seq, event_id, event_type,
+                               occurred_at, content)
         rows.append(
             (audit_id, session_id, seq, event_id, event_type, occurred_at, content, prev,
-             row_hash)
+             row_hash, HASH_VERSION)
         )
         prev = row_hash
     return rows, AuditHead(audit_id, prev)
@@ -174,10 +227,32 @@ class VerifyReport:
     checkpoints: int = 0
     checkpoints_matched: int = 0
     broken: BrokenRow | None = None
+    # The highest audit id a published checkpoint covers (None: no checkpoint compared).
+    last_checkpoint_audit_id: int | None = None
+    # Rows by hash version (1: written before migration 0006).
+    versions: dict[int, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.broken is None
+
+    @property
+    def rows_past_last_checkpoint(self) -> int:
+        return max(0, self.head.last_audit_id - (self.last_checkpoint_audit_id or 0))
+
+    @property
+    def unproven(self) -> str:
+        """What this verification cannot prove, in a sentence (empty when nothing)."""
+        past = self.rows_past_last_checkpoint
+        if self.last_checkpoint_audit_id is None:
+            return (f"No published checkpoint was compared: a cut of the tail or a rewrite "
+                    f"with fixed-up hashes of any of the {past} rows cannot be detected.")
+        if past == 0:
+            return ""
+        return (f"{past} rows lie past the last checkpoint (row "
+                f"{self.last_checkpoint_audit_id}): a cut of rows written after it, or a "
+                "rewrite of them with fixed-up hashes, cannot be detected until a "
+                "checkpoint covers them; a cut of rows a checkpoint covered is detected.")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +262,10 @@ class VerifyReport:
             "head_hash": self.head.head_hash,
             "checkpoints": self.checkpoints,
             "checkpoints_matched": self.checkpoints_matched,
+            "last_checkpoint_audit_id": self.last_checkpoint_audit_id,
+            "rows_past_last_checkpoint": self.rows_past_last_checkpoint,
+            "unproven": self.unproven,
+            "hash_versions": {str(v): n for v, n in sorted(self.versions.items())},
             "first_broken_row": None
             if self.broken is None
             else {
@@ -198,27 +277,90 @@ class VerifyReport:
         }
 
 
+def _content_mismatch(row: Sequence[Any]) -> str | None:
+    """The first column of `row` (AUDIT_COLUMNS order) that is not what its content
+    says, as a sentence; None when every derivable column agrees."""
+    from projections._clean import clean_text
+
+    _, session_id, seq, event_id, event_type, occurred_at, content = row[:7]
+    try:
+        event = json.loads(content)
+        derived: dict[str, Any] = {
+            "session_id": clean_text(str(event["session_id"])),
+            "seq": int(event["seq"]),
+            "event_id": str(uuid.UUID(str(event["event_id"]))),
+            "event_type": str(event["payload"]["type"]),
+            "occurred_at": datetime.fromisoformat(str(event["occurred_at"])),
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"its content is not an event's canonical JSON ({exc})"
+    stored = {
+        "session_id": session_id, "seq": seq, "event_id": str(event_id).lower(),
+        "event_type": event_type, "occurred_at": occurred_at,
+    }
+    for column, value in derived.items():
+        if stored[column] != value:
+            return (f"its {column} ({stored[column]!s}) is not the one of its content "
+                    f"({value!s})")
+    return None
+
+
+def _row_fault(
+    row: Sequence[Any], prev_id: int, prev_hash: str, prev_version: int
+) -> tuple[str | None, str, int]:
+    """(why the row is broken or None, its recomputed hash, its version)."""
+    (audit_id, session_id, seq, event_id, event_type, occurred_at, content,
+     stored_prev, stored_hash, version) = row
+    version = int(version)
+    if stored_prev != prev_hash:
+        return (f"its prev_hash {stored_prev[:16]}… is not the hash of row {prev_id} "
+                f"({prev_hash[:16]}…): rows were reordered, removed or rewritten"), "", version
+    if version == 2:
+        own_hash = row_hash_v2(stored_prev, int(audit_id), session_id, int(seq), event_id,
+                               event_type, occurred_at, content)
+    elif version == 1 and prev_version == 1:
+        own_hash = chain_hash(stored_prev, content)
+    elif version == 1:
+        return (f"its hash_version is 1 after a version-{prev_version} row: the row was "
+                "edited (a version never goes back)"), "", version
+    else:
+        return f"its hash_version {version} is unknown: the row was edited", "", version
+    if own_hash != stored_hash:
+        which = _content_mismatch(row) or "one of its columns was changed"
+        return (f"its columns do not hash to its row_hash (stored {stored_hash[:16]}…, "
+                f"recomputed {own_hash[:16]}…): the row was edited; {which}"), own_hash, version
+    if version == 1:
+        mismatch = _content_mismatch(row)
+        if mismatch is not None:
+            return f"{mismatch}: the row was edited", own_hash, version
+    return None, own_hash, version
+
+
 def verify_chain(
     rows: Iterable[Sequence[Any]], checkpoints: Sequence[AuditCheckpoint] = ()
 ) -> VerifyReport:
-    """Walk (audit_id, session_id, seq, content, prev_hash, row_hash) rows in audit_id
-    order; report the first row that breaks the chain or disagrees with a checkpoint.
+    """Walk rows (AUDIT_COLUMNS order) in audit_id order; report the first row that
+    breaks the chain or disagrees with a checkpoint.
 
     Checks per row: its id is the previous id + 1 (a deleted row leaves a hole), its
-    prev_hash is the previous row's hash, and its row_hash is chain_hash(prev, content)
-    (an edited or swapped row fails one of these). Then every checkpoint's head must be
-    the recomputed hash at its audit id: one past the end means a cut-off tail, a
-    different hash means rows before it were rewritten with fixed-up hashes.
+    prev_hash is the previous row's hash, its row_hash is the hash of its version over
+    its columns (version 2: all of them; version 1: the content, and every other column
+    must be the one its content says), and its version never goes back from 2 to 1.
+    Then every checkpoint's head must be the recomputed hash at its audit id: one past
+    the end means a cut-off tail, a different hash means rows before it were rewritten
+    with fixed-up hashes.
     """
     report = VerifyReport(checkpoints=len(checkpoints))
     by_id: dict[int, list[AuditCheckpoint]] = {}
     for c in checkpoints:
         by_id.setdefault(c.audit_id, []).append(c)
-    prev_id, prev_hash = 0, GENESIS_HASH
+    if checkpoints:
+        report.last_checkpoint_audit_id = max(c.audit_id for c in checkpoints)
+    prev_id, prev_hash, prev_version = 0, GENESIS_HASH, 1
     # The recomputed hash at each checkpointed id (only those are kept).
     recomputed: dict[int, str] = {0: GENESIS_HASH}
-    for audit_id, session_id, seq, content, stored_prev, stored_hash in rows:
-        audit_id, seq = int(audit_id), int(seq)
+    for row in rows:
+        audit_id, session_id, seq = int(row[0]), row[1], int(row[2])
         expected_id = prev_id + 1
         if audit_id != expected_id:
             report.broken = BrokenRow(
@@ -227,27 +369,13 @@ def verify_chain(
                 "deleted from the audit log",
             )
             return report
-        own_hash = chain_hash(stored_prev, content)
-        if stored_prev != prev_hash:
-            report.broken = BrokenRow(
-                audit_id,
-                f"its prev_hash {stored_prev[:16]}… is not the hash of row {prev_id} "
-                f"({prev_hash[:16]}…): rows were reordered, removed or rewritten",
-                session_id,
-                seq,
-            )
+        fault, own_hash, version = _row_fault(row, prev_id, prev_hash, prev_version)
+        if fault is not None:
+            report.broken = BrokenRow(audit_id, fault, session_id, seq)
             return report
-        if own_hash != stored_hash:
-            report.broken = BrokenRow(
-                audit_id,
-                f"its content does not hash to its row_hash (stored {stored_hash[:16]}…, "
-                f"recomputed {own_hash[:16]}…): the row was edited",
-                session_id,
-                seq,
-            )
-            return report
-        prev_id, prev_hash = audit_id, own_hash
+        prev_id, prev_hash, prev_version = audit_id, own_hash, version
         report.rows += 1
+        report.versions[version] = report.versions.get(version, 0) + 1
         if audit_id in by_id:
             recomputed[audit_id] = own_hash
     report.head = AuditHead(prev_id, prev_hash)
@@ -271,13 +399,28 @@ def verify_chain(
     return report
 
 
+def _check_columns(conn: psycopg.Connection[Any]) -> None:
+    """audit_log has exactly the columns verify knows: an unknown one would be unchecked."""
+    found = [
+        str(r[0]) for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'audit_log'::regclass "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        ).fetchall()
+    ]
+    unknown = sorted(set(found) - set(AUDIT_COLUMNS))
+    missing = sorted(set(AUDIT_COLUMNS) - set(found))
+    if unknown or missing:
+        raise ExternalError(
+            f"audit_log does not have the columns this verifier checks (unknown: "
+            f"{', '.join(unknown) or 'none'}; missing: {', '.join(missing) or 'none'}): "
+            "run the migrations, or teach verify to check the new column."
+        )
+
+
 def _rows(conn: psycopg.Connection[Any], batch: int = 5000) -> Iterator[tuple[Any, ...]]:
     with conn.cursor(name="audit_walk") as cur:
         cur.itersize = batch
-        cur.execute(
-            "SELECT audit_id, session_id, seq, content, prev_hash, row_hash "
-            "FROM audit_log ORDER BY audit_id"
-        )
+        cur.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY audit_id")
         yield from cur
 
 
@@ -290,6 +433,7 @@ def verify_audit_log(
         with psycopg.connect(database_url) as conn, conn.transaction():
             # One snapshot for the whole walk: rows appended meanwhile are not half-seen.
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            _check_columns(conn)
             return verify_chain(_rows(conn), checkpoints)
     except psycopg.OperationalError as exc:
         raise ExternalError(f"Could not read the audit log: {str(exc).strip()}") from exc
