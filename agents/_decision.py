@@ -1,8 +1,8 @@
 """The working context of one decision: emit facts, evolving the state as they go.
 
 Rule: a handler emits facts one by one through `Decision.emit`, which numbers each
-(seq = last_seq + 1), wraps it in the envelope taken from the request (time, causation,
-correlation — never a clock or a random id) and immediately evolves the working state
+(seq = last_seq + 1), wraps it in the envelope taken from the request and the ingest time the shell
+handed over (time, claimed time, causation, correlation — never a clock or a random id) and immediately evolves the working state
 with it, so every later step of the same decision sees exactly the state that replay
 will see. A handler that finds the input illegal raises `Rejected` *before* emitting;
 decide then answers with one RequestRejected against the untouched state.
@@ -44,19 +44,30 @@ class Rejected(Exception):
 
 
 class Decision:
-    __slots__ = ("built", "events", "registry", "request", "state")
+    """`now` is the decision's time: when the shell took the input (`ingested_at`), or
+    the request's own occurred_at when the shell gave none. Every event of the decision
+    carries it as occurred_at, and the request's occurred_at as claimed_at when the two
+    differ: deadlines come from the log's time, the sender's claim is kept beside it."""
 
-    def __init__(self, state: SessionState, request: Request, registry: AgentRegistry) -> None:
+    __slots__ = ("built", "claimed_at", "events", "now", "registry", "request", "state")
+
+    def __init__(
+        self,
+        state: SessionState,
+        request: Request,
+        registry: AgentRegistry,
+        ingested_at: datetime | None = None,
+    ) -> None:
         self.state = state
         self.request = request
         self.registry = registry
+        self.now: datetime = request.occurred_at if ingested_at is None else ingested_at
+        self.claimed_at: datetime | None = (
+            None if request.occurred_at == self.now else request.occurred_at
+        )
         self.events: list[Event] = []
         # call id -> the LlmRequest whose digest its LlmCallRequested records.
         self.built: dict[str, LlmRequest] = {}
-
-    @property
-    def now(self) -> datetime:
-        return self.request.occurred_at
 
     @property
     def next_seq(self) -> int:
@@ -98,12 +109,13 @@ class Decision:
             event_id=event_id_for(state.session_id, seq),
             session_id=state.session_id,
             seq=seq,
-            occurred_at=req.occurred_at,
+            occurred_at=self.now,
             agent=agent,
             payload=payload,
             turn_id=turn_id,
             causation_id=req.request_id,
             correlation_id=correlation,
+            claimed_at=self.claimed_at,
         )
         self.state = evolve(state, event)
         self.events.append(event)

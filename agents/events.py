@@ -780,7 +780,10 @@ _EVENT_TYPE_SET = frozenset(EVENT_TYPES)
 class Event:
     """Envelope of `turnlog.events`. `event_id` is derived from (session_id, seq);
     `causation_id` is the request_id of the input that caused the event; `turn_id` is
-    None outside a turn."""
+    None outside a turn. `occurred_at` is when the session worker took that input (the
+    log's time: every deadline is measured from it); `claimed_at` is the input's own
+    `occurred_at`, the sender's claim, when it differs (None when it is the same or was
+    not recorded, as in logs written before v1.1)."""
 
     event_id: str
     session_id: str
@@ -791,6 +794,7 @@ class Event:
     turn_id: str | None = None
     causation_id: str | None = None
     correlation_id: str | None = None
+    claimed_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.session_id, "Event", "session_id")
@@ -804,6 +808,8 @@ class Event:
                 f"{expected}, got {self.event_id}",
             )
         _aware(self.occurred_at, "Event", "occurred_at")
+        if self.claimed_at is not None:
+            _aware(self.claimed_at, "Event", "claimed_at")
         if type(self.payload) not in _EVENT_TYPE_SET and not isinstance(
             self.payload, EVENT_TYPES
         ):

@@ -16,6 +16,12 @@ and counted as unverified, and verification goes on with the next input still th
 An input that the log shows no event for must decide to nothing (a Tick with nothing
 due) — or the worker dead-lettered it because deciding crashed.
 
+Time: the worker decides an input at its ingest time (when it took the record), which
+every event the input caused records as occurred_at (the input's own occurred_at, the
+sender's claim, is on the events as claimed_at). So an input is re-decided at the
+occurred_at of its first recorded event, never at its claim; an input with no event is
+re-decided at its claim (a Tick: nothing was due then, nothing is due earlier).
+
 This is the check that a change to the core, the context builder or an agent file will
 not break sessions already in flight: a divergence means a live session would, after a
 restart, be continued by code that would not have written its past.
@@ -196,7 +202,11 @@ class _Verifier:
             request = reqs[j]
             r = j + 1
             try:
-                events, after = decide_and_evolve(state, request, self.registry)
+                # The worker decided at its ingest time, which the log records as the
+                # events' occurred_at; the request's own occurred_at is only the claim.
+                events, after = decide_and_evolve(
+                    state, request, self.registry, ingested_at=ev.occurred_at
+                )
             except Exception as exc:  # noqa: BLE001 - a crash of the core is the finding
                 self._diverge("decide_error", ev.seq, request,
                               f"Deciding this input raised {type(exc).__name__}: {exc}",

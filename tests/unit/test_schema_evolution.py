@@ -260,3 +260,40 @@ def test_a_corrupt_message_from_an_older_schema_is_a_decode_error(older_release:
     with pytest.raises(DecodeError, match="truncated or corrupt") as err:
         codec.decode_event(codec.MAGIC + bytes.fromhex(fp) + b"\x02")
     assert err.value.fingerprint == fp
+
+
+# --------------------------------------------------------------------------- v1.1: claimed_at
+
+
+def _event(claimed_at: datetime | None) -> Event:
+    return Event(
+        event_id=event_id_for("s1", 1), session_id="s1", seq=1,
+        occurred_at=datetime(2026, 5, 1, 12, 0, tzinfo=UTC), agent="a",
+        payload=LlmCallCompleted("c1", "m", "hi", (), "end_turn", Usage(1, 1), 0, 1, 1),
+        claimed_at=claimed_at,
+    )
+
+
+def test_an_event_of_the_release_reads_with_no_claim() -> None:
+    """Backward: the log written before the ingest time existed reads as it was."""
+    ev = _event(None)
+    body = io.BytesIO()
+    old = parse_schema(LAST.envelopes["Event"])
+    record = codec._TO_AVRO["Event"](ev)
+    del record["claimed_at"]
+    schemaless_writer(body, old, record)
+    fp = bytes.fromhex(RELEASED_FINGERPRINTS["v1.0"]["Event"])
+    assert codec.decode_event(codec.MAGIC + fp + body.getvalue()) == ev
+
+
+def test_an_event_with_a_claim_reads_with_the_release_schema() -> None:
+    """Forward: a worker not yet upgraded reads the new events (the claim is dropped)."""
+    from fastavro import schemaless_reader
+
+    claimed = datetime(2026, 5, 1, 11, 0, tzinfo=UTC)
+    data = codec.encode_event(_event(claimed))
+    new = parse_schema(CURRENT.envelopes["Event"])
+    old = parse_schema(LAST.envelopes["Event"])
+    record = schemaless_reader(io.BytesIO(data[codec.HEADER_SIZE:]), new, old)
+    assert isinstance(record, dict) and "claimed_at" not in record
+    assert codec.decode_event(data).claimed_at == claimed
