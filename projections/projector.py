@@ -179,7 +179,10 @@ class Projector:
                 positions = await load_positions(
                     self._conn, cfg.consumer, cfg.events_topic, [tp.partition for tp in tps]
                 )
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not (isinstance(exc, psycopg.OperationalError) or self._conn.broken
+                    or self._conn.closed):
+                raise
             # Called from the rebalance listener too, which must not raise: the main loop
             # reconnects and takes every owned partition again. Until then these are not
             # in _expected, so nothing fetched from them is applied.
@@ -334,11 +337,14 @@ class Projector:
                 result = await apply_isolating(
                     self._conn, cfg.consumer, cfg.events_topic, batch, self._expected, failed
                 )
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
+                lost = self._conn.broken or self._conn.closed
+                if not (lost or isinstance(exc, psycopg.OperationalError)):
+                    raise
                 # Lost, or rolled back (deadlock, cancel): whatever committed is in the
                 # stored positions; the next loop reconnects if need be and seeks there.
                 log.warning("projecting a batch failed; recovering", error=str(exc).strip(),
-                            connection_lost=self._conn.broken or self._conn.closed)
+                            connection_lost=lost)
                 self._resync = True
                 return None
         self.last_batch_at = time.perf_counter()
