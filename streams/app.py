@@ -57,6 +57,7 @@ class SessionProcess:
         tools: Any,
         tool_context: Any = None,
         tick_interval_s: float = 1.0,
+        drain_s: float = 8.0,
         session_timeout_ms: int = 6000,
         group_commit_s: float = 1.0,
         metrics_interval_s: float = 30.0,
@@ -84,6 +85,7 @@ class SessionProcess:
         )
         self.tick_interval_s = tick_interval_s
         self.metrics_interval_s = metrics_interval_s
+        self.drain_s = drain_s
         self._log = get_logger(component="session-process")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -95,6 +97,13 @@ class SessionProcess:
         ]
         try:
             await self.worker.run(stop)
+            # A clean stop (not a crash): decide nothing more, and let the effects in
+            # flight finish while the partitions are still ours, so no call is left with
+            # an unknown outcome.
+            await self.worker.suspend_all()
+            left = await self.effects.drain(self.drain_s)
+            if left:
+                self._log.warning("effects.abandoned", in_flight=left)
         finally:
             for task in loops:
                 task.cancel()

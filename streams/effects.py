@@ -7,8 +7,11 @@ effects are re-issued from recovered state (or by the core, past their deadline)
 duplicate outcome folds once in the core. That is what makes an LLM call's cost count once.
 
 An effect runs once per intention, not once per ownership. A worker that loses a
-partition cancels that partition's effects (`drop`); a rebalance that leaves it in place
-leaves them running. A worker that takes a partition over starts the effects it finds
+partition starts none of its effects any more and cancels those in flight (`drop`) —
+except calls of tools that are not idempotent: cancelling one mid-run is what would make
+its outcome unknown, so it finishes (within its deadline) and reports, and the new owner
+folds that outcome. A rebalance that leaves a partition in place leaves its effects
+running. A clean stop drains the effects in flight before leaving (`drain`). A worker that takes a partition over starts the effects it finds
 pending only after deciding the inputs already queued (an outcome the previous owner
 reported folds first), and never starts a restored call of a tool that is not
 idempotent: it may have run, so the core decides at its deadline (ask a human, or fail),
@@ -105,6 +108,9 @@ class EffectRunner:
         # (session, call id, attempt, deadline). A later decision (an approval granted
         # after the core asked) gives the call a new deadline, and so a new key.
         self._held: dict[int, set[tuple[str, str, int, Any]]] = defaultdict(set)
+        self._draining = False
+        # Running calls of non-idempotent tools: finished, not cancelled, on a loss.
+        self._finish_on_loss: set[_Key] = set()
         self._log = get_logger(component="effects")
         # llm_prebuilt / llm_rebuilt: LLM requests sent as their decision built them, or
         # rebuilt from the state and verified (after a restore or a re-issue).
@@ -126,6 +132,18 @@ class EffectRunner:
             client_id="turnlog-effects",
         )
         await self._producer.start()
+
+    async def drain(self, timeout_s: float) -> int:
+        """A clean stop: start nothing more and give the effects in flight up to
+        `timeout_s` to finish and report (an outcome reported now is folded by whoever
+        owns the partition next), so a stopping worker does not leave calls whose
+        outcome is unknown. Returns how many were still running at the end."""
+        self._draining = True
+        tasks = list(self._running.values())
+        if tasks and timeout_s > 0:
+            self._log.info("effects.draining", in_flight=len(tasks), timeout_s=timeout_s)
+            await asyncio.wait(tasks, timeout=timeout_s)
+        return len(self._running)
 
     async def stop(self) -> None:
         tasks = list(self._running.values())
@@ -163,8 +181,11 @@ class EffectRunner:
         reported. Outcomes are reported in the trace of `traceparent` (the session's
         latest event). `built`: LLM requests the committed decisions built, by call id
         (an LLM-backed effect found there is sent as is; the others are dropped).
-        `restored`: the state was rebuilt by a takeover, so a pending call of a tool
-        that is not idempotent may be running, or have run, elsewhere: it is held."""
+        `restored=True`: the state was just rebuilt by a takeover; start nothing yet,
+        but hold its pending calls of tools that are not idempotent — they may be
+        running, or have run, elsewhere — so that no later sync starts them."""
+        if self._draining:
+            return
         pending = _core.pending_effects(state)
         held = self._held.get(partition)
         reported = self._reported[partition].get(session_id)
@@ -176,19 +197,24 @@ class EffectRunner:
             key = (session_id, effect.effect_id, effect.attempt)
             if key in self._running or (reported and (effect.effect_id, effect.attempt) in reported):
                 continue
-            if effect.kind == "tool_call" and (restored or held):
-                mark = (session_id, effect.effect_id, effect.attempt, effect.deadline_at)
-                if restored and not self.registry.is_idempotent(effect.tool_name):
-                    self._held[partition].add(mark)
+            if restored:
+                if effect.kind == "tool_call" and not self.registry.is_idempotent(
+                    effect.tool_name
+                ):
+                    self._held[partition].add(
+                        (session_id, effect.effect_id, effect.attempt, effect.deadline_at)
+                    )
                     self.stats["held_unknown"] += 1
                     self._log.warning(
                         "effect.outcome_unknown", session_id=session_id,
                         effect_id=effect.effect_id, tool=effect.tool_name,
                         attempt=effect.attempt, deadline_at=str(effect.deadline_at),
                     )
-                    continue
-                if held and mark in held:
-                    continue
+                continue
+            if held and effect.kind == "tool_call" and (
+                session_id, effect.effect_id, effect.attempt, effect.deadline_at
+            ) in held:
+                continue
             prebuilt = built.get(effect.effect_id) if built else None
             task = asyncio.create_task(
                 self._run(partition, session_id, state, effect, traceparent, prebuilt)
@@ -196,6 +222,8 @@ class EffectRunner:
             self._running[key] = task
             self._by_partition[partition].add(key)
             task.add_done_callback(functools.partial(self._done, key, partition))
+            if effect.kind == "tool_call" and not self.registry.is_idempotent(effect.tool_name):
+                self._finish_on_loss.add(key)
             self.stats["started"] += 1
 
     def drop(self, partition: int) -> None:
@@ -205,12 +233,13 @@ class EffectRunner:
         self._held.pop(partition, None)
         for key in list(self._by_partition.pop(partition, ())):
             task = self._running.get(key)
-            if task is not None:
+            if task is not None and key not in self._finish_on_loss:
                 task.cancel()
                 self.stats["cancelled_on_loss"] += 1
 
     def _done(self, key: _Key, partition: int, _task: object = None) -> None:
         self._running.pop(key, None)
+        self._finish_on_loss.discard(key)
         self._by_partition.get(partition, set()).discard(key)
 
     # ------------------------------------------------------------------ execution

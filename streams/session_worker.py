@@ -215,6 +215,13 @@ class SessionWorker:
                     consumer.seek(tp, records[0].offset)
                     consumer.pause(tp)
 
+    async def suspend_all(self) -> None:
+        """Stop deciding (each partition's transaction in flight finishes; its effects
+        start): a clean stop then drains the effects before it leaves the group."""
+        async with self._lock:
+            for part in self._parts.values():
+                await part.suspend()
+
     def sessions(self) -> dict[str, Any]:
         """Current state of every session this worker owns (for tickers and inspection)."""
         out: dict[str, Any] = {}
@@ -326,6 +333,11 @@ class SessionWorker:
         )
         part.catch_up = reach
         part.on_caught_up = lambda: self._start_restored_effects(part)
+        if self._effect_sync is not None:
+            # What was pending when we took over: the runner holds the calls it must not
+            # start blindly (tools that are not idempotent), and starts nothing yet.
+            for session_id, state in sessions.items():
+                self._effect_sync(p, session_id, state, None, None, restored=True)
         return part
 
     def _start_restored_effects(self, part: OwnedPartition) -> None:
@@ -333,9 +345,7 @@ class SessionWorker:
             return
         self._log.info("partition.caught_up", partition=part.number, sessions=len(part.sessions))
         for session_id, state in part.sessions.items():
-            self._effect_sync(
-                part.number, session_id, state, part.traces.get(session_id), None, restored=True
-            )
+            self._effect_sync(part.number, session_id, state, part.traces.get(session_id), None)
 
     async def _restore(self, p: int) -> tuple[dict[str, Any], dict[str, str | None], int, int]:
         """Sessions of partition p, their latest traceparent, the input offset the log
