@@ -180,7 +180,21 @@ def choose_program(word: str, settings: ShellSettings, sandbox: Path, path: str)
     if found is None or not os.access(found, os.X_OK):
         raise ToolFailed(f"Command not found: {word!r}.")
     real = Path(os.path.realpath(found))
-    names = frozenset({word, os.path.basename(word), str(real), real.name, found})
+    sandbox_real = Path(os.path.realpath(sandbox))
+    if real.is_relative_to(sandbox_real) or not any(
+        real.is_relative_to(r) for r in _system_roots()
+    ):
+        raise ToolRefused(
+            f"The command {word!r} is refused: only installed programs (in /usr, /bin, "
+            "/sbin or /lib) can run, not files in the sandbox or elsewhere."
+        )
+    # The names the program is known by: its real file's, and the name it was called by
+    # when that name lives outside the sandbox (/usr/bin/vi -> vim.basic is `vi`; a
+    # symlink `./ls` the model made to /bin/rm is `rm`, not `ls`).
+    names = {str(real), real.name}
+    called = os.path.normpath(os.path.abspath(found))
+    if not Path(os.path.realpath(os.path.dirname(called))).is_relative_to(sandbox_real):
+        names |= {called, os.path.basename(called), word}
     allowed = settings.allowed_commands
     if allowed is not None and not _matches(names, allowed):
         raise ToolRefused(
@@ -190,15 +204,7 @@ def choose_program(word: str, settings: ShellSettings, sandbox: Path, path: str)
         )
     if is_interpreter(real.name) and not _matches(names, settings.allowed_interpreters):
         raise _interpreter(word, f"{written} ({real})" if written != real.name else written)
-    sandbox_real = Path(os.path.realpath(sandbox))
-    if real.is_relative_to(sandbox_real) or not any(
-        real.is_relative_to(r) for r in _system_roots()
-    ):
-        raise ToolRefused(
-            f"The command {word!r} is refused: only installed programs (in /usr, /bin, "
-            "/sbin or /lib) can run, not files in the sandbox or elsewhere."
-        )
-    return Program(word if "/" not in word else str(real), str(real), names)
+    return Program(word if "/" not in word else str(real), str(real), frozenset(names))
 
 
 def _interpreter(word: str, shown: str) -> ToolRefused:

@@ -65,8 +65,9 @@ class ShellSettings(BaseModel):
     interpreter or a command runner (`sh`, `bash`, `env`, `xargs`, `python`, ...) unless
     `allowed_interpreters` names it. `use_shell=True` runs the line with `/bin/sh -c`
     (still confined): every command of the line runs, and policy rules on the command
-    text are then only a best effort. `allowed_commands`, when set, must name the program
-    (by name or by path; `/bin/rm` is `rm`).
+    text are then only a best effort, and `allowed_commands` is not checked. When set,
+    `allowed_commands` must name the program a command runs, by name or path (`/bin/rm` is
+    `rm`; a symlink made in the sandbox is the program it leads to).
 
     Every command runs under bubblewrap: only the sandbox directory is writable, the host's
     processes, home directories and secrets are not there, and there is no network unless

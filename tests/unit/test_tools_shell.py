@@ -161,3 +161,55 @@ async def test_model_may_ask_for_less_time_but_not_more(tmp_path: Path) -> None:
 
 def test_shell_defaults_to_require_approval() -> None:
     assert BUILTIN_TOOLS["shell"].default_action == "require_approval"
+
+
+async def test_allowed_commands_match_the_program_by_name_and_resolved_path(tmp_path: Path) -> None:
+    """`/bin/rm` is `rm`; a link the model made in the sandbox is the program it leads
+    to, not the name it was given."""
+    only_ls = {"allowed_commands": ("ls",)}
+    refused = await run(tmp_path, "/bin/rm -f x", **only_ls)
+    assert refused.content == "The command '/bin/rm' is not allowed; allowed commands: ls."
+    assert (await run(tmp_path, "/usr/bin/ls", **only_ls)).ok
+    assert (await run(tmp_path, "ls", allowed_commands=("/usr/bin/ls",))).ok
+    (tmp_path / "ls").symlink_to("/bin/rm")
+    (tmp_path / "x").write_text("keep")
+    disguised = await run(tmp_path, "./ls x", **only_ls)
+    assert (disguised.ok, disguised.error_kind) == (False, "refused")
+    assert (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["sh -c id", "/bin/sh -c id", "bash -c id", "env id", "xargs id", "python3 -c 1",
+     "/usr/bin/python3 -c 1", "perl -e 1", "awk 1", "busybox id", "timeout 5 id"],
+)
+async def test_interpreters_and_command_runners_are_refused(tmp_path: Path, command: str) -> None:
+    result = await run(tmp_path, command)
+    assert (result.ok, result.error_kind) == (False, "refused")
+    assert "runs other commands or code" in result.content
+
+
+async def test_allowed_interpreters_lift_the_refusal_by_name(tmp_path: Path) -> None:
+    assert (await run(tmp_path, "python3 -c 1", allowed_interpreters=("python3",))).ok
+    # A link in the sandbox is the interpreter it leads to (python3.x), not the allowed name.
+    (tmp_path / "python3").symlink_to("/usr/bin/python3")
+    linked = await run(tmp_path, "./python3 -c 1", allowed_interpreters=("python3",))
+    assert (linked.ok, linked.error_kind) == (False, "refused")
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("'ls' -la", "The program name \"'ls'\" must be written plainly"),
+        ("l\\s", "must be written plainly"),
+        ("ls '-la'", "The option '-la' must be written plainly"),
+        ("echo\x00 x", "NUL byte"),
+    ],
+)
+async def test_the_program_and_options_are_written_plainly(
+    tmp_path: Path, command: str, says: str
+) -> None:
+    result = await run(tmp_path, command)
+    assert (result.ok, result.error_kind) == (False, "refused")
+    assert says in result.content
+    assert (await run(tmp_path, "echo 'needs quoting' \"-x y\"")).ok  # quoting that is needed
