@@ -125,6 +125,11 @@ async def _probe(bwrap: str, settings: ShellSettings, home: Path, env: dict[str,
         _kill_group(proc.pid)
         await proc.wait()
         raise _unconfinable(f"did not start a sandbox within {_PROBE_S:g}s") from None
+    except BaseException:  # cancelled: the probe dies with the call
+        _kill_group(proc.pid)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), _REAP_S)
+        raise
     if proc.returncode != 0:
         cause = err.decode("utf-8", errors="replace").strip() or f"exit code {proc.returncode}"
         raise _unconfinable(f"could not create the sandbox: {cause}")
