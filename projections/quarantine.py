@@ -25,6 +25,8 @@ with the projections and re-derives them by replaying.
 
 Exception tree (what `is_event_failure` calls a failure of the event):
     psycopg.Error, not OperationalError ... the event's rows were refused: quarantine
+      but SQLSTATE class 42, 28, 3D, 3F .... our SQL, schema or grants are wrong (a
+                                             migration not run): raised, not the event
     ValueError, TypeError, OverflowError ... a value psycopg could not dump: quarantine
     psycopg.OperationalError ............... the database is away or busy: not the event
     anything else .......................... a defect: raised
@@ -68,6 +70,12 @@ __all__ = [
 ]
 
 
+# SQLSTATE classes that blame the schema, the SQL or the role, never one event's values:
+# syntax error or access rule violation (an undefined table, a missing grant), invalid
+# authorization, invalid catalog or schema name.
+_NOT_THE_EVENT = frozenset({"42", "28", "3D", "3F"})
+
+
 def is_event_failure(exc: BaseException, conn: AsyncConnection[Any] | None = None) -> bool:
     """Whether `exc`, raised while projecting, blames the events being written (and not
     the database being away, busy, or our own code)."""
@@ -76,7 +84,7 @@ def is_event_failure(exc: BaseException, conn: AsyncConnection[Any] | None = Non
     if isinstance(exc, psycopg.OperationalError):
         return False
     if isinstance(exc, psycopg.Error):
-        return True
+        return (exc.sqlstate or "")[:2] not in _NOT_THE_EVENT
     return isinstance(exc, (ValueError, TypeError, OverflowError)) and not isinstance(
         exc, ContractError
     )

@@ -23,6 +23,11 @@ content is the same as the projected one; a different event at a projected seq, 
 gap, or an undecodable record stops the partition: the events before it are committed,
 the offset row records where and why, and the partition is not consumed again until an
 operator clears it. Nothing is ever skipped silently.
+
+A session with a quarantined event is held (projections.quarantine): each of its later
+events is written to projection_quarantine instead of the projections, in the same
+transaction, and audited like any other. Text Postgres cannot store is cleaned on the
+way in, for batches that hold any (projections._clean).
 """
 
 from __future__ import annotations
@@ -209,11 +214,13 @@ async def apply_batch(
             audit_from = stored[partition][1]
             for record in records:
                 event = record.event
-                if event is not None and event.session_id in held and (
+                queue = None if event is None else held.get(event.session_id)
+                # Held from its first quarantined seq on (a replay projects what precedes).
+                if queue is not None and event is not None and event.seq >= queue.first and (
                     event.session_id not in sessions
                     or event.seq > sessions[event.session_id].last_seq
                 ):
-                    verdict = check_held(record, held[event.session_id])
+                    verdict = check_held(record, queue)
                 else:
                     verdict = _check(record, sessions, batch_digests, stored_digests)
                 if isinstance(verdict, Stop):
@@ -226,7 +233,7 @@ async def apply_batch(
                     continue
                 assert event is not None
                 if verdict is HOLD:
-                    queue = held[event.session_id]
+                    assert queue is not None
                     queue.seqs[event.seq] = record.digest
                     held_items.append(record)
                     part.quarantined += 1
@@ -286,7 +293,7 @@ async def apply_batch(
                 (
                     p.next_offset, p.next_offset,
                     None if p.stop is None else p.stop.offset,
-                    None if p.stop is None else p.stop.reason,
+                    None if p.stop is None else clean_text(p.stop.reason),
                     consumer, topic, p.partition,
                 )
                 for p in result.partitions.values()

@@ -295,3 +295,53 @@ def test_a_refused_event_in_a_big_batch_commits_everything_around_it(env: Env) -
     assert held == [(e.session_id, e.seq) for e in tail]
     keys = set(_rows(env.app_url, "SELECT session_id, seq FROM events"))
     assert keys == {(e.session_id, e.seq) for e in events} - {(e.session_id, e.seq) for e in tail}
+
+
+_REFUSE_AUDIT = """
+CREATE FUNCTION refuse_audit_q3() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.session_id = 'q' AND NEW.seq = 3 THEN
+        RAISE EXCEPTION 'the audit row of q seq 3 is refused by this test';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_audit_q3 BEFORE INSERT ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION refuse_audit_q3();
+"""
+
+
+def test_an_event_whose_audit_row_is_refused_is_set_aside_unaudited_and_audited_on_retry(
+    env: Env,
+) -> None:
+    q, a = _session("q", 5), _session("a", 5)
+    stream = _interleave(a, q)
+    asyncio.run(produce_events(env.bootstrap, env.names.events, stream))
+    with psycopg.connect(env.admin_url) as conn:
+        conn.execute(_REFUSE_AUDIT)
+
+    projector = _run(env)
+    assert _offsets(env) == (len(stream), None)
+    assert projector.quarantined == 3  # q 3 failed; 4 and 5 held behind it
+    assert _rows(env.app_url, "SELECT seq, audited, held_behind_seq FROM projection_quarantine "
+                              "ORDER BY seq") == [(3, False, None), (4, True, 3), (5, True, 3)]
+    assert _rows(env.admin_url, "SELECT count(*) FROM audit_log") == [(len(stream) - 1,)]
+
+    # A rebuild keeps the row whose audit row is owed (its replay never audits).
+    before = table_checksums(env.app_url, PROJECTION_TABLES)
+    assert asyncio.run(rebuild(env.config())).checksums == before
+    assert _rows(env.app_url, "SELECT seq, audited FROM projection_quarantine ORDER BY seq") == [
+        (3, False), (4, True), (5, True)]
+
+    with psycopg.connect(env.admin_url) as conn:
+        conn.execute("DROP TRIGGER refuse_audit_q3 ON audit_log")
+    code, retried = _cli(env, "retry", "--all")
+    assert code == 0 and len(retried["resolved"]) == 3
+    # Every event audited once (q 3 last, at the end of the chain), and it verifies.
+    audited = _rows(env.admin_url, "SELECT session_id, seq FROM audit_log ORDER BY audit_id")
+    assert sorted(audited) == sorted((e.session_id, e.seq) for e in stream)
+    assert audited[-1] == ("q", 3)
+    report = verify_audit_log(env.admin_url)
+    assert report.ok and report.rows == len(stream), report.broken
+    assert asyncio.run(rebuild(env.config())).checksums == table_checksums(
+        env.app_url, PROJECTION_TABLES)
+    assert _rows(env.app_url, "SELECT max(seq) FROM events WHERE session_id = 'q'") == [(5,)]
