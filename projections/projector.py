@@ -83,6 +83,8 @@ class ProjectorConfig:
     # Backoff between attempts to reach Postgres again after losing it (doubling).
     reconnect_initial_s: float = 0.1
     reconnect_max_s: float = 5.0
+    # Seconds between `projector.metrics` log lines (the counters of `stats()`).
+    metrics_interval_s: float = 30.0
 
 
 def decode(partition: int, offset: int, value: bytes | None) -> Record:
@@ -152,6 +154,7 @@ class Projector:
         self.reconnects = 0
         # Set when positions could not be loaded (Postgres away): re-take before applying.
         self._resync = False
+        self._last_metrics = time.monotonic()
         # Seconds spent decoding and in the database (for the benchmark's breakdown).
         self.decode_seconds = 0.0
         self.db_seconds = 0.0
@@ -275,6 +278,7 @@ class Projector:
         try:
             targets = await self._end_offsets() if until_caught_up else None
             while not self._stopping.is_set():
+                self._maybe_log_metrics()
                 if self._resync:
                     await self._recover()
                     continue
@@ -412,6 +416,21 @@ class Projector:
             await publish_checkpoint(self._producer, self.config.checkpoints_topic, self._head)
             self._published = self._head
             self._last_publish = time.monotonic()
+
+    def stats(self) -> dict[str, int]:
+        """The counters since start: what `projector.metrics` lines carry."""
+        return {
+            "events_applied": self.applied, "batches": self.batches,
+            "events_quarantined": self.quarantined, "reconnects": self.reconnects,
+            "reseeks": self.reseeks, "partitions_stopped": len(self._stopped),
+        }
+
+    def _maybe_log_metrics(self) -> None:
+        now = time.monotonic()
+        if now - self._last_metrics >= self.config.metrics_interval_s:
+            self._last_metrics = now
+            log.info("projector.metrics", interval_s=self.config.metrics_interval_s,
+                     **self.stats())
 
     async def _recover(self) -> None:
         """Reconnect to Postgres if the connection is gone (backoff, until it answers

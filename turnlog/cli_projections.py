@@ -153,9 +153,7 @@ def worker_projector(
         session_timeout_ms=session_timeout_ms, database_url=database_url,
     )
     projector = asyncio.run(run_projector(config))
-    summary = {"events_applied": projector.applied, "batches": projector.batches,
-               "events_quarantined": projector.quarantined,
-               "reconnects": projector.reconnects}
+    summary = projector.stats()
     if as_json:
         _print_json(summary)
     else:
@@ -236,21 +234,24 @@ def projections_rebuild(
 
 @projections_app.command("status")
 def projections_status(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Stored positions per consumer and partition, and stopped partitions."""
+    """Stored positions per consumer and partition, quarantined events, and stopped
+    partitions."""
     import psycopg
     from psycopg.rows import dict_row
 
     with psycopg.connect(database_url or _settings().database_url, row_factory=dict_row) as c:
         rows = c.execute(
             "SELECT consumer, topic, partition, next_offset, audit_next_offset, "
-            "stopped_offset, stopped_reason FROM projector_offsets "
+            "(SELECT count(*) FROM projection_quarantine q WHERE q.consumer = o.consumer "
+            " AND q.topic = o.topic AND q.kafka_partition = o.partition) AS quarantined, "
+            "stopped_offset, stopped_reason FROM projector_offsets o "
             "ORDER BY consumer, topic, partition"
         ).fetchall()
     if as_json:
         _print_json(rows)
     else:
         _table(rows, ["consumer", "topic", "partition", "next_offset", "audit_next_offset",
-                      "stopped_offset", "stopped_reason"])
+                      "quarantined", "stopped_offset", "stopped_reason"])
 
 
 @quarantine_app.callback(invoke_without_command=True)

@@ -191,9 +191,9 @@ CREATE TRIGGER refuse_q3 BEFORE INSERT ON entries FOR EACH ROW EXECUTE FUNCTION 
 """
 
 
-def _cli(env: Env, *args: str) -> tuple[int, Any]:
+def _cli(env: Env, *args: str, command: str = "quarantine") -> tuple[int, Any]:
     result = subprocess.run(
-        [sys.executable, "-m", "turnlog", "projections", "quarantine", *args, "--json"],
+        [sys.executable, "-m", "turnlog", "projections", command, *args, "--json"],
         check=False, cwd=ROOT, capture_output=True, timeout=120,
         env={**os.environ, "DATABASE_URL": env.app_url, "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
              "TURNLOG_TOPIC_PREFIX": env.prefix},
@@ -223,6 +223,9 @@ def test_a_refused_event_is_quarantined_its_session_held_and_the_partition_goes_
     assert len(alerts) == 1 and alerts[0]["log_level"] == "error"
     assert (alerts[0]["session_id"], alerts[0]["seq"]) == ("q", 3)
     assert "refused by this test" in alerts[0]["error"]
+    assert projector.stats()["events_quarantined"] == 5
+    code, status = _cli(env, command="status")
+    assert code == 0 and [(r["partition"], r["quarantined"]) for r in status] == [(0, 5)]
 
     code, listed = _cli(env)
     assert code == 0
