@@ -47,7 +47,6 @@ import argparse
 import asyncio
 import os
 import platform
-import re
 import secrets
 import statistics
 import sys
@@ -65,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.events import TurnCompleted
+from bench._report import write_section
 from schemas.codec import decode_event, decode_request, encode_request
 from streams.topics import TopicNames, delete_topics, ensure_topics
 from tests.integration.worker_harness import (
@@ -391,18 +391,6 @@ def _window_mean(per_turn: dict[int, int], upto: int, width: int = 10) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-def _write(markdown: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: markdown + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + markdown + "\n"
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote the '{SECTION[3:]}' section of {path}")
-
-
 async def main_async(args: argparse.Namespace) -> None:
     from turnlog.settings import load_settings
 
@@ -441,7 +429,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     print(f"  turn {t:>4}: {per_turn.get(t, 0):>6} bytes "
                           f"(mean of turns {max(1, t - 9)}..{t}: {_window_mean(per_turn, t):.0f})")
     if args.write:
-        _write(_markdown(args, rows, b))
+        write_section(SECTION, _markdown(args, rows, b))
 
 
 def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
