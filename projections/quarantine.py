@@ -302,10 +302,12 @@ class RetryReport:
     failed: list[tuple[int, str]] = field(default_factory=list)
     # quarantine ids not tried because an earlier event of their session failed again
     still_held: list[int] = field(default_factory=list)
+    # asked-for quarantine ids that no row has (resolved already, or never were)
+    missing: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.still_held
+        return not self.failed and not self.still_held and not self.missing
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -313,6 +315,7 @@ class RetryReport:
             "resolved": self.resolved,
             "failed": [{"quarantine_id": i, "error": e} for i, e in self.failed],
             "still_held": self.still_held,
+            "missing": self.missing,
         }
 
 
@@ -338,6 +341,12 @@ async def retry_quarantined(database_url: str, ids: Sequence[int] | None = None)
                 (None if ids is None else list(ids), None if ids is None else list(ids)),
             )
             sessions = [str(r[0]) for r in await cur.fetchall()]
+            if ids is not None:
+                cur = await conn.execute(
+                    "SELECT quarantine_id FROM projection_quarantine "
+                    "WHERE quarantine_id = ANY(%s::bigint[])", (list(ids),))
+                found = {int(r[0]) for r in await cur.fetchall()}
+                report.missing = sorted(set(ids) - found)
         for sid in sessions:
             async with conn.transaction():
                 cur = await conn.execute(

@@ -308,6 +308,8 @@ def projections_quarantine_retry(
             typer.echo(f"quarantine row {qid} failed again: {error}", err=True)
         if report.still_held:
             typer.echo(f"{len(report.still_held)} events stay held behind them", err=True)
+        for qid in report.missing:
+            typer.echo(f"No quarantined event has id {qid} (resolved already?).", err=True)
     if not report.ok:
         raise typer.Exit(1)
 

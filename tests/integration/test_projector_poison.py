@@ -265,6 +265,8 @@ def test_a_refused_event_is_quarantined_its_session_held_and_the_partition_goes_
     code, retried = _cli(env, "retry", str(listed[2]["quarantine_id"]))
     assert code == 0 and len(retried["resolved"]) == 5, retried
     assert _cli(env)[1] == []
+    code, retried = _cli(env, "retry", str(listed[2]["quarantine_id"]))
+    assert code == 1 and retried["missing"] == [listed[2]["quarantine_id"]]
     assert _rows(env.app_url, "SELECT max(seq) FROM events WHERE session_id = 'q'") == [(7,)]
     retried_tables = table_checksums(env.app_url, PROJECTION_TABLES)
     # ... and the result is what a projection that never failed gives.
