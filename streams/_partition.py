@@ -14,6 +14,17 @@ offset is added to a transaction only when it has no event, at most every
 The LLM requests the core built while deciding (their digests are in the events) are
 handed to the effects with the committed state, so a call started right after its
 commit is not built twice; they are dropped with the transaction when it fails.
+
+Poison never stops the partition: a request record over `max_request_bytes`
+(TURNLOG_MAX_REQUEST_BYTES) or whose session id no event can carry is dead-lettered
+unread; every input is decided at its ingest time (the broker's LogAppendTime of the
+record, else this worker's clock when it takes it), never at its sender's claim. A
+transaction that fails because a record is too large (the producer's max_request_size
+or a topic's max.message.bytes — not retriable) is not read again as is: its inputs
+are decided one per transaction with a fresh producer, and the one whose own
+transaction is refused is set aside in the DLQ (RecordTooLarge; headers only when even
+that is too large). Every send is awaited before the commit: aiokafka would otherwise
+commit a transaction without a batch the broker refused.
 """
 
 from __future__ import annotations
@@ -24,18 +35,26 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from agents.errors import DecodeError
 from agents.events import ForkSession, Request
+from agents.limits import session_id_problem
 from schemas.codec import decode_request, encode_event, encode_request
 from streams import _core
 from streams._eventlog import INPUT_NEXT_HEADER
 from streams.partitioning import partition_for
-from streams.topics import TopicNames
+from streams.topics import DEFAULT_MAX_REQUEST_BYTES, TopicNames
 from streams.tracing import child_traceparent, get_traceparent, headers_with
 
 __all__ = ["EffectSync", "OwnedPartition", "Shared"]
@@ -55,6 +74,42 @@ class EffectSync(Protocol):
 ForkBase = Callable[[str, int, str], Awaitable[Any]]
 # An event on its way out: (value, key, headers).
 _Out = tuple[bytes, bytes, list[tuple[str, bytes]]]
+# The broker (or the producer, before sending) refuses a record or batch as too large:
+# not retriable, the same inputs fail the same way on every attempt.
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LOG_APPEND_TIME = 1  # ConsumerRecord.timestamp_type
+
+
+def _refusal(exc: BaseException, sent: Sequence[asyncio.Future[Any]]) -> KafkaError | None:
+    """The too-large refusal behind a failed transaction, or None. The broker's refusal
+    of one batch fails the idempotent producer's later batches of that partition too
+    (out of order), so the refusal may sit in a sent record's future, not in `exc`."""
+    if isinstance(exc, _TOO_LARGE):
+        return exc
+    for fut in sent:
+        if fut.done() and not fut.cancelled():
+            found = fut.exception()
+            if isinstance(found, _TOO_LARGE):
+                return found
+    return None
+
+
+def _record_size(rec: ConsumerRecord) -> int:
+    """Bytes of a record as a producer's limit counts them: key, value and headers."""
+    size = len(rec.value or b"") + len(rec.key or b"")
+    for key, value in rec.headers or ():
+        size += len(key) + len(value or b"")
+    return size
+
+
+def _ingest_time(rec: ConsumerRecord) -> datetime:
+    """When this worker took `rec`: the broker's append time when the topic stamps it
+    (message.timestamp.type=LogAppendTime, the same on every re-read), else our clock
+    now. The core decides with it; the request's occurred_at is only its sender's claim."""
+    if rec.timestamp_type == _LOG_APPEND_TIME and rec.timestamp is not None and rec.timestamp > 0:
+        return _EPOCH + timedelta(milliseconds=rec.timestamp)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -75,6 +130,10 @@ class Shared:
     max_batch: int = 500
     max_queue: int = 2000
     group_commit_s: float = 1.0
+    # A request record (key + value + headers) larger than this is dead-lettered unread.
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # A started producer for partition p that has fenced any other (after a refusal).
+    new_producer: Callable[[int], Awaitable[AIOKafkaProducer]] | None = None
 
 
 class OwnedPartition:
@@ -122,6 +181,10 @@ class OwnedPartition:
         # reported folds before anything is re-issued; then `on_caught_up` runs once.
         self.catch_up: int | None = None
         self.on_caught_up: Callable[[], None] | None = None
+        # Inputs whose own transaction failed as too large, by offset: how many times
+        # (1: dead-letter the record; 2: dead-letter only its headers; 3: skip it).
+        self._too_large: dict[int, int] = {}
+        self._sent: list[asyncio.Future[Any]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,6 +306,54 @@ class OwnedPartition:
             self.shared.consumer.resume(self.tp)
             self.paused = False
 
+    async def _isolate(self, records: Sequence[ConsumerRecord], exc: KafkaError) -> None:
+        """A transaction of `records` failed as too large: decide them one per
+        transaction, and set aside (dead-letter) an input whose own transaction fails
+        so; the partition goes on with the next input instead of re-reading the batch."""
+        if self.shared.new_producer is not None and not self.closed:
+            # The broker's refusal leaves an idempotent producer's sequence numbers
+            # broken for the partition: go on with a fresh one (same transactional id).
+            old, self.producer = self.producer, await self.shared.new_producer(self.number)
+            with contextlib.suppress(Exception):
+                await old.stop()
+        if len(records) > 1:
+            for rec in records:
+                if self.closed:
+                    return
+                await self._transaction([rec])
+                if self.done != rec.offset + 1:
+                    return  # failed otherwise (rewound or fenced): the loop takes over
+            return
+        rec = records[0]
+        attempt = self._too_large.get(rec.offset, 0) + 1
+        self._too_large[rec.offset] = attempt
+        self.shared.log.error(
+            "input.too_large", partition=self.number, offset=rec.offset, attempt=attempt,
+            error=repr(exc),
+        )
+        await self._transaction([rec])
+        self._too_large.pop(rec.offset, None)
+
+    async def _set_aside(self, rec: ConsumerRecord) -> None:
+        """Dead-letter an input whose events could not be written (too large), without
+        deciding it again; with only error headers if the record itself was too large
+        for the DLQ; or, failing that too, skip it with an error line."""
+        attempt = self._too_large[rec.offset]
+        message = (
+            f"What this input caused (events, DLQ record or report) is larger than the "
+            f"broker or producer accepts (max.message.bytes of the topic written, or the "
+            f"producer's max_request_size); the input was set aside after attempt {attempt}."
+        )
+        extra = [("turnlog.error.limit", b"max.message.bytes")]
+        if attempt == 1:
+            await self._dead_letter(rec, "RecordTooLarge", message, None, extra)
+        elif attempt == 2:
+            await self._dead_letter(rec, "RecordTooLarge", message, None, extra, value=False)
+        else:
+            self.shared.stats["dlq"] += 1
+            self.shared.log.error("input.skipped", partition=self.number, offset=rec.offset,
+                                  error=message)
+
     async def _transaction(self, records: Sequence[ConsumerRecord]) -> None:
         """`records` (possibly none: an offsets-only commit) as one transaction."""
         shared, producer = self.shared, self.producer
@@ -253,6 +364,8 @@ class OwnedPartition:
         end = records[-1].offset + 1 if records else self.done
         now = time.monotonic()
         self._last_sent = None
+        self._sent = []
+        too_large: KafkaError | None = None
         try:
             await producer.begin_transaction()
             for rec in records:
@@ -266,6 +379,10 @@ class OwnedPartition:
                 await self._send_event(value, key, headers)
             if to_group:
                 await producer.send_offsets_to_transaction({self.tp: end}, shared.group_id)
+            # A record the broker refused fails only its own future: a commit would go
+            # through without it. Every send must have succeeded before we commit.
+            for fut in self._sent:
+                await fut
             await producer.commit_transaction()
             if self._last_sent is not None:
                 # One offset past our last event holds the commit marker.
@@ -282,17 +399,28 @@ class OwnedPartition:
                 await producer.stop()
             return
         except (KafkaError, OSError) as exc:
-            # Nothing of the batch is visible; read it again (and whatever was queued
-            # after it) from its first offset.
-            shared.log.error("batch.failed", partition=self.number, error=repr(exc))
+            # A record refused as too large is not retriable: read again, the same batch
+            # would fail the same way forever. It is set aside instead (_isolate).
+            too_large = _refusal(exc, self._sent)
+            if too_large is not None:
+                shared.log.error("batch.too_large", partition=self.number, error=repr(exc),
+                                 inputs=len(records))
+            else:
+                shared.log.error("batch.failed", partition=self.number, error=repr(exc))
             self.events_end = None  # an abort marker may or may not have been written
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
-            self.queue.clear()
-            if records:
-                self.position = records[0].offset
-                if not self.closed:
-                    self._rewind(records[0].offset)
+            if too_large is None:
+                # Nothing of the batch is visible; read it again (and whatever was
+                # queued after it) from its first offset.
+                self.queue.clear()
+                if records:
+                    self.position = records[0].offset
+                    if not self.closed:
+                        self._rewind(records[0].offset)
+                return
+        if too_large is not None:
+            await self._isolate(records, too_large)
             return
         self.done = end
         if to_group:
@@ -326,23 +454,42 @@ class OwnedPartition:
     ) -> None:
         shared = self.shared
         shared.stats["inputs"] += 1
+        if rec.offset in self._too_large:
+            await self._set_aside(rec)
+            return
+        size = _record_size(rec)
+        if size > shared.max_request_bytes:
+            limit = f"TURNLOG_MAX_REQUEST_BYTES={shared.max_request_bytes}"
+            await self._dead_letter(
+                rec, "RequestTooLarge",
+                f"The request record is {size} bytes, over the maximum request size "
+                f"{limit} bytes; it was not decoded.", None,
+                [("turnlog.error.limit", limit.encode())],
+            )
+            return
         try:
             req = decode_request(rec.value)
         except DecodeError as exc:
             await self._dead_letter(rec, "DecodeError", str(exc), exc.fingerprint)
+            return
+        problem = session_id_problem(req.session_id)
+        if problem is not None:
+            # No event can name this session: there is no log to reject it on.
+            await self._dead_letter(rec, "InvalidSessionId", f"Request {req.request_id!r}: "
+                                    f"{problem}.", None)
             return
         expected = partition_for(req.session_id, shared.partitions)
         if expected != self.number:
             # Produced with the wrong key: forward it to its session's partition rather
             # than let two workers write one session.
             shared.stats["rerouted"] += 1
-            await self.producer.send(
+            self._sent.append(await self.producer.send(
                 shared.topics.requests,
                 value=rec.value,
                 key=req.session_id.encode(),
                 partition=expected,
                 headers=list(rec.headers or ()),
-            )
+            ))
             return
         state = staged.get(req.session_id) or self.sessions.get(req.session_id)
         try:
@@ -353,7 +500,9 @@ class OwnedPartition:
                     )
                 if state is None:
                     state = _core.initial_state(req.session_id)
-            events, state, requests = _core.decide_built(state, req, shared.registry)
+            events, state, requests = _core.decide_built(
+                state, req, shared.registry, ingested_at=_ingest_time(rec)
+            )
             encoded = [encode_event(ev) for ev in events]
         except Exception as exc:  # a bug in the core must not become a crash loop
             shared.log.exception(
@@ -388,21 +537,24 @@ class OwnedPartition:
             self.shared.topics.events, value=value, key=key, partition=self.number,
             headers=headers,
         )
+        self._sent.append(self._last_sent)
 
     async def _send_request(self, req: Request, traceparent: str | None) -> None:
-        await self.producer.send(
+        self._sent.append(await self.producer.send(
             self.shared.topics.requests,
             value=encode_request(req),
             key=req.session_id.encode(),
             partition=partition_for(req.session_id, self.shared.partitions),
             headers=headers_with(child_traceparent(traceparent, req.request_id)),
-        )
+        ))
 
     async def _dead_letter(
-        self, rec: ConsumerRecord, error_type: str, message: str, fingerprint: str | None
+        self, rec: ConsumerRecord, error_type: str, message: str, fingerprint: str | None,
+        extra: Sequence[tuple[str, bytes]] = (), *, value: bool = True,
     ) -> None:
         self.shared.stats["dlq"] += 1
-        headers = list(rec.headers or ()) + [
+        # Without the value, the record's own headers go too (they may be what is big).
+        headers = (list(rec.headers or ()) if value else []) + [
             ("turnlog.error.type", error_type.encode()),
             ("turnlog.error.message", message.encode("utf-8", "replace")[:4000]),
             ("turnlog.source.topic", rec.topic.encode()),
@@ -411,8 +563,11 @@ class OwnedPartition:
         ]
         if fingerprint:
             headers.append(("turnlog.error.fingerprint", fingerprint.encode()))
-        await self.producer.send(self.shared.topics.dlq, value=rec.value, key=rec.key,
-                                 headers=headers)
+        headers.extend(extra)
+        self._sent.append(await self.producer.send(
+            self.shared.topics.dlq, value=rec.value if value else None, key=rec.key,
+            headers=headers,
+        ))
         self.shared.log.warning(
             "input.dead_lettered",
             error_type=error_type,

@@ -62,6 +62,7 @@ class SessionProcess:
         group_commit_s: float = 1.0,
         metrics_interval_s: float = 30.0,
         client_id: str = "turnlog-session",
+        max_request_bytes: int | None = None,
     ) -> None:
         self.effects = EffectRunner(
             bootstrap=bootstrap,
@@ -82,6 +83,7 @@ class SessionProcess:
             session_timeout_ms=session_timeout_ms,
             group_commit_s=group_commit_s,
             client_id=client_id,
+            **({} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}),
         )
         self.tick_interval_s = tick_interval_s
         self.metrics_interval_s = metrics_interval_s

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.errors import ContractError
+from agents.limits import Limits
 from agents.llm import LlmRequest, LlmResponse
 from agents.providers import Provider, provider_from_spec
 from agents.registry import AgentRegistry
@@ -53,8 +54,8 @@ class ModelRouter:
         )
 
 
-def load_registry(path: str | Path | None = None) -> AgentRegistry:
-    return AgentRegistry.from_file(path or DEFAULT_AGENTS)
+def load_registry(path: str | Path | None = None, *, limits: Limits | None = None) -> AgentRegistry:
+    return AgentRegistry.from_file(path or DEFAULT_AGENTS, limits=limits)
 
 
 def _secret(settings: Any) -> str | None:
@@ -95,11 +96,14 @@ def build_session_process(settings: Any, *, client_id: str = "turnlog-session") 
         bootstrap=settings.kafka_bootstrap_servers,
         topics=topic_names(settings.topic_prefix),
         partitions=settings.partitions,
-        registry=load_registry(settings.agents),
+        registry=load_registry(
+            settings.agents, limits=Limits(max_text_bytes=settings.max_text_bytes)
+        ),
         provider=build_provider(settings),
         tools=tools,
         tool_context=tool_settings,
         session_timeout_ms=settings.session_timeout_ms,
+        max_request_bytes=settings.max_request_bytes,
         metrics_interval_s=settings.metrics_interval_s,
         client_id=client_id,
     )

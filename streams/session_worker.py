@@ -59,7 +59,7 @@ from streams._eventlog import (
 from streams._partition import EffectSync, OwnedPartition, Shared
 from streams.logs import get_logger
 from streams.partitioning import partition_for
-from streams.topics import TopicNames
+from streams.topics import DEFAULT_MAX_REQUEST_BYTES, WORKER_MAX_REQUEST_SIZE, TopicNames
 from streams.tracing import get_traceparent
 
 # Events of whole partitions of the events topic, by partition, read once per restore.
@@ -105,7 +105,9 @@ class SessionWorker:
         group_commit_s: float = 1.0,
         session_timeout_ms: int = 6000,
         client_id: str = "turnlog-session",
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
+        self._max_request_bytes = max_request_bytes  # larger request records: DLQ
         self.bootstrap = bootstrap
         self.topics = topics
         self.partitions = partitions
@@ -183,6 +185,8 @@ class SessionWorker:
             max_batch=self._max_poll_records,
             max_queue=self._max_queue,
             group_commit_s=self._group_commit_s,
+            max_request_bytes=self._max_request_bytes,
+            new_producer=self._fencing_producer,
         )
         self._consumer.subscribe([self.topics.requests], listener=_Listener(self))
         await self._consumer.start()
@@ -305,6 +309,9 @@ class SessionWorker:
             acks="all",
             linger_ms=0,
             client_id=f"{self._client_id}-p{p}",
+            # Anything the topics it writes accept (events, DLQ, requests): a record
+            # over aiokafka's default 1 MiB must not fail every retry of its batch.
+            max_request_size=WORKER_MAX_REQUEST_SIZE,
         )
         await producer.start()
         # Wait until the broker has given us the producer id: that fences the previous

@@ -9,6 +9,17 @@ when asked with fix_configs=True).
 
 All session-keyed topics (requests, events, deltas, dlq) share one partition count so
 they are co-partitioned: session S lives in partition P of each of them.
+
+Sizes: the requests topic accepts REQUESTS_MAX_BYTES; the events topic as much (an event
+holds at most one content field of at most TURNLOG_MAX_TEXT_BYTES, which the settings
+keep below it by agents.limits.EVENT_OVERHEAD_BYTES); the DLQ that much plus error
+headers. WORKER_MAX_REQUEST_SIZE sizes the session worker's producers for the largest
+of the topics they write, so anything the topics accept can be written.
+
+Time: the requests topic stamps each record with the broker's append time
+(message.timestamp.type=LogAppendTime): the session worker takes it as the request's
+ingest time, the time deadlines are measured from (an existing topic reports drift
+until `turnlog topics ensure --fix-configs`; meanwhile the worker uses its own clock).
 """
 
 from __future__ import annotations
@@ -23,7 +34,12 @@ from agents.errors import ExternalError
 
 __all__ = [
     "CHECKPOINT_PARTITIONS",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DLQ_MAX_BYTES",
+    "EVENTS_MAX_BYTES",
+    "REQUESTS_MAX_BYTES",
     "TOPIC_SPECS",
+    "WORKER_MAX_REQUEST_SIZE",
     "EnsureReport",
     "TopicDrift",
     "TopicError",
@@ -38,6 +54,14 @@ __all__ = [
 DAY_MS = 24 * 60 * 60 * 1000
 FOREVER = "-1"
 MiB = 1024 * 1024
+
+# What the topics accept (max.message.bytes), and what the worker's producers may send.
+REQUESTS_MAX_BYTES = 4 * MiB
+EVENTS_MAX_BYTES = 4 * MiB
+DLQ_MAX_BYTES = REQUESTS_MAX_BYTES + 64 * 1024  # a request plus error headers
+WORKER_MAX_REQUEST_SIZE = max(REQUESTS_MAX_BYTES, EVENTS_MAX_BYTES, DLQ_MAX_BYTES)
+# TURNLOG_MAX_REQUEST_BYTES when unset: everything the requests topic accepts.
+DEFAULT_MAX_REQUEST_BYTES = REQUESTS_MAX_BYTES
 
 # Audit-chain heads are one totally ordered stream.
 CHECKPOINT_PARTITIONS = 1
@@ -98,7 +122,10 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
             "retention.ms": str(7 * DAY_MS),
             "retention.bytes": "-1",
             # A tool result or a pasted document travels here once; allow more than 1 MiB.
-            "max.message.bytes": str(4 * MiB),
+            "max.message.bytes": str(REQUESTS_MAX_BYTES),
+            # The broker's clock stamps each request: the worker's ingest time, which
+            # deadlines are measured from (never the producer's claim).
+            "message.timestamp.type": "LogAppendTime",
         },
     ),
     TopicSpec(
@@ -109,7 +136,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
             "cleanup.policy": "delete",
             "retention.ms": FOREVER,
             "retention.bytes": "-1",
-            "max.message.bytes": str(4 * MiB),
+            "max.message.bytes": str(EVENTS_MAX_BYTES),
             "unclean.leader.election.enable": "false",
         },
     ),
@@ -135,7 +162,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
             "retention.ms": str(30 * DAY_MS),
             "retention.bytes": "-1",
             # Must hold anything that fitted in requests, plus error headers.
-            "max.message.bytes": str(4 * MiB + 64 * 1024),
+            "max.message.bytes": str(DLQ_MAX_BYTES),
         },
     ),
     TopicSpec(

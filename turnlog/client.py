@@ -41,9 +41,10 @@ from agents.events import (
     SendMessage,
     TokenDelta,
 )
+from agents.limits import DEFAULT_MAX_TEXT_BYTES, utf8_size
 from schemas.codec import decode_event, encode_request
 from streams.partitioning import partition_for
-from streams.topics import TopicNames, topic_names
+from streams.topics import REQUESTS_MAX_BYTES, TopicNames, topic_names
 from streams.tracing import headers_with, new_traceparent
 from turnlog._follow import (
     EXIT_CODES,
@@ -92,7 +93,11 @@ class Client:
         topic_prefix: str = "",
         database_url: str | None = None,
         client_id: str = "turnlog-client",
+        max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
     ) -> None:
+        # The worker's text limit (TURNLOG_MAX_TEXT_BYTES): a longer text is refused
+        # here, before it travels, rather than rejected by the worker.
+        self.max_text_bytes = max_text_bytes
         self.bootstrap = bootstrap_servers
         self.topics: TopicNames = topic_names(topic_prefix)
         self.database_url = database_url
@@ -112,6 +117,7 @@ class Client:
             "bootstrap_servers": settings.kafka_bootstrap_servers,
             "topic_prefix": settings.topic_prefix,
             "database_url": settings.database_url,
+            "max_text_bytes": settings.max_text_bytes,
         }
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -125,6 +131,8 @@ class Client:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
             linger_ms=0, client_id=self.client_id,
+            # Whatever the requests topic accepts (aiokafka's default is 1 MiB).
+            max_request_size=REQUESTS_MAX_BYTES,
         )
         offsets = self._reader("turnlog-client-offsets")
         try:
@@ -210,6 +218,13 @@ class Client:
         `agent`; the new id is `sent.session_id`."""
         if session_id is None and agent is None:
             raise ContractError("A new session needs an agent: pass agent=... (or session_id).")
+        size = utf8_size(text)
+        if size > self.max_text_bytes:
+            raise ContractError(
+                f"The message is {size} bytes of UTF-8, over the text limit of "
+                f"{self.max_text_bytes} bytes (TURNLOG_MAX_TEXT_BYTES); the worker would "
+                f"reject it. Send a shorter text or raise the limit on the workers."
+            )
         return await self._send(session_id or new_session_id(), SendMessage(text=text),
                                 agent=agent, request_id=request_id)
 

@@ -29,10 +29,22 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.errors import ContractError
+from agents.limits import DEFAULT_MAX_TEXT_BYTES as _MAX_TEXT_DEFAULT
+from agents.limits import EVENT_OVERHEAD_BYTES
+from streams.topics import DEFAULT_MAX_REQUEST_BYTES as _MAX_REQUEST_DEFAULT
+from streams.topics import EVENTS_MAX_BYTES
+from streams.topics import REQUESTS_MAX_BYTES as _REQUESTS_TOPIC_MAX
 
 __all__ = ["DEV_KAFKA_PORT", "DEV_POSTGRES_PORT", "ConfigError", "Settings", "load_settings"]
 
@@ -44,6 +56,8 @@ DEV_DATABASE_USER = "turnlog"
 DEV_DATABASE_PASSWORD = "turnlog"
 
 _PREFIX = "TURNLOG_"
+# An event holds one text plus its envelope: the events topic must take both.
+_TEXT_CEILING = EVENTS_MAX_BYTES - EVENT_OVERHEAD_BYTES
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
 
@@ -144,6 +158,24 @@ class Settings(BaseSettings):
     metrics_interval_s: float = Field(
         default=30.0, gt=0, description="Seconds between the workers' `worker.metrics` lines."
     )
+    # Input limits (bytes: what Kafka's limits count). The topics' max.message.bytes
+    # (streams.topics) bound both, so whatever passes can also be written.
+    max_request_bytes: int = Field(
+        default=_MAX_REQUEST_DEFAULT, ge=1024, le=_REQUESTS_TOPIC_MAX,
+        description=(
+            "Largest request record (key + value + headers, bytes) the session worker "
+            "decodes; a larger one goes to the DLQ with headers naming this limit. At most "
+            "what the requests topic accepts (4 MiB)."
+        ),
+    )
+    max_text_bytes: int = Field(
+        default=_MAX_TEXT_DEFAULT, ge=1, le=_TEXT_CEILING,
+        description=(
+            "Largest free text (UTF-8 bytes) of one field of a request: a message, a reason. "
+            "A client's over it is rejected (RequestRejected naming the limit and the size); "
+            "an effect's result over it is cut with a note. At most TURNLOG_MAX_REQUEST_BYTES."
+        ),
+    )
 
     # TURNLOG_DEV_*: only the local infrastructure of `turnlog dev` reads these.
     dev_kafka_port: int = Field(default=DEV_KAFKA_PORT, ge=1, le=65535)
@@ -222,6 +254,17 @@ class Settings(BaseSettings):
     @property
     def allowed_host_list(self) -> tuple[str, ...]:
         return tuple(h.strip() for h in self.allowed_hosts.split(",") if h.strip())
+
+    @field_validator("max_text_bytes")
+    @classmethod
+    def _check_text_limit(cls, value: int, info: ValidationInfo) -> int:
+        request_limit = info.data.get("max_request_bytes")
+        if isinstance(request_limit, int) and value > request_limit:
+            raise ValueError(
+                f"must be at most TURNLOG_MAX_REQUEST_BYTES ({request_limit}): a text cannot "
+                f"be larger than the request that carries it, got {value}"
+            )
+        return value
 
     @field_validator("dev_kafka_heap")
     @classmethod
