@@ -45,6 +45,7 @@ from streams.topics import TOPIC_SPECS, TopicNames, _admin, _alter_configs, expe
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.live_support import EventLog, RawTail, WorkerTask
 from turnlog.client import Client
+from turnlog.replay_verify import verify_session
 
 AGENTS = """
 [agents.reader]
@@ -95,9 +96,10 @@ def _sessions_on_one_partition(n: int, partitions: int = TEST_PARTITIONS) -> lis
 
 class Platform:
     def __init__(self, names: TopicNames, worker: WorkerTask, log: EventLog, dlq: RawTail,
-                 provider: ScriptedProvider, producer: AIOKafkaProducer) -> None:
+                 provider: ScriptedProvider, producer: AIOKafkaProducer,
+                 registry: AgentRegistry) -> None:
         self.names, self.worker, self.log, self.dlq = names, worker, log, dlq
-        self.provider, self.producer = provider, producer
+        self.provider, self.producer, self.registry = provider, producer, registry
 
     def request(self, session_id: str, text: str, *, agent: str | None = "reader",
                 occurred_at: datetime | None = None) -> Request:
@@ -130,11 +132,11 @@ async def platform(
     tools = builtin_registry()
     tools.register(nul_echo)
     definitions, file_tools = load_definitions(agents)
+    registry = AgentRegistry(definitions, {**file_tools, **tools.spec_map(["nul_echo"])},
+                             limits=limits)
     process = SessionProcess(
         bootstrap=bootstrap, topics=names, partitions=TEST_PARTITIONS,
-        registry=AgentRegistry(definitions, {**file_tools, **tools.spec_map(["nul_echo"])},
-                               limits=limits),
-        provider=provider, tools=tools,
+        registry=registry, provider=provider, tools=tools,
         tool_context=ToolSettings(sandbox_dir=sandbox, allowed_hosts=()),
         tick_interval_s=0.1, client_id=f"poison-{secrets.token_hex(3)}",
         max_request_bytes=max_request_bytes,
@@ -151,7 +153,7 @@ async def platform(
             started.append(part)
         await worker.start()
         started.append(worker)
-        yield Platform(names, worker, log, dlq, provider, producer)
+        yield Platform(names, worker, log, dlq, provider, producer, registry)
         worker.assert_alive()
     finally:
         for part in reversed(started):
@@ -202,17 +204,20 @@ async def _sizes(bootstrap: str, names: TopicNames, tmp_path: Path) -> None:
         await p.produce(p.request(big, "x" * 1_500_000))
         # 2.5 MB: over the worker's TURNLOG_MAX_REQUEST_BYTES (2 MiB here).
         await p.produce(p.request(huge, "y" * 2_500_000))
-        # Another session of the same partition, produced after both.
+        # A session id no event can carry (it would be in every event of the session).
+        await p.produce(p.request(f"{normal}\x00", "hello"))
+        # Another session of the same partition, produced after all of them.
         await p.produce(p.request(normal, "what is 6*7?"))
 
         await p.log.wait_for_type(normal, TurnCompleted, timeout=TIMEOUT)
         rejected = await p.log.wait_for_type(big, RequestRejected, timeout=TIMEOUT)
         assert "TURNLOG_MAX_TEXT_BYTES" in rejected.reason
         assert "1500000 bytes" in rejected.reason and "1048576" in rejected.reason
-        await p.dlq.wait_until(lambda: p.dlq.records, "the 2.5 MB request in the DLQ",
-                               TIMEOUT)
-        (dead,) = p.dlq.records
-        assert dead.headers["turnlog.error.type"] == "RequestTooLarge"
+        await p.dlq.wait_until(lambda: len(p.dlq.records) == 2,
+                               "the 2.5 MB request and the NUL session id in the DLQ", TIMEOUT)
+        by_type = {r.headers["turnlog.error.type"]: r for r in p.dlq.records}
+        assert "U+0000" in by_type["InvalidSessionId"].headers["turnlog.error.message"]
+        dead = by_type["RequestTooLarge"]
         assert dead.headers["turnlog.error.limit"] == "TURNLOG_MAX_REQUEST_BYTES=2097152"
         assert dead.key == huge.encode() and dead.value is not None
         assert len(dead.value) > 2_500_000
@@ -283,6 +288,12 @@ async def _clock(bootstrap: str, names: TopicNames, tmp_path: Path) -> None:
         rejected = await p.log.wait_for_type(ancient, RequestRejected, timeout=TIMEOUT)
         assert "2000-01-01" in rejected.reason
         assert p.provider.calls == 1  # decided without a call
+
+        # replay --verify re-decides at the recorded ingest time, not at the claim.
+        for sid in (slow, ancient):
+            report = await verify_session(bootstrap, names, sid, p.registry)
+            assert report.ok, report.as_dict()
+            assert report.decisions_checked >= 1 and report.unverified_events == 0
 
 
 def test_deadlines_run_from_the_ingest_time_and_absurd_dates_are_rejected(
