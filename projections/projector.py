@@ -51,7 +51,7 @@ from psycopg import AsyncConnection
 from agents.errors import DecodeError, ExternalError
 from projections._clean import needs_cleaning
 from projections.audit import AuditHead, publish_checkpoint
-from projections.quarantine import Quarantined, apply_isolating
+from projections.quarantine import Quarantined, apply_isolating, is_transient
 from projections.store import (
     BatchResult,
     PartitionStopped,
@@ -154,6 +154,8 @@ class Projector:
         self.reconnects = 0
         # Set when positions could not be loaded (Postgres away): re-take before applying.
         self._resync = False
+        # Transient failures in a row (the backoff before trying the same events again).
+        self._failures = 0
         self._last_metrics = time.monotonic()
         # Seconds spent decoding and in the database (for the benchmark's breakdown).
         self.decode_seconds = 0.0
@@ -338,19 +340,28 @@ class Projector:
         failed: list[Quarantined] = []
         async with self._db_lock:
             try:
-                result = await apply_isolating(
+                result: BatchResult | None = await apply_isolating(
                     self._conn, cfg.consumer, cfg.events_topic, batch, self._expected, failed
                 )
             except psycopg.Error as exc:
-                lost = self._conn.broken or self._conn.closed
-                if not (lost or isinstance(exc, psycopg.OperationalError)):
+                if not is_transient(exc, self._conn):
                     raise
-                # Lost, or rolled back (deadlock, cancel): whatever committed is in the
-                # stored positions; the next loop reconnects if need be and seeks there.
+                result = None
+                lost = self._conn.broken or self._conn.closed
+                delay = min(cfg.reconnect_initial_s * 2 ** self._failures, cfg.reconnect_max_s)
+                self._failures += 1
                 log.warning("projecting a batch failed; recovering", error=str(exc).strip(),
-                            connection_lost=lost)
-                self._resync = True
-                return None
+                            connection_lost=lost, retry_in_s=0 if lost else delay)
+        if result is None:
+            # Lost, or rolled back (deadlock, cancel, read-only): whatever committed is in
+            # the stored positions; the next loop reconnects if need be (with its own
+            # backoff) and seeks there, after a pause that grows while failures go on.
+            self._resync = True
+            if not lost:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+            return None
+        self._failures = 0
         self.last_batch_at = time.perf_counter()
         self.db_seconds += self.last_batch_at - started
         self.batches += 1

@@ -25,10 +25,13 @@ with the projections and re-derives them by replaying.
 
 Exception tree (what `is_event_failure` calls a failure of the event):
     psycopg.Error, not OperationalError ... the event's rows were refused: quarantine
-      but SQLSTATE class 42, 28, 3D, 3F .... our SQL, schema or grants are wrong (a
+      but SQLSTATE class 42, 28, 3D, 3F, XX  our SQL, schema or grants are wrong (a
                                              migration not run): raised, not the event
+      and SQLSTATE class 08, 25, 40, 53, 55, 57, 58, the connection lost, or
+    psycopg.OperationalError ............... the database is away, busy or read-only
+                                             for now (`is_transient`): the projector
+                                             backs off and tries the same events again
     ValueError, TypeError, OverflowError ... a value psycopg could not dump: quarantine
-    psycopg.OperationalError ............... the database is away or busy: not the event
     anything else .......................... a defect: raised
 """
 
@@ -64,27 +67,44 @@ __all__ = [
     "apply_isolating",
     "describe_error",
     "is_event_failure",
+    "is_transient",
     "list_quarantined",
     "quarantine_record",
     "retry_quarantined",
 ]
 
 
+# SQLSTATE classes of a database that is away, busy or read-only for now (connection
+# exception, invalid transaction state — a read-only standby after a failover —,
+# transaction rollback, insufficient resources, object not in prerequisite state,
+# operator intervention, system error): wait and try the same events again.
+_TRANSIENT = frozenset({"08", "25", "40", "53", "55", "57", "58"})
 # SQLSTATE classes that blame the schema, the SQL or the role, never one event's values:
 # syntax error or access rule violation (an undefined table, a missing grant), invalid
-# authorization, invalid catalog or schema name.
-_NOT_THE_EVENT = frozenset({"42", "28", "3D", "3F"})
+# authorization, invalid catalog or schema name, internal error.
+_NOT_THE_EVENT = _TRANSIENT | {"42", "28", "3D", "3F", "XX"}
+
+
+def _sqlstate_class(exc: BaseException) -> str:
+    return (getattr(exc, "sqlstate", None) or "")[:2]
+
+
+def is_transient(exc: BaseException, conn: AsyncConnection[Any] | None = None) -> bool:
+    """Whether `exc` says the database is away or busy for now: retry, do not blame."""
+    if conn is not None and (conn.closed or conn.broken):
+        return True
+    return isinstance(exc, psycopg.OperationalError) or (
+        isinstance(exc, psycopg.Error) and _sqlstate_class(exc) in _TRANSIENT
+    )
 
 
 def is_event_failure(exc: BaseException, conn: AsyncConnection[Any] | None = None) -> bool:
     """Whether `exc`, raised while projecting, blames the events being written (and not
     the database being away, busy, or our own code)."""
-    if conn is not None and (conn.closed or conn.broken):
-        return False
-    if isinstance(exc, psycopg.OperationalError):
+    if is_transient(exc, conn):
         return False
     if isinstance(exc, psycopg.Error):
-        return (exc.sqlstate or "")[:2] not in _NOT_THE_EVENT
+        return _sqlstate_class(exc) not in _NOT_THE_EVENT
     return isinstance(exc, (ValueError, TypeError, OverflowError)) and not isinstance(
         exc, ContractError
     )
