@@ -385,6 +385,12 @@ async def retry_quarantined(database_url: str, ids: Sequence[int] | None = None)
                             "UPDATE projection_quarantine SET error = %s, held_behind_seq = NULL, "
                             "attempts = attempts + 1, last_failed_at = now() "
                             "WHERE quarantine_id = %s", (clean_text(error), qid))
+                        # The later ones now wait behind this one (the earlier are resolved).
+                        await conn.execute(
+                            "UPDATE projection_quarantine SET held_behind_seq = f.seq "
+                            "FROM projection_quarantine f WHERE f.quarantine_id = %s "
+                            "AND projection_quarantine.session_id = f.session_id "
+                            "AND projection_quarantine.seq > f.seq", (qid,))
                     report.failed.append((qid, error))
                     report.still_held.extend(queue[i + 1:])
                     break

@@ -350,3 +350,30 @@ def test_an_event_whose_audit_row_is_refused_is_set_aside_unaudited_and_audited_
     assert asyncio.run(rebuild(env.config())).checksums == table_checksums(
         env.app_url, PROJECTION_TABLES)
     assert _rows(env.app_url, "SELECT max(seq) FROM events WHERE session_id = 'q'") == [(5,)]
+
+
+def test_a_retry_projects_up_to_the_next_refused_event_and_holds_the_rest_behind_it(
+    env: Env,
+) -> None:
+    q, a = _session("q", 7), _session("a", 3)
+    asyncio.run(produce_events(env.bootstrap, env.names.events, _interleave(q, a)))
+    with psycopg.connect(env.admin_url) as conn:
+        conn.execute(_REFUSE.replace("NEW.seq = 3", "NEW.seq IN (3, 5)"))
+    assert _run(env).quarantined == 5
+    with psycopg.connect(env.admin_url) as conn:  # seq 3 is taken now, seq 5 still refused
+        conn.execute("CREATE OR REPLACE FUNCTION refuse_q3() RETURNS trigger LANGUAGE plpgsql "
+                     "AS $$ BEGIN IF NEW.session_id = 'q' AND NEW.seq = 5 THEN "
+                     "RAISE EXCEPTION 'q seq 5 is refused'; END IF; RETURN NEW; END $$")
+    code, retried = _cli(env, "retry", "--all")
+    assert code == 1 and len(retried["resolved"]) == 2 and len(retried["still_held"]) == 2
+    assert "q seq 5 is refused" in retried["failed"][0]["error"]
+    assert [(r["seq"], r["held_behind_seq"], r["attempts"]) for r in _cli(env)[1]] == [
+        (5, None, 2), (6, 5, 1), (7, 5, 1)]
+    assert _rows(env.app_url, "SELECT max(seq) FROM events WHERE session_id = 'q'") == [(4,)]
+    # Later events of q keep waiting behind seq 5; other sessions go on.
+    more = [Event(event_id_for("q", 8), "q", 8, T0, "support", TurnStarted(4)),
+            Event(event_id_for("a", 4), "a", 4, T0, "support", TurnStarted(2))]
+    asyncio.run(produce_events(env.bootstrap, env.names.events, more))
+    later = _run(env)
+    assert (later.applied, later.quarantined) == (1, 1)
+    assert _cli(env)[1][-1]["seq"] == 8 and _cli(env)[1][-1]["held_behind_seq"] == 5
