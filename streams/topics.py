@@ -5,7 +5,9 @@ topic is created here with every config that matters spelled out, so a topic's r
 never depends on a broker default. `ensure_topics` creates what is missing and only
 *reports* an existing topic whose partitions or configs differ (changing the partition
 count of a keyed topic would move sessions between partitions; configs are changed only
-when asked with fix_configs=True).
+when asked with fix_configs=True) — except the configs in ALWAYS_FIXED, which are set
+every time (the requests topic's timestamp type: a topic created by an older turnlog
+gets the broker's append time on the next `turnlog topics ensure`).
 
 All session-keyed topics (requests, events, deltas, dlq) share one partition count so
 they are co-partitioned: session S lives in partition P of each of them.
@@ -18,8 +20,8 @@ of the topics they write, so anything the topics accept can be written.
 
 Time: the requests topic stamps each record with the broker's append time
 (message.timestamp.type=LogAppendTime): the session worker takes it as the request's
-ingest time, the time deadlines are measured from (an existing topic reports drift
-until `turnlog topics ensure --fix-configs`; meanwhile the worker uses its own clock).
+ingest time, the time deadlines are measured from (on a topic created before, the next
+`turnlog topics ensure` sets it; until then the worker uses its own clock).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 from agents.errors import ExternalError
 
 __all__ = [
+    "ALWAYS_FIXED",
     "CHECKPOINT_PARTITIONS",
     "DEFAULT_MAX_REQUEST_BYTES",
     "DLQ_MAX_BYTES",
@@ -62,6 +65,9 @@ DLQ_MAX_BYTES = REQUESTS_MAX_BYTES + 64 * 1024  # a request plus error headers
 WORKER_MAX_REQUEST_SIZE = max(REQUESTS_MAX_BYTES, EVENTS_MAX_BYTES, DLQ_MAX_BYTES)
 # TURNLOG_MAX_REQUEST_BYTES when unset: everything the requests topic accepts.
 DEFAULT_MAX_REQUEST_BYTES = REQUESTS_MAX_BYTES
+# Configs `ensure_topics` sets on an existing topic even without fix_configs: changing
+# them moves no data and loses nothing, and turnlog's guarantees depend on them.
+ALWAYS_FIXED = frozenset({"message.timestamp.type"})
 
 # Audit-chain heads are one totally ordered stream.
 CHECKPOINT_PARTITIONS = 1
@@ -255,6 +261,25 @@ async def _topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, st
     return result
 
 
+async def _dynamic_configs(admin: Any, name: str) -> dict[str, str]:
+    """The configs set on topic `name` itself (not broker or default values)."""
+    from aiokafka.admin.config_resource import (  # type: ignore[import-untyped,unused-ignore]
+        ConfigResource,
+        ConfigResourceType,
+    )
+
+    dynamic_topic_config = 1  # DescribeConfigs v1+ config_source
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    return {
+        entry[0]: entry[1]
+        for response in responses
+        if response.API_VERSION >= 1  # v0 has is_default there, not the source
+        for *_, entries in response.resources
+        for entry in entries
+        if entry[3] == dynamic_topic_config and entry[1] is not None
+    }
+
+
 async def _wait_for_leaders(admin: Any, names: list[str], timeout: float) -> None:
     """A created topic is usable only once every partition has a leader."""
     deadline = time.monotonic() + timeout
@@ -341,6 +366,14 @@ async def ensure_topics(
                 await _alter_configs(admin, name, expected, timeout)
                 report.fixed.extend(config_drift)
                 config_drift = []
+            elif any(d.setting in ALWAYS_FIXED for d in config_drift):
+                # Set only these. AlterConfigs replaces the whole dynamic config, so
+                # every config set on the topic now is sent along as it is.
+                fixed = {k: expected[k] for k in ALWAYS_FIXED if k in expected}
+                dynamic = await _dynamic_configs(admin, name)
+                await _alter_configs(admin, name, {**dynamic, **fixed}, timeout)
+                report.fixed.extend(d for d in config_drift if d.setting in ALWAYS_FIXED)
+                config_drift = [d for d in config_drift if d.setting not in ALWAYS_FIXED]
             drift.extend(config_drift)
             if drift:
                 report.drift.extend(drift)
