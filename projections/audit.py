@@ -435,5 +435,10 @@ def verify_audit_log(
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             _check_columns(conn)
             return verify_chain(_rows(conn), checkpoints)
+    except psycopg.errors.UndefinedTable as exc:
+        raise ExternalError(
+            "This database has no audit_log table: the migrations have not run "
+            "(`turnlog db migrate`), or the URL names another database."
+        ) from exc
     except psycopg.OperationalError as exc:
         raise ExternalError(f"Could not read the audit log: {str(exc).strip()}") from exc

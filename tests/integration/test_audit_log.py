@@ -397,3 +397,16 @@ def test_rows_of_the_old_hash_still_verify_and_their_columns_are_checked(
         conn.rollback()
     assert broken is not None and broken.audit_id == v1 + 5
     assert "never goes back" in broken.reason
+
+
+def test_verify_command_says_what_it_did_not_prove(audited: Audited) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "turnlog", "audit", "verify", "--no-checkpoints",
+         "--database-url", role_url(audited.admin_url, AUDITOR_ROLE)],
+        check=False, cwd=ROOT, capture_output=True, timeout=120, text=True,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": audited.bootstrap,
+             "TURNLOG_TOPIC_PREFIX": audited.prefix},
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"audit log intact: {audited.rows} rows" in result.stdout
+    assert "not proven: No published checkpoint was compared" in result.stdout
