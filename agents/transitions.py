@@ -105,7 +105,8 @@ _ROWS: tuple[Transition, ...] = (
     Transition(_T, CompleteToolCall, h.on_tool_completed, (_T, _C) + _NEXT, "tool result"),
     Transition(_T, FailToolCall, h.on_tool_failed, (_T, _C) + _NEXT, "tool error"),
     Transition(_T, CompleteChildSession, h.on_child_completed, (_T,), "child answer"),
-    Transition(_T, Tick, on_tick, (_T, _C) + _NEXT, "re-issue or time out tools"),
+    # An overdue call of a non-idempotent tool asks a human again (agents._tick).
+    Transition(_T, Tick, on_tick, (_T, _A, _C) + _NEXT, "re-issue or time out tools"),
     Transition(_C, CompleteChildSession, h.on_child_completed, (_C,) + _NEXT, "child answer"),
     Transition(_C, Tick, on_tick, (_C,) + _NEXT, "re-issue or time out children"),
 ) + tuple(
