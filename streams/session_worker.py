@@ -126,6 +126,9 @@ class SessionWorker:
         # Partitions revoked by a rebalance that is not over yet: if it gives them back,
         # they resume as they were (sessions, effects in flight), without a restore.
         self._suspended: dict[int, OwnedPartition] = {}
+        # Set by a clean stop: a rebalance meanwhile gives us nothing new to decide (we
+        # would commit decisions whose effects the draining runner never starts).
+        self._stopping = False
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         # Reads end offsets (no group): is an events partition still where we left it,
@@ -223,6 +226,7 @@ class SessionWorker:
         """Stop deciding (each partition's transaction in flight finishes; its effects
         start): a clean stop then drains the effects before it leaves the group."""
         async with self._lock:
+            self._stopping = True
             for part in self._parts.values():
                 await part.suspend()
 
@@ -262,6 +266,13 @@ class SessionWorker:
             for p in sorted(set(suspended) - numbers):
                 await suspended[p].close()
             new = sorted(p for p in numbers if p not in self._parts)
+            if self._stopping:
+                # Leaving the group shortly: whoever gets these next restores them.
+                for p in new:
+                    if p in suspended:
+                        await suspended[p].close()
+                self._log.info("partitions.ignored_while_stopping", partitions=new)
+                return
             self._log.info("partitions.restoring", partitions=new)
             started = time.monotonic()
             parts = await asyncio.gather(*(self._take(p, suspended.get(p)) for p in new))
