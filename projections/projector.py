@@ -185,8 +185,7 @@ class Projector:
                     self._conn, cfg.consumer, cfg.events_topic, [tp.partition for tp in tps]
                 )
         except psycopg.Error as exc:
-            if not (isinstance(exc, psycopg.OperationalError) or self._conn.broken
-                    or self._conn.closed):
+            if not is_transient(exc, self._conn):
                 raise
             # Called from the rebalance listener too, which must not raise: the main loop
             # reconnects and takes every owned partition again. Until then these are not
