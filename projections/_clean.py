@@ -9,6 +9,9 @@ log's `content` spells a NUL as the JSON escape \\u0000, which is plain ASCII). 
 replacement is per character and depends on nothing else, so an incremental projection
 and a rebuild store identical rows.
 
+A json/jsonb column (none today; the rule is in place for the first) refuses the JSON
+escape \\u0000 as well: in JSON text stored there, that escape becomes \\ufffd.
+
 Why replace rather than reject: the log is the source of truth and already holds the
 event; the projection must show what it can of it, and the audit log's content keeps
 the exact original. Why U+FFFD rather than dropping the character: the text keeps its
@@ -21,10 +24,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["REPLACEMENT", "clean_row", "clean_text", "needs_cleaning"]
+__all__ = ["REPLACEMENT", "clean_json_text", "clean_row", "clean_text", "needs_cleaning"]
 
 REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# A \u0000 escape whose backslash is not itself escaped: preceded by an even number
+# (0, 2, …) of backslashes.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def needs_cleaning(canonical: str) -> bool:
@@ -40,6 +46,12 @@ def clean_text(text: str) -> str:
     return _UNSTORABLE.sub(REPLACEMENT, text)
 
 
+def clean_json_text(text: str) -> str:
+    """JSON text that jsonb accepts: `clean_text`, and each \\u0000 escape made \\ufffd
+    (still valid JSON, decoding to U+FFFD as clean_text would give)."""
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", clean_text(text))
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
@@ -48,6 +60,10 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def clean_row(row: Sequence[Any]) -> tuple[Any, ...]:
-    """A row with its text values (and text-array elements) cleaned."""
-    return tuple(_clean(v) for v in row)
+def clean_row(row: Sequence[Any], json_columns: frozenset[int] = frozenset()) -> tuple[Any, ...]:
+    """A row with its text values (and text-array elements) cleaned; the values at
+    `json_columns` (indexes of json/jsonb columns) cleaned as JSON text."""
+    return tuple(
+        clean_json_text(v) if i in json_columns and isinstance(v, str) else _clean(v)
+        for i, v in enumerate(row)
+    )

@@ -116,6 +116,7 @@ async def ensure_stage(conn: AsyncConnection[Any]) -> None:
 
 
 _UUID_OID = 2950
+_JSON_OIDS = frozenset({114, 3802})  # json, jsonb
 
 
 class _UuidText:
@@ -136,12 +137,13 @@ async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence
     # set explicitly, so each value is dumped by its column's type.
     types = _copy_types[cur.connection][table]
     uuids = [i for i, oid in enumerate(types) if oid == _UUID_OID]
+    jsons = frozenset(i for i, oid in enumerate(types) if oid in _JSON_OIDS)
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     async with cur.copy(sql) as copy:
         copy.set_types(types)
         for row in rows:
             if clean:
-                row = clean_row(row)
+                row = clean_row(row, jsons)
             if uuids:
                 row = list(row)
                 for i in uuids:

@@ -377,3 +377,18 @@ def test_a_retry_projects_up_to_the_next_refused_event_and_holds_the_rest_behind
     later = _run(env)
     assert (later.applied, later.quarantined) == (1, 1)
     assert _cli(env)[1][-1]["seq"] == 8 and _cli(env)[1][-1]["held_behind_seq"] == 5
+
+
+def test_jsonb_refuses_the_nul_escape_and_takes_it_cleaned(scratch_database_url: str) -> None:
+    """No projection column is json/jsonb today; the rule for the first one is checked
+    against the real server: the escape is refused, the cleaned text stored."""
+    from projections._clean import clean_json_text
+
+    text = '{"out":"bin\\u0000ary","path":"C:\\\\u0000"}'
+    with psycopg.connect(scratch_database_url) as conn:
+        with pytest.raises(psycopg.errors.UntranslatableCharacter):
+            conn.execute("SELECT %s::jsonb", (text,))
+        conn.rollback()
+        row = conn.execute("SELECT (%s::jsonb)->>'out', (%s::jsonb)->>'path'",
+                           (clean_json_text(text), clean_json_text(text))).fetchone()
+    assert row == ("bin\ufffdary", "C:\\u0000")

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from datetime import UTC, datetime
 
 import pytest
 
 from agents.events import Event, UserMessageReceived, event_id_for
-from projections._clean import REPLACEMENT, clean_row, clean_text, needs_cleaning
+from projections._clean import (
+    REPLACEMENT,
+    clean_json_text,
+    clean_row,
+    clean_text,
+    needs_cleaning,
+)
 from projections.projector import decode
 from projections.store import Record, audit_rows
 from schemas.codec import canonical_event_json, encode_event
@@ -38,6 +45,42 @@ def test_clean_row_cleans_text_and_text_arrays_only() -> None:
     row = ("s\x00", 3, None, ["a\x00", "b"], T0, True, b"\x00")
     assert clean_row(row) == (f"s{REPLACEMENT}", 3, None, [f"a{REPLACEMENT}", "b"], T0, True,
                               b"\x00")
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ('{"a":"x\\u0000y"}', '{"a":"x\\ufffdy"}'),
+        ('["\\u0000\\u0000"]', '["\\ufffd\\ufffd"]'),
+        # an escaped backslash followed by the characters u0000: not an escape of NUL
+        ('["\\\\u0000"]', '["\\\\u0000"]'),
+        ('["\\\\\\u0000"]', '["\\\\\\ufffd"]'),
+        ('{"raw":"a\x00b"}', '{"raw":"a\ufffdb"}'),
+        ('{"a":"\\u00001"}', '{"a":"\\ufffd1"}'),
+    ],
+)
+def test_clean_json_text_keeps_json_valid_and_decoding_as_clean_text(
+    text: str, stored: str
+) -> None:
+    assert clean_json_text(text) == stored
+    # Stored JSON decodes to what clean_text makes of each decoded string.
+    decoded = json.loads(text.replace("\x00", "\\u0000"))
+    assert json.loads(clean_json_text(text)) == _clean_strings(decoded)
+
+
+def _clean_strings(value: object) -> object:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_clean_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean_strings(v) for k, v in value.items()}
+    return value
+
+
+def test_clean_row_cleans_json_columns_as_json() -> None:
+    row = ('{"a":"\\u0000"}', '{"a":"\\u0000"}')
+    assert clean_row(row, frozenset({1})) == ('{"a":"\\u0000"}', '{"a":"\\ufffd"}')
 
 
 def _event(text: str) -> Event:
