@@ -87,6 +87,9 @@ __all__ = [
     # other topics
     "TokenDelta",
     "AuditCheckpoint",
+    "Snapshot",
+    "SessionSnapshot",
+    "RestorePoint",
 ]
 
 # Fixed namespace: event ids must be the same in every process and every release.
@@ -840,6 +843,36 @@ class AuditCheckpoint:
     head_hash: str
     event_count: int
     occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """A session's state after event `seq` (see turnlog.v1.SessionSnapshot.avsc)."""
+
+    seq: int
+    events_offset: int
+    agent: str
+    phase: str
+    state_format: int
+    state: bytes
+    next_deadline: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePoint:
+    """Every event of a partition below `events_offset` is covered by a snapshot."""
+
+    events_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Envelope of `turnlog.snapshots`: a SessionSnapshot or the partition's
+    RestorePoint."""
+
+    session_id: str
+    written_at: datetime
+    payload: SessionSnapshot | RestorePoint
 
 
 def utc(ts: datetime) -> datetime:

@@ -37,7 +37,7 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
 from agents.errors import DecodeError, InvalidRecord
-from agents.events import AuditCheckpoint, Event, Request, TokenDelta
+from agents.events import AuditCheckpoint, Event, Request, Snapshot, TokenDelta
 from schemas._convert import Converters, build_converters
 from schemas._fastread import Reader, build_readers
 from schemas.loader import ENVELOPES, SchemaSet, all_sets
@@ -50,10 +50,12 @@ __all__ = [
     "current_fingerprint",
     "current_schema",
     "decode_checkpoint",
+    "decode_snapshot",
     "decode_delta",
     "decode_event",
     "decode_request",
     "encode_checkpoint",
+    "encode_snapshot",
     "encode_delta",
     "encode_event",
     "encode_request",
@@ -184,6 +186,8 @@ def _describe(envelope: str, value: Any) -> str:
             f"TokenDelta of session {get('session_id')!r} call {get('call_id')!r} "
             f"index {get('index')!r}"
         )
+    if envelope == "Snapshot":
+        return f"Snapshot of session {get('session_id')!r}"
     return f"AuditCheckpoint after audit row {get('audit_id')!r}"
 
 
@@ -354,6 +358,17 @@ def encode_checkpoint(c: AuditCheckpoint) -> bytes:
 def decode_checkpoint(data: bytes) -> AuditCheckpoint:
     """Decode a `turnlog.audit.checkpoints` message written with any shipped version."""
     result: AuditCheckpoint = _decode("AuditCheckpoint", data)
+    return result
+
+
+def encode_snapshot(s: Snapshot) -> bytes:
+    """Single-object encoding of a `turnlog.snapshots` message."""
+    return _encode("Snapshot", Snapshot, s)
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """Decode a `turnlog.snapshots` message written with any shipped schema version."""
+    result: Snapshot = _decode("Snapshot", data)
     return result
 
 

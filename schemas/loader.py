@@ -45,6 +45,7 @@ ENVELOPES: dict[str, str] = {
     "Event": "turnlog.events",
     "TokenDelta": "turnlog.deltas",
     "AuditCheckpoint": "turnlog.audit.checkpoints",
+    "Snapshot": "turnlog.snapshots",
 }
 
 _HERE = Path(__file__).resolve().parent
@@ -142,9 +143,15 @@ def expand(name: str, defs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def load_schema_set(directory: Path, version: str) -> SchemaSet:
-    """Load one schema set and expand its four envelopes."""
+    """Load one schema set and expand its envelopes. The working set defines every
+    envelope; a released set, those that existed when it was released (an envelope added
+    later, such as Snapshot after v1.0, has no older writer to stay compatible with)."""
     defs = load_definitions(directory)
-    envelopes = {name: expand(name, defs) for name in ENVELOPES}
+    envelopes = {
+        name: expand(name, defs)
+        for name in ENVELOPES
+        if version == CURRENT_VERSION or _fullname(name, NAMESPACE) in defs
+    }
     return SchemaSet(version=version, directory=directory, envelopes=envelopes)
 
 

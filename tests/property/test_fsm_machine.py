@@ -45,6 +45,7 @@ from agents.events import (
     RequestRejected,
     SendMessage,
     SessionForked,
+    SessionSnapshot,
     Tick,
     ToolUse,
     TurnCancelled,
@@ -53,11 +54,13 @@ from agents.events import (
     Usage,
 )
 from agents.fold import fold, fork_base
-from agents.fsm import decide, decide_and_evolve, decide_built, initial_state
+from agents.fsm import decide, decide_and_evolve, decide_built, evolve, initial_state
 from agents.llm import LlmRequest
+from agents.snapshots import snapshot_of, state_of
 from agents.state import CallStatus, Phase, SessionState, step_phase
 from agents.state_codec import state_from_dict, state_to_dict
 from agents.transitions import TRANSITIONS
+from schemas.codec import decode_snapshot, encode_snapshot
 from tests.unit.test_fsm_support import REGISTRY, T0
 
 BIG = "lorem ipsum " * 1_100  # ~3,300 estimated tokens: a few of them trigger compaction
@@ -296,6 +299,28 @@ class FsmMachine(RuleBasedStateMachine):
             else:
                 assert turn.calls and s.phase is step_phase(turn.calls)
             assert next_deadline(s) is not None
+
+    @invariant()
+    def snapshot_plus_tail_equals_fold(self) -> None:
+        """A restore from a snapshot taken after any event, plus the events after it,
+        is the state the whole log folds into (the snapshot envelope round-trips the
+        codec too)."""
+        # A forked session's log starts with its ancestry: its own part begins with
+        # SessionForked, and its snapshots are taken in that part.
+        own = next((i for i, e in enumerate(self.log) if e.session_id == self.sid), None)
+        if own is None:
+            return
+        n = len(self.log)
+        for k in {k for k in (n // 2, n - 1, n) if k > own}:
+            state = self.state if k == len(self.log) else fold(self.log[:k], self.sid)
+            record = decode_snapshot(encode_snapshot(snapshot_of(state, events_offset=k, now=T0)))
+            assert isinstance(record.payload, SessionSnapshot)
+            assert record.payload.seq == k and record.payload.next_deadline == next_deadline(state)
+            restored = state_of(record.payload)
+            assert restored == state
+            for ev in self.log[k:]:
+                restored = evolve(restored, ev)
+            assert restored == self.state
 
     @invariant()
     def state_survives_json(self) -> None:

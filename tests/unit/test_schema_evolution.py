@@ -64,7 +64,15 @@ def test_every_released_fingerprint_is_readable() -> None:
             assert known[fp][0] == envelope
 
 
-@pytest.mark.parametrize("envelope", list(ENVELOPES))
+# Envelopes the last release has (one added since has no older writer to resolve).
+RELEASED_ENVELOPES = [name for name in ENVELOPES if name in LAST.envelopes]
+
+
+def test_only_new_envelopes_are_missing_from_the_last_release() -> None:
+    assert set(ENVELOPES) - set(LAST.envelopes) <= {"Snapshot"}
+
+
+@pytest.mark.parametrize("envelope", RELEASED_ENVELOPES)
 def test_current_set_is_backward_and_forward_compatible_with_the_last_release(
     envelope: str,
 ) -> None:
@@ -72,7 +80,7 @@ def test_current_set_is_backward_and_forward_compatible_with_the_last_release(
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.parametrize("envelope", list(ENVELOPES))
+@pytest.mark.parametrize("envelope", RELEASED_ENVELOPES)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_generated_values_resolve_both_ways(envelope: str, data: st.DataObject) -> None:
