@@ -392,3 +392,73 @@ def test_jsonb_refuses_the_nul_escape_and_takes_it_cleaned(scratch_database_url:
         row = conn.execute("SELECT (%s::jsonb)->>'out', (%s::jsonb)->>'path'",
                            (clean_json_text(text), clean_json_text(text))).fetchone()
     assert row == ("bin\ufffdary", "C:\\u0000")
+
+
+def test_kill9_while_quarantining_sets_each_event_aside_once(env: Env, tmp_path: Path) -> None:
+    """The quarantine row moves with the offset: killed at any point, a restarted worker
+    neither loses a refused event nor sets one aside twice."""
+    import random
+
+    rng = random.Random(7)
+    events = list(interleave(generate(3000, seed=41, base=T0), seed=41))
+    messages = [e for e in events if isinstance(e.payload, UserMessageReceived) and e.seq > 3]
+    victims = rng.sample(messages, 6)
+    refusals = " OR ".join(f"(NEW.session_id = '{v.session_id}' AND NEW.seq = {v.seq})"
+                           for v in victims)
+    with psycopg.connect(env.admin_url) as conn:
+        conn.execute(_REFUSE.replace("NEW.session_id = 'q' AND NEW.seq = 3", refusals))
+    asyncio.run(produce_events(env.bootstrap, env.names.events, events))
+    first = {v.session_id: v.seq for v in victims}
+    for v in victims:
+        first[v.session_id] = min(first[v.session_id], v.seq)
+    tails = {(e.session_id, e.seq) for e in events
+             if e.session_id in first and e.seq >= first[e.session_id]}
+
+    log = tmp_path / "projector.log"
+    environ = {**os.environ, "DATABASE_URL": env.app_url, "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
+               "TURNLOG_TOPIC_PREFIX": env.prefix}
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "turnlog", "worker", "projector", "--no-group",
+             "--max-records", "400", "--checkpoint-interval", "0.2"],
+            cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+
+    def consumed() -> int:
+        return _offsets(env)[0] if _rows(env.app_url, "SELECT 1 FROM projector_offsets") else 0
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for mark in sorted(rng.sample(range(300, len(events) - 300), 3)):
+            proc = start()
+            procs.append(proc)
+            wait_until(lambda m=mark, p=proc: p.poll() is not None or consumed() >= m, 90,
+                       f"the projector to consume {mark} records")
+            assert proc.poll() is None, log.read_text()[-3000:]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        assigned = log.read_text().count("partitions assigned")
+        proc = start()
+        procs.append(proc)
+        # Up (its signal handlers in place), then done: the killed one may have finished.
+        wait_until(lambda: proc.poll() is not None or (
+            log.read_text().count("partitions assigned") > assigned
+            and consumed() >= len(events)), 120, "the projector to consume every record")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+    assert _offsets(env) == (len(events), None)
+    keys = set(_rows(env.app_url, "SELECT session_id, seq FROM events"))
+    assert keys == {(e.session_id, e.seq) for e in events} - tails
+    quarantined = _rows(env.app_url, "SELECT session_id, seq, attempts FROM projection_quarantine")
+    assert {(s, q) for s, q, _ in quarantined} == tails
+    assert {a for _, _, a in quarantined} == {1}  # none set aside twice
+    assert _rows(env.admin_url, "SELECT count(*) FROM audit_log") == [(len(events),)]
+    incremental = table_checksums(env.app_url, PROJECTION_TABLES)
+    assert asyncio.run(rebuild(env.config())).checksums == incremental
