@@ -176,9 +176,10 @@ class OwnedPartition:
         # the partition back, nobody wrote in between and our sessions are current.
         self.events_end = events_end
         self._last_sent: asyncio.Future[Any] | None = None
-        # After a takeover: effects start only once the inputs that were already in the
-        # partition (up to `catch_up`) are decided, so an outcome the previous owner
-        # reported folds before anything is re-issued; then `on_caught_up` runs once.
+        # After a takeover: the effects found pending start only once the inputs that
+        # were already in the partition (up to `catch_up`) are decided, so an outcome the
+        # previous owner reported folds before anything is re-issued; `on_caught_up`
+        # runs once then.
         self.catch_up: int | None = None
         self.on_caught_up: Callable[[], None] | None = None
         # Inputs whose own transaction failed as too large, by offset: how many times
@@ -431,16 +432,13 @@ class OwnedPartition:
         self.sessions.update(staged)
         self.traces.update(traces)
         shared.stats["batches"] += 1
-        if self.catch_up is not None:
-            # Still deciding what was in the partition when we took it: effects wait
-            # (on_caught_up starts every session's, from the state reached by then).
-            self._check_caught_up()
-        elif shared.effect_sync is not None:
+        if shared.effect_sync is not None:
             for session_id, state in staged.items():
                 shared.effect_sync(
                     self.number, session_id, state, self.traces.get(session_id),
                     built.get(session_id),
                 )
+        self._check_caught_up()
 
     # ------------------------------------------------------------------ one input
 

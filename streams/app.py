@@ -80,6 +80,7 @@ class SessionProcess:
             registry=registry,
             effect_sync=self.effects.sync,
             effect_drop=self.effects.drop,
+            effect_release=self.effects.release,
             session_timeout_ms=session_timeout_ms,
             group_commit_s=group_commit_s,
             client_id=client_id,

@@ -108,6 +108,8 @@ class EffectRunner:
         # (session, call id, attempt, deadline). A later decision (an approval granted
         # after the core asked) gives the call a new deadline, and so a new key.
         self._held: dict[int, set[tuple[str, str, int, Any]]] = defaultdict(set)
+        # partition -> restored effects that wait until the partition caught up.
+        self._deferred: dict[int, set[_Key]] = defaultdict(set)
         self._draining = False
         # Running calls of non-idempotent tools: finished, not cancelled, on a loss.
         self._finish_on_loss: set[_Key] = set()
@@ -181,13 +183,16 @@ class EffectRunner:
         reported. Outcomes are reported in the trace of `traceparent` (the session's
         latest event). `built`: LLM requests the committed decisions built, by call id
         (an LLM-backed effect found there is sent as is; the others are dropped).
-        `restored=True`: the state was just rebuilt by a takeover; start nothing yet,
-        but hold its pending calls of tools that are not idempotent — they may be
-        running, or have run, elsewhere — so that no later sync starts them."""
+        `restored=True`: the state was just rebuilt by a takeover; start nothing of it:
+        its pending calls of tools that are not idempotent are held for good — they may
+        be running, or have run, elsewhere — and its other effects wait for `release`
+        (once the partition's queued inputs are decided, an outcome the previous owner
+        reported has folded). Effects that later decisions request start at once."""
         if self._draining:
             return
         pending = _core.pending_effects(state)
         held = self._held.get(partition)
+        deferred = self._deferred.get(partition)
         reported = self._reported[partition].get(session_id)
         if reported:
             reported &= {(e.effect_id, e.attempt) for e in pending}
@@ -198,9 +203,9 @@ class EffectRunner:
             if key in self._running or (reported and (effect.effect_id, effect.attempt) in reported):
                 continue
             if restored:
-                if effect.kind == "tool_call" and not self.registry.is_idempotent(
-                    effect.tool_name
-                ):
+                if effect.kind != "tool_call" or self.registry.is_idempotent(effect.tool_name):
+                    self._deferred[partition].add(key)
+                else:
                     self._held[partition].add(
                         (session_id, effect.effect_id, effect.attempt, effect.deadline_at)
                     )
@@ -215,6 +220,8 @@ class EffectRunner:
                 session_id, effect.effect_id, effect.attempt, effect.deadline_at
             ) in held:
                 continue
+            if deferred and key in deferred:
+                continue
             prebuilt = built.get(effect.effect_id) if built else None
             task = asyncio.create_task(
                 self._run(partition, session_id, state, effect, traceparent, prebuilt)
@@ -226,11 +233,17 @@ class EffectRunner:
                 self._finish_on_loss.add(key)
             self.stats["started"] += 1
 
+    def release(self, partition: int) -> None:
+        """The partition's queued inputs are decided: the restored effects that still
+        wait may start (the caller syncs its sessions next)."""
+        self._deferred.pop(partition, None)
+
     def drop(self, partition: int) -> None:
         """The partition moved to another worker: abandon its effects (the new owner
         decides about whatever is still pending)."""
         self._reported.pop(partition, None)
         self._held.pop(partition, None)
+        self._deferred.pop(partition, None)
         for key in list(self._by_partition.pop(partition, ())):
             task = self._running.get(key)
             if task is not None and key not in self._finish_on_loss:

@@ -44,10 +44,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 
 from agents.events import Event
 from streams import _core
+from streams._assignor import sticky_assignor
 from streams._eventlog import (
     INPUT_NEXT_HEADER,
     read_partition_events,
@@ -98,6 +98,7 @@ class SessionWorker:
         registry: Any,
         effect_sync: EffectSync | None = None,
         effect_drop: Callable[[int], None] | None = None,
+        effect_release: Callable[[int], None] | None = None,
         group_id: str | None = None,
         transactional_prefix: str | None = None,
         max_poll_records: int = 500,
@@ -114,6 +115,7 @@ class SessionWorker:
         self.registry = registry
         self._effect_sync = effect_sync
         self._effect_drop = effect_drop
+        self._effect_release = effect_release
         prefix = topics.requests[: -len("turnlog.requests")]
         self.group_id = group_id or f"{prefix}turnlog-session"
         self._tx_prefix = transactional_prefix or f"{prefix}turnlog-session"
@@ -164,7 +166,7 @@ class SessionWorker:
             # Sticky: a rebalance moves only the partitions that must move, and those
             # that stay are resumed without a restore (see _on_assigned). Round robin
             # stays listed so a group can be upgraded one worker at a time.
-            partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
+            partition_assignment_strategy=(sticky_assignor(), RoundRobinPartitionAssignor),
         )
         self._probe = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -362,6 +364,8 @@ class SessionWorker:
         if self._effect_sync is None or part.closed:
             return
         self._log.info("partition.caught_up", partition=part.number, sessions=len(part.sessions))
+        if self._effect_release is not None:
+            self._effect_release(part.number)
         for session_id, state in part.sessions.items():
             self._effect_sync(part.number, session_id, state, part.traces.get(session_id), None)
 
