@@ -182,6 +182,7 @@ class OwnedPartition:
         # runs once then.
         self.catch_up: int | None = None
         self.on_caught_up: Callable[[], None] | None = None
+        self._deciding = False
         # Inputs whose own transaction failed as too large, by offset: how many times
         # (1: dead-letter the record; 2: dead-letter only its headers; 3: skip it).
         self._too_large: dict[int, int] = {}
@@ -227,6 +228,15 @@ class OwnedPartition:
             self.shared.effect_drop(self.number)
         with contextlib.suppress(Exception):
             await self.producer.stop()
+
+    def fetched_to(self, position: int) -> None:
+        """The consumer's fetch position: past `catch_up` with nothing queued or being
+        decided means caught up, even when the last offsets before it were transaction
+        markers or aborted records, which a read_committed fetch never hands over."""
+        if self.catch_up is not None and position >= self.catch_up and not self.queue \
+                and not self._deciding:
+            self.done = max(self.done, self.catch_up)
+            self._check_caught_up()
 
     def _check_caught_up(self) -> None:
         if self.catch_up is not None and self.done >= self.catch_up:
@@ -276,6 +286,7 @@ class OwnedPartition:
             while self.queue and not self.closed:
                 n = min(len(self.queue), self.shared.max_batch)
                 records = [self.queue.popleft() for _ in range(n)]
+                self._deciding = True
                 try:
                     await self._transaction(records)
                 except Exception as exc:
@@ -294,6 +305,8 @@ class OwnedPartition:
                     if not self.closed:
                         self._rewind(records[0].offset)
                     break
+                finally:
+                    self._deciding = False
                 if self.paused and len(self.queue) < self.shared.max_queue // 2:
                     if not self.closed:
                         self.shared.consumer.resume(self.tp)

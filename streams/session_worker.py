@@ -37,6 +37,7 @@ How (the classic consume-transform-produce loop, EOS with per-partition producer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,6 +45,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.errors import IllegalStateError
 
 from agents.events import Event
 from streams import _core
@@ -223,6 +225,10 @@ class SessionWorker:
                     # (Or fenced: paused until the rebalance that must follow.)
                     consumer.seek(tp, records[0].offset)
                     consumer.pause(tp)
+            for part in list(self._parts.values()):
+                if part.catch_up is not None and not part.queue:
+                    with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                        part.fetched_to(await consumer.position(part.tp))
 
     async def suspend_all(self) -> None:
         """Stop deciding (each partition's transaction in flight finishes; its effects
