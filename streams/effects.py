@@ -56,7 +56,7 @@ from schemas.codec import encode_delta, encode_request
 from streams import _core
 from streams.logs import get_logger
 from streams.partitioning import partition_for
-from streams.topics import TopicNames
+from streams.topics import REQUESTS_MAX_BYTES, TopicNames
 from streams.tracing import child_traceparent, headers_with
 
 __all__ = ["EffectRunner"]
@@ -131,6 +131,9 @@ class EffectRunner:
             # An outcome is the next input of a waiting session: send it at once (under
             # load, records queued while a request is in flight still share a batch).
             linger_ms=0,
+            # An outcome may be as large as the requests topic accepts (aiokafka's
+            # default is 1 MiB): a larger result is cut by the core, not refused here.
+            max_request_size=REQUESTS_MAX_BYTES,
             client_id="turnlog-effects",
         )
         await self._producer.start()

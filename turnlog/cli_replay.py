@@ -151,11 +151,15 @@ def replay_command(
     result = replay(log, to_seq=to, rows=timeline or as_json)
     report = None
     if verify:
+        from agents.limits import Limits
         from agents.registry import AgentRegistry
         from turnlog.replay_verify import verify_session
 
-        # The same agent file the session worker serves (TURNLOG_AGENTS), unless given.
-        registry = AgentRegistry.from_file(agents or settings.agents)
+        # The same agent file and limits the session worker serves (TURNLOG_AGENTS,
+        # TURNLOG_MAX_TEXT_BYTES), unless another file is given.
+        registry = AgentRegistry.from_file(
+            agents or settings.agents, limits=Limits(max_text_bytes=settings.max_text_bytes)
+        )
         report = asyncio.run(verify_session(settings.kafka_bootstrap_servers, topics,
                                             log.session_id, registry, log=log))
     if export is not None:
