@@ -97,6 +97,15 @@ class Infra:
 
     # ------------------------------------------------------------------ end
 
+    def save_logs(self, target: Path) -> None:
+        """Copy the broker's and the server's logs (for a post-mortem of a failed run)."""
+        target.mkdir(parents=True, exist_ok=True)
+        kafka_logs = _kafka.paths(self.settings).logs
+        for source in (*sorted(kafka_logs.glob("server.log*")), kafka_logs / "kafka.out",
+                       _postgres.paths(self.settings).log):
+            with contextlib.suppress(OSError):
+                shutil.copy(source, target / source.name)
+
     def close(self, keep: bool) -> None:
         """A private instance is stopped and its state dir removed (unless `keep`);
         the shared dev infrastructure is left as it was found running."""
