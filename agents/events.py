@@ -860,9 +860,11 @@ class SessionSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class RestorePoint:
-    """Every event of a partition below `events_offset` is covered by a snapshot."""
+    """Every event of a partition below `events_offset` is covered by a snapshot;
+    `input_next`: the requests offset consumed up to when it was written."""
 
     events_offset: int
+    input_next: int
 
 
 @dataclass(frozen=True, slots=True)

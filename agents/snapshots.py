@@ -35,12 +35,12 @@ __all__ = [
 SNAPSHOT_EVERY = 64
 # The key of a partition's RestorePoint: no session id can hold U+0000.
 RESTORE_POINT_KEY = "\x00restore-point"
-_IDLE = frozenset({Phase.NEW, Phase.IDLE, Phase.CLOSED})
+_IDLE = frozenset({Phase.NEW.value, Phase.IDLE.value, Phase.CLOSED.value})
 
 
-def is_live(phase: str) -> bool:
+def is_live(phase: str | Phase) -> bool:
     """A turn is in progress: the session has effects or approvals pending."""
-    return phase not in _IDLE
+    return (phase.value if isinstance(phase, Phase) else phase) not in _IDLE
 
 
 def snapshot_of(state: SessionState, *, events_offset: int, now: datetime) -> Snapshot:
@@ -54,7 +54,7 @@ def snapshot_of(state: SessionState, *, events_offset: int, now: datetime) -> Sn
             seq=state.last_seq,
             events_offset=events_offset,
             agent=state.agent,
-            phase=str(state.phase),
+            phase=state.phase.value,
             state_format=STATE_FORMAT,
             state=zlib.compress(body.encode("utf-8"), 1),
             next_deadline=next_deadline(state),
@@ -71,7 +71,8 @@ def state_of(snapshot: SessionSnapshot) -> SessionState | None:
     return state
 
 
-def restore_point(events_offset: int, now: datetime) -> Snapshot:
-    """The partition's restore point: every event below `events_offset` is covered."""
+def restore_point(events_offset: int, input_next: int, now: datetime) -> Snapshot:
+    """The partition's restore point: every event below `events_offset` is covered, and
+    the inputs below `input_next` were decided."""
     return Snapshot(session_id=RESTORE_POINT_KEY, written_at=now,
-                    payload=RestorePoint(events_offset=events_offset))
+                    payload=RestorePoint(events_offset=events_offset, input_next=input_next))

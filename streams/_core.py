@@ -26,8 +26,20 @@ from agents.fsm import (
     initial_state,
 )
 from agents.providers.base import STREAM_RESTART, ProviderError
+from agents.snapshots import (
+    RESTORE_POINT_KEY,
+    SNAPSHOT_EVERY,
+    is_live,
+    restore_point,
+    snapshot_of,
+    state_of,
+)
+from agents.state_codec import STATE_FORMAT
 
 __all__ = [
+    "RESTORE_POINT_KEY",
+    "SNAPSHOT_EVERY",
+    "STATE_FORMAT",
     "STREAM_RESTART",
     "build_llm_request",
     "build_summary_request",
@@ -40,10 +52,14 @@ __all__ = [
     "fork_base",
     "fork_source",
     "initial_state",
+    "is_live",
     "is_provider_error",
     "next_deadline",
     "outcome_request_id",
     "pending_effects",
+    "restore_point",
+    "snapshot_of",
+    "state_of",
     "tool_context",
 ]
 

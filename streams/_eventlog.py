@@ -80,13 +80,14 @@ async def read_partition_log(
 
 
 async def read_partition_log_end(
-    bootstrap: str, topic: str, partition: int, *, client_id: str = "turnlog-restore"
+    bootstrap: str, topic: str, partition: int, *, start: int | None = None,
+    client_id: str = "turnlog-restore",
 ) -> tuple[list[tuple[Event, Headers]], int]:
-    """`read_partition_log`, and the offset the read ended at (the last stable offset
-    when it began)."""
+    """`read_partition_log` (from offset `start`, default the beginning), and the offset
+    the read ended at (the last stable offset when it began)."""
     out: list[tuple[Event, Headers]] = []
     end = await _read_committed(
-        bootstrap, topic, partition, None, client_id=client_id,
+        bootstrap, topic, partition, start or None, client_id=client_id,
         each=lambda rec: out.append((decode_event(rec.value), tuple(rec.headers or ()))),
     )
     return out, end

@@ -50,11 +50,13 @@ from aiokafka.errors import (
 from agents.errors import DecodeError
 from agents.events import ForkSession, Request
 from agents.limits import session_id_problem
-from schemas.codec import decode_request, encode_event, encode_request
+from schemas.codec import decode_request, encode_event, encode_request, encode_snapshot
 from streams import _core
+from streams._deadlines import DeadlineIndex
 from streams._eventlog import INPUT_NEXT_HEADER
+from streams._snapshots import Keeper, SnapshotReader
 from streams.partitioning import partition_for
-from streams.topics import DEFAULT_MAX_REQUEST_BYTES, TopicNames
+from streams.topics import DEFAULT_MAX_REQUEST_BYTES, SNAPSHOTS_MAX_BYTES, TopicNames
 from streams.tracing import child_traceparent, get_traceparent, headers_with
 
 __all__ = ["EffectSync", "OwnedPartition", "Shared"]
@@ -103,6 +105,10 @@ def _record_size(rec: ConsumerRecord) -> int:
     return size
 
 
+def _seq_of(state: Any) -> int:
+    return 0 if state is None else int(state.last_seq)
+
+
 def _ingest_time(rec: ConsumerRecord) -> datetime:
     """When this worker took `rec`: the broker's append time when the topic stamps it
     (message.timestamp.type=LogAppendTime, the same on every re-read), else our clock
@@ -134,6 +140,15 @@ class Shared:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     # A started producer for partition p that has fenced any other (after a refusal).
     new_producer: Callable[[int], Awaitable[AIOKafkaProducer]] | None = None
+    # Sessions held in memory, per partition (idle ones beyond it are evicted, least
+    # recently used first), the reader that brings one back, and a session's state
+    # folded from its events when no snapshot of it can be read.
+    session_budget: int = 10_000
+    snapshot_reader: SnapshotReader | None = None
+    rebuild: Callable[[str], Awaitable[Any]] | None = None
+    deadlines: DeadlineIndex | None = None
+    # A session's first uncovered event further back than this (offsets) is snapshotted.
+    restore_lag: int = 5_000
 
 
 class OwnedPartition:
@@ -150,8 +165,10 @@ class OwnedPartition:
         position: int,
         group_offset: int,
         events_end: int | None = None,
+        keeper: Keeper | None = None,
     ) -> None:
         self.shared = shared
+        self.keeper = keeper if keeper is not None else Keeper({}, {}, events_end or 0)
         self.number = number
         self.producer = producer
         self.tp = TopicPartition(shared.topics.requests, number)
@@ -384,6 +401,10 @@ class OwnedPartition:
             await producer.begin_transaction()
             for rec in records:
                 await self._handle(rec, staged, traces, built, held)
+            floor_before = self.keeper.floor
+            touched = [sid for sid, st in staged.items()
+                       if st.last_seq != _seq_of(self.sessions.get(sid))]
+            written = await self._write_snapshots(staged, touched, end)
             # The consumed offset rides on the last event; the group offset costs two
             # more broker round trips, so it comes along only now and then.
             to_group = not held or now - self.group_committed_at >= shared.group_commit_s
@@ -442,9 +463,19 @@ class OwnedPartition:
         if not records:
             self._check_caught_up()
             return
-        self.sessions.update(staged)
+        self.keeper.committed(touched, written, staged, floor_before)
+        if self.events_end is not None:
+            self.keeper.floor = max(self.keeper.floor, self.events_end)
+        for sid, state in staged.items():  # most recently used last
+            self.sessions.pop(sid, None)
+            self.sessions[sid] = state
+            if shared.deadlines is not None:
+                shared.deadlines.set(sid, _core.next_deadline(state))
         self.traces.update(traces)
         shared.stats["batches"] += 1
+        shared.stats["snapshots"] += len(written)
+        if len(self.sessions) > shared.session_budget:
+            self._evict()
         if shared.effect_sync is not None:
             for session_id, state in staged.items():
                 shared.effect_sync(
@@ -504,6 +535,8 @@ class OwnedPartition:
             return
         state = staged.get(req.session_id) or self.sessions.get(req.session_id)
         try:
+            if state is None and req.session_id in self.keeper.stored:
+                state = await self._load(req.session_id)
             if state is None:
                 if isinstance(req.payload, ForkSession):
                     state = await shared.fork_base(
@@ -542,6 +575,83 @@ class OwnedPartition:
         staged[req.session_id] = state
         if requests:
             built.setdefault(req.session_id, {}).update(requests)
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def _write_snapshots(
+        self, staged: dict[str, Any], touched: list[str], end: int
+    ) -> dict[str, tuple[Any, int, Any]]:
+        """Send the snapshots this transaction owes (sessions whose turn ended, that
+        grew by SNAPSHOT_EVERY events, or that hold the restore point back) and, with
+        them, the partition's restore point. Returns session -> (future, seq, state)."""
+        keeper, shared = self.keeper, self.shared
+        chosen = keeper.plan({sid: staged[sid] for sid in touched}, _core.SNAPSHOT_EVERY,
+                             shared.restore_lag)
+        chosen += [sid for sid in keeper.laggards(shared.restore_lag)
+                   if sid not in staged and sid in self.sessions]
+        if not chosen:
+            return {}
+        now = datetime.now(UTC)
+        written: dict[str, tuple[Any, int, Any]] = {}
+        for sid in chosen:
+            state = staged.get(sid) or self.sessions[sid]
+            value = encode_snapshot(
+                _core.snapshot_of(state, events_offset=keeper.floor, now=now)
+            )
+            if len(value) + len(sid) > SNAPSHOTS_MAX_BYTES - 1024:
+                # Restored from its events instead; said once per seq.
+                keeper.too_large.add((sid, state.last_seq))
+                shared.log.warning("snapshot.too_large", session_id=sid, bytes=len(value))
+                continue
+            future = await self.producer.send(
+                shared.topics.snapshots, value=value, key=sid.encode(), partition=self.number
+            )
+            self._sent.append(future)
+            written[sid] = (future, state.last_seq, state)
+        if written:
+            point = _core.restore_point(keeper.restore_from(touched, set(written)), end, now)
+            self._sent.append(await self.producer.send(
+                shared.topics.snapshots, value=encode_snapshot(point),
+                key=_core.RESTORE_POINT_KEY.encode(), partition=self.number,
+            ))
+        return written
+
+    async def _load(self, session_id: str) -> Any:
+        """An evicted session back from its snapshot (or, when that cannot be read, from
+        its events)."""
+        shared = self.shared
+        stored = self.keeper.stored[session_id]
+        state = None
+        if shared.snapshot_reader is not None:
+            snapshot = await shared.snapshot_reader.read(self.number, stored.offset)
+            state = _core.state_of(snapshot) if snapshot is not None else None
+        if state is None and shared.rebuild is not None:
+            shared.stats["sessions_rebuilt"] += 1
+            state = await shared.rebuild(session_id)
+        if state is None:
+            raise LookupError(f"Session {session_id}: neither its snapshot at offset "
+                              f"{stored.offset} nor its events could be read.")
+        shared.stats["sessions_loaded"] += 1
+        self.sessions[session_id] = state
+        return state
+
+    def _evict(self) -> None:
+        """Idle sessions wholly in their snapshots leave memory, least recently used
+        first, until the partition is within its budget."""
+        shared, over = self.shared, len(self.sessions) - self.shared.session_budget
+        gone = []
+        for sid, state in self.sessions.items():
+            if over <= 0:
+                break
+            if self.keeper.evictable(sid, state):
+                gone.append(sid)
+                over -= 1
+        for sid in gone:
+            del self.sessions[sid]
+            self.traces.pop(sid, None)
+            if shared.deadlines is not None:
+                shared.deadlines.set(sid, None)
+        shared.stats["sessions_evicted"] += len(gone)
 
     async def _send_event(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
         self._last_sent = await self.producer.send(

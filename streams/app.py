@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.events import Request, Tick
-from streams import _core
 from streams.effects import EffectRunner
 from streams.logs import get_logger
 from streams.session_worker import SessionWorker
@@ -59,6 +58,7 @@ class SessionProcess:
         tick_interval_s: float = 1.0,
         drain_s: float = 8.0,
         session_timeout_ms: int = 6000,
+        max_sessions: int = 10_000,
         group_commit_s: float = 1.0,
         metrics_interval_s: float = 30.0,
         client_id: str = "turnlog-session",
@@ -82,6 +82,7 @@ class SessionProcess:
             effect_drop=self.effects.drop,
             effect_release=self.effects.release,
             session_timeout_ms=session_timeout_ms,
+            max_sessions=max_sessions,
             group_commit_s=group_commit_s,
             client_id=client_id,
             **({} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}),
@@ -142,17 +143,19 @@ class SessionProcess:
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         """Deadlines are data in the state; time reaches the pure core only as Tick
-        requests, so replay sees exactly the ticks the live run saw."""
+        requests, so replay sees exactly the ticks the live run saw. Each pass costs the
+        sessions that are due (the worker's deadline index), not every session held."""
         ticked: dict[str, datetime] = {}
         while not stop.is_set():
             await asyncio.sleep(self.tick_interval_s)
             now = datetime.now(UTC)
-            for session_id, state in self.worker.sessions().items():
-                due = _core.next_deadline(state)
-                if due is None or due > now:
-                    continue
+            due_now = self.worker.due(now)
+            # Remember only what is still due: one tick per deadline is enough (the core
+            # re-arms it), and the memory stays that of the due sessions.
+            ticked = {sid: due for sid, due in due_now if ticked.get(sid) == due}
+            for session_id, due in due_now:
                 if ticked.get(session_id) == due:
-                    continue  # one tick per deadline is enough; the core re-arms it
+                    continue
                 ticked[session_id] = due
                 request = Request(
                     request_id=f"tick:{session_id}:{int(now.timestamp() * 1000)}",

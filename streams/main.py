@@ -103,6 +103,7 @@ def build_session_process(settings: Any, *, client_id: str = "turnlog-session") 
         tools=tools,
         tool_context=tool_settings,
         session_timeout_ms=settings.session_timeout_ms,
+        max_sessions=settings.max_sessions,
         max_request_bytes=settings.max_request_bytes,
         metrics_interval_s=settings.metrics_interval_s,
         client_id=client_id,

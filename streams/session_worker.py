@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -50,6 +51,7 @@ from aiokafka.errors import IllegalStateError
 from agents.events import Event
 from streams import _core
 from streams._assignor import sticky_assignor
+from streams._deadlines import DeadlineIndex
 from streams._eventlog import (
     INPUT_NEXT_HEADER,
     read_partition_events,
@@ -59,6 +61,7 @@ from streams._eventlog import (
     read_session_events,
 )
 from streams._partition import EffectSync, OwnedPartition, Shared
+from streams._snapshots import Keeper, SnapshotReader, read_snapshot_index
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.topics import DEFAULT_MAX_REQUEST_BYTES, WORKER_MAX_REQUEST_SIZE, TopicNames
@@ -107,6 +110,7 @@ class SessionWorker:
         max_queue: int = 2000,
         group_commit_s: float = 1.0,
         session_timeout_ms: int = 6000,
+        max_sessions: int = 10_000,
         client_id: str = "turnlog-session",
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
@@ -124,6 +128,8 @@ class SessionWorker:
         self._max_poll_records = max_poll_records
         self._max_queue = max_queue
         self._group_commit_s = group_commit_s
+        # Sessions held in memory by this worker (idle ones beyond it are evicted).
+        self._max_sessions = max_sessions
         self._session_timeout_ms = session_timeout_ms
         self._client_id = client_id
         self._parts: dict[int, OwnedPartition] = {}
@@ -147,8 +153,13 @@ class SessionWorker:
         self.stats = {
             "inputs": 0, "events": 0, "dlq": 0, "batches": 0, "rerouted": 0,
             "fork_source_reads": 0, "fork_unknown_sources": 0,
-            "partitions_kept": 0, "partitions_restored": 0,
+            "partitions_kept": 0, "partitions_restored": 0, "snapshots": 0,
+            "sessions_loaded": 0, "sessions_rebuilt": 0, "sessions_evicted": 0,
+            "snapshots_unreadable": 0, "restore_events_read": 0,
         }
+        self.deadlines = DeadlineIndex()
+        self._reader = SnapshotReader(self.bootstrap, topics.snapshots,
+                                      client_id=f"{client_id}-snapshots")
         self.assigned_event = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,6 +188,7 @@ class SessionWorker:
             client_id=f"{self._client_id}-probe",
         )
         await self._probe.start()
+        await self._reader.start()
         self._shared = Shared(
             topics=self.topics,
             partitions=self.partitions,
@@ -192,6 +204,10 @@ class SessionWorker:
             max_batch=self._max_poll_records,
             max_queue=self._max_queue,
             group_commit_s=self._group_commit_s,
+            session_budget=self._max_sessions,
+            snapshot_reader=self._reader,
+            rebuild=self._rebuild_session,
+            deadlines=self.deadlines,
             max_request_bytes=self._max_request_bytes,
             new_producer=self._fencing_producer,
         )
@@ -208,6 +224,7 @@ class SessionWorker:
             await self._consumer.stop()
         if self._probe is not None:
             await self._probe.stop()
+        await self._reader.stop()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch until `stop` is set, handing each partition's records to its loop."""
@@ -238,8 +255,13 @@ class SessionWorker:
             for part in self._parts.values():
                 await part.suspend()
 
+    def due(self, now: datetime) -> list[tuple[str, datetime]]:
+        """(session, deadline) of the sessions held whose deadline is at or before
+        `now`: what the ticker sends Ticks for (it costs the due sessions, not all)."""
+        return self.deadlines.due(now)
+
     def sessions(self) -> dict[str, Any]:
-        """Current state of every session this worker owns (for tickers and inspection)."""
+        """Current state of every session this worker holds in memory (inspection)."""
         out: dict[str, Any] = {}
         for part in self._parts.values():
             out.update(part.sessions)
@@ -289,6 +311,8 @@ class SessionWorker:
                 # partition it does not know yet.
                 self._parts[part.number] = part
                 part.start()
+            if self._shared is not None and self._parts:
+                self._shared.session_budget = max(1, self._max_sessions // len(self._parts))
             self._log.info(
                 "partitions.assigned",
                 partitions=new,
@@ -346,7 +370,7 @@ class SessionWorker:
         an outcome the previous owner reported then folds first, instead of the effect
         being run again."""
         assert self._consumer is not None and self._shared is not None
-        sessions, traces, logged, events_end = await self._restore(p)
+        sessions, traces, logged, events_end, keeper = await self._restore(p)
         # Read the committed group offset only now, after the fencing: the consumer may
         # have fetched it before the previous owner's last transaction completed.
         requests = TopicPartition(self.topics.requests, p)
@@ -356,7 +380,10 @@ class SessionWorker:
         part = OwnedPartition(
             self._shared, p, producer, sessions, traces,
             position=max(committed, logged), group_offset=committed, events_end=events_end,
+            keeper=keeper,
         )
+        for session_id, state in sessions.items():
+            self.deadlines.set(session_id, _core.next_deadline(state))
         part.catch_up = reach
         part.on_caught_up = lambda: self._start_restored_effects(part)
         if self._effect_sync is not None:
@@ -375,29 +402,93 @@ class SessionWorker:
         for session_id, state in part.sessions.items():
             self._effect_sync(part.number, session_id, state, part.traces.get(session_id), None)
 
-    async def _restore(self, p: int) -> tuple[dict[str, Any], dict[str, str | None], int, int]:
-        """Sessions of partition p, their latest traceparent, the input offset the log
-        says was consumed (the last INPUT_NEXT_HEADER; 0 when none), and the events
-        partition's end offset the read reached."""
-        log, events_end = await read_partition_log_end(
-            self.bootstrap, self.topics.events, p, client_id=f"{self._client_id}-restore"
+    async def _restore(
+        self, p: int
+    ) -> tuple[dict[str, Any], dict[str, str | None], int, int, Keeper]:
+        """Partition p from its snapshots and the events newer than them: the sessions
+        held in memory (a turn in progress, or events after their snapshot), their latest
+        traceparent, the input offset consumed (the restore point's, or the last
+        INPUT_NEXT_HEADER after it), the events partition's end, and the snapshot index.
+
+        No event older than the restore point is read, and an event a session's snapshot
+        covers is skipped. A session whose snapshot this code cannot read is rebuilt
+        from all its events (one read of the partition), logged and counted."""
+        index = await read_snapshot_index(
+            self.bootstrap, self.topics.snapshots, p, client_id=f"{self._client_id}-restore"
         )
+        log, events_end = await read_partition_log_end(
+            self.bootstrap, self.topics.events, p, start=index.restore_from,
+            client_id=f"{self._client_id}-restore",
+        )
+        self.stats["restore_events_read"] += len(log)
+        stored = index.stored
         states: dict[str, Any] = {}
+        rebuild = set(index.unreadable)
+        # Sessions with events after an idle snapshot need that snapshot too.
+        behind = {ev.session_id for ev, _ in log
+                  if ev.session_id in stored and ev.seq > stored[ev.session_id].seq
+                  and stored[ev.session_id].snapshot is None}
+        if behind:
+            again = await read_snapshot_index(
+                self.bootstrap, self.topics.snapshots, p, keep=behind,
+                client_id=f"{self._client_id}-restore",
+            )
+            for sid in behind:
+                entry = again.stored.get(sid)
+                if entry is not None and entry.seq == stored[sid].seq:
+                    stored[sid].snapshot = entry.snapshot
+        for sid, entry in stored.items():
+            if entry.snapshot is not None:
+                state = _core.state_of(entry.snapshot)
+                entry.snapshot = None
+                if state is None:
+                    rebuild.add(sid)
+                else:
+                    states[sid] = state
+        rebuild |= behind - set(states)
         traces: dict[str, str | None] = {}
-        position = 0
-        # Forks look their sources up in the log: partition p is already in hand, and any
-        # other partition is read once per restore, not once per forked session.
-        logs: _Logs = {p: [ev for ev, _ in log]}
+        position = index.input_next
+        logs: _Logs = {}
+        if rebuild:
+            self.stats["snapshots_unreadable"] += len(rebuild)
+            self._log.warning("restore.snapshots_unreadable", partition=p, sessions=len(rebuild))
+            full = await read_partition_log(
+                self.bootstrap, self.topics.events, p, client_id=f"{self._client_id}-restore"
+            )
+            logs[p] = [ev for ev, _ in full]
+            for sid in rebuild:
+                stored.pop(sid, None)
+                states.pop(sid, None)
+            for ev, headers in full:
+                if ev.session_id in rebuild:
+                    state = states.get(ev.session_id)
+                    if state is None:
+                        state = await self._initial_for(ev, logs)
+                    states[ev.session_id] = _core.evolve(state, ev)
+                    traces[ev.session_id] = get_traceparent(headers)
+        uncovered: dict[str, int] = {}
         for ev, headers in log:
-            state = states.get(ev.session_id)
-            if state is None:
-                state = await self._initial_for(ev, logs)
-            states[ev.session_id] = _core.evolve(state, ev)
-            traces[ev.session_id] = get_traceparent(headers)
             for key, value in headers:
                 if key == INPUT_NEXT_HEADER:
                     position = max(position, int(value))
-        return states, traces, position, events_end
+            sid = ev.session_id
+            entry = stored.get(sid)
+            if sid in rebuild or (entry is not None and ev.seq <= entry.seq):
+                continue
+            state = states.get(sid)
+            if state is None:
+                state = await self._initial_for(ev, logs)
+            states[sid] = _core.evolve(state, ev)
+            traces[sid] = get_traceparent(headers)
+            uncovered.setdefault(sid, index.restore_from)
+        for sid in rebuild:
+            uncovered.setdefault(sid, 0)
+        return states, traces, position, events_end, Keeper(stored, uncovered, events_end)
+
+    async def _rebuild_session(self, session_id: str) -> Any:
+        """A session's current state folded from all its events (its snapshot could
+        not be read)."""
+        return await self._state_at(session_id, 2**62, {})
 
     async def _initial_for(self, first: Event, logs: _Logs) -> Any:
         """The state a session's first event folds into: empty, or a fork's ancestry."""
@@ -424,8 +515,8 @@ class SessionWorker:
         """Whether the events topic holds any committed event of `session_id`."""
         q = partition_for(session_id, self.partitions)
         part = self._parts.get(q)
-        if part is not None:  # owned: every session with a committed event has a state
-            return session_id in part.sessions
+        if part is not None:  # owned: every session with a committed event is known
+            return session_id in part.sessions or session_id in part.keeper.stored
         known, upto = self._directory.get(q, (set(), 0))
         if session_id not in known:
             added, upto = await read_partition_keys(

@@ -41,6 +41,7 @@ __all__ = [
     "DLQ_MAX_BYTES",
     "EVENTS_MAX_BYTES",
     "REQUESTS_MAX_BYTES",
+    "SNAPSHOTS_MAX_BYTES",
     "TOPIC_SPECS",
     "WORKER_MAX_REQUEST_SIZE",
     "EnsureReport",
@@ -62,7 +63,11 @@ MiB = 1024 * 1024
 REQUESTS_MAX_BYTES = 4 * MiB
 EVENTS_MAX_BYTES = 4 * MiB
 DLQ_MAX_BYTES = REQUESTS_MAX_BYTES + 64 * 1024  # a request plus error headers
-WORKER_MAX_REQUEST_SIZE = max(REQUESTS_MAX_BYTES, EVENTS_MAX_BYTES, DLQ_MAX_BYTES)
+# A session's state, compressed: its window of the conversation. A larger one is not
+# written (the session is then restored from its events).
+SNAPSHOTS_MAX_BYTES = 8 * MiB
+WORKER_MAX_REQUEST_SIZE = max(REQUESTS_MAX_BYTES, EVENTS_MAX_BYTES, DLQ_MAX_BYTES,
+                              SNAPSHOTS_MAX_BYTES)
 # TURNLOG_MAX_REQUEST_BYTES when unset: everything the requests topic accepts.
 DEFAULT_MAX_REQUEST_BYTES = REQUESTS_MAX_BYTES
 # Configs `ensure_topics` sets on an existing topic even without fix_configs: changing
@@ -88,9 +93,11 @@ class TopicNames:
     deltas: str
     dlq: str
     checkpoints: str
+    snapshots: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.requests, self.events, self.deltas, self.dlq, self.checkpoints)
+        return (self.requests, self.events, self.deltas, self.dlq, self.checkpoints,
+                self.snapshots)
 
 
 def topic_names(prefix: str = "") -> TopicNames:
@@ -100,6 +107,7 @@ def topic_names(prefix: str = "") -> TopicNames:
         deltas=f"{prefix}turnlog.deltas",
         dlq=f"{prefix}turnlog.requests.dlq",
         checkpoints=f"{prefix}turnlog.audit.checkpoints",
+        snapshots=f"{prefix}turnlog.snapshots",
     )
 
 
@@ -169,6 +177,21 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
             "retention.bytes": "-1",
             # Must hold anything that fitted in requests, plus error headers.
             "max.message.bytes": str(DLQ_MAX_BYTES),
+        },
+    ),
+    TopicSpec(
+        key="snapshots",
+        suffix="turnlog.snapshots",
+        purpose="each session's latest state and each partition's restore point (compacted)",
+        configs={
+            "cleanup.policy": "compact",
+            # Compaction never touches the active segment: roll it hourly (or at 64 MiB)
+            # so a restore reads about one record per session, not every one written.
+            "segment.ms": str(60 * 60 * 1000),
+            "segment.bytes": str(64 * MiB),
+            "min.cleanable.dirty.ratio": "0.5",
+            "max.message.bytes": str(SNAPSHOTS_MAX_BYTES),
+            "unclean.leader.election.enable": "false",
         },
     ),
     TopicSpec(

@@ -155,6 +155,13 @@ class Settings(BaseSettings):
             "worker's partitions wait before another worker takes them over."
         ),
     )
+    max_sessions: int = Field(
+        default=10_000, ge=100, le=10_000_000,
+        description=(
+            "Sessions a session worker holds in memory; idle ones beyond it are evicted "
+            "(least recently used first) and loaded again from their snapshots on demand."
+        ),
+    )
     metrics_interval_s: float = Field(
         default=30.0, gt=0, description="Seconds between the workers' `worker.metrics` lines."
     )

@@ -229,9 +229,11 @@ async def test_a_restarted_worker_resumes_sessions_from_the_log(
             await send.request(user_message("resumed", "what is 6*7?", agent="calc"))
             await log.wait_for(lambda: log.turns_completed("resumed") == 1, 30, "turn 1")
         async with InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as process:
-            assert "resumed" in process.worker.sessions()
+            # Idle, it is in its snapshot, not in memory; the next input loads it.
+            assert "resumed" not in process.worker.sessions()
             await send.request(user_message("resumed", "6*7 once more", turn=2))
             await log.wait_for(lambda: log.turns_completed("resumed") == 2, 30, "turn 2")
+            assert process.worker.stats["sessions_loaded"] == 1
     events = log.of("resumed")
     assert [type(e.payload) for e in events] == [SessionStarted, *TURN_SHAPE, *TURN_SHAPE]
     assert seq_problems(events) == []

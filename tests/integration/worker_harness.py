@@ -359,6 +359,7 @@ class InProcessWorker:
         sandbox: Path | None = None,
         session_timeout_ms: int = 3000,
         group_commit_s: float = 1.0,
+        max_sessions: int = 10_000,
     ) -> None:
         from agents.providers import ScriptedProvider
         from agents.registry import AgentRegistry
@@ -376,6 +377,7 @@ class InProcessWorker:
             tool_context=settings,
             session_timeout_ms=session_timeout_ms,
             group_commit_s=group_commit_s,
+            max_sessions=max_sessions,
         )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
