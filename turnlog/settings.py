@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         ),
     )
     max_sessions: int = Field(
-        default=10_000, ge=100, le=10_000_000,
+        default=10_000, ge=1, le=10_000_000,
         description=(
             "Sessions a session worker holds in memory; idle ones beyond it are evicted "
             "(least recently used first) and loaded again from their snapshots on demand."

@@ -125,16 +125,22 @@ def _assert_turn_costs_are_sums(events: Iterable[Event]) -> None:
     assert checked > 0
 
 
+@pytest.mark.parametrize("max_sessions", [10_000, 8], ids=["all-held", "evicting"])
 async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_nothing(
-    kafka_bootstrap: str, names: TopicNames, unique_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, names: TopicNames, unique_prefix: str, tmp_path: Path,
+    max_sessions: int,
 ) -> None:
-    # Reproducible by default; TURNLOG_CRASH_SEED=<n> explores other kill moments.
+    # Reproducible by default; TURNLOG_CRASH_SEED=<n> explores other kill moments. Kills
+    # land while snapshots are written (every turn end), while a restarted worker
+    # restores from them, and — with a budget of 8 sessions — while evicted sessions
+    # are loaded back for their next input.
     seed = int(os.environ.get("TURNLOG_CRASH_SEED", "42024"))
     rng = random.Random(seed)
     sessions = [f"crash-{i:02d}" for i in range(50)]
     turns = 2
     script = scripted_script(tmp_path, latency_ms=25)
-    env = worker_env(kafka_bootstrap, unique_prefix, script=script, sandbox=tmp_path)
+    env = worker_env(kafka_bootstrap, unique_prefix, script=script, sandbox=tmp_path,
+                     extra={"TURNLOG_MAX_SESSIONS": str(max_sessions)})
 
     async with (
         WorkerGroup(env, tmp_path) as group,
