@@ -49,6 +49,7 @@ class Run:
     broker_down_s: float | None = None
     postgres_down_s: float | None = None
     drain_s: float = 0.0
+    rebalances: int | None = None  # of the session workers' group, per the broker's log
 
     def t(self) -> float:
         return time.monotonic() - self.started
@@ -121,6 +122,10 @@ class Fleet:
             code = worker.proc.returncode
             why = _last_error(worker.log_text(this_start=True))
             outage = self.run.in_outage(self.started_at.get(name, 0.0))
+            if outage is None and self.run.outages and (
+                    "Unable to bootstrap" in why or "cannot reach Postgres" in why):
+                # It was still starting (slowly, on a busy machine) when the server went.
+                outage = "broker" if "bootstrap" in why else "PostgreSQL"
             if outage is not None:
                 self.run.outage_exits.append(
                     f"{name}, started while {outage} was down, exited with code {code}: {why}")

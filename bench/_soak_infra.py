@@ -97,6 +97,18 @@ class Infra:
 
     # ------------------------------------------------------------------ end
 
+    def group_rebalances(self, group_id: str) -> int | None:
+        """How many rebalances of `group_id` the broker's log records (None: no log)."""
+        needle = f"Preparing to rebalance group {group_id} ".encode()
+        logs = sorted(_kafka.paths(self.settings).logs.glob("server.log*"))
+        if not logs:
+            return None
+        count = 0
+        for path in logs:
+            with contextlib.suppress(OSError), path.open("rb") as handle:
+                count += sum(1 for line in handle if needle in line)
+        return count
+
     def save_logs(self, target: Path) -> None:
         """Copy the broker's and the server's logs (for a post-mortem of a failed run)."""
         target.mkdir(parents=True, exist_ok=True)

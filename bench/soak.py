@@ -4,16 +4,19 @@ each with its figure and PASS/FAIL (exit code 1 if any fails).
 
     .venv/bin/python bench/soak.py [--sessions 200] [--minutes 3] [--turns 20] [--seed 1]
         [--kill-interval 8] [--session-workers 3] [--projectors 2] [--partitions 8]
+        [--session-timeout-ms 6000]
         [--junk-interval 2] [--no-broker-restart] [--no-postgres-restart]
-        [--infra own|dev] [--keep] [--write]
+        [--drain-timeout 300] [--stall-timeout 120] [--infra own|dev] [--keep] [--write]
 
 Infrastructure (bench/_soak_infra.py): `--infra own` (default) starts a private Kafka
 broker and PostgreSQL server with turnlog.dev's code on a state dir of their own and free
 loopback ports, so the restarts disturb nobody else's runs; `--infra dev` uses the
 `turnlog dev` infrastructure (started if not running, as the tests' conftest does) and
-restarts THAT broker and server. Either way the run has its own topic prefix and its own
+restarts THAT broker and server (only if they were started from this state dir; else the
+restart is skipped, and said so). Either way the run has its own topic prefix and its own
 database, deleted at the end unless --keep (which also keeps the private servers and the
-worker logs; logs are kept anyway when an invariant fails).
+worker logs; when an invariant fails, the worker logs, the sandbox and copies of the
+broker's and the server's logs are kept anyway, in the work dir printed at the end).
 
 The platform: `--session-workers` `turnlog worker session` and `--projectors`
 `turnlog worker projector` subprocesses (tests/integration/worker_harness.WorkerProcess).
@@ -30,15 +33,21 @@ of the window the broker is stopped and started on the same data dir and port; a
 PostgreSQL is stopped (`pg_ctl stop -m fast`) for 5 s; every `--junk-interval` s (±50 %)
 1-3 junk inputs: undecodable bytes (random, behind the Avro magic, a truncated valid
 request), a message with U+0000, an oversized message (1.1-3.5 MB, over the text limit).
-Then no more kills or new turns: once every turn ended and the workers committed every
-input, the projectors catch up and stop, and the checks run (bench/_soak_checks.py):
+A worker that exits without being killed is noted with the line of its log that says
+why and started again. Then no more kills or new turns: once every turn ended and the
+workers committed every input (or no event came for `--stall-timeout` s: the partitions
+with unfinished turns are named), the projectors catch up and stop, and the checks run
+(bench/_soak_checks.py):
 
   every turn sent ended; inputs lost (0); duplicate or missing seqs (0); LLM calls
   completed more than once (0); turn costs == sum of their calls; tool executions per
   recorded shell call (1.00 unless outcomes became unknown, never a run twice); DLQ
-  records == undecodable junk sent; NUL and oversized junk rejected; workers that exited
-  by themselves (0); projections equal a clean rebuild (every projection table); the
-  audit chain verifies (one row per event).
+  records == undecodable junk sent; NUL and oversized junk rejected; every event
+  projected once; projections equal a clean rebuild (every projection table); the audit
+  chain verifies (one row per event); running workers that exited by themselves (0);
+  workers (re)started during an outage that exited instead of waiting for it (0).
+The summary also gives the rebalances of the session workers' group (from the broker's
+log): a few per kill; hundreds mean the group did not settle.
 
 Prints the timeline and the figures; `--write` also replaces the "Soak" section of
 BENCHMARKS.md.
@@ -83,6 +92,7 @@ from projections.rebuild import rebuild, table_checksums
 from projections.store import PROJECTION_TABLES
 from projections.testing import role_url
 from schemas.codec import decode_event, decode_request
+from streams.partitioning import partition_for
 from streams.topics import TopicNames, delete_topics, ensure_topics
 from tests.conftest import create_database, drop_database
 from tests.integration.worker_harness import (
@@ -361,7 +371,7 @@ async def _soak(args: argparse.Namespace, infra: Infra, workdir: Path, run: Run,
     script.write_text(yaml.safe_dump(_SCRIPT, sort_keys=False), encoding="utf-8")
     env = worker_env(infra.bootstrap, names.requests[: -len("turnlog.requests")],
                      partitions=args.partitions, agents=agents, script=script,
-                     sandbox=sandbox, session_timeout_ms=3000)
+                     sandbox=sandbox, session_timeout_ms=args.session_timeout_ms)
     env.pop("DATABASE_URL", None)  # session workers and their tools never see it
     projector_env = {**env, "DATABASE_URL": app_url}
     sessions = [f"soak-{i:04d}" for i in range(args.sessions)]
@@ -421,7 +431,9 @@ async def _soak(args: argparse.Namespace, infra: Infra, workdir: Path, run: Run,
                                  120, "the session workers committed every input",
                                  interval_s=0.5)
             except AssertionError as exc:
-                run.note(f"DRAIN INCOMPLETE: {exc}")
+                stuck = sorted({partition_for(s, args.partitions)
+                                for s, n in run.turns_sent.items() if log.turns_ended(s) < n})
+                run.note(f"DRAIN INCOMPLETE: {exc}; partitions with unfinished turns: {stuck}")
             run.drain_s = time.monotonic() - drain_began
             run.note(f"drained in {run.drain_s:.1f} s")
         finally:
@@ -448,6 +460,7 @@ async def _soak(args: argparse.Namespace, infra: Infra, workdir: Path, run: Run,
         checks += await projection_checks(infra, names, admin_url, app_url, distinct,
                                           fleet, run)
         await fleet.stop("session")
+        run.rebalances = await asyncio.to_thread(infra.group_rebalances, group_id)
         checks.append(Check("running workers that exited by themselves",
                             str(len(run.unexpected)), not run.unexpected, run.unexpected[:10]))
         checks.append(Check(
@@ -467,7 +480,9 @@ def _print(args: argparse.Namespace, run: Run, checks: list[Check], infra: Infra
           f"{secs(run.broker_down_s)}; "
           f"PostgreSQL restart: "
           f"{secs(run.postgres_down_s)}; "
-          f"junk: {dict(sorted(Counter(j.kind for j in run.junk).items()))}")
+          f"junk: {dict(sorted(Counter(j.kind for j in run.junk).items()))}; "
+          f"rebalances of the session workers' group (broker log): "
+          f"{'?' if run.rebalances is None else run.rebalances}")
     for check in checks:
         print(check.line())
         for line in check.detail:
@@ -481,6 +496,8 @@ def _command(args: argparse.Namespace) -> str:
     parts = [".venv/bin/python bench/soak.py", f"--sessions {args.sessions}",
              f"--minutes {args.minutes:g}", f"--turns {args.turns}", f"--seed {args.seed}",
              f"--kill-interval {args.kill_interval:g}"]
+    parts += [f"--session-timeout-ms {args.session_timeout_ms}"] * (
+        args.session_timeout_ms != 6000)
     parts += ["--no-broker-restart"] * args.no_broker_restart
     parts += ["--no-postgres-restart"] * args.no_postgres_restart
     parts += [f"--infra {args.infra}"] * (args.infra != "own")
@@ -523,6 +540,9 @@ def main() -> None:
     parser.add_argument("--session-workers", type=int, default=3)
     parser.add_argument("--projectors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--session-timeout-ms", type=int, default=6000,
+                        help="the session workers' TURNLOG_SESSION_TIMEOUT_MS (default: the "
+                             "product's; the tests use 3000)")
     parser.add_argument("--no-broker-restart", action="store_true")
     parser.add_argument("--no-postgres-restart", action="store_true")
     parser.add_argument("--drain-timeout", type=float, default=300.0,
