@@ -69,6 +69,7 @@ from schemas.codec import decode_event, decode_request, encode_request
 from streams.topics import TopicNames, delete_topics, ensure_topics
 from tests.integration.worker_harness import (
     WorkerProcess,
+    read_records,
     scripted_script,
     user_message,
     worker_env,
@@ -375,8 +376,15 @@ async def bytes_per_turn(bootstrap: str, partitions: int, turns: int,
                 if turn_id is not None:
                     per_turn[int(turn_id.rsplit(":t", 1)[1])] += size
             session_bytes = client.obs.event_bytes_by_turn.get(None, 0)
+            # Snapshots (one per turn end here: the topic is not compacted yet): the
+            # k-th record of the session is the state after turn k.
+            snaps = [
+                _record_bytes(r) for r in await read_records(bootstrap, client.names.snapshots)
+                if r.key == b"bytes-session"
+            ]
             return {"per_turn": dict(per_turn), "elapsed": elapsed,
-                    "outside_turns": session_bytes}
+                    "outside_turns": session_bytes,
+                    "snapshots": {i + 1: n for i, n in enumerate(snaps)}}
         finally:
             for task in observers:
                 task.cancel()
@@ -427,7 +435,8 @@ async def main_async(args: argparse.Namespace) -> None:
             for t in (10, 100, 1000):
                 if t <= args.bytes_turns:
                     print(f"  turn {t:>4}: {per_turn.get(t, 0):>6} bytes "
-                          f"(mean of turns {max(1, t - 9)}..{t}: {_window_mean(per_turn, t):.0f})")
+                          f"(mean of turns {max(1, t - 9)}..{t}: {_window_mean(per_turn, t):.0f})"
+                          f"; its snapshot {b['snapshots'].get(t, 0)} bytes")
     if args.write:
         write_section(SECTION, _markdown(args, rows, b))
 
@@ -500,9 +509,15 @@ def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
         lines += ["", ("Bytes written to Kafka per turn, one session (events + inputs; key + "
                        "value + headers):"), "", "| turn | bytes | mean of the 10 turns up to it |",
                   "|---:|---:|---:|"]
+        lines[-2:] = ["| turn | bytes | mean of the 10 turns up to it | snapshot written at its end |",
+                      "|---:|---:|---:|---:|"]
         for t in (10, 100, 1000):
             if t <= args.bytes_turns:
-                lines.append(f"| {t} | {per_turn.get(t, 0)} | {_window_mean(per_turn, t):.0f} |")
+                lines.append(f"| {t} | {per_turn.get(t, 0)} | {_window_mean(per_turn, t):.0f} "
+                             f"| {b['snapshots'].get(t, 0)} |")
+        lines += ["", ("A snapshot holds the state the session's window folds into (the "
+                       "compacted conversation, not all history), zlib-compressed; one is "
+                       "written per turn end, and compaction keeps the latest per session.")]
     return "\n".join(lines) + "\n"
 
 

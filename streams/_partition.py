@@ -463,7 +463,7 @@ class OwnedPartition:
         if not records:
             self._check_caught_up()
             return
-        self.keeper.committed(touched, written, staged, floor_before)
+        self.keeper.committed(touched, written, floor_before)
         if self.events_end is not None:
             self.keeper.floor = max(self.keeper.floor, self.events_end)
         for sid, state in staged.items():  # most recently used last
@@ -580,19 +580,21 @@ class OwnedPartition:
 
     async def _write_snapshots(
         self, staged: dict[str, Any], touched: list[str], end: int
-    ) -> dict[str, tuple[Any, int, Any]]:
+    ) -> dict[str, tuple[Any, int, Any, int]]:
         """Send the snapshots this transaction owes (sessions whose turn ended, that
         grew by SNAPSHOT_EVERY events, or that hold the restore point back) and, with
-        them, the partition's restore point. Returns session -> (future, seq, state)."""
+        them, the partition's restore point. Returns session -> (future, seq, state, size)."""
         keeper, shared = self.keeper, self.shared
-        chosen = keeper.plan({sid: staged[sid] for sid in touched}, _core.SNAPSHOT_EVERY,
-                             shared.restore_lag)
+        chosen = keeper.plan({sid: staged[sid] for sid in touched}, _core.SNAPSHOT_EVERY)
         chosen += [sid for sid in keeper.laggards(shared.restore_lag)
                    if sid not in staged and sid in self.sessions]
+        if len(self.sessions) > shared.session_budget:
+            chosen += [sid for sid in keeper.to_cover(self.sessions, shared.session_budget)
+                       if sid not in staged and sid not in chosen]
         if not chosen:
             return {}
         now = datetime.now(UTC)
-        written: dict[str, tuple[Any, int, Any]] = {}
+        written: dict[str, tuple[Any, int, Any, int]] = {}
         for sid in chosen:
             state = staged.get(sid) or self.sessions[sid]
             value = encode_snapshot(
@@ -607,7 +609,7 @@ class OwnedPartition:
                 shared.topics.snapshots, value=value, key=sid.encode(), partition=self.number
             )
             self._sent.append(future)
-            written[sid] = (future, state.last_seq, state)
+            written[sid] = (future, state.last_seq, state, len(value))
         if written:
             point = _core.restore_point(keeper.restore_from(touched, set(written)), end, now)
             self._sent.append(await self.producer.send(

@@ -22,7 +22,11 @@ from agents.events import RestorePoint, SessionSnapshot
 from schemas.codec import decode_snapshot
 from streams._core import RESTORE_POINT_KEY, STATE_FORMAT, is_live, next_deadline
 
-__all__ = ["Keeper", "SnapshotIndex", "SnapshotReader", "Stored", "read_snapshot_index"]
+# An event is about 400-500 bytes on the wire (BENCHMARKS.md: bytes per turn): a session
+# is snapshotted again once it has written at least its last snapshot's size in events.
+BYTES_PER_EVENT = 400
+
+__all__ = ["BYTES_PER_EVENT", "Keeper", "SnapshotIndex", "SnapshotReader", "Stored", "read_snapshot_index"]
 
 
 @dataclass(slots=True)
@@ -35,6 +39,7 @@ class Stored:
     live: bool
     next_deadline: datetime | None
     snapshot: SessionSnapshot | None = None
+    size: int = 0  # bytes of the record
 
 
 @dataclass(slots=True)
@@ -101,7 +106,8 @@ def _add(
     index.unreadable.discard(record.session_id)
     live = is_live(p.phase)
     index.stored[record.session_id] = Stored(
-        offset, p.seq, live, p.next_deadline, p if live or record.session_id in keep else None
+        offset, p.seq, live, p.next_deadline, p if live or record.session_id in keep else None,
+        len(value),
     )
 
 
@@ -164,7 +170,10 @@ class Keeper:
     them (in the transaction of the events they cover) and for evicting sessions.
 
     A session is snapshotted when its turn ends, and during a long turn every
-    SNAPSHOT_EVERY events. `uncovered` holds, per session with events its latest
+    SNAPSHOT_EVERY events — but never more often than once per BYTES_PER_EVENT bytes of
+    its last snapshot in events: a long session's state grows with it, and a snapshot at
+    every turn end would then write more than the events themselves. An idle session
+    that is not (yet) covered is snapshotted when it is about to be evicted. `uncovered` holds, per session with events its latest
     snapshot does not cover, a lower bound of the offset of the first such event; the
     partition's restore point is the least of them. A session whose first uncovered
     event falls RESTORE_LAG offsets behind is snapshotted too, so the restore point
@@ -178,7 +187,7 @@ class Keeper:
         self.floor = floor
         self.too_large: set[tuple[str, int]] = set()  # (session, seq) not written
 
-    def plan(self, staged: dict[str, Any], every: int, lag: int) -> list[str]:
+    def plan(self, staged: dict[str, Any], every: int) -> list[str]:
         """The sessions of this transaction to snapshot."""
         out = []
         for sid, state in staged.items():
@@ -186,7 +195,26 @@ class Keeper:
                 continue
             last = self.stored.get(sid)
             covered = last.seq if last is not None else 0
-            if not is_live(state.phase) or state.last_seq - covered >= every:
+            grown = state.last_seq - covered
+            # Amortised: the events since the last snapshot outweigh it (in events).
+            if grown < (last.size // BYTES_PER_EVENT if last is not None else 0):
+                continue
+            if not is_live(state.phase) or grown >= every:
+                out.append(sid)
+        return out
+
+    def to_cover(self, sessions: dict[str, Any], budget: int, limit: int = 32) -> list[str]:
+        """Idle sessions at the cold end of `sessions` (least recently used first) that
+        cannot leave memory for want of a current snapshot, while it is over budget."""
+        over = len(sessions) - budget
+        out: list[str] = []
+        for sid, state in sessions.items():
+            if over <= 0 or len(out) >= limit:
+                break
+            if is_live(state.phase) or (sid, state.last_seq) in self.too_large:
+                continue
+            over -= 1
+            if not self.evictable(sid, state):
                 out.append(sid)
         return out
 
@@ -203,18 +231,18 @@ class Keeper:
                    if sid not in snapshotted and sid not in self.uncovered]
         return min(bounds, default=self.floor)
 
-    def committed(self, touched: Iterable[str], written: dict[str, tuple[Any, int, Any]],
-                  states: dict[str, Any], floor_before: int) -> None:
+    def committed(self, touched: Iterable[str],
+                  written: dict[str, tuple[Any, int, Any, int]], floor_before: int) -> None:
         """After the commit: `written` maps a snapshotted session to (the send future of
-        its record, its seq, its state)."""
+        its record, its seq, its state, the record's size)."""
         for sid in touched:
             if sid in written:
                 self.uncovered.pop(sid, None)
             else:
                 self.uncovered.setdefault(sid, floor_before)
-        for sid, (future, seq, state) in written.items():
+        for sid, (future, seq, state, size) in written.items():
             self.stored[sid] = Stored(future.result().offset, seq, is_live(state.phase),
-                                      next_deadline(state))
+                                      next_deadline(state), None, size)
 
     def evictable(self, sid: str, state: Any) -> bool:
         """Idle and wholly in its snapshot: it can leave memory and come back from it."""
