@@ -243,6 +243,9 @@ class OwnedPartition:
         await self.suspend()
         if self.shared.effect_drop is not None:
             self.shared.effect_drop(self.number)
+        if self.shared.deadlines is not None:  # its sessions are ticked elsewhere now
+            for session_id in self.sessions:
+                self.shared.deadlines.set(session_id, None)
         with contextlib.suppress(Exception):
             await self.producer.stop()
 
