@@ -22,11 +22,20 @@ from agents.events import RestorePoint, SessionSnapshot
 from schemas.codec import decode_snapshot
 from streams._core import RESTORE_POINT_KEY, STATE_FORMAT, is_live, next_deadline
 
-# An event is about 400-500 bytes on the wire (BENCHMARKS.md: bytes per turn): a session
-# is snapshotted again once it has written at least its last snapshot's size in events.
-BYTES_PER_EVENT = 400
+# An event is about 450 bytes on the wire (BENCHMARKS.md: bytes per turn). A session is
+# snapshotted again once it has written an event per 200 bytes of its last snapshot:
+# about twice that snapshot's size in events, so snapshots add at most about half the
+# events' own bytes (at turn 1000 of a session: a 50 KB snapshot every ~28 turns).
+BYTES_PER_EVENT = 200
 
-__all__ = ["BYTES_PER_EVENT", "Keeper", "SnapshotIndex", "SnapshotReader", "Stored", "read_snapshot_index"]
+__all__ = [
+    "BYTES_PER_EVENT",
+    "Keeper",
+    "SnapshotIndex",
+    "SnapshotReader",
+    "Stored",
+    "read_snapshot_index",
+]
 
 
 @dataclass(slots=True)
@@ -170,8 +179,8 @@ class Keeper:
     them (in the transaction of the events they cover) and for evicting sessions.
 
     A session is snapshotted when its turn ends, and during a long turn every
-    SNAPSHOT_EVERY events — but never more often than once per BYTES_PER_EVENT bytes of
-    its last snapshot in events: a long session's state grows with it, and a snapshot at
+    SNAPSHOT_EVERY events — but never before it has written an event per BYTES_PER_EVENT bytes
+    of its last snapshot: a long session's state grows with it, and a snapshot at
     every turn end would then write more than the events themselves. An idle session
     that is not (yet) covered is snapshotted when it is about to be evicted. `uncovered` holds, per session with events its latest
     snapshot does not cover, a lower bound of the offset of the first such event; the
