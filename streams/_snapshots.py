@@ -179,14 +179,16 @@ class Keeper:
     them (in the transaction of the events they cover) and for evicting sessions.
 
     A session is snapshotted when its turn ends, and during a long turn every
-    SNAPSHOT_EVERY events — but never before it has written an event per BYTES_PER_EVENT bytes
-    of its last snapshot: a long session's state grows with it, and a snapshot at
-    every turn end would then write more than the events themselves. An idle session
-    that is not (yet) covered is snapshotted when it is about to be evicted. `uncovered` holds, per session with events its latest
-    snapshot does not cover, a lower bound of the offset of the first such event; the
-    partition's restore point is the least of them. A session whose first uncovered
-    event falls RESTORE_LAG offsets behind is snapshotted too, so the restore point
-    keeps up with the log even while some turn waits for a human for days.
+    SNAPSHOT_EVERY events, but not before it has written an event per BYTES_PER_EVENT
+    bytes of its last snapshot: a long session's state grows with it, and a snapshot
+    at every turn end would then write more than the events themselves. An idle
+    session that is not (yet) covered is snapshotted when it is about to be evicted.
+
+    `uncovered` holds, per session with events its latest snapshot does not cover, a
+    lower bound of the offset of the first such event; the partition's restore point is
+    the least of them. A session whose first uncovered event falls the restore lag
+    (Shared.restore_lag) behind is snapshotted too, so the restore point keeps up with
+    the log even while some turn waits for a human for days.
     """
 
     def __init__(self, stored: dict[str, Stored], uncovered: dict[str, int], floor: int) -> None:
