@@ -13,6 +13,8 @@ import signal
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from agents.events import Request, Tick
 from streams.effects import EffectRunner
 from streams.logs import get_logger
@@ -93,8 +95,8 @@ class SessionProcess:
         self._log = get_logger(component="session-process")
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.effects.start()
-        await self.worker.start()
+        if not await self._start(stop):
+            return
         loops = [
             asyncio.create_task(self._tick_loop(stop)),
             asyncio.create_task(self._metrics_loop(stop)),
@@ -116,6 +118,28 @@ class SessionProcess:
                     await task
             await self.worker.stop()
             await self.effects.stop()
+
+    async def _start(self, stop: asyncio.Event) -> bool:
+        """Connect, waiting for the broker with a growing pause if it is not there yet (a
+        worker started during a broker outage waits instead of exiting). False when
+        `stop` came first."""
+        pause = 0.5
+        for start, undo in ((self.effects.start, self.effects.stop),
+                            (self.worker.start, self.worker.stop)):
+            while True:
+                try:
+                    await start()
+                    break
+                except (KafkaError, OSError) as exc:
+                    with contextlib.suppress(Exception):
+                        await undo()
+                    self._log.warning("kafka.unreachable", error=repr(exc), retry_in_s=pause)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), pause)
+                    if stop.is_set():
+                        return False
+                    pause = min(pause * 2, 15.0)
+        return True
 
     async def _metrics_loop(self, stop: asyncio.Event) -> None:
         """One `worker.metrics` log line per interval: throughput counters (since the

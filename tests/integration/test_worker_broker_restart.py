@@ -132,3 +132,31 @@ async def test_sessions_complete_across_a_broker_restart(
     assert [e for e in events if isinstance(e.payload, TurnFailed)] == []
     doubled = {k: len(v) for k, v in llm_completions(events).items() if len(v) != 1}
     assert doubled == {}
+
+
+async def test_a_worker_started_while_the_broker_is_down_waits_for_it(
+    own_broker: tuple[Settings, str, int], tmp_path: Path
+) -> None:
+    settings, bootstrap, pid = own_broker
+    await wait_until(lambda: _answers(bootstrap), 90, "the test's own broker answers",
+                     interval_s=0.5, diagnose=lambda: _kafka.log_tail(settings))
+    prefix = "late."
+    names = (await ensure_topics(bootstrap, prefix, partitions=4)).names
+    terminate(pid, timeout=30)
+    env = worker_env(bootstrap, prefix, script=scripted_script(tmp_path), sandbox=tmp_path)
+    async with WorkerGroup(env, tmp_path) as group:
+        worker = group.start("w1")
+        await wait_until(lambda: '"kafka.unreachable"' in worker.log_text(), 60,
+                         "the worker says the broker is unreachable", diagnose=worker.tail)
+        assert worker.alive, f"the worker exited instead of waiting:\n{worker.tail()}"
+        _kafka.start(settings)
+        await wait_until(lambda: _answers(bootstrap), 90, "the broker is back",
+                         interval_s=0.5, diagnose=lambda: _kafka.log_tail(settings))
+        await worker.wait_assigned(at_least=4, timeout_s=90)
+        async with (
+            RequestSender(bootstrap, names) as send,
+            EventLog(bootstrap, names.events) as log,
+        ):
+            await send.request(user_message("late-1", "what is 6*7?", agent="calc"))
+            await log.wait_for(lambda: log.turns_completed("late-1") == 1, 60, "the turn",
+                               diagnose=worker.tail)
