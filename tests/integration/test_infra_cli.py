@@ -36,10 +36,10 @@ def test_topics_ensure_twice(kafka_bootstrap: str, unique_prefix: str) -> None:
            "TURNLOG_PARTITIONS": str(TEST_PARTITIONS)}
     first = turnlog("topics", "ensure", **env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("created") == 5
+    assert first.stdout.count("created") == 6
     second = turnlog("topics", "ensure", "--strict", **env)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("ok ") == 5 and "created" not in second.stdout
+    assert second.stdout.count("ok ") == 6 and "created" not in second.stdout
     drifted = turnlog("topics", "ensure", "--strict", "--partitions", "1", **env)
     assert drifted.returncode == 2
     assert "DRIFT" in drifted.stdout and "partitions is 4, expected 1" in drifted.stdout

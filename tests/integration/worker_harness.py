@@ -71,6 +71,7 @@ from agents.events import (
     RequestPayload,
     RequestRejected,
     SendMessage,
+    Tick,
     TurnCompleted,
     TurnFailed,
 )
@@ -667,14 +668,17 @@ def seq_problems(events: Iterable[Event]) -> list[str]:
 def lost_inputs(requests: Iterable[Request], events: Iterable[Event]) -> list[Request]:
     """The requests with no trace in the log: no event names the request as its
     causation_id and no RequestRejected names it (keyed by session: ids such as tool
-    call ids may repeat across sessions)."""
+    call ids may repeat across sessions). A Tick is not counted: one with nothing due
+    when it is decided (another worker's ticker, or a deadline already acted on) causes
+    no event, by design."""
     caused: set[tuple[str, str]] = set()
     for ev in events:
         if ev.causation_id is not None:
             caused.add((ev.session_id, ev.causation_id))
         if isinstance(ev.payload, RequestRejected):
             caused.add((ev.session_id, ev.payload.request_id))
-    return [r for r in requests if (r.session_id, r.request_id) not in caused]
+    return [r for r in requests
+            if (r.session_id, r.request_id) not in caused and not isinstance(r.payload, Tick)]
 
 
 def llm_completions(events: Iterable[Event]) -> dict[tuple[str, str], list[LlmCallCompleted]]:
