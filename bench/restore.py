@@ -12,7 +12,7 @@ History (bench/_history.py): sessions of the `calc` agent of about `--turns` tur
 LLM call requested, no outcome; these turns are the newest in the partition). Real
 events, decided by the real core, encoded with the real codec, produced to partition 0
 of the events topic in large batches; a sample of sessions is checked against the core.
-Each history is written twice, once per case:
+Each history is written once per worker (`--revs`) and case:
 
 - (a) no snapshots: the snapshots topic is empty, so a worker folds the partition from
   offset 0 (what the worker did before it read snapshots);
@@ -22,13 +22,15 @@ Each history is written twice, once per case:
   of the earliest open turn. A worker that reads snapshots restores from there; one
   that does not behaves as in (a).
 
-Takeover: the first message of a new session waits in the requests topic; one worker
-subprocess (`python -m streams`, the calc agent on the scripted provider) starts and
-gets the partition. Measured: `restore_ms` of its `partitions.assigned` log line; the
+Takeover: the first message of a new session waits in the requests topic (as inputs
+wait while a partition changes hands; sent after the assignment instead, it would add
+this client's polling to the figure); one worker subprocess (`python -m streams`, the
+calc agent on the scripted provider) starts and gets the partition. Measured: `restore_ms` of its `partitions.assigned` log line; the
 time from its `partitions.restoring` line to that session's first event being visible
 on the events topic (the takeover: assignment to the first decided input), and from
 the process start; its RSS (VmRSS) once that event is visible, and its peak (VmHWM).
-The two cases alternate, first (a) then (b), then (b) then (a), size after size.
+The runs of a history go worker by worker, (a) then (b); the next history runs them in
+the reverse order, so the machine's drift hits every worker and case alike.
 
 Memory: the same with `--rss-sessions` sessions of `--rss-turns` turns, 1 % live.
 
@@ -83,6 +85,7 @@ from tests.integration.worker_harness import (
 SECTION = "## Restore"
 CASES = {"a": "no snapshots", "b": "snapshots"}
 WORKTREE = "worktree"
+CODE = ("agents", "schemas", "streams", "turnlog")  # what a worker runs
 MiB = 1024 * 1024
 
 
@@ -144,10 +147,12 @@ class Tree:
             archive = subprocess.run(["git", "archive", self.rev], cwd=ROOT, check=True,
                                      capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(self.path)], input=archive, check=True)
-        head = subprocess.run(["git", "rev-parse", "--short", self.rev or "HEAD"], cwd=ROOT,
-                              check=True, capture_output=True, text=True).stdout.strip()
+        # Named by the last commit that changed the worker's code, not by the revision.
+        head = subprocess.run(
+            ["git", "log", "-1", "--format=%h", self.rev or "HEAD", "--", *CODE], cwd=ROOT,
+            check=True, capture_output=True, text=True).stdout.strip()
         dirty = self.rev is None and subprocess.run(
-            ["git", "status", "--porcelain", "--", "streams", "agents", "schemas"], cwd=ROOT,
+            ["git", "status", "--porcelain", "--", *CODE], cwd=ROOT,
             check=True, capture_output=True, text=True).stdout.strip()
         self.describe = f"{head}{' + uncommitted changes' if dirty else ''}"
 
