@@ -50,7 +50,6 @@ from aiokafka.errors import IllegalStateError
 
 from agents.events import Event
 from streams import _core
-from streams._assignor import sticky_assignor
 from streams._deadlines import DeadlineIndex
 from streams._eventlog import (
     INPUT_NEXT_HEADER,
@@ -176,10 +175,14 @@ class SessionWorker:
             heartbeat_interval_ms=max(300, self._session_timeout_ms // 6),
             max_poll_records=self._max_poll_records,
             fetch_max_wait_ms=20,
-            # Sticky: a rebalance moves only the partitions that must move, and those
-            # that stay are resumed without a restore (see _on_assigned). Round robin
-            # stays listed so a group can be upgraded one worker at a time.
-            partition_assignment_strategy=(sticky_assignor(), RoundRobinPartitionAssignor),
+            # Round robin, aiokafka's own: partitions that a rebalance leaves in place are
+            # resumed without a restore (see _on_assigned). Two sticky assignors were
+            # tried and dropped: aiokafka's (class-level state, no generation: it left
+            # partitions with a member that was gone) and one of turnlog's own (ranked
+            # by rendezvous hashing), with which bench/soak.py saw the group never
+            # settle after a broker restart (one member's join never completed while
+            # the others rebalanced every second); with round robin the same soak passes.
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
         )
         self._probe = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -279,7 +282,7 @@ class SessionWorker:
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         """The group rebalances (the eager protocol revokes everything first). Suspend
         the partitions — their last transaction finishes, nothing new starts — but keep
-        their sessions and effects: most come straight back (sticky assignment)."""
+        their sessions and effects: some come straight back."""
         async with self._lock:
             for tp in revoked:
                 part = self._parts.pop(tp.partition, None)
