@@ -46,6 +46,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     ConsumerRebalanceListener,
     TopicPartition,
 )
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from psycopg import AsyncConnection
 
 from agents.errors import DecodeError, ExternalError
@@ -221,22 +222,36 @@ class Projector:
 
     async def _start(self) -> None:
         cfg = self.config
-        try:
-            self._conn = await AsyncConnection.connect(cfg.database_url)
-        except psycopg.OperationalError as exc:
-            raise ExternalError(f"The projector cannot reach Postgres: {str(exc).strip()}") from exc
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=cfg.bootstrap,
-            group_id=cfg.group_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            session_timeout_ms=cfg.session_timeout_ms,
-            heartbeat_interval_ms=max(100, cfg.session_timeout_ms // 5),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
-        await self._consumer.start()
+        pause = 0.5
+        while True:
+            try:
+                self._conn = await AsyncConnection.connect(cfg.database_url)
+                break
+            except psycopg.OperationalError as exc:
+                # A refused login or a missing database is a configuration error: say so
+                # at once. A server that is not there (yet) is waited for: a projector
+                # (re)started during a PostgreSQL restart must not exit.
+                if (exc.sqlstate or "").startswith(("28", "3D")) or self._stopping.is_set():
+                    raise ExternalError(
+                        f"The projector cannot reach Postgres: {str(exc).strip()}"
+                    ) from exc
+                log.warning("postgres unreachable at start; waiting", error=str(exc).strip(),
+                            retry_in_s=pause)
+                pause = await self._pause(pause)
+        while True:
+            consumer = self._new_consumer()
+            try:
+                await consumer.start()
+                break
+            except KafkaError as exc:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                if self._stopping.is_set():
+                    raise
+                log.warning("kafka unreachable at start; waiting", error=repr(exc),
+                            retry_in_s=pause)
+                pause = await self._pause(pause)
+        self._consumer = consumer
         if cfg.group_id is None:
             partitions = self._consumer.partitions_for_topic(cfg.events_topic)
             if not partitions:
@@ -254,6 +269,26 @@ class Projector:
                 bootstrap_servers=cfg.bootstrap, acks="all", enable_idempotence=True
             )
             await self._producer.start()
+
+    async def _pause(self, seconds: float) -> float:
+        """Wait `seconds` (less if stopped meanwhile); the next, longer pause."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return min(seconds * 2, 15.0)
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        cfg = self.config
+        return AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap,
+            group_id=cfg.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(100, cfg.session_timeout_ms // 5),
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
 
     async def _close(self) -> None:
         if self._producer is not None:

@@ -189,3 +189,38 @@ def test_a_postgres_restart_is_ridden_through(
                                      names.checkpoints, group_id=None)
     _assert_exactly_once(kafka_bootstrap, names, admin_url, app_url, rebuild_config,
                          len(events))
+
+
+def test_a_projector_started_while_postgres_is_down_waits_for_it(
+    kafka_bootstrap: str, unique_prefix: str, own_postgres: tuple[Any, str]
+) -> None:
+    from turnlog.dev import _postgres
+
+    settings, admin_url = own_postgres
+    migrate(admin_url)
+    app_url = role_url(admin_url)
+    names = asyncio.run(ensure_topics(kafka_bootstrap, unique_prefix, partitions=2)).names
+    events = list(interleave(generate(300, seed=33, base=T0), seed=33))
+    config = ProjectorConfig(kafka_bootstrap, app_url, names.events, names.checkpoints,
+                             group_id=f"{unique_prefix}projector", max_records=100,
+                             checkpoint_interval=0.2)
+
+    async def scenario() -> None:
+        await produce_events(kafka_bootstrap, names.events, events)
+        await _off_loop(lambda: _postgres.stop(settings))
+        projector = Projector(config)
+        task = asyncio.create_task(projector.run())
+        try:
+            await asyncio.sleep(2)  # down for a while: not a synchronisation
+            assert not task.done(), "the projector exited while Postgres was down"
+            await _off_loop(lambda: _postgres.start(settings))
+            await async_wait_until(
+                lambda: _off_loop(lambda: task.done() or _count(app_url) >= len(events)),
+                90, "every event to be projected once Postgres is up")
+            assert not task.done(), task.exception()
+        finally:
+            projector.stop()
+            await task
+
+    asyncio.run(scenario())
+    assert _count(app_url) == len(events)
