@@ -154,7 +154,7 @@ class SessionWorker:
             "fork_source_reads": 0, "fork_unknown_sources": 0,
             "partitions_kept": 0, "partitions_restored": 0, "snapshots": 0,
             "sessions_loaded": 0, "sessions_rebuilt": 0, "sessions_evicted": 0,
-            "snapshots_unreadable": 0, "restore_events_read": 0,
+            "snapshots_unreadable": 0, "restore_events_read": 0, "fork_source_in_hand": 0,
         }
         self.deadlines = DeadlineIndex()
         self._reader = SnapshotReader(self.bootstrap, topics.snapshots,
@@ -511,8 +511,31 @@ class SessionWorker:
             # send one) costs a look at an index, not a read of a whole partition.
             self.stats["fork_unknown_sources"] += 1
             return None
+        if logs is None:
+            head = await self._head_state(source_id, at_seq)
+            if head is not None:
+                return _core.fork_base(head, new_session_id)
         state = await self._state_at(source_id, at_seq, {} if logs is None else logs)
         return None if state is None else _core.fork_base(state, new_session_id)
+
+    async def _head_state(self, session_id: str, at_seq: int) -> Any:
+        """The committed state of an owned session whose head is `at_seq`, from memory or
+        from its snapshot (a fork at a session's head reads no events); else None."""
+        q = partition_for(session_id, self.partitions)
+        part = self._parts.get(q)
+        if part is None:
+            return None
+        state = part.sessions.get(session_id)
+        if state is None:
+            stored = part.keeper.stored.get(session_id)
+            if stored is None or stored.seq != at_seq:
+                return None
+            snapshot = await self._reader.read(q, stored.offset)
+            state = _core.state_of(snapshot) if snapshot is not None else None
+        if state is None or state.last_seq != at_seq:
+            return None
+        self.stats["fork_source_in_hand"] += 1
+        return state
 
     async def _has_events(self, session_id: str) -> bool:
         """Whether the events topic holds any committed event of `session_id`."""

@@ -117,6 +117,8 @@ async def test_idle_sessions_are_evicted_and_come_back(
         await send.request(request_for("evict-fork", ForkSession(source, head), "fork-1"))
         await log.wait_for(lambda: bool(log.of("evict-fork", SessionForked)), 30, "the fork")
         await _turns(send, log, ["evict-fork"], 1)
+        # At the source's head: from memory or its snapshot, no read of the events.
+        assert stats["fork_source_in_hand"] == 1 and stats["fork_source_reads"] == 0
     events = [decode_event(r.value) for r in await read_records(kafka_bootstrap, names.events)]
     assert seq_problems(events) == []
 
