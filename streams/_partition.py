@@ -537,9 +537,11 @@ class OwnedPartition:
             ))
             return
         state = staged.get(req.session_id) or self.sessions.get(req.session_id)
+        if state is None and req.session_id in self.keeper.stored:
+            # Outside the try below: a broker that cannot be read now is not the input's
+            # fault (the batch is read again, see _transaction), never a dead letter.
+            state = await self._load(req.session_id)
         try:
-            if state is None and req.session_id in self.keeper.stored:
-                state = await self._load(req.session_id)
             if state is None:
                 if isinstance(req.payload, ForkSession):
                     state = await shared.fork_base(

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from agents.errors import DecodeError
 from agents.events import RestorePoint, SessionSnapshot
@@ -143,7 +144,8 @@ class SnapshotReader:
 
     async def read(self, partition: int, offset: int) -> SessionSnapshot | None:
         """The session snapshot at `offset` of `partition`; None when it is gone
-        (compacted away: a newer one exists) or unreadable."""
+        (compacted away: a newer one exists) or unreadable. KafkaTimeoutError when the
+        broker does not answer (the caller's batch is read again later)."""
         tp = TopicPartition(self._topic, partition)
         consumer = self._consumer
         assert consumer is not None, "start() first"
@@ -160,7 +162,11 @@ class SnapshotReader:
                 batch = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
                 records = batch.get(tp, [])
                 if not records:
-                    return None
+                    # Not an answer about the snapshot: the broker did not answer.
+                    raise KafkaTimeoutError(
+                        f"No record of {self._topic} partition {partition} from offset "
+                        f"{offset} within 5 s."
+                    )
                 rec = records[0]
                 if rec.offset < offset:
                     continue
