@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,7 +20,7 @@ from aiokafka.errors import KafkaTimeoutError
 from agents.errors import DecodeError
 from agents.events import RestorePoint, SessionSnapshot
 from schemas.codec import decode_snapshot
-from streams._core import RESTORE_POINT_KEY, STATE_FORMAT, is_live, next_deadline
+from streams._core import RESTORE_POINT_KEY, STATE_FORMAT, is_live
 
 # An event is about 450 bytes on the wire (BENCHMARKS.md: bytes per turn). A session is
 # snapshotted again once it has written an event per 200 bytes of its last snapshot:
@@ -47,7 +46,6 @@ class Stored:
     offset: int
     seq: int
     live: bool
-    next_deadline: datetime | None
     snapshot: SessionSnapshot | None = None
     size: int = 0  # bytes of the record
 
@@ -116,7 +114,7 @@ def _add(
     index.unreadable.discard(record.session_id)
     live = is_live(p.phase)
     index.stored[record.session_id] = Stored(
-        offset, p.seq, live, p.next_deadline, p if live or record.session_id in keep else None,
+        offset, p.seq, live, p if live or record.session_id in keep else None,
         len(value),
     )
 
@@ -259,7 +257,7 @@ class Keeper:
                 self.uncovered.setdefault(sid, floor_before)
         for sid, (future, seq, state, size) in written.items():
             self.stored[sid] = Stored(future.result().offset, seq, is_live(state.phase),
-                                      next_deadline(state), None, size)
+                                      None, size)
 
     def evictable(self, sid: str, state: Any) -> bool:
         """Idle and wholly in its snapshot: it can leave memory and come back from it."""
