@@ -77,7 +77,7 @@ def build_provider(settings: Any) -> ModelRouter:
 
 
 def build_tools(settings: Any) -> tuple[Any, Any]:
-    from agents.tools import ToolSettings, builtin_registry
+    from agents.tools import ShellSettings, ToolSettings, builtin_registry
 
     sandbox = Path(settings.sandbox_dir)
     sandbox.mkdir(parents=True, exist_ok=True)
@@ -85,6 +85,10 @@ def build_tools(settings: Any) -> tuple[Any, Any]:
         sandbox_dir=sandbox,
         allowed_hosts=settings.allowed_host_list,
         allow_private_addresses=settings.http_allow_private_addresses,
+        shell=ShellSettings(
+            network=settings.shell_network,
+            allowed_interpreters=settings.shell_interpreter_list,
+        ),
     )
 
 

@@ -140,6 +140,20 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated hosts http_get may fetch (exact or *.suffix); empty: none.",
     )
+    shell_network: bool = Field(
+        default=False,
+        description=(
+            "Let shell commands use the network (off: bubblewrap gives each command a "
+            "network namespace of its own, with nothing in it)."
+        ),
+    )
+    shell_allowed_interpreters: str = Field(
+        default="",
+        description=(
+            "Comma-separated interpreters or command runners (sh, python3, env, ...) that "
+            "may be the program of a shell command; empty: none."
+        ),
+    )
     http_allow_private_addresses: bool = Field(
         default=False,
         description=(
@@ -261,6 +275,10 @@ class Settings(BaseSettings):
     @property
     def allowed_host_list(self) -> tuple[str, ...]:
         return tuple(h.strip() for h in self.allowed_hosts.split(",") if h.strip())
+
+    @property
+    def shell_interpreter_list(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.shell_allowed_interpreters.split(",") if n.strip())
 
     @field_validator("max_text_bytes")
     @classmethod

@@ -234,3 +234,17 @@ def test_a_broken_secret_file_names_its_variable(
     assert str(caught.value).startswith(f"{variable}: ") and says in str(caught.value)
     for secret in ("sk-file-secret", "filepw", "envpw", "sk-env"):
         assert secret not in str(caught.value)
+
+
+def test_the_worker_hands_the_shell_settings_to_its_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.main import build_tools
+
+    _, default = build_tools(load_settings(sandbox_dir=str(tmp_path / "a")))
+    assert default.shell.network is False and default.shell.allowed_interpreters == ()
+    monkeypatch.setenv("TURNLOG_SHELL_NETWORK", "true")
+    monkeypatch.setenv("TURNLOG_SHELL_ALLOWED_INTERPRETERS", "python3, jq")
+    _, chosen = build_tools(load_settings(sandbox_dir=str(tmp_path / "b")))
+    assert chosen.shell.network is True
+    assert chosen.shell.allowed_interpreters == ("python3", "jq")
