@@ -630,8 +630,7 @@ class OwnedPartition:
         stored = self.keeper.stored[session_id]
         state = None
         if shared.snapshot_reader is not None:
-            snapshot = await shared.snapshot_reader.read(self.number, stored.offset)
-            state = _core.state_of(snapshot) if snapshot is not None else None
+            state = await shared.snapshot_reader.state(self.number, stored.offset)
         if state is None and shared.rebuild is not None:
             shared.stats["sessions_rebuilt"] += 1
             state = await shared.rebuild(session_id)

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaTimeoutError
 from agents.errors import DecodeError
 from agents.events import RestorePoint, SessionSnapshot
 from schemas.codec import decode_snapshot
+from streams import _core
 from streams._core import RESTORE_POINT_KEY, STATE_FORMAT, is_live
 
 # An event is about 450 bytes on the wire (BENCHMARKS.md: bytes per turn). A session is
@@ -139,6 +140,12 @@ class SnapshotReader:
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
+
+    async def state(self, partition: int, offset: int) -> Any:
+        """The session state the snapshot at `offset` holds; None when that snapshot is
+        gone or in a format this code does not read (the caller folds the events)."""
+        snapshot = await self.read(partition, offset)
+        return _core.state_of(snapshot) if snapshot is not None else None
 
     async def read(self, partition: int, offset: int) -> SessionSnapshot | None:
         """The session snapshot at `offset` of `partition`; None when it is gone

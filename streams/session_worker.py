@@ -530,8 +530,7 @@ class SessionWorker:
             stored = part.keeper.stored.get(session_id)
             if stored is None or stored.seq != at_seq:
                 return None
-            snapshot = await self._reader.read(q, stored.offset)
-            state = _core.state_of(snapshot) if snapshot is not None else None
+            state = await self._reader.state(q, stored.offset)
         if state is None or state.last_seq != at_seq:
             return None
         self.stats["fork_source_in_hand"] += 1
