@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from projections.store import PROJECTION_TABLES
 from projections.synthetic import generate, interleave
 from projections.testing import async_wait_until, produce_events, role_url
 from streams.topics import ensure_topics
+from tests.integration.worker_harness import free_port
 
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
 
@@ -115,12 +115,6 @@ def test_terminated_backends_while_projecting_lose_and_double_nothing(
 # ------------------------------------------------------------------ a real restart
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     """A PostgreSQL server of this test alone (the dev infrastructure's code, another
@@ -129,7 +123,7 @@ def own_postgres(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     from turnlog.settings import load_settings
 
     settings = load_settings().model_copy(
-        update={"state_dir": tmp_path / "state", "dev_postgres_port": _free_port()}
+        update={"state_dir": tmp_path / "state", "dev_postgres_port": free_port()}
     )
     root = _postgres.paths(settings).root
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.integration.worker_harness import (
     EventLog,
     RequestSender,
     WorkerGroup,
+    free_port,
     group_caught_up,
     llm_completions,
     lost_inputs,
@@ -43,12 +43,6 @@ SESSIONS = 30
 TURNS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def own_broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[tuple[Settings, str, int]]:
     """A broker of the test's own: (settings, bootstrap, pid). The jars of the shared
@@ -56,8 +50,8 @@ def own_broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[tuple[Settings,
     downloaded."""
     shared = _kafka.paths(load_settings())
     settings = load_settings(
-        state_dir=tmp_path / "state", dev_kafka_port=_free_port(),
-        dev_kafka_controller_port=_free_port(), dev_kafka_heap="384m",
+        state_dir=tmp_path / "state", dev_kafka_port=free_port(),
+        dev_kafka_controller_port=free_port(), dev_kafka_heap="384m",
     )
     own = _kafka.paths(settings)
     own.root.mkdir(parents=True)
