@@ -208,6 +208,7 @@ class Keeper:
         # A lower bound of the events partition's end offset (exact after our commits).
         self.floor = floor
         self.too_large: set[tuple[str, int]] = set()  # (session, seq) not written
+        self._next_lag_check = 0
 
     def plan(self, staged: dict[str, Any], every: int) -> list[str]:
         """The sessions of this transaction to snapshot."""
@@ -241,7 +242,12 @@ class Keeper:
         return out
 
     def laggards(self, lag: int) -> list[str]:
-        """Sessions (not in this transaction) holding the restore point too far back."""
+        """Sessions (not in this transaction) holding the restore point too far back.
+        Looked for once the log has grown by a tenth of `lag` since the last look, not
+        in every transaction: the scan costs every session with uncovered events."""
+        if self.floor < self._next_lag_check:
+            return []
+        self._next_lag_check = self.floor + max(1, lag // 10)
         limit = self.floor - lag
         return [sid for sid, bound in self.uncovered.items() if bound < limit]
 
