@@ -23,6 +23,7 @@ __all__ = [
     "LlmRequest",
     "LlmResponse",
     "Message",
+    "StopReason",
     "TextBlock",
     "ToolResultBlock",
     "ToolSpec",
@@ -30,6 +31,28 @@ __all__ = [
     "canonical_json",
     "sha256_hex",
 ]
+
+
+class StopReason:
+    """Why a model stopped: the provider-neutral vocabulary of `LlmResponse.stop_reason`.
+
+    The names are the Messages API's; every provider adapter maps its vendor's reasons
+    onto these (OpenAI's "length" is MAX_TOKENS, "content_filter" REFUSAL, "tool_calls"
+    TOOL_USE; Gemini's "MAX_TOKENS", "SAFETY"...). A reason outside this set is kept as
+    the vendor said it and treated like END_TURN by the core.
+    """
+
+    END_TURN = "end_turn"  # the answer is complete
+    TOOL_USE = "tool_use"  # the answer asks for tool calls
+    STOP_SEQUENCE = "stop_sequence"  # a stop sequence ended the answer
+    MAX_TOKENS = "max_tokens"  # cut at max_tokens: a tool call in it may be truncated
+    REFUSAL = "refusal"  # the model (or a vendor filter) declined to answer
+    PAUSE_TURN = "pause_turn"  # the vendor paused a long turn: send it back to continue
+    CONTEXT_WINDOW = "model_context_window_exceeded"  # the context window is full
+
+    ALL = frozenset(
+        {END_TURN, TOOL_USE, STOP_SEQUENCE, MAX_TOKENS, REFUSAL, PAUSE_TURN, CONTEXT_WINDOW}
+    )
 
 
 # One encoder for every call: json.dumps with these options would build a new one each time.
