@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.errors import ContractError
 from agents.limits import Limits
@@ -17,6 +17,9 @@ from agents.providers import Provider, provider_from_spec
 from agents.registry import AgentRegistry
 from streams.app import SessionProcess
 from streams.topics import topic_names
+
+if TYPE_CHECKING:
+    from agents.tools import ToolRegistry
 
 __all__ = ["ModelRouter", "build_provider", "build_session_process", "load_registry"]
 
@@ -54,8 +57,30 @@ class ModelRouter:
         )
 
 
-def load_registry(path: str | Path | None = None, *, limits: Limits | None = None) -> AgentRegistry:
-    return AgentRegistry.from_file(path or DEFAULT_AGENTS, limits=limits)
+def load_registry(
+    path: str | Path | None = None,
+    *,
+    limits: Limits | None = None,
+    tools: ToolRegistry | None = None,
+) -> AgentRegistry:
+    """The agent file as a registry. Custom tools its agents name by import path
+    (`examples.custom_tools:word_count`) are imported into `tools` (the registry the
+    effect runner executes with; the built-in tools when not given) and listed under
+    their own names, so the model, the policy and the runner agree on them."""
+    from agents.definitions import load_definitions
+    from agents.errors import AgentDefinitionError
+    from agents.tools import builtin_registry
+    from agents.tools.registry import bind_agent_tools
+
+    source = path or DEFAULT_AGENTS
+    definitions, specs = load_definitions(source)
+    definitions, custom = bind_agent_tools(
+        definitions, tools if tools is not None else builtin_registry(), source=source
+    )
+    try:
+        return AgentRegistry(definitions, {**specs, **custom}, limits=limits)
+    except AgentDefinitionError as exc:
+        raise AgentDefinitionError(f"{source}: {exc}") from exc
 
 
 def _secret(settings: Any) -> str | None:
@@ -76,7 +101,9 @@ def build_provider(settings: Any) -> ModelRouter:
     return ModelRouter(scripted, real)
 
 
-def build_tools(settings: Any) -> tuple[Any, Any]:
+def build_tools(settings: Any) -> tuple[ToolRegistry, Any]:
+    """The built-in tools and their settings; custom tools join the registry when the
+    agent file is loaded (`load_registry(..., tools=)`)."""
     from agents.tools import ShellSettings, ToolSettings, builtin_registry
 
     sandbox = Path(settings.sandbox_dir)
@@ -101,7 +128,7 @@ def build_session_process(settings: Any, *, client_id: str = "turnlog-session") 
         topics=topic_names(settings.topic_prefix),
         partitions=settings.partitions,
         registry=load_registry(
-            settings.agents, limits=Limits(max_text_bytes=settings.max_text_bytes)
+            settings.agents, limits=Limits(max_text_bytes=settings.max_text_bytes), tools=tools
         ),
         provider=build_provider(settings),
         tools=tools,

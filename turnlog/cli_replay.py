@@ -152,12 +152,13 @@ def replay_command(
     report = None
     if verify:
         from agents.limits import Limits
-        from agents.registry import AgentRegistry
+        from streams.main import load_registry
         from turnlog.replay_verify import verify_session
 
         # The same agent file and limits the session worker serves (TURNLOG_AGENTS,
-        # TURNLOG_MAX_TEXT_BYTES), unless another file is given.
-        registry = AgentRegistry.from_file(
+        # TURNLOG_MAX_TEXT_BYTES), unless another file is given; loaded as the worker
+        # loads it, so custom tools named by import path are the worker's too.
+        registry = load_registry(
             agents or settings.agents, limits=Limits(max_text_bytes=settings.max_text_bytes)
         )
         report = asyncio.run(verify_session(settings.kafka_bootstrap_servers, topics,

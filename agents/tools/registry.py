@@ -24,6 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agents.definitions import AgentDefinition
+from agents.errors import AgentDefinitionError
 from agents.events import PolicyAction, ToolUse
 from agents.llm import ToolSpec
 from agents.tools.context import ToolContext
@@ -36,7 +38,7 @@ from agents.tools.errors import (
 from agents.tools.imports import is_import_path, load_tool
 from agents.tools.tool import ErrorKind, Tool, ToolResult, as_tool, render
 
-__all__ = ["DEFAULT_MAX_CONTENT_CHARS", "ToolRegistry"]
+__all__ = ["DEFAULT_MAX_CONTENT_CHARS", "ToolRegistry", "bind_agent_tools"]
 
 # A tool result enters the session log once and every later LLM request: cap it.
 DEFAULT_MAX_CONTENT_CHARS = 100_000
@@ -201,6 +203,66 @@ class ToolRegistry:
         if len(content) <= limit:
             return content
         return content[:limit] + f"\n[truncated: {len(content) - limit} more characters]"
+
+
+def bind_agent_tools(
+    definitions: Iterable[AgentDefinition],
+    tools: ToolRegistry,
+    *,
+    source: str | Path | None = None,
+    search_paths: Sequence[Path] | None = None,
+) -> tuple[tuple[AgentDefinition, ...], dict[str, ToolSpec]]:
+    """Import every custom tool the agents name by import path into `tools` (the
+    registry the effect runner executes with) and return the definitions with each
+    such entry renamed to the tool's own name, plus those tools' specs by name, for
+    `AgentRegistry(definitions, specs)`.
+
+    Why rename: the model calls a tool by the name in its spec (`word_count`), and the
+    core checks that name against the agent's `tools`, its policy rules and the spec
+    table; the import path only says where the code lives. A policy rule whose `tool`
+    is exactly the import path is renamed too. The shell calls this (it imports code);
+    the core never sees an import path. A path that cannot be imported, or two entries
+    that end up as the same tool, is an AgentDefinitionError naming the file, the
+    agent, the tool and the problem."""
+    where = f"{source}: " if source is not None else ""
+    out: list[AgentDefinition] = []
+    specs: dict[str, ToolSpec] = {}
+    for d in definitions:
+        renamed: dict[str, str] = {}
+        for listed in d.tools:
+            if not is_import_path(listed):
+                continue
+            try:
+                spec = tools.register_import_path(listed, search_paths=search_paths).spec()
+            except ToolRegistrationError as exc:
+                problem = str(exc).removeprefix(f"Custom tool {listed!r}: ")
+                raise AgentDefinitionError(
+                    f"{where}agent {d.name!r}: tools: the custom tool {listed!r} cannot be "
+                    f"loaded: {problem}"
+                ) from exc
+            renamed[listed] = spec.name
+            specs[spec.name] = spec
+        if not renamed:
+            out.append(d)
+            continue
+        names = tuple(renamed.get(t, t) for t in d.tools)
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            paths = ", ".join(f"{p!r} is the tool {n!r}" for p, n in renamed.items())
+            raise AgentDefinitionError(
+                f"{where}agent {d.name!r}: tools: {', '.join(map(repr, twice))} is listed "
+                f"twice ({paths})."
+            )
+        rules = tuple(
+            r.model_copy(update={"tool": renamed[r.tool]}) if r.tool in renamed else r
+            for r in d.policy.rules
+        )
+        out.append(
+            d.model_copy(
+                update={"tools": names, "policy": d.policy.model_copy(update={"rules": rules})}
+            )
+        )
+    return tuple(out), specs
 
 
 async def _invoke(found: Tool, args: BaseModel, ctx: ToolContext) -> Any:
