@@ -12,7 +12,23 @@ exceptions are not chained because they carry the request and its headers).
 
 Prompt caching: when `request.cache_prefix`, the last tool and the system prompt carry
 `cache_control: ephemeral` breakpoints, so the stable prefix (tools, then system) is
-written once and read on later calls; cache reads and writes come back in `Usage`.
+written once and read on later calls; cache reads and writes come back in `Usage`. With
+`cache_conversation` (the default) the conversation is cached too: a breakpoint on the
+last block of the newest message (everything up to it is what the next call of the
+session starts with) and one on the last block of the user message before it (where the
+previous call put its breakpoint, so that prefix is read back even when this call added
+more than the API's ~20-block look-back). Each call then reads the whole previous
+request from the cache and pays full price only for what is new: the uncached input per
+call stays flat however long the session grows. Four breakpoints at most, as the API
+allows.
+
+Token counting: `count_tokens(request)` asks the API (`messages.count_tokens`) for the
+exact input tokens of a request, for where an estimate is not good enough.
+
+Stop reasons are the Messages API's, which are `agents.llm.StopReason`'s vocabulary:
+passed through as the API says them. Extended thinking is not requested: its thinking
+blocks would have to be stored in the session's events and sent back with tool results,
+which the event contract has no field for yet.
 """
 
 from __future__ import annotations
@@ -37,7 +53,7 @@ from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError,
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep, run_with_fallbacks
 
-__all__ = ["API_KEY_ENV", "AnthropicProvider", "build_params"]
+__all__ = ["API_KEY_ENV", "AnthropicProvider", "build_params", "count_params"]
 
 log = structlog.get_logger("turnlog.providers")
 
@@ -106,17 +122,40 @@ def _message_params(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": blocks}
 
 
-def build_params(request: LlmRequest, model: str) -> dict[str, Any]:
+def _mark_last_block(message: dict[str, Any]) -> None:
+    blocks = message["content"]
+    if blocks:
+        blocks[-1] = {**blocks[-1], "cache_control": dict(_CACHE)}
+
+
+def _conversation_breakpoints(messages: list[dict[str, Any]]) -> None:
+    """Breakpoints on the newest message and on the user message before it (see the
+    module docstring); the dicts of `messages` are fresh copies, changed in place."""
+    if not messages:
+        return
+    _mark_last_block(messages[-1])
+    for message in reversed(messages[:-1]):
+        if message["role"] == "user":
+            _mark_last_block(message)
+            break
+
+
+def build_params(
+    request: LlmRequest, model: str, *, cache_conversation: bool = True
+) -> dict[str, Any]:
     """The Messages API parameters of `request`, sent to `model`.
 
     `request.temperature` is not sent: API version 2026-10-21 (the one anthropic 2.x
     speaks) rejects sampling parameters with a 400, even at their defaults. It stays in
     the request (and its digest) as a record of what the agent definition asked for.
     """
+    messages = [_message_params(m) for m in request.messages]
+    if request.cache_prefix and cache_conversation:
+        _conversation_breakpoints(messages)
     params: dict[str, Any] = {
         "model": model,
         "max_tokens": request.max_tokens,
-        "messages": [_message_params(m) for m in request.messages],
+        "messages": messages,
     }
     if request.system:
         if request.cache_prefix:
@@ -130,6 +169,17 @@ def build_params(request: LlmRequest, model: str) -> dict[str, Any]:
         if request.cache_prefix:
             tools[-1]["cache_control"] = dict(_CACHE)
         params["tools"] = tools
+    return params
+
+
+def count_params(request: LlmRequest, model: str) -> dict[str, Any]:
+    """The `messages.count_tokens` parameters of `request` (no max_tokens, no caching)."""
+    params = build_params(request, model, cache_conversation=False)
+    params.pop("max_tokens", None)
+    if isinstance(params.get("system"), list):
+        params["system"] = request.system
+    if "tools" in params:
+        params["tools"] = [t.to_dict() for t in request.tools]
     return params
 
 
@@ -194,8 +244,6 @@ class AnthropicProvider:
     attempt; `timeout_s` of `complete` bounds the whole call.
     """
 
-    name = "anthropic"
-
     def __init__(
         self,
         *,
@@ -206,9 +254,13 @@ class AnthropicProvider:
         request_timeout_s: float = 600.0,
         connect_timeout_s: float = 10.0,
         streaming: bool = True,
+        cache_conversation: bool = True,
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
+        name: str = "anthropic",
     ) -> None:
+        self.name = name
+        self.cache_conversation = cache_conversation
         key = api_key if api_key is None or isinstance(api_key, str) else api_key.get_secret_value()
         key = key or os.environ.get(API_KEY_ENV) or None
         if not key:
@@ -262,7 +314,7 @@ class AnthropicProvider:
 
         async def attempt(model: str, budget: float | None) -> LlmResponse:
             await deltas.restart()
-            return await self._attempt(request, model, deltas, budget)
+            return await self.attempt(request, model, deltas, budget)
 
         return await run_with_fallbacks(
             attempt,
@@ -276,10 +328,45 @@ class AnthropicProvider:
             rng=self._rng,
         )
 
-    async def _attempt(
+    async def count_tokens(self, request: LlmRequest, model: str | None = None) -> int:
+        """The exact input tokens of `request` for `model` (default: its own), counted
+        by the API. One request, no retries; ProviderError when it fails."""
+        target = model or request.model
+
+        async def attempt(name: str, budget: float | None) -> LlmResponse:
+            counted = await self._count(request, name)
+            return LlmResponse(name, "", (), "end_turn", Usage(input_tokens=counted))
+
+        response = await run_with_fallbacks(
+            attempt,
+            provider=self.name,
+            models=[target],
+            policy=RetryPolicy(max_attempts=1),
+            breakers=None,
+            attempt_timeout_s=self.request_timeout_s,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
+        return response.usage.input_tokens
+
+    async def _count(self, request: LlmRequest, model: str) -> int:
+        try:
+            result = await self._client.messages.count_tokens(**count_params(request, model))
+        except anthropic.APIStatusError as exc:
+            raise self._status_failure(exc, model) from None
+        except anthropic.APIConnectionError as exc:
+            raise AttemptFailed(
+                f"Counting tokens at {self.name}/{model} failed: {self._scrub(str(exc))}",
+                error_type=ErrorType.CONNECTION,
+                retryable=True,
+            ) from None
+        return int(result.input_tokens)
+
+    async def attempt(
         self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
     ) -> LlmResponse:
-        params = build_params(request, model)
+        """ONE request to `model` (see `agents.providers.routing.Adapter`)."""
+        params = build_params(request, model, cache_conversation=self.cache_conversation)
         timeout = (
             anthropic.Timeout(budget, connect=min(budget, self.connect_timeout_s))
             if budget is not None

@@ -23,12 +23,12 @@ from agents.errors import ContractError, ExternalError
 from agents.llm import LlmRequest, LlmResponse
 
 __all__ = [
+    "STREAM_RESTART",
     "DeltaCallback",
     "ErrorType",
     "Provider",
     "ProviderConfigError",
     "ProviderError",
-    "STREAM_RESTART",
     "redact",
 ]
 
@@ -58,6 +58,8 @@ class ErrorType(StrEnum):
     INVALID_RESPONSE = "invalid_response"  # the answer could not be understood
     CIRCUIT_OPEN = "circuit_open"  # every model's circuit was open; nothing was sent
     NO_SCRIPTED_RESPONSE = "no_scripted_response"  # scripted provider: no rule matched
+    NOT_CONFIGURED = "not_configured"  # no endpoint (or no key) serves the model; nothing sent
+    REFUSED = "refused"  # a vendor's filter blocked the prompt itself (Gemini promptFeedback)
     UNKNOWN = "unknown"
 
 

@@ -120,8 +120,13 @@ async def run_with_fallbacks(
     sleep: Sleep = asyncio.sleep,
     clock: Clock = time.monotonic,
     rng: random.Random | None = None,
+    provider_of: Callable[[str], str] | None = None,
 ) -> LlmResponse:
     """Serve one call from `models` (primary first). See the module docstring for the rule.
+
+    `provider_of(model)` names the provider serving `model` when the models of one call
+    are served by several (a cross-vendor fallback chain); default: `provider` for all.
+    Circuits and log lines are per "provider/model" target.
 
     `attempt(model, timeout)` sends one request; `timeout` is the time it may take (the
     smaller of `attempt_timeout_s` and what is left of `timeout_s`; None = unbounded).
@@ -151,7 +156,13 @@ async def run_with_fallbacks(
             status_code=error.status_code if error else None,
         )
 
+    chain_provider = provider
+
+    def serving(model: str) -> str:
+        return provider_of(model) if provider_of is not None else chain_provider
+
     for index, model in enumerate(ordered):
+        provider = serving(model)
         target = f"{provider}/{model}"
         breaker = breakers.get(target) if breakers is not None else None
         if breaker is not None and not breaker.allow():
@@ -268,7 +279,9 @@ async def run_with_fallbacks(
             None,
             last_model,
         )
-    tried = ", ".join(f"{provider}/{m}" for m in ordered if f"{provider}/{m}" not in skipped)
+    tried = ", ".join(
+        f"{serving(m)}/{m}" for m in ordered if f"{serving(m)}/{m}" not in skipped
+    )
     note = f"; skipped with open circuits: {', '.join(skipped)}" if skipped else ""
     raise failure(
         f"The LLM call failed on every model after {attempts} attempt(s) "

@@ -222,15 +222,31 @@ def validate_request(body: Any, api_version: str = SAMPLING_REMOVED_IN) -> FakeE
 
 
 class PromptCache:
-    """Simulates prompt caching: the prefix up to the last cache_control breakpoint
-    (tools, then system, then messages) is written on first sight and read afterwards.
-    Not thread-safe; the server calls it under its lock."""
+    """Simulates prompt caching the way the API documents it.
 
-    def __init__(self) -> None:
+    The request is a sequence of blocks: tools, then system, then the messages' content
+    blocks. A `cache_control` breakpoint caches the prefix ending at its block. On a
+    request, the longest prefix already cached is looked up at each breakpoint and at up
+    to `lookback` block boundaries before it (the API checks about 20); it is *read*
+    (`cache_read_input_tokens`), the blocks from its end to the last breakpoint are
+    *written* (`cache_creation_input_tokens`), and only what follows the last breakpoint
+    is uncached input (`input_tokens`). The `cache_control` markers themselves are not
+    part of the cached content: moving a breakpoint forward still hits the older prefix.
+
+    Simplifications: tokens are estimated (~4 characters each, per block); one minimum
+    cacheable length for every model (`min_tokens`, default 0: the real API's is 1,024
+    to 4,096 depending on the model; a shorter prefix is neither written nor read); and
+    entries never expire (the API's last 5 minutes, refreshed on every hit: a test or a
+    benchmark session is shorter). Not thread-safe; the server calls it under its lock.
+    """
+
+    def __init__(self, *, min_tokens: int = 0, lookback: int = 20) -> None:
+        self.min_tokens = min_tokens
+        self.lookback = lookback
         self._seen: set[str] = set()
 
-    def split(self, body: Mapping[str, Any]) -> tuple[int, int, int]:
-        """(uncached input tokens, cache write tokens, cache read tokens) of `body`."""
+    @staticmethod
+    def blocks(body: Mapping[str, Any]) -> list[Any]:
         parts: list[Any] = list(body.get("tools") or [])
         system = body.get("system")
         if isinstance(system, str):
@@ -240,20 +256,46 @@ class PromptCache:
         for message in body.get("messages") or []:
             content = message.get("content")
             parts.extend(content if isinstance(content, list) else [{"text": content}])
-        total = sum(estimate_tokens(p) for p in parts) or 1
-        last = max((i for i, p in enumerate(parts) if "cache_control" in p), default=None)
-        if last is None:
+        return parts
+
+    def split(self, body: Mapping[str, Any]) -> tuple[int, int, int]:
+        """(uncached input tokens, cache write tokens, cache read tokens) of `body`."""
+        parts = self.blocks(body)
+        tokens = [estimate_tokens(_without_marker(p)) for p in parts]
+        total = sum(tokens) or 1
+        breakpoints = [i for i, p in enumerate(parts) if "cache_control" in p]
+        if not breakpoints:
             return total, 0, 0
-        prefix = parts[: last + 1]
-        prefix_tokens = sum(estimate_tokens(p) for p in prefix)
-        key = hashlib.sha256(
-            (str(body.get("model")) + json.dumps(prefix, sort_keys=True)).encode()
-        ).hexdigest()
-        uncached = max(1, total - prefix_tokens)
-        if key in self._seen:
-            return uncached, 0, prefix_tokens
-        self._seen.add(key)
-        return uncached, prefix_tokens, 0
+        keys: list[str] = []
+        running = hashlib.sha256(str(body.get("model")).encode())
+        for part in parts:
+            running.update(json.dumps(_without_marker(part), sort_keys=True).encode())
+            keys.append(running.copy().hexdigest())
+        prefix_tokens = [0]
+        for t in tokens:
+            prefix_tokens.append(prefix_tokens[-1] + t)
+        hit = -1  # index of the last block of the longest prefix read from the cache
+        for point in breakpoints:
+            for end in range(point, max(-1, point - self.lookback - 1), -1):
+                if keys[end] in self._seen:
+                    hit = max(hit, end)
+                    break
+        last = breakpoints[-1]
+        if prefix_tokens[last + 1] < self.min_tokens:
+            return total, 0, 0
+        for point in breakpoints:
+            if prefix_tokens[point + 1] >= self.min_tokens:
+                self._seen.add(keys[point])
+        read = prefix_tokens[hit + 1]
+        written = prefix_tokens[last + 1] - read
+        uncached = max(1, total - prefix_tokens[last + 1])
+        return uncached, written, read
+
+
+def _without_marker(block: Any) -> Any:
+    if isinstance(block, dict) and "cache_control" in block:
+        return {k: v for k, v in block.items() if k != "cache_control"}
+    return block
 
 
 def _tool_id(reply_id: str, index: int, tool: FakeToolUse) -> str:

@@ -41,6 +41,7 @@ from tests.fakes._messages_api import (
     PromptCache,
     Reply,
     error_body,
+    estimate_tokens,
     message_body,
     sse_events,
     validate_request,
@@ -98,8 +99,10 @@ class FakeAnthropicServer:
         default: Reply | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        cache_min_tokens: int = 0,
     ) -> None:
         self.api_key = api_key
+        self.cache_min_tokens = cache_min_tokens
         self.validate = validate
         self.default: Reply = default or FakeMessage()
         self._host = host
@@ -109,7 +112,7 @@ class FakeAnthropicServer:
         self._always: dict[str | None, Reply] = {}
         self._responders: dict[str | None, Responder] = {}
         self._requests: list[RecordedRequest] = []
-        self._cache = PromptCache()
+        self._cache = PromptCache(min_tokens=self.cache_min_tokens)
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -150,7 +153,7 @@ class FakeAnthropicServer:
             self._always.clear()
             self._responders.clear()
             self._requests.clear()
-            self._cache = PromptCache()
+            self._cache = PromptCache(min_tokens=self.cache_min_tokens)
 
     # ----------------------------------------------------------------- inspection
 
@@ -235,6 +238,7 @@ class FakeAnthropicServer:
         self._stop = asyncio.Event()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._handle_messages)
+        app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         # handler_cancellation: a client that gave up (timeout) ends its handler, as a real
         # server would stop generating.
@@ -283,6 +287,40 @@ class FakeAnthropicServer:
             error_body("not_found_error", f"{request.method} {request.path} does not exist."),
             status=404,
         )
+
+    async def _handle_count_tokens(self, request: web.Request) -> web.Response:
+        """`messages.count_tokens`: the input tokens of a request, estimated the way the
+        fake's usage is (so a count equals the input of the same request, uncached)."""
+        bearer = request.headers.get("authorization", "")
+        given_key = request.headers.get("x-api-key") or (
+            bearer[7:] if bearer.lower().startswith("bearer ") else None
+        )
+        headers = {
+            k.lower(): (_REDACTED if k.lower() in _SECRET_HEADERS else v)
+            for k, v in request.headers.items()
+        }
+        try:
+            body: Any = json.loads(await request.read() or b"null")
+        except ValueError:
+            body = None
+        model = body.get("model") if isinstance(body, dict) else None
+        valid = None if self.api_key is None else given_key == self.api_key
+        status = 200
+        if valid is False or not given_key:
+            status = 401
+        elif not isinstance(body, dict) or not body.get("messages") or not model:
+            status = 400
+        self._record(
+            RecordedRequest("POST", request.path, headers, body, model, False, valid, status)
+        )
+        if status == 401:
+            return web.json_response(error_body("authentication_error"), status=401)
+        if status == 400:
+            return web.json_response(
+                error_body("invalid_request_error", "model and messages are required"), status=400
+            )
+        blocks = PromptCache.blocks(body)
+        return web.json_response({"input_tokens": sum(estimate_tokens(b) for b in blocks) or 1})
 
     async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
         headers = {

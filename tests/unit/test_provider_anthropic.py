@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import pickle
@@ -152,19 +153,100 @@ async def test_tool_use_answer_with_usage_and_the_request_the_sdk_sent(
             "input": {"expression": "1+1"},
         }
     ]
+    # Conversation caching: breakpoints on the newest message and the user message before
+    # it (where the previous call of the session put its own), four in all.
+    ephemeral = {"type": "ephemeral"}
     assert body["messages"][2]["content"] == [
-        {"type": "tool_result", "tool_use_id": "toolu_prev", "content": "2", "is_error": False}
+        {
+            "type": "tool_result",
+            "tool_use_id": "toolu_prev",
+            "content": "2",
+            "is_error": False,
+            "cache_control": ephemeral,
+        }
     ]
+    assert body["messages"][4]["content"][-1]["cache_control"] == ephemeral
+    assert all("cache_control" not in b for m in body["messages"][:2] for b in m["content"])
+    assert "cache_control" not in body["messages"][3]["content"][-1]
+
+
+def grown(request: LlmRequest, answer: str, text: str) -> LlmRequest:
+    """`request` one exchange later: the model's answer, then the user's next message."""
+    return dataclasses.replace(
+        request,
+        messages=(
+            *request.messages,
+            Message("assistant", (TextBlock(answer),)),
+            Message("user", (TextBlock(text),)),
+        ),
+    )
 
 
 async def test_prompt_cache_is_written_then_read_and_reported(
     server: FakeAnthropicServer, provider: AnthropicProvider
 ) -> None:
-    first = await provider.complete(make_request(text="one"))
-    second = await provider.complete(make_request(text="two"))
+    request = make_request(text="one")
+    first = await provider.complete(request)
+    second = await provider.complete(grown(request, first.text, "two"))
     assert first.usage.cache_write_tokens > 0 and first.usage.cache_read_tokens == 0
+    # The second call reads everything the first sent and writes only the new exchange.
     assert second.usage.cache_read_tokens == first.usage.cache_write_tokens
-    assert second.usage.cache_write_tokens == 0
+    assert 0 < second.usage.cache_write_tokens < first.usage.cache_write_tokens
+    assert second.usage.input_tokens == first.usage.input_tokens == 1
+
+
+async def test_conversation_caching_keeps_the_uncached_input_flat(
+    server: FakeAnthropicServer,
+) -> None:
+    async def session(cache_conversation: bool) -> list[int]:
+        server.reset()
+        billed: list[int] = []
+        request = make_request(text="question 0")
+        async with provider_for(server, cache_conversation=cache_conversation) as provider:
+            for n in range(1, 16):
+                response = await provider.complete(request)
+                billed.append(response.usage.input_tokens + response.usage.cache_write_tokens)
+                request = grown(request, f"answer {n:02d} " * 5, f"question {n:02d} " * 5)
+        return billed
+
+    cached = await session(True)
+    uncached = await session(False)
+    # With the conversation cached, each call pays full price only for the exchange it
+    # added (the same size every time); without, for the whole conversation so far.
+    assert len(set(cached[2:])) == 1, cached
+    assert uncached[-1] > uncached[1] * 5, uncached
+    assert sum(cached) < sum(uncached) / 3
+
+
+async def test_count_tokens_asks_the_api(
+    server: FakeAnthropicServer, provider: AnthropicProvider
+) -> None:
+    request = make_request()
+    counted = await provider.count_tokens(request)
+    (sent,) = server.requests
+    assert sent.path == "/v1/messages/count_tokens" and sent.body["model"] == "claude-a"
+    assert "max_tokens" not in sent.body and "cache_control" not in json.dumps(sent.body)
+    # The fake counts what it bills: the count is the input of the same request uncached.
+    answered = await provider.complete(make_request(cache_prefix=False))
+    assert counted == answered.usage.input_tokens > 0
+    assert await provider.count_tokens(request, "claude-b") == counted
+    assert server.requests[-1].body["model"] == "claude-b"
+
+
+async def test_count_tokens_failure_is_a_provider_error(server: FakeAnthropicServer) -> None:
+    async with provider_for(server, api_key="sk-ant-wrong-key") as provider:
+        with pytest.raises(ProviderError) as caught:
+            await provider.count_tokens(make_request())
+    assert caught.value.error_type == "authentication" and caught.value.attempts == 1
+
+
+async def test_stop_reasons_pass_through_as_the_api_says_them(
+    server: FakeAnthropicServer, provider: AnthropicProvider
+) -> None:
+    for reason in ("max_tokens", "refusal", "pause_turn", "model_context_window_exceeded"):
+        server.enqueue(FakeMessage("cut", stop_reason=reason))
+        response = await provider.complete(make_request())
+        assert response.stop_reason == reason
 
 
 async def test_without_cache_prefix_no_cache_markers_are_sent(

@@ -1,0 +1,140 @@
+"""One `Provider` over many vendors: each model of a call goes to the adapter of its
+endpoint, and a fallback chain may cross vendors (a Claude model, then an OpenAI model,
+then a local one).
+
+Rule: routing changes *where* a request goes, never *what* it is. The `LlmRequest` (and
+its digest) is the same whatever vendor serves it; each adapter translates it to its own
+wire format at the last moment. There is still exactly one retry loop per call
+(`agents.providers.retry.run_with_fallbacks`), so attempts, `fallback_used` and
+`circuits_opened` are counted over the whole chain exactly as for a single vendor, and
+circuits are per "endpoint/model" target.
+
+A model no endpoint serves (unknown to the catalog, or its endpoint has no key) is
+skipped like a model with an open circuit, and logged; when no model of the call can be
+served, the call fails with `ProviderError(error_type="not_configured")` and nothing is
+sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from agents.llm import LlmRequest, LlmResponse
+from agents.providers._deltas import DeltaSink
+from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError, ProviderError
+from agents.providers.breaker import BreakerConfig, BreakerRegistry
+from agents.providers.retry import RetryPolicy, Sleep, run_with_fallbacks
+
+__all__ = ["Adapter", "Route", "RoutedProvider"]
+
+log = structlog.get_logger("turnlog.providers")
+
+
+class Adapter(Protocol):
+    """One vendor's translation: sends ONE request for `model` (the id the endpoint
+    knows) and returns its answer, or raises `AttemptFailed`. Retries are not its job."""
+
+    async def attempt(
+        self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
+    ) -> LlmResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a model goes: `endpoint` names the provider in circuit targets and logs,
+    `wire_model` is the id sent (a catalog entry's `api_model`, or its name)."""
+
+    endpoint: str
+    adapter: Adapter
+    wire_model: str
+
+
+Resolver = Callable[[str], Route]
+"""Model name -> its Route; raises ProviderConfigError saying why it has none."""
+
+
+class RoutedProvider:
+    """`Provider` that serves each model of a call through its endpoint's adapter."""
+
+    name = "router"
+
+    def __init__(
+        self,
+        resolve: Resolver,
+        *,
+        retry: RetryPolicy | None = None,
+        breakers: BreakerRegistry | None = None,
+        request_timeout_s: float | None = 600.0,
+        rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._resolve = resolve
+        self.retry = retry or RetryPolicy()
+        self.breakers = breakers or BreakerRegistry(BreakerConfig())
+        self.request_timeout_s = request_timeout_s
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"RoutedProvider(retry={self.retry!r}, breakers={self.breakers!r})"
+
+    def route(self, model: str) -> Route:
+        return self._resolve(model)
+
+    async def complete(
+        self,
+        request: LlmRequest,
+        *,
+        fallbacks: Sequence[str] = (),
+        on_delta: DeltaCallback | None = None,
+        timeout_s: float | None = None,
+    ) -> LlmResponse:
+        routes: dict[str, Route] = {}
+        unroutable: list[str] = []
+        for model in (request.model, *fallbacks):
+            if not model or model in routes:
+                continue
+            try:
+                routes[model] = self._resolve(model)
+            except ProviderConfigError as exc:
+                unroutable.append(f"{model} ({exc})")
+                log.warning("llm.model_unroutable", model=model, reason=str(exc))
+        if not routes:
+            raise ProviderError(
+                "No request was sent: no configured provider serves any model of the call: "
+                + "; ".join(unroutable),
+                error_type=ErrorType.NOT_CONFIGURED,
+                attempts=0,
+                retryable=False,
+                model=request.model,
+            )
+        deltas = DeltaSink(on_delta)
+
+        async def attempt(model: str, budget: float | None) -> LlmResponse:
+            await deltas.restart()
+            route = routes[model]
+            return await route.adapter.attempt(request, route.wire_model, deltas, budget)
+
+        response = await run_with_fallbacks(
+            attempt,
+            provider=self.name,
+            models=list(routes),
+            policy=self.retry,
+            breakers=self.breakers,
+            timeout_s=timeout_s,
+            attempt_timeout_s=self.request_timeout_s,
+            sleep=self._sleep,
+            rng=self._rng,
+            provider_of=lambda model: routes[model].endpoint,
+        )
+        if response.model != request.model and not response.fallback_used:
+            # The primary had no route, so the first model tried was already a fallback.
+            response = dataclasses.replace(response, fallback_used=True)
+        return response
