@@ -51,7 +51,7 @@ from agents.errors import DecodeError
 from agents.events import ForkSession, Request
 from agents.limits import session_id_problem
 from schemas.codec import decode_request, encode_event, encode_request, encode_snapshot
-from streams import _core
+from streams import _core, telemetry
 from streams._deadlines import DeadlineIndex
 from streams._eventlog import INPUT_NEXT_HEADER
 from streams._snapshots import Keeper, SnapshotReader
@@ -402,6 +402,7 @@ class OwnedPartition:
         too_large: KafkaError | None = None
         try:
             await producer.begin_transaction()
+            telemetry.batch_begin(shared.stats)  # spans and metrics of this transaction
             for rec in records:
                 await self._handle(rec, staged, traces, built, held)
             floor_before = self.keeper.floor
@@ -422,6 +423,7 @@ class OwnedPartition:
             for fut in self._sent:
                 await fut
             await producer.commit_transaction()
+            telemetry.batch_committed()
             if self._last_sent is not None:
                 # One offset past our last event holds the commit marker.
                 self.events_end = self._last_sent.result().offset + 2
@@ -562,7 +564,10 @@ class OwnedPartition:
         # A request without trace context starts a trace of its own (derived from its id,
         # so a re-processed input gets the same one): all the events it causes, and the
         # effects they start, share it.
-        parent_tp = get_traceparent(rec.headers) or child_traceparent(None, req.request_id)
+        # With tracing on, the events carry the id of this input's span (streams.telemetry).
+        parent_tp = telemetry.input_traceparent(
+            rec, req, events, get_traceparent(rec.headers)
+        ) or child_traceparent(None, req.request_id)
         for ev, blob in zip(events, encoded, strict=True):
             event_tp = child_traceparent(parent_tp, ev.event_id)
             if held:  # every event but the transaction's last goes out at once

@@ -11,16 +11,24 @@ __all__ = ["register"]
 
 def worker_session() -> None:
     """Run a session worker (requests -> FSM -> events, plus effects) until SIGTERM."""
+    from streams import telemetry
     from streams.app import run_session_process, tune_gc
+    from streams.endpoint import endpoint_config, serving
     from streams.logs import configure_logging
     from streams.main import build_session_process
+    from streams.metrics import session_endpoint
     from turnlog.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    telemetry.configure_tracing(settings.tracing_enabled, "turnlog-session-worker")
     process = build_session_process(settings)
+    endpoint = session_endpoint(process, endpoint_config(settings))
     tune_gc()
-    asyncio.run(run_session_process(process))
+    try:
+        asyncio.run(serving(endpoint, run_session_process(process)))
+    finally:
+        telemetry.shutdown_tracing()  # export the spans still buffered
 
 
 def register(app: typer.Typer) -> None:

@@ -57,6 +57,7 @@ from streams import _core
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.topics import REQUESTS_MAX_BYTES, TopicNames
+from streams.telemetry import effect_ended, effect_started
 from streams.tracing import child_traceparent, headers_with
 
 __all__ = ["EffectRunner"]
@@ -278,6 +279,7 @@ class EffectRunner:
         )
         started = time.monotonic()
         async with self._sem:
+            traceparent = effect_started(effect, traceparent)  # a span when tracing is on
             try:
                 payload = await self._execute(
                     session_id, state, effect, log, traceparent, prebuilt
@@ -288,6 +290,7 @@ class EffectRunner:
                 log.exception("effect.crashed")
                 payload = _core.failure_outcome(effect, f"{type(exc).__name__}: {exc}")
                 self.stats["failed"] += 1
+            effect_ended(traceparent, effect, payload)
         if payload is None:
             self._mark_reported(partition, session_id, effect)
             return

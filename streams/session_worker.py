@@ -64,6 +64,7 @@ from streams._snapshots import Keeper, SnapshotReader, read_snapshot_index
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.topics import DEFAULT_MAX_REQUEST_BYTES, WORKER_MAX_REQUEST_SIZE, TopicNames
+from streams.telemetry import observe_restore
 from streams.tracing import get_traceparent
 
 # Events of whole partitions of the events topic, by partition, read once per restore.
@@ -316,6 +317,7 @@ class SessionWorker:
                 part.start()
             if self._shared is not None and self._parts:
                 self._shared.session_budget = max(1, self._max_sessions // len(self._parts))
+            observe_restore(self.stats, time.monotonic() - started, len(new))  # metrics
             self._log.info(
                 "partitions.assigned",
                 partitions=new,

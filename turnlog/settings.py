@@ -179,6 +179,69 @@ class Settings(BaseSettings):
     metrics_interval_s: float = Field(
         default=30.0, gt=0, description="Seconds between the workers' `worker.metrics` lines."
     )
+    # Observability (issue 21): each worker's /metrics, /healthz, /readyz endpoint, and
+    # OpenTelemetry traces, which the SDK configures from the standard OTEL_* variables.
+    metrics_enabled: bool = Field(
+        default=True, description="Serve /metrics, /healthz and /readyz from every worker."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Address the workers' endpoint binds; any non-loopback address needs "
+            "TURNLOG_METRICS_TOKEN."
+        ),
+    )
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535,
+        description=(
+            "Port of the session worker's endpoint (and `worker all`'s); 0: any free port, "
+            "logged as endpoint.listening."
+        ),
+    )
+    projector_metrics_port: int = Field(
+        default=9465, ge=0, le=65535,
+        description="Port of the projector's endpoint; 0: any free port.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token the endpoint requires on /metrics and /readyz (every path but "
+            "/healthz); required when TURNLOG_METRICS_HOST is not a loopback address."
+        ),
+    )
+    otel_sdk_disabled: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("OTEL_SDK_DISABLED", "otel_sdk_disabled"),
+        description="OpenTelemetry's switch: true turns tracing off whatever else is set.",
+    )
+    otel_traces_exporter: str = Field(
+        default="",
+        validation_alias=AliasChoices("OTEL_TRACES_EXPORTER", "otel_traces_exporter"),
+        description=(
+            "otlp: export spans (OTLP/HTTP, protobuf); none: no tracing. Unset: tracing is "
+            "on when an OTLP endpoint variable is set, else off."
+        ),
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
+        description="Base URL of the OTLP/HTTP receiver (the exporter appends /v1/traces).",
+    )
+    otel_exporter_otlp_traces_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otel_exporter_otlp_traces_endpoint"
+        ),
+        description="Full URL spans are posted to (wins over OTEL_EXPORTER_OTLP_ENDPOINT).",
+    )
+    otel_exporter_otlp_protocol: str = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "otel_exporter_otlp_protocol",
+        ),
+        description="Only http/protobuf is shipped (the exporter in the dependencies).",
+    )
     # Input limits (bytes: what Kafka's limits count). The topics' max.message.bytes
     # (streams.topics) bound both, so whatever passes can also be written.
     max_request_bytes: int = Field(
@@ -290,6 +353,47 @@ class Settings(BaseSettings):
                 f"be larger than the request that carries it, got {value}"
             )
         return value
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _check_traces_exporter(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("", "otlp", "none"):
+            raise ValueError(f"expected otlp or none (the exporters turnlog ships), got {value!r}")
+        return value
+
+    @field_validator("otel_exporter_otlp_protocol")
+    @classmethod
+    def _check_otlp_protocol(cls, value: str) -> str:
+        if value.strip() != "http/protobuf":
+            raise ValueError(
+                f"expected http/protobuf (the OTLP exporter turnlog ships), got {value!r}"
+            )
+        return value.strip()
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        from streams.endpoint import is_loopback
+
+        host = str(info.data.get("metrics_host", "127.0.0.1"))
+        token = value.get_secret_value().strip() if value is not None else ""
+        if not token and not is_loopback(host) and info.data.get("metrics_enabled", True):
+            raise ValueError(
+                f"a token is required when the endpoint listens on {host!r}, which is not a "
+                "loopback address (set TURNLOG_METRICS_TOKEN or TURNLOG_METRICS_TOKEN_FILE)"
+            )
+        return SecretStr(token) if token else None
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """OpenTelemetry tracing: on with OTEL_TRACES_EXPORTER=otlp, or with it unset and
+        an OTLP endpoint given; off by default and with OTEL_SDK_DISABLED=true."""
+        if self.otel_sdk_disabled or self.otel_traces_exporter == "none":
+            return False
+        if self.otel_traces_exporter == "otlp":
+            return True
+        return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
 
     @field_validator("dev_kafka_heap")
     @classmethod

@@ -184,6 +184,9 @@ def worker_env(
             "TURNLOG_AGENTS": str(agents),
             "TURNLOG_SESSION_TIMEOUT_MS": str(session_timeout_ms),
             "TURNLOG_LOG_LEVEL": "INFO",
+            # Each worker's /metrics endpoint on a free port (logged: endpoint.listening),
+            # so workers of concurrent tests never contend for one.
+            "TURNLOG_METRICS_PORT": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )

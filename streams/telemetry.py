@@ -1,0 +1,412 @@
+"""OpenTelemetry spans of a turn, and the hooks that feed the workers' metrics.
+
+Rule: with tracing off (the default) no function here touches the OpenTelemetry SDK —
+the SDK is not even imported — and a hook costs a check of one module global.
+
+A trace is a turn. Its spans follow causality across processes, linked through the
+Kafka headers (streams.tracing), never through memory:
+
+    process UserMessage            the session worker decides an input and commits it
+    └─ chat <model>                the effect runner's LLM call (GenAI conventions)
+       └─ process CompleteLlmCall  its outcome, decided
+          ├─ execute_tool <tool>   a tool call
+          │  └─ process CompleteToolCall ...
+          └─ approval <tool>       a wait for a human, ended by the decision
+             └─ process DecideApproval   (linked to the decider's own trace)
+
+A compaction is `compaction <model>`, a child session `invoke_agent <agent>` whose
+inputs are the child's spans. An input span covers the decision and its transaction: it
+ends when the transaction commits (status OK), or with an error when the transaction
+did not commit (the input is read again and gets a new span). The events of an input
+carry that span's id in their `traceparent`, so whichever process starts the effects
+they ask for (this one, or a new owner after a takeover) parents its spans correctly.
+
+Configuration is OpenTelemetry's own: `configure_tracing(True, ...)` builds an SDK
+TracerProvider whose OTLP/HTTP exporter, sampler and resource read the standard
+OTEL_* variables (turnlog.settings decides whether tracing is on at all).
+
+The metrics hooks (`batch_begin`, `input_traceparent`, `batch_committed`,
+`observe_restore`) hand each committed transaction's events to the metrics sink
+registered for the worker (streams.metrics), so metrics count facts once, as committed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from streams.tracing import TraceParent, parse_traceparent
+
+__all__ = [
+    "MetricsSink",
+    "batch_begin",
+    "batch_committed",
+    "configure_tracing",
+    "effect_ended",
+    "effect_started",
+    "input_traceparent",
+    "observe_restore",
+    "register_sink",
+    "shutdown_tracing",
+    "tracing_enabled",
+    "unregister_sink",
+]
+
+# (consumed record, decoded request, the events its decision caused)
+Entry = tuple[Any, Any, Sequence[Any]]
+
+
+class MetricsSink(Protocol):
+    def committed(self, entries: Sequence[Entry], seconds: float) -> None: ...
+
+    def restored(self, seconds: float, partitions: int) -> None: ...
+
+
+_tracer: Any = None
+_provider: Any = None
+_sinks: dict[int, MetricsSink] = {}
+# Open approval-wait spans: (session, call id) -> span. Bounded: a wait whose decision
+# lands on another worker is dropped (unexported) once this many are open.
+_approvals: dict[tuple[str, str], Any] = {}
+_MAX_OPEN_APPROVALS = 10_000
+
+
+class _Batch:
+    __slots__ = ("entries", "sink", "spans", "started")
+
+    def __init__(self, sink: MetricsSink | None) -> None:
+        self.started = time.monotonic()
+        self.sink = sink
+        self.entries: list[Entry] = []
+        self.spans: list[Any] = []
+
+
+# The transaction being built by the current partition loop (each loop is a task).
+_BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
+    "turnlog_batch", default=None
+)
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def configure_tracing(enabled: bool, service_name: str) -> bool:
+    """Turn tracing on (an SDK TracerProvider exporting OTLP/HTTP, configured by the
+    OTEL_* variables) or leave it off. Returns whether it is on."""
+    global _tracer, _provider
+    if not enabled:
+        return False
+    if _tracer is not None:
+        return True
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    _provider = provider
+    _tracer = provider.get_tracer("turnlog")
+    return True
+
+
+def shutdown_tracing() -> None:
+    """Export what is buffered and stop the exporter (a worker's clean stop)."""
+    global _tracer, _provider
+    if _provider is not None:
+        _provider.shutdown()
+    _tracer = _provider = None
+
+
+def tracing_enabled() -> bool:
+    return _tracer is not None
+
+
+def register_sink(stats: dict[str, int], sink: MetricsSink) -> None:
+    """Committed transactions of the worker whose counters are `stats` go to `sink`."""
+    _sinks[id(stats)] = sink
+
+
+def unregister_sink(stats: dict[str, int]) -> None:
+    _sinks.pop(id(stats), None)
+
+
+# ------------------------------------------------------------------ session worker hooks
+
+
+def batch_begin(stats: dict[str, int]) -> None:
+    """A partition starts a transaction. Input spans of an earlier one that never
+    committed end here, as errors."""
+    sink = _sinks.get(id(stats))
+    if sink is None and _tracer is None:
+        return
+    old = _BATCH.get()
+    if old is not None and old.spans:
+        _end_uncommitted(old.spans)
+    _BATCH.set(_Batch(sink))
+
+
+def input_traceparent(rec: Any, req: Any, events: Sequence[Any], incoming: str | None) -> str | None:
+    """The traceparent the events of `req` carry: `incoming` (the request's, valid or
+    None) with tracing off; with it on, that of a new span for this input."""
+    batch = _BATCH.get()
+    if batch is None:
+        return incoming
+    batch.entries.append((rec, req, events))
+    if _tracer is None:
+        return incoming
+    span = _input_span(rec, req, events, incoming)
+    batch.spans.append(span)
+    return _live(span)
+
+
+def batch_committed() -> None:
+    """The partition's transaction committed: its input spans end well, its events
+    count in the metrics, approval waits it asked for open."""
+    batch = _BATCH.get()
+    if batch is None:
+        return
+    _BATCH.set(None)
+    seconds = time.monotonic() - batch.started
+    if batch.sink is not None and batch.entries:
+        batch.sink.committed(batch.entries, seconds)
+    if _tracer is not None:
+        _committed_spans(batch)
+
+
+def observe_restore(stats: dict[str, int], seconds: float, partitions: int) -> None:
+    """A rebalance gave the worker `partitions` partitions, restored in `seconds`."""
+    sink = _sinks.get(id(stats))
+    if sink is not None and partitions:
+        sink.restored(seconds, partitions)
+
+
+# ------------------------------------------------------------------ effect runner hooks
+
+
+def effect_started(effect: Any, traceparent: str | None) -> str | None:
+    """The traceparent an effect runs and reports in: `traceparent` with tracing off;
+    with it on, that of a new span for the effect (a child of `traceparent`)."""
+    if _tracer is None:
+        return traceparent
+    from opentelemetry.trace import SpanKind
+
+    kind = str(getattr(effect.kind, "value", effect.kind))
+    attrs: dict[str, Any] = {
+        "gen_ai.conversation.id": effect.session_id,
+        "turnlog.session_id": effect.session_id,
+        "turnlog.turn_id": effect.turn_id,
+        "turnlog.effect_id": effect.effect_id,
+        "turnlog.effect.kind": kind,
+        "turnlog.effect.attempt": effect.attempt,
+    }
+    span_kind = SpanKind.INTERNAL
+    if kind in ("llm_call", "compaction"):
+        model = effect.model
+        requested = effect.requested
+        attrs.update({
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": requested.max_tokens,
+            "gen_ai.request.temperature": requested.temperature,
+            "gen_ai.system": _provider_of(model),
+            "gen_ai.provider.name": _provider_of(model),
+        })
+        name = f"{'chat' if kind == 'llm_call' else 'compaction'} {model}"
+        span_kind = SpanKind.CLIENT
+    elif kind == "tool_call":
+        attrs.update({
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": effect.tool_name,
+            "gen_ai.tool.call.id": effect.effect_id,
+            "gen_ai.tool.type": "function",
+        })
+        name = f"execute_tool {effect.tool_name}"
+    elif kind == "child_session":
+        attrs.update({
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": effect.agent,
+            "turnlog.child_session_id": effect.child_session_id,
+        })
+        name = f"invoke_agent {effect.agent}"
+        span_kind = SpanKind.PRODUCER
+    else:
+        name = f"effect {kind}"
+    span = _tracer.start_span(name, context=_context_of(traceparent), kind=span_kind,
+                              attributes=attrs)
+    out = _live(span)
+    out.span = span  # type: ignore[attr-defined]
+    return out
+
+
+def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
+    """The effect's outcome (None: nothing to report, e.g. a child session started)."""
+    span = getattr(traceparent, "span", None)
+    if span is None:
+        return
+    traceparent.span = None  # type: ignore[union-attr]
+    from opentelemetry.trace import Status, StatusCode
+
+    name = type(payload).__name__
+    if payload is not None:
+        span.set_attribute("turnlog.outcome", name)
+    usage = getattr(payload, "usage", None)
+    model = getattr(payload, "model", None)
+    if model:
+        span.set_attribute("gen_ai.response.model", model)
+    if usage is not None:
+        span.set_attributes({
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": usage.output_tokens,
+            "gen_ai.usage.cache_read.input_tokens": usage.cache_read_tokens,
+            "gen_ai.usage.cache_creation.input_tokens": usage.cache_write_tokens,
+        })
+        cost = _cost_usd(model or getattr(effect, "model", ""), usage)
+        if cost is not None:
+            span.set_attribute("turnlog.cost_usd", cost)
+    stop = getattr(payload, "stop_reason", None)
+    if stop:
+        span.set_attribute("gen_ai.response.finish_reasons", (str(stop),))
+    if name.startswith("Fail"):
+        error = getattr(payload, "error_type", None) or name
+        span.set_attribute("error.type", str(error))
+        message = getattr(payload, "message", None) or getattr(payload, "error", "")
+        span.set_status(Status(StatusCode.ERROR, str(message)[:500]))
+    span.end()
+
+
+# ------------------------------------------------------------------ internals
+
+
+def _live(span: Any) -> TraceParent:
+    ctx = span.get_span_context()
+    state = ctx.trace_state.to_header() if ctx.trace_state else None
+    return TraceParent.of(
+        f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}", state,
+        live=True,
+    )
+
+
+def _context_of(traceparent: str | None) -> Any:
+    """An OpenTelemetry context whose (remote) parent is `traceparent`; None (a new
+    trace) without a valid one."""
+    parsed = parse_traceparent(traceparent) if traceparent else None
+    if parsed is None:
+        return None
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+    state = getattr(traceparent, "tracestate", None)
+    ctx = SpanContext(
+        trace_id=int(parsed[0], 16), span_id=int(parsed[1], 16), is_remote=True,
+        trace_flags=TraceFlags(int(parsed[2], 16) & 0xFF),
+        trace_state=TraceState.from_header([state]) if state else None,
+    )
+    return trace.set_span_in_context(NonRecordingSpan(ctx))
+
+
+def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None) -> Any:
+    from opentelemetry.trace import Link, SpanKind
+
+    payload = req.payload
+    kind = type(payload).__name__
+    parent = _context_of(incoming)
+    links = ()
+    call_id = getattr(payload, "call_id", None)
+    if kind == "DecideApproval" and call_id is not None:
+        # A human's decision continues the turn that waited for it: a child of the wait
+        # (the decider's own trace, if any, is a link).
+        wait = _approvals.get((req.session_id, call_id))
+        if wait is not None:
+            from opentelemetry import trace
+
+            if parent is not None:
+                links = (Link(trace.get_current_span(parent).get_span_context()),)
+            parent = trace.set_span_in_context(wait)
+    attrs: dict[str, Any] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": rec.topic,
+        "messaging.destination.partition.id": str(rec.partition),
+        "messaging.kafka.offset": rec.offset,
+        "messaging.kafka.message.key": req.session_id,
+        "gen_ai.conversation.id": req.session_id,
+        "turnlog.session_id": req.session_id,
+        "turnlog.request_id": req.request_id,
+        "turnlog.request.type": kind,
+        "turnlog.events": len(events),
+    }
+    if events:
+        first, last = events[0], events[-1]
+        attrs["turnlog.seq.first"] = first.seq
+        attrs["turnlog.seq.last"] = last.seq
+        attrs["turnlog.event_types"] = tuple(type(e.payload).__name__ for e in events)
+        if last.turn_id:
+            attrs["turnlog.turn_id"] = last.turn_id
+        attrs["gen_ai.agent.name"] = last.agent
+    assert _tracer is not None
+    return _tracer.start_span(f"process {kind}", context=parent, kind=SpanKind.CONSUMER,
+                              attributes=attrs, links=links)
+
+
+def _end_uncommitted(spans: Sequence[Any]) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    for span in spans:
+        span.set_status(Status(StatusCode.ERROR, "the transaction did not commit"))
+        span.end()
+
+
+def _committed_spans(batch: _Batch) -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    assert _tracer is not None
+    for (_rec, _req, events), span in zip(batch.entries, batch.spans, strict=False):
+        for ev in events:
+            payload = ev.payload
+            name = type(payload).__name__
+            if name == "ApprovalRequested":
+                key = (ev.session_id, payload.call_id)
+                if len(_approvals) >= _MAX_OPEN_APPROVALS:
+                    _approvals.pop(next(iter(_approvals)))
+                _approvals[key] = _tracer.start_span(
+                    f"approval {payload.tool_name}", context=trace.set_span_in_context(span),
+                    attributes={"turnlog.session_id": ev.session_id,
+                                "gen_ai.conversation.id": ev.session_id,
+                                "gen_ai.tool.name": payload.tool_name,
+                                "gen_ai.tool.call.id": payload.call_id,
+                                "turnlog.turn_id": ev.turn_id or ""},
+                )
+            elif name in ("ApprovalGranted", "ApprovalDenied"):
+                wait = _approvals.pop((ev.session_id, payload.call_id), None)
+                if wait is not None:
+                    outcome = "granted" if name == "ApprovalGranted" else (
+                        "expired" if payload.expired else "denied")
+                    wait.set_attribute("turnlog.approval.outcome", outcome)
+                    wait.set_attribute("turnlog.approval.decided_by", payload.decided_by)
+                    wait.end()
+            elif name == "TurnFailed":
+                span.set_attribute("error.type", payload.error_type)
+        span.set_status(Status(StatusCode.OK))
+        span.end()
+
+
+def _provider_of(model: str) -> str:
+    from agents.pricing import find_model
+
+    info = find_model(model)
+    return info.provider if info is not None else "unknown"
+
+
+def _cost_usd(model: str, usage: Any) -> float | None:
+    from agents.pricing import cost_nanos, find_model, usd_from_nanos
+
+    info = find_model(model) if model else None
+    if info is None:
+        return None
+    return usd_from_nanos(cost_nanos(info, usage))

@@ -1,0 +1,324 @@
+"""Observability of a real session worker: its spans, its /metrics, its trace headers.
+
+One `python -m streams` subprocess serves the module, with tracing on (the real SDK and
+OTLP/HTTP exporter, configured only by OTEL_* variables) exporting to an in-process
+OTLP receiver (tests/integration/otlp_receiver.py), and its endpoint on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from agents.events import (
+    LlmCallCompleted,
+    LlmCallRequested,
+    ToolCallRequested,
+    TurnCompleted,
+)
+from schemas.codec import encode_request
+from streams.topics import TopicNames, ensure_topics
+from streams.tracing import new_traceparent
+from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.integration.worker_harness import (
+    EventLog,
+    WorkerProcess,
+    read_records,
+    read_requests,
+    scripted_script,
+    trace_id,
+    user_message,
+    wait_until,
+    worker_env,
+)
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+CONSUMER, CLIENT, PRODUCER = 5, 3, 4  # OTLP SpanKind
+
+
+@dataclass
+class Served:
+    names: TopicNames
+    worker: WorkerProcess
+    receiver: OtlpReceiver
+    port: int
+
+
+def endpoint_port(worker: WorkerProcess) -> int | None:
+    for rec in worker.log_records():
+        if rec.get("event") == "endpoint.listening":
+            return int(rec["port"])
+    return None
+
+
+def http_get(port: int, path: str, token: str | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, from the Prometheus text format."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(kafka_bootstrap: str, topic_prefix: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("observability")
+    prefix = f"{topic_prefix}{secrets.token_hex(3)}."
+    names = asyncio.run(ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)).names
+    with OtlpReceiver() as receiver:
+        env = worker_env(
+            kafka_bootstrap, prefix, partitions=PARTITIONS, sandbox=tmp,
+            script=scripted_script(tmp, latency_ms=5),
+            extra={
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.traces_endpoint,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+            },
+        )
+        worker = WorkerProcess("traced", env, tmp / "traced.log").start()
+        try:
+            asyncio.run(worker.wait_assigned(at_least=PARTITIONS))
+            port = endpoint_port(worker)
+            assert port is not None, worker.tail()
+            yield Served(names, worker, receiver, port)
+        finally:
+            worker.terminate()
+
+
+async def produce(bootstrap: str, names: TopicNames, request: object,
+                  headers: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(names.requests, value=encode_request(request),  # type: ignore[arg-type]
+                                     key=request.session_id.encode(),  # type: ignore[attr-defined]
+                                     headers=headers)
+    finally:
+        await producer.stop()
+
+
+def chain(spans: list[ReceivedSpan], last: ReceivedSpan) -> list[ReceivedSpan]:
+    """`last` and its ancestors among `spans`, root first."""
+    by_id = {s.span_id: s for s in spans}
+    out = [last]
+    while out[-1].parent_span_id in by_id:
+        out.append(by_id[out[-1].parent_span_id])
+    return out[::-1]
+
+
+async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_count_it(
+    kafka_bootstrap: str, served: Served
+) -> None:
+    names, receiver = served.names, served.receiver
+    client_tp = new_traceparent()
+    trace, client_span = client_tp.split("-")[1], client_tp.split("-")[2]
+    sid = f"obs-{secrets.token_hex(3)}"
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        await produce(kafka_bootstrap, names, user_message(sid, "what is 6*7?", agent="calc"),
+                      [("traceparent", client_tp.encode()),
+                       ("tracestate", b"vendor=abc,other=x1")])
+        await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "the turn")
+    events = log.of(sid)
+
+    def whole_tree() -> list[ReceivedSpan] | None:
+        spans = receiver.spans(trace)
+        names_seen = [s.name for s in spans]
+        return spans if (sum(n.startswith("process ") for n in names_seen) == 4
+                         and sum(n.startswith("chat ") for n in names_seen) == 2
+                         and sum(n.startswith("execute_tool ") for n in names_seen) == 1) else None
+
+    spans = await wait_until(whole_tree, 30, "the turn's 7 spans at the OTLP receiver",
+                             diagnose=lambda: "\n".join(f"{s.name} {s.span_id} <- {s.parent_span_id}"
+                                                        for s in receiver.spans()))
+    assert len(spans) == 7, [s.name for s in spans]
+    # One tree: the first input's parent is the client's span; every other span's parent
+    # is a span of the tree.
+    ids = {s.span_id for s in spans}
+    roots = [s for s in spans if s.parent_span_id not in ids]
+    assert [(r.name, r.parent_span_id) for r in roots] == [("process SendMessage", client_span)]
+    last = next(s for s in spans if "TurnCompleted" in s.attributes.get("turnlog.event_types", ()))
+    assert [s.name for s in chain(spans, last)] == [
+        "process SendMessage", f"chat {events_model(events)}", "process CompleteLlmCall",
+        "execute_tool calculator", "process CompleteToolCall", f"chat {events_model(events)}",
+        "process CompleteLlmCall",
+    ]
+    # The worker's inputs are consumer spans, the LLM calls client spans, from one service.
+    assert {s.kind for s in spans if s.name.startswith("process ")} == {CONSUMER}
+    assert {s.kind for s in spans if s.name.startswith("chat ")} == {CLIENT}
+    assert {s.resource.get("service.name") for s in spans} == {"turnlog-session-worker"}
+    assert all(s.status_code == 1 for s in spans if s.name.startswith("process "))
+    # tracestate travels with the trace.
+    assert {s.trace_state for s in spans} == {"vendor=abc,other=x1"}
+
+    # GenAI semantic conventions on the LLM spans, equal to what the log recorded.
+    completed = [e.payload for e in events if isinstance(e.payload, LlmCallCompleted)]
+    requested = [e.payload for e in events if isinstance(e.payload, LlmCallRequested)]
+    chats = sorted((s for s in spans if s.name.startswith("chat ")),
+                   key=lambda s: s.attributes["turnlog.effect_id"])
+    for span in chats:
+        call = next(c for c in completed if c.call_id == span.attributes["turnlog.effect_id"])
+        req = next(r for r in requested if r.call_id == call.call_id)
+        a = span.attributes
+        assert a["gen_ai.operation.name"] == "chat"
+        assert a["gen_ai.request.model"] == req.model and a["gen_ai.response.model"] == call.model
+        assert a["gen_ai.system"] == a["gen_ai.provider.name"] == "scripted"
+        assert a["gen_ai.usage.input_tokens"] == call.usage.input_tokens
+        assert a["gen_ai.usage.output_tokens"] == call.usage.output_tokens
+        assert a["gen_ai.usage.cache_read.input_tokens"] == call.usage.cache_read_tokens
+        assert a["gen_ai.response.finish_reasons"] == (call.stop_reason,)
+        assert a["turnlog.cost_usd"] == pytest.approx(call.cost_nanos / 1e9)
+        assert a["gen_ai.conversation.id"] == sid
+    tool = next(s for s in spans if s.name.startswith("execute_tool "))
+    tool_req = next(e.payload for e in events if isinstance(e.payload, ToolCallRequested))
+    assert tool.attributes["gen_ai.tool.name"] == "calculator"
+    assert tool.attributes["gen_ai.tool.call.id"] == tool_req.call_id
+
+    # Each event carries the id of the span of the input that decided it (and tracestate).
+    process_ids = {s.span_id for s in spans if s.name.startswith("process ")}
+    header_spans = set()
+    for ev, tp in log.traceparents(sid):
+        assert tp is not None and trace_id(tp) == trace, f"seq {ev.seq}: {tp}"
+        header_spans.add(tp.split("-")[2])
+    assert header_spans == process_ids
+    records = [r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()]
+    assert {dict(r.headers).get("tracestate") for r in records} == {b"vendor=abc,other=x1"}
+
+    # /metrics: the turn's facts, counted once.
+    model = events_model(events)
+    requests = [r for r in await read_requests(kafka_bootstrap, names) if r.session_id == sid]
+
+    async def scraped() -> dict | None:  # type: ignore[type-arg]
+        status, text = http_get(served.port, "/metrics")
+        assert status == 200, text
+        found = samples(text)
+        lags = [v for (n, _), v in found.items() if n == "turnlog_input_lag"]
+        return found if lags and not any(lags) else None
+
+    m = await wait_until(scraped, 30, "/metrics with every input partition caught up")
+    turn = next(e.payload for e in events if isinstance(e.payload, TurnCompleted))
+    assert m[("turnlog_turns_total", (("agent", "calc"), ("outcome", "completed")))] >= 1
+    assert m[("turnlog_llm_calls_total", (("model", model), ("outcome", "completed")))] >= 2
+    assert m[("turnlog_tool_calls_total", (("outcome", "completed"), ("tool", "calculator")))] >= 1
+    assert m[("turnlog_llm_call_duration_seconds_count", (("model", model),))] >= 2
+    assert m[("turnlog_partitions_owned", ())] == PARTITIONS
+    assert m[("turnlog_ready", ())] == 1
+    assert m[("turnlog_effects_in_flight", ())] == 0
+    assert len(requests) == 4 and m[("turnlog_inputs_total", ())] >= 4
+    assert m[("turnlog_events_total", ())] >= len(events)
+    assert m[("turnlog_restore_duration_seconds_count", ())] >= 1
+    # Tokens and cost of this session alone: the session is the module's only calc turn
+    # with this model when run first; compare increments around a second turn instead.
+    before = m
+    async with EventLog(kafka_bootstrap, names.events) as log2:
+        await produce(kafka_bootstrap, names,
+                      user_message(sid, "again: 6*7?", turn=2), [])
+        await log2.wait_for(lambda: log2.turns_completed(sid) == 2, 60, "turn 2")
+    second = next(e.payload for e in log2.of(sid)
+                  if isinstance(e.payload, TurnCompleted) and e.payload.turn_no == 2)
+
+    async def after_turn_2() -> dict | None:  # type: ignore[type-arg]
+        found = samples(http_get(served.port, "/metrics")[1])
+        key = ("turnlog_turns_total", (("agent", "calc"), ("outcome", "completed")))
+        return found if found[key] == before[key] + 1 else None
+
+    m2 = await wait_until(after_turn_2, 30, "turn 2 counted")
+
+    def delta(name: str, labels: tuple[tuple[str, str], ...]) -> float:
+        return m2.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    assert delta("turnlog_llm_tokens_total", (("model", model), ("type", "input"))) == \
+        second.usage.input_tokens
+    assert delta("turnlog_llm_tokens_total", (("model", model), ("type", "output"))) == \
+        second.usage.output_tokens
+    assert delta("turnlog_llm_tokens_total", (("model", model), ("type", "cache_read"))) == \
+        second.usage.cache_read_tokens
+    assert delta("turnlog_llm_cost_usd_total", (("model", model),)) == \
+        pytest.approx(second.cost_nanos / 1e9)
+    assert delta("turnlog_llm_calls_total", (("model", model), ("outcome", "completed"))) == 2
+    assert delta("turnlog_inputs_total", ()) == 4
+    assert turn.cost_nanos > 0
+
+
+def events_model(events: list) -> str:  # type: ignore[type-arg]
+    return next(e.payload.model for e in events if isinstance(e.payload, LlmCallRequested))
+
+
+@pytest.mark.parametrize(
+    ("header", "why"),
+    [
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "all-zero trace id"),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "all-zero parent id"),
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version ff"),
+        ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", "upper case"),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", "v00 too long"),
+        ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", "short trace id"),
+    ],
+)
+async def test_an_invalid_traceparent_is_replaced_not_propagated(
+    kafka_bootstrap: str, served: Served, header: str, why: str
+) -> None:
+    names = served.names
+    sid = f"bad-{secrets.token_hex(3)}"
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        await produce(kafka_bootstrap, names, user_message(sid, "what is 6*7?", agent="calc"),
+                      [("traceparent", header.encode()), ("tracestate", b"vendor=abc")])
+        await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, f"the turn ({why})")
+    bad_trace = header.split("-")[1].lower()
+    traces = {trace_id(tp) for _, tp in log.traceparents(sid)}
+    assert len(traces) == 1, traces
+    (trace,) = traces
+    assert trace is not None and trace not in (bad_trace, "0" * 32), why
+    records = [r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()]
+    assert all("tracestate" not in dict(r.headers) for r in records), "tracestate kept"
+    # With tracing on, the worker started a trace of its own: its first span is a root.
+
+    def first_span() -> ReceivedSpan | None:
+        return next((s for s in served.receiver.spans(trace)
+                     if s.name == "process SendMessage"), None)
+
+    span = await wait_until(first_span, 30, "the input span of the replaced trace")
+    assert span.parent_span_id == "" and span.trace_state == ""
+
+
+async def test_an_invalid_tracestate_is_dropped_and_the_traceparent_kept(
+    kafka_bootstrap: str, served: Served
+) -> None:
+    names = served.names
+    sid = f"state-{secrets.token_hex(3)}"
+    tp = new_traceparent()
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        await produce(kafka_bootstrap, names, user_message(sid, "what is 6*7?", agent="calc"),
+                      [("traceparent", tp.encode()), ("tracestate", b"Bad Key=1,vendor=abc")])
+        await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "the turn")
+    assert {trace_id(t) for _, t in log.traceparents(sid)} == {trace_id(tp)}
+    records = [r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()]
+    assert records and all("tracestate" not in dict(r.headers) for r in records)
+
+
+def test_health_and_readiness_of_the_running_worker(served: Served) -> None:
+    assert http_get(served.port, "/healthz") == (200, "ok\n")
+    status, body = http_get(served.port, "/readyz")
+    assert status == 200 and "restored" in body
+    assert http_get(served.port, "/nope")[0] == 404
