@@ -18,6 +18,7 @@ from psycopg import AsyncConnection
 
 from projections._clean import clean_row
 from projections.audit import AUDIT_COLUMNS
+from projections.fold import is_started
 from projections.rows import (
     ENTRY_COLUMNS,
     EVENT_COLUMNS,
@@ -154,10 +155,11 @@ async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence
 
 async def write_partition_rows(cur: Any, changes: Changes, sessions: list[SessionRow],
                                *, clean: bool = False) -> None:
-    """The rows only this partition's owner writes (everything but links and audit)."""
+    """The rows only this partition's owner writes (everything but links and audit).
+    A session that has not started gets no `sessions` row (projections.fold.NOT_STARTED)."""
     staged: dict[str, Sequence[Sequence[Any]]] = {
         "events": changes.events,
-        "sessions": [s.as_tuple() for s in sessions],
+        "sessions": [s.as_tuple() for s in sessions if is_started(s)],
     }
     for table in PATCH_TABLES:
         staged[table] = changes.patch_rows(table)

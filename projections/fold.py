@@ -15,6 +15,7 @@ per batch suffices and the order of statements inside a batch never matters.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
 from agents.events import (
@@ -48,7 +49,14 @@ from agents.events import (
 )
 from projections.rows import Changes, SessionRow
 
-__all__ = ["Verdict", "classify", "fold"]
+__all__ = ["NOT_STARTED", "Verdict", "classify", "fold", "is_started", "unstarted_session"]
+
+# The phase of a session whose log holds only rejected inputs (a first message naming an
+# unknown agent, an approval sent to a mistyped id, a failed fork): the projector keeps
+# such a row in memory to know the log's last seq, but never writes it to `sessions`, so
+# no session that never started shows up in `turnlog sessions` or the cost views. Its
+# RequestRejected events are in `events` (and the audit log) like any other.
+NOT_STARTED = "not_started"
 
 
 class Verdict(str, Enum):
@@ -83,11 +91,29 @@ def classify(session: SessionRow | None, event: Event) -> tuple[Verdict, str]:
     )
 
 
-def _new_session(event: Event) -> SessionRow:
-    p = event.payload
-    row = SessionRow(
-        session_id=event.session_id,
-        agent=event.agent,
+def is_started(row: SessionRow) -> bool:
+    """Whether `row` belongs in `sessions`: its log holds a SessionStarted or a
+    SessionForked (see NOT_STARTED)."""
+    return row.phase != NOT_STARTED
+
+
+def unstarted_session(
+    session_id: str, first_seq: int, last_seq: int, first_at: datetime, last_at: datetime
+) -> SessionRow:
+    """The in-memory row of a session whose projected events (seqs first_seq..last_seq,
+    all rejections) made no `sessions` row: what `fold` would have built from them, for
+    the batch that brings the session's start (the store reads these from `events`)."""
+    row = _blank(session_id, "", first_seq, first_at)
+    row.phase = NOT_STARTED
+    row.last_seq = last_seq
+    row.updated_at = last_at
+    return row
+
+
+def _blank(session_id: str, agent: str, first_seq: int, at: datetime) -> SessionRow:
+    return SessionRow(
+        session_id=session_id,
+        agent=agent,
         definition_hash=None,
         status="active",
         phase="idle",
@@ -95,14 +121,14 @@ def _new_session(event: Event) -> SessionRow:
         parent_call_id=None,
         forked_from_session_id=None,
         forked_at_seq=None,
-        created_at=event.occurred_at,
-        updated_at=event.occurred_at,
+        created_at=at,
+        updated_at=at,
         turns=0,
         turns_completed=0,
         turns_failed=0,
         turns_cancelled=0,
-        first_seq=event.seq,
-        last_seq=event.seq - 1,
+        first_seq=first_seq,
+        last_seq=first_seq - 1,
         last_entry_seq=None,
         llm_calls=0,
         input_tokens=0,
@@ -112,13 +138,21 @@ def _new_session(event: Event) -> SessionRow:
         cost_nanos=0,
         closed_reason=None,
     )
-    if isinstance(p, SessionForked):
-        row.forked_from_session_id = p.source_session_id
-        row.forked_at_seq = p.at_seq
-    elif not isinstance(p, SessionStarted):
-        # E.g. a RequestRejected for a first message naming an unknown agent: the log
-        # exists, the session has not started (a later SessionStarted starts it).
-        row.phase = "not_started"
+
+
+def _new_session(event: Event) -> SessionRow:
+    p = event.payload
+    if isinstance(p, SessionStarted | SessionForked):
+        row = _blank(event.session_id, event.agent, event.seq, event.occurred_at)
+        if isinstance(p, SessionForked):
+            row.forked_from_session_id = p.source_session_id
+            row.forked_at_seq = p.at_seq
+        return row
+    # E.g. a RequestRejected for a first message naming an unknown agent: the log
+    # exists, the session has not started (a later SessionStarted starts it). The agent
+    # a rejected input named is not kept: it may be the very name that was unknown.
+    row = _blank(event.session_id, "", event.seq, event.occurred_at)
+    row.phase = NOT_STARTED
     return row
 
 
@@ -181,6 +215,9 @@ def fold(
             changes.link(sid, p.parent_session_id, p.parent_call_id)
     elif isinstance(p, SessionForked):
         s.agent, s.definition_hash = p.agent, p.definition_hash
+        if s.phase == NOT_STARTED:
+            s.phase = "idle"
+            s.forked_from_session_id, s.forked_at_seq = p.source_session_id, p.at_seq
     elif isinstance(p, SessionClosed):
         s.status, s.phase, s.closed_reason = "closed", "closed", p.reason
     elif isinstance(p, TurnStarted):

@@ -52,13 +52,14 @@ from projections._quarantine import held_sessions, insert_quarantine
 from projections._staging import copy_rows, ensure_stage, merge_links, write_partition_rows
 from projections.audit import AUDIT_COLUMNS, AuditHead, chain_rows
 from projections.fold import Verdict, classify, fold
-from projections.rows import SESSION_COLUMNS, Changes, SessionRow
+from projections.rows import Changes
 from projections.store import (
     BatchResult,
     PartitionResult,
     Record,
     Stop,
     apply_batch,
+    load_sessions,
 )
 
 __all__ = [
@@ -423,11 +424,7 @@ async def _retry_one(conn: AsyncConnection[Any], qid: int) -> None:
         record = _record(int(partition), int(offset), bytes(raw), str(event_json), str(digest))
         event = record.event
         assert event is not None
-        await cur.execute(
-            f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE session_id = %s",
-            (event.session_id,))
-        found = await cur.fetchone()
-        session = SessionRow(*found) if found is not None else None
+        session = (await load_sessions(cur, [event.session_id])).get(event.session_id)
         verdict, why = classify(session, event)
         changes = Changes()
         if verdict is Verdict.GAP:

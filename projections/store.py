@@ -45,7 +45,7 @@ from projections._clean import clean_text
 from projections._quarantine import HOLD, check_held, held_sessions, insert_quarantine
 from projections._staging import copy_rows, ensure_stage, merge_links, write_partition_rows
 from projections.audit import AUDIT_COLUMNS, AuditHead, chain_rows
-from projections.fold import Verdict, classify, fold
+from projections.fold import Verdict, classify, fold, unstarted_session
 from projections.rows import SESSION_COLUMNS, Changes, SessionRow
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "apply_batch",
     "audit_rows",
     "load_positions",
+    "load_sessions",
 ]
 
 # Every table a rebuild empties (audit_log and the offsets themselves are not among them).
@@ -130,6 +131,26 @@ class BatchResult:
 
 
 _SESSION_SELECT = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE session_id = ANY(%s)"
+# Sessions with projected events but no row: their logs hold only rejections so far.
+_UNSTARTED_SELECT = (
+    "SELECT session_id, min(seq), max(seq), (array_agg(occurred_at ORDER BY seq))[1], "
+    "(array_agg(occurred_at ORDER BY seq DESC))[1] FROM events "
+    "WHERE session_id = ANY(%s) GROUP BY session_id"
+)
+
+
+async def load_sessions(cur: Any, session_ids: Sequence[str]) -> dict[str, SessionRow]:
+    """The working rows of `session_ids`: the `sessions` row where there is one, else
+    the not-started row rebuilt from the session's projected events (see
+    projections.fold.NOT_STARTED); sessions with no projected event are absent."""
+    await cur.execute(_SESSION_SELECT, (list(session_ids),))
+    sessions: dict[str, SessionRow] = {row[0]: SessionRow(*row) for row in await cur.fetchall()}
+    missing = [s for s in session_ids if s not in sessions]
+    if missing:
+        await cur.execute(_UNSTARTED_SELECT, (missing,))
+        for sid, first, last, first_at, last_at in await cur.fetchall():
+            sessions[sid] = unstarted_session(sid, int(first), int(last), first_at, last_at)
+    return sessions
 
 
 async def load_positions(
@@ -197,10 +218,7 @@ async def apply_batch(
         session_ids = sorted(
             {r.event.session_id for rs in work.values() for r in rs if r.event is not None}
         )
-        await cur.execute(_SESSION_SELECT, (session_ids,))
-        sessions: dict[str, SessionRow] = {
-            row[0]: SessionRow(*row) for row in await cur.fetchall()
-        }
+        sessions = await load_sessions(cur, session_ids)
         stored_digests = await _stored_digests(cur, work, sessions)
         held = await held_sessions(cur, session_ids)
 

@@ -35,7 +35,14 @@ from agents.events import (
     UserMessageReceived,
     event_id_for,
 )
-from projections.fold import Verdict, classify, fold
+from projections.fold import (
+    NOT_STARTED,
+    Verdict,
+    classify,
+    fold,
+    is_started,
+    unstarted_session,
+)
 from projections.rows import PATCH_TABLES, Changes, SessionRow
 from projections.synthetic import generate, interleave
 
@@ -190,10 +197,43 @@ def test_a_session_whose_first_request_was_rejected_starts_later() -> None:
         ev("r", 2, SessionStarted("researcher", "h2")),
     ]
     sessions, _ = fold_all(events[:1])
-    assert (sessions["r"].phase, sessions["r"].agent) == ("not_started", "support")
+    # Not written to `sessions` (no phantom session), and the agent the rejected input
+    # named (the envelope's "support" here) is not taken for the session's.
+    assert (sessions["r"].phase, sessions["r"].agent) == (NOT_STARTED, "")
+    assert not is_started(sessions["r"])
     sessions, _ = fold_all(events)
     s = sessions["r"]
     assert (s.phase, s.agent, s.definition_hash, s.first_seq) == ("idle", "researcher", "h2", 1)
+    assert is_started(s)
+
+
+def test_the_not_started_row_rebuilt_from_stored_events_folds_like_the_one_in_memory() -> None:
+    # The store rebuilds a not-started session's row from its projected events when its
+    # start arrives in a later batch: the result must not depend on where the cut fell.
+    events = [
+        ev("r", 1, RequestRejected("q1", "SendMessage", "Unknown agent 'x'.", "idle")),
+        ev("r", 2, RequestRejected("q2", "ApproveToolCall", "Session r does not exist.", "new")),
+        ev("r", 3, SessionStarted("researcher", "h2")),
+        ev("r", 4, TurnStarted(1), "r/t1"),
+    ]
+    in_memory, _ = fold_all(events)
+    rebuilt = unstarted_session("r", 1, 2, events[0].occurred_at, events[1].occurred_at)
+    assert rebuilt == fold_all(events[:2])[0]["r"]
+    changes = Changes()
+    for i, e in enumerate(events[2:], start=2):
+        assert classify(rebuilt, e)[0] is Verdict.NEW
+        rebuilt = fold(rebuilt, e, changes, partition=0, offset=i, digest=f"d{i}")
+    assert rebuilt == in_memory["r"]
+
+
+def test_a_fork_into_an_id_whose_first_input_was_rejected_is_a_started_fork() -> None:
+    events = [
+        ev("f", 1, RequestRejected("q1", "ForkSession", "Unknown source.", "forking")),
+        ev("f", 2, SessionForked("a", 1, "support", "h")),
+    ]
+    s = fold_all(events)[0]["f"]
+    assert is_started(s)
+    assert (s.phase, s.forked_from_session_id, s.forked_at_seq) == ("idle", "a", 1)
 
 
 def test_first_own_entry_of_a_fork_points_at_the_branch_point() -> None:
