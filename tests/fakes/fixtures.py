@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer
+from tests.fakes.openai_server import FAKE_OPENAI_KEY, FakeOpenAIServer
 
-__all__ = ["fake_anthropic", "fake_anthropic_api_key"]
+__all__ = ["fake_anthropic", "fake_anthropic_api_key", "fake_openai"]
 
 
 @pytest.fixture
@@ -23,4 +24,12 @@ def fake_anthropic() -> Iterator[FakeAnthropicServer]:
     """A started fake Messages API server (fresh per test), stopped afterwards.
     Point the SDK at `fake_anthropic.base_url` with `FAKE_API_KEY`."""
     with FakeAnthropicServer(api_key=FAKE_API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAIServer]:
+    """A started fake Chat Completions server (fresh per test); key `FAKE_OPENAI_KEY`,
+    base URL `fake_openai.base_url + "/v1"`."""
+    with FakeOpenAIServer(api_key=FAKE_OPENAI_KEY) as server:
         yield server
