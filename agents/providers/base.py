@@ -59,7 +59,6 @@ class ErrorType(StrEnum):
     CIRCUIT_OPEN = "circuit_open"  # every model's circuit was open; nothing was sent
     NO_SCRIPTED_RESPONSE = "no_scripted_response"  # scripted provider: no rule matched
     NOT_CONFIGURED = "not_configured"  # no endpoint (or no key) serves the model; nothing sent
-    REFUSED = "refused"  # a vendor's filter blocked the prompt itself (Gemini promptFeedback)
     UNKNOWN = "unknown"
 
 

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer
+from tests.fakes.gemini_server import FAKE_GEMINI_KEY, FakeGeminiServer
 from tests.fakes.openai_server import FAKE_OPENAI_KEY, FakeOpenAIServer
 
-__all__ = ["fake_anthropic", "fake_anthropic_api_key", "fake_openai"]
+__all__ = ["fake_anthropic", "fake_anthropic_api_key", "fake_gemini", "fake_openai"]
 
 
 @pytest.fixture
@@ -32,4 +33,11 @@ def fake_openai() -> Iterator[FakeOpenAIServer]:
     """A started fake Chat Completions server (fresh per test); key `FAKE_OPENAI_KEY`,
     base URL `fake_openai.base_url + "/v1"`."""
     with FakeOpenAIServer(api_key=FAKE_OPENAI_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_gemini() -> Iterator[FakeGeminiServer]:
+    """A started fake Gemini API server (fresh per test); key `FAKE_GEMINI_KEY`."""
+    with FakeGeminiServer(api_key=FAKE_GEMINI_KEY) as server:
         yield server
