@@ -5,6 +5,16 @@ of its writer schema's parsing canonical form (little-endian, as the Avro spec a
 implementation write it) + the Avro binary body. Messages are self-describing, so no
 schema registry is needed.
 
+A shop that runs a schema registry may have records framed its way instead:
+`use_registry(seam, write=True)` makes the encoders write `00` + the 4-byte big-endian
+schema id the registry gave the writer schema + the same body (schemas.registry is the
+seam over a real registry). Readers tell the framings apart by the first byte (C3 or 00)
+and accept both whatever this process writes, so a topic can be migrated: every reader
+first gets the registry (`write=False`), then the producers switch. A registry-framed
+message needs a registry to be read (`RegistryError`, not DecodeError, when it cannot be
+asked); an id whose schema is not a shipped one is resolved into the current schema like
+an old release.
+
 Writing always uses the current schema set (`schemas/avro/`). Reading looks the writer
 schema up by fingerprint among ALL shipped sets (current and every `schemas/released/*`)
 and resolves it into the current reader schema, so an old producer keeps working. A
@@ -36,40 +46,49 @@ from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
-from agents.errors import DecodeError, InvalidRecord
+from agents.errors import DecodeError, ExternalError, InvalidRecord
 from agents.events import AuditCheckpoint, Event, Request, Snapshot, TokenDelta
 from schemas._convert import Converters, build_converters
 from schemas._fastread import Reader, build_readers
 from schemas.loader import ENVELOPES, SchemaSet, all_sets
+from schemas.registry import RegistrySeam
 
 __all__ = [
     "HEADER_SIZE",
     "MAGIC",
+    "REGISTRY_HEADER_SIZE",
+    "REGISTRY_MAGIC",
     "canonical_event_json",
     "canonical_request_json",
     "current_fingerprint",
     "current_schema",
     "decode_checkpoint",
-    "decode_snapshot",
     "decode_delta",
     "decode_event",
     "decode_request",
+    "decode_snapshot",
     "encode_checkpoint",
-    "encode_snapshot",
     "encode_delta",
     "encode_event",
     "encode_request",
+    "encode_snapshot",
     "event_from_dict",
     "event_to_dict",
     "known_fingerprints",
     "peek_fingerprint",
+    "registry_id",
     "request_from_dict",
     "request_to_dict",
     "schema_fingerprint",
+    "use_registry",
+    "use_single_object",
+    "wire_format",
 ]
 
 MAGIC: Final = b"\xc3\x01"
 HEADER_SIZE: Final = 10  # magic (2) + fingerprint (8)
+REGISTRY_MAGIC: Final = b"\x00"
+REGISTRY_HEADER_SIZE: Final = 5  # magic (1) + schema id (4, big-endian)
 
 
 def _parse(schema: dict[str, Any]) -> dict[str, Any]:
@@ -161,9 +180,109 @@ def known_fingerprints() -> dict[str, tuple[str, str]]:
 def peek_fingerprint(data: bytes) -> str | None:
     """The hex fingerprint in a message's header, or None when there is no valid header
     (for DLQ error headers: it says which producer schema an undecodable message used)."""
+    if len(data) >= REGISTRY_HEADER_SIZE and data[:1] == REGISTRY_MAGIC:
+        writer = _REGISTRY_WRITERS.get(int.from_bytes(data[1:REGISTRY_HEADER_SIZE], "big"))
+        return writer.fingerprint if writer is not None else None
     if len(data) < HEADER_SIZE or data[:2] != MAGIC:
         return None
     return bytes(data[2:HEADER_SIZE]).hex()
+
+
+# --------------------------------------------------------------------------- registry
+
+# The framing this process writes: None = single-object; else the registry seam. Readers
+# look registry ids up through _REGISTRY whatever this process writes.
+_REGISTRY: RegistrySeam | None = None
+_REGISTRY_WRITES = False
+_REGISTRY_HEADERS: dict[str, bytes] = {}  # envelope -> 00 + id of its current schema
+_REGISTRY_WRITERS: dict[int, _Writer] = {}  # registry id -> writer schema
+
+
+def use_registry(seam: RegistrySeam, *, write: bool = True) -> None:
+    """Read registry-framed records through `seam`; with `write`, also write them so.
+    Nothing is asked of the registry until the first record needs it."""
+    global _REGISTRY, _REGISTRY_WRITES
+    _REGISTRY, _REGISTRY_WRITES = seam, write
+    _REGISTRY_HEADERS.clear()
+    _REGISTRY_WRITERS.clear()
+
+
+def use_single_object() -> None:
+    """Back to the default: write single-object records; registry framing unreadable."""
+    global _REGISTRY, _REGISTRY_WRITES
+    _REGISTRY, _REGISTRY_WRITES = None, False
+    _REGISTRY_HEADERS.clear()
+    _REGISTRY_WRITERS.clear()
+
+
+def wire_format() -> str:
+    """"registry" or "single-object": the framing the encoders write now."""
+    return "registry" if _REGISTRY_WRITES else "single-object"
+
+
+def registry_id(envelope: str) -> int:
+    """The registry id of the current schema of `envelope` (registered on first use)."""
+    return int.from_bytes(_registry_header(envelope)[1:], "big")
+
+
+def _registry_header(envelope: str) -> bytes:
+    header = _REGISTRY_HEADERS.get(envelope)
+    if header is not None:
+        return header
+    if _REGISTRY is None:
+        raise InvalidRecord("No schema registry is configured (codec.use_registry).")
+    schema_id = _REGISTRY.id_for(envelope)
+    if not 0 <= schema_id < 1 << 32:
+        raise InvalidRecord(f"The registry gave the {envelope} schema id {schema_id}, which "
+                            f"does not fit the framing's 4 bytes.")
+    header = REGISTRY_MAGIC + schema_id.to_bytes(4, "big")
+    current = bytes.fromhex(current_fingerprint(envelope))
+    _REGISTRY_WRITERS[schema_id] = _WRITERS[current]
+    _REGISTRY_HEADERS[envelope] = header
+    return header
+
+
+def _registry_writer(envelope: str, schema_id: int) -> _Writer:
+    """The writer schema of a registry id: a shipped one when the registry's schema has a
+    shipped fingerprint, else the registry's own, resolved into the current schema."""
+    writer = _REGISTRY_WRITERS.get(schema_id)
+    if writer is not None:
+        return writer
+    if _REGISTRY is None:
+        raise DecodeError(
+            f"This {envelope} message is framed for a schema registry (00 + schema id "
+            f"{schema_id}), not as an Avro single-object message (C3 01 + fingerprint), and "
+            f"no registry is configured to look the id up; set TURNLOG_SCHEMA_REGISTRY_URL."
+        )
+    schema = _REGISTRY.schema_of(schema_id)  # RegistryError propagates: not the message's fault
+    try:
+        fingerprint = schema_fingerprint(schema)
+    except Exception as exc:
+        raise DecodeError(
+            f"Schema id {schema_id} of the registry is not a valid Avro schema: {exc}."
+        ) from exc
+    shipped = _WRITERS.get(bytes.fromhex(fingerprint))
+    if shipped is not None:
+        writer = shipped
+    else:
+        name = str(schema.get("name", "")).rpartition(".")[2]
+        if name not in _PARSED:
+            raise DecodeError(
+                f"Schema id {schema_id} of the registry is record {schema.get('name')!r}, "
+                f"not a turnlog envelope ({', '.join(sorted(_PARSED))}).",
+                fingerprint=fingerprint,
+            )
+        try:
+            parsed = _parse(schema)
+        except Exception as exc:
+            raise DecodeError(
+                f"Schema id {schema_id} of the registry does not parse: {exc}.",
+                fingerprint=fingerprint,
+            ) from exc
+        writer = _Writer(envelope=name, version=f"registry id {schema_id}",
+                         fingerprint=fingerprint, schema=parsed, reader=_PARSED[name])
+    _REGISTRY_WRITERS[schema_id] = writer
+    return writer
 
 
 # --------------------------------------------------------------------------- describe
@@ -203,8 +322,10 @@ def _encode(envelope: str, cls: type, value: Any) -> bytes:
     try:
         record = _TO_AVRO[envelope](value)
         out = io.BytesIO()
-        out.write(_HEADERS[envelope])
+        out.write(_registry_header(envelope) if _REGISTRY_WRITES else _HEADERS[envelope])
         schemaless_writer(out, _PARSED[envelope], record)
+    except ExternalError:  # the registry could not be asked: not the record's fault
+        raise
     except Exception as exc:  # fastavro raises ValueError/TypeError/OverflowError/...
         raise InvalidRecord(
             f"The {_describe(envelope, value)} cannot be encoded with the {envelope} schema: "
@@ -214,16 +335,28 @@ def _encode(envelope: str, cls: type, value: Any) -> bytes:
 
 
 def _writer_of(envelope: str, data: bytes) -> _Writer:
-    """Check the header; return the shipped writer schema its fingerprint names."""
+    """Check the header (either framing); return the writer schema it names."""
+    return _framed_writer(envelope, data)[0]
+
+
+def _framed_writer(envelope: str, data: bytes) -> tuple[_Writer, int]:
+    """Check the header (either framing); return the writer schema it names and where the
+    body starts."""
+    if len(data) >= REGISTRY_HEADER_SIZE and data[:1] == REGISTRY_MAGIC:
+        schema_id = int.from_bytes(data[1:REGISTRY_HEADER_SIZE], "big")
+        writer = _registry_writer(envelope, schema_id)
+        _check_envelope(envelope, writer)
+        return writer, REGISTRY_HEADER_SIZE
     if len(data) < HEADER_SIZE or data[:2] != MAGIC:
         raise DecodeError(
             f"These {len(data)} bytes are not a {envelope} message: an Avro single-object "
-            f"message starts with C3 01 and an 8-byte schema fingerprint, these start with "
+            f"message starts with C3 01 and an 8-byte schema fingerprint (a registry-framed "
+            f"one with 00 and a 4-byte schema id), these start with "
             f"{bytes(data[:HEADER_SIZE]).hex() or 'nothing'}."
         )
     key = data[2:HEADER_SIZE]
-    writer = _WRITERS.get(key)
-    if writer is None:
+    found = _WRITERS.get(key)
+    if found is None:
         fp = key.hex()
         raise DecodeError(
             f"Unknown schema fingerprint {fp}: no shipped {envelope} schema (current "
@@ -231,6 +364,11 @@ def _writer_of(envelope: str, data: bytes) -> _Writer:
             f"comes from a producer whose schema this reader does not ship.",
             fingerprint=fp,
         )
+    _check_envelope(envelope, found)
+    return found, HEADER_SIZE
+
+
+def _check_envelope(envelope: str, writer: _Writer) -> None:
     if writer.envelope != envelope:
         raise DecodeError(
             f"Schema fingerprint {writer.fingerprint} is a {writer.envelope} schema "
@@ -238,20 +376,21 @@ def _writer_of(envelope: str, data: bytes) -> _Writer:
             f"wrong topic or given to the wrong decoder.",
             fingerprint=writer.fingerprint,
         )
-    return writer
 
 
-def _decode_with_fastavro(envelope: str, data: bytes, writer: _Writer) -> Any:
+def _decode_with_fastavro(
+    envelope: str, data: bytes, writer: _Writer, start: int = HEADER_SIZE
+) -> Any:
     """The reference decoder: fastavro reads (resolving an old writer schema into the
     current one), then the generated converter builds the dataclasses. It is the only
     path for old writers, and it words every error."""
     stream = io.BytesIO(data)
-    stream.seek(HEADER_SIZE)
+    stream.seek(start)
     try:
         record = schemaless_reader(stream, writer.schema, writer.reader, return_record_name=True)
     except Exception as exc:  # any failure reading untrusted bytes is a DecodeError
         raise DecodeError(
-            f"The {envelope} body ({len(data) - HEADER_SIZE} bytes, schema {writer.fingerprint}"
+            f"The {envelope} body ({len(data) - start} bytes, schema {writer.fingerprint}"
             f" of set {writer.version}) is truncated or corrupt: {type(exc).__name__}: {exc}.",
             fingerprint=writer.fingerprint,
         ) from exc
@@ -278,17 +417,17 @@ def _decode(envelope: str, data: bytes) -> Any:
                 f"A {envelope} must be decoded from bytes, got {type(data).__name__}."
             )
         data = bytes(data)
-    writer = _writer_of(envelope, data)
+    writer, start = _framed_writer(envelope, data)
     if writer.reader is None:
         # Fast path (current writer schema). On any failure fall through to the reference
         # decoder: it decides whether the bytes are bad, and says why.
         try:
-            value, end = _FAST[envelope](data, HEADER_SIZE, len(data))
+            value, end = _FAST[envelope](data, start, len(data))
             if end == len(data):
                 return value
         except Exception:  # noqa: BLE001, S110 - the reference path below reports it
             pass
-    return _decode_with_fastavro(envelope, data, writer)
+    return _decode_with_fastavro(envelope, data, writer, start)
 
 
 _R = TypeVar("_R")

@@ -263,10 +263,24 @@ def load_extensions() -> None:
             register(app)
 
 
+def _install_wire_format() -> None:
+    """The codec reads and writes the framing the settings name (turnlog.wire); invalid
+    settings are left for the command to report when it reads them."""
+    from turnlog import wire
+    from turnlog.settings import ConfigError
+
+    try:
+        settings = load_settings()
+    except ConfigError:
+        return
+    wire.install(settings)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     load_extensions()
     try:
+        _install_wire_format()
         app(args=argv)
     except TurnlogError as exc:
         _err(f"turnlog: {exc}")

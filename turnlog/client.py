@@ -113,6 +113,9 @@ class Client:
             from turnlog.settings import load_settings
 
             settings = load_settings()
+        from turnlog import wire
+
+        wire.install(settings)  # the framing the deployment writes and reads
         kwargs: dict[str, Any] = {
             "bootstrap_servers": settings.kafka_bootstrap_servers,
             "topic_prefix": settings.topic_prefix,

@@ -261,6 +261,24 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Wire format (schemas.codec): how records are framed on the topics. Readers accept
+    # both framings; a registry-framed one needs the registry URL to be read.
+    wire_format: typing.Literal["single-object", "registry"] = Field(
+        default="single-object",
+        description=(
+            "'single-object' (C3 01 + schema fingerprint, no registry) or 'registry' (00 + "
+            "4-byte schema id, schemas registered under <topic>-value at "
+            "TURNLOG_SCHEMA_REGISTRY_URL with FULL compatibility)."
+        ),
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        description=(
+            "Confluent-API schema registry (http://host:port, or mock:// in tests); needed "
+            "to read registry-framed records and to write them."
+        ),
+    )
+
     # TURNLOG_DEV_*: only the local infrastructure of `turnlog dev` reads these.
     dev_kafka_port: int = Field(default=DEV_KAFKA_PORT, ge=1, le=65535)
     dev_kafka_controller_port: int = Field(default=DEV_KAFKA_CONTROLLER_PORT, ge=1, le=65535)
@@ -394,6 +412,16 @@ class Settings(BaseSettings):
         if self.otel_traces_exporter == "otlp":
             return True
         return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_registry_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = (value or "").strip() or None
+        if value is not None and not value.startswith(("http://", "https://", "mock://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        if value is None and info.data.get("wire_format") == "registry":
+            raise ValueError("TURNLOG_WIRE_FORMAT=registry needs the registry's URL")
+        return value
 
     @field_validator("dev_kafka_heap")
     @classmethod
