@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +56,7 @@ class WorkerAll:
         from streams.topics import topic_names
 
         names = topic_names(settings.topic_prefix)
+        self.bootstrap: str = settings.kafka_bootstrap_servers
         self.session = build_session_process(settings, client_id=client_id)
         self.projector = Projector(ProjectorConfig(
             bootstrap=settings.kafka_bootstrap_servers,
@@ -66,6 +67,9 @@ class WorkerAll:
             group_id=f"{settings.topic_prefix}turnlog-projector",
             checkpoint_interval=checkpoint_interval,
         ))
+        self.groups: tuple[str, ...] = (
+            self.session.worker.group_id, f"{settings.topic_prefix}turnlog-projector"
+        )
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -106,6 +110,65 @@ class WorkerAll:
             raise TimeoutError(f"The session worker got no partitions within {timeout:g} s.")
 
 
+async def wait_for_group_coordinators(
+    bootstrap: str, groups: Sequence[str], *, timeout_s: float = 60.0
+) -> bool:
+    """Until the broker names a coordinator for each consumer group in `groups`; True
+    once it does, False at the deadline or on an error that is not retriable.
+
+    Why: on a broker that has never served a consumer group (a fresh `turnlog dev up`,
+    the README's first `turnlog demo`), the internal offsets topic is created on the
+    first lookup, and until it has leaders aiokafka's group coordinator logs every
+    retry as `ERROR ... GroupCoordinatorNotAvailableError` — warming up, not failing,
+    but a new user reads it as a failure. Asking first, quietly, lets the workers find
+    a coordinator at once. Anything else (or a broker that stays unready) is left for
+    the workers to meet and report as they always do."""
+    from aiokafka.client import (  # type: ignore[import-untyped,unused-ignore]
+        AIOKafkaClient,
+        ConnectionGroup,
+        CoordinationType,
+    )
+    from aiokafka.errors import (  # type: ignore[import-untyped,unused-ignore]
+        KafkaError,
+        for_code,
+    )
+    from aiokafka.protocol.commit import (  # type: ignore[import-untyped,unused-ignore]
+        OffsetFetchRequest,
+    )
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id="turnlog-warm-up")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pause = 0.05
+    pending = list(groups)
+    try:
+        await client.bootstrap()
+        while pending:
+            group = pending[0]
+            try:
+                node = await client.coordinator_lookup(CoordinationType.GROUP, group)
+                # Named is not ready: the coordinator answers COORDINATOR_LOAD_IN_PROGRESS
+                # while it loads the group's offsets partition (a consumer would log the
+                # coordinator as dead); an offset fetch says when it is done.
+                reply = await client.send(node, OffsetFetchRequest(group, None),
+                                          group=ConnectionGroup.COORDINATION)
+                code = getattr(reply, "error_code", 0)
+                if code:
+                    raise for_code(code)()
+            except KafkaError as exc:
+                if not exc.retriable or loop.time() >= deadline:
+                    return False
+                await asyncio.sleep(pause)  # the broker creates its offsets topic
+                pause = min(pause * 2, 1.0)
+                continue
+            pending.pop(0)
+        return True
+    except KafkaError:
+        return False
+    finally:
+        await client.close()
+
+
 def _install_signals(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,6 +182,7 @@ async def run_worker_all(settings: Any, *,
     """Run `worker all` until a signal (or until the coroutine `until(workers)` ends)."""
     workers = WorkerAll(settings, checkpoint_interval=checkpoint_interval)
     _install_signals(workers.stop)
+    await wait_for_group_coordinators(workers.bootstrap, workers.groups)
     workers.start()
     try:
         if until is not None:

@@ -10,13 +10,19 @@ import re
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
+from projections.testing import wait_until
 from tests.integration.test_cli_support import DEMO_AGENTS, cli
-from tests.integration.worker_harness import ROOT
+from tests.integration.worker_harness import ROOT, free_port
+from turnlog.dev import _kafka
+from turnlog.dev._proc import terminate
+from turnlog.settings import load_settings
 
 
 def test_demo_runs_to_the_end_and_its_session_is_in_kafka_and_postgres(
@@ -70,3 +76,53 @@ def test_demo_runs_to_the_end_and_its_session_is_in_kafka_and_postgres(
                  "--no-timeline")
     assert verify.exit_code == 0, verify.output
     assert "verify: OK" in verify.output and "1 compaction(s)" in verify.output
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[str]:
+    """A broker of the test's own that has never served a consumer group (the state of
+    a first `turnlog dev up`), on its own state dir and ports; the shared broker's jars
+    (`kafka_bootstrap` has them fetched) are linked in. Yields its bootstrap address
+    once it answers."""
+    shared = _kafka.paths(load_settings())
+    settings = load_settings(
+        state_dir=tmp_path / "state", dev_kafka_port=free_port(),
+        dev_kafka_controller_port=free_port(), dev_kafka_heap="384m",
+    )
+    own = _kafka.paths(settings)
+    own.root.mkdir(parents=True)
+    os.symlink(shared.libs, own.libs)
+    bootstrap = f"127.0.0.1:{settings.dev_kafka_port}"
+    _kafka.start(settings)
+    try:
+        wait_until(lambda: _kafka.probe(bootstrap, timeout=2.0) is not None, 120,
+                   "the test's own broker answers")
+        yield bootstrap
+    finally:
+        current = _kafka.managed_pid(settings)
+        if current:
+            terminate(current, timeout=20)
+
+
+def test_the_demo_on_a_fresh_broker_prints_no_coordinator_errors(
+    fresh_broker: str, scratch_database_url: str, tmp_path: Path
+) -> None:
+    """On a broker that never served a consumer group, its offsets topic is created on
+    the first lookup; while it loads, aiokafka's consumers log each retry as `ERROR ...
+    GroupCoordinatorNotAvailableError` (or mark the coordinator dead). `worker all`
+    (and so the demo) waits for the coordinators first: a new user sees no error line.
+    Nothing is muted, so a real failure would still print."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TURNLOG_"))}
+    env |= {
+        "KAFKA_BOOTSTRAP_SERVERS": fresh_broker,
+        "DATABASE_URL": scratch_database_url,
+        "TURNLOG_PARTITIONS": "2",
+        "TURNLOG_SANDBOX_DIR": str(tmp_path / "sandbox"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    done = subprocess.run([sys.executable, "-m", "turnlog", "demo"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "audit log intact" in done.stdout
+    assert "Coordinator" not in done.stderr, done.stderr
+    assert "ERROR" not in done.stderr and "WARNING:aiokafka" not in done.stderr, done.stderr
