@@ -1,9 +1,16 @@
 """The projector worker: turnlog.events → Postgres, exactly once.
 
 Rule: Kafka only delivers; Postgres decides. The consumer reads with
-isolation_level=read_committed and never commits offsets to Kafka: the position of every
-partition lives in `projector_offsets` and moves in the same transaction as the rows
-(projections.store). On assignment the projector seeks to the stored positions.
+isolation_level=read_committed; the position of every partition lives in
+`projector_offsets` and moves in the same transaction as the rows (projections.store).
+On assignment the projector seeks to the stored positions.
+
+The positions are also mirrored to the consumer group's offsets in Kafka, at most once
+a second and at a clean stop (advisory: nothing reads them back), so that
+`kafka-consumer-groups`, Burrow or a lag exporter see the projector's lag. A partition
+whose fetched records are all applied commits the consumer's position rather than the
+next record's offset: past the transaction markers at the end of the log, so a
+caught-up projector shows a lag of 0, not 1 (`lag()` counts the same way).
 
 Why a consumer group with a rebalance listener rather than manual assignment: several
 projector processes can then share the partitions and take over from each other without
@@ -46,7 +53,7 @@ from aiokafka import (  # type: ignore[import-untyped]
     ConsumerRebalanceListener,
     TopicPartition,
 )
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.errors import IllegalStateError, KafkaError  # type: ignore[import-untyped]
 from psycopg import AsyncConnection
 
 from agents.errors import DecodeError, ExternalError
@@ -86,6 +93,8 @@ class ProjectorConfig:
     reconnect_max_s: float = 5.0
     # Seconds between `projector.metrics` log lines (the counters of `stats()`).
     metrics_interval_s: float = 30.0
+    # Seconds between mirrors of the stored positions to the group's offsets in Kafka.
+    group_commit_interval_s: float = 1.0
 
 
 def decode(partition: int, offset: int, value: bytes | None) -> Record:
@@ -125,6 +134,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._projector._take(assigned)
+        self._projector.joined = True
 
 
 class Projector:
@@ -164,6 +174,15 @@ class Projector:
         # perf_counter() at the start of the first and the end of the last transaction.
         self.first_batch_at: float | None = None
         self.last_batch_at: float | None = None
+        # Mirror of the stored positions in the consumer group (advisory, for lag tools):
+        # the offset last committed per partition, when, and how many commits.
+        self._group_offsets: dict[int, int] = {}
+        self._last_group_commit = 0.0
+        self.group_commits = 0
+        # One past the last record fetched per partition (fetched, maybe not applied).
+        self._fetched_to: dict[int, int] = {}
+        # Set once the group assigned partitions (even none) to this process.
+        self.joined = False
 
     # -------------------------------------------------------------- assignment
 
@@ -173,6 +192,7 @@ class Projector:
                 self._epoch[tp.partition] = self._epoch.get(tp.partition, 0) + 1
                 self._expected.pop(tp.partition, None)
                 self._stopped.pop(tp.partition, None)
+                self._group_offsets.pop(tp.partition, None)
 
     async def _take(self, assigned: Any) -> None:
         cfg = self.config
@@ -212,6 +232,7 @@ class Projector:
                 continue
             self._consumer.seek(tp, offset)
             self._expected[tp.partition] = offset
+            self._fetched_to[tp.partition] = offset
         log.info("partitions assigned", topic=cfg.events_topic,
                  partitions={tp.partition: positions[tp.partition][0] for tp in tps})
 
@@ -262,6 +283,7 @@ class Projector:
             tps = [TopicPartition(cfg.events_topic, p) for p in sorted(partitions)]
             self._consumer.assign(tps)
             await self._take(tps)
+            self.joined = True
         else:
             self._consumer.subscribe([cfg.events_topic], listener=_Listener(self))
         if cfg.checkpoints_topic:
@@ -297,6 +319,7 @@ class Projector:
             finally:
                 await self._producer.stop()
         if self._consumer is not None:
+            await self._mirror_offsets(force=True)
             await self._consumer.stop()
         if self._conn is not None:
             await self._conn.close()
@@ -315,6 +338,7 @@ class Projector:
             targets = await self._end_offsets() if until_caught_up else None
             while not self._stopping.is_set():
                 self._maybe_log_metrics()
+                await self._mirror_offsets()
                 if self._resync:
                     await self._recover()
                     continue
@@ -341,6 +365,9 @@ class Projector:
         polled = await self._consumer.getmany(
             timeout_ms=cfg.poll_timeout_ms, max_records=cfg.max_records
         )
+        for tp, records in polled.items():  # before any await: see _applied_to
+            if records:
+                self._fetched_to[tp.partition] = records[-1].offset + 1
         started = time.perf_counter()
         fetched = _Fetched({}, {})
         for tp, records in polled.items():
@@ -468,7 +495,78 @@ class Projector:
             "events_applied": self.applied, "batches": self.batches,
             "events_quarantined": self.quarantined, "reconnects": self.reconnects,
             "reseeks": self.reseeks, "partitions_stopped": len(self._stopped),
+            "group_commits": self.group_commits,
         }
+
+    # -------------------------------------------------------------- lag, readiness
+
+    async def _applied_to(self, tp: TopicPartition) -> int | None:
+        """The offset up to which partition `tp` is projected, counting the transaction
+        markers behind the last applied record once every fetched record is applied
+        (the consumer's position has stepped over them). None: not owned."""
+        applied = self._expected.get(tp.partition)
+        if applied is None or self._consumer is None:
+            return None
+        if self._fetched_to.get(tp.partition, applied) > applied:
+            return applied  # fetched records wait to be applied
+        try:
+            position = int(await self._consumer.position(tp))
+        except (KafkaError, AssertionError, IllegalStateError):
+            return applied
+        return max(applied, position)
+
+    async def lag(self) -> dict[int, int]:
+        """Records of each owned partition not yet projected (the last stable offset the
+        consumer has seen, less `_applied_to`): 0 when caught up, markers or not."""
+        if self._consumer is None:
+            return {}
+        out: dict[int, int] = {}
+        for p in sorted(self._expected):
+            tp = TopicPartition(self.config.events_topic, p)
+            end = self._consumer.last_stable_offset(tp)
+            if end is None:
+                end = self._consumer.highwater(tp)
+            applied = await self._applied_to(tp)
+            if end is not None and applied is not None:
+                out[p] = max(0, int(end) - applied)
+        return out
+
+    def ready(self) -> tuple[bool, str]:
+        """Connected to Postgres and consuming (partitions assigned, positions loaded)."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return False, "not connected to Postgres"
+        if self._consumer is None or not self.joined:
+            return False, "not consuming yet (waiting for a partition assignment)"
+        if self._resync:
+            return False, "recovering (re-reading stored positions)"
+        return True, f"consuming partitions {sorted(self._expected)}"
+
+    async def _mirror_offsets(self, *, force: bool = False) -> None:
+        """Commit the stored positions to the consumer group (advisory; see the module
+        docstring). A refusal (a rebalance in progress) waits for the next round."""
+        if self.config.group_id is None or self._consumer is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_group_commit < self.config.group_commit_interval_s:
+            return
+        self._last_group_commit = now
+        offsets: dict[TopicPartition, int] = {}
+        for p in list(self._expected):
+            tp = TopicPartition(self.config.events_topic, p)
+            offset = await self._applied_to(tp)
+            if offset is not None and offset != self._group_offsets.get(p):
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(self._consumer.commit(offsets), 10)
+        except (KafkaError, IllegalStateError, TimeoutError) as exc:
+            log.info("group offsets not committed; next round", error=repr(exc))
+            return
+        self.group_commits += 1
+        for tp, offset in offsets.items():
+            self._group_offsets[tp.partition] = offset
 
     def _maybe_log_metrics(self) -> None:
         now = time.monotonic()
@@ -534,9 +632,11 @@ class Projector:
         return True
 
 
-async def run_projector(config: ProjectorConfig, *, until_caught_up: bool = False) -> Projector:
-    """Run a projector until SIGINT/SIGTERM (or caught up); returns it for its counters."""
-    projector = Projector(config)
+async def run_projector(config: ProjectorConfig, *, until_caught_up: bool = False,
+                        projector: Projector | None = None) -> Projector:
+    """Run a projector until SIGINT/SIGTERM (or caught up); returns it for its counters.
+    `projector`: one built already (its metrics endpoint serves it)."""
+    projector = projector if projector is not None else Projector(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -144,7 +144,9 @@ def worker_projector(
 ) -> None:
     """Project turnlog.events into Postgres until SIGTERM/SIGINT. Exits with an error
     when a partition stops on a seq gap (unless --keep-going)."""
-    from projections.projector import run_projector
+    from projections.projector import Projector, run_projector
+    from streams.endpoint import serving
+    from turnlog.observability import projector_endpoint
 
     _configure_logging(json_logs=as_json)
     config = _config(
@@ -152,7 +154,10 @@ def worker_projector(
         checkpoint_interval=checkpoint_interval, stop_on_gap=not keep_going,
         session_timeout_ms=session_timeout_ms, database_url=database_url,
     )
-    projector = asyncio.run(run_projector(config))
+    # /metrics, /healthz, /readyz on TURNLOG_PROJECTOR_METRICS_PORT (streams.endpoint).
+    projector = Projector(config)
+    endpoint = projector_endpoint(projector, _settings())
+    projector = asyncio.run(serving(endpoint, run_projector(config, projector=projector)))
     summary = projector.stats()
     if as_json:
         _print_json(summary)

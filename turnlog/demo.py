@@ -178,9 +178,15 @@ def _install_signals(stop: Callable[[], None]) -> None:
 
 async def run_worker_all(settings: Any, *,
                          until: Callable[[WorkerAll], Awaitable[None]] | None = None,
-                         checkpoint_interval: float = 5.0) -> None:
-    """Run `worker all` until a signal (or until the coroutine `until(workers)` ends)."""
+                         checkpoint_interval: float = 5.0, endpoint: bool = False) -> None:
+    """Run `worker all` until a signal (or until the coroutine `until(workers)` ends);
+    `endpoint`: serve /metrics, /healthz, /readyz (turnlog.observability)."""
+    from turnlog.observability import worker_all_endpoint
+
     workers = WorkerAll(settings, checkpoint_interval=checkpoint_interval)
+    served = worker_all_endpoint(workers, settings) if endpoint else None
+    if served is not None:
+        await served.start()
     _install_signals(workers.stop)
     await wait_for_group_coordinators(workers.bootstrap, workers.groups)
     workers.start()
@@ -193,19 +199,26 @@ async def run_worker_all(settings: Any, *,
     finally:
         workers.stop()
         await asyncio.gather(*workers._tasks, return_exceptions=True)
+        if served is not None:
+            await served.stop()
 
 
 def worker_all_command() -> None:
     """Run the session worker and the projector in one process until SIGTERM (small
     setups; scale out with separate `worker session` / `worker projector` processes)."""
+    from streams import telemetry
     from streams.app import tune_gc
     from streams.logs import configure_logging
     from turnlog.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    telemetry.configure_tracing(settings.tracing_enabled, "turnlog-worker-all")
     tune_gc()
-    asyncio.run(run_worker_all(settings))
+    try:
+        asyncio.run(run_worker_all(settings, endpoint=True))
+    finally:
+        telemetry.shutdown_tracing()  # export the spans still buffered
 
 
 # ------------------------------------------------------------------ demo

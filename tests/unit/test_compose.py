@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from turnlog.settings import Settings, load_settings
+from turnlog.settings import ConfigError, Settings, _secret_fields, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TURNLOG_SERVICES = ("init", "session-worker", "projector")
+_SECRETS = set(_secret_fields())
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,8 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_services(services: dict[str, Any]) -> None:
-    assert set(services) == {"kafka", "postgres", "init", "session-worker", "projector"}
+    assert set(services) == {"kafka", "postgres", "init", "session-worker", "projector",
+                             "metrics-token", "prometheus", "grafana"}
 
 
 @pytest.mark.parametrize("name", ["kafka", "postgres"])
@@ -70,6 +72,7 @@ def test_turnlog_services_build_from_repo_dockerfile(services: dict[str, Any], n
 def test_environment_is_what_settings_read(services: dict[str, Any], name: str) -> None:
     env = services[name]["environment"]
     known = set(Settings.env_names().values())
+    known |= {f"{v}_FILE" for k, v in Settings.env_names().items() if k in _SECRETS}
     unknown = set(env) - known
     assert not unknown, f"{name} sets variables turnlog.settings does not read: {unknown}"
     assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "ANTHROPIC_API_KEY"} <= set(env)
@@ -77,12 +80,20 @@ def test_environment_is_what_settings_read(services: dict[str, Any], name: str) 
 
 @pytest.mark.parametrize("name", TURNLOG_SERVICES)
 def test_environment_loads_into_settings(
-    services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+    services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     env = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v))
            for k, v in services[name]["environment"].items()}
+    for key, path in list(env.items()):
+        if key.endswith("_FILE"):  # a secret from a volume of the compose project
+            assert any(path.startswith(m.split(":")[1] + "/")
+                       for m in services[name].get("volumes", ())), (name, key, path)
+            local = tmp_path / key
+            local.write_text("secret-from-a-file\n")
+            env[key] = str(local)
     for key in Settings.env_names().values():
         monkeypatch.delenv(key, raising=False)
+        monkeypatch.delenv(f"{key}_FILE", raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
@@ -120,3 +131,73 @@ def test_volumes_declared(compose: dict[str, Any], services: dict[str, Any]) -> 
     for name in ("kafka", "postgres"):
         for mount in services[name]["volumes"]:
             assert mount.split(":")[0] in compose["volumes"]
+
+
+# ------------------------------------------------------------------ observability (issue 21)
+
+WORKER_PORTS = {"session-worker": Settings.model_fields["metrics_port"].default,
+                "projector": Settings.model_fields["projector_metrics_port"].default}
+
+
+@pytest.mark.parametrize(("name", "port"), sorted(WORKER_PORTS.items()))
+def test_every_worker_has_a_healthcheck_on_its_healthz(
+    services: dict[str, Any], name: str, port: int
+) -> None:
+    check = services[name]["healthcheck"]
+    assert check["test"][0] == "CMD" and check["retries"] >= 1
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(check["test"])
+
+
+@pytest.mark.parametrize("name", sorted(WORKER_PORTS))
+def test_workers_listen_on_the_network_only_with_a_token(
+    services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = services[name]["environment"]
+    assert env["TURNLOG_METRICS_HOST"] == "0.0.0.0"
+    assert env["TURNLOG_METRICS_TOKEN_FILE"].startswith("/run/turnlog-secrets/")
+    assert "metrics-token:/run/turnlog-secrets:ro" in services[name]["volumes"]
+    assert services[name]["depends_on"]["metrics-token"] == {
+        "condition": "service_completed_successfully"}
+    assert "ports" not in services[name]  # reached on the compose network, not published
+    # Without the token file the same environment is refused at load.
+    for key in Settings.env_names().values():
+        monkeypatch.delenv(key, raising=False)
+        monkeypatch.delenv(f"{key}_FILE", raising=False)
+    monkeypatch.setenv("TURNLOG_METRICS_HOST", env["TURNLOG_METRICS_HOST"])
+    with pytest.raises(ConfigError, match="TURNLOG_METRICS_TOKEN"):
+        load_settings()
+
+
+def test_the_token_service_writes_one_token_to_the_shared_volume(
+    services: dict[str, Any],
+) -> None:
+    token = services["metrics-token"]
+    assert token["restart"] == "no" and token["build"]["context"] == "."
+    assert "metrics-token:/run/turnlog-secrets" in token["volumes"]
+    command = " ".join(token["command"])
+    assert "/run/turnlog-secrets/metrics-token" in command and "secrets.token_urlsafe" in command
+
+
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_observability_profile_services(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    assert service["profiles"] == ["observability"]
+    assert service["healthcheck"]["test"][0] == "CMD"
+    for port in service["ports"]:
+        assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond the loopback"
+    for mount in service["volumes"]:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), mount
+
+
+def test_prometheus_scrapes_every_worker_with_the_token(services: dict[str, Any]) -> None:
+    mounts = services["prometheus"]["volumes"]
+    assert "metrics-token:/run/turnlog-secrets:ro" in mounts
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name, port in WORKER_PORTS.items():
+        job = jobs[f"turnlog-{name}"]
+        assert job["authorization"]["credentials_file"] == "/run/turnlog-secrets/metrics-token"
+        (sd,) = job["dns_sd_configs"]
+        assert sd["names"] == [name] and sd["port"] == port
