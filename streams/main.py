@@ -6,14 +6,18 @@ nothing here or below reads the environment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.errors import ContractError
 from agents.limits import Limits
 from agents.llm import LlmRequest, LlmResponse
-from agents.providers import Provider, provider_from_spec
+from agents.pricing import BUILTIN, Catalog, CatalogError, active_catalog, use_catalog
+from agents.providers import Provider, ProviderConfigError, RetryPolicy, provider_from_spec
+from agents.providers.breaker import BreakerRegistry
+from agents.providers.endpoints import ResolvedEndpoint
+from agents.providers.routing import Adapter, Route, RoutedProvider
 from agents.registry import AgentRegistry
 from streams.app import SessionProcess
 from streams.topics import topic_names
@@ -21,28 +25,87 @@ from streams.topics import topic_names
 if TYPE_CHECKING:
     from agents.tools import ToolRegistry
 
-__all__ = ["ModelRouter", "build_provider", "build_session_process", "load_registry"]
+__all__ = [
+    "ModelRouter",
+    "build_adapter",
+    "build_provider",
+    "build_session_process",
+    "install_catalog",
+    "load_catalog",
+    "load_registry",
+]
 
 DEFAULT_AGENTS = "examples/agents.toml"
 DEFAULT_SCRIPT = "examples/demo.script.yaml"
 
 
-class ModelRouter:
-    """Sends `scripted-*` models to the scripted provider and every other model to the
-    real one, so one agent file can mix them (and the demo runs without a key)."""
+class ModelRouter(RoutedProvider):
+    """Each model goes to the provider of its endpoint, by the model catalog:
+    `scripted-*` to the scripted provider (TURNLOG_PROVIDER=scripted:<file>), every other
+    model to the endpoint its catalog entry names (`provider`), whose adapter is built on
+    first use from the resolved endpoint (kind, base URL, key). A fallback chain may
+    cross vendors; a call whose models are all scripted goes to the scripted provider
+    as a whole (its own retry policy, as before routing existed)."""
 
-    def __init__(self, scripted: Provider | None, real: Provider | None) -> None:
+    def __init__(
+        self,
+        scripted: Provider | None,
+        endpoints: Mapping[str, ResolvedEndpoint] | None = None,
+        *,
+        catalog: Catalog | None = None,
+        cache_conversation: bool = True,
+        retry: RetryPolicy | None = None,
+        breakers: BreakerRegistry | None = None,
+        adapters: Mapping[str, Adapter] | None = None,
+        sleep: Any = None,
+    ) -> None:
+        options: dict[str, Any] = {"retry": retry, "breakers": breakers}
+        if sleep is not None:
+            options["sleep"] = sleep
+        super().__init__(self._route_of, **options)
         self.scripted = scripted
-        self.real = real
+        self.endpoints = dict(endpoints or {})
+        self.catalog = catalog
+        self.cache_conversation = cache_conversation
+        self._adapters: dict[str, Adapter] = dict(adapters or {})
 
-    def _pick(self, model: str) -> Provider:
-        provider = self.scripted if model.startswith("scripted") else self.real
-        if provider is None:
-            raise ContractError(
-                f"No provider is configured for model {model!r}: set TURNLOG_PROVIDER "
-                "(scripted:<file>) for scripted-* models, or ANTHROPIC_API_KEY for Claude."
+    def _catalog(self) -> Catalog:
+        return self.catalog if self.catalog is not None else active_catalog()
+
+    def _route_of(self, model: str) -> Route:
+        if model.startswith("scripted"):
+            if self.scripted is None:
+                raise ProviderConfigError(
+                    f"no scripted provider for {model!r}: set TURNLOG_PROVIDER to "
+                    "'scripted:<script file>'"
+                )
+            return Route("scripted", self.scripted, model)  # type: ignore[arg-type]
+        catalog = self._catalog()
+        info = catalog.find(model)
+        if info is None:
+            raise ProviderConfigError(
+                f"{model!r} is not in the model catalog ({catalog.describe_sources()})"
             )
-        return provider
+        return Route(info.provider, self.adapter(info.provider), info.wire_name)
+
+    def adapter(self, name: str) -> Adapter:
+        """The adapter of endpoint `name`, built on first use."""
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            endpoint = self.endpoints.get(name)
+            if endpoint is None:
+                raise ProviderConfigError(
+                    f"no endpoint named {name!r} (known: {', '.join(sorted(self.endpoints))}); "
+                    "define it in TURNLOG_ENDPOINTS"
+                )
+            adapter = build_adapter(
+                endpoint,
+                retry=self.retry,
+                breakers=self.breakers,
+                cache_conversation=self.cache_conversation,
+            )
+            self._adapters[name] = adapter
+        return adapter
 
     async def complete(
         self,
@@ -52,9 +115,83 @@ class ModelRouter:
         on_delta: Any = None,
         timeout_s: float | None = None,
     ) -> LlmResponse:
-        return await self._pick(request.model).complete(
+        models = [request.model, *fallbacks]
+        if self.scripted is not None and all(m.startswith("scripted") for m in models):
+            return await self.scripted.complete(
+                request, fallbacks=fallbacks, on_delta=on_delta, timeout_s=timeout_s
+            )
+        return await super().complete(
             request, fallbacks=fallbacks, on_delta=on_delta, timeout_s=timeout_s
         )
+
+
+def build_adapter(
+    endpoint: ResolvedEndpoint,
+    *,
+    retry: RetryPolicy | None = None,
+    breakers: BreakerRegistry | None = None,
+    cache_conversation: bool = True,
+) -> Adapter:
+    """The provider of one resolved endpoint (ProviderConfigError naming the variable
+    when its key is required and missing)."""
+    spec = endpoint.endpoint
+    key = endpoint.api_key
+    if key is None and spec.key_required:
+        raise ProviderConfigError(
+            f"endpoint {spec.name!r} needs an API key: set {endpoint.key_hint()} in the "
+            "environment of the process that executes LLM calls"
+        )
+    common: dict[str, Any] = {"retry": retry, "breakers": breakers}
+    if spec.kind == "anthropic":
+        from agents.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(
+            api_key=key, base_url=endpoint.base_url, name=spec.name,
+            cache_conversation=cache_conversation, **common,
+        )
+    if spec.kind == "gemini":
+        from agents.providers.gemini import GeminiProvider
+
+        return GeminiProvider(api_key=key, base_url=endpoint.base_url, name=spec.name, **common)
+    from agents.providers.openai_compat import OpenAICompatProvider
+
+    if spec.kind == "azure" and not endpoint.base_url:
+        raise ProviderConfigError(
+            f"endpoint {spec.name!r} (Azure OpenAI) needs its resource URL: set "
+            f"{spec.base_url_env or 'base_url in TURNLOG_ENDPOINTS'}"
+        )
+    return OpenAICompatProvider(
+        api_key=key,
+        base_url=endpoint.base_url,
+        name=spec.name,
+        azure_api_version=spec.api_version if spec.kind == "azure" else None,
+        max_tokens_param=spec.max_tokens_param,
+        **common,
+    )
+
+
+def load_catalog(path: str | Path | None) -> Catalog:
+    """The built-in catalog extended by the catalog file at `path` (if any); CatalogError
+    naming the file when it cannot be read or holds a bad entry."""
+    if path is None:
+        return BUILTIN
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"{file}: the model catalog file does not exist "
+                           "(TURNLOG_MODEL_CATALOG)") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogError(f"{file}: the model catalog file cannot be read ({exc})") from None
+    return BUILTIN.from_toml_data(data, source=str(file))
+
+
+def install_catalog(settings: Any) -> Catalog:
+    """Read TURNLOG_MODEL_CATALOG and install the catalog for this process (before any
+    agent file is loaded: agent files are checked against it)."""
+    catalog = load_catalog(getattr(settings, "model_catalog", None))
+    use_catalog(catalog)
+    return catalog
 
 
 def load_registry(
@@ -83,22 +220,23 @@ def load_registry(
         raise AgentDefinitionError(f"{source}: {exc}") from exc
 
 
-def _secret(settings: Any) -> str | None:
-    key = getattr(settings, "anthropic_api_key", None)
-    value = key.get_secret_value() if key is not None else None
-    return value or None  # compose passes an unset key as ""
-
-
 def build_provider(settings: Any) -> ModelRouter:
+    """The router of a worker: the scripted provider when TURNLOG_PROVIDER names a
+    script, and every endpoint of the settings (presets, TURNLOG_ENDPOINTS), whose
+    adapters are built when a model first needs them. TURNLOG_PROVIDER=anthropic builds
+    the Anthropic one at once, so a missing key fails the start."""
     spec = settings.provider
     scripted = provider_from_spec(spec) if spec.startswith("scripted") else None
-    real: Provider | None = None
-    key = _secret(settings)
-    if key is not None or spec == "anthropic":
-        real = provider_from_spec(
-            "anthropic", api_key=key, base_url=settings.anthropic_base_url or None
-        )
-    return ModelRouter(scripted, real)
+    resolver = getattr(settings, "resolved_endpoints", None)
+    endpoints: dict[str, ResolvedEndpoint] = dict(resolver()) if resolver is not None else {}
+    router = ModelRouter(
+        scripted,
+        endpoints,
+        cache_conversation=bool(getattr(settings, "cache_conversation", True)),
+    )
+    if spec == "anthropic":
+        router.adapter("anthropic")
+    return router
 
 
 def build_tools(settings: Any) -> tuple[ToolRegistry, Any]:
@@ -122,6 +260,7 @@ def build_tools(settings: Any) -> tuple[ToolRegistry, Any]:
 def build_session_process(settings: Any, *, client_id: str = "turnlog-session") -> SessionProcess:
     """The process `turnlog worker session` runs, entirely from `settings` (agents file,
     provider, tool sandbox and hosts, group session timeout, metrics interval)."""
+    install_catalog(settings)  # models and providers: before the agents file is checked
     tools, tool_settings = build_tools(settings)
     return SessionProcess(
         bootstrap=settings.kafka_bootstrap_servers,

@@ -22,12 +22,13 @@ PostgreSQL cluster never collides with it).
 
 from __future__ import annotations
 
+import json  # models and providers: TURNLOG_ENDPOINTS
 import os
 import re
 import typing
 import urllib.parse
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AliasChoices,
@@ -36,12 +37,17 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict  # NoDecode: endpoints
 
 from agents.errors import ContractError
 from agents.limits import DEFAULT_MAX_TEXT_BYTES as _MAX_TEXT_DEFAULT
 from agents.limits import EVENT_OVERHEAD_BYTES
+from agents.providers.endpoints import PRESETS as ENDPOINT_PRESETS  # models and providers
+from agents.providers.endpoints import EndpointSpec, ResolvedEndpoint  # models and providers
+
+_BAD_JSON = "\x00bad-json"  # models and providers: see Settings._decode_endpoints
 from streams.topics import DEFAULT_MAX_REQUEST_BYTES as _MAX_REQUEST_DEFAULT
 from streams.topics import EVENTS_MAX_BYTES
 from streams.topics import REQUESTS_MAX_BYTES as _REQUESTS_TOPIC_MAX
@@ -132,6 +138,113 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "anthropic_base_url"),
         description="Messages API base URL (a proxy or a local fake); the SDK default when unset.",
     )
+    # ---- models and providers (issue 15) ------------------------------------------------
+    model_catalog: Path | None = Field(
+        default=None,
+        description=(
+            "TOML file of models beyond the built-in catalog ([models.\"<name>\"]: provider, "
+            "api_model, context_window, max_output_tokens, prices in USD per million tokens, "
+            "capabilities); an entry replaces a built-in model of the same name."
+        ),
+    )
+    endpoints: Annotated[dict[str, EndpointSpec], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "JSON object of named endpoints added to the presets (anthropic, openai, azure, "
+            "gemini, ollama, vllm, openrouter, deepseek, mistral, xai, groq) or changing "
+            "them: {\"lab\": {\"kind\": \"openai\", \"base_url\": \"http://gpu:8000/v1\", "
+            "\"api_key_env\": \"LAB_KEY\"}}. Keys come from the variable named (or its _FILE)."
+        ),
+    )
+    cache_conversation: bool = Field(
+        default=True,
+        description=(
+            "Anthropic: cache the conversation too (a breakpoint on the newest message), so "
+            "the uncached input of a call stays flat in a long session."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decode_endpoints(cls, data: Any) -> Any:
+        # Decoded here rather than in the field's validator so that no error about it
+        # quotes the variable's text (a key written inline must never be echoed).
+        if isinstance(data, dict) and isinstance(data.get("endpoints"), str):
+            text = data["endpoints"]
+            try:
+                decoded = json.loads(text) if text.strip() else {}
+            except ValueError as exc:
+                decoded = {_BAD_JSON: f"not a JSON object ({exc.msg} at character {exc.pos})"}
+            data = {**data, "endpoints": decoded}
+        return data
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _check_endpoints(cls, value: Any) -> dict[str, EndpointSpec]:
+        if isinstance(value, dict) and _BAD_JSON in value:
+            raise ValueError(str(value[_BAD_JSON]))
+        if not isinstance(value, dict):
+            raise TypeError("must be a JSON object of endpoints by name")
+        specs: dict[str, EndpointSpec] = {}
+        for name, raw in value.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", str(name)):
+                raise ValueError(
+                    f"endpoint name {name!r}: lower-case letters, digits, '.', '_' or '-'"
+                )
+            try:
+                spec = raw if isinstance(raw, EndpointSpec) else EndpointSpec.model_validate(raw)
+            except ValidationError as exc:
+                # Named by field, never quoting the input: a key written inline must not
+                # be echoed into an error message or a log.
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'value'}: "
+                    + ("not a field of an endpoint (a key is never written here: name its "
+                       "variable in api_key_env)" if e["type"] == "extra_forbidden" else e["msg"])
+                    for e in exc.errors()
+                )
+                raise ValueError(f"endpoint {name!r}: {problems}") from None
+            spec.apply(str(name), ENDPOINT_PRESETS.get(str(name)))
+            specs[str(name)] = spec
+        return specs
+
+    def resolved_endpoints(self) -> dict[str, ResolvedEndpoint]:
+        """Every endpoint (presets changed by TURNLOG_ENDPOINTS, plus its own), with its
+        base URL and key read from the environment: `<api_key_env>` or the file that
+        `<api_key_env>_FILE` names. ConfigError naming the variable when a file is
+        missing or both are set."""
+        env = {name.upper(): value for name, value in os.environ.items() if value}
+        resolved: dict[str, ResolvedEndpoint] = {}
+        names = sorted({*ENDPOINT_PRESETS, *self.endpoints})
+        for name in names:
+            spec = self.endpoints.get(name)
+            preset = ENDPOINT_PRESETS.get(name)
+            endpoint = spec.apply(name, preset) if spec is not None else preset
+            assert endpoint is not None
+            base_url = endpoint.base_url
+            if endpoint.base_url_env and env.get(endpoint.base_url_env):
+                base_url = env[endpoint.base_url_env]
+            if endpoint.kind == "anthropic" and name == "anthropic" and self.anthropic_base_url:
+                base_url = self.anthropic_base_url
+            key: SecretStr | None = None
+            variable = endpoint.api_key_env
+            if variable == "ANTHROPIC_API_KEY":
+                key = self.anthropic_api_key  # already read, _FILE included
+            elif variable:
+                file_variable = f"{variable}_FILE"
+                if file_variable in env:
+                    if variable in env:
+                        raise ConfigError(
+                            f"{file_variable}: {variable} is set as well; set only one of them",
+                            file_variable,
+                        )
+                    key = SecretStr(_read_secret(file_variable, env[file_variable]))
+                elif variable in env:
+                    key = SecretStr(env[variable])
+            if key is not None and not key.get_secret_value():
+                key = None
+            resolved[name] = ResolvedEndpoint(endpoint, base_url, key)
+        return resolved
+    # ---- end models and providers -------------------------------------------------------
     sandbox_dir: Path = Field(
         default=Path(".turnlog/sandbox"),
         description="The only directory the file and shell tools may touch.",

@@ -226,6 +226,27 @@ class ScriptedProvider:
             usage=usage,
         )
 
+    async def attempt(
+        self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
+    ) -> LlmResponse:
+        """ONE scripted answer for `model` (see `agents.providers.routing.Adapter`), so a
+        fallback chain may go from a scripted model to a real one and back."""
+        conversation = Conversation.of(request, model)
+        picked = self.select(request, model, conversation)
+        latency_ms = self.script.defaults.latency_ms
+        chunks = self.script.defaults.chunks
+        if picked is not None:
+            reply = picked[1]
+            latency_ms = reply.latency_ms if reply.latency_ms is not None else latency_ms
+            chunks = reply.chunks or chunks
+        if latency_ms:
+            await self._sleep(latency_ms / 1000.0)
+        response = self._answer(request, conversation, picked)
+        self.calls += 1
+        for piece in split_chunks(response.text, chunks):
+            await deltas(piece)
+        return response
+
     async def complete(
         self,
         request: LlmRequest,
@@ -238,21 +259,7 @@ class ScriptedProvider:
 
         async def attempt(model: str, budget: float | None) -> LlmResponse:
             await deltas.restart()
-            conversation = Conversation.of(request, model)
-            picked = self.select(request, model, conversation)
-            latency_ms = self.script.defaults.latency_ms
-            chunks = self.script.defaults.chunks
-            if picked is not None:
-                reply = picked[1]
-                latency_ms = reply.latency_ms if reply.latency_ms is not None else latency_ms
-                chunks = reply.chunks or chunks
-            if latency_ms:
-                await self._sleep(latency_ms / 1000.0)
-            response = self._answer(request, conversation, picked)
-            self.calls += 1
-            for piece in split_chunks(response.text, chunks):
-                await deltas(piece)
-            return response
+            return await self.attempt(request, model, deltas, budget)
 
         return await run_with_fallbacks(
             attempt,
