@@ -140,6 +140,21 @@ def dev_fetch() -> None:
     typer.echo(f"Kafka jars in {libs}")
 
 
+@dev_app.command(
+    "kafka-cli",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def dev_kafka_cli(
+    ctx: typer.Context,
+    tool: Annotated[str, typer.Argument(help="kafka-topics, kafka-consumer-groups, ...")],
+) -> None:
+    """Run one of Kafka's CLI tools against KAFKA_BOOTSTRAP_SERVERS (arguments passed on,
+    e.g. `turnlog dev kafka-cli kafka-consumer-groups --list`); exits with its code."""
+    from turnlog import dev
+
+    raise typer.Exit(dev.kafka_cli(_settings(), tool, list(ctx.args)))
+
+
 @dev_app.command("logs")
 def dev_logs(
     service: Annotated[str, typer.Argument(help="kafka or postgres")],

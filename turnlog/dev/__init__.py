@@ -3,7 +3,9 @@
     ensure_up(settings)  -> DevStatus   start what is not running; return when both answer
     status(settings)     -> DevStatus   what runs now (pids, ports, versions, logs)
     down(settings)       -> DevStatus   stop what this state dir started
-    fetch_kafka_jars(settings) -> Path  resolve the broker's jars with Maven (once)
+    fetch_kafka_jars(settings) -> Path  resolve the broker's jars (and Kafka's CLI tools)
+                                        with Maven (once)
+    kafka_cli(settings, tool, args)     run one of Kafka's CLI tools (kafka-topics, ...)
 
 Everything lives under settings.state_dir (default .turnlog/, gitignored). A service that
 already answers on the configured port but was started from another state dir (another
@@ -20,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from turnlog.dev import _kafka, _postgres
+from turnlog.dev import _kafka, _postgres, _tools
 from turnlog.dev._errors import DevInfraError, MissingToolError
 from turnlog.dev._proc import file_lock, pid_alive, port_open, terminate, wait_for
 from turnlog.settings import Settings, load_settings
@@ -33,6 +35,7 @@ __all__ = [
     "down",
     "ensure_up",
     "fetch_kafka_jars",
+    "kafka_cli",
     "status",
 ]
 
@@ -155,10 +158,24 @@ def status(settings: Settings | None = None) -> DevStatus:
 
 
 def fetch_kafka_jars(settings: Settings | None = None) -> Path:
-    """Download (first time) and copy the Kafka broker's jars; returns the libs dir."""
+    """Download (first time) and copy the Kafka broker's jars and Kafka's CLI tools;
+    returns the broker's libs dir."""
     settings = settings or load_settings()
     with file_lock(settings.state_dir.resolve() / "dev.lock"):
-        return _kafka.fetch_jars(settings)
+        libs = _kafka.fetch_jars(settings)
+        _tools.fetch_tools(settings)
+        return libs
+
+
+def kafka_cli(settings: Settings, tool: str, args: list[str]) -> int:
+    """Run Kafka's `tool` (kafka-topics, kafka-consumer-groups, ...) against
+    KAFKA_BOOTSTRAP_SERVERS; the tools' jars are fetched first if needed. Returns the
+    tool's exit code."""
+    _tools.tool_named(tool)  # an unknown name fails before anything is downloaded
+    if not _tools.tools_ready(settings):
+        with file_lock(settings.state_dir.resolve() / "dev.lock"):
+            _tools.fetch_tools(settings)
+    return _tools.run_tool(settings, tool, args)
 
 
 def _start_kafka(settings: Settings) -> int | None:
