@@ -361,3 +361,62 @@ def test_servers_run_side_by_side_and_stop_cleanly() -> None:
         assert post(one, body())[0] == 200 and post(two, body())[0] == 200
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(one.base_url + "/v1/messages", timeout=2)
+
+
+# ----------------------------------------------------------------------------- prompt cache
+# The simulated cache, checked directly: what the API documents about breakpoints.
+
+def _text(text: str, mark: bool = False) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if mark:
+        block["cache_control"] = {"type": "ephemeral"}
+    return block
+
+
+def _body(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": list(blocks)}]}
+
+
+def test_cache_reads_the_longest_prefix_written_at_an_earlier_breakpoint() -> None:
+    from tests.fakes._messages_api import PromptCache, estimate_tokens
+
+    cache = PromptCache()
+    a, b, c = "a" * 400, "b" * 400, "c" * 400
+    tokens = estimate_tokens(_text(a))
+    assert cache.split(_body(_text(a), _text(b, True))) == (1, 2 * tokens, 0)
+    # The breakpoint moved forward: the prefix up to the old one is read, the rest written.
+    assert cache.split(_body(_text(a), _text(b), _text(c, True))) == (1, tokens, 2 * tokens)
+    # Without a breakpoint nothing is cached or read.
+    assert cache.split(_body(_text(a), _text(b))) == (2 * tokens, 0, 0)
+
+
+def test_cache_look_back_is_limited_to_twenty_blocks() -> None:
+    from tests.fakes._messages_api import PromptCache
+
+    cache = PromptCache()
+    head = [_text(f"block {i} " * 20) for i in range(3)]
+    cache.split(_body(*head[:-1], _text(head[-1]["text"], True)))
+    near = [_text(f"x{i}") for i in range(19)]
+    far = [_text(f"y{i}") for i in range(21)]
+    hit = cache.split(_body(*head, *near[:-1], _text(near[-1]["text"], True)))
+    miss = cache.split(_body(*head, *far[:-1], _text(far[-1]["text"], True)))
+    assert hit[2] > 0 and miss[2] == 0
+
+
+def test_cache_ignores_prefixes_below_the_minimum_length() -> None:
+    from tests.fakes._messages_api import PromptCache
+
+    cache = PromptCache(min_tokens=1024)
+    small = _body(_text("short", True))
+    assert cache.split(small)[1:] == (0, 0) and cache.split(small)[1:] == (0, 0)
+    large = _body(_text("z" * 5000, True))
+    assert cache.split(large)[1] > 1024 and cache.split(large)[2] > 1024
+
+
+def test_count_tokens_counts_what_the_messages_call_bills(server: FakeAnthropicServer) -> None:
+    client = anthropic.Anthropic(api_key=FAKE_API_KEY, base_url=server.base_url, max_retries=0)
+    messages: Any = [{"role": "user", "content": "hello there, count me"}]
+    counted = client.messages.count_tokens(model="claude-x", messages=messages)
+    billed = client.messages.create(model="claude-x", max_tokens=10, messages=messages)
+    assert counted.input_tokens == billed.usage.input_tokens > 0
+    assert [r.path for r in server.requests] == ["/v1/messages/count_tokens", "/v1/messages"]

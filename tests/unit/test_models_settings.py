@@ -139,16 +139,16 @@ def test_without_a_catalog_file_the_error_says_where_models_go() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
-     'input = -1\noutput = 0\n', "model 'x': input: a price cannot be negative"),
+    (('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
+     'input = -1\noutput = 0\n'), "model 'x': input: a price cannot be negative"),
     ('[models.x]\nprovider = "ollama"\ncontext_window = 10\ninput = 0\noutput = 0\n',
      "model 'x': missing field(s) max_output_tokens"),
-    ('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
-     'input = 0\noutput = 0\napi_key = "sk"\n', "model 'x': unknown field(s) api_key"),
-    ('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 50\n'
-     'input = 0\noutput = 0\n', "max_output_tokens must be <= context_window"),
-    ('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
-     'input = "0.0000001"\noutput = 0\n', "finer than 1 nano-dollar"),
+    (('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
+     'input = 0\noutput = 0\napi_key = "sk"\n'), "model 'x': unknown field(s) api_key"),
+    (('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 50\n'
+     'input = 0\noutput = 0\n'), "max_output_tokens must be <= context_window"),
+    (('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
+     'input = "0.0000001"\noutput = 0\n'), "finer than 1 nano-dollar"),
     ('[endpoints.x]\nkind = "openai"\n', "unknown table(s) endpoints"),
     ("models = [", "cannot be read"),
 ])

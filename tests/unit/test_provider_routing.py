@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from agents.events import Usage
 from agents.llm import LlmRequest, Message, TextBlock, ToolSpec
-from agents.pricing import BUILTIN, cost_nanos
+from agents.pricing import BUILTIN, Catalog, cost_nanos
 from agents.providers import ProviderConfigError, ProviderError, RetryPolicy, ScriptedProvider
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.endpoints import PRESETS, ResolvedEndpoint
@@ -20,7 +22,6 @@ from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer, Fake
 from tests.fakes.gemini_server import FAKE_GEMINI_KEY, FakeGeminiServer
 from tests.fakes.openai_server import (
     FAKE_OPENAI_KEY,
-    FakeCompletion,
     FakeOpenAIError,
     FakeOpenAIServer,
 )
@@ -60,9 +61,7 @@ class Servers:
         }
 
 
-def _secret(value: str):  # noqa: ANN202 - SecretStr
-    from pydantic import SecretStr
-
+def _secret(value: str) -> SecretStr:
     return SecretStr(value)
 
 
@@ -86,13 +85,13 @@ def servers(module_servers: Servers) -> Servers:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path):  # noqa: ANN201 - Catalog
+def catalog(tmp_path: Path) -> Catalog:
     path = tmp_path / "models.toml"
     path.write_text(LOCAL_CATALOG)
     return load_catalog(path)
 
 
-def router(servers: Servers, catalog=None, **options) -> ModelRouter:  # noqa: ANN001
+def router(servers: Servers, catalog: Catalog | None = None, **options: Any) -> ModelRouter:
     options.setdefault("retry", FAST)
     return ModelRouter(None, servers.endpoints(), catalog=catalog or BUILTIN, **options)
 
@@ -112,7 +111,7 @@ async def test_each_model_goes_to_its_vendor(servers: Servers) -> None:
 
 
 async def test_a_fallback_chain_crosses_from_claude_to_openai_to_a_local_model(
-    servers: Servers, catalog  # noqa: ANN001
+    servers: Servers, catalog: Catalog
 ) -> None:
     servers.anthropic.always(FakeError(529))
     servers.openai.always(FakeOpenAIError(500))
@@ -180,7 +179,7 @@ async def test_scripted_calls_keep_their_provider_and_may_fall_back_to_a_vendor(
     assert (mixed.model, mixed.attempts, mixed.fallback_used) == ("gpt-4o-mini", 3, True)
 
 
-async def test_user_catalog_prices_and_wire_names(catalog) -> None:  # noqa: ANN001
+async def test_user_catalog_prices_and_wire_names(catalog: Catalog) -> None:
     info = catalog.info("local-qwen")
     assert (info.provider, info.wire_name, info.input_nanos, info.source[-11:]) == (
         "ollama", "qwen2.5:7b", 0, "models.toml")
