@@ -27,7 +27,7 @@ from agents.events import (
     TurnCompleted,
 )
 
-__all__ = ["TURNS", "DemoFailed", "prepare", "run_demo"]
+__all__ = ["TURNS", "DemoFailed", "narrate_to_stderr", "prepare", "run_demo"]
 
 def _notes_path() -> Path:
     from turnlog.demo import EXAMPLES
@@ -53,12 +53,21 @@ class DemoFailed(ExternalError):
     """A step of the demo did not do what it should; the message says which and why."""
 
 
+_to_stderr = False
+
+
+def narrate_to_stderr() -> None:
+    """`turnlog demo --json`: the walkthrough goes to stderr, stdout holds the result."""
+    global _to_stderr
+    _to_stderr = True
+
+
 def echo(text: str = "") -> None:
-    typer.echo(text)
+    typer.echo(text, err=_to_stderr)
 
 
 def step(n: int, text: str) -> None:
-    typer.secho(f"\n[{n}/6] {text}", bold=True)
+    typer.secho(f"\n[{n}/6] {text}", bold=True, err=_to_stderr)
 
 
 def prepare(settings: Any, agents_path: Path, models: str) -> None:
@@ -168,7 +177,7 @@ async def _wait_child(client: Any, child: str, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
-def _show(url: str, session_id: str, children: list[str]) -> None:
+def _show(url: str, session_id: str, children: list[str]) -> list[dict[str, Any]]:
     from projections.queries import costs, show_session
     from turnlog._render import oneline
 
@@ -184,11 +193,12 @@ def _show(url: str, session_id: str, children: list[str]) -> None:
     for r in rows:
         echo(f"    {r['session_id']:<44} {r['agent']:<11} {r['priced_calls']:>9} "
              f"{r['own_usd']:>10.6f} {r['total_usd']:>10.6f}")
+    return rows
 
 
 async def run_demo(settings: Any, workers: Any, *, timeout: float,
-                   keep_running: bool) -> None:
-    """Steps 4-6, with the workers running."""
+                   keep_running: bool) -> dict[str, Any]:
+    """Steps 4-6, with the workers running; returns what `turnlog demo --json` prints."""
     from projections.audit import read_checkpoints, verify_audit_log
     from turnlog.client import Client, new_session_id
 
@@ -202,7 +212,8 @@ async def run_demo(settings: Any, workers: Any, *, timeout: float,
         await client.wait_projected(session_id, seen.last_seq, timeout=60)
         for child in seen.children:
             await _wait_child(client, child, 60)
-    await asyncio.to_thread(_show, settings.database_url, session_id, seen.children)
+    cost_rows = await asyncio.to_thread(_show, settings.database_url, session_id,
+                                        seen.children)
 
     step(6, "audit log (`turnlog audit verify`)")
     from streams.topics import topic_names
@@ -235,9 +246,21 @@ Try next (the session stays in Kafka and Postgres):
     missing = [what for what, ok in checks if not ok]
     if missing:
         raise DemoFailed(f"the session did not show: {', '.join(missing)}.")
+    summary = {
+        "session_id": session_id,
+        "children": seen.children,
+        "turns": len(TURNS),
+        "last_seq": seen.last_seq,
+        "checks": dict(checks),
+        "costs": cost_rows,
+        "audit": {"rows": report.rows, "head_hash": report.head.head_hash,
+                  "checkpoints": report.checkpoints,
+                  "checkpoints_matched": report.checkpoints_matched},
+    }
     if keep_running:
         echo("\nThe workers keep running; Ctrl-C stops them.")
         await workers.stop_event.wait()
+    return summary
 
 
 def _shown(path: Path) -> str:

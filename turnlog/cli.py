@@ -21,6 +21,7 @@ no traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import json
 import sys
@@ -66,6 +67,13 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _print_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
 # --- dev -------------------------------------------------------------------------------
 
 
@@ -74,20 +82,23 @@ def dev_up(
     timeout: Annotated[
         float | None, typer.Option(help="Seconds to wait for each service.")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Start Kafka and PostgreSQL (idempotent); return once both answer."""
     from turnlog import dev
 
     result = dev.ensure_up(_settings(), timeout=timeout)
+    if as_json:
+        _print_json({**_status_dict(result), "started": list(result.started),
+                     "elapsed_s": round(result.elapsed, 3)})
+        return
     what = ", ".join(result.started) if result.started else "nothing (already running)"
     typer.echo(f"started {what} in {result.elapsed:.1f}s")
     typer.echo("\n".join(result.lines()))
 
 
 @dev_app.command("status")
-def dev_status(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
+def dev_status(as_json: JsonOpt = False) -> None:
     """Show what runs: pids, ports, versions, logs. Exit code 3 when not both answer."""
     from turnlog import dev
 
@@ -123,21 +134,27 @@ def _status_dict(result: object) -> dict[str, object]:
 
 
 @dev_app.command("down")
-def dev_down() -> None:
+def dev_down(as_json: JsonOpt = False) -> None:
     """Stop the Kafka broker and PostgreSQL started from this state dir; data is kept."""
     from turnlog import dev
 
     result = dev.down(_settings())
-    typer.echo("\n".join(result.lines()))
+    if as_json:
+        _print_json(_status_dict(result))
+    else:
+        typer.echo("\n".join(result.lines()))
 
 
 @dev_app.command("fetch")
-def dev_fetch() -> None:
+def dev_fetch(as_json: JsonOpt = False) -> None:
     """Download the Kafka jars with Maven (what `up` does first); offline afterwards."""
     from turnlog import dev
 
     libs = dev.fetch_kafka_jars(_settings())
-    typer.echo(f"Kafka jars in {libs}")
+    if as_json:
+        _print_json({"kafka_jars": str(libs)})
+    else:
+        typer.echo(f"Kafka jars in {libs}")
 
 
 @dev_app.command(
@@ -159,17 +176,22 @@ def dev_kafka_cli(
 def dev_logs(
     service: Annotated[str, typer.Argument(help="kafka or postgres")],
     lines: Annotated[int, typer.Option("-n", "--lines")] = 60,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print the tail of a service's log."""
     from turnlog.dev import _kafka, _postgres
 
     settings = _settings()
     if service == "kafka":
-        typer.echo(_kafka.log_tail(settings, lines))
+        tail = _kafka.log_tail(settings, lines)
     elif service == "postgres":
-        typer.echo(_postgres.log_tail(settings, lines))
+        tail = _postgres.log_tail(settings, lines)
     else:
         raise typer.BadParameter("expected kafka or postgres", param_hint="SERVICE")
+    if as_json:
+        _print_json({"service": service, "lines": tail.splitlines()})
+    else:
+        typer.echo(tail)
 
 
 # --- topics ----------------------------------------------------------------------------
@@ -185,6 +207,7 @@ def topics_ensure(
         bool, typer.Option("--fix-configs", help="Set drifted configs back (not partitions).")
     ] = False,
     strict: Annotated[bool, typer.Option(help="Exit with code 2 on any drift.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create missing topics with their configs; report existing ones that differ."""
     from streams.topics import ensure_topics
@@ -199,7 +222,17 @@ def topics_ensure(
             fix_configs=fix_configs,
         )
     )
-    typer.echo("\n".join(report.lines()))
+    if as_json:
+        _print_json({
+            "topics": dataclasses.asdict(report.names),
+            "created": report.created,
+            "unchanged": report.unchanged,
+            "fixed": [dataclasses.asdict(d) for d in report.fixed],
+            "drift": [dataclasses.asdict(d) for d in report.drift],
+            "ok": report.ok,
+        })
+    else:
+        typer.echo("\n".join(report.lines()))
     if report.drift:
         _err(f"{len(report.drift)} setting(s) differ from the expected ones (see DRIFT).")
         if strict:
@@ -209,34 +242,42 @@ def topics_ensure(
 @topics_app.command("names")
 def topics_names(
     prefix: Annotated[str | None, typer.Option(help="Default: TURNLOG_TOPIC_PREFIX.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print the topic names for the configured prefix."""
     from streams.topics import topic_names
 
     settings = _settings()
-    names = topic_names(settings.topic_prefix if prefix is None else prefix)
-    for key in ("requests", "events", "deltas", "dlq", "checkpoints"):
-        typer.echo(f"{key:<12} {getattr(names, key)}")
+    names = dataclasses.asdict(topic_names(settings.topic_prefix if prefix is None else prefix))
+    if as_json:
+        _print_json(names)
+        return
+    for key, name in names.items():
+        typer.echo(f"{key:<12} {name}")
 
 
 # --- db --------------------------------------------------------------------------------
 
 
 @db_app.command("migrate")
-def db_migrate() -> None:
+def db_migrate(as_json: JsonOpt = False) -> None:
     """Apply the pending SQL migrations (idempotent)."""
     from projections.migrate import migrate
 
     applied = migrate(_settings().database_url)
-    typer.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
+    if as_json:
+        _print_json({"applied": list(applied)})
+    else:
+        typer.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
 
 
 @db_app.command("status")
-def db_status() -> None:
+def db_status(as_json: JsonOpt = False) -> None:
     """List the migrations: applied, pending, or changed since applied."""
     from projections.migrate import applied_migrations, discover
 
     applied = applied_migrations(_settings().database_url)
+    rows = []
     for migration in discover():
         checksum = applied.get(migration.name)
         state = (
@@ -244,16 +285,25 @@ def db_status() -> None:
             else "applied" if checksum == migration.checksum
             else "CHANGED"
         )
-        typer.echo(f"{state:<8} {migration.name}")
+        rows.append({"name": migration.name, "state": state})
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['state']:<8} {row['name']}")
 
 
 # --- misc ------------------------------------------------------------------------------
 
 
 @app.command("settings")
-def show_settings() -> None:
+def show_settings(as_json: JsonOpt = False) -> None:
     """Print the effective settings by environment variable (secrets masked)."""
-    for name, value in _settings().redacted().items():
+    shown = _settings().redacted()
+    if as_json:
+        _print_json(shown)
+        return
+    for name, value in shown.items():
         typer.echo(f"{name}={'' if value is None else value}")
 
 

@@ -250,27 +250,44 @@ def demo_command(
         Path | None, typer.Option(help="Agent file (default: the demo's own).")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed per turn.")] = 120.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The walkthrough on stderr; the result (session "
+                           "id, checks, costs, audit) as JSON on stdout.")
+    ] = False,
 ) -> None:
     """Run the whole thing once: local Kafka + PostgreSQL, topics, tables, workers, and a
     multi-turn agent session with a tool call, an approval, a delegation and a
     compaction; then the conversation, the costs and the audit check."""
+    import json
+
     from streams.logs import configure_logging
-    from turnlog._demo_session import DemoFailed, prepare, run_demo
+    from turnlog._demo_session import DemoFailed, narrate_to_stderr, prepare, run_demo
+
+    if as_json:
+        narrate_to_stderr()
     settings, agents_path, models = _demo_settings(agents)
     # The demo prints its own progress; the workers' logs would drown it.
     configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level,
                       json=False)
     prepare(settings, agents_path, models)
+    result: dict[str, Any] = {}
+
+    async def demo(workers: WorkerAll) -> None:
+        result.update(await run_demo(settings, workers, timeout=timeout,
+                                     keep_running=keep_running))
+
     try:
         asyncio.run(run_worker_all(
-            settings,
-            until=lambda workers: run_demo(settings, workers, timeout=timeout,
-                                           keep_running=keep_running),
+            settings, until=demo,
             checkpoint_interval=1.0,  # so that the audit check has fresh heads to compare
         ))
     except DemoFailed as exc:
         typer.echo(f"\ndemo failed: {exc}", err=True)
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "error": str(exc)}, ensure_ascii=False))
         raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({"ok": True, **result}, ensure_ascii=False, default=str))
 
 
 def register(app: typer.Typer) -> None:

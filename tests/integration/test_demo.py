@@ -5,6 +5,7 @@ it printed must be what the log and the projections hold."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -104,14 +105,15 @@ def fresh_broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[str]:
             terminate(current, timeout=20)
 
 
-def test_the_demo_on_a_fresh_broker_prints_no_coordinator_errors(
+def test_the_demo_on_a_fresh_broker_prints_no_coordinator_errors_and_its_json_result(
     fresh_broker: str, scratch_database_url: str, tmp_path: Path
 ) -> None:
     """On a broker that never served a consumer group, its offsets topic is created on
     the first lookup; while it loads, aiokafka's consumers log each retry as `ERROR ...
     GroupCoordinatorNotAvailableError` (or mark the coordinator dead). `worker all`
     (and so the demo) waits for the coordinators first: a new user sees no error line.
-    Nothing is muted, so a real failure would still print."""
+    Nothing is muted, so a real failure would still print. With --json the walkthrough
+    goes to stderr and stdout is one JSON object: what the demo found."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TURNLOG_"))}
     env |= {
         "KAFKA_BOOTSTRAP_SERVERS": fresh_broker,
@@ -120,9 +122,24 @@ def test_the_demo_on_a_fresh_broker_prints_no_coordinator_errors(
         "TURNLOG_SANDBOX_DIR": str(tmp_path / "sandbox"),
         "PYTHONUNBUFFERED": "1",
     }
-    done = subprocess.run([sys.executable, "-m", "turnlog", "demo"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run([sys.executable, "-m", "turnlog", "demo", "--json"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-    assert "audit log intact" in done.stdout
+    assert "audit log intact" in done.stderr  # the walkthrough
     assert "Coordinator" not in done.stderr, done.stderr
     assert "ERROR" not in done.stderr and "WARNING:aiokafka" not in done.stderr, done.stderr
+
+    result = json.loads(done.stdout)
+    assert result["ok"] is True and result["turns"] == 4
+    assert result["checks"] == {
+        "tool call (calculator)": True, "approval (shell), shown then granted": True,
+        "delegation to the researcher": True, "context compaction": True,
+    }
+    assert len(result["children"]) == 1
+    assert {r["session_id"] for r in result["costs"]} == {result["session_id"],
+                                                          *result["children"]}
+    assert result["audit"]["rows"] >= result["last_seq"]
+    with psycopg.connect(scratch_database_url) as conn:
+        row = conn.execute("SELECT agent, turns_completed, last_seq FROM sessions "
+                           "WHERE session_id = %s", (result["session_id"],)).fetchone()
+    assert row == ("assistant", 4, result["last_seq"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,3 +65,53 @@ def test_dev_status_reports_the_running_stack(infra_source: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "kafka" in result.stdout and "postgres" in result.stdout
     assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:" in result.stdout
+
+
+# ------------------------------------------------------------------ --json everywhere
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> object:
+    assert result.stdout.strip(), result.stderr
+    return json.loads(result.stdout)
+
+
+def test_settings_json_masks_the_secrets() -> None:
+    result = turnlog("settings", "--json", DATABASE_URL="postgresql://u:hunter2@db:5432/t",
+                     ANTHROPIC_API_KEY="sk-ant-secret")
+    assert result.returncode == 0, result.stderr
+    shown = _json(result)
+    assert isinstance(shown, dict)
+    assert shown["DATABASE_URL"] == "postgresql://u:****@db:5432/t"
+    assert shown["ANTHROPIC_API_KEY"] == "**********"
+    assert "hunter2" not in result.stdout and "sk-ant-secret" not in result.stdout
+    assert isinstance(shown["TURNLOG_PARTITIONS"], int)
+
+
+def test_topics_ensure_and_names_json(kafka_bootstrap: str, unique_prefix: str) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TURNLOG_TOPIC_PREFIX": unique_prefix,
+           "TURNLOG_PARTITIONS": str(TEST_PARTITIONS)}
+    names = _json(turnlog("topics", "names", "--json", **env))
+    assert isinstance(names, dict) and len(names) == 6
+    assert names["events"] == f"{unique_prefix}turnlog.events"
+    first = _json(turnlog("topics", "ensure", "--json", **env))
+    assert isinstance(first, dict)
+    assert sorted(first["created"]) == sorted(names.values())
+    assert (first["unchanged"], first["drift"], first["ok"]) == ([], [], True)
+    drifted = turnlog("topics", "ensure", "--json", "--strict", "--partitions", "1", **env)
+    assert drifted.returncode == 2
+    report = _json(drifted)
+    assert isinstance(report, dict) and report["ok"] is False and report["created"] == []
+    assert {"topic": names["events"], "setting": "partitions", "expected": "1",
+            "actual": str(TEST_PARTITIONS)} in report["drift"]
+
+
+def test_db_migrate_and_status_json(scratch_database_url: str) -> None:
+    first = turnlog("db", "migrate", "--json", DATABASE_URL=scratch_database_url)
+    assert first.returncode == 0, first.stderr
+    applied = _json(first)
+    assert isinstance(applied, dict) and applied["applied"][0] == "0001_init.sql"
+    again = _json(turnlog("db", "migrate", "--json", DATABASE_URL=scratch_database_url))
+    assert again == {"applied": []}
+    status = _json(turnlog("db", "status", "--json", DATABASE_URL=scratch_database_url))
+    assert status == [{"name": name, "state": "applied"} for name in applied["applied"]]
+
