@@ -124,7 +124,7 @@ def test_kafka_image_matches_the_dev_pom(services: dict[str, Any]) -> None:
     pom = (ROOT / "turnlog" / "dev" / "kafka-pom.xml").read_text()
     version = re.search(r"<kafka\.version>([^<]+)<", pom)
     assert version is not None
-    assert services["kafka"]["image"] == f"apache/kafka:{version.group(1)}"
+    assert services["kafka"]["image"].split("@")[0] == f"apache/kafka:{version.group(1)}"
 
 
 def test_volumes_declared(compose: dict[str, Any], services: dict[str, Any]) -> None:
@@ -201,3 +201,81 @@ def test_prometheus_scrapes_every_worker_with_the_token(services: dict[str, Any]
         assert job["authorization"]["credentials_file"] == "/run/turnlog-secrets/metrics-token"
         (sd,) = job["dns_sd_configs"]
         assert sd["names"] == [name] and sd["port"] == port
+
+
+# --- where the data lives, images, healthchecks (issue 22) -------------------------------
+
+# The apache/kafka image writes its log here when no log.dirs is configured.
+KAFKA_IMAGE_DEFAULT_LOG_DIRS = "/tmp/kraft-combined-logs"
+
+
+def _kafka_property(env: dict[str, str], name: str) -> str | None:
+    """A broker property as the apache/kafka image derives it from KAFKA_* variables
+    (KAFKA_LOG_DIRS -> log.dirs: '_' is '.', '__' is '_', '___' is '-')."""
+    for key, value in env.items():
+        if not key.startswith("KAFKA_"):
+            continue
+        prop = (key.removeprefix("KAFKA_").lower().replace("___", "\0")
+                .replace("__", "\1").replace("_", ".").replace("\0", "-").replace("\1", "_"))
+        if prop == name:
+            return str(value)
+    return None
+
+
+def _mounts(compose: dict[str, Any], service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> named volume, for the service's named-volume mounts."""
+    mounts = {}
+    for mount in service.get("volumes", []):
+        if isinstance(mount, dict):
+            source, target = mount.get("source", ""), mount["target"]
+        else:
+            source, target = mount.split(":")[0], mount.split(":")[1]
+        if source in (compose.get("volumes") or {}):
+            mounts[target.rstrip("/")] = source
+    return mounts
+
+
+def test_kafka_log_dirs_are_on_its_volume(compose: dict[str, Any],
+                                          services: dict[str, Any]) -> None:
+    env = {k: str(v) for k, v in services["kafka"]["environment"].items()}
+    log_dirs = _kafka_property(env, "log.dirs") or KAFKA_IMAGE_DEFAULT_LOG_DIRS
+    mounts = _mounts(compose, services["kafka"])
+    for directory in log_dirs.split(","):
+        on = [path for path in mounts if directory.rstrip("/") == path
+              or directory.startswith(path + "/")]
+        assert on, (f"Kafka's log dir {directory} is not on a named volume (mounts: "
+                    f"{mounts}): the events topic would be lost with the container.")
+
+
+def test_postgres_data_is_on_its_volume(compose: dict[str, Any],
+                                        services: dict[str, Any]) -> None:
+    pgdata = str(services["postgres"].get("environment", {}).get(
+        "PGDATA", "/var/lib/postgresql/data"))  # the postgres image's default
+    mounts = _mounts(compose, services["postgres"])
+    assert any(pgdata == path or pgdata.startswith(path + "/") for path in mounts), mounts
+
+
+def test_images_are_pinned(services: dict[str, Any]) -> None:
+    """A pulled image names a version tag (never latest), and a digest, when given,
+    comes with its tag alongside (name:tag@sha256:...)."""
+    pattern = re.compile(r"^[a-z0-9./_-]+:(?P<tag>[A-Za-z0-9._-]+)(@sha256:[0-9a-f]{64})?$")
+    for name, service in services.items():
+        if "build" in service:
+            continue  # built from this repository
+        match = pattern.match(service["image"])
+        assert match is not None, f"{name}: {service['image']} is not name:tag[@sha256:...]"
+        assert match.group("tag") != "latest", f"{name}: {service['image']}"
+
+
+def test_every_service_has_a_healthcheck_or_is_a_one_shot(services: dict[str, Any]) -> None:
+    """Services that keep running have a healthcheck; one-shot services (restart "no")
+    are waited for with service_completed_successfully instead."""
+    for name, service in services.items():
+        if service.get("restart") == "no":
+            dependents = [d for d in services.values()
+                          if name in (d.get("depends_on") or {})]
+            assert all(d["depends_on"][name] == {"condition": "service_completed_successfully"}
+                       for d in dependents), name
+            continue
+        check = service.get("healthcheck")
+        assert check and check["test"][0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
