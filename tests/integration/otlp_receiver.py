@@ -53,10 +53,13 @@ def _attrs(kvs: Any) -> dict[str, Any]:
 class OtlpReceiver:
     """`with OtlpReceiver() as receiver:`; `receiver.traces_endpoint` for the exporter."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: bool = True) -> None:
+        """`keep=False`: accept and count, decode nothing (a sink for benchmarks)."""
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
         self.requests = 0
+        self.bytes = 0
+        self.keep = keep
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,7 +71,12 @@ class OtlpReceiver:
                     self.send_response(404)
                     self.end_headers()
                     return
-                receiver._add(ExportTraceServiceRequest.FromString(body))
+                if receiver.keep:
+                    receiver._add(ExportTraceServiceRequest.FromString(body))
+                else:
+                    with receiver._lock:
+                        receiver.requests += 1
+                        receiver.bytes += len(body)
                 out = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -182,11 +182,13 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
         req = next(r for r in requested if r.call_id == call.call_id)
         a = span.attributes
         assert a["gen_ai.operation.name"] == "chat"
-        assert a["gen_ai.request.model"] == req.model and a["gen_ai.response.model"] == call.model
-        assert a["gen_ai.system"] == a["gen_ai.provider.name"] == "scripted"
+        assert a["gen_ai.request.model"] == req.model
+        assert a.get("gen_ai.response.model", req.model) == call.model
+        assert a["gen_ai.system"] == "scripted"
         assert a["gen_ai.usage.input_tokens"] == call.usage.input_tokens
         assert a["gen_ai.usage.output_tokens"] == call.usage.output_tokens
-        assert a["gen_ai.usage.cache_read.input_tokens"] == call.usage.cache_read_tokens
+        assert a.get("gen_ai.usage.cache_read.input_tokens", 0) == call.usage.cache_read_tokens
+        assert a.get("gen_ai.usage.cache_creation.input_tokens", 0) == call.usage.cache_write_tokens
         assert a["gen_ai.response.finish_reasons"] == (call.stop_reason,)
         assert a["turnlog.cost_usd"] == pytest.approx(call.cost_nanos / 1e9)
         assert a["gen_ai.conversation.id"] == sid

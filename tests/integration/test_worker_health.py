@@ -177,3 +177,44 @@ async def _log_ends(bootstrap: str, topic: str, partitions: int) -> dict[int, in
         return {tp.partition: int(off) for tp, off in (await consumer.end_offsets(tps)).items()}
     finally:
         await consumer.stop()
+
+
+async def test_worker_all_serves_both_workers_metrics_on_one_endpoint(
+    kafka_bootstrap: str, unique_prefix: str, scratch_database_url: str, tmp_path: Path
+) -> None:
+    from turnlog.demo import WorkerAll
+    from turnlog.observability import worker_all_endpoint
+    from turnlog.settings import load_settings
+
+    migrate(scratch_database_url)
+    await ensure_topics(kafka_bootstrap, unique_prefix, partitions=4)
+    settings = load_settings(
+        kafka_bootstrap_servers=kafka_bootstrap, database_url=scratch_database_url,
+        topic_prefix=unique_prefix, partitions=4, agents=DATA / "agents.toml",
+        provider=f"scripted:{DATA / 'calc.script.yaml'}", sandbox_dir=tmp_path,
+        metrics_port=0,
+    )
+    workers = WorkerAll(settings)
+    endpoint = worker_all_endpoint(workers, settings)
+    port = await endpoint.start()
+    assert port is not None
+    try:
+        status, body = await get(port, "/readyz")
+        assert status == 503 and "session worker:" in body and "projector:" in body
+        workers.start()
+
+        async def ready() -> bool:
+            assert not any(t.done() for t in workers._tasks), workers._tasks
+            return (await get(port, "/readyz"))[0] == 200
+
+        await wait_until(ready, 60, "worker all ready")
+        _, text = await get(port, "/metrics")
+        values = {s.name: s.value for f in text_string_to_metric_families(text)
+                  for s in f.samples if not s.labels}
+        assert values["turnlog_ready"] == 1 and values["turnlog_projector_ready"] == 1
+        assert values["turnlog_partitions_owned"] == 4
+        assert "turnlog_projector_events_applied_total" in values
+    finally:
+        workers.stop()
+        await asyncio.gather(*workers._tasks, return_exceptions=True)
+        await endpoint.stop()
