@@ -81,8 +81,8 @@ def _phase_reason(state: SessionState, kind: str) -> str:
     if state.phase is Phase.NEW:
         if kind == "ForkSession":
             return (
-                f"Cannot fork into {sid}: the source session's state was not given (the shell "
-                f"must fold the source up to at_seq and decide on fork_base(...))."
+                f"Cannot fork into {sid}: the source session does not exist (the events "
+                f"topic holds no event of it)."
             )
         return f"Session {sid} does not exist; only SendMessage with an agent starts a session."
     if state.phase is Phase.CLOSED:

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from turnlog._layout import check_top_level_packages
+
+# Before anything imports agents/schemas/streams/projections: are they ours? (_layout)
+check_top_level_packages()
+
 if TYPE_CHECKING:
     from turnlog.client import Client, Outcome, OutcomeTimeout, Sent
 

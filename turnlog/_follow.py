@@ -20,14 +20,26 @@ from aiokafka.errors import KafkaError
 
 from agents.errors import ExternalError
 from agents.events import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    ChildSessionCompleted,
+    ChildSessionRequested,
+    ContextCompacted,
     Event,
     LlmCallCompleted,
+    LlmCallFailed,
+    LlmCallRequested,
+    PolicyAction,
     Request,
     RequestRejected,
     SendMessage,
     SessionClosed,
     SessionForked,
     TokenDelta,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
     TurnCancelled,
     TurnCompleted,
     TurnFailed,
@@ -46,6 +58,7 @@ __all__ = [
     "Sent",
     "TurnWatch",
     "Until",
+    "waiting_for",
 ]
 
 Until = Literal["turn", "accepted"]
@@ -116,6 +129,72 @@ class Outcome:
 
 
 _TURN_END = (TurnCompleted, TurnFailed, TurnCancelled)
+
+
+def waiting_for(session_id: str, events: tuple[Event, ...] | list[Event]) -> str:
+    """What a turn that has not ended waits for, from the events seen (a sentence for the
+    timeout message): a pending approval (with the commands that answer it), a child
+    session, a tool, an LLM call, or — when nothing was seen — a session worker."""
+    approvals: dict[str, tuple[Event, ApprovalRequested]] = {}
+    children: dict[str, tuple[Event, ChildSessionRequested]] = {}
+    asked: dict[str, tuple[Event, ToolCallRequested]] = {}  # every tool call requested
+    tools: dict[str, tuple[Event, ToolCallRequested]] = {}  # those allowed to run
+    calls: dict[str, tuple[Event, LlmCallRequested]] = {}
+    for ev in events:
+        p = ev.payload
+        if isinstance(p, ApprovalRequested):
+            approvals[p.call_id] = (ev, p)
+        elif isinstance(p, ApprovalGranted):
+            approvals.pop(p.call_id, None)
+            if p.call_id in asked:
+                tools[p.call_id] = asked[p.call_id]
+        elif isinstance(p, ApprovalDenied):
+            approvals.pop(p.call_id, None)
+        elif isinstance(p, ChildSessionRequested):
+            tools.pop(p.call_id, None)  # a delegation: the child does the work
+            children[p.call_id] = (ev, p)
+        elif isinstance(p, ChildSessionCompleted):
+            children.pop(p.call_id, None)
+        elif isinstance(p, ToolCallRequested):
+            asked[p.call_id] = (ev, p)
+            if p.decision is PolicyAction.ALLOW:
+                tools[p.call_id] = (ev, p)
+        elif isinstance(p, ToolCallCompleted | ToolCallFailed):
+            tools.pop(p.call_id, None)
+        elif isinstance(p, LlmCallRequested):
+            calls[p.call_id] = (ev, p)
+        elif isinstance(p, LlmCallCompleted | LlmCallFailed):
+            calls.pop(p.call_id, None)
+        elif isinstance(p, ContextCompacted):
+            calls.pop(p.compaction_id, None)
+        elif isinstance(p, _TURN_END):
+            for pending in (approvals, children, asked, tools, calls):
+                pending.clear()
+    worker = "Is a session worker running (`turnlog worker session` or `turnlog worker all`)?"
+    if approvals:
+        lines = []
+        for call_id, (ev, p) in approvals.items():
+            lines.append(
+                f"The turn is waiting for approval of tool call {call_id} ({p.tool_name}, "
+                f"asked at seq {ev.seq}, expires {p.expires_at:%Y-%m-%d %H:%M:%S} UTC): "
+                f"grant it with `turnlog approve {session_id} {call_id}` or refuse it with "
+                f"`turnlog deny {session_id} {call_id} --reason ...`."
+            )
+        return " ".join(lines)
+    if children:
+        named = ", ".join(f"{p.child_session_id} (agent {p.agent}, asked at seq {ev.seq})"
+                          for ev, p in children.values())
+        return (f"The turn is waiting for its child session(s) {named}: follow them with "
+                f"`turnlog events CHILD --follow`.")
+    if tools:
+        named = ", ".join(f"{p.name} (call {call_id}, asked at seq {ev.seq})"
+                          for call_id, (ev, p) in tools.items())
+        return f"The turn is waiting for tool call(s) {named}. {worker}"
+    if calls:
+        named = ", ".join(f"{call_id} ({p.model}, asked at seq {ev.seq})"
+                          for call_id, (ev, p) in calls.items())
+        return f"The turn is waiting for LLM call(s) {named}. {worker}"
+    return worker
 
 
 class _Tracker:
@@ -223,8 +302,8 @@ class TurnWatch:
                         f"Session {sent.session_id}: no outcome for request "
                         f"{sent.request_id} ({type(sent.request.payload).__name__}) within "
                         f"{self._timeout:g} s (last event seen: "
-                        f"{'none' if seen is None else f'seq {seen}'}). Is a session worker "
-                        f"running (`turnlog worker session` or `turnlog worker all`)?"
+                        f"{'none' if seen is None else f'seq {seen}'}). "
+                        f"{waiting_for(sent.session_id, tracker.events)}"
                     )
                 batch = await consumer.getmany(timeout_ms=200, max_records=1000)
                 for rec in batch.get(deltas_tp, ()):

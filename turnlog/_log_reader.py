@@ -46,8 +46,11 @@ def _consumer(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
     )
 
 
-async def topic_partitions(bootstrap: str, topic: str, *, timeout: float = 10.0) -> int:
-    """The partition count of `topic`; ExternalError when it does not exist."""
+async def topic_partitions(bootstrap: str, topic: str, *, timeout: float = 1.0) -> int:
+    """The partition count of `topic`; ExternalError when it does not exist. The broker
+    says at once that a topic is missing (turnlog's brokers never auto-create); the
+    short grace only covers a topic created an instant ago, so a command run before
+    `turnlog topics ensure` fails within about a second."""
     consumer = _consumer(bootstrap, "turnlog-metadata")
     try:
         await consumer.start()

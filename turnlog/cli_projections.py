@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -60,6 +61,23 @@ def _default(value: Any) -> Any:
 
 def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, default=_default, indent=2))
+
+
+def _query(run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A projection query; a database without the projection tables is named as such
+    (not a psycopg traceback)."""
+    import psycopg
+
+    from agents.errors import ContractError
+
+    try:
+        return run(*args, **kwargs)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
+        raise ContractError(
+            "The database DATABASE_URL names has no projection tables "
+            f"({exc.diag.message_primary}): run `turnlog db migrate`, then a projector "
+            "(`turnlog worker projector` or `turnlog worker all`)."
+        ) from exc
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -332,8 +350,8 @@ def sessions_command(
     """Recent sessions, newest first."""
     from projections.queries import list_sessions
 
-    rows = list_sessions(database_url or _settings().database_url, limit=limit, agent=agent,
-                         status=status)
+    rows = _query(list_sessions, database_url or _settings().database_url, limit=limit,
+                  agent=agent, status=status)
     if as_json:
         _print_json(rows)
     else:
@@ -349,9 +367,16 @@ def show_command(
 ) -> None:
     """One session: its conversation branch (shared fork prefix included), the branches
     of its fork tree, its delegated children and its costs."""
-    from projections.queries import show_session
+    from projections.queries import SessionNotFound, show_session
 
-    shown = show_session(database_url or _settings().database_url, session_id)
+    try:
+        shown = _query(show_session, database_url or _settings().database_url, session_id)
+    except SessionNotFound as exc:
+        raise SessionNotFound(
+            f"{exc} No session of that id has started (it does not exist, or its first "
+            f"input was rejected), or no projector has reached it yet: `turnlog events "
+            f"{session_id}` reads its log from Kafka."
+        ) from None
     if as_json:
         _print_json(shown)
         return
@@ -396,7 +421,7 @@ def costs_command(
     """Costs from the recorded prices, child sessions rolled up to their parents."""
     from projections.queries import costs
 
-    rows = costs(database_url or _settings().database_url, by, limit=limit)  # type: ignore[arg-type]
+    rows = _query(costs, database_url or _settings().database_url, by, limit=limit)
     if as_json:
         _print_json(rows)
         return

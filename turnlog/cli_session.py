@@ -263,25 +263,35 @@ def events_command(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print a session's own events from Kafka (read_committed), in seq order."""
+    """Print a session's own events from Kafka (read_committed), in seq order. Without
+    --follow, a session with no events, or --from past its last seq, is an error (exit
+    code 1); with it, the command waits for them."""
     from turnlog._render import LiveRenderer
+    from turnlog.replay import SessionNotFound
 
     renderer = LiveRenderer(typer.echo, show_deltas=False)
 
-    async def run() -> int:
-        n = 0
+    async def run() -> None:
+        last = 0
         async with _client() as client:
-            async for ev in client.events(session, from_seq=from_seq, follow=follow):
-                n += 1
-                typer.echo(_item_json(ev)) if as_json else renderer(ev)
-        return n
+            async for ev in client.events(session, from_seq=1, follow=follow):
+                last = ev.seq
+                if ev.seq >= from_seq:
+                    typer.echo(_item_json(ev)) if as_json else renderer(ev)
+            where = (f"{client.topics.events} (partition {client.partition_of(session)} of "
+                     f"{client.partitions})")
+        if last == 0:
+            raise SessionNotFound(f"Session {session} has no events in {where}.")
+        if from_seq > last:
+            raise SessionNotFound(
+                f"Session {session} has events up to seq {last}; --from {from_seq} is past "
+                f"its end."
+            )
 
     try:
-        n = asyncio.run(run())
+        asyncio.run(run())
     except KeyboardInterrupt:
         return
-    if n == 0 and not as_json:
-        typer.echo(f"(no events of session {session})", err=True)
 
 
 def register(app: typer.Typer) -> None:

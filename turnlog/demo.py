@@ -35,9 +35,14 @@ __all__ = ["WorkerAll", "demo_command", "register", "worker_all_command"]
 
 def _examples() -> Path:
     # A checkout (editable install) has examples/ next to the package; an installed
-    # package has not, and then the demo looks in the current directory.
+    # package has not (site-packages/examples, if any, is another distribution's), and
+    # then the demo takes the copies built into the package.
     beside = Path(__file__).resolve().parents[1] / "examples"
-    return beside if beside.is_dir() else Path.cwd() / "examples"
+    if (beside / "demo_agents.toml").is_file():
+        return beside
+    from turnlog.settings import BUILTIN_DIR
+
+    return BUILTIN_DIR
 
 
 EXAMPLES = _examples()

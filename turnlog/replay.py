@@ -269,7 +269,14 @@ def replay(log: SessionLog, *, to_seq: int | None = None, rows: bool = True) -> 
     """Fold the log (up to seq `to_seq`) and describe every event. The state is the one
     of the session that owns the last folded event (the source, when `to_seq` lies in
     the inherited prefix). ContractError names the session and seqs when the log breaks
-    its contract (a gap, a duplicate seq)."""
+    its contract (a gap, a duplicate seq), or when `to_seq` lies past the log's end
+    (time travel goes back, not forward: showing the end instead would mislead)."""
+    end = log.events[-1].seq if log.events else 0
+    if to_seq is not None and to_seq > end:
+        raise ContractError(
+            f"Session {log.session_id} has events up to seq {end}; --to {to_seq} is past "
+            f"its end."
+        )
     describer = Describer()
     out: list[TimelineRow] = []
     totals = Totals()

@@ -62,6 +62,12 @@ DEV_DATABASE_USER = "turnlog"
 DEV_DATABASE_PASSWORD = "turnlog"
 
 _PREFIX = "TURNLOG_"
+# The built-in agents and script ship in the package (turnlog/builtin, the files of
+# examples/): the defaults below resolve to them where there is no examples/ directory,
+# so `pip install turnlog && turnlog demo` works from an empty directory.
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+_DEFAULT_AGENTS = Path("examples/agents.toml")
+_DEFAULT_SCRIPT = Path("examples/demo.script.yaml")
 # An event holds one text plus its envelope: the events topic must take both.
 _TEXT_CEILING = EVENTS_MAX_BYTES - EVENT_OVERHEAD_BYTES
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -123,11 +129,14 @@ class Settings(BaseSettings):
 
     # What the session worker runs: agents, the LLM provider, the tools' permissions.
     agents: Path = Field(
-        default=Path("examples/agents.toml"),
-        description="Agent definitions file (TOML or YAML) the session worker serves.",
+        default=_DEFAULT_AGENTS,
+        description=(
+            "Agent definitions file (TOML or YAML) the session worker serves; by default "
+            "examples/agents.toml, or the one built into the package when there is none."
+        ),
     )
     provider: str = Field(
-        default="scripted:examples/demo.script.yaml",
+        default=f"scripted:{_DEFAULT_SCRIPT}",
         description=(
             "LLM provider for scripted-* models ('scripted:<script file>'); other models use "
             "Anthropic when ANTHROPIC_API_KEY is set, or always with 'anthropic'."
@@ -457,6 +466,20 @@ class Settings(BaseSettings):
         if kind == "anthropic" and rest:
             raise ValueError("'anthropic' takes no ':<argument>'")
         return value.strip()
+
+    @field_validator("agents")
+    @classmethod
+    def _builtin_agents(cls, value: Path) -> Path:
+        if value == _DEFAULT_AGENTS and not value.exists():
+            return BUILTIN_DIR / value.name
+        return value
+
+    @field_validator("provider")
+    @classmethod
+    def _builtin_script(cls, value: str) -> str:
+        if value == f"scripted:{_DEFAULT_SCRIPT}" and not _DEFAULT_SCRIPT.exists():
+            return f"scripted:{BUILTIN_DIR / _DEFAULT_SCRIPT.name}"
+        return value
 
     @field_validator("allowed_hosts")
     @classmethod

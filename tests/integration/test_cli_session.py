@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,3 +274,57 @@ def test_without_a_worker_the_wait_times_out_with_exit_6(
     assert "Is a session worker running" in result.output
     sent = cli(env, "send", "--agent", "assistant", "--no-wait", "--json", "anyone?")
     assert sent.exit_code == 0 and json.loads(sent.output)["status"] == "sent"
+
+
+def test_a_missing_session_is_exit_1_within_about_a_second_for_replay_events_and_show(
+    stack: Stack,
+) -> None:
+    for command in ("replay", "events", "show"):
+        began = time.monotonic()
+        result = cli(stack.env, command, "s-nobody-here")
+        took = time.monotonic() - began
+        assert result.exit_code == 1, (command, result.output)
+        message = str(result.exception)
+        assert message.startswith("Session s-nobody-here has no "), (command, message)
+        # "About a second" (replay took 10.5 s when it waited for the topic): 5 s is a
+        # generous bound for a loaded machine, well below that.
+        assert took < 5, f"{command} of a missing session took {took:.1f} s"
+    shown = cli(stack.env, "show", "s-nobody-here")
+    assert "`turnlog events s-nobody-here` reads its log from Kafka" in str(shown.exception)
+
+
+def test_events_from_past_the_end_is_an_error_naming_the_last_seq(stack: Stack) -> None:
+    sid, _ = send_follow(stack, "what is 17*23?", "--agent", "assistant")
+    last = events_of(stack, sid)[-1].seq
+    result = cli(stack.env, "events", sid, "--from", str(last + 1))
+    assert result.exit_code == 1
+    assert str(result.exception) == (
+        f"Session {sid} has events up to seq {last}; --from {last + 1} is past its end.")
+    tail = cli(stack.env, "events", sid, "--from", str(last), "--json")
+    assert tail.exit_code == 0, tail.output
+    assert [line["event"]["seq"] for line in json_lines(tail.output)] == [last]
+
+
+def test_forking_an_unknown_session_says_it_does_not_exist(stack: Stack) -> None:
+    result = cli(stack.env, "fork", "s-no-such-source", "--at", "3", "--timeout", TIMEOUT)
+    assert result.exit_code == 5, result.output
+    assert "the source session does not exist" in result.output
+    assert "shell must fold" not in result.output
+
+
+def test_send_follow_waiting_on_an_approval_says_what_it_waits_for(stack: Stack) -> None:
+    # The scripted shell call needs approval; nobody grants it, so --follow runs out of
+    # time. The message names the pending approval and the commands that answer it,
+    # not a missing worker (the worker is running).
+    result = cli(stack.env, "send", "--agent", "assistant", "--follow", "--timeout", "10",
+                 "list the files here")
+    assert result.exit_code == 6, result.output
+    sid = header_session(result.output)
+    asked = wait_event(stack, sid, ApprovalRequested, "the approval request")
+    assert isinstance(asked.payload, ApprovalRequested)
+    call_id = asked.payload.call_id
+    assert (f"The turn is waiting for approval of tool call {call_id} (shell, asked at seq "
+            f"{asked.seq}") in result.output
+    assert f"`turnlog approve {sid} {call_id}`" in result.output
+    assert f"`turnlog deny {sid} {call_id} --reason ...`" in result.output
+    assert "Is a session worker running" not in result.output

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,7 +226,25 @@ def test_verify_of_a_fork_folds_its_ancestry_and_a_changed_agent_file_diverges(
     assert "payload.definition_hash" in other.output
 
 
-def test_replay_of_an_unknown_session_says_so(stack: Stack) -> None:
+def test_replay_of_an_unknown_session_says_so_within_about_a_second(stack: Stack) -> None:
+    began = time.monotonic()
     result = cli(stack.env, "replay", "s-nobody")
+    took = time.monotonic() - began
     assert result.exit_code == 1
     assert "Session s-nobody has no events" in str(result.exception)
+    # "About a second" (it took 10.5 s when it waited for the topic): 5 s is a generous
+    # bound for a loaded machine, far below the old wait.
+    assert took < 5, f"replay of a missing session took {took:.1f} s"
+
+
+def test_replay_to_past_the_end_is_an_error_naming_the_last_seq(
+    stack: Stack, session: Session
+) -> None:
+    last = session.events[-1].seq
+    result = cli(stack.env, "replay", session.id, "--to", str(last + 100))
+    assert result.exit_code == 1
+    assert (f"Session {session.id} has events up to seq {last}; --to {last + 100} is past "
+            f"its end.") == str(result.exception)
+    at_end = cli(stack.env, "replay", session.id, "--to", str(last), "--json")
+    assert at_end.exit_code == 0, at_end.output
+    assert json.loads(at_end.output)["state"]["last_seq"] == last
