@@ -1,6 +1,7 @@
 """Custom tools named by import path in the agent file, served by a real worker.
 
-The worker is the CLI (`python -m turnlog worker session`) as a subprocess, configured
+The worker is the CLI (`python -m turnlog worker session`, and `worker all`, which
+runs the same session process beside a projector) as a subprocess, configured
 only through its environment, against the real broker. Its agent `words`
 (tests/data/words.toml) lists `examples.custom_tools:word_count`; the scripted model
 (tests/data/words.script.yaml) calls `word_count`, and the turn ends with its result.
@@ -39,19 +40,23 @@ async def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
     return (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=PARTITIONS)).names
 
 
+@pytest.mark.parametrize("command", ["session", "all"])
 async def test_a_worker_runs_a_custom_tool_named_by_import_path(
-    kafka_bootstrap: str, unique_prefix: str, names: TopicNames, tmp_path: Path
+    kafka_bootstrap: str, unique_prefix: str, names: TopicNames, database_url: str,
+    tmp_path: Path, command: str,
 ) -> None:
     env = worker_env(
         kafka_bootstrap, unique_prefix, partitions=PARTITIONS, agents=DATA / "words.toml",
         script=DATA / "words.script.yaml", sandbox=tmp_path / "sandbox",
+        extra={"DATABASE_URL": database_url},  # `worker all` projects too
     )
     async with (
         WorkerGroup(env, tmp_path) as group,
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
-        worker = WorkerProcess("w1", env, tmp_path / "w1.log", argv=WORKER_CLI)
+        worker = WorkerProcess("w1", env, tmp_path / "w1.log",
+                               argv=("-m", "turnlog", "worker", command))
         group.workers["w1"] = worker
         worker.start()
         await worker.wait_assigned(at_least=PARTITIONS)
