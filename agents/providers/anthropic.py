@@ -34,12 +34,9 @@ which the event contract has no field for yet.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import random
-import time
 from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, Self
 
 import anthropic
@@ -49,6 +46,7 @@ from agents.errors import InvalidRecord
 from agents.events import ToolUse, Usage
 from agents.llm import LlmRequest, LlmResponse, Message, TextBlock, canonical_json
 from agents.providers._deltas import DeltaSink
+from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
 from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError, redact
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep, run_with_fallbacks
@@ -64,26 +62,6 @@ _CACHE = {"type": "ephemeral"}
 class _Secret(Protocol):
     def get_secret_value(self) -> str: ...
 
-
-def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(all transport errors, timeouts) of the HTTP library under the SDK.
-
-    A failure in the middle of a stream reaches us raw from the HTTP library rather than
-    wrapped by the SDK; anthropic 2.x uses httpx2, older releases httpx.
-    """
-    errors: list[type[BaseException]] = []
-    timeouts: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        errors.append(module.HTTPError)
-        timeouts.append(module.TimeoutException)
-    return tuple(errors), tuple(timeouts)
-
-
-_TRANSPORT_ERRORS, _TRANSPORT_TIMEOUTS = _transport_errors()
 
 _BY_STATUS: dict[int, tuple[ErrorType, bool]] = {
     400: (ErrorType.INVALID_REQUEST, False),
@@ -181,29 +159,6 @@ def count_params(request: LlmRequest, model: str) -> dict[str, Any]:
     if "tools" in params:
         params["tools"] = [t.to_dict() for t in request.tools]
     return params
-
-
-def _retry_after_s(headers: Any) -> float | None:
-    """A server's retry-after (seconds or HTTP date; or retry-after-ms), if any."""
-    if headers is None:
-        return None
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(0.0, float(raw_ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _to_response(message: Any, model: str) -> LlmResponse:
@@ -396,13 +351,13 @@ class AnthropicProvider:
                 error_type=ErrorType.CONNECTION,
                 retryable=True,
             ) from None
-        except _TRANSPORT_TIMEOUTS:
+        except TRANSPORT_TIMEOUTS:
             raise AttemptFailed(
                 f"The stream from {self.name}/{model} stalled past its timeout.",
                 error_type=ErrorType.TIMEOUT,
                 retryable=True,
             ) from None
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise AttemptFailed(
                 f"The stream from {self.name}/{model} broke off "
                 f"({type(exc).__name__}: {self._scrub(str(exc))}).",
@@ -456,7 +411,7 @@ class AnthropicProvider:
             error_type=error_type,
             retryable=retryable,
             status_code=status,
-            retry_after_s=_retry_after_s(getattr(exc, "response", None) and exc.response.headers),
+            retry_after_s=retry_after_s(getattr(exc, "response", None) and exc.response.headers),
         )
 
     def _scrub(self, text: str) -> str:

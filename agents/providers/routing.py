@@ -88,6 +88,17 @@ class RoutedProvider:
     def route(self, model: str) -> Route:
         return self._resolve(model)
 
+    async def count_tokens(self, request: LlmRequest, model: str | None = None) -> int | None:
+        """The exact input tokens of `request` for `model` (default: its own), counted by
+        the vendor's API where it offers that (Anthropic's `count_tokens`); None where it
+        does not, so the caller keeps its estimate. ProviderError when the count fails."""
+        route = self._resolve(model or request.model)
+        counter = getattr(route.adapter, "count_tokens", None)
+        if counter is None:
+            return None
+        counted: int = await counter(request, route.wire_model)
+        return counted
+
     async def complete(
         self,
         request: LlmRequest,

@@ -174,3 +174,9 @@ def test_a_required_key_that_is_missing_names_its_variable() -> None:
     with pytest.raises(ProviderConfigError, match="OPENAI_API_KEY"):
         router.adapter("openai")
     assert router.adapter("ollama") is router.adapter("ollama")
+
+
+def test_the_example_catalog_file_loads() -> None:
+    catalog = load_catalog(Path(__file__).parents[2] / "examples" / "models.toml")
+    assert catalog.info("local-qwen").wire_name == "qwen2.5:7b"
+    assert catalog.info("prod-gpt-4o").provider == "azure"

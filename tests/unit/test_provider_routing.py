@@ -188,3 +188,12 @@ async def test_user_catalog_prices_and_wire_names(catalog: Catalog) -> None:
     assert cost_nanos(gpt, Usage(1_000_000, 1_000_000, 1_000_000)) == 150_000_000 + 600_000_000 \
         + 75_000_000
     assert dataclasses.replace(gpt, api_model="x").wire_name == "x"
+
+
+async def test_exact_token_counts_where_the_vendor_offers_them(servers: Servers) -> None:
+    r = router(servers)
+    counted = await r.count_tokens(request("claude-haiku-4-5"))
+    assert counted is not None and counted > 0
+    assert servers.anthropic.requests[-1].path == "/v1/messages/count_tokens"
+    assert await r.count_tokens(request("gpt-4o-mini")) is None  # no counting endpoint
+    assert servers.openai.requests == []
