@@ -344,9 +344,12 @@ class Client:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            # `events`, not `sessions`: a session whose inputs were all rejected has
+            # projected events but no sessions row (the same transaction writes both).
             rows = await self.query(
-                "SELECT last_seq FROM sessions WHERE session_id = %s", (session_id,)
+                "SELECT max(seq) AS last_seq FROM events WHERE session_id = %s", (session_id,)
             )
+            rows = [r for r in rows if r["last_seq"] is not None]
             if rows and rows[0]["last_seq"] >= seq:
                 return
             if loop.time() > deadline:

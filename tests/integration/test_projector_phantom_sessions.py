@@ -104,6 +104,13 @@ async def test_rejected_first_inputs_make_no_session_and_a_later_start_does(
                  "FROM sessions ORDER BY session_id"
     ) == [("late", "calc", "idle", 1, late_last, 1)]
 
+    # The client waits for the projection of a rejected-only session like any other.
+    from turnlog.client import Client
+
+    client = Client(bootstrap_servers=kafka_bootstrap, database_url=app_url)
+    for sid in GHOSTS:
+        await client.wait_projected(sid, 1, timeout=10)
+
     env = {**os.environ, "DATABASE_URL": app_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
     assert [r["session_id"] for r in _cli_json(env, "sessions")] == ["late"]
     assert [(r["agent"], r["sessions"]) for r in _cli_json(env, "costs", "--by", "agent")] == [
