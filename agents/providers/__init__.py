@@ -9,7 +9,11 @@ here, from a spec string:
     "scripted:examples/demo.script.yaml" a script file (YAML or JSON)
 
 The anthropic SDK is imported only when an AnthropicProvider is built, so scripted runs
-(demos, benchmarks) do not pay for it.
+(demos, benchmarks) do not pay for it; likewise openai (`OpenAICompatProvider`, every
+OpenAI-compatible endpoint) and google-genai (`GeminiProvider`). A worker serves many
+vendors through `routing.RoutedProvider`: each model goes to the adapter of the endpoint
+its catalog entry names (`endpoints`), and fallback chains may cross vendors
+(`streams.main.ModelRouter` builds it from the settings).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from agents.providers.scripted import ScriptedProvider
 
 if TYPE_CHECKING:
     from agents.providers.anthropic import AnthropicProvider
+    from agents.providers.gemini import GeminiProvider
+    from agents.providers.openai_compat import OpenAICompatProvider
 
 __all__ = [
     "PROVIDER_KINDS",
@@ -40,6 +46,8 @@ __all__ = [
     "CircuitState",
     "DeltaCallback",
     "ErrorType",
+    "GeminiProvider",
+    "OpenAICompatProvider",
     "Provider",
     "ProviderConfigError",
     "ProviderError",
@@ -57,6 +65,14 @@ def __getattr__(name: str) -> Any:
         from agents.providers.anthropic import AnthropicProvider
 
         return AnthropicProvider
+    if name == "OpenAICompatProvider":
+        from agents.providers.openai_compat import OpenAICompatProvider
+
+        return OpenAICompatProvider
+    if name == "GeminiProvider":
+        from agents.providers.gemini import GeminiProvider
+
+        return GeminiProvider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
