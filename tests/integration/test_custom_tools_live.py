@@ -11,6 +11,7 @@ the agent file, the agent, the tool and the import problem.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 
 from agents.events import ToolCallCompleted, ToolCallRequested, TurnCompleted
 from streams.topics import TopicNames, ensure_topics
+from tests.integration.test_cli_support import cli
 from tests.integration.worker_harness import (
     DATA,
     ROOT,
@@ -76,6 +78,12 @@ async def test_a_worker_runs_a_custom_tool_named_by_import_path(
         '{"words": 6, "characters": 18}'
     ]
     assert isinstance(log.of("wc-1")[-1].payload, TurnCompleted)
+
+    # replay --verify loads the agent file as the worker does, custom tool included, and
+    # re-decides every recorded input the same way.
+    verified = await asyncio.to_thread(cli, env, "replay", "wc-1", "--verify", "--no-timeline")
+    assert verified.exit_code == 0, f"{verified.output}\n{verified.exception!r}"
+    assert "verify: OK" in verified.output
 
 
 def test_a_worker_naming_a_tool_it_cannot_import_exits_naming_it(
