@@ -86,7 +86,7 @@ class ModelRouter(RoutedProvider):
             raise ProviderConfigError(
                 f"{model!r} is not in the model catalog ({catalog.describe_sources()})"
             )
-        return Route(info.provider, self.adapter(info.provider), info.wire_name)
+        return Route(info.provider, self.adapter(info.provider), info.wire_name, info.tools)
 
     def adapter(self, name: str) -> Adapter:
         """The adapter of endpoint `name`, built on first use."""

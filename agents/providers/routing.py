@@ -9,8 +9,9 @@ wire format at the last moment. There is still exactly one retry loop per call
 `circuits_opened` are counted over the whole chain exactly as for a single vendor, and
 circuits are per "endpoint/model" target.
 
-A model no endpoint serves (unknown to the catalog, or its endpoint has no key) is
-skipped like a model with an open circuit, and logged; when no model of the call can be
+A model no endpoint serves (unknown to the catalog, or its endpoint has no key), or one
+that cannot call tools when the request offers some, is skipped like a model with an
+open circuit, and logged; when no model of the call can be
 served, the call fails with `ProviderError(error_type="not_configured")` and nothing is
 sent.
 """
@@ -54,6 +55,7 @@ class Route:
     endpoint: str
     adapter: Adapter
     wire_model: str
+    tools: bool = True  # the model can call tools (the catalog's capability)
 
 
 Resolver = Callable[[str], Route]
@@ -113,10 +115,17 @@ class RoutedProvider:
             if not model or model in routes:
                 continue
             try:
-                routes[model] = self._resolve(model)
+                route = self._resolve(model)
+                if request.tools and not route.tools:
+                    raise ProviderConfigError(
+                        "it cannot call tools (the catalog says tools = false) and the "
+                        "request offers some"
+                    )
             except ProviderConfigError as exc:
                 unroutable.append(f"{model} ({exc})")
                 log.warning("llm.model_unroutable", model=model, reason=str(exc))
+            else:
+                routes[model] = route
         if not routes:
             raise ProviderError(
                 "No request was sent: no configured provider serves any model of the call: "

@@ -197,3 +197,17 @@ async def test_exact_token_counts_where_the_vendor_offers_them(servers: Servers)
     assert servers.anthropic.requests[-1].path == "/v1/messages/count_tokens"
     assert await r.count_tokens(request("gpt-4o-mini")) is None  # no counting endpoint
     assert servers.openai.requests == []
+
+
+async def test_a_model_that_cannot_call_tools_is_skipped_when_tools_are_offered(
+    servers: Servers,
+) -> None:
+    catalog = BUILTIN.from_toml_data({"models": {"plain-local": {
+        "provider": "ollama", "context_window": 8192, "max_output_tokens": 1024,
+        "input": 0, "output": 0, "tools": False}}}, source="plain.toml")
+    r = router(servers, catalog)
+    response = await r.complete(request("plain-local"), fallbacks=["gpt-4o-mini"])
+    assert (response.model, response.fallback_used) == ("gpt-4o-mini", True)
+    assert servers.ollama.requests == []
+    bare = dataclasses.replace(request("plain-local"), tools=())
+    assert (await r.complete(bare)).model == "plain-local"
