@@ -88,10 +88,21 @@ class ConfluentRegistry:
         self.url = url
         self.topics = {envelope: tuple(names) for envelope, names in topics.items()}
         self.compatibility = compatibility
-        self._client = client if client is not None else _new_client(url, timeout_s)
+        self._timeout_s = timeout_s
+        self._given_client = client
+        self._made_client: Any = None
         self._ids: dict[str, int] = {}
         self._schemas: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    def _client(self) -> Any:
+        """The HTTP client, made on first use: configuring registry mode asks nothing of
+        the registry (nor needs confluent-kafka) until a record needs it."""
+        if self._given_client is not None:
+            return self._given_client
+        if self._made_client is None:
+            self._made_client = _new_client(self.url, self._timeout_s)
+        return self._made_client
 
     # ------------------------------------------------------------------ the seam
 
@@ -114,7 +125,7 @@ class ConfluentRegistry:
                 self.align_compatibility(subject)
                 ids[subject] = self._call(
                     f"registering the {envelope} schema under subject {subject}",
-                    lambda s=subject: self._client.register_schema(s, _schema(text)),
+                    lambda s=subject: self._client().register_schema(s, _schema(text)),
                 )
             # Confluent's registry gives one schema one id in every subject; others may
             # not. Any of them reads back as this schema; records are written with the
@@ -131,7 +142,7 @@ class ConfluentRegistry:
             if known is not None:
                 return known
             schema = self._call(
-                f"reading schema id {schema_id}", lambda: self._client.get_schema(schema_id)
+                f"reading schema id {schema_id}", lambda: self._client().get_schema(schema_id)
             )
             kind = getattr(schema, "schema_type", None) or "AVRO"
             if kind != "AVRO":
@@ -160,14 +171,14 @@ class ConfluentRegistry:
         if current != self.compatibility:
             self._call(
                 f"setting subject {subject} to {self.compatibility} compatibility",
-                lambda: self._client.set_config(subject, _server_config(self.compatibility)),
+                lambda: self._client().set_config(subject, _server_config(self.compatibility)),
             )
 
     def compatibility_of(self, subject: str) -> str | None:
         """The subject's own compatibility level (`GET /config/<subject>`); None when it
         has none of its own (the registry's global level applies)."""
         try:
-            config = self._client.get_config(subject)
+            config = self._client().get_config(subject)
         except Exception as exc:
             if _error_code(exc) in (40401, 40408) or _status(exc) == 404:
                 return None
