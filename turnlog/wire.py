@@ -11,8 +11,8 @@ record of its envelope is written, and looks an id up the first time it reads it
 
 from __future__ import annotations
 
-from schemas import codec
-from schemas.registry import ConfluentRegistry
+import sys
+
 from streams.topics import TopicNames, topic_names
 from turnlog.settings import Settings
 
@@ -33,8 +33,13 @@ def envelope_topics(names: TopicNames) -> dict[str, tuple[str, ...]]:
 def install(settings: Settings) -> None:
     """Make the codec read (and, in registry mode, write) what the settings say."""
     if settings.schema_registry_url is None:
-        codec.use_single_object()
+        # The codec's default; imported (and its schemas prepared) only where it is used.
+        if "schemas.codec" in sys.modules:
+            sys.modules["schemas.codec"].use_single_object()
         return
+    from schemas import codec
+    from schemas.registry import ConfluentRegistry
+
     seam = ConfluentRegistry(
         settings.schema_registry_url, envelope_topics(topic_names(settings.topic_prefix))
     )
