@@ -217,13 +217,15 @@ def test_the_not_started_row_rebuilt_from_stored_events_folds_like_the_one_in_me
         ev("r", 4, TurnStarted(1), "r/t1"),
     ]
     in_memory, _ = fold_all(events)
-    rebuilt = unstarted_session("r", 1, 2, events[0].occurred_at, events[1].occurred_at)
-    assert rebuilt == fold_all(events[:2])[0]["r"]
-    changes = Changes()
-    for i, e in enumerate(events[2:], start=2):
-        assert classify(rebuilt, e)[0] is Verdict.NEW
-        rebuilt = fold(rebuilt, e, changes, partition=0, offset=i, digest=f"d{i}")
-    assert rebuilt == in_memory["r"]
+    for cut in (1, 2):  # after the first rejection, after both
+        rebuilt = unstarted_session("r", 1, cut, events[0].occurred_at,
+                                    events[cut - 1].occurred_at)
+        assert rebuilt == fold_all(events[:cut])[0]["r"]
+        changes = Changes()
+        for i, e in enumerate(events[cut:], start=cut):
+            assert classify(rebuilt, e)[0] is Verdict.NEW
+            rebuilt = fold(rebuilt, e, changes, partition=0, offset=i, digest=f"d{i}")
+        assert rebuilt == in_memory["r"]
 
 
 def test_a_fork_into_an_id_whose_first_input_was_rejected_is_a_started_fork() -> None:
