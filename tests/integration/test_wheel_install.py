@@ -10,6 +10,7 @@ import base64
 import hashlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -52,7 +53,13 @@ def test_the_wheel_runs_the_demo_from_an_empty_directory(
 ) -> None:
     dist, venv, empty = tmp_path / "dist", tmp_path / "venv", tmp_path / "empty"
     empty.mkdir()
-    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, ROOT,
+    # From a clean copy of the sources: a build/ left in the checkout by an earlier build
+    # could put files into the wheel that the sources no longer have.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".turnlog", "build", "dist", "*.egg-info", "__pycache__",
+        ".*_cache", ".hypothesis"))
+    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source,
                  cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("turnlog-*.whl")
