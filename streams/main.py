@@ -166,6 +166,7 @@ def build_adapter(
         name=spec.name,
         azure_api_version=spec.api_version if spec.kind == "azure" else None,
         max_tokens_param=spec.max_tokens_param,
+        stream_usage=spec.stream_usage,
         **common,
     )
 

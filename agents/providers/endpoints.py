@@ -12,6 +12,7 @@ catalog says which endpoint serves each model (`ModelInfo.provider`).
     base_url_env a variable that, when set, overrides base_url (OPENAI_BASE_URL...)
     api_key_env the variable holding the key (None: the server wants none)
     key_required whether a call may go without a key (a local vLLM may take one)
+    stream_usage whether to ask for the usage chunk (stream_options); Mistral refuses it
 
 Nothing here reads the environment: `turnlog.settings` resolves endpoints and hands
 `ResolvedEndpoint`s (with the key as a SecretStr) to the composition root.
@@ -42,6 +43,7 @@ class Endpoint:
     base_url_env: str | None = None
     api_version: str | None = None  # Azure OpenAI's api-version
     max_tokens_param: str = "max_tokens"
+    stream_usage: bool = True  # send stream_options.include_usage (Mistral refuses it)
     doc: str = ""
 
 
@@ -57,6 +59,7 @@ class EndpointSpec(BaseModel):
     key_required: bool | None = None
     api_version: str | None = None
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    stream_usage: bool | None = None
 
     def apply(self, name: str, preset: Endpoint | None) -> Endpoint:
         """The endpoint `name` with this spec applied to `preset` (ValueError when a new
@@ -133,7 +136,7 @@ PRESETS: Mapping[str, Endpoint] = MappingProxyType({
         _preset("deepseek", "openai", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY",
                 doc="DeepSeek"),
         _preset("mistral", "openai", "https://api.mistral.ai/v1", "MISTRAL_API_KEY",
-                doc="Mistral AI"),
+                stream_usage=False, doc="Mistral AI"),
         _preset("xai", "openai", "https://api.x.ai/v1", "XAI_API_KEY", doc="xAI"),
         _preset("groq", "openai", "https://api.groq.com/openai/v1", "GROQ_API_KEY",
                 doc="Groq"),

@@ -242,6 +242,9 @@ class OpenAICompatProvider:
     `base_url`: the endpoint's (".../v1"); for Azure (`azure_api_version` set) the
     resource URL (https://<resource>.openai.azure.com), and the model is the deployment.
     `max_tokens_param`: "max_completion_tokens" (OpenAI, Azure) or "max_tokens".
+    `stream_usage`: ask for the usage chunk (`stream_options`); off for servers that
+    refuse the field (Mistral, which puts the usage on its last chunk anyway; Groq's
+    `x_groq.usage` is read too).
     `name` names the endpoint in circuit targets, logs and errors.
     """
 
@@ -254,6 +257,7 @@ class OpenAICompatProvider:
         azure_api_version: str | None = None,
         max_tokens_param: str = "max_completion_tokens",
         parallel_tool_calls: bool = True,
+        stream_usage: bool = True,
         retry: RetryPolicy | None = None,
         breakers: BreakerRegistry | None = None,
         request_timeout_s: float = 600.0,
@@ -296,6 +300,7 @@ class OpenAICompatProvider:
         self.name = name
         self.max_tokens_param = max_tokens_param
         self.parallel_tool_calls = parallel_tool_calls
+        self.stream_usage = stream_usage
         self.retry = retry or RetryPolicy()
         self.breakers = breakers or BreakerRegistry(BreakerConfig())
         self.request_timeout_s = request_timeout_s
@@ -366,11 +371,10 @@ class OpenAICompatProvider:
         answer = _Assembly()
         try:
             if self.streaming:
+                if self.stream_usage:
+                    params["stream_options"] = {"include_usage": True}
                 stream = await self._client.chat.completions.create(
-                    **params,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    timeout=timeout,
+                    **params, stream=True, timeout=timeout
                 )
                 async for chunk in stream:
                     await self._take(chunk, answer, deltas)
@@ -416,6 +420,10 @@ class OpenAICompatProvider:
     async def _take(self, chunk: Any, answer: _Assembly, deltas: DeltaSink) -> None:
         if getattr(chunk, "usage", None) is not None:
             answer.usage = chunk.usage
+        else:
+            groq = (getattr(chunk, "model_extra", None) or {}).get("x_groq")
+            if isinstance(groq, dict) and isinstance(groq.get("usage"), dict):
+                answer.usage = openai.types.CompletionUsage.model_validate(groq["usage"])
         for choice in chunk.choices or ():
             if choice.index != 0:
                 continue

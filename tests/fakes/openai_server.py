@@ -19,6 +19,9 @@ answers in the real wire format and records every request (credentials redacted)
   (from `cache_min_tokens`, 1,024 as the API, in steps of `cache_increment`, 128); the
   fake remembers prefixes at message boundaries. `completion_tokens` includes
   `completion_tokens_details.reasoning_tokens`.
+- `dialect="mistral"`: Mistral's API, which answers `stream_options` with a 422 (its
+  fields are strict) and puts the usage on the chunk that finishes the answer;
+  `dialect="groq"`: Groq's, whose finishing chunk carries it as `x_groq.usage`.
 - Requests the real API rejects with a 400 are rejected (a tool message that answers
   no call of the assistant message before it, a call left unanswered, a bad tool name).
 """
@@ -236,9 +239,13 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
         validate_requests: bool = True,
         cache_min_tokens: int = 1024,
         cache_increment: int = 128,
+        dialect: str = "openai",
         host: str = "127.0.0.1",
     ) -> None:
         super().__init__(api_key=api_key, default=default or FakeCompletion(), host=host)
+        if dialect not in ("openai", "mistral", "groq"):
+            raise ValueError(f"dialect must be 'openai', 'mistral' or 'groq', not {dialect!r}")
+        self.dialect = dialect
         self.validate_requests = validate_requests
         self.cache_min_tokens = cache_min_tokens
         self.cache_increment = cache_increment
@@ -284,6 +291,9 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
             reply = FakeOpenAIError(404, "Resource not found")
         elif self.validate_requests and deployment is None and (bad := validate(body)):
             reply = bad
+        elif self.dialect == "mistral" and isinstance(body, dict) and "stream_options" in body:
+            reply = FakeOpenAIError(422, "Extra inputs are not permitted (stream_options)",
+                                    code="extra_forbidden")
         else:
             reply = self._pick(model, draft)
         status = reply.status if isinstance(reply, FakeOpenAIError) else 200
@@ -305,9 +315,10 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
                 headers={"x-request-id": request_id},
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return await self._stream(
-            request, reply, str(model), completion_id, usage if include_usage else None
+        mode = {"mistral": "last", "groq": "x_groq"}.get(
+            self.dialect, "chunk" if include_usage else "none"
         )
+        return await self._stream(request, reply, str(model), completion_id, usage, mode)
 
     async def _stream(
         self,
@@ -315,7 +326,8 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
         reply: FakeCompletion,
         model: str,
         completion_id: str,
-        usage: dict[str, Any] | None,
+        usage: dict[str, Any],
+        usage_mode: str,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             status=200,
@@ -323,7 +335,7 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
         )
         await response.prepare(request)
         created = int(time.time())
-        for sent, delta in enumerate(_chunks(reply, usage, completion_id)):
+        for sent, delta in enumerate(_chunks(reply, usage, completion_id, usage_mode)):
             if reply.break_after_chunks is not None and sent >= reply.break_after_chunks:
                 if reply.break_mode == "disconnect":
                     if request.transport is not None:
@@ -429,9 +441,11 @@ def _pieces(text: str, size: int) -> list[str]:
 
 
 def _chunks(
-    reply: FakeCompletion, usage: dict[str, Any] | None, salt: str
+    reply: FakeCompletion, usage: dict[str, Any], salt: str, usage_mode: str
 ) -> Iterator[dict[str, Any]]:
-    """The `choices`/`usage` part of each chunk, in the order the API sends them."""
+    """The `choices`/`usage` part of each chunk, in the order the API sends them. Usage:
+    in a chunk of its own ("chunk", OpenAI with include_usage), on the finish chunk
+    ("last", Mistral), or not at all ("none")."""
 
     def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
@@ -460,8 +474,13 @@ def _chunks(
         )
         for piece in _pieces(_arguments(tool), reply.json_chunk_chars):
             yield choice({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-    yield choice({}, _finish(reply))
-    if usage is not None and reply.usage_chunk:
+    finish = choice({}, _finish(reply))
+    if usage_mode == "last" and reply.usage_chunk:
+        finish["usage"] = usage
+    if usage_mode == "x_groq" and reply.usage_chunk:
+        finish["x_groq"] = {"id": "req_fake", "usage": usage}
+    yield finish
+    if usage_mode == "chunk" and reply.usage_chunk:
         yield {"choices": [], "usage": usage}
 
 

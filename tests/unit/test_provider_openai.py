@@ -374,3 +374,33 @@ async def test_the_api_key_never_appears_in_errors_reprs_or_logs(
                 pickle.dumps(p)
     assert caught.value.error_type == "authentication"
     assert wrong not in text and wrong[:12] not in text
+
+
+async def test_mistral_refuses_stream_options_and_reports_usage_on_its_last_chunk() -> None:
+    with FakeOpenAIServer(dialect="mistral") as mistral:
+        mistral.always(FakeCompletion("bonjour", usage=OpenAIUsage(
+            prompt_tokens=40, completion_tokens=3)))
+        async with provider_for(mistral, name="mistral", max_tokens_param="max_tokens") as p:
+            with pytest.raises(ProviderError) as caught:
+                await p.complete(make_request("mistral-small-latest"))
+        assert (caught.value.error_type, caught.value.attempts) == ("invalid_request", 1)
+        async with provider_for(mistral, name="mistral", max_tokens_param="max_tokens",
+                                stream_usage=False) as p:
+            response = await p.complete(make_request("mistral-small-latest"))
+        assert "stream_options" not in mistral.requests[-1].body
+        assert (response.text, response.usage.input_tokens, response.usage.output_tokens) == (
+            "bonjour", 40, 3)
+
+
+def test_the_mistral_preset_asks_for_no_usage_chunk() -> None:
+    from agents.providers.endpoints import PRESETS
+
+    assert PRESETS["mistral"].stream_usage is False and PRESETS["openai"].stream_usage
+
+
+async def test_groq_usage_is_read_from_its_x_groq_field() -> None:
+    with FakeOpenAIServer(dialect="groq") as groq:
+        groq.always(FakeCompletion("hi", usage=OpenAIUsage(prompt_tokens=30, completion_tokens=2)))
+        async with provider_for(groq, name="groq", max_tokens_param="max_tokens") as p:
+            response = await p.complete(make_request("llama-3.3-70b-versatile"))
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (30, 2)
