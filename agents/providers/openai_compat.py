@@ -130,7 +130,9 @@ def _message(message: Message) -> list[dict[str, Any]]:
             for b in message.content
             if isinstance(b, ToolUseBlock)
         ]
-        entry: dict[str, Any] = {"role": "assistant", "content": text or None}
+        # null content only beside tool calls: the API refuses an assistant message
+        # with neither (an empty answer is still a message)
+        entry: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
         if calls:
             entry["tool_calls"] = calls
         return [entry]

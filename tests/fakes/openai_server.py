@@ -191,7 +191,7 @@ def validate(body: Any) -> FakeOpenAIError | None:
         if role == "assistant":
             calls = message.get("tool_calls") or []
             open_calls = {str(c.get("id")) for c in calls}
-            if not calls and not message.get("content"):
+            if not calls and message.get("content") is None:
                 return bad(
                     f"Invalid 'messages[{i}]': an assistant message needs content or tool_calls."
                 )

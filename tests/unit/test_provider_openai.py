@@ -404,3 +404,16 @@ async def test_groq_usage_is_read_from_its_x_groq_field() -> None:
         async with provider_for(groq, name="groq", max_tokens_param="max_tokens") as p:
             response = await p.complete(make_request("llama-3.3-70b-versatile"))
     assert (response.usage.input_tokens, response.usage.output_tokens) == (30, 2)
+
+
+async def test_an_empty_assistant_answer_is_sent_as_empty_text(
+    server: FakeOpenAIServer, provider: OpenAICompatProvider
+) -> None:
+    request = LlmRequest("gpt-4o", "", (
+        Message("user", (TextBlock("hi"),)),
+        Message("assistant", (TextBlock(""),)),
+        Message("user", (TextBlock("hello?"),)),
+    ), (), 10, 0.0)
+    response = await provider.complete(request)
+    assert server.requests[0].body["messages"][1] == {"role": "assistant", "content": ""}
+    assert response.stop_reason == "end_turn"
