@@ -39,10 +39,12 @@ BENCH_WORKER_ARGV replaces the worker's `-m streams` (e.g. to run it under cProf
 
 `--tracing on` runs the worker with OpenTelemetry tracing on (OTEL_TRACES_EXPORTER=otlp,
 spans exported over OTLP/HTTP to a receiver in this process that counts and discards
-them); `--tracing ab` measures the tracing overhead: every (N, load) run is a pair, off
-and on, interleaved (off first in odd repetitions, on first in even ones, so drift of
-the shared machine falls on both), and it prints the worker's CPU per turn of each and
-the overhead; `--write` then replaces the "Tracing overhead" section of BENCHMARKS.md.
+them); `--tracing ab` measures the tracing overhead: every (N, load) run is a group of
+three runs — off, on (every turn traced), and on with the trace-id ratio sampler at
+`--sample-ratio` (OTEL_TRACES_SAMPLER=traceidratio: that share of the turns traced,
+whole) — interleaved (the order rotates by repetition, so drift of the shared machine
+falls on all three), and it prints the worker's CPU per turn of each and the overhead;
+`--write` then replaces the "Tracing overhead" section of BENCHMARKS.md.
 
 Prints the figures; `--write` also replaces the "Session worker" section of
 BENCHMARKS.md. Nothing here asserts.
@@ -114,6 +116,24 @@ def _cpu_s(pid: int | None) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _threads_cpu_s(pid: int) -> float:
+    """CPU seconds of the threads of `pid` other than its main thread (the event loop):
+    with tracing on, chiefly the OpenTelemetry exporter's (Python names no OS thread,
+    so they cannot be told apart by name)."""
+    total = 0.0
+    try:
+        tasks = [t for t in Path(f"/proc/{pid}/task").iterdir() if t.name != str(pid)]
+    except OSError:
+        return float("nan")
+    for task in tasks:
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _broker_pid() -> int | None:
@@ -326,11 +346,13 @@ async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
                 await asyncio.sleep(0.05)  # polling the client's own counters
             pids = {"worker": worker.pid, "broker": _broker_pid(), "client": None}
             cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
+            export0 = _threads_cpu_s(worker.pid)
             t0, w0 = time.monotonic(), time.time() * 1000
             done0 = len(client.obs.turns_done)
             await asyncio.sleep(seconds)  # the measurement window
             t1, w1 = time.monotonic(), time.time() * 1000
             cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items()}
+            cpu["threads"] = _threads_cpu_s(worker.pid) - export0
             done = len([t for t in client.obs.turns_done[done0:] if t <= t1])
             await asyncio.sleep(0.5)  # let the window's last hops become visible
             lat = client.latencies_ms(w0, w1 - 200)
@@ -425,14 +447,18 @@ async def tracing_ab(args: argparse.Namespace, bootstrap: str) -> None:
         tmp = Path(tmpdir)
         on_env = {"OTEL_TRACES_EXPORTER": "otlp",
                   "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.traces_endpoint}
+        sampled = f"on {args.sample_ratio:g}"
+        envs = {"off": {}, "on": on_env,
+                sampled: {**on_env, "OTEL_TRACES_SAMPLER": "traceidratio",
+                          "OTEL_TRACES_SAMPLER_ARG": str(args.sample_ratio)}}
+        modes = list(envs)
         for n in sizes:
             for rate in rates:
                 for rep in range(args.repeat):
-                    order = ("off", "on") if rep % 2 == 0 else ("on", "off")
+                    order = modes[rep % 3:] + modes[: rep % 3]
                     for mode in order:
                         WORKER_ENV.clear()
-                        if mode == "on":
-                            WORKER_ENV.update(on_env)
+                        WORKER_ENV.update(envs[mode])
                         before = sink.requests, sink.bytes
                         r = await load_run(bootstrap, args.partitions, n, args.seconds, tmp,
                                            rate)
@@ -441,8 +467,9 @@ async def tracing_ab(args: argparse.Namespace, bootstrap: str) -> None:
                                   "export_kb": (sink.bytes - before[1]) / 1024})
                         rows.append(r)
                         load = "closed loop" if rate is None else f"paced {rate:g} turns/s"
-                        print(f"N={n:>5} {load:>20} tracing {mode:>3}: worker CPU "
-                              f"{r['cpu_worker']:.2f} ms/turn, {r['turns_s']:.1f} turns/s, "
+                        print(f"N={n:>5} {load:>20} tracing {mode:>6}: worker CPU "
+                              f"{r['cpu_worker']:.2f} ms/turn (other threads than the loop's "
+                              f"{r['cpu_threads']:.2f}), {r['turns_s']:.1f} turns/s, "
                               f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; exported "
                               f"{r['export_kb']:.0f} KB in {int(r['exports'])} requests; "
                               f"load avg {r['load']:.1f}", flush=True)
@@ -460,19 +487,27 @@ def _tracing_summary(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         groups[(int(r["n"]), r["rate"] or 0.0)].append(r)
     for (n, rate), runs in groups.items():
-        off = [r["cpu_worker"] for r in runs if r["tracing"] == "off"]
-        on = [r["cpu_worker"] for r in runs if r["tracing"] == "on"]
-        pairs = defaultdict(dict)  # type: ignore[var-annotated]
-        for r in runs:
-            pairs[r["pair"]][r["tracing"]] = r["cpu_worker"]
-        per_pair = [100 * (p["on"] / p["off"] - 1) for p in pairs.values()
-                    if "on" in p and "off" in p and p["off"] > 0]
         load = "closed loop" if not rate else f"paced {rate:g} turns/s"
-        med_off, med_on = statistics.median(off), statistics.median(on)
-        out.append(
-            f"N = {n}, {load}: worker CPU per turn, median of {len(off)} runs each: off "
-            f"{med_off:.2f} ms, on {med_on:.2f} ms: overhead {100 * (med_on / med_off - 1):+.1f} % "
-            f"(per pair: {', '.join(f'{x:+.1f} %' for x in per_pair)})")
+        off = [r["cpu_worker"] for r in runs if r["tracing"] == "off"]
+        med_off = statistics.median(off)
+        groups_of = defaultdict(dict)  # type: ignore[var-annotated]
+        for r in runs:
+            groups_of[r["pair"]][r["tracing"]] = r
+        for mode in dict.fromkeys(r["tracing"] for r in runs):
+            if mode == "off":
+                continue
+            on = [r["cpu_worker"] for r in runs if r["tracing"] == mode]
+            per_group = [100 * (g[mode]["cpu_worker"] / g["off"]["cpu_worker"] - 1)
+                         for g in groups_of.values() if mode in g and "off" in g]
+            tput = [100 * (g[mode]["turns_s"] / g["off"]["turns_s"] - 1)
+                    for g in groups_of.values() if mode in g and "off" in g]
+            med_on = statistics.median(on)
+            out.append(
+                f"N = {n}, {load}, tracing {mode}: worker CPU per turn, median of {len(on)} "
+                f"runs: {med_on:.2f} ms against {med_off:.2f} ms off, overhead "
+                f"{100 * (med_on / med_off - 1):+.1f} % (by repetition: "
+                f"{', '.join(f'{x:+.1f} %' for x in per_group)}); turns/s "
+                f"{statistics.median(tput):+.1f} % (median)")
     return out
 
 
@@ -480,7 +515,7 @@ def _tracing_markdown(args: argparse.Namespace, rows: list[dict[str, Any]],
                       summary: list[str]) -> str:
     cmd = (f".venv/bin/python bench/turns.py --tracing ab --sessions {args.sessions} "
            f"--rates {args.rates} --seconds {args.seconds:g} --repeat {args.repeat} "
-           f"--partitions {args.partitions}")
+           f"--partitions {args.partitions} --sample-ratio {args.sample_ratio:g}")
     lines = [
         TRACING_SECTION, "",
         f"Command: `{cmd} --write`", "",
@@ -494,15 +529,15 @@ def _tracing_markdown(args: argparse.Namespace, rows: list[dict[str, Any]],
          "span sampled), posting to a receiver in the benchmark's process that discards "
          "them. Runs are paired, off and on, interleaved (order alternating by pair)."),
         "",
-        ("| sessions (N) | offered load | tracing | worker CPU ms/turn | turns/s | per-hop p50 "
-        "| per-hop p99 | exported | load avg |"),
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        ("| sessions (N) | offered load | tracing | worker CPU ms/turn | of which threads "
+         "other than the loop's | turns/s | per-hop p50 | per-hop p99 | exported | load avg |"),
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         load = "closed loop" if not r["rate"] else f"paced {r['rate']:g} turns/s"
         lines.append(
             f"| {int(r['n'])} | {load} | {r['tracing']} | {r['cpu_worker']:.2f} | "
-            f"{r['turns_s']:.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | "
+            f"{r['cpu_threads']:.2f} | {r['turns_s']:.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | "
             f"{r['export_kb']:.0f} KB | {r['load']:.1f} |")
     lines += ["", *[f"- {line}" for line in summary], "",
               ("Goal: under 5 % of the worker's CPU per turn. With tracing off (the default) "
@@ -667,6 +702,8 @@ def main() -> None:
                         help="OpenTelemetry tracing in the worker: off, on (spans exported "
                              "to a discarding OTLP receiver here), or ab: pairs of runs off "
                              "and on, interleaved, and the overhead")
+    parser.add_argument("--sample-ratio", type=float, default=0.1,
+                        help="--tracing ab: the trace-id ratio of the sampled arm")
     parser.add_argument("--write", action="store_true",
                         help="update the Session worker section of BENCHMARKS.md (with "
                              "--tracing ab: the Tracing overhead section)")

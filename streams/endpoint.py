@@ -122,9 +122,10 @@ class Endpoint:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head_only = [False]
         try:
             status, ctype, body, extra = await asyncio.wait_for(
-                self._answer(reader), _READ_TIMEOUT_S)
+                self._answer(reader, head_only), _READ_TIMEOUT_S)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ValueError, ConnectionError):
             status, ctype, body, extra = 400, "text/plain", b"bad request\n", {}
@@ -134,6 +135,8 @@ class Endpoint:
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
                 f"Content-Type: {ctype}", f"Content-Length: {len(body)}",
                 "Connection: close", *(f"{k}: {v}" for k, v in extra.items())]
+        if head_only[0]:
+            body = b""  # HEAD: the headers a GET gets, no body
         try:
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
             await writer.drain()
@@ -144,7 +147,8 @@ class Endpoint:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes, dict[str, str]]:
+    async def _answer(self, reader: asyncio.StreamReader,
+                      head_only: list[bool]) -> tuple[int, str, bytes, dict[str, str]]:
         line = (await reader.readline()).decode("latin-1").strip()
         parts = line.split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -162,6 +166,7 @@ class Endpoint:
             raise ValueError("too many header lines")
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"method not allowed\n", {"Allow": "GET, HEAD"}
+        head_only[0] = method == "HEAD"
         path = target.split("?", 1)[0]
         if path == "/healthz":
             ok, detail = self._live() if self._live is not None else (True, "ok")

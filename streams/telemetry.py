@@ -240,8 +240,9 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
         span_kind = SpanKind.PRODUCER
     else:
         name = f"effect {kind}"
-    span = _tracer.start_span(name, context=_context_of(traceparent), kind=span_kind,
-                              attributes=attrs)
+    span = _tracer.start_span(name, context=_context_of(traceparent), kind=span_kind)
+    if span.is_recording():
+        span.set_attributes(attrs)
     out = _live(span)
     out.span = span  # type: ignore[attr-defined]
     return out
@@ -253,6 +254,9 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
     if span is None:
         return
     traceparent.span = None  # type: ignore[union-attr]
+    if not span.is_recording():
+        span.end()
+        return
     name = type(payload).__name__
     attrs: dict[str, Any] = {}
     usage = getattr(payload, "usage", None)
@@ -328,6 +332,11 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
             if parent is not None:
                 links = (_ot.Link(_ot.get_current_span(parent).get_span_context()),)
             parent = _ot.set_span_in_context(wait)
+    assert _tracer is not None
+    span = _tracer.start_span(f"process {kind}", context=parent, kind=_ot.SpanKind.CONSUMER,
+                              links=links)
+    if not span.is_recording():  # not sampled: no attribute is worth building
+        return span
     # Few attributes, all scalars: the SDK checks each one (bench/turns.py --tracing ab).
     first, last = events[0], events[-1]
     attrs: dict[str, Any] = {
@@ -340,9 +349,8 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
     }
     if last.turn_id:
         attrs["turnlog.turn_id"] = last.turn_id
-    assert _tracer is not None
-    return _tracer.start_span(f"process {kind}", context=parent, kind=_ot.SpanKind.CONSUMER,
-                              attributes=attrs, links=links)
+    span.set_attributes(attrs)
+    return span
 
 
 def _end_uncommitted(spans: Sequence[Any]) -> None:
@@ -356,6 +364,9 @@ def _committed_spans(batch: _Batch) -> None:
     ok = _ot.Status(_ot.StatusCode.OK)
     traced = (entry for entry in batch.entries if entry[2])
     for (_rec, _req, events), span in zip(traced, batch.spans, strict=True):
+        if not span.is_recording():
+            span.end()
+            continue
         for ev in events:
             payload = ev.payload
             name = type(payload).__name__

@@ -13,12 +13,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.events import (
+    ApprovalRequested,
+    ChildSessionRequested,
+    DecideApproval,
     LlmCallCompleted,
     LlmCallRequested,
     ToolCallRequested,
@@ -29,10 +33,12 @@ from streams.topics import TopicNames, ensure_topics
 from streams.tracing import new_traceparent
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.integration.worker_harness import (
+    DATA,
     EventLog,
     WorkerProcess,
     read_records,
     read_requests,
+    request_for,
     scripted_script,
     trace_id,
     user_message,
@@ -81,16 +87,14 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-@pytest.fixture(scope="module")
-def served(kafka_bootstrap: str, topic_prefix: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("observability")
+def serve(kafka_bootstrap: str, topic_prefix: str, tmp: Path,
+          **env_args: object) -> Iterator[Served]:
     prefix = f"{topic_prefix}{secrets.token_hex(3)}."
     names = asyncio.run(ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)).names
     with OtlpReceiver() as receiver:
         env = worker_env(
             kafka_bootstrap, prefix, partitions=PARTITIONS, sandbox=tmp,
-            script=scripted_script(tmp, latency_ms=5),
+            **env_args,  # type: ignore[arg-type]
             extra={
                 "OTEL_TRACES_EXPORTER": "otlp",
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.traces_endpoint,
@@ -105,6 +109,24 @@ def served(kafka_bootstrap: str, topic_prefix: str,
             yield Served(names, worker, receiver, port)
         finally:
             worker.terminate()
+
+
+@pytest.fixture(scope="module")
+def served(kafka_bootstrap: str, topic_prefix: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A traced worker serving the calc agent (tests/data/agents.toml)."""
+    tmp = tmp_path_factory.mktemp("observability")
+    yield from serve(kafka_bootstrap, topic_prefix, tmp,
+                     script=scripted_script(tmp, latency_ms=5))
+
+
+@pytest.fixture(scope="module")
+def served_live(kafka_bootstrap: str, topic_prefix: str,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A traced worker serving the live agents (approvals, delegation)."""
+    tmp = tmp_path_factory.mktemp("observability-live")
+    yield from serve(kafka_bootstrap, topic_prefix, tmp, agents=DATA / "live" / "agents.toml",
+                     script=DATA / "live" / "script.yaml")
 
 
 async def produce(bootstrap: str, names: TopicNames, request: object,
@@ -324,3 +346,93 @@ def test_health_and_readiness_of_the_running_worker(served: Served) -> None:
     status, body = http_get(served.port, "/readyz")
     assert status == 200 and "restored" in body
     assert http_get(served.port, "/nope")[0] == 404
+
+
+async def test_an_approval_wait_is_a_span_and_the_decision_continues_the_turn_trace(
+    kafka_bootstrap: str, served_live: Served
+) -> None:
+    names, receiver = served_live.names, served_live.receiver
+    sid = f"approve-{secrets.token_hex(3)}"
+    turn_tp, decider_tp = new_traceparent(), new_traceparent()
+    trace = turn_tp.split("-")[1]
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        await produce(kafka_bootstrap, names,
+                      user_message(sid, "approval-pair please", agent="approver"),
+                      [("traceparent", turn_tp.encode())])
+        await log.wait_for(lambda: log.of(sid, ApprovalRequested), 60, "the approval request")
+        (asked,) = [e.payload for e in log.of(sid, ApprovalRequested)]
+        await produce(kafka_bootstrap, names,
+                      request_for(sid, DecideApproval(call_id=asked.call_id, approved=True,
+                                                      decided_by="alice"), f"{sid}:decide"),
+                      [("traceparent", decider_tp.encode())])
+        await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "the turn")
+
+    def spans_in() -> list[ReceivedSpan] | None:
+        spans = receiver.spans(trace)
+        names_seen = {s.name for s in spans}
+        wanted = {"approval shell", "process DecideApproval", "execute_tool shell"}
+        return spans if wanted <= names_seen else None
+
+    spans = await wait_until(spans_in, 30, "the approval's spans",
+                             diagnose=lambda: str([s.name for s in receiver.spans(trace)]))
+    by_name = {s.name: s for s in spans}
+    wait, decide = by_name["approval shell"], by_name["process DecideApproval"]
+    asker = next(s for s in spans
+                 if "ApprovalRequested" in s.attributes.get("turnlog.event_types", ""))
+    # The wait hangs under the input that asked; the decision under the wait, linked to
+    # the decider's own trace; the tool call runs under the decision.
+    assert wait.parent_span_id == asker.span_id
+    assert decide.parent_span_id == wait.span_id
+    assert decide.links == ((decider_tp.split("-")[1], decider_tp.split("-")[2]),)
+    assert by_name["execute_tool shell"].parent_span_id == decide.span_id
+    assert wait.attributes["turnlog.approval.outcome"] == "granted"
+    assert wait.attributes["turnlog.approval.decided_by"] == "alice"
+    # Nothing of the turn went to the decider's trace: one trace per turn.
+    assert receiver.spans(decider_tp.split("-")[1]) == []
+    ids = {s.span_id for s in spans}
+    assert [s.name for s in spans if s.parent_span_id not in ids] == ["process SendMessage"]
+
+
+async def test_a_delegation_is_an_invoke_agent_span_with_the_child_session_beneath(
+    kafka_bootstrap: str, served_live: Served
+) -> None:
+    names, receiver = served_live.names, served_live.receiver
+    sid = f"lead-{secrets.token_hex(3)}"
+    tp = new_traceparent()
+    trace = tp.split("-")[1]
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        await produce(kafka_bootstrap, names,
+                      user_message(sid, "Please ask alpha and beta.", agent="lead"),
+                      [("traceparent", tp.encode())])
+        await log.wait_for(lambda: log.turns_completed(sid) == 1, 90, "the lead's turn")
+        children = {e.payload.agent: e.payload.child_session_id
+                    for e in log.of(sid, ChildSessionRequested)}
+    assert set(children) == {"alpha", "beta"}
+
+    def spans_in() -> list[ReceivedSpan] | None:
+        spans = receiver.spans(trace)
+        child_inputs = [s for s in spans if s.attributes.get("turnlog.session_id")
+                        in children.values()]
+        done = sum("TurnCompleted" in s.attributes.get("turnlog.event_types", "")
+                   for s in spans)
+        return spans if len(child_inputs) >= 4 and done == 3 else None
+
+    spans = await wait_until(spans_in, 30, "the delegation's spans",
+                             diagnose=lambda: str([s.name for s in receiver.spans(trace)]))
+    by_id = {s.span_id: s for s in spans}
+    for agent, child in children.items():
+        (invoke,) = [s for s in spans if s.name == f"invoke_agent {agent}"]
+        assert invoke.kind == PRODUCER and invoke.attributes["gen_ai.agent.name"] == agent
+        assert invoke.attributes["turnlog.child_session_id"] == child
+        first = next(s for s in spans if s.name == "process SendMessage"
+                     and s.attributes["turnlog.session_id"] == child)
+        assert first.parent_span_id == invoke.span_id
+        # The child's spans are all in the parent's trace, beneath its invoke_agent span.
+        for span in spans:
+            if span.attributes.get("turnlog.session_id") == child:
+                node = span
+                while node.parent_span_id in by_id and node is not invoke:
+                    node = by_id[node.parent_span_id]
+                assert node is invoke, span.name
+    ids = set(by_id)
+    assert [s.name for s in spans if s.parent_span_id not in ids] == ["process SendMessage"]

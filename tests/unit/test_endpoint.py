@@ -58,6 +58,8 @@ async def test_routes_on_a_free_loopback_port() -> None:
         assert refreshed == [1]
         assert (await get(port, "/other"))[0] == 404
         assert (await get(port, "/metrics", method="POST"))[0] == 405
+        status, headers, body = await get(port, "/readyz", method="HEAD")
+        assert (status, body, headers["content-length"]) == (200, "", "7")
     finally:
         await endpoint.stop()
 
