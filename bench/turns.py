@@ -440,7 +440,9 @@ async def tracing_ab(args: argparse.Namespace, bootstrap: str) -> None:
     from tests.integration.otlp_receiver import OtlpReceiver
 
     sizes = [int(x) for x in args.sessions.split(",") if x]
-    rates = [float(x) for x in args.rates.split(",") if float(x or 0)] or [None]
+    # 0 is the closed loop here (saturated: the steadiest CPU per turn on a busy machine).
+    rates: list[float | None] = [float(x) if float(x) else None
+                                 for x in args.rates.split(",") if x] or [None]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="turnlog-bench-") as tmpdir, \
             OtlpReceiver(keep=False) as sink:
@@ -526,8 +528,13 @@ def _tracing_markdown(args: argparse.Namespace, rows: list[dict[str, Any]],
          "Session worker section (4 inputs, 9 events, 7 spans per turn with tracing on: 4 "
          "inputs, 2 LLM calls, 1 tool call). Tracing on: the OpenTelemetry SDK with its "
          "batch span processor and OTLP/HTTP exporter (OTEL_TRACES_EXPORTER=otlp, every "
-         "span sampled), posting to a receiver in the benchmark's process that discards "
-         "them. Runs are paired, off and on, interleaved (order alternating by pair)."),
+         "span sampled unless said), posting to a receiver in the benchmark's process that "
+         "discards them. Runs come in threes, interleaved (the order rotates by "
+         "repetition): off; on, every turn traced; on <ratio>, the trace-id ratio sampler "
+         "(OTEL_TRACES_SAMPLER=traceidratio: that share of the turns traced, each one "
+         "whole). Closed loop (saturated) gives the steadiest CPU per turn on a shared "
+         "machine; paced is where a worker usually runs (a transaction per input or two, "
+         "so more CPU per turn)."),
         "",
         ("| sessions (N) | offered load | tracing | worker CPU ms/turn | of which threads "
          "other than the loop's | turns/s | per-hop p50 | per-hop p99 | exported | load avg |"),
@@ -540,10 +547,12 @@ def _tracing_markdown(args: argparse.Namespace, rows: list[dict[str, Any]],
             f"{r['cpu_threads']:.2f} | {r['turns_s']:.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | "
             f"{r['export_kb']:.0f} KB | {r['load']:.1f} |")
     lines += ["", *[f"- {line}" for line in summary], "",
-              ("Goal: under 5 % of the worker's CPU per turn. With tracing off (the default) "
-               "the worker does no SDK work at all (tests/unit/test_telemetry_off.py); the "
-               "cost with it on is the spans' creation, attributes and export (protobuf "
-               "encoding and the HTTP posts, on the exporter's thread of the same process).")]
+              ("Goal: under 5 % of the worker's CPU per turn. The threads column is chiefly "
+               "the OTLP exporter's (protobuf encoding and the HTTP posts); the rest of the "
+               "difference is on the event loop: creating, checking and ending the spans, "
+               "and the GIL the exporter's thread takes from it. Spans that are not sampled "
+               "build no attributes. With tracing off (the default) the worker does no SDK "
+               "work at all (tests/unit/test_telemetry_off.py).")]
     return "\n".join(lines) + "\n"
 
 

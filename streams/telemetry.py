@@ -6,7 +6,7 @@ the SDK is not even imported — and a hook costs a check of one module global.
 A trace is a turn. Its spans follow causality across processes, linked through the
 Kafka headers (streams.tracing), never through memory:
 
-    process UserMessage            the session worker decides an input and commits it
+    process SendMessage            the session worker decides an input and commits it
     └─ chat <model>                the effect runner's LLM call (GenAI conventions)
        └─ process CompleteLlmCall  its outcome, decided
           ├─ execute_tool <tool>   a tool call
