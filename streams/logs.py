@@ -12,6 +12,8 @@ from typing import Any
 
 import structlog
 
+from streams.telemetry import add_trace_context
+
 __all__ = ["configure_logging", "get_logger"]
 
 _configured = False
@@ -27,6 +29,7 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_context,  # trace_id / span_id of the effect a line is about
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

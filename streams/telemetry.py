@@ -43,6 +43,7 @@ from streams.tracing import TraceParent, parse_traceparent
 
 __all__ = [
     "MetricsSink",
+    "add_trace_context",
     "batch_begin",
     "batch_committed",
     "configure_tracing",
@@ -86,6 +87,12 @@ class _Batch:
         self.entries: list[Entry] = []
         self.spans: list[Any] = []
 
+
+# The traceparent of the effect the current task runs (each effect is a task): what
+# its log lines are correlated by, tracing on or off.
+_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "turnlog_trace", default=None
+)
 
 # The transaction being built by the current partition loop (each loop is a task).
 _BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
@@ -202,6 +209,7 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
     """The traceparent an effect runs and reports in: `traceparent` with tracing off;
     with it on, that of a new span for the effect (a child of `traceparent`)."""
     if _tracer is None:
+        _CURRENT.set(traceparent)
         return traceparent
     SpanKind = _ot.SpanKind
     kind = str(getattr(effect.kind, "value", effect.kind))
@@ -245,7 +253,17 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
         span.set_attributes(attrs)
     out = _live(span)
     out.span = span  # type: ignore[attr-defined]
+    _CURRENT.set(out)
     return out
+
+
+def add_trace_context(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: the log lines of an effect carry its trace and span ids."""
+    tp = _CURRENT.get()
+    if tp:
+        event.setdefault("trace_id", tp[3:35])
+        event.setdefault("span_id", tp[36:52])
+    return event
 
 
 def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:

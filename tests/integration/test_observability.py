@@ -228,6 +228,12 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
     assert header_spans == process_ids
     records = [r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()]
     assert {dict(r.headers).get("tracestate") for r in records} == {b"vendor=abc,other=x1"}
+    # The effects' log lines name their trace and span: logs and traces correlate.
+    reported = [r for r in served.worker.log_records(this_start=False)
+                if r.get("event") == "effect.reported" and r.get("session_id") == sid]
+    assert len(reported) == 3
+    assert {(r["trace_id"], r["span_id"]) for r in reported} == {
+        (trace, s.span_id) for s in spans if not s.name.startswith("process ")}
 
     # /metrics: the turn's facts, counted once.
     model = events_model(events)
