@@ -181,6 +181,7 @@ class Projector:
         self.group_commits = 0
         # One past the last record fetched per partition (fetched, maybe not applied).
         self._fetched_to: dict[int, int] = {}
+        self._group_task: asyncio.Task[None] | None = None
         # Set once the group assigned partitions (even none) to this process.
         self.joined = False
 
@@ -544,8 +545,17 @@ class Projector:
 
     async def _mirror_offsets(self, *, force: bool = False) -> None:
         """Commit the stored positions to the consumer group (advisory; see the module
-        docstring). A refusal (a rebalance in progress) waits for the next round."""
+        docstring) in a task of its own: a commit held up by a rebalance never holds up
+        projecting. A refusal waits for the next round; `force` (a clean stop) waits
+        for the commit."""
         if self.config.group_id is None or self._consumer is None:
+            return
+        running = self._group_task is not None and not self._group_task.done()
+        if force and running:
+            assert self._group_task is not None
+            with contextlib.suppress(Exception):
+                await self._group_task
+        elif running:
             return
         now = time.monotonic()
         if not force and now - self._last_group_commit < self.config.group_commit_interval_s:
@@ -559,6 +569,13 @@ class Projector:
                 offsets[tp] = offset
         if not offsets:
             return
+        self._group_task = asyncio.create_task(self._commit_group(offsets))
+        if force:
+            with contextlib.suppress(Exception):
+                await self._group_task
+
+    async def _commit_group(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
         try:
             await asyncio.wait_for(self._consumer.commit(offsets), 10)
         except (KafkaError, IllegalStateError, TimeoutError) as exc:
