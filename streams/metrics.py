@@ -125,6 +125,10 @@ class SessionMetrics:
         r = self.registry
         self.turns = Counter("turnlog_turns", "Turns ended, by agent and outcome "
                              "(completed, failed, cancelled).", ["agent", "outcome"], registry=r)
+        self.turn_failures = Counter(
+            "turnlog_turn_failures", "Failed turns by agent and error type: guard trips "
+            "(iterations, deadlines), refusals, LLM errors.", ["agent", "error_type"],
+            registry=r)
         self.turn_seconds = Histogram("turnlog_turn_duration_seconds", "Turn start to end "
                                       "(log time).", ["agent"], buckets=_SLOW_BUCKETS, registry=r)
         self.llm_calls = Counter("turnlog_llm_calls", "LLM calls ended, by model and outcome "
@@ -230,6 +234,8 @@ class SessionMetrics:
         outcome = {"TurnCompleted": "completed", "TurnFailed": "failed"}.get(
             type(ev.payload).__name__, "cancelled")
         self.turns.labels(ev.agent, outcome).inc()
+        if outcome == "failed":
+            self.turn_failures.labels(ev.agent, ev.payload.error_type).inc()
         started = self._turns.pop(ev.session_id, None)
         if started is not None:
             self.turn_seconds.labels(ev.agent).observe(
