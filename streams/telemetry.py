@@ -15,7 +15,8 @@ Kafka headers (streams.tracing), never through memory:
              └─ process DecideApproval   (linked to the decider's own trace)
 
 A compaction is `compaction <model>`, a child session `invoke_agent <agent>` whose
-inputs are the child's spans. An input span covers the decision and its transaction: it
+inputs are the child's spans. A Tick (time reaching the core) continues the trace of
+its session's last input. An input span covers the decision and its transaction: it
 ends when the transaction commits (status OK), or with an error when the transaction
 did not commit (the input is read again and gets a new span). The events of an input
 carry that span's id in their `traceparent`, so whichever process starts the effects
@@ -76,6 +77,11 @@ _sinks: dict[int, MetricsSink] = {}
 # lands on another worker is dropped (unexported) once this many are open.
 _approvals: dict[tuple[str, str], Any] = {}
 _MAX_OPEN_APPROVALS = 10_000
+# The span context of each session's last committed input: a Tick (the worker's own
+# input, with no trace of its own) acts on the turn in progress, so its span continues
+# that turn's trace. Bounded, least recently written dropped first.
+_last_input: dict[str, Any] = {}
+_MAX_SESSIONS = 100_000
 
 
 class _Batch:
@@ -340,6 +346,10 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
     payload = req.payload
     kind = type(payload).__name__
     parent = _context_of(incoming)
+    if parent is None and kind == "Tick":
+        last = _last_input.get(req.session_id)
+        if last is not None:
+            parent = _ot.set_span_in_context(_ot.NonRecordingSpan(last))
     links = ()
     call_id = getattr(payload, "call_id", None)
     if kind == "DecideApproval" and call_id is not None:
@@ -381,7 +391,11 @@ def _committed_spans(batch: _Batch) -> None:
     assert _tracer is not None
     ok = _ot.Status(_ot.StatusCode.OK)
     traced = (entry for entry in batch.entries if entry[2])
-    for (_rec, _req, events), span in zip(traced, batch.spans, strict=True):
+    for (_rec, req, events), span in zip(traced, batch.spans, strict=True):
+        _last_input.pop(req.session_id, None)
+        if len(_last_input) >= _MAX_SESSIONS:
+            _last_input.pop(next(iter(_last_input)))
+        _last_input[req.session_id] = span.get_span_context()
         if not span.is_recording():
             span.end()
             continue

@@ -442,3 +442,35 @@ async def test_a_delegation_is_an_invoke_agent_span_with_the_child_session_benea
                 assert node is invoke, span.name
     ids = set(by_id)
     assert [s.name for s in spans if s.parent_span_id not in ids] == ["process SendMessage"]
+
+
+async def test_an_expired_approval_ends_its_wait_and_the_tick_stays_in_the_turn_trace(
+    kafka_bootstrap: str, served_live: Served
+) -> None:
+    names, receiver = served_live.names, served_live.receiver
+    sid = f"expire-{secrets.token_hex(3)}"
+    tp = new_traceparent()
+    trace = tp.split("-")[1]
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        await produce(kafka_bootstrap, names,
+                      user_message(sid, "approval-pair please", agent="hasty"),
+                      [("traceparent", tp.encode())])
+        # Nobody decides (approval_s = 1): the worker's ticker brings time to the core.
+        await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "the turn")
+
+    def spans_in() -> list[ReceivedSpan] | None:
+        spans = receiver.spans(trace)
+        done = any("TurnCompleted" in s.attributes.get("turnlog.event_types", "")
+                   for s in spans)
+        return spans if done and any(s.name == "approval shell" for s in spans) else None
+
+    spans = await wait_until(spans_in, 30, "the expired approval's spans",
+                             diagnose=lambda: str([s.name for s in receiver.spans(trace)]))
+    (wait,) = [s for s in spans if s.name == "approval shell"]
+    assert wait.attributes["turnlog.approval.outcome"] == "expired"
+    expiring = next(s for s in spans
+                    if "ApprovalDenied" in s.attributes.get("turnlog.event_types", ""))
+    assert expiring.name == "process Tick"
+    ids = {s.span_id for s in spans}
+    assert expiring.parent_span_id in ids
+    assert [s.name for s in spans if s.parent_span_id not in ids] == ["process SendMessage"]
