@@ -294,7 +294,7 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
             attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
         if usage.cache_write_tokens:
             attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
-        cost = _cost_usd(model or getattr(effect, "model", ""), usage)
+        cost = _cost_usd(str(model or getattr(effect, "model", "")), usage)
         if cost is not None:
             attrs["turnlog.cost_usd"] = cost
     stop = getattr(payload, "stop_reason", None)
@@ -350,7 +350,7 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
         last = _last_input.get(req.session_id)
         if last is not None:
             parent = _ot.set_span_in_context(_ot.NonRecordingSpan(last))
-    links = ()
+    links: tuple[Any, ...] = ()
     call_id = getattr(payload, "call_id", None)
     if kind == "DecideApproval" and call_id is not None:
         # A human's decision continues the turn that waited for it: a child of the wait
