@@ -49,7 +49,9 @@ class Decision:
     carries it as occurred_at, and the request's occurred_at as claimed_at when the two
     differ: deadlines come from the log's time, the sender's claim is kept beside it."""
 
-    __slots__ = ("built", "claimed_at", "events", "now", "registry", "request", "state")
+    __slots__ = (
+        "behalf", "built", "claimed_at", "events", "now", "registry", "request", "state"
+    )
 
     def __init__(
         self,
@@ -68,6 +70,9 @@ class Decision:
         self.events: list[Event] = []
         # call id -> the LlmRequest whose digest its LlmCallRequested records.
         self.built: dict[str, LlmRequest] = {}
+        # Set while a queued message starts its turn: the events of that turn are caused
+        # by (and correlated with) the request that sent the message, not this one.
+        self.behalf: str | None = None
 
     @property
     def next_seq(self) -> int:
@@ -102,9 +107,16 @@ class Decision:
             agent = payload.agent
         else:
             agent = state.agent or req.agent or ""
-        correlation = (
-            req.correlation_id or (turn.correlation_id if turn is not None else None) or req.request_id
-        )
+        causation = req.request_id
+        if self.behalf is not None:
+            causation = self.behalf
+            correlation = turn.correlation_id if turn is not None else self.behalf
+        else:
+            correlation = (
+                req.correlation_id
+                or (turn.correlation_id if turn is not None else None)
+                or req.request_id
+            )
         event = Event(
             event_id=event_id_for(state.session_id, seq),
             session_id=state.session_id,
@@ -113,7 +125,7 @@ class Decision:
             agent=agent,
             payload=payload,
             turn_id=turn_id,
-            causation_id=req.request_id,
+            causation_id=causation,
             correlation_id=correlation,
             claimed_at=self.claimed_at,
         )

@@ -42,6 +42,7 @@ from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 
 __all__ = [
     "drop_instead_of_summary",
+    "start_queued",
     "fail_turn",
     "next_llm_call",
     "start_turn",
@@ -53,10 +54,23 @@ def fail_turn(d: Decision, reason: str, error_type: str) -> None:
     d.emit(TurnFailed(turn_no=d.turn.turn_no, reason=reason, error_type=error_type))
 
 
-def start_turn(d: Decision, text: str) -> None:
-    d.emit(TurnStarted(turn_no=d.state.turns + 1))
+def start_turn(d: Decision, text: str, queued_seq: int | None = None) -> None:
+    d.emit(TurnStarted(turn_no=d.state.turns + 1, queued_seq=queued_seq))
     d.emit(UserMessageReceived(text=text))
     next_llm_call(d)
+
+
+def start_queued(d: Decision) -> None:
+    """The turn ended and a message waits: start its turn, in the same decision, on behalf
+    of the request that sent it. (A turn that ends at once — a guard, a budget — lets the
+    next message start, so the loop ends with an empty queue or a running turn.)"""
+    while d.state.turn is None and d.state.queue and d.state.phase.value == "idle":
+        head = d.state.queue[0]
+        d.behalf = head.request_id
+        try:
+            start_turn(d, head.text, queued_seq=head.seq)
+        finally:
+            d.behalf = None
 
 
 def _seconds(s: float) -> timedelta:
@@ -68,8 +82,14 @@ def _context_window(info: AgentInfo) -> int:
     return min(model_info(m).context_window for m in info.definition.model_chain)
 
 
-def next_llm_call(d: Decision) -> None:
-    """Continue the turn: request its next LLM call, or end it if a guard says so."""
+def next_llm_call(
+    d: Decision, *, max_tokens: int | None = None, force_compaction: bool = False
+) -> None:
+    """Continue the turn: request its next LLM call, or end it if a guard says so.
+
+    `max_tokens`: ask for more than the agent's (a retry of an answer cut off inside a
+    tool call). `force_compaction`: the model said its context window is full, whatever
+    our estimate says: compact as if the window were the estimate."""
     info = d.registry.find(d.state.agent)
     if info is None:
         fail_turn(d, d.registry.unknown_agent_reason(d.state.agent), "UnknownAgent")
@@ -87,7 +107,12 @@ def next_llm_call(d: Decision) -> None:
     window = _context_window(info)
     tokens = info.prefix_tokens + d.state.history.window_tokens
     config = defn.compaction
-    if tokens > config.trigger_ratio * window and turn.compacted_iteration != turn.iteration:
+    out = defn.max_tokens if max_tokens is None else max_tokens
+    if force_compaction:
+        window = min(window, tokens)
+    if (
+        force_compaction or tokens > config.trigger_ratio * window
+    ) and turn.compacted_iteration != turn.iteration:
         plan = plan_compaction(
             d.state.history, config, context_window=window, prefix_tokens=info.prefix_tokens
         )
@@ -97,15 +122,24 @@ def next_llm_call(d: Decision) -> None:
                 return
             _compact_now(d, plan, info.prefix_tokens, tokens, window)
             tokens = info.prefix_tokens + d.state.history.window_tokens
-    if tokens + defn.max_tokens > window:
+        elif force_compaction:
+            fail_turn(
+                d,
+                "The model stopped because its context window was full, and nothing is "
+                "left to compact.",
+                "ContextWindowExceeded",
+            )
+            return
+    window = _context_window(info)
+    if tokens + out > window:
         fail_turn(
             d,
-            f"The context (about {tokens} tokens) plus max_tokens {defn.max_tokens} does not "
+            f"The context (about {tokens} tokens) plus max_tokens {out} does not "
             f"fit the context window of {window} tokens, even after compaction.",
             "ContextWindowExceeded",
         )
         return
-    _request_turn_call(d, info, tokens)
+    _request_turn_call(d, info, tokens, out)
 
 
 def _reserve_or_fail(
@@ -134,9 +168,9 @@ def _reserve_or_fail(
     return reservation.tokens, reservation.nanos
 
 
-def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
+def _request_turn_call(d: Decision, info: AgentInfo, tokens: int, max_tokens: int) -> None:
     defn = info.definition
-    reserved = _reserve_or_fail(d, defn.model_chain, tokens, defn.max_tokens, info)
+    reserved = _reserve_or_fail(d, defn.model_chain, tokens, max_tokens, info)
     if reserved is None:
         return
     # The window's entries as they are (context_seqs order), not looked up again by seq.
@@ -146,7 +180,7 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
         defn.name,
         entries,
         model=defn.model,
-        max_tokens=defn.max_tokens,
+        max_tokens=max_tokens,
         temperature=defn.temperature,
     )
     d.request_llm(
@@ -154,7 +188,7 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int) -> None:
             call_id=f"{d.state.session_id}/llm/{d.next_seq}",
             model=defn.model,
             fallbacks=defn.fallbacks,
-            max_tokens=defn.max_tokens,
+            max_tokens=max_tokens,
             temperature=defn.temperature,
             context_ranges=window_ranges(d.state.history),
             context_entries=len(entries),

@@ -141,6 +141,11 @@ class AgentDefinition(BaseModel):
     max_tokens: int = Field(default=1024, ge=1)
     temperature: float = Field(default=0.0, ge=0, le=1)
     deadlines: Deadlines = Deadlines()
+    # Messages that arrive during a turn wait for it, up to this many (0: rejected).
+    max_queued: int = Field(default=8, ge=0, le=1000)
+    # A tool call cut off at max_tokens is never run: ask again once with twice the
+    # max_tokens (up to the model's output limit), or fail the turn.
+    on_truncated_tool_call: Literal["retry", "fail"] = "retry"
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentDefinition:
@@ -185,6 +190,9 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
         yield "tools", "the 'delegate' tool needs at least one agent in delegates"
 
 
+_LATER_DEFAULTS: dict[str, object] = {"max_queued": 8, "on_truncated_tool_call": "retry"}
+
+
 def definition_hash(definition: AgentDefinition) -> str:
     """sha256 of the canonical JSON of the definition (pinned in SessionStarted).
 
@@ -193,6 +201,9 @@ def definition_hash(definition: AgentDefinition) -> str:
     data = definition.model_dump(mode="json")
     if definition.deadlines.on_unknown_outcome == "ask":
         del data["deadlines"]["on_unknown_outcome"]
+    for name, default in _LATER_DEFAULTS.items():
+        if data.get(name) == default:
+            del data[name]
     return sha256_hex(canonical_json(data))
 
 

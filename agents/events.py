@@ -81,6 +81,8 @@ __all__ = [
     "TurnFailed",
     "TurnCancelled",
     "RequestRejected",
+    "MessageQueued",
+    "QueuedMessageDropped",
     "EventPayload",
     "EVENT_TYPES",
     "Event",
@@ -262,7 +264,12 @@ class DecideApproval:
 
 @dataclass(frozen=True, slots=True)
 class CancelTurn:
+    """Cancel the running turn (its effects are aborted). `queued_request_id`: drop only
+    that queued message instead; `drop_queue`: cancel the turn and drop the queue too."""
+
     reason: str | None = None
+    queued_request_id: str | None = None
+    drop_queue: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,7 +476,10 @@ class SessionClosed:
 
 @dataclass(frozen=True, slots=True)
 class TurnStarted:
+    """`queued_seq`: the seq of the MessageQueued whose message starts this turn."""
+
     turn_no: int
+    queued_seq: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.turn_no >= 1, "TurnStarted", "turn_no must be >= 1")
@@ -542,6 +552,10 @@ class LlmCallCompleted:
     latency_ms: int
     attempts: int
     fallback_used: bool = False
+    # None: the answer is part of the conversation. Else why it is recorded only for its
+    # usage and cost: "late" (abandoned by a cancel), "truncated" (cut inside a tool
+    # call), "context_window" (the model stopped on a full context window).
+    discarded: str | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "LlmCallCompleted", "call_id")
@@ -733,7 +747,29 @@ class TurnFailed:
 
 @dataclass(frozen=True, slots=True)
 class TurnCancelled:
+    """The work the cancel abandoned: the LLM call in flight, the step's unresolved tool
+    calls, those of them that waited for approval, and the children they delegated to."""
+
     turn_no: int
+    reason: str | None = None
+    llm_call_id: str | None = None
+    tool_call_ids: tuple[str, ...] = ()
+    approval_call_ids: tuple[str, ...] = ()
+    child_session_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQueued:
+    """A message that arrived during a turn; it starts the next one (position from 1)."""
+
+    text: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessageDropped:
+    queued_seq: int
+    request_id: str
     reason: str | None = None
 
 
@@ -773,6 +809,8 @@ EventPayload = Union[
     TurnFailed,
     TurnCancelled,
     RequestRejected,
+    MessageQueued,
+    QueuedMessageDropped,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)

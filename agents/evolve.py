@@ -35,8 +35,10 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
+    MessageQueued,
     PolicyAction,
     ProviderCircuitOpened,
+    QueuedMessageDropped,
     RequestRejected,
     SessionClosed,
     SessionForked,
@@ -59,8 +61,10 @@ from agents.state import (
     History,
     Lineage,
     PendingCall,
+    ABANDONED_KEPT,
     PendingLlm,
     Phase,
+    Queued,
     SessionState,
     TurnState,
     TurnSummary,
@@ -190,6 +194,14 @@ def _session_closed(s: SessionState, ev: Event, p: SessionClosed) -> SessionStat
 
 
 def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
+    queue = s.queue
+    if p.queued_seq is not None:
+        if not queue or queue[0].seq != p.queued_seq:
+            raise ContractError(
+                f"Session {s.session_id}: TurnStarted at seq {ev.seq} starts the message "
+                f"queued at seq {p.queued_seq}, which is not at the head of the queue."
+            )
+        queue = queue[1:]
     turn = TurnState(
         turn_no=p.turn_no,
         turn_id=turn_id_for(s.session_id, p.turn_no),
@@ -204,7 +216,7 @@ def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
         answer_seq=0,
         compacted_iteration=-1,
     )
-    return _next(s, ev, phase=Phase.AWAITING_LLM, turn=turn, turns=p.turn_no)
+    return _next(s, ev, phase=Phase.AWAITING_LLM, turn=turn, turns=p.turn_no, queue=queue)
 
 
 def _user_message(s: SessionState, ev: Event, p: UserMessageReceived) -> SessionState:
@@ -222,7 +234,31 @@ def _llm_requested(s: SessionState, ev: Event, p: LlmCallRequested) -> SessionSt
 
 
 def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionState:
+    if p.discarded == "late":
+        # Abandoned by a cancel, answered anyway: money spent, nothing else changes.
+        return _next(
+            s,
+            ev,
+            abandoned=tuple(a for a in s.abandoned if a[0] != p.call_id),
+            spent_tokens=s.spent_tokens + p.usage.total_tokens,
+            spent_nanos=s.spent_nanos + p.cost_nanos,
+        )
     t = _turn(s, ev)
+    if p.discarded is not None:
+        # Cut off (or stopped by a full window): charged to the turn, not part of the
+        # conversation; the core asks again or ends the turn in the same decision.
+        return _next(
+            s,
+            ev,
+            turn=replaced(
+                t,
+                llm=None,
+                usage=add_usage(t.usage, p.usage),
+                cost_nanos=t.cost_nanos + p.cost_nanos,
+            ),
+            spent_tokens=s.spent_tokens + p.usage.total_tokens,
+            spent_nanos=s.spent_nanos + p.cost_nanos,
+        )
     entry = _entry(ev.seq, EntryKind.ASSISTANT, p.text, name=p.model)
     turn = replaced(
         t,
@@ -400,7 +436,20 @@ def _turn_failed(s: SessionState, ev: Event, p: TurnFailed) -> SessionState:
 
 
 def _turn_cancelled(s: SessionState, ev: Event, p: TurnCancelled) -> SessionState:
-    return _turn_ended(s, ev, "cancelled", p.reason or "cancelled")
+    after = _turn_ended(s, ev, "cancelled", p.reason or "cancelled")
+    llm = s.turn.llm if s.turn is not None else None
+    if llm is None:
+        return after
+    abandoned = (*s.abandoned, (llm.request.call_id, llm.request.model))[-ABANDONED_KEPT:]
+    return replaced(after, abandoned=abandoned)
+
+
+def _message_queued(s: SessionState, ev: Event, p: MessageQueued) -> SessionState:
+    return _next(s, ev, queue=(*s.queue, Queued(ev.seq, ev.causation_id or "", p.text)))
+
+
+def _queued_dropped(s: SessionState, ev: Event, p: QueuedMessageDropped) -> SessionState:
+    return _next(s, ev, queue=tuple(q for q in s.queue if q.seq != p.queued_seq))
 
 
 def _rejected(s: SessionState, ev: Event, p: RequestRejected) -> SessionState:
@@ -434,6 +483,8 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     TurnFailed: _turn_failed,
     TurnCancelled: _turn_cancelled,
     RequestRejected: _rejected,
+    MessageQueued: _message_queued,
+    QueuedMessageDropped: _queued_dropped,
 }
 
 

@@ -26,7 +26,7 @@ def fork_base(source: SessionState, new_session_id: str) -> SessionState:
     approvals, children, reservation) is dropped; the history up to at_seq is kept, and
     a tool use that never got its result is answered to the model as not completed.
     The fork has its own spend (the ancestry's cost stays with the source) and its own
-    request-id memory. `decide(fork_base(...), ForkSession)` emits SessionForked at seq
+    request-id memory; messages the source had queued stay with the source. `decide(fork_base(...), ForkSession)` emits SessionForked at seq
     at_seq + 1; if it rejects instead, the rejection is numbered from the empty session
     (seq 1) and evolve folds it onto initial_state(new_session_id).
     """
@@ -39,6 +39,8 @@ def fork_base(source: SessionState, new_session_id: str) -> SessionState:
         recent_requests=(),
         lineage=Lineage(None, None, source.session_id, source.last_seq),
         last_turn=None,
+        abandoned=(),
+        queue=(),
     )
 
 

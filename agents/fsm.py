@@ -40,8 +40,10 @@ from datetime import datetime
 from typing import Any
 
 from agents._decision import Decision, Rejected
+from agents._turn import start_queued
+from agents.handlers import late_llm_call, on_late_llm_completed
 from agents.errors import ContractError
-from agents.events import Event, Request, RequestRejected, SessionForked
+from agents.events import CompleteLlmCall, Event, Request, RequestRejected, SessionForked
 from agents.evolve import evolve
 from agents.fold import fold, fork_base
 from agents.limits import (
@@ -183,15 +185,25 @@ def decide_built(
             problem = f"{kind} rejected: {claim}."
     if problem is not None:
         return _reject(state, request, f"Session {state.session_id}: {problem}", ingested_at)
-    transition = TRANSITIONS.get((state.phase, type(request.payload)))
-    if transition is None:
-        return _reject(state, request, _phase_reason(state, kind), ingested_at)
+    handler: Any
+    if type(request.payload) is CompleteLlmCall and late_llm_call(
+        state, request.payload.call_id
+    ):
+        # Whatever the phase: the late answer of a call a cancel abandoned is charged.
+        handler = on_late_llm_completed
+    else:
+        transition = TRANSITIONS.get((state.phase, type(request.payload)))
+        if transition is None:
+            return _reject(state, request, _phase_reason(state, kind), ingested_at)
+        handler = transition.handler
     payload = clean_outcome(request.payload, registry.limits)
     if payload is not request.payload:
         request = replace(request, payload=payload)
     d = Decision(state, request, registry, ingested_at)
     try:
-        transition.handler(d, request.payload)
+        handler(d, request.payload)
+        if d.state.queue and d.state.turn is None:
+            start_queued(d)  # the input ended a turn: the next queued message starts
     except Rejected as exc:
         return _reject(state, request, exc.reason, ingested_at)
     except ContractError as exc:

@@ -21,6 +21,7 @@ from agents._step import dispatch_tool_uses, start_child
 from agents._turn import (
     drop_instead_of_summary,
     fail_turn,
+    next_llm_call,
     start_turn,
     step_resolved,
     summarized,
@@ -41,7 +42,9 @@ from agents.events import (
     ForkSession,
     LlmCallCompleted,
     LlmCallFailed,
+    MessageQueued,
     ProviderCircuitOpened,
+    QueuedMessageDropped,
     SendMessage,
     SessionClosed,
     SessionForked,
@@ -52,8 +55,9 @@ from agents.events import (
     TurnCompleted,
     Usage,
 )
+from agents.llm import StopReason
 from agents.pricing import cost_nanos, find_model, model_info
-from agents.state import CallStatus, PendingCall, PendingLlm, usage_of
+from agents.state import CallStatus, PendingCall, PendingLlm, SessionState, usage_of
 from agents.toolspecs import DELEGATE
 
 __all__ = [
@@ -63,8 +67,11 @@ __all__ = [
     "on_close",
     "on_compaction_completed",
     "on_compaction_failed",
+    "late_llm_call",
     "on_fork",
+    "on_late_llm_completed",
     "on_llm_completed",
+    "on_queue_message",
     "on_llm_failed",
     "on_send_message",
     "on_start_session",
@@ -178,18 +185,163 @@ def on_fork(d: Decision, p: ForkSession) -> None:
     )
 
 
+def on_queue_message(d: Decision, p: SendMessage) -> None:
+    """A message during a turn waits for it (up to the agent's max_queued)."""
+    s = d.state
+    if p.parent_session_id is not None:
+        raise Rejected(
+            f"Session {s.session_id} already exists; a delegation must start a new session."
+        )
+    if d.request.agent is not None and d.request.agent != s.agent:
+        raise Rejected(
+            f"Session {s.session_id} belongs to agent {s.agent!r}, not {d.request.agent!r}."
+        )
+    limit = d.agent_info().definition.max_queued
+    if len(s.queue) >= limit:
+        raise Rejected(
+            f"Session {s.session_id} has a turn in progress ({s.phase.value}) and "
+            f"{len(s.queue)} queued message(s), the agent's limit (max_queued = {limit}); "
+            f"wait for the turn to end, or cancel it."
+        )
+    d.emit(MessageQueued(text=_text(d, p.text), position=len(s.queue) + 1))
+
+
+def _cancel_turn(d: Decision, reason: str | None) -> None:
+    """End the turn, naming everything it abandons (workers abort what still runs)."""
+    turn = d.turn
+    calls = turn.calls
+    d.emit(
+        TurnCancelled(
+            turn_no=turn.turn_no,
+            reason=reason,
+            llm_call_id=turn.llm.request.call_id if turn.llm is not None else None,
+            tool_call_ids=tuple(c.call_id for c in calls),
+            approval_call_ids=tuple(c.call_id for c in calls if c.status == CallStatus.APPROVAL),
+            child_session_ids=tuple(
+                c.child_session_id
+                for c in calls
+                if c.status == CallStatus.CHILD and c.child_session_id
+            ),
+        )
+    )
+
+
+def _drop_queue(d: Decision, reason: str) -> None:
+    for q in d.state.queue:
+        d.emit(QueuedMessageDropped(queued_seq=q.seq, request_id=q.request_id, reason=reason))
+
+
 def on_close(d: Decision, p: CloseSession) -> None:
     if d.state.turn is not None:
-        d.emit(TurnCancelled(turn_no=d.turn.turn_no, reason="The session was closed."))
+        _cancel_turn(d, "The session was closed.")
+    _drop_queue(d, "The session was closed.")
     d.emit(SessionClosed(reason=p.reason))
 
 
 def on_cancel(d: Decision, p: CancelTurn) -> None:
-    # Pending effects are abandoned: their outcomes will find nothing pending.
-    d.emit(TurnCancelled(turn_no=d.turn.turn_no, reason=p.reason))
+    s = d.state
+    if p.queued_request_id is not None:
+        queued = next((q for q in s.queue if q.request_id == p.queued_request_id), None)
+        if queued is None:
+            waiting = ", ".join(q.request_id for q in s.queue) or "none"
+            raise Rejected(
+                f"Session {s.session_id}: no queued message was sent by request "
+                f"{p.queued_request_id} (queued: {waiting})."
+            )
+        d.emit(
+            QueuedMessageDropped(queued_seq=queued.seq, request_id=queued.request_id,
+                                 reason=p.reason)
+        )
+        return
+    _cancel_turn(d, p.reason)
+    if p.drop_queue:
+        _drop_queue(d, p.reason or "The queue was dropped with the turn.")
+    # Otherwise the next queued message starts its turn (decide does that after every
+    # input that ends a turn).
+
+
+def late_llm_call(state: SessionState, call_id: str) -> tuple[str, str] | None:
+    """(call id, requested model) when `call_id` is an LLM call a cancel abandoned."""
+    return next((a for a in state.abandoned if a[0] == call_id), None)
+
+
+def on_late_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
+    """The outcome of a call a cancel abandoned: its tokens were billed, so they are
+    charged to the session (and its budget), without reopening anything."""
+    abandoned = late_llm_call(d.state, p.call_id)
+    assert abandoned is not None  # decide routes only those here
+    d.emit(
+        LlmCallCompleted(
+            call_id=p.call_id,
+            model=p.model,
+            text="",
+            tool_call_ids=(),
+            stop_reason=p.stop_reason,
+            usage=p.usage,
+            cost_nanos=_priced(p.model, abandoned[1], p.usage),
+            latency_ms=p.latency_ms,
+            attempts=p.attempts,
+            fallback_used=p.fallback_used,
+            discarded="late",
+        )
+    )
 
 
 # --------------------------------------------------------------------------- LLM
+
+
+def _discarded(d: Decision, p: CompleteLlmCall, llm: PendingLlm, why: str) -> None:
+    d.emit(
+        LlmCallCompleted(
+            call_id=p.call_id,
+            model=p.model,
+            text=p.text,
+            tool_call_ids=(),
+            stop_reason=p.stop_reason,
+            usage=p.usage,
+            cost_nanos=_priced(p.model, llm.request.model, p.usage),
+            latency_ms=p.latency_ms,
+            attempts=p.attempts,
+            fallback_used=p.fallback_used,
+            discarded=why,
+        )
+    )
+
+
+def _truncated_tool_call(d: Decision, p: CompleteLlmCall, llm: PendingLlm) -> None:
+    """Cut off at max_tokens inside a tool call: the call is never run. Ask once more with
+    twice the max_tokens (what the models of the chain can give), or end the turn."""
+    defn = d.agent_info().definition
+    _discarded(d, p, llm, "truncated")
+    names = ", ".join(u.name for u in p.tool_uses)
+    limit = min(model_info(m).max_output_tokens for m in defn.model_chain)
+    asked = llm.request.max_tokens
+    more = min(asked * 2, limit)
+    if defn.on_truncated_tool_call == "retry" and asked == defn.max_tokens and more > asked:
+        next_llm_call(d, max_tokens=more)
+        return
+    fail_turn(
+        d,
+        f"The model's answer was cut off at max_tokens ({asked}) inside a tool call "
+        f"({names}); the call was not run.",
+        "TruncatedToolCall",
+    )
+
+
+def _context_window_stop(d: Decision, p: CompleteLlmCall, llm: PendingLlm) -> None:
+    """The model stopped on a full context window: compact and ask once more."""
+    _discarded(d, p, llm, "context_window")
+    turn = d.turn
+    # The call that stopped already followed a compaction: one retry was had.
+    if turn.compacted_iteration >= turn.iteration - 1 >= 0:
+        fail_turn(
+            d,
+            "The model stopped because its context window was full, again after a "
+            "compaction.",
+            "ContextWindowExceeded",
+        )
+        return
+    next_llm_call(d, force_compaction=True)
 
 
 def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
@@ -197,12 +349,21 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
     info = d.agent_info()
     for target in p.circuits_opened:
         d.emit(ProviderCircuitOpened(call_id=p.call_id, target=target))
+    stop = p.stop_reason
+    if stop == StopReason.MAX_TOKENS and p.tool_uses:
+        _truncated_tool_call(d, p, llm)
+        return
+    if stop == StopReason.CONTEXT_WINDOW:
+        _context_window_stop(d, p, llm)
+        return
     completed = d.emit(
         LlmCallCompleted(
             call_id=p.call_id,
             model=p.model,
             text=p.text,
-            tool_call_ids=tuple(u.call_id for u in p.tool_uses),
+            tool_call_ids=(
+                () if stop == StopReason.REFUSAL else tuple(u.call_id for u in p.tool_uses)
+            ),
             stop_reason=p.stop_reason,
             usage=p.usage,
             cost_nanos=_priced(p.model, llm.request.model, p.usage),
@@ -211,6 +372,15 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
             fallback_used=p.fallback_used,
         )
     )
+    if stop == StopReason.REFUSAL:
+        # Its own outcome: a TurnFailed of error type "Refused" (status refused in SQL,
+        # its own exit code), whatever tool calls the answer may still carry.
+        fail_turn(d, "The model declined to answer (stop reason refusal).", "Refused")
+        return
+    if stop == StopReason.PAUSE_TURN and not p.tool_uses:
+        # The vendor paused a long turn: send the answer so far back to continue it.
+        next_llm_call(d)
+        return
     if not p.tool_uses:
         turn = d.turn
         d.emit(

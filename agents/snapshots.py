@@ -19,7 +19,7 @@ from datetime import datetime
 from agents.effects import next_deadline
 from agents.events import RestorePoint, SessionSnapshot, Snapshot
 from agents.state import Phase, SessionState
-from agents.state_codec import STATE_FORMAT, state_from_dict, state_to_dict
+from agents.state_codec import READABLE_FORMATS, STATE_FORMAT, state_from_dict, state_to_dict
 
 __all__ = [
     "RESTORE_POINT_KEY",
@@ -65,7 +65,7 @@ def snapshot_of(state: SessionState, *, events_offset: int, now: datetime) -> Sn
 def state_of(snapshot: SessionSnapshot) -> SessionState | None:
     """The state a snapshot holds, or None when it was written in a state format this
     code does not read (the caller folds the session's events instead)."""
-    if snapshot.state_format != STATE_FORMAT:
+    if snapshot.state_format not in READABLE_FORMATS:
         return None
     state: SessionState = state_from_dict(json.loads(zlib.decompress(snapshot.state)))
     return state

@@ -45,6 +45,7 @@ __all__ = [
     "PendingCall",
     "PendingLlm",
     "Phase",
+    "Queued",
     "SessionState",
     "TurnState",
     "TurnSummary",
@@ -193,6 +194,19 @@ class Lineage(NamedTuple):
     fork_at_seq: int = 0
 
 
+class Queued(NamedTuple):
+    """A message waiting for the turn in progress to end (MessageQueued at `seq`)."""
+
+    seq: int
+    request_id: str
+    text: str
+
+
+# How many LLM calls abandoned by cancels a session remembers, to charge their late
+# outcomes: a worker aborts them at once, so a late outcome is one already on its way.
+ABANDONED_KEPT = 8
+
+
 class SessionState(NamedTuple):
     session_id: str
     last_seq: int
@@ -207,6 +221,9 @@ class SessionState(NamedTuple):
     recent_requests: tuple[str, ...]
     lineage: Lineage
     last_turn: TurnSummary | None
+    # (call id, requested model) of LLM calls a cancel abandoned, newest last.
+    abandoned: tuple[tuple[str, str], ...] = ()
+    queue: tuple[Queued, ...] = ()  # messages waiting for the next turn, oldest first
 
 
 ZERO_USAGE: tuple[int, int, int, int] = (0, 0, 0, 0)

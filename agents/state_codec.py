@@ -24,15 +24,18 @@ from agents.state import (
     PendingCall,
     PendingLlm,
     Phase,
+    Queued,
     SessionState,
     TurnState,
     TurnSummary,
     find_entry,
 )
 
-__all__ = ["STATE_FORMAT", "state_from_dict", "state_to_dict"]
+__all__ = ["READABLE_FORMATS", "STATE_FORMAT", "state_from_dict", "state_to_dict"]
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+# Format 1 had no abandoned calls and no queue: it reads as a state with neither.
+READABLE_FORMATS = frozenset({1, STATE_FORMAT})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
@@ -144,12 +147,14 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
         "lineage": [lin.parent_session_id, lin.parent_call_id, lin.forked_from, lin.fork_at_seq],
         "last": None if last is None else [last.turn_no, last.outcome, last.answer_seq,
                                             list(last.usage), last.cost_nanos, last.reason],
+        "ab": [list(a) for a in state.abandoned],
+        "q": [list(q) for q in state.queue],
     }
 
 
 def state_from_dict(data: dict[str, Any]) -> SessionState:
     """The state `data` (from state_to_dict) describes; ContractError if it cannot."""
-    if not isinstance(data, dict) or data.get("v") != STATE_FORMAT:
+    if not isinstance(data, dict) or data.get("v") not in READABLE_FORMATS:
         found = data.get("v") if isinstance(data, dict) else type(data).__name__
         raise ContractError(
             f"Cannot restore a session state of format {found!r}; this code reads format "
@@ -184,6 +189,8 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
                 last[0], last[1], last[2], (last[3][0], last[3][1], last[3][2], last[3][3]),
                 last[4], last[5],
             ),
+            abandoned=tuple((a[0], a[1]) for a in data.get("ab", ())),
+            queue=tuple(Queued(q[0], q[1], q[2]) for q in data.get("q", ())),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ContractError(

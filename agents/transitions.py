@@ -75,6 +75,11 @@ _ROWS: tuple[Transition, ...] = (
     Transition(Phase.NEW, SendMessage, h.on_start_session, _NEXT, "start session + turn"),
     Transition(Phase.FORKING, ForkSession, h.on_fork, (Phase.IDLE,), "fork at at_seq"),
     Transition(Phase.IDLE, SendMessage, h.on_send_message, _NEXT, "start turn"),
+) + tuple(
+    # A message during a turn waits in the queue; the phase does not change.
+    Transition(phase, SendMessage, h.on_queue_message, (phase,), "queue message")
+    for phase in sorted(TURN_PHASES, key=lambda p: p.value)
+) + (
     Transition(Phase.IDLE, Tick, on_tick, (Phase.IDLE,), "nothing due"),
     Transition(
         Phase.AWAITING_LLM, CompleteLlmCall, h.on_llm_completed, (_A, _T, _C) + _NEXT,
@@ -110,11 +115,22 @@ _ROWS: tuple[Transition, ...] = (
     Transition(_C, CompleteChildSession, h.on_child_completed, (_C,) + _NEXT, "child answer"),
     Transition(_C, Tick, on_tick, (_C,) + _NEXT, "re-issue or time out children"),
 ) + tuple(
-    Transition(phase, CancelTurn, h.on_cancel, (Phase.IDLE,), "cancel turn")
+    # The next queued message may start at once; dropping one queued message leaves
+    # the turn running.
+    Transition(phase, CancelTurn, h.on_cancel, (phase, *_NEXT), "cancel turn")
     for phase in sorted(TURN_PHASES, key=lambda p: p.value)
 ) + tuple(
     Transition(phase, CloseSession, h.on_close, (Phase.CLOSED,), "close")
     for phase in [Phase.IDLE, *sorted(TURN_PHASES, key=lambda p: p.value)]
+)
+
+# A decision that ends a turn starts the next queued message's turn (agents.fsm): every
+# row that can end in idle can end wherever a new turn's first step can.
+_ROWS = tuple(
+    t._replace(targets=tuple(dict.fromkeys((*t.targets, *_NEXT))))
+    if Phase.IDLE in t.targets and t.input is not CloseSession
+    else t
+    for t in _ROWS
 )
 
 TRANSITIONS: Mapping[tuple[Phase, type], Transition] = MappingProxyType(

@@ -34,11 +34,12 @@ from agents.snapshots import (
     snapshot_of,
     state_of,
 )
-from agents.state_codec import STATE_FORMAT
+from agents.state_codec import READABLE_FORMATS, STATE_FORMAT
 
 __all__ = [
     "RESTORE_POINT_KEY",
     "SNAPSHOT_EVERY",
+    "READABLE_FORMATS",
     "STATE_FORMAT",
     "STREAM_RESTART",
     "build_llm_request",

@@ -21,7 +21,7 @@ from agents.errors import DecodeError
 from agents.events import RestorePoint, SessionSnapshot
 from schemas.codec import decode_snapshot
 from streams import _core
-from streams._core import RESTORE_POINT_KEY, STATE_FORMAT, is_live
+from streams._core import READABLE_FORMATS, RESTORE_POINT_KEY, is_live
 
 # An event is about 450 bytes on the wire (BENCHMARKS.md: bytes per turn). A session is
 # snapshotted again once it has written an event per 200 bytes of its last snapshot:
@@ -108,7 +108,7 @@ def _add(
         if record.session_id == RESTORE_POINT_KEY:
             index.restore_from, index.input_next = p.events_offset, p.input_next
         return
-    if p.state_format != STATE_FORMAT:
+    if p.state_format not in READABLE_FORMATS:
         index.stored.pop(record.session_id, None)
         index.unreadable.add(record.session_id)
         return

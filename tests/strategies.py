@@ -62,6 +62,8 @@ from agents.events import (
     ToolCallRequested,
     ToolUse,
     TurnCancelled,
+    MessageQueued,
+    QueuedMessageDropped,
     TurnCompleted,
     TurnFailed,
     TurnStarted,
@@ -140,7 +142,7 @@ def _send_message(draw: st.DrawFn) -> SendMessage:
 REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     SendMessage: _send_message(),
     DecideApproval: st.builds(DecideApproval, ids, st.booleans(), ids, optional_texts),
-    CancelTurn: st.builds(CancelTurn, optional_texts),
+    CancelTurn: st.builds(CancelTurn, optional_texts, st.none() | ids, st.booleans()),
     CloseSession: st.builds(CloseSession, optional_texts),
     ForkSession: st.builds(ForkSession, ids, positive, st.none() | ids),
     CompleteLlmCall: st.builds(
@@ -172,7 +174,7 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     SessionStarted: st.builds(SessionStarted, ids, ids, st.none() | ids, st.none() | ids),
     SessionForked: st.builds(SessionForked, ids, positive, ids, ids),
     SessionClosed: st.builds(SessionClosed, optional_texts),
-    TurnStarted: st.builds(TurnStarted, positive),
+    TurnStarted: st.builds(TurnStarted, positive, st.none() | positive),
     UserMessageReceived: st.builds(UserMessageReceived, texts),
     LlmCallRequested: st.builds(
         LlmCallRequested,
@@ -204,6 +206,7 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         latency_ms=small_counts,
         attempts=st.integers(1, 10),
         fallback_used=st.booleans(),
+        discarded=st.none() | st.sampled_from(["late", "truncated", "context_window"]),
     ),
     LlmCallFailed: st.builds(LlmCallFailed, ids, ids, texts, st.integers(1, 10), small_counts),
     ProviderCircuitOpened: st.builds(ProviderCircuitOpened, ids, ids),
@@ -258,8 +261,13 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     ),
     TurnCompleted: st.builds(TurnCompleted, positive, positive, usages, counts, small_counts),
     TurnFailed: st.builds(TurnFailed, positive, texts, ids),
-    TurnCancelled: st.builds(TurnCancelled, positive, optional_texts),
+    TurnCancelled: st.builds(
+        TurnCancelled, positive, optional_texts, st.none() | ids, name_lists, name_lists,
+        name_lists,
+    ),
     RequestRejected: st.builds(RequestRejected, ids, ids, texts, ids),
+    MessageQueued: st.builds(MessageQueued, texts, positive),
+    QueuedMessageDropped: st.builds(QueuedMessageDropped, positive, ids, optional_texts),
 }
 
 

@@ -39,6 +39,7 @@ from agents.events import (
     FailLlmCall,
     FailToolCall,
     ForkSession,
+    LlmCallCompleted,
     LlmCallRequested,
     Request,
     RequestPayload,
@@ -51,6 +52,7 @@ from agents.events import (
     TurnCancelled,
     TurnCompleted,
     TurnFailed,
+    TurnStarted,
     Usage,
 )
 from agents.fold import fold, fork_base
@@ -88,6 +90,12 @@ def check_built(events: list[Event], after: SessionState, built: dict[str, LlmRe
         assert request == build_llm_request(after, payload, REGISTRY)
 
 
+def _late(events: list[Event]) -> bool:
+    """The late answer of a call a cancel abandoned: charged in whatever phase it comes."""
+    p = events[0].payload
+    return isinstance(p, LlmCallCompleted) and p.discarded == "late"
+
+
 class FsmMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -119,15 +127,28 @@ class FsmMachine(RuleBasedStateMachine):
         check_built(events, after, built)
         rejected = [e for e in events if isinstance(e.payload, RequestRejected)]
         if before.phase is Phase.CLOSED:
-            assert len(events) == 1 and rejected, "a closed session accepted an input"
+            # Nothing but the late answer of a call the close abandoned (money spent).
+            assert len(events) == 1 and (rejected or _late(events)), (
+                "a closed session accepted an input"
+            )
         if rejected:
             assert len(events) == 1
             assert after == before._replace(last_seq=before.last_seq + 1)
-        elif events:
+        elif events and not _late(events):
             row = TRANSITIONS[(before.phase, type(req.payload))]
             assert after.phase in row.targets, (before.phase, type(req.payload), after.phase)
-        if any(isinstance(e.payload, ENDS) for e in events):
-            assert after.turn is None and pending_effects(after) == []
+        ends = [i for i, e in enumerate(events) if isinstance(e.payload, ENDS)]
+        if ends:
+            queued = [e for e in events[ends[-1]:] if isinstance(e.payload, TurnStarted)]
+            if queued:
+                # The queue's head started the next turn in the same decision.
+                head = queued[0].payload
+                assert head.queued_seq is not None and head.queued_seq not in {
+                    q.seq for q in after.queue
+                }
+            else:
+                assert after.turn is None and pending_effects(after) == []
+                assert not after.queue or after.phase is Phase.CLOSED
         self.sent.append(req)
         self.state = after
         self.log.extend(events)
@@ -230,9 +251,39 @@ class FsmMachine(RuleBasedStateMachine):
         self.send(Tick(), advance=seconds)
 
     @precondition(lambda self: self.state.turn is not None)
-    @rule()
-    def cancel(self) -> None:
-        self.send(CancelTurn("changed my mind"))
+    @rule(drop=st.booleans())
+    def cancel(self, drop: bool) -> None:
+        self.send(CancelTurn("changed my mind", drop_queue=drop))
+
+    @precondition(lambda self: self.state.turn is not None)
+    @rule(text=st.sampled_from(["and also", BIG]))
+    def queue_message(self, text: str) -> None:
+        self.send(SendMessage(text))
+
+    @precondition(lambda self: bool(self.state.queue))
+    @rule(data=st.data())
+    def drop_queued(self, data: st.DataObject) -> None:
+        queued = data.draw(st.sampled_from(self.state.queue))
+        self.send(CancelTurn(queued_request_id=queued.request_id))
+
+    @precondition(lambda self: bool(self.state.abandoned))
+    @rule(data=st.data(), tokens=st.integers(0, 500))
+    def late_answer(self, data: st.DataObject, tokens: int) -> None:
+        call_id, _model = data.draw(st.sampled_from(self.state.abandoned))
+        spent = self.state.spent_tokens
+        events = self.send(CompleteLlmCall(call_id, "scripted-small", "too late",
+                                           usage=Usage(tokens, 1)))
+        if not any(isinstance(e.payload, RequestRejected) for e in events):
+            assert self.state.spent_tokens == spent + tokens + 1
+            assert call_id not in {a[0] for a in self.state.abandoned}
+
+    @precondition(lambda self: self.state.phase is Phase.AWAITING_LLM)
+    @rule(stop=st.sampled_from(["max_tokens", "refusal", "pause_turn",
+                                "model_context_window_exceeded"]), with_tool=st.booleans())
+    def stop_reason(self, stop: str, with_tool: bool) -> None:
+        uses = (ToolUse(f"u{self.n}s", *TOOLS["calc"]),) if with_tool else ()
+        self.send(CompleteLlmCall(self.llm_id("turn"), "scripted-small", "partial",
+                                  tool_uses=uses, stop_reason=stop, usage=Usage(10, 10)))
 
     @precondition(lambda self: self.n > 25 and self.n % 4 == 0)
     @rule()

@@ -194,6 +194,12 @@ CASES: list[Case] = [
     (awaiting_llm,
      lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(RM)), {},
      "awaiting_llm", ["LlmCallCompleted", "ToolCallRequested", "ToolCallFailed", *NEXT]),
+    # A message during a turn waits for it, in any turn phase.
+    (awaiting_llm, lambda d: SendMessage("next"), {}, "awaiting_llm", ["MessageQueued"]),
+    (compacting, lambda d: SendMessage("next"), {}, "compacting", ["MessageQueued"]),
+    (step(LS), lambda d: SendMessage("next"), {}, "awaiting_approval", ["MessageQueued"]),
+    (step(CALC), lambda d: SendMessage("next"), {}, "awaiting_tools", ["MessageQueued"]),
+    (step(DELEGATE), lambda d: SendMessage("next"), {}, "awaiting_children", ["MessageQueued"]),
 ]
 
 
@@ -280,6 +286,10 @@ BAD: list[tuple[Callable[[], Driver], Callable[[Driver], RequestPayload], dict[s
     (new, lambda d: SendMessage("   "), {"agent": "assistant"}, "empty"),
     (idle, lambda d: SendMessage("hi"), {"agent": "researcher"}, "belongs to agent 'assistant'"),
     (idle, lambda d: SendMessage("hi", "p", "c"), {}, "delegation must start a new session"),
+    (awaiting_llm, lambda d: SendMessage("hi", "p", "c"), {},
+     "delegation must start a new session"),
+    (awaiting_llm, lambda d: CancelTurn(queued_request_id="r-nope"), {},
+     "no queued message was sent by request r-nope"),
     (forking, lambda d: ForkSession("s1", 5), {}, "the state given is s1 at seq 6"),
     (forking, lambda d: ForkSession("other", 6), {}, "the state given is s1 at seq 6"),
     (forking, lambda d: ForkSession("s1", 6, agent="ghost"), {}, "Unknown agent 'ghost'"),
