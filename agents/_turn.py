@@ -42,9 +42,9 @@ from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 
 __all__ = [
     "drop_instead_of_summary",
-    "start_queued",
     "fail_turn",
     "next_llm_call",
+    "start_queued",
     "start_turn",
     "step_resolved",
     "summarized",

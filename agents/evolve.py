@@ -53,6 +53,7 @@ from agents.events import (
     UserMessageReceived,
 )
 from agents.state import (
+    ABANDONED_KEPT,
     RECENT_REQUESTS,
     ZERO_USAGE,
     CallStatus,
@@ -61,7 +62,6 @@ from agents.state import (
     History,
     Lineage,
     PendingCall,
-    ABANDONED_KEPT,
     PendingLlm,
     Phase,
     Queued,

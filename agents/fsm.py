@@ -41,11 +41,11 @@ from typing import Any
 
 from agents._decision import Decision, Rejected
 from agents._turn import start_queued
-from agents.handlers import late_llm_call, on_late_llm_completed
 from agents.errors import ContractError
 from agents.events import CompleteLlmCall, Event, Request, RequestRejected, SessionForked
 from agents.evolve import evolve
 from agents.fold import fold, fork_base
+from agents.handlers import late_llm_call, on_late_llm_completed
 from agents.limits import (
     MAX_ID_BYTES,
     claim_problem,

@@ -61,18 +61,18 @@ from agents.state import CallStatus, PendingCall, PendingLlm, SessionState, usag
 from agents.toolspecs import DELEGATE
 
 __all__ = [
+    "late_llm_call",
     "on_approval",
     "on_cancel",
     "on_child_completed",
     "on_close",
     "on_compaction_completed",
     "on_compaction_failed",
-    "late_llm_call",
     "on_fork",
     "on_late_llm_completed",
     "on_llm_completed",
-    "on_queue_message",
     "on_llm_failed",
+    "on_queue_message",
     "on_send_message",
     "on_start_session",
     "on_tool_completed",
