@@ -21,6 +21,8 @@ from agents.events import (
     Event,
     EventPayload,
     LlmCallRequested,
+    MessageQueued,
+    QueuedMessageDropped,
     Request,
     SessionForked,
     SessionStarted,
@@ -33,6 +35,9 @@ from agents.registry import AgentInfo, AgentRegistry
 from agents.state import SessionState, TurnState, turn_id_for
 
 __all__ = ["Decision", "Rejected"]
+
+
+_OUTSIDE_TURNS = (MessageQueued, QueuedMessageDropped)
 
 
 class Rejected(Exception):
@@ -101,6 +106,8 @@ class Decision:
         turn = state.turn
         if type(payload) is TurnStarted:
             turn_id: str | None = turn_id_for(state.session_id, payload.turn_no)
+        elif type(payload) in _OUTSIDE_TURNS:
+            turn_id = None  # a queued message belongs to no turn yet
         else:
             turn_id = turn.turn_id if turn is not None else None
         if isinstance(payload, (SessionStarted, SessionForked)):

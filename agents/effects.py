@@ -22,6 +22,7 @@ from datetime import datetime
 
 from agents.events import (
     ApprovalGranted,
+    CancelTurn,
     ChildSessionRequested,
     ChildStatus,
     CompleteChildSession,
@@ -49,6 +50,7 @@ __all__ = [
     "Effect",
     "LlmCallEffect",
     "ToolCallEffect",
+    "cancel_requests",
     "child_report",
     "failure_outcome",
     "next_deadline",
@@ -231,6 +233,30 @@ def failure_outcome(effect: Effect, message: str, error_type: str = "EffectFaile
     )
 
 
+_PARENT_CANCEL = "/cancel/"
+
+
+def cancel_requests(event: Event) -> list[Request]:
+    """When `event` cancels a turn that had delegated to child sessions, the CancelTurn
+    each child is sent (which cancels its own children in turn). The request ids derive
+    from the event's id: re-sending them is a duplicate the child rejects."""
+    p = event.payload
+    if not isinstance(p, TurnCancelled) or not p.child_session_ids:
+        return []
+    reason = f"The parent session {event.session_id} cancelled its turn {p.turn_no}."
+    return [
+        Request(
+            request_id=f"{event.event_id}{_PARENT_CANCEL}{i}",
+            session_id=child,
+            occurred_at=event.occurred_at,
+            payload=CancelTurn(reason=reason, drop_queue=True),
+            causation_id=event.event_id,
+            correlation_id=event.correlation_id,
+        )
+        for i, child in enumerate(p.child_session_ids)
+    ]
+
+
 def child_report(state: SessionState, event: Event) -> Request | None:
     """When `event` ends the first turn of a delegated (child) session, the request that
     reports the outcome to the parent; else None. `state` is the child's state after
@@ -246,6 +272,8 @@ def child_report(state: SessionState, event: Event) -> Request | None:
         or p.turn_no != 1
         or last is None
         or last.turn_no != 1
+        # Cancelled by the parent's cancel: the parent's turn is over, nobody waits.
+        or (isinstance(p, TurnCancelled) and _PARENT_CANCEL in (event.causation_id or ""))
     ):
         return None
     if isinstance(p, TurnCompleted):

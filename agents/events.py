@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import NoReturn, Union, get_args
 
@@ -29,6 +29,7 @@ from agents.errors import InvalidRecord
 
 __all__ = [
     "EVENT_ID_NAMESPACE",
+    "REFUSED",
     "event_id_for",
     # enums
     "PolicyAction",
@@ -738,6 +739,10 @@ class TurnCompleted:
     iterations: int
 
 
+# TurnFailed.error_type of a turn the model refused (its own outcome in SQL and the CLI).
+REFUSED = "Refused"
+
+
 @dataclass(frozen=True, slots=True)
 class TurnFailed:
     turn_no: int
@@ -918,5 +923,5 @@ class Snapshot:
 def utc(ts: datetime) -> datetime:
     """Normalise a datetime to UTC (naive datetimes are taken as UTC)."""
     if ts.tzinfo is None:
-        return ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc)
+        return ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)

@@ -27,6 +27,7 @@ from agents._turn import (
     summarized,
 )
 from agents.events import (
+    REFUSED,
     ApprovalDenied,
     ApprovalGranted,
     CancelTurn,
@@ -375,7 +376,7 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
     if stop == StopReason.REFUSAL:
         # Its own outcome: a TurnFailed of error type "Refused" (status refused in SQL,
         # its own exit code), whatever tool calls the answer may still carry.
-        fail_turn(d, "The model declined to answer (stop reason refusal).", "Refused")
+        fail_turn(d, "The model declined to answer (stop reason refusal).", REFUSED)
         return
     if stop == StopReason.PAUSE_TURN and not p.tool_uses:
         # The vendor paused a long turn: send the answer so far back to continue it.

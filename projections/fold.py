@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import Enum
 
 from agents.events import (
+    REFUSED,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -33,8 +34,10 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
+    MessageQueued,
     PolicyAction,
     ProviderCircuitOpened,
+    QueuedMessageDropped,
     SessionClosed,
     SessionForked,
     SessionStarted,
@@ -222,6 +225,20 @@ def fold(
         s.status, s.phase, s.closed_reason = "closed", "closed", p.reason
     elif isinstance(p, TurnStarted):
         s.turns += 1
+        if p.queued_seq is not None and event.causation_id is not None:
+            # A queued message's turn is caused by the request that sent it.
+            changes.patch("queued_messages", (sid, event.causation_id), status="started",
+                          started_turn_id=event.turn_id, ended_seq=seq, ended_at=at)
+            s.queued -= 1
+    elif isinstance(p, MessageQueued):
+        changes.patch("queued_messages", (sid, event.causation_id or ""), queued_seq=seq,
+                      position=p.position, content=p.text, status="queued",
+                      queued_at=at)
+        s.queued += 1
+    elif isinstance(p, QueuedMessageDropped):
+        changes.patch("queued_messages", (sid, p.request_id), status="dropped",
+                      ended_seq=seq, ended_at=at, reason=p.reason)
+        s.queued -= 1
     elif isinstance(p, UserMessageReceived):
         _entry(s, event, changes, "user", "user", p.text)
     elif isinstance(p, LlmCallRequested):
@@ -235,6 +252,21 @@ def fold(
             deadline_at=p.deadline_at, turn_id=event.turn_id,
         )
         s.phase = "compacting" if p.purpose == "summarize" else "awaiting_llm"
+    elif isinstance(p, LlmCallCompleted) and p.discarded is not None:
+        # Recorded for its usage and cost only; a late one keeps its row cancelled.
+        u = p.usage
+        changes.patch(
+            "llm_calls", (sid, p.call_id),
+            status=None if p.discarded == "late" else "completed", model=p.model,
+            fallback_used=p.fallback_used, attempts=p.attempts, stop_reason=p.stop_reason,
+            input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+            cost_nanos=p.cost_nanos, latency_ms=p.latency_ms, tool_calls=0,
+            completed_seq=seq, completed_at=at, discarded=p.discarded,
+        )
+        s.llm_calls += 1
+        _add_usage(s, u.input_tokens, u.output_tokens, u.cache_read_tokens,
+                   u.cache_write_tokens, p.cost_nanos)
     elif isinstance(p, LlmCallCompleted):
         u = p.usage
         changes.patch(
@@ -363,11 +395,24 @@ def fold(
         s.turns_completed += 1
         s.phase = "idle"
     elif isinstance(p, TurnFailed):
-        s.turns_failed += 1
+        if p.error_type == REFUSED:
+            s.turns_refused += 1
+        else:
+            s.turns_failed += 1
         s.phase = "idle"
     elif isinstance(p, TurnCancelled):
         s.turns_cancelled += 1
         s.phase = "idle"
+        # Every row of the abandoned work ends in a terminal status.
+        if p.llm_call_id is not None:
+            changes.patch("llm_calls", (sid, p.llm_call_id), status="cancelled",
+                          completed_seq=seq, completed_at=at)
+        for call_id in p.tool_call_ids:
+            changes.patch("tool_calls", (sid, call_id), status="cancelled", result_seq=seq,
+                          completed_at=at)
+        for call_id in p.approval_call_ids:
+            changes.patch("approvals", (sid, call_id), outcome="cancelled", decided_seq=seq,
+                          decided_at=at, reason=p.reason)
     # BudgetExceeded, RequestRejected: the events row is all there is.
     return s
 

@@ -56,6 +56,8 @@ class SessionRow:
     cache_write_tokens: int
     cost_nanos: int
     closed_reason: str | None
+    turns_refused: int = 0
+    queued: int = 0
 
     def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in SESSION_COLUMNS)
@@ -97,6 +99,7 @@ PATCH_TABLES: dict[str, PatchTable] = {
                 "stop_reason", "input_tokens", "output_tokens", "cache_read_tokens",
                 "cache_write_tokens", "cost_nanos", "latency_ms", "tool_calls",
                 "completed_seq", "completed_at", "error_type", "error_message",
+                "discarded",
             ),
             increments=("reissues",),
             appends=("circuits_opened",),
@@ -118,6 +121,14 @@ PATCH_TABLES: dict[str, PatchTable] = {
             (
                 "tool_name", "outcome", "requested_seq", "requested_at", "expires_at",
                 "decided_by", "reason", "decided_seq", "decided_at",
+            ),
+        ),
+        PatchTable(
+            "queued_messages",
+            ("session_id", "request_id"),
+            (
+                "queued_seq", "position", "content", "status", "queued_at",
+                "started_turn_id", "ended_seq", "ended_at", "reason",
             ),
         ),
         PatchTable(

@@ -64,7 +64,7 @@ __all__ = [
 # Every table a rebuild empties (audit_log and the offsets themselves are not among them).
 PROJECTION_TABLES: tuple[str, ...] = (
     "events", "sessions", "session_links", "entries", "llm_calls", "tool_calls",
-    "approvals", "compactions",
+    "approvals", "compactions", "queued_messages",
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from agents.context import build_llm_request, build_summary_request
 from agents.effects import (
+    cancel_requests,
     child_report,
     failure_outcome,
     next_deadline,
@@ -44,6 +45,7 @@ __all__ = [
     "STREAM_RESTART",
     "build_llm_request",
     "build_summary_request",
+    "cancel_requests",
     "child_report",
     "decide",
     "decide_and_evolve",

@@ -582,6 +582,8 @@ class OwnedPartition:
             report = _core.child_report(state, ev)
             if report is not None:
                 await self._send_request(report, event_tp)
+            for cancel in _core.cancel_requests(ev):
+                await self._send_request(cancel, event_tp)
         staged[req.session_id] = state
         if requests:
             built.setdefault(req.session_id, {}).update(requests)

@@ -119,7 +119,7 @@ class EffectRunner:
         # rebuilt from the state and verified (after a restore or a re-issue).
         self.stats = {
             "started": 0, "completed": 0, "failed": 0, "llm_prebuilt": 0, "llm_rebuilt": 0,
-            "held_unknown": 0, "cancelled_on_loss": 0,
+            "held_unknown": 0, "cancelled_on_loss": 0, "aborted": 0,
         }
         # Latencies since the last take_latencies() (bounded: nobody may be taking them).
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
@@ -195,6 +195,7 @@ class EffectRunner:
         if self._draining:
             return
         pending = _core.pending_effects(state)
+        self._abort_abandoned(partition, session_id, pending)
         held = self._held.get(partition)
         deferred = self._deferred.get(partition)
         reported = self._reported[partition].get(session_id)
@@ -236,6 +237,23 @@ class EffectRunner:
             if effect.kind == "tool_call" and not self.registry.is_idempotent(effect.tool_name):
                 self._finish_on_loss.add(key)
             self.stats["started"] += 1
+
+    def _abort_abandoned(self, partition: int, session_id: str, pending: list[Any]) -> None:
+        """Cancel this session's running effects that its state no longer wants: a
+        cancelled or closed turn, an attempt a re-issue replaced. The LLM call's HTTP
+        request is closed, the tool's processes are killed (their outcome, if one still
+        comes, is charged or ignored by the core)."""
+        running = self._by_partition.get(partition)
+        if not running:
+            return
+        wanted = {(session_id, e.effect_id, e.attempt) for e in pending}
+        for key in [k for k in running if k[0] == session_id and k not in wanted]:
+            task = self._running.get(key)
+            if task is not None and not task.done():
+                task.cancel()
+                self.stats["aborted"] += 1
+                self._log.info("effect.aborted", session_id=session_id, effect_id=key[1],
+                               attempt=key[2])
 
     def release(self, partition: int) -> None:
         """The partition's queued inputs are decided: the restored effects that still

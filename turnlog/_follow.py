@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from agents.errors import ExternalError
 from agents.events import (
+    REFUSED,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -30,7 +31,9 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
+    MessageQueued,
     PolicyAction,
+    QueuedMessageDropped,
     Request,
     RequestRejected,
     SendMessage,
@@ -69,9 +72,12 @@ EXIT_CODES: Mapping[str, int] = {
     "accepted": 0,
     "closed": 0,
     "forked": 0,
+    "queued": 0,
     "failed": 3,
     "cancelled": 4,
+    "dropped": 4,
     "rejected": 5,
+    "refused": 7,
 }
 TIMEOUT_EXIT_CODE = 6
 
@@ -210,6 +216,7 @@ class _Tracker:
         self.starts_turn = starts_turn
         self.caused = False
         self.turn_id: str | None = None
+        self.queued: int | None = None  # position, when the message waits in the queue
         self.events: list[Event] = []
         self.outcome: Outcome | None = None
 
@@ -227,6 +234,10 @@ class _Tracker:
             self.turn_id = ev.turn_id
         if mine and isinstance(p, RequestRejected) and p.request_id == self.request_id:
             self._finish("rejected", reason=p.reason)
+        elif mine and isinstance(p, MessageQueued):
+            self.queued = p.position
+        elif isinstance(p, QueuedMessageDropped) and p.request_id == self.request_id:
+            self._finish("dropped", reason=p.reason or "The queued message was dropped.")
         elif mine and isinstance(p, SessionForked):
             self._finish("forked")
         elif isinstance(p, SessionClosed):
@@ -236,7 +247,8 @@ class _Tracker:
                 self._finish("completed", answer=self._answer(p.answer_seq), usage=p.usage,
                              cost=p.cost_nanos)
             elif isinstance(p, TurnFailed):
-                self._finish("failed", reason=p.reason)
+                self._finish("refused" if p.error_type == REFUSED else "failed",
+                             reason=p.reason)
             else:
                 self._finish("cancelled", reason=p.reason)
 
@@ -248,6 +260,8 @@ class _Tracker:
         if self.starts_turn:
             if self.until == "accepted" and self.turn_id is not None:
                 self._finish("accepted")
+            elif self.until == "accepted" and self.queued is not None:
+                self._finish("queued", reason=f"queued (position {self.queued})")
         elif self.until == "accepted" or self.turn_id is None:
             self._finish("accepted")
 

@@ -24,7 +24,9 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
+    MessageQueued,
     ProviderCircuitOpened,
+    QueuedMessageDropped,
     RequestRejected,
     SessionClosed,
     SessionForked,
@@ -85,7 +87,13 @@ class Describer:
         if isinstance(p, SessionClosed):
             return f"session closed{f': {p.reason}' if p.reason else ''}"
         if isinstance(p, TurnStarted):
-            return f"turn {p.turn_no} started"
+            queued = f" · the message queued at seq {p.queued_seq}" if p.queued_seq else ""
+            return f"turn {p.turn_no} started{queued}"
+        if isinstance(p, MessageQueued):
+            return f"queued (position {p.position}): {oneline(p.text)}"
+        if isinstance(p, QueuedMessageDropped):
+            why = f": {p.reason}" if p.reason else ""
+            return f"queued message {p.request_id} (seq {p.queued_seq}) dropped{why}"
         if isinstance(p, UserMessageReceived):
             return f"user: {oneline(p.text)}"
         if isinstance(p, LlmCallRequested):
@@ -94,6 +102,10 @@ class Describer:
             self.llm_calls += 1
             return (f"→ LLM call {p.iteration} to {p.model} · "
                     f"{p.context_entries} context entries · reserved {usd(p.reserved_nanos)}")
+        if isinstance(p, LlmCallCompleted) and p.discarded is not None:
+            return (f"← {p.model} answer discarded ({p.discarded}, stop {p.stop_reason}) · "
+                    f"{p.usage.input_tokens}+{p.usage.output_tokens} tokens · "
+                    f"{usd(p.cost_nanos)} charged")
         if isinstance(p, LlmCallCompleted):
             tools = f" · {len(p.tool_call_ids)} tool call(s)" if p.tool_call_ids else ""
             fallback = " (fallback)" if p.fallback_used else ""
@@ -146,7 +158,13 @@ class Describer:
         if isinstance(p, TurnFailed):
             return f"✗ turn {p.turn_no} failed ({p.error_type}): {p.reason}"
         if isinstance(p, TurnCancelled):
-            return f"turn {p.turn_no} cancelled{f': {p.reason}' if p.reason else ''}"
+            abandoned = [
+                *([f"LLM call {p.llm_call_id}"] if p.llm_call_id else []),
+                *(f"tool call {c}" for c in p.tool_call_ids),
+                *(f"child {c}" for c in p.child_session_ids),
+            ]
+            left = f" · abandoned {', '.join(abandoned)}" if abandoned else ""
+            return f"turn {p.turn_no} cancelled{f': {p.reason}' if p.reason else ''}{left}"
         if isinstance(p, RequestRejected):
             return f"rejected {p.request_type} {p.request_id} in {p.phase}: {p.reason}"
         return type(p).__name__

@@ -85,6 +85,9 @@ def _summary_line(outcome: Any) -> str:
         last = outcome.events[-1] if outcome.events else None
         what = f" ({type(last.payload).__name__} at seq {last.seq})" if last else ""
         return f"accepted{what} · {where}"
+    if outcome.status == "queued":
+        return (f"{outcome.reason} · {where} · it starts when the running turn ends "
+                f"(drop it: turnlog cancel {outcome.session_id} --queued {outcome.request_id})")
     if outcome.status == "forked":
         return f"forked · new session {outcome.session_id}"
     reason = f": {outcome.reason}" if outcome.reason else ""
@@ -204,14 +207,22 @@ def deny_command(
 def cancel_command(
     session: Annotated[str, typer.Argument(help="The session id.")],
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    queued: Annotated[str | None, typer.Option(
+        "--queued", metavar="REQUEST_ID",
+        help="Drop only this queued message (its request id); the turn goes on.")] = None,
+    drop_queue: Annotated[bool, typer.Option(
+        "--drop-queue", help="Also drop every queued message.")] = False,
     wait: WaitOpt = True,
     timeout: TimeoutOpt = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Cancel the turn in progress. Exit code 0 when it was cancelled."""
+    """Cancel the turn in progress: its LLM calls and tools are stopped and its child
+    sessions cancelled; the next queued message then starts (unless --drop-queue).
+    Exit code 0 when it was cancelled (or the queued message dropped)."""
 
     async def make(client: Any) -> Any:
-        return await client.cancel(session, reason=reason)
+        return await client.cancel(session, reason=reason, queued_request_id=queued,
+                                   drop_queue=drop_queue)
 
     code = asyncio.run(_run(make, follow=False, wait=wait, as_json=as_json, timeout=timeout,
                             until_default="turn"))

@@ -239,8 +239,15 @@ class Client:
                    by: str = "cli") -> Sent:
         return await self._send(session_id, DecideApproval(call_id, False, by, reason))
 
-    async def cancel(self, session_id: str, *, reason: str | None = None) -> Sent:
-        return await self._send(session_id, CancelTurn(reason))
+    async def cancel(self, session_id: str, *, reason: str | None = None,
+                     queued_request_id: str | None = None, drop_queue: bool = False) -> Sent:
+        """Cancel the turn in progress (its LLM calls, tools and child sessions are
+        stopped); the next queued message then starts. `queued_request_id`: drop only
+        that queued message; `drop_queue`: cancel the turn and drop the queue too."""
+        return await self._send(
+            session_id, CancelTurn(reason, queued_request_id=queued_request_id,
+                                   drop_queue=drop_queue)
+        )
 
     async def close_session(self, session_id: str, *, reason: str | None = None) -> Sent:
         return await self._send(session_id, CloseSession(reason))

@@ -103,6 +103,8 @@ class GatedProvider:
         self.gate = asyncio.Event()
         self.held = 0
         self.arrived = asyncio.Event()
+        self.aborted = 0  # held calls cancelled by the worker (a cancelled turn)
+        self.aborted_event = asyncio.Event()
 
     def _holds(self, request: LlmRequest) -> bool:
         last = request.messages[-1] if request.messages else None
@@ -113,8 +115,17 @@ class GatedProvider:
         if self._holds(request):
             self.held += 1
             self.arrived.set()
-            await self.gate.wait()
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.aborted += 1
+                self.aborted_event.set()
+                raise
         return await self.inner.complete(request, **options)
+
+    async def wait_aborted(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Until the worker cancelled a held call (the HTTP request would be closed)."""
+        await asyncio.wait_for(self.aborted_event.wait(), timeout)
 
     async def wait_held(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         """Until a call is waiting at the gate (i.e. it is in flight at the provider)."""

@@ -22,13 +22,16 @@ from agents.events import (
     Event,
     LlmCallCompleted,
     LlmCallRequested,
+    MessageQueued,
     PolicyAction,
+    QueuedMessageDropped,
     RequestRejected,
     SessionForked,
     SessionStarted,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TurnCancelled,
     TurnCompleted,
     TurnStarted,
     Usage,
@@ -314,3 +317,40 @@ def test_rows_do_not_depend_on_batching_or_interleaving(seed: int, n_cuts: int) 
     rng = random.Random(seed)
     cuts = [rng.randrange(1, len(events)) for _ in range(n_cuts)]
     assert _project(events, cuts) == reference
+
+
+def test_a_cancelled_turn_leaves_every_row_of_its_work_terminal_and_a_late_answer_costs() -> None:
+    t = "a/t1"
+    later = T0 + timedelta(hours=1)
+    events = [
+        ev("a", 1, SessionStarted("support", "h")),
+        ev("a", 2, TurnStarted(1), t),
+        ev("a", 3, UserMessageReceived("hello"), t),
+        ev("a", 4, LlmCallCompleted("c1", "claude-haiku-4-5", "", ("k1", "k2"), "tool_use",
+                                    Usage(10, 5), 35, 100, 1), t),
+        ev("a", 5, ToolCallRequested("k1", "c1", "search", "{}", PolicyAction.ALLOW, None,
+                                     later), t),
+        ev("a", 6, ToolCallRequested("k2", "c1", "shell", "{}",
+                                     PolicyAction.REQUIRE_APPROVAL, "r1", later), t),
+        ev("a", 7, ApprovalRequested("k2", "shell", later), t),
+        ev("a", 8, TurnCancelled(1, "stop", None, ("k1", "k2"), ("k2",)), t),
+        ev("a", 9, MessageQueued("after", 1), None),
+        ev("a", 10, QueuedMessageDropped(9, "r-after", "not needed"), None),
+        ev("a", 11, LlmCallCompleted("c0", "claude-haiku-4-5", "", (), "end_turn",
+                                     Usage(7, 3), 20, 90, 1, discarded="late"), None),
+    ]
+    db = _project(events, [])
+    cols = PATCH_TABLES["tool_calls"].columns
+    statuses = {k[1]: v[0][cols.index("status")] for k, v in db["tool_calls"].items()}
+    assert statuses == {"k1": "cancelled", "k2": "cancelled"}
+    acols = PATCH_TABLES["approvals"].columns
+    (approval,) = db["approvals"].values()
+    assert approval[0][acols.index("outcome")] == "cancelled"
+    lcols = PATCH_TABLES["llm_calls"].columns
+    late = db["llm_calls"][("a", "c0")][0]
+    assert late[lcols.index("discarded")] == "late" and late[lcols.index("cost_nanos")] == 20
+    sessions, _ = fold_all(events)
+    s = sessions["a"]
+    assert (s.turns_cancelled, s.cost_nanos, s.queued) == (1, 35 + 20, 0)
+    # the late answer adds no conversation entry
+    assert all(e[1] != 11 for e in db["entries"].values())
