@@ -21,6 +21,7 @@ from agents.events import (
     LlmCallCompleted,
     ProviderCircuitOpened,
     ToolCallCompleted,
+    ToolCallRequested,
     TurnCompleted,
     TurnFailed,
 )
@@ -205,6 +206,60 @@ async def test_an_overloaded_primary_falls_back_to_the_next_model(fresh: Run) ->
     # The primary's breaker may open on the way; if it did, the log says so.
     opened = [e.payload for e in events if isinstance(e.payload, ProviderCircuitOpened)]
     assert all(o.target.endswith(PRIMARY) for o in opened)
+
+
+# --------------------------------------------------------------------------- stop reasons
+# How the core acts on the Messages API's stop reasons (agents.llm.StopReason), each one
+# sent by the fake server through the real SDK.
+
+
+def _payloads(events: list[Any], kind: type) -> list[Any]:
+    return [e.payload for e in events if isinstance(e.payload, kind)]
+
+
+async def test_a_refusal_ends_the_turn_as_refused(fresh: Run) -> None:
+    fresh.server.enqueue(FakeMessage("I can't help with that.", stop_reason="refusal"))
+    events = await _turn(fresh, "anth-refusal")
+    (failed,) = _payloads(events, TurnFailed)
+    assert failed.error_type == "Refused"
+    assert [c.stop_reason for c in _calls(events)] == ["refusal"]
+    assert not _payloads(events, ToolCallRequested)
+
+
+async def test_pause_turn_continues_the_call_with_the_answer_so_far(fresh: Run) -> None:
+    fresh.server.enqueue(FakeMessage("Part one, ", stop_reason="pause_turn"))
+    events = await _turn(fresh, "anth-pause")
+    assert isinstance(events[-1].payload, TurnCompleted)
+    assert _calls(events)[0].stop_reason == "pause_turn"
+    # The next request sent the paused answer back as the last assistant message.
+    second = fresh.server.requests[1].body["messages"]
+    assistant = [m for m in second if m["role"] == "assistant"]
+    assert assistant and "Part one," in str(assistant[-1]["content"])
+
+
+async def test_a_tool_call_cut_at_max_tokens_is_not_run_and_is_asked_again(fresh: Run) -> None:
+    fresh.server.enqueue(FakeMessage(
+        "", tool_uses=[FakeToolUse("calculator", {"expression": "6*"})],
+        stop_reason="max_tokens",
+    ))
+    events = await _turn(fresh, "anth-truncated")
+    assert isinstance(events[-1].payload, TurnCompleted)
+    calls = _calls(events)
+    assert calls[0].discarded == "truncated" and calls[0].tool_call_ids == ()
+    # Only the complete call ran; the retry asked for twice the tokens.
+    ran = [t.arguments_json for t in _payloads(events, ToolCallRequested)]
+    assert ran == ['{"expression": "6*7"}'] or ran == ['{"expression":"6*7"}']
+    sent = fresh.server.requests
+    assert sent[1].body["max_tokens"] == 2 * sent[0].body["max_tokens"]
+
+
+async def test_a_context_window_stop_compacts_or_fails_it_never_loops(fresh: Run) -> None:
+    fresh.server.enqueue(FakeMessage("", stop_reason="model_context_window_exceeded"))
+    events = await _turn(fresh, "anth-window")
+    (failed,) = _payloads(events, TurnFailed)
+    assert failed.error_type == "ContextWindowExceeded"
+    assert [c.discarded for c in _calls(events)] == ["context_window"]
+    assert len(fresh.server.requests) == 1
 
 
 async def test_the_api_key_is_in_no_topic_record_and_no_log_line(run: Run) -> None:
