@@ -112,7 +112,7 @@ _BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
 def configure_tracing(enabled: bool, service_name: str) -> bool:
     """Turn tracing on (an SDK TracerProvider exporting OTLP/HTTP, configured by the
     OTEL_* variables) or leave it off. Returns whether it is on."""
-    global _tracer, _provider
+    global _tracer, _provider, _ot
     if not enabled:
         return False
     if _tracer is not None:
@@ -123,7 +123,6 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    global _ot
     _ot = opentelemetry.trace
 
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
