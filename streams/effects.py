@@ -56,8 +56,8 @@ from schemas.codec import encode_delta, encode_request
 from streams import _core
 from streams.logs import get_logger
 from streams.partitioning import partition_for
+from streams.telemetry import effect_cancelled, effect_ended, effect_started
 from streams.topics import REQUESTS_MAX_BYTES, TopicNames
-from streams.telemetry import effect_ended, effect_started
 from streams.tracing import child_traceparent, headers_with
 
 __all__ = ["EffectRunner"]
@@ -303,6 +303,7 @@ class EffectRunner:
                     session_id, state, effect, log, traceparent, prebuilt
                 )
             except asyncio.CancelledError:
+                effect_cancelled(traceparent)  # its span ends, marked cancelled
                 raise
             except Exception as exc:  # an effect's bug is an outcome, not a dead worker
                 log.exception("effect.crashed")

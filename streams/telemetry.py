@@ -15,8 +15,9 @@ Kafka headers (streams.tracing), never through memory:
              └─ process DecideApproval   (linked to the decider's own trace)
 
 A compaction is `compaction <model>`, a child session `invoke_agent <agent>` whose
-inputs are the child's spans. A Tick (time reaching the core) continues the trace of
-its session's last input. An input span covers the decision and its transaction: it
+inputs are the child's spans. A Tick (time reaching the core) and a CancelTurn continue
+the trace of their session's last input; an effect cancelled mid-run ends its span
+with `turnlog.cancelled`. An input span covers the decision and its transaction: it
 ends when the transaction commits (status OK), or with an error when the transaction
 did not commit (the input is read again and gets a new span). The events of an input
 carry that span's id in their `traceparent`, so whichever process starts the effects
@@ -48,6 +49,7 @@ __all__ = [
     "batch_begin",
     "batch_committed",
     "configure_tracing",
+    "effect_cancelled",
     "effect_ended",
     "effect_started",
     "input_traceparent",
@@ -82,6 +84,7 @@ _MAX_OPEN_APPROVALS = 10_000
 # that turn's trace. Bounded, least recently written dropped first.
 _last_input: dict[str, Any] = {}
 _MAX_SESSIONS = 100_000
+_CONTINUE_TURN = frozenset({"Tick", "CancelTurn"})
 
 
 class _Batch:
@@ -262,6 +265,18 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
     return out
 
 
+def effect_cancelled(traceparent: str | None) -> None:
+    """The effect's task was cancelled (its turn was, or its partition moved): its span
+    ends, marked so, and nothing is reported."""
+    span = getattr(traceparent, "span", None)
+    if span is None:
+        return
+    traceparent.span = None  # type: ignore[union-attr]
+    if span.is_recording():
+        span.set_attribute("turnlog.cancelled", True)
+    span.end()
+
+
 def add_trace_context(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     """A structlog processor: the log lines of an effect carry its trace and span ids."""
     tp = _CURRENT.get()
@@ -345,11 +360,15 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
     payload = req.payload
     kind = type(payload).__name__
     parent = _context_of(incoming)
-    if parent is None and kind == "Tick":
+    links: tuple[Any, ...] = ()
+    if kind in _CONTINUE_TURN:
+        # Time (a Tick) or a cancel acts on the turn in progress: its span continues the
+        # turn's trace (the canceller's own trace, if any, is a link).
         last = _last_input.get(req.session_id)
         if last is not None:
+            if parent is not None:
+                links = (_ot.Link(_ot.get_current_span(parent).get_span_context()),)
             parent = _ot.set_span_in_context(_ot.NonRecordingSpan(last))
-    links: tuple[Any, ...] = ()
     call_id = getattr(payload, "call_id", None)
     if kind == "DecideApproval" and call_id is not None:
         # A human's decision continues the turn that waited for it: a child of the wait

@@ -21,11 +21,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents.events import (
     ApprovalRequested,
+    CancelTurn,
     ChildSessionRequested,
     DecideApproval,
     LlmCallCompleted,
     LlmCallRequested,
     ToolCallRequested,
+    TurnCancelled,
     TurnCompleted,
 )
 from schemas.codec import encode_request
@@ -118,6 +120,16 @@ def served(kafka_bootstrap: str, topic_prefix: str,
     tmp = tmp_path_factory.mktemp("observability")
     yield from serve(kafka_bootstrap, topic_prefix, tmp,
                      script=scripted_script(tmp, latency_ms=5))
+
+
+@pytest.fixture(scope="module")
+def served_slow(kafka_bootstrap: str, topic_prefix: str,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A traced worker whose scripted model answers after 20 s (cancels catch it)."""
+    tmp = tmp_path_factory.mktemp("observability-slow")
+    yield from serve(kafka_bootstrap, topic_prefix, tmp, agents=DATA / "live" / "agents.toml",
+                     script=scripted_script(tmp, latency_ms=20_000,
+                                            source=DATA / "live" / "script.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -474,3 +486,38 @@ async def test_an_expired_approval_ends_its_wait_and_the_tick_stays_in_the_turn_
     ids = {s.span_id for s in spans}
     assert expiring.parent_span_id in ids
     assert [s.name for s in spans if s.parent_span_id not in ids] == ["process SendMessage"]
+
+
+async def test_a_cancel_continues_the_turn_trace_and_ends_the_running_call_span(
+    kafka_bootstrap: str, served_slow: Served
+) -> None:
+    names, receiver = served_slow.names, served_slow.receiver
+    sid = f"cancel-{secrets.token_hex(3)}"
+    turn_tp, canceller_tp = new_traceparent(), new_traceparent()
+    trace = turn_tp.split("-")[1]
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        await produce(kafka_bootstrap, names,
+                      user_message(sid, "please think slowly", agent="slowpoke"),
+                      [("traceparent", turn_tp.encode())])
+        await log.wait_for(lambda: log.of(sid, LlmCallRequested), 60, "the LLM call")
+        await produce(kafka_bootstrap, names,
+                      request_for(sid, CancelTurn(reason="stop"), f"{sid}:cancel"),
+                      [("traceparent", canceller_tp.encode())])
+        await log.wait_for(lambda: log.of(sid, TurnCancelled), 60, "the cancel")
+
+    def spans_in() -> list[ReceivedSpan] | None:
+        spans = receiver.spans(trace)
+        chat = [s for s in spans if s.name.startswith("chat ")]
+        cancel = [s for s in spans if s.name == "process CancelTurn"]
+        return spans if chat and cancel else None
+
+    spans = await wait_until(spans_in, 30, "the cancelled turn's spans",
+                             diagnose=lambda: str([s.name for s in receiver.spans(trace)]))
+    (chat,) = [s for s in spans if s.name.startswith("chat ")]
+    assert chat.attributes["turnlog.cancelled"] is True  # aborted, not left open
+    (cancel,) = [s for s in spans if s.name == "process CancelTurn"]
+    first = next(s for s in spans if s.name == "process SendMessage")
+    assert cancel.parent_span_id == first.span_id
+    assert cancel.links == ((canceller_tp.split("-")[1], canceller_tp.split("-")[2]),)
+    assert "TurnCancelled" in cancel.attributes["turnlog.event_types"]
+    assert receiver.spans(canceller_tp.split("-")[1]) == []
