@@ -132,7 +132,8 @@ class SessionMetrics:
         self.turn_seconds = Histogram("turnlog_turn_duration_seconds", "Turn start to end "
                                       "(log time).", ["agent"], buckets=_SLOW_BUCKETS, registry=r)
         self.llm_calls = Counter("turnlog_llm_calls", "LLM calls ended, by model and outcome "
-                                 "(completed, failed); summaries included.",
+                                 "(completed, failed, or why a charged answer was discarded: "
+                                 "late, truncated...); summaries included.",
                                  ["model", "outcome"], registry=r)
         self.llm_seconds = Histogram("turnlog_llm_call_duration_seconds", "LLM call latency "
                                      "(retries included).", ["model"], buckets=_SLOW_BUCKETS,
@@ -157,6 +158,10 @@ class SessionMetrics:
                                 "by request type.", ["request_type"], registry=r)
         self.children = Counter("turnlog_child_sessions", "Child sessions ended, by status.",
                                 ["status"], registry=r)
+        self.queued = Counter("turnlog_messages_queued", "Messages that arrived during a turn "
+                              "and wait for the next.", registry=r)
+        self.queue_dropped = Counter("turnlog_queued_messages_dropped", "Queued messages "
+                                     "dropped (a cancel, a full queue).", registry=r)
         self.transaction_seconds = Histogram(
             "turnlog_transaction_duration_seconds", "A partition's transaction, first decision "
             "to commit.", buckets=_FAST_BUCKETS, registry=r)
@@ -247,7 +252,9 @@ class SessionMetrics:
     def _llm_completed(self, ev: Any) -> None:
         p = ev.payload
         self._models.pop((ev.session_id, p.call_id), None)
-        self.llm_calls.labels(p.model, "completed").inc()
+        # An answer recorded only for its cost (a cancel abandoned it, a tool call was cut)
+        # still costs: counted under why it was discarded.
+        self.llm_calls.labels(p.model, getattr(p, "discarded", None) or "completed").inc()
         self.llm_seconds.labels(p.model).observe(p.latency_ms / 1000)
         self._usage(p.model, p.usage, p.cost_nanos)
 
@@ -301,6 +308,12 @@ class SessionMetrics:
     def _rejected(self, ev: Any) -> None:
         self.rejected.labels(ev.payload.request_type).inc()
 
+    def _queued(self, ev: Any) -> None:
+        self.queued.inc()
+
+    def _queue_dropped(self, ev: Any) -> None:
+        self.queue_dropped.inc()
+
     def _child_ended(self, ev: Any) -> None:
         status = ev.payload.status
         self.children.labels(str(getattr(status, "value", status))).inc()
@@ -330,6 +343,8 @@ _HANDLERS: dict[str, Any] = {
     "BudgetExceeded": SessionMetrics._budget,
     "RequestRejected": SessionMetrics._rejected,
     "ChildSessionCompleted": SessionMetrics._child_ended,
+    "MessageQueued": SessionMetrics._queued,
+    "QueuedMessageDropped": SessionMetrics._queue_dropped,
 }
 
 

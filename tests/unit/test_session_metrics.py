@@ -21,7 +21,9 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
+    MessageQueued,
     PolicyAction,
+    QueuedMessageDropped,
     RequestRejected,
     ToolCallCompleted,
     ToolCallFailed,
@@ -120,6 +122,15 @@ CASES = [
       ("turnlog_budget_exceeded_total", (("scope", BudgetScope.TURN.value),
                                          ("unit", BudgetUnit.TOKENS.value))): 1,
       ("turnlog_requests_rejected_total", (("request_type", "SendMessage"),)): 1}),
+    ("a late answer of an abandoned call still costs, counted apart; the message queue",
+     [ev(1, requested("c9", "scripted-small")),
+      ev(2, LlmCallCompleted("c9", "scripted-small", "late", (), "end_turn", USAGE, 7, 10, 1,
+                             discarded="late")),
+      ev(3, MessageQueued("next one", 1)), ev(4, QueuedMessageDropped(3, "r9"))],
+     {("turnlog_llm_calls_total", (("model", "scripted-small"), ("outcome", "late"))): 1,
+      ("turnlog_llm_cost_usd_total", (("model", "scripted-small"),)): 7e-9,
+      ("turnlog_messages_queued_total", ()): 1,
+      ("turnlog_queued_messages_dropped_total", ()): 1}),
 ]
 
 
