@@ -91,11 +91,18 @@ class Decision:
         return turn
 
     def agent_info(self) -> AgentInfo:
-        info = self.registry.find(self.state.agent)
+        """The agent version the session is pinned to (see agents.versions)."""
+        s = self.state
+        info = self.registry.pinned(s.agent, s.definition_hash)
         if info is None:
+            if self.registry.find(s.agent) is None:
+                raise Rejected(
+                    f"Session {s.session_id}: its agent {s.agent!r} is no longer defined. "
+                    f"{self.registry.unknown_agent_reason(s.agent)}"
+                )
             raise Rejected(
-                f"Session {self.state.session_id}: its agent {self.state.agent!r} is no "
-                f"longer defined. {self.registry.unknown_agent_reason(self.state.agent)}"
+                f"Session {s.session_id}: its agent {s.agent!r} version "
+                f"{s.definition_hash[:12]} is known to no worker (turnlog.agents)."
             )
         return info
 

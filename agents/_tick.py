@@ -50,7 +50,7 @@ def _outcome_unknown(d: Decision, call_id: str, tool: str, attempt: int) -> bool
     may have run (its worker died or lost the partition mid-call), so it is not re-run
     blindly. Per the agent's `deadlines.on_unknown_outcome`: ask a human (a grant runs it
     again), or fail the call. True when the call is resolved (failed)."""
-    info = d.registry.find(d.state.agent)
+    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
     deadlines = info.definition.deadlines if info is not None else None
     why = (
         f"The outcome of {tool!r} call {call_id} (attempt {attempt}) is unknown: it passed "
@@ -82,7 +82,7 @@ def on_tick(d: Decision, p: Tick) -> None:
     if d.state.turn is None:
         return
     now = d.now
-    info = d.registry.find(d.state.agent)
+    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
     max_attempts = info.definition.deadlines.max_attempts if info is not None else 3
     llm = d.turn.llm
     if llm is not None and _due(llm.deadline_at, now):

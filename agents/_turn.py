@@ -39,6 +39,7 @@ from agents.pricing import model_info
 from agents.registry import AgentInfo
 from agents.state import context_ranges, window_entries, window_ranges
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
+from agents.versions import settle_follow
 
 __all__ = [
     "drop_instead_of_summary",
@@ -55,6 +56,8 @@ def fail_turn(d: Decision, reason: str, error_type: str) -> None:
 
 
 def start_turn(d: Decision, text: str, queued_seq: int | None = None) -> None:
+    if d.state.turns:  # a new session starts on the served version anyway
+        settle_follow(d)
     d.emit(TurnStarted(turn_no=d.state.turns + 1, queued_seq=queued_seq))
     d.emit(UserMessageReceived(text=text))
     next_llm_call(d)
@@ -90,7 +93,7 @@ def next_llm_call(
     `max_tokens`: ask for more than the agent's (a retry of an answer cut off inside a
     tool call). `force_compaction`: the model said its context window is full, whatever
     our estimate says: compact as if the window were the estimate."""
-    info = d.registry.find(d.state.agent)
+    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
     if info is None:
         fail_turn(d, d.registry.unknown_agent_reason(d.state.agent), "UnknownAgent")
         return
@@ -278,7 +281,7 @@ def summarized(d: Decision, summary: str, usage: Usage, cost: int, model: str) -
     """A summarize compaction completed: install the summary, continue the turn."""
     compaction = d.turn.compaction
     assert compaction is not None
-    info = d.registry.find(d.state.agent)
+    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
     prefix = info.prefix_tokens if info is not None else 0
     after = apply_compaction(
         d.state.history, compaction.entry_seqs, summary_entry(d.next_seq, summary)
@@ -302,7 +305,7 @@ def drop_instead_of_summary(d: Decision) -> None:
     """A summarize compaction failed: drop the same entries (sliding_window), continue."""
     compaction = d.turn.compaction
     assert compaction is not None
-    info = d.registry.find(d.state.agent)
+    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
     prefix = info.prefix_tokens if info is not None else 0
     after = apply_compaction(d.state.history, compaction.entry_seqs, None)
     d.emit(

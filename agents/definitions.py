@@ -146,6 +146,9 @@ class AgentDefinition(BaseModel):
     # A tool call cut off at max_tokens is never run: ask again once with twice the
     # max_tokens (up to the model's output limit), or fail the turn.
     on_truncated_tool_call: Literal["retry", "fail"] = "retry"
+    # Sessions keep the version of this definition they started on ("pin"), until an
+    # UpgradeAgent moves them; "follow" moves them to the served version at a turn start.
+    on_change: Literal["pin", "follow"] = "pin"
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentDefinition:
@@ -190,7 +193,9 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
         yield "tools", "the 'delegate' tool needs at least one agent in delegates"
 
 
-_LATER_DEFAULTS: dict[str, object] = {"max_queued": 8, "on_truncated_tool_call": "retry"}
+_LATER_DEFAULTS: dict[str, object] = {
+    "max_queued": 8, "on_truncated_tool_call": "retry", "on_change": "pin",
+}
 
 
 def definition_hash(definition: AgentDefinition) -> str:

@@ -15,12 +15,12 @@ that does not belong to the session it is folded into, a seq that is not +1).
 from __future__ import annotations
 
 __all__ = [
-    "TurnlogError",
-    "ContractError",
-    "InvalidRecord",
-    "DecodeError",
     "AgentDefinitionError",
+    "ContractError",
+    "DecodeError",
     "ExternalError",
+    "InvalidRecord",
+    "TurnlogError",
 ]
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "CompleteCompaction",
     "CompleteChildSession",
     "Tick",
+    "UpgradeAgent",
     "RequestPayload",
     "REQUEST_TYPES",
     "Request",
@@ -84,6 +85,7 @@ __all__ = [
     "RequestRejected",
     "MessageQueued",
     "QueuedMessageDropped",
+    "AgentVersionChanged",
     "EventPayload",
     "EVENT_TYPES",
     "Event",
@@ -91,6 +93,7 @@ __all__ = [
     "TokenDelta",
     "AuditCheckpoint",
     "Snapshot",
+    "AgentVersion",
     "SessionSnapshot",
     "RestorePoint",
 ]
@@ -394,6 +397,13 @@ class Tick:
     The time is the envelope's `occurred_at`."""
 
 
+@dataclass(frozen=True, slots=True)
+class UpgradeAgent:
+    """Move an idle session to agent version `to_hash` (None: the one served now)."""
+
+    to_hash: str | None = None
+
+
 RequestPayload = Union[
     SendMessage,
     DecideApproval,
@@ -407,6 +417,7 @@ RequestPayload = Union[
     CompleteCompaction,
     CompleteChildSession,
     Tick,
+    UpgradeAgent,
 ]
 
 REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)
@@ -772,6 +783,16 @@ class MessageQueued:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentVersionChanged:
+    """The session moved to another version of its agent (definition hashes);
+    `reason`: upgrade | follow | unavailable."""
+
+    from_hash: str
+    to_hash: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedMessageDropped:
     queued_seq: int
     request_id: str
@@ -816,6 +837,7 @@ EventPayload = Union[
     RequestRejected,
     MessageQueued,
     QueuedMessageDropped,
+    AgentVersionChanged,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)
@@ -918,6 +940,16 @@ class Snapshot:
     session_id: str
     written_at: datetime
     payload: SessionSnapshot | RestorePoint
+
+
+@dataclass(frozen=True, slots=True)
+class AgentVersion:
+    """Envelope of `turnlog.agents`: one agent definition version, by its hash."""
+
+    definition_hash: str
+    agent: str
+    definition: str
+    published_at: datetime
 
 
 def utc(ts: datetime) -> datetime:

@@ -20,6 +20,7 @@ from typing import Any
 from agents.compaction import apply_compaction, summary_entry
 from agents.errors import ContractError
 from agents.events import (
+    AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -444,6 +445,10 @@ def _turn_cancelled(s: SessionState, ev: Event, p: TurnCancelled) -> SessionStat
     return replaced(after, abandoned=abandoned)
 
 
+def _version_changed(s: SessionState, ev: Event, p: AgentVersionChanged) -> SessionState:
+    return _next(s, ev, definition_hash=p.to_hash)
+
+
 def _message_queued(s: SessionState, ev: Event, p: MessageQueued) -> SessionState:
     return _next(s, ev, queue=(*s.queue, Queued(ev.seq, ev.causation_id or "", p.text)))
 
@@ -485,6 +490,7 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     RequestRejected: _rejected,
     MessageQueued: _message_queued,
     QueuedMessageDropped: _queued_dropped,
+    AgentVersionChanged: _version_changed,
 }
 
 

@@ -63,6 +63,7 @@ from agents.registry import AgentRegistry
 from agents.state import Phase, SessionState, initial_state
 from agents.state_codec import state_from_dict, state_to_dict
 from agents.transitions import TRANSITIONS, accepted_inputs
+from agents.versions import settle_unavailable
 
 __all__ = [
     "decide",
@@ -201,6 +202,7 @@ def decide_built(
         request = replace(request, payload=payload)
     d = Decision(state, request, registry, ingested_at)
     try:
+        settle_unavailable(d)
         handler(d, request.payload)
         if d.state.queue and d.state.turn is None:
             start_queued(d)  # the input ended a turn: the next queued message starts

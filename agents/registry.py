@@ -24,6 +24,21 @@ from agents.toolspecs import BUILTIN_TOOL_SPECS
 __all__ = ["AgentInfo", "AgentRegistry", "toolset_hash"]
 
 
+def _info(d: AgentDefinition, specs: Mapping[str, ToolSpec]) -> AgentInfo:
+    agent_tools = tuple(specs[t] for t in d.tools)
+    prefix = estimate_tokens(d.system_prompt) + sum(
+        estimate_tokens(canonical_json(t.to_dict())) + ENTRY_OVERHEAD for t in agent_tools
+    )
+    return AgentInfo(
+        definition=d,
+        definition_hash=definition_hash(d),
+        system_prompt_hash=sha256_hex(d.system_prompt),
+        tools=agent_tools,
+        toolset_hash=toolset_hash(agent_tools),
+        prefix_tokens=prefix + ENTRY_OVERHEAD,
+    )
+
+
 def toolset_hash(tools: Iterable[ToolSpec]) -> str:
     """sha256 of the canonical JSON of the tool set, in the order it is sent."""
     return sha256_hex(canonical_json([t.to_dict() for t in tools]))
@@ -44,7 +59,7 @@ class AgentRegistry:
     """Agents by name, plus the tool specs by tool name, plus the input `limits` the
     core applies (configuration like the definitions; the shell passes the settings)."""
 
-    __slots__ = ("_agents", "_tools", "limits")
+    __slots__ = ("_agents", "_tools", "_versions", "limits")
 
     def __init__(
         self,
@@ -52,6 +67,7 @@ class AgentRegistry:
         tools: Mapping[str, ToolSpec] | None = None,
         *,
         limits: Limits | None = None,
+        versions: Iterable[AgentDefinition] = (),
     ) -> None:
         self.limits = limits if limits is not None else Limits()
         specs = dict(BUILTIN_TOOL_SPECS)
@@ -75,20 +91,16 @@ class AgentRegistry:
                         f"agent {d.name!r}: delegates: unknown agent {child!r} "
                         f"(known: {', '.join(sorted(defs))})"
                     )
-            agent_tools = tuple(specs[t] for t in d.tools)
-            prefix = estimate_tokens(d.system_prompt) + sum(
-                estimate_tokens(canonical_json(t.to_dict())) + ENTRY_OVERHEAD for t in agent_tools
-            )
-            agents[d.name] = AgentInfo(
-                definition=d,
-                definition_hash=definition_hash(d),
-                system_prompt_hash=sha256_hex(d.system_prompt),
-                tools=agent_tools,
-                toolset_hash=toolset_hash(agent_tools),
-                prefix_tokens=prefix + ENTRY_OVERHEAD,
-            )
+            agents[d.name] = _info(d, specs)
+        # Every version a session may be pinned to, by definition hash: the served ones,
+        # and older ones (from turnlog.agents) whose tools still exist here.
+        by_hash = {info.definition_hash: info for info in agents.values()}
+        for d in versions:
+            if all(t in specs for t in d.tools):
+                by_hash.setdefault(definition_hash(d), _info(d, specs))
         self._agents: Mapping[str, AgentInfo] = MappingProxyType(agents)
         self._tools: Mapping[str, ToolSpec] = MappingProxyType(specs)
+        self._versions: Mapping[str, AgentInfo] = MappingProxyType(by_hash)
 
     @classmethod
     def from_file(cls, path: str | Path, *, limits: Limits | None = None) -> AgentRegistry:
@@ -98,6 +110,28 @@ class AgentRegistry:
             return cls(definitions, tools, limits=limits)
         except AgentDefinitionError as exc:
             raise AgentDefinitionError(f"{path}: {exc}") from exc
+
+    def with_versions(self, versions: Iterable[AgentDefinition]) -> AgentRegistry:
+        """This registry, also able to serve `versions` (older definitions, by hash)."""
+        served = [i.definition for i in self._agents.values()]
+        known = [i.definition for i in self._versions.values()]
+        return AgentRegistry(served, self._tools, limits=self.limits,
+                             versions=[*known, *versions])
+
+    def version(self, digest: str) -> AgentInfo | None:
+        """The definition version with this hash, when this registry can serve it."""
+        return self._versions.get(digest)
+
+    def versions(self) -> tuple[AgentInfo, ...]:
+        return tuple(self._versions.values())
+
+    def pinned(self, agent: str, digest: str) -> AgentInfo | None:
+        """The version a session of `agent` pinned to `digest` runs on (None: unknown
+        here). A session recorded before versions were pinned has no hash: served one."""
+        if not digest:
+            return self._agents.get(agent)
+        info = self._versions.get(digest)
+        return info if info is not None and info.definition.name == agent else None
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._agents))

@@ -36,8 +36,10 @@ from agents.events import (
     ForkSession,
     SendMessage,
     Tick,
+    UpgradeAgent,
 )
 from agents.state import TURN_PHASES, Phase
+from agents.versions import on_upgrade
 
 __all__ = ["PHASE_ORDER", "TRANSITIONS", "Transition", "accepted_inputs"]
 
@@ -81,6 +83,7 @@ _ROWS: tuple[Transition, ...] = (
     for phase in sorted(TURN_PHASES, key=lambda p: p.value)
 ) + (
     Transition(Phase.IDLE, Tick, on_tick, (Phase.IDLE,), "nothing due"),
+    Transition(Phase.IDLE, UpgradeAgent, on_upgrade, (Phase.IDLE,), "move to another version"),
     Transition(
         Phase.AWAITING_LLM, CompleteLlmCall, h.on_llm_completed, (_A, _T, _C) + _NEXT,
         "answer: final, or tool calls",

@@ -20,6 +20,7 @@ from enum import Enum
 
 from agents.events import (
     REFUSED,
+    AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -230,6 +231,8 @@ def fold(
             changes.patch("queued_messages", (sid, event.causation_id), status="started",
                           started_turn_id=event.turn_id, ended_seq=seq, ended_at=at)
             s.queued -= 1
+    elif isinstance(p, AgentVersionChanged):
+        s.definition_hash = p.to_hash
     elif isinstance(p, MessageQueued):
         changes.patch("queued_messages", (sid, event.causation_id or ""), queued_seq=seq,
                       position=p.position, content=p.text, status="queued",

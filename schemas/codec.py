@@ -47,7 +47,7 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
 from agents.errors import DecodeError, ExternalError, InvalidRecord
-from agents.events import AuditCheckpoint, Event, Request, Snapshot, TokenDelta
+from agents.events import AgentVersion, AuditCheckpoint, Event, Request, Snapshot, TokenDelta
 from schemas._convert import Converters, build_converters
 from schemas._fastread import Reader, build_readers
 from schemas.loader import ENVELOPES, SchemaSet, all_sets
@@ -62,11 +62,13 @@ __all__ = [
     "canonical_request_json",
     "current_fingerprint",
     "current_schema",
+    "decode_agent_version",
     "decode_checkpoint",
     "decode_delta",
     "decode_event",
     "decode_request",
     "decode_snapshot",
+    "encode_agent_version",
     "encode_checkpoint",
     "encode_delta",
     "encode_event",
@@ -508,6 +510,17 @@ def encode_snapshot(s: Snapshot) -> bytes:
 def decode_snapshot(data: bytes) -> Snapshot:
     """Decode a `turnlog.snapshots` message written with any shipped schema version."""
     result: Snapshot = _decode("Snapshot", data)
+    return result
+
+
+def encode_agent_version(v: AgentVersion) -> bytes:
+    """Single-object encoding of a `turnlog.agents` message."""
+    return _encode("AgentVersion", AgentVersion, v)
+
+
+def decode_agent_version(data: bytes) -> AgentVersion:
+    """Decode a `turnlog.agents` message written with any shipped schema version."""
+    result: AgentVersion = _decode("AgentVersion", data)
     return result
 
 

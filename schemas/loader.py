@@ -46,6 +46,7 @@ ENVELOPES: dict[str, str] = {
     "TokenDelta": "turnlog.deltas",
     "AuditCheckpoint": "turnlog.audit.checkpoints",
     "Snapshot": "turnlog.snapshots",
+    "AgentVersion": "turnlog.agents",
 }
 
 _HERE = Path(__file__).resolve().parent

@@ -19,6 +19,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from agents.events import (
+    AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -47,8 +48,10 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
+    MessageQueued,
     PolicyAction,
     ProviderCircuitOpened,
+    QueuedMessageDropped,
     Request,
     RequestRejected,
     SendMessage,
@@ -62,11 +65,10 @@ from agents.events import (
     ToolCallRequested,
     ToolUse,
     TurnCancelled,
-    MessageQueued,
-    QueuedMessageDropped,
     TurnCompleted,
     TurnFailed,
     TurnStarted,
+    UpgradeAgent,
     Usage,
     UserMessageReceived,
     event_id_for,
@@ -168,6 +170,7 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         CompleteChildSession, ids, ids, st.sampled_from(ChildStatus), texts, usages, counts
     ),
     Tick: st.just(Tick()),
+    UpgradeAgent: st.builds(UpgradeAgent, st.none() | ids),
 }
 
 EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
@@ -268,6 +271,7 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     RequestRejected: st.builds(RequestRejected, ids, ids, texts, ids),
     MessageQueued: st.builds(MessageQueued, texts, positive),
     QueuedMessageDropped: st.builds(QueuedMessageDropped, positive, ids, optional_texts),
+    AgentVersionChanged: st.builds(AgentVersionChanged, ids, ids, ids),
 }
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 
 from agents.events import (
+    AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -89,6 +90,8 @@ class Describer:
         if isinstance(p, TurnStarted):
             queued = f" · the message queued at seq {p.queued_seq}" if p.queued_seq else ""
             return f"turn {p.turn_no} started{queued}"
+        if isinstance(p, AgentVersionChanged):
+            return (f"agent version {p.from_hash[:12]} → {p.to_hash[:12]} ({p.reason})")
         if isinstance(p, MessageQueued):
             return f"queued (position {p.position}): {oneline(p.text)}"
         if isinstance(p, QueuedMessageDropped):

@@ -225,7 +225,9 @@ def _invalid(i: int, spec: Spec, t: Targets) -> tuple[Request, tuple[str, ...]]:
         return _req(i, t.idle, payload, request_id=rid), (t.idle, rid, "duplicate request id")
     if spec.kind == "illegal_in_phase":
         phase_options: list[tuple[str, RequestPayload, str | None, tuple[str, ...]]] = [
-            (t.parked, SendMessage(text="interrupt"), None, ("turn in progress",)),
+            # (A plain message during a turn is queued, not rejected; one for another
+            # agent is still refused.)
+            (t.parked, SendMessage(text="interrupt"), "echo", ("belongs to agent",)),
             (t.idle, ForkSession(source_session_id=t.parked, at_seq=2), None, ("already exists",)),
             (t.idle, CompleteCompaction(compaction_id="k", summary="s", model="scripted-small"),
              None, ("is idle", "not accepted")),

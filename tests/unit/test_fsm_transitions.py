@@ -27,12 +27,13 @@ from agents.events import (
     RequestRejected,
     SendMessage,
     Tick,
+    UpgradeAgent,
     Usage,
 )
 from agents.fold import fork_base
 from agents.state import Phase
 from agents.transitions import TRANSITIONS
-from tests.unit.test_fsm_support import Driver, types
+from tests.unit.test_fsm_support import REGISTRY, Driver, agent, make_registry, types
 
 CALC = ("c1", "calculator", '{"expression": "1+1"}')
 LS = ("c2", "shell", '{"command": "ls"}')
@@ -57,6 +58,14 @@ def awaiting_llm(agent: str = "assistant") -> Driver:
 def idle() -> Driver:
     d = awaiting_llm()
     d.answer("hi there")
+    return d
+
+
+def idle_on_old_version() -> Driver:
+    """An idle session of `assistant` whose worker now serves a changed definition."""
+    d = idle()
+    changed = agent("assistant", system_prompt="You are assistant, version two.")
+    d.registry = make_registry(changed).with_versions([REGISTRY.get("assistant")])
     return d
 
 
@@ -133,6 +142,7 @@ CASES: list[Case] = [
      ["TurnStarted", "UserMessageReceived", "LlmCallRequested"]),
     (idle, lambda d: Tick(), {"advance": 10_000}, "idle", []),
     (idle, lambda d: CloseSession(), {}, "closed", ["SessionClosed"]),
+    (idle_on_old_version, lambda d: UpgradeAgent(), {}, "idle", ["AgentVersionChanged"]),
     (awaiting_llm, lambda d: CompleteLlmCall(_llm(d), "scripted-small", "final"), {}, "idle",
      ["LlmCallCompleted", "TurnCompleted"]),
     (awaiting_llm, lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=()), {},
@@ -250,6 +260,7 @@ SAMPLES: dict[type, RequestPayload] = {
     CompleteCompaction: CompleteCompaction("x", "s", "scripted-small"),
     CompleteChildSession: CompleteChildSession("c9", "s1/child/c9", ChildStatus.COMPLETED),
     Tick: Tick(),
+    UpgradeAgent: UpgradeAgent(),
 }
 assert set(SAMPLES) == set(REQUEST_TYPES)
 
@@ -286,6 +297,8 @@ BAD: list[tuple[Callable[[], Driver], Callable[[Driver], RequestPayload], dict[s
     (new, lambda d: SendMessage("   "), {"agent": "assistant"}, "empty"),
     (idle, lambda d: SendMessage("hi"), {"agent": "researcher"}, "belongs to agent 'assistant'"),
     (idle, lambda d: SendMessage("hi", "p", "c"), {}, "delegation must start a new session"),
+    (idle, lambda d: UpgradeAgent(), {}, "already runs on version"),
+    (idle, lambda d: UpgradeAgent("f00"), {}, "has no version f00"),
     (awaiting_llm, lambda d: SendMessage("hi", "p", "c"), {},
      "delegation must start a new session"),
     (awaiting_llm, lambda d: CancelTurn(queued_request_id="r-nope"), {},
