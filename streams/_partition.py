@@ -133,6 +133,9 @@ class Shared:
     log: Any
     effect_sync: EffectSync | None = None
     effect_drop: Callable[[int], None] | None = None
+    # Reads turnlog.agents again: a session pinned to a version this worker did not know
+    # (published by a newer worker since this one started) is decided with it.
+    refresh_versions: Callable[[], Awaitable[None]] | None = None
     max_batch: int = 500
     max_queue: int = 2000
     group_commit_s: float = 1.0
@@ -543,6 +546,11 @@ class OwnedPartition:
             # Outside the try below: a broker that cannot be read now is not the input's
             # fault (the batch is read again, see _transaction), never a dead letter.
             state = await self._load(req.session_id)
+        if (
+            state is not None and state.agent and shared.refresh_versions is not None
+            and shared.registry.pinned(state.agent, state.definition_hash) is None
+        ):
+            await shared.refresh_versions()
         try:
             if state is None:
                 if isinstance(req.payload, ForkSession):

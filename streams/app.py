@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import gc
 import signal
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from agents.events import Request, Tick
+from streams._agents import load_versions, publish_versions
 from streams.effects import EffectRunner
 from streams.logs import get_logger
 from streams.session_worker import SessionWorker
@@ -42,6 +44,10 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
+
+
+async def _nothing() -> None:
+    return None
 
 
 class SessionProcess:
@@ -92,6 +98,7 @@ class SessionProcess:
         self.tick_interval_s = tick_interval_s
         self.metrics_interval_s = metrics_interval_s
         self.drain_s = drain_s
+        self._versions_read_at = 0.0
         self._log = get_logger(component="session-process")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -125,6 +132,7 @@ class SessionProcess:
         `stop` came first."""
         pause = 0.5
         for start, undo in ((self.effects.start, self.effects.stop),
+                            (self._versions, _nothing),
                             (self.worker.start, self.worker.stop)):
             while True:
                 try:
@@ -140,6 +148,36 @@ class SessionProcess:
                         return False
                     pause = min(pause * 2, 15.0)
         return True
+
+    async def _versions(self) -> None:
+        """Publish the agent versions this worker serves on turnlog.agents, and serve
+        every version found there too (sessions pinned to them keep deciding with them)."""
+        registry = self.worker.registry
+        if not hasattr(registry, "with_versions"):
+            return  # a test's stand-in registry
+        topic = self.worker.topics.agents
+        await publish_versions(self.worker.bootstrap, topic, registry)
+        await self._load_versions()
+        self.worker.refresh_versions = self._refresh_versions
+
+    async def _load_versions(self) -> None:
+        registry = self.worker.registry
+        older = await load_versions(self.worker.bootstrap, self.worker.topics.agents)
+        served = registry.with_versions(older)
+        self.worker.registry = self.effects.registry = served
+        shared = getattr(self.worker, "_shared", None)
+        if shared is not None:
+            shared.registry = served
+        self._versions_read_at = time.monotonic()
+        self._log.info("agents.versions", served=len(registry.names()),
+                       known=len(served.versions()))
+
+    async def _refresh_versions(self) -> None:
+        # At most every few seconds: a session pinned to a version nobody publishes
+        # would otherwise read the topic on every input.
+        if time.monotonic() - self._versions_read_at >= 5.0:
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                await self._load_versions()
 
     async def _metrics_loop(self, stop: asyncio.Event) -> None:
         """One `worker.metrics` log line per interval: throughput counters (since the

@@ -63,8 +63,8 @@ from streams._partition import EffectSync, OwnedPartition, Shared
 from streams._snapshots import Keeper, SnapshotReader, read_snapshot_index
 from streams.logs import get_logger
 from streams.partitioning import partition_for
-from streams.topics import DEFAULT_MAX_REQUEST_BYTES, WORKER_MAX_REQUEST_SIZE, TopicNames
 from streams.telemetry import observe_restore
+from streams.topics import DEFAULT_MAX_REQUEST_BYTES, WORKER_MAX_REQUEST_SIZE, TopicNames
 from streams.tracing import get_traceparent
 
 # Events of whole partitions of the events topic, by partition, read once per restore.
@@ -119,6 +119,8 @@ class SessionWorker:
         self.topics = topics
         self.partitions = partitions
         self.registry = registry
+        # Set by the process (SessionProcess): re-reads turnlog.agents (rate-limited).
+        self.refresh_versions: Any = None
         self._effect_sync = effect_sync
         self._effect_drop = effect_drop
         self._effect_release = effect_release
@@ -205,6 +207,7 @@ class SessionWorker:
             log=self._log,
             effect_sync=self._effect_sync,
             effect_drop=self._effect_drop,
+            refresh_versions=self.refresh_versions,
             max_batch=self._max_poll_records,
             max_queue=self._max_queue,
             group_commit_s=self._group_commit_s,

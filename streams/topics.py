@@ -94,10 +94,11 @@ class TopicNames:
     dlq: str
     checkpoints: str
     snapshots: str
+    agents: str
 
     def all(self) -> tuple[str, ...]:
         return (self.requests, self.events, self.deltas, self.dlq, self.checkpoints,
-                self.snapshots)
+                self.snapshots, self.agents)
 
 
 def topic_names(prefix: str = "") -> TopicNames:
@@ -108,6 +109,7 @@ def topic_names(prefix: str = "") -> TopicNames:
         dlq=f"{prefix}turnlog.requests.dlq",
         checkpoints=f"{prefix}turnlog.audit.checkpoints",
         snapshots=f"{prefix}turnlog.snapshots",
+        agents=f"{prefix}turnlog.agents",
     )
 
 
@@ -191,6 +193,17 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
             "segment.bytes": str(64 * MiB),
             "min.cleanable.dirty.ratio": "0.5",
             "max.message.bytes": str(SNAPSHOTS_MAX_BYTES),
+            "unclean.leader.election.enable": "false",
+        },
+    ),
+    TopicSpec(
+        key="agents",
+        suffix="turnlog.agents",
+        purpose="agent definition versions by hash, which sessions pin (compacted: forever)",
+        partitions=1,
+        configs={
+            "cleanup.policy": "compact",
+            "max.message.bytes": str(1 * MiB),
             "unclean.leader.election.enable": "false",
         },
     ),
