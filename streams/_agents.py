@@ -20,12 +20,8 @@ from agents.definitions import AgentDefinition, definition_hash
 from agents.events import AgentVersion
 from agents.registry import AgentRegistry
 from schemas.codec import DecodeError, decode_agent_version, encode_agent_version
-from streams.logs import get_logger
 
 __all__ = ["load_versions", "publish_versions", "published_record"]
-
-_log = get_logger(component="agent-versions")
-
 
 def published_record(info: Any) -> AgentVersion:
     d: AgentDefinition = info.definition
@@ -54,9 +50,10 @@ async def publish_versions(bootstrap: str, topic: str, registry: AgentRegistry) 
 
 
 async def load_versions(
-    bootstrap: str, topic: str, *, timeout_s: float = 30.0
+    bootstrap: str, topic: str, *, timeout_s: float = 30.0, log: Any = None
 ) -> list[AgentDefinition]:
-    """Every definition on `topic` whose content matches its hash."""
+    """Every definition on `topic` whose content matches its hash. `log`: where to say
+    what was skipped (a worker's logger; a CLI passes none and keeps stdout clean)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 isolation_level="read_committed",
                                 client_id="turnlog-agents-reader")
@@ -68,7 +65,8 @@ async def load_versions(
         parts = parts or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
-            _log.warning("agents.topic_missing", topic=topic)
+            if log is not None:
+                log.warning("agents.topic_missing", topic=topic)
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -78,24 +76,26 @@ async def load_versions(
                 batch = await consumer.getmany(*tps, timeout_ms=200)
                 for records in batch.values():
                     for rec in records:
-                        _take(rec, found)
+                        _take(rec, found, log)
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
     return list(found.values())
 
 
-def _take(rec: Any, found: dict[str, AgentDefinition]) -> None:
+def _take(rec: Any, found: dict[str, AgentDefinition], log: Any) -> None:
     if rec.value is None:
         return
     try:
         version = decode_agent_version(rec.value)
         definition = AgentDefinition.model_validate_json(version.definition)
     except (DecodeError, ValueError) as exc:
-        _log.warning("agents.unreadable", offset=rec.offset, error=str(exc)[:300])
+        if log is not None:
+            log.warning("agents.unreadable", offset=rec.offset, error=str(exc)[:300])
         return
     if definition_hash(definition) != version.definition_hash:
-        _log.warning("agents.hash_mismatch", agent=version.agent,
-                     definition_hash=version.definition_hash)
+        if log is not None:
+            log.warning("agents.hash_mismatch", agent=version.agent,
+                        definition_hash=version.definition_hash)
         return
     found[version.definition_hash] = definition

@@ -162,7 +162,8 @@ class SessionProcess:
 
     async def _load_versions(self) -> None:
         registry = self.worker.registry
-        older = await load_versions(self.worker.bootstrap, self.worker.topics.agents)
+        older = await load_versions(self.worker.bootstrap, self.worker.topics.agents,
+                                    log=self._log)
         served = registry.with_versions(older)
         self.worker.registry = self.effects.registry = served
         shared = getattr(self.worker, "_shared", None)

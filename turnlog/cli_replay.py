@@ -161,6 +161,21 @@ def replay_command(
         registry = load_registry(
             agents or settings.agents, limits=Limits(max_text_bytes=settings.max_text_bytes)
         )
+        if agents is not None:
+            # The deploy question: would this file decide any recorded input differently?
+            from turnlog.replay_verify import CandidateRegistry
+
+            registry = CandidateRegistry(
+                [registry.info(n).definition for n in registry.names()], registry.tools,
+                limits=registry.limits,
+            )
+        else:
+            # The versions the session was decided with, as the workers published them.
+            from streams._agents import load_versions
+
+            registry = registry.with_versions(asyncio.run(
+                load_versions(settings.kafka_bootstrap_servers, topics.agents)
+            ))
         report = asyncio.run(verify_session(settings.kafka_bootstrap_servers, topics,
                                             log.session_id, registry, log=log))
     if export is not None:

@@ -229,6 +229,25 @@ def cancel_command(
     _exit(0 if code == 4 else code)
 
 
+def upgrade_command(
+    session: Annotated[str, typer.Argument(help="The session id.")],
+    to: Annotated[str, typer.Option(
+        "--to", metavar="HASH|latest",
+        help="The definition hash to move to (turnlog.agents), or latest: the version "
+             "the workers serve now.")] = "latest",
+    wait: WaitOpt = True,
+    timeout: TimeoutOpt = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move an idle session to another version of its agent (sessions keep the version
+    they started on until moved; recorded as AgentVersionChanged)."""
+
+    async def make(client: Any) -> Any:
+        return await client.upgrade(session, to_hash=None if to == "latest" else to)
+
+    _exit(asyncio.run(_run(make, follow=False, wait=wait, as_json=as_json, timeout=timeout)))
+
+
 def close_command(
     session: Annotated[str, typer.Argument(help="The session id.")],
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
@@ -310,6 +329,7 @@ def register(app: typer.Typer) -> None:
     app.command("approve")(approve_command)
     app.command("deny")(deny_command)
     app.command("cancel")(cancel_command)
+    app.command("upgrade")(upgrade_command)
     app.command("close")(close_command)
     app.command("fork")(fork_command)
     app.command("events")(events_command)

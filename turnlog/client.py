@@ -40,6 +40,7 @@ from agents.events import (
     RequestPayload,
     SendMessage,
     TokenDelta,
+    UpgradeAgent,
 )
 from agents.limits import DEFAULT_MAX_TEXT_BYTES, utf8_size
 from schemas.codec import decode_event, encode_request
@@ -248,6 +249,11 @@ class Client:
             session_id, CancelTurn(reason, queued_request_id=queued_request_id,
                                    drop_queue=drop_queue)
         )
+
+    async def upgrade(self, session_id: str, *, to_hash: str | None = None) -> Sent:
+        """Move an idle session to another version of its agent (`to_hash`, or the
+        version the workers serve now), recorded as AgentVersionChanged."""
+        return await self._send(session_id, UpgradeAgent(to_hash))
 
     async def close_session(self, session_id: str, *, reason: str | None = None) -> Sent:
         return await self._send(session_id, CloseSession(reason))

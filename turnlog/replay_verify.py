@@ -44,7 +44,7 @@ from agents.events import (
     SessionStarted,
 )
 from agents.fsm import decide_and_evolve, evolve, fold, fork_base, initial_state
-from agents.registry import AgentRegistry
+from agents.registry import AgentInfo, AgentRegistry
 from agents.state import SessionState
 from schemas.codec import decode_request, event_to_dict
 from streams.partitioning import partition_for
@@ -124,8 +124,36 @@ def _diff(expected: dict[str, Any], recorded: dict[str, Any]) -> tuple[str, ...]
     return tuple(out)
 
 
+class CandidateRegistry(AgentRegistry):
+    """The deploy question: decide every input with the definitions of a new agent file,
+    whatever version the session was pinned to. Comparisons then leave the definition
+    hashes out (they differ by construction): only decisions that differ are reported."""
+
+    __slots__ = ()
+
+    def pinned(self, agent: str, digest: str) -> AgentInfo | None:
+        return self.find(agent)
+
+
+_HASH_FIELDS = frozenset({"definition_hash", "from_hash", "to_hash"})
+
+
+def _without_hashes(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_hashes(v) for k, v in value.items() if k not in _HASH_FIELDS}
+    if isinstance(value, list):
+        return [_without_hashes(v) for v in value]
+    return value
+
+
 def _definition_notes(log: SessionLog, registry: AgentRegistry) -> list[str]:
     notes = []
+    if isinstance(registry, CandidateRegistry):
+        return [(
+            "Every input was decided again with the agent file given instead of the "
+            "version it was decided with; definition hashes are left out of the "
+            "comparison, so a divergence below is a decision the new file changes."
+        )]
     for ev in log.own[:1]:
         p = ev.payload
         if isinstance(p, (SessionStarted, SessionForked)):
@@ -133,11 +161,12 @@ def _definition_notes(log: SessionLog, registry: AgentRegistry) -> list[str]:
             if info is None:
                 notes.append(f"Agent {p.agent!r} of session {log.session_id} is not in the "
                              f"agent registry given (known: {', '.join(registry.names())}).")
-            elif info.definition_hash != p.definition_hash:
+            elif registry.version(p.definition_hash) is None:
                 notes.append(
                     f"Agent {p.agent!r} was started with definition {p.definition_hash[:12]}; "
-                    f"the registry given has {info.definition_hash[:12]} (the agent file "
-                    f"changed since): divergences below may come from that."
+                    f"neither the agent file nor turnlog.agents has that version (the file "
+                    f"has {info.definition_hash[:12]}): divergences below may come from "
+                    f"that."
                 )
     return notes
 
@@ -151,6 +180,10 @@ class _Verifier:
         self.report = VerifyReport(log.session_id, own_events=len(log.own),
                                    requests_read=len(self.requests),
                                    notes=_definition_notes(log, registry))
+
+    def _comparable(self, event: Event) -> Any:
+        d = event_to_dict(event)
+        return _without_hashes(d) if isinstance(self.registry, CandidateRegistry) else d
 
     def _start_state(self, request: Request | None) -> SessionState:
         log = self.log
@@ -221,7 +254,7 @@ class _Verifier:
                                   f"input; the log holds {n}.", expected=expected,
                                   recorded=recorded)
                     return rep
-                if event_to_dict(expected) != event_to_dict(recorded):
+                if self._comparable(expected) != self._comparable(recorded):
                     self._diverge("event", recorded.seq, request,
                                   f"At seq {recorded.seq} the current code emits "
                                   f"{type(expected.payload).__name__}, the log holds "

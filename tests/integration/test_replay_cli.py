@@ -206,7 +206,7 @@ def test_verify_reports_the_first_divergence_of_an_altered_log(
 
 
 def test_verify_of_a_fork_folds_its_ancestry_and_a_changed_agent_file_diverges(
-    stack: Stack, session: Session
+    stack: Stack, session: Session, tmp_path: Path
 ) -> None:
     at = next(e.seq for e in session.events if type(e.payload).__name__ == "TurnCompleted")
     forked = json_lines(_ok(cli(stack.env, "fork", session.id, "--at", str(at), "--json",
@@ -220,10 +220,20 @@ def test_verify_of_a_fork_folds_its_ancestry_and_a_changed_agent_file_diverges(
 
     other = cli(stack.env, "replay", session.id, "--verify", "--no-timeline",
                 "--agents", "examples/agents.toml")
-    assert other.exit_code == 1
-    assert "the agent file changed since" in other.output
-    assert "DIVERGENCE at seq 1 (event)" in other.output
-    assert "payload.definition_hash" in other.output
+    # The deploy question: a file whose differences decide nothing differently for this
+    # session verifies OK (hash-only changes are not reported) ...
+    assert other.exit_code == 0, other.output
+    assert "decided again with the agent file given" in other.output
+    assert "verify: OK" in other.output
+    # ... and one that changes what the model is sent diverges at that decision.
+    changed = tmp_path / "changed.toml"
+    changed.write_text(Path("examples/agents.toml").read_text().replace(
+        "You are a careful, concise assistant.", "You are a sloppy, verbose assistant.", 1))
+    moved = cli(stack.env, "replay", session.id, "--verify", "--no-timeline",
+                "--agents", str(changed))
+    assert moved.exit_code == 1, moved.output
+    assert "DIVERGENCE" in moved.output and "system_prompt_hash" in moved.output
+    assert "definition_hash" not in moved.output.split("DIVERGENCE", 1)[1]
 
 
 def test_replay_of_an_unknown_session_says_so_within_about_a_second(stack: Stack) -> None:
