@@ -179,8 +179,7 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int, max_tokens: in
     # The window's entries as they are (context_seqs order), not looked up again by seq.
     entries = list(window_entries(d.state.history))
     request = turn_request(
-        d.registry,
-        defn.name,
+        info,
         entries,
         model=defn.model,
         max_tokens=max_tokens,

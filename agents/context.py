@@ -39,7 +39,7 @@ from agents.llm import (
     ToolUseBlock,
     sha256_hex,
 )
-from agents.registry import AgentRegistry, toolset_hash
+from agents.registry import AgentInfo, AgentRegistry, toolset_hash
 from agents.state import (
     Entry,
     EntryKind,
@@ -264,15 +264,15 @@ def _finish(
 
 
 def turn_request(
-    registry: AgentRegistry,
-    agent: str,
+    info: AgentInfo,
     entries: Sequence[Entry],
     *,
     model: str,
     max_tokens: int,
     temperature: float,
 ) -> LlmRequest:
-    info = registry.info(agent)
+    """The request of a turn call: the system prompt and tools of the agent version
+    `info` (the session's pinned one), then the entries as messages."""
     return LlmRequest(
         model=model,
         system=info.definition.system_prompt,
@@ -342,9 +342,11 @@ def build_llm_request(
     entries = entries_for(state.history, seqs, where=where)
     if req.purpose == "summarize":
         return summarize_request(entries, model=req.model, max_tokens=req.max_tokens)
+    # The version the session is pinned to; a registry that cannot serve it rebuilds with
+    # the served one, and the digest check then says the request differs.
+    info = registry.pinned(state.agent, state.definition_hash) or registry.info(state.agent)
     return turn_request(
-        registry,
-        state.agent,
+        info,
         entries,
         model=req.model,
         max_tokens=req.max_tokens,

@@ -118,6 +118,17 @@ class AgentRegistry:
         return AgentRegistry(served, self._tools, limits=self.limits,
                              versions=[*known, *versions])
 
+    def serving(self, agent: str, digest: str) -> AgentRegistry:
+        """This registry as a worker that served version `digest` of `agent` (replay
+        decides an input with the version its worker served). Itself when unknown."""
+        info = self._versions.get(digest)
+        if info is None or info.definition.name != agent or self._agents.get(agent) == info:
+            return self
+        view: AgentRegistry = object.__new__(type(self))
+        view._agents = MappingProxyType({**self._agents, agent: info})
+        view._tools, view._versions, view.limits = self._tools, self._versions, self.limits
+        return view
+
     def version(self, digest: str) -> AgentInfo | None:
         """The definition version with this hash, when this registry can serve it."""
         return self._versions.get(digest)

@@ -60,9 +60,16 @@ async def load_versions(
     await consumer.start()
     found: dict[str, AgentDefinition] = {}
     try:
-        topics = await consumer.topics()  # fetches the cluster's metadata
-        parts = consumer.partitions_for_topic(topic) if topic in topics else None
-        parts = parts or set()
+        parts: set[int] = set()
+        if topic in await consumer.topics():
+            # The consumer's cluster view holds the partitions of topics it was asked
+            # about; a metadata refresh brings this one in (a moment after creation).
+            for _ in range(20):
+                parts = consumer.partitions_for_topic(topic) or set()
+                if parts:
+                    break
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.1)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
             if log is not None:
@@ -72,7 +79,7 @@ async def load_versions(
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         async with asyncio.timeout(timeout_s):
-            while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
                 batch = await consumer.getmany(*tps, timeout_ms=200)
                 for records in batch.values():
                     for rec in records:

@@ -36,6 +36,7 @@ from typing import Any
 from agents.context import verify_llm_request
 from agents.errors import ContractError
 from agents.events import (
+    AgentVersionChanged,
     Event,
     ForkSession,
     LlmCallRequested,
@@ -181,6 +182,23 @@ class _Verifier:
                                    requests_read=len(self.requests),
                                    notes=_definition_notes(log, registry))
 
+    def _as_served(self, state: SessionState, own: Sequence[Event], i: int,
+                   cid: str | None) -> AgentRegistry:
+        """The registry as the deciding worker served it: the version this input's
+        recorded events started or moved the session to, else the session's own."""
+        if isinstance(self.registry, CandidateRegistry):
+            return self.registry
+        agent, digest = state.agent, state.definition_hash
+        k = i
+        while k < len(own) and own[k].causation_id == cid:
+            p = own[k].payload
+            if isinstance(p, (SessionStarted, SessionForked)):
+                agent, digest = p.agent, p.definition_hash
+            elif isinstance(p, AgentVersionChanged):
+                digest = p.to_hash
+            k += 1
+        return self.registry.serving(agent, digest) if agent and digest else self.registry
+
     def _comparable(self, event: Event) -> Any:
         d = event_to_dict(event)
         return _without_hashes(d) if isinstance(self.registry, CandidateRegistry) else d
@@ -238,7 +256,8 @@ class _Verifier:
                 # The worker decided at its ingest time, which the log records as the
                 # events' occurred_at; the request's own occurred_at is only the claim.
                 events, after = decide_and_evolve(
-                    state, request, self.registry, ingested_at=ev.occurred_at
+                    state, request, self._as_served(state, own, i, cid),
+                    ingested_at=ev.occurred_at,
                 )
             except Exception as exc:  # noqa: BLE001 - a crash of the core is the finding
                 self._diverge("decide_error", ev.seq, request,

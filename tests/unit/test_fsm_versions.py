@@ -88,3 +88,17 @@ def test_a_harmless_edit_keeps_its_hash_only_if_nothing_changed() -> None:
     # tells whether it decides anything differently)
     assert definition_hash(V1) != definition_hash(V2)
     assert definition_hash(agent("assistant")) == definition_hash(V1)
+
+
+def test_the_request_sent_to_the_model_is_the_pinned_versions_not_the_files() -> None:
+    from agents.context import build_llm_request
+    from agents.fsm import decide_built
+
+    d = session_on_v1()
+    d.registry = serving(V2)
+    _, after, built = decide_built(d.state, d.request(SendMessage("again")), d.registry)
+    (request,) = built.values()
+    assert request.system == V1.system_prompt
+    # and the executor's rebuild from the state agrees
+    call = after.turn.llm  # type: ignore[union-attr]
+    assert build_llm_request(after, call, d.registry).digest() == request.digest()
