@@ -58,6 +58,7 @@ from psycopg import AsyncConnection
 
 from agents.errors import DecodeError, ExternalError
 from projections._clean import needs_cleaning
+from projections.agent_versions import agents_topic_for, keep_refreshing
 from projections.audit import AuditHead, publish_checkpoint
 from projections.quarantine import Quarantined, apply_isolating, is_transient
 from projections.store import (
@@ -335,6 +336,11 @@ class Projector:
         two cores are kept busy: Python decodes while Postgres writes."""
         await self._start()
         pending: asyncio.Task[_Fetched | None] | None = None
+        cfg = self.config
+        versions = asyncio.create_task(keep_refreshing(
+            cfg.bootstrap, agents_topic_for(cfg.events_topic), cfg.database_url,
+            self._stopping, log,
+        ))
         try:
             targets = await self._end_offsets() if until_caught_up else None
             while not self._stopping.is_set():
@@ -353,6 +359,9 @@ class Projector:
                 pending = asyncio.create_task(self._fetch())
                 await self._apply(fetched)
         finally:
+            versions.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await versions
             if pending is not None:
                 pending.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

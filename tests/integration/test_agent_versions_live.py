@@ -107,3 +107,31 @@ async def test_a_changed_agent_file_does_not_change_a_session_in_flight_until_up
     assert _prompt_hashes(log, session)[-1] == v2.system_prompt_hash
     code, out = await turnlog(env2, "replay", session, "--verify", "--no-timeline")
     assert code == 0 and "verify: OK" in out, out
+
+
+async def test_the_projector_copies_published_versions_into_agent_versions(
+    kafka_bootstrap: str, unique_prefix: str, scratch_database_url: str
+) -> None:
+    import psycopg
+
+    from projections.agent_versions import agents_topic_for, refresh_agent_versions
+    from projections.migrate import migrate
+    from streams._agents import publish_versions
+
+    names = (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=PARTITIONS)).names
+    assert agents_topic_for(names.events) == names.agents
+    migrate(scratch_database_url)
+    registry = AgentRegistry.from_file(DATA / "agents.toml")
+    # Two workers start with the same file: each version is stored once.
+    for _ in range(2):
+        await publish_versions(kafka_bootstrap, names.agents, registry)
+    assert await refresh_agent_versions(kafka_bootstrap, names.agents,
+                                        scratch_database_url) == len(registry.names())
+    await refresh_agent_versions(kafka_bootstrap, names.agents, scratch_database_url)
+    with psycopg.connect(scratch_database_url) as conn:
+        rows = conn.execute(
+            "SELECT agent, definition_hash, definition->>'system_prompt' FROM agent_versions "
+            "ORDER BY agent").fetchall()
+    assert [(a, h) for a, h, _ in rows] == sorted(
+        (n, registry.info(n).definition_hash) for n in registry.names())
+    assert rows[[a for a, _, _ in rows].index("calc")][2] == registry.get("calc").system_prompt
