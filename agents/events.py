@@ -323,6 +323,9 @@ class CompleteLlmCall:
 
 @dataclass(frozen=True, slots=True)
 class FailLlmCall:
+    """`usage`: what the vendor reported before the call broke off (an aborted stream is
+    billed for what it read); charged when a cancel had abandoned the call."""
+
     call_id: str
     error_type: str
     message: str
@@ -330,6 +333,7 @@ class FailLlmCall:
     retryable: bool = False
     latency_ms: int = 0
     circuits_opened: tuple[str, ...] = ()
+    usage: Usage = field(default_factory=Usage)
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "FailLlmCall", "call_id")

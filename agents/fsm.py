@@ -42,7 +42,14 @@ from typing import Any
 from agents._decision import Decision, Rejected
 from agents._turn import start_queued
 from agents.errors import ContractError
-from agents.events import CompleteLlmCall, Event, Request, RequestRejected, SessionForked
+from agents.events import (
+    CompleteLlmCall,
+    Event,
+    FailLlmCall,
+    Request,
+    RequestRejected,
+    SessionForked,
+)
 from agents.evolve import evolve
 from agents.fold import fold, fork_base
 from agents.handlers import late_llm_call, on_late_llm_completed
@@ -187,9 +194,8 @@ def decide_built(
     if problem is not None:
         return _reject(state, request, f"Session {state.session_id}: {problem}", ingested_at)
     handler: Any
-    if type(request.payload) is CompleteLlmCall and late_llm_call(
-        state, request.payload.call_id
-    ):
+    outcome = request.payload
+    if isinstance(outcome, _OUTCOMES_OF_LLM) and late_llm_call(state, outcome.call_id):
         # Whatever the phase: the late answer of a call a cancel abandoned is charged.
         handler = on_late_llm_completed
     else:
@@ -257,6 +263,7 @@ def fork_source(event: Event) -> tuple[str, int] | None:
     return None
 
 
+_OUTCOMES_OF_LLM = (CompleteLlmCall, FailLlmCall)
 # Rejections need no agents; an empty registry makes that explicit.
 _NO_REGISTRY = AgentRegistry(())
 # A reason names ids and limits, never a whole text; this bounds it anyway.

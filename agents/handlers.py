@@ -266,11 +266,30 @@ def late_llm_call(state: SessionState, call_id: str) -> tuple[str, str] | None:
     return next((a for a in state.abandoned if a[0] == call_id), None)
 
 
-def on_late_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
+def on_late_llm_completed(d: Decision, p: CompleteLlmCall | FailLlmCall) -> None:
     """The outcome of a call a cancel abandoned: its tokens were billed, so they are
-    charged to the session (and its budget), without reopening anything."""
+    charged to the session (and its budget), without reopening anything. A failure
+    (the worker aborting the stream) is charged what the vendor reported before."""
     abandoned = late_llm_call(d.state, p.call_id)
     assert abandoned is not None  # decide routes only those here
+    if isinstance(p, FailLlmCall):
+        if p.usage.total_tokens == 0:
+            raise _not_pending(d, "LLM call", p.call_id)
+        d.emit(
+            LlmCallCompleted(
+                call_id=p.call_id,
+                model=abandoned[1],
+                text="",
+                tool_call_ids=(),
+                stop_reason=p.error_type,
+                usage=p.usage,
+                cost_nanos=_priced(abandoned[1], abandoned[1], p.usage),
+                latency_ms=p.latency_ms,
+                attempts=p.attempts,
+                discarded="late",
+            )
+        )
+        return
     d.emit(
         LlmCallCompleted(
             call_id=p.call_id,

@@ -26,7 +26,7 @@ from agents.fsm import (
     fork_source,
     initial_state,
 )
-from agents.providers.base import STREAM_RESTART, ProviderError
+from agents.providers.base import BILLED, STREAM_RESTART, BilledSoFar, ProviderError
 from agents.snapshots import (
     RESTORE_POINT_KEY,
     SNAPSHOT_EVERY,
@@ -38,11 +38,13 @@ from agents.snapshots import (
 from agents.state_codec import READABLE_FORMATS, STATE_FORMAT
 
 __all__ = [
+    "BILLED",
+    "READABLE_FORMATS",
     "RESTORE_POINT_KEY",
     "SNAPSHOT_EVERY",
-    "READABLE_FORMATS",
     "STATE_FORMAT",
     "STREAM_RESTART",
+    "BilledSoFar",
     "build_llm_request",
     "build_summary_request",
     "cancel_requests",

@@ -71,6 +71,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_LLM_KINDS = frozenset({"llm_call", "compaction"})
+
 class EffectRunner:
     """Starts the pending effects of sessions and reports their outcomes."""
 
@@ -119,8 +121,10 @@ class EffectRunner:
         # rebuilt from the state and verified (after a restore or a re-issue).
         self.stats = {
             "started": 0, "completed": 0, "failed": 0, "llm_prebuilt": 0, "llm_rebuilt": 0,
-            "held_unknown": 0, "cancelled_on_loss": 0, "aborted": 0,
+            "held_unknown": 0, "cancelled_on_loss": 0, "aborted": 0, "aborted_billed": 0,
         }
+        # Reports of aborted calls in flight (tasks of their own; kept so they finish).
+        self._reports: set[asyncio.Task[None]] = set()
         # Latencies since the last take_latencies() (bounded: nobody may be taking them).
         self.latencies_ms: deque[float] = deque(maxlen=10_000)
 
@@ -298,12 +302,16 @@ class EffectRunner:
         started = time.monotonic()
         async with self._sem:
             traceparent = effect_started(effect, traceparent)  # a span when tracing is on
+            billed = _core.BilledSoFar()
+            _core.BILLED.set(billed)  # this task's context: the provider reports into it
             try:
                 payload = await self._execute(
                     session_id, state, effect, log, traceparent, prebuilt
                 )
             except asyncio.CancelledError:
                 effect_cancelled(traceparent)  # its span ends, marked cancelled
+                if billed.usage.total_tokens and effect.kind in _LLM_KINDS:
+                    self._report_aborted(session_id, effect, billed, started, traceparent)
                 raise
             except Exception as exc:  # an effect's bug is an outcome, not a dead worker
                 log.exception("effect.crashed")
@@ -329,6 +337,30 @@ class EffectRunner:
         self._mark_reported(partition, session_id, effect)
         self.stats["completed"] += 1
         log.info("effect.reported", outcome=type(payload).__name__, latency_ms=round(elapsed, 1))
+
+    def _report_aborted(self, session_id: str, effect: Any, billed: Any, started: float,
+                        traceparent: str | None) -> None:
+        """An LLM call aborted mid-stream was billed for what the vendor had read: say
+        so (in a task of its own, the aborted one is being cancelled); the core charges
+        it to the session when a cancel abandoned the call."""
+        request = Request(
+            request_id=f"{_core.outcome_request_id(effect)}:aborted",
+            session_id=effect.report_to or session_id,
+            occurred_at=_now(),
+            payload=FailLlmCall(
+                call_id=effect.effect_id, error_type="aborted",
+                message="The call was aborted by the worker (its turn was cancelled).",
+                attempts=max(1, effect.attempt),
+                latency_ms=int((time.monotonic() - started) * 1000), usage=billed.usage,
+            ),
+            causation_id=effect.effect_id,
+            correlation_id=getattr(effect, "correlation_id", None),
+        )
+        task = asyncio.get_running_loop().create_task(self.send_request(
+            request, traceparent=child_traceparent(traceparent, request.request_id)))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+        self.stats["aborted_billed"] += 1
 
     def _mark_reported(self, partition: int, session_id: str, effect: Any) -> None:
         self._reported[partition].setdefault(session_id, set()).add(

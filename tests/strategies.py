@@ -161,7 +161,8 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         circuits_opened=name_lists,
     ),
     FailLlmCall: st.builds(
-        FailLlmCall, ids, ids, texts, st.integers(1, 10), st.booleans(), small_counts, name_lists
+        FailLlmCall, ids, ids, texts, st.integers(1, 10), st.booleans(), small_counts, name_lists,
+        usages,
     ),
     CompleteToolCall: st.builds(CompleteToolCall, ids, texts, small_counts),
     FailToolCall: st.builds(FailToolCall, ids, texts, small_counts),

@@ -47,7 +47,13 @@ from agents.events import ToolUse, Usage
 from agents.llm import LlmRequest, LlmResponse, Message, TextBlock, canonical_json
 from agents.providers._deltas import DeltaSink
 from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
-from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError, redact
+from agents.providers.base import (
+    BILLED,
+    DeltaCallback,
+    ErrorType,
+    ProviderConfigError,
+    redact,
+)
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep, run_with_fallbacks
 
@@ -159,6 +165,25 @@ def count_params(request: LlmRequest, model: str) -> dict[str, Any]:
     if "tools" in params:
         params["tools"] = [t.to_dict() for t in request.tools]
     return params
+
+
+_USAGE_EVENTS = frozenset({"message_start", "message_delta"})
+
+
+def _usage_so_far(event: Any, before: Usage) -> Usage:
+    """The attempt's usage after a message_start (input, cache) or a message_delta
+    (cumulative output) event."""
+    if event.type == "message_start":
+        u = event.message.usage
+        return Usage(
+            input_tokens=u.input_tokens or 0,
+            output_tokens=u.output_tokens or 0,
+            cache_read_tokens=getattr(u, "cache_read_input_tokens", None) or 0,
+            cache_write_tokens=getattr(u, "cache_creation_input_tokens", None) or 0,
+        )
+    out = getattr(getattr(event, "usage", None), "output_tokens", None)
+    return before if out is None else Usage(before.input_tokens, out, before.cache_read_tokens,
+                                            before.cache_write_tokens)
 
 
 def _to_response(message: Any, model: str) -> LlmResponse:
@@ -329,10 +354,13 @@ class AnthropicProvider:
         )
         try:
             if self.streaming:
+                billed = BILLED.get()
                 async with self._client.messages.stream(**params, timeout=timeout) as stream:
                     async for event in stream:
                         if event.type == "text":
                             await deltas(event.text)
+                        elif billed is not None and event.type in _USAGE_EVENTS:
+                            billed.usage = _usage_so_far(event, billed.usage)
                     message = await stream.get_final_message()
             else:
                 message = await self._client.messages.create(**params, timeout=timeout)

@@ -16,14 +16,18 @@ exception, and nothing a provider raises, returns or logs carries a credential.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from agents.errors import ContractError, ExternalError
+from agents.events import Usage
 from agents.llm import LlmRequest, LlmResponse
 
 __all__ = [
+    "BILLED",
     "STREAM_RESTART",
+    "BilledSoFar",
     "DeltaCallback",
     "ErrorType",
     "Provider",
@@ -31,6 +35,22 @@ __all__ = [
     "ProviderError",
     "redact",
 ]
+
+class BilledSoFar:
+    """What the vendor reported for the attempt in flight, updated as the stream goes
+    (input at its start, output as it grows). The effect runner reads it when it aborts
+    a call (a cancelled turn): those tokens are billed although no answer came."""
+
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+
+
+BILLED: ContextVar[BilledSoFar | None] = ContextVar("turnlog_billed_so_far", default=None)
+"""Set by the caller of `Provider.complete` for the call it runs; a provider that streams
+updates it (agents.providers.anthropic does)."""
+
 
 DeltaCallback = Callable[[str], Awaitable[None]]
 """Receives each text delta of a streamed answer, in order, as it arrives. When an attempt

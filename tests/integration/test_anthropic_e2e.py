@@ -11,6 +11,7 @@ the worker's log, for the key.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,12 @@ from typing import Any
 import pytest
 
 from agents.events import (
+    CancelTurn,
     LlmCallCompleted,
     ProviderCircuitOpened,
     ToolCallCompleted,
     ToolCallRequested,
+    TurnCancelled,
     TurnCompleted,
     TurnFailed,
 )
@@ -43,6 +46,7 @@ from tests.integration.worker_harness import (
     WorkerGroup,
     WorkerProcess,
     read_records,
+    request_for,
     seq_problems,
     user_message,
     wait_until,
@@ -260,6 +264,35 @@ async def test_a_context_window_stop_compacts_or_fails_it_never_loops(fresh: Run
     assert failed.error_type == "ContextWindowExceeded"
     assert [c.discarded for c in _calls(events)] == ["context_window"]
     assert len(fresh.server.requests) == 1
+
+
+async def test_a_cancel_aborts_the_stream_and_charges_what_the_vendor_billed(
+    fresh: Run,
+) -> None:
+    release = threading.Event()
+    fresh.server.enqueue(FakeMessage(
+        "A long answer that never finishes.", hold_after_events=3, release=release,
+        usage=FakeUsage(input_tokens=1234, output_tokens=1),
+    ))
+    session = "anth-abort"
+    try:
+        await fresh.send.request(user_message(session, "what is 6*7?", agent="claude"))
+        await fresh.log.wait_for(lambda: len(fresh.server.requests) >= 1, 30,
+                                 "the stream started")
+        await fresh.send.request(request_for(session, CancelTurn("stop"), f"{session}:x"))
+        await fresh.log.wait_for(
+            lambda: any(isinstance(e.payload, LlmCallCompleted) for e in fresh.log.of(session)),
+            30, "the aborted call charged",
+            diagnose=lambda: fresh.worker.tail() + "\n" + fresh.log.summary([session]),
+        )
+    finally:
+        release.set()
+    events = fresh.log.of(session)
+    (cancelled,) = _payloads(events, TurnCancelled)
+    (charged,) = _calls(events)
+    assert charged.call_id == cancelled.llm_call_id and charged.discarded == "late"
+    assert charged.usage.input_tokens == 1234 and charged.cost_nanos > 0
+    assert charged.stop_reason == "aborted"
 
 
 async def test_the_api_key_is_in_no_topic_record_and_no_log_line(run: Run) -> None:
