@@ -68,6 +68,9 @@ def _print_state(result: Any) -> None:
             typer.echo(f"  pending    {c.status} {c.name} {c.call_id} {oneline(c.arguments_json, 60)}")
     elif s.last_turn is not None:
         typer.echo(f"  last turn  {s.last_turn.turn_no} {s.last_turn.outcome}")
+    for n, q in enumerate(s.queue, 1):
+        typer.echo(f"  queued     (position {n}) request {q.request_id} at seq {q.seq}: "
+                   f"{oneline(q.text, 60)}")
     typer.echo(f"  spent      {s.spent_tokens} tokens, ${s.spent_nanos / 1e9:.6f}")
     entries = list(_window(s))
     typer.echo(f"  window     {len(entries)} entries, about {s.history.window_tokens} tokens")

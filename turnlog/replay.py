@@ -345,6 +345,8 @@ def state_summary(state: SessionState) -> dict[str, Any]:
         },
         "pending_llm_call": pending_llm,
         "pending_tool_calls": calls,
+        "queued": [{"position": n, "seq": q.seq, "request_id": q.request_id, "text": q.text}
+                   for n, q in enumerate(state.queue, 1)],
         "spent_tokens": state.spent_tokens,
         "spent_nanos": state.spent_nanos,
         "last_turn": None if state.last_turn is None else state.last_turn._asdict(),

@@ -110,6 +110,12 @@ async def test_a_message_during_a_turn_is_queued_and_answered_after_it(
         sent = await live.client.send(session, SendMessage("quick question"))
         queued = await live.log.wait_for_type(session, MessageQueued)
         assert queued.position == 1
+        # Time travel shows the queue as session state.
+        at = next(e.seq for e in live.log.events(session) if isinstance(e.payload, MessageQueued))
+        code, out, err = await turnlog_cli(kafka_bootstrap, names, "replay", session,
+                                           "--to", str(at))
+        assert code == 0 and f"queued     (position 1) request {sent.request_id}" in out, (
+            code, out, err)
         # `turnlog send` while a turn runs says so (and exits 0).
         code, out, err = await turnlog_cli(
             kafka_bootstrap, names, "send", "--session", session, "another quick question",
