@@ -11,15 +11,17 @@ on the log, so the call is provably in flight when cancelled and its outcome pro
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 from pathlib import Path
 
 from agents.events import (
     ApprovalRequested,
     CancelTurn,
     ChildSessionCompleted,
-    CompleteLlmCall,
     ChildSessionRequested,
     ChildStatus,
+    CompleteLlmCall,
     DecideApproval,
     LlmCallCompleted,
     LlmCallRequested,
@@ -225,4 +227,38 @@ async def test_cancelling_a_parent_cancels_its_children(
         # The child's end is not reported back: the parent's turn is over.
         assert not live.log.of_type(parent, ChildSessionCompleted)
         assert not live.log.of_type(parent, RequestRejected)
+        live.worker.assert_alive()
+
+
+def _running(pattern: str) -> bool:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
+
+
+async def test_cancel_kills_a_running_tool(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    async with live_platform(
+        kafka_bootstrap, names, registry=load_agents(), provider=load_script("script.yaml"),
+        sandbox=tmp_path,
+    ) as live:
+        session = new_session_id("cancel-tool")
+        await live.client.send(session, SendMessage("run the slow-command"), agent="approver")
+        # The shell tool requires approval by default: grant it.
+        asked = await live.log.wait_for_type(session, ApprovalRequested)
+        await live.client.send(
+            session, DecideApproval(call_id=asked.call_id, approved=True, decided_by="ops")
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not _running("sleep 47.25"):  # the command is running (where it lands)
+            assert loop.time() < deadline, "the shell command never started"
+            await asyncio.sleep(0.1)
+        await live.client.send(session, CancelTurn(reason="too slow"))
+        cancelled = await live.log.wait_for_type(session, TurnCancelled)
+        assert len(cancelled.tool_call_ids) == 1
+        deadline = loop.time() + 15
+        while _running("sleep 47.25"):
+            assert loop.time() < deadline, "the cancelled tool's process is still running"
+            await asyncio.sleep(0.1)
+        assert not live.log.of_type(session, ToolCallCompleted)
         live.worker.assert_alive()
