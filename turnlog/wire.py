@@ -26,6 +26,7 @@ def envelope_topics(names: TopicNames) -> dict[str, tuple[str, ...]]:
         "Event": (names.events,),
         "TokenDelta": (names.deltas,),
         "Snapshot": (names.snapshots,),
+        "AgentVersion": (names.agents,),
         "AuditCheckpoint": (names.checkpoints,),
     }
 

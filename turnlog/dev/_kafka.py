@@ -298,7 +298,10 @@ def _format_storage(settings: Settings, java: str) -> None:
     command = _java_command(
         settings,
         java,
-        ["kafka.tools.StorageTool", "format", "-t", _cluster_id(p), "-c", str(p.config),
+        # `--cluster-id=ID` in one argument: a url-safe base64 id may start with "-",
+        # which the tool's parser would take for an option (1 start in 32 failed so).
+        ["kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id(p)}",
+         "-c", str(p.config),
          "--ignore-formatted"],
         heap="256m",
     )
