@@ -143,7 +143,8 @@ def on_start_session(d: Decision, p: SendMessage) -> None:
     start_turn(d, text)
 
 
-def on_send_message(d: Decision, p: SendMessage) -> None:
+def _same_session(d: Decision, p: SendMessage) -> None:
+    """A message to an existing session: not a delegation, and for its own agent."""
     s = d.state
     if p.parent_session_id is not None:
         raise Rejected(
@@ -153,6 +154,10 @@ def on_send_message(d: Decision, p: SendMessage) -> None:
         raise Rejected(
             f"Session {s.session_id} belongs to agent {s.agent!r}, not {d.request.agent!r}."
         )
+
+
+def on_send_message(d: Decision, p: SendMessage) -> None:
+    _same_session(d, p)
     d.agent_info()
     start_turn(d, _text(d, p.text))
 
@@ -188,15 +193,8 @@ def on_fork(d: Decision, p: ForkSession) -> None:
 
 def on_queue_message(d: Decision, p: SendMessage) -> None:
     """A message during a turn waits for it (up to the agent's max_queued)."""
+    _same_session(d, p)
     s = d.state
-    if p.parent_session_id is not None:
-        raise Rejected(
-            f"Session {s.session_id} already exists; a delegation must start a new session."
-        )
-    if d.request.agent is not None and d.request.agent != s.agent:
-        raise Rejected(
-            f"Session {s.session_id} belongs to agent {s.agent!r}, not {d.request.agent!r}."
-        )
     limit = d.agent_info().definition.max_queued
     if len(s.queue) >= limit:
         raise Rejected(

@@ -36,8 +36,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Sequence
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import anthropic
 import structlog
@@ -45,11 +44,11 @@ import structlog
 from agents.errors import InvalidRecord
 from agents.events import ToolUse, Usage
 from agents.llm import LlmRequest, LlmResponse, Message, TextBlock, canonical_json
+from agents.providers._adapter import FallbackAdapter
 from agents.providers._deltas import DeltaSink
 from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
 from agents.providers.base import (
     BILLED,
-    DeltaCallback,
     ErrorType,
     ProviderConfigError,
     redact,
@@ -214,7 +213,7 @@ def _to_response(message: Any, model: str) -> LlmResponse:
     )
 
 
-class AnthropicProvider:
+class AnthropicProvider(FallbackAdapter):
     """`Provider` for the Anthropic Messages API. Create one per process and reuse it: it
     holds the HTTP connection pool and the circuit breakers.
 
@@ -273,40 +272,9 @@ class AnthropicProvider:
         # Pickling would copy the client, and the key with it, into whatever reads the pickle.
         raise TypeError("AnthropicProvider holds a credential and cannot be pickled.")
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def complete(
-        self,
-        request: LlmRequest,
-        *,
-        fallbacks: Sequence[str] = (),
-        on_delta: DeltaCallback | None = None,
-        timeout_s: float | None = None,
-    ) -> LlmResponse:
-        deltas = DeltaSink(on_delta)
-
-        async def attempt(model: str, budget: float | None) -> LlmResponse:
-            await deltas.restart()
-            return await self.attempt(request, model, deltas, budget)
-
-        return await run_with_fallbacks(
-            attempt,
-            provider=self.name,
-            models=[request.model, *fallbacks],
-            policy=self.retry,
-            breakers=self.breakers,
-            timeout_s=timeout_s,
-            attempt_timeout_s=self.request_timeout_s,
-            sleep=self._sleep,
-            rng=self._rng,
-        )
 
     async def count_tokens(self, request: LlmRequest, model: str | None = None) -> int:
         """The exact input tokens of `request` for `model` (default: its own), counted

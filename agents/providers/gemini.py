@@ -37,8 +37,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Sequence
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import structlog
 from google import genai
@@ -56,11 +55,12 @@ from agents.llm import (
     ToolUseBlock,
     canonical_json,
 )
+from agents.providers._adapter import FallbackAdapter
 from agents.providers._deltas import DeltaSink
 from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
-from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError, redact
+from agents.providers.base import ErrorType, ProviderConfigError, redact
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
-from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep, run_with_fallbacks
+from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep
 
 __all__ = ["API_KEY_ENV", "FINISH_REASONS", "GeminiProvider", "build_contents"]
 
@@ -186,7 +186,7 @@ class _Assembly:
         self.blocked: str | None = None
 
 
-class GeminiProvider:
+class GeminiProvider(FallbackAdapter):
     """`Provider` (and routing `Adapter`) for the Gemini Developer API. Create one per
     process and reuse it.
 
@@ -238,40 +238,9 @@ class GeminiProvider:
     def __reduce__(self) -> Any:
         raise TypeError("GeminiProvider holds a credential and cannot be pickled.")
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         await self._client.aio.aclose()
 
-    async def complete(
-        self,
-        request: LlmRequest,
-        *,
-        fallbacks: Sequence[str] = (),
-        on_delta: DeltaCallback | None = None,
-        timeout_s: float | None = None,
-    ) -> LlmResponse:
-        deltas = DeltaSink(on_delta)
-
-        async def attempt(model: str, budget: float | None) -> LlmResponse:
-            await deltas.restart()
-            return await self.attempt(request, model, deltas, budget)
-
-        return await run_with_fallbacks(
-            attempt,
-            provider=self.name,
-            models=[request.model, *fallbacks],
-            policy=self.retry,
-            breakers=self.breakers,
-            timeout_s=timeout_s,
-            attempt_timeout_s=self.request_timeout_s,
-            sleep=self._sleep,
-            rng=self._rng,
-        )
 
     async def attempt(
         self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agents.events import ToolUse, Usage
 from agents.llm import LlmRequest, LlmResponse, TextBlock, ToolUseBlock, canonical_json
+from agents.providers._adapter import FallbackAdapter
 from agents.providers._deltas import DeltaSink
 from agents.providers._script import (
     Conversation,
@@ -30,9 +30,9 @@ from agents.providers._script import (
     parse_script,
     render,
 )
-from agents.providers.base import DeltaCallback, ErrorType
+from agents.providers.base import ErrorType
 from agents.providers.breaker import BreakerRegistry
-from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep, run_with_fallbacks
+from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep
 
 __all__ = ["ScriptedProvider", "request_fingerprint", "split_chunks", "tool_call_id"]
 
@@ -86,7 +86,7 @@ def _estimate_request(request: LlmRequest) -> int:
     return max(1, math.ceil(size / 4))
 
 
-class ScriptedProvider:
+class ScriptedProvider(FallbackAdapter):
     """`Provider` answering from a `Script`. Build it with `from_file`, `from_dict` or
     `tool_then_answer`. `latency_ms` of the script (or of a reply) passes before the
     first delta; zero latency means no sleep at all. `calls` counts answered attempts."""
@@ -247,29 +247,6 @@ class ScriptedProvider:
             await deltas(piece)
         return response
 
-    async def complete(
-        self,
-        request: LlmRequest,
-        *,
-        fallbacks: Sequence[str] = (),
-        on_delta: DeltaCallback | None = None,
-        timeout_s: float | None = None,
-    ) -> LlmResponse:
-        deltas = DeltaSink(on_delta)
-
-        async def attempt(model: str, budget: float | None) -> LlmResponse:
-            await deltas.restart()
-            return await self.attempt(request, model, deltas, budget)
-
-        return await run_with_fallbacks(
-            attempt,
-            provider=self.name,
-            models=[request.model, *fallbacks],
-            policy=self.retry,
-            breakers=self.breakers,
-            timeout_s=timeout_s,
-            sleep=self._sleep,
-        )
 
 
 def _error_type(name: str) -> ErrorType:
