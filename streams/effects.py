@@ -103,6 +103,9 @@ class EffectRunner:
         # model's tool-call ids repeat across sessions that send identical requests).
         self._running: dict[_Key, asyncio.Task[None]] = {}
         self._by_partition: dict[int, set[_Key]] = defaultdict(set)
+        # session -> its running effects: what a sync compares with the pending ones
+        # (scanning the partition's effects for every synced session was O(n^2)).
+        self._by_session: dict[str, set[_Key]] = {}
         # partition -> session -> (effect id, attempt) whose outcome (or child start) was
         # sent but is not folded yet: the state still shows them pending, and running
         # them again (an LLM call, a tool) would be paid twice for nothing.
@@ -237,6 +240,7 @@ class EffectRunner:
             )
             self._running[key] = task
             self._by_partition[partition].add(key)
+            self._by_session.setdefault(session_id, set()).add(key)
             task.add_done_callback(functools.partial(self._done, key, partition))
             if effect.kind == "tool_call" and not self.registry.is_idempotent(effect.tool_name):
                 self._finish_on_loss.add(key)
@@ -247,11 +251,11 @@ class EffectRunner:
         cancelled or closed turn, an attempt a re-issue replaced. The LLM call's HTTP
         request is closed, the tool's processes are killed (their outcome, if one still
         comes, is charged or ignored by the core)."""
-        running = self._by_partition.get(partition)
+        running = self._by_session.get(session_id)
         if not running:
             return
         wanted = {(session_id, e.effect_id, e.attempt) for e in pending}
-        for key in [k for k in running if k[0] == session_id and k not in wanted]:
+        for key in [k for k in running if k not in wanted]:
             task = self._running.get(key)
             if task is not None and not task.done():
                 task.cancel()
@@ -280,6 +284,11 @@ class EffectRunner:
         self._running.pop(key, None)
         self._finish_on_loss.discard(key)
         self._by_partition.get(partition, set()).discard(key)
+        mine = self._by_session.get(key[0])
+        if mine is not None:
+            mine.discard(key)
+            if not mine:
+                del self._by_session[key[0]]
 
     # ------------------------------------------------------------------ execution
 
