@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from typing import Any, Protocol
+from typing import Any
 
 import anthropic
 import structlog
@@ -49,8 +49,10 @@ from agents.providers._deltas import DeltaSink
 from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
 from agents.providers.base import (
     BILLED,
+    HTTP_ERRORS,
     ErrorType,
     ProviderConfigError,
+    Secret,
     redact,
 )
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
@@ -64,20 +66,10 @@ API_KEY_ENV = "ANTHROPIC_API_KEY"
 _CACHE = {"type": "ephemeral"}
 
 
-class _Secret(Protocol):
-    def get_secret_value(self) -> str: ...
-
-
 _BY_STATUS: dict[int, tuple[ErrorType, bool]] = {
-    400: (ErrorType.INVALID_REQUEST, False),
-    401: (ErrorType.AUTHENTICATION, False),
-    403: (ErrorType.PERMISSION, False),
-    404: (ErrorType.NOT_FOUND, False),
-    408: (ErrorType.TIMEOUT, True),
+    **HTTP_ERRORS,
     409: (ErrorType.UNKNOWN, True),
-    413: (ErrorType.REQUEST_TOO_LARGE, False),
     422: (ErrorType.INVALID_REQUEST, False),
-    429: (ErrorType.RATE_LIMITED, True),
     529: (ErrorType.OVERLOADED, True),
 }
 # An error event in the middle of a stream arrives on an HTTP 200: its body names it.
@@ -226,7 +218,7 @@ class AnthropicProvider(FallbackAdapter):
     def __init__(
         self,
         *,
-        api_key: str | _Secret | None = None,
+        api_key: str | Secret | None = None,
         base_url: str | None = None,
         retry: RetryPolicy | None = None,
         breakers: BreakerRegistry | None = None,

@@ -26,6 +26,7 @@ from agents.llm import LlmRequest, LlmResponse
 
 __all__ = [
     "BILLED",
+    "HTTP_ERRORS",
     "STREAM_RESTART",
     "BilledSoFar",
     "DeltaCallback",
@@ -33,6 +34,7 @@ __all__ = [
     "Provider",
     "ProviderConfigError",
     "ProviderError",
+    "Secret",
     "redact",
 ]
 
@@ -62,6 +64,12 @@ STREAM_RESTART = ""
 """The restart marker (see DeltaCallback): empty, so no text delta can be mistaken for it."""
 
 
+class Secret(Protocol):
+    """A credential that does not print itself (pydantic's SecretStr)."""
+
+    def get_secret_value(self) -> str: ...
+
+
 class ErrorType(StrEnum):
     """Provider-neutral failure kinds; the value lands in `LlmCallFailed.error_type`."""
 
@@ -80,6 +88,19 @@ class ErrorType(StrEnum):
     NO_SCRIPTED_RESPONSE = "no_scripted_response"  # scripted provider: no rule matched
     NOT_CONFIGURED = "not_configured"  # no endpoint (or no key) serves the model; nothing sent
     UNKNOWN = "unknown"
+
+
+# HTTP statuses every vendor means the same way -> (error type, retryable); each adapter
+# adds the ones its API uses its own way (529, 503, 504, 409, 422).
+HTTP_ERRORS: dict[int, tuple[ErrorType, bool]] = {
+    400: (ErrorType.INVALID_REQUEST, False),
+    401: (ErrorType.AUTHENTICATION, False),
+    403: (ErrorType.PERMISSION, False),
+    404: (ErrorType.NOT_FOUND, False),
+    408: (ErrorType.TIMEOUT, True),
+    413: (ErrorType.REQUEST_TOO_LARGE, False),
+    429: (ErrorType.RATE_LIMITED, True),
+}
 
 
 class ProviderError(ExternalError):

@@ -37,7 +37,7 @@ import hashlib
 import json
 import random
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from google import genai
@@ -58,7 +58,7 @@ from agents.llm import (
 from agents.providers._adapter import FallbackAdapter
 from agents.providers._deltas import DeltaSink
 from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
-from agents.providers.base import ErrorType, ProviderConfigError, redact
+from agents.providers.base import HTTP_ERRORS, ErrorType, ProviderConfigError, Secret, redact
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep
 
@@ -81,20 +81,10 @@ FINISH_REASONS: dict[str, str] = {
     "IMAGE_SAFETY": StopReason.REFUSAL,
 }
 _BY_STATUS: dict[int, tuple[ErrorType, bool]] = {
-    400: (ErrorType.INVALID_REQUEST, False),
-    401: (ErrorType.AUTHENTICATION, False),
-    403: (ErrorType.PERMISSION, False),
-    404: (ErrorType.NOT_FOUND, False),
-    408: (ErrorType.TIMEOUT, True),
-    413: (ErrorType.REQUEST_TOO_LARGE, False),
-    429: (ErrorType.RATE_LIMITED, True),
+    **HTTP_ERRORS,
     503: (ErrorType.OVERLOADED, True),
     504: (ErrorType.TIMEOUT, True),
 }
-
-
-class _Secret(Protocol):
-    def get_secret_value(self) -> str: ...
 
 
 def build_contents(request: LlmRequest, model: str) -> list[types.Content]:
@@ -197,7 +187,7 @@ class GeminiProvider(FallbackAdapter):
     def __init__(
         self,
         *,
-        api_key: str | _Secret | None = None,
+        api_key: str | Secret | None = None,
         base_url: str | None = None,
         name: str = "gemini",
         retry: RetryPolicy | None = None,

@@ -39,7 +39,7 @@ import asyncio
 import json
 import random
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import openai
 import structlog
@@ -59,7 +59,7 @@ from agents.llm import (
 from agents.providers._adapter import FallbackAdapter
 from agents.providers._deltas import DeltaSink
 from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
-from agents.providers.base import ErrorType, ProviderConfigError, redact
+from agents.providers.base import HTTP_ERRORS, ErrorType, ProviderConfigError, Secret, redact
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep
 
@@ -78,15 +78,9 @@ _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)")
 _NO_KEY = "no-key-needed"  # local servers (Ollama, vLLM) take any bearer token
 
 _BY_STATUS: dict[int, tuple[ErrorType, bool]] = {
-    400: (ErrorType.INVALID_REQUEST, False),
-    401: (ErrorType.AUTHENTICATION, False),
-    403: (ErrorType.PERMISSION, False),
-    404: (ErrorType.NOT_FOUND, False),
-    408: (ErrorType.TIMEOUT, True),
+    **HTTP_ERRORS,
     409: (ErrorType.UNKNOWN, True),
-    413: (ErrorType.REQUEST_TOO_LARGE, False),
     422: (ErrorType.INVALID_REQUEST, False),
-    429: (ErrorType.RATE_LIMITED, True),
     503: (ErrorType.OVERLOADED, True),
     529: (ErrorType.OVERLOADED, True),
 }
@@ -103,10 +97,6 @@ _BY_CODE: dict[str, tuple[ErrorType, bool]] = {
     "invalid_request_error": (ErrorType.INVALID_REQUEST, False),
     "content_filter": (ErrorType.INVALID_REQUEST, False),
 }
-
-
-class _Secret(Protocol):
-    def get_secret_value(self) -> str: ...
 
 
 def _messages(request: LlmRequest) -> list[dict[str, Any]]:
@@ -253,7 +243,7 @@ class OpenAICompatProvider(FallbackAdapter):
     def __init__(
         self,
         *,
-        api_key: str | _Secret | None = None,
+        api_key: str | Secret | None = None,
         base_url: str | None = None,
         name: str = "openai",
         azure_api_version: str | None = None,
