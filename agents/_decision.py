@@ -54,9 +54,7 @@ class Decision:
     carries it as occurred_at, and the request's occurred_at as claimed_at when the two
     differ: deadlines come from the log's time, the sender's claim is kept beside it."""
 
-    __slots__ = (
-        "behalf", "built", "claimed_at", "events", "now", "registry", "request", "state"
-    )
+    __slots__ = ("behalf", "built", "claimed_at", "events", "now", "registry", "request", "state")
 
     def __init__(
         self,

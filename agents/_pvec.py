@@ -38,10 +38,10 @@ class PVec(NamedTuple, Generic[T]):
         # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs per event.
         chunks, tail = self
         if len(tail) < _MASK:
-            result: PVec[T] = _tuple_new(PVec, (chunks, tail + (item,)))
+            result: PVec[T] = _tuple_new(PVec, (chunks, (*tail, item)))
         else:
             # The tail becomes full: it moves into chunks, so the tail stays < CHUNK.
-            result = _tuple_new(PVec, (chunks + (tail + (item,),), ()))
+            result = _tuple_new(PVec, ((*chunks, (*tail, item)), ()))
         return result
 
     def get(self, index: int) -> T:

@@ -109,11 +109,17 @@ def _decide_use(
     if use.name == DELEGATE:
         problem = delegation_problem(d, info, args)
         if problem is not None:
-            return PolicyDecision(PolicyAction.DENY, RULE_INVALID_DELEGATION, problem), problem, args
+            return (
+                PolicyDecision(PolicyAction.DENY, RULE_INVALID_DELEGATION, problem),
+                problem,
+                args,
+            )
     return decision, None, args
 
 
-def dispatch_tool_uses(d: Decision, info: AgentInfo, llm_call_id: str, uses: tuple[ToolUse, ...]) -> None:
+def dispatch_tool_uses(
+    d: Decision, info: AgentInfo, llm_call_id: str, uses: tuple[ToolUse, ...]
+) -> None:
     """ToolCallRequested (with the policy decision) per use, then what the decision
     implies: ToolCallFailed (denied), ApprovalRequested, ChildSessionRequested, or
     nothing (the tool effect runs). If every call was answered at once, continue."""

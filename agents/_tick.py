@@ -102,7 +102,9 @@ def on_tick(d: Decision, p: Tick) -> None:
         if summarize:
             drop_instead_of_summary(d)
         else:
-            fail_turn(d, f"The LLM call had no outcome after {llm.attempt} attempts.", "DeadlineExceeded")
+            fail_turn(
+                d, f"The LLM call had no outcome after {llm.attempt} attempts.", "DeadlineExceeded"
+            )
         return
     resolved = False
     for call in d.turn.calls:
@@ -127,7 +129,11 @@ def on_tick(d: Decision, p: Tick) -> None:
         elif call.status == CallStatus.TOOL and not d.registry.is_idempotent(call.name):
             resolved |= _outcome_unknown(d, call.call_id, call.name, call.attempt)
         elif call.attempt < max_attempts:
-            kind = EffectKind.CHILD_SESSION if call.status == CallStatus.CHILD else EffectKind.TOOL_CALL
+            kind = (
+                EffectKind.CHILD_SESSION
+                if call.status == CallStatus.CHILD
+                else EffectKind.TOOL_CALL
+            )
             _reissue(d, call.call_id, kind, call.attempt, call.timeout_us)
         elif call.status == CallStatus.CHILD:
             d.emit(
@@ -151,4 +157,3 @@ def on_tick(d: Decision, p: Tick) -> None:
             resolved = True
     if resolved:
         step_resolved(d)
-

@@ -51,6 +51,7 @@ __all__ = [
     "summarized",
 ]
 
+
 def fail_turn(d: Decision, reason: str, error_type: str) -> None:
     d.emit(TurnFailed(turn_no=d.turn.turn_no, reason=reason, error_type=error_type))
 
@@ -148,9 +149,7 @@ def next_llm_call(
 def _reserve_or_fail(
     d: Decision, models: tuple[str, ...], context_tokens: int, max_tokens: int, info: AgentInfo
 ) -> tuple[int, int] | None:
-    reservation = estimate_reservation(
-        [model_info(m) for m in models], context_tokens, max_tokens
-    )
+    reservation = estimate_reservation([model_info(m) for m in models], context_tokens, max_tokens)
     turn = d.turn
     exceeded = check_budget(
         info.definition.budget,
@@ -207,9 +206,7 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int, max_tokens: in
     )
 
 
-def _request_compaction(
-    d: Decision, plan: CompactionPlan, tokens_before: int, window: int
-) -> str:
+def _request_compaction(d: Decision, plan: CompactionPlan, tokens_before: int, window: int) -> str:
     """Emit ContextCompactionRequested for `plan`; its id names the compaction."""
     compaction_id = f"{d.state.session_id}/compact/{d.next_seq}"
     d.emit(
@@ -247,7 +244,9 @@ def _request_summary(
     max_tokens = min(defn.compaction.summary_max_tokens, model_info(model).max_output_tokens)
     entries = entries_for(d.state.history, plan.removed_seqs, where=f"session {d.state.session_id}")
     request = summarize_request(entries, model=model, max_tokens=max_tokens)
-    context_tokens = sum(e.tokens for e in entries) + estimate_tokens(request.system) + ENTRY_OVERHEAD
+    context_tokens = (
+        sum(e.tokens for e in entries) + estimate_tokens(request.system) + ENTRY_OVERHEAD
+    )
     reserved = _reserve_or_fail(d, (model,), context_tokens, max_tokens, info)
     if reserved is None:
         return
@@ -324,4 +323,3 @@ def step_resolved(d: Decision) -> None:
     turn = d.state.turn
     if turn is not None and not turn.calls and turn.llm is None:
         next_llm_call(d)
-

@@ -71,9 +71,7 @@ def plan_compaction(
             if strategy is CompactionStrategy.SUMMARIZE or summary is None:
                 return None
             cut = 0  # sliding_window with nothing to cut: at least drop the old summary
-    removed = ((summary.seq,) if summary is not None else ()) + tuple(
-        e.seq for e in entries[:cut]
-    )
+    removed = ((summary.seq,) if summary is not None else ()) + tuple(e.seq for e in entries[:cut])
     return CompactionPlan(strategy, removed, suffix[cut])
 
 

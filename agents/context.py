@@ -104,8 +104,9 @@ def _tool_input(arguments_json: str) -> str:
     return arguments_json if isinstance(value, dict) else "{}"
 
 
-def _add(roles: list[str], contents: list[list[ContentBlock]], role: str,
-         blocks: list[ContentBlock]) -> None:
+def _add(
+    roles: list[str], contents: list[list[ContentBlock]], role: str, blocks: list[ContentBlock]
+) -> None:
     """Append a message, merging it into the previous one of the same role. `blocks` is
     a fresh list that nobody else holds."""
     if not blocks:
@@ -140,7 +141,10 @@ def _close_step(
 
 
 _ASSISTANT, _TOOL_USE, _TOOL_RESULT, _SUMMARY = (
-    EntryKind.ASSISTANT, EntryKind.TOOL_USE, EntryKind.TOOL_RESULT, EntryKind.SUMMARY
+    EntryKind.ASSISTANT,
+    EntryKind.TOOL_USE,
+    EntryKind.TOOL_RESULT,
+    EntryKind.SUMMARY,
 )
 
 
@@ -230,10 +234,16 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
         # roles[0] and contents[0] are still the last message as it was at `clean`:
         # after a user entry only an assistant message (a new one) can follow.
         added = sum(len(e.text) for e in entries[n:clean])
-        _remember(id(entries[0]), _Built(
-            tuple(entries[:clean]), final, roles[0], tuple(contents[0]),
-            (memo.chars if memo is not None else 0) + added,
-        ))
+        _remember(
+            id(entries[0]),
+            _Built(
+                tuple(entries[:clean]),
+                final,
+                roles[0],
+                tuple(contents[0]),
+                (memo.chars if memo is not None else 0) + added,
+            ),
+        )
     elif memo is not None:
         _BUILT.move_to_end(id(entries[0]))
     if step is not None:
@@ -297,9 +307,7 @@ def _render(e: Entry) -> str:
     return f"[summary of what came before]\n{e.text}"
 
 
-def summarize_request(
-    entries: Sequence[Entry], *, model: str, max_tokens: int
-) -> LlmRequest:
+def summarize_request(entries: Sequence[Entry], *, model: str, max_tokens: int) -> LlmRequest:
     """The request of a summarize compaction: the entries as a transcript, no tools."""
     transcript = "\n\n".join(_render(e) for e in entries)
     return LlmRequest(
@@ -380,4 +388,3 @@ def verify_llm_request(
             f"recorded {req.request_digest[:12]}."
         )
     return built
-

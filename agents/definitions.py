@@ -184,8 +184,9 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
     for name in d.model_chain:
         info = find_model(name)
         if info is not None and d.max_tokens > info.max_output_tokens:
-            yield "max_tokens", (
-                f"must be <= {info.max_output_tokens} (the output limit of {name!r})"
+            yield (
+                "max_tokens",
+                (f"must be <= {info.max_output_tokens} (the output limit of {name!r})"),
             )
     if d.delegates and "delegate" not in d.tools:
         yield "delegates", "needs the 'delegate' tool in tools"
@@ -194,7 +195,9 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
 
 
 _LATER_DEFAULTS: dict[str, object] = {
-    "max_queued": 8, "on_truncated_tool_call": "retry", "on_change": "pin",
+    "max_queued": 8,
+    "on_truncated_tool_call": "retry",
+    "on_change": "pin",
 }
 
 
@@ -248,8 +251,10 @@ def _find_secrets(node: Any, path: str) -> Iterator[str]:
         for key, value in node.items():
             sub = f"{path}.{key}" if path else str(key)
             if _SECRET_KEY.match(str(key)):
-                yield f"{sub}: looks like a credential; agent files are secret-free (keep " \
+                yield (
+                    f"{sub}: looks like a credential; agent files are secret-free (keep "
                     "credentials in the environment of the process that runs the effects)"
+                )
             else:
                 yield from _find_secrets(value, sub)
     elif isinstance(node, (list, tuple)):
@@ -313,7 +318,9 @@ def parse_definitions(
             )
         idempotent = spec.get("idempotent", False)
         if not isinstance(idempotent, bool):
-            raise AgentDefinitionError(f"{source}: tool {tname!r}: idempotent: must be true or false")
+            raise AgentDefinitionError(
+                f"{source}: tool {tname!r}: idempotent: must be true or false"
+            )
         tools[str(tname)] = ToolSpec(str(tname), spec["description"], dict(schema), idempotent)
     return tuple(definitions), tools
 

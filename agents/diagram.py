@@ -27,7 +27,7 @@ def render_mermaid() -> str:
                 labels[(phase, target)].append(name)
     rank = {p: i for i, p in enumerate(PHASE_ORDER)}
     lines = ["stateDiagram-v2", f"    [*] --> {Phase.NEW.value}"]
-    for (src, dst) in sorted(labels, key=lambda e: (rank[e[0]], rank[e[1]])):
+    for src, dst in sorted(labels, key=lambda e: (rank[e[0]], rank[e[1]])):
         names = ", ".join(sorted(labels[(src, dst)]))
         lines.append(f"    {src.value} --> {dst.value} : {names}")
     lines.append(f"    {Phase.CLOSED.value} --> [*]")

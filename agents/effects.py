@@ -159,12 +159,23 @@ def pending_effects(state: SessionState) -> list[Effect]:
         req = llm.request
         if req.purpose == "summarize" and turn.compaction is not None:
             out.append(
-                CompactionEffect(sid, req.call_id, llm.attempt, llm.deadline_at, timeout, tid, corr,
-                                 req, turn.compaction)
+                CompactionEffect(
+                    sid,
+                    req.call_id,
+                    llm.attempt,
+                    llm.deadline_at,
+                    timeout,
+                    tid,
+                    corr,
+                    req,
+                    turn.compaction,
+                )
             )
         else:
             out.append(
-                LlmCallEffect(sid, req.call_id, llm.attempt, llm.deadline_at, timeout, tid, corr, req)
+                LlmCallEffect(
+                    sid, req.call_id, llm.attempt, llm.deadline_at, timeout, tid, corr, req
+                )
             )
     for call in turn.calls:
         if call.deadline_at is None or call.status == CallStatus.APPROVAL:
@@ -172,13 +183,32 @@ def pending_effects(state: SessionState) -> list[Effect]:
         timeout = call.timeout_us / 1_000_000
         if call.status == CallStatus.CHILD:
             out.append(
-                ChildSessionEffect(sid, call.call_id, call.attempt, call.deadline_at, timeout,
-                                   tid, corr, call.child_session_id, call.child_agent, call.task)
+                ChildSessionEffect(
+                    sid,
+                    call.call_id,
+                    call.attempt,
+                    call.deadline_at,
+                    timeout,
+                    tid,
+                    corr,
+                    call.child_session_id,
+                    call.child_agent,
+                    call.task,
+                )
             )
         elif not _is_delegation_pending_start(call.name, call.status):
             out.append(
-                ToolCallEffect(sid, call.call_id, call.attempt, call.deadline_at, timeout, tid,
-                               corr, call.name, call.arguments_json)
+                ToolCallEffect(
+                    sid,
+                    call.call_id,
+                    call.attempt,
+                    call.deadline_at,
+                    timeout,
+                    tid,
+                    corr,
+                    call.name,
+                    call.arguments_json,
+                )
             )
     return out
 
@@ -196,7 +226,11 @@ def started_effects(events: list[Event], state: SessionState) -> list[Effect]:
     ids: set[str] = set()
     for ev in events:
         p = ev.payload
-        if isinstance(p, LlmCallRequested) or isinstance(p, ToolCallRequested) and p.decision is PolicyAction.ALLOW or isinstance(p, (ApprovalGranted, ChildSessionRequested)):
+        if (
+            isinstance(p, LlmCallRequested)
+            or (isinstance(p, ToolCallRequested) and p.decision is PolicyAction.ALLOW)
+            or isinstance(p, (ApprovalGranted, ChildSessionRequested))
+        ):
             ids.add(p.call_id)
         elif isinstance(p, EffectReissued):
             ids.add(p.effect_id)
@@ -219,7 +253,9 @@ def outcome_request_id(effect: Effect) -> str:
     return f"{effect.effect_id}:outcome:{effect.attempt}"
 
 
-def failure_outcome(effect: Effect, message: str, error_type: str = "EffectFailed") -> RequestPayload:
+def failure_outcome(
+    effect: Effect, message: str, error_type: str = "EffectFailed"
+) -> RequestPayload:
     """The outcome that reports `effect` as failed (e.g. its executor crashed)."""
     if isinstance(effect, (LlmCallEffect, CompactionEffect)):
         return FailLlmCall(call_id=effect.effect_id, error_type=error_type, message=message)

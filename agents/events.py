@@ -29,73 +29,73 @@ from agents.errors import InvalidRecord
 
 __all__ = [
     "EVENT_ID_NAMESPACE",
+    "EVENT_TYPES",
     "REFUSED",
-    "event_id_for",
-    # enums
-    "PolicyAction",
-    "ChildStatus",
+    "REQUEST_TYPES",
+    "AgentVersion",
+    "AgentVersionChanged",
+    "ApprovalDenied",
+    "ApprovalGranted",
+    "ApprovalRequested",
+    "AuditCheckpoint",
+    "BudgetExceeded",
     "BudgetScope",
     "BudgetUnit",
-    "EffectKind",
-    # value records
-    "Usage",
-    "ToolUse",
-    # request payloads
-    "SendMessage",
-    "DecideApproval",
     "CancelTurn",
+    "ChildSessionCompleted",
+    "ChildSessionRequested",
+    "ChildStatus",
     "CloseSession",
-    "ForkSession",
-    "CompleteLlmCall",
-    "FailLlmCall",
-    "CompleteToolCall",
-    "FailToolCall",
-    "CompleteCompaction",
     "CompleteChildSession",
-    "Tick",
-    "UpgradeAgent",
-    "RequestPayload",
-    "REQUEST_TYPES",
-    "Request",
-    # event payloads
-    "SessionStarted",
-    "SessionForked",
-    "SessionClosed",
-    "TurnStarted",
-    "UserMessageReceived",
-    "LlmCallRequested",
+    "CompleteCompaction",
+    "CompleteLlmCall",
+    "CompleteToolCall",
+    "ContextCompacted",
+    "ContextCompactionRequested",
+    "DecideApproval",
+    "EffectKind",
+    "EffectReissued",
+    "Event",
+    "EventPayload",
+    "FailLlmCall",
+    "FailToolCall",
+    "ForkSession",
     "LlmCallCompleted",
     "LlmCallFailed",
-    "ProviderCircuitOpened",
-    "ToolCallRequested",
-    "ApprovalRequested",
-    "ApprovalGranted",
-    "ApprovalDenied",
-    "ToolCallCompleted",
-    "ToolCallFailed",
-    "ContextCompactionRequested",
-    "ContextCompacted",
-    "ChildSessionRequested",
-    "ChildSessionCompleted",
-    "EffectReissued",
-    "BudgetExceeded",
-    "TurnCompleted",
-    "TurnFailed",
-    "TurnCancelled",
-    "RequestRejected",
+    "LlmCallRequested",
     "MessageQueued",
+    # enums
+    "PolicyAction",
+    "ProviderCircuitOpened",
     "QueuedMessageDropped",
-    "AgentVersionChanged",
-    "EventPayload",
-    "EVENT_TYPES",
-    "Event",
+    "Request",
+    "RequestPayload",
+    "RequestRejected",
+    "RestorePoint",
+    # request payloads
+    "SendMessage",
+    "SessionClosed",
+    "SessionForked",
+    "SessionSnapshot",
+    # event payloads
+    "SessionStarted",
+    "Snapshot",
+    "Tick",
     # other topics
     "TokenDelta",
-    "AuditCheckpoint",
-    "Snapshot",
-    "AgentVersion",
-    "SessionSnapshot",
-    "RestorePoint",
+    "ToolCallCompleted",
+    "ToolCallFailed",
+    "ToolCallRequested",
+    "ToolUse",
+    "TurnCancelled",
+    "TurnCompleted",
+    "TurnFailed",
+    "TurnStarted",
+    "UpgradeAgent",
+    # value records
+    "Usage",
+    "UserMessageReceived",
+    "event_id_for",
 ]
 
 # Fixed namespace: event ids must be the same in every process and every release.
@@ -142,10 +142,7 @@ def _nonneg(value: int, record: str, name: str) -> None:
 def _ranges_ok(flat: tuple[int, ...]) -> bool:
     """Every (lo, hi) pair of an even-length flat tuple has 1 <= lo <= hi."""
     # A loop, not any(genexpr): this runs for every decoded LlmCallRequested.
-    for i in range(0, len(flat), 2):
-        if not 1 <= flat[i] <= flat[i + 1]:
-            return False
-    return True
+    return all(1 <= flat[i] <= flat[i + 1] for i in range(0, len(flat), 2))
 
 
 def _aware(value: datetime, record: str, name: str) -> None:
@@ -408,7 +405,7 @@ class UpgradeAgent:
     to_hash: str | None = None
 
 
-RequestPayload = Union[
+RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SendMessage,
     DecideApproval,
     CancelTurn,
@@ -813,7 +810,7 @@ class RequestRejected:
     phase: str
 
 
-EventPayload = Union[
+EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SessionStarted,
     SessionForked,
     SessionClosed,
@@ -882,9 +879,7 @@ class Event:
         _aware(self.occurred_at, "Event", "occurred_at")
         if self.claimed_at is not None:
             _aware(self.claimed_at, "Event", "claimed_at")
-        if type(self.payload) not in _EVENT_TYPE_SET and not isinstance(
-            self.payload, EVENT_TYPES
-        ):
+        if type(self.payload) not in _EVENT_TYPE_SET and not isinstance(self.payload, EVENT_TYPES):
             _fail("Event", f"payload must be an event record, got {type(self.payload).__name__}")
 
 

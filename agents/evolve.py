@@ -98,7 +98,7 @@ def _next(state: SessionState, ev: Event, **changes: Any) -> SessionState:
     if cid is not None and (not recent or recent[-1] != cid):
         if len(recent) >= RECENT_REQUESTS:
             recent = recent[1 - RECENT_REQUESTS :]
-        recent = recent + (cid,)
+        recent = (*recent, cid)
     # `replaced`, inlined for the one replace every event makes.
     values = list(state)
     values[_LAST_SEQ] = ev.seq
@@ -129,7 +129,9 @@ def _append(history: History, entry: Entry) -> History:
     return result
 
 
-def _entry(seq: int, kind: str, text: str, call_id: str = "", name: str = "", err: bool = False) -> Entry:
+def _entry(
+    seq: int, kind: str, text: str, call_id: str = "", name: str = "", err: bool = False
+) -> Entry:
     entry: Entry = _tuple_new(
         Entry, (seq, kind, text, call_id, name, err, estimate_tokens(text) + ENTRY_OVERHEAD)
     )
@@ -297,12 +299,14 @@ def _tool_requested(s: SessionState, ev: Event, p: ToolCallRequested) -> Session
         return _next(s, ev, history=history)
     timeout = _us(p.deadline_at - ev.occurred_at)
     if p.decision is PolicyAction.ALLOW:
-        call = PendingCall(p.call_id, p.name, p.arguments_json, CallStatus.TOOL, ev.seq,
-                           p.deadline_at, 1, timeout)
+        call = PendingCall(
+            p.call_id, p.name, p.arguments_json, CallStatus.TOOL, ev.seq, p.deadline_at, 1, timeout
+        )
     else:
-        call = PendingCall(p.call_id, p.name, p.arguments_json, CallStatus.APPROVAL, ev.seq,
-                           None, 1, timeout)
-    calls = t.calls + (call,)
+        call = PendingCall(
+            p.call_id, p.name, p.arguments_json, CallStatus.APPROVAL, ev.seq, None, 1, timeout
+        )
+    calls = (*t.calls, call)
     return _next(s, ev, history=history, turn=replaced(t, calls=calls), phase=step_phase(calls))
 
 
@@ -365,8 +369,7 @@ def _child_completed(s: SessionState, ev: Event, p: ChildSessionCompleted) -> Se
     calls = _without(t.calls, p.call_id)
     # The child's cost rolls up into the parent's turn and session spend.
     turn = replaced(
-        t,
-        calls=calls, usage=add_usage(t.usage, p.usage), cost_nanos=t.cost_nanos + p.cost_nanos
+        t, calls=calls, usage=add_usage(t.usage, p.usage), cost_nanos=t.cost_nanos + p.cost_nanos
     )
     return _next(
         s,

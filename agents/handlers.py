@@ -178,9 +178,7 @@ def on_fork(d: Decision, p: ForkSession) -> None:
     name = p.agent or s.agent
     info = d.registry.find(name)
     if info is None:
-        raise Rejected(
-            f"Cannot fork into {s.session_id}: {d.registry.unknown_agent_reason(name)}"
-        )
+        raise Rejected(f"Cannot fork into {s.session_id}: {d.registry.unknown_agent_reason(name)}")
     d.emit(
         SessionForked(
             source_session_id=p.source_session_id,
@@ -248,8 +246,9 @@ def on_cancel(d: Decision, p: CancelTurn) -> None:
                 f"{p.queued_request_id} (queued: {waiting})."
             )
         d.emit(
-            QueuedMessageDropped(queued_seq=queued.seq, request_id=queued.request_id,
-                                 reason=p.reason)
+            QueuedMessageDropped(
+                queued_seq=queued.seq, request_id=queued.request_id, reason=p.reason
+            )
         )
         return
     _cancel_turn(d, p.reason)
@@ -354,8 +353,7 @@ def _context_window_stop(d: Decision, p: CompleteLlmCall, llm: PendingLlm) -> No
     if turn.compacted_iteration >= turn.iteration - 1 >= 0:
         fail_turn(
             d,
-            "The model stopped because its context window was full, again after a "
-            "compaction.",
+            "The model stopped because its context window was full, again after a compaction.",
             "ContextWindowExceeded",
         )
         return

@@ -193,8 +193,11 @@ def _client_fields(p: RequestPayload) -> tuple[tuple[str, str | None, bool], ...
             ("parent_call_id", p.parent_call_id, False),
         )
     if isinstance(p, DecideApproval):
-        return (("call_id", p.call_id, False), ("decided_by", p.decided_by, False),
-                ("reason", p.reason, True))
+        return (
+            ("call_id", p.call_id, False),
+            ("decided_by", p.decided_by, False),
+            ("reason", p.reason, True),
+        )
     if isinstance(p, (CancelTurn, CloseSession)):
         return (("reason", p.reason, True),)
     if isinstance(p, ForkSession):
@@ -352,4 +355,3 @@ def claim_problem(claimed: datetime, ingested: datetime | None) -> str | None:
             f"{ingested.isoformat()}, when the worker took the request (MAX_CLAIM_AHEAD)"
         )
     return None
-

@@ -73,6 +73,7 @@ def sha256_hex(text: str) -> str:
 # function json.dumps(ensure_ascii=False) quotes them with, and every other value goes
 # through canonical_json itself. Equal text by construction (a property test checks).
 
+
 def _cj_str(value: object) -> str:
     return encode_basestring(value) if type(value) is str else canonical_json(value)
 
@@ -84,12 +85,16 @@ def _cj_block(block: object) -> str:
     if kind is ToolUseBlock:
         b: ToolUseBlock = block  # type: ignore[assignment]
         arguments = canonical_json(json.loads(b.arguments_json or "{}"))
-        return (f'{{"id":{_cj_str(b.call_id)},"input":{arguments},"name":{_cj_str(b.name)},'
-                f'"type":"tool_use"}}')
+        return (
+            f'{{"id":{_cj_str(b.call_id)},"input":{arguments},"name":{_cj_str(b.name)},'
+            f'"type":"tool_use"}}'
+        )
     if kind is ToolResultBlock:
         r: ToolResultBlock = block  # type: ignore[assignment]
-        return (f'{{"content":{_cj_str(r.content)},"is_error":{canonical_json(r.is_error)},'
-                f'"tool_use_id":{_cj_str(r.call_id)},"type":"tool_result"}}')
+        return (
+            f'{{"content":{_cj_str(r.content)},"is_error":{canonical_json(r.is_error)},'
+            f'"tool_use_id":{_cj_str(r.call_id)},"type":"tool_result"}}'
+        )
     return canonical_json(block.to_dict())  # type: ignore[attr-defined]
 
 
@@ -104,8 +109,10 @@ def _cj_message(m: Message) -> str:
 
 
 def _cj_tool(t: ToolSpec) -> str:
-    return (f'{{"description":{_cj_str(t.description)},'
-            f'"input_schema":{canonical_json(t.input_schema)},"name":{_cj_str(t.name)}}}')
+    return (
+        f'{{"description":{_cj_str(t.description)},'
+        f'"input_schema":{canonical_json(t.input_schema)},"name":{_cj_str(t.name)}}}'
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +130,11 @@ class ToolSpec:
     idempotent: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "input_schema": self.input_schema}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,8 +223,7 @@ class Catalog(Mapping[str, ModelInfo]):
         files = [s for s in self.sources if s != "built-in"]
         if not files:
             return (
-                "the built-in catalog; add models in a catalog file named by "
-                "TURNLOG_MODEL_CATALOG"
+                "the built-in catalog; add models in a catalog file named by TURNLOG_MODEL_CATALOG"
             )
         return "the built-in catalog and " + ", ".join(files)
 
@@ -252,7 +251,7 @@ class Catalog(Mapping[str, ModelInfo]):
         if unknown_tables:
             raise CatalogError(
                 f"{source}: unknown table(s) {', '.join(unknown_tables)}; a catalog file "
-                "holds [models.\"<name>\"] tables."
+                'holds [models."<name>"] tables.'
             )
         models = data.get("models", {})
         if not isinstance(models, Mapping):

@@ -115,8 +115,7 @@ class AgentRegistry:
         """This registry, also able to serve `versions` (older definitions, by hash)."""
         served = [i.definition for i in self._agents.values()]
         known = [i.definition for i in self._versions.values()]
-        return AgentRegistry(served, self._tools, limits=self.limits,
-                             versions=[*known, *versions])
+        return AgentRegistry(served, self._tools, limits=self.limits, versions=[*known, *versions])
 
     def serving(self, agent: str, digest: str) -> AgentRegistry:
         """This registry as a worker that served version `digest` of `agent` (replay

@@ -74,5 +74,8 @@ def state_of(snapshot: SessionSnapshot) -> SessionState | None:
 def restore_point(events_offset: int, input_next: int, now: datetime) -> Snapshot:
     """The partition's restore point: every event below `events_offset` is covered, and
     the inputs below `input_next` were decided."""
-    return Snapshot(session_id=RESTORE_POINT_KEY, written_at=now,
-                    payload=RestorePoint(events_offset=events_offset, input_next=input_next))
+    return Snapshot(
+        session_id=RESTORE_POINT_KEY,
+        written_at=now,
+        payload=RestorePoint(events_offset=events_offset, input_next=input_next),
+    )

@@ -49,19 +49,42 @@ def _dt(us: int) -> datetime:
 
 
 def _llm_req(r: LlmCallRequested) -> list[Any]:
-    return [r.call_id, r.model, list(r.fallbacks), r.max_tokens, r.temperature,
-            list(r.context_ranges), r.system_prompt_hash, r.toolset_hash, r.request_digest,
-            r.iteration, _t(r.deadline_at), r.reserved_tokens, r.reserved_nanos, r.purpose,
-            r.context_entries]
+    return [
+        r.call_id,
+        r.model,
+        list(r.fallbacks),
+        r.max_tokens,
+        r.temperature,
+        list(r.context_ranges),
+        r.system_prompt_hash,
+        r.toolset_hash,
+        r.request_digest,
+        r.iteration,
+        _t(r.deadline_at),
+        r.reserved_tokens,
+        r.reserved_nanos,
+        r.purpose,
+        r.context_entries,
+    ]
 
 
 def _llm_req_back(v: list[Any]) -> LlmCallRequested:
     return LlmCallRequested(
-        call_id=v[0], model=v[1], fallbacks=tuple(v[2]), max_tokens=v[3],
-        temperature=float(v[4]), context_ranges=tuple(v[5]), context_entries=v[14],
+        call_id=v[0],
+        model=v[1],
+        fallbacks=tuple(v[2]),
+        max_tokens=v[3],
+        temperature=float(v[4]),
+        context_ranges=tuple(v[5]),
+        context_entries=v[14],
         system_prompt_hash=v[6],
-        toolset_hash=v[7], request_digest=v[8], iteration=v[9], deadline_at=_dt(v[10]),
-        reserved_tokens=v[11], reserved_nanos=v[12], purpose=v[13],
+        toolset_hash=v[7],
+        request_digest=v[8],
+        iteration=v[9],
+        deadline_at=_dt(v[10]),
+        reserved_tokens=v[11],
+        reserved_nanos=v[12],
+        purpose=v[13],
     )
 
 
@@ -74,14 +97,35 @@ def _compaction_back(v: list[Any]) -> ContextCompactionRequested:
 
 
 def _call(c: PendingCall) -> list[Any]:
-    return [c.call_id, c.name, c.arguments_json, c.status, c.requested_seq,
-            None if c.deadline_at is None else _t(c.deadline_at), c.attempt, c.timeout_us,
-            c.child_session_id, c.child_agent, c.task]
+    return [
+        c.call_id,
+        c.name,
+        c.arguments_json,
+        c.status,
+        c.requested_seq,
+        None if c.deadline_at is None else _t(c.deadline_at),
+        c.attempt,
+        c.timeout_us,
+        c.child_session_id,
+        c.child_agent,
+        c.task,
+    ]
 
 
 def _call_back(v: list[Any]) -> PendingCall:
-    return PendingCall(v[0], v[1], v[2], v[3], v[4], None if v[5] is None else _dt(v[5]),
-                       v[6], v[7], v[8], v[9], v[10])
+    return PendingCall(
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        v[4],
+        None if v[5] is None else _dt(v[5]),
+        v[6],
+        v[7],
+        v[8],
+        v[9],
+        v[10],
+    )
 
 
 def _turn(t: TurnState) -> dict[str, Any]:
@@ -92,8 +136,9 @@ def _turn(t: TurnState) -> dict[str, Any]:
         "corr": t.correlation_id,
         "start": t.started_seq,
         "it": t.iteration,
-        "llm": None if llm is None else [_llm_req(llm.request), llm.seq, llm.attempt,
-                                         _t(llm.deadline_at), llm.timeout_us],
+        "llm": None
+        if llm is None
+        else [_llm_req(llm.request), llm.seq, llm.attempt, _t(llm.deadline_at), llm.timeout_us],
         "comp": None if t.compaction is None else _compaction(t.compaction),
         "calls": [_call(c) for c in t.calls],
         "usage": list(t.usage),
@@ -112,8 +157,9 @@ def _turn_back(d: dict[str, Any]) -> TurnState:
         correlation_id=d["corr"],
         started_seq=d["start"],
         iteration=d["it"],
-        llm=None if llm is None else PendingLlm(_llm_req_back(llm[0]), llm[1], llm[2],
-                                                _dt(llm[3]), llm[4]),
+        llm=None
+        if llm is None
+        else PendingLlm(_llm_req_back(llm[0]), llm[1], llm[2], _dt(llm[3]), llm[4]),
         compaction=None if d["comp"] is None else _compaction_back(d["comp"]),
         calls=tuple(_call_back(c) for c in d["calls"]),
         usage=(u[0], u[1], u[2], u[3]),
@@ -136,8 +182,10 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
         "agent": state.agent,
         "dh": state.definition_hash,
         "turn": None if state.turn is None else _turn(state.turn),
-        "entries": [[e.seq, e.kind, e.text, e.call_id, e.name, int(e.is_error), e.tokens]
-                    for e in h.entries.items()],
+        "entries": [
+            [e.seq, e.kind, e.text, e.call_id, e.name, int(e.is_error), e.tokens]
+            for e in h.entries.items()
+        ],
         "ws": h.window_start,
         "summary": None if h.summary is None else h.summary.seq,
         "wt": h.window_tokens,
@@ -145,8 +193,16 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
         "turns": state.turns,
         "recent": list(state.recent_requests),
         "lineage": [lin.parent_session_id, lin.parent_call_id, lin.forked_from, lin.fork_at_seq],
-        "last": None if last is None else [last.turn_no, last.outcome, last.answer_seq,
-                                            list(last.usage), last.cost_nanos, last.reason],
+        "last": None
+        if last is None
+        else [
+            last.turn_no,
+            last.outcome,
+            last.answer_seq,
+            list(last.usage),
+            last.cost_nanos,
+            last.reason,
+        ],
         "ab": [list(a) for a in state.abandoned],
         "q": [list(q) for q in state.queue],
     }
@@ -185,9 +241,15 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
             turns=data["turns"],
             recent_requests=tuple(data["recent"]),
             lineage=Lineage(lin[0], lin[1], lin[2], lin[3]),
-            last_turn=None if last is None else TurnSummary(
-                last[0], last[1], last[2], (last[3][0], last[3][1], last[3][2], last[3][3]),
-                last[4], last[5],
+            last_turn=None
+            if last is None
+            else TurnSummary(
+                last[0],
+                last[1],
+                last[2],
+                (last[3][0], last[3][1], last[3][2], last[3][3]),
+                last[4],
+                last[5],
             ),
             abandoned=tuple((a[0], a[1]) for a in data.get("ab", ())),
             queue=tuple(Queued(q[0], q[1], q[2]) for q in data.get("q", ())),

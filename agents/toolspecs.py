@@ -26,7 +26,9 @@ __all__ = [
     "BUILTIN_DEFAULT_ACTIONS",
     "BUILTIN_IDEMPOTENT",
     "BUILTIN_TOOL_SPECS",
-    "DELEGATE", "builtin_tool_specs"]
+    "DELEGATE",
+    "builtin_tool_specs",
+]
 
 DELEGATE = "delegate"
 

@@ -74,57 +74,78 @@ _NEXT = (Phase.AWAITING_LLM, Phase.COMPACTING, Phase.IDLE)
 _AFTER_COMPACTION = (Phase.AWAITING_LLM, Phase.IDLE)
 
 _ROWS: tuple[Transition, ...] = (
-    Transition(Phase.NEW, SendMessage, h.on_start_session, _NEXT, "start session + turn"),
-    Transition(Phase.FORKING, ForkSession, h.on_fork, (Phase.IDLE,), "fork at at_seq"),
-    Transition(Phase.IDLE, SendMessage, h.on_send_message, _NEXT, "start turn"),
-) + tuple(
-    # A message during a turn waits in the queue; the phase does not change.
-    Transition(phase, SendMessage, h.on_queue_message, (phase,), "queue message")
-    for phase in sorted(TURN_PHASES, key=lambda p: p.value)
-) + (
-    Transition(Phase.IDLE, Tick, on_tick, (Phase.IDLE,), "nothing due"),
-    Transition(Phase.IDLE, UpgradeAgent, on_upgrade, (Phase.IDLE,), "move to another version"),
-    Transition(
-        Phase.AWAITING_LLM, CompleteLlmCall, h.on_llm_completed, (_A, _T, _C) + _NEXT,
-        "answer: final, or tool calls",
-    ),
-    Transition(Phase.AWAITING_LLM, FailLlmCall, h.on_llm_failed, (Phase.IDLE,), "turn fails"),
-    Transition(
-        Phase.AWAITING_LLM, Tick, on_tick, (Phase.AWAITING_LLM, Phase.IDLE),
-        "re-issue or fail overdue call",
-    ),
-    Transition(
-        Phase.COMPACTING, CompleteCompaction, h.on_compaction_completed, _AFTER_COMPACTION,
-        "summary in",
-    ),
-    Transition(
-        Phase.COMPACTING, FailLlmCall, h.on_compaction_failed, _AFTER_COMPACTION,
-        "drop instead",
-    ),
-    Transition(
-        Phase.COMPACTING, Tick, on_tick, (Phase.COMPACTING,) + _AFTER_COMPACTION,
-        "re-issue or drop instead",
-    ),
-    Transition(_A, DecideApproval, h.on_approval, (_A, _T, _C) + _NEXT, "grant or deny"),
-    Transition(_A, CompleteToolCall, h.on_tool_completed, (_A,), "tool result"),
-    Transition(_A, FailToolCall, h.on_tool_failed, (_A,), "tool error"),
-    Transition(_A, CompleteChildSession, h.on_child_completed, (_A,), "child answer"),
-    Transition(_A, Tick, on_tick, (_A, _T, _C) + _NEXT, "expire approvals"),
-    Transition(_T, CompleteToolCall, h.on_tool_completed, (_T, _C) + _NEXT, "tool result"),
-    Transition(_T, FailToolCall, h.on_tool_failed, (_T, _C) + _NEXT, "tool error"),
-    Transition(_T, CompleteChildSession, h.on_child_completed, (_T,), "child answer"),
-    # An overdue call of a non-idempotent tool asks a human again (agents._tick).
-    Transition(_T, Tick, on_tick, (_T, _A, _C) + _NEXT, "re-issue or time out tools"),
-    Transition(_C, CompleteChildSession, h.on_child_completed, (_C,) + _NEXT, "child answer"),
-    Transition(_C, Tick, on_tick, (_C,) + _NEXT, "re-issue or time out children"),
-) + tuple(
-    # The next queued message may start at once; dropping one queued message leaves
-    # the turn running.
-    Transition(phase, CancelTurn, h.on_cancel, (phase, *_NEXT), "cancel turn")
-    for phase in sorted(TURN_PHASES, key=lambda p: p.value)
-) + tuple(
-    Transition(phase, CloseSession, h.on_close, (Phase.CLOSED,), "close")
-    for phase in [Phase.IDLE, *sorted(TURN_PHASES, key=lambda p: p.value)]
+    (
+        Transition(Phase.NEW, SendMessage, h.on_start_session, _NEXT, "start session + turn"),
+        Transition(Phase.FORKING, ForkSession, h.on_fork, (Phase.IDLE,), "fork at at_seq"),
+        Transition(Phase.IDLE, SendMessage, h.on_send_message, _NEXT, "start turn"),
+    )
+    + tuple(
+        # A message during a turn waits in the queue; the phase does not change.
+        Transition(phase, SendMessage, h.on_queue_message, (phase,), "queue message")
+        for phase in sorted(TURN_PHASES, key=lambda p: p.value)
+    )
+    + (
+        Transition(Phase.IDLE, Tick, on_tick, (Phase.IDLE,), "nothing due"),
+        Transition(Phase.IDLE, UpgradeAgent, on_upgrade, (Phase.IDLE,), "move to another version"),
+        Transition(
+            Phase.AWAITING_LLM,
+            CompleteLlmCall,
+            h.on_llm_completed,
+            (_A, _T, _C, *_NEXT),
+            "answer: final, or tool calls",
+        ),
+        Transition(Phase.AWAITING_LLM, FailLlmCall, h.on_llm_failed, (Phase.IDLE,), "turn fails"),
+        Transition(
+            Phase.AWAITING_LLM,
+            Tick,
+            on_tick,
+            (Phase.AWAITING_LLM, Phase.IDLE),
+            "re-issue or fail overdue call",
+        ),
+        Transition(
+            Phase.COMPACTING,
+            CompleteCompaction,
+            h.on_compaction_completed,
+            _AFTER_COMPACTION,
+            "summary in",
+        ),
+        Transition(
+            Phase.COMPACTING,
+            FailLlmCall,
+            h.on_compaction_failed,
+            _AFTER_COMPACTION,
+            "drop instead",
+        ),
+        Transition(
+            Phase.COMPACTING,
+            Tick,
+            on_tick,
+            (Phase.COMPACTING, *_AFTER_COMPACTION),
+            "re-issue or drop instead",
+        ),
+        Transition(_A, DecideApproval, h.on_approval, (_A, _T, _C, *_NEXT), "grant or deny"),
+        Transition(_A, CompleteToolCall, h.on_tool_completed, (_A,), "tool result"),
+        Transition(_A, FailToolCall, h.on_tool_failed, (_A,), "tool error"),
+        Transition(_A, CompleteChildSession, h.on_child_completed, (_A,), "child answer"),
+        Transition(_A, Tick, on_tick, (_A, _T, _C, *_NEXT), "expire approvals"),
+        Transition(_T, CompleteToolCall, h.on_tool_completed, (_T, _C, *_NEXT), "tool result"),
+        Transition(_T, FailToolCall, h.on_tool_failed, (_T, _C, *_NEXT), "tool error"),
+        Transition(_T, CompleteChildSession, h.on_child_completed, (_T,), "child answer"),
+        # An overdue call of a non-idempotent tool asks a human again (agents._tick).
+        Transition(_T, Tick, on_tick, (_T, _A, _C, *_NEXT), "re-issue or time out tools"),
+        Transition(_C, CompleteChildSession, h.on_child_completed, (_C, *_NEXT), "child answer"),
+        Transition(_C, Tick, on_tick, (_C, *_NEXT), "re-issue or time out children"),
+    )
+    + tuple(
+        # The next queued message may start at once; dropping one queued message leaves
+        # the turn running.
+        Transition(phase, CancelTurn, h.on_cancel, (phase, *_NEXT), "cancel turn")
+        for phase in sorted(TURN_PHASES, key=lambda p: p.value)
+    )
+    + tuple(
+        Transition(phase, CloseSession, h.on_close, (Phase.CLOSED,), "close")
+        for phase in [Phase.IDLE, *sorted(TURN_PHASES, key=lambda p: p.value)]
+    )
 )
 
 # A decision that ends a turn starts the next queued message's turn (agents.fsm): every

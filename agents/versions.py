@@ -66,15 +66,18 @@ def on_upgrade(d: Decision, p: UpgradeAgent) -> None:
     to = p.to_hash or (served.definition_hash if served is not None else None)
     target = d.registry.pinned(s.agent, to) if to else None
     if to is None or target is None:
-        known = ", ".join(
-            i.definition_hash[:12] for i in d.registry.versions() if i.definition.name == s.agent
-        ) or "none"
+        known = (
+            ", ".join(
+                i.definition_hash[:12]
+                for i in d.registry.versions()
+                if i.definition.name == s.agent
+            )
+            or "none"
+        )
         raise Rejected(
             f"Session {s.session_id}: agent {s.agent!r} has no version {to or '(served)'} "
             f"that this worker can serve (known: {known})."
         )
     if target.definition_hash == s.definition_hash:
-        raise Rejected(
-            f"Session {s.session_id} already runs on version {to[:12]} of {s.agent!r}."
-        )
+        raise Rejected(f"Session {s.session_id} already runs on version {to[:12]} of {s.agent!r}.")
     d.emit(AgentVersionChanged(s.definition_hash, target.definition_hash, UPGRADE))

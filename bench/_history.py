@@ -111,8 +111,9 @@ class _Driver:
         self.provider = ScriptedProvider.from_file(DATA / "calc.script.yaml")
         self.tools = builtin_registry()
 
-    async def drive(self, sid: str, turns: int, start: datetime, *, open_at: datetime | None
-                    ) -> Template:
+    async def drive(
+        self, sid: str, turns: int, start: datetime, *, open_at: datetime | None
+    ) -> Template:
         """`turns` turns from `start`, 40 s apart; with `open_at`, the last turn starts
         then and stays open (its LLM call requested, no outcome)."""
         state = initial_state(sid)
@@ -124,44 +125,63 @@ class _Driver:
             if last_open:
                 assert open_at is not None
                 t = open_at
-            req = Request(request_id=f"{sid}-m{turn_no}", session_id=sid, occurred_at=t,
-                          payload=SendMessage(f"What is 6*7, take {turn_no}?"),
-                          agent=AGENT if turn_no == 1 else None)
+            req = Request(
+                request_id=f"{sid}-m{turn_no}",
+                session_id=sid,
+                occurred_at=t,
+                payload=SendMessage(f"What is 6*7, take {turn_no}?"),
+                agent=AGENT if turn_no == 1 else None,
+            )
             events, state, built = decide_built(state, req, self.registry, ingested_at=t)
             turn = list(events)
             while not last_open and (effects := pending_effects(state)):
                 effect = effects[0]
                 payload = await self._outcome(state, effect, built)
                 t += timedelta(milliseconds=700)
-                req = Request(request_id=outcome_request_id(effect), session_id=sid,
-                              occurred_at=t, payload=payload)
+                req = Request(
+                    request_id=outcome_request_id(effect),
+                    session_id=sid,
+                    occurred_at=t,
+                    payload=payload,
+                )
                 events, state, built = decide_built(state, req, self.registry, ingested_at=t)
                 turn.extend(events)
             by_turn.append(turn)
             if not last_open:
-                states.append(json.dumps(state_to_dict(state), separators=(",", ":"),
-                                         ensure_ascii=False))
+                states.append(
+                    json.dumps(state_to_dict(state), separators=(",", ":"), ensure_ascii=False)
+                )
             t += timedelta(seconds=40)
         return Template(
             session_id=sid,
-            turns=tuple(tuple((e.seq, encode_event(e), type(e.payload).__name__) for e in turn)
-                        for turn in by_turn),
+            turns=tuple(
+                tuple((e.seq, encode_event(e), type(e.payload).__name__) for e in turn)
+                for turn in by_turn
+            ),
             turn_states=tuple(states),
             events=tuple(e for turn in by_turn for e in turn),
             live=open_at is not None,
             state=state,
         )
 
-    async def _outcome(self, state: SessionState, effect: Any, built: dict[str, Any]
-                       ) -> RequestPayload:
+    async def _outcome(
+        self, state: SessionState, effect: Any, built: dict[str, Any]
+    ) -> RequestPayload:
         if isinstance(effect, LlmCallEffect):
             request = built.get(effect.effect_id) or _core.build_llm_request(
-                state, effect, self.registry)
+                state, effect, self.registry
+            )
             assert request.digest() == effect.request_digest, "the digest the core recorded"
             resp = await self.provider.complete(request, fallbacks=tuple(effect.fallbacks))
-            return CompleteLlmCall(call_id=effect.effect_id, model=resp.model, text=resp.text,
-                                   tool_uses=tuple(resp.tool_uses), stop_reason=resp.stop_reason,
-                                   usage=resp.usage, latency_ms=640)
+            return CompleteLlmCall(
+                call_id=effect.effect_id,
+                model=resp.model,
+                text=resp.text,
+                tool_uses=tuple(resp.tool_uses),
+                stop_reason=resp.stop_reason,
+                usage=resp.usage,
+                latency_ms=640,
+            )
         assert isinstance(effect, ToolCallEffect), f"calc runs no {type(effect).__name__}"
         ctx = _core.tool_context(None, state.session_id, effect)
         result = await self.tools.execute(effect.tool_name, effect.arguments_json, ctx)
@@ -176,16 +196,25 @@ def _turn_counts(turns: int) -> list[int]:
     return [turns + d for d in (-2, 1, 0, -1, 2, 0)]
 
 
-async def templates(turns: int, start: datetime, open_at: datetime
-                    ) -> tuple[list[Template], list[Template]]:
+async def templates(
+    turns: int, start: datetime, open_at: datetime
+) -> tuple[list[Template], list[Template]]:
     """(idle templates, live templates): one of each per turn count around `turns`."""
     driver = _Driver()
     counts = _turn_counts(turns)
-    idle = [await driver.drive(_template_id(k), n, start + timedelta(minutes=k), open_at=None)
-            for k, n in enumerate(counts)]
-    live = [await driver.drive(_template_id(100 + k), n, start + timedelta(minutes=k),
-                               open_at=open_at + timedelta(milliseconds=k))
-            for k, n in enumerate(counts)]
+    idle = [
+        await driver.drive(_template_id(k), n, start + timedelta(minutes=k), open_at=None)
+        for k, n in enumerate(counts)
+    ]
+    live = [
+        await driver.drive(
+            _template_id(100 + k),
+            n,
+            start + timedelta(minutes=k),
+            open_at=open_at + timedelta(milliseconds=k),
+        )
+        for k, n in enumerate(counts)
+    ]
     return idle, live
 
 
@@ -260,10 +289,17 @@ class History:
                 self.last_done_at[i] = offset
             for seq, value, kind in tpl.turns[turn]:
                 eid = event_id_for(sid, seq)
-                patched = value.replace(event_id_for(tpl.session_id, seq).encode(),
-                                        eid.encode()).replace(tpl_b, sid_b)
-                yield sid_b, patched, [("event_type", kind.encode()),
-                                       (TRACEPARENT, _traceparent(sid, turn + 1, eid))]
+                patched = value.replace(
+                    event_id_for(tpl.session_id, seq).encode(), eid.encode()
+                ).replace(tpl_b, sid_b)
+                yield (
+                    sid_b,
+                    patched,
+                    [
+                        ("event_type", kind.encode()),
+                        (TRACEPARENT, _traceparent(sid, turn + 1, eid)),
+                    ],
+                )
                 offset += 1
         self.events = offset
 
@@ -285,26 +321,33 @@ class History:
     def snapshot(self, i: int, events_offset: int, now: datetime) -> Snapshot:
         tpl = self.template(i)
         body = tpl.turn_states[tpl.completed - 1].replace(tpl.session_id, session_id(i))
-        return snapshot_of(state_from_dict(json.loads(body)), events_offset=events_offset,
-                           now=now)
+        return snapshot_of(state_from_dict(json.loads(body)), events_offset=events_offset, now=now)
 
 
-def history(*, live_fraction: float, idle: list[Template], live: list[Template],
-            events: int | None = None, sessions: int | None = None) -> History:
+def history(
+    *,
+    live_fraction: float,
+    idle: list[Template],
+    live: list[Template],
+    events: int | None = None,
+    sessions: int | None = None,
+) -> History:
     """A plan of `sessions` sessions, or of as many as make about `events` events, of
     the templates' shape; `live_fraction` of them live (at least one), as many running
     at once as there are live ones."""
     if sessions is None:
         assert events is not None, "events or sessions"
         per = (sum(t.n_events() for t in idle) / len(idle)) * (1 - live_fraction) + (
-            sum(t.n_events() for t in live) / len(live)) * live_fraction
+            sum(t.n_events() for t in live) / len(live)
+        ) * live_fraction
         sessions = max(1, round(events / per))
     n_live = max(1, round(sessions * live_fraction))
     return History(sessions, n_live, idle, live, concurrency=n_live)
 
 
-async def check_rekeying(plan: History, samples: Sequence[int], start: datetime,
-                         open_at: datetime) -> str:
+async def check_rekeying(
+    plan: History, samples: Sequence[int], start: datetime, open_at: datetime
+) -> str:
     """Drive sample sessions of `plan` through the real core with their own ids and
     compare: events (decoded from the patched records) and the snapshot state."""
     driver = _Driver()
@@ -322,15 +365,19 @@ async def check_rekeying(plan: History, samples: Sequence[int], start: datetime,
         k = int(tpl.session_id[1:])
         offset_k = k - 100 if tpl.live else k
         real = await driver.drive(
-            session_id(i), len(tpl.turns), start + timedelta(minutes=offset_k),
-            open_at=open_at + timedelta(milliseconds=offset_k) if tpl.live else None)
+            session_id(i),
+            len(tpl.turns),
+            start + timedelta(minutes=offset_k),
+            open_at=open_at + timedelta(milliseconds=offset_k) if tpl.live else None,
+        )
         decoded = [decode_event(v) for v in got[i]]
         if decoded != list(real.events):
             return f"session {session_id(i)}: the patched events differ from the core's"
         if tpl.completed:
             mine = plan.snapshot(i, 0, start)
-            theirs = snapshot_of(state_from_dict(json.loads(real.turn_states[-1])),
-                                 events_offset=0, now=start)
+            theirs = snapshot_of(
+                state_from_dict(json.loads(real.turn_states[-1])), events_offset=0, now=start
+            )
             if zlib.decompress(mine.payload.state) != zlib.decompress(theirs.payload.state):  # type: ignore[union-attr]
                 return f"session {session_id(i)}: the patched snapshot differs from the core's"
     return f"re-keying checked on {len(samples)} sessions: events and snapshots equal the core's"

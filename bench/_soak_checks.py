@@ -87,34 +87,45 @@ def check_turns(events: Sequence[Event], turns_sent: Mapping[str, int]) -> Check
             failed.append(f"{e.session_id} turn {e.payload.turn_no}: {e.payload.reason[:120]}")
     short = {s: (ended[s], n) for s, n in turns_sent.items() if ended[s] != n}
     total = sum(turns_sent.values())
-    detail = [f"session {s}: {got} turns ended of {n} sent" for s, (got, n) in
-              list(short.items())[:10]] + failed[:10]
+    detail = [
+        f"session {s}: {got} turns ended of {n} sent" for s, (got, n) in list(short.items())[:10]
+    ] + failed[:10]
     return Check(
         "every turn sent ended",
         f"{total - sum(max(0, n - ended[s]) for s, n in turns_sent.items())} of {total} turns "
         f"in {len(turns_sent)} sessions ended ({len(failed)} failed); sessions not matching "
         f"their turns sent: {len(short)}",
-        not short, detail,
+        not short,
+        detail,
     )
 
 
-def check_lost(records: Sequence[RequestRecord], dead_lettered: set[tuple[int, int]],
-               events: Sequence[Event]) -> Check:
+def check_lost(
+    records: Sequence[RequestRecord], dead_lettered: set[tuple[int, int]], events: Sequence[Event]
+) -> Check:
     """Every decodable input that was not dead-lettered caused an event or a rejection.
     Ticks are left out: a Tick with nothing due causes no event by design (agents._tick)."""
-    inputs = [r.request for r in records
-              if r.request is not None and (r.partition, r.offset) not in dead_lettered]
+    inputs = [
+        r.request
+        for r in records
+        if r.request is not None and (r.partition, r.offset) not in dead_lettered
+    ]
     ticks = [r for r in inputs if isinstance(r.payload, Tick)]
     inputs = [r for r in inputs if not isinstance(r.payload, Tick)]
     lost = lost_inputs(inputs, events)
-    return Check("inputs lost", f"{len(lost)} of {len(inputs)} decodable inputs (and "
-                 f"{len(ticks)} ticks, not counted)", not lost,
-                 [f"lost: {_sample((r.session_id, r.request_id, type(r.payload).__name__) for r in lost)}"]
-                 if lost else [])
+    return Check(
+        "inputs lost",
+        f"{len(lost)} of {len(inputs)} decodable inputs (and {len(ticks)} ticks, not counted)",
+        not lost,
+        [f"lost: {_sample((r.session_id, r.request_id, type(r.payload).__name__) for r in lost)}"]
+        if lost
+        else [],
+    )
 
 
-def check_seqs(events: Sequence[Event],
-               positions: Sequence[tuple[int, int]] | None = None) -> Check:
+def check_seqs(
+    events: Sequence[Event], positions: Sequence[tuple[int, int]] | None = None
+) -> Check:
     """`positions`: (partition, offset) of each event, to say where the copies are."""
     problems = seq_problems(events)
     sessions = len({e.session_id for e in events})
@@ -128,17 +139,23 @@ def check_seqs(events: Sequence[Event],
             detail.append(
                 f"{sid} seq {seq} ({type(copies[0][2].payload).__name__}, caused by "
                 f"{copies[0][2].causation_id}): at partition/offset "
-                f"{[(p, o) for p, o, _ in copies]}, copies {'identical' if same else 'DIFFER'}")
-    return Check("duplicate or missing seqs",
-                 f"{len(problems)} sessions of {sessions} ({len(events)} events)",
-                 not problems, detail)
+                f"{[(p, o) for p, o, _ in copies]}, copies {'identical' if same else 'DIFFER'}"
+            )
+    return Check(
+        "duplicate or missing seqs",
+        f"{len(problems)} sessions of {sessions} ({len(events)} events)",
+        not problems,
+        detail,
+    )
 
 
 def check_llm(events: Sequence[Event]) -> Check:
-    requested = {(e.session_id, e.payload.call_id) for e in events
-                 if isinstance(e.payload, LlmCallRequested)}
-    failed = {(e.session_id, e.payload.call_id) for e in events
-              if isinstance(e.payload, LlmCallFailed)}
+    requested = {
+        (e.session_id, e.payload.call_id) for e in events if isinstance(e.payload, LlmCallRequested)
+    }
+    failed = {
+        (e.session_id, e.payload.call_id) for e in events if isinstance(e.payload, LlmCallFailed)
+    }
     completions = llm_completions(events)
     doubled = {k: len(v) for k, v in completions.items() if len(v) > 1}
     open_calls = requested - set(completions) - failed
@@ -168,9 +185,12 @@ def check_costs(events: Sequence[Event]) -> Check:
         except AssertionError as exc:
             wrong += 1
             detail.append(f"{sid}: {exc}")
-    return Check("turn costs == sum of their LLM calls",
-                 f"{wrong} sessions wrong; {turns} completed turns checked",
-                 wrong == 0 and turns > 0, detail[:10])
+    return Check(
+        "turn costs == sum of their LLM calls",
+        f"{wrong} sessions wrong; {turns} completed turns checked",
+        wrong == 0 and turns > 0,
+        detail[:10],
+    )
 
 
 # --------------------------------------------------------------------------- side effects
@@ -194,16 +214,25 @@ def check_shell(events: Sequence[Event], marks: Path) -> Check:
         p = e.payload
         if isinstance(p, ToolCallRequested) and p.name == "shell":
             calls[(e.session_id, p.call_id)] = _mark_of(p.arguments_json)
-    completed = {(e.session_id, e.payload.call_id) for e in events
-                 if isinstance(e.payload, ToolCallCompleted)} & set(calls)
-    failed = {(e.session_id, e.payload.call_id): e.payload.error for e in events
-              if isinstance(e.payload, ToolCallFailed) and (e.session_id, e.payload.call_id) in calls}
-    runs = Counter(p.name.rsplit(".", 1)[0] for p in marks.iterdir()) if marks.exists() else Counter()
+    completed = {
+        (e.session_id, e.payload.call_id)
+        for e in events
+        if isinstance(e.payload, ToolCallCompleted)
+    } & set(calls)
+    failed = {
+        (e.session_id, e.payload.call_id): e.payload.error
+        for e in events
+        if isinstance(e.payload, ToolCallFailed) and (e.session_id, e.payload.call_id) in calls
+    }
+    runs = (
+        Counter(p.name.rsplit(".", 1)[0] for p in marks.iterdir()) if marks.exists() else Counter()
+    )
     stems = Counter(calls.values())
     total_runs = sum(runs.values())
     twice = {s: n for s, n in runs.items() if n > 1}
-    completed_not_once = {calls[k]: runs[calls[k] or ""] for k in completed
-                          if runs[calls[k] or ""] != 1}
+    completed_not_once = {
+        calls[k]: runs[calls[k] or ""] for k in completed if runs[calls[k] or ""] != 1
+    }
     unknown = {k: err for k, err in failed.items() if "unknown" in err.lower()}
     other_failed = {k: err for k, err in failed.items() if k not in unknown}
     unknown_ran = sum(1 for k in unknown if runs[calls[k] or ""] >= 1)
@@ -227,7 +256,8 @@ def check_shell(events: Sequence[Event], marks: Path) -> Check:
         f"each run once: {len(completed) - len(completed_not_once)}; ended 'outcome unknown' "
         f"{len(unknown)} (ran once: {unknown_ran}, never ran: {len(unknown) - unknown_ran}); "
         f"failed otherwise {len(other_failed)}; ran twice {len(twice)}",
-        ok, detail,
+        ok,
+        detail,
     )
 
 
@@ -247,15 +277,18 @@ def dlq_sources(dlq: Sequence[Any], requests_topic: str) -> Counter[tuple[int, i
     return out
 
 
-def check_junk(junk: Sequence[Junk], dlq: Sequence[Any], requests_topic: str,
-               events: Sequence[Event]) -> list[Check]:
+def check_junk(
+    junk: Sequence[Junk], dlq: Sequence[Any], requests_topic: str, events: Sequence[Event]
+) -> list[Check]:
     sources = dlq_sources(dlq, requests_topic)
     by_offset = {(j.partition, j.offset): j for j in junk}
     undecodable = [j for j in junk if j.kind in UNDECODABLE]
     missing = [j for j in undecodable if (j.partition, j.offset) not in sources]
     not_junk = [s for s in sources if s not in by_offset]
     twice = {s: n for s, n in sources.items() if n > 1}
-    oversized_dlq = [j for j in junk if j.kind == "oversized" and (j.partition, j.offset) in sources]
+    oversized_dlq = [
+        j for j in junk if j.kind == "oversized" and (j.partition, j.offset) in sources
+    ]
     nul_dlq = [j for j in junk if j.kind == "nul_text" and (j.partition, j.offset) in sources]
     kinds = Counter(_headers(r).get("turnlog.error.type", "?") for r in dlq)
     expected = len(undecodable) + len(oversized_dlq)
@@ -278,8 +311,7 @@ def check_junk(junk: Sequence[Junk], dlq: Sequence[Any], requests_topic: str,
         elif e.causation_id is not None:
             accepted.add((e.session_id, e.causation_id))
     checks = [dlq_check]
-    for kind, says in (("nul_text", ("U+0000", "NUL", "\\x00", "null")),
-                       ("oversized", ("limit",))):
+    for kind, says in (("nul_text", ("U+0000", "NUL", "\\x00", "null")), ("oversized", ("limit",))):
         sent = [j for j in junk if j.kind == kind]
         outcome: Counter[str] = Counter()
         wrong: list[str] = []
@@ -297,20 +329,33 @@ def check_junk(junk: Sequence[Junk], dlq: Sequence[Any], requests_topic: str,
             else:
                 outcome[f"rejected {len(reasons)} times"] += 1
                 wrong.append(f"{key}: {len(reasons)} rejections")
-        label = "text with NUL -> RequestRejected" if kind == "nul_text" else \
-            "oversized -> RequestRejected or DLQ"
-        checks.append(Check(label, f"{len(sent)} sent: {dict(sorted(outcome.items()))}",
-                            not wrong, wrong[:10]))
+        label = (
+            "text with NUL -> RequestRejected"
+            if kind == "nul_text"
+            else "oversized -> RequestRejected or DLQ"
+        )
+        checks.append(
+            Check(
+                label, f"{len(sent)} sent: {dict(sorted(outcome.items()))}", not wrong, wrong[:10]
+            )
+        )
     return checks
 
 
 # --------------------------------------------------------------------------- all
 
 
-def check_all(*, events: Sequence[Event], positions: Sequence[tuple[int, int]],
-              records: Sequence[RequestRecord], dlq: Sequence[Any], requests_topic: str,
-              junk: Sequence[Junk], turns_sent: Mapping[str, int],
-              marks: Path) -> list[Check]:
+def check_all(
+    *,
+    events: Sequence[Event],
+    positions: Sequence[tuple[int, int]],
+    records: Sequence[RequestRecord],
+    dlq: Sequence[Any],
+    requests_topic: str,
+    junk: Sequence[Junk],
+    turns_sent: Mapping[str, int],
+    marks: Path,
+) -> list[Check]:
     """The Kafka- and sandbox-side invariants, in the order they are printed."""
     dead = set(dlq_sources(dlq, requests_topic))
     return [

@@ -75,18 +75,39 @@ class Fleet:
     """The session workers and projectors, in one WorkerGroup (all SIGKILLed at exit).
     A worker found dead that we did not kill is an unexpected exit: noted, restarted."""
 
-    def __init__(self, group: WorkerGroup, session_env: dict[str, str],
-                 projector_env: dict[str, str], n_session: int, n_projector: int,
-                 run: Run) -> None:
+    def __init__(
+        self,
+        group: WorkerGroup,
+        session_env: dict[str, str],
+        projector_env: dict[str, str],
+        n_session: int,
+        n_projector: int,
+        run: Run,
+    ) -> None:
         self.group, self.run = group, run
         self.kind: dict[str, str] = {}
         for i in range(1, n_session + 1):
-            self._add(f"session-{i}", "session", session_env,
-                      ("-m", "turnlog", "worker", "session"))
+            self._add(
+                f"session-{i}", "session", session_env, ("-m", "turnlog", "worker", "session")
+            )
         for i in range(1, n_projector + 1):
-            self._add(f"projector-{i}", "projector", projector_env,
-                      ("-m", "turnlog", "worker", "projector", "--session-timeout-ms", "6000",
-                       "--checkpoint-interval", "1", "--max-records", "2000"))
+            self._add(
+                f"projector-{i}",
+                "projector",
+                projector_env,
+                (
+                    "-m",
+                    "turnlog",
+                    "worker",
+                    "projector",
+                    "--session-timeout-ms",
+                    "6000",
+                    "--checkpoint-interval",
+                    "1",
+                    "--max-records",
+                    "2000",
+                ),
+            )
         self.down: set[str] = set()  # killed by us, restart pending
         self.started_at: dict[str, float] = {}
 
@@ -95,8 +116,9 @@ class Fleet:
         self.group.start(name)
 
     def _add(self, name: str, kind: str, env: dict[str, str], argv: tuple[str, ...]) -> None:
-        self.group.workers[name] = WorkerProcess(name, env, self.group.log_dir / f"{name}.log",
-                                                 argv=argv)
+        self.group.workers[name] = WorkerProcess(
+            name, env, self.group.log_dir / f"{name}.log", argv=argv
+        )
         self.kind[name] = kind
 
     def of(self, kind: str) -> list[WorkerProcess]:
@@ -122,15 +144,21 @@ class Fleet:
             code = worker.proc.returncode
             why = _last_error(worker.log_text(this_start=True))
             outage = self.run.in_outage(self.started_at.get(name, 0.0))
-            if outage is None and self.run.outages and (
-                    "Unable to bootstrap" in why or "cannot reach Postgres" in why):
+            if (
+                outage is None
+                and self.run.outages
+                and ("Unable to bootstrap" in why or "cannot reach Postgres" in why)
+            ):
                 # It was still starting (slowly, on a busy machine) when the server went.
                 outage = "broker" if "bootstrap" in why else "PostgreSQL"
             if outage is not None:
                 self.run.outage_exits.append(
-                    f"{name}, started while {outage} was down, exited with code {code}: {why}")
-                self.run.note(f"EXIT of {name} started during the {outage} outage (code "
-                              f"{code}): {why}; restarted")
+                    f"{name}, started while {outage} was down, exited with code {code}: {why}"
+                )
+                self.run.note(
+                    f"EXIT of {name} started during the {outage} outage (code "
+                    f"{code}): {why}; restarted"
+                )
             else:
                 self.run.unexpected.append(f"{name} exited with code {code}: {why}")
                 self.run.note(f"UNEXPECTED EXIT of {name} (code {code}): {why}; restarted")
@@ -162,12 +190,17 @@ class JunkSender:
     """Produces junk with a producer sized for the requests topic (4 MiB) and records
     where each landed (partition, offset)."""
 
-    def __init__(self, bootstrap: str, names: TopicNames, sessions: list[str],
-                 rng: random.Random, run: Run) -> None:
+    def __init__(
+        self, bootstrap: str, names: TopicNames, sessions: list[str], rng: random.Random, run: Run
+    ) -> None:
         self.names, self.sessions, self.rng, self.run = names, sessions, rng, run
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-            max_request_size=8 * MiB, client_id="turnlog-soak-junk", request_timeout_ms=20000,
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=8 * MiB,
+            client_id="turnlog-soak-junk",
+            request_timeout_ms=20000,
         )
         self.n = 0
 
@@ -199,10 +232,14 @@ class JunkSender:
             return kind, real.encode(), value, None, None
         # Half to a live session (between or during its turns), half to a new one.
         session = real if rng.random() < 0.5 else f"junk-{kind}-{i}"
-        text = (f"what is 6*7?\x00 junk {i}" if kind == "nul_text"
-                else "x" * rng.randint(int(1.1 * MiB), int(3.5 * MiB)))
-        req = user_message(session, text, agent=None if session == real else AGENT,
-                           request_id=f"junk-{i}")
+        text = (
+            f"what is 6*7?\x00 junk {i}"
+            if kind == "nul_text"
+            else "x" * rng.randint(int(1.1 * MiB), int(3.5 * MiB))
+        )
+        req = user_message(
+            session, text, agent=None if session == real else AGENT, request_id=f"junk-{i}"
+        )
         return kind, session.encode(), encode_request(req), session, req.request_id
 
     async def send_some(self) -> None:
@@ -215,5 +252,6 @@ class JunkSender:
                 self.run.junk_failed += 1
                 self.run.note(f"junk {kind} not sent ({type(exc).__name__}); not counted")
                 continue
-            self.run.junk.append(Junk(kind, meta.partition, meta.offset, session, request_id,
-                                      len(value)))
+            self.run.junk.append(
+                Junk(kind, meta.partition, meta.offset, session, request_id, len(value))
+            )

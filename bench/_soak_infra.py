@@ -52,12 +52,17 @@ class Infra:
         return self.status.database_url
 
     def describe(self) -> str:
-        where = ("a private broker and server (turnlog.dev code, own state dir "
-                 f"{self.settings.state_dir})" if self.mode == "own"
-                 else f"the `turnlog dev` infrastructure ({self.settings.state_dir})")
-        return (f"{where}: Kafka {self.bootstrap}, PostgreSQL "
-                f"127.0.0.1:{self.settings.dev_postgres_port}"
-                + (f"; started now: {', '.join(self.started)}" if self.started else ""))
+        where = (
+            "a private broker and server (turnlog.dev code, own state dir "
+            f"{self.settings.state_dir})"
+            if self.mode == "own"
+            else f"the `turnlog dev` infrastructure ({self.settings.state_dir})"
+        )
+        return (
+            f"{where}: Kafka {self.bootstrap}, PostgreSQL "
+            f"127.0.0.1:{self.settings.dev_postgres_port}"
+            + (f"; started now: {', '.join(self.started)}" if self.started else "")
+        )
 
     # ------------------------------------------------------------------ restarts
 
@@ -72,18 +77,23 @@ class Infra:
         data dir and port; returns the seconds it did not answer."""
         pid = _kafka.managed_pid(self.settings)
         if pid is None:
-            raise DevInfraError("The broker was not started from this state dir: "
-                                "cannot restart it.")
+            raise DevInfraError(
+                "The broker was not started from this state dir: cannot restart it."
+            )
         began = time.monotonic()
         terminate(pid, timeout=60)
         _kafka.paths(self.settings).pid_file.unlink(missing_ok=True)
         time.sleep(pause_s)  # the outage itself, not a synchronisation
         new = _kafka.start(self.settings)
-        if not wait_for(lambda: _kafka.probe(self.bootstrap, timeout=3.0) is not None,
-                        timeout=self.settings.dev_start_timeout, interval=0.25,
-                        abort=lambda: not pid_alive(new)):
-            raise DevInfraError("The broker did not come back after its restart.\n"
-                                + _kafka.log_tail(self.settings))
+        if not wait_for(
+            lambda: _kafka.probe(self.bootstrap, timeout=3.0) is not None,
+            timeout=self.settings.dev_start_timeout,
+            interval=0.25,
+            abort=lambda: not pid_alive(new),
+        ):
+            raise DevInfraError(
+                "The broker did not come back after its restart.\n" + _kafka.log_tail(self.settings)
+            )
         return time.monotonic() - began
 
     def restart_postgres(self, pause_s: float = 5.0) -> float:
@@ -113,8 +123,11 @@ class Infra:
         """Copy the broker's and the server's logs (for a post-mortem of a failed run)."""
         target.mkdir(parents=True, exist_ok=True)
         kafka_logs = _kafka.paths(self.settings).logs
-        for source in (*sorted(kafka_logs.glob("server.log*")), kafka_logs / "kafka.out",
-                       _postgres.paths(self.settings).log):
+        for source in (
+            *sorted(kafka_logs.glob("server.log*")),
+            kafka_logs / "kafka.out",
+            _postgres.paths(self.settings).log,
+        ):
             with contextlib.suppress(OSError):
                 shutil.copy(source, target / source.name)
 
@@ -137,13 +150,15 @@ def start_infra(mode: str, heap: str = "768m") -> Infra:
         return Infra("dev", base, status, status.started)
     state = Path(tempfile.mkdtemp(prefix="turnlog-soak-state-"))
     state.chmod(0o755)  # the server runs as the unprivileged `postgres` user under root
-    settings = base.model_copy(update={
-        "state_dir": state,
-        "dev_kafka_port": _free_port(),
-        "dev_kafka_controller_port": _free_port(),
-        "dev_postgres_port": _free_port(),
-        "dev_kafka_heap": heap,
-    })
+    settings = base.model_copy(
+        update={
+            "state_dir": state,
+            "dev_kafka_port": _free_port(),
+            "dev_kafka_controller_port": _free_port(),
+            "dev_postgres_port": _free_port(),
+            "dev_kafka_heap": heap,
+        }
+    )
     try:
         status = ensure_up(settings)
     except BaseException:

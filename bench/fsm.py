@@ -46,32 +46,68 @@ from agents.registry import AgentRegistry
 from agents.state import CallStatus, Phase, SessionState
 
 WORDS = (
-    "the", "agent", "reads", "file", "then", "calls", "a", "tool", "and", "answers", "with",
-    "short", "summary", "of", "what", "it", "found", "in", "repository", "names", "numbers",
+    "the",
+    "agent",
+    "reads",
+    "file",
+    "then",
+    "calls",
+    "a",
+    "tool",
+    "and",
+    "answers",
+    "with",
+    "short",
+    "summary",
+    "of",
+    "what",
+    "it",
+    "found",
+    "in",
+    "repository",
+    "names",
+    "numbers",
 )
 
 POLICY = {
     "rules": [
-        {"name": "no-rm", "tool": "shell", "action": "deny",
-         "when": [{"arg": "command", "op": "regex", "value": r"\brm\b"}]},
+        {
+            "name": "no-rm",
+            "tool": "shell",
+            "action": "deny",
+            "when": [{"arg": "command", "op": "regex", "value": r"\brm\b"}],
+        },
         {"name": "ask-shell", "tool": "shell", "action": "require_approval"},
     ]
 }
 
 
 def registry() -> AgentRegistry:
-    common = {"model": "scripted-medium", "max_tokens": 1024, "max_iterations": 50,
-              "policy": POLICY}
-    return AgentRegistry([
-        AgentDefinition.model_validate({
-            **common, "name": "bench", "system_prompt": "You are a coding assistant.",
-            "tools": ["calculator", "read_file", "shell", "delegate"],
-            "delegates": ["helper"],
-            "compaction": {"strategy": "summarize", "keep_last": 8,
-                           "summarize_model": "scripted-summarizer"},
-        }),
-        AgentDefinition.model_validate({**common, "name": "helper", "system_prompt": "Help."}),
-    ])
+    common = {
+        "model": "scripted-medium",
+        "max_tokens": 1024,
+        "max_iterations": 50,
+        "policy": POLICY,
+    }
+    return AgentRegistry(
+        [
+            AgentDefinition.model_validate(
+                {
+                    **common,
+                    "name": "bench",
+                    "system_prompt": "You are a coding assistant.",
+                    "tools": ["calculator", "read_file", "shell", "delegate"],
+                    "delegates": ["helper"],
+                    "compaction": {
+                        "strategy": "summarize",
+                        "keep_last": 8,
+                        "summarize_model": "scripted-summarizer",
+                    },
+                }
+            ),
+            AgentDefinition.model_validate({**common, "name": "helper", "system_prompt": "Help."}),
+        ]
+    )
 
 
 def _text(rng: random.Random, lo: int, hi: int) -> str:
@@ -106,8 +142,14 @@ def session_log(n: int, reg: AgentRegistry, seed: int = 11) -> tuple[list[Event]
             send(SendMessage(_text(rng, 5, 80)))
         elif phase is Phase.COMPACTING:
             assert turn is not None and turn.llm is not None
-            send(CompleteCompaction(turn.llm.request.call_id, _text(rng, 40, 120),
-                                    "scripted-summarizer", Usage(6000, 300)))
+            send(
+                CompleteCompaction(
+                    turn.llm.request.call_id,
+                    _text(rng, 40, 120),
+                    "scripted-summarizer",
+                    Usage(6000, 300),
+                )
+            )
         elif phase is Phase.AWAITING_LLM:
             assert turn is not None and turn.llm is not None
             uses: list[ToolUse] = []
@@ -123,26 +165,44 @@ def session_log(n: int, reg: AgentRegistry, seed: int = 11) -> tuple[list[Event]
                         cmd = "rm -rf build" if rng.random() < 0.2 else "ls -la"
                         uses.append(ToolUse(call_id, "shell", f'{{"command": "{cmd}"}}'))
                     else:
-                        uses.append(ToolUse(call_id, "delegate",
-                                            '{"agent": "helper", "task": "check the docs"}'))
-            send(CompleteLlmCall(
-                turn.llm.request.call_id, "scripted-medium", _text(rng, 3, 120),
-                tool_uses=tuple(uses), stop_reason="tool_use" if uses else "end_turn",
-                usage=Usage(rng.randint(500, 9000), rng.randint(10, 800), rng.randint(0, 4000)),
-                latency_ms=rng.randint(200, 9000),
-            ))
+                        uses.append(
+                            ToolUse(
+                                call_id, "delegate", '{"agent": "helper", "task": "check the docs"}'
+                            )
+                        )
+            send(
+                CompleteLlmCall(
+                    turn.llm.request.call_id,
+                    "scripted-medium",
+                    _text(rng, 3, 120),
+                    tool_uses=tuple(uses),
+                    stop_reason="tool_use" if uses else "end_turn",
+                    usage=Usage(rng.randint(500, 9000), rng.randint(10, 800), rng.randint(0, 4000)),
+                    latency_ms=rng.randint(200, 9000),
+                )
+            )
         else:  # a step: answer its calls in a shuffled order
             assert turn is not None
             call = rng.choice(turn.calls)
             if call.status == CallStatus.APPROVAL:
                 send(DecideApproval(call.call_id, rng.random() < 0.8, "alice"))
             elif call.status == CallStatus.CHILD:
-                send(CompleteChildSession(call.call_id, call.child_session_id,
-                                          ChildStatus.COMPLETED, _text(rng, 10, 60),
-                                          Usage(3000, 200), 900_000))
+                send(
+                    CompleteChildSession(
+                        call.call_id,
+                        call.child_session_id,
+                        ChildStatus.COMPLETED,
+                        _text(rng, 10, 60),
+                        Usage(3000, 200),
+                        900_000,
+                    )
+                )
             elif rng.random() < 0.95:
-                send(CompleteToolCall(call.call_id, _text(rng, 10, 300),
-                                      latency_ms=rng.randint(1, 500)))
+                send(
+                    CompleteToolCall(
+                        call.call_id, _text(rng, 10, 300), latency_ms=rng.randint(1, 500)
+                    )
+                )
             else:
                 send(FailToolCall(call.call_id, "permission denied"))
     assert not pending_effects(state) or state.turn is not None
@@ -161,9 +221,11 @@ def main() -> None:
     kinds: dict[str, int] = {}
     for e in log:
         kinds[type(e.payload).__name__] = kinds.get(type(e.payload).__name__, 0) + 1
-    print(f"{len(log)} events in one session, {final.turns} turns, "
-          f"{final.history.entries.size()} history entries; mix: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])))
+    print(
+        f"{len(log)} events in one session, {final.turns} turns, "
+        f"{final.history.entries.size()} history entries; mix: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    )
 
     n, r = len(log), args.repeat
     sid = log[0].session_id
@@ -176,8 +238,10 @@ def main() -> None:
         blobs = [encode_event(e) for e in log]
         assert [decode_event(b) for b in blobs] == log
         _rate("decode + evolve", n, r, lambda: fold(map(decode_event, blobs), sid))
-    print(f"  {'decide (producing the log)':<34} {n / decide_s:>11,.0f} events/s   "
-          f"{decide_s / n * 1e6:7.2f} us/event")
+    print(
+        f"  {'decide (producing the log)':<34} {n / decide_s:>11,.0f} events/s   "
+        f"{decide_s / n * 1e6:7.2f} us/event"
+    )
 
 
 if __name__ == "__main__":

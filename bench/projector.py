@@ -53,8 +53,9 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 def _database(admin_url: str, name: str, *, drop: bool = False) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if drop:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
             return ""
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return admin_url.rsplit("/", 1)[0] + "/" + name
@@ -76,8 +77,10 @@ async def _throughput_group(
             count = _count(app_url, "SELECT count(*) FROM events")
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
-        print(f"THROUGHPUT ({processes} worker processes, one group): {n_events} events in "
-              f"{elapsed:.2f}s = {n_events / elapsed:,.0f} events/s")
+        print(
+            f"THROUGHPUT ({processes} worker processes, one group): {n_events} events in "
+            f"{elapsed:.2f}s = {n_events / elapsed:,.0f} events/s"
+        )
     finally:
         for proc in procs:
             proc.terminate()
@@ -101,8 +104,9 @@ async def throughput(
         if processes > 1:
             await _throughput_group(bootstrap, app_url, prefix, len(events), processes)
             return
-        config = ProjectorConfig(bootstrap, app_url, names.events, names.checkpoints,
-                                 group_id=None, max_records=10_000)
+        config = ProjectorConfig(
+            bootstrap, app_url, names.events, names.checkpoints, group_id=None, max_records=10_000
+        )
         projector = Projector(config)
         backend = _BackendCpu(admin_url, name)
         backend.start()
@@ -116,15 +120,19 @@ async def throughput(
         with psycopg.connect(url) as conn:
             audited = conn.execute("SELECT count(*) FROM audit_log").fetchone()
         n = projector.applied
-        print(f"THROUGHPUT: {n} events projected exactly-once in {elapsed:.2f}s "
-              f"= {n / elapsed:,.0f} events/s "
-              f"({projector.batches} transactions; decode {projector.decode_seconds:.2f}s, "
-              f"database {projector.db_seconds:.2f}s; audit rows {audited[0] if audited else 0})")
+        print(
+            f"THROUGHPUT: {n} events projected exactly-once in {elapsed:.2f}s "
+            f"= {n / elapsed:,.0f} events/s "
+            f"({projector.batches} transactions; decode {projector.decode_seconds:.2f}s, "
+            f"database {projector.db_seconds:.2f}s; audit rows {audited[0] if audited else 0})"
+        )
         # CPU per event does not depend on what else the machine runs: it bounds the rate
         # of an otherwise idle machine (the projector and its Postgres backend each on a core).
         per_py, per_pg = cpu_python / n * 1e6, backend.cpu_seconds / n * 1e6
-        print(f"  CPU per event: projector process {per_py:.0f} us, its Postgres backend "
-              f"{per_pg:.0f} us -> idle 2-core bound ~{1e6 / max(per_py, per_pg):,.0f} events/s")
+        print(
+            f"  CPU per event: projector process {per_py:.0f} us, its Postgres backend "
+            f"{per_pg:.0f} us -> idle 2-core bound ~{1e6 / max(per_py, per_pg):,.0f} events/s"
+        )
     finally:
         await delete_topics(bootstrap, prefix)
         _database(admin_url, name, drop=True)
@@ -147,9 +155,13 @@ class _BackendCpu(threading.Thread):
     def run(self) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             while True:
-                pids = [p for (p,) in conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND usename = %s",
-                    (self.database, "turnlog_app"))]
+                pids = [
+                    p
+                    for (p,) in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+                        (self.database, "turnlog_app"),
+                    )
+                ]
                 for pid in pids:
                     try:
                         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -175,7 +187,8 @@ class _Watcher(threading.Thread):
             while not self.done.is_set():
                 rows = conn.execute(
                     "SELECT partition, next_offset FROM projector_offsets WHERE topic = %s",
-                    (self.topic,)).fetchall()
+                    (self.topic,),
+                ).fetchall()
                 now = time.monotonic()
                 for partition, offset in rows:
                     if offset != last.get(partition):
@@ -204,13 +217,21 @@ async def lag(bootstrap: str, admin_url: str, rate: int, seconds: float, partiti
         names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
         app_url = role_url(url)
         proc = _spawn_worker(app_url, bootstrap, prefix)
-        wait_until(lambda: _count(app_url, "SELECT count(*) FROM projector_offsets")
-                   == partitions, 60, "the projector to take its partitions")
+        wait_until(
+            lambda: _count(app_url, "SELECT count(*) FROM projector_offsets") == partitions,
+            60,
+            "the projector to take its partitions",
+        )
         watcher = _Watcher(app_url, names.events)
         watcher.start()
         events = list(interleave(generate(int(rate * seconds), seed=2, base=T0), seed=2))
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{prefix}w",
-                                    enable_idempotence=True, acks="all", linger_ms=0)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            transactional_id=f"{prefix}w",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=0,
+        )
         await producer.start()
         committed: list[tuple[int, int, float]] = []
         per_tick = max(1, rate // 50)
@@ -222,9 +243,10 @@ async def lag(bootstrap: str, admin_url: str, rate: int, seconds: float, partiti
                     await asyncio.sleep(delay)  # pacing the load, not synchronisation
                 async with producer.transaction():
                     futures = [
-                        await producer.send(names.events, encode_event(e),
-                                            key=e.session_id.encode())
-                        for e in events[i:i + per_tick]
+                        await producer.send(
+                            names.events, encode_event(e), key=e.session_id.encode()
+                        )
+                        for e in events[i : i + per_tick]
                     ]
                 done = time.monotonic()
                 for f in futures:
@@ -233,17 +255,20 @@ async def lag(bootstrap: str, admin_url: str, rate: int, seconds: float, partiti
         finally:
             await producer.stop()
         achieved = len(committed) / (time.monotonic() - started)
-        wait_until(lambda: all(watcher.visible_at(p, o) is not None for p, o, _ in committed[-50:]),
-                   60, "the last events to become visible")
+        wait_until(
+            lambda: all(watcher.visible_at(p, o) is not None for p, o, _ in committed[-50:]),
+            60,
+            "the last events to become visible",
+        )
         watcher.done.set()
         watcher.join()
-        lags = sorted(
-            (watcher.visible_at(p, o) or float("inf")) - t for p, o, t in committed
-        )
+        lags = sorted((watcher.visible_at(p, o) or float("inf")) - t for p, o, t in committed)
         q = statistics.quantiles(lags, n=100)
-        print(f"LAG at {achieved:.0f} events/s over {len(lags)} events: "
-              f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, "
-              f"max {lags[-1] * 1000:.0f} ms")
+        print(
+            f"LAG at {achieved:.0f} events/s over {len(lags)} events: "
+            f"p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, "
+            f"max {lags[-1] * 1000:.0f} ms"
+        )
     finally:
         if proc is not None:
             proc.terminate()
@@ -256,12 +281,27 @@ def _spawn_worker(
     app_url: str, bootstrap: str, prefix: str, *, group: bool = False
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "turnlog", "worker", "projector",
-         "--group" if group else "--no-group", "--max-records", "10000",
-         "--checkpoint-interval", "5"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "DATABASE_URL": app_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-             "TURNLOG_TOPIC_PREFIX": prefix},
+        [
+            sys.executable,
+            "-m",
+            "turnlog",
+            "worker",
+            "projector",
+            "--group" if group else "--no-group",
+            "--max-records",
+            "10000",
+            "--checkpoint-interval",
+            "5",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "DATABASE_URL": app_url,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "TURNLOG_TOPIC_PREFIX": prefix,
+        },
     )
 
 
@@ -277,10 +317,18 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--processes", type=int, default=1,
-                        help="Throughput with this many worker processes in one group.")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="Throughput runs (each on a fresh database and topics).")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="Throughput with this many worker processes in one group.",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="Throughput runs (each on a fresh database and topics).",
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-lag", action="store_true")
     args = parser.parse_args()

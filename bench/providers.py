@@ -64,8 +64,14 @@ SECTION = "## Providers"
 CHECKPOINTS = (10, 100, 500)
 SYSTEM = ("You are a careful assistant for a team of engineers. " * 90).strip()
 TOOLS = tuple(
-    ToolSpec(name, f"{name} tool. " * 30, {"type": "object", "properties": {
-        "input": {"type": "string", "description": "what to work on " * 5}}})
+    ToolSpec(
+        name,
+        f"{name} tool. " * 30,
+        {
+            "type": "object",
+            "properties": {"input": {"type": "string", "description": "what to work on " * 5}},
+        },
+    )
     for name in ("calculator", "search", "shell")
 )
 ANSWER = "Here is what I found: " + "the figures agree with the plan. " * 2
@@ -77,13 +83,18 @@ def _quiet() -> None:
 
 # --------------------------------------------------------------------------- caching
 
+
 def _exchange(n: int) -> tuple[Message, Message]:
     """The n-th exchange: the model's answer (every third one a tool call), then what
     the user (or the tool) says back. ~200 tokens each, the same size every time."""
     if n % 3 == 0:
-        answer = Message("assistant", (TextBlock(f"Step {n:04d}: checking the numbers."),
-                                       ToolUseBlock(f"toolu_{n:06d}", "calculator",
-                                                    json.dumps({"input": f"{n} * 17"}))))
+        answer = Message(
+            "assistant",
+            (
+                TextBlock(f"Step {n:04d}: checking the numbers."),
+                ToolUseBlock(f"toolu_{n:06d}", "calculator", json.dumps({"input": f"{n} * 17"})),
+            ),
+        )
         reply = Message("user", (ToolResultBlock(f"toolu_{n:06d}", f"{n * 17:08d} " * 40),))
     else:
         answer = Message("assistant", (TextBlock(f"Step {n:04d}: " + "noted, go on. " * 20),))
@@ -103,11 +114,15 @@ async def _caching(calls: int, conversation: bool) -> dict[int, Usage]:
     from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer, FakeMessage
 
     seen: dict[int, Usage] = {}
-    with FakeAnthropicServer(api_key=FAKE_API_KEY, cache_min_tokens=1024,
-                             default=FakeMessage("ok", text_chunk_chars=64)) as server:
-        async with AnthropicProvider(api_key=FAKE_API_KEY, base_url=server.base_url,
-                                     cache_conversation=conversation,
-                                     retry=RetryPolicy(max_attempts=1)) as provider:
+    with FakeAnthropicServer(
+        api_key=FAKE_API_KEY, cache_min_tokens=1024, default=FakeMessage("ok", text_chunk_chars=64)
+    ) as server:
+        async with AnthropicProvider(
+            api_key=FAKE_API_KEY,
+            base_url=server.base_url,
+            cache_conversation=conversation,
+            retry=RetryPolicy(max_attempts=1),
+        ) as provider:
             messages: list[Message] = [Message("user", (TextBlock("Let us start. " * 40),))]
             for call in range(1, calls + 1):
                 request = LlmRequest("claude-sonnet-4-5", SYSTEM, tuple(messages), TOOLS, 512, 0.0)
@@ -120,13 +135,15 @@ async def _caching(calls: int, conversation: bool) -> dict[int, Usage]:
 
 # --------------------------------------------------------------------------- overhead
 
+
 def _serve(kind: str, queue: Any, stop: Any) -> None:
     """A fake server in a process of its own; puts its base URL on `queue`."""
     if kind == "anthropic":
         from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer, FakeMessage
 
-        server: Any = FakeAnthropicServer(api_key=FAKE_API_KEY,
-                                          default=FakeMessage(ANSWER, text_chunk_chars=16))
+        server: Any = FakeAnthropicServer(
+            api_key=FAKE_API_KEY, default=FakeMessage(ANSWER, text_chunk_chars=16)
+        )
     elif kind == "openai":
         from tests.fakes.openai_server import FakeCompletion, FakeOpenAIServer
 
@@ -145,56 +162,83 @@ def _provider(kind: str, url: str) -> Any:
         from agents.providers.anthropic import AnthropicProvider
         from tests.fakes.anthropic_server import FAKE_API_KEY
 
-        return AnthropicProvider(api_key=FAKE_API_KEY, base_url=url,
-                                 retry=RetryPolicy(max_attempts=1))
+        return AnthropicProvider(
+            api_key=FAKE_API_KEY, base_url=url, retry=RetryPolicy(max_attempts=1)
+        )
     if kind == "openai":
         from agents.providers.openai_compat import OpenAICompatProvider
         from tests.fakes.openai_server import FAKE_OPENAI_KEY
 
-        return OpenAICompatProvider(api_key=FAKE_OPENAI_KEY, base_url=f"{url}/v1",
-                                    retry=RetryPolicy(max_attempts=1))
+        return OpenAICompatProvider(
+            api_key=FAKE_OPENAI_KEY, base_url=f"{url}/v1", retry=RetryPolicy(max_attempts=1)
+        )
     from agents.providers.gemini import GeminiProvider
     from tests.fakes.gemini_server import FAKE_GEMINI_KEY
 
     return GeminiProvider(api_key=FAKE_GEMINI_KEY, base_url=url, retry=RetryPolicy(max_attempts=1))
 
 
-def _wire(kind: str, request: LlmRequest, url: str) -> tuple[str, dict[str, str], bytes, Callable[[], object]]:
+def _wire(
+    kind: str, request: LlmRequest, url: str
+) -> tuple[str, dict[str, str], bytes, Callable[[], object]]:
     """(url, headers, body, build) of the raw-HTTP twin of one call, and the request
     building step alone."""
-    model = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o-mini",
-             "gemini": "gemini-2.5-flash"}[kind]
+    model = {
+        "anthropic": "claude-sonnet-4-5",
+        "openai": "gpt-4o-mini",
+        "gemini": "gemini-2.5-flash",
+    }[kind]
     request = LlmRequest(model, request.system, request.messages, request.tools, 512, 0.0)
     if kind == "anthropic":
         from agents.providers.anthropic import build_params
         from tests.fakes.anthropic_server import FAKE_API_KEY
 
         params = {**build_params(request, model), "stream": True}
-        headers = {"x-api-key": FAKE_API_KEY, "anthropic-version": "2026-10-21",
-                   "content-type": "application/json"}
-        return (f"{url}/v1/messages", headers, json.dumps(params).encode(),
-                lambda: build_params(request, model))
+        headers = {
+            "x-api-key": FAKE_API_KEY,
+            "anthropic-version": "2026-10-21",
+            "content-type": "application/json",
+        }
+        return (
+            f"{url}/v1/messages",
+            headers,
+            json.dumps(params).encode(),
+            lambda: build_params(request, model),
+        )
     if kind == "openai":
         from agents.providers.openai_compat import build_params as openai_params
         from tests.fakes.openai_server import FAKE_OPENAI_KEY
 
-        params = {**openai_params(request, model), "stream": True,
-                  "stream_options": {"include_usage": True}}
-        headers = {"authorization": f"Bearer {FAKE_OPENAI_KEY}",
-                   "content-type": "application/json"}
-        return (f"{url}/v1/chat/completions", headers, json.dumps(params).encode(),
-                lambda: openai_params(request, model))
+        params = {
+            **openai_params(request, model),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        headers = {"authorization": f"Bearer {FAKE_OPENAI_KEY}", "content-type": "application/json"}
+        return (
+            f"{url}/v1/chat/completions",
+            headers,
+            json.dumps(params).encode(),
+            lambda: openai_params(request, model),
+        )
     from agents.providers.gemini import build_config, build_contents
     from tests.fakes.gemini_server import FAKE_GEMINI_KEY
 
-    body = {"contents": [c.model_dump(mode="json", exclude_none=True, by_alias=True)
-                         for c in build_contents(request, model)],
-            "systemInstruction": {"parts": [{"text": request.system}]},
-            "generationConfig": {"maxOutputTokens": 512}}
+    body = {
+        "contents": [
+            c.model_dump(mode="json", exclude_none=True, by_alias=True)
+            for c in build_contents(request, model)
+        ],
+        "systemInstruction": {"parts": [{"text": request.system}]},
+        "generationConfig": {"maxOutputTokens": 512},
+    }
     headers = {"x-goog-api-key": FAKE_GEMINI_KEY, "content-type": "application/json"}
-    return (f"{url}/v1beta/models/{model}:streamGenerateContent?alt=sse", headers,
-            json.dumps(body).encode(),
-            lambda: (build_contents(request, model), build_config(request, 600_000)))
+    return (
+        f"{url}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+        headers,
+        json.dumps(body).encode(),
+        lambda: (build_contents(request, model), build_config(request, 600_000)),
+    )
 
 
 async def _overhead(kind: str, calls: int) -> dict[str, float]:
@@ -205,8 +249,11 @@ async def _overhead(kind: str, calls: int) -> dict[str, float]:
     try:
         url = queue.get(timeout=60)
         request = _session_request(10)  # 19 messages, 3 tools
-        model = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4o-mini",
-                 "gemini": "gemini-2.5-flash"}[kind]
+        model = {
+            "anthropic": "claude-sonnet-4-5",
+            "openai": "gpt-4o-mini",
+            "gemini": "gemini-2.5-flash",
+        }[kind]
         request = LlmRequest(model, request.system, request.messages, request.tools, 512, 0.0)
         target, headers, body, build = _wire(kind, request, url)
         start = time.process_time()
@@ -227,6 +274,7 @@ async def _overhead(kind: str, calls: int) -> dict[str, float]:
 
         raw_walls: list[float] = []
         async with aiohttp.ClientSession() as session:
+
             async def once() -> None:
                 async with session.post(target, data=body, headers=headers) as resp:
                     resp.raise_for_status()
@@ -257,62 +305,96 @@ async def _overhead(kind: str, calls: int) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- report
 
+
 def _usd(usage: Usage) -> float:
     input_only = Usage(usage.input_tokens, 0, usage.cache_read_tokens, usage.cache_write_tokens)
     return cost_nanos(BUILTIN.info("claude-sonnet-4-5"), input_only) / 1e9
 
 
-def _markdown(args: argparse.Namespace, caching: dict[bool, dict[int, Usage]],
-              overhead: dict[str, dict[str, float]]) -> str:
-    command = "`.venv/bin/python bench/providers.py" + (
-        f" --calls {args.calls}" if args.calls != 500 else "") + (
-        f" --overhead-calls {args.overhead_calls}" if args.overhead_calls != 300 else "") + "`"
+def _markdown(
+    args: argparse.Namespace,
+    caching: dict[bool, dict[int, Usage]],
+    overhead: dict[str, dict[str, float]],
+) -> str:
+    command = (
+        "`.venv/bin/python bench/providers.py"
+        + (f" --calls {args.calls}" if args.calls != 500 else "")
+        + (f" --overhead-calls {args.overhead_calls}" if args.overhead_calls != 300 else "")
+        + "`"
+    )
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    lines = [SECTION, "", (f"Measured with {command} on {today} (fake servers of tests/fakes "
-             "over HTTP on 127.0.0.1; the real SDKs; a 2-core machine shared with other "
-             "jobs, so wall times are noisy and CPU per call is the steadier figure)."), "",
-             "### Conversation caching (Anthropic, one long session)", "",
-             ("Each call adds one ~200-token exchange behind a ~1,500-token prefix (system "
-             "prompt, three tools). Billed at full price or more: input + cache writes; "
-             "read: cache reads (10% of the input price). Cost: the call's input at "
-             "claude-sonnet-4-5 prices."), "",
-             "| call | caching | input | cache write | cache read | input cost of the call |",
-             "|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        SECTION,
+        "",
+        (
+            f"Measured with {command} on {today} (fake servers of tests/fakes "
+            "over HTTP on 127.0.0.1; the real SDKs; a 2-core machine shared with other "
+            "jobs, so wall times are noisy and CPU per call is the steadier figure)."
+        ),
+        "",
+        "### Conversation caching (Anthropic, one long session)",
+        "",
+        (
+            "Each call adds one ~200-token exchange behind a ~1,500-token prefix (system "
+            "prompt, three tools). Billed at full price or more: input + cache writes; "
+            "read: cache reads (10% of the input price). Cost: the call's input at "
+            "claude-sonnet-4-5 prices."
+        ),
+        "",
+        "| call | caching | input | cache write | cache read | input cost of the call |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
     for call in sorted(caching[True]):
         for on in (False, True):
             u = caching[on][call]
-            lines.append(f"| {call} | {'conversation' if on else 'prefix only'} | "
-                         f"{u.input_tokens:,} | {u.cache_write_tokens:,} | "
-                         f"{u.cache_read_tokens:,} | ${_usd(u):.5f} |")
+            lines.append(
+                f"| {call} | {'conversation' if on else 'prefix only'} | "
+                f"{u.input_tokens:,} | {u.cache_write_tokens:,} | "
+                f"{u.cache_read_tokens:,} | ${_usd(u):.5f} |"
+            )
     last = max(caching[True])
     off, on = caching[False][last], caching[True][last]
-    lines += ["", (f"At call {last}, the full-price input per call is "
-              f"{on.input_tokens + on.cache_write_tokens:,} tokens with the conversation "
-              f"cached against {off.input_tokens + off.cache_write_tokens:,} without "
-              f"(the input of that call costs {_usd(off) / max(_usd(on), 1e-12):.1f}x less); "
-              "with caching the full-price part stays the size of one exchange from call 2 "
-              "on, whatever the length of the session."), "",
-              "### Overhead per call, per SDK", "",
-              (f"{args.overhead_calls} streamed calls of one request (19 messages, three tools, "
-              "~60-token answer) after 20 warm-up calls; the fake server in a process of "
-              "its own. CPU: this process's CPU time per call. Raw: the same request body "
-              "posted with aiohttp and its SSE stream read to the end (no SDK, no parsing)."),
-              "",
-              ("| SDK | build request | CPU per call | wall per call (median / p90) | "
-              "raw HTTP CPU | raw HTTP wall | body |"),
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        (
+            f"At call {last}, the full-price input per call is "
+            f"{on.input_tokens + on.cache_write_tokens:,} tokens with the conversation "
+            f"cached against {off.input_tokens + off.cache_write_tokens:,} without "
+            f"(the input of that call costs {_usd(off) / max(_usd(on), 1e-12):.1f}x less); "
+            "with caching the full-price part stays the size of one exchange from call 2 "
+            "on, whatever the length of the session."
+        ),
+        "",
+        "### Overhead per call, per SDK",
+        "",
+        (
+            f"{args.overhead_calls} streamed calls of one request (19 messages, three tools, "
+            "~60-token answer) after 20 warm-up calls; the fake server in a process of "
+            "its own. CPU: this process's CPU time per call. Raw: the same request body "
+            "posted with aiohttp and its SSE stream read to the end (no SDK, no parsing)."
+        ),
+        "",
+        (
+            "| SDK | build request | CPU per call | wall per call (median / p90) | "
+            "raw HTTP CPU | raw HTTP wall | body |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for kind, o in overhead.items():
         lines.append(
             f"| {kind} | {o['build_us']:.0f} us | {o['sdk_cpu_ms']:.2f} ms | "
             f"{o['sdk_wall_ms']:.2f} / {o['sdk_wall_p90_ms']:.2f} ms | "
-            f"{o['raw_cpu_ms']:.2f} ms | {o['raw_wall_ms']:.2f} ms | {o['body_kb']:.1f} KB |")
-    lines += ["", "The SDK's part of a call is its CPU per call less the raw HTTP CPU: "
-              + ", ".join(f"{k} {o['sdk_cpu_ms'] - o['raw_cpu_ms']:.2f} ms"
-                          for k, o in overhead.items())
-              + ". Against an LLM call of seconds it is noise in latency; it is CPU of "
-              "the worker that executes the calls (the openai SDK spends about half of it "
-              "transforming the request parameters, google-genai in its pydantic "
-              "converters)."]
+            f"{o['raw_cpu_ms']:.2f} ms | {o['raw_wall_ms']:.2f} ms | {o['body_kb']:.1f} KB |"
+        )
+    lines += [
+        "",
+        "The SDK's part of a call is its CPU per call less the raw HTTP CPU: "
+        + ", ".join(f"{k} {o['sdk_cpu_ms'] - o['raw_cpu_ms']:.2f} ms" for k, o in overhead.items())
+        + ". Against an LLM call of seconds it is noise in latency; it is CPU of "
+        "the worker that executes the calls (the openai SDK spends about half of it "
+        "transforming the request parameters, google-genai in its pydantic "
+        "converters).",
+    ]
     return "\n".join(lines)
 
 
@@ -322,18 +404,24 @@ async def _main(args: argparse.Namespace) -> None:
     for on in (False, True):
         started = time.perf_counter()
         caching[on] = await _caching(args.calls, on)
-        print(f"caching {'conversation' if on else 'prefix only'}: {args.calls} calls in "
-              f"{time.perf_counter() - started:.1f} s")
+        print(
+            f"caching {'conversation' if on else 'prefix only'}: {args.calls} calls in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
         for call, u in sorted(caching[on].items()):
-            print(f"  call {call:>4}: input {u.input_tokens:>7,}  write {u.cache_write_tokens:>7,}"
-                  f"  read {u.cache_read_tokens:>7,}  input cost ${_usd(u):.5f}")
+            print(
+                f"  call {call:>4}: input {u.input_tokens:>7,}  write {u.cache_write_tokens:>7,}"
+                f"  read {u.cache_read_tokens:>7,}  input cost ${_usd(u):.5f}"
+            )
     overhead: dict[str, dict[str, float]] = {}
     for kind in ("anthropic", "openai", "gemini"):
         overhead[kind] = await _overhead(kind, args.overhead_calls)
         o = overhead[kind]
-        print(f"{kind:<10} build {o['build_us']:6.0f} us  cpu {o['sdk_cpu_ms']:6.2f} ms/call  "
-              f"wall {o['sdk_wall_ms']:6.2f} ms (p90 {o['sdk_wall_p90_ms']:.2f})  "
-              f"raw cpu {o['raw_cpu_ms']:.2f} ms  raw wall {o['raw_wall_ms']:.2f} ms")
+        print(
+            f"{kind:<10} build {o['build_us']:6.0f} us  cpu {o['sdk_cpu_ms']:6.2f} ms/call  "
+            f"wall {o['sdk_wall_ms']:6.2f} ms (p90 {o['sdk_wall_p90_ms']:.2f})  "
+            f"raw cpu {o['raw_cpu_ms']:.2f} ms  raw wall {o['raw_wall_ms']:.2f} ms"
+        )
     if not args.no_write:
         write_section(SECTION, _markdown(args, caching, overhead))
 

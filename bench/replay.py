@@ -107,25 +107,43 @@ def _text(base: str, chars: int) -> str:
 
 def _answer(effect: object, n: int, chars: int) -> RequestPayload:
     if isinstance(effect, CompactionEffect):
-        return CompleteCompaction(effect.effect_id, f"Summary {n}: numbers were multiplied.",
-                                  "scripted-summarizer", Usage(800, 40), 30)
+        return CompleteCompaction(
+            effect.effect_id,
+            f"Summary {n}: numbers were multiplied.",
+            "scripted-summarizer",
+            Usage(800, 40),
+            30,
+        )
     if isinstance(effect, LlmCallEffect):
         first = effect.requested.iteration == 1
         if first:
             use = ToolUse(f"toolu_{n:08d}", "calculator", f'{{"expression": "{n}*7"}}')
-            return CompleteLlmCall(effect.effect_id, "scripted-small",
-                                   _text("Let me calculate that.", chars // 4), (use,),
-                                   "tool_use", Usage(400, 12, 300, 0), 41)
-        return CompleteLlmCall(effect.effect_id, "scripted-small",
-                               _text(f"{n} × 7 = {n * 7}.", chars), (), "end_turn",
-                               Usage(420, 9, 300, 0), 38)
+            return CompleteLlmCall(
+                effect.effect_id,
+                "scripted-small",
+                _text("Let me calculate that.", chars // 4),
+                (use,),
+                "tool_use",
+                Usage(400, 12, 300, 0),
+                41,
+            )
+        return CompleteLlmCall(
+            effect.effect_id,
+            "scripted-small",
+            _text(f"{n} × 7 = {n * 7}.", chars),
+            (),
+            "end_turn",
+            Usage(420, 9, 300, 0),
+            38,
+        )
     assert isinstance(effect, ToolCallEffect)
     a, b = effect.arguments_json.split('"')[3].split("*")  # {"expression": "N*7"}
     return CompleteToolCall(effect.effect_id, str(int(a) * int(b)), 2)
 
 
-def build_session(session_id: str, n_events: int, reg: AgentRegistry, *, chars: int = 400
-                  ) -> tuple[list[Event], list[Request]]:
+def build_session(
+    session_id: str, n_events: int, reg: AgentRegistry, *, chars: int = 400
+) -> tuple[list[Event], list[Request]]:
     """A real session of at least n_events events, and the inputs that produced it."""
     state: SessionState = initial_state(session_id)
     clock = datetime(2026, 1, 1, tzinfo=UTC)
@@ -135,9 +153,15 @@ def build_session(session_id: str, n_events: int, reg: AgentRegistry, *, chars: 
     while len(events) < n_events:
         turn += 1
         clock += timedelta(seconds=5)
-        pending: list[Request] = [Request(f"{session_id}:u{turn}", session_id, clock,
-                                          SendMessage(_text(f"what is {turn}*7?", chars)),
-                                          agent="assistant" if turn == 1 else None)]
+        pending: list[Request] = [
+            Request(
+                f"{session_id}:u{turn}",
+                session_id,
+                clock,
+                SendMessage(_text(f"what is {turn}*7?", chars)),
+                agent="assistant" if turn == 1 else None,
+            )
+        ]
         while pending:
             req = pending.pop(0)
             new, state = decide_and_evolve(state, req, reg)
@@ -146,9 +170,15 @@ def build_session(session_id: str, n_events: int, reg: AgentRegistry, *, chars: 
             requests.append(req)
             for effect in pending_effects(state):
                 clock += timedelta(milliseconds=50)
-                pending.append(Request(outcome_request_id(effect), session_id, clock,
-                                       _answer(effect, turn, chars),
-                                       causation_id=effect.effect_id))
+                pending.append(
+                    Request(
+                        outcome_request_id(effect),
+                        session_id,
+                        clock,
+                        _answer(effect, turn, chars),
+                        causation_id=effect.effect_id,
+                    )
+                )
     return events, requests
 
 
@@ -158,23 +188,39 @@ def noise_events(n: int, prefix: str) -> list[Event]:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(n // 2):
         sid = f"{prefix}{i}"
-        out.append(Event(event_id_for(sid, 1), sid, 1, at, "assistant",
-                         SessionStarted("assistant", "0" * 64)))
-        out.append(Event(event_id_for(sid, 2), sid, 2, at, "assistant", TurnStarted(1),
-                         turn_id=f"{sid}:t1"))
+        out.append(
+            Event(
+                event_id_for(sid, 1), sid, 1, at, "assistant", SessionStarted("assistant", "0" * 64)
+            )
+        )
+        out.append(
+            Event(
+                event_id_for(sid, 2), sid, 2, at, "assistant", TurnStarted(1), turn_id=f"{sid}:t1"
+            )
+        )
     return out
 
 
-async def produce(bootstrap: str, topics: object, session: list[Event],
-                  requests: list[Request], noise: list[Event], partition: int) -> None:
+async def produce(
+    bootstrap: str,
+    topics: object,
+    session: list[Event],
+    requests: list[Request],
+    noise: list[Event],
+    partition: int,
+) -> None:
     from aiokafka import AIOKafkaProducer
 
     from schemas.codec import encode_event, encode_request
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=5,
-                                max_batch_size=512 * 1024,
-                                transactional_id=f"bench-replay-{secrets.token_hex(4)}")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        transactional_id=f"bench-replay-{secrets.token_hex(4)}",
+    )
     await producer.start()
     try:
         # Interleave the noise with the session, 500 events per transaction (as the
@@ -189,13 +235,21 @@ async def produce(bootstrap: str, topics: object, session: list[Event],
         mixed.extend(it)
         for start in range(0, len(mixed), 500):
             async with producer.transaction():
-                for e in mixed[start:start + 500]:
-                    await producer.send(topics.events, encode_event(e),  # type: ignore[attr-defined]
-                                        key=e.session_id.encode(), partition=partition)
+                for e in mixed[start : start + 500]:
+                    await producer.send(
+                        topics.events,
+                        encode_event(e),  # type: ignore[attr-defined]
+                        key=e.session_id.encode(),
+                        partition=partition,
+                    )
         async with producer.transaction():
             for r in requests:
-                await producer.send(topics.requests, encode_request(r),  # type: ignore[attr-defined]
-                                    key=r.session_id.encode(), partition=partition)
+                await producer.send(
+                    topics.requests,
+                    encode_request(r),  # type: ignore[attr-defined]
+                    key=r.session_id.encode(),
+                    partition=partition,
+                )
     finally:
         await producer.stop()
 
@@ -217,12 +271,17 @@ def _fmt(times: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="turnlog replay benchmark")
     parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--noise", type=int, default=10_000,
-                        help="events of other sessions in the same partition")
+    parser.add_argument(
+        "--noise", type=int, default=10_000, help="events of other sessions in the same partition"
+    )
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--chars", type=int, default=400,
-                        help="size of user messages and answers (small sizes = many "
-                             "entries per context window = long seq lists per LLM call)")
+    parser.add_argument(
+        "--chars",
+        type=int,
+        default=400,
+        help="size of user messages and answers (small sizes = many "
+        "entries per context window = long seq lists per LLM call)",
+    )
     args = parser.parse_args()
 
     from streams.partitioning import partition_for
@@ -240,22 +299,26 @@ def main() -> None:
     events, requests = build_session(session_id, args.events, reg, chars=args.chars)
     built = time.perf_counter() - began
     compactions = sum(type(e.payload).__name__ == "ContextCompacted" for e in events)
-    seqs = [e.payload.context_entries for e in events
-            if isinstance(e.payload, LlmCallRequested)]
-    print(f"session: {len(events)} events, {len(requests)} inputs, {compactions} "
-          f"compactions, messages of ~{args.chars} chars, {statistics.mean(seqs):.0f} "
-          f"context entries per LLM call on average (built through the FSM in {built:.2f} s)")
+    seqs = [e.payload.context_entries for e in events if isinstance(e.payload, LlmCallRequested)]
+    print(
+        f"session: {len(events)} events, {len(requests)} inputs, {compactions} "
+        f"compactions, messages of ~{args.chars} chars, {statistics.mean(seqs):.0f} "
+        f"context entries per LLM call on average (built through the FSM in {built:.2f} s)"
+    )
     partition = partition_for(session_id, PARTITIONS)
     noise = noise_events(args.noise, "s-noise-")
     try:
         topics = asyncio.run(ensure_topics(bootstrap, prefix, PARTITIONS)).names
         asyncio.run(produce(bootstrap, topics, events, requests, noise, partition))
-        print(f"produced to {topics.events} partition {partition} with {len(noise)} events "
-              f"of {len(noise) // 2} other sessions interleaved\n")
+        print(
+            f"produced to {topics.events} partition {partition} with {len(noise)} events "
+            f"of {len(noise) // 2} other sessions interleaved\n"
+        )
 
         def load() -> object:
-            return asyncio.run(load_session_log(bootstrap, topics, session_id,
-                                                partitions=PARTITIONS))
+            return asyncio.run(
+                load_session_log(bootstrap, topics, session_id, partitions=PARTITIONS)
+            )
 
         load_t, log = _timed(load, args.runs)
         fold_t, result = _timed(lambda: replay(log), args.runs)  # type: ignore[arg-type]
@@ -268,8 +331,7 @@ def main() -> None:
         render_t, _ = _timed(render, args.runs)
 
         def full() -> None:
-            lg = asyncio.run(load_session_log(bootstrap, topics, session_id,
-                                              partitions=PARTITIONS))
+            lg = asyncio.run(load_session_log(bootstrap, topics, session_id, partitions=PARTITIONS))
             res = replay(lg)
             with redirect_stdout(io.StringIO()):
                 _print_timeline(res)
@@ -278,33 +340,45 @@ def main() -> None:
         full_t, _ = _timed(full, args.runs)
 
         def verify() -> object:
-            reqs = asyncio.run(read_session_requests(bootstrap, topics, session_id,
-                                                     partitions=PARTITIONS))
+            reqs = asyncio.run(
+                read_session_requests(bootstrap, topics, session_id, partitions=PARTITIONS)
+            )
             return verify_log(log, reqs, reg)  # type: ignore[arg-type]
 
         verify_t, report = _timed(verify, max(1, args.runs // 3))
         assert getattr(report, "ok", False), report
 
-        env = {**os.environ, "TURNLOG_TOPIC_PREFIX": prefix,
-               "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+        env = {**os.environ, "TURNLOG_TOPIC_PREFIX": prefix, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
 
         def command() -> None:
-            subprocess.run([sys.executable, "-m", "turnlog", "replay", session_id], env=env,
-                           cwd=ROOT, check=True, stdout=subprocess.PIPE)
+            subprocess.run(
+                [sys.executable, "-m", "turnlog", "replay", session_id],
+                env=env,
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.PIPE,
+            )
 
         cmd_t, _ = _timed(command, max(1, args.runs // 3))
 
         def startup() -> None:
-            subprocess.run([sys.executable, "-m", "turnlog", "replay", "--help"], env=env,
-                           cwd=ROOT, check=True, stdout=subprocess.PIPE)
+            subprocess.run(
+                [sys.executable, "-m", "turnlog", "replay", "--help"],
+                env=env,
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.PIPE,
+            )
 
         start_t, _ = _timed(startup, max(1, args.runs // 3))
         n = len(events)
         print(f"read from Kafka + decode ({n} of {n + len(noise)} records)  {_fmt(load_t)}")
         print(f"fold through the FSM + timeline rows          {_fmt(fold_t)}")
         print(f"render the timeline text                      {_fmt(render_t)}")
-        print(f"replay, all three (the command's work)        {_fmt(full_t)}   "
-              f"= {n / statistics.median(full_t):,.0f} events/s")
+        print(
+            f"replay, all three (the command's work)        {_fmt(full_t)}   "
+            f"= {n / statistics.median(full_t):,.0f} events/s"
+        )
         print(f"verify: read inputs + re-decide {len(requests)} + digests {_fmt(verify_t)}")
         print(f"`turnlog replay` as a new process, to a pipe  {_fmt(cmd_t)}")
         print(f"  of which interpreter + imports (--help)     {_fmt(start_t)}")

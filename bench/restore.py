@@ -92,13 +92,21 @@ MiB = 1024 * 1024
 # --------------------------------------------------------------------------- writing
 
 
-async def produce(bootstrap: str, topics: Iterable[str],
-                  records: Iterable[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> int:
+async def produce(
+    bootstrap: str,
+    topics: Iterable[str],
+    records: Iterable[tuple[bytes, bytes, list[tuple[str, bytes]]]],
+) -> int:
     """Every record to partition 0 of each topic, in order, in batches of about 1 MiB
     (plain producer: offsets are 0, 1, 2, ... with no transaction markers)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=50,
-                                max_batch_size=MiB, max_request_size=4 * MiB,
-                                client_id="turnlog-bench-history")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=50,
+        max_batch_size=MiB,
+        max_request_size=4 * MiB,
+        client_id="turnlog-bench-history",
+    )
     await producer.start()
     names = list(topics)
     try:
@@ -107,12 +115,13 @@ async def produce(bootstrap: str, topics: Iterable[str],
         n = 0
         for key, value, headers in records:
             for topic in names:
-                if batches[topic].append(key=key, value=value, timestamp=None,
-                                         headers=headers) is None:
+                if (
+                    batches[topic].append(key=key, value=value, timestamp=None, headers=headers)
+                    is None
+                ):
                     pending.append(await producer.send_batch(batches[topic], topic, partition=0))
                     batches[topic] = producer.create_batch()
-                    batches[topic].append(key=key, value=value, timestamp=None,
-                                          headers=headers)
+                    batches[topic].append(key=key, value=value, timestamp=None, headers=headers)
             n += 1
             if len(pending) > 64:
                 await asyncio.gather(*pending)
@@ -126,8 +135,9 @@ async def produce(bootstrap: str, topics: Iterable[str],
         await producer.stop()
 
 
-def _with_headers(pairs: Iterator[tuple[bytes, bytes]]
-                  ) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+def _with_headers(
+    pairs: Iterator[tuple[bytes, bytes]],
+) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     for key, value in pairs:
         yield key, value, []
 
@@ -144,16 +154,28 @@ class Tree:
         if self.rev is not None:
             self.path = tmp / f"tree-{secrets.token_hex(3)}"
             self.path.mkdir()
-            archive = subprocess.run(["git", "archive", self.rev], cwd=ROOT, check=True,
-                                     capture_output=True).stdout
+            archive = subprocess.run(
+                ["git", "archive", self.rev], cwd=ROOT, check=True, capture_output=True
+            ).stdout
             subprocess.run(["tar", "-x", "-C", str(self.path)], input=archive, check=True)
         # Named by the last commit that changed the worker's code, not by the revision.
         head = subprocess.run(
-            ["git", "log", "-1", "--format=%h", self.rev or "HEAD", "--", *CODE], cwd=ROOT,
-            check=True, capture_output=True, text=True).stdout.strip()
-        dirty = self.rev is None and subprocess.run(
-            ["git", "status", "--porcelain", "--", *CODE], cwd=ROOT,
-            check=True, capture_output=True, text=True).stdout.strip()
+            ["git", "log", "-1", "--format=%h", self.rev or "HEAD", "--", *CODE],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        dirty = (
+            self.rev is None
+            and subprocess.run(
+                ["git", "status", "--porcelain", "--", *CODE],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
         self.describe = f"{head}{' + uncommitted changes' if dirty else ''}"
 
     def argv(self, *args: str) -> tuple[str, ...]:
@@ -180,18 +202,30 @@ def _log_time(rec: dict[str, Any]) -> float:
     return datetime.fromisoformat(rec["timestamp"]).timestamp()
 
 
-async def takeover(bootstrap: str, names: TopicNames, prefix: str, tree: Tree, tmp: Path,
-                   end: int, label: str) -> dict[str, Any]:
+async def takeover(
+    bootstrap: str, names: TopicNames, prefix: str, tree: Tree, tmp: Path, end: int, label: str
+) -> dict[str, Any]:
     """One worker takes partition 0 over with a new session's first message waiting."""
     probe = f"probe-{secrets.token_hex(3)}"
     async with RequestSender(bootstrap, names) as send:
         await send.request(user_message(probe, "what is 6*7?", agent="calc"))
-    env = tree.env(worker_env(bootstrap, prefix, partitions=1,
-                              script=scripted_script(tmp, latency_ms=0), session_timeout_ms=6000))
+    env = tree.env(
+        worker_env(
+            bootstrap,
+            prefix,
+            partitions=1,
+            script=scripted_script(tmp, latency_ms=0),
+            session_timeout_ms=6000,
+        )
+    )
     worker = WorkerProcess(label, env, tmp / f"{label}.log", argv=tree.argv("-m", "streams"))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed", fetch_max_wait_ms=5,
-                                client_id="turnlog-bench-tail")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_wait_ms=5,
+        client_id="turnlog-bench-tail",
+    )
     await consumer.start()
     try:
         tp = TopicPartition(names.events, 0)
@@ -212,13 +246,26 @@ async def takeover(bootstrap: str, names: TopicNames, prefix: str, tree: Tree, t
                 seen = now
         rss, hwm = _rss_kib(worker.pid)
         records = await wait_until(
-            lambda: [r for r in worker.log_records() if r.get("event") == "partitions.assigned"
-                     and r.get("partitions")], 30, "partitions.assigned", diagnose=worker.tail)
+            lambda: [
+                r
+                for r in worker.log_records()
+                if r.get("event") == "partitions.assigned" and r.get("partitions")
+            ],
+            30,
+            "partitions.assigned",
+            diagnose=worker.tail,
+        )
         assigned = records[0]
-        restoring = next(r for r in worker.log_records()
-                         if r.get("event") == "partitions.restoring" and r.get("partitions"))
-        unreadable = sum(int(r.get("sessions", 0)) for r in worker.log_records()
-                         if r.get("event") == "restore.snapshots_unreadable")
+        restoring = next(
+            r
+            for r in worker.log_records()
+            if r.get("event") == "partitions.restoring" and r.get("partitions")
+        )
+        unreadable = sum(
+            int(r.get("sessions", 0))
+            for r in worker.log_records()
+            if r.get("event") == "restore.snapshots_unreadable"
+        )
     finally:
         worker.kill()
         await consumer.stop()
@@ -227,7 +274,8 @@ async def takeover(bootstrap: str, names: TopicNames, prefix: str, tree: Tree, t
         "sessions": int(assigned.get("sessions") or 0),
         "takeover_s": seen - _log_time(restoring),
         "start_s": seen - started,
-        "rss_mb": rss / 1024, "hwm_mb": hwm / 1024,
+        "rss_mb": rss / 1024,
+        "hwm_mb": hwm / 1024,
         "unreadable": unreadable,
     }
 
@@ -235,15 +283,25 @@ async def takeover(bootstrap: str, names: TopicNames, prefix: str, tree: Tree, t
 # --------------------------------------------------------------------------- one history
 
 
-async def run_history(bootstrap: str, args: argparse.Namespace, trees: list[Tree], tmp: Path,
-                      *, name: str, events: int | None = None, sessions: int | None = None,
-                      turns: int, flip: bool) -> list[dict[str, Any]]:
+async def run_history(
+    bootstrap: str,
+    args: argparse.Namespace,
+    trees: list[Tree],
+    tmp: Path,
+    *,
+    name: str,
+    events: int | None = None,
+    sessions: int | None = None,
+    turns: int,
+    flip: bool,
+) -> list[dict[str, Any]]:
     """One history, written once per (worker, case), and one takeover of each copy."""
     now = datetime.now(UTC)
     start = now - timedelta(hours=6)
     idle, live = await _history.templates(turns, start, now)
-    plan = _history.history(events=events, sessions=sessions, live_fraction=args.live,
-                            idle=idle, live=live)
+    plan = _history.history(
+        events=events, sessions=sessions, live_fraction=args.live, idle=idle, live=live
+    )
     samples = sorted({0, 1, plan.n_sessions // 2, plan.n_sessions - 1})
     print(f"{name}: {await _history.check_rekeying(plan, samples, start, now)}")
     cases = [c for c in args.cases.split(",") if c in CASES]
@@ -258,24 +316,35 @@ async def run_history(bootstrap: str, args: argparse.Namespace, trees: list[Tree
         n = await produce(bootstrap, [nm.events for nm in names], plan.records())
         wrote = time.monotonic() - t0
         snaps = 0
-        with_snapshots = [nm.snapshots for nm, (_, case) in zip(names, runs, strict=True)
-                          if case == "b"]
+        with_snapshots = [
+            nm.snapshots for nm, (_, case) in zip(names, runs, strict=True) if case == "b"
+        ]
         if with_snapshots:
             snaps = await produce(bootstrap, with_snapshots, _with_headers(plan.snapshots(now)))
-        print(f"{name}: {n:,} events of {plan.n_sessions:,} sessions ({plan.n_live:,} live) "
-              f"written to {len(runs)} topics in {wrote:.1f} s; {snaps:,} snapshot records; "
-              f"open turns from offset {plan.first_open_at:,}")
+        print(
+            f"{name}: {n:,} events of {plan.n_sessions:,} sessions ({plan.n_live:,} live) "
+            f"written to {len(runs)} topics in {wrote:.1f} s; {snaps:,} snapshot records; "
+            f"open turns from offset {plan.first_open_at:,}"
+        )
         for k, ((tree, case), prefix, nm) in enumerate(zip(runs, prefixes, names, strict=True)):
             r = await takeover(bootstrap, nm, prefix, tree, tmp, n, f"{name}-{k}-{case}")
-            r.update(name=name, case=case, worker=tree.describe, events=n,
-                     n_sessions=plan.n_sessions, live=plan.n_live,
-                     snapshots=snaps if case == "b" else 0)
+            r.update(
+                name=name,
+                case=case,
+                worker=tree.describe,
+                events=n,
+                n_sessions=plan.n_sessions,
+                live=plan.n_live,
+                snapshots=snaps if case == "b" else 0,
+            )
             rows.append(r)
-            print(f"  worker {tree.describe}, ({case}) {CASES[case]}: restore_ms "
-                  f"{r['restore_ms']:,.0f}, takeover {r['takeover_s']:.2f} s (from process "
-                  f"start {r['start_s']:.2f} s), {r['sessions']} sessions in memory, RSS "
-                  f"{r['rss_mb']:.0f} MB (peak {r['hwm_mb']:.0f} MB)"
-                  + (f", {r['unreadable']} snapshots unreadable" if r["unreadable"] else ""))
+            print(
+                f"  worker {tree.describe}, ({case}) {CASES[case]}: restore_ms "
+                f"{r['restore_ms']:,.0f}, takeover {r['takeover_s']:.2f} s (from process "
+                f"start {r['start_s']:.2f} s), {r['sessions']} sessions in memory, RSS "
+                f"{r['rss_mb']:.0f} MB (peak {r['hwm_mb']:.0f} MB)"
+                + (f", {r['unreadable']} snapshots unreadable" if r["unreadable"] else "")
+            )
     finally:
         for p in prefixes:
             await delete_topics(bootstrap, p)
@@ -349,10 +418,17 @@ async def tick_pass(sessions: int, due: int) -> dict[str, Any]:
 def tick_in(tree: Tree, sessions: int) -> dict[str, Any]:
     """`tick_pass` in a subprocess that imports the worker's tree."""
     proc = subprocess.run(
-        [sys.executable, *tree.argv(str(Path(__file__)), "--tick-only",
-                                    "--tick-sessions", str(sessions))],
-        check=False, cwd=ROOT, env=tree.env(dict(os.environ)), capture_output=True, text=True,
-        timeout=600)
+        [
+            sys.executable,
+            *tree.argv(str(Path(__file__)), "--tick-only", "--tick-sessions", str(sessions)),
+        ],
+        check=False,
+        cwd=ROOT,
+        env=tree.env(dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
             result: dict[str, Any] = json.loads(line)
@@ -363,29 +439,42 @@ def tick_in(tree: Tree, sessions: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def _markdown(args: argparse.Namespace, trees: list[Tree], rows: list[dict[str, Any]],
-              ticks: dict[str, dict[str, Any]]) -> str:
+def _markdown(
+    args: argparse.Namespace,
+    trees: list[Tree],
+    rows: list[dict[str, Any]],
+    ticks: dict[str, dict[str, Any]],
+) -> str:
     cmd = " ".join(["bench/restore.py", *sys.argv[1:]]).replace(" --write", "")
     workers = ", ".join(f"`{t.describe}`" for t in trees)
     lines = [
-        SECTION, "",
-        (f"Command: `.venv/bin/python {cmd} --write` ({platform.node() or 'this machine'}, "
-         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; worker {workers}; broker, "
-         "worker and this client on the same 2-core machine)."), "",
-        (f"One partition; sessions of the `calc` agent of about {args.turns} turns (9 events "
-         f"a turn; the memory run: {args.rss_turns}), {args.live:.0%} of them live (a turn in "
-         "progress: the newest entries of the partition). Real events of the real core, "
-         "re-keyed per session and checked against the core on samples (bench/_history.py). "
-         "(a) no snapshots: the snapshots topic is empty; (b) snapshots: each session's "
-         "latest snapshot and the partition's restore point, as a worker leaves them. "
-         "Takeover: from the worker's `partitions.restoring` log line to the first event of "
-         "a new session whose message was waiting (from the process start in the next "
-         "column); sessions in memory as its `partitions.assigned` line says; RSS once that "
-         "event is visible, peak in brackets. A worker that does not read snapshots "
-         "restores (b) as it restores (a): its two rows differ only by the machine's "
-         "noise."), "",
-        ("| history | sessions (live) | worker | case | restore_ms | takeover "
-         "| from process start | sessions in memory | RSS (peak) |"),
+        SECTION,
+        "",
+        (
+            f"Command: `.venv/bin/python {cmd} --write` ({platform.node() or 'this machine'}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; worker {workers}; broker, "
+            "worker and this client on the same 2-core machine)."
+        ),
+        "",
+        (
+            f"One partition; sessions of the `calc` agent of about {args.turns} turns (9 events "
+            f"a turn; the memory run: {args.rss_turns}), {args.live:.0%} of them live (a turn in "
+            "progress: the newest entries of the partition). Real events of the real core, "
+            "re-keyed per session and checked against the core on samples (bench/_history.py). "
+            "(a) no snapshots: the snapshots topic is empty; (b) snapshots: each session's "
+            "latest snapshot and the partition's restore point, as a worker leaves them. "
+            "Takeover: from the worker's `partitions.restoring` log line to the first event of "
+            "a new session whose message was waiting (from the process start in the next "
+            "column); sessions in memory as its `partitions.assigned` line says; RSS once that "
+            "event is visible, peak in brackets. A worker that does not read snapshots "
+            "restores (b) as it restores (a): its two rows differ only by the machine's "
+            "noise."
+        ),
+        "",
+        (
+            "| history | sessions (live) | worker | case | restore_ms | takeover "
+            "| from process start | sessions in memory | RSS (peak) |"
+        ),
         "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -393,16 +482,20 @@ def _markdown(args: argparse.Namespace, trees: list[Tree], rows: list[dict[str, 
             f"| {r['events']:,} events | {r['n_sessions']:,} ({r['live']:,}) | `{r['worker']}` "
             f"| ({r['case']}) {CASES[r['case']]} | {r['restore_ms']:,.0f} ms "
             f"| **{r['takeover_s']:.2f} s** | {r['start_s']:.2f} s | {r['sessions']:,} "
-            f"| {r['rss_mb']:.0f} MB ({r['hwm_mb']:.0f} MB) |")
+            f"| {r['rss_mb']:.0f} MB ({r['hwm_mb']:.0f} MB) |"
+        )
     lines.append("")
     for worker, tick in ticks.items():
         if "error" in tick:
             lines += [f"Tick, worker `{worker}`: not measured ({tick['error']}).", ""]
         else:
             lines += [
-                (f"Tick, worker `{worker}`: one pass of the session process's tick loop with "
-                 f"{tick['sessions']:,} sessions in memory, {tick['due']} due ({tick['sent']} "
-                 f"Ticks sent): **{tick['cpu_ms']:.2f} ms** of CPU (median of 5)."), "",
+                (
+                    f"Tick, worker `{worker}`: one pass of the session process's tick loop with "
+                    f"{tick['sessions']:,} sessions in memory, {tick['due']} due ({tick['sent']} "
+                    f"Ticks sent): **{tick['cpu_ms']:.2f} ms** of CPU (median of 5)."
+                ),
+                "",
             ]
     lines += [_reading(rows), ""]
     return "\n".join(lines)
@@ -415,15 +508,18 @@ def _reading(rows: list[dict[str, Any]]) -> str:
     keys = list(dict.fromkeys((r["worker"], r["case"]) for r in rows))
     for worker, case in keys:
         mine = [r for r in rows if (r["worker"], r["case"]) == (worker, case)]
-        takeovers = sorted((r for r in mine if r["name"].startswith("takeover")),
-                           key=lambda r: r["events"])
+        takeovers = sorted(
+            (r for r in mine if r["name"].startswith("takeover")), key=lambda r: r["events"]
+        )
         memory = [r for r in mine if r["name"].startswith("memory")]
         bits = []
         if len(takeovers) >= 2:
             lo, hi = takeovers[0], takeovers[-1]
-            bits.append(f"takeover {lo['takeover_s']:.2f} s at {lo['events']:,} events, "
-                        f"{hi['takeover_s']:.2f} s at {hi['events']:,} "
-                        f"({hi['takeover_s'] / max(lo['takeover_s'], 1e-9):.1f}x)")
+            bits.append(
+                f"takeover {lo['takeover_s']:.2f} s at {lo['events']:,} events, "
+                f"{hi['takeover_s']:.2f} s at {hi['events']:,} "
+                f"({hi['takeover_s'] / max(lo['takeover_s'], 1e-9):.1f}x)"
+            )
         for r in memory:
             bits.append(f"{r['rss_mb']:.0f} MB with {r['n_sessions']:,} sessions")
         if bits:
@@ -441,20 +537,36 @@ async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="turnlog-restore-") as tmp_dir:
         tmp = Path(tmp_dir)
         # Two names of one commit are one worker.
-        trees = list({t.describe: t for t in (Tree(rev, tmp) for rev in args.revs.split(",")
-                                              if rev)}.values())
+        trees = list(
+            {
+                t.describe: t for t in (Tree(rev, tmp) for rev in args.revs.split(",") if rev)
+            }.values()
+        )
         print("workers: " + ", ".join(t.describe for t in trees))
         sizes = [int(s) for s in args.sizes.split(",") if s]
         for k, size in enumerate(sizes):
-            rows += await run_history(bootstrap, args, trees, tmp, name=f"takeover-{size}",
-                                      events=size, turns=args.turns, flip=k % 2 == 1)
+            rows += await run_history(
+                bootstrap,
+                args,
+                trees,
+                tmp,
+                name=f"takeover-{size}",
+                events=size,
+                turns=args.turns,
+                flip=k % 2 == 1,
+            )
         if args.rss_sessions:
-            rows += await run_history(bootstrap, args, trees, tmp,
-                                      name=f"memory-{args.rss_sessions}",
-                                      sessions=args.rss_sessions, turns=args.rss_turns,
-                                      flip=len(sizes) % 2 == 1)
-        ticks = {t.describe: tick_in(t, args.tick_sessions) for t in trees
-                 if args.tick_sessions}
+            rows += await run_history(
+                bootstrap,
+                args,
+                trees,
+                tmp,
+                name=f"memory-{args.rss_sessions}",
+                sessions=args.rss_sessions,
+                turns=args.rss_turns,
+                flip=len(sizes) % 2 == 1,
+            )
+        ticks = {t.describe: tick_in(t, args.tick_sessions) for t in trees if args.tick_sessions}
     for worker, tick in ticks.items():
         print(f"tick, worker {worker}: {tick}")
     print(_reading(rows))
@@ -464,22 +576,34 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000",
-                        help="events of history in the partition, one takeover each")
+    parser.add_argument(
+        "--sizes",
+        default="10000,100000,1000000",
+        help="events of history in the partition, one takeover each",
+    )
     parser.add_argument("--turns", type=int, default=10, help="turns a session, about")
     parser.add_argument("--live", type=float, default=0.01, help="fraction of live sessions")
-    parser.add_argument("--rss-sessions", type=int, default=100_000,
-                        help="sessions of the memory run (0: skip)")
+    parser.add_argument(
+        "--rss-sessions", type=int, default=100_000, help="sessions of the memory run (0: skip)"
+    )
     parser.add_argument("--rss-turns", type=int, default=1, help="turns a session there")
-    parser.add_argument("--tick-sessions", type=int, default=100_000,
-                        help="sessions in memory for the tick (0: skip)")
+    parser.add_argument(
+        "--tick-sessions",
+        type=int,
+        default=100_000,
+        help="sessions in memory for the tick (0: skip)",
+    )
     parser.add_argument("--cases", default="a,b", help="a (no snapshots), b (snapshots)")
-    parser.add_argument("--revs", default=WORKTREE,
-                        help="workers to compare: git revisions, each run from `git archive "
-                        f"REV`, or {WORKTREE!r} (the working tree)")
+    parser.add_argument(
+        "--revs",
+        default=WORKTREE,
+        help="workers to compare: git revisions, each run from `git archive "
+        f"REV`, or {WORKTREE!r} (the working tree)",
+    )
     parser.add_argument("--tick-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--write", action="store_true",
-                        help="update the Restore section of BENCHMARKS.md")
+    parser.add_argument(
+        "--write", action="store_true", help="update the Restore section of BENCHMARKS.md"
+    )
     args = parser.parse_args()
     if args.tick_only:
         configure_logging("WARNING")

@@ -160,9 +160,10 @@ _SCRIPT = {
         {
             "name": "answer",
             "when": {"last": "tool_result"},
-            "respond": {"text": "Done: {{tool_result}}",
-                        "usage": {"input_tokens": 140, "output_tokens": 8,
-                                  "cache_read_tokens": 100}},
+            "respond": {
+                "text": "Done: {{tool_result}}",
+                "usage": {"input_tokens": 140, "output_tokens": 8, "cache_read_tokens": 100},
+            },
         },
     ],
     "otherwise": {"text": "?"},
@@ -172,24 +173,36 @@ _SCRIPT = {
 # --------------------------------------------------------------------------- phases
 
 
-async def drive(args: argparse.Namespace, names: TopicNames, log: EventLog,
-                send: RequestSender, sessions: list[str], run: Run, deadline: float,
-                stop: asyncio.Event) -> None:
+async def drive(
+    args: argparse.Namespace,
+    names: TopicNames,
+    log: EventLog,
+    send: RequestSender,
+    sessions: list[str],
+    run: Run,
+    deadline: float,
+    stop: asyncio.Event,
+) -> None:
     """Each session's next turn as soon as its previous one ended (closed loop), until
     `--turns` or the deadline; keeps reading the log until `stop`."""
     while not stop.is_set():
         await log.poll(50)
         if time.monotonic() >= deadline:
             continue
-        ready = [s for s in sessions if run.turns_sent.get(s, 0) < args.turns
-                 and log.turns_ended(s) >= run.turns_sent.get(s, 0)]
+        ready = [
+            s
+            for s in sessions
+            if run.turns_sent.get(s, 0) < args.turns
+            and log.turns_ended(s) >= run.turns_sent.get(s, 0)
+        ]
         if not ready:
             continue
         batch = []
         for s in ready:
             turn = run.turns_sent.get(s, 0) + 1
-            batch.append(user_message(s, f"{s}-t{turn}", agent=AGENT if turn == 1 else None,
-                                      turn=turn))
+            batch.append(
+                user_message(s, f"{s}-t{turn}", agent=AGENT if turn == 1 else None, turn=turn)
+            )
         try:
             await asyncio.wait_for(send.requests(batch), 30)
         except (KafkaError, TimeoutError) as exc:
@@ -203,8 +216,15 @@ async def drive(args: argparse.Namespace, names: TopicNames, log: EventLog,
             run.turns_sent[r.session_id] = run.turns_sent.get(r.session_id, 0) + 1
 
 
-async def chaos(args: argparse.Namespace, infra: Infra, fleet: Fleet, junk: JunkSender,
-                rng: random.Random, run: Run, window: float) -> None:
+async def chaos(
+    args: argparse.Namespace,
+    infra: Infra,
+    fleet: Fleet,
+    junk: JunkSender,
+    rng: random.Random,
+    run: Run,
+    window: float,
+) -> None:
     """Kills, the two restarts and the junk, on their schedules, until the window ends."""
     t0 = time.monotonic()
     next_kill = t0 + args.kill_interval * rng.uniform(0.3, 1.0)
@@ -219,8 +239,7 @@ async def chaos(args: argparse.Namespace, infra: Infra, fleet: Fleet, junk: Junk
         if infra.can_restart_postgres():
             restarts["postgres"] = t0 + 0.65 * window
         else:
-            run.note("PostgreSQL restart SKIPPED: the server was not started from this "
-                     "state dir")
+            run.note("PostgreSQL restart SKIPPED: the server was not started from this state dir")
     first_kinds = ["session", "projector"]
     rng.shuffle(first_kinds)
     background: set[asyncio.Task[Any]] = set()
@@ -249,8 +268,11 @@ async def chaos(args: argparse.Namespace, infra: Infra, fleet: Fleet, junk: Junk
         fleet.supervise()
         if now >= next_kill:
             next_kill = now + args.kill_interval * rng.uniform(0.5, 1.5)
-            kind = first_kinds.pop() if first_kinds else rng.choices(
-                ("session", "projector"), weights=(2, 1))[0]
+            kind = (
+                first_kinds.pop()
+                if first_kinds
+                else rng.choices(("session", "projector"), weights=(2, 1))[0]
+            )
             alive = [w for w in fleet.of(kind) if w.alive and w.name not in fleet.down]
             if alive:
                 spawn(fleet.kill(rng.choice(alive), rng.uniform(0, 3)))
@@ -274,8 +296,15 @@ def _count(url: str, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def projection_checks(infra: Infra, names: TopicNames, admin_url: str, app_url: str,
-                            total_events: int, fleet: Fleet, run: Run) -> list[Check]:
+async def projection_checks(
+    infra: Infra,
+    names: TopicNames,
+    admin_url: str,
+    app_url: str,
+    total_events: int,
+    fleet: Fleet,
+    run: Run,
+) -> list[Check]:
     """Wait for the projectors to reach every event, stop them, then: the audit chain,
     and every projection table against a clean rebuild."""
 
@@ -302,14 +331,16 @@ async def projection_checks(infra: Infra, names: TopicNames, admin_url: str, app
     await fleet.stop("projector")
     projected = _count(app_url, "SELECT count(*) FROM events")
     quarantined = _count(app_url, "SELECT count(*) FROM projection_quarantine")
-    stopped = _count(app_url, "SELECT count(*) FROM projector_offsets "
-                              "WHERE stopped_reason IS NOT NULL")
+    stopped = _count(
+        app_url, "SELECT count(*) FROM projector_offsets WHERE stopped_reason IS NOT NULL"
+    )
     projected_check = Check(
         "every event projected once",
         f"{projected} rows in events == {total_events} distinct (session, seq) on the topic; "
         f"quarantined "
         f"{quarantined}; stopped partitions {stopped}",
-        caught and projected == total_events and quarantined == 0 and stopped == 0)
+        caught and projected == total_events and quarantined == 0 and stopped == 0,
+    )
 
     checkpoints = await read_checkpoints(infra.bootstrap, names.checkpoints)
     report = await asyncio.to_thread(verify_audit_log, admin_url, checkpoints)
@@ -317,12 +348,16 @@ async def projection_checks(infra: Infra, names: TopicNames, admin_url: str, app
         "audit chain verifies",
         f"{'ok' if report.ok else 'BROKEN'}: {report.rows} rows for {total_events} events, "
         f"{report.checkpoints_matched} of {len(checkpoints)} published checkpoints matched",
-        report.ok and report.rows == total_events and report.checkpoints_matched == len(checkpoints),
-        [str(report.broken)] if report.broken else [])
+        report.ok
+        and report.rows == total_events
+        and report.checkpoints_matched == len(checkpoints),
+        [str(report.broken)] if report.broken else [],
+    )
 
     incremental = await asyncio.to_thread(table_checksums, app_url, PROJECTION_TABLES)
-    config = ProjectorConfig(infra.bootstrap, app_url, names.events, names.checkpoints,
-                             group_id=None)
+    config = ProjectorConfig(
+        infra.bootstrap, app_url, names.events, names.checkpoints, group_id=None
+    )
     began = time.monotonic()
     rebuilt = await rebuild(config)
     differ = [t for t in PROJECTION_TABLES if incremental.get(t) != rebuilt.checksums.get(t)]
@@ -333,8 +368,11 @@ async def projection_checks(infra: Infra, names: TopicNames, admin_url: str, app
         f"({rows} rows; rebuild replayed {rebuilt.events_replayed} events in "
         f"{time.monotonic() - began:.1f} s)",
         not differ,
-        [f"{t}: incremental {incremental.get(t)} != rebuild {rebuilt.checksums.get(t)}"
-         for t in differ])
+        [
+            f"{t}: incremental {incremental.get(t)} != rebuild {rebuilt.checksums.get(t)}"
+            for t in differ
+        ],
+    )
     return [projected_check, tables, audit]
 
 
@@ -360,18 +398,31 @@ async def soak(args: argparse.Namespace, infra: Infra, workdir: Path, run: Run) 
                 await asyncio.to_thread(drop_database, infra.server_url, db_name)
 
 
-async def _soak(args: argparse.Namespace, infra: Infra, workdir: Path, run: Run,
-                rng: random.Random, names: TopicNames, admin_url: str,
-                app_url: str) -> list[Check]:
+async def _soak(
+    args: argparse.Namespace,
+    infra: Infra,
+    workdir: Path,
+    run: Run,
+    rng: random.Random,
+    names: TopicNames,
+    admin_url: str,
+    app_url: str,
+) -> list[Check]:
     sandbox = workdir / "sandbox"
     (sandbox / "marks").mkdir(parents=True)
     agents = workdir / "agents.toml"
     agents.write_text(_AGENTS, encoding="utf-8")
     script = workdir / "soak.script.yaml"
     script.write_text(yaml.safe_dump(_SCRIPT, sort_keys=False), encoding="utf-8")
-    env = worker_env(infra.bootstrap, names.requests[: -len("turnlog.requests")],
-                     partitions=args.partitions, agents=agents, script=script,
-                     sandbox=sandbox, session_timeout_ms=args.session_timeout_ms)
+    env = worker_env(
+        infra.bootstrap,
+        names.requests[: -len("turnlog.requests")],
+        partitions=args.partitions,
+        agents=agents,
+        script=script,
+        sandbox=sandbox,
+        session_timeout_ms=args.session_timeout_ms,
+    )
     env.pop("DATABASE_URL", None)  # session workers and their tools never see it
     projector_env = {**env, "DATABASE_URL": app_url}
     sessions = [f"soak-{i:04d}" for i in range(args.sessions)]
@@ -388,20 +439,25 @@ async def _soak(args: argparse.Namespace, infra: Infra, workdir: Path, run: Run,
         fleet.start_all()
         await fleet.of("session")[0].wait_assigned(timeout_s=120)
         run.started = time.monotonic()
-        run.note(f"{args.session_workers} session workers and {args.projectors} projectors "
-                 f"up; {args.sessions} sessions start")
+        run.note(
+            f"{args.session_workers} session workers and {args.projectors} projectors "
+            f"up; {args.sessions} sessions start"
+        )
         deadline = time.monotonic() + window
         stop_driving = asyncio.Event()
         driver = asyncio.create_task(
-            drive(args, names, log, send, sessions, run, deadline, stop_driving))
+            drive(args, names, log, send, sessions, run, deadline, stop_driving)
+        )
 
         async def progress() -> None:
             while True:
                 await asyncio.sleep(15)  # a progress line's period
                 done = sum(1 for e in log.events if isinstance(e.payload, TurnCompleted))
-                run.note(f"progress: {sum(run.turns_sent.values())} turns sent, {done} "
-                         f"completed, {len(log.events)} events, {len(run.junk)} junk, "
-                         f"kills {dict(run.kills)}")
+                run.note(
+                    f"progress: {sum(run.turns_sent.values())} turns sent, {done} "
+                    f"completed, {len(log.events)} events, {len(run.junk)} junk, "
+                    f"kills {dict(run.kills)}"
+                )
 
         reporter = asyncio.create_task(progress())
         try:
@@ -422,17 +478,29 @@ async def _soak(args: argparse.Namespace, infra: Infra, workdir: Path, run: Run,
                 return all(log.turns_ended(s) >= n for s, n in run.turns_sent.items())
 
             try:
-                await wait_until(drained, args.drain_timeout, "every turn sent ended",
-                                 interval_s=0.5, diagnose=lambda: log.summary(
-                                     [s for s, n in run.turns_sent.items()
-                                      if log.turns_ended(s) < n]))
-                await wait_until(lambda: group_caught_up(infra.bootstrap, group_id,
-                                                         names.requests),
-                                 120, "the session workers committed every input",
-                                 interval_s=0.5)
+                await wait_until(
+                    drained,
+                    args.drain_timeout,
+                    "every turn sent ended",
+                    interval_s=0.5,
+                    diagnose=lambda: log.summary(
+                        [s for s, n in run.turns_sent.items() if log.turns_ended(s) < n]
+                    ),
+                )
+                await wait_until(
+                    lambda: group_caught_up(infra.bootstrap, group_id, names.requests),
+                    120,
+                    "the session workers committed every input",
+                    interval_s=0.5,
+                )
             except AssertionError as exc:
-                stuck = sorted({partition_for(s, args.partitions)
-                                for s, n in run.turns_sent.items() if log.turns_ended(s) < n})
+                stuck = sorted(
+                    {
+                        partition_for(s, args.partitions)
+                        for s, n in run.turns_sent.items()
+                        if log.turns_ended(s) < n
+                    }
+                )
                 run.note(f"DRAIN INCOMPLETE: {exc}; partitions with unfinished turns: {stuck}")
             run.drain_s = time.monotonic() - drain_began
             run.note(f"drained in {run.drain_s:.1f} s")
@@ -452,21 +520,38 @@ async def _soak(args: argparse.Namespace, infra: Infra, workdir: Path, run: Run,
                 request = None
             records.append(RequestRecord(rec.partition, rec.offset, request))
         dlq = await read_records(infra.bootstrap, names.dlq)
-        checks = check_all(events=events, positions=positions, records=records, dlq=dlq,
-                           requests_topic=names.requests, junk=run.junk,
-                           turns_sent=run.turns_sent, marks=sandbox / "marks")
+        checks = check_all(
+            events=events,
+            positions=positions,
+            records=records,
+            dlq=dlq,
+            requests_topic=names.requests,
+            junk=run.junk,
+            turns_sent=run.turns_sent,
+            marks=sandbox / "marks",
+        )
         # The projection holds each (session, seq) once, whatever the log holds twice.
         distinct = len({(e.session_id, e.seq) for e in events})
-        checks += await projection_checks(infra, names, admin_url, app_url, distinct,
-                                          fleet, run)
+        checks += await projection_checks(infra, names, admin_url, app_url, distinct, fleet, run)
         await fleet.stop("session")
         run.rebalances = await asyncio.to_thread(infra.group_rebalances, group_id)
-        checks.append(Check("running workers that exited by themselves",
-                            str(len(run.unexpected)), not run.unexpected, run.unexpected[:10]))
-        checks.append(Check(
-            "workers started during an outage wait for it (no exit)",
-            f"{len(run.outage_exits)} exits of workers (re)started while the broker or "
-            "PostgreSQL was down", not run.outage_exits, run.outage_exits[:10]))
+        checks.append(
+            Check(
+                "running workers that exited by themselves",
+                str(len(run.unexpected)),
+                not run.unexpected,
+                run.unexpected[:10],
+            )
+        )
+        checks.append(
+            Check(
+                "workers started during an outage wait for it (no exit)",
+                f"{len(run.outage_exits)} exits of workers (re)started while the broker or "
+                "PostgreSQL was down",
+                not run.outage_exits,
+                run.outage_exits[:10],
+            )
+        )
         return checks
 
 
@@ -474,30 +559,38 @@ def _print(args: argparse.Namespace, run: Run, checks: list[Check], infra: Infra
     def secs(value: float | None) -> str:
         return "none" if value is None else f"{value:.1f} s"
 
-    print(f"\nsoak: {args.sessions} sessions, {sum(run.turns_sent.values())} turns sent, "
-          f"{args.minutes:g} min window + {run.drain_s:.0f} s drain; SIGKILLs: "
-          f"{dict(sorted(run.kills.items()))}; broker restart: "
-          f"{secs(run.broker_down_s)}; "
-          f"PostgreSQL restart: "
-          f"{secs(run.postgres_down_s)}; "
-          f"junk: {dict(sorted(Counter(j.kind for j in run.junk).items()))}; "
-          f"rebalances of the session workers' group (broker log): "
-          f"{'?' if run.rebalances is None else run.rebalances}")
+    print(
+        f"\nsoak: {args.sessions} sessions, {sum(run.turns_sent.values())} turns sent, "
+        f"{args.minutes:g} min window + {run.drain_s:.0f} s drain; SIGKILLs: "
+        f"{dict(sorted(run.kills.items()))}; broker restart: "
+        f"{secs(run.broker_down_s)}; "
+        f"PostgreSQL restart: "
+        f"{secs(run.postgres_down_s)}; "
+        f"junk: {dict(sorted(Counter(j.kind for j in run.junk).items()))}; "
+        f"rebalances of the session workers' group (broker log): "
+        f"{'?' if run.rebalances is None else run.rebalances}"
+    )
     for check in checks:
         print(check.line())
         for line in check.detail:
             print(f"         {line}")
     failed = [c.name for c in checks if not c.ok]
-    print(f"\n{'FAIL: ' + ', '.join(failed) if failed else 'PASS'} "
-          f"({len(checks) - len(failed)} of {len(checks)} invariants hold)")
+    print(
+        f"\n{'FAIL: ' + ', '.join(failed) if failed else 'PASS'} "
+        f"({len(checks) - len(failed)} of {len(checks)} invariants hold)"
+    )
 
 
 def _command(args: argparse.Namespace) -> str:
-    parts = [".venv/bin/python bench/soak.py", f"--sessions {args.sessions}",
-             f"--minutes {args.minutes:g}", f"--turns {args.turns}", f"--seed {args.seed}",
-             f"--kill-interval {args.kill_interval:g}"]
-    parts += [f"--session-timeout-ms {args.session_timeout_ms}"] * (
-        args.session_timeout_ms != 6000)
+    parts = [
+        ".venv/bin/python bench/soak.py",
+        f"--sessions {args.sessions}",
+        f"--minutes {args.minutes:g}",
+        f"--turns {args.turns}",
+        f"--seed {args.seed}",
+        f"--kill-interval {args.kill_interval:g}",
+    ]
+    parts += [f"--session-timeout-ms {args.session_timeout_ms}"] * (args.session_timeout_ms != 6000)
     parts += ["--no-broker-restart"] * args.no_broker_restart
     parts += ["--no-postgres-restart"] * args.no_postgres_restart
     parts += [f"--infra {args.infra}"] * (args.infra != "own")
@@ -505,13 +598,22 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _write(args: argparse.Namespace, run: Run, checks: list[Check]) -> None:
-    lines = [SECTION, "", f"Command: `{_command(args)} --write`", "",
-             (f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
-              f"({platform.machine()}, Python {platform.python_version()}); "
-              f"{args.session_workers} session workers, {args.projectors} projectors, "
-              f"{args.partitions} partitions. SIGKILLs {dict(sorted(run.kills.items()))}, "
-              f"junk {dict(sorted(Counter(j.kind for j in run.junk).items()))}."), "",
-             "| invariant | figure | |", "|---|---|---|"]
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{_command(args)} --write`",
+        "",
+        (
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+            f"({platform.machine()}, Python {platform.python_version()}); "
+            f"{args.session_workers} session workers, {args.projectors} projectors, "
+            f"{args.partitions} partitions. SIGKILLs {dict(sorted(run.kills.items()))}, "
+            f"junk {dict(sorted(Counter(j.kind for j in run.junk).items()))}."
+        ),
+        "",
+        "| invariant | figure | |",
+        "|---|---|---|",
+    ]
     lines += [f"| {c.name} | {c.figure} | {'PASS' if c.ok else 'FAIL'} |" for c in checks]
     markdown = "\n".join(lines) + "\n"
     path = ROOT / "BENCHMARKS.md"
@@ -528,43 +630,75 @@ def _write(args: argparse.Namespace, run: Run, checks: list[Check]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=200)
-    parser.add_argument("--minutes", type=float, default=3.0,
-                        help="the chaos window (the drain and the checks come after)")
-    parser.add_argument("--turns", type=int, default=20,
-                        help="turns per session at most (fewer when the window ends first)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=3.0,
+        help="the chaos window (the drain and the checks come after)",
+    )
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=20,
+        help="turns per session at most (fewer when the window ends first)",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--kill-interval", type=float, default=8.0,
-                        help="mean seconds between two SIGKILLs")
-    parser.add_argument("--junk-interval", type=float, default=2.0,
-                        help="mean seconds between two bursts of 1-3 junk inputs")
+    parser.add_argument(
+        "--kill-interval", type=float, default=8.0, help="mean seconds between two SIGKILLs"
+    )
+    parser.add_argument(
+        "--junk-interval",
+        type=float,
+        default=2.0,
+        help="mean seconds between two bursts of 1-3 junk inputs",
+    )
     parser.add_argument("--session-workers", type=int, default=3)
     parser.add_argument("--projectors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--session-timeout-ms", type=int, default=6000,
-                        help="the session workers' TURNLOG_SESSION_TIMEOUT_MS (default: the "
-                             "product's; the tests use 3000)")
+    parser.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=6000,
+        help="the session workers' TURNLOG_SESSION_TIMEOUT_MS (default: the "
+        "product's; the tests use 3000)",
+    )
     parser.add_argument("--no-broker-restart", action="store_true")
     parser.add_argument("--no-postgres-restart", action="store_true")
-    parser.add_argument("--drain-timeout", type=float, default=300.0,
-                        help="seconds to wait after the window for every turn to end")
-    parser.add_argument("--stall-timeout", type=float, default=120.0,
-                        help="stop draining when no event came for this long")
-    parser.add_argument("--infra", choices=("own", "dev"), default="own",
-                        help="own: a private broker and server (default); dev: the "
-                             "`turnlog dev` ones, restarted too")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the topics, the database, the worker logs (and, with "
-                             "--infra own, the private servers)")
-    parser.add_argument("--write", action="store_true",
-                        help="replace the Soak section of BENCHMARKS.md")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait after the window for every turn to end",
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=120.0,
+        help="stop draining when no event came for this long",
+    )
+    parser.add_argument(
+        "--infra",
+        choices=("own", "dev"),
+        default="own",
+        help="own: a private broker and server (default); dev: the "
+        "`turnlog dev` ones, restarted too",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the topics, the database, the worker logs (and, with "
+        "--infra own, the private servers)",
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="replace the Soak section of BENCHMARKS.md"
+    )
     args = parser.parse_args()
 
     run = Run()
     print(f"soak: {_command(args)}", flush=True)
     began = time.monotonic()
     infra = start_infra(args.infra)
-    print(f"infrastructure up in {time.monotonic() - began:.1f} s: {infra.describe()}",
-          flush=True)
+    print(f"infrastructure up in {time.monotonic() - began:.1f} s: {infra.describe()}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="turnlog-soak-"))
     checks: list[Check] = []
     # SIGTERM ends the run like Ctrl-C, so the cleanup below still runs.
@@ -581,12 +715,14 @@ def main() -> None:
         else:
             print(f"worker logs, the sandbox and the servers' logs kept in {workdir}")
             if args.keep and infra.mode == "own":
-                print(f"private servers kept: TURNLOG_STATE_DIR={infra.settings.state_dir} "
-                      f"TURNLOG_DEV_KAFKA_CONTROLLER_PORT="
-                      f"{infra.settings.dev_kafka_controller_port} "
-                      f"TURNLOG_DEV_KAFKA_PORT={infra.settings.dev_kafka_port} "
-                      f"TURNLOG_DEV_POSTGRES_PORT={infra.settings.dev_postgres_port} "
-                      f"(stop with `turnlog dev down` and those variables)")
+                print(
+                    f"private servers kept: TURNLOG_STATE_DIR={infra.settings.state_dir} "
+                    f"TURNLOG_DEV_KAFKA_CONTROLLER_PORT="
+                    f"{infra.settings.dev_kafka_controller_port} "
+                    f"TURNLOG_DEV_KAFKA_PORT={infra.settings.dev_kafka_port} "
+                    f"TURNLOG_DEV_POSTGRES_PORT={infra.settings.dev_postgres_port} "
+                    f"(stop with `turnlog dev down` and those variables)"
+                )
     _print(args, run, checks, infra)
     if args.write:
         _write(args, run, checks)

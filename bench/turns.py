@@ -183,26 +183,37 @@ class Client:
         self.next_slot: dict[str, float] = {}
         self._timers: set[asyncio.Task[None]] = set()
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
             client_id="bench-client",
         )
         common: dict[str, Any] = {
-            "bootstrap_servers": bootstrap, "enable_auto_commit": False,
-            "max_partition_fetch_bytes": 8 * 1024 * 1024, "isolation_level": "read_committed",
+            "bootstrap_servers": bootstrap,
+            "enable_auto_commit": False,
+            "max_partition_fetch_bytes": 8 * 1024 * 1024,
+            "isolation_level": "read_committed",
         }
-        self.events = AIOKafkaConsumer(client_id="bench-events",
-                                       fetch_max_wait_ms=FETCH_WAIT_MS[0], **common)
-        self.requests = AIOKafkaConsumer(client_id="bench-requests",
-                                         fetch_max_wait_ms=REQUESTS_FETCH_WAIT_MS,
-                                         fetch_min_bytes=8 * 1024 * 1024, **common)
+        self.events = AIOKafkaConsumer(
+            client_id="bench-events", fetch_max_wait_ms=FETCH_WAIT_MS[0], **common
+        )
+        self.requests = AIOKafkaConsumer(
+            client_id="bench-requests",
+            fetch_max_wait_ms=REQUESTS_FETCH_WAIT_MS,
+            fetch_min_bytes=8 * 1024 * 1024,
+            **common,
+        )
         self.partitions = partitions
         self._pending: list[Any] = []
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
         await self.producer.start()
-        for consumer, topic in ((self.events, self.names.events),
-                                (self.requests, self.names.requests)):
+        for consumer, topic in (
+            (self.events, self.names.events),
+            (self.requests, self.names.requests),
+        ):
             await consumer.start()
             tps = [TopicPartition(topic, p) for p in range(self.partitions)]
             consumer.assign(tps)
@@ -240,11 +251,15 @@ class Client:
             self.next_slot[session_id] = time.monotonic() + self.interval_s
         turn = self.turn_of.get(session_id, 0) + 1
         self.turn_of[session_id] = turn
-        req = user_message(session_id, f"turn {turn}: what is 6*7?",
-                           agent="calc" if first else None, turn=turn)
+        req = user_message(
+            session_id, f"turn {turn}: what is 6*7?", agent="calc" if first else None, turn=turn
+        )
         # Not awaited: the client keeps observing while the broker acknowledges.
-        self._pending.append(await self.producer.send(
-            self.names.requests, value=encode_request(req), key=session_id.encode()))
+        self._pending.append(
+            await self.producer.send(
+                self.names.requests, value=encode_request(req), key=session_id.encode()
+            )
+        )
         if len(self._pending) > 2000:
             done = [f for f in self._pending if f.done()]
             self._pending = [f for f in self._pending if not f.done()]
@@ -283,8 +298,7 @@ class Client:
                         if self.target_turns is None or ev.payload.turn_no < self.target_turns:
                             self.schedule_turn(ev.session_id)
 
-    def _hops(self, since_wall_ms: float, until_wall_ms: float
-              ) -> list[tuple[int, int, float]]:
+    def _hops(self, since_wall_ms: float, until_wall_ms: float) -> list[tuple[int, int, float]]:
         """(input produced, its first event produced by the worker, that event seen
         here) for each input produced in the window, in ms."""
         out = []
@@ -294,8 +308,9 @@ class Client:
                 out.append((ts, self.obs.first_effect_ts[key], seen))
         return out
 
-    def split_ms(self, since_wall_ms: float, until_wall_ms: float
-                 ) -> tuple[list[float], list[float]]:
+    def split_ms(
+        self, since_wall_ms: float, until_wall_ms: float
+    ) -> tuple[list[float], list[float]]:
         """Each hop of the window in two: input produced → its first event produced by
         the worker (fetch, queue, decide), and that → visible here (commit, fetch)."""
         hops = self._hops(since_wall_ms, until_wall_ms)
@@ -309,8 +324,9 @@ async def _with_worker(bootstrap: str, partitions: int, tmp: Path, body: Any) ->
     prefix = f"bench{secrets.token_hex(3)}."
     names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
     script = scripted_script(tmp, latency_ms=0)
-    env = worker_env(bootstrap, prefix, partitions=partitions, script=script, sandbox=tmp,
-                     extra=WORKER_ENV)
+    env = worker_env(
+        bootstrap, prefix, partitions=partitions, script=script, sandbox=tmp, extra=WORKER_ENV
+    )
     # BENCH_WORKER_ARGV replaces `-m streams`, e.g. "-m cProfile -o w.prof -m streams".
     argv = os.environ.get("BENCH_WORKER_ARGV", "-m streams").split()
     worker = WorkerProcess("bench", env, tmp / f"worker-{prefix}log", argv=argv).start()
@@ -325,15 +341,18 @@ async def _with_worker(bootstrap: str, partitions: int, tmp: Path, body: Any) ->
         await delete_topics(bootstrap, prefix)
 
 
-async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
-                   tmp: Path, rate: float | None = None) -> dict[str, float]:
+async def load_run(
+    bootstrap: str, partitions: int, n: int, seconds: float, tmp: Path, rate: float | None = None
+) -> dict[str, float]:
     """N sessions for `seconds` after warm-up: closed loop (rate None) or paced at
     `rate` turns/s in total."""
 
     async def body(client: Client, worker: WorkerProcess) -> dict[str, float]:
         client.interval_s = None if rate is None else n / rate
-        observers = [asyncio.create_task(client.observe_events()),
-                     asyncio.create_task(client.observe_requests())]
+        observers = [
+            asyncio.create_task(client.observe_events()),
+            asyncio.create_task(client.observe_requests()),
+        ]
         try:
             for i in range(n):
                 await client.send_turn(f"b{n}-{i:05d}", first=True)
@@ -360,20 +379,36 @@ async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
             # The window in equal slices, each hop by its input's produce time: whether
             # latency drifts as the sessions grow.
             step = (w1 - w0) / SLICES[0]
-            slices = [_pct(client.latencies_ms(w0 + k * step, w0 + (k + 1) * step), 0.50)
-                      for k in range(SLICES[0])] if SLICES[0] > 1 else []
+            slices = (
+                [
+                    _pct(client.latencies_ms(w0 + k * step, w0 + (k + 1) * step), 0.50)
+                    for k in range(SLICES[0])
+                ]
+                if SLICES[0] > 1
+                else []
+            )
             # A sanity check on the worker, not a figure: every session kept moving (when
             # its pace lets it complete a turn within the window at all).
             paced_out = client.interval_s is not None and client.interval_s * 1.5 > seconds
             stalled = 0 if paced_out else sum(1 for t in client.last_done.values() if t < t0)
             return {
-                "n": n, "rate": rate or 0.0, "turns": done, "seconds": t1 - t0, "turns_s": done / (t1 - t0),
-                "hops": len(lat), "p50": _pct(lat, 0.50), "p99": _pct(lat, 0.99),
+                "n": n,
+                "rate": rate or 0.0,
+                "turns": done,
+                "seconds": t1 - t0,
+                "turns_s": done / (t1 - t0),
+                "hops": len(lat),
+                "p50": _pct(lat, 0.50),
+                "p99": _pct(lat, 0.99),
                 "mean": statistics.fmean(lat) if lat else float("nan"),
                 **{f"cpu_{k}": v * 1000 / max(done, 1) for k, v in cpu.items()},
-                "load": os.getloadavg()[0], "stalled": stalled, "slices": slices,
-                "decided_p50": _pct(decided, 0.50), "decided_p99": _pct(decided, 0.99),
-                "visible_p50": _pct(visible, 0.50), "visible_p99": _pct(visible, 0.99),
+                "load": os.getloadavg()[0],
+                "stalled": stalled,
+                "slices": slices,
+                "decided_p50": _pct(decided, 0.50),
+                "decided_p99": _pct(decided, 0.99),
+                "visible_p50": _pct(visible, 0.50),
+                "visible_p99": _pct(visible, 0.99),
             }
         finally:
             for task in observers:
@@ -384,12 +419,13 @@ async def load_run(bootstrap: str, partitions: int, n: int, seconds: float,
     return result
 
 
-async def bytes_per_turn(bootstrap: str, partitions: int, turns: int,
-                         tmp: Path) -> dict[str, Any]:
+async def bytes_per_turn(bootstrap: str, partitions: int, turns: int, tmp: Path) -> dict[str, Any]:
     async def body(client: Client, worker: WorkerProcess) -> dict[str, Any]:
         client.target_turns = turns
-        observers = [asyncio.create_task(client.observe_events()),
-                     asyncio.create_task(client.observe_requests())]
+        observers = [
+            asyncio.create_task(client.observe_events()),
+            asyncio.create_task(client.observe_requests()),
+        ]
         try:
             started = time.monotonic()
             await client.send_turn("bytes-session", first=True)
@@ -412,15 +448,22 @@ async def bytes_per_turn(bootstrap: str, partitions: int, turns: int,
             # Snapshots of the session (the topic is not compacted yet, so every one
             # written is there), each counted in the turn its seq ends: a turn is the
             # same number of events here (SessionStarted aside).
-            records = [r for r in await read_records(bootstrap, client.names.snapshots)
-                       if r.key == b"bytes-session"]
+            records = [
+                r
+                for r in await read_records(bootstrap, client.names.snapshots)
+                if r.key == b"bytes-session"
+            ]
             seqs = [decode_snapshot(r.value).payload.seq for r in records]
             per_turn_events = (max(seqs, default=1) - 1) / max(1, turns)
             snaps: dict[int, int] = defaultdict(int)
             for r, seq in zip(records, seqs, strict=True):
                 snaps[max(1, round((seq - 1) / per_turn_events))] += _record_bytes(r)
-            return {"per_turn": dict(per_turn), "elapsed": elapsed,
-                    "outside_turns": session_bytes, "snapshots": dict(snaps)}
+            return {
+                "per_turn": dict(per_turn),
+                "elapsed": elapsed,
+                "outside_turns": session_bytes,
+                "snapshots": dict(snaps),
+            }
         finally:
             for task in observers:
                 task.cancel()
@@ -441,40 +484,58 @@ async def tracing_ab(args: argparse.Namespace, bootstrap: str) -> None:
 
     sizes = [int(x) for x in args.sessions.split(",") if x]
     # 0 is the closed loop here (saturated: the steadiest CPU per turn on a busy machine).
-    rates: list[float | None] = [float(x) if float(x) else None
-                                 for x in args.rates.split(",") if x] or [None]
+    rates: list[float | None] = [
+        float(x) if float(x) else None for x in args.rates.split(",") if x
+    ] or [None]
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="turnlog-bench-") as tmpdir, \
-            OtlpReceiver(keep=False) as sink:
+    with (
+        tempfile.TemporaryDirectory(prefix="turnlog-bench-") as tmpdir,
+        OtlpReceiver(keep=False) as sink,
+    ):
         tmp = Path(tmpdir)
-        on_env = {"OTEL_TRACES_EXPORTER": "otlp",
-                  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.traces_endpoint}
+        on_env = {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.traces_endpoint,
+        }
         sampled = f"on {args.sample_ratio:g}"
-        envs = {"off": {}, "on": on_env,
-                sampled: {**on_env, "OTEL_TRACES_SAMPLER": "traceidratio",
-                          "OTEL_TRACES_SAMPLER_ARG": str(args.sample_ratio)}}
+        envs = {
+            "off": {},
+            "on": on_env,
+            sampled: {
+                **on_env,
+                "OTEL_TRACES_SAMPLER": "traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": str(args.sample_ratio),
+            },
+        }
         modes = list(envs)
         for n in sizes:
             for rate in rates:
                 for rep in range(args.repeat):
-                    order = modes[rep % 3:] + modes[: rep % 3]
+                    order = modes[rep % 3 :] + modes[: rep % 3]
                     for mode in order:
                         WORKER_ENV.clear()
                         WORKER_ENV.update(envs[mode])
                         before = sink.requests, sink.bytes
-                        r = await load_run(bootstrap, args.partitions, n, args.seconds, tmp,
-                                           rate)
-                        r.update({"tracing": mode, "pair": rep,
-                                  "exports": sink.requests - before[0],
-                                  "export_kb": (sink.bytes - before[1]) / 1024})
+                        r = await load_run(bootstrap, args.partitions, n, args.seconds, tmp, rate)
+                        r.update(
+                            {
+                                "tracing": mode,
+                                "pair": rep,
+                                "exports": sink.requests - before[0],
+                                "export_kb": (sink.bytes - before[1]) / 1024,
+                            }
+                        )
                         rows.append(r)
                         load = "closed loop" if rate is None else f"paced {rate:g} turns/s"
-                        print(f"N={n:>5} {load:>20} tracing {mode:>6}: worker CPU "
-                              f"{r['cpu_worker']:.2f} ms/turn (other threads than the loop's "
-                              f"{r['cpu_threads']:.2f}), {r['turns_s']:.1f} turns/s, "
-                              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; exported "
-                              f"{r['export_kb']:.0f} KB in {int(r['exports'])} requests; "
-                              f"load avg {r['load']:.1f}", flush=True)
+                        print(
+                            f"N={n:>5} {load:>20} tracing {mode:>6}: worker CPU "
+                            f"{r['cpu_worker']:.2f} ms/turn (other threads than the loop's "
+                            f"{r['cpu_threads']:.2f}), {r['turns_s']:.1f} turns/s, "
+                            f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; exported "
+                            f"{r['export_kb']:.0f} KB in {int(r['exports'])} requests; "
+                            f"load avg {r['load']:.1f}",
+                            flush=True,
+                        )
     summary = _tracing_summary(rows)
     for line in summary:
         print(line)
@@ -499,45 +560,61 @@ def _tracing_summary(rows: list[dict[str, Any]]) -> list[str]:
             if mode == "off":
                 continue
             on = [r["cpu_worker"] for r in runs if r["tracing"] == mode]
-            per_group = [100 * (g[mode]["cpu_worker"] / g["off"]["cpu_worker"] - 1)
-                         for g in groups_of.values() if mode in g and "off" in g]
-            tput = [100 * (g[mode]["turns_s"] / g["off"]["turns_s"] - 1)
-                    for g in groups_of.values() if mode in g and "off" in g]
+            per_group = [
+                100 * (g[mode]["cpu_worker"] / g["off"]["cpu_worker"] - 1)
+                for g in groups_of.values()
+                if mode in g and "off" in g
+            ]
+            tput = [
+                100 * (g[mode]["turns_s"] / g["off"]["turns_s"] - 1)
+                for g in groups_of.values()
+                if mode in g and "off" in g
+            ]
             med_on = statistics.median(on)
             out.append(
                 f"N = {n}, {load}, tracing {mode}: worker CPU per turn, median of {len(on)} "
                 f"runs: {med_on:.2f} ms against {med_off:.2f} ms off, overhead "
                 f"{100 * (med_on / med_off - 1):+.1f} % (by repetition: "
                 f"{', '.join(f'{x:+.1f} %' for x in per_group)}); turns/s "
-                f"{statistics.median(tput):+.1f} % (median)")
+                f"{statistics.median(tput):+.1f} % (median)"
+            )
     return out
 
 
-def _tracing_markdown(args: argparse.Namespace, rows: list[dict[str, Any]],
-                      summary: list[str]) -> str:
-    cmd = (f".venv/bin/python bench/turns.py --tracing ab --sessions {args.sessions} "
-           f"--rates {args.rates} --seconds {args.seconds:g} --repeat {args.repeat} "
-           f"--partitions {args.partitions} --sample-ratio {args.sample_ratio:g}")
+def _tracing_markdown(
+    args: argparse.Namespace, rows: list[dict[str, Any]], summary: list[str]
+) -> str:
+    cmd = (
+        f".venv/bin/python bench/turns.py --tracing ab --sessions {args.sessions} "
+        f"--rates {args.rates} --seconds {args.seconds:g} --repeat {args.repeat} "
+        f"--partitions {args.partitions} --sample-ratio {args.sample_ratio:g}"
+    )
     lines = [
-        TRACING_SECTION, "",
-        f"Command: `{cmd} --write`", "",
-        (f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
-         f"({platform.machine()}, Python {platform.python_version()}), the `turnlog dev` "
-         "Kafka on the same machine and shared with other engineers' work (load average "
-         "column). One session-worker process (`python -m streams`), the calc turn of the "
-         "Session worker section (4 inputs, 9 events, 7 spans per turn with tracing on: 4 "
-         "inputs, 2 LLM calls, 1 tool call). Tracing on: the OpenTelemetry SDK with its "
-         "batch span processor and OTLP/HTTP exporter (OTEL_TRACES_EXPORTER=otlp, every "
-         "span sampled unless said), posting to a receiver in the benchmark's process that "
-         "discards them. Runs come in threes, interleaved (the order rotates by "
-         "repetition): off; on, every turn traced; on <ratio>, the trace-id ratio sampler "
-         "(OTEL_TRACES_SAMPLER=traceidratio: that share of the turns traced, each one "
-         "whole). Closed loop (saturated) gives the steadiest CPU per turn on a shared "
-         "machine; paced is where a worker usually runs (a transaction per input or two, "
-         "so more CPU per turn)."),
+        TRACING_SECTION,
         "",
-        ("| sessions (N) | offered load | tracing | worker CPU ms/turn | of which threads "
-         "other than the loop's | turns/s | per-hop p50 | per-hop p99 | exported | load avg |"),
+        f"Command: `{cmd} --write`",
+        "",
+        (
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+            f"({platform.machine()}, Python {platform.python_version()}), the `turnlog dev` "
+            "Kafka on the same machine and shared with other engineers' work (load average "
+            "column). One session-worker process (`python -m streams`), the calc turn of the "
+            "Session worker section (4 inputs, 9 events, 7 spans per turn with tracing on: 4 "
+            "inputs, 2 LLM calls, 1 tool call). Tracing on: the OpenTelemetry SDK with its "
+            "batch span processor and OTLP/HTTP exporter (OTEL_TRACES_EXPORTER=otlp, every "
+            "span sampled unless said), posting to a receiver in the benchmark's process that "
+            "discards them. Runs come in threes, interleaved (the order rotates by "
+            "repetition): off; on, every turn traced; on <ratio>, the trace-id ratio sampler "
+            "(OTEL_TRACES_SAMPLER=traceidratio: that share of the turns traced, each one "
+            "whole). Closed loop (saturated) gives the steadiest CPU per turn on a shared "
+            "machine; paced is where a worker usually runs (a transaction per input or two, "
+            "so more CPU per turn)."
+        ),
+        "",
+        (
+            "| sessions (N) | offered load | tracing | worker CPU ms/turn | of which threads "
+            "other than the loop's | turns/s | per-hop p50 | per-hop p99 | exported | load avg |"
+        ),
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -545,14 +622,21 @@ def _tracing_markdown(args: argparse.Namespace, rows: list[dict[str, Any]],
         lines.append(
             f"| {int(r['n'])} | {load} | {r['tracing']} | {r['cpu_worker']:.2f} | "
             f"{r['cpu_threads']:.2f} | {r['turns_s']:.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | "
-            f"{r['export_kb']:.0f} KB | {r['load']:.1f} |")
-    lines += ["", *[f"- {line}" for line in summary], "",
-              ("Goal: under 5 % of the worker's CPU per turn. The threads column is chiefly "
-               "the OTLP exporter's (protobuf encoding and the HTTP posts); the rest of the "
-               "difference is on the event loop: creating, checking and ending the spans, "
-               "and the GIL the exporter's thread takes from it. Spans that are not sampled "
-               "build no attributes. With tracing off (the default) the worker does no SDK "
-               "work at all (tests/unit/test_telemetry_off.py).")]
+            f"{r['export_kb']:.0f} KB | {r['load']:.1f} |"
+        )
+    lines += [
+        "",
+        *[f"- {line}" for line in summary],
+        "",
+        (
+            "Goal: under 5 % of the worker's CPU per turn. The threads column is chiefly "
+            "the OTLP exporter's (protobuf encoding and the HTTP posts); the rest of the "
+            "difference is on the event loop: creating, checking and ending the spans, "
+            "and the GIL the exporter's thread takes from it. Spans that are not sampled "
+            "build no attributes. With tracing off (the default) the worker does no SDK "
+            "work at all (tests/unit/test_telemetry_off.py)."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -567,8 +651,12 @@ async def main_async(args: argparse.Namespace) -> None:
         from tests.integration.otlp_receiver import OtlpReceiver
 
         sink = OtlpReceiver(keep=False).__enter__()  # lives as long as the run
-        WORKER_ENV.update({"OTEL_TRACES_EXPORTER": "otlp",
-                           "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.traces_endpoint})
+        WORKER_ENV.update(
+            {
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.traces_endpoint,
+            }
+        )
     sizes = [int(x) for x in args.sessions.split(",") if x]
     rows = []
     with tempfile.TemporaryDirectory(prefix="turnlog-bench-") as tmpdir:
@@ -579,56 +667,78 @@ async def main_async(args: argparse.Namespace) -> None:
                 r = await load_run(bootstrap, args.partitions, n, args.seconds, tmp, rate)
                 rows.append(r)
                 mode = "closed loop" if rate is None else f"paced at {rate:g} turns/s"
-                print(f"N={n:>5} {mode:>24}: {r['turns_s']:7.1f} turns/s ({int(r['turns'])} "
-                      f"turns in {r['seconds']:.1f} s); per-hop p50 {r['p50']:.1f} ms, "
-                      f"p99 {r['p99']:.1f} ms (mean {r['mean']:.1f} ms, {int(r['hops'])} hops)\n"
-                      f"{'':32}CPU ms per turn: worker {r['cpu_worker']:.2f}, broker "
-                      f"{r['cpu_broker']:.2f}, client {r['cpu_client']:.2f}; "
-                      f"load avg {r['load']:.1f}; sessions with no turn in the window: "
-                      f"{int(r['stalled'])}", flush=True)
-                print(f"{'':32}hop split, p50/p99: input → event produced by the worker "
-                      f"{r['decided_p50']:.1f}/{r['decided_p99']:.1f} ms, → visible here "
-                      f"{r['visible_p50']:.1f}/{r['visible_p99']:.1f} ms", flush=True)
+                print(
+                    f"N={n:>5} {mode:>24}: {r['turns_s']:7.1f} turns/s ({int(r['turns'])} "
+                    f"turns in {r['seconds']:.1f} s); per-hop p50 {r['p50']:.1f} ms, "
+                    f"p99 {r['p99']:.1f} ms (mean {r['mean']:.1f} ms, {int(r['hops'])} hops)\n"
+                    f"{'':32}CPU ms per turn: worker {r['cpu_worker']:.2f}, broker "
+                    f"{r['cpu_broker']:.2f}, client {r['cpu_client']:.2f}; "
+                    f"load avg {r['load']:.1f}; sessions with no turn in the window: "
+                    f"{int(r['stalled'])}",
+                    flush=True,
+                )
+                print(
+                    f"{'':32}hop split, p50/p99: input → event produced by the worker "
+                    f"{r['decided_p50']:.1f}/{r['decided_p99']:.1f} ms, → visible here "
+                    f"{r['visible_p50']:.1f}/{r['visible_p99']:.1f} ms",
+                    flush=True,
+                )
                 if r["slices"]:
-                    print(f"{'':32}p50 by slice of the window: "
-                          + ", ".join(f"{v:.1f}" for v in r["slices"]) + " ms", flush=True)
+                    print(
+                        f"{'':32}p50 by slice of the window: "
+                        + ", ".join(f"{v:.1f}" for v in r["slices"])
+                        + " ms",
+                        flush=True,
+                    )
         b = None
         if args.bytes_turns:
             b = await bytes_per_turn(bootstrap, args.partitions, args.bytes_turns, tmp)
             per_turn = b["per_turn"]
-            print(f"one session, {args.bytes_turns} turns back to back in {b['elapsed']:.1f} s "
-                  f"({args.bytes_turns / b['elapsed']:.1f} turns/s)")
+            print(
+                f"one session, {args.bytes_turns} turns back to back in {b['elapsed']:.1f} s "
+                f"({args.bytes_turns / b['elapsed']:.1f} turns/s)"
+            )
             for t in (10, 100, 1000):
                 if t <= args.bytes_turns:
-                    print(f"  turn {t:>4}: {per_turn.get(t, 0):>6} bytes "
-                          f"(mean of turns {max(1, t - 9)}..{t}: {_window_mean(per_turn, t):.0f})"
-                          f"; snapshots, mean of the 100 turns up to it: "
-                          f"{_window_mean(b['snapshots'], t, 100):.0f}")
+                    print(
+                        f"  turn {t:>4}: {per_turn.get(t, 0):>6} bytes "
+                        f"(mean of turns {max(1, t - 9)}..{t}: {_window_mean(per_turn, t):.0f})"
+                        f"; snapshots, mean of the 100 turns up to it: "
+                        f"{_window_mean(b['snapshots'], t, 100):.0f}"
+                    )
     if args.write:
         write_section(SECTION, _markdown(args, rows, b))
 
 
-def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
-              b: dict[str, Any] | None) -> str:
-    cmd = (f".venv/bin/python bench/turns.py --sessions {args.sessions} --seconds "
-           f"{args.seconds:g} --rates {args.rates} --bytes-turns {args.bytes_turns} "
-           f"--partitions {args.partitions} --fetch-wait-ms {args.fetch_wait_ms}"
-           + (f" --repeat {args.repeat}" if args.repeat > 1 else ""))
+def _markdown(
+    args: argparse.Namespace, rows: list[dict[str, float]], b: dict[str, Any] | None
+) -> str:
+    cmd = (
+        f".venv/bin/python bench/turns.py --sessions {args.sessions} --seconds "
+        f"{args.seconds:g} --rates {args.rates} --bytes-turns {args.bytes_turns} "
+        f"--partitions {args.partitions} --fetch-wait-ms {args.fetch_wait_ms}"
+        + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
+    )
     lines = [
-        SECTION, "",
+        SECTION,
+        "",
         f"Command: `{cmd} --write`",
         "",
-        (f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
-         f"({platform.machine()}, Python {platform.python_version()}), the `turnlog dev` "
-         "Kafka on the same machine and shared with other engineers' test runs (the load "
-         "average column says how busy it was; figures move with it). One session-worker "
-         f"process (`python -m streams` subprocess, {args.partitions} partitions), scripted "
-         "model at zero "
-         "latency, turns of user message → LLM → calculator → LLM → answer (4 inputs, 9 "
-         "events)."),
+        (
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+            f"({platform.machine()}, Python {platform.python_version()}), the `turnlog dev` "
+            "Kafka on the same machine and shared with other engineers' test runs (the load "
+            "average column says how busy it was; figures move with it). One session-worker "
+            f"process (`python -m streams` subprocess, {args.partitions} partitions), scripted "
+            "model at zero "
+            "latency, turns of user message → LLM → calculator → LLM → answer (4 inputs, 9 "
+            "events)."
+        ),
         "",
-        ("| sessions (N) | offered load | turns/s | per-hop p50 | per-hop p99 | hops | CPU ms/turn "
-         "worker / broker / client | load avg |"),
+        (
+            "| sessions (N) | offered load | turns/s | per-hop p50 | per-hop p99 | hops | CPU ms/turn "
+            "worker / broker / client | load avg |"
+        ),
         "|---:|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
@@ -636,7 +746,8 @@ def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
         lines.append(
             f"| {int(r['n'])} | {mode} | {r['turns_s']:.0f} | {r['p50']:.1f} ms | "
             f"{r['p99']:.1f} ms | {int(r['hops'])} | {r['cpu_worker']:.2f} / "
-            f"{r['cpu_broker']:.2f} / {r['cpu_client']:.2f} | {r['load']:.1f} |")
+            f"{r['cpu_broker']:.2f} / {r['cpu_client']:.2f} | {r['load']:.1f} |"
+        )
     if args.repeat > 1:
         lines += ["", f"Spread over the {args.repeat} runs of each pair:", ""]
         groups: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
@@ -650,72 +761,123 @@ def _markdown(args: argparse.Namespace, rows: list[dict[str, float]],
                 f"- N = {n}, {mode}: p50 {p50s[0]:.1f}–{p50s[-1]:.1f} ms (median "
                 f"{statistics.median(p50s):.1f}), p99 {p99s[0]:.1f}–{p99s[-1]:.1f} ms; "
                 f"p50 ≤ 25 ms in {sum(x <= 25 for x in p50s)} of {len(runs)} runs, "
-                f"p99 ≤ 150 ms in {sum(x <= 150 for x in p99s)} of {len(runs)}.")
+                f"p99 ≤ 150 ms in {sum(x <= 150 for x in p99s)} of {len(runs)}."
+            )
     lines += [
         "",
-        ("Targets: ≥ 150 turns/s, p50 ≤ 25 ms and p99 ≤ 150 ms at N = 100. Closed loop: "
-         "each session sends its next message the moment its turn completes, so the worker "
-         "is saturated and turns/s is its throughput, while the hop latency there is "
-         "queueing (N outstanding hops / hops per second). Paced: the N sessions offer a "
-         "fixed total load; that latency is the pipeline's (when a session's own turn "
-         "takes longer than N/rate seconds it cannot keep the pace, e.g. N = 10 at 100 "
-         "turns/s asks each session for 10 turns a second: the achieved turns/s says so). "
-         "A hop is input produced (its Kafka CreateTime) → first event it caused visible "
-         "to a read_committed consumer."),
+        (
+            "Targets: ≥ 150 turns/s, p50 ≤ 25 ms and p99 ≤ 150 ms at N = 100. Closed loop: "
+            "each session sends its next message the moment its turn completes, so the worker "
+            "is saturated and turns/s is its throughput, while the hop latency there is "
+            "queueing (N outstanding hops / hops per second). Paced: the N sessions offer a "
+            "fixed total load; that latency is the pipeline's (when a session's own turn "
+            "takes longer than N/rate seconds it cannot keep the pace, e.g. N = 10 at 100 "
+            "turns/s asks each session for 10 turns a second: the achieved turns/s says so). "
+            "A hop is input produced (its Kafka CreateTime) → first event it caused visible "
+            "to a read_committed consumer."
+        ),
         "",
-        ("Where the time goes: the worker's CPU per turn falls as batches grow (closed "
-         "loop) because a transaction has a fixed cost (3 requests: AddPartitionsToTxn, "
-         "Produce, EndTxn, plus the group offset at most once a second); about half of "
-         "what is left is the pure core (decide/evolve, building each LLM request and its "
-         "digest once, in decide; the effect sends that object) and the scripted provider, "
-         "the rest aiokafka and asyncio. At a paced load the three processes together "
-         "need most of the two cores, which is what the tail latency reflects."),
+        (
+            "Where the time goes: the worker's CPU per turn falls as batches grow (closed "
+            "loop) because a transaction has a fixed cost (3 requests: AddPartitionsToTxn, "
+            "Produce, EndTxn, plus the group offset at most once a second); about half of "
+            "what is left is the pure core (decide/evolve, building each LLM request and its "
+            "digest once, in decide; the effect sends that object) and the scripted provider, "
+            "the rest aiokafka and asyncio. At a paced load the three processes together "
+            "need most of the two cores, which is what the tail latency reflects."
+        ),
     ]
     if b is not None:
         per_turn = b["per_turn"]
-        lines += ["", ("Bytes written to Kafka per turn, one session (events + inputs; key + "
-                       "value + headers):"), "", "| turn | bytes | mean of the 10 turns up to it |",
-                  "|---:|---:|---:|"]
-        lines[-2:] = [("| turn | bytes | mean of the 10 turns up to it "
-                      "| snapshot bytes per turn (mean of the 100 turns up to it) |"),
-                      "|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            (
+                "Bytes written to Kafka per turn, one session (events + inputs; key + "
+                "value + headers):"
+            ),
+            "",
+            "| turn | bytes | mean of the 10 turns up to it |",
+            "|---:|---:|---:|",
+        ]
+        lines[-2:] = [
+            (
+                "| turn | bytes | mean of the 10 turns up to it "
+                "| snapshot bytes per turn (mean of the 100 turns up to it) |"
+            ),
+            "|---:|---:|---:|---:|",
+        ]
         for t in (10, 100, 1000):
             if t <= args.bytes_turns:
-                lines.append(f"| {t} | {per_turn.get(t, 0)} | {_window_mean(per_turn, t):.0f} "
-                             f"| {_window_mean(b['snapshots'], t, 100):.0f} |")
-        lines += ["", ("A snapshot holds the session's state, zlib-compressed: it grows with the "
-                       "session, so a session is snapshotted again only once it has written "
-                       "its last snapshot's size in events; compaction keeps the latest one.")]
+                lines.append(
+                    f"| {t} | {per_turn.get(t, 0)} | {_window_mean(per_turn, t):.0f} "
+                    f"| {_window_mean(b['snapshots'], t, 100):.0f} |"
+                )
+        lines += [
+            "",
+            (
+                "A snapshot holds the session's state, zlib-compressed: it grows with the "
+                "session, so a session is snapshotted again only once it has written "
+                "its last snapshot's size in events; compaction keeps the latest one."
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", default="10,100,1000",
-                        help="comma-separated session counts N")
+    parser.add_argument(
+        "--sessions", default="10,100,1000", help="comma-separated session counts N"
+    )
     parser.add_argument("--seconds", type=float, default=15.0, help="measurement window")
-    parser.add_argument("--rates", default="50,100",
-                        help="offered loads (turns/s, all sessions together) of the paced "
-                             "latency runs, comma-separated; 0 skips them")
-    parser.add_argument("--bytes-turns", type=int, default=1000,
-                        help="turns of the single-session storage run (0: skip)")
+    parser.add_argument(
+        "--rates",
+        default="50,100",
+        help="offered loads (turns/s, all sessions together) of the paced "
+        "latency runs, comma-separated; 0 skips them",
+    )
+    parser.add_argument(
+        "--bytes-turns",
+        type=int,
+        default=1000,
+        help="turns of the single-session storage run (0: skip)",
+    )
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs of each (N, load) pair; each is a row (latency varies "
-                             "from run to run on a shared 2-core machine)")
-    parser.add_argument("--slices", type=int, default=1,
-                        help="also print the p50 of each of this many equal parts of the window")
-    parser.add_argument("--fetch-wait-ms", type=int, default=20,
-                        help="the client consumers' fetch.max.wait.ms")
-    parser.add_argument("--tracing", choices=("off", "on", "ab"), default="off",
-                        help="OpenTelemetry tracing in the worker: off, on (spans exported "
-                             "to a discarding OTLP receiver here), or ab: pairs of runs off "
-                             "and on, interleaved, and the overhead")
-    parser.add_argument("--sample-ratio", type=float, default=0.1,
-                        help="--tracing ab: the trace-id ratio of the sampled arm")
-    parser.add_argument("--write", action="store_true",
-                        help="update the Session worker section of BENCHMARKS.md (with "
-                             "--tracing ab: the Tracing overhead section)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each (N, load) pair; each is a row (latency varies "
+        "from run to run on a shared 2-core machine)",
+    )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=1,
+        help="also print the p50 of each of this many equal parts of the window",
+    )
+    parser.add_argument(
+        "--fetch-wait-ms", type=int, default=20, help="the client consumers' fetch.max.wait.ms"
+    )
+    parser.add_argument(
+        "--tracing",
+        choices=("off", "on", "ab"),
+        default="off",
+        help="OpenTelemetry tracing in the worker: off, on (spans exported "
+        "to a discarding OTLP receiver here), or ab: pairs of runs off "
+        "and on, interleaved, and the overhead",
+    )
+    parser.add_argument(
+        "--sample-ratio",
+        type=float,
+        default=0.1,
+        help="--tracing ab: the trace-id ratio of the sampled arm",
+    )
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="update the Session worker section of BENCHMARKS.md (with "
+        "--tracing ab: the Tracing overhead section)",
+    )
     args = parser.parse_args()
     FETCH_WAIT_MS[0] = args.fetch_wait_ms
     SLICES[0] = max(1, args.slices)

@@ -33,17 +33,33 @@ LINE = re.compile(
 
 
 def worktree(rev: str, into: Path) -> Path:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(into), rev],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(into), rev],
+        check=True,
+        capture_output=True,
+    )
     return into
 
 
 def run(tree: Path, args: argparse.Namespace) -> dict[tuple[int, str], tuple[float, ...]]:
     out = subprocess.run(
-        [sys.executable, str(tree / "bench" / "turns.py"), "--sessions", args.sessions,
-         "--rates", args.rates, "--seconds", str(args.seconds), "--bytes-turns", "10"],
-        cwd=tree, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(tree / "bench" / "turns.py"),
+            "--sessions",
+            args.sessions,
+            "--rates",
+            args.rates,
+            "--seconds",
+            str(args.seconds),
+            "--bytes-turns",
+            "10",
+        ],
+        cwd=tree,
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     found = {}
     for m in LINE.finditer(out):
@@ -62,7 +78,10 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="turnlog-ab-") as tmp:
-        trees = {"A": worktree(args.base, Path(tmp) / "a"), "B": worktree(args.head, Path(tmp) / "b")}
+        trees = {
+            "A": worktree(args.base, Path(tmp) / "a"),
+            "B": worktree(args.head, Path(tmp) / "b"),
+        }
         try:
             results: dict[str, list[dict[tuple[int, str], tuple[float, ...]]]] = {"A": [], "B": []}
             for i in range(args.repeat):
@@ -72,8 +91,11 @@ def main() -> None:
                     print(f"rep {i + 1} {arm} done", flush=True)
         finally:
             for tree in trees.values():
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                                str(tree)], check=False, capture_output=True)
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                    check=False,
+                    capture_output=True,
+                )
     keys = sorted(set(results["A"][0]) & set(results["B"][0]))
     lines = [
         f"A = {args.base}, B = {args.head}; {args.repeat} repetitions each, interleaved "
@@ -85,15 +107,20 @@ def main() -> None:
     for key in keys:
         a = [statistics.median(r[key][i] for r in results["A"]) for i in range(3)]
         b = [statistics.median(r[key][i] for r in results["B"]) for i in range(3)]
-        lines.append(f"| {key[0]} | {key[1]} | {a[0]:.1f} | {b[0]:.1f} | {b[0] / a[0]:.2f} | "
-                     f"{a[1]:.1f} / {b[1]:.1f} | {a[2]:.1f} / {b[2]:.1f} |")
+        lines.append(
+            f"| {key[0]} | {key[1]} | {a[0]:.1f} | {b[0]:.1f} | {b[0] / a[0]:.2f} | "
+            f"{a[1]:.1f} / {b[1]:.1f} | {a[2]:.1f} / {b[2]:.1f} |"
+        )
     text = "\n".join(lines)
     print(text)
     if args.write:
         command = ".venv/bin/python bench/turns_ab.py " + " ".join(sys.argv[1:])
-        write_section("## Session worker A/B", f"## Session worker A/B\n\n`{command}`\n\n"
-                      f"bench/turns.py of each revision, run from a worktree of it (client and "
-                      f"worker of the same revision), on the same broker.\n\n{text}\n")
+        write_section(
+            "## Session worker A/B",
+            f"## Session worker A/B\n\n`{command}`\n\n"
+            f"bench/turns.py of each revision, run from a worktree of it (client and "
+            f"worker of the same revision), on the same broker.\n\n{text}\n",
+        )
 
 
 if __name__ == "__main__":

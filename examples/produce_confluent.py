@@ -44,14 +44,17 @@ def request_schema(directory: Path = SCHEMAS) -> Any:
     return load_schema(str(directory / "turnlog.v1.Request.avsc"))
 
 
-def encode_send_message(schema: Any, *, session_id: str, text: str, agent: str | None,
-                        request_id: str | None = None) -> bytes:
+def encode_send_message(
+    schema: Any, *, session_id: str, text: str, agent: str | None, request_id: str | None = None
+) -> bytes:
     record = {
         "request_id": request_id or str(uuid.uuid4()),
         "session_id": session_id,
         "occurred_at": time.time_ns() // 1000,  # timestamp-micros, UTC
-        "payload": ("turnlog.v1.SendMessage",
-                    {"text": text, "parent_session_id": None, "parent_call_id": None}),
+        "payload": (
+            "turnlog.v1.SendMessage",
+            {"text": text, "parent_session_id": None, "parent_call_id": None},
+        ),
         "correlation_id": None,
         "causation_id": None,
         "agent": agent,
@@ -63,19 +66,33 @@ def encode_send_message(schema: Any, *, session_id: str, text: str, agent: str |
     return out.getvalue()
 
 
-def produce(bootstrap: str, topic: str, key: str, value: bytes, *,
-            partitioner: str | None = PARTITIONER, timeout_s: float = 30.0) -> int:
+def produce(
+    bootstrap: str,
+    topic: str,
+    key: str,
+    value: bytes,
+    *,
+    partitioner: str | None = PARTITIONER,
+    timeout_s: float = 30.0,
+) -> int:
     """Produce one record (idempotent, acks=all); returns the partition it landed on.
     `partitioner=None` leaves librdkafka's default (what a client that forgot the
     setting does)."""
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                              "acks": "all"}
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+    }
     if partitioner is not None:
         config["partitioner"] = partitioner
     producer = Producer(config)
     delivered: list[Any] = []
-    producer.produce(topic, value=value, key=key.encode("utf-8"),
-                     on_delivery=lambda err, msg: delivered.append((err, msg)))
+    producer.produce(
+        topic,
+        value=value,
+        key=key.encode("utf-8"),
+        on_delivery=lambda err, msg: delivered.append((err, msg)),
+    )
     if producer.flush(timeout_s) != 0 or not delivered:
         raise KafkaException(f"The record was not delivered to {topic} within {timeout_s} s.")
     err, msg = delivered[0]
@@ -89,14 +106,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("text")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--topic", default="turnlog.requests",
-                        help="the requests topic (with your TURNLOG_TOPIC_PREFIX, if any)")
+    parser.add_argument(
+        "--topic",
+        default="turnlog.requests",
+        help="the requests topic (with your TURNLOG_TOPIC_PREFIX, if any)",
+    )
     parser.add_argument("--session", default=f"s-{uuid.uuid4().hex[:16]}")
     parser.add_argument("--agent", default=None, help="needed for a new session")
     parser.add_argument("--request-id", default=None)
     args = parser.parse_args()
-    value = encode_send_message(request_schema(), session_id=args.session, text=args.text,
-                                agent=args.agent, request_id=args.request_id)
+    value = encode_send_message(
+        request_schema(),
+        session_id=args.session,
+        text=args.text,
+        agent=args.agent,
+        request_id=args.request_id,
+    )
     partition = produce(args.bootstrap, args.topic, args.session, value)
     print(f"{args.session} partition {partition}")
 

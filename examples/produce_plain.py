@@ -51,15 +51,18 @@ def single_object_header(schema: Any) -> bytes:
     )
 
 
-def encode_send_message(schema: Any, *, session_id: str, text: str, agent: str | None,
-                        request_id: str | None = None) -> bytes:
+def encode_send_message(
+    schema: Any, *, session_id: str, text: str, agent: str | None, request_id: str | None = None
+) -> bytes:
     record = {
         "request_id": request_id or str(uuid.uuid4()),
         "session_id": session_id,
         "occurred_at": time.time_ns() // 1000,  # timestamp-micros, UTC
         # A union branch is chosen by its full name: (name, value).
-        "payload": ("turnlog.v1.SendMessage",
-                    {"text": text, "parent_session_id": None, "parent_call_id": None}),
+        "payload": (
+            "turnlog.v1.SendMessage",
+            {"text": text, "parent_session_id": None, "parent_call_id": None},
+        ),
         "correlation_id": None,
         "causation_id": None,
         "agent": agent,
@@ -71,8 +74,7 @@ def encode_send_message(schema: Any, *, session_id: str, text: str, agent: str |
 
 
 async def produce(bootstrap: str, topic: str, key: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(topic, value=value, key=key.encode("utf-8"))
@@ -84,14 +86,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("text")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--topic", default="turnlog.requests",
-                        help="the requests topic (with your TURNLOG_TOPIC_PREFIX, if any)")
+    parser.add_argument(
+        "--topic",
+        default="turnlog.requests",
+        help="the requests topic (with your TURNLOG_TOPIC_PREFIX, if any)",
+    )
     parser.add_argument("--session", default=f"s-{uuid.uuid4().hex[:16]}")
     parser.add_argument("--agent", default=None, help="needed for a new session")
     parser.add_argument("--request-id", default=None)
     args = parser.parse_args()
-    value = encode_send_message(request_schema(), session_id=args.session, text=args.text,
-                                agent=args.agent, request_id=args.request_id)
+    value = encode_send_message(
+        request_schema(),
+        session_id=args.session,
+        text=args.text,
+        agent=args.agent,
+        request_id=args.request_id,
+    )
     asyncio.run(produce(args.bootstrap, args.topic, args.session, value))
     print(args.session)
 

@@ -88,8 +88,14 @@ def check_held(record: Record, held: Held) -> Stop | _Hold | Verdict:
 
 
 async def insert_quarantine(
-    cur: Any, consumer: str, topic: str, record: Record, error: str, *,
-    held_behind: int | None, audited: bool,
+    cur: Any,
+    consumer: str,
+    topic: str,
+    record: Record,
+    error: str,
+    *,
+    held_behind: int | None,
+    audited: bool,
 ) -> None:
     """Set `record` aside (or, when its (session, seq) already is, count one more
     failed attempt). Text is cleaned: the row must be storable whatever the event holds."""
@@ -102,9 +108,19 @@ async def insert_quarantine(
         "ON CONFLICT (session_id, seq) DO UPDATE SET error = excluded.error, "
         "last_failed_at = now(), attempts = projection_quarantine.attempts + 1",
         (
-            consumer, topic, record.partition, record.offset, clean_text(event.session_id),
-            event.seq, clean_text(event.event_id), type(event.payload).__name__,
-            record.digest, held_behind, clean_text(error), audited, record.raw or b"",
+            consumer,
+            topic,
+            record.partition,
+            record.offset,
+            clean_text(event.session_id),
+            event.seq,
+            clean_text(event.event_id),
+            type(event.payload).__name__,
+            record.digest,
+            held_behind,
+            clean_text(error),
+            audited,
+            record.raw or b"",
             clean_text(record.canonical),
         ),
     )

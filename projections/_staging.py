@@ -73,8 +73,10 @@ def _coalesce(spec: PatchTable, column: str) -> str:
     merged = f"COALESCE(excluded.{column}, t.{column})"
     for col, kept, over in spec.sticky:
         if col == column:
-            merged = (f"CASE WHEN t.{column} = '{kept}' AND excluded.{column} = '{over}' "
-                      f"THEN t.{column} ELSE {merged} END")
+            merged = (
+                f"CASE WHEN t.{column} = '{kept}' AND excluded.{column} = '{over}' "
+                f"THEN t.{column} ELSE {merged} END"
+            )
     return merged
 
 
@@ -130,8 +132,14 @@ class _UuidText:
         self.int = int(text.replace("-", ""), 16)
 
 
-async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                    *, clean: bool = False) -> None:
+async def copy_rows(
+    cur: Any,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    clean: bool = False,
+) -> None:
     """COPY `rows` into `table`; with `clean`, text PostgreSQL cannot store is replaced
     first (projections._clean: only batches that need it pay for the pass)."""
     # Binary COPY: no text escaping of the (large) content columns. The column types are
@@ -153,8 +161,9 @@ async def copy_rows(cur: Any, table: str, columns: Sequence[str], rows: Sequence
             await copy.write_row(row)
 
 
-async def write_partition_rows(cur: Any, changes: Changes, sessions: list[SessionRow],
-                               *, clean: bool = False) -> None:
+async def write_partition_rows(
+    cur: Any, changes: Changes, sessions: list[SessionRow], *, clean: bool = False
+) -> None:
     """The rows only this partition's owner writes (everything but links and audit).
     A session that has not started gets no `sessions` row (projections.fold.NOT_STARTED)."""
     staged: dict[str, Sequence[Sequence[Any]]] = {
@@ -175,6 +184,11 @@ async def merge_links(cur: Any, changes: Changes, *, clean: bool = False) -> Non
     """The delegation links of a batch: shared between partitions (call under the
     audit-head lock, see projections.store)."""
     if changes.links:
-        await copy_rows(cur, _stage("session_links"), _STAGED["session_links"],
-                        list(changes.links.values()), clean=clean)
+        await copy_rows(
+            cur,
+            _stage("session_links"),
+            _STAGED["session_links"],
+            list(changes.links.values()),
+            clean=clean,
+        )
         await cur.execute(_MERGES["session_links"])

@@ -22,7 +22,10 @@ from agents.errors import DecodeError
 from schemas.codec import decode_agent_version
 
 __all__ = [
-    "agents_topic_for", "keep_refreshing", "read_agent_versions", "refresh_agent_versions",
+    "agents_topic_for",
+    "keep_refreshing",
+    "read_agent_versions",
+    "refresh_agent_versions",
 ]
 
 _UPSERT = (
@@ -39,9 +42,12 @@ def agents_topic_for(events_topic: str) -> str:
 async def read_agent_versions(bootstrap: str, topic: str) -> list[tuple[str, str, str, Any]]:
     """(hash, agent, definition JSON, published_at) of every readable version whose
     content matches its hash."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed",
-                                client_id="turnlog-projector-agents")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id="turnlog-projector-agents",
+    )
     await consumer.start()
     rows: dict[str, tuple[str, str, str, Any]] = {}
     try:
@@ -73,7 +79,8 @@ async def read_agent_versions(bootstrap: str, topic: str) -> list[tuple[str, str
                             continue
                         if definition_hash(d) == v.definition_hash:
                             rows[v.definition_hash] = (
-                                v.definition_hash, v.agent,
+                                v.definition_hash,
+                                v.agent,
                                 json.dumps(json.loads(v.definition), sort_keys=True),
                                 v.published_at,
                             )
@@ -93,8 +100,14 @@ async def refresh_agent_versions(bootstrap: str, topic: str, database_url: str) 
     return len(rows)
 
 
-async def keep_refreshing(bootstrap: str, topic: str, database_url: str,
-                          stopping: asyncio.Event, log: Any, every_s: float = 30.0) -> None:
+async def keep_refreshing(
+    bootstrap: str,
+    topic: str,
+    database_url: str,
+    stopping: asyncio.Event,
+    log: Any,
+    every_s: float = 30.0,
+) -> None:
     """Refresh at once, then every `every_s`, until `stopping`; failures are logged and
     tried again at the next round (the table is a convenience copy)."""
     while not stopping.is_set():

@@ -64,8 +64,16 @@ GENESIS_HASH = "0" * 64
 # Every column of audit_log, in the order rows are written and read. verify refuses a
 # table with any other column: a column nobody hashes would be a column nobody checks.
 AUDIT_COLUMNS = (
-    "audit_id", "session_id", "seq", "event_id", "event_type", "occurred_at", "content",
-    "prev_hash", "row_hash", "hash_version",
+    "audit_id",
+    "session_id",
+    "seq",
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "content",
+    "prev_hash",
+    "row_hash",
+    "hash_version",
 )
 # The version of the rows written now.
 HASH_VERSION = 2
@@ -87,14 +95,29 @@ def _micros(at: datetime) -> str:
 
 
 def row_hash_v2(
-    prev_hash: str, audit_id: int, session_id: str, seq: int, event_id: Any,
-    event_type: str, occurred_at: datetime, content: str,
+    prev_hash: str,
+    audit_id: int,
+    session_id: str,
+    seq: int,
+    event_id: Any,
+    event_type: str,
+    occurred_at: datetime,
+    content: str,
 ) -> str:
     """The version-2 hash: over prev_hash and every other column of the row."""
-    text = "\x00".join((
-        prev_hash, "2", str(audit_id), session_id, str(seq), str(event_id).lower(),
-        event_type, _micros(occurred_at), content,
-    ))
+    text = "\x00".join(
+        (
+            prev_hash,
+            "2",
+            str(audit_id),
+            session_id,
+            str(seq),
+            str(event_id).lower(),
+            event_type,
+            _micros(occurred_at),
+            content,
+        )
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -119,11 +142,22 @@ def chain_rows(
         audit_id += 1
         if occurred_at.tzinfo is None:  # stored as UTC, so hashed as UTC
             occurred_at = occurred_at.replace(tzinfo=UTC)
-        row_hash = row_hash_v2(prev, audit_id, session_id, seq, event_id, event_type,
-                               occurred_at, content)
+        row_hash = row_hash_v2(
+            prev, audit_id, session_id, seq, event_id, event_type, occurred_at, content
+        )
         rows.append(
-            (audit_id, session_id, seq, event_id, event_type, occurred_at, content, prev,
-             row_hash, HASH_VERSION)
+            (
+                audit_id,
+                session_id,
+                seq,
+                event_id,
+                event_type,
+                occurred_at,
+                content,
+                prev,
+                row_hash,
+                HASH_VERSION,
+            )
         )
         prev = row_hash
     return rows, AuditHead(audit_id, prev)
@@ -153,7 +187,9 @@ async def publish_checkpoint(producer: Any, topic: str, head: AuditHead) -> Audi
     return checkpoint
 
 
-async def read_checkpoints(bootstrap: str, topic: str, timeout: float = 30.0) -> list[AuditCheckpoint]:
+async def read_checkpoints(
+    bootstrap: str, topic: str, timeout: float = 30.0
+) -> list[AuditCheckpoint]:
     """Every checkpoint published so far (committed ones), oldest first."""
     from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
@@ -245,14 +281,18 @@ class VerifyReport:
         """What this verification cannot prove, in a sentence (empty when nothing)."""
         past = self.rows_past_last_checkpoint
         if self.last_checkpoint_audit_id is None:
-            return (f"No published checkpoint was compared: a cut of the tail or a rewrite "
-                    f"with fixed-up hashes of any of the {past} rows cannot be detected.")
+            return (
+                f"No published checkpoint was compared: a cut of the tail or a rewrite "
+                f"with fixed-up hashes of any of the {past} rows cannot be detected."
+            )
         if past == 0:
             return ""
-        return (f"{past} rows lie past the last checkpoint (row "
-                f"{self.last_checkpoint_audit_id}): a cut of rows written after it, or a "
-                "rewrite of them with fixed-up hashes, cannot be detected until a "
-                "checkpoint covers them; a cut of rows a checkpoint covered is detected.")
+        return (
+            f"{past} rows lie past the last checkpoint (row "
+            f"{self.last_checkpoint_audit_id}): a cut of rows written after it, or a "
+            "rewrite of them with fixed-up hashes, cannot be detected until a "
+            "checkpoint covers them; a cut of rows a checkpoint covered is detected."
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -295,13 +335,15 @@ def _content_mismatch(row: Sequence[Any]) -> str | None:
     except (ValueError, KeyError, TypeError) as exc:
         return f"its content is not an event's canonical JSON ({exc})"
     stored = {
-        "session_id": session_id, "seq": seq, "event_id": str(event_id).lower(),
-        "event_type": event_type, "occurred_at": occurred_at,
+        "session_id": session_id,
+        "seq": seq,
+        "event_id": str(event_id).lower(),
+        "event_type": event_type,
+        "occurred_at": occurred_at,
     }
     for column, value in derived.items():
         if stored[column] != value:
-            return (f"its {column} ({stored[column]!s}) is not the one of its content "
-                    f"({value!s})")
+            return f"its {column} ({stored[column]!s}) is not the one of its content ({value!s})"
     return None
 
 
@@ -309,26 +351,62 @@ def _row_fault(
     row: Sequence[Any], prev_id: int, prev_hash: str, prev_version: int
 ) -> tuple[str | None, str, int]:
     """(why the row is broken or None, its recomputed hash, its version)."""
-    (audit_id, session_id, seq, event_id, event_type, occurred_at, content,
-     stored_prev, stored_hash, version) = row
+    (
+        audit_id,
+        session_id,
+        seq,
+        event_id,
+        event_type,
+        occurred_at,
+        content,
+        stored_prev,
+        stored_hash,
+        version,
+    ) = row
     version = int(version)
     if stored_prev != prev_hash:
-        return (f"its prev_hash {stored_prev[:16]}… is not the hash of row {prev_id} "
-                f"({prev_hash[:16]}…): rows were reordered, removed or rewritten"), "", version
+        return (
+            (
+                f"its prev_hash {stored_prev[:16]}… is not the hash of row {prev_id} "
+                f"({prev_hash[:16]}…): rows were reordered, removed or rewritten"
+            ),
+            "",
+            version,
+        )
     if version == 2:
-        own_hash = row_hash_v2(stored_prev, int(audit_id), session_id, int(seq), event_id,
-                               event_type, occurred_at, content)
+        own_hash = row_hash_v2(
+            stored_prev,
+            int(audit_id),
+            session_id,
+            int(seq),
+            event_id,
+            event_type,
+            occurred_at,
+            content,
+        )
     elif version == 1 and prev_version == 1:
         own_hash = chain_hash(stored_prev, content)
     elif version == 1:
-        return (f"its hash_version is 1 after a version-{prev_version} row: the row was "
-                "edited (a version never goes back)"), "", version
+        return (
+            (
+                f"its hash_version is 1 after a version-{prev_version} row: the row was "
+                "edited (a version never goes back)"
+            ),
+            "",
+            version,
+        )
     else:
         return f"its hash_version {version} is unknown: the row was edited", "", version
     if own_hash != stored_hash:
         which = _content_mismatch(row) or "one of its columns was changed"
-        return (f"its columns do not hash to its row_hash (stored {stored_hash[:16]}…, "
-                f"recomputed {own_hash[:16]}…): the row was edited; {which}"), own_hash, version
+        return (
+            (
+                f"its columns do not hash to its row_hash (stored {stored_hash[:16]}…, "
+                f"recomputed {own_hash[:16]}…): the row was edited; {which}"
+            ),
+            own_hash,
+            version,
+        )
     if version == 1:
         mismatch = _content_mismatch(row)
         if mismatch is not None:
@@ -402,7 +480,8 @@ def verify_chain(
 def _check_columns(conn: psycopg.Connection[Any]) -> None:
     """audit_log has exactly the columns verify knows: an unknown one would be unchecked."""
     found = [
-        str(r[0]) for r in conn.execute(
+        str(r[0])
+        for r in conn.execute(
             "SELECT attname FROM pg_attribute WHERE attrelid = 'audit_log'::regclass "
             "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
         ).fetchall()

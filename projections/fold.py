@@ -182,8 +182,18 @@ def _entry(
         parent = (None, None)
     changes.entries.append(
         (
-            s.session_id, event.seq, kind, role, call_id, tool_name, content, is_error,
-            parent[0], parent[1], event.turn_id, event.occurred_at,
+            s.session_id,
+            event.seq,
+            kind,
+            role,
+            call_id,
+            tool_name,
+            content,
+            is_error,
+            parent[0],
+            parent[1],
+            event.turn_id,
+            event.occurred_at,
         )
     )
     s.last_entry_seq = event.seq
@@ -207,8 +217,17 @@ def fold(
     s.updated_at = at
     changes.events.append(
         (
-            sid, seq, event.event_id, type(p).__name__, event.turn_id, at,
-            event.causation_id, event.correlation_id, partition, offset, digest,
+            sid,
+            seq,
+            event.event_id,
+            type(p).__name__,
+            event.turn_id,
+            at,
+            event.causation_id,
+            event.correlation_id,
+            partition,
+            offset,
+            digest,
         )
     )
 
@@ -228,70 +247,135 @@ def fold(
         s.turns += 1
         if p.queued_seq is not None and event.causation_id is not None:
             # A queued message's turn is caused by the request that sent it.
-            changes.patch("queued_messages", (sid, event.causation_id), status="started",
-                          started_turn_id=event.turn_id, ended_seq=seq, ended_at=at)
+            changes.patch(
+                "queued_messages",
+                (sid, event.causation_id),
+                status="started",
+                started_turn_id=event.turn_id,
+                ended_seq=seq,
+                ended_at=at,
+            )
             s.queued -= 1
     elif isinstance(p, AgentVersionChanged):
         s.definition_hash = p.to_hash
     elif isinstance(p, MessageQueued):
-        changes.patch("queued_messages", (sid, event.causation_id or ""), queued_seq=seq,
-                      position=p.position, content=p.text, status="queued",
-                      queued_at=at)
+        changes.patch(
+            "queued_messages",
+            (sid, event.causation_id or ""),
+            queued_seq=seq,
+            position=p.position,
+            content=p.text,
+            status="queued",
+            queued_at=at,
+        )
         s.queued += 1
     elif isinstance(p, QueuedMessageDropped):
-        changes.patch("queued_messages", (sid, p.request_id), status="dropped",
-                      ended_seq=seq, ended_at=at, reason=p.reason)
+        changes.patch(
+            "queued_messages",
+            (sid, p.request_id),
+            status="dropped",
+            ended_seq=seq,
+            ended_at=at,
+            reason=p.reason,
+        )
         s.queued -= 1
     elif isinstance(p, UserMessageReceived):
         _entry(s, event, changes, "user", "user", p.text)
     elif isinstance(p, LlmCallRequested):
         changes.patch(
-            "llm_calls", (sid, p.call_id),
-            status="requested", purpose=p.purpose, iteration=p.iteration,
-            model_requested=p.model, fallbacks=list(p.fallbacks), max_tokens=p.max_tokens,
-            temperature=p.temperature, context_entries=p.context_entries,
-            request_digest=p.request_digest, reserved_tokens=p.reserved_tokens,
-            reserved_nanos=p.reserved_nanos, requested_seq=seq, requested_at=at,
-            deadline_at=p.deadline_at, turn_id=event.turn_id,
+            "llm_calls",
+            (sid, p.call_id),
+            status="requested",
+            purpose=p.purpose,
+            iteration=p.iteration,
+            model_requested=p.model,
+            fallbacks=list(p.fallbacks),
+            max_tokens=p.max_tokens,
+            temperature=p.temperature,
+            context_entries=p.context_entries,
+            request_digest=p.request_digest,
+            reserved_tokens=p.reserved_tokens,
+            reserved_nanos=p.reserved_nanos,
+            requested_seq=seq,
+            requested_at=at,
+            deadline_at=p.deadline_at,
+            turn_id=event.turn_id,
         )
         s.phase = "compacting" if p.purpose == "summarize" else "awaiting_llm"
     elif isinstance(p, LlmCallCompleted) and p.discarded is not None:
         # Recorded for its usage and cost only; a late one keeps its row cancelled.
         u = p.usage
         changes.patch(
-            "llm_calls", (sid, p.call_id),
-            status=None if p.discarded == "late" else "completed", model=p.model,
-            fallback_used=p.fallback_used, attempts=p.attempts, stop_reason=p.stop_reason,
-            input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-            cost_nanos=p.cost_nanos, latency_ms=p.latency_ms, tool_calls=0,
-            completed_seq=seq, completed_at=at, discarded=p.discarded,
+            "llm_calls",
+            (sid, p.call_id),
+            status=None if p.discarded == "late" else "completed",
+            model=p.model,
+            fallback_used=p.fallback_used,
+            attempts=p.attempts,
+            stop_reason=p.stop_reason,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            cost_nanos=p.cost_nanos,
+            latency_ms=p.latency_ms,
+            tool_calls=0,
+            completed_seq=seq,
+            completed_at=at,
+            discarded=p.discarded,
         )
         s.llm_calls += 1
-        _add_usage(s, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                   u.cache_write_tokens, p.cost_nanos)
+        _add_usage(
+            s,
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            p.cost_nanos,
+        )
     elif isinstance(p, LlmCallCompleted):
         u = p.usage
         changes.patch(
-            "llm_calls", (sid, p.call_id),
-            status="completed", model=p.model, fallback_used=p.fallback_used,
-            attempts=p.attempts, stop_reason=p.stop_reason, input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens, cost_nanos=p.cost_nanos,
-            latency_ms=p.latency_ms, tool_calls=len(p.tool_call_ids), completed_seq=seq,
+            "llm_calls",
+            (sid, p.call_id),
+            status="completed",
+            model=p.model,
+            fallback_used=p.fallback_used,
+            attempts=p.attempts,
+            stop_reason=p.stop_reason,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            cost_nanos=p.cost_nanos,
+            latency_ms=p.latency_ms,
+            tool_calls=len(p.tool_call_ids),
+            completed_seq=seq,
             completed_at=at,
         )
         s.llm_calls += 1
-        _add_usage(s, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                   u.cache_write_tokens, p.cost_nanos)
+        _add_usage(
+            s,
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            p.cost_nanos,
+        )
         _entry(s, event, changes, "assistant", "assistant", p.text, call_id=p.call_id)
         if p.tool_call_ids:
             s.phase = "awaiting_tools"
     elif isinstance(p, LlmCallFailed):
         changes.patch(
-            "llm_calls", (sid, p.call_id),
-            status="failed", error_type=p.error_type, error_message=p.message,
-            attempts=p.attempts, latency_ms=p.latency_ms, completed_seq=seq, completed_at=at,
+            "llm_calls",
+            (sid, p.call_id),
+            status="failed",
+            error_type=p.error_type,
+            error_message=p.message,
+            attempts=p.attempts,
+            latency_ms=p.latency_ms,
+            completed_seq=seq,
+            completed_at=at,
         )
     elif isinstance(p, ProviderCircuitOpened):
         changes.append("llm_calls", (sid, p.call_id), "circuits_opened", p.target)
@@ -302,78 +386,144 @@ def fold(
             PolicyAction.REQUIRE_APPROVAL: "awaiting_approval",
         }[p.decision]
         changes.patch(
-            "tool_calls", (sid, p.call_id),
-            llm_call_id=p.llm_call_id, name=p.name, arguments_json=p.arguments_json,
-            decision=p.decision.value, rule=p.rule, status=status, requested_seq=seq,
-            requested_at=at, deadline_at=p.deadline_at, turn_id=event.turn_id,
+            "tool_calls",
+            (sid, p.call_id),
+            llm_call_id=p.llm_call_id,
+            name=p.name,
+            arguments_json=p.arguments_json,
+            decision=p.decision.value,
+            rule=p.rule,
+            status=status,
+            requested_seq=seq,
+            requested_at=at,
+            deadline_at=p.deadline_at,
+            turn_id=event.turn_id,
         )
-        _entry(s, event, changes, "tool_call", "assistant", p.arguments_json,
-               call_id=p.call_id, tool_name=p.name)
+        _entry(
+            s,
+            event,
+            changes,
+            "tool_call",
+            "assistant",
+            p.arguments_json,
+            call_id=p.call_id,
+            tool_name=p.name,
+        )
         s.phase = "awaiting_tools"
     elif isinstance(p, ApprovalRequested):
         changes.patch(
-            "approvals", (sid, p.call_id),
-            tool_name=p.tool_name, outcome="pending", requested_seq=seq, requested_at=at,
+            "approvals",
+            (sid, p.call_id),
+            tool_name=p.tool_name,
+            outcome="pending",
+            requested_seq=seq,
+            requested_at=at,
             expires_at=p.expires_at,
         )
         changes.patch("tool_calls", (sid, p.call_id), status="awaiting_approval")
         s.phase = "awaiting_approval"
     elif isinstance(p, ApprovalGranted):
         changes.patch(
-            "approvals", (sid, p.call_id),
-            outcome="granted", decided_by=p.decided_by, reason=p.reason, decided_seq=seq,
+            "approvals",
+            (sid, p.call_id),
+            outcome="granted",
+            decided_by=p.decided_by,
+            reason=p.reason,
+            decided_seq=seq,
             decided_at=at,
         )
         changes.patch("tool_calls", (sid, p.call_id), status="approved")
         s.phase = "awaiting_tools"
     elif isinstance(p, ApprovalDenied):
         changes.patch(
-            "approvals", (sid, p.call_id),
-            outcome="expired" if p.expired else "denied", decided_by=p.decided_by,
-            reason=p.reason, decided_seq=seq, decided_at=at,
+            "approvals",
+            (sid, p.call_id),
+            outcome="expired" if p.expired else "denied",
+            decided_by=p.decided_by,
+            reason=p.reason,
+            decided_seq=seq,
+            decided_at=at,
         )
         # The tool result the model sees follows as ToolCallFailed (its entry).
         changes.patch("tool_calls", (sid, p.call_id), status="denied")
         s.phase = "awaiting_tools"
     elif isinstance(p, ToolCallCompleted):
-        changes.patch("tool_calls", (sid, p.call_id), status="completed", result_seq=seq,
-                      completed_at=at, latency_ms=p.latency_ms)
+        changes.patch(
+            "tool_calls",
+            (sid, p.call_id),
+            status="completed",
+            result_seq=seq,
+            completed_at=at,
+            latency_ms=p.latency_ms,
+        )
         _entry(s, event, changes, "tool_result", "user", p.result, call_id=p.call_id)
     elif isinstance(p, ToolCallFailed):
-        changes.patch("tool_calls", (sid, p.call_id), status="failed", result_seq=seq,
-                      completed_at=at, latency_ms=p.latency_ms)
-        _entry(s, event, changes, "tool_result", "user", p.error, call_id=p.call_id,
-               is_error=True)
+        changes.patch(
+            "tool_calls",
+            (sid, p.call_id),
+            status="failed",
+            result_seq=seq,
+            completed_at=at,
+            latency_ms=p.latency_ms,
+        )
+        _entry(s, event, changes, "tool_result", "user", p.error, call_id=p.call_id, is_error=True)
     elif isinstance(p, ContextCompactionRequested):
         changes.patch(
-            "compactions", (sid, p.compaction_id),
-            strategy=p.strategy, entry_seqs=list(p.entry_seqs), tokens_before=p.tokens_before,
-            context_window=p.context_window, requested_seq=seq, requested_at=at,
+            "compactions",
+            (sid, p.compaction_id),
+            strategy=p.strategy,
+            entry_seqs=list(p.entry_seqs),
+            tokens_before=p.tokens_before,
+            context_window=p.context_window,
+            requested_seq=seq,
+            requested_at=at,
         )
         if p.strategy == "summarize":
             s.phase = "compacting"
     elif isinstance(p, ContextCompacted):
         u = p.usage
         changes.patch(
-            "compactions", (sid, p.compaction_id),
-            strategy=p.strategy, removed_seqs=list(p.removed_seqs), tokens_after=p.tokens_after,
-            model=p.model, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-            cost_nanos=p.cost_nanos, completed_seq=seq, completed_at=at,
+            "compactions",
+            (sid, p.compaction_id),
+            strategy=p.strategy,
+            removed_seqs=list(p.removed_seqs),
+            tokens_after=p.tokens_after,
+            model=p.model,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            cost_nanos=p.cost_nanos,
+            completed_seq=seq,
+            completed_at=at,
         )
         if p.model is not None:
             # A summarize compaction is an LLM call (requested with the compaction id as
             # call id); this is its only completion record.
             changes.patch(
-                "llm_calls", (sid, p.compaction_id),
-                status="completed", purpose="summarize", model=p.model,
-                input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-                cost_nanos=p.cost_nanos, tool_calls=0, completed_seq=seq, completed_at=at,
+                "llm_calls",
+                (sid, p.compaction_id),
+                status="completed",
+                purpose="summarize",
+                model=p.model,
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+                cache_read_tokens=u.cache_read_tokens,
+                cache_write_tokens=u.cache_write_tokens,
+                cost_nanos=p.cost_nanos,
+                tool_calls=0,
+                completed_seq=seq,
+                completed_at=at,
             )
             s.llm_calls += 1
-            _add_usage(s, u.input_tokens, u.output_tokens, u.cache_read_tokens,
-                       u.cache_write_tokens, p.cost_nanos)
+            _add_usage(
+                s,
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.cache_write_tokens,
+                p.cost_nanos,
+            )
         if p.summary is not None:
             _entry(s, event, changes, "summary", "user", p.summary)
     elif isinstance(p, ChildSessionRequested):
@@ -383,12 +533,16 @@ def fold(
     elif isinstance(p, ChildSessionCompleted):
         ok = p.status is ChildStatus.COMPLETED
         changes.patch(
-            "tool_calls", (sid, p.call_id),
-            child_session_id=p.child_session_id, status="completed" if ok else "failed",
-            result_seq=seq, completed_at=at,
+            "tool_calls",
+            (sid, p.call_id),
+            child_session_id=p.child_session_id,
+            status="completed" if ok else "failed",
+            result_seq=seq,
+            completed_at=at,
         )
-        _entry(s, event, changes, "tool_result", "user", p.answer, call_id=p.call_id,
-               is_error=not ok)
+        _entry(
+            s, event, changes, "tool_result", "user", p.answer, call_id=p.call_id, is_error=not ok
+        )
     elif isinstance(p, EffectReissued):
         if p.kind in (EffectKind.LLM_CALL, EffectKind.COMPACTION):
             changes.increment("llm_calls", (sid, p.effect_id), "reissues")
@@ -408,14 +562,26 @@ def fold(
         s.phase = "idle"
         # Every row of the abandoned work ends in a terminal status.
         if p.llm_call_id is not None:
-            changes.patch("llm_calls", (sid, p.llm_call_id), status="cancelled",
-                          completed_seq=seq, completed_at=at)
+            changes.patch(
+                "llm_calls",
+                (sid, p.llm_call_id),
+                status="cancelled",
+                completed_seq=seq,
+                completed_at=at,
+            )
         for call_id in p.tool_call_ids:
-            changes.patch("tool_calls", (sid, call_id), status="cancelled", result_seq=seq,
-                          completed_at=at)
+            changes.patch(
+                "tool_calls", (sid, call_id), status="cancelled", result_seq=seq, completed_at=at
+            )
         for call_id in p.approval_call_ids:
-            changes.patch("approvals", (sid, call_id), outcome="cancelled", decided_seq=seq,
-                          decided_at=at, reason=p.reason)
+            changes.patch(
+                "approvals",
+                (sid, call_id),
+                outcome="cancelled",
+                decided_seq=seq,
+                decided_at=at,
+                reason=p.reason,
+            )
     # BudgetExceeded, RequestRejected: the events row is all there is.
     return s
 

@@ -21,19 +21,29 @@ __all__ = ["PROJECTOR_METRICS", "ProjectorMetrics"]
 
 # stats() key -> (metric name, help, counter?)
 PROJECTOR_METRICS: dict[str, tuple[str, str, bool]] = {
-    "events_applied": ("turnlog_projector_events_applied", "Events projected into Postgres.",
-                       True),
+    "events_applied": ("turnlog_projector_events_applied", "Events projected into Postgres.", True),
     "batches": ("turnlog_projector_transactions", "Postgres transactions committed.", True),
-    "events_quarantined": ("turnlog_projector_events_quarantined",
-                           "Events set aside in projection_quarantine.", True),
+    "events_quarantined": (
+        "turnlog_projector_events_quarantined",
+        "Events set aside in projection_quarantine.",
+        True,
+    ),
     "reconnects": ("turnlog_projector_reconnects", "Postgres connections made again.", True),
-    "reseeks": ("turnlog_projector_reseeks", ("Stored positions found moved by another "
-                "process."), True),
-    "partitions_stopped": ("turnlog_projector_partitions_stopped", ("Partitions stopped "
-                           "(seq gap, conflicting duplicate) until an operator clears them."),
-                           False),
-    "group_commits": ("turnlog_projector_group_commits", ("Mirrors of the positions to the "
-                      "consumer group's offsets in Kafka."), True),
+    "reseeks": (
+        "turnlog_projector_reseeks",
+        ("Stored positions found moved by another process."),
+        True,
+    ),
+    "partitions_stopped": (
+        "turnlog_projector_partitions_stopped",
+        ("Partitions stopped (seq gap, conflicting duplicate) until an operator clears them."),
+        False,
+    ),
+    "group_commits": (
+        "turnlog_projector_group_commits",
+        ("Mirrors of the positions to the consumer group's offsets in Kafka."),
+        True,
+    ),
 }
 
 
@@ -45,22 +55,33 @@ class _Collector(Collector):
         projector = self._owner.projector
         for key, value in projector.stats().items():
             name, doc, counter = PROJECTOR_METRICS.get(
-                key, (f"turnlog_projector_{key}", f"Projector counter {key!r}.", True))
+                key, (f"turnlog_projector_{key}", f"Projector counter {key!r}.", True)
+            )
             family = CounterMetricFamily if counter else GaugeMetricFamily
             yield family(name, doc, value=value)
-        yield CounterMetricFamily("turnlog_projector_db_seconds", "Seconds in Postgres "
-                                  "transactions.", value=projector.db_seconds)
-        yield CounterMetricFamily("turnlog_projector_decode_seconds", "Seconds decoding "
-                                  "records.", value=projector.decode_seconds)
-        lag = GaugeMetricFamily("turnlog_projector_lag", "Events of an owned partition not "
-                                "projected yet (transaction markers not counted).",
-                                labels=["partition"])
+        yield CounterMetricFamily(
+            "turnlog_projector_db_seconds",
+            "Seconds in Postgres transactions.",
+            value=projector.db_seconds,
+        )
+        yield CounterMetricFamily(
+            "turnlog_projector_decode_seconds",
+            "Seconds decoding records.",
+            value=projector.decode_seconds,
+        )
+        lag = GaugeMetricFamily(
+            "turnlog_projector_lag",
+            "Events of an owned partition not projected yet (transaction markers not counted).",
+            labels=["partition"],
+        )
         for p, value in sorted(self._owner.lag.items()):
             lag.add_metric([str(p)], value)
         yield lag
-        yield GaugeMetricFamily("turnlog_projector_ready", "1 when connected and consuming "
-                                "(what /readyz says).",
-                                value=1 if projector.ready()[0] else 0)
+        yield GaugeMetricFamily(
+            "turnlog_projector_ready",
+            "1 when connected and consuming (what /readyz says).",
+            value=1 if projector.ready()[0] else 0,
+        )
 
 
 class ProjectorMetrics:

@@ -74,9 +74,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.match(path.name)
         if match is None:
-            raise MigrationError(
-                f"Migration file {path} is not named NNNN_lowercase_name.sql."
-            )
+            raise MigrationError(f"Migration file {path} is not named NNNN_lowercase_name.sql.")
         if match.group(1) in numbers:
             raise MigrationError(
                 f"Migrations {numbers[match.group(1)]} and {path.name} share the number "
@@ -108,7 +106,7 @@ def applied_migrations(database_url: str) -> dict[str, str]:
         if not exists or exists[0] is None:
             return {}
         rows = conn.execute(f"SELECT name, checksum FROM {TABLE} ORDER BY name").fetchall()
-        return {name: checksum for name, checksum in rows}
+        return dict(rows)
 
 
 def _check(applied: dict[str, str], migrations: list[Migration], directory: Path) -> None:
@@ -140,7 +138,7 @@ def migrate(database_url: str, directory: Path | None = None) -> list[str]:
             try:
                 _ensure_table(conn)
                 rows = conn.execute(f"SELECT name, checksum FROM {TABLE}").fetchall()
-                applied = {name: checksum for name, checksum in rows}
+                applied = dict(rows)
                 _check(applied, migrations, directory)
                 for migration in migrations:
                     if migration.name in applied:

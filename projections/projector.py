@@ -115,8 +115,9 @@ def decode(partition: int, offset: int, value: bytes | None) -> Record:
         # A lone surrogate (not UTF-8): hashed as Python spells it, stored cleaned.
         digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
         return Record(partition, offset, event, canonical, digest, dirty=True, raw=value)
-    return Record(partition, offset, event, canonical, digest, dirty=needs_cleaning(canonical),
-                  raw=value)
+    return Record(
+        partition, offset, event, canonical, digest, dirty=needs_cleaning(canonical), raw=value
+    )
 
 
 @dataclass(slots=True)
@@ -217,8 +218,11 @@ class Projector:
                 self._epoch[tp.partition] = self._epoch.get(tp.partition, 0) + 1
                 self._expected.pop(tp.partition, None)
             self._resync = True
-            log.warning("could not load stored positions; will reconnect",
-                        partitions=[tp.partition for tp in tps], error=str(exc).strip())
+            log.warning(
+                "could not load stored positions; will reconnect",
+                partitions=[tp.partition for tp in tps],
+                error=str(exc).strip(),
+            )
             return
         for tp in tps:
             offset, stop = positions[tp.partition]
@@ -228,15 +232,20 @@ class Projector:
                 self._consumer.pause(tp)
                 log.error(
                     "partition stopped; not consuming it until an operator clears it",
-                    topic=cfg.events_topic, partition=tp.partition, offset=stop.offset,
+                    topic=cfg.events_topic,
+                    partition=tp.partition,
+                    offset=stop.offset,
                     reason=stop.reason,
                 )
                 continue
             self._consumer.seek(tp, offset)
             self._expected[tp.partition] = offset
             self._fetched_to[tp.partition] = offset
-        log.info("partitions assigned", topic=cfg.events_topic,
-                 partitions={tp.partition: positions[tp.partition][0] for tp in tps})
+        log.info(
+            "partitions assigned",
+            topic=cfg.events_topic,
+            partitions={tp.partition: positions[tp.partition][0] for tp in tps},
+        )
 
     # -------------------------------------------------------------- lifecycle
 
@@ -258,8 +267,11 @@ class Projector:
                     raise ExternalError(
                         f"The projector cannot reach Postgres: {str(exc).strip()}"
                     ) from exc
-                log.warning("postgres unreachable at start; waiting", error=str(exc).strip(),
-                            retry_in_s=pause)
+                log.warning(
+                    "postgres unreachable at start; waiting",
+                    error=str(exc).strip(),
+                    retry_in_s=pause,
+                )
                 pause = await self._pause(pause)
         while True:
             consumer = self._new_consumer()
@@ -271,8 +283,9 @@ class Projector:
                     await consumer.stop()
                 if self._stopping.is_set():
                     raise
-                log.warning("kafka unreachable at start; waiting", error=repr(exc),
-                            retry_in_s=pause)
+                log.warning(
+                    "kafka unreachable at start; waiting", error=repr(exc), retry_in_s=pause
+                )
                 pause = await self._pause(pause)
         self._consumer = consumer
         if cfg.group_id is None:
@@ -337,10 +350,15 @@ class Projector:
         await self._start()
         pending: asyncio.Task[_Fetched | None] | None = None
         cfg = self.config
-        versions = asyncio.create_task(keep_refreshing(
-            cfg.bootstrap, agents_topic_for(cfg.events_topic), cfg.database_url,
-            self._stopping, log,
-        ))
+        versions = asyncio.create_task(
+            keep_refreshing(
+                cfg.bootstrap,
+                agents_topic_for(cfg.events_topic),
+                cfg.database_url,
+                self._stopping,
+                log,
+            )
+        )
         try:
             targets = await self._end_offsets() if until_caught_up else None
             while not self._stopping.is_set():
@@ -419,10 +437,14 @@ class Projector:
                     raise
                 result = None
                 lost = self._conn.broken or self._conn.closed
-                delay = min(cfg.reconnect_initial_s * 2 ** self._failures, cfg.reconnect_max_s)
+                delay = min(cfg.reconnect_initial_s * 2**self._failures, cfg.reconnect_max_s)
                 self._failures += 1
-                log.warning("projecting a batch failed; recovering", error=str(exc).strip(),
-                            connection_lost=lost, retry_in_s=0 if lost else delay)
+                log.warning(
+                    "projecting a batch failed; recovering",
+                    error=str(exc).strip(),
+                    connection_lost=lost,
+                    retry_in_s=0 if lost else delay,
+                )
         if result is None:
             # Lost, or rolled back (deadlock, cancel, read-only): whatever committed is in
             # the stored positions; the next loop reconnects if need be (with its own
@@ -440,15 +462,25 @@ class Projector:
         self.quarantined += result.quarantined
         for q in failed:
             # Alert-worthy: an event of the log is not in the projections until retried.
-            log.error("projection.quarantined", topic=cfg.events_topic, partition=q.partition,
-                      offset=q.offset, session_id=q.session_id, seq=q.seq,
-                      event_type=q.event_type, error=q.error, audited=q.audited,
-                      quarantined_total=self.quarantined,
-                      hint="turnlog projections quarantine retry")
+            log.error(
+                "projection.quarantined",
+                topic=cfg.events_topic,
+                partition=q.partition,
+                offset=q.offset,
+                session_id=q.session_id,
+                seq=q.seq,
+                event_type=q.event_type,
+                error=q.error,
+                audited=q.audited,
+                quarantined_total=self.quarantined,
+                hint="turnlog projections quarantine retry",
+            )
         if result.quarantined > len(failed):
-            log.warning("events held behind quarantined ones",
-                        count=result.quarantined - len(failed),
-                        quarantined_total=self.quarantined)
+            log.warning(
+                "events held behind quarantined ones",
+                count=result.quarantined - len(failed),
+                quarantined_total=self.quarantined,
+            )
         if result.head is not None:
             self._head = result.head
         first_stop: PartitionStopped | None = None
@@ -463,8 +495,12 @@ class Projector:
                     # Someone else moved the stored position (a rebuild, another process):
                     # theirs is the truth; re-read it as if newly assigned.
                     self.reseeks += 1
-                    log.warning("stored position moved; re-seeking", partition=part.partition,
-                                expected=self._expected[part.partition], stored=part.reseek)
+                    log.warning(
+                        "stored position moved; re-seeking",
+                        partition=part.partition,
+                        expected=self._expected[part.partition],
+                        stored=part.reseek,
+                    )
                     await self._take([tp])
                 continue
             self._expected[part.partition] = part.next_offset
@@ -473,14 +509,19 @@ class Projector:
                 self._expected.pop(part.partition, None)
                 self._epoch[part.partition] = self._epoch.get(part.partition, 0) + 1
                 self._consumer.pause(tp)
-                log.error("partition stopped", topic=cfg.events_topic,
-                          partition=part.partition, offset=part.stop.offset,
-                          reason=part.stop.reason)
+                log.error(
+                    "partition stopped",
+                    topic=cfg.events_topic,
+                    partition=part.partition,
+                    offset=part.stop.offset,
+                    reason=part.stop.reason,
+                )
                 if first_stop is None:
                     first_stop = PartitionStopped(
                         f"Projection of {cfg.events_topic} partition {part.partition} stopped "
                         f"at offset {part.stop.offset}: {part.stop.reason}",
-                        topic=cfg.events_topic, partition=part.partition,
+                        topic=cfg.events_topic,
+                        partition=part.partition,
                         offset=part.stop.offset,
                     )
         await self._maybe_publish()
@@ -502,9 +543,12 @@ class Projector:
     def stats(self) -> dict[str, int]:
         """The counters since start: what `projector.metrics` lines carry."""
         return {
-            "events_applied": self.applied, "batches": self.batches,
-            "events_quarantined": self.quarantined, "reconnects": self.reconnects,
-            "reseeks": self.reseeks, "partitions_stopped": len(self._stopped),
+            "events_applied": self.applied,
+            "batches": self.batches,
+            "events_quarantined": self.quarantined,
+            "reconnects": self.reconnects,
+            "reseeks": self.reseeks,
+            "partitions_stopped": len(self._stopped),
             "group_commits": self.group_commits,
         }
 
@@ -598,8 +642,7 @@ class Projector:
         now = time.monotonic()
         if now - self._last_metrics >= self.config.metrics_interval_s:
             self._last_metrics = now
-            log.info("projector.metrics", interval_s=self.config.metrics_interval_s,
-                     **self.stats())
+            log.info("projector.metrics", interval_s=self.config.metrics_interval_s, **self.stats())
 
     async def _recover(self) -> None:
         """Reconnect to Postgres if the connection is gone (backoff, until it answers
@@ -615,11 +658,11 @@ class Projector:
                     if conn is not None:
                         await conn.close()
                 try:
-                    self._conn = await AsyncConnection.connect(cfg.database_url,
-                                                               connect_timeout=10)
+                    self._conn = await AsyncConnection.connect(cfg.database_url, connect_timeout=10)
                 except psycopg.OperationalError as exc:
-                    log.warning("Postgres unreachable; retrying", in_s=delay,
-                                error=str(exc).strip())
+                    log.warning(
+                        "Postgres unreachable; retrying", in_s=delay, error=str(exc).strip()
+                    )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), delay)
                     delay = min(delay * 2, cfg.reconnect_max_s)
@@ -627,8 +670,11 @@ class Projector:
                 self.reconnects += 1
                 log.warning("reconnected to Postgres", reconnects=self.reconnects)
             self._resync = False
-            owned = [tp for tp in self._consumer.assignment()
-                     if tp.topic == cfg.events_topic and tp.partition not in self._stopped]
+            owned = [
+                tp
+                for tp in self._consumer.assignment()
+                if tp.topic == cfg.events_topic and tp.partition not in self._stopped
+            ]
             await self._take(owned)
             if not self._resync:
                 return
@@ -658,8 +704,9 @@ class Projector:
         return True
 
 
-async def run_projector(config: ProjectorConfig, *, until_caught_up: bool = False,
-                        projector: Projector | None = None) -> Projector:
+async def run_projector(
+    config: ProjectorConfig, *, until_caught_up: bool = False, projector: Projector | None = None
+) -> Projector:
     """Run a projector until SIGINT/SIGTERM (or caught up); returns it for its counters.
     `projector`: one built already (its metrics endpoint serves it)."""
     projector = projector if projector is not None else Projector(config)

@@ -180,9 +180,7 @@ async def apply_isolating(
             part = total.partitions[partition]
             return part.stop is None and part.reseek is None
         mid = len(records) // 2
-        return await isolate(partition, records[:mid]) and await isolate(
-            partition, records[mid:]
-        )
+        return await isolate(partition, records[:mid]) and await isolate(partition, records[mid:])
 
     for partition, records in sorted(batch.items()):
         if records:
@@ -238,7 +236,12 @@ async def quarantine_record(
                 queue = held.get(event.session_id)
                 behind = queue.first if queue is not None and event.seq > queue.first else None
                 await insert_quarantine(
-                    cur, consumer, topic, record, reason, held_behind=behind,
+                    cur,
+                    consumer,
+                    topic,
+                    record,
+                    reason,
+                    held_behind=behind,
                     audited=with_audit or not audit_due,
                 )
                 part = PartitionResult(record.partition, record.offset + 1, quarantined=1)
@@ -252,18 +255,28 @@ async def quarantine_record(
                     "WHERE consumer = %s AND topic = %s AND partition = %s",
                     (record.offset + 1, record.offset + 1, consumer, topic, record.partition),
                 )
-            quarantined.append(Quarantined(
-                record.partition, record.offset, event.session_id, event.seq,
-                type(event.payload).__name__, reason, with_audit or not audit_due,
-            ))
+            quarantined.append(
+                Quarantined(
+                    record.partition,
+                    record.offset,
+                    event.session_id,
+                    event.seq,
+                    type(event.payload).__name__,
+                    reason,
+                    with_audit or not audit_due,
+                )
+            )
             return part, head
         except Exception as exc:
             if not is_event_failure(exc, conn):
                 raise
             reason = f"{reason} (then, setting it aside: {describe_error(exc)})"
-    stop = Stop(record.offset, f"The event at offset {record.offset} (session "
-                               f"{event.session_id} seq {event.seq}) could neither be "
-                               f"projected nor quarantined: {reason}")
+    stop = Stop(
+        record.offset,
+        f"The event at offset {record.offset} (session "
+        f"{event.session_id} seq {event.seq}) could neither be "
+        f"projected nor quarantined: {reason}",
+    )
     async with conn.transaction():
         await conn.execute(
             "UPDATE projector_offsets SET stopped_offset = %s, stopped_reason = %s "
@@ -295,9 +308,21 @@ async def append_audit(cur: Any, records: Sequence[Record]) -> AuditHead:
 
 
 _LIST_COLUMNS = (
-    "quarantine_id", "consumer", "topic", "kafka_partition", "kafka_offset", "session_id",
-    "seq", "event_id", "event_type", "held_behind_seq", "error", "first_failed_at",
-    "last_failed_at", "attempts", "audited",
+    "quarantine_id",
+    "consumer",
+    "topic",
+    "kafka_partition",
+    "kafka_offset",
+    "session_id",
+    "seq",
+    "event_id",
+    "event_type",
+    "held_behind_seq",
+    "error",
+    "first_failed_at",
+    "last_failed_at",
+    "attempts",
+    "audited",
 )
 
 
@@ -307,8 +332,7 @@ def list_quarantined(database_url: str, *, with_events: bool = False) -> list[di
     try:
         with psycopg.connect(database_url, row_factory=dict_row) as conn:
             rows = conn.execute(
-                f"SELECT {', '.join(columns)} FROM projection_quarantine "
-                "ORDER BY quarantine_id"
+                f"SELECT {', '.join(columns)} FROM projection_quarantine ORDER BY quarantine_id"
             ).fetchall()
     except psycopg.OperationalError as exc:
         raise ExternalError(f"Could not read the quarantine: {str(exc).strip()}") from exc
@@ -365,14 +389,18 @@ async def retry_quarantined(database_url: str, ids: Sequence[int] | None = None)
             if ids is not None:
                 cur = await conn.execute(
                     "SELECT quarantine_id FROM projection_quarantine "
-                    "WHERE quarantine_id = ANY(%s::bigint[])", (list(ids),))
+                    "WHERE quarantine_id = ANY(%s::bigint[])",
+                    (list(ids),),
+                )
                 found = {int(r[0]) for r in await cur.fetchall()}
                 report.missing = sorted(set(ids) - found)
         for sid in sessions:
             async with conn.transaction():
                 cur = await conn.execute(
                     "SELECT quarantine_id FROM projection_quarantine WHERE session_id = %s "
-                    "ORDER BY seq", (sid,))
+                    "ORDER BY seq",
+                    (sid,),
+                )
                 queue = [int(r[0]) for r in await cur.fetchall()]
             for i, qid in enumerate(queue):
                 try:
@@ -385,15 +413,19 @@ async def retry_quarantined(database_url: str, ids: Sequence[int] | None = None)
                         await conn.execute(
                             "UPDATE projection_quarantine SET error = %s, held_behind_seq = NULL, "
                             "attempts = attempts + 1, last_failed_at = now() "
-                            "WHERE quarantine_id = %s", (clean_text(error), qid))
+                            "WHERE quarantine_id = %s",
+                            (clean_text(error), qid),
+                        )
                         # The later ones now wait behind this one (the earlier are resolved).
                         await conn.execute(
                             "UPDATE projection_quarantine SET held_behind_seq = f.seq "
                             "FROM projection_quarantine f WHERE f.quarantine_id = %s "
                             "AND projection_quarantine.session_id = f.session_id "
-                            "AND projection_quarantine.seq > f.seq", (qid,))
+                            "AND projection_quarantine.seq > f.seq",
+                            (qid,),
+                        )
                     report.failed.append((qid, error))
-                    report.still_held.extend(queue[i + 1:])
+                    report.still_held.extend(queue[i + 1 :])
                     break
                 report.resolved.append(qid)
     finally:
@@ -406,17 +438,23 @@ async def _retry_one(conn: AsyncConnection[Any], qid: int) -> None:
         cur = conn.cursor()
         await cur.execute(
             "SELECT consumer, topic, kafka_partition FROM projection_quarantine "
-            "WHERE quarantine_id = %s", (qid,))
+            "WHERE quarantine_id = %s",
+            (qid,),
+        )
         where = await cur.fetchone()
         if where is None:
             return  # resolved meanwhile (another retry)
         # The partition's offset row first, as the projector locks it: one at a time.
         await cur.execute(
             "SELECT 1 FROM projector_offsets WHERE consumer = %s AND topic = %s "
-            "AND partition = %s FOR UPDATE", where)
+            "AND partition = %s FOR UPDATE",
+            where,
+        )
         await cur.execute(
             "SELECT kafka_partition, kafka_offset, digest, audited, raw_event, event_json "
-            "FROM projection_quarantine WHERE quarantine_id = %s FOR UPDATE", (qid,))
+            "FROM projection_quarantine WHERE quarantine_id = %s FOR UPDATE",
+            (qid,),
+        )
         row = await cur.fetchone()
         if row is None:
             return
@@ -428,19 +466,29 @@ async def _retry_one(conn: AsyncConnection[Any], qid: int) -> None:
         verdict, why = classify(session, event)
         changes = Changes()
         if verdict is Verdict.GAP:
-            raise _RetryRefused(f"Session {event.session_id} seq {event.seq} cannot be "
-                                f"projected yet: {why}")
+            raise _RetryRefused(
+                f"Session {event.session_id} seq {event.seq} cannot be projected yet: {why}"
+            )
         if verdict is Verdict.DUPLICATE:
-            await cur.execute("SELECT digest FROM events WHERE session_id = %s AND seq = %s",
-                              (event.session_id, event.seq))
+            await cur.execute(
+                "SELECT digest FROM events WHERE session_id = %s AND seq = %s",
+                (event.session_id, event.seq),
+            )
             known = await cur.fetchone()
             if known is not None and str(known[0]) != record.digest:
                 raise _RetryRefused(
                     f"Session {event.session_id} seq {event.seq} was projected with another "
-                    f"event (digest {str(known[0])[:16]}…, this one {record.digest[:16]}…).")
+                    f"event (digest {str(known[0])[:16]}…, this one {record.digest[:16]}…)."
+                )
         else:
-            new = fold(session, event, changes, partition=record.partition,
-                       offset=record.offset, digest=record.digest)
+            new = fold(
+                session,
+                event,
+                changes,
+                partition=record.partition,
+                offset=record.offset,
+                digest=record.digest,
+            )
             await write_partition_rows(cur, changes, [new], clean=record.dirty)
         if changes.links or not audited:
             if changes.links:
@@ -461,11 +509,13 @@ def _record(partition: int, offset: int, raw: bytes, event_json: str, digest: st
     if raw:
         record = decode(partition, offset, raw)
         if record.event is None:
-            raise _RetryRefused(f"The quarantined record at offset {offset} no longer "
-                                f"decodes: {record.error}")
+            raise _RetryRefused(
+                f"The quarantined record at offset {offset} no longer decodes: {record.error}"
+            )
         return record
     from projections._clean import needs_cleaning
 
     event = event_from_dict(json.loads(event_json))
-    return Record(partition, offset, event, event_json, digest,
-                  dirty=needs_cleaning(event_json), raw=None)
+    return Record(
+        partition, offset, event, event_json, digest, dirty=needs_cleaning(event_json), raw=None
+    )

@@ -77,9 +77,7 @@ def show_session(database_url: str, session_id: str) -> dict[str, Any]:
             "parent_session_id, parent_seq, occurred_at FROM branch_entries(%s)",
             (session_id,),
         ).fetchall()
-        branches = conn.execute(
-            "SELECT * FROM session_branches(%s)", (session_id,)
-        ).fetchall()
+        branches = conn.execute("SELECT * FROM session_branches(%s)", (session_id,)).fetchall()
         children = conn.execute(
             "SELECT l.child_session_id, l.parent_call_id, s.agent, s.status "
             "FROM session_links l LEFT JOIN sessions s ON s.session_id = l.child_session_id "
@@ -106,7 +104,9 @@ _COST_QUERIES: dict[str, str] = {
 }
 
 
-def costs(database_url: str, by: CostGrouping = "agent", *, limit: int = 1000) -> list[dict[str, Any]]:
+def costs(
+    database_url: str, by: CostGrouping = "agent", *, limit: int = 1000
+) -> list[dict[str, Any]]:
     """Rows of the cost view for `by` (session, agent, model or day)."""
     if by not in _COST_QUERIES:
         raise ContractError(f"Costs can be grouped by session, agent, model or day, not {by!r}.")

@@ -84,9 +84,7 @@ async def rebuild(config: ProjectorConfig) -> RebuildReport:
     worker. `config.group_id` is ignored: the replay assigns partitions itself."""
     # In threads: the TRUNCATE waits for in-flight projector transactions, which may be
     # running on this very event loop.
-    await asyncio.to_thread(
-        reset_projections, config.database_url, config.events_topic
-    )
+    await asyncio.to_thread(reset_projections, config.database_url, config.events_topic)
     replay = ProjectorConfig(
         bootstrap=config.bootstrap,
         database_url=config.database_url,

@@ -63,8 +63,15 @@ __all__ = [
 
 # Every table a rebuild empties (audit_log and the offsets themselves are not among them).
 PROJECTION_TABLES: tuple[str, ...] = (
-    "events", "sessions", "session_links", "entries", "llm_calls", "tool_calls",
-    "approvals", "compactions", "queued_messages",
+    "events",
+    "sessions",
+    "session_links",
+    "entries",
+    "llm_calls",
+    "tool_calls",
+    "approvals",
+    "compactions",
+    "queued_messages",
 )
 
 
@@ -234,9 +241,14 @@ async def apply_batch(
                 event = record.event
                 queue = None if event is None else held.get(event.session_id)
                 # Held from its first quarantined seq on (a replay projects what precedes).
-                if queue is not None and event is not None and event.seq >= queue.first and (
-                    event.session_id not in sessions
-                    or event.seq > sessions[event.session_id].last_seq
+                if (
+                    queue is not None
+                    and event is not None
+                    and event.seq >= queue.first
+                    and (
+                        event.session_id not in sessions
+                        or event.seq > sessions[event.session_id].last_seq
+                    )
                 ):
                     verdict = check_held(record, queue)
                 else:
@@ -261,8 +273,12 @@ async def apply_batch(
                         part.audited += 1
                     continue
                 sessions[event.session_id] = fold(
-                    sessions.get(event.session_id), event, changes,
-                    partition=partition, offset=record.offset, digest=record.digest,
+                    sessions.get(event.session_id),
+                    event,
+                    changes,
+                    partition=partition,
+                    offset=record.offset,
+                    digest=record.digest,
                 )
                 touched.add(event.session_id)
                 batch_digests[(event.session_id, event.seq)] = record.digest
@@ -272,16 +288,21 @@ async def apply_batch(
                     part.audited += 1
 
         clean = any(r.dirty for rs in work.values() for r in rs)
-        await write_partition_rows(cur, changes, [sessions[s] for s in sorted(touched)],
-                                   clean=clean)
+        await write_partition_rows(
+            cur, changes, [sessions[s] for s in sorted(touched)], clean=clean
+        )
         for record in held_items:
             assert record.event is not None
             first = held[record.event.session_id].first
             await insert_quarantine(
-                cur, consumer, topic, record,
+                cur,
+                consumer,
+                topic,
+                record,
                 f"Held behind seq {first} of its session, which is quarantined: a "
                 "session's events are projected in seq order.",
-                held_behind=first, audited=True,
+                held_behind=first,
+                audited=True,
             )
 
         if audit_items or changes.links:
@@ -309,10 +330,13 @@ async def apply_batch(
             "WHERE consumer = %s AND topic = %s AND partition = %s",
             [
                 (
-                    p.next_offset, p.next_offset,
+                    p.next_offset,
+                    p.next_offset,
                     None if p.stop is None else p.stop.offset,
                     None if p.stop is None else clean_text(p.stop.reason),
-                    consumer, topic, p.partition,
+                    consumer,
+                    topic,
+                    p.partition,
                 )
                 for p in result.partitions.values()
                 if p.partition in work
@@ -327,8 +351,14 @@ AuditItem = tuple[str, int, str, str, datetime, str]
 def _audit_item(record: Record) -> AuditItem:
     event = record.event
     assert event is not None
-    return (event.session_id, event.seq, event.event_id, type(event.payload).__name__,
-            event.occurred_at, record.canonical)
+    return (
+        event.session_id,
+        event.seq,
+        event.event_id,
+        type(event.payload).__name__,
+        event.occurred_at,
+        record.canonical,
+    )
 
 
 def audit_rows(records: Sequence[Record]) -> list[AuditItem]:
@@ -340,8 +370,7 @@ def audit_rows(records: Sequence[Record]) -> list[AuditItem]:
 def _clean_audit(items: Sequence[AuditItem]) -> list[AuditItem]:
     """Audit items with storable text, cleaned before they are hashed: the chain covers
     what is stored (the content of a NUL is its JSON escape and needs no cleaning)."""
-    return [(clean_text(s), q, clean_text(i), t, at, clean_text(c))
-            for s, q, i, t, at, c in items]
+    return [(clean_text(s), q, clean_text(i), t, at, clean_text(c)) for s, q, i, t, at, c in items]
 
 
 def _check(
@@ -353,8 +382,9 @@ def _check(
     """NEW or DUPLICATE for a record that may be projected; a Stop otherwise."""
     event = record.event
     if event is None:
-        return Stop(record.offset, f"The record at offset {record.offset} is undecodable: "
-                                   f"{record.error}")
+        return Stop(
+            record.offset, f"The record at offset {record.offset} is undecodable: {record.error}"
+        )
     verdict, why = classify(sessions.get(event.session_id), event)
     if verdict is Verdict.GAP:
         return Stop(record.offset, f"Seq gap at offset {record.offset}: {why}")

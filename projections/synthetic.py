@@ -75,8 +75,10 @@ class SessionLog:
 
     def emit(self, payload: Any, turn_id: str | None = None, step_ms: int = 40) -> Event:
         self.clock += timedelta(milliseconds=step_ms)
-        seq = self.next_seq if self.events or not isinstance(payload, SessionForked) else (
-            payload.at_seq + 1
+        seq = (
+            self.next_seq
+            if self.events or not isinstance(payload, SessionForked)
+            else (payload.at_seq + 1)
         )
         event = Event(
             event_id=event_id_for(self.session_id, seq),
@@ -108,44 +110,70 @@ class _Gen:
 
     def usage(self) -> Usage:
         r = self.rng
-        return Usage(r.randrange(200, 4000), r.randrange(20, 800), r.choice((0, 0, 1500)),
-                     r.choice((0, 0, 0, 900)))
+        return Usage(
+            r.randrange(200, 4000),
+            r.randrange(20, 800),
+            r.choice((0, 0, 1500)),
+            r.choice((0, 0, 0, 900)),
+        )
 
-    def llm_call(self, log: SessionLog, turn: str, iteration: int, tools: int,
-                 purpose: str = "turn") -> tuple[LlmCallCompleted | None, list[str]]:
+    def llm_call(
+        self, log: SessionLog, turn: str, iteration: int, tools: int, purpose: str = "turn"
+    ) -> tuple[LlmCallCompleted | None, list[str]]:
         r = self.rng
         self.n += 1
         call_id = f"llm-{self.n}"
         model = r.choice(MODELS)
         fallbacks = tuple(m for m in MODELS if m != model)[:1]
-        log.emit(LlmCallRequested(
-            call_id=call_id, model=model, fallbacks=fallbacks, max_tokens=1024,
-            temperature=0.2, context_entries=6,
-            context_ranges=(max(1, log.next_seq - 6), max(1, log.next_seq - 1)),
-            system_prompt_hash="sp" * 8, toolset_hash="ts" * 8,
-            request_digest=f"{self.n:064x}", iteration=iteration,
-            deadline_at=log.clock + timedelta(seconds=60), reserved_tokens=5000,
-            reserved_nanos=50_000_000, purpose=purpose,
-        ), turn)
+        log.emit(
+            LlmCallRequested(
+                call_id=call_id,
+                model=model,
+                fallbacks=fallbacks,
+                max_tokens=1024,
+                temperature=0.2,
+                context_entries=6,
+                context_ranges=(max(1, log.next_seq - 6), max(1, log.next_seq - 1)),
+                system_prompt_hash="sp" * 8,
+                toolset_hash="ts" * 8,
+                request_digest=f"{self.n:064x}",
+                iteration=iteration,
+                deadline_at=log.clock + timedelta(seconds=60),
+                reserved_tokens=5000,
+                reserved_nanos=50_000_000,
+                purpose=purpose,
+            ),
+            turn,
+        )
         if r.random() < 0.04:
-            log.emit(EffectReissued(call_id, EffectKind.LLM_CALL, 2,
-                                    log.clock + timedelta(seconds=60)), turn)
+            log.emit(
+                EffectReissued(call_id, EffectKind.LLM_CALL, 2, log.clock + timedelta(seconds=60)),
+                turn,
+            )
         fallback = r.random() < 0.08
         if fallback:
             log.emit(ProviderCircuitOpened(call_id, f"anthropic/{model}"), turn)
             model = fallbacks[0]
         if r.random() < 0.03:
-            log.emit(LlmCallFailed(call_id, "overloaded", "provider overloaded (529)", 3, 900),
-                     turn)
+            log.emit(
+                LlmCallFailed(call_id, "overloaded", "provider overloaded (529)", 3, 900), turn
+            )
             return None, []
         usage = self.usage()
         tool_ids = [f"tool-{self.n}-{i}" for i in range(tools)]
         done = LlmCallCompleted(
-            call_id=call_id, model=model,
-            text="" if tools and r.random() < 0.5 else f"Answer {self.n}: " + "lorem " * r.randrange(3, 40),
-            tool_call_ids=tuple(tool_ids), stop_reason="tool_use" if tools else "end_turn",
-            usage=usage, cost_nanos=cost_nanos(model, usage), latency_ms=r.randrange(200, 9000),
-            attempts=2 if fallback else 1, fallback_used=fallback,
+            call_id=call_id,
+            model=model,
+            text=""
+            if tools and r.random() < 0.5
+            else f"Answer {self.n}: " + "lorem " * r.randrange(3, 40),
+            tool_call_ids=tuple(tool_ids),
+            stop_reason="tool_use" if tools else "end_turn",
+            usage=usage,
+            cost_nanos=cost_nanos(model, usage),
+            latency_ms=r.randrange(200, 9000),
+            attempts=2 if fallback else 1,
+            fallback_used=fallback,
         )
         log.emit(done, turn, step_ms=r.randrange(200, 3000))
         return done, tool_ids
@@ -155,11 +183,25 @@ class _Gen:
         name = r.choice(_TOOLS)
         args = f'{{"q":"item {call_id}","n":{r.randrange(1, 9)}}}'
         roll = r.random()
-        decision = (PolicyAction.DENY if roll < 0.05 else
-                    PolicyAction.REQUIRE_APPROVAL if roll < 0.25 else PolicyAction.ALLOW)
-        log.emit(ToolCallRequested(call_id, llm_call, name, args, decision,
-                                   None if decision is PolicyAction.ALLOW else f"rule-{name}",
-                                   log.clock + timedelta(seconds=30)), turn)
+        decision = (
+            PolicyAction.DENY
+            if roll < 0.05
+            else PolicyAction.REQUIRE_APPROVAL
+            if roll < 0.25
+            else PolicyAction.ALLOW
+        )
+        log.emit(
+            ToolCallRequested(
+                call_id,
+                llm_call,
+                name,
+                args,
+                decision,
+                None if decision is PolicyAction.ALLOW else f"rule-{name}",
+                log.clock + timedelta(seconds=30),
+            ),
+            turn,
+        )
         if decision is PolicyAction.DENY:
             log.emit(ToolCallFailed(call_id, f"Policy rule-{name} denies {name}."), turn)
             return
@@ -168,31 +210,53 @@ class _Gen:
             outcome = r.random()
             # As the session worker does: the denial, then the tool result saying so.
             if outcome < 0.15:
-                log.emit(ApprovalDenied(call_id, "alice", "not today"), turn,
-                         step_ms=r.randrange(1000, 60000))
+                log.emit(
+                    ApprovalDenied(call_id, "alice", "not today"),
+                    turn,
+                    step_ms=r.randrange(1000, 60000),
+                )
                 log.emit(ToolCallFailed(call_id, "Denied by alice: not today"), turn)
                 return
             if outcome < 0.2:
-                log.emit(ApprovalDenied(call_id, "deadline", "Nobody decided.", expired=True),
-                         turn, step_ms=600_000)
+                log.emit(
+                    ApprovalDenied(call_id, "deadline", "Nobody decided.", expired=True),
+                    turn,
+                    step_ms=600_000,
+                )
                 log.emit(ToolCallFailed(call_id, "Denied: the approval expired."), turn)
                 return
-            log.emit(ApprovalGranted(call_id, r.choice(("alice", "bob"))), turn,
-                     step_ms=r.randrange(1000, 60000))
+            log.emit(
+                ApprovalGranted(call_id, r.choice(("alice", "bob"))),
+                turn,
+                step_ms=r.randrange(1000, 60000),
+            )
         if r.random() < 0.03:
-            log.emit(EffectReissued(call_id, EffectKind.TOOL_CALL, 2,
-                                    log.clock + timedelta(seconds=30)), turn)
+            log.emit(
+                EffectReissued(call_id, EffectKind.TOOL_CALL, 2, log.clock + timedelta(seconds=30)),
+                turn,
+            )
         if r.random() < 0.1:
             log.emit(ToolCallFailed(call_id, f"{name} timed out", r.randrange(10, 30000)), turn)
         else:
-            log.emit(ToolCallCompleted(call_id, f"result of {name}: " + "data " * r.randrange(1, 30),
-                                       r.randrange(5, 3000)), turn)
+            log.emit(
+                ToolCallCompleted(
+                    call_id,
+                    f"result of {name}: " + "data " * r.randrange(1, 30),
+                    r.randrange(5, 3000),
+                ),
+                turn,
+            )
 
     def turn(self, log: SessionLog, turn_no: int, *, may_delegate: bool) -> None:
         r = self.rng
         turn = f"{log.session_id}/t{turn_no}"
         log.emit(TurnStarted(turn_no), turn)
-        log.emit(UserMessageReceived(f"Question {turn_no} of {log.session_id}: " + "why " * r.randrange(1, 20)), turn)
+        log.emit(
+            UserMessageReceived(
+                f"Question {turn_no} of {log.session_id}: " + "why " * r.randrange(1, 20)
+            ),
+            turn,
+        )
         usage_total = Usage()
         cost_total = 0
         answer_seq = 0
@@ -204,10 +268,12 @@ class _Gen:
             if done is None:
                 continue
             u = done.usage
-            usage_total = Usage(usage_total.input_tokens + u.input_tokens,
-                                usage_total.output_tokens + u.output_tokens,
-                                usage_total.cache_read_tokens + u.cache_read_tokens,
-                                usage_total.cache_write_tokens + u.cache_write_tokens)
+            usage_total = Usage(
+                usage_total.input_tokens + u.input_tokens,
+                usage_total.output_tokens + u.output_tokens,
+                usage_total.cache_read_tokens + u.cache_read_tokens,
+                usage_total.cache_write_tokens + u.cache_write_tokens,
+            )
             cost_total += done.cost_nanos
             answer_seq = log.events[-1].seq
             for call_id in tool_ids:
@@ -233,24 +299,55 @@ class _Gen:
         model = "scripted-summarizer"
         # The summary is an LLM call with the compaction's id; ContextCompacted is its
         # outcome (with usage and cost), as the session worker records it.
-        log.emit(LlmCallRequested(
-            call_id=cid, model=model, fallbacks=(), max_tokens=512, temperature=0.0,
-            context_ranges=(min(seqs), max(seqs)) if seqs else (), context_entries=len(seqs),
-            system_prompt_hash="sum" * 4, toolset_hash="none",
-            request_digest=f"{self.n:064x}", iteration=1,
-            deadline_at=log.clock + timedelta(seconds=60), purpose="summarize",
-        ), turn)
+        log.emit(
+            LlmCallRequested(
+                call_id=cid,
+                model=model,
+                fallbacks=(),
+                max_tokens=512,
+                temperature=0.0,
+                context_ranges=(min(seqs), max(seqs)) if seqs else (),
+                context_entries=len(seqs),
+                system_prompt_hash="sum" * 4,
+                toolset_hash="none",
+                request_digest=f"{self.n:064x}",
+                iteration=1,
+                deadline_at=log.clock + timedelta(seconds=60),
+                purpose="summarize",
+            ),
+            turn,
+        )
         usage = self.usage()
-        log.emit(ContextCompacted(cid, "summarize", seqs, "Summary: " + "gist " * 10, 2000,
-                                  usage, cost_nanos(model, usage), model), turn)
+        log.emit(
+            ContextCompacted(
+                cid,
+                "summarize",
+                seqs,
+                "Summary: " + "gist " * 10,
+                2000,
+                usage,
+                cost_nanos(model, usage),
+                model,
+            ),
+            turn,
+        )
 
     def delegate(self, parent: SessionLog, turn: str, llm_call: str, call_id: str) -> None:
         r = self.rng
         child_id = f"{parent.session_id}.{call_id}"
         agent = r.choice(AGENTS)
-        parent.emit(ToolCallRequested(call_id, llm_call, "delegate", '{"task":"sub"}',
-                                      PolicyAction.ALLOW, None,
-                                      parent.clock + timedelta(minutes=5)), turn)
+        parent.emit(
+            ToolCallRequested(
+                call_id,
+                llm_call,
+                "delegate",
+                '{"task":"sub"}',
+                PolicyAction.ALLOW,
+                None,
+                parent.clock + timedelta(minutes=5),
+            ),
+            turn,
+        )
         parent.emit(ChildSessionRequested(call_id, child_id, agent, "sub task"), turn)
         child = self.new_log(child_id, agent)
         child.clock = parent.clock
@@ -260,13 +357,22 @@ class _Gen:
         finished = child.events[-1].payload
         assert isinstance(finished, TurnCompleted)
         parent.clock = max(parent.clock, child.clock)
-        parent.emit(ChildSessionCompleted(call_id, child_id, ChildStatus.COMPLETED,
-                                          "child answer " + child_id, finished.usage,
-                                          finished.cost_nanos), turn)
+        parent.emit(
+            ChildSessionCompleted(
+                call_id,
+                child_id,
+                ChildStatus.COMPLETED,
+                "child answer " + child_id,
+                finished.usage,
+                finished.cost_nanos,
+            ),
+            turn,
+        )
 
 
-def generate(n_events: int, *, seed: int = 7, base: datetime,
-             fork_ratio: float = 0.1, prefix: str = "s") -> list[SessionLog]:
+def generate(
+    n_events: int, *, seed: int = 7, base: datetime, fork_ratio: float = 0.1, prefix: str = "s"
+) -> list[SessionLog]:
     """Session logs with about `n_events` events in all (a little more, never less)."""
     rng = random.Random(seed)
     gen = _Gen(rng, base)
@@ -281,8 +387,10 @@ def generate(n_events: int, *, seed: int = 7, base: datetime,
             log = gen.new_log(f"{prefix}{k}", source.agent)
             log.clock = source.events[at - source.events[0].seq].occurred_at
             log.emit(SessionForked(source.session_id, at, source.agent, "def" * 4))
-            first_turn = sum(1 for e in source.events
-                             if e.seq <= at and isinstance(e.payload, TurnStarted)) + 1
+            first_turn = (
+                sum(1 for e in source.events if e.seq <= at and isinstance(e.payload, TurnStarted))
+                + 1
+            )
         else:
             log = gen.new_log(f"{prefix}{k}", rng.choice(AGENTS))
             log.emit(SessionStarted(log.agent, "def" * 4))

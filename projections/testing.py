@@ -62,8 +62,12 @@ async def produce_events(
     from schemas.codec import encode_event
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-        max_batch_size=256 * 1024, transactional_id=transactional_id,
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        transactional_id=transactional_id,
     )
     await producer.start()
     n = 0
@@ -93,16 +97,21 @@ async def produce_events(
     return n
 
 
-async def produce_aborted(bootstrap: str, topic: str, events: Iterable[Event],
-                          transactional_id: str) -> None:
+async def produce_aborted(
+    bootstrap: str, topic: str, events: Iterable[Event], transactional_id: str
+) -> None:
     """Produce `events` in a transaction that is then ABORTED: a read_committed consumer
     must never see them."""
     from aiokafka import AIOKafkaProducer
 
     from schemas.codec import encode_event
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id,
-                                enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id=transactional_id,
+        enable_idempotence=True,
+        acks="all",
+    )
     await producer.start()
     try:
         await producer.begin_transaction()
@@ -114,8 +123,9 @@ async def produce_aborted(bootstrap: str, topic: str, events: Iterable[Event],
         await producer.stop()
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.05) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
     """Poll `predicate` until it returns a truthy value (returned) or `timeout` passes
     (AssertionError naming `what`). A wait on a condition, not a sleep."""
     deadline = time.monotonic() + timeout
@@ -128,8 +138,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)
 
 
-async def async_wait_until(predicate: Callable[[], Awaitable[Any]], timeout: float, what: str,
-                           interval: float = 0.05) -> Any:
+async def async_wait_until(
+    predicate: Callable[[], Awaitable[Any]], timeout: float, what: str, interval: float = 0.05
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = await predicate()

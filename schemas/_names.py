@@ -68,7 +68,7 @@ def check_mirror(full: str, fields: list[dict[str, Any]], cls: type) -> None:
             f"Avro record {full} has fields {avro_names}, but agents.events.{cls.__name__} "
             f"has {py_names}; they must be the same, in the same order."
         )
-    for af, pf in zip(fields, py_fields):
+    for af, pf in zip(fields, py_fields, strict=True):
         has, value = _python_default(pf)
         if has and ("default" not in af or af["default"] != _as_avro_default(value)):
             raise ContractError(

@@ -218,7 +218,7 @@ def use_single_object() -> None:
 
 
 def wire_format() -> str:
-    """"registry" or "single-object": the framing the encoders write now."""
+    """ "registry" or "single-object": the framing the encoders write now."""
     return "registry" if _REGISTRY_WRITES else "single-object"
 
 
@@ -235,8 +235,10 @@ def _registry_header(envelope: str) -> bytes:
         raise InvalidRecord("No schema registry is configured (codec.use_registry).")
     schema_id = _REGISTRY.id_for(envelope)
     if not 0 <= schema_id < 1 << 32:
-        raise InvalidRecord(f"The registry gave the {envelope} schema id {schema_id}, which "
-                            f"does not fit the framing's 4 bytes.")
+        raise InvalidRecord(
+            f"The registry gave the {envelope} schema id {schema_id}, which "
+            f"does not fit the framing's 4 bytes."
+        )
     header = REGISTRY_MAGIC + schema_id.to_bytes(4, "big")
     current = bytes.fromhex(current_fingerprint(envelope))
     _REGISTRY_WRITERS[schema_id] = _WRITERS[current]
@@ -281,8 +283,13 @@ def _registry_writer(envelope: str, schema_id: int) -> _Writer:
                 f"Schema id {schema_id} of the registry does not parse: {exc}.",
                 fingerprint=fingerprint,
             ) from exc
-        writer = _Writer(envelope=name, version=f"registry id {schema_id}",
-                         fingerprint=fingerprint, schema=parsed, reader=_PARSED[name])
+        writer = _Writer(
+            envelope=name,
+            version=f"registry id {schema_id}",
+            fingerprint=fingerprint,
+            schema=parsed,
+            reader=_PARSED[name],
+        )
     _REGISTRY_WRITERS[schema_id] = writer
     return writer
 
@@ -427,7 +434,7 @@ def _decode(envelope: str, data: bytes) -> Any:
             value, end = _FAST[envelope](data, start, len(data))
             if end == len(data):
                 return value
-        except Exception:  # noqa: BLE001, S110 - the reference path below reports it
+        except Exception:
             pass
     return _decode_with_fastavro(envelope, data, writer, start)
 
@@ -448,7 +455,7 @@ def _decoder(envelope: str, cls: type[_R], doc: str) -> Callable[[bytes], _R]:
                 if end == len(data):
                     result: _R = value
                     return result
-            except Exception:  # noqa: BLE001, S110 - _decode words what is wrong
+            except Exception:
                 pass
         result = _decode(envelope, data)
         return result

@@ -227,10 +227,18 @@ def exemplars(schema: dict[str, Any]) -> list[Any]:
             return [{}, {f"k{i}": v for i, v in enumerate(values(s["values"], depth + 1))}]
         if kind == "fixed":
             return [b"\x00" * s["size"]]
-        return [{
-            "null": None, "boolean": True, "int": 7, "long": 7, "float": 0.5,
-            "double": 0.5, "bytes": b"x", "string": "x",
-        }[kind]]
+        return [
+            {
+                "null": None,
+                "boolean": True,
+                "int": 7,
+                "long": 7,
+                "float": 0.5,
+                "double": 0.5,
+                "bytes": b"x",
+                "string": "x",
+            }[kind]
+        ]
 
     return values(schema, 0)
 
@@ -253,7 +261,7 @@ def dynamic_problems(
     for value in exemplars(writer) if values is None else values:
         try:
             _roundtrip(value, pw, pr)
-        except Exception as exc:  # noqa: BLE001 - fastavro's errors have no common base
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc!s:.300}"
             count, first = failures.get(error, (0, value))
             failures[error] = (count + 1, first)

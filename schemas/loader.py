@@ -55,9 +55,7 @@ RELEASED_DIR = _HERE / "released"
 # Label of the working set; released sets are labelled by their directory name.
 CURRENT_VERSION = "current"
 
-_PRIMITIVES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _VERSION_RE = re.compile(r"^v(\d+)\.(\d+)$")
 
 Schema = Any  # JSON-shaped Avro schema: str | list | dict

@@ -156,9 +156,7 @@ class ConfluentRegistry:
                     f"Schema id {schema_id} at {self.url} is not JSON: {exc}."
                 ) from exc
             if not isinstance(parsed, dict):
-                raise RegistryError(
-                    f"Schema id {schema_id} at {self.url} is not a record schema."
-                )
+                raise RegistryError(f"Schema id {schema_id} at {self.url} is not a record schema.")
             self._schemas[schema_id] = parsed
             return parsed
 
@@ -195,8 +193,7 @@ class ConfluentRegistry:
             raise
         except Exception as exc:
             raise RegistryError(
-                f"The schema registry at {self.url} failed {what}: {type(exc).__name__}: "
-                f"{exc}."
+                f"The schema registry at {self.url} failed {what}: {type(exc).__name__}: {exc}."
             ) from exc
 
 

@@ -23,6 +23,7 @@ from schemas.codec import DecodeError, decode_agent_version, encode_agent_versio
 
 __all__ = ["load_versions", "publish_versions", "published_record"]
 
+
 def published_record(info: Any) -> AgentVersion:
     d: AgentDefinition = info.definition
     return AgentVersion(
@@ -35,14 +36,18 @@ def published_record(info: Any) -> AgentVersion:
 
 async def publish_versions(bootstrap: str, topic: str, registry: AgentRegistry) -> int:
     """Publish the versions `registry` serves; returns how many."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
-                                acks="all", client_id="turnlog-agents")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", client_id="turnlog-agents"
+    )
     await producer.start()
     try:
         served = [registry.info(name) for name in registry.names()]
         for info in served:
-            await producer.send(topic, key=info.definition_hash.encode(),
-                                value=encode_agent_version(published_record(info)))
+            await producer.send(
+                topic,
+                key=info.definition_hash.encode(),
+                value=encode_agent_version(published_record(info)),
+            )
         await producer.flush()
         return len(served)
     finally:
@@ -54,9 +59,12 @@ async def load_versions(
 ) -> list[AgentDefinition]:
     """Every definition on `topic` whose content matches its hash. `log`: where to say
     what was skipped (a worker's logger; a CLI passes none and keeps stdout clean)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                isolation_level="read_committed",
-                                client_id="turnlog-agents-reader")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id="turnlog-agents-reader",
+    )
     await consumer.start()
     found: dict[str, AgentDefinition] = {}
     try:
@@ -102,7 +110,8 @@ def _take(rec: Any, found: dict[str, AgentDefinition], log: Any) -> None:
         return
     if definition_hash(definition) != version.definition_hash:
         if log is not None:
-            log.warning("agents.hash_mismatch", agent=version.agent,
-                        definition_hash=version.definition_hash)
+            log.warning(
+                "agents.hash_mismatch", agent=version.agent, definition_hash=version.definition_hash
+            )
         return
     found[version.definition_hash] = definition

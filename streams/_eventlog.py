@@ -34,7 +34,12 @@ Headers = tuple[tuple[str, bytes], ...]
 
 
 async def _read_committed(
-    bootstrap: str, topic: str, partition: int, start: int | None, *, client_id: str,
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    start: int | None,
+    *,
+    client_id: str,
     each: Callable[[ConsumerRecord], object],
 ) -> int:
     """Hand each committed record of one partition, from offset `start` (None: the
@@ -80,21 +85,33 @@ async def read_partition_log(
 
 
 async def read_partition_log_end(
-    bootstrap: str, topic: str, partition: int, *, start: int | None = None,
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    *,
+    start: int | None = None,
     client_id: str = "turnlog-restore",
 ) -> tuple[list[tuple[Event, Headers]], int]:
     """`read_partition_log` (from offset `start`, default the beginning), and the offset
     the read ended at (the last stable offset when it began)."""
     out: list[tuple[Event, Headers]] = []
     end = await _read_committed(
-        bootstrap, topic, partition, start or None, client_id=client_id,
+        bootstrap,
+        topic,
+        partition,
+        start or None,
+        client_id=client_id,
         each=lambda rec: out.append((decode_event(rec.value), tuple(rec.headers or ()))),
     )
     return out, end
 
 
 async def read_partition_keys(
-    bootstrap: str, topic: str, partition: int, start: int = 0, *,
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    start: int = 0,
+    *,
     client_id: str = "turnlog-directory",
 ) -> tuple[set[str], int]:
     """The session ids (record keys) of one partition's committed events from offset
@@ -106,8 +123,7 @@ async def read_partition_keys(
         if rec.key is not None:
             keys.add(rec.key.decode("utf-8", "replace"))
 
-    end = await _read_committed(bootstrap, topic, partition, start, client_id=client_id,
-                                each=add)
+    end = await _read_committed(bootstrap, topic, partition, start, client_id=client_id, each=add)
     return keys, max(start, end)
 
 
@@ -131,7 +147,5 @@ async def read_session_events(
     p = partition_for(session_id, partitions)
     events = await read_partition_events(bootstrap, topics.events, p)
     return [
-        e
-        for e in events
-        if e.session_id == session_id and (upto_seq is None or e.seq <= upto_seq)
+        e for e in events if e.session_id == session_id and (upto_seq is None or e.seq <= upto_seq)
     ]

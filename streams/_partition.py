@@ -61,14 +61,22 @@ from streams.tracing import child_traceparent, get_traceparent, headers_with
 
 __all__ = ["EffectSync", "OwnedPartition", "Shared"]
 
+
 class EffectSync(Protocol):
     """(partition, session id, committed state, traceparent of the session's latest
     event, the LLM requests the committed decisions built by call id — None after a
     restore); `restored=True` when the state was rebuilt by a takeover."""
 
     def __call__(
-        self, partition: int, session_id: str, state: Any, traceparent: str | None,
-        built: Mapping[str, Any] | None, /, *, restored: bool = False,
+        self,
+        partition: int,
+        session_id: str,
+        state: Any,
+        traceparent: str | None,
+        built: Mapping[str, Any] | None,
+        /,
+        *,
+        restored: bool = False,
     ) -> None: ...
 
 
@@ -256,8 +264,12 @@ class OwnedPartition:
         """The consumer's fetch position: past `catch_up` with nothing queued or being
         decided means caught up, even when the last offsets before it were transaction
         markers or aborted records, which a read_committed fetch never hands over."""
-        if self.catch_up is not None and position >= self.catch_up and not self.queue \
-                and not self._deciding:
+        if (
+            self.catch_up is not None
+            and position >= self.catch_up
+            and not self.queue
+            and not self._deciding
+        ):
             self.done = max(self.done, self.catch_up)
             self._check_caught_up()
 
@@ -365,7 +377,10 @@ class OwnedPartition:
         attempt = self._too_large.get(rec.offset, 0) + 1
         self._too_large[rec.offset] = attempt
         self.shared.log.error(
-            "input.too_large", partition=self.number, offset=rec.offset, attempt=attempt,
+            "input.too_large",
+            partition=self.number,
+            offset=rec.offset,
+            attempt=attempt,
             error=repr(exc),
         )
         await self._transaction([rec])
@@ -388,8 +403,9 @@ class OwnedPartition:
             await self._dead_letter(rec, "RecordTooLarge", message, None, extra, value=False)
         else:
             self.shared.stats["dlq"] += 1
-            self.shared.log.error("input.skipped", partition=self.number, offset=rec.offset,
-                                  error=message)
+            self.shared.log.error(
+                "input.skipped", partition=self.number, offset=rec.offset, error=message
+            )
 
     async def _transaction(self, records: Sequence[ConsumerRecord]) -> None:
         """`records` (possibly none: an offsets-only commit) as one transaction."""
@@ -409,8 +425,9 @@ class OwnedPartition:
             for rec in records:
                 await self._handle(rec, staged, traces, built, held)
             floor_before = self.keeper.floor
-            touched = [sid for sid, st in staged.items()
-                       if st.last_seq != _seq_of(self.sessions.get(sid))]
+            touched = [
+                sid for sid, st in staged.items() if st.last_seq != _seq_of(self.sessions.get(sid))
+            ]
             written = await self._write_snapshots(staged, touched, end)
             # The consumed offset rides on the last event; the group offset costs two
             # more broker round trips, so it comes along only now and then.
@@ -446,8 +463,9 @@ class OwnedPartition:
             # would fail the same way forever. It is set aside instead (_isolate).
             too_large = _refusal(exc, self._sent)
             if too_large is not None:
-                shared.log.error("batch.too_large", partition=self.number, error=repr(exc),
-                                 inputs=len(records))
+                shared.log.error(
+                    "batch.too_large", partition=self.number, error=repr(exc), inputs=len(records)
+                )
             else:
                 shared.log.error("batch.failed", partition=self.number, error=repr(exc))
             self.events_end = None  # an abort marker may or may not have been written
@@ -487,7 +505,10 @@ class OwnedPartition:
         if shared.effect_sync is not None:
             for session_id, state in staged.items():
                 shared.effect_sync(
-                    self.number, session_id, state, self.traces.get(session_id),
+                    self.number,
+                    session_id,
+                    state,
+                    self.traces.get(session_id),
                     built.get(session_id),
                 )
         self._check_caught_up()
@@ -511,9 +532,11 @@ class OwnedPartition:
         if size > shared.max_request_bytes:
             limit = f"TURNLOG_MAX_REQUEST_BYTES={shared.max_request_bytes}"
             await self._dead_letter(
-                rec, "RequestTooLarge",
+                rec,
+                "RequestTooLarge",
                 f"The request record is {size} bytes, over the maximum request size "
-                f"{limit} bytes; it was not decoded.", None,
+                f"{limit} bytes; it was not decoded.",
+                None,
                 [("turnlog.error.limit", limit.encode())],
             )
             return
@@ -525,21 +548,24 @@ class OwnedPartition:
         problem = session_id_problem(req.session_id)
         if problem is not None:
             # No event can name this session: there is no log to reject it on.
-            await self._dead_letter(rec, "InvalidSessionId", f"Request {req.request_id!r}: "
-                                    f"{problem}.", None)
+            await self._dead_letter(
+                rec, "InvalidSessionId", f"Request {req.request_id!r}: {problem}.", None
+            )
             return
         expected = partition_for(req.session_id, shared.partitions)
         if expected != self.number:
             # Produced with the wrong key: forward it to its session's partition rather
             # than let two workers write one session.
             shared.stats["rerouted"] += 1
-            self._sent.append(await self.producer.send(
-                shared.topics.requests,
-                value=rec.value,
-                key=req.session_id.encode(),
-                partition=expected,
-                headers=list(rec.headers or ()),
-            ))
+            self._sent.append(
+                await self.producer.send(
+                    shared.topics.requests,
+                    value=rec.value,
+                    key=req.session_id.encode(),
+                    partition=expected,
+                    headers=list(rec.headers or ()),
+                )
+            )
             return
         state = staged.get(req.session_id) or self.sessions.get(req.session_id)
         if state is None and req.session_id in self.keeper.stored:
@@ -547,7 +573,9 @@ class OwnedPartition:
             # fault (the batch is read again, see _transaction), never a dead letter.
             state = await self._load(req.session_id)
         if (
-            state is not None and state.agent and shared.refresh_versions is not None
+            state is not None
+            and state.agent
+            and shared.refresh_versions is not None
             and shared.registry.pinned(state.agent, state.definition_hash) is None
         ):
             await shared.refresh_versions()
@@ -580,11 +608,13 @@ class OwnedPartition:
             event_tp = child_traceparent(parent_tp, ev.event_id)
             if held:  # every event but the transaction's last goes out at once
                 await self._send_event(*held.pop())
-            held.append((
-                blob,
-                ev.session_id.encode(),
-                headers_with(event_tp, event_type=type(ev.payload).__name__),
-            ))
+            held.append(
+                (
+                    blob,
+                    ev.session_id.encode(),
+                    headers_with(event_tp, event_type=type(ev.payload).__name__),
+                )
+            )
             traces[req.session_id] = event_tp
             shared.stats["events"] += 1
             report = _core.child_report(state, ev)
@@ -606,20 +636,24 @@ class OwnedPartition:
         them, the partition's restore point. Returns session -> (future, seq, state, size)."""
         keeper, shared = self.keeper, self.shared
         chosen = keeper.plan({sid: staged[sid] for sid in touched}, _core.SNAPSHOT_EVERY)
-        chosen += [sid for sid in keeper.laggards(shared.restore_lag)
-                   if sid not in staged and sid in self.sessions]
+        chosen += [
+            sid
+            for sid in keeper.laggards(shared.restore_lag)
+            if sid not in staged and sid in self.sessions
+        ]
         if len(self.sessions) > shared.session_budget:
-            chosen += [sid for sid in keeper.to_cover(self.sessions, shared.session_budget)
-                       if sid not in staged and sid not in chosen]
+            chosen += [
+                sid
+                for sid in keeper.to_cover(self.sessions, shared.session_budget)
+                if sid not in staged and sid not in chosen
+            ]
         if not chosen:
             return {}
         now = datetime.now(UTC)
         written: dict[str, tuple[Any, int, Any, int]] = {}
         for sid in chosen:
             state = staged.get(sid) or self.sessions[sid]
-            value = encode_snapshot(
-                _core.snapshot_of(state, events_offset=keeper.floor, now=now)
-            )
+            value = encode_snapshot(_core.snapshot_of(state, events_offset=keeper.floor, now=now))
             if len(value) + len(sid) > SNAPSHOTS_MAX_BYTES - 1024:
                 # Restored from its events instead; said once per seq.
                 keeper.too_large.add((sid, state.last_seq))
@@ -632,10 +666,14 @@ class OwnedPartition:
             written[sid] = (future, state.last_seq, state, len(value))
         if written:
             point = _core.restore_point(keeper.restore_from(touched, set(written)), end, now)
-            self._sent.append(await self.producer.send(
-                shared.topics.snapshots, value=encode_snapshot(point),
-                key=_core.RESTORE_POINT_KEY.encode(), partition=self.number,
-            ))
+            self._sent.append(
+                await self.producer.send(
+                    shared.topics.snapshots,
+                    value=encode_snapshot(point),
+                    key=_core.RESTORE_POINT_KEY.encode(),
+                    partition=self.number,
+                )
+            )
         return written
 
     async def _load(self, session_id: str) -> Any:
@@ -650,8 +688,10 @@ class OwnedPartition:
             shared.stats["sessions_rebuilt"] += 1
             state = await shared.rebuild(session_id)
         if state is None:
-            raise LookupError(f"Session {session_id}: neither its snapshot at offset "
-                              f"{stored.offset} nor its events could be read.")
+            raise LookupError(
+                f"Session {session_id}: neither its snapshot at offset "
+                f"{stored.offset} nor its events could be read."
+            )
         shared.stats["sessions_loaded"] += 1
         self.sessions[session_id] = state
         return state
@@ -676,23 +716,34 @@ class OwnedPartition:
 
     async def _send_event(self, value: bytes, key: bytes, headers: list[tuple[str, bytes]]) -> None:
         self._last_sent = await self.producer.send(
-            self.shared.topics.events, value=value, key=key, partition=self.number,
+            self.shared.topics.events,
+            value=value,
+            key=key,
+            partition=self.number,
             headers=headers,
         )
         self._sent.append(self._last_sent)
 
     async def _send_request(self, req: Request, traceparent: str | None) -> None:
-        self._sent.append(await self.producer.send(
-            self.shared.topics.requests,
-            value=encode_request(req),
-            key=req.session_id.encode(),
-            partition=partition_for(req.session_id, self.shared.partitions),
-            headers=headers_with(child_traceparent(traceparent, req.request_id)),
-        ))
+        self._sent.append(
+            await self.producer.send(
+                self.shared.topics.requests,
+                value=encode_request(req),
+                key=req.session_id.encode(),
+                partition=partition_for(req.session_id, self.shared.partitions),
+                headers=headers_with(child_traceparent(traceparent, req.request_id)),
+            )
+        )
 
     async def _dead_letter(
-        self, rec: ConsumerRecord, error_type: str, message: str, fingerprint: str | None,
-        extra: Sequence[tuple[str, bytes]] = (), *, value: bool = True,
+        self,
+        rec: ConsumerRecord,
+        error_type: str,
+        message: str,
+        fingerprint: str | None,
+        extra: Sequence[tuple[str, bytes]] = (),
+        *,
+        value: bool = True,
     ) -> None:
         self.shared.stats["dlq"] += 1
         # Without the value, the record's own headers go too (they may be what is big).
@@ -706,10 +757,14 @@ class OwnedPartition:
         if fingerprint:
             headers.append(("turnlog.error.fingerprint", fingerprint.encode()))
         headers.extend(extra)
-        self._sent.append(await self.producer.send(
-            self.shared.topics.dlq, value=rec.value if value else None, key=rec.key,
-            headers=headers,
-        ))
+        self._sent.append(
+            await self.producer.send(
+                self.shared.topics.dlq,
+                value=rec.value if value else None,
+                key=rec.key,
+                headers=headers,
+            )
+        )
         self.shared.log.warning(
             "input.dead_lettered",
             error_type=error_type,

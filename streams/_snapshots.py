@@ -62,7 +62,11 @@ class SnapshotIndex:
 
 
 async def read_snapshot_index(
-    bootstrap: str, topic: str, partition: int, *, client_id: str,
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    *,
+    client_id: str,
     keep: set[str] | None = None,
 ) -> SnapshotIndex:
     """Every committed record of one snapshots partition (compacted: about one per
@@ -70,8 +74,10 @@ async def read_snapshot_index(
     snapshots themselves are kept for sessions with a turn in progress, and for `keep`."""
     index = SnapshotIndex({}, 0, 0)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False,
-        isolation_level="read_committed", client_id=client_id,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        client_id=client_id,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
@@ -115,7 +121,10 @@ def _add(
     index.unreadable.discard(record.session_id)
     live = is_live(p.phase)
     index.stored[record.session_id] = Stored(
-        offset, p.seq, live, p if live or record.session_id in keep else None,
+        offset,
+        p.seq,
+        live,
+        p if live or record.session_id in keep else None,
         len(value),
     )
 
@@ -131,9 +140,12 @@ class SnapshotReader:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-            isolation_level="read_committed", client_id=self._client_id,
-            max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_wait_ms=10,
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id=self._client_id,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_wait_ms=10,
         )
         await self._consumer.start()
 
@@ -255,12 +267,17 @@ class Keeper:
         """The restore point once this transaction commits (a lower bound: it is computed
         before our own events' offsets are known)."""
         bounds = [b for sid, b in self.uncovered.items() if sid not in snapshotted]
-        bounds += [self.floor for sid in touched
-                   if sid not in snapshotted and sid not in self.uncovered]
+        bounds += [
+            self.floor for sid in touched if sid not in snapshotted and sid not in self.uncovered
+        ]
         return min(bounds, default=self.floor)
 
-    def committed(self, touched: Iterable[str],
-                  written: dict[str, tuple[Any, int, Any, int]], floor_before: int) -> None:
+    def committed(
+        self,
+        touched: Iterable[str],
+        written: dict[str, tuple[Any, int, Any, int]],
+        floor_before: int,
+    ) -> None:
         """After the commit: `written` maps a snapshotted session to (the send future of
         its record, its seq, its state, the record's size)."""
         for sid in touched:
@@ -269,11 +286,14 @@ class Keeper:
             else:
                 self.uncovered.setdefault(sid, floor_before)
         for sid, (future, seq, state, size) in written.items():
-            self.stored[sid] = Stored(future.result().offset, seq, is_live(state.phase),
-                                      None, size)
+            self.stored[sid] = Stored(future.result().offset, seq, is_live(state.phase), None, size)
 
     def evictable(self, sid: str, state: Any) -> bool:
         """Idle and wholly in its snapshot: it can leave memory and come back from it."""
         last = self.stored.get(sid)
-        return (last is not None and last.seq == state.last_seq and not is_live(state.phase)
-                and sid not in self.uncovered)
+        return (
+            last is not None
+            and last.seq == state.last_seq
+            and not is_live(state.phase)
+            and sid not in self.uncovered
+        )

@@ -131,9 +131,11 @@ class SessionProcess:
         worker started during a broker outage waits instead of exiting). False when
         `stop` came first."""
         pause = 0.5
-        for start, undo in ((self.effects.start, self.effects.stop),
-                            (self._versions, _nothing),
-                            (self.worker.start, self.worker.stop)):
+        for start, undo in (
+            (self.effects.start, self.effects.stop),
+            (self._versions, _nothing),
+            (self.worker.start, self.worker.stop),
+        ):
             while True:
                 try:
                     await start()
@@ -162,16 +164,16 @@ class SessionProcess:
 
     async def _load_versions(self) -> None:
         registry = self.worker.registry
-        older = await load_versions(self.worker.bootstrap, self.worker.topics.agents,
-                                    log=self._log)
+        older = await load_versions(self.worker.bootstrap, self.worker.topics.agents, log=self._log)
         served = registry.with_versions(older)
         self.worker.registry = self.effects.registry = served
         shared = getattr(self.worker, "_shared", None)
         if shared is not None:
             shared.registry = served
         self._versions_read_at = time.monotonic()
-        self._log.info("agents.versions", served=len(registry.names()),
-                       known=len(served.versions()))
+        self._log.info(
+            "agents.versions", served=len(registry.names()), known=len(served.versions())
+        )
 
     async def _refresh_versions(self) -> None:
         # At most every few seconds: a session pinned to a version nobody publishes
@@ -190,7 +192,9 @@ class SessionProcess:
             latencies = sorted(self.effects.take_latencies())
 
             def pct(q: float, values: list[float] = latencies) -> float | None:
-                return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
+                return (
+                    round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
+                )
 
             self._log.info(
                 "worker.metrics",

@@ -73,6 +73,7 @@ def _now() -> datetime:
 
 _LLM_KINDS = frozenset({"llm_call", "compaction"})
 
+
 class EffectRunner:
     """Starts the pending effects of sessions and reports their outcomes."""
 
@@ -123,8 +124,15 @@ class EffectRunner:
         # llm_prebuilt / llm_rebuilt: LLM requests sent as their decision built them, or
         # rebuilt from the state and verified (after a restore or a re-issue).
         self.stats = {
-            "started": 0, "completed": 0, "failed": 0, "llm_prebuilt": 0, "llm_rebuilt": 0,
-            "held_unknown": 0, "cancelled_on_loss": 0, "aborted": 0, "aborted_billed": 0,
+            "started": 0,
+            "completed": 0,
+            "failed": 0,
+            "llm_prebuilt": 0,
+            "llm_rebuilt": 0,
+            "held_unknown": 0,
+            "cancelled_on_loss": 0,
+            "aborted": 0,
+            "aborted_billed": 0,
         }
         # Reports of aborted calls in flight (tasks of their own; kept so they finish).
         self._reports: set[asyncio.Task[None]] = set()
@@ -212,7 +220,9 @@ class EffectRunner:
                 del self._reported[partition][session_id]
         for effect in pending:
             key = (session_id, effect.effect_id, effect.attempt)
-            if key in self._running or (reported and (effect.effect_id, effect.attempt) in reported):
+            if key in self._running or (
+                reported and (effect.effect_id, effect.attempt) in reported
+            ):
                 continue
             if restored:
                 if effect.kind != "tool_call" or self.registry.is_idempotent(effect.tool_name):
@@ -223,14 +233,19 @@ class EffectRunner:
                     )
                     self.stats["held_unknown"] += 1
                     self._log.warning(
-                        "effect.outcome_unknown", session_id=session_id,
-                        effect_id=effect.effect_id, tool=effect.tool_name,
-                        attempt=effect.attempt, deadline_at=str(effect.deadline_at),
+                        "effect.outcome_unknown",
+                        session_id=session_id,
+                        effect_id=effect.effect_id,
+                        tool=effect.tool_name,
+                        attempt=effect.attempt,
+                        deadline_at=str(effect.deadline_at),
                     )
                 continue
-            if held and effect.kind == "tool_call" and (
-                session_id, effect.effect_id, effect.attempt, effect.deadline_at
-            ) in held:
+            if (
+                held
+                and effect.kind == "tool_call"
+                and (session_id, effect.effect_id, effect.attempt, effect.deadline_at) in held
+            ):
                 continue
             if deferred and key in deferred:
                 continue
@@ -260,8 +275,9 @@ class EffectRunner:
             if task is not None and not task.done():
                 task.cancel()
                 self.stats["aborted"] += 1
-                self._log.info("effect.aborted", session_id=session_id, effect_id=key[1],
-                               attempt=key[2])
+                self._log.info(
+                    "effect.aborted", session_id=session_id, effect_id=key[1], attempt=key[2]
+                )
 
     def release(self, partition: int) -> None:
         """The partition's queued inputs are decided: the restored effects that still
@@ -314,9 +330,7 @@ class EffectRunner:
             billed = _core.BilledSoFar()
             _core.BILLED.set(billed)  # this task's context: the provider reports into it
             try:
-                payload = await self._execute(
-                    session_id, state, effect, log, traceparent, prebuilt
-                )
+                payload = await self._execute(session_id, state, effect, log, traceparent, prebuilt)
             except asyncio.CancelledError:
                 effect_cancelled(traceparent)  # its span ends, marked cancelled
                 if billed.usage.total_tokens and effect.kind in _LLM_KINDS:
@@ -347,8 +361,9 @@ class EffectRunner:
         self.stats["completed"] += 1
         log.info("effect.reported", outcome=type(payload).__name__, latency_ms=round(elapsed, 1))
 
-    def _report_aborted(self, session_id: str, effect: Any, billed: Any, started: float,
-                        traceparent: str | None) -> None:
+    def _report_aborted(
+        self, session_id: str, effect: Any, billed: Any, started: float, traceparent: str | None
+    ) -> None:
         """An LLM call aborted mid-stream was billed for what the vendor had read: say
         so (in a task of its own, the aborted one is being cancelled); the core charges
         it to the session when a cancel abandoned the call."""
@@ -357,16 +372,21 @@ class EffectRunner:
             session_id=effect.report_to or session_id,
             occurred_at=_now(),
             payload=FailLlmCall(
-                call_id=effect.effect_id, error_type="aborted",
+                call_id=effect.effect_id,
+                error_type="aborted",
                 message="The call was aborted by the worker (its turn was cancelled).",
                 attempts=max(1, effect.attempt),
-                latency_ms=int((time.monotonic() - started) * 1000), usage=billed.usage,
+                latency_ms=int((time.monotonic() - started) * 1000),
+                usage=billed.usage,
             ),
             causation_id=effect.effect_id,
             correlation_id=getattr(effect, "correlation_id", None),
         )
-        task = asyncio.get_running_loop().create_task(self.send_request(
-            request, traceparent=child_traceparent(traceparent, request.request_id)))
+        task = asyncio.get_running_loop().create_task(
+            self.send_request(
+                request, traceparent=child_traceparent(traceparent, request.request_id)
+            )
+        )
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
         self.stats["aborted_billed"] += 1
@@ -561,7 +581,8 @@ class EffectRunner:
         )
         # Deltas are best effort (live display only): never wait for the broker here.
         await self._producer.send(
-            self.topics.deltas, value=encode_delta(delta), key=session_id.encode(),
+            self.topics.deltas,
+            value=encode_delta(delta),
+            key=session_id.encode(),
             partition=partition_for(session_id, self.partitions),
         )
-

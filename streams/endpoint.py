@@ -105,13 +105,18 @@ class Endpoint:
                 self._serve, self.config.host, self.config.port, limit=16 * 1024
             )
         except OSError as exc:
-            self._log.error("endpoint.unavailable", host=self.config.host,
-                            port=self.config.port, error=str(exc))
+            self._log.error(
+                "endpoint.unavailable", host=self.config.host, port=self.config.port, error=str(exc)
+            )
             return None
         self.port = int(self._server.sockets[0].getsockname()[1])
-        self._log.info("endpoint.listening", host=self.config.host, port=self.port,
-                       paths=["/metrics", "/healthz", "/readyz"],
-                       authenticated=self._expected is not None)
+        self._log.info(
+            "endpoint.listening",
+            host=self.config.host,
+            port=self.port,
+            paths=["/metrics", "/healthz", "/readyz"],
+            authenticated=self._expected is not None,
+        )
         return self.port
 
     async def stop(self) -> None:
@@ -125,16 +130,26 @@ class Endpoint:
         head_only = [False]
         try:
             status, ctype, body, extra = await asyncio.wait_for(
-                self._answer(reader, head_only), _READ_TIMEOUT_S)
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError, ConnectionError):
+                self._answer(reader, head_only), _READ_TIMEOUT_S
+            )
+        except (
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            ConnectionError,
+        ):
             status, ctype, body, extra = 400, "text/plain", b"bad request\n", {}
-        except Exception as exc:  # noqa: BLE001 -- a bug in a collector: say so, keep serving
+        except Exception as exc:
             self._log.exception("endpoint.failed", error=repr(exc))
             status, ctype, body, extra = 500, "text/plain", b"internal error\n", {}
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-                f"Content-Type: {ctype}", f"Content-Length: {len(body)}",
-                "Connection: close", *(f"{k}: {v}" for k, v in extra.items())]
+        head = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in extra.items()),
+        ]
         if head_only[0]:
             body = b""  # HEAD: the headers a GET gets, no body
         try:
@@ -147,8 +162,9 @@ class Endpoint:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _answer(self, reader: asyncio.StreamReader,
-                      head_only: list[bool]) -> tuple[int, str, bytes, dict[str, str]]:
+    async def _answer(
+        self, reader: asyncio.StreamReader, head_only: list[bool]
+    ) -> tuple[int, str, bytes, dict[str, str]]:
         line = (await reader.readline()).decode("latin-1").strip()
         parts = line.split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -172,7 +188,12 @@ class Endpoint:
             ok, detail = self._live() if self._live is not None else (True, "ok")
             return (200 if ok else 503), "text/plain", f"{detail}\n".encode(), {}
         if self._expected is not None and not hmac.compare_digest(auth, self._expected):
-            return 401, "text/plain", b"unauthorized\n", {"WWW-Authenticate": 'Bearer realm="turnlog"'}
+            return (
+                401,
+                "text/plain",
+                b"unauthorized\n",
+                {"WWW-Authenticate": 'Bearer realm="turnlog"'},
+            )
         if path == "/readyz":
             ok, detail = self._ready()
             return (200 if ok else 503), "text/plain", f"{detail}\n".encode(), {}
@@ -183,8 +204,15 @@ class Endpoint:
         return 404, "text/plain", b"not found\n", {}
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 async def serving(endpoint: Endpoint | None, work: Awaitable[Any]) -> Any:

@@ -146,8 +146,11 @@ def build_adapter(
         from agents.providers.anthropic import AnthropicProvider
 
         return AnthropicProvider(
-            api_key=key, base_url=endpoint.base_url, name=spec.name,
-            cache_conversation=cache_conversation, **common,
+            api_key=key,
+            base_url=endpoint.base_url,
+            name=spec.name,
+            cache_conversation=cache_conversation,
+            **common,
         )
     if spec.kind == "gemini":
         from agents.providers.gemini import GeminiProvider
@@ -180,8 +183,9 @@ def load_catalog(path: str | Path | None) -> Catalog:
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CatalogError(f"{file}: the model catalog file does not exist "
-                           "(TURNLOG_MODEL_CATALOG)") from None
+        raise CatalogError(
+            f"{file}: the model catalog file does not exist (TURNLOG_MODEL_CATALOG)"
+        ) from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CatalogError(f"{file}: the model catalog file cannot be read ({exc})") from None
     return BUILTIN.from_toml_data(data, source=str(file))

@@ -36,8 +36,7 @@ __all__ = [
 NANOS_PER_USD = 1_000_000_000
 # Seconds: LLM calls and turns take from milliseconds (scripted) to minutes.
 _SLOW_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
-_FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-                 float("inf"))
+_FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, float("inf"))
 # Remembered call ids (the model or tool a later outcome event does not name).
 _MAX_PENDING = 100_000
 
@@ -48,32 +47,45 @@ STATS_METRICS: dict[str, tuple[str, str]] = {
     "events": ("turnlog_events", "Events decided (written in the partition's transaction)."),
     "dlq": ("turnlog_dlq_records", "Inputs set aside in the dead-letter topic."),
     "batches": ("turnlog_transactions", "Transactions committed with at least one input."),
-    "rerouted": ("turnlog_inputs_rerouted", ("Requests produced to the wrong partition, "
-                 "forwarded to their session's.")),
+    "rerouted": (
+        "turnlog_inputs_rerouted",
+        ("Requests produced to the wrong partition, forwarded to their session's."),
+    ),
     "snapshots": ("turnlog_snapshots_written", "Session snapshots written."),
-    "partitions_restored": ("turnlog_partitions_restored", ("Partitions restored from the "
-                            "log on assignment.")),
-    "partitions_kept": ("turnlog_partitions_kept", ("Partitions a rebalance gave back, "
-                        "resumed without a restore.")),
+    "partitions_restored": (
+        "turnlog_partitions_restored",
+        ("Partitions restored from the log on assignment."),
+    ),
+    "partitions_kept": (
+        "turnlog_partitions_kept",
+        ("Partitions a rebalance gave back, resumed without a restore."),
+    ),
     "restore_events_read": ("turnlog_restore_events_read", "Events read by restores."),
     "sessions_loaded": ("turnlog_sessions_loaded", "Evicted sessions loaded back."),
     "sessions_evicted": ("turnlog_sessions_evicted", "Idle sessions evicted from memory."),
 }
 EFFECT_METRICS: dict[str, tuple[str, str]] = {
-    "started": ("turnlog_effects_started", ("Effects started (LLM calls, tools, "
-                "compactions, child sessions).")),
+    "started": (
+        "turnlog_effects_started",
+        ("Effects started (LLM calls, tools, compactions, child sessions)."),
+    ),
     "completed": ("turnlog_effects_reported", "Effect outcomes reported."),
     "failed": ("turnlog_effects_crashed", "Effects whose code raised (reported as failures)."),
-    "held_unknown": ("turnlog_effects_held_unknown", ("Restored calls of non-idempotent "
-                     "tools not re-run (outcome unknown).")),
-    "cancelled_on_loss": ("turnlog_effects_cancelled_on_loss", ("Effects cancelled because "
-                          "their partition moved.")),
+    "held_unknown": (
+        "turnlog_effects_held_unknown",
+        ("Restored calls of non-idempotent tools not re-run (outcome unknown)."),
+    ),
+    "cancelled_on_loss": (
+        "turnlog_effects_cancelled_on_loss",
+        ("Effects cancelled because their partition moved."),
+    ),
 }
 
 
 def worker_metric_name(key: str) -> tuple[str, str]:
-    return STATS_METRICS.get(key, (f"turnlog_session_worker_{key}",
-                                   f"Session worker counter {key!r}."))
+    return STATS_METRICS.get(
+        key, (f"turnlog_session_worker_{key}", f"Session worker counter {key!r}.")
+    )
 
 
 def effect_metric_name(key: str) -> tuple[str, str]:
@@ -88,86 +100,166 @@ class _Counters(Collector):
 
     def collect(self) -> Iterator[Metric]:
         worker, effects = self._owner.worker, self._owner.effects
-        for stats, name_of in ((worker.stats, worker_metric_name),
-                               (effects.stats if effects is not None else {}, effect_metric_name)):
+        for stats, name_of in (
+            (worker.stats, worker_metric_name),
+            (effects.stats if effects is not None else {}, effect_metric_name),
+        ):
             for key, value in list(stats.items()):
                 name, doc = name_of(key)
                 yield CounterMetricFamily(name, doc, value=value)
         parts = dict(worker._parts)
-        yield GaugeMetricFamily("turnlog_partitions_owned", "Partitions this worker owns.",
-                                value=len(parts))
-        yield GaugeMetricFamily("turnlog_sessions_in_memory", "Sessions held in memory.",
-                                value=sum(len(p.sessions) for p in parts.values()))
+        yield GaugeMetricFamily(
+            "turnlog_partitions_owned", "Partitions this worker owns.", value=len(parts)
+        )
+        yield GaugeMetricFamily(
+            "turnlog_sessions_in_memory",
+            "Sessions held in memory.",
+            value=sum(len(p.sessions) for p in parts.values()),
+        )
         if effects is not None:
-            yield GaugeMetricFamily("turnlog_effects_in_flight", "Effects running now.",
-                                    value=effects.in_flight)
+            yield GaugeMetricFamily(
+                "turnlog_effects_in_flight", "Effects running now.", value=effects.in_flight
+            )
         lag = GaugeMetricFamily(
-            "turnlog_input_lag", "Requests in an owned partition not yet decided and "
-            "committed (records; transaction markers not counted).", labels=["partition"])
+            "turnlog_input_lag",
+            "Requests in an owned partition not yet decided and "
+            "committed (records; transaction markers not counted).",
+            labels=["partition"],
+        )
         for p, value in sorted(self._owner.lag.items()):
             if p in parts:
                 lag.add_metric([str(p)], value)
         yield lag
-        yield GaugeMetricFamily("turnlog_ready", "1 when every assigned partition is "
-                                "restored (what /readyz says).",
-                                value=1 if self._owner.ready()[0] else 0)
+        yield GaugeMetricFamily(
+            "turnlog_ready",
+            "1 when every assigned partition is restored (what /readyz says).",
+            value=1 if self._owner.ready()[0] else 0,
+        )
 
 
 class SessionMetrics:
     """The metrics of one session-worker process, in a registry of their own."""
 
-    def __init__(self, worker: Any, effects: Any = None,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, worker: Any, effects: Any = None, registry: CollectorRegistry | None = None
+    ) -> None:
         self.worker = worker
         self.effects = effects
         self.registry = registry if registry is not None else CollectorRegistry()
         self.lag: dict[int, int] = {}
         r = self.registry
-        self.turns = Counter("turnlog_turns", "Turns ended, by agent and outcome "
-                             "(completed, failed, cancelled).", ["agent", "outcome"], registry=r)
+        self.turns = Counter(
+            "turnlog_turns",
+            "Turns ended, by agent and outcome (completed, failed, cancelled).",
+            ["agent", "outcome"],
+            registry=r,
+        )
         self.turn_failures = Counter(
-            "turnlog_turn_failures", "Failed turns by agent and error type: guard trips "
-            "(iterations, deadlines), refusals, LLM errors.", ["agent", "error_type"],
-            registry=r)
-        self.turn_seconds = Histogram("turnlog_turn_duration_seconds", "Turn start to end "
-                                      "(log time).", ["agent"], buckets=_SLOW_BUCKETS, registry=r)
-        self.llm_calls = Counter("turnlog_llm_calls", "LLM calls ended, by model and outcome "
-                                 "(completed, failed, or why a charged answer was discarded: "
-                                 "late, truncated...); summaries included.",
-                                 ["model", "outcome"], registry=r)
-        self.llm_seconds = Histogram("turnlog_llm_call_duration_seconds", "LLM call latency "
-                                     "(retries included).", ["model"], buckets=_SLOW_BUCKETS,
-                                     registry=r)
-        self.tokens = Counter("turnlog_llm_tokens", "Tokens by model and type (input, "
-                              "output, cache_read, cache_write).", ["model", "type"], registry=r)
-        self.cost = Counter("turnlog_llm_cost_usd", "Cost of LLM calls in USD, by model "
-                            "(the core's pricing).", ["model"], registry=r)
-        self.tool_calls = Counter("turnlog_tool_calls", "Tool calls ended, by tool and outcome.",
-                                  ["tool", "outcome"], registry=r)
-        self.tool_seconds = Histogram("turnlog_tool_call_duration_seconds", "Tool call latency.",
-                                      ["tool"], buckets=_SLOW_BUCKETS, registry=r)
-        self.policy = Counter("turnlog_tool_policy_decisions", "Policy decisions on requested "
-                              "tool calls (allow, ask, deny).", ["decision"], registry=r)
-        self.approvals = Counter("turnlog_approvals", "Approval waits ended, by outcome "
-                                 "(granted, denied, expired).", ["outcome"], registry=r)
-        self.compactions = Counter("turnlog_compactions", "Context compactions, by strategy.",
-                                   ["strategy"], registry=r)
-        self.budget = Counter("turnlog_budget_exceeded", "Budget trips, by scope and unit.",
-                              ["scope", "unit"], registry=r)
-        self.rejected = Counter("turnlog_requests_rejected", "Requests rejected by the core, "
-                                "by request type.", ["request_type"], registry=r)
-        self.children = Counter("turnlog_child_sessions", "Child sessions ended, by status.",
-                                ["status"], registry=r)
-        self.queued = Counter("turnlog_messages_queued", "Messages that arrived during a turn "
-                              "and wait for the next.", registry=r)
-        self.queue_dropped = Counter("turnlog_queued_messages_dropped", "Queued messages "
-                                     "dropped (a cancel, a full queue).", registry=r)
+            "turnlog_turn_failures",
+            "Failed turns by agent and error type: guard trips "
+            "(iterations, deadlines), refusals, LLM errors.",
+            ["agent", "error_type"],
+            registry=r,
+        )
+        self.turn_seconds = Histogram(
+            "turnlog_turn_duration_seconds",
+            "Turn start to end (log time).",
+            ["agent"],
+            buckets=_SLOW_BUCKETS,
+            registry=r,
+        )
+        self.llm_calls = Counter(
+            "turnlog_llm_calls",
+            "LLM calls ended, by model and outcome "
+            "(completed, failed, or why a charged answer was discarded: "
+            "late, truncated...); summaries included.",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.llm_seconds = Histogram(
+            "turnlog_llm_call_duration_seconds",
+            "LLM call latency (retries included).",
+            ["model"],
+            buckets=_SLOW_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "turnlog_llm_tokens",
+            "Tokens by model and type (input, output, cache_read, cache_write).",
+            ["model", "type"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "turnlog_llm_cost_usd",
+            "Cost of LLM calls in USD, by model (the core's pricing).",
+            ["model"],
+            registry=r,
+        )
+        self.tool_calls = Counter(
+            "turnlog_tool_calls",
+            "Tool calls ended, by tool and outcome.",
+            ["tool", "outcome"],
+            registry=r,
+        )
+        self.tool_seconds = Histogram(
+            "turnlog_tool_call_duration_seconds",
+            "Tool call latency.",
+            ["tool"],
+            buckets=_SLOW_BUCKETS,
+            registry=r,
+        )
+        self.policy = Counter(
+            "turnlog_tool_policy_decisions",
+            "Policy decisions on requested tool calls (allow, ask, deny).",
+            ["decision"],
+            registry=r,
+        )
+        self.approvals = Counter(
+            "turnlog_approvals",
+            "Approval waits ended, by outcome (granted, denied, expired).",
+            ["outcome"],
+            registry=r,
+        )
+        self.compactions = Counter(
+            "turnlog_compactions", "Context compactions, by strategy.", ["strategy"], registry=r
+        )
+        self.budget = Counter(
+            "turnlog_budget_exceeded",
+            "Budget trips, by scope and unit.",
+            ["scope", "unit"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "turnlog_requests_rejected",
+            "Requests rejected by the core, by request type.",
+            ["request_type"],
+            registry=r,
+        )
+        self.children = Counter(
+            "turnlog_child_sessions", "Child sessions ended, by status.", ["status"], registry=r
+        )
+        self.queued = Counter(
+            "turnlog_messages_queued",
+            "Messages that arrived during a turn and wait for the next.",
+            registry=r,
+        )
+        self.queue_dropped = Counter(
+            "turnlog_queued_messages_dropped",
+            "Queued messages dropped (a cancel, a full queue).",
+            registry=r,
+        )
         self.transaction_seconds = Histogram(
-            "turnlog_transaction_duration_seconds", "A partition's transaction, first decision "
-            "to commit.", buckets=_FAST_BUCKETS, registry=r)
+            "turnlog_transaction_duration_seconds",
+            "A partition's transaction, first decision to commit.",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
         self.restore_seconds = Histogram(
-            "turnlog_restore_duration_seconds", "Restoring the partitions of one assignment.",
-            buckets=_SLOW_BUCKETS, registry=r)
+            "turnlog_restore_duration_seconds",
+            "Restoring the partitions of one assignment.",
+            buckets=_SLOW_BUCKETS,
+            registry=r,
+        )
         r.register(_Counters(self))
         self._models: dict[tuple[str, str], str] = {}
         self._tools: dict[tuple[str, str], str] = {}
@@ -237,14 +329,16 @@ class SessionMetrics:
 
     def _turn_ended(self, ev: Any) -> None:
         outcome = {"TurnCompleted": "completed", "TurnFailed": "failed"}.get(
-            type(ev.payload).__name__, "cancelled")
+            type(ev.payload).__name__, "cancelled"
+        )
         self.turns.labels(ev.agent, outcome).inc()
         if outcome == "failed":
             self.turn_failures.labels(ev.agent, ev.payload.error_type).inc()
         started = self._turns.pop(ev.session_id, None)
         if started is not None:
             self.turn_seconds.labels(ev.agent).observe(
-                max(0.0, (ev.occurred_at - started).total_seconds()))
+                max(0.0, (ev.occurred_at - started).total_seconds())
+            )
 
     def _llm_requested(self, ev: Any) -> None:
         _remember(self._models, (ev.session_id, ev.payload.call_id), ev.payload.model)
@@ -273,9 +367,12 @@ class SessionMetrics:
             self.llm_calls.labels(model, "failed").inc()
 
     def _usage(self, model: str, usage: Any, cost_nanos: int) -> None:
-        for kind, n in (("input", usage.input_tokens), ("output", usage.output_tokens),
-                        ("cache_read", usage.cache_read_tokens),
-                        ("cache_write", usage.cache_write_tokens)):
+        for kind, n in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_tokens),
+            ("cache_write", usage.cache_write_tokens),
+        ):
             if n:
                 self.tokens.labels(model, kind).inc(n)
         self.cost.labels(model).inc(cost_nanos / NANOS_PER_USD)
@@ -302,8 +399,9 @@ class SessionMetrics:
 
     def _budget(self, ev: Any) -> None:
         p = ev.payload
-        self.budget.labels(str(getattr(p.scope, "value", p.scope)),
-                           str(getattr(p.unit, "value", p.unit))).inc()
+        self.budget.labels(
+            str(getattr(p.scope, "value", p.scope)), str(getattr(p.unit, "value", p.unit))
+        ).inc()
 
     def _rejected(self, ev: Any) -> None:
         self.rejected.labels(ev.payload.request_type).inc()
@@ -351,5 +449,11 @@ _HANDLERS: dict[str, Any] = {
 def session_endpoint(process: Any, config: EndpointConfig) -> Endpoint:
     """The endpoint of a session-worker process (`streams.app.SessionProcess`)."""
     metrics = SessionMetrics(process.worker, process.effects)
-    return Endpoint(config, metrics.registry, ready=metrics.ready, live=metrics.live,
-                    refresh=metrics.refresh, name="session")
+    return Endpoint(
+        config,
+        metrics.registry,
+        ready=metrics.ready,
+        live=metrics.live,
+        refresh=metrics.refresh,
+        name="session",
+    )

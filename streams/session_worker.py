@@ -153,15 +153,27 @@ class SessionWorker:
         # reading only the keys added since the last look, never a whole partition.
         self._directory: dict[int, tuple[set[str], int]] = {}
         self.stats = {
-            "inputs": 0, "events": 0, "dlq": 0, "batches": 0, "rerouted": 0,
-            "fork_source_reads": 0, "fork_unknown_sources": 0,
-            "partitions_kept": 0, "partitions_restored": 0, "snapshots": 0,
-            "sessions_loaded": 0, "sessions_rebuilt": 0, "sessions_evicted": 0,
-            "snapshots_unreadable": 0, "restore_events_read": 0, "fork_source_in_hand": 0,
+            "inputs": 0,
+            "events": 0,
+            "dlq": 0,
+            "batches": 0,
+            "rerouted": 0,
+            "fork_source_reads": 0,
+            "fork_unknown_sources": 0,
+            "partitions_kept": 0,
+            "partitions_restored": 0,
+            "snapshots": 0,
+            "sessions_loaded": 0,
+            "sessions_rebuilt": 0,
+            "sessions_evicted": 0,
+            "snapshots_unreadable": 0,
+            "restore_events_read": 0,
+            "fork_source_in_hand": 0,
         }
         self.deadlines = DeadlineIndex()
-        self._reader = SnapshotReader(self.bootstrap, topics.snapshots,
-                                      client_id=f"{client_id}-snapshots")
+        self._reader = SnapshotReader(
+            self.bootstrap, topics.snapshots, client_id=f"{client_id}-snapshots"
+        )
         self.assigned_event = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -386,8 +398,14 @@ class SessionWorker:
         assert self._probe is not None
         reach = int((await self._probe.end_offsets([requests]))[requests])
         part = OwnedPartition(
-            self._shared, p, producer, sessions, traces,
-            position=max(committed, logged), group_offset=committed, events_end=events_end,
+            self._shared,
+            p,
+            producer,
+            sessions,
+            traces,
+            position=max(committed, logged),
+            group_offset=committed,
+            events_end=events_end,
             keeper=keeper,
         )
         for session_id, state in sessions.items():
@@ -425,7 +443,10 @@ class SessionWorker:
             self.bootstrap, self.topics.snapshots, p, client_id=f"{self._client_id}-restore"
         )
         log, events_end = await read_partition_log_end(
-            self.bootstrap, self.topics.events, p, start=index.restore_from,
+            self.bootstrap,
+            self.topics.events,
+            p,
+            start=index.restore_from,
             client_id=f"{self._client_id}-restore",
         )
         self.stats["restore_events_read"] += len(log)
@@ -433,12 +454,19 @@ class SessionWorker:
         states: dict[str, Any] = {}
         rebuild = set(index.unreadable)
         # Sessions with events after an idle snapshot need that snapshot too.
-        behind = {ev.session_id for ev, _ in log
-                  if ev.session_id in stored and ev.seq > stored[ev.session_id].seq
-                  and stored[ev.session_id].snapshot is None}
+        behind = {
+            ev.session_id
+            for ev, _ in log
+            if ev.session_id in stored
+            and ev.seq > stored[ev.session_id].seq
+            and stored[ev.session_id].snapshot is None
+        }
         if behind:
             again = await read_snapshot_index(
-                self.bootstrap, self.topics.snapshots, p, keep=behind,
+                self.bootstrap,
+                self.topics.snapshots,
+                p,
+                keep=behind,
                 client_id=f"{self._client_id}-restore",
             )
             for sid in behind:
@@ -550,7 +578,10 @@ class SessionWorker:
         known, upto = self._directory.get(q, (set(), 0))
         if session_id not in known:
             added, upto = await read_partition_keys(
-                self.bootstrap, self.topics.events, q, upto,
+                self.bootstrap,
+                self.topics.events,
+                q,
+                upto,
                 client_id=f"{self._client_id}-directory",
             )
             known |= added

@@ -99,9 +99,7 @@ class _Batch:
 
 # The traceparent of the effect the current task runs (each effect is a task): what
 # its log lines are correlated by, tracing on or off.
-_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "turnlog_trace", default=None
-)
+_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("turnlog_trace", default=None)
 
 # The transaction being built by the current partition loop (each loop is a task).
 _BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
@@ -172,7 +170,9 @@ def batch_begin(stats: dict[str, int]) -> None:
     _BATCH.set(_Batch(sink))
 
 
-def input_traceparent(rec: Any, req: Any, events: Sequence[Any], incoming: str | None) -> str | None:
+def input_traceparent(
+    rec: Any, req: Any, events: Sequence[Any], incoming: str | None
+) -> str | None:
     """The traceparent the events of `req` carry: `incoming` (the request's, valid or
     None) with tracing off; with it on, that of a new span for this input."""
     batch = _BATCH.get()
@@ -232,26 +232,32 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
     span_kind = SpanKind.INTERNAL
     if kind in ("llm_call", "compaction"):
         model = effect.model
-        attrs.update({
-            "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": model,
-            "gen_ai.system": _provider_of(model),
-        })
+        attrs.update(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": model,
+                "gen_ai.system": _provider_of(model),
+            }
+        )
         name = f"{'chat' if kind == 'llm_call' else 'compaction'} {model}"
         span_kind = SpanKind.CLIENT
     elif kind == "tool_call":
-        attrs.update({
-            "gen_ai.operation.name": "execute_tool",
-            "gen_ai.tool.name": effect.tool_name,
-            "gen_ai.tool.call.id": effect.effect_id,
-        })
+        attrs.update(
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": effect.tool_name,
+                "gen_ai.tool.call.id": effect.effect_id,
+            }
+        )
         name = f"execute_tool {effect.tool_name}"
     elif kind == "child_session":
-        attrs.update({
-            "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.agent.name": effect.agent,
-            "turnlog.child_session_id": effect.child_session_id,
-        })
+        attrs.update(
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": effect.agent,
+                "turnlog.child_session_id": effect.child_session_id,
+            }
+        )
         name = f"invoke_agent {effect.agent}"
         span_kind = SpanKind.PRODUCER
     else:
@@ -330,7 +336,8 @@ def _live(span: Any) -> TraceParent:
     ctx = span.get_span_context()
     state = ctx.trace_state.to_header() if ctx.trace_state else None
     out = TraceParent.of(
-        f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}", state,
+        f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}",
+        state,
         live=True,
     )
     out.context = ctx  # type: ignore[attr-defined]  # a child here need not parse it again
@@ -349,7 +356,9 @@ def _context_of(traceparent: str | None) -> Any:
 
     state = getattr(traceparent, "tracestate", None)
     ctx = _ot.SpanContext(
-        trace_id=int(parsed[0], 16), span_id=int(parsed[1], 16), is_remote=True,
+        trace_id=int(parsed[0], 16),
+        span_id=int(parsed[1], 16),
+        is_remote=True,
         trace_flags=_ot.TraceFlags(int(parsed[2], 16) & 0xFF),
         trace_state=_ot.TraceState.from_header([state]) if state else None,
     )
@@ -379,8 +388,9 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
                 links = (_ot.Link(_ot.get_current_span(parent).get_span_context()),)
             parent = _ot.set_span_in_context(wait)
     assert _tracer is not None
-    span = _tracer.start_span(f"process {kind}", context=parent, kind=_ot.SpanKind.CONSUMER,
-                              links=links)
+    span = _tracer.start_span(
+        f"process {kind}", context=parent, kind=_ot.SpanKind.CONSUMER, links=links
+    )
     if not span.is_recording():  # not sampled: no attribute is worth building
         return span
     # Few attributes, all scalars: the SDK checks each one (bench/turns.py --tracing ab).
@@ -425,18 +435,24 @@ def _committed_spans(batch: _Batch) -> None:
                 if len(_approvals) >= _MAX_OPEN_APPROVALS:
                     _approvals.pop(next(iter(_approvals)))
                 _approvals[key] = _tracer.start_span(
-                    f"approval {payload.tool_name}", context=_ot.set_span_in_context(span),
-                    attributes={"turnlog.session_id": ev.session_id,
-                                "gen_ai.conversation.id": ev.session_id,
-                                "gen_ai.tool.name": payload.tool_name,
-                                "gen_ai.tool.call.id": payload.call_id,
-                                "turnlog.turn_id": ev.turn_id or ""},
+                    f"approval {payload.tool_name}",
+                    context=_ot.set_span_in_context(span),
+                    attributes={
+                        "turnlog.session_id": ev.session_id,
+                        "gen_ai.conversation.id": ev.session_id,
+                        "gen_ai.tool.name": payload.tool_name,
+                        "gen_ai.tool.call.id": payload.call_id,
+                        "turnlog.turn_id": ev.turn_id or "",
+                    },
                 )
             elif name in ("ApprovalGranted", "ApprovalDenied"):
                 wait = _approvals.pop((ev.session_id, payload.call_id), None)
                 if wait is not None:
-                    outcome = "granted" if name == "ApprovalGranted" else (
-                        "expired" if payload.expired else "denied")
+                    outcome = (
+                        "granted"
+                        if name == "ApprovalGranted"
+                        else ("expired" if payload.expired else "denied")
+                    )
                     wait.set_attribute("turnlog.approval.outcome", outcome)
                     wait.set_attribute("turnlog.approval.decided_by", payload.decided_by)
                     wait.end()

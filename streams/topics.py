@@ -66,8 +66,9 @@ DLQ_MAX_BYTES = REQUESTS_MAX_BYTES + 64 * 1024  # a request plus error headers
 # A session's state, compressed: its window of the conversation. A larger one is not
 # written (the session is then restored from its events).
 SNAPSHOTS_MAX_BYTES = 8 * MiB
-WORKER_MAX_REQUEST_SIZE = max(REQUESTS_MAX_BYTES, EVENTS_MAX_BYTES, DLQ_MAX_BYTES,
-                              SNAPSHOTS_MAX_BYTES)
+WORKER_MAX_REQUEST_SIZE = max(
+    REQUESTS_MAX_BYTES, EVENTS_MAX_BYTES, DLQ_MAX_BYTES, SNAPSHOTS_MAX_BYTES
+)
 # TURNLOG_MAX_REQUEST_BYTES when unset: everything the requests topic accepts.
 DEFAULT_MAX_REQUEST_BYTES = REQUESTS_MAX_BYTES
 # Configs `ensure_topics` sets on an existing topic even without fix_configs: changing
@@ -97,8 +98,15 @@ class TopicNames:
     agents: str
 
     def all(self) -> tuple[str, ...]:
-        return (self.requests, self.events, self.deltas, self.dlq, self.checkpoints,
-                self.snapshots, self.agents)
+        return (
+            self.requests,
+            self.events,
+            self.deltas,
+            self.dlq,
+            self.checkpoints,
+            self.snapshots,
+            self.agents,
+        )
 
 
 def topic_names(prefix: str = "") -> TopicNames:
@@ -323,8 +331,10 @@ async def _wait_for_leaders(admin: Any, names: list[str], timeout: float) -> Non
         pending = []
         for topic in await admin.describe_topics(names):
             partitions = topic.get("partitions") or []
-            if topic["error_code"] != 0 or not partitions or any(
-                p["leader"] < 0 for p in partitions
+            if (
+                topic["error_code"] != 0
+                or not partitions
+                or any(p["leader"] < 0 for p in partitions)
             ):
                 pending.append(topic["topic"])
         if not pending:
@@ -420,9 +430,7 @@ async def ensure_topics(
     return report
 
 
-async def _alter_configs(
-    admin: Any, name: str, configs: Mapping[str, str], timeout: float
-) -> None:
+async def _alter_configs(admin: Any, name: str, configs: Mapping[str, str], timeout: float) -> None:
     from aiokafka.admin.config_resource import (  # type: ignore[import-untyped,unused-ignore]
         ConfigResource,
         ConfigResourceType,

@@ -58,8 +58,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _fail(what: str, exc: BaseException) -> None:
-    pytest.fail(f"{what} could not be started or reached, so no integration test can run:\n"
-                f"{type(exc).__name__}: {exc}", pytrace=False)
+    pytest.fail(
+        f"{what} could not be started or reached, so no integration test can run:\n"
+        f"{type(exc).__name__}: {exc}",
+        pytrace=False,
+    )
 
 
 # --- where the servers come from ------------------------------------------------------
@@ -76,13 +79,13 @@ def _docker_engine_answers() -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all "no"
+    except Exception:
         return False
 
 
 @pytest.fixture(scope="session")
 def infra_source() -> str:
-    """"env", "testcontainers" or "dev": where this run's Kafka/PostgreSQL come from."""
+    """ "env", "testcontainers" or "dev": where this run's Kafka/PostgreSQL come from."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("DATABASE_URL"):
         return "env"
     return "testcontainers" if _docker_engine_answers() else "dev"
@@ -119,7 +122,7 @@ def _container_logs(container: Any) -> str:
     try:
         out, err = container.get_logs()
         return (out + err).decode(errors="replace")[-4000:]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"(no logs: {exc})"
 
 
@@ -133,20 +136,26 @@ def _kafka_container() -> Iterator[str]:
     container = (
         DockerContainer(f"apache/kafka:{_kafka.pinned_version()}")
         .with_bind_ports(9092, port)
-        .with_envs(**{
-            **compose_kafka_environment(),
-            "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
-            "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
-            "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
-        })
+        .with_envs(
+            **{
+                **compose_kafka_environment(),
+                "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+                "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+                "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+            }
+        )
     )
     bootstrap = f"127.0.0.1:{port}"
     try:
         container.start()
-        _wait(lambda: _kafka.probe(bootstrap) is not None, 120, "Kafka container",
-              lambda: _container_logs(container))
+        _wait(
+            lambda: _kafka.probe(bootstrap) is not None,
+            120,
+            "Kafka container",
+            lambda: _container_logs(container),
+        )
         yield bootstrap
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _fail("Kafka (testcontainers)", exc)
     finally:
         container.stop()
@@ -167,10 +176,14 @@ def _postgres_container() -> Iterator[str]:
     url = f"postgresql://turnlog:turnlog@127.0.0.1:{port}/turnlog"
     try:
         container.start()
-        _wait(lambda: _postgres.probe(url) is not None, 120, "PostgreSQL container",
-              lambda: _container_logs(container))
+        _wait(
+            lambda: _postgres.probe(url) is not None,
+            120,
+            "PostgreSQL container",
+            lambda: _container_logs(container),
+        )
         yield url
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _fail("PostgreSQL (testcontainers)", exc)
     finally:
         container.stop()
@@ -212,7 +225,7 @@ def _postgres_server_url(request: pytest.FixtureRequest, infra_source: str) -> s
 def database_url_for(url: str, database: str) -> str:
     """`url` pointing at another database (keeps credentials and query parameters)."""
     match = re.match(r"^(?P<base>[^?]*/)(?P<db>[^/?]*)(?P<query>\?.*)?$", url)
-    if match is None or "@" not in url and "//" not in url:
+    if match is None or ("@" not in url and "//" not in url):
         raise ValueError("not a postgresql:// URL")
     return f"{match.group('base')}{database}{match.group('query') or ''}"
 

@@ -161,7 +161,14 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         circuits_opened=name_lists,
     ),
     FailLlmCall: st.builds(
-        FailLlmCall, ids, ids, texts, st.integers(1, 10), st.booleans(), small_counts, name_lists,
+        FailLlmCall,
+        ids,
+        ids,
+        texts,
+        st.integers(1, 10),
+        st.booleans(),
+        small_counts,
+        name_lists,
         usages,
     ),
     CompleteToolCall: st.builds(CompleteToolCall, ids, texts, small_counts),
@@ -187,7 +194,9 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         fallbacks=name_lists,
         max_tokens=st.integers(1, 1_000_000),
         temperature=finite_floats,
-        context_ranges=seq_lists.map(lambda xs: tuple(x for v in sorted(xs) for x in (max(1, v), max(1, v)))),
+        context_ranges=seq_lists.map(
+            lambda xs: tuple(x for v in sorted(xs) for x in (max(1, v), max(1, v)))
+        ),
         context_entries=counts,
         system_prompt_hash=ids,
         toolset_hash=ids,
@@ -266,7 +275,12 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     TurnCompleted: st.builds(TurnCompleted, positive, positive, usages, counts, small_counts),
     TurnFailed: st.builds(TurnFailed, positive, texts, ids),
     TurnCancelled: st.builds(
-        TurnCancelled, positive, optional_texts, st.none() | ids, name_lists, name_lists,
+        TurnCancelled,
+        positive,
+        optional_texts,
+        st.none() | ids,
+        name_lists,
+        name_lists,
         name_lists,
     ),
     RequestRejected: st.builds(RequestRejected, ids, ids, texts, ids),
@@ -397,9 +411,7 @@ def avro_values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
             named[name] = s
             ns = name.rpartition(".")[0]
         if kind in ("record", "error"):
-            return st.fixed_dictionaries(
-                {f["name"]: strategy(f["type"], ns) for f in s["fields"]}
-            )
+            return st.fixed_dictionaries({f["name"]: strategy(f["type"], ns) for f in s["fields"]})
         if kind == "enum":
             return st.sampled_from(s["symbols"])
         if kind == "array":

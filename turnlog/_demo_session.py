@@ -29,6 +29,7 @@ from agents.events import (
 
 __all__ = ["TURNS", "DemoFailed", "narrate_to_stderr", "prepare", "run_demo"]
 
+
 def _notes_path() -> Path:
     from turnlog.demo import EXAMPLES
 
@@ -83,32 +84,53 @@ def prepare(settings: Any, agents_path: Path, models: str) -> None:
     kafka_ok = _kafka.probe(bootstrap, timeout=3.0) is not None
     pg_ok = _postgres.probe(url) is not None
     if not (kafka_ok and pg_ok):
-        local = (bootstrap == f"127.0.0.1:{settings.dev_kafka_port}"
-                 and url == _postgres.url(settings))
+        local = bootstrap == f"127.0.0.1:{settings.dev_kafka_port}" and url == _postgres.url(
+            settings
+        )
         if not local:
             missing = " and ".join(
-                what for what, ok in ((f"Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)",
-                                       kafka_ok), ("PostgreSQL at DATABASE_URL", pg_ok))
-                if not ok)
-            raise DemoFailed(f"{missing} does not answer. Start it, or unset the variable to "
-                             f"let the demo start the local infrastructure.")
-        echo("  starting a local Kafka broker and PostgreSQL (`turnlog dev up`; the first "
-             "time Maven downloads the Kafka jars) ...")
+                what
+                for what, ok in (
+                    (f"Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)", kafka_ok),
+                    ("PostgreSQL at DATABASE_URL", pg_ok),
+                )
+                if not ok
+            )
+            raise DemoFailed(
+                f"{missing} does not answer. Start it, or unset the variable to "
+                f"let the demo start the local infrastructure."
+            )
+        echo(
+            "  starting a local Kafka broker and PostgreSQL (`turnlog dev up`; the first "
+            "time Maven downloads the Kafka jars) ..."
+        )
         began = time.monotonic()
         result = dev.ensure_up(settings)
-        echo(f"  started {', '.join(result.started) or 'nothing'} in "
-             f"{time.monotonic() - began:.1f} s")
+        echo(
+            f"  started {', '.join(result.started) or 'nothing'} in "
+            f"{time.monotonic() - began:.1f} s"
+        )
     echo(f"  Kafka {bootstrap} ✓   PostgreSQL {_redact(url)} ✓")
     step(2, "topics and tables")
-    report = asyncio.run(ensure_topics(bootstrap, settings.topic_prefix, settings.partitions,
-                                       replication_factor=settings.replication_factor))
+    report = asyncio.run(
+        ensure_topics(
+            bootstrap,
+            settings.topic_prefix,
+            settings.partitions,
+            replication_factor=settings.replication_factor,
+        )
+    )
     applied = migrate(url)
-    echo(f"  topics: {len(report.created)} created, {len(report.unchanged)} already there "
-         f"({report.names.requests}, {report.names.events}, ...)")
+    echo(
+        f"  topics: {len(report.created)} created, {len(report.unchanged)} already there "
+        f"({report.names.requests}, {report.names.events}, ...)"
+    )
     echo(f"  tables: {', '.join(applied) if applied else 'up to date'}")
     step(3, "workers")
-    echo(f"  session worker + effect runner + projector in this process (= `turnlog worker "
-         f"all`)\n  agents {_shown(agents_path)} · models: {models}")
+    echo(
+        f"  session worker + effect runner + projector in this process (= `turnlog worker "
+        f"all`)\n  agents {_shown(agents_path)} · models: {models}"
+    )
 
 
 def _redact(url: str) -> str:
@@ -149,18 +171,22 @@ async def _converse(client: Any, session_id: str, timeout: float) -> _Seen:
             seen.first_turn_end = item.seq
         elif isinstance(p, ApprovalRequested):
             seen.approvals += 1
-            echo(f"  demo ▸ granting it, as `turnlog approve {session_id} {p.call_id} --by demo`"
-                 f" would")
+            echo(
+                f"  demo ▸ granting it, as `turnlog approve {session_id} {p.call_id} --by demo`"
+                f" would"
+            )
             await client.approve(session_id, p.call_id, by="demo", reason="demo auto-grant")
 
     for n, text in enumerate(TURNS):
         echo(f"\n  you ▸ {oneline(text, 90)}")
-        sent = await client.send_message(text, agent="assistant" if n == 0 else None,
-                                         session_id=session_id)
+        sent = await client.send_message(
+            text, agent="assistant" if n == 0 else None, session_id=session_id
+        )
         outcome = await client.outcome(sent, timeout=timeout, on_item=on_item)
         if outcome.status != "completed":
-            raise DemoFailed(f"Turn {n + 1} of session {session_id} ended {outcome.status}: "
-                             f"{outcome.reason}")
+            raise DemoFailed(
+                f"Turn {n + 1} of session {session_id} ended {outcome.status}: {outcome.reason}"
+            )
     return seen
 
 
@@ -169,7 +195,9 @@ async def _wait_child(client: Any, child: str, timeout: float) -> None:
     while True:
         rows = await client.query(
             "SELECT turns_completed + turns_failed + turns_cancelled AS ended FROM sessions "
-            "WHERE session_id = %s", (child,))
+            "WHERE session_id = %s",
+            (child,),
+        )
         if rows and rows[0]["ended"] >= 1:
             return
         if time.monotonic() > deadline:
@@ -191,13 +219,16 @@ def _show(url: str, session_id: str, children: list[str]) -> list[dict[str, Any]
     echo("\n  costs (`turnlog costs --by session`, children rolled up into their parent):")
     echo(f"    {'session':<44} {'agent':<11} {'LLM calls':>9} {'own USD':>10} {'total USD':>10}")
     for r in rows:
-        echo(f"    {r['session_id']:<44} {r['agent']:<11} {r['priced_calls']:>9} "
-             f"{r['own_usd']:>10.6f} {r['total_usd']:>10.6f}")
+        echo(
+            f"    {r['session_id']:<44} {r['agent']:<11} {r['priced_calls']:>9} "
+            f"{r['own_usd']:>10.6f} {r['total_usd']:>10.6f}"
+        )
     return rows
 
 
-async def run_demo(settings: Any, workers: Any, *, timeout: float,
-                   keep_running: bool) -> dict[str, Any]:
+async def run_demo(
+    settings: Any, workers: Any, *, timeout: float, keep_running: bool
+) -> dict[str, Any]:
     """Steps 4-6, with the workers running; returns what `turnlog demo --json` prints."""
     from projections.audit import read_checkpoints, verify_audit_log
     from turnlog.client import Client, new_session_id
@@ -212,20 +243,22 @@ async def run_demo(settings: Any, workers: Any, *, timeout: float,
         await client.wait_projected(session_id, seen.last_seq, timeout=60)
         for child in seen.children:
             await _wait_child(client, child, 60)
-    cost_rows = await asyncio.to_thread(_show, settings.database_url, session_id,
-                                        seen.children)
+    cost_rows = await asyncio.to_thread(_show, settings.database_url, session_id, seen.children)
 
     step(6, "audit log (`turnlog audit verify`)")
     from streams.topics import topic_names
 
-    published = await read_checkpoints(settings.kafka_bootstrap_servers,
-                                       topic_names(settings.topic_prefix).checkpoints)
+    published = await read_checkpoints(
+        settings.kafka_bootstrap_servers, topic_names(settings.topic_prefix).checkpoints
+    )
     report = await asyncio.to_thread(verify_audit_log, settings.database_url, published)
     if not report.ok:
         raise DemoFailed(f"audit log BROKEN at {report.broken}")
-    echo(f"  audit log intact: {report.rows} rows hash-chained, head "
-         f"{report.head.head_hash[:16]}…, {report.checkpoints_matched}/{report.checkpoints} "
-         f"published checkpoints match")
+    echo(
+        f"  audit log intact: {report.rows} rows hash-chained, head "
+        f"{report.head.head_hash[:16]}…, {report.checkpoints_matched}/{report.checkpoints} "
+        f"published checkpoints match"
+    )
 
     checks = [
         ("tool call (calculator)", "calculator" in seen.tool_calls),
@@ -253,9 +286,12 @@ Try next (the session stays in Kafka and Postgres):
         "last_seq": seen.last_seq,
         "checks": dict(checks),
         "costs": cost_rows,
-        "audit": {"rows": report.rows, "head_hash": report.head.head_hash,
-                  "checkpoints": report.checkpoints,
-                  "checkpoints_matched": report.checkpoints_matched},
+        "audit": {
+            "rows": report.rows,
+            "head_hash": report.head.head_hash,
+            "checkpoints": report.checkpoints,
+            "checkpoints_matched": report.checkpoints_matched,
+        },
     }
     if keep_running:
         echo("\nThe workers keep running; Ctrl-C stops them.")

@@ -188,17 +188,24 @@ def waiting_for(session_id: str, events: tuple[Event, ...] | list[Event]) -> str
             )
         return " ".join(lines)
     if children:
-        named = ", ".join(f"{p.child_session_id} (agent {p.agent}, asked at seq {ev.seq})"
-                          for ev, p in children.values())
-        return (f"The turn is waiting for its child session(s) {named}: follow them with "
-                f"`turnlog events CHILD --follow`.")
+        named = ", ".join(
+            f"{p.child_session_id} (agent {p.agent}, asked at seq {ev.seq})"
+            for ev, p in children.values()
+        )
+        return (
+            f"The turn is waiting for its child session(s) {named}: follow them with "
+            f"`turnlog events CHILD --follow`."
+        )
     if tools:
-        named = ", ".join(f"{p.name} (call {call_id}, asked at seq {ev.seq})"
-                          for call_id, (ev, p) in tools.items())
+        named = ", ".join(
+            f"{p.name} (call {call_id}, asked at seq {ev.seq})"
+            for call_id, (ev, p) in tools.items()
+        )
         return f"The turn is waiting for tool call(s) {named}. {worker}"
     if calls:
-        named = ", ".join(f"{call_id} ({p.model}, asked at seq {ev.seq})"
-                          for call_id, (ev, p) in calls.items())
+        named = ", ".join(
+            f"{call_id} ({p.model}, asked at seq {ev.seq})" for call_id, (ev, p) in calls.items()
+        )
         return f"The turn is waiting for LLM call(s) {named}. {worker}"
     return worker
 
@@ -206,8 +213,9 @@ def waiting_for(session_id: str, events: tuple[Event, ...] | list[Event]) -> str
 class _Tracker:
     """Decides, event by event, whether a request's outcome is known (module doc)."""
 
-    def __init__(self, session_id: str, request_id: str, until: Until, *,
-                 starts_turn: bool = False) -> None:
+    def __init__(
+        self, session_id: str, request_id: str, until: Until, *, starts_turn: bool = False
+    ) -> None:
         self.session_id = session_id
         self.request_id = request_id
         self.until = until
@@ -244,11 +252,11 @@ class _Tracker:
             self._finish("closed", reason=p.reason)
         elif isinstance(p, _TURN_END) and ev.turn_id is not None and ev.turn_id == self.turn_id:
             if isinstance(p, TurnCompleted):
-                self._finish("completed", answer=self._answer(p.answer_seq), usage=p.usage,
-                             cost=p.cost_nanos)
+                self._finish(
+                    "completed", answer=self._answer(p.answer_seq), usage=p.usage, cost=p.cost_nanos
+                )
             elif isinstance(p, TurnFailed):
-                self._finish("refused" if p.error_type == REFUSED else "failed",
-                             reason=p.reason)
+                self._finish("refused" if p.error_type == REFUSED else "failed", reason=p.reason)
             else:
                 self._finish("cancelled", reason=p.reason)
 
@@ -271,10 +279,26 @@ class _Tracker:
                 return ev.payload.text
         return None
 
-    def _finish(self, status: str, *, reason: str | None = None, answer: str | None = None,
-                usage: Usage | None = None, cost: int = 0) -> None:
-        self.outcome = Outcome(status, self.session_id, self.request_id, self.turn_id,
-                               tuple(self.events), answer, reason, usage, cost)
+    def _finish(
+        self,
+        status: str,
+        *,
+        reason: str | None = None,
+        answer: str | None = None,
+        usage: Usage | None = None,
+        cost: int = 0,
+    ) -> None:
+        self.outcome = Outcome(
+            status,
+            self.session_id,
+            self.request_id,
+            self.turn_id,
+            tuple(self.events),
+            answer,
+            reason,
+            usage,
+            cost,
+        )
 
 
 class TurnWatch:
@@ -282,14 +306,25 @@ class TurnWatch:
     asked) token deltas — ending when its outcome is known; then `outcome` is set.
     Raises OutcomeTimeout past `timeout` seconds."""
 
-    def __init__(self, client: Client, sent: Sent, *, until: Until = "turn",
-                 deltas: bool = True, timeout: float | None = 300.0) -> None:
+    def __init__(
+        self,
+        client: Client,
+        sent: Sent,
+        *,
+        until: Until = "turn",
+        deltas: bool = True,
+        timeout: float | None = 300.0,
+    ) -> None:
         self._client = client
         self._sent = sent
         self._deltas = deltas
         self._timeout = timeout
-        self._tracker = _Tracker(sent.session_id, sent.request_id, until,
-                                 starts_turn=isinstance(sent.request.payload, SendMessage))
+        self._tracker = _Tracker(
+            sent.session_id,
+            sent.request_id,
+            until,
+            starts_turn=isinstance(sent.request.payload, SendMessage),
+        )
 
     @property
     def outcome(self) -> Outcome | None:

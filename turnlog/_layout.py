@@ -65,7 +65,7 @@ def _sha256(path: Path) -> str:
 def _others(name: str) -> list[str]:
     try:
         owners = metadata.packages_distributions().get(name, [])
-    except Exception:  # noqa: BLE001 - only for the message
+    except Exception:
         return []
     return sorted({d for d in owners if d.lower() != _DISTRIBUTION})
 
@@ -94,10 +94,12 @@ def check_top_level_packages() -> None:
         if problem is None:
             continue
         others = _others(name)
-        who = (f"the distribution(s) {', '.join(others)} install a top-level {name!r} "
-               f"package too" if others else
-               f"something else on sys.path (a directory named {name!r} in the current "
-               f"directory, or PYTHONPATH) provides {name!r}")
+        who = (
+            f"the distribution(s) {', '.join(others)} install a top-level {name!r} package too"
+            if others
+            else f"something else on sys.path (a directory named {name!r} in the current "
+            f"directory, or PYTHONPATH) provides {name!r}"
+        )
         undo = f" or uninstall {', '.join(others)} from this one" if others else ""
         raise LayoutClashError(
             f"turnlog cannot start: {problem}. turnlog's import names are turnlog, agents, "

@@ -91,7 +91,7 @@ class Describer:
             queued = f" · the message queued at seq {p.queued_seq}" if p.queued_seq else ""
             return f"turn {p.turn_no} started{queued}"
         if isinstance(p, AgentVersionChanged):
-            return (f"agent version {p.from_hash[:12]} → {p.to_hash[:12]} ({p.reason})")
+            return f"agent version {p.from_hash[:12]} → {p.to_hash[:12]} ({p.reason})"
         if isinstance(p, MessageQueued):
             return f"queued (position {p.position}): {oneline(p.text)}"
         if isinstance(p, QueuedMessageDropped):
@@ -103,20 +103,29 @@ class Describer:
             if p.purpose == "summarize":
                 return f"→ summarize call to {p.model} ({p.context_entries} entries)"
             self.llm_calls += 1
-            return (f"→ LLM call {p.iteration} to {p.model} · "
-                    f"{p.context_entries} context entries · reserved {usd(p.reserved_nanos)}")
+            return (
+                f"→ LLM call {p.iteration} to {p.model} · "
+                f"{p.context_entries} context entries · reserved {usd(p.reserved_nanos)}"
+            )
         if isinstance(p, LlmCallCompleted) and p.discarded is not None:
-            return (f"← {p.model} answer discarded ({p.discarded}, stop {p.stop_reason}) · "
-                    f"{p.usage.input_tokens}+{p.usage.output_tokens} tokens · "
-                    f"{usd(p.cost_nanos)} charged")
+            return (
+                f"← {p.model} answer discarded ({p.discarded}, stop {p.stop_reason}) · "
+                f"{p.usage.input_tokens}+{p.usage.output_tokens} tokens · "
+                f"{usd(p.cost_nanos)} charged"
+            )
         if isinstance(p, LlmCallCompleted):
             tools = f" · {len(p.tool_call_ids)} tool call(s)" if p.tool_call_ids else ""
             fallback = " (fallback)" if p.fallback_used else ""
             retries = f" · {p.attempts} attempts" if p.attempts > 1 else ""
-            return (f"← {p.model}{fallback} answered in {p.latency_ms} ms · {_tokens(p.usage)}"
-                    f" · {usd(p.cost_nanos)}{retries}{tools}"
-                    + (f"\n      assistant: {oneline(p.text, 300)}"
-                       if p.text and p.call_id not in self.streamed else ""))
+            return (
+                f"← {p.model}{fallback} answered in {p.latency_ms} ms · {_tokens(p.usage)}"
+                f" · {usd(p.cost_nanos)}{retries}{tools}"
+                + (
+                    f"\n      assistant: {oneline(p.text, 300)}"
+                    if p.text and p.call_id not in self.streamed
+                    else ""
+                )
+            )
         if isinstance(p, LlmCallFailed):
             return f"✗ LLM call failed after {p.attempts} attempt(s): {p.error_type}: {oneline(p.message)}"
         if isinstance(p, ProviderCircuitOpened):
@@ -124,7 +133,9 @@ class Describer:
         if isinstance(p, ToolCallRequested):
             self.tools[p.call_id] = p
             rule = f" (rule {p.rule})" if p.rule else ""
-            return f"tool {p.name} {oneline(_args(p.arguments_json), 80)} · {p.decision.value}{rule}"
+            return (
+                f"tool {p.name} {oneline(_args(p.arguments_json), 80)} · {p.decision.value}{rule}"
+            )
         if isinstance(p, ApprovalRequested):
             return f"⏸ approval needed for {self._tool(p.call_id)} (call {p.call_id})"
         if isinstance(p, ApprovalGranted):
@@ -137,27 +148,39 @@ class Describer:
         if isinstance(p, ToolCallFailed):
             return f"{self._tool(p.call_id)} ✗ {oneline(p.error)}"
         if isinstance(p, ContextCompactionRequested):
-            return (f"compaction ({p.strategy}) of {len(p.entry_seqs)} entries: about "
-                    f"{p.tokens_before} tokens of a {p.context_window}-token window")
+            return (
+                f"compaction ({p.strategy}) of {len(p.entry_seqs)} entries: about "
+                f"{p.tokens_before} tokens of a {p.context_window}-token window"
+            )
         if isinstance(p, ContextCompacted):
             cost = f" · {usd(p.cost_nanos)} ({p.model})" if p.model else ""
             summary = f"\n      summary: {oneline(p.summary, 200)}" if p.summary else ""
-            return (f"compacted ({p.strategy}): {len(p.removed_seqs)} entries out, about "
-                    f"{p.tokens_after} tokens left{cost}{summary}")
+            return (
+                f"compacted ({p.strategy}): {len(p.removed_seqs)} entries out, about "
+                f"{p.tokens_after} tokens left{cost}{summary}"
+            )
         if isinstance(p, ChildSessionRequested):
-            return f"delegated to agent {p.agent} as session {p.child_session_id}: {oneline(p.task)}"
+            return (
+                f"delegated to agent {p.agent} as session {p.child_session_id}: {oneline(p.task)}"
+            )
         if isinstance(p, ChildSessionCompleted):
-            return (f"child {p.child_session_id} {p.status.value} · {usd(p.cost_nanos)}: "
-                    f"{oneline(p.answer)}")
+            return (
+                f"child {p.child_session_id} {p.status.value} · {usd(p.cost_nanos)}: "
+                f"{oneline(p.answer)}"
+            )
         if isinstance(p, EffectReissued):
             return f"re-issued {p.kind.value} {p.effect_id} (attempt {p.attempt})"
         if isinstance(p, BudgetExceeded):
             unit = "tokens" if p.unit.value == "tokens" else "nano-USD"
-            return (f"budget exceeded ({p.scope.value}, {unit}): limit {p.limit}, used "
-                    f"{p.used}, requested {p.requested}")
+            return (
+                f"budget exceeded ({p.scope.value}, {unit}): limit {p.limit}, used "
+                f"{p.used}, requested {p.requested}"
+            )
         if isinstance(p, TurnCompleted):
-            return (f"✓ turn {p.turn_no} completed · {p.iterations} LLM call(s) · "
-                    f"{p.usage.total_tokens} tokens · {usd(p.cost_nanos)}")
+            return (
+                f"✓ turn {p.turn_no} completed · {p.iterations} LLM call(s) · "
+                f"{p.usage.total_tokens} tokens · {usd(p.cost_nanos)}"
+            )
         if isinstance(p, TurnFailed):
             return f"✗ turn {p.turn_no} failed ({p.error_type}): {p.reason}"
         if isinstance(p, TurnCancelled):
@@ -174,7 +197,11 @@ class Describer:
 
     def _tool(self, call_id: str) -> str:
         call = self.tools.get(call_id)
-        return f"{call.name} {oneline(_args(call.arguments_json), 60)}" if call else f"tool call {call_id}"
+        return (
+            f"{call.name} {oneline(_args(call.arguments_json), 60)}"
+            if call
+            else f"tool call {call_id}"
+        )
 
 
 class LiveRenderer:
@@ -182,8 +209,9 @@ class LiveRenderer:
     stream inline under the call they belong to, approval prompts name the command
     that answers them."""
 
-    def __init__(self, echo: Callable[[str], None], *, cli: str = "turnlog",
-                 show_deltas: bool = True) -> None:
+    def __init__(
+        self, echo: Callable[[str], None], *, cli: str = "turnlog", show_deltas: bool = True
+    ) -> None:
         self.echo = echo
         self.cli = cli
         self.show_deltas = show_deltas
@@ -235,5 +263,7 @@ class LiveRenderer:
         self.echo(f"  #{ev.seq:<4} {self.describer.describe(ev)}")
         if isinstance(p, ApprovalRequested):
             self.echo(f"        approve: {self.cli} approve {ev.session_id} {p.call_id}")
-            self.echo(f"        deny:    {self.cli} deny {ev.session_id} {p.call_id} "
-                      f"--reason \"...\"  (expires {p.expires_at:%H:%M:%S} UTC)")
+            self.echo(
+                f"        deny:    {self.cli} deny {ev.session_id} {p.call_id} "
+                f'--reason "..."  (expires {p.expires_at:%H:%M:%S} UTC)'
+            )

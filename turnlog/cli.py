@@ -79,9 +79,7 @@ def _print_json(value: object) -> None:
 
 @dev_app.command("up")
 def dev_up(
-    timeout: Annotated[
-        float | None, typer.Option(help="Seconds to wait for each service.")
-    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for each service.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Start Kafka and PostgreSQL (idempotent); return once both answer."""
@@ -89,8 +87,13 @@ def dev_up(
 
     result = dev.ensure_up(_settings(), timeout=timeout)
     if as_json:
-        _print_json({**_status_dict(result), "started": list(result.started),
-                     "elapsed_s": round(result.elapsed, 3)})
+        _print_json(
+            {
+                **_status_dict(result),
+                "started": list(result.started),
+                "elapsed_s": round(result.elapsed, 3),
+            }
+        )
         return
     what = ", ".join(result.started) if result.started else "nothing (already running)"
     typer.echo(f"started {what} in {result.elapsed:.1f}s")
@@ -223,14 +226,16 @@ def topics_ensure(
         )
     )
     if as_json:
-        _print_json({
-            "topics": dataclasses.asdict(report.names),
-            "created": report.created,
-            "unchanged": report.unchanged,
-            "fixed": [dataclasses.asdict(d) for d in report.fixed],
-            "drift": [dataclasses.asdict(d) for d in report.drift],
-            "ok": report.ok,
-        })
+        _print_json(
+            {
+                "topics": dataclasses.asdict(report.names),
+                "created": report.created,
+                "unchanged": report.unchanged,
+                "fixed": [dataclasses.asdict(d) for d in report.fixed],
+                "drift": [dataclasses.asdict(d) for d in report.drift],
+                "ok": report.ok,
+            }
+        )
     else:
         typer.echo("\n".join(report.lines()))
     if report.drift:
@@ -281,8 +286,10 @@ def db_status(as_json: JsonOpt = False) -> None:
     for migration in discover():
         checksum = applied.get(migration.name)
         state = (
-            "pending" if checksum is None
-            else "applied" if checksum == migration.checksum
+            "pending"
+            if checksum is None
+            else "applied"
+            if checksum == migration.checksum
             else "CHANGED"
         )
         rows.append({"name": migration.name, "state": state})

@@ -33,12 +33,12 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 projections_app = typer.Typer(help="Postgres projections of the events.", no_args_is_help=True)
 quarantine_app = typer.Typer(
     help="Events whose projection Postgres refused, set aside so their partition went on. "
-         "Ordering: per session. Once an event of a session is quarantined, every later "
-         "event of that session is held behind it (quarantined too, nothing of the "
-         "session is projected past it) while other sessions go on; a retry re-applies "
-         "a session's events in seq order and stops at the first that fails again. "
-         "Rows other sessions derive from a held one (a parent's view of its child, a "
-         "fork's inherited branch) may show it incomplete until the retry.",
+    "Ordering: per session. Once an event of a session is quarantined, every later "
+    "event of that session is held behind it (quarantined too, nothing of the "
+    "session is projected past it) while other sessions go on; a retry re-applies "
+    "a session's events in seq order and stops at the first that fails again. "
+    "Rows other sessions derive from a held one (a parent's view of its child, a "
+    "fork's inherited branch) may show it incomplete until the retry.",
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -102,8 +102,14 @@ def _cell(value: Any) -> str:
 
 
 def _config(
-    *, group: bool, consumer: str, max_records: int, checkpoint_interval: float,
-    stop_on_gap: bool, session_timeout_ms: int, database_url: str | None,
+    *,
+    group: bool,
+    consumer: str,
+    max_records: int,
+    checkpoint_interval: float,
+    stop_on_gap: bool,
+    session_timeout_ms: int,
+    database_url: str | None,
 ) -> Any:
     from projections.projector import ProjectorConfig
     from streams.topics import topic_names
@@ -138,9 +144,12 @@ def _configure_logging(*, json_logs: bool) -> None:
 @worker_app.command("projector")
 def worker_projector(
     group: Annotated[
-        bool, typer.Option("--group/--no-group",
-                           help="Share partitions with other projectors (consumer group), "
-                                "or take every partition.")
+        bool,
+        typer.Option(
+            "--group/--no-group",
+            help="Share partitions with other projectors (consumer group), "
+            "or take every partition.",
+        ),
     ] = True,
     consumer: Annotated[str, typer.Option(help="Consumer name: keys the stored offsets.")] = (
         "projector"
@@ -150,9 +159,12 @@ def worker_projector(
         float, typer.Option(help="Seconds between audit checkpoints.")
     ] = 5.0,
     keep_going: Annotated[
-        bool, typer.Option("--keep-going",
-                           help="On a seq gap, pause that partition and go on with the "
-                                "others instead of exiting with an error.")
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="On a seq gap, pause that partition and go on with the "
+            "others instead of exiting with an error.",
+        ),
     ] = False,
     session_timeout_ms: Annotated[
         int, typer.Option(help="Consumer group session timeout.")
@@ -168,9 +180,13 @@ def worker_projector(
 
     _configure_logging(json_logs=as_json)
     config = _config(
-        group=group, consumer=consumer, max_records=max_records,
-        checkpoint_interval=checkpoint_interval, stop_on_gap=not keep_going,
-        session_timeout_ms=session_timeout_ms, database_url=database_url,
+        group=group,
+        consumer=consumer,
+        max_records=max_records,
+        checkpoint_interval=checkpoint_interval,
+        stop_on_gap=not keep_going,
+        session_timeout_ms=session_timeout_ms,
+        database_url=database_url,
     )
     # /metrics, /healthz, /readyz on TURNLOG_PROJECTOR_METRICS_PORT (streams.endpoint).
     projector = Projector(config)
@@ -180,9 +196,11 @@ def worker_projector(
     if as_json:
         _print_json(summary)
     else:
-        typer.echo(f"projected {projector.applied} events in {projector.batches} batches, "
-                   f"quarantined {projector.quarantined}, reconnected {projector.reconnects} "
-                   "times")
+        typer.echo(
+            f"projected {projector.applied} events in {projector.batches} batches, "
+            f"quarantined {projector.quarantined}, reconnected {projector.reconnects} "
+            "times"
+        )
 
 
 # ------------------------------------------------------------------ audit
@@ -191,8 +209,11 @@ def worker_projector(
 @audit_app.command("verify")
 def audit_verify(
     checkpoints: Annotated[
-        bool, typer.Option("--checkpoints/--no-checkpoints",
-                           help="Compare with the heads published to the checkpoints topic.")
+        bool,
+        typer.Option(
+            "--checkpoints/--no-checkpoints",
+            help="Compare with the heads published to the checkpoints topic.",
+        ),
     ] = True,
     database_url: DbOpt = None,
     as_json: JsonOpt = False,
@@ -241,8 +262,13 @@ def projections_rebuild(
     from projections.rebuild import rebuild
 
     config = _config(
-        group=False, consumer=consumer, max_records=5000, checkpoint_interval=5.0,
-        stop_on_gap=True, session_timeout_ms=10_000, database_url=database_url,
+        group=False,
+        consumer=consumer,
+        max_records=5000,
+        checkpoint_interval=5.0,
+        stop_on_gap=True,
+        session_timeout_ms=10_000,
+        database_url=database_url,
     )
     report = asyncio.run(rebuild(config))
     if as_json:
@@ -273,8 +299,19 @@ def projections_status(database_url: DbOpt = None, as_json: JsonOpt = False) -> 
     if as_json:
         _print_json(rows)
     else:
-        _table(rows, ["consumer", "topic", "partition", "next_offset", "audit_next_offset",
-                      "quarantined", "stopped_offset", "stopped_reason"])
+        _table(
+            rows,
+            [
+                "consumer",
+                "topic",
+                "partition",
+                "next_offset",
+                "audit_next_offset",
+                "quarantined",
+                "stopped_offset",
+                "stopped_reason",
+            ],
+        )
 
 
 @quarantine_app.callback(invoke_without_command=True)
@@ -296,15 +333,30 @@ def projections_quarantine(
     if as_json:
         _print_json(rows)
         return
-    _table(rows, ["quarantine_id", "kafka_partition", "kafka_offset", "session_id", "seq",
-                  "event_type", "held_behind_seq", "attempts", "last_failed_at", "error"])
+    _table(
+        rows,
+        [
+            "quarantine_id",
+            "kafka_partition",
+            "kafka_offset",
+            "session_id",
+            "seq",
+            "event_type",
+            "held_behind_seq",
+            "attempts",
+            "last_failed_at",
+            "error",
+        ],
+    )
 
 
 @quarantine_app.command("retry")
 def projections_quarantine_retry(
     quarantine_id: Annotated[
-        int | None, typer.Argument(help="Retry this row's session (every quarantined event "
-                                        "of it, in seq order).")
+        int | None,
+        typer.Argument(
+            help="Retry this row's session (every quarantined event of it, in seq order)."
+        ),
     ] = None,
     retry_all: Annotated[bool, typer.Option("--all", help="Retry every session.")] = False,
     database_url: DbOpt = None,
@@ -319,10 +371,12 @@ def projections_quarantine_retry(
 
     if (quarantine_id is None) == (not retry_all):
         raise typer.BadParameter("Give one quarantine ID or --all, not both and not neither.")
-    report = asyncio.run(retry_quarantined(
-        database_url or _settings().database_url,
-        None if retry_all else [quarantine_id] if quarantine_id is not None else [],
-    ))
+    report = asyncio.run(
+        retry_quarantined(
+            database_url or _settings().database_url,
+            None if retry_all else [quarantine_id] if quarantine_id is not None else [],
+        )
+    )
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -350,14 +404,32 @@ def sessions_command(
     """Recent sessions, newest first."""
     from projections.queries import list_sessions
 
-    rows = _query(list_sessions, database_url or _settings().database_url, limit=limit,
-                  agent=agent, status=status)
+    rows = _query(
+        list_sessions,
+        database_url or _settings().database_url,
+        limit=limit,
+        agent=agent,
+        status=status,
+    )
     if as_json:
         _print_json(rows)
     else:
-        _table(rows, ["session_id", "agent", "status", "phase", "turns", "last_seq",
-                      "forked_from_session_id", "parent_session_id", "updated_at", "usd",
-                      "total_usd"])
+        _table(
+            rows,
+            [
+                "session_id",
+                "agent",
+                "status",
+                "phase",
+                "turns",
+                "last_seq",
+                "forked_from_session_id",
+                "parent_session_id",
+                "updated_at",
+                "usd",
+                "total_usd",
+            ],
+        )
 
 
 def show_command(
@@ -381,8 +453,10 @@ def show_command(
         _print_json(shown)
         return
     s = shown["session"]
-    typer.echo(f"session {s['session_id']}  agent {s['agent']}  {s['status']}/{s['phase']}  "
-               f"turns {s['turns']}  last seq {s['last_seq']}")
+    typer.echo(
+        f"session {s['session_id']}  agent {s['agent']}  {s['status']}/{s['phase']}  "
+        f"turns {s['turns']}  last seq {s['last_seq']}"
+    )
     if s["forked_from_session_id"]:
         typer.echo(f"forked from {s['forked_from_session_id']} at seq {s['forked_at_seq']}")
     if s["parent_session_id"]:
@@ -398,15 +472,21 @@ def show_command(
     typer.echo("\nbranches:")
     for b in shown["branches"]:
         here = "  <- this session" if b["is_requested"] else ""
-        fork = f" forked from {b['forked_from_session_id']} at {b['forked_at_seq']}" if (
-            b["forked_from_session_id"]) else " (root)"
-        typer.echo(f"{'  ' * b['depth']}- {b['session_id']}{fork}: {b['branch_entries']} "
-                   f"entries{here}")
+        fork = (
+            f" forked from {b['forked_from_session_id']} at {b['forked_at_seq']}"
+            if (b["forked_from_session_id"])
+            else " (root)"
+        )
+        typer.echo(
+            f"{'  ' * b['depth']}- {b['session_id']}{fork}: {b['branch_entries']} entries{here}"
+        )
     if shown["children"]:
         typer.echo("\nchildren:")
         for c in shown["children"]:
-            typer.echo(f"- {c['child_session_id']} ({c['agent']}, {c['status']}) "
-                       f"for call {c['parent_call_id']}")
+            typer.echo(
+                f"- {c['child_session_id']} ({c['agent']}, {c['status']}) "
+                f"for call {c['parent_call_id']}"
+            )
     if shown["costs"]:
         c = shown["costs"]
         typer.echo(f"\ncost: own ${c['own_usd']:.6f}, with children ${c['total_usd']:.6f}")
@@ -426,13 +506,34 @@ def costs_command(
         _print_json(rows)
         return
     columns = {
-        "agent": ["agent", "sessions", "root_sessions", "priced_calls", "input_tokens",
-                  "output_tokens", "own_usd", "rolled_up_usd"],
-        "model": ["model", "priced_calls", "input_tokens", "output_tokens",
-                  "cache_read_tokens", "cache_write_tokens", "usd"],
+        "agent": [
+            "agent",
+            "sessions",
+            "root_sessions",
+            "priced_calls",
+            "input_tokens",
+            "output_tokens",
+            "own_usd",
+            "rolled_up_usd",
+        ],
+        "model": [
+            "model",
+            "priced_calls",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "usd",
+        ],
         "day": ["day", "priced_calls", "input_tokens", "output_tokens", "usd"],
-        "session": ["session_id", "agent", "parent_session_id", "priced_calls", "own_usd",
-                    "total_usd"],
+        "session": [
+            "session_id",
+            "agent",
+            "parent_session_id",
+            "priced_calls",
+            "own_usd",
+            "total_usd",
+        ],
     }[by]
     _table(rows, columns)
 

@@ -24,8 +24,11 @@ def _print_timeline(result: Any) -> None:
     t0 = rows[0].occurred_at
     typer.echo(f"  {'seq':>5}  {'+time':>9}  {'phase':<37} event")
     for row in rows:
-        phase = row.phase_after if row.phase_before == row.phase_after else (
-            f"{row.phase_before} → {row.phase_after}")
+        phase = (
+            row.phase_after
+            if row.phase_before == row.phase_after
+            else (f"{row.phase_before} → {row.phase_after}")
+        )
         mark = "|" if row.inherited else " "
         offset = (row.occurred_at - t0).total_seconds()
         lines = row.text.split("\n")
@@ -58,24 +61,31 @@ def _print_state(result: Any) -> None:
     typer.echo(f"  phase      {s.phase.value}")
     typer.echo(f"  agent      {s.agent} (definition {s.definition_hash[:12]})")
     if turn is not None:
-        typer.echo(f"  turn       {turn.turn_no} ({turn.turn_id}), {turn.iteration} LLM call(s) "
-                   f"so far, ${turn.cost_nanos / 1e9:.6f}")
+        typer.echo(
+            f"  turn       {turn.turn_no} ({turn.turn_id}), {turn.iteration} LLM call(s) "
+            f"so far, ${turn.cost_nanos / 1e9:.6f}"
+        )
         if turn.llm is not None:
             r = turn.llm.request
-            typer.echo(f"  pending    {r.purpose} LLM call {r.call_id} to {r.model} "
-                       f"(attempt {turn.llm.attempt}, deadline {turn.llm.deadline_at:%H:%M:%S})")
+            typer.echo(
+                f"  pending    {r.purpose} LLM call {r.call_id} to {r.model} "
+                f"(attempt {turn.llm.attempt}, deadline {turn.llm.deadline_at:%H:%M:%S})"
+            )
         for c in turn.calls:
-            typer.echo(f"  pending    {c.status} {c.name} {c.call_id} {oneline(c.arguments_json, 60)}")
+            typer.echo(
+                f"  pending    {c.status} {c.name} {c.call_id} {oneline(c.arguments_json, 60)}"
+            )
     elif s.last_turn is not None:
         typer.echo(f"  last turn  {s.last_turn.turn_no} {s.last_turn.outcome}")
     for n, q in enumerate(s.queue, 1):
-        typer.echo(f"  queued     (position {n}) request {q.request_id} at seq {q.seq}: "
-                   f"{oneline(q.text, 60)}")
+        typer.echo(
+            f"  queued     (position {n}) request {q.request_id} at seq {q.seq}: "
+            f"{oneline(q.text, 60)}"
+        )
     typer.echo(f"  spent      {s.spent_tokens} tokens, ${s.spent_nanos / 1e9:.6f}")
     entries = list(_window(s))
     typer.echo(f"  window     {len(entries)} entries, about {s.history.window_tokens} tokens")
-    kinds = {"u": "user", "a": "assistant", "t": "tool call", "r": "tool result",
-             "s": "summary"}
+    kinds = {"u": "user", "a": "assistant", "t": "tool call", "r": "tool result", "s": "summary"}
     for e in entries:
         label = kinds.get(e.kind, e.kind) + (f" {e.name}" if e.kind == "t" else "")
         typer.echo(f"    #{e.seq:<5} {label:<18} {oneline(e.text, 90)}")
@@ -90,8 +100,12 @@ def _window(state: Any) -> Any:
 def _print_verify(report: Any) -> None:
     for note in report.notes:
         typer.echo(f"note: {note}")
-    unverified = (f", {report.unverified_events} event(s) unverified (their inputs are no "
-                  f"longer on the requests topic)" if report.unverified_events else "")
+    unverified = (
+        f", {report.unverified_events} event(s) unverified (their inputs are no "
+        f"longer on the requests topic)"
+        if report.unverified_events
+        else ""
+    )
     if report.ok:
         typer.echo(
             f"verify: OK · {report.decisions_checked} input(s) re-decided, "
@@ -100,8 +114,9 @@ def _print_verify(report: Any) -> None:
         )
         return
     d = report.divergence
-    typer.echo(f"verify: DIVERGENCE at seq {d.seq} ({d.kind}) · input {d.request_id} "
-               f"({d.request_type})")
+    typer.echo(
+        f"verify: DIVERGENCE at seq {d.seq} ({d.kind}) · input {d.request_id} ({d.request_type})"
+    )
     typer.echo(f"  {d.message}")
     if d.fields:
         typer.echo(f"  fields that differ: {', '.join(d.fields)}")
@@ -142,8 +157,10 @@ def replay_command(
     if session is None and from_file is None:
         raise typer.BadParameter("give a SESSION id (or --from-file)", param_hint="SESSION")
     if verify and from_file is not None:
-        raise typer.BadParameter("--verify reads the inputs from Kafka; it cannot work on "
-                                 "--from-file", param_hint="--verify")
+        raise typer.BadParameter(
+            "--verify reads the inputs from Kafka; it cannot work on --from-file",
+            param_hint="--verify",
+        )
     settings = load_settings()
     topics = topic_names(settings.topic_prefix)
     if from_file is not None:
@@ -169,18 +186,22 @@ def replay_command(
             from turnlog.replay_verify import CandidateRegistry
 
             registry = CandidateRegistry(
-                [registry.info(n).definition for n in registry.names()], registry.tools,
+                [registry.info(n).definition for n in registry.names()],
+                registry.tools,
                 limits=registry.limits,
             )
         else:
             # The versions the session was decided with, as the workers published them.
             from streams._agents import load_versions
 
-            registry = registry.with_versions(asyncio.run(
-                load_versions(settings.kafka_bootstrap_servers, topics.agents)
-            ))
-        report = asyncio.run(verify_session(settings.kafka_bootstrap_servers, topics,
-                                            log.session_id, registry, log=log))
+            registry = registry.with_versions(
+                asyncio.run(load_versions(settings.kafka_bootstrap_servers, topics.agents))
+            )
+        report = asyncio.run(
+            verify_session(
+                settings.kafka_bootstrap_servers, topics, log.session_id, registry, log=log
+            )
+        )
     if export is not None:
         from turnlog.replay import export_jsonl
 
@@ -199,8 +220,10 @@ def replay_command(
         typer.echo(json.dumps(out, ensure_ascii=False, default=str))
     else:
         own = len(log.own)
-        inherited = "".join(f" (+{len(log.ancestry)} inherited: forked from {s} at seq {a})"
-                            for s, a in log.sources[:1])
+        inherited = "".join(
+            f" (+{len(log.ancestry)} inherited: forked from {s} at seq {a})"
+            for s, a in log.sources[:1]
+        )
         typer.echo(f"session {log.session_id} · {own} own events{inherited}")
         if timeline:
             _print_timeline(result)
@@ -212,8 +235,6 @@ def replay_command(
             _print_verify(report)
     if report is not None and not report.ok:
         raise typer.Exit(1)
-
-
 
 
 def register(app: typer.Typer) -> None:

@@ -57,7 +57,9 @@ def outcome_dict(outcome: Any) -> dict[str, Any]:
         "last_seq": outcome.last_seq,
         "cost_nanos": outcome.cost_nanos,
         "usd": round(outcome.cost_nanos / 1e9, 9),
-        "usage": None if outcome.usage is None else {
+        "usage": None
+        if outcome.usage is None
+        else {
             "input_tokens": outcome.usage.input_tokens,
             "output_tokens": outcome.usage.output_tokens,
             "cache_read_tokens": outcome.usage.cache_read_tokens,
@@ -71,9 +73,17 @@ def _item_json(item: Event | TokenDelta) -> str:
     from schemas.codec import event_to_dict
 
     if isinstance(item, TokenDelta):
-        return json.dumps({"kind": "delta", "session_id": item.session_id,
-                           "call_id": item.call_id, "index": item.index, "text": item.text,
-                           "done": item.done}, ensure_ascii=False)
+        return json.dumps(
+            {
+                "kind": "delta",
+                "session_id": item.session_id,
+                "call_id": item.call_id,
+                "index": item.index,
+                "text": item.text,
+                "done": item.done,
+            },
+            ensure_ascii=False,
+        )
     return json.dumps({"kind": "event", "event": event_to_dict(item)}, ensure_ascii=False)
 
 
@@ -86,17 +96,27 @@ def _summary_line(outcome: Any) -> str:
         what = f" ({type(last.payload).__name__} at seq {last.seq})" if last else ""
         return f"accepted{what} · {where}"
     if outcome.status == "queued":
-        return (f"{outcome.reason} · {where} · it starts when the running turn ends "
-                f"(drop it: turnlog cancel {outcome.session_id} --queued {outcome.request_id})")
+        return (
+            f"{outcome.reason} · {where} · it starts when the running turn ends "
+            f"(drop it: turnlog cancel {outcome.session_id} --queued {outcome.request_id})"
+        )
     if outcome.status == "forked":
         return f"forked · new session {outcome.session_id}"
     reason = f": {outcome.reason}" if outcome.reason else ""
     return f"{outcome.status} · {where}{reason}"
 
 
-async def _run(sent_factory: Any, *, follow: bool, wait: bool, as_json: bool,
-               timeout: float, until_default: str = "accepted", deltas: bool = True,
-               header: bool = True) -> int:
+async def _run(
+    sent_factory: Any,
+    *,
+    follow: bool,
+    wait: bool,
+    as_json: bool,
+    timeout: float,
+    until_default: str = "accepted",
+    deltas: bool = True,
+    header: bool = True,
+) -> int:
     from turnlog._render import LiveRenderer
     from turnlog.client import TIMEOUT_EXIT_CODE, OutcomeTimeout
 
@@ -106,9 +126,16 @@ async def _run(sent_factory: Any, *, follow: bool, wait: bool, as_json: bool,
             typer.echo(f"session {sent.session_id}  request {sent.request_id}")
         if not wait and not follow:
             if as_json:
-                typer.echo(json.dumps({"status": "sent", "session_id": sent.session_id,
-                                       "request_id": sent.request_id,
-                                       "partition": sent.partition}))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "status": "sent",
+                            "session_id": sent.session_id,
+                            "request_id": sent.request_id,
+                            "partition": sent.partition,
+                        }
+                    )
+                )
             return 0
         until = "turn" if follow else until_default
         renderer = LiveRenderer(typer.echo, show_deltas=deltas)
@@ -127,8 +154,16 @@ async def _run(sent_factory: Any, *, follow: bool, wait: bool, as_json: bool,
             )
         except OutcomeTimeout as exc:
             if as_json:
-                typer.echo(json.dumps({"status": "timeout", "session_id": sent.session_id,
-                                       "request_id": sent.request_id, "reason": str(exc)}))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "status": "timeout",
+                            "session_id": sent.session_id,
+                            "request_id": sent.request_id,
+                            "reason": str(exc),
+                        }
+                    )
+                )
             else:
                 typer.echo(str(exc), err=True)
             return TIMEOUT_EXIT_CODE
@@ -158,14 +193,18 @@ def send_command(
 ) -> None:
     """Send a user message; a new session (its id is printed) when --session is absent."""
     if session is None and agent is None:
-        raise typer.BadParameter("a new session needs --agent (or pass --session)",
-                                 param_hint="--agent")
+        raise typer.BadParameter(
+            "a new session needs --agent (or pass --session)", param_hint="--agent"
+        )
 
     async def make(client: Any) -> Any:
         return await client.send_message(text, agent=agent, session_id=session)
 
-    _exit(asyncio.run(_run(make, follow=follow, wait=wait, as_json=as_json,
-                           timeout=timeout, deltas=deltas)))
+    _exit(
+        asyncio.run(
+            _run(make, follow=follow, wait=wait, as_json=as_json, timeout=timeout, deltas=deltas)
+        )
+    )
 
 
 def approve_command(
@@ -207,11 +246,17 @@ def deny_command(
 def cancel_command(
     session: Annotated[str, typer.Argument(help="The session id.")],
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
-    queued: Annotated[str | None, typer.Option(
-        "--queued", metavar="REQUEST_ID",
-        help="Drop only this queued message (its request id); the turn goes on.")] = None,
-    drop_queue: Annotated[bool, typer.Option(
-        "--drop-queue", help="Also drop every queued message.")] = False,
+    queued: Annotated[
+        str | None,
+        typer.Option(
+            "--queued",
+            metavar="REQUEST_ID",
+            help="Drop only this queued message (its request id); the turn goes on.",
+        ),
+    ] = None,
+    drop_queue: Annotated[
+        bool, typer.Option("--drop-queue", help="Also drop every queued message.")
+    ] = False,
     wait: WaitOpt = True,
     timeout: TimeoutOpt = 60.0,
     as_json: JsonOpt = False,
@@ -221,20 +266,27 @@ def cancel_command(
     Exit code 0 when it was cancelled (or the queued message dropped)."""
 
     async def make(client: Any) -> Any:
-        return await client.cancel(session, reason=reason, queued_request_id=queued,
-                                   drop_queue=drop_queue)
+        return await client.cancel(
+            session, reason=reason, queued_request_id=queued, drop_queue=drop_queue
+        )
 
-    code = asyncio.run(_run(make, follow=False, wait=wait, as_json=as_json, timeout=timeout,
-                            until_default="turn"))
+    code = asyncio.run(
+        _run(make, follow=False, wait=wait, as_json=as_json, timeout=timeout, until_default="turn")
+    )
     _exit(0 if code == 4 else code)
 
 
 def upgrade_command(
     session: Annotated[str, typer.Argument(help="The session id.")],
-    to: Annotated[str, typer.Option(
-        "--to", metavar="HASH|latest",
-        help="The definition hash to move to (turnlog.agents), or latest: the version "
-             "the workers serve now.")] = "latest",
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="HASH|latest",
+            help="The definition hash to move to (turnlog.agents), or latest: the version "
+            "the workers serve now.",
+        ),
+    ] = "latest",
     wait: WaitOpt = True,
     timeout: TimeoutOpt = 60.0,
     as_json: JsonOpt = False,
@@ -260,8 +312,18 @@ def close_command(
     async def make(client: Any) -> Any:
         return await client.close_session(session, reason=reason)
 
-    _exit(asyncio.run(_run(make, follow=False, wait=wait, as_json=as_json, timeout=timeout,
-                           until_default="turn")))
+    _exit(
+        asyncio.run(
+            _run(
+                make,
+                follow=False,
+                wait=wait,
+                as_json=as_json,
+                timeout=timeout,
+                until_default="turn",
+            )
+        )
+    )
 
 
 def fork_command(
@@ -281,8 +343,18 @@ def fork_command(
     async def make(client: Any) -> Any:
         return await client.fork(session, at, agent=agent, into=new_session)
 
-    _exit(asyncio.run(_run(make, follow=False, wait=wait, as_json=as_json, timeout=timeout,
-                           until_default="turn")))
+    _exit(
+        asyncio.run(
+            _run(
+                make,
+                follow=False,
+                wait=wait,
+                as_json=as_json,
+                timeout=timeout,
+                until_default="turn",
+            )
+        )
+    )
 
 
 def events_command(
@@ -308,14 +380,15 @@ def events_command(
                 last = ev.seq
                 if ev.seq >= from_seq:
                     typer.echo(_item_json(ev)) if as_json else renderer(ev)
-            where = (f"{client.topics.events} (partition {client.partition_of(session)} of "
-                     f"{client.partitions})")
+            where = (
+                f"{client.topics.events} (partition {client.partition_of(session)} of "
+                f"{client.partitions})"
+            )
         if last == 0:
             raise SessionNotFound(f"Session {session} has no events in {where}.")
         if from_seq > last:
             raise SessionNotFound(
-                f"Session {session} has events up to seq {last}; --from {from_seq} is past "
-                f"its end."
+                f"Session {session} has events up to seq {last}; --from {from_seq} is past its end."
             )
 
     try:

@@ -133,8 +133,11 @@ class Client:
             return
         self._partitions = await topic_partitions(self.bootstrap, self.topics.requests)
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-            linger_ms=0, client_id=self.client_id,
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+            client_id=self.client_id,
             # Whatever the requests topic accepts (aiokafka's default is 1 MiB).
             max_request_size=REQUESTS_MAX_BYTES,
         )
@@ -164,8 +167,11 @@ class Client:
 
     def _reader(self, client_id: str) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            isolation_level="read_committed", client_id=client_id, fetch_max_wait_ms=100,
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id=client_id,
+            fetch_max_wait_ms=100,
         )
 
     @property
@@ -204,8 +210,14 @@ class Client:
             ) from exc
         return Sent(request, p, int(ends[events_tp]), int(ends[deltas_tp]))
 
-    async def _send(self, session_id: str, payload: RequestPayload, *,
-                    agent: str | None = None, request_id: str | None = None) -> Sent:
+    async def _send(
+        self,
+        session_id: str,
+        payload: RequestPayload,
+        *,
+        agent: str | None = None,
+        request_id: str | None = None,
+    ) -> Sent:
         request = Request(
             request_id=request_id or new_request_id(),
             session_id=session_id,
@@ -215,9 +227,14 @@ class Client:
         )
         return await self.send(request)
 
-    async def send_message(self, text: str, *, agent: str | None = None,
-                           session_id: str | None = None,
-                           request_id: str | None = None) -> Sent:
+    async def send_message(
+        self,
+        text: str,
+        *,
+        agent: str | None = None,
+        session_id: str | None = None,
+        request_id: str | None = None,
+    ) -> Sent:
         """A user message. Without `session_id` a new session is started, which needs
         `agent`; the new id is `sent.session_id`."""
         if session_id is None and agent is None:
@@ -229,25 +246,37 @@ class Client:
                 f"{self.max_text_bytes} bytes (TURNLOG_MAX_TEXT_BYTES); the worker would "
                 f"reject it. Send a shorter text or raise the limit on the workers."
             )
-        return await self._send(session_id or new_session_id(), SendMessage(text=text),
-                                agent=agent, request_id=request_id)
+        return await self._send(
+            session_id or new_session_id(),
+            SendMessage(text=text),
+            agent=agent,
+            request_id=request_id,
+        )
 
-    async def approve(self, session_id: str, call_id: str, *, by: str = "cli",
-                      reason: str | None = None) -> Sent:
+    async def approve(
+        self, session_id: str, call_id: str, *, by: str = "cli", reason: str | None = None
+    ) -> Sent:
         return await self._send(session_id, DecideApproval(call_id, True, by, reason))
 
-    async def deny(self, session_id: str, call_id: str, *, reason: str | None = None,
-                   by: str = "cli") -> Sent:
+    async def deny(
+        self, session_id: str, call_id: str, *, reason: str | None = None, by: str = "cli"
+    ) -> Sent:
         return await self._send(session_id, DecideApproval(call_id, False, by, reason))
 
-    async def cancel(self, session_id: str, *, reason: str | None = None,
-                     queued_request_id: str | None = None, drop_queue: bool = False) -> Sent:
+    async def cancel(
+        self,
+        session_id: str,
+        *,
+        reason: str | None = None,
+        queued_request_id: str | None = None,
+        drop_queue: bool = False,
+    ) -> Sent:
         """Cancel the turn in progress (its LLM calls, tools and child sessions are
         stopped); the next queued message then starts. `queued_request_id`: drop only
         that queued message; `drop_queue`: cancel the turn and drop the queue too."""
         return await self._send(
-            session_id, CancelTurn(reason, queued_request_id=queued_request_id,
-                                   drop_queue=drop_queue)
+            session_id,
+            CancelTurn(reason, queued_request_id=queued_request_id, drop_queue=drop_queue),
         )
 
     async def upgrade(self, session_id: str, *, to_hash: str | None = None) -> Sent:
@@ -258,23 +287,34 @@ class Client:
     async def close_session(self, session_id: str, *, reason: str | None = None) -> Sent:
         return await self._send(session_id, CloseSession(reason))
 
-    async def fork(self, session_id: str, at_seq: int, *, agent: str | None = None,
-                   into: str | None = None) -> Sent:
+    async def fork(
+        self, session_id: str, at_seq: int, *, agent: str | None = None, into: str | None = None
+    ) -> Sent:
         """Start a new session (`into`, or a fresh id) whose history is `session_id`'s
         up to `at_seq`; the request goes to the NEW session (`sent.session_id`)."""
-        return await self._send(into or new_session_id(),
-                                ForkSession(session_id, at_seq, agent))
+        return await self._send(into or new_session_id(), ForkSession(session_id, at_seq, agent))
 
     # ------------------------------------------------------------------ following
 
-    def watch(self, sent: Sent, *, until: Until = "turn", deltas: bool = True,
-              timeout: float | None = 300.0) -> TurnWatch:
+    def watch(
+        self,
+        sent: Sent,
+        *,
+        until: Until = "turn",
+        deltas: bool = True,
+        timeout: float | None = 300.0,
+    ) -> TurnWatch:
         """Iterate what `sent` causes until its outcome (see TurnWatch)."""
         return TurnWatch(self, sent, until=until, deltas=deltas, timeout=timeout)
 
-    async def outcome(self, sent: Sent, *, until: Until = "turn",
-                      timeout: float | None = 300.0,
-                      on_item: Callable[[Event | TokenDelta], Any] | None = None) -> Outcome:
+    async def outcome(
+        self,
+        sent: Sent,
+        *,
+        until: Until = "turn",
+        timeout: float | None = 300.0,
+        on_item: Callable[[Event | TokenDelta], Any] | None = None,
+    ) -> Outcome:
         """Wait for how `sent` ended: with until="turn" the end of the turn it started
         or continued; with "accepted" only its first decision."""
         watch = self.watch(sent, until=until, deltas=on_item is not None, timeout=timeout)
@@ -286,8 +326,14 @@ class Client:
         assert watch.outcome is not None
         return watch.outcome
 
-    async def events(self, session_id: str, *, from_seq: int = 1, follow: bool = False,
-                     idle_timeout: float | None = None) -> AsyncIterator[Event]:
+    async def events(
+        self,
+        session_id: str,
+        *,
+        from_seq: int = 1,
+        follow: bool = False,
+        idle_timeout: float | None = None,
+    ) -> AsyncIterator[Event]:
         """The session's own events (read_committed, in seq order) from `from_seq`. Without
         `follow` it stops at the end of the log as it is now; with it, it waits for more
         (until the caller stops iterating, or `idle_timeout` seconds bring nothing)."""
@@ -337,8 +383,9 @@ class Client:
             raise ContractError("This client has no database_url; projection queries need one.")
         return self.database_url
 
-    async def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
-                    ) -> list[dict[str, Any]]:
+    async def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Run one SQL statement against the projections; rows as dicts."""
         import psycopg
         from psycopg.rows import dict_row

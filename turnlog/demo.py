@@ -33,6 +33,7 @@ import typer
 
 __all__ = ["WorkerAll", "demo_command", "register", "worker_all_command"]
 
+
 def _examples() -> Path:
     # A checkout (editable install) has examples/ next to the package; an installed
     # package has not (site-packages/examples, if any, is another distribution's), and
@@ -54,8 +55,9 @@ DEMO_SCRIPT = EXAMPLES / "demo_session.script.yaml"
 class WorkerAll:
     """A session process and a projector sharing one event loop."""
 
-    def __init__(self, settings: Any, *, checkpoint_interval: float = 5.0,
-                 client_id: str = "turnlog-all") -> None:
+    def __init__(
+        self, settings: Any, *, checkpoint_interval: float = 5.0, client_id: str = "turnlog-all"
+    ) -> None:
         from projections.projector import Projector, ProjectorConfig
         from streams.main import build_session_process
         from streams.topics import topic_names
@@ -63,17 +65,20 @@ class WorkerAll:
         names = topic_names(settings.topic_prefix)
         self.bootstrap: str = settings.kafka_bootstrap_servers
         self.session = build_session_process(settings, client_id=client_id)
-        self.projector = Projector(ProjectorConfig(
-            bootstrap=settings.kafka_bootstrap_servers,
-            database_url=settings.database_url,
-            events_topic=names.events,
-            checkpoints_topic=names.checkpoints,
-            consumer="projector",
-            group_id=f"{settings.topic_prefix}turnlog-projector",
-            checkpoint_interval=checkpoint_interval,
-        ))
+        self.projector = Projector(
+            ProjectorConfig(
+                bootstrap=settings.kafka_bootstrap_servers,
+                database_url=settings.database_url,
+                events_topic=names.events,
+                checkpoints_topic=names.checkpoints,
+                consumer="projector",
+                group_id=f"{settings.topic_prefix}turnlog-projector",
+                checkpoint_interval=checkpoint_interval,
+            )
+        )
         self.groups: tuple[str, ...] = (
-            self.session.worker.group_id, f"{settings.topic_prefix}turnlog-projector"
+            self.session.worker.group_id,
+            f"{settings.topic_prefix}turnlog-projector",
         )
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,15 +105,14 @@ class WorkerAll:
         """Until both workers have stopped; re-raises the first failure."""
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(
-                result, asyncio.CancelledError
-            ):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
 
     async def wait_ready(self, timeout: float) -> None:
         waiter = asyncio.create_task(self.ready.wait())
-        done, _ = await asyncio.wait([waiter, *self._tasks], timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [waiter, *self._tasks], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if waiter not in done:
             waiter.cancel()
             await self.wait()  # a worker died: raise its error
@@ -155,8 +159,9 @@ async def wait_for_group_coordinators(
                 # Named is not ready: the coordinator answers COORDINATOR_LOAD_IN_PROGRESS
                 # while it loads the group's offsets partition (a consumer would log the
                 # coordinator as dead); an offset fetch says when it is done.
-                reply = await client.send(node, OffsetFetchRequest(group, None),
-                                          group=ConnectionGroup.COORDINATION)
+                reply = await client.send(
+                    node, OffsetFetchRequest(group, None), group=ConnectionGroup.COORDINATION
+                )
                 code = getattr(reply, "error_code", 0)
                 if code:
                     raise for_code(code)()
@@ -181,9 +186,13 @@ def _install_signals(stop: Callable[[], None]) -> None:
             loop.add_signal_handler(sig, stop)
 
 
-async def run_worker_all(settings: Any, *,
-                         until: Callable[[WorkerAll], Awaitable[None]] | None = None,
-                         checkpoint_interval: float = 5.0, endpoint: bool = False) -> None:
+async def run_worker_all(
+    settings: Any,
+    *,
+    until: Callable[[WorkerAll], Awaitable[None]] | None = None,
+    checkpoint_interval: float = 5.0,
+    endpoint: bool = False,
+) -> None:
     """Run `worker all` until a signal (or until the coroutine `until(workers)` ends);
     `endpoint`: serve /metrics, /healthz, /readyz (turnlog.observability)."""
     from turnlog.observability import worker_all_endpoint
@@ -248,16 +257,22 @@ def _demo_settings(agents: Path | None) -> tuple[Any, Path, str]:
 
 def demo_command(
     keep_running: Annotated[
-        bool, typer.Option("--keep-running",
-                           help="Keep the workers running after the demo (Ctrl-C stops).")
+        bool,
+        typer.Option(
+            "--keep-running", help="Keep the workers running after the demo (Ctrl-C stops)."
+        ),
     ] = False,
     agents: Annotated[
         Path | None, typer.Option(help="Agent file (default: the demo's own).")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed per turn.")] = 120.0,
     as_json: Annotated[
-        bool, typer.Option("--json", help="The walkthrough on stderr; the result (session "
-                           "id, checks, costs, audit) as JSON on stdout.")
+        bool,
+        typer.Option(
+            "--json",
+            help="The walkthrough on stderr; the result (session "
+            "id, checks, costs, audit) as JSON on stdout.",
+        ),
     ] = False,
 ) -> None:
     """Run the whole thing once: local Kafka + PostgreSQL, topics, tables, workers, and a
@@ -272,20 +287,21 @@ def demo_command(
         narrate_to_stderr()
     settings, agents_path, models = _demo_settings(agents)
     # The demo prints its own progress; the workers' logs would drown it.
-    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level,
-                      json=False)
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, json=False)
     prepare(settings, agents_path, models)
     result: dict[str, Any] = {}
 
     async def demo(workers: WorkerAll) -> None:
-        result.update(await run_demo(settings, workers, timeout=timeout,
-                                     keep_running=keep_running))
+        result.update(await run_demo(settings, workers, timeout=timeout, keep_running=keep_running))
 
     try:
-        asyncio.run(run_worker_all(
-            settings, until=demo,
-            checkpoint_interval=1.0,  # so that the audit check has fresh heads to compare
-        ))
+        asyncio.run(
+            run_worker_all(
+                settings,
+                until=demo,
+                checkpoint_interval=1.0,  # so that the audit check has fresh heads to compare
+            )
+        )
     except DemoFailed as exc:
         typer.echo(f"\ndemo failed: {exc}", err=True)
         if as_json:

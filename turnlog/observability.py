@@ -18,9 +18,13 @@ def projector_endpoint(projector: Any, settings: Any) -> Endpoint:
     from projections.metrics import ProjectorMetrics
 
     metrics = ProjectorMetrics(projector)
-    return Endpoint(endpoint_config(settings, port=settings.projector_metrics_port),
-                    metrics.registry, ready=projector.ready, refresh=metrics.refresh,
-                    name="projector")
+    return Endpoint(
+        endpoint_config(settings, port=settings.projector_metrics_port),
+        metrics.registry,
+        ready=projector.ready,
+        refresh=metrics.refresh,
+        name="projector",
+    )
 
 
 def worker_all_endpoint(workers: Any, settings: Any) -> Endpoint:
@@ -41,5 +45,6 @@ def worker_all_endpoint(workers: Any, settings: Any) -> Endpoint:
         await session.refresh()
         await projector.refresh()
 
-    return Endpoint(endpoint_config(settings), session.registry, ready=ready,
-                    refresh=refresh, name="all")
+    return Endpoint(
+        endpoint_config(settings), session.registry, ready=ready, refresh=refresh, name="all"
+    )

@@ -78,24 +78,29 @@ class SessionLog:
 
     @property
     def own(self) -> tuple[Event, ...]:
-        return self.events[self.own_from:]
+        return self.events[self.own_from :]
 
     @property
     def ancestry(self) -> tuple[Event, ...]:
         return self.events[: self.own_from]
 
 
-async def _own_events(bootstrap: str, topic: str, partitions: int, session_id: str
-                      ) -> list[Event]:
+async def _own_events(bootstrap: str, topic: str, partitions: int, session_id: str) -> list[Event]:
     records = await read_keyed(
-        bootstrap, topic, partition_for(session_id, partitions), (session_id,), decode_event,
-        session_of=lambda e: e.session_id, client_id="turnlog-replay",
+        bootstrap,
+        topic,
+        partition_for(session_id, partitions),
+        (session_id,),
+        decode_event,
+        session_of=lambda e: e.session_id,
+        client_id="turnlog-replay",
     )
     return [r.value for r in records]
 
 
-async def load_session_log(bootstrap: str, topics: TopicNames, session_id: str, *,
-                           partitions: int | None = None) -> SessionLog:
+async def load_session_log(
+    bootstrap: str, topics: TopicNames, session_id: str, *, partitions: int | None = None
+) -> SessionLog:
     """The session's log from the events topic (read_committed), ancestry included.
     SessionNotFound when the session has no events."""
     if partitions is None:
@@ -147,8 +152,11 @@ def export_jsonl(log: SessionLog, path: str | Path) -> int:
 
 def load_jsonl(path: str | Path, session_id: str | None = None) -> SessionLog:
     """A log written by export_jsonl. The session is the last event's unless named."""
-    events = [event_from_dict(json.loads(line))
-              for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    events = [
+        event_from_dict(json.loads(line))
+        for line in Path(path).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     if not events:
         raise SessionNotFound(f"{path} holds no events.")
     sid = session_id or events[-1].session_id
@@ -156,7 +164,8 @@ def load_jsonl(path: str | Path, session_id: str | None = None) -> SessionLog:
     if own_from is None:
         raise SessionNotFound(f"{path} holds no event of session {sid}.")
     sources = tuple(
-        (e.payload.source_session_id, e.payload.at_seq) for e in reversed(events)
+        (e.payload.source_session_id, e.payload.at_seq)
+        for e in reversed(events)
         if isinstance(e.payload, SessionForked)
     )
     return SessionLog(sid, tuple(events), own_from, sources)
@@ -177,10 +186,15 @@ class TimelineRow(NamedTuple):
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "seq": self.seq, "session_id": self.session_id,
-            "occurred_at": self.occurred_at.isoformat(), "type": self.event_type,
-            "turn_id": self.turn_id, "phase_before": self.phase_before,
-            "phase_after": self.phase_after, "text": self.text, "inherited": self.inherited,
+            "seq": self.seq,
+            "session_id": self.session_id,
+            "occurred_at": self.occurred_at.isoformat(),
+            "type": self.event_type,
+            "turn_id": self.turn_id,
+            "phase_before": self.phase_before,
+            "phase_after": self.phase_after,
+            "text": self.text,
+            "inherited": self.inherited,
         }
 
 
@@ -219,16 +233,24 @@ class Totals:
             self.turns_cancelled += 1
         elif isinstance(p, LlmCallCompleted):
             self.llm_calls += 1
-            self._usage(p.usage.input_tokens, p.usage.output_tokens,
-                        p.usage.cache_read_tokens, p.usage.cache_write_tokens)
+            self._usage(
+                p.usage.input_tokens,
+                p.usage.output_tokens,
+                p.usage.cache_read_tokens,
+                p.usage.cache_write_tokens,
+            )
             self.cost_nanos += p.cost_nanos
             self.llm_latency_ms += p.latency_ms
         elif isinstance(p, LlmCallFailed):
             self.llm_failures += 1
         elif isinstance(p, ContextCompacted):
             self.compactions += 1
-            self._usage(p.usage.input_tokens, p.usage.output_tokens,
-                        p.usage.cache_read_tokens, p.usage.cache_write_tokens)
+            self._usage(
+                p.usage.input_tokens,
+                p.usage.output_tokens,
+                p.usage.cache_read_tokens,
+                p.usage.cache_write_tokens,
+            )
             self.cost_nanos += p.cost_nanos
         elif isinstance(p, ToolCallRequested):
             self.tool_calls += 1
@@ -243,8 +265,12 @@ class Totals:
 
     @property
     def tokens(self) -> int:
-        return (self.input_tokens + self.output_tokens + self.cache_read_tokens
-                + self.cache_write_tokens)
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
 
     def as_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__slots__}
@@ -274,8 +300,7 @@ def replay(log: SessionLog, *, to_seq: int | None = None, rows: bool = True) -> 
     end = log.events[-1].seq if log.events else 0
     if to_seq is not None and to_seq > end:
         raise ContractError(
-            f"Session {log.session_id} has events up to seq {end}; --to {to_seq} is past "
-            f"its end."
+            f"Session {log.session_id} has events up to seq {end}; --to {to_seq} is past its end."
         )
     describer = Describer()
     out: list[TimelineRow] = []
@@ -297,9 +322,19 @@ def replay(log: SessionLog, *, to_seq: int | None = None, rows: bool = True) -> 
         else:
             totals.add(ev)
         if rows:
-            out.append(TimelineRow(ev.seq, ev.session_id, ev.occurred_at,
-                                   type(ev.payload).__name__, ev.turn_id, before,
-                                   state.phase.value, describer.describe(ev), inherited))
+            out.append(
+                TimelineRow(
+                    ev.seq,
+                    ev.session_id,
+                    ev.occurred_at,
+                    type(ev.payload).__name__,
+                    ev.turn_id,
+                    before,
+                    state.phase.value,
+                    describer.describe(ev),
+                    inherited,
+                )
+            )
         last = ev
     if state is None:
         state = initial_state(log.session_id)
@@ -307,11 +342,16 @@ def replay(log: SessionLog, *, to_seq: int | None = None, rows: bool = True) -> 
 
 
 def _entry_dict(e: Any) -> dict[str, Any]:
-    kinds = {"u": "user", "a": "assistant", "t": "tool_call", "r": "tool_result",
-             "s": "summary"}
-    return {"seq": e.seq, "kind": kinds.get(e.kind, e.kind), "name": e.name or None,
-            "call_id": e.call_id or None, "text": e.text, "is_error": e.is_error,
-            "tokens": e.tokens}
+    kinds = {"u": "user", "a": "assistant", "t": "tool_call", "r": "tool_result", "s": "summary"}
+    return {
+        "seq": e.seq,
+        "kind": kinds.get(e.kind, e.kind),
+        "name": e.name or None,
+        "call_id": e.call_id or None,
+        "text": e.text,
+        "is_error": e.is_error,
+        "tokens": e.tokens,
+    }
 
 
 def state_summary(state: SessionState) -> dict[str, Any]:
@@ -322,15 +362,27 @@ def state_summary(state: SessionState) -> dict[str, Any]:
     if turn is not None:
         if turn.llm is not None:
             r = turn.llm.request
-            pending_llm = {"call_id": r.call_id, "model": r.model, "purpose": r.purpose,
-                           "attempt": turn.llm.attempt,
-                           "deadline_at": turn.llm.deadline_at.isoformat(),
-                           "context_ranges": list(r.context_ranges),
-                           "context_entries": r.context_entries}
-        calls = [{"call_id": c.call_id, "name": c.name, "status": c.status,
-                  "arguments_json": c.arguments_json, "attempt": c.attempt,
-                  "deadline_at": c.deadline_at.isoformat() if c.deadline_at else None,
-                  "child_session_id": c.child_session_id or None} for c in turn.calls]
+            pending_llm = {
+                "call_id": r.call_id,
+                "model": r.model,
+                "purpose": r.purpose,
+                "attempt": turn.llm.attempt,
+                "deadline_at": turn.llm.deadline_at.isoformat(),
+                "context_ranges": list(r.context_ranges),
+                "context_entries": r.context_entries,
+            }
+        calls = [
+            {
+                "call_id": c.call_id,
+                "name": c.name,
+                "status": c.status,
+                "arguments_json": c.arguments_json,
+                "attempt": c.attempt,
+                "deadline_at": c.deadline_at.isoformat() if c.deadline_at else None,
+                "child_session_id": c.child_session_id or None,
+            }
+            for c in turn.calls
+        ]
     lineage = state.lineage
     return {
         "session_id": state.session_id,
@@ -339,14 +391,21 @@ def state_summary(state: SessionState) -> dict[str, Any]:
         "agent": state.agent,
         "definition_hash": state.definition_hash,
         "turns": state.turns,
-        "turn": None if turn is None else {
-            "turn_no": turn.turn_no, "turn_id": turn.turn_id, "iteration": turn.iteration,
-            "cost_nanos": turn.cost_nanos, "usage": list(turn.usage),
+        "turn": None
+        if turn is None
+        else {
+            "turn_no": turn.turn_no,
+            "turn_id": turn.turn_id,
+            "iteration": turn.iteration,
+            "cost_nanos": turn.cost_nanos,
+            "usage": list(turn.usage),
         },
         "pending_llm_call": pending_llm,
         "pending_tool_calls": calls,
-        "queued": [{"position": n, "seq": q.seq, "request_id": q.request_id, "text": q.text}
-                   for n, q in enumerate(state.queue, 1)],
+        "queued": [
+            {"position": n, "seq": q.seq, "request_id": q.request_id, "text": q.text}
+            for n, q in enumerate(state.queue, 1)
+        ],
         "spent_tokens": state.spent_tokens,
         "spent_nanos": state.spent_nanos,
         "last_turn": None if state.last_turn is None else state.last_turn._asdict(),

@@ -75,10 +75,16 @@ class Divergence:
     fields: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "seq": self.seq, "request_id": self.request_id,
-                "request_type": self.request_type, "message": self.message,
-                "fields": list(self.fields), "expected": self.expected,
-                "recorded": self.recorded}
+        return {
+            "kind": self.kind,
+            "seq": self.seq,
+            "request_id": self.request_id,
+            "request_type": self.request_type,
+            "message": self.message,
+            "fields": list(self.fields),
+            "expected": self.expected,
+            "recorded": self.recorded,
+        }
 
 
 @dataclass(slots=True)
@@ -101,13 +107,17 @@ class VerifyReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "session_id": self.session_id, "ok": self.ok, "own_events": self.own_events,
-            "requests_read": self.requests_read, "decisions_checked": self.decisions_checked,
+            "session_id": self.session_id,
+            "ok": self.ok,
+            "own_events": self.own_events,
+            "requests_read": self.requests_read,
+            "decisions_checked": self.decisions_checked,
             "events_matched": self.events_matched,
             "unverified_events": self.unverified_events,
             "empty_decisions": self.empty_decisions,
             "llm_requests_checked": self.llm_requests_checked,
-            "pending_requests": self.pending_requests, "notes": list(self.notes),
+            "pending_requests": self.pending_requests,
+            "notes": list(self.notes),
             "divergence": None if self.divergence is None else self.divergence.as_dict(),
         }
 
@@ -150,18 +160,22 @@ def _without_hashes(value: Any) -> Any:
 def _definition_notes(log: SessionLog, registry: AgentRegistry) -> list[str]:
     notes = []
     if isinstance(registry, CandidateRegistry):
-        return [(
-            "Every input was decided again with the agent file given instead of the "
-            "version it was decided with; definition hashes are left out of the "
-            "comparison, so a divergence below is a decision the new file changes."
-        )]
+        return [
+            (
+                "Every input was decided again with the agent file given instead of the "
+                "version it was decided with; definition hashes are left out of the "
+                "comparison, so a divergence below is a decision the new file changes."
+            )
+        ]
     for ev in log.own[:1]:
         p = ev.payload
         if isinstance(p, (SessionStarted, SessionForked)):
             info = registry.find(p.agent)
             if info is None:
-                notes.append(f"Agent {p.agent!r} of session {log.session_id} is not in the "
-                             f"agent registry given (known: {', '.join(registry.names())}).")
+                notes.append(
+                    f"Agent {p.agent!r} of session {log.session_id} is not in the "
+                    f"agent registry given (known: {', '.join(registry.names())})."
+                )
             elif registry.version(p.definition_hash) is None:
                 notes.append(
                     f"Agent {p.agent!r} was started with definition {p.definition_hash[:12]}; "
@@ -173,17 +187,22 @@ def _definition_notes(log: SessionLog, registry: AgentRegistry) -> list[str]:
 
 
 class _Verifier:
-    def __init__(self, log: SessionLog, requests: Sequence[Request],
-                 registry: AgentRegistry) -> None:
+    def __init__(
+        self, log: SessionLog, requests: Sequence[Request], registry: AgentRegistry
+    ) -> None:
         self.log = log
         self.registry = registry
         self.requests = [r for r in requests if r.session_id == log.session_id]
-        self.report = VerifyReport(log.session_id, own_events=len(log.own),
-                                   requests_read=len(self.requests),
-                                   notes=_definition_notes(log, registry))
+        self.report = VerifyReport(
+            log.session_id,
+            own_events=len(log.own),
+            requests_read=len(self.requests),
+            notes=_definition_notes(log, registry),
+        )
 
-    def _as_served(self, state: SessionState, own: Sequence[Event], i: int,
-                   cid: str | None) -> AgentRegistry:
+    def _as_served(
+        self, state: SessionState, own: Sequence[Event], i: int, cid: str | None
+    ) -> AgentRegistry:
         """The registry as the deciding worker served it: the version this input's
         recorded events started or moved the session to, else the session's own."""
         if isinstance(self.registry, CandidateRegistry):
@@ -210,14 +229,29 @@ class _Verifier:
             return fork_base(source, log.session_id)
         return initial_state(log.session_id)
 
-    def _diverge(self, kind: str, seq: int, request: Request | None, message: str, *,
-                 expected: Event | None = None, recorded: Event | None = None) -> None:
+    def _diverge(
+        self,
+        kind: str,
+        seq: int,
+        request: Request | None,
+        message: str,
+        *,
+        expected: Event | None = None,
+        recorded: Event | None = None,
+    ) -> None:
         exp = event_to_dict(expected) if expected is not None else None
         rec = event_to_dict(recorded) if recorded is not None else None
         fields = _diff(exp, rec) if exp is not None and rec is not None else ()
         self.report.divergence = Divergence(
-            kind, seq, request.request_id if request else None,
-            type(request.payload).__name__ if request else None, message, exp, rec, fields)
+            kind,
+            seq,
+            request.request_id if request else None,
+            type(request.payload).__name__ if request else None,
+            message,
+            exp,
+            rec,
+            fields,
+        )
 
     def run(self) -> VerifyReport:
         own, reqs, rep = self.log.own, self.requests, self.report
@@ -240,13 +274,18 @@ class _Verifier:
             for skipped in reqs[r:j]:  # decided before, with no event in the log
                 try:
                     events, after = decide_and_evolve(state, skipped, self.registry)
-                except Exception:  # noqa: BLE001, S112 - the worker dead-lettered it then
+                except Exception:
                     continue
                 if events:
-                    self._diverge("unrecorded", events[0].seq, skipped,
-                                  f"The current code emits {len(events)} event(s) for this "
-                                  f"input, starting with {type(events[0].payload).__name__}; "
-                                  f"the log has none for it.", expected=events[0])
+                    self._diverge(
+                        "unrecorded",
+                        events[0].seq,
+                        skipped,
+                        f"The current code emits {len(events)} event(s) for this "
+                        f"input, starting with {type(events[0].payload).__name__}; "
+                        f"the log has none for it.",
+                        expected=events[0],
+                    )
                     return rep
                 rep.empty_decisions += 1
                 state = after
@@ -256,37 +295,62 @@ class _Verifier:
                 # The worker decided at its ingest time, which the log records as the
                 # events' occurred_at; the request's own occurred_at is only the claim.
                 events, after = decide_and_evolve(
-                    state, request, self._as_served(state, own, i, cid),
+                    state,
+                    request,
+                    self._as_served(state, own, i, cid),
                     ingested_at=ev.occurred_at,
                 )
-            except Exception as exc:  # noqa: BLE001 - a crash of the core is the finding
-                self._diverge("decide_error", ev.seq, request,
-                              f"Deciding this input raised {type(exc).__name__}: {exc}",
-                              recorded=ev)
+            except Exception as exc:
+                self._diverge(
+                    "decide_error",
+                    ev.seq,
+                    request,
+                    f"Deciding this input raised {type(exc).__name__}: {exc}",
+                    recorded=ev,
+                )
                 return rep
             rep.decisions_checked += 1
             for n, expected in enumerate(events):
                 recorded = own[i + n] if i + n < len(own) else None
                 if recorded is None or recorded.causation_id != cid:
-                    self._diverge("missing", expected.seq, request,
-                                  f"The current code emits {len(events)} event(s) for this "
-                                  f"input; the log holds {n}.", expected=expected,
-                                  recorded=recorded)
+                    self._diverge(
+                        "missing",
+                        expected.seq,
+                        request,
+                        f"The current code emits {len(events)} event(s) for this "
+                        f"input; the log holds {n}.",
+                        expected=expected,
+                        recorded=recorded,
+                    )
                     return rep
                 if self._comparable(expected) != self._comparable(recorded):
-                    self._diverge("event", recorded.seq, request,
-                                  f"At seq {recorded.seq} the current code emits "
-                                  f"{type(expected.payload).__name__}, the log holds "
-                                  f"{type(recorded.payload).__name__}.",
-                                  expected=expected, recorded=recorded)
+                    self._diverge(
+                        "event",
+                        recorded.seq,
+                        request,
+                        f"At seq {recorded.seq} the current code emits "
+                        f"{type(expected.payload).__name__}, the log holds "
+                        f"{type(recorded.payload).__name__}.",
+                        expected=expected,
+                        recorded=recorded,
+                    )
                     return rep
             rep.events_matched += len(events)
             i += len(events)
             nxt = own[i] if i < len(own) else None
-            if nxt is not None and nxt.causation_id == cid and not any(k >= r for k in index.get(cid or '', ())):
-                self._diverge("extra", nxt.seq, request,
-                              f"The log holds more events for this input than the "
-                              f"{len(events)} the current code emits.", recorded=nxt)
+            if (
+                nxt is not None
+                and nxt.causation_id == cid
+                and not any(k >= r for k in index.get(cid or "", ()))
+            ):
+                self._diverge(
+                    "extra",
+                    nxt.seq,
+                    request,
+                    f"The log holds more events for this input than the "
+                    f"{len(events)} the current code emits.",
+                    recorded=nxt,
+                )
                 return rep
             state = after
             for e in events:
@@ -302,30 +366,42 @@ class _Verifier:
         return rep
 
 
-def verify_log(log: SessionLog, requests: Sequence[Request],
-               registry: AgentRegistry) -> VerifyReport:
+def verify_log(
+    log: SessionLog, requests: Sequence[Request], registry: AgentRegistry
+) -> VerifyReport:
     """Re-decide `requests` (the session's inputs in consumption order; others are
     ignored) against `log` with `registry`; see the module rule."""
     return _Verifier(log, requests, registry).run()
 
 
-async def read_session_requests(bootstrap: str, topics: TopicNames, session_id: str, *,
-                                partitions: int | None = None) -> list[Request]:
+async def read_session_requests(
+    bootstrap: str, topics: TopicNames, session_id: str, *, partitions: int | None = None
+) -> list[Request]:
     """The session's inputs still on the requests topic, in partition (= decision)
     order. Undecodable records are skipped: the worker dead-lettered them."""
     if partitions is None:
         partitions = await topic_partitions(bootstrap, topics.requests)
     records = await read_keyed(
-        bootstrap, topics.requests, partition_for(session_id, partitions), (session_id,),
-        decode_request, session_of=lambda r: r.session_id, client_id="turnlog-verify",
+        bootstrap,
+        topics.requests,
+        partition_for(session_id, partitions),
+        (session_id,),
+        decode_request,
+        session_of=lambda r: r.session_id,
+        client_id="turnlog-verify",
         skip_undecodable=True,
     )
     return [rec.value for rec in records]
 
 
-async def verify_session(bootstrap: str, topics: TopicNames, session_id: str,
-                         registry: AgentRegistry, *, log: SessionLog | None = None
-                         ) -> VerifyReport:
+async def verify_session(
+    bootstrap: str,
+    topics: TopicNames,
+    session_id: str,
+    registry: AgentRegistry,
+    *,
+    log: SessionLog | None = None,
+) -> VerifyReport:
     """Load the session's log and inputs from Kafka and verify them."""
     if log is None:
         log = await load_session_log(bootstrap, topics, session_id)

@@ -46,11 +46,11 @@ from agents.limits import DEFAULT_MAX_TEXT_BYTES as _MAX_TEXT_DEFAULT
 from agents.limits import EVENT_OVERHEAD_BYTES
 from agents.providers.endpoints import PRESETS as ENDPOINT_PRESETS  # models and providers
 from agents.providers.endpoints import EndpointSpec, ResolvedEndpoint  # models and providers
-
-_BAD_JSON = "\x00bad-json"  # models and providers: see Settings._decode_endpoints
 from streams.topics import DEFAULT_MAX_REQUEST_BYTES as _MAX_REQUEST_DEFAULT
 from streams.topics import EVENTS_MAX_BYTES
 from streams.topics import REQUESTS_MAX_BYTES as _REQUESTS_TOPIC_MAX
+
+_BAD_JSON = "\x00bad-json"  # models and providers: see Settings._decode_endpoints
 
 __all__ = ["DEV_KAFKA_PORT", "DEV_POSTGRES_PORT", "ConfigError", "Settings", "load_settings"]
 
@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     model_catalog: Path | None = Field(
         default=None,
         description=(
-            "TOML file of models beyond the built-in catalog ([models.\"<name>\"]: provider, "
+            'TOML file of models beyond the built-in catalog ([models."<name>"]: provider, '
             "api_model, context_window, max_output_tokens, prices in USD per million tokens, "
             "capabilities); an entry replaces a built-in model of the same name."
         ),
@@ -161,8 +161,8 @@ class Settings(BaseSettings):
         description=(
             "JSON object of named endpoints added to the presets (anthropic, openai, azure, "
             "gemini, ollama, vllm, openrouter, deepseek, mistral, xai, groq) or changing "
-            "them: {\"lab\": {\"kind\": \"openai\", \"base_url\": \"http://gpu:8000/v1\", "
-            "\"api_key_env\": \"LAB_KEY\"}}. Keys come from the variable named (or its _FILE)."
+            'them: {"lab": {"kind": "openai", "base_url": "http://gpu:8000/v1", '
+            '"api_key_env": "LAB_KEY"}}. Keys come from the variable named (or its _FILE).'
         ),
     )
     cache_conversation: bool = Field(
@@ -207,8 +207,12 @@ class Settings(BaseSettings):
                 # be echoed into an error message or a log.
                 problems = "; ".join(
                     f"{'.'.join(map(str, e['loc'])) or 'value'}: "
-                    + ("not a field of an endpoint (a key is never written here: name its "
-                       "variable in api_key_env)" if e["type"] == "extra_forbidden" else e["msg"])
+                    + (
+                        "not a field of an endpoint (a key is never written here: name its "
+                        "variable in api_key_env)"
+                        if e["type"] == "extra_forbidden"
+                        else e["msg"]
+                    )
                     for e in exc.errors()
                 )
                 raise ValueError(f"endpoint {name!r}: {problems}") from None
@@ -253,6 +257,7 @@ class Settings(BaseSettings):
                 key = None
             resolved[name] = ResolvedEndpoint(endpoint, base_url, key)
         return resolved
+
     # ---- end models and providers -------------------------------------------------------
     sandbox_dir: Path = Field(
         default=Path(".turnlog/sandbox"),
@@ -285,14 +290,18 @@ class Settings(BaseSettings):
         ),
     )
     session_timeout_ms: int = Field(
-        default=6000, ge=1000, le=600_000,
+        default=6000,
+        ge=1000,
+        le=600_000,
         description=(
             "Consumer-group session timeout of the session worker: how long a killed "
             "worker's partitions wait before another worker takes them over."
         ),
     )
     max_sessions: int = Field(
-        default=10_000, ge=1, le=10_000_000,
+        default=10_000,
+        ge=1,
+        le=10_000_000,
         description=(
             "Sessions a session worker holds in memory; idle ones beyond it are evicted "
             "(least recently used first) and loaded again from their snapshots on demand."
@@ -314,14 +323,18 @@ class Settings(BaseSettings):
         ),
     )
     metrics_port: int = Field(
-        default=9464, ge=0, le=65535,
+        default=9464,
+        ge=0,
+        le=65535,
         description=(
             "Port of the session worker's endpoint (and `worker all`'s); 0: any free port, "
             "logged as endpoint.listening."
         ),
     )
     projector_metrics_port: int = Field(
-        default=9465, ge=0, le=65535,
+        default=9465,
+        ge=0,
+        le=65535,
         description="Port of the projector's endpoint; 0: any free port.",
     )
     metrics_token: SecretStr | None = Field(
@@ -359,7 +372,8 @@ class Settings(BaseSettings):
     otel_exporter_otlp_protocol: str = Field(
         default="http/protobuf",
         validation_alias=AliasChoices(
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
             "otel_exporter_otlp_protocol",
         ),
         description="Only http/protobuf is shipped (the exporter in the dependencies).",
@@ -367,7 +381,9 @@ class Settings(BaseSettings):
     # Input limits (bytes: what Kafka's limits count). The topics' max.message.bytes
     # (streams.topics) bound both, so whatever passes can also be written.
     max_request_bytes: int = Field(
-        default=_MAX_REQUEST_DEFAULT, ge=1024, le=_REQUESTS_TOPIC_MAX,
+        default=_MAX_REQUEST_DEFAULT,
+        ge=1024,
+        le=_REQUESTS_TOPIC_MAX,
         description=(
             "Largest request record (key + value + headers, bytes) the session worker "
             "decodes; a larger one goes to the DLQ with headers naming this limit. At most "
@@ -375,7 +391,9 @@ class Settings(BaseSettings):
         ),
     )
     max_text_bytes: int = Field(
-        default=_MAX_TEXT_DEFAULT, ge=1, le=_TEXT_CEILING,
+        default=_MAX_TEXT_DEFAULT,
+        ge=1,
+        le=_TEXT_CEILING,
         description=(
             "Largest free text (UTF-8 bytes) of one field of a request: a message, a reason. "
             "A client's over it is rejected (RequestRejected naming the limit and the size); "
@@ -527,7 +545,9 @@ class Settings(BaseSettings):
 
     @field_validator("metrics_token")
     @classmethod
-    def _check_metrics_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    def _check_metrics_token(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
         from streams.endpoint import is_loopback
 
         host = str(info.data.get("metrics_host", "127.0.0.1"))
@@ -620,7 +640,9 @@ def _read_secret(variable: str, path: str) -> str:
         raise ConfigError(f"{variable}: the file {path!r} does not exist", variable) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(f"{variable}: the file {path!r} cannot be read ({reason})", variable) from None
+        raise ConfigError(
+            f"{variable}: the file {path!r} cannot be read ({reason})", variable
+        ) from None
     value = text.strip()
     if not value:
         raise ConfigError(f"{variable}: the file {path!r} is empty", variable)
@@ -674,9 +696,11 @@ def _secrets_from_files(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict
                 _DATABASE_PASSWORD_FILE,
             )
         password = _read_secret(_DATABASE_PASSWORD_FILE, path)
-        url = overrides.get("database_url") or env.get("DATABASE_URL") or Settings.model_fields[
-            "database_url"
-        ].get_default()
+        url = (
+            overrides.get("database_url")
+            or env.get("DATABASE_URL")
+            or Settings.model_fields["database_url"].get_default()
+        )
         found["database_url"] = _with_password(str(url), password)
         source["database_url"] = _DATABASE_PASSWORD_FILE
     return found, source

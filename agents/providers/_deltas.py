@@ -49,7 +49,7 @@ class DeltaSink:
             return False
         try:
             await self._callback(text)
-        except Exception as exc:  # noqa: BLE001 - see the module docstring
+        except Exception as exc:
             log.warning("llm.delta_failed", error=type(exc).__name__, detail=str(exc)[:200])
             self._callback = None
             return False

@@ -173,8 +173,11 @@ def _usage_so_far(event: Any, before: Usage) -> Usage:
             cache_write_tokens=getattr(u, "cache_creation_input_tokens", None) or 0,
         )
     out = getattr(getattr(event, "usage", None), "output_tokens", None)
-    return before if out is None else Usage(before.input_tokens, out, before.cache_read_tokens,
-                                            before.cache_write_tokens)
+    return (
+        before
+        if out is None
+        else Usage(before.input_tokens, out, before.cache_read_tokens, before.cache_write_tokens)
+    )
 
 
 def _to_response(message: Any, model: str) -> LlmResponse:
@@ -266,7 +269,6 @@ class AnthropicProvider(FallbackAdapter):
 
     async def aclose(self) -> None:
         await self._client.close()
-
 
     async def count_tokens(self, request: LlmRequest, model: str | None = None) -> int:
         """The exact input tokens of `request` for `model` (default: its own), counted

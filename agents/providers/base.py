@@ -38,6 +38,7 @@ __all__ = [
     "redact",
 ]
 
+
 class BilledSoFar:
     """What the vendor reported for the attempt in flight, updated as the stream goes
     (input at its start, output as it grows). The effect runner reads it when it aborts

@@ -67,10 +67,12 @@ class EndpointSpec(BaseModel):
         given: dict[str, Any] = {k: v for k, v in self.model_dump().items() if v is not None}
         if preset is None:
             if "kind" not in given:
-                raise ValueError(f"endpoint {name!r}: a new endpoint needs a kind "
-                                 f"({', '.join(KINDS)})")
-            base = Endpoint(name=name, kind=given["kind"], base_url=None, api_key_env=None,
-                            key_required=False)
+                raise ValueError(
+                    f"endpoint {name!r}: a new endpoint needs a kind ({', '.join(KINDS)})"
+                )
+            base = Endpoint(
+                name=name, kind=given["kind"], base_url=None, api_key_env=None, key_required=False
+            )
             if "api_key_env" in given and "key_required" not in given:
                 given["key_required"] = True
         else:
@@ -113,32 +115,87 @@ def _preset(name: str, kind: Kind, base_url: str | None, key: str | None, **more
     return Endpoint(name=name, kind=kind, base_url=base_url, api_key_env=key, **more)
 
 
-PRESETS: Mapping[str, Endpoint] = MappingProxyType({
-    e.name: e
-    for e in (
-        _preset("anthropic", "anthropic", None, "ANTHROPIC_API_KEY",
-                base_url_env="ANTHROPIC_BASE_URL", doc="Anthropic Messages API"),
-        _preset("openai", "openai", None, "OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
-                max_tokens_param="max_completion_tokens", doc="OpenAI"),
-        _preset("azure", "azure", None, "AZURE_OPENAI_API_KEY",
-                base_url_env="AZURE_OPENAI_ENDPOINT", api_version="2024-10-21",
+PRESETS: Mapping[str, Endpoint] = MappingProxyType(
+    {
+        e.name: e
+        for e in (
+            _preset(
+                "anthropic",
+                "anthropic",
+                None,
+                "ANTHROPIC_API_KEY",
+                base_url_env="ANTHROPIC_BASE_URL",
+                doc="Anthropic Messages API",
+            ),
+            _preset(
+                "openai",
+                "openai",
+                None,
+                "OPENAI_API_KEY",
+                base_url_env="OPENAI_BASE_URL",
                 max_tokens_param="max_completion_tokens",
-                doc="Azure OpenAI (models are deployment names: set api_model in the catalog)"),
-        _preset("gemini", "gemini", None, "GEMINI_API_KEY",
-                base_url_env="GOOGLE_GEMINI_BASE_URL", doc="Google Gemini Developer API"),
-        _preset("ollama", "openai", "http://127.0.0.1:11434/v1", None, key_required=False,
-                base_url_env="OLLAMA_BASE_URL", doc="Ollama on this machine"),
-        _preset("vllm", "openai", "http://127.0.0.1:8000/v1", "VLLM_API_KEY",
-                key_required=False, base_url_env="VLLM_BASE_URL",
-                doc="vLLM's OpenAI-compatible server"),
-        _preset("openrouter", "openai", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY",
-                doc="OpenRouter"),
-        _preset("deepseek", "openai", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY",
-                doc="DeepSeek"),
-        _preset("mistral", "openai", "https://api.mistral.ai/v1", "MISTRAL_API_KEY",
-                stream_usage=False, doc="Mistral AI"),
-        _preset("xai", "openai", "https://api.x.ai/v1", "XAI_API_KEY", doc="xAI"),
-        _preset("groq", "openai", "https://api.groq.com/openai/v1", "GROQ_API_KEY",
-                doc="Groq"),
-    )
-})
+                doc="OpenAI",
+            ),
+            _preset(
+                "azure",
+                "azure",
+                None,
+                "AZURE_OPENAI_API_KEY",
+                base_url_env="AZURE_OPENAI_ENDPOINT",
+                api_version="2024-10-21",
+                max_tokens_param="max_completion_tokens",
+                doc="Azure OpenAI (models are deployment names: set api_model in the catalog)",
+            ),
+            _preset(
+                "gemini",
+                "gemini",
+                None,
+                "GEMINI_API_KEY",
+                base_url_env="GOOGLE_GEMINI_BASE_URL",
+                doc="Google Gemini Developer API",
+            ),
+            _preset(
+                "ollama",
+                "openai",
+                "http://127.0.0.1:11434/v1",
+                None,
+                key_required=False,
+                base_url_env="OLLAMA_BASE_URL",
+                doc="Ollama on this machine",
+            ),
+            _preset(
+                "vllm",
+                "openai",
+                "http://127.0.0.1:8000/v1",
+                "VLLM_API_KEY",
+                key_required=False,
+                base_url_env="VLLM_BASE_URL",
+                doc="vLLM's OpenAI-compatible server",
+            ),
+            _preset(
+                "openrouter",
+                "openai",
+                "https://openrouter.ai/api/v1",
+                "OPENROUTER_API_KEY",
+                doc="OpenRouter",
+            ),
+            _preset(
+                "deepseek",
+                "openai",
+                "https://api.deepseek.com/v1",
+                "DEEPSEEK_API_KEY",
+                doc="DeepSeek",
+            ),
+            _preset(
+                "mistral",
+                "openai",
+                "https://api.mistral.ai/v1",
+                "MISTRAL_API_KEY",
+                stream_usage=False,
+                doc="Mistral AI",
+            ),
+            _preset("xai", "openai", "https://api.x.ai/v1", "XAI_API_KEY", doc="xAI"),
+            _preset("groq", "openai", "https://api.groq.com/openai/v1", "GROQ_API_KEY", doc="Groq"),
+        )
+    }
+)

@@ -231,7 +231,6 @@ class GeminiProvider(FallbackAdapter):
     async def aclose(self) -> None:
         await self._client.aio.aclose()
 
-
     async def attempt(
         self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
     ) -> LlmResponse:

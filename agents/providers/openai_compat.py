@@ -313,7 +313,6 @@ class OpenAICompatProvider(FallbackAdapter):
     async def aclose(self) -> None:
         await self._client.close()
 
-
     async def attempt(
         self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
     ) -> LlmResponse:

@@ -279,9 +279,7 @@ async def run_with_fallbacks(
             None,
             last_model,
         )
-    tried = ", ".join(
-        f"{serving(m)}/{m}" for m in ordered if f"{serving(m)}/{m}" not in skipped
-    )
+    tried = ", ".join(f"{serving(m)}/{m}" for m in ordered if f"{serving(m)}/{m}" not in skipped)
     note = f"; skipped with open circuits: {', '.join(skipped)}" if skipped else ""
     raise failure(
         f"The LLM call failed on every model after {attempts} attempt(s) "

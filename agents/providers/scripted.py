@@ -248,7 +248,6 @@ class ScriptedProvider(FallbackAdapter):
         return response
 
 
-
 def _error_type(name: str) -> ErrorType:
     try:
         return ErrorType(name)

@@ -49,7 +49,9 @@ def resolve(root: Path, requested: str, *, create_root: bool = False) -> Sandbox
     if create_root:
         root.mkdir(parents=True, exist_ok=True)
     elif not root.is_dir():
-        raise ToolFailed(f"The sandbox directory {root} does not exist, so {requested!r} does not either.")
+        raise ToolFailed(
+            f"The sandbox directory {root} does not exist, so {requested!r} does not either."
+        )
     root_real = Path(os.path.realpath(root))
     root_abs = Path(os.path.normpath(root.absolute()))
 

@@ -188,7 +188,9 @@ def evaluate(expression: str) -> Number:
     except SyntaxError as exc:
         raise ToolRefused(f"The expression is not valid arithmetic: {exc.msg}.") from None
     except (RecursionError, MemoryError):
-        raise ToolRefused("The calculator refuses this expression: it is nested too deeply.") from None
+        raise ToolRefused(
+            "The calculator refuses this expression: it is nested too deeply."
+        ) from None
     try:
         return _Evaluator().eval(tree)
     except ZeroDivisionError:

@@ -65,9 +65,7 @@ def _read(root: Path, requested: str, offset: int, limit: int) -> str:
     end = offset + len(data)
     if offset == 0 and end >= size:
         return text
-    more = (
-        f" Call read_file again with offset={end} for the rest." if end < size else ""
-    )
+    more = f" Call read_file again with offset={end} for the rest." if end < size else ""
     return f"{text}\n[bytes {offset}..{end} of {size}.{more}]"
 
 

@@ -182,7 +182,7 @@ class ToolRegistry:
             kind: ErrorKind = "refused" if isinstance(exc, ToolRefused) else "failed"
             return done(False, str(exc), kind, exc)
         # SystemExit too: a custom tool calling sys.exit() must not stop the worker.
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a tool bug becomes a result
+        except (Exception, SystemExit) as exc:
             return done(False, _describe(exc), "exception", exc)
 
         if isinstance(value, ToolResult):

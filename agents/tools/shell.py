@@ -104,7 +104,7 @@ async def _probe(bwrap: str, settings: ShellSettings, home: Path, env: dict[str,
     key = (bwrap, settings.network, str(home))
     if key in _WORKING:
         return
-    true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
+    true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"  # noqa: ASYNC240 (one stat, once per process)
     argv = bwrap_argv(bwrap, settings, home, env, {}, [true])
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -152,7 +152,7 @@ async def _spawn(
     process and the program's name for messages."""
     sandbox = ctx.settings.sandbox_dir
     sandbox.mkdir(parents=True, exist_ok=True)
-    home = Path(os.path.realpath(sandbox))
+    home = Path(os.path.realpath(sandbox))  # noqa: ASYNC240 (one stat per call, before a process spawn)
     path = sandbox_path_variable(settings)
     env = _environment(settings, home, path)
     if settings.use_shell:
@@ -287,5 +287,11 @@ async def shell(
         head = f"Command timed out after {limit:g}s; it and every process it started were killed."
         return ToolResult(False, "\n".join([head, *body]), error_kind="timeout")
     code = proc.returncode
-    head = f"exit code: {code}" if code is not None and code >= 0 else f"killed by signal {-(code or 0)}"
-    return ToolResult(code == 0, "\n".join([head, *body]), error_kind=None if code == 0 else "failed")
+    head = (
+        f"exit code: {code}"
+        if code is not None and code >= 0
+        else f"killed by signal {-(code or 0)}"
+    )
+    return ToolResult(
+        code == 0, "\n".join([head, *body]), error_kind=None if code == 0 else "failed"
+    )

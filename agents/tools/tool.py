@@ -49,7 +49,9 @@ DEFAULT_TIMEOUT_S = 30.0
 # Anthropic's rule for tool names; other providers accept a superset.
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-ErrorKind = Literal["unknown_tool", "invalid_arguments", "timeout", "refused", "failed", "exception"]
+ErrorKind = Literal[
+    "unknown_tool", "invalid_arguments", "timeout", "refused", "failed", "exception"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,9 @@ class ToolResult:
     def to_request(self, call_id: str) -> CompleteToolCall | FailToolCall:
         """The request payload that reports this outcome on `turnlog.requests`."""
         if self.ok:
-            return CompleteToolCall(call_id=call_id, result=self.content, latency_ms=self.latency_ms)
+            return CompleteToolCall(
+                call_id=call_id, result=self.content, latency_ms=self.latency_ms
+            )
         return FailToolCall(call_id=call_id, error=self.content, latency_ms=self.latency_ms)
 
 

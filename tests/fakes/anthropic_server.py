@@ -250,7 +250,7 @@ class FakeAnthropicServer:
             site = web.TCPSite(runner, self._host, self._port)
             await site.start()
             self._port = int(runner.addresses[0][1])
-        except BaseException as exc:  # noqa: BLE001 - start() re-raises it in the caller
+        except BaseException as exc:
             self._startup_error = exc
             self._started.set()
             return

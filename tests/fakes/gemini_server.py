@@ -141,8 +141,8 @@ def validate(body: Any, model: str) -> FakeGeminiError | None:
         parts = content.get("parts") or []
         if not parts:
             return FakeGeminiError(
-                400, f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not "
-                "be empty."
+                400,
+                f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.",
             )
         responses = [p["functionResponse"] for p in parts if "functionResponse" in p]
         if responses and (role != "user" or len(responses) != len(previous_calls)):
@@ -298,10 +298,14 @@ def _chunks(
 ) -> Iterator[dict[str, Any]]:
     envelope = {"modelVersion": model, "responseId": response_id}
     if reply.blocked:
-        yield {"promptFeedback": {"blockReason": reply.blocked},
-               "usageMetadata": {"promptTokenCount": usage["promptTokenCount"],
-                                 "totalTokenCount": usage["promptTokenCount"]},
-               **envelope}
+        yield {
+            "promptFeedback": {"blockReason": reply.blocked},
+            "usageMetadata": {
+                "promptTokenCount": usage["promptTokenCount"],
+                "totalTokenCount": usage["promptTokenCount"],
+            },
+            **envelope,
+        }
         return
     parts: list[dict[str, Any]] = []
     if reply.thought:
@@ -323,8 +327,10 @@ def _chunks(
             candidate["finishReason"] = reply.finish_reason
             chunk["usageMetadata"] = usage
         else:
-            chunk["usageMetadata"] = {"promptTokenCount": usage["promptTokenCount"],
-                                      "totalTokenCount": usage["promptTokenCount"]}
+            chunk["usageMetadata"] = {
+                "promptTokenCount": usage["promptTokenCount"],
+                "totalTokenCount": usage["promptTokenCount"],
+            }
         yield chunk
 
 

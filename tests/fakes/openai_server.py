@@ -292,8 +292,9 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
         elif self.validate_requests and deployment is None and (bad := validate(body)):
             reply = bad
         elif self.dialect == "mistral" and isinstance(body, dict) and "stream_options" in body:
-            reply = FakeOpenAIError(422, "Extra inputs are not permitted (stream_options)",
-                                    code="extra_forbidden")
+            reply = FakeOpenAIError(
+                422, "Extra inputs are not permitted (stream_options)", code="extra_forbidden"
+            )
         else:
             reply = self._pick(model, draft)
         status = reply.status if isinstance(reply, FakeOpenAIError) else 200
@@ -303,7 +304,9 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
         request_id = f"req_{next(self._ids):08d}"
         if isinstance(reply, FakeOpenAIError):
             return web.json_response(
-                reply.body(), status=reply.status, headers={"x-request-id": request_id, **reply.headers}
+                reply.body(),
+                status=reply.status,
+                headers={"x-request-id": request_id, **reply.headers},
             )
         with self._lock:
             prompt, cached = self._cache.split(body)
@@ -331,7 +334,10 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             status=200,
-            headers={"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"},
+            headers={
+                "content-type": "text/event-stream; charset=utf-8",
+                "cache-control": "no-cache",
+            },
         )
         await response.prepare(request)
         created = int(time.time())
@@ -344,8 +350,11 @@ class FakeOpenAIServer(FakeHttpServer[Reply]):
                 if reply.break_mode == "end":  # a clean end of stream, unfinished
                     await response.write_eof()
                     return response
-                error = FakeOpenAIError(500, "The server had an error while processing your request.",
-                                        type=reply.break_error)
+                error = FakeOpenAIError(
+                    500,
+                    "The server had an error while processing your request.",
+                    type=reply.break_error,
+                )
                 await response.write(f"data: {json.dumps(error.body())}\n\n".encode())
                 break
             if sent == reply.hold_after_chunks and not await hold(reply.release):
@@ -387,9 +396,10 @@ def _usage(reply: FakeCompletion, prompt: int, cached: int) -> dict[str, Any]:
     cached_tokens = u.cached_tokens if u.cached_tokens is not None else min(cached, prompt_tokens)
     completion = u.completion_tokens
     if completion is None:
-        completion = estimate_tokens(
-            reply.text + "".join(_arguments(t) for t in reply.tool_calls)
-        ) + u.reasoning_tokens
+        completion = (
+            estimate_tokens(reply.text + "".join(_arguments(t) for t in reply.tool_calls))
+            + u.reasoning_tokens
+        )
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
@@ -489,4 +499,3 @@ def fake_openai_server(**options: Any) -> Iterator[FakeOpenAIServer]:
     """`with fake_openai_server() as server:` — started and stopped."""
     with FakeOpenAIServer(**options) as server:
         yield server
-

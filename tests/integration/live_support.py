@@ -197,7 +197,7 @@ class _Tail:
                     self._changed.notify_all()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - surfaced by wait_until, never swallowed
+        except Exception as exc:
             self.error = exc
             async with self._changed:
                 self._changed.notify_all()
@@ -253,9 +253,7 @@ class EventLog(_Tail):
         """Wait until `predicate(events of session)` is truthy; the failure message shows
         the session's log so far."""
         try:
-            return await self.wait_until(
-                lambda: predicate(self.events(session_id)), what, timeout
-            )
+            return await self.wait_until(lambda: predicate(self.events(session_id)), what, timeout)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.describe(session_id)}") from None
 
@@ -365,8 +363,10 @@ class RequestClient:
 
     async def send_request(self, req: Request, *, wait: bool = True) -> None:
         await self.send_raw(
-            encode_request(req), key=req.session_id.encode(),
-            partition=partition_for(req.session_id, self.partitions), wait=wait,
+            encode_request(req),
+            key=req.session_id.encode(),
+            partition=partition_for(req.session_id, self.partitions),
+            wait=wait,
         )
 
     async def send_raw(
@@ -390,8 +390,14 @@ async def turnlog_cli(
     prefix = names.requests[: -len("turnlog.requests")]
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TURNLOG_TOPIC_PREFIX": prefix}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "turnlog", *args, cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "turnlog",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -418,8 +424,9 @@ class WorkerTask:
     async def start(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.task = asyncio.create_task(self.process.run(self._stop))
         assigned = asyncio.create_task(self.process.worker.assigned_event.wait())
-        done, _ = await asyncio.wait({self.task, assigned}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {self.task, assigned}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if assigned not in done:
             assigned.cancel()
             self.assert_alive()
@@ -468,9 +475,7 @@ async def live_platform(
 ) -> AsyncIterator[Live]:
     """The session worker (in this process, on `names`), an event-log reader, a DLQ reader
     and a request client; everything stopped afterwards, the worker last-checked alive."""
-    settings = tool_settings or ToolSettings(
-        sandbox_dir=sandbox or Path("."), allowed_hosts=()
-    )
+    settings = tool_settings or ToolSettings(sandbox_dir=sandbox or Path("."), allowed_hosts=())
     process = SessionProcess(
         bootstrap=bootstrap,
         topics=names,

@@ -100,13 +100,20 @@ class OtlpReceiver:
             resource = _attrs(rs.resource.attributes)
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    spans.append(ReceivedSpan(
-                        trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
-                        parent_span_id=s.parent_span_id.hex(), name=s.name, kind=s.kind,
-                        attributes=_attrs(s.attributes), status_code=s.status.code,
-                        links=tuple((ln.trace_id.hex(), ln.span_id.hex()) for ln in s.links),
-                        resource=resource, trace_state=s.trace_state,
-                    ))
+                    spans.append(
+                        ReceivedSpan(
+                            trace_id=s.trace_id.hex(),
+                            span_id=s.span_id.hex(),
+                            parent_span_id=s.parent_span_id.hex(),
+                            name=s.name,
+                            kind=s.kind,
+                            attributes=_attrs(s.attributes),
+                            status_code=s.status.code,
+                            links=tuple((ln.trace_id.hex(), ln.span_id.hex()) for ln in s.links),
+                            resource=resource,
+                            trace_state=s.trace_state,
+                        )
+                    )
         with self._lock:
             self._spans.extend(spans)
             self.requests += 1
@@ -119,7 +126,11 @@ class OtlpReceiver:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -101,14 +101,25 @@ class StormResult:
     @property
     def kept(self) -> int:
         """Assignments that resumed at least one partition in place."""
-        return sum(1 for line in self.logs.splitlines()
-                   if '"partitions.assigned"' in line and '"kept": [' in line
-                   and '"kept": []' not in line)
+        return sum(
+            1
+            for line in self.logs.splitlines()
+            if '"partitions.assigned"' in line and '"kept": [' in line and '"kept": []' not in line
+        )
 
 
 async def storm(
-    bootstrap: str, names: TopicNames, prefix: str, tmp: Path, *, sessions: int, turns: int,
-    max_changes: int = 12, seed: int = 1207, kill: bool = False, max_workers: int = 3,
+    bootstrap: str,
+    names: TopicNames,
+    prefix: str,
+    tmp: Path,
+    *,
+    sessions: int,
+    turns: int,
+    max_changes: int = 12,
+    seed: int = 1207,
+    kill: bool = False,
+    max_workers: int = 3,
 ) -> StormResult:
     rng = random.Random(seed)
     sandbox = tmp / "sandbox"
@@ -117,8 +128,9 @@ async def storm(
     agents.write_text(AGENTS, encoding="utf-8")
     script = tmp / "marker.script.yaml"
     script.write_text(yaml.safe_dump(SCRIPT, sort_keys=False), encoding="utf-8")
-    env = worker_env(bootstrap, prefix, agents=agents, script=script, sandbox=sandbox,
-                     session_timeout_ms=3000)
+    env = worker_env(
+        bootstrap, prefix, agents=agents, script=script, sandbox=sandbox, session_timeout_ms=3000
+    )
     ids = [f"storm-{i:03d}" for i in range(sessions)]
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -138,9 +150,14 @@ async def storm(
                 turn = sent.get(s, 0)
                 if turn < turns and log.turns_ended(s) >= turn:
                     sent[s] = turn + 1
-                    await send.request(user_message(
-                        s, f"{s}-t{turn + 1}", agent="marker" if turn == 0 else None,
-                        turn=turn + 1))
+                    await send.request(
+                        user_message(
+                            s,
+                            f"{s}-t{turn + 1}",
+                            agent="marker" if turn == 0 else None,
+                            turn=turn + 1,
+                        )
+                    )
 
         def done() -> bool:
             return all(log.turns_ended(s) >= turns for s in ids)
@@ -171,18 +188,29 @@ async def storm(
             await feed()
             return done()
 
-        await wait_until(finished, 300, "every session ended its turns", interval_s=0,
-                         diagnose=lambda: group.tails() + "\n" + log.summary(
-                             [s for s in ids if log.turns_ended(s) < turns]))
+        await wait_until(
+            finished,
+            300,
+            "every session ended its turns",
+            interval_s=0,
+            diagnose=lambda: (
+                group.tails() + "\n" + log.summary([s for s in ids if log.turns_ended(s) < turns])
+            ),
+        )
         seconds = loop.time() - started
         group_id = names.requests[: -len("turnlog.requests")] + "turnlog-session"
-        await wait_until(lambda: group_caught_up(bootstrap, group_id, names.requests),
-                         60, "the workers committed every input", interval_s=0.25)
+        await wait_until(
+            lambda: group_caught_up(bootstrap, group_id, names.requests),
+            60,
+            "the workers committed every input",
+            interval_s=0.25,
+        )
         logs = group.logs()
 
     events = [decode_event(r.value) for r in await read_records(bootstrap, names.events)]
-    result = StormResult(changes, events, await read_requests(bootstrap, names), logs,
-                         seconds=seconds)
+    result = StormResult(
+        changes, events, await read_requests(bootstrap, names), logs, seconds=seconds
+    )
     per_session: Counter[str] = Counter()
     for e in events:
         p = e.payload

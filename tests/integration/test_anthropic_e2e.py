@@ -66,8 +66,10 @@ def calculator_then_answer(request: RecordedRequest) -> Reply:
     last = request.body["messages"][-1]
     content = last["content"] if isinstance(last["content"], list) else []
     if any(block.get("type") == "tool_result" for block in content):
-        return FakeMessage(text=ANSWER, usage=FakeUsage(input_tokens=180, output_tokens=9,
-                                                         cache_read_input_tokens=150))
+        return FakeMessage(
+            text=ANSWER,
+            usage=FakeUsage(input_tokens=180, output_tokens=9, cache_read_input_tokens=150),
+        )
     return FakeMessage(
         text="Let me use the calculator.",
         tool_uses=[FakeToolUse("calculator", {"expression": "6*7"})],
@@ -94,14 +96,21 @@ def server() -> Iterator[FakeAnthropicServer]:
 
 @pytest.fixture(scope="module")
 async def run(
-    kafka_bootstrap: str, topic_prefix: str, server: FakeAnthropicServer,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    server: FakeAnthropicServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Run]:
     prefix = f"{topic_prefix}anth{secrets.token_hex(3)}."
     names = (await ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)).names
     tmp = tmp_path_factory.mktemp("anthropic-e2e")
-    env = worker_env(kafka_bootstrap, prefix, provider="anthropic", sandbox=tmp,
-                     extra={**server.env(), "TURNLOG_METRICS_INTERVAL_S": "1"})
+    env = worker_env(
+        kafka_bootstrap,
+        prefix,
+        provider="anthropic",
+        sandbox=tmp,
+        extra={**server.env(), "TURNLOG_METRICS_INTERVAL_S": "1"},
+    )
     assert env["ANTHROPIC_API_KEY"] == FAKE_API_KEY
     async with (
         WorkerGroup(env, tmp) as group,
@@ -124,7 +133,9 @@ def fresh(run: Run) -> Run:
 async def _turn(run: Run, session: str, timeout_s: float = 30) -> list[Any]:
     await run.send.request(user_message(session, "what is 6*7?", agent="claude"))
     await run.log.wait_for(
-        lambda: run.log.turns_ended(session) == 1, timeout_s, f"{session}'s turn ended",
+        lambda: run.log.turns_ended(session) == 1,
+        timeout_s,
+        f"{session}'s turn ended",
         diagnose=lambda: run.worker.tail() + "\n" + run.log.summary([session]),
     )
     return run.log.of(session)
@@ -152,11 +163,14 @@ async def test_a_turn_with_tool_use_completes_through_the_sdk_and_streams_deltas
     assert len(sent) == 2 and all(r.stream and r.api_key_valid for r in sent)
     assert sent[0].body["tools"][0]["name"] == "calculator"
     # Deltas: the streamed text of each call, in order, then a `done` marker.
-    deltas = [decode_delta(r.value) for r in await read_records(
-        fresh.bootstrap, fresh.names.deltas)]
+    deltas = [
+        decode_delta(r.value) for r in await read_records(fresh.bootstrap, fresh.names.deltas)
+    ]
     for call in calls:
-        mine = sorted((d for d in deltas if d.call_id == call.call_id and
-                       d.session_id == "anth-ok"), key=lambda d: (d.done, d.index))
+        mine = sorted(
+            (d for d in deltas if d.call_id == call.call_id and d.session_id == "anth-ok"),
+            key=lambda d: (d.done, d.index),
+        )
         assert mine and mine[-1].done
         assert "".join(d.text for d in mine if not d.done) == call.text
     assert len([d for d in deltas if d.call_id == calls[0].call_id and not d.done]) > 1
@@ -169,10 +183,15 @@ async def test_a_stream_cut_mid_answer_is_retried_and_its_deltas_restart(fresh: 
     assert isinstance(events[-1].payload, TurnCompleted)
     first = _calls(events)[0]
     assert first.attempts == 2
-    records = sorted(await read_records(fresh.bootstrap, fresh.names.deltas),
-                     key=lambda r: (r.partition, r.offset))
-    mine = [d for d in map(decode_delta, (r.value for r in records))
-            if d.session_id == "anth-cut" and d.call_id == first.call_id and not d.done]
+    records = sorted(
+        await read_records(fresh.bootstrap, fresh.names.deltas),
+        key=lambda r: (r.partition, r.offset),
+    )
+    mine = [
+        d
+        for d in map(decode_delta, (r.value for r in records))
+        if d.session_id == "anth-cut" and d.call_id == first.call_id and not d.done
+    ]
     # Numbered from 1, and from 1 again when the retry starts: what a live client drops.
     indexes = [d.index for d in mine]
     restart = indexes.index(1, 1)
@@ -187,7 +206,8 @@ async def test_a_429_is_retried_and_its_attempts_are_recorded(fresh: Run) -> Non
     assert isinstance(events[-1].payload, TurnCompleted)
     calls = _calls(events)
     assert [(c.attempts, c.model, c.fallback_used) for c in calls] == [
-        (2, PRIMARY, False), (1, PRIMARY, False)
+        (2, PRIMARY, False),
+        (1, PRIMARY, False),
     ]
     assert [r.status for r in fresh.server.requests] == [429, 200, 200]
 
@@ -242,10 +262,13 @@ async def test_pause_turn_continues_the_call_with_the_answer_so_far(fresh: Run) 
 
 
 async def test_a_tool_call_cut_at_max_tokens_is_not_run_and_is_asked_again(fresh: Run) -> None:
-    fresh.server.enqueue(FakeMessage(
-        "", tool_uses=[FakeToolUse("calculator", {"expression": "6*"})],
-        stop_reason="max_tokens",
-    ))
+    fresh.server.enqueue(
+        FakeMessage(
+            "",
+            tool_uses=[FakeToolUse("calculator", {"expression": "6*"})],
+            stop_reason="max_tokens",
+        )
+    )
     events = await _turn(fresh, "anth-truncated")
     assert isinstance(events[-1].payload, TurnCompleted)
     calls = _calls(events)
@@ -270,19 +293,23 @@ async def test_a_cancel_aborts_the_stream_and_charges_what_the_vendor_billed(
     fresh: Run,
 ) -> None:
     release = threading.Event()
-    fresh.server.enqueue(FakeMessage(
-        "A long answer that never finishes.", hold_after_events=3, release=release,
-        usage=FakeUsage(input_tokens=1234, output_tokens=1),
-    ))
+    fresh.server.enqueue(
+        FakeMessage(
+            "A long answer that never finishes.",
+            hold_after_events=3,
+            release=release,
+            usage=FakeUsage(input_tokens=1234, output_tokens=1),
+        )
+    )
     session = "anth-abort"
     try:
         await fresh.send.request(user_message(session, "what is 6*7?", agent="claude"))
-        await fresh.log.wait_for(lambda: len(fresh.server.requests) >= 1, 30,
-                                 "the stream started")
+        await fresh.log.wait_for(lambda: len(fresh.server.requests) >= 1, 30, "the stream started")
         await fresh.send.request(request_for(session, CancelTurn("stop"), f"{session}:x"))
         await fresh.log.wait_for(
             lambda: any(isinstance(e.payload, LlmCallCompleted) for e in fresh.log.of(session)),
-            30, "the aborted call charged",
+            30,
+            "the aborted call charged",
             diagnose=lambda: fresh.worker.tail() + "\n" + fresh.log.summary([session]),
         )
     finally:
@@ -311,7 +338,7 @@ async def test_the_api_key_is_in_no_topic_record_and_no_log_line(run: Run) -> No
     assert all(r.api_key_valid for r in run.server.requests)
 
     key = FAKE_API_KEY.encode()
-    needles = [key, key[len("sk-ant-"):], b"THIS-KEY-MUST-NEVER-LEAK"]
+    needles = [key, key[len("sk-ant-") :], b"THIS-KEY-MUST-NEVER-LEAK"]
     scanned = 0
     for topic in run.names.all():
         for rec in await read_records(run.bootstrap, topic, isolation_level="read_uncommitted"):
@@ -319,14 +346,17 @@ async def test_the_api_key_is_in_no_topic_record_and_no_log_line(run: Run) -> No
             parts += [k.encode() + b"=" + (v or b"") for k, v in rec.headers or ()]
             for part in parts:
                 assert not any(n in part for n in needles), (
-                    f"the API key leaked into {topic} partition {rec.partition} "
-                    f"offset {rec.offset}"
+                    f"the API key leaked into {topic} partition {rec.partition} offset {rec.offset}"
                 )
             scanned += 1
     assert scanned > len(run.log.events) > 0  # events, plus requests and deltas
+
     def metrics() -> list[dict[str, Any]]:
-        return [r for r in run.worker.log_records()
-                if r.get("event") == "worker.metrics" and r["completed"] > 0]
+        return [
+            r
+            for r in run.worker.log_records()
+            if r.get("event") == "worker.metrics" and r["completed"] > 0
+        ]
 
     # The log is not empty: calls, effects, and a metrics line about them.
     measured = await wait_until(metrics, 10, "a worker.metrics line counting effects")
@@ -335,4 +365,3 @@ async def test_the_api_key_is_in_no_topic_record_and_no_log_line(run: Run) -> No
     assert b"llm.call" in log and b"effect.reported" in log
     assert not any(n in log for n in needles), "the API key leaked into the worker's log"
     assert seq_problems(run.log.events) == []
-

@@ -48,14 +48,10 @@ def _calls_by_name(events: list[Event]) -> dict[str, list[ToolCallRequested]]:
     return out
 
 
-def _tool_results_sent(
-    events: list[Event], registry: AgentRegistry
-) -> dict[str, ToolResultBlock]:
+def _tool_results_sent(events: list[Event], registry: AgentRegistry) -> dict[str, ToolResultBlock]:
     """The tool results the model was sent in the LAST LLM call of the log, rebuilt from
     the log exactly as the effect executor builds it (digest-checked)."""
-    last = max(
-        (e for e in events if isinstance(e.payload, LlmCallRequested)), key=lambda e: e.seq
-    )
+    last = max((e for e in events if isinstance(e.payload, LlmCallRequested)), key=lambda e: e.seq)
     state = fold([e for e in events if e.seq <= last.seq], last.session_id)
     req = last.payload
     assert isinstance(req, LlmCallRequested)
@@ -79,7 +75,10 @@ async def test_parallel_calls_one_needs_approval_the_other_completes_then_approv
 ) -> None:
     registry = load_agents()
     async with live_platform(
-        kafka_bootstrap, names, registry=registry, provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=registry,
+        provider=load_script("script.yaml"),
         sandbox=tmp_path,
     ) as live:
         live.extra["agent"] = "approver"
@@ -125,7 +124,10 @@ async def test_denied_call_goes_back_to_the_model_as_a_tool_result_saying_so(
 ) -> None:
     registry = load_agents()
     async with live_platform(
-        kafka_bootstrap, names, registry=registry, provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=registry,
+        provider=load_script("script.yaml"),
         sandbox=tmp_path,
     ) as live:
         live.extra["agent"] = "approver"
@@ -134,8 +136,17 @@ async def test_denied_call_goes_back_to_the_model_as_a_tool_result_saying_so(
         shell = _calls_by_name(live.log.events(session))["shell"][0]
         # The way a person denies: the CLI, which waits for the turn to end.
         code, out, err = await turnlog_cli(
-            kafka_bootstrap, names, "deny", session, shell.call_id,
-            "--reason", "not on a Friday", "--by", "bob", "--timeout", "30",
+            kafka_bootstrap,
+            names,
+            "deny",
+            session,
+            shell.call_id,
+            "--reason",
+            "not on a Friday",
+            "--by",
+            "bob",
+            "--timeout",
+            "30",
         )
         assert code == 0, (code, out, err)
         completed = await live.log.wait_for_type(session, TurnCompleted)
@@ -147,7 +158,9 @@ async def test_denied_call_goes_back_to_the_model_as_a_tool_result_saying_so(
         # The shell never ran; its call failed with the decision.
         assert not [p for p in payloads(events, ToolCallCompleted) if p.call_id == shell.call_id]
         failed = [p for p in payloads(events, ToolCallFailed) if p.call_id == shell.call_id]
-        assert len(failed) == 1 and "bob" in failed[0].error and "not on a Friday" in failed[0].error
+        assert (
+            len(failed) == 1 and "bob" in failed[0].error and "not on a Friday" in failed[0].error
+        )
         # What the model was sent: an error tool result saying who denied it and why.
         sent = _tool_results_sent(events, registry)
         assert sent[shell.call_id].is_error
@@ -163,7 +176,10 @@ async def test_one_approved_one_denied_one_auto_allowed_in_the_same_step(
 ) -> None:
     registry = load_agents()
     async with live_platform(
-        kafka_bootstrap, names, registry=registry, provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=registry,
+        provider=load_script("script.yaml"),
         sandbox=tmp_path,
     ) as live:
         live.extra["agent"] = "approver"
@@ -200,8 +216,12 @@ async def test_unanswered_approval_expires_and_the_model_is_told(
 ) -> None:
     registry = load_agents()
     async with live_platform(
-        kafka_bootstrap, names, registry=registry, provider=load_script("script.yaml"),
-        sandbox=tmp_path, tick_interval_s=0.2,
+        kafka_bootstrap,
+        names,
+        registry=registry,
+        provider=load_script("script.yaml"),
+        sandbox=tmp_path,
+        tick_interval_s=0.2,
     ) as live:
         live.extra["agent"] = "hasty"  # approval_s = 1
         session = new_session_id("expire")
@@ -252,8 +272,9 @@ async def test_each_effect_runs_once_the_approved_command_and_every_llm_call(
         await live.log.wait_for_type(session, TurnCompleted)
         # The duplicate outcomes a second run would report arrive after the turn: send a
         # marker through the same partition and wait for it, so they are on the log too.
-        marker = await live.client.send(session, DecideApproval(
-            call_id="marker", approved=False, decided_by="test"))
+        marker = await live.client.send(
+            session, DecideApproval(call_id="marker", approved=False, decided_by="test")
+        )
         await live.log.wait_for_type(
             session, RequestRejected, where=lambda r: r.request_id == marker.request_id
         )

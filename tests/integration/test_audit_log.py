@@ -64,9 +64,15 @@ def audited(kafka_bootstrap: str, topic_prefix: str, database_admin_url: str) ->
     names = asyncio.run(ensure_topics(kafka_bootstrap, prefix, partitions=2)).names
     events = list(interleave(generate(600, seed=5, base=T0), seed=5))
     asyncio.run(produce_events(kafka_bootstrap, names.events, events))
-    config = ProjectorConfig(kafka_bootstrap, role_url(admin_url), names.events,
-                             names.checkpoints, group_id=None, max_records=97,
-                             checkpoint_interval=0.0)
+    config = ProjectorConfig(
+        kafka_bootstrap,
+        role_url(admin_url),
+        names.events,
+        names.checkpoints,
+        group_id=None,
+        max_records=97,
+        checkpoint_interval=0.0,
+    )
     asyncio.run(Projector(config).run(until_caught_up=True))
     checkpoints = asyncio.run(read_checkpoints(kafka_bootstrap, names.checkpoints))
     yield Audited(kafka_bootstrap, prefix, names, admin_url, database, len(events), checkpoints)
@@ -78,8 +84,11 @@ def copy_url(audited: Audited, database_admin_url: str) -> Iterator[str]:
     """A copy of the audited database, free to be tampered with."""
     name = f"turnlog_tamper_{secrets.token_hex(4)}"
     with psycopg.connect(database_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(audited.database)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(audited.database)
+            )
+        )
     yield audited.admin_url.rsplit("/", 1)[0] + "/" + name
     drop_database(database_admin_url, name)
 
@@ -104,7 +113,9 @@ def test_the_application_role_can_only_insert(audited: Audited) -> None:
     with psycopg.connect(app_url) as conn:  # INSERT is allowed (rolled back here)
         conn.execute(
             "INSERT INTO audit_log VALUES (%s, 'z', 1, gen_random_uuid(), 'T', now(), '{}', "
-            "'p', 'h', 2)", (10**9,))
+            "'p', 'h', 2)",
+            (10**9,),
+        )
         conn.rollback()
 
 
@@ -114,8 +125,9 @@ def test_the_trigger_rejects_changes_even_by_the_owner(audited: Audited) -> None
         "DELETE FROM audit_log WHERE audit_id = 1",
         "TRUNCATE audit_log",
     ):
-        with psycopg.connect(audited.admin_url) as conn, pytest.raises(
-            errors.InsufficientPrivilege, match="append-only"
+        with (
+            psycopg.connect(audited.admin_url) as conn,
+            pytest.raises(errors.InsufficientPrivilege, match="append-only"),
         ):
             conn.execute(statement)
 
@@ -132,9 +144,15 @@ def test_the_auditor_role_reads_but_cannot_write(audited: Audited) -> None:
 def _cli_verify(audited: Audited, url: str) -> tuple[int, dict[str, object]]:
     result = subprocess.run(
         [sys.executable, "-m", "turnlog", "audit", "verify", "--json", "--database-url", url],
-        check=False, cwd=ROOT, capture_output=True, timeout=120,
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": audited.bootstrap,
-             "TURNLOG_TOPIC_PREFIX": audited.prefix},
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": audited.bootstrap,
+            "TURNLOG_TOPIC_PREFIX": audited.prefix,
+        },
     )
     return result.returncode, json.loads(result.stdout)
 
@@ -153,8 +171,10 @@ def test_verify_command_passes_an_intact_log(audited: Audited) -> None:
 
 def _edit(conn: psycopg.Connection, n: int) -> int:
     conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
-    conn.execute("UPDATE audit_log SET content = replace(content, '\"seq\":', '\"seq\": ') "
-                 "WHERE audit_id = 57")
+    conn.execute(
+        "UPDATE audit_log SET content = replace(content, '\"seq\":', '\"seq\": ') "
+        "WHERE audit_id = 57"
+    )
     return 57
 
 
@@ -180,16 +200,32 @@ def _truncate_tail(conn: psycopg.Connection, n: int) -> int:
 def _rehash_from(conn: psycopg.Connection, first: int) -> None:
     """Recompute prev_hash and row_hash of every row from `first` on, as an attacker who
     knows the algorithm would (each row by its own hash version)."""
-    rows = conn.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log "
-                        "WHERE audit_id >= %s ORDER BY audit_id", (first,)).fetchall()
+    rows = conn.execute(
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE audit_id >= %s ORDER BY audit_id",
+        (first,),
+    ).fetchall()
     prev = rows[0][7]
-    for (audit_id, session_id, seq, event_id, event_type, occurred_at, content, _, _,
-         version) in rows:
-        row_hash = (row_hash_v2(prev, audit_id, session_id, seq, event_id, event_type,
-                                occurred_at, content)
-                    if version == 2 else chain_hash(prev, content))
-        conn.execute("UPDATE audit_log SET prev_hash = %s, row_hash = %s WHERE audit_id = %s",
-                     (prev, row_hash, audit_id))
+    for (
+        audit_id,
+        session_id,
+        seq,
+        event_id,
+        event_type,
+        occurred_at,
+        content,
+        _,
+        _,
+        version,
+    ) in rows:
+        row_hash = (
+            row_hash_v2(prev, audit_id, session_id, seq, event_id, event_type, occurred_at, content)
+            if version == 2
+            else chain_hash(prev, content)
+        )
+        conn.execute(
+            "UPDATE audit_log SET prev_hash = %s, row_hash = %s WHERE audit_id = %s",
+            (prev, row_hash, audit_id),
+        )
         prev = row_hash
 
 
@@ -306,7 +342,8 @@ def test_verify_says_what_it_cannot_prove_past_the_last_checkpoint(
     assert report.rows_past_last_checkpoint == audited.rows - 10 - last
     assert "cannot be detected" in report.unproven
     assert f"{audited.rows - 10 - last} rows lie past the last checkpoint (row {last})" in (
-        report.unproven)
+        report.unproven
+    )
     # The same cut against every checkpoint: the checkpoint covered them, it is named.
     report = verify_audit_log(copy_url, audited.checkpoints)
     assert report.broken is not None and report.broken.audit_id == audited.rows - 9
@@ -328,8 +365,9 @@ def test_verify_without_checkpoints_says_it_proves_no_tail(audited: Audited) -> 
 
 
 @pytest.fixture
-def legacy(kafka_bootstrap: str, unique_prefix: str, scratch_database_url: str,
-           tmp_path: Path) -> tuple[str, int, int, list[AuditCheckpoint]]:
+def legacy(
+    kafka_bootstrap: str, unique_prefix: str, scratch_database_url: str, tmp_path: Path
+) -> tuple[str, int, int, list[AuditCheckpoint]]:
     """A database whose audit log was written by the version-1 hash (before migration
     0006), then migrated and appended to by today's projector: (url, v1 rows, v2 rows,
     checkpoints)."""
@@ -347,20 +385,40 @@ def legacy(kafka_bootstrap: str, unique_prefix: str, scratch_database_url: str,
             row_hash = chain_hash(prev, content)
             conn.execute(
                 "INSERT INTO audit_log VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (i, e.session_id, e.seq, e.event_id, type(e.payload).__name__,
-                 e.occurred_at, content, prev, row_hash))
+                (
+                    i,
+                    e.session_id,
+                    e.seq,
+                    e.event_id,
+                    type(e.payload).__name__,
+                    e.occurred_at,
+                    content,
+                    prev,
+                    row_hash,
+                ),
+            )
             prev = row_hash
-        conn.execute("UPDATE audit_head SET last_audit_id = %s, head_hash = %s",
-                     (len(before), prev))
+        conn.execute(
+            "UPDATE audit_head SET last_audit_id = %s, head_hash = %s", (len(before), prev)
+        )
     migrate(scratch_database_url)  # 0006 and anything later
     names = asyncio.run(ensure_topics(kafka_bootstrap, unique_prefix, partitions=2)).names
     after = list(interleave(generate(90, seed=9, base=T0), seed=9))
-    after = [dataclasses.replace(e, session_id=f"new-{e.session_id}",
-                                 event_id=event_id_for(f"new-{e.session_id}", e.seq))
-             for e in after]
+    after = [
+        dataclasses.replace(
+            e, session_id=f"new-{e.session_id}", event_id=event_id_for(f"new-{e.session_id}", e.seq)
+        )
+        for e in after
+    ]
     asyncio.run(produce_events(kafka_bootstrap, names.events, after))
-    config = ProjectorConfig(kafka_bootstrap, role_url(scratch_database_url), names.events,
-                             names.checkpoints, group_id=None, checkpoint_interval=0.0)
+    config = ProjectorConfig(
+        kafka_bootstrap,
+        role_url(scratch_database_url),
+        names.events,
+        names.checkpoints,
+        group_id=None,
+        checkpoint_interval=0.0,
+    )
     asyncio.run(Projector(config).run(until_caught_up=True))
     checkpoints = asyncio.run(read_checkpoints(kafka_bootstrap, names.checkpoints))
     return scratch_database_url, len(before), len(after), checkpoints
@@ -369,11 +427,12 @@ def legacy(kafka_bootstrap: str, unique_prefix: str, scratch_database_url: str,
 def _walk(conn: psycopg.Connection) -> list[tuple[object, ...]]:
     """The rows as verify_audit_log reads them, seen from `conn`'s transaction."""
     return conn.execute(
-        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY audit_id").fetchall()
+        f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY audit_id"
+    ).fetchall()
 
 
 def test_rows_of_the_old_hash_still_verify_and_their_columns_are_checked(
-    legacy: tuple[str, int, int, list[AuditCheckpoint]]
+    legacy: tuple[str, int, int, list[AuditCheckpoint]],
 ) -> None:
     url, v1, v2, checkpoints = legacy
     report = verify_audit_log(url, checkpoints)
@@ -401,11 +460,26 @@ def test_rows_of_the_old_hash_still_verify_and_their_columns_are_checked(
 
 def test_verify_command_says_what_it_did_not_prove(audited: Audited) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "turnlog", "audit", "verify", "--no-checkpoints",
-         "--database-url", role_url(audited.admin_url, AUDITOR_ROLE)],
-        check=False, cwd=ROOT, capture_output=True, timeout=120, text=True,
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": audited.bootstrap,
-             "TURNLOG_TOPIC_PREFIX": audited.prefix},
+        [
+            sys.executable,
+            "-m",
+            "turnlog",
+            "audit",
+            "verify",
+            "--no-checkpoints",
+            "--database-url",
+            role_url(audited.admin_url, AUDITOR_ROLE),
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        text=True,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": audited.bootstrap,
+            "TURNLOG_TOPIC_PREFIX": audited.prefix,
+        },
     )
     assert result.returncode == 0, result.stderr
     assert f"audit log intact: {audited.rows} rows" in result.stdout

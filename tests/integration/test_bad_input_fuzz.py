@@ -158,8 +158,13 @@ class Message:
     offset: int = -1
 
 
-def _req(i: int, session: str, payload: RequestPayload, agent: str | None = None,
-         request_id: str | None = None) -> Request:
+def _req(
+    i: int,
+    session: str,
+    payload: RequestPayload,
+    agent: str | None = None,
+    request_id: str | None = None,
+) -> Request:
     return Request(
         request_id=request_id or f"fz-{i}",
         session_id=session,
@@ -178,11 +183,18 @@ def _base_request(i: int, spec: Spec) -> Request:
     if choice == 1:
         return _req(i, session, DecideApproval(call_id=f"c{i}", approved=True, decided_by="z"))
     if choice == 2:
-        return _req(i, session, CompleteLlmCall(
-            call_id=f"{session}/llm/4", model="scripted-small", text=spec.text,
-            tool_uses=(ToolUse(f"t{i}", "calculator", '{"expression": "1+1"}'),),
-            usage=Usage(10, 20, 3, 4), latency_ms=5,
-        ))
+        return _req(
+            i,
+            session,
+            CompleteLlmCall(
+                call_id=f"{session}/llm/4",
+                model="scripted-small",
+                text=spec.text,
+                tool_uses=(ToolUse(f"t{i}", "calculator", '{"expression": "1+1"}'),),
+                usage=Usage(10, 20, 3, 4),
+                latency_ms=5,
+            ),
+        )
     return _req(i, session, FailToolCall(call_id=f"t{i}", error=spec.text or "boom"))
 
 
@@ -200,7 +212,10 @@ def _invalid(i: int, spec: Spec, t: Targets) -> tuple[Request, tuple[str, ...]]:
     if spec.kind == "unknown_session":
         sid = f"fuzz-{i}-nobody"
         options: list[tuple[RequestPayload, tuple[str, ...]]] = [
-            (DecideApproval(call_id="c1", approved=True, decided_by="mallory"), ("does not exist",)),
+            (
+                DecideApproval(call_id="c1", approved=True, decided_by="mallory"),
+                ("does not exist",),
+            ),
             (CancelTurn(reason=spec.text), ("does not exist",)),
             (CompleteToolCall(call_id="t1", result=spec.text), ("does not exist",)),
             (CloseSession(), ("does not exist",)),
@@ -220,8 +235,11 @@ def _invalid(i: int, spec: Spec, t: Targets) -> tuple[Request, tuple[str, ...]]:
         return _req(i, t.parked, payload), (t.parked, call, "not pending")
     if spec.kind == "duplicate_request":
         rid = t.idle_handled[v % len(t.idle_handled)]
-        payload = SendMessage(text="again") if v % 2 else CompleteLlmCall(
-            call_id=f"{t.idle}/llm/4", model="scripted-small", text="again")
+        payload = (
+            SendMessage(text="again")
+            if v % 2
+            else CompleteLlmCall(call_id=f"{t.idle}/llm/4", model="scripted-small", text="again")
+        )
         return _req(i, t.idle, payload, request_id=rid), (t.idle, rid, "duplicate request id")
     if spec.kind == "illegal_in_phase":
         phase_options: list[tuple[str, RequestPayload, str | None, tuple[str, ...]]] = [
@@ -229,16 +247,32 @@ def _invalid(i: int, spec: Spec, t: Targets) -> tuple[Request, tuple[str, ...]]:
             # agent is still refused.)
             (t.parked, SendMessage(text="interrupt"), "echo", ("belongs to agent",)),
             (t.idle, ForkSession(source_session_id=t.parked, at_seq=2), None, ("already exists",)),
-            (t.idle, CompleteCompaction(compaction_id="k", summary="s", model="scripted-small"),
-             None, ("is idle", "not accepted")),
-            (t.idle, DecideApproval(call_id="c", approved=True, decided_by="m"), None,
-             ("is idle", "not accepted")),
-            (t.idle, SendMessage(text="x", parent_session_id="p", parent_call_id="c"), None,
-             ("new session",)),
+            (
+                t.idle,
+                CompleteCompaction(compaction_id="k", summary="s", model="scripted-small"),
+                None,
+                ("is idle", "not accepted"),
+            ),
+            (
+                t.idle,
+                DecideApproval(call_id="c", approved=True, decided_by="m"),
+                None,
+                ("is idle", "not accepted"),
+            ),
+            (
+                t.idle,
+                SendMessage(text="x", parent_session_id="p", parent_call_id="c"),
+                None,
+                ("new session",),
+            ),
             (t.idle, SendMessage(text="hello"), "approver", ("belongs to agent",)),
             (t.idle, SendMessage(text="   "), None, ("empty",)),
-            (t.parked, CompleteCompaction(compaction_id="k", summary="s", model="scripted-small"),
-             None, ("awaiting_approval", "not accepted")),
+            (
+                t.parked,
+                CompleteCompaction(compaction_id="k", summary="s", model="scripted-small"),
+                None,
+                ("awaiting_approval", "not accepted"),
+            ),
         ]
         sid, payload, agent, says = phase_options[v % len(phase_options)]
         return _req(i, sid, payload, agent=agent), (sid, *says)
@@ -247,8 +281,12 @@ def _invalid(i: int, spec: Spec, t: Targets) -> tuple[Request, tuple[str, ...]]:
     effect_options: list[tuple[RequestPayload, tuple[str, ...]]] = [
         (CompleteToolCall(call_id=ghost, result="late"), (ghost, "not pending")),
         (FailToolCall(call_id=ghost, error="late"), (ghost, "not pending")),
-        (CompleteChildSession(call_id=ghost, child_session_id=f"{ghost}/c",
-                              status=ChildStatus.COMPLETED), (ghost, "not pending")),
+        (
+            CompleteChildSession(
+                call_id=ghost, child_session_id=f"{ghost}/c", status=ChildStatus.COMPLETED
+            ),
+            (ghost, "not pending"),
+        ),
         (CompleteLlmCall(call_id=ghost, model="scripted-small", text="late"), ("ignored",)),
         (FailLlmCall(call_id=ghost, error_type="x", message="late"), ("ignored",)),
     ]
@@ -273,8 +311,16 @@ def materialize(i: int, spec: Spec, t: Targets, names: TopicNames) -> Message:
     elif spec.kind == "wrong_envelope":
         # A perfectly valid EVENT, produced to the requests topic by mistake.
         sid = f"fuzz-{i}-event"
-        value = encode_event(Event(event_id_for(sid, 1), sid, 1, T0, "echo",
-                                   SessionStarted(agent="echo", definition_hash="h")))
+        value = encode_event(
+            Event(
+                event_id_for(sid, 1),
+                sid,
+                1,
+                T0,
+                "echo",
+                SessionStarted(agent="echo", definition_hash="h"),
+            )
+        )
     elif spec.kind in ("truncated", "bit_flipped"):
         base = _base_request(i, spec)
         encoded = encode_request(base)
@@ -301,7 +347,6 @@ def materialize(i: int, spec: Spec, t: Targets, names: TopicNames) -> Message:
 # --------------------------------------------------------------------------- the test
 
 
-
 async def _set_up_targets(live: Live) -> Targets:
     parked = new_session_id("fuzz-parked")
     await live.client.send(parked, SendMessage("approval-pair please"), agent="approver")
@@ -314,8 +359,9 @@ async def _set_up_targets(live: Live) -> Targets:
     return Targets(parked, asked.call_id, idle, (start.request_id, f"{llm_done.call_id}:outcome:1"))
 
 
-def _outcomes(live: Live) -> tuple[Counter[tuple[str, str]], dict[tuple[str, str], list[str]],
-                                    set[tuple[str, str]]]:
+def _outcomes(
+    live: Live,
+) -> tuple[Counter[tuple[str, str]], dict[tuple[str, str], list[str]], set[tuple[str, str]]]:
     """(rejection counts, rejection reasons, accepted) keyed by (session, request id)."""
     rejected: Counter[tuple[str, str]] = Counter()
     reasons: dict[tuple[str, str], list[str]] = {}
@@ -337,7 +383,10 @@ async def test_a_thousand_random_and_corrupted_requests_all_accounted_for_worker
     drawn = draw_specs(N_MESSAGES)
     assert len(drawn) == N_MESSAGES
     async with live_platform(
-        kafka_bootstrap, names, registry=load_agents(), provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=load_agents(),
+        provider=load_script("script.yaml"),
         sandbox=tmp_path,
     ) as live:
         targets = await _set_up_targets(live)
@@ -350,8 +399,9 @@ async def test_a_thousand_random_and_corrupted_requests_all_accounted_for_worker
         await live.client.send(valid, SendMessage("please add these"), agent="echo")
         producer = live.client._producer
         futures = [
-            await producer.send(names.requests, value=m.value, key=m.key,
-                                partition=m.partition, headers=m.headers)
+            await producer.send(
+                names.requests, value=m.value, key=m.key, partition=m.partition, headers=m.headers
+            )
             for m in messages
         ]
         for m, meta in zip(messages, await asyncio.gather(*futures), strict=True):
@@ -370,7 +420,10 @@ async def test_a_thousand_random_and_corrupted_requests_all_accounted_for_worker
 
         def dlq_seen() -> set[tuple[int, int]]:
             return {
-                (int(r.headers["turnlog.source.partition"]), int(r.headers["turnlog.source.offset"]))
+                (
+                    int(r.headers["turnlog.source.partition"]),
+                    int(r.headers["turnlog.source.offset"]),
+                )
                 for r in live.dlq.records
                 if r.headers.get("turnlog.source.topic") == names.requests
             }
@@ -389,12 +442,17 @@ async def test_a_thousand_random_and_corrupted_requests_all_accounted_for_worker
         await live.dlq.wait_until(lambda: expect_dlq <= dlq_seen(), "the DLQ records", 30)
 
         # --- the DLQ: exactly the undecodable messages, each with the error headers ----
-        ours = [r for r in live.dlq.records
-                if r.headers.get("turnlog.source.topic") == names.requests]
+        ours = [
+            r for r in live.dlq.records if r.headers.get("turnlog.source.topic") == names.requests
+        ]
         assert len(ours) == len(live.dlq.records) == len(expect_dlq)
         for r in ours:
-            m = by_offset[(int(r.headers["turnlog.source.partition"]),
-                           int(r.headers["turnlog.source.offset"]))]
+            m = by_offset[
+                (
+                    int(r.headers["turnlog.source.partition"]),
+                    int(r.headers["turnlog.source.offset"]),
+                )
+            ]
             assert m.request is None, f"message {m.index} ({m.kind}) decodes but was dead-lettered"
             assert r.headers["turnlog.error.type"] == "DecodeError"
             assert r.headers["turnlog.error.message"].strip()
@@ -455,9 +513,9 @@ async def test_a_thousand_random_and_corrupted_requests_all_accounted_for_worker
         ]
         await live.client.send(targets.idle, SendMessage("still there?"))
         await live.log.wait_for(
-            targets.idle, lambda evs: len(payloads(evs, TurnCompleted)) == 2,
+            targets.idle,
+            lambda evs: len(payloads(evs, TurnCompleted)) == 2,
             "a second turn of the idle session",
         )
         assert [t.turn_no for t in live.log.of_type(targets.idle, TurnStarted)] == [1, 2]
         live.worker.assert_alive()
-

@@ -37,7 +37,10 @@ async def test_traversal_and_disallowed_host_are_refused_on_the_log(
     (tmp_path / "etc" / "passwd").write_text("root:x:0:0:SECRET\n")
     settings = ToolSettings(sandbox_dir=sandbox, allowed_hosts=("api.allowed.test",))
     async with live_platform(
-        kafka_bootstrap, names, registry=load_agents(), provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=load_agents(),
+        provider=load_script("script.yaml"),
         tool_settings=settings,
     ) as live:
         cases = {

@@ -114,28 +114,41 @@ async def test_a_message_during_a_turn_is_queued_and_answered_after_it(
         assert queued.position == 1
         # Time travel shows the queue as session state.
         at = next(e.seq for e in live.log.events(session) if isinstance(e.payload, MessageQueued))
-        code, out, err = await turnlog_cli(kafka_bootstrap, names, "replay", session,
-                                           "--to", str(at))
+        code, out, err = await turnlog_cli(
+            kafka_bootstrap, names, "replay", session, "--to", str(at)
+        )
         assert code == 0 and f"queued     (position 1) request {sent.request_id}" in out, (
-            code, out, err)
+            code,
+            out,
+            err,
+        )
         # `turnlog send` while a turn runs says so (and exits 0).
         code, out, err = await turnlog_cli(
-            kafka_bootstrap, names, "send", "--session", session, "another quick question",
-            "--timeout", "30",
+            kafka_bootstrap,
+            names,
+            "send",
+            "--session",
+            session,
+            "another quick question",
+            "--timeout",
+            "30",
         )
         assert code == 0 and "queued (position 2)" in out, (code, out, err)
         provider.gate.set()
         await live.log.wait_for_type(session, TurnCompleted, where=lambda t: t.turn_no == 3)
         events = live.log.events(session)
         # The queued turn is the sender's: caused by and correlated with its request.
-        second = next(e for e in events
-                      if isinstance(e.payload, TurnStarted) and e.payload.turn_no == 2)
+        second = next(
+            e for e in events if isinstance(e.payload, TurnStarted) and e.payload.turn_no == 2
+        )
         assert second.causation_id == second.correlation_id == sent.request_id
         answers = [p.text for p in payloads(events, LlmCallCompleted)]
         assert len(answers) == 3 and "quick question" in answers[1]
         started = payloads(events, TurnStarted)
         assert [(t.turn_no, t.queued_seq is not None) for t in started] == [
-            (1, False), (2, True), (3, True)
+            (1, False),
+            (2, True),
+            (3, True),
         ]
         assert fold(events, session).queue == ()
         live.worker.assert_alive()
@@ -145,7 +158,10 @@ async def test_cancel_while_waiting_for_approval_and_a_late_decision_is_rejected
     kafka_bootstrap: str, names: TopicNames, tmp_path: Path
 ) -> None:
     async with live_platform(
-        kafka_bootstrap, names, registry=load_agents(), provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=load_agents(),
+        provider=load_script("script.yaml"),
         sandbox=tmp_path,
     ) as live:
         session = new_session_id("cancel-approval")
@@ -155,8 +171,14 @@ async def test_cancel_while_waiting_for_approval_and_a_late_decision_is_rejected
         await live.log.wait_for_type(session, ToolCallCompleted)
         # The way a person cancels: `turnlog cancel` (exit 0 once the turn is cancelled).
         code, out, err = await turnlog_cli(
-            kafka_bootstrap, names, "cancel", session, "--reason", "changed my mind",
-            "--timeout", "30",
+            kafka_bootstrap,
+            names,
+            "cancel",
+            session,
+            "--reason",
+            "changed my mind",
+            "--timeout",
+            "30",
         )
         assert code == 0, (code, out, err)
         cancelled = await live.log.wait_for_type(session, TurnCancelled)
@@ -239,7 +261,10 @@ async def test_cancel_kills_a_running_tool(
     kafka_bootstrap: str, names: TopicNames, tmp_path: Path
 ) -> None:
     async with live_platform(
-        kafka_bootstrap, names, registry=load_agents(), provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=load_agents(),
+        provider=load_script("script.yaml"),
         sandbox=tmp_path,
     ) as live:
         session = new_session_id("cancel-tool")

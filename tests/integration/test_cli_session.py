@@ -46,8 +46,12 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, database_url: str, topic_prefix: str,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    kafka_bootstrap: str,
+    database_url: str,
+    topic_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     prefix = f"{topic_prefix}cli{secrets.token_hex(2)}."
     asyncio.run(ensure_topics(kafka_bootstrap, prefix, partitions=4))
     tmp = tmp_path_factory.mktemp("cli")
@@ -70,8 +74,7 @@ def events_of(stack: Stack, session_id: str) -> list[Event]:
 
 def wait_event(stack: Stack, session_id: str, kind: type, what: str) -> Event:
     def found() -> Event | None:
-        return next((e for e in events_of(stack, session_id) if isinstance(e.payload, kind)),
-                    None)
+        return next((e for e in events_of(stack, session_id) if isinstance(e.payload, kind)), None)
 
     event: Event = wait_until(found, 30, what, interval=0.2)
     return event
@@ -82,11 +85,13 @@ def row(stack: Stack, sql: str, *params: Any) -> dict[str, Any] | None:
         return conn.execute(sql, params).fetchone()
 
 
-def wait_row(stack: Stack, what: str, sql: str, *params: Any,
-             check: Any = bool) -> dict[str, Any]:
+def wait_row(stack: Stack, what: str, sql: str, *params: Any, check: Any = bool) -> dict[str, Any]:
     found: dict[str, Any] = wait_until(
-        lambda: (r := row(stack, sql, *params)) is not None and check(r) and r, 30, what,
-        interval=0.2)
+        lambda: (r := row(stack, sql, *params)) is not None and check(r) and r,
+        30,
+        what,
+        interval=0.2,
+    )
     return found
 
 
@@ -115,24 +120,46 @@ def test_send_follow_streams_progress_and_ends_with_the_answer(stack: Stack) -> 
     assert sum(isinstance(e.payload, TurnStarted) for e in events) == 1
     assert isinstance(events[-1].payload, TurnCompleted)
     # worker all also projected it.
-    projected = wait_row(stack, "the session projected",
-                         "SELECT * FROM sessions WHERE session_id = %s", sid,
-                         check=lambda r: r["turns_completed"] == 1)
+    projected = wait_row(
+        stack,
+        "the session projected",
+        "SELECT * FROM sessions WHERE session_id = %s",
+        sid,
+        check=lambda r: r["turns_completed"] == 1,
+    )
     assert projected["agent"] == "assistant" and projected["llm_calls"] == 2
     tool = row(stack, "SELECT name, status FROM tool_calls WHERE session_id = %s", sid)
     assert tool == {"name": "calculator", "status": "completed"}
 
 
 def test_send_json_follow_prints_json_lines_and_continues_a_session(stack: Stack) -> None:
-    first = cli(stack.env, "send", "--json", "--follow", "--agent", "assistant",
-                "--timeout", TIMEOUT, "hello there")
+    first = cli(
+        stack.env,
+        "send",
+        "--json",
+        "--follow",
+        "--agent",
+        "assistant",
+        "--timeout",
+        TIMEOUT,
+        "hello there",
+    )
     assert first.exit_code == 0, first.output
     outcome = json_lines(first.output)[-1]
     sid = outcome["session_id"]
     assert outcome["status"] == "completed" and outcome["exit_code"] == 0
 
-    second = cli(stack.env, "send", "--json", "--follow", "--session", sid,
-                 "--timeout", TIMEOUT, "what is 17*23?")
+    second = cli(
+        stack.env,
+        "send",
+        "--json",
+        "--follow",
+        "--session",
+        sid,
+        "--timeout",
+        TIMEOUT,
+        "what is 17*23?",
+    )
     assert second.exit_code == 0, second.output
     lines = json_lines(second.output)
     events = [line["event"] for line in lines if line.get("kind") == "event"]
@@ -155,8 +182,16 @@ def test_a_request_the_worker_rejects_exits_5_with_the_reason(stack: Stack) -> N
 
 
 def _awaiting_approval(stack: Stack) -> tuple[str, str]:
-    result = cli(stack.env, "send", "--json", "--agent", "assistant", "--timeout", TIMEOUT,
-                 "list the files here")
+    result = cli(
+        stack.env,
+        "send",
+        "--json",
+        "--agent",
+        "assistant",
+        "--timeout",
+        TIMEOUT,
+        "list the files here",
+    )
     assert result.exit_code == 0, result.output
     sid = json_lines(result.output)[-1]["session_id"]
     asked = wait_event(stack, sid, ApprovalRequested, "the approval request")
@@ -169,15 +204,21 @@ def test_approve_lets_the_tool_run_and_the_turn_finish(stack: Stack) -> None:
     shown = cli(stack.env, "events", sid)
     assert f"turnlog approve {sid} {call_id}" in shown.output  # the prompt names the command
 
-    result = cli(stack.env, "approve", sid, call_id, "--by", "tester", "--follow",
-                 "--timeout", TIMEOUT)
+    result = cli(
+        stack.env, "approve", sid, call_id, "--by", "tester", "--follow", "--timeout", TIMEOUT
+    )
     assert result.exit_code == 0, result.output
     assert "approved by tester" in result.output
     assert "notes.txt" in result.output  # the shell ran, in the worker's sandbox
     assert "completed" in result.output
-    approval = wait_row(stack, "the approval projected",
-                        "SELECT * FROM approvals WHERE session_id = %s AND call_id = %s",
-                        sid, call_id, check=lambda r: r["outcome"] == "granted")
+    approval = wait_row(
+        stack,
+        "the approval projected",
+        "SELECT * FROM approvals WHERE session_id = %s AND call_id = %s",
+        sid,
+        call_id,
+        check=lambda r: r["outcome"] == "granted",
+    )
     assert approval["decided_by"] == "tester"
 
     again = cli(stack.env, "approve", sid, call_id, "--timeout", TIMEOUT)
@@ -187,21 +228,26 @@ def test_approve_lets_the_tool_run_and_the_turn_finish(stack: Stack) -> None:
 
 def test_deny_tells_the_model_and_the_turn_goes_on(stack: Stack) -> None:
     sid, call_id = _awaiting_approval(stack)
-    result = cli(stack.env, "deny", sid, call_id, "--reason", "not today", "--follow",
-                 "--timeout", TIMEOUT)
+    result = cli(
+        stack.env, "deny", sid, call_id, "--reason", "not today", "--follow", "--timeout", TIMEOUT
+    )
     assert result.exit_code == 0, result.output
     assert "denied by cli" in result.output and "not today" in result.output
     assert "I could not list the files" in result.output
-    approval = wait_row(stack, "the denial projected",
-                        "SELECT * FROM approvals WHERE session_id = %s AND call_id = %s",
-                        sid, call_id, check=lambda r: r["outcome"] == "denied")
+    approval = wait_row(
+        stack,
+        "the denial projected",
+        "SELECT * FROM approvals WHERE session_id = %s AND call_id = %s",
+        sid,
+        call_id,
+        check=lambda r: r["outcome"] == "denied",
+    )
     assert approval["reason"] == "not today"
 
 
 def test_cancel_then_close_then_nothing_is_accepted(stack: Stack) -> None:
     sid, _ = _awaiting_approval(stack)
-    cancelled = cli(stack.env, "cancel", sid, "--reason", "changed my mind",
-                    "--timeout", TIMEOUT)
+    cancelled = cli(stack.env, "cancel", sid, "--reason", "changed my mind", "--timeout", TIMEOUT)
     assert cancelled.exit_code == 0, cancelled.output
     assert "cancelled" in cancelled.output and "changed my mind" in cancelled.output
     assert any(isinstance(e.payload, TurnCancelled) for e in events_of(stack, sid))
@@ -215,9 +261,13 @@ def test_cancel_then_close_then_nothing_is_accepted(stack: Stack) -> None:
     assert "closed" in closed.output
     after = cli(stack.env, "send", "--session", sid, "--timeout", TIMEOUT, "hello?")
     assert after.exit_code == 5 and "is closed" in after.output
-    wait_row(stack, "the session closed in the projection",
-             "SELECT status FROM sessions WHERE session_id = %s", sid,
-             check=lambda r: r["status"] == "closed")
+    wait_row(
+        stack,
+        "the session closed in the projection",
+        "SELECT status FROM sessions WHERE session_id = %s",
+        sid,
+        check=lambda r: r["status"] == "closed",
+    )
 
 
 def test_fork_starts_a_live_session_whose_branch_shares_the_prefix(stack: Stack) -> None:
@@ -239,12 +289,18 @@ def test_fork_starts_a_live_session_whose_branch_shares_the_prefix(stack: Stack)
     assert "delegated to agent researcher" in out and "Jay Kreps" in out
     assert events_of(stack, sid) == source_events  # the original is untouched
 
-    wait_row(stack, "the fork projected", "SELECT turns_completed FROM sessions "
-             "WHERE session_id = %s", new, check=lambda r: r["turns_completed"] == 1)
+    wait_row(
+        stack,
+        "the fork projected",
+        "SELECT turns_completed FROM sessions WHERE session_id = %s",
+        new,
+        check=lambda r: r["turns_completed"] == 1,
+    )
     with psycopg.connect(stack.database_url) as conn:
         branch = conn.execute("SELECT session_id, seq FROM branch_entries(%s)", (new,)).fetchall()
-        source = conn.execute("SELECT session_id, seq FROM entries WHERE session_id = %s "
-                              "ORDER BY seq", (sid,)).fetchall()
+        source = conn.execute(
+            "SELECT session_id, seq FROM entries WHERE session_id = %s ORDER BY seq", (sid,)
+        ).fetchall()
     inherited = [r for r in branch if r[0] == sid]
     own = [r for r in branch if r[0] == new]
     assert inherited == source  # the whole of turn 1, shared, not copied
@@ -299,7 +355,8 @@ def test_events_from_past_the_end_is_an_error_naming_the_last_seq(stack: Stack) 
     result = cli(stack.env, "events", sid, "--from", str(last + 1))
     assert result.exit_code == 1
     assert str(result.exception) == (
-        f"Session {sid} has events up to seq {last}; --from {last + 1} is past its end.")
+        f"Session {sid} has events up to seq {last}; --from {last + 1} is past its end."
+    )
     tail = cli(stack.env, "events", sid, "--from", str(last), "--json")
     assert tail.exit_code == 0, tail.output
     assert [line["event"]["seq"] for line in json_lines(tail.output)] == [last]
@@ -316,15 +373,24 @@ def test_send_follow_waiting_on_an_approval_says_what_it_waits_for(stack: Stack)
     # The scripted shell call needs approval; nobody grants it, so --follow runs out of
     # time. The message names the pending approval and the commands that answer it,
     # not a missing worker (the worker is running).
-    result = cli(stack.env, "send", "--agent", "assistant", "--follow", "--timeout", "10",
-                 "list the files here")
+    result = cli(
+        stack.env,
+        "send",
+        "--agent",
+        "assistant",
+        "--follow",
+        "--timeout",
+        "10",
+        "list the files here",
+    )
     assert result.exit_code == 6, result.output
     sid = header_session(result.output)
     asked = wait_event(stack, sid, ApprovalRequested, "the approval request")
     assert isinstance(asked.payload, ApprovalRequested)
     call_id = asked.payload.call_id
-    assert (f"The turn is waiting for approval of tool call {call_id} (shell, asked at seq "
-            f"{asked.seq}") in result.output
+    assert (
+        f"The turn is waiting for approval of tool call {call_id} (shell, asked at seq {asked.seq}"
+    ) in result.output
     assert f"`turnlog approve {sid} {call_id}`" in result.output
     assert f"`turnlog deny {sid} {call_id} --reason ...`" in result.output
     assert "Is a session worker running" not in result.output

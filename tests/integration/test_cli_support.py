@@ -28,8 +28,9 @@ DEMO_AGENTS = ROOT / "examples" / "demo_agents.toml"
 DEMO_SCRIPT = ROOT / "examples" / "demo_session.script.yaml"
 
 
-def cli_env(bootstrap: str, prefix: str, database_url: str, tmp: Path, *,
-            partitions: int = 4) -> dict[str, str]:
+def cli_env(
+    bootstrap: str, prefix: str, database_url: str, tmp: Path, *, partitions: int = 4
+) -> dict[str, str]:
     """Environment of the workers and the commands: this run's Kafka, topics and
     database; the demo agents on the scripted model without latency; a private
     sandbox for the shell tool."""
@@ -69,16 +70,21 @@ class WorkerAll:
     does not exit), only this pid."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("ANTHROPIC_", "TURNLOG_"))} | dict(env)
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TURNLOG_"))
+        } | dict(env)
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerAll:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "turnlog", "worker", "all"], cwd=ROOT, env=self.env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                [sys.executable, "-m", "turnlog", "worker", "all"],
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
             )
         return self
 

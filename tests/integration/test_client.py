@@ -28,19 +28,24 @@ TIMEOUT = 60.0
 
 
 @asynccontextmanager
-async def live(bootstrap: str, database_url: str, prefix: str, tmp: Path
-               ) -> AsyncIterator[Client]:
+async def live(bootstrap: str, database_url: str, prefix: str, tmp: Path) -> AsyncIterator[Client]:
     names = (await ensure_topics(bootstrap, prefix, partitions=4)).names
     script = scripted_script(tmp, latency_ms=0, source=DEMO_SCRIPT)
-    projector = Projector(ProjectorConfig(bootstrap=bootstrap, database_url=database_url,
-                                          events_topic=names.events, checkpoints_topic=None,
-                                          group_id=None))
-    async with InProcessWorker(bootstrap, names, agents=DEMO_AGENTS, script=script,
-                               sandbox=tmp):
+    projector = Projector(
+        ProjectorConfig(
+            bootstrap=bootstrap,
+            database_url=database_url,
+            events_topic=names.events,
+            checkpoints_topic=None,
+            group_id=None,
+        )
+    )
+    async with InProcessWorker(bootstrap, names, agents=DEMO_AGENTS, script=script, sandbox=tmp):
         task = asyncio.create_task(projector.run())
         try:
-            async with Client(bootstrap_servers=bootstrap, topic_prefix=prefix,
-                              database_url=database_url) as client:
+            async with Client(
+                bootstrap_servers=bootstrap, topic_prefix=prefix, database_url=database_url
+            ) as client:
                 yield client
         finally:
             projector.stop()
@@ -69,8 +74,9 @@ async def test_send_await_outcome_iterate_events_and_query(
 
         await client.wait_projected(sent.session_id, outcome.last_seq, timeout=TIMEOUT)
         rows = await client.query(
-            "SELECT model, cost_nanos FROM llm_calls WHERE session_id = %s ORDER BY "
-            "requested_seq", (sent.session_id,))
+            "SELECT model, cost_nanos FROM llm_calls WHERE session_id = %s ORDER BY requested_seq",
+            (sent.session_id,),
+        )
         assert [r["model"] for r in rows] == ["scripted-small", "scripted-small"]
         assert sum(r["cost_nanos"] for r in rows) == outcome.cost_nanos
 
@@ -91,12 +97,16 @@ async def test_approving_from_the_progress_callback_and_following_a_delegation(
         assert done.status == "completed" and len(asked) == 1
         assert done.answer is not None and "These are the files" in done.answer
 
-        second = await client.send_message("research who created Apache Kafka",
-                                           session_id=first.session_id)
+        second = await client.send_message(
+            "research who created Apache Kafka", session_id=first.session_id
+        )
         answer = await client.outcome(second, timeout=TIMEOUT)
         assert answer.status == "completed" and "Jay Kreps" in (answer.answer or "")
-        children = [e.payload.child_session_id for e in answer.events
-                    if isinstance(e.payload, ChildSessionRequested)]
+        children = [
+            e.payload.child_session_id
+            for e in answer.events
+            if isinstance(e.payload, ChildSessionRequested)
+        ]
         assert len(children) == 1
         child_log = [e async for e in client.events(children[0])]
         assert isinstance(child_log[-1].payload, TurnCompleted)
@@ -113,16 +123,16 @@ async def test_fork_and_the_forked_log_with_its_ancestry(
 ) -> None:
     async with live(kafka_bootstrap, database_url, unique_prefix, tmp_path) as client:
         base = await client.outcome(
-            await client.send_message("what is 17*23?", agent="assistant"), timeout=TIMEOUT)
+            await client.send_message("what is 17*23?", agent="assistant"), timeout=TIMEOUT
+        )
         forked = await client.outcome(
-            await client.fork(base.session_id, base.last_seq, into="s-client-fork"),
-            timeout=TIMEOUT)
+            await client.fork(base.session_id, base.last_seq, into="s-client-fork"), timeout=TIMEOUT
+        )
         assert forked.status == "forked" and forked.session_id == "s-client-fork"
         assert isinstance(forked.events[0].payload, SessionForked)
 
         log = await client.session_log("s-client-fork")
-        assert [e.session_id for e in log] == [base.session_id] * base.last_seq + [
-            "s-client-fork"]
+        assert [e.session_id for e in log] == [base.session_id] * base.last_seq + ["s-client-fork"]
         assert [e.seq for e in log] == list(range(1, base.last_seq + 2))
 
 

@@ -56,30 +56,50 @@ async def test_librdkafka_default_partitioner_is_forwarded_and_counted_murmur2_i
         return any(isinstance(e.payload, TurnCompleted) for e in log.of(session))
 
     async with (
-        InProcessWorker(kafka_bootstrap, names, partitions=PARTITIONS, agents=DEMO_AGENTS,
-                        script=script, sandbox=tmp_path) as process,
+        InProcessWorker(
+            kafka_bootstrap,
+            names,
+            partitions=PARTITIONS,
+            agents=DEMO_AGENTS,
+            script=script,
+            sandbox=tmp_path,
+        ) as process,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
         stats = process.worker.stats
         before = stats["rerouted"]
 
-        value = example.encode_send_message(schema, session_id=misplaced, text="what is 17*23?",
-                                            agent="assistant", request_id="rdkafka-default")
-        landed = await asyncio.to_thread(example.produce, kafka_bootstrap, names.requests,
-                                         misplaced, value, partitioner=None)
+        value = example.encode_send_message(
+            schema,
+            session_id=misplaced,
+            text="what is 17*23?",
+            agent="assistant",
+            request_id="rdkafka-default",
+        )
+        landed = await asyncio.to_thread(
+            example.produce, kafka_bootstrap, names.requests, misplaced, value, partitioner=None
+        )
         assert landed == zlib.crc32(misplaced.encode()) % PARTITIONS
         assert landed != partition_for(misplaced, PARTITIONS)
-        await log.wait_for(lambda: done(log, misplaced), 60, "the forwarded turn completed",
-                           diagnose=log.summary)
+        await log.wait_for(
+            lambda: done(log, misplaced), 60, "the forwarded turn completed", diagnose=log.summary
+        )
         assert stats["rerouted"] == before + 1
 
-        value = example.encode_send_message(schema, session_id=placed, text="what is 17*23?",
-                                            agent="assistant", request_id="rdkafka-murmur2")
-        landed = await asyncio.to_thread(example.produce, kafka_bootstrap, names.requests,
-                                         placed, value)
+        value = example.encode_send_message(
+            schema,
+            session_id=placed,
+            text="what is 17*23?",
+            agent="assistant",
+            request_id="rdkafka-murmur2",
+        )
+        landed = await asyncio.to_thread(
+            example.produce, kafka_bootstrap, names.requests, placed, value
+        )
         assert landed == partition_for(placed, PARTITIONS)
-        await log.wait_for(lambda: done(log, placed), 60, "the murmur2 turn completed",
-                           diagnose=log.summary)
+        await log.wait_for(
+            lambda: done(log, placed), 60, "the murmur2 turn completed", diagnose=log.summary
+        )
         assert stats["rerouted"] == before + 1
 
     for session in (misplaced, placed):

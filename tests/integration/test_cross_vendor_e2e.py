@@ -105,7 +105,9 @@ def servers() -> Iterator[tuple[FakeAnthropicServer, FakeOpenAIServer, FakeOpenA
 
 @pytest.fixture(scope="module")
 async def run(
-    kafka_bootstrap: str, topic_prefix: str, database_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    database_url: str,
     servers: tuple[FakeAnthropicServer, FakeOpenAIServer, FakeOpenAIServer],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Run]:
@@ -116,7 +118,11 @@ async def run(
     (tmp / "models.toml").write_text(CATALOG)
     (tmp / "agents.toml").write_text(AGENTS)
     env = worker_env(
-        kafka_bootstrap, prefix, provider="anthropic", sandbox=tmp, agents=tmp / "agents.toml",
+        kafka_bootstrap,
+        prefix,
+        provider="anthropic",
+        sandbox=tmp,
+        agents=tmp / "agents.toml",
         extra={
             **anthropic.env(),
             "OPENAI_API_KEY": FAKE_OPENAI_KEY,
@@ -125,9 +131,15 @@ async def run(
             "TURNLOG_ENDPOINTS": f'{{"ollama": {{"base_url": "{ollama.base_url}/v1"}}}}',
         },
     )
-    projector = Projector(ProjectorConfig(bootstrap=kafka_bootstrap, database_url=database_url,
-                                          events_topic=names.events, checkpoints_topic=None,
-                                          group_id=None))
+    projector = Projector(
+        ProjectorConfig(
+            bootstrap=kafka_bootstrap,
+            database_url=database_url,
+            events_topic=names.events,
+            checkpoints_topic=None,
+            group_id=None,
+        )
+    )
     async with (
         WorkerGroup(env, tmp) as group,
         RequestSender(kafka_bootstrap, names) as send,
@@ -156,7 +168,9 @@ def fresh(run: Run) -> Run:
 async def _turn(run: Run, session: str) -> list[Any]:
     await run.send.request(user_message(session, "what is 6*7?", agent="xvendor"))
     await run.log.wait_for(
-        lambda: run.log.turns_ended(session) == 1, 60, f"{session}'s turn ended",
+        lambda: run.log.turns_ended(session) == 1,
+        60,
+        f"{session}'s turn ended",
         diagnose=lambda: run.worker.tail() + "\n" + run.log.summary([session]),
     )
     return run.log.of(session)
@@ -174,7 +188,9 @@ async def _projected(run: Run, session: str, count: int) -> list[dict[str, Any]]
                 "SELECT model, model_requested, fallback_used, attempts, cost_nanos, "
                 "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens "
                 "FROM llm_calls WHERE session_id = %s AND status = 'completed' "
-                "ORDER BY requested_seq", (session,))
+                "ORDER BY requested_seq",
+                (session,),
+            )
             found = await cur.fetchall()
         return found if len(found) == count else None
 
@@ -201,7 +217,9 @@ async def test_claude_overloaded_falls_back_to_openai_priced_at_openai_prices(
         assert call.cost_nanos == cost_nanos(BUILTIN.info(GPT), call.usage) > 0
     rows = await _projected(fresh, "xv-openai", 2)
     assert [(r["model"], r["model_requested"], r["fallback_used"]) for r in rows] == [
-        (GPT, CLAUDE, True), (GPT, CLAUDE, True)]
+        (GPT, CLAUDE, True),
+        (GPT, CLAUDE, True),
+    ]
     assert [r["cost_nanos"] for r in rows] == [c.cost_nanos for c in calls]
     assert seq_problems(events) == []
 
@@ -229,7 +247,8 @@ async def test_with_openai_down_too_a_local_model_answers_at_no_cost(
     async with await psycopg.AsyncConnection.connect(fresh.database_url) as conn:
         cur = await conn.execute(
             "SELECT model, sum(cost_nanos) FROM cost_ledger WHERE session_id IN "
-            "('xv-openai', 'xv-local') GROUP BY model ORDER BY model")
+            "('xv-openai', 'xv-local') GROUP BY model ORDER BY model"
+        )
         spend = dict(await cur.fetchall())
     assert spend.keys() <= {GPT, LOCAL} and spend.get(LOCAL) == 0
 

@@ -44,12 +44,20 @@ async def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
 
 @pytest.mark.parametrize("command", ["session", "all"])
 async def test_a_worker_runs_a_custom_tool_named_by_import_path(
-    kafka_bootstrap: str, unique_prefix: str, names: TopicNames, database_url: str,
-    tmp_path: Path, command: str,
+    kafka_bootstrap: str,
+    unique_prefix: str,
+    names: TopicNames,
+    database_url: str,
+    tmp_path: Path,
+    command: str,
 ) -> None:
     env = worker_env(
-        kafka_bootstrap, unique_prefix, partitions=PARTITIONS, agents=DATA / "words.toml",
-        script=DATA / "words.script.yaml", sandbox=tmp_path / "sandbox",
+        kafka_bootstrap,
+        unique_prefix,
+        partitions=PARTITIONS,
+        agents=DATA / "words.toml",
+        script=DATA / "words.script.yaml",
+        sandbox=tmp_path / "sandbox",
         extra={"DATABASE_URL": database_url},  # `worker all` projects too
     )
     async with (
@@ -57,21 +65,25 @@ async def test_a_worker_runs_a_custom_tool_named_by_import_path(
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
-        worker = WorkerProcess("w1", env, tmp_path / "w1.log",
-                               argv=("-m", "turnlog", "worker", command))
+        worker = WorkerProcess(
+            "w1", env, tmp_path / "w1.log", argv=("-m", "turnlog", "worker", command)
+        )
         group.workers["w1"] = worker
         worker.start()
         await worker.wait_assigned(at_least=PARTITIONS)
         await send.request(user_message("wc-1", "how many words?", agent="words"))
         await log.wait_for(
-            lambda: log.turns_completed("wc-1") == 1, 60, "the words turn completed",
+            lambda: log.turns_completed("wc-1") == 1,
+            60,
+            "the words turn completed",
             diagnose=lambda: f"{log.summary(['wc-1'])}\n{worker.tail()}",
         )
 
     requested = [e.payload for e in log.of("wc-1", ToolCallRequested)]
     assert [
         (r.name, json.loads(r.arguments_json))
-        for r in requested if isinstance(r, ToolCallRequested)
+        for r in requested
+        if isinstance(r, ToolCallRequested)
     ] == [("word_count", {"text": "to be or not to be"})]
     results = [e.payload for e in log.of("wc-1", ToolCallCompleted)]
     assert [r.result for r in results if isinstance(r, ToolCallCompleted)] == [
@@ -91,15 +103,25 @@ def test_a_worker_naming_a_tool_it_cannot_import_exits_naming_it(
 ) -> None:
     agents = tmp_path / "agents.toml"
     agents.write_text(
-        (DATA / "words.toml").read_text(encoding="utf-8").replace(
-            '"examples.custom_tools:word_count"]', '"examples.custom_tools:wordcount"]'
-        ),
+        (DATA / "words.toml")
+        .read_text(encoding="utf-8")
+        .replace('"examples.custom_tools:word_count"]', '"examples.custom_tools:wordcount"]'),
         encoding="utf-8",
     )
-    env = worker_env(kafka_bootstrap, unique_prefix, agents=agents,
-                     script=DATA / "words.script.yaml", sandbox=tmp_path / "sandbox")
+    env = worker_env(
+        kafka_bootstrap,
+        unique_prefix,
+        agents=agents,
+        script=DATA / "words.script.yaml",
+        sandbox=tmp_path / "sandbox",
+    )
     done = subprocess.run(
-        [sys.executable, *WORKER_CLI], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, *WORKER_CLI],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert done.returncode == 1, done.stderr

@@ -60,8 +60,7 @@ def _seq_of(events: list[Event], kind: type, **match: Any) -> int:
     return next(
         e.seq
         for e in events
-        if isinstance(e.payload, kind)
-        and all(getattr(e.payload, k) == v for k, v in match.items())
+        if isinstance(e.payload, kind) and all(getattr(e.payload, k) == v for k, v in match.items())
     )
 
 
@@ -76,9 +75,7 @@ def _last_tool_results(events: list[Event], registry: AgentRegistry) -> dict[str
     state = fold([e for e in events if e.seq <= last.seq], last.session_id)
     request = build_llm_request(state, last.payload, registry)
     assert request.digest() == last.payload.request_digest
-    return {
-        b.call_id: b for b in request.messages[-1].content if isinstance(b, ToolResultBlock)
-    }
+    return {b.call_id: b for b in request.messages[-1].content if isinstance(b, ToolResultBlock)}
 
 
 async def _delegated(log: EventLog, parent: str) -> dict[str, ChildSessionRequested]:
@@ -118,7 +115,10 @@ async def test_parent_delegates_to_two_children_in_parallel_answers_from_both_co
 ) -> None:
     registry = load_agents()
     async with live_platform(
-        kafka_bootstrap, names, registry=registry, provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=registry,
+        provider=load_script("script.yaml"),
         sandbox=tmp_path,
     ) as live:
         parent = new_session_id("lead")
@@ -193,13 +193,14 @@ async def test_a_failed_child_fails_only_its_own_tool_call(
 ) -> None:
     registry = load_agents()
     async with live_platform(
-        kafka_bootstrap, names, registry=registry, provider=load_script("script.yaml"),
+        kafka_bootstrap,
+        names,
+        registry=registry,
+        provider=load_script("script.yaml"),
         sandbox=tmp_path,
     ) as live:
         parent = new_session_id("lead-broken")
-        await live.client.send(
-            parent, SendMessage("Please ask alpha and broken."), agent="lead"
-        )
+        await live.client.send(parent, SendMessage("Please ask alpha and broken."), agent="lead")
         children = await _delegated(live.log, parent)
         events = live.log.events(parent)
         assert payloads(events, TurnCompleted) and not payloads(events, TurnFailed), (

@@ -39,15 +39,26 @@ def test_demo_runs_to_the_end_and_its_session_is_in_kafka_and_postgres(
         "TURNLOG_SANDBOX_DIR": str(tmp_path),
         "PYTHONUNBUFFERED": "1",
     }
-    done = subprocess.run([sys.executable, "-m", "turnlog", "demo"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "turnlog", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     out = done.stdout
     assert done.returncode == 0, f"{out}\n{done.stderr}"
     for n in range(1, 7):
         assert f"[{n}/6]" in out
     assert "✗" not in out
-    for seen in ("✓ tool call (calculator)", "✓ approval (shell), shown then granted",
-                 "✓ delegation to the researcher", "✓ context compaction"):
+    for seen in (
+        "✓ tool call (calculator)",
+        "✓ approval (shell), shown then granted",
+        "✓ delegation to the researcher",
+        "✓ context compaction",
+    ):
         assert seen in out
     assert "⏸ approval needed for shell" in out and "approved by demo" in out
     assert "audit log intact" in out
@@ -57,13 +68,16 @@ def test_demo_runs_to_the_end_and_its_session_is_in_kafka_and_postgres(
 
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         session = conn.execute("SELECT * FROM sessions WHERE session_id = %s", (sid,)).fetchone()
-        approval = conn.execute("SELECT * FROM approvals WHERE session_id = %s",
-                                (sid,)).fetchone()
-        compactions = conn.execute("SELECT strategy FROM compactions WHERE session_id = %s",
-                                   (sid,)).fetchall()
-        child = conn.execute("SELECT s.agent, s.turns_completed FROM session_links l JOIN "
-                             "sessions s ON s.session_id = l.child_session_id "
-                             "WHERE l.parent_session_id = %s", (sid,)).fetchone()
+        approval = conn.execute("SELECT * FROM approvals WHERE session_id = %s", (sid,)).fetchone()
+        compactions = conn.execute(
+            "SELECT strategy FROM compactions WHERE session_id = %s", (sid,)
+        ).fetchall()
+        child = conn.execute(
+            "SELECT s.agent, s.turns_completed FROM session_links l JOIN "
+            "sessions s ON s.session_id = l.child_session_id "
+            "WHERE l.parent_session_id = %s",
+            (sid,),
+        ).fetchone()
     assert session is not None and session["turns_completed"] == 4
     assert approval is not None
     assert (approval["outcome"], approval["decided_by"]) == ("granted", "demo")
@@ -73,8 +87,9 @@ def test_demo_runs_to_the_end_and_its_session_is_in_kafka_and_postgres(
     assert re.search(rf"{re.escape(sid)}\s+assistant\s+\d+\s+0\.\d{{6}}\s+0\.\d{{6}}", out)
 
     # The follow-up command the demo suggests works on what it left behind.
-    verify = cli({**env, "TURNLOG_AGENTS": str(DEMO_AGENTS)}, "replay", sid, "--verify",
-                 "--no-timeline")
+    verify = cli(
+        {**env, "TURNLOG_AGENTS": str(DEMO_AGENTS)}, "replay", sid, "--verify", "--no-timeline"
+    )
     assert verify.exit_code == 0, verify.output
     assert "verify: OK" in verify.output and "1 compaction(s)" in verify.output
 
@@ -87,8 +102,10 @@ def fresh_broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[str]:
     once it answers."""
     shared = _kafka.paths(load_settings())
     settings = load_settings(
-        state_dir=tmp_path / "state", dev_kafka_port=free_port(),
-        dev_kafka_controller_port=free_port(), dev_kafka_heap="384m",
+        state_dir=tmp_path / "state",
+        dev_kafka_port=free_port(),
+        dev_kafka_controller_port=free_port(),
+        dev_kafka_heap="384m",
     )
     own = _kafka.paths(settings)
     own.root.mkdir(parents=True)
@@ -96,8 +113,11 @@ def fresh_broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[str]:
     bootstrap = f"127.0.0.1:{settings.dev_kafka_port}"
     _kafka.start(settings)
     try:
-        wait_until(lambda: _kafka.probe(bootstrap, timeout=2.0) is not None, 120,
-                   "the test's own broker answers")
+        wait_until(
+            lambda: _kafka.probe(bootstrap, timeout=2.0) is not None,
+            120,
+            "the test's own broker answers",
+        )
         yield bootstrap
     finally:
         current = _kafka.managed_pid(settings)
@@ -122,8 +142,15 @@ def test_the_demo_on_a_fresh_broker_prints_no_coordinator_errors_and_its_json_re
         "TURNLOG_SANDBOX_DIR": str(tmp_path / "sandbox"),
         "PYTHONUNBUFFERED": "1",
     }
-    done = subprocess.run([sys.executable, "-m", "turnlog", "demo", "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "turnlog", "demo", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     assert "audit log intact" in done.stderr  # the walkthrough
     assert "Coordinator" not in done.stderr, done.stderr
@@ -132,14 +159,17 @@ def test_the_demo_on_a_fresh_broker_prints_no_coordinator_errors_and_its_json_re
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["turns"] == 4
     assert result["checks"] == {
-        "tool call (calculator)": True, "approval (shell), shown then granted": True,
-        "delegation to the researcher": True, "context compaction": True,
+        "tool call (calculator)": True,
+        "approval (shell), shown then granted": True,
+        "delegation to the researcher": True,
+        "context compaction": True,
     }
     assert len(result["children"]) == 1
-    assert {r["session_id"] for r in result["costs"]} == {result["session_id"],
-                                                          *result["children"]}
+    assert {r["session_id"] for r in result["costs"]} == {result["session_id"], *result["children"]}
     assert result["audit"]["rows"] >= result["last_seq"]
     with psycopg.connect(scratch_database_url) as conn:
-        row = conn.execute("SELECT agent, turns_completed, last_seq FROM sessions "
-                           "WHERE session_id = %s", (result["session_id"],)).fetchone()
+        row = conn.execute(
+            "SELECT agent, turns_completed, last_seq FROM sessions WHERE session_id = %s",
+            (result["session_id"],),
+        ).fetchone()
     assert row == ("assistant", 4, result["last_seq"])

@@ -36,8 +36,13 @@ def claude_like(request: RecordedRequest) -> FakeMessage:
     body = request.body
     system = " ".join(_texts(body.get("system") or ""))
     last = body["messages"][-1]
-    results = [b for b in last["content"] if isinstance(last["content"], list)
-               and isinstance(b, dict) and b.get("type") == "tool_result"]
+    results = [
+        b
+        for b in last["content"]
+        if isinstance(last["content"], list)
+        and isinstance(b, dict)
+        and b.get("type") == "tool_result"
+    ]
     if "summary" in system.lower() or "compress" in system.lower():
         return FakeMessage("The user asked for arithmetic, a file listing and research.")
     if results:
@@ -52,9 +57,18 @@ def claude_like(request: RecordedRequest) -> FakeMessage:
     if "list the files" in said:
         return FakeMessage("", tool_uses=[FakeToolUse("shell", {"command": "ls"})])
     if "research" in said:
-        return FakeMessage("", tool_uses=[FakeToolUse(
-            "delegate", {"agent": "researcher",
-                         "task": "Find out who created Apache Kafka, in one sentence."})])
+        return FakeMessage(
+            "",
+            tool_uses=[
+                FakeToolUse(
+                    "delegate",
+                    {
+                        "agent": "researcher",
+                        "task": "Find out who created Apache Kafka, in one sentence.",
+                    },
+                )
+            ],
+        )
     return FakeMessage("Noted; I will keep these design notes in mind.")
 
 
@@ -63,8 +77,7 @@ def test_demo_with_an_api_key_runs_on_claude_models(
 ) -> None:
     with FakeAnthropicServer(api_key=FAKE_API_KEY) as server:
         server.respond_with(claude_like)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("ANTHROPIC_", "TURNLOG_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TURNLOG_"))}
         env |= server.env() | {
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
             "DATABASE_URL": database_url,
@@ -72,16 +85,27 @@ def test_demo_with_an_api_key_runs_on_claude_models(
             "TURNLOG_PARTITIONS": "4",
             "TURNLOG_SANDBOX_DIR": str(tmp_path),
         }
-        done = subprocess.run([sys.executable, "-m", "turnlog", "demo"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=240, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "turnlog", "demo"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
         out = done.stdout + done.stderr
         assert done.returncode == 0, out
         models = {r.model for r in server.requests}
 
     assert "demo_agents.claude.toml" in out and "models: Claude" in out
     assert "✗" not in out
-    for seen in ("✓ tool call (calculator)", "✓ approval (shell), shown then granted",
-                 "✓ delegation to the researcher", "✓ context compaction"):
+    for seen in (
+        "✓ tool call (calculator)",
+        "✓ approval (shell), shown then granted",
+        "✓ delegation to the researcher",
+        "✓ context compaction",
+    ):
         assert seen in out
     assert models == {"claude-haiku-4-5"}
     assert re.search(r"← claude-haiku-4-5 answered in \d+ ms", out)

@@ -21,7 +21,6 @@ from turnlog.replay import load_session_log, replay
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 def _platform(bootstrap: str, names: TopicNames, tmp_path: Path):  # type: ignore[no-untyped-def]
     return live_platform(
         bootstrap,

@@ -38,8 +38,10 @@ async def _read_to_end(
     )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)
-                      or await _partitions(consumer, topic)]
+        partitions = [
+            TopicPartition(topic, p)
+            for p in consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+        ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
@@ -102,7 +104,9 @@ async def test_transactional_producer_commit_and_abort(
 # --- Kafka: topics ensure ---------------------------------------------------------------
 
 
-async def _describe(bootstrap: str, names: list[str]) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
+async def _describe(
+    bootstrap: str, names: list[str]
+) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -157,10 +161,15 @@ async def test_topics_ensure_reports_and_fixes_drift(
     await admin.start()
     try:
         # Someone shortened the retention of the source of truth by hand.
-        await admin.alter_configs([ConfigResource(
-            ConfigResourceType.TOPIC, names.events,
-            {**expected_configs(TOPIC_SPECS[1]), "retention.ms": "3600000"},
-        )])
+        await admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    names.events,
+                    {**expected_configs(TOPIC_SPECS[1]), "retention.ms": "3600000"},
+                )
+            ]
+        )
         async with asyncio.timeout(30):  # the broker applies it a moment later
             while (await _describe(kafka_bootstrap, [names.events]))[1][names.events][
                 "retention.ms"

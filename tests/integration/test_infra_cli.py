@@ -13,7 +13,10 @@ from tests.conftest import TEST_PARTITIONS
 def turnlog(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "turnlog", *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={**os.environ, **env},
     )
 
@@ -33,8 +36,11 @@ def test_bad_setting_fails_naming_the_variable() -> None:
 
 
 def test_topics_ensure_twice(kafka_bootstrap: str, unique_prefix: str) -> None:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TURNLOG_TOPIC_PREFIX": unique_prefix,
-           "TURNLOG_PARTITIONS": str(TEST_PARTITIONS)}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TURNLOG_TOPIC_PREFIX": unique_prefix,
+        "TURNLOG_PARTITIONS": str(TEST_PARTITIONS),
+    }
     first = turnlog("topics", "ensure", **env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("created") == 7
@@ -76,8 +82,12 @@ def _json(result: subprocess.CompletedProcess[str]) -> object:
 
 
 def test_settings_json_masks_the_secrets() -> None:
-    result = turnlog("settings", "--json", DATABASE_URL="postgresql://u:hunter2@db:5432/t",
-                     ANTHROPIC_API_KEY="sk-ant-secret")
+    result = turnlog(
+        "settings",
+        "--json",
+        DATABASE_URL="postgresql://u:hunter2@db:5432/t",
+        ANTHROPIC_API_KEY="sk-ant-secret",
+    )
     assert result.returncode == 0, result.stderr
     shown = _json(result)
     assert isinstance(shown, dict)
@@ -88,8 +98,11 @@ def test_settings_json_masks_the_secrets() -> None:
 
 
 def test_topics_ensure_and_names_json(kafka_bootstrap: str, unique_prefix: str) -> None:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TURNLOG_TOPIC_PREFIX": unique_prefix,
-           "TURNLOG_PARTITIONS": str(TEST_PARTITIONS)}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TURNLOG_TOPIC_PREFIX": unique_prefix,
+        "TURNLOG_PARTITIONS": str(TEST_PARTITIONS),
+    }
     names = _json(turnlog("topics", "names", "--json", **env))
     assert isinstance(names, dict) and len(names) == 7
     assert names["events"] == f"{unique_prefix}turnlog.events"
@@ -101,8 +114,12 @@ def test_topics_ensure_and_names_json(kafka_bootstrap: str, unique_prefix: str) 
     assert drifted.returncode == 2
     report = _json(drifted)
     assert isinstance(report, dict) and report["ok"] is False and report["created"] == []
-    assert {"topic": names["events"], "setting": "partitions", "expected": "1",
-            "actual": str(TEST_PARTITIONS)} in report["drift"]
+    assert {
+        "topic": names["events"],
+        "setting": "partitions",
+        "expected": "1",
+        "actual": str(TEST_PARTITIONS),
+    } in report["drift"]
 
 
 def test_db_migrate_and_status_json(scratch_database_url: str) -> None:
@@ -114,4 +131,3 @@ def test_db_migrate_and_status_json(scratch_database_url: str) -> None:
     assert again == {"applied": []}
     status = _json(turnlog("db", "status", "--json", DATABASE_URL=scratch_database_url))
     assert status == [{"name": name, "state": "applied"} for name in applied["applied"]]
-

@@ -20,7 +20,12 @@ def _turnlog(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     return subprocess.run(
         [sys.executable, "-m", "turnlog", "dev", "kafka-cli", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -29,8 +34,9 @@ async def test_consumer_groups_and_topics_are_listed_by_kafkas_own_tools(
 ) -> None:
     names = (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=2)).names
     group = f"{unique_prefix}cli-group"
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tp = TopicPartition(names.events, 0)
@@ -64,9 +70,13 @@ def test_every_tool_names_a_class_of_the_fetched_jars() -> None:
     classes = set()
     for jar in Path(tools_dir).glob("kafka-tools-*.jar"):
         with zipfile.ZipFile(jar) as archive:
-            classes |= {n[:-6].replace("/", ".") for n in archive.namelist()
-                        if n.endswith(".class")}
+            classes |= {
+                n[:-6].replace("/", ".") for n in archive.namelist() if n.endswith(".class")
+            }
     assert classes, f"no kafka-tools jar in {tools_dir}"
-    missing = {name: tool.main_class for name, tool in _tools.TOOLS.items()
-               if tool.main_class not in classes}
+    missing = {
+        name: tool.main_class
+        for name, tool in _tools.TOOLS.items()
+        if tool.main_class not in classes
+    }
     assert not missing, missing

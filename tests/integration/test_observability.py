@@ -89,13 +89,17 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def serve(kafka_bootstrap: str, topic_prefix: str, tmp: Path,
-          **env_args: object) -> Iterator[Served]:
+def serve(
+    kafka_bootstrap: str, topic_prefix: str, tmp: Path, **env_args: object
+) -> Iterator[Served]:
     prefix = f"{topic_prefix}{secrets.token_hex(3)}."
     names = asyncio.run(ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)).names
     with OtlpReceiver() as receiver:
         env = worker_env(
-            kafka_bootstrap, prefix, partitions=PARTITIONS, sandbox=tmp,
+            kafka_bootstrap,
+            prefix,
+            partitions=PARTITIONS,
+            sandbox=tmp,
             **env_args,  # type: ignore[arg-type]
             extra={
                 "OTEL_TRACES_EXPORTER": "otlp",
@@ -114,41 +118,56 @@ def serve(kafka_bootstrap: str, topic_prefix: str, tmp: Path,
 
 
 @pytest.fixture(scope="module")
-def served(kafka_bootstrap: str, topic_prefix: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     """A traced worker serving the calc agent (tests/data/agents.toml)."""
     tmp = tmp_path_factory.mktemp("observability")
-    yield from serve(kafka_bootstrap, topic_prefix, tmp,
-                     script=scripted_script(tmp, latency_ms=5))
+    yield from serve(kafka_bootstrap, topic_prefix, tmp, script=scripted_script(tmp, latency_ms=5))
 
 
 @pytest.fixture(scope="module")
-def served_slow(kafka_bootstrap: str, topic_prefix: str,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served_slow(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     """A traced worker whose scripted model answers after 20 s (cancels catch it)."""
     tmp = tmp_path_factory.mktemp("observability-slow")
-    yield from serve(kafka_bootstrap, topic_prefix, tmp, agents=DATA / "live" / "agents.toml",
-                     script=scripted_script(tmp, latency_ms=20_000,
-                                            source=DATA / "live" / "script.yaml"))
+    yield from serve(
+        kafka_bootstrap,
+        topic_prefix,
+        tmp,
+        agents=DATA / "live" / "agents.toml",
+        script=scripted_script(tmp, latency_ms=20_000, source=DATA / "live" / "script.yaml"),
+    )
 
 
 @pytest.fixture(scope="module")
-def served_live(kafka_bootstrap: str, topic_prefix: str,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served_live(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     """A traced worker serving the live agents (approvals, delegation)."""
     tmp = tmp_path_factory.mktemp("observability-live")
-    yield from serve(kafka_bootstrap, topic_prefix, tmp, agents=DATA / "live" / "agents.toml",
-                     script=DATA / "live" / "script.yaml")
+    yield from serve(
+        kafka_bootstrap,
+        topic_prefix,
+        tmp,
+        agents=DATA / "live" / "agents.toml",
+        script=DATA / "live" / "script.yaml",
+    )
 
 
-async def produce(bootstrap: str, names: TopicNames, request: object,
-                  headers: list[tuple[str, bytes]]) -> None:
+async def produce(
+    bootstrap: str, names: TopicNames, request: object, headers: list[tuple[str, bytes]]
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(names.requests, value=encode_request(request),  # type: ignore[arg-type]
-                                     key=request.session_id.encode(),  # type: ignore[attr-defined]
-                                     headers=headers)
+        await producer.send_and_wait(
+            names.requests,
+            value=encode_request(request),  # type: ignore[arg-type]
+            key=request.session_id.encode(),  # type: ignore[attr-defined]
+            headers=headers,
+        )
     finally:
         await producer.stop()
 
@@ -170,22 +189,36 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
     trace, client_span = client_tp.split("-")[1], client_tp.split("-")[2]
     sid = f"obs-{secrets.token_hex(3)}"
     async with EventLog(kafka_bootstrap, names.events) as log:
-        await produce(kafka_bootstrap, names, user_message(sid, "what is 6*7?", agent="calc"),
-                      [("traceparent", client_tp.encode()),
-                       ("tracestate", b"vendor=abc,other=x1")])
+        await produce(
+            kafka_bootstrap,
+            names,
+            user_message(sid, "what is 6*7?", agent="calc"),
+            [("traceparent", client_tp.encode()), ("tracestate", b"vendor=abc,other=x1")],
+        )
         await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "the turn")
     events = log.of(sid)
 
     def whole_tree() -> list[ReceivedSpan] | None:
         spans = receiver.spans(trace)
         names_seen = [s.name for s in spans]
-        return spans if (sum(n.startswith("process ") for n in names_seen) == 4
-                         and sum(n.startswith("chat ") for n in names_seen) == 2
-                         and sum(n.startswith("execute_tool ") for n in names_seen) == 1) else None
+        return (
+            spans
+            if (
+                sum(n.startswith("process ") for n in names_seen) == 4
+                and sum(n.startswith("chat ") for n in names_seen) == 2
+                and sum(n.startswith("execute_tool ") for n in names_seen) == 1
+            )
+            else None
+        )
 
-    spans = await wait_until(whole_tree, 30, "the turn's 7 spans at the OTLP receiver",
-                             diagnose=lambda: "\n".join(f"{s.name} {s.span_id} <- {s.parent_span_id}"
-                                                        for s in receiver.spans()))
+    spans = await wait_until(
+        whole_tree,
+        30,
+        "the turn's 7 spans at the OTLP receiver",
+        diagnose=lambda: "\n".join(
+            f"{s.name} {s.span_id} <- {s.parent_span_id}" for s in receiver.spans()
+        ),
+    )
     assert len(spans) == 7, [s.name for s in spans]
     # One tree: the first input's parent is the client's span; every other span's parent
     # is a span of the tree.
@@ -194,8 +227,12 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
     assert [(r.name, r.parent_span_id) for r in roots] == [("process SendMessage", client_span)]
     last = next(s for s in spans if "TurnCompleted" in s.attributes.get("turnlog.event_types", ()))
     assert [s.name for s in chain(spans, last)] == [
-        "process SendMessage", f"chat {events_model(events)}", "process CompleteLlmCall",
-        "execute_tool calculator", "process CompleteToolCall", f"chat {events_model(events)}",
+        "process SendMessage",
+        f"chat {events_model(events)}",
+        "process CompleteLlmCall",
+        "execute_tool calculator",
+        "process CompleteToolCall",
+        f"chat {events_model(events)}",
         "process CompleteLlmCall",
     ]
     # The worker's inputs are consumer spans, the LLM calls client spans, from one service.
@@ -209,8 +246,10 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
     # GenAI semantic conventions on the LLM spans, equal to what the log recorded.
     completed = [e.payload for e in events if isinstance(e.payload, LlmCallCompleted)]
     requested = [e.payload for e in events if isinstance(e.payload, LlmCallRequested)]
-    chats = sorted((s for s in spans if s.name.startswith("chat ")),
-                   key=lambda s: s.attributes["turnlog.effect_id"])
+    chats = sorted(
+        (s for s in spans if s.name.startswith("chat ")),
+        key=lambda s: s.attributes["turnlog.effect_id"],
+    )
     for span in chats:
         call = next(c for c in completed if c.call_id == span.attributes["turnlog.effect_id"])
         req = next(r for r in requested if r.call_id == call.call_id)
@@ -238,14 +277,20 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
         assert tp is not None and trace_id(tp) == trace, f"seq {ev.seq}: {tp}"
         header_spans.add(tp.split("-")[2])
     assert header_spans == process_ids
-    records = [r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()]
+    records = [
+        r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()
+    ]
     assert {dict(r.headers).get("tracestate") for r in records} == {b"vendor=abc,other=x1"}
     # The effects' log lines name their trace and span: logs and traces correlate.
-    reported = [r for r in served.worker.log_records(this_start=False)
-                if r.get("event") == "effect.reported" and r.get("session_id") == sid]
+    reported = [
+        r
+        for r in served.worker.log_records(this_start=False)
+        if r.get("event") == "effect.reported" and r.get("session_id") == sid
+    ]
     assert len(reported) == 3
     assert {(r["trace_id"], r["span_id"]) for r in reported} == {
-        (trace, s.span_id) for s in spans if not s.name.startswith("process ")}
+        (trace, s.span_id) for s in spans if not s.name.startswith("process ")
+    }
 
     # /metrics: the turn's facts, counted once.
     model = events_model(events)
@@ -274,11 +319,13 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
     # with this model when run first; compare increments around a second turn instead.
     before = m
     async with EventLog(kafka_bootstrap, names.events) as log2:
-        await produce(kafka_bootstrap, names,
-                      user_message(sid, "again: 6*7?", turn=2), [])
+        await produce(kafka_bootstrap, names, user_message(sid, "again: 6*7?", turn=2), [])
         await log2.wait_for(lambda: log2.turns_completed(sid) == 2, 60, "turn 2")
-    second = next(e.payload for e in log2.of(sid)
-                  if isinstance(e.payload, TurnCompleted) and e.payload.turn_no == 2)
+    second = next(
+        e.payload
+        for e in log2.of(sid)
+        if isinstance(e.payload, TurnCompleted) and e.payload.turn_no == 2
+    )
 
     async def after_turn_2() -> dict | None:  # type: ignore[type-arg]
         found = samples(http_get(served.port, "/metrics")[1])
@@ -290,14 +337,21 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
     def delta(name: str, labels: tuple[tuple[str, str], ...]) -> float:
         return m2.get((name, labels), 0.0) - before.get((name, labels), 0.0)
 
-    assert delta("turnlog_llm_tokens_total", (("model", model), ("type", "input"))) == \
-        second.usage.input_tokens
-    assert delta("turnlog_llm_tokens_total", (("model", model), ("type", "output"))) == \
-        second.usage.output_tokens
-    assert delta("turnlog_llm_tokens_total", (("model", model), ("type", "cache_read"))) == \
-        second.usage.cache_read_tokens
-    assert delta("turnlog_llm_cost_usd_total", (("model", model),)) == \
-        pytest.approx(second.cost_nanos / 1e9)
+    assert (
+        delta("turnlog_llm_tokens_total", (("model", model), ("type", "input")))
+        == second.usage.input_tokens
+    )
+    assert (
+        delta("turnlog_llm_tokens_total", (("model", model), ("type", "output")))
+        == second.usage.output_tokens
+    )
+    assert (
+        delta("turnlog_llm_tokens_total", (("model", model), ("type", "cache_read")))
+        == second.usage.cache_read_tokens
+    )
+    assert delta("turnlog_llm_cost_usd_total", (("model", model),)) == pytest.approx(
+        second.cost_nanos / 1e9
+    )
     assert delta("turnlog_llm_calls_total", (("model", model), ("outcome", "completed"))) == 2
     assert delta("turnlog_inputs_total", ()) == 4
     assert turn.cost_nanos > 0
@@ -324,21 +378,28 @@ async def test_an_invalid_traceparent_is_replaced_not_propagated(
     names = served.names
     sid = f"bad-{secrets.token_hex(3)}"
     async with EventLog(kafka_bootstrap, names.events) as log:
-        await produce(kafka_bootstrap, names, user_message(sid, "what is 6*7?", agent="calc"),
-                      [("traceparent", header.encode()), ("tracestate", b"vendor=abc")])
+        await produce(
+            kafka_bootstrap,
+            names,
+            user_message(sid, "what is 6*7?", agent="calc"),
+            [("traceparent", header.encode()), ("tracestate", b"vendor=abc")],
+        )
         await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, f"the turn ({why})")
     bad_trace = header.split("-")[1].lower()
     traces = {trace_id(tp) for _, tp in log.traceparents(sid)}
     assert len(traces) == 1, traces
     (trace,) = traces
     assert trace is not None and trace not in (bad_trace, "0" * 32), why
-    records = [r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()]
+    records = [
+        r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()
+    ]
     assert all("tracestate" not in dict(r.headers) for r in records), "tracestate kept"
     # With tracing on, the worker started a trace of its own: its first span is a root.
 
     def first_span() -> ReceivedSpan | None:
-        return next((s for s in served.receiver.spans(trace)
-                     if s.name == "process SendMessage"), None)
+        return next(
+            (s for s in served.receiver.spans(trace) if s.name == "process SendMessage"), None
+        )
 
     span = await wait_until(first_span, 30, "the input span of the replaced trace")
     assert span.parent_span_id == "" and span.trace_state == ""
@@ -351,11 +412,17 @@ async def test_an_invalid_tracestate_is_dropped_and_the_traceparent_kept(
     sid = f"state-{secrets.token_hex(3)}"
     tp = new_traceparent()
     async with EventLog(kafka_bootstrap, names.events) as log:
-        await produce(kafka_bootstrap, names, user_message(sid, "what is 6*7?", agent="calc"),
-                      [("traceparent", tp.encode()), ("tracestate", b"Bad Key=1,vendor=abc")])
+        await produce(
+            kafka_bootstrap,
+            names,
+            user_message(sid, "what is 6*7?", agent="calc"),
+            [("traceparent", tp.encode()), ("tracestate", b"Bad Key=1,vendor=abc")],
+        )
         await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "the turn")
     assert {trace_id(t) for _, t in log.traceparents(sid)} == {trace_id(tp)}
-    records = [r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()]
+    records = [
+        r for r in await read_records(kafka_bootstrap, names.events) if r.key == sid.encode()
+    ]
     assert records and all("tracestate" not in dict(r.headers) for r in records)
 
 
@@ -374,15 +441,24 @@ async def test_an_approval_wait_is_a_span_and_the_decision_continues_the_turn_tr
     turn_tp, decider_tp = new_traceparent(), new_traceparent()
     trace = turn_tp.split("-")[1]
     async with EventLog(kafka_bootstrap, names.events) as log:
-        await produce(kafka_bootstrap, names,
-                      user_message(sid, "approval-pair please", agent="approver"),
-                      [("traceparent", turn_tp.encode())])
+        await produce(
+            kafka_bootstrap,
+            names,
+            user_message(sid, "approval-pair please", agent="approver"),
+            [("traceparent", turn_tp.encode())],
+        )
         await log.wait_for(lambda: log.of(sid, ApprovalRequested), 60, "the approval request")
         (asked,) = [e.payload for e in log.of(sid, ApprovalRequested)]
-        await produce(kafka_bootstrap, names,
-                      request_for(sid, DecideApproval(call_id=asked.call_id, approved=True,
-                                                      decided_by="alice"), f"{sid}:decide"),
-                      [("traceparent", decider_tp.encode())])
+        await produce(
+            kafka_bootstrap,
+            names,
+            request_for(
+                sid,
+                DecideApproval(call_id=asked.call_id, approved=True, decided_by="alice"),
+                f"{sid}:decide",
+            ),
+            [("traceparent", decider_tp.encode())],
+        )
         await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "the turn")
 
     def spans_in() -> list[ReceivedSpan] | None:
@@ -391,12 +467,17 @@ async def test_an_approval_wait_is_a_span_and_the_decision_continues_the_turn_tr
         wanted = {"approval shell", "process DecideApproval", "execute_tool shell"}
         return spans if wanted <= names_seen else None
 
-    spans = await wait_until(spans_in, 30, "the approval's spans",
-                             diagnose=lambda: str([s.name for s in receiver.spans(trace)]))
+    spans = await wait_until(
+        spans_in,
+        30,
+        "the approval's spans",
+        diagnose=lambda: str([s.name for s in receiver.spans(trace)]),
+    )
     by_name = {s.name: s for s in spans}
     wait, decide = by_name["approval shell"], by_name["process DecideApproval"]
-    asker = next(s for s in spans
-                 if "ApprovalRequested" in s.attributes.get("turnlog.event_types", ""))
+    asker = next(
+        s for s in spans if "ApprovalRequested" in s.attributes.get("turnlog.event_types", "")
+    )
     # The wait hangs under the input that asked; the decision under the wait, linked to
     # the decider's own trace; the tool call runs under the decision.
     assert wait.parent_span_id == asker.span_id
@@ -419,31 +500,42 @@ async def test_a_delegation_is_an_invoke_agent_span_with_the_child_session_benea
     tp = new_traceparent()
     trace = tp.split("-")[1]
     async with EventLog(kafka_bootstrap, names.events) as log:
-        await produce(kafka_bootstrap, names,
-                      user_message(sid, "Please ask alpha and beta.", agent="lead"),
-                      [("traceparent", tp.encode())])
+        await produce(
+            kafka_bootstrap,
+            names,
+            user_message(sid, "Please ask alpha and beta.", agent="lead"),
+            [("traceparent", tp.encode())],
+        )
         await log.wait_for(lambda: log.turns_completed(sid) == 1, 90, "the lead's turn")
-        children = {e.payload.agent: e.payload.child_session_id
-                    for e in log.of(sid, ChildSessionRequested)}
+        children = {
+            e.payload.agent: e.payload.child_session_id for e in log.of(sid, ChildSessionRequested)
+        }
     assert set(children) == {"alpha", "beta"}
 
     def spans_in() -> list[ReceivedSpan] | None:
         spans = receiver.spans(trace)
-        child_inputs = [s for s in spans if s.attributes.get("turnlog.session_id")
-                        in children.values()]
-        done = sum("TurnCompleted" in s.attributes.get("turnlog.event_types", "")
-                   for s in spans)
+        child_inputs = [
+            s for s in spans if s.attributes.get("turnlog.session_id") in children.values()
+        ]
+        done = sum("TurnCompleted" in s.attributes.get("turnlog.event_types", "") for s in spans)
         return spans if len(child_inputs) >= 4 and done == 3 else None
 
-    spans = await wait_until(spans_in, 30, "the delegation's spans",
-                             diagnose=lambda: str([s.name for s in receiver.spans(trace)]))
+    spans = await wait_until(
+        spans_in,
+        30,
+        "the delegation's spans",
+        diagnose=lambda: str([s.name for s in receiver.spans(trace)]),
+    )
     by_id = {s.span_id: s for s in spans}
     for agent, child in children.items():
         (invoke,) = [s for s in spans if s.name == f"invoke_agent {agent}"]
         assert invoke.kind == PRODUCER and invoke.attributes["gen_ai.agent.name"] == agent
         assert invoke.attributes["turnlog.child_session_id"] == child
-        first = next(s for s in spans if s.name == "process SendMessage"
-                     and s.attributes["turnlog.session_id"] == child)
+        first = next(
+            s
+            for s in spans
+            if s.name == "process SendMessage" and s.attributes["turnlog.session_id"] == child
+        )
         assert first.parent_span_id == invoke.span_id
         # The child's spans are all in the parent's trace, beneath its invoke_agent span.
         for span in spans:
@@ -464,24 +556,31 @@ async def test_an_expired_approval_ends_its_wait_and_the_tick_stays_in_the_turn_
     tp = new_traceparent()
     trace = tp.split("-")[1]
     async with EventLog(kafka_bootstrap, names.events) as log:
-        await produce(kafka_bootstrap, names,
-                      user_message(sid, "approval-pair please", agent="hasty"),
-                      [("traceparent", tp.encode())])
+        await produce(
+            kafka_bootstrap,
+            names,
+            user_message(sid, "approval-pair please", agent="hasty"),
+            [("traceparent", tp.encode())],
+        )
         # Nobody decides (approval_s = 1): the worker's ticker brings time to the core.
         await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "the turn")
 
     def spans_in() -> list[ReceivedSpan] | None:
         spans = receiver.spans(trace)
-        done = any("TurnCompleted" in s.attributes.get("turnlog.event_types", "")
-                   for s in spans)
+        done = any("TurnCompleted" in s.attributes.get("turnlog.event_types", "") for s in spans)
         return spans if done and any(s.name == "approval shell" for s in spans) else None
 
-    spans = await wait_until(spans_in, 30, "the expired approval's spans",
-                             diagnose=lambda: str([s.name for s in receiver.spans(trace)]))
+    spans = await wait_until(
+        spans_in,
+        30,
+        "the expired approval's spans",
+        diagnose=lambda: str([s.name for s in receiver.spans(trace)]),
+    )
     (wait,) = [s for s in spans if s.name == "approval shell"]
     assert wait.attributes["turnlog.approval.outcome"] == "expired"
-    expiring = next(s for s in spans
-                    if "ApprovalDenied" in s.attributes.get("turnlog.event_types", ""))
+    expiring = next(
+        s for s in spans if "ApprovalDenied" in s.attributes.get("turnlog.event_types", "")
+    )
     assert expiring.name == "process Tick"
     ids = {s.span_id for s in spans}
     assert expiring.parent_span_id in ids
@@ -496,13 +595,19 @@ async def test_a_cancel_continues_the_turn_trace_and_ends_the_running_call_span(
     turn_tp, canceller_tp = new_traceparent(), new_traceparent()
     trace = turn_tp.split("-")[1]
     async with EventLog(kafka_bootstrap, names.events) as log:
-        await produce(kafka_bootstrap, names,
-                      user_message(sid, "please think slowly", agent="slowpoke"),
-                      [("traceparent", turn_tp.encode())])
+        await produce(
+            kafka_bootstrap,
+            names,
+            user_message(sid, "please think slowly", agent="slowpoke"),
+            [("traceparent", turn_tp.encode())],
+        )
         await log.wait_for(lambda: log.of(sid, LlmCallRequested), 60, "the LLM call")
-        await produce(kafka_bootstrap, names,
-                      request_for(sid, CancelTurn(reason="stop"), f"{sid}:cancel"),
-                      [("traceparent", canceller_tp.encode())])
+        await produce(
+            kafka_bootstrap,
+            names,
+            request_for(sid, CancelTurn(reason="stop"), f"{sid}:cancel"),
+            [("traceparent", canceller_tp.encode())],
+        )
         await log.wait_for(lambda: log.of(sid, TurnCancelled), 60, "the cancel")
 
     def spans_in() -> list[ReceivedSpan] | None:
@@ -511,8 +616,12 @@ async def test_a_cancel_continues_the_turn_trace_and_ends_the_running_call_span(
         cancel = [s for s in spans if s.name == "process CancelTurn"]
         return spans if chat and cancel else None
 
-    spans = await wait_until(spans_in, 30, "the cancelled turn's spans",
-                             diagnose=lambda: str([s.name for s in receiver.spans(trace)]))
+    spans = await wait_until(
+        spans_in,
+        30,
+        "the cancelled turn's spans",
+        diagnose=lambda: str([s.name for s in receiver.spans(trace)]),
+    )
     (chat,) = [s for s in spans if s.name.startswith("chat ")]
     assert chat.attributes["turnlog.cancelled"] is True  # aborted, not left open
     (cancel,) = [s for s in spans if s.name == "process CancelTurn"]

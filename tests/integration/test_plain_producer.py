@@ -37,16 +37,30 @@ async def test_a_request_produced_with_only_fastavro_and_aiokafka_completes_a_tu
     script = scripted_script(tmp_path, latency_ms=0, source=DEMO_SCRIPT)
     session = "s-plain-producer"
     async with (
-        InProcessWorker(kafka_bootstrap, names, agents=DEMO_AGENTS, script=script,
-                        sandbox=tmp_path),
+        InProcessWorker(
+            kafka_bootstrap, names, agents=DEMO_AGENTS, script=script, sandbox=tmp_path
+        ),
         EventLog(kafka_bootstrap, names.events) as log,
     ):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-c", PROBE, "what is 17*23?", "--bootstrap",
-            kafka_bootstrap, "--topic", names.requests, "--session", session,
-            "--agent", "assistant", "--request-id", "plain-1",
+            sys.executable,
+            "-I",
+            "-c",
+            PROBE,
+            "what is 17*23?",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--topic",
+            names.requests,
+            "--session",
+            session,
+            "--agent",
+            "assistant",
+            "--request-id",
+            "plain-1",
             cwd=tmp_path,  # not the repository: nothing of turnlog is importable by path
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()
@@ -55,9 +69,12 @@ async def test_a_request_produced_with_only_fastavro_and_aiokafka_completes_a_tu
         assert not set(json.loads(modules)) & set(OURS), json.loads(modules)
         assert {"fastavro", "aiokafka"} <= set(json.loads(modules))
 
-        await log.wait_for(lambda: any(isinstance(e.payload, TurnCompleted)
-                                       for e in log.of(session)), 60, "the turn completed",
-                           diagnose=log.summary)
+        await log.wait_for(
+            lambda: any(isinstance(e.payload, TurnCompleted) for e in log.of(session)),
+            60,
+            "the turn completed",
+            diagnose=log.summary,
+        )
 
     events = log.of(session)
     assert isinstance(events[0].payload, SessionStarted)

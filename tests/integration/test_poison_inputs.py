@@ -95,17 +95,32 @@ def _sessions_on_one_partition(n: int, partitions: int = TEST_PARTITIONS) -> lis
 
 
 class Platform:
-    def __init__(self, names: TopicNames, worker: WorkerTask, log: EventLog, dlq: RawTail,
-                 provider: ScriptedProvider, producer: AIOKafkaProducer,
-                 registry: AgentRegistry) -> None:
+    def __init__(
+        self,
+        names: TopicNames,
+        worker: WorkerTask,
+        log: EventLog,
+        dlq: RawTail,
+        provider: ScriptedProvider,
+        producer: AIOKafkaProducer,
+        registry: AgentRegistry,
+    ) -> None:
         self.names, self.worker, self.log, self.dlq = names, worker, log, dlq
         self.provider, self.producer, self.registry = provider, producer, registry
 
-    def request(self, session_id: str, text: str, *, agent: str | None = "reader",
-                occurred_at: datetime | None = None) -> Request:
+    def request(
+        self,
+        session_id: str,
+        text: str,
+        *,
+        agent: str | None = "reader",
+        occurred_at: datetime | None = None,
+    ) -> Request:
         return Request(
-            request_id=f"r-{secrets.token_hex(6)}", session_id=session_id,
-            occurred_at=occurred_at or datetime.now(UTC), payload=SendMessage(text),
+            request_id=f"r-{secrets.token_hex(6)}",
+            session_id=session_id,
+            occurred_at=occurred_at or datetime.now(UTC),
+            payload=SendMessage(text),
             agent=agent,
         )
 
@@ -118,8 +133,13 @@ class Platform:
 
 @contextlib.asynccontextmanager
 async def platform(
-    bootstrap: str, names: TopicNames, tmp_path: Path, *, latency_ms: int = 0,
-    max_request_bytes: int | None = None, max_text_bytes: int | None = None,
+    bootstrap: str,
+    names: TopicNames,
+    tmp_path: Path,
+    *,
+    latency_ms: int = 0,
+    max_request_bytes: int | None = None,
+    max_text_bytes: int | None = None,
 ) -> AsyncIterator[Platform]:
     agents = tmp_path / "agents.toml"
     agents.write_text(AGENTS, encoding="utf-8")
@@ -132,20 +152,27 @@ async def platform(
     tools = builtin_registry()
     tools.register(nul_echo)
     definitions, file_tools = load_definitions(agents)
-    registry = AgentRegistry(definitions, {**file_tools, **tools.spec_map(["nul_echo"])},
-                             limits=limits)
+    registry = AgentRegistry(
+        definitions, {**file_tools, **tools.spec_map(["nul_echo"])}, limits=limits
+    )
     process = SessionProcess(
-        bootstrap=bootstrap, topics=names, partitions=TEST_PARTITIONS,
-        registry=registry, provider=provider, tools=tools,
+        bootstrap=bootstrap,
+        topics=names,
+        partitions=TEST_PARTITIONS,
+        registry=registry,
+        provider=provider,
+        tools=tools,
         tool_context=ToolSettings(sandbox_dir=sandbox, allowed_hosts=()),
-        tick_interval_s=0.1, client_id=f"poison-{secrets.token_hex(3)}",
+        tick_interval_s=0.1,
+        client_id=f"poison-{secrets.token_hex(3)}",
         max_request_bytes=max_request_bytes,
     )
     worker = WorkerTask(process)
     log, dlq = EventLog(bootstrap, names.events), RawTail(bootstrap, names.dlq)
     # A plain producer allowed to send whatever the requests topic accepts.
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                max_request_size=5 * 1024 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=5 * 1024 * 1024
+    )
     started: list[Any] = []
     try:
         for part in (log, dlq, producer):
@@ -172,8 +199,7 @@ async def _nul(bootstrap: str, names: TopicNames, tmp_path: Path) -> None:
     async with platform(bootstrap, names, tmp_path) as p:
         async with Client(bootstrap_servers=bootstrap, topic_prefix=_prefix(names)) as client:
             sent = await client.send_message("what is 6*7?\x00", agent="reader")
-            rejected = await p.log.wait_for_type(sent.session_id, RequestRejected,
-                                                 timeout=TIMEOUT)
+            rejected = await p.log.wait_for_type(sent.session_id, RequestRejected, timeout=TIMEOUT)
             assert "U+0000 (NUL)" in rejected.reason and "text" in rejected.reason
             assert p.log.of_type(sent.session_id, UserMessageReceived) == []
 
@@ -213,8 +239,11 @@ async def _sizes(bootstrap: str, names: TopicNames, tmp_path: Path) -> None:
         rejected = await p.log.wait_for_type(big, RequestRejected, timeout=TIMEOUT)
         assert "TURNLOG_MAX_TEXT_BYTES" in rejected.reason
         assert "1500000 bytes" in rejected.reason and "1048576" in rejected.reason
-        await p.dlq.wait_until(lambda: len(p.dlq.records) == 2,
-                               "the 2.5 MB request and the NUL session id in the DLQ", TIMEOUT)
+        await p.dlq.wait_until(
+            lambda: len(p.dlq.records) == 2,
+            "the 2.5 MB request and the NUL session id in the DLQ",
+            TIMEOUT,
+        )
         by_type = {r.headers["turnlog.error.type"]: r for r in p.dlq.records}
         assert "U+0000" in by_type["InvalidSessionId"].headers["turnlog.error.message"]
         dead = by_type["RequestTooLarge"]
@@ -238,9 +267,12 @@ async def _refused(bootstrap: str, names: TopicNames, tmp_path: Path) -> None:
     admin = _admin(bootstrap, 30_000)
     await admin.start()
     try:
-        await _alter_configs(admin, names.events,
-                             {**expected_configs(spec), "max.message.bytes": str(256 * 1024)},
-                             30.0)
+        await _alter_configs(
+            admin,
+            names.events,
+            {**expected_configs(spec), "max.message.bytes": str(256 * 1024)},
+            30.0,
+        )
     finally:
         await admin.close()
     refused, normal = _sessions_on_one_partition(2)
@@ -300,4 +332,3 @@ def test_deadlines_run_from_the_ingest_time_and_absurd_dates_are_rejected(
     kafka_bootstrap: str, names: TopicNames, tmp_path: Path
 ) -> None:
     asyncio.run(_clock(kafka_bootstrap, names, tmp_path))
-

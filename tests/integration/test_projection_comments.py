@@ -43,7 +43,8 @@ def test_every_table_view_function_and_column_has_a_comment(database_url: str) -
     missing += [f"column {table}.{column}" for table, column, text in columns if not text]
     missing += [f"function {signature}" for signature, text in functions if not text]
     assert not missing, (
-        "COMMENT ON missing for: " + ", ".join(missing)
+        "COMMENT ON missing for: "
+        + ", ".join(missing)
         + ". A migration that adds them must describe them (meaning, unit, filling event)."
     )
 

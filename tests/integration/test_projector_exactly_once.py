@@ -56,8 +56,9 @@ class Env:
 def env(kafka_bootstrap: str, unique_prefix: str, scratch_database_url: str) -> Env:
     migrate(scratch_database_url)
     names = asyncio.run(ensure_topics(kafka_bootstrap, unique_prefix, partitions=4)).names
-    return Env(kafka_bootstrap, unique_prefix, names, scratch_database_url,
-               role_url(scratch_database_url))
+    return Env(
+        kafka_bootstrap, unique_prefix, names, scratch_database_url, role_url(scratch_database_url)
+    )
 
 
 def _count(url: str, sql: str) -> int:
@@ -77,8 +78,9 @@ def workers(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait(10)
 
 
-def _start_worker(env: Env, workers: list[subprocess.Popen[bytes]], log: Path,
-                  *extra: str) -> subprocess.Popen[bytes]:
+def _start_worker(
+    env: Env, workers: list[subprocess.Popen[bytes]], log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
     environ = {
         **os.environ,
         "DATABASE_URL": env.app_url,
@@ -86,9 +88,24 @@ def _start_worker(env: Env, workers: list[subprocess.Popen[bytes]], log: Path,
         "TURNLOG_TOPIC_PREFIX": env.prefix,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "turnlog", "worker", "projector", "--max-records", "700",
-         "--session-timeout-ms", "6000", "--checkpoint-interval", "0.5", *extra],
-        cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
+        [
+            sys.executable,
+            "-m",
+            "turnlog",
+            "worker",
+            "projector",
+            "--max-records",
+            "700",
+            "--session-timeout-ms",
+            "6000",
+            "--checkpoint-interval",
+            "0.5",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
     )
     workers.append(proc)
     return proc
@@ -100,11 +117,14 @@ def _expected_rows(events: list[Event]) -> dict[str, int]:
     changes = Changes()
     for e in events:
         assert classify(sessions.get(e.session_id), e)[0] is Verdict.NEW
-        sessions[e.session_id] = fold(sessions.get(e.session_id), e, changes, partition=0,
-                                      offset=0, digest="")
+        sessions[e.session_id] = fold(
+            sessions.get(e.session_id), e, changes, partition=0, offset=0, digest=""
+        )
     counts = {
-        "events": len(changes.events), "sessions": len(sessions),
-        "entries": len(changes.entries), "session_links": len(changes.links),
+        "events": len(changes.events),
+        "sessions": len(sessions),
+        "entries": len(changes.entries),
+        "session_links": len(changes.links),
     }
     counts.update({t: len(rows) for t, rows in changes.patches.items()})
     return counts
@@ -128,10 +148,14 @@ def test_kill9_at_random_points_then_every_table_equals_a_clean_rebuild(
 
     async def produce() -> None:
         topic = env.names.events
-        await produce_events(env.bootstrap, topic, events[:half], transactional_id=f"{env.prefix}w1")
+        await produce_events(
+            env.bootstrap, topic, events[:half], transactional_id=f"{env.prefix}w1"
+        )
         await produce_aborted(env.bootstrap, topic, ghost + conflicting, f"{env.prefix}w2")
         await produce_events(env.bootstrap, topic, dups_a)
-        await produce_events(env.bootstrap, topic, events[half:], transactional_id=f"{env.prefix}w1")
+        await produce_events(
+            env.bootstrap, topic, events[half:], transactional_id=f"{env.prefix}w1"
+        )
         await produce_events(env.bootstrap, topic, dups_b, transactional_id=f"{env.prefix}w3")
 
     asyncio.run(produce())
@@ -145,8 +169,7 @@ def test_kill9_at_random_points_then_every_table_equals_a_clean_rebuild(
     marks = sorted(rng.sample(range(500, total - 2000), 5))
 
     def passed(mark: int, *procs: subprocess.Popen[bytes]) -> bool:
-        return (_count(env.app_url, count_events) >= mark
-                or any(p.poll() is not None for p in procs))
+        return _count(env.app_url, count_events) >= mark or any(p.poll() is not None for p in procs)
 
     for mark in marks[:4]:
         proc = _start_worker(env, workers, log)
@@ -160,8 +183,13 @@ def test_kill9_at_random_points_then_every_table_equals_a_clean_rebuild(
 
     before = assignments()
     first, second = _start_worker(env, workers, log), _start_worker(env, workers, log)
-    wait_until(lambda: assignments() >= before + 2 or first.poll() is not None
-               or second.poll() is not None, 120, "both workers to get partitions")
+    wait_until(
+        lambda: (
+            assignments() >= before + 2 or first.poll() is not None or second.poll() is not None
+        ),
+        120,
+        "both workers to get partitions",
+    )
     assert first.poll() is None and second.poll() is None, log.read_text()[-3000:]
     shared_from = _count(env.app_url, count_events)
     mark = min(total, max(marks[4], shared_from + 1000))
@@ -193,8 +221,9 @@ def test_kill9_at_random_points_then_every_table_equals_a_clean_rebuild(
     assert report.rows == total and report.checkpoints_matched == len(checkpoints) > 0
 
     # Every table equals a clean rebuild; the rebuild leaves the audit log alone.
-    config = ProjectorConfig(env.bootstrap, env.app_url, env.names.events,
-                             env.names.checkpoints, group_id=None)
+    config = ProjectorConfig(
+        env.bootstrap, env.app_url, env.names.events, env.names.checkpoints, group_id=None
+    )
     rebuilt = asyncio.run(rebuild(config))
     assert rebuilt.events_replayed == total
     assert rebuilt.checksums == incremental
@@ -207,8 +236,14 @@ def test_kill9_at_random_points_then_every_table_equals_a_clean_rebuild(
 def _session(sid: str, seqs: list[int], agent: str = "support") -> list[Event]:
     payloads = {1: SessionStarted(agent, "h")}
     return [
-        Event(event_id_for(sid, q), sid, q, T0, agent,
-              payloads.get(q) or (TurnStarted(q) if q % 2 == 0 else UserMessageReceived(f"m{q}")))
+        Event(
+            event_id_for(sid, q),
+            sid,
+            q,
+            T0,
+            agent,
+            payloads.get(q) or (TurnStarted(q) if q % 2 == 0 else UserMessageReceived(f"m{q}")),
+        )
         for q in seqs
     ]
 
@@ -249,11 +284,26 @@ def test_a_seq_gap_stops_its_partition_loudly_and_skips_nothing(
 
     # The worker command exits non-zero, naming the gap, for a fresh consumer too.
     result = subprocess.run(
-        [sys.executable, "-m", "turnlog", "worker", "projector", "--no-group",
-         "--consumer", "other"],
-        check=False, cwd=ROOT, capture_output=True, timeout=120,
-        env={**os.environ, "DATABASE_URL": app_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-             "TURNLOG_TOPIC_PREFIX": unique_prefix},
+        [
+            sys.executable,
+            "-m",
+            "turnlog",
+            "worker",
+            "projector",
+            "--no-group",
+            "--consumer",
+            "other",
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "DATABASE_URL": app_url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "TURNLOG_TOPIC_PREFIX": unique_prefix,
+        },
     )
     assert result.returncode != 0
     assert b"the next must be seq 3, got seq 4" in result.stderr
@@ -280,12 +330,23 @@ def test_a_different_event_at_a_projected_seq_stops_the_partition(
 def test_a_rebuild_while_a_worker_runs_converges_to_the_same_tables(env: Env) -> None:
     logs = generate(6000, seed=4, base=T0)
     early = list(interleave(logs[: len(logs) // 2], seed=4))
-    late = list(interleave(logs[len(logs) // 2:], seed=4))
-    worker_config = ProjectorConfig(env.bootstrap, env.app_url, env.names.events,
-                                    env.names.checkpoints, group_id=f"{env.prefix}projector",
-                                    max_records=200)
-    rebuild_config = ProjectorConfig(env.bootstrap, env.app_url, env.names.events,
-                                     env.names.checkpoints, group_id=None, max_records=200)
+    late = list(interleave(logs[len(logs) // 2 :], seed=4))
+    worker_config = ProjectorConfig(
+        env.bootstrap,
+        env.app_url,
+        env.names.events,
+        env.names.checkpoints,
+        group_id=f"{env.prefix}projector",
+        max_records=200,
+    )
+    rebuild_config = ProjectorConfig(
+        env.bootstrap,
+        env.app_url,
+        env.names.events,
+        env.names.checkpoints,
+        group_id=None,
+        max_records=200,
+    )
     total = len(early) + len(late)
 
     def projected(n: int) -> bool:
@@ -296,13 +357,19 @@ def test_a_rebuild_while_a_worker_runs_converges_to_the_same_tables(env: Env) ->
         worker = Projector(worker_config)
         task = asyncio.create_task(worker.run())
         try:
-            await async_wait_until(lambda: _ready(lambda: projected(len(early))), 60,
-                                   "the worker to project the first half")
+            await async_wait_until(
+                lambda: _ready(lambda: projected(len(early))),
+                60,
+                "the worker to project the first half",
+            )
             # More events arrive while the projections are rebuilt under the worker.
             await produce_events(env.bootstrap, env.names.events, late)
             await rebuild(rebuild_config)
-            await async_wait_until(lambda: _ready(lambda: projected(total)), 60,
-                                   "the worker and the replay to project everything")
+            await async_wait_until(
+                lambda: _ready(lambda: projected(total)),
+                60,
+                "the worker and the replay to project everything",
+            )
         finally:
             worker.stop()
             await task

@@ -55,8 +55,9 @@ def _terminate_app_backends(admin_url: str) -> int:
     return int(row[0])
 
 
-def _assert_exactly_once(bootstrap: str, names: Any, admin_url: str, app_url: str,
-                         config: ProjectorConfig, total: int) -> None:
+def _assert_exactly_once(
+    bootstrap: str, names: Any, admin_url: str, app_url: str, config: ProjectorConfig, total: int
+) -> None:
     """Every event once: the fold's counters (turns, tokens, costs) equal a clean
     rebuild's (an event applied twice would count twice), the audit log has one row per
     event and verifies against the published heads."""
@@ -76,10 +77,17 @@ def test_terminated_backends_while_projecting_lose_and_double_nothing(
     app_url = role_url(scratch_database_url)
     events = list(interleave(generate(6000, seed=31, base=T0), seed=31))
     half = len(events) // 2
-    config = ProjectorConfig(kafka_bootstrap, app_url, names.events, names.checkpoints,
-                             group_id=f"{unique_prefix}projector", max_records=150,
-                             checkpoint_interval=0.2, reconnect_initial_s=0.05,
-                             reconnect_max_s=0.5)
+    config = ProjectorConfig(
+        kafka_bootstrap,
+        app_url,
+        names.events,
+        names.checkpoints,
+        group_id=f"{unique_prefix}projector",
+        max_records=150,
+        checkpoint_interval=0.2,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.5,
+    )
 
     async def scenario() -> Projector:
         await produce_events(kafka_bootstrap, names.events, events[:half])
@@ -90,13 +98,17 @@ def test_terminated_backends_while_projecting_lose_and_double_nothing(
             for mark in (half // 4, half // 2, 3 * half // 4):
                 await async_wait_until(
                     lambda m=mark: _off_loop(lambda: task.done() or _count(app_url) >= m),
-                    60, f"the projection to pass {mark}")
+                    60,
+                    f"the projection to pass {mark}",
+                )
                 assert not task.done(), task.exception()
                 assert await _off_loop(lambda: _terminate_app_backends(scratch_database_url)) >= 1
             await produce_events(kafka_bootstrap, names.events, events[half:])
             await async_wait_until(
                 lambda: _off_loop(lambda: task.done() or _count(app_url) >= len(events)),
-                90, "every event to be projected")
+                90,
+                "every event to be projected",
+            )
             assert not task.done(), task.exception()
         finally:
             projector.stop()
@@ -106,10 +118,12 @@ def test_terminated_backends_while_projecting_lose_and_double_nothing(
     projector = asyncio.run(scenario())
     assert projector.reconnects >= 3
     assert projector.quarantined == 0
-    rebuild_config = ProjectorConfig(kafka_bootstrap, app_url, names.events,
-                                     names.checkpoints, group_id=None)
-    _assert_exactly_once(kafka_bootstrap, names, scratch_database_url, app_url,
-                         rebuild_config, len(events))
+    rebuild_config = ProjectorConfig(
+        kafka_bootstrap, app_url, names.events, names.checkpoints, group_id=None
+    )
+    _assert_exactly_once(
+        kafka_bootstrap, names, scratch_database_url, app_url, rebuild_config, len(events)
+    )
 
 
 # ------------------------------------------------------------------ a real restart
@@ -148,10 +162,17 @@ def test_a_postgres_restart_is_ridden_through(
     names = asyncio.run(ensure_topics(kafka_bootstrap, unique_prefix, partitions=2)).names
     events = list(interleave(generate(3000, seed=32, base=T0), seed=32))
     before, during, after = events[:1000], events[1000:2000], events[2000:]
-    config = ProjectorConfig(kafka_bootstrap, app_url, names.events, names.checkpoints,
-                             group_id=f"{unique_prefix}projector", max_records=100,
-                             checkpoint_interval=0.2, reconnect_initial_s=0.05,
-                             reconnect_max_s=0.5)
+    config = ProjectorConfig(
+        kafka_bootstrap,
+        app_url,
+        names.events,
+        names.checkpoints,
+        group_id=f"{unique_prefix}projector",
+        max_records=100,
+        checkpoint_interval=0.2,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.5,
+    )
 
     async def scenario() -> Projector:
         await produce_events(kafka_bootstrap, names.events, before)
@@ -160,7 +181,9 @@ def test_a_postgres_restart_is_ridden_through(
         try:
             await async_wait_until(
                 lambda: _off_loop(lambda: task.done() or _count(app_url) >= len(before)),
-                60, "the first events to be projected")
+                60,
+                "the first events to be projected",
+            )
             assert not task.done(), task.exception()
             # Down while events keep arriving; then up again.
             await produce_events(kafka_bootstrap, names.events, during[:500])
@@ -170,7 +193,9 @@ def test_a_postgres_restart_is_ridden_through(
             await produce_events(kafka_bootstrap, names.events, after)
             await async_wait_until(
                 lambda: _off_loop(lambda: task.done() or _count(app_url) >= len(events)),
-                90, "every event to be projected after the restart")
+                90,
+                "every event to be projected after the restart",
+            )
             assert not task.done(), task.exception()
         finally:
             projector.stop()
@@ -179,10 +204,10 @@ def test_a_postgres_restart_is_ridden_through(
 
     projector = asyncio.run(scenario())
     assert projector.reconnects >= 1
-    rebuild_config = ProjectorConfig(kafka_bootstrap, app_url, names.events,
-                                     names.checkpoints, group_id=None)
-    _assert_exactly_once(kafka_bootstrap, names, admin_url, app_url, rebuild_config,
-                         len(events))
+    rebuild_config = ProjectorConfig(
+        kafka_bootstrap, app_url, names.events, names.checkpoints, group_id=None
+    )
+    _assert_exactly_once(kafka_bootstrap, names, admin_url, app_url, rebuild_config, len(events))
 
 
 def test_a_projector_started_while_postgres_is_down_waits_for_it(
@@ -195,9 +220,15 @@ def test_a_projector_started_while_postgres_is_down_waits_for_it(
     app_url = role_url(admin_url)
     names = asyncio.run(ensure_topics(kafka_bootstrap, unique_prefix, partitions=2)).names
     events = list(interleave(generate(300, seed=33, base=T0), seed=33))
-    config = ProjectorConfig(kafka_bootstrap, app_url, names.events, names.checkpoints,
-                             group_id=f"{unique_prefix}projector", max_records=100,
-                             checkpoint_interval=0.2)
+    config = ProjectorConfig(
+        kafka_bootstrap,
+        app_url,
+        names.events,
+        names.checkpoints,
+        group_id=f"{unique_prefix}projector",
+        max_records=100,
+        checkpoint_interval=0.2,
+    )
 
     async def scenario() -> None:
         await produce_events(kafka_bootstrap, names.events, events)
@@ -210,7 +241,9 @@ def test_a_projector_started_while_postgres_is_down_waits_for_it(
             await _off_loop(lambda: _postgres.start(settings))
             await async_wait_until(
                 lambda: _off_loop(lambda: task.done() or _count(app_url) >= len(events)),
-                90, "every event to be projected once Postgres is up")
+                90,
+                "every event to be projected once Postgres is up",
+            )
             assert not task.done(), task.exception()
         finally:
             projector.stop()

@@ -58,8 +58,13 @@ def _rows(url: str, query: str, *args: object) -> list[tuple[object, ...]]:
 
 def _cli_json(env: dict[str, str], *argv: str) -> list[dict[str, object]]:
     done = subprocess.run(
-        [sys.executable, "-m", "turnlog", *argv, "--json"], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "turnlog", *argv, "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     rows: list[dict[str, object]] = json.loads(done.stdout)
@@ -76,14 +81,19 @@ async def test_rejected_first_inputs_make_no_session_and_a_later_start_does(
         EventLog(kafka_bootstrap, names.events) as log,
     ):
         await send.request(user_message("ghost-agent", "hello?", agent="nobody"))
-        await send.request(request_for(
-            "ghost-approval", DecideApproval("call-1", True, "alice"), "ghost-approval:a1"))
-        await send.request(request_for(
-            "ghost-fork", ForkSession("no-such-source", 3), "ghost-fork:f1"))
+        await send.request(
+            request_for(
+                "ghost-approval", DecideApproval("call-1", True, "alice"), "ghost-approval:a1"
+            )
+        )
+        await send.request(
+            request_for("ghost-fork", ForkSession("no-such-source", 3), "ghost-fork:f1")
+        )
         await send.request(user_message("late", "what is 6*7?", agent="nobody"))
         for sid in (*GHOSTS, "late"):
-            await log.wait_for(lambda s=sid: bool(log.of(s, RequestRejected)), 30,
-                               f"{sid}'s first input rejected")
+            await log.wait_for(
+                lambda s=sid: bool(log.of(s, RequestRejected)), 30, f"{sid}'s first input rejected"
+            )
         # Batch one: the rejections alone.
         await Projector(config).run(until_caught_up=True)
         # The same id starts for real; its start is projected in a later batch.
@@ -94,14 +104,18 @@ async def test_rejected_first_inputs_make_no_session_and_a_later_start_does(
     assert [type(e.payload) for e in log.of("late")][:2] == [RequestRejected, SessionStarted]
     late_last = log.of("late")[-1].seq
     # The rejections are in `events` (and so in what clients and the audit log see) ...
-    rejected = _rows(app_url, "SELECT session_id, seq, event_type FROM events "
-                              "WHERE session_id = ANY(%s) AND seq = 1 ORDER BY session_id",
-                     [*GHOSTS, "late"])
+    rejected = _rows(
+        app_url,
+        "SELECT session_id, seq, event_type FROM events "
+        "WHERE session_id = ANY(%s) AND seq = 1 ORDER BY session_id",
+        [*GHOSTS, "late"],
+    )
     assert rejected == [(s, 1, "RequestRejected") for s in sorted([*GHOSTS, "late"])]
     # ... but only the session that started has a row, with its whole log counted.
     assert _rows(
-        app_url, "SELECT session_id, agent, phase, first_seq, last_seq, turns_completed "
-                 "FROM sessions ORDER BY session_id"
+        app_url,
+        "SELECT session_id, agent, phase, first_seq, last_seq, turns_completed "
+        "FROM sessions ORDER BY session_id",
     ) == [("late", "calc", "idle", 1, late_last, 1)]
 
     # The client waits for the projection of a rejected-only session like any other.

@@ -54,9 +54,15 @@ class Env:
     app_url: str
 
     def config(self, **kw: Any) -> ProjectorConfig:
-        return ProjectorConfig(self.bootstrap, self.app_url, self.names.events,
-                               self.names.checkpoints, group_id=None, checkpoint_interval=0.0,
-                               **kw)
+        return ProjectorConfig(
+            self.bootstrap,
+            self.app_url,
+            self.names.events,
+            self.names.checkpoints,
+            group_id=None,
+            checkpoint_interval=0.0,
+            **kw,
+        )
 
 
 @pytest.fixture
@@ -64,8 +70,9 @@ def env(kafka_bootstrap: str, unique_prefix: str, scratch_database_url: str) -> 
     migrate(scratch_database_url)
     # One partition: whatever stops a session would stop every session after it.
     names = asyncio.run(ensure_topics(kafka_bootstrap, unique_prefix, partitions=1)).names
-    return Env(kafka_bootstrap, unique_prefix, names, scratch_database_url,
-               role_url(scratch_database_url))
+    return Env(
+        kafka_bootstrap, unique_prefix, names, scratch_database_url, role_url(scratch_database_url)
+    )
 
 
 def _rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -97,7 +104,8 @@ def _run(env: Env) -> Projector:
 
 def _offsets(env: Env) -> tuple[int, int | None]:
     ((next_offset, stopped),) = _rows(
-        env.app_url, "SELECT next_offset, stopped_offset FROM projector_offsets")
+        env.app_url, "SELECT next_offset, stopped_offset FROM projector_offsets"
+    )
     return int(next_offset), stopped
 
 
@@ -114,7 +122,9 @@ def _with_nul(events: list[Event]) -> tuple[list[Event], int]:
             e = dataclasses.replace(e, payload=UserMessageReceived("what is 6*7?\x00" + p.text))
             n += 1
         elif isinstance(p, ToolCallCompleted) and n % 2 == 1:
-            e = dataclasses.replace(e, payload=dataclasses.replace(p, result="\x00bin\x00" + p.result))
+            e = dataclasses.replace(
+                e, payload=dataclasses.replace(p, result="\x00bin\x00" + p.result)
+            )
             n += 1
         out.append(e)
     return out, n
@@ -129,15 +139,17 @@ def test_text_with_nul_is_stored_cleaned_and_a_rebuild_gives_the_same_tables(env
     assert projector.applied == len(events) and projector.quarantined == 0
     assert _offsets(env) == (len(events), None)
     assert _rows(env.app_url, "SELECT count(*) FROM events") == [(len(events),)]
-    cleaned = _rows(env.app_url, "SELECT content FROM entries WHERE content LIKE %s",
-                    "%\ufffd%")
+    cleaned = _rows(env.app_url, "SELECT content FROM entries WHERE content LIKE %s", "%\ufffd%")
     assert len(cleaned) == nuls
     assert any(c.startswith("what is 6*7?\ufffd") for (c,) in cleaned)
     assert any(c.startswith("\ufffdbin\ufffd") for (c,) in cleaned)
 
     # The audit log keeps the exact event: its content spells the NUL as \u0000.
-    audited = _rows(env.admin_url, "SELECT content FROM audit_log WHERE content LIKE %s",
-                    "%what is 6*7?\\\\u0000%")
+    audited = _rows(
+        env.admin_url,
+        "SELECT content FROM audit_log WHERE content LIKE %s",
+        "%what is 6*7?\\\\u0000%",
+    )
     assert len(audited) == (nuls + 1) // 2
     checkpoints = asyncio.run(read_checkpoints(env.bootstrap, env.names.checkpoints))
     report = verify_audit_log(env.admin_url, checkpoints)
@@ -157,14 +169,25 @@ def test_the_projector_worker_command_projects_nul_text(env: Env, tmp_path: Path
     log = tmp_path / "projector.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "turnlog", "worker", "projector", "--no-group"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-        env={**os.environ, "DATABASE_URL": env.app_url, "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
-             "TURNLOG_TOPIC_PREFIX": env.prefix},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        env={
+            **os.environ,
+            "DATABASE_URL": env.app_url,
+            "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
+            "TURNLOG_TOPIC_PREFIX": env.prefix,
+        },
     )
     try:
-        wait_until(lambda: proc.poll() is not None
-                   or _rows(env.app_url, "SELECT count(*) FROM events") == [(5,)],
-                   60, "the worker to project the session")
+        wait_until(
+            lambda: (
+                proc.poll() is not None
+                or _rows(env.app_url, "SELECT count(*) FROM events") == [(5,)]
+            ),
+            60,
+            "the worker to project the session",
+        )
         assert proc.poll() is None, log.read_text()[-3000:]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()[-3000:]
@@ -173,7 +196,9 @@ def test_the_projector_worker_command_projects_nul_text(env: Env, tmp_path: Path
             proc.kill()
             proc.wait(10)
     assert _rows(env.app_url, "SELECT seq, content FROM entries ORDER BY seq") == [
-        (3, "what is 6*7?\ufffd 3"), (5, "what is 6*7?\ufffd 5")]
+        (3, "what is 6*7?\ufffd 3"),
+        (5, "what is 6*7?\ufffd 5"),
+    ]
 
 
 # ------------------------------------------------------------------ quarantine
@@ -194,9 +219,16 @@ CREATE TRIGGER refuse_q3 BEFORE INSERT ON entries FOR EACH ROW EXECUTE FUNCTION 
 def _cli(env: Env, *args: str, command: str = "quarantine") -> tuple[int, Any]:
     result = subprocess.run(
         [sys.executable, "-m", "turnlog", "projections", command, *args, "--json"],
-        check=False, cwd=ROOT, capture_output=True, timeout=120,
-        env={**os.environ, "DATABASE_URL": env.app_url, "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
-             "TURNLOG_TOPIC_PREFIX": env.prefix},
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "DATABASE_URL": env.app_url,
+            "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
+            "TURNLOG_TOPIC_PREFIX": env.prefix,
+        },
     )
     assert result.stdout, result.stderr.decode()[-3000:]
     return result.returncode, json.loads(result.stdout)
@@ -218,7 +250,10 @@ def test_a_refused_event_is_quarantined_its_session_held_and_the_partition_goes_
     assert projector.quarantined == 5
     assert projector.applied == len(stream) - 5
     assert _rows(env.app_url, "SELECT session_id, max(seq) FROM events GROUP BY 1 ORDER BY 1") == [
-        ("a", 9), ("b", 9), ("q", 2)]
+        ("a", 9),
+        ("b", 9),
+        ("q", 2),
+    ]
     alerts = [e for e in logs if e["event"] == "projection.quarantined"]
     assert len(alerts) == 1 and alerts[0]["log_level"] == "error"
     assert (alerts[0]["session_id"], alerts[0]["seq"]) == ("q", 3)
@@ -230,15 +265,21 @@ def test_a_refused_event_is_quarantined_its_session_held_and_the_partition_goes_
     code, listed = _cli(env)
     assert code == 0
     assert [(r["session_id"], r["seq"], r["held_behind_seq"]) for r in listed] == [
-        ("q", 3, None), ("q", 4, 3), ("q", 5, 3), ("q", 6, 3), ("q", 7, 3)]
+        ("q", 3, None),
+        ("q", 4, 3),
+        ("q", 5, 3),
+        ("q", 6, 3),
+        ("q", 7, 3),
+    ]
     first = listed[0]
     assert first["event_type"] == "UserMessageReceived" and first["attempts"] == 1
     assert first["kafka_partition"] == 0
     assert first["kafka_offset"] == stream.index(q[2])
     assert "RaiseException" in first["error"] and "refused by this test" in first["error"]
     # Quarantined events are in the audit log: it records the log, not the projection.
-    report = verify_audit_log(env.admin_url, asyncio.run(
-        read_checkpoints(env.bootstrap, env.names.checkpoints)))
+    report = verify_audit_log(
+        env.admin_url, asyncio.run(read_checkpoints(env.bootstrap, env.names.checkpoints))
+    )
     assert report.ok and report.rows == len(stream), report.broken
 
     # A restart does not re-apply or re-quarantine anything.
@@ -250,14 +291,21 @@ def test_a_refused_event_is_quarantined_its_session_held_and_the_partition_goes_
     rebuilt = asyncio.run(rebuild(env.config()))
     assert rebuilt.checksums == before
     assert [(r["session_id"], r["seq"]) for r in _cli(env)[1]] == [
-        ("q", 3), ("q", 4), ("q", 5), ("q", 6), ("q", 7)]
+        ("q", 3),
+        ("q", 4),
+        ("q", 5),
+        ("q", 6),
+        ("q", 7),
+    ]
 
     # Retrying while the refusal stands: the first fails again, the rest stay held.
     code, retried = _cli(env, "retry", "--all")
     assert code == 1 and retried["resolved"] == [] and len(retried["failed"]) == 1
     assert len(retried["still_held"]) == 4
     listed = _cli(env)[1]
-    assert listed[0]["attempts"] == 2 and listed[0]["last_failed_at"] >= listed[0]["first_failed_at"]
+    assert (
+        listed[0]["attempts"] == 2 and listed[0]["last_failed_at"] >= listed[0]["first_failed_at"]
+    )
 
     # The cause is fixed: one retry projects q's events in order and empties the quarantine.
     with psycopg.connect(env.admin_url) as conn:
@@ -289,8 +337,11 @@ def test_a_refused_event_in_a_big_batch_commits_everything_around_it(env: Env) -
     victim = next(e for e in events if isinstance(e.payload, UserMessageReceived) and e.seq > 3)
     asyncio.run(produce_events(env.bootstrap, env.names.events, events))
     with psycopg.connect(env.admin_url) as conn:
-        conn.execute(_REFUSE.replace("'q'", f"'{victim.session_id}'").replace(
-            "NEW.seq = 3", f"NEW.seq = {victim.seq}"))
+        conn.execute(
+            _REFUSE.replace("'q'", f"'{victim.session_id}'").replace(
+                "NEW.seq = 3", f"NEW.seq = {victim.seq}"
+            )
+        )
     projector = _run(env)
     tail = [e for e in events if e.session_id == victim.session_id and e.seq >= victim.seq]
     assert projector.quarantined == len(tail)
@@ -327,15 +378,19 @@ def test_an_event_whose_audit_row_is_refused_is_set_aside_unaudited_and_audited_
     projector = _run(env)
     assert _offsets(env) == (len(stream), None)
     assert projector.quarantined == 3  # q 3 failed; 4 and 5 held behind it
-    assert _rows(env.app_url, "SELECT seq, audited, held_behind_seq FROM projection_quarantine "
-                              "ORDER BY seq") == [(3, False, None), (4, True, 3), (5, True, 3)]
+    assert _rows(
+        env.app_url, "SELECT seq, audited, held_behind_seq FROM projection_quarantine ORDER BY seq"
+    ) == [(3, False, None), (4, True, 3), (5, True, 3)]
     assert _rows(env.admin_url, "SELECT count(*) FROM audit_log") == [(len(stream) - 1,)]
 
     # A rebuild keeps the row whose audit row is owed (its replay never audits).
     before = table_checksums(env.app_url, PROJECTION_TABLES)
     assert asyncio.run(rebuild(env.config())).checksums == before
     assert _rows(env.app_url, "SELECT seq, audited FROM projection_quarantine ORDER BY seq") == [
-        (3, False), (4, True), (5, True)]
+        (3, False),
+        (4, True),
+        (5, True),
+    ]
 
     with psycopg.connect(env.admin_url) as conn:
         conn.execute("DROP TRIGGER refuse_audit_q3 ON audit_log")
@@ -348,7 +403,8 @@ def test_an_event_whose_audit_row_is_refused_is_set_aside_unaudited_and_audited_
     report = verify_audit_log(env.admin_url)
     assert report.ok and report.rows == len(stream), report.broken
     assert asyncio.run(rebuild(env.config())).checksums == table_checksums(
-        env.app_url, PROJECTION_TABLES)
+        env.app_url, PROJECTION_TABLES
+    )
     assert _rows(env.app_url, "SELECT max(seq) FROM events WHERE session_id = 'q'") == [(5,)]
 
 
@@ -361,18 +417,25 @@ def test_a_retry_projects_up_to_the_next_refused_event_and_holds_the_rest_behind
         conn.execute(_REFUSE.replace("NEW.seq = 3", "NEW.seq IN (3, 5)"))
     assert _run(env).quarantined == 5
     with psycopg.connect(env.admin_url) as conn:  # seq 3 is taken now, seq 5 still refused
-        conn.execute("CREATE OR REPLACE FUNCTION refuse_q3() RETURNS trigger LANGUAGE plpgsql "
-                     "AS $$ BEGIN IF NEW.session_id = 'q' AND NEW.seq = 5 THEN "
-                     "RAISE EXCEPTION 'q seq 5 is refused'; END IF; RETURN NEW; END $$")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION refuse_q3() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN IF NEW.session_id = 'q' AND NEW.seq = 5 THEN "
+            "RAISE EXCEPTION 'q seq 5 is refused'; END IF; RETURN NEW; END $$"
+        )
     code, retried = _cli(env, "retry", "--all")
     assert code == 1 and len(retried["resolved"]) == 2 and len(retried["still_held"]) == 2
     assert "q seq 5 is refused" in retried["failed"][0]["error"]
     assert [(r["seq"], r["held_behind_seq"], r["attempts"]) for r in _cli(env)[1]] == [
-        (5, None, 2), (6, 5, 1), (7, 5, 1)]
+        (5, None, 2),
+        (6, 5, 1),
+        (7, 5, 1),
+    ]
     assert _rows(env.app_url, "SELECT max(seq) FROM events WHERE session_id = 'q'") == [(4,)]
     # Later events of q keep waiting behind seq 5; other sessions go on.
-    more = [Event(event_id_for("q", 8), "q", 8, T0, "support", TurnStarted(4)),
-            Event(event_id_for("a", 4), "a", 4, T0, "support", TurnStarted(2))]
+    more = [
+        Event(event_id_for("q", 8), "q", 8, T0, "support", TurnStarted(4)),
+        Event(event_id_for("a", 4), "a", 4, T0, "support", TurnStarted(2)),
+    ]
     asyncio.run(produce_events(env.bootstrap, env.names.events, more))
     later = _run(env)
     assert (later.applied, later.quarantined) == (1, 1)
@@ -389,8 +452,10 @@ def test_jsonb_refuses_the_nul_escape_and_takes_it_cleaned(scratch_database_url:
         with pytest.raises(psycopg.errors.UntranslatableCharacter):
             conn.execute("SELECT %s::jsonb", (text,))
         conn.rollback()
-        row = conn.execute("SELECT (%s::jsonb)->>'out', (%s::jsonb)->>'path'",
-                           (clean_json_text(text), clean_json_text(text))).fetchone()
+        row = conn.execute(
+            "SELECT (%s::jsonb)->>'out', (%s::jsonb)->>'path'",
+            (clean_json_text(text), clean_json_text(text)),
+        ).fetchone()
     assert row == ("bin\ufffdary", "C:\\u0000")
 
 
@@ -403,26 +468,48 @@ def test_kill9_while_quarantining_sets_each_event_aside_once(env: Env, tmp_path:
     events = list(interleave(generate(3000, seed=41, base=T0), seed=41))
     messages = [e for e in events if isinstance(e.payload, UserMessageReceived) and e.seq > 3]
     victims = rng.sample(messages, 6)
-    refusals = " OR ".join(f"(NEW.session_id = '{v.session_id}' AND NEW.seq = {v.seq})"
-                           for v in victims)
+    refusals = " OR ".join(
+        f"(NEW.session_id = '{v.session_id}' AND NEW.seq = {v.seq})" for v in victims
+    )
     with psycopg.connect(env.admin_url) as conn:
         conn.execute(_REFUSE.replace("NEW.session_id = 'q' AND NEW.seq = 3", refusals))
     asyncio.run(produce_events(env.bootstrap, env.names.events, events))
     first = {v.session_id: v.seq for v in victims}
     for v in victims:
         first[v.session_id] = min(first[v.session_id], v.seq)
-    tails = {(e.session_id, e.seq) for e in events
-             if e.session_id in first and e.seq >= first[e.session_id]}
+    tails = {
+        (e.session_id, e.seq)
+        for e in events
+        if e.session_id in first and e.seq >= first[e.session_id]
+    }
 
     log = tmp_path / "projector.log"
-    environ = {**os.environ, "DATABASE_URL": env.app_url, "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
-               "TURNLOG_TOPIC_PREFIX": env.prefix}
+    environ = {
+        **os.environ,
+        "DATABASE_URL": env.app_url,
+        "KAFKA_BOOTSTRAP_SERVERS": env.bootstrap,
+        "TURNLOG_TOPIC_PREFIX": env.prefix,
+    }
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "turnlog", "worker", "projector", "--no-group",
-             "--max-records", "400", "--checkpoint-interval", "0.2"],
-            cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+            [
+                sys.executable,
+                "-m",
+                "turnlog",
+                "worker",
+                "projector",
+                "--no-group",
+                "--max-records",
+                "400",
+                "--checkpoint-interval",
+                "0.2",
+            ],
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("ab"),
+        )
 
     def consumed() -> int:
         return _offsets(env)[0] if _rows(env.app_url, "SELECT 1 FROM projector_offsets") else 0
@@ -432,8 +519,11 @@ def test_kill9_while_quarantining_sets_each_event_aside_once(env: Env, tmp_path:
         for mark in sorted(rng.sample(range(300, len(events) - 300), 3)):
             proc = start()
             procs.append(proc)
-            wait_until(lambda m=mark, p=proc: p.poll() is not None or consumed() >= m, 90,
-                       f"the projector to consume {mark} records")
+            wait_until(
+                lambda m=mark, p=proc: p.poll() is not None or consumed() >= m,
+                90,
+                f"the projector to consume {mark} records",
+            )
             assert proc.poll() is None, log.read_text()[-3000:]
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
@@ -441,9 +531,17 @@ def test_kill9_while_quarantining_sets_each_event_aside_once(env: Env, tmp_path:
         proc = start()
         procs.append(proc)
         # Up (its signal handlers in place), then done: the killed one may have finished.
-        wait_until(lambda: proc.poll() is not None or (
-            log.read_text().count("partitions assigned") > assigned
-            and consumed() >= len(events)), 120, "the projector to consume every record")
+        wait_until(
+            lambda: (
+                proc.poll() is not None
+                or (
+                    log.read_text().count("partitions assigned") > assigned
+                    and consumed() >= len(events)
+                )
+            ),
+            120,
+            "the projector to consume every record",
+        )
         assert proc.poll() is None, log.read_text()[-3000:]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()[-3000:]

@@ -48,8 +48,17 @@ def _ev(sid: str, seq: int, payload: Any, agent: str = "support") -> Event:
 
 def _answer(call: str, text: str) -> LlmCallCompleted:
     usage = Usage(100, 10)
-    return LlmCallCompleted(call, "claude-haiku-4-5", text, (), "end_turn", usage,
-                            cost_nanos("claude-haiku-4-5", usage), 5, 1)
+    return LlmCallCompleted(
+        call,
+        "claude-haiku-4-5",
+        text,
+        (),
+        "end_turn",
+        usage,
+        cost_nanos("claude-haiku-4-5", usage),
+        5,
+        1,
+    )
 
 
 def _fork_tree() -> list[Event]:
@@ -96,26 +105,44 @@ def projected(kafka_bootstrap: str, topic_prefix: str, database_admin_url: str) 
     url = role_url(admin)
     config = ProjectorConfig(kafka_bootstrap, url, names.events, None, group_id=None)
     asyncio.run(Projector(config).run(until_caught_up=True))
-    env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "TURNLOG_TOPIC_PREFIX": prefix}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TURNLOG_TOPIC_PREFIX": prefix,
+    }
     return Projected(url, events, env)
 
 
 def _branch(url: str, session_id: str) -> list[tuple[str, int, str]]:
     with psycopg.connect(url) as conn:
         return [
-            (sid, seq, content) for sid, seq, content in conn.execute(
-                "SELECT session_id, seq, content FROM branch_entries(%s)", (session_id,))
+            (sid, seq, content)
+            for sid, seq, content in conn.execute(
+                "SELECT session_id, seq, content FROM branch_entries(%s)", (session_id,)
+            )
         ]
 
 
 def test_a_fork_branch_is_the_shared_prefix_plus_its_own_entries(projected: Projected) -> None:
     assert _branch(projected.url, "root") == [
-        ("root", 3, "q1"), ("root", 4, "a1"), ("root", 7, "q2"), ("root", 8, "a2")]
+        ("root", 3, "q1"),
+        ("root", 4, "a1"),
+        ("root", 7, "q2"),
+        ("root", 8, "a2"),
+    ]
     assert _branch(projected.url, "fork1") == [
-        ("root", 3, "q1"), ("root", 4, "a1"), ("fork1", 8, "q3"), ("fork1", 9, "a3")]
+        ("root", 3, "q1"),
+        ("root", 4, "a1"),
+        ("fork1", 8, "q3"),
+        ("fork1", 9, "a3"),
+    ]
     assert _branch(projected.url, "fork2") == [
-        ("root", 3, "q1"), ("root", 4, "a1"), ("fork1", 8, "q3"), ("fork2", 10, "a4")]
+        ("root", 3, "q1"),
+        ("root", 4, "a1"),
+        ("fork1", 8, "q3"),
+        ("fork2", 10, "a4"),
+    ]
 
 
 def test_branches_of_a_fork_tree_are_listed_from_any_member(projected: Projected) -> None:
@@ -135,9 +162,9 @@ def test_first_own_entry_links_to_the_branch_point(projected: Projected) -> None
     with psycopg.connect(projected.url) as conn:
         links = conn.execute(
             "SELECT session_id, seq, parent_session_id, parent_seq FROM entries "
-            "WHERE session_id IN ('fork1', 'fork2') ORDER BY seq").fetchall()
-    assert links == [("fork1", 8, "root", 5), ("fork1", 9, "fork1", 8),
-                     ("fork2", 10, "fork1", 8)]
+            "WHERE session_id IN ('fork1', 'fork2') ORDER BY seq"
+        ).fetchall()
+    assert links == [("fork1", 8, "root", 5), ("fork1", 9, "fork1", 8), ("fork2", 10, "fork1", 8)]
 
 
 def test_every_synthetic_fork_branch_matches_its_events(projected: Projected) -> None:
@@ -148,8 +175,12 @@ def test_every_synthetic_fork_branch_matches_its_events(projected: Projected) ->
     assert len(forks) >= 5
     with psycopg.connect(projected.url) as conn:
         own = {
-            sid: [q for (q,) in conn.execute(
-                "SELECT seq FROM entries WHERE session_id = %s ORDER BY seq", (sid,))]
+            sid: [
+                q
+                for (q,) in conn.execute(
+                    "SELECT seq FROM entries WHERE session_id = %s ORDER BY seq", (sid,)
+                )
+            ]
             for sid in by_session
         }
     for sid in forks:
@@ -157,7 +188,9 @@ def test_every_synthetic_fork_branch_matches_its_events(projected: Projected) ->
         expected: list[tuple[str, int]] = []
         current, bound = sid, None
         while True:
-            expected = [(current, q) for q in own[current] if bound is None or q <= bound] + expected
+            expected = [
+                (current, q) for q in own[current] if bound is None or q <= bound
+            ] + expected
             first = by_session[current][0].payload
             if not isinstance(first, SessionForked):
                 break
@@ -212,8 +245,11 @@ def test_costs_equal_usage_at_catalog_prices_with_children_rolled_up(
     assert {r["model"]: r["cost_nanos"] for r in costs(projected.url, "model")} == by_model
     assert {r["day"].isoformat(): r["cost_nanos"] for r in costs(projected.url, "day")} == by_day
 
-    agent_of = {e.session_id: e.agent for e in projected.events
-                if isinstance(e.payload, (SessionStarted, SessionForked))}
+    agent_of = {
+        e.session_id: e.agent
+        for e in projected.events
+        if isinstance(e.payload, (SessionStarted, SessionForked))
+    }
     parent = {c: p for p, cs in children.items() for c in cs}
 
     def root(sid: str) -> str:
@@ -232,15 +268,25 @@ def test_costs_equal_usage_at_catalog_prices_with_children_rolled_up(
 
 
 def _cli(projected: Projected, *args: str) -> Any:
-    result = subprocess.run([sys.executable, "-m", "turnlog", *args, "--json"], check=True,
-                            cwd=ROOT, capture_output=True, timeout=120, env=projected.env)
+    result = subprocess.run(
+        [sys.executable, "-m", "turnlog", *args, "--json"],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        env=projected.env,
+    )
     return json.loads(result.stdout)
 
 
 def test_query_commands_print_the_views(projected: Projected) -> None:
     shown = _cli(projected, "show", "fork2")
     assert [(e["session_id"], e["content"]) for e in shown["entries"]] == [
-        ("root", "q1"), ("root", "a1"), ("fork1", "q3"), ("fork2", "a4")]
+        ("root", "q1"),
+        ("root", "a1"),
+        ("fork1", "q3"),
+        ("fork2", "a4"),
+    ]
     assert [b["session_id"] for b in shown["branches"]] == ["root", "fork1", "fork2"]
     direct = show_session(projected.url, "fork2")
     assert shown == json.loads(json.dumps(direct, default=lambda v: v.isoformat()))

@@ -42,8 +42,16 @@ async def test_a_rebalance_storm_runs_each_side_effect_at_most_once(
 ) -> None:
     # SIGKILL: a killed owner's calls in flight die with it (bubblewrap's
     # die-with-parent); the new owner never runs them again, they fail as unknown.
-    result = await storm(kafka_bootstrap, names, unique_prefix, tmp_path,
-                         sessions=SESSIONS, turns=TURNS, kill=kill, max_changes=8 if kill else 12)
+    result = await storm(
+        kafka_bootstrap,
+        names,
+        unique_prefix,
+        tmp_path,
+        sessions=SESSIONS,
+        turns=TURNS,
+        kill=kill,
+        max_changes=8 if kill else 12,
+    )
     events = result.events
     assert seq_problems(events) == []
     assert lost_inputs(result.requests, events) == []

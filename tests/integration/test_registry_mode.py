@@ -38,36 +38,52 @@ def registry_client() -> Iterator[Any]:
 
 
 def _produce(bootstrap: str, names: TopicNames, client: Any, session: str) -> None:
-    serializer = AvroSerializer(client, json.dumps(codec.current_schema("Request")),
-                                conf={"auto.register.schemas": True})
+    serializer = AvroSerializer(
+        client, json.dumps(codec.current_schema("Request")), conf={"auto.register.schemas": True}
+    )
     record = {
         "request_id": f"registry-{session}",
         "session_id": session,
         "occurred_at": datetime.now(UTC),
-        "payload": ("turnlog.v1.SendMessage",
-                    {"text": "what is 17*23?", "parent_session_id": None,
-                     "parent_call_id": None}),
+        "payload": (
+            "turnlog.v1.SendMessage",
+            {"text": "what is 17*23?", "parent_session_id": None, "parent_call_id": None},
+        ),
         "correlation_id": None,
         "causation_id": None,
         "agent": "assistant",
     }
     value = serializer(record, SerializationContext(names.requests, MessageField.VALUE))
     assert value[:1] == b"\x00"
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                         "enable.idempotence": True})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+        }
+    )
     producer.produce(names.requests, key=session.encode(), value=value)
     assert producer.flush(30) == 0
 
 
 async def _raw_values(bootstrap: str, topic: str, session: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", isolation_level="read_committed",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         batches = await consumer.getmany(timeout_ms=5000)
-        return [r.value for records in batches.values() for r in records
-                if r.key == session.encode() and r.value is not None]
+        return [
+            r.value
+            for records in batches.values()
+            for r in records
+            if r.key == session.encode() and r.value is not None
+        ]
     finally:
         await consumer.stop()
 
@@ -76,20 +92,27 @@ async def test_a_registry_framed_request_completes_a_turn_written_registry_frame
     kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, registry_client: Any
 ) -> None:
     names = (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=2)).names
-    seam = ConfluentRegistry("mock://registry", wire.envelope_topics(names),
-                             client=registry_client)
+    seam = ConfluentRegistry("mock://registry", wire.envelope_topics(names), client=registry_client)
     codec.use_registry(seam, write=True)
     script = scripted_script(tmp_path, latency_ms=0, source=DEMO_SCRIPT)
     session = "s-registry-framed"
     async with (
-        InProcessWorker(kafka_bootstrap, names, partitions=2, agents=DEMO_AGENTS,
-                        script=script, sandbox=tmp_path) as process,
+        InProcessWorker(
+            kafka_bootstrap,
+            names,
+            partitions=2,
+            agents=DEMO_AGENTS,
+            script=script,
+            sandbox=tmp_path,
+        ) as process,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
         await asyncio.to_thread(_produce, kafka_bootstrap, names, registry_client, session)
         await log.wait_for(
             lambda: any(isinstance(e.payload, TurnCompleted) for e in log.of(session)),
-            60, "the registry-framed request's turn completed", diagnose=log.summary,
+            60,
+            "the registry-framed request's turn completed",
+            diagnose=log.summary,
         )
         assert process.worker.stats["dlq"] == 0
 

@@ -42,8 +42,12 @@ class Session:
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap: str, database_url: str, topic_prefix: str,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    kafka_bootstrap: str,
+    database_url: str,
+    topic_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
     prefix = f"{topic_prefix}rp{secrets.token_hex(2)}."
     asyncio.run(ensure_topics(kafka_bootstrap, prefix, partitions=4))
     tmp = tmp_path_factory.mktemp("replay")
@@ -58,8 +62,10 @@ def stack(kafka_bootstrap: str, database_url: str, topic_prefix: str,
 
 def events_of(stack: Stack, session_id: str) -> list[Event]:
     records = asyncio.run(read_records(stack.bootstrap, stack.names.events))
-    return sorted((decode_event(r.value) for r in records if r.key == session_id.encode()),
-                  key=lambda e: e.seq)
+    return sorted(
+        (decode_event(r.value) for r in records if r.key == session_id.encode()),
+        key=lambda e: e.seq,
+    )
 
 
 def _ok(result: object) -> str:
@@ -71,14 +77,36 @@ def _ok(result: object) -> str:
 @pytest.fixture(scope="module")
 def session(stack: Stack) -> Session:
     """Two turns: a calculator call, then a shell call that needs (and gets) approval."""
-    out = _ok(cli(stack.env, "send", "--json", "--follow", "--agent", "assistant",
-                  "--timeout", TIMEOUT, "what is 17*23?"))
+    out = _ok(
+        cli(
+            stack.env,
+            "send",
+            "--json",
+            "--follow",
+            "--agent",
+            "assistant",
+            "--timeout",
+            TIMEOUT,
+            "what is 17*23?",
+        )
+    )
     sid = json_lines(out)[-1]["session_id"]
-    _ok(cli(stack.env, "send", "--json", "--session", sid, "--timeout", TIMEOUT,
-            "list the files here"))
+    _ok(
+        cli(
+            stack.env,
+            "send",
+            "--json",
+            "--session",
+            sid,
+            "--timeout",
+            TIMEOUT,
+            "list the files here",
+        )
+    )
     asyncio.run(_wait_for_approval(stack, sid))
-    call = next(e.payload for e in events_of(stack, sid)
-                if isinstance(e.payload, ApprovalRequested))
+    call = next(
+        e.payload for e in events_of(stack, sid) if isinstance(e.payload, ApprovalRequested)
+    )
     _ok(cli(stack.env, "approve", sid, call.call_id, "--follow", "--timeout", TIMEOUT))
     return Session(sid, events_of(stack, sid))
 
@@ -88,9 +116,10 @@ async def _wait_for_approval(stack: Stack, sid: str) -> None:
 
     async def asked() -> bool:
         records = await read_records(stack.bootstrap, stack.names.events)
-        return any(r.key == sid.encode() and
-                   isinstance(decode_event(r.value).payload, ApprovalRequested)
-                   for r in records)
+        return any(
+            r.key == sid.encode() and isinstance(decode_event(r.value).payload, ApprovalRequested)
+            for r in records
+        )
 
     await wait_until(asked, 30, "the approval request")
 
@@ -111,13 +140,13 @@ def test_replay_prints_the_timeline_folded_from_kafka(stack: Stack, session: Ses
 
 def test_replay_to_shows_the_state_at_that_event(stack: Stack, session: Session) -> None:
     asked = next(e for e in session.events if isinstance(e.payload, ApprovalRequested))
-    data = json.loads(_ok(cli(stack.env, "replay", session.id, "--to", str(asked.seq),
-                              "--json")))
+    data = json.loads(_ok(cli(stack.env, "replay", session.id, "--to", str(asked.seq), "--json")))
     assert data["timeline"][-1]["seq"] == asked.seq
     state = data["state"]
     assert state["last_seq"] == asked.seq and state["phase"] == "awaiting_approval"
     assert [(c["name"], c["status"]) for c in state["pending_tool_calls"]] == [
-        ("shell", "approval")]
+        ("shell", "approval")
+    ]
     assert state["turn"]["turn_no"] == 2
     assert [w["kind"] for w in state["window"]][:2] == ["user", "assistant"]
 
@@ -130,13 +159,21 @@ def test_export_writes_json_lines_that_replay_reads_back(
     stack: Stack, session: Session, tmp_path: Path
 ) -> None:
     path = tmp_path / "log.jsonl"
-    live = json.loads(_ok(cli(stack.env, "replay", session.id, "--json",
-                              "--export", str(path))))
+    live = json.loads(_ok(cli(stack.env, "replay", session.id, "--json", "--export", str(path))))
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [d["seq"] for d in lines] == [e.seq for e in session.events]
     assert lines[0]["payload"]["type"] == "SessionStarted"
-    offline = json.loads(_ok(cli({**stack.env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
-                                 "replay", "--from-file", str(path), "--json")))
+    offline = json.loads(
+        _ok(
+            cli(
+                {**stack.env, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+                "replay",
+                "--from-file",
+                str(path),
+                "--json",
+            )
+        )
+    )
     assert offline["totals"] == live["totals"]
     assert offline["state"] == live["state"]
 
@@ -144,8 +181,9 @@ def test_export_writes_json_lines_that_replay_reads_back(
 def test_verify_re_decides_every_input_and_finds_no_divergence(
     stack: Stack, session: Session
 ) -> None:
-    report = json.loads(_ok(cli(stack.env, "replay", session.id, "--verify", "--json",
-                                "--no-timeline")))["verify"]
+    report = json.loads(
+        _ok(cli(stack.env, "replay", session.id, "--verify", "--json", "--no-timeline"))
+    )["verify"]
     assert report["ok"] is True and report["divergence"] is None
     assert report["events_matched"] == len(session.events)
     assert report["unverified_events"] == 0
@@ -155,8 +193,9 @@ def test_verify_re_decides_every_input_and_finds_no_divergence(
     assert "verify: OK" in text
 
 
-async def _copy_tampered(stack: Stack, session: Session, scratch: TopicNames,
-                         seq: int, tamper: object) -> None:
+async def _copy_tampered(
+    stack: Stack, session: Session, scratch: TopicNames, seq: int, tamper: object
+) -> None:
     """The session's inputs and events, copied to the scratch topics (same partition),
     with the event at `seq` replaced by tamper(event)."""
     p = partition_for(session.id, 4)
@@ -169,8 +208,9 @@ async def _copy_tampered(stack: Stack, session: Session, scratch: TopicNames,
                 await producer.send_and_wait(scratch.requests, rec.value, key=key, partition=p)
         for e in session.events:
             changed = tamper(e) if e.seq == seq else e  # type: ignore[operator]
-            await producer.send_and_wait(scratch.events, encode_event(changed), key=key,
-                                         partition=p)
+            await producer.send_and_wait(
+                scratch.events, encode_event(changed), key=key, partition=p
+            )
     finally:
         await producer.stop()
 
@@ -209,17 +249,35 @@ def test_verify_of_a_fork_folds_its_ancestry_and_a_changed_agent_file_diverges(
     stack: Stack, session: Session, tmp_path: Path
 ) -> None:
     at = next(e.seq for e in session.events if type(e.payload).__name__ == "TurnCompleted")
-    forked = json_lines(_ok(cli(stack.env, "fork", session.id, "--at", str(at), "--json",
-                                "--timeout", TIMEOUT)))[-1]["session_id"]
-    _ok(cli(stack.env, "send", "--session", forked, "--follow", "--timeout", TIMEOUT,
-            "what is 17*23?"))
+    forked = json_lines(
+        _ok(cli(stack.env, "fork", session.id, "--at", str(at), "--json", "--timeout", TIMEOUT))
+    )[-1]["session_id"]
+    _ok(
+        cli(
+            stack.env,
+            "send",
+            "--session",
+            forked,
+            "--follow",
+            "--timeout",
+            TIMEOUT,
+            "what is 17*23?",
+        )
+    )
     out = _ok(cli(stack.env, "replay", forked, "--verify"))
     assert f"(+{at} inherited: forked from {session.id} at seq {at})" in out
     assert "verify: OK" in out
     assert "|     1  " in out  # the inherited rows are marked
 
-    other = cli(stack.env, "replay", session.id, "--verify", "--no-timeline",
-                "--agents", "examples/agents.toml")
+    other = cli(
+        stack.env,
+        "replay",
+        session.id,
+        "--verify",
+        "--no-timeline",
+        "--agents",
+        "examples/agents.toml",
+    )
     # The deploy question: a file whose differences decide nothing differently for this
     # session verifies OK (hash-only changes are not reported) ...
     assert other.exit_code == 0, other.output
@@ -227,10 +285,14 @@ def test_verify_of_a_fork_folds_its_ancestry_and_a_changed_agent_file_diverges(
     assert "verify: OK" in other.output
     # ... and one that changes what the model is sent diverges at that decision.
     changed = tmp_path / "changed.toml"
-    changed.write_text(Path("examples/agents.toml").read_text().replace(
-        "You are a careful, concise assistant.", "You are a sloppy, verbose assistant.", 1))
-    moved = cli(stack.env, "replay", session.id, "--verify", "--no-timeline",
-                "--agents", str(changed))
+    changed.write_text(
+        Path("examples/agents.toml")
+        .read_text()
+        .replace("You are a careful, concise assistant.", "You are a sloppy, verbose assistant.", 1)
+    )
+    moved = cli(
+        stack.env, "replay", session.id, "--verify", "--no-timeline", "--agents", str(changed)
+    )
     assert moved.exit_code == 1, moved.output
     assert "DIVERGENCE" in moved.output and "system_prompt_hash" in moved.output
     assert "definition_hash" not in moved.output.split("DIVERGENCE", 1)[1]
@@ -253,8 +315,9 @@ def test_replay_to_past_the_end_is_an_error_naming_the_last_seq(
     last = session.events[-1].seq
     result = cli(stack.env, "replay", session.id, "--to", str(last + 100))
     assert result.exit_code == 1
-    assert (f"Session {session.id} has events up to seq {last}; --to {last + 100} is past "
-            f"its end.") == str(result.exception)
+    assert (
+        f"Session {session.id} has events up to seq {last}; --to {last + 100} is past its end."
+    ) == str(result.exception)
     at_end = cli(stack.env, "replay", session.id, "--to", str(last), "--json")
     assert at_end.exit_code == 0, at_end.output
     assert json.loads(at_end.output)["state"]["last_seq"] == last

@@ -49,8 +49,15 @@ from tests.integration.worker_harness import (
 
 PARTITIONS = 4
 TURN_SHAPE = [
-    TurnStarted, UserMessageReceived, LlmCallRequested, LlmCallCompleted, ToolCallRequested,
-    ToolCallCompleted, LlmCallRequested, LlmCallCompleted, TurnCompleted,
+    TurnStarted,
+    UserMessageReceived,
+    LlmCallRequested,
+    LlmCallCompleted,
+    ToolCallRequested,
+    ToolCallCompleted,
+    LlmCallRequested,
+    LlmCallCompleted,
+    TurnCompleted,
 ]
 
 
@@ -63,17 +70,29 @@ async def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
 def _sum_usage(usages: Iterable[Usage]) -> Usage:
     total = (0, 0, 0, 0)
     for u in usages:
-        total = tuple(a + b for a, b in zip(total, (  # type: ignore[assignment]
-            u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens
-        ), strict=True))
+        total = tuple(
+            a + b
+            for a, b in zip(
+                total,
+                (  # type: ignore[assignment]
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cache_read_tokens,
+                    u.cache_write_tokens,
+                ),
+                strict=True,
+            )
+        )
     return Usage(*total)
 
 
 async def _all_inputs_handled(bootstrap: str, names: TopicNames) -> None:
     group = names.requests[: -len("turnlog.requests")] + "turnlog-session"
     await wait_until(
-        lambda: group_caught_up(bootstrap, group, names.requests), 30,
-        "the session worker committed every input", interval_s=0.2,
+        lambda: group_caught_up(bootstrap, group, names.requests),
+        30,
+        "the session worker committed every input",
+        interval_s=0.2,
     )
 
 
@@ -86,8 +105,9 @@ async def test_a_turn_with_a_tool_call_completes_end_to_end(
         EventLog(kafka_bootstrap, names.events) as log,
     ):
         await send.request(user_message("solo", "what is 6*7?", agent="calc"))
-        await log.wait_for(lambda: log.turns_completed("solo") == 1, 30, "the turn completed",
-                           diagnose=log.summary)
+        await log.wait_for(
+            lambda: log.turns_completed("solo") == 1, 30, "the turn completed", diagnose=log.summary
+        )
         await _all_inputs_handled(kafka_bootstrap, names)
         assert process.effects.in_flight == 0
 
@@ -99,7 +119,8 @@ async def test_a_turn_with_a_tool_call_completes_end_to_end(
     assert isinstance(tool_result, ToolCallCompleted) and tool_result.result == "42"
     calls = [e.payload for e in log.of("solo", LlmCallCompleted)]
     assert [c.text for c in calls if isinstance(c, LlmCallCompleted)] == [
-        "Let me calculate that.", "The answer is 42."
+        "Let me calculate that.",
+        "The answer is 42.",
     ]
     done = events[-1].payload
     assert isinstance(done, TurnCompleted)
@@ -123,8 +144,9 @@ async def test_traceparent_flows_from_request_to_events_to_effect_outcomes(
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
-        await send.request(user_message("traced", "what is 6*7?", agent="calc"),
-                           traceparent=traceparent)
+        await send.request(
+            user_message("traced", "what is 6*7?", agent="calc"), traceparent=traceparent
+        )
         await log.wait_for(lambda: log.turns_completed("traced") == 1, 30, "turn 1")
         # A second turn without a traceparent: one trace of its own for the whole turn.
         await send.request(user_message("traced", "and 6*7 again?", turn=2))
@@ -163,11 +185,17 @@ async def test_sessions_with_identical_requests_run_side_by_side(
     ):
         await send.requests(user_message(s, "what is 6*7?", agent="calc") for s in sessions)
         await log.wait_for(
-            lambda: all(log.turns_completed(s) == 1 for s in sessions), 30,
-            "every twin completed its turn", diagnose=lambda: log.summary(sessions),
+            lambda: all(log.turns_completed(s) == 1 for s in sessions),
+            30,
+            "every twin completed its turn",
+            diagnose=lambda: log.summary(sessions),
         )
-    tool_ids = {e.payload.call_id for s in sessions for e in log.of(s, ToolCallRequested)
-                if isinstance(e.payload, ToolCallRequested)}
+    tool_ids = {
+        e.payload.call_id
+        for s in sessions
+        for e in log.of(s, ToolCallRequested)
+        if isinstance(e.payload, ToolCallRequested)
+    }
     assert len(tool_ids) == 1  # the premise: the same call id in every session
     assert seq_problems(log.events) == []
 
@@ -250,19 +278,22 @@ async def test_a_busy_partition_keeps_flowing_and_the_group_offset_follows(
     group-commit intervals (the group offset rides along only now and then; 5 ms here,
     so intervals run out during transactions and while inputs arrive): nothing stalls,
     and once traffic stops the group's committed offset reaches the end of the input."""
-    sessions = [s for s in (f"busy-{i}" for i in range(1200))
-                if partition_for(s, PARTITIONS) == 0][:240]
+    sessions = [s for s in (f"busy-{i}" for i in range(1200)) if partition_for(s, PARTITIONS) == 0][
+        :240
+    ]
     async with (
         InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path, group_commit_s=0.005),
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
         for wave in range(0, len(sessions), 40):
-            await send.requests(user_message(s, "what is 6*7?", agent="calc")
-                                for s in sessions[wave:wave + 40])
+            await send.requests(
+                user_message(s, "what is 6*7?", agent="calc") for s in sessions[wave : wave + 40]
+            )
             await log.poll(0)
         await log.wait_for(
-            lambda: all(log.turns_completed(s) == 1 for s in sessions), 90,
+            lambda: all(log.turns_completed(s) == 1 for s in sessions),
+            90,
             f"{len(sessions)} sessions of one partition completed their turn",
             diagnose=lambda: f"{sum(log.turns_completed(s) for s in sessions)} completed",
         )
@@ -309,13 +340,17 @@ async def test_an_llm_call_sends_the_request_its_decision_built_and_a_restart_re
         async with InProcessWorker(
             kafka_bootstrap, names, sandbox=tmp_path, provider=recording
         ) as process:
-            await log.wait_for(lambda: log.turns_completed("built") == 1, 30, "the turn",
-                               diagnose=log.summary)
+            await log.wait_for(
+                lambda: log.turns_completed("built") == 1, 30, "the turn", diagnose=log.summary
+            )
             # the re-issued first call was rebuilt; the second was decided here
             assert process.effects.stats["llm_rebuilt"] == 1
             assert process.effects.stats["llm_prebuilt"] == 1
-    recorded = [e.payload.request_digest for e in log.of("built", LlmCallRequested)
-                if isinstance(e.payload, LlmCallRequested)]
+    recorded = [
+        e.payload.request_digest
+        for e in log.of("built", LlmCallRequested)
+        if isinstance(e.payload, LlmCallRequested)
+    ]
     assert len(recorded) == 2
     assert [r.digest() for r in held.requests] == recorded[:1]
     assert [r.digest() for r in recording.requests] == recorded
@@ -361,13 +396,15 @@ async def test_a_fork_of_an_unknown_source_costs_no_partition_read(
         # Ghost sources: on the other worker's side (the key index) and on the forking
         # worker's own side (its states), forked to sessions on a's side.
         ghosts = [(named(f"fork{i}", a.worker), named(f"ghost{i}", b.worker)) for i in range(4)]
-        ghosts += [(named(f"forkown{i}", a.worker), named(f"ghostown{i}", a.worker))
-                   for i in range(2)]
+        ghosts += [
+            (named(f"forkown{i}", a.worker), named(f"ghostown{i}", a.worker)) for i in range(2)
+        ]
         for i, (new, ghost) in enumerate(ghosts):
             await send.request(request_for(new, ForkSession(ghost, 2), f"{new}:fork{i}"))
         for new, _ in ghosts:
-            await log.wait_for(lambda s=new: bool(log.of(s, RequestRejected)), 30,
-                               f"{new}'s fork rejected")
+            await log.wait_for(
+                lambda s=new: bool(log.of(s, RequestRejected)), 30, f"{new}'s fork rejected"
+            )
         assert a.worker.stats["fork_unknown_sources"] == len(ghosts)
         assert a.worker.stats["fork_source_reads"] == 0
         # The index of b's partition was read once, up to where it ended.

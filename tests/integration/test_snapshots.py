@@ -45,12 +45,18 @@ async def names(kafka_bootstrap: str, unique_prefix: str) -> TopicNames:
     return (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=PARTITIONS)).names
 
 
-async def _turns(send: RequestSender, log: EventLog, sessions: list[str], turn: int,
-                 *, agent: str | None = None) -> None:
-    await send.requests(user_message(s, f"what is {turn}*7?", agent=agent, turn=turn)
-                        for s in sessions)
-    await log.wait_for(lambda: all(log.turns_completed(s) >= turn for s in sessions), 60,
-                       f"turn {turn} of every session", diagnose=log.summary)
+async def _turns(
+    send: RequestSender, log: EventLog, sessions: list[str], turn: int, *, agent: str | None = None
+) -> None:
+    await send.requests(
+        user_message(s, f"what is {turn}*7?", agent=agent, turn=turn) for s in sessions
+    )
+    await log.wait_for(
+        lambda: all(log.turns_completed(s) >= turn for s in sessions),
+        60,
+        f"turn {turn} of every session",
+        diagnose=log.summary,
+    )
 
 
 async def test_a_takeover_reads_snapshots_and_loads_sessions_on_demand(
@@ -61,14 +67,16 @@ async def test_a_takeover_reads_snapshots_and_loads_sessions_on_demand(
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
-        async with InProcessWorker(kafka_bootstrap, names, partitions=PARTITIONS,
-                                   sandbox=tmp_path) as first:
+        async with InProcessWorker(
+            kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path
+        ) as first:
             await _turns(send, log, sessions, 1, agent="calc")
             await _turns(send, log, sessions, 2)
             assert first.worker.stats["snapshots"] >= len(sessions) * 2  # each turn end
         total = len(log.events)
-        async with InProcessWorker(kafka_bootstrap, names, partitions=PARTITIONS,
-                                   sandbox=tmp_path) as second:
+        async with InProcessWorker(
+            kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path
+        ) as second:
             stats = second.worker.stats
             # Every session is idle and in its snapshot: none is held, and the only events
             # read are those of each partition's last transaction (a restore point is a
@@ -102,8 +110,9 @@ async def test_idle_sessions_are_evicted_and_come_back(
     async with (
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
-        InProcessWorker(kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path,
-                        max_sessions=6) as process,
+        InProcessWorker(
+            kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path, max_sessions=6
+        ) as process,
     ):
         await _turns(send, log, sessions, 1, agent="calc")
         stats = process.worker.stats
@@ -131,8 +140,7 @@ async def test_a_snapshot_in_an_unknown_state_format_is_ignored_and_rebuilt(
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
-        async with InProcessWorker(kafka_bootstrap, names, partitions=PARTITIONS,
-                                   sandbox=tmp_path):
+        async with InProcessWorker(kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path):
             await _turns(send, log, sessions, 1, agent="calc")
         # What a newer version with another state shape would have written for one of
         # them: its latest snapshot, in a format this code does not read.
@@ -142,17 +150,27 @@ async def test_a_snapshot_in_an_unknown_state_format_is_ignored_and_rebuilt(
             if snap.session_id == sessions[0]:
                 latest = {"snap": snap, "partition": rec.partition}
         snap = latest["snap"]
-        other = dataclasses.replace(snap, written_at=datetime.now(UTC), payload=dataclasses.replace(
-            snap.payload, state_format=999, state=b"not the state this code knows"))
+        other = dataclasses.replace(
+            snap,
+            written_at=datetime.now(UTC),
+            payload=dataclasses.replace(
+                snap.payload, state_format=999, state=b"not the state this code knows"
+            ),
+        )
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
         await producer.start()
         try:
-            await producer.send_and_wait(names.snapshots, encode_snapshot(other),
-                                         key=sessions[0].encode(), partition=latest["partition"])
+            await producer.send_and_wait(
+                names.snapshots,
+                encode_snapshot(other),
+                key=sessions[0].encode(),
+                partition=latest["partition"],
+            )
         finally:
             await producer.stop()
-        async with InProcessWorker(kafka_bootstrap, names, partitions=PARTITIONS,
-                                   sandbox=tmp_path) as process:
+        async with InProcessWorker(
+            kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path
+        ) as process:
             assert process.worker.stats["snapshots_unreadable"] == 1
             await _turns(send, log, sessions, 2)
     events = [decode_event(r.value) for r in await read_records(kafka_bootstrap, names.events)]

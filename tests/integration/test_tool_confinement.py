@@ -59,7 +59,9 @@ def context(sandbox: Path, **shell: object) -> ToolContext:
 
 
 async def run(sandbox: Path, command: str, **shell: object) -> ToolResult:
-    return await REGISTRY.execute("shell", json.dumps({"command": command}), context(sandbox, **shell))
+    return await REGISTRY.execute(
+        "shell", json.dumps({"command": command}), context(sandbox, **shell)
+    )
 
 
 def assert_no_secret(text: str) -> None:
@@ -68,7 +70,9 @@ def assert_no_secret(text: str) -> None:
 
 def stdout(result: ToolResult) -> str:
     assert result.ok, result.content
-    return result.content.split("--- stdout ---\n", 1)[1] if "--- stdout ---" in result.content else ""
+    return (
+        result.content.split("--- stdout ---\n", 1)[1] if "--- stdout ---" in result.content else ""
+    )
 
 
 def holds_secret(pid: int, deadline_s: float = 10.0) -> None:
@@ -113,7 +117,11 @@ def worker_like() -> Iterator[int]:
     """A process started with the secrets in its environment, as a worker is: what
     /proc/<pid>/environ shows is the environment a process was started with (a
     monkeypatched os.environ is not), so this is the process a command must not read."""
-    env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY, "DATABASE_URL": f"postgresql://u:{DB_PASSWORD}@h/d"}
+    env = {
+        **os.environ,
+        "ANTHROPIC_API_KEY": API_KEY,
+        "DATABASE_URL": f"postgresql://u:{DB_PASSWORD}@h/d",
+    }
     proc = subprocess.Popen(["sleep", "3600.91"], env=env)
     try:
         holds_secret(proc.pid)  # the probe is meaningful: on the host the secret is there
@@ -131,7 +139,10 @@ async def test_the_workers_environment_cannot_be_read_through_proc(
     assert not leaked.ok and "No such file or directory" in leaked.content
     assert_no_secret(leaked.content)
     # A sweep of every process's environment finds none of the host's processes.
-    sweep = await run(sandbox, "find /proc -maxdepth 2 -name environ -exec grep -a -h -o sk-test-secret-[0-9a-f]* {} +")
+    sweep = await run(
+        sandbox,
+        "find /proc -maxdepth 2 -name environ -exec grep -a -h -o sk-test-secret-[0-9a-f]* {} +",
+    )
     assert_no_secret(sweep.content)
     # pid 1 of the sandbox is bwrap itself: started without the worker's environment.
     init = await run(sandbox, "cat /proc/1/environ")
@@ -154,7 +165,9 @@ async def test_env_is_refused_and_the_environment_holds_only_the_passthrough(san
     names = {line.split("=", 1)[0] for line in shown.splitlines()}
     assert names <= {"HOME", "PATH", "LANG", "LC_ALL", "TZ", "PWD"}
     # A variable named in env_passthrough does get through: the filter is what stops the key.
-    passed = stdout(await run(sandbox, "printenv ANTHROPIC_API_KEY", env_passthrough=("ANTHROPIC_API_KEY",)))
+    passed = stdout(
+        await run(sandbox, "printenv ANTHROPIC_API_KEY", env_passthrough=("ANTHROPIC_API_KEY",))
+    )
     assert passed.strip() == API_KEY
 
 
@@ -232,8 +245,8 @@ async def test_a_program_from_the_sandbox_is_refused(sandbox: Path) -> None:
         "dash -c 'touch chained'",
         "env sh -c 'touch chained'",
         "xargs -a list touch",
-        "python3 -c 'open(\"chained\", \"w\")'",
-        "/usr/bin/python3 -c 'open(\"chained\", \"w\")'",
+        'python3 -c \'open("chained", "w")\'',
+        '/usr/bin/python3 -c \'open("chained", "w")\'',
         "perl -e 'open(F, \">chained\")'",
         "awk 'BEGIN { print > \"chained\" }'",
         "find . -maxdepth 0 -exec touch chained ;",  # not refused by the tool, see below
@@ -328,7 +341,9 @@ async def test_a_daemon_dies_when_the_call_is_cancelled(sandbox: Path) -> None:
 
 
 async def test_a_daemon_does_not_outlive_a_finished_command(sandbox: Path) -> None:
-    result = await run(sandbox, "(setsid sleep 3600.31 > /dev/null 2>&1 &); echo done", use_shell=True)
+    result = await run(
+        sandbox, "(setsid sleep 3600.31 > /dev/null 2>&1 &); echo done", use_shell=True
+    )
     assert stdout(result).strip() == "done"
     await wait_until(lambda: not running("sleep 3600.31"), "the daemon dying")
 
@@ -343,7 +358,9 @@ async def test_without_bubblewrap_the_call_fails_and_nothing_runs(sandbox: Path)
     assert not (sandbox / "ran").exists()
 
 
-async def test_when_bubblewrap_cannot_create_namespaces_the_call_fails(tmp_path: Path, sandbox: Path) -> None:
+async def test_when_bubblewrap_cannot_create_namespaces_the_call_fails(
+    tmp_path: Path, sandbox: Path
+) -> None:
     fake = tmp_path / "bwrap"
     fake.write_text(
         "#!/bin/sh\necho 'bwrap: No permissions to create new namespace, likely because the "
@@ -352,7 +369,10 @@ async def test_when_bubblewrap_cannot_create_namespaces_the_call_fails(tmp_path:
     fake.chmod(0o755)
     result = await run(sandbox, "touch ran", bwrap_path=fake)
     assert (result.ok, result.error_kind) == (False, "failed")
-    assert "could not create the sandbox: bwrap: No permissions to create new namespace" in result.content
+    assert (
+        "could not create the sandbox: bwrap: No permissions to create new namespace"
+        in result.content
+    )
     assert not (sandbox / "ran").exists()
     # Only an explicit development setting runs it unconfined.
     unconfined = await run(sandbox, "touch ran", bwrap_path=fake, allow_unconfined=True)
@@ -432,7 +452,10 @@ async def test_no_tool_call_on_the_log_holds_the_secret(
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     env = worker_env(
-        kafka_bootstrap, unique_prefix, agents=agents, script=probing_script(tmp_path),
+        kafka_bootstrap,
+        unique_prefix,
+        agents=agents,
+        script=probing_script(tmp_path),
         sandbox=sandbox,
         extra={
             "ANTHROPIC_API_KEY": API_KEY,

@@ -27,17 +27,22 @@ async def _run(bootstrap: str, prefix: str) -> None:
         configs = (await _topic_configs(admin, [requests]))[requests]
         assert configs["message.timestamp.type"] == "LogAppendTime"
         # As an older turnlog left it, plus an operator's own changes.
-        await _alter_configs(admin, requests, {
-            **expected_configs(spec), "message.timestamp.type": "CreateTime",
-            "retention.ms": "12345", "compression.type": "gzip",
-        }, 30.0)
+        await _alter_configs(
+            admin,
+            requests,
+            {
+                **expected_configs(spec),
+                "message.timestamp.type": "CreateTime",
+                "retention.ms": "12345",
+                "compression.type": "gzip",
+            },
+            30.0,
+        )
         again = await ensure_topics(bootstrap, prefix, TEST_PARTITIONS)
         configs = (await _topic_configs(admin, [requests]))[requests]
     finally:
         await admin.close()
-    assert [(d.topic, d.setting) for d in again.fixed] == [
-        (requests, "message.timestamp.type")
-    ]
+    assert [(d.topic, d.setting) for d in again.fixed] == [(requests, "message.timestamp.type")]
     assert [(d.topic, d.setting, d.actual) for d in again.drift] == [
         (requests, "retention.ms", "12345")
     ]

@@ -19,10 +19,18 @@ from pathlib import Path
 from tests.integration.worker_harness import ROOT
 
 
-def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
-         timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def _run(
+    *args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _record_line(name: str, data: bytes) -> str:
@@ -36,8 +44,10 @@ def _other_agents_wheel(directory: Path) -> Path:
     files = {
         "agents/__init__.py": b'"""Another project\'s agents package."""\n',
         f"{info}/METADATA": b"Metadata-Version: 2.1\nName: other-agents\nVersion: 1.0\n",
-        f"{info}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: turnlog-tests\n"
-                          b"Root-Is-Purelib: true\nTag: py3-none-any\n"),
+        f"{info}/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: turnlog-tests\n"
+            b"Root-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     record = "\n".join([*(_record_line(n, d) for n, d in files.items()), f"{info}/RECORD,,"])
     path = directory / "other_agents-1.0-py3-none-any.whl"
@@ -56,27 +66,48 @@ def test_the_wheel_runs_the_demo_from_an_empty_directory(
     # From a clean copy of the sources: a build/ left in the checkout by an earlier build
     # could put files into the wheel that the sources no longer have.
     source = tmp_path / "source"
-    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".turnlog", "build", "dist", "*.egg-info", "__pycache__",
-        ".*_cache", ".hypothesis"))
-    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source,
-                 cwd=tmp_path)
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            ".turnlog",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            ".hypothesis",
+        ),
+    )
+    built = _run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source, cwd=tmp_path
+    )
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("turnlog-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = set(archive.namelist())
-    assert {"turnlog/builtin/agents.toml", "turnlog/builtin/demo.script.yaml",
-            "turnlog/builtin/demo_agents.toml", "turnlog/builtin/demo_session.script.yaml",
-            "projections/migrations/0001_init.sql",
-            "turnlog/dev/kafka-pom.xml"} <= shipped
+    assert {
+        "turnlog/builtin/agents.toml",
+        "turnlog/builtin/demo.script.yaml",
+        "turnlog/builtin/demo_agents.toml",
+        "turnlog/builtin/demo_session.script.yaml",
+        "projections/migrations/0001_init.sql",
+        "turnlog/dev/kafka-pom.xml",
+    } <= shipped
 
     made = _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     installed = _run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel, cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ANTHROPIC_", "TURNLOG_", "PYTHON", "VIRTUAL_ENV"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "TURNLOG_", "PYTHON", "VIRTUAL_ENV"))
+    }
     env |= {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "DATABASE_URL": database_url,
@@ -87,8 +118,9 @@ def test_the_wheel_runs_the_demo_from_an_empty_directory(
     settings = _run(venv / "bin" / "turnlog", "settings", cwd=empty, env=env)
     assert settings.returncode == 0, settings.stderr
     site = str(venv)
-    agents_line = next(line for line in settings.stdout.splitlines()
-                       if line.startswith("TURNLOG_AGENTS="))
+    agents_line = next(
+        line for line in settings.stdout.splitlines() if line.startswith("TURNLOG_AGENTS=")
+    )
     assert agents_line.startswith(f"TURNLOG_AGENTS={site}") and "builtin" in agents_line
 
     demo = _run(venv / "bin" / "turnlog", "demo", cwd=empty, env=env, timeout=300)
@@ -98,8 +130,9 @@ def test_the_wheel_runs_the_demo_from_an_empty_directory(
 
     # Another distribution overwrites the top-level `agents` package: turnlog says so.
     other = _other_agents_wheel(tmp_path)
-    clash = _run(venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", other,
-                 cwd=tmp_path)
+    clash = _run(
+        venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", other, cwd=tmp_path
+    )
     assert clash.returncode == 0, clash.stderr
     refused = _run(venv / "bin" / "turnlog", "settings", cwd=empty, env=env)
     assert refused.returncode != 0

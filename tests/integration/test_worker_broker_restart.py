@@ -50,8 +50,10 @@ def own_broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[tuple[Settings,
     downloaded."""
     shared = _kafka.paths(load_settings())
     settings = load_settings(
-        state_dir=tmp_path / "state", dev_kafka_port=free_port(),
-        dev_kafka_controller_port=free_port(), dev_kafka_heap="384m",
+        state_dir=tmp_path / "state",
+        dev_kafka_port=free_port(),
+        dev_kafka_controller_port=free_port(),
+        dev_kafka_heap="384m",
     )
     own = _kafka.paths(settings)
     own.root.mkdir(parents=True)
@@ -74,8 +76,13 @@ async def test_sessions_complete_across_a_broker_restart(
     own_broker: tuple[Settings, str, int], tmp_path: Path
 ) -> None:
     settings, bootstrap, pid = own_broker
-    await wait_until(lambda: _answers(bootstrap), 90, "the test's own broker answers",
-                     interval_s=0.5, diagnose=lambda: _kafka.log_tail(settings))
+    await wait_until(
+        lambda: _answers(bootstrap),
+        90,
+        "the test's own broker answers",
+        interval_s=0.5,
+        diagnose=lambda: _kafka.log_tail(settings),
+    )
     prefix = "restart."
     names = (await ensure_topics(bootstrap, prefix, partitions=4)).names
     script = scripted_script(tmp_path, latency_ms=30)
@@ -93,8 +100,13 @@ async def test_sessions_complete_across_a_broker_restart(
         await asyncio.sleep(3)  # down for a while: not a synchronisation
         assert worker.alive, f"the worker exited while the broker was down:\n{worker.tail()}"
         _kafka.start(settings)
-        await wait_until(lambda: _answers(bootstrap), 90, "the broker is back",
-                         interval_s=0.5, diagnose=lambda: _kafka.log_tail(settings))
+        await wait_until(
+            lambda: _answers(bootstrap),
+            90,
+            "the broker is back",
+            interval_s=0.5,
+            diagnose=lambda: _kafka.log_tail(settings),
+        )
 
         async with (
             RequestSender(bootstrap, names) as send,
@@ -107,18 +119,28 @@ async def test_sessions_complete_across_a_broker_restart(
                 ready = [s for s in sessions if sent[s] < TURNS and log.turns_ended(s) >= sent[s]]
                 for s in ready:
                     sent[s] += 1
-                await send.requests(
-                    user_message(s, "and 6*7 again?", turn=sent[s]) for s in ready
-                )
+                await send.requests(user_message(s, "and 6*7 again?", turn=sent[s]) for s in ready)
                 return all(log.turns_ended(s) >= TURNS for s in sessions)
 
-            await wait_until(finished, 180, "every session completed its turns", interval_s=0,
-                             diagnose=lambda: worker.tail() + "\n" + log.summary(
-                                 [s for s in sessions if log.turns_ended(s) < TURNS]))
+            await wait_until(
+                finished,
+                180,
+                "every session completed its turns",
+                interval_s=0,
+                diagnose=lambda: (
+                    worker.tail()
+                    + "\n"
+                    + log.summary([s for s in sessions if log.turns_ended(s) < TURNS])
+                ),
+            )
         assert worker.alive
         group_id = prefix + "turnlog-session"
-        await wait_until(lambda: group_caught_up(bootstrap, group_id, names.requests), 60,
-                         "the worker committed every input", interval_s=0.25)
+        await wait_until(
+            lambda: group_caught_up(bootstrap, group_id, names.requests),
+            60,
+            "the worker committed every input",
+            interval_s=0.25,
+        )
 
     events = [decode_event(r.value) for r in await read_records(bootstrap, names.events)]
     assert seq_problems(events) == []
@@ -132,25 +154,40 @@ async def test_a_worker_started_while_the_broker_is_down_waits_for_it(
     own_broker: tuple[Settings, str, int], tmp_path: Path
 ) -> None:
     settings, bootstrap, pid = own_broker
-    await wait_until(lambda: _answers(bootstrap), 90, "the test's own broker answers",
-                     interval_s=0.5, diagnose=lambda: _kafka.log_tail(settings))
+    await wait_until(
+        lambda: _answers(bootstrap),
+        90,
+        "the test's own broker answers",
+        interval_s=0.5,
+        diagnose=lambda: _kafka.log_tail(settings),
+    )
     prefix = "late."
     names = (await ensure_topics(bootstrap, prefix, partitions=4)).names
     terminate(pid, timeout=30)
     env = worker_env(bootstrap, prefix, script=scripted_script(tmp_path), sandbox=tmp_path)
     async with WorkerGroup(env, tmp_path) as group:
         worker = group.start("w1")
-        await wait_until(lambda: '"kafka.unreachable"' in worker.log_text(), 60,
-                         "the worker says the broker is unreachable", diagnose=worker.tail)
+        await wait_until(
+            lambda: '"kafka.unreachable"' in worker.log_text(),
+            60,
+            "the worker says the broker is unreachable",
+            diagnose=worker.tail,
+        )
         assert worker.alive, f"the worker exited instead of waiting:\n{worker.tail()}"
         _kafka.start(settings)
-        await wait_until(lambda: _answers(bootstrap), 90, "the broker is back",
-                         interval_s=0.5, diagnose=lambda: _kafka.log_tail(settings))
+        await wait_until(
+            lambda: _answers(bootstrap),
+            90,
+            "the broker is back",
+            interval_s=0.5,
+            diagnose=lambda: _kafka.log_tail(settings),
+        )
         await worker.wait_assigned(at_least=4, timeout_s=90)
         async with (
             RequestSender(bootstrap, names) as send,
             EventLog(bootstrap, names.events) as log,
         ):
             await send.request(user_message("late-1", "what is 6*7?", agent="calc"))
-            await log.wait_for(lambda: log.turns_completed("late-1") == 1, 60, "the turn",
-                               diagnose=worker.tail)
+            await log.wait_for(
+                lambda: log.turns_completed("late-1") == 1, 60, "the turn", diagnose=worker.tail
+            )

@@ -73,14 +73,17 @@ async def _final_log(bootstrap: str, names: TopicNames) -> list[Event]:
     """The events topic read afresh, read_committed, once the workers handled every
     input (so no outcome still waits to be folded)."""
     await wait_until(
-        lambda: group_caught_up(bootstrap, _group(names), names.requests), 60,
-        "the session workers committed every input", interval_s=0.25,
+        lambda: group_caught_up(bootstrap, _group(names), names.requests),
+        60,
+        "the session workers committed every input",
+        interval_s=0.25,
     )
     return [decode_event(r.value) for r in await read_records(bootstrap, names.events)]
 
 
-def _assert_exactly_once(events: list[Event], requests: list[Request],
-                         sessions: Sequence[str], turns: int) -> None:
+def _assert_exactly_once(
+    events: list[Event], requests: list[Request], sessions: Sequence[str], turns: int
+) -> None:
     assert seq_problems(events) == []
     lost = lost_inputs(requests, events)
     assert lost == [], f"{len(lost)} input(s) lost, e.g. {lost[:3]}"
@@ -89,9 +92,10 @@ def _assert_exactly_once(events: list[Event], requests: list[Request],
     )
     failed = [e for e in events if isinstance(e.payload, TurnFailed)]
     assert failed == []
-    assert {s: ended[s] for s in sessions} == {s: turns for s in sessions}
-    requested = {(e.session_id, e.payload.call_id) for e in events
-                 if isinstance(e.payload, LlmCallRequested)}
+    assert {s: ended[s] for s in sessions} == dict.fromkeys(sessions, turns)
+    requested = {
+        (e.session_id, e.payload.call_id) for e in events if isinstance(e.payload, LlmCallRequested)
+    }
     completions = llm_completions(events)
     assert set(completions) == requested
     doubled = {k: len(v) for k, v in completions.items() if len(v) != 1}
@@ -112,14 +116,25 @@ def _assert_turn_costs_are_sums(events: Iterable[Event]) -> None:
         p = ev.payload
         if isinstance(p, LlmCallCompleted):
             acc = sums.setdefault(key, [0, 0, 0, 0, 0])
-            for i, v in enumerate((p.usage.input_tokens, p.usage.output_tokens,
-                                   p.usage.cache_read_tokens, p.usage.cache_write_tokens,
-                                   p.cost_nanos)):
+            for i, v in enumerate(
+                (
+                    p.usage.input_tokens,
+                    p.usage.output_tokens,
+                    p.usage.cache_read_tokens,
+                    p.usage.cache_write_tokens,
+                    p.cost_nanos,
+                )
+            ):
                 acc[i] += v
         elif isinstance(p, TurnCompleted):
             u = p.usage
-            got = [u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                   p.cost_nanos]
+            got = [
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_tokens,
+                u.cache_write_tokens,
+                p.cost_nanos,
+            ]
             assert got == sums.get(key), f"{key}: turn totals {got} != sum of calls {sums.get(key)}"
             checked += 1
     assert checked > 0
@@ -127,7 +142,10 @@ def _assert_turn_costs_are_sums(events: Iterable[Event]) -> None:
 
 @pytest.mark.parametrize("max_sessions", [10_000, 8], ids=["all-held", "evicting"])
 async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_nothing(
-    kafka_bootstrap: str, names: TopicNames, unique_prefix: str, tmp_path: Path,
+    kafka_bootstrap: str,
+    names: TopicNames,
+    unique_prefix: str,
+    tmp_path: Path,
     max_sessions: int,
 ) -> None:
     # Reproducible by default; TURNLOG_CRASH_SEED=<n> explores other kill moments. Kills
@@ -139,8 +157,13 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
     sessions = [f"crash-{i:02d}" for i in range(50)]
     turns = 2
     script = scripted_script(tmp_path, latency_ms=25)
-    env = worker_env(kafka_bootstrap, unique_prefix, script=script, sandbox=tmp_path,
-                     extra={"TURNLOG_MAX_SESSIONS": str(max_sessions)})
+    env = worker_env(
+        kafka_bootstrap,
+        unique_prefix,
+        script=script,
+        sandbox=tmp_path,
+        extra={"TURNLOG_MAX_SESSIONS": str(max_sessions)},
+    )
 
     async with (
         WorkerGroup(env, tmp_path) as group,
@@ -148,8 +171,9 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
         EventLog(kafka_bootstrap, names.events) as log,
     ):
         worker = group.start("w1")
-        await send.requests(user_message(s, f"what is {i}*7?", agent="calc")
-                            for i, s in enumerate(sessions))
+        await send.requests(
+            user_message(s, f"what is {i}*7?", agent="calc") for i, s in enumerate(sessions)
+        )
         second_sent: set[str] = set()
 
         async def follow_up() -> None:
@@ -167,8 +191,12 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
             if plan == "starting":
                 # While it fences the previous owner's producers and restores the
                 # sessions from the log.
-                await wait_until(functools.partial(_is_restoring, worker), 30,
-                                 "the restarted worker got its partitions", diagnose=group.tails)
+                await wait_until(
+                    functools.partial(_is_restoring, worker),
+                    30,
+                    "the restarted worker got its partitions",
+                    diagnose=group.tails,
+                )
                 await asyncio.sleep(rng.uniform(0, 0.3))  # the random moment, not a sync
             else:
                 # While it is busy: once it owns its partitions, after a random number of
@@ -182,8 +210,11 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
                     return len(log.events) >= n or done()
 
                 await wait_until(
-                    reached, 120, f"{threshold} events in the log (kill {kills + 1}, seed {seed})",
-                    interval_s=0, diagnose=lambda: group.tails() + log.summary(),
+                    reached,
+                    120,
+                    f"{threshold} events in the log (kill {kills + 1}, seed {seed})",
+                    interval_s=0,
+                    diagnose=lambda: group.tails() + log.summary(),
                 )
                 await asyncio.sleep(rng.uniform(0, 0.1))  # the random moment, not a sync
             if done():
@@ -197,10 +228,17 @@ async def test_kill9_at_random_moments_during_50_sessions_loses_and_doubles_noth
             await follow_up()
             return done()
 
-        await wait_until(finished, 150, f"every session completed its turns (seed {seed})",
-                         interval_s=0,
-                         diagnose=lambda: group.tails() + "\n" + log.summary(
-                             [s for s in sessions if log.turns_ended(s) < turns]))
+        await wait_until(
+            finished,
+            150,
+            f"every session completed its turns (seed {seed})",
+            interval_s=0,
+            diagnose=lambda: (
+                group.tails()
+                + "\n"
+                + log.summary([s for s in sessions if log.turns_ended(s) < turns])
+            ),
+        )
         events = await _final_log(kafka_bootstrap, names)
         requests = await read_requests(kafka_bootstrap, names)
 
@@ -224,14 +262,22 @@ async def test_kill9_with_llm_calls_in_flight_reissues_each_and_folds_it_once(
     ):
         first = group.start("w1")
         await first.wait_assigned(at_least=PARTITIONS)
-        await send.requests((user_message(s, "what is 6*7?", agent="calc") for s in sessions),
-                            traceparent=traceparent)
-        await log.wait_for(
-            lambda: all(log.of(s, LlmCallRequested) for s in sessions), 30,
-            "every session's first LLM call requested", diagnose=group.tails,
+        await send.requests(
+            (user_message(s, "what is 6*7?", agent="calc") for s in sessions),
+            traceparent=traceparent,
         )
-        in_flight = {(s, e.payload.call_id) for s in sessions for e in log.of(s, LlmCallRequested)
-                     if isinstance(e.payload, LlmCallRequested)}
+        await log.wait_for(
+            lambda: all(log.of(s, LlmCallRequested) for s in sessions),
+            30,
+            "every session's first LLM call requested",
+            diagnose=group.tails,
+        )
+        in_flight = {
+            (s, e.payload.call_id)
+            for s in sessions
+            for e in log.of(s, LlmCallRequested)
+            if isinstance(e.payload, LlmCallRequested)
+        }
         first.kill()
         # The calls were cut off mid-flight: no outcome of any of them was reported.
         before = await read_requests(kafka_bootstrap, names)
@@ -239,7 +285,8 @@ async def test_kill9_with_llm_calls_in_flight_reissues_each_and_folds_it_once(
 
         second = group.start("w2")
         await log.wait_for(
-            lambda: all(log.turns_ended(s) == 1 for s in sessions), 60,
+            lambda: all(log.turns_ended(s) == 1 for s in sessions),
+            60,
             "every turn completed after the restart",
             diagnose=lambda: group.tails() + log.summary(sessions),
         )
@@ -257,15 +304,26 @@ async def test_kill9_with_llm_calls_in_flight_reissues_each_and_folds_it_once(
         # A zombie's late report of a call that already folded: the same outcome again
         # under another request id. It must be rejected, not counted.
         events = await _final_log(kafka_bootstrap, names)
-        outcomes = [r for r in await read_requests(kafka_bootstrap, names)
-                    if isinstance(r.payload, CompleteLlmCall)]
-        await send.requests(request_for(r.session_id, r.payload, f"{r.request_id}:zombie")
-                            for r in outcomes)
+        outcomes = [
+            r
+            for r in await read_requests(kafka_bootstrap, names)
+            if isinstance(r.payload, CompleteLlmCall)
+        ]
+        await send.requests(
+            request_for(r.session_id, r.payload, f"{r.request_id}:zombie") for r in outcomes
+        )
         zombies = {(r.session_id, f"{r.request_id}:zombie") for r in outcomes}
         await log.wait_for(
-            lambda: zombies <= {(e.session_id, e.payload.request_id) for e in log.events
-                                if isinstance(e.payload, RequestRejected)},
-            30, "every duplicate outcome rejected",
+            lambda: (
+                zombies
+                <= {
+                    (e.session_id, e.payload.request_id)
+                    for e in log.events
+                    if isinstance(e.payload, RequestRejected)
+                }
+            ),
+            30,
+            "every duplicate outcome rejected",
         )
         events = await _final_log(kafka_bootstrap, names)
         requests = await read_requests(kafka_bootstrap, names)
@@ -296,12 +354,15 @@ async def test_two_workers_share_partitions_and_a_killed_ones_sessions_move(
         assert on_victim and len(on_victim) < len(sessions)
         await send.requests(user_message(s, "what is 6*7?", agent="calc") for s in sessions)
         await log.wait_for(
-            lambda: all(log.of(s, LlmCallRequested) for s in sessions), 30,
-            "every session started its turn", diagnose=group.tails,
+            lambda: all(log.of(s, LlmCallRequested) for s in sessions),
+            30,
+            "every session started its turn",
+            diagnose=group.tails,
         )
         b.kill()
         await log.wait_for(
-            lambda: all(log.turns_ended(s) == 1 for s in sessions), 60,
+            lambda: all(log.turns_ended(s) == 1 for s in sessions),
+            60,
             "every session completed on the surviving worker",
             diagnose=lambda: group.tails() + log.summary(sessions),
         )
@@ -310,7 +371,8 @@ async def test_two_workers_share_partitions_and_a_killed_ones_sessions_move(
         requests = await read_requests(kafka_bootstrap, names)
     # The victim's sessions were finished by the survivor: their answers were reported
     # by worker a.
-    finished_by_a = {r.get("session_id") for r in a.log_records()
-                     if r.get("event") == "effect.reported"}
+    finished_by_a = {
+        r.get("session_id") for r in a.log_records() if r.get("event") == "effect.reported"
+    }
     assert set(on_victim) <= finished_by_a
     _assert_exactly_once(events, requests, sessions, 1)

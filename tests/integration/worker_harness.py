@@ -173,9 +173,7 @@ def worker_env(
     """The environment of a worker subprocess. `script` sets TURNLOG_PROVIDER to
     scripted:<script> (or give `provider` verbatim). ANTHROPIC_* variables of the test
     process are NOT inherited: a test that wants the real SDK passes them in `extra`."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TURNLOG_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TURNLOG_"))}
     env.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -308,7 +306,9 @@ class WorkerProcess:
             return owned if len(owned) >= at_least else None
 
         result: set[int] = await wait_until(
-            check, timeout_s, f"worker {self.name} owns {at_least} partition(s)",
+            check,
+            timeout_s,
+            f"worker {self.name} owns {at_least} partition(s)",
             diagnose=self.tail,
         )
         return result
@@ -348,7 +348,9 @@ class WorkerGroup:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.kill_all()
@@ -397,7 +399,9 @@ class InProcessWorker:
     async def __aenter__(self) -> Any:
         self._task = asyncio.create_task(self.process.run(self._stop))
         assigned = asyncio.create_task(self.process.worker.assigned_event.wait())
-        done, _ = await asyncio.wait({self._task, assigned}, timeout=60, return_when="FIRST_COMPLETED")
+        done, _ = await asyncio.wait(
+            {self._task, assigned}, timeout=60, return_when="FIRST_COMPLETED"
+        )
         if self._task in done:
             assigned.cancel()
             self._task.result()  # raises what the process died of
@@ -438,7 +442,9 @@ def user_message(
 def request_for(session_id: str, payload: RequestPayload, request_id: str) -> Request:
     """Any request payload in an envelope (approvals, cancels, forks...)."""
     return Request(
-        request_id=request_id, session_id=session_id, occurred_at=datetime.now(UTC),
+        request_id=request_id,
+        session_id=session_id,
+        occurred_at=datetime.now(UTC),
         payload=payload,
     )
 
@@ -451,8 +457,11 @@ class RequestSender:
         self.bootstrap = bootstrap
         self.topics = topics
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
-            linger_ms=linger_ms, client_id="turnlog-test-sender",
+            bootstrap_servers=bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=linger_ms,
+            client_id="turnlog-test-sender",
         )
         self.sent: list[Request] = []
         self.sent_at: dict[tuple[str, str], float] = {}
@@ -477,8 +486,10 @@ class RequestSender:
         for req in batch:
             futures.append(
                 await self._producer.send(
-                    self.topics.requests, value=encode_request(req),
-                    key=req.session_id.encode(), headers=headers,
+                    self.topics.requests,
+                    value=encode_request(req),
+                    key=req.session_id.encode(),
+                    headers=headers,
                 )
             )
             self.sent_at[(req.session_id, req.request_id)] = time.monotonic()
@@ -497,13 +508,18 @@ class RequestSender:
 
 
 async def read_records(
-    bootstrap: str, topic: str, *, isolation_level: str = "read_committed",
+    bootstrap: str,
+    topic: str,
+    *,
+    isolation_level: str = "read_committed",
     timeout_s: float = 60.0,
 ) -> list[ConsumerRecord]:
     """Every record of `topic` (all partitions) up to its end at call time."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False,
-        isolation_level=isolation_level, client_id="turnlog-test-reader",
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
+        client_id="turnlog-test-reader",
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     await consumer.start()
@@ -578,9 +594,12 @@ class EventLog:
         self.seen_at: list[float] = []
         self.by_session: dict[str, list[Event]] = defaultdict(list)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False,
-            isolation_level="read_committed", client_id="turnlog-test-eventlog",
-            fetch_max_wait_ms=5, max_partition_fetch_bytes=8 * 1024 * 1024,
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id="turnlog-test-eventlog",
+            fetch_max_wait_ms=5,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
         )
 
     async def __aenter__(self) -> Self:
@@ -613,7 +632,10 @@ class EventLog:
         return n
 
     async def wait_for(
-        self, predicate: Callable[[], Any], timeout_s: float, what: str,
+        self,
+        predicate: Callable[[], Any],
+        timeout_s: float,
+        what: str,
         diagnose: Callable[[], str] | None = None,
     ) -> None:
         """Keep reading until `predicate()` holds (checked after every poll)."""
@@ -688,8 +710,11 @@ def lost_inputs(requests: Iterable[Request], events: Iterable[Event]) -> list[Re
             caused.add((ev.session_id, ev.causation_id))
         if isinstance(ev.payload, RequestRejected):
             caused.add((ev.session_id, ev.payload.request_id))
-    return [r for r in requests
-            if (r.session_id, r.request_id) not in caused and not isinstance(r.payload, Tick)]
+    return [
+        r
+        for r in requests
+        if (r.session_id, r.request_id) not in caused and not isinstance(r.payload, Tick)
+    ]
 
 
 def llm_completions(events: Iterable[Event]) -> dict[tuple[str, str], list[LlmCallCompleted]]:

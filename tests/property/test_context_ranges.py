@@ -17,8 +17,13 @@ from agents.state import (
     window_ranges,
 )
 
-KINDS = [EntryKind.USER, EntryKind.ASSISTANT, EntryKind.TOOL_USE, EntryKind.TOOL_RESULT,
-         EntryKind.SUMMARY]
+KINDS = [
+    EntryKind.USER,
+    EntryKind.ASSISTANT,
+    EntryKind.TOOL_USE,
+    EntryKind.TOOL_RESULT,
+    EntryKind.SUMMARY,
+]
 
 
 @st.composite
@@ -46,7 +51,9 @@ def test_a_window_round_trips_in_at_most_two_pairs(history: History) -> None:
 
 @settings(max_examples=300)
 @given(histories(), st.data())
-def test_any_increasing_entry_subsequence_round_trips(history: History, data: st.DataObject) -> None:
+def test_any_increasing_entry_subsequence_round_trips(
+    history: History, data: st.DataObject
+) -> None:
     all_seqs = [e.seq for e in history.entries.iter_from(0)]
     picked = sorted(data.draw(st.sets(st.sampled_from(all_seqs), max_size=len(all_seqs))))
     ranges = context_ranges(history, picked)

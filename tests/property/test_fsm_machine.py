@@ -109,14 +109,16 @@ class FsmMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ plumbing
 
-    def request(self, payload: RequestPayload, agent: str | None = None,
-                advance: float = 1.0) -> Request:
+    def request(
+        self, payload: RequestPayload, agent: str | None = None, advance: float = 1.0
+    ) -> Request:
         self.n += 1
         self.now += timedelta(seconds=advance)
         return Request(f"q{self.n}", self.sid, self.now, payload, agent=agent)
 
-    def send(self, payload: RequestPayload, agent: str | None = None,
-             advance: float = 1.0) -> list[Event]:
+    def send(
+        self, payload: RequestPayload, agent: str | None = None, advance: float = 1.0
+    ) -> list[Event]:
         return self.apply(self.request(payload, agent, advance))
 
     def apply(self, req: Request) -> list[Event]:
@@ -139,7 +141,7 @@ class FsmMachine(RuleBasedStateMachine):
             assert after.phase in row.targets, (before.phase, type(req.payload), after.phase)
         ends = [i for i, e in enumerate(events) if isinstance(e.payload, ENDS)]
         if ends:
-            queued = [e for e in events[ends[-1]:] if isinstance(e.payload, TurnStarted)]
+            queued = [e for e in events[ends[-1] :] if isinstance(e.payload, TurnStarted)]
             if queued:
                 # The queue's head started the next turn in the same decision.
                 head = queued[0].payload
@@ -183,8 +185,15 @@ class FsmMachine(RuleBasedStateMachine):
             uses = tuple(ToolUse(f"u{self.n}x{i}", *TOOLS[t]) for i, t in enumerate(tools))
             usage = draw(st.integers(0, 2_000))
             text = BIG if draw(st.integers(0, 3)) == 0 else "answer"
-            self.send(CompleteLlmCall(self.llm_id("turn"), "scripted-small", text,
-                                      tool_uses=uses, usage=Usage(usage, usage // 10)))
+            self.send(
+                CompleteLlmCall(
+                    self.llm_id("turn"),
+                    "scripted-small",
+                    text,
+                    tool_uses=uses,
+                    usage=Usage(usage, usage // 10),
+                )
+            )
         elif phase is Phase.COMPACTING:
             outcome = draw(st.sampled_from(["summary", "empty", "fail"]))
             cid = self.llm_id("summarize")
@@ -201,8 +210,16 @@ class FsmMachine(RuleBasedStateMachine):
                 self.send(DecideApproval(call.call_id, draw(st.booleans()), "alice"))
             elif call.status == CallStatus.CHILD:
                 status = draw(st.sampled_from(list(ChildStatus)))
-                self.send(CompleteChildSession(call.call_id, call.child_session_id, status,
-                                               "child says hi", Usage(5, 5), 777))
+                self.send(
+                    CompleteChildSession(
+                        call.call_id,
+                        call.child_session_id,
+                        status,
+                        "child says hi",
+                        Usage(5, 5),
+                        777,
+                    )
+                )
             elif draw(st.booleans()):
                 self.send(CompleteToolCall(call.call_id, "42"))
             else:
@@ -230,20 +247,24 @@ class FsmMachine(RuleBasedStateMachine):
         effect, an approval for a call that awaits none, a misrouted child outcome."""
         turn = self.state.turn
         known = [c.call_id for c in turn.calls] if turn else []
-        call_id = data.draw(st.sampled_from(known + ["nope", "u1x0"]))
-        payload = data.draw(st.sampled_from([
-            CompleteLlmCall("s/llm/999", "scripted-small", "x"),
-            FailLlmCall("s/llm/999", "E", "m"),
-            CompleteCompaction("s/compact/9", "gist", "scripted-small"),
-            CompleteToolCall(call_id, "x"),
-            DecideApproval(call_id, True, "mallory"),
-            CompleteChildSession(call_id, "elsewhere", ChildStatus.COMPLETED),
-            ForkSession("p0", 1),
-            SendMessage("   "),
-            SendMessage("hello"),
-            CancelTurn(),
-            CloseSession() if self.n % 9 == 0 else Tick(),
-        ]))
+        call_id = data.draw(st.sampled_from([*known, "nope", "u1x0"]))
+        payload = data.draw(
+            st.sampled_from(
+                [
+                    CompleteLlmCall("s/llm/999", "scripted-small", "x"),
+                    FailLlmCall("s/llm/999", "E", "m"),
+                    CompleteCompaction("s/compact/9", "gist", "scripted-small"),
+                    CompleteToolCall(call_id, "x"),
+                    DecideApproval(call_id, True, "mallory"),
+                    CompleteChildSession(call_id, "elsewhere", ChildStatus.COMPLETED),
+                    ForkSession("p0", 1),
+                    SendMessage("   "),
+                    SendMessage("hello"),
+                    CancelTurn(),
+                    CloseSession() if self.n % 9 == 0 else Tick(),
+                ]
+            )
+        )
         self.send(payload, agent=data.draw(st.sampled_from([None, "assistant", "ghost"])))
 
     @rule(seconds=st.sampled_from([1, 30, 61, 100, 250]))
@@ -271,19 +292,32 @@ class FsmMachine(RuleBasedStateMachine):
     def late_answer(self, data: st.DataObject, tokens: int) -> None:
         call_id, _model = data.draw(st.sampled_from(self.state.abandoned))
         spent = self.state.spent_tokens
-        events = self.send(CompleteLlmCall(call_id, "scripted-small", "too late",
-                                           usage=Usage(tokens, 1)))
+        events = self.send(
+            CompleteLlmCall(call_id, "scripted-small", "too late", usage=Usage(tokens, 1))
+        )
         if not any(isinstance(e.payload, RequestRejected) for e in events):
             assert self.state.spent_tokens == spent + tokens + 1
             assert call_id not in {a[0] for a in self.state.abandoned}
 
     @precondition(lambda self: self.state.phase is Phase.AWAITING_LLM)
-    @rule(stop=st.sampled_from(["max_tokens", "refusal", "pause_turn",
-                                "model_context_window_exceeded"]), with_tool=st.booleans())
+    @rule(
+        stop=st.sampled_from(
+            ["max_tokens", "refusal", "pause_turn", "model_context_window_exceeded"]
+        ),
+        with_tool=st.booleans(),
+    )
     def stop_reason(self, stop: str, with_tool: bool) -> None:
         uses = (ToolUse(f"u{self.n}s", *TOOLS["calc"]),) if with_tool else ()
-        self.send(CompleteLlmCall(self.llm_id("turn"), "scripted-small", "partial",
-                                  tool_uses=uses, stop_reason=stop, usage=Usage(10, 10)))
+        self.send(
+            CompleteLlmCall(
+                self.llm_id("turn"),
+                "scripted-small",
+                "partial",
+                tool_uses=uses,
+                stop_reason=stop,
+                usage=Usage(10, 10),
+            )
+        )
 
     @precondition(lambda self: self.n > 25 and self.n % 4 == 0)
     @rule()
@@ -344,8 +378,11 @@ class FsmMachine(RuleBasedStateMachine):
             turn = s.turn
             assert turn is not None
             if turn.llm is not None:
-                expected = Phase.COMPACTING if turn.llm.request.purpose == "summarize" else (
-                    Phase.AWAITING_LLM)
+                expected = (
+                    Phase.COMPACTING
+                    if turn.llm.request.purpose == "summarize"
+                    else (Phase.AWAITING_LLM)
+                )
                 assert s.phase is expected and not turn.calls
             else:
                 assert turn.calls and s.phase is step_phase(turn.calls)

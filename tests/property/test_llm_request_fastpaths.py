@@ -39,15 +39,19 @@ from agents.state import Entry, EntryKind
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                  max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 TEXT = st.text(max_size=30)  # any code point but surrogates: quotes, controls, non-ASCII
 ARGUMENTS = st.one_of(
     st.just(""),
-    st.builds(lambda v, indent: json.dumps(v, indent=indent, ensure_ascii=indent is None),
-              JSON, st.sampled_from([None, 1])),
+    st.builds(
+        lambda v, indent: json.dumps(v, indent=indent, ensure_ascii=indent is None),
+        JSON,
+        st.sampled_from([None, 1]),
+    ),
 )
 BLOCKS = st.one_of(
     st.builds(TextBlock, TEXT),
@@ -59,8 +63,9 @@ REQUESTS = st.builds(
     model=TEXT,
     system=TEXT,
     messages=st.lists(
-        st.builds(Message, st.sampled_from(["user", "assistant"]),
-                  st.lists(BLOCKS, max_size=4).map(tuple)),
+        st.builds(
+            Message, st.sampled_from(["user", "assistant"]), st.lists(BLOCKS, max_size=4).map(tuple)
+        ),
         max_size=5,
     ).map(tuple),
     tools=st.lists(
@@ -85,8 +90,9 @@ def test_canonical_body_is_canonical_json_of_the_request_without_its_model(
 
 
 def test_a_tool_use_whose_arguments_are_not_json_fails_both_ways_alike() -> None:
-    request = LlmRequest("m", "s", (Message("assistant", (ToolUseBlock("c", "n", "{bad"),)),),
-                         (), 1, 0.0)
+    request = LlmRequest(
+        "m", "s", (Message("assistant", (ToolUseBlock("c", "n", "{bad"),)),), (), 1, 0.0
+    )
     for write in (request.canonical_body, request.to_dict):
         try:
             write()
@@ -96,6 +102,7 @@ def test_a_tool_use_whose_arguments_are_not_json_fails_both_ways_alike() -> None
 
 
 # ---------------------------------------------------------------- build_messages
+
 
 def _reference_result_block(e: Entry) -> ToolResultBlock:
     return ToolResultBlock(e.call_id, e.text, e.is_error)
@@ -163,21 +170,28 @@ def reference_build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-
-
 CALL_IDS = st.sampled_from(["c1", "c2"])
-USE = st.builds(lambda a, c, n: (EntryKind.TOOL_USE, a, c, n),
-                st.sampled_from(["{}", '{"a": 1}', "[1]", "{bad", ""]), CALL_IDS,
-                st.sampled_from(["calc", "clock"]))
-RESULT = st.builds(lambda t, c: (EntryKind.TOOL_RESULT, t, c, ""), st.sampled_from(["42", ""]),
-                   CALL_IDS)
+USE = st.builds(
+    lambda a, c, n: (EntryKind.TOOL_USE, a, c, n),
+    st.sampled_from(["{}", '{"a": 1}', "[1]", "{bad", ""]),
+    CALL_IDS,
+    st.sampled_from(["calc", "clock"]),
+)
+RESULT = st.builds(
+    lambda t, c: (EntryKind.TOOL_RESULT, t, c, ""), st.sampled_from(["42", ""]), CALL_IDS
+)
 # Tool uses and results drawn three times as often as the rest: steps with several uses
 # whose results come in another order, late, twice or never.
 ENTRIES = st.lists(
     st.one_of(
         st.builds(lambda t: (EntryKind.USER, t, "", ""), st.sampled_from(["", "hi", "x"])),
         st.builds(lambda t: (EntryKind.ASSISTANT, t, "", ""), st.sampled_from(["", "ok"])),
-        USE, USE, USE, RESULT, RESULT, RESULT,
+        USE,
+        USE,
+        USE,
+        RESULT,
+        RESULT,
+        RESULT,
         st.builds(lambda t: (EntryKind.SUMMARY, t, "", ""), st.sampled_from(["so far"])),
     ),
     max_size=25,
@@ -190,35 +204,66 @@ U, A, T, R = EntryKind.USER, EntryKind.ASSISTANT, EntryKind.TOOL_USE, EntryKind.
 @settings(max_examples=500)
 @given(ENTRIES, st.lists(st.booleans(), min_size=25, max_size=25))
 # results in another order than their uses, one missing (synthetic, last), one twice
-@example([(U, "go", "", ""), (A, "ok", "", ""), (T, "{}", "c1", "calc"), (T, "{}", "c2", "calc"),
-          (R, "2", "c2", ""), (R, "1", "c1", ""), (U, "next", "", "")], [False] * 25)
-@example([(A, "", "", ""), (T, "{}", "c1", "calc"), (T, "[1]", "c2", "calc"),
-          (R, "2", "c2", ""), (R, "again", "c2", "")], [False] * 25)
+@example(
+    [
+        (U, "go", "", ""),
+        (A, "ok", "", ""),
+        (T, "{}", "c1", "calc"),
+        (T, "{}", "c2", "calc"),
+        (R, "2", "c2", ""),
+        (R, "1", "c1", ""),
+        (U, "next", "", ""),
+    ],
+    [False] * 25,
+)
+@example(
+    [
+        (A, "", "", ""),
+        (T, "{}", "c1", "calc"),
+        (T, "[1]", "c2", "calc"),
+        (R, "2", "c2", ""),
+        (R, "again", "c2", ""),
+    ],
+    [False] * 25,
+)
 def test_build_messages_equals_the_reference(
     drawn: list[tuple[str, str, str, str]], errors: list[bool]
 ) -> None:
-    entries = [Entry(i + 1, kind, text, call_id, name, errors[i], 1)
-               for i, (kind, text, call_id, name) in enumerate(drawn)]
+    entries = [
+        Entry(i + 1, kind, text, call_id, name, errors[i], 1)
+        for i, (kind, text, call_id, name) in enumerate(drawn)
+    ]
     assert build_messages(entries) == reference_build_messages(entries)
 
 
 # ------------------------------------------------- build_messages, from its memo
 
+
 @settings(max_examples=500)
-@given(ENTRIES, ENTRIES, st.lists(st.booleans(), min_size=50, max_size=50),
-       st.integers(0, 25), st.booleans())
+@given(
+    ENTRIES,
+    ENTRIES,
+    st.lists(st.booleans(), min_size=50, max_size=50),
+    st.integers(0, 25),
+    st.booleans(),
+)
 def test_a_window_built_again_after_it_grew_equals_the_reference(
-    drawn: list[tuple[str, str, str, str]], more: list[tuple[str, str, str, str]],
-    errors: list[bool], cut: int, equal_copies: bool,
+    drawn: list[tuple[str, str, str, str]],
+    more: list[tuple[str, str, str, str]],
+    errors: list[bool],
+    cut: int,
+    equal_copies: bool,
 ) -> None:
     """A session's next call sends its window again plus what happened since: the
     memo's messages (and their cached canonical text) must be exactly what building
     the longer window from scratch gives. Also when the next window holds equal copies
     of the entries rather than the same objects, and when a second window (a fork)
     starts with the same entries and then differs."""
-    every = [Entry(i + 1, kind, text, call_id, name, errors[i], 1)
-             for i, (kind, text, call_id, name) in enumerate([*drawn, *more])]
-    first, later = every[:len(drawn)], every
+    every = [
+        Entry(i + 1, kind, text, call_id, name, errors[i], 1)
+        for i, (kind, text, call_id, name) in enumerate([*drawn, *more])
+    ]
+    first, later = every[: len(drawn)], every
     build_messages(first)
     if equal_copies:
         later = [e._replace() for e in later]  # equal values, other objects
@@ -226,10 +271,15 @@ def test_a_window_built_again_after_it_grew_equals_the_reference(
     assert built == reference_build_messages(later)
     request = LlmRequest("m", "s", built, (), 10, 0.0)
     assert request.canonical_body() == canonical_json(
-        {k: v for k, v in request.to_dict().items() if k != "model"})
+        {k: v for k, v in request.to_dict().items() if k != "model"}
+    )
     # A fork: the same first entries, then other ones.
-    fork = [*every[:min(cut, len(every))], *[
-        Entry(100 + i, kind, text + "!", call_id, name, not errors[i], 1)
-        for i, (kind, text, call_id, name) in enumerate(more)]]
+    fork = [
+        *every[: min(cut, len(every))],
+        *[
+            Entry(100 + i, kind, text + "!", call_id, name, not errors[i], 1)
+            for i, (kind, text, call_id, name) in enumerate(more)
+        ],
+    ]
     assert build_messages(fork) == reference_build_messages(fork)
     assert build_messages(later) == reference_build_messages(later)

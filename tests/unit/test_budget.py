@@ -48,8 +48,12 @@ def test_unknown_model_is_a_contract_error_naming_it() -> None:
 
 
 def test_cost_is_exact_integer_arithmetic() -> None:
-    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000,
-                  cache_read_tokens=1_000_000, cache_write_tokens=1_000_000)
+    usage = Usage(
+        input_tokens=1_000_000,
+        output_tokens=1_000_000,
+        cache_read_tokens=1_000_000,
+        cache_write_tokens=1_000_000,
+    )
     # $3 + $15 + $0.30 + $3.75 = $22.05
     assert cost_nanos("claude-sonnet-4-5", usage) == 22_050_000_000
     assert cost_nanos("claude-sonnet-4-5", Usage(1, 0, 1, 0)) == 3_300
@@ -58,8 +62,11 @@ def test_cost_is_exact_integer_arithmetic() -> None:
 
 
 def test_reservation_uses_the_dearest_model_of_the_chain() -> None:
-    r = estimate_reservation([model_info("claude-haiku-4-5"), model_info("claude-sonnet-4-5")],
-                             context_tokens=1_000, max_tokens=100)
+    r = estimate_reservation(
+        [model_info("claude-haiku-4-5"), model_info("claude-sonnet-4-5")],
+        context_tokens=1_000,
+        max_tokens=100,
+    )
     assert r == Reservation(tokens=1_100, nanos=1_000 * 3_000 + 100 * 15_000)
 
 
@@ -69,24 +76,53 @@ def config(**kw: object) -> BudgetConfig:
 
 def test_within_every_limit() -> None:
     cfg = config(turn_tokens=100, session_tokens=1_000, turn_usd="0.01", session_usd="1")
-    assert check_budget(cfg, turn=Spend(0, 0), session=Spend(0, 0),
-                        requested=Reservation(100, 10_000_000)) is None
+    assert (
+        check_budget(
+            cfg, turn=Spend(0, 0), session=Spend(0, 0), requested=Reservation(100, 10_000_000)
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(
     "cfg,turn,session,requested,expected",
     [
-        ({"turn_tokens": 100}, Spend(50, 0), Spend(50, 0), Reservation(51, 0),
-         (BudgetScope.TURN, BudgetUnit.TOKENS, 100, 50, 51)),
-        ({"turn_usd": "0.000001"}, Spend(0, 600), Spend(0, 600), Reservation(1, 401),
-         (BudgetScope.TURN, BudgetUnit.USD, 1_000, 600, 401)),
-        ({"session_tokens": 10}, Spend(0, 0), Spend(9, 0), Reservation(2, 0),
-         (BudgetScope.SESSION, BudgetUnit.TOKENS, 10, 9, 2)),
-        ({"session_usd": "2"}, Spend(0, 0), Spend(0, 2 * 10**9), Reservation(0, 1),
-         (BudgetScope.SESSION, BudgetUnit.USD, 2 * 10**9, 2 * 10**9, 1)),
+        (
+            {"turn_tokens": 100},
+            Spend(50, 0),
+            Spend(50, 0),
+            Reservation(51, 0),
+            (BudgetScope.TURN, BudgetUnit.TOKENS, 100, 50, 51),
+        ),
+        (
+            {"turn_usd": "0.000001"},
+            Spend(0, 600),
+            Spend(0, 600),
+            Reservation(1, 401),
+            (BudgetScope.TURN, BudgetUnit.USD, 1_000, 600, 401),
+        ),
+        (
+            {"session_tokens": 10},
+            Spend(0, 0),
+            Spend(9, 0),
+            Reservation(2, 0),
+            (BudgetScope.SESSION, BudgetUnit.TOKENS, 10, 9, 2),
+        ),
+        (
+            {"session_usd": "2"},
+            Spend(0, 0),
+            Spend(0, 2 * 10**9),
+            Reservation(0, 1),
+            (BudgetScope.SESSION, BudgetUnit.USD, 2 * 10**9, 2 * 10**9, 1),
+        ),
         # turn limits are checked before session limits, tokens before USD
-        ({"turn_tokens": 1, "session_tokens": 1, "turn_usd": "0.000000001"}, Spend(0, 0),
-         Spend(0, 0), Reservation(5, 5), (BudgetScope.TURN, BudgetUnit.TOKENS, 1, 0, 5)),
+        (
+            {"turn_tokens": 1, "session_tokens": 1, "turn_usd": "0.000000001"},
+            Spend(0, 0),
+            Spend(0, 0),
+            Reservation(5, 5),
+            (BudgetScope.TURN, BudgetUnit.TOKENS, 1, 0, 5),
+        ),
     ],
 )
 def test_first_broken_limit_is_reported(

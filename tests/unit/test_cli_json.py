@@ -28,11 +28,10 @@ def _commands(command: Any, path: tuple[str, ...] = ()) -> dict[str, Any]:
 def test_every_printing_command_takes_json() -> None:
     load_extensions()
     commands = _commands(typer.main.get_command(app))
-    assert {"settings", "topics ensure", "db migrate", "replay", "events", "show"} <= set(
-        commands
-    )
+    assert {"settings", "topics ensure", "db migrate", "replay", "events", "show"} <= set(commands)
     missing = sorted(
-        name for name, command in commands.items()
+        name
+        for name, command in commands.items()
         if name not in EXEMPT
         and not any("--json" in getattr(p, "opts", ()) for p in command.params)
     )

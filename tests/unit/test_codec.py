@@ -76,7 +76,9 @@ def test_single_object_header_is_magic_and_the_schema_fingerprint() -> None:
 def test_body_is_plain_avro_that_any_reader_with_the_schema_can_read() -> None:
     data = codec.encode_event(LLM_DONE)
     record = schemaless_reader(
-        io.BytesIO(data[10:]), parse_schema(codec.current_schema("Event")), None,
+        io.BytesIO(data[10:]),
+        parse_schema(codec.current_schema("Event")),
+        None,
         return_record_name=True,
     )
     assert record["session_id"] == "s1"
@@ -163,7 +165,10 @@ def test_event_dict_tags_the_payload_and_spells_datetimes_as_utc_iso() -> None:
     assert d["payload"]["type"] == "LlmCallCompleted"
     assert d["payload"]["tool_call_ids"] == ["t1", "t2"]
     assert d["payload"]["usage"] == {
-        "input_tokens": 100, "output_tokens": 20, "cache_read_tokens": 5, "cache_write_tokens": 1
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "cache_read_tokens": 5,
+        "cache_write_tokens": 1,
     }
     assert json.loads(json.dumps(d)) == d  # JSON-safe as it is
 
@@ -190,9 +195,7 @@ def test_canonical_json_is_sorted_compact_and_unicode() -> None:
 
 
 def test_canonical_json_refuses_a_nan_float() -> None:
-    payload = LlmCallRequested(
-        "c", "m", (), 10, math.nan, (), 0, "h", "h", "d", 0, T0
-    )
+    payload = LlmCallRequested("c", "m", (), 10, math.nan, (), 0, "h", "h", "d", 0, T0)
     with pytest.raises(InvalidRecord, match="canonical JSON"):
         codec.canonical_event_json(_event(payload))
 
@@ -277,14 +280,12 @@ def test_every_schema_file_is_a_documented_turnlog_v1_type() -> None:
 
 def test_every_dataclass_and_enum_of_the_contract_has_a_schema_file() -> None:
     names = {full.rpartition(".")[2] for full in _record_files()}
-    expected = {
-        cls.__name__
-        for cls in (*ev_mod.REQUEST_TYPES, *ev_mod.EVENT_TYPES)
-    } | {"Request", "Event", "TokenDelta", "AuditCheckpoint", "Usage", "ToolUse"} | {
-        "Snapshot", "SessionSnapshot", "RestorePoint", "AgentVersion"
-    } | {
-        "PolicyAction", "ChildStatus", "BudgetScope", "BudgetUnit", "EffectKind"
-    }
+    expected = (
+        {cls.__name__ for cls in (*ev_mod.REQUEST_TYPES, *ev_mod.EVENT_TYPES)}
+        | {"Request", "Event", "TokenDelta", "AuditCheckpoint", "Usage", "ToolUse"}
+        | {"Snapshot", "SessionSnapshot", "RestorePoint", "AgentVersion"}
+        | {"PolicyAction", "ChildStatus", "BudgetScope", "BudgetUnit", "EffectKind"}
+    )
     assert names == expected
 
 
@@ -292,7 +293,9 @@ def test_payload_unions_list_every_record_type_in_order() -> None:
     s = current_set().envelopes
     for envelope, types in (("Request", ev_mod.REQUEST_TYPES), ("Event", ev_mod.EVENT_TYPES)):
         payload = next(f for f in s[envelope]["fields"] if f["name"] == "payload")
-        names = [b["name"] if isinstance(b, dict) else b.rpartition(".")[2] for b in payload["type"]]
+        names = [
+            b["name"] if isinstance(b, dict) else b.rpartition(".")[2] for b in payload["type"]
+        ]
         assert names == [t.__name__ for t in types]
 
 
@@ -380,9 +383,32 @@ def test_a_union_member_with_a_field_named_type_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "n",
-    [0, 1, -1, 63, 64, -64, -65, 8191, 8192, -8192, -8193, (1 << 20) - 1, -(1 << 20),
-     1 << 20, -(1 << 20) - 1, 1 << 27, 1 << 34, -(1 << 41), 1 << 48, (1 << 55) - 1,
-     1 << 55, -(1 << 62), (1 << 63) - 1, -(1 << 63)],
+    [
+        0,
+        1,
+        -1,
+        63,
+        64,
+        -64,
+        -65,
+        8191,
+        8192,
+        -8192,
+        -8193,
+        (1 << 20) - 1,
+        -(1 << 20),
+        1 << 20,
+        -(1 << 20) - 1,
+        1 << 27,
+        1 << 34,
+        -(1 << 41),
+        1 << 48,
+        (1 << 55) - 1,
+        1 << 55,
+        -(1 << 62),
+        (1 << 63) - 1,
+        -(1 << 63),
+    ],
 )
 def test_the_fast_reader_reads_varints_of_every_width(n: int) -> None:
     from agents.events import BudgetExceeded, BudgetScope, BudgetUnit
@@ -397,12 +423,18 @@ def test_the_fast_reader_reads_varints_of_every_width(n: int) -> None:
 @pytest.mark.parametrize(
     "micros",
     [
-        0, 1, -1,
-        (1 << 48) - 1, -(1 << 48),  # the last 7-byte varints
-        1 << 48, -(1 << 48) - 1,  # the first 8-byte ones: the unrolled path
+        0,
+        1,
+        -1,
+        (1 << 48) - 1,
+        -(1 << 48),  # the last 7-byte varints
+        1 << 48,
+        -(1 << 48) - 1,  # the first 8-byte ones: the unrolled path
         1_790_000_000_123_456,  # 2026
-        (1 << 55) - 1, -(1 << 55),  # the last 8-byte ones
-        1 << 55, -(1 << 55) - 1,  # 9 bytes: back to the loop
+        (1 << 55) - 1,
+        -(1 << 55),  # the last 8-byte ones
+        1 << 55,
+        -(1 << 55) - 1,  # 9 bytes: back to the loop
         253402300799999999,  # 9999-12-31T23:59:59.999999
         -62135596800000000,  # 0001-01-01
     ],

@@ -19,7 +19,11 @@ from tests.strategies import events, requests
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 EVENT = Event(
-    event_id_for("s1", 3), "s1", 3, T0, "helper",
+    event_id_for("s1", 3),
+    "s1",
+    3,
+    T0,
+    "helper",
     LlmCallCompleted("c1", "m", "hello", ("t1",), "tool_use", Usage(1, 2, 3, 4), 5, 6, 1),
 )
 EVENT_BYTES = codec.encode_event(EVENT)
@@ -48,7 +52,7 @@ def test_unknown_fingerprint_names_it_and_carries_it() -> None:
     assert err.value.fingerprint == "0123456789abcdef"
 
 
-@pytest.mark.parametrize("data", [b"", b"\xc3", b"\x00\x01" + EVENT_BYTES[2:], b"{\"json\": 1}"])
+@pytest.mark.parametrize("data", [b"", b"\xc3", b"\x00\x01" + EVENT_BYTES[2:], b'{"json": 1}'])
 def test_bad_magic_or_short_header_has_no_fingerprint(data: bytes) -> None:
     with pytest.raises(DecodeError, match="not a Event message|C3 01") as err:
         codec.decode_event(data)
@@ -77,9 +81,15 @@ def test_a_request_given_to_the_event_decoder_says_so() -> None:
 
 def test_a_body_that_fails_dataclass_validation_names_session_and_seq() -> None:
     record = {
-        "event_id": event_id_for("s9", 0), "session_id": "s9", "seq": 0, "occurred_at": T0,
-        "agent": "a", "payload": ("turnlog.v1.TurnStarted", {"turn_no": 1}),
-        "turn_id": None, "causation_id": None, "correlation_id": None,
+        "event_id": event_id_for("s9", 0),
+        "session_id": "s9",
+        "seq": 0,
+        "occurred_at": T0,
+        "agent": "a",
+        "payload": ("turnlog.v1.TurnStarted", {"turn_no": 1}),
+        "turn_id": None,
+        "causation_id": None,
+        "correlation_id": None,
     }
     with pytest.raises(DecodeError, match=r"session 's9' seq 0 .*seq must be >= 1") as err:
         codec.decode_event(_raw("Event", record))
@@ -89,10 +99,16 @@ def test_a_body_that_fails_dataclass_validation_names_session_and_seq() -> None:
 
 def test_a_payload_that_fails_validation_is_a_decode_error() -> None:
     record = {
-        "request_id": "r1", "session_id": "s1", "occurred_at": T0,
-        "payload": ("turnlog.v1.ForkSession", {"source_session_id": "", "at_seq": 1,
-                                               "agent": None}),
-        "correlation_id": None, "causation_id": None, "agent": None,
+        "request_id": "r1",
+        "session_id": "s1",
+        "occurred_at": T0,
+        "payload": (
+            "turnlog.v1.ForkSession",
+            {"source_session_id": "", "at_seq": 1, "agent": None},
+        ),
+        "correlation_id": None,
+        "causation_id": None,
+        "agent": None,
     }
     with pytest.raises(DecodeError, match=r"Request 'r1' of session 's1'.*source_session_id"):
         codec.decode_request(_raw("Request", record))
@@ -141,7 +157,7 @@ def _mutations(draw: st.DrawFn) -> tuple[str, bytes]:
     pos = draw(st.integers(10, len(data) - 1))
     how = draw(st.sampled_from(["flip", "cut", "insert"]))
     if how == "flip":
-        data = data[:pos] + bytes([data[pos] ^ draw(st.integers(1, 255))]) + data[pos + 1:]
+        data = data[:pos] + bytes([data[pos] ^ draw(st.integers(1, 255))]) + data[pos + 1 :]
     elif how == "cut":
         data = data[:pos]
     else:
@@ -167,7 +183,7 @@ def test_the_fast_reader_never_accepts_what_the_reference_decoder_refuses(
     writer = codec._writer_of(envelope, data)
     try:
         fast, end = codec._FAST[envelope](data, codec.HEADER_SIZE, len(data))
-    except Exception:  # noqa: BLE001 - refusing is always allowed; the reference decides
+    except Exception:
         return
     if end != len(data):
         return  # the codec refuses trailing bytes before trusting the fast result
@@ -185,8 +201,9 @@ def test_the_fast_reader_never_accepts_what_the_reference_decoder_refuses(
 def test_a_short_string_whose_length_is_wrong_is_a_decode_error(old: bytes, new: bytes) -> None:
     from agents.events import TurnStarted
 
-    ev = Event(event_id_for("s", 1), "s", 1, T0, "zz-agent-zz", TurnStarted(1),
-               correlation_id="abc")
+    ev = Event(
+        event_id_for("s", 1), "s", 1, T0, "zz-agent-zz", TurnStarted(1), correlation_id="abc"
+    )
     data = codec.encode_event(ev)
     assert data.count(old) == 1
     bad = data.replace(old, new)

@@ -39,7 +39,11 @@ from turnlog.settings import load_settings
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 EVENT = Event(
-    event_id_for("s1", 3), "s1", 3, T0, "helper",
+    event_id_for("s1", 3),
+    "s1",
+    3,
+    T0,
+    "helper",
     LlmCallCompleted("c1", "m", "hello", ("t1",), "tool_use", Usage(1, 2, 3, 4), 5, 6, 1),
     turn_id="t1",
 )
@@ -155,7 +159,8 @@ def test_turnlog_reads_what_a_registry_only_producer_wrote(
     registry: ConfluentRegistry, client: Any
 ) -> None:
     serializer = AvroSerializer(
-        client, json.dumps(codec.current_schema("Request")),
+        client,
+        json.dumps(codec.current_schema("Request")),
         conf={"auto.register.schemas": True},
     )
     data = serializer(codec._TO_AVRO["Request"](REQUEST), _ctx(NAMES.requests))
@@ -166,8 +171,12 @@ def test_turnlog_reads_what_a_registry_only_producer_wrote(
 def test_an_id_the_registry_holds_for_another_record_is_a_decode_error(
     registry: ConfluentRegistry, client: Any
 ) -> None:
-    other = {"type": "record", "name": "Order", "namespace": "shop",
-             "fields": [{"name": "id", "type": "string"}]}
+    other = {
+        "type": "record",
+        "name": "Order",
+        "namespace": "shop",
+        "fields": [{"name": "id", "type": "string"}],
+    }
     serializer = AvroSerializer(client, json.dumps(other), conf={"auto.register.schemas": True})
     data = serializer({"id": "o-1"}, _ctx("shop.orders"))
     with pytest.raises(DecodeError, match="not a turnlog envelope"):

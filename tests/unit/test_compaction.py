@@ -28,14 +28,17 @@ BIG = "word " * 2_500  # ~3,100 estimated tokens
 
 
 def history(kinds: str, tokens: int = 100) -> History:
-    entries = [Entry(i + 1, k, "x", "c" if k in (T, R) else "", "", False, tokens)
-               for i, k in enumerate(kinds)]
+    entries = [
+        Entry(i + 1, k, "x", "c" if k in (T, R) else "", "", False, tokens)
+        for i, k in enumerate(kinds)
+    ]
     return History(pvec_of(entries), 0, None, tokens * len(entries))
 
 
 def plan(h: History, **config: object) -> tuple[int, ...] | None:
-    p = plan_compaction(h, CompactionConfig.model_validate(config), context_window=1000,
-                        prefix_tokens=0)
+    p = plan_compaction(
+        h, CompactionConfig.model_validate(config), context_window=1000, prefix_tokens=0
+    )
     return None if p is None else p.removed_seqs
 
 
@@ -56,8 +59,14 @@ def test_never_separates_a_tool_result_from_its_use() -> None:
 def test_oldest_first_drops_just_enough() -> None:
     h = history("uauauaua")  # 8 x 100 tokens; target 0.5 * 1000 = 500
     assert plan(h, strategy="oldest_first", keep_last=1) == (1, 2, 3)
-    assert plan(h, strategy="oldest_first", keep_last=1, target_ratio=0.2,
-                trigger_ratio=0.5) == (1, 2, 3, 4, 5, 6)
+    assert plan(h, strategy="oldest_first", keep_last=1, target_ratio=0.2, trigger_ratio=0.5) == (
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    )
     assert plan(h, strategy="oldest_first", keep_last=7) == (1,)
 
 
@@ -87,8 +96,13 @@ def _long_session(agent_name: str) -> Driver:
 def test_sliding_window_compacts_inside_the_decision() -> None:
     d = _long_session("assistant")
     events = d.send(SendMessage(BIG))
-    assert types(events) == ["TurnStarted", "UserMessageReceived", "ContextCompactionRequested",
-                             "ContextCompacted", "LlmCallRequested"]
+    assert types(events) == [
+        "TurnStarted",
+        "UserMessageReceived",
+        "ContextCompactionRequested",
+        "ContextCompacted",
+        "LlmCallRequested",
+    ]
     requested, compacted, call = (events[2].payload, events[3].payload, events[4].payload)
     assert isinstance(requested, ContextCompactionRequested)
     assert isinstance(compacted, ContextCompacted) and isinstance(call, LlmCallRequested)
@@ -106,8 +120,11 @@ def test_sliding_window_compacts_inside_the_decision() -> None:
 def test_oldest_first_compacts_inside_the_decision() -> None:
     d = _long_session("oldest")
     events = d.send(SendMessage(BIG))
-    assert types(events)[2:] == ["ContextCompactionRequested", "ContextCompacted",
-                                 "LlmCallRequested"]
+    assert types(events)[2:] == [
+        "ContextCompactionRequested",
+        "ContextCompacted",
+        "LlmCallRequested",
+    ]
     assert events[3].payload.strategy == "oldest_first"
 
 
@@ -125,8 +142,11 @@ def test_summarize_is_an_llm_effect_then_the_summary_leads_the_context() -> None
     built = verify_llm_request(d.state, effect, REGISTRY)
     assert built.tools == () and "Summarize this conversation" in built.messages[0].content[0].text
 
-    events = d.send(CompleteCompaction(summarize.call_id, "They said hello; BIG text.",
-                                       "scripted-summarizer", Usage(500, 20)))
+    events = d.send(
+        CompleteCompaction(
+            summarize.call_id, "They said hello; BIG text.", "scripted-summarizer", Usage(500, 20)
+        )
+    )
     assert types(events) == ["ContextCompacted", "LlmCallRequested"]
     compacted, call = events[0].payload, events[1].payload
     assert compacted.summary == "They said hello; BIG text." and compacted.model
@@ -145,8 +165,11 @@ def test_failed_or_empty_summary_falls_back_to_dropping_the_entries() -> None:
         d = _long_session("summarizer")
         d.send(SendMessage(BIG))
         cid = d.llm_call_id
-        payload = (FailLlmCall(cid, "overloaded", "529") if outcome == "fail"
-                   else CompleteCompaction(cid, "  ", "scripted-summarizer"))
+        payload = (
+            FailLlmCall(cid, "overloaded", "529")
+            if outcome == "fail"
+            else CompleteCompaction(cid, "  ", "scripted-summarizer")
+        )
         events = d.send(payload)
         assert types(events) == ["LlmCallFailed", "ContextCompacted", "LlmCallRequested"]
         assert events[1].payload.strategy == "sliding_window"

@@ -27,8 +27,16 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_services(services: dict[str, Any]) -> None:
-    assert set(services) == {"kafka", "postgres", "init", "session-worker", "projector",
-                             "metrics-token", "prometheus", "grafana"}
+    assert set(services) == {
+        "kafka",
+        "postgres",
+        "init",
+        "session-worker",
+        "projector",
+        "metrics-token",
+        "prometheus",
+        "grafana",
+    }
 
 
 @pytest.mark.parametrize("name", ["kafka", "postgres"])
@@ -51,8 +59,10 @@ def test_init_waits_for_healthy_infrastructure(services: dict[str, Any]) -> None
 
 @pytest.mark.parametrize(
     ("name", "command"),
-    [("session-worker", ["turnlog", "worker", "session"]),
-     ("projector", ["turnlog", "worker", "projector"])],
+    [
+        ("session-worker", ["turnlog", "worker", "session"]),
+        ("projector", ["turnlog", "worker", "projector"]),
+    ],
 )
 def test_workers_start_after_init(services: dict[str, Any], name: str, command: list[str]) -> None:
     service = services[name]
@@ -82,12 +92,15 @@ def test_environment_is_what_settings_read(services: dict[str, Any], name: str) 
 def test_environment_loads_into_settings(
     services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    env = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v))
-           for k, v in services[name]["environment"].items()}
+    env = {
+        k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v))
+        for k, v in services[name]["environment"].items()
+    }
     for key, path in list(env.items()):
         if key.endswith("_FILE"):  # a secret from a volume of the compose project
-            assert any(path.startswith(m.split(":")[1] + "/")
-                       for m in services[name].get("volumes", ())), (name, key, path)
+            assert any(
+                path.startswith(m.split(":")[1] + "/") for m in services[name].get("volumes", ())
+            ), (name, key, path)
             local = tmp_path / key
             local.write_text("secret-from-a-file\n")
             env[key] = str(local)
@@ -105,8 +118,10 @@ def test_environment_loads_into_settings(
 def test_database_url_matches_postgres_service(services: dict[str, Any]) -> None:
     pg = services["postgres"]["environment"]
     url = services["init"]["environment"]["DATABASE_URL"]
-    assert url == (f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
-                   f"@postgres:5432/{pg['POSTGRES_DB']}")
+    assert url == (
+        f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{pg['POSTGRES_DB']}"
+    )
 
 
 def test_kafka_is_a_single_kraft_node_with_working_transactions(services: dict[str, Any]) -> None:
@@ -135,8 +150,10 @@ def test_volumes_declared(compose: dict[str, Any], services: dict[str, Any]) -> 
 
 # ------------------------------------------------------------------ observability (issue 21)
 
-WORKER_PORTS = {"session-worker": Settings.model_fields["metrics_port"].default,
-                "projector": Settings.model_fields["projector_metrics_port"].default}
+WORKER_PORTS = {
+    "session-worker": Settings.model_fields["metrics_port"].default,
+    "projector": Settings.model_fields["projector_metrics_port"].default,
+}
 
 
 @pytest.mark.parametrize(("name", "port"), sorted(WORKER_PORTS.items()))
@@ -157,7 +174,8 @@ def test_workers_listen_on_the_network_only_with_a_token(
     assert env["TURNLOG_METRICS_TOKEN_FILE"].startswith("/run/turnlog-secrets/")
     assert "metrics-token:/run/turnlog-secrets:ro" in services[name]["volumes"]
     assert services[name]["depends_on"]["metrics-token"] == {
-        "condition": "service_completed_successfully"}
+        "condition": "service_completed_successfully"
+    }
     assert "ports" not in services[name]  # reached on the compose network, not published
     # Without the token file the same environment is refused at load.
     for key in Settings.env_names().values():
@@ -215,8 +233,15 @@ def _kafka_property(env: dict[str, str], name: str) -> str | None:
     for key, value in env.items():
         if not key.startswith("KAFKA_"):
             continue
-        prop = (key.removeprefix("KAFKA_").lower().replace("___", "\0")
-                .replace("__", "\1").replace("_", ".").replace("\0", "-").replace("\1", "_"))
+        prop = (
+            key.removeprefix("KAFKA_")
+            .lower()
+            .replace("___", "\0")
+            .replace("__", "\1")
+            .replace("_", ".")
+            .replace("\0", "-")
+            .replace("\1", "_")
+        )
         if prop == name:
             return str(value)
     return None
@@ -235,22 +260,28 @@ def _mounts(compose: dict[str, Any], service: dict[str, Any]) -> dict[str, str]:
     return mounts
 
 
-def test_kafka_log_dirs_are_on_its_volume(compose: dict[str, Any],
-                                          services: dict[str, Any]) -> None:
+def test_kafka_log_dirs_are_on_its_volume(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
     env = {k: str(v) for k, v in services["kafka"]["environment"].items()}
     log_dirs = _kafka_property(env, "log.dirs") or KAFKA_IMAGE_DEFAULT_LOG_DIRS
     mounts = _mounts(compose, services["kafka"])
     for directory in log_dirs.split(","):
-        on = [path for path in mounts if directory.rstrip("/") == path
-              or directory.startswith(path + "/")]
-        assert on, (f"Kafka's log dir {directory} is not on a named volume (mounts: "
-                    f"{mounts}): the events topic would be lost with the container.")
+        on = [
+            path
+            for path in mounts
+            if directory.rstrip("/") == path or directory.startswith(path + "/")
+        ]
+        assert on, (
+            f"Kafka's log dir {directory} is not on a named volume (mounts: "
+            f"{mounts}): the events topic would be lost with the container."
+        )
 
 
-def test_postgres_data_is_on_its_volume(compose: dict[str, Any],
-                                        services: dict[str, Any]) -> None:
-    pgdata = str(services["postgres"].get("environment", {}).get(
-        "PGDATA", "/var/lib/postgresql/data"))  # the postgres image's default
+def test_postgres_data_is_on_its_volume(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    pgdata = str(
+        services["postgres"].get("environment", {}).get("PGDATA", "/var/lib/postgresql/data")
+    )  # the postgres image's default
     mounts = _mounts(compose, services["postgres"])
     assert any(pgdata == path or pgdata.startswith(path + "/") for path in mounts), mounts
 
@@ -272,10 +303,11 @@ def test_every_service_has_a_healthcheck_or_is_a_one_shot(services: dict[str, An
     are waited for with service_completed_successfully instead."""
     for name, service in services.items():
         if service.get("restart") == "no":
-            dependents = [d for d in services.values()
-                          if name in (d.get("depends_on") or {})]
-            assert all(d["depends_on"][name] == {"condition": "service_completed_successfully"}
-                       for d in dependents), name
+            dependents = [d for d in services.values() if name in (d.get("depends_on") or {})]
+            assert all(
+                d["depends_on"][name] == {"condition": "service_completed_successfully"}
+                for d in dependents
+            ), name
             continue
         check = service.get("healthcheck")
         assert check and check["test"][0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"

@@ -45,9 +45,17 @@ def test_the_check_would_see_a_forbidden_import() -> None:
     assert json.loads(out.stdout) is True
 
 
-_CLOCKS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"),
-           ("date", "today"), ("time", "time"), ("time", "monotonic"), ("time", "time_ns"),
-           ("uuid", "uuid1"), ("uuid", "uuid4")}
+_CLOCKS = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("time", "time"),
+    ("time", "monotonic"),
+    ("time", "time_ns"),
+    ("uuid", "uuid1"),
+    ("uuid", "uuid4"),
+}
 
 
 def test_core_source_calls_no_clock_and_no_random_ids() -> None:
@@ -65,8 +73,11 @@ def test_core_source_calls_no_clock_and_no_random_ids() -> None:
             ):
                 offenders.append(f"{name}:{node.lineno} {node.value.id}.{node.attr}")
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [
-                    node.module or ""]
+                mods = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
                 if any(m.split(".")[0] in ("random", "secrets", *FORBIDDEN) for m in mods):
                     offenders.append(f"{name}:{node.lineno} imports {mods}")
     assert offenders == []

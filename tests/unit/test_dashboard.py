@@ -29,12 +29,19 @@ def exported_families() -> set[str]:
     (built, not started: a scrape of a fresh process)."""
     names = topic_names("")
     worker = SessionWorker(bootstrap="127.0.0.1:1", topics=names, partitions=1, registry=None)
-    effects = EffectRunner(bootstrap="127.0.0.1:1", topics=names, partitions=1, registry=None,
-                           provider=None, tools=None)
+    effects = EffectRunner(
+        bootstrap="127.0.0.1:1",
+        topics=names,
+        partitions=1,
+        registry=None,
+        provider=None,
+        tools=None,
+    )
     session = SessionMetrics(worker, effects)
     try:
-        projector = Projector(ProjectorConfig("127.0.0.1:1", "postgresql://x@127.0.0.1/x",
-                                              names.events, None))
+        projector = Projector(
+            ProjectorConfig("127.0.0.1:1", "postgresql://x@127.0.0.1/x", names.events, None)
+        )
         ProjectorMetrics(projector, registry=session.registry)
         text = generate_latest(session.registry).decode()
     finally:
@@ -58,19 +65,28 @@ def test_every_expression_uses_exported_metrics() -> None:
                 base = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s)), name)
                 assert base in known or name in known, (panel["title"], name)
     # The dashboard shows what the issue asks for.
-    for family in ("turnlog_turns", "turnlog_llm_calls", "turnlog_llm_tokens",
-                   "turnlog_llm_cost_usd", "turnlog_llm_call_duration_seconds",
-                   "turnlog_effects_in_flight", "turnlog_input_lag",
-                   "turnlog_restore_duration_seconds", "turnlog_dlq_records",
-                   "turnlog_projector_events_quarantined", "turnlog_budget_exceeded",
-                   "turnlog_projector_lag"):
+    for family in (
+        "turnlog_turns",
+        "turnlog_llm_calls",
+        "turnlog_llm_tokens",
+        "turnlog_llm_cost_usd",
+        "turnlog_llm_call_duration_seconds",
+        "turnlog_effects_in_flight",
+        "turnlog_input_lag",
+        "turnlog_restore_duration_seconds",
+        "turnlog_dlq_records",
+        "turnlog_projector_events_quarantined",
+        "turnlog_budget_exceeded",
+        "turnlog_projector_lag",
+    ):
         assert any(u.startswith(family) for u in used), family
 
 
 def test_panels_use_the_provisioned_data_source_and_do_not_overlap() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     source = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
     (uid,) = [d["uid"] for d in source["datasources"]]
     cells: set[tuple[int, int]] = set()
     ids = set()
@@ -87,5 +103,6 @@ def test_panels_use_the_provisioned_data_source_and_do_not_overlap() -> None:
             assert panel["datasource"]["uid"] == uid
             assert all(t["datasource"]["uid"] == uid for t in panel["targets"])
     provider = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/dashboards/turnlog.yml").read_text())
+        (ROOT / "deploy/grafana/provisioning/dashboards/turnlog.yml").read_text()
+    )
     assert provider["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"

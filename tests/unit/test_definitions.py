@@ -56,11 +56,15 @@ def test_defaults_of_a_minimal_definition(tmp_path: Path) -> None:
     (d,), tools = load_definitions(write(tmp_path, MINIMAL))
     assert tools == {}
     assert (d.name, d.max_iterations, d.max_tokens, d.temperature) == ("helper", 10, 1024, 0.0)
-    assert d.policy.default is PolicyAction.ALLOW and d.compaction.strategy.value == "sliding_window"
+    assert (
+        d.policy.default is PolicyAction.ALLOW and d.compaction.strategy.value == "sliding_window"
+    )
 
 
 def test_yaml_is_the_same_shape(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         agents:
           helper:
             model: claude-haiku-4-5
@@ -68,7 +72,9 @@ def test_yaml_is_the_same_shape(tmp_path: Path) -> None:
             system_prompt: Help.
             tools: [calculator]
             budget: {turn_usd: 0.25}
-        """, "agents.yaml")
+        """,
+        "agents.yaml",
+    )
     (d,), _ = load_definitions(path)
     assert d.fallbacks == ("claude-3-5-haiku",) and d.budget.turn_nanos == 250_000_000
 
@@ -76,28 +82,63 @@ def test_yaml_is_the_same_shape(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "body,message",
     [
-        (('model = "claude-sonnet-4-5"\nsystem_prompt = "x"\n[agents.researcher.budget]\n'
-         "session_usd = 0"), "agent 'researcher': budget.session_usd: must be > 0"),
-        ('model = "claude-sonnet-4-5"\nsystem_prompt = "x"\nmax_iterations = 0',
-         "agent 'researcher': max_iterations: must be >= 1"),
-        ('model = "gpt-4"\nsystem_prompt = "x"', "agent 'researcher': model: unknown model 'gpt-4'"),
+        (
+            (
+                'model = "claude-sonnet-4-5"\nsystem_prompt = "x"\n[agents.researcher.budget]\n'
+                "session_usd = 0"
+            ),
+            "agent 'researcher': budget.session_usd: must be > 0",
+        ),
+        (
+            'model = "claude-sonnet-4-5"\nsystem_prompt = "x"\nmax_iterations = 0',
+            "agent 'researcher': max_iterations: must be >= 1",
+        ),
+        (
+            'model = "gpt-4"\nsystem_prompt = "x"',
+            "agent 'researcher': model: unknown model 'gpt-4'",
+        ),
         ('model = "claude-sonnet-4-5"', "agent 'researcher': system_prompt: is required"),
-        ('model = "claude-sonnet-4-5"\nsystem_prompt = "x"\ncolour = "red"',
-         "agent 'researcher': colour: is not a known field"),
-        ('model = "claude-3-haiku"\nsystem_prompt = "x"\nmax_tokens = 5000',
-         "agent 'researcher': max_tokens: must be <= 4096"),
-        ('model = "claude-sonnet-4-5"\nsystem_prompt = "x"\ntools = ["delegate"]',
-         "agent 'researcher': tools: the 'delegate' tool needs at least one agent in delegates"),
-        (('model = "claude-sonnet-4-5"\nsystem_prompt = "x"\n[agents.researcher.compaction]\n'
-         "trigger_ratio = 0.4"), "compaction.target_ratio: must be < compaction.trigger_ratio"),
-        (('model = "claude-sonnet-4-5"\nsystem_prompt = "x"\n[agents.researcher.compaction]\n'
-         'strategy = "forget"'), "agent 'researcher': compaction.strategy:"),
-        ('model = "claude-sonnet-4-5"\nsystem_prompt = "x"\ntools = ["teleport"]',
-         "agent 'researcher': tools: unknown tool 'teleport'"),
-        (('model = "claude-sonnet-4-5"\nsystem_prompt = "x"\ntools = ["delegate"]\n'
-         'delegates = ["ghost"]'), "agent 'researcher': delegates: unknown agent 'ghost'"),
-        ('name = "other"\nmodel = "claude-sonnet-4-5"\nsystem_prompt = "x"',
-         "agent 'researcher': name: must equal the table key"),
+        (
+            'model = "claude-sonnet-4-5"\nsystem_prompt = "x"\ncolour = "red"',
+            "agent 'researcher': colour: is not a known field",
+        ),
+        (
+            'model = "claude-3-haiku"\nsystem_prompt = "x"\nmax_tokens = 5000',
+            "agent 'researcher': max_tokens: must be <= 4096",
+        ),
+        (
+            'model = "claude-sonnet-4-5"\nsystem_prompt = "x"\ntools = ["delegate"]',
+            "agent 'researcher': tools: the 'delegate' tool needs at least one agent in delegates",
+        ),
+        (
+            (
+                'model = "claude-sonnet-4-5"\nsystem_prompt = "x"\n[agents.researcher.compaction]\n'
+                "trigger_ratio = 0.4"
+            ),
+            "compaction.target_ratio: must be < compaction.trigger_ratio",
+        ),
+        (
+            (
+                'model = "claude-sonnet-4-5"\nsystem_prompt = "x"\n[agents.researcher.compaction]\n'
+                'strategy = "forget"'
+            ),
+            "agent 'researcher': compaction.strategy:",
+        ),
+        (
+            'model = "claude-sonnet-4-5"\nsystem_prompt = "x"\ntools = ["teleport"]',
+            "agent 'researcher': tools: unknown tool 'teleport'",
+        ),
+        (
+            (
+                'model = "claude-sonnet-4-5"\nsystem_prompt = "x"\ntools = ["delegate"]\n'
+                'delegates = ["ghost"]'
+            ),
+            "agent 'researcher': delegates: unknown agent 'ghost'",
+        ),
+        (
+            'name = "other"\nmodel = "claude-sonnet-4-5"\nsystem_prompt = "x"',
+            "agent 'researcher': name: must equal the table key",
+        ),
     ],
 )
 def test_errors_name_the_agent_and_the_field(tmp_path: Path, body: str, message: str) -> None:
@@ -114,8 +155,9 @@ def test_errors_name_the_agent_and_the_field(tmp_path: Path, body: str, message:
     ],
 )
 def test_credentials_are_refused(tmp_path: Path, extra: str, field: str) -> None:
-    message = load_error(tmp_path, MINIMAL.replace('system_prompt = "Help."',
-                                                   'system_prompt = "Help."\n' + extra))
+    message = load_error(
+        tmp_path, MINIMAL.replace('system_prompt = "Help."', 'system_prompt = "Help."\n' + extra)
+    )
     assert f"agent 'helper': {field}" in message and "credential" in message
 
 
@@ -131,13 +173,19 @@ def test_file_level_errors(tmp_path: Path) -> None:
 
 
 def test_custom_tool_specs(tmp_path: Path) -> None:
-    registry = AgentRegistry.from_file(write(tmp_path, MINIMAL.replace(
-        'system_prompt = "Help."', 'system_prompt = "Help."\ntools = ["lookup"]'
-    ) + """
+    registry = AgentRegistry.from_file(
+        write(
+            tmp_path,
+            MINIMAL.replace(
+                'system_prompt = "Help."', 'system_prompt = "Help."\ntools = ["lookup"]'
+            )
+            + """
 [tools.lookup]
 description = "Look a word up."
 input_schema = { type = "object", properties = { word = { type = "string" } } }
-"""))
+""",
+        )
+    )
     spec = registry.tool_specs("helper")[0]
     assert spec.name == "lookup" and spec.input_schema["properties"]["word"]["type"] == "string"
 
@@ -161,7 +209,9 @@ def test_definitions_are_frozen() -> None:
 
 def test_registry_lookups_list_the_known_agents() -> None:
     registry = AgentRegistry.from_file(EXAMPLES)
-    with pytest.raises(ContractError, match=r"Unknown agent 'ghost' \(known agents: assistant, researcher\)"):
+    with pytest.raises(
+        ContractError, match=r"Unknown agent 'ghost' \(known agents: assistant, researcher\)"
+    ):
         registry.get("ghost")
     assert registry.find("ghost") is None and "assistant" in registry and len(registry) == 2
     info = registry.info("assistant")
@@ -177,7 +227,13 @@ def test_duplicate_agents_are_refused() -> None:
 
 def test_builtin_tool_specs_are_json_schema_objects() -> None:
     assert set(BUILTIN_TOOL_SPECS) == {
-        "calculator", "current_time", "read_file", "write_file", "http_get", "shell", "delegate"
+        "calculator",
+        "current_time",
+        "read_file",
+        "write_file",
+        "http_get",
+        "shell",
+        "delegate",
     }
     for spec in BUILTIN_TOOL_SPECS.values():
         schema = spec.input_schema

@@ -20,16 +20,29 @@ DEV = Path(__file__).resolve().parents[2] / "turnlog" / "dev"
         ("kafka-topics.sh", ["--list"], ["--bootstrap-server", "b:1", "--list"]),
         ("topics", ["--list"], ["--bootstrap-server", "b:1", "--list"]),
         # argparse4j: the top-level option goes before the subcommand ...
-        ("kafka-metadata-quorum", ["describe", "--status"],
-         ["--bootstrap-server", "b:1", "describe", "--status"]),
+        (
+            "kafka-metadata-quorum",
+            ["describe", "--status"],
+            ["--bootstrap-server", "b:1", "describe", "--status"],
+        ),
         # ... except where it is the subcommand's own option.
         ("kafka-cluster", ["cluster-id"], ["cluster-id", "--bootstrap-server", "b:1"]),
         # A server given (or help asked for) is left alone.
-        ("kafka-topics", ["--bootstrap-server", "x:9", "--list"],
-         ["--bootstrap-server", "x:9", "--list"]),
-        ("kafka-topics", ["--bootstrap-server=x:9", "--list"], ["--bootstrap-server=x:9", "--list"]),
-        ("kafka-metadata-quorum", ["--bootstrap-controller", "c:9", "describe"],
-         ["--bootstrap-controller", "c:9", "describe"]),
+        (
+            "kafka-topics",
+            ["--bootstrap-server", "x:9", "--list"],
+            ["--bootstrap-server", "x:9", "--list"],
+        ),
+        (
+            "kafka-topics",
+            ["--bootstrap-server=x:9", "--list"],
+            ["--bootstrap-server=x:9", "--list"],
+        ),
+        (
+            "kafka-metadata-quorum",
+            ["--bootstrap-controller", "c:9", "describe"],
+            ["--bootstrap-controller", "c:9", "describe"],
+        ),
         ("kafka-console-consumer", ["--help"], ["--help"]),
     ],
 )
@@ -47,7 +60,9 @@ def test_names_map_to_the_classes_of_kafkas_scripts() -> None:
 
 
 def test_an_unknown_tool_is_refused_naming_the_known_ones() -> None:
-    with pytest.raises(DevInfraError, match="'kafka-nope' is not one of Kafka's tools.*kafka-topics"):
+    with pytest.raises(
+        DevInfraError, match="'kafka-nope' is not one of Kafka's tools.*kafka-topics"
+    ):
         _tools.command_line("kafka-nope", [], "b:1")
 
 

@@ -25,8 +25,13 @@ from tests.unit.test_fsm_support import REGISTRY, Driver
 def _runner(provider: ScriptedProvider) -> EffectRunner:
     # Never started: these paths produce nothing to Kafka (deltas are off).
     return EffectRunner(
-        bootstrap="unused:9092", topics=topic_names("t."), partitions=1, registry=REGISTRY,
-        provider=provider, tools=None, stream_deltas=False,
+        bootstrap="unused:9092",
+        topics=topic_names("t."),
+        partitions=1,
+        registry=REGISTRY,
+        provider=provider,
+        tools=None,
+        stream_deltas=False,
     )
 
 

@@ -12,8 +12,9 @@ from streams.endpoint import Endpoint, EndpointConfig, is_loopback
 from turnlog.settings import ConfigError, load_settings
 
 
-async def get(port: int, path: str, *, auth: str | None = None,
-              method: str = "GET") -> tuple[int, dict[str, str], str]:
+async def get(
+    port: int, path: str, *, auth: str | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     lines = [f"{method} {path} HTTP/1.1", "Host: x"]
     if auth:
@@ -41,8 +42,12 @@ async def test_routes_on_a_free_loopback_port() -> None:
     async def refresh() -> None:
         refreshed.append(1)
 
-    endpoint = Endpoint(EndpointConfig(port=0), registry_with_counter(),
-                        ready=lambda: (ready["ok"], "detail"), refresh=refresh)
+    endpoint = Endpoint(
+        EndpointConfig(port=0),
+        registry_with_counter(),
+        ready=lambda: (ready["ok"], "detail"),
+        refresh=refresh,
+    )
     port = await endpoint.start()
     assert port is not None and port > 0
     try:
@@ -65,8 +70,11 @@ async def test_routes_on_a_free_loopback_port() -> None:
 
 
 async def test_a_token_guards_everything_but_healthz() -> None:
-    endpoint = Endpoint(EndpointConfig(port=0, token="s3cret"), registry_with_counter(),
-                        ready=lambda: (True, "ready"))
+    endpoint = Endpoint(
+        EndpointConfig(port=0, token="s3cret"),
+        registry_with_counter(),
+        ready=lambda: (True, "ready"),
+    )
     port = await endpoint.start()
     assert port is not None
     try:
@@ -109,9 +117,17 @@ async def test_garbage_gets_a_400_and_the_server_goes_on() -> None:
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True),
-     ("localhost", True), ("0.0.0.0", False), ("::", False), ("10.0.0.5", False),
-     ("example.org", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.5", False),
+        ("example.org", False),
+    ],
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
@@ -160,8 +176,13 @@ def test_the_token_may_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_tracing_is_off_unless_otel_variables_ask_for_it(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], on: bool
 ) -> None:
-    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SDK_DISABLED",
-                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+    for name in (
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_SDK_DISABLED",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

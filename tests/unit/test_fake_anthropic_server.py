@@ -366,6 +366,7 @@ def test_servers_run_side_by_side_and_stop_cleanly() -> None:
 # ----------------------------------------------------------------------------- prompt cache
 # The simulated cache, checked directly: what the API documents about breakpoints.
 
+
 def _text(text: str, mark: bool = False) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "text", "text": text}
     if mark:

@@ -72,10 +72,16 @@ def test_a_decision_that_requests_no_llm_call_hands_back_nothing() -> None:
     d = Driver()
     _decide(d, SendMessage("go"), agent="assistant")
     call_id = d.llm_call_id
-    events, built = _decide(d, CompleteLlmCall(
-        call_id=call_id, model="scripted-small", text="calculating",
-        tool_uses=(ToolUse("t1", "calculator", '{"expression": "6*7"}'),), usage=Usage(10, 1),
-    ))
+    events, built = _decide(
+        d,
+        CompleteLlmCall(
+            call_id=call_id,
+            model="scripted-small",
+            text="calculating",
+            tool_uses=(ToolUse("t1", "calculator", '{"expression": "6*7"}'),),
+            usage=Usage(10, 1),
+        ),
+    )
     assert "ToolCallRequested" in types(events) and not _requested(events)
     assert built == {}
 
@@ -103,8 +109,12 @@ def test_a_summarize_call_and_the_turn_call_after_it_are_handed_back() -> None:
     _assert_rebuilds(d, events, built)
     assert built[summarize.call_id].tools == ()
 
-    events, built = _decide(d, CompleteCompaction(
-        summarize.call_id, "They said hello; BIG text.", "scripted-summarizer", Usage(500, 20)))
+    events, built = _decide(
+        d,
+        CompleteCompaction(
+            summarize.call_id, "They said hello; BIG text.", "scripted-summarizer", Usage(500, 20)
+        ),
+    )
     (call,) = _requested(events)
     assert call.purpose == "turn"
     _assert_rebuilds(d, events, built)
@@ -118,8 +128,14 @@ def test_compaction_inside_the_decision_hands_back_only_the_call_it_requested() 
 
 
 def test_digest_is_computed_once_and_is_that_of_the_canonical_request() -> None:
-    request = LlmRequest(model="m", system="s", messages=(Message("user", (TextBlock("hi"),)),),
-                         tools=(), max_tokens=5, temperature=0.0)
+    request = LlmRequest(
+        model="m",
+        system="s",
+        messages=(Message("user", (TextBlock("hi"),)),),
+        tools=(),
+        max_tokens=5,
+        temperature=0.0,
+    )
     body = request.to_dict()
     del body["model"]
     expected = sha256_hex(canonical_json(body))
@@ -130,6 +146,12 @@ def test_digest_is_computed_once_and_is_that_of_the_canonical_request() -> None:
     assert other.digest() != first  # a changed copy is digested afresh
     assert dataclasses.replace(request, model="fallback").digest() == first
     # the memo is no part of the value
-    fresh = LlmRequest(model="m", system="s", messages=(Message("user", (TextBlock("hi"),)),),
-                       tools=(), max_tokens=5, temperature=0.0)
+    fresh = LlmRequest(
+        model="m",
+        system="s",
+        messages=(Message("user", (TextBlock("hi"),)),),
+        tools=(),
+        max_tokens=5,
+        temperature=0.0,
+    )
     assert fresh == request and hash(fresh) == hash(request)

@@ -13,12 +13,18 @@ from agents.context import (
 )
 from agents.state import Entry, EntryKind
 
-U, A, T, R, S = (EntryKind.USER, EntryKind.ASSISTANT, EntryKind.TOOL_USE,
-                 EntryKind.TOOL_RESULT, EntryKind.SUMMARY)
+U, A, T, R, S = (
+    EntryKind.USER,
+    EntryKind.ASSISTANT,
+    EntryKind.TOOL_USE,
+    EntryKind.TOOL_RESULT,
+    EntryKind.SUMMARY,
+)
 
 
-def e(seq: int, kind: str, text: str = "", call_id: str = "", name: str = "",
-      err: bool = False) -> Entry:
+def e(
+    seq: int, kind: str, text: str = "", call_id: str = "", name: str = "", err: bool = False
+) -> Entry:
     return Entry(seq, kind, text, call_id, name, err, 1)
 
 
@@ -36,26 +42,42 @@ def test_plain_dialogue() -> None:
 
 def test_interleaved_results_group_after_one_assistant_message() -> None:
     # a policy denial is answered right after its tool use, before the next tool use
-    msgs = render([
-        e(1, U, "go"), e(2, A, "ok"),
-        e(3, T, '{"a": 1}', "t1", "calc"), e(4, R, "denied", "t1", err=True),
-        e(5, T, "{}", "t2", "clock"), e(6, R, "noon", "t2"),
-    ])
+    msgs = render(
+        [
+            e(1, U, "go"),
+            e(2, A, "ok"),
+            e(3, T, '{"a": 1}', "t1", "calc"),
+            e(4, R, "denied", "t1", err=True),
+            e(5, T, "{}", "t2", "clock"),
+            e(6, R, "noon", "t2"),
+        ]
+    )
     assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
     assert [b["type"] for b in msgs[1]["content"]] == ["text", "tool_use", "tool_use"]
     assert msgs[1]["content"][1]["input"] == {"a": 1}
     assert [(b["tool_use_id"], b["is_error"]) for b in msgs[2]["content"]] == [
-        ("t1", True), ("t2", False)
+        ("t1", True),
+        ("t2", False),
     ]
 
 
 def test_unanswered_uses_get_a_synthetic_error_and_results_come_before_text() -> None:
-    msgs = render([e(1, U, "go"), e(2, A, ""), e(3, T, "{}", "t1", "calc"),
-                   e(4, T, "{}", "t2", "calc"), e(5, R, "2", "t2"), e(6, U, "next")])
+    msgs = render(
+        [
+            e(1, U, "go"),
+            e(2, A, ""),
+            e(3, T, "{}", "t1", "calc"),
+            e(4, T, "{}", "t2", "calc"),
+            e(5, R, "2", "t2"),
+            e(6, U, "next"),
+        ]
+    )
     assert msgs[1]["content"][0]["type"] == "tool_use"  # empty text is not sent
     last = msgs[2]["content"]
     assert [(b["type"], b.get("tool_use_id")) for b in last] == [
-        ("tool_result", "t2"), ("tool_result", "t1"), ("text", None)
+        ("tool_result", "t2"),
+        ("tool_result", "t1"),
+        ("text", None),
     ]
     assert last[1]["content"] == UNANSWERED_RESULT and last[1]["is_error"]
 
@@ -68,22 +90,35 @@ def test_window_starting_with_the_assistant_gets_a_preamble() -> None:
 
 def test_summary_is_a_user_text_and_merges_with_the_next_user_message() -> None:
     msgs = render([e(9, S, "they talked"), e(3, U, "hi")])
-    assert msgs == [{"role": "user", "content": [
-        {"type": "text", "text": SUMMARY_PREFIX + "they talked"},
-        {"type": "text", "text": "hi"},
-    ]}]
+    assert msgs == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": SUMMARY_PREFIX + "they talked"},
+                {"type": "text", "text": "hi"},
+            ],
+        }
+    ]
 
 
 def test_empty_assistant_message_is_dropped_and_users_merge() -> None:
     msgs = render([e(1, U, "a"), e(2, A, ""), e(3, U, "b")])
-    assert msgs == [{"role": "user", "content": [
-        {"type": "text", "text": "a"}, {"type": "text", "text": "b"}
-    ]}]
+    assert msgs == [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+    ]
 
 
 def test_orphan_and_duplicate_results_are_not_sent() -> None:
-    msgs = render([e(1, U, "a"), e(2, R, "stray", "x"), e(3, A, "b"), e(4, T, "{}", "t", "c"),
-                   e(5, R, "one", "t"), e(6, R, "two", "t")])
+    msgs = render(
+        [
+            e(1, U, "a"),
+            e(2, R, "stray", "x"),
+            e(3, A, "b"),
+            e(4, T, "{}", "t", "c"),
+            e(5, R, "one", "t"),
+            e(6, R, "two", "t"),
+        ]
+    )
     results = [b for m in msgs for b in m["content"] if b["type"] == "tool_result"]
     assert [(b["tool_use_id"], b["content"]) for b in results] == [("t", "one")]
 
@@ -95,15 +130,25 @@ def test_tool_use_with_non_object_arguments_is_sent_with_empty_input() -> None:
 
 def test_summarize_request_is_a_transcript_without_tools() -> None:
     req = summarize_request(
-        [e(1, U, "hi"), e(2, A, "hello"), e(3, T, "{}", "t1", "calc"), e(4, R, "2", "t1", err=True)],
-        model="scripted-summarizer", max_tokens=100,
+        [
+            e(1, U, "hi"),
+            e(2, A, "hello"),
+            e(3, T, "{}", "t1", "calc"),
+            e(4, R, "2", "t1", err=True),
+        ],
+        model="scripted-summarizer",
+        max_tokens=100,
     )
     body = req.to_dict()
     assert body["tools"] == [] and body["temperature"] == 0.0 and not body["cache_prefix"]
     text = body["messages"][0]["content"][0]["text"]
-    for piece in ("[user]\nhi", "[assistant]\nhello", "[tool call calc id=t1]", "[tool result error id=t1]\n2"):
+    for piece in (
+        "[user]\nhi",
+        "[assistant]\nhello",
+        "[tool call calc id=t1]",
+        "[tool result error id=t1]\n2",
+    ):
         assert piece in text
-
 
 
 def test_the_window_memo_stays_within_its_bounds_and_changes_nothing(monkeypatch: Any) -> None:

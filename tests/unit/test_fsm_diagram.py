@@ -32,12 +32,16 @@ def test_diagram_shape_and_determinism() -> None:
     text = render_mermaid()
     assert text.startswith("stateDiagram-v2\n    [*] --> new\n")
     assert "    closed --> [*]" in text
-    assert not any(line.startswith(f"    {Phase.CLOSED.value} --> {p.value}") for p in Phase
-                   for line in text.splitlines())
+    assert not any(
+        line.startswith(f"    {Phase.CLOSED.value} --> {p.value}")
+        for p in Phase
+        for line in text.splitlines()
+    )
     assert render_mermaid() == text
 
 
 def test_module_entry_point_prints_it() -> None:
-    out = subprocess.run([sys.executable, "-m", "agents.diagram"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "agents.diagram"], capture_output=True, text=True, check=True
+    )
     assert out.stdout == render_mermaid()

@@ -111,33 +111,71 @@ def awaiting_tools(registry: AgentRegistry = REGISTRY) -> Driver:
 
 # (setup, payload, agent, request_id, what the reason must say)
 REJECTED: list[tuple[Callable[[], Driver], RequestPayload, str | None, str | None, str]] = [
-    (new, SendMessage("what is 6*7?\x00"), "assistant", None,
-     "text contains U+0000 (NUL) at character 12"),
+    (
+        new,
+        SendMessage("what is 6*7?\x00"),
+        "assistant",
+        None,
+        "text contains U+0000 (NUL) at character 12",
+    ),
     (idle, SendMessage("again\x00"), None, None, "text contains U+0000 (NUL)"),
-    (idle, SendMessage("lone \ud800 surrogate"), None, None,
-     "text contains a lone surrogate U+D800"),
-    (awaiting_approval, DecideApproval("c2", False, "bob", "no\x00way"), None, None,
-     "reason contains U+0000"),
-    (awaiting_approval, DecideApproval("c2", True, "b\x00b"), None, None,
-     "decided_by contains U+0000"),
-    (awaiting_approval, DecideApproval("c\x002", True, "bob"), None, None,
-     "call_id contains U+0000"),
+    (
+        idle,
+        SendMessage("lone \ud800 surrogate"),
+        None,
+        None,
+        "text contains a lone surrogate U+D800",
+    ),
+    (
+        awaiting_approval,
+        DecideApproval("c2", False, "bob", "no\x00way"),
+        None,
+        None,
+        "reason contains U+0000",
+    ),
+    (
+        awaiting_approval,
+        DecideApproval("c2", True, "b\x00b"),
+        None,
+        None,
+        "decided_by contains U+0000",
+    ),
+    (
+        awaiting_approval,
+        DecideApproval("c\x002", True, "bob"),
+        None,
+        None,
+        "call_id contains U+0000",
+    ),
     (awaiting_llm, CancelTurn("stop\x00"), None, None, "reason contains U+0000"),
     (idle, CloseSession("bye\x00"), None, None, "reason contains U+0000"),
     (new, ForkSession("s0\x00", 1), None, None, "source_session_id contains U+0000"),
     (new, SendMessage("hi"), "assi\x00stant", None, "agent contains U+0000"),
     (new, SendMessage("hi"), "assistant", "r\x00-1", "request_id contains U+0000"),
-    (idle, SendMessage("hi"), None, "x" * (MAX_ID_BYTES + 1),
-     f"request_id is {MAX_ID_BYTES + 1} bytes, over the id limit"),
-    (awaiting_approval, DecideApproval("c2", True, "b" * (MAX_ID_BYTES + 1)), None, None,
-     "decided_by is 4097 bytes, over the id limit (MAX_ID_BYTES) of 4096 bytes"),
+    (
+        idle,
+        SendMessage("hi"),
+        None,
+        "x" * (MAX_ID_BYTES + 1),
+        f"request_id is {MAX_ID_BYTES + 1} bytes, over the id limit",
+    ),
+    (
+        awaiting_approval,
+        DecideApproval("c2", True, "b" * (MAX_ID_BYTES + 1)),
+        None,
+        None,
+        "decided_by is 4097 bytes, over the id limit (MAX_ID_BYTES) of 4096 bytes",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("setup", "payload", "agent_name", "request_id", "says"), REJECTED)
 def test_unstorable_or_oversized_client_input_is_rejected_with_the_state_unchanged(
-    setup: Callable[[], Driver], payload: RequestPayload, agent_name: str | None,
-    request_id: str | None, says: str,
+    setup: Callable[[], Driver],
+    payload: RequestPayload,
+    agent_name: str | None,
+    request_id: str | None,
+    says: str,
 ) -> None:
     d = setup()
     before = d.state
@@ -153,8 +191,11 @@ def test_unstorable_or_oversized_client_input_is_rejected_with_the_state_unchang
 
 # (max_text_bytes registry, setup, payload, the reason must say)
 OVER_LIMIT: list[tuple[Callable[[], Driver], RequestPayload, str]] = [
-    (lambda: Driver(LIMITED), SendMessage("x" * 101),
-     "text is 101 bytes, over the text limit (TURNLOG_MAX_TEXT_BYTES) of 100 bytes"),
+    (
+        lambda: Driver(LIMITED),
+        SendMessage("x" * 101),
+        "text is 101 bytes, over the text limit (TURNLOG_MAX_TEXT_BYTES) of 100 bytes",
+    ),
     # bytes, not characters: 60 characters of 2 bytes each
     (lambda: Driver(LIMITED), SendMessage("é" * 60), "text is 120 bytes"),
     (lambda: awaiting_llm(LIMITED), CancelTurn("r" * 200), "reason is 200 bytes"),
@@ -193,18 +234,36 @@ def test_a_session_id_no_event_can_carry_is_the_shells_to_dead_letter() -> None:
 def _outcome_cases() -> list[tuple[str, Callable[[Driver], RequestPayload], type, str, str]]:
     # (name, outcome for the driver's pending effect, event type, its field, expected text)
     return [
-        ("tool result", lambda d: CompleteToolCall("c1", "4\x002"), ToolCallCompleted,
-         "result", "4\ufffd2"),
-        ("tool error", lambda d: FailToolCall("c1", "bad \x00 thing"), ToolCallFailed,
-         "error", "bad \ufffd thing"),
-        ("tool result, lone surrogate", lambda d: CompleteToolCall("c1", "a\udc80b"),
-         ToolCallCompleted, "result", "a\ufffdb"),
+        (
+            "tool result",
+            lambda d: CompleteToolCall("c1", "4\x002"),
+            ToolCallCompleted,
+            "result",
+            "4\ufffd2",
+        ),
+        (
+            "tool error",
+            lambda d: FailToolCall("c1", "bad \x00 thing"),
+            ToolCallFailed,
+            "error",
+            "bad \ufffd thing",
+        ),
+        (
+            "tool result, lone surrogate",
+            lambda d: CompleteToolCall("c1", "a\udc80b"),
+            ToolCallCompleted,
+            "result",
+            "a\ufffdb",
+        ),
     ]
 
 
 @pytest.mark.parametrize(("name", "outcome", "kind", "field", "expected"), _outcome_cases())
 def test_an_effects_unstorable_text_is_cleaned_into_the_event_not_rejected(
-    name: str, outcome: Callable[[Driver], RequestPayload], kind: type, field: str,
+    name: str,
+    outcome: Callable[[Driver], RequestPayload],
+    kind: type,
+    field: str,
     expected: str,
 ) -> None:
     d = awaiting_tools()
@@ -218,10 +277,14 @@ def test_an_effects_unstorable_text_is_cleaned_into_the_event_not_rejected(
 def test_an_llm_answer_with_nul_is_cleaned_in_text_and_tool_arguments() -> None:
     d = awaiting_llm()
     call_id = d.llm_call_id
-    events = d.send(CompleteLlmCall(
-        call_id, "scripted-small", "let me \x00 compute",
-        tool_uses=(ToolUse("c1", "calculator", '{"expression": "6*7\x00"}'),),
-    ))
+    events = d.send(
+        CompleteLlmCall(
+            call_id,
+            "scripted-small",
+            "let me \x00 compute",
+            tool_uses=(ToolUse("c1", "calculator", '{"expression": "6*7\x00"}'),),
+        )
+    )
     completed = [e.payload for e in events if isinstance(e.payload, LlmCallCompleted)]
     requested = [e.payload for e in events if isinstance(e.payload, ToolCallRequested)]
     assert completed[0].text == "let me \ufffd compute"
@@ -271,8 +334,12 @@ def test_truncate_utf8_stays_within_the_limit_at_a_character_boundary(
 INGEST = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def _send(claimed: datetime, ingested: datetime | None, payload: RequestPayload | None = None,
-          state: Any = None) -> tuple[list[Event], Any]:
+def _send(
+    claimed: datetime,
+    ingested: datetime | None,
+    payload: RequestPayload | None = None,
+    state: Any = None,
+) -> tuple[list[Event], Any]:
     state = state if state is not None else initial_state("s1")
     req = Request("r1", "s1", claimed, payload or SendMessage("hi"), agent="assistant")
     events, after, _ = decide_built(state, req, REGISTRY, ingested_at=ingested)
@@ -288,8 +355,7 @@ TIMES: list[tuple[datetime, datetime | None, bool, str, datetime | None, datetim
     (INGEST + timedelta(hours=23), INGEST, True, "", INGEST, INGEST + timedelta(hours=23)),
     (datetime(1, 1, 1, tzinfo=UTC), INGEST, False, "before 2000-01-01", INGEST, None),
     (datetime(1, 1, 1, tzinfo=UTC), None, False, "EARLIEST_CLAIM", None, None),
-    (datetime(1999, 12, 31, 23, 59, tzinfo=UTC), INGEST, False, "before 2000-01-01", INGEST,
-     None),
+    (datetime(1999, 12, 31, 23, 59, tzinfo=UTC), INGEST, False, "before 2000-01-01", INGEST, None),
     (INGEST + timedelta(days=2), INGEST, False, "more than 1 day, 0:00:00 ahead", INGEST, None),
 ]
 
@@ -298,8 +364,12 @@ TIMES: list[tuple[datetime, datetime | None, bool, str, datetime | None, datetim
     ("claimed", "ingested", "accepted", "says", "occurred", "claim_kept"), TIMES
 )
 def test_time_comes_from_ingest_and_absurd_claims_are_rejected(
-    claimed: datetime, ingested: datetime | None, accepted: bool, says: str,
-    occurred: datetime | None, claim_kept: datetime | None,
+    claimed: datetime,
+    ingested: datetime | None,
+    accepted: bool,
+    says: str,
+    occurred: datetime | None,
+    claim_kept: datetime | None,
 ) -> None:
     events, _ = _send(claimed, ingested)
     if not accepted:
@@ -326,8 +396,7 @@ def test_an_hour_old_claim_does_not_make_the_llm_call_overdue_at_once() -> None:
 
 def test_an_effects_clock_never_costs_its_result() -> None:
     d = awaiting_tools()
-    req = Request("o1", d.session_id, datetime(1, 1, 1, tzinfo=UTC),
-                  CompleteToolCall("c1", "42"))
+    req = Request("o1", d.session_id, datetime(1, 1, 1, tzinfo=UTC), CompleteToolCall("c1", "42"))
     events, _, _ = decide_built(d.state, req, REGISTRY, ingested_at=d.now)
     assert "ToolCallCompleted" in types(events)
     assert {e.occurred_at for e in events} == {d.now}

@@ -51,7 +51,10 @@ def test_a_message_during_a_turn_is_queued_and_starts_the_next_turn() -> None:
 
     events = d.answer("one")
     assert types(events) == [
-        "LlmCallCompleted", "TurnCompleted", "TurnStarted", "UserMessageReceived",
+        "LlmCallCompleted",
+        "TurnCompleted",
+        "TurnStarted",
+        "UserMessageReceived",
         "LlmCallRequested",
     ]
     started = payload(events, TurnStarted)
@@ -136,8 +139,9 @@ def test_a_cancel_during_an_llm_call_names_it_and_its_late_answer_is_charged_onc
     assert payload(events, TurnCancelled).llm_call_id == call_id
     spent = d.state.spent_tokens, d.state.spent_nanos
 
-    late = CompleteLlmCall(call_id, "scripted-small", "an answer nobody waits for",
-                           usage=Usage(100, 20))
+    late = CompleteLlmCall(
+        call_id, "scripted-small", "an answer nobody waits for", usage=Usage(100, 20)
+    )
     events = d.send(late)
     assert types(events) == ["LlmCallCompleted"]
     charged = payload(events, LlmCallCompleted)
@@ -156,8 +160,16 @@ def test_a_cancel_during_an_llm_call_names_it_and_its_late_answer_is_charged_onc
 
 def _stop(d: Driver, stop: str, tools: tuple = (), text: str = "partial") -> list:
     uses = tuple(ToolUse(*t) for t in tools)
-    return d.send(CompleteLlmCall(d.llm_call_id, "scripted-small", text, tool_uses=uses,
-                                  stop_reason=stop, usage=Usage(50, 50)))
+    return d.send(
+        CompleteLlmCall(
+            d.llm_call_id,
+            "scripted-small",
+            text,
+            tool_uses=uses,
+            stop_reason=stop,
+            usage=Usage(50, 50),
+        )
+    )
 
 
 def test_a_refusal_ends_the_turn_as_refused_and_runs_no_tool() -> None:

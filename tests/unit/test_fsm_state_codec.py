@@ -35,9 +35,14 @@ def test_every_state_of_a_rich_session_roundtrips() -> None:
     states = [d.state]
     d.send(SendMessage("hello"), agent="summarizer")
     states.append(d.state)
-    d.answer("mixed", tools=[("c1", "calculator", '{"expression": "1"}'),
-                             ("c2", "shell", '{"command": "ls"}'),
-                             ("c4", "delegate", '{"agent": "researcher", "task": "t"}')])
+    d.answer(
+        "mixed",
+        tools=[
+            ("c1", "calculator", '{"expression": "1"}'),
+            ("c2", "shell", '{"command": "ls"}'),
+            ("c4", "delegate", '{"agent": "researcher", "task": "t"}'),
+        ],
+    )
     states.append(d.state)
     d.send(CompleteToolCall("c1", "1"))
     d.send(CompleteChildSession("c4", "s1/child/c4", ChildStatus.FAILED, "x", Usage(1, 1), 5))

@@ -139,7 +139,9 @@ class Driver:
     @property
     def llm_call_id(self) -> str:
         turn = self.state.turn
-        assert turn is not None and turn.llm is not None, f"no LLM call pending in {self.state.phase}"
+        assert turn is not None and turn.llm is not None, (
+            f"no LLM call pending in {self.state.phase}"
+        )
         return turn.llm.request.call_id
 
     def answer(
@@ -152,7 +154,10 @@ class Driver:
         uses = tuple(ToolUse(cid, name, args) for cid, name, args in tools)
         return self.send(
             CompleteLlmCall(
-                call_id=self.llm_call_id, model="scripted-small", text=text, tool_uses=uses,
+                call_id=self.llm_call_id,
+                model="scripted-small",
+                text=text,
+                tool_uses=uses,
                 usage=usage,
             ),
             **kw,

@@ -131,60 +131,147 @@ def _child(call_id: str) -> Callable[[Driver], RequestPayload]:
     )
 
 
-Case = tuple[Callable[[], Driver], Callable[[Driver], RequestPayload], dict[str, Any], str, list[str]]
+Case = tuple[
+    Callable[[], Driver], Callable[[Driver], RequestPayload], dict[str, Any], str, list[str]
+]
 
 NEXT = ["LlmCallRequested"]
 CASES: list[Case] = [
-    (new, lambda d: SendMessage("hi"), {"agent": "assistant"}, "awaiting_llm",
-     ["SessionStarted", "TurnStarted", "UserMessageReceived", "LlmCallRequested"]),
+    (
+        new,
+        lambda d: SendMessage("hi"),
+        {"agent": "assistant"},
+        "awaiting_llm",
+        ["SessionStarted", "TurnStarted", "UserMessageReceived", "LlmCallRequested"],
+    ),
     (forking, lambda d: ForkSession("s1", 6), {}, "idle", ["SessionForked"]),
-    (idle, lambda d: SendMessage("again"), {}, "awaiting_llm",
-     ["TurnStarted", "UserMessageReceived", "LlmCallRequested"]),
+    (
+        idle,
+        lambda d: SendMessage("again"),
+        {},
+        "awaiting_llm",
+        ["TurnStarted", "UserMessageReceived", "LlmCallRequested"],
+    ),
     (idle, lambda d: Tick(), {"advance": 10_000}, "idle", []),
     (idle, lambda d: CloseSession(), {}, "closed", ["SessionClosed"]),
     (idle_on_old_version, lambda d: UpgradeAgent(), {}, "idle", ["AgentVersionChanged"]),
-    (awaiting_llm, lambda d: CompleteLlmCall(_llm(d), "scripted-small", "final"), {}, "idle",
-     ["LlmCallCompleted", "TurnCompleted"]),
-    (awaiting_llm, lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=()), {},
-     "idle", ["LlmCallCompleted", "TurnCompleted"]),
-    (awaiting_llm, lambda d: FailLlmCall(_llm(d), "overloaded", "529"), {}, "idle",
-     ["LlmCallFailed", "TurnFailed"]),
-    (awaiting_llm, lambda d: FailLlmCall(_llm(d), "x", "y", circuits_opened=("scripted/m",)),
-     {}, "idle", ["ProviderCircuitOpened", "LlmCallFailed", "TurnFailed"]),
+    (
+        awaiting_llm,
+        lambda d: CompleteLlmCall(_llm(d), "scripted-small", "final"),
+        {},
+        "idle",
+        ["LlmCallCompleted", "TurnCompleted"],
+    ),
+    (
+        awaiting_llm,
+        lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=()),
+        {},
+        "idle",
+        ["LlmCallCompleted", "TurnCompleted"],
+    ),
+    (
+        awaiting_llm,
+        lambda d: FailLlmCall(_llm(d), "overloaded", "529"),
+        {},
+        "idle",
+        ["LlmCallFailed", "TurnFailed"],
+    ),
+    (
+        awaiting_llm,
+        lambda d: FailLlmCall(_llm(d), "x", "y", circuits_opened=("scripted/m",)),
+        {},
+        "idle",
+        ["ProviderCircuitOpened", "LlmCallFailed", "TurnFailed"],
+    ),
     (awaiting_llm, lambda d: Tick(), {"advance": 30}, "awaiting_llm", []),
     (awaiting_llm, lambda d: Tick(), {"advance": 60}, "awaiting_llm", ["EffectReissued"]),
     (awaiting_llm, lambda d: CancelTurn("stop"), {}, "idle", ["TurnCancelled"]),
     (awaiting_llm, lambda d: CloseSession(), {}, "closed", ["TurnCancelled", "SessionClosed"]),
-    (compacting, lambda d: CompleteCompaction(_llm(d), "the gist", "scripted-summarizer"), {},
-     "awaiting_llm", ["ContextCompacted", *NEXT]),
-    (compacting, lambda d: FailLlmCall(_llm(d), "overloaded", "529"), {}, "awaiting_llm",
-     ["LlmCallFailed", "ContextCompacted", *NEXT]),
+    (
+        compacting,
+        lambda d: CompleteCompaction(_llm(d), "the gist", "scripted-summarizer"),
+        {},
+        "awaiting_llm",
+        ["ContextCompacted", *NEXT],
+    ),
+    (
+        compacting,
+        lambda d: FailLlmCall(_llm(d), "overloaded", "529"),
+        {},
+        "awaiting_llm",
+        ["LlmCallFailed", "ContextCompacted", *NEXT],
+    ),
     (compacting, lambda d: Tick(), {"advance": 61}, "compacting", ["EffectReissued"]),
     (compacting, lambda d: CancelTurn(), {}, "idle", ["TurnCancelled"]),
     (compacting, lambda d: CloseSession(), {}, "closed", ["TurnCancelled", "SessionClosed"]),
-    (step(LS), lambda d: DecideApproval("c2", True, "alice"), {}, "awaiting_tools",
-     ["ApprovalGranted"]),
-    (step(LS), lambda d: DecideApproval("c2", False, "alice", "no"), {}, "awaiting_llm",
-     ["ApprovalDenied", "ToolCallFailed", *NEXT]),
+    (
+        step(LS),
+        lambda d: DecideApproval("c2", True, "alice"),
+        {},
+        "awaiting_tools",
+        ["ApprovalGranted"],
+    ),
+    (
+        step(LS),
+        lambda d: DecideApproval("c2", False, "alice", "no"),
+        {},
+        "awaiting_llm",
+        ["ApprovalDenied", "ToolCallFailed", *NEXT],
+    ),
     (step(LS), lambda d: Tick(), {"advance": 99}, "awaiting_approval", []),
-    (step(LS), lambda d: Tick(), {"advance": 100}, "awaiting_llm",
-     ["ApprovalDenied", "ToolCallFailed", *NEXT]),
-    (step(LS, DELEGATE), lambda d: DecideApproval("c2", False, "bob"), {}, "awaiting_children",
-     ["ApprovalDenied", "ToolCallFailed"]),
+    (
+        step(LS),
+        lambda d: Tick(),
+        {"advance": 100},
+        "awaiting_llm",
+        ["ApprovalDenied", "ToolCallFailed", *NEXT],
+    ),
+    (
+        step(LS, DELEGATE),
+        lambda d: DecideApproval("c2", False, "bob"),
+        {},
+        "awaiting_children",
+        ["ApprovalDenied", "ToolCallFailed"],
+    ),
     (step(LS), lambda d: CancelTurn(), {}, "idle", ["TurnCancelled"]),
     (step(LS), lambda d: CloseSession(), {}, "closed", ["TurnCancelled", "SessionClosed"]),
-    (step(LS, CALC), lambda d: CompleteToolCall("c1", "2"), {}, "awaiting_approval",
-     ["ToolCallCompleted"]),
-    (step(LS, CALC), lambda d: FailToolCall("c1", "boom"), {}, "awaiting_approval",
-     ["ToolCallFailed"]),
+    (
+        step(LS, CALC),
+        lambda d: CompleteToolCall("c1", "2"),
+        {},
+        "awaiting_approval",
+        ["ToolCallCompleted"],
+    ),
+    (
+        step(LS, CALC),
+        lambda d: FailToolCall("c1", "boom"),
+        {},
+        "awaiting_approval",
+        ["ToolCallFailed"],
+    ),
     (step(LS, DELEGATE), _child("c4"), {}, "awaiting_approval", ["ChildSessionCompleted"]),
-    (step(CALC), lambda d: CompleteToolCall("c1", "2"), {}, "awaiting_llm",
-     ["ToolCallCompleted", *NEXT]),
-    (step(CALC), lambda d: FailToolCall("c1", "boom"), {}, "awaiting_llm",
-     ["ToolCallFailed", *NEXT]),
+    (
+        step(CALC),
+        lambda d: CompleteToolCall("c1", "2"),
+        {},
+        "awaiting_llm",
+        ["ToolCallCompleted", *NEXT],
+    ),
+    (
+        step(CALC),
+        lambda d: FailToolCall("c1", "boom"),
+        {},
+        "awaiting_llm",
+        ["ToolCallFailed", *NEXT],
+    ),
     (step(CALC), lambda d: Tick(), {"advance": 30}, "awaiting_tools", ["EffectReissued"]),
-    (step(CALC, DELEGATE), lambda d: CompleteToolCall("c1", "2"), {}, "awaiting_children",
-     ["ToolCallCompleted"]),
+    (
+        step(CALC, DELEGATE),
+        lambda d: CompleteToolCall("c1", "2"),
+        {},
+        "awaiting_children",
+        ["ToolCallCompleted"],
+    ),
     (step(CALC, DELEGATE), _child("c4"), {}, "awaiting_tools", ["ChildSessionCompleted"]),
     (step(CALC), lambda d: CancelTurn(), {}, "idle", ["TurnCancelled"]),
     (step(CALC), lambda d: CloseSession(), {}, "closed", ["TurnCancelled", "SessionClosed"]),
@@ -192,18 +279,34 @@ CASES: list[Case] = [
     (step(DELEGATE), lambda d: Tick(), {"advance": 200}, "awaiting_children", ["EffectReissued"]),
     (step(DELEGATE), lambda d: CancelTurn(), {}, "idle", ["TurnCancelled"]),
     (step(DELEGATE), lambda d: CloseSession(), {}, "closed", ["TurnCancelled", "SessionClosed"]),
-    (awaiting_llm,
-     lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(CALC)), {},
-     "awaiting_tools", ["LlmCallCompleted", "ToolCallRequested"]),
-    (awaiting_llm,
-     lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(LS)), {},
-     "awaiting_approval", ["LlmCallCompleted", "ToolCallRequested", "ApprovalRequested"]),
-    (awaiting_llm,
-     lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(DELEGATE)), {},
-     "awaiting_children", ["LlmCallCompleted", "ToolCallRequested", "ChildSessionRequested"]),
-    (awaiting_llm,
-     lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(RM)), {},
-     "awaiting_llm", ["LlmCallCompleted", "ToolCallRequested", "ToolCallFailed", *NEXT]),
+    (
+        awaiting_llm,
+        lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(CALC)),
+        {},
+        "awaiting_tools",
+        ["LlmCallCompleted", "ToolCallRequested"],
+    ),
+    (
+        awaiting_llm,
+        lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(LS)),
+        {},
+        "awaiting_approval",
+        ["LlmCallCompleted", "ToolCallRequested", "ApprovalRequested"],
+    ),
+    (
+        awaiting_llm,
+        lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(DELEGATE)),
+        {},
+        "awaiting_children",
+        ["LlmCallCompleted", "ToolCallRequested", "ChildSessionRequested"],
+    ),
+    (
+        awaiting_llm,
+        lambda d: CompleteLlmCall(_llm(d), "scripted-small", "", tool_uses=_uses(RM)),
+        {},
+        "awaiting_llm",
+        ["LlmCallCompleted", "ToolCallRequested", "ToolCallFailed", *NEXT],
+    ),
     # A message during a turn waits for it, in any turn phase.
     (awaiting_llm, lambda d: SendMessage("next"), {}, "awaiting_llm", ["MessageQueued"]),
     (compacting, lambda d: SendMessage("next"), {}, "compacting", ["MessageQueued"]),
@@ -265,16 +368,11 @@ SAMPLES: dict[type, RequestPayload] = {
 assert set(SAMPLES) == set(REQUEST_TYPES)
 
 ILLEGAL = [
-    (phase, kind)
-    for phase in SETUPS
-    for kind in REQUEST_TYPES
-    if (phase, kind) not in TRANSITIONS
+    (phase, kind) for phase in SETUPS for kind in REQUEST_TYPES if (phase, kind) not in TRANSITIONS
 ]
 
 
-@pytest.mark.parametrize(
-    "phase,kind", ILLEGAL, ids=[f"{p.value}/{k.__name__}" for p, k in ILLEGAL]
-)
+@pytest.mark.parametrize("phase,kind", ILLEGAL, ids=[f"{p.value}/{k.__name__}" for p, k in ILLEGAL])
 def test_illegal_pair_is_rejected(phase: Phase, kind: type) -> None:
     d = SETUPS[phase]()
     before = d.state
@@ -292,34 +390,56 @@ def test_illegal_pair_is_rejected(phase: Phase, kind: type) -> None:
 # Inputs whose (phase, type) is legal but whose content is not.
 BAD: list[tuple[Callable[[], Driver], Callable[[Driver], RequestPayload], dict[str, Any], str]] = [
     (new, lambda d: SendMessage("hi"), {}, "No agent was named"),
-    (new, lambda d: SendMessage("hi"), {"agent": "nobody"},
-     "Unknown agent 'nobody' (known agents: assistant, budgeted, oldest, researcher, summarizer)"),
+    (
+        new,
+        lambda d: SendMessage("hi"),
+        {"agent": "nobody"},
+        "Unknown agent 'nobody' (known agents: assistant, budgeted, oldest, researcher, summarizer)",
+    ),
     (new, lambda d: SendMessage("   "), {"agent": "assistant"}, "empty"),
     (idle, lambda d: SendMessage("hi"), {"agent": "researcher"}, "belongs to agent 'assistant'"),
     (idle, lambda d: SendMessage("hi", "p", "c"), {}, "delegation must start a new session"),
     (idle, lambda d: UpgradeAgent(), {}, "already runs on version"),
     (idle, lambda d: UpgradeAgent("f00"), {}, "has no version f00"),
-    (awaiting_llm, lambda d: SendMessage("hi", "p", "c"), {},
-     "delegation must start a new session"),
-    (awaiting_llm, lambda d: CancelTurn(queued_request_id="r-nope"), {},
-     "no queued message was sent by request r-nope"),
+    (
+        awaiting_llm,
+        lambda d: SendMessage("hi", "p", "c"),
+        {},
+        "delegation must start a new session",
+    ),
+    (
+        awaiting_llm,
+        lambda d: CancelTurn(queued_request_id="r-nope"),
+        {},
+        "no queued message was sent by request r-nope",
+    ),
     (forking, lambda d: ForkSession("s1", 5), {}, "the state given is s1 at seq 6"),
     (forking, lambda d: ForkSession("other", 6), {}, "the state given is s1 at seq 6"),
     (forking, lambda d: ForkSession("s1", 6, agent="ghost"), {}, "Unknown agent 'ghost'"),
-    (awaiting_llm, lambda d: CompleteLlmCall("s1/llm/99", "scripted-small", "x"), {},
-     "LLM call s1/llm/99 is not pending"),
+    (
+        awaiting_llm,
+        lambda d: CompleteLlmCall("s1/llm/99", "scripted-small", "x"),
+        {},
+        "LLM call s1/llm/99 is not pending",
+    ),
     (awaiting_llm, lambda d: FailLlmCall("nope", "E", "m"), {}, "not pending"),
-    (compacting, lambda d: CompleteCompaction("nope", "s", "scripted-small"), {},
-     "compaction nope is not pending"),
+    (
+        compacting,
+        lambda d: CompleteCompaction("nope", "s", "scripted-small"),
+        {},
+        "compaction nope is not pending",
+    ),
     (step(LS), lambda d: DecideApproval("c9", True, "alice"), {}, "tool call c9 is not pending"),
     (step(LS), lambda d: CompleteToolCall("c2", "r"), {}, "is waiting for approval"),
     (step(LS, CALC), lambda d: DecideApproval("c1", True, "alice"), {}, "not for an approval"),
     (step(CALC), lambda d: CompleteToolCall("c7", "r"), {}, "tool call c7 is not pending"),
-    (step(DELEGATE),
-     lambda d: CompleteChildSession("c4", "s1/child/zz", ChildStatus.COMPLETED), {},
-     "not s1/child/zz"),
-    (step(DELEGATE, CALC),
-     lambda d: CompleteToolCall("c4", "r"), {}, "not for a tool result"),
+    (
+        step(DELEGATE),
+        lambda d: CompleteChildSession("c4", "s1/child/zz", ChildStatus.COMPLETED),
+        {},
+        "not s1/child/zz",
+    ),
+    (step(DELEGATE, CALC), lambda d: CompleteToolCall("c4", "r"), {}, "not for a tool result"),
 ]
 
 
@@ -355,8 +475,9 @@ def test_a_time_at_the_end_of_the_calendar_is_rejected_not_raised() -> None:
     from agents.events import Request
 
     d = Driver()
-    req = Request("late", "s1", datetime.max.replace(tzinfo=UTC), SendMessage("hi"),
-                  agent="assistant")
+    req = Request(
+        "late", "s1", datetime.max.replace(tzinfo=UTC), SendMessage("hi"), agent="assistant"
+    )
     events = d.send_request(req)
     assert types(events) == ["RequestRejected"]
     assert "leaves no room for its deadlines" in events[0].payload.reason

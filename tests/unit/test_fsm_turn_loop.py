@@ -137,9 +137,13 @@ def test_mixed_step_with_approval_denial_tool_and_child() -> None:
     events = d.answer("several things", tools=[CALC, LS, RM, delegate("c4")])
     assert types(events) == [
         "LlmCallCompleted",
-        "ToolCallRequested", "ToolCallRequested", "ApprovalRequested",
-        "ToolCallRequested", "ToolCallFailed",
-        "ToolCallRequested", "ChildSessionRequested",
+        "ToolCallRequested",
+        "ToolCallRequested",
+        "ApprovalRequested",
+        "ToolCallRequested",
+        "ToolCallFailed",
+        "ToolCallRequested",
+        "ChildSessionRequested",
     ]
     decisions = {p.call_id: (p.decision, p.rule) for p in payloads(events, ToolCallRequested)}
     assert decisions == {
@@ -187,8 +191,12 @@ def test_parallel_children_and_a_failed_child_fails_only_its_call() -> None:
     events = d.send(CompleteChildSession("k1", "s1/child/k1", ChildStatus.COMPLETED, "A"))
     request = build_llm_request(d.state, events[-1].payload, REGISTRY).to_dict()
     results = {b["tool_use_id"]: b for b in request["messages"][2]["content"]}
-    assert results["k1"] == {"type": "tool_result", "tool_use_id": "k1", "content": "A",
-                             "is_error": False}
+    assert results["k1"] == {
+        "type": "tool_result",
+        "tool_use_id": "k1",
+        "content": "A",
+        "is_error": False,
+    }
     assert results["k2"]["is_error"] and "failed: no budget" in results["k2"]["content"]
 
 
@@ -198,16 +206,23 @@ def test_parallel_children_and_a_failed_child_fails_only_its_call() -> None:
         (("x1", "launch_missiles", "{}"), "@unknown-tool", "not available to this agent"),
         (("x1", "calculator", "[1, 2]"), "@invalid-arguments", "must be a JSON object"),
         (("x1", "calculator", "{oops"), "@invalid-arguments", "must be a JSON object"),
-        (("x1", "delegate", '{"agent": "summarizer", "task": "t"}'), "@invalid-delegation",
-         "only to 'researcher'"),
+        (
+            ("x1", "delegate", '{"agent": "summarizer", "task": "t"}'),
+            "@invalid-delegation",
+            "only to 'researcher'",
+        ),
         (("x1", "delegate", '{"agent": "researcher"}'), "@invalid-delegation", "non-empty 'task'"),
     ],
 )
 def test_unusable_tool_calls_are_answered_as_denied(tool: tuple, rule: str, message: str) -> None:
     d = started()
     events = d.answer("try", tools=[tool])
-    assert types(events) == ["LlmCallCompleted", "ToolCallRequested", "ToolCallFailed",
-                             "LlmCallRequested"]
+    assert types(events) == [
+        "LlmCallCompleted",
+        "ToolCallRequested",
+        "ToolCallFailed",
+        "LlmCallRequested",
+    ]
     requested = events[1].payload
     assert requested.decision is PolicyAction.DENY and requested.rule == rule
     assert message in events[2].payload.error
@@ -253,7 +268,9 @@ def test_budget_is_reserved_before_the_call_and_fails_closed() -> None:
     exceeded = events[1].payload
     assert isinstance(exceeded, BudgetExceeded)
     assert (exceeded.scope, exceeded.unit, exceeded.limit) == (
-        BudgetScope.TURN, BudgetUnit.TOKENS, 3000
+        BudgetScope.TURN,
+        BudgetUnit.TOKENS,
+        3000,
     )
     assert exceeded.used == 2700 and exceeded.used + exceeded.requested > 3000
     assert events[-1].payload.error_type == "BudgetExceeded"
@@ -374,8 +391,14 @@ def test_unknown_session_rejects_everything_but_a_start() -> None:
 def test_llm_outcome_from_a_fallback_and_circuits() -> None:
     d = started()
     events = d.send(
-        CompleteLlmCall(d.llm_call_id, "claude-haiku-4-5-20251001", "hi", usage=Usage(10, 10),
-                        fallback_used=True, circuits_opened=("anthropic/claude-x",))
+        CompleteLlmCall(
+            d.llm_call_id,
+            "claude-haiku-4-5-20251001",
+            "hi",
+            usage=Usage(10, 10),
+            fallback_used=True,
+            circuits_opened=("anthropic/claude-x",),
+        )
     )
     assert types(events) == ["ProviderCircuitOpened", "LlmCallCompleted", "TurnCompleted"]
     completed = events[1].payload
@@ -414,8 +437,10 @@ def test_verify_names_what_differs() -> None:
     with pytest.raises(ContractError, match=r"Session s1, LLM call s1/llm/4: the system prompt"):
         verify_llm_request(d.state, d.effects()[0], changed)
     tampered = d.log[-1].payload.__class__(
-        **{**{f: getattr(d.log[-1].payload, f) for f in d.log[-1].payload.__slots__},
-           "request_digest": "0" * 64}
+        **{
+            **{f: getattr(d.log[-1].payload, f) for f in d.log[-1].payload.__slots__},
+            "request_digest": "0" * 64,
+        }
     )
     with pytest.raises(ContractError, match="rebuilt request digest"):
         verify_llm_request(d.state, tampered, REGISTRY)
@@ -510,8 +535,9 @@ def test_pending_effects_after_restart_cover_every_kind() -> None:
 
 def test_child_reports_its_first_turn_to_the_parent() -> None:
     child = Driver(session_id="s1/child/k1")
-    child.send(SendMessage("find out", parent_session_id="s1", parent_call_id="k1"),
-               agent="researcher")
+    child.send(
+        SendMessage("find out", parent_session_id="s1", parent_call_id="k1"), agent="researcher"
+    )
     events = child.answer("the answer", usage=Usage(30, 5))
     reports = [child_report(child.state, e) for e in events]
     assert reports[0] is None
@@ -519,7 +545,11 @@ def test_child_reports_its_first_turn_to_the_parent() -> None:
     assert report is not None and report.session_id == "s1"
     assert report.request_id == events[-1].event_id
     assert report.payload == CompleteChildSession(
-        "k1", "s1/child/k1", ChildStatus.COMPLETED, "the answer", Usage(30, 5),
+        "k1",
+        "s1/child/k1",
+        ChildStatus.COMPLETED,
+        "the answer",
+        Usage(30, 5),
         cost_nanos("scripted-small", Usage(30, 5)),
     )
     failed = Driver(session_id="s1/child/k2")
@@ -579,13 +609,16 @@ def test_shell_asks_for_approval_by_default_unless_the_policy_is_stricter(
 ) -> None:
     from tests.unit.test_fsm_support import agent, make_registry
 
-    loose = agent("loose", policy={"default": default}, tools=["shell", "calculator"],
-                  delegates=[])
+    loose = agent("loose", policy={"default": default}, tools=["shell", "calculator"], delegates=[])
     d = Driver(registry=make_registry(loose))
     d.send(SendMessage("go"), agent="loose")
     events = d.answer("run", tools=[LS, CALC])
     shell, calc = payloads(events, ToolCallRequested)
     assert (shell.decision, shell.rule) == (expected, rule)
-    assert calc.decision is (PolicyAction.DENY if default == "deny" else
-                             PolicyAction.REQUIRE_APPROVAL if default == "require_approval"
-                             else PolicyAction.ALLOW)
+    assert calc.decision is (
+        PolicyAction.DENY
+        if default == "deny"
+        else PolicyAction.REQUIRE_APPROVAL
+        if default == "require_approval"
+        else PolicyAction.ALLOW
+    )

@@ -113,8 +113,9 @@ def test_idempotency_is_declared_per_tool() -> None:
     assert not BUILTIN_TOOL_SPECS["shell"].idempotent
     assert not BUILTIN_TOOL_SPECS["write_file"].idempotent
     data = {
-        "agents": {"a": {"model": "scripted-small", "system_prompt": "x",
-                         "tools": ["lookup", "send_mail"]}},
+        "agents": {
+            "a": {"model": "scripted-small", "system_prompt": "x", "tools": ["lookup", "send_mail"]}
+        },
         "tools": {
             "lookup": {"description": "read", "idempotent": True},
             "send_mail": {"description": "write"},

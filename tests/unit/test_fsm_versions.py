@@ -27,8 +27,9 @@ def serving(*current: object, old: tuple[object, ...] = (V1,)) -> AgentRegistry:
 
 
 def _prompt_hash(events: list) -> str:
-    return next(e.payload for e in events if isinstance(e.payload, LlmCallRequested)
-                ).system_prompt_hash
+    return next(
+        e.payload for e in events if isinstance(e.payload, LlmCallRequested)
+    ).system_prompt_hash
 
 
 def test_a_changed_file_does_not_change_a_pinned_session() -> None:
@@ -48,7 +49,9 @@ def test_a_following_agent_moves_at_the_next_turn_start_and_says_so() -> None:
     changed = events[0].payload
     assert isinstance(changed, AgentVersionChanged)
     assert (changed.from_hash, changed.to_hash, changed.reason) == (
-        definition_hash(V1), definition_hash(V2_FOLLOW), "follow"
+        definition_hash(V1),
+        definition_hash(V2_FOLLOW),
+        "follow",
     )
     assert _prompt_hash(events) == d.registry.info("assistant").system_prompt_hash
     assert fold(d.log, "s1") == d.state

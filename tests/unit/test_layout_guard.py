@@ -24,8 +24,15 @@ def test_a_package_of_the_same_name_in_the_current_directory_is_refused(
     (tmp_path / name).mkdir()
     (tmp_path / name / "__init__.py").write_text('"""A project of the user\'s."""\n')
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-m", "turnlog", "settings"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "turnlog", "settings"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode != 0
     assert "LayoutClashError" in result.stderr
     assert f"{name!r} is imported from {tmp_path / name}" in result.stderr

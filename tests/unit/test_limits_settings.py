@@ -32,12 +32,21 @@ def test_defaults_are_documented_values() -> None:
     [
         ({"TURNLOG_MAX_TEXT_BYTES": "lots"}, "TURNLOG_MAX_TEXT_BYTES", "valid integer"),
         ({"TURNLOG_MAX_TEXT_BYTES": "0"}, "TURNLOG_MAX_TEXT_BYTES", "greater than or equal"),
-        ({"TURNLOG_MAX_REQUEST_BYTES": str(8 * 2**20)}, "TURNLOG_MAX_REQUEST_BYTES",
-         "less than or equal to 4194304"),
-        ({"TURNLOG_MAX_REQUEST_BYTES": "100"}, "TURNLOG_MAX_REQUEST_BYTES",
-         "greater than or equal to 1024"),
-        ({"TURNLOG_MAX_REQUEST_BYTES": "4096", "TURNLOG_MAX_TEXT_BYTES": "8192"},
-         "TURNLOG_MAX_TEXT_BYTES", "at most TURNLOG_MAX_REQUEST_BYTES (4096)"),
+        (
+            {"TURNLOG_MAX_REQUEST_BYTES": str(8 * 2**20)},
+            "TURNLOG_MAX_REQUEST_BYTES",
+            "less than or equal to 4194304",
+        ),
+        (
+            {"TURNLOG_MAX_REQUEST_BYTES": "100"},
+            "TURNLOG_MAX_REQUEST_BYTES",
+            "greater than or equal to 1024",
+        ),
+        (
+            {"TURNLOG_MAX_REQUEST_BYTES": "4096", "TURNLOG_MAX_TEXT_BYTES": "8192"},
+            "TURNLOG_MAX_TEXT_BYTES",
+            "at most TURNLOG_MAX_REQUEST_BYTES (4096)",
+        ),
     ],
 )
 def test_a_broken_limit_is_a_config_error_naming_the_variable(
@@ -56,11 +65,10 @@ def test_whatever_the_topics_accept_the_worker_can_write() -> None:
     assert sizes["requests"] == REQUESTS_MAX_BYTES
     assert sizes["events"] == EVENTS_MAX_BYTES
     assert sizes["dlq"] == DLQ_MAX_BYTES > REQUESTS_MAX_BYTES  # a request + error headers
-    assert WORKER_MAX_REQUEST_SIZE >= max(sizes["requests"], sizes["events"], sizes["dlq"])
+    assert max(sizes["requests"], sizes["events"], sizes["dlq"]) <= WORKER_MAX_REQUEST_SIZE
     # The largest text the settings allow still fits in an event, with its envelope.
     ceiling = Settings.model_fields["max_text_bytes"].metadata
-    assert any(getattr(m, "le", None) == EVENTS_MAX_BYTES - EVENT_OVERHEAD_BYTES
-               for m in ceiling)
+    assert any(getattr(m, "le", None) == EVENTS_MAX_BYTES - EVENT_OVERHEAD_BYTES for m in ceiling)
 
 
 def test_the_requests_topic_is_stamped_with_the_brokers_append_time() -> None:

@@ -10,8 +10,14 @@ from turnlog._render import LiveRenderer
 
 
 def _delta(index: int, text: str, *, call: str = "c1", done: bool = False) -> TokenDelta:
-    return TokenDelta(session_id="s", call_id=call, index=index, text=text,
-                      occurred_at=datetime.now(UTC), done=done)
+    return TokenDelta(
+        session_id="s",
+        call_id=call,
+        index=index,
+        text=text,
+        occurred_at=datetime.now(UTC),
+        done=done,
+    )
 
 
 def _shown(items: list[TokenDelta]) -> list[str]:
@@ -28,10 +34,15 @@ def test_a_call_streams_on_one_line() -> None:
 
 
 def test_a_restarted_stream_drops_the_failed_attempts_text() -> None:
-    lines = _shown([
-        _delta(1, "This attempt "), _delta(2, "breaks"),
-        _delta(1, "The whole "), _delta(2, "answer."), _delta(3, "", done=True),
-    ])
+    lines = _shown(
+        [
+            _delta(1, "This attempt "),
+            _delta(2, "breaks"),
+            _delta(1, "The whole "),
+            _delta(2, "answer."),
+            _delta(3, "", done=True),
+        ]
+    )
     assert lines == ["      assistant ▸ The whole answer."]
 
 

@@ -13,26 +13,41 @@ REQUEST = LlmRequest(
     system='You are a careful assistant. Ünïcødé — "quotes" and \\ backslashes\n',
     messages=(
         Message("user", (TextBlock("what is 6*7? 日本語 \U0001f600"),)),
-        Message("assistant", (
-            TextBlock("let me compute"),
-            ToolUseBlock("toolu_1", "calculator", '{"expression": "6*7"}'),
-        )),
+        Message(
+            "assistant",
+            (
+                TextBlock("let me compute"),
+                ToolUseBlock("toolu_1", "calculator", '{"expression": "6*7"}'),
+            ),
+        ),
         Message("user", (ToolResultBlock("toolu_1", "42", False),)),
         Message("assistant", (ToolUseBlock("toolu_2", "shell", '{"command": "rm -rf /"}'),)),
-        Message("user", (
-            ToolResultBlock("toolu_2", "denied by policy", True),
-            TextBlock("and 7*8?"),
-        )),
+        Message(
+            "user",
+            (
+                ToolResultBlock("toolu_2", "denied by policy", True),
+                TextBlock("and 7*8?"),
+            ),
+        ),
     ),
     tools=(
-        ToolSpec("calculator", "Evaluate arithmetic.", {
-            "type": "object",
-            "properties": {"expression": {"type": "string"}},
-            "required": ["expression"],
-        }),
-        ToolSpec("shell", "Run a command.", {
-            "type": "object", "properties": {"command": {"type": "string"}},
-        }),
+        ToolSpec(
+            "calculator",
+            "Evaluate arithmetic.",
+            {
+                "type": "object",
+                "properties": {"expression": {"type": "string"}},
+                "required": ["expression"],
+            },
+        ),
+        ToolSpec(
+            "shell",
+            "Run a command.",
+            {
+                "type": "object",
+                "properties": {"command": {"type": "string"}},
+            },
+        ),
     ),
     max_tokens=1024,
     temperature=0.25,
@@ -50,6 +65,11 @@ def test_the_model_is_not_part_of_the_digest_but_everything_else_is() -> None:
     import dataclasses
 
     assert dataclasses.replace(REQUEST, model="claude-y").digest() == RELEASED_DIGEST
-    for change in ({"max_tokens": 1025}, {"temperature": 0.5}, {"system": "other"},
-                   {"cache_prefix": False}, {"messages": REQUEST.messages[:-2]}):
+    for change in (
+        {"max_tokens": 1025},
+        {"temperature": 0.5},
+        {"system": "other"},
+        {"cache_prefix": False},
+        {"messages": REQUEST.messages[:-2]},
+    ):
         assert dataclasses.replace(REQUEST, **change).digest() != RELEASED_DIGEST, change

@@ -23,9 +23,19 @@ from agents.registry import AgentRegistry
 from streams.main import build_provider, install_catalog, load_catalog
 from turnlog.settings import ConfigError, load_settings
 
-KEYS = ("OPENAI_API_KEY", "OPENAI_API_KEY_FILE", "OPENAI_BASE_URL", "LAB_KEY", "GROQ_API_KEY",
-        "ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY_FILE", "TURNLOG_ENDPOINTS",
-        "TURNLOG_MODEL_CATALOG", "TURNLOG_PROVIDER", "AZURE_OPENAI_ENDPOINT")
+KEYS = (
+    "OPENAI_API_KEY",
+    "OPENAI_API_KEY_FILE",
+    "OPENAI_BASE_URL",
+    "LAB_KEY",
+    "GROQ_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_API_KEY_FILE",
+    "TURNLOG_ENDPOINTS",
+    "TURNLOG_MODEL_CATALOG",
+    "TURNLOG_PROVIDER",
+    "AZURE_OPENAI_ENDPOINT",
+)
 AGENT = """
 [agents.local]
 system_prompt = "Be brief."
@@ -46,8 +56,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_every_preset_names_the_variable_of_its_key() -> None:
     endpoints = load_settings().resolved_endpoints()
-    assert {"anthropic", "openai", "azure", "gemini", "ollama", "vllm", "openrouter",
-            "deepseek", "mistral", "xai", "groq"} <= set(endpoints)
+    assert {
+        "anthropic",
+        "openai",
+        "azure",
+        "gemini",
+        "ollama",
+        "vllm",
+        "openrouter",
+        "deepseek",
+        "mistral",
+        "xai",
+        "groq",
+    } <= set(endpoints)
     assert endpoints["groq"].endpoint.api_key_env == "GROQ_API_KEY"
     assert endpoints["groq"].base_url == "https://api.groq.com/openai/v1"
     assert endpoints["ollama"].endpoint.api_key_env is None
@@ -81,29 +102,38 @@ def test_keys_come_from_the_variable_or_its_file(
 def test_turnlog_endpoints_adds_endpoints_and_changes_presets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TURNLOG_ENDPOINTS", '{"lab": {"kind": "openai", "base_url": '
-                       '"http://gpu:8000/v1", "api_key_env": "LAB_KEY"}, '
-                       '"ollama": {"base_url": "http://box:11434/v1"}}')
+    monkeypatch.setenv(
+        "TURNLOG_ENDPOINTS",
+        '{"lab": {"kind": "openai", "base_url": '
+        '"http://gpu:8000/v1", "api_key_env": "LAB_KEY"}, '
+        '"ollama": {"base_url": "http://box:11434/v1"}}',
+    )
     monkeypatch.setenv("LAB_KEY", "lab-secret")
     settings = load_settings()
     endpoints = settings.resolved_endpoints()
     lab = endpoints["lab"]
     assert (lab.endpoint.kind, lab.base_url, lab.endpoint.key_required) == (
-        "openai", "http://gpu:8000/v1", True)
+        "openai",
+        "http://gpu:8000/v1",
+        True,
+    )
     assert lab.api_key.get_secret_value() == "lab-secret"  # type: ignore[union-attr]
     assert endpoints["ollama"].base_url == "http://box:11434/v1"
     assert endpoints["ollama"].endpoint.kind == "openai"
     assert "lab-secret" not in str(settings.redacted())
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ('{"lab": {"base_url": "http://x"}}', "a new endpoint needs a kind"),
-    ('{"lab": {"kind": "bedrock"}}', "kind"),
-    ('{"lab": {"kind": "azure", "base_url": "https://r.openai.azure.com"}}', "api_version"),
-    ('{"Lab!": {"kind": "openai"}}', "endpoint name"),
-    ('{"lab": {"kind": "openai", "api_key": "sk-inline"}}', "api_key: not a field"),
-    ("not json", "not a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"lab": {"base_url": "http://x"}}', "a new endpoint needs a kind"),
+        ('{"lab": {"kind": "bedrock"}}', "kind"),
+        ('{"lab": {"kind": "azure", "base_url": "https://r.openai.azure.com"}}', "api_version"),
+        ('{"Lab!": {"kind": "openai"}}', "endpoint name"),
+        ('{"lab": {"kind": "openai", "api_key": "sk-inline"}}', "api_key: not a field"),
+        ("not json", "not a JSON object"),
+    ],
+)
 def test_a_bad_endpoint_is_an_error_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, value: str, message: str
 ) -> None:
@@ -116,9 +146,11 @@ def test_a_bad_endpoint_is_an_error_naming_the_variable(
 
 def test_the_catalog_file_adds_models_that_agent_files_and_pricing_see(tmp_path: Path) -> None:
     path = tmp_path / "models.toml"
-    path.write_text('[models."local-qwen"]\nprovider = "ollama"\napi_model = "qwen2.5:7b"\n'
-                    'context_window = 32768\nmax_output_tokens = 4096\ninput = 0\noutput = 0\n'
-                    'aliases = ["qwen"]\n')
+    path.write_text(
+        '[models."local-qwen"]\nprovider = "ollama"\napi_model = "qwen2.5:7b"\n'
+        "context_window = 32768\nmax_output_tokens = 4096\ninput = 0\noutput = 0\n"
+        'aliases = ["qwen"]\n'
+    )
     agents = tmp_path / "agents.toml"
     agents.write_text(AGENT.format(model="local-qwen"))
     with pytest.raises(AgentDefinitionError, match="unknown model 'local-qwen'"):
@@ -138,20 +170,45 @@ def test_without_a_catalog_file_the_error_says_where_models_go() -> None:
         model_info("gpt-7")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
-     'input = -1\noutput = 0\n'), "model 'x': input: a price cannot be negative"),
-    ('[models.x]\nprovider = "ollama"\ncontext_window = 10\ninput = 0\noutput = 0\n',
-     "model 'x': missing field(s) max_output_tokens"),
-    (('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
-     'input = 0\noutput = 0\napi_key = "sk"\n'), "model 'x': unknown field(s) api_key"),
-    (('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 50\n'
-     'input = 0\noutput = 0\n'), "max_output_tokens must be <= context_window"),
-    (('[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
-     'input = "0.0000001"\noutput = 0\n'), "finer than 1 nano-dollar"),
-    ('[endpoints.x]\nkind = "openai"\n', "unknown table(s) endpoints"),
-    ("models = [", "cannot be read"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            (
+                '[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
+                "input = -1\noutput = 0\n"
+            ),
+            "model 'x': input: a price cannot be negative",
+        ),
+        (
+            '[models.x]\nprovider = "ollama"\ncontext_window = 10\ninput = 0\noutput = 0\n',
+            "model 'x': missing field(s) max_output_tokens",
+        ),
+        (
+            (
+                '[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
+                'input = 0\noutput = 0\napi_key = "sk"\n'
+            ),
+            "model 'x': unknown field(s) api_key",
+        ),
+        (
+            (
+                '[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 50\n'
+                "input = 0\noutput = 0\n"
+            ),
+            "max_output_tokens must be <= context_window",
+        ),
+        (
+            (
+                '[models.x]\nprovider = "ollama"\ncontext_window = 10\nmax_output_tokens = 5\n'
+                'input = "0.0000001"\noutput = 0\n'
+            ),
+            "finer than 1 nano-dollar",
+        ),
+        ('[endpoints.x]\nkind = "openai"\n', "unknown table(s) endpoints"),
+        ("models = [", "cannot be read"),
+    ],
+)
 def test_a_bad_catalog_file_is_an_error_naming_the_file_the_model_and_the_field(
     tmp_path: Path, text: str, message: str
 ) -> None:
@@ -168,7 +225,9 @@ def test_a_missing_catalog_file_names_the_setting(tmp_path: Path) -> None:
 
 
 def test_a_required_key_that_is_missing_names_its_variable() -> None:
-    with pytest.raises(ProviderConfigError, match="ANTHROPIC_API_KEY \\(or ANTHROPIC_API_KEY_FILE\\)"):
+    with pytest.raises(
+        ProviderConfigError, match="ANTHROPIC_API_KEY \\(or ANTHROPIC_API_KEY_FILE\\)"
+    ):
         build_provider(load_settings(provider="anthropic"))
     router = build_provider(load_settings())  # scripted demo: no key needed until used
     with pytest.raises(ProviderConfigError, match="OPENAI_API_KEY"):

@@ -19,8 +19,12 @@ def policy(*rules: dict[str, Any], default: str = "allow") -> Policy:
 
 def test_first_match_wins_and_default_applies_otherwise() -> None:
     p = policy(
-        {"name": "deny-rm", "tool": "shell", "action": "deny",
-         "when": [{"arg": "command", "op": "prefix", "value": "rm "}]},
+        {
+            "name": "deny-rm",
+            "tool": "shell",
+            "action": "deny",
+            "when": [{"arg": "command", "op": "prefix", "value": "rm "}],
+        },
         {"name": "ask-shell", "tool": "shell", "action": "require_approval"},
         {"name": "allow-all-shell", "tool": "shell", "action": "allow"},
         default="deny",
@@ -53,8 +57,11 @@ def test_tool_glob_is_case_sensitive_fnmatch() -> None:
         ({"arg": "opts.level", "op": "equals", "value": 3}, {"opts": {"level": 3}}, True),
         ({"arg": "paths.1", "op": "prefix", "value": "/etc"}, {"paths": ["/tmp", "/etc/x"]}, True),
         ({"arg": "paths.5", "op": "prefix", "value": "/etc"}, {"paths": ["/tmp"]}, False),
-        ({"arg": "url", "op": "glob", "value": "https://*.example.com/*"},
-         {"url": "https://api.example.com/v1"}, True),
+        (
+            {"arg": "url", "op": "glob", "value": "https://*.example.com/*"},
+            {"url": "https://api.example.com/v1"},
+            True,
+        ),
         ({"arg": "cmd", "op": "regex", "value": r"\bsudo\b"}, {"cmd": "echo; sudo ls"}, True),
         ({"arg": "cmd", "op": "regex", "value": r"\bsudo\b"}, {"cmd": 7}, False),
         ({"arg": "cmd", "op": "prefix", "value": "ls"}, {"cmd": ["ls"]}, False),
@@ -68,10 +75,17 @@ def test_predicates(pred: dict[str, Any], args: dict[str, Any], expected: bool) 
 
 
 def test_all_predicates_of_a_rule_must_hold() -> None:
-    p = policy({"name": "big-writes", "tool": "write_file", "action": "deny", "when": [
-        {"arg": "path", "op": "prefix", "value": "/etc/"},
-        {"arg": "force", "value": True},
-    ]})
+    p = policy(
+        {
+            "name": "big-writes",
+            "tool": "write_file",
+            "action": "deny",
+            "when": [
+                {"arg": "path", "op": "prefix", "value": "/etc/"},
+                {"arg": "force", "value": True},
+            ],
+        }
+    )
     assert p.evaluate("write_file", {"path": "/etc/passwd", "force": True}).action is DENY
     assert p.evaluate("write_file", {"path": "/etc/passwd"}).action is ALLOW
 
@@ -82,12 +96,18 @@ def test_all_predicates_of_a_rule_must_hold() -> None:
         ([{"name": "a", "action": "allow"}, {"name": "a", "action": "deny"}], "used twice"),
         ([{"name": "@engine", "action": "deny"}], "should match pattern"),
         ([{"name": "r", "action": "maybe"}], "Input should be"),
-        ([{"name": "r", "action": "deny", "when": [{"arg": "x", "op": "in", "value": 1}]}],
-         "needs a list"),
-        ([{"name": "r", "action": "deny", "when": [{"arg": "x", "op": "regex", "value": "("}]}],
-         "invalid regex"),
-        ([{"name": "r", "action": "deny", "when": [{"arg": "x", "op": "prefix", "value": 3}]}],
-         "needs a string"),
+        (
+            [{"name": "r", "action": "deny", "when": [{"arg": "x", "op": "in", "value": 1}]}],
+            "needs a list",
+        ),
+        (
+            [{"name": "r", "action": "deny", "when": [{"arg": "x", "op": "regex", "value": "("}]}],
+            "invalid regex",
+        ),
+        (
+            [{"name": "r", "action": "deny", "when": [{"arg": "x", "op": "prefix", "value": 3}]}],
+            "needs a string",
+        ),
         ([{"name": "r", "action": "deny", "unknown": 1}], "Extra inputs"),
     ],
 )

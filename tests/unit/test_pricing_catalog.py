@@ -29,8 +29,17 @@ def restore_catalog() -> Iterator[None]:
 
 def test_every_vendor_has_priced_models_with_capabilities() -> None:
     by_provider = {m.provider for m in BUILTIN.values()}
-    assert {"anthropic", "openai", "gemini", "deepseek", "mistral", "xai", "groq", "ollama",
-            "scripted"} <= by_provider
+    assert {
+        "anthropic",
+        "openai",
+        "gemini",
+        "deepseek",
+        "mistral",
+        "xai",
+        "groq",
+        "ollama",
+        "scripted",
+    } <= by_provider
     gpt = BUILTIN.info("gpt-4o-mini")
     assert (gpt.input_nanos, gpt.output_nanos, gpt.cache_read_nanos) == (150, 600, 75)
     assert gpt.tools and gpt.vision and not gpt.thinking and gpt.reasoning_price == 600
@@ -50,14 +59,34 @@ def test_prices_convert_exactly() -> None:
 
 
 def test_a_user_entry_replaces_a_built_in_one_and_aliases_resolve() -> None:
-    catalog = BUILTIN.from_toml_data({"models": {"gpt-4o": {
-        "provider": "azure", "api_model": "prod-gpt4o", "context_window": 128_000,
-        "max_output_tokens": 16_384, "input": "2", "output": "8", "aliases": ["prod"],
-    }}}, source="team.toml")
+    catalog = BUILTIN.from_toml_data(
+        {
+            "models": {
+                "gpt-4o": {
+                    "provider": "azure",
+                    "api_model": "prod-gpt4o",
+                    "context_window": 128_000,
+                    "max_output_tokens": 16_384,
+                    "input": "2",
+                    "output": "8",
+                    "aliases": ["prod"],
+                }
+            }
+        },
+        source="team.toml",
+    )
     info = catalog.info("prod")
     assert (info.name, info.provider, info.wire_name, info.input_nanos) == (
-        "gpt-4o", "azure", "prod-gpt4o", 2_000)
-    assert (info.cache_read_nanos, info.cache_write_nanos, info.source) == (2_000, 2_000, "team.toml")
+        "gpt-4o",
+        "azure",
+        "prod-gpt4o",
+        2_000,
+    )
+    assert (info.cache_read_nanos, info.cache_write_nanos, info.source) == (
+        2_000,
+        2_000,
+        "team.toml",
+    )
     assert BUILTIN.info("gpt-4o").provider == "openai"  # catalogs are immutable
     assert catalog.sources == ("built-in", "team.toml")
 

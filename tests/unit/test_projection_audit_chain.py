@@ -25,8 +25,9 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _log(n: int = 10) -> list[tuple[Any, ...]]:
-    items = [("s", i, event_id_for("s", i), "TurnStarted", T0, f'{{"seq":{i}}}')
-             for i in range(1, n + 1)]
+    items = [
+        ("s", i, event_id_for("s", i), "TurnStarted", T0, f'{{"seq":{i}}}') for i in range(1, n + 1)
+    ]
     rows, _ = chain_rows(AuditHead(0, GENESIS_HASH), items)
     return rows
 
@@ -129,8 +130,17 @@ def _events(n: int = 12) -> list[Any]:
 
 
 def _items(events: list[Any]) -> list[tuple[Any, ...]]:
-    return [(e.session_id, e.seq, e.event_id, type(e.payload).__name__, e.occurred_at,
-             canonical_event_json(e)) for e in events]
+    return [
+        (
+            e.session_id,
+            e.seq,
+            e.event_id,
+            type(e.payload).__name__,
+            e.occurred_at,
+            canonical_event_json(e),
+        )
+        for e in events
+    ]
 
 
 def _v1_log(events: list[Any]) -> list[tuple[Any, ...]]:
@@ -144,9 +154,14 @@ def _v1_log(events: list[Any]) -> list[tuple[Any, ...]]:
 
 
 CHANGES: dict[str, Any] = {
-    "session_id": "forged", "seq": 999, "event_id": event_id_for("forged", 1),
-    "event_type": "SessionClosed", "occurred_at": T0.replace(year=2030),
-    "content": '{"forged":true}', "prev_hash": "a" * 64, "row_hash": "b" * 64,
+    "session_id": "forged",
+    "seq": 999,
+    "event_id": event_id_for("forged", 1),
+    "event_type": "SessionClosed",
+    "occurred_at": T0.replace(year=2030),
+    "content": '{"forged":true}',
+    "prev_hash": "a" * 64,
+    "row_hash": "b" * 64,
 }
 
 
@@ -154,12 +169,15 @@ CHANGES: dict[str, Any] = {
 @pytest.mark.parametrize("column", [*CHANGES, "hash_version"])
 def test_a_change_of_any_column_is_named(version: int, column: str) -> None:
     events = _events()
-    rows = _v1_log(events) if version == 1 else chain_rows(
-        AuditHead(0, GENESIS_HASH), _items(events))[0]
+    rows = (
+        _v1_log(events)
+        if version == 1
+        else chain_rows(AuditHead(0, GENESIS_HASH), _items(events))[0]
+    )
     assert verify_chain(rows).ok
     i = AUDIT_COLUMNS.index(column)
     value = (3 - version) if column == "hash_version" else CHANGES[column]
-    rows[6] = (*rows[6][:i], value, *rows[6][i + 1:])
+    rows[6] = (*rows[6][:i], value, *rows[6][i + 1 :])
     report = verify_chain(rows)
     assert report.broken is not None and report.broken.audit_id == 7, (column, report.broken)
 
@@ -168,8 +186,10 @@ def test_old_rows_then_new_rows_chain_on() -> None:
     events = _events(20)
     old = _v1_log(events[:8])
     new, head = chain_rows(AuditHead(8, old[-1][8]), _items(events[8:]))
-    report = verify_chain(old + new, [AuditCheckpoint(8, old[-1][8], 8, T0),
-                                      AuditCheckpoint(20, head.head_hash, 20, T0)])
+    report = verify_chain(
+        old + new,
+        [AuditCheckpoint(8, old[-1][8], 8, T0), AuditCheckpoint(20, head.head_hash, 20, T0)],
+    )
     assert report.ok and report.versions == {1: 8, 2: 12} and report.checkpoints_matched == 2
     # Back from version 2 to 1, even with the hashes fixed up from there: named.
     downgraded = [*old, *new[:3]]
@@ -181,10 +201,10 @@ def test_old_rows_then_new_rows_chain_on() -> None:
 
 
 def test_a_nul_in_a_session_id_is_stored_and_checked_cleaned() -> None:
-    event = dataclasses.replace(_events(1)[0], session_id="s\x00x",
-                                event_id=event_id_for("s\x00x", 1))
-    (row,), _ = chain_rows(AuditHead(0, GENESIS_HASH), [
-        ("s\ufffdx", *_items([event])[0][1:])])
+    event = dataclasses.replace(
+        _events(1)[0], session_id="s\x00x", event_id=event_id_for("s\x00x", 1)
+    )
+    (row,), _ = chain_rows(AuditHead(0, GENESIS_HASH), [("s\ufffdx", *_items([event])[0][1:])])
     assert verify_chain([row]).ok
     v1 = (*row[:8], chain_hash(GENESIS_HASH, row[6]), 1)
     assert verify_chain([v1]).ok  # the column is the cleaned session id of the content

@@ -43,8 +43,15 @@ def test_clean_text_replaces_only_what_postgres_cannot_store(text: str, stored: 
 
 def test_clean_row_cleans_text_and_text_arrays_only() -> None:
     row = ("s\x00", 3, None, ["a\x00", "b"], T0, True, b"\x00")
-    assert clean_row(row) == (f"s{REPLACEMENT}", 3, None, [f"a{REPLACEMENT}", "b"], T0, True,
-                              b"\x00")
+    assert clean_row(row) == (
+        f"s{REPLACEMENT}",
+        3,
+        None,
+        [f"a{REPLACEMENT}", "b"],
+        T0,
+        True,
+        b"\x00",
+    )
 
 
 @pytest.mark.parametrize(

@@ -53,8 +53,15 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def ev(sid: str, seq: int, payload: Any, turn: str | None = None) -> Event:
-    return Event(event_id_for(sid, seq), sid, seq, T0 + timedelta(seconds=seq), "support",
-                 payload, turn_id=turn)
+    return Event(
+        event_id_for(sid, seq),
+        sid,
+        seq,
+        T0 + timedelta(seconds=seq),
+        "support",
+        payload,
+        turn_id=turn,
+    )
 
 
 def fold_all(events: list[Event]) -> tuple[dict[str, SessionRow], Changes]:
@@ -63,8 +70,9 @@ def fold_all(events: list[Event]) -> tuple[dict[str, SessionRow], Changes]:
     for i, e in enumerate(events):
         verdict, why = classify(sessions.get(e.session_id), e)
         assert verdict is Verdict.NEW, why
-        sessions[e.session_id] = fold(sessions.get(e.session_id), e, changes, partition=0,
-                                      offset=i, digest=f"d{i}")
+        sessions[e.session_id] = fold(
+            sessions.get(e.session_id), e, changes, partition=0, offset=i, digest=f"d{i}"
+        )
     return sessions, changes
 
 
@@ -120,15 +128,41 @@ def _turn_with_approved_tool(sid: str = "a") -> list[Event]:
         ev(sid, 1, SessionStarted("support", "h")),
         ev(sid, 2, TurnStarted(1), t),
         ev(sid, 3, UserMessageReceived("hello"), t),
-        ev(sid, 4, LlmCallCompleted("c1", "claude-haiku-4-5", "let me look", ("k1",), "tool_use",
-                                    Usage(10, 5), 35, 100, 1), t),
-        ev(sid, 5, ToolCallRequested("k1", "c1", "search", '{"q":1}',
-                                     PolicyAction.REQUIRE_APPROVAL, "r1", later), t),
+        ev(
+            sid,
+            4,
+            LlmCallCompleted(
+                "c1",
+                "claude-haiku-4-5",
+                "let me look",
+                ("k1",),
+                "tool_use",
+                Usage(10, 5),
+                35,
+                100,
+                1,
+            ),
+            t,
+        ),
+        ev(
+            sid,
+            5,
+            ToolCallRequested(
+                "k1", "c1", "search", '{"q":1}', PolicyAction.REQUIRE_APPROVAL, "r1", later
+            ),
+            t,
+        ),
         ev(sid, 6, ApprovalRequested("k1", "search", later), t),
         ev(sid, 7, ApprovalGranted("k1", "alice"), t),
         ev(sid, 8, ToolCallCompleted("k1", "found it", 12), t),
-        ev(sid, 9, LlmCallCompleted("c2", "claude-haiku-4-5", "done", (), "end_turn",
-                                    Usage(20, 7), 55, 80, 1), t),
+        ev(
+            sid,
+            9,
+            LlmCallCompleted(
+                "c2", "claude-haiku-4-5", "done", (), "end_turn", Usage(20, 7), 55, 80, 1
+            ),
+            t,
+        ),
         ev(sid, 10, TurnCompleted(1, 9, Usage(30, 12), 90, 2), t),
     ]
 
@@ -165,14 +199,17 @@ def test_patches_of_one_row_merge_in_event_order() -> None:
 
 
 def test_a_denied_tool_call_stays_denied_and_has_one_result_entry() -> None:
-    events = _turn_with_approved_tool()[:6] + [
+    events = [
+        *_turn_with_approved_tool()[:6],
         ev("a", 7, ApprovalDenied("k1", "bob", "no")),
         ev("a", 8, ToolCallFailed("k1", "Denied by bob: no")),
     ]
     for cut in (7, 8):  # the ToolCallFailed in the same batch, or in the next one
         db = _project(events, [cut])
-        (status,) = [v[0][PATCH_TABLES["tool_calls"].columns.index("status")]
-                     for v in db["tool_calls"].values()]
+        (status,) = [
+            v[0][PATCH_TABLES["tool_calls"].columns.index("status")]
+            for v in db["tool_calls"].values()
+        ]
         assert status == "denied"
         results = [e for e in db["entries"].values() if e[2] == "tool_result"]
         assert [(e[1], e[6], e[7]) for e in results] == [(8, "Denied by bob: no", True)]
@@ -182,10 +219,32 @@ def test_a_summarize_compaction_completes_its_llm_call() -> None:
     events = [
         ev("a", 1, SessionStarted("support", "h")),
         ev("a", 2, ContextCompactionRequested("k", "summarize", (1,), 900, 800)),
-        ev("a", 3, LlmCallRequested("k", "scripted-summarizer", (), 100, 0.0, (1, 1), 1, "s", "t",
-                                    "d", 1, T0, purpose="summarize")),
-        ev("a", 4, ContextCompacted("k", "summarize", (1,), "gist", 100, Usage(50, 5), 77,
-                                    "scripted-summarizer")),
+        ev(
+            "a",
+            3,
+            LlmCallRequested(
+                "k",
+                "scripted-summarizer",
+                (),
+                100,
+                0.0,
+                (1, 1),
+                1,
+                "s",
+                "t",
+                "d",
+                1,
+                T0,
+                purpose="summarize",
+            ),
+        ),
+        ev(
+            "a",
+            4,
+            ContextCompacted(
+                "k", "summarize", (1,), "gist", 100, Usage(50, 5), 77, "scripted-summarizer"
+            ),
+        ),
     ]
     sessions, changes = fold_all(events)
     call = changes.patches["llm_calls"][("a", "k")]
@@ -221,8 +280,7 @@ def test_the_not_started_row_rebuilt_from_stored_events_folds_like_the_one_in_me
     ]
     in_memory, _ = fold_all(events)
     for cut in (1, 2):  # after the first rejection, after both
-        rebuilt = unstarted_session("r", 1, cut, events[0].occurred_at,
-                                    events[cut - 1].occurred_at)
+        rebuilt = unstarted_session("r", 1, cut, events[0].occurred_at, events[cut - 1].occurred_at)
         assert rebuilt == fold_all(events[:cut])[0]["r"]
         changes = Changes()
         for i, e in enumerate(events[cut:], start=cut):
@@ -256,8 +314,9 @@ def test_first_own_entry_of_a_fork_points_at_the_branch_point() -> None:
 # ------------------------------------------------------------------ batching invariance
 
 
-def _apply(db: dict[str, dict[Any, Any]], sessions: dict[str, SessionRow],
-           changes: Changes) -> None:
+def _apply(
+    db: dict[str, dict[Any, Any]], sessions: dict[str, SessionRow], changes: Changes
+) -> None:
     """What the store's SQL does with a batch, in memory (same merge rules)."""
     for row in changes.events:
         db["events"].setdefault(row[:2], row)
@@ -269,8 +328,8 @@ def _apply(db: dict[str, dict[Any, Any]], sessions: dict[str, SessionRow],
     for table, spec in PATCH_TABLES.items():
         nk, nc, ni = len(spec.key), len(spec.columns), len(spec.increments)
         for row in changes.patch_rows(table):
-            key, cols = row[:nk], row[nk:nk + nc]
-            incs, apps = row[nk + nc:nk + nc + ni], row[nk + nc + ni:]
+            key, cols = row[:nk], row[nk : nk + nc]
+            incs, apps = row[nk + nc : nk + nc + ni], row[nk + nc + ni :]
             old = db[table].get(key)
             if old is None:
                 db[table][key] = (cols, incs, tuple(tuple(a) for a in apps))
@@ -299,8 +358,9 @@ def _project(events: list[Event], cuts: list[int]) -> dict[str, dict[Any, Any]]:
         for e in events[lo:hi]:
             verdict, why = classify(state.get(e.session_id), e)
             assert verdict is Verdict.NEW, why
-            state[e.session_id] = fold(state.get(e.session_id), e, changes, partition=0,
-                                       offset=0, digest="")
+            state[e.session_id] = fold(
+                state.get(e.session_id), e, changes, partition=0, offset=0, digest=""
+            )
             touched[e.session_id] = state[e.session_id]
         _apply(db, touched, changes)
     return db
@@ -326,18 +386,49 @@ def test_a_cancelled_turn_leaves_every_row_of_its_work_terminal_and_a_late_answe
         ev("a", 1, SessionStarted("support", "h")),
         ev("a", 2, TurnStarted(1), t),
         ev("a", 3, UserMessageReceived("hello"), t),
-        ev("a", 4, LlmCallCompleted("c1", "claude-haiku-4-5", "", ("k1", "k2"), "tool_use",
-                                    Usage(10, 5), 35, 100, 1), t),
-        ev("a", 5, ToolCallRequested("k1", "c1", "search", "{}", PolicyAction.ALLOW, None,
-                                     later), t),
-        ev("a", 6, ToolCallRequested("k2", "c1", "shell", "{}",
-                                     PolicyAction.REQUIRE_APPROVAL, "r1", later), t),
+        ev(
+            "a",
+            4,
+            LlmCallCompleted(
+                "c1", "claude-haiku-4-5", "", ("k1", "k2"), "tool_use", Usage(10, 5), 35, 100, 1
+            ),
+            t,
+        ),
+        ev(
+            "a",
+            5,
+            ToolCallRequested("k1", "c1", "search", "{}", PolicyAction.ALLOW, None, later),
+            t,
+        ),
+        ev(
+            "a",
+            6,
+            ToolCallRequested(
+                "k2", "c1", "shell", "{}", PolicyAction.REQUIRE_APPROVAL, "r1", later
+            ),
+            t,
+        ),
         ev("a", 7, ApprovalRequested("k2", "shell", later), t),
         ev("a", 8, TurnCancelled(1, "stop", None, ("k1", "k2"), ("k2",)), t),
         ev("a", 9, MessageQueued("after", 1), None),
         ev("a", 10, QueuedMessageDropped(9, "r-after", "not needed"), None),
-        ev("a", 11, LlmCallCompleted("c0", "claude-haiku-4-5", "", (), "end_turn",
-                                     Usage(7, 3), 20, 90, 1, discarded="late"), None),
+        ev(
+            "a",
+            11,
+            LlmCallCompleted(
+                "c0",
+                "claude-haiku-4-5",
+                "",
+                (),
+                "end_turn",
+                Usage(7, 3),
+                20,
+                90,
+                1,
+                discarded="late",
+            ),
+            None,
+        ),
     ]
     db = _project(events, [])
     cols = PATCH_TABLES["tool_calls"].columns

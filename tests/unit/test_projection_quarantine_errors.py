@@ -34,8 +34,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("exc", "transient", "blames_event"), CASES,
-                         ids=[type(c[0]).__name__ for c in CASES])
+@pytest.mark.parametrize(
+    ("exc", "transient", "blames_event"), CASES, ids=[type(c[0]).__name__ for c in CASES]
+)
 def test_errors_are_told_apart(exc: BaseException, transient: bool, blames_event: bool) -> None:
     assert is_transient(exc) is transient
     assert is_event_failure(exc) is blames_event

@@ -282,8 +282,10 @@ async def test_a_stream_cut_mid_answer_restarts_the_deltas_on_the_retry(
     server: FakeAnthropicServer, provider: AnthropicProvider
 ) -> None:
     cut = "This attempt breaks off half way through."
-    server.enqueue(FakeMessage(cut, text_chunk_chars=4, break_after_events=6),
-                   FakeMessage("whole answer", text_chunk_chars=4))
+    server.enqueue(
+        FakeMessage(cut, text_chunk_chars=4, break_after_events=6),
+        FakeMessage("whole answer", text_chunk_chars=4),
+    )
     deltas: list[str] = []
 
     async def on_delta(piece: str) -> None:
@@ -294,7 +296,7 @@ async def test_a_stream_cut_mid_answer_restarts_the_deltas_on_the_retry(
     assert deltas.count(STREAM_RESTART) == 1
     marker = deltas.index(STREAM_RESTART)
     assert marker > 0 and cut.startswith("".join(deltas[:marker]))
-    assert "".join(deltas[marker + 1:]) == response.text == "whole answer"
+    assert "".join(deltas[marker + 1 :]) == response.text == "whole answer"
 
 
 async def test_a_retry_before_any_text_sends_no_restart_marker(

@@ -29,10 +29,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 FAST = RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.01, jitter=0.0)
 TOOLS = (
-    ToolSpec("calculator", "Evaluate arithmetic.",
-             {"type": "object", "properties": {"expression": {"type": "string"}}}),
-    ToolSpec("shell", "Run a command.",
-             {"type": "object", "properties": {"command": {"type": "string"}}}),
+    ToolSpec(
+        "calculator",
+        "Evaluate arithmetic.",
+        {"type": "object", "properties": {"expression": {"type": "string"}}},
+    ),
+    ToolSpec(
+        "shell", "Run a command.", {"type": "object", "properties": {"command": {"type": "string"}}}
+    ),
 )
 
 
@@ -42,11 +46,21 @@ def make_request(model: str = "gemini-2.5-flash", *, text: str = "what is 17*23?
         system="You are a careful assistant.",
         messages=(
             Message("user", (TextBlock("hi"),)),
-            Message("assistant", (TextBlock(""),
-                                  ToolUseBlock("call_a", "calculator", '{"expression":"1+1"}'),
-                                  ToolUseBlock("call_b", "shell", '{"command":"ls"}'))),
-            Message("user", (ToolResultBlock("call_a", "2"),
-                             ToolResultBlock("call_b", "no such dir", is_error=True))),
+            Message(
+                "assistant",
+                (
+                    TextBlock(""),
+                    ToolUseBlock("call_a", "calculator", '{"expression":"1+1"}'),
+                    ToolUseBlock("call_b", "shell", '{"command":"ls"}'),
+                ),
+            ),
+            Message(
+                "user",
+                (
+                    ToolResultBlock("call_a", "2"),
+                    ToolResultBlock("call_b", "no such dir", is_error=True),
+                ),
+            ),
             Message("assistant", (TextBlock("It is 2."),)),
             Message("user", (TextBlock(text),)),
         ),
@@ -83,19 +97,27 @@ async def provider(server: FakeGeminiServer) -> AsyncIterator[GeminiProvider]:
 async def test_function_calls_with_usage_and_the_request_the_sdk_sent(
     server: FakeGeminiServer, provider: GeminiProvider
 ) -> None:
-    server.enqueue(FakeGeneration(
-        "Let me calculate.",
-        function_calls=[FakeFunctionCall("calculator", {"expression": "17*23"}, id="fc_1"),
-                        FakeFunctionCall("shell", {"command": "echo 391"})],
-        thought="First, multiply.",
-        usage=GeminiUsage(prompt_tokens=120, candidates_tokens=30, cached_tokens=64,
-                          thoughts_tokens=12),
-    ))
+    server.enqueue(
+        FakeGeneration(
+            "Let me calculate.",
+            function_calls=[
+                FakeFunctionCall("calculator", {"expression": "17*23"}, id="fc_1"),
+                FakeFunctionCall("shell", {"command": "echo 391"}),
+            ],
+            thought="First, multiply.",
+            usage=GeminiUsage(
+                prompt_tokens=120, candidates_tokens=30, cached_tokens=64, thoughts_tokens=12
+            ),
+        )
+    )
     response = await provider.complete(make_request())
     assert response.text == "Let me calculate." and response.stop_reason == "tool_use"
     first, second = response.tool_uses
     assert (first.call_id, first.name, first.arguments_json) == (
-        "fc_1", "calculator", '{"expression":"17*23"}')
+        "fc_1",
+        "calculator",
+        '{"expression":"17*23"}',
+    )
     assert second.name == "shell" and second.call_id.startswith("call_")
     # promptTokenCount includes the cached tokens; thoughts are billed as output.
     usage = response.usage
@@ -120,8 +142,13 @@ async def test_function_calls_with_usage_and_the_request_the_sdk_sent(
     ]
     assert contents[2]["parts"] == [
         {"functionResponse": {"id": "call_a", "name": "calculator", "response": {"output": "2"}}},
-        {"functionResponse": {"id": "call_b", "name": "shell",
-                              "response": {"error": "no such dir"}}},
+        {
+            "functionResponse": {
+                "id": "call_b",
+                "name": "shell",
+                "response": {"error": "no such dir"},
+            }
+        },
     ]
 
 
@@ -155,19 +182,21 @@ async def test_implicit_caching_is_reported_as_cache_reads(
     second = await provider.complete(make_request(text="two"))
     assert first.usage.cache_read_tokens == 0
     assert 0 < second.usage.cache_read_tokens < first.usage.input_tokens
-    assert (second.usage.input_tokens + second.usage.cache_read_tokens
-            == first.usage.input_tokens)
+    assert second.usage.input_tokens + second.usage.cache_read_tokens == first.usage.input_tokens
 
 
-@pytest.mark.parametrize(("finish", "calls", "expected"), [
-    ("STOP", False, "end_turn"),
-    ("STOP", True, "tool_use"),
-    ("MAX_TOKENS", False, "max_tokens"),
-    ("SAFETY", False, "refusal"),
-    ("RECITATION", False, "refusal"),
-    ("PROHIBITED_CONTENT", False, "refusal"),
-    ("OTHER", False, "other"),
-])
+@pytest.mark.parametrize(
+    ("finish", "calls", "expected"),
+    [
+        ("STOP", False, "end_turn"),
+        ("STOP", True, "tool_use"),
+        ("MAX_TOKENS", False, "max_tokens"),
+        ("SAFETY", False, "refusal"),
+        ("RECITATION", False, "refusal"),
+        ("PROHIBITED_CONTENT", False, "refusal"),
+        ("OTHER", False, "other"),
+    ],
+)
 async def test_finish_reasons_map_onto_stop_reasons(
     server: FakeGeminiServer, provider: GeminiProvider, finish: str, calls: bool, expected: str
 ) -> None:
@@ -214,8 +243,10 @@ async def test_a_stream_cut_mid_answer_is_retried_with_a_restart_marker(
     server: FakeGeminiServer, provider: GeminiProvider, mode: str
 ) -> None:
     cut = "This attempt breaks off half way through."
-    server.enqueue(FakeGeneration(cut, text_chunk_chars=4, break_after_chunks=3, break_mode=mode),
-                   FakeGeneration("whole answer", text_chunk_chars=4))
+    server.enqueue(
+        FakeGeneration(cut, text_chunk_chars=4, break_after_chunks=3, break_mode=mode),
+        FakeGeneration("whole answer", text_chunk_chars=4),
+    )
     deltas: list[str] = []
 
     async def on_delta(piece: str) -> None:
@@ -225,7 +256,7 @@ async def test_a_stream_cut_mid_answer_is_retried_with_a_restart_marker(
     assert response.attempts == 2 and deltas.count(STREAM_RESTART) == 1
     marker = deltas.index(STREAM_RESTART)
     assert "".join(deltas[:marker]) == cut[:12]
-    assert "".join(deltas[marker + 1:]) == response.text == "whole answer"
+    assert "".join(deltas[marker + 1 :]) == response.text == "whole answer"
 
 
 async def test_429_and_5xx_are_retried_then_answered(
@@ -240,15 +271,24 @@ async def test_exhausted_retries_fall_back_to_the_next_model(
     server: FakeGeminiServer, provider: GeminiProvider
 ) -> None:
     server.always(FakeGeminiError(500), model="gemini-2.5-pro")
-    response = await provider.complete(make_request("gemini-2.5-pro"),
-                                       fallbacks=["gemini-2.5-flash"])
+    response = await provider.complete(
+        make_request("gemini-2.5-pro"), fallbacks=["gemini-2.5-flash"]
+    )
     assert (response.model, response.attempts, response.fallback_used) == (
-        "gemini-2.5-flash", 4, True)
+        "gemini-2.5-flash",
+        4,
+        True,
+    )
 
 
-@pytest.mark.parametrize(("status", "error_type"), [
-    (400, "invalid_request"), (403, "permission"), (404, "not_found"),
-])
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, "invalid_request"),
+        (403, "permission"),
+        (404, "not_found"),
+    ],
+)
 async def test_client_errors_fail_at_once_without_fallback(
     server: FakeGeminiServer, provider: GeminiProvider, status: int, error_type: str
 ) -> None:
@@ -262,20 +302,29 @@ async def test_client_errors_fail_at_once_without_fallback(
 async def test_the_fake_rejects_a_function_response_without_a_call(
     server: FakeGeminiServer, provider: GeminiProvider
 ) -> None:
-    broken = LlmRequest("gemini-2.5-flash", "", (
-        Message("user", (TextBlock("hi"),)),
-        Message("assistant", (TextBlock("no calls here"),)),
-        Message("user", (ToolResultBlock("call_x", "orphan"),)),
-    ), TOOLS, 10, 0.0)
+    broken = LlmRequest(
+        "gemini-2.5-flash",
+        "",
+        (
+            Message("user", (TextBlock("hi"),)),
+            Message("assistant", (TextBlock("no calls here"),)),
+            Message("user", (ToolResultBlock("call_x", "orphan"),)),
+        ),
+        TOOLS,
+        10,
+        0.0,
+    )
     with pytest.raises(ProviderError) as caught:
         await provider.complete(broken)
-    assert caught.value.error_type == "invalid_request" and "function response" in str(
-        caught.value)
+    assert caught.value.error_type == "invalid_request" and "function response" in str(caught.value)
 
 
 async def test_non_streaming_mode_gets_the_same_answer(server: FakeGeminiServer) -> None:
-    server.enqueue(FakeGeneration("plain answer", function_calls=[
-        FakeFunctionCall("shell", {"command": "ls"})]))
+    server.enqueue(
+        FakeGeneration(
+            "plain answer", function_calls=[FakeFunctionCall("shell", {"command": "ls"})]
+        )
+    )
     deltas: list[str] = []
 
     async def on_delta(piece: str) -> None:
@@ -302,8 +351,15 @@ async def test_the_api_key_never_appears_in_errors_reprs_or_logs(
         async with provider_for(server, api_key=wrong) as p:
             with pytest.raises(ProviderError) as caught:
                 await p.complete(make_request())
-            text = " ".join([str(caught.value), repr(caught.value), repr(p),
-                             json.dumps(logs, default=str), caplog.text])
+            text = " ".join(
+                [
+                    str(caught.value),
+                    repr(caught.value),
+                    repr(p),
+                    json.dumps(logs, default=str),
+                    caplog.text,
+                ]
+            )
             with pytest.raises(TypeError):
                 pickle.dumps(p)
     # The API answers a wrong key with a 400 whose message says so.

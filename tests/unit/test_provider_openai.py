@@ -30,10 +30,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 FAST = RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.01, jitter=0.0)
 TOOLS = (
-    ToolSpec("calculator", "Evaluate arithmetic.",
-             {"type": "object", "properties": {"expression": {"type": "string"}}}),
-    ToolSpec("shell", "Run a command.",
-             {"type": "object", "properties": {"command": {"type": "string"}}}),
+    ToolSpec(
+        "calculator",
+        "Evaluate arithmetic.",
+        {"type": "object", "properties": {"expression": {"type": "string"}}},
+    ),
+    ToolSpec(
+        "shell", "Run a command.", {"type": "object", "properties": {"command": {"type": "string"}}}
+    ),
 )
 
 
@@ -43,11 +47,21 @@ def make_request(model: str = "gpt-4o", *, text: str = "what is 17*23?") -> LlmR
         system="You are a careful assistant.",
         messages=(
             Message("user", (TextBlock("hi"),)),
-            Message("assistant", (TextBlock(""),
-                                  ToolUseBlock("call_a", "calculator", '{"expression":"1+1"}'),
-                                  ToolUseBlock("call_b", "shell", '{"command":"ls"}'))),
-            Message("user", (ToolResultBlock("call_a", "2"),
-                             ToolResultBlock("call_b", "no such dir", is_error=True))),
+            Message(
+                "assistant",
+                (
+                    TextBlock(""),
+                    ToolUseBlock("call_a", "calculator", '{"expression":"1+1"}'),
+                    ToolUseBlock("call_b", "shell", '{"command":"ls"}'),
+                ),
+            ),
+            Message(
+                "user",
+                (
+                    ToolResultBlock("call_a", "2"),
+                    ToolResultBlock("call_b", "no such dir", is_error=True),
+                ),
+            ),
             Message("assistant", (TextBlock("It is 2."),)),
             Message("user", (TextBlock(text),)),
         ),
@@ -85,18 +99,25 @@ async def provider(server: FakeOpenAIServer) -> AsyncIterator[OpenAICompatProvid
 async def test_parallel_tool_calls_with_usage_and_the_request_the_sdk_sent(
     server: FakeOpenAIServer, provider: OpenAICompatProvider
 ) -> None:
-    server.enqueue(FakeCompletion(
-        "Let me calculate.",
-        tool_calls=[FakeToolCall("calculator", {"expression": "17*23"}, id="call_calc"),
-                    FakeToolCall("shell", {"command": "echo 391"})],
-        json_chunk_chars=5,
-        usage=OpenAIUsage(prompt_tokens=120, completion_tokens=30, cached_tokens=64),
-    ))
+    server.enqueue(
+        FakeCompletion(
+            "Let me calculate.",
+            tool_calls=[
+                FakeToolCall("calculator", {"expression": "17*23"}, id="call_calc"),
+                FakeToolCall("shell", {"command": "echo 391"}),
+            ],
+            json_chunk_chars=5,
+            usage=OpenAIUsage(prompt_tokens=120, completion_tokens=30, cached_tokens=64),
+        )
+    )
     response = await provider.complete(make_request())
     assert response.text == "Let me calculate." and response.stop_reason == "tool_use"
     first = response.tool_uses[0]
     assert (first.call_id, first.name, first.arguments_json) == (
-        "call_calc", "calculator", '{"expression":"17*23"}')
+        "call_calc",
+        "calculator",
+        '{"expression":"17*23"}',
+    )
     assert response.tool_uses[1].name == "shell"
     assert response.tool_uses[1].call_id.startswith("call_")
     # prompt_tokens include the cached ones: billed input is the rest.
@@ -110,17 +131,33 @@ async def test_parallel_tool_calls_with_usage_and_the_request_the_sdk_sent(
     assert body["stream_options"] == {"include_usage": True}
     assert body["max_completion_tokens"] == 256 and "max_tokens" not in body
     assert body["temperature"] == 0.2 and body["parallel_tool_calls"] is True
-    assert body["tools"][0] == {"type": "function", "function": {
-        "name": "calculator", "description": "Evaluate arithmetic.",
-        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}}
+    assert body["tools"][0] == {
+        "type": "function",
+        "function": {
+            "name": "calculator",
+            "description": "Evaluate arithmetic.",
+            "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+        },
+    }
     assert body["messages"] == [
         {"role": "system", "content": "You are a careful assistant."},
         {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_a", "type": "function",
-             "function": {"name": "calculator", "arguments": '{"expression":"1+1"}'}},
-            {"id": "call_b", "type": "function",
-             "function": {"name": "shell", "arguments": '{"command":"ls"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "calculator", "arguments": '{"expression":"1+1"}'},
+                },
+                {
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "shell", "arguments": '{"command":"ls"}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_a", "content": "2"},
         {"role": "tool", "tool_call_id": "call_b", "content": "Error: no such dir"},
         {"role": "assistant", "content": "It is 2."},
@@ -136,15 +173,17 @@ async def test_automatic_prompt_caching_is_reported_as_cache_reads(
     assert first.usage.cache_read_tokens == 0
     # Everything before the last message is a prefix the fake has seen.
     assert 0 < second.usage.cache_read_tokens < first.usage.input_tokens
-    assert (second.usage.input_tokens + second.usage.cache_read_tokens
-            == first.usage.input_tokens)
+    assert second.usage.input_tokens + second.usage.cache_read_tokens == first.usage.input_tokens
 
 
 async def test_reasoning_models_get_no_temperature_and_bill_reasoning_as_output(
     server: FakeOpenAIServer, provider: OpenAICompatProvider
 ) -> None:
-    server.enqueue(FakeCompletion("391", usage=OpenAIUsage(
-        prompt_tokens=50, completion_tokens=210, reasoning_tokens=200)))
+    server.enqueue(
+        FakeCompletion(
+            "391", usage=OpenAIUsage(prompt_tokens=50, completion_tokens=210, reasoning_tokens=200)
+        )
+    )
     response = await provider.complete(make_request("o4-mini"))
     assert "temperature" not in server.requests[0].body
     assert response.usage.output_tokens == 210  # reasoning tokens are inside completion
@@ -153,24 +192,38 @@ async def test_reasoning_models_get_no_temperature_and_bill_reasoning_as_output(
 async def test_deepseek_cache_hits_are_read_from_its_own_usage_fields(
     server: FakeOpenAIServer, provider: OpenAICompatProvider
 ) -> None:
-    server.enqueue(FakeCompletion("ok", usage=OpenAIUsage(
-        prompt_tokens=100, completion_tokens=5, cached_tokens=0,
-        extra={"prompt_cache_hit_tokens": 80, "prompt_cache_miss_tokens": 20})))
+    server.enqueue(
+        FakeCompletion(
+            "ok",
+            usage=OpenAIUsage(
+                prompt_tokens=100,
+                completion_tokens=5,
+                cached_tokens=0,
+                extra={"prompt_cache_hit_tokens": 80, "prompt_cache_miss_tokens": 20},
+            ),
+        )
+    )
     usage = (await provider.complete(make_request("deepseek-chat"))).usage
     assert (usage.input_tokens, usage.cache_read_tokens) == (20, 80)
 
 
-@pytest.mark.parametrize(("finish", "tools", "expected"), [
-    ("stop", False, "end_turn"),
-    ("length", False, "max_tokens"),
-    ("content_filter", False, "refusal"),
-    ("tool_calls", True, "tool_use"),
-    ("stop", True, "tool_use"),  # Ollama finishes tool calls with "stop"
-    ("some_new_reason", False, "some_new_reason"),
-])
+@pytest.mark.parametrize(
+    ("finish", "tools", "expected"),
+    [
+        ("stop", False, "end_turn"),
+        ("length", False, "max_tokens"),
+        ("content_filter", False, "refusal"),
+        ("tool_calls", True, "tool_use"),
+        ("stop", True, "tool_use"),  # Ollama finishes tool calls with "stop"
+        ("some_new_reason", False, "some_new_reason"),
+    ],
+)
 async def test_finish_reasons_map_onto_stop_reasons(
-    server: FakeOpenAIServer, provider: OpenAICompatProvider,
-    finish: str, tools: bool, expected: str,
+    server: FakeOpenAIServer,
+    provider: OpenAICompatProvider,
+    finish: str,
+    tools: bool,
+    expected: str,
 ) -> None:
     calls = [FakeToolCall("calculator", {"expression": "1"})] if tools else []
     server.enqueue(FakeCompletion("x", tool_calls=calls, finish_reason=finish))
@@ -208,8 +261,10 @@ async def test_a_stream_cut_mid_answer_is_retried_with_a_restart_marker(
     server: FakeOpenAIServer, provider: OpenAICompatProvider, mode: str
 ) -> None:
     cut = "This attempt breaks off half way through."
-    server.enqueue(FakeCompletion(cut, text_chunk_chars=4, break_after_chunks=4, break_mode=mode),
-                   FakeCompletion("whole answer", text_chunk_chars=4))
+    server.enqueue(
+        FakeCompletion(cut, text_chunk_chars=4, break_after_chunks=4, break_mode=mode),
+        FakeCompletion("whole answer", text_chunk_chars=4),
+    )
     deltas: list[str] = []
 
     async def on_delta(piece: str) -> None:
@@ -219,7 +274,7 @@ async def test_a_stream_cut_mid_answer_is_retried_with_a_restart_marker(
     assert response.attempts == 2 and deltas.count(STREAM_RESTART) == 1
     marker = deltas.index(STREAM_RESTART)
     assert cut.startswith("".join(deltas[:marker])) and marker > 0
-    assert "".join(deltas[marker + 1:]) == response.text == "whole answer"
+    assert "".join(deltas[marker + 1 :]) == response.text == "whole answer"
 
 
 async def test_a_mid_stream_rate_limit_is_a_retryable_rate_limit(
@@ -259,9 +314,15 @@ async def test_exhausted_models_raise_a_retryable_provider_error(
     assert error.model == "gpt-4o-mini" and error.status_code == 500
 
 
-@pytest.mark.parametrize(("status", "error_type"), [
-    (400, "invalid_request"), (401, "authentication"), (403, "permission"), (404, "not_found"),
-])
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, "invalid_request"),
+        (401, "authentication"),
+        (403, "permission"),
+        (404, "not_found"),
+    ],
+)
 async def test_client_errors_fail_at_once_without_fallback(
     server: FakeOpenAIServer, provider: OpenAICompatProvider, status: int, error_type: str
 ) -> None:
@@ -275,11 +336,18 @@ async def test_client_errors_fail_at_once_without_fallback(
 async def test_the_fake_rejects_what_the_api_rejects(
     server: FakeOpenAIServer, provider: OpenAICompatProvider
 ) -> None:
-    broken = LlmRequest("gpt-4o", "", (
-        Message("user", (TextBlock("hi"),)),
-        Message("assistant", (ToolUseBlock("call_x", "calculator", "{}"),)),
-        Message("user", (TextBlock("no result for call_x"),)),
-    ), TOOLS, 10, 0.0)
+    broken = LlmRequest(
+        "gpt-4o",
+        "",
+        (
+            Message("user", (TextBlock("hi"),)),
+            Message("assistant", (ToolUseBlock("call_x", "calculator", "{}"),)),
+            Message("user", (TextBlock("no result for call_x"),)),
+        ),
+        TOOLS,
+        10,
+        0.0,
+    )
     with pytest.raises(ProviderError) as caught:
         await provider.complete(broken)
     assert caught.value.error_type == "invalid_request" and "call_x" in caught.value.message
@@ -331,8 +399,9 @@ async def test_non_streaming_mode_gets_the_same_answer(server: FakeOpenAIServer)
 
 
 async def test_endpoints_that_read_max_tokens_and_want_no_key(server: FakeOpenAIServer) -> None:
-    async with provider_for(server, api_key=None, name="ollama",
-                            max_tokens_param="max_tokens") as p:
+    async with provider_for(
+        server, api_key=None, name="ollama", max_tokens_param="max_tokens"
+    ) as p:
         server.api_key = None
         try:
             response = await p.complete(make_request("llama3.1:8b"))
@@ -348,8 +417,9 @@ async def test_endpoints_that_read_max_tokens_and_want_no_key(server: FakeOpenAI
 async def test_azure_deployments_take_the_key_header_and_api_version(
     server: FakeOpenAIServer,
 ) -> None:
-    async with provider_for(server, name="azure", base_url=server.base_url,
-                            azure_api_version="2024-10-21") as p:
+    async with provider_for(
+        server, name="azure", base_url=server.base_url, azure_api_version="2024-10-21"
+    ) as p:
         response = await p.complete(make_request("prod-gpt4o"))
     (sent,) = server.requests
     assert sent.path == "/openai/deployments/prod-gpt4o/chat/completions"
@@ -368,8 +438,15 @@ async def test_the_api_key_never_appears_in_errors_reprs_or_logs(
         async with provider_for(server, api_key=wrong) as p:
             with pytest.raises(ProviderError) as caught:
                 await p.complete(make_request())
-            text = " ".join([str(caught.value), repr(caught.value), repr(p), json.dumps(
-                logs, default=str), caplog.text])
+            text = " ".join(
+                [
+                    str(caught.value),
+                    repr(caught.value),
+                    repr(p),
+                    json.dumps(logs, default=str),
+                    caplog.text,
+                ]
+            )
             with pytest.raises(TypeError):
                 pickle.dumps(p)
     assert caught.value.error_type == "authentication"
@@ -378,18 +455,23 @@ async def test_the_api_key_never_appears_in_errors_reprs_or_logs(
 
 async def test_mistral_refuses_stream_options_and_reports_usage_on_its_last_chunk() -> None:
     with FakeOpenAIServer(dialect="mistral") as mistral:
-        mistral.always(FakeCompletion("bonjour", usage=OpenAIUsage(
-            prompt_tokens=40, completion_tokens=3)))
+        mistral.always(
+            FakeCompletion("bonjour", usage=OpenAIUsage(prompt_tokens=40, completion_tokens=3))
+        )
         async with provider_for(mistral, name="mistral", max_tokens_param="max_tokens") as p:
             with pytest.raises(ProviderError) as caught:
                 await p.complete(make_request("mistral-small-latest"))
         assert (caught.value.error_type, caught.value.attempts) == ("invalid_request", 1)
-        async with provider_for(mistral, name="mistral", max_tokens_param="max_tokens",
-                                stream_usage=False) as p:
+        async with provider_for(
+            mistral, name="mistral", max_tokens_param="max_tokens", stream_usage=False
+        ) as p:
             response = await p.complete(make_request("mistral-small-latest"))
         assert "stream_options" not in mistral.requests[-1].body
         assert (response.text, response.usage.input_tokens, response.usage.output_tokens) == (
-            "bonjour", 40, 3)
+            "bonjour",
+            40,
+            3,
+        )
 
 
 def test_the_mistral_preset_asks_for_no_usage_chunk() -> None:
@@ -409,11 +491,18 @@ async def test_groq_usage_is_read_from_its_x_groq_field() -> None:
 async def test_an_empty_assistant_answer_is_sent_as_empty_text(
     server: FakeOpenAIServer, provider: OpenAICompatProvider
 ) -> None:
-    request = LlmRequest("gpt-4o", "", (
-        Message("user", (TextBlock("hi"),)),
-        Message("assistant", (TextBlock(""),)),
-        Message("user", (TextBlock("hello?"),)),
-    ), (), 10, 0.0)
+    request = LlmRequest(
+        "gpt-4o",
+        "",
+        (
+            Message("user", (TextBlock("hi"),)),
+            Message("assistant", (TextBlock(""),)),
+            Message("user", (TextBlock("hello?"),)),
+        ),
+        (),
+        10,
+        0.0,
+    )
     response = await provider.complete(request)
     assert server.requests[0].body["messages"][1] == {"role": "assistant", "content": ""}
     assert response.stop_reason == "end_turn"

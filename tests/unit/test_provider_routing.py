@@ -50,13 +50,16 @@ class Servers:
 
     def endpoints(self) -> dict[str, ResolvedEndpoint]:
         return {
-            "anthropic": ResolvedEndpoint(PRESETS["anthropic"], self.anthropic.base_url,
-                                          _secret(FAKE_API_KEY)),
-            "openai": ResolvedEndpoint(PRESETS["openai"], f"{self.openai.base_url}/v1",
-                                       _secret(FAKE_OPENAI_KEY)),
+            "anthropic": ResolvedEndpoint(
+                PRESETS["anthropic"], self.anthropic.base_url, _secret(FAKE_API_KEY)
+            ),
+            "openai": ResolvedEndpoint(
+                PRESETS["openai"], f"{self.openai.base_url}/v1", _secret(FAKE_OPENAI_KEY)
+            ),
             "ollama": ResolvedEndpoint(PRESETS["ollama"], f"{self.ollama.base_url}/v1", None),
-            "gemini": ResolvedEndpoint(PRESETS["gemini"], self.gemini.base_url,
-                                       _secret(FAKE_GEMINI_KEY)),
+            "gemini": ResolvedEndpoint(
+                PRESETS["gemini"], self.gemini.base_url, _secret(FAKE_GEMINI_KEY)
+            ),
             "groq": ResolvedEndpoint(PRESETS["groq"], "http://127.0.0.1:9/v1", None),
         }
 
@@ -97,14 +100,23 @@ def router(servers: Servers, catalog: Catalog | None = None, **options: Any) -> 
 
 
 def request(model: str) -> LlmRequest:
-    return LlmRequest(model, "Be brief.", (Message("user", (TextBlock("what is 2+2?"),)),),
-                      (ToolSpec("calculator", "Evaluate.", {"type": "object"}),), 128, 0.0)
+    return LlmRequest(
+        model,
+        "Be brief.",
+        (Message("user", (TextBlock("what is 2+2?"),)),),
+        (ToolSpec("calculator", "Evaluate.", {"type": "object"}),),
+        128,
+        0.0,
+    )
 
 
 async def test_each_model_goes_to_its_vendor(servers: Servers) -> None:
     r = router(servers)
-    for model, server in [("claude-haiku-4-5", servers.anthropic), ("gpt-4o-mini", servers.openai),
-                          ("gemini-2.5-flash", servers.gemini)]:
+    for model, server in [
+        ("claude-haiku-4-5", servers.anthropic),
+        ("gpt-4o-mini", servers.openai),
+        ("gemini-2.5-flash", servers.gemini),
+    ]:
         response = await r.complete(request(model))
         assert response.model == model and not response.fallback_used
         assert [q.model for q in server.requests] == [model]
@@ -146,8 +158,9 @@ async def test_a_non_retryable_error_does_not_cross_to_another_vendor(servers: S
 async def test_models_without_a_route_are_skipped_and_named(servers: Servers) -> None:
     r = router(servers)
     # Unknown model, then an endpoint without its key, then one that serves.
-    response = await r.complete(request("no-such-model"),
-                                fallbacks=["llama-3.3-70b-versatile", "gpt-4o-mini"])
+    response = await r.complete(
+        request("no-such-model"), fallbacks=["llama-3.3-70b-versatile", "gpt-4o-mini"]
+    )
     assert (response.model, response.fallback_used, response.attempts) == ("gpt-4o-mini", True, 1)
     with pytest.raises(ProviderError) as caught:
         await r.complete(request("no-such-model"), fallbacks=["llama-3.3-70b-versatile"])
@@ -166,10 +179,12 @@ async def test_scripted_calls_keep_their_provider_and_may_fall_back_to_a_vendor(
     servers: Servers,
 ) -> None:
     scripted = ScriptedProvider.from_dict(
-        {"rules": [
-            {"when": {"model": "scripted-small"}, "respond": {"error": {"type": "overloaded"}}},
-            {"respond": {"text": "scripted answer"}},
-        ]},
+        {
+            "rules": [
+                {"when": {"model": "scripted-small"}, "respond": {"error": {"type": "overloaded"}}},
+                {"respond": {"text": "scripted answer"}},
+            ]
+        },
         retry=FAST,
     )
     r = ModelRouter(scripted, servers.endpoints(), catalog=BUILTIN, retry=FAST)
@@ -182,11 +197,17 @@ async def test_scripted_calls_keep_their_provider_and_may_fall_back_to_a_vendor(
 async def test_user_catalog_prices_and_wire_names(catalog: Catalog) -> None:
     info = catalog.info("local-qwen")
     assert (info.provider, info.wire_name, info.input_nanos, info.source[-11:]) == (
-        "ollama", "qwen2.5:7b", 0, "models.toml")
+        "ollama",
+        "qwen2.5:7b",
+        0,
+        "models.toml",
+    )
     assert cost_nanos(info, Usage(1000, 1000)) == 0
     gpt = catalog.info("gpt-4o-mini")
-    assert cost_nanos(gpt, Usage(1_000_000, 1_000_000, 1_000_000)) == 150_000_000 + 600_000_000 \
-        + 75_000_000
+    assert (
+        cost_nanos(gpt, Usage(1_000_000, 1_000_000, 1_000_000))
+        == 150_000_000 + 600_000_000 + 75_000_000
+    )
     assert dataclasses.replace(gpt, api_model="x").wire_name == "x"
 
 
@@ -202,9 +223,21 @@ async def test_exact_token_counts_where_the_vendor_offers_them(servers: Servers)
 async def test_a_model_that_cannot_call_tools_is_skipped_when_tools_are_offered(
     servers: Servers,
 ) -> None:
-    catalog = BUILTIN.from_toml_data({"models": {"plain-local": {
-        "provider": "ollama", "context_window": 8192, "max_output_tokens": 1024,
-        "input": 0, "output": 0, "tools": False}}}, source="plain.toml")
+    catalog = BUILTIN.from_toml_data(
+        {
+            "models": {
+                "plain-local": {
+                    "provider": "ollama",
+                    "context_window": 8192,
+                    "max_output_tokens": 1024,
+                    "input": 0,
+                    "output": 0,
+                    "tools": False,
+                }
+            }
+        },
+        source="plain.toml",
+    )
     r = router(servers, catalog)
     response = await r.complete(request("plain-local"), fallbacks=["gpt-4o-mini"])
     assert (response.model, response.fallback_used) == ("gpt-4o-mini", True)

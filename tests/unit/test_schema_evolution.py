@@ -118,8 +118,9 @@ def test_added_event_types_are_exactly_the_new_union_branches() -> None:
     assert branches(new) - branches(old) == ADDED_SINCE_RELEASE["Event"]
     # and the gate does flag them, so the allowance above is not vacuous
     flagged = static_problems(new, old)
-    assert {name for name in ADDED_SINCE_RELEASE["Event"] if any(name in p for p in flagged)} \
-        == ADDED_SINCE_RELEASE["Event"]
+    assert {
+        name for name in ADDED_SINCE_RELEASE["Event"] if any(name in p for p in flagged)
+    } == ADDED_SINCE_RELEASE["Event"]
 
 
 @pytest.mark.parametrize("envelope", RELEASED_ENVELOPES)
@@ -140,8 +141,7 @@ def test_exemplars_take_every_union_branch_and_enum_symbol() -> None:
     branches = {v["payload"][0] for v in values}
     assert len(branches) == 28
     decisions = {
-        v["payload"][1]["decision"] for v in values
-        if v["payload"][0].endswith("ToolCallRequested")
+        v["payload"][1]["decision"] for v in values if v["payload"][0].endswith("ToolCallRequested")
     }
     assert decisions == {"allow", "deny", "require_approval"}
 
@@ -285,22 +285,44 @@ def test_a_message_from_an_older_schema_version_decodes_with_defaults(older_rele
     assert codec.known_fingerprints()[fp] == ("Event", "v0.9-test")
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     record = {
-        "event_id": event_id_for("s", 5), "session_id": "s", "seq": 5, "occurred_at": t0,
+        "event_id": event_id_for("s", 5),
+        "session_id": "s",
+        "seq": 5,
+        "occurred_at": t0,
         "agent": "a",
-        "payload": ("turnlog.v1.LlmCallCompleted", {
-            "call_id": "c", "model": "m", "text": "t", "tool_call_ids": [], "stop_reason": "x",
-            "usage": {"input_tokens": 1, "output_tokens": 2, "cache_read_tokens": 0,
-                      "cache_write_tokens": 0},
-            "cost_nanos": 3, "latency_ms": 4, "attempts": 1,
-        }),
-        "turn_id": None, "causation_id": None, "correlation_id": None,
+        "payload": (
+            "turnlog.v1.LlmCallCompleted",
+            {
+                "call_id": "c",
+                "model": "m",
+                "text": "t",
+                "tool_call_ids": [],
+                "stop_reason": "x",
+                "usage": {
+                    "input_tokens": 1,
+                    "output_tokens": 2,
+                    "cache_read_tokens": 0,
+                    "cache_write_tokens": 0,
+                },
+                "cost_nanos": 3,
+                "latency_ms": 4,
+                "attempts": 1,
+            },
+        ),
+        "turn_id": None,
+        "causation_id": None,
+        "correlation_id": None,
     }
     out = io.BytesIO()
     out.write(codec.MAGIC + bytes.fromhex(fp))
     schemaless_writer(out, parse_schema(old_schema), record)
     decoded = codec.decode_event(out.getvalue())
     assert decoded == Event(
-        event_id_for("s", 5), "s", 5, t0, "a",
+        event_id_for("s", 5),
+        "s",
+        5,
+        t0,
+        "a",
         LlmCallCompleted("c", "m", "t", (), "x", Usage(1, 2, 0, 0), 3, 4, 1, fallback_used=False),
     )
 
@@ -319,8 +341,11 @@ def test_a_corrupt_message_from_an_older_schema_is_a_decode_error(older_release:
 
 def _event(claimed_at: datetime | None) -> Event:
     return Event(
-        event_id=event_id_for("s1", 1), session_id="s1", seq=1,
-        occurred_at=datetime(2026, 5, 1, 12, 0, tzinfo=UTC), agent="a",
+        event_id=event_id_for("s1", 1),
+        session_id="s1",
+        seq=1,
+        occurred_at=datetime(2026, 5, 1, 12, 0, tzinfo=UTC),
+        agent="a",
         payload=LlmCallCompleted("c1", "m", "hi", (), "end_turn", Usage(1, 1), 0, 1, 1),
         claimed_at=claimed_at,
     )
@@ -346,6 +371,6 @@ def test_an_event_with_a_claim_reads_with_the_release_schema() -> None:
     data = codec.encode_event(_event(claimed))
     new = parse_schema(CURRENT.envelopes["Event"])
     old = parse_schema(LAST.envelopes["Event"])
-    record = schemaless_reader(io.BytesIO(data[codec.HEADER_SIZE:]), new, old)
+    record = schemaless_reader(io.BytesIO(data[codec.HEADER_SIZE :]), new, old)
     assert isinstance(record, dict) and "claimed_at" not in record
     assert codec.decode_event(data).claimed_at == claimed

@@ -23,8 +23,14 @@ def test_the_worker_modules_do_not_import_the_sdk_while_tracing_is_off() -> None
         "assert not any(m.startswith(('opentelemetry.sdk', 'opentelemetry.exporter')) "
         "for m in loaded), loaded\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
 

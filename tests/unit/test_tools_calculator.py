@@ -104,7 +104,7 @@ def test_the_bound_admits_results_just_below_it() -> None:
         evaluate(f"2 ** {MAX_INT_BITS + 1}")
 
 
-_ints = st.integers(min_value=-10**6, max_value=10**6)
+_ints = st.integers(min_value=-(10**6), max_value=10**6)
 
 
 @st.composite

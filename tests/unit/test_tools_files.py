@@ -46,10 +46,14 @@ async def write(sandbox: Path, path: str, content: str, **limits: int) -> ToolRe
     return await REGISTRY.execute("write_file", args, ctx_for(sandbox, **limits))
 
 
-async def test_write_then_read_round_trips_and_creates_directories(world: tuple[Path, Path]) -> None:
+async def test_write_then_read_round_trips_and_creates_directories(
+    world: tuple[Path, Path],
+) -> None:
     sandbox, _ = world
     written = await write(sandbox, "notes/day 1/todo.txt", "héllo\nworld\n")
-    assert written == ToolResult(True, "Wrote 13 bytes to notes/day 1/todo.txt.", written.latency_ms)
+    assert written == ToolResult(
+        True, "Wrote 13 bytes to notes/day 1/todo.txt.", written.latency_ms
+    )
     assert (sandbox / "notes/day 1/todo.txt").read_text() == "héllo\nworld\n"
     assert (await read(sandbox, "notes/day 1/todo.txt")).content == "héllo\nworld\n"
     assert (await read(sandbox, "./notes/../notes/day 1/todo.txt")).content == "héllo\nworld\n"
@@ -146,13 +150,17 @@ async def test_missing_file_directory_and_special_files_fail_clearly(
     sandbox, _ = world
     (sandbox / "sub").mkdir()
     os.mkfifo(sandbox / "pipe")  # opening it for reading must not wait for a writer
-    assert (await read(sandbox, "nope.txt")).content == "There is no file 'nope.txt' in the sandbox."
+    assert (
+        await read(sandbox, "nope.txt")
+    ).content == "There is no file 'nope.txt' in the sandbox."
     assert (await read(sandbox, "nope/x.txt")).content == (
         "The directory of 'nope/x.txt' does not exist in the sandbox."
     )
     assert (await read(sandbox, "sub")).content == "'sub' is a directory, not a file."
     assert (await read(sandbox, "pipe")).content == "'pipe' is not a regular file."
-    assert (await write(sandbox, "sub", "x")).content == "'sub' is a directory; it cannot be written."
+    assert (
+        await write(sandbox, "sub", "x")
+    ).content == "'sub' is a directory; it cannot be written."
 
 
 async def test_read_is_bounded_and_pages_with_offset(world: tuple[Path, Path]) -> None:
@@ -175,7 +183,10 @@ async def test_binary_files_are_not_shown(world: tuple[Path, Path]) -> None:
     sandbox, _ = world
     (sandbox / "blob.bin").write_bytes(b"\x89PNG\x00\x01\x02")
     result = await read(sandbox, "blob.bin")
-    assert (result.ok, result.content) == (False, "'blob.bin' is a binary file (7 bytes); only text is shown.")
+    assert (result.ok, result.content) == (
+        False,
+        "'blob.bin' is a binary file (7 bytes); only text is shown.",
+    )
 
 
 async def test_write_is_bounded(world: tuple[Path, Path]) -> None:

@@ -138,7 +138,9 @@ def test_decorator_keeps_the_function_callable_and_records_metadata() -> None:
 def test_invalid_declarations_are_refused_at_registration(
     obj: object, kwargs: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(ToolRegistrationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ToolRegistrationError, match=message.replace("(", r"\(").replace(")", r"\)")
+    ):
         ToolRegistry().register(obj, **kwargs)  # type: ignore[arg-type]
 
 

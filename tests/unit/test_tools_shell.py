@@ -29,8 +29,12 @@ def ctx_for(sandbox: Path, **shell: object) -> ToolContext:
     return ToolContext("s", "c", settings)
 
 
-async def run(sandbox: Path, command: str, registry: ToolRegistry = REGISTRY, **shell: object) -> ToolResult:
-    return await registry.execute("shell", json.dumps({"command": command}), ctx_for(sandbox, **shell))
+async def run(
+    sandbox: Path, command: str, registry: ToolRegistry = REGISTRY, **shell: object
+) -> ToolResult:
+    return await registry.execute(
+        "shell", json.dumps({"command": command}), ctx_for(sandbox, **shell)
+    )
 
 
 def running(marker: str) -> list[int]:
@@ -66,7 +70,9 @@ async def wait_for_file(path: Path) -> str:
 
 async def test_runs_in_the_sandbox_and_reports_exit_code_and_output(tmp_path: Path) -> None:
     result = await run(tmp_path, "pwd")
-    assert result == ToolResult(True, f"exit code: 0\n--- stdout ---\n{tmp_path}", result.latency_ms)
+    assert result == ToolResult(
+        True, f"exit code: 0\n--- stdout ---\n{tmp_path}", result.latency_ms
+    )
 
 
 async def test_shell_syntax_is_not_interpreted_by_default(tmp_path: Path) -> None:
@@ -180,8 +186,19 @@ async def test_allowed_commands_match_the_program_by_name_and_resolved_path(tmp_
 
 @pytest.mark.parametrize(
     "command",
-    ["sh -c id", "/bin/sh -c id", "bash -c id", "env id", "xargs id", "python3 -c 1",
-     "/usr/bin/python3 -c 1", "perl -e 1", "awk 1", "busybox id", "timeout 5 id"],
+    [
+        "sh -c id",
+        "/bin/sh -c id",
+        "bash -c id",
+        "env id",
+        "xargs id",
+        "python3 -c 1",
+        "/usr/bin/python3 -c 1",
+        "perl -e 1",
+        "awk 1",
+        "busybox id",
+        "timeout 5 id",
+    ],
 )
 async def test_interpreters_and_command_runners_are_refused(tmp_path: Path, command: str) -> None:
     result = await run(tmp_path, command)

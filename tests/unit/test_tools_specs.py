@@ -51,9 +51,11 @@ def test_idempotency_declarations_agree_with_the_cores_copy() -> None:
     """Reading and computing are idempotent; a command, a write and a delegation are not.
     The core learns it from each spec (`ToolSpec.idempotent`, never shown to the model)."""
     registry = builtin_registry()
-    assert registry.idempotent_tools() == BUILTIN_IDEMPOTENT == {
-        "calculator", "current_time", "read_file", "http_get"
-    }
+    assert (
+        registry.idempotent_tools()
+        == BUILTIN_IDEMPOTENT
+        == {"calculator", "current_time", "read_file", "http_get"}
+    )
     for name, spec in registry.spec_map(BUILTIN_NAMES).items():
         assert spec.idempotent == BUILTIN_TOOLS[name].idempotent == (name in BUILTIN_IDEMPOTENT)
         assert "idempotent" not in spec.to_dict()

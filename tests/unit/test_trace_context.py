@@ -101,7 +101,9 @@ def test_tracestate_travels_with_the_traceparent_to_children() -> None:
     assert parse_traceparent(child) is not None and child.split("-")[1] == TRACE
     assert child.split("-")[2] != SPAN
     assert dict(headers_with(child, event_type="X")) == {
-        "event_type": b"X", "traceparent": child.encode(), "tracestate": b"vendor=abc",
+        "event_type": b"X",
+        "traceparent": child.encode(),
+        "tracestate": b"vendor=abc",
     }
 
 

@@ -22,11 +22,16 @@ print(json.dumps({"before": before, "frozen": gc.get_freeze_count(),
 
 
 def test_tune_gc_freezes_what_is_alive_and_raises_the_thresholds() -> None:
-    out = subprocess.run([sys.executable, "-c", _PROBE], cwd=ROOT, check=True,
-                         capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     probe = json.loads(out.strip().splitlines()[-1])
     assert probe["before"] == 0
     assert probe["frozen"] > 10_000  # the imported modules, classes and functions
     assert probe["threshold"] == probe["expected"]
     assert probe["threshold"][0] > 700  # above Python's default
-

@@ -84,8 +84,9 @@ class DevStatus:
         for svc in (self.kafka, self.postgres):
             pid = f"pid {svc.pid}" if svc.pid else "pid -"
             version = f"{svc.name} {svc.version}" if svc.version else svc.name
-            rows.append(f"{svc.name:<9}  {svc.state:<13} {pid:<11} {svc.host}:{svc.port:<6} "
-                        f"{version}")
+            rows.append(
+                f"{svc.name:<9}  {svc.state:<13} {pid:<11} {svc.host}:{svc.port:<6} {version}"
+            )
             for key, value in svc.extra.items():
                 rows.append(f"{'':<9}  {key}: {value}")
             if svc.data is not None:
@@ -128,8 +129,11 @@ def _kafka_status(settings: Settings) -> ServiceStatus:
 def _postgres_status(settings: Settings) -> ServiceStatus:
     p = _postgres.paths(settings)
     pid = _postgres.managed_pid(settings)
-    version = _postgres.probe(_postgres.url(settings)) if port_open(
-        _postgres.HOST, settings.dev_postgres_port) else None
+    version = (
+        _postgres.probe(_postgres.url(settings))
+        if port_open(_postgres.HOST, settings.dev_postgres_port)
+        else None
+    )
     if pid:
         state = RUNNING if version else STARTING
     else:
@@ -213,9 +217,7 @@ def _wait_kafka(settings: Settings, pid: int | None, timeout: float, since: floa
     if pid is not None and not died:
         terminate(pid, timeout=10)
     reason = "exited" if died else f"did not answer a metadata request within {timeout:.0f}s"
-    raise DevInfraError(
-        f"Kafka on {bootstrap} {reason}.\n{_kafka.log_tail(settings, since=since)}"
-    )
+    raise DevInfraError(f"Kafka on {bootstrap} {reason}.\n{_kafka.log_tail(settings, since=since)}")
 
 
 def _start_postgres(settings: Settings) -> bool:
@@ -258,9 +260,7 @@ def ensure_up(settings: Settings | None = None, *, timeout: float | None = None)
         _wait_kafka(settings, kafka_pid, timeout, since)
     result = status(settings)
     if not result.up:
-        raise DevInfraError(
-            "The dev infrastructure did not come up:\n" + "\n".join(result.lines())
-        )
+        raise DevInfraError("The dev infrastructure did not come up:\n" + "\n".join(result.lines()))
     return DevStatus(
         state_dir=result.state_dir,
         kafka=result.kafka,

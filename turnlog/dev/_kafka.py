@@ -208,7 +208,7 @@ def fetch_jars(settings: Settings) -> Path:
         base.append(f"-Dmaven.repo.local={settings.dev_maven_repo.resolve()}")
     goal = ["dependency:copy-dependencies", f"-DoutputDirectory={staging}"]
     # Offline first: after the first download every run works without a network.
-    attempts = [base + ["-o"] + goal, base + goal]
+    attempts = [[*base, "-o", *goal], base + goal]
     failure = ""
     for command in attempts:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -300,9 +300,14 @@ def _format_storage(settings: Settings, java: str) -> None:
         java,
         # `--cluster-id=ID` in one argument: a url-safe base64 id may start with "-",
         # which the tool's parser would take for an option (1 start in 32 failed so).
-        ["kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id(p)}",
-         "-c", str(p.config),
-         "--ignore-formatted"],
+        [
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={_cluster_id(p)}",
+            "-c",
+            str(p.config),
+            "--ignore-formatted",
+        ],
         heap="256m",
     )
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -333,8 +338,9 @@ def start(settings: Settings) -> int:
     p = paths(settings)
     _write_configs(settings)
     _format_storage(settings, java)
-    command = _java_command(settings, java, [_MAIN_CLASS, str(p.config)],
-                            heap=settings.dev_kafka_heap)
+    command = _java_command(
+        settings, java, [_MAIN_CLASS, str(p.config)], heap=settings.dev_kafka_heap
+    )
     with p.stdout_log.open("ab") as out:
         out.write(f"{_RUN_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
         out.flush()
@@ -368,12 +374,12 @@ def probe(bootstrap: str, timeout: float = 5.0) -> dict[str, object] | None:
             await asyncio.wait_for(admin.start(), timeout)
             cluster = await asyncio.wait_for(admin.describe_cluster(), timeout)
             return cluster if cluster.get("brokers") else None
-        except Exception:  # noqa: BLE001 - any failure means "not answering yet"
+        except Exception:
             return None
         finally:
             try:
                 await admin.close()
-            except Exception:  # noqa: BLE001, S110
+            except Exception:
                 pass
 
     return run_async(describe)

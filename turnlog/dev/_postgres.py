@@ -150,7 +150,9 @@ def bin_dir(settings: Settings) -> Path:
 def server_version(settings: Settings) -> str:
     result = subprocess.run(
         [str(bin_dir(settings) / "postgres"), "--version"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return result.stdout.strip().rsplit(" ", 1)[-1] if result.returncode == 0 else "?"
 
@@ -165,9 +167,20 @@ def _service_account() -> pwd.struct_passwd | None:
         pass
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
     result = subprocess.run(
-        [useradd, "--system", "--user-group", "--no-create-home",
-         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", _SERVICE_USER],
-        capture_output=True, text=True, check=False,
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            _SERVICE_USER,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise DevInfraError(
@@ -180,8 +193,9 @@ def _service_account() -> pwd.struct_passwd | None:
 def _run(command: list[str], account: pwd.struct_passwd | None, **kwargs: Any) -> Any:
     if account is not None:
         kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
-        env = dict(os.environ, HOME=str(paths_home(account)), USER=account.pw_name,
-                   LOGNAME=account.pw_name)
+        env = dict(
+            os.environ, HOME=str(paths_home(account)), USER=account.pw_name, LOGNAME=account.pw_name
+        )
         kwargs.setdefault("env", env)
     return subprocess.run(command, check=False, **kwargs)
 
@@ -221,10 +235,23 @@ def _initdb(settings: Settings, account: pwd.struct_passwd | None) -> None:
         os.chown(pwfile, account.pw_uid, account.pw_gid)
     try:
         result = _run(
-            [str(bin_dir(settings) / "initdb"), "-D", str(p.data), "-U", DEV_DATABASE_USER,
-             f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=peer",
-             "--encoding=UTF8", "--locale=C", "--no-instructions"],
-            account, capture_output=True, text=True, cwd=p.root,
+            [
+                str(bin_dir(settings) / "initdb"),
+                "-D",
+                str(p.data),
+                "-U",
+                DEV_DATABASE_USER,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=peer",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
+            account,
+            capture_output=True,
+            text=True,
+            cwd=p.root,
         )
     finally:
         pwfile.unlink(missing_ok=True)
@@ -254,9 +281,22 @@ def start(settings: Settings) -> None:
         os.chown(p.log, account.pw_uid, account.pw_gid)
     timeout = int(settings.dev_start_timeout)
     result = _run(
-        [str(bin_dir(settings) / "pg_ctl"), "-D", str(p.data), "-l", str(p.log),
-         "-w", "-t", str(timeout), "start"],
-        account, capture_output=True, text=True, cwd=p.root, stdin=subprocess.DEVNULL,
+        [
+            str(bin_dir(settings) / "pg_ctl"),
+            "-D",
+            str(p.data),
+            "-l",
+            str(p.log),
+            "-w",
+            "-t",
+            str(timeout),
+            "start",
+        ],
+        account,
+        capture_output=True,
+        text=True,
+        cwd=p.root,
+        stdin=subprocess.DEVNULL,
     )
     if result.returncode != 0:
         raise DevInfraError(
@@ -270,9 +310,21 @@ def stop(settings: Settings) -> None:
     if managed_pid(settings) is None:
         return
     result = _run(
-        [str(bin_dir(settings) / "pg_ctl"), "-D", str(p.data), "-m", "fast", "-w",
-         "-t", "60", "stop"],
-        _service_account(), capture_output=True, text=True, cwd=p.root,
+        [
+            str(bin_dir(settings) / "pg_ctl"),
+            "-D",
+            str(p.data),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "stop",
+        ],
+        _service_account(),
+        capture_output=True,
+        text=True,
+        cwd=p.root,
         stdin=subprocess.DEVNULL,
     )
     if result.returncode != 0 and managed_pid(settings) is not None:

@@ -73,8 +73,14 @@ TOOLS: dict[str, Tool] = {
     "kafka-transactions": Tool(_T + "TransactionsCommand"),
 }
 
-_NAMES_A_SERVER = ("--bootstrap-server", "--bootstrap-controller", "--broker-list",
-                   "--help", "-h", "--version")
+_NAMES_A_SERVER = (
+    "--bootstrap-server",
+    "--bootstrap-controller",
+    "--broker-list",
+    "--help",
+    "-h",
+    "--version",
+)
 
 
 def tool_named(name: str) -> Tool:
@@ -98,8 +104,9 @@ def command_line(name: str, args: list[str], bootstrap: str) -> tuple[str, list[
     if tool.bootstrap is None or given:
         return tool.main_class, list(args)
     server = ["--bootstrap-server", bootstrap]
-    return tool.main_class, (server + list(args) if tool.bootstrap == "first"
-                             else list(args) + server)
+    return tool.main_class, (
+        server + list(args) if tool.bootstrap == "first" else list(args) + server
+    )
 
 
 def _tools_dir(settings: Settings) -> Path:
@@ -134,7 +141,7 @@ def fetch_tools(settings: Settings) -> Path:
         base.append(f"-Dmaven.repo.local={settings.dev_maven_repo.resolve()}")
     goal = ["dependency:copy-dependencies", f"-DoutputDirectory={staging}"]
     failure = ""
-    for command in (base + ["-o"] + goal, base + goal):  # offline first
+    for command in ([*base, "-o", *goal], base + goal):  # offline first
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode == 0:
             break
@@ -158,7 +165,15 @@ def run_tool(settings: Settings, name: str, args: list[str]) -> int:
     java = java_executable()
     java_version(java)
     tools = fetch_tools(settings)
-    command = [java, "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile=file:{tools / 'log4j2.xml'}",
-               "-cp", f"{tools}/*", main_class, *argv]
+    command = [
+        java,
+        "-Xmx512m",
+        "-XX:+UseSerialGC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile=file:{tools / 'log4j2.xml'}",
+        "-cp",
+        f"{tools}/*",
+        main_class,
+        *argv,
+    ]
     return subprocess.run(command, check=False).returncode
