@@ -15,8 +15,10 @@ per batch suffices and the order of statements inside a batch never matters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from agents.events import (
     REFUSED,
@@ -24,6 +26,7 @@ from agents.events import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    BudgetExceeded,
     ChildSessionCompleted,
     ChildSessionRequested,
     ChildStatus,
@@ -39,6 +42,7 @@ from agents.events import (
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
+    RequestRejected,
     SessionClosed,
     SessionForked,
     SessionStarted,
@@ -49,11 +53,24 @@ from agents.events import (
     TurnCompleted,
     TurnFailed,
     TurnStarted,
+    Usage,
     UserMessageReceived,
 )
+from agents.phases import MOVES, PhaseTrack, decode_calls, encode_calls, track
+from agents.state import Phase
 from projections.rows import Changes, SessionRow
 
-__all__ = ["NOT_STARTED", "Verdict", "classify", "fold", "is_started", "unstarted_session"]
+__all__ = [
+    "EVENTS_ROW_ONLY",
+    "NOT_STARTED",
+    "PROJECTS",
+    "Verdict",
+    "classify",
+    "fold",
+    "is_started",
+    "projects",
+    "unstarted_session",
+]
 
 # The phase of a session whose log holds only rejected inputs (a first message naming an
 # unknown agent, an approval sent to a mistyped id, a failed fork): the projector keeps
@@ -209,20 +226,19 @@ def fold(
     digest: str,
 ) -> SessionRow:
     """Apply a NEW event (see `classify`): returns the session's updated row and adds the
-    other rows it touches to `changes`."""
+    other rows it touches to `changes`. The row's phase is the core's (agents.phases)."""
     s = session if session is not None else _new_session(event)
     p = event.payload
-    sid, seq, at = event.session_id, event.seq, event.occurred_at
-    s.last_seq = seq
-    s.updated_at = at
+    s.last_seq = event.seq
+    s.updated_at = event.occurred_at
     changes.events.append(
         (
-            sid,
-            seq,
+            event.session_id,
+            event.seq,
             event.event_id,
             type(p).__name__,
             event.turn_id,
-            at,
+            event.occurred_at,
             event.causation_id,
             event.correlation_id,
             partition,
@@ -230,365 +246,423 @@ def fold(
             digest,
         )
     )
-
-    if isinstance(p, SessionStarted):
-        s.agent, s.definition_hash, s.phase = p.agent, p.definition_hash, "idle"
-        s.parent_session_id, s.parent_call_id = p.parent_session_id, p.parent_call_id
-        if p.parent_session_id is not None:
-            changes.link(sid, p.parent_session_id, p.parent_call_id)
-    elif isinstance(p, SessionForked):
-        s.agent, s.definition_hash = p.agent, p.definition_hash
-        if s.phase == NOT_STARTED:
-            s.phase = "idle"
-            s.forked_from_session_id, s.forked_at_seq = p.source_session_id, p.at_seq
-    elif isinstance(p, SessionClosed):
-        s.status, s.phase, s.closed_reason = "closed", "closed", p.reason
-    elif isinstance(p, TurnStarted):
-        s.turns += 1
-        if p.queued_seq is not None and event.causation_id is not None:
-            # A queued message's turn is caused by the request that sent it.
-            changes.patch(
-                "queued_messages",
-                (sid, event.causation_id),
-                status="started",
-                started_turn_id=event.turn_id,
-                ended_seq=seq,
-                ended_at=at,
-            )
-            s.queued -= 1
-    elif isinstance(p, AgentVersionChanged):
-        s.definition_hash = p.to_hash
-    elif isinstance(p, MessageQueued):
-        changes.patch(
-            "queued_messages",
-            (sid, event.causation_id or ""),
-            queued_seq=seq,
-            position=p.position,
-            content=p.text,
-            status="queued",
-            queued_at=at,
-        )
-        s.queued += 1
-    elif isinstance(p, QueuedMessageDropped):
-        changes.patch(
-            "queued_messages",
-            (sid, p.request_id),
-            status="dropped",
-            ended_seq=seq,
-            ended_at=at,
-            reason=p.reason,
-        )
-        s.queued -= 1
-    elif isinstance(p, UserMessageReceived):
-        _entry(s, event, changes, "user", "user", p.text)
-    elif isinstance(p, LlmCallRequested):
-        changes.patch(
-            "llm_calls",
-            (sid, p.call_id),
-            status="requested",
-            purpose=p.purpose,
-            iteration=p.iteration,
-            model_requested=p.model,
-            fallbacks=list(p.fallbacks),
-            max_tokens=p.max_tokens,
-            temperature=p.temperature,
-            context_entries=p.context_entries,
-            request_digest=p.request_digest,
-            reserved_tokens=p.reserved_tokens,
-            reserved_nanos=p.reserved_nanos,
-            requested_seq=seq,
-            requested_at=at,
-            deadline_at=p.deadline_at,
-            turn_id=event.turn_id,
-        )
-        s.phase = "compacting" if p.purpose == "summarize" else "awaiting_llm"
-    elif isinstance(p, LlmCallCompleted) and p.discarded is not None:
-        # Recorded for its usage and cost only; a late one keeps its row cancelled.
-        u = p.usage
-        changes.patch(
-            "llm_calls",
-            (sid, p.call_id),
-            status=None if p.discarded == "late" else "completed",
-            model=p.model,
-            fallback_used=p.fallback_used,
-            attempts=p.attempts,
-            stop_reason=p.stop_reason,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            cost_nanos=p.cost_nanos,
-            latency_ms=p.latency_ms,
-            tool_calls=0,
-            completed_seq=seq,
-            completed_at=at,
-            discarded=p.discarded,
-        )
-        s.llm_calls += 1
-        _add_usage(
-            s,
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_read_tokens,
-            u.cache_write_tokens,
-            p.cost_nanos,
-        )
-    elif isinstance(p, LlmCallCompleted):
-        u = p.usage
-        changes.patch(
-            "llm_calls",
-            (sid, p.call_id),
-            status="completed",
-            model=p.model,
-            fallback_used=p.fallback_used,
-            attempts=p.attempts,
-            stop_reason=p.stop_reason,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            cost_nanos=p.cost_nanos,
-            latency_ms=p.latency_ms,
-            tool_calls=len(p.tool_call_ids),
-            completed_seq=seq,
-            completed_at=at,
-        )
-        s.llm_calls += 1
-        _add_usage(
-            s,
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_read_tokens,
-            u.cache_write_tokens,
-            p.cost_nanos,
-        )
-        _entry(s, event, changes, "assistant", "assistant", p.text, call_id=p.call_id)
-        if p.tool_call_ids:
-            s.phase = "awaiting_tools"
-    elif isinstance(p, LlmCallFailed):
-        changes.patch(
-            "llm_calls",
-            (sid, p.call_id),
-            status="failed",
-            error_type=p.error_type,
-            error_message=p.message,
-            attempts=p.attempts,
-            latency_ms=p.latency_ms,
-            completed_seq=seq,
-            completed_at=at,
-        )
-    elif isinstance(p, ProviderCircuitOpened):
-        changes.append("llm_calls", (sid, p.call_id), "circuits_opened", p.target)
-    elif isinstance(p, ToolCallRequested):
-        status = {
-            PolicyAction.ALLOW: "pending",
-            PolicyAction.DENY: "denied",
-            PolicyAction.REQUIRE_APPROVAL: "awaiting_approval",
-        }[p.decision]
-        changes.patch(
-            "tool_calls",
-            (sid, p.call_id),
-            llm_call_id=p.llm_call_id,
-            name=p.name,
-            arguments_json=p.arguments_json,
-            decision=p.decision.value,
-            rule=p.rule,
-            status=status,
-            requested_seq=seq,
-            requested_at=at,
-            deadline_at=p.deadline_at,
-            turn_id=event.turn_id,
-        )
-        _entry(
-            s,
-            event,
-            changes,
-            "tool_call",
-            "assistant",
-            p.arguments_json,
-            call_id=p.call_id,
-            tool_name=p.name,
-        )
-        s.phase = "awaiting_tools"
-    elif isinstance(p, ApprovalRequested):
-        changes.patch(
-            "approvals",
-            (sid, p.call_id),
-            tool_name=p.tool_name,
-            outcome="pending",
-            requested_seq=seq,
-            requested_at=at,
-            expires_at=p.expires_at,
-        )
-        changes.patch("tool_calls", (sid, p.call_id), status="awaiting_approval")
-        s.phase = "awaiting_approval"
-    elif isinstance(p, ApprovalGranted):
-        changes.patch(
-            "approvals",
-            (sid, p.call_id),
-            outcome="granted",
-            decided_by=p.decided_by,
-            reason=p.reason,
-            decided_seq=seq,
-            decided_at=at,
-        )
-        changes.patch("tool_calls", (sid, p.call_id), status="approved")
-        s.phase = "awaiting_tools"
-    elif isinstance(p, ApprovalDenied):
-        changes.patch(
-            "approvals",
-            (sid, p.call_id),
-            outcome="expired" if p.expired else "denied",
-            decided_by=p.decided_by,
-            reason=p.reason,
-            decided_seq=seq,
-            decided_at=at,
-        )
-        # The tool result the model sees follows as ToolCallFailed (its entry).
-        changes.patch("tool_calls", (sid, p.call_id), status="denied")
-        s.phase = "awaiting_tools"
-    elif isinstance(p, ToolCallCompleted):
-        changes.patch(
-            "tool_calls",
-            (sid, p.call_id),
-            status="completed",
-            result_seq=seq,
-            completed_at=at,
-            latency_ms=p.latency_ms,
-        )
-        _entry(s, event, changes, "tool_result", "user", p.result, call_id=p.call_id)
-    elif isinstance(p, ToolCallFailed):
-        changes.patch(
-            "tool_calls",
-            (sid, p.call_id),
-            status="failed",
-            result_seq=seq,
-            completed_at=at,
-            latency_ms=p.latency_ms,
-        )
-        _entry(s, event, changes, "tool_result", "user", p.error, call_id=p.call_id, is_error=True)
-    elif isinstance(p, ContextCompactionRequested):
-        changes.patch(
-            "compactions",
-            (sid, p.compaction_id),
-            strategy=p.strategy,
-            entry_seqs=list(p.entry_seqs),
-            tokens_before=p.tokens_before,
-            context_window=p.context_window,
-            requested_seq=seq,
-            requested_at=at,
-        )
-        if p.strategy == "summarize":
-            s.phase = "compacting"
-    elif isinstance(p, ContextCompacted):
-        u = p.usage
-        changes.patch(
-            "compactions",
-            (sid, p.compaction_id),
-            strategy=p.strategy,
-            removed_seqs=list(p.removed_seqs),
-            tokens_after=p.tokens_after,
-            model=p.model,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            cost_nanos=p.cost_nanos,
-            completed_seq=seq,
-            completed_at=at,
-        )
-        if p.model is not None:
-            # A summarize compaction is an LLM call (requested with the compaction id as
-            # call id); this is its only completion record.
-            changes.patch(
-                "llm_calls",
-                (sid, p.compaction_id),
-                status="completed",
-                purpose="summarize",
-                model=p.model,
-                input_tokens=u.input_tokens,
-                output_tokens=u.output_tokens,
-                cache_read_tokens=u.cache_read_tokens,
-                cache_write_tokens=u.cache_write_tokens,
-                cost_nanos=p.cost_nanos,
-                tool_calls=0,
-                completed_seq=seq,
-                completed_at=at,
-            )
-            s.llm_calls += 1
-            _add_usage(
-                s,
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_read_tokens,
-                u.cache_write_tokens,
-                p.cost_nanos,
-            )
-        if p.summary is not None:
-            _entry(s, event, changes, "summary", "user", p.summary)
-    elif isinstance(p, ChildSessionRequested):
-        changes.link(p.child_session_id, sid, p.call_id)
-        changes.patch("tool_calls", (sid, p.call_id), child_session_id=p.child_session_id)
-        s.phase = "awaiting_children"
-    elif isinstance(p, ChildSessionCompleted):
-        ok = p.status is ChildStatus.COMPLETED
-        changes.patch(
-            "tool_calls",
-            (sid, p.call_id),
-            child_session_id=p.child_session_id,
-            status="completed" if ok else "failed",
-            result_seq=seq,
-            completed_at=at,
-        )
-        _entry(
-            s, event, changes, "tool_result", "user", p.answer, call_id=p.call_id, is_error=not ok
-        )
-    elif isinstance(p, EffectReissued):
-        if p.kind in (EffectKind.LLM_CALL, EffectKind.COMPACTION):
-            changes.increment("llm_calls", (sid, p.effect_id), "reissues")
-        else:  # a tool call, or a delegation (whose effect id is the tool call id)
-            changes.increment("tool_calls", (sid, p.effect_id), "reissues")
-    elif isinstance(p, TurnCompleted):
-        s.turns_completed += 1
-        s.phase = "idle"
-    elif isinstance(p, TurnFailed):
-        if p.error_type == REFUSED:
-            s.turns_refused += 1
-        else:
-            s.turns_failed += 1
-        s.phase = "idle"
-    elif isinstance(p, TurnCancelled):
-        s.turns_cancelled += 1
-        s.phase = "idle"
-        # Every row of the abandoned work ends in a terminal status.
-        if p.llm_call_id is not None:
-            changes.patch(
-                "llm_calls",
-                (sid, p.llm_call_id),
-                status="cancelled",
-                completed_seq=seq,
-                completed_at=at,
-            )
-        for call_id in p.tool_call_ids:
-            changes.patch(
-                "tool_calls", (sid, call_id), status="cancelled", result_seq=seq, completed_at=at
-            )
-        for call_id in p.approval_call_ids:
-            changes.patch(
-                "approvals",
-                (sid, call_id),
-                outcome="cancelled",
-                decided_seq=seq,
-                decided_at=at,
-                reason=p.reason,
-            )
-    # BudgetExceeded, RequestRejected: the events row is all there is.
+    project = PROJECTS.get(type(p))
+    if project is not None:
+        project(s, event, p, changes)
+    if type(p) in MOVES:
+        before = PhaseTrack(_PHASES[s.phase], decode_calls(s.pending_calls))
+        after = track(before, p)
+        s.phase = NOT_STARTED if after.phase is Phase.NEW else after.phase.value
+        s.pending_calls = encode_calls(after.calls)
     return s
 
 
-def _add_usage(s: SessionRow, inp: int, out: int, cr: int, cw: int, cost: int) -> None:
-    s.input_tokens += inp
-    s.output_tokens += out
-    s.cache_read_tokens += cr
-    s.cache_write_tokens += cw
+# --------------------------------------------------------------------------- handlers
+# One per event type that writes more than its `events` row: (row, event, payload,
+# changes). `EVENTS_ROW_ONLY` names the types whose `events` row is all there is; a unit
+# test checks that the two cover the event union.
+
+Handler = Callable[[SessionRow, Event, Any, Changes], None]
+PROJECTS: dict[type, Handler] = {}
+
+
+def projects(*types: type) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for t in types:
+            PROJECTS[t] = handler
+        return handler
+
+    return register
+
+
+EVENTS_ROW_ONLY: frozenset[type] = frozenset({BudgetExceeded, RequestRejected})
+
+_PHASES: dict[str, Phase] = {p.value: p for p in Phase} | {NOT_STARTED: Phase.NEW}
+
+
+@projects(SessionStarted)
+def _session_started(s: SessionRow, ev: Event, p: SessionStarted, changes: Changes) -> None:
+    s.agent, s.definition_hash = p.agent, p.definition_hash
+    s.parent_session_id, s.parent_call_id = p.parent_session_id, p.parent_call_id
+    if p.parent_session_id is not None:
+        changes.link(ev.session_id, p.parent_session_id, p.parent_call_id)
+
+
+@projects(SessionForked)
+def _session_forked(s: SessionRow, ev: Event, p: SessionForked, changes: Changes) -> None:
+    s.agent, s.definition_hash = p.agent, p.definition_hash
+    if s.phase == NOT_STARTED:
+        s.forked_from_session_id, s.forked_at_seq = p.source_session_id, p.at_seq
+
+
+@projects(SessionClosed)
+def _session_closed(s: SessionRow, ev: Event, p: SessionClosed, changes: Changes) -> None:
+    s.status, s.closed_reason = "closed", p.reason
+
+
+@projects(TurnStarted)
+def _turn_started(s: SessionRow, ev: Event, p: TurnStarted, changes: Changes) -> None:
+    s.turns += 1
+    if p.queued_seq is not None and ev.causation_id is not None:
+        # A queued message's turn is caused by the request that sent it.
+        changes.patch(
+            "queued_messages",
+            (ev.session_id, ev.causation_id),
+            status="started",
+            started_turn_id=ev.turn_id,
+            ended_seq=ev.seq,
+            ended_at=ev.occurred_at,
+        )
+        s.queued -= 1
+
+
+@projects(AgentVersionChanged)
+def _version_changed(s: SessionRow, ev: Event, p: AgentVersionChanged, changes: Changes) -> None:
+    s.definition_hash = p.to_hash
+
+
+@projects(MessageQueued)
+def _message_queued(s: SessionRow, ev: Event, p: MessageQueued, changes: Changes) -> None:
+    changes.patch(
+        "queued_messages",
+        (ev.session_id, ev.causation_id or ""),
+        queued_seq=ev.seq,
+        position=p.position,
+        content=p.text,
+        status="queued",
+        queued_at=ev.occurred_at,
+    )
+    s.queued += 1
+
+
+@projects(QueuedMessageDropped)
+def _queued_dropped(s: SessionRow, ev: Event, p: QueuedMessageDropped, changes: Changes) -> None:
+    changes.patch(
+        "queued_messages",
+        (ev.session_id, p.request_id),
+        status="dropped",
+        ended_seq=ev.seq,
+        ended_at=ev.occurred_at,
+        reason=p.reason,
+    )
+    s.queued -= 1
+
+
+@projects(UserMessageReceived)
+def _user_message(s: SessionRow, ev: Event, p: UserMessageReceived, changes: Changes) -> None:
+    _entry(s, ev, changes, "user", "user", p.text)
+
+
+@projects(LlmCallRequested)
+def _llm_requested(s: SessionRow, ev: Event, p: LlmCallRequested, changes: Changes) -> None:
+    changes.patch(
+        "llm_calls",
+        (ev.session_id, p.call_id),
+        status="requested",
+        purpose=p.purpose,
+        iteration=p.iteration,
+        model_requested=p.model,
+        fallbacks=list(p.fallbacks),
+        max_tokens=p.max_tokens,
+        temperature=p.temperature,
+        context_entries=p.context_entries,
+        request_digest=p.request_digest,
+        reserved_tokens=p.reserved_tokens,
+        reserved_nanos=p.reserved_nanos,
+        requested_seq=ev.seq,
+        requested_at=ev.occurred_at,
+        deadline_at=p.deadline_at,
+        turn_id=ev.turn_id,
+    )
+
+
+@projects(LlmCallCompleted)
+def _llm_completed(s: SessionRow, ev: Event, p: LlmCallCompleted, changes: Changes) -> None:
+    u = p.usage
+    if p.discarded is not None:
+        # Recorded for its usage and cost only; a late one keeps its row cancelled.
+        status, tool_calls = (None if p.discarded == "late" else "completed"), 0
+    else:
+        status, tool_calls = "completed", len(p.tool_call_ids)
+    changes.patch(
+        "llm_calls",
+        (ev.session_id, p.call_id),
+        status=status,
+        model=p.model,
+        fallback_used=p.fallback_used,
+        attempts=p.attempts,
+        stop_reason=p.stop_reason,
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens,
+        cost_nanos=p.cost_nanos,
+        latency_ms=p.latency_ms,
+        tool_calls=tool_calls,
+        completed_seq=ev.seq,
+        completed_at=ev.occurred_at,
+        discarded=p.discarded,
+    )
+    s.llm_calls += 1
+    _add_usage(s, u, p.cost_nanos)
+    if p.discarded is None:
+        _entry(s, ev, changes, "assistant", "assistant", p.text, call_id=p.call_id)
+
+
+@projects(LlmCallFailed)
+def _llm_failed(s: SessionRow, ev: Event, p: LlmCallFailed, changes: Changes) -> None:
+    changes.patch(
+        "llm_calls",
+        (ev.session_id, p.call_id),
+        status="failed",
+        error_type=p.error_type,
+        error_message=p.message,
+        attempts=p.attempts,
+        latency_ms=p.latency_ms,
+        completed_seq=ev.seq,
+        completed_at=ev.occurred_at,
+    )
+
+
+@projects(ProviderCircuitOpened)
+def _circuit_opened(s: SessionRow, ev: Event, p: ProviderCircuitOpened, changes: Changes) -> None:
+    changes.append("llm_calls", (ev.session_id, p.call_id), "circuits_opened", p.target)
+
+
+_TOOL_STATUS = {
+    PolicyAction.ALLOW: "pending",
+    PolicyAction.DENY: "denied",
+    PolicyAction.REQUIRE_APPROVAL: "awaiting_approval",
+}
+
+
+@projects(ToolCallRequested)
+def _tool_requested(s: SessionRow, ev: Event, p: ToolCallRequested, changes: Changes) -> None:
+    changes.patch(
+        "tool_calls",
+        (ev.session_id, p.call_id),
+        llm_call_id=p.llm_call_id,
+        name=p.name,
+        arguments_json=p.arguments_json,
+        decision=p.decision.value,
+        rule=p.rule,
+        status=_TOOL_STATUS[p.decision],
+        requested_seq=ev.seq,
+        requested_at=ev.occurred_at,
+        deadline_at=p.deadline_at,
+        turn_id=ev.turn_id,
+    )
+    _entry(
+        s,
+        ev,
+        changes,
+        "tool_call",
+        "assistant",
+        p.arguments_json,
+        call_id=p.call_id,
+        tool_name=p.name,
+    )
+
+
+@projects(ApprovalRequested)
+def _approval_requested(s: SessionRow, ev: Event, p: ApprovalRequested, changes: Changes) -> None:
+    changes.patch(
+        "approvals",
+        (ev.session_id, p.call_id),
+        tool_name=p.tool_name,
+        outcome="pending",
+        requested_seq=ev.seq,
+        requested_at=ev.occurred_at,
+        expires_at=p.expires_at,
+    )
+    changes.patch("tool_calls", (ev.session_id, p.call_id), status="awaiting_approval")
+
+
+@projects(ApprovalGranted)
+def _approval_granted(s: SessionRow, ev: Event, p: ApprovalGranted, changes: Changes) -> None:
+    changes.patch(
+        "approvals",
+        (ev.session_id, p.call_id),
+        outcome="granted",
+        decided_by=p.decided_by,
+        reason=p.reason,
+        decided_seq=ev.seq,
+        decided_at=ev.occurred_at,
+    )
+    changes.patch("tool_calls", (ev.session_id, p.call_id), status="approved")
+
+
+@projects(ApprovalDenied)
+def _approval_denied(s: SessionRow, ev: Event, p: ApprovalDenied, changes: Changes) -> None:
+    changes.patch(
+        "approvals",
+        (ev.session_id, p.call_id),
+        outcome="expired" if p.expired else "denied",
+        decided_by=p.decided_by,
+        reason=p.reason,
+        decided_seq=ev.seq,
+        decided_at=ev.occurred_at,
+    )
+    # The tool result the model sees follows as ToolCallFailed (its entry).
+    changes.patch("tool_calls", (ev.session_id, p.call_id), status="denied")
+
+
+@projects(ToolCallCompleted)
+def _tool_completed(s: SessionRow, ev: Event, p: ToolCallCompleted, changes: Changes) -> None:
+    changes.patch(
+        "tool_calls",
+        (ev.session_id, p.call_id),
+        status="completed",
+        result_seq=ev.seq,
+        completed_at=ev.occurred_at,
+        latency_ms=p.latency_ms,
+    )
+    _entry(s, ev, changes, "tool_result", "user", p.result, call_id=p.call_id)
+
+
+@projects(ToolCallFailed)
+def _tool_failed(s: SessionRow, ev: Event, p: ToolCallFailed, changes: Changes) -> None:
+    changes.patch(
+        "tool_calls",
+        (ev.session_id, p.call_id),
+        status="failed",
+        result_seq=ev.seq,
+        completed_at=ev.occurred_at,
+        latency_ms=p.latency_ms,
+    )
+    _entry(s, ev, changes, "tool_result", "user", p.error, call_id=p.call_id, is_error=True)
+
+
+@projects(ContextCompactionRequested)
+def _compaction_requested(
+    s: SessionRow, ev: Event, p: ContextCompactionRequested, changes: Changes
+) -> None:
+    changes.patch(
+        "compactions",
+        (ev.session_id, p.compaction_id),
+        strategy=p.strategy,
+        entry_seqs=list(p.entry_seqs),
+        tokens_before=p.tokens_before,
+        context_window=p.context_window,
+        requested_seq=ev.seq,
+        requested_at=ev.occurred_at,
+    )
+
+
+@projects(ContextCompacted)
+def _compacted(s: SessionRow, ev: Event, p: ContextCompacted, changes: Changes) -> None:
+    u = p.usage
+    changes.patch(
+        "compactions",
+        (ev.session_id, p.compaction_id),
+        strategy=p.strategy,
+        removed_seqs=list(p.removed_seqs),
+        tokens_after=p.tokens_after,
+        model=p.model,
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        cache_read_tokens=u.cache_read_tokens,
+        cache_write_tokens=u.cache_write_tokens,
+        cost_nanos=p.cost_nanos,
+        completed_seq=ev.seq,
+        completed_at=ev.occurred_at,
+    )
+    if p.model is not None:
+        # A summarize compaction is an LLM call (requested with the compaction id as
+        # call id); this is its only completion record.
+        changes.patch(
+            "llm_calls",
+            (ev.session_id, p.compaction_id),
+            status="completed",
+            purpose="summarize",
+            model=p.model,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            cost_nanos=p.cost_nanos,
+            tool_calls=0,
+            completed_seq=ev.seq,
+            completed_at=ev.occurred_at,
+        )
+        s.llm_calls += 1
+        _add_usage(s, u, p.cost_nanos)
+    if p.summary is not None:
+        _entry(s, ev, changes, "summary", "user", p.summary)
+
+
+@projects(ChildSessionRequested)
+def _child_requested(s: SessionRow, ev: Event, p: ChildSessionRequested, changes: Changes) -> None:
+    changes.link(p.child_session_id, ev.session_id, p.call_id)
+    changes.patch("tool_calls", (ev.session_id, p.call_id), child_session_id=p.child_session_id)
+
+
+@projects(ChildSessionCompleted)
+def _child_completed(s: SessionRow, ev: Event, p: ChildSessionCompleted, changes: Changes) -> None:
+    ok = p.status is ChildStatus.COMPLETED
+    changes.patch(
+        "tool_calls",
+        (ev.session_id, p.call_id),
+        child_session_id=p.child_session_id,
+        status="completed" if ok else "failed",
+        result_seq=ev.seq,
+        completed_at=ev.occurred_at,
+    )
+    _entry(s, ev, changes, "tool_result", "user", p.answer, call_id=p.call_id, is_error=not ok)
+
+
+@projects(EffectReissued)
+def _effect_reissued(s: SessionRow, ev: Event, p: EffectReissued, changes: Changes) -> None:
+    if p.kind in (EffectKind.LLM_CALL, EffectKind.COMPACTION):
+        changes.increment("llm_calls", (ev.session_id, p.effect_id), "reissues")
+    else:  # a tool call, or a delegation (whose effect id is the tool call id)
+        changes.increment("tool_calls", (ev.session_id, p.effect_id), "reissues")
+
+
+@projects(TurnCompleted)
+def _turn_completed(s: SessionRow, ev: Event, p: TurnCompleted, changes: Changes) -> None:
+    s.turns_completed += 1
+
+
+@projects(TurnFailed)
+def _turn_failed(s: SessionRow, ev: Event, p: TurnFailed, changes: Changes) -> None:
+    if p.error_type == REFUSED:
+        s.turns_refused += 1
+    else:
+        s.turns_failed += 1
+
+
+@projects(TurnCancelled)
+def _turn_cancelled(s: SessionRow, ev: Event, p: TurnCancelled, changes: Changes) -> None:
+    s.turns_cancelled += 1
+    sid, seq, at = ev.session_id, ev.seq, ev.occurred_at
+    # Every row of the abandoned work ends in a terminal status.
+    if p.llm_call_id is not None:
+        changes.patch(
+            "llm_calls",
+            (sid, p.llm_call_id),
+            status="cancelled",
+            completed_seq=seq,
+            completed_at=at,
+        )
+    for call_id in p.tool_call_ids:
+        changes.patch(
+            "tool_calls", (sid, call_id), status="cancelled", result_seq=seq, completed_at=at
+        )
+    for call_id in p.approval_call_ids:
+        changes.patch(
+            "approvals",
+            (sid, call_id),
+            outcome="cancelled",
+            decided_seq=seq,
+            decided_at=at,
+            reason=p.reason,
+        )
+
+
+def _add_usage(s: SessionRow, u: Usage, cost: int) -> None:
+    s.input_tokens += u.input_tokens
+    s.output_tokens += u.output_tokens
+    s.cache_read_tokens += u.cache_read_tokens
+    s.cache_write_tokens += u.cache_write_tokens
     s.cost_nanos += cost

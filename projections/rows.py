@@ -58,6 +58,9 @@ class SessionRow:
     closed_reason: str | None
     turns_refused: int = 0
     queued: int = 0
+    # The unresolved tool calls of the current step, 'status:call_id' (agents.phases):
+    # with `phase`, all the core needs to say the phase after the next event.
+    pending_calls: list[str] = field(default_factory=list)
 
     def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in SESSION_COLUMNS)

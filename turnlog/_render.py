@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from agents.events import (
     AgentVersionChanged,
@@ -44,7 +45,7 @@ from agents.events import (
     UserMessageReceived,
 )
 
-__all__ = ["Describer", "LiveRenderer", "oneline", "usd"]
+__all__ = ["DESCRIBES", "Describer", "LiveRenderer", "describes", "oneline", "usd"]
 
 
 def usd(nanos: int) -> str:
@@ -79,121 +80,8 @@ class Describer:
         self.streamed: set[str] = set()  # LLM calls whose text was already shown live
 
     def describe(self, ev: Event) -> str:
-        p = ev.payload
-        if isinstance(p, SessionStarted):
-            parent = f" · delegated by {p.parent_session_id}" if p.parent_session_id else ""
-            return f"session started · agent {p.agent}{parent}"
-        if isinstance(p, SessionForked):
-            return f"forked from {p.source_session_id} at seq {p.at_seq} · agent {p.agent}"
-        if isinstance(p, SessionClosed):
-            return f"session closed{f': {p.reason}' if p.reason else ''}"
-        if isinstance(p, TurnStarted):
-            queued = f" · the message queued at seq {p.queued_seq}" if p.queued_seq else ""
-            return f"turn {p.turn_no} started{queued}"
-        if isinstance(p, AgentVersionChanged):
-            return f"agent version {p.from_hash[:12]} → {p.to_hash[:12]} ({p.reason})"
-        if isinstance(p, MessageQueued):
-            return f"queued (position {p.position}): {oneline(p.text)}"
-        if isinstance(p, QueuedMessageDropped):
-            why = f": {p.reason}" if p.reason else ""
-            return f"queued message {p.request_id} (seq {p.queued_seq}) dropped{why}"
-        if isinstance(p, UserMessageReceived):
-            return f"user: {oneline(p.text)}"
-        if isinstance(p, LlmCallRequested):
-            if p.purpose == "summarize":
-                return f"→ summarize call to {p.model} ({p.context_entries} entries)"
-            self.llm_calls += 1
-            return (
-                f"→ LLM call {p.iteration} to {p.model} · "
-                f"{p.context_entries} context entries · reserved {usd(p.reserved_nanos)}"
-            )
-        if isinstance(p, LlmCallCompleted) and p.discarded is not None:
-            return (
-                f"← {p.model} answer discarded ({p.discarded}, stop {p.stop_reason}) · "
-                f"{p.usage.input_tokens}+{p.usage.output_tokens} tokens · "
-                f"{usd(p.cost_nanos)} charged"
-            )
-        if isinstance(p, LlmCallCompleted):
-            tools = f" · {len(p.tool_call_ids)} tool call(s)" if p.tool_call_ids else ""
-            fallback = " (fallback)" if p.fallback_used else ""
-            retries = f" · {p.attempts} attempts" if p.attempts > 1 else ""
-            return (
-                f"← {p.model}{fallback} answered in {p.latency_ms} ms · {_tokens(p.usage)}"
-                f" · {usd(p.cost_nanos)}{retries}{tools}"
-                + (
-                    f"\n      assistant: {oneline(p.text, 300)}"
-                    if p.text and p.call_id not in self.streamed
-                    else ""
-                )
-            )
-        if isinstance(p, LlmCallFailed):
-            return f"✗ LLM call failed after {p.attempts} attempt(s): {p.error_type}: {oneline(p.message)}"
-        if isinstance(p, ProviderCircuitOpened):
-            return f"circuit opened for {p.target}"
-        if isinstance(p, ToolCallRequested):
-            self.tools[p.call_id] = p
-            rule = f" (rule {p.rule})" if p.rule else ""
-            return (
-                f"tool {p.name} {oneline(_args(p.arguments_json), 80)} · {p.decision.value}{rule}"
-            )
-        if isinstance(p, ApprovalRequested):
-            return f"⏸ approval needed for {self._tool(p.call_id)} (call {p.call_id})"
-        if isinstance(p, ApprovalGranted):
-            return f"approved by {p.decided_by}: {self._tool(p.call_id)}"
-        if isinstance(p, ApprovalDenied):
-            why = "expired" if p.expired else f"denied by {p.decided_by}"
-            return f"{why}: {self._tool(p.call_id)}{f' ({p.reason})' if p.reason else ''}"
-        if isinstance(p, ToolCallCompleted):
-            return f"{self._tool(p.call_id)} → {oneline(p.result)} ({p.latency_ms} ms)"
-        if isinstance(p, ToolCallFailed):
-            return f"{self._tool(p.call_id)} ✗ {oneline(p.error)}"
-        if isinstance(p, ContextCompactionRequested):
-            return (
-                f"compaction ({p.strategy}) of {len(p.entry_seqs)} entries: about "
-                f"{p.tokens_before} tokens of a {p.context_window}-token window"
-            )
-        if isinstance(p, ContextCompacted):
-            cost = f" · {usd(p.cost_nanos)} ({p.model})" if p.model else ""
-            summary = f"\n      summary: {oneline(p.summary, 200)}" if p.summary else ""
-            return (
-                f"compacted ({p.strategy}): {len(p.removed_seqs)} entries out, about "
-                f"{p.tokens_after} tokens left{cost}{summary}"
-            )
-        if isinstance(p, ChildSessionRequested):
-            return (
-                f"delegated to agent {p.agent} as session {p.child_session_id}: {oneline(p.task)}"
-            )
-        if isinstance(p, ChildSessionCompleted):
-            return (
-                f"child {p.child_session_id} {p.status.value} · {usd(p.cost_nanos)}: "
-                f"{oneline(p.answer)}"
-            )
-        if isinstance(p, EffectReissued):
-            return f"re-issued {p.kind.value} {p.effect_id} (attempt {p.attempt})"
-        if isinstance(p, BudgetExceeded):
-            unit = "tokens" if p.unit.value == "tokens" else "nano-USD"
-            return (
-                f"budget exceeded ({p.scope.value}, {unit}): limit {p.limit}, used "
-                f"{p.used}, requested {p.requested}"
-            )
-        if isinstance(p, TurnCompleted):
-            return (
-                f"✓ turn {p.turn_no} completed · {p.iterations} LLM call(s) · "
-                f"{p.usage.total_tokens} tokens · {usd(p.cost_nanos)}"
-            )
-        if isinstance(p, TurnFailed):
-            return f"✗ turn {p.turn_no} failed ({p.error_type}): {p.reason}"
-        if isinstance(p, TurnCancelled):
-            abandoned = [
-                *([f"LLM call {p.llm_call_id}"] if p.llm_call_id else []),
-                *(f"tool call {c}" for c in p.tool_call_ids),
-                *(f"child {c}" for c in p.child_session_ids),
-            ]
-            left = f" · abandoned {', '.join(abandoned)}" if abandoned else ""
-            return f"turn {p.turn_no} cancelled{f': {p.reason}' if p.reason else ''}{left}"
-        if isinstance(p, RequestRejected):
-            return f"rejected {p.request_type} {p.request_id} in {p.phase}: {p.reason}"
-        return type(p).__name__
+        describe = DESCRIBES.get(type(ev.payload))
+        return type(ev.payload).__name__ if describe is None else describe(self, ev.payload)
 
     def _tool(self, call_id: str) -> str:
         call = self.tools.get(call_id)
@@ -202,6 +90,212 @@ class Describer:
             if call
             else f"tool call {call_id}"
         )
+
+
+# --------------------------------------------------------------------------- one line per event
+# A handler per event type (the Describer remembers tool calls by id); a unit test checks
+# that every event type has one.
+
+Describe = Callable[[Describer, Any], str]
+DESCRIBES: dict[type, Describe] = {}
+
+
+def describes(t: type) -> Callable[[Describe], Describe]:
+    def register(handler: Describe) -> Describe:
+        DESCRIBES[t] = handler
+        return handler
+
+    return register
+
+
+@describes(SessionStarted)
+def _session_started(d: Describer, p: SessionStarted) -> str:
+    parent = f" · delegated by {p.parent_session_id}" if p.parent_session_id else ""
+    return f"session started · agent {p.agent}{parent}"
+
+
+@describes(SessionForked)
+def _session_forked(d: Describer, p: SessionForked) -> str:
+    return f"forked from {p.source_session_id} at seq {p.at_seq} · agent {p.agent}"
+
+
+@describes(SessionClosed)
+def _session_closed(d: Describer, p: SessionClosed) -> str:
+    return f"session closed{f': {p.reason}' if p.reason else ''}"
+
+
+@describes(TurnStarted)
+def _turn_started(d: Describer, p: TurnStarted) -> str:
+    queued = f" · the message queued at seq {p.queued_seq}" if p.queued_seq else ""
+    return f"turn {p.turn_no} started{queued}"
+
+
+@describes(AgentVersionChanged)
+def _agent_version_changed(d: Describer, p: AgentVersionChanged) -> str:
+    return f"agent version {p.from_hash[:12]} → {p.to_hash[:12]} ({p.reason})"
+
+
+@describes(MessageQueued)
+def _message_queued(d: Describer, p: MessageQueued) -> str:
+    return f"queued (position {p.position}): {oneline(p.text)}"
+
+
+@describes(QueuedMessageDropped)
+def _queued_message_dropped(d: Describer, p: QueuedMessageDropped) -> str:
+    why = f": {p.reason}" if p.reason else ""
+    return f"queued message {p.request_id} (seq {p.queued_seq}) dropped{why}"
+
+
+@describes(UserMessageReceived)
+def _user_message_received(d: Describer, p: UserMessageReceived) -> str:
+    return f"user: {oneline(p.text)}"
+
+
+@describes(LlmCallRequested)
+def _llm_call_requested(d: Describer, p: LlmCallRequested) -> str:
+    if p.purpose == "summarize":
+        return f"→ summarize call to {p.model} ({p.context_entries} entries)"
+    d.llm_calls += 1
+    return (
+        f"→ LLM call {p.iteration} to {p.model} · "
+        f"{p.context_entries} context entries · reserved {usd(p.reserved_nanos)}"
+    )
+
+
+@describes(LlmCallCompleted)
+def _llm_call_completed(d: Describer, p: LlmCallCompleted) -> str:
+    if p.discarded is not None:
+        return (
+            f"← {p.model} answer discarded ({p.discarded}, stop {p.stop_reason}) · "
+            f"{p.usage.input_tokens}+{p.usage.output_tokens} tokens · "
+            f"{usd(p.cost_nanos)} charged"
+        )
+    tools = f" · {len(p.tool_call_ids)} tool call(s)" if p.tool_call_ids else ""
+    fallback = " (fallback)" if p.fallback_used else ""
+    retries = f" · {p.attempts} attempts" if p.attempts > 1 else ""
+    return (
+        f"← {p.model}{fallback} answered in {p.latency_ms} ms · {_tokens(p.usage)}"
+        f" · {usd(p.cost_nanos)}{retries}{tools}"
+        + (
+            f"\n      assistant: {oneline(p.text, 300)}"
+            if p.text and p.call_id not in d.streamed
+            else ""
+        )
+    )
+
+
+@describes(LlmCallFailed)
+def _llm_call_failed(d: Describer, p: LlmCallFailed) -> str:
+    return f"✗ LLM call failed after {p.attempts} attempt(s): {p.error_type}: {oneline(p.message)}"
+
+
+@describes(ProviderCircuitOpened)
+def _provider_circuit_opened(d: Describer, p: ProviderCircuitOpened) -> str:
+    return f"circuit opened for {p.target}"
+
+
+@describes(ToolCallRequested)
+def _tool_call_requested(d: Describer, p: ToolCallRequested) -> str:
+    d.tools[p.call_id] = p
+    rule = f" (rule {p.rule})" if p.rule else ""
+    return f"tool {p.name} {oneline(_args(p.arguments_json), 80)} · {p.decision.value}{rule}"
+
+
+@describes(ApprovalRequested)
+def _approval_requested(d: Describer, p: ApprovalRequested) -> str:
+    return f"⏸ approval needed for {d._tool(p.call_id)} (call {p.call_id})"
+
+
+@describes(ApprovalGranted)
+def _approval_granted(d: Describer, p: ApprovalGranted) -> str:
+    return f"approved by {p.decided_by}: {d._tool(p.call_id)}"
+
+
+@describes(ApprovalDenied)
+def _approval_denied(d: Describer, p: ApprovalDenied) -> str:
+    why = "expired" if p.expired else f"denied by {p.decided_by}"
+    return f"{why}: {d._tool(p.call_id)}{f' ({p.reason})' if p.reason else ''}"
+
+
+@describes(ToolCallCompleted)
+def _tool_call_completed(d: Describer, p: ToolCallCompleted) -> str:
+    return f"{d._tool(p.call_id)} → {oneline(p.result)} ({p.latency_ms} ms)"
+
+
+@describes(ToolCallFailed)
+def _tool_call_failed(d: Describer, p: ToolCallFailed) -> str:
+    return f"{d._tool(p.call_id)} ✗ {oneline(p.error)}"
+
+
+@describes(ContextCompactionRequested)
+def _context_compaction_requested(d: Describer, p: ContextCompactionRequested) -> str:
+    return (
+        f"compaction ({p.strategy}) of {len(p.entry_seqs)} entries: about "
+        f"{p.tokens_before} tokens of a {p.context_window}-token window"
+    )
+
+
+@describes(ContextCompacted)
+def _context_compacted(d: Describer, p: ContextCompacted) -> str:
+    cost = f" · {usd(p.cost_nanos)} ({p.model})" if p.model else ""
+    summary = f"\n      summary: {oneline(p.summary, 200)}" if p.summary else ""
+    return (
+        f"compacted ({p.strategy}): {len(p.removed_seqs)} entries out, about "
+        f"{p.tokens_after} tokens left{cost}{summary}"
+    )
+
+
+@describes(ChildSessionRequested)
+def _child_session_requested(d: Describer, p: ChildSessionRequested) -> str:
+    return f"delegated to agent {p.agent} as session {p.child_session_id}: {oneline(p.task)}"
+
+
+@describes(ChildSessionCompleted)
+def _child_session_completed(d: Describer, p: ChildSessionCompleted) -> str:
+    return f"child {p.child_session_id} {p.status.value} · {usd(p.cost_nanos)}: {oneline(p.answer)}"
+
+
+@describes(EffectReissued)
+def _effect_reissued(d: Describer, p: EffectReissued) -> str:
+    return f"re-issued {p.kind.value} {p.effect_id} (attempt {p.attempt})"
+
+
+@describes(BudgetExceeded)
+def _budget_exceeded(d: Describer, p: BudgetExceeded) -> str:
+    unit = "tokens" if p.unit.value == "tokens" else "nano-USD"
+    return (
+        f"budget exceeded ({p.scope.value}, {unit}): limit {p.limit}, used "
+        f"{p.used}, requested {p.requested}"
+    )
+
+
+@describes(TurnCompleted)
+def _turn_completed(d: Describer, p: TurnCompleted) -> str:
+    return (
+        f"✓ turn {p.turn_no} completed · {p.iterations} LLM call(s) · "
+        f"{p.usage.total_tokens} tokens · {usd(p.cost_nanos)}"
+    )
+
+
+@describes(TurnFailed)
+def _turn_failed(d: Describer, p: TurnFailed) -> str:
+    return f"✗ turn {p.turn_no} failed ({p.error_type}): {p.reason}"
+
+
+@describes(TurnCancelled)
+def _turn_cancelled(d: Describer, p: TurnCancelled) -> str:
+    abandoned = [
+        *([f"LLM call {p.llm_call_id}"] if p.llm_call_id else []),
+        *(f"tool call {c}" for c in p.tool_call_ids),
+        *(f"child {c}" for c in p.child_session_ids),
+    ]
+    left = f" · abandoned {', '.join(abandoned)}" if abandoned else ""
+    return f"turn {p.turn_no} cancelled{f': {p.reason}' if p.reason else ''}{left}"
+
+
+@describes(RequestRejected)
+def _request_rejected(d: Describer, p: RequestRejected) -> str:
+    return f"rejected {p.request_type} {p.request_id} in {p.phase}: {p.reason}"
 
 
 class LiveRenderer:

@@ -56,6 +56,9 @@ from agents.events import (
     Usage,
 )
 from agents.fold import fold, fork_base
+from projections.fold import NOT_STARTED
+from projections.fold import fold as project
+from projections.rows import Changes
 from agents.fsm import decide, decide_and_evolve, decide_built, evolve, initial_state
 from agents.llm import LlmRequest
 from agents.snapshots import snapshot_of, state_of
@@ -409,6 +412,22 @@ class FsmMachine(RuleBasedStateMachine):
             for ev in self.log[k:]:
                 restored = evolve(restored, ev)
             assert restored == self.state
+
+    @invariant()
+    def projection_phase_is_the_core_phase(self) -> None:
+        """The Postgres projection's phase (projections.fold, through agents.phases) is
+        the phase evolve gives, after every input (the projection folds the session's own
+        events; a fork's begin with SessionForked)."""
+        row = None
+        changes = Changes()
+        for ev in self.log:
+            if ev.session_id != self.sid:
+                continue
+            row = project(row, ev, changes, partition=0, offset=ev.seq, digest="")
+        if row is None:
+            return
+        expected = NOT_STARTED if self.state.phase is Phase.NEW else self.state.phase.value
+        assert row.phase == expected, (row.phase, self.state.phase, row.pending_calls)
 
     @invariant()
     def state_survives_json(self) -> None:
