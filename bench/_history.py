@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agents.context import build_llm_request
 from agents.effects import LlmCallEffect, ToolCallEffect, outcome_request_id, pending_effects
 from agents.events import (
     CompleteLlmCall,
@@ -51,12 +52,12 @@ from agents.events import (
 from agents.fsm import decide_built, initial_state
 from agents.providers import ScriptedProvider
 from agents.registry import AgentRegistry
-from agents.snapshots import snapshot_of
+from agents.snapshots import restore_point, snapshot_of
 from agents.state import SessionState
 from agents.state_codec import state_from_dict, state_to_dict
 from agents.tools import builtin_registry
 from schemas.codec import decode_event, encode_event, encode_snapshot
-from streams import _core
+from streams.effects import tool_context
 from streams.tracing import TRACEPARENT
 
 __all__ = [
@@ -168,9 +169,7 @@ class _Driver:
         self, state: SessionState, effect: Any, built: dict[str, Any]
     ) -> RequestPayload:
         if isinstance(effect, LlmCallEffect):
-            request = built.get(effect.effect_id) or _core.build_llm_request(
-                state, effect, self.registry
-            )
+            request = built.get(effect.effect_id) or build_llm_request(state, effect, self.registry)
             assert request.digest() == effect.request_digest, "the digest the core recorded"
             resp = await self.provider.complete(request, fallbacks=tuple(effect.fallbacks))
             return CompleteLlmCall(
@@ -183,7 +182,7 @@ class _Driver:
                 latency_ms=640,
             )
         assert isinstance(effect, ToolCallEffect), f"calc runs no {type(effect).__name__}"
-        ctx = _core.tool_context(None, state.session_id, effect)
+        ctx = tool_context(None, state.session_id, effect)
         result = await self.tools.execute(effect.tool_name, effect.arguments_json, ctx)
         assert result.ok, result.content
         return CompleteToolCall(call_id=effect.effect_id, result=result.content, latency_ms=1)
@@ -315,7 +314,7 @@ class History:
                 continue
             yield session_id(i).encode(), encode_snapshot(self.snapshot(i, at, now))
         restore_from = self.first_open_at if self.first_open_at >= 0 else self.events
-        point = _core.restore_point(restore_from, 0, now)
+        point = restore_point(restore_from, 0, now)
         yield point.session_id.encode(), encode_snapshot(point)
 
     def snapshot(self, i: int, events_offset: int, now: datetime) -> Snapshot:

@@ -376,14 +376,14 @@ async def tick_pass(sessions: int, due: int) -> dict[str, Any]:
         states[sid] = tpl.state._replace(session_id=sid)
 
     try:  # a worker with a deadline index hands the ticker only what is due
-        from streams import _core
+        from agents.effects import next_deadline
         from streams._deadlines import DeadlineIndex
     except ImportError:
         index = None
     else:
         index = DeadlineIndex()
         for sid, state in states.items():
-            index.set(sid, _core.next_deadline(state))
+            index.set(sid, next_deadline(state))
 
     class _Stub:
         def __init__(self) -> None:

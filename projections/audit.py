@@ -191,7 +191,7 @@ async def read_checkpoints(
     bootstrap: str, topic: str, timeout: float = 30.0
 ) -> list[AuditCheckpoint]:
     """Every checkpoint published so far (committed ones), oldest first."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from schemas.codec import decode_checkpoint
 

@@ -138,7 +138,7 @@ def migrate(database_url: str, directory: Path | None = None) -> list[str]:
             try:
                 _ensure_table(conn)
                 rows = conn.execute(f"SELECT name, checksum FROM {TABLE}").fetchall()
-                applied = dict(rows)
+                applied: dict[str, str] = dict(rows)
                 _check(applied, migrations, directory)
                 for migration in migrations:
                     if migration.name in applied:

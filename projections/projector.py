@@ -47,13 +47,13 @@ from typing import Any
 
 import psycopg
 import structlog
-from aiokafka import (  # type: ignore[import-untyped]
+from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
     ConsumerRebalanceListener,
     TopicPartition,
 )
-from aiokafka.errors import IllegalStateError, KafkaError  # type: ignore[import-untyped]
+from aiokafka.errors import IllegalStateError, KafkaError
 from psycopg import AsyncConnection
 
 from agents.errors import DecodeError, ExternalError

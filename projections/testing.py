@@ -57,7 +57,7 @@ async def produce_events(
     """Encode and produce `events` keyed by session id (in order). With a
     transactional_id, every `per_transaction` events are one committed transaction, as
     the session worker writes them. Returns the number produced."""
-    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+    from aiokafka import AIOKafkaProducer
 
     from schemas.codec import encode_event
 

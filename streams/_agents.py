@@ -17,9 +17,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.definitions import AgentDefinition, definition_hash
+from agents.errors import DecodeError
 from agents.events import AgentVersion
 from agents.registry import AgentRegistry
-from schemas.codec import DecodeError, decode_agent_version, encode_agent_version
+from schemas.codec import decode_agent_version, encode_agent_version
 
 __all__ = ["load_versions", "publish_versions", "published_record"]
 

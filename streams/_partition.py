@@ -47,11 +47,14 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from agents.effects import cancel_requests, child_report, next_deadline
 from agents.errors import DecodeError
 from agents.events import ForkSession, Request
+from agents.fsm import decide_built, initial_state
 from agents.limits import session_id_problem
+from agents.snapshots import RESTORE_POINT_KEY, SNAPSHOT_EVERY, restore_point, snapshot_of
 from schemas.codec import decode_request, encode_event, encode_request, encode_snapshot
-from streams import _core, telemetry
+from streams import telemetry
 from streams._deadlines import DeadlineIndex
 from streams._eventlog import INPUT_NEXT_HEADER
 from streams._snapshots import Keeper, SnapshotReader
@@ -496,7 +499,7 @@ class OwnedPartition:
             self.sessions.pop(sid, None)
             self.sessions[sid] = state
             if shared.deadlines is not None:
-                shared.deadlines.set(sid, _core.next_deadline(state))
+                shared.deadlines.set(sid, next_deadline(state))
         self.traces.update(traces)
         shared.stats["batches"] += 1
         shared.stats["snapshots"] += len(written)
@@ -586,8 +589,8 @@ class OwnedPartition:
                         req.payload.source_session_id, req.payload.at_seq, req.session_id
                     )
                 if state is None:
-                    state = _core.initial_state(req.session_id)
-            events, state, requests = _core.decide_built(
+                    state = initial_state(req.session_id)
+            events, state, requests = decide_built(
                 state, req, shared.registry, ingested_at=_ingest_time(rec)
             )
             encoded = [encode_event(ev) for ev in events]
@@ -617,10 +620,10 @@ class OwnedPartition:
             )
             traces[req.session_id] = event_tp
             shared.stats["events"] += 1
-            report = _core.child_report(state, ev)
+            report = child_report(state, ev)
             if report is not None:
                 await self._send_request(report, event_tp)
-            for cancel in _core.cancel_requests(ev):
+            for cancel in cancel_requests(ev):
                 await self._send_request(cancel, event_tp)
         staged[req.session_id] = state
         if requests:
@@ -635,7 +638,7 @@ class OwnedPartition:
         grew by SNAPSHOT_EVERY events, or that hold the restore point back) and, with
         them, the partition's restore point. Returns session -> (future, seq, state, size)."""
         keeper, shared = self.keeper, self.shared
-        chosen = keeper.plan({sid: staged[sid] for sid in touched}, _core.SNAPSHOT_EVERY)
+        chosen = keeper.plan({sid: staged[sid] for sid in touched}, SNAPSHOT_EVERY)
         chosen += [
             sid
             for sid in keeper.laggards(shared.restore_lag)
@@ -653,7 +656,7 @@ class OwnedPartition:
         written: dict[str, tuple[Any, int, Any, int]] = {}
         for sid in chosen:
             state = staged.get(sid) or self.sessions[sid]
-            value = encode_snapshot(_core.snapshot_of(state, events_offset=keeper.floor, now=now))
+            value = encode_snapshot(snapshot_of(state, events_offset=keeper.floor, now=now))
             if len(value) + len(sid) > SNAPSHOTS_MAX_BYTES - 1024:
                 # Restored from its events instead; said once per seq.
                 keeper.too_large.add((sid, state.last_seq))
@@ -665,12 +668,12 @@ class OwnedPartition:
             self._sent.append(future)
             written[sid] = (future, state.last_seq, state, len(value))
         if written:
-            point = _core.restore_point(keeper.restore_from(touched, set(written)), end, now)
+            point = restore_point(keeper.restore_from(touched, set(written)), end, now)
             self._sent.append(
                 await self.producer.send(
                     shared.topics.snapshots,
                     value=encode_snapshot(point),
-                    key=_core.RESTORE_POINT_KEY.encode(),
+                    key=RESTORE_POINT_KEY.encode(),
                     partition=self.number,
                 )
             )

@@ -19,9 +19,9 @@ from aiokafka.errors import KafkaTimeoutError
 
 from agents.errors import DecodeError
 from agents.events import RestorePoint, SessionSnapshot
+from agents.snapshots import RESTORE_POINT_KEY, is_live, state_of
+from agents.state_codec import READABLE_FORMATS
 from schemas.codec import decode_snapshot
-from streams import _core
-from streams._core import READABLE_FORMATS, RESTORE_POINT_KEY, is_live
 
 # An event is about 450 bytes on the wire (BENCHMARKS.md: bytes per turn). A session is
 # snapshotted again once it has written an event per 200 bytes of its last snapshot:
@@ -157,7 +157,7 @@ class SnapshotReader:
         """The session state the snapshot at `offset` holds; None when that snapshot is
         gone or in a format this code does not read (the caller folds the events)."""
         snapshot = await self.read(partition, offset)
-        return _core.state_of(snapshot) if snapshot is not None else None
+        return state_of(snapshot) if snapshot is not None else None
 
     async def read(self, partition: int, offset: int) -> SessionSnapshot | None:
         """The session snapshot at `offset` of `partition`; None when it is gone

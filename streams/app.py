@@ -21,7 +21,7 @@ from streams._agents import load_versions, publish_versions
 from streams.effects import EffectRunner
 from streams.logs import get_logger
 from streams.session_worker import SessionWorker
-from streams.topics import TopicNames
+from streams.topics import DEFAULT_MAX_REQUEST_BYTES, TopicNames
 
 __all__ = ["GC_THRESHOLD", "SessionProcess", "run_session_process", "tune_gc"]
 
@@ -93,7 +93,9 @@ class SessionProcess:
             max_sessions=max_sessions,
             group_commit_s=group_commit_s,
             client_id=client_id,
-            **({} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}),
+            max_request_bytes=(
+                DEFAULT_MAX_REQUEST_BYTES if max_request_bytes is None else max_request_bytes
+            ),
         )
         self.tick_interval_s = tick_interval_s
         self.metrics_interval_s = metrics_interval_s

@@ -36,12 +36,23 @@ import contextlib
 import functools
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from agents.context import build_llm_request, build_summary_request
+from agents.effects import (
+    ChildSessionEffect,
+    CompactionEffect,
+    Effect,
+    LlmCallEffect,
+    ToolCallEffect,
+    failure_outcome,
+    outcome_request_id,
+    pending_effects,
+)
 from agents.events import (
     CompleteCompaction,
     CompleteLlmCall,
@@ -52,15 +63,20 @@ from agents.events import (
     RequestPayload,
     TokenDelta,
 )
+from agents.llm import LlmRequest
+from agents.providers.base import BILLED, STREAM_RESTART, BilledSoFar, Provider, ProviderError
+from agents.registry import AgentRegistry
+from agents.state import SessionState
+from agents.tools import ToolContext, ToolSettings
+from agents.tools.registry import ToolRegistry
 from schemas.codec import encode_delta, encode_request
-from streams import _core
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.telemetry import effect_cancelled, effect_ended, effect_started
 from streams.topics import REQUESTS_MAX_BYTES, TopicNames
 from streams.tracing import child_traceparent, headers_with
 
-__all__ = ["EffectRunner"]
+__all__ = ["EffectRunner", "tool_context"]
 
 
 # (session id, effect id, attempt): one issue of one effect.
@@ -71,7 +87,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_LLM_KINDS = frozenset({"llm_call", "compaction"})
+_LlmBacked = LlmCallEffect | CompactionEffect
+# How the request of an LLM-backed effect is rebuilt from the state.
+_Build = Callable[[SessionState, Any, AgentRegistry], LlmRequest]
+
+
+def tool_context(
+    settings: ToolSettings | None, session_id: str, effect: ToolCallEffect
+) -> ToolContext:
+    return ToolContext(
+        session_id=session_id,
+        call_id=effect.effect_id,
+        settings=settings if settings is not None else ToolSettings(),
+        # The effect id names the intention: every attempt (a re-issue after a crash or a
+        # partition move) carries the same key, so the other side can act once.
+        idempotency_key=effect.effect_id,
+    )
+
+
+def _holds_unknown(effect: Effect, registry: AgentRegistry) -> bool:
+    """A call of a tool that is not idempotent: never re-run blindly, never cancelled."""
+    return isinstance(effect, ToolCallEffect) and not registry.is_idempotent(effect.tool_name)
 
 
 class EffectRunner:
@@ -83,10 +119,10 @@ class EffectRunner:
         bootstrap: str,
         topics: TopicNames,
         partitions: int,
-        registry: Any,
-        provider: Any,
-        tools: Any,
-        tool_context: Any = None,
+        registry: AgentRegistry,
+        provider: Provider,
+        tools: ToolRegistry,
+        tool_context: ToolSettings | None = None,
         max_in_flight: int = 512,
         stream_deltas: bool = True,
     ) -> None:
@@ -114,7 +150,7 @@ class EffectRunner:
         # partition -> restored calls of non-idempotent tools, never started here:
         # (session, call id, attempt, deadline). A later decision (an approval granted
         # after the core asked) gives the call a new deadline, and so a new key.
-        self._held: dict[int, set[tuple[str, str, int, Any]]] = defaultdict(set)
+        self._held: dict[int, set[tuple[str, str, int, datetime]]] = defaultdict(set)
         # partition -> restored effects that wait until the partition caught up.
         self._deferred: dict[int, set[_Key]] = defaultdict(set)
         self._draining = False
@@ -192,9 +228,9 @@ class EffectRunner:
         self,
         partition: int,
         session_id: str,
-        state: Any,
+        state: SessionState,
         traceparent: str | None = None,
-        built: Mapping[str, Any] | None = None,
+        built: Mapping[str, LlmRequest] | None = None,
         *,
         restored: bool = False,
     ) -> None:
@@ -209,7 +245,7 @@ class EffectRunner:
         reported has folded). Effects that later decisions request start at once."""
         if self._draining:
             return
-        pending = _core.pending_effects(state)
+        pending = pending_effects(state)
         self._abort_abandoned(partition, session_id, pending)
         held = self._held.get(partition)
         deferred = self._deferred.get(partition)
@@ -225,7 +261,9 @@ class EffectRunner:
             ):
                 continue
             if restored:
-                if effect.kind != "tool_call" or self.registry.is_idempotent(effect.tool_name):
+                if not isinstance(effect, ToolCallEffect) or self.registry.is_idempotent(
+                    effect.tool_name
+                ):
                     self._deferred[partition].add(key)
                 else:
                     self._held[partition].add(
@@ -243,7 +281,7 @@ class EffectRunner:
                 continue
             if (
                 held
-                and effect.kind == "tool_call"
+                and isinstance(effect, ToolCallEffect)
                 and (session_id, effect.effect_id, effect.attempt, effect.deadline_at) in held
             ):
                 continue
@@ -257,11 +295,11 @@ class EffectRunner:
             self._by_partition[partition].add(key)
             self._by_session.setdefault(session_id, set()).add(key)
             task.add_done_callback(functools.partial(self._done, key, partition))
-            if effect.kind == "tool_call" and not self.registry.is_idempotent(effect.tool_name):
+            if _holds_unknown(effect, self.registry):
                 self._finish_on_loss.add(key)
             self.stats["started"] += 1
 
-    def _abort_abandoned(self, partition: int, session_id: str, pending: list[Any]) -> None:
+    def _abort_abandoned(self, partition: int, session_id: str, pending: list[Effect]) -> None:
         """Cancel this session's running effects that its state no longer wants: a
         cancelled or closed turn, an attempt a re-issue replaced. The LLM call's HTTP
         request is closed, the tool's processes are killed (their outcome, if one still
@@ -312,33 +350,33 @@ class EffectRunner:
         self,
         partition: int,
         session_id: str,
-        state: Any,
-        effect: Any,
+        state: SessionState,
+        effect: Effect,
         traceparent: str | None = None,
-        prebuilt: Any = None,
+        prebuilt: LlmRequest | None = None,
     ) -> None:
         log = self._log.bind(
             session_id=session_id,
             effect_id=effect.effect_id,
             kind=effect.kind,
             attempt=effect.attempt,
-            turn_id=getattr(effect, "turn_id", None),
+            turn_id=effect.turn_id,
         )
         started = time.monotonic()
         async with self._sem:
             traceparent = effect_started(effect, traceparent)  # a span when tracing is on
-            billed = _core.BilledSoFar()
-            _core.BILLED.set(billed)  # this task's context: the provider reports into it
+            billed = BilledSoFar()
+            BILLED.set(billed)  # this task's context: the provider reports into it
             try:
                 payload = await self._execute(session_id, state, effect, log, traceparent, prebuilt)
             except asyncio.CancelledError:
                 effect_cancelled(traceparent)  # its span ends, marked cancelled
-                if billed.usage.total_tokens and effect.kind in _LLM_KINDS:
+                if billed.usage.total_tokens and isinstance(effect, _LlmBacked):
                     self._report_aborted(session_id, effect, billed, started, traceparent)
                 raise
             except Exception as exc:  # an effect's bug is an outcome, not a dead worker
                 log.exception("effect.crashed")
-                payload = _core.failure_outcome(effect, f"{type(exc).__name__}: {exc}")
+                payload = failure_outcome(effect, f"{type(exc).__name__}: {exc}")
                 self.stats["failed"] += 1
             effect_ended(traceparent, effect, payload)
         if payload is None:
@@ -347,12 +385,12 @@ class EffectRunner:
         elapsed = (time.monotonic() - started) * 1000
         self.latencies_ms.append(elapsed)
         request = Request(
-            request_id=_core.outcome_request_id(effect),
+            request_id=outcome_request_id(effect),
             session_id=effect.report_to or session_id,
             occurred_at=_now(),
             payload=payload,
             causation_id=effect.effect_id,
-            correlation_id=getattr(effect, "correlation_id", None),
+            correlation_id=effect.correlation_id,
         )
         await self.send_request(
             request, traceparent=child_traceparent(traceparent, request.request_id)
@@ -362,13 +400,18 @@ class EffectRunner:
         log.info("effect.reported", outcome=type(payload).__name__, latency_ms=round(elapsed, 1))
 
     def _report_aborted(
-        self, session_id: str, effect: Any, billed: Any, started: float, traceparent: str | None
+        self,
+        session_id: str,
+        effect: _LlmBacked,
+        billed: BilledSoFar,
+        started: float,
+        traceparent: str | None,
     ) -> None:
         """An LLM call aborted mid-stream was billed for what the vendor had read: say
         so (in a task of its own, the aborted one is being cancelled); the core charges
         it to the session when a cancel abandoned the call."""
         request = Request(
-            request_id=f"{_core.outcome_request_id(effect)}:aborted",
+            request_id=f"{outcome_request_id(effect)}:aborted",
             session_id=effect.report_to or session_id,
             occurred_at=_now(),
             payload=FailLlmCall(
@@ -380,7 +423,7 @@ class EffectRunner:
                 usage=billed.usage,
             ),
             causation_id=effect.effect_id,
-            correlation_id=getattr(effect, "correlation_id", None),
+            correlation_id=effect.correlation_id,
         )
         task = asyncio.get_running_loop().create_task(
             self.send_request(
@@ -391,7 +434,7 @@ class EffectRunner:
         task.add_done_callback(self._reports.discard)
         self.stats["aborted_billed"] += 1
 
-    def _mark_reported(self, partition: int, session_id: str, effect: Any) -> None:
+    def _mark_reported(self, partition: int, session_id: str, effect: Effect) -> None:
         self._reported[partition].setdefault(session_id, set()).add(
             (effect.effect_id, effect.attempt)
         )
@@ -409,28 +452,31 @@ class EffectRunner:
     async def _execute(
         self,
         session_id: str,
-        state: Any,
-        effect: Any,
+        state: SessionState,
+        effect: Effect,
         log: Any,
         traceparent: str | None,
-        prebuilt: Any = None,
+        prebuilt: LlmRequest | None = None,
     ) -> RequestPayload | None:
-        kind = effect.kind
-        if kind == "llm_call":
-            return await self._llm(session_id, state, effect, log, prebuilt)
-        if kind == "compaction":
-            return await self._summarize(session_id, state, effect, log, prebuilt)
-        if kind == "tool_call":
-            return await self._tool(session_id, effect, log)
-        if kind == "child_session":
-            await self._start_child(session_id, effect, traceparent)
-            return None
-        log.error("effect.unknown_kind")
-        return None
+        match effect:
+            case LlmCallEffect():
+                return await self._llm(session_id, state, effect, prebuilt)
+            case CompactionEffect():
+                return await self._summarize(session_id, state, effect, log, prebuilt)
+            case ToolCallEffect():
+                return await self._tool(session_id, effect)
+            case ChildSessionEffect():
+                await self._start_child(session_id, effect, traceparent)
+                return None
 
     def _request(
-        self, session_id: str, state: Any, effect: Any, prebuilt: Any, build: Any
-    ) -> tuple[Any, RequestPayload | None]:
+        self,
+        session_id: str,
+        state: SessionState,
+        effect: _LlmBacked,
+        prebuilt: LlmRequest | None,
+        build: _Build,
+    ) -> tuple[LlmRequest | None, RequestPayload | None]:
         """(the request to send, None) or (None, the failure to report instead).
 
         A prebuilt request (its decision built it in this process) has the digest that
@@ -446,7 +492,7 @@ class EffectRunner:
             self.stats["llm_rebuilt"] += 1
         digest = request.digest()
         if digest != effect.request_digest:
-            return None, _core.failure_outcome(
+            return None, failure_outcome(
                 effect,
                 f"session {session_id}: rebuilt request digest {digest[:12]} differs from "
                 f"recorded {effect.request_digest[:12]}",
@@ -455,12 +501,15 @@ class EffectRunner:
         return request, None
 
     async def _llm(
-        self, session_id: str, state: Any, effect: Any, log: Any, prebuilt: Any = None
+        self,
+        session_id: str,
+        state: SessionState,
+        effect: LlmCallEffect,
+        prebuilt: LlmRequest | None = None,
     ) -> RequestPayload:
-        request, refused = self._request(
-            session_id, state, effect, prebuilt, _core.build_llm_request
-        )
-        if refused is not None:
+        request, refused = self._request(session_id, state, effect, prebuilt, build_llm_request)
+        if request is None:
+            assert refused is not None
             return refused
         on_delta = self._delta_sink(session_id, effect.effect_id) if self.stream_deltas else None
         started = time.monotonic()
@@ -471,17 +520,15 @@ class EffectRunner:
                 on_delta=on_delta,
                 timeout_s=effect.timeout_s,
             )
-        except Exception as exc:
-            if not _core.is_provider_error(exc):
-                raise
+        except ProviderError as exc:
             return FailLlmCall(
                 call_id=effect.effect_id,
-                error_type=getattr(exc, "error_type", type(exc).__name__),
+                error_type=exc.error_type,
                 message=str(exc),
-                attempts=max(1, int(getattr(exc, "attempts", 1))),
-                retryable=bool(getattr(exc, "retryable", False)),
+                attempts=max(1, exc.attempts),
+                retryable=exc.retryable,
                 latency_ms=int((time.monotonic() - started) * 1000),
-                circuits_opened=tuple(getattr(exc, "circuits_opened", ())),
+                circuits_opened=tuple(exc.circuits_opened),
             )
         if on_delta is not None:
             await self._send_delta(session_id, effect.effect_id, -1, "", done=True)
@@ -496,24 +543,27 @@ class EffectRunner:
             attempts=max(1, resp.attempts),
             fallback_used=resp.fallback_used,
             circuits_opened=tuple(resp.circuits_opened),
+            thinking=tuple(resp.thinking),
         )
 
     async def _summarize(
-        self, session_id: str, state: Any, effect: Any, log: Any, prebuilt: Any = None
+        self,
+        session_id: str,
+        state: SessionState,
+        effect: CompactionEffect,
+        log: Any,
+        prebuilt: LlmRequest | None = None,
     ) -> RequestPayload:
-        request, refused = self._request(
-            session_id, state, effect, prebuilt, _core.build_summary_request
-        )
-        if refused is not None:
+        request, refused = self._request(session_id, state, effect, prebuilt, build_summary_request)
+        if request is None:
+            assert refused is not None
             return refused
         started = time.monotonic()
         try:
             resp = await self.provider.complete(request, timeout_s=effect.timeout_s)
-        except Exception as exc:
-            if not _core.is_provider_error(exc):
-                raise
+        except ProviderError as exc:
             log.warning("summarize.failed", error=str(exc))
-            return _core.failure_outcome(effect, str(exc))
+            return failure_outcome(effect, str(exc))
         return CompleteCompaction(
             compaction_id=effect.effect_id,
             summary=resp.text,
@@ -522,8 +572,8 @@ class EffectRunner:
             latency_ms=int((time.monotonic() - started) * 1000),
         )
 
-    async def _tool(self, session_id: str, effect: Any, log: Any) -> RequestPayload:
-        ctx = _core.tool_context(self.tool_context, session_id, effect)
+    async def _tool(self, session_id: str, effect: ToolCallEffect) -> RequestPayload:
+        ctx = tool_context(self.tool_context, session_id, effect)
         # The call's deadline is also its lease: a new owner of the partition acts on a
         # call it found pending only after it, so no run may outlive it.
         left = (effect.deadline_at - _now()).total_seconds()
@@ -543,7 +593,9 @@ class EffectRunner:
             call_id=effect.effect_id, error=result.content, latency_ms=int(result.latency_ms)
         )
 
-    async def _start_child(self, session_id: str, effect: Any, traceparent: str | None) -> None:
+    async def _start_child(
+        self, session_id: str, effect: ChildSessionEffect, traceparent: str | None
+    ) -> None:
         # Its request id is fixed: a re-issued start is a duplicate the child rejects.
         request = effect.start_request(_now())
         await self.send_request(
@@ -552,14 +604,14 @@ class EffectRunner:
 
     # ------------------------------------------------------------------ deltas
 
-    def _delta_sink(self, session_id: str, call_id: str) -> Any:
+    def _delta_sink(self, session_id: str, call_id: str) -> Callable[[str], Awaitable[None]]:
         """Numbers a call's deltas from 1. A provider's retry after some text restarts
         the numbering: a live client that sees index 1 again drops what the call showed
         before (the failed attempt's text)."""
         counter = {"i": 0}
 
         async def sink(text: str) -> None:
-            if text == _core.STREAM_RESTART:
+            if text == STREAM_RESTART:
                 counter["i"] = 0
                 return
             counter["i"] += 1

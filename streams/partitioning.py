@@ -20,4 +20,5 @@ __all__ = ["partition_for"]
 @lru_cache(maxsize=1 << 16)
 def partition_for(session_id: str, partitions: int) -> int:
     """The partition of `session_id` among `partitions` (Kafka's default partitioner)."""
-    return (murmur2(session_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(session_id.encode("utf-8"))
+    return (hashed & 0x7FFFFFFF) % partitions

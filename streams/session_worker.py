@@ -48,8 +48,10 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import IllegalStateError
 
+from agents.effects import next_deadline
 from agents.events import Event
-from streams import _core
+from agents.fsm import evolve, fork_base, fork_source, initial_state
+from agents.snapshots import state_of
 from streams._deadlines import DeadlineIndex
 from streams._eventlog import (
     INPUT_NEXT_HEADER,
@@ -409,7 +411,7 @@ class SessionWorker:
             keeper=keeper,
         )
         for session_id, state in sessions.items():
-            self.deadlines.set(session_id, _core.next_deadline(state))
+            self.deadlines.set(session_id, next_deadline(state))
         part.catch_up = reach
         part.on_caught_up = lambda: self._start_restored_effects(part)
         if self._effect_sync is not None:
@@ -475,7 +477,7 @@ class SessionWorker:
                     stored[sid].snapshot = entry.snapshot
         for sid, entry in stored.items():
             if entry.snapshot is not None:
-                state = _core.state_of(entry.snapshot)
+                state = state_of(entry.snapshot)
                 entry.snapshot = None
                 if state is None:
                     rebuild.add(sid)
@@ -500,7 +502,7 @@ class SessionWorker:
                     state = states.get(ev.session_id)
                     if state is None:
                         state = await self._initial_for(ev, logs)
-                    states[ev.session_id] = _core.evolve(state, ev)
+                    states[ev.session_id] = evolve(state, ev)
                     traces[ev.session_id] = get_traceparent(headers)
         uncovered: dict[str, int] = {}
         for ev, headers in log:
@@ -514,7 +516,7 @@ class SessionWorker:
             state = states.get(sid)
             if state is None:
                 state = await self._initial_for(ev, logs)
-            states[sid] = _core.evolve(state, ev)
+            states[sid] = evolve(state, ev)
             traces[sid] = get_traceparent(headers)
             uncovered.setdefault(sid, index.restore_from)
         for sid in rebuild:
@@ -528,9 +530,9 @@ class SessionWorker:
 
     async def _initial_for(self, first: Event, logs: _Logs) -> Any:
         """The state a session's first event folds into: empty, or a fork's ancestry."""
-        fork = _core.fork_source(first)
+        fork = fork_source(first)
         if fork is None:
-            return _core.initial_state(first.session_id)
+            return initial_state(first.session_id)
         source_id, at_seq = fork
         return await self._fork_base(source_id, at_seq, first.session_id, logs)
 
@@ -547,9 +549,9 @@ class SessionWorker:
         if logs is None:
             head = await self._head_state(source_id, at_seq)
             if head is not None:
-                return _core.fork_base(head, new_session_id)
+                return fork_base(head, new_session_id)
         state = await self._state_at(source_id, at_seq, {} if logs is None else logs)
-        return None if state is None else _core.fork_base(state, new_session_id)
+        return None if state is None else fork_base(state, new_session_id)
 
     async def _head_state(self, session_id: str, at_seq: int) -> Any:
         """The committed state of an owned session whose head is `at_seq`, from memory or
@@ -599,17 +601,17 @@ class SessionWorker:
         if not own:
             return None
         first = own[0]
-        fork = _core.fork_source(first)
+        fork = fork_source(first)
         if fork is not None and at_seq < first.seq:
             # The point lies in the session's own fork ancestry: the ancestor that wrote
             # that seq holds it (forks of forks, at any depth), seen as `session_id`.
             base = await self._state_at(fork[0], at_seq, logs)
-            return None if base is None else _core.fork_base(base, session_id)
+            return None if base is None else fork_base(base, session_id)
         state = await self._initial_for(first, logs)
         if state is None:
             return None
         for ev in own:
             if ev.seq > at_seq:
                 break
-            state = _core.evolve(state, ev)
+            state = evolve(state, ev)
         return state

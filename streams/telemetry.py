@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextvars
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any, Protocol
 
 from agents.pricing import cost_nanos, find_model, usd_from_nanos
@@ -283,7 +283,9 @@ def effect_cancelled(traceparent: str | None) -> None:
     span.end()
 
 
-def add_trace_context(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def add_trace_context(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """A structlog processor: the log lines of an effect carry its trace and span ids."""
     tp = _CURRENT.get()
     if tp:

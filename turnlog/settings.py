@@ -182,7 +182,7 @@ class Settings(BaseSettings):
             text = data["endpoints"]
             try:
                 decoded = json.loads(text) if text.strip() else {}
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 decoded = {_BAD_JSON: f"not a JSON object ({exc.msg} at character {exc.pos})"}
             data = {**data, "endpoints": decoded}
         return data

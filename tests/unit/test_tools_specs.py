@@ -75,7 +75,8 @@ def test_a_custom_tool_is_not_idempotent_unless_it_says_so() -> None:
 def test_the_worker_hands_every_call_its_effect_id_as_idempotency_key() -> None:
     from types import SimpleNamespace
 
-    from streams._core import tool_context
+    from streams.effects import tool_context
 
-    ctx = tool_context(None, "sess-1", SimpleNamespace(effect_id="sess-1:e7", attempt=2))
+    effect = SimpleNamespace(effect_id="sess-1:e7", attempt=2)
+    ctx = tool_context(None, "sess-1", effect)  # type: ignore[arg-type]
     assert (ctx.call_id, ctx.idempotency_key) == ("sess-1:e7", "sess-1:e7")
