@@ -27,6 +27,13 @@ File layout (TOML shown; YAML has the same shape):
     tool = "shell"
     action = "require_approval"
 
+    [[schedules]]                      # optional: runs of an agent on a schedule
+    id = "nightly-report"              # (see README "Scheduled agents")
+    agent = "assistant"
+    cron = "0 2 * * *"                 # or every = "15m", or at = "2026-12-24T09:00:00Z"
+    timezone = "Europe/Berlin"
+    message = "Write the nightly report."
+
     [tools.lookup]                     # optional: extra (non built-in) tool specs
     description = "..."
     idempotent = true                  # safe to run twice for one call (default false)
@@ -273,10 +280,12 @@ def parse_definitions(
     """Validate a parsed agent file: (definitions, extra tool specs by name)."""
     if not isinstance(data, Mapping):
         raise AgentDefinitionError(f"{source}: the top level must be a table/mapping")
-    unknown = sorted(set(data) - {"agents", "tools"})
+    # `schedules` ([[schedules]]) is read by the scheduler (streams.scheduler_plan).
+    unknown = sorted(set(data) - {"agents", "tools", "schedules"})
     if unknown:
         raise AgentDefinitionError(
-            f"{source}: unknown top-level key(s) {', '.join(unknown)} (expected: agents, tools)"
+            f"{source}: unknown top-level key(s) {', '.join(unknown)} "
+            "(expected: agents, tools, schedules)"
         )
     agents_raw = data.get("agents")
     if not isinstance(agents_raw, Mapping) or not agents_raw:

@@ -32,6 +32,7 @@ __all__ = [
     "EVENT_TYPES",
     "REFUSED",
     "REQUEST_TYPES",
+    "SCHEDULE_TYPES",
     "AgentVersion",
     "AgentVersionChanged",
     "ApprovalDenied",
@@ -72,6 +73,14 @@ __all__ = [
     "RequestPayload",
     "RequestRejected",
     "RestorePoint",
+    # turnlog.schedules
+    "ScheduleDefined",
+    "ScheduleFired",
+    "SchedulePaused",
+    "SchedulePayload",
+    "ScheduleRecord",
+    "ScheduleRemoved",
+    "ScheduleResumed",
     # request payloads
     "SendMessage",
     "SessionClosed",
@@ -949,6 +958,137 @@ class AgentVersion:
     agent: str
     definition: str
     published_at: datetime
+
+
+# --------------------------------------------------------------------------- schedules
+# Records of `turnlog.schedules`: a keyed store of their own, never session events.
+
+SCHEDULE_OVERLAP = ("skip", "queue", "cancel")
+SCHEDULE_CATCH_UP = ("once", "all", "none")
+FIRING_OVERLAP = ("none", "skipped", "queued", "cancelled")
+FIRING_CATCH_UP = ("on_time", "once", "all", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleDefined:
+    """A schedule created or replaced: one of `cron` (in `timezone`), `every_s` or `at`;
+    `session_id` None: a new session per run. (turnlog.v1.ScheduleDefined.avsc)"""
+
+    agent: str
+    message: str
+    cron: str | None = None
+    timezone: str = "UTC"
+    every_s: int | None = None
+    start_at: datetime | None = None
+    at: datetime | None = None
+    session_id: str | None = None
+    overlap: str = "skip"
+    catch_up: str = "once"
+    catch_up_limit: int = 10
+    paused: bool = False
+    source: str = "api"
+
+    def __post_init__(self) -> None:
+        _nonempty(self.agent, "ScheduleDefined", "agent")
+        kinds = sum(x is not None for x in (self.cron, self.every_s, self.at))
+        _require(kinds == 1, "ScheduleDefined", "exactly one of cron, every_s and at is set")
+        _require(
+            self.every_s is None or (isinstance(self.every_s, int) and self.every_s > 0),
+            "ScheduleDefined",
+            "every_s must be > 0",
+        )
+        _require(
+            self.overlap in SCHEDULE_OVERLAP,
+            "ScheduleDefined",
+            f"overlap must be one of {', '.join(SCHEDULE_OVERLAP)}, got {self.overlap!r}",
+        )
+        _require(
+            self.catch_up in SCHEDULE_CATCH_UP,
+            "ScheduleDefined",
+            f"catch_up must be one of {', '.join(SCHEDULE_CATCH_UP)}, got {self.catch_up!r}",
+        )
+        _require(
+            isinstance(self.catch_up_limit, int) and 1 <= self.catch_up_limit <= 10_000,
+            "ScheduleDefined",
+            "catch_up_limit must be 1..10000",
+        )
+        for name in ("start_at", "at"):
+            value = getattr(self, name)
+            if value is not None:
+                _aware(value, "ScheduleDefined", name)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePaused:
+    """The schedule stopped firing."""
+
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleResumed:
+    """The schedule fires again, from the first slot after the resume."""
+
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRemoved:
+    """The schedule was removed."""
+
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleFired:
+    """The scheduler handled `slot` (the firing's progress record)."""
+
+    slot: datetime
+    fired: bool
+    request_id: str | None = None
+    session_id: str | None = None
+    overlap: str = "none"
+    catch_up: str = "on_time"
+    missed: int = 0
+    previous_session_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _aware(self.slot, "ScheduleFired", "slot")
+        _require(
+            self.overlap in FIRING_OVERLAP,
+            "ScheduleFired",
+            f"overlap must be one of {', '.join(FIRING_OVERLAP)}, got {self.overlap!r}",
+        )
+        _require(
+            self.catch_up in FIRING_CATCH_UP,
+            "ScheduleFired",
+            f"catch_up must be one of {', '.join(FIRING_CATCH_UP)}, got {self.catch_up!r}",
+        )
+        _nonneg(self.missed, "ScheduleFired", "missed")
+
+
+SchedulePayload = Union[  # noqa: UP007 (a runtime union, as the others)
+    ScheduleDefined, SchedulePaused, ScheduleResumed, ScheduleRemoved, ScheduleFired
+]
+SCHEDULE_TYPES: tuple[type, ...] = get_args(SchedulePayload)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """Envelope of `turnlog.schedules` (compacted, keyed per schedule and aspect)."""
+
+    schedule_id: str
+    occurred_at: datetime
+    payload: SchedulePayload
+
+    def __post_init__(self) -> None:
+        _nonempty(self.schedule_id, "ScheduleRecord", "schedule_id")
+        _aware(self.occurred_at, "ScheduleRecord", "occurred_at")
+        _require(
+            type(self.payload) in SCHEDULE_TYPES,
+            "ScheduleRecord",
+            f"payload must be a schedule record, got {type(self.payload).__name__}",
+        )
 
 
 def utc(ts: datetime) -> datetime:

@@ -47,7 +47,15 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
 from agents.errors import DecodeError, ExternalError, InvalidRecord
-from agents.events import AgentVersion, AuditCheckpoint, Event, Request, Snapshot, TokenDelta
+from agents.events import (
+    AgentVersion,
+    AuditCheckpoint,
+    Event,
+    Request,
+    ScheduleRecord,
+    Snapshot,
+    TokenDelta,
+)
 from schemas._convert import Converters, build_converters
 from schemas._fastread import Reader, build_readers
 from schemas.loader import ENVELOPES, SchemaSet, all_sets
@@ -67,12 +75,14 @@ __all__ = [
     "decode_delta",
     "decode_event",
     "decode_request",
+    "decode_schedule_record",
     "decode_snapshot",
     "encode_agent_version",
     "encode_checkpoint",
     "encode_delta",
     "encode_event",
     "encode_request",
+    "encode_schedule_record",
     "encode_snapshot",
     "event_from_dict",
     "event_to_dict",
@@ -316,6 +326,8 @@ def _describe(envelope: str, value: Any) -> str:
         )
     if envelope == "Snapshot":
         return f"Snapshot of session {get('session_id')!r}"
+    if envelope == "ScheduleRecord":
+        return f"ScheduleRecord of schedule {get('schedule_id')!r}"
     return f"AuditCheckpoint after audit row {get('audit_id')!r}"
 
 
@@ -528,6 +540,17 @@ def encode_agent_version(v: AgentVersion) -> bytes:
 def decode_agent_version(data: bytes) -> AgentVersion:
     """Decode a `turnlog.agents` message written with any shipped schema version."""
     result: AgentVersion = _decode("AgentVersion", data)
+    return result
+
+
+def encode_schedule_record(r: ScheduleRecord) -> bytes:
+    """Single-object encoding of a `turnlog.schedules` message."""
+    return _encode("ScheduleRecord", ScheduleRecord, r)
+
+
+def decode_schedule_record(data: bytes) -> ScheduleRecord:
+    """Decode a `turnlog.schedules` message written with any shipped schema version."""
+    result: ScheduleRecord = _decode("ScheduleRecord", data)
     return result
 
 

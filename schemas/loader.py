@@ -47,6 +47,7 @@ ENVELOPES: dict[str, str] = {
     "AuditCheckpoint": "turnlog.audit.checkpoints",
     "Snapshot": "turnlog.snapshots",
     "AgentVersion": "turnlog.agents",
+    "ScheduleRecord": "turnlog.schedules",
 }
 
 _HERE = Path(__file__).resolve().parent

@@ -96,6 +96,7 @@ class TopicNames:
     checkpoints: str
     snapshots: str
     agents: str
+    schedules: str
 
     def all(self) -> tuple[str, ...]:
         return (
@@ -106,6 +107,7 @@ class TopicNames:
             self.checkpoints,
             self.snapshots,
             self.agents,
+            self.schedules,
         )
 
 
@@ -118,6 +120,7 @@ def topic_names(prefix: str = "") -> TopicNames:
         checkpoints=f"{prefix}turnlog.audit.checkpoints",
         snapshots=f"{prefix}turnlog.snapshots",
         agents=f"{prefix}turnlog.agents",
+        schedules=f"{prefix}turnlog.schedules",
     )
 
 
@@ -211,6 +214,20 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         partitions=1,
         configs={
             "cleanup.policy": "compact",
+            "max.message.bytes": str(1 * MiB),
+            "unclean.leader.election.enable": "false",
+        },
+    ),
+    TopicSpec(
+        key="schedules",
+        suffix="turnlog.schedules",
+        purpose="schedules, their pause state and each one's last firing (compacted: forever)",
+        configs={
+            # Keyed per schedule and aspect (definition, pause state, last firing): the
+            # latest of each is kept, so a scheduler restores from about 3 records each.
+            "cleanup.policy": "compact",
+            "segment.ms": str(60 * 60 * 1000),
+            "min.cleanable.dirty.ratio": "0.5",
             "max.message.bytes": str(1 * MiB),
             "unclean.leader.election.enable": "false",
         },

@@ -37,6 +37,25 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# Hypothesis profiles: `dev` (the default) keeps its example database so a failure found
+# once is tried first next time; `ci` (HYPOTHESIS_PROFILE=ci, set by .ci/run) is
+# derandomized so a CI run is reproducible, keeps no database, and prints the blob that
+# reproduces a failure. Per-test @settings(max_examples=...) still apply in both.
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.register_profile(
+    "ci",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
 if TYPE_CHECKING:
     from streams.topics import TopicNames
     from turnlog.dev import DevStatus
@@ -289,7 +308,7 @@ def topic_prefix(kafka_bootstrap: str, run_id: str) -> Iterator[str]:
     prefix = f"t{run_id}."
     yield prefix
     if not _KEEP:
-        # Everything the run created under its prefix, faust changelogs included.
+        # Everything the run created under its prefix.
         asyncio.run(delete_topics(kafka_bootstrap, prefix))
 
 

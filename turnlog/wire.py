@@ -27,6 +27,7 @@ def envelope_topics(names: TopicNames) -> dict[str, tuple[str, ...]]:
         "TokenDelta": (names.deltas,),
         "Snapshot": (names.snapshots,),
         "AgentVersion": (names.agents,),
+        "ScheduleRecord": (names.schedules,),
         "AuditCheckpoint": (names.checkpoints,),
     }
 

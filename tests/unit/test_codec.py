@@ -284,6 +284,7 @@ def test_every_dataclass_and_enum_of_the_contract_has_a_schema_file() -> None:
         {cls.__name__ for cls in (*ev_mod.REQUEST_TYPES, *ev_mod.EVENT_TYPES)}
         | {"Request", "Event", "TokenDelta", "AuditCheckpoint", "Usage", "ToolUse"}
         | {"Snapshot", "SessionSnapshot", "RestorePoint", "AgentVersion"}
+        | {"ScheduleRecord", *(cls.__name__ for cls in ev_mod.SCHEDULE_TYPES)}
         | {"PolicyAction", "ChildStatus", "BudgetScope", "BudgetUnit", "EffectKind"}
     )
     assert names == expected

@@ -45,3 +45,14 @@ def test_module_entry_point_prints_it() -> None:
         [sys.executable, "-m", "agents.diagram"], capture_output=True, text=True, check=True
     )
     assert out.stdout == render_mermaid()
+
+
+def test_the_readme_shows_the_diagram_the_table_renders() -> None:
+    """README.md's state diagram is the generator's output, not a hand-kept copy:
+    regenerate it with `python -m agents.diagram` when the transition table changes."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```mermaid\n(stateDiagram-v2\n.*?)```", readme, re.DOTALL)
+    assert len(blocks) == 1, "README.md should hold exactly one state diagram"
+    assert blocks[0].rstrip("\n") == render_mermaid().rstrip("\n")

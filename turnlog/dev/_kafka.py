@@ -54,7 +54,7 @@ BROKER_TUNING: dict[str, str] = {
     # Abort timed-out transactions (a kill -9'd producer) within about a second.
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
     "transaction.remove.expired.transaction.cleanup.interval.ms": "60000",
-    # Small machine: few threads, a small log-cleaner buffer (faust changelogs compact).
+    # Small machine: few threads, a small log-cleaner buffer (snapshots and agents compact).
     "num.network.threads": "2",
     "num.io.threads": "4",
     "background.threads": "4",
