@@ -101,6 +101,8 @@ class SessionProcess:
         self.metrics_interval_s = metrics_interval_s
         self.drain_s = drain_s
         self._versions_read_at = 0.0
+        # Jobs run beside the worker while it runs: `job(stop)` (MCP re-discovery).
+        self.background: list[Any] = []
         self._log = get_logger(component="session-process")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -109,6 +111,7 @@ class SessionProcess:
         loops = [
             asyncio.create_task(self._tick_loop(stop)),
             asyncio.create_task(self._metrics_loop(stop)),
+            *(asyncio.create_task(job(stop)) for job in self.background),
         ]
         try:
             await self.worker.run(stop)

@@ -216,11 +216,13 @@ def load_registry(
 
     source = path or DEFAULT_AGENTS
     definitions, specs = load_definitions(source)
-    definitions, custom = bind_agent_tools(
-        definitions, tools if tools is not None else builtin_registry(), source=source
-    )
+    tools = tools if tools is not None else builtin_registry()
+    definitions, custom = bind_agent_tools(definitions, tools, source=source)
+    from agents.tools.mcp import load_mcp  # MCP servers: discovered, their tools bound
+
+    definitions, mcp_specs = load_mcp(definitions, tools, source=source)
     try:
-        return AgentRegistry(definitions, {**specs, **custom}, limits=limits)
+        return AgentRegistry(definitions, {**specs, **custom, **mcp_specs}, limits=limits)
     except AgentDefinitionError as exc:
         raise AgentDefinitionError(f"{source}: {exc}") from exc
 
@@ -267,7 +269,7 @@ def build_session_process(settings: Any, *, client_id: str = "turnlog-session") 
     provider, tool sandbox and hosts, group session timeout, metrics interval)."""
     install_catalog(settings)  # models and providers: before the agents file is checked
     tools, tool_settings = build_tools(settings)
-    return SessionProcess(
+    process = SessionProcess(
         bootstrap=settings.kafka_bootstrap_servers,
         topics=topic_names(settings.topic_prefix),
         partitions=settings.partitions,
@@ -283,3 +285,10 @@ def build_session_process(settings: Any, *, client_id: str = "turnlog-session") 
         metrics_interval_s=settings.metrics_interval_s,
         client_id=client_id,
     )
+    from agents.tools.mcp import binding_of
+
+    if binding_of(tools) is not None:  # its agents use MCP servers
+        from streams.mcp import attach_mcp
+
+        attach_mcp(process, tools, tool_settings)
+    return process

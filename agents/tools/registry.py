@@ -79,6 +79,11 @@ class ToolRegistry:
             self._by_path[new.source] = chosen
         return chosen
 
+    def put(self, tool: Tool) -> None:
+        """Register `tool`, replacing any tool of its name: an MCP server's tool bound
+        again after a re-discovery (its schema may have changed)."""
+        self._tools[tool.name] = tool
+
     def tool(self, **overrides: Any) -> Callable[[Callable[..., Any]], Tool]:
         """Decorator: `@registry.tool(timeout_s=5)` declares and registers in one step."""
 
