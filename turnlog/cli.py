@@ -42,6 +42,8 @@ EXTENSIONS: tuple[str, ...] = (
     "turnlog.demo",
     "turnlog.cli_session",
     "turnlog.cli_replay",
+    "turnlog.cli_schedule",
+    "console.cli",
 )
 
 app = typer.Typer(

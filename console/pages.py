@@ -1,0 +1,221 @@
+"""The console's HTML pages (Jinja2 templates in console/templates/).
+
+Rule: a page is rendered on the server from the projections (so it is whole at the first
+byte and works without JavaScript for reading); console.js then keeps it live from the
+API's event streams and sends the actions through the API. Templates autoescape: text
+from the log (user messages, tool output) can never become markup.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from agents.errors import ContractError
+from console.api import backend, dumps
+from console.reads import SessionFilter
+from console.security import identity
+from console.timeline import EVENT_VIEWS
+
+__all__ = ["page_routes"]
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_env = Environment(
+    loader=FileSystemLoader(_TEMPLATES),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _usd(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"${float(value):.6f}"
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "—"
+    return value.strftime("%Y-%m-%d %H:%M:%S") if hasattr(value, "strftime") else str(value)
+
+
+def _pretty_json(value: Any) -> str:
+    try:
+        data = json.loads(value) if isinstance(value, str) else value
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_env.filters["usd"] = _usd
+_env.filters["when"] = _when
+_env.filters["pretty"] = _pretty_json
+_env.filters["tojson_attr"] = dumps
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    html = _env.get_template(template).render(
+        request=request,
+        who=identity(request.scope),
+        auth=request.scope.get("turnlog.auth"),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+async def sessions_page(request: Request) -> Response:
+    b = backend(request)
+    problem = None
+    try:
+        f = SessionFilter(request.query_params)
+    except ValueError as exc:
+        problem = str(exc)
+        f = SessionFilter({})
+    rows = await b.reads.sessions(f)
+    template = "_sessions_table.html" if request.query_params.get("part") else "sessions.html"
+    return render(
+        request,
+        template,
+        page="sessions",
+        sessions=rows,
+        f=f,
+        facets=await b.reads.facets(),
+        problem=problem,
+        status=400 if problem else 200,
+    )
+
+
+async def session_page(request: Request) -> Response:
+    from projections.queries import SessionNotFound, show_session
+
+    b = backend(request)
+    sid = request.path_params["session_id"]
+    after = request.query_params.get("after_seq", "")
+    if after.isdigit():  # a live refresh: wait until the projector caught up with the log
+        await b.reads.wait_projected(sid, int(after))
+    try:
+        shown = await run_in_threadpool(show_session, b.database_url, sid)
+    except SessionNotFound as exc:
+        return render(request, "error.html", status=404, page="sessions", message=str(exc))
+    approvals = await b.reads.approvals(pending_only=False, session_id=sid)
+    tools = {t["call_id"]: t for t in await b.reads.tool_calls(sid)}
+    by_call = {a["call_id"]: a for a in approvals}
+    context: dict[str, Any] = {
+        "page": "session",
+        "sid": sid,
+        "s": shown["session"],
+        "entries": shown["entries"],
+        "branches": shown["branches"],
+        "children": shown["children"],
+        "costs": shown["costs"],
+        "approvals": approvals,
+        "by_call": by_call,
+        "tools": tools,
+        "llm_calls": await b.reads.llm_calls(sid),
+        "pending": [a for a in approvals if a["outcome"] == "pending"],
+    }
+    part = request.query_params.get("part")
+    if part == "live":
+        return render(request, "_session_live.html", **context)
+    events = await b.reads.events(sid, limit=5000)
+    at = request.query_params.get("at", "")
+    travel = None
+    if at.isdigit():
+        from turnlog.replay import load_session_log, replay, state_summary
+
+        try:
+            log = await load_session_log(b.bootstrap, b.topics, sid, partitions=b.partitions)
+            played = replay(log, to_seq=int(at), rows=False)
+            travel = {"at": int(at), "state": state_summary(played.state)}
+        except ContractError as exc:
+            travel = {"at": int(at), "error": str(exc)}
+    return render(
+        request,
+        "session.html",
+        events=events,
+        views=EVENT_VIEWS,
+        travel=travel,
+        **context,
+    )
+
+
+async def approvals_page(request: Request) -> Response:
+    rows = await backend(request).reads.approvals(pending_only=True)
+    template = "_approvals_table.html" if request.query_params.get("part") else "approvals.html"
+    return render(request, template, page="approvals", approvals=rows)
+
+
+async def costs_page(request: Request) -> Response:
+    from projections.queries import costs
+
+    b = backend(request)
+    grouped = {
+        by: await run_in_threadpool(costs, b.database_url, by, limit=200)
+        for by in ("agent", "model", "day", "session")
+    }
+    charts = {
+        "day": {
+            "labels": [str(r["day"]) for r in grouped["day"]],
+            "values": [r.get("usd") or 0 for r in grouped["day"]],
+        },
+        "agent": {
+            "labels": [r["agent"] for r in grouped["agent"]],
+            "values": [r.get("rolled_up_usd") or r.get("usd") or 0 for r in grouped["agent"]],
+        },
+        "model": {
+            "labels": [str(r["model"]) for r in grouped["model"]],
+            "values": [r.get("usd") or 0 for r in grouped["model"]],
+        },
+    }
+    return render(
+        request,
+        "costs.html",
+        page="costs",
+        grouped=grouped,
+        charts=charts,
+        budgets=await b.reads.budgets(),
+    )
+
+
+async def operations_page(request: Request) -> Response:
+    return render(request, "operations.html", page="operations")
+
+
+async def agents_page(request: Request) -> Response:
+    versions = await backend(request).reads.agent_versions()
+    agents: dict[str, list[dict[str, Any]]] = {}
+    for v in versions:
+        agents.setdefault(v["agent"], []).append(v)
+    return render(request, "agents.html", page="agents", agents=agents)
+
+
+async def login_page(request: Request) -> Response:
+    return render(request, "login.html", page="login", next=request.query_params.get("next", "/"))
+
+
+async def healthz(request: Request) -> Response:
+    b = backend(request)
+    ok = b.hub.ready.is_set() and b.hub.error is None
+    return Response("ok\n" if ok else "not ready\n", status_code=200 if ok else 503)
+
+
+def page_routes() -> list[Route]:
+    return [
+        Route("/", sessions_page),
+        Route("/sessions/{session_id}", session_page),
+        Route("/approvals", approvals_page),
+        Route("/costs", costs_page),
+        Route("/operations", operations_page),
+        Route("/agents", agents_page),
+        Route("/login", login_page),
+        Route("/healthz", healthz),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+    ]
