@@ -14,6 +14,7 @@ max_tokens of output → budget reservation → LlmCallRequested.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from agents._decision import Decision
 from agents.budget import Spend, check_budget, estimate_reservation
@@ -25,7 +26,7 @@ from agents.context import (
     summarize_request,
     turn_request,
 )
-from agents.definitions import CompactionStrategy
+from agents.definitions import AgentDefinition, CompactionStrategy
 from agents.events import (
     ContextCompacted,
     ContextCompactionRequested,
@@ -37,13 +38,14 @@ from agents.events import (
 )
 from agents.pricing import model_info
 from agents.registry import AgentInfo
-from agents.state import context_ranges, window_entries, window_ranges
+from agents.state import SessionState, context_ranges, window_entries, window_ranges
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 from agents.versions import settle_follow
 
 __all__ = [
     "drop_instead_of_summary",
     "fail_turn",
+    "model_chain",
     "next_llm_call",
     "start_queued",
     "start_turn",
@@ -56,11 +58,13 @@ def fail_turn(d: Decision, reason: str, error_type: str) -> None:
     d.emit(TurnFailed(turn_no=d.turn.turn_no, reason=reason, error_type=error_type))
 
 
-def start_turn(d: Decision, text: str, queued_seq: int | None = None) -> None:
+def start_turn(
+    d: Decision, text: str, queued_seq: int | None = None, attachments: tuple[Any, ...] = ()
+) -> None:
     if d.state.turns:  # a new session starts on the served version anyway
         settle_follow(d)
     d.emit(TurnStarted(turn_no=d.state.turns + 1, queued_seq=queued_seq))
-    d.emit(UserMessageReceived(text=text))
+    d.emit(UserMessageReceived(text=text, attachments=attachments))
     next_llm_call(d)
 
 
@@ -72,7 +76,7 @@ def start_queued(d: Decision) -> None:
         head = d.state.queue[0]
         d.behalf = head.request_id
         try:
-            start_turn(d, head.text, queued_seq=head.seq)
+            start_turn(d, head.text, queued_seq=head.seq, attachments=head.attachments)
         finally:
             d.behalf = None
 
@@ -81,9 +85,17 @@ def _seconds(s: float) -> timedelta:
     return timedelta(seconds=s)
 
 
-def _context_window(info: AgentInfo) -> int:
+def model_chain(state: SessionState, defn: AgentDefinition) -> tuple[str, ...]:
+    """The models a turn call of the session tries: the one a SetModel switched to (else
+    the agent's), then the agent's fallbacks."""
+    if not state.model or state.model == defn.model:
+        return defn.model_chain
+    return (state.model, *(m for m in defn.model_chain if m != state.model))
+
+
+def _context_window(d: Decision, info: AgentInfo) -> int:
     # A fallback may serve the call: the context must fit the smallest window of the chain.
-    return min(model_info(m).context_window for m in info.definition.model_chain)
+    return min(model_info(m).context_window for m in model_chain(d.state, info.definition))
 
 
 def next_llm_call(
@@ -108,7 +120,7 @@ def next_llm_call(
             "MaxIterationsExceeded",
         )
         return
-    window = _context_window(info)
+    window = _context_window(d, info)
     tokens = info.prefix_tokens + d.state.history.window_tokens
     config = defn.compaction
     out = defn.max_tokens if max_tokens is None else max_tokens
@@ -134,7 +146,7 @@ def next_llm_call(
                 "ContextWindowExceeded",
             )
             return
-    window = _context_window(info)
+    window = _context_window(d, info)
     if tokens + out > window:
         fail_turn(
             d,
@@ -172,7 +184,8 @@ def _reserve_or_fail(
 
 def _request_turn_call(d: Decision, info: AgentInfo, tokens: int, max_tokens: int) -> None:
     defn = info.definition
-    reserved = _reserve_or_fail(d, defn.model_chain, tokens, max_tokens, info)
+    chain = model_chain(d.state, defn)
+    reserved = _reserve_or_fail(d, chain, tokens, max_tokens, info)
     if reserved is None:
         return
     # The window's entries as they are (context_seqs order), not looked up again by seq.
@@ -180,15 +193,15 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int, max_tokens: in
     request = turn_request(
         info,
         entries,
-        model=defn.model,
+        model=chain[0],
         max_tokens=max_tokens,
         temperature=defn.temperature,
     )
     d.request_llm(
         LlmCallRequested(
             call_id=f"{d.state.session_id}/llm/{d.next_seq}",
-            model=defn.model,
-            fallbacks=defn.fallbacks,
+            model=chain[0],
+            fallbacks=chain[1:],
             max_tokens=max_tokens,
             temperature=defn.temperature,
             context_ranges=window_ranges(d.state.history),

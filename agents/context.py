@@ -33,12 +33,15 @@ from agents.events import LlmCallRequested
 from agents.llm import (
     ContentBlock,
     LlmRequest,
+    MediaBlock,
     Message,
     TextBlock,
+    ThinkingContent,
     ToolResultBlock,
     ToolUseBlock,
     sha256_hex,
 )
+from agents.pricing import find_model
 from agents.registry import AgentInfo, AgentRegistry, toolset_hash
 from agents.state import (
     Entry,
@@ -64,6 +67,7 @@ __all__ = [
     "build_summary_request",
     "entries_for",
     "summarize_request",
+    "thinking_budget_for",
     "turn_request",
     "verify_llm_request",
 ]
@@ -220,9 +224,16 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
             step, uses, results = None, [], {}
         if kind == _ASSISTANT:
             step = [TextBlock(e.text)] if e.text else []
+            if e.blocks:  # its thinking comes first, as the model gave it
+                step[:0] = [ThinkingContent(b) for b in e.blocks]
             continue
         if kind == _SUMMARY:
             _add(roles, contents, "user", [TextBlock(SUMMARY_PREFIX + e.text)])
+        elif e.blocks:  # a user message with attachments: those first, then its text
+            media: list[ContentBlock] = [
+                MediaBlock(a.media_type, a.sha256, a.data) for a in e.blocks
+            ]
+            _add(roles, contents, "user", [*media, TextBlock(e.text)])
         else:  # user message
             _add(roles, contents, "user", [TextBlock(e.text)])
         clean = i
@@ -282,7 +293,8 @@ def turn_request(
     temperature: float,
 ) -> LlmRequest:
     """The request of a turn call: the system prompt and tools of the agent version
-    `info` (the session's pinned one), then the entries as messages."""
+    `info` (the session's pinned one), then the entries as messages. Extended thinking
+    is asked for when the agent has a thinking budget and `model` thinks (catalog)."""
     return LlmRequest(
         model=model,
         system=info.definition.system_prompt,
@@ -291,7 +303,19 @@ def turn_request(
         max_tokens=max_tokens,
         temperature=temperature,
         cache_prefix=True,
+        thinking_budget=thinking_budget_for(info, model, max_tokens),
     )
+
+
+def thinking_budget_for(info: AgentInfo, model: str, max_tokens: int) -> int:
+    """The agent's thinking budget for a call to `model` with `max_tokens`: 0 when the
+    agent sets none, the model does not think, or the budget would not leave room for
+    an answer (the API wants budget < max_tokens)."""
+    budget = getattr(info.definition, "thinking_budget", 0)
+    if not budget or budget >= max_tokens:
+        return 0
+    found = find_model(model)
+    return budget if found is not None and found.thinking else 0
 
 
 def _render(e: Entry) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "ApprovalDenied",
     "ApprovalGranted",
     "ApprovalRequested",
+    "Attachment",
     "AuditCheckpoint",
     "BudgetExceeded",
     "BudgetScope",
@@ -65,6 +66,7 @@ __all__ = [
     "LlmCallFailed",
     "LlmCallRequested",
     "MessageQueued",
+    "ModelChanged",
     # enums
     "PolicyAction",
     "ProviderCircuitOpened",
@@ -88,7 +90,9 @@ __all__ = [
     "SessionSnapshot",
     # event payloads
     "SessionStarted",
+    "SetModel",
     "Snapshot",
+    "ThinkingBlock",
     "Tick",
     # other topics
     "TokenDelta",
@@ -196,18 +200,25 @@ class EffectKind(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token usage of one LLM call, as reported by the provider."""
+    """Token usage of one LLM call, as reported by the provider. `reasoning_tokens` are
+    the part of `output_tokens` the model spent thinking (OpenAI's reasoning tokens,
+    Gemini's thoughts), priced at the catalog's reasoning price; Anthropic reports its
+    thinking inside output tokens only, so there they stay 0 and thinking is output."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
         _nonneg(self.input_tokens, "Usage", "input_tokens")
         _nonneg(self.output_tokens, "Usage", "output_tokens")
         _nonneg(self.cache_read_tokens, "Usage", "cache_read_tokens")
         _nonneg(self.cache_write_tokens, "Usage", "cache_write_tokens")
+        _nonneg(self.reasoning_tokens, "Usage", "reasoning_tokens")
+        if self.reasoning_tokens > self.output_tokens:
+            _fail("Usage", "reasoning_tokens are part of output_tokens and cannot exceed them")
 
     @property
     def total_tokens(self) -> int:
@@ -232,6 +243,59 @@ class ToolUse:
         _nonempty(self.name, "ToolUse", "name")
 
 
+@dataclass(frozen=True, slots=True)
+class ThinkingBlock:
+    """One thinking block of an answer (Anthropic extended thinking), kept verbatim: the
+    API wants it back, signature and all, with the tool results that follow. A redacted
+    block has only its opaque `redacted_data` (and empty `thinking` and `signature`)."""
+
+    thinking: str = ""
+    signature: str = ""
+    redacted_data: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.redacted_data is None:
+            _nonempty(self.signature, "ThinkingBlock", "signature")
+        else:
+            _require(
+                not self.thinking and not self.signature,
+                "ThinkingBlock",
+                "a redacted block carries only redacted_data",
+            )
+
+
+ATTACHMENT_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An image or document of a user message: inline (`data`, base64 of the bytes) or by
+    reference (`data` None: the bytes are in the blob store under `sha256`). Either way
+    `sha256` (hex of the raw bytes) names the content, and an LLM request refers to it by
+    that digest, so replay rebuilds the exact request."""
+
+    media_type: str
+    sha256: str
+    data: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.media_type not in ATTACHMENT_TYPES:
+            _fail(
+                "Attachment",
+                f"media_type {self.media_type!r} is not one of "
+                f"{', '.join(sorted(ATTACHMENT_TYPES))}",
+            )
+        if len(self.sha256) != 64 or self.sha256.strip("0123456789abcdef"):
+            _fail("Attachment", "sha256 must be 64 lower-case hex digits")
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type.startswith("image/")
+
+
 # --------------------------------------------------------------------------- requests
 # Inputs on `turnlog.requests`. Clients send the first five; effect executors report
 # outcomes with the Complete*/Fail* records, always naming the effect id they were given.
@@ -248,6 +312,7 @@ class SendMessage:
     text: str
     parent_session_id: str | None = None
     parent_call_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     def __post_init__(self) -> None:
         _require(isinstance(self.text, str), "SendMessage", "text must be a string")
@@ -317,6 +382,7 @@ class CompleteLlmCall:
     attempts: int = 1
     fallback_used: bool = False
     circuits_opened: tuple[str, ...] = ()
+    thinking: tuple[ThinkingBlock, ...] = ()
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "CompleteLlmCall", "call_id")
@@ -414,6 +480,17 @@ class UpgradeAgent:
     to_hash: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SetModel:
+    """Switch the session's model: later LLM calls of its turns use `model` (a catalog
+    name), with the agent's fallbacks after it."""
+
+    model: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.model, "SetModel", "model")
+
+
 RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SendMessage,
     DecideApproval,
@@ -428,6 +505,7 @@ RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union
     CompleteChildSession,
     Tick,
     UpgradeAgent,
+    SetModel,
 ]
 
 REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)
@@ -510,6 +588,7 @@ class TurnStarted:
 @dataclass(frozen=True, slots=True)
 class UserMessageReceived:
     text: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,6 +657,8 @@ class LlmCallCompleted:
     # usage and cost: "late" (abandoned by a cancel), "truncated" (cut inside a tool
     # call), "context_window" (the model stopped on a full context window).
     discarded: str | None = None
+    # The answer's thinking blocks, in order (sent back with the next request).
+    thinking: tuple[ThinkingBlock, ...] = ()
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "LlmCallCompleted", "call_id")
@@ -790,6 +871,7 @@ class MessageQueued:
 
     text: str
     position: int
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -800,6 +882,15 @@ class AgentVersionChanged:
     from_hash: str
     to_hash: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChanged:
+    """The session's model changed (a SetModel): its later LLM calls use `to_model`.
+    `from_model` is the model it used before (the agent's, or an earlier switch's)."""
+
+    from_model: str
+    to_model: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -848,6 +939,7 @@ EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union a
     MessageQueued,
     QueuedMessageDropped,
     AgentVersionChanged,
+    ModelChanged,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)

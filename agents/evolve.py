@@ -37,6 +37,7 @@ from agents.events import (
     LlmCallFailed,
     LlmCallRequested,
     MessageQueued,
+    ModelChanged,
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
@@ -75,7 +76,7 @@ from agents.state import (
     step_phase,
     turn_id_for,
 )
-from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
+from agents.tokens import ENTRY_OVERHEAD, blocks_tokens, estimate_tokens
 
 __all__ = ["child_result_text", "evolve"]
 
@@ -130,11 +131,18 @@ def _append(history: History, entry: Entry) -> History:
 
 
 def _entry(
-    seq: int, kind: str, text: str, call_id: str = "", name: str = "", err: bool = False
+    seq: int,
+    kind: str,
+    text: str,
+    call_id: str = "",
+    name: str = "",
+    err: bool = False,
+    blocks: tuple[Any, ...] = (),
 ) -> Entry:
-    entry: Entry = _tuple_new(
-        Entry, (seq, kind, text, call_id, name, err, estimate_tokens(text) + ENTRY_OVERHEAD)
-    )
+    tokens = estimate_tokens(text) + ENTRY_OVERHEAD
+    if blocks:
+        tokens += blocks_tokens(blocks)
+    entry: Entry = _tuple_new(Entry, (seq, kind, text, call_id, name, err, tokens, blocks))
     return entry
 
 
@@ -223,7 +231,8 @@ def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
 
 
 def _user_message(s: SessionState, ev: Event, p: UserMessageReceived) -> SessionState:
-    return _next(s, ev, history=_append(s.history, _entry(ev.seq, EntryKind.USER, p.text)))
+    entry = _entry(ev.seq, EntryKind.USER, p.text, blocks=p.attachments)
+    return _next(s, ev, history=_append(s.history, entry))
 
 
 def _llm_requested(s: SessionState, ev: Event, p: LlmCallRequested) -> SessionState:
@@ -262,7 +271,7 @@ def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSt
             spent_tokens=s.spent_tokens + p.usage.total_tokens,
             spent_nanos=s.spent_nanos + p.cost_nanos,
         )
-    entry = _entry(ev.seq, EntryKind.ASSISTANT, p.text, name=p.model)
+    entry = _entry(ev.seq, EntryKind.ASSISTANT, p.text, name=p.model, blocks=p.thinking)
     turn = replaced(
         t,
         llm=None,
@@ -453,7 +462,12 @@ def _version_changed(s: SessionState, ev: Event, p: AgentVersionChanged) -> Sess
 
 
 def _message_queued(s: SessionState, ev: Event, p: MessageQueued) -> SessionState:
-    return _next(s, ev, queue=(*s.queue, Queued(ev.seq, ev.causation_id or "", p.text)))
+    queued = Queued(ev.seq, ev.causation_id or "", p.text, p.attachments)
+    return _next(s, ev, queue=(*s.queue, queued))
+
+
+def _model_changed(s: SessionState, ev: Event, p: ModelChanged) -> SessionState:
+    return _next(s, ev, model=p.to_model)
 
 
 def _queued_dropped(s: SessionState, ev: Event, p: QueuedMessageDropped) -> SessionState:
@@ -494,6 +508,7 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     MessageQueued: _message_queued,
     QueuedMessageDropped: _queued_dropped,
     AgentVersionChanged: _version_changed,
+    ModelChanged: _model_changed,
 }
 
 

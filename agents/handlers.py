@@ -21,6 +21,7 @@ from agents._step import dispatch_tool_uses, start_child
 from agents._turn import (
     drop_instead_of_summary,
     fail_turn,
+    model_chain,
     next_llm_call,
     start_turn,
     step_resolved,
@@ -30,6 +31,7 @@ from agents.events import (
     REFUSED,
     ApprovalDenied,
     ApprovalGranted,
+    Attachment,
     CancelTurn,
     ChildSessionCompleted,
     CloseSession,
@@ -44,20 +46,23 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallFailed,
     MessageQueued,
+    ModelChanged,
     ProviderCircuitOpened,
     QueuedMessageDropped,
     SendMessage,
     SessionClosed,
     SessionForked,
     SessionStarted,
+    SetModel,
     ToolCallCompleted,
     ToolCallFailed,
     TurnCancelled,
     TurnCompleted,
     Usage,
 )
+from agents.limits import utf8_size
 from agents.llm import StopReason
-from agents.pricing import cost_nanos, find_model, model_info
+from agents.pricing import ModelNotFound, cost_nanos, find_model, model_info
 from agents.state import CallStatus, PendingCall, PendingLlm, SessionState, usage_of
 from agents.toolspecs import DELEGATE
 
@@ -75,16 +80,41 @@ __all__ = [
     "on_llm_failed",
     "on_queue_message",
     "on_send_message",
+    "on_set_model",
     "on_start_session",
     "on_tool_completed",
     "on_tool_failed",
 ]
 
 
-def _text(d: Decision, text: str) -> str:
-    if not text.strip():
+def _text(d: Decision, text: str, attachments: tuple[Attachment, ...] = ()) -> str:
+    if not text.strip() and not attachments:
         raise Rejected(f"Session {d.state.session_id}: the message text is empty.")
     return text
+
+
+def _check_attachments(d: Decision, p: SendMessage, model: str) -> None:
+    """A message's attachments: the model that will read them must see (the catalog's
+    vision capability), and inline ones fit the request limit together with the text."""
+    if not p.attachments:
+        return
+    sid = d.state.session_id
+    info = model_info(model)
+    if not info.vision:
+        kinds = ", ".join(sorted({a.media_type for a in p.attachments}))
+        raise Rejected(
+            f"Session {sid}: model {model!r} cannot read attachments ({kinds}): its catalog "
+            f"entry ({info.source}) has vision = false. Switch the session to a model that "
+            "has it (turnlog model SESSION MODEL) or send text only."
+        )
+    inline = utf8_size(p.text) + sum(len(a.data) for a in p.attachments if a.data is not None)
+    limit = d.registry.limits.max_text_bytes
+    if inline > limit:
+        raise Rejected(
+            f"Session {sid}: the message and its inline attachments take {inline} bytes, "
+            f"over the request limit of {limit} (TURNLOG_MAX_TEXT_BYTES); put large files "
+            "in the blob store and send them by reference (their sha256)."
+        )
 
 
 def _not_pending(d: Decision, what: str, effect_id: str) -> Rejected:
@@ -131,7 +161,8 @@ def on_start_session(d: Decision, p: SendMessage) -> None:
         raise Rejected(
             f"Session {d.state.session_id} cannot start: {d.registry.unknown_agent_reason(name)}"
         )
-    text = _text(d, p.text)
+    text = _text(d, p.text, p.attachments)
+    _check_attachments(d, p, info.definition.model_chain[0])
     d.emit(
         SessionStarted(
             agent=info.definition.name,
@@ -140,7 +171,7 @@ def on_start_session(d: Decision, p: SendMessage) -> None:
             parent_call_id=p.parent_call_id,
         )
     )
-    start_turn(d, text)
+    start_turn(d, text, attachments=p.attachments)
 
 
 def _same_session(d: Decision, p: SendMessage) -> None:
@@ -158,8 +189,10 @@ def _same_session(d: Decision, p: SendMessage) -> None:
 
 def on_send_message(d: Decision, p: SendMessage) -> None:
     _same_session(d, p)
-    d.agent_info()
-    start_turn(d, _text(d, p.text))
+    info = d.agent_info()
+    text = _text(d, p.text, p.attachments)
+    _check_attachments(d, p, model_chain(d.state, info.definition)[0])
+    start_turn(d, text, attachments=p.attachments)
 
 
 def on_fork(d: Decision, p: ForkSession) -> None:
@@ -193,14 +226,17 @@ def on_queue_message(d: Decision, p: SendMessage) -> None:
     """A message during a turn waits for it (up to the agent's max_queued)."""
     _same_session(d, p)
     s = d.state
-    limit = d.agent_info().definition.max_queued
+    defn = d.agent_info().definition
+    limit = defn.max_queued
+    text = _text(d, p.text, p.attachments)
+    _check_attachments(d, p, model_chain(s, defn)[0])
     if len(s.queue) >= limit:
         raise Rejected(
             f"Session {s.session_id} has a turn in progress ({s.phase.value}) and "
             f"{len(s.queue)} queued message(s), the agent's limit (max_queued = {limit}); "
             f"wait for the turn to end, or cancel it."
         )
-    d.emit(MessageQueued(text=_text(d, p.text), position=len(s.queue) + 1))
+    d.emit(MessageQueued(text=text, position=len(s.queue) + 1, attachments=p.attachments))
 
 
 def _cancel_turn(d: Decision, reason: str | None) -> None:
@@ -226,6 +262,41 @@ def _cancel_turn(d: Decision, reason: str | None) -> None:
 def _drop_queue(d: Decision, reason: str) -> None:
     for q in d.state.queue:
         d.emit(QueuedMessageDropped(queued_seq=q.seq, request_id=q.request_id, reason=reason))
+
+
+def on_set_model(d: Decision, p: SetModel) -> None:
+    """Switch the session's model for its later LLM calls (the one in flight, if any,
+    finishes on the model it was sent to)."""
+    s = d.state
+    defn = d.agent_info().definition
+    try:
+        info = model_info(p.model)
+    except ModelNotFound as exc:
+        raise Rejected(f"Session {s.session_id}: cannot switch model. {exc}") from None
+    current = model_chain(s, defn)[0]
+    problem = None
+    if defn.tools and not info.tools:
+        problem = f"cannot call tools (tools = false) and agent {s.agent!r} has tools"
+    elif defn.max_tokens > info.max_output_tokens:
+        problem = (
+            f"gives at most {info.max_output_tokens} output tokens, fewer than the agent's "
+            f"max_tokens {defn.max_tokens}"
+        )
+    elif not info.vision and _window_has_attachments(s):
+        problem = "cannot read the images or documents in the conversation (vision = false)"
+    if problem is not None:
+        raise Rejected(
+            f"Session {s.session_id}: cannot switch to model {p.model!r}: it {problem} "
+            f"(catalog: {info.source})."
+        )
+    if info.name == current:
+        raise Rejected(f"Session {s.session_id} already uses model {info.name!r}.")
+    d.emit(ModelChanged(from_model=current, to_model=info.name))
+
+
+def _window_has_attachments(s: SessionState) -> bool:
+    h = s.history
+    return any(e.blocks for e in h.entries.iter_from(h.window_start) if e.kind == "u")
 
 
 def on_close(d: Decision, p: CloseSession) -> None:
@@ -331,7 +402,7 @@ def _truncated_tool_call(d: Decision, p: CompleteLlmCall, llm: PendingLlm) -> No
     defn = d.agent_info().definition
     _discarded(d, p, llm, "truncated")
     names = ", ".join(u.name for u in p.tool_uses)
-    limit = min(model_info(m).max_output_tokens for m in defn.model_chain)
+    limit = min(model_info(m).max_output_tokens for m in model_chain(d.state, defn))
     asked = llm.request.max_tokens
     more = min(asked * 2, limit)
     if defn.on_truncated_tool_call == "retry" and asked == defn.max_tokens and more > asked:
@@ -386,6 +457,7 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
             latency_ms=p.latency_ms,
             attempts=p.attempts,
             fallback_used=p.fallback_used,
+            thinking=p.thinking,
         )
     )
     if stop == StopReason.REFUSAL:

@@ -56,6 +56,7 @@ from agents.events import (
     Request,
     RequestPayload,
     SendMessage,
+    SetModel,
     ToolUse,
 )
 
@@ -202,12 +203,16 @@ def _client_fields(p: RequestPayload) -> tuple[tuple[str, str | None, bool], ...
         return (("reason", p.reason, True),)
     if isinstance(p, ForkSession):
         return (("source_session_id", p.source_session_id, False), ("agent", p.agent, False))
+    if isinstance(p, SetModel):
+        return (("model", p.model, False),)
     return ()
 
 
 def is_outcome(p: RequestPayload) -> bool:
     """An effect's report (its text came from the outside world), or a Tick."""
-    return not isinstance(p, (SendMessage, DecideApproval, CancelTurn, CloseSession, ForkSession))
+    return not isinstance(
+        p, (SendMessage, DecideApproval, CancelTurn, CloseSession, ForkSession, SetModel)
+    )
 
 
 def input_problem(request: Request, limits: Limits) -> str | None:

@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Any, Literal
 
-from agents.events import ToolUse, Usage
+from agents.events import ThinkingBlock, ToolUse, Usage
 
 __all__ = [
     "ContentBlock",
     "LlmRequest",
     "LlmResponse",
+    "MediaBlock",
     "Message",
     "StopReason",
     "TextBlock",
+    "ThinkingContent",
     "ToolResultBlock",
     "ToolSpec",
     "ToolUseBlock",
@@ -178,7 +180,41 @@ class ToolResultBlock:
         }
 
 
-ContentBlock = TextBlock | ToolUseBlock | ToolResultBlock
+@dataclass(frozen=True, slots=True)
+class ThinkingContent:
+    """A thinking block of an earlier answer, sent back as the model gave it (Anthropic
+    wants it, signature and all, before the tool uses it led to)."""
+
+    block: ThinkingBlock
+    type: Literal["thinking"] = "thinking"
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self.block
+        if b.redacted_data is not None:
+            return {"type": "redacted_thinking", "data": b.redacted_data}
+        return {"type": "thinking", "thinking": b.thinking, "signature": b.signature}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaBlock:
+    """An image or document of a user message. The request (and its digest) names it by
+    `sha256`, which pins the bytes; `data` (base64) is what adapters send, None when the
+    attachment is a reference the executor has not resolved from the blob store yet."""
+
+    media_type: str
+    sha256: str
+    data: str | None = None
+    type: Literal["media"] = "media"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "media", "media_type": self.media_type, "sha256": self.sha256}
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type.startswith("image/")
+
+
+ContentBlock = TextBlock | ToolUseBlock | ToolResultBlock | ThinkingContent | MediaBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +246,9 @@ class LlmRequest:
     max_tokens: int
     temperature: float
     cache_prefix: bool = True
+    # Extended thinking: the token budget (0: off). In the digest only when on, so the
+    # digests of requests without it are what they always were.
+    thinking_budget: int = 0
     # digest() computed once per object: the core digests a request when it records the
     # call, and the effect runner that is handed the same object checks that digest again.
     _digest: str | None = field(default=None, init=False, repr=False, compare=False)
@@ -223,17 +262,23 @@ class LlmRequest:
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "cache_prefix": self.cache_prefix,
+            **({"thinking_budget": self.thinking_budget} if self.thinking_budget else {}),
         }
 
     def canonical_body(self) -> str:
         """canonical_json of to_dict() without the model (what digest() hashes)."""
         messages = ",".join([_cj_message(m) for m in self.messages])
         tools = ",".join([_cj_tool(t) for t in self.tools])
+        thinking = (
+            f'"thinking_budget":{canonical_json(self.thinking_budget)},'
+            if self.thinking_budget
+            else ""
+        )
         return (
             f'{{"cache_prefix":{canonical_json(self.cache_prefix)},'
             f'"max_tokens":{canonical_json(self.max_tokens)},"messages":[{messages}],'
             f'"system":{_cj_str(self.system)},"temperature":{canonical_json(self.temperature)},'
-            f'"tools":[{tools}]}}'
+            f'{thinking}"tools":[{tools}]}}'
         )
 
     def digest(self) -> str:
@@ -259,3 +304,4 @@ class LlmResponse:
     attempts: int = 1
     fallback_used: bool = False
     circuits_opened: tuple[str, ...] = ()
+    thinking: tuple[ThinkingBlock, ...] = ()  # the answer's thinking blocks, in order

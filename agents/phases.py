@@ -33,6 +33,7 @@ from agents.events import (
     LlmCallFailed,
     LlmCallRequested,
     MessageQueued,
+    ModelChanged,
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
@@ -179,6 +180,7 @@ STILL: frozenset[type] = frozenset(
         MessageQueued,
         QueuedMessageDropped,
         AgentVersionChanged,
+        ModelChanged,
     }
 )
 

@@ -74,8 +74,8 @@ class ModelInfo:
     `provider` names the endpoint that serves the model (agents.providers.endpoints:
     "anthropic", "openai", "gemini", "ollama", ... or one a team defines); `api_model` is
     the id sent to it when that differs from `name`. `reasoning_nanos` prices reasoning
-    (thinking) tokens; adapters report those inside output tokens today (Usage has no
-    field of its own for them), so it is informational until it does.
+    (thinking) tokens, `Usage.reasoning_tokens` (a part of the output tokens); None: the
+    output price.
     """
 
     name: str
@@ -372,9 +372,11 @@ def model_info(name: str) -> ModelInfo:
 def cost_nanos(model: str | ModelInfo, usage: Usage) -> int:
     """Exact cost of `usage` at `model`'s prices, in nano-dollars."""
     info = model if isinstance(model, ModelInfo) else model_info(model)
+    reasoning = usage.reasoning_tokens
     return (
         usage.input_tokens * info.input_nanos
-        + usage.output_tokens * info.output_nanos
+        + (usage.output_tokens - reasoning) * info.output_nanos
+        + reasoning * info.reasoning_price
         + usage.cache_read_tokens * info.cache_read_nanos
         + usage.cache_write_tokens * info.cache_write_nanos
     )

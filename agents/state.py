@@ -117,6 +117,9 @@ class Entry(NamedTuple):
     name: str = ""
     is_error: bool = False
     tokens: int = 0
+    # What the entry carries besides its text: a user message's attachments, an
+    # assistant answer's thinking blocks (agents.events.Attachment / ThinkingBlock).
+    blocks: tuple[Any, ...] = ()
 
 
 class History(NamedTuple):
@@ -200,6 +203,7 @@ class Queued(NamedTuple):
     seq: int
     request_id: str
     text: str
+    attachments: tuple[Any, ...] = ()  # agents.events.Attachment
 
 
 # How many LLM calls abandoned by cancels a session remembers, to charge their late
@@ -224,6 +228,7 @@ class SessionState(NamedTuple):
     # (call id, requested model) of LLM calls a cancel abandoned, newest last.
     abandoned: tuple[tuple[str, str], ...] = ()
     queue: tuple[Queued, ...] = ()  # messages waiting for the next turn, oldest first
+    model: str = ""  # the model a SetModel switched to ("": the agent's own)
 
 
 ZERO_USAGE: tuple[int, int, int, int] = (0, 0, 0, 0)

@@ -16,7 +16,7 @@ from typing import Any
 
 from agents._pvec import pvec_of
 from agents.errors import ContractError
-from agents.events import ContextCompactionRequested, LlmCallRequested
+from agents.events import Attachment, ContextCompactionRequested, LlmCallRequested, ThinkingBlock
 from agents.state import (
     Entry,
     History,
@@ -184,6 +184,7 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
         "turn": None if state.turn is None else _turn(state.turn),
         "entries": [
             [e.seq, e.kind, e.text, e.call_id, e.name, int(e.is_error), e.tokens]
+            + ([_blocks(e.blocks)] if e.blocks else [])
             for e in h.entries.items()
         ],
         "ws": h.window_start,
@@ -204,8 +205,33 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
             last.reason,
         ],
         "ab": [list(a) for a in state.abandoned],
-        "q": [list(q) for q in state.queue],
+        "q": [
+            [q.seq, q.request_id, q.text] + ([_blocks(q.attachments)] if q.attachments else [])
+            for q in state.queue
+        ],
+        **({"m": state.model} if state.model else {}),
     }
+
+
+# Entry blocks (attachments of a user message, thinking blocks of an answer) and queued
+# attachments, as lists tagged by kind; entries without any keep their 7-item form.
+
+
+def _blocks(blocks: tuple[Any, ...]) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for b in blocks:
+        if isinstance(b, ThinkingBlock):
+            out.append(["k", b.thinking, b.signature, b.redacted_data])
+        else:
+            out.append(["a", b.media_type, b.sha256, b.data, b.name])
+    return out
+
+
+def _blocks_back(v: list[list[Any]]) -> tuple[Any, ...]:
+    return tuple(
+        ThinkingBlock(b[1], b[2], b[3]) if b[0] == "k" else Attachment(b[1], b[2], b[3], b[4])
+        for b in v
+    )
 
 
 def state_from_dict(data: dict[str, Any]) -> SessionState:
@@ -218,7 +244,10 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
         )
     try:
         entries = pvec_of(
-            Entry(e[0], e[1], e[2], e[3], e[4], bool(e[5]), e[6]) for e in data["entries"]
+            Entry(e[0], e[1], e[2], e[3], e[4], bool(e[5]), e[6])
+            if len(e) == 7
+            else Entry(e[0], e[1], e[2], e[3], e[4], bool(e[5]), e[6], _blocks_back(e[7]))
+            for e in data["entries"]
         )
         history = History(entries, data["ws"], None, data["wt"])
         if data["summary"] is not None:
@@ -252,7 +281,11 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
                 last[5],
             ),
             abandoned=tuple((a[0], a[1]) for a in data.get("ab", ())),
-            queue=tuple(Queued(q[0], q[1], q[2]) for q in data.get("q", ())),
+            queue=tuple(
+                Queued(q[0], q[1], q[2], _blocks_back(q[3]) if len(q) > 3 else ())
+                for q in data.get("q", ())
+            ),
+            model=data.get("m", ""),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ContractError(

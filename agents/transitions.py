@@ -35,6 +35,7 @@ from agents.events import (
     FailToolCall,
     ForkSession,
     SendMessage,
+    SetModel,
     Tick,
     UpgradeAgent,
 )
@@ -83,6 +84,11 @@ _ROWS: tuple[Transition, ...] = (
         # A message during a turn waits in the queue; the phase does not change.
         Transition(phase, SendMessage, h.on_queue_message, (phase,), "queue message")
         for phase in sorted(TURN_PHASES, key=lambda p: p.value)
+    )
+    + tuple(
+        # A model switch applies to the session's later LLM calls; the phase stays.
+        Transition(phase, SetModel, h.on_set_model, (phase,), "switch model")
+        for phase in sorted((Phase.IDLE, *TURN_PHASES), key=lambda p: p.value)
     )
     + (
         Transition(Phase.IDLE, Tick, on_tick, (Phase.IDLE,), "nothing due"),

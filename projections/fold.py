@@ -39,6 +39,7 @@ from agents.events import (
     LlmCallFailed,
     LlmCallRequested,
     MessageQueued,
+    ModelChanged,
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
@@ -321,6 +322,11 @@ def _version_changed(s: SessionRow, ev: Event, p: AgentVersionChanged, changes: 
     s.definition_hash = p.to_hash
 
 
+@projects(ModelChanged)
+def _model_changed(s: SessionRow, ev: Event, p: ModelChanged, changes: Changes) -> None:
+    s.model = p.to_model
+
+
 @projects(MessageQueued)
 def _message_queued(s: SessionRow, ev: Event, p: MessageQueued, changes: Changes) -> None:
     changes.patch(
@@ -396,6 +402,7 @@ def _llm_completed(s: SessionRow, ev: Event, p: LlmCallCompleted, changes: Chang
         output_tokens=u.output_tokens,
         cache_read_tokens=u.cache_read_tokens,
         cache_write_tokens=u.cache_write_tokens,
+        reasoning_tokens=u.reasoning_tokens,
         cost_nanos=p.cost_nanos,
         latency_ms=p.latency_ms,
         tool_calls=tool_calls,

@@ -61,6 +61,8 @@ class SessionRow:
     # The unresolved tool calls of the current step, 'status:call_id' (agents.phases):
     # with `phase`, all the core needs to say the phase after the next event.
     pending_calls: list[str] = field(default_factory=list)
+    # The model a SetModel switched the session to (None: its agent's own).
+    model: str | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in SESSION_COLUMNS)
@@ -118,6 +120,7 @@ PATCH_TABLES: dict[str, PatchTable] = {
                 "output_tokens",
                 "cache_read_tokens",
                 "cache_write_tokens",
+                "reasoning_tokens",
                 "cost_nanos",
                 "latency_ms",
                 "tool_calls",

@@ -49,6 +49,7 @@ from agents.events import (
     LlmCallFailed,
     LlmCallRequested,
     MessageQueued,
+    ModelChanged,
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
@@ -58,6 +59,7 @@ from agents.events import (
     SessionClosed,
     SessionForked,
     SessionStarted,
+    SetModel,
     Tick,
     TokenDelta,
     ToolCallCompleted,
@@ -179,6 +181,7 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     ),
     Tick: st.just(Tick()),
     UpgradeAgent: st.builds(UpgradeAgent, st.none() | ids),
+    SetModel: st.builds(SetModel, ids),
 }
 
 EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
@@ -287,6 +290,7 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     MessageQueued: st.builds(MessageQueued, texts, positive),
     QueuedMessageDropped: st.builds(QueuedMessageDropped, positive, ids, optional_texts),
     AgentVersionChanged: st.builds(AgentVersionChanged, ids, ids, ids),
+    ModelChanged: st.builds(ModelChanged, ids, ids),
 }
 
 

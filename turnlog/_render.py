@@ -27,6 +27,7 @@ from agents.events import (
     LlmCallFailed,
     LlmCallRequested,
     MessageQueued,
+    ModelChanged,
     ProviderCircuitOpened,
     QueuedMessageDropped,
     RequestRejected,
@@ -61,7 +62,8 @@ def _tokens(u: Usage) -> str:
     cache = ""
     if u.cache_read_tokens or u.cache_write_tokens:
         cache = f" · cache {u.cache_read_tokens} read / {u.cache_write_tokens} written"
-    return f"{u.input_tokens} in / {u.output_tokens} out tokens{cache}"
+    thinking = f" ({u.reasoning_tokens} reasoning)" if u.reasoning_tokens else ""
+    return f"{u.input_tokens} in / {u.output_tokens}{thinking} out tokens{cache}"
 
 
 def _args(arguments_json: str) -> str:
@@ -135,6 +137,11 @@ def _agent_version_changed(d: Describer, p: AgentVersionChanged) -> str:
     return f"agent version {p.from_hash[:12]} → {p.to_hash[:12]} ({p.reason})"
 
 
+@describes(ModelChanged)
+def _model_changed(d: Describer, p: ModelChanged) -> str:
+    return f"model {p.from_model} → {p.to_model} (later LLM calls)"
+
+
 @describes(MessageQueued)
 def _message_queued(d: Describer, p: MessageQueued) -> str:
     return f"queued (position {p.position}): {oneline(p.text)}"
@@ -148,7 +155,8 @@ def _queued_message_dropped(d: Describer, p: QueuedMessageDropped) -> str:
 
 @describes(UserMessageReceived)
 def _user_message_received(d: Describer, p: UserMessageReceived) -> str:
-    return f"user: {oneline(p.text)}"
+    files = ", ".join(f"{a.name or a.sha256[:12]} ({a.media_type})" for a in p.attachments)
+    return f"user: {oneline(p.text)}" + (f" · attached: {files}" if files else "")
 
 
 @describes(LlmCallRequested)
@@ -173,9 +181,10 @@ def _llm_call_completed(d: Describer, p: LlmCallCompleted) -> str:
     tools = f" · {len(p.tool_call_ids)} tool call(s)" if p.tool_call_ids else ""
     fallback = " (fallback)" if p.fallback_used else ""
     retries = f" · {p.attempts} attempts" if p.attempts > 1 else ""
+    thought = f" · {len(p.thinking)} thinking block(s)" if p.thinking else ""
     return (
         f"← {p.model}{fallback} answered in {p.latency_ms} ms · {_tokens(p.usage)}"
-        f" · {usd(p.cost_nanos)}{retries}{tools}"
+        f" · {usd(p.cost_nanos)}{retries}{tools}{thought}"
         + (
             f"\n      assistant: {oneline(p.text, 300)}"
             if p.text and p.call_id not in d.streamed

@@ -162,6 +162,9 @@ def replay_command(
             param_hint="--verify",
         )
     settings = load_settings()
+    from streams.main import install_catalog
+
+    install_catalog(settings)  # the models of TURNLOG_MODEL_CATALOG, as the workers know them
     topics = topic_names(settings.topic_prefix)
     if from_file is not None:
         log = load_jsonl(from_file, session)

@@ -26,9 +26,19 @@ Token counting: `count_tokens(request)` asks the API (`messages.count_tokens`) f
 exact input tokens of a request, for where an estimate is not good enough.
 
 Stop reasons are the Messages API's, which are `agents.llm.StopReason`'s vocabulary:
-passed through as the API says them. Extended thinking is not requested: its thinking
-blocks would have to be stored in the session's events and sent back with tool results,
-which the event contract has no field for yet.
+passed through as the API says them.
+
+Extended thinking: a request with a `thinking_budget` asks for it
+(`thinking = {type: enabled, budget_tokens}`) when the model thinks (the catalog's
+`thinking`; a fallback that does not is sent the request without it). The answer's
+thinking and redacted_thinking blocks come back in `LlmResponse.thinking`, verbatim with
+their signatures; the core keeps them in `LlmCallCompleted.thinking` and puts them back
+at the head of that assistant message, which is what the API requires when tool results
+follow. A request sent without thinking leaves those blocks out (the API only accepts
+them while thinking is on). Thinking tokens are inside `output_tokens`: billed as output.
+
+Images and documents (`MediaBlock`) become `image` / `document` blocks with a base64
+source; one whose bytes were not resolved from the blob store is refused before sending.
 """
 
 from __future__ import annotations
@@ -42,8 +52,17 @@ import anthropic
 import structlog
 
 from agents.errors import InvalidRecord
-from agents.events import ToolUse, Usage
-from agents.llm import LlmRequest, LlmResponse, Message, TextBlock, canonical_json
+from agents.events import ThinkingBlock, ToolUse, Usage
+from agents.llm import (
+    LlmRequest,
+    LlmResponse,
+    MediaBlock,
+    Message,
+    TextBlock,
+    ThinkingContent,
+    canonical_json,
+)
+from agents.pricing import find_model
 from agents.providers._adapter import FallbackAdapter
 from agents.providers._deltas import DeltaSink
 from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
@@ -58,7 +77,7 @@ from agents.providers.base import (
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.retry import AttemptFailed, RetryPolicy, Sleep, run_with_fallbacks
 
-__all__ = ["API_KEY_ENV", "AnthropicProvider", "build_params", "count_params"]
+__all__ = ["API_KEY_ENV", "AnthropicProvider", "build_params", "count_params", "thinks"]
 
 log = structlog.get_logger("turnlog.providers")
 
@@ -86,15 +105,38 @@ _BY_API_TYPE: dict[str, tuple[ErrorType, bool]] = {
 }
 
 
-def _message_params(message: Message) -> dict[str, Any]:
+def _message_params(message: Message, *, thinking: bool = False) -> dict[str, Any]:
     # The API rejects empty text blocks; the core may hold an assistant turn whose text is
     # empty beside its tool calls. The digest covers the LlmRequest, not this wire form.
-    blocks = [
-        block.to_dict()
-        for block in message.content
-        if not (isinstance(block, TextBlock) and block.text == "")
-    ]
+    blocks: list[dict[str, Any]] = []
+    for block in message.content:
+        if isinstance(block, TextBlock):
+            if block.text != "":
+                blocks.append(block.to_dict())
+        elif isinstance(block, ThinkingContent):
+            if thinking:  # accepted only while thinking is on
+                blocks.append(block.to_dict())
+        elif isinstance(block, MediaBlock):
+            blocks.append(_media_params(block))
+        else:
+            blocks.append(block.to_dict())
     return {"role": message.role, "content": blocks}
+
+
+def _media_params(block: MediaBlock) -> dict[str, Any]:
+    if block.data is None:
+        raise ValueError(f"attachment {block.sha256[:12]} was not resolved from the blob store")
+    source = {"type": "base64", "media_type": block.media_type, "data": block.data}
+    return {"type": "image" if block.is_image else "document", "source": source}
+
+
+def thinks(request: LlmRequest, model: str) -> bool:
+    """Whether `request` asks `model` for extended thinking (a budget, and a model the
+    catalog says thinks; one it does not know is trusted to)."""
+    if not request.thinking_budget:
+        return False
+    info = find_model(model)
+    return info is None or info.thinking
 
 
 def _mark_last_block(message: dict[str, Any]) -> None:
@@ -124,7 +166,8 @@ def build_params(
     speaks) rejects sampling parameters with a 400, even at their defaults. It stays in
     the request (and its digest) as a record of what the agent definition asked for.
     """
-    messages = [_message_params(m) for m in request.messages]
+    thinking = thinks(request, model)
+    messages = [_message_params(m, thinking=thinking) for m in request.messages]
     if request.cache_prefix and cache_conversation:
         _conversation_breakpoints(messages)
     params: dict[str, Any] = {
@@ -132,6 +175,8 @@ def build_params(
         "max_tokens": request.max_tokens,
         "messages": messages,
     }
+    if thinking:
+        params["thinking"] = {"type": "enabled", "budget_tokens": request.thinking_budget}
     if request.system:
         if request.cache_prefix:
             params["system"] = [
@@ -183,8 +228,13 @@ def _usage_so_far(event: Any, before: Usage) -> Usage:
 def _to_response(message: Any, model: str) -> LlmResponse:
     texts: list[str] = []
     tool_uses: list[ToolUse] = []
+    thinking: list[ThinkingBlock] = []
     for block in message.content:
-        if block.type == "text":
+        if block.type == "thinking":
+            thinking.append(ThinkingBlock(thinking=block.thinking, signature=block.signature))
+        elif block.type == "redacted_thinking":
+            thinking.append(ThinkingBlock(redacted_data=block.data))
+        elif block.type == "text":
             texts.append(block.text)
         elif block.type == "tool_use":
             tool_uses.append(
@@ -192,7 +242,7 @@ def _to_response(message: Any, model: str) -> LlmResponse:
                     call_id=block.id, name=block.name, arguments_json=canonical_json(block.input)
                 )
             )
-        # thinking / server-tool blocks are not part of our contract: dropped on purpose.
+        # server-tool blocks are not part of our contract: dropped on purpose.
     usage = message.usage
     return LlmResponse(
         model=model,
@@ -205,6 +255,7 @@ def _to_response(message: Any, model: str) -> LlmResponse:
             cache_read_tokens=getattr(usage, "cache_read_input_tokens", None) or 0,
             cache_write_tokens=getattr(usage, "cache_creation_input_tokens", None) or 0,
         ),
+        thinking=tuple(thinking),
     )
 
 
@@ -308,7 +359,15 @@ class AnthropicProvider(FallbackAdapter):
         self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
     ) -> LlmResponse:
         """ONE request to `model` (see `agents.providers.routing.Adapter`)."""
-        params = build_params(request, model, cache_conversation=self.cache_conversation)
+        try:
+            params = build_params(request, model, cache_conversation=self.cache_conversation)
+        except ValueError as exc:
+            raise AttemptFailed(
+                f"The request to {self.name}/{model} cannot be sent: {exc}.",
+                error_type=ErrorType.INVALID_REQUEST,
+                retryable=False,
+                counts_for_breaker=False,
+            ) from None
         timeout = (
             anthropic.Timeout(budget, connect=min(budget, self.connect_timeout_s))
             if budget is not None

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from agents.events import ToolUse, Usage
-from agents.llm import LlmRequest, LlmResponse, TextBlock, ToolUseBlock, canonical_json
+from agents.llm import (
+    LlmRequest,
+    LlmResponse,
+    MediaBlock,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    canonical_json,
+)
 from agents.providers._adapter import FallbackAdapter
 from agents.providers._deltas import DeltaSink
 from agents.providers._script import (
@@ -81,8 +89,10 @@ def _estimate_request(request: LlmRequest) -> int:
                 size += len(block.text)
             elif isinstance(block, ToolUseBlock):
                 size += len(block.name) + len(block.arguments_json)
-            else:
+            elif isinstance(block, ToolResultBlock):
                 size += len(block.content)
+            elif isinstance(block, MediaBlock):
+                size += 1600 * 4  # an image's worth (agents.tokens.IMAGE_TOKENS)
     return max(1, math.ceil(size / 4))
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "MIN_THINKING_BUDGET",
     "SAMPLING_REMOVED_IN",
     "FakeError",
     "FakeMessage",
@@ -29,6 +30,8 @@ __all__ = [
     "error_body",
     "estimate_tokens",
     "message_body",
+    "redacted_data",
+    "sign_thinking",
     "sse_events",
     "validate_request",
 ]
@@ -56,6 +59,29 @@ _DEFAULT_MESSAGES = {
 SAMPLING_REMOVED_IN = "2026-10-21"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _MAX_CACHE_BREAKPOINTS = 4
+MIN_THINKING_BUDGET = 1024
+_DEFAULT_THINKING = "Let me think about what is asked, step by step."
+
+
+def sign_thinking(thinking: str) -> str:
+    """The signature the fake gives a thinking block (the real API's is opaque too): a
+    block sent back with another text, or another signature, is refused."""
+    return "sig_" + hashlib.sha256(f"fake-thinking/{thinking}".encode()).hexdigest()
+
+
+def redacted_data(seed: str) -> str:
+    """Opaque data of a redacted_thinking block, checkable by the fake like a signature."""
+    body = hashlib.sha256(f"fake-redacted/{seed}".encode()).hexdigest()[:32]
+    return f"rdt_{body}_{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+
+
+def _redacted_ok(data: Any) -> bool:
+    parts = str(data).split("_")
+    return (
+        len(parts) == 3
+        and parts[0] == "rdt"
+        and hashlib.sha256(parts[1].encode()).hexdigest()[:16] == parts[2]
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +131,10 @@ class FakeMessage:
     break_error: str = "overloaded_error"
     hold_after_events: int | None = None
     release: threading.Event | None = None
+    # Extended thinking (only when the request enables it): the thinking block's text
+    # (None: a default one), and whether a redacted_thinking block follows it.
+    thinking: str | None = None
+    redacted_thinking: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,6 +191,11 @@ def validate_request(body: Any, api_version: str = SAMPLING_REMOVED_IN) -> FakeE
     messages = body["messages"]
     if not isinstance(messages, list) or not messages:
         return _invalid("messages: at least one message is required")
+    thinking = body.get("thinking")
+    if thinking is not None:
+        problem = _thinking_problem(thinking, body["max_tokens"], messages)
+        if problem is not None:
+            return problem
     breakpoints = 0
     tools = body.get("tools") or []
     for i, tool in enumerate(tools):
@@ -217,6 +252,63 @@ def validate_request(body: Any, api_version: str = SAMPLING_REMOVED_IN) -> FakeE
         return _invalid(
             f"A maximum of {_MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
             f"Found {breakpoints}."
+        )
+    return None
+
+
+def thinking_enabled(body: Any) -> bool:
+    thinking = body.get("thinking") if isinstance(body, dict) else None
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _thinking_problem(thinking: Any, max_tokens: int, messages: list[Any]) -> FakeError | None:
+    """The real API's checks of extended thinking: the budget, every thinking block's
+    signature, and the rule that with thinking on the last assistant message — the one
+    whose tool uses the request answers — starts with its thinking block."""
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+        return _invalid("thinking.type: Input should be 'enabled' or 'disabled'")
+    if thinking["type"] == "disabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < MIN_THINKING_BUDGET:
+        return _invalid(
+            f"thinking.enabled.budget_tokens: Input should be greater than or equal to "
+            f"{MIN_THINKING_BUDGET}"
+        )
+    if budget >= max_tokens:
+        return _invalid("`max_tokens` must be greater than `thinking.budget_tokens`.")
+    last_assistant = None
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "thinking" and block.get("signature") != sign_thinking(
+                str(block.get("thinking", ""))
+            ):
+                return _invalid(
+                    f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                )
+            if kind == "redacted_thinking" and not _redacted_ok(block.get("data")):
+                return _invalid(
+                    f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
+                )
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            last_assistant = i
+    if last_assistant is None:
+        return None
+    content = messages[last_assistant].get("content")
+    blocks = content if isinstance(content, list) else [{"type": "text"}]
+    uses_tools = any(isinstance(b, dict) and b.get("type") == "tool_use" for b in blocks)
+    first = blocks[0].get("type") if blocks and isinstance(blocks[0], dict) else None
+    if uses_tools and first not in ("thinking", "redacted_thinking"):
+        return _invalid(
+            f"messages.{last_assistant}.content.0.type: Expected `thinking` or "
+            f"`redacted_thinking`, but found `{first}`. When `thinking` is enabled, a final "
+            "`assistant` message must start with a thinking block (preceeding the lastmost "
+            "set of `tool_use` and `tool_result` blocks). We recommend you include thinking "
+            "blocks from previous turns. To avoid this requirement, disable `thinking`. "
+            "Please consult our documentation at "
+            "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
         )
     return None
 
@@ -308,12 +400,30 @@ def _stop_reason(reply: FakeMessage) -> str:
     return reply.stop_reason or ("tool_use" if reply.tool_uses else "end_turn")
 
 
-def _usage(reply: FakeMessage, split: tuple[int, int, int]) -> dict[str, int]:
+def _thinking_blocks(reply: FakeMessage, message_id: str) -> list[dict[str, Any]]:
+    """The thinking blocks an answer starts with when the request enables thinking."""
+    text = reply.thinking if reply.thinking is not None else _DEFAULT_THINKING
+    blocks: list[dict[str, Any]] = [
+        {"type": "thinking", "thinking": text, "signature": sign_thinking(text)}
+    ]
+    if reply.redacted_thinking:
+        blocks.append({"type": "redacted_thinking", "data": redacted_data(message_id)})
+    return blocks
+
+
+def _usage(
+    reply: FakeMessage,
+    split: tuple[int, int, int],
+    thinking: Sequence[dict[str, Any]] = (),
+) -> dict[str, int]:
     uncached, written, read = split
     out = reply.usage.output_tokens
     if out is None:
+        # Thinking is billed as output, like the real API bills it.
         out = estimate_tokens(
-            reply.text + "".join(json.dumps(dict(t.input)) for t in reply.tool_uses)
+            reply.text
+            + "".join(json.dumps(dict(t.input)) for t in reply.tool_uses)
+            + "".join(str(b.get("thinking") or b.get("data")) for b in thinking)
         )
     return {
         "input_tokens": reply.usage.input_tokens
@@ -334,10 +444,16 @@ def _usage(reply: FakeMessage, split: tuple[int, int, int]) -> dict[str, int]:
 
 
 def message_body(
-    reply: FakeMessage, *, model: str, message_id: str, split: tuple[int, int, int]
+    reply: FakeMessage,
+    *,
+    model: str,
+    message_id: str,
+    split: tuple[int, int, int],
+    thinking: bool = False,
 ) -> dict[str, Any]:
-    """The JSON body of a non-streamed answer."""
-    content: list[dict[str, Any]] = []
+    """The JSON body of a non-streamed answer (`thinking`: the request enabled it)."""
+    content: list[dict[str, Any]] = _thinking_blocks(reply, message_id) if thinking else []
+    thought = list(content)
     if reply.text or not reply.tool_uses:
         content.append({"type": "text", "text": reply.text})
     for i, tool in enumerate(reply.tool_uses):
@@ -357,7 +473,7 @@ def message_body(
         "content": content,
         "stop_reason": _stop_reason(reply),
         "stop_sequence": None,
-        "usage": _usage(reply, split),
+        "usage": _usage(reply, split, thought),
     }
 
 
@@ -366,11 +482,37 @@ def _chunks(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def sse_events(
-    reply: FakeMessage, *, model: str, message_id: str, split: tuple[int, int, int]
+def _thinking_events(
+    block: dict[str, Any], index: int, chunk: int
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(event name, data) of a streamed answer, in the order the real API sends them."""
-    usage = _usage(reply, split)
+    def delta(d: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}
+
+    if block["type"] == "redacted_thinking":
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        yield "content_block_start", start
+    else:
+        empty = {"type": "thinking", "thinking": "", "signature": ""}
+        start = {"type": "content_block_start", "index": index, "content_block": empty}
+        yield "content_block_start", start
+        for piece in _chunks(block["thinking"], chunk):
+            yield delta({"type": "thinking_delta", "thinking": piece})
+        yield delta({"type": "signature_delta", "signature": block["signature"]})
+    yield "content_block_stop", {"type": "content_block_stop", "index": index}
+
+
+def sse_events(
+    reply: FakeMessage,
+    *,
+    model: str,
+    message_id: str,
+    split: tuple[int, int, int],
+    thinking: bool = False,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event name, data) of a streamed answer, in the order the real API sends them
+    (`thinking`: the request enabled it, so thinking blocks come first)."""
+    thought = _thinking_blocks(reply, message_id) if thinking else []
+    usage = _usage(reply, split, thought)
     start_usage = dict(usage, output_tokens=1)
     yield (
         "message_start",
@@ -390,6 +532,9 @@ def sse_events(
     )
     yield "ping", {"type": "ping"}
     index = 0
+    for block in thought:
+        yield from _thinking_events(block, index, reply.text_chunk_chars)
+        index += 1
     if reply.text or not reply.tool_uses:
         yield (
             "content_block_start",

@@ -44,6 +44,7 @@ from tests.fakes._messages_api import (
     estimate_tokens,
     message_body,
     sse_events,
+    thinking_enabled,
     validate_request,
 )
 
@@ -376,10 +377,18 @@ class FakeAnthropicServer:
         message_id = f"msg_fake_{request_id[9:]}"
         if not stream:
             return web.json_response(
-                message_body(reply, model=str(model), message_id=message_id, split=split),
+                message_body(
+                    reply,
+                    model=str(model),
+                    message_id=message_id,
+                    split=split,
+                    thinking=thinking_enabled(body),
+                ),
                 headers={"request-id": request_id},
             )
-        return await self._stream(request, reply, str(model), message_id, split, request_id)
+        return await self._stream(
+            request, reply, str(model), message_id, split, request_id, thinking_enabled(body)
+        )
 
     async def _stream(
         self,
@@ -389,6 +398,7 @@ class FakeAnthropicServer:
         message_id: str,
         split: tuple[int, int, int],
         request_id: str,
+        thinking: bool = False,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             status=200,
@@ -399,7 +409,9 @@ class FakeAnthropicServer:
             },
         )
         await response.prepare(request)
-        events = sse_events(reply, model=model, message_id=message_id, split=split)
+        events = sse_events(
+            reply, model=model, message_id=message_id, split=split, thinking=thinking
+        )
         for sent, (name, data) in enumerate(events):
             if reply.break_after_events is not None and sent >= reply.break_after_events:
                 if reply.break_mode == "disconnect":

@@ -169,6 +169,7 @@ def test_event_dict_tags_the_payload_and_spells_datetimes_as_utc_iso() -> None:
         "output_tokens": 20,
         "cache_read_tokens": 5,
         "cache_write_tokens": 1,
+        "reasoning_tokens": 0,
     }
     assert json.loads(json.dumps(d)) == d  # JSON-safe as it is
 
@@ -283,6 +284,7 @@ def test_every_dataclass_and_enum_of_the_contract_has_a_schema_file() -> None:
     expected = (
         {cls.__name__ for cls in (*ev_mod.REQUEST_TYPES, *ev_mod.EVENT_TYPES)}
         | {"Request", "Event", "TokenDelta", "AuditCheckpoint", "Usage", "ToolUse"}
+        | {"ThinkingBlock", "Attachment"}
         | {"Snapshot", "SessionSnapshot", "RestorePoint", "AgentVersion"}
         | {"ScheduleRecord", *(cls.__name__ for cls in ev_mod.SCHEDULE_TYPES)}
         | {"PolicyAction", "ChildStatus", "BudgetScope", "BudgetUnit", "EffectKind"}

@@ -26,6 +26,7 @@ from agents.events import (
     RequestPayload,
     RequestRejected,
     SendMessage,
+    SetModel,
     Tick,
     UpgradeAgent,
     Usage,
@@ -155,6 +156,17 @@ CASES: list[Case] = [
     (idle, lambda d: Tick(), {"advance": 10_000}, "idle", []),
     (idle, lambda d: CloseSession(), {}, "closed", ["SessionClosed"]),
     (idle_on_old_version, lambda d: UpgradeAgent(), {}, "idle", ["AgentVersionChanged"]),
+    *[
+        (SETUPS[p], lambda d: SetModel("scripted-medium"), {}, p.value, ["ModelChanged"])
+        for p in (
+            Phase.IDLE,
+            Phase.AWAITING_LLM,
+            Phase.COMPACTING,
+            Phase.AWAITING_TOOLS,
+            Phase.AWAITING_APPROVAL,
+            Phase.AWAITING_CHILDREN,
+        )
+    ],
     (
         awaiting_llm,
         lambda d: CompleteLlmCall(_llm(d), "scripted-small", "final"),
@@ -364,6 +376,7 @@ SAMPLES: dict[type, RequestPayload] = {
     CompleteChildSession: CompleteChildSession("c9", "s1/child/c9", ChildStatus.COMPLETED),
     Tick: Tick(),
     UpgradeAgent: UpgradeAgent(),
+    SetModel: SetModel("scripted-medium"),
 }
 assert set(SAMPLES) == set(REQUEST_TYPES)
 

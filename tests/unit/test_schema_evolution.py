@@ -78,8 +78,10 @@ def test_only_new_envelopes_are_missing_from_the_last_release() -> None:
 # both ways, and the full current set must read everything the release wrote.
 # Upgrade rule (README, "Upgrading"): upgrade the projector, then the workers.
 ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
-    "Event": frozenset({"MessageQueued", "QueuedMessageDropped", "AgentVersionChanged"}),
-    "Request": frozenset({"UpgradeAgent"}),
+    "Event": frozenset(
+        {"MessageQueued", "QueuedMessageDropped", "AgentVersionChanged", "ModelChanged"}
+    ),
+    "Request": frozenset({"UpgradeAgent", "SetModel"}),
 }
 
 
@@ -139,7 +141,7 @@ def test_generated_values_resolve_both_ways(envelope: str, data: st.DataObject) 
 def test_exemplars_take_every_union_branch_and_enum_symbol() -> None:
     values = exemplars(CURRENT.envelopes["Event"])
     branches = {v["payload"][0] for v in values}
-    assert len(branches) == 28
+    assert len(branches) == 29
     decisions = {
         v["payload"][1]["decision"] for v in values if v["payload"][0].endswith("ToolCallRequested")
     }
