@@ -27,6 +27,11 @@ File layout (TOML shown; YAML has the same shape):
     tool = "shell"
     action = "require_approval"
 
+    [agents.assistant.mcp.time]        # an MCP server: its tools are offered as time__<tool>
+    command = ["mcp-server-time"]      # stdio (confined), or url = "http://host/mcp"
+    tools = ["get_current_time"]       # the tools allowed ("*": every tool it offers)
+    env = ["TIME_API_KEY"]             # names of variables passed to it (never values)
+
     [[schedules]]                      # optional: runs of an agent on a schedule
     id = "nightly-report"              # (see README "Scheduled agents")
     agent = "assistant"
@@ -47,7 +52,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -63,6 +68,7 @@ __all__ = [
     "CompactionConfig",
     "CompactionStrategy",
     "Deadlines",
+    "McpServer",
     "definition_hash",
     "load_definitions",
     "parse_definitions",
@@ -128,6 +134,47 @@ class Deadlines(BaseModel):
     on_unknown_outcome: Literal["ask", "fail"] = "ask"
 
 
+MCP_SERVER_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_HEADER_ENV = r"^[A-Za-z0-9-]+=[A-Za-z_][A-Za-z0-9_]*$"  # "X-Api-Key=VARIABLE"
+
+
+class McpServer(BaseModel):
+    """An MCP server an agent uses: a `command` run over stdio (confined like the shell
+    tool: no credentials, no network unless `network`, only `read_only` paths and its own
+    directory visible) or a streamable-HTTP `url`. `tools` lists the server's tools the
+    agent may call (`"*"`: every tool it offers, so the agent's version follows the
+    server); each is offered as `<server>__<tool>`. Secrets are named, never written:
+    `env` lists variables of the worker passed to a stdio server, `headers_env` maps an
+    HTTP header to the variable holding its value (`"X-Api-Key=VAR"`), `bearer_token_env` names the variable
+    sent as `Authorization: Bearer`. `idempotent` lists tools safe to run twice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: tuple[str, ...] = ()
+    url: str | None = None
+    tools: tuple[str, ...] = Field(min_length=1)
+    env: tuple[Annotated[str, Field(pattern=_ENV_NAME)], ...] = ()
+    headers_env: tuple[Annotated[str, Field(pattern=_HEADER_ENV)], ...] = ()
+    bearer_token_env: str | None = Field(default=None, pattern=_ENV_NAME)
+    read_only: tuple[str, ...] = ()
+    network: bool = False
+    idempotent: tuple[str, ...] = ()
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if bool(self.command) == (self.url is not None):
+            raise ValueError("give either command (stdio) or url (streamable HTTP)")
+        if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"url: {self.url!r} is not an http(s) URL")
+        if self.url is not None and (self.env or self.read_only or self.network):
+            raise ValueError("env, read_only and network are for stdio servers only")
+        if self.command and (self.headers_env or self.bearer_token_env):
+            raise ValueError("headers_env and bearer_token_env are for HTTP servers only")
+        return self
+
+
 class AgentDefinition(BaseModel):
     """One agent. `tools` names tool specs of the registry; `delegates` names the agents
     the `delegate` tool may start (empty: delegation is not offered)."""
@@ -156,6 +203,8 @@ class AgentDefinition(BaseModel):
     # Sessions keep the version of this definition they started on ("pin"), until an
     # UpgradeAgent moves them; "follow" moves them to the served version at a turn start.
     on_change: Literal["pin", "follow"] = "pin"
+    # MCP servers by name; their allowed tools join `tools` when a worker binds them.
+    mcp: dict[str, McpServer] = Field(default_factory=dict)
     # Extended thinking: the tokens the model may think before it answers (0: off;
     # else at least 1,024 and below max_tokens). Sent to models whose catalog entry says
     # they think; thinking tokens are billed as output.
@@ -212,6 +261,9 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
             )
     if d.delegates and "delegate" not in d.tools:
         yield "delegates", "needs the 'delegate' tool in tools"
+    for server in d.mcp:
+        if not re.match(MCP_SERVER_PATTERN, server):
+            yield f"mcp.{server}", f"server names must match {MCP_SERVER_PATTERN}"
     if "delegate" in d.tools and not d.delegates:
         yield "tools", "the 'delegate' tool needs at least one agent in delegates"
 
@@ -220,6 +272,7 @@ _LATER_DEFAULTS: dict[str, object] = {
     "max_queued": 8,
     "on_truncated_tool_call": "retry",
     "on_change": "pin",
+    "mcp": {},
     "thinking_budget": 0,
 }
 
