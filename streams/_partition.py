@@ -56,8 +56,8 @@ from agents.snapshots import RESTORE_POINT_KEY, SNAPSHOT_EVERY, restore_point, s
 from schemas.codec import decode_request, encode_event, encode_request, encode_snapshot
 from streams import telemetry
 from streams._deadlines import DeadlineIndex
-from streams._eventlog import INPUT_NEXT_HEADER
 from streams._snapshots import Keeper, SnapshotReader
+from streams.logread import INPUT_NEXT_HEADER
 from streams.partitioning import partition_for
 from streams.topics import DEFAULT_MAX_REQUEST_BYTES, SNAPSHOTS_MAX_BYTES, TopicNames
 from streams.tracing import child_traceparent, get_traceparent, headers_with

@@ -543,7 +543,6 @@ class EffectRunner:
             attempts=max(1, resp.attempts),
             fallback_used=resp.fallback_used,
             circuits_opened=tuple(resp.circuits_opened),
-            thinking=tuple(resp.thinking),
         )
 
     async def _summarize(

@@ -53,7 +53,9 @@ from agents.events import Event
 from agents.fsm import evolve, fork_base, fork_source, initial_state
 from agents.snapshots import state_of
 from streams._deadlines import DeadlineIndex
-from streams._eventlog import (
+from streams._partition import EffectSync, OwnedPartition, Shared
+from streams._snapshots import Keeper, SnapshotReader, read_snapshot_index
+from streams.logread import (
     INPUT_NEXT_HEADER,
     read_partition_events,
     read_partition_keys,
@@ -61,8 +63,6 @@ from streams._eventlog import (
     read_partition_log_end,
     read_session_events,
 )
-from streams._partition import EffectSync, OwnedPartition, Shared
-from streams._snapshots import Keeper, SnapshotReader, read_snapshot_index
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.telemetry import observe_restore

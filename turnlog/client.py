@@ -56,7 +56,7 @@ from turnlog._follow import (
     TurnWatch,
     Until,
 )
-from turnlog._log_reader import topic_partitions
+from streams.logread import topic_partitions
 
 __all__ = [
     "EXIT_CODES",

@@ -40,9 +40,9 @@ from agents.events import (
 from agents.fsm import evolve, fork_base, initial_state
 from agents.state import SessionState, window_entries
 from schemas.codec import decode_event, event_from_dict, event_to_dict
+from streams.logread import read_keyed, topic_partitions
 from streams.partitioning import partition_for
 from streams.topics import TopicNames
-from turnlog._log_reader import read_keyed, topic_partitions
 from turnlog._render import Describer
 
 __all__ = [

@@ -48,9 +48,9 @@ from agents.fsm import decide_and_evolve, evolve, fold, fork_base, initial_state
 from agents.registry import AgentInfo, AgentRegistry
 from agents.state import SessionState
 from schemas.codec import decode_request, event_to_dict
+from streams.logread import read_keyed, topic_partitions
 from streams.partitioning import partition_for
 from streams.topics import TopicNames
-from turnlog._log_reader import read_keyed, topic_partitions
 from turnlog.replay import SessionLog, load_session_log
 
 __all__ = ["Divergence", "VerifyReport", "read_session_requests", "verify_log", "verify_session"]

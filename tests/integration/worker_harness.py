@@ -77,6 +77,7 @@ from agents.events import (
     TurnFailed,
 )
 from schemas.codec import decode_event, decode_request, encode_request
+from streams.logread import read_to_end, topic_partitions
 from streams.topics import TopicNames
 from streams.tracing import TRACEPARENT, get_traceparent
 
@@ -508,48 +509,22 @@ class RequestSender:
 
 
 async def read_records(
-    bootstrap: str,
-    topic: str,
-    *,
-    isolation_level: str = "read_committed",
-    timeout_s: float = 60.0,
+    bootstrap: str, topic: str, *, isolation_level: str = "read_committed"
 ) -> list[ConsumerRecord]:
-    """Every record of `topic` (all partitions) up to its end at call time."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        isolation_level=isolation_level,
-        client_id="turnlog-test-reader",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[ConsumerRecord] = []
-        # The position moves past control records too (aiokafka skips them), so it
-        # reaches the end offset (the last stable offset, under read_committed).
-        deadline = time.monotonic() + timeout_s
-        while True:
-            pending = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"Reading {topic} did not reach its end within {timeout_s} s.")
-            batch = await consumer.getmany(*pending, timeout_ms=300, max_records=10_000)
-            for tp, recs in batch.items():
-                out.extend(r for r in recs if r.offset < ends[tp])
-        return out
-    finally:
-        await consumer.stop()
+    """Every record of `topic` (all partitions, one after the other) up to its end at
+    call time, through the package's one log reader (streams.logread)."""
+    out: list[ConsumerRecord] = []
+    for partition in range(await topic_partitions(bootstrap, topic)):
+        await read_to_end(
+            bootstrap,
+            topic,
+            partition,
+            None,
+            client_id="turnlog-test-reader",
+            each=out.append,
+            isolation_level=isolation_level,
+        )
+    return out
 
 
 async def read_requests(bootstrap: str, topics: TopicNames) -> list[Request]:
