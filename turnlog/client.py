@@ -44,6 +44,7 @@ from agents.events import (
 )
 from agents.limits import DEFAULT_MAX_TEXT_BYTES, utf8_size
 from schemas.codec import decode_event, encode_request
+from streams.logread import topic_partitions
 from streams.partitioning import partition_for
 from streams.topics import REQUESTS_MAX_BYTES, TopicNames, topic_names
 from streams.tracing import headers_with, new_traceparent
@@ -56,7 +57,6 @@ from turnlog._follow import (
     TurnWatch,
     Until,
 )
-from streams.logread import topic_partitions
 
 __all__ = [
     "EXIT_CODES",
