@@ -56,15 +56,15 @@ from agents.events import (
     Usage,
 )
 from agents.fold import fold, fork_base
-from projections.fold import NOT_STARTED
-from projections.fold import fold as project
-from projections.rows import Changes
 from agents.fsm import decide, decide_and_evolve, decide_built, evolve, initial_state
 from agents.llm import LlmRequest
 from agents.snapshots import snapshot_of, state_of
 from agents.state import CallStatus, Phase, SessionState, step_phase
 from agents.state_codec import state_from_dict, state_to_dict
 from agents.transitions import TRANSITIONS
+from projections.fold import NOT_STARTED
+from projections.fold import fold as project
+from projections.rows import Changes
 from schemas.codec import decode_snapshot, encode_snapshot
 from tests.unit.test_fsm_support import REGISTRY, T0
 

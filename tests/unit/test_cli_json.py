@@ -12,7 +12,7 @@ from turnlog.cli import app, load_extensions
 # Commands that run until stopped and print no result: their output is their log, JSON
 # lines whenever it is not a terminal (streams.logs). And a pass-through to one of
 # Kafka's own tools, whose output is that tool's.
-EXEMPT = {"worker session", "worker all", "dev kafka-cli"}
+EXEMPT = {"worker session", "worker all", "worker scheduler", "ui", "a2a serve", "dev kafka-cli"}
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> dict[str, Any]:
