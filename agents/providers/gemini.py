@@ -18,9 +18,12 @@ Translation:
   replayed turn carries the sentinel Google documents for history without signatures
   ("skip_thought_signature_validator"); keeping the real signatures is the thinking-in-
   events work the Anthropic provider waits for too;
+- images and documents of a user message are `inline_data` parts (the bytes and their
+  MIME type), before its text;
 - usage: `promptTokenCount` includes `cachedContentTokenCount` (implicit or explicit
   caching), so input = prompt - cached and cache read = cached; thinking tokens
-  (`thoughtsTokenCount`) are billed as output, so output = candidates + thoughts;
+  (`thoughtsTokenCount`) are billed as output, so output = candidates + thoughts, and
+  they are `Usage.reasoning_tokens` (priced at the catalog's reasoning price);
 - stop reasons: STOP → end_turn (tool_use when the answer calls functions), MAX_TOKENS →
   max_tokens, SAFETY / RECITATION / BLOCKLIST / PROHIBITED_CONTENT / SPII /
   IMAGE_SAFETY (and a blocked prompt) → refusal; MALFORMED_FUNCTION_CALL is a broken
@@ -33,6 +36,7 @@ so a re-issued call reproduces it and no two calls of one conversation share one
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import random
@@ -49,6 +53,7 @@ from agents.events import ToolUse, Usage
 from agents.llm import (
     LlmRequest,
     LlmResponse,
+    MediaBlock,
     StopReason,
     TextBlock,
     ToolResultBlock,
@@ -99,6 +104,13 @@ def build_contents(request: LlmRequest, model: str) -> list[types.Content]:
             if isinstance(block, TextBlock):
                 if block.text:
                     parts.append(types.Part(text=block.text))
+            elif isinstance(block, MediaBlock):
+                if block.data is None:
+                    raise ValueError(
+                        f"attachment {block.sha256[:12]} was not resolved from the blob store"
+                    )
+                blob = types.Blob(mime_type=block.media_type, data=base64.b64decode(block.data))
+                parts.append(types.Part(inline_data=blob))
             elif isinstance(block, ToolUseBlock):
                 names[block.call_id] = block.name
                 part = types.Part(
@@ -235,8 +247,19 @@ class GeminiProvider(FallbackAdapter):
         self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
     ) -> LlmResponse:
         """ONE request to `model` (see `agents.providers.routing.Adapter`)."""
-        contents = build_contents(request, model)
+        try:
+            contents = build_contents(request, model)
+        except ValueError as exc:
+            raise AttemptFailed(
+                f"The request to {self.name}/{model} cannot be sent: {exc}.",
+                error_type=ErrorType.INVALID_REQUEST,
+                retryable=False,
+                counts_for_breaker=False,
+            ) from None
         config = build_config(request, None if budget is None else max(1, int(budget * 1000)))
+        if request.thinking_budget:
+            # The agent's thinking budget, as Gemini 2.5 takes it (thoughts are output).
+            config.thinking_config = types.ThinkingConfig(thinking_budget=request.thinking_budget)
         answer = _Assembly()
         try:
             if self.streaming:
@@ -360,5 +383,11 @@ def _usage(raw: Any) -> Usage:
         return Usage()
     prompt = int(raw.prompt_token_count or 0)
     cached = min(int(raw.cached_content_token_count or 0), prompt)
-    output = int(raw.candidates_token_count or 0) + int(raw.thoughts_token_count or 0)
-    return Usage(input_tokens=prompt - cached, output_tokens=output, cache_read_tokens=cached)
+    thoughts = int(raw.thoughts_token_count or 0)
+    output = int(raw.candidates_token_count or 0) + thoughts
+    return Usage(
+        input_tokens=prompt - cached,
+        output_tokens=output,
+        cache_read_tokens=cached,
+        reasoning_tokens=thoughts,
+    )

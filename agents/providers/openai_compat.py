@@ -24,9 +24,13 @@ Translation:
   read), per endpoint; temperature is not sent to reasoning models (o-series, gpt-5),
   which reject any value but the default;
 - `parallel_tool_calls` is asked for whenever tools are offered;
+- images and documents of a user message become `image_url` parts (a base64 data URL)
+  and `file` parts (PDF, `file_data`), before its text;
 - usage: `prompt_tokens` includes cached tokens, so input = prompt - cached, cache read =
   cached (DeepSeek's `prompt_cache_hit_tokens` too); OpenAI bills no cache writes.
-  `completion_tokens` already includes reasoning tokens, so they are billed as output;
+  `completion_tokens` already includes reasoning tokens; their count
+  (`completion_tokens_details.reasoning_tokens`) is `Usage.reasoning_tokens`, priced at
+  the catalog's reasoning price;
 - stop reasons: stop → end_turn, length → max_tokens, tool_calls → tool_use,
   content_filter → refusal (a `refusal` answer too).
 
@@ -49,6 +53,7 @@ from agents.events import ToolUse, Usage
 from agents.llm import (
     LlmRequest,
     LlmResponse,
+    MediaBlock,
     Message,
     StopReason,
     TextBlock,
@@ -136,7 +141,20 @@ def _message(message: Message) -> list[dict[str, Any]]:
         if isinstance(b, ToolResultBlock)
     ]
     text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
+    media = [_media_part(b) for b in message.content if isinstance(b, MediaBlock)]
+    if media:
+        parts = [*media, *([{"type": "text", "text": text}] if text else [])]
+        return [*results, {"role": "user", "content": parts}]
     return [*results, {"role": "user", "content": text}] if text or not results else results
+
+
+def _media_part(block: MediaBlock) -> dict[str, Any]:
+    if block.data is None:
+        raise ValueError(f"attachment {block.sha256[:12]} was not resolved from the blob store")
+    url = f"data:{block.media_type};base64,{block.data}"
+    if block.is_image:
+        return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "file", "file": {"filename": f"{block.sha256[:12]}.pdf", "file_data": url}}
 
 
 def build_params(
@@ -183,7 +201,12 @@ def _usage(raw: Any) -> Usage:
         extra = getattr(raw, "model_extra", None) or {}
         cached = int(extra.get("prompt_cache_hit_tokens") or 0)  # DeepSeek
     cached = min(cached, prompt)
-    return Usage(input_tokens=prompt - cached, output_tokens=completion, cache_read_tokens=cached)
+    return Usage(
+        input_tokens=prompt - cached,
+        output_tokens=completion,
+        cache_read_tokens=cached,
+        reasoning_tokens=min(_reasoning_tokens(raw), completion),
+    )
 
 
 def _reasoning_tokens(raw: Any) -> int:
@@ -317,12 +340,20 @@ class OpenAICompatProvider(FallbackAdapter):
         self, request: LlmRequest, model: str, deltas: DeltaSink, budget: float | None
     ) -> LlmResponse:
         """ONE request to `model` (see `agents.providers.routing.Adapter`)."""
-        params = build_params(
-            request,
-            model,
-            max_tokens_param=self.max_tokens_param,
-            parallel_tool_calls=self.parallel_tool_calls,
-        )
+        try:
+            params = build_params(
+                request,
+                model,
+                max_tokens_param=self.max_tokens_param,
+                parallel_tool_calls=self.parallel_tool_calls,
+            )
+        except ValueError as exc:
+            raise AttemptFailed(
+                f"The request to {self.name}/{model} cannot be sent: {exc}.",
+                error_type=ErrorType.INVALID_REQUEST,
+                retryable=False,
+                counts_for_breaker=False,
+            ) from None
         timeout: Any = (
             openai.Timeout(budget, connect=min(budget, self.connect_timeout_s))
             if budget is not None
@@ -447,9 +478,6 @@ class OpenAICompatProvider(FallbackAdapter):
             usage = _usage(answer.usage)
         except (InvalidRecord, TypeError, ValueError) as exc:
             raise self._unreadable(model, exc) from None
-        reasoning = _reasoning_tokens(answer.usage)
-        if reasoning:
-            log.debug("llm.reasoning_tokens", provider=self.name, model=model, tokens=reasoning)
         return LlmResponse(
             model=model, text=text, tool_uses=tool_uses, stop_reason=stop, usage=usage
         )

@@ -9,9 +9,10 @@ wire format at the last moment. There is still exactly one retry loop per call
 `circuits_opened` are counted over the whole chain exactly as for a single vendor, and
 circuits are per "endpoint/model" target.
 
-A model no endpoint serves (unknown to the catalog, or its endpoint has no key), or one
-that cannot call tools when the request offers some, is skipped like a model with an
-open circuit, and logged; when no model of the call can be
+A model no endpoint serves (unknown to the catalog, or its endpoint has no key), one
+that cannot call tools when the request offers some, or one that cannot see (the
+catalog's `vision`) when the request holds images or documents, is skipped like a model
+with an open circuit, and logged; when no model of the call can be
 served, the call fails with `ProviderError(error_type="not_configured")` and nothing is
 sent.
 """
@@ -27,7 +28,8 @@ from typing import Protocol
 
 import structlog
 
-from agents.llm import LlmRequest, LlmResponse
+from agents.llm import LlmRequest, LlmResponse, MediaBlock
+from agents.pricing import find_model
 from agents.providers._deltas import DeltaSink
 from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError, ProviderError
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
@@ -111,6 +113,7 @@ class RoutedProvider:
     ) -> LlmResponse:
         routes: dict[str, Route] = {}
         unroutable: list[str] = []
+        media = any(isinstance(b, MediaBlock) for m in request.messages for b in m.content)
         for model in (request.model, *fallbacks):
             if not model or model in routes:
                 continue
@@ -120,6 +123,12 @@ class RoutedProvider:
                     raise ProviderConfigError(
                         "it cannot call tools (the catalog says tools = false) and the "
                         "request offers some"
+                    )
+                info = find_model(model) if media else None
+                if info is not None and not info.vision:
+                    raise ProviderConfigError(
+                        "it cannot read images or documents (the catalog says vision = "
+                        "false) and the request holds some"
                     )
             except ProviderConfigError as exc:
                 unroutable.append(f"{model} ({exc})")

@@ -9,6 +9,7 @@ client that works against the fake works against the real thing. Nothing here do
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -225,6 +226,10 @@ def validate_request(body: Any, api_version: str = SAMPLING_REMOVED_IN) -> FakeE
             breakpoints += "cache_control" in block
             if kind == "text" and not block.get("text"):
                 return _invalid("messages: text content blocks must be non-empty")
+            if kind in ("image", "document"):
+                problem = _media_problem(f"messages.{i}.content.{j}", kind, block, role)
+                if problem is not None:
+                    return problem
             if kind == "tool_use":
                 if role != "assistant":
                     return _invalid(
@@ -253,6 +258,27 @@ def validate_request(body: Any, api_version: str = SAMPLING_REMOVED_IN) -> FakeE
             f"A maximum of {_MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
             f"Found {breakpoints}."
         )
+    return None
+
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _media_problem(where: str, kind: str, block: dict[str, Any], role: Any) -> FakeError | None:
+    """The API's checks of an image or document block with a base64 source."""
+    if role != "user":
+        return _invalid(f"{where}: {kind} blocks are only allowed in user messages")
+    source = block.get("source") or {}
+    if source.get("type") != "base64":
+        return None  # url / file sources: not what turnlog sends
+    allowed = _IMAGE_TYPES if kind == "image" else ("application/pdf",)
+    if source.get("media_type") not in allowed:
+        spelled = ", ".join(f"'{t}'" for t in allowed)
+        return _invalid(f"{where}.{kind}.source.base64.media_type: Input should be {spelled}")
+    try:
+        base64.b64decode(str(source.get("data", "")), validate=True)
+    except ValueError:
+        return _invalid(f"{where}.{kind}.source.base64.data: invalid base64 data")
     return None
 
 

@@ -22,6 +22,7 @@ which answers in the real wire format and records every request (key redacted):
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json
@@ -151,6 +152,16 @@ def validate(body: Any, model: str) -> FakeGeminiError | None:
                 "Please ensure that the number of function response parts is equal to the "
                 "number of function call parts of the function call turn.",
             )
+        for j, part in enumerate(parts):
+            blob = part.get("inlineData")
+            # Proto JSON takes field names in either case (the SDK sends mime_type).
+            mime = blob.get("mimeType") or blob.get("mime_type") if blob is not None else None
+            if blob is not None and (not mime or not _base64_ok(blob.get("data"))):
+                return FakeGeminiError(
+                    400,
+                    f"* GenerateContentRequest.contents[{i}].parts[{j}].inline_data: "
+                    "mime_type and base64 data are required.",
+                )
         calls = [p for p in parts if "functionCall" in p]
         if calls and _NEEDS_SIGNATURE.match(model) and "thoughtSignature" not in calls[0]:
             return FakeGeminiError(
@@ -160,6 +171,16 @@ def validate(body: Any, model: str) -> FakeGeminiError | None:
             )
         previous_calls = [c["functionCall"].get("name", "") for c in calls]
     return None
+
+
+def _base64_ok(data: Any) -> bool:
+    """Proto JSON takes bytes as standard or URL-safe base64 (the SDK sends the latter)."""
+    text = str(data)
+    try:
+        base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except ValueError:
+        return False
+    return bool(text)
 
 
 class _PrefixCache:

@@ -29,6 +29,7 @@ answers in the real wire format and records every request (credentials redacted)
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json
@@ -188,6 +189,11 @@ def validate(body: Any) -> FakeOpenAIError | None:
                 f"response messages: {', '.join(sorted(open_calls))}",
                 "messages",
             )
+        content = message.get("content")
+        if role == "user" and isinstance(content, list):
+            problem = _parts_problem(i, content)
+            if problem is not None:
+                return bad(*problem)
         if role == "assistant":
             calls = message.get("tool_calls") or []
             open_calls = {str(c.get("id")) for c in calls}
@@ -196,6 +202,43 @@ def validate(body: Any) -> FakeOpenAIError | None:
                     f"Invalid 'messages[{i}]': an assistant message needs content or tool_calls."
                 )
     return None
+
+
+def _parts_problem(i: int, parts: list[Any]) -> tuple[str, str] | None:
+    """What the real API says about a user message's content parts (text, image_url,
+    file), or None: an image is an http(s) URL or a base64 data URL of an image, a file
+    a base64 data URL of a PDF."""
+    for j, part in enumerate(parts):
+        kind = part.get("type") if isinstance(part, dict) else None
+        where = f"messages[{i}].content[{j}]"
+        if kind == "text":
+            continue
+        if kind == "image_url":
+            url = str((part.get("image_url") or {}).get("url", ""))
+            if not (url.startswith(("http://", "https://")) or _data_url_ok(url, "image/")):
+                return f"Invalid '{where}.image_url.url': expected a URL or a data URL.", where
+            continue
+        if kind == "file":
+            data = str((part.get("file") or {}).get("file_data", ""))
+            if not _data_url_ok(data, "application/pdf"):
+                return f"Invalid '{where}.file.file_data': expected a base64 PDF.", where
+            continue
+        return (
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url' and 'file'.",
+            where,
+        )
+    return None
+
+
+def _data_url_ok(url: str, prefix: str) -> bool:
+    head, _, data = url.partition(";base64,")
+    if not head.startswith("data:" + prefix) or not data:
+        return False
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 class _PrefixCache:
