@@ -21,6 +21,9 @@ from agents.tools import ToolContext, ToolRegistry, ToolSettings, builtin_regist
 from agents.tools.mcp import binding_of, load_mcp
 from agents.tools.mcp.hub import McpHub
 
+# The fixtures' loop (session scope): servers started by a fixture keep serving.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
 ROOT = Path(__file__).resolve().parents[2]
 FAKES = ROOT / "tests" / "fakes"
 SERVER = FAKES / "mcp_server.py"
@@ -52,23 +55,38 @@ def ctx(tmp_path: Path, call_id: str = "call-1") -> ToolContext:
     return ToolContext("s-mcp", call_id, settings=ToolSettings(sandbox_dir=tmp_path / "sandbox"))
 
 
-@pytest.fixture
-def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker's credentials, which no stdio server may see."""
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-worker-secret-000000")
-    monkeypatch.setenv("DATABASE_URL", "postgresql://turnlog:hunter2@127.0.0.1/turnlog")
-    monkeypatch.setenv("FAKE_MCP_TOKEN", "token-for-the-server")
+WORKER_SECRETS = {
+    # The worker's credentials, which no stdio server may see.
+    "ANTHROPIC_API_KEY": "sk-ant-worker-secret-000000",
+    "DATABASE_URL": "postgresql://turnlog:hunter2@127.0.0.1/turnlog",
+    # A secret the agent file hands to the server by name.
+    "FAKE_MCP_TOKEN": "token-for-the-server",
+}
 
 
-@pytest.fixture
-async def bound(tmp_path: Path, secrets_in_env: None) -> AsyncIterator[tuple[ToolRegistry, dict]]:
+@pytest.fixture(scope="module")
+def secrets_in_env() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in WORKER_SECRETS.items():
+            mp.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="module")
+async def bound(
+    secrets_in_env: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[ToolRegistry, dict]]:
+    """One stdio server for the tests that only call it (a server start costs seconds);
+    its directory is under `root`."""
+    root = tmp_path_factory.mktemp("mcp")
     defs, _ = parse_definitions(agent_file({"fake": stdio_server(env=["FAKE_MCP_TOKEN"])}))
     tools = builtin_registry()
     bound_defs, specs = await asyncio.to_thread(load_mcp, defs, tools)
     binding = binding_of(tools)
     assert binding is not None
     try:
-        yield tools, {"definitions": bound_defs, "specs": specs, "hub": binding.hub}
+        binding.hub.settings = ctx(root).settings
+        yield tools, {"definitions": bound_defs, "specs": specs, "hub": binding.hub, "root": root}
     finally:
         await binding.hub.aclose()
 
@@ -86,10 +104,9 @@ async def test_stdio_server_tools_are_discovered_with_their_schemas(
     assert tools.resolve("fake__add").spec() == spec
 
 
-async def test_calls_map_text_images_resources_and_errors(
-    bound: tuple[ToolRegistry, dict], tmp_path: Path
-) -> None:
-    tools, _ = bound
+async def test_calls_map_text_images_resources_and_errors(bound: tuple[ToolRegistry, dict]) -> None:
+    tools, b = bound
+    tmp_path = b["root"]
     c = ctx(tmp_path)
     added = await tools.execute("fake__add", '{"a": 2, "b": 3}', c)
     assert (added.ok, added.content) == (True, "5")
@@ -106,9 +123,10 @@ async def test_calls_map_text_images_resources_and_errors(
 
 
 async def test_a_call_carries_the_effect_id_as_idempotency_key(
-    bound: tuple[ToolRegistry, dict], tmp_path: Path
+    bound: tuple[ToolRegistry, dict],
 ) -> None:
-    tools, _ = bound
+    tools, b = bound
+    tmp_path = b["root"]
     c = ToolContext(
         "s-mcp", "call-9", settings=ctx(tmp_path).settings, idempotency_key="s-mcp/effect-9"
     )
@@ -117,9 +135,10 @@ async def test_a_call_carries_the_effect_id_as_idempotency_key(
 
 
 async def test_a_stdio_server_runs_without_the_workers_credentials(
-    bound: tuple[ToolRegistry, dict], tmp_path: Path
+    bound: tuple[ToolRegistry, dict],
 ) -> None:
-    tools, _ = bound
+    tools, b = bound
+    tmp_path = b["root"]
     c = ctx(tmp_path)
     env = dict(
         line.split("=", 1)
@@ -137,9 +156,10 @@ async def test_a_stdio_server_runs_without_the_workers_credentials(
 
 
 async def test_a_cancelled_call_stops_and_the_server_stays_usable(
-    bound: tuple[ToolRegistry, dict], tmp_path: Path
+    bound: tuple[ToolRegistry, dict],
 ) -> None:
-    tools, _ = bound
+    tools, b = bound
+    tmp_path = b["root"]
     c = ctx(tmp_path)
     call = asyncio.create_task(tools.execute("fake__slow", '{"seconds": 60, "marker": "m"}', c))
     marker = tmp_path / "sandbox" / "mcp" / "fake" / "m"
@@ -167,9 +187,10 @@ async def test_a_call_past_the_tools_timeout_is_stopped(tmp_path: Path) -> None:
 
 
 async def test_list_changed_is_noticed_and_rediscovery_sees_the_new_tool(
-    bound: tuple[ToolRegistry, dict], tmp_path: Path
+    bound: tuple[ToolRegistry, dict],
 ) -> None:
     tools, b = bound
+    tmp_path = b["root"]
     hub: McpHub = b["hub"]
     hub.settings = ctx(tmp_path).settings
     assert "double" not in [t.name for t in (await hub.discover())["fake"].tools]
@@ -180,23 +201,23 @@ async def test_list_changed_is_noticed_and_rediscovery_sees_the_new_tool(
     assert "double" in [t.name for t in (await hub.discover())["fake"].tools]
 
 
-def test_only_the_allowed_tools_are_offered_and_a_missing_one_says_why(tmp_path: Path) -> None:
+async def test_only_the_allowed_tools_are_offered_and_a_missing_one_says_why() -> None:
     defs, _ = parse_definitions(
         agent_file({"fake": stdio_server(tools=["add", "vanished"], idempotent=["add"])})
     )
     tools = builtin_registry()
-    bound_defs, specs = load_mcp(defs, tools)
+    bound_defs, specs = await asyncio.to_thread(load_mcp, defs, tools)
     assert bound_defs[0].tools == ("fake__add", "fake__vanished")
     assert specs["fake__add"].idempotent and not specs["fake__vanished"].idempotent
     assert specs["fake__vanished"].description.startswith("(unavailable)")
     assert "fake__picture" not in tools
 
 
-def test_an_unreachable_server_is_offered_as_unavailable(tmp_path: Path) -> None:
+async def test_an_unreachable_server_is_offered_as_unavailable() -> None:
     defs, _ = parse_definitions(
         agent_file({"gone": {"url": f"http://127.0.0.1:{free_port()}/mcp", "tools": ["add"]}})
     )
-    _, specs = load_mcp(defs, builtin_registry(), discovery_timeout_s=20)
+    _, specs = await asyncio.to_thread(load_mcp, defs, builtin_registry(), discovery_timeout_s=20)
     assert specs["gone__add"].description.startswith("(unavailable)")
 
 
