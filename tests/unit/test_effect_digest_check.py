@@ -52,8 +52,9 @@ def _summarize_call() -> tuple[Driver, Any]:
 
 
 def _run(runner: EffectRunner, d: Driver, effect: Any) -> Any:
-    method = runner._llm if isinstance(effect, LlmCallEffect) else runner._summarize
-    return asyncio.run(method(d.state.session_id, d.state, effect, get_logger()))
+    if isinstance(effect, LlmCallEffect):
+        return asyncio.run(runner._llm(d.state.session_id, d.state, effect))
+    return asyncio.run(runner._summarize(d.state.session_id, d.state, effect, get_logger()))
 
 
 def _tampered(effect: Any) -> Any:
