@@ -396,7 +396,7 @@ async def _follow(request: Request, sid: str, from_seq: int | None) -> AsyncIter
 async def follow_all(request: Request) -> Response:
     """
     ---
-    summary: Every session's events as Server-Sent Events (`event: session`, no payloads)
+    summary: "Every session's events as Server-Sent Events (`event: session`, no payloads)"
     responses:
       200: {description: text/event-stream}
     """

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -36,7 +36,7 @@ _env = Environment(
 
 
 def _usd(value: Any) -> str:
-    if value is None:
+    if value is None or isinstance(value, Undefined):  # e.g. a call not answered yet
         return "—"
     return f"${float(value):.6f}"
 
@@ -104,7 +104,7 @@ async def session_page(request: Request) -> Response:
     try:
         shown = await run_in_threadpool(show_session, b.database_url, sid)
     except SessionNotFound as exc:
-        return render(request, "error.html", status=404, page="sessions", message=str(exc))
+        return render(request, "error.html", status=404, page="error", message=str(exc))
     approvals = await b.reads.approvals(pending_only=False, session_id=sid)
     tools = {t["call_id"]: t for t in await b.reads.tool_calls(sid)}
     by_call = {a["call_id"]: a for a in approvals}

@@ -145,6 +145,9 @@ class Reads:
         for col in ("agent", "status", "phase"):
             rows = await self.rows(f"SELECT DISTINCT {col} AS v FROM sessions ORDER BY 1")
             out[col] = [r["v"] for r in rows]
+        # A new session can start with any agent a worker serves (published versions).
+        served = await self.rows("SELECT DISTINCT agent AS v FROM agent_versions ORDER BY 1")
+        out["served"] = [r["v"] for r in served]
         return out
 
     async def session_row(self, session_id: str) -> dict[str, Any] | None:

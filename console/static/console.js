@@ -91,7 +91,7 @@
         const seq = parseInt(el.dataset.seq, 10);
         try {
           const r = await post(`/api/sessions/${encodeURIComponent(sid)}/fork?wait=true`, { at_seq: seq });
-          location.href = `/sessions/${encodeURIComponent(r.session_id)}`;
+          location.href = `/sessions/${encodeURIComponent(r.session_id)}?after_seq=${r.seq || 1}`;
         } catch (e) {}
       });
     });
@@ -155,14 +155,17 @@
 
   if (page === "sessions") {
     const form = document.getElementById("new-session");
-    form.addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      const agent = form.agent_other.value.trim() || form.agent.value;
-      try {
-        const r = await post("/api/sessions", { agent, text: form.text.value });
-        location.href = `/sessions/${encodeURIComponent(r.session_id)}`;
-      } catch (e) {}
-    });
+    if (form) {
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const agent = form.agent_other.value.trim() || form.agent.value;
+        try {
+          // wait=true: the worker took it; after_seq: the page waits for the projection.
+          const r = await post("/api/sessions?wait=true", { agent, text: form.text.value });
+          location.href = `/sessions/${encodeURIComponent(r.session_id)}?after_seq=${r.seq || 1}`;
+        } catch (e) {}
+      });
+    }
   }
 
   if (page === "session") {
@@ -208,9 +211,12 @@
         if (ev.seq <= lastSeq) return;
         lastSeq = ev.seq;
         addRow(ev);
-        if (ev.type === "LlmCallRequested") {
+        // A call's deltas can arrive before the event that requested it (two topics):
+        // the box is cleared only for a call it is not already showing.
+        if (ev.type === "LlmCallRequested" && streaming.dataset.call !== ev.payload.call_id) {
           streaming.textContent = "";
           streaming.dataset.call = ev.payload.call_id || "";
+          streaming.classList.remove("done");
         }
         if (ev.type === "LlmCallCompleted" && ev.payload && ev.payload.text && !streaming.textContent) {
           streaming.textContent = ev.payload.text;

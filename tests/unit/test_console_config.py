@@ -103,3 +103,18 @@ def test_the_wheel_ships_every_template_and_asset() -> None:
         if path.is_file():
             rel = path.relative_to(console)
             assert any(rel.match(p) for p in patterns), f"{rel} is not in the wheel"
+
+
+def test_the_api_is_described_by_openapi() -> None:
+    from console.api import api_routes, openapi
+
+    spec = openapi()
+    assert spec["openapi"].startswith("3.") and spec["components"]["securitySchemes"]
+    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    for route in api_routes():
+        if route.include_in_schema:
+            for method in route.methods or ():
+                if method != "HEAD":
+                    assert (route.path, method.lower()) in documented, (route.path, method)
+    stream = spec["paths"]["/api/sessions/{session_id}/stream"]["get"]
+    assert "Last-Event-ID" in stream["description"]
