@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from agents.context import ContextMemo
 from agents.events import (
     Event,
     EventPayload,
@@ -54,7 +55,17 @@ class Decision:
     carries it as occurred_at, and the request's occurred_at as claimed_at when the two
     differ: deadlines come from the log's time, the sender's claim is kept beside it."""
 
-    __slots__ = ("behalf", "built", "claimed_at", "events", "now", "registry", "request", "state")
+    __slots__ = (
+        "behalf",
+        "built",
+        "claimed_at",
+        "events",
+        "memo",
+        "now",
+        "registry",
+        "request",
+        "state",
+    )
 
     def __init__(
         self,
@@ -62,8 +73,11 @@ class Decision:
         request: Request,
         registry: AgentRegistry,
         ingested_at: datetime | None = None,
+        memo: ContextMemo | None = None,
     ) -> None:
         self.state = state
+        # The shell's memo of built messages (agents.context.ContextMemo), if it keeps one.
+        self.memo = memo
         self.request = request
         self.registry = registry
         self.now: datetime = request.occurred_at if ingested_at is None else ingested_at

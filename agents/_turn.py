@@ -196,6 +196,7 @@ def _request_turn_call(d: Decision, info: AgentInfo, tokens: int, max_tokens: in
         model=chain[0],
         max_tokens=max_tokens,
         temperature=defn.temperature,
+        memo=d.memo,
     )
     d.request_llm(
         LlmCallRequested(

@@ -60,6 +60,7 @@ __all__ = [
     "SUMMARIZE_SYSTEM_HASH",
     "SUMMARY_PREFIX",
     "UNANSWERED_RESULT",
+    "ContextMemo",
     "HasRequested",
     "LlmCallLike",
     "build_llm_request",
@@ -164,32 +165,56 @@ class _Built(NamedTuple):
     chars: int  # the entries' text: what the memo's messages (and their JSON) hold
 
 
-# Windows by the id of their first entry (the memo holds that entry, so the id stays
-# its own). A session's next call sends the same window plus what happened since: its
-# messages are built from the new entries only. Bounded in windows and in text; the
-# least recently used window goes first, and a window not in the memo is built whole.
-_BUILT: OrderedDict[int, _Built] = OrderedDict()
-_BUILT_CHARS = [0]
 BUILT_WINDOWS = 4096
 BUILT_CHARS = 128 * 1024 * 1024
 
 
-def _remember(key: int, built: _Built) -> None:
-    old = _BUILT.pop(key, None)
-    if old is not None:
-        _BUILT_CHARS[0] -= old.chars
-    _BUILT[key] = built
-    _BUILT_CHARS[0] += built.chars
-    while len(_BUILT) > BUILT_WINDOWS or (_BUILT_CHARS[0] > BUILT_CHARS and len(_BUILT) > 1):
-        _BUILT_CHARS[0] -= _BUILT.popitem(last=False)[1].chars
+class ContextMemo:
+    """What `build_messages` built before, owned by the shell and passed in (the core
+    keeps no process-wide state): windows by the id of their first entry (the memo holds
+    that entry, so the id stays its own). A session's next call sends the same window
+    plus what happened since: its messages are built from the new entries only. Bounded
+    in windows and in text; the least recently used window goes first, and a window not
+    in the memo is built whole. Without a memo every window is built whole — the same
+    messages (a property test checks)."""
+
+    __slots__ = ("_built", "chars", "max_chars", "max_windows")
+
+    def __init__(self, max_windows: int = BUILT_WINDOWS, max_chars: int = BUILT_CHARS) -> None:
+        self._built: OrderedDict[int, _Built] = OrderedDict()
+        self.chars = 0
+        self.max_windows = max_windows
+        self.max_chars = max_chars
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def get(self, key: int) -> _Built | None:
+        return self._built.get(key)
+
+    def touch(self, key: int) -> None:
+        self._built.move_to_end(key)
+
+    def remember(self, key: int, built: _Built) -> None:
+        old = self._built.pop(key, None)
+        if old is not None:
+            self.chars -= old.chars
+        self._built[key] = built
+        self.chars += built.chars
+        while len(self._built) > self.max_windows or (
+            self.chars > self.max_chars and len(self._built) > 1
+        ):
+            self.chars -= self._built.popitem(last=False)[1].chars
 
 
-def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
+def build_messages(
+    entries: Sequence[Entry], memo_store: ContextMemo | None = None
+) -> tuple[Message, ...]:
     """Messages-API messages from window entries (rules in the module doc).
 
     Equal to building them from scratch (a property test checks): the memo is used only
     when the window starts with entries equal to the ones it was built from."""
-    memo = _BUILT.get(id(entries[0])) if entries else None
+    memo = memo_store.get(id(entries[0])) if memo_store is not None and entries else None
     n = len(memo.entries) if memo is not None else 0
     if memo is not None and not (n <= len(entries) and tuple(entries[:n]) == memo.entries):
         memo, n = None, 0
@@ -241,11 +266,11 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
             # Every message before the last one is final now: finish those once.
             final += _finish(roles[:-1], contents[:-1], first=not final)
             del roles[:-1], contents[:-1]
-    if entries and clean > n and roles:
+    if memo_store is not None and entries and clean > n and roles:
         # roles[0] and contents[0] are still the last message as it was at `clean`:
         # after a user entry only an assistant message (a new one) can follow.
         added = sum(len(e.text) for e in entries[n:clean])
-        _remember(
+        memo_store.remember(
             id(entries[0]),
             _Built(
                 tuple(entries[:clean]),
@@ -255,8 +280,8 @@ def build_messages(entries: Sequence[Entry]) -> tuple[Message, ...]:
                 (memo.chars if memo is not None else 0) + added,
             ),
         )
-    elif memo is not None:
-        _BUILT.move_to_end(id(entries[0]))
+    elif memo_store is not None and memo is not None:
+        memo_store.touch(id(entries[0]))
     if step is not None:
         _close_step(roles, contents, step, uses, results)
     return final + _finish(roles, contents, first=not final)
@@ -291,6 +316,7 @@ def turn_request(
     model: str,
     max_tokens: int,
     temperature: float,
+    memo: ContextMemo | None = None,
 ) -> LlmRequest:
     """The request of a turn call: the system prompt and tools of the agent version
     `info` (the session's pinned one), then the entries as messages. Extended thinking
@@ -298,7 +324,7 @@ def turn_request(
     return LlmRequest(
         model=model,
         system=info.definition.system_prompt,
-        messages=build_messages(entries),
+        messages=build_messages(entries, memo),
         tools=info.tools,
         max_tokens=max_tokens,
         temperature=temperature,
@@ -364,7 +390,10 @@ def _requested(call: LlmCallLike) -> LlmCallRequested:
 
 
 def build_llm_request(
-    state: SessionState, call: LlmCallLike, registry: AgentRegistry
+    state: SessionState,
+    call: LlmCallLike,
+    registry: AgentRegistry,
+    memo: ContextMemo | None = None,
 ) -> LlmRequest:
     """The exact request of `call` (an LlmCallRequested, the state's PendingLlm, or an
     effect from agents.effects), turn or summarize, rebuilt from `state`."""
@@ -383,14 +412,18 @@ def build_llm_request(
         model=req.model,
         max_tokens=req.max_tokens,
         temperature=req.temperature,
+        memo=memo,
     )
 
 
 def build_summary_request(
-    state: SessionState, call: LlmCallLike, registry: AgentRegistry
+    state: SessionState,
+    call: LlmCallLike,
+    registry: AgentRegistry,
+    memo: ContextMemo | None = None,
 ) -> LlmRequest:
     """Same as build_llm_request (a summarize call is an LLM call with that purpose)."""
-    return build_llm_request(state, call, registry)
+    return build_llm_request(state, call, registry, memo)
 
 
 def verify_llm_request(

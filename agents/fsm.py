@@ -41,6 +41,7 @@ from typing import Any
 
 from agents._decision import Decision, Rejected
 from agents._turn import start_queued
+from agents.context import ContextMemo
 from agents.errors import ContractError
 from agents.events import (
     CompleteLlmCall,
@@ -157,13 +158,16 @@ def decide_built(
     registry: AgentRegistry,
     *,
     ingested_at: datetime | None = None,
+    memo: ContextMemo | None = None,
 ) -> tuple[list[Event], SessionState, dict[str, LlmRequest]]:
     """The events `request` causes, the state after them, and the LLM requests built for
     the calls those events request, by call id (empty for most inputs).
 
     `ingested_at` is when the shell took the request (the log's time): the decision's
     time, from which every deadline is measured; the request's occurred_at is then only
-    its sender's claim, kept on the events. None: the request's occurred_at is both."""
+    its sender's claim, kept on the events. None: the request's occurred_at is both.
+    `memo`: the shell's memo of built messages (agents.context.ContextMemo), so a long
+    session's next call builds only what is new; the requests are equal without it."""
     if request.session_id != state.session_id:
         raise ContractError(
             f"Request {request.request_id} is for session {request.session_id}, but the "
@@ -206,7 +210,7 @@ def decide_built(
     payload = clean_outcome(request.payload, registry.limits)
     if payload is not request.payload:
         request = replace(request, payload=payload)
-    d = Decision(state, request, registry, ingested_at)
+    d = Decision(state, request, registry, ingested_at, memo)
     try:
         settle_unavailable(d)
         handler(d, request.payload)
@@ -238,9 +242,10 @@ def decide_and_evolve(
     registry: AgentRegistry,
     *,
     ingested_at: datetime | None = None,
+    memo: ContextMemo | None = None,
 ) -> tuple[list[Event], SessionState]:
     """The events `request` causes and the state after them."""
-    events, after, _ = decide_built(state, request, registry, ingested_at=ingested_at)
+    events, after, _ = decide_built(state, request, registry, ingested_at=ingested_at, memo=memo)
     return events, after
 
 

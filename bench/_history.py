@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agents.context import build_llm_request
+from agents.context import ContextMemo, build_llm_request
 from agents.effects import LlmCallEffect, ToolCallEffect, outcome_request_id, pending_effects
 from agents.events import (
     CompleteLlmCall,
@@ -73,6 +73,9 @@ __all__ = [
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 AGENT = "calc"
 ID_WIDTH = 10  # every session id of a history, and every template id
+
+# The shell's memo of built messages, as the session worker keeps one (agents.context).
+MEMO = ContextMemo()
 
 
 def session_id(i: int) -> str:
@@ -133,7 +136,7 @@ class _Driver:
                 payload=SendMessage(f"What is 6*7, take {turn_no}?"),
                 agent=AGENT if turn_no == 1 else None,
             )
-            events, state, built = decide_built(state, req, self.registry, ingested_at=t)
+            events, state, built = decide_built(state, req, self.registry, ingested_at=t, memo=MEMO)
             turn = list(events)
             while not last_open and (effects := pending_effects(state)):
                 effect = effects[0]
@@ -145,7 +148,9 @@ class _Driver:
                     occurred_at=t,
                     payload=payload,
                 )
-                events, state, built = decide_built(state, req, self.registry, ingested_at=t)
+                events, state, built = decide_built(
+                    state, req, self.registry, ingested_at=t, memo=MEMO
+                )
                 turn.extend(events)
             by_turn.append(turn)
             if not last_open:
@@ -169,7 +174,9 @@ class _Driver:
         self, state: SessionState, effect: Any, built: dict[str, Any]
     ) -> RequestPayload:
         if isinstance(effect, LlmCallEffect):
-            request = built.get(effect.effect_id) or build_llm_request(state, effect, self.registry)
+            request = built.get(effect.effect_id) or build_llm_request(
+                state, effect, self.registry, MEMO
+            )
             assert request.digest() == effect.request_digest, "the digest the core recorded"
             resp = await self.provider.complete(request, fallbacks=tuple(effect.fallbacks))
             return CompleteLlmCall(

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from _timing import rate as _rate  # bench/ is on sys.path: these run as scripts
 
+from agents.context import ContextMemo
 from agents.definitions import AgentDefinition
 from agents.effects import pending_effects
 from agents.events import (
@@ -81,6 +82,9 @@ POLICY = {
     ]
 }
 
+# The shell's memo of built messages, as the session worker keeps one (agents.context).
+MEMO = ContextMemo()
+
 
 def registry() -> AgentRegistry:
     common = {
@@ -130,7 +134,7 @@ def session_log(n: int, reg: AgentRegistry, seed: int = 11) -> tuple[list[Event]
         now += timedelta(milliseconds=rng.randint(5, 3000))
         req = Request(f"req-{counter}", sid, now, payload, agent=agent)
         start = time.process_time()
-        events, state = decide_and_evolve(state, req, reg)
+        events, state = decide_and_evolve(state, req, reg, memo=MEMO)
         decide_s += time.process_time() - start
         log.extend(events)
 

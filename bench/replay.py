@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agents.context import ContextMemo
 from agents.definitions import parse_definitions
 from agents.effects import (
     CompactionEffect,
@@ -86,6 +87,9 @@ trigger_ratio = 0.75
 keep_last = 6
 summarize_model = "scripted-summarizer"
 """
+
+# The shell's memo of built messages, as the session worker keeps one (agents.context).
+MEMO = ContextMemo()
 
 
 def registry() -> AgentRegistry:
@@ -164,7 +168,7 @@ def build_session(
         ]
         while pending:
             req = pending.pop(0)
-            new, state = decide_and_evolve(state, req, reg)
+            new, state = decide_and_evolve(state, req, reg, memo=MEMO)
             assert new, f"request {req.request_id} decided nothing"
             events.extend(new)
             requests.append(req)

@@ -34,7 +34,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -47,6 +47,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from agents.context import ContextMemo
 from agents.effects import cancel_requests, child_report, next_deadline
 from agents.errors import DecodeError
 from agents.events import ForkSession, Request
@@ -161,6 +162,9 @@ class Shared:
     snapshot_reader: SnapshotReader | None = None
     rebuild: Callable[[str], Awaitable[Any]] | None = None
     deadlines: DeadlineIndex | None = None
+    # Messages built for earlier LLM calls of a window (agents.context): a long
+    # session's next call builds only what is new. The core keeps no such state itself.
+    context_memo: ContextMemo = field(default_factory=ContextMemo)
     # A session's first uncovered event further back than this (offsets) is snapshotted.
     restore_lag: int = 5_000
 
@@ -591,7 +595,11 @@ class OwnedPartition:
                 if state is None:
                     state = initial_state(req.session_id)
             events, state, requests = decide_built(
-                state, req, shared.registry, ingested_at=_ingest_time(rec)
+                state,
+                req,
+                shared.registry,
+                ingested_at=_ingest_time(rec),
+                memo=shared.context_memo,
             )
             encoded = [encode_event(ev) for ev in events]
         except Exception as exc:  # a bug in the core must not become a crash loop

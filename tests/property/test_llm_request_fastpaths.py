@@ -21,6 +21,7 @@ from agents.context import (
     OMITTED_PREAMBLE,
     SUMMARY_PREFIX,
     UNANSWERED_RESULT,
+    ContextMemo,
     _tool_input,
     build_messages,
 )
@@ -264,10 +265,11 @@ def test_a_window_built_again_after_it_grew_equals_the_reference(
         for i, (kind, text, call_id, name) in enumerate([*drawn, *more])
     ]
     first, later = every[: len(drawn)], every
-    build_messages(first)
+    memo = ContextMemo()  # the shell's, as the session worker keeps one
+    build_messages(first, memo)
     if equal_copies:
         later = [e._replace() for e in later]  # equal values, other objects
-    built = build_messages(later)
+    built = build_messages(later, memo)
     assert built == reference_build_messages(later)
     request = LlmRequest("m", "s", built, (), 10, 0.0)
     assert request.canonical_body() == canonical_json(
@@ -281,5 +283,5 @@ def test_a_window_built_again_after_it_grew_equals_the_reference(
             for i, (kind, text, call_id, name) in enumerate(more)
         ],
     ]
-    assert build_messages(fork) == reference_build_messages(fork)
-    assert build_messages(later) == reference_build_messages(later)
+    assert build_messages(fork, memo) == reference_build_messages(fork)
+    assert build_messages(later, memo) == reference_build_messages(later)

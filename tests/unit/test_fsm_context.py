@@ -151,36 +151,25 @@ def test_summarize_request_is_a_transcript_without_tools() -> None:
         assert piece in text
 
 
-def test_the_window_memo_stays_within_its_bounds_and_changes_nothing(monkeypatch: Any) -> None:
-    """build_messages remembers windows, least recently used first out, by count and by
-    text. Whatever it keeps or evicts, the messages are those of a build from scratch."""
-    import agents.context as context
+def test_the_window_memo_stays_within_its_bounds_and_changes_nothing() -> None:
+    """build_messages remembers windows in the memo it is given (the shell's), least
+    recently used first out, by count and by text. Whatever it keeps or evicts, the
+    messages are those of a build from scratch (no memo)."""
+    from agents.context import ContextMemo
 
-    memo: Any = context.OrderedDict()
-    monkeypatch.setattr(context, "_BUILT", memo)
-    monkeypatch.setattr(context, "_BUILT_CHARS", [0])
-    monkeypatch.setattr(context, "BUILT_WINDOWS", 3)
-    monkeypatch.setattr(context, "BUILT_CHARS", 200)
-
-    def from_scratch(entries: list[Entry]) -> Any:
-        saved = context._BUILT, context._BUILT_CHARS
-        context._BUILT, context._BUILT_CHARS = context.OrderedDict(), [0]
-        try:
-            return build_messages(entries)
-        finally:
-            context._BUILT, context._BUILT_CHARS = saved
-
+    memo = ContextMemo(max_windows=3, max_chars=200)
     sessions = [[e(1, U, f"session {k} says hello")] for k in range(5)]
     longest = 0
     for turn in range(2, 14, 2):
         for k, entries in enumerate(sessions):
             entries += [e(turn, A, f"answer {turn}"), e(turn + 1, U, f"{k} asks {turn}")]
-            assert build_messages(entries) == from_scratch(entries)
+            assert build_messages(entries, memo) == build_messages(entries)
             assert len(memo) <= 3
-            assert context._BUILT_CHARS[0] == sum(b.chars for b in memo.values())
-            assert context._BUILT_CHARS[0] <= 200 or len(memo) == 1
-            longest = max(longest, *(len(b.entries) for b in memo.values()))
+            kept = list(memo._built.values())
+            assert memo.chars == sum(b.chars for b in kept)
+            assert memo.chars <= 200 or len(memo) == 1
+            longest = max(longest, *(len(b.entries) for b in kept))
         # the same windows again, most recent first: what the memo kept is used
         for entries in reversed(sessions):
-            assert build_messages(entries) == from_scratch(entries)
+            assert build_messages(entries, memo) == build_messages(entries)
     assert longest > 3  # windows of several turns were remembered, within the bounds
