@@ -42,6 +42,7 @@ EXTENSIONS: tuple[str, ...] = (
     "turnlog.demo",
     "turnlog.cli_session",
     "turnlog.cli_replay",
+    "turnlog.cli_schedule",
     "turnlog.a2a.cli",
     "turnlog.cli_schedule",
     "console.cli",

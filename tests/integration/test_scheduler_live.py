@@ -1,0 +1,296 @@
+"""The scheduler against the real broker and database, with its clock in the test's hand.
+
+- in process: a slot fires once with its deterministic request id, a paused schedule's
+  slots are neither fired nor caught up, a resumed one fires again; the agent file's
+  schedules are published; the schedules projection has the runs and the next slot;
+- as subprocesses (`turnlog worker scheduler --clock-file`): SIGKILL just before a
+  firing's commit (the open transaction is aborted by the next scheduler, which fires
+  the slot once) and just after it (the next scheduler does not fire it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.events import Request, ScheduleDefined, ScheduleFired, SendMessage
+from schemas.codec import decode_request, decode_schedule_record
+from streams.scheduler_app import SchedulerProcess
+from streams.topics import TopicNames
+from tests.integration.worker_harness import (
+    WorkerGroup,
+    WorkerProcess,
+    read_records,
+    wait_until,
+    worker_env,
+)
+from turnlog.client import Client
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2031, 1, 1, 12, 0, tzinfo=UTC)
+TIMEOUT = 60.0
+
+
+class Clock:
+    """The scheduler's clock, moved by the test."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def sid(label: str) -> str:
+    return f"{label}-{secrets.token_hex(3)}"
+
+
+async def committed_requests(bootstrap: str, names: TopicNames) -> list[Request]:
+    return [decode_request(r.value) for r in await read_records(bootstrap, names.requests)]
+
+
+async def firings(
+    bootstrap: str, names: TopicNames, *, isolation_level: str = "read_committed"
+) -> list[tuple[str, ScheduleFired]]:
+    out = []
+    for rec in await read_records(bootstrap, names.schedules, isolation_level=isolation_level):
+        record = decode_schedule_record(rec.value)
+        if isinstance(record.payload, ScheduleFired):
+            out.append((record.schedule_id, record.payload))
+    return out
+
+
+def sends_of(requests: list[Request], schedule_id: str) -> list[Request]:
+    """The schedule's SendMessages, by slot (runs live on several partitions)."""
+    found = [
+        r
+        for r in requests
+        if isinstance(r.payload, SendMessage)
+        and r.request_id.startswith(f"schedule:{schedule_id}:")
+    ]
+    return sorted(found, key=lambda r: r.request_id)
+
+
+async def wait_sends(bootstrap: str, names: TopicNames, schedule_id: str, n: int) -> Any:
+    """The schedule's committed SendMessages once there are `n`. (The commit markers
+    reach each partition of a transaction in turn: a requests partition may show a
+    commit a moment after the schedules partition does.)"""
+
+    async def check() -> Any:
+        found = sends_of(await committed_requests(bootstrap, names), schedule_id)
+        return found if len(found) >= n else None
+
+    return await wait_until(check, TIMEOUT, f"{n} SendMessage(s) of {schedule_id} committed")
+
+
+@contextlib.asynccontextmanager
+async def running(process: SchedulerProcess) -> AsyncIterator[SchedulerProcess]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(process.run(stop))
+    ready = asyncio.create_task(process.scheduler.assigned_event.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=TIMEOUT, return_when="FIRST_COMPLETED")
+    if task in done:
+        task.result()
+    assert ready in done, "the scheduler got no partitions"
+    try:
+        yield process
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def ticked(process: SchedulerProcess) -> None:
+    """Until the scheduler has run two full ticks from now (it saw the clock as it is)."""
+    start = process.scheduler.stats["ticks"]
+    await wait_until(lambda: process.scheduler.stats["ticks"] >= start + 2, TIMEOUT, "two ticks")
+
+
+async def test_a_slot_fires_once_pause_holds_resume_fires_and_sql_shows_runs(
+    kafka_bootstrap: str, names: TopicNames, unique_prefix: str, database_url: str
+) -> None:
+    clock = Clock(T0)
+    every = sid("every")
+    from_file = sid("file")
+    file_spec = ScheduleDefined(
+        agent="calc",
+        message="from the file",
+        cron="0 3 * * *",
+        timezone="Europe/Berlin",
+        source="file:agents.toml",
+    )
+    process = SchedulerProcess(
+        bootstrap=kafka_bootstrap,
+        topics=names,
+        database_url=database_url,
+        file_schedules={from_file: file_spec},
+        clock=clock,
+    )
+    async with (
+        Client(
+            bootstrap_servers=kafka_bootstrap,
+            topic_prefix=unique_prefix,
+            database_url=database_url,
+        ) as client,
+        running(process),
+    ):
+        await client.add_schedule(
+            every, agent="calc", message="what is 6*7?", every=60, occurred_at=T0
+        )
+        await wait_until(lambda: every in process.scheduler.states(), TIMEOUT, "definition read")
+        assert from_file in process.scheduler.states(), "the file's schedule is published"
+
+        clock.now = T0 + timedelta(seconds=61)
+        await wait_until(lambda: process.scheduler.stats["fired"] >= 1, TIMEOUT, "first slot")
+        await ticked(process)
+        sends = await wait_sends(kafka_bootstrap, names, every, 1)
+        assert [r.request_id for r in sends] == [f"schedule:{every}:20310101T120100Z"]
+        assert sends[0].session_id == f"sched-{every}-20310101T120100Z"
+        assert sends[0].agent == "calc" and sends[0].payload == SendMessage("what is 6*7?")
+
+        await client.pause_schedule(every, occurred_at=T0 + timedelta(seconds=70))
+        await wait_until(lambda: process.scheduler.states()[every].paused, TIMEOUT, "paused")
+        clock.now = T0 + timedelta(seconds=125)  # slot 12:02 passes while paused
+        await ticked(process)
+        await client.resume_schedule(every, occurred_at=T0 + timedelta(seconds=130))
+        await wait_until(lambda: not process.scheduler.states()[every].paused, TIMEOUT, "resumed")
+        await ticked(process)
+        assert process.scheduler.stats["fired"] == 1, "a paused slot is not caught up"
+
+        clock.now = T0 + timedelta(seconds=181)
+        await wait_until(
+            lambda: process.scheduler.stats["fired"] >= 2, TIMEOUT, "slot after resume"
+        )
+        sends = await wait_sends(kafka_bootstrap, names, every, 2)
+        assert [r.request_id.rsplit(":", 1)[1] for r in sends] == [
+            "20310101T120100Z",
+            "20310101T120300Z",
+        ]
+
+        async def projected() -> Any:
+            rows = await client.query(
+                "SELECT * FROM schedule_runs WHERE schedule_id = %s ORDER BY slot", (every,)
+            )
+            return rows if len(rows) == 2 else None
+
+        runs = sorted(
+            await wait_until(projected, TIMEOUT, "runs projected"), key=lambda r: r["slot"]
+        )
+        assert [r["session_id"] for r in runs] == [s.session_id for s in sends]
+        assert all(
+            r["fired"] and r["overlap"] == "none" and r["catch_up"] == "on_time" for r in runs
+        )
+
+        async def schedule_row() -> Any:
+            rows = await client.query("SELECT * FROM schedules WHERE schedule_id = %s", (every,))
+            return rows[0] if rows and rows[0]["runs"] == 2 else None
+
+        row = await wait_until(schedule_row, TIMEOUT, "schedule row")
+        assert row["status"] == "active" and row["kind"] == "interval"
+        assert row["next_slot"] == T0 + timedelta(minutes=4)
+        outcomes = await client.schedule_runs(every)
+        # No session worker runs here: each run's turn is not projected (pending).
+        assert [o["outcome"] for o in outcomes] == ["pending", "pending"]
+        listed = {r["schedule_id"]: r for r in await client.schedules()}
+        assert listed[from_file]["source"] == "file:agents.toml"
+        assert listed[from_file]["timezone"] == "Europe/Berlin"
+
+
+# ------------------------------------------------------------------ SIGKILL around the commit
+
+
+def scheduler_argv(clock_file: Path, hold: str | None, marker: Path) -> tuple[str, ...]:
+    argv = ["-m", "turnlog", "worker", "scheduler", "--clock-file", str(clock_file)]
+    if hold is not None:
+        argv += ["--hold-at", hold, "--hold-marker", str(marker)]
+    return tuple(argv)
+
+
+def start_scheduler(group: WorkerGroup, name: str, argv: tuple[str, ...]) -> WorkerProcess:
+    worker = WorkerProcess(name, group.env, group.log_dir / f"{name}.log", argv=argv)
+    group.workers[name] = worker  # SIGKILLed with the group at the end
+    return worker.start()
+
+
+def set_clock(path: Path, now: datetime) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(now.isoformat(), encoding="utf-8")
+    tmp.replace(path)  # atomic: the scheduler never reads half a time
+
+
+@pytest.mark.parametrize("hold", ["before_commit", "after_commit"])
+async def test_sigkill_around_a_firing_commit_fires_the_slot_exactly_once(
+    kafka_bootstrap: str,
+    names: TopicNames,
+    unique_prefix: str,
+    database_url: str,
+    tmp_path: Path,
+    hold: str,
+) -> None:
+    schedule = sid(hold.replace("_", "-"))
+    clock_file, marker = tmp_path / "clock", tmp_path / "held"
+    set_clock(clock_file, T0)
+    env = worker_env(kafka_bootstrap, unique_prefix, extra={"DATABASE_URL": database_url})
+    async with (
+        WorkerGroup(env, tmp_path) as group,
+        Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix) as client,
+    ):
+        # Slots 3 minutes apart: no session worker runs here, so a run's session is never
+        # projected, and the overlap check counts it as running for the grace (60 s).
+        await client.add_schedule(
+            schedule, agent="calc", message="hello", every=180, occurred_at=T0
+        )
+        first = start_scheduler(group, "s1", scheduler_argv(clock_file, hold, marker))
+        await first.wait_assigned(TIMEOUT, at_least=4)
+        set_clock(clock_file, T0 + timedelta(seconds=181))
+        await wait_until(marker.exists, TIMEOUT, f"the scheduler held {hold}", diagnose=first.tail)
+        first.kill()  # SIGKILL: no abort, no clean leave
+
+        uncommitted = [
+            f
+            for s, f in await firings(kafka_bootstrap, names, isolation_level="read_uncommitted")
+            if s == schedule
+        ]
+        assert len(uncommitted) == 1, "the firing was produced before the kill"
+
+        second = start_scheduler(group, "s2", scheduler_argv(clock_file, None, marker))
+        await second.wait_assigned(TIMEOUT, at_least=4)
+
+        def fired(slot_s: int) -> Callable[[], Any]:
+            async def check() -> Any:
+                slot = T0 + timedelta(seconds=slot_s)
+                got = [f for s, f in await firings(kafka_bootstrap, names) if s == schedule]
+                return got if any(f.slot == slot for f in got) else None
+
+            return check
+
+        await wait_until(fired(180), TIMEOUT, "slot 12:03 fired (once)", diagnose=second.tail)
+        # The next slot proves the second scheduler runs past the first one's.
+        set_clock(clock_file, T0 + timedelta(seconds=361))
+        got = await wait_until(fired(360), TIMEOUT, "slot 12:06 fired", diagnose=second.tail)
+
+        assert [f.slot for f in got] == [T0 + timedelta(seconds=180), T0 + timedelta(seconds=360)]
+        assert all(f.fired and f.overlap == "none" for f in got)
+
+        sends = await wait_sends(kafka_bootstrap, names, schedule, 2)
+        assert [r.request_id.rsplit(":", 1)[1] for r in sends] == [
+            "20310101T120300Z",
+            "20310101T120600Z",
+        ]
+        all_sends = [
+            decode_request(r.value)
+            for r in await read_records(
+                kafka_bootstrap, names.requests, isolation_level="read_uncommitted"
+            )
+        ]
+        written = len(sends_of(all_sends, schedule))
+        # Before the commit: the killed transaction's copy is in the log, aborted (3 written,
+        # 2 committed). After it: nothing was written twice.
+        assert written == (3 if hold == "before_commit" else 2)
