@@ -543,6 +543,7 @@ class EffectRunner:
             attempts=max(1, resp.attempts),
             fallback_used=resp.fallback_used,
             circuits_opened=tuple(resp.circuits_opened),
+            thinking=tuple(resp.thinking),
         )
 
     async def _summarize(

@@ -243,6 +243,9 @@ def build_provider(settings: Any) -> ModelRouter:
     )
     if spec == "anthropic":
         router.adapter("anthropic")
+    from agents.providers.blobs import DirectoryBlobStore
+
+    router.blobs = DirectoryBlobStore(getattr(settings, "blob_dir", ".turnlog/blobs"))
     return router
 
 

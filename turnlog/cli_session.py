@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -190,21 +191,69 @@ def send_command(
     deltas: Annotated[bool, typer.Option(help="Stream the answer's tokens.")] = True,
     timeout: TimeoutOpt = 300.0,
     as_json: JsonOpt = False,
+    image: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--image",
+            metavar="FILE",
+            help="Attach an image (PNG, JPEG, GIF, WebP) or a PDF; repeatable.",
+        ),
+    ] = None,
+    by_reference: Annotated[
+        bool,
+        typer.Option(
+            "--by-reference",
+            help="Put the files in the blob store (TURNLOG_BLOB_DIR) and send their sha256 "
+            "instead of the bytes (for files over the request limit).",
+        ),
+    ] = False,
 ) -> None:
     """Send a user message; a new session (its id is printed) when --session is absent."""
     if session is None and agent is None:
         raise typer.BadParameter(
             "a new session needs --agent (or pass --session)", param_hint="--agent"
         )
+    attachments = _attachments(image or [], by_reference)
 
     async def make(client: Any) -> Any:
-        return await client.send_message(text, agent=agent, session_id=session)
+        return await client.send_message(
+            text, agent=agent, session_id=session, attachments=attachments
+        )
 
     _exit(
         asyncio.run(
             _run(make, follow=follow, wait=wait, as_json=as_json, timeout=timeout, deltas=deltas)
         )
     )
+
+
+def _attachments(files: list[Path], by_reference: bool) -> list[Any]:
+    from agents.errors import ContractError
+    from agents.providers.blobs import DirectoryBlobStore, attachment
+    from turnlog.settings import load_settings
+
+    store = DirectoryBlobStore(load_settings().blob_dir) if by_reference and files else None
+    try:
+        return [attachment(f, store=store) for f in files]
+    except ContractError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--image") from None
+
+
+def model_command(
+    session: Annotated[str, typer.Argument(help="The session id.")],
+    model: Annotated[str, typer.Argument(help="A model of the catalog (built-in or yours).")],
+    wait: WaitOpt = True,
+    timeout: TimeoutOpt = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Switch the session's later LLM calls to MODEL (recorded as ModelChanged; a call in
+    flight finishes on its model). Rejected for a model the catalog does not know or one
+    that lacks what the session needs (tools, vision)."""
+
+    async def make(client: Any) -> Any:
+        return await client.set_model(session, model)
+
+    _exit(asyncio.run(_run(make, follow=False, wait=wait, as_json=as_json, timeout=timeout)))
 
 
 def approve_command(
@@ -403,6 +452,7 @@ def register(app: typer.Typer) -> None:
     app.command("deny")(deny_command)
     app.command("cancel")(cancel_command)
     app.command("upgrade")(upgrade_command)
+    app.command("model")(model_command)
     app.command("close")(close_command)
     app.command("fork")(fork_command)
     app.command("events")(events_command)

@@ -258,6 +258,13 @@ class Settings(BaseSettings):
             resolved[name] = ResolvedEndpoint(endpoint, base_url, key)
         return resolved
 
+    blob_dir: Path = Field(
+        default=Path(".turnlog/blobs"),
+        description=(
+            "The blob store of attachments sent by reference (files named by their sha256), "
+            "shared by clients that put them and workers that send them to the model."
+        ),
+    )
     # ---- end models and providers -------------------------------------------------------
     sandbox_dir: Path = Field(
         default=Path(".turnlog/sandbox"),

@@ -32,6 +32,7 @@ from agents.llm import LlmRequest, LlmResponse, MediaBlock
 from agents.pricing import find_model
 from agents.providers._deltas import DeltaSink
 from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError, ProviderError
+from agents.providers.blobs import BlobStore, resolve_media
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.retry import RetryPolicy, Sleep, run_with_fallbacks
 
@@ -65,9 +66,11 @@ Resolver = Callable[[str], Route]
 
 
 class RoutedProvider:
-    """`Provider` that serves each model of a call through its endpoint's adapter."""
+    """`Provider` that serves each model of a call through its endpoint's adapter.
+    `blobs`: where attachments sent by reference are read (agents.providers.blobs)."""
 
     name = "router"
+    blobs: BlobStore | None = None
 
     def __init__(
         self,
@@ -111,6 +114,7 @@ class RoutedProvider:
         on_delta: DeltaCallback | None = None,
         timeout_s: float | None = None,
     ) -> LlmResponse:
+        request = resolve_media(request, self.blobs)
         routes: dict[str, Route] = {}
         unroutable: list[str] = []
         media = any(isinstance(b, MediaBlock) for m in request.messages for b in m.content)
