@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -323,6 +324,19 @@ async def fork_session(request: Request) -> Response:
 # ---------------------------------------------------------------------- following
 
 
+# Frames already rendered for one follower, sent as they are to the others: a live event
+# is serialized once per process, not once per follower (bounded; oldest dropped first).
+_FRAMES: OrderedDict[tuple[str, str | int, int], bytes] = OrderedDict()
+_FRAMES_MAX = 20_000
+
+
+def _remember(key: tuple[str, str | int, int], frame: bytes) -> bytes:
+    _FRAMES[key] = frame
+    if len(_FRAMES) > _FRAMES_MAX:
+        _FRAMES.popitem(last=False)
+    return frame
+
+
 def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {dumps(data)}\n\n".encode()
@@ -373,22 +387,35 @@ async def _follow(request: Request, sid: str, from_seq: int | None) -> AsyncIter
                     last = ev.seq
                     yield _sse("event", event_json(ev, describer), ev.seq)
         while True:
+            # Everything queued goes out as one write: a burst of deltas costs a follower
+            # one send, not one per token.
+            frames: list[bytes] = []
             while not follower.queue.empty():
                 item = follower.queue.get_nowait()
                 if isinstance(item, Event):
                     if item.seq <= last:
                         continue
                     last = item.seq
-                    yield _sse("event", event_json(item, describer), last)
+                    key: tuple[str, str | int, int] = (item.session_id, "e", item.seq)
+                    frames.append(
+                        _FRAMES.get(key)
+                        or _remember(key, _sse("event", event_json(item, describer), last))
+                    )
                 else:
-                    yield _sse("delta", delta_json(item))
+                    key = (item.call_id, "d", item.index)
+                    frames.append(
+                        _FRAMES.get(key) or _remember(key, _sse("delta", delta_json(item)))
+                    )
+            if frames:
+                yield b"".join(frames)
             if follower.overflowed:
                 yield _sse("reset", {"reason": "the follower fell behind; reconnect"})
                 return
             follower.wake.clear()
             if follower.queue.empty():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(follower.wake.wait(), HEARTBEAT_S)
+                    async with asyncio.timeout(HEARTBEAT_S):
+                        await follower.wake.wait()
                 if follower.queue.empty() and not follower.overflowed:
                     yield b": heartbeat\n\n"
 

@@ -78,7 +78,8 @@ class Hub:
             enable_auto_commit=False,
             isolation_level="read_committed",
             client_id="turnlog-console-live",
-            fetch_max_wait_ms=50,
+            # Live means soon: the broker answers a fetch after at most 20 ms.
+            fetch_max_wait_ms=20,
         )
         try:
             await consumer.start()
