@@ -338,7 +338,7 @@ class Scheduler:
             for sid in part.states:
                 self._schedule(part, sid)
             self._log.info(
-                "partitions.assigned", partitions=[part.number], schedules=len(part.states)
+                "scheduler.partition_live", partitions=[part.number], schedules=len(part.states)
             )
             await self._publish_file_schedules(part)
             self.assigned_event.set()
@@ -363,7 +363,9 @@ class Scheduler:
                 part = self._parts.pop(tp.partition, None)
                 if part is not None:
                     await part.producer.stop()
-            self._log.info("partitions.revoked", partitions=sorted(tp.partition for tp in revoked))
+            self._log.info(
+                "scheduler.partitions_revoked", partitions=sorted(tp.partition for tp in revoked)
+            )
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         assert self._consumer is not None and self._probe is not None
@@ -378,7 +380,7 @@ class Scheduler:
                 await self._consumer.seek_to_beginning(tp)
                 self._parts[tp.partition] = _Partition(tp.partition, producer, int(end))
             self._log.info(
-                "partitions.restoring", partitions=sorted(tp.partition for tp in assigned)
+                "scheduler.partitions_restoring", partitions=sorted(tp.partition for tp in assigned)
             )
 
     async def _fencing_producer(self, p: int) -> AIOKafkaProducer:
@@ -512,7 +514,7 @@ class Scheduler:
             try:
                 await self._commit(part, requests, firings)
             except ProducerFenced:
-                self._log.warning("partition.fenced", partition=part.number)
+                self._log.warning("scheduler.partition_fenced", partition=part.number)
                 self._parts.pop(part.number, None)
                 await part.producer.stop()
                 return

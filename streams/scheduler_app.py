@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from agents.events import ScheduleDefined
+from streams.endpoint import Endpoint, EndpointConfig
 from streams.scheduler import Clock, PostgresRunProbe, Scheduler, system_clock
 from streams.scheduler_plan import DEFAULT_GRACE, ScheduleError, file_schedules
 from streams.scheduler_projection import ScheduleProjector
 from streams.topics import TopicNames
 
-__all__ = ["SchedulerProcess", "load_file_schedules"]
+__all__ = ["SchedulerProcess", "load_file_schedules", "scheduler_endpoint"]
 
 
 def load_file_schedules(path: str | Path) -> dict[str, ScheduleDefined]:
@@ -101,3 +102,52 @@ class SchedulerProcess:
                 with contextlib.suppress(BaseException):
                     await task
             await self.scheduler.stop()
+
+
+class _SchedulerCollector:
+    """The scheduler's counters and gauges, read when Prometheus scrapes."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats = self.scheduler.stats
+        yield CounterMetricFamily(
+            "turnlog_schedule_slots_fired", "Slots that started a run.", value=stats["fired"]
+        )
+        yield CounterMetricFamily(
+            "turnlog_schedule_slots_skipped",
+            "Slots recorded without a run (overlap skip, catch-up none).",
+            value=stats["skipped"],
+        )
+        yield CounterMetricFamily(
+            "turnlog_scheduler_transactions", "Firing transactions committed.",
+            value=stats["transactions"],
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "turnlog_scheduler_schedules", "Schedules this scheduler holds.",
+            value=len(self.scheduler.states()),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "turnlog_scheduler_partitions", "Partitions of turnlog.schedules it owns.",
+            value=len(self.scheduler.owned_partitions()),
+        )  # fmt: skip
+
+
+def scheduler_endpoint(process: SchedulerProcess, config: EndpointConfig) -> Endpoint:
+    """/metrics, /healthz and /readyz of a scheduler process (ready once it has read
+    the partitions the group gave it)."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    registry.register(_SchedulerCollector(process.scheduler))
+
+    def ready() -> tuple[bool, str]:
+        owned = process.scheduler.owned_partitions()
+        if process.scheduler.assigned_event.is_set():
+            return True, f"owns partitions {sorted(owned)}"
+        return False, "waiting for partitions of the schedules topic"
+
+    return Endpoint(config, registry, ready=ready, name="scheduler")

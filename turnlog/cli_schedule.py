@@ -90,6 +90,14 @@ def worker_scheduler(
     hold_marker: Annotated[
         Path | None, typer.Option(hidden=True, help="Test seam: file written when held.")
     ] = None,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            help="Port of /metrics, /healthz, /readyz (on TURNLOG_METRICS_HOST, with "
+            "TURNLOG_METRICS_TOKEN off the loopback); 0: any free port.",
+        ),
+    ] = 9466,
 ) -> None:
     """Run a scheduler until SIGTERM: each slot of each schedule fires exactly once
     (several schedulers split the schedules by partition)."""
@@ -108,12 +116,17 @@ def worker_scheduler(
         hold_marker=hold_marker,
     )
 
+    from streams.endpoint import endpoint_config, serving
+    from streams.scheduler_app import scheduler_endpoint
+
+    endpoint = scheduler_endpoint(process, endpoint_config(settings, port=metrics_port))
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await process.run(stop)
+        await serving(endpoint, process.run(stop))
 
     asyncio.run(main())
 

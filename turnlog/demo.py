@@ -76,9 +76,14 @@ class WorkerAll:
                 checkpoint_interval=checkpoint_interval,
             )
         )
+        # Scheduled agents (issue 20): the scheduler and its schedules projector.
+        from turnlog.cli_schedule import build_scheduler_process
+
+        self.scheduler = build_scheduler_process(settings, client_id=f"{client_id}-scheduler")
         self.groups: tuple[str, ...] = (
             self.session.worker.group_id,
             f"{settings.topic_prefix}turnlog-projector",
+            self.scheduler.scheduler.group_id,
         )
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -93,6 +98,7 @@ class WorkerAll:
         self._tasks = [
             asyncio.create_task(self.session.run(self.stop_event), name="session-worker"),
             asyncio.create_task(self.projector.run(), name="projector"),
+            asyncio.create_task(self.scheduler.run(self.stop_event), name="scheduler"),
         ]
         for task in self._tasks:
             task.add_done_callback(lambda _t: self.stop())

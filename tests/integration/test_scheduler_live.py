@@ -208,6 +208,7 @@ async def test_a_slot_fires_once_pause_holds_resume_fires_and_sql_shows_runs(
 
 def scheduler_argv(clock_file: Path, hold: str | None, marker: Path) -> tuple[str, ...]:
     argv = ["-m", "turnlog", "worker", "scheduler", "--clock-file", str(clock_file)]
+    argv += ["--metrics-port", "0"]  # a free port each: tests run side by side
     if hold is not None:
         argv += ["--hold-at", hold, "--hold-marker", str(marker)]
     return tuple(argv)
@@ -217,6 +218,23 @@ def start_scheduler(group: WorkerGroup, name: str, argv: tuple[str, ...]) -> Wor
     worker = WorkerProcess(name, group.env, group.log_dir / f"{name}.log", argv=argv)
     group.workers[name] = worker  # SIGKILLed with the group at the end
     return worker.start()
+
+
+async def wait_live(worker: WorkerProcess, partitions: int = 4) -> None:
+    """Until this start of the scheduler has read all `partitions` (its log says)."""
+
+    def check() -> bool:
+        if not worker.alive:
+            raise AssertionError(f"scheduler {worker.name} exited:\n{worker.tail()}")
+        live = {
+            p
+            for rec in worker.log_records()
+            if rec.get("event") == "scheduler.partition_live"
+            for p in rec.get("partitions", ())
+        }
+        return len(live) >= partitions
+
+    await wait_until(check, TIMEOUT, f"scheduler {worker.name} live", diagnose=worker.tail)
 
 
 def set_clock(path: Path, now: datetime) -> None:
@@ -248,7 +266,7 @@ async def test_sigkill_around_a_firing_commit_fires_the_slot_exactly_once(
             schedule, agent="calc", message="hello", every=180, occurred_at=T0
         )
         first = start_scheduler(group, "s1", scheduler_argv(clock_file, hold, marker))
-        await first.wait_assigned(TIMEOUT, at_least=4)
+        await wait_live(first)
         set_clock(clock_file, T0 + timedelta(seconds=181))
         await wait_until(marker.exists, TIMEOUT, f"the scheduler held {hold}", diagnose=first.tail)
         first.kill()  # SIGKILL: no abort, no clean leave
@@ -261,7 +279,7 @@ async def test_sigkill_around_a_firing_commit_fires_the_slot_exactly_once(
         assert len(uncommitted) == 1, "the firing was produced before the kill"
 
         second = start_scheduler(group, "s2", scheduler_argv(clock_file, None, marker))
-        await second.wait_assigned(TIMEOUT, at_least=4)
+        await wait_live(second)
 
         def fired(slot_s: int) -> Callable[[], Any]:
             async def check() -> Any:

@@ -12,7 +12,7 @@ import yaml
 from turnlog.settings import ConfigError, Settings, _secret_fields, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-TURNLOG_SERVICES = ("init", "session-worker", "projector")
+TURNLOG_SERVICES = ("init", "session-worker", "projector", "scheduler")
 _SECRETS = set(_secret_fields())
 
 
@@ -33,6 +33,7 @@ def test_services(services: dict[str, Any]) -> None:
         "init",
         "session-worker",
         "projector",
+        "scheduler",
         "metrics-token",
         "prometheus",
         "grafana",
@@ -62,6 +63,7 @@ def test_init_waits_for_healthy_infrastructure(services: dict[str, Any]) -> None
     [
         ("session-worker", ["turnlog", "worker", "session"]),
         ("projector", ["turnlog", "worker", "projector"]),
+        ("scheduler", ["turnlog", "worker", "scheduler"]),
     ],
 )
 def test_workers_start_after_init(services: dict[str, Any], name: str, command: list[str]) -> None:
