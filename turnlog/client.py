@@ -39,6 +39,10 @@ from agents.events import (
     ForkSession,
     Request,
     RequestPayload,
+    SchedulePaused,
+    ScheduleRecord,
+    ScheduleRemoved,
+    ScheduleResumed,
     SendMessage,
     SetModel,
     TokenDelta,
@@ -108,6 +112,7 @@ class Client:
         self._producer: AIOKafkaProducer | None = None
         self._offsets: AIOKafkaConsumer | None = None
         self._partitions: int | None = None
+        self._schedule_partitions: int | None = None
 
     @classmethod
     def from_settings(cls, settings: Any = None, **overrides: Any) -> Client:
@@ -304,6 +309,118 @@ class Client:
         """Start a new session (`into`, or a fresh id) whose history is `session_id`'s
         up to `at_seq`; the request goes to the NEW session (`sent.session_id`)."""
         return await self._send(into or new_session_id(), ForkSession(session_id, at_seq, agent))
+
+    # ------------------------------------------------------------------ schedules
+
+    async def _schedule_record(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Produce a record to turnlog.schedules (partition of its schedule id, key by
+        aspect: see streams.scheduler_plan.key_for) and wait for the broker."""
+        from schemas.codec import encode_schedule_record
+        from streams.scheduler_plan import key_for
+
+        if self._producer is None:
+            await self.start()
+        assert self._producer is not None
+        if self._schedule_partitions is None:
+            self._schedule_partitions = await topic_partitions(
+                self.bootstrap, self.topics.schedules
+            )
+        try:
+            await self._producer.send_and_wait(
+                self.topics.schedules,
+                value=encode_schedule_record(record),
+                key=key_for(record.schedule_id, record).encode(),
+                partition=partition_for(record.schedule_id, self._schedule_partitions),
+            )
+        except KafkaError as exc:
+            raise ExternalError(
+                f"Schedule {record.schedule_id}: could not be written to "
+                f"{self.topics.schedules}: {exc}"
+            ) from exc
+        return record
+
+    async def add_schedule(
+        self,
+        schedule_id: str,
+        *,
+        agent: str,
+        message: str,
+        cron: str | None = None,
+        timezone: str = "UTC",
+        every: str | int | None = None,
+        start_at: datetime | str | None = None,
+        at: datetime | str | None = None,
+        session: str = "new",
+        overlap: str = "skip",
+        catch_up: str = "once",
+        catch_up_limit: int = 10,
+        paused: bool = False,
+        source: str = "client",
+        occurred_at: datetime | None = None,
+    ) -> ScheduleRecord:
+        """Create or replace a schedule: one of `cron` (in `timezone`), `every` (15m, 2h,
+        seconds; from `start_at`) or `at` (one shot). `session`: "new" (a session per
+        run) or a session id. ScheduleError (naming the field) when invalid."""
+        from streams.scheduler_plan import schedule_from_mapping
+
+        fields: dict[str, Any] = {
+            "agent": agent,
+            "message": message,
+            "cron": cron,
+            "timezone": timezone,
+            "every": every,
+            "start_at": start_at,
+            "at": at,
+            "session": session,
+            "overlap": overlap,
+            "catch_up": catch_up,
+            "catch_up_limit": catch_up_limit,
+            "paused": paused,
+        }
+        sid, spec = schedule_from_mapping(
+            {k: v for k, v in fields.items() if v is not None},
+            source=source,
+            schedule_id=schedule_id,
+        )
+        return await self._schedule_record(
+            ScheduleRecord(sid, occurred_at or datetime.now(UTC), spec)
+        )
+
+    async def pause_schedule(
+        self, schedule_id: str, *, by: str | None = None, occurred_at: datetime | None = None
+    ) -> ScheduleRecord:
+        """Stop firing `schedule_id` until resumed (its slots meanwhile are not caught up)."""
+        return await self._schedule_record(
+            ScheduleRecord(schedule_id, occurred_at or datetime.now(UTC), SchedulePaused(by))
+        )
+
+    async def resume_schedule(
+        self, schedule_id: str, *, by: str | None = None, occurred_at: datetime | None = None
+    ) -> ScheduleRecord:
+        """Fire `schedule_id` again, from its first slot after now."""
+        return await self._schedule_record(
+            ScheduleRecord(schedule_id, occurred_at or datetime.now(UTC), ScheduleResumed(by))
+        )
+
+    async def remove_schedule(
+        self, schedule_id: str, *, by: str | None = None, occurred_at: datetime | None = None
+    ) -> ScheduleRecord:
+        """Remove `schedule_id` (its runs stay in the projections)."""
+        return await self._schedule_record(
+            ScheduleRecord(schedule_id, occurred_at or datetime.now(UTC), ScheduleRemoved(by))
+        )
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule with its status and next slot (the `schedules` projection)."""
+        return await self.query("SELECT * FROM schedules ORDER BY schedule_id")
+
+    async def schedule_runs(self, schedule_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest handled slots of `schedule_id`, with each run's outcome and cost."""
+        return await self.query(
+            "SELECT * FROM schedule_run_outcomes WHERE schedule_id = %s "
+            "ORDER BY slot DESC LIMIT %s",
+            (schedule_id, limit),
+        )
 
     # ------------------------------------------------------------------ following
 
