@@ -53,7 +53,10 @@ from agents.errors import DecodeError
 from agents.events import ForkSession, Request
 from agents.fsm import decide_built, initial_state
 from agents.limits import session_id_problem
+from agents.llm import LlmRequest
+from agents.registry import AgentRegistry
 from agents.snapshots import RESTORE_POINT_KEY, SNAPSHOT_EVERY, restore_point, snapshot_of
+from agents.state import SessionState
 from schemas.codec import decode_request, encode_event, encode_request, encode_snapshot
 from streams import telemetry
 from streams._deadlines import DeadlineIndex
@@ -75,9 +78,9 @@ class EffectSync(Protocol):
         self,
         partition: int,
         session_id: str,
-        state: Any,
+        state: SessionState,
         traceparent: str | None,
-        built: Mapping[str, Any] | None,
+        built: Mapping[str, LlmRequest] | None,
         /,
         *,
         restored: bool = False,
@@ -85,7 +88,7 @@ class EffectSync(Protocol):
 
 
 # (source session, at_seq, new session) -> the fork's base state, or None
-ForkBase = Callable[[str, int, str], Awaitable[Any]]
+ForkBase = Callable[[str, int, str], Awaitable[SessionState | None]]
 # An event on its way out: (value, key, headers).
 _Out = tuple[bytes, bytes, list[tuple[str, bytes]]]
 # The broker (or the producer, before sending) refuses a record or batch as too large:
@@ -117,7 +120,7 @@ def _record_size(rec: ConsumerRecord) -> int:
     return size
 
 
-def _seq_of(state: Any) -> int:
+def _seq_of(state: SessionState | None) -> int:
     return 0 if state is None else int(state.last_seq)
 
 
@@ -136,7 +139,7 @@ class Shared:
 
     topics: TopicNames
     partitions: int
-    registry: Any
+    registry: AgentRegistry
     group_id: str
     consumer: AIOKafkaConsumer
     fork_base: ForkBase
@@ -160,7 +163,7 @@ class Shared:
     # folded from its events when no snapshot of it can be read.
     session_budget: int = 10_000
     snapshot_reader: SnapshotReader | None = None
-    rebuild: Callable[[str], Awaitable[Any]] | None = None
+    rebuild: Callable[[str], Awaitable[SessionState | None]] | None = None
     deadlines: DeadlineIndex | None = None
     # Messages built for earlier LLM calls of a window (agents.context): a long
     # session's next call builds only what is new. The core keeps no such state itself.
@@ -177,7 +180,7 @@ class OwnedPartition:
         shared: Shared,
         number: int,
         producer: AIOKafkaProducer,
-        sessions: dict[str, Any],
+        sessions: dict[str, SessionState],
         traces: dict[str, str | None],
         *,
         position: int,
@@ -417,9 +420,9 @@ class OwnedPartition:
     async def _transaction(self, records: Sequence[ConsumerRecord]) -> None:
         """`records` (possibly none: an offsets-only commit) as one transaction."""
         shared, producer = self.shared, self.producer
-        staged: dict[str, Any] = {}
+        staged: dict[str, SessionState] = {}
         traces: dict[str, str | None] = {}
-        built: dict[str, dict[str, Any]] = {}
+        built: dict[str, dict[str, LlmRequest]] = {}
         held: list[_Out] = []
         end = records[-1].offset + 1 if records else self.done
         now = time.monotonic()
@@ -525,9 +528,9 @@ class OwnedPartition:
     async def _handle(
         self,
         rec: ConsumerRecord,
-        staged: dict[str, Any],
+        staged: dict[str, SessionState],
         traces: dict[str, str | None],
-        built: dict[str, dict[str, Any]],
+        built: dict[str, dict[str, LlmRequest]],
         held: list[_Out],
     ) -> None:
         shared = self.shared
@@ -640,8 +643,8 @@ class OwnedPartition:
     # ------------------------------------------------------------------ snapshots
 
     async def _write_snapshots(
-        self, staged: dict[str, Any], touched: list[str], end: int
-    ) -> dict[str, tuple[Any, int, Any, int]]:
+        self, staged: dict[str, SessionState], touched: list[str], end: int
+    ) -> dict[str, tuple[asyncio.Future[Any], int, SessionState, int]]:
         """Send the snapshots this transaction owes (sessions whose turn ended, that
         grew by SNAPSHOT_EVERY events, or that hold the restore point back) and, with
         them, the partition's restore point. Returns session -> (future, seq, state, size)."""
@@ -661,7 +664,7 @@ class OwnedPartition:
         if not chosen:
             return {}
         now = datetime.now(UTC)
-        written: dict[str, tuple[Any, int, Any, int]] = {}
+        written: dict[str, tuple[asyncio.Future[Any], int, SessionState, int]] = {}
         for sid in chosen:
             state = staged.get(sid) or self.sessions[sid]
             value = encode_snapshot(snapshot_of(state, events_offset=keeper.floor, now=now))
@@ -687,7 +690,7 @@ class OwnedPartition:
             )
         return written
 
-    async def _load(self, session_id: str) -> Any:
+    async def _load(self, session_id: str) -> SessionState:
         """An evicted session back from its snapshot (or, when that cannot be read, from
         its events)."""
         shared = self.shared

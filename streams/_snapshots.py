@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaTimeoutError
 from agents.errors import DecodeError
 from agents.events import RestorePoint, SessionSnapshot
 from agents.snapshots import RESTORE_POINT_KEY, is_live, state_of
+from agents.state import SessionState
 from agents.state_codec import READABLE_FORMATS
 from schemas.codec import decode_snapshot
 
@@ -153,7 +154,7 @@ class SnapshotReader:
         if self._consumer is not None:
             await self._consumer.stop()
 
-    async def state(self, partition: int, offset: int) -> Any:
+    async def state(self, partition: int, offset: int) -> SessionState | None:
         """The session state the snapshot at `offset` holds; None when that snapshot is
         gone or in a format this code does not read (the caller folds the events)."""
         snapshot = await self.read(partition, offset)
@@ -222,7 +223,7 @@ class Keeper:
         self.too_large: set[tuple[str, int]] = set()  # (session, seq) not written
         self._next_lag_check = 0
 
-    def plan(self, staged: dict[str, Any], every: int) -> list[str]:
+    def plan(self, staged: dict[str, SessionState], every: int) -> list[str]:
         """The sessions of this transaction to snapshot."""
         out = []
         for sid, state in staged.items():
@@ -238,7 +239,9 @@ class Keeper:
                 out.append(sid)
         return out
 
-    def to_cover(self, sessions: dict[str, Any], budget: int, limit: int = 32) -> list[str]:
+    def to_cover(
+        self, sessions: dict[str, SessionState], budget: int, limit: int = 32
+    ) -> list[str]:
         """Idle sessions at the cold end of `sessions` (least recently used first) that
         cannot leave memory for want of a current snapshot, while it is over budget."""
         over = len(sessions) - budget
@@ -275,7 +278,7 @@ class Keeper:
     def committed(
         self,
         touched: Iterable[str],
-        written: dict[str, tuple[Any, int, Any, int]],
+        written: dict[str, tuple[Any, int, SessionState, int]],
         floor_before: int,
     ) -> None:
         """After the commit: `written` maps a snapshotted session to (the send future of
@@ -288,7 +291,7 @@ class Keeper:
         for sid, (future, seq, state, size) in written.items():
             self.stored[sid] = Stored(future.result().offset, seq, is_live(state.phase), None, size)
 
-    def evictable(self, sid: str, state: Any) -> bool:
+    def evictable(self, sid: str, state: SessionState) -> bool:
         """Idle and wholly in its snapshot: it can leave memory and come back from it."""
         last = self.stored.get(sid)
         return (

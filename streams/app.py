@@ -17,6 +17,10 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from agents.events import Request, Tick
+from agents.providers.base import Provider
+from agents.registry import AgentRegistry
+from agents.tools import ToolSettings
+from agents.tools.registry import ToolRegistry
 from streams._agents import load_versions, publish_versions
 from streams.effects import EffectRunner
 from streams.logs import get_logger
@@ -59,10 +63,10 @@ class SessionProcess:
         bootstrap: str,
         topics: TopicNames,
         partitions: int,
-        registry: Any,
-        provider: Any,
-        tools: Any,
-        tool_context: Any = None,
+        registry: AgentRegistry,
+        provider: Provider,
+        tools: ToolRegistry,
+        tool_context: ToolSettings | None = None,
         tick_interval_s: float = 1.0,
         drain_s: float = 8.0,
         session_timeout_ms: int = 6000,

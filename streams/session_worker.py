@@ -51,7 +51,9 @@ from aiokafka.errors import IllegalStateError
 from agents.effects import next_deadline
 from agents.events import Event
 from agents.fsm import evolve, fork_base, fork_source, initial_state
+from agents.registry import AgentRegistry
 from agents.snapshots import state_of
+from agents.state import SessionState
 from streams._deadlines import DeadlineIndex
 from streams._partition import EffectSync, OwnedPartition, Shared
 from streams._snapshots import Keeper, SnapshotReader, read_snapshot_index
@@ -102,7 +104,7 @@ class SessionWorker:
         bootstrap: str,
         topics: TopicNames,
         partitions: int,
-        registry: Any,
+        registry: AgentRegistry,
         effect_sync: EffectSync | None = None,
         effect_drop: Callable[[int], None] | None = None,
         effect_release: Callable[[int], None] | None = None,
@@ -281,9 +283,9 @@ class SessionWorker:
         `now`: what the ticker sends Ticks for (it costs the due sessions, not all)."""
         return self.deadlines.due(now)
 
-    def sessions(self) -> dict[str, Any]:
+    def sessions(self) -> dict[str, SessionState]:
         """Current state of every session this worker holds in memory (inspection)."""
-        out: dict[str, Any] = {}
+        out: dict[str, SessionState] = {}
         for part in self._parts.values():
             out.update(part.sessions)
         return out
@@ -432,7 +434,7 @@ class SessionWorker:
 
     async def _restore(
         self, p: int
-    ) -> tuple[dict[str, Any], dict[str, str | None], int, int, Keeper]:
+    ) -> tuple[dict[str, SessionState], dict[str, str | None], int, int, Keeper]:
         """Partition p from its snapshots and the events newer than them: the sessions
         held in memory (a turn in progress, or events after their snapshot), their latest
         traceparent, the input offset consumed (the restore point's, or the last
@@ -453,7 +455,7 @@ class SessionWorker:
         )
         self.stats["restore_events_read"] += len(log)
         stored = index.stored
-        states: dict[str, Any] = {}
+        states: dict[str, SessionState] = {}
         rebuild = set(index.unreadable)
         # Sessions with events after an idle snapshot need that snapshot too.
         behind = {
@@ -523,22 +525,34 @@ class SessionWorker:
             uncovered.setdefault(sid, 0)
         return states, traces, position, events_end, Keeper(stored, uncovered, events_end)
 
-    async def _rebuild_session(self, session_id: str) -> Any:
+    async def _rebuild_session(self, session_id: str) -> SessionState | None:
         """A session's current state folded from all its events (its snapshot could
         not be read)."""
         return await self._state_at(session_id, 2**62, {})
 
-    async def _initial_for(self, first: Event, logs: _Logs) -> Any:
-        """The state a session's first event folds into: empty, or a fork's ancestry."""
+    async def _initial_for(self, first: Event, logs: _Logs) -> SessionState:
+        """The state a session's first event folds into: empty, or a fork's ancestry.
+        A fork whose source has no such history any more (retention) is restored on an
+        empty ancestry, said in the log, rather than stopping the partition's restore."""
         fork = fork_source(first)
         if fork is None:
             return initial_state(first.session_id)
         source_id, at_seq = fork
-        return await self._fork_base(source_id, at_seq, first.session_id, logs)
+        base = await self._fork_base(source_id, at_seq, first.session_id, logs)
+        if base is None:
+            self.stats["fork_unknown_sources"] += 1
+            self._log.error(
+                "restore.fork_source_missing",
+                session_id=first.session_id,
+                source_session_id=source_id,
+                at_seq=at_seq,
+            )
+            return fork_base(initial_state(source_id), first.session_id)
+        return base
 
     async def _fork_base(
         self, source_id: str, at_seq: int, new_session_id: str, logs: _Logs | None = None
-    ) -> Any:
+    ) -> SessionState | None:
         """The source's state at `at_seq`, rebound to the new session; None when the
         source has no such history (the core then rejects the fork)."""
         if logs is None and not await self._has_events(source_id):
@@ -553,7 +567,7 @@ class SessionWorker:
         state = await self._state_at(source_id, at_seq, {} if logs is None else logs)
         return None if state is None else fork_base(state, new_session_id)
 
-    async def _head_state(self, session_id: str, at_seq: int) -> Any:
+    async def _head_state(self, session_id: str, at_seq: int) -> SessionState | None:
         """The committed state of an owned session whose head is `at_seq`, from memory or
         from its snapshot (a fork at a session's head reads no events); else None."""
         q = partition_for(session_id, self.partitions)
@@ -590,7 +604,7 @@ class SessionWorker:
             self._directory[q] = (known, upto)
         return session_id in known
 
-    async def _state_at(self, session_id: str, at_seq: int, logs: _Logs) -> Any:
+    async def _state_at(self, session_id: str, at_seq: int, logs: _Logs) -> SessionState | None:
         """The state of `session_id` right after seq `at_seq`, from the events topic
         (partitions read once into `logs`)."""
         q = partition_for(session_id, self.partitions)
