@@ -251,10 +251,11 @@ class Client:
         size = utf8_size(text) + sum(len(a.data or "") for a in attachments)
         if size > self.max_text_bytes:
             raise ContractError(
-                f"The message is {size} bytes of UTF-8 (inline attachments included), over "
-                f"the text limit of {self.max_text_bytes} bytes (TURNLOG_MAX_TEXT_BYTES); the "
-                f"worker would reject it. Send less, send large files by reference (the blob "
-                f"store, TURNLOG_BLOB_DIR), or raise the limit on the workers."
+                f"The message is {size} bytes of UTF-8, over the text limit of "
+                f"{self.max_text_bytes} bytes (TURNLOG_MAX_TEXT_BYTES; inline attachments "
+                f"count); the worker would reject it. Send less, send large files by "
+                f"reference (the blob store, TURNLOG_BLOB_DIR), or raise the limit on the "
+                f"workers."
             )
         return await self._send(
             session_id or new_session_id(),
