@@ -198,9 +198,11 @@ async def run_worker_all(
     until: Callable[[WorkerAll], Awaitable[None]] | None = None,
     checkpoint_interval: float = 5.0,
     endpoint: bool = False,
+    ui: bool = False,
 ) -> None:
     """Run `worker all` until a signal (or until the coroutine `until(workers)` ends);
-    `endpoint`: serve /metrics, /healthz, /readyz (turnlog.observability)."""
+    `endpoint`: serve /metrics, /healthz, /readyz (turnlog.observability); `ui`: serve
+    the web console on the same loop (console.cli, TURNLOG_UI_*)."""
     from turnlog.observability import worker_all_endpoint
 
     workers = WorkerAll(settings, checkpoint_interval=checkpoint_interval)
@@ -210,6 +212,7 @@ async def run_worker_all(
     _install_signals(workers.stop)
     await wait_for_group_coordinators(workers.bootstrap, workers.groups)
     workers.start()
+    console = await _start_console(settings) if ui else None
     try:
         if until is not None:
             await workers.wait_ready(120.0)
@@ -219,11 +222,34 @@ async def run_worker_all(
     finally:
         workers.stop()
         await asyncio.gather(*workers._tasks, return_exceptions=True)
+        if console is not None:
+            await console.stop()
         if served is not None:
             await served.stop()
 
 
-def worker_all_command() -> None:
+async def _start_console(settings: Any) -> Any:
+    """The web console beside the workers, or None (said on stderr) when it cannot
+    start: the workers do not depend on it."""
+    from agents.errors import TurnlogError
+    from console.cli import Console
+    from console.config import load_console_config
+
+    try:
+        console = Console(settings, load_console_config())
+        await console.start()
+    except (OSError, SystemExit, TurnlogError) as exc:
+        typer.echo(f"the web console did not start: {exc}", err=True)
+        return None
+    typer.echo(f"web console: {console.url}", err=True)
+    return console
+
+
+def worker_all_command(
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Serve the web console too (`turnlog ui`).")
+    ] = False,
+) -> None:
     """Run the session worker and the projector in one process until SIGTERM (small
     setups; scale out with separate `worker session` / `worker projector` processes)."""
     from streams import telemetry
@@ -236,7 +262,7 @@ def worker_all_command() -> None:
     telemetry.configure_tracing(settings.tracing_enabled, "turnlog-worker-all")
     tune_gc()
     try:
-        asyncio.run(run_worker_all(settings, endpoint=True))
+        asyncio.run(run_worker_all(settings, endpoint=True, ui=ui))
     finally:
         telemetry.shutdown_tracing()  # export the spans still buffered
 
@@ -306,6 +332,7 @@ def demo_command(
                 settings,
                 until=demo,
                 checkpoint_interval=1.0,  # so that the audit check has fresh heads to compare
+                ui=keep_running,  # what the demo left behind, in the browser
             )
         )
     except DemoFailed as exc:
