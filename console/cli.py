@@ -112,6 +112,13 @@ def ui_command(
     port: Annotated[
         int | None, typer.Option(help="Port (default TURNLOG_UI_PORT, 8700; 0: any free).")
     ] = None,
+    tokens_file: Annotated[
+        str | None,
+        typer.Option(
+            help="File of 'name:token' lines: who may sign in (default "
+            "TURNLOG_UI_TOKENS_FILE / TURNLOG_UI_TOKENS)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the web console and the HTTP API (loopback by default; bound elsewhere it
     needs TURNLOG_UI_TOKENS or TURNLOG_UI_TOKENS_FILE)."""
@@ -120,7 +127,7 @@ def ui_command(
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    config = load_console_config(host=host, port=port)
+    config = load_console_config(host=host, port=port, tokens_file=tokens_file)
     if not _port_free(config.host, config.port):
         raise typer.BadParameter(
             f"{config.host}:{config.port} is in use (TURNLOG_UI_PORT / --port).",

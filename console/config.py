@@ -117,11 +117,17 @@ def _int(env: Mapping[str, str], variable: str, default: int) -> int:
 
 
 def load_console_config(
-    env: Mapping[str, str] | None = None, *, host: str | None = None, port: int | None = None
+    env: Mapping[str, str] | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    tokens_file: str | None = None,
 ) -> ConsoleConfig:
-    """The console's configuration from `env` (default: os.environ); `host`/`port` given
-    on the command line win."""
-    env = os.environ if env is None else env
+    """The console's configuration from `env` (default: os.environ); `host`, `port` and
+    `tokens_file` given on the command line win."""
+    env = dict(os.environ if env is None else env)
+    if tokens_file is not None:
+        env["TURNLOG_UI_TOKENS_FILE"] = tokens_file
     tokens_text = env.get("TURNLOG_UI_TOKENS", "")
     path = env.get("TURNLOG_UI_TOKENS_FILE", "")
     variable = "TURNLOG_UI_TOKENS"

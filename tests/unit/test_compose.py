@@ -34,6 +34,7 @@ def test_services(services: dict[str, Any]) -> None:
         "session-worker",
         "projector",
         "scheduler",
+        "console",
         "metrics-token",
         "prometheus",
         "grafana",

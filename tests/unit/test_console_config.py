@@ -73,6 +73,7 @@ def test_tokens_from_a_file_one_per_line_with_comments(tmp_path: Path) -> None:
     path.write_text(f"# operators\nalice:{TOKEN}\n\nbob:{TOKEN[::-1]}\n")
     config = load_console_config({"TURNLOG_UI_TOKENS_FILE": str(path)})
     assert config.identity_of(TOKEN) == "alice" and config.identity_of(TOKEN[::-1]) == "bob"
+    assert load_console_config({}, tokens_file=str(path)).identity_of(TOKEN) == "alice"
     path.write_text("")
     with pytest.raises(ConsoleConfigError, match="is empty"):
         load_console_config({"TURNLOG_UI_TOKENS_FILE": str(path)})
@@ -118,3 +119,20 @@ def test_the_api_is_described_by_openapi() -> None:
                     assert (route.path, method.lower()) in documented, (route.path, method)
     stream = spec["paths"]["/api/sessions/{session_id}/stream"]["get"]
     assert "Last-Event-ID" in stream["description"]
+
+
+def test_the_compose_console_is_opt_in_authenticated_and_on_host_loopback() -> None:
+    import yaml
+
+    console = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["console"]
+    assert console["profiles"] == ["console"]
+    command = console["command"]
+    assert command[:2] == ["turnlog", "ui"]
+    host = command[command.index("--host") + 1]
+    tokens = command[command.index("--tokens-file") + 1]
+    # Bound beyond loopback inside the container, so tokens are required (and given).
+    assert host == "0.0.0.0" and any(v.endswith(f":{tokens}:ro") for v in console["volumes"])
+    assert all(p.startswith("127.0.0.1:") for p in console["ports"])
+    assert "/healthz" in " ".join(console["healthcheck"]["test"])
+    with pytest.raises(ConsoleConfigError):
+        load_console_config({}, host=host)
