@@ -197,6 +197,7 @@ def _session_forked(s: SessionState, ev: Event, p: SessionForked) -> SessionStat
         agent=p.agent,
         definition_hash=p.definition_hash,
         lineage=Lineage(None, None, p.source_session_id, p.at_seq),
+        model="",  # a fork starts on its agent's own model (the source's switch stays there)
     )
 
 

@@ -18,6 +18,7 @@ from agents.context import build_llm_request
 from agents.errors import InvalidRecord
 from agents.events import (
     Attachment,
+    CompleteLlmCall,
     LlmCallRequested,
     ModelChanged,
     RequestRejected,
@@ -299,3 +300,17 @@ async def test_a_fallback_that_cannot_see_is_skipped(
     answer = await router.complete(media_request("deepseek-chat"), fallbacks=("gpt-4o",))
     assert answer.model == "gpt-4o" and answer.fallback_used
     assert [r.model for r in openai_server.requests] == ["gpt-4o"]
+
+
+def test_a_queued_message_keeps_its_attachments_for_its_turn() -> None:
+    d = Driver(REGISTRY)
+    d.send(SendMessage("first"), agent="seer")
+    queued = d.send(SendMessage("then this one", attachments=(IMAGE,)))
+    assert [type(e.payload).__name__ for e in queued] == ["MessageQueued"]
+    assert queued[0].payload.attachments == (IMAGE,)
+    assert state_from_dict(state_to_dict(d.state)) == d.state  # the queue, snapshotted
+    d.send(CompleteLlmCall(d.llm_call_id, "claude-sonnet-4-5", "done"))
+    second = [e.payload for e in d.log if isinstance(e.payload, UserMessageReceived)][-1]
+    assert second == UserMessageReceived("then this one", (IMAGE,))
+    request = build_llm_request(d.state, d.state.turn.llm.request, REGISTRY)  # type: ignore[union-attr]
+    assert request.messages[-1].content[0] == MediaBlock("image/png", IMAGE.sha256, IMAGE.data)
