@@ -28,6 +28,7 @@ from typing import NoReturn, Union, get_args
 from agents.errors import InvalidRecord
 
 __all__ = [
+    "ATTACHMENT_TYPES",
     "EVENT_ID_NAMESPACE",
     "EVENT_TYPES",
     "REFUSED",

@@ -13,16 +13,19 @@ fails when a record is added without a strategy here.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
 
 from agents.events import (
+    ATTACHMENT_TYPES,
     AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    Attachment,
     AuditCheckpoint,
     BudgetExceeded,
     BudgetScope,
@@ -60,6 +63,7 @@ from agents.events import (
     SessionForked,
     SessionStarted,
     SetModel,
+    ThinkingBlock,
     Tick,
     TokenDelta,
     ToolCallCompleted,
@@ -127,8 +131,32 @@ aware_datetimes = st.one_of(
     st.datetimes(min_value=_MIN, max_value=_MAX, timezones=_offsets),
 )
 
-usages = st.builds(Usage, counts, counts, counts, counts)
+
+@st.composite
+def _usage(draw: st.DrawFn) -> Usage:
+    out = draw(counts)
+    return Usage(draw(counts), out, draw(counts), draw(counts), draw(st.integers(0, out)))
+
+
+usages = _usage()
 tool_uses = st.builds(ToolUse, ids, ids, texts)
+thinking_blocks = st.lists(
+    st.one_of(
+        st.builds(ThinkingBlock, texts, ids),
+        st.builds(ThinkingBlock, redacted_data=ids),
+    ),
+    max_size=3,
+).map(tuple)
+attachment_lists = st.lists(
+    st.builds(
+        Attachment,
+        st.sampled_from(sorted(ATTACHMENT_TYPES)),
+        st.binary(min_size=32, max_size=32).map(bytes.hex),
+        st.none() | st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()),
+        st.none() | ids,
+    ),
+    max_size=3,
+).map(tuple)
 
 
 def _unique_tool_uses() -> st.SearchStrategy[tuple[ToolUse, ...]]:
@@ -139,7 +167,7 @@ def _unique_tool_uses() -> st.SearchStrategy[tuple[ToolUse, ...]]:
 def _send_message(draw: st.DrawFn) -> SendMessage:
     parent = draw(st.none() | st.tuples(ids, ids))
     if parent is None:
-        return SendMessage(draw(texts))
+        return SendMessage(draw(texts), attachments=draw(attachment_lists))
     return SendMessage(draw(texts), parent_session_id=parent[0], parent_call_id=parent[1])
 
 
@@ -161,6 +189,7 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         attempts=st.integers(1, 10),
         fallback_used=st.booleans(),
         circuits_opened=name_lists,
+        thinking=thinking_blocks,
     ),
     FailLlmCall: st.builds(
         FailLlmCall,
@@ -189,7 +218,7 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     SessionForked: st.builds(SessionForked, ids, positive, ids, ids),
     SessionClosed: st.builds(SessionClosed, optional_texts),
     TurnStarted: st.builds(TurnStarted, positive, st.none() | positive),
-    UserMessageReceived: st.builds(UserMessageReceived, texts),
+    UserMessageReceived: st.builds(UserMessageReceived, texts, attachment_lists),
     LlmCallRequested: st.builds(
         LlmCallRequested,
         call_id=ids,
@@ -223,6 +252,7 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         attempts=st.integers(1, 10),
         fallback_used=st.booleans(),
         discarded=st.none() | st.sampled_from(["late", "truncated", "context_window"]),
+        thinking=thinking_blocks,
     ),
     LlmCallFailed: st.builds(LlmCallFailed, ids, ids, texts, st.integers(1, 10), small_counts),
     ProviderCircuitOpened: st.builds(ProviderCircuitOpened, ids, ids),
@@ -287,7 +317,7 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         name_lists,
     ),
     RequestRejected: st.builds(RequestRejected, ids, ids, texts, ids),
-    MessageQueued: st.builds(MessageQueued, texts, positive),
+    MessageQueued: st.builds(MessageQueued, texts, positive, attachment_lists),
     QueuedMessageDropped: st.builds(QueuedMessageDropped, positive, ids, optional_texts),
     AgentVersionChanged: st.builds(AgentVersionChanged, ids, ids, ids),
     ModelChanged: st.builds(ModelChanged, ids, ids),
