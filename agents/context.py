@@ -346,7 +346,11 @@ def thinking_budget_for(info: AgentInfo, model: str, max_tokens: int) -> int:
 
 def _render(e: Entry) -> str:
     if e.kind == EntryKind.USER:
-        return f"[user]\n{e.text}"
+        # A summary is text: the attachments are named, so the model knows they were there.
+        files = "".join(
+            f"\n[attached {a.name or a.sha256[:12]} ({a.media_type})]" for a in e.blocks
+        )
+        return f"[user]\n{e.text}{files}"
     if e.kind == EntryKind.ASSISTANT:
         return f"[assistant]\n{e.text}"
     if e.kind == EntryKind.TOOL_USE:

@@ -314,3 +314,14 @@ def test_a_queued_message_keeps_its_attachments_for_its_turn() -> None:
     assert second == UserMessageReceived("then this one", (IMAGE,))
     request = build_llm_request(d.state, d.state.turn.llm.request, REGISTRY)  # type: ignore[union-attr]
     assert request.messages[-1].content[0] == MediaBlock("image/png", IMAGE.sha256, IMAGE.data)
+
+
+def test_a_summary_names_the_attachments_it_cannot_carry() -> None:
+    from agents.context import summarize_request
+
+    d = started()
+    (entry,) = [e for e in d.state.history.entries.items() if e.kind == "u"]
+    request = summarize_request([entry], model="scripted-summarizer", max_tokens=100)
+    text = request.messages[0].content[0].text  # type: ignore[union-attr]
+    assert "[attached pixel.png (image/png)]" in text
+    assert "[attached notes.pdf (application/pdf)]" in text
