@@ -22,7 +22,7 @@ from agents.errors import ContractError
 from console.api import backend, dumps
 from console.reads import SessionFilter
 from console.security import identity
-from console.timeline import EVENT_VIEWS
+from console.timeline import VIEWS_BY_NAME
 
 __all__ = ["page_routes"]
 
@@ -141,7 +141,7 @@ async def session_page(request: Request) -> Response:
         request,
         "session.html",
         events=events,
-        views=EVENT_VIEWS,
+        views=VIEWS_BY_NAME,
         travel=travel,
         **context,
     )

@@ -1,7 +1,7 @@
 """How the console shows each event type: one row of a table keyed by event type.
 
 Rule: pure data and pure functions (no IO). Every event type of agents.events has a row
-(tests/unit/test_console_timeline.py fails when one is missing): its kind (the colour of
+(tests/unit/test_event_handlers.py fails when one is missing): its kind (the colour of
 its timeline row and the filter it falls under) and whether it changes what the
 session page shows from the projections (the page then refreshes that part).
 """
@@ -10,11 +10,43 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from agents.events import Event, TokenDelta
+from agents.events import (
+    AgentVersionChanged,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    BudgetExceeded,
+    ChildSessionCompleted,
+    ChildSessionRequested,
+    ContextCompacted,
+    ContextCompactionRequested,
+    EffectReissued,
+    Event,
+    LlmCallCompleted,
+    LlmCallFailed,
+    LlmCallRequested,
+    MessageQueued,
+    ModelChanged,
+    ProviderCircuitOpened,
+    QueuedMessageDropped,
+    RequestRejected,
+    SessionClosed,
+    SessionForked,
+    SessionStarted,
+    TokenDelta,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    UserMessageReceived,
+)
 from schemas.codec import event_to_dict
 from turnlog._render import Describer
 
-__all__ = ["EVENT_VIEWS", "EventView", "delta_json", "event_json"]
+__all__ = ["EVENT_VIEWS", "VIEWS_BY_NAME", "EventView", "delta_json", "event_json"]
 
 
 class EventView(NamedTuple):
@@ -22,37 +54,39 @@ class EventView(NamedTuple):
     refresh: bool  # the conversation/approvals/costs shown from Postgres change
 
 
-EVENT_VIEWS: dict[str, EventView] = {
-    "SessionStarted": EventView("session", True),
-    "SessionForked": EventView("session", True),
-    "SessionClosed": EventView("session", True),
-    "AgentVersionChanged": EventView("session", True),
-    "ModelChanged": EventView("session", True),
-    "TurnStarted": EventView("turn", True),
-    "TurnCompleted": EventView("turn", True),
-    "TurnFailed": EventView("error", True),
-    "TurnCancelled": EventView("turn", True),
-    "UserMessageReceived": EventView("user", True),
-    "MessageQueued": EventView("user", True),
-    "QueuedMessageDropped": EventView("user", True),
-    "RequestRejected": EventView("error", False),
-    "LlmCallRequested": EventView("llm", False),
-    "LlmCallCompleted": EventView("llm", True),
-    "LlmCallFailed": EventView("error", True),
-    "ProviderCircuitOpened": EventView("error", False),
-    "EffectReissued": EventView("llm", False),
-    "BudgetExceeded": EventView("error", True),
-    "ToolCallRequested": EventView("tool", True),
-    "ToolCallCompleted": EventView("tool", True),
-    "ToolCallFailed": EventView("error", True),
-    "ApprovalRequested": EventView("approval", True),
-    "ApprovalGranted": EventView("approval", True),
-    "ApprovalDenied": EventView("approval", True),
-    "ContextCompactionRequested": EventView("compaction", False),
-    "ContextCompacted": EventView("compaction", True),
-    "ChildSessionRequested": EventView("child", True),
-    "ChildSessionCompleted": EventView("child", True),
+EVENT_VIEWS: dict[type, EventView] = {
+    SessionStarted: EventView("session", True),
+    SessionForked: EventView("session", True),
+    SessionClosed: EventView("session", True),
+    AgentVersionChanged: EventView("session", True),
+    ModelChanged: EventView("session", True),
+    TurnStarted: EventView("turn", True),
+    TurnCompleted: EventView("turn", True),
+    TurnFailed: EventView("error", True),
+    TurnCancelled: EventView("turn", True),
+    UserMessageReceived: EventView("user", True),
+    MessageQueued: EventView("user", True),
+    QueuedMessageDropped: EventView("user", True),
+    RequestRejected: EventView("error", False),
+    LlmCallRequested: EventView("llm", False),
+    LlmCallCompleted: EventView("llm", True),
+    LlmCallFailed: EventView("error", True),
+    ProviderCircuitOpened: EventView("error", False),
+    EffectReissued: EventView("llm", False),
+    BudgetExceeded: EventView("error", True),
+    ToolCallRequested: EventView("tool", True),
+    ToolCallCompleted: EventView("tool", True),
+    ToolCallFailed: EventView("error", True),
+    ApprovalRequested: EventView("approval", True),
+    ApprovalGranted: EventView("approval", True),
+    ApprovalDenied: EventView("approval", True),
+    ContextCompactionRequested: EventView("compaction", False),
+    ContextCompacted: EventView("compaction", True),
+    ChildSessionRequested: EventView("child", True),
+    ChildSessionCompleted: EventView("child", True),
 }
+# The same rows by type name: the pages show rows of the projections' events table.
+VIEWS_BY_NAME: dict[str, EventView] = {t.__name__: v for t, v in EVENT_VIEWS.items()}
 
 _UNKNOWN = EventView("session", True)
 
@@ -62,7 +96,7 @@ def event_json(ev: Event, describer: Describer) -> dict[str, Any]:
     the line `turnlog replay` prints for it, and its payload (secret-free by contract:
     agent definitions and requests hold no credentials)."""
     name = type(ev.payload).__name__
-    view = EVENT_VIEWS.get(name, _UNKNOWN)
+    view = EVENT_VIEWS.get(type(ev.payload), _UNKNOWN)
     full = event_to_dict(ev)
     return {
         "session_id": ev.session_id,
