@@ -60,6 +60,7 @@ from agents.llm import (
     ToolUseBlock,
     canonical_json,
 )
+from agents.pricing import find_model
 from agents.providers._adapter import FallbackAdapter
 from agents.providers._deltas import DeltaSink
 from agents.providers._http import TRANSPORT_ERRORS, TRANSPORT_TIMEOUTS, retry_after_s
@@ -257,8 +258,9 @@ class GeminiProvider(FallbackAdapter):
                 counts_for_breaker=False,
             ) from None
         config = build_config(request, None if budget is None else max(1, int(budget * 1000)))
-        if request.thinking_budget:
-            # The agent's thinking budget, as Gemini 2.5 takes it (thoughts are output).
+        if request.thinking_budget and getattr(find_model(model), "thinking", True):
+            # The agent's thinking budget, as Gemini 2.5 takes it (thoughts are output);
+            # never sent to a model the catalog says does not think.
             config.thinking_config = types.ThinkingConfig(thinking_budget=request.thinking_budget)
         answer = _Assembly()
         try:

@@ -120,3 +120,21 @@ def test_reasoning_cannot_exceed_the_output() -> None:
 
     with pytest.raises(InvalidRecord, match="reasoning_tokens"):
         Usage(output_tokens=5, reasoning_tokens=6)
+
+
+@ASYNC
+async def test_gemini_gets_the_thinking_budget_only_where_the_model_thinks(
+    gemini_server: FakeGeminiServer,
+) -> None:
+    import dataclasses
+
+    gemini_server.reset()
+    async with GeminiProvider(
+        api_key=FAKE_GEMINI_KEY, base_url=gemini_server.base_url, retry=ONCE
+    ) as provider:
+        for model in ("gemini-2.5-flash", "gemini-2.0-flash"):
+            gemini_server.enqueue(FakeGeneration("391"))
+            await provider.complete(dataclasses.replace(ask(model), thinking_budget=1024))
+    thinks, plain = (r.body.get("generationConfig", {}) for r in gemini_server.requests)
+    assert thinks["thinkingConfig"] == {"thinking_budget": 1024}  # as the SDK spells it
+    assert "thinkingConfig" not in plain
