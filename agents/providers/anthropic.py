@@ -60,6 +60,7 @@ from agents.llm import (
     Message,
     TextBlock,
     ThinkingContent,
+    ToolUseBlock,
     canonical_json,
 )
 from agents.pricing import find_model
@@ -131,12 +132,20 @@ def _media_params(block: MediaBlock) -> dict[str, Any]:
 
 
 def thinks(request: LlmRequest, model: str) -> bool:
-    """Whether `request` asks `model` for extended thinking (a budget, and a model the
-    catalog says thinks; one it does not know is trusted to)."""
+    """Whether `request` asks `model` for extended thinking: a budget, a model the catalog
+    says thinks (one it does not know is trusted to), and — as the API requires with
+    thinking on — a last assistant message that starts with its thinking when it called
+    tools. One that does not (its answer came from a vendor without thinking, a fallback
+    or a switched model) is sent without thinking rather than refused."""
     if not request.thinking_budget:
         return False
     info = find_model(model)
-    return info is None or info.thinking
+    if info is not None and not info.thinking:
+        return False
+    last = next((m for m in reversed(request.messages) if m.role == "assistant"), None)
+    if last is None or not any(isinstance(b, ToolUseBlock) for b in last.content):
+        return True
+    return isinstance(last.content[0], ThinkingContent)
 
 
 def _mark_last_block(message: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 
+import anthropic
 import pytest
 
 from agents.context import build_llm_request
@@ -129,11 +130,17 @@ async def test_a_tool_result_follow_up_without_the_thinking_block_is_refused(
     use = ToolUseBlock("toolu_1", "calculator", '{"expression":"17*23"}')
     question = Message("user", (TextBlock("what is 17*23?"),))
     answer = Message("user", (ToolResultBlock("toolu_1", "391"),))
-    without = ask(question, Message("assistant", (use,)), answer)
-    with pytest.raises(ProviderError) as caught:
-        await provider.complete(without)
-    assert caught.value.error_type == "invalid_request"
-    assert "must start with a thinking block" in str(caught.value)
+    # What the API refuses: thinking on, and the tool-calling message without its block
+    # (sent through the SDK itself: our adapter never builds such a request).
+    signed = ThinkingBlock("Use the calculator.", sign_thinking("Use the calculator."))
+    params = build_params(
+        ask(question, Message("assistant", (ThinkingContent(signed), use)), answer), MODEL
+    )
+    del params["messages"][1]["content"][0]
+    refusal = validate_request(params)
+    assert refusal is not None and "must start with a thinking block" in str(refusal.message)
+    with pytest.raises(anthropic.BadRequestError, match="must start with a thinking block"):
+        await provider._client.messages.create(**params)
 
     signed = ThinkingBlock(
         "I should use the calculator.", sign_thinking("I should use the calculator.")
@@ -274,3 +281,18 @@ def test_a_bad_thinking_budget_names_the_field(overrides: dict[str, object], mes
         thinking_agent(**overrides)
     assert "thinking_budget" in str(caught.value)
     assert message in str(caught.value)
+
+
+@ASYNC
+async def test_a_tool_call_answered_by_a_vendor_without_thinking_is_continued_without_it(
+    server: FakeAnthropicServer, provider: AnthropicProvider
+) -> None:
+    """A fallback (or a switched model) answered the tool call: there is no thinking block
+    to send back, so the request goes without thinking instead of being refused."""
+    use = ToolUseBlock("call_1", "calculator", '{"expression":"17*23"}')
+    question = Message("user", (TextBlock("what is 17*23?"),))
+    answer = Message("user", (ToolResultBlock("call_1", "391"),))
+    request = ask(question, Message("assistant", (use,)), answer)
+    assert "thinking" not in build_params(request, MODEL)
+    server.enqueue(FakeMessage("It is 391."))
+    assert (await provider.complete(request)).text == "It is 391."
