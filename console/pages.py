@@ -9,13 +9,14 @@ from the log (user messages, tool output) can never become markup.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agents.errors import ContractError
@@ -69,6 +70,31 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         **context,
     )
     return HTMLResponse(html, status_code=status)
+
+
+def stream(request: Request, template: str, **context: Any) -> Response:
+    """Like `render`, but the page goes out as it is rendered (in a worker thread): a
+    long session's first bytes leave before its thousandth timeline row is written."""
+    pieces = _env.get_template(template).generate(
+        request=request,
+        who=identity(request.scope),
+        auth=request.scope.get("turnlog.auth"),
+        **context,
+    )
+
+    def chunks() -> Iterator[bytes]:
+        buf: list[str] = []
+        size, limit = 0, 4096  # a small first chunk: the head and the page's top
+        for piece in pieces:
+            buf.append(piece)
+            size += len(piece)
+            if size >= limit:
+                yield "".join(buf).encode()
+                buf, size, limit = [], 0, 64 * 1024
+        if buf:
+            yield "".join(buf).encode()
+
+    return StreamingResponse(iterate_in_threadpool(chunks()), media_type="text/html; charset=utf-8")
 
 
 async def sessions_page(request: Request) -> Response:
@@ -137,7 +163,7 @@ async def session_page(request: Request) -> Response:
             travel = {"at": int(at), "state": state_summary(played.state)}
         except ContractError as exc:
             travel = {"at": int(at), "error": str(exc)}
-    return render(
+    return stream(
         request,
         "session.html",
         events=events,
