@@ -24,7 +24,7 @@ Each history is written once per worker (`--revs`) and case:
 
 Takeover: the first message of a new session waits in the requests topic (as inputs
 wait while a partition changes hands; sent after the assignment instead, it would add
-this client's polling to the figure); one worker subprocess (`python -m streams`, the
+this client's polling to the figure); one worker subprocess (`python -m turnlog worker session`, the
 calc agent on the scripted provider) starts and gets the partition. Measured: `restore_ms` of its `partitions.assigned` log line; the
 time from its `partitions.restoring` line to that session's first event being visible
 on the events topic (the takeover: assignment to the first decided input), and from
@@ -218,7 +218,9 @@ async def takeover(
             session_timeout_ms=6000,
         )
     )
-    worker = WorkerProcess(label, env, tmp / f"{label}.log", argv=tree.argv("-m", "streams"))
+    worker = WorkerProcess(
+        label, env, tmp / f"{label}.log", argv=tree.argv("-m", "turnlog", "worker", "session")
+    )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,

@@ -7,7 +7,7 @@
 Needs a Kafka broker (KAFKA_BOOTSTRAP_SERVERS, by default the `turnlog dev up` one).
 Every run creates topics under a fresh prefix and deletes them afterwards.
 
-The worker is ONE `python -m streams` subprocess (exactly what `turnlog worker session`
+The worker is ONE `python -m turnlog worker session` subprocess (exactly what `turnlog worker session`
 runs: consumer, per-partition transactional producers, effect runner), with the `calc`
 agent of tests/data/agents.toml on the scripted provider at zero latency. A turn is
 user message → LLM (asks for the calculator) → calculator → LLM → answer: 4 inputs, 9
@@ -35,7 +35,7 @@ on a 2-core machine the three compete, so it says where the time went. The clien
 the requests topic only for CreateTime stamps, in 100 ms lumps, so that it does not add
 a fetch per input to the broker's and the cores' load; the events topic, whose timing is
 the measurement, is read with `--fetch-wait-ms`.
-BENCH_WORKER_ARGV replaces the worker's `-m streams` (e.g. to run it under cProfile).
+BENCH_WORKER_ARGV replaces the worker's `-m turnlog worker session` (e.g. to run it under cProfile).
 
 `--tracing on` runs the worker with OpenTelemetry tracing on (OTEL_TRACES_EXPORTER=otlp,
 spans exported over OTLP/HTTP to a receiver in this process that counts and discards
@@ -327,8 +327,9 @@ async def _with_worker(bootstrap: str, partitions: int, tmp: Path, body: Any) ->
     env = worker_env(
         bootstrap, prefix, partitions=partitions, script=script, sandbox=tmp, extra=WORKER_ENV
     )
-    # BENCH_WORKER_ARGV replaces `-m streams`, e.g. "-m cProfile -o w.prof -m streams".
-    argv = os.environ.get("BENCH_WORKER_ARGV", "-m streams").split()
+    # BENCH_WORKER_ARGV replaces `-m turnlog worker session`, e.g.
+    # "-m cProfile -o w.prof -m turnlog worker session".
+    argv = os.environ.get("BENCH_WORKER_ARGV", "-m turnlog worker session").split()
     worker = WorkerProcess("bench", env, tmp / f"worker-{prefix}log", argv=argv).start()
     client = Client(bootstrap, names, partitions)
     try:
@@ -598,7 +599,7 @@ def _tracing_markdown(
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
             f"({platform.machine()}, Python {platform.python_version()}), the `turnlog dev` "
             "Kafka on the same machine and shared with other engineers' work (load average "
-            "column). One session-worker process (`python -m streams`), the calc turn of the "
+            "column). One session-worker process (`python -m turnlog worker session`), the calc turn of the "
             "Session worker section (4 inputs, 9 events, 7 spans per turn with tracing on: 4 "
             "inputs, 2 LLM calls, 1 tool call). Tracing on: the OpenTelemetry SDK with its "
             "batch span processor and OTLP/HTTP exporter (OTEL_TRACES_EXPORTER=otlp, every "
@@ -729,7 +730,7 @@ def _markdown(
             f"({platform.machine()}, Python {platform.python_version()}), the `turnlog dev` "
             "Kafka on the same machine and shared with other engineers' test runs (the load "
             "average column says how busy it was; figures move with it). One session-worker "
-            f"process (`python -m streams` subprocess, {args.partitions} partitions), scripted "
+            f"process (`python -m turnlog worker session` subprocess, {args.partitions} partitions), scripted "
             "model at zero "
             "latency, turns of user message → LLM → calculator → LLM → answer (4 inputs, 9 "
             "events)."

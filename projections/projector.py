@@ -31,7 +31,7 @@ backend) does not stop the worker either: it reconnects with backoff, re-reads e
 owned partition's stored position and seeks there, so a transaction whose commit was
 lost in the cut is neither lost nor applied twice.
 
-Run it with `turnlog worker projector` or `python -m projections.projector`.
+Run it with `turnlog worker projector`.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ from projections.store import (
     load_positions,
 )
 
-__all__ = ["Projector", "ProjectorConfig", "main", "run_projector"]
+__all__ = ["Projector", "ProjectorConfig", "run_projector"]
 
 log = structlog.get_logger("turnlog.projector")
 
@@ -718,14 +718,3 @@ async def run_projector(
             pass
     await projector.run(until_caught_up=until_caught_up)
     return projector
-
-
-def main() -> None:
-    """`python -m projections.projector`: `turnlog worker projector` with its defaults."""
-    from turnlog.cli import main as turnlog_main
-
-    turnlog_main(["worker", "projector"])
-
-
-if __name__ == "__main__":
-    main()

@@ -5,13 +5,13 @@
     turnlog db migrate|status               SQL migrations (projections.migrate)
     turnlog settings                        the effective settings, secrets masked
 
-Adding commands without editing this file: a module listed in EXTENSIONS that exists and
-defines `register(app: typer.Typer) -> None` gets the root app at start-up, e.g.
-streams/cli.py:
+The other areas register their commands explicitly: every module listed in EXTENSIONS
+defines `register(app: typer.Typer) -> None` and gets the root app at start-up (a missing
+module or `register` fails the start), e.g. turnlog/cli_worker.py:
 
     def register(app: typer.Typer) -> None:
         worker = typer.Typer(help="Run workers.")
-        worker.command("session")(run_session_worker)
+        worker.command("session")(worker_session)
         app.add_typer(worker, name="worker")
 
 Errors of ours (TurnlogError) end the command with the message on stderr and exit code 1,
@@ -35,14 +35,11 @@ from turnlog.settings import Settings, load_settings
 __all__ = ["EXTENSIONS", "app", "load_extensions", "main"]
 
 EXTENSIONS: tuple[str, ...] = (
-    "streams.cli",
-    "projections.cli",
-    "agents.cli",
-    "schemas.cli",
+    "turnlog.cli_worker",
+    "turnlog.cli_projections",
     "turnlog.demo",
     "turnlog.cli_session",
     "turnlog.cli_replay",
-    "turnlog.cli_schedule",
     "turnlog.a2a.cli",
     "turnlog.cli_schedule",
     "console.cli",
@@ -328,15 +325,9 @@ def load_extensions() -> None:
         return
     _loaded = True
     for module_name in EXTENSIONS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue  # that extension does not exist (yet)
-            raise
-        register = getattr(module, "register", None)
-        if callable(register):
-            register(app)
+        # Every listed module exists and registers: a missing one is a packaging bug,
+        # said at once rather than a command silently gone.
+        importlib.import_module(module_name).register(app)
 
 
 def _install_wire_format() -> None:

@@ -162,7 +162,7 @@ def replay_command(
             param_hint="--verify",
         )
     settings = load_settings()
-    from streams.main import install_catalog
+    from turnlog.wiring import install_catalog
 
     install_catalog(settings)  # the models of TURNLOG_MODEL_CATALOG, as the workers know them
     topics = topic_names(settings.topic_prefix)
@@ -175,8 +175,8 @@ def replay_command(
     report = None
     if verify:
         from agents.limits import Limits
-        from streams.main import load_registry
         from turnlog.replay_verify import verify_session
+        from turnlog.wiring import load_registry
 
         # The same agent file and limits the session worker serves (TURNLOG_AGENTS,
         # TURNLOG_MAX_TEXT_BYTES), unless another file is given; loaded as the worker

@@ -59,8 +59,8 @@ class WorkerAll:
         self, settings: Any, *, checkpoint_interval: float = 5.0, client_id: str = "turnlog-all"
     ) -> None:
         from projections.projector import Projector, ProjectorConfig
-        from streams.main import build_session_process
         from streams.topics import topic_names
+        from turnlog.wiring import build_session_process
 
         names = topic_names(settings.topic_prefix)
         self.bootstrap: str = settings.kafka_bootstrap_servers

@@ -13,7 +13,7 @@ The anthropic SDK is imported only when an AnthropicProvider is built, so script
 OpenAI-compatible endpoint) and google-genai (`GeminiProvider`). A worker serves many
 vendors through `routing.RoutedProvider`: each model goes to the adapter of the endpoint
 its catalog entry names (`endpoints`), and fallback chains may cross vendors
-(`streams.main.ModelRouter` builds it from the settings).
+(`turnlog.wiring.ModelRouter` builds it from the settings).
 """
 
 from __future__ import annotations

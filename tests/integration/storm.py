@@ -1,7 +1,7 @@
 """A rebalance storm with a side effect counted where it lands (shared by the test and
 bench/rebalance.py).
 
-Session workers (`python -m streams` subprocesses) join and leave the group every 1-2 s
+Session workers (`python -m turnlog worker session` subprocesses) join and leave the group every 1-2 s
 (SIGTERM: plain rebalances; or SIGKILL with `kill=True`) while sessions of the `marker`
 agent run a shell command that is not idempotent: each run leaves a new file in the
 sandbox (`mktemp -p marks <session>-t<turn>.XXXXXX`), so runs are counted in the sandbox,

@@ -1,7 +1,7 @@
 """The real anthropic SDK end to end: worker subprocess → SDK → HTTP → the fake Messages
 API server (SSE streaming, tool_use blocks, 429s, 529s) → events on the real broker.
 
-One worker process (`python -m streams`, TURNLOG_PROVIDER=anthropic, ANTHROPIC_BASE_URL
+One worker process (`python -m turnlog worker session`, TURNLOG_PROVIDER=anthropic, ANTHROPIC_BASE_URL
 pointing at the fake server, ANTHROPIC_API_KEY a recognisable fake key) serves every
 test of this module; each test uses sessions of its own and programs the server before
 it sends anything. The last check scans every record of every topic of the run, and

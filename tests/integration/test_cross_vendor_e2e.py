@@ -24,7 +24,6 @@ from psycopg.rows import dict_row
 from agents.events import LlmCallCompleted, ProviderCircuitOpened, TurnCompleted
 from agents.pricing import BUILTIN, cost_nanos
 from projections.projector import Projector, ProjectorConfig
-from streams.main import load_catalog
 from streams.topics import TopicNames, ensure_topics
 from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer, FakeError
 from tests.fakes.openai_server import (
@@ -45,6 +44,7 @@ from tests.integration.worker_harness import (
     wait_until,
     worker_env,
 )
+from turnlog.wiring import load_catalog
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

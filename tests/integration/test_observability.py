@@ -1,6 +1,6 @@
 """Observability of a real session worker: its spans, its /metrics, its trace headers.
 
-One `python -m streams` subprocess serves the module, with tracing on (the real SDK and
+One `python -m turnlog worker session` subprocess serves the module, with tracing on (the real SDK and
 OTLP/HTTP exporter, configured only by OTEL_* variables) exporting to an in-process
 OTLP receiver (tests/integration/otlp_receiver.py), and its endpoint on a free port.
 """

@@ -3,7 +3,7 @@ context from request to events to effects, identical sessions side by side, bad 
 to the DLQ.
 
 The worker runs in-process here (`InProcessWorker`: the same SessionProcess that
-`python -m streams` runs); the crash tests (test_worker_crash.py) use subprocesses.
+`python -m turnlog worker session` runs); the crash tests (test_worker_crash.py) use subprocesses.
 """
 
 from __future__ import annotations

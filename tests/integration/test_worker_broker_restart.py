@@ -2,7 +2,7 @@
 
 A broker of this test's own (same jars and code as `turnlog dev`, its own state dir and
 ports, so the shared broker of the other tests is not disturbed) is stopped while a
-worker process (`python -m streams`) has sessions in flight, and started again on the
+worker process (`python -m turnlog worker session`) has sessions in flight, and started again on the
 same data a few seconds later. The worker does not exit; every session completes its
 turns; seqs are gap-free, no input is lost, no LLM call is counted twice.
 """

@@ -1,6 +1,6 @@
 """kill -9 of session workers: nothing lost, nothing doubled, every session completes.
 
-Real broker; workers are `python -m streams` subprocesses stopped with SIGKILL (never
+Real broker; workers are `python -m turnlog worker session` subprocesses stopped with SIGKILL (never
 SIGTERM: a crash gets no chance to flush, commit or hand over). What is checked, on the
 events topic read with read_committed after the run:
 

@@ -1,7 +1,7 @@
 """Helpers for integration tests and benchmarks that drive the session worker for real.
 
 Rule: nothing here fakes Kafka, the worker or a provider. Workers are real subprocesses
-(`python -m streams`) configured only through their environment, stopped with SIGKILL
+(`python -m turnlog worker session`) configured only through their environment, stopped with SIGKILL
 when a test wants a crash; requests are encoded with the real codec and produced with a
 real producer; the session log is read back with a read_committed consumer. Waiting is
 always on a condition with a deadline (`wait_until`), never a bare sleep.
@@ -24,7 +24,7 @@ Typical use (see tests/integration/test_worker_crash.py):
 Everything is reusable by other tests (approvals, delegation, fuzz, CLI): the session
 ids, agents and scripts are the caller's. What is here:
 
-- workers: `worker_env` (the environment `python -m streams` reads), `WorkerProcess`
+- workers: `worker_env` (the environment `python -m turnlog worker session` reads), `WorkerProcess`
   (one subprocess; `argv=("-m", "turnlog", "worker", "session")` runs the CLI instead;
   `kill()` is SIGKILL, `owned_partitions()` / `wait_assigned()` read its JSON log),
   `WorkerGroup` (a test's workers, all SIGKILLed at exit), `InProcessWorker` (the same
@@ -203,15 +203,15 @@ def worker_env(
 
 
 class WorkerProcess:
-    """One `python -m streams` subprocess; its stderr (JSON log lines) goes to a file.
-    `argv` replaces `-m streams` (e.g. `-m turnlog worker session`, or a profiler)."""
+    """One `python -m turnlog worker session` subprocess; its stderr (JSON log lines) goes to a file.
+    `argv` replaces `-m turnlog worker session` (e.g. a profiler)."""
 
     def __init__(
         self,
         name: str,
         env: Mapping[str, str],
         log_path: Path,
-        argv: Sequence[str] = ("-m", "streams"),
+        argv: Sequence[str] = ("-m", "turnlog", "worker", "session"),
     ) -> None:
         self.name = name
         self.env = dict(env)

@@ -20,8 +20,8 @@ from agents.pricing import (
 )
 from agents.providers import ProviderConfigError
 from agents.registry import AgentRegistry
-from streams.main import build_provider, install_catalog, load_catalog
 from turnlog.settings import ConfigError, load_settings
+from turnlog.wiring import build_provider, install_catalog, load_catalog
 
 KEYS = (
     "OPENAI_API_KEY",

@@ -17,7 +17,6 @@ from agents.pricing import BUILTIN, Catalog, cost_nanos
 from agents.providers import ProviderConfigError, ProviderError, RetryPolicy, ScriptedProvider
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.endpoints import PRESETS, ResolvedEndpoint
-from streams.main import ModelRouter, load_catalog
 from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer, FakeError
 from tests.fakes.gemini_server import FAKE_GEMINI_KEY, FakeGeminiServer
 from tests.fakes.openai_server import (
@@ -25,6 +24,7 @@ from tests.fakes.openai_server import (
     FakeOpenAIError,
     FakeOpenAIServer,
 )
+from turnlog.wiring import ModelRouter, load_catalog
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

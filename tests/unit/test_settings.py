@@ -125,7 +125,7 @@ def test_api_key_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("allow", [False, True])
 def test_the_worker_hands_the_http_settings_to_its_tools(tmp_path: Path, allow: bool) -> None:
-    from streams.main import build_tools
+    from turnlog.wiring import build_tools
 
     settings = load_settings(
         sandbox_dir=str(tmp_path / "sandbox"),
@@ -239,7 +239,7 @@ def test_a_broken_secret_file_names_its_variable(
 def test_the_worker_hands_the_shell_settings_to_its_tools(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams.main import build_tools
+    from turnlog.wiring import build_tools
 
     _, default = build_tools(load_settings(sandbox_dir=str(tmp_path / "a")))
     assert default.shell.network is False and default.shell.allowed_interpreters == ()

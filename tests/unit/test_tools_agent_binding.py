@@ -1,6 +1,6 @@
 """Custom tools an agent file names by import path: the shell imports them into the tool
 registry the effect runner executes with, and the core sees them under their own names
-(streams.main.load_registry, agents.tools.registry.bind_agent_tools)."""
+(turnlog.wiring.load_registry, agents.tools.registry.bind_agent_tools)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from agents.errors import AgentDefinitionError
 from agents.events import PolicyAction
 from agents.tools import builtin_registry
-from streams.main import load_registry
+from turnlog.wiring import load_registry
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = REPO / "tests" / "data" / "words.toml"

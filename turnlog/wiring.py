@@ -1,7 +1,9 @@
-"""Build a session-worker process from settings (the composition root of streams/).
+"""Build a session-worker process from settings: the composition root of the workers.
 
-Rule: every knob comes from `turnlog.settings` (one object, validated, read once);
-nothing here or below reads the environment.
+Rule: every knob comes from `turnlog.settings` (one object, validated, read once); this
+module turns it into the typed parts `streams` is made of (registry, providers, tools,
+SessionProcess), so nothing in streams/ (or below) reads settings or the environment,
+and nothing there imports turnlog.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from agents.providers.routing import Adapter, Route, RoutedProvider
 from agents.registry import AgentRegistry
 from streams.app import SessionProcess
 from streams.topics import topic_names
+from turnlog.settings import Settings
 
 if TYPE_CHECKING:
-    from agents.tools import ToolRegistry
+    from agents.tools import ToolRegistry, ToolSettings
 
 __all__ = [
     "ModelRouter",
@@ -191,10 +194,10 @@ def load_catalog(path: str | Path | None) -> Catalog:
     return BUILTIN.from_toml_data(data, source=str(file))
 
 
-def install_catalog(settings: Any) -> Catalog:
+def install_catalog(settings: Settings) -> Catalog:
     """Read TURNLOG_MODEL_CATALOG and install the catalog for this process (before any
     agent file is loaded: agent files are checked against it)."""
-    catalog = load_catalog(getattr(settings, "model_catalog", None))
+    catalog = load_catalog(settings.model_catalog)
     use_catalog(catalog)
     return catalog
 
@@ -227,29 +230,27 @@ def load_registry(
         raise AgentDefinitionError(f"{source}: {exc}") from exc
 
 
-def build_provider(settings: Any) -> ModelRouter:
+def build_provider(settings: Settings) -> ModelRouter:
     """The router of a worker: the scripted provider when TURNLOG_PROVIDER names a
     script, and every endpoint of the settings (presets, TURNLOG_ENDPOINTS), whose
     adapters are built when a model first needs them. TURNLOG_PROVIDER=anthropic builds
     the Anthropic one at once, so a missing key fails the start."""
     spec = settings.provider
     scripted = provider_from_spec(spec) if spec.startswith("scripted") else None
-    resolver = getattr(settings, "resolved_endpoints", None)
-    endpoints: dict[str, ResolvedEndpoint] = dict(resolver()) if resolver is not None else {}
     router = ModelRouter(
         scripted,
-        endpoints,
-        cache_conversation=bool(getattr(settings, "cache_conversation", True)),
+        dict(settings.resolved_endpoints()),
+        cache_conversation=settings.cache_conversation,
     )
     if spec == "anthropic":
         router.adapter("anthropic")
     from agents.providers.blobs import DirectoryBlobStore
 
-    router.blobs = DirectoryBlobStore(getattr(settings, "blob_dir", ".turnlog/blobs"))
+    router.blobs = DirectoryBlobStore(settings.blob_dir)
     return router
 
 
-def build_tools(settings: Any) -> tuple[ToolRegistry, Any]:
+def build_tools(settings: Settings) -> tuple[ToolRegistry, ToolSettings]:
     """The built-in tools and their settings; custom tools join the registry when the
     agent file is loaded (`load_registry(..., tools=)`)."""
     from agents.tools import ShellSettings, ToolSettings, builtin_registry
@@ -267,7 +268,9 @@ def build_tools(settings: Any) -> tuple[ToolRegistry, Any]:
     )
 
 
-def build_session_process(settings: Any, *, client_id: str = "turnlog-session") -> SessionProcess:
+def build_session_process(
+    settings: Settings, *, client_id: str = "turnlog-session"
+) -> SessionProcess:
     """The process `turnlog worker session` runs, entirely from `settings` (agents file,
     provider, tool sandbox and hosts, group session timeout, metrics interval)."""
     install_catalog(settings)  # models and providers: before the agents file is checked

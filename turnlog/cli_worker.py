@@ -1,4 +1,5 @@
-"""`turnlog worker session`: the session worker as a command."""
+"""`turnlog worker session`: the session worker as a command (also what
+`python -m turnlog worker session` runs: the tests' and benchmarks' worker processes)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ def worker_session() -> None:
     from streams.app import run_session_process, tune_gc
     from streams.endpoint import endpoint_config, serving
     from streams.logs import configure_logging
-    from streams.main import build_session_process
     from streams.metrics import session_endpoint
     from turnlog.settings import load_settings
+    from turnlog.wiring import build_session_process
 
     settings = load_settings()
     configure_logging(settings.log_level)
