@@ -496,6 +496,16 @@ async def list_agents(request: Request) -> Response:
     return _JSON({"versions": await backend(request).reads.agent_versions()})
 
 
+async def list_schedules(request: Request) -> Response:
+    """
+    ---
+    summary: Scheduled agents and their newest runs
+    responses:
+      200: {description: "{schedules: [...], runs: [...]}"}
+    """
+    return _JSON(await backend(request).reads.schedules())
+
+
 async def operations(request: Request) -> Response:
     """
     ---
@@ -638,6 +648,7 @@ def api_routes() -> list[Route]:
         Route("/api/approvals", list_approvals, methods=["GET"]),
         Route("/api/costs", list_costs, methods=["GET"]),
         Route("/api/agents", list_agents, methods=["GET"]),
+        Route("/api/schedules", list_schedules, methods=["GET"]),
         Route("/api/operations", operations, methods=["GET"]),
         Route("/api/audit/verify", audit_verify, methods=["POST"]),
         Route("/api/login", login, methods=["POST"]),

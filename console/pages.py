@@ -223,6 +223,17 @@ async def agents_page(request: Request) -> Response:
     return render(request, "agents.html", page="agents", agents=agents)
 
 
+async def schedules_page(request: Request) -> Response:
+    shown = await backend(request).reads.schedules()
+    return render(
+        request,
+        "schedules.html",
+        page="schedules",
+        schedules=shown["schedules"],
+        runs=shown["runs"],
+    )
+
+
 async def login_page(request: Request) -> Response:
     return render(request, "login.html", page="login", next=request.query_params.get("next", "/"))
 
@@ -241,6 +252,7 @@ def page_routes() -> list[Route]:
         Route("/costs", costs_page),
         Route("/operations", operations_page),
         Route("/agents", agents_page),
+        Route("/schedules", schedules_page),
         Route("/login", login_page),
         Route("/healthz", healthz),
         Route("/favicon.ico", lambda request: Response(status_code=204)),

@@ -271,6 +271,24 @@ class Reads:
             )
         return out
 
+    # ------------------------------------------------------------------ schedules
+
+    async def schedules(self) -> dict[str, list[dict[str, Any]]]:
+        """Scheduled agents (projected by the scheduler, migration 0011) and their
+        newest runs."""
+        return {
+            "schedules": await self.rows(
+                "SELECT schedule_id, agent, message, kind, cron, timezone, every_s, at, "
+                "session_id, overlap, status, next_slot, last_slot, last_session_id, runs, "
+                "skipped, updated_at FROM schedules ORDER BY status, next_slot NULLS LAST, "
+                "schedule_id LIMIT 500"
+            ),
+            "runs": await self.rows(
+                "SELECT schedule_id, slot, fired, session_id, overlap, missed, fired_at, "
+                "late_ms FROM schedule_runs ORDER BY fired_at DESC LIMIT 100"
+            ),
+        }
+
     # ------------------------------------------------------------------ operations
 
     async def projector_positions(self) -> list[dict[str, Any]]:

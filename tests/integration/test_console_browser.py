@@ -182,3 +182,5 @@ def test_a_person_runs_the_demo_session_in_the_console(
     page.goto("/agents")
     expect(page.locator("#agent-assistant")).to_contain_text("scripted-small")
     _shot(page, "agents", tmp_path)
+    page.goto("/schedules")
+    expect(page.locator("#schedules")).to_be_visible()

@@ -194,6 +194,8 @@ def test_a_session_driven_through_the_api_streams_is_approved_forked_and_resumed
     assert any(r["agent"] == "assistant" for r in costs["rows"])
     ops = api.get("/api/operations").json()
     assert ops["worker_lag"] and all(r["lag"] >= 0 for r in ops["projector_lag"])
+    shown = api.get("/api/schedules").json()
+    assert isinstance(shown["schedules"], list) and isinstance(shown["runs"], list)
     verified = api.post("/api/audit/verify")
     assert verified.status_code == 200 and verified.json()["ok"] is True
 
