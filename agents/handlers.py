@@ -63,7 +63,14 @@ from agents.events import (
 from agents.limits import utf8_size
 from agents.llm import StopReason
 from agents.pricing import ModelNotFound, cost_nanos, find_model, model_info
-from agents.state import CallStatus, PendingCall, PendingLlm, SessionState, usage_of
+from agents.state import (
+    CallStatus,
+    EntryKind,
+    PendingCall,
+    PendingLlm,
+    SessionState,
+    usage_of,
+)
 from agents.toolspecs import DELEGATE
 
 __all__ = [
@@ -296,7 +303,7 @@ def on_set_model(d: Decision, p: SetModel) -> None:
 
 def _window_has_attachments(s: SessionState) -> bool:
     h = s.history
-    return any(e.blocks for e in h.entries.iter_from(h.window_start) if e.kind == "u")
+    return any(e.blocks for e in h.entries.iter_from(h.window_start) if e.kind == EntryKind.USER)
 
 
 def on_close(d: Decision, p: CloseSession) -> None:
