@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from agents._decision import Decision
+from agents._orchestrate import orchestration_spec, start_orchestration
 from agents._turn import step_resolved
 from agents.events import (
     ApprovalRequested,
@@ -25,6 +26,7 @@ from agents.events import (
     ToolCallRequested,
     ToolUse,
 )
+from agents.orchestration import DELEGATE_MANY
 from agents.policy import PolicyDecision
 from agents.registry import AgentInfo
 from agents.toolspecs import BUILTIN_DEFAULT_ACTIONS, DELEGATE
@@ -38,6 +40,7 @@ __all__ = [
     "delegation_problem",
     "dispatch_tool_uses",
     "start_child",
+    "start_delegate_many",
     "with_tool_default",
 ]
 
@@ -106,6 +109,11 @@ def _decide_use(
     decision = with_tool_default(defn.policy.evaluate(use.name, args), use.name)
     if decision.action is PolicyAction.DENY:
         return decision, _denial(decision), args
+    if use.name == DELEGATE_MANY:
+        spec = orchestration_spec(d, info, args)
+        if isinstance(spec, str):
+            deny = PolicyDecision(PolicyAction.DENY, RULE_INVALID_DELEGATION, spec)
+            return deny, spec, args
     if use.name == DELEGATE:
         problem = delegation_problem(d, info, args)
         if problem is not None:
@@ -126,7 +134,8 @@ def dispatch_tool_uses(
     deadlines = info.definition.deadlines
     for use in uses:
         decision, denial, args = _decide_use(d, info, use)
-        allowance = deadlines.child_s if use.name == DELEGATE else deadlines.tool_s
+        delegating = use.name in (DELEGATE, DELEGATE_MANY)
+        allowance = deadlines.child_s if delegating else deadlines.tool_s
         d.emit(
             ToolCallRequested(
                 call_id=use.call_id,
@@ -150,7 +159,17 @@ def dispatch_tool_uses(
             )
         elif use.name == DELEGATE:
             start_child(d, use.call_id, args)
+        elif use.name == DELEGATE_MANY:
+            start_delegate_many(d, info, use.call_id, args)
     step_resolved(d)
+
+
+def start_delegate_many(d: Decision, info: AgentInfo, call_id: str, args: dict[str, Any]) -> None:
+    spec = orchestration_spec(d, info, args)
+    if isinstance(spec, str):  # checked before it was allowed; the agent may have changed
+        d.emit(ToolCallFailed(call_id=call_id, error=spec))
+        return
+    start_orchestration(d, call_id, spec)
 
 
 def start_child(d: Decision, call_id: str, args: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from agents._decision import Decision
+from agents._orchestrate import advance_all
 from agents._turn import drop_instead_of_summary, fail_turn, step_resolved
 from agents.events import (
     ApprovalDenied,
@@ -155,5 +156,7 @@ def on_tick(d: Decision, p: Tick) -> None:
                 )
             )
             resolved = True
+    # A member that timed out may be what an orchestration of the step waited for.
+    resolved |= advance_all(d)
     if resolved:
         step_resolved(d)

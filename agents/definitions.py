@@ -259,13 +259,15 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
                 "thinking_budget",
                 f"model {d.model!r} does not think (its catalog entry has thinking = false)",
             )
-    if d.delegates and "delegate" not in d.tools:
-        yield "delegates", "needs the 'delegate' tool in tools"
+    if d.delegates and "delegate" not in d.tools and "delegate_many" not in d.tools:
+        yield "delegates", "needs the 'delegate' (or 'delegate_many') tool in tools"
     for server in d.mcp:
         if not re.match(MCP_SERVER_PATTERN, server):
             yield f"mcp.{server}", f"server names must match {MCP_SERVER_PATTERN}"
     if "delegate" in d.tools and not d.delegates:
         yield "tools", "the 'delegate' tool needs at least one agent in delegates"
+    if "delegate_many" in d.tools and not d.delegates:
+        yield "tools", "the 'delegate_many' tool needs at least one agent in delegates"
 
 
 _LATER_DEFAULTS: dict[str, object] = {

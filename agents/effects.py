@@ -33,6 +33,7 @@ from agents.events import (
     FailLlmCall,
     FailToolCall,
     LlmCallRequested,
+    OrchestrationMemberCancelled,
     PolicyAction,
     Request,
     RequestPayload,
@@ -217,7 +218,7 @@ def _is_delegation_pending_start(name: str, status: str) -> bool:
     # Between ToolCallRequested(allow) and ChildSessionRequested a delegate call is
     # briefly "tool"; the same decision always completes the pair, so a committed state
     # never shows it. Guarded anyway: `delegate` is never executed as a tool.
-    return name == "delegate" and status == CallStatus.TOOL
+    return name in ("delegate", "delegate_many") and status == CallStatus.TOOL
 
 
 def started_effects(events: list[Event], state: SessionState) -> list[Effect]:
@@ -277,6 +278,8 @@ def cancel_requests(event: Event) -> list[Request]:
     each child is sent (which cancels its own children in turn). The request ids derive
     from the event's id: re-sending them is a duplicate the child rejects."""
     p = event.payload
+    if isinstance(p, OrchestrationMemberCancelled):
+        return [_member_cancel(event, p)]
     if not isinstance(p, TurnCancelled) or not p.child_session_ids:
         return []
     reason = f"The parent session {event.session_id} cancelled its turn {p.turn_no}."
@@ -291,6 +294,19 @@ def cancel_requests(event: Event) -> list[Request]:
         )
         for i, child in enumerate(p.child_session_ids)
     ]
+
+
+def _member_cancel(event: Event, p: OrchestrationMemberCancelled) -> Request:
+    # Not a parent's cancel (no _PARENT_CANCEL in its id): the member reports how it
+    # ended, with its cost, and the orchestration waits for that report.
+    return Request(
+        request_id=f"{event.event_id}/stop-member",
+        session_id=p.child_session_id,
+        occurred_at=event.occurred_at,
+        payload=CancelTurn(reason=p.reason, drop_queue=True),
+        causation_id=event.event_id,
+        correlation_id=event.correlation_id,
+    )
 
 
 def child_report(state: SessionState, event: Event) -> Request | None:

@@ -68,6 +68,9 @@ __all__ = [
     "LlmCallRequested",
     "MessageQueued",
     "ModelChanged",
+    "OrchestrationCompleted",
+    "OrchestrationMemberCancelled",
+    "OrchestrationStarted",
     # enums
     "PolicyAction",
     "ProviderCircuitOpened",
@@ -895,6 +898,66 @@ class ModelChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class OrchestrationStarted:
+    """A `delegate_many` call (or a team agent's turn) fans out to member child sessions.
+    `mode` is all | race | quorum | sequential (`quorum` successes needed: quorum mode
+    only, else 0); `combine` says how answers become the call's result (concatenate |
+    first | vote). Member i runs `agents[i]` on `tasks[i]` as the call `<call_id>.m<i>`
+    (each start is a ChildSessionRequested of that call id); `member_timeout_ms` is each
+    member's allowance from its start."""
+
+    call_id: str
+    mode: str
+    quorum: int
+    combine: str
+    agents: tuple[str, ...]
+    tasks: tuple[str, ...]
+    member_timeout_ms: int
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "OrchestrationStarted", "call_id")
+        _require(
+            len(self.agents) == len(self.tasks) and len(self.agents) > 0,
+            "OrchestrationStarted",
+            "agents and tasks must be non-empty and of the same length",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestrationMemberCancelled:
+    """A running member the orchestration no longer needs (a race was won, a quorum was
+    reached or can no longer be): its child session is sent a CancelTurn; its outcome,
+    with the cost it ran up, still completes the member (ChildSessionCompleted)."""
+
+    call_id: str
+    member_call_id: str
+    child_session_id: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.member_call_id, "OrchestrationMemberCancelled", "member_call_id")
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestrationCompleted:
+    """Every member is settled and the answers are combined: `result` answers the call
+    (status completed | failed). `winner_call_id`: the member whose answer won (race,
+    first, vote), None otherwise. Counts are of members by outcome; `cancelled` counts
+    the members the orchestration stopped."""
+
+    call_id: str
+    status: str
+    result: str
+    winner_call_id: str | None
+    completed: int
+    failed: int
+    cancelled: int
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "OrchestrationCompleted", "call_id")
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedMessageDropped:
     queued_seq: int
     request_id: str
@@ -941,6 +1004,9 @@ EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union a
     QueuedMessageDropped,
     AgentVersionChanged,
     ModelChanged,
+    OrchestrationStarted,
+    OrchestrationMemberCancelled,
+    OrchestrationCompleted,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)

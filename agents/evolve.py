@@ -38,6 +38,9 @@ from agents.events import (
     LlmCallRequested,
     MessageQueued,
     ModelChanged,
+    OrchestrationCompleted,
+    OrchestrationMemberCancelled,
+    OrchestrationStarted,
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
@@ -53,6 +56,15 @@ from agents.events import (
     TurnFailed,
     TurnStarted,
     UserMessageReceived,
+)
+from agents.orchestration import (
+    Spec,
+    member_added,
+    member_settled,
+    member_stopping,
+    orchestration_of,
+    orchestration_removed,
+    orchestration_started,
 )
 from agents.state import (
     ABANDONED_KEPT,
@@ -359,6 +371,11 @@ def _tool_failed(s: SessionState, ev: Event, p: ToolCallFailed) -> SessionState:
 
 
 def _child_requested(s: SessionState, ev: Event, p: ChildSessionRequested) -> SessionState:
+    t = _turn(s, ev)
+    parent = orchestration_of(t.calls, p.call_id)
+    if parent is not None:  # a member of a delegate_many call: a call of its own
+        calls = member_added(t.calls, parent, p, ev.seq, ev.occurred_at)
+        return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls))
     return _set_call(
         s,
         ev,
@@ -372,6 +389,22 @@ def _child_requested(s: SessionState, ev: Event, p: ChildSessionRequested) -> Se
 
 def _child_completed(s: SessionState, ev: Event, p: ChildSessionCompleted) -> SessionState:
     t = _turn(s, ev)
+    if orchestration_of(t.calls, p.call_id) is not None:
+        # A member: its answer waits for the orchestration's result; its cost counts now.
+        calls = member_settled(t.calls, p, ev.seq)
+        return _next(
+            s,
+            ev,
+            turn=replaced(
+                t,
+                calls=calls,
+                usage=add_usage(t.usage, p.usage),
+                cost_nanos=t.cost_nanos + p.cost_nanos,
+            ),
+            phase=step_phase(calls),
+            spent_tokens=s.spent_tokens + p.usage.total_tokens,
+            spent_nanos=s.spent_nanos + p.cost_nanos,
+        )
     call = _find(t.calls, p.call_id)
     text = child_result_text(p, call.child_agent if call is not None else "?")
     err = p.status is not ChildStatus.COMPLETED
@@ -389,6 +422,31 @@ def _child_completed(s: SessionState, ev: Event, p: ChildSessionCompleted) -> Se
         history=_append(s.history, entry),
         spent_tokens=s.spent_tokens + p.usage.total_tokens,
         spent_nanos=s.spent_nanos + p.cost_nanos,
+    )
+
+
+def _orchestration_started(s: SessionState, ev: Event, p: OrchestrationStarted) -> SessionState:
+    t = _turn(s, ev)
+    spec = Spec(p.mode, p.quorum, p.combine, p.agents, p.tasks, p.member_timeout_ms * 1000)
+    calls = orchestration_started(t.calls, p.call_id, spec)
+    return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls))
+
+
+def _member_cancelled(s: SessionState, ev: Event, p: OrchestrationMemberCancelled) -> SessionState:
+    t = _turn(s, ev)
+    return _next(s, ev, turn=replaced(t, calls=member_stopping(t.calls, p.member_call_id)))
+
+
+def _orchestration_completed(s: SessionState, ev: Event, p: OrchestrationCompleted) -> SessionState:
+    t = _turn(s, ev)
+    calls = orchestration_removed(t.calls, p.call_id)
+    entry = _entry(ev.seq, EntryKind.TOOL_RESULT, p.result, p.call_id, err=p.status != "completed")
+    return _next(
+        s,
+        ev,
+        turn=replaced(t, calls=calls),
+        phase=step_phase(calls),
+        history=_append(s.history, entry),
     )
 
 
@@ -510,6 +568,9 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     QueuedMessageDropped: _queued_dropped,
     AgentVersionChanged: _version_changed,
     ModelChanged: _model_changed,
+    OrchestrationStarted: _orchestration_started,
+    OrchestrationMemberCancelled: _member_cancelled,
+    OrchestrationCompleted: _orchestration_completed,
 }
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 
 from agents._decision import Decision, Rejected
-from agents._step import dispatch_tool_uses, start_child
+from agents._orchestrate import advance
+from agents._step import dispatch_tool_uses, start_child, start_delegate_many
 from agents._turn import (
     drop_instead_of_summary,
     fail_turn,
@@ -62,6 +63,7 @@ from agents.events import (
 )
 from agents.limits import utf8_size
 from agents.llm import StopReason
+from agents.orchestration import DELEGATE_MANY, orchestration_of
 from agents.pricing import ModelNotFound, cost_nanos, find_model, model_info
 from agents.state import (
     CallStatus,
@@ -255,7 +257,11 @@ def _cancel_turn(d: Decision, reason: str | None) -> None:
             turn_no=turn.turn_no,
             reason=reason,
             llm_call_id=turn.llm.request.call_id if turn.llm is not None else None,
-            tool_call_ids=tuple(c.call_id for c in calls),
+            # An orchestration's members are not tool calls of the model's (their child
+            # sessions are cancelled below like a delegation's).
+            tool_call_ids=tuple(
+                c.call_id for c in calls if orchestration_of(calls, c.call_id) is None
+            ),
             approval_call_ids=tuple(c.call_id for c in calls if c.status == CallStatus.APPROVAL),
             child_session_ids=tuple(
                 c.child_session_id
@@ -545,6 +551,10 @@ def on_approval(d: Decision, p: DecideApproval) -> None:
         d.emit(ApprovalGranted(call_id=p.call_id, decided_by=p.decided_by, reason=p.reason))
         if call.name == DELEGATE:
             start_child(d, call.call_id, json.loads(call.arguments_json or "{}"))
+        elif call.name == DELEGATE_MANY:
+            args = json.loads(call.arguments_json or "{}")
+            start_delegate_many(d, d.agent_info(), call.call_id, args)
+            step_resolved(d)
         return
     d.emit(ApprovalDenied(call_id=p.call_id, decided_by=p.decided_by, reason=p.reason))
     detail = f": {p.reason}" if p.reason else "."
@@ -581,4 +591,7 @@ def on_child_completed(d: Decision, p: CompleteChildSession) -> None:
             cost_nanos=p.cost_nanos,
         )
     )
+    parent = orchestration_of(d.turn.calls, p.call_id)
+    if parent is not None:
+        advance(d, parent.call_id)
     step_resolved(d)

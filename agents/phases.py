@@ -34,6 +34,9 @@ from agents.events import (
     LlmCallRequested,
     MessageQueued,
     ModelChanged,
+    OrchestrationCompleted,
+    OrchestrationMemberCancelled,
+    OrchestrationStarted,
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
@@ -140,6 +143,16 @@ def _child_completed(t: PhaseTrack, p: ChildSessionCompleted) -> PhaseTrack:
     return _without(t, p.call_id)
 
 
+def _orchestration_started(t: PhaseTrack, p: OrchestrationStarted) -> PhaseTrack:
+    # Its members are calls of evolve's step too, but the call waits for them all: the
+    # track keeps the one call, as a child (the same phase: awaiting_children).
+    return _set(t, p.call_id, CallStatus.CHILD)
+
+
+def _orchestration_completed(t: PhaseTrack, p: OrchestrationCompleted) -> PhaseTrack:
+    return _without(t, p.call_id)
+
+
 def _reissued(t: PhaseTrack, p: EffectReissued) -> PhaseTrack:
     if p.kind in (EffectKind.LLM_CALL, EffectKind.COMPACTION):
         return t
@@ -161,6 +174,8 @@ MOVES: dict[type, Callable[[PhaseTrack, Any], PhaseTrack]] = {
     ToolCallFailed: _resolved,
     ChildSessionRequested: _child_requested,
     ChildSessionCompleted: _child_completed,
+    OrchestrationStarted: _orchestration_started,
+    OrchestrationCompleted: _orchestration_completed,
     EffectReissued: _reissued,
     ContextCompacted: _awaiting_llm,
     TurnCompleted: _idle,
@@ -181,6 +196,7 @@ STILL: frozenset[type] = frozenset(
         QueuedMessageDropped,
         AgentVersionChanged,
         ModelChanged,
+        OrchestrationMemberCancelled,
     }
 )
 

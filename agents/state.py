@@ -133,6 +133,10 @@ class CallStatus:
     APPROVAL = "approval"
     TOOL = "tool"
     CHILD = "child"
+    # A delegate_many call waiting for its members (agents.orchestration), and a member
+    # that has settled but stays until the orchestration combines the answers.
+    ORCHESTRATION = "orchestration"
+    MEMBER_DONE = "member_done"
 
 
 class PendingCall(NamedTuple):
@@ -289,7 +293,7 @@ def step_phase(calls: tuple[PendingCall, ...]) -> Phase:
         return Phase.AWAITING_APPROVAL
     if CallStatus.TOOL in statuses:
         return Phase.AWAITING_TOOLS
-    if CallStatus.CHILD in statuses:
+    if CallStatus.CHILD in statuses or CallStatus.ORCHESTRATION in statuses:
         return Phase.AWAITING_CHILDREN
     return Phase.AWAITING_LLM
 

@@ -137,6 +137,50 @@ _SPECS: tuple[ToolSpec, ...] = (
             ("agent", "task"),
         ),
     ),
+    ToolSpec(
+        name="delegate_many",
+        description=(
+            "Hand one task (or one task each) to several agents at once, as child sessions, "
+            "and get their answers back combined. mode: 'all' (every answer), 'race' (the "
+            "first answer wins, the others are stopped), 'quorum:N' (N answers, the others "
+            "are stopped), 'sequential' (a pipeline: each agent gets the previous answer). "
+            "To ask several agents the same question, give 'task' and the 'agents'."
+        ),
+        input_schema=_obj(
+            {
+                "agents": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                    "description": "Names of the agents, in order (an agent may repeat).",
+                },
+                "mode": {
+                    "type": "string",
+                    "description": "all | race | quorum:N | sequential (default all).",
+                },
+                "task": {
+                    "type": "string",
+                    "description": "The task every agent gets; each sees nothing else.",
+                },
+                "tasks": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Instead of task: one task per agent, in the same order.",
+                },
+                "combine": {
+                    "type": "string",
+                    "enum": ["concatenate", "first", "last", "vote"],
+                    "description": "How answers are combined (default by mode).",
+                },
+                "timeout_s": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Seconds each agent gets.",
+                },
+            },
+            ("agents",),
+        ),
+    ),
 )
 
 # Built-ins that are harmless to run twice for one call (they read, or compute); the

@@ -27,6 +27,9 @@ from agents.events import (
     LlmCallRequested,
     MessageQueued,
     ModelChanged,
+    OrchestrationCompleted,
+    OrchestrationMemberCancelled,
+    OrchestrationStarted,
     ProviderCircuitOpened,
     QueuedMessageDropped,
     RequestRejected,
@@ -84,6 +87,9 @@ EVENT_VIEWS: dict[type, EventView] = {
     ContextCompacted: EventView("compaction", True),
     ChildSessionRequested: EventView("child", True),
     ChildSessionCompleted: EventView("child", True),
+    OrchestrationStarted: EventView("child", False),
+    OrchestrationMemberCancelled: EventView("child", False),
+    OrchestrationCompleted: EventView("child", True),
 }
 # The same rows by type name: the pages show rows of the projections' events table.
 VIEWS_BY_NAME: dict[str, EventView] = {t.__name__: v for t, v in EVENT_VIEWS.items()}

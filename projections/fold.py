@@ -40,6 +40,9 @@ from agents.events import (
     LlmCallRequested,
     MessageQueued,
     ModelChanged,
+    OrchestrationCompleted,
+    OrchestrationMemberCancelled,
+    OrchestrationStarted,
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
@@ -598,14 +601,55 @@ def _compacted(s: SessionRow, ev: Event, p: ContextCompacted, changes: Changes) 
         _entry(s, ev, changes, "summary", "user", p.summary)
 
 
+def _orchestration_of(s: SessionRow, call_id: str) -> str | None:
+    """The orchestration a call is a member of (`<call id>.m<i>`, its call pending), or None."""
+    head, sep, index = call_id.rpartition(".m")
+    if not sep or not index.isdigit():
+        return None
+    return head if any(cid == head for cid, _ in decode_calls(s.pending_calls)) else None
+
+
 @projects(ChildSessionRequested)
 def _child_requested(s: SessionRow, ev: Event, p: ChildSessionRequested, changes: Changes) -> None:
     changes.link(p.child_session_id, ev.session_id, p.call_id)
+    parent = _orchestration_of(s, p.call_id)
+    if parent is not None:
+        changes.patch(
+            "orchestration_members",
+            (ev.session_id, p.call_id),
+            call_id=parent,
+            position=int(p.call_id.rpartition(".m")[2]),
+            agent=p.agent,
+            task=p.task,
+            child_session_id=p.child_session_id,
+            status="running",
+            started_seq=ev.seq,
+            started_at=ev.occurred_at,
+            stopped=False,
+            winner=False,
+        )
+        return
     changes.patch("tool_calls", (ev.session_id, p.call_id), child_session_id=p.child_session_id)
 
 
 @projects(ChildSessionCompleted)
 def _child_completed(s: SessionRow, ev: Event, p: ChildSessionCompleted, changes: Changes) -> None:
+    if _orchestration_of(s, p.call_id) is not None:
+        u = p.usage
+        changes.patch(
+            "orchestration_members",
+            (ev.session_id, p.call_id),
+            status=p.status.value,
+            answer=p.answer,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            cost_nanos=p.cost_nanos,
+            completed_seq=ev.seq,
+            completed_at=ev.occurred_at,
+        )
+        return
     ok = p.status is ChildStatus.COMPLETED
     changes.patch(
         "tool_calls",
@@ -618,11 +662,74 @@ def _child_completed(s: SessionRow, ev: Event, p: ChildSessionCompleted, changes
     _entry(s, ev, changes, "tool_result", "user", p.answer, call_id=p.call_id, is_error=not ok)
 
 
+@projects(OrchestrationStarted)
+def _orchestration_started(
+    s: SessionRow, ev: Event, p: OrchestrationStarted, changes: Changes
+) -> None:
+    changes.patch(
+        "orchestrations",
+        (ev.session_id, p.call_id),
+        turn_id=ev.turn_id,
+        mode=p.mode,
+        quorum=p.quorum,
+        combine=p.combine,
+        members=len(p.agents),
+        member_timeout_ms=p.member_timeout_ms,
+        status="running",
+        started_seq=ev.seq,
+        started_at=ev.occurred_at,
+    )
+
+
+@projects(OrchestrationMemberCancelled)
+def _member_cancelled(
+    s: SessionRow, ev: Event, p: OrchestrationMemberCancelled, changes: Changes
+) -> None:
+    changes.patch(
+        "orchestration_members",
+        (ev.session_id, p.member_call_id),
+        stopped=True,
+        stop_seq=ev.seq,
+        stop_reason=p.reason,
+    )
+
+
+@projects(OrchestrationCompleted)
+def _orchestration_completed(
+    s: SessionRow, ev: Event, p: OrchestrationCompleted, changes: Changes
+) -> None:
+    ok = p.status == "completed"
+    changes.patch(
+        "orchestrations",
+        (ev.session_id, p.call_id),
+        status=p.status,
+        winner_call_id=p.winner_call_id,
+        completed_members=p.completed,
+        failed_members=p.failed,
+        cancelled_members=p.cancelled,
+        result=p.result,
+        completed_seq=ev.seq,
+        completed_at=ev.occurred_at,
+    )
+    if p.winner_call_id is not None:
+        changes.patch("orchestration_members", (ev.session_id, p.winner_call_id), winner=True)
+    changes.patch(
+        "tool_calls",
+        (ev.session_id, p.call_id),
+        status="completed" if ok else "failed",
+        result_seq=ev.seq,
+        completed_at=ev.occurred_at,
+    )
+    _entry(s, ev, changes, "tool_result", "user", p.result, call_id=p.call_id, is_error=not ok)
+
+
 @projects(EffectReissued)
 def _effect_reissued(s: SessionRow, ev: Event, p: EffectReissued, changes: Changes) -> None:
     if p.kind in (EffectKind.LLM_CALL, EffectKind.COMPACTION):
         changes.increment("llm_calls", (ev.session_id, p.effect_id), "reissues")
-    else:  # a tool call, or a delegation (whose effect id is the tool call id)
+    elif _orchestration_of(s, p.effect_id) is None:
+        # A tool call, or a delegation (whose effect id is the tool call id); an
+        # orchestration's member has no tool_calls row of its own.
         changes.increment("tool_calls", (ev.session_id, p.effect_id), "reissues")
 
 

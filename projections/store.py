@@ -72,6 +72,8 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "approvals",
     "compactions",
     "queued_messages",
+    "orchestrations",
+    "orchestration_members",
 )
 
 

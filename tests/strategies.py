@@ -53,6 +53,9 @@ from agents.events import (
     LlmCallRequested,
     MessageQueued,
     ModelChanged,
+    OrchestrationCompleted,
+    OrchestrationMemberCancelled,
+    OrchestrationStarted,
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
@@ -321,6 +324,29 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     QueuedMessageDropped: st.builds(QueuedMessageDropped, positive, ids, optional_texts),
     AgentVersionChanged: st.builds(AgentVersionChanged, ids, ids, ids),
     ModelChanged: st.builds(ModelChanged, ids, ids),
+    OrchestrationStarted: st.integers(1, 4).flatmap(
+        lambda n: st.builds(
+            OrchestrationStarted,
+            ids,
+            st.sampled_from(["all", "race", "quorum", "sequential"]),
+            small_counts,
+            st.sampled_from(["concatenate", "first", "last", "vote"]),
+            st.lists(ids, min_size=n, max_size=n).map(tuple),
+            st.lists(texts, min_size=n, max_size=n).map(tuple),
+            small_counts,
+        )
+    ),
+    OrchestrationMemberCancelled: st.builds(OrchestrationMemberCancelled, ids, ids, ids, texts),
+    OrchestrationCompleted: st.builds(
+        OrchestrationCompleted,
+        ids,
+        st.sampled_from(["completed", "failed"]),
+        texts,
+        st.none() | ids,
+        small_counts,
+        small_counts,
+        small_counts,
+    ),
 }
 
 

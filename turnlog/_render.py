@@ -28,6 +28,9 @@ from agents.events import (
     LlmCallRequested,
     MessageQueued,
     ModelChanged,
+    OrchestrationCompleted,
+    OrchestrationMemberCancelled,
+    OrchestrationStarted,
     ProviderCircuitOpened,
     QueuedMessageDropped,
     RequestRejected,
@@ -262,6 +265,29 @@ def _child_session_requested(d: Describer, p: ChildSessionRequested) -> str:
 @describes(ChildSessionCompleted)
 def _child_session_completed(d: Describer, p: ChildSessionCompleted) -> str:
     return f"child {p.child_session_id} {p.status.value} · {usd(p.cost_nanos)}: {oneline(p.answer)}"
+
+
+@describes(OrchestrationStarted)
+def _orchestration_started(d: Describer, p: OrchestrationStarted) -> str:
+    mode = f"quorum:{p.quorum}" if p.mode == "quorum" else p.mode
+    return (
+        f"orchestration {p.call_id} ({mode}, combine {p.combine}) over "
+        f"{len(p.agents)} member(s): {', '.join(p.agents)}"
+    )
+
+
+@describes(OrchestrationMemberCancelled)
+def _orchestration_member_cancelled(d: Describer, p: OrchestrationMemberCancelled) -> str:
+    return f"stopping member {p.member_call_id} ({p.child_session_id}): {p.reason}"
+
+
+@describes(OrchestrationCompleted)
+def _orchestration_completed(d: Describer, p: OrchestrationCompleted) -> str:
+    winner = f", winner {p.winner_call_id}" if p.winner_call_id else ""
+    return (
+        f"orchestration {p.call_id} {p.status} ({p.completed} completed, {p.failed} failed, "
+        f"{p.cancelled} cancelled{winner}): {oneline(p.result)}"
+    )
 
 
 @describes(EffectReissued)

@@ -234,6 +234,7 @@ def test_builtin_tool_specs_are_json_schema_objects() -> None:
         "http_get",
         "shell",
         "delegate",
+        "delegate_many",
     }
     for spec in BUILTIN_TOOL_SPECS.values():
         schema = spec.input_schema

@@ -79,7 +79,15 @@ def test_only_new_envelopes_are_missing_from_the_last_release() -> None:
 # Upgrade rule (README, "Upgrading"): upgrade the projector, then the workers.
 ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
     "Event": frozenset(
-        {"MessageQueued", "QueuedMessageDropped", "AgentVersionChanged", "ModelChanged"}
+        {
+            "MessageQueued",
+            "QueuedMessageDropped",
+            "AgentVersionChanged",
+            "ModelChanged",
+            "OrchestrationStarted",
+            "OrchestrationMemberCancelled",
+            "OrchestrationCompleted",
+        }
     ),
     "Request": frozenset({"UpgradeAgent", "SetModel"}),
 }
@@ -141,7 +149,7 @@ def test_generated_values_resolve_both_ways(envelope: str, data: st.DataObject) 
 def test_exemplars_take_every_union_branch_and_enum_symbol() -> None:
     values = exemplars(CURRENT.envelopes["Event"])
     branches = {v["payload"][0] for v in values}
-    assert len(branches) == 29
+    assert len(branches) == 32
     decisions = {
         v["payload"][1]["decision"] for v in values if v["payload"][0].endswith("ToolCallRequested")
     }
