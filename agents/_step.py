@@ -29,7 +29,7 @@ from agents.events import (
 from agents.orchestration import DELEGATE_MANY
 from agents.policy import PolicyDecision
 from agents.registry import AgentInfo
-from agents.toolspecs import BUILTIN_DEFAULT_ACTIONS, DELEGATE
+from agents.toolspecs import BUILTIN_DEFAULT_ACTIONS, DELEGATE, REMOTE_AGENT_PREFIX
 
 __all__ = [
     "RULE_INVALID_ARGUMENTS",
@@ -82,7 +82,9 @@ def delegation_problem(d: Decision, info: AgentInfo, args: dict[str, Any]) -> st
     allowed = info.definition.delegates
     if not isinstance(agent, str) or not isinstance(task, str) or not task.strip():
         return "Cannot delegate: arguments need 'agent' (a string) and a non-empty 'task'."
-    if agent not in allowed or d.registry.find(agent) is None:
+    # "a2a:<url>": a remote A2A agent, called by the shell; no local definition.
+    remote = agent.startswith(REMOTE_AGENT_PREFIX)
+    if agent not in allowed or (not remote and d.registry.find(agent) is None):
         return (
             f"Cannot delegate to {agent!r}: this agent may delegate only to "
             f"{', '.join(repr(a) for a in allowed)}."

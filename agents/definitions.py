@@ -261,6 +261,9 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
             )
     if d.delegates and "delegate" not in d.tools and "delegate_many" not in d.tools:
         yield "delegates", "needs the 'delegate' (or 'delegate_many') tool in tools"
+    for child in d.delegates:
+        if child.startswith("a2a:") and not re.match(r"^a2a:https?://[^/\s]+", child):
+            yield "delegates", f"{child!r}: a remote A2A agent is 'a2a:' + its http(s) URL"
     for server in d.mcp:
         if not re.match(MCP_SERVER_PATTERN, server):
             yield f"mcp.{server}", f"server names must match {MCP_SERVER_PATTERN}"

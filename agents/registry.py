@@ -19,7 +19,7 @@ from agents.errors import AgentDefinitionError, ContractError
 from agents.limits import Limits
 from agents.llm import ToolSpec, canonical_json, sha256_hex
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
-from agents.toolspecs import BUILTIN_TOOL_SPECS
+from agents.toolspecs import BUILTIN_TOOL_SPECS, REMOTE_AGENT_PREFIX
 
 __all__ = ["AgentInfo", "AgentRegistry", "toolset_hash"]
 
@@ -86,7 +86,7 @@ class AgentRegistry:
                         f"(known: {', '.join(sorted(specs))})"
                     )
             for child in d.delegates:
-                if child not in defs:
+                if child not in defs and not child.startswith(REMOTE_AGENT_PREFIX):
                     raise AgentDefinitionError(
                         f"agent {d.name!r}: delegates: unknown agent {child!r} "
                         f"(known: {', '.join(sorted(defs))})"

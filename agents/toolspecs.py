@@ -27,10 +27,13 @@ __all__ = [
     "BUILTIN_IDEMPOTENT",
     "BUILTIN_TOOL_SPECS",
     "DELEGATE",
+    "REMOTE_AGENT_PREFIX",
     "builtin_tool_specs",
 ]
 
 DELEGATE = "delegate"
+# A delegate named "a2a:<url>" is a remote A2A agent (the shell calls it: streams.a2a).
+REMOTE_AGENT_PREFIX = "a2a:"
 
 
 def _obj(properties: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:

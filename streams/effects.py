@@ -69,6 +69,7 @@ from agents.registry import AgentRegistry
 from agents.state import SessionState
 from agents.tools import ToolContext, ToolSettings
 from agents.tools.registry import ToolRegistry
+from agents.toolspecs import REMOTE_AGENT_PREFIX
 from schemas.codec import encode_delta, encode_request
 from streams.logs import get_logger
 from streams.partitioning import partition_for
@@ -465,6 +466,12 @@ class EffectRunner:
                 return await self._summarize(session_id, state, effect, log, prebuilt)
             case ToolCallEffect():
                 return await self._tool(session_id, effect)
+            case ChildSessionEffect() if effect.agent.startswith(REMOTE_AGENT_PREFIX):
+                # A remote A2A agent: called from here, its result reported as the child's.
+                from streams.a2a import call_remote_agent
+
+                left = (effect.deadline_at - _now()).total_seconds()
+                return await call_remote_agent(effect, timeout_s=max(0.0, left))
             case ChildSessionEffect():
                 await self._start_child(session_id, effect, traceparent)
                 return None
