@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -45,6 +46,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+_SEQ = re.compile(rb'"seq": (\d+)')
+_AT = re.compile(rb'"occurred_at": "([^"]+)"')
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -76,10 +81,13 @@ async def _follow_one(
                 ready()
             if line.startswith(b"data: {") and b'"occurred_at"' in line:
                 now = time.time()
-                data = json.loads(line[6:])
-                out.append(
-                    (data["seq"], now, datetime.fromisoformat(data["occurred_at"]).timestamp())
-                )
+                # Only the two fields (a full json.loads per follower would make the
+                # followers' process, not the console, the bottleneck being measured).
+                seq = _SEQ.search(line)
+                at = _AT.search(line)
+                if seq and at:
+                    occurred = datetime.fromisoformat(at.group(1).decode()).timestamp()
+                    out.append((int(seq.group(1)), now, occurred))
     finally:
         writer.close()
 
@@ -215,7 +223,7 @@ def main() -> None:
     from projections.migrate import migrate
     from streams.topics import delete_topics, ensure_topics
     from tests.conftest import database_url_for
-    from tests.integration.worker_harness import free_port, scripted_script
+    from tests.support.harness import free_port, scripted_script
     from turnlog.client import Client
     from turnlog.settings import load_settings
 
