@@ -3,7 +3,7 @@ Postgres once every worker caught up.
 
 Rule: each check is a pure function of the final data (no Kafka, no database here) and
 returns a `Check` with its figure and PASS/FAIL; the log-level invariants are the
-integration tests' own (worker_harness.seq_problems, lost_inputs, llm_completions,
+integration tests' own (harness.seq_problems, lost_inputs, llm_completions,
 test_worker_crash._assert_turn_costs_are_sums), the side-effect count is
 test_rebalance_effects' (one `mktemp` file per run of a non-idempotent shell command).
 """
@@ -31,7 +31,7 @@ from agents.events import (
     TurnFailed,
 )
 from tests.integration.test_worker_crash import _assert_turn_costs_are_sums
-from tests.integration.worker_harness import llm_completions, lost_inputs, seq_problems
+from tests.support.harness import llm_completions, lost_inputs, seq_problems
 
 __all__ = ["Check", "Junk", "RequestRecord", "check_all"]
 

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from agents.errors import DecodeError
 from schemas.codec import decode_request, encode_request
 from streams.topics import TopicNames
-from tests.integration.worker_harness import WorkerGroup, WorkerProcess, user_message
+from tests.support.harness import WorkerGroup, WorkerProcess, user_message
 
 __all__ = ["AGENT", "Fleet", "JunkSender", "Run"]
 

@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from projections.migrate import migrate
 from projections.projector import Projector, ProjectorConfig
-from projections.synthetic import generate, interleave
-from projections.testing import produce_events, role_url, wait_until
 from streams.topics import delete_topics, ensure_topics
+from tests.support.projections import produce_events, role_url, wait_until
+from tests.support.synthetic import generate, interleave
 from turnlog.settings import load_settings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -41,7 +41,7 @@ from bench._report import write_section
 from streams.partitioning import partition_for
 from streams.topics import delete_topics, ensure_topics
 from tests.integration.storm import storm
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     EventLog,
     RequestSender,
     WorkerGroup,

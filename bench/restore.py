@@ -73,7 +73,7 @@ from bench import _history
 from bench._report import write_section
 from streams.logs import configure_logging
 from streams.topics import TopicNames, delete_topics, ensure_topics
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     RequestSender,
     WorkerProcess,
     scripted_script,

@@ -19,7 +19,7 @@ worker logs; when an invariant fails, the worker logs, the sandbox and copies of
 broker's and the server's logs are kept anyway, in the work dir printed at the end).
 
 The platform: `--session-workers` `turnlog worker session` and `--projectors`
-`turnlog worker projector` subprocesses (tests/integration/worker_harness.WorkerProcess).
+`turnlog worker projector` subprocesses (tests/support/harness.WorkerProcess).
 Agent `soaker` on the scripted provider (20 ms per call): each user message gets one
 calculator call and one shell call of a NON-idempotent command, `mktemp -p marks
 <session>-t<turn>.XXXXXX`, confined by bubblewrap: every run leaves a file in the sandbox,
@@ -90,12 +90,11 @@ from projections.migrate import migrate
 from projections.projector import ProjectorConfig
 from projections.rebuild import rebuild, table_checksums
 from projections.store import PROJECTION_TABLES
-from projections.testing import role_url
 from schemas.codec import decode_event, decode_request
 from streams.partitioning import partition_for
 from streams.topics import TopicNames, delete_topics, ensure_topics
 from tests.conftest import create_database, drop_database
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     EventLog,
     RequestSender,
     WorkerGroup,
@@ -105,6 +104,7 @@ from tests.integration.worker_harness import (
     wait_until,
     worker_env,
 )
+from tests.support.projections import role_url
 
 SECTION = "## Soak"
 

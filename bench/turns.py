@@ -76,7 +76,7 @@ from agents.events import TurnCompleted
 from bench._report import write_section
 from schemas.codec import decode_event, decode_request, decode_snapshot, encode_request
 from streams.topics import TopicNames, delete_topics, ensure_topics
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     WorkerProcess,
     read_records,
     scripted_script,

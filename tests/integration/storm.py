@@ -21,7 +21,7 @@ import yaml
 from agents.events import Event, ToolCallCompleted, ToolCallFailed, ToolCallRequested
 from schemas.codec import decode_event
 from streams.topics import TopicNames
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     EventLog,
     RequestSender,
     WorkerGroup,

@@ -33,7 +33,7 @@ from agents.definitions import load_definitions
 from agents.events import TurnCancelled, TurnCompleted
 from streams.topics import TopicNames, ensure_topics
 from tests.integration.test_cli_support import cli
-from tests.integration.worker_harness import InProcessWorker, wait_until
+from tests.support.harness import InProcessWorker, wait_until
 from turnlog.a2a.server import build_app, session_for
 from turnlog.client import Client
 

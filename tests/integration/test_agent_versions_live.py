@@ -16,7 +16,7 @@ from agents.definitions import definition_hash
 from agents.events import AgentVersionChanged, LlmCallRequested, SessionStarted
 from agents.registry import AgentRegistry
 from streams.topics import ensure_topics
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     DATA,
     ROOT,
     EventLog,

@@ -40,7 +40,7 @@ from tests.fakes.anthropic_server import (
     RecordedRequest,
     Reply,
 )
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     EventLog,
     RequestSender,
     WorkerGroup,

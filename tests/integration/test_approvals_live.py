@@ -30,7 +30,7 @@ from agents.fsm import fold
 from agents.llm import ToolResultBlock
 from agents.registry import AgentRegistry
 from streams.topics import TopicNames
-from tests.integration.live_support import (
+from tests.support.live import (
     Live,
     live_platform,
     load_agents,

@@ -32,11 +32,11 @@ from projections.audit import (
 )
 from projections.migrate import MIGRATIONS_DIR, migrate
 from projections.projector import Projector, ProjectorConfig
-from projections.synthetic import generate, interleave
-from projections.testing import AUDITOR_ROLE, produce_events, role_url
 from schemas.codec import canonical_event_json
 from streams.topics import TopicNames, ensure_topics
 from tests.conftest import create_database, drop_database
+from tests.support.projections import AUDITOR_ROLE, produce_events, role_url
+from tests.support.synthetic import generate, interleave
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

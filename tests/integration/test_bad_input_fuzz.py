@@ -62,7 +62,8 @@ from agents.events import (
 from schemas.codec import decode_request, encode_event, encode_request
 from streams.partitioning import partition_for
 from streams.topics import TopicNames
-from tests.integration.live_support import (
+from tests.support.harness import seq_problems
+from tests.support.live import (
     PARTITIONS,
     Live,
     live_platform,
@@ -71,7 +72,6 @@ from tests.integration.live_support import (
     new_session_id,
     payloads,
 )
-from tests.integration.worker_harness import seq_problems
 
 N_MESSAGES = 1000
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ from agents.events import (
 )
 from agents.tools import ToolSettings
 from streams.topics import TopicNames
-from tests.integration.live_support import (
+from tests.support.live import (
     live_platform,
     load_agents,
     load_script,

@@ -36,7 +36,7 @@ from agents.events import (
 )
 from agents.fsm import fold
 from streams.topics import TopicNames
-from tests.integration.live_support import (
+from tests.support.live import (
     GatedProvider,
     live_platform,
     load_agents,

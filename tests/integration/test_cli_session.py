@@ -27,11 +27,11 @@ from agents.events import (
     TurnCompleted,
     TurnStarted,
 )
-from projections.testing import wait_until
 from schemas.codec import decode_event
 from streams.topics import TopicNames, ensure_topics, topic_names
 from tests.integration.test_cli_support import WorkerAll, cli, cli_env, json_lines
-from tests.integration.worker_harness import read_records
+from tests.support.harness import read_records
+from tests.support.projections import wait_until
 
 TIMEOUT = "60"
 
@@ -76,7 +76,7 @@ def wait_event(stack: Stack, session_id: str, kind: type, what: str) -> Event:
     def found() -> Event | None:
         return next((e for e in events_of(stack, session_id) if isinstance(e.payload, kind)), None)
 
-    event: Event = wait_until(found, 30, what, interval=0.2)
+    event: Event = wait_until(found, 30, what, interval_s=0.2)
     return event
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from projections.testing import wait_until
-from tests.integration.worker_harness import ROOT, scripted_script
+from tests.support.harness import ROOT, scripted_script
+from tests.support.projections import wait_until
 
 __all__ = ["DEMO_AGENTS", "WorkerAll", "cli", "cli_env", "json_lines"]
 

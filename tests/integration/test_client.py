@@ -21,7 +21,7 @@ from agents.events import (
 from projections.projector import Projector, ProjectorConfig
 from streams.topics import ensure_topics
 from tests.integration.test_cli_support import DEMO_AGENTS, DEMO_SCRIPT
-from tests.integration.worker_harness import InProcessWorker, scripted_script
+from tests.support.harness import InProcessWorker, scripted_script
 from turnlog import Client, OutcomeTimeout
 
 TIMEOUT = 60.0

@@ -18,7 +18,7 @@ from agents.events import TurnCompleted
 from streams.partitioning import partition_for
 from streams.topics import ensure_topics
 from tests.integration.test_cli_support import DEMO_AGENTS, DEMO_SCRIPT
-from tests.integration.worker_harness import ROOT, EventLog, InProcessWorker, scripted_script
+from tests.support.harness import ROOT, EventLog, InProcessWorker, scripted_script
 
 PARTITIONS = 4
 

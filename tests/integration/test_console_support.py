@@ -23,9 +23,9 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from projections.testing import wait_until
 from tests.integration.test_cli_support import DEMO_SCRIPT, WorkerAll, cli_env
-from tests.integration.worker_harness import ROOT, free_port, scripted_script
+from tests.support.harness import ROOT, free_port, scripted_script
+from tests.support.projections import wait_until
 
 __all__ = ["Console", "Stack", "console_stack", "csrf_client", "start_console"]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-from projections.testing import wait_until
 from streams.topics import ensure_topics
 from tests.integration.test_cli_support import WorkerAll, cli_env
 from tests.integration.test_console_support import csrf_client
-from tests.integration.worker_harness import free_port
+from tests.support.harness import free_port
+from tests.support.projections import wait_until
 
 
 def test_worker_all_with_ui_serves_the_console(
@@ -64,7 +64,7 @@ def _worker_all_ui(env: dict[str, str], tmp: Path) -> WorkerAll:
     import subprocess
     import sys
 
-    from tests.integration.worker_harness import ROOT
+    from tests.support.harness import ROOT
 
     worker = WorkerAll(env, tmp / "worker-all-ui.log")
     with worker.log_path.open("ab") as log:

@@ -34,7 +34,7 @@ from tests.fakes.openai_server import (
     FakeToolCall,
 )
 from tests.fakes.openai_server import RecordedRequest as OpenAIRequest
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     EventLog,
     RequestSender,
     WorkerGroup,

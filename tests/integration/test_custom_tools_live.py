@@ -22,7 +22,7 @@ import pytest
 from agents.events import ToolCallCompleted, ToolCallRequested, TurnCompleted
 from streams.topics import TopicNames, ensure_topics
 from tests.integration.test_cli_support import cli
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     DATA,
     ROOT,
     EventLog,

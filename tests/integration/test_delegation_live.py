@@ -38,7 +38,7 @@ from agents.registry import AgentRegistry
 from projections.projector import Projector, ProjectorConfig
 from streams.partitioning import partition_for
 from streams.topics import TopicNames
-from tests.integration.live_support import (
+from tests.support.live import (
     PARTITIONS,
     EventLog,
     live_platform,

@@ -18,9 +18,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from projections.testing import wait_until
 from tests.integration.test_cli_support import DEMO_AGENTS, cli
-from tests.integration.worker_harness import ROOT, free_port
+from tests.support.harness import ROOT, free_port
+from tests.support.projections import wait_until
 from turnlog.dev import _kafka
 from turnlog.dev._proc import terminate
 from turnlog.settings import load_settings

@@ -22,7 +22,7 @@ from tests.fakes.anthropic_server import (
     FakeToolUse,
     RecordedRequest,
 )
-from tests.integration.worker_harness import ROOT
+from tests.support.harness import ROOT
 
 
 def _texts(content: Any) -> list[str]:

@@ -15,7 +15,7 @@ from agents.providers.scripted import ScriptedProvider
 from agents.registry import AgentRegistry
 from agents.state import window_entries
 from streams.topics import TopicNames
-from tests.integration.live_support import live_platform, new_session_id, payloads
+from tests.support.live import live_platform, new_session_id, payloads
 from turnlog.replay import load_session_log, replay
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.topics import ensure_topics
-from tests.integration.worker_harness import ROOT
+from tests.support.harness import ROOT
 from turnlog.dev import _tools
 from turnlog.settings import load_settings
 

@@ -23,7 +23,7 @@ from agents.events import (
     TurnCompleted,
 )
 from streams.topics import TopicNames, ensure_topics
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     ROOT,
     EventLog,
     RequestSender,

@@ -49,7 +49,7 @@ from tests.fakes.anthropic_server import (
     RecordedRequest,
 )
 from tests.fakes.openai_server import FAKE_OPENAI_KEY, FakeCompletion, FakeOpenAIServer
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     ROOT,
     EventLog,
     RequestSender,

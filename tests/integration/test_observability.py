@@ -34,7 +34,7 @@ from schemas.codec import encode_request
 from streams.topics import TopicNames, ensure_topics
 from streams.tracing import new_traceparent
 from tests.integration.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     DATA,
     EventLog,
     WorkerProcess,

@@ -12,7 +12,7 @@ from pathlib import Path
 from agents.events import SessionStarted, TurnCompleted, UserMessageReceived
 from streams.topics import ensure_topics
 from tests.integration.test_cli_support import DEMO_AGENTS, DEMO_SCRIPT
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     ROOT,
     EventLog,
     InProcessWorker,

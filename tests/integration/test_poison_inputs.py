@@ -43,7 +43,7 @@ from streams.app import SessionProcess
 from streams.partitioning import partition_for
 from streams.topics import TOPIC_SPECS, TopicNames, _admin, _alter_configs, expected_configs
 from tests.integration.conftest import TEST_PARTITIONS
-from tests.integration.live_support import EventLog, RawTail, WorkerTask
+from tests.support.live import EventLog, RawTail, WorkerTask
 from turnlog.client import Client
 from turnlog.replay_verify import verify_session
 

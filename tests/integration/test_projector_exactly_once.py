@@ -28,15 +28,15 @@ from projections.projector import Projector, ProjectorConfig
 from projections.rebuild import rebuild, table_checksums
 from projections.rows import Changes, SessionRow
 from projections.store import PROJECTION_TABLES, PartitionStopped
-from projections.synthetic import generate, interleave
-from projections.testing import (
+from streams.topics import TopicNames, ensure_topics
+from tests.support.projections import (
     async_wait_until,
     produce_aborted,
     produce_events,
     role_url,
     wait_until,
 )
-from streams.topics import TopicNames, ensure_topics
+from tests.support.synthetic import generate, interleave
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -25,10 +25,10 @@ from projections.migrate import migrate
 from projections.projector import Projector, ProjectorConfig
 from projections.rebuild import rebuild, table_checksums
 from projections.store import PROJECTION_TABLES
-from projections.synthetic import generate, interleave
-from projections.testing import async_wait_until, produce_events, role_url
 from streams.topics import ensure_topics
-from tests.integration.worker_harness import free_port
+from tests.support.harness import free_port
+from tests.support.projections import async_wait_until, produce_events, role_url
+from tests.support.synthetic import generate, interleave
 
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
 

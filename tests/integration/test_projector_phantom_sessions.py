@@ -27,10 +27,9 @@ from projections.migrate import migrate
 from projections.projector import Projector, ProjectorConfig
 from projections.rebuild import rebuild, table_checksums
 from projections.store import PROJECTION_TABLES
-from projections.testing import role_url
 from streams.topics import TopicNames
 from tests.conftest import create_database, drop_database
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     ROOT,
     EventLog,
     InProcessWorker,
@@ -38,6 +37,7 @@ from tests.integration.worker_harness import (
     request_for,
     user_message,
 )
+from tests.support.projections import role_url
 
 GHOSTS = ("ghost-agent", "ghost-approval", "ghost-fork")
 

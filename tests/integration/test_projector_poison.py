@@ -37,9 +37,9 @@ from projections.migrate import migrate
 from projections.projector import Projector, ProjectorConfig
 from projections.rebuild import rebuild, table_checksums
 from projections.store import PROJECTION_TABLES
-from projections.synthetic import generate, interleave
-from projections.testing import produce_events, role_url, wait_until
 from streams.topics import TopicNames, ensure_topics
+from tests.support.projections import produce_events, role_url, wait_until
+from tests.support.synthetic import generate, interleave
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -34,9 +34,9 @@ from agents.pricing import cost_nanos
 from projections.migrate import migrate
 from projections.projector import Projector, ProjectorConfig
 from projections.queries import costs, show_session
-from projections.synthetic import generate, interleave
-from projections.testing import produce_events, role_url
 from streams.topics import ensure_topics
+from tests.support.projections import produce_events, role_url
+from tests.support.synthetic import generate, interleave
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -24,7 +24,7 @@ import pytest
 from agents.events import TurnCompleted, TurnFailed
 from streams.topics import TopicNames, ensure_topics
 from tests.integration.storm import storm
-from tests.integration.worker_harness import lost_inputs, seq_problems
+from tests.support.harness import lost_inputs, seq_problems
 
 PARTITIONS = 4
 SESSIONS = 60

@@ -27,7 +27,7 @@ from schemas import codec
 from schemas.registry import ConfluentRegistry
 from streams.topics import TopicNames, ensure_topics
 from tests.integration.test_cli_support import DEMO_AGENTS, DEMO_SCRIPT
-from tests.integration.worker_harness import EventLog, InProcessWorker, scripted_script
+from tests.support.harness import EventLog, InProcessWorker, scripted_script
 from turnlog import wire
 
 

@@ -22,7 +22,7 @@ from schemas.codec import decode_event, encode_event
 from streams.partitioning import partition_for
 from streams.topics import TopicNames, ensure_topics, topic_names
 from tests.integration.test_cli_support import WorkerAll, cli, cli_env, json_lines
-from tests.integration.worker_harness import read_records
+from tests.support.harness import read_records
 
 TIMEOUT = "60"
 
@@ -112,7 +112,7 @@ def session(stack: Stack) -> Session:
 
 
 async def _wait_for_approval(stack: Stack, sid: str) -> None:
-    from tests.integration.worker_harness import wait_until
+    from tests.support.harness import wait_until
 
     async def asked() -> bool:
         records = await read_records(stack.bootstrap, stack.names.events)

@@ -24,7 +24,7 @@ from agents.events import Request, ScheduleDefined, ScheduleFired, SendMessage
 from schemas.codec import decode_request, decode_schedule_record
 from streams.scheduler_app import SchedulerProcess
 from streams.topics import TopicNames
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     WorkerGroup,
     WorkerProcess,
     read_records,

@@ -32,7 +32,7 @@ from schemas.codec import encode_request
 from streams.partitioning import partition_for
 from streams.topics import TopicNames, ensure_topics
 from streams.tracing import new_traceparent
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     DATA,
     EventLog,
     InProcessWorker,
@@ -365,7 +365,7 @@ async def test_a_fork_of_an_unknown_source_costs_no_partition_read(
     ghost source is rejected after a look at the owner's states or at the index of a
     foreign partition's keys; only a real fork reads the source's partition."""
     from agents.events import ForkSession, RequestRejected, SessionForked
-    from tests.integration.worker_harness import request_for
+    from tests.support.harness import request_for
 
     async with (
         InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as a,

@@ -27,7 +27,7 @@ from agents.events import ForkSession, SessionForked, SessionSnapshot, TurnCompl
 from agents.snapshots import RESTORE_POINT_KEY
 from schemas.codec import decode_event, decode_snapshot, encode_snapshot
 from streams.topics import TopicNames, ensure_topics
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     EventLog,
     InProcessWorker,
     RequestSender,

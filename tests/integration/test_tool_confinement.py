@@ -22,7 +22,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ import pytest
 
 from agents.events import ToolCallCompleted, ToolCallFailed
 from agents.tools import ShellSettings, ToolContext, ToolResult, ToolSettings, builtin_registry
+from tests.support.poll import wait_until
 
 if TYPE_CHECKING:
     from streams.topics import TopicNames
@@ -99,14 +100,6 @@ def running(marker: str) -> list[int]:
         if cmdline.startswith(marker) and state != "Z":
             found.append(int(entry.name))
     return found
-
-
-async def wait_until(condition: Callable[[], object], what: str, deadline_s: float = 10.0) -> None:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"{what} did not happen within {deadline_s}s")
-        await asyncio.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- credentials
@@ -327,17 +320,29 @@ async def test_a_daemon_dies_when_the_command_times_out(sandbox: Path) -> None:
     command = "setsid sleep 3600.11 > /dev/null 2>&1 & (setsid sleep 3600.12 &); sleep 3600.13"
     result = await run(sandbox, command, use_shell=True, timeout_s=1.0)
     assert result.error_kind == "timeout"
-    await wait_until(lambda: not running("sleep 3600.1"), "the command and its daemons dying")
+    await wait_until(
+        lambda: not running("sleep 3600.1"),
+        10.0,
+        "the command and its daemons dying",
+        interval_s=0.02,
+    )
 
 
 async def test_a_daemon_dies_when_the_call_is_cancelled(sandbox: Path) -> None:
     command = "(setsid sleep 3600.21 > /dev/null 2>&1 &); sleep 3600.22"
     call = asyncio.create_task(run(sandbox, command, use_shell=True))
-    await wait_until(lambda: len(running("sleep 3600.2")) == 2, "the command starting")
+    await wait_until(
+        lambda: len(running("sleep 3600.2")) == 2, 10.0, "the command starting", interval_s=0.02
+    )
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    await wait_until(lambda: not running("sleep 3600.2"), "the command and its daemon dying")
+    await wait_until(
+        lambda: not running("sleep 3600.2"),
+        10.0,
+        "the command and its daemon dying",
+        interval_s=0.02,
+    )
 
 
 async def test_a_daemon_does_not_outlive_a_finished_command(sandbox: Path) -> None:
@@ -345,7 +350,9 @@ async def test_a_daemon_does_not_outlive_a_finished_command(sandbox: Path) -> No
         sandbox, "(setsid sleep 3600.31 > /dev/null 2>&1 &); echo done", use_shell=True
     )
     assert stdout(result).strip() == "done"
-    await wait_until(lambda: not running("sleep 3600.31"), "the daemon dying")
+    await wait_until(
+        lambda: not running("sleep 3600.31"), 10.0, "the daemon dying", interval_s=0.02
+    )
 
 
 # --------------------------------------------------------------------------- no bubblewrap
@@ -439,7 +446,7 @@ async def test_no_tool_call_on_the_log_holds_the_secret(
     """A real worker process, started with the key and the database password in its
     environment, runs the commands that leaked them on the unconfined shell: they
     complete or are refused, and nothing on the session log holds either secret."""
-    from tests.integration.worker_harness import (
+    from tests.support.harness import (
         EventLog,
         RequestSender,
         WorkerGroup,

@@ -16,7 +16,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.integration.worker_harness import ROOT
+from tests.support.harness import ROOT
 
 
 def _run(

@@ -19,7 +19,7 @@ import pytest
 from agents.events import TurnFailed
 from schemas.codec import decode_event
 from streams.topics import ensure_topics
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     EventLog,
     RequestSender,
     WorkerGroup,

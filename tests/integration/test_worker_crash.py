@@ -38,7 +38,7 @@ from schemas.codec import decode_event
 from streams.partitioning import partition_for
 from streams.topics import TopicNames, ensure_topics
 from streams.tracing import new_traceparent
-from tests.integration.worker_harness import (
+from tests.support.harness import (
     EventLog,
     RequestSender,
     WorkerGroup,

@@ -23,13 +23,13 @@ from agents.tools import ToolSettings, builtin_registry
 from projections.metrics import ProjectorMetrics
 from projections.migrate import migrate
 from projections.projector import Projector, ProjectorConfig
-from projections.synthetic import generate, interleave
-from projections.testing import produce_events
 from streams.app import SessionProcess
 from streams.endpoint import Endpoint, EndpointConfig
 from streams.metrics import SessionMetrics, session_endpoint
 from streams.topics import TopicNames, ensure_topics
-from tests.integration.worker_harness import DATA, wait_until
+from tests.support.harness import DATA, wait_until
+from tests.support.projections import produce_events
+from tests.support.synthetic import generate, interleave
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from projections.audit import (
     row_hash_v2,
     verify_chain,
 )
-from projections.synthetic import generate, interleave
 from schemas.codec import canonical_event_json
+from tests.support.synthetic import generate, interleave
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

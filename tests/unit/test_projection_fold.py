@@ -47,7 +47,7 @@ from projections.fold import (
     unstarted_session,
 )
 from projections.rows import PATCH_TABLES, Changes, SessionRow
-from projections.synthetic import generate, interleave
+from tests.support.synthetic import generate, interleave
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

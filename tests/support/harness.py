@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -53,7 +52,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -80,6 +79,7 @@ from schemas.codec import decode_event, decode_request, encode_request
 from streams.logread import read_to_end, topic_partitions
 from streams.topics import TopicNames
 from streams.tracing import TRACEPARENT, get_traceparent
+from tests.support.poll import wait_until
 
 __all__ = [
     "DATA",
@@ -114,29 +114,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def wait_until(
-    predicate: Callable[[], Any] | Callable[[], Awaitable[Any]],
-    timeout_s: float,
-    what: str,
-    *,
-    interval_s: float = 0.05,
-    diagnose: Callable[[], str] | None = None,
-) -> Any:
-    """Poll `predicate` (sync or async) until it returns a truthy value, which is
-    returned; AssertionError naming `what` (and `diagnose()`) at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f"\n{diagnose()}" if diagnose is not None else ""
-            raise AssertionError(f"{what}: not reached within {timeout_s} s.{detail}")
-        await asyncio.sleep(interval_s)
 
 
 # --------------------------------------------------------------------------- scripts, env

@@ -7,16 +7,15 @@ with real passwords.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 from urllib.parse import quote
 
 import psycopg
 
 from agents.events import Event
+from tests.support.poll import wait_until as poll_until
+from tests.support.poll import wait_until_blocking
 
 __all__ = [
     "APP_ROLE",
@@ -123,29 +122,6 @@ async def produce_aborted(
         await producer.stop()
 
 
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
-) -> Any:
-    """Poll `predicate` until it returns a truthy value (returned) or `timeout` passes
-    (AssertionError naming `what`). A wait on a condition, not a sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}.")
-        time.sleep(interval)
-
-
-async def async_wait_until(
-    predicate: Callable[[], Awaitable[Any]], timeout: float, what: str, interval: float = 0.05
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}.")
-        await asyncio.sleep(interval)
+# The waits of projector tests: the support package's one implementation of each.
+wait_until = wait_until_blocking
+async_wait_until = poll_until
