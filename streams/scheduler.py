@@ -29,7 +29,7 @@ from the events topic: a query per tick for the few schedules that are due answe
 "is session S in a turn?" at once, while the events topic would have to be consumed
 whole (every session of every partition) to know it. The projection lags the log by
 the projector's batch (well under a second when it runs); a run whose session is not
-projected yet counts as running while its firing is younger than the grace period.
+projected yet counts as running for UNPROJECTED_GRACE (15 s) after its firing.
 When Postgres cannot be asked, the slot fires as if nothing ran (logged): a scheduler
 that stopped firing because a read replica was down would lose slots silently.
 
@@ -122,15 +122,27 @@ class RunProbe(Protocol):
     async def running(self, sessions: Mapping[str, datetime], now: datetime) -> set[str]: ...
 
 
+# How long a run whose session the projection does not have yet counts as running: the
+# projector's lag, generously (a run refused by the session worker never gets a row).
+UNPROJECTED_GRACE = timedelta(seconds=15)
+
+
 class PostgresRunProbe:
     """The sessions projection answers: a session is running when its row is active in
     a turn phase, or when it has no row yet and its run was fired less than `grace` ago
     (the projector has not caught up with it)."""
 
-    def __init__(self, database_url: str, grace: timedelta = DEFAULT_GRACE) -> None:
+    def __init__(self, database_url: str, grace: timedelta = UNPROJECTED_GRACE) -> None:
         self.database_url = database_url
         self.grace = grace
         self._log = get_logger(component="scheduler")
+        self._conn: Any = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
 
     async def running(self, sessions: Mapping[str, datetime], now: datetime) -> set[str]:
         if not sessions:
@@ -138,15 +150,21 @@ class PostgresRunProbe:
         import psycopg
 
         try:
-            async with await psycopg.AsyncConnection.connect(
-                self.database_url, connect_timeout=5
-            ) as conn:
-                cur = await conn.execute(
-                    "SELECT session_id, status, phase FROM sessions WHERE session_id = ANY(%s)",
-                    (list(sessions),),
+            if self._conn is None or self._conn.closed:
+                # One connection, kept: a query per tick at most, a connect costs more.
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self.database_url, connect_timeout=5, autocommit=True
                 )
-                rows = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
+            cur = await self._conn.execute(
+                "SELECT session_id, status, phase FROM sessions WHERE session_id = ANY(%s)",
+                (list(sessions),),
+            )
+            rows = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
         except psycopg.Error as exc:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.close()
+                self._conn = None
             self._log.warning(
                 "scheduler.overlap_unknown",
                 error=str(exc).strip()[:300],
@@ -171,7 +189,8 @@ class _Partition:
     number: int
     producer: AIOKafkaProducer
     target: int  # end offset when taken: live once read up to it
-    live: bool = False
+    live: bool = False  # read up to `target`: records are scheduled as they come
+    ready: bool = False  # live, and every schedule read before is on the heap
     states: dict[str, ScheduleState] = field(default_factory=dict)
     # When each schedule's last run was fired (scheduler clock), for the overlap probe.
     fired_at: dict[str, datetime] = field(default_factory=dict)
@@ -273,6 +292,9 @@ class Scheduler:
         if self._probe is not None:
             await self._probe.stop()
             self._probe = None
+        close = getattr(self.probe, "close", None)
+        if close is not None:
+            await close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read and fire until `stop` is set."""
@@ -294,7 +316,7 @@ class Scheduler:
                 await fire_task
 
     def owned_partitions(self) -> set[int]:
-        return {p for p, part in self._parts.items() if part.live}
+        return {p for p, part in self._parts.items() if part.ready}
 
     def states(self) -> dict[str, ScheduleState]:
         """Every schedule this scheduler holds (inspection, bench)."""
@@ -334,9 +356,16 @@ class Scheduler:
         with contextlib.suppress(Exception):  # revoked meanwhile: the next rebalance says
             if await self._consumer.position(tp) < part.target:
                 return
-            part.live = True
-            for sid in part.states:
+            part.live = True  # records read from now on are scheduled as they come
+            for i, sid in enumerate(list(part.states)):
                 self._schedule(part, sid)
+                if i % 1000 == 999:
+                    # 100,000 next slots take seconds: let the group's heartbeat (on
+                    # this loop) through, or the group drops us and the restore repeats.
+                    await asyncio.sleep(0)
+                    if self._parts.get(part.number) is not part:
+                        return
+            part.ready = True
             self._log.info(
                 "scheduler.partition_live", partitions=[part.number], schedules=len(part.states)
             )
@@ -370,15 +399,18 @@ class Scheduler:
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         assert self._consumer is not None and self._probe is not None
         async with self._lock:
-            for tp in sorted(assigned, key=lambda t: t.partition):
-                if tp.partition in self._parts:
-                    continue
-                producer = await self._fencing_producer(tp.partition)
-                # After the fence: the previous owner's last transaction is complete, so
-                # the end offset (read_committed) covers every firing that happened.
-                end = (await self._probe.end_offsets([tp]))[tp]
-                await self._consumer.seek_to_beginning(tp)
-                self._parts[tp.partition] = _Partition(tp.partition, producer, int(end))
+            new = sorted((tp for tp in assigned if tp.partition not in self._parts),
+                         key=lambda t: t.partition)  # fmt: skip
+            # All fences at once, and no partition read before they are done: this
+            # callback must end well within the group's session timeout.
+            producers = await asyncio.gather(*(self._fencing_producer(tp.partition) for tp in new))
+            # After the fences: each previous owner's last transaction is complete, so the
+            # end offsets (read_committed) cover every firing that happened.
+            ends = await self._probe.end_offsets(new) if new else {}
+            if new:
+                await self._consumer.seek_to_beginning(*new)
+            for tp, producer in zip(new, producers, strict=True):
+                self._parts[tp.partition] = _Partition(tp.partition, producer, int(ends[tp]))
             self._log.info(
                 "scheduler.partitions_restoring", partitions=sorted(tp.partition for tp in assigned)
             )
@@ -524,6 +556,7 @@ class Scheduler:
                     self._requeue(part, sid, now)
                 return
             self._hold("after_commit")
+            committed = self.clock()
             for record in firings:
                 sid = record.schedule_id
                 part.states[sid] = fold(part.states[sid], record)
@@ -533,7 +566,8 @@ class Scheduler:
                 if payload.fired:
                     part.fired_at[sid] = now
                     self.stats["fired"] += 1
-                    self.lateness_ms.append(late_ms)
+                    # Lateness as a run sees it: from the slot to the commit.
+                    self.lateness_ms.append((committed - payload.slot).total_seconds() * 1000)
                 else:
                     self.stats["skipped"] += 1
                 self._log.info(
@@ -625,10 +659,14 @@ def _previous_run(state: ScheduleState) -> str | None:
 def _request(
     session_id: str, request_id: str, now: datetime, payload: Any, agent: str | None
 ) -> Request:
+    """A request of the scheduler. Its occurred_at is the wall clock, not the scheduler's
+    (injected) clock: it is the sender's claim of when it sent, which the session worker
+    checks against the broker's append time; the slot is in the request id."""
+    del now
     return Request(
         request_id=request_id,
         session_id=session_id,
-        occurred_at=now,
+        occurred_at=system_clock(),
         payload=payload,
         agent=agent,
     )

@@ -70,7 +70,7 @@ class SchedulerProcess:
             bootstrap=bootstrap,
             topics=topics,
             clock=clock,
-            probe=PostgresRunProbe(database_url, grace) if database_url else None,
+            probe=PostgresRunProbe(database_url) if database_url else None,
             file_schedules=file_schedules,
             grace=grace,
             session_timeout_ms=session_timeout_ms,

@@ -141,8 +141,23 @@ def _client() -> Any:
 
 
 async def _with_client(work: Any) -> Any:
-    async with _client() as client:
+    """`work(client)`; the client connects on its first use, so input that `work`
+    refuses (an invalid schedule) is refused without Kafka."""
+    import psycopg
+
+    from agents.errors import ContractError
+
+    client = _client()
+    try:
         return await work(client)
+    except psycopg.errors.UndefinedTable as exc:
+        raise ContractError(
+            "The database DATABASE_URL names has no schedule tables "
+            f"({exc.diag.message_primary}): run `turnlog db migrate`, then a scheduler "
+            "(`turnlog worker scheduler` or `turnlog worker all`)."
+        ) from exc
+    finally:
+        await client.close()
 
 
 def _at(at: str | None, in_: str | None) -> str | datetime | None:

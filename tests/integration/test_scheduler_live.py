@@ -261,7 +261,7 @@ async def test_sigkill_around_a_firing_commit_fires_the_slot_exactly_once(
         Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix) as client,
     ):
         # Slots 3 minutes apart: no session worker runs here, so a run's session is never
-        # projected, and the overlap check counts it as running for the grace (60 s).
+        # projected, and the overlap check counts it as running for 15 s.
         await client.add_schedule(
             schedule, agent="calc", message="hello", every=180, occurred_at=T0
         )
@@ -312,3 +312,183 @@ async def test_sigkill_around_a_firing_commit_fires_the_slot_exactly_once(
         # Before the commit: the killed transaction's copy is in the log, aborted (3 written,
         # 2 committed). After it: nothing was written twice.
         assert written == (3 if hold == "before_commit" else 2)
+
+
+# ------------------------------------------------------------------ overlap, for real
+
+
+async def test_overlap_skip_then_cancel_against_a_session_worker_with_outcomes_and_cost(
+    kafka_bootstrap: str, names: TopicNames, unique_prefix: str, scratch_database_url: str
+) -> None:
+    """A run held in its LLM call (a gated provider) is running for the sessions
+    projection: the next slot of an overlap=skip schedule is skipped; redefined with
+    overlap=cancel, the next slot cancels the held turn and starts a run that, once the
+    gate opens, completes; schedule_run_outcomes says so, with the turn's cost."""
+    from agents.agentfile import registry_from_file
+    from agents.events import TurnCancelled, TurnCompleted
+    from agents.providers.scripted import ScriptedProvider
+    from projections.migrate import migrate
+    from projections.projector import Projector, ProjectorConfig
+    from tests.support.harness import DATA
+    from tests.support.live import GatedProvider, live_platform
+
+    migrate(scratch_database_url)
+    db = scratch_database_url
+    provider = GatedProvider(ScriptedProvider.from_file(DATA / "calc.script.yaml"), "HOLD")
+    projector = Projector(
+        ProjectorConfig(
+            bootstrap=kafka_bootstrap,
+            database_url=db,
+            events_topic=names.events,
+            checkpoints_topic=names.checkpoints,
+            group_id=f"{unique_prefix}turnlog-projector",
+        )
+    )
+    clock = Clock(T0)
+    schedule = sid("overlap")
+    process = SchedulerProcess(
+        bootstrap=kafka_bootstrap, topics=names, database_url=db, clock=clock
+    )
+    projecting = asyncio.create_task(projector.run())
+    try:
+        async with (
+            live_platform(
+                kafka_bootstrap,
+                names,
+                registry=registry_from_file(DATA / "agents.toml"),
+                provider=provider,
+            ) as live,
+            Client(
+                bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix, database_url=db
+            ) as client,
+            running(process),
+        ):
+
+            async def phase(session_id: str) -> str | None:
+                rows = await client.query(
+                    "SELECT phase FROM sessions WHERE session_id = %s", (session_id,)
+                )
+                return rows[0]["phase"] if rows else None
+
+            await client.add_schedule(
+                schedule, agent="calc", message="HOLD: what is 6*7?", every=180, occurred_at=T0
+            )
+            await wait_until(lambda: schedule in process.scheduler.states(), TIMEOUT, "defined")
+            clock.now = T0 + timedelta(seconds=181)
+            first = f"sched-{schedule}-20310101T120300Z"
+            await provider.wait_held(TIMEOUT)
+
+            async def first_in_turn() -> bool:
+                return await phase(first) == "awaiting_llm"
+
+            await wait_until(first_in_turn, TIMEOUT, "the first run in its LLM call, projected")
+
+            clock.now = T0 + timedelta(seconds=361)  # the first run still runs: skipped
+            await wait_until(lambda: process.scheduler.stats["skipped"] >= 1, TIMEOUT, "skip")
+
+            await client.add_schedule(
+                schedule,
+                agent="calc",
+                message="HOLD: what is 6*7?",
+                every=180,
+                start_at=T0 + timedelta(seconds=180),
+                overlap="cancel",
+                occurred_at=T0 + timedelta(seconds=400),
+            )
+            await wait_until(
+                lambda: process.scheduler.states()[schedule].spec.overlap == "cancel",  # type: ignore[union-attr]
+                TIMEOUT,
+                "redefined",
+            )
+            clock.now = T0 + timedelta(seconds=541)
+            third = f"sched-{schedule}-20310101T120900Z"
+            await live.log.wait_for_type(first, TurnCancelled, timeout=TIMEOUT)
+            provider.gate.set()  # the third run's LLM call goes through
+            await live.log.wait_for_type(third, TurnCompleted, timeout=TIMEOUT)
+
+            async def outcomes() -> Any:
+                rows = await client.schedule_runs(schedule)
+                done = {r["outcome"] for r in rows}
+                return (
+                    rows
+                    if len(rows) == 3 and "running" not in done and "pending" not in done
+                    else None
+                )
+
+            rows = sorted(await wait_until(outcomes, TIMEOUT, "outcomes"), key=lambda r: r["slot"])
+            assert [(r["overlap"], r["outcome"]) for r in rows] == [
+                ("none", "cancelled"),
+                ("skipped", "skipped"),
+                ("cancelled", "completed"),
+            ]
+            assert rows[1]["session_id"] is None and rows[2]["session_id"] == third
+            assert rows[2]["cost_nanos"] > 0, "the completed run's turn is priced"
+    finally:
+        projector.stop()
+        await asyncio.wait_for(projecting, 30)
+
+
+# ------------------------------------------------------------------ rebalance
+
+
+def owned_now(worker: WorkerProcess) -> set[int]:
+    """The partitions this start of a scheduler holds now, per its log."""
+    owned: set[int] = set()
+    for rec in worker.log_records():
+        if rec.get("event") == "scheduler.partitions_revoked":
+            owned -= set(rec.get("partitions", ()))
+        elif rec.get("event") == "scheduler.partition_live":
+            owned |= set(rec.get("partitions", ()))
+    return owned if worker.alive else set()
+
+
+async def test_two_schedulers_split_the_work_and_a_sigkill_loses_and_doubles_no_slot(
+    kafka_bootstrap: str,
+    names: TopicNames,
+    unique_prefix: str,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    clock_file, marker = tmp_path / "clock", tmp_path / "unused"
+    set_clock(clock_file, T0)
+    env = worker_env(kafka_bootstrap, unique_prefix, extra={"DATABASE_URL": database_url})
+    schedules = [sid(f"split{i}") for i in range(8)]
+    async with (
+        WorkerGroup(env, tmp_path) as group,
+        Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix) as client,
+    ):
+        for schedule in schedules:
+            await client.add_schedule(
+                schedule, agent="calc", message="hi", every=180, occurred_at=T0
+            )
+        one = start_scheduler(group, "s1", scheduler_argv(clock_file, None, marker))
+        two = start_scheduler(group, "s2", scheduler_argv(clock_file, None, marker))
+
+        def split() -> bool:
+            a, b = owned_now(one), owned_now(two)
+            return bool(a) and bool(b) and not a & b and len(a | b) == 4
+
+        await wait_until(split, TIMEOUT, "both schedulers own partitions", diagnose=group.tails)
+
+        async def slot_fired_by_all(slot_s: int) -> Any:
+            slot = T0 + timedelta(seconds=slot_s)
+            got = [s for s, f in await firings(kafka_bootstrap, names) if f.slot == slot]
+            return got if set(got) >= set(schedules) else None
+
+        set_clock(clock_file, T0 + timedelta(seconds=181))
+        await wait_until(lambda: slot_fired_by_all(180), TIMEOUT, "slot 12:03 everywhere")
+        one.kill()  # its partitions go to s2 once the group notices (session timeout)
+        set_clock(clock_file, T0 + timedelta(seconds=361))
+        await wait_until(
+            lambda: slot_fired_by_all(360), TIMEOUT, "slot 12:06 everywhere", diagnose=group.tails
+        )
+        assert len(owned_now(two)) == 4
+        fired = [(s, f.slot) for s, f in await firings(kafka_bootstrap, names)]
+        assert sorted(fired) == sorted(
+            (s, T0 + timedelta(seconds=t)) for s in schedules for t in (180, 360)
+        ), "each slot of each schedule handled exactly once"
+        for schedule in schedules:
+            await wait_sends(kafka_bootstrap, names, schedule, 2)
+        committed = await committed_requests(kafka_bootstrap, names)
+        sends = [r.request_id for s in schedules for r in sends_of(committed, s)]
+        assert len(sends) == len(set(sends)) == 16
