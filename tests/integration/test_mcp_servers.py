@@ -366,3 +366,13 @@ async def test_a_worker_swaps_in_the_new_tool_set_when_a_server_says_it_changed(
     assert "fake__double" in swapped.get("helper").tools
     before, after = registry.info("helper"), swapped.info("helper")
     assert before.toolset_hash != after.toolset_hash
+
+
+async def test_the_example_agent_file_loads_with_its_mcp_tools() -> None:
+    from turnlog.wiring import load_registry
+
+    registry = await asyncio.to_thread(load_registry, ROOT / "examples" / "mcp_agents.toml")
+    info = registry.info("timekeeper")
+    assert [t.name for t in info.tools] == ["time__get_current_time", "time__convert_time"]
+    assert all(not t.description.startswith("(unavailable)") for t in info.tools)
+    assert registry.is_idempotent("time__convert_time")

@@ -31,7 +31,10 @@ _BINDINGS: weakref.WeakKeyDictionary[Any, McpBinding] = weakref.WeakKeyDictionar
 
 def binding_of(tools: Any) -> McpBinding | None:
     """The MCP binding whose tools were put into `tools` (None: no agent uses MCP)."""
-    return _BINDINGS.get(tools)
+    try:
+        return _BINDINGS.get(tools)
+    except TypeError:  # not a registry that can hold a binding
+        return None
 
 
 def load_mcp(
