@@ -21,6 +21,8 @@ from agents.events import (
     OrchestrationCompleted,
     OrchestrationMemberCancelled,
     OrchestrationStarted,
+    TurnCompleted,
+    TurnFailed,
 )
 from agents.orchestration import (
     COMBINES,
@@ -34,13 +36,13 @@ from agents.orchestration import (
     outcome_of,
     parse_mode,
     spec_of,
+    team_call_id,
 )
 from agents.registry import AgentInfo
-from agents.state import CallStatus
-# "a2a:<url>": a remote A2A agent (agents.toolspecs.REMOTE_AGENT_PREFIX), no local definition.
-REMOTE_AGENT_PREFIX = "a2a:"
+from agents.state import CallStatus, EntryKind, find_entry, usage_of
+from agents.toolspecs import REMOTE_AGENT_PREFIX
 
-__all__ = ["advance", "advance_all", "orchestration_spec", "start_orchestration"]
+__all__ = ["advance", "advance_all", "orchestration_spec", "start_orchestration", "team_turn"]
 
 
 def _strings(value: Any) -> list[str] | None:
@@ -180,3 +182,41 @@ def advance_all(d: Decision) -> bool:
     ids = [c.call_id for c in turn.calls if c.status == CallStatus.ORCHESTRATION]
     completed = [advance(d, i) for i in ids]  # every one advances: no short circuit
     return any(completed)
+
+
+def team_turn(d: Decision, info: AgentInfo) -> None:
+    """A team agent's turn, in place of its LLM calls: start its members on the user's
+    message; once they are combined, end the turn with the result as its answer."""
+    team = info.definition.team
+    assert team is not None
+    turn = d.turn
+    if turn.answer_seq:
+        entry = find_entry(d.state.history, turn.answer_seq)
+        if entry is None or entry.is_error:
+            reason = entry.text if entry is not None else "The team gave no result."
+            d.emit(TurnFailed(turn_no=turn.turn_no, reason=reason, error_type="TeamFailed"))
+            return
+        d.emit(
+            TurnCompleted(
+                turn_no=turn.turn_no,
+                answer_seq=turn.answer_seq,
+                usage=usage_of(turn.usage),
+                cost_nanos=turn.cost_nanos,
+                iterations=0,
+            )
+        )
+        return
+    last = d.state.history.entries.last()
+    text = last.text if last is not None and last.kind == EntryKind.USER else ""
+    mode = parse_mode(team.mode, len(team.members))
+    assert not isinstance(mode, str)  # validated with the definition
+    timeout_s = team.timeout_s or info.definition.deadlines.child_s
+    spec = Spec(
+        mode[0],
+        mode[1],
+        team.combine or default_combine(mode[0]),
+        team.members,
+        (text or "(no text)",) * len(team.members),
+        int(timeout_s * 1_000_000),
+    )
+    start_orchestration(d, team_call_id(turn.turn_no), spec)

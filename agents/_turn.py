@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from agents._decision import Decision
+from agents._orchestrate import team_turn
 from agents.budget import Spend, check_budget, estimate_reservation
 from agents.compaction import CompactionPlan, apply_compaction, plan_compaction, summary_entry
 from agents.context import (
@@ -112,6 +113,9 @@ def next_llm_call(
         return
     defn = info.definition
     turn = d.turn
+    if defn.team is not None:  # a team agent: its members answer, no model is asked
+        team_turn(d, info)
+        return
     if turn.iteration >= defn.max_iterations:
         fail_turn(
             d,

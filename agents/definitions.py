@@ -59,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agents.budget import BudgetConfig
 from agents.errors import AgentDefinitionError
 from agents.llm import ToolSpec, canonical_json, sha256_hex
+from agents.orchestration import parse_mode
 from agents.policy import Policy
 from agents.pricing import CATALOG, active_catalog, find_model
 
@@ -175,6 +176,28 @@ class McpServer(BaseModel):
         return self
 
 
+class TeamConfig(BaseModel):
+    """A team agent (`[agents.X.team]`): every turn runs `members` as an orchestration
+    (agents.orchestration) on the user's message, with no model deciding it; the combined
+    result is the turn's answer. `mode`: all | race | quorum:N | sequential; `combine`:
+    concatenate | first | last | vote (default by mode); `timeout_s`: each member's
+    allowance (default: deadlines.child_s)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    members: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=1)
+    mode: str = "all"
+    combine: Literal["concatenate", "first", "last", "vote"] | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=7 * 86400)
+
+    @model_validator(mode="after")
+    def _mode(self) -> TeamConfig:
+        parsed = parse_mode(self.mode, len(self.members))
+        if isinstance(parsed, str):
+            raise ValueError(f"mode: {parsed}")
+        return self
+
+
 class AgentDefinition(BaseModel):
     """One agent. `tools` names tool specs of the registry; `delegates` names the agents
     the `delegate` tool may start (empty: delegation is not offered)."""
@@ -209,6 +232,8 @@ class AgentDefinition(BaseModel):
     # else at least 1,024 and below max_tokens). Sent to models whose catalog entry says
     # they think; thinking tokens are billed as output.
     thinking_budget: int = Field(default=0, ge=0)
+    # A team agent: its turns run these members instead of calling the model.
+    team: TeamConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentDefinition:
@@ -279,6 +304,7 @@ _LATER_DEFAULTS: dict[str, object] = {
     "on_change": "pin",
     "mcp": {},
     "thinking_budget": 0,
+    "team": None,
 }
 
 

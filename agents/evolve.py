@@ -58,6 +58,7 @@ from agents.events import (
     UserMessageReceived,
 )
 from agents.orchestration import (
+    TEAM,
     Spec,
     member_added,
     member_settled,
@@ -439,7 +440,10 @@ def _member_cancelled(s: SessionState, ev: Event, p: OrchestrationMemberCancelle
 
 def _orchestration_completed(s: SessionState, ev: Event, p: OrchestrationCompleted) -> SessionState:
     t = _turn(s, ev)
+    team = any(c.call_id == p.call_id and c.name == TEAM for c in t.calls)
     calls = orchestration_removed(t.calls, p.call_id)
+    if team:  # a team agent's turn: the combined result is its answer
+        t = replaced(t, answer_seq=ev.seq)
     entry = _entry(ev.seq, EntryKind.TOOL_RESULT, p.result, p.call_id, err=p.status != "completed")
     return _next(
         s,

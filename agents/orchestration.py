@@ -34,6 +34,7 @@ __all__ = [
     "MAX_MEMBERS",
     "MODES",
     "STOPPING",
+    "TEAM",
     "Combined",
     "Spec",
     "combine",
@@ -49,6 +50,7 @@ __all__ = [
     "outcome_of",
     "parse_mode",
     "spec_of",
+    "team_call_id",
 ]
 
 DELEGATE_MANY = "delegate_many"
@@ -57,6 +59,8 @@ COMBINES = ("concatenate", "first", "last", "vote")
 MAX_MEMBERS = 256
 # A running member's arguments_json once the orchestration sent it a cancel.
 STOPPING = "stopping"
+# The name of a team agent's orchestration call (no model asked for it).
+TEAM = "@team"
 _SEP = ".m"
 
 
@@ -76,6 +80,10 @@ class Spec(NamedTuple):
         if self.mode == "quorum":
             return self.quorum
         return len(self.agents)
+
+
+def team_call_id(turn_no: int) -> str:
+    return f"{TEAM}:{turn_no}"
 
 
 def member_call_id(call_id: str, index: int) -> str:
@@ -117,8 +125,12 @@ def spec_of(call: PendingCall) -> Spec:
 def orchestration_started(
     calls: tuple[PendingCall, ...], call_id: str, spec: Spec
 ) -> tuple[PendingCall, ...]:
-    """The call becomes an orchestration: no deadline of its own (each member has one)."""
+    """The call becomes an orchestration: no deadline of its own (each member has one).
+    A team agent's turn has no call yet: the orchestration is a call of its own."""
     task = json.dumps(spec._asdict(), separators=(",", ":"))
+    if not any(c.call_id == call_id for c in calls):
+        team = PendingCall(call_id, TEAM, "", CallStatus.ORCHESTRATION, 0, None, 1, 0, task=task)
+        return (*calls, team)
     return tuple(
         c._replace(status=CallStatus.ORCHESTRATION, deadline_at=None, task=task)
         if c.call_id == call_id

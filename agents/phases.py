@@ -146,7 +146,9 @@ def _child_completed(t: PhaseTrack, p: ChildSessionCompleted) -> PhaseTrack:
 def _orchestration_started(t: PhaseTrack, p: OrchestrationStarted) -> PhaseTrack:
     # Its members are calls of evolve's step too, but the call waits for them all: the
     # track keeps the one call, as a child (the same phase: awaiting_children).
-    return _set(t, p.call_id, CallStatus.CHILD)
+    if any(cid == p.call_id for cid, _ in t.calls):
+        return _set(t, p.call_id, CallStatus.CHILD)
+    return _step((*t.calls, (p.call_id, CallStatus.CHILD)))  # a team agent's turn
 
 
 def _orchestration_completed(t: PhaseTrack, p: OrchestrationCompleted) -> PhaseTrack:

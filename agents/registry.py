@@ -85,6 +85,12 @@ class AgentRegistry:
                         f"agent {d.name!r}: tools: unknown tool {t!r} "
                         f"(known: {', '.join(sorted(specs))})"
                     )
+            for member in d.team.members if d.team is not None else ():
+                if member not in defs and not member.startswith(REMOTE_AGENT_PREFIX):
+                    raise AgentDefinitionError(
+                        f"agent {d.name!r}: team.members: unknown agent {member!r} "
+                        f"(known: {', '.join(sorted(defs))})"
+                    )
             for child in d.delegates:
                 if child not in defs and not child.startswith(REMOTE_AGENT_PREFIX):
                     raise AgentDefinitionError(

@@ -60,6 +60,7 @@ from agents.events import (
     Usage,
     UserMessageReceived,
 )
+from agents.orchestration import TEAM
 from agents.phases import MOVES, PhaseTrack, decode_calls, encode_calls, track
 from agents.state import Phase
 from projections.rows import Changes, SessionRow
@@ -713,6 +714,9 @@ def _orchestration_completed(
     )
     if p.winner_call_id is not None:
         changes.patch("orchestration_members", (ev.session_id, p.winner_call_id), winner=True)
+    if p.call_id.startswith(TEAM):  # a team agent's turn: no tool call of the model's
+        _entry(s, ev, changes, "assistant", "assistant", p.result, is_error=not ok)
+        return
     changes.patch(
         "tool_calls",
         (ev.session_id, p.call_id),

@@ -32,6 +32,7 @@ from agents.events import (
     LlmCallFailed,
     LlmCallRequested,
     MessageQueued,
+    OrchestrationCompleted,
     PolicyAction,
     QueuedMessageDropped,
     Request,
@@ -277,6 +278,8 @@ class _Tracker:
         for ev in self.events:
             if ev.seq == seq and isinstance(ev.payload, LlmCallCompleted):
                 return ev.payload.text
+            if ev.seq == seq and isinstance(ev.payload, OrchestrationCompleted):
+                return ev.payload.result  # a team agent's answer
         return None
 
     def _finish(

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from agents.agentfile import registry_from_file
 from agents.events import (
     ChildSessionCompleted,
     ChildSessionRequested,
@@ -53,7 +54,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "orchestration"
 
 
 def registry() -> AgentRegistry:
-    return AgentRegistry.from_file(DATA / "agents.toml")
+    return registry_from_file(DATA / "agents.toml")
 
 
 def script() -> ScriptedProvider:
@@ -98,6 +99,8 @@ async def test_every_mode_live_with_a_stopped_race_member_whose_cost_counts(
         await live.client.send(quorum, SendMessage("Ask two of three."), agent="boss")
         await live.client.send(broadcast, SendMessage("Please ask everyone."), agent="boss")
         await live.client.send(pipeline, SendMessage("Run the pipeline."), agent="boss")
+        panel = new_session_id("panel")
+        await live.client.send(panel, SendMessage("Which planet has two moons?"), agent="panel")
 
         # --- race: slow computes (a priced call), then thinks; quick is held meanwhile.
         slow_child = f"{race}/child/"
@@ -170,6 +173,14 @@ async def test_every_mode_live_with_a_stopped_race_member_whose_cost_counts(
         for sid in (broadcast, pipeline):
             await log.wait_for_type(sid, TurnCompleted)
 
+        # --- a team agent: no model call of its own; the members' result is its answer.
+        answered = await log.wait_for_type(panel, TurnCompleted)
+        panel_events = log.events(panel)
+        assert not [e for e in panel_events if isinstance(e.payload, LlmCallRequested)]
+        result = next(e.payload for e in panel_events if e.seq == answered.answer_seq)
+        assert isinstance(result, OrchestrationCompleted) and "steady:" in result.result
+        assert [c.agent for c in log.of_type(panel, ChildSessionRequested)] == ["quick", "steady"]
+
     await _project(kafka_bootstrap, database_url, names)
     tree = _rows(
         database_url,
@@ -208,6 +219,20 @@ async def test_every_mode_live_with_a_stopped_race_member_whose_cost_counts(
     )
     assert sorted((r["name"], r["status"]) for r in calls) == [("delegate_many", "completed")] * 4
     assert qmembers["broken"].child_session_id.endswith(".m1")
+    team_rows = _rows(
+        database_url,
+        "SELECT o.mode, o.status, count(m.*) AS members FROM orchestrations o"
+        " JOIN orchestration_members m USING (session_id, call_id) WHERE o.session_id = %s"
+        " GROUP BY o.mode, o.status",
+        panel,
+    )
+    assert [(r["mode"], r["status"], r["members"]) for r in team_rows] == [("all", "completed", 2)]
+    answer = _rows(
+        database_url,
+        "SELECT kind, content FROM entries WHERE session_id = %s ORDER BY seq DESC LIMIT 1",
+        panel,
+    )
+    assert answer[0]["kind"] == "assistant" and "quick:" in answer[0]["content"]
 
 
 async def _members(log: Any, session_id: str, n: int) -> list[ChildSessionRequested]:

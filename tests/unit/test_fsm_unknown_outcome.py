@@ -138,7 +138,14 @@ def test_the_new_setting_leaves_existing_definition_hashes_alone() -> None:
     # The pinned hash of a definition is the one computed before the field existed.
     data = plain.model_dump(mode="json")
     del data["deadlines"]["on_unknown_outcome"]
-    for later in ("max_queued", "on_truncated_tool_call", "on_change", "mcp", "thinking_budget"):
+    for later in (
+        "max_queued",
+        "on_truncated_tool_call",
+        "on_change",
+        "mcp",
+        "thinking_budget",
+        "team",
+    ):
         data.pop(later, None)  # fields added later still, left out at their defaults
     from agents.llm import canonical_json, sha256_hex
 
