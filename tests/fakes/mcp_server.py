@@ -90,6 +90,14 @@ async def key(ctx: Context) -> str:
 
 
 @server.tool()
+async def auth(ctx: Context) -> str:
+    """The Authorization header of the HTTP request that carried this call."""
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", None)
+    return str(headers.get("authorization", "<none>")) if headers is not None else "<stdio>"
+
+
+@server.tool()
 def environment() -> str:
     """The names and values of this process's environment, one per line."""
     return "\n".join(f"{k}={v}" for k, v in sorted(os.environ.items()))

@@ -279,7 +279,7 @@ async def test_streamable_http_server(
             {
                 "remote": {
                     "url": http_server,
-                    "tools": ["add", "key"],
+                    "tools": ["add", "key", "auth"],
                     "bearer_token_env": "FAKE_MCP_BEARER",
                 }
             }
@@ -295,6 +295,8 @@ async def test_streamable_http_server(
         assert (result.ok, result.content) == (True, "42")
         keyed = await tools.execute("remote__key", "{}", ctx(tmp_path, "call-h"))
         assert keyed.content == "call-h"
+        sent = await tools.execute("remote__auth", "{}", ctx(tmp_path))
+        assert sent.content == "Bearer t0ken"  # read from the worker's environment
     finally:
         await binding.hub.aclose()
 

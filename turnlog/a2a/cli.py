@@ -65,6 +65,7 @@ async def _serve(
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections queue from now on: the address printed below works
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     base = public_url or f"http://{shown}:{bound}"
