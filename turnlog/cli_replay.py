@@ -60,6 +60,8 @@ def _print_state(result: Any) -> None:
     turn = s.turn
     typer.echo(f"  phase      {s.phase.value}")
     typer.echo(f"  agent      {s.agent} (definition {s.definition_hash[:12]})")
+    if s.model:
+        typer.echo(f"  model      {s.model} (switched; the agent's fallbacks after it)")
     if turn is not None:
         typer.echo(
             f"  turn       {turn.turn_no} ({turn.turn_id}), {turn.iteration} LLM call(s) "
@@ -88,7 +90,14 @@ def _print_state(result: Any) -> None:
     kinds = {"u": "user", "a": "assistant", "t": "tool call", "r": "tool result", "s": "summary"}
     for e in entries:
         label = kinds.get(e.kind, e.kind) + (f" {e.name}" if e.kind == "t" else "")
-        typer.echo(f"    #{e.seq:<5} {label:<18} {oneline(e.text, 90)}")
+        extra = ""
+        if e.blocks:
+            extra = (
+                " · attached " + ", ".join(a.name or a.sha256[:12] for a in e.blocks)
+                if e.kind == "u"
+                else f" · {len(e.blocks)} thinking block(s)"
+            )
+        typer.echo(f"    #{e.seq:<5} {label:<18} {oneline(e.text, 90)}{extra}")
 
 
 def _window(state: Any) -> Any:

@@ -351,6 +351,23 @@ def _entry_dict(e: Any) -> dict[str, Any]:
         "text": e.text,
         "is_error": e.is_error,
         "tokens": e.tokens,
+        # Attachments by digest (their bytes are in the log's message); thinking counted.
+        **(
+            {"attachments": [_attachment_dict(a) for a in e.blocks]}
+            if e.blocks and e.kind == "u"
+            else {"thinking_blocks": len(e.blocks)}
+            if e.blocks
+            else {}
+        ),
+    }
+
+
+def _attachment_dict(a: Any) -> dict[str, Any]:
+    return {
+        "media_type": a.media_type,
+        "sha256": a.sha256,
+        "name": a.name,
+        "inline": a.data is not None,
     }
 
 
@@ -390,6 +407,7 @@ def state_summary(state: SessionState) -> dict[str, Any]:
         "phase": state.phase.value,
         "agent": state.agent,
         "definition_hash": state.definition_hash,
+        "model": state.model or None,  # a SetModel's switch (None: the agent's own)
         "turns": state.turns,
         "turn": None
         if turn is None

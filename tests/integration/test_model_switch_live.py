@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import secrets
 import struct
 import sys
@@ -271,6 +272,10 @@ async def test_a_session_switches_vendor_mid_session_and_thinks_through_its_tool
 
     code, out = await run.turnlog("replay", session, "--verify", "--no-timeline")
     assert code == 0 and "verify: OK" in out, out
+    code, out = await run.turnlog("replay", session, "--json", "--no-timeline")
+    state = json.loads(out)["state"]
+    assert state["model"] == GPT
+    assert any(e.get("thinking_blocks") for e in state["window"])
 
 
 async def test_an_image_message_inline_and_by_reference(fresh: Run) -> None:
@@ -298,3 +303,13 @@ async def test_an_image_message_inline_and_by_reference(fresh: Run) -> None:
 
     code, out = await run.turnlog("replay", session, "--verify", "--no-timeline")
     assert code == 0 and "verify: OK" in out, out
+    code, out = await run.turnlog("replay", session, "--json", "--no-timeline")
+    first = json.loads(out)["state"]["window"][0]
+    assert first["attachments"] == [
+        {
+            "media_type": "image/png",
+            "sha256": inline.attachments[0].sha256,
+            "name": "pixel.png",
+            "inline": True,
+        }
+    ]
