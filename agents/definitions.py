@@ -6,8 +6,8 @@ error names the agent and the field (`agent 'researcher': budget.session_usd: mu
 (api_key, password, token, ...) and values that look like API keys are rejected, because
 the file's content is hashed into the session log; credentials stay in the environment
 of the process that executes the effects. `definition_hash` is the sha256 of the
-canonical JSON of a definition, recorded in SessionStarted. Nothing here does IO except
-`load_definitions`, which only reads the file it is given.
+canonical JSON of a definition, recorded in SessionStarted. Nothing here does IO: the
+files are read by agents.agentfile, which hands their data to `parse_definitions`.
 
 File layout (TOML shown; YAML has the same shape):
 
@@ -48,10 +48,8 @@ File layout (TOML shown; YAML has the same shape):
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -71,7 +69,6 @@ __all__ = [
     "Deadlines",
     "McpServer",
     "definition_hash",
-    "load_definitions",
     "parse_definitions",
 ]
 
@@ -432,30 +429,3 @@ def parse_definitions(
             )
         tools[str(tname)] = ToolSpec(str(tname), spec["description"], dict(schema), idempotent)
     return tuple(definitions), tools
-
-
-def load_definitions(
-    path: str | Path,
-) -> tuple[tuple[AgentDefinition, ...], dict[str, ToolSpec]]:
-    """Read and validate an agent file (.toml, .yaml or .yml)."""
-    p = Path(path)
-    if p.suffix not in (".toml", ".yaml", ".yml"):
-        raise AgentDefinitionError(f"{p}: agent files end in .toml, .yaml or .yml")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AgentDefinitionError(f"{p}: cannot read the agent file: {exc}") from exc
-    data: Any
-    if p.suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise AgentDefinitionError(f"{p}: not valid TOML: {exc}") from exc
-    else:
-        import yaml  # imported here: only YAML agent files need the parser
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise AgentDefinitionError(f"{p}: not valid YAML: {exc}") from exc
-    return parse_definitions(data, str(p))

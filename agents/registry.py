@@ -4,17 +4,16 @@ Rule: a registry is immutable and internally consistent — every tool an agent 
 a spec, every delegate is a known agent — and it precomputes what the core needs on
 every LLM call (definition hash, system prompt hash, tool set and its hash, the token
 estimate of the fixed prefix), so deciding stays cheap. Unknown-agent messages list the
-known agents. Nothing here does IO (`AgentRegistry.from_file` reads one file).
+known agents. Nothing here does IO (agents.agentfile reads agent files).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
 
-from agents.definitions import AgentDefinition, definition_hash, load_definitions
+from agents.definitions import AgentDefinition, definition_hash
 from agents.errors import AgentDefinitionError, ContractError
 from agents.limits import Limits
 from agents.llm import ToolSpec, canonical_json, sha256_hex
@@ -107,15 +106,6 @@ class AgentRegistry:
         self._agents: Mapping[str, AgentInfo] = MappingProxyType(agents)
         self._tools: Mapping[str, ToolSpec] = MappingProxyType(specs)
         self._versions: Mapping[str, AgentInfo] = MappingProxyType(by_hash)
-
-    @classmethod
-    def from_file(cls, path: str | Path, *, limits: Limits | None = None) -> AgentRegistry:
-        """Load and validate an agent file (TOML or YAML) into a registry."""
-        definitions, tools = load_definitions(path)
-        try:
-            return cls(definitions, tools, limits=limits)
-        except AgentDefinitionError as exc:
-            raise AgentDefinitionError(f"{path}: {exc}") from exc
 
     def with_versions(self, versions: Iterable[AgentDefinition]) -> AgentRegistry:
         """This registry, also able to serve `versions` (older definitions, by hash)."""

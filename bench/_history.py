@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agents.agentfile import registry_from_file
 from agents.context import ContextMemo, build_llm_request
 from agents.effects import LlmCallEffect, ToolCallEffect, outcome_request_id, pending_effects
 from agents.events import (
@@ -51,7 +52,6 @@ from agents.events import (
 )
 from agents.fsm import decide_built, initial_state
 from agents.providers import ScriptedProvider
-from agents.registry import AgentRegistry
 from agents.snapshots import restore_point, snapshot_of
 from agents.state import SessionState
 from agents.state_codec import state_from_dict, state_to_dict
@@ -111,7 +111,7 @@ class _Driver:
     effect runner does (scripted provider, real calculator), without Kafka."""
 
     def __init__(self) -> None:
-        self.registry = AgentRegistry.from_file(DATA / "agents.toml")
+        self.registry = registry_from_file(DATA / "agents.toml")
         self.provider = ScriptedProvider.from_file(DATA / "calc.script.yaml")
         self.tools = builtin_registry()
 

@@ -212,7 +212,7 @@ def load_registry(
     (`examples.custom_tools:word_count`) are imported into `tools` (the registry the
     effect runner executes with; the built-in tools when not given) and listed under
     their own names, so the model, the policy and the runner agree on them."""
-    from agents.definitions import load_definitions
+    from agents.agentfile import load_definitions
     from agents.errors import AgentDefinitionError
     from agents.tools import builtin_registry
     from agents.tools.registry import bind_agent_tools

@@ -29,7 +29,7 @@ from a2a.types import (
     TaskState,
 )
 
-from agents.definitions import load_definitions
+from agents.agentfile import load_definitions
 from agents.events import TurnCancelled, TurnCompleted
 from streams.topics import TopicNames, ensure_topics
 from tests.integration.test_cli_support import cli

@@ -12,9 +12,9 @@ import asyncio
 import sys
 from pathlib import Path
 
+from agents.agentfile import registry_from_file
 from agents.definitions import definition_hash
 from agents.events import AgentVersionChanged, LlmCallRequested, SessionStarted
-from agents.registry import AgentRegistry
 from streams.topics import ensure_topics
 from tests.support.harness import (
     DATA,
@@ -65,8 +65,8 @@ async def test_a_changed_agent_file_does_not_change_a_session_in_flight_until_up
             "You are a calculator assistant.", "You are a calculator assistant, version two.", 1
         )
     )
-    v1 = AgentRegistry.from_file(v1_file).info("calc")
-    v2 = AgentRegistry.from_file(v2_file).info("calc")
+    v1 = registry_from_file(v1_file).info("calc")
+    v2 = registry_from_file(v2_file).info("calc")
     assert v1.system_prompt_hash != v2.system_prompt_hash
 
     script = DATA / "calc.script.yaml"
@@ -144,7 +144,7 @@ async def test_the_projector_copies_published_versions_into_agent_versions(
     names = (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=PARTITIONS)).names
     assert agents_topic_for(names.events) == names.agents
     migrate(scratch_database_url)
-    registry = AgentRegistry.from_file(DATA / "agents.toml")
+    registry = registry_from_file(DATA / "agents.toml")
     # Two workers start with the same file: each version is stored once.
     for _ in range(2):
         await publish_versions(kafka_bootstrap, names.agents, registry)

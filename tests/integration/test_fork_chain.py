@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agents.agentfile import registry_from_file
 from agents.events import ForkSession, SendMessage, SessionForked, TurnCompleted
 from agents.fsm import fold
 from agents.providers.scripted import ScriptedProvider
-from agents.registry import AgentRegistry
 from agents.state import window_entries
 from streams.topics import TopicNames
 from tests.support.live import live_platform, new_session_id, payloads
@@ -25,7 +25,7 @@ def _platform(bootstrap: str, names: TopicNames, tmp_path: Path):  # type: ignor
     return live_platform(
         bootstrap,
         names,
-        registry=AgentRegistry.from_file(ROOT / "examples/agents.toml"),
+        registry=registry_from_file(ROOT / "examples/agents.toml"),
         provider=ScriptedProvider.from_file(ROOT / "examples/demo.script.yaml"),
         sandbox=tmp_path,
     )

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from aiokafka import AIOKafkaProducer
 from pydantic import Field
 
-from agents.definitions import load_definitions
+from agents.agentfile import load_definitions
 from agents.events import (
     EffectReissued,
     LlmCallCompleted,

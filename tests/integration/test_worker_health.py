@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from agents.agentfile import registry_from_file
 from agents.providers import ScriptedProvider
-from agents.registry import AgentRegistry
 from agents.tools import ToolSettings, builtin_registry
 from projections.metrics import ProjectorMetrics
 from projections.migrate import migrate
@@ -53,7 +53,7 @@ async def test_readyz_turns_ready_once_the_assigned_partitions_are_restored(
         bootstrap=kafka_bootstrap,
         topics=names,
         partitions=4,
-        registry=AgentRegistry.from_file(DATA / "agents.toml"),
+        registry=registry_from_file(DATA / "agents.toml"),
         provider=ScriptedProvider.from_file(DATA / "calc.script.yaml"),
         tools=builtin_registry(),
         tool_context=ToolSettings(sandbox_dir=tmp_path),

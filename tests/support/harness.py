@@ -353,8 +353,8 @@ class InProcessWorker:
         group_commit_s: float = 1.0,
         max_sessions: int = 10_000,
     ) -> None:
+        from agents.agentfile import registry_from_file
         from agents.providers import ScriptedProvider
-        from agents.registry import AgentRegistry
         from agents.tools import ToolSettings, builtin_registry
         from streams.app import SessionProcess
 
@@ -363,7 +363,7 @@ class InProcessWorker:
             bootstrap=bootstrap,
             topics=topics,
             partitions=partitions,
-            registry=AgentRegistry.from_file(agents),
+            registry=registry_from_file(agents),
             provider=provider if provider is not None else ScriptedProvider.from_file(script),
             tools=builtin_registry(),
             tool_context=settings,

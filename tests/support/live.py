@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from agents.agentfile import registry_from_file
 from agents.events import Event, Request, RequestPayload
 from agents.llm import LlmRequest, TextBlock
 from agents.providers.scripted import ScriptedProvider
@@ -70,7 +71,7 @@ P = TypeVar("P")
 
 
 def load_agents(name: str = "agents.toml") -> AgentRegistry:
-    return AgentRegistry.from_file(DATA / name)
+    return registry_from_file(DATA / name)
 
 
 def load_script(name: str) -> ScriptedProvider:

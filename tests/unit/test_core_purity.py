@@ -1,5 +1,5 @@
 """The agents/ core is pure: importing it pulls in no IO library, and its source calls
-no clock and no random id generator."""
+no clock, no random id generator and no file IO (agents.agentfile reads agent files)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import agents
 
 FORBIDDEN = ("faust", "aiokafka", "psycopg", "anthropic", "httpx", "structlog")
-SHELL_PACKAGES = ("agents.providers", "agents.tools")
+SHELL_PACKAGES = ("agents.providers", "agents.tools", "agents.agentfile")
 AGENTS_DIR = Path(agents.__file__).parent
 
 
@@ -81,3 +81,36 @@ def test_core_source_calls_no_clock_and_no_random_ids() -> None:
                 if any(m.split(".")[0] in ("random", "secrets", *FORBIDDEN) for m in mods):
                     offenders.append(f"{name}:{node.lineno} imports {mods}")
     assert offenders == []
+
+
+# Calls that read or write files: `open(...)`, and these methods of a path.
+_FILE_IO = {"read_text", "read_bytes", "write_text", "write_bytes", "iterdir", "glob", "rglob"}
+
+
+def _file_io_calls(tree: ast.AST) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Name) and f.id == "open":
+            found.append((node.lineno, "open"))
+        elif isinstance(f, ast.Attribute) and f.attr in _FILE_IO:
+            found.append((node.lineno, f.attr))
+    return found
+
+
+def test_core_source_reads_and_writes_no_files() -> None:
+    offenders = []
+    for name in core_modules():
+        path = AGENTS_DIR.joinpath(*name.split(".")[1:]).with_suffix(".py")
+        if not path.exists():
+            path = path.with_suffix("") / "__init__.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        offenders += [f"{name}:{line} {call}" for line, call in _file_io_calls(tree)]
+    assert offenders == []
+
+
+def test_the_file_io_check_sees_a_read() -> None:
+    tree = ast.parse("from pathlib import Path\ntext = Path('a.toml').read_text()\n")
+    assert _file_io_calls(tree) == [(2, "read_text")]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agents.definitions import AgentDefinition, definition_hash, load_definitions
+from agents.agentfile import load_definitions, registry_from_file
+from agents.definitions import AgentDefinition, definition_hash
 from agents.errors import AgentDefinitionError, ContractError
 from agents.events import PolicyAction
 from agents.registry import AgentRegistry
@@ -32,12 +33,12 @@ def write(tmp_path: Path, text: str, name: str = "agents.toml") -> Path:
 
 def load_error(tmp_path: Path, text: str, name: str = "agents.toml") -> str:
     with pytest.raises(AgentDefinitionError) as info:
-        AgentRegistry.from_file(write(tmp_path, text, name))
+        registry_from_file(write(tmp_path, text, name))
     return str(info.value)
 
 
 def test_the_example_file_loads() -> None:
-    registry = AgentRegistry.from_file(EXAMPLES)
+    registry = registry_from_file(EXAMPLES)
     assert registry.names() == ("assistant", "researcher")
     assistant = registry.get("assistant")
     assert assistant.tools == ("calculator", "shell", "delegate")
@@ -173,7 +174,7 @@ def test_file_level_errors(tmp_path: Path) -> None:
 
 
 def test_custom_tool_specs(tmp_path: Path) -> None:
-    registry = AgentRegistry.from_file(
+    registry = registry_from_file(
         write(
             tmp_path,
             MINIMAL.replace(
@@ -208,7 +209,7 @@ def test_definitions_are_frozen() -> None:
 
 
 def test_registry_lookups_list_the_known_agents() -> None:
-    registry = AgentRegistry.from_file(EXAMPLES)
+    registry = registry_from_file(EXAMPLES)
     with pytest.raises(
         ContractError, match=r"Unknown agent 'ghost' \(known agents: assistant, researcher\)"
     ):

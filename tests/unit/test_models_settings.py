@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.agentfile import registry_from_file
 from agents.errors import AgentDefinitionError
 from agents.pricing import (
     BUILTIN,
@@ -19,7 +20,6 @@ from agents.pricing import (
     use_catalog,
 )
 from agents.providers import ProviderConfigError
-from agents.registry import AgentRegistry
 from turnlog.settings import ConfigError, load_settings
 from turnlog.wiring import build_provider, install_catalog, load_catalog
 
@@ -154,9 +154,9 @@ def test_the_catalog_file_adds_models_that_agent_files_and_pricing_see(tmp_path:
     agents = tmp_path / "agents.toml"
     agents.write_text(AGENT.format(model="local-qwen"))
     with pytest.raises(AgentDefinitionError, match="unknown model 'local-qwen'"):
-        AgentRegistry.from_file(agents)
+        registry_from_file(agents)
     install_catalog(load_settings(model_catalog=path))
-    registry = AgentRegistry.from_file(agents)
+    registry = registry_from_file(agents)
     assert registry.get("local").model == "local-qwen"
     assert model_info("qwen").name == "local-qwen" and find_model("gpt-4o") is not None
     with pytest.raises(ModelNotFound) as caught:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from agents.agentfile import registry_from_file
 from agents.policy import Policy
-from agents.registry import AgentRegistry
 from agents.tools import ShellSettings, ToolContext, ToolSettings, builtin_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ HARMLESS = [
 
 
 def assistant_policy(path: str) -> Policy:
-    return AgentRegistry.from_file(ROOT / path).get("assistant").policy
+    return registry_from_file(ROOT / path).get("assistant").policy
 
 
 @pytest.mark.parametrize("path", EXAMPLES)

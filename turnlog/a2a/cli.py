@@ -30,7 +30,7 @@ def serve_command(
 ) -> None:
     """Serve each agent of TURNLOG_AGENTS at /agents/<name>/ (agent card, message/send,
     message/stream, tasks/get, tasks/cancel); a context is a session, a task a turn."""
-    from agents.definitions import load_definitions
+    from agents.agentfile import load_definitions
     from agents.errors import ContractError
     from turnlog.a2a.server import A2A_TOKEN_ENV, is_loopback, token_from_env
     from turnlog.settings import load_settings
