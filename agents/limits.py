@@ -36,6 +36,8 @@ the ingest time is absurd, and a client request carrying one is rejected.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -67,6 +69,7 @@ __all__ = [
     "MAX_CLAIM_AHEAD",
     "MAX_ID_BYTES",
     "Limits",
+    "attachment_problem",
     "claim_problem",
     "clean_outcome",
     "clean_text",
@@ -192,6 +195,7 @@ def _client_fields(p: RequestPayload) -> tuple[tuple[str, str | None, bool], ...
             ("text", p.text, True),
             ("parent_session_id", p.parent_session_id, False),
             ("parent_call_id", p.parent_call_id, False),
+            *((f"attachment {i} name", a.name, False) for i, a in enumerate(p.attachments)),
         )
     if isinstance(p, DecideApproval):
         return (
@@ -236,6 +240,27 @@ def input_problem(request: Request, limits: Limits) -> str | None:
             problem = _field_problem(name, value, MAX_ID_BYTES, _ID)
         if problem is not None:
             return f"{kind} rejected: {problem}."
+    if isinstance(request.payload, SendMessage):
+        for i, a in enumerate(request.payload.attachments):
+            problem = attachment_problem(a)
+            if problem is not None:
+                return f"{kind} rejected: attachment {i} {problem}."
+    return None
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def attachment_problem(a: Any) -> str | None:
+    """Why an inline attachment's bytes are not what it claims (base64 of the bytes whose
+    sha256 it names), or None. A reference (no data) names a blob the worker resolves."""
+    if a.data is None:
+        return None
+    if len(a.data) % 4 or not _BASE64.fullmatch(a.data):
+        return "has data that is not base64"
+    digest = hashlib.sha256(base64.b64decode(a.data)).hexdigest()
+    if digest != a.sha256:
+        return f"has sha256 {a.sha256[:12]}, but its bytes hash to {digest[:12]}"
     return None
 
 

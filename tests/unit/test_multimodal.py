@@ -325,3 +325,18 @@ def test_a_summary_names_the_attachments_it_cannot_carry() -> None:
     text = request.messages[0].content[0].text  # type: ignore[union-attr]
     assert "[attached pixel.png (image/png)]" in text
     assert "[attached notes.pdf (application/pdf)]" in text
+
+
+def test_inline_bytes_must_be_what_the_attachment_names() -> None:
+    forged = Attachment("image/png", hashlib.sha256(b"other").hexdigest(), IMAGE.data, "x.png")
+    garbled = Attachment("image/png", IMAGE.sha256, "not base64!", "x.png")
+    unstorable = Attachment("image/png", IMAGE.sha256, IMAGE.data, "x\x00.png")
+    for bad, reason in [
+        (forged, "but its bytes hash to"),
+        (garbled, "not base64"),
+        (unstorable, "cannot store"),
+    ]:
+        d = Driver(REGISTRY)
+        (event,) = d.send(SendMessage("look", attachments=(bad,)), agent="seer")
+        assert isinstance(event.payload, RequestRejected)
+        assert reason in event.payload.reason, event.payload.reason
