@@ -48,7 +48,7 @@ AGENTS = """
 description = "Does arithmetic."
 model = "scripted-small"
 system_prompt = "You do arithmetic with the calculator. (a2a test)"
-tools = ["calculator"]
+tools = ["calculator", "shell"]  # shell: approval required (its default)
 max_iterations = 4
 [agents.helper.policy]
 default = "allow"
@@ -60,6 +60,14 @@ rules:
   - name: slow
     when: {user_contains: "take your time", last: user}
     respond: {text: "Thinking for a long while.", latency_ms: 120000}
+  - name: list
+    when: {user_contains: "list the files", last: user}
+    respond:
+      text: "Listing."
+      tool_calls: [{name: shell, arguments: {command: "ls"}}]
+  - name: listed
+    when: {tool_result_of: shell}
+    respond: {text: "Listed."}
   - name: compute
     when: {user_contains: "17*23", last: user}
     respond:
@@ -108,7 +116,12 @@ async def platform(
     definitions, _ = load_definitions(agents)
     async with (
         InProcessWorker(
-            kafka_bootstrap, names, partitions=PARTITIONS, agents=agents, script=script
+            kafka_bootstrap,
+            names,
+            partitions=PARTITIONS,
+            agents=agents,
+            script=script,
+            sandbox=tmp_path / "sandbox",
         ),
         Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix) as client,
     ):
@@ -193,6 +206,30 @@ async def test_message_stream_sends_progress_then_the_answer(platform: dict) -> 
     ]
     assert "calling tool calculator" in working
     assert answer_of(task)[0] == "It is 391."
+    await a2a.close()
+
+
+async def test_a_stream_says_when_a_turn_waits_for_an_approval(platform: dict) -> None:
+    a2a = await create_client(
+        f"{platform['open']}/agents/helper/", client_config=ClientConfig(streaming=True)
+    )
+    said: list[str] = []
+    final = None
+    async for response in a2a.send_message(user("list the files please")):
+        if response.HasField("status_update") and response.status_update.status.message.parts:
+            text = response.status_update.status.message.parts[0].text
+            said.append(text)
+            if text.startswith("waiting for a human to approve shell"):
+                _, session, call_id = text.rsplit(" ", 2)
+                await platform["client"].approve(session, call_id, by="a2a-test")
+        if response.HasField("task"):
+            final = response.task
+        if response.HasField("status_update"):
+            final = response.status_update
+    assert any(
+        t.startswith("waiting for a human to approve shell: turnlog approve a2a/") for t in said
+    )
+    assert final is not None and final.status.state == TaskState.TASK_STATE_COMPLETED
     await a2a.close()
 
 

@@ -51,7 +51,7 @@ from starlette.routing import Mount
 
 from agents.definitions import AgentDefinition
 from agents.errors import ContractError
-from agents.events import Event, TokenDelta, ToolCallRequested
+from agents.events import ApprovalRequested, Event, TokenDelta, ToolCallRequested
 
 __all__ = ["A2A_TOKEN_ENV", "TurnExecutor", "build_app", "session_for", "token_from_env"]
 
@@ -132,6 +132,15 @@ class TurnExecutor(AgentExecutor):
                 p = item.payload
                 await updater.update_status(
                     TaskState.TASK_STATE_WORKING, _text(f"calling tool {p.name}")
+                )
+            elif isinstance(item.payload, ApprovalRequested):
+                a = item.payload
+                await updater.update_status(
+                    TaskState.TASK_STATE_WORKING,
+                    _text(
+                        f"waiting for a human to approve {a.tool_name}: turnlog approve "
+                        f"{session} {a.call_id}"
+                    ),
                 )
 
         try:
