@@ -290,7 +290,7 @@ def main() -> None:
 
     from streams.partitioning import partition_for
     from streams.topics import delete_topics, ensure_topics
-    from turnlog.cli_replay import _print_timeline, _print_totals
+    from turnlog.cli.replay import _print_timeline, _print_totals
     from turnlog.replay import load_session_log, replay
     from turnlog.replay_verify import read_session_requests, verify_log
     from turnlog.settings import load_settings

@@ -3,7 +3,7 @@
 Rule of this module: it only assembles and supervises — the scheduler (streams.scheduler)
 fires, the schedules projector (streams.scheduler_projection) writes Postgres; both stop
 when either fails or the stop event is set. Configuration comes typed from the front
-door (turnlog.cli_schedule); nothing here reads the environment.
+door (turnlog.cli.schedule); nothing here reads the environment.
 """
 
 from __future__ import annotations

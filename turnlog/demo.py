@@ -77,7 +77,7 @@ class WorkerAll:
             )
         )
         # Scheduled agents (issue 20): the scheduler and its schedules projector.
-        from turnlog.cli_schedule import build_scheduler_process
+        from turnlog.cli.schedule import build_scheduler_process
 
         self.scheduler = build_scheduler_process(settings, client_id=f"{client_id}-scheduler")
         self.groups: tuple[str, ...] = (

@@ -11,7 +11,7 @@ then its own events, so `--to SEQ` works on the inherited prefix too.
     export_jsonl(log, "s-1.jsonl")           # event_to_dict per line, ancestry included
     log = load_jsonl("s-1.jsonl")            # replay without Kafka
 
-`turnlog replay` (turnlog/cli_replay.py) prints it; `turnlog.replay_verify` re-decides
+`turnlog replay` (turnlog/cli/replay.py) prints it; `turnlog.replay_verify` re-decides
 the recorded inputs against it.
 """
 

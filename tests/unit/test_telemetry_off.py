@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_worker_modules_do_not_import_the_sdk_while_tracing_is_off() -> None:
     code = (
         "import sys\n"
-        "import turnlog.cli_worker, streams.app, streams.effects, streams._partition\n"
+        "import turnlog.cli.worker, streams.app, streams.effects, streams._partition\n"
         "import streams.session_worker, streams.metrics, streams.endpoint, streams.telemetry\n"
         "import projections.projector\n"
         "assert not streams.telemetry.tracing_enabled()\n"

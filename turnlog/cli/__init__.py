@@ -5,9 +5,12 @@
     turnlog db migrate|status               SQL migrations (projections.migrate)
     turnlog settings                        the effective settings, secrets masked
 
-The other areas register their commands explicitly: every module listed in EXTENSIONS
-defines `register(app: typer.Typer) -> None` and gets the root app at start-up (a missing
-module or `register` fails the start), e.g. turnlog/cli_worker.py:
+The other areas are modules of this package — worker (`turnlog worker session`),
+projections (`worker projector`, `projections`, `audit`, `costs`...), session (`send`,
+`approve`, `cancel`, `sessions`...), replay, schedule — plus the demo, the A2A server
+and the console. They register their commands explicitly: every module listed in
+EXTENSIONS defines `register(app: typer.Typer) -> None` and gets the root app at
+start-up (a missing module or `register` fails the start), e.g. turnlog/cli/worker.py:
 
     def register(app: typer.Typer) -> None:
         worker = typer.Typer(help="Run workers.")
@@ -35,13 +38,13 @@ from turnlog.settings import Settings, load_settings
 __all__ = ["EXTENSIONS", "app", "load_extensions", "main"]
 
 EXTENSIONS: tuple[str, ...] = (
-    "turnlog.cli_worker",
-    "turnlog.cli_projections",
+    "turnlog.cli.worker",
+    "turnlog.cli.projections",
     "turnlog.demo",
-    "turnlog.cli_session",
-    "turnlog.cli_replay",
+    "turnlog.cli.session",
+    "turnlog.cli.replay",
     "turnlog.a2a.cli",
-    "turnlog.cli_schedule",
+    "turnlog.cli.schedule",
     "console.cli",
 )
 
