@@ -114,7 +114,7 @@ def test_a_session_driven_through_the_api_streams_is_approved_forked_and_resumed
     started = api.post("/api/sessions?wait=true", json={"agent": "assistant", "text": "hi"})
     assert started.status_code == 200, started.text
     sid = started.json()["session_id"]
-    assert started.json()["status"] == "accepted"
+    assert started.json()["status"] in ("accepted", "completed")
     _projected(api, sid, lambda s: s["session"]["phase"] == "idle", "the first turn")
 
     follow = Sse(api, f"/api/sessions/{sid}/stream")
@@ -142,7 +142,10 @@ def test_a_session_driven_through_the_api_streams_is_approved_forked_and_resumed
         json={"decision": "approve", "reason": "listing is harmless"},
     )
     assert decided.status_code == 200, decided.text
-    assert decided.json()["decided_by"] == "local" and decided.json()["status"] == "accepted"
+    assert decided.json()["decided_by"] == "local" and decided.json()["status"] in (
+        "accepted",
+        "completed",
+    )
     wait_for(lambda: follow.types().count("TurnCompleted") >= 1, 30, "the turn to complete")
     follow.close()
 
@@ -334,3 +337,26 @@ def test_with_tokens_every_call_needs_one_and_the_approver_is_the_token_holder(
     finally:
         secured.stop()
     assert TOKEN not in secured.log()
+
+
+def test_cancel_from_the_api_ends_the_turn_that_waits_for_an_approval(
+    console_stack: Stack, api: httpx.Client
+) -> None:
+    started = api.post(
+        "/api/sessions?wait=true", json={"agent": "assistant", "text": "list the files here"}
+    )
+    assert started.status_code == 200, started.text
+    sid = started.json()["session_id"]
+    _projected(api, sid, lambda s: s["session"]["phase"] == "awaiting_approval", "the approval")
+    # A message while the turn waits is queued, and the answer says so.
+    queued = api.post(f"/api/sessions/{sid}/messages?wait=true", json={"text": "hello"})
+    assert queued.status_code == 200 and queued.json()["status"] == "queued", queued.text
+
+    cancelled = api.post(f"/api/sessions/{sid}/cancel?wait=true", json={"reason": "not now"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["status"], cancelled.json()["reason"]) == ("cancelled", "not now")
+    shown = _projected(
+        api, sid, lambda s: s["session"]["turns_cancelled"] == 1, "the cancelled turn"
+    )
+    assert [a["outcome"] for a in shown["approvals"]] == ["cancelled"]
+    assert not any(a["session_id"] == sid for a in api.get("/api/approvals").json()["approvals"])
