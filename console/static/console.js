@@ -50,6 +50,7 @@
     const el = document.getElementById(id);
     if (el) el.innerHTML = await res.text();
     wire(el || document);
+    deadlines();
   }
 
   function debounce(fn, ms) {
@@ -140,6 +141,19 @@
   wire(document);
 
   // ------------------------------------------------------------------ pages
+
+  // Approval deadlines: how long is left, kept current.
+  function deadlines() {
+    document.querySelectorAll("[data-deadline]").forEach((el) => {
+      if (!el.dataset.deadline) return;
+      if (!el.dataset.shown) el.dataset.shown = el.textContent;
+      const left = Math.round((Date.parse(el.dataset.deadline) - Date.now()) / 60000);
+      el.textContent = `${el.dataset.shown} · ${left > 0 ? `in ${left} min` : left === 0 ? "now" : "overdue"}`;
+      el.classList.toggle("bad", left <= 1);
+    });
+  }
+  deadlines();
+  setInterval(deadlines, 15000);
 
   if (page === "login") {
     const form = document.getElementById("login-form");
