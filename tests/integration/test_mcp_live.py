@@ -3,7 +3,9 @@ process (the CLI) whose agent declares the SDK-written test server over stdio, t
 scripted model. The call is a tool effect like any other (ToolCallRequested with its
 policy decision, then ToolCallCompleted with the server's answer), and the offered tool
 set is part of the record: `replay --verify` is OK while the server is unchanged, and
-reports the LLM call whose tool set differs once the server's tools changed.
+reports the LLM call whose tool set differs once the server's tools changed. A turn
+cancelled during a slow MCP call stops it (nothing is reported for it), and the
+server goes on serving the worker's next call.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from agents.events import (
+    CancelTurn,
     LlmCallRequested,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TurnCancelled,
     TurnCompleted,
 )
 from streams.topics import TopicNames, ensure_topics
@@ -29,7 +33,9 @@ from tests.support.harness import (
     RequestSender,
     WorkerGroup,
     WorkerProcess,
+    request_for,
     user_message,
+    wait_until,
     worker_env,
 )
 
@@ -47,7 +53,7 @@ default = "allow"
 [agents.mcpuser.mcp.fake]
 command = [{json.dumps(sys.executable)}, {json.dumps(str(FAKES / "mcp_server.py"))}]
 read_only = [{json.dumps(str(FAKES))}]
-tools = ["add"]
+tools = ["add", "slow"]
 env = ["MCP_FAKE_VARIANT"]
 idempotent = ["add"]
 """
@@ -55,6 +61,13 @@ idempotent = ["add"]
 SCRIPT = """
 defaults: {latency_ms: 0, chunks: 1}
 rules:
+  - name: call-slow
+    when: {user_contains: "slowly", last: user}
+    respond:
+      text: "This takes a while."
+      tool_calls:
+        - name: fake__slow
+          arguments: {seconds: 120, marker: "slow-started"}
   - name: call-add
     when: {last: user}
     respond:
@@ -109,7 +122,7 @@ async def test_a_model_calls_an_mcp_tool_and_verify_notices_a_changed_server(
         sandbox=tmp_path / "sandbox",
         extra={"MCP_FAKE_VARIANT": "1", "ANTHROPIC_API_KEY": "sk-ant-never-seen-by-mcp-0000"},
     )
-    session = "mcp-live-1"
+    session, slow, after = "mcp-live-1", "mcp-live-slow", "mcp-live-after"
     async with (
         WorkerGroup(env, tmp_path) as group,
         RequestSender(kafka_bootstrap, names) as send,
@@ -128,6 +141,26 @@ async def test_a_model_calls_an_mcp_tool_and_verify_notices_a_changed_server(
             "the MCP turn completed",
             diagnose=lambda: f"{log.summary([session])}\n{worker.tail()}",
         )
+
+        # A cancelled turn stops its running MCP call: nothing is reported for it, and
+        # the server (one process per worker) goes on serving.
+        marker = tmp_path / "sandbox" / "mcp" / "fake" / "slow-started"
+        await send.request(user_message(slow, "add slowly", agent="mcpuser"))
+        await wait_until(marker.exists, 60, "the slow MCP call started")
+        await send.request(request_for(slow, CancelTurn("enough"), f"{slow}:cancel"))
+        await log.wait_for(
+            lambda: bool(log.of(slow, TurnCancelled)), 60, "the slow turn was cancelled"
+        )
+        await send.request(user_message(after, "what is 2+3?", agent="mcpuser"))
+        await log.wait_for(
+            lambda: log.turns_completed(after) == 1,
+            60,
+            "an MCP call after the cancel completed",
+            diagnose=lambda: f"{log.summary([after])}\n{worker.tail()}",
+        )
+    assert [e.payload.name for e in log.of(slow, ToolCallRequested)] == ["fake__slow"]
+    assert not log.of(slow, ToolCallCompleted)  # the cancelled call reported nothing
+    assert [e.payload.result for e in log.of(after, ToolCallCompleted)] == ["5"]
 
     requested = [e.payload for e in log.of(session, ToolCallRequested)]
     assert [(r.name, json.loads(r.arguments_json), r.decision.value) for r in requested] == [
