@@ -249,13 +249,16 @@ class ToolUse:
 
 @dataclass(frozen=True, slots=True)
 class ThinkingBlock:
-    """One thinking block of an answer (Anthropic extended thinking), kept verbatim: the
-    API wants it back, signature and all, with the tool results that follow. A redacted
-    block has only its opaque `redacted_data` (and empty `thinking` and `signature`)."""
+    """One thinking block of an answer, kept verbatim: the vendor wants it back with the
+    tool results that follow. `provider` "anthropic": an extended-thinking block (a
+    redacted one has only its opaque `redacted_data`, and empty `thinking` and
+    `signature`); "gemini": the thought signature of the answer's first function call
+    (base64 in `signature`)."""
 
     thinking: str = ""
     signature: str = ""
     redacted_data: str | None = None
+    provider: str = "anthropic"
 
     def __post_init__(self) -> None:
         if self.redacted_data is None:

@@ -190,9 +190,15 @@ class ThinkingContent:
 
     def to_dict(self) -> dict[str, Any]:
         b = self.block
+        if b.provider != "anthropic":
+            return {"type": "thought_signature", "provider": b.provider, "signature": b.signature}
         if b.redacted_data is not None:
             return {"type": "redacted_thinking", "data": b.redacted_data}
         return {"type": "thinking", "thinking": b.thinking, "signature": b.signature}
+
+    @property
+    def anthropic(self) -> bool:
+        return self.block.provider == "anthropic"
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,10 @@ def _blocks(blocks: tuple[Any, ...]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for b in blocks:
         if isinstance(b, ThinkingBlock):
-            out.append(["k", b.thinking, b.signature, b.redacted_data])
+            out.append(
+                ["k", b.thinking, b.signature, b.redacted_data]
+                + ([b.provider] if b.provider != "anthropic" else [])
+            )
         else:
             out.append(["a", b.media_type, b.sha256, b.data, b.name])
     return out
@@ -229,7 +232,7 @@ def _blocks(blocks: tuple[Any, ...]) -> list[list[Any]]:
 
 def _blocks_back(v: list[list[Any]]) -> tuple[Any, ...]:
     return tuple(
-        ThinkingBlock(b[1], b[2], b[3]) if b[0] == "k" else Attachment(b[1], b[2], b[3], b[4])
+        (ThinkingBlock(b[1], b[2], b[3], *b[4:5]) if b[0] == "k" else Attachment(*b[1:5]))
         for b in v
     )
 

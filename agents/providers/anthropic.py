@@ -115,7 +115,7 @@ def _message_params(message: Message, *, thinking: bool = False) -> dict[str, An
             if block.text != "":
                 blocks.append(block.to_dict())
         elif isinstance(block, ThinkingContent):
-            if thinking:  # accepted only while thinking is on
+            if thinking and block.anthropic:  # accepted only while thinking is on
                 blocks.append(block.to_dict())
         elif isinstance(block, MediaBlock):
             blocks.append(_media_params(block))
@@ -145,7 +145,8 @@ def thinks(request: LlmRequest, model: str) -> bool:
     last = next((m for m in reversed(request.messages) if m.role == "assistant"), None)
     if last is None or not any(isinstance(b, ToolUseBlock) for b in last.content):
         return True
-    return isinstance(last.content[0], ThinkingContent)
+    first = last.content[0]
+    return isinstance(first, ThinkingContent) and first.anthropic
 
 
 def _mark_last_block(message: dict[str, Any]) -> None:

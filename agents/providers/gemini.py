@@ -13,11 +13,12 @@ Translation:
   `functionResponse` parts (named after the call they answer: Gemini wants the function's
   name, which the request holds in the assistant message before);
 - tool schemas go as `parametersJsonSchema` (JSON Schema as is, no OpenAPI subset);
-- Gemini 3 models want each model turn's function call to carry the `thoughtSignature`
-  the model gave it. turnlog's events do not keep those yet, so the first call of each
-  replayed turn carries the sentinel Google documents for history without signatures
-  ("skip_thought_signature_validator"); keeping the real signatures is the thinking-in-
-  events work the Anthropic provider waits for too;
+- thought signatures: the `thoughtSignature` of an answer's first function call comes
+  back as a ThinkingBlock (provider "gemini", base64), kept in LlmCallCompleted.thinking
+  like Anthropic's thinking, and goes back on that call when the conversation is sent
+  again, as Gemini 3 requires; a call with no signature of its own (answered by another
+  vendor, or from before signatures were kept) carries the sentinel Google documents for
+  such history ("skip_thought_signature_validator") on Gemini 3;
 - images and documents of a user message are `inline_data` parts (the bytes and their
   MIME type), before its text;
 - usage: `promptTokenCount` includes `cachedContentTokenCount` (implicit or explicit
@@ -49,13 +50,14 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from agents.errors import InvalidRecord
-from agents.events import ToolUse, Usage
+from agents.events import ThinkingBlock, ToolUse, Usage
 from agents.llm import (
     LlmRequest,
     LlmResponse,
     MediaBlock,
     StopReason,
     TextBlock,
+    ThinkingContent,
     ToolResultBlock,
     ToolUseBlock,
     canonical_json,
@@ -101,6 +103,14 @@ def build_contents(request: LlmRequest, model: str) -> list[types.Content]:
     for message in request.messages:
         parts: list[types.Part] = []
         first_call = True
+        own = next(
+            (
+                base64.b64decode(b.block.signature)
+                for b in message.content
+                if isinstance(b, ThinkingContent) and b.block.provider == "gemini"
+            ),
+            None,
+        )
         for block in message.content:
             if isinstance(block, TextBlock):
                 if block.text:
@@ -121,7 +131,9 @@ def build_contents(request: LlmRequest, model: str) -> list[types.Content]:
                         args=json.loads(block.arguments_json or "{}"),
                     )
                 )
-                if signed and first_call:
+                if first_call and own is not None:
+                    part.thought_signature = own  # the one the model gave this call
+                elif signed and first_call:
                     part.thought_signature = SKIP_SIGNATURE
                 first_call = False
                 parts.append(part)
@@ -179,7 +191,7 @@ def _call_id(request: LlmRequest, model: str, index: int) -> str:
 
 
 class _Assembly:
-    __slots__ = ("blocked", "calls", "finish", "text", "usage")
+    __slots__ = ("blocked", "calls", "finish", "signature", "text", "usage")
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -187,6 +199,7 @@ class _Assembly:
         self.finish: str | None = None
         self.usage: Any = None
         self.blocked: str | None = None
+        self.signature: bytes | None = None  # of the first function call
 
 
 class GeminiProvider(FallbackAdapter):
@@ -309,6 +322,8 @@ class GeminiProvider(FallbackAdapter):
                     answer.text.append(part.text)
                     await deltas(part.text)
                 if part.function_call is not None:
+                    if not answer.calls and part.thought_signature:
+                        answer.signature = part.thought_signature
                     answer.calls.append(part.function_call)
             if candidate.finish_reason is not None:
                 reason = candidate.finish_reason
@@ -346,7 +361,16 @@ class GeminiProvider(FallbackAdapter):
         stop = FINISH_REASONS.get(answer.finish, answer.finish.lower())
         if tool_uses and stop == StopReason.END_TURN:
             stop = StopReason.TOOL_USE
-        return LlmResponse(model, "".join(answer.text), tool_uses, stop, usage)
+        thinking = (
+            (
+                ThinkingBlock(
+                    signature=base64.b64encode(answer.signature).decode(), provider="gemini"
+                ),
+            )
+            if answer.signature and tool_uses
+            else ()
+        )
+        return LlmResponse(model, "".join(answer.text), tool_uses, stop, usage, thinking=thinking)
 
     def _unreadable(self, model: str, exc: BaseException) -> AttemptFailed:
         return AttemptFailed(

@@ -92,6 +92,7 @@ class FakeGeneration:
     finish_reason: str = "STOP"
     usage: GeminiUsage = field(default_factory=GeminiUsage)
     thought: str | None = None  # a thought summary part (not answer text)
+    thought_signature: bool = False  # sign the first function call (always on Gemini 3)
     blocked: str | None = None
     text_chunk_chars: int = 8
     latency_s: float = 0.0
@@ -163,6 +164,13 @@ def validate(body: Any, model: str) -> FakeGeminiError | None:
                     "mime_type and base64 data are required.",
                 )
         calls = [p for p in parts if "functionCall" in p]
+        if calls and "thoughtSignature" in calls[0]:
+            name = str(calls[0]["functionCall"].get("name", ""))
+            if not _signature_ok(calls[0]["thoughtSignature"], name):
+                return FakeGeminiError(
+                    400,
+                    f"Corrupted thought signature. (contents[{i}].parts[0].thought_signature)",
+                )
         if calls and _NEEDS_SIGNATURE.match(model) and "thoughtSignature" not in calls[0]:
             return FakeGeminiError(
                 400,
@@ -171,6 +179,24 @@ def validate(body: Any, model: str) -> FakeGeminiError | None:
             )
         previous_calls = [c["functionCall"].get("name", "") for c in calls]
     return None
+
+
+SKIP_SIGNATURE = b"skip_thought_signature_validator"
+
+
+def thought_signature(name: str) -> str:
+    """The signature the fake gives the first function call of an answer (base64, as on
+    the wire): checkable later, as the real one is, without keeping state."""
+    return base64.b64encode(b"fakesig:" + hashlib.sha256(name.encode()).digest()[:16]).decode()
+
+
+def _signature_ok(value: Any, name: str) -> bool:
+    text = str(value).replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return False
+    return raw == SKIP_SIGNATURE or text.rstrip("=") == thought_signature(name).rstrip("=")
 
 
 def _base64_ok(data: Any) -> bool:
@@ -333,11 +359,15 @@ def _chunks(
         parts.append({"text": reply.thought, "thought": True})
     size = max(1, reply.text_chunk_chars)
     parts.extend({"text": reply.text[i : i + size]} for i in range(0, len(reply.text), size))
-    for call in reply.function_calls:
+    for n, call in enumerate(reply.function_calls):
         function: dict[str, Any] = {"name": call.name, "args": dict(call.args)}
         if call.id:
             function["id"] = call.id
-        parts.append({"functionCall": function})
+        part: dict[str, Any] = {"functionCall": function}
+        if n == 0 and (_NEEDS_SIGNATURE.match(model) or reply.thought_signature):
+            # Gemini 3 (and 2.5 when it thinks) signs an answer's first function call.
+            part["thoughtSignature"] = thought_signature(call.name)
+        parts.append(part)
     if not parts:
         parts.append({"text": ""})
     last = len(parts) - 1

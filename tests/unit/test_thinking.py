@@ -35,6 +35,7 @@ from agents.llm import (
 from agents.pricing import cost_nanos, model_info
 from agents.providers import ProviderError, RetryPolicy
 from agents.providers.anthropic import AnthropicProvider, build_params
+from agents.providers.gemini import GeminiProvider
 from agents.state_codec import state_from_dict, state_to_dict
 from schemas import codec
 from tests.fakes._messages_api import redacted_data, sign_thinking, validate_request
@@ -43,6 +44,13 @@ from tests.fakes.anthropic_server import (
     FakeAnthropicServer,
     FakeMessage,
     FakeToolUse,
+)
+from tests.fakes.gemini_server import (
+    FAKE_GEMINI_KEY,
+    FakeFunctionCall,
+    FakeGeminiServer,
+    FakeGeneration,
+    thought_signature,
 )
 from tests.unit.test_fsm_support import Driver, agent, make_registry
 
@@ -296,3 +304,58 @@ async def test_a_tool_call_answered_by_a_vendor_without_thinking_is_continued_wi
     assert "thinking" not in build_params(request, MODEL)
     server.enqueue(FakeMessage("It is 391."))
     assert (await provider.complete(request)).text == "It is 391."
+
+
+# --------------------------------------------------------------------------- gemini
+
+GEMINI_3 = "gemini-3-pro-preview"
+
+
+@pytest.fixture(scope="module")
+def gemini_server() -> Iterator[FakeGeminiServer]:
+    with FakeGeminiServer() as server:
+        yield server
+
+
+@ASYNC
+async def test_gemini_thought_signatures_are_kept_and_sent_back(
+    gemini_server: FakeGeminiServer,
+) -> None:
+    gemini_server.reset()
+    question = Message("user", (TextBlock("what is 17*23?"),))
+    gemini_server.enqueue(
+        FakeGeneration("", function_calls=[FakeFunctionCall("calculator", {"expression": "17*23"})])
+    )
+    async with GeminiProvider(
+        api_key=FAKE_GEMINI_KEY, base_url=gemini_server.base_url, retry=ONCE
+    ) as gemini:
+        first = await gemini.complete(dataclasses.replace(ask(question), model=GEMINI_3))
+        (kept,) = first.thinking
+        assert kept == ThinkingBlock(signature=thought_signature("calculator"), provider="gemini")
+        (use,) = first.tool_uses
+        step = Message(
+            "assistant",
+            (ThinkingContent(kept), ToolUseBlock(use.call_id, use.name, use.arguments_json)),
+        )
+        answer = Message("user", (ToolResultBlock(use.call_id, "391"),))
+        gemini_server.enqueue(FakeGeneration("It is 391."))
+        second = await gemini.complete(
+            dataclasses.replace(ask(question, step, answer), model=GEMINI_3)
+        )
+        assert second.text == "It is 391."
+        sent = gemini_server.requests[-1].body["contents"][1]["parts"][0]
+        assert sent["thoughtSignature"].rstrip("=").replace("-", "+").replace(
+            "_", "/"
+        ) == kept.signature.rstrip("=")
+        forged = ThinkingContent(dataclasses.replace(kept, signature=thought_signature("shell")))
+        with pytest.raises(ProviderError, match="Corrupted thought signature"):
+            await gemini.complete(
+                dataclasses.replace(
+                    ask(question, Message("assistant", (forged, *step.content[1:])), answer),
+                    model=GEMINI_3,
+                )
+            )
+    # Claude never sees another vendor's signature, and does not think past it.
+    params = build_params(ask(question, step, answer), MODEL)
+    assert "thinking" not in params
+    assert [b["type"] for b in params["messages"][1]["content"]] == ["tool_use"]
