@@ -23,6 +23,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -41,6 +42,8 @@ from turnlog._follow import Sent
 from turnlog._render import Describer
 
 __all__ = ["api_routes", "dumps", "openapi"]
+
+log = structlog.get_logger("turnlog.console")
 
 HEARTBEAT_S = 15.0
 
@@ -125,6 +128,15 @@ async def _answer(request: Request, sent: Sent, **extra: Any) -> Response:
         "partition": sent.partition,
         **extra,
     }
+    # One line per request produced: who asked the console for what (never the body).
+    log.info(
+        "console.request",
+        request_type=type(sent.request.payload).__name__,
+        session_id=sent.session_id,
+        request_id=sent.request_id,
+        by=identity(request.scope),
+        auth=request.scope.get("turnlog.auth"),
+    )
     if not _flag(request, "wait"):
         return _JSON({**body, "status": "sent"}, status_code=202)
     outcome = await backend(request).client.outcome(sent, until="accepted", timeout=30.0)

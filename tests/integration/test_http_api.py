@@ -337,6 +337,16 @@ def test_with_tokens_every_call_needs_one_and_the_approver_is_the_token_holder(
     finally:
         secured.stop()
     assert TOKEN not in secured.log()
+    # The console's own record of who asked for what (the body's text never logged).
+    asked = [
+        json.loads(line)
+        for line in secured.log().splitlines()
+        if line.startswith("{") and '"console.request"' in line
+    ]
+    assert {(a["request_type"], a["by"], a["auth"]) for a in asked} == {
+        ("SendMessage", "alice", "bearer"),
+        ("DecideApproval", "alice", "cookie"),
+    }
 
 
 def test_cancel_from_the_api_ends_the_turn_that_waits_for_an_approval(
