@@ -169,3 +169,94 @@ async def test_an_unreachable_remote_agent_is_a_failed_child(
     log = await run(kafka_bootstrap, unique_prefix, tmp_path, url, "anyone?", "a2a-c4")
     (done,) = [p for p in log if isinstance(p, ChildSessionCompleted)]
     assert done.status is ChildStatus.FAILED and "could not be reached" in done.answer
+
+
+TWO_AGENTS = """
+[agents.lead]
+model = "scripted-small"
+system_prompt = "You delegate to the remote agent. (a2a client test)"
+tools = ["delegate"]
+delegates = ["a2a:{url}"]
+max_iterations = 4
+[agents.lead.policy]
+default = "allow"
+
+[agents.helper]
+model = "scripted-small"
+system_prompt = "You do arithmetic. (a2a helper)"
+tools = ["calculator"]
+max_iterations = 4
+[agents.helper.policy]
+default = "allow"
+"""
+
+TWO_SCRIPT = """
+defaults: {{latency_ms: 0, chunks: 1}}
+rules:
+  - name: helper-computes
+    when: {{system_contains: "a2a helper", last: user}}
+    respond:
+      text: "Computing."
+      tool_calls: [{{name: calculator, arguments: {{expression: "17*23"}}}}]
+      usage: {{input_tokens: 100, output_tokens: 10}}
+  - name: helper-answers
+    when: {{system_contains: "a2a helper", last: tool_result}}
+    respond: {{text: "It is {{{{tool_result}}}}.", usage: {{input_tokens: 120, output_tokens: 8}}}}
+  - name: lead-combines
+    when: {{last: tool_result}}
+    respond: {{text: "Remote said: {{{{tool_result}}}}"}}
+  - name: lead-delegates
+    when: {{last: user}}
+    respond:
+      text: "Asking the remote agent."
+      tool_calls:
+        - name: delegate
+          arguments: {{agent: "a2a:{url}", task: "what is 17*23?"}}
+otherwise: {{text: "No."}}
+"""
+
+
+async def test_turnlog_delegates_to_another_turnlogs_a2a_server_with_its_cost(
+    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path
+) -> None:
+    """Both ends are turnlog: the lead's worker calls `turnlog a2a serve`'s app (here on
+    the same broker), whose helper turn reports its tokens and cost in the answer's
+    metadata; the lead records them as the child's and rolls them up."""
+    from agents.agentfile import load_definitions
+    from turnlog.a2a.server import build_app
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/agents/helper/"
+    names = (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=PARTITIONS)).names
+    agents, scripted = tmp_path / "agents.toml", tmp_path / "script.yaml"
+    agents.write_text(TWO_AGENTS.format(url=url), encoding="utf-8")
+    scripted.write_text(TWO_SCRIPT.format(url=url), encoding="utf-8")
+    definitions, _ = load_definitions(agents)
+    async with (
+        InProcessWorker(
+            kafka_bootstrap, names, partitions=PARTITIONS, agents=agents, script=scripted
+        ),
+        Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix) as client,
+    ):
+        app = build_app(client, definitions, base_url=f"http://127.0.0.1:{port}", timeout_s=60)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        try:
+            await wait_until(lambda: server.started, 20, "the A2A server started")
+            sent = await client.send_message("ask the helper", agent="lead", session_id="a2a-tt")
+            outcome = await client.outcome(sent, timeout=60)
+        finally:
+            server.should_exit = True
+            await serving
+    assert outcome.status == "completed", outcome
+    assert outcome.answer == "Remote said: It is 391."
+    log = [e.payload for e in outcome.events]
+    (done,) = [p for p in log if isinstance(p, ChildSessionCompleted)]
+    assert done.status is ChildStatus.COMPLETED and done.answer == "It is 391."
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (220, 18)
+    assert done.cost_nanos > 0
+    (ended,) = [p for p in log if isinstance(p, TurnCompleted)]
+    assert ended.cost_nanos > done.cost_nanos  # the lead's own calls plus the helper's
