@@ -57,9 +57,9 @@ class ConsoleConfig:
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.tokens:
             raise ConsoleConfigError(
-                f"TURNLOG_UI_HOST is {self.host!r}, not a loopback address: the console "
-                "would be reachable by others, so it needs TURNLOG_UI_TOKENS (or "
-                "TURNLOG_UI_TOKENS_FILE) naming who may sign in."
+                f"TURNLOG_UI_HOST (--host) is {self.host!r}, not a loopback address: the "
+                "console would be reachable by others, so it needs TURNLOG_UI_TOKENS (or "
+                "TURNLOG_UI_TOKENS_FILE, --tokens-file) naming who may sign in."
             )
         if not 0 <= self.port <= 65535:
             raise ConsoleConfigError(f"TURNLOG_UI_PORT must be 0..65535, not {self.port}.")
