@@ -17,10 +17,13 @@ from typing import Any
 
 from agents._decision import Decision
 from agents.events import (
+    AgentHandedOff,
     ChildSessionRequested,
     OrchestrationCompleted,
     OrchestrationMemberCancelled,
     OrchestrationStarted,
+    ToolCallCompleted,
+    ToolCallFailed,
     TurnCompleted,
     TurnFailed,
 )
@@ -42,7 +45,15 @@ from agents.registry import AgentInfo
 from agents.state import CallStatus, EntryKind, find_entry, usage_of
 from agents.toolspecs import REMOTE_AGENT_PREFIX
 
-__all__ = ["advance", "advance_all", "orchestration_spec", "start_orchestration", "team_turn"]
+__all__ = [
+    "advance",
+    "advance_all",
+    "hand_off",
+    "handoff_problem",
+    "orchestration_spec",
+    "start_orchestration",
+    "team_turn",
+]
 
 
 def _strings(value: Any) -> list[str] | None:
@@ -220,3 +231,40 @@ def team_turn(d: Decision, info: AgentInfo) -> None:
         int(timeout_s * 1_000_000),
     )
     start_orchestration(d, team_call_id(turn.turn_no), spec)
+
+
+def handoff_problem(d: Decision, info: AgentInfo, args: dict[str, Any]) -> str | None:
+    """Why a handoff call cannot hand the session over, or None."""
+    agent, note = args.get("agent"), args.get("note", "")
+    allowed = info.definition.handoffs
+    if not isinstance(agent, str) or not isinstance(note, str):
+        return "Cannot hand off: arguments need 'agent' (a string) and an optional 'note'."
+    if agent not in allowed or d.registry.find(agent) is None:
+        return (
+            f"Cannot hand off to {agent!r}: this agent may hand off only to "
+            f"{', '.join(repr(a) for a in allowed)}."
+        )
+    return None
+
+
+def hand_off(d: Decision, info: AgentInfo, call_id: str, args: dict[str, Any]) -> None:
+    """Answer the handoff call, then move the session to the other agent (its served
+    version): the step's next LLM call is that agent's, with the conversation so far."""
+    problem = handoff_problem(d, info, args)
+    target = d.registry.find(str(args.get("agent", "")))
+    if problem is not None or target is None:  # checked before; the agent may have changed
+        d.emit(ToolCallFailed(call_id=call_id, error=problem or "Cannot hand off."))
+        return
+    note = str(args.get("note", ""))
+    name = target.definition.name
+    d.emit(ToolCallCompleted(call_id=call_id, result=f"Handed off to {name}."))
+    d.emit(
+        AgentHandedOff(
+            call_id=call_id,
+            from_agent=d.state.agent,
+            to_agent=name,
+            from_hash=d.state.definition_hash,
+            to_hash=target.definition_hash,
+            note=note,
+        )
+    )

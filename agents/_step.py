@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from agents._decision import Decision
-from agents._orchestrate import orchestration_spec, start_orchestration
+from agents._orchestrate import hand_off, handoff_problem, orchestration_spec, start_orchestration
 from agents._turn import step_resolved
 from agents.events import (
     ApprovalRequested,
@@ -26,7 +26,7 @@ from agents.events import (
     ToolCallRequested,
     ToolUse,
 )
-from agents.orchestration import DELEGATE_MANY
+from agents.orchestration import DELEGATE_MANY, HANDOFF
 from agents.policy import PolicyDecision
 from agents.registry import AgentInfo
 from agents.toolspecs import BUILTIN_DEFAULT_ACTIONS, DELEGATE, REMOTE_AGENT_PREFIX
@@ -111,6 +111,11 @@ def _decide_use(
     decision = with_tool_default(defn.policy.evaluate(use.name, args), use.name)
     if decision.action is PolicyAction.DENY:
         return decision, _denial(decision), args
+    if use.name == HANDOFF:
+        problem = handoff_problem(d, info, args)
+        if problem is not None:
+            deny = PolicyDecision(PolicyAction.DENY, RULE_INVALID_DELEGATION, problem)
+            return deny, problem, args
     if use.name == DELEGATE_MANY:
         spec = orchestration_spec(d, info, args)
         if isinstance(spec, str):
@@ -163,6 +168,8 @@ def dispatch_tool_uses(
             start_child(d, use.call_id, args)
         elif use.name == DELEGATE_MANY:
             start_delegate_many(d, info, use.call_id, args)
+        elif use.name == HANDOFF:
+            hand_off(d, info, use.call_id, args)
     step_resolved(d)
 
 

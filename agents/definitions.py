@@ -231,6 +231,8 @@ class AgentDefinition(BaseModel):
     thinking_budget: int = Field(default=0, ge=0)
     # A team agent: its turns run these members instead of calling the model.
     team: TeamConfig | None = None
+    # The agents the `handoff` tool may hand the conversation to.
+    handoffs: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentDefinition:
@@ -293,6 +295,8 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
         yield "tools", "the 'delegate' tool needs at least one agent in delegates"
     if "delegate_many" in d.tools and not d.delegates:
         yield "tools", "the 'delegate_many' tool needs at least one agent in delegates"
+    if ("handoff" in d.tools) != bool(d.handoffs):
+        yield "handoffs", "the 'handoff' tool and a list of handoffs go together"
 
 
 _LATER_DEFAULTS: dict[str, object] = {
@@ -302,6 +306,7 @@ _LATER_DEFAULTS: dict[str, object] = {
     "mcp": {},
     "thinking_budget": 0,
     "team": None,
+    "handoffs": [],
 }
 
 

@@ -218,7 +218,7 @@ def _is_delegation_pending_start(name: str, status: str) -> bool:
     # Between ToolCallRequested(allow) and ChildSessionRequested a delegate call is
     # briefly "tool"; the same decision always completes the pair, so a committed state
     # never shows it. Guarded anyway: `delegate` is never executed as a tool.
-    return name in ("delegate", "delegate_many") and status == CallStatus.TOOL
+    return name in ("delegate", "delegate_many", "handoff") and status == CallStatus.TOOL
 
 
 def started_effects(events: list[Event], state: SessionState) -> list[Effect]:

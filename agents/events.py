@@ -34,6 +34,7 @@ __all__ = [
     "REFUSED",
     "REQUEST_TYPES",
     "SCHEDULE_TYPES",
+    "AgentHandedOff",
     "AgentVersion",
     "AgentVersionChanged",
     "ApprovalDenied",
@@ -901,6 +902,24 @@ class ModelChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentHandedOff:
+    """The session continues under another agent (a `handoff` tool call): its later LLM
+    calls use `to_agent`'s definition (version `to_hash`) and model, with the whole
+    conversation carried over. `note` is what the handing agent said to the next one."""
+
+    call_id: str
+    from_agent: str
+    to_agent: str
+    from_hash: str
+    to_hash: str
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        _nonempty(self.to_agent, "AgentHandedOff", "to_agent")
+        _nonempty(self.to_hash, "AgentHandedOff", "to_hash")
+
+
+@dataclass(frozen=True, slots=True)
 class OrchestrationStarted:
     """A `delegate_many` call (or a team agent's turn) fans out to member child sessions.
     `mode` is all | race | quorum | sequential (`quorum` successes needed: quorum mode
@@ -1010,6 +1029,7 @@ EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union a
     OrchestrationStarted,
     OrchestrationMemberCancelled,
     OrchestrationCompleted,
+    AgentHandedOff,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)

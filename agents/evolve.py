@@ -20,6 +20,7 @@ from typing import Any
 from agents.compaction import apply_compaction, summary_entry
 from agents.errors import ContractError
 from agents.events import (
+    AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
@@ -529,6 +530,11 @@ def _message_queued(s: SessionState, ev: Event, p: MessageQueued) -> SessionStat
     return _next(s, ev, queue=(*s.queue, queued))
 
 
+def _handed_off(s: SessionState, ev: Event, p: AgentHandedOff) -> SessionState:
+    # The next agent runs on its own model: a SetModel switch was the last agent's.
+    return _next(s, ev, agent=p.to_agent, definition_hash=p.to_hash, model="")
+
+
 def _model_changed(s: SessionState, ev: Event, p: ModelChanged) -> SessionState:
     return _next(s, ev, model=p.to_model)
 
@@ -575,6 +581,7 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     OrchestrationStarted: _orchestration_started,
     OrchestrationMemberCancelled: _member_cancelled,
     OrchestrationCompleted: _orchestration_completed,
+    AgentHandedOff: _handed_off,
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 
 from agents._decision import Decision, Rejected
-from agents._orchestrate import advance
+from agents._orchestrate import advance, hand_off
 from agents._step import dispatch_tool_uses, start_child, start_delegate_many
 from agents._turn import (
     drop_instead_of_summary,
@@ -63,7 +63,7 @@ from agents.events import (
 )
 from agents.limits import utf8_size
 from agents.llm import StopReason
-from agents.orchestration import DELEGATE_MANY, orchestration_of
+from agents.orchestration import DELEGATE_MANY, HANDOFF, orchestration_of
 from agents.pricing import ModelNotFound, cost_nanos, find_model, model_info
 from agents.state import (
     CallStatus,
@@ -554,6 +554,9 @@ def on_approval(d: Decision, p: DecideApproval) -> None:
         elif call.name == DELEGATE_MANY:
             args = json.loads(call.arguments_json or "{}")
             start_delegate_many(d, d.agent_info(), call.call_id, args)
+            step_resolved(d)
+        elif call.name == HANDOFF:
+            hand_off(d, d.agent_info(), call.call_id, json.loads(call.arguments_json or "{}"))
             step_resolved(d)
         return
     d.emit(ApprovalDenied(call_id=p.call_id, decided_by=p.decided_by, reason=p.reason))

@@ -31,6 +31,7 @@ from agents.state import CallStatus, PendingCall
 __all__ = [
     "COMBINES",
     "DELEGATE_MANY",
+    "HANDOFF",
     "MAX_MEMBERS",
     "MODES",
     "STOPPING",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 DELEGATE_MANY = "delegate_many"
+HANDOFF = "handoff"
 MODES = ("all", "race", "quorum", "sequential")
 COMBINES = ("concatenate", "first", "last", "vote")
 MAX_MEMBERS = 256

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from agents.events import (
+    AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
@@ -199,6 +200,7 @@ STILL: frozenset[type] = frozenset(
         AgentVersionChanged,
         ModelChanged,
         OrchestrationMemberCancelled,
+        AgentHandedOff,
     }
 )
 

@@ -84,6 +84,12 @@ class AgentRegistry:
                         f"agent {d.name!r}: tools: unknown tool {t!r} "
                         f"(known: {', '.join(sorted(specs))})"
                     )
+            for target in d.handoffs:
+                if target not in defs:
+                    raise AgentDefinitionError(
+                        f"agent {d.name!r}: handoffs: unknown agent {target!r} "
+                        f"(known: {', '.join(sorted(defs))})"
+                    )
             for member in d.team.members if d.team is not None else ():
                 if member not in defs and not member.startswith(REMOTE_AGENT_PREFIX):
                     raise AgentDefinitionError(

@@ -184,6 +184,23 @@ _SPECS: tuple[ToolSpec, ...] = (
             ("agents",),
         ),
     ),
+    ToolSpec(
+        name="handoff",
+        description=(
+            "Hand this conversation over to another agent: it continues from here with "
+            "everything said so far, and answers the user instead of you."
+        ),
+        input_schema=_obj(
+            {
+                "agent": {"type": "string", "description": "Name of the agent to hand over to."},
+                "note": {
+                    "type": "string",
+                    "description": "What the next agent should know or do first.",
+                },
+            },
+            ("agent",),
+        ),
+    ),
 )
 
 # Built-ins that are harmless to run twice for one call (they read, or compute); the

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from agents.events import (
+    AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
@@ -90,6 +91,7 @@ EVENT_VIEWS: dict[type, EventView] = {
     OrchestrationStarted: EventView("child", False),
     OrchestrationMemberCancelled: EventView("child", False),
     OrchestrationCompleted: EventView("child", True),
+    AgentHandedOff: EventView("session", True),
 }
 # The same rows by type name: the pages show rows of the projections' events table.
 VIEWS_BY_NAME: dict[str, EventView] = {t.__name__: v for t, v in EVENT_VIEWS.items()}

@@ -22,6 +22,7 @@ from typing import Any
 
 from agents.events import (
     REFUSED,
+    AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
@@ -324,6 +325,13 @@ def _turn_started(s: SessionRow, ev: Event, p: TurnStarted, changes: Changes) ->
 @projects(AgentVersionChanged)
 def _version_changed(s: SessionRow, ev: Event, p: AgentVersionChanged, changes: Changes) -> None:
     s.definition_hash = p.to_hash
+
+
+@projects(AgentHandedOff)
+def _handed_off(s: SessionRow, ev: Event, p: AgentHandedOff, changes: Changes) -> None:
+    s.agent = p.to_agent
+    s.definition_hash = p.to_hash
+    s.model = None  # the next agent runs on its own model
 
 
 @projects(ModelChanged)

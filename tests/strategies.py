@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from agents.events import (
     ATTACHMENT_TYPES,
+    AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
@@ -336,6 +337,7 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
             small_counts,
         )
     ),
+    AgentHandedOff: st.builds(AgentHandedOff, ids, ids, ids, ids, ids, texts),
     OrchestrationMemberCancelled: st.builds(OrchestrationMemberCancelled, ids, ids, ids, texts),
     OrchestrationCompleted: st.builds(
         OrchestrationCompleted,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.events import (
+    AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
     ApprovalGranted,
@@ -265,6 +266,12 @@ def _child_session_requested(d: Describer, p: ChildSessionRequested) -> str:
 @describes(ChildSessionCompleted)
 def _child_session_completed(d: Describer, p: ChildSessionCompleted) -> str:
     return f"child {p.child_session_id} {p.status.value} · {usd(p.cost_nanos)}: {oneline(p.answer)}"
+
+
+@describes(AgentHandedOff)
+def _agent_handed_off(d: Describer, p: AgentHandedOff) -> str:
+    note = f": {oneline(p.note)}" if p.note else ""
+    return f"handed off from {p.from_agent} to {p.to_agent} ({p.to_hash[:12]}){note}"
 
 
 @describes(OrchestrationStarted)

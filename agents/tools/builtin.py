@@ -25,7 +25,7 @@ from typing import Any
 from agents.tools.calculator import calculator
 from agents.tools.clock import current_time
 from agents.tools.delegate import delegate
-from agents.tools.delegate_many import delegate_many
+from agents.tools.delegate_many import delegate_many, handoff
 from agents.tools.files import read_file, write_file
 from agents.tools.http_get import http_get
 from agents.tools.registry import ToolRegistry
@@ -59,6 +59,7 @@ _TOOLS: tuple[Tool, ...] = (
     ),
     _declared(delegate, timeout_s=5, idempotent=False),
     _declared(delegate_many, timeout_s=5, idempotent=False),
+    _declared(handoff, timeout_s=5, idempotent=False),
 )
 
 BUILTIN_TOOLS: Mapping[str, Tool] = MappingProxyType({t.name: t for t in _TOOLS})

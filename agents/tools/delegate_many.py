@@ -15,7 +15,7 @@ from pydantic import Field
 
 from agents.tools.tool import ToolResult
 
-__all__ = ["DELEGATE_MANY_NOT_EXECUTED", "delegate_many"]
+__all__ = ["DELEGATE_MANY_NOT_EXECUTED", "delegate_many", "handoff"]
 
 DELEGATE_MANY_NOT_EXECUTED = (
     "delegate_many is handled by the session worker, which starts child sessions; "
@@ -45,4 +45,16 @@ async def delegate_many(
     timeout_s: Annotated[float | None, Field(description="Seconds each agent gets.", gt=0)] = None,
 ) -> ToolResult:
     """Hand a task to several agents and get their answers back combined."""
+    return ToolResult(ok=False, content=DELEGATE_MANY_NOT_EXECUTED, error_kind="refused")
+
+
+async def handoff(
+    agent: Annotated[
+        str,
+        Field(description="Name of the agent to hand over to.", min_length=1, max_length=200),
+    ],
+    note: Annotated[str, Field(description="What the next agent should know or do first.")] = "",
+) -> ToolResult:
+    """Hand the conversation to another agent (never executed here either: the core
+    records the handoff and the session continues under that agent)."""
     return ToolResult(ok=False, content=DELEGATE_MANY_NOT_EXECUTED, error_kind="refused")

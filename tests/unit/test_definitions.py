@@ -236,6 +236,7 @@ def test_builtin_tool_specs_are_json_schema_objects() -> None:
         "shell",
         "delegate",
         "delegate_many",
+        "handoff",
     }
     for spec in BUILTIN_TOOL_SPECS.values():
         schema = spec.input_schema

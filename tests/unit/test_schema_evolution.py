@@ -87,6 +87,7 @@ ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
             "OrchestrationStarted",
             "OrchestrationMemberCancelled",
             "OrchestrationCompleted",
+            "AgentHandedOff",
         }
     ),
     "Request": frozenset({"UpgradeAgent", "SetModel"}),
@@ -149,7 +150,7 @@ def test_generated_values_resolve_both_ways(envelope: str, data: st.DataObject) 
 def test_exemplars_take_every_union_branch_and_enum_symbol() -> None:
     values = exemplars(CURRENT.envelopes["Event"])
     branches = {v["payload"][0] for v in values}
-    assert len(branches) == 32
+    assert len(branches) == 33
     decisions = {
         v["payload"][1]["decision"] for v in values if v["payload"][0].endswith("ToolCallRequested")
     }

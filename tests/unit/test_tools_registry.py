@@ -183,6 +183,7 @@ def test_builtins_declare_the_expected_metadata() -> None:
         "shell",
         "delegate",
         "delegate_many",
+        "handoff",
     }
     assert BUILTIN_TOOLS["shell"].default_action == "require_approval"
     assert {n for n, t in BUILTIN_TOOLS.items() if t.default_action is not None} == {"shell"}
