@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
-from agents.definitions import AgentDefinition
+from agents.definitions import AgentDefinition, definition_hash
 from agents.errors import ContractError
 from agents.events import ApprovalRequested, Event, TokenDelta, ToolCallRequested
 
@@ -191,7 +191,7 @@ def agent_card(definition: AgentDefinition, url: str, *, secured: bool) -> Agent
     card = AgentCard(
         name=definition.name,
         description=definition.description or f"turnlog agent {definition.name}",
-        version="1",
+        version=definition_hash(definition)[:12],  # the version the file defines now
         supported_interfaces=[
             AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0")
         ],
