@@ -73,7 +73,7 @@ from agents.state import (
     SessionState,
     usage_of,
 )
-from agents.toolspecs import DELEGATE
+from agents.toolspecs import DELEGATE, REMOTE_AGENT_PREFIX
 
 __all__ = [
     "late_llm_call",
@@ -263,10 +263,13 @@ def _cancel_turn(d: Decision, reason: str | None) -> None:
                 c.call_id for c in calls if orchestration_of(calls, c.call_id) is None
             ),
             approval_call_ids=tuple(c.call_id for c in calls if c.status == CallStatus.APPROVAL),
+            # A remote A2A delegate has no session here: the shell cancels its task.
             child_session_ids=tuple(
                 c.child_session_id
                 for c in calls
-                if c.status == CallStatus.CHILD and c.child_session_id
+                if c.status == CallStatus.CHILD
+                and c.child_session_id
+                and not c.child_agent.startswith(REMOTE_AGENT_PREFIX)
             ),
         )
     )
