@@ -98,6 +98,12 @@ async def auth(ctx: Context) -> str:
 
 
 @server.tool()
+def die() -> str:
+    """The server process exits in the middle of the call."""
+    os._exit(3)
+
+
+@server.tool()
 def environment() -> str:
     """The names and values of this process's environment, one per line."""
     return "\n".join(f"{k}={v}" for k, v in sorted(os.environ.items()))

@@ -173,6 +173,29 @@ async def test_a_cancelled_call_stops_and_the_server_stays_usable(
     assert again.content == "2"
 
 
+async def test_concurrent_calls_share_one_server(
+    bound: tuple[ToolRegistry, dict],
+) -> None:
+    tools, b = bound
+    c = ctx(b["root"])
+    results = await asyncio.gather(
+        *(tools.execute("fake__add", json.dumps({"a": i, "b": 1000}), c) for i in range(20))
+    )
+    assert [r.content for r in results] == [str(1000 + i) for i in range(20)]
+
+
+async def test_a_server_that_dies_mid_call_fails_the_call_and_is_started_again(
+    bound: tuple[ToolRegistry, dict],
+) -> None:
+    tools, b = bound
+    c = ctx(b["root"])
+    died = await tools.execute("fake__die", "{}", c)
+    assert died.ok is False
+    assert "whether the tool ran is unknown" in died.content
+    again = await tools.execute("fake__add", '{"a": 4, "b": 4}', c)
+    assert (again.ok, again.content) == (True, "8")
+
+
 async def test_a_call_past_the_tools_timeout_is_stopped(tmp_path: Path) -> None:
     defs, _ = parse_definitions(agent_file({"fake": stdio_server(timeout_s=0.5)}))
     tools = builtin_registry()

@@ -229,7 +229,10 @@ class McpHub:
                     break
         except McpUnavailable as exc:
             return Discovered(name, error=str(exc))
-        except (MCPError, OSError, RuntimeError, Exception) as exc:
+        except Exception as exc:  # a server that answers badly is unavailable
+            conn = self._connections.get(name)
+            if conn is not None and conn.session is not None:
+                await self._drop(name, conn.session)  # the next use connects again
             return Discovered(name, error=f"tools/list failed: {_describe(exc)}")
         return Discovered(name, tuple(tools))
 
@@ -259,7 +262,16 @@ class McpHub:
             # The key is ours (an open map); the literal is IDEMPOTENCY_META_KEY.
             meta: types.RequestParamsMeta = {"io.turnlog/idempotency-key": ctx.idempotency_key}  # type: ignore[typeddict-unknown-key]
             result = await session.call_tool(tool, arguments, meta=meta)
-        except MCPError as exc:  # the server answered with a protocol error
+        except MCPError as exc:
+            if exc.code == types.CONNECTION_CLOSED:  # the server went away mid-call
+                await self._drop(name, session)
+                return done(
+                    False,
+                    f"The connection to MCP server {name!r} closed during the call of "
+                    f"{tool!r}; whether the tool ran is unknown.",
+                    "exception",
+                )
+            # The server answered with a protocol error.
             return done(False, f"MCP server {name!r} refused the call of {tool!r}: {exc}", "failed")
         except Exception as exc:
             await self._drop(name, session)
