@@ -1,0 +1,237 @@
+"""Orchestration benchmark: fan-out of N members through delegate_many.
+
+    .venv/bin/python bench/orchestration.py [--members 10,100] [--repeat 3] [--partitions 4]
+        [--write]
+
+Needs a Kafka broker (KAFKA_BOOTSTRAP_SERVERS, by default the `turnlog dev up` one).
+Every run creates topics under a fresh prefix and deletes them afterwards.
+
+The worker is ONE `python -m turnlog worker session` subprocess on the scripted provider
+at zero latency. A parent agent's first answer is one tool call: `delegate_many` (mode
+all) over N members — each a child session whose one LLM call answers at once — or, as
+the baseline, N plain `delegate` calls in the same answer (the parallel delegation that
+existed before orchestrations). Per run, from the events (their `occurred_at` is the
+worker's clock when it took the input):
+
+- decision → last member started: from the parent's event that started the members
+  (OrchestrationStarted, or the first ChildSessionRequested of the baseline) to the
+  SessionStarted of the last member's child session;
+- decision → combined: to OrchestrationCompleted (baseline: the last ChildSessionCompleted);
+- overhead per member: (orchestration's decision → combined − the baseline's) / N: what
+  an orchestration adds per member over plain parallel delegation;
+- parent log: events and bytes in the parent's log per member.
+
+Runs alternate (orchestration, baseline) so that drift of the shared machine falls on both;
+medians over `--repeat`. Prints the figures; `--write` replaces the "Orchestration"
+section of BENCHMARKS.md. Nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.events import (
+    ChildSessionCompleted,
+    ChildSessionRequested,
+    Event,
+    OrchestrationCompleted,
+    OrchestrationStarted,
+    SessionStarted,
+    TurnCompleted,
+)
+from bench._report import write_section
+from schemas.codec import encode_event
+from streams.topics import delete_topics, ensure_topics
+from tests.support.harness import (
+    EventLog,
+    RequestSender,
+    WorkerProcess,
+    user_message,
+    worker_env,
+)
+
+AGENTS = """
+[agents.fan]
+model = "scripted-small"
+system_prompt = "You fan out. (bench orchestration)"
+tools = ["delegate_many"]
+delegates = ["member"]
+max_iterations = 2
+[agents.fan.deadlines]
+llm_s = 600
+child_s = 600
+
+[agents.plain]
+model = "scripted-small"
+system_prompt = "You delegate. (bench orchestration)"
+tools = ["delegate"]
+delegates = ["member"]
+max_iterations = 2
+[agents.plain.deadlines]
+llm_s = 600
+child_s = 600
+
+[agents.member]
+model = "scripted-small"
+system_prompt = "You are a member."
+max_iterations = 1
+"""
+
+
+def _script(n: int) -> dict[str, Any]:
+    many = {"mode": "all", "agents": ["member"] * n, "task": "Say hi."}
+    plain = [{"name": "delegate", "arguments": {"agent": "member", "task": "Say hi."}}] * n
+    return {
+        "defaults": {"latency_ms": 0, "chunks": 1},
+        "rules": [
+            {
+                "name": "combined",
+                "when": {"system_contains": "bench orchestration", "last": "tool_result"},
+                "respond": {"text": "done"},
+            },
+            {
+                "name": "fan",
+                "when": {"system_contains": "You fan out"},
+                "respond": {
+                    "text": "fanning out",
+                    "tool_calls": [{"name": "delegate_many", "arguments": many}],
+                },
+            },
+            {
+                "name": "plain",
+                "when": {"system_contains": "You delegate"},
+                "respond": {"text": "delegating", "tool_calls": plain},
+            },
+            {"name": "member", "when": {"system_contains": "a member"}, "respond": {"text": "hi"}},
+        ],
+    }
+
+
+def _ms(a: Any, b: Any) -> float:
+    return float((b - a).total_seconds() * 1000)
+
+
+def _measure(parent: str, events: list[Event], n: int) -> dict[str, float]:
+    mine = [e for e in events if e.session_id == parent]
+    starts = [e for e in mine if isinstance(e.payload, ChildSessionRequested)]
+    started = [e for e in mine if isinstance(e.payload, OrchestrationStarted)]
+    decision = (started[0] if started else starts[0]).occurred_at
+    children = {e.payload.child_session_id for e in starts}  # type: ignore[union-attr]
+    child_starts = [
+        e.occurred_at
+        for e in events
+        if e.session_id in children and isinstance(e.payload, SessionStarted)
+    ]
+    combined = [e for e in mine if isinstance(e.payload, OrchestrationCompleted)] or [
+        e for e in mine if isinstance(e.payload, ChildSessionCompleted)
+    ]
+    return {
+        "last_started_ms": _ms(decision, max(child_starts)),
+        "combined_ms": _ms(decision, max(e.occurred_at for e in combined)),
+        "parent_events_per_member": len(mine) / n,
+        "parent_bytes_per_member": sum(len(encode_event(e)) for e in mine) / n,
+    }
+
+
+async def _run(bootstrap: str, partitions: int, n: int, tmp: Path, agent: str) -> dict[str, float]:
+    prefix = f"bench{secrets.token_hex(3)}."
+    names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
+    agents = tmp / "agents.toml"
+    agents.write_text(AGENTS, encoding="utf-8")
+    script = tmp / f"script-{n}.yaml"
+    script.write_text(json.dumps(_script(n)), encoding="utf-8")  # JSON is YAML
+    env = worker_env(
+        bootstrap, prefix, partitions=partitions, agents=agents, script=script, sandbox=tmp
+    )
+    worker = WorkerProcess("bench", env, tmp / f"worker-{prefix}log").start()
+    parent = f"{agent}-{secrets.token_hex(3)}"
+    try:
+        await worker.wait_assigned(at_least=partitions)
+        async with (
+            RequestSender(bootstrap, names) as send,
+            EventLog(bootstrap, names.events) as log,
+        ):
+            await send.requests([user_message(parent, "go", agent=agent)])
+            deadline = time.monotonic() + 300
+            while not log.of(parent, TurnCompleted):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{parent} did not finish:\n{worker.tail()}")
+                await log.poll(100)
+            return _measure(parent, list(log.events), n)
+    finally:
+        worker.terminate()
+        await delete_topics(bootstrap, prefix)
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--members", default="10,100")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        for n in (int(x) for x in args.members.split(",")):
+            orch: list[dict[str, float]] = []
+            base: list[dict[str, float]] = []
+            for _ in range(args.repeat):
+                orch.append(await _run(bootstrap, args.partitions, n, tmp, "fan"))
+                base.append(await _run(bootstrap, args.partitions, n, tmp, "plain"))
+                print(f"N={n} orchestration {orch[-1]}\n      baseline      {base[-1]}")
+            overhead = (_median(orch, "combined_ms") - _median(base, "combined_ms")) / n
+            rows.append(
+                f"| {n} | {_median(orch, 'last_started_ms'):.0f} "
+                f"| {_median(base, 'last_started_ms'):.0f} "
+                f"| {_median(orch, 'combined_ms'):.0f} | {_median(base, 'combined_ms'):.0f} "
+                f"| {overhead:+.2f} "
+                f"| {_median(orch, 'parent_events_per_member'):.2f} / "
+                f"{_median(orch, 'parent_bytes_per_member'):.0f} B "
+                f"| {_median(base, 'parent_events_per_member'):.2f} / "
+                f"{_median(base, 'parent_bytes_per_member'):.0f} B |"
+            )
+    table = "\n".join(
+        [
+            "| members | decision → last member started, ms (orchestration) | (baseline: N "
+            "delegate calls) | decision → combined, ms (orchestration) | (baseline) "
+            "| overhead per member, ms | parent log per member: events / bytes "
+            "(orchestration) | (baseline) |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    print(table)
+    if args.write:
+        cmd = f".venv/bin/python bench/orchestration.py --members {args.members} --repeat {args.repeat}"
+        write_section(
+            "## Orchestration",
+            "## Orchestration\n\n"
+            f"`{cmd}` — one `turnlog worker session` subprocess ({args.partitions} "
+            "partitions), scripted model at zero latency, medians of "
+            f"{args.repeat} runs alternating with the baseline; times from the events' "
+            "`occurred_at` (the worker's clock). The baseline is the same fan-out as N "
+            "plain `delegate` calls in one answer.\n\n"
+            f"{table}\n",
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
