@@ -128,10 +128,13 @@ async def _answer(request: Request, sent: Sent, **extra: Any) -> Response:
         "partition": sent.partition,
         **extra,
     }
+    kind = type(sent.request.payload).__name__
+    produced = backend(request).produced
+    produced[kind] = produced.get(kind, 0) + 1
     # One line per request produced: who asked the console for what (never the body).
     log.info(
         "console.request",
-        request_type=type(sent.request.payload).__name__,
+        request_type=kind,
         session_id=sent.session_id,
         request_id=sent.request_id,
         by=identity(request.scope),

@@ -39,6 +39,8 @@ class Backend:
         self.offsets = Offsets(self.bootstrap)
         # The consumer groups whose lag the operations page shows.
         self.worker_group = f"{self.topic_prefix}turnlog-session"
+        # Requests produced through the API, by type (/metrics).
+        self.produced: dict[str, int] = {}
         self.projector_consumer = "projector"
 
     async def start(self) -> None:

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from agents.errors import ContractError
 from console.api import backend, dumps
+from console.metrics import metrics
 from console.reads import SessionFilter
 from console.security import identity
 from console.timeline import VIEWS_BY_NAME
@@ -255,5 +256,6 @@ def page_routes() -> list[Route]:
         Route("/schedules", schedules_page),
         Route("/login", login_page),
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]

@@ -137,7 +137,7 @@ class Guard:
 
         cookies = _cookies(headers)
         who, via = self._identify(headers, cookies)
-        is_api = path.startswith("/api/")
+        is_api = path.startswith("/api/") or path == "/metrics"  # machines get a 401
         if who is None and not path.startswith(_OPEN):
             if is_api or method != "GET":
                 await _reply(

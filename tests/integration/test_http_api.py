@@ -197,6 +197,9 @@ def test_a_session_driven_through_the_api_streams_is_approved_forked_and_resumed
     assert any(r["agent"] == "assistant" for r in costs["rows"])
     ops = api.get("/api/operations").json()
     assert ops["worker_lag"] and all(r["lag"] >= 0 for r in ops["projector_lag"])
+    scraped = api.get("/metrics").text
+    assert 'turnlog_console_requests_total{type="DecideApproval"}' in scraped
+    assert "turnlog_console_followers " in scraped and "turnlog_console_live_ok 1.0" in scraped
     shown = api.get("/api/schedules").json()
     assert isinstance(shown["schedules"], list) and isinstance(shown["runs"], list)
     verified = api.post("/api/audit/verify")
@@ -262,6 +265,7 @@ def test_with_tokens_every_call_needs_one_and_the_approver_is_the_token_holder(
     try:
         base = secured.url
         assert httpx.get(f"{base}/api/sessions").status_code == 401
+        assert httpx.get(f"{base}/metrics").status_code == 401
         page = httpx.get(f"{base}/approvals")
         assert page.status_code == 303 and page.headers["location"].startswith("/login")
         assert (
