@@ -196,6 +196,9 @@ class _Partition:
     fired_at: dict[str, datetime] = field(default_factory=dict)
     heap: list[tuple[datetime, str]] = field(default_factory=list)
     next_due: dict[str, datetime] = field(default_factory=dict)
+    # Schedules whose due slot waits for the previous run (overlap=queue): when it
+    # fires, its record says "queued" (in memory: after a restart it says "none").
+    queued: set[str] = field(default_factory=set)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -511,8 +514,19 @@ class Scheduler:
                     verdict = resolve_overlap(spec, i == 0 and prev in running)
                     if verdict.wait:
                         waiting.append(sid)
+                        if sid not in part.queued:
+                            part.queued.add(sid)
+                            self._log.info(
+                                "schedule.queued",
+                                schedule_id=sid,
+                                slot=decision.slot.isoformat(),
+                                previous_session_id=prev,
+                            )
                         break
                     overlap = verdict.overlap
+                    if i == 0 and sid in part.queued:
+                        part.queued.discard(sid)
+                        overlap = "queued" if overlap == "none" else overlap
                     if verdict.cancel_previous and prev is not None:
                         cancel_id = f"cancel:{request_id_for(sid, decision.slot)}"
                         reason = f"schedule {sid}: overlap=cancel"

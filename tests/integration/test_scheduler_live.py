@@ -492,3 +492,97 @@ async def test_two_schedulers_split_the_work_and_a_sigkill_loses_and_doubles_no_
         committed = await committed_requests(kafka_bootstrap, names)
         sends = [r.request_id for s in schedules for r in sends_of(committed, s)]
         assert len(sends) == len(set(sends)) == 16
+
+
+async def test_overlap_queue_holds_a_new_session_slot_until_the_previous_run_ends(
+    kafka_bootstrap: str, names: TopicNames, unique_prefix: str, scratch_database_url: str
+) -> None:
+    """overlap=queue with a new session per run: the slot due while the previous run is
+    in its LLM call waits (nothing recorded), and fires once that run has ended."""
+    from agents.agentfile import registry_from_file
+    from agents.events import TurnCompleted
+    from agents.providers.scripted import ScriptedProvider
+    from projections.migrate import migrate
+    from projections.projector import Projector, ProjectorConfig
+    from tests.support.harness import DATA
+    from tests.support.live import GatedProvider, live_platform
+
+    migrate(scratch_database_url)
+    db = scratch_database_url
+    provider = GatedProvider(ScriptedProvider.from_file(DATA / "calc.script.yaml"), "HOLD")
+    projector = Projector(
+        ProjectorConfig(
+            bootstrap=kafka_bootstrap,
+            database_url=db,
+            events_topic=names.events,
+            checkpoints_topic=names.checkpoints,
+            group_id=f"{unique_prefix}turnlog-projector",
+        )
+    )
+    clock = Clock(T0)
+    schedule = sid("queue")
+    process = SchedulerProcess(
+        bootstrap=kafka_bootstrap, topics=names, database_url=db, clock=clock
+    )
+    projecting = asyncio.create_task(projector.run())
+    try:
+        async with (
+            live_platform(
+                kafka_bootstrap,
+                names,
+                registry=registry_from_file(DATA / "agents.toml"),
+                provider=provider,
+            ) as live,
+            Client(
+                bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix, database_url=db
+            ) as client,
+            running(process),
+        ):
+            await client.add_schedule(
+                schedule,
+                agent="calc",
+                message="HOLD: what is 6*7?",
+                every=180,
+                overlap="queue",
+                occurred_at=T0,
+            )
+            await wait_until(lambda: schedule in process.scheduler.states(), TIMEOUT, "defined")
+            clock.now = T0 + timedelta(seconds=181)
+            first = f"sched-{schedule}-20310101T120300Z"
+            await provider.wait_held(TIMEOUT)
+
+            async def first_in_turn() -> bool:
+                rows = await client.query(
+                    "SELECT phase FROM sessions WHERE session_id = %s", (first,)
+                )
+                return bool(rows) and rows[0]["phase"] == "awaiting_llm"
+
+            await wait_until(first_in_turn, TIMEOUT, "the first run in its LLM call, projected")
+            clock.now = T0 + timedelta(seconds=361)
+            await ticked(process)
+            await ticked(process)  # the slot is due, and waits: nothing recorded
+            assert process.scheduler.stats["fired"] == 1
+            assert process.scheduler.stats["skipped"] == 0
+
+            provider.gate.set()  # the first run answers and ends
+            await live.log.wait_for_type(first, TurnCompleted, timeout=TIMEOUT)
+
+            def second_fired() -> bool:
+                # A waiting slot is looked at again a second later (scheduler time), so
+                # time must pass: until the projector has seen the first run end.
+                clock.now += timedelta(seconds=1)
+                return process.scheduler.stats["fired"] >= 2
+
+            await wait_until(second_fired, TIMEOUT, "the queued slot fired", interval_s=0.5)
+            got = sorted(
+                (f for s, f in await firings(kafka_bootstrap, names) if s == schedule),
+                key=lambda f: f.slot,
+            )
+            assert [(f.slot, f.fired, f.overlap) for f in got] == [
+                (T0 + timedelta(seconds=180), True, "none"),
+                (T0 + timedelta(seconds=360), True, "queued"),
+            ]
+            assert got[1].previous_session_id == first
+    finally:
+        projector.stop()
+        await asyncio.wait_for(projecting, 30)
