@@ -144,7 +144,7 @@ async def test_a_model_calls_an_mcp_tool_and_verify_notices_a_changed_server(
 
         # A cancelled turn stops its running MCP call: nothing is reported for it, and
         # the server (one process per worker) goes on serving.
-        marker = tmp_path / "sandbox" / "mcp" / "fake" / "slow-started"
+        marker = tmp_path / "mcp" / "fake" / "slow-started"
         await send.request(user_message(slow, "add slowly", agent="mcpuser"))
         await wait_until(marker.exists, 60, "the slow MCP call started")
         await send.request(request_for(slow, CancelTurn("enough"), f"{slow}:cancel"))

@@ -146,7 +146,7 @@ async def test_a_stdio_server_runs_without_the_workers_credentials(
     )
     assert "ANTHROPIC_API_KEY" not in env and "DATABASE_URL" not in env
     assert env["FAKE_MCP_TOKEN"] == "token-for-the-server"  # named in the agent file
-    assert env["HOME"] == str((tmp_path / "sandbox" / "mcp" / "fake").resolve())
+    assert env["HOME"] == str((tmp_path / "mcp" / "fake").resolve())
     # The repository is not there (only the server's read_only directory is), nor the
     # worker's processes: /proc is the sandbox's own.
     peek = await tools.execute("fake__peek", json.dumps({"path": str(ROOT / "pyproject.toml")}), c)
@@ -162,7 +162,7 @@ async def test_a_cancelled_call_stops_and_the_server_stays_usable(
     tmp_path = b["root"]
     c = ctx(tmp_path)
     call = asyncio.create_task(tools.execute("fake__slow", '{"seconds": 60, "marker": "m"}', c))
-    marker = tmp_path / "sandbox" / "mcp" / "fake" / "m"
+    marker = tmp_path / "mcp" / "fake" / "m"
     async with asyncio.timeout(30):
         while not marker.exists():
             await asyncio.sleep(0.05)

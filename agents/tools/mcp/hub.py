@@ -177,7 +177,9 @@ class McpHub:
         if self._home is not None:
             return self._home / name
         chosen = settings or self.settings or ToolSettings()
-        return Path(os.path.abspath(chosen.sandbox_dir)) / "mcp" / name
+        # Beside the shell tool's sandbox, not in it: a command the model runs there must
+        # not plant files (a usercustomize.py) in the HOME of a server holding secrets.
+        return Path(os.path.abspath(chosen.sandbox_dir)).parent / "mcp" / name
 
     def _log_file(self, name: str, home: Path) -> TextIO:
         # The servers' stderr, kept out of the worker's own log stream.
