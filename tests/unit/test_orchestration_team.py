@@ -4,8 +4,11 @@ parent that delegated to the team is told). Bad team config names the field."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from agents.agentfile import registry_from_file
 from agents.definitions import AgentDefinition, definition_hash
 from agents.effects import child_report
 from agents.errors import AgentDefinitionError
@@ -134,3 +137,14 @@ def test_an_agent_without_a_team_keeps_its_definition_hash() -> None:
     plain = agent("researcher", tools=[], delegates=[])
     assert "team" not in plain.model_dump(exclude_defaults=True)
     assert definition_hash(plain) == definition_hash(plain.model_copy(update={"team": None}))
+
+
+def test_the_example_agent_file_loads() -> None:
+    registry = registry_from_file(
+        Path(__file__).resolve().parents[2] / "examples/orchestration.toml"
+    )
+    panel = registry.find("panel")
+    assert panel is not None and panel.definition.team is not None
+    assert panel.definition.team.mode == "quorum:2"
+    lead = registry.find("lead")
+    assert lead is not None and lead.definition.handoffs == ("editor",)
