@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -291,3 +292,53 @@ def test_records_round_trip_and_keys_keep_each_aspect() -> None:
         record = ScheduleRecord("n", T0, payload)
         assert decode_schedule_record(encode_schedule_record(record)) == record
         assert key_for("n", record) == key
+
+
+# ------------------------------------------------------------------ the agent file
+
+
+def test_an_agent_file_with_schedules_loads_for_the_agents_and_for_the_scheduler(
+    tmp_path: Path,
+) -> None:
+    from agents.agentfile import load_definitions
+    from streams.scheduler_app import load_file_schedules
+
+    path = tmp_path / "agents.toml"
+    path.write_text(
+        """
+[agents.assistant]
+model = "claude-haiku-4-5"
+system_prompt = "You help."
+
+[[schedules]]
+id = "nightly-report"
+agent = "assistant"
+cron = "0 2 * * *"
+timezone = "Europe/Berlin"
+message = "Write the nightly report."
+overlap = "cancel"
+
+[[schedules]]
+id = "heartbeat"
+agent = "assistant"
+every = "15m"
+message = "Anything new?"
+session = "s-heartbeat"
+""",
+        encoding="utf-8",
+    )
+    definitions, _ = load_definitions(path)
+    assert [d.name for d in definitions] == ["assistant"]
+    specs = load_file_schedules(path)
+    assert specs["nightly-report"].overlap == "cancel"
+    assert specs["nightly-report"].source == f"file:{path}"
+    assert specs["heartbeat"].every_s == 900 and specs["heartbeat"].session_id == "s-heartbeat"
+
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('cron = "0 2 * * *"', 'cron = "0 26 * * *"'),
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        ScheduleError, match=r"agents.toml: schedule 'nightly-report': cron: Bad hour"
+    ):
+        load_file_schedules(path)
