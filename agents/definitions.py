@@ -170,6 +170,9 @@ class McpServer(BaseModel):
             raise ValueError("env, read_only and network are for stdio servers only")
         if self.command and (self.headers_env or self.bearer_token_env):
             raise ValueError("headers_env and bearer_token_env are for HTTP servers only")
+        unlisted = [t for t in self.idempotent if "*" not in self.tools and t not in self.tools]
+        if unlisted:
+            raise ValueError(f"idempotent: {', '.join(unlisted)} not among the tools allowed")
         return self
 
 

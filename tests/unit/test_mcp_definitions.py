@@ -31,6 +31,7 @@ def agent(**fields: object) -> dict[str, object]:
         ({"command": ["x"], "tools": []}, "mcp.s.tools"),
         ({"command": ["x"], "tools": ["x"], "env": ["not a name"]}, "mcp.s.env.0"),
         ({"command": ["x"], "tools": ["x"], "api_key": "x"}, "looks like a credential"),
+        ({"command": ["x"], "tools": ["a"], "idempotent": ["b"]}, "idempotent: b not among"),
     ],
 )
 def test_a_bad_server_declaration_names_the_agent_and_field(
