@@ -8,6 +8,7 @@ from the log (user messages, tool output) can never become markup.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,12 +129,20 @@ async def session_page(request: Request) -> Response:
     after = request.query_params.get("after_seq", "")
     if after.isdigit():  # a live refresh: wait until the projector caught up with the log
         await b.reads.wait_projected(sid, int(after))
+    live_only = request.query_params.get("part") == "live"
+    # The reads are independent: run them side by side (the pool has room for them).
+    reads = asyncio.gather(
+        run_in_threadpool(show_session, b.database_url, sid),
+        b.reads.approvals(pending_only=False, session_id=sid),
+        b.reads.tool_calls(sid),
+        b.reads.llm_calls(sid),
+        b.reads.events(sid, limit=1 if live_only else 5000),
+    )
     try:
-        shown = await run_in_threadpool(show_session, b.database_url, sid)
+        shown, approvals, tool_rows, llm_calls, events = await reads
     except SessionNotFound as exc:
         return render(request, "error.html", status=404, page="error", message=str(exc))
-    approvals = await b.reads.approvals(pending_only=False, session_id=sid)
-    tools = {t["call_id"]: t for t in await b.reads.tool_calls(sid)}
+    tools = {t["call_id"]: t for t in tool_rows}
     by_call = {a["call_id"]: a for a in approvals}
     context: dict[str, Any] = {
         "page": "session",
@@ -146,13 +155,11 @@ async def session_page(request: Request) -> Response:
         "approvals": approvals,
         "by_call": by_call,
         "tools": tools,
-        "llm_calls": await b.reads.llm_calls(sid),
+        "llm_calls": llm_calls,
         "pending": [a for a in approvals if a["outcome"] == "pending"],
     }
-    part = request.query_params.get("part")
-    if part == "live":
+    if live_only:
         return render(request, "_session_live.html", **context)
-    events = await b.reads.events(sid, limit=5000)
     at = request.query_params.get("at", "")
     travel = None
     if at.isdigit():

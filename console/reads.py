@@ -84,7 +84,7 @@ class SessionFilter:
 class Reads:
     """The console's queries over one async connection pool."""
 
-    def __init__(self, database_url: str, *, max_size: int = 4) -> None:
+    def __init__(self, database_url: str, *, max_size: int = 8) -> None:
         self.database_url = database_url
         self.pool = AsyncConnectionPool(
             database_url,
