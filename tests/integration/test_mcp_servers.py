@@ -302,7 +302,7 @@ async def test_streamable_http_server(
             {
                 "remote": {
                     "url": http_server,
-                    "tools": ["add", "key", "auth"],
+                    "tools": ["add", "key", "auth", "grow"],
                     "bearer_token_env": "FAKE_MCP_BEARER",
                 }
             }
@@ -320,6 +320,10 @@ async def test_streamable_http_server(
         assert keyed.content == "call-h"
         sent = await tools.execute("remote__auth", "{}", ctx(tmp_path))
         assert sent.content == "Bearer t0ken"  # read from the worker's environment
+        binding.hub.changed.clear()
+        assert (await tools.execute("remote__grow", "{}", ctx(tmp_path))).content == "grown"
+        async with asyncio.timeout(10):  # tools/list_changed arrives over HTTP too
+            await binding.hub.changed.wait()
     finally:
         await binding.hub.aclose()
 
