@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -165,7 +166,8 @@ def _at(at: str | None, in_: str | None) -> str | datetime | None:
         return at
     from streams.scheduler_plan import parse_duration
 
-    return datetime.now(UTC) + timedelta(seconds=parse_duration(in_, where="--in"))
+    now = datetime.now(UTC).replace(microsecond=0)  # whole seconds: readable slot ids
+    return now + timedelta(seconds=parse_duration(in_, where="--in"))
 
 
 @schedule_app.command("add")
@@ -328,6 +330,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
             return "-"
         if isinstance(value, datetime):
             return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        if isinstance(value, Decimal):
+            value = float(value)
         if isinstance(value, float):
             return f"{value:.1f}" if value >= 1 or value == 0 else f"{value:.6f}"
         return str(value)
