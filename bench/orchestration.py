@@ -37,20 +37,31 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.agentfile import registry_from_file
+from agents.context import build_llm_request
 from agents.events import (
     ChildSessionCompleted,
     ChildSessionRequested,
+    ChildStatus,
+    CompleteChildSession,
+    CompleteLlmCall,
     Event,
     OrchestrationCompleted,
     OrchestrationStarted,
+    Request,
+    SendMessage,
     SessionStarted,
     TurnCompleted,
+    Usage,
 )
+from agents.fsm import decide_and_evolve, initial_state
+from agents.providers.scripted import ScriptedProvider
 from bench._report import write_section
 from schemas.codec import encode_event
 from streams.topics import delete_topics, ensure_topics
@@ -175,6 +186,61 @@ async def _run(bootstrap: str, partitions: int, n: int, tmp: Path, agent: str) -
         await delete_topics(bootstrap, prefix)
 
 
+def _core_ms(tmp: Path, n: int, agent: str, repeat: int = 5) -> float:
+    """CPU time of the pure core (decide + evolve) for the parent's whole turn — the
+    answer that fans out, N member outcomes, the final answer — best of `repeat`."""
+    registry = registry_from_file(tmp / "agents.toml")
+    provider = ScriptedProvider.from_dict(_script(n))
+    best = float("inf")
+    for _ in range(repeat):
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        state = initial_state("p")
+        spent = 0.0
+
+        def send(payload: Any, agent_name: str | None = None) -> list[Event]:
+            nonlocal state, spent, now
+            now += timedelta(milliseconds=1)
+            req = Request(f"r{state.last_seq}", "p", now, payload, agent=agent_name)
+            t0 = time.process_time()
+            events, state = decide_and_evolve(state, req, registry)
+            spent += time.process_time() - t0
+            return events
+
+        send(SendMessage("go"), agent)
+        for _round in range(2):
+            llm = state.turn.llm if state.turn else None
+            if llm is None:
+                break
+            req = build_llm_request(state, llm.request, registry)
+            answer = provider.respond(req)
+            events = send(
+                CompleteLlmCall(
+                    call_id=llm.request.call_id,
+                    model="scripted-small",
+                    text=answer.text,
+                    tool_uses=answer.tool_uses,
+                    usage=Usage(10, 10),
+                )
+            )
+            for ev in events:
+                if isinstance(ev.payload, ChildSessionRequested):
+                    p = ev.payload
+                    send(
+                        CompleteChildSession(
+                            p.call_id,
+                            p.child_session_id,
+                            ChildStatus.COMPLETED,
+                            "hi",
+                            Usage(1, 1),
+                            1,
+                        )
+                    )
+        if state.phase.value != "idle" or state.turns != 1:
+            raise RuntimeError(f"the {agent} turn did not end: {state.phase}")
+        best = min(best, spent * 1000)
+    return best
+
+
 def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -198,6 +264,9 @@ async def main() -> None:
                 base.append(await _run(bootstrap, args.partitions, n, tmp, "plain"))
                 print(f"N={n} orchestration {orch[-1]}\n      baseline      {base[-1]}")
             overhead = (_median(orch, "combined_ms") - _median(base, "combined_ms")) / n
+            (tmp / "agents.toml").write_text(AGENTS, encoding="utf-8")
+            core_orch, core_base = _core_ms(tmp, n, "fan"), _core_ms(tmp, n, "plain")
+            print(f"N={n} core: orchestration {core_orch:.1f} ms, baseline {core_base:.1f} ms")
             rows.append(
                 f"| {n} | {_median(orch, 'last_started_ms'):.0f} "
                 f"| {_median(base, 'last_started_ms'):.0f} "
@@ -206,15 +275,18 @@ async def main() -> None:
                 f"| {_median(orch, 'parent_events_per_member'):.2f} / "
                 f"{_median(orch, 'parent_bytes_per_member'):.0f} B "
                 f"| {_median(base, 'parent_events_per_member'):.2f} / "
-                f"{_median(base, 'parent_bytes_per_member'):.0f} B |"
+                f"{_median(base, 'parent_bytes_per_member'):.0f} B "
+                f"| {core_orch:.1f} / {core_base:.1f} ({(core_orch - core_base) / n * 1000:+.0f} µs"
+                " per member) |"
             )
     table = "\n".join(
         [
             "| members | decision → last member started, ms (orchestration) | (baseline: N "
             "delegate calls) | decision → combined, ms (orchestration) | (baseline) "
             "| overhead per member, ms | parent log per member: events / bytes "
-            "(orchestration) | (baseline) |",
-            "|---|---|---|---|---|---|---|---|",
+            "(orchestration) | (baseline) | core CPU for the turn, ms: orchestration / "
+            "baseline |",
+            "|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]
     )
