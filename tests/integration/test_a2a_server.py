@@ -191,6 +191,18 @@ async def test_message_send_runs_a_turn_and_tasks_get_reports_it(platform: dict)
     await a2a.close()
 
 
+async def test_a_message_with_a_file_is_rejected_not_read_in_part(platform: dict) -> None:
+    a2a = await create_client(
+        f"{platform['open']}/agents/helper/", client_config=ClientConfig(streaming=False)
+    )
+    request = user("what is in this picture?")
+    request.message.parts.append(Part(url="https://example.com/p.png", media_type="image/png"))
+    task, _ = await final_task(a2a, request)
+    assert task.status.state == TaskState.TASK_STATE_REJECTED
+    assert "also has url parts" in task.status.message.parts[0].text
+    await a2a.close()
+
+
 async def test_message_stream_sends_progress_then_the_answer(platform: dict) -> None:
     a2a = await create_client(
         f"{platform['open']}/agents/helper/", client_config=ClientConfig(streaming=True)

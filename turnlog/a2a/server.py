@@ -112,6 +112,16 @@ class TurnExecutor(AgentExecutor):
             await event_queue.enqueue_event(
                 new_task(task_id, context_id, TaskState.TASK_STATE_SUBMITTED, history=history)
             )
+        parts = list(context.message.parts) if context.message is not None else []
+        other = sorted({str(p.WhichOneof("content")) for p in parts} - {"text"})
+        if other:  # refused rather than read in part: nothing of a message is dropped
+            await updater.reject(
+                _text(
+                    f"turnlog agents read text; this message also has {', '.join(other)} "
+                    "parts. Send their content as text."
+                )
+            )
+            return
         text = context.get_user_input()
         if not text.strip():
             await updater.reject(_text("The message has no text; turnlog agents read text."))
