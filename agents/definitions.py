@@ -68,6 +68,7 @@ __all__ = [
     "CompactionStrategy",
     "Deadlines",
     "McpServer",
+    "RemoteAgent",
     "definition_hash",
     "parse_definitions",
 ]
@@ -176,6 +177,16 @@ class McpServer(BaseModel):
         return self
 
 
+class RemoteAgent(BaseModel):
+    """How a worker reaches a remote A2A delegate (keyed by its URL, the delegate's name
+    without `a2a:`): `bearer_token_env` names the worker's variable holding the token
+    the remote agent wants (`turnlog a2a serve` bound beyond loopback wants one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bearer_token_env: str | None = Field(default=None, pattern=_ENV_NAME)
+
+
 class TeamConfig(BaseModel):
     """A team agent (`[agents.X.team]`): every turn runs `members` as an orchestration
     (agents.orchestration) on the user's message, with no model deciding it; the combined
@@ -228,6 +239,8 @@ class AgentDefinition(BaseModel):
     on_change: Literal["pin", "follow"] = "pin"
     # MCP servers by name; their allowed tools join `tools` when a worker binds them.
     mcp: dict[str, McpServer] = Field(default_factory=dict)
+    # Remote A2A delegates by URL: how to authenticate to them.
+    a2a: dict[str, RemoteAgent] = Field(default_factory=dict)
     # Extended thinking: the tokens the model may think before it answers (0: off;
     # else at least 1,024 and below max_tokens). Sent to models whose catalog entry says
     # they think; thinking tokens are billed as output.
@@ -291,6 +304,9 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
     for child in d.delegates:
         if child.startswith("a2a:") and not re.match(r"^a2a:https?://[^/\s]+", child):
             yield "delegates", f"{child!r}: a remote A2A agent is 'a2a:' + its http(s) URL"
+    for url in d.a2a:
+        if f"a2a:{url}" not in d.delegates:
+            yield f"a2a.{url}", f"the agent has no delegate 'a2a:{url}' to reach this way"
     for server in d.mcp:
         if not re.match(MCP_SERVER_PATTERN, server):
             yield f"mcp.{server}", f"server names must match {MCP_SERVER_PATTERN}"
@@ -307,6 +323,7 @@ _LATER_DEFAULTS: dict[str, object] = {
     "on_truncated_tool_call": "retry",
     "on_change": "pin",
     "mcp": {},
+    "a2a": {},
     "thinking_budget": 0,
     "team": None,
     "handoffs": [],

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Any
+
+import httpx
 
 from agents.events import ChildStatus, CompleteChildSession, Usage
 from agents.toolspecs import REMOTE_AGENT_PREFIX
@@ -82,8 +85,26 @@ def _failed(effect: Any, message: str) -> CompleteChildSession:
     )
 
 
-async def call_remote_agent(effect: Any, *, timeout_s: float) -> CompleteChildSession:
-    """Run one delegation to the remote A2A agent `effect.agent` ("a2a:<url>")."""
+def _headers(definition: Any, url: str) -> dict[str, str]:
+    """The headers the agent file says this remote agent wants (values from the
+    environment: the shell holds the secrets, the file names them)."""
+    remote = definition.a2a.get(url) if definition is not None else None
+    if remote is None or remote.bearer_token_env is None:
+        return {}
+    token = os.environ.get(remote.bearer_token_env)
+    if not token:
+        raise LookupError(
+            f"The remote agent {url} wants a bearer token from the environment variable "
+            f"{remote.bearer_token_env} (agent file: a2a), which is not set for the worker."
+        )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def call_remote_agent(
+    effect: Any, *, timeout_s: float, definition: Any = None
+) -> CompleteChildSession:
+    """Run one delegation to the remote A2A agent `effect.agent` ("a2a:<url>");
+    `definition` (the delegating agent's) says how to authenticate to it."""
     from a2a.client import A2AClientError, ClientConfig, create_client
     from a2a.types import (
         CancelTaskRequest,
@@ -103,10 +124,18 @@ async def call_remote_agent(effect: Any, *, timeout_s: float) -> CompleteChildSe
         TaskState.TASK_STATE_REJECTED,
     }
     try:
+        headers = _headers(definition, url)
+    except LookupError as exc:
+        return _failed(effect, str(exc))
+    http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30.0, read=None))
+    try:
         # Polling: message/send returns the task at once, so a cancel has its id.
-        config = ClientConfig(streaming=False, polling=True)
-        client = await create_client(url, client_config=config)
+        config = ClientConfig(streaming=False, polling=True, httpx_client=http)
+        client = await create_client(
+            url, client_config=config, resolver_http_kwargs={"headers": headers}
+        )
     except (A2AClientError, OSError, ValueError) as exc:
+        await http.aclose()
         return _failed(effect, f"The remote agent {url} could not be reached: {exc}")
     task: Any = None
     try:
@@ -145,3 +174,5 @@ async def call_remote_agent(effect: Any, *, timeout_s: float) -> CompleteChildSe
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+        with contextlib.suppress(Exception):
+            await http.aclose()

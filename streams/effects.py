@@ -471,7 +471,12 @@ class EffectRunner:
                 from streams.a2a import call_remote_agent
 
                 left = (effect.deadline_at - _now()).total_seconds()
-                return await call_remote_agent(effect, timeout_s=max(0.0, left))
+                info = self.registry.pinned(state.agent, state.definition_hash)
+                return await call_remote_agent(
+                    effect,
+                    timeout_s=max(0.0, left),
+                    definition=info.definition if info is not None else None,
+                )
             case ChildSessionEffect():
                 await self._start_child(session_id, effect, traceparent)
                 return None

@@ -217,12 +217,19 @@ otherwise: {{text: "No."}}
 """
 
 
+@pytest.mark.parametrize("secured", [False, True], ids=["loopback", "bearer-token"])
 async def test_turnlog_delegates_to_another_turnlogs_a2a_server_with_its_cost(
-    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path
+    kafka_bootstrap: str,
+    unique_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    secured: bool,
 ) -> None:
     """Both ends are turnlog: the lead's worker calls `turnlog a2a serve`'s app (here on
     the same broker), whose helper turn reports its tokens and cost in the answer's
-    metadata; the lead records them as the child's and rolls them up."""
+    metadata; the lead records them as the child's and rolls them up. Secured, the
+    server wants a token, which the agent file names (a2a.<url>.bearer_token_env) and
+    the worker's environment holds."""
     from agents.agentfile import load_definitions
     from turnlog.a2a.server import build_app
 
@@ -230,7 +237,11 @@ async def test_turnlog_delegates_to_another_turnlogs_a2a_server_with_its_cost(
     url = f"http://127.0.0.1:{port}/agents/helper/"
     names = (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=PARTITIONS)).names
     agents, scripted = tmp_path / "agents.toml", tmp_path / "script.yaml"
-    agents.write_text(TWO_AGENTS.format(url=url), encoding="utf-8")
+    token = "remote-token-0123456789" if secured else None
+    auth = f'[agents.lead.a2a."{url}"]\nbearer_token_env = "A2A_REMOTE_TOKEN"\n'
+    if token is not None:
+        monkeypatch.setenv("A2A_REMOTE_TOKEN", token)
+    agents.write_text(TWO_AGENTS.format(url=url) + (auth if secured else ""), encoding="utf-8")
     scripted.write_text(TWO_SCRIPT.format(url=url), encoding="utf-8")
     definitions, _ = load_definitions(agents)
     async with (
@@ -239,7 +250,9 @@ async def test_turnlog_delegates_to_another_turnlogs_a2a_server_with_its_cost(
         ),
         Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix) as client,
     ):
-        app = build_app(client, definitions, base_url=f"http://127.0.0.1:{port}", timeout_s=60)
+        app = build_app(
+            client, definitions, base_url=f"http://127.0.0.1:{port}", token=token, timeout_s=60
+        )
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
         )
