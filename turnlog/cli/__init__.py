@@ -45,6 +45,7 @@ EXTENSIONS: tuple[str, ...] = (
     "turnlog.cli.replay",
     "turnlog.a2a.cli",
     "turnlog.cli.schedule",
+    "turnlog.cli.batch",
     "console.cli",
 )
 

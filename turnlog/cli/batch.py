@@ -1,0 +1,141 @@
+"""Batches at the front door, registered on the root app by `register(app)`.
+
+    turnlog batch submit FILE --agent AGENT [--id ID] [--concurrency N]
+    turnlog batch status ID
+
+`submit` pushes every line of FILE (or every {"text": ...} of a .jsonl file) through the
+agent as its own session, at most N at a time, with a progress bar; run it again after a
+crash or a Ctrl-C and it carries on where the batch is (each item runs once whatever
+happens: streams.batch). Exit code 0 when every item completed, 1 when some failed (they
+are on the DLQ topic). `status` reads the counts from the projections. Both take --json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["batch_app", "read_items", "register"]
+
+batch_app = typer.Typer(
+    help="Batches: work items through an agent, each once, N at a time.", no_args_is_help=True
+)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def read_items(path: Path) -> list[str]:
+    """The items of a batch file: one per non-empty line, or a JSON object with "text"
+    per line of a .jsonl file. A bad line is refused naming its line number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: cannot read the batch file: {exc}") from exc
+    items: list[str] = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                raise typer.BadParameter(f"{path}:{no}: not JSON: {exc}") from exc
+            if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+                raise typer.BadParameter(f'{path}:{no}: expected an object with "text".')
+            items.append(value["text"])
+        else:
+            items.append(line)
+    if not items:
+        raise typer.BadParameter(f"{path}: the batch file has no items.")
+    return items
+
+
+@batch_app.command("submit")
+def submit(
+    file: Annotated[Path, typer.Argument(help='One item per line (.jsonl: {"text": ...}).')],
+    agent: Annotated[str, typer.Option("--agent", help="The agent each item runs on.")],
+    batch_id: Annotated[
+        str | None, typer.Option("--id", help="The batch's id (default: the file's stem).")
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=10_000, help="Items in flight at most.")
+    ] = 8,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every item of FILE through AGENT, each as its own session, N at a time."""
+    from streams.batch import Batch
+    from streams.topics import topic_names
+    from turnlog.settings import load_settings
+
+    settings = load_settings()
+    items = read_items(file)
+    batch = Batch(
+        bootstrap=settings.kafka_bootstrap_servers,
+        topics=topic_names(settings.topic_prefix),
+        partitions=settings.partitions,
+        batch_id=batch_id or file.stem,
+        agent=agent,
+        items=items,
+        concurrency=concurrency,
+    )
+    if as_json:
+        summary = asyncio.run(batch.run())
+    else:
+        with typer.progressbar(length=len(items), label=f"batch {batch.batch_id}") as bar:
+            shown = {"n": 0}
+
+            def progress(ended: int, completed: int, failed: int) -> None:
+                bar.update(ended - shown["n"])
+                shown["n"] = ended
+
+            summary = asyncio.run(batch.run(progress))
+    out: dict[str, Any] = {
+        "batch_id": summary.batch_id,
+        "items": summary.items,
+        "completed": summary.completed,
+        "failed": summary.failed,
+        "sent_now": summary.sent_now,
+        "dead_lettered": summary.dead_lettered,
+        "cost_nanos": summary.cost_nanos,
+    }
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        typer.echo(
+            f"batch {summary.batch_id}: {summary.completed} of {summary.items} completed, "
+            f"{summary.failed} failed (dead-lettered), ${summary.cost_nanos / 1e9:.6f}"
+        )
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+@batch_app.command("status")
+def status(
+    batch_id: Annotated[str, typer.Argument(help="The batch's id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A batch's counts from the projections (items started, completed, failed, cost)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from streams.batch import progress_sql
+    from turnlog.settings import load_settings
+
+    settings = load_settings()
+    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
+        row = conn.execute(progress_sql(), (batch_id,)).fetchone() or {}
+    out: dict[str, Any] = {"batch_id": batch_id, **{k: int(v or 0) for k, v in row.items()}}
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        typer.echo(
+            f"batch {batch_id}: {out['started']} started, {out['completed']} completed, "
+            f"{out['failed']} failed, ${out['cost_nanos'] / 1e9:.6f}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `batch submit|status` to the root app."""
+    app.add_typer(batch_app, name="batch")
