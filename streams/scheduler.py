@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import heapq
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -255,7 +256,8 @@ class Scheduler:
         self._log = get_logger(component="scheduler")
         self.assigned_event = asyncio.Event()
         self.stats = {"fired": 0, "skipped": 0, "transactions": 0, "records_read": 0, "ticks": 0}
-        self.lateness_ms: list[float] = []  # fired slots: fire time - slot (bench)
+        # The latest fired slots' lateness (slot -> commit), bounded (bench, metrics).
+        self.lateness_ms: deque[float] = deque(maxlen=100_000)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -320,6 +322,9 @@ class Scheduler:
 
     def owned_partitions(self) -> set[int]:
         return {p for p, part in self._parts.items() if part.ready}
+
+    def schedule_count(self) -> int:
+        return sum(len(part.states) for part in self._parts.values())
 
     def states(self) -> dict[str, ScheduleState]:
         """Every schedule this scheduler holds (inspection, bench)."""

@@ -128,8 +128,19 @@ class _SchedulerCollector:
         )  # fmt: skip
         yield GaugeMetricFamily(
             "turnlog_scheduler_schedules", "Schedules this scheduler holds.",
-            value=len(self.scheduler.states()),
+            value=self.scheduler.schedule_count(),
         )  # fmt: skip
+        recent = sorted(list(self.scheduler.lateness_ms)[-1000:])
+        if recent:
+            late = GaugeMetricFamily(
+                "turnlog_schedule_lateness_seconds",
+                "Slot to committed firing, over the last 1,000 fired slots.",
+                labels=["quantile"],
+            )
+            for q in (0.5, 0.99):
+                index = min(len(recent) - 1, int(q * len(recent)))
+                late.add_metric([str(q)], recent[index] / 1000)
+            yield late
         yield GaugeMetricFamily(
             "turnlog_scheduler_partitions", "Partitions of turnlog.schedules it owns.",
             value=len(self.scheduler.owned_partitions()),

@@ -202,6 +202,22 @@ async def test_a_slot_fires_once_pause_holds_resume_fires_and_sql_shows_runs(
         assert listed[from_file]["source"] == "file:agents.toml"
         assert listed[from_file]["timezone"] == "Europe/Berlin"
 
+        # The worker's /metrics says the same (streams.endpoint, as `worker scheduler`).
+        from streams.endpoint import EndpointConfig
+        from streams.scheduler_app import scheduler_endpoint
+
+        endpoint = scheduler_endpoint(process, EndpointConfig(port=0))
+        port = await endpoint.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            body = (await reader.read()).decode()
+            writer.close()
+        finally:
+            await endpoint.stop()
+        assert "turnlog_schedule_slots_fired_total 2.0" in body
+        assert 'turnlog_schedule_lateness_seconds{quantile="0.5"}' in body
+
 
 # ------------------------------------------------------------------ SIGKILL around the commit
 
