@@ -192,8 +192,10 @@ async def test_a_server_that_dies_mid_call_fails_the_call_and_is_started_again(
     died = await tools.execute("fake__die", "{}", c)
     assert died.ok is False
     assert "whether the tool ran is unknown" in died.content
+    b["hub"].changed.clear()
     again = await tools.execute("fake__add", '{"a": 4, "b": 4}', c)
     assert (again.ok, again.content) == (True, "8")
+    assert b["hub"].changed.is_set()  # a restarted server is asked for its tools again
 
 
 async def test_a_call_past_the_tools_timeout_is_stopped(tmp_path: Path) -> None:

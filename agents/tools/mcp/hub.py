@@ -9,7 +9,7 @@ tool's `idempotent`), never a silent re-send. Every call carries the effect id a
 can cause: each call ends as a `ToolResult`.
 
 A server's `notifications/tools/list_changed` sets `changed` (the worker then discovers
-again; see `streams.mcp`).
+again; see `streams.mcp`), and so does connecting again to a server that went away.
 
 Each connection lives in a task of its own (the SDK's transports are anyio context
 managers, which must be left by the task that entered them); calls from effect tasks go
@@ -171,6 +171,7 @@ class McpHub:
         self._connections: dict[str, _Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._errlog: TextIO | None = None
+        self._opened: set[str] = set()  # servers connected at least once
         self.stats = {"calls": 0, "connects": 0, "failed": 0}
 
     def _server_home(self, name: str, settings: ToolSettings | None) -> Path:
@@ -208,7 +209,14 @@ class McpHub:
             )
             self._connections[name] = conn
             self.stats["connects"] += 1
-            return await conn.open()
+            session = await conn.open()
+            if name in self._opened:
+                # Connected again (the server restarted, or came back): its tools may
+                # differ from what the worker offers, so discover now, not at the
+                # next scheduled pass.
+                self.changed.set()
+            self._opened.add(name)
+            return session
 
     async def _drop(self, name: str, session: ClientSession) -> None:
         conn = self._connections.get(name)
