@@ -69,6 +69,12 @@ class McpRefresh:
                 self._log.warning("mcp.unavailable", server=name, error=found.error)
         definitions, specs = bind_mcp(self.binding.definitions, discovered, hub, self.tools)
         self.refreshes += 1
+        if self.refreshes == 1:  # what this worker offers, once, for whoever reads its log
+            self._log.info(
+                "mcp.discovered",
+                servers={n: [t.name for t in f.tools] for n, f in sorted(discovered.items())},
+                unavailable=sorted(n for n, f in discovered.items() if f.error is not None),
+            )
         old: AgentRegistry = self.process.worker.registry
         served = {old.info(n).definition_hash for n in old.names()}
         if specs == self.binding.specs and {definition_hash(d) for d in definitions} <= served:
