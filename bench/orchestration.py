@@ -1,7 +1,7 @@
 """Orchestration benchmark: fan-out of N members through delegate_many.
 
     .venv/bin/python bench/orchestration.py [--members 10,100] [--repeat 3] [--partitions 4]
-        [--write]
+        [--batch-items 1000] [--batch-concurrency 16,64] [--write]
 
 Needs a Kafka broker (KAFKA_BOOTSTRAP_SERVERS, by default the `turnlog dev up` one).
 Every run creates topics under a fresh prefix and deletes them afterwards.
@@ -20,6 +20,11 @@ worker's clock when it took the input):
 - overhead per member: (orchestration's decision → combined − the baseline's) / N: what
   an orchestration adds per member over plain parallel delegation;
 - parent log: events and bytes in the parent's log per member.
+
+`--batch-items N` also pushes N work items through a 3-stage pipeline agent (a
+sequential team of three members; each item is 4 sessions and 3 LLM calls) with
+streams.batch, as `turnlog batch submit` does, at each `--batch-concurrency`, and prints
+items/s from the first send to the last item's end (`--members 0`: the batch only).
 
 Runs alternate (orchestration, baseline) so that drift of the shared machine falls on both;
 medians over `--repeat`. Prints the figures; `--write` replaces the "Orchestration"
@@ -64,6 +69,7 @@ from agents.fsm import decide_and_evolve, initial_state
 from agents.providers.scripted import ScriptedProvider
 from bench._report import write_section
 from schemas.codec import encode_event
+from streams.batch import Batch
 from streams.topics import delete_topics, ensure_topics
 from tests.support.harness import (
     EventLog,
@@ -98,6 +104,13 @@ child_s = 600
 model = "scripted-small"
 system_prompt = "You are a member."
 max_iterations = 1
+
+[agents.pipe3]
+model = "scripted-small"
+system_prompt = "Three stages."
+[agents.pipe3.team]
+members = ["member", "member", "member"]
+mode = "sequential"
 """
 
 
@@ -241,6 +254,44 @@ def _core_ms(tmp: Path, n: int, agent: str, repeat: int = 5) -> float:
     return best
 
 
+async def _batch_run(
+    bootstrap: str, partitions: int, items: int, concurrency: int, tmp: Path
+) -> dict[str, float]:
+    """`items` work items through the 3-stage pipeline agent with `concurrency` in
+    flight (streams.batch, as `turnlog batch submit` runs it): items/s from the first
+    send to the last item's end, as the submitter sees it."""
+    prefix = f"bench{secrets.token_hex(3)}."
+    names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
+    agents = tmp / "agents.toml"
+    agents.write_text(AGENTS, encoding="utf-8")
+    script = tmp / "script-batch.yaml"
+    script.write_text(json.dumps(_script(1)), encoding="utf-8")
+    env = worker_env(
+        bootstrap, prefix, partitions=partitions, agents=agents, script=script, sandbox=tmp
+    )
+    worker = WorkerProcess("bench", env, tmp / f"worker-{prefix}log").start()
+    try:
+        await worker.wait_assigned(at_least=partitions)
+        batch = Batch(
+            bootstrap=bootstrap,
+            topics=names,
+            partitions=partitions,
+            batch_id=f"b{secrets.token_hex(3)}",
+            agent="pipe3",
+            items=[f"item {i}" for i in range(items)],
+            concurrency=concurrency,
+        )
+        t0 = time.monotonic()
+        summary = await batch.run()
+        elapsed = time.monotonic() - t0
+        if summary.completed != items:
+            raise RuntimeError(f"{summary} \n{worker.tail()}")
+        return {"items_per_s": items / elapsed, "seconds": elapsed}
+    finally:
+        worker.terminate()
+        await delete_topics(bootstrap, prefix)
+
+
 def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -250,8 +301,26 @@ async def main() -> None:
     ap.add_argument("--members", default="10,100")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--batch-items", type=int, default=0, help="also a batch of this many")
+    ap.add_argument("--batch-concurrency", default="16,64")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
+    if args.batch_items:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            for c in (int(x) for x in args.batch_concurrency.split(",")):
+                r = await _batch_run(
+                    os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+                    args.partitions,
+                    args.batch_items,
+                    c,
+                    Path(tmpdir),
+                )
+                print(
+                    f"batch of {args.batch_items} through 3 stages, concurrency {c}: "
+                    f"{r['items_per_s']:.1f} items/s ({r['seconds']:.1f} s)"
+                )
+        if args.members == "0":
+            return
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir:
