@@ -76,7 +76,7 @@ def _step(calls: Calls) -> PhaseTrack:
         return PhaseTrack(Phase.AWAITING_APPROVAL, calls)
     if CallStatus.TOOL in statuses:
         return PhaseTrack(Phase.AWAITING_TOOLS, calls)
-    if CallStatus.CHILD in statuses:
+    if CallStatus.CHILD in statuses or CallStatus.ORCHESTRATION in statuses:
         return PhaseTrack(Phase.AWAITING_CHILDREN, calls)
     return PhaseTrack(Phase.AWAITING_LLM, calls)
 
@@ -146,10 +146,10 @@ def _child_completed(t: PhaseTrack, p: ChildSessionCompleted) -> PhaseTrack:
 
 def _orchestration_started(t: PhaseTrack, p: OrchestrationStarted) -> PhaseTrack:
     # Its members are calls of evolve's step too, but the call waits for them all: the
-    # track keeps the one call, as a child (the same phase: awaiting_children).
+    # track keeps the one call (the phase is awaiting_children, as for a child).
     if any(cid == p.call_id for cid, _ in t.calls):
-        return _set(t, p.call_id, CallStatus.CHILD)
-    return _step((*t.calls, (p.call_id, CallStatus.CHILD)))  # a team agent's turn
+        return _set(t, p.call_id, CallStatus.ORCHESTRATION)
+    return _step((*t.calls, (p.call_id, CallStatus.ORCHESTRATION)))  # a team agent's turn
 
 
 def _orchestration_completed(t: PhaseTrack, p: OrchestrationCompleted) -> PhaseTrack:

@@ -63,7 +63,7 @@ from agents.events import (
 )
 from agents.orchestration import TEAM
 from agents.phases import MOVES, PhaseTrack, decode_calls, encode_calls, track
-from agents.state import Phase
+from agents.state import CallStatus, Phase
 from projections.rows import Changes, SessionRow
 
 __all__ = [
@@ -615,7 +615,8 @@ def _orchestration_of(s: SessionRow, call_id: str) -> str | None:
     head, sep, index = call_id.rpartition(".m")
     if not sep or not index.isdigit():
         return None
-    return head if any(cid == head for cid, _ in decode_calls(s.pending_calls)) else None
+    calls = decode_calls(s.pending_calls)
+    return head if (head, CallStatus.ORCHESTRATION) in calls else None
 
 
 @projects(ChildSessionRequested)
@@ -775,6 +776,31 @@ def _turn_cancelled(s: SessionRow, ev: Event, p: TurnCancelled, changes: Changes
         changes.patch(
             "tool_calls", (sid, call_id), status="cancelled", result_seq=seq, completed_at=at
         )
+    # Orchestrations cut short: they end as failed, their running members as cancelled.
+    for call_id, status in decode_calls(s.pending_calls):
+        if status != CallStatus.ORCHESTRATION:
+            continue
+        why = f"Cancelled with its turn{': ' + p.reason if p.reason else '.'}"
+        changes.patch(
+            "orchestrations",
+            (sid, call_id),
+            status="failed",
+            result=why,
+            completed_seq=seq,
+            completed_at=at,
+        )
+        prefix = f"{sid}/child/{call_id}.m"
+        for child in p.child_session_ids:
+            if child.startswith(prefix):
+                member = child[len(f"{sid}/child/") :]
+                changes.patch(
+                    "orchestration_members",
+                    (sid, member),
+                    status="cancelled",
+                    answer=why,
+                    completed_seq=seq,
+                    completed_at=at,
+                )
     for call_id in p.approval_call_ids:
         changes.patch(
             "approvals",

@@ -32,6 +32,8 @@ from agents.fold import fold
 from agents.phases import NEW, track
 from agents.state import Phase
 from agents.state_codec import state_from_dict, state_to_dict
+from projections.fold import fold as project
+from projections.rows import Changes
 from tests.unit.test_fsm_support import Driver, agent, make_registry, types
 
 REGISTRY = make_registry(
@@ -276,3 +278,28 @@ def test_timeout_of_a_member_is_its_own_allowance_from_its_start() -> None:
     assert member.deadline_at == d.now + timedelta(seconds=30)
     started_at = payloads(events, OrchestrationStarted)[0]
     assert started_at.member_timeout_ms == 30_000
+
+
+def _project(events: list[Any]) -> tuple[Any, Changes]:
+    changes, row = Changes(), None
+    for i, ev in enumerate(events):
+        row = project(row, ev, changes, partition=0, offset=i, digest=f"d{i}")
+    return row, changes
+
+
+def test_the_projection_holds_the_tree_and_a_cancelled_turn_ends_its_orchestration() -> None:
+    d, _ = started(mode="race")
+    report(d, 0, FAIL, "x")
+    d.send(CancelTurn(reason="enough"))
+    row, changes = _project(d.log)
+    orch = changes.patches["orchestrations"][("s1", "o1")]
+    assert (orch["mode"], orch["status"]) == ("race", "failed")
+    assert orch["result"] == "Cancelled with its turn: enough"
+    members = changes.patches["orchestration_members"]
+    assert {k[1]: v["status"] for k, v in members.items()} == {
+        "o1.m0": "failed",
+        "o1.m1": "cancelled",
+        "o1.m2": "cancelled",
+    }
+    assert {k[1] for k in changes.patches["tool_calls"]} == {"o1"}  # members are no tool calls
+    assert row.phase == "idle" and row.pending_calls == []
