@@ -619,7 +619,8 @@ class Scheduler:
     async def _commit(
         self, part: _Partition, requests: Sequence[Request], records: Sequence[ScheduleRecord]
     ) -> None:
-        """One transaction: the requests and the schedule records (partition p)."""
+        """One transaction: the requests, the schedule records (partition p) and the
+        firings among them again on the history topic (partition p)."""
         producer = part.producer
         n = await self._request_partition_count(producer)
         await producer.begin_transaction()
@@ -641,6 +642,18 @@ class Scheduler:
                     partition=part.number,
                 )
                 for rec in records
+            ]
+            # Each firing also goes to the history topic (never compacted), which the
+            # schedule_runs projection is rebuilt from.
+            sends += [
+                await producer.send(
+                    self.topics.schedule_history,
+                    value=encode_schedule_record(rec),
+                    key=key_for(rec.schedule_id, rec).encode(),
+                    partition=part.number,
+                )
+                for rec in records
+                if isinstance(rec.payload, ScheduleFired)
             ]
             await asyncio.gather(*sends)
             self._hold("before_commit")

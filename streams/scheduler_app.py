@@ -79,7 +79,10 @@ class SchedulerProcess:
         )
         self.projector = (
             ScheduleProjector(
-                bootstrap, topics.schedules, database_url, client_id=f"{client_id}-projector"
+                bootstrap,
+                (topics.schedules, topics.schedule_history),
+                database_url,
+                client_id=f"{client_id}-projector",
             )
             if project and database_url
             else None

@@ -103,10 +103,18 @@ async def _upsert(cur: Any, state: ScheduleState, spec: ScheduleDefined, at: dat
         next_slot(state),
     )
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (c.strip() for c in _COLUMNS.split(",")[1:]))
+    # The counts are read from schedule_runs (a run may be projected before its
+    # schedule's definition, from the history topic).
+    counts = (
+        "(SELECT count(*) FROM schedule_runs WHERE schedule_id = %s AND fired), "
+        "(SELECT count(*) FROM schedule_runs WHERE schedule_id = %s AND NOT fired)"
+    )
     await cur.execute(
-        f"INSERT INTO schedules ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(values))}) "
-        f"ON CONFLICT (schedule_id) DO UPDATE SET {updates}",
-        values,
+        f"INSERT INTO schedules ({_COLUMNS}, runs, skipped) "
+        f"VALUES ({', '.join(['%s'] * len(values))}, {counts}) "
+        f"ON CONFLICT (schedule_id) DO UPDATE SET {updates}, "
+        "runs = EXCLUDED.runs, skipped = EXCLUDED.skipped",
+        (*values, state.schedule_id, state.schedule_id),
     )
 
 
@@ -187,12 +195,7 @@ async def _apply(cur: Any, record: ScheduleRecord, partition: int, offset: int) 
                 offset,
             ),
         )
-        inserted = await cur.fetchone()
-        if inserted is not None and row is not None:
-            column = "runs" if payload.fired else "skipped"
-            await cur.execute(
-                f"UPDATE schedules SET {column} = {column} + 1 WHERE schedule_id = %s", (sid,)
-            )
+        await cur.fetchone()
     spec = after.spec or (before.spec if before is not None else None)
     if spec is None and row is not None:
         spec = _state_of({**row, "status": "active"}).spec
@@ -201,20 +204,23 @@ async def _apply(cur: Any, record: ScheduleRecord, partition: int, offset: int) 
 
 
 class ScheduleProjector:
-    """Reads every partition of the schedules topic (read_committed) from the stored
-    offsets and applies each batch in one Postgres transaction per partition."""
+    """Reads every partition of `topics` (the schedules topic and its history topic,
+    read_committed) from the stored offsets and applies each batch in one Postgres
+    transaction per partition. A firing is on both: the compacted topic keeps a
+    schedule's last one only, the history topic every one (schedule_runs is rebuilt from
+    it); a run row is inserted once whichever comes first."""
 
     def __init__(
         self,
         bootstrap: str,
-        topic: str,
+        topics: Sequence[str],
         database_url: str,
         *,
         client_id: str = "turnlog-schedule-projector",
         max_records: int = 2000,
     ) -> None:
         self.bootstrap = bootstrap
-        self.topic = topic
+        self.topics = tuple(topics)
         self.database_url = database_url
         self.client_id = client_id
         self.max_records = max_records
@@ -233,32 +239,34 @@ class ScheduleProjector:
         )
         await consumer.start()
         try:
-            found = consumer.partitions_for_topic(self.topic)
-            while not found and not stop.is_set():
-                # As streams.logread does: the client's metadata, refreshed (the topic is
-                # created by `turnlog topics ensure`, maybe a moment ago).
-                await consumer._client.force_metadata_update()
-                found = consumer.partitions_for_topic(self.topic)
-                if not found:
-                    await asyncio.sleep(0.5)
-            tps = [TopicPartition(self.topic, p) for p in sorted(found or ())]
+            tps: list[TopicPartition] = []
+            for topic in self.topics:
+                found = consumer.partitions_for_topic(topic)
+                while not found and not stop.is_set():
+                    # As streams.logread does: the client's metadata, refreshed (the topic
+                    # is created by `turnlog topics ensure`, maybe a moment ago).
+                    await consumer._client.force_metadata_update()
+                    found = consumer.partitions_for_topic(topic)
+                    if not found:
+                        await asyncio.sleep(0.5)
+                tps += [TopicPartition(topic, p) for p in sorted(found or ())]
             consumer.assign(tps)
             async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
                 cur = await conn.execute(
-                    "SELECT kafka_partition, next_offset FROM schedule_projection_offsets "
-                    "WHERE topic = %s",
-                    (self.topic,),
+                    "SELECT topic, kafka_partition, next_offset FROM schedule_projection_offsets "
+                    "WHERE topic = ANY(%s)",
+                    (list(self.topics),),
                 )
-                stored = {int(p): int(o) for p, o in await cur.fetchall()}
+                stored = {(t, int(p)): int(o) for t, p, o in await cur.fetchall()}
                 await conn.commit()
                 for tp in tps:
-                    consumer.seek(tp, stored.get(tp.partition, 0))
+                    consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
                 self._log.info("schedule_projector.started", partitions=len(tps))
                 while not stop.is_set():
                     batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
                     for tp, records in batch.items():
                         rows = [(r.offset, r.value) for r in records]
-                        self.applied += await apply_records(conn, self.topic, tp.partition, rows)
+                        self.applied += await apply_records(conn, tp.topic, tp.partition, rows)
         except KafkaError as exc:
             self._log.error("schedule_projector.kafka_failed", error=str(exc))
             raise

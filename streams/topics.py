@@ -97,6 +97,7 @@ class TopicNames:
     snapshots: str
     agents: str
     schedules: str
+    schedule_history: str
 
     def all(self) -> tuple[str, ...]:
         return (
@@ -108,6 +109,7 @@ class TopicNames:
             self.snapshots,
             self.agents,
             self.schedules,
+            self.schedule_history,
         )
 
 
@@ -121,6 +123,7 @@ def topic_names(prefix: str = "") -> TopicNames:
         snapshots=f"{prefix}turnlog.snapshots",
         agents=f"{prefix}turnlog.agents",
         schedules=f"{prefix}turnlog.schedules",
+        schedule_history=f"{prefix}turnlog.schedules.history",
     )
 
 
@@ -228,6 +231,20 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
             "cleanup.policy": "compact",
             "segment.ms": str(60 * 60 * 1000),
             "min.cleanable.dirty.ratio": "0.5",
+            "max.message.bytes": str(1 * MiB),
+            "unclean.leader.election.enable": "false",
+        },
+    ),
+    TopicSpec(
+        key="schedule_history",
+        suffix="turnlog.schedules.history",
+        purpose="every slot the scheduler handled, in its firing's transaction: kept forever",
+        configs={
+            # turnlog.schedules keeps only each schedule's last firing (compaction): the
+            # history of runs, which schedule_runs is rebuilt from, lives here.
+            "cleanup.policy": "delete",
+            "retention.ms": FOREVER,
+            "retention.bytes": "-1",
             "max.message.bytes": str(1 * MiB),
             "unclean.leader.election.enable": "false",
         },

@@ -27,7 +27,7 @@ def envelope_topics(names: TopicNames) -> dict[str, tuple[str, ...]]:
         "TokenDelta": (names.deltas,),
         "Snapshot": (names.snapshots,),
         "AgentVersion": (names.agents,),
-        "ScheduleRecord": (names.schedules,),
+        "ScheduleRecord": (names.schedules, names.schedule_history),
         "AuditCheckpoint": (names.checkpoints,),
     }
 

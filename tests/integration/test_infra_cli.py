@@ -43,10 +43,10 @@ def test_topics_ensure_twice(kafka_bootstrap: str, unique_prefix: str) -> None:
     }
     first = turnlog("topics", "ensure", **env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("created") == 8
+    assert first.stdout.count("created") == 9
     second = turnlog("topics", "ensure", "--strict", **env)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("ok ") == 8 and "created" not in second.stdout
+    assert second.stdout.count("ok ") == 9 and "created" not in second.stdout
     drifted = turnlog("topics", "ensure", "--strict", "--partitions", "1", **env)
     assert drifted.returncode == 2
     assert "DRIFT" in drifted.stdout and "partitions is 4, expected 1" in drifted.stdout
@@ -106,7 +106,7 @@ def test_topics_ensure_and_names_json(kafka_bootstrap: str, unique_prefix: str) 
         "TURNLOG_PARTITIONS": str(TEST_PARTITIONS),
     }
     names = _json(turnlog("topics", "names", "--json", **env))
-    assert isinstance(names, dict) and len(names) == 8
+    assert isinstance(names, dict) and len(names) == 9
     assert names["events"] == f"{unique_prefix}turnlog.events"
     first = _json(turnlog("topics", "ensure", "--json", **env))
     assert isinstance(first, dict)

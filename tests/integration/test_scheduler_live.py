@@ -503,6 +503,13 @@ async def test_two_schedulers_split_the_work_and_a_sigkill_loses_and_doubles_no_
         assert sorted(fired) == sorted(
             (s, T0 + timedelta(seconds=t)) for s in schedules for t in (180, 360)
         ), "each slot of each schedule handled exactly once"
+        history = [
+            decode_schedule_record(r.value)
+            for r in await read_records(kafka_bootstrap, names.schedule_history)
+        ]
+        assert sorted((h.schedule_id, h.payload.slot) for h in history) == sorted(fired), (  # type: ignore[union-attr]
+            "the history topic has every firing, once"
+        )
         for schedule in schedules:
             await wait_sends(kafka_bootstrap, names, schedule, 2)
         committed = await committed_requests(kafka_bootstrap, names)
