@@ -19,11 +19,11 @@ Progress in SQL: the batch's sessions in the `sessions` projection (`turns_compl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from agents.events import (
     Event,
@@ -39,13 +39,66 @@ from schemas.codec import decode_event, encode_request
 from streams.partitioning import partition_for
 from streams.topics import TopicNames
 
-__all__ = ["Batch", "BatchItem", "BatchSummary", "item_session_id", "progress_sql"]
+__all__ = [
+    "Batch",
+    "BatchItem",
+    "BatchSummary",
+    "item_session_id",
+    "progress_sql",
+    "topic_items",
+]
 
 _PREFIX = "batch/"
 
 
-def item_session_id(batch_id: str, n: int) -> str:
+def item_session_id(batch_id: str, n: int | str) -> str:
+    """Item n of a file batch (n from 1), or the item `p<partition>o<offset>` of a batch
+    read from a topic: fixed by where the item is, so a re-run finds the same sessions."""
     return f"{_PREFIX}{batch_id}/{n}"
+
+
+async def topic_items(bootstrap: str, topic: str) -> dict[str, str]:
+    """The work items on `topic` up to its end now: key `p<partition>o<offset>` -> text
+    (the record's value as UTF-8, or its "text" when it is a JSON object with one).
+    Records that are not text are refused naming their place."""
+    import json
+
+    from streams.logread import read_to_end
+
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="turnlog-batch-probe")
+    await probe.start()
+    try:
+        parts = probe.partitions_for_topic(topic)
+        if parts is None:
+            await probe._client.force_metadata_update()
+            parts = probe.partitions_for_topic(topic)
+    finally:
+        await probe.stop()
+    if not parts:
+        raise ValueError(f"Topic {topic!r} does not exist (or has no partitions).")
+    items: dict[str, str] = {}
+
+    def take(rec: ConsumerRecord) -> None:
+        where = f"p{rec.partition}o{rec.offset}"
+        try:
+            text = (rec.value or b"").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{topic} {where}: the item is not UTF-8 text: {exc}") from exc
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None
+            if isinstance(value, dict) and isinstance(value.get("text"), str):
+                text = value["text"]
+        if text.strip():
+            items[where] = text
+
+    for partition in sorted(parts):
+        await read_to_end(
+            bootstrap, topic, partition, None, client_id="turnlog-batch-items", each=take
+        )
+    return items
 
 
 def progress_sql() -> str:
@@ -64,7 +117,7 @@ def progress_sql() -> str:
 
 @dataclass(slots=True)
 class BatchItem:
-    n: int
+    n: str  # its place: the line number, or p<partition>o<offset>
     text: str
     status: str = "pending"  # pending | sent | running | completed | failed
     result: str = ""
@@ -97,7 +150,7 @@ class Batch:
         partitions: int,
         batch_id: str,
         agent: str,
-        items: Sequence[str],
+        items: Sequence[str] | Mapping[str, str],
         concurrency: int = 8,
         client_id: str = "turnlog-batch",
     ) -> None:
@@ -108,8 +161,9 @@ class Batch:
         self.bootstrap, self.topics, self.partitions = bootstrap, topics, partitions
         self.batch_id, self.agent, self.concurrency = batch_id, agent, concurrency
         self.client_id = client_id
+        keyed = items.items() if isinstance(items, Mapping) else enumerate(items, 1)
         self.items = {
-            item_session_id(batch_id, n): BatchItem(n, text) for n, text in enumerate(items, 1)
+            item_session_id(batch_id, key): BatchItem(str(key), text) for key, text in keyed
         }
         self.sent_now = 0
         self.dead_lettered = 0
@@ -236,7 +290,7 @@ class Batch:
                 ("turnlog.error.type", b"ItemFailed"),
                 ("turnlog.error.message", item.result.encode("utf-8", "replace")[:4000]),
                 ("turnlog.batch.id", self.batch_id.encode()),
-                ("turnlog.batch.item", str(item.n).encode()),
+                ("turnlog.batch.item", item.n.encode()),
             ],
         )
         self.dead_lettered += 1

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 from collections import Counter
 from pathlib import Path
 
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from agents.events import SessionStarted, TurnCompleted, TurnFailed, TurnStarted
 from projections.projector import Projector, ProjectorConfig
 from schemas.codec import decode_event
-from streams.batch import Batch, item_session_id, progress_sql
+from streams.batch import Batch, item_session_id, progress_sql, topic_items
 from streams.topics import TopicNames, ensure_topics
 from tests.support.harness import (
     WorkerGroup,
@@ -32,6 +35,7 @@ from tests.support.harness import (
     wait_until,
     worker_env,
 )
+from tests.support.live import turnlog_cli
 
 PARTITIONS = 4
 ITEMS = 120
@@ -130,3 +134,51 @@ async def test_a_batch_survives_kill9_of_the_worker_and_of_the_submitter(
         started, completed, failed_n, cost = conn.execute(progress_sql(), ("moons",)).fetchone()  # type: ignore[misc]
     assert (started, completed, failed_n) == (ITEMS, ITEMS - 1, 1)
     assert cost == summary.cost_nanos
+
+
+async def test_a_batch_from_a_topic_runs_each_record_once_and_a_rerun_adds_only_new_ones(
+    kafka_bootstrap: str,
+    names: TopicNames,
+    unique_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TURNLOG_PARTITIONS", str(PARTITIONS))
+    topic = f"{unique_prefix}work.items"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(8):
+            value = f"Question {i}" if i % 2 else json.dumps({"text": f"Question {i}"})
+            await producer.send_and_wait(topic, value.encode(), partition=i % 2)
+    finally:
+        await producer.stop()
+    script = scripted_script(tmp_path, latency_ms=0, source=DATA / "script.yaml")
+    env = worker_env(
+        kafka_bootstrap, unique_prefix, agents=DATA / "agents.toml", script=script, sandbox=tmp_path
+    )
+    async with WorkerGroup(env, tmp_path) as group:
+        await group.start("w1").wait_assigned(at_least=PARTITIONS)
+        args = ("batch", "consume", topic, "--agent", "stages", "--id", "topic", "--json")
+        code, out, err = await turnlog_cli(kafka_bootstrap, names, *args, timeout=120)
+        assert code == 0, out + err
+        first = json.loads(out)
+        assert (first["items"], first["completed"], first["sent_now"]) == (8, 8, 8)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"Question 8", partition=0)
+        finally:
+            await producer.stop()
+        code, out, err = await turnlog_cli(kafka_bootstrap, names, *args, timeout=120)
+        assert code == 0, out + err
+        again = json.loads(out)
+        assert (again["items"], again["completed"], again["sent_now"]) == (9, 9, 1)
+    items = await topic_items(kafka_bootstrap, topic)
+    assert items["p0o0"] == "Question 0" and items["p1o0"] == "Question 1"

@@ -1,6 +1,7 @@
 """Batches at the front door, registered on the root app by `register(app)`.
 
     turnlog batch submit FILE --agent AGENT [--id ID] [--concurrency N]
+    turnlog batch consume TOPIC --agent AGENT --id ID [--concurrency N]
     turnlog batch status ID
 
 `submit` pushes every line of FILE (or every {"text": ...} of a .jsonl file) through the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,21 +68,35 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Run every item of FILE through AGENT, each as its own session, N at a time."""
-    from streams.batch import Batch
-    from streams.topics import topic_names
     from turnlog.settings import load_settings
 
     settings = load_settings()
-    items = read_items(file)
-    batch = Batch(
-        bootstrap=settings.kafka_bootstrap_servers,
-        topics=topic_names(settings.topic_prefix),
-        partitions=settings.partitions,
-        batch_id=batch_id or file.stem,
-        agent=agent,
-        items=items,
-        concurrency=concurrency,
-    )
+    _run(settings, batch_id or file.stem, agent, read_items(file), concurrency, as_json)
+
+
+def _run(
+    settings: Any,
+    batch_id: str,
+    agent: str,
+    items: Sequence[str] | Mapping[str, str],
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    from streams.batch import Batch
+    from streams.topics import topic_names
+
+    try:
+        batch = Batch(
+            bootstrap=settings.kafka_bootstrap_servers,
+            topics=topic_names(settings.topic_prefix),
+            partitions=settings.partitions,
+            batch_id=batch_id,
+            agent=agent,
+            items=items,
+            concurrency=concurrency,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     if as_json:
         summary = asyncio.run(batch.run())
     else:
@@ -109,6 +125,32 @@ def submit(
             f"{summary.failed} failed (dead-lettered), ${summary.cost_nanos / 1e9:.6f}"
         )
     raise typer.Exit(1 if summary.failed else 0)
+
+
+@batch_app.command("consume")
+def consume(
+    topic: Annotated[str, typer.Argument(help="The topic holding the work items.")],
+    agent: Annotated[str, typer.Option("--agent", help="The agent each item runs on.")],
+    batch_id: Annotated[str, typer.Option("--id", help="The batch's id.")],
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=10_000, help="Items in flight at most.")
+    ] = 8,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every record on TOPIC (up to its end now; text, or {"text": ...}) through
+    AGENT, each as its own session batch/ID/p<partition>o<offset>. Run it again later:
+    the items already done are not run again, new records are."""
+    from streams.batch import topic_items
+    from turnlog.settings import load_settings
+
+    settings = load_settings()
+    try:
+        items = asyncio.run(topic_items(settings.kafka_bootstrap_servers, topic))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if not items:
+        raise typer.BadParameter(f"Topic {topic!r} holds no items.")
+    _run(settings, batch_id, agent, items, concurrency, as_json)
 
 
 @batch_app.command("status")
