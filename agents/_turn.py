@@ -31,12 +31,14 @@ from agents.definitions import AgentDefinition, CompactionStrategy
 from agents.events import (
     ContextCompacted,
     ContextCompactionRequested,
+    GuardrailTripped,
     LlmCallRequested,
     TurnFailed,
     TurnStarted,
     Usage,
     UserMessageReceived,
 )
+from agents.guardrails import Guardrail, GuardStage, Verdict, check
 from agents.pricing import model_info
 from agents.registry import AgentInfo
 from agents.state import SessionState, context_ranges, window_entries, window_ranges
@@ -44,8 +46,10 @@ from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 from agents.versions import settle_follow
 
 __all__ = [
+    "GUARDRAIL_BLOCKED",
     "drop_instead_of_summary",
     "fail_turn",
+    "guard",
     "model_chain",
     "next_llm_call",
     "start_queued",
@@ -60,13 +64,49 @@ def fail_turn(d: Decision, reason: str, error_type: str) -> None:
 
 
 def start_turn(
-    d: Decision, text: str, queued_seq: int | None = None, attachments: tuple[Any, ...] = ()
+    d: Decision,
+    text: str,
+    queued_seq: int | None = None,
+    attachments: tuple[Any, ...] = (),
+    *,
+    guarded: bool = False,
 ) -> None:
+    """`guarded`: the input guardrails already ran (a queued message, when it queued)."""
     if d.state.turns:  # a new session starts on the served version anyway
         settle_follow(d)
     d.emit(TurnStarted(turn_no=d.state.turns + 1, queued_seq=queued_seq))
+    if not guarded:
+        info = d.registry.pinned(d.state.agent, d.state.definition_hash)
+        verdict = guard(d, info.definition.guardrails if info else (), "input", text)
+        if verdict.blocked is not None:
+            # The message is not recorded: a blocked text never reaches the log.
+            b = verdict.blocked
+            fail_turn(
+                d,
+                f"Guardrail {b.rule!r} ({b.kind}) blocked the user's message: {b.detail}.",
+                GUARDRAIL_BLOCKED,
+            )
+            return
+        text = verdict.text
     d.emit(UserMessageReceived(text=text, attachments=attachments))
     next_llm_call(d)
+
+
+GUARDRAIL_BLOCKED = "GuardrailBlocked"
+
+
+def guard(
+    d: Decision,
+    rules: tuple[Guardrail, ...],
+    on: GuardStage,
+    text: str,
+    call_id: str | None = None,
+) -> Verdict:
+    """Run the `on` guardrails over `text`, recording every trip (GuardrailTripped)."""
+    verdict = check(rules, on, text)
+    for t in verdict.trips:
+        d.emit(GuardrailTripped(t.rule, t.kind, t.action, t.on, t.detail, call_id=call_id))
+    return verdict
 
 
 def start_queued(d: Decision) -> None:
@@ -77,7 +117,9 @@ def start_queued(d: Decision) -> None:
         head = d.state.queue[0]
         d.behalf = head.request_id
         try:
-            start_turn(d, head.text, queued_seq=head.seq, attachments=head.attachments)
+            start_turn(
+                d, head.text, queued_seq=head.seq, attachments=head.attachments, guarded=True
+            )
         finally:
             d.behalf = None
 

@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agents.budget import BudgetConfig
 from agents.errors import AgentDefinitionError
+from agents.guardrails import Guardrail, schema_problem
 from agents.llm import ToolSpec, canonical_json, sha256_hex
 from agents.orchestration import parse_mode
 from agents.policy import Policy
@@ -200,6 +201,8 @@ class TeamConfig(BaseModel):
     mode: str = "all"
     combine: Literal["concatenate", "first", "last", "vote"] | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 86400)
+    # mode all: the first failure stops the members still running.
+    fail_fast: bool = False
 
     @model_validator(mode="after")
     def _mode(self) -> TeamConfig:
@@ -249,6 +252,10 @@ class AgentDefinition(BaseModel):
     team: TeamConfig | None = None
     # The agents the `handoff` tool may hand the conversation to.
     handoffs: tuple[str, ...] = ()
+    # Checks on the user's input and the model's output (agents.guardrails).
+    guardrails: tuple[Guardrail, ...] = ()
+    # The JSON schema of the final answer (agents.structured); None: free text.
+    output_schema: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentDefinition:
@@ -316,6 +323,13 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
         yield "tools", "the 'delegate_many' tool needs at least one agent in delegates"
     if ("handoff" in d.tools) != bool(d.handoffs):
         yield "handoffs", "the 'handoff' tool and a list of handoffs go together"
+    names = [g.name for g in d.guardrails]
+    if len(set(names)) != len(names):
+        yield "guardrails", "two guardrails have the same name"
+    if d.output_schema is not None:
+        problem = schema_problem(d.output_schema)
+        if problem is not None:
+            yield "output_schema", problem
 
 
 _LATER_DEFAULTS: dict[str, object] = {
@@ -327,6 +341,8 @@ _LATER_DEFAULTS: dict[str, object] = {
     "thinking_budget": 0,
     "team": None,
     "handoffs": [],
+    "guardrails": [],
+    "output_schema": None,
 }
 
 

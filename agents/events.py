@@ -64,6 +64,7 @@ __all__ = [
     "FailLlmCall",
     "FailToolCall",
     "ForkSession",
+    "GuardrailTripped",
     "LlmCallCompleted",
     "LlmCallFailed",
     "LlmCallRequested",
@@ -97,6 +98,8 @@ __all__ = [
     "SessionStarted",
     "SetModel",
     "Snapshot",
+    "StructuredOutputAccepted",
+    "StructuredOutputInvalid",
     "ThinkingBlock",
     "Tick",
     # other topics
@@ -926,7 +929,8 @@ class OrchestrationStarted:
     only, else 0); `combine` says how answers become the call's result (concatenate |
     first | vote). Member i runs `agents[i]` on `tasks[i]` as the call `<call_id>.m<i>`
     (each start is a ChildSessionRequested of that call id); `member_timeout_ms` is each
-    member's allowance from its start."""
+    member's allowance from its start. `fail_fast` (mode all): the first failure stops the
+    members still running."""
 
     call_id: str
     mode: str
@@ -935,6 +939,7 @@ class OrchestrationStarted:
     agents: tuple[str, ...]
     tasks: tuple[str, ...]
     member_timeout_ms: int
+    fail_fast: bool = False
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "OrchestrationStarted", "call_id")
@@ -996,6 +1001,44 @@ class RequestRejected:
     phase: str
 
 
+@dataclass(frozen=True, slots=True)
+class GuardrailTripped:
+    """A guardrail of the agent (agents.guardrails) tripped on the user's input or the
+    model's output (`on`); `action`: block | redact | warn. `detail` says what tripped
+    without quoting the text; `call_id` is the LLM call of an output trip."""
+
+    rule: str
+    kind: str
+    action: str
+    on: str
+    detail: str
+    call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.rule, "GuardrailTripped", "rule")
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredOutputInvalid:
+    """The answer of LLM call `call_id` does not match the agent's output_schema:
+    `error` says where. It is a user-side entry of the conversation (the corrective
+    attempt's request carries it, agents.structured.correction_text), or the turn's
+    end when `attempt` is past the corrections allowed."""
+
+    call_id: str
+    error: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredOutputAccepted:
+    """The answer of LLM call `call_id` matches the agent's output_schema; `result` is
+    its canonical JSON (stored as jsonb by the projection, returned by the client)."""
+
+    call_id: str
+    result: str
+
+
 EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SessionStarted,
     SessionForked,
@@ -1030,6 +1073,9 @@ EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union a
     OrchestrationMemberCancelled,
     OrchestrationCompleted,
     AgentHandedOff,
+    GuardrailTripped,
+    StructuredOutputInvalid,
+    StructuredOutputAccepted,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)

@@ -34,6 +34,7 @@ from agents.events import (
     EffectKind,
     EffectReissued,
     Event,
+    GuardrailTripped,
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
@@ -49,6 +50,8 @@ from agents.events import (
     SessionClosed,
     SessionForked,
     SessionStarted,
+    StructuredOutputAccepted,
+    StructuredOutputInvalid,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
@@ -90,6 +93,7 @@ from agents.state import (
     step_phase,
     turn_id_for,
 )
+from agents.structured import correction_text
 from agents.tokens import ENTRY_OVERHEAD, blocks_tokens, estimate_tokens
 
 __all__ = ["child_result_text", "evolve"]
@@ -429,7 +433,9 @@ def _child_completed(s: SessionState, ev: Event, p: ChildSessionCompleted) -> Se
 
 def _orchestration_started(s: SessionState, ev: Event, p: OrchestrationStarted) -> SessionState:
     t = _turn(s, ev)
-    spec = Spec(p.mode, p.quorum, p.combine, p.agents, p.tasks, p.member_timeout_ms * 1000)
+    spec = Spec(
+        p.mode, p.quorum, p.combine, p.agents, p.tasks, p.member_timeout_ms * 1000, p.fail_fast
+    )
     calls = orchestration_started(t.calls, p.call_id, spec)
     return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls))
 
@@ -543,6 +549,12 @@ def _queued_dropped(s: SessionState, ev: Event, p: QueuedMessageDropped) -> Sess
     return _next(s, ev, queue=tuple(q for q in s.queue if q.seq != p.queued_seq))
 
 
+def _structured_invalid(s: SessionState, ev: Event, p: StructuredOutputInvalid) -> SessionState:
+    # The validation error is a user-side entry: the corrective attempt's context has it.
+    entry = _entry(ev.seq, EntryKind.USER, correction_text(p.error))
+    return _next(s, ev, history=_append(s.history, entry))
+
+
 def _rejected(s: SessionState, ev: Event, p: RequestRejected) -> SessionState:
     # A rejected input changes nothing but the seq (not even the recent request ids).
     return replaced(s, last_seq=ev.seq)
@@ -582,6 +594,9 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     OrchestrationMemberCancelled: _member_cancelled,
     OrchestrationCompleted: _orchestration_completed,
     AgentHandedOff: _handed_off,
+    GuardrailTripped: _unchanged,
+    StructuredOutputInvalid: _structured_invalid,
+    StructuredOutputAccepted: _unchanged,
 }
 
 

@@ -15,13 +15,16 @@ particular no cost is charged twice.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from agents._decision import Decision, Rejected
 from agents._orchestrate import advance, hand_off
 from agents._step import dispatch_tool_uses, start_child, start_delegate_many
 from agents._turn import (
+    GUARDRAIL_BLOCKED,
     drop_instead_of_summary,
     fail_turn,
+    guard,
     model_chain,
     next_llm_call,
     start_turn,
@@ -55,12 +58,15 @@ from agents.events import (
     SessionForked,
     SessionStarted,
     SetModel,
+    StructuredOutputAccepted,
+    StructuredOutputInvalid,
     ToolCallCompleted,
     ToolCallFailed,
     TurnCancelled,
     TurnCompleted,
     Usage,
 )
+from agents.guardrails import Verdict, check
 from agents.limits import utf8_size
 from agents.llm import StopReason
 from agents.orchestration import DELEGATE_MANY, HANDOFF, orchestration_of
@@ -73,6 +79,7 @@ from agents.state import (
     SessionState,
     usage_of,
 )
+from agents.structured import MAX_CORRECTIONS, validate_answer
 from agents.toolspecs import DELEGATE, REMOTE_AGENT_PREFIX
 
 __all__ = [
@@ -245,7 +252,17 @@ def on_queue_message(d: Decision, p: SendMessage) -> None:
             f"{len(s.queue)} queued message(s), the agent's limit (max_queued = {limit}); "
             f"wait for the turn to end, or cancel it."
         )
-    d.emit(MessageQueued(text=text, position=len(s.queue) + 1, attachments=p.attachments))
+    # Guarded now, not when its turn starts: the queued text is recorded here.
+    verdict = check(defn.guardrails, "input", text)
+    if verdict.blocked is not None:
+        # It has no turn of its own to fail yet, and queuing it would record it.
+        b = verdict.blocked
+        raise Rejected(
+            f"Session {s.session_id}: guardrail {b.rule!r} ({b.kind}) blocked the message: "
+            f"{b.detail}."
+        )
+    text = guard(d, defn.guardrails, "input", text).text
+    d.emit(MessageQueued(text=text, position=len(d.state.queue) + 1, attachments=p.attachments))
 
 
 def _cancel_turn(d: Decision, reason: str | None) -> None:
@@ -395,11 +412,13 @@ def on_late_llm_completed(d: Decision, p: CompleteLlmCall | FailLlmCall) -> None
 
 
 def _discarded(d: Decision, p: CompleteLlmCall, llm: PendingLlm, why: str) -> None:
+    # Recorded only for its cost, yet its text is output too: guarded before it is stored.
+    verdict = guard(d, d.agent_info().definition.guardrails, "output", p.text, p.call_id)
     d.emit(
         LlmCallCompleted(
             call_id=p.call_id,
             model=p.model,
-            text=p.text,
+            text="" if verdict.blocked is not None else verdict.text,
             tool_call_ids=(),
             stop_reason=p.stop_reason,
             usage=p.usage,
@@ -459,11 +478,24 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
     if stop == StopReason.CONTEXT_WINDOW:
         _context_window_stop(d, p, llm)
         return
+    defn = info.definition
+    verdict = guard(d, defn.guardrails, "output", p.text, p.call_id)
+    if verdict.blocked is not None:
+        # The answer is withheld: recorded for its cost only, its text and tool calls
+        # never stored nor run.
+        _discarded_blocked(d, p, llm)
+        b = verdict.blocked
+        fail_turn(
+            d,
+            f"Guardrail {b.rule!r} ({b.kind}) blocked the model's answer: {b.detail}.",
+            GUARDRAIL_BLOCKED,
+        )
+        return
     completed = d.emit(
         LlmCallCompleted(
             call_id=p.call_id,
             model=p.model,
-            text=p.text,
+            text=verdict.text,
             tool_call_ids=(
                 () if stop == StopReason.REFUSAL else tuple(u.call_id for u in p.tool_uses)
             ),
@@ -486,6 +518,8 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
         next_llm_call(d)
         return
     if not p.tool_uses:
+        if defn.output_schema is not None and not _structured(d, defn.output_schema, p, verdict):
+            return
         turn = d.turn
         d.emit(
             TurnCompleted(
@@ -498,6 +532,61 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
         )
         return
     dispatch_tool_uses(d, info, p.call_id, p.tool_uses)
+
+
+def _discarded_blocked(d: Decision, p: CompleteLlmCall, llm: PendingLlm) -> None:
+    d.emit(
+        LlmCallCompleted(
+            call_id=p.call_id,
+            model=p.model,
+            text="",
+            tool_call_ids=(),
+            stop_reason=p.stop_reason,
+            usage=p.usage,
+            cost_nanos=_priced(p.model, llm.request.model, p.usage),
+            latency_ms=p.latency_ms,
+            attempts=p.attempts,
+            fallback_used=p.fallback_used,
+            discarded="guardrail",
+        )
+    )
+
+
+def _corrections(d: Decision) -> int:
+    """Corrective attempts of this turn so far: its user-side entries after the first."""
+    entries = d.state.history.entries
+    turn = d.turn
+    users = 0
+    for i in range(entries.size() - 1, -1, -1):
+        entry = entries.get(i)
+        if entry.seq <= turn.started_seq:
+            break
+        users += entry.kind == EntryKind.USER
+    return max(users - 1, 0)
+
+
+def _structured(d: Decision, schema: dict[str, Any], p: CompleteLlmCall, v: Verdict) -> bool:
+    """The final answer against the agent's output_schema: True when it is accepted;
+    else one corrective attempt was requested, or the turn failed."""
+    result, error = validate_answer(schema, v.text)
+    if error is None:
+        assert result is not None
+        d.emit(StructuredOutputAccepted(call_id=p.call_id, result=result))
+        return True
+    if _corrections(d) >= MAX_CORRECTIONS:
+        fail_turn(
+            d,
+            f"The answer does not match the agent's output_schema, after "
+            f"{MAX_CORRECTIONS} corrective attempt(s): {error}",
+            STRUCTURED_OUTPUT_INVALID,
+        )
+        return False
+    d.emit(StructuredOutputInvalid(call_id=p.call_id, error=error, attempt=1 + _corrections(d)))
+    next_llm_call(d)
+    return False
+
+
+STRUCTURED_OUTPUT_INVALID = "StructuredOutputInvalid"
 
 
 def _record_llm_failure(d: Decision, p: FailLlmCall, purpose: str) -> None:

@@ -30,6 +30,7 @@ from agents.events import (
     ContextCompactionRequested,
     EffectKind,
     EffectReissued,
+    GuardrailTripped,
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
@@ -45,6 +46,8 @@ from agents.events import (
     SessionClosed,
     SessionForked,
     SessionStarted,
+    StructuredOutputAccepted,
+    StructuredOutputInvalid,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
@@ -201,6 +204,9 @@ STILL: frozenset[type] = frozenset(
         ModelChanged,
         OrchestrationMemberCancelled,
         AgentHandedOff,
+        GuardrailTripped,
+        StructuredOutputInvalid,
+        StructuredOutputAccepted,
     }
 )
 

@@ -23,6 +23,7 @@ from agents.events import (
     ContextCompactionRequested,
     EffectReissued,
     Event,
+    GuardrailTripped,
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
@@ -37,6 +38,8 @@ from agents.events import (
     SessionClosed,
     SessionForked,
     SessionStarted,
+    StructuredOutputAccepted,
+    StructuredOutputInvalid,
     TokenDelta,
     ToolCallCompleted,
     ToolCallFailed,
@@ -92,6 +95,9 @@ EVENT_VIEWS: dict[type, EventView] = {
     OrchestrationMemberCancelled: EventView("child", False),
     OrchestrationCompleted: EventView("child", True),
     AgentHandedOff: EventView("session", True),
+    GuardrailTripped: EventView("error", True),
+    StructuredOutputInvalid: EventView("error", True),
+    StructuredOutputAccepted: EventView("turn", True),
 }
 # The same rows by type name: the pages show rows of the projections' events table.
 VIEWS_BY_NAME: dict[str, EventView] = {t.__name__: v for t, v in EVENT_VIEWS.items()}

@@ -36,6 +36,7 @@ from agents.events import (
     EffectKind,
     EffectReissued,
     Event,
+    GuardrailTripped,
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
@@ -51,6 +52,8 @@ from agents.events import (
     SessionClosed,
     SessionForked,
     SessionStarted,
+    StructuredOutputAccepted,
+    StructuredOutputInvalid,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
@@ -64,6 +67,7 @@ from agents.events import (
 from agents.orchestration import TEAM
 from agents.phases import MOVES, PhaseTrack, decode_calls, encode_calls, track
 from agents.state import CallStatus, Phase
+from agents.structured import correction_text
 from projections.rows import Changes, SessionRow
 
 __all__ = [
@@ -744,6 +748,59 @@ def _effect_reissued(s: SessionRow, ev: Event, p: EffectReissued, changes: Chang
         # A tool call, or a delegation (whose effect id is the tool call id); an
         # orchestration's member has no tool_calls row of its own.
         changes.increment("tool_calls", (ev.session_id, p.effect_id), "reissues")
+
+
+@projects(GuardrailTripped)
+def _guardrail_tripped(s: SessionRow, ev: Event, p: GuardrailTripped, changes: Changes) -> None:
+    changes.patch(
+        "guardrail_trips",
+        (ev.session_id, ev.event_id),
+        seq=ev.seq,
+        turn_id=ev.turn_id,
+        agent=ev.agent,
+        rule=p.rule,
+        kind=p.kind,
+        action=p.action,
+        stage=p.on,
+        detail=p.detail,
+        call_id=p.call_id,
+        tripped_at=ev.occurred_at,
+    )
+
+
+@projects(StructuredOutputInvalid)
+def _structured_invalid(
+    s: SessionRow, ev: Event, p: StructuredOutputInvalid, changes: Changes
+) -> None:
+    changes.patch(
+        "structured_outputs",
+        (ev.session_id, p.call_id),
+        turn_id=ev.turn_id,
+        agent=ev.agent,
+        valid=False,
+        attempt=p.attempt,
+        error=p.error,
+        seq=ev.seq,
+        recorded_at=ev.occurred_at,
+    )
+    # The corrective attempt's user-side entry, as the core's history has it.
+    _entry(s, ev, changes, "user", "user", correction_text(p.error))
+
+
+@projects(StructuredOutputAccepted)
+def _structured_accepted(
+    s: SessionRow, ev: Event, p: StructuredOutputAccepted, changes: Changes
+) -> None:
+    changes.patch(
+        "structured_outputs",
+        (ev.session_id, p.call_id),
+        turn_id=ev.turn_id,
+        agent=ev.agent,
+        valid=True,
+        result=p.result,
+        seq=ev.seq,
+        recorded_at=ev.occurred_at,
+    )
 
 
 @projects(TurnCompleted)

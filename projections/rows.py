@@ -256,6 +256,28 @@ PATCH_TABLES: dict[str, PatchTable] = {
                 "completed_at",
             ),
         ),
+        # Guardrail trips and structured answers (migration 0017).
+        PatchTable(
+            "guardrail_trips",
+            ("session_id", "event_id"),
+            (
+                "seq",
+                "turn_id",
+                "agent",
+                "rule",
+                "kind",
+                "action",
+                "stage",
+                "detail",
+                "call_id",
+                "tripped_at",
+            ),
+        ),
+        PatchTable(
+            "structured_outputs",
+            ("session_id", "call_id"),
+            ("turn_id", "agent", "valid", "attempt", "result", "error", "seq", "recorded_at"),
+        ),
     )
 }
 

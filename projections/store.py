@@ -74,6 +74,8 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "queued_messages",
     "orchestrations",
     "orchestration_members",
+    "guardrail_trips",
+    "structured_outputs",
 )
 
 

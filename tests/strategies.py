@@ -49,6 +49,7 @@ from agents.events import (
     FailLlmCall,
     FailToolCall,
     ForkSession,
+    GuardrailTripped,
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
@@ -67,6 +68,8 @@ from agents.events import (
     SessionForked,
     SessionStarted,
     SetModel,
+    StructuredOutputAccepted,
+    StructuredOutputInvalid,
     ThinkingBlock,
     Tick,
     TokenDelta,
@@ -338,6 +341,11 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         )
     ),
     AgentHandedOff: st.builds(AgentHandedOff, ids, ids, ids, ids, ids, texts),
+    GuardrailTripped: st.builds(
+        GuardrailTripped, ids, ids, ids, ids, texts, st.one_of(st.none(), ids)
+    ),
+    StructuredOutputInvalid: st.builds(StructuredOutputInvalid, ids, texts, small_counts),
+    StructuredOutputAccepted: st.builds(StructuredOutputAccepted, ids, texts),
     OrchestrationMemberCancelled: st.builds(OrchestrationMemberCancelled, ids, ids, ids, texts),
     OrchestrationCompleted: st.builds(
         OrchestrationCompleted,

@@ -24,6 +24,7 @@ from agents.events import (
     ContextCompactionRequested,
     EffectReissued,
     Event,
+    GuardrailTripped,
     LlmCallCompleted,
     LlmCallFailed,
     LlmCallRequested,
@@ -38,6 +39,8 @@ from agents.events import (
     SessionClosed,
     SessionForked,
     SessionStarted,
+    StructuredOutputAccepted,
+    StructuredOutputInvalid,
     TokenDelta,
     ToolCallCompleted,
     ToolCallFailed,
@@ -144,6 +147,21 @@ def _agent_version_changed(d: Describer, p: AgentVersionChanged) -> str:
 @describes(ModelChanged)
 def _model_changed(d: Describer, p: ModelChanged) -> str:
     return f"model {p.from_model} → {p.to_model} (later LLM calls)"
+
+
+@describes(GuardrailTripped)
+def _guardrail_tripped(d: Describer, p: GuardrailTripped) -> str:
+    return f"guardrail {p.rule} ({p.kind}, {p.on}) tripped → {p.action}: {p.detail}"
+
+
+@describes(StructuredOutputInvalid)
+def _structured_invalid(d: Describer, p: StructuredOutputInvalid) -> str:
+    return f"answer does not match output_schema (correction {p.attempt}): {oneline(p.error)}"
+
+
+@describes(StructuredOutputAccepted)
+def _structured_accepted(d: Describer, p: StructuredOutputAccepted) -> str:
+    return f"structured answer: {oneline(p.result)}"
 
 
 @describes(MessageQueued)

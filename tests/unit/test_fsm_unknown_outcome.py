@@ -143,9 +143,12 @@ def test_the_new_setting_leaves_existing_definition_hashes_alone() -> None:
         "on_truncated_tool_call",
         "on_change",
         "mcp",
+        "a2a",
         "thinking_budget",
         "team",
         "handoffs",
+        "guardrails",
+        "output_schema",
     ):
         data.pop(later, None)  # fields added later still, left out at their defaults
     from agents.llm import canonical_json, sha256_hex

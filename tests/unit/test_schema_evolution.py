@@ -88,6 +88,9 @@ ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
             "OrchestrationMemberCancelled",
             "OrchestrationCompleted",
             "AgentHandedOff",
+            "GuardrailTripped",
+            "StructuredOutputInvalid",
+            "StructuredOutputAccepted",
         }
     ),
     "Request": frozenset({"UpgradeAgent", "SetModel"}),
@@ -150,7 +153,7 @@ def test_generated_values_resolve_both_ways(envelope: str, data: st.DataObject) 
 def test_exemplars_take_every_union_branch_and_enum_symbol() -> None:
     values = exemplars(CURRENT.envelopes["Event"])
     branches = {v["payload"][0] for v in values}
-    assert len(branches) == 33
+    assert len(branches) == 36
     decisions = {
         v["payload"][1]["decision"] for v in values if v["payload"][0].endswith("ToolCallRequested")
     }
