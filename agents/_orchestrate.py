@@ -95,7 +95,11 @@ def orchestration_spec(d: Decision, info: AgentInfo, args: dict[str, Any]) -> Sp
     timeout_s = args.get("timeout_s", info.definition.deadlines.child_s)
     if not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 7 * 86400:
         return "Cannot delegate_many: timeout_s must be a number of seconds (0, 604800]."
-    return Spec(mode[0], mode[1], how, tuple(agents), tuple(tasks), int(timeout_s * 1_000_000))
+    fail_fast = args.get("fail_fast", False)
+    if not isinstance(fail_fast, bool):
+        return "Cannot delegate_many: fail_fast must be true or false."
+    timeout_us = int(timeout_s * 1_000_000)
+    return Spec(mode[0], mode[1], how, tuple(agents), tuple(tasks), timeout_us, fail_fast)
 
 
 def _start_member(d: Decision, call_id: str, index: int, agent: str, task: str) -> None:
@@ -123,6 +127,7 @@ def start_orchestration(d: Decision, call_id: str, spec: Spec) -> None:
             agents=spec.agents,
             tasks=spec.tasks,
             member_timeout_ms=spec.timeout_us // 1000,
+            fail_fast=spec.fail_fast,
         )
     )
     first = 1 if spec.mode == "sequential" else len(spec.agents)
@@ -150,7 +155,9 @@ def advance(d: Decision, call_id: str) -> bool:
             task = f"{spec.tasks[i]}\n\nThe previous step's result:\n{last.task}"
             _start_member(d, call_id, i, spec.agents[i], task)
             return False
-    elif spec.mode in ("race", "quorum"):
+    elif spec.mode in ("race", "quorum") or spec.fail_fast:
+        # fail_fast (mode all): needed = every member, so the first failure puts it out
+        # of reach.
         ok = outcomes.count("completed")
         if running and (ok >= spec.needed or ok + len(running) < spec.needed):
             why = (
@@ -229,6 +236,7 @@ def team_turn(d: Decision, info: AgentInfo) -> None:
         team.members,
         (text or "(no text)",) * len(team.members),
         int(timeout_s * 1_000_000),
+        team.fail_fast,
     )
     start_orchestration(d, team_call_id(turn.turn_no), spec)
 

@@ -9,7 +9,8 @@ until the orchestration combines the answers into the call's one result. Everyth
 is pure: what a spec means, how the state holds it, how answers combine. The decisions
 (start, stop the members no longer needed, complete) are in agents._orchestrate.
 
-Modes: `all` (every member; completed when every member completed), `race` (the first
+Modes: `all` (every member; completed when every member completed; with `fail_fast`
+the first failure stops the others), `race` (the first
 completed answer wins; the others are stopped), `quorum:N` (N completed answers; the
 others are stopped, and so are all once N is out of reach), `sequential` (one after
 another, each member given the previous member's answer; the first failure ends it).
@@ -73,6 +74,7 @@ class Spec(NamedTuple):
     agents: tuple[str, ...]
     tasks: tuple[str, ...]
     timeout_us: int
+    fail_fast: bool = False  # mode all: the first failure stops the others
 
     @property
     def needed(self) -> int:
@@ -121,6 +123,7 @@ def spec_of(call: PendingCall) -> Spec:
         tuple(raw["agents"]),
         tuple(raw["tasks"]),
         raw["timeout_us"],
+        raw.get("fail_fast", False),
     )
 
 

@@ -180,6 +180,10 @@ _SPECS: tuple[ToolSpec, ...] = (
                     "exclusiveMinimum": 0,
                     "description": "Seconds each agent gets.",
                 },
+                "fail_fast": {
+                    "type": "boolean",
+                    "description": "Mode all: stop the others at the first failure.",
+                },
             },
             ("agents",),
         ),

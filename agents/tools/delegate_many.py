@@ -43,6 +43,9 @@ async def delegate_many(
         Field(description="How answers are combined (default by mode)."),
     ] = None,
     timeout_s: Annotated[float | None, Field(description="Seconds each agent gets.", gt=0)] = None,
+    fail_fast: Annotated[
+        bool, Field(description="Mode all: stop the others at the first failure.")
+    ] = False,
 ) -> ToolResult:
     """Hand a task to several agents and get their answers back combined."""
     return ToolResult(ok=False, content=DELEGATE_MANY_NOT_EXECUTED, error_kind="refused")

@@ -303,3 +303,16 @@ def test_the_projection_holds_the_tree_and_a_cancelled_turn_ends_its_orchestrati
     }
     assert {k[1] for k in changes.patches["tool_calls"]} == {"o1"}  # members are no tool calls
     assert row.phase == "idle" and row.pending_calls == []
+
+
+def test_all_with_fail_fast_stops_the_others_at_the_first_failure() -> None:
+    d, events = started(mode="all", fail_fast=True)
+    assert payloads(events, OrchestrationStarted)[0].fail_fast is True
+    report(d, 0, OK, "A")
+    events = report(d, 1, FAIL, "broke")
+    assert [c.member_call_id for c in payloads(events, OrchestrationMemberCancelled)] == ["o1.m2"]
+    done = payloads(report(d, 2, CANCEL, "stopped"), OrchestrationCompleted)[0]
+    assert (done.status, done.completed, done.failed, done.cancelled) == ("failed", 1, 1, 1)
+    # Without fail_fast the others run on after a failure.
+    d, _ = started(mode="all")
+    assert not payloads(report(d, 1, FAIL, "broke"), OrchestrationMemberCancelled)
