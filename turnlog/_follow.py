@@ -11,9 +11,10 @@ nothing it caused can be missed. Used through `turnlog.Client` (`watch`, `outcom
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -40,6 +41,7 @@ from agents.events import (
     SendMessage,
     SessionClosed,
     SessionForked,
+    StructuredOutputAccepted,
     TokenDelta,
     ToolCallCompleted,
     ToolCallFailed,
@@ -133,6 +135,15 @@ class Outcome:
     @property
     def last_seq(self) -> int:
         return self.events[-1].seq if self.events else 0
+
+    @property
+    def structured(self) -> Any:
+        """The answer as JSON (an agent with an output_schema: the value it matched, the
+        last StructuredOutputAccepted of these events); None otherwise."""
+        for ev in reversed(self.events):
+            if isinstance(ev.payload, StructuredOutputAccepted):
+                return json.loads(ev.payload.result)
+        return None
 
 
 _TURN_END = (TurnCompleted, TurnFailed, TurnCancelled)
