@@ -15,6 +15,7 @@ per batch suffices and the order of statements inside a batch never matters.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
@@ -797,7 +798,7 @@ def _structured_accepted(
         turn_id=ev.turn_id,
         agent=ev.agent,
         valid=True,
-        result=p.result,
+        result=json.loads(p.result),  # a jsonb column dumps the value it is given
         seq=ev.seq,
         recorded_at=ev.occurred_at,
     )

@@ -523,7 +523,11 @@ class EffectRunner:
         if request is None:
             assert refused is not None
             return refused
-        on_delta = self._delta_sink(session_id, effect.effect_id) if self.stream_deltas else None
+        # An answer an output guardrail may redact or block is not streamed unchecked.
+        info = self.registry.pinned(state.agent, state.definition_hash)
+        guarded = info is not None and any(g.on == "output" for g in info.definition.guardrails)
+        stream = self.stream_deltas and not guarded
+        on_delta = self._delta_sink(session_id, effect.effect_id) if stream else None
         started = time.monotonic()
         try:
             resp = await self.provider.complete(

@@ -1,0 +1,204 @@
+"""Guardrails and structured output on the live platform: a secret a redact rule removes
+never reaches the session log, the snapshots, the deltas or any projection table (input:
+the user's key; output: a key the model leaks); a blocked input fails its turn without
+being recorded; a structured answer lands in SQL as jsonb after one corrective attempt.
+
+Real broker, real Postgres, the real session worker (in this process) and the real
+projector, the scripted model of tests/data/guardrails/script.yaml.
+
+(The requests topic is the clients' and the effect runner's input: it holds the user's
+message as sent, and the model's answer as the provider gave it, before the core judged
+either. What the guard removes is kept out of everything written after that judgement.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from pathlib import Path
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg import sql
+
+from agents.agentfile import registry_from_file
+from agents.events import (
+    GuardrailTripped,
+    LlmCallCompleted,
+    SendMessage,
+    StructuredOutputAccepted,
+    StructuredOutputInvalid,
+    TurnCompleted,
+    TurnFailed,
+    UserMessageReceived,
+)
+from agents.providers.scripted import ScriptedProvider
+from projections.projector import Projector, ProjectorConfig
+from streams.topics import TopicNames
+from tests.support.live import live_platform, new_session_id, payloads
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "guardrails"
+LEAKED = "sk-live-SCRIPTEDVAULTKEY42"  # what the scripted model says (script.yaml)
+
+
+async def _topic_values(bootstrap: str, topic: str) -> list[bytes]:
+    """Every committed record value of `topic`, from the beginning to its end now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        assert parts, f"topic {topic} has no partitions"
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        values: list[bytes] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            values += [r.value for records in batch.values() for r in records if r.value]
+        return values
+    finally:
+        await consumer.stop()
+
+
+def _tables_containing(database_url: str, needle: str) -> list[str]:
+    """Every table of the database (the projections, the audit log, all) whose rows, as
+    text, contain `needle`."""
+    with psycopg.connect(database_url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+            ).fetchall()
+        ]
+        assert {"events", "entries", "llm_calls", "guardrail_trips"} <= set(tables)
+        found = []
+        for t in tables:
+            query = sql.SQL("SELECT count(*) FROM {} r WHERE strpos(r::text, %s) > 0").format(
+                sql.Identifier(t)
+            )
+            row = conn.execute(query, (needle,)).fetchone()
+            if row and row[0]:
+                found.append(t)
+        return found
+
+
+async def _project(bootstrap: str, database_url: str, names: TopicNames) -> None:
+    projector = Projector(
+        ProjectorConfig(
+            bootstrap=bootstrap,
+            database_url=database_url,
+            events_topic=names.events,
+            checkpoints_topic=None,
+            consumer=f"live-guardrails-{secrets.token_hex(4)}",
+            group_id=None,
+        )
+    )
+    await asyncio.wait_for(projector.run(until_caught_up=True), 60)
+
+
+async def test_redacted_secrets_never_reach_the_log_or_sql_and_blocks_and_structure_hold(
+    kafka_bootstrap: str, names: TopicNames, database_url: str, tmp_path: Path
+) -> None:
+    secret = f"sk-live-{secrets.token_hex(12)}"
+    registry = registry_from_file(DATA / "agents.toml")
+    provider = ScriptedProvider.from_file(DATA / "script.yaml")
+    guarded, blocked, extracted = (new_session_id(n) for n in ("guard", "block", "extract"))
+    async with live_platform(
+        kafka_bootstrap, names, registry=registry, provider=provider, sandbox=tmp_path
+    ) as live:
+        log = live.log
+        await live.client.send(
+            guarded, SendMessage(f"Store my key {secret} please."), agent="guarded"
+        )
+        await live.client.send(blocked, SendMessage("Now DROP TABLE users;"), agent="guarded")
+        await live.client.send(extracted, SendMessage("Ada, 36 years."), agent="extractor")
+        for sid in (guarded, blocked, extracted):
+            await log.wait_for(
+                sid,
+                lambda evs: payloads(evs, TurnCompleted) or payloads(evs, TurnFailed),
+                f"the end of {sid}'s turn",
+            )
+
+        # Redacted input and output: recorded redacted, each trip an event.
+        events = log.events(guarded)
+        assert payloads(events, TurnCompleted), log.describe(guarded)
+        user = payloads(events, UserMessageReceived)[0]
+        assert user.text == "Store my key [REDACTED] please."
+        answers = payloads(events, LlmCallCompleted)
+        assert [a.text for a in answers] == ["Noted. The vault key is [REDACTED], keep it safe."]
+        trips = payloads(events, GuardrailTripped)
+        assert [(t.rule, t.on, t.action) for t in trips] == [
+            ("no-keys-in", "input", "redact"),
+            ("no-keys-out", "output", "redact"),
+        ]
+
+        # A blocked input: the turn fails, the message is not recorded.
+        events = log.events(blocked)
+        failed = payloads(events, TurnFailed)
+        assert [f.error_type for f in failed] == ["GuardrailBlocked"], log.describe(blocked)
+        assert "'no-drop'" in failed[0].reason
+        assert not payloads(events, UserMessageReceived)
+        assert not payloads(events, LlmCallCompleted)
+
+        # A structured answer after one corrective attempt.
+        events = log.events(extracted)
+        assert payloads(events, TurnCompleted), log.describe(extracted)
+        invalid = payloads(events, StructuredOutputInvalid)
+        assert [(i.attempt, "not JSON" in i.error) for i in invalid] == [(1, True)]
+        accepted = payloads(events, StructuredOutputAccepted)
+        assert [json.loads(a.result) for a in accepted] == [{"name": "Ada", "age": 36}]
+        live.worker.assert_alive()
+
+    # Nothing the guards removed in any topic written after the core's judgement.
+    for topic in (names.events, names.snapshots, names.deltas, names.dlq):
+        values = await _topic_values(kafka_bootstrap, topic)
+        for needle in (secret, LEAKED, "DROP TABLE users"):
+            assert not [v for v in values if needle.encode() in v], f"{needle} in {topic}"
+    assert [v for v in await _topic_values(kafka_bootstrap, names.events) if b"[REDACTED]" in v]
+    # A streamed chunk may split a secret: an agent with output guardrails streams nothing
+    # (its answer is checked first), the one without does.
+    deltas = await _topic_values(kafka_bootstrap, names.deltas)
+    assert not [v for v in deltas if guarded.encode() in v]
+    assert [v for v in deltas if extracted.encode() in v]
+
+    # ... nor in any table, once the projector has caught up.
+    await _project(kafka_bootstrap, database_url, names)
+    for needle in (secret, LEAKED, "DROP TABLE users"):
+        assert _tables_containing(database_url, needle) == [], needle
+    with psycopg.connect(database_url) as conn:
+        trip_rows = conn.execute(
+            "SELECT session_id, rule, action, stage FROM guardrail_trips "
+            "WHERE session_id = ANY(%s) ORDER BY session_id, seq",
+            ([guarded, blocked],),
+        ).fetchall()
+        assert sorted(trip_rows) == sorted(
+            [
+                (guarded, "no-keys-in", "redact", "input"),
+                (guarded, "no-keys-out", "redact", "output"),
+                (blocked, "no-drop", "block", "input"),
+            ]
+        )
+        rows = conn.execute(
+            "SELECT valid, attempt, result, error IS NOT NULL FROM structured_outputs "
+            "WHERE session_id = %s ORDER BY seq",
+            (extracted,),
+        ).fetchall()
+        assert rows == [(False, 1, None, True), (True, None, {"name": "Ada", "age": 36}, False)]
+        typed = conn.execute(
+            "SELECT result->>'name', (result->>'age')::int FROM structured_outputs "
+            "WHERE session_id = %s AND valid",
+            (extracted,),
+        ).fetchone()
+        assert typed == ("Ada", 36)
+        status = conn.execute(
+            "SELECT turns_failed FROM sessions WHERE session_id = %s", (blocked,)
+        ).fetchone()
+        assert status == (1,)
