@@ -28,33 +28,18 @@ from agents.events import (
 )
 from schemas.codec import decode_event
 from streams.topics import TopicNames, ensure_topics
-
-try:  # the harness is moving to tests/support
-    from tests.support.harness import (
-        EventLog,
-        RequestSender,
-        WorkerGroup,
-        group_caught_up,
-        read_records,
-        scripted_script,
-        seq_problems,
-        user_message,
-        wait_until,
-        worker_env,
-    )
-except ImportError:  # pragma: no cover - before the move
-    from tests.integration.worker_harness import (  # type: ignore[no-redef,import-not-found,unused-ignore]
-        EventLog,
-        RequestSender,
-        WorkerGroup,
-        group_caught_up,
-        read_records,
-        scripted_script,
-        seq_problems,
-        user_message,
-        wait_until,
-        worker_env,
-    )
+from tests.support.harness import (
+    EventLog,
+    RequestSender,
+    WorkerGroup,
+    group_caught_up,
+    read_records,
+    scripted_script,
+    seq_problems,
+    user_message,
+    wait_until,
+    worker_env,
+)
 
 PARTITIONS = 4
 DATA = Path(__file__).resolve().parents[1] / "data" / "orchestration"

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from agents.agentfile import registry_from_file
 from agents.events import (
     ChildSessionCompleted,
     ChildSessionRequested,
@@ -39,20 +40,7 @@ from agents.providers.scripted import ScriptedProvider
 from agents.registry import AgentRegistry
 from projections.projector import Projector, ProjectorConfig
 from streams.topics import TopicNames
-
-try:  # the agent file reader is moving to agents.agentfile
-    from agents.agentfile import registry_from_file
-except ImportError:  # pragma: no cover - before the move
-    registry_from_file = AgentRegistry.from_file  # type: ignore[attr-defined,unused-ignore]
-
-try:  # tests/support is where the live helpers are moving
-    from tests.support.live import GatedProvider, live_platform, new_session_id
-except ImportError:  # pragma: no cover - before the move
-    from tests.integration.live_support import (  # type: ignore[no-redef,import-not-found,unused-ignore]
-        GatedProvider,
-        live_platform,
-        new_session_id,
-    )
+from tests.support.live import GatedProvider, live_platform, new_session_id
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "orchestration"
 
