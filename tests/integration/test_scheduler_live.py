@@ -609,3 +609,49 @@ async def test_overlap_queue_holds_a_new_session_slot_until_the_previous_run_end
     finally:
         projector.stop()
         await asyncio.wait_for(projecting, 30)
+
+
+async def test_catch_up_after_downtime_is_decided_and_recorded_per_firing(
+    kafka_bootstrap: str, names: TopicNames, unique_prefix: str
+) -> None:
+    """No scheduler runs for ten slots: the next one fires the backlog as each
+    schedule's catch-up policy says (once: the latest; all: the latest `limit`; none:
+    only a slot still on time), each firing recording the policy and the slots it did
+    not fire."""
+    clock = Clock(T0)
+    policies = {sid(f"cu-{p}"): p for p in ("once", "all", "none")}
+    async with Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix) as client:
+        for schedule, policy in policies.items():
+            await client.add_schedule(
+                schedule,
+                agent="calc",
+                message="catch up",
+                every=60,
+                catch_up=policy,
+                catch_up_limit=3,
+                occurred_at=T0,
+            )
+    clock.now = T0 + timedelta(minutes=10, seconds=90)  # slots 12:01..12:11 missed
+    process = SchedulerProcess(
+        bootstrap=kafka_bootstrap, topics=names, database_url=None, clock=clock
+    )
+    async with running(process):
+        await wait_until(
+            lambda: process.scheduler.stats["fired"] + process.scheduler.stats["skipped"] >= 5,
+            TIMEOUT,
+            "the backlog decided",
+        )
+        await ticked(process)
+    got = {s: sorted((f for n, f in await firings(kafka_bootstrap, names) if n == s),
+                     key=lambda f: f.slot) for s in policies}  # fmt: skip
+    by_policy = {policies[s]: [(f.slot - T0, f.fired, f.catch_up, f.missed) for f in fs]
+                 for s, fs in got.items()}  # fmt: skip
+    minute = timedelta(minutes=1)
+    assert by_policy["once"] == [(11 * minute, True, "once", 10)]
+    assert by_policy["all"] == [
+        (9 * minute, True, "all", 8),
+        (10 * minute, True, "all", 0),
+        (11 * minute, True, "all", 0),
+    ]
+    # none: the backlog is dropped; the latest slot, 30 s old, is still on time and fires.
+    assert by_policy["none"] == [(11 * minute, True, "none", 10)]
