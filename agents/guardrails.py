@@ -102,6 +102,12 @@ class Guardrail(BaseModel):
     def test(self, text: str) -> tuple[str | None, str]:
         """(why it trips, or None; the text with this rule's redaction applied)."""
         k = self.kind
+        if k == "substring" and not self.ignore_case:  # str's search: no regex needed
+            pattern = self.pattern or ""
+            n = text.count(pattern)
+            if not n:
+                return None, text
+            return f"{n} match(es) of the substring", text.replace(pattern, self.replacement)
         if self._regex is not None:
             found, n = self._regex.subn(self.replacement, text)
             if not n:
