@@ -232,8 +232,8 @@ async def _start_console(settings: Any) -> Any:
     """The web console beside the workers, or None (said on stderr) when it cannot
     start: the workers do not depend on it."""
     from agents.errors import TurnlogError
-    from console.cli import Console
-    from console.config import load_console_config
+    from turnlog.console.cli import Console
+    from turnlog.console.config import load_console_config
 
     try:
         console = Console(settings, load_console_config())

@@ -90,7 +90,7 @@ def wait_row(stack: Stack, what: str, sql: str, *params: Any, check: Any = bool)
         lambda: (r := row(stack, sql, *params)) is not None and check(r) and r,
         30,
         what,
-        interval=0.2,
+        interval_s=0.2,
     )
     return found
 

@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 
 from agents.events import EVENT_TYPES
-from console.config import ConsoleConfig, ConsoleConfigError, is_loopback, load_console_config
-from console.timeline import EVENT_VIEWS
+from turnlog.console.config import (
+    ConsoleConfig,
+    ConsoleConfigError,
+    is_loopback,
+    load_console_config,
+)
+from turnlog.console.timeline import EVENT_VIEWS
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "0123456789abcdef-token"
@@ -97,9 +102,9 @@ def test_every_event_type_has_a_view() -> None:
 def test_the_wheel_ships_every_template_and_asset() -> None:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     setuptools = data["tool"]["setuptools"]
-    assert "console*" in setuptools["packages"]["find"]["include"]
-    patterns = setuptools["package-data"]["console"]
-    console = ROOT / "console"
+    assert "turnlog*" in setuptools["packages"]["find"]["include"]
+    patterns = setuptools["package-data"]["turnlog.console"]
+    console = ROOT / "turnlog" / "console"
     for path in (*console.glob("templates/**/*"), *console.glob("static/**/*")):
         if path.is_file():
             rel = path.relative_to(console)
@@ -107,7 +112,7 @@ def test_the_wheel_ships_every_template_and_asset() -> None:
 
 
 def test_the_api_is_described_by_openapi() -> None:
-    from console.api import api_routes, openapi
+    from turnlog.console.api import api_routes, openapi
 
     spec = openapi()
     assert spec["openapi"].startswith("3.") and spec["components"]["securitySchemes"]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from console.config import ConsoleConfig
-from console.security import CSRF_COOKIE, SESSION_COOKIE, Guard, SignIns, identity
+from turnlog.console.config import ConsoleConfig
+from turnlog.console.security import CSRF_COOKIE, SESSION_COOKIE, Guard, SignIns, identity
 
 TOKEN = "0123456789abcdef-alice"
 

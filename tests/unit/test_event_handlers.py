@@ -11,9 +11,9 @@ import pytest
 from agents.events import EventPayload
 from agents.evolve import _HANDLERS as EVOLVE
 from agents.phases import MOVES, STILL
-from console.timeline import EVENT_VIEWS
 from projections.fold import EVENTS_ROW_ONLY, PROJECTS
 from turnlog._render import DESCRIBES
+from turnlog.console.timeline import EVENT_VIEWS
 
 EVENT_TYPES = frozenset(get_args(EventPayload))
 
@@ -30,7 +30,7 @@ def test_the_event_union_is_what_the_concerns_are_checked_against() -> None:
         ("agents.phases (MOVES | STILL)", frozenset(MOVES) | STILL),
         ("projections.fold (PROJECTS | EVENTS_ROW_ONLY)", frozenset(PROJECTS) | EVENTS_ROW_ONLY),
         ("turnlog._render", frozenset(DESCRIBES)),
-        ("console.timeline", frozenset(EVENT_VIEWS)),
+        ("turnlog.console.timeline", frozenset(EVENT_VIEWS)),
     ],
 )
 def test_every_event_type_has_a_handler(concern: str, handled: frozenset[type]) -> None:

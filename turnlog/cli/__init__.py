@@ -46,7 +46,7 @@ EXTENSIONS: tuple[str, ...] = (
     "turnlog.a2a.cli",
     "turnlog.cli.schedule",
     "turnlog.cli.batch",
-    "console.cli",
+    "turnlog.console.cli",
 )
 
 app = typer.Typer(

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from console.backend import Backend
+from turnlog.console.backend import Backend
 
 __all__ = ["metrics_endpoint"]
 

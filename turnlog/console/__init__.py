@@ -6,8 +6,8 @@ follower, reads from the Postgres projections, requests produced through
 `turnlog.Client`. Loopback by default; tokens, CSRF and size limits in console.security.
 """
 
-from console.app import create_app
-from console.backend import Backend
-from console.config import ConsoleConfig, ConsoleConfigError, load_console_config
+from turnlog.console.app import create_app
+from turnlog.console.backend import Backend
+from turnlog.console.config import ConsoleConfig, ConsoleConfigError, load_console_config
 
 __all__ = ["Backend", "ConsoleConfig", "ConsoleConfigError", "create_app", "load_console_config"]

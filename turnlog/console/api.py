@@ -33,13 +33,13 @@ from starlette.schemas import SchemaGenerator
 
 from agents.errors import ContractError, ExternalError
 from agents.events import Event
-from console.backend import Backend
-from console.live import ALL
-from console.reads import SessionFilter
-from console.security import CSRF_COOKIE, SESSION_COOKIE, SignIns, identity
-from console.timeline import delta_json, event_json
 from turnlog._follow import Sent
 from turnlog._render import Describer
+from turnlog.console.backend import Backend
+from turnlog.console.live import ALL
+from turnlog.console.reads import SessionFilter
+from turnlog.console.security import CSRF_COOKIE, SESSION_COOKIE, SignIns, identity
+from turnlog.console.timeline import delta_json, event_json
 
 __all__ = ["api_routes", "dumps", "openapi"]
 
@@ -392,7 +392,7 @@ async def _follow(request: Request, sid: str, from_seq: int | None) -> AsyncIter
     with b.hub.follow(sid) as follower:
         yield b": following\n\n"
         if from_seq is not None:
-            from console.live import read_session
+            from turnlog.console.live import read_session
 
             offset = await b.reads.offset_before(sid, from_seq)
             async for ev in read_session(
@@ -528,8 +528,8 @@ async def operations(request: Request) -> Response:
     responses:
       200: {description: operations facts}
     """
-    from console.ops import dlq_tail, group_lag
     from projections.quarantine import list_quarantined
+    from turnlog.console.ops import dlq_tail, group_lag
 
     b = backend(request)
     worker = await group_lag(b.offsets, b.worker_group, b.topics.requests)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from console.live import Hub
-from console.ops import Offsets
-from console.reads import Reads
 from streams.topics import TopicNames, topic_names
 from turnlog.client import Client
+from turnlog.console.live import Hub
+from turnlog.console.ops import Offsets
+from turnlog.console.reads import Reads
 
 __all__ = ["Backend"]
 

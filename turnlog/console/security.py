@@ -27,7 +27,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from console.config import ConsoleConfig, is_loopback
+from turnlog.console.config import ConsoleConfig, is_loopback
 
 __all__ = [
     "CSRF_COOKIE",

@@ -17,11 +17,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from console.api import EXCEPTION_HANDLERS, api_routes
-from console.backend import Backend
-from console.config import ConsoleConfig
-from console.pages import page_routes
-from console.security import Guard, SignIns
+from turnlog.console.api import EXCEPTION_HANDLERS, api_routes
+from turnlog.console.backend import Backend
+from turnlog.console.config import ConsoleConfig
+from turnlog.console.pages import page_routes
+from turnlog.console.security import Guard, SignIns
 
 __all__ = ["create_app"]
 

@@ -21,11 +21,11 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agents.errors import ContractError
-from console.api import backend, dumps
-from console.metrics import metrics
-from console.reads import SessionFilter
-from console.security import identity
-from console.timeline import VIEWS_BY_NAME
+from turnlog.console.api import backend, dumps
+from turnlog.console.metrics import metrics
+from turnlog.console.reads import SessionFilter
+from turnlog.console.security import identity
+from turnlog.console.timeline import VIEWS_BY_NAME
 
 __all__ = ["page_routes"]
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from console.config import ConsoleConfig, load_console_config
+from turnlog.console.config import ConsoleConfig, load_console_config
 
 __all__ = ["Console", "register", "ui_command"]
 
@@ -41,8 +41,8 @@ class Console:
     def __init__(self, settings: Any, config: ConsoleConfig, *, log_level: str = "warning") -> None:
         import uvicorn
 
-        from console.app import create_app
-        from console.backend import Backend
+        from turnlog.console.app import create_app
+        from turnlog.console.backend import Backend
 
         self.config = config
         backend = Backend(
