@@ -19,6 +19,7 @@ import secrets
 from pathlib import Path
 
 import psycopg
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg import sql
 
@@ -36,7 +37,7 @@ from agents.events import (
 from agents.providers.scripted import ScriptedProvider
 from projections.projector import Projector, ProjectorConfig
 from streams.topics import TopicNames
-from tests.support.live import live_platform, new_session_id, payloads
+from tests.support.live import live_platform, new_session_id, payloads, turnlog_cli
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "guardrails"
 LEAKED = "sk-live-SCRIPTEDVAULTKEY42"  # what the scripted model says (script.yaml)
@@ -105,8 +106,13 @@ async def _project(bootstrap: str, database_url: str, names: TopicNames) -> None
 
 
 async def test_redacted_secrets_never_reach_the_log_or_sql_and_blocks_and_structure_hold(
-    kafka_bootstrap: str, names: TopicNames, database_url: str, tmp_path: Path
+    kafka_bootstrap: str,
+    names: TopicNames,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("TURNLOG_AGENTS", str(DATA / "agents.toml"))
     secret = f"sk-live-{secrets.token_hex(12)}"
     registry = registry_from_file(DATA / "agents.toml")
     provider = ScriptedProvider.from_file(DATA / "script.yaml")
@@ -156,6 +162,16 @@ async def test_redacted_secrets_never_reach_the_log_or_sql_and_blocks_and_struct
         accepted = payloads(events, StructuredOutputAccepted)
         assert [json.loads(a.result) for a in accepted] == [{"name": "Ada", "age": 36}]
         live.worker.assert_alive()
+
+    # Replay re-decides every input (the raw answers included) and finds the same log:
+    # redaction and the corrective attempt are decisions of the core, not of the worker.
+    for sid, calls in ((guarded, 1), (extracted, 2)):
+        code, out, err = await turnlog_cli(
+            kafka_bootstrap, names, "replay", sid, "--verify", "--no-timeline", timeout=60
+        )
+        assert code == 0, out + err
+        assert "verify: OK" in out, out
+        assert f"{calls} LLM request(s) rebuilt with the recorded digest" in out, out
 
     # Nothing the guards removed in any topic written after the core's judgement.
     for topic in (names.events, names.snapshots, names.deltas, names.dlq):
