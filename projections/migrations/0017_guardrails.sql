@@ -61,3 +61,6 @@ COMMENT ON COLUMN structured_outputs.recorded_at IS 'When (the log''s time).';
 
 COMMENT ON COLUMN llm_calls.discarded IS
     'Null when the answer is part of the conversation; else why it is recorded only for its usage and cost: late (answered after a cancel abandoned the call), truncated (cut at max_tokens inside a tool call, which was not run), context_window (the model stopped on a full context window), guardrail (an output guardrail blocked it: its text is not stored). From LlmCallCompleted.discarded.';
+
+-- The projector's role writes them like the other projection tables (0003).
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON guardrail_trips, structured_outputs TO turnlog_app;
