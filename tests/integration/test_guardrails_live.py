@@ -161,6 +161,37 @@ async def test_redacted_secrets_never_reach_the_log_or_sql_and_blocks_and_struct
         assert [(i.attempt, "not JSON" in i.error) for i in invalid] == [(1, True)]
         accepted = payloads(events, StructuredOutputAccepted)
         assert [json.loads(a.result) for a in accepted] == [{"name": "Ada", "age": 36}]
+
+        # The CLI (through the Python client's Outcome) returns the structured answer.
+        code, out, err = await turnlog_cli(
+            kafka_bootstrap,
+            names,
+            "send",
+            "--json",
+            "--follow",
+            "--agent",
+            "extractor",
+            "Ada, 36 years.",
+        )
+        assert code == 0, out + err
+        outcome = json.loads(out.strip().splitlines()[-1])
+        assert outcome["status"] == "completed", out
+        assert outcome["structured"] == {"name": "Ada", "age": 36}
+
+        # A blocked input through the CLI: a failed turn (exit code 3), the rule named.
+        code, out, err = await turnlog_cli(
+            kafka_bootstrap,
+            names,
+            "send",
+            "--json",
+            "--follow",
+            "--agent",
+            "guarded",
+            "drop table x",
+        )
+        outcome = json.loads(out.strip().splitlines()[-1])
+        assert (code, outcome["status"], outcome["structured"]) == (3, "failed", None), out + err
+        assert "'no-drop'" in outcome["reason"]
         live.worker.assert_alive()
 
     # Replay re-decides every input (the raw answers included) and finds the same log:

@@ -54,6 +54,7 @@ def outcome_dict(outcome: Any) -> dict[str, Any]:
         "request_id": outcome.request_id,
         "turn_id": outcome.turn_id,
         "answer": outcome.answer,
+        "structured": outcome.structured,  # the answer as JSON (an agent's output_schema)
         "reason": outcome.reason,
         "last_seq": outcome.last_seq,
         "cost_nanos": outcome.cost_nanos,
