@@ -145,6 +145,9 @@ class SessionMetrics:
     ) -> None:
         self.worker = worker
         self.effects = effects
+        # Labelled children by (metric, label values): prometheus_client's labels()
+        # validates and locks on every call, and a batch touches the same few per event.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = registry if registry is not None else CollectorRegistry()
         self.lag: dict[int, int] = {}
         r = self.registry
@@ -314,6 +317,13 @@ class SessionMetrics:
     def restored(self, seconds: float, partitions: int) -> None:
         self.restore_seconds.observe(seconds)
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def committed(self, entries: Sequence[Entry], seconds: float) -> None:
         self.transaction_seconds.observe(seconds)
         for _rec, _req, events in entries:
@@ -331,12 +341,12 @@ class SessionMetrics:
         outcome = {"TurnCompleted": "completed", "TurnFailed": "failed"}.get(
             type(ev.payload).__name__, "cancelled"
         )
-        self.turns.labels(ev.agent, outcome).inc()
+        self._child(self.turns, ev.agent, outcome).inc()
         if outcome == "failed":
-            self.turn_failures.labels(ev.agent, ev.payload.error_type).inc()
+            self._child(self.turn_failures, ev.agent, ev.payload.error_type).inc()
         started = self._turns.pop(ev.session_id, None)
         if started is not None:
-            self.turn_seconds.labels(ev.agent).observe(
+            self._child(self.turn_seconds, ev.agent).observe(
                 max(0.0, (ev.occurred_at - started).total_seconds())
             )
 
@@ -348,23 +358,23 @@ class SessionMetrics:
         self._models.pop((ev.session_id, p.call_id), None)
         # An answer recorded only for its cost (a cancel abandoned it, a tool call was cut)
         # still costs: counted under why it was discarded.
-        self.llm_calls.labels(p.model, getattr(p, "discarded", None) or "completed").inc()
-        self.llm_seconds.labels(p.model).observe(p.latency_ms / 1000)
+        self._child(self.llm_calls, p.model, getattr(p, "discarded", None) or "completed").inc()
+        self._child(self.llm_seconds, p.model).observe(p.latency_ms / 1000)
         self._usage(p.model, p.usage, p.cost_nanos)
 
     def _llm_failed(self, ev: Any) -> None:
         model = self._models.pop((ev.session_id, ev.payload.call_id), "unknown")
-        self.llm_calls.labels(model, "failed").inc()
+        self._child(self.llm_calls, model, "failed").inc()
 
     def _compacted(self, ev: Any) -> None:
         p = ev.payload
-        self.compactions.labels(p.strategy).inc()
+        self._child(self.compactions, p.strategy).inc()
         model = self._models.pop((ev.session_id, p.compaction_id), None)
         if p.model:  # a summary: one LLM call
-            self.llm_calls.labels(p.model, "completed").inc()
+            self._child(self.llm_calls, p.model, "completed").inc()
             self._usage(p.model, p.usage, p.cost_nanos)
         elif model is not None:  # the summary failed: the entries were dropped instead
-            self.llm_calls.labels(model, "failed").inc()
+            self._child(self.llm_calls, model, "failed").inc()
 
     def _usage(self, model: str, usage: Any, cost_nanos: int) -> None:
         for kind, n in (
@@ -374,37 +384,39 @@ class SessionMetrics:
             ("cache_write", usage.cache_write_tokens),
         ):
             if n:
-                self.tokens.labels(model, kind).inc(n)
-        self.cost.labels(model).inc(cost_nanos / NANOS_PER_USD)
+                self._child(self.tokens, model, kind).inc(n)
+        self._child(self.cost, model).inc(cost_nanos / NANOS_PER_USD)
 
     def _tool_requested(self, ev: Any) -> None:
         p = ev.payload
         _remember(self._tools, (ev.session_id, p.call_id), p.name)
-        self.policy.labels(str(getattr(p.decision, "value", p.decision))).inc()
+        self._child(self.policy, str(getattr(p.decision, "value", p.decision))).inc()
 
     def _tool_ended(self, ev: Any) -> None:
         p = ev.payload
         tool = self._tools.pop((ev.session_id, p.call_id), "unknown")
         outcome = "completed" if type(p).__name__ == "ToolCallCompleted" else "failed"
-        self.tool_calls.labels(tool, outcome).inc()
+        self._child(self.tool_calls, tool, outcome).inc()
         if p.latency_ms:
-            self.tool_seconds.labels(tool).observe(p.latency_ms / 1000)
+            self._child(self.tool_seconds, tool).observe(p.latency_ms / 1000)
 
     def _approval_ended(self, ev: Any) -> None:
         p = ev.payload
         if type(p).__name__ == "ApprovalGranted":
-            self.approvals.labels("granted").inc()
+            self._child(self.approvals, "granted").inc()
         else:
-            self.approvals.labels("expired" if p.expired else "denied").inc()
+            self._child(self.approvals, "expired" if p.expired else "denied").inc()
 
     def _budget(self, ev: Any) -> None:
         p = ev.payload
-        self.budget.labels(
-            str(getattr(p.scope, "value", p.scope)), str(getattr(p.unit, "value", p.unit))
+        self._child(
+            self.budget,
+            str(getattr(p.scope, "value", p.scope)),
+            str(getattr(p.unit, "value", p.unit)),
         ).inc()
 
     def _rejected(self, ev: Any) -> None:
-        self.rejected.labels(ev.payload.request_type).inc()
+        self._child(self.rejected, ev.payload.request_type).inc()
 
     def _queued(self, ev: Any) -> None:
         self.queued.inc()
@@ -414,7 +426,7 @@ class SessionMetrics:
 
     def _child_ended(self, ev: Any) -> None:
         status = ev.payload.status
-        self.children.labels(str(getattr(status, "value", status))).inc()
+        self._child(self.children, str(getattr(status, "value", status))).inc()
 
 
 def _remember(table: dict[Any, Any], key: Any, value: Any) -> None:

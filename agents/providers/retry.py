@@ -39,6 +39,10 @@ Attempt = Callable[[str, float | None], Awaitable[LlmResponse]]
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 
+# Retry jitter needs spread, not secrecy: one generator for the process (seeding a new
+# one per call read os.urandom on every LLM call).
+_JITTER = random.Random()
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -133,7 +137,7 @@ async def run_with_fallbacks(
     Returns the answering attempt's response with `model`, `attempts`, `fallback_used`
     and `circuits_opened` filled in; raises ProviderError otherwise.
     """
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     ordered = _unique(models)
     if not ordered:
         raise ValueError("run_with_fallbacks needs at least one model.")
