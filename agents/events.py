@@ -1,4 +1,6 @@
-"""The event contract as Python types: requests (inputs) and events (facts).
+"""The event contract as Python types: the events (facts) and the other topics' records,
+and, re-exported, the requests (agents.requests) and the values (agents.records) —
+the one import of the whole contract.
 
 Nothing here does IO. One frozen, slotted dataclass per Avro record, with the same name as
 the record in `schemas/`. Records validate in their constructor (InvalidRecord), so a value
@@ -18,14 +20,49 @@ refers to it by seq or by call id.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
-from typing import NoReturn, Union, get_args
+from typing import Union, get_args
 
-from agents.errors import InvalidRecord
+from agents.records import (
+    ATTACHMENT_TYPES,
+    EVENT_ID_NAMESPACE,
+    Attachment,
+    BudgetScope,
+    BudgetUnit,
+    ChildStatus,
+    EffectKind,
+    PolicyAction,
+    ThinkingBlock,
+    ToolUse,
+    Usage,
+    _aware,
+    _fail,
+    _nonempty,
+    _nonneg,
+    _ranges_ok,
+    _require,
+    event_id_for,
+)
+from agents.requests import (
+    REQUEST_TYPES,
+    CancelTurn,
+    CloseSession,
+    CompleteChildSession,
+    CompleteCompaction,
+    CompleteLlmCall,
+    CompleteToolCall,
+    DecideApproval,
+    FailLlmCall,
+    FailToolCall,
+    ForkSession,
+    Request,
+    RequestPayload,
+    SendMessage,
+    SetModel,
+    Tick,
+    UpgradeAgent,
+)
 
 __all__ = [
     "ATTACHMENT_TYPES",
@@ -73,7 +110,6 @@ __all__ = [
     "OrchestrationCompleted",
     "OrchestrationMemberCancelled",
     "OrchestrationStarted",
-    # enums
     "PolicyAction",
     "ProviderCircuitOpened",
     "QueuedMessageDropped",
@@ -81,7 +117,6 @@ __all__ = [
     "RequestPayload",
     "RequestRejected",
     "RestorePoint",
-    # turnlog.schedules
     "ScheduleDefined",
     "ScheduleFired",
     "SchedulePaused",
@@ -89,12 +124,10 @@ __all__ = [
     "ScheduleRecord",
     "ScheduleRemoved",
     "ScheduleResumed",
-    # request payloads
     "SendMessage",
     "SessionClosed",
     "SessionForked",
     "SessionSnapshot",
-    # event payloads
     "SessionStarted",
     "SetModel",
     "Snapshot",
@@ -102,7 +135,6 @@ __all__ = [
     "StructuredOutputInvalid",
     "ThinkingBlock",
     "Tick",
-    # other topics
     "TokenDelta",
     "ToolCallCompleted",
     "ToolCallFailed",
@@ -113,439 +145,10 @@ __all__ = [
     "TurnFailed",
     "TurnStarted",
     "UpgradeAgent",
-    # value records
     "Usage",
     "UserMessageReceived",
     "event_id_for",
 ]
-
-# Fixed namespace: event ids must be the same in every process and every release.
-EVENT_ID_NAMESPACE = uuid.UUID("6f1d3a8e-2b4c-5d6e-8f70-91a2b3c4d5e6")
-
-
-_NS_BYTES = EVENT_ID_NAMESPACE.bytes
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def event_id_for(session_id: str, seq: int) -> str:
-    """Deterministic event id: a re-emitted event (same session, same seq) has the same id.
-
-    Equal to `str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{session_id}/{seq}"))`, computed without
-    building UUID objects because every decoded event checks it."""
-    x = hashlib.sha1(b"%b%b/%d" % (_NS_BYTES, session_id.encode(), seq)).hexdigest()
-    # Version 5 in the 13th hex digit, the RFC 4122 variant in the top bits of the 17th.
-    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
-
-
-# The checks below run on every record built (every decoded event), so a message is
-# formatted only when a check fails.
-
-
-def _fail(record: str, message: str) -> NoReturn:
-    raise InvalidRecord(f"{record}: {message}")
-
-
-def _require(cond: bool, record: str, message: str) -> None:
-    if not cond:
-        _fail(record, message)
-
-
-def _nonempty(value: str, record: str, name: str) -> None:
-    if not isinstance(value, str) or not value:
-        _fail(record, f"{name} must be a non-empty string")
-
-
-def _nonneg(value: int, record: str, name: str) -> None:
-    if not isinstance(value, int) or value < 0:
-        _fail(record, f"{name} must be an int >= 0, got {value!r}")
-
-
-def _ranges_ok(flat: tuple[int, ...]) -> bool:
-    """Every (lo, hi) pair of an even-length flat tuple has 1 <= lo <= hi."""
-    # A loop, not any(genexpr): this runs for every decoded LlmCallRequested.
-    return all(1 <= flat[i] <= flat[i + 1] for i in range(0, len(flat), 2))
-
-
-def _aware(value: datetime, record: str, name: str) -> None:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        _fail(record, f"{name} must be a timezone-aware datetime, got {value!r}")
-
-
-# --------------------------------------------------------------------------- enums
-
-
-class PolicyAction(str, Enum):
-    ALLOW = "allow"
-    DENY = "deny"
-    REQUIRE_APPROVAL = "require_approval"
-
-
-class ChildStatus(str, Enum):
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class BudgetScope(str, Enum):
-    TURN = "turn"
-    SESSION = "session"
-
-
-class BudgetUnit(str, Enum):
-    TOKENS = "tokens"
-    USD = "usd"
-
-
-class EffectKind(str, Enum):
-    LLM_CALL = "llm_call"
-    TOOL_CALL = "tool_call"
-    COMPACTION = "compaction"
-    CHILD_SESSION = "child_session"
-
-
-# --------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token usage of one LLM call, as reported by the provider. `reasoning_tokens` are
-    the part of `output_tokens` the model spent thinking (OpenAI's reasoning tokens,
-    Gemini's thoughts), priced at the catalog's reasoning price; Anthropic reports its
-    thinking inside output tokens only, so there they stay 0 and thinking is output."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        _nonneg(self.input_tokens, "Usage", "input_tokens")
-        _nonneg(self.output_tokens, "Usage", "output_tokens")
-        _nonneg(self.cache_read_tokens, "Usage", "cache_read_tokens")
-        _nonneg(self.cache_write_tokens, "Usage", "cache_write_tokens")
-        _nonneg(self.reasoning_tokens, "Usage", "reasoning_tokens")
-        if self.reasoning_tokens > self.output_tokens:
-            _fail("Usage", "reasoning_tokens are part of output_tokens and cannot exceed them")
-
-    @property
-    def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_read_tokens
-            + self.cache_write_tokens
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ToolUse:
-    """One tool call the model asked for. `arguments_json` is a JSON object, as text."""
-
-    call_id: str
-    name: str
-    arguments_json: str = "{}"
-
-    def __post_init__(self) -> None:
-        _nonempty(self.call_id, "ToolUse", "call_id")
-        _nonempty(self.name, "ToolUse", "name")
-
-
-@dataclass(frozen=True, slots=True)
-class ThinkingBlock:
-    """One thinking block of an answer, kept verbatim: the vendor wants it back with the
-    tool results that follow. `provider` "anthropic": an extended-thinking block (a
-    redacted one has only its opaque `redacted_data`, and empty `thinking` and
-    `signature`); "gemini": the thought signature of the answer's first function call
-    (base64 in `signature`)."""
-
-    thinking: str = ""
-    signature: str = ""
-    redacted_data: str | None = None
-    provider: str = "anthropic"
-
-    def __post_init__(self) -> None:
-        if self.redacted_data is None:
-            _nonempty(self.signature, "ThinkingBlock", "signature")
-        else:
-            _require(
-                not self.thinking and not self.signature,
-                "ThinkingBlock",
-                "a redacted block carries only redacted_data",
-            )
-
-
-ATTACHMENT_TYPES = frozenset(
-    {"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Attachment:
-    """An image or document of a user message: inline (`data`, base64 of the bytes) or by
-    reference (`data` None: the bytes are in the blob store under `sha256`). Either way
-    `sha256` (hex of the raw bytes) names the content, and an LLM request refers to it by
-    that digest, so replay rebuilds the exact request."""
-
-    media_type: str
-    sha256: str
-    data: str | None = None
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.media_type not in ATTACHMENT_TYPES:
-            _fail(
-                "Attachment",
-                f"media_type {self.media_type!r} is not one of "
-                f"{', '.join(sorted(ATTACHMENT_TYPES))}",
-            )
-        if len(self.sha256) != 64 or self.sha256.strip("0123456789abcdef"):
-            _fail("Attachment", "sha256 must be 64 lower-case hex digits")
-
-    @property
-    def is_image(self) -> bool:
-        return self.media_type.startswith("image/")
-
-
-# --------------------------------------------------------------------------- requests
-# Inputs on `turnlog.requests`. Clients send the first five; effect executors report
-# outcomes with the Complete*/Fail* records, always naming the effect id they were given.
-
-
-@dataclass(frozen=True, slots=True)
-class SendMessage:
-    """A user message: starts a turn (and the session, when it is new).
-
-    `parent_session_id`/`parent_call_id` are set when a parent session delegates: the
-    child's final answer completes that tool call in the parent.
-    """
-
-    text: str
-    parent_session_id: str | None = None
-    parent_call_id: str | None = None
-    attachments: tuple[Attachment, ...] = ()
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.text, str), "SendMessage", "text must be a string")
-        _require(
-            (self.parent_session_id is None) == (self.parent_call_id is None),
-            "SendMessage",
-            "parent_session_id and parent_call_id are set together or not at all",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class DecideApproval:
-    """A human (or policy service) decision on a tool call awaiting approval."""
-
-    call_id: str
-    approved: bool
-    decided_by: str
-    reason: str | None = None
-
-    def __post_init__(self) -> None:
-        _nonempty(self.call_id, "DecideApproval", "call_id")
-        _nonempty(self.decided_by, "DecideApproval", "decided_by")
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTurn:
-    """Cancel the running turn (its effects are aborted). `queued_request_id`: drop only
-    that queued message instead; `drop_queue`: cancel the turn and drop the queue too."""
-
-    reason: str | None = None
-    queued_request_id: str | None = None
-    drop_queue: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CloseSession:
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ForkSession:
-    """Sent to the NEW session id: start it with the history of source up to `at_seq`."""
-
-    source_session_id: str
-    at_seq: int
-    agent: str | None = None
-
-    def __post_init__(self) -> None:
-        _nonempty(self.source_session_id, "ForkSession", "source_session_id")
-        if self.at_seq < 1:
-            _fail("ForkSession", f"at_seq must be >= 1, got {self.at_seq}")
-
-
-@dataclass(frozen=True, slots=True)
-class CompleteLlmCall:
-    """Outcome of an LLM call effect. `model` is the model that answered (a fallback when
-    `fallback_used`). `circuits_opened` names provider/model circuits that opened while
-    serving this call."""
-
-    call_id: str
-    model: str
-    text: str
-    tool_uses: tuple[ToolUse, ...] = ()
-    stop_reason: str = "end_turn"
-    usage: Usage = field(default_factory=Usage)
-    latency_ms: int = 0
-    attempts: int = 1
-    fallback_used: bool = False
-    circuits_opened: tuple[str, ...] = ()
-    thinking: tuple[ThinkingBlock, ...] = ()
-
-    def __post_init__(self) -> None:
-        _nonempty(self.call_id, "CompleteLlmCall", "call_id")
-        _nonempty(self.model, "CompleteLlmCall", "model")
-        _nonneg(self.latency_ms, "CompleteLlmCall", "latency_ms")
-        _require(self.attempts >= 1, "CompleteLlmCall", "attempts must be >= 1")
-        ids = [t.call_id for t in self.tool_uses]
-        _require(len(ids) == len(set(ids)), "CompleteLlmCall", "tool_uses have duplicate call ids")
-
-
-@dataclass(frozen=True, slots=True)
-class FailLlmCall:
-    """`usage`: what the vendor reported before the call broke off (an aborted stream is
-    billed for what it read); charged when a cancel had abandoned the call."""
-
-    call_id: str
-    error_type: str
-    message: str
-    attempts: int = 1
-    retryable: bool = False
-    latency_ms: int = 0
-    circuits_opened: tuple[str, ...] = ()
-    usage: Usage = field(default_factory=Usage)
-
-    def __post_init__(self) -> None:
-        _nonempty(self.call_id, "FailLlmCall", "call_id")
-        _nonempty(self.error_type, "FailLlmCall", "error_type")
-        _require(self.attempts >= 1, "FailLlmCall", "attempts must be >= 1")
-
-
-@dataclass(frozen=True, slots=True)
-class CompleteToolCall:
-    call_id: str
-    result: str
-    latency_ms: int = 0
-
-    def __post_init__(self) -> None:
-        _nonempty(self.call_id, "CompleteToolCall", "call_id")
-        _nonneg(self.latency_ms, "CompleteToolCall", "latency_ms")
-
-
-@dataclass(frozen=True, slots=True)
-class FailToolCall:
-    call_id: str
-    error: str
-    latency_ms: int = 0
-
-    def __post_init__(self) -> None:
-        _nonempty(self.call_id, "FailToolCall", "call_id")
-        _nonneg(self.latency_ms, "FailToolCall", "latency_ms")
-
-
-@dataclass(frozen=True, slots=True)
-class CompleteCompaction:
-    """Outcome of a summarize compaction (an LLM effect)."""
-
-    compaction_id: str
-    summary: str
-    model: str
-    usage: Usage = field(default_factory=Usage)
-    latency_ms: int = 0
-
-    def __post_init__(self) -> None:
-        _nonempty(self.compaction_id, "CompleteCompaction", "compaction_id")
-        _nonempty(self.model, "CompleteCompaction", "model")
-
-
-@dataclass(frozen=True, slots=True)
-class CompleteChildSession:
-    """Reported to the PARENT session when a delegated child session's turn ends."""
-
-    call_id: str
-    child_session_id: str
-    status: ChildStatus
-    answer: str = ""
-    usage: Usage = field(default_factory=Usage)
-    cost_nanos: int = 0
-
-    def __post_init__(self) -> None:
-        _nonempty(self.call_id, "CompleteChildSession", "call_id")
-        _nonempty(self.child_session_id, "CompleteChildSession", "child_session_id")
-        _nonneg(self.cost_nanos, "CompleteChildSession", "cost_nanos")
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Time passes: lets the pure core expire approvals and re-issue overdue effects.
-    The time is the envelope's `occurred_at`."""
-
-
-@dataclass(frozen=True, slots=True)
-class UpgradeAgent:
-    """Move an idle session to agent version `to_hash` (None: the one served now)."""
-
-    to_hash: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SetModel:
-    """Switch the session's model: later LLM calls of its turns use `model` (a catalog
-    name), with the agent's fallbacks after it."""
-
-    model: str
-
-    def __post_init__(self) -> None:
-        _nonempty(self.model, "SetModel", "model")
-
-
-RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
-    SendMessage,
-    DecideApproval,
-    CancelTurn,
-    CloseSession,
-    ForkSession,
-    CompleteLlmCall,
-    FailLlmCall,
-    CompleteToolCall,
-    FailToolCall,
-    CompleteCompaction,
-    CompleteChildSession,
-    Tick,
-    UpgradeAgent,
-    SetModel,
-]
-
-REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)
-# isinstance over a tuple of 20+ types tries them in order; a set finds the exact type
-# at once (isinstance stays as the fallback, so the check means the same).
-_REQUEST_TYPE_SET = frozenset(REQUEST_TYPES)
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """Envelope of `turnlog.requests`. `request_id` is unique per request (clients make
-    it; a duplicate is rejected). `agent` names the agent of a new session."""
-
-    request_id: str
-    session_id: str
-    occurred_at: datetime
-    payload: RequestPayload
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    agent: str | None = None
-
-    def __post_init__(self) -> None:
-        _nonempty(self.request_id, "Request", "request_id")
-        _nonempty(self.session_id, "Request", "session_id")
-        _aware(self.occurred_at, "Request", "occurred_at")
-        if type(self.payload) not in _REQUEST_TYPE_SET and not isinstance(
-            self.payload, REQUEST_TYPES
-        ):
-            _fail("Request", f"payload must be a request record, got {type(self.payload).__name__}")
 
 
 # --------------------------------------------------------------------------- events

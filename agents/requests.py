@@ -1,0 +1,283 @@
+"""The requests of the contract: inputs on `turnlog.requests`, in the imperative
+(`SendMessage`, `CompleteLlmCall`). One frozen, slotted dataclass per Avro record,
+validated in its constructor. Nothing here does IO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Union, get_args
+
+from agents.records import (
+    Attachment,
+    ChildStatus,
+    ThinkingBlock,
+    ToolUse,
+    Usage,
+    _aware,
+    _fail,
+    _nonempty,
+    _nonneg,
+    _require,
+)
+
+__all__ = [
+    "REQUEST_TYPES",
+    "CancelTurn",
+    "CloseSession",
+    "CompleteChildSession",
+    "CompleteCompaction",
+    "CompleteLlmCall",
+    "CompleteToolCall",
+    "DecideApproval",
+    "FailLlmCall",
+    "FailToolCall",
+    "ForkSession",
+    "Request",
+    "RequestPayload",
+    "SendMessage",
+    "SetModel",
+    "Tick",
+    "UpgradeAgent",
+]
+
+
+# --------------------------------------------------------------------------- requests
+# Inputs on `turnlog.requests`. Clients send the first five; effect executors report
+# outcomes with the Complete*/Fail* records, always naming the effect id they were given.
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """A user message: starts a turn (and the session, when it is new).
+
+    `parent_session_id`/`parent_call_id` are set when a parent session delegates: the
+    child's final answer completes that tool call in the parent.
+    """
+
+    text: str
+    parent_session_id: str | None = None
+    parent_call_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.text, str), "SendMessage", "text must be a string")
+        _require(
+            (self.parent_session_id is None) == (self.parent_call_id is None),
+            "SendMessage",
+            "parent_session_id and parent_call_id are set together or not at all",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DecideApproval:
+    """A human (or policy service) decision on a tool call awaiting approval."""
+
+    call_id: str
+    approved: bool
+    decided_by: str
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "DecideApproval", "call_id")
+        _nonempty(self.decided_by, "DecideApproval", "decided_by")
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTurn:
+    """Cancel the running turn (its effects are aborted). `queued_request_id`: drop only
+    that queued message instead; `drop_queue`: cancel the turn and drop the queue too."""
+
+    reason: str | None = None
+    queued_request_id: str | None = None
+    drop_queue: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForkSession:
+    """Sent to the NEW session id: start it with the history of source up to `at_seq`."""
+
+    source_session_id: str
+    at_seq: int
+    agent: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.source_session_id, "ForkSession", "source_session_id")
+        if self.at_seq < 1:
+            _fail("ForkSession", f"at_seq must be >= 1, got {self.at_seq}")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteLlmCall:
+    """Outcome of an LLM call effect. `model` is the model that answered (a fallback when
+    `fallback_used`). `circuits_opened` names provider/model circuits that opened while
+    serving this call."""
+
+    call_id: str
+    model: str
+    text: str
+    tool_uses: tuple[ToolUse, ...] = ()
+    stop_reason: str = "end_turn"
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: int = 0
+    attempts: int = 1
+    fallback_used: bool = False
+    circuits_opened: tuple[str, ...] = ()
+    thinking: tuple[ThinkingBlock, ...] = ()
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "CompleteLlmCall", "call_id")
+        _nonempty(self.model, "CompleteLlmCall", "model")
+        _nonneg(self.latency_ms, "CompleteLlmCall", "latency_ms")
+        _require(self.attempts >= 1, "CompleteLlmCall", "attempts must be >= 1")
+        ids = [t.call_id for t in self.tool_uses]
+        _require(len(ids) == len(set(ids)), "CompleteLlmCall", "tool_uses have duplicate call ids")
+
+
+@dataclass(frozen=True, slots=True)
+class FailLlmCall:
+    """`usage`: what the vendor reported before the call broke off (an aborted stream is
+    billed for what it read); charged when a cancel had abandoned the call."""
+
+    call_id: str
+    error_type: str
+    message: str
+    attempts: int = 1
+    retryable: bool = False
+    latency_ms: int = 0
+    circuits_opened: tuple[str, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "FailLlmCall", "call_id")
+        _nonempty(self.error_type, "FailLlmCall", "error_type")
+        _require(self.attempts >= 1, "FailLlmCall", "attempts must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteToolCall:
+    call_id: str
+    result: str
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "CompleteToolCall", "call_id")
+        _nonneg(self.latency_ms, "CompleteToolCall", "latency_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class FailToolCall:
+    call_id: str
+    error: str
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "FailToolCall", "call_id")
+        _nonneg(self.latency_ms, "FailToolCall", "latency_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteCompaction:
+    """Outcome of a summarize compaction (an LLM effect)."""
+
+    compaction_id: str
+    summary: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.compaction_id, "CompleteCompaction", "compaction_id")
+        _nonempty(self.model, "CompleteCompaction", "model")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteChildSession:
+    """Reported to the PARENT session when a delegated child session's turn ends."""
+
+    call_id: str
+    child_session_id: str
+    status: ChildStatus
+    answer: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost_nanos: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.call_id, "CompleteChildSession", "call_id")
+        _nonempty(self.child_session_id, "CompleteChildSession", "child_session_id")
+        _nonneg(self.cost_nanos, "CompleteChildSession", "cost_nanos")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes: lets the pure core expire approvals and re-issue overdue effects.
+    The time is the envelope's `occurred_at`."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeAgent:
+    """Move an idle session to agent version `to_hash` (None: the one served now)."""
+
+    to_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetModel:
+    """Switch the session's model: later LLM calls of its turns use `model` (a catalog
+    name), with the agent's fallbacks after it."""
+
+    model: str
+
+    def __post_init__(self) -> None:
+        _nonempty(self.model, "SetModel", "model")
+
+
+RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
+    SendMessage,
+    DecideApproval,
+    CancelTurn,
+    CloseSession,
+    ForkSession,
+    CompleteLlmCall,
+    FailLlmCall,
+    CompleteToolCall,
+    FailToolCall,
+    CompleteCompaction,
+    CompleteChildSession,
+    Tick,
+    UpgradeAgent,
+    SetModel,
+]
+
+REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)
+# isinstance over a tuple of 20+ types tries them in order; a set finds the exact type
+# at once (isinstance stays as the fallback, so the check means the same).
+_REQUEST_TYPE_SET = frozenset(REQUEST_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Envelope of `turnlog.requests`. `request_id` is unique per request (clients make
+    it; a duplicate is rejected). `agent` names the agent of a new session."""
+
+    request_id: str
+    session_id: str
+    occurred_at: datetime
+    payload: RequestPayload
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    agent: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.request_id, "Request", "request_id")
+        _nonempty(self.session_id, "Request", "session_id")
+        _aware(self.occurred_at, "Request", "occurred_at")
+        if type(self.payload) not in _REQUEST_TYPE_SET and not isinstance(
+            self.payload, REQUEST_TYPES
+        ):
+            _fail("Request", f"payload must be a request record, got {type(self.payload).__name__}")
