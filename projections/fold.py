@@ -502,59 +502,55 @@ def _approval_requested(s: SessionRow, ev: Event, p: ApprovalRequested, changes:
     changes.patch("tool_calls", (ev.session_id, p.call_id), status="awaiting_approval")
 
 
-@projects(ApprovalGranted)
-def _approval_granted(s: SessionRow, ev: Event, p: ApprovalGranted, changes: Changes) -> None:
+def _decided(
+    ev: Event, p: ApprovalGranted | ApprovalDenied, outcome: str, changes: Changes
+) -> None:
     changes.patch(
         "approvals",
         (ev.session_id, p.call_id),
-        outcome="granted",
+        outcome=outcome,
         decided_by=p.decided_by,
         reason=p.reason,
         decided_seq=ev.seq,
         decided_at=ev.occurred_at,
     )
+
+
+@projects(ApprovalGranted)
+def _approval_granted(s: SessionRow, ev: Event, p: ApprovalGranted, changes: Changes) -> None:
+    _decided(ev, p, "granted", changes)
     changes.patch("tool_calls", (ev.session_id, p.call_id), status="approved")
 
 
 @projects(ApprovalDenied)
 def _approval_denied(s: SessionRow, ev: Event, p: ApprovalDenied, changes: Changes) -> None:
-    changes.patch(
-        "approvals",
-        (ev.session_id, p.call_id),
-        outcome="expired" if p.expired else "denied",
-        decided_by=p.decided_by,
-        reason=p.reason,
-        decided_seq=ev.seq,
-        decided_at=ev.occurred_at,
-    )
+    _decided(ev, p, "expired" if p.expired else "denied", changes)
     # The tool result the model sees follows as ToolCallFailed (its entry).
     changes.patch("tool_calls", (ev.session_id, p.call_id), status="denied")
 
 
-@projects(ToolCallCompleted)
-def _tool_completed(s: SessionRow, ev: Event, p: ToolCallCompleted, changes: Changes) -> None:
+def _tool_result(
+    s: SessionRow, ev: Event, call_id: str, ok: bool, text: str, latency: int, changes: Changes
+) -> None:
     changes.patch(
         "tool_calls",
-        (ev.session_id, p.call_id),
-        status="completed",
+        (ev.session_id, call_id),
+        status="completed" if ok else "failed",
         result_seq=ev.seq,
         completed_at=ev.occurred_at,
-        latency_ms=p.latency_ms,
+        latency_ms=latency,
     )
-    _entry(s, ev, changes, "tool_result", "user", p.result, call_id=p.call_id)
+    _entry(s, ev, changes, "tool_result", "user", text, call_id=call_id, is_error=not ok)
+
+
+@projects(ToolCallCompleted)
+def _tool_completed(s: SessionRow, ev: Event, p: ToolCallCompleted, changes: Changes) -> None:
+    _tool_result(s, ev, p.call_id, True, p.result, p.latency_ms, changes)
 
 
 @projects(ToolCallFailed)
 def _tool_failed(s: SessionRow, ev: Event, p: ToolCallFailed, changes: Changes) -> None:
-    changes.patch(
-        "tool_calls",
-        (ev.session_id, p.call_id),
-        status="failed",
-        result_seq=ev.seq,
-        completed_at=ev.occurred_at,
-        latency_ms=p.latency_ms,
-    )
-    _entry(s, ev, changes, "tool_result", "user", p.error, call_id=p.call_id, is_error=True)
+    _tool_result(s, ev, p.call_id, False, p.error, p.latency_ms, changes)
 
 
 @projects(ContextCompactionRequested)
