@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/orchestration.py [--members 10,100] [--repeat 3] [--partitions 4]
         [--batch-items 1000] [--batch-concurrency 16,64] [--write]
+    .venv/bin/python bench/orchestration.py --kill-items 1000 [--kills 4] [--seed N]
 
 Needs a Kafka broker (KAFKA_BOOTSTRAP_SERVERS, by default the `turnlog dev up` one).
 Every run creates topics under a fresh prefix and deletes them afterwards.
@@ -26,6 +27,13 @@ sequential team of three members; each item is 4 sessions and 3 LLM calls) with
 streams.batch, as `turnlog batch submit` does, at each `--batch-concurrency`, and prints
 items/s from the first send to the last item's end (`--members 0`: the batch only).
 
+`--kill-items N` is the kill run: N items through the 3-stage pipeline while the worker
+is SIGKILLed `--kills` times at random moments (each time the submitter dies with it; a
+new worker and a new submitter run carry on), then prints the invariants read from the
+events topic afresh: no item ran twice (one TurnStarted, one end per item session), no
+stage ran twice (one SessionStarted per stage child session), none was lost (every item
+ended), seqs gap-free, no LLM call completed twice.
+
 Runs alternate (orchestration, baseline) so that drift of the shared machine falls on both;
 medians over `--repeat`. Prints the figures; `--write` replaces the "Orchestration"
 section of BENCHMARKS.md. Nothing here asserts.
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -292,6 +301,122 @@ async def _batch_run(
         await delete_topics(bootstrap, prefix)
 
 
+async def _kill_run(
+    bootstrap: str, partitions: int, items: int, kills: int, seed: int, tmp: Path
+) -> dict[str, Any]:
+    """The kill run (see the module doc): the invariants and how long it took."""
+    import random
+    from collections import Counter
+
+    from agents.events import TurnFailed, TurnStarted
+    from schemas.codec import decode_event
+    from streams.batch import item_session_id
+    from tests.support.harness import (
+        group_caught_up,
+        llm_completions,
+        read_records,
+        seq_problems,
+        wait_until,
+    )
+
+    rng = random.Random(seed)
+    prefix = f"benchkill{secrets.token_hex(3)}."
+    names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
+    agents = tmp / "agents.toml"
+    agents.write_text(AGENTS, encoding="utf-8")
+    script = tmp / "script-kill.yaml"
+    script.write_text(json.dumps(_script(1)), encoding="utf-8")
+    env = worker_env(
+        bootstrap, prefix, partitions=partitions, agents=agents, script=script, sandbox=tmp
+    )
+    batch_id = f"k{secrets.token_hex(3)}"
+    texts = [f"item {i}" for i in range(1, items + 1)]
+
+    def batch() -> Batch:
+        return Batch(
+            bootstrap=bootstrap,
+            topics=names,
+            partitions=partitions,
+            batch_id=batch_id,
+            agent="pipe3",
+            items=texts,
+            concurrency=32,
+        )
+
+    # Kill points: after a random number of items ended, plus a random delay.
+    points = sorted(rng.sample(range(items // 20, items - items // 20), kills))
+    worker = WorkerProcess("kill-0", env, tmp / f"worker-{prefix}log").start()
+    t0 = time.monotonic()
+    sent_total = 0
+    try:
+        await worker.wait_assigned(at_least=partitions)
+        for k, point in enumerate(points, 1):
+            reached = asyncio.Event()
+
+            def progress(
+                done: int, completed: int, failed: int, p: int = point, ev: Any = reached
+            ) -> None:
+                if done >= p:
+                    ev.set()
+
+            run = batch()
+            task = asyncio.create_task(run.run(progress))
+            waiter = asyncio.create_task(reached.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.sleep(rng.uniform(0, 0.5))
+            worker.kill()
+            task.cancel()
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            sent_total += run.sent_now
+            print(f"kill {k}: SIGKILL after {point}+ items ended ({run.sent_now} sent by this run)")
+            worker = WorkerProcess(f"kill-{k}", env, tmp / f"worker-{prefix}log").start()
+            await worker.wait_assigned(at_least=partitions)
+        final = batch()
+        summary = await final.run()
+        sent_total += final.sent_now
+        elapsed = time.monotonic() - t0
+        group = f"{prefix}turnlog-session"
+        await wait_until(
+            lambda: group_caught_up(bootstrap, group, names.requests),
+            120,
+            "the session worker committed every input",
+            interval_s=0.5,
+        )
+        events = [decode_event(r.value) for r in await read_records(bootstrap, names.events)]
+    finally:
+        worker.terminate()
+        await delete_topics(bootstrap, prefix)
+    item_ids = {item_session_id(batch_id, n) for n in range(1, items + 1)}
+    turns = Counter(e.session_id for e in events if isinstance(e.payload, TurnStarted))
+    ends = Counter(
+        e.session_id for e in events if isinstance(e.payload, (TurnCompleted, TurnFailed))
+    )
+    stages = Counter(
+        e.session_id
+        for e in events
+        if isinstance(e.payload, SessionStarted) and "/child/" in e.session_id
+    )
+    twice_llm = sum(len(v) > 1 for v in llm_completions(events).values())
+    return {
+        "items": items,
+        "kills": kills,
+        "seed": seed,
+        "seconds": elapsed,
+        "completed": summary.completed,
+        "failed": summary.failed,
+        "sent_total": sent_total,
+        "items_twice": sum(turns[s] > 1 or ends[s] > 1 for s in item_ids),
+        "items_lost": sum(ends[s] == 0 for s in item_ids),
+        "stages_started": len(stages),
+        "stages_twice": sum(n > 1 for n in stages.values()),
+        "llm_calls_completed_twice": twice_llm,
+        "seq_problems": len(seq_problems(events)),
+        "events": len(events),
+    }
+
+
 def _median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -304,7 +429,33 @@ async def main() -> None:
     ap.add_argument("--batch-items", type=int, default=0, help="also a batch of this many")
     ap.add_argument("--batch-concurrency", default="16,64")
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--kill-items", type=int, default=0, help="the kill run, this many items")
+    ap.add_argument("--kills", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
+    if args.kill_items:
+        seed = args.seed if args.seed is not None else secrets.randbelow(10**6)
+        with tempfile.TemporaryDirectory() as tmpdir:
+            r = await _kill_run(
+                os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+                args.partitions,
+                args.kill_items,
+                args.kills,
+                seed,
+                Path(tmpdir),
+            )
+        print(json.dumps(r, indent=2))
+        ok = r["items_twice"] == r["items_lost"] == r["stages_twice"] == 0
+        ok = ok and r["stages_started"] == 3 * r["items"] and r["seq_problems"] == 0
+        ok = ok and r["llm_calls_completed_twice"] == 0
+        print(
+            f"{r['items']} items, {r['kills']} SIGKILLs (seed {seed}), {r['seconds']:.1f} s: "
+            f"{r['completed']} completed, {r['items_twice']} ran twice, {r['items_lost']} lost, "
+            f"{r['stages_started']} stage sessions ({r['stages_twice']} started twice), "
+            f"{r['llm_calls_completed_twice']} LLM calls completed twice, "
+            f"{r['seq_problems']} seq problems: {'INVARIANTS HOLD' if ok else 'BROKEN'}"
+        )
+        return
     if args.batch_items:
         with tempfile.TemporaryDirectory() as tmpdir:
             for c in (int(x) for x in args.batch_concurrency.split(",")):
