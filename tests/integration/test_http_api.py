@@ -374,3 +374,69 @@ def test_cancel_from_the_api_ends_the_turn_that_waits_for_an_approval(
     )
     assert [a["outcome"] for a in shown["approvals"]] == ["cancelled"]
     assert not any(a["session_id"] == sid for a in api.get("/api/approvals").json()["approvals"])
+
+
+def test_schedules_are_created_paused_resumed_and_removed_through_the_api(
+    console_stack: Stack, api: httpx.Client
+) -> None:
+    import asyncio
+
+    from agents.events import ScheduleDefined, SchedulePaused, ScheduleRemoved, ScheduleResumed
+    from schemas.codec import decode_schedule_record
+    from tests.support.harness import read_records
+
+    body = {"id": "api-nightly", "agent": "assistant", "message": "Nightly report."}
+    nightly = body | {"cron": "0 3 * * *", "timezone": "Europe/Paris"}
+    assert httpx.post(f"{console_stack.url}/api/schedules", json=nightly).status_code == 403
+    bad_cron = api.post("/api/schedules", json=body | {"cron": "0 25 * * *"})
+    assert bad_cron.status_code == 400 and "cron" in bad_cron.json()["error"], bad_cron.text
+    unknown = api.post("/api/schedules", json=nightly | {"by": "mallory"})
+    assert unknown.status_code == 400 and "by" in unknown.json()["error"]
+    assert api.post("/api/schedules", content=b"[1]").status_code == 400
+    assert api.post("/api/schedules/no-such/pause").status_code == 404
+
+    created = api.post("/api/schedules", json=nightly)
+    assert created.status_code == 201, created.text
+    assert created.json()["next_slot"] and created.json()["definition"]["source"] == "api"
+
+    def status() -> str | None:
+        rows = api.get("/api/schedules").json()["schedules"]
+        return next((r["status"] for r in rows if r["schedule_id"] == "api-nightly"), None)
+
+    wait_for(lambda: status() == "active", 30, "the schedule projected as active")
+    for action, method, shown in [
+        ("pause", "POST", "paused"),
+        ("resume", "POST", "active"),
+        ("", "DELETE", "removed"),
+    ]:
+        url = f"/api/schedules/api-nightly/{action}".rstrip("/")
+        r = api.request(method, url)
+        assert r.status_code == 200 and r.json()["by"] == "local", r.text
+        wait_for(lambda s=shown: status() == s, 30, f"the schedule projected as {shown}")
+
+    # The records are the ones `turnlog schedule ...` and the client write.
+    topic = f"{console_stack.env['TURNLOG_TOPIC_PREFIX']}turnlog.schedules"
+    kafka = console_stack.env["KAFKA_BOOTSTRAP_SERVERS"]
+    records = [decode_schedule_record(r.value) for r in asyncio.run(read_records(kafka, topic))]
+    mine = [
+        r.payload
+        for r in records
+        if r.schedule_id == "api-nightly"
+        and isinstance(
+            r.payload, ScheduleDefined | SchedulePaused | ScheduleResumed | ScheduleRemoved
+        )
+    ]
+    assert [type(p).__name__ for p in mine] == [
+        "ScheduleDefined",
+        "SchedulePaused",
+        "ScheduleResumed",
+        "ScheduleRemoved",
+    ]
+    defined = mine[0]
+    assert isinstance(defined, ScheduleDefined)
+    assert (defined.cron, defined.timezone, defined.source) == ("0 3 * * *", "Europe/Paris", "api")
+    assert [getattr(p, "by", None) for p in mine[1:]] == ["local"] * 3
+    spec = api.get("/api/openapi.json").json()
+    assert {"/api/schedules/{schedule_id}/pause", "/api/schedules/{schedule_id}"} <= set(
+        spec["paths"]
+    )

@@ -648,6 +648,8 @@ _SCHEMAS = SchemaGenerator(
 
 
 def api_routes() -> list[Route]:
+    from turnlog.console.schedules import schedule_routes
+
     return [
         Route("/api/sessions", list_sessions, methods=["GET"]),
         Route("/api/sessions", create_session, methods=["POST"]),
@@ -664,6 +666,7 @@ def api_routes() -> list[Route]:
         Route("/api/costs", list_costs, methods=["GET"]),
         Route("/api/agents", list_agents, methods=["GET"]),
         Route("/api/schedules", list_schedules, methods=["GET"]),
+        *schedule_routes(),
         Route("/api/operations", operations, methods=["GET"]),
         Route("/api/audit/verify", audit_verify, methods=["POST"]),
         Route("/api/login", login, methods=["POST"]),
