@@ -18,7 +18,7 @@ from typing import Any
 
 from agents._decision import Decision
 from agents._orchestrate import team_turn
-from agents.budget import Spend, check_budget, estimate_reservation
+from agents.budget import Spend, check_budget, estimate_reservation, session_alerts
 from agents.compaction import CompactionPlan, apply_compaction, plan_compaction, summary_entry
 from agents.context import (
     EMPTY_TOOLSET_HASH,
@@ -47,6 +47,7 @@ from agents.versions import settle_follow
 
 __all__ = [
     "GUARDRAIL_BLOCKED",
+    "alert_budget",
     "drop_instead_of_summary",
     "fail_turn",
     "guard",
@@ -107,6 +108,20 @@ def guard(
     for t in verdict.trips:
         d.emit(GuardrailTripped(t.rule, t.kind, t.action, t.on, t.detail, call_id=call_id))
     return verdict
+
+
+def alert_budget(d: Decision, before: SessionState) -> None:
+    """The decision charged spend (an LLM call, a summary, a child's cost): a BudgetAlert
+    per soft threshold of the session's budget that the charges crossed."""
+    s = d.state
+    info = d.registry.pinned(s.agent, s.definition_hash)
+    if info is None:
+        return
+    was = Spend(before.spent_tokens, before.spent_nanos)
+    for alert in session_alerts(
+        info.definition.budget, s.session_id, was, Spend(s.spent_tokens, s.spent_nanos)
+    ):
+        d.emit(alert)
 
 
 def start_queued(d: Decision) -> None:

@@ -12,20 +12,39 @@ cost (CompleteChildSession) is charged to the parent as it completes.
 Money is nano-dollars internally; USD appears only in agent files. Tokens counted against
 token limits are all tokens of a call: input, output, cache read and cache write.
 Nothing here does IO.
+
+Alerts (soft thresholds, before the hard stop): `alert_at` lists fractions of every limit
+the budget sets (session_tokens, session_usd, and day_usd across sessions), `alert_at_usd`
+amounts of a session's spend. A session's spend only grows, so a threshold is crossed
+once: the decision whose charges take the spend from below a threshold to at or above it
+records one BudgetAlert per threshold (agents.fsm, after the handler). Day budgets
+(`day_usd`: every session of the agent in one UTC day) are the budget watcher's
+(streams.budgets): no session sees the others' spend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
-from typing import NamedTuple
+from decimal import ROUND_CEILING, Decimal
+from typing import Annotated, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agents.events import BudgetExceeded, BudgetScope, BudgetUnit
+from agents.events import BudgetAlert, BudgetExceeded, BudgetScope, BudgetUnit
 from agents.pricing import ModelInfo, nanos_from_usd
 
-__all__ = ["BudgetConfig", "Reservation", "Spend", "check_budget", "estimate_reservation"]
+__all__ = [
+    "LATER_BUDGET_DEFAULTS",
+    "BudgetConfig",
+    "Reservation",
+    "Spend",
+    "Threshold",
+    "check_budget",
+    "crossed",
+    "estimate_reservation",
+    "session_alerts",
+    "thresholds",
+]
 
 
 class BudgetConfig(BaseModel):
@@ -37,6 +56,24 @@ class BudgetConfig(BaseModel):
     session_usd: Decimal | None = Field(default=None, gt=0)
     turn_tokens: int | None = Field(default=None, gt=0)
     turn_usd: Decimal | None = Field(default=None, gt=0)
+    # Soft thresholds (see the module docstring): fractions of each limit, USD amounts.
+    alert_at: tuple[Annotated[float, Field(gt=0, le=1)], ...] = ()
+    alert_at_usd: tuple[Annotated[Decimal, Field(gt=0)], ...] = ()
+    # Every session of the agent in one UTC day (the budget watcher enforces it).
+    day_usd: Decimal | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _alerts_need_a_limit(self) -> BudgetConfig:
+        if self.alert_at and not (self.session_tokens or self.session_usd or self.day_usd):
+            raise ValueError(
+                "alert_at: fractions need a limit to be fractions of "
+                "(session_tokens, session_usd or day_usd)"
+            )
+        return self
+
+    @property
+    def day_nanos(self) -> int | None:
+        return None if self.day_usd is None else nanos_from_usd(str(self.day_usd))
 
     @property
     def session_nanos(self) -> int | None:
@@ -92,3 +129,64 @@ def check_budget(
         if limit is not None and used + want > limit:
             return BudgetExceeded(scope=scope, unit=unit, limit=limit, used=used, requested=want)
     return None
+
+
+# Fields added after the first release: left out of the definition hash at their default.
+LATER_BUDGET_DEFAULTS: dict[str, object] = {"alert_at": [], "alert_at_usd": [], "day_usd": None}
+
+
+class Threshold(NamedTuple):
+    """One soft threshold: `amount` in the limit's unit; `fraction` when it came from
+    alert_at (None: an alert_at_usd amount)."""
+
+    amount: int
+    fraction: float | None
+
+
+def thresholds(
+    limit: int | None, fractions: Sequence[float], amounts: Sequence[int] = ()
+) -> tuple[Threshold, ...]:
+    """The thresholds of one limit, in ascending order, one per amount (a fraction and an
+    amount that land on the same value are one threshold: the fraction's)."""
+    found: dict[int, Threshold] = {a: Threshold(a, None) for a in amounts}
+    if limit is not None:
+        for f in fractions:
+            amount = int((Decimal(str(f)) * limit).to_integral_value(ROUND_CEILING))
+            found[amount] = Threshold(amount, f)
+    return tuple(found[a] for a in sorted(found))
+
+
+def crossed(marks: Sequence[Threshold], before: int, after: int) -> tuple[Threshold, ...]:
+    """The thresholds a spend going from `before` to `after` reaches: below before, at
+    or above after. A spend that only grows crosses each threshold once."""
+    return tuple(t for t in marks if before < t.amount <= after)
+
+
+def session_alerts(
+    config: BudgetConfig, session_id: str, before: Spend, after: Spend
+) -> list[BudgetAlert]:
+    """The BudgetAlerts of a session whose actual spend went from `before` to `after`:
+    tokens first, then USD, each in ascending threshold order."""
+    if not (config.alert_at or config.alert_at_usd):
+        return []
+    alerts: list[BudgetAlert] = []
+    usd_amounts = [nanos_from_usd(str(a)) for a in config.alert_at_usd]
+    for unit, limit, amounts, was, now in (
+        (BudgetUnit.TOKENS, config.session_tokens, (), before.tokens, after.tokens),
+        (BudgetUnit.USD, config.session_nanos, usd_amounts, before.nanos, after.nanos),
+    ):
+        if now <= was:
+            continue
+        for t in crossed(thresholds(limit, config.alert_at, amounts), was, now):
+            alerts.append(
+                BudgetAlert(
+                    scope=BudgetScope.SESSION.value,
+                    key=session_id,
+                    unit=unit.value,
+                    threshold=t.amount,
+                    spent=now,
+                    limit=limit,
+                    fraction=t.fraction,
+                )
+            )
+    return alerts

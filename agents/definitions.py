@@ -54,7 +54,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agents.budget import BudgetConfig
+from agents.budget import LATER_BUDGET_DEFAULTS, BudgetConfig
 from agents.errors import AgentDefinitionError
 from agents.guardrails import Guardrail, schema_problem
 from agents.llm import ToolSpec, canonical_json, sha256_hex
@@ -354,6 +354,9 @@ def definition_hash(definition: AgentDefinition) -> str:
     data = definition.model_dump(mode="json")
     if definition.deadlines.on_unknown_outcome == "ask":
         del data["deadlines"]["on_unknown_outcome"]
+    for name, default in LATER_BUDGET_DEFAULTS.items():
+        if data["budget"].get(name) == default:
+            del data["budget"][name]
     for name, default in _LATER_DEFAULTS.items():
         if data.get(name) == default:
             del data[name]

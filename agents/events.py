@@ -79,6 +79,7 @@ __all__ = [
     "ApprovalRequested",
     "Attachment",
     "AuditCheckpoint",
+    "BudgetAlert",
     "BudgetExceeded",
     "BudgetScope",
     "BudgetUnit",
@@ -642,6 +643,29 @@ class StructuredOutputAccepted:
     result: str
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetAlert:
+    """Spend crossed a soft threshold of a budget (agents.budget: `alert_at` fractions of
+    a limit, `alert_at_usd` amounts), once per threshold per scope. `scope`: session
+    (this session's spend, decided by the core) or agent / project (the spend of every
+    session of `key` in `period`, a UTC day, seen by the budget watcher); `key`: the
+    session id, agent or project name; `unit`: tokens | usd; `threshold`, `spent`,
+    `limit`: tokens or nano-dollars (`limit` None: an amount with no limit behind it);
+    `fraction`: the alert_at fraction it came from, if any."""
+
+    scope: str
+    key: str
+    unit: str
+    threshold: int
+    spent: int
+    limit: int | None = None
+    fraction: float | None = None
+    period: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.scope, "BudgetAlert", "scope")
+
+
 EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SessionStarted,
     SessionForked,
@@ -679,6 +703,7 @@ EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union a
     GuardrailTripped,
     StructuredOutputInvalid,
     StructuredOutputAccepted,
+    BudgetAlert,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)

@@ -25,6 +25,7 @@ from agents.events import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    BudgetAlert,
     BudgetExceeded,
     ChildSessionCompleted,
     ChildSessionRequested,
@@ -597,6 +598,7 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     GuardrailTripped: _unchanged,
     StructuredOutputInvalid: _structured_invalid,
     StructuredOutputAccepted: _unchanged,
+    BudgetAlert: _unchanged,
 }
 
 

@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Any
 
 from agents._decision import Decision, Rejected
-from agents._turn import start_queued
+from agents._turn import alert_budget, start_queued
 from agents.context import ContextMemo
 from agents.errors import ContractError
 from agents.events import (
@@ -216,6 +216,8 @@ def decide_built(
         handler(d, request.payload)
         if d.state.queue and d.state.turn is None:
             start_queued(d)  # the input ended a turn: the next queued message starts
+        if d.state.spent_nanos != state.spent_nanos or d.state.spent_tokens != state.spent_tokens:
+            alert_budget(d, state)  # the decision charged spend: soft thresholds crossed?
     except Rejected as exc:
         return _reject(state, request, exc.reason, ingested_at)
     except ContractError as exc:

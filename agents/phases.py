@@ -23,6 +23,7 @@ from agents.events import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    BudgetAlert,
     BudgetExceeded,
     ChildSessionCompleted,
     ChildSessionRequested,
@@ -207,6 +208,7 @@ STILL: frozenset[type] = frozenset(
         GuardrailTripped,
         StructuredOutputInvalid,
         StructuredOutputAccepted,
+        BudgetAlert,
     }
 )
 

@@ -28,6 +28,7 @@ from agents.events import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    BudgetAlert,
     BudgetExceeded,
     ChildSessionCompleted,
     ChildSessionRequested,
@@ -797,6 +798,22 @@ def _structured_accepted(
         result=json.loads(p.result),  # a jsonb column dumps the value it is given
         seq=ev.seq,
         recorded_at=ev.occurred_at,
+    )
+
+
+@projects(BudgetAlert)
+def _budget_alert(s: SessionRow, ev: Event, p: BudgetAlert, changes: Changes) -> None:
+    changes.patch(
+        "budget_alerts",
+        (p.scope, p.key, p.period or "", p.unit, p.threshold),
+        fraction=p.fraction,
+        spent=p.spent,
+        budget_limit=p.limit,
+        session_id=ev.session_id,
+        event_id=ev.event_id,
+        seq=ev.seq,
+        agent=ev.agent,
+        alerted_at=ev.occurred_at,
     )
 
 

@@ -278,6 +278,21 @@ PATCH_TABLES: dict[str, PatchTable] = {
             ("session_id", "call_id"),
             ("turn_id", "agent", "valid", "attempt", "result", "error", "seq", "recorded_at"),
         ),
+        # Budget alerts, once per threshold per scope (migration 0019).
+        PatchTable(
+            "budget_alerts",
+            ("scope", "scope_key", "period", "unit", "threshold"),
+            (
+                "fraction",
+                "spent",
+                "budget_limit",
+                "session_id",
+                "event_id",
+                "seq",
+                "agent",
+                "alerted_at",
+            ),
+        ),
     )
 }
 
@@ -323,11 +338,11 @@ class Changes:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     entries: list[tuple[Any, ...]] = field(default_factory=list)
     links: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
-    patches: dict[str, dict[tuple[str, ...], dict[str, Any]]] = field(
+    patches: dict[str, dict[tuple[str | int, ...], dict[str, Any]]] = field(
         default_factory=lambda: {name: {} for name in PATCH_TABLES}
     )
 
-    def patch(self, table: str, key: tuple[str, ...], **columns: Any) -> None:
+    def patch(self, table: str, key: tuple[str | int, ...], **columns: Any) -> None:
         sticky = _STICKY[table]
         row = self.patches[table].setdefault(key, {})
         for name, value in columns.items():

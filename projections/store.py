@@ -76,6 +76,7 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "orchestration_members",
     "guardrail_trips",
     "structured_outputs",
+    "budget_alerts",
 )
 
 

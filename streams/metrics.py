@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -32,6 +33,8 @@ __all__ = [
     "session_endpoint",
     "worker_metric_name",
 ]
+
+_log = structlog.get_logger("turnlog.metrics")
 
 NANOS_PER_USD = 1_000_000_000
 # Seconds: LLM calls and turns take from milliseconds (scripted) to minutes.
@@ -232,6 +235,12 @@ class SessionMetrics:
             ["scope", "unit"],
             registry=r,
         )
+        self.budget_alerts = Counter(
+            "turnlog_budget_alerts",
+            "Soft budget thresholds crossed (BudgetAlert), by scope and unit.",
+            ["scope", "unit"],
+            registry=r,
+        )
         self.rejected = Counter(
             "turnlog_requests_rejected",
             "Requests rejected by the core, by request type.",
@@ -415,6 +424,24 @@ class SessionMetrics:
             str(getattr(p.unit, "value", p.unit)),
         ).inc()
 
+    def _budget_alert(self, ev: Any) -> None:
+        # Alert-worthy: one warning line per committed BudgetAlert, for log-based alerting.
+        p = ev.payload
+        self._child(self.budget_alerts, p.scope, p.unit).inc()
+        _log.warning(
+            "budget.alert",
+            session_id=ev.session_id,
+            seq=ev.seq,
+            agent=ev.agent,
+            scope=p.scope,
+            key=p.key,
+            unit=p.unit,
+            threshold=p.threshold,
+            spent=p.spent,
+            limit=p.limit,
+            fraction=p.fraction,
+        )
+
     def _rejected(self, ev: Any) -> None:
         self._child(self.rejected, ev.payload.request_type).inc()
 
@@ -451,6 +478,7 @@ _HANDLERS: dict[str, Any] = {
     "ApprovalGranted": SessionMetrics._approval_ended,
     "ApprovalDenied": SessionMetrics._approval_ended,
     "BudgetExceeded": SessionMetrics._budget,
+    "BudgetAlert": SessionMetrics._budget_alert,
     "RequestRejected": SessionMetrics._rejected,
     "ChildSessionCompleted": SessionMetrics._child_ended,
     "MessageQueued": SessionMetrics._queued,

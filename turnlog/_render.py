@@ -17,6 +17,7 @@ from agents.events import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    BudgetAlert,
     BudgetExceeded,
     ChildSessionCompleted,
     ChildSessionRequested,
@@ -326,6 +327,17 @@ def _budget_exceeded(d: Describer, p: BudgetExceeded) -> str:
     return (
         f"budget exceeded ({p.scope.value}, {unit}): limit {p.limit}, used "
         f"{p.used}, requested {p.requested}"
+    )
+
+
+@describes(BudgetAlert)
+def _budget_alert(d: Describer, p: BudgetAlert) -> str:
+    unit = "tokens" if p.unit == "tokens" else "nano-USD"
+    share = f" ({p.fraction:.0%} of {p.limit})" if p.fraction is not None else ""
+    period = f" on {p.period}" if p.period else ""
+    return (
+        f"budget alert ({p.scope} {p.key}{period}, {unit}): spent {p.spent} passed "
+        f"{p.threshold}{share}"
     )
 
 

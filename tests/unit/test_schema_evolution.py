@@ -91,6 +91,7 @@ ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
             "GuardrailTripped",
             "StructuredOutputInvalid",
             "StructuredOutputAccepted",
+            "BudgetAlert",
         }
     ),
     "Request": frozenset({"UpgradeAgent", "SetModel"}),
@@ -153,7 +154,7 @@ def test_generated_values_resolve_both_ways(envelope: str, data: st.DataObject) 
 def test_exemplars_take_every_union_branch_and_enum_symbol() -> None:
     values = exemplars(CURRENT.envelopes["Event"])
     branches = {v["payload"][0] for v in values}
-    assert len(branches) == 36
+    assert len(branches) == 37
     decisions = {
         v["payload"][1]["decision"] for v in values if v["payload"][0].endswith("ToolCallRequested")
     }

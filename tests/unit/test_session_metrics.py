@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agents.events import (
     ApprovalDenied,
     ApprovalGranted,
+    BudgetAlert,
     BudgetExceeded,
     BudgetScope,
     BudgetUnit,
@@ -169,6 +170,7 @@ CASES = [
             ev(3, ApprovalDenied("a3", "deadline", expired=True)),
             ev(4, BudgetExceeded(BudgetScope.TURN, BudgetUnit.TOKENS, 100, 90, 50)),
             ev(5, RequestRejected("r1", "SendMessage", "busy", "awaiting_llm")),
+            ev(6, BudgetAlert("session", SID, "usd", 500, 600, 1000, 0.5)),
         ],
         {
             ("turnlog_approvals_total", (("outcome", "granted"),)): 1,
@@ -179,6 +181,7 @@ CASES = [
                 (("scope", BudgetScope.TURN.value), ("unit", BudgetUnit.TOKENS.value)),
             ): 1,
             ("turnlog_requests_rejected_total", (("request_type", "SendMessage"),)): 1,
+            ("turnlog_budget_alerts_total", (("scope", "session"), ("unit", "usd"))): 1,
         },
     ),
     (

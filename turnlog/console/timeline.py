@@ -16,6 +16,7 @@ from agents.events import (
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
+    BudgetAlert,
     BudgetExceeded,
     ChildSessionCompleted,
     ChildSessionRequested,
@@ -98,6 +99,7 @@ EVENT_VIEWS: dict[type, EventView] = {
     GuardrailTripped: EventView("error", True),
     StructuredOutputInvalid: EventView("error", True),
     StructuredOutputAccepted: EventView("turn", True),
+    BudgetAlert: EventView("error", True),
 }
 # The same rows by type name: the pages show rows of the projections' events table.
 VIEWS_BY_NAME: dict[str, EventView] = {t.__name__: v for t, v in EVENT_VIEWS.items()}
