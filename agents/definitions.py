@@ -61,6 +61,7 @@ from agents.llm import ToolSpec, canonical_json, sha256_hex
 from agents.orchestration import parse_mode
 from agents.policy import Policy
 from agents.pricing import CATALOG, active_catalog, find_model
+from agents.ratelimit import RateLimit
 
 __all__ = [
     "AGENT_NAME_PATTERN",
@@ -256,6 +257,8 @@ class AgentDefinition(BaseModel):
     guardrails: tuple[Guardrail, ...] = ()
     # The JSON schema of the final answer (agents.structured); None: free text.
     output_schema: dict[str, Any] | None = None
+    # Messages and LLM tokens per session per minute (agents.ratelimit); None: no limit.
+    rate_limit: RateLimit | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentDefinition:
@@ -343,6 +346,7 @@ _LATER_DEFAULTS: dict[str, object] = {
     "handoffs": [],
     "guardrails": [],
     "output_schema": None,
+    "rate_limit": None,
 }
 
 

@@ -72,6 +72,7 @@ from agents.orchestration import (
     orchestration_removed,
     orchestration_started,
 )
+from agents.ratelimit import record_rate
 from agents.state import (
     ABANDONED_KEPT,
     RECENT_REQUESTS,
@@ -247,7 +248,11 @@ def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
         answer_seq=0,
         compacted_iteration=-1,
     )
-    return _next(s, ev, phase=Phase.AWAITING_LLM, turn=turn, turns=p.turn_no, queue=queue)
+    # A queued message was counted when it arrived (MessageQueued).
+    rate = s.rate if p.queued_seq is not None else record_rate(s.rate, ev.occurred_at, 1, 0)
+    return _next(
+        s, ev, phase=Phase.AWAITING_LLM, turn=turn, turns=p.turn_no, queue=queue, rate=rate
+    )
 
 
 def _user_message(s: SessionState, ev: Event, p: UserMessageReceived) -> SessionState:
@@ -274,6 +279,7 @@ def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSt
             abandoned=tuple(a for a in s.abandoned if a[0] != p.call_id),
             spent_tokens=s.spent_tokens + p.usage.total_tokens,
             spent_nanos=s.spent_nanos + p.cost_nanos,
+            rate=record_rate(s.rate, ev.occurred_at, 0, p.usage.total_tokens),
         )
     t = _turn(s, ev)
     if p.discarded is not None:
@@ -290,6 +296,7 @@ def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSt
             ),
             spent_tokens=s.spent_tokens + p.usage.total_tokens,
             spent_nanos=s.spent_nanos + p.cost_nanos,
+            rate=record_rate(s.rate, ev.occurred_at, 0, p.usage.total_tokens),
         )
     entry = _entry(ev.seq, EntryKind.ASSISTANT, p.text, name=p.model, blocks=p.thinking)
     turn = replaced(
@@ -307,6 +314,7 @@ def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSt
         history=_append(s.history, entry),
         spent_tokens=s.spent_tokens + p.usage.total_tokens,
         spent_nanos=s.spent_nanos + p.cost_nanos,
+        rate=record_rate(s.rate, ev.occurred_at, 0, p.usage.total_tokens),
     )
 
 
@@ -534,7 +542,8 @@ def _version_changed(s: SessionState, ev: Event, p: AgentVersionChanged) -> Sess
 
 def _message_queued(s: SessionState, ev: Event, p: MessageQueued) -> SessionState:
     queued = Queued(ev.seq, ev.causation_id or "", p.text, p.attachments)
-    return _next(s, ev, queue=(*s.queue, queued))
+    rate = record_rate(s.rate, ev.occurred_at, 1, 0)
+    return _next(s, ev, queue=(*s.queue, queued), rate=rate)
 
 
 def _handed_off(s: SessionState, ev: Event, p: AgentHandedOff) -> SessionState:

@@ -71,6 +71,7 @@ from agents.limits import utf8_size
 from agents.llm import StopReason
 from agents.orchestration import DELEGATE_MANY, HANDOFF, orchestration_of
 from agents.pricing import ModelNotFound, cost_nanos, find_model, model_info
+from agents.ratelimit import RateLimit, check_rate
 from agents.state import (
     CallStatus,
     EntryKind,
@@ -203,9 +204,18 @@ def _same_session(d: Decision, p: SendMessage) -> None:
         )
 
 
+def _within_rate(d: Decision, limit: RateLimit | None) -> None:
+    """A message over the agent's rate limit is rejected naming the limit (see
+    agents.ratelimit); the window is the session's, stamped with the log's times."""
+    verdict = check_rate(limit, d.state.rate, d.now)
+    if verdict is not None:
+        raise Rejected(f"Session {d.state.session_id}: {verdict.reason()}")
+
+
 def on_send_message(d: Decision, p: SendMessage) -> None:
     _same_session(d, p)
     info = d.agent_info()
+    _within_rate(d, info.definition.rate_limit)
     text = _text(d, p.text, p.attachments)
     _check_attachments(d, p, model_chain(d.state, info.definition)[0])
     start_turn(d, text, attachments=p.attachments)
@@ -243,6 +253,7 @@ def on_queue_message(d: Decision, p: SendMessage) -> None:
     _same_session(d, p)
     s = d.state
     defn = d.agent_info().definition
+    _within_rate(d, defn.rate_limit)
     limit = defn.max_queued
     text = _text(d, p.text, p.attachments)
     _check_attachments(d, p, model_chain(s, defn)[0])

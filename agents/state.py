@@ -233,6 +233,8 @@ class SessionState(NamedTuple):
     abandoned: tuple[tuple[str, str], ...] = ()
     queue: tuple[Queued, ...] = ()  # messages waiting for the next turn, oldest first
     model: str = ""  # the model a SetModel switched to ("": the agent's own)
+    # The last minute's messages and LLM tokens, oldest first (agents.ratelimit).
+    rate: tuple[tuple[int, int, int], ...] = ()
 
 
 ZERO_USAGE: tuple[int, int, int, int] = (0, 0, 0, 0)

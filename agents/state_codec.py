@@ -210,6 +210,7 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
             for q in state.queue
         ],
         **({"m": state.model} if state.model else {}),
+        **({"rl": [list(r) for r in state.rate]} if state.rate else {}),
     }
 
 
@@ -289,6 +290,7 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
                 for q in data.get("q", ())
             ),
             model=data.get("m", ""),
+            rate=tuple((r[0], r[1], r[2]) for r in data.get("rl", ())),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ContractError(

@@ -1,0 +1,165 @@
+"""Rate limits: how many messages and LLM tokens a session may take per minute.
+
+Rule: a limit is a pure verdict on data the log already holds. The state keeps a window
+of the session's recent activity — when each accepted message arrived and how many
+tokens each completed LLM call used — stamped with the decision's time (the worker's
+ingest time, recorded on every event as occurred_at), never a clock. A SendMessage over
+a limit is answered with RequestRejected whose reason starts with the limit's name
+(`rate_limit.requests_per_minute`, `rate_limit.tokens_per_minute`) and says the limit
+and when to retry; replaying the same log decides the same. Nothing here does IO.
+
+Agent file:
+
+    [agents.assistant.rate_limit]
+    requests_per_minute = 30     # messages accepted per session per sliding minute
+    tokens_per_minute = 40000    # LLM tokens (input + output + cache) per session per minute
+    per = "session"
+
+Scope: a session lives on one partition, so one worker owns it and its window is exact
+and deterministic. A limit shared by many sessions (per agent, per client across
+sessions) needs a counter outside any one session's log; it is not enforced here, and an
+agent file asking for it (`per = "agent"` or `"client"`) is refused with that reason
+rather than accepted and ignored.
+
+Tokens: the window counts the tokens of LLM calls that completed; the limit gates new
+messages (a turn in progress finishes its calls), so a session that spent its minute's
+tokens waits — its next message is rejected with the time the oldest calls leave the
+window.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "RATE_WINDOW",
+    "RateEntry",
+    "RateLimit",
+    "RateVerdict",
+    "check_rate",
+    "record_rate",
+]
+
+RATE_WINDOW = timedelta(minutes=1)
+_WINDOW_US = 60_000_000
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# (time in µs since the epoch, messages, tokens): one accepted message is (t, 1, 0), one
+# completed LLM call (t, 0, its tokens). Kept in the session state, oldest first.
+RateEntry = tuple[int, int, int]
+
+
+class RateLimit(BaseModel):
+    """An agent's limits per session (see the module docstring); None: no limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    per: Literal["session", "agent", "client"] = "session"
+
+    @field_validator("per")
+    @classmethod
+    def _only_session(cls, value: str) -> str:
+        if value != "session":
+            raise ValueError(
+                f"per = {value!r} is not enforced: a limit shared by many sessions needs a "
+                "counter outside one session's log, which this version does not keep; use "
+                "per = 'session'"
+            )
+        return value
+
+
+class RateVerdict(BaseModel):
+    """A message over a limit: which limit, its value, what the window holds, and when
+    a retry is accepted."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: Literal["rate_limit.requests_per_minute", "rate_limit.tokens_per_minute"]
+    value: int
+    used: int
+    retry_at: datetime
+    retry_after_s: float
+
+    def reason(self) -> str:
+        unit = "messages" if self.limit.endswith("requests_per_minute") else "tokens"
+        return (
+            f"{self.limit} exceeded: {self.used} {unit} in the last minute, the agent's "
+            f"limit is {self.value} per minute per session; retry after "
+            f"{self.retry_after_s:.3f} s (at {self.retry_at.isoformat()})."
+        )
+
+
+def _us(t: datetime) -> int:
+    # Microseconds since the epoch, exact (the events carry microsecond times).
+    delta = t - _UTC_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _live(window: tuple[RateEntry, ...], now_us: int) -> tuple[RateEntry, ...]:
+    """The entries still inside the minute before `now_us`."""
+    start = now_us - _WINDOW_US
+    i = 0
+    n = len(window)
+    while i < n and window[i][0] <= start:
+        i += 1
+    return window[i:] if i else window
+
+
+def record_rate(
+    window: tuple[RateEntry, ...], at: datetime, messages: int, tokens: int
+) -> tuple[RateEntry, ...]:
+    """`window` with one more entry at `at`, entries a minute old dropped (evolve)."""
+    now_us = _us(at)
+    return (*_live(window, now_us), (now_us, messages, tokens))
+
+
+def check_rate(
+    limit: RateLimit | None, window: tuple[RateEntry, ...], now: datetime
+) -> RateVerdict | None:
+    """The verdict on one more message at `now`: None when it is within every limit."""
+    if limit is None:
+        return None
+    now_us = _us(now)
+    live = _live(window, now_us)
+    rpm = limit.requests_per_minute
+    if rpm is not None:
+        times = [t for t, m, _ in live if m]
+        if len(times) >= rpm:
+            # The message is accepted once enough of the oldest ones left the window.
+            free_at = times[len(times) - rpm] + _WINDOW_US
+            return _verdict("rate_limit.requests_per_minute", rpm, len(times), free_at, now_us)
+    tpm = limit.tokens_per_minute
+    if tpm is not None:
+        used = sum(tok for _, _, tok in live)
+        if used >= tpm:
+            left = used
+            free_at = now_us
+            for t, _, tok in live:
+                left -= tok
+                if tok and left < tpm:
+                    free_at = t + _WINDOW_US
+                    break
+            return _verdict("rate_limit.tokens_per_minute", tpm, used, free_at, now_us)
+    return None
+
+
+def _verdict(
+    limit: Literal["rate_limit.requests_per_minute", "rate_limit.tokens_per_minute"],
+    value: int,
+    used: int,
+    free_at_us: int,
+    now_us: int,
+) -> RateVerdict:
+    wait_us = max(free_at_us - now_us, 1)
+    return RateVerdict(
+        limit=limit,
+        value=value,
+        used=used,
+        retry_at=_UTC_EPOCH + timedelta(microseconds=now_us + wait_us),
+        retry_after_s=wait_us / 1_000_000,
+    )
