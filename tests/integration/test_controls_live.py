@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agents.agentfile import registry_from_file
-from agents.events import RequestRejected, SendMessage, TurnCompleted
+from agents.events import Event, RequestRejected, SendMessage, TurnCompleted
 from agents.providers.scripted import ScriptedProvider
 from streams.topics import TopicNames
 from tests.support.live import live_platform, new_session_id, payloads, turnlog_cli
@@ -39,9 +39,11 @@ async def test_a_message_over_the_rate_limit_is_rejected_naming_the_limit(
         # is not (whether it would start a turn or queue behind one).
         for n, text in enumerate(("one", "two"), start=1):
             await live.client.send(sid, SendMessage(text), agent="limited")
-            await log.wait_for(
-                sid, lambda evs, n=n: len(payloads(evs, TurnCompleted)) == n, f"turn {n}"
-            )
+
+            def turns_done(evs: list[Event], n: int = n) -> bool:
+                return len(payloads(evs, TurnCompleted)) == n
+
+            await log.wait_for(sid, turns_done, f"turn {n}")
         third = await live.client.send(sid, SendMessage("three"), agent="limited")
         rejected = await log.wait_for(
             sid, lambda evs: payloads(evs, RequestRejected), "the third message's rejection"
