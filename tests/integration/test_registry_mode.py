@@ -1,16 +1,28 @@
-"""Registry mode end to end on the real broker: a request framed by confluent-kafka's
-AvroSerializer (00 + schema id; the producer knows nothing of single-object encoding)
-drives a turn through the session worker, and the events the worker writes are
-registry-framed records that confluent-kafka's AvroDeserializer reads. The registry is
-confluent-kafka's in-memory one, shared by the producer, the worker and the consumer of
-this process."""
+"""Registry mode against a real schema registry: Apicurio Registry, run from its Maven
+Central jars by `turnlog.dev` (the same code as `turnlog dev registry up`), serving the
+Confluent API on loopback. One registry for the module, started once.
+
+- A request framed by confluent-kafka's AvroSerializer (00 + schema id; the producer
+  knows nothing of single-object encoding) drives a turn through the session worker; the
+  events the worker writes are registry-framed, with ids the registry gave, and a
+  separate process that only knows the registry framing (confluent-kafka's
+  DeserializingConsumer + AvroDeserializer, a fresh registry client, no turnlog import)
+  reads every event of the session.
+- Every subject is `<topic>-value` (topic-name strategy) holding the current schema.
+- The compatibility level turnlog sets is read back from the server, and the server's
+  verdict on changed schemas agrees with turnlog's own evolution gate (FULL, which is
+  stricter than the registries' usual BACKWARD).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
-import uuid
-from collections.abc import Iterator
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,26 +30,47 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from agents.events import TurnCompleted
 from schemas import codec
-from schemas.registry import ConfluentRegistry
+from schemas.compat import evolution_problems
+from schemas.registry import COMPATIBILITY, ConfluentRegistry, subject_for
 from streams.topics import TopicNames, ensure_topics
 from tests.integration.test_cli_support import DEMO_AGENTS, DEMO_SCRIPT
 from tests.support.harness import EventLog, InProcessWorker, scripted_script
 from turnlog import wire
+from turnlog.dev import RegistryServer, serve_registry
+from turnlog.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A real Apicurio Registry on a free loopback port; fails (never skips) when it
+    cannot start, with its log."""
+    try:
+        with serve_registry(load_settings(), log_dir=tmp_path_factory.mktemp("registry")) as server:
+            yield server
+    except Exception as exc:
+        if isinstance(exc, pytest.fail.Exception):
+            raise
+        pytest.fail(f"The schema registry could not be started:\n{exc}", pytrace=False)
 
 
 @pytest.fixture
-def registry_client() -> Iterator[Any]:
-    yield SchemaRegistryClient.new_client({"url": f"mock://{uuid.uuid4().hex}"})
+def client(registry: RegistryServer) -> Iterator[SchemaRegistryClient]:
+    yield SchemaRegistryClient({"url": registry.url})
     codec.use_single_object()
 
 
-def _produce(bootstrap: str, names: TopicNames, client: Any, session: str) -> None:
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read().decode())
+
+
+def _produce(bootstrap: str, names: TopicNames, client: SchemaRegistryClient, session: str) -> None:
     serializer = AvroSerializer(
         client, json.dumps(codec.current_schema("Request")), conf={"auto.register.schemas": True}
     )
@@ -88,12 +121,52 @@ async def _raw_values(bootstrap: str, topic: str, session: str) -> list[bytes]:
         await consumer.stop()
 
 
-async def test_a_registry_framed_request_completes_a_turn_written_registry_framed(
-    kafka_bootstrap: str, unique_prefix: str, tmp_path: Path, registry_client: Any
+# A consumer of a shop that runs a registry: confluent-kafka only, the registry's framing
+# only. It prints one JSON line per record of the session, then the modules it loaded
+# that are turnlog's (none).
+_REGISTRY_ONLY_CONSUMER = """
+import json, sys
+from confluent_kafka import DeserializingConsumer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+bootstrap, registry, topic, session, expected = sys.argv[1:6]
+consumer = DeserializingConsumer({
+    "bootstrap.servers": bootstrap, "group.id": "registry-only-" + session,
+    "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+    "value.deserializer": AvroDeserializer(
+        SchemaRegistryClient({"url": registry}), return_record_name=True),
+})
+consumer.subscribe([topic])
+seen, empty = [], 0
+while len(seen) < int(expected) and empty < 20:
+    msg = consumer.poll(1.0)
+    if msg is None:
+        empty += 1
+        continue
+    if msg.error():
+        raise SystemExit(str(msg.error()))
+    if msg.key() == session.encode():
+        value = msg.value()
+        seen.append({"seq": value["seq"], "type": value["payload"][0]})
+consumer.close()
+for row in seen:
+    print(json.dumps(row))
+ours = {"agents", "schemas", "streams", "projections", "turnlog"}
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ours)))
+"""
+
+
+async def test_a_registry_framed_turn_through_a_real_registry(
+    kafka_bootstrap: str,
+    unique_prefix: str,
+    tmp_path: Path,
+    registry: RegistryServer,
+    client: SchemaRegistryClient,
 ) -> None:
     names = (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=2)).names
-    seam = ConfluentRegistry("mock://registry", wire.envelope_topics(names), client=registry_client)
-    codec.use_registry(seam, write=True)
+    topics = wire.envelope_topics(names)
+    codec.use_registry(ConfluentRegistry(registry.url, topics), write=True)
     script = scripted_script(tmp_path, latency_ms=0, source=DEMO_SCRIPT)
     session = "s-registry-framed"
     async with (
@@ -107,7 +180,7 @@ async def test_a_registry_framed_request_completes_a_turn_written_registry_frame
         ) as process,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
-        await asyncio.to_thread(_produce, kafka_bootstrap, names, registry_client, session)
+        await asyncio.to_thread(_produce, kafka_bootstrap, names, client, session)
         await log.wait_for(
             lambda: any(isinstance(e.payload, TurnCompleted) for e in log.of(session)),
             60,
@@ -115,13 +188,99 @@ async def test_a_registry_framed_request_completes_a_turn_written_registry_frame
             diagnose=log.summary,
         )
         assert process.worker.stats["dlq"] == 0
+    events = log.of(session)
 
+    # Written registry-framed, with the id the registry holds under the events' subject.
     values = await _raw_values(kafka_bootstrap, names.events, session)
-    assert len(values) == len(log.of(session))
-    assert all(v[:1] == b"\x00" for v in values)
-    read = AvroDeserializer(registry_client, return_record_name=True)
-    records = [read(v, SerializationContext(names.events, MessageField.VALUE)) for v in values]
-    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
-    assert records[-1]["payload"][0] == "turnlog.v1.TurnCompleted"
-    subjects = set(registry_client.get_subjects())
-    assert {f"{names.requests}-value", f"{names.events}-value"} <= subjects
+    assert len(values) == len(events)
+    event_id = client.get_latest_version(subject_for(names.events)).schema_id
+    assert event_id is not None
+    assert {v[:5] for v in values} == {b"\x00" + event_id.to_bytes(4, "big")}
+
+    # Every subject of this platform is <topic>-value, holding its envelope's schema.
+    ours = {s for s in client.get_subjects() if s.startswith(unique_prefix)}
+    assert ours, "nothing was registered"
+    by_subject = {subject_for(t): env for env, ts in topics.items() for t in ts}
+    assert ours <= set(by_subject), f"subjects outside the topic-name strategy: {ours}"
+    assert {subject_for(names.requests), subject_for(names.events)} <= ours
+    for subject in ours:
+        held = json.loads(client.get_latest_version(subject).schema.schema_str or "null")
+        assert held == codec.current_schema(by_subject[subject]), subject
+        assert _get(f"{registry.url}/config/{subject}")["compatibilityLevel"] == COMPATIBILITY
+
+    # A consumer that only knows the registry framing reads every event of the session.
+    read = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-I", "-c", _REGISTRY_ONLY_CONSUMER, kafka_bootstrap, registry.url]
+        + [names.events, session, str(len(events))],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert read.returncode == 0, read.stderr[-3000:]
+    *rows, loaded = [json.loads(line) for line in read.stdout.splitlines()]
+    assert loaded == []
+    assert [r["seq"] for r in rows] == [e.seq for e in events]
+    assert rows[-1]["type"] == "turnlog.v1.TurnCompleted"
+
+
+def _with_field(schema: dict[str, Any], field: dict[str, Any]) -> dict[str, Any]:
+    changed = copy.deepcopy(schema)
+    changed["fields"].append(field)
+    return changed
+
+
+def _without_field(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    changed = copy.deepcopy(schema)
+    changed["fields"] = [f for f in changed["fields"] if f["name"] != name]
+    return changed
+
+
+def _optional_added(schema: dict[str, Any]) -> dict[str, Any]:
+    return _with_field(schema, {"name": "note", "type": ["null", "string"], "default": None})
+
+
+def _required_added(schema: dict[str, Any]) -> dict[str, Any]:
+    # Backward fails: the new reader has no default for the old records' missing field.
+    return _with_field(schema, {"name": "note", "type": "string"})
+
+
+def _required_removed(schema: dict[str, Any]) -> dict[str, Any]:
+    # Backward holds (the new reader ignores it), forward fails: a registry left at its
+    # usual BACKWARD would accept this; turnlog's gate and FULL refuse it.
+    return _without_field(schema, "request_id")
+
+
+# (what changed, the change to the Request schema, compatible under FULL)
+_CHANGES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], bool]] = [
+    ("an optional field added", _optional_added, True),
+    ("a required field added", _required_added, False),
+    ("a required field removed", _required_removed, False),
+]
+
+
+def test_the_registry_compatibility_level_is_turnlogs_gate(
+    registry: RegistryServer, client: SchemaRegistryClient, unique_prefix: str
+) -> None:
+    topic = f"{unique_prefix}compat.requests"
+    subject = subject_for(topic)
+    seam = ConfluentRegistry(registry.url, {"Request": (topic,)})
+    assert seam.compatibility_of(subject) is None  # a new subject has no level of its own
+
+    schema_id = seam.id_for("Request")
+
+    assert _get(f"{registry.url}/config/{subject}") == {"compatibilityLevel": "FULL"}
+    assert seam.compatibility_of(subject) == COMPATIBILITY
+    assert client.get_latest_version(subject).schema_id == schema_id
+    current = codec.current_schema("Request")
+    for what, change, compatible in _CHANGES:
+        changed = change(current)
+        ours = evolution_problems(current, changed)
+        theirs = client.test_compatibility(subject, Schema(json.dumps(changed), "AVRO"))
+        assert (not ours, theirs) == (compatible, compatible), (what, ours)
+    # A second process's seam finds the level set and the schema registered.
+    again = ConfluentRegistry(registry.url, {"Request": (topic,)})
+    assert again.id_for("Request") == schema_id
+    assert list(client.get_versions(subject)) == [1]
