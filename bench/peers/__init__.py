@@ -1,0 +1,1 @@
+"""turnlog side by side with LangGraph and DBOS on the same agent loop (see run.py)."""

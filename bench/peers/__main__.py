@@ -1,0 +1,5 @@
+"""`.venv/bin/python -m bench.peers`: see run.py."""
+
+from bench.peers.run import main
+
+main()
