@@ -119,18 +119,23 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     if _tracer is not None:
         return True
     import opentelemetry.trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from streams._otlp import LeanOTLPSpanExporter
+    from streams._spans import Recorder
 
     _ot = opentelemetry.trace
 
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
     provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # The SDK's sampler, ids, batch processor and exporter; spans built by streams._spans
+    # and encoded by streams._otlp, each a fraction of the SDK's cost per span.
+    processor = BatchSpanProcessor(LeanOTLPSpanExporter())
+    provider.add_span_processor(processor)
     _provider = provider
-    _tracer = provider.get_tracer("turnlog")
+    _tracer = Recorder(provider, processor)
     return True
 
 
@@ -221,50 +226,36 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
         return traceparent
     SpanKind = _ot.SpanKind
     kind = str(getattr(effect.kind, "value", effect.kind))
-    # Few attributes, each one the SDK checks and the exporter encodes in Python: the
-    # GenAI ones an LLM dashboard keys on, and the ids that lead back to the log.
-    attrs: dict[str, Any] = {
-        "gen_ai.conversation.id": effect.session_id,
-        "turnlog.effect_id": effect.effect_id,
-    }
-    if effect.attempt > 1:
-        attrs["turnlog.effect.attempt"] = effect.attempt
-    span_kind = SpanKind.INTERNAL
     if kind in ("llm_call", "compaction"):
-        model = effect.model
-        attrs.update(
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": model,
-                "gen_ai.system": _provider_of(model),
-            }
-        )
-        name = f"{'chat' if kind == 'llm_call' else 'compaction'} {model}"
+        name = f"{'chat' if kind == 'llm_call' else 'compaction'} {effect.model}"
         span_kind = SpanKind.CLIENT
     elif kind == "tool_call":
-        attrs.update(
-            {
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": effect.tool_name,
-                "gen_ai.tool.call.id": effect.effect_id,
-            }
-        )
-        name = f"execute_tool {effect.tool_name}"
+        name, span_kind = f"execute_tool {effect.tool_name}", SpanKind.INTERNAL
     elif kind == "child_session":
-        attrs.update(
-            {
-                "gen_ai.operation.name": "invoke_agent",
-                "gen_ai.agent.name": effect.agent,
-                "turnlog.child_session_id": effect.child_session_id,
-            }
-        )
-        name = f"invoke_agent {effect.agent}"
-        span_kind = SpanKind.PRODUCER
+        name, span_kind = f"invoke_agent {effect.agent}", SpanKind.PRODUCER
     else:
-        name = f"effect {kind}"
-    span = _tracer.start_span(name, context=_context_of(traceparent), kind=span_kind)
-    if span.is_recording():
-        span.set_attributes(attrs)
+        name, span_kind = f"effect {kind}", SpanKind.INTERNAL
+    span = _tracer.start(name, _parent_of(traceparent), span_kind)
+    if span.recording:  # not sampled: no attribute is worth building
+        # Few attributes: the GenAI ones an LLM dashboard keys on, and the ids that
+        # lead back to the log.
+        attrs = span.attributes
+        attrs["gen_ai.conversation.id"] = effect.session_id
+        attrs["turnlog.effect_id"] = effect.effect_id
+        if effect.attempt > 1:
+            attrs["turnlog.effect.attempt"] = effect.attempt
+        if span_kind is SpanKind.CLIENT:
+            attrs["gen_ai.operation.name"] = "chat"
+            attrs["gen_ai.request.model"] = effect.model
+            attrs["gen_ai.system"] = _provider_of(effect.model)
+        elif kind == "tool_call":
+            attrs["gen_ai.operation.name"] = "execute_tool"
+            attrs["gen_ai.tool.name"] = effect.tool_name
+            attrs["gen_ai.tool.call.id"] = effect.effect_id
+        elif kind == "child_session":
+            attrs["gen_ai.operation.name"] = "invoke_agent"
+            attrs["gen_ai.agent.name"] = effect.agent
+            attrs["turnlog.child_session_id"] = effect.child_session_id
     out = _live(span)
     out.span = span  # type: ignore[attr-defined]
     _CURRENT.set(out)
@@ -300,11 +291,10 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
     if span is None:
         return
     traceparent.span = None  # type: ignore[union-attr]
-    if not span.is_recording():
-        span.end()
+    if not span.recording:
         return
     name = type(payload).__name__
-    attrs: dict[str, Any] = {}
+    attrs: dict[str, Any] = span.attributes
     usage = getattr(payload, "usage", None)
     model = getattr(payload, "model", None)
     if model and model != getattr(effect, "model", None):  # a fallback answered
@@ -326,8 +316,6 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
         attrs["error.type"] = str(getattr(payload, "error_type", None) or name)
         message = getattr(payload, "message", None) or getattr(payload, "error", "")
         span.set_status(_ot.Status(_ot.StatusCode.ERROR, str(message)[:500]))
-    if attrs:
-        span.set_attributes(attrs)
     span.end()
 
 
@@ -335,7 +323,7 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
 
 
 def _live(span: Any) -> TraceParent:
-    ctx = span.get_span_context()
+    ctx = span.context
     state = ctx.trace_state.to_header() if ctx.trace_state else None
     out = TraceParent.of(
         f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}",
@@ -346,12 +334,12 @@ def _live(span: Any) -> TraceParent:
     return out
 
 
-def _context_of(traceparent: str | None) -> Any:
-    """An OpenTelemetry context whose (remote) parent is `traceparent`; None (a new
-    trace) without a valid one."""
+def _parent_of(traceparent: str | None) -> Any:
+    """The (remote) span context `traceparent` names; None (a new trace) without a
+    valid one."""
     known = getattr(traceparent, "context", None)
     if known is not None:
-        return _ot.set_span_in_context(_ot.NonRecordingSpan(known))
+        return known
     parsed = parse_traceparent(traceparent) if traceparent else None
     if parsed is None:
         return None
@@ -364,13 +352,13 @@ def _context_of(traceparent: str | None) -> Any:
         trace_flags=_ot.TraceFlags(int(parsed[2], 16) & 0xFF),
         trace_state=_ot.TraceState.from_header([state]) if state else None,
     )
-    return _ot.set_span_in_context(_ot.NonRecordingSpan(ctx))
+    return ctx
 
 
 def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None) -> Any:
     payload = req.payload
     kind = type(payload).__name__
-    parent = _context_of(incoming)
+    parent = _parent_of(incoming)
     links: tuple[Any, ...] = ()
     if kind in _CONTINUE_TURN:
         # Time (a Tick) or a cancel acts on the turn in progress: its span continues the
@@ -378,8 +366,8 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
         last = _last_input.get(req.session_id)
         if last is not None:
             if parent is not None:
-                links = (_ot.Link(_ot.get_current_span(parent).get_span_context()),)
-            parent = _ot.set_span_in_context(_ot.NonRecordingSpan(last))
+                links = (_ot.Link(parent),)
+            parent = last
     call_id = getattr(payload, "call_id", None)
     if kind == "DecideApproval" and call_id is not None:
         # A human's decision continues the turn that waited for it: a child of the wait
@@ -387,27 +375,23 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
         wait = _approvals.get((req.session_id, call_id))
         if wait is not None:
             if parent is not None:
-                links = (_ot.Link(_ot.get_current_span(parent).get_span_context()),)
-            parent = _ot.set_span_in_context(wait)
+                links = (_ot.Link(parent),)
+            parent = wait.context
     assert _tracer is not None
-    span = _tracer.start_span(
-        f"process {kind}", context=parent, kind=_ot.SpanKind.CONSUMER, links=links
-    )
-    if not span.is_recording():  # not sampled: no attribute is worth building
+    span = _tracer.start(f"process {kind}", parent, _ot.SpanKind.CONSUMER, links)
+    if not span.recording:  # not sampled: no attribute is worth building
         return span
-    # Few attributes, all scalars: the SDK checks each one (bench/turns.py --tracing ab).
+    # Few attributes, all scalars: each is encoded on the exporter's thread.
     first, last = events[0], events[-1]
-    attrs: dict[str, Any] = {
-        "messaging.system": "kafka",
-        "messaging.destination.partition.id": str(rec.partition),
-        "messaging.kafka.offset": rec.offset,
-        "turnlog.session_id": req.session_id,
-        "turnlog.seq": f"{first.seq}-{last.seq}",
-        "turnlog.event_types": ",".join(type(e.payload).__name__ for e in events),
-    }
+    attrs = span.attributes
+    attrs["messaging.system"] = "kafka"
+    attrs["messaging.destination.partition.id"] = str(rec.partition)
+    attrs["messaging.kafka.offset"] = rec.offset
+    attrs["turnlog.session_id"] = req.session_id
+    attrs["turnlog.seq"] = f"{first.seq}-{last.seq}"
+    attrs["turnlog.event_types"] = ",".join(type(e.payload).__name__ for e in events)
     if last.turn_id:
         attrs["turnlog.turn_id"] = last.turn_id
-    span.set_attributes(attrs)
     return span
 
 
@@ -419,15 +403,13 @@ def _end_uncommitted(spans: Sequence[Any]) -> None:
 
 def _committed_spans(batch: _Batch) -> None:
     assert _tracer is not None
-    ok = _ot.Status(_ot.StatusCode.OK)
     traced = (entry for entry in batch.entries if entry[2])
     for (_rec, req, events), span in zip(traced, batch.spans, strict=True):
         _last_input.pop(req.session_id, None)
         if len(_last_input) >= _MAX_SESSIONS:
             _last_input.pop(next(iter(_last_input)))
-        _last_input[req.session_id] = span.get_span_context()
-        if not span.is_recording():
-            span.end()
+        _last_input[req.session_id] = span.context
+        if not span.recording:
             continue
         for ev in events:
             payload = ev.payload
@@ -436,31 +418,31 @@ def _committed_spans(batch: _Batch) -> None:
                 key = (ev.session_id, payload.call_id)
                 if len(_approvals) >= _MAX_OPEN_APPROVALS:
                     _approvals.pop(next(iter(_approvals)))
-                _approvals[key] = _tracer.start_span(
-                    f"approval {payload.tool_name}",
-                    context=_ot.set_span_in_context(span),
-                    attributes={
+                wait = _tracer.start(f"approval {payload.tool_name}", span.context)
+                wait.set_attributes(
+                    {
                         "turnlog.session_id": ev.session_id,
                         "gen_ai.conversation.id": ev.session_id,
                         "gen_ai.tool.name": payload.tool_name,
                         "gen_ai.tool.call.id": payload.call_id,
                         "turnlog.turn_id": ev.turn_id or "",
-                    },
+                    }
                 )
+                _approvals[key] = wait
             elif name in ("ApprovalGranted", "ApprovalDenied"):
-                wait = _approvals.pop((ev.session_id, payload.call_id), None)
-                if wait is not None:
+                waited = _approvals.pop((ev.session_id, payload.call_id), None)
+                if waited is not None:
                     outcome = (
                         "granted"
                         if name == "ApprovalGranted"
                         else ("expired" if payload.expired else "denied")
                     )
-                    wait.set_attribute("turnlog.approval.outcome", outcome)
-                    wait.set_attribute("turnlog.approval.decided_by", payload.decided_by)
-                    wait.end()
+                    waited.set_attribute("turnlog.approval.outcome", outcome)
+                    waited.set_attribute("turnlog.approval.decided_by", payload.decided_by)
+                    waited.end()
             elif name == "TurnFailed":
                 span.set_attribute("error.type", payload.error_type)
-        span.set_status(ok)
+        span.set_ok()
         span.end()
 
 

@@ -1,0 +1,159 @@
+"""Spans of the worker's hot loop: sampled by the SDK, exported by the SDK, built here.
+
+Rule: a span is decided by the TracerProvider's own sampler (OTEL_TRACES_SAMPLER), gets
+its ids from the provider's id generator, its resource from the provider, and is handed
+ended, as the SDK's `ReadableSpan`, to the provider's span processor (the batch
+processor and its OTLP exporter). What is left out is the SDK's mutable `Span`: its lock,
+its per-attribute validation and limits and its start hooks cost tens of microseconds a
+span on the event loop (bench/tracing.py), for attributes that turnlog builds itself
+from a fixed, small set of names and scalar values. A span that is not sampled is a
+context and nothing else: no attribute is built, nothing reaches the processor.
+
+Imported only when tracing is on (streams.telemetry.configure_tracing).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import trace as ot
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+__all__ = ["Recorder", "Span"]
+
+_OK = ot.Status(ot.StatusCode.OK)
+_UNSET = ot.Status(ot.StatusCode.UNSET)
+_SAMPLED = ot.TraceFlags(ot.TraceFlags.SAMPLED)
+_NOT_SAMPLED = ot.TraceFlags(ot.TraceFlags.DEFAULT)
+_RANDOM = int(getattr(ot.TraceFlags, "RANDOM_TRACE_ID", 0))
+
+
+class Span:
+    """One span being recorded (or, when `recording` is false, only its context)."""
+
+    __slots__ = (
+        "_recorder",
+        "attributes",
+        "context",
+        "kind",
+        "links",
+        "name",
+        "parent",
+        "recording",
+        "start_ns",
+        "status",
+    )
+
+    def __init__(
+        self,
+        recorder: Recorder | None,
+        context: ot.SpanContext,
+        parent: ot.SpanContext | None,
+        name: str,
+        kind: ot.SpanKind,
+        links: Sequence[ot.Link],
+    ) -> None:
+        self._recorder = recorder
+        self.context = context
+        self.parent = parent
+        self.name = name
+        self.kind = kind
+        self.links = links
+        self.recording = recorder is not None
+        self.attributes: dict[str, Any] = {}
+        self.status = _UNSET
+        self.start_ns = time.time_ns()
+
+    def get_span_context(self) -> ot.SpanContext:
+        return self.context
+
+    def is_recording(self) -> bool:
+        return self.recording
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        if self.recording:
+            self.attributes.update(attributes)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self.recording:
+            self.attributes[key] = value
+
+    def set_status(self, status: ot.Status) -> None:
+        if self.recording and self.status.status_code is not ot.StatusCode.OK:
+            self.status = status
+
+    def set_ok(self) -> None:
+        if self.recording:
+            self.status = _OK
+
+    def end(self) -> None:
+        """Hand the span, ended now, to the span processor (once)."""
+        if not self.recording:
+            return
+        self.recording = False
+        recorder = self._recorder
+        assert recorder is not None
+        recorder.processor.on_end(
+            ReadableSpan(
+                name=self.name,
+                context=self.context,
+                parent=self.parent,
+                resource=recorder.resource,
+                attributes=self.attributes,
+                links=self.links,
+                kind=self.kind,
+                status=self.status,
+                start_time=self.start_ns,
+                end_time=time.time_ns(),
+                instrumentation_scope=recorder.scope,
+            )
+        )
+
+
+class Recorder:
+    """Starts `Span`s with `provider`'s sampler and ids; ended ones go to `processor`
+    (a span processor also registered with the provider, which shuts it down)."""
+
+    def __init__(self, provider: Any, processor: Any) -> None:
+        self.processor = processor
+        self.resource = provider.resource
+        self.scope = InstrumentationScope("turnlog")
+        self._sampler = provider.sampler
+        self._ids = provider.id_generator
+        self._random = _RANDOM if self._ids.is_trace_id_random() else 0
+
+    def start(
+        self,
+        name: str,
+        parent: ot.SpanContext | None,
+        kind: ot.SpanKind = ot.SpanKind.INTERNAL,
+        links: Sequence[ot.Link] = (),
+    ) -> Span:
+        """A new span, child of `parent` (None or invalid: the root of a new trace)."""
+        if parent is not None and parent.is_valid:
+            trace_id = parent.trace_id
+            random = parent.trace_flags & _RANDOM
+            context = ot.set_span_in_context(ot.NonRecordingSpan(parent))
+        else:
+            parent = None
+            trace_id = self._ids.generate_trace_id()
+            random = self._random
+            context = None
+        result = self._sampler.should_sample(context, trace_id, name, kind, None, links)
+        sampled = result.decision.is_sampled()
+        flags = ot.TraceFlags((_SAMPLED if sampled else _NOT_SAMPLED) | random)
+        span_context = ot.SpanContext(
+            trace_id,
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=result.trace_state,
+        )
+        recording = result.decision.is_recording()
+        span = Span(self if recording else None, span_context, parent, name, kind, links)
+        if recording and result.attributes:
+            span.attributes.update(result.attributes)
+        return span
