@@ -189,6 +189,17 @@ class RemoteAgent(BaseModel):
     bearer_token_env: str | None = Field(default=None, pattern=_ENV_NAME)
 
 
+class StageLimit(BaseModel):
+    """A pipeline stage's limits when a batch runs the pipeline (streams.batch): at most
+    `max_concurrency` items in the stage at once, at most `max_per_minute` started in
+    any minute. A team turn outside a batch starts its members as they come."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    max_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
 class TeamConfig(BaseModel):
     """A team agent (`[agents.X.team]`): every turn runs `members` as an orchestration
     (agents.orchestration) on the user's message, with no model deciding it; the combined
@@ -204,12 +215,19 @@ class TeamConfig(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 86400)
     # mode all: the first failure stops the members still running.
     fail_fast: bool = False
+    # A pipeline's (mode sequential) stage limits in batches, by member name.
+    limits: dict[str, StageLimit] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _mode(self) -> TeamConfig:
         parsed = parse_mode(self.mode, len(self.members))
         if isinstance(parsed, str):
             raise ValueError(f"mode: {parsed}")
+        unknown = sorted(set(self.limits) - set(self.members))
+        if unknown:
+            raise ValueError(f"limits: {', '.join(unknown)} is not a member of the team")
+        if self.limits and self.mode != "sequential":
+            raise ValueError("limits: stage limits are for pipelines (mode sequential)")
         return self
 
 
@@ -358,6 +376,8 @@ def definition_hash(definition: AgentDefinition) -> str:
     data = definition.model_dump(mode="json")
     if definition.deadlines.on_unknown_outcome == "ask":
         del data["deadlines"]["on_unknown_outcome"]
+    if data.get("team") is not None and not data["team"].get("limits"):
+        data["team"].pop("limits", None)
     for name, default in LATER_BUDGET_DEFAULTS.items():
         if data["budget"].get(name) == default:
             del data["budget"][name]

@@ -1,6 +1,7 @@
 """Batches live: 120 work items through a two-stage pipeline agent (a sequential team),
 10 at a time, with a kill -9 of the session worker and a crash of the submitter in the
-middle; a second submitter run on a new worker finishes the batch.
+middle; a second submitter run on a new worker finishes the batch. And a batch from a
+topic: `batch consume`, then `batch consume --follow` until SIGTERM.
 
 Checked on the events topic read afresh: every item's session ran exactly one turn (one
 TurnStarted, one end), every stage of every item ran once, the poisoned item failed and
@@ -12,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
+import signal
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -27,9 +31,12 @@ from schemas.codec import decode_event
 from streams.batch import Batch, item_session_id, progress_sql, topic_items
 from streams.topics import TopicNames, ensure_topics
 from tests.support.harness import (
+    ROOT,
+    EventLog,
     WorkerGroup,
     group_caught_up,
     read_records,
+    read_requests,
     scripted_script,
     seq_problems,
     wait_until,
@@ -136,13 +143,27 @@ async def test_a_batch_survives_kill9_of_the_worker_and_of_the_submitter(
     assert cost == summary.cost_nanos
 
 
-async def test_a_batch_from_a_topic_runs_each_record_once_and_a_rerun_adds_only_new_ones(
+async def _produce(bootstrap: str, topic: str, *values: tuple[int, bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for partition, value in values:
+            await producer.send_and_wait(topic, value, partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def test_a_batch_from_a_topic_runs_each_record_once_and_a_following_rerun_adds_new_ones(
     kafka_bootstrap: str,
     names: TopicNames,
     unique_prefix: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """`batch consume` up to the topic's end, then `batch consume --follow` (a restart of
+    the same batch): it sends only the record produced in between, picks up a record
+    produced while it runs, stops cleanly on SIGTERM (exit 0, its summary), and every
+    item was submitted once over both runs."""
     monkeypatch.setenv("TURNLOG_PARTITIONS", str(PARTITIONS))
     topic = f"{unique_prefix}work.items"
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
@@ -151,34 +172,73 @@ async def test_a_batch_from_a_topic_runs_each_record_once_and_a_rerun_adds_only_
         await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for i in range(8):
-            value = f"Question {i}" if i % 2 else json.dumps({"text": f"Question {i}"})
-            await producer.send_and_wait(topic, value.encode(), partition=i % 2)
-    finally:
-        await producer.stop()
+    await _produce(
+        kafka_bootstrap,
+        topic,
+        *(
+            (i % 2, (f"Question {i}" if i % 2 else json.dumps({"text": f"Question {i}"})).encode())
+            for i in range(8)
+        ),
+    )
     script = scripted_script(tmp_path, latency_ms=0, source=DATA / "script.yaml")
     env = worker_env(
         kafka_bootstrap, unique_prefix, agents=DATA / "agents.toml", script=script, sandbox=tmp_path
     )
-    async with WorkerGroup(env, tmp_path) as group:
+    cli_env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TURNLOG_TOPIC_PREFIX": unique_prefix,
+        "TURNLOG_PARTITIONS": str(PARTITIONS),
+    }
+    args = ["batch", "consume", topic, "--agent", "stages", "--id", "topic", "--json"]
+    async with (
+        WorkerGroup(env, tmp_path) as group,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
         await group.start("w1").wait_assigned(at_least=PARTITIONS)
-        args = ("batch", "consume", topic, "--agent", "stages", "--id", "topic", "--json")
         code, out, err = await turnlog_cli(kafka_bootstrap, names, *args, timeout=120)
         assert code == 0, out + err
         first = json.loads(out)
         assert (first["items"], first["completed"], first["sent_now"]) == (8, 8, 8)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-        await producer.start()
+
+        await _produce(kafka_bootstrap, topic, (0, b"Question 8"))
+        follow = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "turnlog",
+            *args,
+            "--follow",
+            cwd=ROOT,
+            env=cli_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
-            await producer.send_and_wait(topic, b"Question 8", partition=0)
+            await log.wait_for(
+                lambda: log.turns_completed(item_session_id("topic", "p0o4")) == 1,
+                60,
+                "the record produced between the runs",
+            )
+            await _produce(kafka_bootstrap, topic, (1, b"Question 9"))
+            await log.wait_for(
+                lambda: log.turns_completed(item_session_id("topic", "p1o4")) == 1,
+                60,
+                "the record produced while following",
+            )
+            follow.send_signal(signal.SIGTERM)
+            out_b, err_b = await asyncio.wait_for(follow.communicate(), 60)
         finally:
-            await producer.stop()
-        code, out, err = await turnlog_cli(kafka_bootstrap, names, *args, timeout=120)
-        assert code == 0, out + err
-        again = json.loads(out)
-        assert (again["items"], again["completed"], again["sent_now"]) == (9, 9, 1)
+            if follow.returncode is None:
+                follow.kill()  # only the process this test started
+                await follow.wait()
+        assert follow.returncode == 0, (out_b + err_b).decode(errors="replace")
+        again = json.loads(out_b)
+        assert (again["items"], again["completed"], again["sent_now"]) == (10, 10, 2)
+    sent = Counter(
+        r.session_id
+        for r in await read_requests(kafka_bootstrap, names)
+        if r.session_id.startswith("batch/topic/") and r.request_id.endswith(":item")
+    )
+    assert sorted(sent.values()) == [1] * 10 and len(sent) == 10
     items = await topic_items(kafka_bootstrap, topic)
     assert items["p0o0"] == "Question 0" and items["p1o0"] == "Question 1"

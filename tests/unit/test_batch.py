@@ -1,5 +1,7 @@
 """Batch input at the front door: items from a file (lines or JSON lines), bad lines and
-bad settings refused naming what is wrong; item ids fixed by the batch id and place."""
+bad settings refused naming what is wrong; item ids fixed by the batch id and place.
+Stage limits: declared by a pipeline team, checked naming the field, kept by the
+submitter (in flight per stage, starts per minute on an injected clock)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from pydantic import ValidationError
 
-from streams.batch import Batch, item_session_id
+from agents.definitions import AgentDefinition, definition_hash
+from streams.batch import Batch, Stage, item_session_id, stages_of
 from streams.topics import topic_names
 from turnlog.cli.batch import read_items
 
@@ -58,3 +62,76 @@ def test_bad_batch_settings_are_refused(batch_id: str, concurrency: int, message
 
 def test_item_ids_are_fixed_by_batch_and_place() -> None:
     assert item_session_id("moons", 7) == "batch/moons/7"
+
+
+# --------------------------------------------------------------------------- stage limits
+
+TEAM: dict[str, object] = {"members": ["research", "edit"], "mode": "sequential"}
+
+
+def _pipeline(**team: object) -> AgentDefinition:
+    return AgentDefinition.model_validate(
+        {"name": "pipe", "model": "scripted-small", "system_prompt": "p", "team": TEAM | team}
+    )
+
+
+def test_stage_limits_come_from_the_team_and_keep_old_definition_hashes() -> None:
+    plain = _pipeline()
+    # The hash this definition had before teams could declare limits.
+    assert definition_hash(plain) == (
+        "d985dfdc3925fbbbae6832a81dc5f741890ca2d32eb0d6c6e9eadf3de1583cb1"
+    )
+    assert stages_of(plain) == ()
+    limited = _pipeline(limits={"edit": {"max_concurrency": 2, "max_per_minute": 30}})
+    assert definition_hash(limited) != definition_hash(plain)
+    assert stages_of(limited) == (Stage("research"), Stage("edit", 2, 30))
+
+
+@pytest.mark.parametrize(
+    ("team", "message"),
+    [
+        ({"limits": {"review": {"max_concurrency": 1}}}, "limits: review is not a member"),
+        ({"mode": "all", "limits": {"edit": {"max_concurrency": 1}}}, "mode sequential"),
+        ({"limits": {"edit": {"max_concurrency": 0}}}, "max_concurrency"),
+        ({"limits": {"edit": {"per_hour": 3}}}, "per_hour"),
+    ],
+)
+def test_bad_stage_limits_are_refused_naming_the_field(
+    team: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _pipeline(**team)
+
+
+def test_a_stage_starts_no_more_than_its_limits_allow() -> None:
+    now = [1000.0]
+    batch = Batch(
+        bootstrap="127.0.0.1:9092",
+        topics=topic_names(""),
+        partitions=4,
+        batch_id="b",
+        agent="pipe",
+        items=["x"] * 10,
+        concurrency=8,
+        stages=[Stage("research", max_concurrency=3), Stage("edit", max_per_minute=2)],
+        clock=lambda: now[0],
+    )
+    item = batch.items[item_session_id("b", 1)]
+    assert [r.session_id for r in item.runs] == ["batch/b/1/1of2", "batch/b/1/2of2"]
+    # Stage 1: three in flight at most; one ending makes room for one more.
+    for n in range(1, 4):
+        assert batch._room(1)
+        batch._set(
+            batch.items[item_session_id("b", n)],
+            batch.items[item_session_id("b", n)].runs[0],
+            "sent",
+        )
+    assert not batch._room(1)
+    batch._set(item, item.runs[0], "completed")
+    assert batch._room(1) and list(batch._ready[2]) == [item]
+    # Stage 2: two starts in any 60 s, however many are in flight.
+    batch._note_sent(2, now[0] - 59)
+    batch._note_sent(2, now[0] - 10)
+    assert not batch._room(2)
+    now[0] += 1.5  # the first start leaves the window
+    assert batch._room(2)
