@@ -1,6 +1,6 @@
 """Registry mode against a real schema registry: Apicurio Registry, run from its Maven
-Central jars by `turnlog.dev` (the same code as `turnlog dev registry up`), serving the
-Confluent API on loopback. One registry for the module, started once.
+Central jars and started by `turnlog dev registry up`, serving the Confluent API on
+loopback. One registry for the module, started once (a few seconds).
 
 - A request framed by confluent-kafka's AvroSerializer (00 + schema id; the producer
   knows nothing of single-object encoding) drives a turn through the session worker; the
@@ -19,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
+import socket
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,27 +43,63 @@ from schemas.compat import evolution_problems
 from schemas.registry import COMPATIBILITY, ConfluentRegistry, subject_for
 from streams.topics import TopicNames, ensure_topics
 from tests.integration.test_cli_support import DEMO_AGENTS, DEMO_SCRIPT
-from tests.support.harness import EventLog, InProcessWorker, scripted_script
+from tests.support.harness import EventLog, InProcessWorker, free_port, scripted_script
 from turnlog import wire
-from turnlog.dev import RegistryServer, serve_registry
+from turnlog.dev import DevInfraError, fetch_registry, registry_status, registry_up
+from turnlog.dev._proc import pid_alive
+from turnlog.dev._registry import pinned_version
 from turnlog.settings import load_settings
 
 
+@dataclass(frozen=True)
+class Registry:
+    url: str
+    port: int
+    pid: int
+    version: str
+    state_dir: Path
+
+
+def _turnlog(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "turnlog", "dev", "registry", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "TURNLOG_STATE_DIR": str(state_dir)},
+    )
+
+
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A real Apicurio Registry on a free loopback port; fails (never skips) when it
-    cannot start, with its log."""
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real Apicurio Registry on a free loopback port, started as a user starts it
+    (`turnlog dev registry up`) in a state dir of its own that shares the unpacked
+    registry (fetched once, by CI's setup or here); fails, never skips, when it cannot
+    start. Stopped by `turnlog dev registry down` at the end of the module."""
     try:
-        with serve_registry(load_settings(), log_dir=tmp_path_factory.mktemp("registry")) as server:
-            yield server
-    except Exception as exc:
-        if isinstance(exc, pytest.fail.Exception):
-            raise
-        pytest.fail(f"The schema registry could not be started:\n{exc}", pytrace=False)
+        app = fetch_registry(load_settings())
+    except DevInfraError as exc:
+        pytest.fail(f"The schema registry could not be fetched:\n{exc}", pytrace=False)
+    state = tmp_path_factory.mktemp("registry-state")
+    (state / "registry").mkdir()
+    (state / "registry" / "app").symlink_to(app)
+    port = free_port()
+    up = _turnlog(state, "up", "--port", str(port), "--json")
+    if up.returncode != 0:
+        pytest.fail(f"`turnlog dev registry up` failed:\n{up.stderr}", pytrace=False)
+    started = json.loads(up.stdout)
+    try:
+        yield Registry(started["url"], port, started["pid"], started["version"], state)
+    finally:
+        down = _turnlog(state, "down", "--json")
+        assert down.returncode == 0, down.stderr
+        assert json.loads(down.stdout)["state"] == "stopped"
+        assert not pid_alive(started["pid"])
 
 
 @pytest.fixture
-def client(registry: RegistryServer) -> Iterator[SchemaRegistryClient]:
+def client(registry: Registry) -> Iterator[SchemaRegistryClient]:
     yield SchemaRegistryClient({"url": registry.url})
     codec.use_single_object()
 
@@ -161,7 +200,7 @@ async def test_a_registry_framed_turn_through_a_real_registry(
     kafka_bootstrap: str,
     unique_prefix: str,
     tmp_path: Path,
-    registry: RegistryServer,
+    registry: Registry,
     client: SchemaRegistryClient,
 ) -> None:
     names = (await ensure_topics(kafka_bootstrap, unique_prefix, partitions=2)).names
@@ -262,7 +301,7 @@ _CHANGES: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], bool]] = [
 
 
 def test_the_registry_compatibility_level_is_turnlogs_gate(
-    registry: RegistryServer, client: SchemaRegistryClient, unique_prefix: str
+    registry: Registry, client: SchemaRegistryClient, unique_prefix: str
 ) -> None:
     topic = f"{unique_prefix}compat.requests"
     subject = subject_for(topic)
@@ -284,3 +323,27 @@ def test_the_registry_compatibility_level_is_turnlogs_gate(
     again = ConfluentRegistry(registry.url, {"Request": (topic,)})
     assert again.id_for("Request") == schema_id
     assert list(client.get_versions(subject)) == [1]
+
+
+def test_turnlog_dev_registry_up_status_down(tmp_path: Path, registry: Registry) -> None:
+    """What `turnlog dev registry` says about the one the fixture started with it, a
+    second `up` on its port, and an `up` on a port something else holds."""
+    settings = load_settings().model_copy(update={"state_dir": registry.state_dir})
+    status = _turnlog(registry.state_dir, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    running = json.loads(status.stdout)
+    assert running["state"] == "running"
+    assert (running["pid"], running["url"]) == (registry.pid, registry.url)
+    assert registry.url == f"http://127.0.0.1:{registry.port}/apis/ccompat/v7"
+    assert registry.version == pinned_version()
+    # Idempotent: a second `up` reuses the running one.
+    assert registry_up(settings, registry.port).pid == registry.pid
+
+    # A port held by something that is not a registry: a clear error, nothing started.
+    port = free_port()
+    with (
+        socket.create_server(("127.0.0.1", port)),
+        pytest.raises(DevInfraError, match=f"Port {port} on 127.0.0.1 is taken"),
+    ):
+        registry_up(settings.model_copy(update={"state_dir": tmp_path}), port)
+    assert registry_status(settings, port).state == "stopped"

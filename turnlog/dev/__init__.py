@@ -8,7 +8,6 @@
     kafka_cli(settings, tool, args)     run one of Kafka's CLI tools (kafka-topics, ...)
     registry_up(settings, port)         a real schema registry (Apicurio) on loopback, in
     registry_status / registry_down     the background (`turnlog dev registry up`)
-    serve_registry(settings, log_dir=)  one as a child process for a `with` block (tests)
 
 Everything lives under settings.state_dir (default .turnlog/, gitignored). A service that
 already answers on the configured port but was started from another state dir (another
@@ -28,10 +27,9 @@ from pathlib import Path
 from turnlog.dev import _kafka, _postgres, _tools
 from turnlog.dev._errors import DevInfraError, MissingToolError
 from turnlog.dev._proc import file_lock, pid_alive, port_open, terminate, wait_for
-from turnlog.dev._registry import RegistryServer, RegistryStatus
+from turnlog.dev._registry import RegistryStatus
 from turnlog.dev._registry import down as registry_down
 from turnlog.dev._registry import fetch as fetch_registry
-from turnlog.dev._registry import serve as serve_registry
 from turnlog.dev._registry import status as registry_status
 from turnlog.dev._registry import up as registry_up
 from turnlog.settings import Settings, load_settings
@@ -40,7 +38,6 @@ __all__ = [
     "DevInfraError",
     "DevStatus",
     "MissingToolError",
-    "RegistryServer",
     "RegistryStatus",
     "ServiceStatus",
     "down",
@@ -51,7 +48,6 @@ __all__ = [
     "registry_down",
     "registry_status",
     "registry_up",
-    "serve_registry",
     "status",
 ]
 

@@ -4,8 +4,6 @@
     up(settings, port, ...)  -> RegistryStatus  start it in the background unless one answers
     status(settings)         -> RegistryStatus  what runs on the port `up` used
     down(settings)           -> RegistryStatus  stop the one this state dir started
-    serve(settings, ...)     -> RegistryServer  a child process on a free port (tests),
-                                                stopped when the `with` block ends
 
 Apicurio serves the Confluent Schema Registry API under /apis/ccompat/v7, so the URL
 turnlog's registry mode, confluent-kafka's SchemaRegistryClient and Kafka Connect use is
@@ -27,14 +25,11 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from turnlog.dev._errors import DevInfraError, MissingToolError
@@ -55,13 +50,11 @@ __all__ = [
     "CCOMPAT_PATH",
     "DEFAULT_PORT",
     "HOST",
-    "RegistryServer",
     "RegistryStatus",
     "down",
     "fetch",
     "pinned_version",
     "probe",
-    "serve",
     "status",
     "up",
 ]
@@ -108,6 +101,7 @@ class RegistryStatus:
     pid: int | None
     version: str | None
     log: Path
+    startup_s: float | None = None  # set by the `up` that started it
 
     @property
     def answering(self) -> bool:
@@ -121,8 +115,10 @@ class RegistryStatus:
     def lines(self) -> list[str]:
         pid = f"pid {self.pid}" if self.pid else "pid -"
         version = f"apicurio-registry {self.version}" if self.version else "apicurio-registry"
+        started = [] if self.startup_s is None else [f"{'':<9}  started in {self.startup_s:.1f}s"]
         return [
             f"registry   {self.state:<13} {pid:<11} {HOST}:{self.port:<6} {version}",
+            *started,
             f"{'':<9}  log: {self.log}",
             f"TURNLOG_SCHEMA_REGISTRY_URL={self.url}",
         ]
@@ -226,15 +222,19 @@ def _command(java: str, jar: Path, port: int) -> list[str]:
     ]
 
 
-def _start(settings: Settings, port: int, log: Path, *, detach: bool) -> subprocess.Popen[bytes]:
-    java = java_executable()
-    java_version(java)
-    app = fetch(settings)
+def _check_port_free(port: int) -> None:
     if port_open(HOST, port):
         raise DevInfraError(
             f"Port {port} on {HOST} is taken by a program that does not answer as a schema "
             "registry. Stop it or choose another port (turnlog dev registry up --port N)."
         )
+
+
+def _start(settings: Settings, port: int, log: Path, *, detach: bool) -> subprocess.Popen[bytes]:
+    _check_port_free(port)
+    java = java_executable()
+    java_version(java)
+    app = fetch(settings)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"{_RUN_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')} on port {port}\n".encode())
@@ -332,8 +332,9 @@ def _managed_port(settings: Settings) -> int | None:
 
 def status(settings: Settings, port: int | None = None) -> RegistryStatus:
     p = paths(settings)
-    pid = managed_pid(settings)
-    port = port or _managed_port(settings) or DEFAULT_PORT
+    managed_port = _managed_port(settings)
+    port = port or managed_port or DEFAULT_PORT
+    pid = managed_pid(settings) if port == managed_port else None
     version = probe(port)
     if pid:
         state = RUNNING if version else STARTING
@@ -354,12 +355,16 @@ def up(settings: Settings, port: int = DEFAULT_PORT, *, timeout: float = 120.0) 
             terminate(pid, timeout=30)
         if probe(port):
             return status(settings, port)  # foreign: reuse it, never stop it
+        _check_port_free(port)  # before a download, not after
+        fetch(settings)  # a first download is not start-up time
         since = _log_size(p.log)
+        began = time.monotonic()
         process = _start(settings, port, p.log, detach=True)
         p.pid_file.write_text(f"{process.pid}\n")
         p.port_file.write_text(f"{port}\n")
         _wait_ready(process, port, p.log, timeout, since)
-    return status(settings, port)
+        startup_s = time.monotonic() - began
+    return replace(status(settings, port), startup_s=startup_s)
 
 
 def down(settings: Settings, *, timeout: float = 30.0) -> RegistryStatus:
@@ -370,51 +375,3 @@ def down(settings: Settings, *, timeout: float = 30.0) -> RegistryStatus:
         terminate(pid, timeout=timeout)
     p.pid_file.unlink(missing_ok=True)
     return status(settings)
-
-
-# --- a registry for one test session -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RegistryServer:
-    port: int
-    pid: int
-    version: str
-    log: Path
-    startup_s: float
-
-    @property
-    def url(self) -> str:
-        """The Confluent-API URL (TURNLOG_SCHEMA_REGISTRY_URL)."""
-        return confluent_url(self.port)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve(
-    settings: Settings, *, log_dir: Path, port: int | None = None, timeout: float = 120.0
-) -> Iterator[RegistryServer]:
-    """A registry as a child process on a free loopback port (fetched first if needed),
-    ready when the block starts and stopped when it ends."""
-    fetch(settings)  # a first download is not start-up time
-    port = port or _free_port()
-    log = log_dir / "registry.log"
-    began = time.monotonic()
-    process = _start(settings, port, log, detach=False)
-    try:
-        version = _wait_ready(process, port, log, timeout, 0)
-        yield RegistryServer(
-            port=port,
-            pid=process.pid,
-            version=version,
-            log=log,
-            startup_s=time.monotonic() - began,
-        )
-    finally:
-        terminate(process.pid, timeout=20)
-        process.wait(timeout=30)
