@@ -46,7 +46,6 @@ EXTENSIONS: tuple[str, ...] = (
     "turnlog.a2a.cli",
     "turnlog.cli.schedule",
     "turnlog.cli.batch",
-    "turnlog.cli.budgets",
     "turnlog.console.cli",
     "turnlog.dev.cli",
 )
@@ -230,11 +229,6 @@ def topics_ensure(
             partitions or settings.partitions,
             replication_factor=settings.replication_factor,
             fix_configs=fix_configs,
-            requests_retention_ms=(
-                None
-                if settings.requests_retention_hours is None
-                else round(settings.requests_retention_hours * 3_600_000)
-            ),
         )
     )
     if as_json:
