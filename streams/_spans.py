@@ -9,20 +9,27 @@ span on the event loop (bench/tracing.py), for attributes that turnlog builds it
 from a fixed, small set of names and scalar values. A span that is not sampled is a
 context and nothing else: no attribute is built, nothing reaches the processor.
 
+The SDK's own samplers (always on or off, the trace-id ratio, parent-based over these:
+every OTEL_TRACES_SAMPLER value but a custom one) decide from the parent's flags and
+the trace id alone; for them the decision is taken here the way they take it, without
+building the OpenTelemetry context and sampling result they would need
+(tests/unit/test_otlp_encoding.py compares both for each). Any other sampler is asked.
+
 Imported only when tracing is on (streams.telemetry.configure_tracing).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import trace as ot
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-__all__ = ["Recorder", "Span"]
+__all__ = ["Decide", "Recorder", "Span", "compile_sampler"]
 
 _OK = ot.Status(ot.StatusCode.OK)
 _UNSET = ot.Status(ot.StatusCode.UNSET)
@@ -113,6 +120,51 @@ class Span:
         )
 
 
+# (the valid parent or None, the trace id) -> sampled
+Decide = Callable[[ot.SpanContext | None, int], bool]
+_PARENT_BASED = (
+    "_root",
+    "_remote_parent_sampled",
+    "_remote_parent_not_sampled",
+    "_local_parent_sampled",
+    "_local_parent_not_sampled",
+)
+
+
+def compile_sampler(sampler: Any) -> Decide | None:
+    """The decision of `sampler` as a plain function, for the SDK's samplers whose
+    decision depends only on the parent's flags and the trace id; None for others."""
+    should_sample = getattr(type(sampler), "should_sample", None)
+    if should_sample is StaticSampler.should_sample:
+        description = sampler.get_description()
+        if description not in ("AlwaysOnSampler", "AlwaysOffSampler"):
+            return None
+        on = description == "AlwaysOnSampler"
+        return lambda _parent, _trace_id: on
+    if should_sample is TraceIdRatioBased.should_sample:
+        bound, limit = sampler.bound, TraceIdRatioBased.TRACE_ID_LIMIT
+        return lambda _parent, trace_id: trace_id & limit < bound
+    if should_sample is ParentBased.should_sample:
+        # ParentBased names its delegates only privately: without them, ask it.
+        parts = [compile_sampler(getattr(sampler, name, None)) for name in _PARENT_BASED]
+        if any(part is None for part in parts):
+            return None
+        root, remote_on, remote_off, local_on, local_off = parts
+
+        def parent_based(parent: ot.SpanContext | None, trace_id: int) -> bool:
+            if parent is None:
+                decide = root
+            elif parent.is_remote:
+                decide = remote_on if parent.trace_flags.sampled else remote_off
+            else:
+                decide = local_on if parent.trace_flags.sampled else local_off
+            assert decide is not None
+            return decide(parent, trace_id)
+
+        return parent_based
+    return None
+
+
 class Recorder:
     """Starts `Span`s with `provider`'s sampler and ids; ended ones go to `processor`
     (a span processor also registered with the provider, which shuts it down)."""
@@ -124,6 +176,7 @@ class Recorder:
         self._sampler = provider.sampler
         self._ids = provider.id_generator
         self._random = _RANDOM if self._ids.is_trace_id_random() else 0
+        self._decide = compile_sampler(self._sampler)
 
     def start(
         self,
@@ -136,24 +189,30 @@ class Recorder:
         if parent is not None and parent.is_valid:
             trace_id = parent.trace_id
             random = parent.trace_flags & _RANDOM
-            context = ot.set_span_in_context(ot.NonRecordingSpan(parent))
         else:
             parent = None
             trace_id = self._ids.generate_trace_id()
             random = self._random
-            context = None
-        result = self._sampler.should_sample(context, trace_id, name, kind, None, links)
-        sampled = result.decision.is_sampled()
-        flags = ot.TraceFlags((_SAMPLED if sampled else _NOT_SAMPLED) | random)
+        attributes: Any = None
+        if self._decide is not None:
+            sampled = recording = self._decide(parent, trace_id)
+            trace_state = parent.trace_state if parent is not None else None
+        else:
+            context = (
+                None if parent is None else ot.set_span_in_context(ot.NonRecordingSpan(parent))
+            )
+            result = self._sampler.should_sample(context, trace_id, name, kind, None, links)
+            sampled = result.decision.is_sampled()
+            recording = result.decision.is_recording()
+            trace_state, attributes = result.trace_state, result.attributes
         span_context = ot.SpanContext(
             trace_id,
             self._ids.generate_span_id(),
             is_remote=False,
-            trace_flags=flags,
-            trace_state=result.trace_state,
+            trace_flags=ot.TraceFlags((_SAMPLED if sampled else _NOT_SAMPLED) | random),
+            trace_state=trace_state,
         )
-        recording = result.decision.is_recording()
         span = Span(self if recording else None, span_context, parent, name, kind, links)
-        if recording and result.attributes:
-            span.attributes.update(result.attributes)
+        if recording and attributes:
+            span.attributes.update(attributes)
         return span

@@ -85,6 +85,9 @@ _MAX_OPEN_APPROVALS = 10_000
 _last_input: dict[str, Any] = {}
 _MAX_SESSIONS = 100_000
 _CONTINUE_TURN = frozenset({"Tick", "CancelTurn"})
+# The batch span processor's export batch and queue (the SDK's: 512 and 2048).
+_BATCH_SIZE = 2048
+_QUEUE = 8192
 
 
 class _Batch:
@@ -132,7 +135,16 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     provider = TracerProvider(resource=Resource.create(attributes))
     # The SDK's sampler, ids, batch processor and exporter; spans built by streams._spans
     # and encoded by streams._otlp, each a fraction of the SDK's cost per span.
-    processor = BatchSpanProcessor(LeanOTLPSpanExporter())
+    # Larger batches than the SDK's 512 unless the OTEL_BSP_* variables say: an OTLP
+    # post costs the exporter's thread about as much as encoding 200 spans.
+    sized = any(
+        os.environ.get(v) for v in ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE")
+    )
+    processor = BatchSpanProcessor(
+        LeanOTLPSpanExporter(),
+        max_queue_size=None if sized else _QUEUE,
+        max_export_batch_size=None if sized else _BATCH_SIZE,
+    )
     provider.add_span_processor(processor)
     _provider = provider
     _tracer = Recorder(provider, processor)

@@ -18,11 +18,20 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from streams._otlp import encode_spans
-from streams._spans import Recorder
+from streams._spans import Recorder, compile_sampler
 
 REMOTE = ot.SpanContext(
     0x4BF92F3577B34DA6A3CE929D0E0E4736,
@@ -178,3 +187,59 @@ def test_the_providers_sampler_decides_and_an_unsampled_span_records_nothing(
     assert len(exporter.get_finished_spans()) == (1 if sampled else 0)
     if not sampled:
         assert span.attributes == {}
+
+
+SAMPLERS = [
+    ALWAYS_ON,
+    ALWAYS_OFF,
+    TraceIdRatioBased(0.3),
+    ParentBased(ALWAYS_ON),
+    ParentBased(ALWAYS_OFF),
+    ParentBasedTraceIdRatio(0.1),
+    ParentBased(
+        TraceIdRatioBased(0.5),
+        remote_parent_sampled=ALWAYS_OFF,
+        remote_parent_not_sampled=ALWAYS_ON,
+        local_parent_sampled=TraceIdRatioBased(0.2),
+        local_parent_not_sampled=ALWAYS_ON,
+    ),
+]
+PARENTS = [
+    None,
+    *(
+        ot.SpanContext(7, 9, is_remote=remote, trace_flags=ot.TraceFlags(flags))
+        for remote in (True, False)
+        for flags in (0, 1)
+    ),
+]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.get_description())
+def test_the_compiled_decision_of_each_sdk_sampler_is_the_samplers_own(sampler: Any) -> None:
+    decide = compile_sampler(sampler)
+    assert decide is not None
+    for parent in PARENTS:
+        context = None if parent is None else ot.set_span_in_context(ot.NonRecordingSpan(parent))
+        for i in range(200):
+            trace_id = (i * 0x9E3779B97F4A7C15 << 17) % (1 << 128) or 1
+            expected = sampler.should_sample(context, trace_id, "n").decision.is_sampled()
+            assert decide(parent, trace_id) is expected, (parent, hex(trace_id))
+
+
+class _Custom(Sampler):
+    """Samples every span and marks it: a sampler the Recorder must ask."""
+
+    def should_sample(self, parent_context: Any, trace_id: int, *args: Any, **kw: Any) -> Any:
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, {"sampled.by": "custom"})
+
+    def get_description(self) -> str:
+        return "custom"
+
+
+def test_any_other_sampler_is_asked_and_its_attributes_kept() -> None:
+    assert compile_sampler(_Custom()) is None
+    assert compile_sampler(ParentBased(_Custom())) is None
+    recorder, exporter = _recorder(ParentBased(_Custom()))
+    recorder.start("root", None).end()
+    (span,) = exporter.get_finished_spans()
+    assert dict(span.attributes or {}) == {"sampled.by": "custom"}
