@@ -184,3 +184,30 @@ def test_a_person_runs_the_demo_session_in_the_console(
     _shot(page, "agents", tmp_path)
     page.goto("/schedules")
     expect(page.locator("#schedules")).to_be_visible()
+
+
+def test_a_person_creates_pauses_and_removes_a_schedule_on_the_schedules_page(
+    page: Page, console_stack: Stack
+) -> None:
+    page.goto("/schedules")
+    page.locator("details.new-schedule summary").click()
+    form = page.locator("#new-schedule")
+    form.locator("input[name=id]").fill("page-weekly")
+    form.locator("input[name=agent]").fill("assistant")
+    form.locator("input[name=when]").fill("0 9 * * 1")
+    form.locator("input[name=timezone]").fill("America/New_York")
+    form.locator("textarea[name=message]").fill("Weekly digest.")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#flash")).to_contain_text("Schedule page-weekly created")
+    # The page reloads once the scheduler has projected each change.
+    row = page.locator("#schedules tr", has_text="page-weekly")
+    expect(row.locator("td").nth(3)).to_have_text("active")
+    expect(row).to_contain_text("cron 0 9 * * 1 America/New_York")
+    row.locator("button[value=pause]").click()
+    expect(page.locator("#flash")).to_contain_text("Schedule page-weekly paused")
+    expect(row.locator("td").nth(3)).to_have_text("paused")
+    expect(row.locator("button[value=resume]")).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button[value=remove]").click()
+    expect(page.locator("#flash")).to_contain_text("Schedule page-weekly removed")
+    expect(row.locator("td").nth(3)).to_have_text("removed")

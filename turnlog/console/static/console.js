@@ -296,6 +296,65 @@
     else draw();
   }
 
+  if (page === "schedules") {
+    // The schedule calls of the HTTP API (turnlog/console/schedules.py), then a reload:
+    // the page shows what the scheduler projected.
+    const send = async (method, url, body) => {
+      if (method === "POST") return post(url, body);
+      const res = await fetch(url, {
+        method,
+        headers: { "x-csrf-token": cookie("turnlog_csrf") },
+        credentials: "same-origin",
+      });
+      const data = await res.json().catch(() => ({ error: res.statusText }));
+      if (!res.ok) {
+        flash(data.error || res.statusText, true);
+        throw new Error(data.error);
+      }
+      return data;
+    };
+    // Reload once the scheduler has projected the change (or after 15 s regardless).
+    const later = async (id, status) => {
+      for (let i = 0; i < 50; i++) {
+        const res = await fetch("/api/schedules", { credentials: "same-origin" });
+        const rows = res.ok ? (await res.json()).schedules : [];
+        const row = rows.find((r) => r.schedule_id === id);
+        if (row && (!status || row.status === status)) break;
+        await new Promise((done) => setTimeout(done, 300));
+      }
+      location.reload();
+    };
+    const form = document.getElementById("new-schedule");
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const field = (name) => form.elements.namedItem(name).value.trim();
+      const body = { id: field("id"), agent: field("agent"), message: form.elements.namedItem("message").value };
+      body[field("kind")] = field("when");
+      if (field("kind") === "cron") body.timezone = field("timezone") || "UTC";
+      body.overlap = field("overlap");
+      try {
+        const r = await post("/api/schedules", body);
+        flash(`Schedule ${r.schedule_id} created; next slot ${r.next_slot || "(none)"}.`);
+        later(r.schedule_id, r.definition.paused ? "paused" : "active");
+      } catch (e) {}
+    });
+    document.querySelectorAll("form.schedule-actions").forEach((f) => {
+      f.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const action = ev.submitter ? ev.submitter.value : "pause";
+        const id = encodeURIComponent(f.dataset.schedule);
+        if (action === "remove" && !confirm(`Remove schedule ${f.dataset.schedule}?`)) return;
+        try {
+          const r = action === "remove"
+            ? await send("DELETE", `/api/schedules/${id}`)
+            : await send("POST", `/api/schedules/${id}/${action}`, {});
+          flash(`Schedule ${r.schedule_id} ${r.status}.`);
+          later(r.schedule_id, { paused: "paused", resumed: "active", removed: "removed" }[r.status]);
+        } catch (e) {}
+      });
+    });
+  }
+
   if (page === "operations") {
     const box = document.getElementById("ops");
     const esc = (v) => (v === null || v === undefined ? "—" : String(v));
