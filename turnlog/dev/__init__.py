@@ -285,9 +285,11 @@ def ensure_up(settings: Settings | None = None, *, timeout: float | None = None)
 
 
 def down(settings: Settings | None = None, *, timeout: float = 60.0) -> DevStatus:
-    """Stop the broker and the server started from this state dir (foreign ones stay)."""
+    """Stop the broker and the server started from this state dir (foreign ones stay),
+    and the schema registry if `turnlog dev registry up` started one there."""
     settings = settings or load_settings()
     state_dir = settings.state_dir.resolve()
+    registry_down(settings)
     with file_lock(state_dir / "dev.lock"):
         pid = _kafka.managed_pid(settings)
         if pid:
