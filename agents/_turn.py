@@ -18,7 +18,13 @@ from typing import Any
 
 from agents._decision import Decision
 from agents._orchestrate import team_turn
-from agents.budget import Spend, check_budget, estimate_reservation, session_alerts
+from agents.budget import (
+    Spend,
+    block_reason,
+    check_budget,
+    estimate_reservation,
+    session_alerts,
+)
 from agents.compaction import CompactionPlan, apply_compaction, plan_compaction, summary_entry
 from agents.context import (
     EMPTY_TOOLSET_HASH,
@@ -223,6 +229,10 @@ def _reserve_or_fail(
     d: Decision, models: tuple[str, ...], context_tokens: int, max_tokens: int, info: AgentInfo
 ) -> tuple[int, int] | None:
     reservation = estimate_reservation([model_info(m) for m in models], context_tokens, max_tokens)
+    blocked = block_reason(d.state.budget_block, d.now)
+    if blocked is not None:  # a budget across sessions is spent (BudgetLimitReached)
+        fail_turn(d, blocked, "BudgetExceeded")
+        return None
     turn = d.turn
     exceeded = check_budget(
         info.definition.budget,

@@ -25,23 +25,28 @@ records one BudgetAlert per threshold (agents.fsm, after the handler). Day budge
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Annotated, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agents.events import BudgetAlert, BudgetExceeded, BudgetScope, BudgetUnit
+from agents.errors import AgentDefinitionError
+from agents.events import BudgetAlert, BudgetExceeded, BudgetLimitReached, BudgetScope, BudgetUnit
 from agents.pricing import ModelInfo, nanos_from_usd
 
 __all__ = [
     "LATER_BUDGET_DEFAULTS",
     "BudgetConfig",
+    "ProjectBudget",
     "Reservation",
     "Spend",
     "Threshold",
+    "block_reason",
     "check_budget",
     "crossed",
     "estimate_reservation",
+    "parse_projects",
     "session_alerts",
     "thresholds",
 ]
@@ -190,3 +195,48 @@ def session_alerts(
                 )
             )
     return alerts
+
+
+def block_reason(block: BudgetLimitReached | None, now: datetime) -> str | None:
+    """Why a new turn (or the next LLM call) is refused: a budget across sessions is
+    spent and its period has not ended at `now`; None when nothing blocks."""
+    if block is None or now >= block.until:
+        return None
+    return (
+        f"The {block.scope} budget of {block.key!r} for {block.period} is spent: "
+        f"{block.spent} of its limit of {block.limit} nano-dollars (day_usd) across its "
+        f"sessions; no new turn until {block.until.isoformat()}."
+    )
+
+
+class ProjectBudget(BaseModel):
+    """A project's budget across sessions (`[projects.<name>]` in an agent file): every
+    session of the agents whose definition says `project = "<name>"`, per UTC day."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    day_usd: Decimal = Field(gt=0)
+    alert_at: tuple[Annotated[float, Field(gt=0, le=1)], ...] = ()
+
+    @property
+    def day_nanos(self) -> int:
+        return nanos_from_usd(str(self.day_usd))
+
+
+def parse_projects(raw: object, source: str = "<data>") -> dict[str, ProjectBudget]:
+    """The `projects` table of an agent file (absent: none), validated; errors name the
+    project and the field."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise AgentDefinitionError(f"{source}: projects must be a table of [projects.<name>]")
+    found: dict[str, ProjectBudget] = {}
+    for name, body in raw.items():
+        try:
+            found[str(name)] = ProjectBudget.model_validate(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'table'}: {e['msg']}" for e in exc.errors()
+            )
+            raise AgentDefinitionError(f"{source}: project {name!r}: {problems}") from exc
+    return found

@@ -54,7 +54,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agents.budget import LATER_BUDGET_DEFAULTS, BudgetConfig
+from agents.budget import LATER_BUDGET_DEFAULTS, BudgetConfig, parse_projects
 from agents.errors import AgentDefinitionError
 from agents.guardrails import Guardrail, schema_problem
 from agents.llm import ToolSpec, canonical_json, sha256_hex
@@ -275,6 +275,9 @@ class AgentDefinition(BaseModel):
     guardrails: tuple[Guardrail, ...] = ()
     # The JSON schema of the final answer (agents.structured); None: free text.
     output_schema: dict[str, Any] | None = None
+    # The project the agent's sessions count towards (a [projects.<name>] budget across
+    # sessions, agents.budget.ProjectBudget); None: none.
+    project: str | None = Field(default=None, pattern=AGENT_NAME_PATTERN)
     # Messages and LLM tokens per session per minute (agents.ratelimit); None: no limit.
     rate_limit: RateLimit | None = None
 
@@ -364,6 +367,7 @@ _LATER_DEFAULTS: dict[str, object] = {
     "handoffs": [],
     "guardrails": [],
     "output_schema": None,
+    "project": None,
     "rate_limit": None,
 }
 
@@ -445,13 +449,15 @@ def parse_definitions(
     """Validate a parsed agent file: (definitions, extra tool specs by name)."""
     if not isinstance(data, Mapping):
         raise AgentDefinitionError(f"{source}: the top level must be a table/mapping")
-    # `schedules` ([[schedules]]) is read by the scheduler (streams.scheduler_plan).
-    unknown = sorted(set(data) - {"agents", "tools", "schedules"})
+    # `schedules` ([[schedules]]) is read by the scheduler (streams.scheduler_plan),
+    # `projects` (budgets across sessions) by the budget watcher (streams.budgets).
+    unknown = sorted(set(data) - {"agents", "tools", "schedules", "projects"})
     if unknown:
         raise AgentDefinitionError(
             f"{source}: unknown top-level key(s) {', '.join(unknown)} "
-            "(expected: agents, tools, schedules)"
+            "(expected: agents, tools, schedules, projects)"
         )
+    parse_projects(data.get("projects"), source)  # a broken project budget fails the load
     agents_raw = data.get("agents")
     if not isinstance(agents_raw, Mapping) or not agents_raw:
         raise AgentDefinitionError(f"{source}: needs an [agents.<name>] table per agent")

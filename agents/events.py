@@ -53,6 +53,7 @@ from agents.requests import (
     CompleteLlmCall,
     CompleteToolCall,
     DecideApproval,
+    EnforceBudget,
     FailLlmCall,
     FailToolCall,
     ForkSession,
@@ -81,6 +82,7 @@ __all__ = [
     "AuditCheckpoint",
     "BudgetAlert",
     "BudgetExceeded",
+    "BudgetLimitReached",
     "BudgetScope",
     "BudgetUnit",
     "CancelTurn",
@@ -97,6 +99,7 @@ __all__ = [
     "DecideApproval",
     "EffectKind",
     "EffectReissued",
+    "EnforceBudget",
     "Event",
     "EventPayload",
     "FailLlmCall",
@@ -666,6 +669,26 @@ class BudgetAlert:
         _nonempty(self.scope, "BudgetAlert", "scope")
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetLimitReached:
+    """A budget across sessions (agent or project, per UTC day) is spent (an EnforceBudget
+    of the budget watcher): until `until` this session starts no new turn — a message is
+    rejected naming the limit — and a running turn fails before its next LLM call.
+    `limit` and `spent` in nano-dollars (`unit` usd), `period` the UTC day."""
+
+    scope: str
+    key: str
+    period: str
+    unit: str
+    limit: int
+    spent: int
+    until: datetime
+
+    def __post_init__(self) -> None:
+        _nonempty(self.scope, "BudgetLimitReached", "scope")
+        _aware(self.until, "BudgetLimitReached", "until")
+
+
 EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SessionStarted,
     SessionForked,
@@ -704,6 +727,7 @@ EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union a
     StructuredOutputInvalid,
     StructuredOutputAccepted,
     BudgetAlert,
+    BudgetLimitReached,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)

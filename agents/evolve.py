@@ -27,6 +27,7 @@ from agents.events import (
     ApprovalRequested,
     BudgetAlert,
     BudgetExceeded,
+    BudgetLimitReached,
     ChildSessionCompleted,
     ChildSessionRequested,
     ChildStatus,
@@ -565,6 +566,10 @@ def _structured_invalid(s: SessionState, ev: Event, p: StructuredOutputInvalid) 
     return _next(s, ev, history=_append(s.history, entry))
 
 
+def _budget_limit(s: SessionState, ev: Event, p: BudgetLimitReached) -> SessionState:
+    return _next(s, ev, budget_block=p)
+
+
 def _rejected(s: SessionState, ev: Event, p: RequestRejected) -> SessionState:
     # A rejected input changes nothing but the seq (not even the recent request ids).
     return replaced(s, last_seq=ev.seq)
@@ -608,6 +613,7 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     StructuredOutputInvalid: _structured_invalid,
     StructuredOutputAccepted: _unchanged,
     BudgetAlert: _unchanged,
+    BudgetLimitReached: _budget_limit,
 }
 
 

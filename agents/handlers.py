@@ -31,11 +31,13 @@ from agents._turn import (
     step_resolved,
     summarized,
 )
+from agents.budget import block_reason
 from agents.events import (
     REFUSED,
     ApprovalDenied,
     ApprovalGranted,
     Attachment,
+    BudgetLimitReached,
     CancelTurn,
     ChildSessionCompleted,
     CloseSession,
@@ -44,6 +46,7 @@ from agents.events import (
     CompleteLlmCall,
     CompleteToolCall,
     DecideApproval,
+    EnforceBudget,
     FailLlmCall,
     FailToolCall,
     ForkSession,
@@ -214,6 +217,7 @@ def _within_rate(d: Decision, limit: RateLimit | None) -> None:
 
 def on_send_message(d: Decision, p: SendMessage) -> None:
     _same_session(d, p)
+    _within_budget(d)
     info = d.agent_info()
     _within_rate(d, info.definition.rate_limit)
     text = _text(d, p.text, p.attachments)
@@ -251,6 +255,7 @@ def on_fork(d: Decision, p: ForkSession) -> None:
 def on_queue_message(d: Decision, p: SendMessage) -> None:
     """A message during a turn waits for it (up to the agent's max_queued)."""
     _same_session(d, p)
+    _within_budget(d)
     s = d.state
     defn = d.agent_info().definition
     _within_rate(d, defn.rate_limit)
@@ -306,6 +311,31 @@ def _cancel_turn(d: Decision, reason: str | None) -> None:
 def _drop_queue(d: Decision, reason: str) -> None:
     for q in d.state.queue:
         d.emit(QueuedMessageDropped(queued_seq=q.seq, request_id=q.request_id, reason=reason))
+
+
+def on_enforce_budget(d: Decision, p: EnforceBudget) -> None:
+    """A budget across sessions is spent (the budget watcher): record it, so that the
+    session starts no new turn until `until` and its running turn asks no model again."""
+    s = d.state
+    if p.until <= d.now:
+        raise Rejected(
+            f"Session {s.session_id}: the {p.scope} budget of {p.key!r} for {p.period} "
+            f"ended at {p.until.isoformat()}; nothing to enforce."
+        )
+    b = s.budget_block
+    if b is not None and (b.scope, b.key, b.period, b.unit) == (p.scope, p.key, p.period, p.unit):
+        raise Rejected(
+            f"Session {s.session_id}: the {p.scope} budget of {p.key!r} for {p.period} is "
+            f"already enforced."
+        )
+    d.emit(BudgetLimitReached(p.scope, p.key, p.period, p.unit, p.limit, p.spent, p.until))
+
+
+def _within_budget(d: Decision) -> None:
+    """A spent budget across sessions (BudgetLimitReached) refuses a new message."""
+    reason = block_reason(d.state.budget_block, d.now)
+    if reason is not None:
+        raise Rejected(f"Session {d.state.session_id}: {reason}")
 
 
 def on_set_model(d: Decision, p: SetModel) -> None:

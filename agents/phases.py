@@ -25,6 +25,7 @@ from agents.events import (
     ApprovalRequested,
     BudgetAlert,
     BudgetExceeded,
+    BudgetLimitReached,
     ChildSessionCompleted,
     ChildSessionRequested,
     ContextCompacted,
@@ -209,6 +210,7 @@ STILL: frozenset[type] = frozenset(
         StructuredOutputInvalid,
         StructuredOutputAccepted,
         BudgetAlert,
+        BudgetLimitReached,
     }
 )
 

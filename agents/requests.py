@@ -30,6 +30,7 @@ __all__ = [
     "CompleteLlmCall",
     "CompleteToolCall",
     "DecideApproval",
+    "EnforceBudget",
     "FailLlmCall",
     "FailToolCall",
     "ForkSession",
@@ -237,6 +238,29 @@ class SetModel:
         _nonempty(self.model, "SetModel", "model")
 
 
+@dataclass(frozen=True, slots=True)
+class EnforceBudget:
+    """The budget watcher (streams.budgets) found the spend of every session of `scope`
+    `key` (an agent, or a project: the agents whose file says `project = key`) in `period`
+    (a UTC day, YYYY-MM-DD) at or over its `limit` (nano-dollars; `unit` usd): until
+    `until` (the period's end) the session starts no new turn and its running turn makes
+    no further LLM call. Rejected when `until` has passed or the same budget is already
+    enforced on the session."""
+
+    scope: str
+    key: str
+    period: str
+    unit: str
+    limit: int
+    spent: int
+    until: datetime
+
+    def __post_init__(self) -> None:
+        _nonempty(self.scope, "EnforceBudget", "scope")
+        _nonempty(self.key, "EnforceBudget", "key")
+        _aware(self.until, "EnforceBudget", "until")
+
+
 RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SendMessage,
     DecideApproval,
@@ -252,6 +276,7 @@ RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union
     Tick,
     UpgradeAgent,
     SetModel,
+    EnforceBudget,
 ]
 
 REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)

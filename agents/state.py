@@ -30,7 +30,12 @@ from typing import Any, NamedTuple, TypeVar
 
 from agents._pvec import PVec
 from agents.errors import ContractError
-from agents.events import ContextCompactionRequested, LlmCallRequested, Usage
+from agents.events import (
+    BudgetLimitReached,
+    ContextCompactionRequested,
+    LlmCallRequested,
+    Usage,
+)
 
 __all__ = [
     "RECENT_REQUESTS",
@@ -233,6 +238,8 @@ class SessionState(NamedTuple):
     abandoned: tuple[tuple[str, str], ...] = ()
     queue: tuple[Queued, ...] = ()  # messages waiting for the next turn, oldest first
     model: str = ""  # the model a SetModel switched to ("": the agent's own)
+    # A spent budget across sessions (agents.budget.block_reason), until its end.
+    budget_block: BudgetLimitReached | None = None
     # The last minute's messages and LLM tokens, oldest first (agents.ratelimit).
     rate: tuple[tuple[int, int, int], ...] = ()
 

@@ -16,7 +16,13 @@ from typing import Any
 
 from agents._pvec import pvec_of
 from agents.errors import ContractError
-from agents.events import Attachment, ContextCompactionRequested, LlmCallRequested, ThinkingBlock
+from agents.events import (
+    Attachment,
+    BudgetLimitReached,
+    ContextCompactionRequested,
+    LlmCallRequested,
+    ThinkingBlock,
+)
 from agents.state import (
     Entry,
     History,
@@ -210,6 +216,7 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
             for q in state.queue
         ],
         **({"m": state.model} if state.model else {}),
+        **({"bb": _block(state.budget_block)} if state.budget_block else {}),
         **({"rl": [list(r) for r in state.rate]} if state.rate else {}),
     }
 
@@ -236,6 +243,14 @@ def _blocks_back(v: list[list[Any]]) -> tuple[Any, ...]:
         (ThinkingBlock(b[1], b[2], b[3], *b[4:5]) if b[0] == "k" else Attachment(*b[1:5]))
         for b in v
     )
+
+
+def _block(b: BudgetLimitReached) -> list[Any]:
+    return [b.scope, b.key, b.period, b.unit, b.limit, b.spent, _t(b.until)]
+
+
+def _block_back(v: list[Any]) -> BudgetLimitReached:
+    return BudgetLimitReached(v[0], v[1], v[2], v[3], v[4], v[5], _dt(v[6]))
 
 
 def state_from_dict(data: dict[str, Any]) -> SessionState:
@@ -290,6 +305,7 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
                 for q in data.get("q", ())
             ),
             model=data.get("m", ""),
+            budget_block=_block_back(data["bb"]) if "bb" in data else None,
             rate=tuple((r[0], r[1], r[2]) for r in data.get("rl", ())),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:

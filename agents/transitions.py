@@ -31,6 +31,7 @@ from agents.events import (
     CompleteLlmCall,
     CompleteToolCall,
     DecideApproval,
+    EnforceBudget,
     FailLlmCall,
     FailToolCall,
     ForkSession,
@@ -88,6 +89,11 @@ _ROWS: tuple[Transition, ...] = (
     + tuple(
         # A model switch applies to the session's later LLM calls; the phase stays.
         Transition(phase, SetModel, h.on_set_model, (phase,), "switch model")
+        for phase in sorted((Phase.IDLE, *TURN_PHASES), key=lambda p: p.value)
+    )
+    + tuple(
+        # A spent budget across sessions: no new turn, no further LLM call; phase stays.
+        Transition(phase, EnforceBudget, h.on_enforce_budget, (phase,), "budget spent")
         for phase in sorted((Phase.IDLE, *TURN_PHASES), key=lambda p: p.value)
     )
     + (

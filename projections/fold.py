@@ -30,6 +30,7 @@ from agents.events import (
     ApprovalRequested,
     BudgetAlert,
     BudgetExceeded,
+    BudgetLimitReached,
     ChildSessionCompleted,
     ChildSessionRequested,
     ChildStatus,
@@ -814,6 +815,21 @@ def _budget_alert(s: SessionRow, ev: Event, p: BudgetAlert, changes: Changes) ->
         seq=ev.seq,
         agent=ev.agent,
         alerted_at=ev.occurred_at,
+    )
+
+
+@projects(BudgetLimitReached)
+def _budget_limit(s: SessionRow, ev: Event, p: BudgetLimitReached, changes: Changes) -> None:
+    changes.patch(
+        "budget_limits",
+        (ev.session_id, p.scope, p.key, p.period),
+        unit=p.unit,
+        budget_limit=p.limit,
+        spent=p.spent,
+        until=p.until,
+        seq=ev.seq,
+        agent=ev.agent,
+        reached_at=ev.occurred_at,
     )
 
 

@@ -293,6 +293,11 @@ PATCH_TABLES: dict[str, PatchTable] = {
                 "alerted_at",
             ),
         ),
+        PatchTable(
+            "budget_limits",
+            ("session_id", "scope", "scope_key", "period"),
+            ("unit", "budget_limit", "spent", "until", "seq", "agent", "reached_at"),
+        ),
     )
 }
 

@@ -77,6 +77,7 @@ PROJECTION_TABLES: tuple[str, ...] = (
     "guardrail_trips",
     "structured_outputs",
     "budget_alerts",
+    "budget_limits",
 )
 
 

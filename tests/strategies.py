@@ -30,6 +30,7 @@ from agents.events import (
     AuditCheckpoint,
     BudgetAlert,
     BudgetExceeded,
+    BudgetLimitReached,
     BudgetScope,
     BudgetUnit,
     CancelTurn,
@@ -46,6 +47,7 @@ from agents.events import (
     DecideApproval,
     EffectKind,
     EffectReissued,
+    EnforceBudget,
     Event,
     FailLlmCall,
     FailToolCall,
@@ -219,6 +221,9 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     Tick: st.just(Tick()),
     UpgradeAgent: st.builds(UpgradeAgent, st.none() | ids),
     SetModel: st.builds(SetModel, ids),
+    EnforceBudget: st.builds(
+        EnforceBudget, ids, ids, ids, st.just("usd"), small_counts, small_counts, utc_datetimes
+    ),
 }
 
 EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
@@ -357,6 +362,9 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         st.none() | small_counts,
         st.none() | st.floats(0.01, 1.0),
         st.none() | ids,
+    ),
+    BudgetLimitReached: st.builds(
+        BudgetLimitReached, ids, ids, ids, st.just("usd"), small_counts, small_counts, utc_datetimes
     ),
     OrchestrationMemberCancelled: st.builds(OrchestrationMemberCancelled, ids, ids, ids, texts),
     OrchestrationCompleted: st.builds(

@@ -19,6 +19,7 @@ from agents.events import (
     ApprovalRequested,
     BudgetAlert,
     BudgetExceeded,
+    BudgetLimitReached,
     ChildSessionCompleted,
     ChildSessionRequested,
     ContextCompacted,
@@ -338,6 +339,14 @@ def _budget_alert(d: Describer, p: BudgetAlert) -> str:
     return (
         f"budget alert ({p.scope} {p.key}{period}, {unit}): spent {p.spent} passed "
         f"{p.threshold}{share}"
+    )
+
+
+@describes(BudgetLimitReached)
+def _budget_limit(d: Describer, p: BudgetLimitReached) -> str:
+    return (
+        f"budget spent ({p.scope} {p.key} on {p.period}): {p.spent} of {p.limit} nano-USD; "
+        f"no new turns until {p.until.isoformat()}"
     )
 
 

@@ -36,6 +36,35 @@ COMMENT ON COLUMN budget_alerts.seq IS 'Seq of the BudgetAlert event; null for t
 COMMENT ON COLUMN budget_alerts.agent IS 'The agent of the session (session scope) or the agent budget (agent scope); null for a project.';
 COMMENT ON COLUMN budget_alerts.alerted_at IS 'When: the log''s time of the event, or the watcher''s poll.';
 
--- The projector's role writes it like the other projection tables (0003); the budget
+CREATE TABLE budget_limits (
+    session_id    text NOT NULL,
+    scope         text NOT NULL CHECK (scope IN ('agent', 'project')),
+    scope_key     text NOT NULL,
+    period        text NOT NULL,
+    unit          text,
+    budget_limit  bigint,
+    spent         bigint,
+    until         timestamptz,
+    seq           bigint,
+    agent         text,
+    reached_at    timestamptz,
+    PRIMARY KEY (session_id, scope, scope_key, period)
+);
+CREATE INDEX budget_limits_scope ON budget_limits (scope, scope_key, period);
+COMMENT ON TABLE budget_limits IS
+    'One row per session a spent budget across sessions was enforced on (BudgetLimitReached, from the budget watcher''s EnforceBudget): until `until` the session starts no new turn.';
+COMMENT ON COLUMN budget_limits.session_id IS 'The session the budget is enforced on.';
+COMMENT ON COLUMN budget_limits.scope IS 'agent or project.';
+COMMENT ON COLUMN budget_limits.scope_key IS 'The agent or project name.';
+COMMENT ON COLUMN budget_limits.period IS 'The UTC day (YYYY-MM-DD) whose budget is spent.';
+COMMENT ON COLUMN budget_limits.unit IS 'usd (amounts in nano-dollars).';
+COMMENT ON COLUMN budget_limits.budget_limit IS 'The day_usd limit, in nano-dollars.';
+COMMENT ON COLUMN budget_limits.spent IS 'The spend of the scope the watcher saw, in nano-dollars.';
+COMMENT ON COLUMN budget_limits.until IS 'When the period ends and new turns are accepted again.';
+COMMENT ON COLUMN budget_limits.seq IS 'Seq of the BudgetLimitReached event.';
+COMMENT ON COLUMN budget_limits.agent IS 'The session''s agent.';
+COMMENT ON COLUMN budget_limits.reached_at IS 'When the session recorded it (the log''s time); minus the crossing time, the enforcement lag.';
+
+-- The projector's role writes them like the other projection tables (0003); the budget
 -- watcher connects as the same role.
-GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON budget_alerts TO turnlog_app;
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON budget_alerts, budget_limits TO turnlog_app;

@@ -1,24 +1,42 @@
-"""Budget alerts in the pure core: soft thresholds (`alert_at` fractions of a limit,
-`alert_at_usd` amounts) as a case table over `session_alerts`, then through decide — a
-decision whose charges cross a threshold records one BudgetAlert per threshold, each
-threshold once per session, in ascending order, tokens before USD; the log folds to the
-same state; agent files with alerts but no limit are refused naming the field."""
+"""Budget alerts and budgets across sessions in the pure core: soft thresholds
+(`alert_at` fractions of a limit, `alert_at_usd` amounts) as a case table over
+`session_alerts`, then through decide — a decision whose charges cross a threshold
+records one BudgetAlert per threshold, each threshold once per session, in ascending
+order, tokens before USD; an EnforceBudget (the budget watcher's) refuses new messages
+naming the limit until the period ends and fails a running turn before its next LLM
+call; the log folds to the same state; broken budgets are refused naming the field."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from agents.budget import BudgetConfig, Spend, Threshold, crossed, session_alerts, thresholds
+from agents.budget import (
+    BudgetConfig,
+    Spend,
+    Threshold,
+    crossed,
+    parse_projects,
+    session_alerts,
+    thresholds,
+)
 from agents.definitions import definition_hash, parse_definitions
 from agents.errors import AgentDefinitionError
-from agents.events import BudgetAlert, SendMessage, Usage
+from agents.events import (
+    BudgetAlert,
+    CompleteToolCall,
+    EnforceBudget,
+    SendMessage,
+    TurnFailed,
+    Usage,
+)
 from agents.fold import fold
 from agents.state_codec import state_from_dict, state_to_dict
-from tests.unit.test_fsm_support import Driver, agent, make_registry, types
+from tests.unit.test_fsm_support import T0, Driver, agent, make_registry, types
 
 
 def cfg(**kw: Any) -> BudgetConfig:
@@ -169,3 +187,86 @@ def test_a_decision_that_charges_nothing_alerts_nothing() -> None:
     plain = Driver()  # an agent with no alerts: a charge records none
     plain.send(SendMessage("hi"), agent="budgeted")
     assert "BudgetAlert" not in types(plain.answer("ok", usage=Usage(10, 1)))
+
+
+# --------------------------------------------------------------------------- across sessions
+
+UNTIL = T0 + timedelta(hours=1)
+
+
+def enforce(until: datetime = UNTIL, key: str = "alerted") -> EnforceBudget:
+    return EnforceBudget("agent", key, "2025-01-01", "usd", 5_000_000, 5_100_000, until)
+
+
+def test_a_spent_budget_refuses_new_messages_naming_the_limit_until_it_ends() -> None:
+    d = Driver(REGISTRY)
+    d.send(SendMessage("one"), agent="alerted")
+    d.answer("a")
+    assert types(d.send(enforce())) == ["BudgetLimitReached"]
+    rejected = d.send(SendMessage("two"))
+    assert types(rejected) == ["RequestRejected"]
+    reason = rejected[0].payload.reason  # type: ignore[union-attr]
+    assert "The agent budget of 'alerted' for 2025-01-01 is spent" in reason
+    assert "5100000 of its limit of 5000000 nano-dollars (day_usd)" in reason
+    # Once the period has ended, the session takes messages again.
+    later = d.send(SendMessage("three"), advance=3600)
+    assert types(later)[-1] == "LlmCallRequested"
+    assert fold(d.log, "s1") == d.state
+    assert state_from_dict(json.loads(json.dumps(state_to_dict(d.state)))) == d.state
+
+
+def test_a_running_turn_fails_before_its_next_llm_call_and_a_queued_message_is_refused() -> None:
+    d = Driver(REGISTRY)
+    d.send(SendMessage("sum"), agent="alerted")
+    assert types(d.send(enforce())) == ["BudgetLimitReached"]
+    assert d.state.budget_block is not None
+    assert state_from_dict(json.loads(json.dumps(state_to_dict(d.state)))) == d.state
+    queued = d.send(SendMessage("meanwhile"))
+    assert types(queued) == ["RequestRejected"]
+    # The call in flight completes (it is charged); the step's tool runs; then no more calls.
+    d.answer("", tools=[("c1", "calculator", '{"expression": "1+1"}')])
+    events = d.send(CompleteToolCall("c1", "2"))
+    assert types(events) == ["ToolCallCompleted", "TurnFailed"]
+    failed = events[-1].payload
+    assert isinstance(failed, TurnFailed) and failed.error_type == "BudgetExceeded"
+    assert "'alerted' for 2025-01-01 is spent" in failed.reason
+    assert fold(d.log, "s1") == d.state
+
+
+def test_an_enforcement_already_recorded_or_already_over_is_rejected() -> None:
+    d = Driver(REGISTRY)
+    d.send(SendMessage("hi"), agent="alerted")
+    d.answer("a")
+    assert types(d.send(enforce())) == ["BudgetLimitReached"]
+    again = d.send(enforce())
+    assert types(again) == ["RequestRejected"]
+    assert "already enforced" in again[0].payload.reason  # type: ignore[union-attr]
+    over = d.send(enforce(until=T0, key="other"))
+    assert types(over) == ["RequestRejected"]
+    assert "nothing to enforce" in over[0].payload.reason  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("projects", "message"),
+    [
+        ({"p": {}}, "project 'p': day_usd"),
+        ({"p": {"day_usd": 1, "alert_at": [2]}}, "project 'p': alert_at.0"),
+        ({"p": {"day_usd": 1, "per": "week"}}, "project 'p': per"),
+        ([1], "projects must be a table"),
+    ],
+)
+def test_a_broken_project_budget_is_refused_naming_it(projects: Any, message: str) -> None:
+    data = {
+        "agents": {"b": {"model": "scripted-small", "system_prompt": "p"}},
+        "projects": projects,
+    }
+    with pytest.raises(AgentDefinitionError, match=message):
+        parse_definitions(data, "a.toml")
+
+
+def test_projects_parse_and_the_project_field_keeps_hashes() -> None:
+    data = {"p": {"day_usd": "2.5", "alert_at": [0.5, 0.8]}}
+    budget = parse_projects(data)["p"]
+    assert budget.day_nanos == 2_500_000_000 and budget.alert_at == (0.5, 0.8)
+    assert definition_hash(agent("a")) == definition_hash(agent("a", project=None))
+    assert definition_hash(agent("a", project="p")) != definition_hash(agent("a"))

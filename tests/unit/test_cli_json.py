@@ -13,6 +13,7 @@ from turnlog.cli import app, load_extensions
 # lines whenever it is not a terminal (streams.logs). And a pass-through to one of
 # Kafka's own tools, whose output is that tool's.
 EXEMPT = {"worker session", "worker all", "worker scheduler", "ui", "a2a serve", "dev kafka-cli"}
+EXEMPT |= {"budgets watch"}  # the budget watcher, like the workers
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> dict[str, Any]:

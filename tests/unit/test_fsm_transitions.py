@@ -5,7 +5,7 @@ the state unchanged."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from agents.events import (
     CompleteLlmCall,
     CompleteToolCall,
     DecideApproval,
+    EnforceBudget,
     FailLlmCall,
     FailToolCall,
     ForkSession,
@@ -34,7 +35,7 @@ from agents.events import (
 from agents.fold import fork_base
 from agents.state import Phase
 from agents.transitions import TRANSITIONS
-from tests.unit.test_fsm_support import REGISTRY, Driver, agent, make_registry, types
+from tests.unit.test_fsm_support import REGISTRY, T0, Driver, agent, make_registry, types
 
 CALC = ("c1", "calculator", '{"expression": "1+1"}')
 LS = ("c2", "shell", '{"command": "ls"}')
@@ -158,6 +159,23 @@ CASES: list[Case] = [
     (idle_on_old_version, lambda d: UpgradeAgent(), {}, "idle", ["AgentVersionChanged"]),
     *[
         (SETUPS[p], lambda d: SetModel("scripted-medium"), {}, p.value, ["ModelChanged"])
+        for p in (
+            Phase.IDLE,
+            Phase.AWAITING_LLM,
+            Phase.COMPACTING,
+            Phase.AWAITING_TOOLS,
+            Phase.AWAITING_APPROVAL,
+            Phase.AWAITING_CHILDREN,
+        )
+    ],
+    *[
+        (
+            SETUPS[p],
+            lambda d: SAMPLES[EnforceBudget],
+            {},
+            p.value,
+            ["BudgetLimitReached"],
+        )
         for p in (
             Phase.IDLE,
             Phase.AWAITING_LLM,
@@ -377,6 +395,9 @@ SAMPLES: dict[type, RequestPayload] = {
     Tick: Tick(),
     UpgradeAgent: UpgradeAgent(),
     SetModel: SetModel("scripted-medium"),
+    EnforceBudget: EnforceBudget(
+        "agent", "assistant", "2025-01-01", "usd", 1, 2, T0 + timedelta(1)
+    ),
 }
 assert set(SAMPLES) == set(REQUEST_TYPES)
 

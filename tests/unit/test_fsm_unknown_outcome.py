@@ -151,6 +151,7 @@ def test_the_new_setting_leaves_existing_definition_hashes_alone() -> None:
         "handoffs",
         "guardrails",
         "output_schema",
+        "project",
         "rate_limit",
     ):
         data.pop(later, None)  # fields added later still, left out at their defaults

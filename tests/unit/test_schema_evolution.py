@@ -92,9 +92,10 @@ ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
             "StructuredOutputInvalid",
             "StructuredOutputAccepted",
             "BudgetAlert",
+            "BudgetLimitReached",
         }
     ),
-    "Request": frozenset({"UpgradeAgent", "SetModel"}),
+    "Request": frozenset({"UpgradeAgent", "SetModel", "EnforceBudget"}),
 }
 
 
@@ -154,7 +155,7 @@ def test_generated_values_resolve_both_ways(envelope: str, data: st.DataObject) 
 def test_exemplars_take_every_union_branch_and_enum_symbol() -> None:
     values = exemplars(CURRENT.envelopes["Event"])
     branches = {v["payload"][0] for v in values}
-    assert len(branches) == 37
+    assert len(branches) == 38
     decisions = {
         v["payload"][1]["decision"] for v in values if v["payload"][0].endswith("ToolCallRequested")
     }

@@ -46,6 +46,7 @@ EXTENSIONS: tuple[str, ...] = (
     "turnlog.a2a.cli",
     "turnlog.cli.schedule",
     "turnlog.cli.batch",
+    "turnlog.cli.budgets",
     "turnlog.console.cli",
     "turnlog.dev.cli",
 )

@@ -18,6 +18,7 @@ from agents.events import (
     ApprovalRequested,
     BudgetAlert,
     BudgetExceeded,
+    BudgetLimitReached,
     ChildSessionCompleted,
     ChildSessionRequested,
     ContextCompacted,
@@ -100,6 +101,7 @@ EVENT_VIEWS: dict[type, EventView] = {
     StructuredOutputInvalid: EventView("error", True),
     StructuredOutputAccepted: EventView("turn", True),
     BudgetAlert: EventView("error", True),
+    BudgetLimitReached: EventView("error", True),
 }
 # The same rows by type name: the pages show rows of the projections' events table.
 VIEWS_BY_NAME: dict[str, EventView] = {t.__name__: v for t, v in EVENT_VIEWS.items()}
