@@ -135,3 +135,27 @@ def test_a_stage_starts_no_more_than_its_limits_allow() -> None:
     assert not batch._room(2)
     now[0] += 1.5  # the first start leaves the window
     assert batch._room(2)
+
+
+def test_the_cli_takes_stage_limits_from_the_agent_file(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from turnlog.cli.batch import _stages
+
+    agents = tmp_path / "agents.toml"
+    agents.write_text(
+        "[agents.a]\nmodel = 'scripted-small'\nsystem_prompt = 'a'\n"
+        "[agents.b]\nmodel = 'scripted-small'\nsystem_prompt = 'b'\n"
+        "[agents.pipe]\nmodel = 'scripted-small'\nsystem_prompt = 'p'\n"
+        "[agents.pipe.team]\nmembers = ['a', 'b']\nmode = 'sequential'\n"
+        "[agents.pipe.team.limits.b]\nmax_concurrency = 3\n",
+        encoding="utf-8",
+    )
+    settings = SimpleNamespace(agents=agents)
+    assert _stages(settings, "pipe") == (Stage("a"), Stage("b", 3))
+    assert _stages(settings, "a") == ()  # not a pipeline: run as it is
+    assert _stages(settings, "elsewhere") == ()  # an agent the workers know from elsewhere
+    assert _stages(SimpleNamespace(agents=tmp_path / "none.toml"), "pipe") == ()
+    agents.write_text("[agents.pipe]\nmodel = 3\n", encoding="utf-8")
+    with pytest.raises(typer.BadParameter, match="TURNLOG_AGENTS"):
+        _stages(settings, "pipe")
