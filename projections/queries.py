@@ -15,7 +15,14 @@ from psycopg.rows import dict_row
 
 from agents.errors import ContractError, ExternalError
 
-__all__ = ["CostGrouping", "SessionNotFound", "costs", "list_sessions", "show_session"]
+__all__ = [
+    "CostGrouping",
+    "SessionNotFound",
+    "costs",
+    "list_sessions",
+    "show_session",
+    "structured_results",
+]
 
 CostGrouping = Literal["session", "agent", "model", "day"]
 
@@ -94,6 +101,17 @@ def show_session(database_url: str, session_id: str) -> dict[str, Any]:
         "children": children,
         "costs": _usd(dict(cost), "own_cost_nanos", "total_cost_nanos") if cost else None,
     }
+
+
+def structured_results(database_url: str, session_id: str) -> list[dict[str, Any]]:
+    """The session's structured results (agents with an output_schema), oldest first:
+    each accepted answer's turn, call, seq and the value as JSON (structured_outputs)."""
+    with _connect(database_url) as conn:
+        return conn.execute(
+            "SELECT turn_id, call_id, seq, result FROM structured_outputs "
+            "WHERE session_id = %s AND valid ORDER BY seq",
+            (session_id,),
+        ).fetchall()
 
 
 _COST_QUERIES: dict[str, str] = {

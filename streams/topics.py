@@ -27,6 +27,7 @@ ingest time, the time deadlines are measured from (on a topic created before, th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ __all__ = [
     "delete_topics",
     "ensure_topics",
     "expected_configs",
+    "requests_retention_configs",
     "topic_names",
 ]
 
@@ -265,6 +267,26 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
 )
 
 
+# The shortest retention `requests_retention_ms` accepts: shorter, and a worker that is
+# down for a restart or a rebalance could find its inputs deleted before it read them.
+MIN_REQUESTS_RETENTION_MS = 60 * 60 * 1000
+
+
+def requests_retention_configs(retention_ms: int) -> dict[str, str]:
+    """The requests topic's configs for a retention of `retention_ms` (an operator's
+    choice: the topic holds the raw text clients sent and models answered, before any
+    guardrail redacted it). Segments roll at a quarter of it (at most a day), or the
+    broker could delete nothing until the default week-long segment closes."""
+    if retention_ms < MIN_REQUESTS_RETENTION_MS:
+        raise TopicError(
+            f"The requests topic's retention must be at least "
+            f"{MIN_REQUESTS_RETENTION_MS // 60_000} minutes, not {retention_ms} ms: a worker "
+            "down for a restart must still find the inputs it has not read."
+        )
+    segment = max(min(retention_ms // 4, DAY_MS), 10 * 60 * 1000)
+    return {"retention.ms": str(retention_ms), "segment.ms": str(segment)}
+
+
 def expected_configs(spec: TopicSpec, replication_factor: int = 1) -> dict[str, str]:
     # With RF=1 nothing else is possible; above that, one replica may be lost.
     min_isr = 1 if replication_factor < 3 else 2
@@ -386,17 +408,26 @@ async def ensure_topics(
     replication_factor: int = 1,
     fix_configs: bool = False,
     timeout: float = 30.0,
+    requests_retention_ms: int | None = None,
 ) -> EnsureReport:
     """Create the missing turnlog topics with their configs; report (or fix) drift.
 
     Idempotent and safe to run concurrently (a topic created by someone else meanwhile
-    counts as existing and is checked like any other).
+    counts as existing and is checked like any other). `requests_retention_ms`: the
+    requests topic's retention (requests_retention_configs), set on an existing topic
+    too — an operator who asks for it means it.
     """
     from aiokafka.admin import NewTopic  # type: ignore[import-untyped,unused-ignore]
 
     names = topic_names(prefix)
     report = EnsureReport(names=names)
     wanted = {getattr(names, spec.key): spec for spec in TOPIC_SPECS}
+    always_fixed = dict.fromkeys(wanted, ALWAYS_FIXED)
+    if requests_retention_ms is not None:
+        retention = requests_retention_configs(requests_retention_ms)
+        spec = wanted[names.requests]
+        wanted[names.requests] = dataclasses.replace(spec, configs={**spec.configs, **retention})
+        always_fixed[names.requests] = ALWAYS_FIXED | set(retention)
     admin = _admin(bootstrap, int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
@@ -446,14 +477,15 @@ async def ensure_topics(
                 await _alter_configs(admin, name, expected, timeout)
                 report.fixed.extend(config_drift)
                 config_drift = []
-            elif any(d.setting in ALWAYS_FIXED for d in config_drift):
+            elif any(d.setting in always_fixed[name] for d in config_drift):
                 # Set only these. AlterConfigs replaces the whole dynamic config, so
                 # every config set on the topic now is sent along as it is.
-                fixed = {k: expected[k] for k in ALWAYS_FIXED if k in expected}
+                keys = always_fixed[name]
+                fixed = {k: expected[k] for k in keys if k in expected}
                 dynamic = await _dynamic_configs(admin, name)
                 await _alter_configs(admin, name, {**dynamic, **fixed}, timeout)
-                report.fixed.extend(d for d in config_drift if d.setting in ALWAYS_FIXED)
-                config_drift = [d for d in config_drift if d.setting not in ALWAYS_FIXED]
+                report.fixed.extend(d for d in config_drift if d.setting in keys)
+                config_drift = [d for d in config_drift if d.setting not in keys]
             drift.extend(config_drift)
             if drift:
                 report.drift.extend(drift)

@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     replication_factor: int = Field(
         default=1, ge=1, le=32, description="Replication factor of the topics turnlog creates."
     )
+    requests_retention_hours: float | None = Field(
+        default=None,
+        ge=1,
+        le=24 * 365,
+        description=(
+            "Retention of turnlog.requests (the raw text clients sent and models answered, "
+            "before guardrails redacted it), set by `turnlog topics ensure`; unset: 7 days."
+        ),
+    )
     state_dir: Path = Field(
         default=Path(".turnlog"),
         description="Local state of `turnlog dev` (data, logs, jars); relative to the cwd.",

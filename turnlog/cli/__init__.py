@@ -230,6 +230,11 @@ def topics_ensure(
             partitions or settings.partitions,
             replication_factor=settings.replication_factor,
             fix_configs=fix_configs,
+            requests_retention_ms=(
+                None
+                if settings.requests_retention_hours is None
+                else round(settings.requests_retention_hours * 3_600_000)
+            ),
         )
     )
     if as_json:

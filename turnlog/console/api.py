@@ -4,7 +4,8 @@ from the YAML after `---` in each endpoint's docstring.
 
 Rule: a state-changing call produces ONE request through `turnlog.Client` and answers
 202 with the ids (or, with `?wait=true`, how the worker decided it: 409 when it was
-rejected, naming why). Who approved or denied is the authenticated caller, never a field
+rejected, naming why; with `?wait=turn`, how the turn ended, with its answer and its
+structured result). Who approved or denied is the authenticated caller, never a field
 of the body. Reads come from the projections; /stream follows the log from Kafka.
 
 Errors: 400 (a body or parameter that is wrong, message naming it), 401/403 (console.
@@ -140,10 +141,22 @@ async def _answer(request: Request, sent: Sent, **extra: Any) -> Response:
         by=identity(request.scope),
         auth=request.scope.get("turnlog.auth"),
     )
-    if not _flag(request, "wait"):
+    if request.query_params.get("wait") == "turn":
+        # The end of the turn the request started or continued, with its answer and, for
+        # an agent with an output_schema, the structured result (JSON, not a string).
+        outcome = await backend(request).client.outcome(sent, until="turn", timeout=300.0)
+        body |= {
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "answer": outcome.answer,
+            "structured": outcome.structured,
+            "cost_nanos": outcome.cost_nanos,
+        }
+    elif not _flag(request, "wait"):
         return _JSON({**body, "status": "sent"}, status_code=202)
-    outcome = await backend(request).client.outcome(sent, until="accepted", timeout=30.0)
-    body |= {"status": outcome.status, "reason": outcome.reason}
+    else:
+        outcome = await backend(request).client.outcome(sent, until="accepted", timeout=30.0)
+        body |= {"status": outcome.status, "reason": outcome.reason}
     if outcome.events:
         body["seq"] = outcome.events[-1].seq
     return _JSON(body, status_code=409 if outcome.status == "rejected" else 200)
@@ -192,8 +205,9 @@ async def create_session(request: Request) -> Response:
     requestBody:
       content: {application/json: {schema: {type: object, required: [agent, text], properties: {agent: {type: string}, text: {type: string}}}}}
     parameters:
-      - {name: wait, in: query, description: wait for the worker's decision, schema: {type: boolean}}
+      - {name: wait, in: query, description: "true: wait for the worker's decision; turn: wait for the end of the turn (its answer and structured result)", schema: {type: string, enum: ["true", "turn"]}}
     responses:
+      200: {description: "wait=true: {session_id, request_id, partition, status, reason, seq}; wait=turn: also answer, structured (the answer as a JSON value for an agent with an output_schema, else null) and cost_nanos"}
       202: {description: "{session_id, request_id, partition, status: sent}"}
       409: {description: the worker rejected it (reason)}
     """
@@ -205,18 +219,21 @@ async def create_session(request: Request) -> Response:
 async def get_session(request: Request) -> Response:
     """
     ---
-    summary: One session - its row, conversation branch, fork tree, children, costs, approvals
+    summary: One session - its row, conversation branch, fork tree, children, costs, approvals, structured results
     responses:
-      200: {description: the session}
+      200: {description: "the session; `structured`: the structured results of its turns (agents with an output_schema), oldest first, each {turn_id, call_id, seq, result} with `result` the JSON value; `result`: the last one's value (null when none)"}
       404: {description: no such session}
     """
-    from projections.queries import show_session
+    from projections.queries import show_session, structured_results
 
     sid = request.path_params["session_id"]
     b = backend(request)
     shown = await run_in_threadpool(show_session, b.database_url, sid)
     shown["approvals"] = await b.reads.approvals(pending_only=False, session_id=sid)
     shown["tool_calls"] = await b.reads.tool_calls(sid)
+    structured = await run_in_threadpool(structured_results, b.database_url, sid)
+    shown["structured"] = structured
+    shown["result"] = structured[-1]["result"] if structured else None
     return _JSON(shown)
 
 
@@ -271,7 +288,10 @@ async def send_message(request: Request) -> Response:
     summary: Send a user message to a session (queued if a turn is running)
     requestBody:
       content: {application/json: {schema: {type: object, required: [text], properties: {text: {type: string}}}}}
+    parameters:
+      - {name: wait, in: query, description: "true: wait for the worker's decision; turn: wait for the end of the turn (its answer and structured result)", schema: {type: string, enum: ["true", "turn"]}}
     responses:
+      200: {description: "as POST /api/sessions with wait: status, reason; with wait=turn also answer, structured, cost_nanos"}
       202: {description: sent}
       409: {description: rejected}
     """
