@@ -245,6 +245,8 @@ async def test_a_registry_framed_turn_through_a_real_registry(
     for subject in ours:
         held = json.loads(client.get_latest_version(subject).schema.schema_str or "null")
         assert held == codec.current_schema(by_subject[subject]), subject
+        # One version: the producer's registration and turnlog's are the same schema.
+        assert client.get_versions(subject) == [1], subject
         assert _get(f"{registry.url}/config/{subject}")["compatibilityLevel"] == COMPATIBILITY
 
     # A consumer that only knows the registry framing reads every event of the session.

@@ -217,6 +217,10 @@ def _command(java: str, jar: Path, port: int) -> list[str]:
         # A management interface (Apicurio 3.x) stays on loopback too.
         f"-Dquarkus.management.host={HOST}",
         "-Dquarkus.management.port=0",
+        # Like Confluent's registry: a schema registered again with other whitespace or
+        # key order is the same version and id, not a new one (2.x and 3.x names).
+        "-Dregistry.ccompat.use-canonical-hash=true",
+        "-Dapicurio.ccompat.use-canonical-hash=true",
         "-jar",
         str(jar),
     ]
