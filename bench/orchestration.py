@@ -32,7 +32,8 @@ is SIGKILLed `--kills` times at random moments (each time the submitter dies wit
 new worker and a new submitter run carry on), then prints the invariants read from the
 events topic afresh: no item ran twice (one TurnStarted, one end per item session), no
 stage ran twice (one SessionStarted per stage child session), none was lost (every item
-ended), seqs gap-free, no LLM call completed twice.
+ended), none submitted twice (one `:item` request per item on the requests topic), seqs
+gap-free, no LLM call completed twice.
 
 Runs alternate (orchestration, baseline) so that drift of the shared machine falls on both;
 medians over `--repeat`. Prints the figures; `--write` replaces the "Orchestration"
@@ -315,6 +316,7 @@ async def _kill_run(
         group_caught_up,
         llm_completions,
         read_records,
+        read_requests,
         seq_problems,
         wait_until,
     )
@@ -385,10 +387,16 @@ async def _kill_run(
             interval_s=0.5,
         )
         events = [decode_event(r.value) for r in await read_records(bootstrap, names.events)]
+        requests = await read_requests(bootstrap, names)
     finally:
         worker.terminate()
         await delete_topics(bootstrap, prefix)
     item_ids = {item_session_id(batch_id, n) for n in range(1, items + 1)}
+    submitted = Counter(
+        r.session_id
+        for r in requests
+        if r.session_id in item_ids and r.request_id.endswith(":item")
+    )
     turns = Counter(e.session_id for e in events if isinstance(e.payload, TurnStarted))
     ends = Counter(
         e.session_id for e in events if isinstance(e.payload, (TurnCompleted, TurnFailed))
@@ -407,6 +415,8 @@ async def _kill_run(
         "completed": summary.completed,
         "failed": summary.failed,
         "sent_total": sent_total,
+        "items_submitted_twice": sum(n > 1 for n in submitted.values()),
+        "items_never_submitted": len(item_ids - set(submitted)),
         "items_twice": sum(turns[s] > 1 or ends[s] > 1 for s in item_ids),
         "items_lost": sum(ends[s] == 0 for s in item_ids),
         "stages_started": len(stages),
@@ -447,10 +457,11 @@ async def main() -> None:
         print(json.dumps(r, indent=2))
         ok = r["items_twice"] == r["items_lost"] == r["stages_twice"] == 0
         ok = ok and r["stages_started"] == 3 * r["items"] and r["seq_problems"] == 0
-        ok = ok and r["llm_calls_completed_twice"] == 0
+        ok = ok and r["llm_calls_completed_twice"] == r["items_submitted_twice"] == 0
         print(
             f"{r['items']} items, {r['kills']} SIGKILLs (seed {seed}), {r['seconds']:.1f} s: "
             f"{r['completed']} completed, {r['items_twice']} ran twice, {r['items_lost']} lost, "
+            f"{r['items_submitted_twice']} submitted twice, "
             f"{r['stages_started']} stage sessions ({r['stages_twice']} started twice), "
             f"{r['llm_calls_completed_twice']} LLM calls completed twice, "
             f"{r['seq_problems']} seq problems: {'INVARIANTS HOLD' if ok else 'BROKEN'}"
