@@ -31,6 +31,8 @@ _I = struct.Struct("<I").pack
 # Span.flags: the SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE bit (0x100), and IS_REMOTE (0x200).
 _FLAGS_LOCAL = b"\x35" + _I(0x100)  # Link.flags (field 6, fixed32)
 _FLAGS_REMOTE = b"\x35" + _I(0x300)
+_FLAGS_OF_LOCAL = b"\x85\x01" + _I(0x100)  # Span.flags (field 16, fixed32)
+_FLAGS_OF_REMOTE = b"\x85\x01" + _I(0x300)
 # The API's SpanKind (0 internal ... 4 consumer) as OTLP numbers it (1 ... 5): field 6.
 _KIND = {0: b"\x30\x01", 1: b"\x30\x02", 2: b"\x30\x03", 3: b"\x30\x04", 4: b"\x30\x05"}
 
@@ -134,7 +136,64 @@ def _state(trace_state: Any) -> str:
     return ",".join(f"{k}={v}" for k, v in trace_state.items())
 
 
+def _status(status: Any) -> bytes:
+    code = status.status_code.value
+    body = _str(b"\x12", status.description or "") + (b"\x18" + _varint(code) if code else b"")
+    return b"\x7a" + _len(len(body)) + body
+
+
+def _lean_span(src: Any, end_ns: int) -> bytes:
+    """A span of streams._spans, read from its own fields: no events, nothing dropped."""
+    ctx = src.context
+    parent = src.parent
+    name = src.name.encode()
+    parts = [
+        b"\x0a\x10",
+        ctx.trace_id.to_bytes(16, "big"),
+        b"\x12\x08",
+        ctx.span_id.to_bytes(8, "big"),
+    ]
+    if ctx.trace_state:
+        parts.append(_str(b"\x1a", _state(ctx.trace_state)))
+    if parent is not None:
+        parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+    parts += (
+        b"\x2a",
+        _len(len(name)),
+        name,
+        _KIND[src.kind.value],
+        b"\x39",
+        _Q(src.start_ns),
+        b"\x41",
+        _Q(end_ns),
+        _attributes(b"\x4a", src.attributes),
+    )
+    for link in src.links:
+        parts.append(_link(link))
+    parts += (
+        _status(src.status),
+        _FLAGS_OF_REMOTE if parent is not None and parent.is_remote else _FLAGS_OF_LOCAL,
+    )
+    return b"".join(parts)
+
+
+def _link(link: Any) -> bytes:
+    lctx = link.context
+    body = (
+        b"\x0a\x10"
+        + lctx.trace_id.to_bytes(16, "big")
+        + b"\x12\x08"
+        + lctx.span_id.to_bytes(8, "big")
+        + _attributes(b"\x22", link.attributes)
+        + (_FLAGS_REMOTE if lctx.is_remote else _FLAGS_LOCAL)
+    )
+    return _field(b"\x6a", body)
+
+
 def _span(span: Any) -> bytes:
+    lean = getattr(span, "lean", None)
+    if lean is not None:
+        return _lean_span(lean, span.end_time)
     ctx = span.context
     parent = span.parent
     parts = [
@@ -168,24 +227,12 @@ def _span(span: Any) -> bytes:
     if span.dropped_events:
         parts += (b"\x60", _varint(span.dropped_events))
     for link in span.links:
-        lctx = link.context
-        body = (
-            b"\x0a\x10"
-            + lctx.trace_id.to_bytes(16, "big")
-            + b"\x12\x08"
-            + lctx.span_id.to_bytes(8, "big")
-            + _attributes(b"\x22", link.attributes)
-            + (_FLAGS_REMOTE if lctx.is_remote else _FLAGS_LOCAL)
-        )
-        parts.append(_field(b"\x6a", body))
+        parts.append(_link(link))
     if span.dropped_links:
         parts += (b"\x70", _varint(span.dropped_links))
-    status = span.status
-    if status is not None:
-        code = status.status_code.value
-        body = _str(b"\x12", status.description or "") + (b"\x18" + _varint(code) if code else b"")
-        parts += (b"\x7a", _len(len(body)), body)
-    parts.append(b"\x85\x01" + _I(0x300 if parent is not None and parent.is_remote else 0x100))
+    if span.status is not None:
+        parts.append(_status(span.status))
+    parts.append(_FLAGS_OF_REMOTE if parent is not None and parent.is_remote else _FLAGS_OF_LOCAL)
     return b"".join(parts)
 
 

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-__all__ = ["Decide", "Recorder", "Span", "compile_sampler"]
+__all__ = ["Decide", "Ended", "Recorder", "Span", "compile_sampler"]
 
 _OK = ot.Status(ot.StatusCode.OK)
 _UNSET = ot.Status(ot.StatusCode.UNSET)
@@ -103,21 +103,7 @@ class Span:
         self.recording = False
         recorder = self._recorder
         assert recorder is not None
-        recorder.processor.on_end(
-            ReadableSpan(
-                name=self.name,
-                context=self.context,
-                parent=self.parent,
-                resource=recorder.resource,
-                attributes=self.attributes,
-                links=self.links,
-                kind=self.kind,
-                status=self.status,
-                start_time=self.start_ns,
-                end_time=time.time_ns(),
-                instrumentation_scope=recorder.scope,
-            )
-        )
+        recorder.processor.on_end(Ended(self, recorder, time.time_ns()))
 
 
 # (the valid parent or None, the trace id) -> sampled
@@ -163,6 +149,27 @@ def compile_sampler(sampler: Any) -> Decide | None:
 
         return parent_based
     return None
+
+
+class Ended(ReadableSpan):
+    """An ended `Span` as every span processor and exporter takes it; `lean` is the
+    span itself, which streams._otlp reads directly (no events, nothing dropped)."""
+
+    def __init__(self, span: Span, recorder: Recorder, end_ns: int) -> None:
+        super().__init__(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=recorder.resource,
+            attributes=span.attributes,
+            links=span.links,
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_ns,
+            end_time=end_ns,
+            instrumentation_scope=recorder.scope,
+        )
+        self.lean = span
 
 
 class Recorder:

@@ -334,14 +334,23 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
 # ------------------------------------------------------------------ internals
 
 
+# "00-<trace id>-" of the traces in hand: a turn's spans share one (bounded).
+_PREFIX: dict[int, str] = {}
+_FLAGS = tuple(f"-{flags:02x}" for flags in range(256))
+
+
 def _live(span: Any) -> TraceParent:
     ctx = span.context
-    state = ctx.trace_state.to_header() if ctx.trace_state else None
-    out = TraceParent.of(
-        f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}",
-        state,
-        live=True,
-    )
+    trace_id = ctx.trace_id
+    prefix = _PREFIX.get(trace_id)
+    if prefix is None:
+        if len(_PREFIX) >= 4096:
+            _PREFIX.clear()
+        prefix = _PREFIX[trace_id] = f"00-{trace_id:032x}-"
+    out = TraceParent(f"{prefix}{ctx.span_id:016x}{_FLAGS[ctx.trace_flags]}")
+    out.live = True
+    if ctx.trace_state:
+        out.tracestate = ctx.trace_state.to_header()
     out.context = ctx  # type: ignore[attr-defined]  # a child here need not parse it again
     return out
 
