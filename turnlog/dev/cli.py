@@ -62,9 +62,17 @@ def registry_up(
 ) -> None:
     """Start the registry unless one answers on the port; return once it answers."""
     from turnlog import dev
+    from turnlog.dev import _registry
     from turnlog.settings import load_settings
 
-    _echo(dev.registry_up(load_settings(), port, timeout=timeout), as_json)
+    settings = load_settings()
+    if not _registry.app_ready(settings):
+        typer.echo(
+            f"Fetching Apicurio Registry {_registry.pinned_version()} with Maven "
+            "(once; about 150 MB) ...",
+            err=True,
+        )
+    _echo(dev.registry_up(settings, port, timeout=timeout), as_json)
 
 
 @registry_app.command("status")
