@@ -349,3 +349,12 @@ def test_turnlog_dev_registry_up_status_down(tmp_path: Path, registry: Registry)
     ):
         registry_up(settings.model_copy(update={"state_dir": tmp_path}), port)
     assert registry_status(settings, port).state == "stopped"
+
+    # A registry that cannot start: the error says so, with its log.
+    broken = tmp_path / "broken"
+    (broken / "registry" / "app").mkdir(parents=True)
+    (broken / "registry" / "app" / "apicurio-registry-app-runner.jar").write_bytes(b"not a jar")
+    marker = fetch_registry(load_settings()) / ".pom-sha256"
+    (broken / "registry" / "app" / ".pom-sha256").write_text(marker.read_text())
+    with pytest.raises(DevInfraError, match=r"exited with code 1\.\n(.|\n)*jarfile"):
+        registry_up(settings.model_copy(update={"state_dir": broken}), port)
