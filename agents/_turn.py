@@ -49,6 +49,7 @@ from agents.pricing import model_info
 from agents.registry import AgentInfo
 from agents.state import SessionState, context_ranges, window_entries, window_ranges
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
+from agents.variants import with_variant
 from agents.versions import settle_follow
 
 __all__ = [
@@ -174,6 +175,7 @@ def next_llm_call(
     if info is None:
         fail_turn(d, d.registry.unknown_agent_reason(d.state.agent), "UnknownAgent")
         return
+    info = with_variant(info, d.state.variant)  # an A/B variant's prompt and model
     defn = info.definition
     turn = d.turn
     if defn.team is not None:  # a team agent: its members answer, no model is asked

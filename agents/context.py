@@ -52,6 +52,7 @@ from agents.state import (
     expand_context,
     find_entry,
 )
+from agents.variants import with_variant
 
 __all__ = [
     "EMPTY_TOOLSET_HASH",
@@ -410,6 +411,7 @@ def build_llm_request(
     # The version the session is pinned to; a registry that cannot serve it rebuilds with
     # the served one, and the digest check then says the request differs.
     info = registry.pinned(state.agent, state.definition_hash) or registry.info(state.agent)
+    info = with_variant(info, state.variant)  # the session's A/B variant (agents.variants)
     return turn_request(
         info,
         entries,

@@ -54,6 +54,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agents import variants as _variants
 from agents.budget import LATER_BUDGET_DEFAULTS, BudgetConfig, parse_projects
 from agents.errors import AgentDefinitionError
 from agents.guardrails import Guardrail, schema_problem
@@ -278,6 +279,8 @@ class AgentDefinition(BaseModel):
     # The project the agent's sessions count towards (a [projects.<name>] budget across
     # sessions, agents.budget.ProjectBudget); None: none.
     project: str | None = Field(default=None, pattern=AGENT_NAME_PATTERN)
+    # Prompt variants (A/B tests): one per session, by weight (agents.variants).
+    variants: tuple[_variants.Variant, ...] = ()
     # Messages and LLM tokens per session per minute (agents.ratelimit); None: no limit.
     rate_limit: RateLimit | None = None
 
@@ -350,6 +353,19 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
     names = [g.name for g in d.guardrails]
     if len(set(names)) != len(names):
         yield "guardrails", "two guardrails have the same name"
+    names = [v.name for v in d.variants]
+    if len(set(names)) != len(names):
+        yield "variants", "two variants have the same name"
+    for v in d.variants:
+        info = None if v.model is None else find_model(v.model)
+        if v.model is not None and info is None:
+            yield f"variants.{v.name}.model", f"unknown model {v.model!r} (known: {known})"
+        elif info is not None and d.max_tokens > info.max_output_tokens:
+            yield (
+                f"variants.{v.name}.model",
+                f"max_tokens {d.max_tokens} is over the output limit of {v.model!r} "
+                f"({info.max_output_tokens})",
+            )
     if d.output_schema is not None:
         problem = schema_problem(d.output_schema)
         if problem is not None:
@@ -368,6 +384,7 @@ _LATER_DEFAULTS: dict[str, object] = {
     "guardrails": [],
     "output_schema": None,
     "project": None,
+    "variants": [],
     "rate_limit": None,
 }
 

@@ -167,6 +167,8 @@ class SessionStarted:
     definition_hash: str
     parent_session_id: str | None = None
     parent_call_id: str | None = None
+    # The prompt variant the session was assigned (agents.variants); None: the agent's own.
+    variant: str | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.agent, "SessionStarted", "agent")

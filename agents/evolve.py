@@ -202,6 +202,7 @@ def _session_started(s: SessionState, ev: Event, p: SessionStarted) -> SessionSt
         agent=p.agent,
         definition_hash=p.definition_hash,
         lineage=Lineage(p.parent_session_id, p.parent_call_id, None, 0),
+        variant=p.variant or "",
     )
 
 

@@ -85,6 +85,7 @@ from agents.state import (
 )
 from agents.structured import MAX_CORRECTIONS, validate_answer
 from agents.toolspecs import DELEGATE, REMOTE_AGENT_PREFIX
+from agents.variants import assign
 
 __all__ = [
     "late_llm_call",
@@ -189,6 +190,7 @@ def on_start_session(d: Decision, p: SendMessage) -> None:
             definition_hash=info.definition_hash,
             parent_session_id=p.parent_session_id,
             parent_call_id=p.parent_call_id,
+            variant=assign(d.state.session_id, info.definition.variants),
         )
     )
     start_turn(d, text, attachments=p.attachments)

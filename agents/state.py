@@ -240,6 +240,7 @@ class SessionState(NamedTuple):
     model: str = ""  # the model a SetModel switched to ("": the agent's own)
     # A spent budget across sessions (agents.budget.block_reason), until its end.
     budget_block: BudgetLimitReached | None = None
+    variant: str = ""  # the prompt variant it was assigned ("": none; agents.variants)
     # The last minute's messages and LLM tokens, oldest first (agents.ratelimit).
     rate: tuple[tuple[int, int, int], ...] = ()
 

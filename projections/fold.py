@@ -297,6 +297,7 @@ _PHASES: dict[str, Phase] = {p.value: p for p in Phase} | {NOT_STARTED: Phase.NE
 def _session_started(s: SessionRow, ev: Event, p: SessionStarted, changes: Changes) -> None:
     s.agent, s.definition_hash = p.agent, p.definition_hash
     s.parent_session_id, s.parent_call_id = p.parent_session_id, p.parent_call_id
+    s.variant = p.variant
     if p.parent_session_id is not None:
         changes.link(ev.session_id, p.parent_session_id, p.parent_call_id)
 

@@ -63,6 +63,8 @@ class SessionRow:
     pending_calls: list[str] = field(default_factory=list)
     # The model a SetModel switched the session to (None: its agent's own).
     model: str | None = None
+    # The prompt variant the session was assigned (SessionStarted.variant).
+    variant: str | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in SESSION_COLUMNS)

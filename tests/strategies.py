@@ -227,7 +227,9 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
 }
 
 EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
-    SessionStarted: st.builds(SessionStarted, ids, ids, st.none() | ids, st.none() | ids),
+    SessionStarted: st.builds(
+        SessionStarted, ids, ids, st.none() | ids, st.none() | ids, st.none() | ids
+    ),
     SessionForked: st.builds(SessionForked, ids, positive, ids, ids),
     SessionClosed: st.builds(SessionClosed, optional_texts),
     TurnStarted: st.builds(TurnStarted, positive, st.none() | positive),

@@ -68,3 +68,8 @@ COMMENT ON COLUMN budget_limits.reached_at IS 'When the session recorded it (the
 -- The projector's role writes them like the other projection tables (0003); the budget
 -- watcher connects as the same role.
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON budget_alerts, budget_limits TO turnlog_app;
+
+-- Prompt variants (agents.variants): the A/B arm a session was assigned when it started.
+ALTER TABLE sessions ADD COLUMN variant text;
+COMMENT ON COLUMN sessions.variant IS
+    'The prompt variant (A/B test, [[agents.X.variants]]) the session was assigned when it started (SessionStarted.variant): its system prompt and model replace the agent''s for every call of the session; NULL: the agent has no variants (or the session is a fork).';

@@ -1,4 +1,4 @@
-"""Budget alerts and budgets across sessions on the live platform.
+"""Budget alerts, budgets across sessions and prompt variants on the live platform.
 
 Real broker, real Postgres, the real session worker (in this process), the real projector
 and the budget watcher (streams.budgets), the scripted model of tests/data/budgets (every
@@ -10,13 +10,16 @@ alert_at 0.5 and 0.8; project `acme`: day_usd 1,000,000, alert_at 0.25):
   RequestRejected naming the limit, and no LLM call is requested after the enforcement;
 - the overshoot (spend past the limit before enforcement, and the lag) is measured;
 - a session started after the enforcement is blocked from the watcher's next poll on;
-- the watcher's agent and project alerts are rows once per threshold, however often it polls.
+- the watcher's agent and project alerts are rows once per threshold, however often it polls;
+- prompt variants: each session gets the variant its id is assigned, in SQL
+  (sessions.variant), and the README's query compares them by cost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +36,7 @@ from agents.events import (
     TurnCompleted,
 )
 from agents.providers.scripted import ScriptedProvider
+from agents.variants import assign
 from projections.projector import Projector, ProjectorConfig
 from streams.budgets import BudgetWatcher, WatchConfig, load_scopes
 from streams.topics import TopicNames
@@ -172,3 +176,43 @@ async def test_alerts_once_and_the_day_budget_is_enforced_across_sessions(
     blocked = _rows(database_url, "SELECT session_id, scope, budget_limit FROM budget_limits")
     assert sorted(blocked) == sorted((s, "agent", DAY_LIMIT) for s in (a, b, c))
     assert watcher.stats["alerts"] == 3
+
+
+async def test_variants_are_assigned_by_session_and_compared_in_sql(
+    kafka_bootstrap: str,
+    names: TopicNames,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    registry = registry_from_file(DATA / "agents.toml")
+    arms = registry.get("ab").variants
+    provider = ScriptedProvider.from_file(DATA / "script.yaml")
+    sessions = [new_session_id("ab") for _ in range(6)]
+    async with live_platform(
+        kafka_bootstrap, names, registry=registry, provider=provider, sandbox=tmp_path
+    ) as live:
+        for sid in sessions:
+            await live.client.send(sid, SendMessage("hello"), agent="ab")
+        for sid in sessions:
+            await live.log.wait_for_type(sid, TurnCompleted)
+        live.worker.assert_alive()
+    await _project(kafka_bootstrap, database_url, names, f"live-ab-{secrets.token_hex(4)}")
+    rows = _rows(database_url, "SELECT session_id, variant FROM sessions WHERE agent = 'ab'")
+    assert {r[0]: r[1] for r in rows} == {sid: assign(sid, arms) for sid in sessions}
+    # The README's comparison: cost, turns, failures and guardrail trips by variant.
+    by_variant = _rows(database_url, VARIANTS_SQL)
+    cost = {r[0]: (r[1], r[4]) for r in by_variant}
+    expected = Counter(assign(sid, arms) for sid in sessions)
+    for arm, n in expected.items():
+        per_call = 100 * 100 + 1 * 500 if arm == "terse" else CALL
+        assert cost[arm] == (n, n * per_call), by_variant
+
+
+VARIANTS_SQL = """
+SELECT s.variant, count(*) AS sessions, sum(s.turns) AS turns,
+       sum(s.turns_failed) AS failed_turns, sum(s.cost_nanos) AS cost_nanos,
+       count(g.event_id) AS guardrail_trips
+FROM sessions s LEFT JOIN guardrail_trips g ON g.session_id = s.session_id
+WHERE s.agent = 'ab'
+GROUP BY s.variant ORDER BY s.variant
+"""
