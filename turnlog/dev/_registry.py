@@ -171,7 +171,8 @@ def fetch(settings: Settings) -> Path:
     base = [mvn, "-B", "-q", "-ntp", "-f", str(POM)]
     if settings.dev_maven_repo is not None:
         base.append(f"-Dmaven.repo.local={settings.dev_maven_repo.resolve()}")
-    goal = ["dependency:unpack", f"-DoutputDirectory={staging}"]
+    markers = p.root / "maven-markers"
+    goal = ["dependency:unpack", f"-DoutputDirectory={staging}", f"-Dturnlog.markers={markers}"]
     failure = ""
     for command in ([*base, "-o", *goal], base + goal):  # offline first
         result = subprocess.run(command, capture_output=True, text=True, check=False)
