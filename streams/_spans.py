@@ -38,6 +38,9 @@ _NOT_SAMPLED = ot.TraceFlags(ot.TraceFlags.DEFAULT)
 _RANDOM = int(getattr(ot.TraceFlags, "RANDOM_TRACE_ID", 0))
 
 
+_MAX_UNSAMPLED = 10_000
+
+
 class Span:
     """One span being recorded (or, when `recording` is false, only its context)."""
 
@@ -52,6 +55,7 @@ class Span:
         "recording",
         "start_ns",
         "status",
+        "traceparent",
     )
 
     def __init__(
@@ -73,6 +77,7 @@ class Span:
         self.attributes: dict[str, Any] = {}
         self.status = _UNSET
         self.start_ns = time.time_ns()
+        self.traceparent: Any = None  # what streams.telemetry formats from `context`, once
 
     def get_span_context(self) -> ot.SpanContext:
         return self.context
@@ -184,6 +189,8 @@ class Recorder:
         self._ids = provider.id_generator
         self._random = _RANDOM if self._ids.is_trace_id_random() else 0
         self._decide = compile_sampler(self._sampler)
+        # trace id -> the non-recording span of that trace (oldest dropped first)
+        self._unsampled: dict[int, Span] = {}
 
     def start(
         self,
@@ -203,6 +210,12 @@ class Recorder:
         attributes: Any = None
         if self._decide is not None:
             sampled = recording = self._decide(parent, trace_id)
+            if not sampled:
+                # Nothing of it is recorded and its children learn the decision from its
+                # flags alone: one non-recording span stands for all of a trace's here.
+                known = self._unsampled.get(trace_id)
+                if known is not None:
+                    return known
             trace_state = parent.trace_state if parent is not None else None
         else:
             context = (
@@ -222,4 +235,8 @@ class Recorder:
         span = Span(self if recording else None, span_context, parent, name, kind, links)
         if recording and attributes:
             span.attributes.update(attributes)
+        elif not sampled and self._decide is not None:
+            if len(self._unsampled) >= _MAX_UNSAMPLED:
+                self._unsampled.pop(next(iter(self._unsampled)))
+            self._unsampled[trace_id] = span
         return span

@@ -84,7 +84,7 @@ _MAX_OPEN_APPROVALS = 10_000
 # that turn's trace. Bounded, least recently written dropped first.
 _last_input: dict[str, Any] = {}
 _MAX_SESSIONS = 100_000
-_CONTINUE_TURN = frozenset({"Tick", "CancelTurn"})
+_CONTINUE_TURN = frozenset({"Tick", "CancelTurn", "ReissueEffect"})
 # The batch span processor's export batch and queue (the SDK's: 512 and 2048).
 _BATCH_SIZE = 2048
 _QUEUE = 8192
@@ -340,6 +340,9 @@ _FLAGS = tuple(f"-{flags:02x}" for flags in range(256))
 
 
 def _live(span: Any) -> TraceParent:
+    if span.traceparent is not None:
+        out: TraceParent = span.traceparent
+        return out
     ctx = span.context
     trace_id = ctx.trace_id
     prefix = _PREFIX.get(trace_id)
@@ -352,6 +355,7 @@ def _live(span: Any) -> TraceParent:
     if ctx.trace_state:
         out.tracestate = ctx.trace_state.to_header()
     out.context = ctx  # type: ignore[attr-defined]  # a child here need not parse it again
+    span.traceparent = out
     return out
 
 

@@ -243,3 +243,19 @@ def test_any_other_sampler_is_asked_and_its_attributes_kept() -> None:
     recorder.start("root", None).end()
     (span,) = exporter.get_finished_spans()
     assert dict(span.attributes or {}) == {"sampled.by": "custom"}
+
+
+def test_the_unsampled_spans_of_a_trace_are_one_context_and_reach_nothing() -> None:
+    recorder, exporter = _recorder(TraceIdRatioBased(0.5))
+    # trace ids whose low 64 bits fall above and below the ratio's bound
+    dropped = ot.SpanContext((5 << 64) | (1 << 63) | 7, 2, True, ot.TraceFlags(1))
+    kept = ot.SpanContext((5 << 64) | 7, 2, True, ot.TraceFlags(1))
+    first = recorder.start("process SendMessage", dropped)
+    again = recorder.start("chat m", first.context)
+    assert again is first and not first.context.trace_flags.sampled
+    assert first.context.trace_id == dropped.trace_id and first.context.span_id != 2
+    a, b = recorder.start("process SendMessage", kept), recorder.start("chat m", kept)
+    assert a.context.span_id != b.context.span_id and a.context.trace_flags.sampled
+    for span in (first, again, a, b):
+        span.end()
+    assert len(exporter.get_finished_spans()) == 2
