@@ -115,14 +115,18 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                             turns.WORKER_ENV.update(envs[mode])
                             before = sink.stats()
                             cpu0 = turns._cpu_s(sink.proc.pid)
-                            r: dict[str, Any] = await turns.load_run(
-                                bootstrap,
-                                args.partitions,
-                                n,
-                                args.seconds,
-                                Path(tmpdir),
-                                rate or None,
-                            )
+                            try:
+                                r: dict[str, Any] = await turns.load_run(
+                                    bootstrap,
+                                    args.partitions,
+                                    n,
+                                    args.seconds,
+                                    Path(tmpdir),
+                                    rate or None,
+                                )
+                            except RuntimeError as exc:  # a warm-up the loaded machine missed
+                                print(f"round {rnd} {mode}: run failed: {exc}"[:300], flush=True)
+                                continue
                             after = sink.stats()
                             sink_cpu = turns._cpu_s(sink.proc.pid) - cpu0
                             r.update(
