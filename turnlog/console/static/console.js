@@ -313,9 +313,9 @@
       }
       return data;
     };
-    // Reload once the scheduler has projected the change (or after 15 s regardless).
+    // Reload once the scheduler has projected the change (or after 30 s regardless).
     const later = async (id, status) => {
-      for (let i = 0; i < 50; i++) {
+      for (let i = 0; i < 100; i++) {
         const res = await fetch("/api/schedules", { credentials: "same-origin" });
         const rows = res.ok ? (await res.json()).schedules : [];
         const row = rows.find((r) => r.schedule_id === id);
