@@ -33,7 +33,9 @@ new worker and a new submitter run carry on), then prints the invariants read fr
 events topic afresh: no item ran twice (one TurnStarted, one end per item session), no
 stage ran twice (one SessionStarted per stage child session), none was lost (every item
 ended), none submitted twice (one `:item` request per item on the requests topic), seqs
-gap-free, no LLM call completed twice.
+gap-free, no LLM call completed twice; and the batch in SQL (a projector run into a
+scratch database on DATABASE_URL; `--no-sql` skips it): every item started and
+completed, at the cost the submitter summed.
 
 Runs alternate (orchestration, baseline) so that drift of the shared machine falls on both;
 medians over `--repeat`. Prints the figures; `--write` replaces the "Orchestration"
@@ -302,8 +304,47 @@ async def _batch_run(
         await delete_topics(bootstrap, prefix)
 
 
+async def _batch_in_sql(bootstrap: str, events_topic: str, batch_id: str) -> dict[str, int]:
+    """The batch's counts in SQL (streams.batch.progress_sql, what `turnlog batch status`
+    runs), from a projector run over the events into a scratch database (DATABASE_URL,
+    by default the `turnlog dev up` one, as a superuser), dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    from projections.migrate import migrate
+    from projections.projector import Projector, ProjectorConfig
+    from streams.batch import progress_sql
+    from turnlog.settings import load_settings
+
+    admin = load_settings().database_url
+    name = f"turnlog_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrate(url)
+        config = ProjectorConfig(bootstrap, url, events_topic, None, group_id=None)
+        await Projector(config).run(until_caught_up=True)
+        with psycopg.connect(url) as conn:
+            row = conn.execute(progress_sql(), (batch_id,)).fetchone()
+        assert row is not None
+        keys = ("started", "completed", "failed", "cost_nanos")
+        return dict(zip(keys, map(int, row), strict=True))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 async def _kill_run(
-    bootstrap: str, partitions: int, items: int, kills: int, seed: int, tmp: Path
+    bootstrap: str,
+    partitions: int,
+    items: int,
+    kills: int,
+    seed: int,
+    tmp: Path,
+    database: bool = True,
 ) -> dict[str, Any]:
     """The kill run (see the module doc): the invariants and how long it took."""
     import random
@@ -388,6 +429,7 @@ async def _kill_run(
         )
         events = [decode_event(r.value) for r in await read_records(bootstrap, names.events)]
         requests = await read_requests(bootstrap, names)
+        sql = await _batch_in_sql(bootstrap, names.events, batch_id) if database else None
     finally:
         worker.terminate()
         await delete_topics(bootstrap, prefix)
@@ -424,6 +466,8 @@ async def _kill_run(
         "llm_calls_completed_twice": twice_llm,
         "seq_problems": len(seq_problems(events)),
         "events": len(events),
+        "cost_nanos": summary.cost_nanos,
+        "sql": sql,
     }
 
 
@@ -442,6 +486,7 @@ async def main() -> None:
     ap.add_argument("--kill-items", type=int, default=0, help="the kill run, this many items")
     ap.add_argument("--kills", type=int, default=4)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--no-sql", action="store_true", help="kill run: skip the SQL check")
     args = ap.parse_args()
     if args.kill_items:
         seed = args.seed if args.seed is not None else secrets.randbelow(10**6)
@@ -453,18 +498,28 @@ async def main() -> None:
                 args.kills,
                 seed,
                 Path(tmpdir),
+                database=not args.no_sql,
             )
         print(json.dumps(r, indent=2))
         ok = r["items_twice"] == r["items_lost"] == r["stages_twice"] == 0
         ok = ok and r["stages_started"] == 3 * r["items"] and r["seq_problems"] == 0
         ok = ok and r["llm_calls_completed_twice"] == r["items_submitted_twice"] == 0
+        in_sql = r["sql"] or {}
+        if in_sql:
+            ok = ok and in_sql == {
+                "started": r["items"],
+                "completed": r["completed"],
+                "failed": r["failed"],
+                "cost_nanos": r["cost_nanos"],
+            }
         print(
             f"{r['items']} items, {r['kills']} SIGKILLs (seed {seed}), {r['seconds']:.1f} s: "
             f"{r['completed']} completed, {r['items_twice']} ran twice, {r['items_lost']} lost, "
             f"{r['items_submitted_twice']} submitted twice, "
             f"{r['stages_started']} stage sessions ({r['stages_twice']} started twice), "
             f"{r['llm_calls_completed_twice']} LLM calls completed twice, "
-            f"{r['seq_problems']} seq problems: {'INVARIANTS HOLD' if ok else 'BROKEN'}"
+            f"{r['seq_problems']} seq problems; in SQL {in_sql or '(not projected)'}: "
+            f"{'INVARIANTS HOLD' if ok else 'BROKEN'}"
         )
         return
     if args.batch_items:
