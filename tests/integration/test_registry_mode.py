@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ipaddress
 import json
 import os
 import socket
@@ -327,6 +328,30 @@ def test_the_registry_compatibility_level_is_turnlogs_gate(
     assert list(client.get_versions(subject)) == [1]
 
 
+def _listening(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket the process listens on (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)
+                if table == "tcp":
+                    text = socket.inet_ntop(socket.AF_INET, raw[::-1])
+                else:  # four little-endian 32-bit words
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                    six = ipaddress.IPv6Address(words)
+                    text = str(six.ipv4_mapped or six)  # a JVM's ::ffff:127.0.0.1
+                found.add((text, int(port, 16)))
+    return found
+
+
 def test_turnlog_dev_registry_up_status_down(tmp_path: Path, registry: Registry) -> None:
     """What `turnlog dev registry` says about the one the fixture started with it, a
     second `up` on its port, and an `up` on a port something else holds."""
@@ -340,6 +365,10 @@ def test_turnlog_dev_registry_up_status_down(tmp_path: Path, registry: Registry)
     assert registry.version == pinned_version()
     # Idempotent: a second `up` reuses the running one.
     assert registry_up(settings, registry.port).pid == registry.pid
+    # Loopback only: every socket the registry listens on.
+    listening = _listening(registry.pid)
+    assert ("127.0.0.1", registry.port) in listening
+    assert {address for address, _ in listening} == {"127.0.0.1"}, listening
 
     # A port held by something that is not a registry: a clear error, nothing started.
     port = free_port()
