@@ -18,12 +18,14 @@ alert_at 0.5 and 0.8; project `acme`: day_usd 1,000,000, alert_at 0.25):
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from agents.agentfile import registry_from_file
 from agents.events import (
@@ -40,7 +42,7 @@ from agents.variants import assign
 from projections.projector import Projector, ProjectorConfig
 from streams.budgets import BudgetWatcher, WatchConfig, load_scopes
 from streams.topics import TopicNames
-from tests.support.live import EventLog, live_platform, new_session_id, payloads
+from tests.support.live import EventLog, live_platform, new_session_id, payloads, turnlog_cli
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "budgets"
 CALL = 150_000  # nano-dollars per answer (script.yaml at scripted-small's prices)
@@ -81,6 +83,7 @@ async def test_alerts_once_and_the_day_budget_is_enforced_across_sessions(
     names: TopicNames,
     database_url: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = registry_from_file(DATA / "agents.toml")
     provider = ScriptedProvider.from_file(DATA / "script.yaml")
@@ -176,6 +179,12 @@ async def test_alerts_once_and_the_day_budget_is_enforced_across_sessions(
     blocked = _rows(database_url, "SELECT session_id, scope, budget_limit FROM budget_limits")
     assert sorted(blocked) == sorted((s, "agent", DAY_LIMIT) for s in (a, b, c))
     assert watcher.stats["alerts"] == 3
+    # The CLI prints the same rows.
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    code, out, err = await turnlog_cli(kafka_bootstrap, names, "budgets", "alerts", "--json")
+    assert code == 0, out + err
+    printed = {(r["scope"], r["scope_key"], r["threshold"]) for r in json.loads(out)}
+    assert printed == {(r[0], r[1], r[3]) for r in rows}
 
 
 async def test_variants_are_assigned_by_session_and_compared_in_sql(
