@@ -27,7 +27,9 @@ sequential team of three members; each item is 4 sessions and 3 LLM calls) with
 streams.batch, as `turnlog batch submit` does, at each `--batch-concurrency`, and prints
 items/s from the first send to the last item's end (`--members 0`: the batch only).
 
-`--kill-items N` is the kill run: N items through the 3-stage pipeline while the worker
+`--kill-items N` is the kill run (`--stage-limit L`: through a pipeline whose second stage
+allows L items at once, run stage by stage by the submitter; the most stage sessions in
+flight at once are counted from the events): N items through the 3-stage pipeline while the worker
 is SIGKILLed `--kills` times at random moments (each time the submitter dies with it; a
 new worker and a new submitter run carry on), then prints the invariants read from the
 events topic afresh: no item ran twice (one TurnStarted, one end per item session), no
@@ -123,6 +125,33 @@ system_prompt = "Three stages."
 [agents.pipe3.team]
 members = ["member", "member", "member"]
 mode = "sequential"
+"""
+
+# The kill run's limited pipeline (--stage-limit): three stage agents, the second limited.
+LIMITED = """
+[agents.stage1]
+model = "scripted-small"
+system_prompt = "You are a member (stage 1)."
+max_iterations = 1
+
+[agents.stage2]
+model = "scripted-small"
+system_prompt = "You are a member (stage 2)."
+max_iterations = 1
+
+[agents.stage3]
+model = "scripted-small"
+system_prompt = "You are a member (stage 3)."
+max_iterations = 1
+
+[agents.pipe3l]
+model = "scripted-small"
+system_prompt = "Three stages, the second limited."
+[agents.pipe3l.team]
+members = ["stage1", "stage2", "stage3"]
+mode = "sequential"
+[agents.pipe3l.team.limits.stage2]
+max_concurrency = {limit}
 """
 
 
@@ -345,14 +374,18 @@ async def _kill_run(
     seed: int,
     tmp: Path,
     database: bool = True,
+    stage_limit: int = 0,
 ) -> dict[str, Any]:
-    """The kill run (see the module doc): the invariants and how long it took."""
+    """The kill run (see the module doc): the invariants and how long it took. With
+    `stage_limit`, through the limited pipeline: the submitter runs the stages itself,
+    and the most sessions in flight per stage are counted from the events."""
     import random
     from collections import Counter
 
+    from agents.agentfile import registry_from_file
     from agents.events import TurnFailed, TurnStarted
     from schemas.codec import decode_event
-    from streams.batch import item_session_id
+    from streams.batch import item_session_id, stage_session_id, stages_of
     from tests.support.harness import (
         group_caught_up,
         llm_completions,
@@ -366,7 +399,9 @@ async def _kill_run(
     prefix = f"benchkill{secrets.token_hex(3)}."
     names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
     agents = tmp / "agents.toml"
-    agents.write_text(AGENTS, encoding="utf-8")
+    agents.write_text(AGENTS + LIMITED.format(limit=stage_limit or 1), encoding="utf-8")
+    agent = "pipe3l" if stage_limit else "pipe3"
+    stages = stages_of(registry_from_file(agents).info(agent).definition)
     script = tmp / "script-kill.yaml"
     script.write_text(json.dumps(_script(1)), encoding="utf-8")
     env = worker_env(
@@ -381,9 +416,10 @@ async def _kill_run(
             topics=names,
             partitions=partitions,
             batch_id=batch_id,
-            agent="pipe3",
+            agent=agent,
             items=texts,
             concurrency=32,
+            stages=stages,
         )
 
     # Kill points: after a random number of items ended, plus a random delay.
@@ -433,7 +469,14 @@ async def _kill_run(
     finally:
         worker.terminate()
         await delete_topics(bootstrap, prefix)
-    item_ids = {item_session_id(batch_id, n) for n in range(1, items + 1)}
+    if stages:  # an item is its stages' sessions; the last one ends it
+        runs = {
+            n: [stage_session_id(batch_id, n, k, len(stages)) for k in range(1, len(stages) + 1)]
+            for n in range(1, items + 1)
+        }
+    else:  # an item is its session; its stages are child sessions
+        runs = {n: [item_session_id(batch_id, n)] for n in range(1, items + 1)}
+    item_ids = {sid for ids in runs.values() for sid in ids}
     submitted = Counter(
         r.session_id
         for r in requests
@@ -443,11 +486,13 @@ async def _kill_run(
     ends = Counter(
         e.session_id for e in events if isinstance(e.payload, (TurnCompleted, TurnFailed))
     )
-    stages = Counter(
+    started = Counter(
         e.session_id
         for e in events
-        if isinstance(e.payload, SessionStarted) and "/child/" in e.session_id
+        if isinstance(e.payload, SessionStarted)
+        and (e.session_id in item_ids if stages else "/child/" in e.session_id)
     )
+    most = {f"stage {k}": _most_at_once(events, "of3", k) for k in (1, 2, 3)} if stages else {}
     twice_llm = sum(len(v) > 1 for v in llm_completions(events).values())
     return {
         "items": items,
@@ -459,16 +504,37 @@ async def _kill_run(
         "sent_total": sent_total,
         "items_submitted_twice": sum(n > 1 for n in submitted.values()),
         "items_never_submitted": len(item_ids - set(submitted)),
-        "items_twice": sum(turns[s] > 1 or ends[s] > 1 for s in item_ids),
-        "items_lost": sum(ends[s] == 0 for s in item_ids),
-        "stages_started": len(stages),
-        "stages_twice": sum(n > 1 for n in stages.values()),
+        "items_twice": sum(any(turns[s] > 1 or ends[s] > 1 for s in ids) for ids in runs.values()),
+        "items_lost": sum(ends[ids[-1]] == 0 for ids in runs.values()),
+        "stages_started": len(started),
+        "stages_twice": sum(n > 1 for n in started.values()),
+        "stage_limit": stage_limit,
+        "most_in_flight": most,
         "llm_calls_completed_twice": twice_llm,
         "seq_problems": len(seq_problems(events)),
         "events": len(events),
         "cost_nanos": summary.cost_nanos,
         "sql": sql,
     }
+
+
+def _most_at_once(events: list[Event], suffix: str, k: int) -> int:
+    """The most stage-k sessions (ids ending `/<k><suffix>`) between TurnStarted and
+    their turn's end at one moment, by the events' times (an end before a start)."""
+    from agents.events import TurnFailed, TurnStarted
+
+    marks = []
+    for e in events:
+        if e.session_id.endswith(f"/{k}{suffix}"):
+            if isinstance(e.payload, TurnStarted):
+                marks.append((e.occurred_at, 1))
+            elif isinstance(e.payload, TurnCompleted | TurnFailed):
+                marks.append((e.occurred_at, -1))
+    now = most = 0
+    for _, step in sorted(marks):
+        now += step
+        most = max(most, now)
+    return most
 
 
 def _median(runs: list[dict[str, float]], key: str) -> float:
@@ -487,6 +553,9 @@ async def main() -> None:
     ap.add_argument("--kills", type=int, default=4)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--no-sql", action="store_true", help="kill run: skip the SQL check")
+    ap.add_argument(
+        "--stage-limit", type=int, default=0, help="kill run: stage 2's max_concurrency"
+    )
     args = ap.parse_args()
     if args.kill_items:
         seed = args.seed if args.seed is not None else secrets.randbelow(10**6)
@@ -499,6 +568,7 @@ async def main() -> None:
                 seed,
                 Path(tmpdir),
                 database=not args.no_sql,
+                stage_limit=args.stage_limit,
             )
         print(json.dumps(r, indent=2))
         ok = r["items_twice"] == r["items_lost"] == r["stages_twice"] == 0
@@ -512,13 +582,16 @@ async def main() -> None:
                 "failed": r["failed"],
                 "cost_nanos": r["cost_nanos"],
             }
+        if args.stage_limit:
+            ok = ok and r["most_in_flight"]["stage 2"] <= args.stage_limit
         print(
             f"{r['items']} items, {r['kills']} SIGKILLs (seed {seed}), {r['seconds']:.1f} s: "
             f"{r['completed']} completed, {r['items_twice']} ran twice, {r['items_lost']} lost, "
             f"{r['items_submitted_twice']} submitted twice, "
             f"{r['stages_started']} stage sessions ({r['stages_twice']} started twice), "
             f"{r['llm_calls_completed_twice']} LLM calls completed twice, "
-            f"{r['seq_problems']} seq problems; in SQL {in_sql or '(not projected)'}: "
+            f"{r['seq_problems']} seq problems; in SQL {in_sql or '(not projected)'}; "
+            f"most in flight per stage {r['most_in_flight'] or '(not staged)'}: "
             f"{'INVARIANTS HOLD' if ok else 'BROKEN'}"
         )
         return
