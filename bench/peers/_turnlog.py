@@ -115,11 +115,12 @@ async def load(
     }
 
 
-def _segment_bytes(prefix: str) -> int:
-    """Bytes of the log segments (.log files) of this run's topics in the dev broker's
-    data directory: what the broker stores, batch headers and transaction markers included."""
+def _segment_bytes(prefix: str, topic: str = "") -> int:
+    """Bytes of the log segments (.log files) of this run's topics (or of one of them) in
+    the dev broker's data directory: what the broker stores, batch headers and
+    transaction markers included."""
     total = 0
-    for d in KAFKA_DATA.glob(f"{prefix}*"):
+    for d in KAFKA_DATA.glob(f"{prefix}{topic}*"):
         for f in d.glob("*.log"):
             try:
                 total += f.stat().st_size
@@ -141,6 +142,9 @@ async def bytes_and_recovery(
     env = worker_env(bootstrap, prefix, partitions=partitions, script=script, sandbox=tmp)
     wanted = {t for k in (10, 100, 1000) if k <= turns_n for t in (k - 10, k)}
     disk: dict[int, int] = {0: _segment_bytes(prefix)}
+    # The snapshots topic's share: it is compacted (only the latest snapshot of a session
+    # stays once its segment rolls), so what it holds at a given turn is not for good.
+    snaps_disk: dict[int, int] = {0: 0}
     out: dict[str, Any] = {}
     try:
         worker = WorkerProcess("peers", env, tmp / f"worker-{prefix}log").start()
@@ -150,6 +154,7 @@ async def bytes_and_recovery(
         def sample(_sid: str, turn: int) -> None:
             if turn in wanted:
                 disk[turn] = _segment_bytes(prefix)
+                snaps_disk[turn] = _segment_bytes(prefix, "turnlog.snapshots")
 
         client.on_turn = sample
         try:
@@ -169,6 +174,7 @@ async def bytes_and_recovery(
                 await asyncio.sleep(0.05)  # polling the client's own counter
             out["elapsed_s"] = time.monotonic() - started
             disk[turns_n] = _segment_bytes(prefix)
+            snaps_disk[turns_n] = _segment_bytes(prefix, "turnlog.snapshots")
             await asyncio.sleep(0.5)  # the last inputs' records reach the client
             for task in observers:
                 task.cancel()
@@ -188,6 +194,7 @@ async def bytes_and_recovery(
             if k <= turns_n:
                 out[f"logical_{k}"] = per_turn.get(k, 0)
                 out[f"disk_{k}"] = (disk[k] - disk[k - 10]) / 10
+                out[f"disk_snapshots_{k}"] = (snaps_disk[k] - snaps_disk[k - 10]) / 10
         out["total_disk"] = disk[turns_n]
         out.update(await _rebuild(bootstrap, names, partitions))
         out.update(await _resume(bootstrap, names, env, tmp, partitions, turns_n))

@@ -315,8 +315,13 @@ def table(
                 f"| bytes stored for turn {k:,} of one session, logical | "
                 + " | ".join(stored_cell(p, f"logical_{k}") for p in peers)
                 + " |",
-                f"| bytes on disk per turn, mean of turns {k - 9:,}–{k:,} | "
-                + " | ".join(stored_cell(p, f"disk_{k}") for p in peers)
+                f"| bytes on disk per turn, mean of turns {k - 9:,}–{k:,} (turnlog: of "
+                "which the compacted snapshots topic, before compaction) | "
+                + " | ".join(
+                    stored_cell(p, f"disk_{k}")
+                    + (f" ({stored_cell(p, f'disk_snapshots_{k}')})" if p == "turnlog" else "")
+                    for p in peers
+                )
                 + " |",
             ]
     if stored:
