@@ -324,9 +324,11 @@ class Batch:
         elif isinstance(p, TurnCompleted) and run.status not in ("completed", "failed"):
             run.cost_nanos = p.cost_nanos
             run.result = run.answers.get(p.answer_seq, "")
+            run.answers.clear()  # a batch that follows a topic holds many ended runs
             self._set(item, run, "completed")
         elif isinstance(p, TurnFailed) and run.status not in ("completed", "failed"):
             run.result = p.reason
+            run.answers.clear()
             self._set(item, run, "failed")
         elif (
             isinstance(p, RequestRejected)
