@@ -259,7 +259,12 @@ def failure_outcome(
 ) -> RequestPayload:
     """The outcome that reports `effect` as failed (e.g. its executor crashed)."""
     if isinstance(effect, (LlmCallEffect, CompactionEffect)):
-        return FailLlmCall(call_id=effect.effect_id, error_type=error_type, message=message)
+        return FailLlmCall(
+            call_id=effect.effect_id,
+            error_type=error_type,
+            message=message,
+            effect_attempt=effect.attempt,
+        )
     if isinstance(effect, ToolCallEffect):
         return FailToolCall(call_id=effect.effect_id, error=message)
     return CompleteChildSession(

@@ -57,6 +57,7 @@ from agents.requests import (
     FailLlmCall,
     FailToolCall,
     ForkSession,
+    ReissueEffect,
     Request,
     RequestPayload,
     SendMessage,
@@ -66,12 +67,14 @@ from agents.requests import (
 )
 
 __all__ = [
+    "ABORTED",
     "ATTACHMENT_TYPES",
     "EVENT_ID_NAMESPACE",
     "EVENT_TYPES",
     "REFUSED",
     "REQUEST_TYPES",
     "SCHEDULE_TYPES",
+    "SUPERSEDED",
     "AgentHandedOff",
     "AgentVersion",
     "AgentVersionChanged",
@@ -117,6 +120,7 @@ __all__ = [
     "PolicyAction",
     "ProviderCircuitOpened",
     "QueuedMessageDropped",
+    "ReissueEffect",
     "Request",
     "RequestPayload",
     "RequestRejected",
@@ -274,8 +278,9 @@ class LlmCallCompleted:
     attempts: int
     fallback_used: bool = False
     # None: the answer is part of the conversation. Else why it is recorded only for its
-    # usage and cost: "late" (abandoned by a cancel), "truncated" (cut inside a tool
-    # call), "context_window" (the model stopped on a full context window).
+    # usage and cost: "late" (abandoned by a cancel), "superseded" (the answer of an
+    # issue a re-issue replaced: SUPERSEDED), "truncated" (cut inside a tool call),
+    # "context_window" (the model stopped on a full context window).
     discarded: str | None = None
     # The answer's thinking blocks, in order (sent back with the next request).
     thinking: tuple[ThinkingBlock, ...] = ()
@@ -463,6 +468,11 @@ class TurnCompleted:
 
 # TurnFailed.error_type of a turn the model refused (its own outcome in SQL and the CLI).
 REFUSED = "Refused"
+# LlmCallCompleted.discarded of the answer of an issue that a re-issue replaced.
+SUPERSEDED = "superseded"
+# FailLlmCall.error_type of an issue the worker aborted mid-stream (a cancel, a re-issue,
+# the partition moving away): it reports what the vendor billed, never the call's end.
+ABORTED = "aborted"
 
 
 @dataclass(frozen=True, slots=True)

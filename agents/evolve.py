@@ -13,6 +13,7 @@ of replay and recovery: keep it allocation-light.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from agents.compaction import apply_compaction, summary_entry
 from agents.errors import ContractError
 from agents.events import (
+    SUPERSEDED,
     AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
@@ -576,6 +578,47 @@ def _rejected(s: SessionState, ev: Event, p: RequestRejected) -> SessionState:
     return replaced(s, last_seq=ev.seq)
 
 
+def _superseded_after(before: SessionState, after: SessionState) -> SessionState:
+    """`after` resolved the LLM call `before` had pending: when it had been issued more
+    than once, each replaced issue may still answer (a previous owner of the partition,
+    an aborted stream reporting what it was billed); remember them to charge, once."""
+    t = before.turn
+    llm = t.llm if t is not None else None
+    if llm is None or llm.attempt <= 1:
+        return after
+    t2 = after.turn
+    if t2 is not None and t2.llm is not None and t2.llm.request.call_id == llm.request.call_id:
+        return after
+    entry = (llm.request.call_id, llm.request.model, llm.attempt)
+    kept = (*after.superseded, *([entry] * (llm.attempt - 1)))[-ABANDONED_KEPT:]
+    return replaced(after, superseded=kept)
+
+
+def _without_one(
+    entries: tuple[tuple[str, str, int], ...], call_id: str
+) -> tuple[tuple[str, str, int], ...]:
+    for i, entry in enumerate(entries):
+        if entry[0] == call_id:
+            return entries[:i] + entries[i + 1 :]
+    return entries
+
+
+def _llm_answered(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionState:
+    if p.discarded == SUPERSEDED:
+        # The answer of a replaced issue: money spent, charged like a late answer.
+        after = _llm_completed(s, ev, dataclasses.replace(p, discarded="late"))
+        return replaced(after, superseded=_without_one(s.superseded, p.call_id))
+    return _superseded_after(s, _llm_completed(s, ev, p))
+
+
+def _llm_given_up(s: SessionState, ev: Event, p: LlmCallFailed) -> SessionState:
+    return _superseded_after(s, _llm_failed(s, ev, p))
+
+
+def _summary_answered(s: SessionState, ev: Event, p: ContextCompacted) -> SessionState:
+    return _superseded_after(s, _compacted(s, ev, p))
+
+
 _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     SessionStarted: _session_started,
     SessionForked: _session_forked,
@@ -583,8 +626,8 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     TurnStarted: _turn_started,
     UserMessageReceived: _user_message,
     LlmCallRequested: _llm_requested,
-    LlmCallCompleted: _llm_completed,
-    LlmCallFailed: _llm_failed,
+    LlmCallCompleted: _llm_answered,
+    LlmCallFailed: _llm_given_up,
     ProviderCircuitOpened: _unchanged,
     ToolCallRequested: _tool_requested,
     ApprovalRequested: _approval_requested,
@@ -593,7 +636,7 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     ToolCallCompleted: _tool_completed,
     ToolCallFailed: _tool_failed,
     ContextCompactionRequested: _compaction_requested,
-    ContextCompacted: _compacted,
+    ContextCompacted: _summary_answered,
     ChildSessionRequested: _child_requested,
     ChildSessionCompleted: _child_completed,
     EffectReissued: _effect_reissued,

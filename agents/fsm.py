@@ -40,13 +40,16 @@ from datetime import datetime
 from typing import Any
 
 from agents._decision import Decision, Rejected
+from agents._reissue import on_reissue_effect, on_superseded_outcome, replaced_issue
 from agents._turn import alert_budget, start_queued
 from agents.context import ContextMemo
 from agents.errors import ContractError
 from agents.events import (
+    CompleteCompaction,
     CompleteLlmCall,
     Event,
     FailLlmCall,
+    ReissueEffect,
     Request,
     RequestRejected,
     SessionForked,
@@ -199,9 +202,15 @@ def decide_built(
         return _reject(state, request, f"Session {state.session_id}: {problem}", ingested_at)
     handler: Any
     outcome = request.payload
-    if isinstance(outcome, _OUTCOMES_OF_LLM) and late_llm_call(state, outcome.call_id):
+    if isinstance(outcome, _REPLACEABLE) and replaced_issue(state, outcome):
+        # Whatever the phase: the answer of an issue a re-issue replaced is charged.
+        handler = on_superseded_outcome
+    elif isinstance(outcome, _OUTCOMES_OF_LLM) and late_llm_call(state, outcome.call_id):
         # Whatever the phase: the late answer of a call a cancel abandoned is charged.
         handler = on_late_llm_completed
+    elif isinstance(outcome, ReissueEffect):
+        # Whatever the phase: a stale one (the call answered or moved on) is rejected.
+        handler = on_reissue_effect
     else:
         transition = TRANSITIONS.get((state.phase, type(request.payload)))
         if transition is None:
@@ -271,6 +280,7 @@ def fork_source(event: Event) -> tuple[str, int] | None:
 
 
 _OUTCOMES_OF_LLM = (CompleteLlmCall, FailLlmCall)
+_REPLACEABLE = (CompleteLlmCall, FailLlmCall, CompleteCompaction)
 # Rejections need no agents; an empty registry makes that explicit.
 _NO_REGISTRY = AgentRegistry(())
 # A reason names ids and limits, never a whole text; this bounds it anyway.

@@ -34,6 +34,7 @@ __all__ = [
     "FailLlmCall",
     "FailToolCall",
     "ForkSession",
+    "ReissueEffect",
     "Request",
     "RequestPayload",
     "SendMessage",
@@ -117,7 +118,9 @@ class ForkSession:
 class CompleteLlmCall:
     """Outcome of an LLM call effect. `model` is the model that answered (a fallback when
     `fallback_used`). `circuits_opened` names provider/model circuits that opened while
-    serving this call."""
+    serving this call. `effect_attempt`: the issue of the effect it answers (0: not
+    stated, taken as the pending one); the answer of an issue a re-issue replaced is
+    charged, never taken as the call's answer."""
 
     call_id: str
     model: str
@@ -130,9 +133,11 @@ class CompleteLlmCall:
     fallback_used: bool = False
     circuits_opened: tuple[str, ...] = ()
     thinking: tuple[ThinkingBlock, ...] = ()
+    effect_attempt: int = 0
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "CompleteLlmCall", "call_id")
+        _nonneg(self.effect_attempt, "CompleteLlmCall", "effect_attempt")
         _nonempty(self.model, "CompleteLlmCall", "model")
         _nonneg(self.latency_ms, "CompleteLlmCall", "latency_ms")
         _require(self.attempts >= 1, "CompleteLlmCall", "attempts must be >= 1")
@@ -143,7 +148,8 @@ class CompleteLlmCall:
 @dataclass(frozen=True, slots=True)
 class FailLlmCall:
     """`usage`: what the vendor reported before the call broke off (an aborted stream is
-    billed for what it read); charged when a cancel had abandoned the call."""
+    billed for what it read); charged when a cancel had abandoned the call, or when a
+    re-issue replaced the issue it reports (`effect_attempt`, as in CompleteLlmCall)."""
 
     call_id: str
     error_type: str
@@ -153,9 +159,11 @@ class FailLlmCall:
     latency_ms: int = 0
     circuits_opened: tuple[str, ...] = ()
     usage: Usage = field(default_factory=Usage)
+    effect_attempt: int = 0
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "FailLlmCall", "call_id")
+        _nonneg(self.effect_attempt, "FailLlmCall", "effect_attempt")
         _nonempty(self.error_type, "FailLlmCall", "error_type")
         _require(self.attempts >= 1, "FailLlmCall", "attempts must be >= 1")
 
@@ -184,16 +192,19 @@ class FailToolCall:
 
 @dataclass(frozen=True, slots=True)
 class CompleteCompaction:
-    """Outcome of a summarize compaction (an LLM effect)."""
+    """Outcome of a summarize compaction (an LLM effect); `effect_attempt` as in
+    CompleteLlmCall."""
 
     compaction_id: str
     summary: str
     model: str
     usage: Usage = field(default_factory=Usage)
     latency_ms: int = 0
+    effect_attempt: int = 0
 
     def __post_init__(self) -> None:
         _nonempty(self.compaction_id, "CompleteCompaction", "compaction_id")
+        _nonneg(self.effect_attempt, "CompleteCompaction", "effect_attempt")
         _nonempty(self.model, "CompleteCompaction", "model")
 
 
@@ -261,6 +272,22 @@ class EnforceBudget:
         _aware(self.until, "EnforceBudget", "until")
 
 
+@dataclass(frozen=True, slots=True)
+class ReissueEffect:
+    """A worker that took a session's partition over found LLM call (or summarize)
+    `effect_id` pending at issue `attempt`: the core re-issues it as attempt + 1 with a
+    fresh deadline, so that the previous owner's answer to `attempt`, should one still
+    come, is charged as a replaced issue instead of being mistaken for a duplicate.
+    Stale (the effect is no longer pending at that attempt): rejected, nothing changes."""
+
+    effect_id: str
+    attempt: int
+
+    def __post_init__(self) -> None:
+        _nonempty(self.effect_id, "ReissueEffect", "effect_id")
+        _require(self.attempt >= 1, "ReissueEffect", "attempt must be >= 1")
+
+
 RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SendMessage,
     DecideApproval,
@@ -277,6 +304,7 @@ RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union
     UpgradeAgent,
     SetModel,
     EnforceBudget,
+    ReissueEffect,
 ]
 
 REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)

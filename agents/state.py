@@ -238,6 +238,10 @@ class SessionState(NamedTuple):
     abandoned: tuple[tuple[str, str], ...] = ()
     queue: tuple[Queued, ...] = ()  # messages waiting for the next turn, oldest first
     model: str = ""  # the model a SetModel switched to ("": the agent's own)
+    # (call id, requested model, the issue that answered it), once per issue of an LLM
+    # call that a re-issue replaced and that may still answer (its answer is charged,
+    # once), newest last.
+    superseded: tuple[tuple[str, str, int], ...] = ()
     # A spent budget across sessions (agents.budget.block_reason), until its end.
     budget_block: BudgetLimitReached | None = None
     variant: str = ""  # the prompt variant it was assigned ("": none; agents.variants)

@@ -216,6 +216,7 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
             for q in state.queue
         ],
         **({"m": state.model} if state.model else {}),
+        **({"sp": [list(a) for a in state.superseded]} if state.superseded else {}),
         **({"bb": _block(state.budget_block)} if state.budget_block else {}),
         **({"vr": state.variant} if state.variant else {}),
         **({"rl": [list(r) for r in state.rate]} if state.rate else {}),
@@ -306,6 +307,7 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
                 for q in data.get("q", ())
             ),
             model=data.get("m", ""),
+            superseded=tuple((a[0], a[1], a[2]) for a in data.get("sp", ())),
             budget_block=_block_back(data["bb"]) if "bb" in data else None,
             variant=data.get("vr", ""),
             rate=tuple((r[0], r[1], r[2]) for r in data.get("rl", ())),

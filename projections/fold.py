@@ -23,6 +23,7 @@ from typing import Any
 
 from agents.events import (
     REFUSED,
+    SUPERSEDED,
     AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
@@ -405,6 +406,22 @@ def _llm_requested(s: SessionRow, ev: Event, p: LlmCallRequested, changes: Chang
 @projects(LlmCallCompleted)
 def _llm_completed(s: SessionRow, ev: Event, p: LlmCallCompleted, changes: Changes) -> None:
     u = p.usage
+    if p.discarded == SUPERSEDED:
+        # The answer of an issue a re-issue replaced: added beside the call's own.
+        key = (ev.session_id, p.call_id)
+        changes.patch("llm_calls", key, superseded_seq=ev.seq, superseded_at=ev.occurred_at)
+        for column, value in (
+            ("superseded_answers", 1),
+            ("superseded_input_tokens", u.input_tokens),
+            ("superseded_output_tokens", u.output_tokens),
+            ("superseded_cache_read_tokens", u.cache_read_tokens),
+            ("superseded_cache_write_tokens", u.cache_write_tokens),
+            ("superseded_cost_nanos", p.cost_nanos),
+        ):
+            changes.increment("llm_calls", key, column, value)
+        s.llm_calls += 1
+        _add_usage(s, u, p.cost_nanos)
+        return
     if p.discarded is not None:
         # Recorded for its usage and cost only; a late one keeps its row cancelled.
         status, tool_calls = (None if p.discarded == "late" else "completed"), 0

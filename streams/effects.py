@@ -11,12 +11,17 @@ partition starts none of its effects any more and cancels those in flight (`drop
 except calls of tools that are not idempotent: cancelling one mid-run is what would make
 its outcome unknown, so it finishes (within its deadline) and reports, and the new owner
 folds that outcome. A rebalance that leaves a partition in place leaves its effects
-running. A clean stop drains the effects in flight before leaving (`drain`). A worker that takes a partition over starts the effects it finds
-pending only after deciding the inputs already queued (an outcome the previous owner
-reported folds first), and never starts a restored call of a tool that is not
-idempotent: it may have run, so the core decides at its deadline (ask a human, or fail),
-and the deadline is the previous owner's lease — `_tool` kills a call at its deadline,
-so no run of it outlives that instant.
+running. A clean stop drains the effects in flight before leaving (`drain`).
+
+A worker that takes a partition over starts the effects it finds pending only after
+deciding the inputs already queued (an outcome the previous owner reported folds
+first). It does not start a restored LLM call again under the issue the previous owner
+may still be running: the core re-issues it (ReissueEffect) and the new issue runs
+here, so an answer to the old issue, should one come, is charged instead of being taken
+for a duplicate (agents._reissue). It never starts a restored call of a tool that is
+not idempotent: it may have run, so the core decides at its deadline (ask a human, or
+fail), and the deadline is the previous owner's lease — `_tool` kills a call at its
+deadline, so no run of it outlives that instant.
 
 Many effects run at once per process (asyncio tasks, bounded by a semaphore); none of them
 blocks the session stream. Within a process each issue of an effect — (session, effect
@@ -54,11 +59,13 @@ from agents.effects import (
     pending_effects,
 )
 from agents.events import (
+    ABORTED,
     CompleteCompaction,
     CompleteLlmCall,
     CompleteToolCall,
     FailLlmCall,
     FailToolCall,
+    ReissueEffect,
     Request,
     RequestPayload,
     TokenDelta,
@@ -154,6 +161,11 @@ class EffectRunner:
         self._held: dict[int, set[tuple[str, str, int, datetime]]] = defaultdict(set)
         # partition -> restored effects that wait until the partition caught up.
         self._deferred: dict[int, set[_Key]] = defaultdict(set)
+        # partition -> session -> restored LLM calls (effect id, attempt) that are not
+        # started under that issue: `release` asks the core to re-issue them, in the
+        # trace of the session's latest event (`_reissue_traces`).
+        self._reissuing: dict[int, dict[str, set[tuple[str, int]]]] = defaultdict(dict)
+        self._reissue_traces: dict[str, str | None] = {}
         self._draining = False
         # Running calls of non-idempotent tools: finished, not cancelled, on a loss.
         self._finish_on_loss: set[_Key] = set()
@@ -170,6 +182,7 @@ class EffectRunner:
             "cancelled_on_loss": 0,
             "aborted": 0,
             "aborted_billed": 0,
+            "reissued_on_takeover": 0,
         }
         # Reports of aborted calls in flight (tasks of their own; kept so they finish).
         self._reports: set[asyncio.Task[None]] = set()
@@ -241,7 +254,8 @@ class EffectRunner:
         (an LLM-backed effect found there is sent as is; the others are dropped).
         `restored=True`: the state was just rebuilt by a takeover; start nothing of it:
         its pending calls of tools that are not idempotent are held for good — they may
-        be running, or have run, elsewhere — and its other effects wait for `release`
+        be running, or have run, elsewhere — its LLM calls are re-issued by `release`,
+        and its other effects wait for `release`
         (once the partition's queued inputs are decided, an outcome the previous owner
         reported has folded). Effects that later decisions request start at once."""
         if self._draining:
@@ -255,14 +269,28 @@ class EffectRunner:
             reported &= {(e.effect_id, e.attempt) for e in pending}
             if not reported:
                 del self._reported[partition][session_id]
+        reissuing = self._reissuing[partition].get(session_id) if self._reissuing else None
+        if reissuing:
+            reissuing &= {(e.effect_id, e.attempt) for e in pending}
+            if not reissuing:
+                del self._reissuing[partition][session_id]
         for effect in pending:
             key = (session_id, effect.effect_id, effect.attempt)
             if key in self._running or (
                 reported and (effect.effect_id, effect.attempt) in reported
             ):
                 continue
+            if reissuing and (effect.effect_id, effect.attempt) in reissuing:
+                continue
             if restored:
-                if not isinstance(effect, ToolCallEffect) or self.registry.is_idempotent(
+                if isinstance(effect, _LlmBacked):
+                    # A previous owner may still be running this issue: the new issue
+                    # the core makes of it (`release`) runs here instead.
+                    self._reissuing[partition].setdefault(session_id, set()).add(
+                        (effect.effect_id, effect.attempt)
+                    )
+                    self._reissue_traces[session_id] = traceparent
+                elif not isinstance(effect, ToolCallEffect) or self.registry.is_idempotent(
                     effect.tool_name
                 ):
                     self._deferred[partition].add(key)
@@ -320,8 +348,35 @@ class EffectRunner:
 
     def release(self, partition: int) -> None:
         """The partition's queued inputs are decided: the restored effects that still
-        wait may start (the caller syncs its sessions next)."""
+        wait may start (the caller syncs its sessions next), and each restored LLM call
+        still pending is re-issued through the core (ReissueEffect: its deterministic
+        request id makes two owners' requests one)."""
         self._deferred.pop(partition, None)
+        for session_id, keys in self._reissuing.get(partition, {}).items():
+            traceparent = self._reissue_traces.pop(session_id, None)
+            for effect_id, attempt in keys:
+                request = Request(
+                    request_id=f"{effect_id}:reissue:{attempt}",
+                    session_id=session_id,
+                    occurred_at=_now(),
+                    payload=ReissueEffect(effect_id=effect_id, attempt=attempt),
+                    causation_id=effect_id,
+                )
+                task = asyncio.get_running_loop().create_task(
+                    self._send_quietly(request, child_traceparent(traceparent, request.request_id))
+                )
+                self._reports.add(task)
+                task.add_done_callback(self._reports.discard)
+                self.stats["reissued_on_takeover"] += 1
+
+    async def _send_quietly(self, request: Request, traceparent: str | None) -> None:
+        # Not sent (the broker is away): the call's deadline re-issues it instead.
+        try:
+            await self.send_request(request, traceparent=traceparent)
+        except Exception as exc:
+            self._log.warning(
+                "effect.reissue_not_sent", session_id=request.session_id, error=str(exc)
+            )
 
     def drop(self, partition: int) -> None:
         """The partition moved to another worker: abandon its effects (the new owner
@@ -329,6 +384,8 @@ class EffectRunner:
         self._reported.pop(partition, None)
         self._held.pop(partition, None)
         self._deferred.pop(partition, None)
+        for session_id in self._reissuing.pop(partition, {}):
+            self._reissue_traces.pop(session_id, None)
         for key in list(self._by_partition.pop(partition, ())):
             task = self._running.get(key)
             if task is not None and key not in self._finish_on_loss:
@@ -410,18 +467,22 @@ class EffectRunner:
     ) -> None:
         """An LLM call aborted mid-stream was billed for what the vendor had read: say
         so (in a task of its own, the aborted one is being cancelled); the core charges
-        it to the session when a cancel abandoned the call."""
+        it to the session (agents._reissue, and late answers of abandoned calls)."""
         request = Request(
             request_id=f"{outcome_request_id(effect)}:aborted",
             session_id=effect.report_to or session_id,
             occurred_at=_now(),
             payload=FailLlmCall(
                 call_id=effect.effect_id,
-                error_type="aborted",
-                message="The call was aborted by the worker (its turn was cancelled).",
+                error_type=ABORTED,
+                message=(
+                    "The call was aborted by the worker (its turn was cancelled, a re-issue "
+                    "replaced it, or the partition moved)."
+                ),
                 attempts=max(1, effect.attempt),
                 latency_ms=int((time.monotonic() - started) * 1000),
                 usage=billed.usage,
+                effect_attempt=effect.attempt,
             ),
             causation_id=effect.effect_id,
             correlation_id=effect.correlation_id,
@@ -545,6 +606,7 @@ class EffectRunner:
                 retryable=exc.retryable,
                 latency_ms=int((time.monotonic() - started) * 1000),
                 circuits_opened=tuple(exc.circuits_opened),
+                effect_attempt=effect.attempt,
             )
         if on_delta is not None:
             await self._send_delta(session_id, effect.effect_id, -1, "", done=True)
@@ -560,6 +622,7 @@ class EffectRunner:
             fallback_used=resp.fallback_used,
             circuits_opened=tuple(resp.circuits_opened),
             thinking=tuple(resp.thinking),
+            effect_attempt=effect.attempt,
         )
 
     async def _summarize(
@@ -586,6 +649,7 @@ class EffectRunner:
             model=resp.model,
             usage=resp.usage,
             latency_ms=int((time.monotonic() - started) * 1000),
+            effect_attempt=effect.attempt,
         )
 
     async def _tool(self, session_id: str, effect: ToolCallEffect) -> RequestPayload:

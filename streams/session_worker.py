@@ -420,7 +420,7 @@ class SessionWorker:
             # What was pending when we took over: the runner holds the calls it must not
             # start blindly (tools that are not idempotent), and starts nothing yet.
             for session_id, state in sessions.items():
-                self._effect_sync(p, session_id, state, None, None, restored=True)
+                self._effect_sync(p, session_id, state, traces.get(session_id), None, restored=True)
         return part
 
     def _start_restored_effects(self, part: OwnedPartition) -> None:

@@ -64,6 +64,7 @@ from agents.events import (
     PolicyAction,
     ProviderCircuitOpened,
     QueuedMessageDropped,
+    ReissueEffect,
     Request,
     RequestRejected,
     SendMessage,
@@ -200,6 +201,7 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         fallback_used=st.booleans(),
         circuits_opened=name_lists,
         thinking=thinking_blocks,
+        effect_attempt=small_counts,
     ),
     FailLlmCall: st.builds(
         FailLlmCall,
@@ -211,16 +213,20 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
         small_counts,
         name_lists,
         usages,
+        small_counts,
     ),
     CompleteToolCall: st.builds(CompleteToolCall, ids, texts, small_counts),
     FailToolCall: st.builds(FailToolCall, ids, texts, small_counts),
-    CompleteCompaction: st.builds(CompleteCompaction, ids, texts, ids, usages, small_counts),
+    CompleteCompaction: st.builds(
+        CompleteCompaction, ids, texts, ids, usages, small_counts, small_counts
+    ),
     CompleteChildSession: st.builds(
         CompleteChildSession, ids, ids, st.sampled_from(ChildStatus), texts, usages, counts
     ),
     Tick: st.just(Tick()),
     UpgradeAgent: st.builds(UpgradeAgent, st.none() | ids),
     SetModel: st.builds(SetModel, ids),
+    ReissueEffect: st.builds(ReissueEffect, ids, positive),
     EnforceBudget: st.builds(
         EnforceBudget, ids, ids, ids, st.just("usd"), small_counts, small_counts, utc_datetimes
     ),

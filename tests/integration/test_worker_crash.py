@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from agents.events import (
+    SUPERSEDED,
     CompleteLlmCall,
+    EffectReissued,
     Event,
     LlmCallCompleted,
     LlmCallRequested,
@@ -33,6 +35,7 @@ from agents.events import (
     RequestRejected,
     TurnCompleted,
     TurnFailed,
+    Usage,
 )
 from schemas.codec import decode_event
 from streams.partitioning import partition_for
@@ -114,7 +117,8 @@ def _assert_turn_costs_are_sums(events: Iterable[Event]) -> None:
     for ev in events:
         key = (ev.session_id, ev.turn_id)
         p = ev.payload
-        if isinstance(p, LlmCallCompleted):
+        if isinstance(p, LlmCallCompleted) and p.discarded != SUPERSEDED:
+            # (A replaced issue's answer is charged to the session, not to the turn.)
             acc = sums.setdefault(key, [0, 0, 0, 0, 0])
             for i, v in enumerate(
                 (
@@ -296,6 +300,17 @@ async def test_kill9_with_llm_calls_in_flight_reissues_each_and_folds_it_once(
             if r.get("event") == "effect.reported" and r.get("kind") == "llm_call"
         }
         assert in_flight <= reissued
+        # ...as a new issue the core made of each (ReissueEffect at the takeover), not
+        # again under the issue the killed owner was running.
+        issues = {
+            (s, e.payload.effect_id)
+            for s in sessions
+            for e in log.of(s, EffectReissued)
+            if isinstance(e.payload, EffectReissued)
+            and e.payload.attempt == 2
+            and e.causation_id == f"{e.payload.effect_id}:reissue:1"
+        }
+        assert in_flight <= issues
         # The new owner restored each session's trace context from the log: the
         # re-issued calls reported, and their events were written, in the client's trace.
         traces = {trace_id(tp) for s in sessions for _, tp in log.traceparents(s)}
@@ -325,10 +340,52 @@ async def test_kill9_with_llm_calls_in_flight_reissues_each_and_folds_it_once(
             30,
             "every duplicate outcome rejected",
         )
+        # An answer to the replaced issue (what an owner that was only cut off, not
+        # dead, would still report): paid for, so charged — once, and never taken as
+        # the call's answer.
+        old_issue = [
+            request_for(
+                s,
+                CompleteLlmCall(
+                    call, "scripted-small", "late", usage=Usage(30, 5), effect_attempt=1
+                ),
+                f"{call}:outcome:1",
+            )
+            for s, call in sorted(in_flight)
+        ]
+        await send.requests(old_issue)
+        await send.requests(
+            request_for(r.session_id, r.payload, f"{r.request_id}:again") for r in old_issue
+        )
+
+        def charged() -> list[Event]:
+            return [
+                e
+                for e in log.events
+                if isinstance(e.payload, LlmCallCompleted) and e.payload.discarded == SUPERSEDED
+            ]
+
+        again = {(r.session_id, f"{r.request_id}:again") for r in old_issue}
+        await log.wait_for(
+            lambda: (
+                len(charged()) == len(in_flight)
+                and again
+                <= {
+                    (e.session_id, e.payload.request_id)
+                    for e in log.events
+                    if isinstance(e.payload, RequestRejected)
+                }
+            ),
+            30,
+            "each replaced issue's answer charged once, its copy rejected",
+        )
+        assert {(e.session_id, e.payload.call_id) for e in charged()} == in_flight  # type: ignore[union-attr]
+        assert all(e.payload.cost_nanos > 0 for e in charged())  # type: ignore[union-attr]
         events = await _final_log(kafka_bootstrap, names)
         requests = await read_requests(kafka_bootstrap, names)
     _assert_exactly_once(events, requests, sessions, 1)
-    assert sum(isinstance(e.payload, LlmCallCompleted) for e in events) == 2 * len(sessions)
+    answers = [e for e in events if isinstance(e.payload, LlmCallCompleted)]
+    assert sum(e.payload.discarded is None for e in answers) == 2 * len(sessions)  # type: ignore[union-attr]
 
 
 async def test_two_workers_share_partitions_and_a_killed_ones_sessions_move(

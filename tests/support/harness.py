@@ -65,6 +65,7 @@ from aiokafka.structs import ConsumerRecord
 
 from agents.errors import DecodeError
 from agents.events import (
+    SUPERSEDED,
     Event,
     LlmCallCompleted,
     Request,
@@ -670,10 +671,12 @@ def lost_inputs(requests: Iterable[Request], events: Iterable[Event]) -> list[Re
 
 
 def llm_completions(events: Iterable[Event]) -> dict[tuple[str, str], list[LlmCallCompleted]]:
-    """LlmCallCompleted payloads by (session, call id)."""
+    """LlmCallCompleted payloads by (session, call id): the calls' answers. The charges
+    of answers to replaced issues of a call (discarded "superseded": a previous owner's
+    answer, an aborted stream's billed part) are money, not answers: left out."""
     out: dict[tuple[str, str], list[LlmCallCompleted]] = defaultdict(list)
     for ev in events:
-        if isinstance(ev.payload, LlmCallCompleted):
+        if isinstance(ev.payload, LlmCallCompleted) and ev.payload.discarded != SUPERSEDED:
             out[(ev.session_id, ev.payload.call_id)].append(ev.payload)
     return out
 

@@ -24,6 +24,7 @@ from agents.events import (
     FailLlmCall,
     FailToolCall,
     ForkSession,
+    ReissueEffect,
     RequestPayload,
     RequestRejected,
     SendMessage,
@@ -398,6 +399,7 @@ SAMPLES: dict[type, RequestPayload] = {
     EnforceBudget: EnforceBudget(
         "agent", "assistant", "2025-01-01", "usd", 1, 2, T0 + timedelta(1)
     ),
+    ReissueEffect: ReissueEffect("x", 1),
 }
 assert set(SAMPLES) == set(REQUEST_TYPES)
 

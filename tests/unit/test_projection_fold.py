@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.events import (
+    SUPERSEDED,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -445,3 +446,46 @@ def test_a_cancelled_turn_leaves_every_row_of_its_work_terminal_and_a_late_answe
     assert (s.turns_cancelled, s.cost_nanos, s.queued) == (1, 35 + 20, 0)
     # the late answer adds no conversation entry
     assert all(e[1] != 11 for e in db["entries"].values())
+
+
+@pytest.mark.parametrize("cut", [[], [4], [5]], ids=["one batch", "cut before", "cut between"])
+def test_answers_of_replaced_issues_add_up_beside_the_calls_own_answer(cut: list[int]) -> None:
+    t = "a/t1"
+    later = T0 + timedelta(hours=1)
+    requested = LlmCallRequested(
+        call_id="c1",
+        model="claude-haiku-4-5",
+        fallbacks=(),
+        max_tokens=512,
+        temperature=0.0,
+        context_ranges=(3, 3),
+        context_entries=1,
+        system_prompt_hash="p",
+        toolset_hash="t",
+        request_digest="d",
+        iteration=1,
+        deadline_at=later,
+    )
+    old = LlmCallCompleted(
+        "c1", "claude-haiku-4-5", "", (), "end_turn", Usage(7, 3), 20, 90, 1, discarded=SUPERSEDED
+    )
+    own = LlmCallCompleted("c1", "claude-haiku-4-5", "hi", (), "end_turn", Usage(10, 5), 35, 80, 1)
+    events = [
+        ev("a", 1, SessionStarted("support", "h")),
+        ev("a", 2, TurnStarted(1), t),
+        ev("a", 3, requested, t),
+        ev("a", 4, old, t),  # while the new issue runs
+        ev("a", 5, own, t),
+        ev("a", 6, old, t),  # and one after the call was answered
+    ]
+    db = _project(events, cut)
+    spec = PATCH_TABLES["llm_calls"]
+    cols, incs, _ = db["llm_calls"][("a", "c1")]
+    row = cols + incs
+    at = {c: i for i, c in enumerate(spec.columns + spec.increments)}
+    assert row[at["cost_nanos"]] == 35 and row[at["status"]] == "completed"
+    assert row[at["discarded"]] is None
+    assert (row[at["superseded_answers"]], row[at["superseded_cost_nanos"]]) == (2, 40)
+    assert row[at["superseded_input_tokens"]] == 14 and row[at["superseded_seq"]] == 6
+    sessions, _ = fold_all(events)
+    assert sessions["a"].cost_nanos == 35 + 40

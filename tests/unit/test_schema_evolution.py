@@ -95,7 +95,7 @@ ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
             "BudgetLimitReached",
         }
     ),
-    "Request": frozenset({"UpgradeAgent", "SetModel", "EnforceBudget"}),
+    "Request": frozenset({"UpgradeAgent", "SetModel", "EnforceBudget", "ReissueEffect"}),
 }
 
 
