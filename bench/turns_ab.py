@@ -30,6 +30,9 @@ LINE = re.compile(
     r"N=\s*(?P<n>\d+)\s+(?P<load>closed loop|paced at \d+ turns/s):\s+(?P<tps>[\d.]+) turns/s"
     r".*?p50 (?P<p50>[\d.]+) ms, p99 (?P<p99>[\d.]+) ms"
 )
+# The line after each run: the worker's CPU per turn (from /proc: robust to the load of a
+# shared machine, where turns/s and latency are not).
+CPU = re.compile(r"CPU ms per turn: worker (?P<worker>[\d.]+)")
 
 
 def worktree(rev: str, into: Path) -> Path:
@@ -63,7 +66,14 @@ def run(tree: Path, args: argparse.Namespace) -> dict[tuple[int, str], tuple[flo
     ).stdout
     found = {}
     for m in LINE.finditer(out):
-        found[(int(m["n"]), m["load"])] = (float(m["tps"]), float(m["p50"]), float(m["p99"]))
+        cpu = CPU.search(out, m.end())
+        worker = float(cpu["worker"]) if cpu is not None else float("nan")
+        found[(int(m["n"]), m["load"])] = (
+            float(m["tps"]),
+            float(m["p50"]),
+            float(m["p99"]),
+            worker,
+        )
     return found
 
 
@@ -101,14 +111,16 @@ def main() -> None:
         f"A = {args.base}, B = {args.head}; {args.repeat} repetitions each, interleaved "
         f"(A B, B A, ...); medians; {args.seconds:g} s windows.",
         "",
-        "| N | load | turns/s A | turns/s B | B/A | hop p50 A / B (ms) | hop p99 A / B (ms) |",
-        "|---:|---|---:|---:|---:|---|---|",
+        "| N | load | turns/s A | turns/s B | B/A | worker CPU ms/turn A / B | B/A "
+        "| hop p50 A / B (ms) | hop p99 A / B (ms) |",
+        "|---:|---|---:|---:|---:|---|---:|---|---|",
     ]
     for key in keys:
-        a = [statistics.median(r[key][i] for r in results["A"]) for i in range(3)]
-        b = [statistics.median(r[key][i] for r in results["B"]) for i in range(3)]
+        a = [statistics.median(r[key][i] for r in results["A"]) for i in range(4)]
+        b = [statistics.median(r[key][i] for r in results["B"]) for i in range(4)]
         lines.append(
             f"| {key[0]} | {key[1]} | {a[0]:.1f} | {b[0]:.1f} | {b[0] / a[0]:.2f} | "
+            f"{a[3]:.2f} / {b[3]:.2f} | {b[3] / a[3]:.2f} | "
             f"{a[1]:.1f} / {b[1]:.1f} | {a[2]:.1f} / {b[2]:.1f} |"
         )
     text = "\n".join(lines)
