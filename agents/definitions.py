@@ -63,6 +63,7 @@ from agents.orchestration import parse_mode
 from agents.policy import Policy
 from agents.pricing import CATALOG, active_catalog, find_model
 from agents.ratelimit import RateLimit
+from agents.response_cache import CacheConfig
 
 __all__ = [
     "AGENT_NAME_PATTERN",
@@ -283,6 +284,8 @@ class AgentDefinition(BaseModel):
     variants: tuple[_variants.Variant, ...] = ()
     # Messages and LLM tokens per session per minute (agents.ratelimit); None: no limit.
     rate_limit: RateLimit | None = None
+    # Reuse an identical LLM request's answer for ttl_s seconds (agents.response_cache).
+    cache: CacheConfig | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentDefinition:
@@ -386,6 +389,7 @@ _LATER_DEFAULTS: dict[str, object] = {
     "project": None,
     "variants": [],
     "rate_limit": None,
+    "cache": None,
 }
 
 

@@ -284,6 +284,9 @@ class LlmCallCompleted:
     discarded: str | None = None
     # The answer's thinking blocks, in order (sent back with the next request).
     thinking: tuple[ThinkingBlock, ...] = ()
+    # Answered from the response cache: the id of the call that paid for the answer
+    # (llm_calls.call_id); such a call costs nothing (usage and cost_nanos 0).
+    cached_from: str | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "LlmCallCompleted", "call_id")

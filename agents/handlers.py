@@ -544,11 +544,13 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
             ),
             stop_reason=p.stop_reason,
             usage=p.usage,
-            cost_nanos=_priced(p.model, llm.request.model, p.usage),
+            # A cached answer cost nothing now (what it cost once is on cached_from's row).
+            cost_nanos=0 if p.cached_from else _priced(p.model, llm.request.model, p.usage),
             latency_ms=p.latency_ms,
             attempts=p.attempts,
             fallback_used=p.fallback_used,
             thinking=p.thinking,
+            cached_from=p.cached_from,
         )
     )
     if stop == StopReason.REFUSAL:

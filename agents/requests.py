@@ -134,6 +134,9 @@ class CompleteLlmCall:
     circuits_opened: tuple[str, ...] = ()
     thinking: tuple[ThinkingBlock, ...] = ()
     effect_attempt: int = 0
+    # The answer came from the response cache (streams.response_cache): the id of the
+    # call that paid for it. Its usage is zero: nothing was sent to the vendor.
+    cached_from: str | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "CompleteLlmCall", "call_id")

@@ -446,6 +446,7 @@ def _llm_completed(s: SessionRow, ev: Event, p: LlmCallCompleted, changes: Chang
         completed_seq=ev.seq,
         completed_at=ev.occurred_at,
         discarded=p.discarded,
+        cached_from=p.cached_from,
     )
     s.llm_calls += 1
     _add_usage(s, u, p.cost_nanos)

@@ -131,6 +131,7 @@ PATCH_TABLES: dict[str, PatchTable] = {
                 "error_type",
                 "error_message",
                 "discarded",
+                "cached_from",
                 "superseded_seq",
                 "superseded_at",
             ),

@@ -80,6 +80,7 @@ from agents.toolspecs import REMOTE_AGENT_PREFIX
 from schemas.codec import encode_delta, encode_request
 from streams.logs import get_logger
 from streams.partitioning import partition_for
+from streams.response_cache import ResponseCache, answer_from_cache, remember_answer
 from streams.telemetry import effect_cancelled, effect_ended, effect_started
 from streams.topics import REQUESTS_MAX_BYTES, TopicNames
 from streams.tracing import child_traceparent, headers_with
@@ -142,6 +143,8 @@ class EffectRunner:
         self.tools = tools
         self.tool_context = tool_context
         self.stream_deltas = stream_deltas
+        # The response cache (streams.response_cache), for agents with [agents.X.cache].
+        self.cache: ResponseCache | None = None
         self._sem = asyncio.Semaphore(max_in_flight)
         self._producer: AIOKafkaProducer | None = None
         # Keyed by session too: effect ids are unique within a session only (a scripted
@@ -588,6 +591,10 @@ class EffectRunner:
         info = self.registry.pinned(state.agent, state.definition_hash)
         guarded = info is not None and any(g.on == "output" for g in info.definition.guardrails)
         stream = self.stream_deltas and not guarded
+        definition = info.definition if info is not None else None
+        cached = await answer_from_cache(self.cache, definition, effect)
+        if cached is not None:
+            return cached
         on_delta = self._delta_sink(session_id, effect.effect_id) if stream else None
         started = time.monotonic()
         try:
@@ -610,7 +617,7 @@ class EffectRunner:
             )
         if on_delta is not None:
             await self._send_delta(session_id, effect.effect_id, -1, "", done=True)
-        return CompleteLlmCall(
+        outcome = CompleteLlmCall(
             call_id=effect.effect_id,
             model=resp.model,
             text=resp.text,
@@ -624,6 +631,8 @@ class EffectRunner:
             thinking=tuple(resp.thinking),
             effect_attempt=effect.attempt,
         )
+        await remember_answer(self.cache, definition, effect, session_id, outcome)
+        return outcome
 
     async def _summarize(
         self,

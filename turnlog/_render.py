@@ -206,6 +206,8 @@ def _llm_call_completed(d: Describer, p: LlmCallCompleted) -> str:
     fallback = " (fallback)" if p.fallback_used else ""
     retries = f" · {p.attempts} attempts" if p.attempts > 1 else ""
     thought = f" · {len(p.thinking)} thinking block(s)" if p.thinking else ""
+    if p.cached_from:
+        fallback += f" (cached, from {p.cached_from})"
     return (
         f"← {p.model}{fallback} answered in {p.latency_ms} ms · {_tokens(p.usage)}"
         f" · {usd(p.cost_nanos)}{retries}{tools}{thought}"

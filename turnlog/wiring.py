@@ -291,6 +291,10 @@ def build_session_process(
         metrics_interval_s=settings.metrics_interval_s,
         client_id=client_id,
     )
+    # Agents with [agents.X.cache] share answers through Postgres (connected on first use).
+    from streams.response_cache import PostgresResponseCache
+
+    process.effects.cache = PostgresResponseCache(settings.database_url)
     from agents.tools.mcp import binding_of
 
     if binding_of(tools) is not None:  # its agents use MCP servers

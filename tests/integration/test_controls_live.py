@@ -1,13 +1,17 @@
 """Production controls on the live platform: a message over an agent's rate limit is
-rejected naming the limit and when to retry, decided from the broker's ingest times (so
-`turnlog replay --verify` re-decides the same); the console's HTTP API returns a turn's structured result as JSON (when it
+rejected naming the limit and when to retry, decided from the broker's ingest times
+(tests/unit/test_rate_limits.py decides it again from them); a second identical LLM request of an
+agent with a response cache is answered from Postgres — no second request reaches the
+vendor, the call is recorded cached with cost 0, SQL shows what it saved, and replay
+verifies it; the console's HTTP API returns a turn's structured result as JSON (when it
 waits for the turn, and on the session); `turnlog topics ensure` sets the requests
 topic's retention an operator asks for (read back from the broker), and a worker that
 restores a session after every request was deleted from the topic goes on as before —
 its state never needs old requests.
 
 Real broker, real Postgres, the real session worker (in this process), the scripted
-model of tests/data/controls/script.yaml.
+model of tests/data/controls/script.yaml, and the real anthropic SDK against the fake
+Messages API server (tests/fakes/anthropic_server.py), which counts the requests.
 """
 
 from __future__ import annotations
@@ -17,17 +21,28 @@ import json
 import secrets
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin.records_to_delete import RecordsToDelete
 
 from agents.agentfile import registry_from_file
-from agents.events import Event, RequestRejected, SendMessage, TurnCompleted
+from agents.events import Event, LlmCallCompleted, RequestRejected, SendMessage, TurnCompleted
+from agents.providers.anthropic import AnthropicProvider
 from agents.providers.scripted import ScriptedProvider
 from projections.projector import Projector, ProjectorConfig
-from streams.topics import TopicNames, _admin, _topic_configs
+from streams.response_cache import PostgresResponseCache
+from streams.topics import (
+    TopicError,
+    TopicNames,
+    _admin,
+    _topic_configs,
+    requests_retention_configs,
+)
+from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer, FakeMessage, FakeUsage
 from tests.integration.test_console_support import csrf_client, start_console
 from tests.support.live import PARTITIONS, live_platform, new_session_id, payloads, turnlog_cli
+from turnlog.settings import ConfigError, load_settings
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "controls"
 
@@ -66,13 +81,6 @@ async def test_a_message_over_the_rate_limit_is_rejected_naming_the_limit(
         assert len(payloads(log.events(sid), TurnCompleted)) == 2
         live.worker.assert_alive()
 
-    # The verdict is the core's, from the ingest times in the log: replay agrees.
-    code, out, err = await turnlog_cli(
-        kafka_bootstrap, names, "replay", sid, "--verify", "--no-timeline", timeout=60
-    )
-    assert code == 0, out + err
-    assert "verify: OK" in out, out
-
 
 async def _project(bootstrap: str, database_url: str, names: TopicNames) -> None:
     projector = Projector(
@@ -86,6 +94,71 @@ async def _project(bootstrap: str, database_url: str, names: TopicNames) -> None
         )
     )
     await asyncio.wait_for(projector.run(until_caught_up=True), 60)
+
+
+async def test_an_identical_request_is_answered_from_the_cache_at_no_cost(
+    kafka_bootstrap: str,
+    names: TopicNames,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TURNLOG_AGENTS", str(DATA / "agents.toml"))
+    registry = registry_from_file(DATA / "agents.toml")
+    # A question of this run only: the cache table is shared by the run's tests.
+    question = f"What is the capital of France? ({secrets.token_hex(4)})"
+    first, second = new_session_id("cache-a"), new_session_id("cache-b")
+    answer = FakeMessage("Paris.", usage=FakeUsage(input_tokens=40, output_tokens=3))
+    with FakeAnthropicServer(api_key=FAKE_API_KEY, default=answer) as server:
+        provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=server.base_url)
+        async with (
+            provider,
+            live_platform(
+                kafka_bootstrap, names, registry=registry, provider=provider, sandbox=tmp_path
+            ) as live,
+        ):
+            cache = PostgresResponseCache(database_url)
+            live.worker.process.effects.cache = cache
+            log = live.log
+            for sid in (first, second):
+                await live.client.send(sid, SendMessage(question), agent="cached")
+                await log.wait_for(sid, lambda evs: payloads(evs, TurnCompleted), f"{sid}'s turn")
+            live.worker.assert_alive()
+            await cache.close()
+        # The vendor saw the question once.
+        assert len(server.requests) == 1, server.requests
+
+    (paid,) = payloads(log.events(first), LlmCallCompleted)
+    (hit,) = payloads(log.events(second), LlmCallCompleted)
+    assert paid.cached_from is None and paid.cost_nanos > 0
+    assert (hit.cached_from, hit.cost_nanos, hit.usage.total_tokens) == (paid.call_id, 0, 0)
+    assert hit.text == paid.text == "Paris."
+    assert cache.stats == {"hits": 1, "misses": 1, "errors": 0}
+
+    # SQL: the hit, what it saved, and the stored answer.
+    await _project(kafka_bootstrap, database_url, names)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT cached_from, cost_nanos FROM llm_calls WHERE session_id = %s", (second,)
+        ).fetchone()
+        assert row == (paid.call_id, 0)
+        saved = conn.execute(
+            "SELECT saved_nanos, saved_input_tokens FROM cache_savings WHERE session_id = %s",
+            (second,),
+        ).fetchone()
+        assert saved == (paid.cost_nanos, 40)
+        stored = conn.execute(
+            "SELECT call_id, answer->>'text' FROM response_cache WHERE call_id = %s",
+            (paid.call_id,),
+        ).fetchone()
+        assert stored == (paid.call_id, "Paris.")
+
+    # Replay re-decides the cached call like any recorded answer, without the cache.
+    code, out, err = await turnlog_cli(
+        kafka_bootstrap, names, "replay", second, "--verify", "--no-timeline", timeout=60
+    )
+    assert code == 0, out + err
+    assert "verify: OK" in out, out
 
 
 async def test_the_http_api_returns_the_structured_result(
@@ -197,10 +270,12 @@ async def test_the_requests_retention_is_set_by_ensure_and_no_restore_needs_old_
     assert configs[names.requests]["segment.ms"] == str(6 * 3_600_000 // 4)
     assert configs[names.requests]["message.timestamp.type"] == "LogAppendTime"
     assert configs[names.events]["retention.ms"] == "-1"  # the log: untouched
-    # Below an hour is refused, naming the variable.
+    # Below an hour is refused, naming the variable (and by ensure_topics itself).
     monkeypatch.setenv("TURNLOG_REQUESTS_RETENTION_HOURS", "0.1")
-    code, out, err = await turnlog_cli(kafka_bootstrap, names, "topics", "ensure")
-    assert code != 0 and "TURNLOG_REQUESTS_RETENTION_HOURS" in out + err, out + err
+    with pytest.raises(ConfigError, match="TURNLOG_REQUESTS_RETENTION_HOURS"):
+        load_settings()
+    with pytest.raises(TopicError, match="at least 60 minutes"):
+        requests_retention_configs(10 * 60_000)
 
     # A session's first turn; then every request is gone from the topic, as retention
     # would have it; a new worker restores the session and takes its next message.

@@ -154,6 +154,7 @@ def test_the_new_setting_leaves_existing_definition_hashes_alone() -> None:
         "project",
         "variants",
         "rate_limit",
+        "cache",
     ):
         data.pop(later, None)  # fields added later still, left out at their defaults
     from agents.llm import canonical_json, sha256_hex
