@@ -23,6 +23,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any, Protocol
@@ -107,11 +108,16 @@ _STORE = (
 
 class PostgresResponseCache:
     """The store in table response_cache. One connection, opened on first use (a worker
-    none of whose agents caches never connects), reopened after a failure."""
+    none of whose agents caches never connects), reopened after a failure. A lookup or a
+    write that takes longer than `timeout_s` (a database that hangs) counts as failed:
+    the call goes to the model rather than wait."""
 
-    def __init__(self, database_url: str, *, connect_timeout_s: int = 5) -> None:
+    def __init__(
+        self, database_url: str, *, connect_timeout_s: int = 5, timeout_s: float = 2.0
+    ) -> None:
         self._url = database_url
         self._timeout = connect_timeout_s
+        self._query_timeout = timeout_s
         self._conn: Any = None
         self._lock = asyncio.Lock()
         self._log = get_logger(component="response-cache")
@@ -126,14 +132,16 @@ class PostgresResponseCache:
                     self._conn = await psycopg.AsyncConnection.connect(
                         self._url, connect_timeout=self._timeout, autocommit=True
                     )
-                cur = await self._conn.execute(query, params)
-                return await cur.fetchone() if cur.description else None
-            except psycopg.Error as exc:
+                async with asyncio.timeout(self._query_timeout):
+                    cur = await self._conn.execute(query, params)
+                    return await cur.fetchone() if cur.description else None
+            except (psycopg.Error, TimeoutError) as exc:
                 self.stats["errors"] += 1
-                # The message names the server and the failure, never the URL (a secret).
+                # The error's type only: its message could carry the URL (a secret).
                 self._log.warning("response_cache.unavailable", error=type(exc).__name__)
                 if self._conn is not None:
-                    await self._conn.close()
+                    with contextlib.suppress(psycopg.Error):
+                        await self._conn.close()
                 self._conn = None
                 return None
 

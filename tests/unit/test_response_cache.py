@@ -20,7 +20,12 @@ from agents.events import CompleteLlmCall, LlmCallCompleted, SendMessage, ToolUs
 from agents.fold import fold
 from agents.response_cache import cache_key
 from agents.state_codec import state_from_dict, state_to_dict
-from streams.response_cache import CachedAnswer, answer_from_cache, remember_answer
+from streams.response_cache import (
+    CachedAnswer,
+    PostgresResponseCache,
+    answer_from_cache,
+    remember_answer,
+)
 from tests.unit.test_fsm_support import Driver, agent, make_registry, types
 
 CACHED = agent("cached", cache={"ttl_s": 300})
@@ -169,3 +174,17 @@ def test_a_cached_answer_charges_no_tokens_to_the_rate_window() -> None:
     assert d.state.rate[-1][0] - d.state.rate[0][0] < timedelta(seconds=60) // timedelta(
         microseconds=1
     )
+
+
+async def test_a_database_that_does_not_answer_costs_no_answer() -> None:
+    """Nothing listens on port 9: the lookup and the store fail, are counted, and the
+    call would go to the model (None), never an exception."""
+    cache = PostgresResponseCache("postgresql://turnlog@127.0.0.1:9/none", connect_timeout_s=2)
+    d = Driver(REGISTRY)
+    d.send(SendMessage("q"), agent="cached")
+    e = _effect(d)
+    assert await answer_from_cache(cache, CACHED, e) is None
+    out = CompleteLlmCall(e.effect_id, "scripted-small", "fine")
+    await remember_answer(cache, CACHED, e, "s1", out)
+    assert cache.stats == {"hits": 0, "misses": 1, "errors": 2}
+    await cache.close()
