@@ -315,13 +315,15 @@
     };
     // Reload once the scheduler has projected the change (or after 30 s regardless).
     const later = async (id, status) => {
-      for (let i = 0; i < 100; i++) {
-        const res = await fetch("/api/schedules", { credentials: "same-origin" });
-        const rows = res.ok ? (await res.json()).schedules : [];
-        const row = rows.find((r) => r.schedule_id === id);
-        if (row && (!status || row.status === status)) break;
-        await new Promise((done) => setTimeout(done, 300));
-      }
+      try {
+        for (let i = 0; i < 100; i++) {
+          const res = await fetch("/api/schedules", { credentials: "same-origin" });
+          const rows = res.ok ? (await res.json()).schedules : [];
+          const row = rows.find((r) => r.schedule_id === id);
+          if (row && (!status || row.status === status)) break;
+          await new Promise((done) => setTimeout(done, 300));
+        }
+      } catch (e) {} // the page is going away, or the console is: reload shows which
       location.reload();
     };
     const form = document.getElementById("new-schedule");
