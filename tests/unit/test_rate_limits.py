@@ -154,7 +154,7 @@ def test_the_verdict_uses_the_ingest_time_not_the_senders_claim() -> None:
     d.answer("ok")
     # The sender claims a time two minutes later; the worker took it 3 s after the last.
     req = d.request(SendMessage("three"), advance=120)
-    events, after = decide_and_evolve(
+    events, _ = decide_and_evolve(
         d.state, req, REGISTRY, ingested_at=d.log[-1].occurred_at + timedelta(seconds=3)
     )
     assert types(events) == ["RequestRejected"]
