@@ -426,6 +426,38 @@ async def test_an_invalid_tracestate_is_dropped_and_the_traceparent_kept(
     assert records and all("tracestate" not in dict(r.headers) for r in records)
 
 
+async def test_an_unsampled_turn_exports_nothing_and_hands_its_decision_on(
+    kafka_bootstrap: str, served: Served
+) -> None:
+    """The default sampler follows the parent's flags: a client's unsampled traceparent
+    makes the whole turn unsampled — no span reaches the receiver, every event carries
+    the trace with the flags 00 — while a sampled turn after it is exported whole."""
+    names, receiver = served.names, served.receiver
+    unsampled = new_traceparent()[:-2] + "00"
+    sampled = new_traceparent()
+    sids = {tp: f"unsampled-{secrets.token_hex(3)}" for tp in (unsampled, sampled)}
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        for tp, sid in sids.items():
+            await produce(
+                kafka_bootstrap,
+                names,
+                user_message(sid, "what is 6*7?", agent="calc"),
+                [("traceparent", tp.encode())],
+            )
+            await log.wait_for(lambda sid=sid: log.turns_completed(sid) == 1, 60, "the turn")
+    carried = {tp for _, tp in log.traceparents(sids[unsampled])}
+    assert {trace_id(tp) for tp in carried} == {trace_id(unsampled)}
+    assert {tp[-2:] for tp in carried if tp} == {"00"}
+    # The batch processor exports in order: once the later turn's 7 spans are in, any
+    # span of the unsampled turn would be too.
+    await wait_until(
+        lambda: len(receiver.spans(trace_id(sampled))) == 7 or None,
+        30,
+        "the sampled turn's 7 spans",
+    )
+    assert receiver.spans(trace_id(unsampled)) == []
+
+
 def test_health_and_readiness_of_the_running_worker(served: Served) -> None:
     assert http_get(served.port, "/healthz") == (200, "ok\n")
     status, body = http_get(served.port, "/readyz")
