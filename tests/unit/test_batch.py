@@ -159,3 +159,52 @@ def test_the_cli_takes_stage_limits_from_the_agent_file(tmp_path: Path) -> None:
     agents.write_text("[agents.pipe]\nmodel = 3\n", encoding="utf-8")
     with pytest.raises(typer.BadParameter, match="TURNLOG_AGENTS"):
         _stages(settings, "pipe")
+
+
+def test_a_restart_counts_what_was_sent_and_when_from_the_requests_topic() -> None:
+    """What a restarted submitter reads from the requests topic (streams.batch recount):
+    a stage request on the topic is in flight, and counts in the per-minute window at
+    its record's time; another id for the session (not the batch's) does not count."""
+    import dataclasses
+
+    from aiokafka import ConsumerRecord
+
+    from schemas.codec import encode_request
+
+    now = 5000.0
+
+    def batch() -> Batch:
+        return Batch(
+            bootstrap="127.0.0.1:9092",
+            topics=topic_names(""),
+            partitions=4,
+            batch_id="b",
+            agent="pipe",
+            items=["x", "y"],
+            stages=[Stage("research"), Stage("edit", max_concurrency=1, max_per_minute=1)],
+            clock=lambda: now,
+        )
+
+    def record(b: Batch, n: int, k: int, at: float, suffix: str = ":item") -> ConsumerRecord:
+        item = b.items[item_session_id("b", n)]
+        request = b._request(item, item.runs[k - 1])
+        request = dataclasses.replace(request, request_id=item.runs[k - 1].session_id + suffix)
+        value = encode_request(request)
+        key = item.runs[k - 1].session_id.encode()
+        return ConsumerRecord("r", 0, 0, int(at * 1000), 0, key, value, None, 0, 0, [])
+
+    b = batch()
+    b._recount(record(b, 1, 2, now - 30))
+    run = b.items[item_session_id("b", 1)].runs[1]
+    assert run.status == "sent" and b._in_flight[2] == 1 and not b._room(2)
+    b._set(b.items[item_session_id("b", 1)], run, "completed")
+    assert not b._room(2)  # no one in flight, but one start in the last minute
+
+    b = batch()
+    b._recount(record(b, 1, 2, now - 61))  # started more than a minute ago
+    b._set(b.items[item_session_id("b", 1)], b.items[item_session_id("b", 1)].runs[1], "completed")
+    assert b._room(2)
+
+    b = batch()
+    b._recount(record(b, 2, 1, now - 1, suffix=":other"))
+    assert b.items[item_session_id("b", 2)].runs[0].status == "pending"
