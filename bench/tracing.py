@@ -124,7 +124,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                     Path(tmpdir),
                                     rate or None,
                                 )
-                            except RuntimeError as exc:  # a warm-up the loaded machine missed
+                            except (RuntimeError, AssertionError) as exc:  # a run that failed
                                 print(f"round {rnd} {mode}: run failed: {exc}"[:300], flush=True)
                                 continue
                             after = sink.stats()
