@@ -82,7 +82,7 @@ from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.response_cache import ResponseCache, answer_from_cache, remember_answer
 from streams.telemetry import effect_cancelled, effect_ended, effect_started
-from streams.topics import REQUESTS_MAX_BYTES, TopicNames
+from streams.topics import COMPRESSION, REQUESTS_MAX_BYTES, TopicNames
 from streams.tracing import child_traceparent, headers_with
 
 __all__ = ["EffectRunner", "tool_context"]
@@ -203,6 +203,7 @@ class EffectRunner:
             # An outcome may be as large as the requests topic accepts (aiokafka's
             # default is 1 MiB): a larger result is cut by the core, not refused here.
             max_request_size=REQUESTS_MAX_BYTES,
+            compression_type=COMPRESSION,
             client_id="turnlog-effects",
         )
         await self._producer.start()

@@ -68,7 +68,12 @@ from streams.logread import (
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.telemetry import observe_restore
-from streams.topics import DEFAULT_MAX_REQUEST_BYTES, WORKER_MAX_REQUEST_SIZE, TopicNames
+from streams.topics import (
+    COMPRESSION,
+    DEFAULT_MAX_REQUEST_BYTES,
+    WORKER_MAX_REQUEST_SIZE,
+    TopicNames,
+)
 from streams.tracing import get_traceparent
 
 # Events of whole partitions of the events topic, by partition, read once per restore.
@@ -379,6 +384,7 @@ class SessionWorker:
             # Anything the topics it writes accept (events, DLQ, requests): a record
             # over aiokafka's default 1 MiB must not fail every retry of its batch.
             max_request_size=WORKER_MAX_REQUEST_SIZE,
+            compression_type=COMPRESSION,
         )
         await producer.start()
         # Wait until the broker has given us the producer id: that fences the previous

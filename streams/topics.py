@@ -76,6 +76,11 @@ DEFAULT_MAX_REQUEST_BYTES = REQUESTS_MAX_BYTES
 # Configs `ensure_topics` sets on an existing topic even without fix_configs: changing
 # them moves no data and loses nothing, and turnlog's guarantees depend on them.
 ALWAYS_FIXED = frozenset({"message.timestamp.type"})
+# How turnlog's records are stored and sent: zstd batches (the producers compress, the
+# topics keep them as sent and compress what another producer sends uncompressed). The
+# events are Avro with many repeated ids and names: bench/peers.py measures the bytes on
+# disk per turn with and without it (bench/peers, BENCHMARKS.md: Topic compression).
+COMPRESSION = "zstd"
 
 # Audit-chain heads are one totally ordered stream.
 CHECKPOINT_PARTITIONS = 1
@@ -150,6 +155,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         suffix="turnlog.requests",
         purpose="inputs: user messages, approvals, cancel, fork, effect outcomes",
         configs={
+            "compression.type": COMPRESSION,
             "cleanup.policy": "delete",
             "retention.ms": str(7 * DAY_MS),
             "retention.bytes": "-1",
@@ -165,6 +171,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         suffix="turnlog.events",
         purpose="the session log, the source of truth: kept forever",
         configs={
+            "compression.type": COMPRESSION,
             "cleanup.policy": "delete",
             "retention.ms": FOREVER,
             "retention.bytes": "-1",
@@ -190,6 +197,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         suffix="turnlog.requests.dlq",
         purpose="inputs that could not be decoded, with error headers",
         configs={
+            "compression.type": COMPRESSION,
             "cleanup.policy": "delete",
             "retention.ms": str(30 * DAY_MS),
             "retention.bytes": "-1",
@@ -202,6 +210,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         suffix="turnlog.snapshots",
         purpose="each session's latest state and each partition's restore point (compacted)",
         configs={
+            "compression.type": COMPRESSION,
             "cleanup.policy": "compact",
             # Compaction never touches the active segment: roll it hourly (or at 64 MiB)
             # so a restore reads about one record per session, not every one written.
@@ -218,6 +227,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         purpose="agent definition versions by hash, which sessions pin (compacted: forever)",
         partitions=1,
         configs={
+            "compression.type": COMPRESSION,
             "cleanup.policy": "compact",
             "max.message.bytes": str(1 * MiB),
             "unclean.leader.election.enable": "false",
@@ -228,6 +238,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         suffix="turnlog.schedules",
         purpose="schedules, their pause state and each one's last firing (compacted: forever)",
         configs={
+            "compression.type": COMPRESSION,
             # Keyed per schedule and aspect (definition, pause state, last firing): the
             # latest of each is kept, so a scheduler restores from about 3 records each.
             "cleanup.policy": "compact",
@@ -242,6 +253,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         suffix="turnlog.schedules.history",
         purpose="every slot the scheduler handled, in its firing's transaction: kept forever",
         configs={
+            "compression.type": COMPRESSION,
             # turnlog.schedules keeps only each schedule's last firing (compaction): the
             # history of runs, which schedule_runs is rebuilt from, lives here.
             "cleanup.policy": "delete",
@@ -257,6 +269,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         purpose="audit-chain heads published by the projector: kept forever",
         partitions=CHECKPOINT_PARTITIONS,
         configs={
+            "compression.type": COMPRESSION,
             "cleanup.policy": "delete",
             "retention.ms": FOREVER,
             "retention.bytes": "-1",

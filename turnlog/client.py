@@ -52,7 +52,7 @@ from agents.limits import DEFAULT_MAX_TEXT_BYTES, utf8_size
 from schemas.codec import decode_event, encode_request
 from streams.logread import topic_partitions
 from streams.partitioning import partition_for
-from streams.topics import REQUESTS_MAX_BYTES, TopicNames, topic_names
+from streams.topics import COMPRESSION, REQUESTS_MAX_BYTES, TopicNames, topic_names
 from streams.tracing import headers_with, new_traceparent
 from turnlog._follow import (
     EXIT_CODES,
@@ -147,6 +147,7 @@ class Client:
             client_id=self.client_id,
             # Whatever the requests topic accepts (aiokafka's default is 1 MiB).
             max_request_size=REQUESTS_MAX_BYTES,
+            compression_type=COMPRESSION,
         )
         offsets = self._reader("turnlog-client-offsets")
         try:
