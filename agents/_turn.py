@@ -30,6 +30,7 @@ from agents.context import (
     EMPTY_TOOLSET_HASH,
     SUMMARIZE_SYSTEM_HASH,
     entries_for,
+    guard_request,
     summarize_request,
     turn_request,
 )
@@ -39,15 +40,34 @@ from agents.events import (
     ContextCompactionRequested,
     GuardrailTripped,
     LlmCallRequested,
+    TurnCompleted,
     TurnFailed,
     TurnStarted,
     Usage,
     UserMessageReceived,
 )
-from agents.guardrails import Guardrail, GuardStage, Verdict, check
+from agents.guardrails import (
+    CLASSIFIER,
+    Guardrail,
+    GuardStage,
+    Precheck,
+    Verdict,
+    check,
+    classifier_rule,
+    guard_call_id,
+    precheck,
+)
+from agents.llm import sha256_hex
 from agents.pricing import model_info
 from agents.registry import AgentInfo
-from agents.state import SessionState, context_ranges, window_entries, window_ranges
+from agents.state import (
+    SessionState,
+    context_ranges,
+    find_entry,
+    usage_of,
+    window_entries,
+    window_ranges,
+)
 from agents.tokens import ENTRY_OVERHEAD, estimate_tokens
 from agents.variants import with_variant
 from agents.versions import settle_follow
@@ -55,9 +75,12 @@ from agents.versions import settle_follow
 __all__ = [
     "GUARDRAIL_BLOCKED",
     "alert_budget",
+    "classify",
+    "complete_turn",
     "drop_instead_of_summary",
     "fail_turn",
     "guard",
+    "guard_decided",
     "model_chain",
     "next_llm_call",
     "start_queued",
@@ -96,8 +119,8 @@ def start_turn(
             )
             return
         text = verdict.text
-    d.emit(UserMessageReceived(text=text, attachments=attachments))
-    next_llm_call(d)
+    received = d.emit(UserMessageReceived(text=text, attachments=attachments))
+    classify(d, "input", received.seq)
 
 
 GUARDRAIL_BLOCKED = "GuardrailBlocked"
@@ -115,6 +138,123 @@ def guard(
     for t in verdict.trips:
         d.emit(GuardrailTripped(t.rule, t.kind, t.action, t.on, t.detail, call_id=call_id))
     return verdict
+
+
+# --------------------------------------------------------------------------- classifiers
+# A classifier guardrail judges text already recorded (the user's message, the model's
+# final answer): its cheap check first, then, when that is inconclusive, an LLM call
+# with purpose "guard" whose context is that one entry. Its verdict comes back through
+# guard_decided, which goes on with the next classifier rule, then with the turn.
+
+GUARD_MAX_TOKENS = 16  # a verdict is one word
+
+
+def complete_turn(d: Decision) -> None:
+    """The final answer (the turn's answer_seq) passed every check: the turn completes."""
+    turn = d.turn
+    d.emit(
+        TurnCompleted(
+            turn_no=turn.turn_no,
+            answer_seq=turn.answer_seq,
+            usage=usage_of(turn.usage),
+            cost_nanos=turn.cost_nanos,
+            iterations=turn.iteration,
+        )
+    )
+
+
+def classify(d: Decision, on: GuardStage, seq: int, start: int = 0) -> None:
+    """Run the agent's `on` classifier rules, from rule index `start`, over the entry at
+    `seq`; when none is left, go on (input: the turn's LLM call; output: complete)."""
+    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
+    rules = info.definition.guardrails if info is not None else ()
+    entry = find_entry(d.state.history, seq)
+    text = entry.text if entry is not None else ""
+    for i in range(start, len(rules)):
+        rule = rules[i]
+        if rule.kind != CLASSIFIER or rule.on != on:
+            continue
+        pre = precheck(rule, text)
+        if pre == "allow":
+            continue
+        if pre == "block":
+            if _classifier_tripped(d, rule, "a block_if pattern matched", None):
+                return
+            continue
+        assert info is not None
+        _request_guard(d, info, i, rule, seq)
+        return
+    if on == "input":
+        next_llm_call(d)
+    else:
+        complete_turn(d)
+
+
+def _classifier_tripped(d: Decision, rule: Guardrail, detail: str, call_id: str | None) -> bool:
+    """Record the trip; True when it blocks (the turn failed)."""
+    d.emit(GuardrailTripped(rule.name, CLASSIFIER, rule.action, rule.on, detail, call_id=call_id))
+    if rule.action != "block":
+        return False
+    what = "the user's message" if rule.on == "input" else "the model's answer"
+    fail_turn(
+        d, f"Guardrail {rule.name!r} (classifier) blocked {what}: {detail}.", GUARDRAIL_BLOCKED
+    )
+    return True
+
+
+def _request_guard(d: Decision, info: AgentInfo, index: int, rule: Guardrail, seq: int) -> None:
+    model = rule.model or ""
+    prompt = rule.prompt or ""
+    entries = entries_for(d.state.history, (seq,), where=f"session {d.state.session_id}")
+    max_tokens = min(GUARD_MAX_TOKENS, model_info(model).max_output_tokens)
+    request = guard_request(prompt, entries, model=model, max_tokens=max_tokens)
+    context_tokens = sum(e.tokens for e in entries) + estimate_tokens(prompt) + ENTRY_OVERHEAD
+    reserved = _reserve_or_fail(d, (model,), context_tokens, max_tokens, info)
+    if reserved is None:
+        return
+    d.request_llm(
+        LlmCallRequested(
+            call_id=guard_call_id(d.state.session_id, d.next_seq, index),
+            model=model,
+            fallbacks=(),
+            max_tokens=max_tokens,
+            temperature=0.0,
+            context_ranges=context_ranges(d.state.history, (seq,)),
+            context_entries=1,
+            system_prompt_hash=sha256_hex(prompt),
+            toolset_hash=EMPTY_TOOLSET_HASH,
+            request_digest=request.digest(),
+            iteration=d.turn.iteration,
+            deadline_at=d.now + _seconds(info.definition.deadlines.llm_s),
+            reserved_tokens=reserved[0],
+            reserved_nanos=reserved[1],
+            purpose="guard",
+        ),
+        request,
+    )
+
+
+def guard_decided(
+    d: Decision, request: LlmCallRequested, verdict: Precheck, error: str | None = None
+) -> None:
+    """A guard call ended (its LlmCallCompleted or LlmCallFailed is recorded): `verdict`
+    is the parsed answer, None when unreadable or the call failed (`error`); the rule's
+    on_error decides those. Then the next classifier rule, or the turn goes on."""
+    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
+    found = classifier_rule(info.definition.guardrails, request.call_id) if info else None
+    if found is None:  # the pinned definition always has the rule that asked
+        fail_turn(d, f"The guard call {request.call_id} names no classifier rule.", "UnknownAgent")
+        return
+    index, rule = found
+    detail = "the classifier answered BLOCK"
+    if verdict is None:
+        verdict = rule.on_error
+        detail = (
+            error or "the classifier's answer was neither BLOCK nor ALLOW"
+        ) + f" (on_error = {rule.on_error})"
+    if verdict == "block" and _classifier_tripped(d, rule, detail, request.call_id):
+        return
+    classify(d, rule.on, request.context_ranges[0], index + 1)
 
 
 def alert_budget(d: Decision, before: SessionState) -> None:

@@ -30,6 +30,7 @@ from typing import NamedTuple, Protocol
 
 from agents.errors import ContractError
 from agents.events import LlmCallRequested
+from agents.guardrails import classifier_rule
 from agents.llm import (
     ContentBlock,
     LlmRequest,
@@ -68,6 +69,7 @@ __all__ = [
     "build_messages",
     "build_summary_request",
     "entries_for",
+    "guard_request",
     "summarize_request",
     "thinking_budget_for",
     "turn_request",
@@ -376,6 +378,23 @@ def summarize_request(entries: Sequence[Entry], *, model: str, max_tokens: int) 
     )
 
 
+def guard_request(
+    prompt: str, entries: Sequence[Entry], *, model: str, max_tokens: int
+) -> LlmRequest:
+    """The request of a classifier guardrail's call: its prompt as the system prompt, the
+    recorded text it judges (the user's message or the model's answer) as the message."""
+    text = "\n\n".join(e.text for e in entries)
+    return LlmRequest(
+        model=model,
+        system=prompt,
+        messages=(Message("user", (TextBlock(text),)),),
+        tools=(),
+        max_tokens=max_tokens,
+        temperature=0.0,
+        cache_prefix=False,
+    )
+
+
 class HasRequested(Protocol):
     """Anything carrying the LlmCallRequested it executes (the effects of agents.effects)."""
 
@@ -408,6 +427,12 @@ def build_llm_request(
     entries = entries_for(state.history, seqs, where=where)
     if req.purpose == "summarize":
         return summarize_request(entries, model=req.model, max_tokens=req.max_tokens)
+    if req.purpose == "guard":
+        pinned = registry.pinned(state.agent, state.definition_hash) or registry.info(state.agent)
+        found = classifier_rule(pinned.definition.guardrails, req.call_id)
+        # No such rule: an empty prompt, and the digest check says the request differs.
+        prompt = found[1].prompt or "" if found is not None else ""
+        return guard_request(prompt, entries, model=req.model, max_tokens=req.max_tokens)
     # The version the session is pinned to; a registry that cannot serve it rebuilds with
     # the served one, and the digest check then says the request differs.
     info = registry.pinned(state.agent, state.definition_hash) or registry.info(state.agent)

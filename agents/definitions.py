@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agents import variants as _variants
 from agents.budget import LATER_BUDGET_DEFAULTS, BudgetConfig, parse_projects
 from agents.errors import AgentDefinitionError
-from agents.guardrails import Guardrail, schema_problem
+from agents.guardrails import LATER_GUARDRAIL_DEFAULTS, Guardrail, schema_problem
 from agents.llm import ToolSpec, canonical_json, sha256_hex
 from agents.orchestration import parse_mode
 from agents.policy import Policy
@@ -356,6 +356,9 @@ def _cross_problems(d: AgentDefinition) -> Iterator[tuple[str, str]]:
     names = [g.name for g in d.guardrails]
     if len(set(names)) != len(names):
         yield "guardrails", "two guardrails have the same name"
+    for g in d.guardrails:
+        if g.model is not None and find_model(g.model) is None:
+            yield f"guardrails.{g.name}.model", f"unknown model {g.model!r} (known: {known})"
     names = [v.name for v in d.variants]
     if len(set(names)) != len(names):
         yield "variants", "two variants have the same name"
@@ -409,6 +412,10 @@ def definition_hash(definition: AgentDefinition) -> str:
     for name, default in _LATER_DEFAULTS.items():
         if data.get(name) == default:
             del data[name]
+    for rule in data.get("guardrails", ()):
+        for name, default in LATER_GUARDRAIL_DEFAULTS.items():
+            if rule.get(name) == default:
+                del rule[name]
     return sha256_hex(canonical_json(data))
 
 

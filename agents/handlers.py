@@ -22,9 +22,11 @@ from agents._orchestrate import advance, hand_off
 from agents._step import dispatch_tool_uses, start_child, start_delegate_many
 from agents._turn import (
     GUARDRAIL_BLOCKED,
+    classify,
     drop_instead_of_summary,
     fail_turn,
     guard,
+    guard_decided,
     model_chain,
     next_llm_call,
     start_turn,
@@ -66,10 +68,9 @@ from agents.events import (
     ToolCallCompleted,
     ToolCallFailed,
     TurnCancelled,
-    TurnCompleted,
     Usage,
 )
-from agents.guardrails import Verdict, check
+from agents.guardrails import Verdict, check, parse_verdict
 from agents.limits import utf8_size
 from agents.llm import StopReason
 from agents.orchestration import DELEGATE_MANY, HANDOFF, orchestration_of
@@ -81,7 +82,6 @@ from agents.state import (
     PendingCall,
     PendingLlm,
     SessionState,
-    usage_of,
 )
 from agents.structured import MAX_CORRECTIONS, validate_answer
 from agents.toolspecs import DELEGATE, REMOTE_AGENT_PREFIX
@@ -148,7 +148,8 @@ def _not_pending(d: Decision, what: str, effect_id: str) -> Rejected:
 def _pending_llm(d: Decision, call_id: str, purpose: str) -> PendingLlm:
     llm = d.turn.llm
     if llm is None or llm.request.call_id != call_id or llm.request.purpose != purpose:
-        raise _not_pending(d, "LLM call" if purpose == "turn" else "compaction", call_id)
+        what = {"turn": "LLM call", "summarize": "compaction"}.get(purpose, f"{purpose} call")
+        raise _not_pending(d, what, call_id)
     return llm
 
 
@@ -509,7 +510,40 @@ def _context_window_stop(d: Decision, p: CompleteLlmCall, llm: PendingLlm) -> No
     next_llm_call(d, force_compaction=True)
 
 
+def _guard_pending(d: Decision, call_id: str) -> bool:
+    llm = d.turn.llm
+    return llm is not None and llm.request.purpose == "guard" and llm.request.call_id == call_id
+
+
+def _guard_completed(d: Decision, p: CompleteLlmCall) -> None:
+    """A classifier guardrail's answer: recorded for its cost (not part of the
+    conversation: discarded "guard"), then its verdict decides (agents._turn)."""
+    llm = _pending_llm(d, p.call_id, "guard")
+    for target in p.circuits_opened:
+        d.emit(ProviderCircuitOpened(call_id=p.call_id, target=target))
+    d.emit(
+        LlmCallCompleted(
+            call_id=p.call_id,
+            model=p.model,
+            text=p.text,
+            tool_call_ids=(),
+            stop_reason=p.stop_reason,
+            usage=p.usage,
+            cost_nanos=0 if p.cached_from else _priced(p.model, llm.request.model, p.usage),
+            latency_ms=p.latency_ms,
+            attempts=p.attempts,
+            fallback_used=p.fallback_used,
+            discarded="guard",
+            cached_from=p.cached_from,
+        )
+    )
+    guard_decided(d, llm.request, parse_verdict(p.text))
+
+
 def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
+    if _guard_pending(d, p.call_id):
+        _guard_completed(d, p)
+        return
     llm = _pending_llm(d, p.call_id, "turn")
     info = d.agent_info()
     for target in p.circuits_opened:
@@ -565,16 +599,8 @@ def on_llm_completed(d: Decision, p: CompleteLlmCall) -> None:
     if not p.tool_uses:
         if defn.output_schema is not None and not _structured(d, defn.output_schema, p, verdict):
             return
-        turn = d.turn
-        d.emit(
-            TurnCompleted(
-                turn_no=turn.turn_no,
-                answer_seq=completed.seq,
-                usage=usage_of(turn.usage),
-                cost_nanos=turn.cost_nanos,
-                iterations=turn.iteration,
-            )
-        )
+        # The output classifiers (if any) judge the recorded answer, then the turn completes.
+        classify(d, "output", completed.seq)
         return
     dispatch_tool_uses(d, info, p.call_id, p.tool_uses)
 
@@ -651,6 +677,12 @@ def _record_llm_failure(d: Decision, p: FailLlmCall, purpose: str) -> None:
 
 
 def on_llm_failed(d: Decision, p: FailLlmCall) -> None:
+    if _guard_pending(d, p.call_id):
+        llm = d.turn.llm
+        assert llm is not None
+        _record_llm_failure(d, p, "guard")
+        guard_decided(d, llm.request, None, f"the classifier call failed ({p.error_type})")
+        return
     _record_llm_failure(d, p, "turn")
     # The provider adapter owns retries and fallbacks; a reported failure is final.
     fail_turn(d, f"The LLM call failed: {p.error_type}: {p.message}", p.error_type)
