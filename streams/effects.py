@@ -591,7 +591,8 @@ class EffectRunner:
         # An answer an output guardrail may redact or block is not streamed unchecked.
         info = self.registry.pinned(state.agent, state.definition_hash)
         guarded = info is not None and any(g.on == "output" for g in info.definition.guardrails)
-        stream = self.stream_deltas and not guarded
+        # A guard call's verdict is no answer for a live client: never streamed.
+        stream = self.stream_deltas and not guarded and effect.requested.purpose == "turn"
         definition = info.definition if info is not None else None
         cached = await answer_from_cache(self.cache, definition, effect)
         if cached is not None:

@@ -187,6 +187,8 @@ def _user_message_received(d: Describer, p: UserMessageReceived) -> str:
 def _llm_call_requested(d: Describer, p: LlmCallRequested) -> str:
     if p.purpose == "summarize":
         return f"→ summarize call to {p.model} ({p.context_entries} entries)"
+    if p.purpose == "guard":
+        return f"→ guard call to {p.model} (a classifier guardrail)"
     d.llm_calls += 1
     return (
         f"→ LLM call {p.iteration} to {p.model} · "
