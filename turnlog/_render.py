@@ -198,6 +198,11 @@ def _llm_call_requested(d: Describer, p: LlmCallRequested) -> str:
 
 @describes(LlmCallCompleted)
 def _llm_call_completed(d: Describer, p: LlmCallCompleted) -> str:
+    if p.discarded == "guard":  # a classifier guardrail's verdict
+        return (
+            f"← {p.model} guard verdict: {oneline(p.text)} · "
+            f"{p.usage.input_tokens}+{p.usage.output_tokens} tokens · {usd(p.cost_nanos)}"
+        )
     if p.discarded is not None:
         return (
             f"← {p.model} answer discarded ({p.discarded}, stop {p.stop_reason}) · "

@@ -359,3 +359,14 @@ def test_an_answer_with_tool_calls_is_not_judged() -> None:
     events = d.answer("let me compute", tools=[("c1", "calculator", '{"expression": "1+1"}')])
     assert "LlmCallRequested" not in types(events)
     _consistent(d)
+
+
+def test_the_log_renders_a_guard_call_and_its_verdict() -> None:
+    from turnlog._render import Describer
+
+    d = Driver(registry(scope()))
+    d.send(SendMessage("tell me about cars"), agent="guarded")
+    _verdict(d, "BLOCK")
+    lines = [Describer().describe(ev) for ev in d.log]
+    assert "→ guard call to scripted-small (a classifier guardrail)" in lines
+    assert any(line.startswith("← scripted-small guard verdict: BLOCK") for line in lines)
