@@ -175,7 +175,8 @@ def classify(d: Decision, on: GuardStage, seq: int, start: int = 0) -> None:
         if rule.kind != CLASSIFIER or rule.on != on:
             continue
         pre = precheck(rule, text)
-        if pre == "allow":
+        # No text (a message of attachments only): nothing a text classifier can judge.
+        if pre == "allow" or (pre is None and not text.strip()):
             continue
         if pre == "block":
             if _classifier_tripped(d, rule, "a block_if pattern matched", None):

@@ -16,6 +16,7 @@ from agents.definitions import definition_hash, parse_definitions
 from agents.effects import LlmCallEffect
 from agents.errors import AgentDefinitionError
 from agents.events import (
+    CancelTurn,
     CompleteLlmCall,
     FailLlmCall,
     GuardrailTripped,
@@ -370,3 +371,32 @@ def test_the_log_renders_a_guard_call_and_its_verdict() -> None:
     lines = [Describer().describe(ev) for ev in d.log]
     assert "→ guard call to scripted-small (a classifier guardrail)" in lines
     assert any(line.startswith("← scripted-small guard verdict: BLOCK") for line in lines)
+
+
+def test_no_text_is_not_judged() -> None:
+    d = Driver(registry(scope(on="output", allow_if=[], block_if=[])))
+    d.send(SendMessage("hi"), agent="guarded")
+    assert types(d.answer("  "))[-1] == "TurnCompleted"
+    _consistent(d)
+
+
+def test_a_cancel_abandons_the_guard_call_and_its_late_answer_is_charged() -> None:
+    d = Driver(registry(scope()))
+    d.send(SendMessage("hmm"), agent="guarded")
+    guard_id = d.llm_call_id
+    cancelled = d.send(CancelTurn(reason="changed my mind"))
+    assert cancelled[0].payload.llm_call_id == guard_id  # type: ignore[union-attr]
+    spent = d.state.spent_tokens
+    events = d.send(
+        CompleteLlmCall(
+            call_id=guard_id,
+            model="scripted-small",
+            text="BLOCK",
+            tool_uses=(),
+            usage=DEFAULT_USAGE,
+        )
+    )
+    assert types(events) == ["LlmCallCompleted"]
+    assert events[0].payload.discarded == "late"  # type: ignore[union-attr]
+    assert d.state.spent_tokens > spent and d.state.phase.value == "idle"
+    _consistent(d)
