@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from agents._decision import Decision
 from agents._orchestrate import advance_all
-from agents._turn import drop_instead_of_summary, fail_turn, step_resolved
+from agents._turn import drop_instead_of_summary, fail_turn, guard_decided, step_resolved
 from agents.events import (
     ApprovalDenied,
     ApprovalRequested,
@@ -102,6 +102,10 @@ def on_tick(d: Decision, p: Tick) -> None:
         )
         if summarize:
             drop_instead_of_summary(d)
+        elif llm.request.purpose == "guard":
+            # A classifier that never answered: its rule's on_error decides, as for a
+            # failed guard call.
+            guard_decided(d, llm.request, None, f"no answer after {llm.attempt} attempts")
         else:
             fail_turn(
                 d, f"The LLM call had no outcome after {llm.attempt} attempts.", "DeadlineExceeded"

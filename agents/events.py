@@ -243,7 +243,7 @@ class LlmCallRequested:
     deadline_at: datetime
     reserved_tokens: int = 0
     reserved_nanos: int = 0
-    purpose: str = "turn"  # "turn" or "summarize"
+    purpose: str = "turn"  # "turn", "summarize" or "guard" (a classifier guardrail's call)
 
     def __post_init__(self) -> None:
         _nonempty(self.call_id, "LlmCallRequested", "call_id")

@@ -181,6 +181,31 @@ class Settings(BaseSettings):
             "the uncached input of a call stays flat in a long session."
         ),
     )
+    model_concurrency: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "JSON object: the most requests in flight per model in each worker process, "
+            'e.g. {"claude-sonnet-4-5": 4, "*": 16} ("*": every model not named). A '
+            "request waits for a slot within its time budget. Unset: no limit."
+        ),
+    )
+
+    @field_validator("model_concurrency", mode="before")
+    @classmethod
+    def _decode_concurrency(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON object ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(value, dict):
+            raise ValueError(
+                'must be a JSON object of model names to limits, e.g. {"claude-sonnet-4-5": 4}'
+            )
+        for model, limit in value.items():
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise ValueError(f"the limit of {model!r} must be a whole number >= 1")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -242,6 +242,10 @@ def build_provider(settings: Settings) -> ModelRouter:
         dict(settings.resolved_endpoints()),
         cache_conversation=settings.cache_conversation,
     )
+    if settings.model_concurrency:
+        from agents.providers.concurrency import ModelConcurrency
+
+        router.concurrency = ModelConcurrency(settings.model_concurrency)
     if spec == "anthropic":
         router.adapter("anthropic")
     from agents.providers.blobs import DirectoryBlobStore

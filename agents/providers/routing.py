@@ -34,6 +34,7 @@ from agents.providers._deltas import DeltaSink
 from agents.providers.base import DeltaCallback, ErrorType, ProviderConfigError, ProviderError
 from agents.providers.blobs import BlobStore, resolve_media
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
+from agents.providers.concurrency import ModelConcurrency
 from agents.providers.retry import RetryPolicy, Sleep, run_with_fallbacks
 
 __all__ = ["Adapter", "Route", "RoutedProvider"]
@@ -71,6 +72,8 @@ class RoutedProvider:
 
     name = "router"
     blobs: BlobStore | None = None
+    # Per-model limits of requests in flight (agents.providers.concurrency); None: none.
+    concurrency: ModelConcurrency | None = None
 
     def __init__(
         self,
@@ -153,7 +156,10 @@ class RoutedProvider:
         async def attempt(model: str, budget: float | None) -> LlmResponse:
             await deltas.restart()
             route = routes[model]
-            return await route.adapter.attempt(request, route.wire_model, deltas, budget)
+            if self.concurrency is None:
+                return await route.adapter.attempt(request, route.wire_model, deltas, budget)
+            async with self.concurrency.slot(model):
+                return await route.adapter.attempt(request, route.wire_model, deltas, budget)
 
         response = await run_with_fallbacks(
             attempt,

@@ -120,6 +120,9 @@ class FakeAnthropicServer:
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self._startup_error: BaseException | None = None
+        # Messages requests being answered now, and the most there ever were at once.
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def __repr__(self) -> str:
         return f"FakeAnthropicServer(base_url={self.base_url!r}, requests={len(self._requests)})"
@@ -155,6 +158,7 @@ class FakeAnthropicServer:
             self._responders.clear()
             self._requests.clear()
             self._cache = PromptCache(min_tokens=self.cache_min_tokens)
+            self.max_in_flight = 0
 
     # ----------------------------------------------------------------- inspection
 
@@ -324,6 +328,14 @@ class FakeAnthropicServer:
         return web.json_response({"input_tokens": sum(estimate_tokens(b) for b in blocks) or 1})
 
     async def _handle_messages(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1  # the server's own loop: no lock needed
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer_messages(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer_messages(self, request: web.Request) -> web.StreamResponse:
         headers = {
             k.lower(): (_REDACTED if k.lower() in _SECRET_HEADERS else v)
             for k, v in request.headers.items()

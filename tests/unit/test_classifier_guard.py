@@ -23,6 +23,7 @@ from agents.events import (
     LlmCallCompleted,
     LlmCallRequested,
     SendMessage,
+    Tick,
     TurnFailed,
 )
 from agents.fold import fold
@@ -296,6 +297,28 @@ def test_a_failed_guard_call_follows_on_error(on_error: str, expected: str) -> N
     assert types(events)[0] == "LlmCallFailed" and types(events)[-1] == expected
     if on_error == "block":
         assert "the classifier call failed (RateLimited)" in events[-1].payload.reason  # type: ignore[union-attr]
+    _consistent(d)
+
+
+@pytest.mark.parametrize(
+    ("on_error", "expected"),
+    [("block", "TurnFailed"), ("allow", "LlmCallRequested")],
+)
+def test_a_guard_call_with_no_answer_after_its_attempts_follows_on_error(
+    on_error: str, expected: str
+) -> None:
+    d = Driver(registry(scope(on_error=on_error)))
+    d.send(SendMessage("hmm"), agent="guarded")
+    events: list = []
+    for _ in range(10):  # re-issued at each deadline, then given up
+        pending = d.state.turn.llm if d.state.turn is not None else None
+        if pending is None or pending.request.purpose != "guard":
+            break
+        d.now = pending.deadline_at
+        events = d.send(Tick())
+    assert types(events)[0] == "LlmCallFailed" and types(events)[-1] == expected
+    if on_error == "block":
+        assert "no answer after" in events[-1].payload.reason  # type: ignore[union-attr]
     _consistent(d)
 
 

@@ -3,6 +3,7 @@ real anthropic, openai and google-genai SDKs against their fake servers over HTT
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from agents.pricing import BUILTIN, Catalog, cost_nanos
 from agents.providers import ProviderConfigError, ProviderError, RetryPolicy, ScriptedProvider
 from agents.providers.breaker import BreakerConfig, BreakerRegistry
 from agents.providers.endpoints import PRESETS, ResolvedEndpoint
-from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer, FakeError
+from tests.fakes.anthropic_server import FAKE_API_KEY, FakeAnthropicServer, FakeError, FakeMessage
 from tests.fakes.gemini_server import FAKE_GEMINI_KEY, FakeGeminiServer
 from tests.fakes.openai_server import (
     FAKE_OPENAI_KEY,
@@ -244,3 +245,33 @@ async def test_a_model_that_cannot_call_tools_is_skipped_when_tools_are_offered(
     assert servers.ollama.requests == []
     bare = dataclasses.replace(request("plain-local"), tools=())
     assert (await r.complete(bare)).model == "plain-local"
+
+
+async def test_a_per_model_concurrency_limit_holds_at_the_vendor(servers: Servers) -> None:
+    from agents.providers.concurrency import ModelConcurrency
+
+    servers.anthropic.always(FakeMessage("4", latency_s=0.2), model="claude-haiku-4-5")
+    r = router(servers)
+    r.concurrency = ModelConcurrency({"claude-haiku-4-5": 2, "*": 5})
+    answers = await asyncio.gather(*(r.complete(request("claude-haiku-4-5")) for _ in range(6)))
+    assert [a.text for a in answers] == ["4"] * 6
+    # Counted where it lands: the vendor never saw more than 2 at once.
+    assert servers.anthropic.max_in_flight == 2
+    assert r.concurrency.waits == 4 and r.concurrency.in_flight("claude-haiku-4-5") == 0
+    # Another model falls under "*"; a model without a limit is not held.
+    assert r.concurrency.limit_of("gpt-4o-mini") == 5
+    assert ModelConcurrency({"x": 1}).limit_of("y") is None
+
+
+async def test_a_broken_concurrency_setting_names_the_field() -> None:
+    from turnlog.settings import Settings
+
+    for text, says in [
+        ("{not json", "not a JSON object"),
+        ('["a"]', "must be a JSON object"),
+        ('{"claude-haiku-4-5": 0}', "whole number >= 1"),
+    ]:
+        with pytest.raises(Exception) as caught:
+            Settings(model_concurrency=text)
+        assert "model_concurrency" in str(caught.value) and says in str(caught.value)
+    assert Settings(model_concurrency='{"*": 3}').model_concurrency == {"*": 3}
