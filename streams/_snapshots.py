@@ -25,10 +25,13 @@ from agents.state_codec import READABLE_FORMATS
 from schemas.codec import decode_snapshot
 
 # An event is about 450 bytes on the wire (BENCHMARKS.md: bytes per turn). A session is
-# snapshotted again once it has written an event per 200 bytes of its last snapshot:
-# about twice that snapshot's size in events, so snapshots add at most about half the
-# events' own bytes (at turn 1000 of a session: a 50 KB snapshot every ~28 turns).
-BYTES_PER_EVENT = 200
+# snapshotted again once it has written an event per 90 bytes of its last snapshot:
+# about five times that snapshot's size in events, so snapshots add at most about a
+# fifth of the events' own bytes, and their CPU (the state's JSON, which grows with the
+# conversation window) falls the same way; a restore then reads at most that many
+# events after a session's snapshot. (It was 200: at N = 100 closed loop the worker
+# spent ~14 % more CPU per turn than before snapshots; BENCHMARKS.md, Restore.)
+BYTES_PER_EVENT = 90
 
 __all__ = [
     "BYTES_PER_EVENT",
