@@ -13,7 +13,9 @@ overdue at once (re-issued: more provider calls than recorded).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -277,7 +279,9 @@ async def _refused(bootstrap: str, names: TopicNames, tmp_path: Path) -> None:
         await admin.close()
     refused, normal = _sessions_on_one_partition(2)
     async with platform(bootstrap, names, tmp_path) as p:
-        await p.produce(p.request(refused, "z" * 400_000))  # under the 1 MiB text limit
+        # Under the 1 MiB text limit, and incompressible: the topics store zstd batches,
+        # and the broker's limit is on the compressed batch.
+        await p.produce(p.request(refused, base64.b64encode(os.urandom(300_000)).decode()))
         await p.produce(p.request(normal, "what is 6*7?"))
         await p.log.wait_for_type(normal, TurnCompleted, timeout=TIMEOUT)
         await p.dlq.wait_until(lambda: p.dlq.records, "the refused input in the DLQ", TIMEOUT)
