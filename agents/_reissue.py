@@ -33,9 +33,8 @@ from agents.events import (
     FailLlmCall,
     LlmCallCompleted,
     ReissueEffect,
-    Usage,
 )
-from agents.pricing import cost_nanos, find_model, model_info
+from agents.pricing import answer_cost_nanos
 from agents.state import SessionState
 
 __all__ = ["on_reissue_effect", "on_superseded_outcome", "replaced_issue"]
@@ -68,11 +67,6 @@ def replaced_issue(state: SessionState, p: LlmOutcome) -> tuple[str, str] | None
     return next(
         ((s[0], s[1]) for s in state.superseded if s[0] == call_id and attempt < s[2]), None
     )
-
-
-def _priced(model: str, requested: str, usage: Usage) -> int:
-    # An unknown answering model is priced as the requested one (as for every answer).
-    return cost_nanos(find_model(model) or model_info(requested), usage)
 
 
 def on_superseded_outcome(d: Decision, p: LlmOutcome) -> None:
@@ -115,7 +109,7 @@ def on_superseded_outcome(d: Decision, p: LlmOutcome) -> None:
             tool_call_ids=(),
             stop_reason=stop,
             usage=usage,
-            cost_nanos=_priced(model, requested, usage),
+            cost_nanos=answer_cost_nanos(model, requested, usage),
             latency_ms=latency,
             attempts=attempts,
             fallback_used=fallback,

@@ -68,13 +68,12 @@ from agents.events import (
     ToolCallCompleted,
     ToolCallFailed,
     TurnCancelled,
-    Usage,
 )
 from agents.guardrails import Verdict, check, parse_verdict
 from agents.limits import utf8_size
 from agents.llm import StopReason
 from agents.orchestration import DELEGATE_MANY, HANDOFF, orchestration_of
-from agents.pricing import ModelNotFound, cost_nanos, find_model, model_info
+from agents.pricing import ModelNotFound, answer_cost_nanos, model_info
 from agents.ratelimit import RateLimit, check_rate
 from agents.state import (
     CallStatus,
@@ -166,11 +165,7 @@ def _pending_call(d: Decision, call_id: str, status: str, what: str) -> PendingC
     raise _not_pending(d, "tool call", call_id)
 
 
-def _priced(model: str, fallback: str, usage: Usage) -> int:
-    # An unknown answering model is priced as the requested one (always in the catalog):
-    # an outcome is never rejected over pricing, or the turn would stall until the deadline.
-    info = find_model(model) or model_info(fallback)
-    return cost_nanos(info, usage)
+_priced = answer_cost_nanos
 
 
 # --------------------------------------------------------------------------- session

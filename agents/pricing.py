@@ -47,6 +47,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotFound",
     "active_catalog",
+    "answer_cost_nanos",
     "cost_nanos",
     "find_model",
     "model_info",
@@ -380,6 +381,13 @@ def cost_nanos(model: str | ModelInfo, usage: Usage) -> int:
         + usage.cache_read_tokens * info.cache_read_nanos
         + usage.cache_write_tokens * info.cache_write_nanos
     )
+
+
+def answer_cost_nanos(model: str, requested: str, usage: Usage) -> int:
+    """The cost of an answer by `model` to a call that asked for `requested`. An unknown
+    answering model is priced as the requested one (always in the catalog): an outcome
+    is never rejected over pricing, or its turn would stall until the deadline."""
+    return cost_nanos(find_model(model) or model_info(requested), usage)
 
 
 def nanos_from_usd(usd: str | float) -> int:
