@@ -119,7 +119,8 @@ def start_turn(
             )
             return
         text = verdict.text
-    received = d.emit(UserMessageReceived(text=text, attachments=attachments))
+    client = d.request.client if queued_seq is None else None
+    received = d.emit(UserMessageReceived(text=text, attachments=attachments, client=client))
     classify(d, "input", received.seq)
 
 

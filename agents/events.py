@@ -173,6 +173,8 @@ class SessionStarted:
     parent_call_id: str | None = None
     # The prompt variant the session was assigned (agents.variants); None: the agent's own.
     variant: str | None = None
+    # The requester identity of the message that started it (Request.client).
+    client: str | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.agent, "SessionStarted", "agent")
@@ -213,6 +215,8 @@ class TurnStarted:
 class UserMessageReceived:
     text: str
     attachments: tuple[Attachment, ...] = ()
+    # The requester identity of the SendMessage that carried it (Request.client).
+    client: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -228,6 +228,7 @@ def _session_forked(s: SessionState, ev: Event, p: SessionForked) -> SessionStat
 def _session_closed(s: SessionState, ev: Event, p: SessionClosed) -> SessionState:
     return _next(s, ev, phase=Phase.CLOSED, turn=None)
 
+        client=p.client or "",
 
 def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
     queue = s.queue

@@ -187,6 +187,7 @@ def on_start_session(d: Decision, p: SendMessage) -> None:
             parent_session_id=p.parent_session_id,
             parent_call_id=p.parent_call_id,
             variant=assign(d.state.session_id, info.definition.variants),
+            client=d.request.client,
         )
     )
     start_turn(d, text, attachments=p.attachments)

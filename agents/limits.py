@@ -67,12 +67,14 @@ __all__ = [
     "EARLIEST_CLAIM",
     "EVENT_OVERHEAD_BYTES",
     "MAX_CLAIM_AHEAD",
+    "MAX_CLIENT_BYTES",
     "MAX_ID_BYTES",
     "Limits",
     "attachment_problem",
     "claim_problem",
     "clean_outcome",
     "clean_text",
+    "client_problem",
     "input_problem",
     "is_outcome",
     "session_id_problem",
@@ -85,6 +87,9 @@ DEFAULT_MAX_TEXT_BYTES = 1024 * 1024
 # Ids and names (request, session, call ids; agent names; who decided): generous for
 # nested child-session ids, small enough that a handful fit in any event's margin.
 MAX_ID_BYTES = 4096
+# A requester identity (Request.client): a name, printable, keyed into rate-limit counters
+# and budget rows, so short.
+MAX_CLIENT_BYTES = 128
 # What an event holds besides its one content field: envelope, ids, a reason's words.
 EVENT_OVERHEAD_BYTES = 64 * 1024
 EARLIEST_CLAIM = datetime(2000, 1, 1, tzinfo=UTC)
@@ -188,6 +193,25 @@ def session_id_problem(session_id: str) -> str | None:
     return _field_problem("session_id", session_id, MAX_ID_BYTES, _ID)
 
 
+def client_problem(client: str | None) -> str | None:
+    """Why `client` cannot name a requester (Request.client), or None: it must be 1 to
+    MAX_CLIENT_BYTES bytes of printable characters, without space at either end."""
+    if client is None:
+        return None
+    if not client or not storable(client) or not client.isprintable() or client != client.strip():
+        return (
+            f"client {client[:MAX_CLIENT_BYTES]!r} is not a printable name (1 to "
+            f"{MAX_CLIENT_BYTES} bytes, no control characters, no space at either end)"
+        )
+    size = utf8_size(client)
+    if size > MAX_CLIENT_BYTES:
+        return (
+            f"client is {size} bytes, over the client identity limit (MAX_CLIENT_BYTES) "
+            f"of {MAX_CLIENT_BYTES} bytes"
+        )
+    return None
+
+
 def _client_fields(p: RequestPayload) -> tuple[tuple[str, str | None, bool], ...]:
     """(field, value, is free text) of what a person or client wrote in `p`."""
     if isinstance(p, SendMessage):
@@ -233,6 +257,9 @@ def input_problem(request: Request, limits: Limits) -> str | None:
         problem = _field_problem(name, value, MAX_ID_BYTES, _ID)
         if problem is not None:
             return f"{kind} rejected: {problem}."
+    problem = client_problem(request.client)
+    if problem is not None:
+        return f"{kind} rejected: {problem}."
     for name, value, free_text in _client_fields(request.payload):
         if free_text:
             problem = _field_problem(name, value, limits.max_text_bytes, _TEXT)

@@ -319,7 +319,8 @@ _REQUEST_TYPE_SET = frozenset(REQUEST_TYPES)
 @dataclass(frozen=True, slots=True)
 class Request:
     """Envelope of `turnlog.requests`. `request_id` is unique per request (clients make
-    it; a duplicate is rejected). `agent` names the agent of a new session."""
+    it; a duplicate is rejected). `agent` names the agent of a new session; `client`
+    the requester's identity."""
 
     request_id: str
     session_id: str
@@ -328,6 +329,9 @@ class Request:
     correlation_id: str | None = None
     causation_id: str | None = None
     agent: str | None = None
+    # Who sent it (agents.limits.client_problem bounds it): keys per-client rate limits
+    # and budgets. Self-declared on a raw Kafka producer (ACLs decide who may produce).
+    client: str | None = None
 
     def __post_init__(self) -> None:
         _nonempty(self.request_id, "Request", "request_id")

@@ -245,6 +245,7 @@ class SessionState(NamedTuple):
     # A spent budget across sessions (agents.budget.block_reason), until its end.
     budget_block: BudgetLimitReached | None = None
     variant: str = ""  # the prompt variant it was assigned ("": none; agents.variants)
+    client: str = ""  # the requester identity it started with ("": none stated)
     # The last minute's messages and LLM tokens, oldest first (agents.ratelimit).
     rate: tuple[tuple[int, int, int], ...] = ()
 

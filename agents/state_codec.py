@@ -219,6 +219,7 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
         **({"sp": [list(a) for a in state.superseded]} if state.superseded else {}),
         **({"bb": _block(state.budget_block)} if state.budget_block else {}),
         **({"vr": state.variant} if state.variant else {}),
+        **({"cl": state.client} if state.client else {}),
         **({"rl": [list(r) for r in state.rate]} if state.rate else {}),
     }
 
@@ -310,6 +311,7 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
             superseded=tuple((a[0], a[1], a[2]) for a in data.get("sp", ())),
             budget_block=_block_back(data["bb"]) if "bb" in data else None,
             variant=data.get("vr", ""),
+            client=data.get("cl", ""),
             rate=tuple((r[0], r[1], r[2]) for r in data.get("rl", ())),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:

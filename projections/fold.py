@@ -299,6 +299,7 @@ def _session_started(s: SessionRow, ev: Event, p: SessionStarted, changes: Chang
     s.agent, s.definition_hash = p.agent, p.definition_hash
     s.parent_session_id, s.parent_call_id = p.parent_session_id, p.parent_call_id
     s.variant = p.variant
+    s.client = p.client
     if p.parent_session_id is not None:
         changes.link(ev.session_id, p.parent_session_id, p.parent_call_id)
 

@@ -65,6 +65,8 @@ class SessionRow:
     model: str | None = None
     # The prompt variant the session was assigned (SessionStarted.variant).
     variant: str | None = None
+    # The requester identity it started with (SessionStarted.client).
+    client: str | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in SESSION_COLUMNS)

@@ -234,12 +234,18 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
 
 EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     SessionStarted: st.builds(
-        SessionStarted, ids, ids, st.none() | ids, st.none() | ids, st.none() | ids
+        SessionStarted,
+        ids,
+        ids,
+        st.none() | ids,
+        st.none() | ids,
+        st.none() | ids,
+        st.none() | ids,
     ),
     SessionForked: st.builds(SessionForked, ids, positive, ids, ids),
     SessionClosed: st.builds(SessionClosed, optional_texts),
     TurnStarted: st.builds(TurnStarted, positive, st.none() | positive),
-    UserMessageReceived: st.builds(UserMessageReceived, texts, attachment_lists),
+    UserMessageReceived: st.builds(UserMessageReceived, texts, attachment_lists, st.none() | ids),
     LlmCallRequested: st.builds(
         LlmCallRequested,
         call_id=ids,
@@ -413,6 +419,7 @@ def requests(
         correlation_id=st.none() | ids,
         causation_id=st.none() | ids,
         agent=st.none() | ids,
+        client=st.none() | st.sampled_from(("alice", "team-a", "svc:billing")),
     )
 
 

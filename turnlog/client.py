@@ -48,7 +48,7 @@ from agents.events import (
     TokenDelta,
     UpgradeAgent,
 )
-from agents.limits import DEFAULT_MAX_TEXT_BYTES, utf8_size
+from agents.limits import DEFAULT_MAX_TEXT_BYTES, client_problem, utf8_size
 from schemas.codec import decode_event, encode_request
 from streams.logread import topic_partitions
 from streams.partitioning import partition_for
@@ -101,7 +101,14 @@ class Client:
         database_url: str | None = None,
         client_id: str = "turnlog-client",
         max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+        identity: str | None = None,
     ) -> None:
+        # The requester identity every request carries (Request.client): keys per-client
+        # rate limits and budgets. Refused here when the worker would reject it.
+        problem = client_problem(identity)
+        if problem is not None:
+            raise ContractError(f"Client(identity=...): {problem}.")
+        self.identity = identity
         # The worker's text limit (TURNLOG_MAX_TEXT_BYTES): a longer text is refused
         # here, before it travels, rather than rejected by the worker.
         self.max_text_bytes = max_text_bytes
@@ -225,13 +232,19 @@ class Client:
         *,
         agent: str | None = None,
         request_id: str | None = None,
+        client: str | None = None,
     ) -> Sent:
+        if client is not None:
+            problem = client_problem(client)
+            if problem is not None:
+                raise ContractError(f"client={client!r}: {problem}.")
         request = Request(
             request_id=request_id or new_request_id(),
             session_id=session_id,
             occurred_at=datetime.now(UTC),
             payload=payload,
             agent=agent,
+            client=client if client is not None else self.identity,
         )
         return await self.send(request)
 
@@ -243,10 +256,12 @@ class Client:
         session_id: str | None = None,
         request_id: str | None = None,
         attachments: Sequence[Attachment] = (),
+        client: str | None = None,
     ) -> Sent:
         """A user message. Without `session_id` a new session is started, which needs
         `agent`; the new id is `sent.session_id`. `attachments`: images and documents
-        (`agents.providers.blobs.attachment(path)` inline, or with `store=` by reference)."""
+        (`agents.providers.blobs.attachment(path)` inline, or with `store=` by reference).
+        `client`: the requester identity it carries (default: the Client's `identity`)."""
         if session_id is None and agent is None:
             raise ContractError("A new session needs an agent: pass agent=... (or session_id).")
         size = utf8_size(text) + sum(len(a.data or "") for a in attachments)
@@ -263,6 +278,7 @@ class Client:
             SendMessage(text=text, attachments=tuple(attachments)),
             agent=agent,
             request_id=request_id,
+            client=client,
         )
 
     async def approve(

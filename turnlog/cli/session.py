@@ -208,6 +208,15 @@ def send_command(
             "instead of the bytes (for files over the request limit).",
         ),
     ] = False,
+    client_name: Annotated[
+        str | None,
+        typer.Option(
+            "--client",
+            envvar="TURNLOG_CLIENT",
+            help="The requester identity the message carries (per-client rate limits and "
+            "budgets key on it).",
+        ),
+    ] = None,
 ) -> None:
     """Send a user message; a new session (its id is printed) when --session is absent."""
     if session is None and agent is None:
@@ -218,7 +227,7 @@ def send_command(
 
     async def make(client: Any) -> Any:
         return await client.send_message(
-            text, agent=agent, session_id=session, attachments=attachments
+            text, agent=agent, session_id=session, attachments=attachments, client=client_name
         )
 
     _exit(

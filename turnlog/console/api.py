@@ -75,6 +75,18 @@ def backend(request: Request) -> Backend:
     return b
 
 
+CLIENT_HEADER = "X-Turnlog-Client"
+
+
+def requester(request: Request) -> str | None:
+    """The requester identity a message carries (Request.client): the token's name when
+    the console has named tokens (the caller cannot claim another), else the
+    `X-Turnlog-Client` header (self-declared, like a raw Kafka producer's), else none."""
+    if request.app.state.config.auth_required:
+        return identity(request.scope)
+    return request.headers.get(CLIENT_HEADER) or None
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -212,7 +224,9 @@ async def create_session(request: Request) -> Response:
       409: {description: the worker rejected it (reason)}
     """
     body = await _body(request, NewSession)
-    sent = await backend(request).client.send_message(body.text, agent=body.agent)
+    sent = await backend(request).client.send_message(
+        body.text, agent=body.agent, client=requester(request)
+    )
     return await _answer(request, sent)
 
 
@@ -297,7 +311,9 @@ async def send_message(request: Request) -> Response:
     """
     body = await _body(request, Message)
     sid = request.path_params["session_id"]
-    sent = await backend(request).client.send_message(body.text, session_id=sid)
+    sent = await backend(request).client.send_message(
+        body.text, session_id=sid, client=requester(request)
+    )
     return await _answer(request, sent)
 
 
