@@ -60,6 +60,7 @@ from agents.state import SessionState
 from schemas.codec import decode_request, encode_event, encode_request, encode_snapshot
 from streams import telemetry
 from streams._deadlines import DeadlineIndex
+from streams._headers import event_headers
 from streams._snapshots import Keeper, SnapshotReader
 from streams.logread import INPUT_NEXT_HEADER
 from streams.partitioning import partition_for
@@ -626,7 +627,7 @@ class OwnedPartition:
                 (
                     blob,
                     ev.session_id.encode(),
-                    headers_with(event_tp, event_type=type(ev.payload).__name__),
+                    event_headers(event_tp, first_of_input=ev is events[0]),
                 )
             )
             traces[req.session_id] = event_tp

@@ -55,6 +55,7 @@ from agents.registry import AgentRegistry
 from agents.snapshots import state_of
 from agents.state import SessionState
 from streams._deadlines import DeadlineIndex
+from streams._headers import EventTraces
 from streams._partition import EffectSync, OwnedPartition, Shared
 from streams._snapshots import Keeper, SnapshotReader, read_snapshot_index
 from streams.logread import (
@@ -74,7 +75,6 @@ from streams.topics import (
     WORKER_MAX_REQUEST_SIZE,
     TopicNames,
 )
-from streams.tracing import get_traceparent
 
 # Events of whole partitions of the events topic, by partition, read once per restore.
 _Logs = dict[int, list[Event]]
@@ -505,15 +505,19 @@ class SessionWorker:
             for sid in rebuild:
                 stored.pop(sid, None)
                 states.pop(sid, None)
+            full_traces = EventTraces()  # carried on an input's first event only
             for ev, headers in full:
+                trace = full_traces(ev, headers)
                 if ev.session_id in rebuild:
                     state = states.get(ev.session_id)
                     if state is None:
                         state = await self._initial_for(ev, logs)
                     states[ev.session_id] = evolve(state, ev)
-                    traces[ev.session_id] = get_traceparent(headers)
+                    traces[ev.session_id] = trace
         uncovered: dict[str, int] = {}
+        log_traces = EventTraces()
         for ev, headers in log:
+            trace = log_traces(ev, headers)
             for key, value in headers:
                 if key == INPUT_NEXT_HEADER:
                     position = max(position, int(value))
@@ -525,7 +529,7 @@ class SessionWorker:
             if state is None:
                 state = await self._initial_for(ev, logs)
             states[sid] = evolve(state, ev)
-            traces[sid] = get_traceparent(headers)
+            traces[sid] = trace
             uncovered.setdefault(sid, index.restore_from)
         for sid in rebuild:
             uncovered.setdefault(sid, 0)

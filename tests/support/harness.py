@@ -77,9 +77,10 @@ from agents.events import (
     TurnFailed,
 )
 from schemas.codec import decode_event, decode_request, encode_request
+from streams._headers import EventTraces
 from streams.logread import read_to_end, topic_partitions
 from streams.topics import TopicNames
-from streams.tracing import TRACEPARENT, get_traceparent
+from streams.tracing import TRACEPARENT
 from tests.support.poll import wait_until
 
 __all__ = [
@@ -612,11 +613,15 @@ class EventLog:
         return len(self.of(session_id, (TurnCompleted, TurnFailed)))
 
     def traceparents(self, session_id: str) -> list[tuple[Event, str | None]]:
-        return [
-            (ev, get_traceparent(list(h)))
-            for ev, h in zip(self.events, self.headers, strict=True)
-            if ev.session_id == session_id
-        ]
+        """Each event's traceparent: carried (an input's first event) or derived from
+        it (streams._headers)."""
+        traces = EventTraces()
+        out = []
+        for ev, h in zip(self.events, self.headers, strict=True):
+            tp = traces(ev, list(h))
+            if ev.session_id == session_id:
+                out.append((ev, tp))
+        return out
 
     def summary(self, session_ids: Sequence[str] | None = None, limit: int = 12) -> str:
         """Last event type per session (for failure messages)."""
