@@ -145,6 +145,8 @@ async def bytes_and_recovery(
     # The snapshots topic's share: it is compacted (only the latest snapshot of a session
     # stays once its segment rolls), so what it holds at a given turn is not for good.
     snaps_disk: dict[int, int] = {0: 0}
+    # The requests topic's share: an input queue with a time retention (transient).
+    reqs_disk: dict[int, int] = {0: 0}
     out: dict[str, Any] = {}
     try:
         worker = WorkerProcess("peers", env, tmp / f"worker-{prefix}log").start()
@@ -155,6 +157,7 @@ async def bytes_and_recovery(
             if turn in wanted:
                 disk[turn] = _segment_bytes(prefix)
                 snaps_disk[turn] = _segment_bytes(prefix, "turnlog.snapshots")
+                reqs_disk[turn] = _segment_bytes(prefix, "turnlog.requests-")
 
         client.on_turn = sample
         try:
@@ -175,6 +178,7 @@ async def bytes_and_recovery(
             out["elapsed_s"] = time.monotonic() - started
             disk[turns_n] = _segment_bytes(prefix)
             snaps_disk[turns_n] = _segment_bytes(prefix, "turnlog.snapshots")
+            reqs_disk[turns_n] = _segment_bytes(prefix, "turnlog.requests-")
             await asyncio.sleep(0.5)  # the last inputs' records reach the client
             for task in observers:
                 task.cancel()
@@ -195,6 +199,7 @@ async def bytes_and_recovery(
                 out[f"logical_{k}"] = per_turn.get(k, 0)
                 out[f"disk_{k}"] = (disk[k] - disk[k - 10]) / 10
                 out[f"disk_snapshots_{k}"] = (snaps_disk[k] - snaps_disk[k - 10]) / 10
+                out[f"disk_requests_{k}"] = (reqs_disk[k] - reqs_disk[k - 10]) / 10
         out["total_disk"] = disk[turns_n]
         out.update(await _rebuild(bootstrap, names, partitions))
         out.update(await _resume(bootstrap, names, env, tmp, partitions, turns_n))

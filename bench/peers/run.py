@@ -316,10 +316,16 @@ def table(
                 + " | ".join(stored_cell(p, f"logical_{k}") for p in peers)
                 + " |",
                 f"| bytes on disk per turn, mean of turns {k - 9:,}–{k:,} (turnlog: of "
-                "which the compacted snapshots topic, before compaction) | "
+                "which the compacted snapshots topic, before compaction; the requests "
+                "topic, transient) | "
                 + " | ".join(
                     stored_cell(p, f"disk_{k}")
-                    + (f" ({stored_cell(p, f'disk_snapshots_{k}')})" if p == "turnlog" else "")
+                    + (
+                        f" ({stored_cell(p, f'disk_snapshots_{k}')}; "
+                        f"{stored_cell(p, f'disk_requests_{k}')})"
+                        if p == "turnlog"
+                        else ""
+                    )
                     for p in peers
                 )
                 + " |",
