@@ -62,7 +62,7 @@ from agents.llm import ToolSpec, canonical_json, sha256_hex
 from agents.orchestration import parse_mode
 from agents.policy import Policy
 from agents.pricing import CATALOG, active_catalog, find_model
-from agents.ratelimit import RateLimit
+from agents.ratelimit import LATER_RATE_DEFAULTS, RateLimit
 from agents.response_cache import CacheConfig
 
 __all__ = [
@@ -412,6 +412,10 @@ def definition_hash(definition: AgentDefinition) -> str:
     for name, default in _LATER_DEFAULTS.items():
         if data.get(name) == default:
             del data[name]
+    rate = data.get("rate_limit") or {}
+    for name, default in LATER_RATE_DEFAULTS.items():
+        if name in rate and rate[name] == default:
+            del rate[name]
     for rule in data.get("guardrails", ()):
         for name, default in LATER_GUARDRAIL_DEFAULTS.items():
             if rule.get(name) == default:

@@ -18,13 +18,15 @@ turn ends: `child_report`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from agents.events import (
+    AdmissionRequested,
     ApprovalGranted,
     CancelTurn,
     ChildSessionRequested,
     ChildStatus,
+    CompleteAdmission,
     CompleteChildSession,
     ContextCompactionRequested,
     EffectKind,
@@ -45,7 +47,10 @@ from agents.events import (
 )
 from agents.state import CallStatus, SessionState, find_entry, usage_of
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 __all__ = [
+    "AdmissionEffect",
     "ChildSessionEffect",
     "CompactionEffect",
     "Effect",
@@ -142,7 +147,18 @@ class ChildSessionEffect(_Base):
         )
 
 
-Effect = LlmCallEffect | CompactionEffect | ToolCallEffect | ChildSessionEffect
+@dataclass(frozen=True, slots=True)
+class AdmissionEffect(_Base):
+    """Ask the shared counters (streams.admission) whether message `effect_id` (its
+    request id) may start its turn; answered by CompleteAdmission. Its deadline is the
+    longest it may wait (`max_wait_ms`); the runner answers by then."""
+
+    requested: AdmissionRequested
+
+    kind = "admission"
+
+
+Effect = LlmCallEffect | CompactionEffect | ToolCallEffect | ChildSessionEffect | AdmissionEffect
 
 
 def pending_effects(state: SessionState) -> list[Effect]:
@@ -151,7 +167,12 @@ def pending_effects(state: SessionState) -> list[Effect]:
     approval are not effects (nothing runs until a human decides)."""
     turn = state.turn
     if turn is None:
-        return []
+        adm = state.admission
+        if adm is None:
+            return []
+        # No deadline in the state: the runner bounds its wait by max_wait_ms itself.
+        wait = adm.max_wait_ms / 1000
+        return [AdmissionEffect(state.session_id, adm.admission_id, 1, _EPOCH, wait, "", "", adm)]
     sid, tid, corr = state.session_id, turn.turn_id, turn.correlation_id
     out: list[Effect] = []
     llm = turn.llm
@@ -235,6 +256,8 @@ def started_effects(events: list[Event], state: SessionState) -> list[Effect]:
             ids.add(p.call_id)
         elif isinstance(p, EffectReissued):
             ids.add(p.effect_id)
+        elif isinstance(p, AdmissionRequested):
+            ids.add(p.admission_id)
     return [e for e in pending_effects(state) if e.effect_id in ids]
 
 
@@ -267,6 +290,11 @@ def failure_outcome(
         )
     if isinstance(effect, ToolCallEffect):
         return FailToolCall(call_id=effect.effect_id, error=message)
+    if isinstance(effect, AdmissionEffect):
+        # The counters could not be asked: the message is not admitted (fail closed).
+        return CompleteAdmission(
+            effect.effect_id, False, "rate_limit.admission", f"Admission failed: {message}"
+        )
     return CompleteChildSession(
         call_id=effect.effect_id,
         child_session_id=effect.child_session_id,

@@ -48,6 +48,7 @@ from agents.requests import (
     REQUEST_TYPES,
     CancelTurn,
     CloseSession,
+    CompleteAdmission,
     CompleteChildSession,
     CompleteCompaction,
     CompleteLlmCall,
@@ -75,6 +76,8 @@ __all__ = [
     "REQUEST_TYPES",
     "SCHEDULE_TYPES",
     "SUPERSEDED",
+    "AdmissionDecided",
+    "AdmissionRequested",
     "AgentHandedOff",
     "AgentVersion",
     "AgentVersionChanged",
@@ -93,6 +96,7 @@ __all__ = [
     "ChildSessionRequested",
     "ChildStatus",
     "CloseSession",
+    "CompleteAdmission",
     "CompleteChildSession",
     "CompleteCompaction",
     "CompleteLlmCall",
@@ -503,6 +507,45 @@ class TurnCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmissionRequested:
+    """A message of an agent with a shared rate limit (agents.ratelimit) waits for its
+    admission: the shell asks the counters of limit `key` (Postgres) and reports back
+    (CompleteAdmission). `admission_id` is the request id of the SendMessage; the text is
+    the guarded one (as a queued message's). The limits are copied from the definition
+    so the effect needs nothing else."""
+
+    admission_id: str
+    key: str
+    text: str
+    window_ms: int
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    on_limit: str = "reject"
+    max_wait_ms: int = 0
+    attachments: tuple[Attachment, ...] = ()
+    client: str | None = None
+
+    def __post_init__(self) -> None:
+        _nonempty(self.admission_id, "AdmissionRequested", "admission_id")
+        _nonempty(self.key, "AdmissionRequested", "key")
+        _require(self.window_ms >= 1, "AdmissionRequested", "window_ms must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionDecided:
+    """The admission of message `admission_id` was decided: admitted (its turn starts in
+    the same decision) or not — limited (`limit` names it, `reason` says when to retry,
+    `retry_after_ms`) or ended by a cancel or close (`limit` None)."""
+
+    admission_id: str
+    admitted: bool
+    limit: str | None = None
+    reason: str | None = None
+    retry_after_ms: int = 0
+    waited_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class MessageQueued:
     """A message that arrived during a turn; it starts the next one (position from 1)."""
 
@@ -747,6 +790,8 @@ EventPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union a
     StructuredOutputAccepted,
     BudgetAlert,
     BudgetLimitReached,
+    AdmissionRequested,
+    AdmissionDecided,
 ]
 
 EVENT_TYPES: tuple[type, ...] = get_args(EventPayload)

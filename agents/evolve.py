@@ -22,6 +22,8 @@ from agents.compaction import apply_compaction, summary_entry
 from agents.errors import ContractError
 from agents.events import (
     SUPERSEDED,
+    AdmissionDecided,
+    AdmissionRequested,
     AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
@@ -645,6 +647,14 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     TurnCompleted: _turn_completed,
     TurnFailed: _turn_failed,
     TurnCancelled: _turn_cancelled,
+def _admission_requested(s: SessionState, ev: Event, p: AdmissionRequested) -> SessionState:
+    return _next(s, ev, admission=p)
+
+
+def _admission_decided(s: SessionState, ev: Event, p: AdmissionDecided) -> SessionState:
+    return _next(s, ev, admission=None)  # admitted: the turn's events follow
+
+
     RequestRejected: _rejected,
     MessageQueued: _message_queued,
     QueuedMessageDropped: _queued_dropped,
@@ -679,3 +689,5 @@ def evolve(state: SessionState, event: Event) -> SessionState:
             f"{event.seq} ({type(payload).__name__}); the log has a gap or a duplicate."
         )
     return _HANDLERS[type(payload)](state, event, payload)
+    AdmissionRequested: _admission_requested,
+    AdmissionDecided: _admission_decided,

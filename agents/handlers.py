@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agents._admission import cancel_admission, refuse_while_busy, request_admission, shared_limit
 from agents._decision import Decision, Rejected
 from agents._orchestrate import advance, hand_off
 from agents._step import dispatch_tool_uses, start_child, start_delegate_many
@@ -190,6 +191,10 @@ def on_start_session(d: Decision, p: SendMessage) -> None:
             client=d.request.client,
         )
     )
+    shared = shared_limit(info.definition.rate_limit)
+    if shared is not None:  # counted across sessions: admitted first (agents._admission)
+        request_admission(d, shared, text)
+        return
     start_turn(d, text, attachments=p.attachments)
 
 
@@ -221,6 +226,10 @@ def on_send_message(d: Decision, p: SendMessage) -> None:
     _within_rate(d, info.definition.rate_limit)
     text = _text(d, p.text, p.attachments)
     _check_attachments(d, p, model_chain(d.state, info.definition)[0])
+    shared = shared_limit(info.definition.rate_limit)
+    if shared is not None:  # counted across sessions: admitted first (agents._admission)
+        request_admission(d, shared, text)
+        return
     start_turn(d, text, attachments=p.attachments)
 
 
@@ -257,6 +266,8 @@ def on_queue_message(d: Decision, p: SendMessage) -> None:
     _within_budget(d)
     s = d.state
     defn = d.agent_info().definition
+    if shared_limit(defn.rate_limit) is not None:
+        refuse_while_busy(d)
     _within_rate(d, defn.rate_limit)
     limit = defn.max_queued
     text = _text(d, p.text, p.attachments)
@@ -375,6 +386,7 @@ def _window_has_attachments(s: SessionState) -> bool:
 def on_close(d: Decision, p: CloseSession) -> None:
     if d.state.turn is not None:
         _cancel_turn(d, "The session was closed.")
+    cancel_admission(d, "The session was closed while the message waited for admission.")
     _drop_queue(d, "The session was closed.")
     d.emit(SessionClosed(reason=p.reason))
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from agents.events import (
+    AdmissionDecided,
+    AdmissionRequested,
     AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
@@ -194,6 +196,8 @@ MOVES: dict[type, Callable[[PhaseTrack, Any], PhaseTrack]] = {
 # Events that never move the phase.
 STILL: frozenset[type] = frozenset(
     {
+        AdmissionRequested,  # the session stays idle while its message waits
+        AdmissionDecided,  # admitted: the TurnStarted that follows moves it
         UserMessageReceived,
         LlmCallFailed,
         ProviderCircuitOpened,

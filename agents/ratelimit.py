@@ -13,13 +13,47 @@ Agent file:
     [agents.assistant.rate_limit]
     requests_per_minute = 30     # messages accepted per session per sliding minute
     tokens_per_minute = 40000    # LLM tokens (input + output + cache) per session per minute
-    per = "session"
+    per = "session"              # or "agent" / "client": shared, counted in Postgres
+    window_s = 60                # the sliding window of a shared limit (seconds)
+    on_limit = "reject"          # or "queue": wait for the window, up to max_wait_s
+    max_wait_s = 30
 
 Scope: a session lives on one partition, so one worker owns it and its window is exact
-and deterministic. A limit shared by many sessions (per agent, per client across
-sessions) needs a counter outside any one session's log; it is not enforced here, and an
-agent file asking for it (`per = "agent"` or `"client"`) is refused with that reason
-rather than accepted and ignored.
+and deterministic (`per = "session"`, the default: decided here, no Postgres).
+
+Shared limits (`per = "agent"`: every session of the agent; `per = "client"`: every
+session's messages by one requester identity, Request.client, the messages without one
+sharing the key `client:-`) need a counter no one session's log holds. The core cannot
+see other sessions, so a SendMessage of such an agent does not start its turn at once:
+the decision records AdmissionRequested (the message, guarded and redacted as a queued
+one is, its limit key, the limits) and the shell runs an admission effect
+(streams.admission) that asks Postgres; its outcome comes back as CompleteAdmission and is
+recorded as AdmissionDecided. Admitted: the turn starts. Limited: the message is
+answered with AdmissionDecided(admitted = false) whose reason starts with the limit's
+name (`rate_limit.requests_per_minute (per agent)`) and says when to retry; the client,
+the CLI and the HTTP API report it as rejected with that reason (not a RequestRejected:
+a rejection changes nothing by contract, this answer ends a pending admission).
+
+Where the counters live: table rate_admissions (migration 0023), one row per (limit key,
+request id) inserted with ON CONFLICT DO NOTHING under a per-key transaction advisory
+lock, so admissions of one key are serialised across every worker process, and a
+re-run effect (a crash, a partition takeover) finds its row and gets the same answer:
+a message is never counted twice. The window slides over Postgres's clock (one clock
+for all processes): `window_s` seconds (default 60; shorter for tests). Tokens per
+minute: the effect runner records each completed LLM call's tokens under its session's
+agent and client keys (idempotent by call id) and admission sums them. Rows older than
+the longest window are pruned as admissions go.
+
+At the limit: `on_limit = "reject"` (default) answers at once; `"queue"` holds the
+admission (the effect re-asks until the window frees, up to `max_wait_s`, then admits
+or rejects) and the session records that it waits (AdmissionDecided is then preceded by
+nothing else: the pending admission is visible in the state and the console). A
+CancelTurn or CloseSession while an admission is pending ends it (AdmissionDecided,
+admitted = false, reason cancelled). The cost: one extra hop per message (the admission
+effect's outcome goes through the requests topic) plus one Postgres transaction
+(bench/rate_limits.py). A message that arrives while a turn runs or an admission is
+pending is rejected for such an agent (it does not queue: a queued message would start
+its turn without admission).
 
 Tokens: the window counts the tokens of LLM calls that completed; the limit gates new
 messages (a turn in progress finishes its calls), so a session that spent its minute's
@@ -32,13 +66,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "LATER_RATE_DEFAULTS",
     "RATE_WINDOW",
     "RateEntry",
     "RateLimit",
     "RateVerdict",
+    "admission_key",
     "check_rate",
     "record_rate",
 ]
@@ -60,17 +96,31 @@ class RateLimit(BaseModel):
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
     per: Literal["session", "agent", "client"] = "session"
+    window_s: float = Field(default=60.0, gt=0, le=86_400)
+    on_limit: Literal["reject", "queue"] = "reject"
+    max_wait_s: float = Field(default=30.0, ge=0, le=3_600)
 
-    @field_validator("per")
-    @classmethod
-    def _only_session(cls, value: str) -> str:
-        if value != "session":
-            raise ValueError(
-                f"per = {value!r} is not enforced: a limit shared by many sessions needs a "
-                "counter outside one session's log, which this version does not keep; use "
-                "per = 'session'"
-            )
-        return value
+    @property
+    def shared(self) -> bool:
+        """Counted across sessions, in Postgres (an admission effect), not in the core."""
+        return self.per != "session"
+
+
+# Fields added after per-session limits shipped: left out of the definition hash while
+# they hold their default (agents.definitions.definition_hash).
+LATER_RATE_DEFAULTS: dict[str, object] = {
+    "window_s": 60.0,
+    "on_limit": "reject",
+    "max_wait_s": 30.0,
+}
+
+
+def admission_key(limit: RateLimit, agent: str, client: str | None) -> str:
+    """The counter a shared limit's admissions go to: `agent:<name>` or `client:<id>`
+    (`client:-`: messages that state no client)."""
+    if limit.per == "agent":
+        return f"agent:{agent}"
+    return f"client:{client or '-'}"
 
 
 class RateVerdict(BaseModel):
@@ -121,8 +171,9 @@ def record_rate(
 def check_rate(
     limit: RateLimit | None, window: tuple[RateEntry, ...], now: datetime
 ) -> RateVerdict | None:
-    """The verdict on one more message at `now`: None when it is within every limit."""
-    if limit is None:
+    """The verdict on one more message at `now`: None when it is within every limit (a
+    shared limit is not the session's to judge: its admission effect decides)."""
+    if limit is None or limit.per != "session":
         return None
     now_us = _us(now)
     live = _live(window, now_us)

@@ -25,6 +25,7 @@ __all__ = [
     "REQUEST_TYPES",
     "CancelTurn",
     "CloseSession",
+    "CompleteAdmission",
     "CompleteChildSession",
     "CompleteCompaction",
     "CompleteLlmCall",
@@ -291,6 +292,26 @@ class ReissueEffect:
         _require(self.attempt >= 1, "ReissueEffect", "attempt must be >= 1")
 
 
+@dataclass(frozen=True, slots=True)
+class CompleteAdmission:
+    """Outcome of an admission effect (a shared rate limit, agents.ratelimit): the
+    message of request `admission_id` is admitted (its turn starts) or limited — `limit`
+    names the limit, `reason` says why and when to retry (`retry_after_ms`). `waited_ms`:
+    how long a queued admission waited for the window."""
+
+    admission_id: str
+    admitted: bool
+    limit: str | None = None
+    reason: str | None = None
+    retry_after_ms: int = 0
+    waited_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _nonempty(self.admission_id, "CompleteAdmission", "admission_id")
+        _nonneg(self.retry_after_ms, "CompleteAdmission", "retry_after_ms")
+        _nonneg(self.waited_ms, "CompleteAdmission", "waited_ms")
+
+
 RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union args)
     SendMessage,
     DecideApproval,
@@ -308,6 +329,7 @@ RequestPayload = Union[  # noqa: UP007 (the schema loader reads its typing.Union
     SetModel,
     EnforceBudget,
     ReissueEffect,
+    CompleteAdmission,
 ]
 
 REQUEST_TYPES: tuple[type, ...] = get_args(RequestPayload)

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 from agents._pvec import PVec
 from agents.errors import ContractError
 from agents.events import (
+    AdmissionRequested,
     BudgetLimitReached,
     ContextCompactionRequested,
     LlmCallRequested,
@@ -246,6 +247,8 @@ class SessionState(NamedTuple):
     budget_block: BudgetLimitReached | None = None
     variant: str = ""  # the prompt variant it was assigned ("": none; agents.variants)
     client: str = ""  # the requester identity it started with ("": none stated)
+    # A message waiting for its admission by a shared rate limit (agents.ratelimit).
+    admission: AdmissionRequested | None = None
     # The last minute's messages and LLM tokens, oldest first (agents.ratelimit).
     rate: tuple[tuple[int, int, int], ...] = ()
 

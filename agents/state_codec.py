@@ -17,6 +17,7 @@ from typing import Any
 from agents._pvec import pvec_of
 from agents.errors import ContractError
 from agents.events import (
+    AdmissionRequested,
     Attachment,
     BudgetLimitReached,
     ContextCompactionRequested,
@@ -220,6 +221,7 @@ def state_to_dict(state: SessionState) -> dict[str, Any]:
         **({"bb": _block(state.budget_block)} if state.budget_block else {}),
         **({"vr": state.variant} if state.variant else {}),
         **({"cl": state.client} if state.client else {}),
+        **({"ad": _admission(state.admission)} if state.admission else {}),
         **({"rl": [list(r) for r in state.rate]} if state.rate else {}),
     }
 
@@ -250,6 +252,36 @@ def _blocks_back(v: list[list[Any]]) -> tuple[Any, ...]:
 
 def _block(b: BudgetLimitReached) -> list[Any]:
     return [b.scope, b.key, b.period, b.unit, b.limit, b.spent, _t(b.until)]
+
+
+def _admission(a: AdmissionRequested) -> list[Any]:
+    return [
+        a.admission_id,
+        a.key,
+        a.text,
+        a.window_ms,
+        a.requests_per_minute,
+        a.tokens_per_minute,
+        a.on_limit,
+        a.max_wait_ms,
+        _blocks(a.attachments),
+        a.client,
+    ]
+
+
+def _admission_back(v: list[Any]) -> AdmissionRequested:
+    return AdmissionRequested(
+        admission_id=v[0],
+        key=v[1],
+        text=v[2],
+        window_ms=v[3],
+        requests_per_minute=v[4],
+        tokens_per_minute=v[5],
+        on_limit=v[6],
+        max_wait_ms=v[7],
+        attachments=_blocks_back(v[8]),
+        client=v[9],
+    )
 
 
 def _block_back(v: list[Any]) -> BudgetLimitReached:
@@ -312,6 +344,7 @@ def state_from_dict(data: dict[str, Any]) -> SessionState:
             budget_block=_block_back(data["bb"]) if "bb" in data else None,
             variant=data.get("vr", ""),
             client=data.get("cl", ""),
+            admission=_admission_back(data["ad"]) if "ad" in data else None,
             rate=tuple((r[0], r[1], r[2]) for r in data.get("rl", ())),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:

@@ -20,12 +20,14 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from agents import handlers as h
+from agents._admission import on_admission, on_cancel_admission
 from agents._decision import Decision
 from agents._tick import on_tick
 from agents.events import (
     REQUEST_TYPES,
     CancelTurn,
     CloseSession,
+    CompleteAdmission,
     CompleteChildSession,
     CompleteCompaction,
     CompleteLlmCall,
@@ -97,6 +99,9 @@ _ROWS: tuple[Transition, ...] = (
         for phase in sorted((Phase.IDLE, *TURN_PHASES), key=lambda p: p.value)
     )
     + (
+        # A shared rate limit (agents._admission): the message waits, the session idle.
+        Transition(Phase.IDLE, CompleteAdmission, on_admission, _NEXT, "admitted or limited"),
+        Transition(Phase.IDLE, CancelTurn, on_cancel_admission, (Phase.IDLE,), "end admission"),
         Transition(Phase.IDLE, Tick, on_tick, (Phase.IDLE,), "nothing due"),
         Transition(Phase.IDLE, UpgradeAgent, on_upgrade, (Phase.IDLE,), "move to another version"),
         Transition(

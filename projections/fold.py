@@ -24,6 +24,8 @@ from typing import Any
 from agents.events import (
     REFUSED,
     SUPERSEDED,
+    AdmissionDecided,
+    AdmissionRequested,
     AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
@@ -289,7 +291,11 @@ def projects(*types: type) -> Callable[[Handler], Handler]:
     return register
 
 
-EVENTS_ROW_ONLY: frozenset[type] = frozenset({BudgetExceeded, RequestRejected})
+# Admissions (shared rate limits): their counters are table rate_admissions, written by
+# the effect runner (streams.admission); the events row records each one.
+EVENTS_ROW_ONLY: frozenset[type] = frozenset(
+    {BudgetExceeded, RequestRejected, AdmissionRequested, AdmissionDecided}
+)
 
 _PHASES: dict[str, Phase] = {p.value: p for p in Phase} | {NOT_STARTED: Phase.NEW}
 

@@ -49,6 +49,7 @@ from aiokafka import AIOKafkaProducer
 
 from agents.context import build_llm_request, build_summary_request
 from agents.effects import (
+    AdmissionEffect,
     ChildSessionEffect,
     CompactionEffect,
     Effect,
@@ -78,6 +79,7 @@ from agents.tools import ToolContext, ToolSettings
 from agents.tools.registry import ToolRegistry
 from agents.toolspecs import REMOTE_AGENT_PREFIX
 from schemas.codec import encode_delta, encode_request
+from streams.admission import AdmissionStore, count_tokens, run_admission
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.response_cache import ResponseCache, answer_from_cache, remember_answer
@@ -145,6 +147,8 @@ class EffectRunner:
         self.stream_deltas = stream_deltas
         # The response cache (streams.response_cache), for agents with [agents.X.cache].
         self.cache: ResponseCache | None = None
+        # The counters of shared rate limits (streams.admission), for AdmissionEffects.
+        self.admissions: AdmissionStore | None = None
         self._sem = asyncio.Semaphore(max_in_flight)
         self._producer: AIOKafkaProducer | None = None
         # Keyed by session too: effect ids are unique within a session only (a scripted
@@ -453,6 +457,8 @@ class EffectRunner:
             payload=payload,
             causation_id=effect.effect_id,
             correlation_id=effect.correlation_id,
+            # An admission speaks for the message it admits (its turn records the client).
+            client=effect.requested.client if isinstance(effect, AdmissionEffect) else None,
         )
         await self.send_request(
             request, traceparent=child_traceparent(traceparent, request.request_id)
@@ -545,6 +551,8 @@ class EffectRunner:
             case ChildSessionEffect():
                 await self._start_child(session_id, effect, traceparent)
                 return None
+            case AdmissionEffect():
+                return await run_admission(self.admissions, session_id, effect)
 
     def _request(
         self,
@@ -634,6 +642,7 @@ class EffectRunner:
             effect_attempt=effect.attempt,
         )
         await remember_answer(self.cache, definition, effect, session_id, outcome)
+        await count_tokens(self.admissions, self.registry, state, session_id, outcome)
         return outcome
 
     async def _summarize(

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 
 from agents.events import (
     ATTACHMENT_TYPES,
+    AdmissionDecided,
+    AdmissionRequested,
     AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
@@ -38,6 +40,7 @@ from agents.events import (
     ChildSessionRequested,
     ChildStatus,
     CloseSession,
+    CompleteAdmission,
     CompleteChildSession,
     CompleteCompaction,
     CompleteLlmCall,
@@ -227,6 +230,9 @@ REQUEST_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     UpgradeAgent: st.builds(UpgradeAgent, st.none() | ids),
     SetModel: st.builds(SetModel, ids),
     ReissueEffect: st.builds(ReissueEffect, ids, positive),
+    CompleteAdmission: st.builds(
+        CompleteAdmission, ids, st.booleans(), st.none() | ids, optional_texts, small_counts
+    ),
     EnforceBudget: st.builds(
         EnforceBudget, ids, ids, ids, st.just("usd"), small_counts, small_counts, utc_datetimes
     ),
@@ -379,6 +385,22 @@ EVENT_PAYLOADS: dict[type, st.SearchStrategy[Any]] = {
     ),
     BudgetLimitReached: st.builds(
         BudgetLimitReached, ids, ids, ids, st.just("usd"), small_counts, small_counts, utc_datetimes
+    ),
+    AdmissionRequested: st.builds(
+        AdmissionRequested,
+        ids,
+        ids,
+        texts,
+        positive,
+        st.none() | positive,
+        st.none() | positive,
+        st.sampled_from(["reject", "queue"]),
+        small_counts,
+        attachment_lists,
+        st.none() | ids,
+    ),
+    AdmissionDecided: st.builds(
+        AdmissionDecided, ids, st.booleans(), st.none() | ids, optional_texts, small_counts
     ),
     OrchestrationMemberCancelled: st.builds(OrchestrationMemberCancelled, ids, ids, ids, texts),
     OrchestrationCompleted: st.builds(

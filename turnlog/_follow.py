@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from agents.errors import ExternalError
 from agents.events import (
     REFUSED,
+    AdmissionDecided,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -236,6 +237,7 @@ class _Tracker:
         self.starts_turn = starts_turn
         self.caused = False
         self.turn_id: str | None = None
+        self.admitted = False  # a shared rate limit admitted the message (its turn follows)
         self.queued: int | None = None  # position, when the message waits in the queue
         self.events: list[Event] = []
         self.outcome: Outcome | None = None
@@ -250,10 +252,16 @@ class _Tracker:
             self.caused = True
         self.events.append(ev)
         p = ev.payload
-        if mine and self.turn_id is None and ev.turn_id is not None:
+        if (mine or self.admitted) and self.turn_id is None and ev.turn_id is not None:
             self.turn_id = ev.turn_id
         if mine and isinstance(p, RequestRejected) and p.request_id == self.request_id:
             self._finish("rejected", reason=p.reason)
+        elif isinstance(p, AdmissionDecided) and p.admission_id == self.request_id:
+            # A shared rate limit's answer (agents.ratelimit): the turn follows, or not.
+            if p.admitted:
+                self.admitted = True
+            else:
+                self._finish("rejected", reason=p.reason or p.limit or "Not admitted.")
         elif mine and isinstance(p, MessageQueued):
             self.queued = p.position
         elif isinstance(p, QueuedMessageDropped) and p.request_id == self.request_id:

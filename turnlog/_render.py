@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.events import (
+    AdmissionDecided,
+    AdmissionRequested,
     AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
@@ -357,6 +359,20 @@ def _budget_limit(d: Describer, p: BudgetLimitReached) -> str:
         f"budget spent ({p.scope} {p.key} on {p.period}): {p.spent} of {p.limit} nano-USD; "
         f"no new turns until {p.until.isoformat()}"
     )
+
+
+@describes(AdmissionRequested)
+def _admission_requested(d: Describer, p: AdmissionRequested) -> str:
+    client = f" from {p.client}" if p.client else ""
+    return f"message{client} waits for admission by shared rate limit {p.key} ({p.on_limit})"
+
+
+@describes(AdmissionDecided)
+def _admission_decided(d: Describer, p: AdmissionDecided) -> str:
+    if p.admitted:
+        waited = f" after {p.waited_ms} ms" if p.waited_ms else ""
+        return f"message {p.admission_id} admitted{waited}"
+    return f"message {p.admission_id} not admitted: {p.reason or p.limit or 'ended'}"
 
 
 @describes(TurnCompleted)

@@ -299,6 +299,10 @@ def build_session_process(
     from streams.response_cache import PostgresResponseCache
 
     process.effects.cache = PostgresResponseCache(settings.database_url)
+    # Shared rate limits (per agent / client) count in Postgres (connected on first use).
+    from streams.admission import PostgresAdmissions
+
+    process.effects.admissions = PostgresAdmissions(settings.database_url)
     from agents.tools.mcp import binding_of
 
     if binding_of(tools) is not None:  # its agents use MCP servers

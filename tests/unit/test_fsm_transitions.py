@@ -15,6 +15,7 @@ from agents.events import (
     CancelTurn,
     ChildStatus,
     CloseSession,
+    CompleteAdmission,
     CompleteChildSession,
     CompleteCompaction,
     CompleteLlmCall,
@@ -61,6 +62,14 @@ def awaiting_llm(agent: str = "assistant") -> Driver:
 def idle() -> Driver:
     d = awaiting_llm()
     d.answer("hi there")
+    return d
+
+
+def admitting() -> Driver:
+    """An idle session of an agent with a shared rate limit, its message waiting."""
+    shared = agent("shared", rate_limit={"per": "agent", "requests_per_minute": 2})
+    d = Driver(make_registry(shared))
+    d.send(SendMessage("hello"), agent="shared")
     return d
 
 
@@ -156,6 +165,14 @@ CASES: list[Case] = [
         ["TurnStarted", "UserMessageReceived", "LlmCallRequested"],
     ),
     (idle, lambda d: Tick(), {"advance": 10_000}, "idle", []),
+    (
+        admitting,
+        lambda d: CompleteAdmission("s1-r1", True),
+        {},
+        "awaiting_llm",
+        ["AdmissionDecided", "TurnStarted", "UserMessageReceived", "LlmCallRequested"],
+    ),
+    (admitting, lambda d: CancelTurn(), {}, "idle", ["AdmissionDecided"]),
     (idle, lambda d: CloseSession(), {}, "closed", ["SessionClosed"]),
     (idle_on_old_version, lambda d: UpgradeAgent(), {}, "idle", ["AgentVersionChanged"]),
     *[
@@ -400,6 +417,7 @@ SAMPLES: dict[type, RequestPayload] = {
         "agent", "assistant", "2025-01-01", "usd", 1, 2, T0 + timedelta(1)
     ),
     ReissueEffect: ReissueEffect("x", 1),
+    CompleteAdmission: CompleteAdmission("x", True),
 }
 assert set(SAMPLES) == set(REQUEST_TYPES)
 

@@ -2,8 +2,8 @@
 then through decide — a message over a limit is a RequestRejected naming the limit, its
 value and when to retry, and changes nothing else; the verdict uses the worker's ingest
 time, not the sender's claim; folding the log and restoring a snapshot give the same
-window (so replay decides the same); an agent file asking for a cross-session scope is
-refused naming the field."""
+window (so replay decides the same); a broken limit is refused naming the field. Shared
+limits (per agent, per client) are tests/unit/test_admission.py's."""
 
 from __future__ import annotations
 
@@ -184,8 +184,9 @@ def test_an_agent_without_a_limit_is_never_limited_and_keeps_its_hash() -> None:
     [
         ({"requests_per_minute": 0}, "rate_limit.requests_per_minute"),
         ({"tokens_per_minute": -5}, "rate_limit.tokens_per_minute"),
-        ({"per": "agent"}, "per = 'agent' is not enforced"),
-        ({"per": "client"}, "rate_limit.per"),
+        ({"per": "tenant"}, "rate_limit.per"),
+        ({"per": "agent", "window_s": 0}, "rate_limit.window_s"),
+        ({"per": "client", "on_limit": "drop"}, "rate_limit.on_limit"),
         ({"rpm": 5}, "rate_limit.rpm"),
     ],
 )

@@ -93,9 +93,11 @@ ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
             "StructuredOutputAccepted",
             "BudgetAlert",
             "BudgetLimitReached",
+            "AdmissionRequested",
+            "AdmissionDecided",
         }
     ),
-    "Request": frozenset({"UpgradeAgent", "SetModel", "EnforceBudget", "ReissueEffect"}),
+    "Request": frozenset({"UpgradeAgent", "SetModel", "EnforceBudget", "ReissueEffect", "CompleteAdmission"}),
 }
 
 
@@ -155,7 +157,7 @@ def test_generated_values_resolve_both_ways(envelope: str, data: st.DataObject) 
 def test_exemplars_take_every_union_branch_and_enum_symbol() -> None:
     values = exemplars(CURRENT.envelopes["Event"])
     branches = {v["payload"][0] for v in values}
-    assert len(branches) == 38
+    assert len(branches) == 40
     decisions = {
         v["payload"][1]["decision"] for v in values if v["payload"][0].endswith("ToolCallRequested")
     }

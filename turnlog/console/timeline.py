@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from agents.events import (
+    AdmissionDecided,
+    AdmissionRequested,
     AgentHandedOff,
     AgentVersionChanged,
     ApprovalDenied,
@@ -102,6 +104,8 @@ EVENT_VIEWS: dict[type, EventView] = {
     StructuredOutputAccepted: EventView("turn", True),
     BudgetAlert: EventView("error", True),
     BudgetLimitReached: EventView("error", True),
+    AdmissionRequested: EventView("session", True),
+    AdmissionDecided: EventView("session", True),
 }
 # The same rows by type name: the pages show rows of the projections' events table.
 VIEWS_BY_NAME: dict[str, EventView] = {t.__name__: v for t, v in EVENT_VIEWS.items()}
