@@ -115,23 +115,46 @@ def _us(delta: timedelta) -> int:
 _tuple_new = tuple.__new__
 _STATE_INDEX = {name: i for i, name in enumerate(SessionState._fields)}
 _LAST_SEQ, _RECENT = _STATE_INDEX["last_seq"], _STATE_INDEX["recent_requests"]
+_PHASE, _TURN, _HISTORY = _STATE_INDEX["phase"], _STATE_INDEX["turn"], _STATE_INDEX["history"]
+_SPENT_TOKENS, _SPENT_NANOS = _STATE_INDEX["spent_tokens"], _STATE_INDEX["spent_nanos"]
+_TURNS, _LAST_TURN = _STATE_INDEX["turns"], _STATE_INDEX["last_turn"]
+_QUEUE, _RATE = _STATE_INDEX["queue"], _STATE_INDEX["rate"]
+_TURN_INDEX = {name: i for i, name in enumerate(TurnState._fields)}
+_T_ITERATION, _T_LLM = _TURN_INDEX["iteration"], _TURN_INDEX["llm"]
+_T_CALLS, _T_USAGE = _TURN_INDEX["calls"], _TURN_INDEX["usage"]
+_T_COST, _T_ANSWER = _TURN_INDEX["cost_nanos"], _TURN_INDEX["answer_seq"]
+# Enum members as module constants: `Phase.X` goes through EnumType.__getattr__'s slow
+# attribute hook (CPython 3.11), a tenth of a microsecond per lookup on every event.
+_IDLE, _AWAITING_LLM, _COMPACTING = Phase.IDLE, Phase.AWAITING_LLM, Phase.COMPACTING
+_CLOSED, _FORKING = Phase.CLOSED, Phase.FORKING
+_DENY, _ALLOW = PolicyAction.DENY, PolicyAction.ALLOW
+_COMPLETED = ChildStatus.COMPLETED
+
+
+def _advance(state: SessionState, ev: Event) -> list[Any]:
+    """The state's fields after `ev`: seq advanced, the causing request remembered.
+
+    The hot handlers set what else changes by index and build the state with
+    `_tuple_new(SessionState, values)` (a keyword call and a lookup per changed field
+    saved on every event); the others go through `_next`."""
+    values: list[Any] = list(state)
+    values[_LAST_SEQ] = ev.seq
+    cid = ev.causation_id
+    if cid is not None:
+        recent = state.recent_requests
+        if not recent or recent[-1] != cid:
+            if len(recent) >= RECENT_REQUESTS:
+                recent = recent[1 - RECENT_REQUESTS :]
+            values[_RECENT] = (*recent, cid)
+    return values
 
 
 def _next(state: SessionState, ev: Event, **changes: Any) -> SessionState:
-    """The state after `ev`: seq advanced, the causing request remembered."""
-    cid = ev.causation_id
-    recent = state.recent_requests
-    if cid is not None and (not recent or recent[-1] != cid):
-        if len(recent) >= RECENT_REQUESTS:
-            recent = recent[1 - RECENT_REQUESTS :]
-        recent = (*recent, cid)
-    # `replaced`, inlined for the one replace every event makes.
-    values = list(state)
-    values[_LAST_SEQ] = ev.seq
-    values[_RECENT] = recent
+    """The state after `ev`: seq advanced, the causing request remembered, `changes` made."""
+    values = _advance(state, ev)
     for name, value in changes.items():
         values[_STATE_INDEX[name]] = value
-    result: SessionState = tuple.__new__(SessionState, values)
+    result: SessionState = _tuple_new(SessionState, values)
     return result
 
 
@@ -188,7 +211,7 @@ def _find(calls: tuple[PendingCall, ...], call_id: str) -> PendingCall | None:
 
 def child_result_text(p: ChildSessionCompleted, agent: str) -> str:
     """What the parent's model is told about a delegation's outcome."""
-    if p.status is ChildStatus.COMPLETED:
+    if p.status is _COMPLETED:
         return p.answer
     detail = f": {p.answer}" if p.answer else "."
     return f"The delegated agent {agent!r} ({p.child_session_id}) {p.status.value}{detail}"
@@ -207,6 +230,7 @@ def _session_started(s: SessionState, ev: Event, p: SessionStarted) -> SessionSt
         definition_hash=p.definition_hash,
         lineage=Lineage(p.parent_session_id, p.parent_call_id, None, 0),
         variant=p.variant or "",
+        client=p.client or "",
     )
 
 
@@ -230,7 +254,6 @@ def _session_forked(s: SessionState, ev: Event, p: SessionForked) -> SessionStat
 def _session_closed(s: SessionState, ev: Event, p: SessionClosed) -> SessionState:
     return _next(s, ev, phase=Phase.CLOSED, turn=None)
 
-        client=p.client or "",
 
 def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
     queue = s.queue
@@ -241,40 +264,57 @@ def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
                 f"queued at seq {p.queued_seq}, which is not at the head of the queue."
             )
         queue = queue[1:]
-    turn = TurnState(
-        turn_no=p.turn_no,
-        turn_id=turn_id_for(s.session_id, p.turn_no),
-        correlation_id=ev.correlation_id or ev.causation_id or "",
-        started_seq=ev.seq,
-        iteration=0,
-        llm=None,
-        compaction=None,
-        calls=(),
-        usage=ZERO_USAGE,
-        cost_nanos=0,
-        answer_seq=0,
-        compacted_iteration=-1,
+    # TurnState's fields in order: turn_no, turn_id, correlation_id, started_seq,
+    # iteration, llm, compaction, calls, usage, cost_nanos, answer_seq, compacted_iteration.
+    turn: TurnState = _tuple_new(
+        TurnState,
+        (
+            p.turn_no,
+            turn_id_for(s.session_id, p.turn_no),
+            ev.correlation_id or ev.causation_id or "",
+            ev.seq,
+            0,
+            None,
+            None,
+            (),
+            ZERO_USAGE,
+            0,
+            0,
+            -1,
+        ),
     )
-    # A queued message was counted when it arrived (MessageQueued).
-    rate = s.rate if p.queued_seq is not None else record_rate(s.rate, ev.occurred_at, 1, 0)
-    return _next(
-        s, ev, phase=Phase.AWAITING_LLM, turn=turn, turns=p.turn_no, queue=queue, rate=rate
-    )
+    v = _advance(s, ev)
+    v[_PHASE] = _AWAITING_LLM
+    v[_TURN] = turn
+    v[_TURNS] = p.turn_no
+    v[_QUEUE] = queue
+    if p.queued_seq is None:  # a queued message was counted when it arrived (MessageQueued)
+        v[_RATE] = record_rate(s.rate, ev.occurred_at, 1, 0)
+    result: SessionState = _tuple_new(SessionState, v)
+    return result
 
 
 def _user_message(s: SessionState, ev: Event, p: UserMessageReceived) -> SessionState:
-    entry = _entry(ev.seq, EntryKind.USER, p.text, blocks=p.attachments)
-    return _next(s, ev, history=_append(s.history, entry))
+    v = _advance(s, ev)
+    v[_HISTORY] = _append(s.history, _entry(ev.seq, EntryKind.USER, p.text, blocks=p.attachments))
+    result: SessionState = _tuple_new(SessionState, v)
+    return result
 
 
 def _llm_requested(s: SessionState, ev: Event, p: LlmCallRequested) -> SessionState:
-    t = _turn(s, ev)
-    pending = PendingLlm(p, ev.seq, 1, p.deadline_at, _us(p.deadline_at - ev.occurred_at))
-    if p.purpose == "summarize":
-        return _next(s, ev, phase=Phase.COMPACTING, turn=replaced(t, llm=pending))
-    return _next(
-        s, ev, phase=Phase.AWAITING_LLM, turn=replaced(t, llm=pending, iteration=p.iteration)
+    tv = list(_turn(s, ev))
+    tv[_T_LLM] = _tuple_new(
+        PendingLlm, (p, ev.seq, 1, p.deadline_at, _us(p.deadline_at - ev.occurred_at))
     )
+    v = _advance(s, ev)
+    if p.purpose == "summarize":
+        v[_PHASE] = _COMPACTING
+    else:
+        v[_PHASE] = _AWAITING_LLM
+        tv[_T_ITERATION] = p.iteration
+    v[_TURN] = _tuple_new(TurnState, tv)
+    result: SessionState = _tuple_new(SessionState, v)
+    return result
 
 
 def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionState:
@@ -306,23 +346,22 @@ def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSt
             rate=record_rate(s.rate, ev.occurred_at, 0, p.usage.total_tokens),
         )
     entry = _entry(ev.seq, EntryKind.ASSISTANT, p.text, name=p.model, blocks=p.thinking)
-    turn = replaced(
-        t,
-        llm=None,
-        usage=add_usage(t.usage, p.usage),
-        cost_nanos=t.cost_nanos + p.cost_nanos,
-        answer_seq=ev.seq,
-    )
-    return _next(
-        s,
-        ev,
-        phase=Phase.AWAITING_LLM,
-        turn=turn,
-        history=_append(s.history, entry),
-        spent_tokens=s.spent_tokens + p.usage.total_tokens,
-        spent_nanos=s.spent_nanos + p.cost_nanos,
-        rate=record_rate(s.rate, ev.occurred_at, 0, p.usage.total_tokens),
-    )
+    usage = p.usage
+    tv = list(t)
+    tv[_T_LLM] = None
+    tv[_T_USAGE] = add_usage(t.usage, usage)
+    tv[_T_COST] = t.cost_nanos + p.cost_nanos
+    tv[_T_ANSWER] = ev.seq
+    tokens = usage.total_tokens
+    v = _advance(s, ev)
+    v[_PHASE] = _AWAITING_LLM
+    v[_TURN] = _tuple_new(TurnState, tv)
+    v[_HISTORY] = _append(s.history, entry)
+    v[_SPENT_TOKENS] = s.spent_tokens + tokens
+    v[_SPENT_NANOS] = s.spent_nanos + p.cost_nanos
+    v[_RATE] = record_rate(s.rate, ev.occurred_at, 0, tokens)
+    result: SessionState = _tuple_new(SessionState, v)
+    return result
 
 
 def _llm_failed(s: SessionState, ev: Event, p: LlmCallFailed) -> SessionState:
@@ -336,13 +375,16 @@ def _unchanged(s: SessionState, ev: Event, p: Any) -> SessionState:
 
 def _tool_requested(s: SessionState, ev: Event, p: ToolCallRequested) -> SessionState:
     t = _turn(s, ev)
-    history = _append(
+    v = _advance(s, ev)
+    v[_HISTORY] = _append(
         s.history, _entry(ev.seq, EntryKind.TOOL_USE, p.arguments_json, p.call_id, p.name)
     )
-    if p.decision is PolicyAction.DENY:  # answered at once by a ToolCallFailed
-        return _next(s, ev, history=history)
+    decision = p.decision
+    if decision is _DENY:  # answered at once by a ToolCallFailed
+        result: SessionState = _tuple_new(SessionState, v)
+        return result
     timeout = _us(p.deadline_at - ev.occurred_at)
-    if p.decision is PolicyAction.ALLOW:
+    if decision is _ALLOW:
         call = PendingCall(
             p.call_id, p.name, p.arguments_json, CallStatus.TOOL, ev.seq, p.deadline_at, 1, timeout
         )
@@ -351,13 +393,29 @@ def _tool_requested(s: SessionState, ev: Event, p: ToolCallRequested) -> Session
             p.call_id, p.name, p.arguments_json, CallStatus.APPROVAL, ev.seq, None, 1, timeout
         )
     calls = (*t.calls, call)
-    return _next(s, ev, history=history, turn=replaced(t, calls=calls), phase=step_phase(calls))
+    tv = list(t)
+    tv[_T_CALLS] = calls
+    v[_TURN] = _tuple_new(TurnState, tv)
+    v[_PHASE] = step_phase(calls)
+    result = _tuple_new(SessionState, v)
+    return result
 
 
 def _set_call(s: SessionState, ev: Event, call_id: str, **changes: Any) -> SessionState:
     t = _turn(s, ev)
     calls = _with(t.calls, call_id, **changes)
-    return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls))
+    return _step(s, ev, t, calls)
+
+
+def _step(s: SessionState, ev: Event, t: TurnState, calls: tuple[PendingCall, ...]) -> SessionState:
+    """The state after `ev` changed the step's calls to `calls` (and nothing else)."""
+    tv = list(t)
+    tv[_T_CALLS] = calls
+    v = _advance(s, ev)
+    v[_TURN] = _tuple_new(TurnState, tv)
+    v[_PHASE] = step_phase(calls)
+    result: SessionState = _tuple_new(SessionState, v)
+    return result
 
 
 def _approval_requested(s: SessionState, ev: Event, p: ApprovalRequested) -> SessionState:
@@ -375,8 +433,15 @@ def _approval_granted(s: SessionState, ev: Event, p: ApprovalGranted) -> Session
 def _resolve(s: SessionState, ev: Event, call_id: str, result: Entry | None) -> SessionState:
     t = _turn(s, ev)
     calls = _without(t.calls, call_id)
-    history = s.history if result is None else _append(s.history, result)
-    return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls), history=history)
+    tv = list(t)
+    tv[_T_CALLS] = calls
+    v = _advance(s, ev)
+    v[_TURN] = _tuple_new(TurnState, tv)
+    v[_PHASE] = step_phase(calls)
+    if result is not None:
+        v[_HISTORY] = _append(s.history, result)
+    state: SessionState = _tuple_new(SessionState, v)
+    return state
 
 
 def _approval_denied(s: SessionState, ev: Event, p: ApprovalDenied) -> SessionState:
@@ -397,7 +462,7 @@ def _child_requested(s: SessionState, ev: Event, p: ChildSessionRequested) -> Se
     parent = orchestration_of(t.calls, p.call_id)
     if parent is not None:  # a member of a delegate_many call: a call of its own
         calls = member_added(t.calls, parent, p, ev.seq, ev.occurred_at)
-        return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls))
+        return _step(s, ev, t, calls)
     return _set_call(
         s,
         ev,
@@ -429,7 +494,7 @@ def _child_completed(s: SessionState, ev: Event, p: ChildSessionCompleted) -> Se
         )
     call = _find(t.calls, p.call_id)
     text = child_result_text(p, call.child_agent if call is not None else "?")
-    err = p.status is not ChildStatus.COMPLETED
+    err = p.status is not _COMPLETED
     entry = _entry(ev.seq, EntryKind.TOOL_RESULT, text, p.call_id, err=err)
     calls = _without(t.calls, p.call_id)
     # The child's cost rolls up into the parent's turn and session spend.
@@ -453,7 +518,7 @@ def _orchestration_started(s: SessionState, ev: Event, p: OrchestrationStarted) 
         p.mode, p.quorum, p.combine, p.agents, p.tasks, p.member_timeout_ms * 1000, p.fail_fast
     )
     calls = orchestration_started(t.calls, p.call_id, spec)
-    return _next(s, ev, turn=replaced(t, calls=calls), phase=step_phase(calls))
+    return _step(s, ev, t, calls)
 
 
 def _member_cancelled(s: SessionState, ev: Event, p: OrchestrationMemberCancelled) -> SessionState:
@@ -522,8 +587,14 @@ def _compacted(s: SessionState, ev: Event, p: ContextCompacted) -> SessionState:
 
 def _turn_ended(s: SessionState, ev: Event, outcome: str, reason: str) -> SessionState:
     t = _turn(s, ev)
-    summary = TurnSummary(t.turn_no, outcome, t.answer_seq, t.usage, t.cost_nanos, reason)
-    return _next(s, ev, phase=Phase.IDLE, turn=None, last_turn=summary)
+    v = _advance(s, ev)
+    v[_PHASE] = _IDLE
+    v[_TURN] = None
+    v[_LAST_TURN] = _tuple_new(
+        TurnSummary, (t.turn_no, outcome, t.answer_seq, t.usage, t.cost_nanos, reason)
+    )
+    result: SessionState = _tuple_new(SessionState, v)
+    return result
 
 
 def _turn_completed(s: SessionState, ev: Event, p: TurnCompleted) -> SessionState:
@@ -576,6 +647,14 @@ def _budget_limit(s: SessionState, ev: Event, p: BudgetLimitReached) -> SessionS
     return _next(s, ev, budget_block=p)
 
 
+def _admission_requested(s: SessionState, ev: Event, p: AdmissionRequested) -> SessionState:
+    return _next(s, ev, admission=p)
+
+
+def _admission_decided(s: SessionState, ev: Event, p: AdmissionDecided) -> SessionState:
+    return _next(s, ev, admission=None)  # admitted: the turn's events follow
+
+
 def _rejected(s: SessionState, ev: Event, p: RequestRejected) -> SessionState:
     # A rejected input changes nothing but the seq (not even the recent request ids).
     return replaced(s, last_seq=ev.seq)
@@ -611,6 +690,9 @@ def _llm_answered(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSta
         # The answer of a replaced issue: money spent, charged like a late answer.
         after = _llm_completed(s, ev, dataclasses.replace(p, discarded="late"))
         return replaced(after, superseded=_without_one(s.superseded, p.call_id))
+    t = s.turn
+    if t is None or t.llm is None or t.llm.attempt <= 1:  # issued once: nothing replaced
+        return _llm_completed(s, ev, p)
     return _superseded_after(s, _llm_completed(s, ev, p))
 
 
@@ -647,14 +729,6 @@ _HANDLERS: dict[type, Callable[[SessionState, Event, Any], SessionState]] = {
     TurnCompleted: _turn_completed,
     TurnFailed: _turn_failed,
     TurnCancelled: _turn_cancelled,
-def _admission_requested(s: SessionState, ev: Event, p: AdmissionRequested) -> SessionState:
-    return _next(s, ev, admission=p)
-
-
-def _admission_decided(s: SessionState, ev: Event, p: AdmissionDecided) -> SessionState:
-    return _next(s, ev, admission=None)  # admitted: the turn's events follow
-
-
     RequestRejected: _rejected,
     MessageQueued: _message_queued,
     QueuedMessageDropped: _queued_dropped,
@@ -669,6 +743,8 @@ def _admission_decided(s: SessionState, ev: Event, p: AdmissionDecided) -> Sessi
     StructuredOutputAccepted: _unchanged,
     BudgetAlert: _unchanged,
     BudgetLimitReached: _budget_limit,
+    AdmissionRequested: _admission_requested,
+    AdmissionDecided: _admission_decided,
 }
 
 
@@ -680,7 +756,7 @@ def evolve(state: SessionState, event: Event) -> SessionState:
             f"{event.session_id}, not to session {state.session_id}."
         )
     payload = event.payload
-    if state.phase is Phase.FORKING and type(payload) is not SessionForked:
+    if state.phase is _FORKING and type(payload) is not SessionForked:
         # A fork that was rejected: the rejection is the new session's first event.
         state = initial_state(state.session_id)
     if event.seq != state.last_seq + 1:
@@ -689,5 +765,3 @@ def evolve(state: SessionState, event: Event) -> SessionState:
             f"{event.seq} ({type(payload).__name__}); the log has a gap or a duplicate."
         )
     return _HANDLERS[type(payload)](state, event, payload)
-    AdmissionRequested: _admission_requested,
-    AdmissionDecided: _admission_decided,

@@ -306,14 +306,24 @@ def turn_id_for(session_id: str, turn_no: int) -> str:
 def step_phase(calls: tuple[PendingCall, ...]) -> Phase:
     """The phase of a step with these unresolved calls (precedence in the module doc).
     No calls left: awaiting_llm (the next LLM call follows in the same decision)."""
-    statuses = {c.status for c in calls}
-    if CallStatus.APPROVAL in statuses:
-        return Phase.AWAITING_APPROVAL
-    if CallStatus.TOOL in statuses:
-        return Phase.AWAITING_TOOLS
-    if CallStatus.CHILD in statuses or CallStatus.ORCHESTRATION in statuses:
-        return Phase.AWAITING_CHILDREN
-    return Phase.AWAITING_LLM
+    # Evolve asks this on most events: one pass, no set, the phases as module constants.
+    phase = _AWAITING_LLM
+    for c in calls:
+        status = c.status
+        if status == _APPROVAL:
+            return _AWAITING_APPROVAL
+        if status == _TOOL:
+            phase = _AWAITING_TOOLS
+        elif phase is _AWAITING_LLM and status in _WAITING_FOR_CHILDREN:
+            phase = _AWAITING_CHILDREN
+    return phase
+
+
+# `Phase.X` goes through EnumType.__getattr__'s slow attribute hook (CPython 3.11).
+_AWAITING_LLM, _AWAITING_TOOLS = Phase.AWAITING_LLM, Phase.AWAITING_TOOLS
+_AWAITING_APPROVAL, _AWAITING_CHILDREN = Phase.AWAITING_APPROVAL, Phase.AWAITING_CHILDREN
+_APPROVAL, _TOOL = CallStatus.APPROVAL, CallStatus.TOOL
+_WAITING_FOR_CHILDREN = (CallStatus.CHILD, CallStatus.ORCHESTRATION)
 
 
 def usage_of(u: tuple[int, int, int, int]) -> Usage:
