@@ -1,0 +1,195 @@
+"""Shared rate limits (per agent, per client) on the live platform: real broker, real
+Postgres (table rate_admissions), real session workers and the scripted model of
+tests/data/ratelimits.
+
+- per agent, two `turnlog worker session` processes owning different partitions: many
+  sessions of one agent, more messages than the limit, sent at once — exactly the limit
+  is admitted (their turns complete), the rest are answered AdmissionDecided(admitted =
+  false) naming the limit and when to retry; both workers admitted some; the table
+  holds one row per message (the admitted ones counted), the events say the same;
+- per client (a worker in this process): each requester identity has its own window, a
+  message without one shares `client:-`; a re-run admission (the same request id)
+  answers the same and counts once; the client library reports a limited message as
+  rejected with the limit's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+
+from agents.agentfile import registry_from_file
+from agents.events import (
+    AdmissionDecided,
+    AdmissionRequested,
+    SendMessage,
+    TurnCompleted,
+)
+from agents.providers.scripted import ScriptedProvider
+from streams.admission import PostgresAdmissions
+from streams.partitioning import partition_for
+from streams.topics import TopicNames
+from tests.support.harness import (
+    EventLog,
+    RequestSender,
+    WorkerGroup,
+    user_message,
+    wait_until,
+    worker_env,
+)
+from tests.support.live import live_platform, new_session_id, payloads
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "ratelimits"
+PARTITIONS = 4
+
+
+def _agents(tmp_path: Path, name: str, limit: str) -> Path:
+    path = tmp_path / "agents.toml"
+    path.write_text(
+        f"""
+[agents.{name}]
+model = "scripted-small"
+system_prompt = "You answer briefly. (live shared rate limits test)"
+max_tokens = 32
+[agents.{name}.rate_limit]
+{limit}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _rows(database_url: str, key: str) -> list[tuple[str, bool, str | None]]:
+    with psycopg.connect(database_url) as conn:
+        return list(
+            conn.execute(
+                "SELECT entry_id, admitted, reason FROM rate_admissions WHERE limit_key = %s "
+                "AND kind = 'message' ORDER BY at",
+                (key,),
+            ).fetchall()
+        )
+
+
+async def test_a_per_agent_limit_shared_by_two_worker_processes_holds(
+    kafka_bootstrap: str,
+    names: TopicNames,
+    unique_prefix: str,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    agent = f"shared_{secrets.token_hex(3)}"
+    limit, sent = 4, 10
+    agents = _agents(tmp_path, agent, 'per = "agent"\nrequests_per_minute = 4\nwindow_s = 300\n')
+    env = worker_env(
+        kafka_bootstrap,
+        unique_prefix,
+        partitions=PARTITIONS,
+        agents=agents,
+        script=DATA / "script.yaml",
+        extra={"DATABASE_URL": database_url},
+    )
+    async with (
+        WorkerGroup(env, tmp_path / "logs") as group,
+        EventLog(kafka_bootstrap, names.events) as log,
+    ):
+        w1, w2 = group.start("w1"), group.start("w2")
+
+        def split() -> tuple[set[int], set[int]] | None:
+            a, b = w1.owned_partitions(), w2.owned_partitions()
+            return (a, b) if a and b and len(a | b) == PARTITIONS and not a & b else None
+
+        owned = await wait_until(
+            split, 60, "two workers owning the partitions", diagnose=group.tails
+        )
+        # Sessions on both workers' partitions, the same number on each.
+        sids: list[str] = []
+        per_worker = [0, 0]
+        while len(sids) < sent:
+            sid = new_session_id("rl")
+            w = 0 if partition_for(sid, PARTITIONS) in owned[0] else 1
+            if per_worker[w] < sent // 2:
+                per_worker[w] += 1
+                sids.append(sid)
+        async with RequestSender(kafka_bootstrap, names) as sender:
+            await asyncio.gather(
+                *(
+                    sender.request(replace(user_message(sid, "hi", agent=agent), client="load"))
+                    for sid in sids
+                )
+            )
+
+        def decided() -> list[AdmissionDecided]:
+            return [p for sid in sids for p in payloads(log.of(sid), AdmissionDecided)]
+
+        await log.wait_for(lambda: len(decided()) == sent, 60, "every admission decided")
+        admitted = [p for p in decided() if p.admitted]
+        limited = [p for p in decided() if not p.admitted]
+        assert len(admitted) == limit, decided()
+        assert len(limited) == sent - limit
+        for p in limited:
+            assert p.reason is not None
+            assert p.reason.startswith("rate_limit.requests_per_minute (per agent) exceeded")
+            assert "retry after" in p.reason and p.retry_after_ms > 0
+        # Both workers asked the shared counters, and the admitted turns ran.
+        admitted_sids = {sid for sid in sids if payloads(log.of(sid), AdmissionDecided)[0].admitted}
+        workers = {0 if partition_for(sid, PARTITIONS) in owned[0] else 1 for sid in sids}
+        assert workers == {0, 1}
+        await log.wait_for(
+            lambda: all(log.turns_completed(sid) == 1 for sid in admitted_sids),
+            60,
+            "the admitted turns complete",
+        )
+        assert all(log.turns_completed(sid) == 0 for sid in set(sids) - admitted_sids)
+        # The table holds one row per message, the admitted ones those of the events.
+        rows = _rows(database_url, f"agent:{agent}")
+        assert len(rows) == sent
+        request_of = {sid: f"{sid}:u1" for sid in sids}
+        assert {r[0] for r in rows if r[1]} == {request_of[s] for s in admitted_sids}
+        for worker in (w1, w2):
+            assert worker.alive, worker.tail()
+
+
+async def test_a_per_client_limit_counts_each_requester_apart(
+    kafka_bootstrap: str, names: TopicNames, database_url: str, tmp_path: Path
+) -> None:
+    agent = f"perclient_{secrets.token_hex(3)}"
+    registry = registry_from_file(
+        _agents(tmp_path, agent, 'per = "client"\nrequests_per_minute = 2\nwindow_s = 300\n')
+    )
+    provider = ScriptedProvider.from_file(DATA / "script.yaml")
+    alice = f"alice-{secrets.token_hex(2)}"
+    async with live_platform(kafka_bootstrap, names, registry=registry, provider=provider) as live:
+        store = PostgresAdmissions(database_url)
+        live.worker.process.effects.admissions = store
+        plan = [(alice, new_session_id("a")) for _ in range(3)] + [("bob-x", new_session_id("b"))]
+        for client, sid in plan:
+            req = live.client.request(sid, SendMessage("hello"), agent=agent)
+            await live.client.send_request(replace(req, client=client))
+        sids = [sid for _, sid in plan]
+
+        def decided(sid: str) -> list[AdmissionDecided]:
+            return live.log.of_type(sid, AdmissionDecided)
+
+        await live.log.wait_until(lambda: all(decided(s) for s in sids), "admissions", 30)
+        verdicts = [decided(sid)[0].admitted for sid in sids]
+        assert verdicts == [True, True, False, True]
+        reason = decided(sids[2])[0].reason or ""
+        assert reason.startswith("rate_limit.requests_per_minute (per client) exceeded")
+        requested = live.log.of_type(sids[0], AdmissionRequested)[0]
+        assert requested.key == f"client:{alice}" and requested.client == alice
+        await live.log.wait_until(
+            lambda: all(live.log.of_type(s, TurnCompleted) for s in (sids[0], sids[3])),
+            "admitted turns",
+            30,
+        )
+        # A re-run of the third admission (a crash, a takeover) answers the same and
+        # counts once: the window of alice still holds two admitted messages.
+        again = await store.admit(sids[2], live.log.of_type(sids[2], AdmissionRequested)[0])
+        assert not again.admitted and again.reason == reason
+        rows = _rows(database_url, f"client:{alice}")
+        assert [r[1] for r in rows] == [True, True, False]
+        await store.close()
