@@ -97,7 +97,9 @@ ADDED_SINCE_RELEASE: dict[str, frozenset[str]] = {
             "AdmissionDecided",
         }
     ),
-    "Request": frozenset({"UpgradeAgent", "SetModel", "EnforceBudget", "ReissueEffect", "CompleteAdmission"}),
+    "Request": frozenset(
+        {"UpgradeAgent", "SetModel", "EnforceBudget", "ReissueEffect", "CompleteAdmission"}
+    ),
 }
 
 
