@@ -9,6 +9,11 @@ retries, all read from the OTEL_* variables — is the SDK exporter's own.
 `encode_spans` is the plain twin's equal: tests/unit/test_otlp_encoding.py decodes both
 with opentelemetry-proto and compares them.
 
+The exporter also takes the spans of streams._spans as they are (the batch processor's
+queue holds them, not ReadableSpans): a batch of them shares one resource and scope,
+whose bytes are written once (`encode_lean`), and a ReadableSpan is built from each
+only should the SDK's own export be needed.
+
 Imported only when tracing is on (streams.telemetry.configure_tracing).
 """
 
@@ -16,13 +21,15 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import DEFAULT_TRACE_STATE as _NO_STATE
 
-__all__ = ["LeanOTLPSpanExporter", "encode_spans"]
+__all__ = ["LeanOTLPSpanExporter", "encode_lean", "encode_spans"]
 
 _log = logging.getLogger(__name__)
 _Q = struct.Struct("<Q").pack
@@ -88,11 +95,13 @@ def _any(value: Any) -> bytes:
     raise TypeError(f"an attribute value of type {type(value).__name__} has no OTLP form")
 
 
-# Encoded KeyValues of string attributes (names and most values repeat: the model, the
-# system, a session's id over its turn's spans), and of the keys alone. Bounded.
-_KV: dict[tuple[str, str], bytes] = {}
+# Encoded KeyValues of string attributes by their field's tag (names and most values
+# repeat: the model, the system, a session's id over its turn's spans), and of the keys
+# alone. Bounded.
+_KV: dict[bytes, dict[tuple[str, str], bytes]] = {}
 _KEYS: dict[str, bytes] = {}
 _MAX_CACHED = 8192
+_MASK64 = 0xFFFFFFFFFFFFFFFF
 
 
 def _kv(key: str, value: Any) -> bytes:
@@ -109,9 +118,12 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     out = []
-    cache = _KV
+    cache = _KV.get(tag)
+    if cache is None:
+        cache = _KV[tag] = {}
     for key, value in attributes.items():
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             field = cache.get((key, value))
             if field is None:
                 kv = _kv(key, value)
@@ -121,6 +133,13 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
                 cache[key, value] = field
             out.append(field)
             continue
+        if kind is int and 0 <= value < 16384:  # token counts, offsets, attempts
+            head = _KEYS.get(key)
+            if head is not None:
+                number = _SMALL[value]
+                kv = head + b"\x12" + _SMALL[len(number) + 1] + b"\x18" + number
+                out.append(tag + _SMALL[len(kv)] + kv)
+                continue
         try:
             kv = _kv(key, value)
         except TypeError as exc:  # the SDK's encoder logs and skips such a value too
@@ -142,39 +161,74 @@ def _status(status: Any) -> bytes:
     return b"\x7a" + _len(len(body)) + body
 
 
+# Encoded statuses by the Status object (streams._spans shares one per OK and unset).
+_STATUSES: dict[int, tuple[Any, bytes]] = {}
+
+
+def _status_of(status: Any) -> bytes:
+    known = _STATUSES.get(id(status))
+    if known is not None and known[0] is status:
+        return known[1]
+    encoded = _status(status)
+    if len(_STATUSES) < 64:
+        _STATUSES[id(status)] = (status, encoded)  # the object kept: its id stays its own
+    return encoded
+
+
+# (name, kind) -> the span's name and kind fields; trace id -> its field. Bounded.
+_NAMES: dict[tuple[str, int], bytes] = {}
+_TRACES: dict[int, bytes] = {}
+# span id, the parent's span id field's tag, the parent's span id (big-endian, as OTLP's
+# bytes have them); the start and end time fields.
+_IDS = struct.Struct(">QHQ").pack
+_TIMES = struct.Struct("<BQBQ").pack
+
+
 def _lean_span(src: Any, end_ns: int) -> bytes:
-    """A span of streams._spans, read from its own fields: no events, nothing dropped."""
+    """A span of streams._spans, read from its own fields: no events, nothing dropped.
+    Its SpanContexts are read as the tuples they are: (trace id, span id, is remote,
+    flags, trace state, is valid)."""
     ctx = src.context
     parent = src.parent
-    name = src.name.encode()
-    parts = [
-        b"\x0a\x10",
-        ctx.trace_id.to_bytes(16, "big"),
-        b"\x12\x08",
-        ctx.span_id.to_bytes(8, "big"),
-    ]
-    if ctx.trace_state:
-        parts.append(_str(b"\x1a", _state(ctx.trace_state)))
-    if parent is not None:
-        parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-    parts += (
-        b"\x2a",
-        _len(len(name)),
-        name,
-        _KIND[src.kind.value],
-        b"\x39",
-        _Q(src.start_ns),
-        b"\x41",
-        _Q(end_ns),
-        _attributes(b"\x4a", src.attributes),
+    trace_id = ctx[0]
+    head = _TRACES.get(trace_id)
+    if head is None:
+        if len(_TRACES) >= _MAX_CACHED:
+            _TRACES.clear()
+        head = _TRACES[trace_id] = b"\x0a\x10" + trace_id.to_bytes(16, "big") + b"\x12\x08"
+    state = ctx[4]
+    if state is _NO_STATE or not state:
+        state = None
+    if parent is not None and state is None:
+        ids = _IDS(ctx[1], 0x2208, parent[1])
+    else:
+        ids = ctx[1].to_bytes(8, "big")
+        if state is not None:
+            ids += _str(b"\x1a", _state(state))
+        if parent is not None:
+            ids += b"\x22\x08" + parent[1].to_bytes(8, "big")
+    kind = src.kind
+    named = _NAMES.get((src.name, id(kind)))
+    if named is None:
+        name = src.name.encode()
+        named = b"\x2a" + _len(len(name)) + name + _KIND[kind.value]
+        if len(_NAMES) >= _MAX_CACHED:
+            _NAMES.clear()
+        _NAMES[src.name, id(kind)] = named
+    body = (
+        head
+        + ids
+        + named
+        + _TIMES(0x39, src.start_ns, 0x41, end_ns)
+        + _attributes(b"\x4a", src.attributes)
     )
-    for link in src.links:
-        parts.append(_link(link))
-    parts += (
-        _status(src.status),
-        _FLAGS_OF_REMOTE if parent is not None and parent.is_remote else _FLAGS_OF_LOCAL,
+    if src.links:
+        body += b"".join([_link(link) for link in src.links])
+    return (
+        body
+        + _status_of(src.status)
+        + (_FLAGS_OF_REMOTE if parent is not None and parent[2] else _FLAGS_OF_LOCAL)
     )
-    return b"".join(parts)
 
 
 def _link(link: Any) -> bytes:
@@ -283,21 +337,88 @@ def encode_spans(spans: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
+class _Frame:
+    """The bytes of a request around its spans, for one resource and scope."""
+
+    def __init__(self, resource: Any, scope: Any) -> None:
+        self.resource = resource
+        self.scope = scope
+        self.resource_head = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
+        self.scope_head = _field(b"\x0a", _scope(scope)) if scope is not None else b""
+        self.scope_tail = _str(b"\x1a", scope.schema_url) if scope is not None else b""
+        self.resource_tail = _str(b"\x1a", resource.schema_url)
+
+
+_FRAMES: dict[tuple[int, int], _Frame] = {}
+
+
+def encode_lean(spans: Sequence[Any], resource: Any, scope: Any) -> bytes:
+    """The serialized ExportTraceServiceRequest of `spans` (ended spans of
+    streams._spans), all of `resource` and instrumentation `scope`: the same as
+    `encode_spans` of their ReadableSpans."""
+    frame = _FRAMES.get((id(resource), id(scope)))
+    if frame is None or frame.resource is not resource or frame.scope is not scope:
+        frame = _FRAMES[id(resource), id(scope)] = _Frame(resource, scope)
+        if len(_FRAMES) > 16:
+            _FRAMES.pop(next(iter(_FRAMES)))
+    out = [frame.scope_head]
+    append = out.append
+    for span in spans:
+        encoded = _lean_span(span, span.end_ns)
+        append(b"\x12")
+        append(_len(len(encoded)))
+        append(encoded)
+    append(frame.scope_tail)
+    scope_spans = b"".join(out)
+    body = (
+        frame.resource_head
+        + b"\x12"
+        + _varint(len(scope_spans))
+        + scope_spans
+        + frame.resource_tail
+    )
+    return b"\x0a" + _varint(len(body)) + body
+
+
 class LeanOTLPSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/HTTP exporter (its configuration, transport and retries) with the
     body encoded by `encode_spans`. Should this SDK's exporter lack the seam used here
-    (its HTTP client), every batch goes through the SDK's own export unchanged."""
+    (its HTTP client), every batch goes through the SDK's own export unchanged.
+
+    Given `lean(resource, scope)`, it also takes the spans of streams._spans as they
+    are, all of that resource and scope (a batch may mix them with ReadableSpans)."""
+
+    _lean: tuple[Any, Any] | None = None
+
+    def lean(self, resource: Any, scope: Any) -> None:
+        self._lean = (resource, scope)
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        lean = self._lean
+        if lean is not None and spans and not isinstance(spans[0], ReadableSpan):
+            # A batch that mixes both fails to encode here: the SDK's export takes it.
+            return self._post(spans, lambda: encode_lean(spans, *lean))
+        return self._post(spans, lambda: encode_spans(spans))
+
+    def _post(self, spans: Sequence[Any], encode: Callable[[], bytes]) -> SpanExportResult:
         client = getattr(self, "_client", None)
         limit = getattr(self, "_max_request_size", 0) or 0
         if client is None or getattr(self, "_shutdown", True):
-            return super().export(spans)
+            return self._sdk_export(self._readable(spans))
         try:
-            data = encode_spans(spans)
+            data = encode()
         except Exception:  # the SDK's encoder logs its own failure
-            return super().export(spans)
+            return self._sdk_export(self._readable(spans))
         if limit > 0 and len(data) > limit:
-            return super().export(spans)  # it drops the batch, and says so
+            return self._sdk_export(self._readable(spans))  # it drops the batch, and says so
         result = client.export(data)
         return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+
+    def _sdk_export(self, spans: Sequence[Any]) -> SpanExportResult:
+        return super().export(spans)
+
+    def _readable(self, spans: Sequence[Any]) -> Sequence[Any]:
+        lean = self._lean
+        if lean is None:
+            return spans
+        return [s if isinstance(s, ReadableSpan) else s.readable(*lean) for s in spans]

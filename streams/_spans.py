@@ -2,8 +2,10 @@
 
 Rule: a span is decided by the TracerProvider's own sampler (OTEL_TRACES_SAMPLER), gets
 its ids from the provider's id generator, its resource from the provider, and is handed
-ended, as the SDK's `ReadableSpan`, to the provider's span processor (the batch
-processor and its OTLP exporter). What is left out is the SDK's mutable `Span`: its lock,
+ended, to the provider's span processor: as the SDK's `ReadableSpan` to any processor,
+or as itself to the batch processor's queue when its exporter encodes these spans
+directly (streams._otlp: the ReadableSpan is then built, if ever, only should the
+SDK's own encoder be needed). What is left out is the SDK's mutable `Span`: its lock,
 its per-attribute validation and limits and its start hooks cost tens of microseconds a
 span on the event loop (bench/tracing.py), for attributes that turnlog builds itself
 from a fixed, small set of names and scalar values. A span that is not sampled is a
@@ -22,23 +24,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from random import getrandbits
 from typing import Any
 
 from opentelemetry import trace as ot
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-__all__ = ["Decide", "Ended", "Recorder", "Span", "compile_sampler"]
+__all__ = ["SCOPE", "Decide", "Ended", "Recorder", "Span", "compile_sampler"]
 
 _OK = ot.Status(ot.StatusCode.OK)
 _UNSET = ot.Status(ot.StatusCode.UNSET)
-_SAMPLED = ot.TraceFlags(ot.TraceFlags.SAMPLED)
-_NOT_SAMPLED = ot.TraceFlags(ot.TraceFlags.DEFAULT)
 _RANDOM = int(getattr(ot.TraceFlags, "RANDOM_TRACE_ID", 0))
+# Every TraceFlags a span of ours can have (sampled or not, random trace id or not).
+_TRACE_FLAGS = {n: ot.TraceFlags(n) for n in {0, 1, _RANDOM, _RANDOM | 1}}
+_NO_STATE = ot.DEFAULT_TRACE_STATE
+_new_context = tuple.__new__
+_time_ns = time.time_ns
 
 
 _MAX_UNSAMPLED = 10_000
+SCOPE = InstrumentationScope("turnlog")
+
+
+def _random_span_id() -> int:
+    """RandomIdGenerator.generate_span_id, one call shorter."""
+    span_id = getrandbits(64)
+    while not span_id:
+        span_id = getrandbits(64)
+    return span_id
 
 
 class Span:
@@ -48,6 +64,7 @@ class Span:
         "_recorder",
         "attributes",
         "context",
+        "end_ns",
         "kind",
         "links",
         "name",
@@ -76,7 +93,8 @@ class Span:
         self.recording = recorder is not None
         self.attributes: dict[str, Any] = {}
         self.status = _UNSET
-        self.start_ns = time.time_ns()
+        self.start_ns = _time_ns()
+        self.end_ns = 0
         self.traceparent: Any = None  # what streams.telemetry formats from `context`, once
 
     def get_span_context(self) -> ot.SpanContext:
@@ -106,9 +124,17 @@ class Span:
         if not self.recording:
             return
         self.recording = False
+        self.end_ns = _time_ns()
         recorder = self._recorder
         assert recorder is not None
-        recorder.processor.on_end(Ended(self, recorder, time.time_ns()))
+        if recorder.emit is None:
+            recorder.processor.on_end(Ended(self, recorder.resource, recorder.scope))
+        elif self.context[3] & 1:  # sampled (a processor exports no other span)
+            recorder.emit(self)
+
+    def readable(self, resource: Any, scope: Any) -> ReadableSpan:
+        """The ended span as the SDK's ReadableSpan."""
+        return Ended(self, resource, scope)
 
 
 # (the valid parent or None, the trace id) -> sampled
@@ -145,10 +171,10 @@ def compile_sampler(sampler: Any) -> Decide | None:
         def parent_based(parent: ot.SpanContext | None, trace_id: int) -> bool:
             if parent is None:
                 decide = root
-            elif parent.is_remote:
-                decide = remote_on if parent.trace_flags.sampled else remote_off
+            elif parent[2]:  # remote (a SpanContext's fields as the tuple it is)
+                decide = remote_on if parent[3] & 1 else remote_off
             else:
-                decide = local_on if parent.trace_flags.sampled else local_off
+                decide = local_on if parent[3] & 1 else local_off
             assert decide is not None
             return decide(parent, trace_id)
 
@@ -160,34 +186,44 @@ class Ended(ReadableSpan):
     """An ended `Span` as every span processor and exporter takes it; `lean` is the
     span itself, which streams._otlp reads directly (no events, nothing dropped)."""
 
-    def __init__(self, span: Span, recorder: Recorder, end_ns: int) -> None:
+    def __init__(self, span: Span, resource: Any, scope: Any) -> None:
         super().__init__(
             name=span.name,
             context=span.context,
             parent=span.parent,
-            resource=recorder.resource,
+            resource=resource,
             attributes=span.attributes,
             links=span.links,
             kind=span.kind,
             status=span.status,
             start_time=span.start_ns,
-            end_time=end_ns,
-            instrumentation_scope=recorder.scope,
+            end_time=span.end_ns,
+            instrumentation_scope=scope,
         )
         self.lean = span
 
 
 class Recorder:
     """Starts `Span`s with `provider`'s sampler and ids; ended ones go to `processor`
-    (a span processor also registered with the provider, which shuts it down)."""
+    (a span processor also registered with the provider, which shuts it down), or,
+    given `emit`, the sampled ones, as they are, to `emit` (the queue of a batch
+    processor whose exporter takes these spans: streams._otlp.LeanOTLPSpanExporter)."""
 
-    def __init__(self, provider: Any, processor: Any) -> None:
+    def __init__(
+        self, provider: Any, processor: Any, emit: Callable[[Span], None] | None = None
+    ) -> None:
         self.processor = processor
+        self.emit = emit
         self.resource = provider.resource
-        self.scope = InstrumentationScope("turnlog")
+        self.scope = SCOPE
         self._sampler = provider.sampler
         self._ids = provider.id_generator
         self._random = _RANDOM if self._ids.is_trace_id_random() else 0
+        # The SDK's default ids, drawn here without two calls a span.
+        if type(self._ids) is RandomIdGenerator:
+            self._span_id: Callable[[], int] = _random_span_id
+        else:
+            self._span_id = self._ids.generate_span_id
         self._decide = compile_sampler(self._sampler)
         # trace id -> the non-recording span of that trace (oldest dropped first)
         self._unsampled: dict[int, Span] = {}
@@ -199,10 +235,13 @@ class Recorder:
         kind: ot.SpanKind = ot.SpanKind.INTERNAL,
         links: Sequence[ot.Link] = (),
     ) -> Span:
-        """A new span, child of `parent` (None or invalid: the root of a new trace)."""
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
-            random = parent.trace_flags & _RANDOM
+        """A new span, child of `parent` (None or invalid: the root of a new trace).
+
+        A SpanContext is read as the tuple it is: (trace id, span id, is remote, flags,
+        trace state, is valid); its properties cost a call each."""
+        if parent is not None and parent[5]:
+            trace_id = parent[0]
+            random = parent[3] & _RANDOM
         else:
             parent = None
             trace_id = self._ids.generate_trace_id()
@@ -216,7 +255,7 @@ class Recorder:
                 known = self._unsampled.get(trace_id)
                 if known is not None:
                     return known
-            trace_state = parent.trace_state if parent is not None else None
+            trace_state = parent[4] if parent is not None else None
         else:
             context = (
                 None if parent is None else ot.set_span_in_context(ot.NonRecordingSpan(parent))
@@ -225,12 +264,18 @@ class Recorder:
             sampled = result.decision.is_sampled()
             recording = result.decision.is_recording()
             trace_state, attributes = result.trace_state, result.attributes
-        span_context = ot.SpanContext(
-            trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=ot.TraceFlags((_SAMPLED if sampled else _NOT_SAMPLED) | random),
-            trace_state=trace_state,
+        # SpanContext(trace_id, span_id, False, flags, state) without its checks: both
+        # ids are valid (a valid parent's, or the id generator's, never zero).
+        span_context = _new_context(
+            ot.SpanContext,
+            (
+                trace_id,
+                self._span_id(),
+                False,
+                _TRACE_FLAGS[(1 if sampled else 0) | random],
+                _NO_STATE if trace_state is None else trace_state,
+                True,
+            ),
         )
         span = Span(self if recording else None, span_context, parent, name, kind, links)
         if recording and attributes:

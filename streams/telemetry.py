@@ -78,6 +78,7 @@ _tracer: Any = None
 _provider: Any = None
 # The OpenTelemetry API, imported by configure_tracing (never while tracing is off).
 _ot: Any = None
+_CONSUMER: Any = None  # _ot.SpanKind.CONSUMER
 _sinks: dict[int, MetricsSink] = {}
 # Open approval-wait spans: (session, call id) -> span. Bounded: a wait whose decision
 # lands on another worker is dropped (unexported) once this many are open.
@@ -89,6 +90,8 @@ _MAX_OPEN_APPROVALS = 10_000
 _last_input: dict[str, Any] = {}
 _MAX_SESSIONS = 100_000
 _CONTINUE_TURN = frozenset({"Tick", "CancelTurn", "ReissueEffect"})
+_PROCESS: dict[str, str] = {}  # input type -> its span's name
+_PARTITIONS: dict[int, str] = {}  # partition -> its attribute value
 # The batch span processor's export batch and queue (the SDK's: 512 and 2048).
 _BATCH_SIZE = 2048
 _QUEUE = 8192
@@ -120,7 +123,7 @@ _BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
 def configure_tracing(enabled: bool, service_name: str) -> bool:
     """Turn tracing on (an SDK TracerProvider exporting OTLP/HTTP, configured by the
     OTEL_* variables) or leave it off. Returns whether it is on."""
-    global _tracer, _provider, _ot
+    global _tracer, _provider, _ot, _CONSUMER
     if not enabled:
         return False
     if _tracer is not None:
@@ -131,9 +134,10 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from streams._otlp import LeanOTLPSpanExporter
-    from streams._spans import Recorder
+    from streams._spans import SCOPE, Recorder
 
     _ot = opentelemetry.trace
+    _CONSUMER = _ot.SpanKind.CONSUMER
 
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
     provider = TracerProvider(resource=Resource.create(attributes))
@@ -144,14 +148,21 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     sized = any(
         os.environ.get(v) for v in ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_MAX_QUEUE_SIZE")
     )
+    exporter = LeanOTLPSpanExporter()
     processor = BatchSpanProcessor(
-        LeanOTLPSpanExporter(),
+        exporter,
         max_queue_size=None if sized else _QUEUE,
         max_export_batch_size=None if sized else _BATCH_SIZE,
     )
     provider.add_span_processor(processor)
+    # Ended spans go into the processor's queue as they are (what its on_end does with a
+    # ReadableSpan, less building one), for the exporter to encode: where this SDK's
+    # processor has no such queue, they go through on_end as ReadableSpans.
+    emit = getattr(getattr(processor, "_batch_processor", None), "emit", None)
+    if emit is not None:
+        exporter.lean(provider.resource, SCOPE)
     _provider = provider
-    _tracer = Recorder(provider, processor)
+    _tracer = Recorder(provider, processor, emit)
     return True
 
 
@@ -338,6 +349,9 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
 # ------------------------------------------------------------------ internals
 
 
+_new_context = tuple.__new__
+_TRACE_FLAGS: dict[str, Any] = {}  # a traceparent's flags -> TraceFlags
+
 # "00-<trace id>-" of the traces in hand: a turn's spans share one (bounded).
 _PREFIX: dict[int, str] = {}
 _FLAGS = tuple(f"-{flags:02x}" for flags in range(256))
@@ -347,17 +361,18 @@ def _live(span: Any) -> TraceParent:
     if span.traceparent is not None:
         out: TraceParent = span.traceparent
         return out
-    ctx = span.context
-    trace_id = ctx.trace_id
+    ctx = span.context  # a SpanContext, read as its tuple: (trace id, span id, ...)
+    trace_id = ctx[0]
     prefix = _PREFIX.get(trace_id)
     if prefix is None:
         if len(_PREFIX) >= 4096:
             _PREFIX.clear()
         prefix = _PREFIX[trace_id] = f"00-{trace_id:032x}-"
-    out = TraceParent(f"{prefix}{ctx.span_id:016x}{_FLAGS[ctx.trace_flags]}")
+    out = TraceParent(f"{prefix}{ctx[1]:016x}{_FLAGS[ctx[3]]}")
     out.live = True
-    if ctx.trace_state:
-        out.tracestate = ctx.trace_state.to_header()
+    state = ctx[4]
+    if state is not _ot.DEFAULT_TRACE_STATE and state:
+        out.tracestate = state.to_header()
     out.context = ctx  # type: ignore[attr-defined]  # a child here need not parse it again
     span.traceparent = out
     return out
@@ -374,14 +389,21 @@ def _parent_of(traceparent: str | None) -> Any:
         return None
 
     state = getattr(traceparent, "tracestate", None)
-    ctx = _ot.SpanContext(
-        trace_id=int(parsed[0], 16),
-        span_id=int(parsed[1], 16),
-        is_remote=True,
-        trace_flags=_ot.TraceFlags(int(parsed[2], 16) & 0xFF),
-        trace_state=_ot.TraceState.from_header([state]) if state else None,
+    flags = _TRACE_FLAGS.get(parsed[2])
+    if flags is None:
+        flags = _TRACE_FLAGS[parsed[2]] = _ot.TraceFlags(int(parsed[2], 16) & 0xFF)
+    # SpanContext(...) without its checks: parse_traceparent refused zero ids.
+    return _new_context(
+        _ot.SpanContext,
+        (
+            int(parsed[0], 16),
+            int(parsed[1], 16),
+            True,
+            flags,
+            _ot.TraceState.from_header([state]) if state else _ot.DEFAULT_TRACE_STATE,
+            True,
+        ),
     )
-    return ctx
 
 
 def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None) -> Any:
@@ -397,28 +419,40 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
             if parent is not None:
                 links = (_ot.Link(parent),)
             parent = last
-    call_id = getattr(payload, "call_id", None)
-    if kind == "DecideApproval" and call_id is not None:
+    elif kind == "DecideApproval":
         # A human's decision continues the turn that waited for it: a child of the wait
         # (the decider's own trace, if any, is a link).
-        wait = _approvals.get((req.session_id, call_id))
+        call_id = getattr(payload, "call_id", None)
+        wait = _approvals.get((req.session_id, call_id)) if call_id is not None else None
         if wait is not None:
             if parent is not None:
                 links = (_ot.Link(parent),)
             parent = wait.context
+    return _traced_input(rec, req, events, kind, parent, links)
+
+
+def _traced_input(
+    rec: Any, req: Any, events: Sequence[Any], kind: str, parent: Any, links: tuple[Any, ...]
+) -> Any:
     assert _tracer is not None
-    span = _tracer.start(f"process {kind}", parent, _ot.SpanKind.CONSUMER, links)
+    name = _PROCESS.get(kind)
+    if name is None:
+        name = _PROCESS[kind] = f"process {kind}"
+    span = _tracer.start(name, parent, _CONSUMER, links)
     if not span.recording:  # not sampled: no attribute is worth building
         return span
     # Few attributes, all scalars: each is encoded on the exporter's thread.
     first, last = events[0], events[-1]
     attrs = span.attributes
     attrs["messaging.system"] = "kafka"
-    attrs["messaging.destination.partition.id"] = str(rec.partition)
+    partition = _PARTITIONS.get(rec.partition)
+    if partition is None:
+        partition = _PARTITIONS[rec.partition] = str(rec.partition)
+    attrs["messaging.destination.partition.id"] = partition
     attrs["messaging.kafka.offset"] = rec.offset
     attrs["turnlog.session_id"] = req.session_id
     attrs["turnlog.seq"] = f"{first.seq}-{last.seq}"
-    attrs["turnlog.event_types"] = ",".join(type(e.payload).__name__ for e in events)
+    attrs["turnlog.event_types"] = ",".join([type(e.payload).__name__ for e in events])
     if last.turn_id:
         attrs["turnlog.turn_id"] = last.turn_id
     return span
@@ -440,39 +474,47 @@ def _committed_spans(batch: _Batch) -> None:
         _last_input[req.session_id] = span.context
         if not span.recording:
             continue
-        for ev in events:
-            payload = ev.payload
-            name = type(payload).__name__
-            if name == "ApprovalRequested":
-                key = (ev.session_id, payload.call_id)
-                if len(_approvals) >= _MAX_OPEN_APPROVALS:
-                    _approvals.pop(next(iter(_approvals)))
-                wait = _tracer.start(f"approval {payload.tool_name}", span.context)
-                wait.set_attributes(
-                    {
-                        "turnlog.session_id": ev.session_id,
-                        "gen_ai.conversation.id": ev.session_id,
-                        "gen_ai.tool.name": payload.tool_name,
-                        "gen_ai.tool.call.id": payload.call_id,
-                        "turnlog.turn_id": ev.turn_id or "",
-                    }
-                )
-                _approvals[key] = wait
-            elif name in ("ApprovalGranted", "ApprovalDenied"):
-                waited = _approvals.pop((ev.session_id, payload.call_id), None)
-                if waited is not None:
-                    outcome = (
-                        "granted"
-                        if name == "ApprovalGranted"
-                        else ("expired" if payload.expired else "denied")
-                    )
-                    waited.set_attribute("turnlog.approval.outcome", outcome)
-                    waited.set_attribute("turnlog.approval.decided_by", payload.decided_by)
-                    waited.end()
-            elif name == "TurnFailed":
-                span.set_attribute("error.type", payload.error_type)
+        types = span.attributes.get("turnlog.event_types", "")
+        if "Approval" in types or "TurnFailed" in types:  # else nothing to look at
+            _watched_events(span, events)
         span.set_ok()
         span.end()
+
+
+def _watched_events(span: Any, events: Sequence[Any]) -> None:
+    """Approval waits opened and closed by an input's events, and its turn's failure."""
+    assert _tracer is not None
+    for ev in events:
+        payload = ev.payload
+        name = type(payload).__name__
+        if name == "ApprovalRequested":
+            key = (ev.session_id, payload.call_id)
+            if len(_approvals) >= _MAX_OPEN_APPROVALS:
+                _approvals.pop(next(iter(_approvals)))
+            wait = _tracer.start(f"approval {payload.tool_name}", span.context)
+            wait.set_attributes(
+                {
+                    "turnlog.session_id": ev.session_id,
+                    "gen_ai.conversation.id": ev.session_id,
+                    "gen_ai.tool.name": payload.tool_name,
+                    "gen_ai.tool.call.id": payload.call_id,
+                    "turnlog.turn_id": ev.turn_id or "",
+                }
+            )
+            _approvals[key] = wait
+        elif name in ("ApprovalGranted", "ApprovalDenied"):
+            waited = _approvals.pop((ev.session_id, payload.call_id), None)
+            if waited is not None:
+                outcome = (
+                    "granted"
+                    if name == "ApprovalGranted"
+                    else ("expired" if payload.expired else "denied")
+                )
+                waited.set_attribute("turnlog.approval.outcome", outcome)
+                waited.set_attribute("turnlog.approval.decided_by", payload.decided_by)
+                waited.end()
+        elif name == "TurnFailed":
+            span.set_attribute("error.type", payload.error_type)
 
 
 def _provider_of(model: str) -> str:

@@ -26,7 +26,6 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
-from typing import Any
 
 __all__ = [
     "TRACEPARENT",
@@ -52,6 +51,7 @@ _VALUE = re.compile(r"^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x
 _MAX_MEMBERS = 32
 _MAX_TRACESTATE = 512
 _LARGE_MEMBER = 128
+_sha256 = hashlib.sha256
 
 Headers = Sequence[tuple[str, bytes | None]] | None
 
@@ -62,6 +62,8 @@ class TraceParent(str):
 
     tracestate: str | None = None
     live: bool = False
+    # Its headers, encoded once (the events of an input share a live traceparent).
+    encoded: tuple[tuple[str, bytes], ...] | None = None
 
     @classmethod
     def of(cls, value: str, tracestate: str | None, *, live: bool = False) -> TraceParent:
@@ -123,14 +125,16 @@ def child_traceparent(parent: str | None, span_seed: str) -> str:
 
     A live parent (a span this process exports) is the span that produced the record:
     it is returned as it is."""
-    if parent is not None and getattr(parent, "live", False):
-        return parent
-    span = hashlib.sha256(span_seed.encode()).hexdigest()[:16]
+    state = None
+    if type(parent) is TraceParent:
+        if parent.live:
+            return parent
+        state = parent.tracestate
+    span = _sha256(span_seed.encode()).hexdigest()[:16]
     parsed = parse_traceparent(parent) if parent else None
     if parsed is None:
-        trace = hashlib.sha256(("trace:" + span_seed).encode()).hexdigest()[:32]
+        trace = _sha256(("trace:" + span_seed).encode()).hexdigest()[:32]
         return f"00-{trace}-{span}-01"
-    state = getattr(parent, "tracestate", None)
     child = f"00-{parsed[0]}-{span}-{parsed[2]}"
     return TraceParent.of(child, state) if state else child
 
@@ -164,10 +168,18 @@ def get_traceparent(headers: Headers) -> str | None:
 
 
 def headers_with(traceparent: str | None, **extra: str) -> list[tuple[str, bytes]]:
-    out = [(k, v.encode()) for k, v in extra.items()]
-    if traceparent:
+    """A record's headers (a new list): `extra`, then `traceparent` and its tracestate."""
+    out = [(k, v.encode()) for k, v in extra.items()] if extra else []
+    if not traceparent:
+        return out
+    if type(traceparent) is not TraceParent:
         out.append((TRACEPARENT, traceparent.encode("ascii")))
-        state: Any = getattr(traceparent, "tracestate", None)
-        if state:
-            out.append((TRACESTATE, state.encode("ascii")))
+        return out
+    encoded = traceparent.encoded
+    if encoded is None:
+        encoded = ((TRACEPARENT, traceparent.encode("ascii")),)
+        if traceparent.tracestate:
+            encoded += ((TRACESTATE, traceparent.tracestate.encode("ascii")),)
+        traceparent.encoded = encoded
+    out.extend(encoded)
     return out

@@ -1,0 +1,151 @@
+"""Spans handed to the exporter as they are (streams._spans with an `emit`), encoded by
+streams._otlp.encode_lean: decoded, equal to what the SDK's encoder writes for the same
+spans as ReadableSpans; and the trace headers encoded once per traceparent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace as ot
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+from streams._otlp import LeanOTLPSpanExporter, encode_lean, encode_spans
+from streams._spans import SCOPE, Recorder, Span
+from streams.tracing import TraceParent, headers_with
+
+REMOTE = ot.SpanContext(
+    0x4BF92F3577B34DA6A3CE929D0E0E4736,
+    0x00F067AA0BA902B7,
+    is_remote=True,
+    trace_flags=ot.TraceFlags(1),
+    trace_state=ot.TraceState([("congo", "t61rcWkgMzE")]),
+)
+PLAIN = ot.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=ot.TraceFlags(1))
+
+
+def _emitting(sampler: Any = None) -> tuple[Recorder, list[Span], Resource]:
+    resource = Resource.create({"service.name": "lean", "k": 3}, schema_url="https://x/1")
+    provider = TracerProvider(sampler=sampler or ParentBased(ALWAYS_ON), resource=resource)
+    emitted: list[Span] = []
+    return Recorder(provider, None, emitted.append), emitted, resource
+
+
+def _turn(recorder: Recorder) -> None:
+    """Spans like a turn's: remote parents with and without trace state, a root, links,
+    each attribute type, the same string attribute on a span and on a link."""
+    first = recorder.start("process SendMessage", REMOTE, ot.SpanKind.CONSUMER)
+    first.attributes.update(
+        {"turnlog.session_id": "s1", "messaging.kafka.offset": 9, "why": "cause"}
+    )
+    first.set_ok()
+    call = recorder.start(
+        "chat m", first.context, ot.SpanKind.CLIENT, (ot.Link(PLAIN, {"why": "cause"}),)
+    )
+    call.attributes.update(
+        {
+            "gen_ai.usage.input_tokens": 120,
+            "big": 2**40,
+            "neg": -3,
+            "turnlog.cost_usd": 0.25,
+            "gen_ai.response.finish_reasons": ("end_turn",),
+            "ok": True,
+        }
+    )
+    call.set_status(ot.Status(ot.StatusCode.ERROR, "overloaded"))
+    plain = recorder.start("process CompleteLlmCall", PLAIN, ot.SpanKind.CONSUMER)
+    root = recorder.start("process Tick", None)
+    for span in (call, first, plain, root):
+        span.end()
+
+
+def _decoded(data: bytes) -> Any:
+    return ExportTraceServiceRequest.FromString(data)
+
+
+def test_emitted_spans_encode_as_the_sdk_encodes_their_readable_spans() -> None:
+    recorder, emitted, resource = _emitting()
+    _turn(recorder)
+    _turn(recorder)  # the encoder's caches in use
+    assert len(emitted) == 8 and all(type(s) is Span for s in emitted)
+    readable = [s.readable(resource, SCOPE) for s in emitted]
+    assert all(isinstance(s, ReadableSpan) for s in readable)
+    expected = sdk_encode(readable)
+    assert _decoded(encode_lean(emitted, resource, SCOPE)) == expected
+    assert _decoded(encode_spans(readable)) == expected
+    call = next(s for s in readable if s.name == "chat m")
+    assert call.end_time is not None and call.start_time is not None
+    assert call.start_time <= call.end_time
+
+
+def test_only_sampled_spans_are_emitted() -> None:
+    recorder, emitted, _ = _emitting(TraceIdRatioBased(0.5))
+    kept = ot.SpanContext((5 << 64) | 7, 2, True, ot.TraceFlags(1))
+    dropped = ot.SpanContext((5 << 64) | (1 << 63) | 7, 2, True, ot.TraceFlags(1))
+    for parent in (kept, dropped):
+        span = recorder.start("process SendMessage", parent)
+        span.end()
+    assert [s.context.trace_id for s in emitted] == [kept.trace_id]
+
+
+class _Exporter(LeanOTLPSpanExporter):
+    """The SDK exporter without its transport: what `export` would post, kept."""
+
+    def __init__(self) -> None:
+        super().__init__(endpoint="http://127.0.0.1:9/v1/traces")
+        self.posted: list[bytes] = []
+        self.by_sdk: list[list[Any]] = []
+        outer = self
+
+        class Client:
+            def export(self, data: bytes) -> Any:
+                outer.posted.append(data)
+                return type("R", (), {"success": True})()
+
+        self._client = Client()  # type: ignore[assignment]
+
+    def _sdk_export(self, spans: Any) -> SpanExportResult:
+        self.by_sdk.append(list(spans))
+        return SpanExportResult.SUCCESS
+
+
+def test_the_exporter_posts_emitted_spans_and_hands_the_sdk_readable_ones() -> None:
+    recorder, emitted, resource = _emitting()
+    _turn(recorder)
+    exporter = _Exporter()
+    exporter.lean(resource, SCOPE)
+    assert exporter.export(emitted) is SpanExportResult.SUCCESS
+    (posted,) = exporter.posted
+    readable = [s.readable(resource, SCOPE) for s in emitted]
+    assert _decoded(posted) == sdk_encode(readable)
+    # A batch of ReadableSpans goes the ReadableSpan way.
+    assert exporter.export(readable) is SpanExportResult.SUCCESS
+    assert _decoded(exporter.posted[1]) == sdk_encode(readable)
+    # Both mixed, or no HTTP client to post with: the SDK's export, with ReadableSpans.
+    mixed = [readable[0], *emitted[1:]]
+    assert exporter.export(mixed) is SpanExportResult.SUCCESS
+    exporter._client = None  # type: ignore[assignment]
+    assert exporter.export(emitted) is SpanExportResult.SUCCESS
+    assert len(exporter.posted) == 2 and len(exporter.by_sdk) == 2
+    for batch in exporter.by_sdk:
+        assert all(isinstance(s, ReadableSpan) for s in batch)
+        assert sdk_encode(batch) == sdk_encode(readable)
+
+
+def test_a_traceparents_headers_are_encoded_once_into_a_fresh_list() -> None:
+    tp = TraceParent.of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "a=1")
+    first = headers_with(tp, event_type="X")
+    assert first == [
+        ("event_type", b"X"),
+        ("traceparent", tp.encode()),
+        ("tracestate", b"a=1"),
+    ]
+    first.append(("turnlog.input.next", b"9"))
+    assert headers_with(tp) == [("traceparent", tp.encode()), ("tracestate", b"a=1")]
+    plain = str(tp)
+    assert headers_with(plain) == [("traceparent", plain.encode())]
+    assert headers_with(None, event_type="Y") == [("event_type", b"Y")]
