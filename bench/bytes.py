@@ -65,6 +65,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
+    value_at: int = 0  # where the value starts in its batch's (decompressed) records
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Batch:
     compression: str | None
     records: list[Record] = field(default_factory=list)
     turn: int | None = None
+    body: bytes = b""  # the records, decompressed
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -107,6 +109,7 @@ def _records(body: bytes, base_offset: int, count: int) -> list[Record]:
         delta, pos = _varint(body, pos)
         key, pos = _bytes_field(body, pos)
         value, pos = _bytes_field(body, pos)
+        value_at = pos - len(value or b"")
         n_headers, pos = _varint(body, pos)
         headers: list[tuple[str, bytes | None]] = []
         for _ in range(n_headers):
@@ -115,7 +118,7 @@ def _records(body: bytes, base_offset: int, count: int) -> list[Record]:
             headers.append(((name or b"").decode(), hval))
         if pos != end:
             raise ValueError(f"record at offset {base_offset + delta} does not end at its length")
-        out.append(Record(base_offset + delta, key, value, headers))
+        out.append(Record(base_offset + delta, key, value, headers, value_at))
     return out
 
 
@@ -147,6 +150,7 @@ def read_segments(directory: Path) -> list[Batch]:
                     bool(attributes & 0x20),
                     codec,
                     _records(body, base_offset, count),
+                    body=body,
                 )
             )
             pos += 12 + length
@@ -314,6 +318,37 @@ def _record_parts(
     return None, {}, len(value)
 
 
+# --------------------------------------------------------------------------- what if
+
+# Envelope fields a compact event envelope could leave out (derivable), in the order they
+# lead the value: event_id (a function of session_id and seq), then session_id (the key).
+WHAT_IF = {"without event_id": 1, "without event_id and session_id": 2}
+
+
+def what_if(batches: list[Batch], lo: int, hi: int) -> dict[str, float]:
+    """On-disk bytes per turn the events' data batches of turns lo..hi would save if their
+    values lacked the leading envelope fields of WHAT_IF: each batch's records compressed
+    again (zstd level 3, the producer's) as they are and with those bytes cut out of every
+    value; the difference of the two, per turn (record length varints left as they are:
+    a byte or so per record)."""
+    out = dict.fromkeys(WHAT_IF, 0.0)
+    for batch in batches:
+        if batch.control or batch.turn is None or not lo <= batch.turn <= hi:
+            continue
+        base = len(cramjam.zstd.compress(batch.body, level=3))
+        for name, n_fields in WHAT_IF.items():
+            parts, pos = [], 0
+            for rec in batch.records:
+                ev = decode_event(rec.value or b"")
+                cut = _str_len(ev.event_id) + (_str_len(ev.session_id) if n_fields > 1 else 0)
+                start = rec.value_at + FRAMING
+                parts.append(batch.body[pos:start])
+                pos = start + cut
+            parts.append(batch.body[pos:])
+            out[name] += base - len(cramjam.zstd.compress(b"".join(parts), level=3))
+    return {name: v / (hi - lo + 1) for name, v in out.items()}
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -445,6 +480,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{facts['events']} events"
     )
     print(report(tallies, windows))
+    print()
+    print(
+        "| events on disk: what a compact envelope would save per turn | "
+        + " | ".join(f"turns {lo:,}–{hi:,}" for lo, hi in windows)
+        + " |"
+    )
+    print("|---|" + "---:|" * len(windows))
+    saved = [what_if(run["topics"]["events"], lo, hi) for lo, hi in windows]
+    for name in WHAT_IF:
+        print(f"| {name} | " + " | ".join(f"{s[name]:,.0f}" for s in saved) + " |")
     return 0
 
 
