@@ -44,7 +44,8 @@ three runs — off, on (every turn traced), and on with the trace-id ratio sampl
 `--sample-ratio` (OTEL_TRACES_SAMPLER=traceidratio: that share of the turns traced,
 whole) — interleaved (the order rotates by repetition, so drift of the shared machine
 falls on all three), and it prints the worker's CPU per turn of each and the overhead;
-`--write` then replaces the "Tracing overhead" section of BENCHMARKS.md.
+`--write` leaves the "Tracing overhead" section of BENCHMARKS.md alone: bench/tracing.py
+(the same runs, its OTLP sink in a process of its own) writes it.
 
 Prints the figures; `--write` also replaces the "Session worker" section of
 BENCHMARKS.md. Nothing here asserts.
@@ -541,8 +542,8 @@ async def tracing_ab(args: argparse.Namespace, bootstrap: str) -> None:
     for line in summary:
         print(line)
     WORKER_ENV.clear()
-    if args.write:
-        write_section(TRACING_SECTION, _tracing_markdown(args, rows, summary))
+    if args.write:  # the section's format is bench/tracing.py's: it is not overwritten
+        print(f"not written: the {TRACING_SECTION[3:]!r} section is bench/tracing.py --write's")
 
 
 def _tracing_summary(rows: list[dict[str, Any]]) -> list[str]:
@@ -580,65 +581,6 @@ def _tracing_summary(rows: list[dict[str, Any]]) -> list[str]:
                 f"{statistics.median(tput):+.1f} % (median)"
             )
     return out
-
-
-def _tracing_markdown(
-    args: argparse.Namespace, rows: list[dict[str, Any]], summary: list[str]
-) -> str:
-    cmd = (
-        f".venv/bin/python bench/turns.py --tracing ab --sessions {args.sessions} "
-        f"--rates {args.rates} --seconds {args.seconds:g} --repeat {args.repeat} "
-        f"--partitions {args.partitions} --sample-ratio {args.sample_ratio:g}"
-    )
-    lines = [
-        TRACING_SECTION,
-        "",
-        f"Command: `{cmd} --write`",
-        "",
-        (
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
-            f"({platform.machine()}, Python {platform.python_version()}), the `turnlog dev` "
-            "Kafka on the same machine and shared with other engineers' work (load average "
-            "column). One session-worker process (`python -m turnlog worker session`), the calc turn of the "
-            "Session worker section (4 inputs, 9 events, 7 spans per turn with tracing on: 4 "
-            "inputs, 2 LLM calls, 1 tool call). Tracing on: the OpenTelemetry SDK with its "
-            "batch span processor and OTLP/HTTP exporter (OTEL_TRACES_EXPORTER=otlp, every "
-            "span sampled unless said), posting to a receiver in the benchmark's process that "
-            "discards them. Runs come in threes, interleaved (the order rotates by "
-            "repetition): off; on, every turn traced; on <ratio>, the trace-id ratio sampler "
-            "(OTEL_TRACES_SAMPLER=traceidratio: that share of the turns traced, each one "
-            "whole). Closed loop (saturated) gives the steadiest CPU per turn on a shared "
-            "machine; paced is where a worker usually runs (a transaction per input or two, "
-            "so more CPU per turn)."
-        ),
-        "",
-        (
-            "| sessions (N) | offered load | tracing | worker CPU ms/turn | of which threads "
-            "other than the loop's | turns/s | per-hop p50 | per-hop p99 | exported | load avg |"
-        ),
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        load = "closed loop" if not r["rate"] else f"paced {r['rate']:g} turns/s"
-        lines.append(
-            f"| {int(r['n'])} | {load} | {r['tracing']} | {r['cpu_worker']:.2f} | "
-            f"{r['cpu_threads']:.2f} | {r['turns_s']:.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | "
-            f"{r['export_kb']:.0f} KB | {r['load']:.1f} |"
-        )
-    lines += [
-        "",
-        *[f"- {line}" for line in summary],
-        "",
-        (
-            "Goal: under 5 % of the worker's CPU per turn. The threads column is chiefly "
-            "the OTLP exporter's (protobuf encoding and the HTTP posts); the rest of the "
-            "difference is on the event loop: creating, checking and ending the spans, "
-            "and the GIL the exporter's thread takes from it. Spans that are not sampled "
-            "build no attributes. With tracing off (the default) the worker does no SDK "
-            "work at all (tests/unit/test_telemetry_off.py)."
-        ),
-    ]
-    return "\n".join(lines) + "\n"
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -876,8 +818,8 @@ def main() -> None:
     parser.add_argument(
         "--write",
         action="store_true",
-        help="update the Session worker section of BENCHMARKS.md (with "
-        "--tracing ab: the Tracing overhead section)",
+        help="update the Session worker section of BENCHMARKS.md (not with --tracing ab: "
+        "bench/tracing.py writes the Tracing overhead section)",
     )
     args = parser.parse_args()
     FETCH_WAIT_MS[0] = args.fetch_wait_ms
