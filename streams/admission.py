@@ -14,8 +14,13 @@ Rules:
   (not counted), so that a re-run does not turn a rejection into an admission.
 - Tokens: a completed LLM call of a session whose agent has a shared tokens_per_minute
   limit is a row (key, `llm:<call id>`, its tokens); admission sums them in the window.
-- Old rows go: every PRUNE_EVERY admissions of a process delete the key's rows older
-  than RETENTION_FACTOR windows (at least MIN_RETENTION_S), long after a re-run could ask.
+- One statement per admission (the migration's function turnlog_admit): one round trip,
+  and the same cost however full the window: the key's running totals (rate_counters)
+  are kept under its lock — an admission adds itself, a call its tokens, and the rows
+  that left the window are taken off as the next admission finds them, each once.
+- Old rows go: now and then (1 admission in 64) the key's rows older than
+  RETENTION_FACTOR windows (at least MIN_RETENTION_S) are deleted, long after a re-run
+  could ask.
 - Fail closed: when Postgres cannot be asked, the message is not admitted (its reason
   says so) rather than let through unlimited.
 """
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta
 from typing import Any
 
 from agents.effects import AdmissionEffect
@@ -35,8 +39,8 @@ from agents.state import SessionState
 from streams.logs import get_logger
 
 __all__ = [
+    "APPLICATION_NAME",
     "MIN_RETENTION_S",
-    "PRUNE_EVERY",
     "RETENTION_FACTOR",
     "AdmissionStore",
     "PostgresAdmissions",
@@ -45,34 +49,14 @@ __all__ = [
     "run_admission",
 ]
 
-PRUNE_EVERY = 64
+APPLICATION_NAME = "turnlog-admissions"
 RETENTION_FACTOR = 10
 MIN_RETENTION_S = 600.0
 
-_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), clock_timestamp()"
-_FOUND = (
-    "SELECT admitted, limit_name, reason, retry_after_ms, waited_ms FROM rate_admissions "
-    "WHERE limit_key = %s AND entry_id = %s"
-)
-_WINDOW = (
-    "SELECT count(*) FILTER (WHERE kind = 'message'), coalesce(sum(tokens), 0) "
-    "FROM rate_admissions WHERE limit_key = %s AND admitted AND at > %s"
-)
-# The message whose leaving frees a place: the (n - limit + 1)-th oldest in the window.
-_FREES_MESSAGE = (
-    "SELECT at FROM rate_admissions WHERE limit_key = %s AND admitted AND kind = 'message' "
-    "AND at > %s ORDER BY at OFFSET %s LIMIT 1"
-)
-_TOKEN_ROWS = (
-    "SELECT at, tokens FROM rate_admissions WHERE limit_key = %s AND admitted "
-    "AND kind = 'tokens' AND at > %s ORDER BY at"
-)
-_INSERT = (
-    "INSERT INTO rate_admissions (limit_key, entry_id, kind, at, admitted, tokens, "
-    "limit_name, reason, retry_after_ms, waited_ms, session_id, client) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-)
-_PRUNE = "DELETE FROM rate_admissions WHERE limit_key = %s AND at < %s"
+# One round trip per admission: the migration's function does the lock, the stored
+# answer, the window, the verdict, the row and the pruning in one statement.
+_ADMIT = "SELECT * FROM turnlog_admit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_TOKENS = "SELECT turnlog_count_tokens(%s, %s, %s, %s, %s)"
 
 
 class AdmissionStore:
@@ -121,8 +105,8 @@ class PostgresAdmissions(AdmissionStore):
         self._pool: Any = None
         self._opening = asyncio.Lock()
         self._log = get_logger(component="admissions")
-        self._count = 0
         self.stats = {"admitted": 0, "limited": 0, "errors": 0, "waits": 0}
+        self._keys: dict[str, asyncio.Lock] = {}
 
     async def _connection(self) -> Any:
         from psycopg_pool import AsyncConnectionPool
@@ -133,7 +117,12 @@ class PostgresAdmissions(AdmissionStore):
                     self._url,
                     min_size=1,
                     max_size=self._max,
-                    kwargs={"connect_timeout": self._connect_timeout},
+                    kwargs={
+                        "autocommit": True,  # one statement per admission: its transaction
+                        "connect_timeout": self._connect_timeout,
+                        # Named in pg_stat_activity (ops; bench/rate_limits_shared.py).
+                        "application_name": APPLICATION_NAME,
+                    },
                     open=False,
                 )
                 await pool.open(wait=True, timeout=self._connect_timeout + 1)
@@ -179,112 +168,36 @@ class PostgresAdmissions(AdmissionStore):
     async def _once(
         self, session_id: str, req: AdmissionRequested, waited_ms: int, final: bool
     ) -> CompleteAdmission:
-        """One transaction: the stored answer, or a new one (stored unless it is a
-        limited answer that a queued admission will ask again)."""
+        """One statement: the stored answer, or a new one (stored unless it is a limited
+        answer that a queued admission will ask again)."""
+        keep_ms = max(req.window_ms * RETENTION_FACTOR, int(MIN_RETENTION_S * 1000))
+        # One admission of a key at a time from this process: the others of the key
+        # would only wait on its advisory lock, each holding a connection.
+        lock = self._keys.setdefault(req.key, asyncio.Lock())
         conn_cm = await self._connection()
-        async with conn_cm as conn, conn.transaction():
-            cur = await conn.execute(_LOCK, (req.key,))
-            row = await cur.fetchone()
-            now: datetime = row[1]
-            cur = await conn.execute(_FOUND, (req.key, req.admission_id))
-            found = await cur.fetchone()
-            if found is not None:
-                return CompleteAdmission(
-                    req.admission_id, found[0], found[1], found[2], found[3], found[4]
-                )
-            window = timedelta(milliseconds=req.window_ms)
-            since = now - window
-            cur = await conn.execute(_WINDOW, (req.key, since))
-            messages, tokens = await cur.fetchone()
-            verdict = await self._verdict(conn, req, since, now, window, messages, tokens)
-            if verdict is None:
-                await conn.execute(
-                    _INSERT,
-                    (
-                        req.key,
-                        req.admission_id,
-                        "message",
-                        now,
-                        True,
-                        0,
-                        None,
-                        None,
-                        0,
-                        waited_ms,
-                        session_id,
-                        req.client,
-                    ),
-                )
-                outcome = CompleteAdmission(req.admission_id, True, waited_ms=waited_ms)
-            else:
-                name, reason, retry_ms = verdict
-                outcome = CompleteAdmission(
-                    req.admission_id, False, name, reason, retry_ms, waited_ms
-                )
-                if final:
-                    await conn.execute(
-                        _INSERT,
-                        (
-                            req.key,
-                            req.admission_id,
-                            "message",
-                            now,
-                            False,
-                            0,
-                            name,
-                            reason,
-                            retry_ms,
-                            waited_ms,
-                            session_id,
-                            req.client,
-                        ),
-                    )
-            self._count += 1
-            if self._count % PRUNE_EVERY == 0:
-                keep = max(window * RETENTION_FACTOR, timedelta(seconds=MIN_RETENTION_S))
-                await conn.execute(_PRUNE, (req.key, now - keep))
-            return outcome
-
-    async def _verdict(
-        self,
-        conn: Any,
-        req: AdmissionRequested,
-        since: datetime,
-        now: datetime,
-        window: timedelta,
-        messages: int,
-        tokens: int,
-    ) -> tuple[str, str, int] | None:
+        async with lock, conn_cm as conn:
+            cur = await conn.execute(
+                _ADMIT,
+                (
+                    req.key,
+                    req.admission_id,
+                    req.window_ms,
+                    req.requests_per_minute,
+                    req.tokens_per_minute,
+                    final,
+                    waited_ms,
+                    session_id,
+                    req.client,
+                    keep_ms,
+                ),
+            )
+            admitted, name, used, value, retry_ms, waited, _stored = await cur.fetchone()
+        if admitted:
+            return CompleteAdmission(req.admission_id, True, waited_ms=waited)
         per = "per agent" if req.key.startswith("agent:") else "per client"
-        rpm = req.requests_per_minute
-        if rpm is not None and messages >= rpm:
-            cur = await conn.execute(_FREES_MESSAGE, (req.key, since, messages - rpm))
-            row = await cur.fetchone()
-            frees = row[0] + window if row is not None else now
-            retry = _ms(frees - now)
-            name = "rate_limit.requests_per_minute"
-            return (
-                name,
-                limit_reason(name, per, messages, rpm, "messages", req.window_ms, retry),
-                retry,
-            )
-        tpm = req.tokens_per_minute
-        if tpm is not None and tokens >= tpm:
-            cur = await conn.execute(_TOKEN_ROWS, (req.key, since))
-            left, frees = int(tokens), now
-            for at, n in await cur.fetchall():
-                left -= n
-                if n and left < tpm:
-                    frees = at + window
-                    break
-            retry = _ms(frees - now)
-            name = "rate_limit.tokens_per_minute"
-            return (
-                name,
-                limit_reason(name, per, int(tokens), tpm, "tokens", req.window_ms, retry),
-                retry,
-            )
-        return None
+        unit = "messages" if name == "rate_limit.requests_per_minute" else "tokens"
+        reason = limit_reason(name, per, used, value, unit, req.window_ms, retry_ms)
+        return CompleteAdmission(req.admission_id, False, name, reason, retry_ms, waited)
 
     async def record_tokens(
         self, key: str, call_id: str, tokens: int, session_id: str, client: str | None
@@ -294,20 +207,10 @@ class PostgresAdmissions(AdmissionStore):
         try:
             conn_cm = await self._connection()
             async with asyncio.timeout(self._timeout), conn_cm as conn:
-                await conn.execute(
-                    _INSERT.replace("%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s", _TOKENS),
-                    (key, f"llm:{call_id}", tokens, session_id, client),
-                )
+                await conn.execute(_TOKENS, (key, f"llm:{call_id}", tokens, session_id, client))
         except (psycopg.Error, TimeoutError, OSError) as exc:
             self.stats["errors"] += 1
             self._log.warning("admission.tokens_failed", call_id=call_id, error=type(exc).__name__)
-
-
-_TOKENS = "%s, %s, 'tokens', clock_timestamp(), true, %s, NULL, NULL, 0, 0, %s, %s"
-
-
-def _ms(delta: timedelta) -> int:
-    return max(1, int(delta / timedelta(milliseconds=1)) + 1)
 
 
 async def run_admission(

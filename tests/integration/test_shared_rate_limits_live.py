@@ -67,7 +67,7 @@ def _rows(database_url: str, key: str) -> list[tuple[str, bool, str | None]]:
     with psycopg.connect(database_url) as conn:
         return list(
             conn.execute(
-                "SELECT entry_id, admitted, reason FROM rate_admissions WHERE limit_key = %s "
+                "SELECT entry_id, admitted, limit_name FROM rate_admissions WHERE limit_key = %s "
                 "AND kind = 'message' ORDER BY at",
                 (key,),
             ).fetchall()
