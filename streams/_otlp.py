@@ -117,10 +117,12 @@ def _kv(key: str, value: Any) -> bytes:
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
-    out = []
+    out: list[bytes] = []
+    append = out.append
     cache = _KV.get(tag)
     if cache is None:
         cache = _KV[tag] = {}
+    keys = _KEYS
     for key, value in attributes.items():
         kind = type(value)
         if kind is str:
@@ -131,21 +133,21 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
                 if len(cache) >= _MAX_CACHED:
                     cache.clear()
                 cache[key, value] = field
-            out.append(field)
+            append(field)
             continue
-        if kind is int and 0 <= value < 16384:  # token counts, offsets, attempts
-            head = _KEYS.get(key)
+        if kind is int and 0 <= value <= _MASK64:  # token counts, offsets, attempts
+            head = keys.get(key)
             if head is not None:
-                number = _SMALL[value]
+                number = _SMALL[value] if value < 16384 else _varint(value)
                 kv = head + b"\x12" + _SMALL[len(number) + 1] + b"\x18" + number
-                out.append(tag + _SMALL[len(kv)] + kv)
+                append(tag + _len(len(kv)) + kv)
                 continue
         try:
             kv = _kv(key, value)
         except TypeError as exc:  # the SDK's encoder logs and skips such a value too
             _log.error("span attribute %s not encoded: %s", key, exc)
             continue
-        out.append(tag + _len(len(kv)) + kv)
+        append(tag + _len(len(kv)) + kv)
     return b"".join(out)
 
 
