@@ -14,7 +14,8 @@ Rules:
   (not counted), so that a re-run does not turn a rejection into an admission.
 - Tokens: a completed LLM call of a session whose agent has a shared tokens_per_minute
   limit is a row (key, `llm:<call id>`, its tokens); admission sums them in the window.
-- One statement per admission (the migration's function turnlog_admit): one round trip,
+- One statement per admission (the migration's function turnlog_admit), or per batch of
+  a key's admissions that waited while the previous batch was asked (turnlog_admit_many),
   and the same cost however full the window: the key's running totals (rate_counters)
   are kept under its lock — an admission adds itself, a call its tokens, and the rows
   that left the window are taken off as the next admission finds them, each once.
@@ -40,6 +41,7 @@ from streams.logs import get_logger
 
 __all__ = [
     "APPLICATION_NAME",
+    "MAX_BATCH",
     "MIN_RETENTION_S",
     "RETENTION_FACTOR",
     "AdmissionStore",
@@ -55,7 +57,11 @@ MIN_RETENTION_S = 600.0
 
 # One round trip per admission: the migration's function does the lock, the stored
 # answer, the window, the verdict, the row and the pruning in one statement.
-_ADMIT = "SELECT * FROM turnlog_admit(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_ADMIT_MANY = "SELECT * FROM turnlog_admit_many(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+# The most admissions of one key asked in one statement.
+MAX_BATCH = 256
+# (session id, request, waited ms, final, the caller's future): one waiting admission.
+_Waiting = tuple[str, AdmissionRequested, int, bool, "asyncio.Future[CompleteAdmission]"]
 _TOKENS = "SELECT turnlog_count_tokens(%s, %s, %s, %s, %s)"
 
 
@@ -106,7 +112,10 @@ class PostgresAdmissions(AdmissionStore):
         self._opening = asyncio.Lock()
         self._log = get_logger(component="admissions")
         self.stats = {"admitted": 0, "limited": 0, "errors": 0, "waits": 0}
-        self._keys: dict[str, asyncio.Lock] = {}
+        # Per (key, window, limits): the admissions waiting for the next batch, and the
+        # task asking the current one.
+        self._pending: dict[tuple[str, int, int | None, int | None], list[_Waiting]] = {}
+        self._leaders: dict[tuple[str, int, int | None, int | None], asyncio.Task[None]] = {}
 
     async def _connection(self) -> Any:
         from psycopg_pool import AsyncConnectionPool
@@ -168,36 +177,73 @@ class PostgresAdmissions(AdmissionStore):
     async def _once(
         self, session_id: str, req: AdmissionRequested, waited_ms: int, final: bool
     ) -> CompleteAdmission:
-        """One statement: the stored answer, or a new one (stored unless it is a limited
-        answer that a queued admission will ask again)."""
-        keep_ms = max(req.window_ms * RETENTION_FACTOR, int(MIN_RETENTION_S * 1000))
-        # One admission of a key at a time from this process: the others of the key
-        # would only wait on its advisory lock, each holding a connection.
-        lock = self._keys.setdefault(req.key, asyncio.Lock())
+        """The stored answer, or a new one (stored unless it is a limited answer that a
+        queued admission will ask again). Admissions of one key go one batch at a time
+        from this process: the ones that arrive while a batch is asked wait for the
+        next, which asks them all in one statement (turnlog_admit_many) — rather than
+        each holding a connection to wait on the key's advisory lock."""
+        group = (req.key, req.window_ms, req.requests_per_minute, req.tokens_per_minute)
+        fut: asyncio.Future[CompleteAdmission] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(group, []).append((session_id, req, waited_ms, final, fut))
+        if group not in self._leaders:
+            self._leaders[group] = asyncio.create_task(self._lead(group))
+        return await fut
+
+    async def _lead(self, group: tuple[str, int, int | None, int | None]) -> None:
+        try:
+            while pending := self._pending.pop(group, None):
+                batch, rest = pending[:MAX_BATCH], pending[MAX_BATCH:]
+                if rest:
+                    self._pending[group] = rest
+                try:
+                    outcomes = await self._ask(group, batch)
+                except BaseException as exc:
+                    for *_, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (*_, fut), outcome in zip(batch, outcomes, strict=True):
+                    if not fut.done():
+                        fut.set_result(outcome)
+        finally:
+            del self._leaders[group]
+
+    async def _ask(
+        self, group: tuple[str, int, int | None, int | None], batch: list[_Waiting]
+    ) -> list[CompleteAdmission]:
+        key, window_ms, rpm, tpm = group
+        keep_ms = max(window_ms * RETENTION_FACTOR, int(MIN_RETENTION_S * 1000))
         conn_cm = await self._connection()
-        async with lock, conn_cm as conn:
+        async with conn_cm as conn:
             cur = await conn.execute(
-                _ADMIT,
+                _ADMIT_MANY,
                 (
-                    req.key,
-                    req.admission_id,
-                    req.window_ms,
-                    req.requests_per_minute,
-                    req.tokens_per_minute,
-                    final,
-                    waited_ms,
-                    session_id,
-                    req.client,
+                    key,
+                    [w[1].admission_id for w in batch],
+                    window_ms,
+                    rpm,
+                    tpm,
+                    [w[3] for w in batch],
+                    [w[2] for w in batch],
+                    [w[0] for w in batch],
+                    [w[1].client for w in batch],
                     keep_ms,
                 ),
             )
-            admitted, name, used, value, retry_ms, waited, _stored = await cur.fetchone()
-        if admitted:
-            return CompleteAdmission(req.admission_id, True, waited_ms=waited)
-        per = "per agent" if req.key.startswith("agent:") else "per client"
-        unit = "messages" if name == "rate_limit.requests_per_minute" else "tokens"
-        reason = limit_reason(name, per, used, value, unit, req.window_ms, retry_ms)
-        return CompleteAdmission(req.admission_id, False, name, reason, retry_ms, waited)
+            rows = await cur.fetchall()
+        per = "per agent" if key.startswith("agent:") else "per client"
+        out: list[CompleteAdmission] = []
+        for (_, req, *_), row in zip(batch, rows, strict=True):
+            _entry, admitted, name, used, value, retry_ms, waited, _stored = row
+            if admitted:
+                out.append(CompleteAdmission(req.admission_id, True, waited_ms=waited))
+                continue
+            unit = "messages" if name == "rate_limit.requests_per_minute" else "tokens"
+            reason = limit_reason(name, per, used, value, unit, window_ms, retry_ms)
+            out.append(CompleteAdmission(req.admission_id, False, name, reason, retry_ms, waited))
+        return out
 
     async def record_tokens(
         self, key: str, call_id: str, tokens: int, session_id: str, client: str | None

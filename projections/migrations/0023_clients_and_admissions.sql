@@ -179,6 +179,46 @@ COMMENT ON FUNCTION turnlog_admit(text, text, bigint, bigint, bigint, boolean, b
     'One admission of a shared rate limit (streams.admission), in one statement: the stored answer for (key, entry) if any, else the verdict on the key''s sliding window under its transaction advisory lock, stored when admitted or final.';
 GRANT EXECUTE ON FUNCTION turnlog_admit(text, text, bigint, bigint, bigint, boolean, bigint, text, text, bigint) TO turnlog_app;
 
+-- Many admissions of one key in one statement, in order (the effect runner batches the
+-- admissions of a key that wait while one is asked): one round trip for all of them.
+CREATE FUNCTION turnlog_admit_many(
+    p_key text,
+    p_entries text[],
+    p_window_ms bigint,
+    p_rpm bigint,
+    p_tpm bigint,
+    p_final boolean[],
+    p_waited_ms bigint[],
+    p_sessions text[],
+    p_clients text[],
+    p_keep_ms bigint
+) RETURNS TABLE (
+    o_entry text,
+    o_admitted boolean,
+    o_limit_name text,
+    o_used bigint,
+    o_limit_value bigint,
+    o_retry_after_ms bigint,
+    o_waited_ms bigint,
+    o_stored boolean
+) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_entries, 1), 0) LOOP
+        o_entry := p_entries[i];
+        SELECT a.o_admitted, a.o_limit_name, a.o_used, a.o_limit_value,
+               a.o_retry_after_ms, a.o_waited_ms, a.o_stored
+          INTO o_admitted, o_limit_name, o_used, o_limit_value, o_retry_after_ms,
+               o_waited_ms, o_stored
+          FROM turnlog_admit(p_key, p_entries[i], p_window_ms, p_rpm, p_tpm, p_final[i],
+                             p_waited_ms[i], p_sessions[i], p_clients[i], p_keep_ms) a;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION turnlog_admit_many(text, text[], bigint, bigint, bigint, boolean[], bigint[], text[], text[], bigint) IS
+    'turnlog_admit for several admissions of one key, in order, in one statement (the effect runner''s batch of a key''s waiting admissions).';
+GRANT EXECUTE ON FUNCTION turnlog_admit_many(text, text[], bigint, bigint, bigint, boolean[], bigint[], text[], text[], bigint) TO turnlog_app;
+
 -- A completed LLM call's tokens under a shared limit's key, once per call id.
 CREATE FUNCTION turnlog_count_tokens(
     p_key text, p_entry text, p_tokens bigint, p_session text, p_client text
