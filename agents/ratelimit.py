@@ -36,29 +36,28 @@ a rejection changes nothing by contract, this answer ends a pending admission).
 
 Where the counters live: table rate_admissions (migration 0023), one row per (limit key,
 request id) inserted with ON CONFLICT DO NOTHING under a per-key transaction advisory
-lock, so admissions of one key are serialised across every worker process, and a
-re-run effect (a crash, a partition takeover) finds its row and gets the same answer:
-a message is never counted twice. The window slides over Postgres's clock (one clock
-for all processes): `window_s` seconds (default 60; shorter for tests). Tokens per
-minute: the effect runner records each completed LLM call's tokens under its session's
-agent and client keys (idempotent by call id) and admission sums them. Rows older than
-the longest window are pruned as admissions go.
+lock (table rate_counters keeps each key's running totals, so an admission costs the
+same however full the window), so admissions of one key are serialised across every
+worker process, and a re-run effect (a crash, a partition takeover) finds its row and
+gets the same answer: a message is never counted twice. A message whose admission was
+counted and then cancelled stays counted (the window holds what was admitted). The
+window slides over Postgres's clock (one clock for all processes): `window_s` seconds
+(default 60; shorter for tests). Tokens per minute: the effect runner records each
+completed LLM call's tokens under its session's key (the agent, or the client the
+session started with; idempotent by call id) and admission counts them. Rows older than
+ten windows (at least ten minutes) are pruned as admissions go.
 
 At the limit: `on_limit = "reject"` (default) answers at once; `"queue"` holds the
-admission (the effect re-asks until the window frees, up to `max_wait_s`, then admits
-or rejects) and the session records that it waits (AdmissionDecided is then preceded by
-nothing else: the pending admission is visible in the state and the console). A
-CancelTurn or CloseSession while an admission is pending ends it (AdmissionDecided,
-admitted = false, reason cancelled). The cost: one extra hop per message (the admission
-effect's outcome goes through the requests topic) plus one Postgres transaction
-(bench/rate_limits.py). A message that arrives while a turn runs or an admission is
-pending is rejected for such an agent (it does not queue: a queued message would start
-its turn without admission).
-
-Tokens: the window counts the tokens of LLM calls that completed; the limit gates new
-messages (a turn in progress finishes its calls), so a session that spent its minute's
-tokens waits — its next message is rejected with the time the oldest calls leave the
-window.
+admission (the effect asks again when the window frees a place, up to `max_wait_s`, then
+admits or rejects). While it waits, the session shows it: its last event is the
+AdmissionRequested (rendered "waits for admission ... (queue)", and the state's pending
+admission), and AdmissionDecided.waited_ms says how long it waited. A CancelTurn or
+CloseSession while an admission is pending ends it (AdmissionDecided, admitted = false,
+no limit; the effect is stopped). The cost: one extra hop per message (the admission's
+outcome goes through the requests topic) plus one Postgres statement, batched per key
+(bench/rate_limits_shared.py, BENCHMARKS.md "Rate limits"). A message that arrives while
+a turn runs or an admission is pending is rejected for such an agent (it does not queue:
+a queued message would start its turn without an admission).
 """
 
 from __future__ import annotations

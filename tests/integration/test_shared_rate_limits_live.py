@@ -7,6 +7,8 @@ tests/data/ratelimits.
   is admitted (their turns complete), the rest are answered AdmissionDecided(admitted =
   false) naming the limit and when to retry; both workers admitted some; the table
   holds one row per message (the admitted ones counted), the events say the same;
+- queued (on_limit = "queue"): a message over the limit waits for the window and is
+  admitted after it (AdmissionDecided.waited_ms), and a CancelTurn ends one that waits;
 - per client (a worker in this process): each requester identity has its own window, a
   message without one shares `client:-`; a re-run admission (the same request id)
   answers the same and counts once; the client library reports a limited message as
@@ -26,6 +28,7 @@ from agents.agentfile import registry_from_file
 from agents.events import (
     AdmissionDecided,
     AdmissionRequested,
+    CancelTurn,
     SendMessage,
     TurnCompleted,
 )
@@ -192,4 +195,53 @@ async def test_a_per_client_limit_counts_each_requester_apart(
         assert not again.admitted and again.reason == reason
         rows = _rows(database_url, f"client:{alice}")
         assert [r[1] for r in rows] == [True, True, False]
+        await store.close()
+
+
+async def test_a_queued_admission_waits_for_the_window_and_a_cancel_ends_it(
+    kafka_bootstrap: str, names: TopicNames, database_url: str, tmp_path: Path
+) -> None:
+    agent = f"patient_{secrets.token_hex(3)}"
+    registry = registry_from_file(
+        _agents(
+            tmp_path,
+            agent,
+            'per = "agent"\nrequests_per_minute = 1\nwindow_s = 1.5\n'
+            'on_limit = "queue"\nmax_wait_s = 10\n',
+        )
+    )
+    provider = ScriptedProvider.from_file(DATA / "script.yaml")
+    async with live_platform(kafka_bootstrap, names, registry=registry, provider=provider) as live:
+        store = PostgresAdmissions(database_url)
+        live.worker.process.effects.admissions = store
+        first, second, third = (new_session_id(x) for x in ("q1", "q2", "q3"))
+        for sid in (first, second):
+            await live.client.send(sid, SendMessage("hello"), agent=agent)
+
+        def decided(sid: str) -> list[AdmissionDecided]:
+            return live.log.of_type(sid, AdmissionDecided)
+
+        await live.log.wait_until(
+            lambda: decided(first) or decided(second), "the first admission", 20
+        )
+        # A third waits behind the one still waiting: cancelled, it never starts.
+        await live.client.send(third, SendMessage("hello"), agent=agent)
+        await live.log.wait_until(
+            lambda: live.log.of_type(third, AdmissionRequested), "the third asks", 20
+        )
+        await live.client.send(third, CancelTurn(reason="not now"))
+        await live.log.wait_until(
+            lambda: decided(first) and decided(second) and decided(third), "the rest", 20
+        )
+        now, later = sorted((decided(first)[0], decided(second)[0]), key=lambda p: p.waited_ms)
+        assert now.admitted and later.admitted, (now, later)
+        assert later.waited_ms > 0
+        cancelled = decided(third)[0]
+        assert not cancelled.admitted and cancelled.reason == "not now"
+        await live.log.wait_until(
+            lambda: all(live.log.of_type(s, TurnCompleted) for s in (first, second)),
+            "both turns",
+            20,
+        )
+        assert not live.log.of_type(third, TurnCompleted)
         await store.close()
