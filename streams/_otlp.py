@@ -88,7 +88,7 @@ def _any(value: Any) -> bytes:
         return b"\x3a" + _len(len(value)) + value
     if value is None:
         return b""
-    if isinstance(value, Sequence):
+    if isinstance(value, (tuple, list, Sequence)):  # the ABC checked last: it is slow
         return _field(b"\x2a", b"".join(_field(b"\x0a", _any(v)) for v in value))
     if isinstance(value, Mapping):
         return _field(b"\x32", b"".join(_field(b"\x0a", _kv(str(k), v)) for k, v in value.items()))
@@ -141,6 +141,11 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
                 number = _SMALL[value] if value < 16384 else _varint(value)
                 kv = head + b"\x12" + _SMALL[len(number) + 1] + b"\x18" + number
                 append(tag + _len(len(kv)) + kv)
+                continue
+        if kind is float:  # costs
+            head = keys.get(key)
+            if head is not None:
+                append(tag + _len(len(head) + 11) + head + b"\x12\x09\x21" + _D(value))
                 continue
         try:
             kv = _kv(key, value)
