@@ -223,13 +223,17 @@ class ProjectBudget(BaseModel):
         return nanos_from_usd(str(self.day_usd))
 
 
-def parse_projects(raw: object, source: str = "<data>") -> dict[str, ProjectBudget]:
+def parse_projects(
+    raw: object, source: str = "<data>", table: str = "projects"
+) -> dict[str, ProjectBudget]:
     """The `projects` table of an agent file (absent: none), validated; errors name the
-    project and the field."""
+    project and the field. `table = "clients"`: the per-client budgets
+    (`[clients.<name>]`, `[clients."*"]` for every client not named), same fields."""
     if raw is None:
         return {}
+    what = table[:-1]
     if not isinstance(raw, dict):
-        raise AgentDefinitionError(f"{source}: projects must be a table of [projects.<name>]")
+        raise AgentDefinitionError(f"{source}: {table} must be a table of [{table}.<name>]")
     found: dict[str, ProjectBudget] = {}
     for name, body in raw.items():
         try:
@@ -238,5 +242,5 @@ def parse_projects(raw: object, source: str = "<data>") -> dict[str, ProjectBudg
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'table'}: {e['msg']}" for e in exc.errors()
             )
-            raise AgentDefinitionError(f"{source}: project {name!r}: {problems}") from exc
+            raise AgentDefinitionError(f"{source}: {what} {name!r}: {problems}") from exc
     return found

@@ -482,14 +482,16 @@ def parse_definitions(
     if not isinstance(data, Mapping):
         raise AgentDefinitionError(f"{source}: the top level must be a table/mapping")
     # `schedules` ([[schedules]]) is read by the scheduler (streams.scheduler_plan),
-    # `projects` (budgets across sessions) by the budget watcher (streams.budgets).
-    unknown = sorted(set(data) - {"agents", "tools", "schedules", "projects"})
+    # `projects` and `clients` (budgets across sessions) by the budget watcher
+    # (streams.budgets).
+    unknown = sorted(set(data) - {"agents", "tools", "schedules", "projects", "clients"})
     if unknown:
         raise AgentDefinitionError(
             f"{source}: unknown top-level key(s) {', '.join(unknown)} "
-            "(expected: agents, tools, schedules, projects)"
+            "(expected: agents, tools, schedules, projects, clients)"
         )
     parse_projects(data.get("projects"), source)  # a broken project budget fails the load
+    parse_projects(data.get("clients"), source, "clients")
     agents_raw = data.get("agents")
     if not isinstance(agents_raw, Mapping) or not agents_raw:
         raise AgentDefinitionError(f"{source}: needs an [agents.<name>] table per agent")

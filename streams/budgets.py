@@ -1,14 +1,18 @@
-"""The budget watcher: budgets across sessions — per agent and per project, per UTC day.
+"""The budget watcher: budgets across sessions — per agent, per project and per client,
+per UTC day.
 
 Rule: the core decides one session at a time, and the sessions of an agent live on many
 partitions, so no decision sees their total. Postgres does: the projector's cost_ledger
 holds every priced call once, with the log's time. The watcher polls it every
 `interval_s`, and for each agent whose budget sets `day_usd` and each
 `[projects.<name>]` (the sessions of the agents whose definition says
-`project = "<name>"`) it sums the cost of the day's calls of the scope's sessions:
+`project = "<name>"`) and each `[clients.<name>]` (the sessions a requester identity
+started: sessions.client, Request.client of their first message; `[clients."*"]` gives
+every other client with spend that day a budget of its own) it sums the cost of the
+day's calls of the scope's sessions:
 
 - every `alert_at` threshold the spend has reached is a row of budget_alerts (scope
-  agent | project, the day as its period): the row's key makes it once per threshold per
+  agent | project | client, the day as its period): the row's key makes it once per threshold per
   scope and period, however often the watcher polls or restarts. A new row is logged as
   `budget.alert` (a warning) and counted (turnlog_budget_alerts_total);
 - at or over the limit, every session of the scope that is not closed and has not yet
@@ -47,15 +51,25 @@ from agents.registry import AgentRegistry
 from schemas.codec import encode_request
 from streams.partitioning import partition_for
 
-__all__ = ["BudgetWatcher", "Scope", "WatchConfig", "load_scopes", "scopes_of"]
+__all__ = [
+    "ANY_CLIENT",
+    "CLIENT",
+    "BudgetWatcher",
+    "Scope",
+    "WatchConfig",
+    "load_scopes",
+    "scopes_of",
+]
 
 _log = structlog.get_logger("turnlog.budgets")
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """One budget across sessions: `kind` agent | project, its `key`, the `agents` whose
-    sessions count, the day's `limit` in nano-dollars and the alert fractions."""
+    """One budget across sessions: `kind` agent | project | client, its `key`, the
+    `agents` whose sessions count (a client's: the sessions it started, whatever their
+    agent; `key` "*" is the template every unnamed client's budget is made from), the
+    day's `limit` in nano-dollars and the alert fractions."""
 
     kind: str
     key: str
@@ -64,9 +78,14 @@ class Scope:
     alert_at: tuple[float, ...]
 
 
-def scopes_of(registry: AgentRegistry, projects: Mapping[str, ProjectBudget]) -> list[Scope]:
-    """The budgets across sessions that `registry` (served definitions) and `projects`
-    declare: one per agent with budget.day_usd, one per project."""
+def scopes_of(
+    registry: AgentRegistry,
+    projects: Mapping[str, ProjectBudget],
+    clients: Mapping[str, ProjectBudget] | None = None,
+) -> list[Scope]:
+    """The budgets across sessions that `registry` (served definitions), `projects` and
+    `clients` declare: one per agent with budget.day_usd, one per project, one per
+    client (and the "*" template)."""
     found: list[Scope] = []
     members: dict[str, list[str]] = {name: [] for name in projects}
     for name in registry.names():
@@ -79,7 +98,13 @@ def scopes_of(registry: AgentRegistry, projects: Mapping[str, ProjectBudget]) ->
         found.append(
             Scope("project", key, tuple(sorted(members[key])), budget.day_nanos, budget.alert_at)
         )
+    for key, budget in (clients or {}).items():
+        found.append(Scope(CLIENT, key, (), budget.day_nanos, budget.alert_at))
     return found
+
+
+CLIENT = "client"
+ANY_CLIENT = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +120,13 @@ SELECT COALESCE(sum(c.cost_nanos), 0)::bigint
 FROM cost_ledger c JOIN sessions s ON s.session_id = c.session_id
 WHERE s.agent = ANY(%(agents)s) AND c.occurred_at >= %(start)s AND c.occurred_at < %(end)s
 """
+# A client's spend: the calls of the sessions it started (sessions.client), any agent.
+_SPENT_BY_CLIENT = """
+SELECT s.client, COALESCE(sum(c.cost_nanos), 0)::bigint
+FROM cost_ledger c JOIN sessions s ON s.session_id = c.session_id
+WHERE s.client IS NOT NULL AND c.occurred_at >= %(start)s AND c.occurred_at < %(end)s
+GROUP BY s.client
+"""
 _ALERT = """
 INSERT INTO budget_alerts
     (scope, scope_key, period, unit, threshold, fraction, spent, budget_limit, agent,
@@ -107,6 +139,15 @@ RETURNING threshold
 _UNBLOCKED = """
 SELECT s.session_id FROM sessions s
 WHERE s.agent = ANY(%(agents)s) AND s.status <> 'closed'
+  AND NOT EXISTS (
+    SELECT 1 FROM budget_limits b
+    WHERE b.session_id = s.session_id AND b.scope = %(scope)s AND b.scope_key = %(key)s
+      AND b.period = %(period)s)
+ORDER BY s.session_id
+"""
+_UNBLOCKED_CLIENT = """
+SELECT s.session_id FROM sessions s
+WHERE s.client = %(key)s AND s.status <> 'closed'
   AND NOT EXISTS (
     SELECT 1 FROM budget_limits b
     WHERE b.session_id = s.session_id AND b.scope = %(scope)s AND b.scope_key = %(key)s
@@ -168,21 +209,53 @@ class BudgetWatcher:
         period = start.date().isoformat()
         sent: list[str] = []
         async with await AsyncConnection.connect(self.config.database_url) as conn:
-            for scope in self.scopes:
-                if not scope.agents:
-                    continue
-                row = await (
-                    await conn.execute(
-                        _SPENT, {"agents": list(scope.agents), "start": start, "end": end}
-                    )
-                ).fetchone()
-                spent = int(row[0]) if row else 0
+            by_client = await self._client_spend(conn, start, end)
+            for scope, spent in await self._totals(conn, by_client, start, end):
                 await self._alert(conn, scope, period, spent, now)
                 if spent >= scope.limit:
                     sent += await self._enforce(conn, scope, period, spent, end, now)
             await conn.commit()
         self.stats["polls"] += 1
         return sent
+
+    async def _client_spend(
+        self, conn: AsyncConnection[Any], start: datetime, end: datetime
+    ) -> dict[str, int]:
+        """The day's spend of every client (only asked when a client budget is set)."""
+        if not any(s.kind == CLIENT for s in self.scopes):
+            return {}
+        cur = await conn.execute(_SPENT_BY_CLIENT, {"start": start, "end": end})
+        return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+    async def _totals(
+        self,
+        conn: AsyncConnection[Any],
+        by_client: dict[str, int],
+        start: datetime,
+        end: datetime,
+    ) -> list[tuple[Scope, int]]:
+        """Each scope with the day's spend; the "*" client template becomes one scope per
+        client with spend that no `[clients.<name>]` names."""
+        named = {s.key for s in self.scopes if s.kind == CLIENT and s.key != ANY_CLIENT}
+        out: list[tuple[Scope, int]] = []
+        for scope in self.scopes:
+            if scope.kind == CLIENT:
+                if scope.key != ANY_CLIENT:
+                    out.append((scope, by_client.get(scope.key, 0)))
+                    continue
+                for client in sorted(set(by_client) - named):
+                    each = Scope(CLIENT, client, (), scope.limit, scope.alert_at)
+                    out.append((each, by_client[client]))
+                continue
+            if not scope.agents:
+                continue
+            row = await (
+                await conn.execute(
+                    _SPENT, {"agents": list(scope.agents), "start": start, "end": end}
+                )
+            ).fetchone()
+            out.append((scope, int(row[0]) if row else 0))
+        return out
 
     async def _alert(
         self, conn: AsyncConnection[Any], scope: Scope, period: str, spent: int, now: datetime
@@ -231,7 +304,7 @@ class BudgetWatcher:
         now: datetime,
     ) -> list[str]:
         cur = await conn.execute(
-            _UNBLOCKED,
+            _UNBLOCKED_CLIENT if scope.kind == CLIENT else _UNBLOCKED,
             {"agents": list(scope.agents), "scope": scope.kind, "key": scope.key, "period": period},
         )
         sessions = [r[0] for r in await cur.fetchall()]
@@ -272,7 +345,8 @@ class BudgetWatcher:
 
 def load_scopes(path: str | Path, registry: AgentRegistry) -> list[Scope]:
     """The budgets across sessions of the agent file at `path` (its `[projects.<name>]`
-    tables and its agents' day_usd), for the agents `registry` serves."""
+    and `[clients.<name>]` tables and its agents' day_usd), for the agents `registry`
+    serves."""
     p = Path(path)
     text = p.read_text(encoding="utf-8")
     if p.suffix == ".toml":
@@ -282,4 +356,7 @@ def load_scopes(path: str | Path, registry: AgentRegistry) -> list[Scope]:
 
         data = yaml.safe_load(text)
     raw = data.get("projects") if isinstance(data, dict) else None
-    return scopes_of(registry, parse_projects(raw, str(p)))
+    clients = data.get("clients") if isinstance(data, dict) else None
+    return scopes_of(
+        registry, parse_projects(raw, str(p)), parse_projects(clients, str(p), "clients")
+    )

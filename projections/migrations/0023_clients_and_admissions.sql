@@ -241,3 +241,15 @@ $$;
 COMMENT ON FUNCTION turnlog_count_tokens(text, text, bigint, text, text) IS
     'Records a completed LLM call''s tokens under a shared rate limit''s key (streams.admission), once per call id, in the key''s running totals.';
 GRANT EXECUTE ON FUNCTION turnlog_count_tokens(text, text, bigint, text, text) TO turnlog_app;
+
+-- Per-client budgets ([clients.<name>], streams.budgets): alerts and enforcements of
+-- scope client.
+ALTER TABLE budget_alerts DROP CONSTRAINT budget_alerts_scope_check,
+    ADD CONSTRAINT budget_alerts_scope_check
+    CHECK (scope IN ('session', 'agent', 'project', 'client'));
+ALTER TABLE budget_limits DROP CONSTRAINT budget_limits_scope_check,
+    ADD CONSTRAINT budget_limits_scope_check CHECK (scope IN ('agent', 'project', 'client'));
+COMMENT ON COLUMN budget_alerts.scope IS 'session (one session''s spend), agent (every session of the agent in the period), project (every session of the project''s agents in the period) or client (every session the client started in the period: sessions.client).';
+COMMENT ON COLUMN budget_alerts.scope_key IS 'The session id, agent name, project name or client identity.';
+COMMENT ON COLUMN budget_limits.scope IS 'agent, project or client.';
+COMMENT ON COLUMN budget_limits.scope_key IS 'The agent or project name, or the client identity.';
