@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from agents.compaction import apply_compaction, summary_entry
 from agents.errors import ContractError
@@ -161,11 +161,15 @@ def _next(state: SessionState, ev: Event, **changes: Any) -> SessionState:
 def _turn(state: SessionState, ev: Event) -> TurnState:
     turn = state.turn
     if turn is None:
-        raise ContractError(
-            f"Session {state.session_id}: {type(ev.payload).__name__} at seq {ev.seq} "
-            f"needs an active turn, and none is."
-        )
+        _no_turn(state, ev)
     return turn
+
+
+def _no_turn(state: SessionState, ev: Event) -> NoReturn:
+    raise ContractError(
+        f"Session {state.session_id}: {type(ev.payload).__name__} at seq {ev.seq} "
+        f"needs an active turn, and none is."
+    )
 
 
 def _append(history: History, entry: Entry) -> History:
@@ -174,6 +178,28 @@ def _append(history: History, entry: Entry) -> History:
     entries, window_start, summary, window_tokens = history
     result: History = _tuple_new(
         History, (entries.append(entry), window_start, summary, window_tokens + entry.tokens)
+    )
+    return result
+
+
+def _appended(
+    history: History,
+    seq: int,
+    kind: str,
+    text: str,
+    call_id: str = "",
+    name: str = "",
+    err: bool = False,
+    blocks: tuple[Any, ...] = (),
+) -> History:
+    """`_append(history, _entry(...))` in one call, for the hot handlers."""
+    tokens = estimate_tokens(text) + ENTRY_OVERHEAD
+    if blocks:
+        tokens += blocks_tokens(blocks)
+    entries, window_start, summary, window_tokens = history
+    entry = _tuple_new(Entry, (seq, kind, text, call_id, name, err, tokens, blocks))
+    result: History = _tuple_new(
+        History, (entries.append(entry), window_start, summary, window_tokens + tokens)
     )
     return result
 
@@ -195,7 +221,7 @@ def _entry(
 
 
 def _without(calls: tuple[PendingCall, ...], call_id: str) -> tuple[PendingCall, ...]:
-    return tuple(c for c in calls if c.call_id != call_id)
+    return tuple([c for c in calls if c.call_id != call_id])
 
 
 def _with(calls: tuple[PendingCall, ...], call_id: str, **changes: Any) -> tuple[PendingCall, ...]:
@@ -296,13 +322,16 @@ def _turn_started(s: SessionState, ev: Event, p: TurnStarted) -> SessionState:
 
 def _user_message(s: SessionState, ev: Event, p: UserMessageReceived) -> SessionState:
     v = _advance(s, ev)
-    v[_HISTORY] = _append(s.history, _entry(ev.seq, EntryKind.USER, p.text, blocks=p.attachments))
+    v[_HISTORY] = _appended(s.history, ev.seq, EntryKind.USER, p.text, blocks=p.attachments)
     result: SessionState = _tuple_new(SessionState, v)
     return result
 
 
 def _llm_requested(s: SessionState, ev: Event, p: LlmCallRequested) -> SessionState:
-    tv = list(_turn(s, ev))
+    t = s.turn
+    if t is None:
+        _no_turn(s, ev)
+    tv = list(t)
     tv[_T_LLM] = _tuple_new(
         PendingLlm, (p, ev.seq, 1, p.deadline_at, _us(p.deadline_at - ev.occurred_at))
     )
@@ -345,7 +374,6 @@ def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSt
             spent_nanos=s.spent_nanos + p.cost_nanos,
             rate=record_rate(s.rate, ev.occurred_at, 0, p.usage.total_tokens),
         )
-    entry = _entry(ev.seq, EntryKind.ASSISTANT, p.text, name=p.model, blocks=p.thinking)
     usage = p.usage
     tv = list(t)
     tv[_T_LLM] = None
@@ -356,7 +384,9 @@ def _llm_completed(s: SessionState, ev: Event, p: LlmCallCompleted) -> SessionSt
     v = _advance(s, ev)
     v[_PHASE] = _AWAITING_LLM
     v[_TURN] = _tuple_new(TurnState, tv)
-    v[_HISTORY] = _append(s.history, entry)
+    v[_HISTORY] = _appended(
+        s.history, ev.seq, EntryKind.ASSISTANT, p.text, name=p.model, blocks=p.thinking
+    )
     v[_SPENT_TOKENS] = s.spent_tokens + tokens
     v[_SPENT_NANOS] = s.spent_nanos + p.cost_nanos
     v[_RATE] = record_rate(s.rate, ev.occurred_at, 0, tokens)
@@ -376,22 +406,21 @@ def _unchanged(s: SessionState, ev: Event, p: Any) -> SessionState:
 def _tool_requested(s: SessionState, ev: Event, p: ToolCallRequested) -> SessionState:
     t = _turn(s, ev)
     v = _advance(s, ev)
-    v[_HISTORY] = _append(
-        s.history, _entry(ev.seq, EntryKind.TOOL_USE, p.arguments_json, p.call_id, p.name)
+    v[_HISTORY] = _appended(
+        s.history, ev.seq, EntryKind.TOOL_USE, p.arguments_json, p.call_id, p.name
     )
     decision = p.decision
     if decision is _DENY:  # answered at once by a ToolCallFailed
         result: SessionState = _tuple_new(SessionState, v)
         return result
     timeout = _us(p.deadline_at - ev.occurred_at)
+    # PendingCall's fields in order (the last three: no child session, no task).
+    values: tuple[Any, ...]
     if decision is _ALLOW:
-        call = PendingCall(
-            p.call_id, p.name, p.arguments_json, CallStatus.TOOL, ev.seq, p.deadline_at, 1, timeout
-        )
+        values = (p.call_id, p.name, p.arguments_json, CallStatus.TOOL, ev.seq, p.deadline_at)
     else:
-        call = PendingCall(
-            p.call_id, p.name, p.arguments_json, CallStatus.APPROVAL, ev.seq, None, 1, timeout
-        )
+        values = (p.call_id, p.name, p.arguments_json, CallStatus.APPROVAL, ev.seq, None)
+    call: PendingCall = _tuple_new(PendingCall, (*values, 1, timeout, "", "", ""))
     calls = (*t.calls, call)
     tv = list(t)
     tv[_T_CALLS] = calls

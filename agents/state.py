@@ -23,12 +23,14 @@ Vocabulary:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from enum import Enum
+from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 
-from agents._pvec import PVec
+from agents._pvec import CHUNK, PVec
 from agents.errors import ContractError
 from agents.events import (
     AdmissionRequested,
@@ -342,15 +344,21 @@ def add_usage(u: tuple[int, int, int, int], usage: Usage) -> tuple[int, int, int
 def entry_index(history: History, seq: int) -> int:
     """Index of the first entry with entry.seq >= seq (binary search; entries are in seq
     order). Equal to the number of entries when every entry is older."""
-    entries = history.entries
-    lo, hi = 0, entries.size()
+    # The vector's chunks by their last entry, then bisect in C within one chunk: a
+    # decision looks entries up by seq several times, and PVec.get is a Python call.
+    chunks, tail = history.entries
+    lo, hi = 0, len(chunks)
     while lo < hi:
         mid = (lo + hi) >> 1
-        if entries.get(mid).seq < seq:
+        if chunks[mid][-1][0] < seq:  # [0]: Entry.seq
             lo = mid + 1
         else:
             hi = mid
-    return lo
+    block = chunks[lo] if lo < len(chunks) else tail
+    return lo * CHUNK + bisect_left(block, seq, key=_SEQ)
+
+
+_SEQ = itemgetter(0)  # Entry.seq
 
 
 def find_entry(history: History, seq: int) -> Entry | None:
@@ -364,11 +372,27 @@ def find_entry(history: History, seq: int) -> Entry | None:
 
 def window_entries(history: History) -> Iterator[Entry]:
     """The window in request order: the active summary, then the window's entries."""
+    # Built as a list from slices of the vector's chunks (every LLM call reads the whole
+    # window: a generator's resume per entry cost more than the rest of that walk).
+    chunks, tail = history.entries
+    start = max(history.window_start, 0)
+    c = start // CHUNK
+    window: list[Entry] = []
+    if c < len(chunks):
+        window += chunks[c][start % CHUNK :]
+        for chunk in chunks[c + 1 :]:
+            window += chunk
+        window += tail
+    else:
+        window += tail[start - len(chunks) * CHUNK :]
+    if EntryKind.SUMMARY in map(_KIND, window):  # inactive summaries stay in entries
+        window = [e for e in window if e.kind != EntryKind.SUMMARY]
     if history.summary is not None:
-        yield history.summary
-    for e in history.entries.iter_from(history.window_start):
-        if e.kind != EntryKind.SUMMARY:  # inactive summaries stay in entries for lookup
-            yield e
+        window.insert(0, history.summary)
+    return iter(window)
+
+
+_KIND = itemgetter(1)  # Entry.kind
 
 
 def context_seqs(history: History) -> tuple[int, ...]:
