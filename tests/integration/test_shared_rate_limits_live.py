@@ -245,3 +245,44 @@ async def test_a_queued_admission_waits_for_the_window_and_a_cancel_ends_it(
         )
         assert not live.log.of_type(third, TurnCompleted)
         await store.close()
+
+
+async def test_a_shared_tokens_limit_counts_the_calls_tokens(
+    kafka_bootstrap: str, names: TopicNames, database_url: str, tmp_path: Path
+) -> None:
+    agent = f"tokens_{secrets.token_hex(3)}"
+    # Every answer of the script uses 110 tokens: two calls spend the window.
+    registry = registry_from_file(
+        _agents(tmp_path, agent, 'per = "agent"\ntokens_per_minute = 200\nwindow_s = 300\n')
+    )
+    provider = ScriptedProvider.from_file(DATA / "script.yaml")
+    async with live_platform(kafka_bootstrap, names, registry=registry, provider=provider) as live:
+        store = PostgresAdmissions(database_url)
+        live.worker.process.effects.admissions = store
+        sids = [new_session_id(f"t{i}") for i in range(3)]
+        for sid in sids:
+            await live.client.send(sid, SendMessage("hello"), agent=agent)
+            await live.log.wait_until(
+                lambda sid=sid: live.log.of_type(sid, AdmissionDecided), "decided", 20
+            )
+            if live.log.of_type(sid, AdmissionDecided)[0].admitted:
+                await live.log.wait_until(
+                    lambda sid=sid: live.log.of_type(sid, TurnCompleted), "its turn", 20
+                )
+        verdicts = [live.log.of_type(sid, AdmissionDecided)[0] for sid in sids]
+        assert [v.admitted for v in verdicts] == [True, True, False]
+        reason = verdicts[2].reason or ""
+        assert reason.startswith("rate_limit.tokens_per_minute (per agent) exceeded: 220 tokens")
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT entry_id, tokens FROM rate_admissions WHERE limit_key = %s "
+                "AND kind = 'tokens' ORDER BY at",
+                (f"agent:{agent}",),
+            ).fetchall()
+            totals = conn.execute(
+                "SELECT messages, tokens FROM rate_counters WHERE limit_key = %s",
+                (f"agent:{agent}",),
+            ).fetchone()
+        assert [r[1] for r in rows] == [110, 110] and all(r[0].startswith("llm:") for r in rows)
+        assert totals == (2, 220)
+        await store.close()
