@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,58 @@ def test_a_bad_identity_is_rejected_naming_the_limit(client: str, expected: str)
 def test_client_problem_accepts_names() -> None:
     for ok in (None, "alice", "svc:billing/eu-1", "x" * MAX_CLIENT_BYTES, "équipe"):
         assert client_problem(ok) is None
+
+
+# --------------------------------------------------------------------------- the HTTP API
+
+
+def _http_request(tokens: dict[str, str], headers: dict[str, str], who: str | None) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request as HttpRequest
+
+    from turnlog.console.config import ConsoleConfig
+
+    app = Starlette()
+    app.state.config = ConsoleConfig(tokens=tokens)
+    scope = {
+        "type": "http",
+        "app": app,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        **({"turnlog.identity": who} if who is not None else {}),
+    }
+    return HttpRequest(scope)
+
+
+def test_the_http_api_takes_the_identity_from_the_token_else_the_header() -> None:
+    from turnlog.console.api import CLIENT_HEADER, requester
+
+    named = {"t" * 32: "team-a"}
+    # Named tokens: the token's name; a header cannot claim another identity.
+    assert requester(_http_request(named, {CLIENT_HEADER: "root"}, "team-a")) == "team-a"
+    # Loopback without tokens: the documented header, self-declared; none without it.
+    assert requester(_http_request({}, {CLIENT_HEADER: "svc:billing"}, None)) == "svc:billing"
+    assert requester(_http_request({}, {}, None)) is None
+
+
+def test_budget_scopes_of_clients_and_a_broken_client_budget_names_the_field() -> None:
+    from agents.budget import parse_projects
+    from agents.definitions import parse_definitions
+    from agents.errors import AgentDefinitionError
+    from agents.registry import AgentRegistry
+    from streams.budgets import scopes_of
+
+    body = {"model": "scripted-small", "system_prompt": "p"}
+    data = {
+        "agents": {"a": body},
+        "clients": {"team-a": {"day_usd": 0.5, "alert_at": [0.5]}, "*": {"day_usd": 0.1}},
+    }
+    defs, _ = parse_definitions(data)
+    clients = parse_projects(data["clients"], "f", "clients")
+    scopes = scopes_of(AgentRegistry(defs), {}, clients)
+    assert {(s.kind, s.key, s.limit, s.alert_at) for s in scopes} == {
+        ("client", "team-a", 500_000_000, (0.5,)),
+        ("client", "*", 100_000_000, ()),
+    }
+    with pytest.raises(AgentDefinitionError) as err:
+        parse_definitions({"agents": {"a": body}, "clients": {"x": {"day_usd": 0}}}, "f.toml")
+    assert "f.toml: client 'x': day_usd" in str(err.value)
