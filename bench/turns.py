@@ -12,7 +12,7 @@ runs: consumer, per-partition transactional producers, effect runner), with the 
 agent of tests/data/agents.toml on the scripted provider at zero latency. A turn is
 user message → LLM (asks for the calculator) → calculator → LLM → answer: 4 inputs, 9
 events. This process is the client: it drives N sessions, reads the events topic with a
-read_committed consumer, and the requests topic for the inputs' produce timestamps.
+read_committed consumer, and the requests topic for the inputs' creation times.
 
 1. Throughput at each N, closed loop: a session's next message is sent the moment its
    TurnCompleted is seen, so the worker is saturated; turns/s = TurnCompleted events seen
@@ -21,8 +21,12 @@ read_committed consumer, and the requests topic for the inputs' produce timestam
 2. Per-hop latency at each N and each `--rates` (turns/s offered by all N sessions
    together, below saturation: a session sends its next message N/rate seconds after
    the previous one): for each input (the user's message and each effect outcome the
-   worker reported), the time from its produce timestamp (Kafka CreateTime, set by the
-   producing client) to the first event it caused becoming visible here; p50/p99.
+   worker reported), the time from its creation (the request's occurred_at, stamped by
+   its sender — this client, or the effect runner when the outcome exists — on the
+   machine's one clock) to the first event it caused becoming visible here; p50/p99.
+   (Not the record's Kafka timestamp: the requests topic stamps the broker's append
+   time, and an outcome handed over in process is appended only in the transaction
+   that decides it.)
 3. Bytes per turn: one session runs `--bytes-turns` turns back to back; for turns 10,
    100, 1000 it prints the bytes written to Kafka for that turn (key + value + headers
    of its events and of its inputs). Flat = storage grows linearly with the session.
@@ -32,7 +36,7 @@ by the worker's producer inside the transaction): input → decided (fetch, queu
 and decided → visible (commit, fetch).
 CPU per turn (worker, broker JVM, this client; from /proc) is printed beside each run:
 on a 2-core machine the three compete, so it says where the time went. The client reads
-the requests topic only for CreateTime stamps, in 100 ms lumps, so that it does not add
+the requests topic only for the inputs' creation times, in 100 ms lumps, so that it does not add
 a fetch per input to the broker's and the cores' load; the events topic, whose timing is
 the measurement, is read with `--fetch-wait-ms`.
 BENCH_WORKER_ARGV replaces the worker's `-m turnlog worker session` (e.g. to run it under cProfile).
@@ -94,7 +98,7 @@ WORKER_ENV: dict[str, str] = {}
 FETCH_WAIT_MS = [20]
 # --slices: how many equal parts of the measurement window get a p50 of their own.
 SLICES = [1]
-# The requests topic is read only for the inputs' produce timestamps (CreateTime), which
+# The requests topic is read only for the inputs' creation times (occurred_at), which
 # do not depend on when they are read: that consumer fetches in 100 ms lumps instead of
 # once per record, so the client does not load the shared broker and cores with a fetch
 # per input. (Its last lump is in by the time a window is evaluated, 0.5 s after it.)
@@ -161,7 +165,7 @@ class Observed:
     # CreateTime of that first event: when the worker's producer took it, inside the
     # transaction (splits a hop into input → decided, and decided → visible).
     first_effect_ts: dict[tuple[str, str], int] = field(default_factory=dict)
-    input_ts: dict[tuple[str, str], int] = field(default_factory=dict)  # CreateTime ms
+    input_ts: dict[tuple[str, str], float] = field(default_factory=dict)  # occurred_at ms
     event_bytes_by_turn: dict[str | None, int] = field(default_factory=lambda: defaultdict(int))
     input_bytes: dict[tuple[str, str], int] = field(default_factory=dict)
     turn_of_input: dict[tuple[str, str], str | None] = field(default_factory=dict)
@@ -274,7 +278,7 @@ class Client:
                 for rec in recs:
                     req = decode_request(rec.value)
                     key = (req.session_id, req.request_id)
-                    self.obs.input_ts[key] = rec.timestamp
+                    self.obs.input_ts[key] = req.occurred_at.timestamp() * 1000.0
                     self.obs.input_bytes[key] = _record_bytes(rec)
 
     async def observe_events(self) -> None:
@@ -299,7 +303,7 @@ class Client:
                         if self.target_turns is None or ev.payload.turn_no < self.target_turns:
                             self.schedule_turn(ev.session_id)
 
-    def _hops(self, since_wall_ms: float, until_wall_ms: float) -> list[tuple[int, int, float]]:
+    def _hops(self, since_wall_ms: float, until_wall_ms: float) -> list[tuple[float, int, float]]:
         """(input produced, its first event produced by the worker, that event seen
         here) for each input produced in the window, in ms."""
         out = []
@@ -716,7 +720,7 @@ def _markdown(
             "fixed total load; that latency is the pipeline's (when a session's own turn "
             "takes longer than N/rate seconds it cannot keep the pace, e.g. N = 10 at 100 "
             "turns/s asks each session for 10 turns a second: the achieved turns/s says so). "
-            "A hop is input produced (its Kafka CreateTime) → first event it caused visible "
+            "A hop is input created (its occurred_at) → first event it caused visible "
             "to a read_committed consumer."
         ),
         "",
