@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from agents._decision import Decision, Rejected
+from agents._tick import llm_attempts_exhausted, max_attempts_of
 from agents.events import (
     ABORTED,
     SUPERSEDED,
@@ -128,6 +129,11 @@ def on_reissue_effect(d: Decision, p: ReissueEffect) -> None:
             f"Session {d.state.session_id}: LLM call {p.effect_id} is not pending at issue "
             f"{p.attempt} (answered, re-issued already, or unknown); nothing to re-issue."
         )
+    if llm.attempt >= max_attempts_of(d):
+        # Issued as often as the agent allows (takeovers, deadlines): a call that keeps
+        # losing its worker fails like one that never answers, instead of climbing.
+        llm_attempts_exhausted(d)
+        return
     kind = EffectKind.COMPACTION if llm.request.purpose == "summarize" else EffectKind.LLM_CALL
     d.emit(
         EffectReissued(

@@ -76,6 +76,37 @@ def _due(deadline: datetime | None, now: datetime) -> bool:
     return deadline is not None and now >= deadline
 
 
+def max_attempts_of(d: Decision) -> int:
+    """The session's agent's `deadlines.max_attempts` (3 when its version is unknown)."""
+    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
+    return info.definition.deadlines.max_attempts if info is not None else 3
+
+
+def llm_attempts_exhausted(d: Decision) -> None:
+    """The pending LLM call (or summary, or guard) had its last issue without an
+    outcome: it fails, and what waited on it goes on without it."""
+    llm = d.turn.llm
+    assert llm is not None
+    d.emit(
+        LlmCallFailed(
+            call_id=llm.request.call_id,
+            error_type="DeadlineExceeded",
+            message=f"No outcome after {llm.attempt} attempts.",
+            attempts=llm.attempt,
+        )
+    )
+    if llm.request.purpose == "summarize":
+        drop_instead_of_summary(d)
+    elif llm.request.purpose == "guard":
+        # A classifier that never answered: its rule's on_error decides, as for a
+        # failed guard call.
+        guard_decided(d, llm.request, None, f"no answer after {llm.attempt} attempts")
+    else:
+        fail_turn(
+            d, f"The LLM call had no outcome after {llm.attempt} attempts.", "DeadlineExceeded"
+        )
+
+
 def on_tick(d: Decision, p: Tick) -> None:
     """Expire approvals and re-issue (or, after max_attempts, fail) overdue effects, in
     a fixed order: the LLM call, then the step's calls in request order. Nothing due:
@@ -83,8 +114,7 @@ def on_tick(d: Decision, p: Tick) -> None:
     if d.state.turn is None:
         return
     now = d.now
-    info = d.registry.pinned(d.state.agent, d.state.definition_hash)
-    max_attempts = info.definition.deadlines.max_attempts if info is not None else 3
+    max_attempts = max_attempts_of(d)
     llm = d.turn.llm
     if llm is not None and _due(llm.deadline_at, now):
         summarize = llm.request.purpose == "summarize"
@@ -92,24 +122,7 @@ def on_tick(d: Decision, p: Tick) -> None:
         if llm.attempt < max_attempts:
             _reissue(d, llm.request.call_id, kind, llm.attempt, llm.timeout_us)
             return
-        d.emit(
-            LlmCallFailed(
-                call_id=llm.request.call_id,
-                error_type="DeadlineExceeded",
-                message=f"No outcome after {llm.attempt} attempts.",
-                attempts=llm.attempt,
-            )
-        )
-        if summarize:
-            drop_instead_of_summary(d)
-        elif llm.request.purpose == "guard":
-            # A classifier that never answered: its rule's on_error decides, as for a
-            # failed guard call.
-            guard_decided(d, llm.request, None, f"no answer after {llm.attempt} attempts")
-        else:
-            fail_turn(
-                d, f"The LLM call had no outcome after {llm.attempt} attempts.", "DeadlineExceeded"
-            )
+        llm_attempts_exhausted(d)
         return
     resolved = False
     for call in d.turn.calls:

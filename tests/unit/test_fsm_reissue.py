@@ -12,6 +12,7 @@ from agents.events import (
     EffectReissued,
     FailLlmCall,
     LlmCallCompleted,
+    LlmCallFailed,
     ReissueEffect,
     RequestRejected,
     SendMessage,
@@ -178,3 +179,20 @@ def test_a_rejected_reissue_is_a_request_rejected_naming_the_call() -> None:
     assert types(events) == ["RequestRejected"]
     assert isinstance(events[0].payload, RequestRejected)
     assert "nope" in events[0].payload.reason
+
+
+def test_a_reissue_past_max_attempts_fails_the_call_instead_of_climbing() -> None:
+    # Takeovers that keep losing the call's worker re-issue it until the agent's
+    # deadlines.max_attempts issues were made; the next ReissueEffect fails it.
+    d = running()
+    call = d.llm_call_id
+    limit = d.registry.get("assistant").deadlines.max_attempts
+    for attempt in range(1, limit):
+        events = d.send(ReissueEffect(call, attempt), request_id=f"takeover-{attempt}")
+        assert types(events) == ["EffectReissued"]
+    events = d.send(ReissueEffect(call, limit), request_id="takeover-last")
+    assert types(events) == ["LlmCallFailed", "TurnFailed"]
+    failed = events[0].payload
+    assert isinstance(failed, LlmCallFailed)
+    assert failed.attempts == limit and failed.error_type == "DeadlineExceeded"
+    assert d.state.turn is None
