@@ -218,6 +218,7 @@ async def create_session(request: Request) -> Response:
       content: {application/json: {schema: {type: object, required: [agent, text], properties: {agent: {type: string}, text: {type: string}}}}}
     parameters:
       - {name: wait, in: query, description: "true: wait for the worker's decision; turn: wait for the end of the turn (its answer and structured result)", schema: {type: string, enum: ["true", "turn"]}}
+      - {name: X-Turnlog-Client, in: header, description: "the requester identity the message carries (per-client rate limits and budgets), when the console has no named tokens (with them: the token's name)", schema: {type: string, maxLength: 128}}
     responses:
       200: {description: "wait=true: {session_id, request_id, partition, status, reason, seq}; wait=turn: also answer, structured (the answer as a JSON value for an agent with an output_schema, else null) and cost_nanos"}
       202: {description: "{session_id, request_id, partition, status: sent}"}
@@ -304,6 +305,7 @@ async def send_message(request: Request) -> Response:
       content: {application/json: {schema: {type: object, required: [text], properties: {text: {type: string}}}}}
     parameters:
       - {name: wait, in: query, description: "true: wait for the worker's decision; turn: wait for the end of the turn (its answer and structured result)", schema: {type: string, enum: ["true", "turn"]}}
+      - {name: X-Turnlog-Client, in: header, description: "the requester identity the message carries (per-client rate limits and budgets), when the console has no named tokens (with them: the token's name)", schema: {type: string, maxLength: 128}}
     responses:
       200: {description: "as POST /api/sessions with wait: status, reason; with wait=turn also answer, structured, cost_nanos"}
       202: {description: sent}
