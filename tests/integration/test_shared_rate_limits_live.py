@@ -45,6 +45,7 @@ from tests.support.harness import (
     worker_env,
 )
 from tests.support.live import live_platform, new_session_id, payloads
+from turnlog.client import Client
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ratelimits"
 PARTITIONS = 4
@@ -157,7 +158,11 @@ async def test_a_per_agent_limit_shared_by_two_worker_processes_holds(
 
 
 async def test_a_per_client_limit_counts_each_requester_apart(
-    kafka_bootstrap: str, names: TopicNames, database_url: str, tmp_path: Path
+    kafka_bootstrap: str,
+    names: TopicNames,
+    unique_prefix: str,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     agent = f"perclient_{secrets.token_hex(3)}"
     registry = registry_from_file(
@@ -195,6 +200,17 @@ async def test_a_per_client_limit_counts_each_requester_apart(
         assert not again.admitted and again.reason == reason
         rows = _rows(database_url, f"client:{alice}")
         assert [r[1] for r in rows] == [True, True, False]
+        # Through the Python client: its identity rides on the request; bob's second
+        # message is admitted (its turn completes), alice's fourth is reported rejected
+        # with the limit's reason.
+        async with Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix) as c:
+            sent = await c.send_message("hi", agent=agent, client="bob-x")
+            done = await c.outcome(sent, until="turn", timeout=30)
+            assert done.status == "completed", done
+            sent = await c.send_message("hi", agent=agent, client=alice)
+            limited = await c.outcome(sent, until="turn", timeout=30)
+        assert limited.status == "rejected" and limited.exit_code == 5
+        assert (limited.reason or "").startswith("rate_limit.requests_per_minute (per client)")
         await store.close()
 
 
