@@ -209,6 +209,11 @@ class PostgresAdmissions(AdmissionStore):
                         fut.set_result(outcome)
         finally:
             del self._leaders[group]
+            # Stopped with admissions still waiting (the loop shutting down): they fail
+            # rather than wait for a batch no one will ask.
+            for *_, fut in self._pending.pop(group, ()):
+                if not fut.done():
+                    fut.set_exception(OSError("the admission batch stopped"))
 
     async def _ask(
         self, group: tuple[str, int, int | None, int | None], batch: list[_Waiting]
