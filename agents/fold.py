@@ -12,10 +12,12 @@ from collections.abc import Iterable
 
 from agents.errors import ContractError
 from agents.events import Event, SessionForked
-from agents.evolve import evolve
+from agents.evolve import _HANDLERS, evolve
 from agents.state import Lineage, Phase, SessionState, initial_state
 
 __all__ = ["fold", "fork_base"]
+
+_FORKING = Phase.FORKING
 
 
 def fork_base(source: SessionState, new_session_id: str) -> SessionState:
@@ -49,7 +51,19 @@ def fold(events: Iterable[Event], session_id: str) -> SessionState:
     ancestry first: the source's events up to at_seq (recursively), then its own events
     starting with SessionForked."""
     state: SessionState | None = None
+    handlers = _HANDLERS
     for ev in events:
+        # The common case, as evolve would take it, without the call: the session's next
+        # event, not onto a fork base. Anything else goes through evolve's checks below.
+        if (
+            state is not None
+            and ev.seq == state.last_seq + 1
+            and ev.session_id == state.session_id
+            and state.phase is not _FORKING
+        ):
+            payload = ev.payload
+            state = handlers[type(payload)](state, ev, payload)
+            continue
         if state is None:
             if isinstance(ev.payload, SessionForked):
                 raise ContractError(
