@@ -8,8 +8,11 @@ state is updated only after the commit returns, and effects start only then.
 The loop takes everything queued since its last commit as its next transaction, so
 batches grow with the load while the number of transactions does not. The consumed
 offset rides on the transaction's last event (INPUT_NEXT_HEADER); the consumer group's
-offset is added to a transaction only when it has no event, at most every
-`group_commit_s` otherwise, and after `group_commit_s` of idleness.
+offset (two more broker round trips) is committed in an offsets-only transaction once
+the partition has idled IDLE_GRACE_S, at most every `group_commit_s` — so at light load
+no input's transaction pays for it — and added to a transaction of inputs only when it
+has no event or when a busy partition never idled for GROUP_IN_TXN_FACTOR ×
+`group_commit_s`.
 
 The LLM requests the core built while deciding (their digests are in the events) are
 handed to the effects with the committed state, so a call started right after its
@@ -76,6 +79,11 @@ APPLIED_HEADER = "turnlog.applied"
 # How long the broker-clock estimate of a partition (see `hand_over`) is trusted without
 # a fresh record: a hand-over is refused, and the outcome goes by the topic, after this.
 CLOCK_WINDOW_S = 10.0
+# The group offset's commit waits for this much idleness (a turn's next input comes a
+# few ms after the previous commit: committing at once would hold it up) ...
+IDLE_GRACE_S = 0.1
+# ... and goes into a transaction of inputs only after this many group_commit_s without.
+GROUP_IN_TXN_FACTOR = 5
 
 
 class EffectSync(Protocol):
@@ -254,6 +262,7 @@ class OwnedPartition:
         self.done = position
         self.group_offset = group_offset
         self.group_committed_at = time.monotonic()
+        self.idle_since = self.group_committed_at  # the end of the last transaction
         self.queue: deque[_Input] = deque()
         # The broker's clock, as seen from here: the smallest (monotonic ms at fetch −
         # LogAppendTime ms) of the records fetched lately (`offer`), and when it was seen.
@@ -458,8 +467,12 @@ class OwnedPartition:
             if not self.queue:
                 if self.done > self.group_offset:
                     # Progress the group has not seen: commit it once the partition idles.
-                    since = time.monotonic() - self.group_committed_at
-                    wait = self.shared.group_commit_s - since
+                    now = time.monotonic()
+                    grace = min(IDLE_GRACE_S, self.shared.group_commit_s)
+                    wait = max(
+                        self.shared.group_commit_s - (now - self.group_committed_at),
+                        grace - (now - self.idle_since),
+                    )
                     if wait <= 0:
                         await self._transaction([])
                         continue
@@ -607,7 +620,10 @@ class OwnedPartition:
             written = await self._write_snapshots(staged, touched, end)
             # The consumed offset rides on the last event; the group offset costs two
             # more broker round trips, so it comes along only now and then.
-            to_group = not held or now - self.group_committed_at >= shared.group_commit_s
+            to_group = (
+                not held
+                or now - self.group_committed_at >= shared.group_commit_s * GROUP_IN_TXN_FACTOR
+            )
             if held:
                 value, key, headers = held.pop()
                 headers.append((INPUT_NEXT_HEADER, str(end).encode()))
@@ -660,6 +676,7 @@ class OwnedPartition:
             await self._isolate(records, too_large)
             return
         self.done = end
+        self.idle_since = time.monotonic()
         if to_group:
             self.group_offset, self.group_committed_at = end, now
         if not records:

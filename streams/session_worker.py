@@ -22,10 +22,12 @@ How (the classic consume-transform-produce loop, EOS with per-partition producer
   be neither lost nor doubled. A slow commit on one partition holds up no other.
 * The input offset is committed in the transaction as a header (INPUT_NEXT_HEADER) on
   its last event, so it is read back with the state it belongs to; the consumer group's
-  offset (send_offsets_to_transaction, two more broker round trips) is added only when
-  a transaction has no event, at most once a second otherwise, and after a second of
-  idleness. A new owner resumes at the larger of the two. The group offset is thus at
-  most about a second behind: lag monitoring sees the truth, slightly late.
+  offset (send_offsets_to_transaction, two more broker round trips) is committed in an
+  offsets-only transaction once the partition idled 0.1 s, at most once a second, and
+  rides on a transaction of inputs only when it has no event or when a busy partition
+  did not idle for five seconds (streams._partition). A new owner resumes at the larger
+  of the two. The group offset is thus about a second behind (at most five under
+  unbroken load): lag monitoring sees the truth, slightly late.
 * Effects (LLM calls, tools, summaries, child sessions) are started only after the commit,
   by the EffectRunner, and report back as requests; after an assignment, pending effects
   found in the rebuilt state are re-issued. Outcomes fold once, by effect id. An
