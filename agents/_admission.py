@@ -3,8 +3,9 @@
 
 A SendMessage for such an agent (idle session, or a new one) is guarded like a queued
 message — a blocked text is rejected, a redacted one is recorded redacted — and recorded
-as AdmissionRequested instead of starting a turn; the session stays idle with the
-admission pending (one at a time: another message meanwhile is rejected). The
+as AdmissionRequested instead of starting a turn; the session is `admitting` (no turn;
+live, so a worker that takes its partition over restarts the admission effect) and
+takes no other message meanwhile. The
 admission effect's outcome (CompleteAdmission) is recorded as AdmissionDecided: admitted,
 the turn starts with the recorded text; limited, the message ends there with the limit's
 name and retry-after in the reason. A CancelTurn or CloseSession while it waits ends it

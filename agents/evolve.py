@@ -677,11 +677,12 @@ def _budget_limit(s: SessionState, ev: Event, p: BudgetLimitReached) -> SessionS
 
 
 def _admission_requested(s: SessionState, ev: Event, p: AdmissionRequested) -> SessionState:
-    return _next(s, ev, admission=p)
+    return _next(s, ev, phase=Phase.ADMITTING, admission=p)
 
 
 def _admission_decided(s: SessionState, ev: Event, p: AdmissionDecided) -> SessionState:
-    return _next(s, ev, admission=None)  # admitted: the turn's events follow
+    # Admitted: the turn's events follow (TurnStarted moves the phase on).
+    return _next(s, ev, phase=Phase.IDLE, admission=None)
 
 
 def _rejected(s: SessionState, ev: Event, p: RequestRejected) -> SessionState:

@@ -106,6 +106,10 @@ def _awaiting_llm(t: PhaseTrack, p: Any) -> PhaseTrack:
     return PhaseTrack(Phase.AWAITING_LLM, t.calls)
 
 
+def _admitting(t: PhaseTrack, p: Any) -> PhaseTrack:
+    return PhaseTrack(Phase.ADMITTING, ())
+
+
 def _closed(t: PhaseTrack, p: SessionClosed) -> PhaseTrack:
     return PhaseTrack(Phase.CLOSED, ())
 
@@ -174,6 +178,8 @@ MOVES: dict[type, Callable[[PhaseTrack, Any], PhaseTrack]] = {
     SessionForked: _idle,  # a fork drops the copied turn's pending work (agents.fold)
     SessionClosed: _closed,
     TurnStarted: _turn_started,
+    AdmissionRequested: _admitting,  # a message waits for a shared rate limit
+    AdmissionDecided: _idle,  # admitted: the TurnStarted that follows moves it on
     LlmCallRequested: _llm_requested,
     LlmCallCompleted: _llm_completed,
     ToolCallRequested: _tool_requested,
@@ -196,8 +202,6 @@ MOVES: dict[type, Callable[[PhaseTrack, Any], PhaseTrack]] = {
 # Events that never move the phase.
 STILL: frozenset[type] = frozenset(
     {
-        AdmissionRequested,  # the session stays idle while its message waits
-        AdmissionDecided,  # admitted: the TurnStarted that follows moves it
         UserMessageReceived,
         LlmCallFailed,
         ProviderCircuitOpened,

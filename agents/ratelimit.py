@@ -26,7 +26,9 @@ session's messages by one requester identity, Request.client, the messages witho
 sharing the key `client:-`) need a counter no one session's log holds. The core cannot
 see other sessions, so a SendMessage of such an agent does not start its turn at once:
 the decision records AdmissionRequested (the message, guarded and redacted as a queued
-one is, its limit key, the limits) and the shell runs an admission effect
+one is, its limit key, the limits), the session's phase is `admitting` (live: a worker
+that takes the partition over restarts the admission), and the shell runs an admission
+effect
 (streams.admission) that asks Postgres; its outcome comes back as CompleteAdmission and is
 recorded as AdmissionDecided. Admitted: the turn starts. Limited: the message is
 answered with AdmissionDecided(admitted = false) whose reason starts with the limit's

@@ -74,7 +74,9 @@ __all__ = [
 
 
 class Phase(str, Enum):
-    """`new`: no session yet. `forking`: a fork base (see fsm.fork_base), transient."""
+    """`new`: no session yet. `forking`: a fork base (see fsm.fork_base), transient.
+    `admitting`: no turn, a message waits for its admission by a shared rate limit
+    (agents._admission) — live, so a takeover restarts its admission effect."""
 
     NEW = "new"
     IDLE = "idle"
@@ -85,6 +87,7 @@ class Phase(str, Enum):
     AWAITING_CHILDREN = "awaiting_children"
     CLOSED = "closed"
     FORKING = "forking"
+    ADMITTING = "admitting"
 
 
 TURN_PHASES = frozenset(

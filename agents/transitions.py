@@ -53,6 +53,7 @@ PHASE_ORDER: tuple[Phase, ...] = (
     Phase.NEW,
     Phase.FORKING,
     Phase.IDLE,
+    Phase.ADMITTING,
     Phase.COMPACTING,
     Phase.AWAITING_LLM,
     Phase.AWAITING_APPROVAL,
@@ -71,17 +72,20 @@ class Transition(NamedTuple):
 
 
 _A, _T, _C = Phase.AWAITING_APPROVAL, Phase.AWAITING_TOOLS, Phase.AWAITING_CHILDREN
+_ADM = Phase.ADMITTING
 # The step is over: the next LLM call (maybe after compaction), or the turn ends on a
 # guard (max iterations, context too large, budget).
 _NEXT = (Phase.AWAITING_LLM, Phase.COMPACTING, Phase.IDLE)
+# A message of an agent with a shared rate limit waits for its admission instead.
+_START = (*_NEXT, Phase.ADMITTING)
 # Right after a compaction the same iteration is never compacted again.
 _AFTER_COMPACTION = (Phase.AWAITING_LLM, Phase.IDLE)
 
 _ROWS: tuple[Transition, ...] = (
     (
-        Transition(Phase.NEW, SendMessage, h.on_start_session, _NEXT, "start session + turn"),
+        Transition(Phase.NEW, SendMessage, h.on_start_session, _START, "start session + turn"),
         Transition(Phase.FORKING, ForkSession, h.on_fork, (Phase.IDLE,), "fork at at_seq"),
-        Transition(Phase.IDLE, SendMessage, h.on_send_message, _NEXT, "start turn"),
+        Transition(Phase.IDLE, SendMessage, h.on_send_message, _START, "start turn"),
     )
     + tuple(
         # A message during a turn waits in the queue; the phase does not change.
@@ -99,9 +103,12 @@ _ROWS: tuple[Transition, ...] = (
         for phase in sorted((Phase.IDLE, *TURN_PHASES), key=lambda p: p.value)
     )
     + (
-        # A shared rate limit (agents._admission): the message waits, the session idle.
-        Transition(Phase.IDLE, CompleteAdmission, on_admission, _NEXT, "admitted or limited"),
-        Transition(Phase.IDLE, CancelTurn, on_cancel_admission, (Phase.IDLE,), "end admission"),
+        # A shared rate limit (agents._admission): the message waits for its admission.
+        Transition(_ADM, CompleteAdmission, on_admission, _NEXT, "admitted or limited"),
+        Transition(_ADM, CancelTurn, on_cancel_admission, (Phase.IDLE,), "end admission"),
+        Transition(_ADM, CloseSession, h.on_close, (Phase.CLOSED,), "close"),
+        Transition(_ADM, SetModel, h.on_set_model, (_ADM,), "switch model"),
+        Transition(_ADM, EnforceBudget, h.on_enforce_budget, (_ADM,), "budget spent"),
         Transition(Phase.IDLE, Tick, on_tick, (Phase.IDLE,), "nothing due"),
         Transition(Phase.IDLE, UpgradeAgent, on_upgrade, (Phase.IDLE,), "move to another version"),
         Transition(

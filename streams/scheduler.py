@@ -90,6 +90,7 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 TURN_PHASES = (
+    "admitting",  # its message waits for a shared rate limit: the run has not ended
     "awaiting_llm",
     "compacting",
     "awaiting_tools",

@@ -60,7 +60,7 @@ def _waiting(agent_name: str = "shared", text: str = "hello", client: str | None
     req = replace(d.request(SendMessage(text), agent=agent_name), client=client)
     events = d.send_request(req)
     assert types(events)[0] == "SessionStarted" and types(events)[-1] == "AdmissionRequested"
-    assert d.state.phase.value == "idle" and d.state.turn is None
+    assert d.state.phase.value == "admitting" and d.state.turn is None
     _consistent(d)
     return d
 
@@ -82,9 +82,9 @@ CASES: list[tuple[Any, list[str], str, bool]] = [
     (CancelTurn(reason="changed my mind"), ["AdmissionDecided"], "idle", False),
     (CloseSession(), ["AdmissionDecided", "SessionClosed"], "closed", False),
     # an outcome for another admission (stale, or a duplicate request id): nothing changes
-    (CompleteAdmission("s1-r9", True), ["RequestRejected"], "idle", True),
+    (CompleteAdmission("s1-r9", True), ["RequestRejected"], "admitting", True),
     # a second message while the first waits: one at a time
-    (SendMessage("another"), ["RequestRejected"], "idle", True),
+    (SendMessage("another"), ["RequestRejected"], "admitting", True),
 ]
 
 

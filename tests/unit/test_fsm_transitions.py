@@ -122,6 +122,7 @@ SETUPS: dict[Phase, Callable[[], Driver]] = {
     Phase.AWAITING_APPROVAL: step(LS),
     Phase.AWAITING_CHILDREN: step(DELEGATE),
     Phase.CLOSED: closed,
+    Phase.ADMITTING: admitting,
 }
 
 
@@ -173,6 +174,9 @@ CASES: list[Case] = [
         ["AdmissionDecided", "TurnStarted", "UserMessageReceived", "LlmCallRequested"],
     ),
     (admitting, lambda d: CancelTurn(), {}, "idle", ["AdmissionDecided"]),
+    (admitting, lambda d: CloseSession(), {}, "closed", ["AdmissionDecided", "SessionClosed"]),
+    (admitting, lambda d: SetModel("scripted-medium"), {}, "admitting", ["ModelChanged"]),
+    (admitting, lambda d: SAMPLES[EnforceBudget], {}, "admitting", ["BudgetLimitReached"]),
     (idle, lambda d: CloseSession(), {}, "closed", ["SessionClosed"]),
     (idle_on_old_version, lambda d: UpgradeAgent(), {}, "idle", ["AgentVersionChanged"]),
     *[
