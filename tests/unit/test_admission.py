@@ -179,3 +179,12 @@ def test_a_per_session_limit_keeps_its_definition_hash() -> None:
     assert definition_hash(old) != definition_hash(
         agent("a", rate_limit={"requests_per_minute": 3, "window_s": 10})
     )
+
+
+def test_a_waiting_admission_is_live_so_a_takeover_restarts_it() -> None:
+    from agents.snapshots import is_live
+
+    d = _waiting()
+    assert is_live(d.state.phase) and pending_effects(d.state)
+    d.send(CompleteAdmission("s1-r1", False, "rate_limit.requests_per_minute", "x", 5))
+    assert not is_live(d.state.phase) and pending_effects(d.state) == []
