@@ -18,11 +18,15 @@ tests/data/ratelimits.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
+from typer.testing import CliRunner
 
 from agents.agentfile import registry_from_file
 from agents.events import (
@@ -30,6 +34,7 @@ from agents.events import (
     AdmissionRequested,
     CancelTurn,
     SendMessage,
+    SessionStarted,
     TurnCompleted,
 )
 from agents.providers.scripted import ScriptedProvider
@@ -45,6 +50,9 @@ from tests.support.harness import (
     worker_env,
 )
 from tests.support.live import live_platform, new_session_id, payloads
+from turnlog.cli import app as cli_app
+from turnlog.cli import load_extensions
+from turnlog.cli import session as cli_session
 from turnlog.client import Client
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ratelimits"
@@ -163,6 +171,7 @@ async def test_a_per_client_limit_counts_each_requester_apart(
     unique_prefix: str,
     database_url: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     agent = f"perclient_{secrets.token_hex(3)}"
     registry = registry_from_file(
@@ -211,7 +220,27 @@ async def test_a_per_client_limit_counts_each_requester_apart(
             limited = await c.outcome(sent, until="turn", timeout=30)
         assert limited.status == "rejected" and limited.exit_code == 5
         assert (limited.reason or "").startswith("rate_limit.requests_per_minute (per client)")
+        # The CLI (in a thread of this process, on this test's topics): --client rides
+        # on the message and is recorded on the session's start.
+        monkeypatch.setattr(
+            cli_session,
+            "_client",
+            lambda: Client(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix),
+        )
+        load_extensions()
+        argv = ["send", "hi", "--agent", agent, "--client", "carol-x", "--json"]
+        result = await asyncio.to_thread(CliRunner().invoke, cli_app, argv)
+        assert result.exit_code == 0, result.output
+        sid = json.loads(result.stdout)["session_id"]
+        started = live.log.of_type(sid, SessionStarted) or await _started(live, sid)
+        assert started[0].client == "carol-x"
+        assert live.log.of_type(sid, AdmissionRequested)[0].key == "client:carol-x"
         await store.close()
+
+
+async def _started(live: Any, sid: str) -> list[SessionStarted]:
+    await live.log.wait_until(lambda: live.log.of_type(sid, SessionStarted), "started", 20)
+    return list(live.log.of_type(sid, SessionStarted))
 
 
 async def test_a_queued_admission_waits_for_the_window_and_a_cancel_ends_it(
