@@ -27,8 +27,9 @@ Configuration is OpenTelemetry's own: `configure_tracing(True, ...)` builds an S
 TracerProvider whose OTLP/HTTP exporter, sampler and resource read the standard
 OTEL_* variables (turnlog.settings decides whether tracing is on at all). The spans
 themselves are built by streams._spans (the provider's sampler and ids, no SDK `Span`
-object) and encoded by streams._otlp: the SDK's way costs several times more CPU per
-span, on the event loop and on the exporter's thread (BENCHMARKS.md, "Tracing
+object), go ended into the batch processor's queue as they are (no ReadableSpan) and are
+encoded by streams._otlp a batch at a time: the SDK's way costs several times more CPU
+per span, on the event loop and on the exporter's thread (BENCHMARKS.md, "Tracing
 overhead"). A span that is not sampled builds no attribute.
 
 The metrics hooks (`batch_begin`, `input_traceparent`, `batch_committed`,
