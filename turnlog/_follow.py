@@ -23,6 +23,7 @@ from agents.errors import ExternalError
 from agents.events import (
     REFUSED,
     AdmissionDecided,
+    AdmissionRequested,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -159,9 +160,14 @@ def waiting_for(session_id: str, events: tuple[Event, ...] | list[Event]) -> str
     asked: dict[str, tuple[Event, ToolCallRequested]] = {}  # every tool call requested
     tools: dict[str, tuple[Event, ToolCallRequested]] = {}  # those allowed to run
     calls: dict[str, tuple[Event, LlmCallRequested]] = {}
+    admission: tuple[Event, AdmissionRequested] | None = None
     for ev in events:
         p = ev.payload
-        if isinstance(p, ApprovalRequested):
+        if isinstance(p, AdmissionRequested):
+            admission = (ev, p)
+        elif isinstance(p, AdmissionDecided):
+            admission = None
+        elif isinstance(p, ApprovalRequested):
             approvals[p.call_id] = (ev, p)
         elif isinstance(p, ApprovalGranted):
             approvals.pop(p.call_id, None)
@@ -190,6 +196,13 @@ def waiting_for(session_id: str, events: tuple[Event, ...] | list[Event]) -> str
             for pending in (approvals, children, asked, tools, calls):
                 pending.clear()
     worker = "Is a session worker running (`turnlog worker session` or `turnlog worker all`)?"
+    if admission is not None:
+        ev, adm = admission
+        return (
+            f"The message waits for its admission by the shared rate limit {adm.key} "
+            f"({adm.on_limit}, asked at seq {ev.seq}): the effect runner asks Postgres "
+            f"(DATABASE_URL); cancel it with `turnlog cancel {session_id}`. {worker}"
+        )
     if approvals:
         lines = []
         for call_id, (ev, p) in approvals.items():

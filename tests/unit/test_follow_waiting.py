@@ -130,3 +130,15 @@ CHILD = [
 )
 def test_waiting_for_names_the_pending_work(events: list[Event], expected: str) -> None:
     assert waiting_for("s", events) == expected
+
+
+def test_waiting_for_names_a_pending_admission() -> None:
+    from agents.events import AdmissionDecided, AdmissionRequested
+
+    asked = ev(2, AdmissionRequested("r1", "agent:assistant", "hi", 60_000, 5, on_limit="queue"))
+    assert waiting_for("s", [asked]) == (
+        "The message waits for its admission by the shared rate limit agent:assistant "
+        "(queue, asked at seq 2): the effect runner asks Postgres (DATABASE_URL); cancel it "
+        f"with `turnlog cancel s`. {WORKER}"
+    )
+    assert waiting_for("s", [asked, ev(3, AdmissionDecided("r1", True))]) == WORKER
