@@ -134,7 +134,11 @@ class PostgresAdmissions(AdmissionStore):
                     },
                     open=False,
                 )
-                await pool.open(wait=True, timeout=self._connect_timeout + 1)
+                try:
+                    await pool.open(wait=True, timeout=self._connect_timeout)
+                except BaseException:
+                    await pool.close()  # its workers would go on trying to connect
+                    raise
                 self._pool = pool
         return self._pool.connection(timeout=self._timeout)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -331,3 +332,18 @@ async def test_a_shared_tokens_limit_counts_the_calls_tokens(
         assert [r[1] for r in rows] == [110, 110] and all(r[0].startswith("llm:") for r in rows)
         assert totals == (2, 220)
         await store.close()
+
+
+async def test_counters_that_cannot_be_asked_admit_nothing() -> None:
+    # A port nothing listens on: the connection is refused at once.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = PostgresAdmissions(
+        f"postgresql://nobody:secret@127.0.0.1:{port}/none", connect_timeout_s=1, timeout_s=3
+    )
+    req = AdmissionRequested("r1", "agent:a", "hi", 60_000, requests_per_minute=5)
+    outcome = await store.admit("s1", req)
+    assert not outcome.admitted and outcome.limit == "rate_limit.admission"
+    assert "secret" not in (outcome.reason or "") and "not admitted" in (outcome.reason or "")
+    await store.close()
