@@ -66,7 +66,10 @@ _TOKENS = "SELECT turnlog_count_tokens(%s, %s, %s, %s, %s)"
 
 
 class AdmissionStore:
-    """The seam the effect runner uses (a Postgres store, or a test's in-memory one)."""
+    """The seam the effect runner uses (a Postgres store, or a test's in-memory one).
+    `stats`: counters the worker's metrics export (turnlog_admissions_<key>_total)."""
+
+    stats: dict[str, int]
 
     async def admit(self, session_id: str, req: AdmissionRequested) -> CompleteAdmission:
         raise NotImplementedError

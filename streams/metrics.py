@@ -123,6 +123,12 @@ class _Counters(Collector):
             yield GaugeMetricFamily(
                 "turnlog_effects_in_flight", "Effects running now.", value=effects.in_flight
             )
+            # Shared rate limits (streams.admission): admitted, limited, waits, errors.
+            admissions = effects.admissions.stats if effects.admissions is not None else {}
+            for key, value in list(admissions.items()):
+                yield CounterMetricFamily(
+                    f"turnlog_admissions_{key}", f"Shared rate-limit admissions: {key}.", value
+                )
         lag = GaugeMetricFamily(
             "turnlog_input_lag",
             "Requests in an owned partition not yet decided and "

@@ -257,3 +257,15 @@ def test_the_workers_own_counters_are_read_not_kept_twice(metrics: SessionMetric
     assert got[("turnlog_effects_started_total", ())] == 2
     metrics.worker.stats["brand_new_counter"] = 5  # a counter added later still shows
     assert values(metrics)[("turnlog_session_worker_brand_new_counter_total", ())] == 5
+
+
+def test_shared_rate_limit_admissions_are_counted(metrics: SessionMetrics) -> None:
+    from streams.admission import PostgresAdmissions
+
+    assert metrics.effects is not None
+    store = PostgresAdmissions("postgresql://127.0.0.1:1/none")  # never connects here
+    metrics.effects.admissions = store
+    store.stats.update(admitted=7, limited=2)
+    got = values(metrics)
+    assert got[("turnlog_admissions_admitted_total", ())] == 7
+    assert got[("turnlog_admissions_limited_total", ())] == 2
