@@ -129,6 +129,21 @@ _IDLE, _AWAITING_LLM, _COMPACTING = Phase.IDLE, Phase.AWAITING_LLM, Phase.COMPAC
 _CLOSED, _FORKING = Phase.CLOSED, Phase.FORKING
 _DENY, _ALLOW = PolicyAction.DENY, PolicyAction.ALLOW
 _COMPLETED = ChildStatus.COMPLETED
+# The records the handlers build positionally (tuple.__new__ checks no length): a field
+# added to one of them must be added here too, and this says so at import.
+_POSITIONAL: dict[Any, int] = {
+    Entry: 8,
+    PendingCall: 11,
+    PendingLlm: 5,
+    TurnState: 12,
+    TurnSummary: 6,
+}
+for _record, _count in _POSITIONAL.items():
+    if len(_record._fields) != _count:
+        raise ImportError(
+            f"agents.evolve builds {_record.__name__} from {_count} values, and it has "
+            f"{len(_record._fields)} fields: update its handlers."
+        )
 
 
 def _advance(state: SessionState, ev: Event) -> list[Any]:
