@@ -47,6 +47,7 @@ import cramjam
 
 from agents.events import Event, Request, SessionSnapshot
 from bench.peers._turnlog import KAFKA_DATA, TurnClient
+from schemas import codec
 from schemas.codec import decode_event, decode_request, decode_snapshot
 from streams.partitioning import partition_for
 from streams.topics import delete_topics, ensure_topics
@@ -218,6 +219,14 @@ def request_fields(req: Request) -> dict[str, int]:
 # --------------------------------------------------------------------------- accounting
 
 FRAMING = 10  # C3 01 + the 8-byte schema fingerprint
+# Compact events (schemas.codec) carry no event_id: the reader derives it.
+_COMPACT_HEADER = codec.MAGIC + bytes.fromhex(
+    codec.schema_fingerprint(codec.compact_event_schema())
+)
+
+
+def _compact(value: bytes) -> bool:
+    return value[:FRAMING] == _COMPACT_HEADER
 
 
 @dataclass
@@ -303,6 +312,8 @@ def _record_parts(
         ev = events[rec.offset]
         fields = event_fields(ev)
         fields["framing"] = FRAMING
+        if _compact(value):
+            fields["event_id"] = 0
         return _turn_no(ev.turn_id), fields, len(value) - sum(fields.values())
     if topic == "requests":
         req = decode_request(value)
@@ -321,7 +332,8 @@ def _record_parts(
 # --------------------------------------------------------------------------- what if
 
 # Envelope fields a compact event envelope could leave out (derivable), in the order they
-# lead the value: event_id (a function of session_id and seq), then session_id (the key).
+# lead the value: event_id (a function of session_id and seq; a compact event has none to
+# cut), then session_id (the key).
 WHAT_IF = {"without event_id": 1, "without event_id and session_id": 2}
 
 
@@ -340,7 +352,9 @@ def what_if(batches: list[Batch], lo: int, hi: int) -> dict[str, float]:
             parts, pos = [], 0
             for rec in batch.records:
                 ev = decode_event(rec.value or b"")
-                cut = _str_len(ev.event_id) + (_str_len(ev.session_id) if n_fields > 1 else 0)
+                cut = (0 if _compact(rec.value or b"") else _str_len(ev.event_id)) + (
+                    _str_len(ev.session_id) if n_fields > 1 else 0
+                )
                 start = rec.value_at + FRAMING
                 parts.append(batch.body[pos:start])
                 pos = start + cut

@@ -55,6 +55,7 @@ from agents.events import (
     ScheduleRecord,
     Snapshot,
     TokenDelta,
+    event_id_for,
 )
 from schemas._convert import Converters, build_converters
 from schemas._fastread import Reader, build_readers
@@ -68,6 +69,7 @@ __all__ = [
     "REGISTRY_MAGIC",
     "canonical_event_json",
     "canonical_request_json",
+    "compact_event_schema",
     "current_fingerprint",
     "current_schema",
     "decode_agent_version",
@@ -81,6 +83,7 @@ __all__ = [
     "encode_checkpoint",
     "encode_delta",
     "encode_event",
+    "encode_event_compact",
     "encode_request",
     "encode_schedule_record",
     "encode_snapshot",
@@ -186,7 +189,10 @@ def current_fingerprint(envelope: str) -> str:
 
 def known_fingerprints() -> dict[str, tuple[str, str]]:
     """Every fingerprint this process can read: hex -> (envelope, schema set version)."""
-    return {w.fingerprint: (w.envelope, w.version) for w in _WRITERS.values()}
+    known = {w.fingerprint: (w.envelope, w.version) for w in _WRITERS.values()}
+    for header, (_, version) in _COMPACT.items():
+        known.setdefault(header[2:].hex(), ("Event", f"{version}, compact"))
+    return known
 
 
 def peek_fingerprint(data: bytes) -> str | None:
@@ -431,6 +437,16 @@ def _decode_with_fastavro(
         ) from exc
 
 
+def _decode_compact(envelope: str, data: bytes, full: bytes) -> Any:
+    """The reference path of a compact event: its expanded Event message decoded; an
+    error names the compact schema, the one on the wire."""
+    try:
+        return _decode(envelope, full)
+    except DecodeError as exc:
+        fp = bytes(data[2:HEADER_SIZE]).hex()
+        raise DecodeError(f"{exc} (a compact Event, schema {fp})", fingerprint=fp) from exc
+
+
 def _decode(envelope: str, data: bytes) -> Any:
     if not isinstance(data, bytes):
         if not isinstance(data, (bytearray, memoryview)):
@@ -438,6 +454,8 @@ def _decode(envelope: str, data: bytes) -> Any:
                 f"A {envelope} must be decoded from bytes, got {type(data).__name__}."
             )
         data = bytes(data)
+    if envelope == "Event" and data[:HEADER_SIZE] in _COMPACT:
+        return _decode_compact(envelope, data, _expand_compact(data))
     writer, start = _framed_writer(envelope, data)
     if writer.reader is None:
         # Fast path (current writer schema). On any failure fall through to the reference
@@ -451,6 +469,95 @@ def _decode(envelope: str, data: bytes) -> Any:
     return _decode_with_fastavro(envelope, data, writer, start)
 
 
+# --------------------------------------------------------------------------- compact events
+
+# A compact event is an Event without its `event_id`, which is a pure function of
+# `session_id` and `seq` (agents.records.event_id_for): its writer schema is the Event
+# envelope of a shipped set minus that field, and its message is that schema's header and
+# the Event body with the event_id string cut out. Readers put the derived id back and
+# read the Event body as usual (the fast path included); nothing else changes. The session
+# worker writes events so; a reader of a release before this one cannot read them
+# (upgrade readers first, README "Upgrading").
+
+
+def compact_event_schema(event_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The writer schema of a compact event: `event_schema` (the current Event
+    envelope's by default) without its `event_id` field."""
+    schema = dict(event_schema if event_schema is not None else current_schema("Event"))
+    schema["fields"] = [f for f in schema["fields"] if f["name"] != "event_id"]
+    return schema
+
+
+def _compact_headers() -> dict[bytes, tuple[bytes, str]]:
+    """Compact header -> (the header of the Event schema it cuts, its set's version), for
+    every shipped set (the current one first)."""
+    out: dict[bytes, tuple[bytes, str]] = {}
+    for schema_set in all_sets():
+        schema = schema_set.envelopes.get("Event")
+        if schema is not None:
+            compact = MAGIC + bytes.fromhex(schema_fingerprint(compact_event_schema(schema)))
+            full = MAGIC + bytes.fromhex(schema_fingerprint(schema))
+            out.setdefault(compact, (full, schema_set.version))
+    return out
+
+
+_COMPACT = _compact_headers()
+_ID_LENGTH: Final = bytes([36 << 1])  # an event id's length, as Avro writes it
+_COMPACT_HEADER: Final = MAGIC + bytes.fromhex(schema_fingerprint(compact_event_schema()))
+
+
+def _zigzag(n: int) -> bytes:
+    z, out = (n << 1) ^ (n >> 63), bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _read_long(data: bytes, pos: int) -> tuple[int, int]:
+    shift = z = 0
+    while True:
+        b = data[pos]  # IndexError when truncated
+        pos += 1
+        z |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (z >> 1) ^ -(z & 1), pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("a varint longer than 10 bytes")
+
+
+def encode_event_compact(ev: Event) -> bytes:
+    """A `turnlog.events` message without the derivable `event_id` (see above). With a
+    schema registry writing (codec.use_registry), the full Event as `encode_event`."""
+    data = encode_event(ev)
+    if _REGISTRY_WRITES:
+        return data
+    n = len(ev.event_id.encode())
+    return _COMPACT_HEADER + data[HEADER_SIZE + len(_zigzag(n)) + n :]
+
+
+def _expand_compact(data: bytes) -> bytes:
+    """The Event message a compact one cuts (its event_id derived again)."""
+    full, _ = _COMPACT[data[:HEADER_SIZE]]
+    try:
+        n, pos = _read_long(data, HEADER_SIZE)  # session_id, the body's first field
+        if n < 0 or pos + n > len(data):
+            raise ValueError(f"a session id of {n} bytes")
+        session_id = data[pos : pos + n].decode()
+        seq, _ = _read_long(data, pos + n)
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        fp = bytes(data[2:HEADER_SIZE]).hex()
+        raise DecodeError(
+            f"The compact Event body ({len(data) - HEADER_SIZE} bytes, schema {fp}) is "
+            f"truncated or corrupt: {type(exc).__name__}: {exc}.",
+            fingerprint=fp,
+        ) from exc
+    event_id = event_id_for(session_id, seq).encode()  # a UUID: 36 bytes
+    return full + _ID_LENGTH + event_id + data[HEADER_SIZE:]
+
+
 _R = TypeVar("_R")
 _SNAKE = {"Request": "request", "Event": "event"}
 
@@ -459,8 +566,20 @@ def _decoder(envelope: str, cls: type[_R], doc: str) -> Callable[[bytes], _R]:
     """`_decode(envelope, ·)` with its hot case first: bytes (as Kafka gives them) of
     the current writer schema, recognised by one comparison of the header."""
     header, fast = _HEADERS[envelope], _FAST[envelope]
+    compact = _COMPACT_HEADER if envelope == "Event" else None
 
     def decode(data: bytes) -> _R:
+        if type(data) is bytes and data[:HEADER_SIZE] == compact:
+            full = _expand_compact(data)
+            try:
+                value, end = fast(full, HEADER_SIZE, len(full))
+                if end == len(full):
+                    expanded: _R = value
+                    return expanded
+            except Exception:
+                pass
+            compacted: _R = _decode_compact(envelope, data, full)
+            return compacted
         if type(data) is bytes and data[:HEADER_SIZE] == header:
             try:
                 value, end = fast(data, HEADER_SIZE, len(data))

@@ -60,7 +60,12 @@ from agents.llm import LlmRequest
 from agents.registry import AgentRegistry
 from agents.snapshots import RESTORE_POINT_KEY, SNAPSHOT_EVERY, restore_point, snapshot_of
 from agents.state import SessionState
-from schemas.codec import decode_request, encode_event, encode_request, encode_snapshot
+from schemas.codec import (
+    decode_request,
+    encode_event_compact,
+    encode_request,
+    encode_snapshot,
+)
 from streams import telemetry
 from streams._deadlines import DeadlineIndex
 from streams._headers import event_headers
@@ -831,7 +836,7 @@ class OwnedPartition:
                 ingested_at=ingested_at,
                 memo=shared.context_memo,
             )
-            encoded = [encode_event(ev) for ev in events]
+            encoded = [encode_event_compact(ev) for ev in events]
         except Exception as exc:  # a bug in the core must not become a crash loop
             shared.log.exception(
                 "decide.failed", session_id=req.session_id, request_id=req.request_id

@@ -1,11 +1,13 @@
 """The headers a real session worker's records carry are exactly those streams._headers
 documents: the trace context on each input's first event only, `turnlog.input.next` on
-a transaction's last event, a traceparent on every request; no `event_type`."""
+a transaction's last event, a traceparent on every request; no `event_type`. Its events
+are compact (schemas.codec: without the derivable event_id)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from schemas import codec
 from schemas.codec import decode_event, decode_request
 from streams._headers import EVENT_HEADERS, REQUEST_HEADERS
 from streams.logread import INPUT_NEXT_HEADER
@@ -57,6 +59,10 @@ async def test_a_workers_records_carry_exactly_the_documented_headers(
     first_input = next(iter(by_input.values()))
     rec = next(r for r in events if decode_event(r.value).seq == first_input[0][0])
     assert trace_id(dict(rec.headers)[TRACEPARENT].decode()) == trace_id(traceparent)
+
+    # The events are compact (schemas.codec: no event_id, which readers derive).
+    compact = codec.MAGIC + bytes.fromhex(codec.schema_fingerprint(codec.compact_event_schema()))
+    assert {r.value[: codec.HEADER_SIZE] for r in events} == {compact}
 
     assert len(requests) == 4
     for rec in requests:
