@@ -66,6 +66,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,6 +104,69 @@ SLICES = [1]
 # once per record, so the client does not load the shared broker and cores with a fetch
 # per input. (Its last lump is in by the time a window is evaluated, 0.5 s after it.)
 REQUESTS_FETCH_WAIT_MS = 100
+
+
+# The worker's counters the hop breakdown reads from its /metrics endpoint.
+_STAGES = (
+    "turnlog_transactions_timed",
+    "turnlog_transaction_decide_microseconds",
+    "turnlog_transaction_write_microseconds",
+    "turnlog_transaction_commit_microseconds",
+    "turnlog_outcomes_handed_over",
+    "turnlog_inputs",
+)
+
+
+def _metrics_url(worker: WorkerProcess) -> str | None:
+    """The worker's /metrics (its log says which port it bound), or None."""
+    for rec in worker.log_records():
+        if rec.get("event") == "endpoint.listening" and rec.get("port"):
+            return f"http://127.0.0.1:{rec['port']}/metrics"
+    return None
+
+
+def _scrape(url: str | None) -> dict[str, float]:
+    """The breakdown's counters from the worker's /metrics, by name (empty: unreadable,
+    e.g. a revision before them)."""
+    if url is None:
+        return {}
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.removesuffix("_total") in _STAGES:
+                out[sample.name.removesuffix("_total")] = sample.value
+    return out
+
+
+def _stages(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean ms per transaction of each stage over the window, and the share of inputs
+    handed over in process; NaN where the worker does not report them."""
+
+    def delta(name: str) -> float:
+        if name not in before or name not in after:
+            return float("nan")
+        return after[name] - before[name]
+
+    n = delta("turnlog_transactions_timed")
+    inputs = delta("turnlog_inputs")
+
+    def per(name: str) -> float:
+        return delta(name) / n / 1000.0 if n > 0 else float("nan")
+
+    return {
+        "txn_decide_ms": per("turnlog_transaction_decide_microseconds"),
+        "txn_write_ms": per("turnlog_transaction_write_microseconds"),
+        "txn_commit_ms": per("turnlog_transaction_commit_microseconds"),
+        "handed_over": delta("turnlog_outcomes_handed_over") / inputs if inputs > 0 else 0.0,
+        "transactions": n,
+    }
 
 
 def _record_bytes(rec: Any) -> int:
@@ -370,6 +434,8 @@ async def load_run(
                     raise RuntimeError(f"warm-up did not finish:\n{worker.tail()}")
                 await asyncio.sleep(0.05)  # polling the client's own counters
             pids = {"worker": worker.pid, "broker": _broker_pid(), "client": None}
+            metrics_url = _metrics_url(worker)
+            stages0 = await asyncio.to_thread(_scrape, metrics_url)
             cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
             export0 = _threads_cpu_s(worker.pid)
             t0, w0 = time.monotonic(), time.time() * 1000
@@ -378,6 +444,7 @@ async def load_run(
             t1, w1 = time.monotonic(), time.time() * 1000
             cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items()}
             cpu["threads"] = _threads_cpu_s(worker.pid) - export0
+            stages = _stages(stages0, await asyncio.to_thread(_scrape, metrics_url))
             done = len([t for t in client.obs.turns_done[done0:] if t <= t1])
             await asyncio.sleep(0.5)  # let the window's last hops become visible
             lat = client.latencies_ms(w0, w1 - 200)
@@ -415,6 +482,7 @@ async def load_run(
                 "decided_p99": _pct(decided, 0.99),
                 "visible_p50": _pct(visible, 0.50),
                 "visible_p99": _pct(visible, 0.99),
+                **stages,
             }
         finally:
             for task in observers:
@@ -630,6 +698,14 @@ async def main_async(args: argparse.Namespace) -> None:
                     f"{r['visible_p50']:.1f}/{r['visible_p99']:.1f} ms",
                     flush=True,
                 )
+                if r.get("transactions", 0) > 0:
+                    print(
+                        f"{'':32}per transaction ({int(r['transactions'])}): decide "
+                        f"{r['txn_decide_ms']:.2f} ms, write (records acknowledged) "
+                        f"{r['txn_write_ms']:.2f} ms, commit (EndTxn) {r['txn_commit_ms']:.2f} ms; "
+                        f"inputs handed over in process {r['handed_over']:.0%}",
+                        flush=True,
+                    )
                 if r["slices"]:
                     print(
                         f"{'':32}p50 by slice of the window: "

@@ -190,6 +190,10 @@ class SessionWorker:
             "fork_source_in_hand": 0,
             "handed_over": 0,
             "applied_skipped": 0,
+            "txn_timed": 0,
+            "txn_decide_us": 0,
+            "txn_write_us": 0,
+            "txn_commit_us": 0,
         }
         self.deadlines = DeadlineIndex()
         self._reader = SnapshotReader(

@@ -300,6 +300,17 @@ def table(
                 )
                 + " |"
             )
+            lines.append(
+                f"| turnlog per transaction at {rate:g} turns/s, mean: decide / write (records "
+                "acknowledged) / commit (EndTxn) | "
+                + " | ".join(
+                    cell(p, rate, "txn_decide_ms", "txn_write_ms", "txn_commit_ms", digits=2)
+                    if p == "turnlog"
+                    else ""
+                    for p in peers
+                )
+                + " |"
+            )
 
     def stored_cell(peer: str, key: str, unit: str = "", digits: int = 0) -> str:
         if peer == "langgraph-async":
