@@ -37,8 +37,9 @@ How (the classic consume-transform-produce loop, EOS with per-partition producer
   holds it, and a marked record, which exists only if its decision committed, is never
   decided again. That saves a produce and a fetch on every hop of a turn; a
   transaction that does not commit hands the outcome back to be sent the plain way.
-* Trace context: each event carries a W3C traceparent in the trace of the request that
-  caused it (a request without one starts a trace derived from its id); effects report
+* Trace context: each event is in the trace of the request that caused it (a request
+  without one starts a trace derived from its id), its W3C traceparent carried on the
+  input's first event and derived for the others (streams._headers); effects report
   in the trace of their session's latest event.
 """
 
