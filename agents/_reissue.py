@@ -119,6 +119,11 @@ def on_superseded_outcome(d: Decision, p: LlmOutcome) -> None:
     )
 
 
+# Issues of one LLM call after which a takeover's ReissueEffect fails it (or the agent's
+# deadlines.max_attempts, when larger).
+MAX_ISSUES_ON_TAKEOVER = 10
+
+
 def on_reissue_effect(d: Decision, p: ReissueEffect) -> None:
     """Re-issue the pending LLM call (or summarize) as attempt + 1 with a fresh deadline;
     a stale request (no longer pending at that attempt) is rejected."""
@@ -129,9 +134,11 @@ def on_reissue_effect(d: Decision, p: ReissueEffect) -> None:
             f"Session {d.state.session_id}: LLM call {p.effect_id} is not pending at issue "
             f"{p.attempt} (answered, re-issued already, or unknown); nothing to re-issue."
         )
-    if llm.attempt >= max_attempts_of(d):
-        # Issued as often as the agent allows (takeovers, deadlines): a call that keeps
-        # losing its worker fails like one that never answers, instead of climbing.
+    if llm.attempt >= max(max_attempts_of(d), MAX_ISSUES_ON_TAKEOVER):
+        # A call whose workers keep dying under it (a crash loop, not a slow model) fails
+        # like one that never answers, instead of being issued forever. The bound is
+        # wider than deadlines.max_attempts: a few takeovers in a row are the workers'
+        # trouble, not the call's.
         llm_attempts_exhausted(d)
         return
     kind = EffectKind.COMPACTION if llm.request.purpose == "summarize" else EffectKind.LLM_CALL

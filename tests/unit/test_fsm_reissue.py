@@ -5,6 +5,7 @@ exactly once, whatever the phase."""
 
 from __future__ import annotations
 
+from agents._reissue import MAX_ISSUES_ON_TAKEOVER
 from agents.events import (
     ABORTED,
     SUPERSEDED,
@@ -181,12 +182,14 @@ def test_a_rejected_reissue_is_a_request_rejected_naming_the_call() -> None:
     assert "nope" in events[0].payload.reason
 
 
-def test_a_reissue_past_max_attempts_fails_the_call_instead_of_climbing() -> None:
-    # Takeovers that keep losing the call's worker re-issue it until the agent's
-    # deadlines.max_attempts issues were made; the next ReissueEffect fails it.
+def test_a_reissue_past_the_bound_fails_the_call_instead_of_climbing() -> None:
+    # Takeovers that keep losing the call's worker re-issue it until MAX_ISSUES_ON_TAKEOVER
+    # issues were made (more than the agent's deadlines.max_attempts); the next
+    # ReissueEffect fails it.
     d = running()
     call = d.llm_call_id
-    limit = d.registry.get("assistant").deadlines.max_attempts
+    limit = max(d.registry.get("assistant").deadlines.max_attempts, MAX_ISSUES_ON_TAKEOVER)
+    assert limit > d.registry.get("assistant").deadlines.max_attempts
     for attempt in range(1, limit):
         events = d.send(ReissueEffect(call, attempt), request_id=f"takeover-{attempt}")
         assert types(events) == ["EffectReissued"]
