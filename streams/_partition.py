@@ -160,17 +160,6 @@ def _refusal(exc: BaseException, sent: Sequence[asyncio.Future[Any]]) -> KafkaEr
     return None
 
 
-def _join_early(producer: AIOKafkaProducer, tp: TopicPartition) -> None:
-    """Add `tp` to the transaction now, while its inputs are decided, rather than at its
-    first send: aiokafka sends AddPartitionsToTxn before that send's batch may go, so
-    that broker round trip would otherwise come after the decision, on every hop. (It
-    has no public call for this; without the private one, nothing changes.) A batch that
-    writes no event then only leaves a transaction marker on the events partition."""
-    add = getattr(getattr(producer, "_txn_manager", None), "maybe_add_partition_to_txn", None)
-    if add is not None:
-        add(tp)
-
-
 def _record_size(rec: ConsumerRecord) -> int:
     """Bytes of a record as a producer's limit counts them: key, value and headers."""
     size = len(rec.value or b"") + len(rec.key or b"")
@@ -255,7 +244,6 @@ class OwnedPartition:
         self.number = number
         self.producer = producer
         self.tp = TopicPartition(shared.topics.requests, number)
-        self.events_tp = TopicPartition(shared.topics.events, number)
         self.sessions = sessions
         # The traceparent of each session's latest event: effects started from that
         # state report in the same trace.
@@ -613,8 +601,6 @@ class OwnedPartition:
         too_large: KafkaError | None = None
         try:
             await producer.begin_transaction()
-            if records:
-                _join_early(producer, self.events_tp)
             telemetry.batch_begin(shared.stats)  # spans and metrics of this transaction
             for rec in records:
                 await self._handle(rec, staged, traces, built, held)
