@@ -25,8 +25,7 @@ read_committed consumer, and the requests topic for the inputs' creation times.
    its sender — this client, or the effect runner when the outcome exists — on the
    machine's one clock) to the first event it caused becoming visible here; p50/p99.
    (Not the record's Kafka timestamp: the requests topic stamps the broker's append
-   time, and an outcome handed over in process is appended only in the transaction
-   that decides it.)
+   time, which leaves out the sender's own produce.)
 3. Bytes per turn: one session runs `--bytes-turns` turns back to back; for turns 10,
    100, 1000 it prints the bytes written to Kafka for that turn (key + value + headers
    of its events and of its inputs). Flat = storage grows linearly with the session.
@@ -112,8 +111,6 @@ _STAGES = (
     "turnlog_transaction_decide_microseconds",
     "turnlog_transaction_write_microseconds",
     "turnlog_transaction_commit_microseconds",
-    "turnlog_outcomes_handed_over",
-    "turnlog_inputs",
 )
 
 
@@ -146,8 +143,8 @@ def _scrape(url: str | None) -> dict[str, float]:
 
 
 def _stages(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Mean ms per transaction of each stage over the window, and the share of inputs
-    handed over in process; NaN where the worker does not report them."""
+    """Mean ms per transaction of each stage over the window; NaN where the worker does
+    not report them (a revision before the counters)."""
 
     def delta(name: str) -> float:
         if name not in before or name not in after:
@@ -155,7 +152,6 @@ def _stages(before: dict[str, float], after: dict[str, float]) -> dict[str, floa
         return after[name] - before[name]
 
     n = delta("turnlog_transactions_timed")
-    inputs = delta("turnlog_inputs")
 
     def per(name: str) -> float:
         return delta(name) / n / 1000.0 if n > 0 else float("nan")
@@ -164,7 +160,6 @@ def _stages(before: dict[str, float], after: dict[str, float]) -> dict[str, floa
         "txn_decide_ms": per("turnlog_transaction_decide_microseconds"),
         "txn_write_ms": per("turnlog_transaction_write_microseconds"),
         "txn_commit_ms": per("turnlog_transaction_commit_microseconds"),
-        "handed_over": delta("turnlog_outcomes_handed_over") / inputs if inputs > 0 else 0.0,
         "transactions": n,
     }
 
@@ -702,8 +697,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     print(
                         f"{'':32}per transaction ({int(r['transactions'])}): decide "
                         f"{r['txn_decide_ms']:.2f} ms, write (records acknowledged) "
-                        f"{r['txn_write_ms']:.2f} ms, commit (EndTxn) {r['txn_commit_ms']:.2f} ms; "
-                        f"inputs handed over in process {r['handed_over']:.0%}",
+                        f"{r['txn_write_ms']:.2f} ms, commit (EndTxn) {r['txn_commit_ms']:.2f} ms",
                         flush=True,
                     )
                 if r["slices"]:

@@ -17,10 +17,7 @@ Rule: a record carries a header only where a consumer needs it and cannot derive
   (streams.logread.INPUT_NEXT_HEADER; a worker that restores a partition reads it).
 
 `turnlog.requests`: `traceparent` (and `tracestate`) on every request: the trace the
-session worker continues (a request without one starts a trace of its own). And
-`turnlog.applied` on an effect's outcome that the worker decided in process and wrote in
-the transaction that decided it (streams._partition.APPLIED_HEADER): a worker that reads
-it never decides it again.
+session worker continues (a request without one starts a trace of its own).
 
 No longer written (logs written before carry them, and read the same): `event_type` on
 every event (the event's type is its payload's union branch; no consumer read the
@@ -55,7 +52,7 @@ __all__ = [
 # Every header name an event may carry, and a request (what the worker and the effect
 # runner write; a client's request may carry others, and a re-routed one keeps them).
 EVENT_HEADERS: Final = frozenset({TRACEPARENT, TRACESTATE, INPUT_NEXT_HEADER})
-REQUEST_HEADERS: Final = frozenset({TRACEPARENT, TRACESTATE, "turnlog.applied"})
+REQUEST_HEADERS: Final = frozenset({TRACEPARENT, TRACESTATE})
 
 
 def event_headers(traceparent: str | None, *, first_of_input: bool) -> list[tuple[str, bytes]]:

@@ -36,10 +36,10 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import (
@@ -75,15 +75,8 @@ from streams.partitioning import partition_for
 from streams.topics import DEFAULT_MAX_REQUEST_BYTES, SNAPSHOTS_MAX_BYTES, TopicNames
 from streams.tracing import child_traceparent, get_traceparent, headers_with
 
-__all__ = ["APPLIED_HEADER", "EffectSync", "OwnedPartition", "Shared"]
+__all__ = ["EffectSync", "OwnedPartition", "Shared"]
 
-# On a request record the session worker wrote itself, in the transaction that decided
-# it (an effect's outcome handed over in process, `OwnedPartition.hand_over`): the
-# record exists only if that transaction committed, so whoever reads it later skips it.
-APPLIED_HEADER = "turnlog.applied"
-# How long the broker-clock estimate of a partition (see `hand_over`) is trusted without
-# a fresh record: a hand-over is refused, and the outcome goes by the topic, after this.
-CLOCK_WINDOW_S = 10.0
 # The group offset's commit waits for this much idleness (a turn's next input comes a
 # few ms after the previous commit: committing at once would hold it up) ...
 IDLE_GRACE_S = 0.1
@@ -118,32 +111,6 @@ _Out = tuple[bytes, bytes, list[tuple[str, bytes]]]
 _TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOG_APPEND_TIME = 1  # ConsumerRecord.timestamp_type
-
-
-@dataclass(slots=True)
-class _Local:
-    """An effect's outcome handed over in process (`OwnedPartition.hand_over`), queued
-    with the fetched records: decided like one, and written to the requests topic in the
-    same transaction as what it causes."""
-
-    request: Request
-    value: bytes
-    traceparent: str | None
-    headers: list[tuple[str, bytes]]
-    ingested_at: datetime
-    topic: str
-    partition: int
-    key: bytes
-    offset: int = -1  # not yet written: it has no offset
-
-
-# What a partition's queue holds: fetched records and outcomes handed over.
-_Input: TypeAlias = ConsumerRecord | _Local
-
-
-def _applied(rec: ConsumerRecord) -> bool:
-    """`rec` was written by the transaction that decided it (APPLIED_HEADER)."""
-    return any(key == APPLIED_HEADER for key, _ in rec.headers or ())
 
 
 def _refusal(exc: BaseException, sent: Sequence[asyncio.Future[Any]]) -> KafkaError | None:
@@ -196,9 +163,6 @@ class Shared:
     log: Any
     effect_sync: EffectSync | None = None
     effect_drop: Callable[[int], None] | None = None
-    # Sends an outcome handed over in process the plain way (to the requests topic),
-    # when the transaction that was to write it did not commit or never ran.
-    hand_back: Callable[[Request, str | None], None] | None = None
     # Reads turnlog.agents again: a session pinned to a version this worker did not know
     # (published by a newer worker since this one started) is decided with it.
     refresh_versions: Callable[[], Awaitable[None]] | None = None
@@ -256,13 +220,7 @@ class OwnedPartition:
         self.group_offset = group_offset
         self.group_committed_at = time.monotonic()
         self.idle_since = self.group_committed_at  # the end of the last transaction
-        self.queue: deque[_Input] = deque()
-        # The broker's clock, as seen from here: the smallest (monotonic ms at fetch −
-        # LogAppendTime ms) of the records fetched lately (`offer`), and when it was seen.
-        self._clock_offset: float | None = None
-        self._clock_seen = 0.0
-        self._fetched_at = 0.0  # when the last record stamped by the broker came
-        self._last_ingest = _EPOCH  # the latest ingest time a decision here used
+        self.queue: deque[ConsumerRecord] = deque()
         self.wakeup = asyncio.Event()
         self.paused = False
         self.closed = False
@@ -306,11 +264,6 @@ class OwnedPartition:
             with contextlib.suppress(BaseException):
                 await self._task
             self._task = None
-        if any(isinstance(item, _Local) for item in self.queue):
-            # Outcomes handed over and not decided: the plain way, to whoever owns the
-            # partition next (this worker again, if a rebalance gives it back).
-            self._give_back(self.queue)
-            self.queue = deque(item for item in self.queue if not isinstance(item, _Local))
 
     async def resume(self, producer: AIOKafkaProducer) -> None:
         """Ready to take inputs again (`start`) with `producer` (freshly initialised:
@@ -361,97 +314,11 @@ class OwnedPartition:
         if not fresh:
             return
         self.position = fresh[-1].offset + 1
-        last = fresh[-1]
-        if last.timestamp_type == _LOG_APPEND_TIME and last.timestamp:
-            # A record is fetched after it was appended: (now − its append time) is the
-            # offset between our monotonic clock and the broker's plus the time it took
-            # to get here; the smallest recent one is the best estimate (never ahead).
-            now = time.monotonic()
-            self._fetched_at = now
-            sample = now * 1000.0 - last.timestamp
-            if (
-                self._clock_offset is None
-                or sample <= self._clock_offset
-                or now - self._clock_seen > CLOCK_WINDOW_S
-            ):
-                self._clock_offset, self._clock_seen = sample, now
         self.queue.extend(fresh)
         self.wakeup.set()
         if len(self.queue) >= self.shared.max_queue and not self.paused:
             self.shared.consumer.pause(self.tp)  # backpressure
             self.paused = True
-
-    def hand_over(self, request: Request, traceparent: str | None) -> bool:
-        """Take an effect's outcome in process instead of through the requests topic;
-        False (the caller sends it the plain way) unless this partition is taking inputs
-        (not restoring, not being given up), `request` belongs here and the broker's
-        clock is known from a record fetched in the last CLOCK_WINDOW_S.
-
-        The outcome is decided like a fetched input and written to the requests topic
-        in the same transaction as the events it causes, with APPLIED_HEADER: the input
-        log still holds every input, and the record exists only if its decision
-        committed, so it is skipped when fetched. This saves the outcome's trip to the
-        broker and back (a produce and a fetch) on every hop of a turn. Its ingest time
-        is the broker's clock estimated from that record (now − the smallest
-        fetch-minus-append offset seen lately: behind the broker by at most the fastest
-        fetch, never ahead), and never earlier than the partition's last decision.
-        A transaction that does not commit hands the outcome back (Shared.hand_back)."""
-        shared = self.shared
-        if (
-            self.closed
-            or self._task is None
-            or self.catch_up is not None
-            or self._clock_offset is None
-            or shared.hand_back is None
-        ):
-            return False
-        now = time.monotonic()
-        if now - self._fetched_at > CLOCK_WINDOW_S:
-            return False
-        if partition_for(request.session_id, shared.partitions) != self.number:
-            return False
-        value = encode_request(request)
-        headers = headers_with(traceparent)
-        headers.append((APPLIED_HEADER, b"1"))
-        key = request.session_id.encode()
-        size = len(value) + len(key) + sum(len(k) + len(v) for k, v in headers)
-        if size > shared.max_request_bytes:
-            return False  # the plain way dead-letters it, as for any sender
-        ingested = _EPOCH + timedelta(milliseconds=now * 1000.0 - self._clock_offset)
-        self.queue.append(
-            _Local(
-                request,
-                value,
-                traceparent,
-                headers,
-                max(ingested, self._last_ingest),
-                shared.topics.requests,
-                self.number,
-                key,
-            )
-        )
-        shared.stats["handed_over"] += 1
-        self.wakeup.set()
-        return True
-
-    def _give_back(self, inputs: Iterable[_Input]) -> int | None:
-        """Hand the outcomes among `inputs` back to their sender (their transaction did
-        not commit, or will not run here); the first fetched record's offset, if any."""
-        first: int | None = None
-        for item in inputs:
-            if isinstance(item, _Local):
-                if self.shared.hand_back is not None:
-                    self.shared.hand_back(item.request, item.traceparent)
-            elif first is None:
-                first = item.offset
-        return first
-
-    def _drop_queue(self, records: Sequence[_Input] = ()) -> int | None:
-        """Drop `records` (a failed batch) and the queue after them: outcomes handed
-        over go back to their sender; the first fetched offset among them, if any."""
-        first = self._give_back([*records, *self.queue])
-        self.queue.clear()
-        return first
 
     # ------------------------------------------------------------------ the loop
 
@@ -484,13 +351,6 @@ class OwnedPartition:
             while self.queue and not self.closed:
                 n = min(len(self.queue), self.shared.max_batch)
                 records = [self.queue.popleft() for _ in range(n)]
-                if all(not isinstance(r, _Local) and _applied(r) for r in records):
-                    # Only inputs their own transactions decided (handed over): nothing
-                    # to write; the offset goes with the next transaction.
-                    self.shared.stats["applied_skipped"] += n
-                    self.done = records[-1].offset + 1
-                    self._check_caught_up()
-                    continue
                 self._deciding = True
                 try:
                     await self._transaction(records)
@@ -504,12 +364,11 @@ class OwnedPartition:
                     self.events_end = None
                     with contextlib.suppress(Exception):
                         await self.producer.abort_transaction()
-                    first = self._drop_queue(records)
-                    if first is not None:
-                        self.position = first
+                    self.queue.clear()
+                    self.position = records[0].offset
                     await asyncio.sleep(1.0)
-                    if first is not None and not self.closed:
-                        self._rewind(first)
+                    if not self.closed:
+                        self._rewind(records[0].offset)
                     break
                 finally:
                     self._deciding = False
@@ -526,15 +385,10 @@ class OwnedPartition:
             self.shared.consumer.resume(self.tp)
             self.paused = False
 
-    async def _isolate(self, records: Sequence[_Input], exc: KafkaError) -> None:
+    async def _isolate(self, records: Sequence[ConsumerRecord], exc: KafkaError) -> None:
         """A transaction of `records` failed as too large: decide them one per
         transaction, and set aside (dead-letter) an input whose own transaction fails
-        so; the partition goes on with the next input instead of re-reading the batch.
-        Outcomes handed over go back to their sender (the plain way isolates them)."""
-        self._give_back(records)
-        records = [r for r in records if not isinstance(r, _Local)]
-        if not records:
-            return
+        so; the partition goes on with the next input instead of re-reading the batch."""
         if self.shared.new_producer is not None and not self.closed:
             # The broker's refusal leaves an idempotent producer's sequence numbers
             # broken for the partition: go on with a fresh one (same transactional id).
@@ -583,18 +437,14 @@ class OwnedPartition:
                 "input.skipped", partition=self.number, offset=rec.offset, error=message
             )
 
-    async def _transaction(self, records: Sequence[_Input]) -> None:
+    async def _transaction(self, records: Sequence[ConsumerRecord]) -> None:
         """`records` (possibly none: an offsets-only commit) as one transaction."""
         shared, producer = self.shared, self.producer
         staged: dict[str, SessionState] = {}
         traces: dict[str, str | None] = {}
         built: dict[str, dict[str, LlmRequest]] = {}
         held: list[_Out] = []
-        end = self.done
-        for rec in reversed(records):
-            if not isinstance(rec, _Local):
-                end = rec.offset + 1
-                break
+        end = records[-1].offset + 1 if records else self.done
         now = time.monotonic()
         self._last_sent = None
         self._sent = []
@@ -643,7 +493,7 @@ class OwnedPartition:
             # Another worker owns the partition now (we missed the rebalance): stop.
             shared.log.warning("partition.fenced", partition=self.number)
             self.closed = True
-            self._drop_queue(records)
+            self.queue.clear()
             shared.forget(self)
             if shared.effect_drop is not None:
                 shared.effect_drop(self.number)
@@ -666,11 +516,11 @@ class OwnedPartition:
             if too_large is None:
                 # Nothing of the batch is visible; read it again (and whatever was
                 # queued after it) from its first offset.
-                first = self._drop_queue(records)
-                if first is not None:
-                    self.position = first
+                self.queue.clear()
+                if records:
+                    self.position = records[0].offset
                     if not self.closed:
-                        self._rewind(first)
+                        self._rewind(records[0].offset)
                 return
         if too_large is not None:
             await self._isolate(records, too_large)
@@ -710,48 +560,17 @@ class OwnedPartition:
 
     async def _handle(
         self,
-        rec: _Input,
+        rec: ConsumerRecord,
         staged: dict[str, SessionState],
         traces: dict[str, str | None],
         built: dict[str, dict[str, LlmRequest]],
         held: list[_Out],
     ) -> None:
         shared = self.shared
-        if isinstance(rec, _Local):
-            shared.stats["inputs"] += 1
-            req = rec.request
-            ingested_at = rec.ingested_at
-            # The input log holds it like any input, in the decision's transaction.
-            self._sent.append(
-                await self.producer.send(
-                    shared.topics.requests,
-                    value=rec.value,
-                    key=rec.key,
-                    partition=self.number,
-                    headers=rec.headers,
-                )
-            )
-        else:
-            if rec.headers and _applied(rec):
-                shared.stats["applied_skipped"] += 1
-                return  # decided by the transaction that wrote it
-            found = await self._take(rec)
-            if found is None:
-                return
-            req = found
-            ingested_at = _ingest_time(rec)
-        if ingested_at > self._last_ingest:
-            self._last_ingest = ingested_at
-        await self._decide(rec, req, ingested_at, staged, traces, built, held)
-
-    async def _take(self, rec: ConsumerRecord) -> Request | None:
-        """The request of a fetched record, or None when it was dead-lettered or
-        forwarded to its session's partition instead."""
-        shared = self.shared
         shared.stats["inputs"] += 1
         if rec.offset in self._too_large:
             await self._set_aside(rec)
-            return None
+            return
         size = _record_size(rec)
         if size > shared.max_request_bytes:
             limit = f"TURNLOG_MAX_REQUEST_BYTES={shared.max_request_bytes}"
@@ -763,19 +582,19 @@ class OwnedPartition:
                 None,
                 [("turnlog.error.limit", limit.encode())],
             )
-            return None
+            return
         try:
             req = decode_request(rec.value)
         except DecodeError as exc:
             await self._dead_letter(rec, "DecodeError", str(exc), exc.fingerprint)
-            return None
+            return
         problem = session_id_problem(req.session_id)
         if problem is not None:
             # No event can name this session: there is no log to reject it on.
             await self._dead_letter(
                 rec, "InvalidSessionId", f"Request {req.request_id!r}: {problem}.", None
             )
-            return None
+            return
         expected = partition_for(req.session_id, shared.partitions)
         if expected != self.number:
             # Produced with the wrong key: forward it to its session's partition rather
@@ -790,20 +609,7 @@ class OwnedPartition:
                     headers=list(rec.headers or ()),
                 )
             )
-            return None
-        return req
-
-    async def _decide(
-        self,
-        rec: _Input,
-        req: Request,
-        ingested_at: datetime,
-        staged: dict[str, SessionState],
-        traces: dict[str, str | None],
-        built: dict[str, dict[str, LlmRequest]],
-        held: list[_Out],
-    ) -> None:
-        shared = self.shared
+            return
         state = staged.get(req.session_id) or self.sessions.get(req.session_id)
         if state is None and req.session_id in self.keeper.stored:
             # Outside the try below: a broker that cannot be read now is not the input's
@@ -828,7 +634,7 @@ class OwnedPartition:
                 state,
                 req,
                 shared.registry,
-                ingested_at=ingested_at,
+                ingested_at=_ingest_time(rec),
                 memo=shared.context_memo,
             )
             encoded = [encode_event_compact(ev) for ev in events]

@@ -93,7 +93,6 @@ class SessionProcess:
             effect_sync=self.effects.sync,
             effect_drop=self.effects.drop,
             effect_release=self.effects.release,
-            effect_hand_back=self.effects.hand_back,
             session_timeout_ms=session_timeout_ms,
             max_sessions=max_sessions,
             group_commit_s=group_commit_s,
@@ -102,7 +101,6 @@ class SessionProcess:
                 DEFAULT_MAX_REQUEST_BYTES if max_request_bytes is None else max_request_bytes
             ),
         )
-        self.effects.hand_over = self.worker.hand_over
         self.tick_interval_s = tick_interval_s
         self.metrics_interval_s = metrics_interval_s
         self.drain_s = drain_s

@@ -149,9 +149,6 @@ class EffectRunner:
         self.cache: ResponseCache | None = None
         # The counters of shared rate limits (streams.admission), for AdmissionEffects.
         self.admissions: AdmissionStore | None = None
-        # Takes an outcome in process (the session worker's `hand_over`) instead of the
-        # requests topic; False: it is sent the plain way.
-        self.hand_over: Callable[[Request, str | None], bool] | None = None
         self._sem = asyncio.Semaphore(max_in_flight)
         self._producer: AIOKafkaProducer | None = None
         # Keyed by session too: effect ids are unique within a session only (a scripted
@@ -380,13 +377,6 @@ class EffectRunner:
                 task.add_done_callback(self._reports.discard)
                 self.stats["reissued_on_takeover"] += 1
 
-    def hand_back(self, request: Request, traceparent: str | None) -> None:
-        """An outcome handed over in process whose transaction did not commit (or
-        never ran there): send it the plain way now."""
-        task = asyncio.get_running_loop().create_task(self._send_quietly(request, traceparent))
-        self._reports.add(task)
-        task.add_done_callback(self._reports.discard)
-
     async def _send_quietly(self, request: Request, traceparent: str | None) -> None:
         # Not sent (the broker is away): the call's deadline re-issues it instead.
         try:
@@ -470,9 +460,9 @@ class EffectRunner:
             # An admission speaks for the message it admits (its turn records the client).
             client=effect.requested.client if isinstance(effect, AdmissionEffect) else None,
         )
-        report_tp = child_traceparent(traceparent, request.request_id)
-        if self.hand_over is None or not self.hand_over(request, report_tp):
-            await self.send_request(request, traceparent=report_tp)
+        await self.send_request(
+            request, traceparent=child_traceparent(traceparent, request.request_id)
+        )
         self._mark_reported(partition, session_id, effect)
         self.stats["completed"] += 1
         log.info("effect.reported", outcome=type(payload).__name__, latency_ms=round(elapsed, 1))

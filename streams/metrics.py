@@ -66,15 +66,6 @@ STATS_METRICS: dict[str, tuple[str, str]] = {
     "restore_events_read": ("turnlog_restore_events_read", "Events read by restores."),
     "sessions_loaded": ("turnlog_sessions_loaded", "Evicted sessions loaded back."),
     "sessions_evicted": ("turnlog_sessions_evicted", "Idle sessions evicted from memory."),
-    "handed_over": (
-        "turnlog_outcomes_handed_over",
-        "Effect outcomes decided in process (written to the requests topic by the "
-        "transaction that decided them).",
-    ),
-    "applied_skipped": (
-        "turnlog_inputs_skipped_applied",
-        "Request records skipped when fetched: the transaction that wrote them decided them.",
-    ),
     "txn_timed": ("turnlog_transactions_timed", "Transactions of inputs timed by stage."),
     "txn_decide_us": (
         "turnlog_transaction_decide_microseconds",

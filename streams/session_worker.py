@@ -30,13 +30,7 @@ How (the classic consume-transform-produce loop, EOS with per-partition producer
   unbroken load): lag monitoring sees the truth, slightly late.
 * Effects (LLM calls, tools, summaries, child sessions) are started only after the commit,
   by the EffectRunner, and report back as requests; after an assignment, pending effects
-  found in the rebuilt state are re-issued. Outcomes fold once, by effect id. An
-  outcome of an effect that ran here, for a partition this worker owns, is handed over
-  in process (OwnedPartition.hand_over): the partition's next transaction decides it
-  and writes it to the requests topic marked `turnlog.applied`, so the input log still
-  holds it, and a marked record, which exists only if its decision committed, is never
-  decided again. That saves a produce and a fetch on every hop of a turn; a
-  transaction that does not commit hands the outcome back to be sent the plain way.
+  found in the rebuilt state are re-issued. Outcomes fold once, by effect id.
 * Trace context: each event is in the trace of the request that caused it (a request
   without one starts a trace derived from its id), its W3C traceparent carried on the
   input's first event and derived for the others (streams._headers); effects report
@@ -58,7 +52,7 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.errors import IllegalStateError
 
 from agents.effects import next_deadline
-from agents.events import Event, Request
+from agents.events import Event
 from agents.fsm import evolve, fork_base, fork_source, initial_state
 from agents.registry import AgentRegistry
 from agents.snapshots import state_of
@@ -122,7 +116,6 @@ class SessionWorker:
         effect_sync: EffectSync | None = None,
         effect_drop: Callable[[int], None] | None = None,
         effect_release: Callable[[int], None] | None = None,
-        effect_hand_back: Callable[[Request, str | None], None] | None = None,
         group_id: str | None = None,
         transactional_prefix: str | None = None,
         max_poll_records: int = 500,
@@ -143,7 +136,6 @@ class SessionWorker:
         self._effect_sync = effect_sync
         self._effect_drop = effect_drop
         self._effect_release = effect_release
-        self._effect_hand_back = effect_hand_back
         prefix = topics.requests[: -len("turnlog.requests")]
         self.group_id = group_id or f"{prefix}turnlog-session"
         self._tx_prefix = transactional_prefix or f"{prefix}turnlog-session"
@@ -189,8 +181,6 @@ class SessionWorker:
             "snapshots_unreadable": 0,
             "restore_events_read": 0,
             "fork_source_in_hand": 0,
-            "handed_over": 0,
-            "applied_skipped": 0,
             "txn_timed": 0,
             "txn_decide_us": 0,
             "txn_write_us": 0,
@@ -245,7 +235,6 @@ class SessionWorker:
             log=self._log,
             effect_sync=self._effect_sync,
             effect_drop=self._effect_drop,
-            hand_back=self._effect_hand_back,
             refresh_versions=self.refresh_versions,
             max_batch=self._max_poll_records,
             max_queue=self._max_queue,
@@ -292,13 +281,6 @@ class SessionWorker:
                 if part.catch_up is not None and not part.queue:
                     with contextlib.suppress(IllegalStateError):  # revoked meanwhile
                         part.fetched_to(await consumer.position(part.tp))
-
-    def hand_over(self, request: Request, traceparent: str | None) -> bool:
-        """An effect's outcome, taken in process when this worker owns its session's
-        partition and it is taking inputs (OwnedPartition.hand_over); False: send it
-        the plain way."""
-        part = self._parts.get(partition_for(request.session_id, self.partitions))
-        return part is not None and part.hand_over(request, traceparent)
 
     async def suspend_all(self) -> None:
         """Stop deciding (each partition's transaction in flight finishes; its effects

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from agents.events import event_id_for
-from streams._headers import EVENT_HEADERS, REQUEST_HEADERS, EventTraces, event_headers
-from streams._partition import APPLIED_HEADER
+from streams._headers import EVENT_HEADERS, EventTraces, event_headers
 from streams.tracing import TraceParent, child_traceparent, headers_with, new_traceparent
 
 
@@ -104,7 +103,3 @@ def test_only_an_inputs_first_event_carries_headers_and_each_list_is_fresh() -> 
     assert later == []
     later.append(("turnlog.input.next", b"7"))  # the transaction's last event
     assert event_headers(tp, first_of_input=False) == []
-
-
-def test_the_request_headers_named_are_the_workers() -> None:
-    assert APPLIED_HEADER in REQUEST_HEADERS
