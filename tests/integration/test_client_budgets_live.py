@@ -13,7 +13,6 @@ messages naming the client's budget.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,26 +23,15 @@ import psycopg
 from agents.agentfile import registry_from_file
 from agents.events import BudgetLimitReached, RequestRejected, SendMessage, TurnCompleted
 from agents.providers.scripted import ScriptedProvider
-from projections.projector import Projector, ProjectorConfig
 from streams.budgets import BudgetWatcher, WatchConfig, load_scopes
 from streams.topics import TopicNames
-from tests.support.live import live_platform, new_session_id
+from tests.support.live import live_platform, new_session_id, project_to_end
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "budgets"
 
 
 async def _project(bootstrap: str, database_url: str, names: TopicNames, consumer: str) -> None:
-    projector = Projector(
-        ProjectorConfig(
-            bootstrap=bootstrap,
-            database_url=database_url,
-            events_topic=names.events,
-            checkpoints_topic=None,
-            consumer=consumer,
-            group_id=None,
-        )
-    )
-    await asyncio.wait_for(projector.run(until_caught_up=True), 60)
+    await project_to_end(bootstrap, database_url, names.events, consumer)
 
 
 async def test_a_client_budget_is_enforced_on_the_clients_sessions(

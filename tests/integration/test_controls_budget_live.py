@@ -17,7 +17,6 @@ alert_at 0.5 and 0.8; project `acme`: day_usd 1,000,000, alert_at 0.25):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections import Counter
@@ -39,10 +38,16 @@ from agents.events import (
 )
 from agents.providers.scripted import ScriptedProvider
 from agents.variants import assign
-from projections.projector import Projector, ProjectorConfig
 from streams.budgets import BudgetWatcher, WatchConfig, load_scopes
 from streams.topics import TopicNames
-from tests.support.live import EventLog, live_platform, new_session_id, payloads, turnlog_cli
+from tests.support.live import (
+    EventLog,
+    live_platform,
+    new_session_id,
+    payloads,
+    project_to_end,
+    turnlog_cli,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "budgets"
 CALL = 150_000  # nano-dollars per answer (script.yaml at scripted-small's prices)
@@ -50,17 +55,7 @@ DAY_LIMIT = 400_000
 
 
 async def _project(bootstrap: str, database_url: str, names: TopicNames, consumer: str) -> None:
-    projector = Projector(
-        ProjectorConfig(
-            bootstrap=bootstrap,
-            database_url=database_url,
-            events_topic=names.events,
-            checkpoints_topic=None,
-            consumer=consumer,
-            group_id=None,
-        )
-    )
-    await asyncio.wait_for(projector.run(until_caught_up=True), 60)
+    await project_to_end(bootstrap, database_url, names.events, consumer)
 
 
 async def _turn(live: object, log: EventLog, sid: str, n: int, first: bool) -> None:

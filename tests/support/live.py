@@ -509,3 +509,23 @@ async def live_platform(
 
 def by_seq(events: Sequence[Event]) -> dict[int, Event]:
     return {e.seq: e for e in events}
+
+
+async def project_to_end(
+    bootstrap: str, database_url: str, events_topic: str, consumer: str, timeout_s: float = 60
+) -> None:
+    """Run the projector over `events_topic` into `database_url` until it caught up (the
+    tests that read the projections after a step)."""
+    from projections.projector import Projector, ProjectorConfig
+
+    projector = Projector(
+        ProjectorConfig(
+            bootstrap=bootstrap,
+            database_url=database_url,
+            events_topic=events_topic,
+            checkpoints_topic=None,
+            consumer=consumer,
+            group_id=None,
+        )
+    )
+    await asyncio.wait_for(projector.run(until_caught_up=True), timeout_s)
