@@ -35,11 +35,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._pg import scratch_database
 from projections.migrate import migrate
 from projections.projector import Projector, ProjectorConfig
 from streams.topics import delete_topics, ensure_topics
@@ -48,17 +48,6 @@ from tests.support.synthetic import generate, interleave
 from turnlog.settings import load_settings
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _database(admin_url: str, name: str, *, drop: bool = False) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if drop:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            return ""
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 async def _throughput_group(
@@ -92,7 +81,7 @@ async def throughput(
 ) -> None:
     prefix = f"bench{secrets.token_hex(3)}."
     name = f"turnlog_bench_{secrets.token_hex(4)}"
-    url = _database(admin_url, name)
+    url = scratch_database(admin_url, name)
     try:
         migrate(url)
         names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
@@ -135,7 +124,7 @@ async def throughput(
         )
     finally:
         await delete_topics(bootstrap, prefix)
-        _database(admin_url, name, drop=True)
+        scratch_database(admin_url, name, drop=True)
 
 
 class _BackendCpu(threading.Thread):
@@ -210,7 +199,7 @@ async def lag(bootstrap: str, admin_url: str, rate: int, seconds: float, partiti
 
     prefix = f"bench{secrets.token_hex(3)}."
     name = f"turnlog_bench_{secrets.token_hex(4)}"
-    url = _database(admin_url, name)
+    url = scratch_database(admin_url, name)
     proc: subprocess.Popen[bytes] | None = None
     try:
         migrate(url)
@@ -274,7 +263,7 @@ async def lag(bootstrap: str, admin_url: str, rate: int, seconds: float, partiti
             proc.terminate()
             proc.wait(30)
         await delete_topics(bootstrap, prefix)
-        _database(admin_url, name, drop=True)
+        scratch_database(admin_url, name, drop=True)
 
 
 def _spawn_worker(

@@ -38,28 +38,17 @@ import time
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.events import AdmissionRequested
+from bench._pg import scratch_database
 from projections.migrate import migrate
 from streams.admission import APPLICATION_NAME, PostgresAdmissions
 from turnlog.settings import load_settings
 
 _TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _database(admin_url: str, name: str, *, drop: bool = False) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if drop:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            return ""
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 def _backend_cpu_s(url: str) -> float:
@@ -142,7 +131,7 @@ async def _run(
 async def main_async(args: argparse.Namespace) -> None:
     admin = os.environ.get("DATABASE_URL") or load_settings().database_url
     name = f"turnlog_bench_admissions_{secrets.token_hex(3)}"
-    url = _database(admin, name)
+    url = scratch_database(admin, name)
     cases = ("no limit", "one key", "100 keys", "at the limit")
     results: dict[str, list[dict[str, float]]] = {c: [] for c in cases}
     try:
@@ -154,7 +143,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 results[case].append(await _run(s, case, args.rate, args.seconds, url))
         await store.close()
     finally:
-        _database(admin, name, drop=True)
+        scratch_database(admin, name, drop=True)
     base = statistics.median(r["cpu_us"] for r in results["no limit"])
     print(
         f"paced at {args.rate:g} admissions/s for {args.seconds:g} s, {args.rounds} "

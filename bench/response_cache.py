@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,20 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from agents.events import Usage
 from agents.response_cache import cache_key
+from bench._pg import scratch_database
 from projections.migrate import migrate
 from streams.response_cache import PostgresResponseCache
 from turnlog.settings import load_settings
-
-
-def _database(admin_url: str, name: str, *, drop: bool = False) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if drop:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            return ""
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
 def _fill(url: str, rows: int) -> list[str]:
@@ -122,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     admin_url = os.environ.get("DATABASE_URL") or load_settings().database_url
     name = f"turnlog_bench_cache_{secrets.token_hex(3)}"
-    url = _database(admin_url, name)
+    url = scratch_database(admin_url, name)
     try:
         migrate(url)
         keys = _fill(url, args.rows)
@@ -130,7 +119,7 @@ def main() -> None:
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         asyncio.run(_run(url, keys, args.lookups))
     finally:
-        _database(admin_url, name, drop=True)
+        scratch_database(admin_url, name, drop=True)
 
 
 if __name__ == "__main__":
