@@ -64,6 +64,7 @@ from agents.events import (
     SendMessage,
 )
 from schemas.codec import decode_schedule_record, encode_request, encode_schedule_record
+from streams import _txn_retry
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.scheduler_plan import (
@@ -263,6 +264,7 @@ class Scheduler:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        _txn_retry.shorten()  # its partitions' transactions run back to back
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,

@@ -57,6 +57,7 @@ from agents.fsm import evolve, fork_base, fork_source, initial_state
 from agents.registry import AgentRegistry
 from agents.snapshots import state_of
 from agents.state import SessionState
+from streams import _txn_retry
 from streams._deadlines import DeadlineIndex
 from streams._headers import EventTraces
 from streams._partition import EffectSync, OwnedPartition, Shared
@@ -195,6 +196,7 @@ class SessionWorker:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        _txn_retry.shorten()  # its partitions' transactions run back to back
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
