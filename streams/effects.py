@@ -151,6 +151,10 @@ class EffectRunner:
         self.admissions: AdmissionStore | None = None
         self._sem = asyncio.Semaphore(max_in_flight)
         self._producer: AIOKafkaProducer | None = None
+        # Deltas go through a producer of their own: on the outcomes' producer a call's
+        # deltas, sent just before its outcome, held the outcome behind their request
+        # (aiokafka has one produce request in flight per broker and producer).
+        self._delta_producer: AIOKafkaProducer | None = None
         # Keyed by session too: effect ids are unique within a session only (a scripted
         # model's tool-call ids repeat across sessions that send identical requests).
         self._running: dict[_Key, asyncio.Task[None]] = {}
@@ -211,6 +215,20 @@ class EffectRunner:
             client_id="turnlog-effects",
         )
         await self._producer.start()
+        if self.stream_deltas:
+            self._delta_producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                # Best effort, for live display only: the leader's acknowledgement. Sent
+                # at once, as before: a call's deltas still show before its outcome's
+                # event (which waits for a transaction), and chunks that come while a
+                # request is in flight share the next one.
+                acks=1,
+                linger_ms=0,
+                max_request_size=REQUESTS_MAX_BYTES,
+                compression_type=COMPRESSION,
+                client_id="turnlog-deltas",
+            )
+            await self._delta_producer.start()
 
     async def drain(self, timeout_s: float) -> int:
         """A clean stop: start nothing more and give the effects in flight up to
@@ -233,6 +251,8 @@ class EffectRunner:
                 await task
         if self._producer is not None:
             await self._producer.stop()
+        if self._delta_producer is not None:
+            await self._delta_producer.stop()
 
     @property
     def in_flight(self) -> int:
@@ -722,7 +742,8 @@ class EffectRunner:
     async def _send_delta(
         self, session_id: str, call_id: str, index: int, text: str, *, done: bool = False
     ) -> None:
-        assert self._producer is not None
+        if self._delta_producer is None:
+            return  # not started, or deltas are off
         delta = TokenDelta(
             session_id=session_id,
             call_id=call_id,
@@ -732,7 +753,7 @@ class EffectRunner:
             done=done,
         )
         # Deltas are best effort (live display only): never wait for the broker here.
-        await self._producer.send(
+        await self._delta_producer.send(
             self.topics.deltas,
             value=encode_delta(delta),
             key=session_id.encode(),
