@@ -157,29 +157,44 @@ class Conversation:
 
     @classmethod
     def of(cls, request: LlmRequest, model: str) -> Conversation:
-        names: dict[str, str] = {}
+        # One pass over the roles (a scripted model answers every call of a benchmark, so
+        # this runs per call over the whole window); blocks are looked at only in user
+        # messages and, for the names of the last message's tool results, from the end.
+        messages = request.messages
         user_index = -1
-        turn = 0
-        for i, message in enumerate(request.messages):
-            for block in message.content:
-                if isinstance(block, ToolUseBlock):
-                    names[block.call_id] = block.name
-            if message.role == "user" and any(
-                isinstance(b, TextBlock) and b.text for b in message.content
-            ):
-                user_index = i
-                turn += 1
+        turn = llm_call = iteration = 0
+        for i, message in enumerate(messages):
+            if message.role == "assistant":
+                llm_call += 1
+                iteration += 1
+            elif message.role == "user":
+                for b in message.content:
+                    if isinstance(b, TextBlock) and b.text:
+                        user_index = i
+                        turn += 1
+                        iteration = 0  # assistant messages after the latest user text
+                        break
         user_text = ""
         if user_index >= 0:
             user_text = "\n".join(
-                b.text for b in request.messages[user_index].content if isinstance(b, TextBlock)
+                b.text for b in messages[user_index].content if isinstance(b, TextBlock)
             )
-        last = request.messages[-1] if request.messages else None
-        results = tuple(
-            (names.get(b.call_id, ""), b.content, b.is_error)
+        last = messages[-1] if messages else None
+        asked = [
+            b
             for b in (last.content if last is not None and last.role == "user" else ())
             if isinstance(b, ToolResultBlock)
-        )
+        ]
+        names: dict[str, str] = {}
+        wanted = {b.call_id for b in asked}
+        for message in reversed(messages):  # the latest call of an id names it
+            if not wanted:
+                break
+            for block in reversed(message.content):
+                if isinstance(block, ToolUseBlock) and block.call_id in wanted:
+                    names[block.call_id] = block.name
+                    wanted.discard(block.call_id)
+        results = tuple((names.get(b.call_id, ""), b.content, b.is_error) for b in asked)
         return cls(
             model=model,
             system=request.system,
@@ -187,8 +202,8 @@ class Conversation:
             user_text=user_text,
             last_is_tool_result=bool(results),
             tool_results=results,
-            iteration=sum(1 for m in request.messages[user_index + 1 :] if m.role == "assistant"),
-            llm_call=sum(1 for m in request.messages if m.role == "assistant"),
+            iteration=iteration,
+            llm_call=llm_call,
             turn=turn,
         )
 
