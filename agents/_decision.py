@@ -28,7 +28,6 @@ from agents.events import (
     SessionForked,
     SessionStarted,
     TurnStarted,
-    event_id_for,
 )
 from agents.evolve import evolve
 from agents.llm import LlmRequest
@@ -143,8 +142,7 @@ class Decision:
                 or (turn.correlation_id if turn is not None else None)
                 or req.request_id
             )
-        event = Event(
-            event_id=event_id_for(state.session_id, seq),
+        event = Event.derived(
             session_id=state.session_id,
             seq=seq,
             occurred_at=self.now,

@@ -829,11 +829,49 @@ class Event:
                 f"event_id of session {self.session_id} seq {self.seq} must be "
                 f"{expected}, got {self.event_id}",
             )
+        self._check_rest()
+
+    def _check_rest(self) -> None:
         _aware(self.occurred_at, "Event", "occurred_at")
         if self.claimed_at is not None:
             _aware(self.claimed_at, "Event", "claimed_at")
         if type(self.payload) not in _EVENT_TYPE_SET and not isinstance(self.payload, EVENT_TYPES):
             _fail("Event", f"payload must be an event record, got {type(self.payload).__name__}")
+
+    @classmethod
+    def derived(
+        cls,
+        session_id: str,
+        seq: int,
+        occurred_at: datetime,
+        agent: str,
+        payload: EventPayload,
+        turn_id: str | None = None,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+        claimed_at: datetime | None = None,
+    ) -> Event:
+        """The event of `session_id` at `seq` with its id derived here, once: the
+        constructor derives it again to check a given id (a sha1 and the UUID's text,
+        about 12,000 instructions), which an id made here cannot fail. Every other check
+        runs as in the constructor."""
+        _nonempty(session_id, "Event", "session_id")
+        if seq < 1:
+            _fail("Event", f"seq must be >= 1, got {seq}")
+        ev = object.__new__(cls)
+        put = object.__setattr__  # a frozen dataclass's own __init__ sets fields so
+        put(ev, "event_id", event_id_for(session_id, seq))
+        put(ev, "session_id", session_id)
+        put(ev, "seq", seq)
+        put(ev, "occurred_at", occurred_at)
+        put(ev, "agent", agent)
+        put(ev, "payload", payload)
+        put(ev, "turn_id", turn_id)
+        put(ev, "causation_id", causation_id)
+        put(ev, "correlation_id", correlation_id)
+        put(ev, "claimed_at", claimed_at)
+        ev._check_rest()
+        return ev
 
 
 # --------------------------------------------------------------------------- other topics

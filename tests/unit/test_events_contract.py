@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -47,5 +48,30 @@ def test_event_rejects_a_foreign_event_id_naming_session_and_seq() -> None:
     ],
 )
 def test_invalid_records_raise_with_the_field_named(build, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidRecord, match=message):
+        build()
+
+
+def test_a_derived_event_equals_the_constructed_one_field_for_field() -> None:
+    claimed = datetime(2025, 12, 31, tzinfo=UTC)
+    made = Event.derived("s1", 7, NOW, "a", TurnStarted(1), "s1:t1", "r1", "c1", claimed)
+    built = Event(event_id_for("s1", 7), "s1", 7, NOW, "a", TurnStarted(1), "s1:t1", "r1", "c1")
+    built = dataclasses.replace(built, claimed_at=claimed)
+    # Every field set (a field added to Event but not to `derived` fails here).
+    for f in dataclasses.fields(Event):
+        assert getattr(made, f.name) == getattr(built, f.name), f.name
+    assert made == built and hash(made) == hash(built)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Event.derived("", 1, NOW, "a", TurnStarted(1)), "session_id"),
+        (lambda: Event.derived("s", 0, NOW, "a", TurnStarted(1)), "seq must be >= 1"),
+        (lambda: Event.derived("s", 1, datetime(2026, 1, 1), "a", TurnStarted(1)), "aware"),
+        (lambda: Event.derived("s", 1, NOW, "a", SendMessage("x")), "payload must be an event"),
+    ],
+)
+def test_a_derived_event_is_checked_like_a_constructed_one(build, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidRecord, match=message):
         build()
