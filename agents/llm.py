@@ -94,7 +94,7 @@ def _cj_block(block: object) -> str:
     if kind is ToolResultBlock:
         r: ToolResultBlock = block  # type: ignore[assignment]
         return (
-            f'{{"content":{_cj_str(r.content)},"is_error":{canonical_json(r.is_error)},'
+            f'{{"content":{_cj_str(r.content)},"is_error":{_cj_scalar(r.is_error)},'
             f'"tool_use_id":{_cj_str(r.call_id)},"type":"tool_result"}}'
         )
     return canonical_json(block.to_dict())  # type: ignore[attr-defined]
@@ -111,10 +111,27 @@ def _cj_message(m: Message) -> str:
 
 
 def _cj_tool(t: ToolSpec) -> str:
-    return (
-        f'{{"description":{_cj_str(t.description)},'
-        f'"input_schema":{canonical_json(t.input_schema)},"name":{_cj_str(t.name)}}}'
-    )
+    text = t._canonical
+    if text is None:
+        text = (
+            f'{{"description":{_cj_str(t.description)},'
+            f'"input_schema":{canonical_json(t.input_schema)},"name":{_cj_str(t.name)}}}'
+        )
+        object.__setattr__(t, "_canonical", text)
+    return text
+
+
+def _cj_scalar(value: object) -> str:
+    """canonical_json of a value that is mostly an int, a bool or None (as json writes
+    them), without the encoder's call for those."""
+    kind = type(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return canonical_json(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +147,9 @@ class ToolSpec:
     description: str
     input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     idempotent: bool = False
+    # Its canonical JSON, made once per object: every LLM request digests its tools (the
+    # input schema is the definition's and is not changed after the spec is made).
+    _canonical: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,14 +296,12 @@ class LlmRequest:
         messages = ",".join([_cj_message(m) for m in self.messages])
         tools = ",".join([_cj_tool(t) for t in self.tools])
         thinking = (
-            f'"thinking_budget":{canonical_json(self.thinking_budget)},'
-            if self.thinking_budget
-            else ""
+            f'"thinking_budget":{_cj_scalar(self.thinking_budget)},' if self.thinking_budget else ""
         )
         return (
-            f'{{"cache_prefix":{canonical_json(self.cache_prefix)},'
-            f'"max_tokens":{canonical_json(self.max_tokens)},"messages":[{messages}],'
-            f'"system":{_cj_str(self.system)},"temperature":{canonical_json(self.temperature)},'
+            f'{{"cache_prefix":{_cj_scalar(self.cache_prefix)},'
+            f'"max_tokens":{_cj_scalar(self.max_tokens)},"messages":[{messages}],'
+            f'"system":{_cj_str(self.system)},"temperature":{_cj_scalar(self.temperature)},'
             f'{thinking}"tools":[{tools}]}}'
         )
 
