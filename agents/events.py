@@ -838,6 +838,15 @@ class Event:
         if type(self.payload) not in _EVENT_TYPE_SET and not isinstance(self.payload, EVENT_TYPES):
             _fail("Event", f"payload must be an event record, got {type(self.payload).__name__}")
 
+    def _derive_id(self) -> None:
+        """Set the id of an event built without one (a compact event read from its
+        bytes: schemas._fastread), then check the rest as the constructor does."""
+        _nonempty(self.session_id, "Event", "session_id")
+        if self.seq < 1:
+            _fail("Event", f"seq must be >= 1, got {self.seq}")
+        object.__setattr__(self, "event_id", event_id_for(self.session_id, self.seq))
+        self._check_rest()
+
     @classmethod
     def derived(
         cls,

@@ -31,7 +31,7 @@ from schemas._names import check_mirror, index_named
 from schemas._names import full_name as _full
 from schemas._names import short_name as _short
 
-__all__ = ["FastReadError", "build_readers"]
+__all__ = ["FastReadError", "build_compact_event_reader", "build_readers"]
 
 # reader(data, pos, end): reads one envelope from data[pos:end] -> (record, position after).
 Reader = Callable[[bytes, int, int], tuple[Any, int]]
@@ -328,6 +328,41 @@ class _Gen:
         lines.append("    return o, pos")
         # Generated above from the shipped schemas, never from message data.
         exec("\n".join(lines), self.ns)
+
+    def compact_event(self, schema: dict[str, Any]) -> Reader:
+        """The reader of a compact event (the Event schema without `event_id`): its
+        fields read as `record` reads them, then the id derived once by
+        `Event._derive_id` (which checks the rest as the constructor does) rather than
+        spliced into the message and derived again by the constructor's check."""
+        cls = events_module.Event
+        names = [f["name"] for f in schema["fields"]]
+        if "event_id" in names or getattr(cls, "__slots__", ())[1:] != tuple(names):
+            raise ContractError("a compact Event is the Event envelope minus its event_id.")
+        self.ns["_Event_c"] = cls
+        self.ns["_derive_Event"] = cls._derive_id
+        lines = ["def _r_Event_compact(data, pos, end):"]
+        for name, f in zip(names, schema["fields"], strict=True):
+            lines += self.read(f["type"], f"f_{name}", "    ", f"Event.{name}")
+        lines.append("    o = _onew(_Event_c)")
+        for name in names:
+            setter = f"_set_Event_c_{name}"
+            self.ns[setter] = getattr(cls, name).__set__
+            lines.append(f"    {setter}(o, f_{name})")
+        lines += ["    _derive_Event(o)", "    return o, pos"]
+        # Generated above from the shipped schemas, never from message data.
+        exec("\n".join(lines), self.ns)
+        reader: Reader = self.ns["_r_Event_compact"]
+        return reader
+
+
+def build_compact_event_reader(
+    envelopes: dict[str, dict[str, Any]], compact: dict[str, Any]
+) -> Reader:
+    """The reader of `compact`, the compact form of `envelopes`' Event schema."""
+    gen = _Gen()
+    for schema in envelopes.values():
+        gen.index(schema)
+    return gen.compact_event(compact)
 
 
 def build_readers(envelopes: dict[str, dict[str, Any]]) -> dict[str, Reader]:

@@ -15,7 +15,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.errors import DecodeError
+from agents.errors import DecodeError, InvalidRecord
 from agents.events import Event, LlmCallCompleted, Usage, event_id_for
 from schemas import codec
 from schemas.loader import released_sets
@@ -41,6 +41,22 @@ def test_a_compact_event_reads_back_the_same_and_is_its_event_id_shorter(ev: Eve
     assert codec.decode_event(compact) == ev
     assert codec.decode_event(bytearray(compact)) == ev  # the reference path
     assert len(full) - len(compact) == 1 + len(ev.event_id)
+    # The fast reader of compact events (the id derived once) itself, not its fallback.
+    fast, end = codec._FAST_COMPACT(compact, codec.HEADER_SIZE, len(compact))
+    assert (fast, end) == (ev, len(compact))
+
+
+def test_the_compact_fast_reader_checks_what_the_constructor_checks() -> None:
+    # seq 0 cannot be an event's: the fast reader refuses it as the constructor would,
+    # and the decoder says so as a DecodeError.
+    data = bytearray(codec.encode_event_compact(_event(seq=1)))
+    at = codec.HEADER_SIZE + 1 + len(b"s1")  # after the session id's length and bytes
+    assert data[at] == 2  # seq 1, zig-zag
+    data[at] = 0
+    with pytest.raises(InvalidRecord, match="seq must be >= 1"):
+        codec._FAST_COMPACT(bytes(data), codec.HEADER_SIZE, len(data))
+    with pytest.raises(DecodeError):
+        codec.decode_event(bytes(data))
 
 
 def test_the_body_is_the_event_schema_without_event_id() -> None:
