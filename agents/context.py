@@ -23,10 +23,11 @@ How entries become Messages-API messages:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from agents.errors import ContractError
 from agents.events import LlmCallRequested
@@ -40,6 +41,7 @@ from agents.llm import (
     ThinkingContent,
     ToolResultBlock,
     ToolUseBlock,
+    canonical_messages,
     sha256_hex,
 )
 from agents.pricing import find_model
@@ -181,10 +183,13 @@ class ContextMemo:
     in the memo is built whole. Without a memo every window is built whole — the same
     messages (a property test checks)."""
 
-    __slots__ = ("_built", "chars", "max_chars", "max_windows")
+    __slots__ = ("_built", "_digests", "chars", "max_chars", "max_windows")
 
     def __init__(self, max_windows: int = BUILT_WINDOWS, max_chars: int = BUILT_CHARS) -> None:
         self._built: OrderedDict[int, _Built] = OrderedDict()
+        # Per window: (canonical head, the final messages hashed, a sha256 that has taken
+        # the head and those messages) — a request's digest then hashes only the rest.
+        self._digests: dict[int, tuple[str, tuple[Message, ...], Any]] = {}
         self.chars = 0
         self.max_windows = max_windows
         self.max_chars = max_chars
@@ -207,7 +212,33 @@ class ContextMemo:
         while len(self._built) > self.max_windows or (
             self.chars > self.max_chars and len(self._built) > 1
         ):
-            self.chars -= self._built.popitem(last=False)[1].chars
+            gone, dropped = self._built.popitem(last=False)
+            self.chars -= dropped.chars
+            self._digests.pop(gone, None)
+
+    def digest(self, request: LlmRequest, key: int) -> None:
+        """Digest `request`, just built for the window `key`, from the sha256 kept for
+        the window's final messages (those no later entry can change), extended by the
+        ones final since, so that only the rest is hashed; equal to request.digest()
+        computed whole (a property test checks). Every cover is checked: a kept state
+        whose head or messages differ is not used."""
+        built = self._built.get(key)
+        if built is None:
+            return
+        final, messages = built.final, request.messages
+        k = len(final)
+        if not k or messages[:k] != final:
+            return
+        head = request.canonical_head()
+        kept = self._digests.get(key)
+        if kept is not None and kept[0] == head and final[: len(kept[1])] == kept[1]:
+            h, done = kept[2].copy(), len(kept[1])
+        else:
+            h, done = hashlib.sha256(head.encode()), 0
+        if k > done:
+            h.update(f"{',' if done else ''}{canonical_messages(final[done:])}".encode())
+        self._digests[key] = (head, final, h)
+        request.digest_continuing(h, k)
 
 
 def build_messages(
@@ -324,7 +355,7 @@ def turn_request(
     """The request of a turn call: the system prompt and tools of the agent version
     `info` (the session's pinned one), then the entries as messages. Extended thinking
     is asked for when the agent has a thinking budget and `model` thinks (catalog)."""
-    return LlmRequest(
+    request = LlmRequest(
         model=model,
         system=info.definition.system_prompt,
         messages=build_messages(entries, memo),
@@ -334,6 +365,9 @@ def turn_request(
         cache_prefix=True,
         thinking_budget=thinking_budget_for(info, model, max_tokens),
     )
+    if memo is not None and entries:
+        memo.digest(request, id(entries[0]))
+    return request
 
 
 def thinking_budget_for(info: AgentInfo, model: str, max_tokens: int) -> int:

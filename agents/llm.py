@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Any, Literal
@@ -31,6 +32,7 @@ __all__ = [
     "ToolSpec",
     "ToolUseBlock",
     "canonical_json",
+    "canonical_messages",
     "sha256_hex",
 ]
 
@@ -108,6 +110,12 @@ def _cj_message(m: Message) -> str:
         # Frozen, and the text is a pure function of its fields (see Message).
         object.__setattr__(m, "_canonical", text)
     return text
+
+
+def canonical_messages(messages: Sequence[Message]) -> str:
+    """The messages' part of a request's canonical body: each message's canonical JSON,
+    comma-separated (what LlmRequest.digest_continuing hashes after its start)."""
+    return ",".join([_cj_message(m) for m in messages])
 
 
 def _cj_tool(t: ToolSpec) -> str:
@@ -293,17 +301,40 @@ class LlmRequest:
 
     def canonical_body(self) -> str:
         """canonical_json of to_dict() without the model (what digest() hashes)."""
-        messages = ",".join([_cj_message(m) for m in self.messages])
+        messages = canonical_messages(self.messages)
+        return f"{self.canonical_head()}{messages}{self.canonical_tail()}"
+
+    def canonical_head(self) -> str:
+        """canonical_body up to its first message: the keys that sort before it."""
+        return (
+            f'{{"cache_prefix":{_cj_scalar(self.cache_prefix)},'
+            f'"max_tokens":{_cj_scalar(self.max_tokens)},"messages":['
+        )
+
+    def canonical_tail(self) -> str:
+        """canonical_body after its last message: the keys that sort after it."""
         tools = ",".join([_cj_tool(t) for t in self.tools])
         thinking = (
             f'"thinking_budget":{_cj_scalar(self.thinking_budget)},' if self.thinking_budget else ""
         )
         return (
-            f'{{"cache_prefix":{_cj_scalar(self.cache_prefix)},'
-            f'"max_tokens":{_cj_scalar(self.max_tokens)},"messages":[{messages}],'
-            f'"system":{_cj_str(self.system)},"temperature":{_cj_scalar(self.temperature)},'
+            f'],"system":{_cj_str(self.system)},"temperature":{_cj_scalar(self.temperature)},'
             f'{thinking}"tools":[{tools}]}}'
         )
+
+    def digest_continuing(self, start: Any, hashed: int) -> str:
+        """digest() given `start`, a sha256 that has taken this request's canonical head
+        and its first `hashed` messages (with the commas between them): only the rest is
+        hashed. The caller vouches for `start` (agents.context keeps one per window,
+        checked against the messages it covers)."""
+        digest = self._digest
+        if digest is None:
+            h = start.copy()
+            rest = canonical_messages(self.messages[hashed:])
+            h.update(f"{',' if hashed and rest else ''}{rest}{self.canonical_tail()}".encode())
+            digest = h.hexdigest()
+            object.__setattr__(self, "_digest", digest)
+        return digest
 
     def digest(self) -> str:
         """sha256 of the canonical request. The model is excluded so that a fallback model

@@ -285,3 +285,34 @@ def test_a_window_built_again_after_it_grew_equals_the_reference(
     ]
     assert build_messages(fork, memo) == reference_build_messages(fork)
     assert build_messages(later, memo) == reference_build_messages(later)
+
+
+@settings(max_examples=300)
+@given(
+    ENTRIES,
+    st.lists(st.integers(0, 25), min_size=1, max_size=4),
+    st.lists(st.booleans(), min_size=25, max_size=25),
+    st.lists(st.sampled_from([10, 11]), min_size=4, max_size=4),
+)
+def test_a_digest_continued_from_the_memo_equals_the_whole_one(
+    drawn: list[tuple[str, str, str, str]],
+    cuts: list[int],
+    errors: list[bool],
+    max_tokens: list[int],
+) -> None:
+    """A window's requests as it grows (and shrinks: a compaction's new window, a
+    fork), some with another head (max_tokens): each digest the memo continues from its
+    kept sha256 is the digest of the whole canonical body."""
+    every = [
+        Entry(i + 1, kind, text, call_id, name, errors[i], 1)
+        for i, (kind, text, call_id, name) in enumerate(drawn)
+    ]
+    memo = ContextMemo()
+    for cut, tokens in zip(sorted(cuts) + cuts, max_tokens * 2, strict=False):
+        window = every[: max(1, cut)]
+        if not window:
+            continue
+        request = LlmRequest("m", "s", build_messages(window, memo), (), tokens, 0.0)
+        memo.digest(request, id(window[0]))
+        body = {k: v for k, v in request.to_dict().items() if k != "model"}
+        assert request.digest() == sha256_hex(canonical_json(body))
