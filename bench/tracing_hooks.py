@@ -40,9 +40,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Tracing overhead: the hooks alone"
 
 
+_KINDS: dict[str, type] = {}
+
+
+def _kind(name: str) -> type:
+    """A stand-in payload class named `name`: one per name, as the contract's are."""
+    kind = _KINDS.get(name)
+    if kind is None:
+        kind = _KINDS[name] = type(name, (), {})
+    return kind
+
+
 def _turn_inputs(i: int) -> list[tuple[Any, Any, list[Any], Any]]:
     """(record, request, events, effect it starts or None) for the 4 inputs of turn i."""
-    from agents.records import Usage
+    from agents.records import EffectKind, Usage
+    from agents.requests import CompleteLlmCall, CompleteToolCall
 
     sid = f"b400-{i % 400:05d}"
     turn = f"{sid}:t{i}"
@@ -54,14 +66,14 @@ def _turn_inputs(i: int) -> list[tuple[Any, Any, list[Any], Any]]:
             turn_id=turn,
             session_id=sid,
             event_id=f"{sid}:{i * 9 + seq}",
-            payload=type(name, (), {})(),
+            payload=_kind(name)(),
         )
 
-    def effect(kind: str, n: int) -> Any:
+    def effect(kind: EffectKind, n: int) -> Any:
         return NS(
             kind=kind,
             session_id=sid,
-            effect_id=f"{sid}/{kind}/{i * 9 + n}",
+            effect_id=f"{sid}/{kind.value}/{i * 9 + n}",
             attempt=1,
             model="claude-sonnet-4-5",
             tool_name="calculator",
@@ -69,8 +81,11 @@ def _turn_inputs(i: int) -> list[tuple[Any, Any, list[Any], Any]]:
             child_session_id=None,
         )
 
-    llm1, tool, llm2 = effect("llm_call", 3), effect("tool_call", 5), effect("llm_call", 7)
-    completed = type("CompleteLlmCall", (), {})
+    llm1, tool, llm2 = (
+        effect(EffectKind.LLM_CALL, 3),
+        effect(EffectKind.TOOL_CALL, 5),
+        effect(EffectKind.LLM_CALL, 7),
+    )
     steps = [
         ("SendMessage", ["TurnStarted", "MessageAdded", "LlmCallRequested"], llm1),
         ("CompleteLlmCall", ["LlmCallCompleted", "ToolCallRequested"], tool),
@@ -84,17 +99,16 @@ def _turn_inputs(i: int) -> list[tuple[Any, Any, list[Any], Any]]:
         for name in names:
             seq += 1
             events.append(ev(seq, name))
-        req = NS(session_id=sid, request_id=f"{sid}:r{i}:{n}", payload=type(kind, (), {})())
+        req = NS(session_id=sid, request_id=f"{sid}:r{i}:{n}", payload=_kind(kind)())
         rec = NS(partition=i % 8, offset=i * 4 + n, headers=None)
         out.append((rec, req, events, eff))
-    for _rec, _req, _events, eff in out:
-        if eff is not None and eff.kind == "llm_call":
-            eff.result = completed()
-            eff.result.usage = usage
-            eff.result.model = eff.model
-            eff.result.stop_reason = "end_turn"
+    for _rec, _req, _events, eff in out:  # the outcomes, as the contract has them
+        if eff is not None and eff.kind is EffectKind.LLM_CALL:
+            eff.result = CompleteLlmCall(
+                call_id=eff.effect_id, model=eff.model, text="4", usage=usage
+            )
         elif eff is not None:
-            eff.result = type("CompleteToolCall", (), {})()
+            eff.result = CompleteToolCall(call_id=eff.effect_id, result="4")
     return out
 
 
@@ -102,13 +116,15 @@ def _block(turns: int, first: int) -> tuple[float, float]:
     """(CPU of the process, CPU of this thread) per turn, in µs, of `turns` calc turns
     through the hooks, tracing as configured, its exporter flushed at the end."""
     from streams import telemetry
+    from streams._headers import event_headers
     from streams.tracing import child_traceparent, get_traceparent, headers_with, new_traceparent
 
     stats: dict[str, int] = {}
+    traces: dict[str, str | None] = {}  # the session worker's: effects start from these
     telemetry.register_sink(stats, NS(committed=lambda entries, s: None, restored=None))
     work = [_turn_inputs(i) for i in range(first, first + turns)]
     gc.collect()
-    gc.freeze()  # the stand-ins (a class per event) are not the hooks' garbage to scan
+    gc.freeze()  # the stand-ins are not the hooks' garbage to scan
     t0, main0 = time.process_time(), time.thread_time()
     for inputs in work:
         header = headers_with(new_traceparent())  # the client's
@@ -118,9 +134,10 @@ def _block(turns: int, first: int) -> tuple[float, float]:
             parent = telemetry.input_traceparent(
                 rec, req, events, get_traceparent(rec.headers)
             ) or child_traceparent(None, req.request_id)
-            for e in events:
+            for e in events:  # as streams._partition writes them
                 event_tp = child_traceparent(parent, e.event_id)
-                headers_with(event_tp, event_type=type(e.payload).__name__)
+                event_headers(event_tp, first_of_input=e is events[0])
+                traces[req.session_id] = event_tp
             telemetry.batch_committed()
             if eff is not None:
                 tp = telemetry.effect_started(eff, event_tp)

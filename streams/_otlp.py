@@ -44,7 +44,7 @@ _FLAGS_OF_REMOTE = b"\x85\x01" + _I(0x300)
 _KIND = {0: b"\x30\x01", 1: b"\x30\x02", 2: b"\x30\x03", 3: b"\x30\x04", 4: b"\x30\x05"}
 
 
-def _varint(n: int) -> bytes:
+def _varint_any(n: int) -> bytes:
     if n < 0x80:
         return bytes((n,))
     out = bytearray()
@@ -55,7 +55,19 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_varint(n) for n in range(16384)]
+_SMALL = [_varint_any(n) for n in range(16384)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 16384:
+        return _SMALL[n]
+    if n < 0x200000:  # offsets, token counts: three bytes
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+    if n < 0x10000000:
+        return bytes(
+            ((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, ((n >> 14) & 0x7F) | 0x80, n >> 21)
+        )
+    return _varint_any(n)
 
 
 def _len(n: int) -> bytes:
@@ -190,6 +202,57 @@ _TRACES: dict[int, bytes] = {}
 _IDS = struct.Struct(">QHQ").pack
 _TIMES = struct.Struct("<BQBQ").pack
 
+# The lean spans' attributes, written with as few Python operations as the format
+# allows (they are most of a span's bytes). By key: the KeyValue's key field with its
+# value's tag, and the whole fields of the string values seen, for the keys whose values
+# repeat (the session, the model, the system, a turn's id over its spans); the keys of
+# ids new on every span are not cached. Short strings and small numbers take their
+# lengths from tables. Bounded.
+_HEADS: dict[str, tuple[bytes, int, dict[str, bytes] | None]] = {}
+_VARYING = frozenset(
+    {"turnlog.effect_id", "gen_ai.tool.call.id", "turnlog.seq", "turnlog.child_session_id"}
+)
+_MAX_VALUES = 4096  # per key
+_FIELDS: dict[tuple[str, Any], bytes] = {}  # (key, tuple of strings) -> its field
+_ONE = [bytes((n,)) for n in range(128)]
+# A string of n < 126 bytes as an AnyValue: its length, the string tag, n.
+_SHORT_STR = [bytes((n + 2, 0x0A, n)) for n in range(126)]
+# An integer's varint of n bytes as an AnyValue: its length, the int tag.
+_INT_HEAD = [bytes((n + 1, 0x18)) for n in range(11)]
+_LONG_HEAD = 116  # with a value of 11 bytes at most, a field's length fits one byte
+
+
+def _head(key: str) -> tuple[bytes, int, dict[str, bytes] | None]:
+    """(the key's field and the value's tag, its length, the key's cache of fields); a
+    key too long for the fast paths' one-byte lengths gets a length that sends its
+    attributes the general way."""
+    head = _str(b"\x0a", key) + b"\x12"
+    out: tuple[bytes, int, dict[str, bytes] | None] = (
+        head,
+        len(head) if len(head) < _LONG_HEAD else 1024,
+        None if key in _VARYING else {},
+    )
+    if len(_HEADS) < _MAX_CACHED:
+        _HEADS[key] = out
+    return out
+
+
+def _lean_attribute(parts: list[bytes], key: str, value: Any) -> None:
+    """One attribute of a lean span that the fast paths of `_lean_span` do not take."""
+    field = _FIELDS.get((key, value)) if type(value) is tuple else None
+    if field is None:
+        try:
+            kv = _kv(key, value)
+        except TypeError as exc:  # the SDK's encoder logs and skips such a value too
+            _log.error("span attribute %s not encoded: %s", key, exc)
+            return
+        field = b"\x4a" + _len(len(kv)) + kv
+        if type(value) is tuple and all(type(v) is str for v in value):  # finish reasons
+            if len(_FIELDS) >= _MAX_CACHED:
+                _FIELDS.clear()
+            _FIELDS[key, value] = field
+    parts.append(field)
+
 
 def _lean_span(src: Any, end_ns: int) -> bytes:
     """A span of streams._spans, read from its own fields: no events, nothing dropped.
@@ -222,20 +285,45 @@ def _lean_span(src: Any, end_ns: int) -> bytes:
         if len(_NAMES) >= _MAX_CACHED:
             _NAMES.clear()
         _NAMES[src.name, id(kind)] = named
-    body = (
-        head
-        + ids
-        + named
-        + _TIMES(0x39, src.start_ns, 0x41, end_ns)
-        + _attributes(b"\x4a", src.attributes)
-    )
+    parts = [head, ids, named, _TIMES(0x39, src.start_ns, 0x41, end_ns)]
+    append, extend = parts.append, parts.extend
+    heads, one = _HEADS, _ONE
+    for key, value in src.attributes.items():
+        head, size, cache = heads.get(key) or _head(key)
+        of = type(value)
+        if of is str:
+            if cache is not None:
+                field = cache.get(value)
+                if field is not None:
+                    append(field)
+                    continue
+            data = value.encode()
+            size += len(data) + 3
+            if size < 128:  # the string is shorter than 126 bytes
+                if cache is None:
+                    extend((b"\x4a", one[size], head, _SHORT_STR[len(data)], data))
+                    continue
+                field = b"\x4a" + one[size] + head + _SHORT_STR[len(data)] + data
+                if len(cache) >= _MAX_VALUES:
+                    cache.clear()
+                cache[value] = field
+                append(field)
+                continue
+        elif of is int and size < _LONG_HEAD and 0 <= value <= _MASK64:  # counts, offsets
+            number = _SMALL[value] if value < 16384 else _varint(value)
+            extend((b"\x4a", one[size + len(number) + 2], head, _INT_HEAD[len(number)], number))
+            continue
+        elif of is float and size < _LONG_HEAD:  # costs
+            extend((b"\x4a", one[size + 10], head, b"\x09\x21", _D(value)))
+            continue
+        _lean_attribute(parts, key, value)
     if src.links:
-        body += b"".join([_link(link) for link in src.links])
-    return (
-        body
-        + _status_of(src.status)
-        + (_FLAGS_OF_REMOTE if parent is not None and parent[2] else _FLAGS_OF_LOCAL)
-    )
+        extend([_link(link) for link in src.links])
+    status = src.status
+    known = _STATUSES.get(id(status))
+    append(known[1] if known is not None and known[0] is status else _status_of(status))
+    append(_FLAGS_OF_REMOTE if parent is not None and parent[2] else _FLAGS_OF_LOCAL)
+    return b"".join(parts)
 
 
 def _link(link: Any) -> bytes:
@@ -370,11 +458,12 @@ def encode_lean(spans: Sequence[Any], resource: Any, scope: Any) -> bytes:
             _FRAMES.pop(next(iter(_FRAMES)))
     out = [frame.scope_head]
     append = out.append
+    extend = out.extend
+    small = _SMALL
     for span in spans:
         encoded = _lean_span(span, span.end_ns)
-        append(b"\x12")
-        append(_len(len(encoded)))
-        append(encoded)
+        size = len(encoded)
+        extend((b"\x12", small[size] if size < 16384 else _varint(size), encoded))
     append(frame.scope_tail)
     scope_spans = b"".join(out)
     body = (

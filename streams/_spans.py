@@ -148,22 +148,44 @@ _PARENT_BASED = (
 )
 
 
+def _static(sampler: Any) -> bool | None:
+    """The constant decision of the SDK's always-on or always-off sampler; else None."""
+    if getattr(type(sampler), "should_sample", None) is not StaticSampler.should_sample:
+        return None
+    description: str = sampler.get_description()
+    if description not in ("AlwaysOnSampler", "AlwaysOffSampler"):
+        return None
+    return description == "AlwaysOnSampler"
+
+
 def compile_sampler(sampler: Any) -> Decide | None:
     """The decision of `sampler` as a plain function, for the SDK's samplers whose
     decision depends only on the parent's flags and the trace id; None for others."""
     should_sample = getattr(type(sampler), "should_sample", None)
     if should_sample is StaticSampler.should_sample:
-        description = sampler.get_description()
-        if description not in ("AlwaysOnSampler", "AlwaysOffSampler"):
+        on = _static(sampler)
+        if on is None:
             return None
-        on = description == "AlwaysOnSampler"
         return lambda _parent, _trace_id: on
     if should_sample is TraceIdRatioBased.should_sample:
         bound, limit = sampler.bound, TraceIdRatioBased.TRACE_ID_LIMIT
         return lambda _parent, trace_id: trace_id & limit < bound
     if should_sample is ParentBased.should_sample:
         # ParentBased names its delegates only privately: without them, ask it.
-        parts = [compile_sampler(getattr(sampler, name, None)) for name in _PARENT_BASED]
+        delegates = [getattr(sampler, name, None) for name in _PARENT_BASED]
+        static = [_static(delegate) for delegate in delegates]
+        if None not in static:  # the default, ParentBased(ALWAYS_ON): no call per part
+            is_root, is_remote_on, is_remote_off, is_local_on, is_local_off = map(bool, static)
+
+            def parent_based_static(parent: ot.SpanContext | None, _trace_id: int) -> bool:
+                if parent is None:
+                    return is_root
+                if parent[2]:  # remote (a SpanContext's fields as the tuple it is)
+                    return is_remote_on if parent[3] & 1 else is_remote_off
+                return is_local_on if parent[3] & 1 else is_local_off
+
+            return parent_based_static
+        parts = [compile_sampler(delegate) for delegate in delegates]
         if any(part is None for part in parts):
             return None
         root, remote_on, remote_off, local_on, local_off = parts
@@ -219,8 +241,9 @@ class Recorder:
         self._sampler = provider.sampler
         self._ids = provider.id_generator
         self._random = _RANDOM if self._ids.is_trace_id_random() else 0
-        # The SDK's default ids, drawn here without two calls a span.
-        if type(self._ids) is RandomIdGenerator:
+        # The SDK's default ids, drawn here without the calls of its generator.
+        self._random_ids = type(self._ids) is RandomIdGenerator
+        if self._random_ids:
             self._span_id: Callable[[], int] = _random_span_id
         else:
             self._span_id = self._ids.generate_span_id
@@ -270,7 +293,7 @@ class Recorder:
             ot.SpanContext,
             (
                 trace_id,
-                self._span_id(),
+                (getrandbits(64) if self._random_ids else 0) or self._span_id(),
                 False,
                 _TRACE_FLAGS[(1 if sampled else 0) | random],
                 _NO_STATE if trace_state is None else trace_state,

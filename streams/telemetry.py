@@ -253,16 +253,18 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
         _CURRENT.set(traceparent)
         return traceparent
     SpanKind = _ot.SpanKind
-    kind = str(getattr(effect.kind, "value", effect.kind))
-    if kind in ("llm_call", "compaction"):
-        name = f"{'chat' if kind == 'llm_call' else 'compaction'} {effect.model}"
+    kind = effect.kind  # an EffectKind, equal to its value (a str), or a str
+    model = None
+    if kind == "llm_call" or kind == "compaction":
+        model = effect.model
+        name = f"{'chat' if kind == 'llm_call' else 'compaction'} {model}"
         span_kind = SpanKind.CLIENT
     elif kind == "tool_call":
         name, span_kind = f"execute_tool {effect.tool_name}", SpanKind.INTERNAL
     elif kind == "child_session":
         name, span_kind = f"invoke_agent {effect.agent}", SpanKind.PRODUCER
     else:
-        name, span_kind = f"effect {kind}", SpanKind.INTERNAL
+        name, span_kind = f"effect {getattr(kind, 'value', kind)}", SpanKind.INTERNAL
     span = _tracer.start(name, _parent_of(traceparent), span_kind)
     if span.recording:  # not sampled: no attribute is worth building
         # Few attributes: the GenAI ones an LLM dashboard keys on, and the ids that
@@ -272,10 +274,10 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
         attrs["turnlog.effect_id"] = effect.effect_id
         if effect.attempt > 1:
             attrs["turnlog.effect.attempt"] = effect.attempt
-        if span_kind is SpanKind.CLIENT:
+        if model is not None:
             attrs["gen_ai.operation.name"] = "chat"
-            attrs["gen_ai.request.model"] = effect.model
-            attrs["gen_ai.system"] = _provider_of(effect.model)
+            attrs["gen_ai.request.model"] = model
+            attrs["gen_ai.system"] = _provider_of(model)
         elif kind == "tool_call":
             attrs["gen_ai.operation.name"] = "execute_tool"
             attrs["gen_ai.tool.name"] = effect.tool_name
@@ -285,7 +287,7 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
             attrs["gen_ai.agent.name"] = effect.agent
             attrs["turnlog.child_session_id"] = effect.child_session_id
     out = _live(span)
-    out.span = span  # type: ignore[attr-defined]
+    out.span = span
     _CURRENT.set(out)
     return out
 
@@ -293,10 +295,9 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
 def effect_cancelled(traceparent: str | None) -> None:
     """The effect's task was cancelled (its turn was, or its partition moved): its span
     ends, marked so, and nothing is reported."""
-    span = getattr(traceparent, "span", None)
-    if span is None:
-        return
-    traceparent.span = None  # type: ignore[union-attr]
+    if type(traceparent) is not TraceParent or traceparent.span is None:
+        return  # (a plain traceparent: tracing was off when the effect started)
+    span, traceparent.span = traceparent.span, None
     if span.is_recording():
         span.set_attribute("turnlog.cancelled", True)
     span.end()
@@ -315,17 +316,27 @@ def add_trace_context(
 
 def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
     """The effect's outcome (None: nothing to report, e.g. a child session started)."""
-    span = getattr(traceparent, "span", None)
-    if span is None:
-        return
-    traceparent.span = None  # type: ignore[union-attr]
+    if type(traceparent) is not TraceParent or traceparent.span is None:
+        return  # (a plain traceparent: tracing was off when the effect started)
+    span, traceparent.span = traceparent.span, None
     if not span.recording:
         return
-    name = type(payload).__name__
+    kind = type(payload)
+    name = kind.__name__
     attrs: dict[str, Any] = span.attributes
-    usage = getattr(payload, "usage", None)
-    model = getattr(payload, "model", None)
-    if model and model != getattr(effect, "model", None):  # a fallback answered
+    has = _OUTCOME_FIELDS.get(kind)
+    if has is None:
+        has = _outcome_fields(kind)
+    if has is _ANY_FIELDS:
+        usage = getattr(payload, "usage", None)
+        model = getattr(payload, "model", None)
+        stop = getattr(payload, "stop_reason", None)
+    else:  # a dataclass: a field it lacks is not looked up (an exception each)
+        usage = payload.usage if has[0] else None
+        model = payload.model if has[1] else None
+        stop = payload.stop_reason if has[2] else None
+    requested = getattr(effect, "model", None) if model or usage is not None else None
+    if model and model != requested:  # a fallback answered
         attrs["gen_ai.response.model"] = model
     if usage is not None:
         attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
@@ -334,10 +345,9 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
             attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
         if usage.cache_write_tokens:
             attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
-        cost = _cost_usd(str(model or getattr(effect, "model", "")), usage)
+        cost = _cost_usd(str(model or requested or ""), usage)
         if cost is not None:
             attrs["turnlog.cost_usd"] = cost
-    stop = getattr(payload, "stop_reason", None)
     if stop:
         attrs["gen_ai.response.finish_reasons"] = (str(stop),)
     if name.startswith("Fail"):
@@ -348,6 +358,24 @@ def effect_ended(traceparent: str | None, effect: Any, payload: Any) -> None:
 
 
 # ------------------------------------------------------------------ internals
+
+
+# An outcome's type -> whether it has (usage, model, stop_reason): known for a dataclass
+# from its fields, else _ANY_FIELDS (each instance asked). Bounded.
+_OUTCOME_FIELDS: dict[type, tuple[bool, bool, bool]] = {}
+_ANY_FIELDS = (True, True, True)
+
+
+def _outcome_fields(kind: type) -> tuple[bool, bool, bool]:
+    fields = getattr(kind, "__dataclass_fields__", None)
+    has = (
+        _ANY_FIELDS
+        if fields is None
+        else ("usage" in fields, "model" in fields, "stop_reason" in fields)
+    )
+    if len(_OUTCOME_FIELDS) < 256:
+        _OUTCOME_FIELDS[kind] = has
+    return has
 
 
 _new_context = tuple.__new__
@@ -374,7 +402,7 @@ def _live(span: Any) -> TraceParent:
     state = ctx[4]
     if state is not _ot.DEFAULT_TRACE_STATE and state:
         out.tracestate = state.to_header()
-    out.context = ctx  # type: ignore[attr-defined]  # a child here need not parse it again
+    out.context = ctx  # a child here need not parse it again
     span.traceparent = out
     return out
 
@@ -382,14 +410,15 @@ def _live(span: Any) -> TraceParent:
 def _parent_of(traceparent: str | None) -> Any:
     """The (remote) span context `traceparent` names; None (a new trace) without a
     valid one."""
-    known = getattr(traceparent, "context", None)
-    if known is not None:
-        return known
+    if type(traceparent) is TraceParent:
+        if traceparent.context is not None:
+            return traceparent.context
+        state = traceparent.tracestate
+    else:
+        state = None
     parsed = parse_traceparent(traceparent) if traceparent else None
     if parsed is None:
         return None
-
-    state = getattr(traceparent, "tracestate", None)
     flags = _TRACE_FLAGS.get(parsed[2])
     if flags is None:
         flags = _TRACE_FLAGS[parsed[2]] = _ot.TraceFlags(int(parsed[2], 16) & 0xFF)
@@ -467,12 +496,16 @@ def _end_uncommitted(spans: Sequence[Any]) -> None:
 
 def _committed_spans(batch: _Batch) -> None:
     assert _tracer is not None
-    traced = (entry for entry in batch.entries if entry[2])
-    for (_rec, req, events), span in zip(traced, batch.spans, strict=True):
-        _last_input.pop(req.session_id, None)
-        if len(_last_input) >= _MAX_SESSIONS:
-            _last_input.pop(next(iter(_last_input)))
-        _last_input[req.session_id] = span.context
+    spans = iter(batch.spans)  # one per entry that caused events, in order
+    last = _last_input
+    for _rec, req, events in batch.entries:
+        if not events:
+            continue
+        span = next(spans)
+        sid = req.session_id
+        if last.pop(sid, None) is None and len(last) >= _MAX_SESSIONS:
+            last.pop(next(iter(last)))
+        last[sid] = span.context
         if not span.recording:
             continue
         types = span.attributes.get("turnlog.event_types", "")

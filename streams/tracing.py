@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "TRACEPARENT",
@@ -64,6 +65,10 @@ class TraceParent(str):
     live: bool = False
     # Its headers, encoded once (the events of an input share a live traceparent).
     encoded: tuple[tuple[str, bytes], ...] | None = None
+    # A live one's span context, and the span of the effect it was made for
+    # (streams.telemetry): defaults here, so that reading them costs no exception.
+    context: Any = None
+    span: Any = None
 
     @classmethod
     def of(cls, value: str, tracestate: str | None, *, live: bool = False) -> TraceParent:

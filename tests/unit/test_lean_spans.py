@@ -82,6 +82,35 @@ def test_emitted_spans_encode_as_the_sdk_encodes_their_readable_spans() -> None:
     assert call.start_time <= call.end_time
 
 
+# Each way the lean encoder writes an attribute: strings around the one-byte length
+# limits (and repeated: its per-key cache), keys whose values vary, a key too long for
+# the fast paths, integers across varint sizes, floats, booleans, tuples.
+LONG_KEY = "k" * 120
+EDGE_ATTRIBUTES: list[dict[str, Any]] = [
+    {"s": "", "t": "naïve ✓", "u": "x" * 100, "v": "y" * 125, "w": "z" * 126, "x": "é" * 70},
+    {"turnlog.effect_id": "e1", "turnlog.seq": "1-3", "turnlog.session_id": "s" * 300},
+    {LONG_KEY: "short", "a": 1, LONG_KEY + "i": 7, LONG_KEY + "f": 0.5},
+    {"i0": 0, "i1": 127, "i2": 16383, "i3": 16384, "i4": 2**21 - 1, "i5": 2**21},
+    {"i6": 2**28 - 1, "i7": 2**28, "i8": 2**62, "neg": -1, "nbig": -(2**40)},
+    {"f": 0.0, "g": -1.5e-300, "b": True, "c": False, "one": 1},
+    {"ts": ("end_turn",), "ti": (1,), "tb": (True,), "tm": ("a", 2), "e": ()},
+]
+
+
+def test_every_attribute_path_encodes_as_the_sdk_encodes_it() -> None:
+    recorder, emitted, resource = _emitting()
+    for _ in range(2):  # the second time from the encoder's caches
+        for attributes in EDGE_ATTRIBUTES:
+            span = recorder.start("edge", REMOTE, ot.SpanKind.CLIENT)
+            span.attributes.update(attributes)
+            span.end()
+    readable = [s.readable(resource, SCOPE) for s in emitted]
+    expected = sdk_encode(readable)
+    assert _decoded(encode_lean(emitted, resource, SCOPE)) == expected
+    assert _decoded(encode_lean(emitted, resource, SCOPE)) == expected  # caches warm
+    assert _decoded(encode_spans(readable)) == expected
+
+
 def test_only_sampled_spans_are_emitted() -> None:
     recorder, emitted, _ = _emitting(TraceIdRatioBased(0.5))
     kept = ot.SpanContext((5 << 64) | 7, 2, True, ot.TraceFlags(1))
