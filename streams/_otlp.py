@@ -9,10 +9,13 @@ retries, all read from the OTEL_* variables — is the SDK exporter's own.
 `encode_spans` is the plain twin's equal: tests/unit/test_otlp_encoding.py decodes both
 with opentelemetry-proto and compares them.
 
-The exporter also takes the spans of streams._spans as they are (the batch processor's
-queue holds them, not ReadableSpans): a batch of them shares one resource and scope,
-whose bytes are written once (`encode_lean`), and a ReadableSpan is built from each
-only should the SDK's own export be needed.
+The exporter also takes the spans of streams._spans (the batch processor's queue holds
+them, not ReadableSpans): as their bytes, each encoded when it ended (`framed_span`:
+the span's objects then die young, not after a wait in the queue that takes them
+through the garbage collector's generations), or as they are. A batch of them shares
+one resource and scope, whose bytes are written once (`encode_lean`); a ReadableSpan
+is built from a span only should the SDK's own export be needed (never for bytes: they
+are handed over only where this exporter posts them itself).
 
 Imported only when tracing is on (streams.telemetry.configure_tracing).
 """
@@ -29,7 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import DEFAULT_TRACE_STATE as _NO_STATE
 
-__all__ = ["LeanOTLPSpanExporter", "encode_lean", "encode_spans"]
+__all__ = ["LeanOTLPSpanExporter", "encode_lean", "encode_spans", "framed_span"]
 
 _log = logging.getLogger(__name__)
 _Q = struct.Struct("<Q").pack
@@ -447,10 +450,18 @@ class _Frame:
 _FRAMES: dict[tuple[int, int], _Frame] = {}
 
 
+def framed_span(span: Any) -> bytes:
+    """An ended span of streams._spans as its field of a ScopeSpans (tag, length,
+    Span): what `encode_lean` writes for it, written when it ends."""
+    encoded = _lean_span(span, span.end_ns)
+    size = len(encoded)
+    return b"\x12" + (_SMALL[size] if size < 16384 else _varint(size)) + encoded
+
+
 def encode_lean(spans: Sequence[Any], resource: Any, scope: Any) -> bytes:
     """The serialized ExportTraceServiceRequest of `spans` (ended spans of
-    streams._spans), all of `resource` and instrumentation `scope`: the same as
-    `encode_spans` of their ReadableSpans."""
+    streams._spans, or their `framed_span` bytes), all of `resource` and
+    instrumentation `scope`: the same as `encode_spans` of their ReadableSpans."""
     frame = _FRAMES.get((id(resource), id(scope)))
     if frame is None or frame.resource is not resource or frame.scope is not scope:
         frame = _FRAMES[id(resource), id(scope)] = _Frame(resource, scope)
@@ -461,6 +472,9 @@ def encode_lean(spans: Sequence[Any], resource: Any, scope: Any) -> bytes:
     extend = out.extend
     small = _SMALL
     for span in spans:
+        if type(span) is bytes:  # framed when it ended
+            append(span)
+            continue
         encoded = _lean_span(span, span.end_ns)
         size = len(encoded)
         extend((b"\x12", small[size] if size < 16384 else _varint(size), encoded))
@@ -482,12 +496,17 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
     (its HTTP client), every batch goes through the SDK's own export unchanged.
 
     Given `lean(resource, scope)`, it also takes the spans of streams._spans as they
-    are, all of that resource and scope (a batch may mix them with ReadableSpans)."""
+    are, all of that resource and scope (a batch may mix them with ReadableSpans), and,
+    when `lean` says so, their `framed_span` bytes."""
 
     _lean: tuple[Any, Any] | None = None
 
-    def lean(self, resource: Any, scope: Any) -> None:
+    def lean(self, resource: Any, scope: Any) -> bool:
+        """Take spans of streams._spans of `resource` and `scope`; whether they may come
+        as their `framed_span` bytes (only where this exporter posts them itself: the
+        SDK's own export has no use for bytes)."""
         self._lean = (resource, scope)
+        return getattr(self, "_client", None) is not None
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         lean = self._lean
@@ -506,6 +525,14 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
         except Exception:  # the SDK's encoder logs its own failure
             return self._sdk_export(self._readable(spans))
         if limit > 0 and len(data) > limit:
+            if any(type(s) is bytes for s in spans):  # as the SDK's export drops a batch
+                _log.warning(
+                    "Dropping span batch: serialized size %d bytes exceeds max_request_size "
+                    "%d bytes.",
+                    len(data),
+                    limit,
+                )
+                return SpanExportResult.FAILURE
             return self._sdk_export(self._readable(spans))  # it drops the batch, and says so
         result = client.export(data)
         return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
@@ -514,7 +541,15 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
         return super().export(spans)
 
     def _readable(self, spans: Sequence[Any]) -> Sequence[Any]:
+        """The batch as ReadableSpans, for the SDK's export. Spans handed over as bytes
+        have none; they reach here only once the exporter is shut down (the SDK's export
+        then ignores the batch) or should their framing have failed (never: it is a
+        join)."""
         lean = self._lean
         if lean is None:
             return spans
-        return [s if isinstance(s, ReadableSpan) else s.readable(*lean) for s in spans]
+        return [
+            s if isinstance(s, ReadableSpan) else s.readable(*lean)
+            for s in spans
+            if type(s) is not bytes
+        ]

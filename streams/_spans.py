@@ -130,7 +130,8 @@ class Span:
         if recorder.emit is None:
             recorder.processor.on_end(Ended(self, recorder.resource, recorder.scope))
         elif self.context[3] & 1:  # sampled (a processor exports no other span)
-            recorder.emit(self)
+            encode = recorder.encode
+            recorder.emit(self if encode is None else encode(self))
 
     def readable(self, resource: Any, scope: Any) -> ReadableSpan:
         """The ended span as the SDK's ReadableSpan."""
@@ -229,13 +230,21 @@ class Recorder:
     """Starts `Span`s with `provider`'s sampler and ids; ended ones go to `processor`
     (a span processor also registered with the provider, which shuts it down), or,
     given `emit`, the sampled ones, as they are, to `emit` (the queue of a batch
-    processor whose exporter takes these spans: streams._otlp.LeanOTLPSpanExporter)."""
+    processor whose exporter takes these spans: streams._otlp.LeanOTLPSpanExporter),
+    or, given `encode` too, as what `encode` makes of them (their OTLP bytes:
+    streams._otlp.framed_span), so that a span's objects die when it ends instead of
+    waiting in the queue, through the garbage collector's generations, for a batch."""
 
     def __init__(
-        self, provider: Any, processor: Any, emit: Callable[[Span], None] | None = None
+        self,
+        provider: Any,
+        processor: Any,
+        emit: Callable[[Any], None] | None = None,
+        encode: Callable[[Span], bytes] | None = None,
     ) -> None:
         self.processor = processor
         self.emit = emit
+        self.encode = encode
         self.resource = provider.resource
         self.scope = SCOPE
         self._sampler = provider.sampler

@@ -27,10 +27,10 @@ Configuration is OpenTelemetry's own: `configure_tracing(True, ...)` builds an S
 TracerProvider whose OTLP/HTTP exporter, sampler and resource read the standard
 OTEL_* variables (turnlog.settings decides whether tracing is on at all). The spans
 themselves are built by streams._spans (the provider's sampler and ids, no SDK `Span`
-object), go ended into the batch processor's queue as they are (no ReadableSpan) and are
-encoded by streams._otlp a batch at a time: the SDK's way costs several times more CPU
-per span, on the event loop and on the exporter's thread (BENCHMARKS.md, "Tracing
-overhead"). A span that is not sampled builds no attribute.
+object), are encoded by streams._otlp when they end and go into the batch processor's
+queue as their OTLP bytes (no ReadableSpan), which the exporter joins a batch at a time:
+the SDK's way costs several times more CPU per span, on the event loop and on the
+exporter's thread (BENCHMARKS.md, "Tracing overhead"). A span that is not sampled builds no attribute.
 
 The metrics hooks (`batch_begin`, `input_traceparent`, `batch_committed`,
 `observe_restore`) hand each committed transaction's events to the metrics sink
@@ -134,7 +134,7 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from streams._otlp import LeanOTLPSpanExporter
+    from streams._otlp import LeanOTLPSpanExporter, framed_span
     from streams._spans import SCOPE, Recorder
 
     _ot = opentelemetry.trace
@@ -159,11 +159,15 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     # Ended spans go into the processor's queue as they are (what its on_end does with a
     # ReadableSpan, less building one), for the exporter to encode: where this SDK's
     # processor has no such queue, they go through on_end as ReadableSpans.
+    # Where the exporter posts them itself, they go in as their OTLP bytes, encoded when
+    # they end: their objects then die young rather than in the garbage collector's
+    # older generations, where they would wait for a batch.
     emit = getattr(getattr(processor, "_batch_processor", None), "emit", None)
-    if emit is not None:
-        exporter.lean(provider.resource, SCOPE)
+    encode = None
+    if emit is not None and exporter.lean(provider.resource, SCOPE):
+        encode = framed_span
     _provider = provider
-    _tracer = Recorder(provider, processor, emit)
+    _tracer = Recorder(provider, processor, emit, encode)
     return True
 
 

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
-from streams._otlp import LeanOTLPSpanExporter, encode_lean, encode_spans
+from streams._otlp import LeanOTLPSpanExporter, encode_lean, encode_spans, framed_span
 from streams._spans import SCOPE, Recorder, Span
 from streams.tracing import TraceParent, headers_with
 
@@ -163,6 +163,39 @@ def test_the_exporter_posts_emitted_spans_and_hands_the_sdk_readable_ones() -> N
     for batch in exporter.by_sdk:
         assert all(isinstance(s, ReadableSpan) for s in batch)
         assert sdk_encode(batch) == sdk_encode(readable)
+
+
+def test_spans_framed_when_they_end_are_posted_as_the_spans_would_be() -> None:
+    resource = Resource.create({"service.name": "lean"})
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON), resource=resource)
+    as_spans: list[Span] = []
+    _turn(Recorder(provider, None, as_spans.append))
+    framed: list[Any] = []
+    _turn(Recorder(provider, None, framed.append, framed_span))
+    assert all(type(f) is bytes for f in framed) and len(framed) == len(as_spans) == 4
+    # The same spans but for their ids and times: each framed one is its span's bytes.
+    assert [framed_span(s) for s in as_spans] == [
+        encode_lean([s], resource, SCOPE)[-len(framed_span(s)) :] for s in as_spans
+    ]
+    exporter = _Exporter()
+    assert exporter.lean(resource, SCOPE) is True  # it posts them itself
+    assert exporter.export(framed) is SpanExportResult.SUCCESS
+    (posted,) = exporter.posted
+    decoded = _decoded(posted)
+    names = [s.name for s in decoded.resource_spans[0].scope_spans[0].spans]
+    assert names == [s.name for s in as_spans]
+    again = [framed_span(s) for s in as_spans]
+    whole = encode_lean(as_spans, resource, SCOPE)
+    assert encode_lean(again, resource, SCOPE) == whole
+    assert encode_lean(again[:2] + as_spans[2:], resource, SCOPE) == whole
+    # Over the request size limit: dropped, and said so, as the SDK's export drops it.
+    exporter._max_request_size = 10
+    assert exporter.export(framed) is SpanExportResult.FAILURE
+    assert len(exporter.posted) == 1 and not exporter.by_sdk
+    # Shut down: the SDK's export ignores the batch.
+    exporter._shutdown = True
+    assert exporter.export(framed) is SpanExportResult.SUCCESS
+    assert exporter.by_sdk == [[]]
 
 
 def test_a_traceparents_headers_are_encoded_once_into_a_fresh_list() -> None:
