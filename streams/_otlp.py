@@ -198,7 +198,7 @@ def _status_of(status: Any) -> bytes:
 
 
 # (name, kind) -> the span's name and kind fields; trace id -> its field. Bounded.
-_NAMES: dict[tuple[str, int], bytes] = {}
+_NAMES: dict[str, tuple[Any, bytes]] = {}
 _TRACES: dict[int, bytes] = {}
 # span id, the parent's span id field's tag, the parent's span id (big-endian, as OTLP's
 # bytes have them); the start and end time fields.
@@ -281,13 +281,15 @@ def _lean_span(src: Any, end_ns: int) -> bytes:
         if parent is not None:
             ids += b"\x22\x08" + parent[1].to_bytes(8, "big")
     kind = src.kind
-    named = _NAMES.get((src.name, id(kind)))
-    if named is None:
+    known_name = _NAMES.get(src.name)
+    if known_name is not None and known_name[0] is kind:
+        named = known_name[1]
+    else:
         name = src.name.encode()
         named = b"\x2a" + _len(len(name)) + name + _KIND[kind.value]
         if len(_NAMES) >= _MAX_CACHED:
             _NAMES.clear()
-        _NAMES[src.name, id(kind)] = named
+        _NAMES[src.name] = (kind, named)
     parts = [head, ids, named, _TIMES(0x39, src.start_ns, 0x41, end_ns)]
     append, extend = parts.append, parts.extend
     heads, one = _HEADS, _ONE

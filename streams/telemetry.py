@@ -80,6 +80,7 @@ _provider: Any = None
 # The OpenTelemetry API, imported by configure_tracing (never while tracing is off).
 _ot: Any = None
 _CONSUMER: Any = None  # _ot.SpanKind.CONSUMER
+_NO_STATE: Any = None  # _ot.DEFAULT_TRACE_STATE
 _sinks: dict[int, MetricsSink] = {}
 # Open approval-wait spans: (session, call id) -> span. Bounded: a wait whose decision
 # lands on another worker is dropped (unexported) once this many are open.
@@ -124,7 +125,7 @@ _BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar(
 def configure_tracing(enabled: bool, service_name: str) -> bool:
     """Turn tracing on (an SDK TracerProvider exporting OTLP/HTTP, configured by the
     OTEL_* variables) or leave it off. Returns whether it is on."""
-    global _tracer, _provider, _ot, _CONSUMER
+    global _tracer, _provider, _ot, _CONSUMER, _NO_STATE
     if not enabled:
         return False
     if _tracer is not None:
@@ -139,6 +140,7 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
 
     _ot = opentelemetry.trace
     _CONSUMER = _ot.SpanKind.CONSUMER
+    _NO_STATE = _ot.DEFAULT_TRACE_STATE
 
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
     provider = TracerProvider(resource=Resource.create(attributes))
@@ -401,10 +403,10 @@ def _live(span: Any) -> TraceParent:
         if len(_PREFIX) >= 4096:
             _PREFIX.clear()
         prefix = _PREFIX[trace_id] = f"00-{trace_id:032x}-"
-    out = TraceParent(f"{prefix}{ctx[1]:016x}{_FLAGS[ctx[3]]}")
+    out = TraceParent(prefix + ctx[1].to_bytes(8, "big").hex() + _FLAGS[ctx[3]])
     out.live = True
     state = ctx[4]
-    if state is not _ot.DEFAULT_TRACE_STATE and state:
+    if state is not _NO_STATE and state:
         out.tracestate = state.to_header()
     out.context = ctx  # a child here need not parse it again
     span.traceparent = out
