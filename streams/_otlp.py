@@ -257,10 +257,12 @@ def _lean_attribute(parts: list[bytes], key: str, value: Any) -> None:
     parts.append(field)
 
 
-def _lean_span(src: Any, end_ns: int) -> bytes:
-    """A span of streams._spans, read from its own fields: no events, nothing dropped.
-    Its SpanContexts are read as the tuples they are: (trace id, span id, is remote,
-    flags, trace state, is valid)."""
+def framed_span(src: Any, end_ns: int, framed: bool = True) -> bytes:
+    """An ended span of streams._spans (at `end_ns`) as its field of a ScopeSpans (tag,
+    length, Span; not `framed`: the Span alone): what `encode_lean` writes for it,
+    written when it ends. Read from the span's own fields: no events, nothing dropped;
+    its SpanContexts read as the tuples they are: (trace id, span id, is remote, flags,
+    trace state, is valid)."""
     ctx = src.context
     parent = src.parent
     trace_id = ctx[0]
@@ -328,7 +330,11 @@ def _lean_span(src: Any, end_ns: int) -> bytes:
     known = _STATUSES.get(id(status))
     append(known[1] if known is not None and known[0] is status else _status_of(status))
     append(_FLAGS_OF_REMOTE if parent is not None and parent[2] else _FLAGS_OF_LOCAL)
-    return b"".join(parts)
+    body = b"".join(parts)
+    if not framed:
+        return body
+    size = len(body)
+    return b"\x12" + (_SMALL[size] if size < 16384 else _varint(size)) + body
 
 
 def _link(link: Any) -> bytes:
@@ -452,12 +458,9 @@ class _Frame:
 _FRAMES: dict[tuple[int, int], _Frame] = {}
 
 
-def framed_span(span: Any) -> bytes:
-    """An ended span of streams._spans as its field of a ScopeSpans (tag, length,
-    Span): what `encode_lean` writes for it, written when it ends."""
-    encoded = _lean_span(span, span.end_ns)
-    size = len(encoded)
-    return b"\x12" + (_SMALL[size] if size < 16384 else _varint(size)) + encoded
+def _lean_span(src: Any, end_ns: int) -> bytes:
+    """The Span message of an ended span of streams._spans."""
+    return framed_span(src, end_ns, False)
 
 
 def encode_lean(spans: Sequence[Any], resource: Any, scope: Any) -> bytes:
@@ -471,15 +474,8 @@ def encode_lean(spans: Sequence[Any], resource: Any, scope: Any) -> bytes:
             _FRAMES.pop(next(iter(_FRAMES)))
     out = [frame.scope_head]
     append = out.append
-    extend = out.extend
-    small = _SMALL
-    for span in spans:
-        if type(span) is bytes:  # framed when it ended
-            append(span)
-            continue
-        encoded = _lean_span(span, span.end_ns)
-        size = len(encoded)
-        extend((b"\x12", small[size] if size < 16384 else _varint(size), encoded))
+    for span in spans:  # framed when it ended, or now
+        append(span if type(span) is bytes else framed_span(span, span.end_ns))
     append(frame.scope_tail)
     scope_spans = b"".join(out)
     body = (

@@ -131,7 +131,7 @@ class Span:
             recorder.processor.on_end(Ended(self, recorder.resource, recorder.scope))
         elif self.context[3] & 1:  # sampled (a processor exports no other span)
             encode = recorder.encode
-            recorder.emit(self if encode is None else encode(self))
+            recorder.emit(self if encode is None else encode(self, self.end_ns))
 
     def readable(self, resource: Any, scope: Any) -> ReadableSpan:
         """The ended span as the SDK's ReadableSpan."""
@@ -240,7 +240,7 @@ class Recorder:
         provider: Any,
         processor: Any,
         emit: Callable[[Any], None] | None = None,
-        encode: Callable[[Span], bytes] | None = None,
+        encode: Callable[[Span, int], bytes] | None = None,
     ) -> None:
         self.processor = processor
         self.emit = emit

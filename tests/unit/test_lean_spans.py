@@ -174,8 +174,8 @@ def test_spans_framed_when_they_end_are_posted_as_the_spans_would_be() -> None:
     _turn(Recorder(provider, None, framed.append, framed_span))
     assert all(type(f) is bytes for f in framed) and len(framed) == len(as_spans) == 4
     # The same spans but for their ids and times: each framed one is its span's bytes.
-    assert [framed_span(s) for s in as_spans] == [
-        encode_lean([s], resource, SCOPE)[-len(framed_span(s)) :] for s in as_spans
+    assert [framed_span(s, s.end_ns) for s in as_spans] == [
+        encode_lean([s], resource, SCOPE)[-len(framed_span(s, s.end_ns)) :] for s in as_spans
     ]
     exporter = _Exporter()
     assert exporter.lean(resource, SCOPE) is True  # it posts them itself
@@ -184,7 +184,7 @@ def test_spans_framed_when_they_end_are_posted_as_the_spans_would_be() -> None:
     decoded = _decoded(posted)
     names = [s.name for s in decoded.resource_spans[0].scope_spans[0].spans]
     assert names == [s.name for s in as_spans]
-    again = [framed_span(s) for s in as_spans]
+    again = [framed_span(s, s.end_ns) for s in as_spans]
     whole = encode_lean(as_spans, resource, SCOPE)
     assert encode_lean(again, resource, SCOPE) == whole
     assert encode_lean(again[:2] + as_spans[2:], resource, SCOPE) == whole
