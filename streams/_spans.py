@@ -23,6 +23,7 @@ Imported only when tracing is on (streams.telemetry.configure_tracing).
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from random import getrandbits
 from typing import Any
@@ -33,7 +34,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-__all__ = ["SCOPE", "Decide", "Ended", "Recorder", "Span", "compile_sampler"]
+__all__ = ["SCOPE", "Decide", "Ended", "Recorder", "Span", "compile_sampler", "queue_emit"]
 
 _OK = ot.Status(ot.StatusCode.OK)
 _UNSET = ot.Status(ot.StatusCode.UNSET)
@@ -136,6 +137,34 @@ class Span:
     def readable(self, resource: Any, scope: Any) -> ReadableSpan:
         """The ended span as the SDK's ReadableSpan."""
         return Ended(self, resource, scope)
+
+
+def queue_emit(processor: Any) -> Callable[[Any], None] | None:
+    """What the SDK's batch processor does with an ended span (its `emit`: into its
+    queue, the export thread woken at a batch), less what a worker has no use for on
+    every span: a check of the process id (a system call; a fork is handled by the
+    SDK's at-fork hook, which clears this same queue). A full queue or a processor shut
+    down goes to the processor's own `emit`, which drops the span and says so. None
+    where this SDK's processor lacks what this relies on."""
+    emit = getattr(processor, "emit", None)
+    queue = getattr(processor, "_queue", None)
+    batch = getattr(processor, "_max_export_batch_size", None)
+    if emit is None or not isinstance(queue, deque) or queue.maxlen is None:
+        return None
+    if not isinstance(batch, int) or not hasattr(processor, "_worker_awaken"):
+        return None
+    full = queue.maxlen
+    appendleft = queue.appendleft
+
+    def queued(item: Any) -> None:
+        if processor._shutdown or len(queue) >= full:
+            emit(item)
+            return
+        appendleft(item)
+        if len(queue) >= batch and not processor._worker_awaken.is_set():
+            processor._worker_awaken.set()
+
+    return queued
 
 
 # (the valid parent or None, the trace id) -> sampled

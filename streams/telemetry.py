@@ -136,7 +136,7 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from streams._otlp import LeanOTLPSpanExporter, framed_span
-    from streams._spans import SCOPE, Recorder
+    from streams._spans import SCOPE, Recorder, queue_emit
 
     _ot = opentelemetry.trace
     _CONSUMER = _ot.SpanKind.CONSUMER
@@ -164,7 +164,8 @@ def configure_tracing(enabled: bool, service_name: str) -> bool:
     # Where the exporter posts them itself, they go in as their OTLP bytes, encoded when
     # they end: their objects then die young rather than in the garbage collector's
     # older generations, where they would wait for a batch.
-    emit = getattr(getattr(processor, "_batch_processor", None), "emit", None)
+    queue = getattr(processor, "_batch_processor", None)
+    emit = queue_emit(queue) or getattr(queue, "emit", None)
     encode = None
     if emit is not None and exporter.lean(provider.resource, SCOPE):
         encode = framed_span

@@ -4,6 +4,7 @@ spans as ReadableSpans; and the trace headers encoded once per traceparent."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from opentelemetry import trace as ot
@@ -11,11 +12,11 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
 from streams._otlp import LeanOTLPSpanExporter, encode_lean, encode_spans, framed_span
-from streams._spans import SCOPE, Recorder, Span
+from streams._spans import SCOPE, Recorder, Span, queue_emit
 from streams.tracing import TraceParent, headers_with
 
 REMOTE = ot.SpanContext(
@@ -196,6 +197,42 @@ def test_spans_framed_when_they_end_are_posted_as_the_spans_would_be() -> None:
     exporter._shutdown = True
     assert exporter.export(framed) is SpanExportResult.SUCCESS
     assert exporter.by_sdk == [[]]
+
+
+def test_the_queue_emit_feeds_the_batch_processor_as_its_own_emit_does() -> None:
+    exported: list[Any] = []
+
+    class Keep(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            exported.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    # A batch never reached: the queue fills, and its oldest goes as the SDK's emit has it.
+    processor = BatchSpanProcessor(Keep(), max_queue_size=4, max_export_batch_size=4)
+    queue = processor._batch_processor  # type: ignore[attr-defined]
+    queue._max_export_batch_size = 64  # (the SDK refuses it as an argument)
+    emit = queue_emit(queue)
+    assert emit is not None
+    for item in (b"1", b"2", b"3", b"4", b"5"):
+        emit(item)
+    processor.force_flush()
+    assert exported == [b"2", b"3", b"4", b"5"]
+    processor.shutdown()
+    emit(b"6")  # after shutdown: the processor's own emit drops it
+    assert not queue._queue and exported == [b"2", b"3", b"4", b"5"]
+    # A batch reached: the export thread is woken (its schedule delay is 5 s).
+    exported.clear()
+    processor = BatchSpanProcessor(Keep(), max_queue_size=8, max_export_batch_size=2)
+    emit = queue_emit(processor._batch_processor)  # type: ignore[attr-defined]
+    assert emit is not None
+    emit(b"a")
+    emit(b"b")
+    deadline = time.monotonic() + 3
+    while len(exported) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert exported == [b"a", b"b"]
+    processor.shutdown()
+    assert queue_emit(object()) is None
 
 
 def test_a_traceparents_headers_are_encoded_once_into_a_fresh_list() -> None:
