@@ -819,9 +819,7 @@ class Event:
     claimed_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        _nonempty(self.session_id, "Event", "session_id")
-        if self.seq < 1:
-            _fail("Event", f"seq must be >= 1, got {self.seq}")
+        self._check_key()
         expected = event_id_for(self.session_id, self.seq)
         if self.event_id != expected:
             _fail(
@@ -830,6 +828,11 @@ class Event:
                 f"{expected}, got {self.event_id}",
             )
         self._check_rest()
+
+    def _check_key(self) -> None:
+        _nonempty(self.session_id, "Event", "session_id")
+        if self.seq < 1:
+            _fail("Event", f"seq must be >= 1, got {self.seq}")
 
     def _check_rest(self) -> None:
         _aware(self.occurred_at, "Event", "occurred_at")
@@ -840,10 +843,9 @@ class Event:
 
     def _derive_id(self) -> None:
         """Set the id of an event built without one (a compact event read from its
-        bytes: schemas._fastread), then check the rest as the constructor does."""
-        _nonempty(self.session_id, "Event", "session_id")
-        if self.seq < 1:
-            _fail("Event", f"seq must be >= 1, got {self.seq}")
+        bytes: schemas._fastread, or one made by `derived`), then check the rest as the
+        constructor does."""
+        self._check_key()
         object.__setattr__(self, "event_id", event_id_for(self.session_id, self.seq))
         self._check_rest()
 
@@ -864,12 +866,8 @@ class Event:
         constructor derives it again to check a given id (a sha1 and the UUID's text,
         about 12,000 instructions), which an id made here cannot fail. Every other check
         runs as in the constructor."""
-        _nonempty(session_id, "Event", "session_id")
-        if seq < 1:
-            _fail("Event", f"seq must be >= 1, got {seq}")
         ev = object.__new__(cls)
         put = object.__setattr__  # a frozen dataclass's own __init__ sets fields so
-        put(ev, "event_id", event_id_for(session_id, seq))
         put(ev, "session_id", session_id)
         put(ev, "seq", seq)
         put(ev, "occurred_at", occurred_at)
@@ -879,7 +877,7 @@ class Event:
         put(ev, "causation_id", causation_id)
         put(ev, "correlation_id", correlation_id)
         put(ev, "claimed_at", claimed_at)
-        ev._check_rest()
+        ev._derive_id()
         return ev
 
 

@@ -31,7 +31,7 @@ from schemas._names import check_mirror, index_named
 from schemas._names import full_name as _full
 from schemas._names import short_name as _short
 
-__all__ = ["FastReadError", "build_compact_event_reader", "build_readers"]
+__all__ = ["FastReadError", "build_readers"]
 
 # reader(data, pos, end): reads one envelope from data[pos:end] -> (record, position after).
 Reader = Callable[[bytes, int, int], tuple[Any, int]]
@@ -312,22 +312,31 @@ class _Gen:
         # name; the slot descriptors do the same store for a third of the cost. The
         # record's own __post_init__ still runs, so decoded records are validated exactly
         # as constructed ones are.
-        self.ns[short] = cls
-        lines = [f"def _r_{short}(data, pos, end):"]
-        for name, f in zip(names, schema["fields"], strict=True):
-            lines += self.read(f["type"], f"f_{name}", "    ", f"{short}.{name}")
-        lines.append(f"    o = _onew({short})")
-        for name in names:
-            setter = f"_set_{short}_{name}"
-            self.ns[setter] = getattr(cls, name).__set__
-            lines.append(f"    {setter}(o, f_{name})")
         post = getattr(cls, "__post_init__", None)
+        self._reader(f"_r_{short}", short, cls, schema["fields"], post)
+
+    def _reader(
+        self, fn: str, short: str, cls: type, fields: list[Any], post: Callable[[Any], None] | None
+    ) -> Reader:
+        """Generate `fn(data, pos, end)`: `fields` read in order, each stored in its slot
+        of a new `cls`, then `post` (the checks) run on it."""
+        self.ns[short] = cls
+        lines = [f"def {fn}(data, pos, end):"]
+        for f in fields:
+            lines += self.read(f["type"], f"f_{f['name']}", "    ", f"{short}.{f['name']}")
+        lines.append(f"    o = _onew({short})")
+        for f in fields:
+            setter = f"_set_{short}_{f['name']}"
+            self.ns[setter] = getattr(cls, f["name"]).__set__
+            lines.append(f"    {setter}(o, f_{f['name']})")
         if post is not None:
-            self.ns[f"_post_{short}"] = post
-            lines.append(f"    _post_{short}(o)")
+            self.ns[f"_post_{fn}"] = post
+            lines.append(f"    _post_{fn}(o)")
         lines.append("    return o, pos")
         # Generated above from the shipped schemas, never from message data.
         exec("\n".join(lines), self.ns)
+        reader: Reader = self.ns[fn]
+        return reader
 
     def compact_event(self, schema: dict[str, Any]) -> Reader:
         """The reader of a compact event (the Event schema without `event_id`): its
@@ -338,35 +347,15 @@ class _Gen:
         names = [f["name"] for f in schema["fields"]]
         if "event_id" in names or getattr(cls, "__slots__", ())[1:] != tuple(names):
             raise ContractError("a compact Event is the Event envelope minus its event_id.")
-        self.ns["_Event_c"] = cls
-        self.ns["_derive_Event"] = cls._derive_id
-        lines = ["def _r_Event_compact(data, pos, end):"]
-        for name, f in zip(names, schema["fields"], strict=True):
-            lines += self.read(f["type"], f"f_{name}", "    ", f"Event.{name}")
-        lines.append("    o = _onew(_Event_c)")
-        for name in names:
-            setter = f"_set_Event_c_{name}"
-            self.ns[setter] = getattr(cls, name).__set__
-            lines.append(f"    {setter}(o, f_{name})")
-        lines += ["    _derive_Event(o)", "    return o, pos"]
-        # Generated above from the shipped schemas, never from message data.
-        exec("\n".join(lines), self.ns)
-        reader: Reader = self.ns["_r_Event_compact"]
-        return reader
+        return self._reader("_r_Event_compact", "Event", cls, schema["fields"], cls._derive_id)
 
 
-def build_compact_event_reader(
-    envelopes: dict[str, dict[str, Any]], compact: dict[str, Any]
-) -> Reader:
-    """The reader of `compact`, the compact form of `envelopes`' Event schema."""
-    gen = _Gen()
-    for schema in envelopes.values():
-        gen.index(schema)
-    return gen.compact_event(compact)
-
-
-def build_readers(envelopes: dict[str, dict[str, Any]]) -> dict[str, Reader]:
-    """One reader per envelope: `reader(data, pos, len(data)) -> (record, position after)`."""
+def build_readers(
+    envelopes: dict[str, dict[str, Any]], compact_event: dict[str, Any]
+) -> tuple[dict[str, Reader], Reader]:
+    """One reader per envelope: `reader(data, pos, len(data)) -> (record, position after)`;
+    and the reader of `compact_event` (the compact form of the Event schema), made by the
+    same generator (the nested records' readers are shared)."""
     gen = _Gen()
     for schema in envelopes.values():
         gen.index(schema)
@@ -374,4 +363,4 @@ def build_readers(envelopes: dict[str, dict[str, Any]]) -> dict[str, Reader]:
     for name, schema in envelopes.items():
         gen.record(_full(schema))
         readers[name] = gen.ns[f"_r_{_short(_full(schema))}"]
-    return readers
+    return readers, gen.compact_event(compact_event)

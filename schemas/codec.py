@@ -58,7 +58,7 @@ from agents.events import (
     event_id_for,
 )
 from schemas._convert import Converters, build_converters
-from schemas._fastread import Reader, build_compact_event_reader, build_readers
+from schemas._fastread import build_readers
 from schemas.loader import ENVELOPES, SchemaSet, all_sets
 from schemas.registry import RegistrySeam
 
@@ -174,7 +174,6 @@ _CONV: Converters = build_converters(_CURRENT_SET.envelopes)
 
 _TO_AVRO = _CONV.to_avro
 _FROM_AVRO = _CONV.from_avro
-_FAST: dict[str, Reader] = build_readers(_CURRENT_SET.envelopes)
 
 
 def current_schema(envelope: str) -> dict[str, Any]:
@@ -502,8 +501,9 @@ def _compact_headers() -> dict[bytes, tuple[bytes, str]]:
 
 
 _COMPACT = _compact_headers()
-# The current set's compact events, read straight to an Event (the id derived once).
-_FAST_COMPACT: Reader = build_compact_event_reader(
+# The current set's readers, and its compact events' one: straight to an Event, the id
+# derived once (used by the decoders below, never at import before this line).
+_FAST, _FAST_COMPACT = build_readers(
     _CURRENT_SET.envelopes, compact_event_schema(_CURRENT_SET.envelopes["Event"])
 )
 _ID_LENGTH: Final = bytes([36 << 1])  # an event id's length, as Avro writes it
