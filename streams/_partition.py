@@ -51,9 +51,17 @@ from aiokafka.errors import (
 )
 
 from agents.context import ContextMemo
-from agents.effects import cancel_requests, child_report, next_deadline
+from agents.effects import (
+    Effect,
+    ToolCallEffect,
+    cancel_requests,
+    child_report,
+    next_deadline,
+    outcome_request_id,
+    pending_effects,
+)
 from agents.errors import DecodeError
-from agents.events import ForkSession, Request
+from agents.events import Event, ForkSession, Request, RequestPayload
 from agents.fsm import decide_built, initial_state
 from agents.limits import session_id_problem
 from agents.llm import LlmRequest
@@ -100,6 +108,22 @@ class EffectSync(Protocol):
         *,
         restored: bool = False,
     ) -> None: ...
+
+
+class InlineTools(Protocol):
+    """Runs calls of inline tools (agents.tools.Tool.inline) for the partition loop:
+    streams.effects.EffectRunner."""
+
+    def runs_inline(self, effect: Effect) -> bool: ...
+
+    async def run_inline(
+        self, session_id: str, effect: ToolCallEffect, traceparent: str | None
+    ) -> RequestPayload: ...
+
+
+# Rounds of inline calls one input may cause (each round: the calls its last decision
+# made pending). A round's calls come from one LLM step, so one round is the rule.
+MAX_INLINE_ROUNDS = 4
 
 
 # (source session, at_seq, new session) -> the fork's base state, or None
@@ -163,6 +187,9 @@ class Shared:
     log: Any
     effect_sync: EffectSync | None = None
     effect_drop: Callable[[int], None] | None = None
+    # Calls of inline tools run inside the decision that asked for them (None: every
+    # call goes out through effect_sync).
+    inline: InlineTools | None = None
     # Reads turnlog.agents again: a session pinned to a version this worker did not know
     # (published by a newer worker since this one started) is decided with it.
     refresh_versions: Callable[[], Awaitable[None]] | None = None
@@ -630,13 +657,14 @@ class OwnedPartition:
                     )
                 if state is None:
                     state = initial_state(req.session_id)
+            before, ingested = state, _ingest_time(rec)
             events, state, requests = decide_built(
-                state,
-                req,
-                shared.registry,
-                ingested_at=_ingest_time(rec),
-                memo=shared.context_memo,
+                state, req, shared.registry, ingested_at=ingested, memo=shared.context_memo
             )
+            if shared.inline is not None and state.turn is not None:
+                events, state, requests = await self._run_inline(
+                    rec, ingested, before, events, state, requests
+                )
             encoded = [encode_event_compact(ev) for ev in events]
         except Exception as exc:  # a bug in the core must not become a crash loop
             shared.log.exception(
@@ -672,6 +700,72 @@ class OwnedPartition:
         staged[req.session_id] = state
         if requests:
             built.setdefault(req.session_id, {}).update(requests)
+
+    async def _run_inline(
+        self,
+        rec: ConsumerRecord,
+        ingested: datetime,
+        before: SessionState,
+        events: list[Event],
+        state: SessionState,
+        requests: dict[str, LlmRequest],
+    ) -> tuple[list[Event], SessionState, dict[str, LlmRequest]]:
+        """Run the calls of inline tools this input's decision made pending and decide
+        their outcomes at once: the call, its result and what the session does next go
+        out in this input's transaction, a hop (effect, outcome record, fetch, decision,
+        transaction) fewer per call. The outcome is the request the effect runner would
+        have sent (same id, same payload); it is recorded only as the events it causes,
+        from which `replay --verify` rebuilds it. It is decided at the input's time (the
+        log's clock, not this worker's): its events follow the input's in time as in
+        the log. A call that was pending before this
+        input (a takeover's, or one sync() already runs) is left to the effect runner;
+        a decision that raises leaves the call pending for it too."""
+        inline, shared = self.shared.inline, self.shared
+        assert inline is not None
+        calls = [e for e in pending_effects(state) if inline.runs_inline(e)]
+        if not calls:  # the rule: most decisions make no inline call pending
+            return events, state, requests
+        done: set[tuple[str, int]] = {(e.effect_id, e.attempt) for e in pending_effects(before)}
+        parent = get_traceparent(rec.headers)
+        for round_ in range(MAX_INLINE_ROUNDS):
+            if round_:
+                calls = [e for e in pending_effects(state) if inline.runs_inline(e)]
+            calls = [e for e in calls if (e.effect_id, e.attempt) not in done]
+            if not calls:
+                break
+            for n, effect in enumerate(calls):
+                assert isinstance(effect, ToolCallEffect)
+                key = (effect.effect_id, effect.attempt)
+                if n and key not in {(e.effect_id, e.attempt) for e in pending_effects(state)}:
+                    continue  # the previous call's outcome ended it (a cancelled turn)
+                done.add(key)
+                payload = await inline.run_inline(state.session_id, effect, parent)
+                outcome = Request(
+                    request_id=outcome_request_id(effect),
+                    session_id=state.session_id,
+                    occurred_at=ingested,
+                    payload=payload,
+                    causation_id=effect.effect_id,
+                    correlation_id=effect.correlation_id,
+                )
+                try:
+                    more, after, built = decide_built(
+                        state,
+                        outcome,
+                        shared.registry,
+                        ingested_at=ingested,
+                        memo=shared.context_memo,
+                    )
+                except Exception:
+                    shared.log.exception(
+                        "decide.failed", session_id=state.session_id, request_id=outcome.request_id
+                    )
+                    return events, state, requests
+                events = [*events, *more]
+                state = after
+                if built:
+                    requests = {**requests, **built}
+        return events, state, requests
 
     # ------------------------------------------------------------------ snapshots
 

@@ -93,6 +93,7 @@ class SessionProcess:
             effect_sync=self.effects.sync,
             effect_drop=self.effects.drop,
             effect_release=self.effects.release,
+            inline=self.effects,
             session_timeout_ms=session_timeout_ms,
             max_sessions=max_sessions,
             group_commit_s=group_commit_s,

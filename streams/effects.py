@@ -83,7 +83,13 @@ from streams.admission import AdmissionStore, count_tokens, run_admission
 from streams.logs import get_logger
 from streams.partitioning import partition_for
 from streams.response_cache import ResponseCache, answer_from_cache, remember_answer
-from streams.telemetry import effect_cancelled, effect_ended, effect_started
+from streams.telemetry import (
+    current_traceparent,
+    effect_cancelled,
+    effect_ended,
+    effect_started,
+    set_current_traceparent,
+)
 from streams.topics import COMPRESSION, REQUESTS_MAX_BYTES, TopicNames
 from streams.tracing import child_traceparent, headers_with
 
@@ -194,6 +200,7 @@ class EffectRunner:
             "aborted": 0,
             "aborted_billed": 0,
             "reissued_on_takeover": 0,
+            "inline": 0,
         }
         # Reports of aborted calls in flight (tasks of their own; kept so they finish).
         self._reports: set[asyncio.Task[None]] = set()
@@ -691,6 +698,31 @@ class EffectRunner:
             latency_ms=int((time.monotonic() - started) * 1000),
             effect_attempt=effect.attempt,
         )
+
+    def runs_inline(self, effect: Effect) -> bool:
+        """Whether the session worker runs `effect` inside the decision that asked for it
+        (a call of an inline tool, streams._partition) instead of handing it to sync()."""
+        return isinstance(effect, ToolCallEffect) and self.tools.is_inline(effect.tool_name)
+
+    async def run_inline(
+        self, session_id: str, effect: ToolCallEffect, traceparent: str | None
+    ) -> RequestPayload:
+        """Run a call of an inline tool for the session worker, in its partition's loop,
+        and return its outcome (the worker decides it in the same transaction). Its span
+        and log line are those of any tool call; the loop's own trace context is kept."""
+        saved = current_traceparent()
+        traceparent = effect_started(effect, traceparent)
+        try:
+            payload = await self._tool(session_id, effect)
+        except Exception as exc:  # a tool's bug is an outcome, not a stopped partition
+            self._log.exception("effect.crashed", session_id=session_id, effect_id=effect.effect_id)
+            payload = failure_outcome(effect, f"{type(exc).__name__}: {exc}")
+            self.stats["failed"] += 1
+        finally:
+            set_current_traceparent(saved)
+        effect_ended(traceparent, effect, payload)
+        self.stats["inline"] += 1
+        return payload
 
     async def _tool(self, session_id: str, effect: ToolCallEffect) -> RequestPayload:
         ctx = tool_context(self.tool_context, session_id, effect)

@@ -87,6 +87,10 @@ EFFECT_METRICS: dict[str, tuple[str, str]] = {
         ("Effects started (LLM calls, tools, compactions, child sessions)."),
     ),
     "completed": ("turnlog_effects_reported", "Effect outcomes reported."),
+    "inline": (
+        "turnlog_effects_inline",
+        "Calls of inline tools run inside the decision that asked for them.",
+    ),
     "failed": ("turnlog_effects_crashed", "Effects whose code raised (reported as failures)."),
     "held_unknown": (
         "turnlog_effects_held_unknown",

@@ -60,7 +60,7 @@ from agents.state import SessionState
 from streams import _txn_retry
 from streams._deadlines import DeadlineIndex
 from streams._headers import EventTraces
-from streams._partition import EffectSync, OwnedPartition, Shared
+from streams._partition import EffectSync, InlineTools, OwnedPartition, Shared
 from streams._snapshots import Keeper, SnapshotReader, read_snapshot_index
 from streams.logread import (
     INPUT_NEXT_HEADER,
@@ -117,6 +117,7 @@ class SessionWorker:
         effect_sync: EffectSync | None = None,
         effect_drop: Callable[[int], None] | None = None,
         effect_release: Callable[[int], None] | None = None,
+        inline: InlineTools | None = None,
         group_id: str | None = None,
         transactional_prefix: str | None = None,
         max_poll_records: int = 500,
@@ -137,6 +138,7 @@ class SessionWorker:
         self._effect_sync = effect_sync
         self._effect_drop = effect_drop
         self._effect_release = effect_release
+        self._inline = inline
         prefix = topics.requests[: -len("turnlog.requests")]
         self.group_id = group_id or f"{prefix}turnlog-session"
         self._tx_prefix = transactional_prefix or f"{prefix}turnlog-session"
@@ -237,6 +239,7 @@ class SessionWorker:
             log=self._log,
             effect_sync=self._effect_sync,
             effect_drop=self._effect_drop,
+            inline=self._inline,
             refresh_versions=self.refresh_versions,
             max_batch=self._max_poll_records,
             max_queue=self._max_queue,

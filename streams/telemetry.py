@@ -299,6 +299,17 @@ def effect_started(effect: Any, traceparent: str | None) -> str | None:
     return out
 
 
+def current_traceparent() -> str | None:
+    """The traceparent the current task's log lines are correlated by."""
+    return _CURRENT.get()
+
+
+def set_current_traceparent(traceparent: str | None) -> None:
+    """Put back what current_traceparent() returned (an effect run inside another task:
+    an inline tool call in its partition's loop)."""
+    _CURRENT.set(traceparent)
+
+
 def effect_cancelled(traceparent: str | None) -> None:
     """The effect's task was cancelled (its turn was, or its partition moved): its span
     ends, marked so, and nothing is reported."""

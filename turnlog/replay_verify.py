@@ -16,6 +16,12 @@ and counted as unverified, and verification goes on with the next input still th
 An input that the log shows no event for must decide to nothing (a Tick with nothing
 due) — or the worker dead-lettered it because deciding crashed.
 
+A call of an inline tool (agents.tools.Tool.inline) has no record on the requests topic:
+the worker ran it inside the decision that asked for it and decided its outcome in the
+same transaction. That outcome is rebuilt from the event it caused (ToolCallCompleted or
+ToolCallFailed under the outcome's request id: the payload is the event's fields) and
+re-decided like any input; its result is the log's, not run again.
+
 Time: the worker decides an input at its ingest time (when it took the record), which
 every event the input caused records as occurred_at (the input's own occurred_at, the
 sender's claim, is on the events as claimed_at). So an input is re-decided at the
@@ -37,12 +43,16 @@ from agents.context import verify_llm_request
 from agents.errors import ContractError
 from agents.events import (
     AgentVersionChanged,
+    CompleteToolCall,
     Event,
+    FailToolCall,
     ForkSession,
     LlmCallRequested,
     Request,
     SessionForked,
     SessionStarted,
+    ToolCallCompleted,
+    ToolCallFailed,
 )
 from agents.fsm import decide_and_evolve, evolve, fold, fork_base, initial_state
 from agents.registry import AgentInfo, AgentRegistry
@@ -157,6 +167,31 @@ def _without_hashes(value: Any) -> Any:
     return value
 
 
+def _inline_outcome(ev: Event) -> Request | None:
+    """The outcome of an inline tool call that `ev` records (see the module rule), or
+    None when `ev` is not the first event of such an outcome."""
+    p = ev.payload
+    payload: CompleteToolCall | FailToolCall
+    if isinstance(p, ToolCallCompleted):
+        payload = CompleteToolCall(p.call_id, p.result, p.latency_ms)
+    elif isinstance(p, ToolCallFailed):
+        payload = FailToolCall(p.call_id, p.error, p.latency_ms)
+    else:
+        return None
+    cid = ev.causation_id or ""
+    head, _, attempt = cid.rpartition(":outcome:")
+    if head != p.call_id or not attempt.isdigit():
+        return None
+    return Request(
+        request_id=cid,
+        session_id=ev.session_id,
+        occurred_at=ev.claimed_at or ev.occurred_at,
+        payload=payload,
+        causation_id=p.call_id,
+        correlation_id=ev.correlation_id,
+    )
+
+
 def _definition_notes(log: SessionLog, registry: AgentRegistry) -> list[str]:
     notes = []
     if isinstance(registry, CandidateRegistry):
@@ -266,12 +301,15 @@ class _Verifier:
             j = next((k for k in index.get(cid or "", ()) if k >= r), None)
             if state is None:
                 state = self._start_state(reqs[j] if j is not None else None)
-            if j is None:  # its input is gone (retention) or was never on this partition
+            inline = _inline_outcome(ev) if j is None else None
+            if j is None and inline is None:
+                # Its input is gone (retention) or was never on this partition.
                 state = evolve(state, ev)
                 rep.unverified_events += 1
                 i += 1
                 continue
-            for skipped in reqs[r:j]:  # decided before, with no event in the log
+            for skipped in reqs[r:j] if j is not None else ():
+                # Decided before, with no event in the log.
                 try:
                     events, after = decide_and_evolve(state, skipped, self.registry)
                 except Exception:
@@ -289,8 +327,12 @@ class _Verifier:
                     return rep
                 rep.empty_decisions += 1
                 state = after
-            request = reqs[j]
-            r = j + 1
+            if j is not None:
+                request = reqs[j]
+                r = j + 1
+            else:
+                assert inline is not None
+                request = inline
             try:
                 # The worker decided at its ingest time, which the log records as the
                 # events' occurred_at; the request's own occurred_at is only the claim.

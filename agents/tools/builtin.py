@@ -45,8 +45,9 @@ def _declared(func: Callable[..., Any], **declaration: Any) -> Tool:
 
 
 _TOOLS: tuple[Tool, ...] = (
-    _declared(calculator, timeout_s=5, idempotent=True),
-    _declared(current_time, timeout_s=5, idempotent=True),
+    # Inline: pure computations, run inside the decision that asked for them.
+    _declared(calculator, timeout_s=5, idempotent=True, inline=True),
+    _declared(current_time, timeout_s=5, idempotent=True, inline=True),
     _declared(read_file, timeout_s=30, idempotent=True),
     _declared(write_file, timeout_s=30, idempotent=False),
     # The fetch bounds itself with HttpLimits.timeout_s; this is the outer bound.

@@ -138,6 +138,11 @@ class ToolRegistry:
         one call); the core learns the same from each tool's spec (`ToolSpec.idempotent`)."""
         return frozenset(t.name for t in self if t.idempotent)
 
+    def is_inline(self, name: str) -> bool:
+        """Whether calls of `name` may run inside the decision (Tool.inline)."""
+        found = self._tools.get(name)
+        return found is not None and found.inline
+
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 

@@ -36,6 +36,7 @@ from agents.tools.errors import ToolRegistrationError
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "INLINE_MAX_TIMEOUT_S",
     "ErrorKind",
     "Tool",
     "ToolResult",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S = 30.0
+# An inline tool runs while its partition's transaction is open (Tool.inline).
+INLINE_MAX_TIMEOUT_S = 5.0
 
 # Anthropic's rule for tool names; other providers accept a superset.
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -106,7 +109,12 @@ class Tool:
     rule names it (None: the agent's own default). `idempotent` says that running the tool
     twice for one call is harmless (False unless the tool says so): the core never re-runs
     a non-idempotent call whose outcome is unknown; every call also gets its effect id as
-    `ToolContext.idempotency_key`. `source` is the import path it was
+    `ToolContext.idempotency_key`. `inline` (idempotent tools only, timeout at most
+    INLINE_MAX_TIMEOUT_S) says the tool is a bounded computation with no effect outside
+    its result — the calculator, the clock — which the session worker may run inside the
+    transaction that decided the call, recording the call and its result together
+    instead of going out through the effect runner and back through the requests topic
+    (a hop fewer per call; see streams._partition). `source` is the import path it was
     loaded from, if any. `declared_spec`, when set, is what the model is told instead of
     the spec generated from `input_model` (the built-ins take theirs from the pure core's
     `agents.toolspecs`, which is hashed into every request); `input_model` then only
@@ -119,6 +127,7 @@ class Tool:
     func: Callable[..., Any]
     timeout_s: float = DEFAULT_TIMEOUT_S
     idempotent: bool = False
+    inline: bool = False
     default_action: PolicyAction | None = None
     takes: Literal["fields", "model", "self"] = "fields"
     context_param: str | None = None
@@ -142,6 +151,17 @@ class Tool:
         if not self.timeout_s > 0:
             raise ToolRegistrationError(
                 f"Tool {self.name!r} has timeout_s={self.timeout_s!r}; it must be > 0."
+            )
+        if self.inline and not self.idempotent:
+            raise ToolRegistrationError(
+                f"Tool {self.name!r} is declared inline but not idempotent; a tool run "
+                "inside a decision may run again when that decision is retried."
+            )
+        if self.inline and self.timeout_s > INLINE_MAX_TIMEOUT_S:
+            raise ToolRegistrationError(
+                f"Tool {self.name!r} is declared inline with timeout_s={self.timeout_s:g}; "
+                f"an inline tool holds its partition's transaction: at most "
+                f"{INLINE_MAX_TIMEOUT_S:g} s."
             )
 
     def input_schema(self) -> dict[str, Any]:
@@ -293,6 +313,7 @@ def as_tool(
     idempotent: bool | None = None,
     default_action: PolicyAction | str | None = None,
     source: str | None = None,
+    inline: bool | None = None,
 ) -> Tool:
     """Make a Tool of a function, a pydantic model with `run`, or an existing Tool (whose
     declaration the given keywords override). The name defaults to the function's name
@@ -306,6 +327,8 @@ def as_tool(
         overrides["timeout_s"] = float(timeout_s)
     if idempotent is not None:
         overrides["idempotent"] = idempotent
+    if inline is not None:
+        overrides["inline"] = inline
     if default_action is not None:
         overrides["default_action"] = PolicyAction(default_action)
     if source is not None:
@@ -344,6 +367,7 @@ def tool(
     timeout_s: float | None = None,
     idempotent: bool | None = None,
     default_action: PolicyAction | str | None = None,
+    inline: bool | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -356,6 +380,7 @@ def tool(
     timeout_s: float | None = None,
     idempotent: bool | None = None,
     default_action: PolicyAction | str | None = None,
+    inline: bool | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Decorator: `@tool` or `@tool(name=..., timeout_s=..., idempotent=...)` turns the
     function into a Tool (still callable as the function). It does not register it
@@ -369,6 +394,7 @@ def tool(
             timeout_s=timeout_s,
             idempotent=idempotent,
             default_action=default_action,
+            inline=inline,
         )
 
     return wrap(func) if func is not None else wrap

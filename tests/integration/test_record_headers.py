@@ -1,12 +1,17 @@
 """The headers a real session worker's records carry are exactly those streams._headers
 documents: the trace context on each input's first event only, `turnlog.input.next` on
 a transaction's last event, a traceparent on every request; no `event_type`. Its events
-are compact (schemas.codec: without the derivable event_id)."""
+are compact (schemas.codec: without the derivable event_id). The calculator is an
+inline tool (agents.tools.Tool.inline): its call, its result and the next LLM call are one
+transaction, its outcome never goes through the requests topic, and `replay --verify`
+re-decides that outcome from the events it caused."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from agents.agentfile import registry_from_file
+from agents.events import ToolCallCompleted, ToolCallRequested
 from schemas import codec
 from schemas.codec import decode_event, decode_request
 from streams._headers import EVENT_HEADERS, REQUEST_HEADERS
@@ -14,6 +19,7 @@ from streams.logread import INPUT_NEXT_HEADER
 from streams.topics import TopicNames
 from streams.tracing import TRACEPARENT, new_traceparent
 from tests.support.harness import (
+    DATA,
     EventLog,
     InProcessWorker,
     RequestSender,
@@ -21,6 +27,7 @@ from tests.support.harness import (
     trace_id,
     user_message,
 )
+from turnlog.replay_verify import verify_session
 
 
 async def test_a_workers_records_carry_exactly_the_documented_headers(
@@ -40,21 +47,41 @@ async def test_a_workers_records_carry_exactly_the_documented_headers(
     requests = await read_records(kafka_bootstrap, names.requests)
 
     by_input: dict[str | None, list[tuple[int, set[str]]]] = {}
+    offsets: dict[int, int] = {}
+    decoded = {}
     for rec in events:
         ev = decode_event(rec.value)
+        decoded[ev.seq] = ev
+        offsets[ev.seq] = rec.offset
         names_ = [k for k, _ in rec.headers]
         assert len(names_) == len(set(names_)), f"seq {ev.seq}: a header twice: {names_}"
         assert set(names_) <= EVENT_HEADERS, f"seq {ev.seq} carries {names_}"
         by_input.setdefault(ev.causation_id, []).append((ev.seq, set(names_)))
-    # The calc turn: the user's input and three effect outcomes, each one transaction.
+    # The calc turn: the user's input and three effect outcomes.
     assert len(by_input) == 4, by_input
+    call = next(e for e in decoded.values() if isinstance(e.payload, ToolCallRequested))
+    done = next(e for e in decoded.values() if isinstance(e.payload, ToolCallCompleted))
+    assert done.payload.result == "42"
+    inline_cause = done.causation_id
+    assert inline_cause == f"{call.payload.call_id}:outcome:1"
+    # The inline call's outcome went out in the transaction that decided the call: its
+    # events follow the call's at the next offsets (no commit marker between them).
+    call_input = by_input[call.causation_id]
+    inline_seqs = [seq for seq, _ in by_input[inline_cause]]
+    assert inline_seqs[0] == call_input[-1][0] + 1
+    assert offsets[inline_seqs[0]] == offsets[call_input[-1][0]] + 1
+    # Each transaction's first event (an input's) carries the trace context, its last
+    # says where inputs resume; the inline outcome's events are inside the transaction.
     for cause, evs in by_input.items():
         (first, first_names), *rest = evs
-        assert TRACEPARENT in first_names, f"{cause}: first event seq {first} has no traceparent"
         assert all(TRACEPARENT not in n for _, n in rest), f"{cause}: {evs}"
-    # Each input was its own transaction here: its last event says where inputs resume.
-    assert all(INPUT_NEXT_HEADER in evs[-1][1] for evs in by_input.values())
-    assert all(INPUT_NEXT_HEADER not in n for evs in by_input.values() for _, n in evs[:-1])
+        if cause == inline_cause:
+            assert all(INPUT_NEXT_HEADER not in n and TRACEPARENT not in n for _, n in evs[:1])
+        else:
+            assert TRACEPARENT in first_names, f"{cause}: first event seq {first}"
+    txn_last = [evs[-1][1] for c, evs in by_input.items() if c != call.causation_id]
+    assert all(INPUT_NEXT_HEADER in names_ for names_ in txn_last)
+    assert INPUT_NEXT_HEADER not in call_input[-1][1]
     # The first input's events are in the client's trace.
     first_input = next(iter(by_input.values()))
     rec = next(r for r in events if decode_event(r.value).seq == first_input[0][0])
@@ -64,8 +91,18 @@ async def test_a_workers_records_carry_exactly_the_documented_headers(
     compact = codec.MAGIC + bytes.fromhex(codec.schema_fingerprint(codec.compact_event_schema()))
     assert {r.value[: codec.HEADER_SIZE] for r in events} == {compact}
 
-    assert len(requests) == 4
+    # The user's message and the two LLM outcomes; no record of the inline call's outcome.
+    assert len(requests) == 3
+    assert inline_cause not in {decode_request(r.value).request_id for r in requests}
     for rec in requests:
         req = decode_request(rec.value)
         got = {k for k, _ in rec.headers}
         assert TRACEPARENT in got and got <= REQUEST_HEADERS, f"{req.request_id}: {got}"
+
+    # replay --verify re-decides all four inputs, the inline outcome rebuilt from its events.
+    report = await verify_session(
+        kafka_bootstrap, names, "hdr", registry_from_file(DATA / "agents.toml")
+    )
+    assert report.ok, report.as_dict()
+    assert (report.decisions_checked, report.unverified_events) == (4, 0)
+    assert report.events_matched == len(decoded)

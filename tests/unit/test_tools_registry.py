@@ -124,12 +124,23 @@ def test_decorator_keeps_the_function_callable_and_records_metadata() -> None:
     assert bare.name == "bare" and bare.timeout_s == 30.0 and not bare.idempotent
 
 
+def test_inline_tools_are_the_pure_built_ins() -> None:
+    registry = builtin_registry()
+    inline = {t.name for t in registry if t.inline}
+    assert inline == {"calculator", "current_time"}
+    assert all(registry.is_inline(n) for n in inline)
+    assert not registry.is_inline("shell") and not registry.is_inline("no_such_tool")
+    assert registry.register(add, name="add2", inline=True, idempotent=True, timeout_s=2).inline
+
+
 @pytest.mark.parametrize(
     ("obj", "kwargs", "message"),
     [
         (lambda x: x, {}, "no type annotation"),
         (add, {"name": "has space"}, "Tool name 'has space' is invalid"),
         (add, {"timeout_s": -1}, "must be > 0"),
+        (add, {"inline": True}, "declared inline but not idempotent"),
+        (add, {"inline": True, "idempotent": True, "timeout_s": 6}, "at most 5 s"),
         (add, {"description": "   "}, "has no description"),
         (BaseModel, {}, "no run() method"),
         (42, {}, "cannot be a tool"),
