@@ -661,10 +661,6 @@ class OwnedPartition:
             events, state, requests = decide_built(
                 state, req, shared.registry, ingested_at=ingested, memo=shared.context_memo
             )
-            if shared.inline is not None and state.turn is not None:
-                events, state, requests = await self._run_inline(
-                    rec, ingested, before, events, state, requests
-                )
             encoded = [encode_event_compact(ev) for ev in events]
         except Exception as exc:  # a bug in the core must not become a crash loop
             shared.log.exception(
@@ -679,15 +675,24 @@ class OwnedPartition:
         parent_tp = telemetry.input_traceparent(
             rec, req, events, get_traceparent(rec.headers)
         ) or child_traceparent(None, req.request_id)
+        if shared.inline is not None and state.turn is not None:
+            # (events and encoded grow in place: the input's span counts what they hold)
+            state, requests = await self._run_inline(
+                ingested, before, events, encoded, state, requests, parent_tp
+            )
+        cause = None
         for ev, blob in zip(events, encoded, strict=True):
             event_tp = child_traceparent(parent_tp, ev.event_id)
+            # The first event of each input (an inline call's outcome is one) carries
+            # the trace context.
+            first, cause = ev.causation_id != cause or ev is events[0], ev.causation_id
             if held:  # every event but the transaction's last goes out at once
                 await self._send_event(*held.pop())
             held.append(
                 (
                     blob,
                     ev.session_id.encode(),
-                    event_headers(event_tp, first_of_input=ev is events[0]),
+                    event_headers(event_tp, first_of_input=first),
                 )
             )
             traces[req.session_id] = event_tp
@@ -703,30 +708,31 @@ class OwnedPartition:
 
     async def _run_inline(
         self,
-        rec: ConsumerRecord,
         ingested: datetime,
         before: SessionState,
         events: list[Event],
+        encoded: list[bytes],
         state: SessionState,
         requests: dict[str, LlmRequest],
-    ) -> tuple[list[Event], SessionState, dict[str, LlmRequest]]:
+        traceparent: str,
+    ) -> tuple[SessionState, dict[str, LlmRequest]]:
         """Run the calls of inline tools this input's decision made pending and decide
         their outcomes at once: the call, its result and what the session does next go
         out in this input's transaction, a hop (effect, outcome record, fetch, decision,
         transaction) fewer per call. The outcome is the request the effect runner would
-        have sent (same id, same payload); it is recorded only as the events it causes,
-        from which `replay --verify` rebuilds it. It is decided at the input's time (the
-        log's clock, not this worker's): its events follow the input's in time as in
-        the log. A call that was pending before this
-        input (a takeover's, or one sync() already runs) is left to the effect runner;
-        a decision that raises leaves the call pending for it too."""
+        have sent (same id, same payload); it is recorded only as the events it causes
+        (appended to `events` and `encoded`), from which `replay --verify` rebuilds it.
+        It is decided at the input's time (the log's clock, not this worker's): its
+        events follow the input's in time as in the log. A call that was pending before
+        this input (a takeover's, or one sync() already runs) is left to the effect
+        runner; a decision that raises leaves the call pending for it too. The calls'
+        spans are children of the input's (`traceparent`)."""
         inline, shared = self.shared.inline, self.shared
         assert inline is not None
         calls = [e for e in pending_effects(state) if inline.runs_inline(e)]
         if not calls:  # the rule: most decisions make no inline call pending
-            return events, state, requests
+            return state, requests
         done: set[tuple[str, int]] = {(e.effect_id, e.attempt) for e in pending_effects(before)}
-        parent = get_traceparent(rec.headers)
         for round_ in range(MAX_INLINE_ROUNDS):
             if round_:
                 calls = [e for e in pending_effects(state) if inline.runs_inline(e)]
@@ -739,7 +745,7 @@ class OwnedPartition:
                 if n and key not in {(e.effect_id, e.attempt) for e in pending_effects(state)}:
                     continue  # the previous call's outcome ended it (a cancelled turn)
                 done.add(key)
-                payload = await inline.run_inline(state.session_id, effect, parent)
+                payload = await inline.run_inline(state.session_id, effect, traceparent)
                 outcome = Request(
                     request_id=outcome_request_id(effect),
                     session_id=state.session_id,
@@ -756,16 +762,18 @@ class OwnedPartition:
                         ingested_at=ingested,
                         memo=shared.context_memo,
                     )
+                    blobs = [encode_event_compact(ev) for ev in more]
                 except Exception:
                     shared.log.exception(
                         "decide.failed", session_id=state.session_id, request_id=outcome.request_id
                     )
-                    return events, state, requests
-                events = [*events, *more]
+                    return state, requests
+                events.extend(more)
+                encoded.extend(blobs)
                 state = after
                 if built:
                     requests = {**requests, **built}
-        return events, state, requests
+        return state, requests
 
     # ------------------------------------------------------------------ snapshots
 

@@ -710,17 +710,32 @@ class EffectRunner:
         """Run a call of an inline tool for the session worker, in its partition's loop,
         and return its outcome (the worker decides it in the same transaction). Its span
         and log line are those of any tool call; the loop's own trace context is kept."""
-        saved = current_traceparent()
+        saved, started = current_traceparent(), time.monotonic()
+        log = self._log.bind(
+            session_id=session_id,
+            effect_id=effect.effect_id,
+            kind=effect.kind,
+            attempt=effect.attempt,
+            turn_id=effect.turn_id,
+        )
         traceparent = effect_started(effect, traceparent)
         try:
-            payload = await self._tool(session_id, effect)
-        except Exception as exc:  # a tool's bug is an outcome, not a stopped partition
-            self._log.exception("effect.crashed", session_id=session_id, effect_id=effect.effect_id)
-            payload = failure_outcome(effect, f"{type(exc).__name__}: {exc}")
-            self.stats["failed"] += 1
+            try:
+                payload = await self._tool(session_id, effect)
+            except Exception as exc:  # a tool's bug is an outcome, not a stopped partition
+                log.exception("effect.crashed")
+                payload = failure_outcome(effect, f"{type(exc).__name__}: {exc}")
+                self.stats["failed"] += 1
+            effect_ended(traceparent, effect, payload)
+            elapsed = (time.monotonic() - started) * 1000
+            log.info(
+                "effect.reported",
+                outcome=type(payload).__name__,
+                latency_ms=round(elapsed, 1),
+                inline=True,
+            )
         finally:
             set_current_traceparent(saved)
-        effect_ended(traceparent, effect, payload)
         self.stats["inline"] += 1
         return payload
 

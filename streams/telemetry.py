@@ -526,7 +526,12 @@ def _committed_spans(batch: _Batch) -> None:
         last[sid] = span.context
         if not span.recording:
             continue
-        types = span.attributes.get("turnlog.event_types", "")
+        attrs = span.attributes
+        seqs = f"{events[0].seq}-{events[-1].seq}"
+        if attrs.get("turnlog.seq") != seqs:  # an inline tool call's events joined after
+            attrs["turnlog.seq"] = seqs
+            attrs["turnlog.event_types"] = ",".join([type(e.payload).__name__ for e in events])
+        types = attrs.get("turnlog.event_types", "")
         if "Approval" in types or "TurnFailed" in types:  # else nothing to look at
             _watched_events(span, events)
         span.set_ok()

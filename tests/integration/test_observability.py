@@ -204,7 +204,7 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
         return (
             spans
             if (
-                sum(n.startswith("process ") for n in names_seen) == 4
+                sum(n.startswith("process ") for n in names_seen) == 3
                 and sum(n.startswith("chat ") for n in names_seen) == 2
                 and sum(n.startswith("execute_tool ") for n in names_seen) == 1
             )
@@ -214,12 +214,12 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
     spans = await wait_until(
         whole_tree,
         30,
-        "the turn's 7 spans at the OTLP receiver",
+        "the turn's 6 spans at the OTLP receiver",
         diagnose=lambda: "\n".join(
             f"{s.name} {s.span_id} <- {s.parent_span_id}" for s in receiver.spans()
         ),
     )
-    assert len(spans) == 7, [s.name for s in spans]
+    assert len(spans) == 6, [s.name for s in spans]
     # One tree: the first input's parent is the client's span; every other span's parent
     # is a span of the tree.
     ids = {s.span_id for s in spans}
@@ -230,11 +230,16 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
         "process SendMessage",
         f"chat {events_model(events)}",
         "process CompleteLlmCall",
-        "execute_tool calculator",
-        "process CompleteToolCall",
         f"chat {events_model(events)}",
         "process CompleteLlmCall",
     ]
+    # The calculator is an inline tool: it ran inside the decision of the first answer,
+    # whose input span is its parent, and its outcome was decided there (no input span).
+    by_id = {s.span_id: s for s in spans}
+    tool_span = next(s for s in spans if s.name == "execute_tool calculator")
+    parent = by_id[tool_span.parent_span_id]
+    assert parent.name == "process CompleteLlmCall"
+    assert "ToolCallCompleted" in parent.attributes["turnlog.event_types"]
     # The worker's inputs are consumer spans, the LLM calls client spans, from one service.
     assert {s.kind for s in spans if s.name.startswith("process ")} == {CONSUMER}
     assert {s.kind for s in spans if s.name.startswith("chat ")} == {CLIENT}
@@ -314,7 +319,9 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
     assert m[("turnlog_partitions_owned", ())] == PARTITIONS
     assert m[("turnlog_ready", ())] == 1
     assert m[("turnlog_effects_in_flight", ())] == 0
-    assert len(requests) == 4 and m[("turnlog_inputs_total", ())] >= 4
+    # The message and two LLM outcomes; the calculator's outcome was decided inline.
+    assert len(requests) == 3 and m[("turnlog_inputs_total", ())] >= 3
+    assert m[("turnlog_effects_inline_total", ())] >= 1
     assert m[("turnlog_events_total", ())] >= len(events)
     assert m[("turnlog_restore_duration_seconds_count", ())] >= 1
     # Tokens and cost of this session alone: the session is the module's only calc turn
@@ -355,7 +362,8 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
         second.cost_nanos / 1e9
     )
     assert delta("turnlog_llm_calls_total", (("model", model), ("outcome", "completed"))) == 2
-    assert delta("turnlog_inputs_total", ()) == 4
+    assert delta("turnlog_inputs_total", ()) == 3  # the calculator's outcome: inline
+    assert delta("turnlog_effects_inline_total", ()) == 1
     assert turn.cost_nanos > 0
 
 
@@ -450,12 +458,12 @@ async def test_an_unsampled_turn_exports_nothing_and_hands_its_decision_on(
     carried = {tp for _, tp in log.traceparents(sids[unsampled])}
     assert {trace_id(tp) for tp in carried} == {trace_id(unsampled)}
     assert {tp[-2:] for tp in carried if tp} == {"00"}
-    # The batch processor exports in order: once the later turn's 7 spans are in, any
+    # The batch processor exports in order: once the later turn's 6 spans are in, any
     # span of the unsampled turn would be too.
     await wait_until(
-        lambda: len(receiver.spans(trace_id(sampled))) == 7 or None,
+        lambda: len(receiver.spans(trace_id(sampled))) == 6 or None,
         30,
-        "the sampled turn's 7 spans",
+        "the sampled turn's 6 spans",
     )
     assert receiver.spans(trace_id(unsampled)) == []
 

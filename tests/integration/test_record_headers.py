@@ -70,15 +70,12 @@ async def test_a_workers_records_carry_exactly_the_documented_headers(
     inline_seqs = [seq for seq, _ in by_input[inline_cause]]
     assert inline_seqs[0] == call_input[-1][0] + 1
     assert offsets[inline_seqs[0]] == offsets[call_input[-1][0]] + 1
-    # Each transaction's first event (an input's) carries the trace context, its last
-    # says where inputs resume; the inline outcome's events are inside the transaction.
+    # Each input's first event carries the trace context (the inline outcome's too); a
+    # transaction's last says where inputs resume.
     for cause, evs in by_input.items():
         (first, first_names), *rest = evs
+        assert TRACEPARENT in first_names, f"{cause}: first event seq {first} has no traceparent"
         assert all(TRACEPARENT not in n for _, n in rest), f"{cause}: {evs}"
-        if cause == inline_cause:
-            assert all(INPUT_NEXT_HEADER not in n and TRACEPARENT not in n for _, n in evs[:1])
-        else:
-            assert TRACEPARENT in first_names, f"{cause}: first event seq {first}"
     txn_last = [evs[-1][1] for c, evs in by_input.items() if c != call.causation_id]
     assert all(INPUT_NEXT_HEADER in names_ for names_ in txn_last)
     assert INPUT_NEXT_HEADER not in call_input[-1][1]
