@@ -680,28 +680,31 @@ class OwnedPartition:
             state, requests = await self._run_inline(
                 ingested, before, events, encoded, state, requests, parent_tp
             )
-        cause = None
+        cause, last = None, events[-1] if events else None
         for ev, blob in zip(events, encoded, strict=True):
-            event_tp = child_traceparent(parent_tp, ev.event_id)
             # The first event of each input (an inline call's outcome is one) carries
-            # the trace context.
+            # the trace context; the last one's is what the session's effects report in.
+            # Another event's is made only when a request it causes needs it (deriving
+            # one costs a SHA-256).
             first, cause = ev.causation_id != cause or ev is events[0], ev.causation_id
+            event_tp = child_traceparent(parent_tp, ev.event_id) if first or ev is last else None
             if held:  # every event but the transaction's last goes out at once
                 await self._send_event(*held.pop())
             held.append(
-                (
-                    blob,
-                    ev.session_id.encode(),
-                    event_headers(event_tp, first_of_input=first),
-                )
+                (blob, ev.session_id.encode(), event_headers(event_tp, first_of_input=first))
             )
-            traces[req.session_id] = event_tp
             shared.stats["events"] += 1
             report = child_report(state, ev)
-            if report is not None:
-                await self._send_request(report, event_tp)
-            for cancel in cancel_requests(ev):
-                await self._send_request(cancel, event_tp)
+            cancels = cancel_requests(ev)
+            if report is not None or cancels:
+                if event_tp is None:
+                    event_tp = child_traceparent(parent_tp, ev.event_id)
+                if report is not None:
+                    await self._send_request(report, event_tp)
+                for cancel in cancels:
+                    await self._send_request(cancel, event_tp)
+            if ev is last:
+                traces[req.session_id] = event_tp
         staged[req.session_id] = state
         if requests:
             built.setdefault(req.session_id, {}).update(requests)
