@@ -107,7 +107,12 @@ NOT_EQUIVALENT = [
     "Steps: turnlog's is a hop, an input produced → the first event it caused visible "
     "to the client's read_committed consumer; a peer's is the time between consecutive "
     "step functions returning in its process (send → LLM, LLM → tool, tool → LLM, LLM → "
-    "the caller has the answer), each holding the persistence of the step before.",
+    "the caller has the answer), each holding the persistence of the step before. A "
+    "turn is three hops for turnlog: the calculator is an inline tool, run in the "
+    "transaction that decides the model's first answer, and its result is written with "
+    "that decision and the next LLM call; the peers run it as a step of its own (a "
+    "checkpoint, a recorded step) — in both, the result is durable before the next LLM "
+    "call starts.",
     "CPU: the broker is shared with other work on this machine (its figure includes it); "
     "PostgreSQL's is that of the backends serving the peer's database only (not the "
     "WAL writer or checkpointer).",
@@ -343,6 +348,21 @@ def table(
             ]
     if stored:
         n = args.bytes_turns
+        lines += [
+            f"| bytes on disk per turn, mean of all {n:,} turns (turnlog: of which the "
+            "snapshots topic; the requests topic) | "
+            + " | ".join(
+                stored_cell(p, "disk_all")
+                + (
+                    f" ({stored_cell(p, 'disk_snapshots_all')}; "
+                    f"{stored_cell(p, 'disk_requests_all')})"
+                    if p == "turnlog"
+                    else ""
+                )
+                for p in peers
+            )
+            + " |",
+        ]
         lines += [
             f"| rebuild the state of the {n:,}-turn session | "
             + " | ".join(
