@@ -8,11 +8,11 @@ state is updated only after the commit returns, and effects start only then.
 The loop takes everything queued since its last commit as its next transaction, so
 batches grow with the load while the number of transactions does not. The consumed
 offset rides on the transaction's last event (INPUT_NEXT_HEADER); the consumer group's
-offset (two more broker round trips) is committed in an offsets-only transaction once
-the partition has idled IDLE_GRACE_S, at most every `group_commit_s` — so at light load
-no input's transaction pays for it — and added to a transaction of inputs only when it
-has no event or when a busy partition never idled for GROUP_IN_TXN_FACTOR ×
-`group_commit_s`.
+offset (two more broker round trips in a transaction) is committed with a plain offset
+commit once the partition has idled IDLE_GRACE_S, at most every `group_commit_s` — so
+at light load no input's transaction pays for it, and none waits for it — and added to
+a transaction of inputs only when it has no event or when a busy partition never idled
+for GROUP_IN_TXN_FACTOR × `group_commit_s`.
 
 The LLM requests the core built while deciding (their digests are in the events) are
 handed to the effects with the committed state, so a call started right after its
@@ -252,6 +252,7 @@ class OwnedPartition:
         self.paused = False
         self.closed = False
         self._task: asyncio.Task[None] | None = None
+        self._group_commit: asyncio.Task[None] | None = None
         # The events partition's end offset right after our last commit (None: unknown,
         # e.g. after an aborted transaction). If it still reads so when a rebalance gives
         # the partition back, nobody wrote in between and our sessions are current.
@@ -361,7 +362,7 @@ class OwnedPartition:
                         grace - (now - self.idle_since),
                     )
                     if wait <= 0:
-                        await self._transaction([])
+                        self._commit_group()
                         continue
                     # A timer rather than wait_for (a task and a timeout per idle moment):
                     # the loop comes back here either way and looks again.
@@ -403,6 +404,38 @@ class OwnedPartition:
                     if not self.closed:
                         self.shared.consumer.resume(self.tp)
                     self.paused = False
+
+    def _commit_group(self) -> None:
+        """Tell the consumer group how far this partition's committed transactions went,
+        with a plain offset commit, in the background: one round trip to the group
+        coordinator, and the producer is free for the next input meanwhile. An
+        offsets-only transaction took three (AddOffsetsToTxn, TxnOffsetCommit, EndTxn),
+        and until its markers were written the next input's transaction was answered
+        CONCURRENT_TRANSACTIONS. Exactly-once does not rest on this offset: a new owner
+        resumes from the offset the log records (INPUT_NEXT_HEADER) or a later committed
+        one, and this one is only ever a committed transaction's end (a commit from an
+        owner the group has moved on from is refused by its generation)."""
+        offset = self.done
+        self.group_committed_at = time.monotonic()
+        if self._group_commit is not None and not self._group_commit.done():
+            return
+        self._group_commit = asyncio.get_running_loop().create_task(
+            self._commit_group_offset(offset)
+        )
+
+    async def _commit_group_offset(self, offset: int) -> None:
+        try:
+            await self.shared.consumer.commit({self.tp: offset})
+        except (KafkaError, OSError, AssertionError) as exc:
+            # (aiokafka asserts the partition is assigned: revoked meanwhile.) The next
+            # idle moment tries again; the next owner reads the log anyway.
+            self.shared.log.info(
+                "group_offset.not_committed", partition=self.number, error=repr(exc)
+            )
+            return
+        self.group_offset = max(self.group_offset, offset)
+        self.shared.stats["group_commits"] += 1
+        self._check_caught_up()
 
     def _rewind(self, offset: int) -> None:
         """Fetch this partition again from `offset` (its queue was dropped), resuming it

@@ -55,6 +55,10 @@ STATS_METRICS: dict[str, tuple[str, str]] = {
         ("Requests produced to the wrong partition, forwarded to their session's."),
     ),
     "snapshots": ("turnlog_snapshots_written", "Session snapshots written."),
+    "group_commits": (
+        "turnlog_group_offset_commits",
+        "Group offsets committed by an idle partition (plain commits, outside transactions).",
+    ),
     "partitions_restored": (
         "turnlog_partitions_restored",
         ("Partitions restored from the log on assignment."),

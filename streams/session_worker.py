@@ -188,6 +188,7 @@ class SessionWorker:
             "txn_decide_us": 0,
             "txn_write_us": 0,
             "txn_commit_us": 0,
+            "group_commits": 0,
         }
         self.deadlines = DeadlineIndex()
         self._reader = SnapshotReader(

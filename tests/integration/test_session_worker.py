@@ -110,6 +110,8 @@ async def test_a_turn_with_a_tool_call_completes_end_to_end(
         )
         await _all_inputs_handled(kafka_bootstrap, names)
         assert process.effects.in_flight == 0
+        # The group saw the end by a plain offset commit of the idle partition.
+        assert process.worker.stats["group_commits"] >= 1
 
     events = log.of("solo")
     assert [type(e.payload) for e in events] == [SessionStarted, *TURN_SHAPE]
