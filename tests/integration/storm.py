@@ -143,12 +143,16 @@ async def storm(
         workers = [group.start("w1"), group.start("w2")]
         await workers[0].wait_assigned()
         sent: dict[str, int] = {}
+        # Turns released so far: one more round with each change of the group, so the
+        # storm outlasts the work however fast the workers are (a run that ended before
+        # the group changed would prove nothing); all of them once the storm is over.
+        released = [1]
 
         async def feed() -> None:
             # The next turn of each session as soon as its previous turn ended.
             for s in ids:
                 turn = sent.get(s, 0)
-                if turn < turns and log.turns_ended(s) >= turn:
+                if turn < min(turns, released[0]) and log.turns_ended(s) >= turn:
                     sent[s] = turn + 1
                     await send.request(
                         user_message(
@@ -172,6 +176,7 @@ async def storm(
             if done():
                 break
             changes += 1
+            released[0] += 1
             alive = [w for w in workers if w.alive]
             if len(alive) >= max_workers or (len(alive) > 1 and rng.random() < 0.5):
                 leaving = rng.choice(alive)
@@ -182,6 +187,8 @@ async def storm(
             else:
                 joined += 1
                 workers.append(group.start(f"w{joined}"))
+
+        released[0] = turns
 
         async def finished() -> bool:
             await log.poll(50)
