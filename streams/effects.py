@@ -439,6 +439,16 @@ class EffectRunner:
 
     # ------------------------------------------------------------------ execution
 
+    def _effect_log(self, session_id: str, effect: Effect) -> Any:
+        """The logger an effect's lines go through, bound to the effect."""
+        return self._log.bind(
+            session_id=session_id,
+            effect_id=effect.effect_id,
+            kind=effect.kind,
+            attempt=effect.attempt,
+            turn_id=effect.turn_id,
+        )
+
     async def _run(
         self,
         partition: int,
@@ -448,13 +458,7 @@ class EffectRunner:
         traceparent: str | None = None,
         prebuilt: LlmRequest | None = None,
     ) -> None:
-        log = self._log.bind(
-            session_id=session_id,
-            effect_id=effect.effect_id,
-            kind=effect.kind,
-            attempt=effect.attempt,
-            turn_id=effect.turn_id,
-        )
+        log = self._effect_log(session_id, effect)
         started = time.monotonic()
         async with self._sem:
             traceparent = effect_started(effect, traceparent)  # a span when tracing is on
@@ -711,13 +715,7 @@ class EffectRunner:
         and return its outcome (the worker decides it in the same transaction). Its span
         and log line are those of any tool call; the loop's own trace context is kept."""
         saved, started = current_traceparent(), time.monotonic()
-        log = self._log.bind(
-            session_id=session_id,
-            effect_id=effect.effect_id,
-            kind=effect.kind,
-            attempt=effect.attempt,
-            turn_id=effect.turn_id,
-        )
+        log = self._effect_log(session_id, effect)
         traceparent = effect_started(effect, traceparent)
         try:
             try:

@@ -479,6 +479,10 @@ def _input_span(rec: Any, req: Any, events: Sequence[Any], incoming: str | None)
     return _traced_input(rec, req, events, kind, parent, links)
 
 
+def _event_types(events: Sequence[Any]) -> str:
+    return ",".join([type(e.payload).__name__ for e in events])
+
+
 def _traced_input(
     rec: Any, req: Any, events: Sequence[Any], kind: str, parent: Any, links: tuple[Any, ...]
 ) -> Any:
@@ -500,7 +504,7 @@ def _traced_input(
     attrs["messaging.kafka.offset"] = rec.offset
     attrs["turnlog.session_id"] = req.session_id
     attrs["turnlog.seq"] = f"{first.seq}-{last.seq}"
-    attrs["turnlog.event_types"] = ",".join([type(e.payload).__name__ for e in events])
+    attrs["turnlog.event_types"] = _event_types(events)
     if last.turn_id:
         attrs["turnlog.turn_id"] = last.turn_id
     return span
@@ -530,7 +534,7 @@ def _committed_spans(batch: _Batch) -> None:
         seqs = f"{events[0].seq}-{events[-1].seq}"
         if attrs.get("turnlog.seq") != seqs:  # an inline tool call's events joined after
             attrs["turnlog.seq"] = seqs
-            attrs["turnlog.event_types"] = ",".join([type(e.payload).__name__ for e in events])
+            attrs["turnlog.event_types"] = _event_types(events)
         types = attrs.get("turnlog.event_types", "")
         if "Approval" in types or "TurnFailed" in types:  # else nothing to look at
             _watched_events(span, events)
