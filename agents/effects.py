@@ -17,6 +17,7 @@ turn ends: `child_report`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,19 +29,23 @@ from agents.events import (
     ChildStatus,
     CompleteAdmission,
     CompleteChildSession,
+    CompleteLlmCall,
     ContextCompactionRequested,
     EffectKind,
     EffectReissued,
     Event,
     FailLlmCall,
     FailToolCall,
+    LlmCallCompleted,
     LlmCallRequested,
     OrchestrationMemberCancelled,
     PolicyAction,
+    ProviderCircuitOpened,
     Request,
     RequestPayload,
     SendMessage,
     ToolCallRequested,
+    ToolUse,
     TurnCancelled,
     TurnCompleted,
     TurnFailed,
@@ -48,8 +53,12 @@ from agents.events import (
 from agents.state import CallStatus, SessionState, find_entry, usage_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A turn's LLM call runs inside the decision that asked for it when its model answered
+# in under half of this many ms (TURNLOG_INLINE_LLM_MS; streams.effects.runs_inline).
+DEFAULT_INLINE_LLM_MS = 10.0
 
 __all__ = [
+    "DEFAULT_INLINE_LLM_MS",
     "AdmissionEffect",
     "ChildSessionEffect",
     "CompactionEffect",
@@ -59,6 +68,7 @@ __all__ = [
     "cancel_requests",
     "child_report",
     "failure_outcome",
+    "llm_outcome_of",
     "next_deadline",
     "outcome_request_id",
     "pending_effects",
@@ -275,6 +285,47 @@ def next_deadline(state: SessionState) -> datetime | None:
 def outcome_request_id(effect: Effect) -> str:
     """A deterministic request id for the outcome of one issue of an effect."""
     return f"{effect.effect_id}:outcome:{effect.attempt}"
+
+
+def llm_outcome_of(events: Sequence[Event], call_id: str, attempt: int) -> CompleteLlmCall | None:
+    """The answer of LLM call `call_id` (issue `attempt`) as its decided `events` record
+    it — the events one outcome caused, in order — or None when they do not hold all of
+    it (an answer recorded for its cost only, a call that failed).
+
+    A call run inline by the session worker (streams._partition) has no outcome record:
+    the worker decides it there only when this rebuilds the very outcome it got, and
+    `replay --verify` rebuilds it the same way."""
+    circuits: list[str] = []
+    completed: LlmCallCompleted | None = None
+    uses: dict[str, ToolUse] = {}
+    for ev in events:
+        p = ev.payload
+        if isinstance(p, ProviderCircuitOpened) and completed is None and p.call_id == call_id:
+            circuits.append(p.target)
+        elif isinstance(p, LlmCallCompleted) and completed is None and p.call_id == call_id:
+            completed = p
+        elif isinstance(p, ToolCallRequested) and p.llm_call_id == call_id:
+            uses[p.call_id] = ToolUse(p.call_id, p.name, p.arguments_json)
+    # "guard": a classifier's answer, kept whole; any other discard dropped something.
+    if completed is None or completed.discarded not in (None, "guard"):
+        return None
+    if any(i not in uses for i in completed.tool_call_ids):
+        return None
+    return CompleteLlmCall(
+        call_id=call_id,
+        model=completed.model,
+        text=completed.text,
+        tool_uses=tuple(uses[i] for i in completed.tool_call_ids),
+        stop_reason=completed.stop_reason,
+        usage=completed.usage,
+        latency_ms=completed.latency_ms,
+        attempts=completed.attempts,
+        fallback_used=completed.fallback_used,
+        circuits_opened=tuple(circuits),
+        thinking=completed.thinking,
+        effect_attempt=attempt,
+        cached_from=completed.cached_from,
+    )
 
 
 def failure_outcome(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -53,15 +54,17 @@ from aiokafka.errors import (
 from agents.context import ContextMemo
 from agents.effects import (
     Effect,
+    LlmCallEffect,
     ToolCallEffect,
     cancel_requests,
     child_report,
+    llm_outcome_of,
     next_deadline,
     outcome_request_id,
     pending_effects,
 )
 from agents.errors import DecodeError
-from agents.events import Event, ForkSession, Request, RequestPayload
+from agents.events import CompleteLlmCall, Event, ForkSession, Request, RequestPayload
 from agents.fsm import decide_built, initial_state
 from agents.limits import session_id_problem
 from agents.llm import LlmRequest
@@ -111,8 +114,8 @@ class EffectSync(Protocol):
 
 
 class InlineTools(Protocol):
-    """Runs calls of inline tools (agents.tools.Tool.inline) for the partition loop:
-    streams.effects.EffectRunner."""
+    """Runs calls of inline tools (agents.tools.Tool.inline) and fast LLM calls for the
+    partition loop: streams.effects.EffectRunner."""
 
     def runs_inline(self, effect: Effect) -> bool: ...
 
@@ -120,10 +123,21 @@ class InlineTools(Protocol):
         self, session_id: str, effect: ToolCallEffect, traceparent: str | None
     ) -> RequestPayload: ...
 
+    async def run_llm_inline(
+        self,
+        partition: int,
+        state: SessionState,
+        effect: LlmCallEffect,
+        traceparent: str | None,
+        prebuilt: LlmRequest | None,
+    ) -> RequestPayload | None: ...
+
+    def taken(self, session_id: str, effect: Effect, payload: RequestPayload) -> None: ...
+
 
 # Rounds of inline calls one input may cause (each round: the calls its last decision
-# made pending). A round's calls come from one LLM step, so one round is the rule.
-MAX_INLINE_ROUNDS = 4
+# made pending): an LLM call, its tool calls, the next LLM call, ...
+MAX_INLINE_ROUNDS = 6
 
 
 # (source session, at_seq, new session) -> the fork's base state, or None
@@ -776,12 +790,24 @@ class OwnedPartition:
             if not calls:
                 break
             for n, effect in enumerate(calls):
-                assert isinstance(effect, ToolCallEffect)
                 key = (effect.effect_id, effect.attempt)
                 if n and key not in {(e.effect_id, e.attempt) for e in pending_effects(state)}:
                     continue  # the previous call's outcome ended it (a cancelled turn)
                 done.add(key)
-                payload = await inline.run_inline(state.session_id, effect, traceparent)
+                payload: RequestPayload | None
+                if isinstance(effect, ToolCallEffect):
+                    payload = await inline.run_inline(state.session_id, effect, traceparent)
+                else:
+                    assert isinstance(effect, LlmCallEffect)
+                    payload = await inline.run_llm_inline(
+                        self.number, state, effect, traceparent, requests.get(effect.effect_id)
+                    )
+                    if not isinstance(payload, CompleteLlmCall):
+                        # Late (it runs on), or failed: reported after the commit as any
+                        # outcome is — a failure's events do not hold all of it.
+                        continue
+                    if payload.effect_attempt == 0:  # 0 means the pending issue
+                        payload = dataclasses.replace(payload, effect_attempt=effect.attempt)
                 outcome = Request(
                     request_id=outcome_request_id(effect),
                     session_id=state.session_id,
@@ -804,6 +830,12 @@ class OwnedPartition:
                         "decide.failed", session_id=state.session_id, request_id=outcome.request_id
                     )
                     return state, requests
+                if isinstance(effect, LlmCallEffect):
+                    if llm_outcome_of(more, effect.effect_id, effect.attempt) != payload:
+                        # Its events would not give the answer back (replay --verify
+                        # rebuilds it from them): decided from its record instead.
+                        continue
+                    inline.taken(state.session_id, effect, payload)
                 events.extend(more)
                 encoded.extend(blobs)
                 state = after

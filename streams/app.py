@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
+from agents.effects import DEFAULT_INLINE_LLM_MS
 from agents.events import Request, Tick
 from agents.providers.base import Provider
 from agents.registry import AgentRegistry
@@ -75,6 +76,7 @@ class SessionProcess:
         metrics_interval_s: float = 30.0,
         client_id: str = "turnlog-session",
         max_request_bytes: int | None = None,
+        inline_llm_ms: float = DEFAULT_INLINE_LLM_MS,
     ) -> None:
         self.effects = EffectRunner(
             bootstrap=bootstrap,
@@ -84,6 +86,7 @@ class SessionProcess:
             provider=provider,
             tools=tools,
             tool_context=tool_context,
+            inline_llm_ms=inline_llm_ms,
         )
         self.worker = SessionWorker(
             bootstrap=bootstrap,

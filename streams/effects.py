@@ -42,6 +42,7 @@ import functools
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,7 @@ from aiokafka import AIOKafkaProducer
 
 from agents.context import build_llm_request, build_summary_request
 from agents.effects import (
+    DEFAULT_INLINE_LLM_MS,
     AdmissionEffect,
     ChildSessionEffect,
     CompactionEffect,
@@ -98,6 +100,17 @@ __all__ = ["EffectRunner", "tool_context"]
 
 # (session id, effect id, attempt): one issue of one effect.
 _Key = tuple[str, str, int]
+# Weight of the newest call in a model's latency (EffectRunner._llm_latency).
+_LATENCY_WEIGHT = 0.2
+
+
+@dataclass(slots=True)
+class _Early:
+    """An LLM call started inside a decision (EffectRunner.run_llm_inline)."""
+
+    partition: int
+    digest: str
+    task: asyncio.Task[tuple[RequestPayload, str | None]]  # (outcome, its span's traceparent)
 
 
 def _now() -> datetime:
@@ -142,6 +155,7 @@ class EffectRunner:
         tool_context: ToolSettings | None = None,
         max_in_flight: int = 512,
         stream_deltas: bool = True,
+        inline_llm_ms: float = DEFAULT_INLINE_LLM_MS,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
@@ -151,6 +165,15 @@ class EffectRunner:
         self.tools = tools
         self.tool_context = tool_context
         self.stream_deltas = stream_deltas
+        # A turn's LLM call may run inside the decision that asked for it when its model
+        # answered here in under half of this (streams._partition; 0: never).
+        self.inline_llm_s = max(0.0, inline_llm_ms) / 1000
+        # model -> its calls' latency here (s, exponentially weighted): which run inline.
+        self._llm_latency: dict[str, float] = {}
+        # LLM calls the session worker started inside a decision, by issue: taken back
+        # when it decides their answer there (`taken`), else the runner reports them after
+        # the decision's commit (`sync`), or cancels them when it never commits.
+        self._early: dict[_Key, _Early] = {}
         # The response cache (streams.response_cache), for agents with [agents.X.cache].
         self.cache: ResponseCache | None = None
         # The counters of shared rate limits (streams.admission), for AdmissionEffects.
@@ -201,6 +224,8 @@ class EffectRunner:
             "aborted_billed": 0,
             "reissued_on_takeover": 0,
             "inline": 0,
+            "inline_llm": 0,
+            "inline_llm_late": 0,
         }
         # Reports of aborted calls in flight (tasks of their own; kept so they finish).
         self._reports: set[asyncio.Task[None]] = set()
@@ -250,7 +275,8 @@ class EffectRunner:
         return len(self._running)
 
     async def stop(self) -> None:
-        tasks = list(self._running.values())
+        tasks = [*self._running.values(), *(e.task for e in self._early.values())]
+        self._early.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -297,6 +323,8 @@ class EffectRunner:
             return
         pending = pending_effects(state)
         self._abort_abandoned(partition, session_id, pending)
+        if self._early:
+            self._drop_early(session_id, pending)
         held = self._held.get(partition)
         deferred = self._deferred.get(partition)
         reported = self._reported[partition].get(session_id)
@@ -352,8 +380,17 @@ class EffectRunner:
             if deferred and key in deferred:
                 continue
             prebuilt = built.get(effect.effect_id) if built else None
+            early = self._early.pop(key, None) if self._early else None
             task = asyncio.create_task(
-                self._run(partition, session_id, state, effect, traceparent, prebuilt)
+                self._run(
+                    partition,
+                    session_id,
+                    state,
+                    effect,
+                    traceparent,
+                    prebuilt,
+                    early.task if early is not None else None,
+                )
             )
             self._running[key] = task
             self._by_partition[partition].add(key)
@@ -380,6 +417,13 @@ class EffectRunner:
                 self._log.info(
                     "effect.aborted", session_id=session_id, effect_id=key[1], attempt=key[2]
                 )
+
+    def _drop_early(self, session_id: str, pending: list[Effect]) -> None:
+        """Cancel this session's early LLM calls (run_llm_inline) that its committed
+        state does not hold pending: a later input of the same transaction ended them."""
+        wanted = {(session_id, e.effect_id, e.attempt) for e in pending}
+        for key in [k for k in self._early if k[0] == session_id and k not in wanted]:
+            self._early.pop(key).task.cancel()
 
     def release(self, partition: int) -> None:
         """The partition's queued inputs are decided: the restored effects that still
@@ -417,6 +461,8 @@ class EffectRunner:
         """The partition moved to another worker: abandon its effects (the new owner
         decides about whatever is still pending)."""
         self._reported.pop(partition, None)
+        for key in [k for k, e in self._early.items() if e.partition == partition]:
+            self._early.pop(key).task.cancel()
         self._held.pop(partition, None)
         self._deferred.pop(partition, None)
         for session_id in self._reissuing.pop(partition, {}):
@@ -457,25 +503,23 @@ class EffectRunner:
         effect: Effect,
         traceparent: str | None = None,
         prebuilt: LlmRequest | None = None,
+        early: asyncio.Task[tuple[RequestPayload, str | None]] | None = None,
     ) -> None:
+        """Run `effect` and report its outcome; `early`: the effect is an LLM call the
+        session worker already started (run_llm_inline), whose outcome is reported here."""
         log = self._effect_log(session_id, effect)
         started = time.monotonic()
-        async with self._sem:
-            traceparent = effect_started(effect, traceparent)  # a span when tracing is on
-            billed = BilledSoFar()
-            BILLED.set(billed)  # this task's context: the provider reports into it
+        payload: RequestPayload | None
+        if early is not None:
             try:
-                payload = await self._execute(session_id, state, effect, log, traceparent, prebuilt)
+                payload, traceparent = await early  # its span is its own
             except asyncio.CancelledError:
-                effect_cancelled(traceparent)  # its span ends, marked cancelled
-                if billed.usage.total_tokens and isinstance(effect, _LlmBacked):
-                    self._report_aborted(session_id, effect, billed, started, traceparent)
+                early.cancel()
                 raise
-            except Exception as exc:  # an effect's bug is an outcome, not a dead worker
-                log.exception("effect.crashed")
-                payload = failure_outcome(effect, f"{type(exc).__name__}: {exc}")
-                self.stats["failed"] += 1
-            effect_ended(traceparent, effect, payload)
+        else:
+            payload, traceparent = await self._traced(
+                session_id, state, effect, log, traceparent, prebuilt
+            )
         if payload is None:
             self._mark_reported(partition, session_id, effect)
             return
@@ -497,6 +541,36 @@ class EffectRunner:
         self._mark_reported(partition, session_id, effect)
         self.stats["completed"] += 1
         log.info("effect.reported", outcome=type(payload).__name__, latency_ms=round(elapsed, 1))
+
+    async def _traced(
+        self,
+        session_id: str,
+        state: SessionState,
+        effect: Effect,
+        log: Any,
+        traceparent: str | None,
+        prebuilt: LlmRequest | None,
+    ) -> tuple[RequestPayload | None, str | None]:
+        """Execute `effect` in its span, within the bound of effects in flight: (its
+        outcome, the traceparent of its span, which its outcome is reported under)."""
+        started = time.monotonic()
+        async with self._sem:
+            traceparent = effect_started(effect, traceparent)  # a span when tracing is on
+            billed = BilledSoFar()
+            BILLED.set(billed)  # this task's context: the provider reports into it
+            try:
+                payload = await self._execute(session_id, state, effect, log, traceparent, prebuilt)
+            except asyncio.CancelledError:
+                effect_cancelled(traceparent)  # its span ends, marked cancelled
+                if billed.usage.total_tokens and isinstance(effect, _LlmBacked):
+                    self._report_aborted(session_id, effect, billed, started, traceparent)
+                raise
+            except Exception as exc:  # an effect's bug is an outcome, not a dead worker
+                log.exception("effect.crashed")
+                payload = failure_outcome(effect, f"{type(exc).__name__}: {exc}")
+                self.stats["failed"] += 1
+            effect_ended(traceparent, effect, payload)
+        return payload, traceparent
 
     def _report_aborted(
         self,
@@ -646,6 +720,7 @@ class EffectRunner:
                 timeout_s=effect.timeout_s,
             )
         except ProviderError as exc:
+            self._observe(effect.model, time.monotonic() - started)
             return FailLlmCall(
                 call_id=effect.effect_id,
                 error_type=exc.error_type,
@@ -656,6 +731,7 @@ class EffectRunner:
                 circuits_opened=tuple(exc.circuits_opened),
                 effect_attempt=effect.attempt,
             )
+        self._observe(effect.model, time.monotonic() - started)
         if on_delta is not None:
             await self._send_delta(session_id, effect.effect_id, -1, "", done=True)
         outcome = CompleteLlmCall(
@@ -703,10 +779,76 @@ class EffectRunner:
             effect_attempt=effect.attempt,
         )
 
+    def _observe(self, model: str, elapsed_s: float) -> None:
+        before = self._llm_latency.get(model)
+        self._llm_latency[model] = (
+            elapsed_s if before is None else before + _LATENCY_WEIGHT * (elapsed_s - before)
+        )
+
     def runs_inline(self, effect: Effect) -> bool:
         """Whether the session worker runs `effect` inside the decision that asked for it
-        (a call of an inline tool, streams._partition) instead of handing it to sync()."""
-        return isinstance(effect, ToolCallEffect) and self.tools.is_inline(effect.tool_name)
+        (streams._partition) instead of handing it to sync(): a call of an inline tool, or
+        an LLM call whose model answered here in under half of `inline_llm_ms` lately
+        (its first call never: nothing is known of the model yet)."""
+        if isinstance(effect, ToolCallEffect):
+            return self.tools.is_inline(effect.tool_name)
+        if isinstance(effect, LlmCallEffect) and self.inline_llm_s > 0:
+            latency = self._llm_latency.get(effect.model)
+            return latency is not None and latency <= self.inline_llm_s / 2
+        return False
+
+    async def run_llm_inline(
+        self,
+        partition: int,
+        state: SessionState,
+        effect: LlmCallEffect,
+        traceparent: str | None,
+        prebuilt: LlmRequest | None,
+    ) -> RequestPayload | None:
+        """Start an LLM call inside the decision that asked for it (before that decision
+        is committed) and wait up to `inline_llm_ms` for its outcome. None: it did not
+        come in time; the call goes on and is reported like any effect once the decision
+        is committed (sync() adopts it). A decision made again after its transaction
+        failed finds the same issue (same request digest) here and gets its outcome
+        without a second call. The worker says `taken` when it decided the outcome."""
+        key = (state.session_id, effect.effect_id, effect.attempt)
+        early = self._early.get(key)
+        if early is None or early.digest != effect.request_digest:
+            if early is not None:
+                early.task.cancel()
+            task = asyncio.create_task(self._call_early(state, effect, traceparent, prebuilt))
+            early = self._early[key] = _Early(partition, effect.request_digest, task)
+        done, _ = await asyncio.wait({early.task}, timeout=self.inline_llm_s)
+        if not done:
+            self.stats["inline_llm_late"] += 1
+            return None
+        return early.task.result()[0]
+
+    def taken(self, session_id: str, effect: Effect, payload: RequestPayload) -> None:
+        """The session worker decided `payload`, the outcome of an early call, inline."""
+        self._early.pop((session_id, effect.effect_id, effect.attempt), None)
+        self.stats["inline_llm"] += 1
+        self._effect_log(session_id, effect).info(
+            "effect.reported",
+            outcome=type(payload).__name__,
+            latency_ms=getattr(payload, "latency_ms", 0),
+            inline=True,
+        )
+
+    async def _call_early(
+        self,
+        state: SessionState,
+        effect: LlmCallEffect,
+        traceparent: str | None,
+        prebuilt: LlmRequest | None,
+    ) -> tuple[RequestPayload, str | None]:
+        session_id = state.session_id
+        log = self._effect_log(session_id, effect)
+        payload, traceparent = await self._traced(
+            session_id, state, effect, log, traceparent, prebuilt
+        )
+        assert payload is not None  # an LLM call always has an outcome
+        return payload, traceparent
 
     async def run_inline(
         self, session_id: str, effect: ToolCallEffect, traceparent: str | None

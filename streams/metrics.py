@@ -95,6 +95,16 @@ EFFECT_METRICS: dict[str, tuple[str, str]] = {
         "turnlog_effects_inline",
         "Calls of inline tools run inside the decision that asked for them.",
     ),
+    "inline_llm": (
+        "turnlog_llm_calls_inline",
+        "LLM calls of a fast model run and decided inside the decision that asked for them "
+        "(TURNLOG_INLINE_LLM_MS).",
+    ),
+    "inline_llm_late": (
+        "turnlog_llm_calls_inline_late",
+        "LLM calls started inline that overran TURNLOG_INLINE_LLM_MS and went on as "
+        "ordinary effects.",
+    ),
     "failed": ("turnlog_effects_crashed", "Effects whose code raised (reported as failures)."),
     "held_unknown": (
         "turnlog_effects_held_unknown",

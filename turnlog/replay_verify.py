@@ -16,11 +16,15 @@ and counted as unverified, and verification goes on with the next input still th
 An input that the log shows no event for must decide to nothing (a Tick with nothing
 due) — or the worker dead-lettered it because deciding crashed.
 
-A call of an inline tool (agents.tools.Tool.inline) has no record on the requests topic:
-the worker ran it inside the decision that asked for it and decided its outcome in the
-same transaction. That outcome is rebuilt from the event it caused (ToolCallCompleted or
-ToolCallFailed under the outcome's request id: the payload is the event's fields) and
-re-decided like any input; its result is the log's, not run again.
+A call of an inline tool (agents.tools.Tool.inline), and an LLM call the worker ran
+inline (a fast model: TURNLOG_INLINE_LLM_MS), has no record on the requests topic: the
+worker ran it inside the decision that asked for it and decided its outcome in the same
+transaction. That outcome is rebuilt from the events it caused (under the outcome's
+request id: ToolCallCompleted or ToolCallFailed, whose fields are the payload; an LLM
+answer's LlmCallCompleted with the ToolCallRequested and ProviderCircuitOpened events
+around it, agents.effects.llm_outcome_of — the worker decides an answer inline only
+when that rebuilds it whole) and re-decided like any input; its result is the log's,
+not called again.
 
 Time: the worker decides an input at its ingest time (when it took the record), which
 every event the input caused records as occurred_at (the input's own occurred_at, the
@@ -40,14 +44,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.context import verify_llm_request
+from agents.effects import llm_outcome_of
 from agents.errors import ContractError
 from agents.events import (
     AgentVersionChanged,
+    CompleteLlmCall,
     CompleteToolCall,
     Event,
     FailToolCall,
     ForkSession,
+    LlmCallCompleted,
     LlmCallRequested,
+    ProviderCircuitOpened,
     Request,
     SessionForked,
     SessionStarted,
@@ -167,27 +175,36 @@ def _without_hashes(value: Any) -> Any:
     return value
 
 
-def _inline_outcome(ev: Event) -> Request | None:
-    """The outcome of an inline tool call that `ev` records (see the module rule), or
-    None when `ev` is not the first event of such an outcome."""
+def _inline_outcome(own: Sequence[Event], i: int) -> Request | None:
+    """The outcome of a call run inline that `own[i]` and the events after it record
+    (see the module rule), or None when `own[i]` is not the first event of such an
+    outcome."""
+    ev = own[i]
     p = ev.payload
-    payload: CompleteToolCall | FailToolCall
-    if isinstance(p, ToolCallCompleted):
-        payload = CompleteToolCall(p.call_id, p.result, p.latency_ms)
-    elif isinstance(p, ToolCallFailed):
-        payload = FailToolCall(p.call_id, p.error, p.latency_ms)
-    else:
-        return None
     cid = ev.causation_id or ""
     head, _, attempt = cid.rpartition(":outcome:")
-    if head != p.call_id or not attempt.isdigit():
+    if not head or not attempt.isdigit():
+        return None
+    payload: CompleteToolCall | FailToolCall | CompleteLlmCall | None
+    if isinstance(p, ToolCallCompleted) and p.call_id == head:
+        payload = CompleteToolCall(p.call_id, p.result, p.latency_ms)
+    elif isinstance(p, ToolCallFailed) and p.call_id == head:
+        payload = FailToolCall(p.call_id, p.error, p.latency_ms)
+    elif isinstance(p, (LlmCallCompleted, ProviderCircuitOpened)) and p.call_id == head:
+        end = i
+        while end < len(own) and own[end].causation_id == cid:
+            end += 1
+        payload = llm_outcome_of(own[i:end], head, int(attempt))
+    else:
+        payload = None
+    if payload is None:
         return None
     return Request(
         request_id=cid,
         session_id=ev.session_id,
         occurred_at=ev.claimed_at or ev.occurred_at,
         payload=payload,
-        causation_id=p.call_id,
+        causation_id=head,
         correlation_id=ev.correlation_id,
     )
 
@@ -301,7 +318,7 @@ class _Verifier:
             j = next((k for k in index.get(cid or "", ()) if k >= r), None)
             if state is None:
                 state = self._start_state(reqs[j] if j is not None else None)
-            inline = _inline_outcome(ev) if j is None else None
+            inline = _inline_outcome(own, i) if j is None else None
             if j is None and inline is None:
                 # Its input is gone (retention) or was never on this partition.
                 state = evolve(state, ev)

@@ -41,6 +41,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict  # NoDecode: endpoints
 
+from agents.effects import DEFAULT_INLINE_LLM_MS
 from agents.errors import ContractError
 from agents.limits import DEFAULT_MAX_TEXT_BYTES as _MAX_TEXT_DEFAULT
 from agents.limits import EVENT_OVERHEAD_BYTES
@@ -418,6 +419,17 @@ class Settings(BaseSettings):
             "otel_exporter_otlp_protocol",
         ),
         description="Only http/protobuf is shipped (the exporter in the dependencies).",
+    )
+    inline_llm_ms: float = Field(
+        default=DEFAULT_INLINE_LLM_MS,
+        ge=0,
+        le=1000,
+        description=(
+            "A turn's LLM call whose model has lately answered this worker in under half "
+            "of this many ms runs inside the decision that asked for it: its answer is "
+            "decided in the same transaction (a hop fewer per call); one slower than this "
+            "goes on as an ordinary effect. 0 turns it off."
+        ),
     )
     # Input limits (bytes: what Kafka's limits count). The topics' max.message.bytes
     # (streams.topics) bound both, so whatever passes can also be written.

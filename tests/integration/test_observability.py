@@ -90,7 +90,11 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def serve(
-    kafka_bootstrap: str, topic_prefix: str, tmp: Path, **env_args: object
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    tmp: Path,
+    inline_llm_ms: float | None = None,
+    **env_args: object,
 ) -> Iterator[Served]:
     prefix = f"{topic_prefix}{secrets.token_hex(3)}."
     names = asyncio.run(ensure_topics(kafka_bootstrap, prefix, partitions=PARTITIONS)).names
@@ -105,6 +109,7 @@ def serve(
                 "OTEL_TRACES_EXPORTER": "otlp",
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.traces_endpoint,
                 "OTEL_BSP_SCHEDULE_DELAY": "100",
+                **({} if inline_llm_ms is None else {"TURNLOG_INLINE_LLM_MS": str(inline_llm_ms)}),
             },
         )
         worker = WorkerProcess("traced", env, tmp / "traced.log").start()
@@ -121,9 +126,16 @@ def serve(
 def served(
     kafka_bootstrap: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    """A traced worker serving the calc agent (tests/data/agents.toml)."""
+    """A traced worker serving the calc agent (tests/data/agents.toml), its LLM calls
+    effects of their own (never inline: test_inline_llm_calls_are_spans_of_their_input)."""
     tmp = tmp_path_factory.mktemp("observability")
-    yield from serve(kafka_bootstrap, topic_prefix, tmp, script=scripted_script(tmp, latency_ms=5))
+    yield from serve(
+        kafka_bootstrap,
+        topic_prefix,
+        tmp,
+        inline_llm_ms=0,
+        script=scripted_script(tmp, latency_ms=5),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -369,6 +381,71 @@ async def test_one_turn_is_one_span_tree_across_worker_and_effects_and_metrics_c
 
 def events_model(events: list) -> str:  # type: ignore[type-arg]
     return next(e.payload.model for e in events if isinstance(e.payload, LlmCallRequested))
+
+
+@pytest.fixture(scope="module")
+def served_inline(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A traced worker whose scripted model answers at once: its calls run inline
+    (TURNLOG_INLINE_LLM_MS at its default) once the first call has timed the model."""
+    tmp = tmp_path_factory.mktemp("observability-inline")
+    yield from serve(kafka_bootstrap, topic_prefix, tmp, script=scripted_script(tmp, latency_ms=0))
+
+
+async def test_inline_llm_calls_are_spans_of_their_input(
+    kafka_bootstrap: str, served_inline: Served
+) -> None:
+    names, receiver = served_inline.names, served_inline.receiver
+    sid = f"obs-inline-{secrets.token_hex(3)}"
+    async with EventLog(kafka_bootstrap, names.events) as log:
+        await produce(kafka_bootstrap, names, user_message(sid, "what is 6*7?", agent="calc"), [])
+        await log.wait_for(lambda: log.turns_completed(sid) == 1, 60, "turn 1")
+        client_tp = new_traceparent()
+        trace, client_span = client_tp.split("-")[1], client_tp.split("-")[2]
+        await produce(
+            kafka_bootstrap,
+            names,
+            user_message(sid, "and 6*7 again?", turn=2),
+            [("traceparent", client_tp.encode())],
+        )
+        await log.wait_for(lambda: log.turns_completed(sid) == 2, 60, "turn 2")
+    spans = await wait_until(
+        lambda: s if len(s := receiver.spans(trace)) >= 4 else None,
+        30,
+        "turn 2's spans at the OTLP receiver",
+        diagnose=lambda: "\n".join(f"{s.name} <- {s.parent_span_id}" for s in receiver.spans()),
+    )
+    # Turn 2 is one input, one transaction: its span holds the two LLM calls and the
+    # calculator that ran inside it.
+    assert len(spans) == 4, [s.name for s in spans]
+    root = next(s for s in spans if s.name == "process SendMessage")
+    assert root.parent_span_id == client_span
+    children = [s for s in spans if s is not root]
+    model = events_model(log.of(sid))
+    assert sorted(s.name for s in children) == sorted(
+        [f"chat {model}", "execute_tool calculator", f"chat {model}"]
+    )
+    assert {s.parent_span_id for s in children} == {root.span_id}
+    assert {"LlmCallCompleted", "ToolCallCompleted", "TurnCompleted"} <= set(
+        root.attributes["turnlog.event_types"].split(",")
+    )
+    # Every event of turn 2 names that span.
+    turn2 = [tp for ev, tp in log.traceparents(sid) if ev.turn_id == f"{sid}:t2"]
+    assert turn2 and {tp.split("-")[2] for tp in turn2 if tp} == {root.span_id}
+    # The calls' log lines say they ran inline, in the trace of the turn.
+    reported = [
+        r
+        for r in served_inline.worker.log_records(this_start=False)
+        if r.get("event") == "effect.reported" and r.get("session_id") == sid
+    ]
+    assert sum(bool(r.get("inline")) and r["kind"] == "llm_call" for r in reported) == 3
+    # /metrics counts them.
+    status, text = http_get(served_inline.port, "/metrics")
+    assert status == 200
+    m = samples(text)
+    assert m[("turnlog_llm_calls_inline_total", ())] == 3
+    assert m[("turnlog_llm_calls_inline_late_total", ())] == 0
 
 
 @pytest.mark.parametrize(

@@ -354,8 +354,10 @@ class InProcessWorker:
         session_timeout_ms: int = 3000,
         group_commit_s: float = 1.0,
         max_sessions: int = 10_000,
+        inline_llm_ms: float | None = None,
     ) -> None:
         from agents.agentfile import registry_from_file
+        from agents.effects import DEFAULT_INLINE_LLM_MS
         from agents.providers import ScriptedProvider
         from agents.tools import ToolSettings, builtin_registry
         from streams.app import SessionProcess
@@ -372,6 +374,8 @@ class InProcessWorker:
             session_timeout_ms=session_timeout_ms,
             group_commit_s=group_commit_s,
             max_sessions=max_sessions,
+            # None: the default (TURNLOG_INLINE_LLM_MS)
+            inline_llm_ms=DEFAULT_INLINE_LLM_MS if inline_llm_ms is None else inline_llm_ms,
         )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
