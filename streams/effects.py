@@ -826,14 +826,20 @@ class EffectRunner:
 
     def taken(self, session_id: str, effect: Effect, payload: RequestPayload) -> None:
         """The session worker decided `payload`, the outcome of an early call, inline."""
-        self._early.pop((session_id, effect.effect_id, effect.attempt), None)
+        early = self._early.pop((session_id, effect.effect_id, effect.attempt), None)
         self.stats["inline_llm"] += 1
-        self._effect_log(session_id, effect).info(
-            "effect.reported",
-            outcome=type(payload).__name__,
-            latency_ms=getattr(payload, "latency_ms", 0),
-            inline=True,
-        )
+        saved = current_traceparent()
+        if early is not None and early.task.done():
+            set_current_traceparent(early.task.result()[1])  # the line names the call's span
+        try:
+            self._effect_log(session_id, effect).info(
+                "effect.reported",
+                outcome=type(payload).__name__,
+                latency_ms=getattr(payload, "latency_ms", 0),
+                inline=True,
+            )
+        finally:
+            set_current_traceparent(saved)
 
     async def _call_early(
         self,

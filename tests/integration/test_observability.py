@@ -388,9 +388,16 @@ def served_inline(
     kafka_bootstrap: str, topic_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     """A traced worker whose scripted model answers at once: its calls run inline
-    (TURNLOG_INLINE_LLM_MS at its default) once the first call has timed the model."""
+    (TURNLOG_INLINE_LLM_MS) once the first call has timed the model — with a budget no
+    scheduling delay of a busy machine overruns, so that the counts are exact."""
     tmp = tmp_path_factory.mktemp("observability-inline")
-    yield from serve(kafka_bootstrap, topic_prefix, tmp, script=scripted_script(tmp, latency_ms=0))
+    yield from serve(
+        kafka_bootstrap,
+        topic_prefix,
+        tmp,
+        inline_llm_ms=1000,
+        script=scripted_script(tmp, latency_ms=0),
+    )
 
 
 async def test_inline_llm_calls_are_spans_of_their_input(

@@ -99,8 +99,10 @@ async def _all_inputs_handled(bootstrap: str, names: TopicNames) -> None:
 async def test_a_turn_with_a_tool_call_completes_end_to_end(
     kafka_bootstrap: str, names: TopicNames, tmp_path: Path
 ) -> None:
+    # A budget no scheduling delay of a busy machine overruns: the counts below are
+    # those of a model that answers at once.
     async with (
-        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path) as process,
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path, inline_llm_ms=1000) as process,
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
@@ -147,7 +149,7 @@ async def test_traceparent_flows_from_request_to_events_to_effect_outcomes(
 ) -> None:
     traceparent = new_traceparent()
     async with (
-        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path),
+        InProcessWorker(kafka_bootstrap, names, sandbox=tmp_path, inline_llm_ms=1000),
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
