@@ -419,8 +419,9 @@ class EffectRunner:
                 )
 
     def _drop_early(self, session_id: str, pending: list[Effect]) -> None:
-        """Cancel this session's early LLM calls (run_llm_inline) that its committed
-        state does not hold pending: a later input of the same transaction ended them."""
+        """Forget this session's early LLM calls (run_llm_inline) that its committed
+        state does not hold pending — decided inline, or ended by a later input of the
+        same transaction (cancelled if still running)."""
         wanted = {(session_id, e.effect_id, e.attempt) for e in pending}
         for key in [k for k in self._early if k[0] == session_id and k not in wanted]:
             self._early.pop(key).task.cancel()
@@ -825,8 +826,10 @@ class EffectRunner:
         return early.task.result()[0]
 
     def taken(self, session_id: str, effect: Effect, payload: RequestPayload) -> None:
-        """The session worker decided `payload`, the outcome of an early call, inline."""
-        early = self._early.pop((session_id, effect.effect_id, effect.attempt), None)
+        """The session worker decided `payload`, the outcome of an early call, inline.
+        The call stays known until its decision commits (the next sync() of the session
+        forgets it): a transaction that fails is decided again with the same answer."""
+        early = self._early.get((session_id, effect.effect_id, effect.attempt))
         self.stats["inline_llm"] += 1
         saved = current_traceparent()
         if early is not None and early.task.done():
