@@ -67,8 +67,10 @@ async def test_a_takeover_reads_snapshots_and_loads_sessions_on_demand(
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
+        # LLM calls not inline: a transaction holds one hop of a turn, whose events the
+        # bound below counts (inline, a partition's last transaction holds whole turns).
         async with InProcessWorker(
-            kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path
+            kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path, inline_llm_ms=0
         ) as first:
             await _turns(send, log, sessions, 1, agent="calc")
             await _turns(send, log, sessions, 2)
