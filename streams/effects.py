@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from collections import defaultdict, deque
@@ -100,6 +101,8 @@ __all__ = ["EffectRunner", "tool_context"]
 
 # (session id, effect id, attempt): one issue of one effect.
 _Key = tuple[str, str, int]
+# Set in the task of an LLM call started inline (EffectRunner._call_early).
+_EARLY: contextvars.ContextVar[bool] = contextvars.ContextVar("turnlog_early_call", default=False)
 # Weight of the newest call in a model's latency (EffectRunner._llm_latency).
 _LATENCY_WEIGHT = 0.2
 
@@ -706,7 +709,14 @@ class EffectRunner:
         info = self.registry.pinned(state.agent, state.definition_hash)
         guarded = info is not None and any(g.on == "output" for g in info.definition.guardrails)
         # A guard call's verdict is no answer for a live client: never streamed.
-        stream = self.stream_deltas and not guarded and effect.requested.purpose == "turn"
+        # A call run inline is not streamed: its answer is decided as it comes, and is
+        # in the log as soon as its deltas would be.
+        stream = (
+            self.stream_deltas
+            and not guarded
+            and effect.requested.purpose == "turn"
+            and not _EARLY.get()
+        )
         definition = info.definition if info is not None else None
         cached = await answer_from_cache(self.cache, definition, effect)
         if cached is not None:
@@ -853,6 +863,7 @@ class EffectRunner:
     ) -> tuple[RequestPayload, str | None]:
         session_id = state.session_id
         log = self._effect_log(session_id, effect)
+        _EARLY.set(True)  # this task's context only
         payload, traceparent = await self._traced(
             session_id, state, effect, log, traceparent, prebuilt
         )

@@ -56,6 +56,9 @@ def stack(
     asyncio.run(ensure_topics(kafka_bootstrap, prefix, partitions=4))
     tmp = tmp_path_factory.mktemp("cli")
     env = cli_env(kafka_bootstrap, prefix, database_url, tmp)
+    # `send --follow` shows an answer's deltas (checked below): the calls stream, which
+    # a call run inline does not (TURNLOG_INLINE_LLM_MS).
+    env["TURNLOG_INLINE_LLM_MS"] = "0"
     worker = WorkerAll(env, tmp / "worker-all.log").start()
     try:
         worker.wait_ready()

@@ -117,8 +117,14 @@ async def test_redacted_secrets_never_reach_the_log_or_sql_and_blocks_and_struct
     registry = registry_from_file(DATA / "agents.toml")
     provider = ScriptedProvider.from_file(DATA / "script.yaml")
     guarded, blocked, extracted = (new_session_id(n) for n in ("guard", "block", "extract"))
+    # The answers' deltas are checked below: the calls stream (a call run inline does not).
     async with live_platform(
-        kafka_bootstrap, names, registry=registry, provider=provider, sandbox=tmp_path
+        kafka_bootstrap,
+        names,
+        registry=registry,
+        provider=provider,
+        sandbox=tmp_path,
+        inline_llm_ms=0,
     ) as live:
         log = live.log
         await live.client.send(

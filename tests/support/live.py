@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from agents.agentfile import registry_from_file
+from agents.effects import DEFAULT_INLINE_LLM_MS
 from agents.events import Event, Request, RequestPayload
 from agents.llm import LlmRequest, TextBlock
 from agents.providers.scripted import ScriptedProvider
@@ -473,6 +474,7 @@ async def live_platform(
     sandbox: Path | None = None,
     tick_interval_s: float = 0.2,
     tool_settings: ToolSettings | None = None,
+    inline_llm_ms: float = DEFAULT_INLINE_LLM_MS,
 ) -> AsyncIterator[Live]:
     """The session worker (in this process, on `names`), an event-log reader, a DLQ reader
     and a request client; everything stopped afterwards, the worker last-checked alive."""
@@ -487,6 +489,7 @@ async def live_platform(
         tool_context=settings,
         tick_interval_s=tick_interval_s,
         client_id=f"live-{secrets.token_hex(3)}",
+        inline_llm_ms=inline_llm_ms,
     )
     worker = WorkerTask(process)
     log = EventLog(bootstrap, names.events)
