@@ -107,12 +107,16 @@ NOT_EQUIVALENT = [
     "Steps: turnlog's is a hop, an input produced → the first event it caused visible "
     "to the client's read_committed consumer; a peer's is the time between consecutive "
     "step functions returning in its process (send → LLM, LLM → tool, tool → LLM, LLM → "
-    "the caller has the answer), each holding the persistence of the step before. A "
-    "turn is three hops for turnlog: the calculator is an inline tool, run in the "
-    "transaction that decides the model's first answer, and its result is written with "
-    "that decision and the next LLM call; the peers run it as a step of its own (a "
-    "checkpoint, a recorded step) — in both, the result is durable before the next LLM "
-    "call starts.",
+    "the caller has the answer), each holding the persistence of the step before. With "
+    "the scripted model at zero latency a turn is one hop for turnlog: its LLM calls "
+    "run inline (TURNLOG_INLINE_LLM_MS: a model that answers the worker in under 5 ms) "
+    "and the calculator is an inline tool, so the message, both answers, the tool's "
+    "result and the turn's end are one transaction, durable together at the turn's end "
+    "(a worker's first call of the model, which times it, is an effect of its own: "
+    "three hops); the peers persist each step before the next one starts. A crash "
+    "mid-turn costs turnlog the turn's calls again (the model called anew, the lost "
+    "call's cost unrecorded) and a peer only the step it was in; nothing of the turn is "
+    "lost or doubled in either.",
     "CPU: the broker is shared with other work on this machine (its figure includes it); "
     "PostgreSQL's is that of the backends serving the peer's database only (not the "
     "WAL writer or checkpointer).",
