@@ -18,6 +18,10 @@ The LLM requests the core built while deciding (their digests are in the events)
 handed to the effects with the committed state, so a call started right after its
 commit is not built twice; they are dropped with the transaction when it fails.
 
+Calls of inline tools, and LLM calls of a model that answers this worker fast
+(TURNLOG_INLINE_LLM_MS), are run while deciding and their outcomes decided in the same
+transaction (`_run_inline`): a turn of a fast model is one transaction.
+
 Poison never stops the partition: a request record over `max_request_bytes`
 (TURNLOG_MAX_REQUEST_BYTES) or whose session id no event can carry is dead-lettered
 unread; every input is decided at its ingest time (the broker's LogAppendTime of the
@@ -766,10 +770,14 @@ class OwnedPartition:
         requests: dict[str, LlmRequest],
         traceparent: str,
     ) -> tuple[SessionState, dict[str, LlmRequest]]:
-        """Run the calls of inline tools this input's decision made pending and decide
-        their outcomes at once: the call, its result and what the session does next go
-        out in this input's transaction, a hop (effect, outcome record, fetch, decision,
-        transaction) fewer per call. The outcome is the request the effect runner would
+        """Run the calls of inline tools (and the LLM calls of a fast model: the effect
+        runner's `runs_inline`) this input's decision made pending and decide their
+        outcomes at once: the call, its result and what the session does next go out in
+        this input's transaction, a hop (effect, outcome record, fetch, decision,
+        transaction) fewer per call. An LLM call whose answer does not come within the
+        budget, or whose events would not give its answer back whole
+        (agents.effects.llm_outcome_of: what replay --verify rebuilds it from), is left
+        pending: the runner reports its outcome after the commit. The outcome is the request the effect runner would
         have sent (same id, same payload); it is recorded only as the events it causes
         (appended to `events` and `encoded`), from which `replay --verify` rebuilds it.
         It is decided at the input's time (the log's clock, not this worker's): its

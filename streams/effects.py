@@ -32,6 +32,15 @@ An LLM call (or summarize) started right after the commit of the decision that
 requested it is handed the LlmRequest that decision built (`sync(..., built)`), whose
 digest is the one recorded; any other start (after a restore, a re-issue) rebuilds the
 request from the state and verifies its digest before sending it.
+
+The exceptions to the rule are run inside the decision, for the session worker
+(streams._partition): calls of inline tools (`run_inline`), and a turn's LLM call whose
+model answered here in under half of `inline_llm_ms` lately (`run_llm_inline`). Such an
+LLM call is started before its decision commits; if its answer comes within the budget
+the worker decides it in the same transaction (`taken`), else it goes on and sync()
+reports it after the commit like any outcome (one call either way). A decision that
+never commits loses nothing: the next owner decides the input again and calls the model
+anew — the same as a crash during an ordinary call.
 """
 
 from __future__ import annotations
