@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -814,8 +813,6 @@ class OwnedPartition:
                         # Late (it runs on), or failed: reported after the commit as any
                         # outcome is — a failure's events do not hold all of it.
                         continue
-                    if payload.effect_attempt == 0:  # 0 means the pending issue
-                        payload = dataclasses.replace(payload, effect_attempt=effect.attempt)
                 outcome = Request(
                     request_id=outcome_request_id(effect),
                     session_id=state.session_id,

@@ -52,7 +52,7 @@ import functools
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -877,6 +877,10 @@ class EffectRunner:
             session_id, state, effect, log, traceparent, prebuilt
         )
         assert payload is not None  # an LLM call always has an outcome
+        if isinstance(payload, CompleteLlmCall) and payload.effect_attempt == 0:
+            # A cached answer names no issue (0: the pending one): name the one run here,
+            # as its events will (agents.effects.llm_outcome_of).
+            payload = replace(payload, effect_attempt=effect.attempt)
         return payload, traceparent
 
     async def run_inline(
