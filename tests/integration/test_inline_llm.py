@@ -17,37 +17,20 @@ from agents.events import (
     LlmCallRequested,
     Request,
     SessionStarted,
-    ToolCallCompleted,
-    ToolCallRequested,
-    TurnCompleted,
-    TurnStarted,
-    UserMessageReceived,
 )
 from agents.providers import ScriptedProvider
-from agents.providers._script import load_script
 from streams.topics import TopicNames, ensure_topics
 from tests.support.harness import (
-    DATA,
+    TURN_SHAPE,
     EventLog,
     InProcessWorker,
     RequestSender,
     lost_inputs,
     read_requests,
+    scripted_script,
     seq_problems,
     user_message,
 )
-
-TURN_SHAPE = [
-    TurnStarted,
-    UserMessageReceived,
-    LlmCallRequested,
-    LlmCallCompleted,
-    ToolCallRequested,
-    ToolCallCompleted,
-    LlmCallRequested,
-    LlmCallCompleted,
-    TurnCompleted,
-]
 
 
 @pytest.fixture
@@ -61,20 +44,27 @@ class Switch:
 
     def __init__(self) -> None:
         self.slow_s = 0.0
-        self.slept: list[float] = []
 
     async def __call__(self, _seconds: float) -> None:
-        self.slept.append(self.slow_s)
         await asyncio.sleep(self.slow_s)
 
 
-def _provider(switch: Switch) -> ScriptedProvider:
+def _provider(switch: Switch, tmp: Path) -> ScriptedProvider:
     # latency_ms 1 so that every answer goes through the switch's sleep
-    script = load_script(DATA / "calc.script.yaml")
-    script = script.model_copy(
-        update={"defaults": script.defaults.model_copy(update={"latency_ms": 1})}
+    return ScriptedProvider.from_file(scripted_script(tmp, latency_ms=1), sleep=switch)
+
+
+def _worker(
+    bootstrap: str, names: TopicNames, tmp: Path, provider: ScriptedProvider, inline_llm_ms: float
+) -> InProcessWorker:
+    return InProcessWorker(
+        bootstrap,
+        names,
+        partitions=2,
+        sandbox=tmp,
+        provider=provider,
+        inline_llm_ms=inline_llm_ms,
     )
-    return ScriptedProvider(script, sleep=switch)
 
 
 def _turns(session: str, n: int, log: EventLog) -> Callable[[], bool]:
@@ -89,17 +79,10 @@ async def test_a_fast_models_calls_are_decided_in_the_transaction_that_asked(
     kafka_bootstrap: str, names: TopicNames, tmp_path: Path
 ) -> None:
     switch = Switch()
-    provider = _provider(switch)
+    provider = _provider(switch, tmp_path)
     async with (
-        InProcessWorker(
-            # a budget no scheduling delay of a busy machine overruns: exact counts
-            kafka_bootstrap,
-            names,
-            partitions=2,
-            sandbox=tmp_path,
-            provider=provider,
-            inline_llm_ms=1000,
-        ) as process,
+        # a budget no scheduling delay of a busy machine overruns: exact counts
+        _worker(kafka_bootstrap, names, tmp_path, provider, inline_llm_ms=1000) as process,
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
@@ -138,16 +121,9 @@ async def test_a_call_over_the_budget_goes_on_and_is_reported_once(
     kafka_bootstrap: str, names: TopicNames, tmp_path: Path
 ) -> None:
     switch = Switch()
-    provider = _provider(switch)
+    provider = _provider(switch, tmp_path)
     async with (
-        InProcessWorker(
-            kafka_bootstrap,
-            names,
-            partitions=2,
-            sandbox=tmp_path,
-            provider=provider,
-            inline_llm_ms=200,
-        ) as process,
+        _worker(kafka_bootstrap, names, tmp_path, provider, inline_llm_ms=200) as process,
         RequestSender(kafka_bootstrap, names) as send,
         EventLog(kafka_bootstrap, names.events) as log,
     ):
@@ -187,13 +163,8 @@ async def test_a_slow_models_calls_and_a_zero_budget_never_run_inline(
     slow.slow_s = 0.03  # over half of the 10 ms budget
     async with EventLog(kafka_bootstrap, names.events) as log:
         async with (
-            InProcessWorker(
-                kafka_bootstrap,
-                names,
-                partitions=2,
-                sandbox=tmp_path,
-                provider=_provider(slow),
-                inline_llm_ms=10,
+            _worker(
+                kafka_bootstrap, names, tmp_path, _provider(slow, tmp_path), inline_llm_ms=10
             ) as process,
             RequestSender(kafka_bootstrap, names) as send,
         ):
@@ -204,13 +175,8 @@ async def test_a_slow_models_calls_and_a_zero_budget_never_run_inline(
             assert process.effects.stats["inline_llm"] == 0
             assert process.effects.stats["inline_llm_late"] == 0
         async with (
-            InProcessWorker(
-                kafka_bootstrap,
-                names,
-                partitions=2,
-                sandbox=tmp_path,
-                provider=_provider(off),
-                inline_llm_ms=0,
+            _worker(
+                kafka_bootstrap, names, tmp_path, _provider(off, tmp_path), inline_llm_ms=0
             ) as process,
             RequestSender(kafka_bootstrap, names) as send,
         ):

@@ -22,9 +22,7 @@ from agents.events import (
     ToolCallCompleted,
     ToolCallRequested,
     TurnCompleted,
-    TurnStarted,
     Usage,
-    UserMessageReceived,
 )
 from agents.llm import LlmRequest, LlmResponse
 from agents.providers import ScriptedProvider
@@ -34,6 +32,7 @@ from streams.topics import TopicNames, ensure_topics
 from streams.tracing import new_traceparent
 from tests.support.harness import (
     DATA,
+    TURN_SHAPE,
     EventLog,
     InProcessWorker,
     RequestSender,
@@ -48,17 +47,6 @@ from tests.support.harness import (
 )
 
 PARTITIONS = 4
-TURN_SHAPE = [
-    TurnStarted,
-    UserMessageReceived,
-    LlmCallRequested,
-    LlmCallCompleted,
-    ToolCallRequested,
-    ToolCallCompleted,
-    LlmCallRequested,
-    LlmCallCompleted,
-    TurnCompleted,
-]
 
 
 @pytest.fixture

@@ -68,13 +68,18 @@ from agents.events import (
     SUPERSEDED,
     Event,
     LlmCallCompleted,
+    LlmCallRequested,
     Request,
     RequestPayload,
     RequestRejected,
     SendMessage,
     Tick,
+    ToolCallCompleted,
+    ToolCallRequested,
     TurnCompleted,
     TurnFailed,
+    TurnStarted,
+    UserMessageReceived,
 )
 from schemas.codec import decode_event, decode_request, encode_request
 from streams._headers import EventTraces
@@ -86,6 +91,7 @@ from tests.support.poll import wait_until
 __all__ = [
     "DATA",
     "ROOT",
+    "TURN_SHAPE",
     "EventLog",
     "InProcessWorker",
     "RequestSender",
@@ -399,6 +405,20 @@ class InProcessWorker:
         if self._task is not None:
             await asyncio.wait_for(self._task, 30)
 
+
+# The events of one turn of the calc agent (tests/data/agents.toml, calc.script.yaml):
+# the calculator called once, then the answer.
+TURN_SHAPE: list[type] = [
+    TurnStarted,
+    UserMessageReceived,
+    LlmCallRequested,
+    LlmCallCompleted,
+    ToolCallRequested,
+    ToolCallCompleted,
+    LlmCallRequested,
+    LlmCallCompleted,
+    TurnCompleted,
+]
 
 # --------------------------------------------------------------------------- requests
 

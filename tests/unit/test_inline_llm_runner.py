@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
 from agents.agentfile import registry_from_file
 from agents.effects import LlmCallEffect, outcome_request_id, pending_effects
@@ -18,7 +19,7 @@ from agents.state import SessionState
 from agents.tools import builtin_registry
 from streams.effects import EffectRunner
 from streams.topics import topic_names
-from tests.support.harness import DATA, user_message
+from tests.support.harness import DATA, scripted_script, user_message
 
 
 def _runner(provider: ScriptedProvider, inline_llm_ms: float = 1000) -> EffectRunner:
@@ -79,18 +80,14 @@ async def test_a_model_runs_inline_once_timed_and_an_issue_is_called_once() -> N
     await runner.stop()
 
 
-async def test_a_slow_model_is_not_inline_and_a_late_call_goes_on() -> None:
-    provider = ScriptedProvider.from_file(DATA / "calc.script.yaml")
+async def test_a_slow_model_is_not_inline_and_a_late_call_goes_on(tmp_path: Path) -> None:
     release = asyncio.Event()
 
     async def sleep(_seconds: float) -> None:
         await release.wait()
 
     # latency_ms 1: every answer goes through `sleep`
-    script = provider.script.model_copy(
-        update={"defaults": provider.script.defaults.model_copy(update={"latency_ms": 1})}
-    )
-    slow = ScriptedProvider(script, sleep=sleep)
+    slow = ScriptedProvider.from_file(scripted_script(tmp_path, latency_ms=1), sleep=sleep)
     runner = _runner(slow, inline_llm_ms=20)
     state, effect = _call(runner, "late")
     assert await runner.run_llm_inline(0, state, effect, None, None) is None
