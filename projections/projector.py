@@ -68,6 +68,7 @@ from projections.store import (
     Stop,
     load_positions,
 )
+from streams.topics import DEFAULT_FETCH_WAIT_MS
 
 __all__ = ["Projector", "ProjectorConfig", "run_projector"]
 
@@ -96,6 +97,8 @@ class ProjectorConfig:
     metrics_interval_s: float = 30.0
     # Seconds between mirrors of the stored positions to the group's offsets in Kafka.
     group_commit_interval_s: float = 1.0
+    # fetch.max.wait.ms (TURNLOG_FETCH_WAIT_MS): what idling costs in empty fetches.
+    fetch_wait_ms: int = DEFAULT_FETCH_WAIT_MS
 
 
 def decode(partition: int, offset: int, value: bytes | None) -> Record:
@@ -321,7 +324,7 @@ class Projector:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=cfg.fetch_wait_ms,
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(100, cfg.session_timeout_ms // 5),
             max_partition_fetch_bytes=4 * 1024 * 1024,

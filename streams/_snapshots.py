@@ -179,26 +179,36 @@ class SnapshotReader:
                 consumer.pause(other)
             consumer.resume(tp)
             consumer.seek(tp, offset)
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
-                records = batch.get(tp, [])
-                if not records:
-                    # Not an answer about the snapshot: the broker did not answer.
-                    raise KafkaTimeoutError(
-                        f"No record of {self._topic} partition {partition} from offset "
-                        f"{offset} within 5 s."
-                    )
-                rec = records[0]
-                if rec.offset < offset:
-                    continue
-                if rec.offset > offset or rec.value is None:
-                    return None
-                try:
-                    record = decode_snapshot(rec.value)
-                except DecodeError:
-                    return None
-                p = record.payload
-                return p if isinstance(p, SessionSnapshot) else None
+            try:
+                return await self._read_at(consumer, tp, offset)
+            finally:
+                # Idle between loads: a resumed partition would be fetched ahead (and,
+                # at its end, polled every fetch wait) until the next load.
+                consumer.pause(tp)
+
+    async def _read_at(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int
+    ) -> SessionSnapshot | None:
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+            records = batch.get(tp, [])
+            if not records:
+                # Not an answer about the snapshot: the broker did not answer.
+                raise KafkaTimeoutError(
+                    f"No record of {self._topic} partition {tp.partition} from offset "
+                    f"{offset} within 5 s."
+                )
+            rec = records[0]
+            if rec.offset < offset:
+                continue
+            if rec.offset > offset or rec.value is None:
+                return None
+            try:
+                record = decode_snapshot(rec.value)
+            except DecodeError:
+                return None
+            p = record.payload
+            return p if isinstance(p, SessionSnapshot) else None
 
 
 class Keeper:

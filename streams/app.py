@@ -26,7 +26,7 @@ from streams._agents import load_versions, publish_versions
 from streams.effects import EffectRunner
 from streams.logs import get_logger
 from streams.session_worker import SessionWorker
-from streams.topics import DEFAULT_MAX_REQUEST_BYTES, TopicNames
+from streams.topics import DEFAULT_FETCH_WAIT_MS, DEFAULT_MAX_REQUEST_BYTES, TopicNames
 
 __all__ = ["GC_THRESHOLD", "SessionProcess", "run_session_process", "tune_gc"]
 
@@ -77,6 +77,7 @@ class SessionProcess:
         client_id: str = "turnlog-session",
         max_request_bytes: int | None = None,
         inline_llm_ms: float = DEFAULT_INLINE_LLM_MS,
+        fetch_wait_ms: int = DEFAULT_FETCH_WAIT_MS,
     ) -> None:
         self.effects = EffectRunner(
             bootstrap=bootstrap,
@@ -104,6 +105,7 @@ class SessionProcess:
             max_request_bytes=(
                 DEFAULT_MAX_REQUEST_BYTES if max_request_bytes is None else max_request_bytes
             ),
+            fetch_wait_ms=fetch_wait_ms,
         )
         self.tick_interval_s = tick_interval_s
         self.metrics_interval_s = metrics_interval_s

@@ -78,7 +78,7 @@ from streams.scheduler_plan import (
     resolve_overlap,
     run_session_id,
 )
-from streams.topics import TopicNames
+from streams.topics import DEFAULT_FETCH_WAIT_MS, TopicNames
 
 __all__ = [
     "Clock",
@@ -275,7 +275,7 @@ class Scheduler:
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(300, self.session_timeout_ms // 6),
             max_poll_records=5000,
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=DEFAULT_FETCH_WAIT_MS,  # idle: few empty fetches
         )
         self._probe = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,

@@ -34,6 +34,7 @@ from agents.events import ScheduleDefined, ScheduleFired, ScheduleRecord
 from schemas.codec import decode_schedule_record
 from streams.logs import get_logger
 from streams.scheduler_plan import ScheduleState, fold, next_slot
+from streams.topics import DEFAULT_FETCH_WAIT_MS
 
 __all__ = ["ScheduleProjector", "apply_records"]
 
@@ -235,7 +236,7 @@ class ScheduleProjector:
             enable_auto_commit=False,
             isolation_level="read_committed",
             client_id=self.client_id,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=DEFAULT_FETCH_WAIT_MS,  # idle: few empty fetches
         )
         await consumer.start()
         try:

@@ -75,6 +75,7 @@ from streams.partitioning import partition_for
 from streams.telemetry import observe_restore
 from streams.topics import (
     COMPRESSION,
+    DEFAULT_FETCH_WAIT_MS,
     DEFAULT_MAX_REQUEST_BYTES,
     WORKER_MAX_REQUEST_SIZE,
     TopicNames,
@@ -127,8 +128,10 @@ class SessionWorker:
         max_sessions: int = 10_000,
         client_id: str = "turnlog-session",
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        fetch_wait_ms: int = DEFAULT_FETCH_WAIT_MS,
     ) -> None:
         self._max_request_bytes = max_request_bytes  # larger request records: DLQ
+        self.fetch_wait_ms = fetch_wait_ms
         self.bootstrap = bootstrap
         self.topics = topics
         self.partitions = partitions
@@ -210,7 +213,7 @@ class SessionWorker:
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=max(300, self._session_timeout_ms // 6),
             max_poll_records=self._max_poll_records,
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=self.fetch_wait_ms,
             # Round robin, aiokafka's own: partitions that a rebalance leaves in place are
             # resumed without a restore (see _on_assigned). Two sticky assignors were
             # tried and dropped: aiokafka's (class-level state, no generation: it left

@@ -38,6 +38,7 @@ from agents.errors import ExternalError
 __all__ = [
     "ALWAYS_FIXED",
     "CHECKPOINT_PARTITIONS",
+    "DEFAULT_FETCH_WAIT_MS",
     "DEFAULT_MAX_REQUEST_BYTES",
     "DLQ_MAX_BYTES",
     "EVENTS_MAX_BYTES",
@@ -73,6 +74,15 @@ WORKER_MAX_REQUEST_SIZE = max(
 )
 # TURNLOG_MAX_REQUEST_BYTES when unset: everything the requests topic accepts.
 DEFAULT_MAX_REQUEST_BYTES = REQUESTS_MAX_BYTES
+# How long the broker may hold a worker's or projector's fetch that finds nothing new
+# (fetch.max.wait.ms; TURNLOG_FETCH_WAIT_MS). A fetch returns as soon as any of its
+# partitions has a record, so in steady state this adds no latency; it bounds only how
+# late a partition is read after it was paused or moved (a restore's end, a rebalance):
+# the client asks a broker again only once its fetch in flight there has returned. What
+# it does cost is empty fetches while idle: at 20 ms an idle worker used 2.5 % of a core
+# and the broker 2 % more to answer it; at 200 ms, 0.8 % and next to nothing
+# (bench/idle.py, BENCHMARKS.md "Idle cost").
+DEFAULT_FETCH_WAIT_MS = 200
 # Configs `ensure_topics` sets on an existing topic even without fix_configs: changing
 # them moves no data and loses nothing, and turnlog's guarantees depend on them.
 ALWAYS_FIXED = frozenset({"message.timestamp.type"})

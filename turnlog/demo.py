@@ -74,6 +74,7 @@ class WorkerAll:
                 consumer="projector",
                 group_id=f"{settings.topic_prefix}turnlog-projector",
                 checkpoint_interval=checkpoint_interval,
+                fetch_wait_ms=settings.fetch_wait_ms,
             )
         )
         # Scheduled agents (issue 20): the scheduler and its schedules projector.

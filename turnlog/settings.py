@@ -47,8 +47,8 @@ from agents.limits import DEFAULT_MAX_TEXT_BYTES as _MAX_TEXT_DEFAULT
 from agents.limits import EVENT_OVERHEAD_BYTES
 from agents.providers.endpoints import PRESETS as ENDPOINT_PRESETS  # models and providers
 from agents.providers.endpoints import EndpointSpec, ResolvedEndpoint  # models and providers
+from streams.topics import DEFAULT_FETCH_WAIT_MS, EVENTS_MAX_BYTES
 from streams.topics import DEFAULT_MAX_REQUEST_BYTES as _MAX_REQUEST_DEFAULT
-from streams.topics import EVENTS_MAX_BYTES
 from streams.topics import REQUESTS_MAX_BYTES as _REQUESTS_TOPIC_MAX
 
 _BAD_JSON = "\x00bad-json"  # models and providers: see Settings._decode_endpoints
@@ -429,6 +429,17 @@ class Settings(BaseSettings):
             "of this many ms runs inside the decision that asked for it: its answer is "
             "decided in the same transaction (a hop fewer per call); one slower than this "
             "goes on as an ordinary effect. 0 turns it off."
+        ),
+    )
+    fetch_wait_ms: int = Field(
+        default=DEFAULT_FETCH_WAIT_MS,
+        ge=1,
+        le=5000,
+        description=(
+            "How long the broker may hold a session worker's or projector's fetch that "
+            "finds nothing new (Kafka's fetch.max.wait.ms). A fetch returns as soon as a "
+            "record comes, so this is what an idle process pays in empty fetches, and how "
+            "late at most a partition is read after a restore or a rebalance."
         ),
     )
     # Input limits (bytes: what Kafka's limits count). The topics' max.message.bytes

@@ -295,6 +295,7 @@ def build_session_process(
         metrics_interval_s=settings.metrics_interval_s,
         client_id=client_id,
         inline_llm_ms=settings.inline_llm_ms,
+        fetch_wait_ms=settings.fetch_wait_ms,
     )
     # Agents with [agents.X.cache] share answers through Postgres (connected on first use).
     from streams.response_cache import PostgresResponseCache

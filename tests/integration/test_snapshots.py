@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from agents.events import ForkSession, SessionForked, SessionSnapshot, TurnCompleted
 from agents.snapshots import RESTORE_POINT_KEY
 from schemas.codec import decode_event, decode_snapshot, encode_snapshot
+from streams._snapshots import SnapshotReader
 from streams.topics import TopicNames, ensure_topics
 from tests.support.harness import (
     EventLog,
@@ -179,3 +180,40 @@ async def test_a_snapshot_in_an_unknown_state_format_is_ignored_and_rebuilt(
     assert seq_problems(events) == []
     ended = Counter(e.session_id for e in events if isinstance(e.payload, TurnCompleted))
     assert [ended[s] for s in sessions] == [2, 2]
+
+
+async def test_the_snapshot_reader_fetches_nothing_between_loads(
+    kafka_bootstrap: str, names: TopicNames, tmp_path: Path
+) -> None:
+    # A session loaded on demand (an evicted one's next input) reads one snapshot record.
+    # The partition it was read from is paused again after it: left resumed, the
+    # reader's consumer would fetch ahead and, at the partition's end, poll the broker
+    # every fetch wait for as long as the worker runs.
+    sessions = [f"reader-{i}" for i in range(6)]
+    async with (
+        RequestSender(kafka_bootstrap, names) as send,
+        EventLog(kafka_bootstrap, names.events) as log,
+        InProcessWorker(kafka_bootstrap, names, partitions=PARTITIONS, sandbox=tmp_path),
+    ):
+        await _turns(send, log, sessions, 1, agent="calc")
+    latest = {
+        (rec.partition, decode_snapshot(rec.value).session_id): rec.offset
+        for rec in await read_records(kafka_bootstrap, names.snapshots)
+    }
+    reader = SnapshotReader(kafka_bootstrap, names.snapshots, client_id="test-reader")
+    await reader.start()
+    try:
+        read_from: set[int] = set()
+        for (partition, session), offset in sorted(latest.items()):
+            if session not in sessions:
+                continue
+            state = await reader.state(partition, offset)
+            assert state is not None and state.session_id == session
+            read_from.add(partition)
+            consumer = reader._consumer  # what it fetches: aiokafka's assignment
+            assert consumer is not None
+            assert {tp.partition for tp in consumer.assignment()} == read_from
+            assert {tp.partition for tp in consumer.paused()} == read_from
+        assert read_from == set(range(PARTITIONS)), latest
+    finally:
+        await reader.stop()

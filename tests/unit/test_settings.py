@@ -81,6 +81,7 @@ def test_overrides_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ("TURNLOG_DEV_POSTGRES_PORT", "70000", "less than or equal to 65535"),
         ("TURNLOG_DEV_KAFKA_HEAP", "lots", "JVM size"),
         ("TURNLOG_HTTP_ALLOW_PRIVATE_ADDRESSES", "perhaps", "valid boolean"),
+        ("TURNLOG_FETCH_WAIT_MS", "0", "greater than or equal to 1"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -136,6 +137,33 @@ def test_the_worker_hands_the_http_settings_to_its_tools(tmp_path: Path, allow: 
     assert tool_settings.allow_private_addresses is allow
     assert [str(p) for p in tool_settings.allowed_hosts] == ["example.com", "10.0.0.7"]
     assert tool_settings.sandbox_dir == tmp_path / "sandbox"
+
+
+def test_the_fetch_wait_reaches_the_worker_and_the_projector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.topics import DEFAULT_FETCH_WAIT_MS
+    from turnlog.cli.projections import _config
+    from turnlog.demo import WorkerAll
+    from turnlog.wiring import build_session_process
+
+    assert load_settings().fetch_wait_ms == DEFAULT_FETCH_WAIT_MS
+    monkeypatch.setenv("TURNLOG_FETCH_WAIT_MS", "350")
+    settings = load_settings()
+    assert build_session_process(settings).worker.fetch_wait_ms == 350
+    projector = _config(
+        group=True,
+        consumer="projector",
+        max_records=100,
+        checkpoint_interval=1.0,
+        stop_on_gap=True,
+        session_timeout_ms=6000,
+        database_url=None,
+    )
+    assert projector.fetch_wait_ms == 350
+    together = WorkerAll(settings)  # `turnlog worker all` and the demo
+    assert together.session.worker.fetch_wait_ms == 350
+    assert together.projector.config.fetch_wait_ms == 350
 
 
 # --------------------------------------------------------------------------- *_FILE secrets

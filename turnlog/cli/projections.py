@@ -127,6 +127,7 @@ def _config(
         checkpoint_interval=checkpoint_interval,
         stop_on_gap=stop_on_gap,
         session_timeout_ms=session_timeout_ms,
+        fetch_wait_ms=settings.fetch_wait_ms,
     )
 
 
