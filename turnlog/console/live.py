@@ -28,7 +28,7 @@ from agents.errors import ExternalError
 from agents.events import Event, TokenDelta
 from schemas.codec import decode_delta, decode_event
 from streams.partitioning import partition_for
-from streams.topics import TopicNames
+from streams.topics import DEFAULT_FETCH_WAIT_MS, TopicNames
 
 __all__ = ["ALL", "Follower", "Hub", "read_session"]
 
@@ -78,8 +78,9 @@ class Hub:
             enable_auto_commit=False,
             isolation_level="read_committed",
             client_id="turnlog-console-live",
-            # Live means soon: the broker answers a fetch after at most 20 ms.
-            fetch_max_wait_ms=20,
+            # A fetch is answered as soon as a record comes (a transaction's commit
+            # included); the wait is what an idle console pays in empty fetches.
+            fetch_max_wait_ms=DEFAULT_FETCH_WAIT_MS,
         )
         try:
             await consumer.start()
