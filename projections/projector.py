@@ -68,11 +68,17 @@ from projections.store import (
     Stop,
     load_positions,
 )
-from streams.topics import DEFAULT_FETCH_WAIT_MS
 
 __all__ = ["Projector", "ProjectorConfig", "run_projector"]
 
 log = structlog.get_logger("turnlog.projector")
+
+
+# fetch.max.wait.ms when the settings do not say (TURNLOG_FETCH_WAIT_MS): the broker
+# answers a fetch as soon as a record comes, so this is what an idle projector pays in
+# empty fetches. The same figure as the workers' (streams.topics.DEFAULT_FETCH_WAIT_MS;
+# the layers keep the two packages apart, tests/unit/test_settings.py that they agree).
+DEFAULT_FETCH_WAIT_MS = 200
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,12 +142,14 @@ def test_the_worker_hands_the_http_settings_to_its_tools(tmp_path: Path, allow: 
 def test_the_fetch_wait_reaches_the_worker_and_the_projector(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from projections import projector
     from streams.topics import DEFAULT_FETCH_WAIT_MS
     from turnlog.cli.projections import _config
     from turnlog.demo import WorkerAll
     from turnlog.wiring import build_session_process
 
     assert load_settings().fetch_wait_ms == DEFAULT_FETCH_WAIT_MS
+    assert projector.DEFAULT_FETCH_WAIT_MS == DEFAULT_FETCH_WAIT_MS
     monkeypatch.setenv("TURNLOG_FETCH_WAIT_MS", "350")
     settings = load_settings()
     assert build_session_process(settings).worker.fetch_wait_ms == 350
