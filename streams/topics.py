@@ -79,9 +79,9 @@ DEFAULT_MAX_REQUEST_BYTES = REQUESTS_MAX_BYTES
 # partitions has a record, so in steady state this adds no latency; it bounds only how
 # late a partition is read after it was paused or moved (a restore's end, a rebalance):
 # the client asks a broker again only once its fetch in flight there has returned. What
-# it does cost is empty fetches while idle: at 20 ms an idle worker used 2.5 % of a core
-# and the broker 2 % more to answer it; at 200 ms, 0.8 % and next to nothing
-# (bench/idle.py, BENCHMARKS.md "Idle cost").
+# it does cost is empty fetches while idle: at 20 ms an idle worker used 3 % of a core
+# and the broker about 2 % more to answer it; at 200 ms, 1 % and next to nothing
+# (bench/idle.py; BENCHMARKS.md, "Idle cost" and "Fetch wait").
 DEFAULT_FETCH_WAIT_MS = 200
 # Configs `ensure_topics` sets on an existing topic even without fix_configs: changing
 # them moves no data and loses nothing, and turnlog's guarantees depend on them.
