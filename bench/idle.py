@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._pg import scratch_database
 from bench._report import write_section
 from bench.turns import _broker_pid, _cpu_s
 from streams.topics import delete_topics, ensure_topics
@@ -51,18 +52,16 @@ from tests.support.harness import (
 SECTION = "## Idle cost"
 # --py-spy: (the py-spy executable, the directory its collapsed stacks go to).
 PY_SPY: list[str] = []
-DEFAULT_DB = "postgresql://turnlog:turnlog@127.0.0.1:55432/turnlog"
 
 
 async def one_round(
     bootstrap: str, database_url: str, partitions: int, sessions: int, seconds: float, tmp: Path
 ) -> dict[str, float]:
     from projections.migrate import migrate
-    from tests.conftest import create_database, drop_database
 
     prefix = f"idle{secrets.token_hex(3)}."
     db = f"turnlog_idle_{prefix.strip('.')}"
-    db_url = create_database(database_url, db)
+    db_url = scratch_database(database_url, db)
     await asyncio.to_thread(migrate, db_url)
     names = (await ensure_topics(bootstrap, prefix, partitions=partitions)).names
     env = worker_env(
@@ -135,7 +134,7 @@ async def one_round(
         worker.terminate()
         projector.terminate()
         await delete_topics(bootstrap, prefix)
-        drop_database(database_url, db)
+        scratch_database(database_url, db, drop=True)
 
 
 def main() -> None:
@@ -159,8 +158,10 @@ def main() -> None:
         if exe is None:
             raise SystemExit("--py-spy: no py-spy on PATH (pip install py-spy)")
         PY_SPY[:] = [exe, args.py_spy]
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    database_url = os.environ.get("DATABASE_URL", DEFAULT_DB)
+    from turnlog.settings import load_settings
+
+    settings = load_settings()  # KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, or the dev ones
+    bootstrap, database_url = settings.kafka_bootstrap_servers, settings.database_url
     rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as d:
         for r in range(args.rounds):

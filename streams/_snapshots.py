@@ -173,10 +173,11 @@ class SnapshotReader:
         async with self._lock:
             if tp not in self._assigned:
                 self._assigned.add(tp)
+                # A new assignment resumes every partition: pause the others again
+                # (each is paused after its own load, below).
                 consumer.assign(sorted(self._assigned))
-            # Nothing is read from the other partitions unless asked for.
-            for other in self._assigned - {tp}:
-                consumer.pause(other)
+                for other in self._assigned - {tp}:
+                    consumer.pause(other)
             consumer.resume(tp)
             consumer.seek(tp, offset)
             try:
