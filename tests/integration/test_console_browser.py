@@ -94,6 +94,60 @@ def _shot(page: Page, name: str, tmp_path: Path) -> None:
         shutil.copy(path, Path(target) / path.name)
 
 
+def _diagnosis(page: Page, stack: Stack, sid: str) -> str:
+    """What the page, the projections, the log's ends and the processes' logs say about
+    session `sid`: for a failure that a rerun may not show again."""
+    import asyncio
+    import concurrent.futures
+
+    import psycopg
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.partitioning import partition_for
+
+    rows = page.locator("#timeline tbody tr").all_inner_texts()
+    with psycopg.connect(stack.database_url) as conn:
+        projected = conn.execute(
+            "SELECT seq, event_type, kafka_partition, kafka_offset FROM events "
+            "WHERE session_id = %s ORDER BY seq",
+            (sid,),
+        ).fetchall()
+    partitions = int(stack.env["TURNLOG_PARTITIONS"])
+    tp = TopicPartition(
+        f"{stack.env['TURNLOG_TOPIC_PREFIX']}turnlog.events", partition_for(sid, partitions)
+    )
+
+    async def ends() -> dict[str, int]:
+        found = {}
+        for isolation in ("read_uncommitted", "read_committed"):
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=stack.env["KAFKA_BOOTSTRAP_SERVERS"], isolation_level=isolation
+            )
+            await consumer.start()
+            try:
+                found[isolation] = (await consumer.end_offsets([tp]))[tp]
+            finally:
+                await consumer.stop()
+        return found
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright holds this loop
+        try:
+            offsets: Any = pool.submit(asyncio.run, ends()).result(60)
+        except Exception as exc:  # a diagnosis must not hide the failure it explains
+            offsets = repr(exc)
+    return "\n".join(
+        [
+            f"timeline rows: {rows}",
+            f"projected events: {projected}",
+            f"{tp} ends: {offsets}",
+            "worker all log (tail):",
+            stack.worker.log()[-6000:],
+            "turnlog ui log (tail):",
+            stack.console.log()[-4000:],
+        ]
+    )
+
+
 def test_a_person_runs_the_demo_session_in_the_console(
     page: Page, console_stack: Stack, tmp_path: Path
 ) -> None:
@@ -117,7 +171,10 @@ def test_a_person_runs_the_demo_session_in_the_console(
     seen = page.evaluate("window.__streamed")
     partial = {s for s in seen if s and s != "17 × 23 = 391." and "17 × 23 = 391.".startswith(s)}
     assert len(partial) >= 2, f"the answer did not stream: {seen}"
-    expect(page.locator("#timeline tbody tr", has_text="TurnCompleted")).to_have_count(2)
+    try:
+        expect(page.locator("#timeline tbody tr", has_text="TurnCompleted")).to_have_count(2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_diagnosis(page, console_stack, sid)}") from None
     _shot(page, "session", tmp_path)
 
     # Ask for the shell: the policy wants an approval; the session says so inline.
