@@ -7,7 +7,9 @@ operations — and the guard: CSRF, size limits, clear 400/404s, tokens when con
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +26,7 @@ from tests.integration.test_console_support import (
     start_console,
     wait_for,
 )
+from turnlog.console.reads import Reads
 
 __all__ = ["console_stack"]  # the fixture, imported for this module
 
@@ -440,3 +443,46 @@ def test_schedules_are_created_paused_resumed_and_removed_through_the_api(
     assert {"/api/schedules/{schedule_id}/pause", "/api/schedules/{schedule_id}"} <= set(
         spec["paths"]
     )
+
+
+def test_a_session_page_follows_the_log_from_the_last_event_it_shows(
+    console_stack: Stack, api: httpx.Client
+) -> None:
+    """A session page reads the session row and its events side by side, as separate
+    snapshots of a projection that moves on: the projector may commit between the two.
+    The page follows the log from the last event it shows, whatever the session row
+    says: a row ahead would skip the events in between, one behind would repeat them."""
+    started = api.post("/api/sessions?wait=true", json={"agent": "assistant", "text": "hi"})
+    assert started.status_code == 200, started.text
+    sid = started.json()["session_id"]
+    shown = _projected(api, sid, lambda s: s["session"]["phase"] == "idle", "the first turn")
+    last = int(shown["session"]["last_seq"])
+    assert last > 4
+
+    def page_with_session_row_at(seq: int) -> str:
+        with psycopg.connect(console_stack.database_url, autocommit=True) as conn:
+            conn.execute("UPDATE sessions SET last_seq = %s WHERE session_id = %s", (seq, sid))
+            try:
+                r = api.get(f"/sessions/{sid}")
+            finally:
+                conn.execute("UPDATE sessions SET last_seq = %s WHERE session_id = %s", (last, sid))
+        assert r.status_code == 200, r.text
+        return r.text
+
+    for row_seq in (last + 3, last - 3):
+        html = page_with_session_row_at(row_seq)
+        rows = [int(s) for s in re.findall(r'<tr class="kind-[^"]*" data-seq="(\d+)"', html)]
+        assert rows == list(range(1, last + 1)), (row_seq, rows)
+        assert f'data-last-seq="{last}"' in html, (row_seq, re.findall(r"data-last-seq=\S+", html))
+        assert 'id="timeline-earlier"' not in html
+
+    # A long session's page shows its last events (here the last three).
+    async def latest() -> list[int]:
+        reads = Reads(console_stack.database_url, max_size=1)
+        await reads.open()
+        try:
+            return [r["seq"] for r in await reads.latest_events(sid, limit=3)]
+        finally:
+            await reads.close()
+
+    assert asyncio.run(latest()) == [last - 2, last - 1, last]

@@ -30,6 +30,7 @@ from turnlog.console.timeline import VIEWS_BY_NAME
 __all__ = ["page_routes"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
+TIMELINE_ROWS = 5000  # a session page's timeline: its last events, followed live from there
 _env = Environment(
     loader=FileSystemLoader(_TEMPLATES),
     autoescape=select_autoescape(["html"]),
@@ -136,7 +137,7 @@ async def session_page(request: Request) -> Response:
         b.reads.approvals(pending_only=False, session_id=sid),
         b.reads.tool_calls(sid),
         b.reads.llm_calls(sid),
-        b.reads.events(sid, limit=1 if live_only else 5000),
+        b.reads.latest_events(sid, limit=1 if live_only else TIMELINE_ROWS),
     )
     try:
         shown, approvals, tool_rows, llm_calls, events = await reads
@@ -175,6 +176,11 @@ async def session_page(request: Request) -> Response:
         request,
         "session.html",
         events=events,
+        # The page follows the log from the last event it shows. The reads above are
+        # separate snapshots of a projection that moves on: the session row may be ahead
+        # of (or behind) the events read, and following from its last_seq would skip
+        # (or repeat) what was projected in between.
+        shown_seq=events[-1]["seq"] if events else 0,
         views=VIEWS_BY_NAME,
         travel=travel,
         **context,

@@ -164,6 +164,16 @@ class Reads:
             (session_id, from_seq, limit),
         )
 
+    async def latest_events(self, session_id: str, *, limit: int) -> list[dict[str, Any]]:
+        """The session's last `limit` events, in seq order."""
+        rows = await self.rows(
+            "SELECT seq, event_type AS type, turn_id, occurred_at, causation_id, "
+            "kafka_partition, kafka_offset FROM events WHERE session_id = %s "
+            "ORDER BY seq DESC LIMIT %s",
+            (session_id, limit),
+        )
+        return rows[::-1]
+
     async def offset_before(self, session_id: str, seq: int) -> int:
         """A partition offset at or before the event `seq` of the session (0 if unknown)."""
         row = await self.one(
