@@ -289,3 +289,30 @@ def test_a_person_creates_pauses_and_removes_a_schedule_on_the_schedules_page(
     page.once("dialog", lambda dialog: dialog.accept())
     answered("DELETE", "/api/schedules/page-weekly", row.locator("button[value=remove]").click)
     shows("removed")
+
+
+def test_the_inbox_refreshes_live_once_the_announced_approval_is_projected(
+    page: Page, console_stack: Stack
+) -> None:
+    from tests.integration.test_console_support import csrf_client
+
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "part=table" in r.url else None)
+    page.goto("/approvals")
+    expect(page.locator("#approvals")).to_be_visible()
+    api = csrf_client(console_stack.url)
+    try:
+        started = api.post(
+            "/api/sessions", json={"agent": "assistant", "text": "list the files here"}
+        )
+        assert started.status_code == 202, started.text
+        sid = started.json()["session_id"]
+        row = page.locator(f"#approvals tr:has(a[href='/sessions/{sid}'])")
+        expect(row).to_contain_text("ls -la")  # no reload: the live refresh brought it
+        # The refresh named the events it had been told of, for the server to wait on.
+        assert any(f"seen={sid}%3A" in url for url in asked), asked
+        row.locator("input[name=reason]").fill("test over")
+        row.locator("button[value=deny]").click()
+        expect(row).to_have_count(0)
+    finally:
+        api.close()

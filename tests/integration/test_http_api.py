@@ -240,6 +240,9 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
     assert api.get("/api/sessions/no-such-session").status_code == 404
     assert api.get("/api/sessions/no-such-session/state").status_code == 404
     assert api.get("/sessions/no-such-session").status_code == 404
+    for seen in ("s-1", "s-1:x", ":4"):
+        bad_seen = api.get("/api/approvals", params={"seen": seen})
+        assert bad_seen.status_code == 400 and "SESSION:SEQ" in bad_seen.json()["error"]
 
     spec = api.get("/api/openapi.json").json()
     assert spec["openapi"].startswith("3.")
@@ -486,3 +489,42 @@ def test_a_session_page_follows_the_log_from_the_last_event_it_shows(
             await reads.close()
 
     assert asyncio.run(latest()) == [last - 2, last - 1, last]
+
+
+def test_a_live_page_refresh_waits_for_the_events_it_was_told_of(
+    console_stack: Stack, api: httpx.Client
+) -> None:
+    """The console's lists refresh when the live stream tells of an event; the projector
+    may not have written that event yet. `seen=SESSION:SEQ` makes the answer wait until
+    the projections hold it, so the refresh shows what the stream announced."""
+    # Where the demo's approval lands in a session that starts by asking for the shell.
+    first = api.post(
+        "/api/sessions?wait=true", json={"agent": "assistant", "text": "list the files here"}
+    ).json()["session_id"]
+    waiting = _projected(
+        api, first, lambda s: s["session"]["phase"] == "awaiting_approval", "an approval"
+    )
+    events = api.get(f"/api/sessions/{first}/events").json()["events"]
+    at = next(e["seq"] for e in events if e["type"] == "ApprovalRequested")
+    assert waiting["session"]["last_seq"] >= at
+
+    # The same request again, and the inbox asked for right away: the approval is
+    # several hops and an LLM call (60 ms) away, yet the answer holds it.
+    started = api.post("/api/sessions", json={"agent": "assistant", "text": "list the files here"})
+    assert started.status_code == 202, started.text
+    sid = started.json()["session_id"]
+    inbox = api.get("/api/approvals", params={"seen": f"{sid}:{at}"})
+    assert inbox.status_code == 200, inbox.text
+    assert sid in {a["session_id"] for a in inbox.json()["approvals"]}
+    table = api.get("/", params=[("part", "table"), ("seen", f"{sid}:{at}")])
+    assert table.status_code == 200 and sid in table.text and "awaiting_approval" in table.text
+    inbox_part = api.get("/approvals", params={"part": "table", "seen": f"{sid}:{at}"})
+    assert inbox_part.status_code == 200 and f"/sessions/{sid}" in inbox_part.text
+
+    for s in (first, sid):  # leave no approval waiting in the other tests' inbox
+        (call,) = [a for a in api.get("/api/approvals").json()["approvals"] if a["session_id"] == s]
+        denied = api.post(
+            f"/api/sessions/{s}/approvals/{call['call_id']}?wait=true",
+            json={"decision": "deny", "reason": "test over"},
+        )
+        assert denied.status_code == 200, denied.text

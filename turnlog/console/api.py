@@ -38,7 +38,7 @@ from turnlog._follow import Sent
 from turnlog._render import Describer
 from turnlog.console.backend import Backend
 from turnlog.console.live import ALL
-from turnlog.console.reads import SessionFilter
+from turnlog.console.reads import SessionFilter, parse_seen
 from turnlog.console.security import CSRF_COOKIE, SESSION_COOKIE, SignIns, identity
 from turnlog.console.timeline import delta_json, event_json
 
@@ -515,10 +515,18 @@ async def list_approvals(request: Request) -> Response:
     summary: Approvals waiting for a human, oldest first, with their deadline
     parameters:
       - {name: all, in: query, description: decided ones too, schema: {type: boolean}}
+      - name: seen
+        in: query
+        description: >-
+          SESSION:SEQ, repeatable: answer once the projections hold these events
+          (waits at most 5 s), e.g. the events a live page was just told of
+        schema: {type: array, items: {type: string}}
     responses:
       200: {description: "{approvals: [...]}"}
     """
-    rows = await backend(request).reads.approvals(pending_only=not _flag(request, "all"))
+    b = backend(request)
+    await b.reads.wait_all_projected(parse_seen(request.query_params.getlist("seen")))
+    rows = await b.reads.approvals(pending_only=not _flag(request, "all"))
     return _JSON({"approvals": rows})
 
 

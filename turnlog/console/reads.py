@@ -8,13 +8,32 @@ projections/queries.py (whose `show_session` and `costs` the console uses as the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["Reads", "SessionFilter"]
+from agents.errors import ContractError
+
+__all__ = ["MAX_SEEN", "Reads", "SessionFilter", "parse_seen"]
+
+MAX_SEEN = 100  # sessions a refresh may ask to wait for
+
+
+def parse_seen(values: Iterable[str]) -> dict[str, int]:
+    """`seen=SESSION:SEQ` query parameters (repeated): the events a live page has been
+    told of, which its refresh waits for the projections to include."""
+    seen: dict[str, int] = {}
+    for value in values:
+        sid, _, seq = value.rpartition(":")
+        if not sid or not seq.isdigit():
+            raise ContractError(f"seen must be SESSION:SEQ, not {value!r}.")
+        seen[sid] = max(seen.get(sid, 0), int(seq))
+    if len(seen) > MAX_SEEN:
+        raise ContractError(f"seen names {len(seen)} sessions; at most {MAX_SEEN}.")
+    return seen
 
 
 def _usd(row: dict[str, Any], *cols: str) -> dict[str, Any]:
@@ -190,6 +209,26 @@ class Reads:
                 "SELECT max(seq) AS s FROM events WHERE session_id = %s", (session_id,)
             )
             if row and row["s"] is not None and row["s"] >= seq:
+                return True
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+    async def wait_all_projected(self, seen: Mapping[str, int], timeout: float = 5.0) -> bool:
+        """Wait until the projections hold event `seq` of each session in `seen` (the
+        projector may still be writing an event a live page was told of)."""
+        if not seen:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            rows = await self.rows(
+                "SELECT session_id, max(seq) AS s FROM events WHERE session_id = ANY(%s) "
+                "GROUP BY session_id",
+                (list(seen),),
+            )
+            have = {r["session_id"]: r["s"] for r in rows}
+            if all(have.get(sid, 0) >= seq for sid, seq in seen.items()):
                 return True
             if loop.time() > deadline:
                 return False

@@ -108,8 +108,8 @@
   }
 
   // the approvals counter in the navigation, on every page
-  async function countApprovals() {
-    const res = await fetch("/api/approvals", { credentials: "same-origin" });
+  async function countApprovals(seen) {
+    const res = await fetch("/api/approvals?" + (seen || ""), { credentials: "same-origin" });
     if (!res.ok) return;
     const n = (await res.json()).approvals.length;
     const el = document.getElementById("approvals-count");
@@ -127,15 +127,33 @@
     return source;
   }
 
+  // A refresh after events: `load` gets them as seen=SESSION:SEQ parameters, and the
+  // server answers once its projections hold them (the projector may still be writing
+  // an event the stream just told of; a refresh before that would show the old state).
+  function refresher(load, ms) {
+    const seen = new Map();
+    const run = debounce(() => {
+      const query = [...seen].map(([sid, seq]) => "seen=" + encodeURIComponent(`${sid}:${seq}`)).join("&");
+      seen.clear();
+      load(query);
+    }, ms);
+    return (ev) => {
+      seen.delete(ev.session_id); // re-inserted last: the oldest go first past 50
+      seen.set(ev.session_id, ev.seq);
+      if (seen.size > 50) seen.delete(seen.keys().next().value);
+      run();
+    };
+  }
+
   if (page !== "login") {
     countApprovals();
-    const recount = debounce(countApprovals, 300);
-    const refreshSessions = debounce(() => swap("sessions-table", "/?part=table&" + location.search.slice(1)), 400);
-    const refreshInbox = debounce(() => swap("approvals-table", "/approvals?part=table"), 300);
+    const recount = refresher(countApprovals, 300);
+    const refreshSessions = refresher((seen) => swap("sessions-table", "/?part=table&" + location.search.slice(1) + "&" + seen), 400);
+    const refreshInbox = refresher((seen) => swap("approvals-table", "/approvals?part=table&" + seen), 300);
     followAll((ev) => {
-      if (ev.type.startsWith("Approval") || ev.type.startsWith("Turn")) recount();
-      if (page === "sessions") refreshSessions();
-      if (page === "approvals" && (ev.type.startsWith("Approval") || ev.type.startsWith("Turn"))) refreshInbox();
+      if (ev.type.startsWith("Approval") || ev.type.startsWith("Turn")) recount(ev);
+      if (page === "sessions") refreshSessions(ev);
+      if (page === "approvals" && (ev.type.startsWith("Approval") || ev.type.startsWith("Turn"))) refreshInbox(ev);
     });
   }
   wire(document);
