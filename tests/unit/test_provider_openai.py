@@ -474,7 +474,7 @@ async def test_mistral_refuses_stream_options_and_reports_usage_on_its_last_chun
         )
 
 
-def test_the_mistral_preset_asks_for_no_usage_chunk() -> None:
+async def test_the_mistral_preset_asks_for_no_usage_chunk() -> None:  # the module is asyncio-marked
     from agents.providers.endpoints import PRESETS
 
     assert PRESETS["mistral"].stream_usage is False and PRESETS["openai"].stream_usage
