@@ -182,6 +182,7 @@ async def session_page(request: Request) -> Response:
         # of (or behind) the events read, and following from its last_seq would skip
         # (or repeat) what was projected in between.
         shown_seq=events[-1]["seq"] if events else 0,
+        earlier=events[0]["seq"] - 1 if len(events) == TIMELINE_ROWS else 0,
         views=VIEWS_BY_NAME,
         travel=travel,
         **context,
