@@ -16,10 +16,13 @@ from psycopg.rows import dict_row
 from agents.errors import ContractError, ExternalError
 
 __all__ = [
+    "SESSION_SQL",
+    "STRUCTURED_SQL",
     "CostGrouping",
     "SessionNotFound",
     "costs",
     "list_sessions",
+    "shape_session",
     "show_session",
     "structured_results",
 ]
@@ -70,48 +73,61 @@ def list_sessions(
     return [_usd(r, "cost_nanos", "total_cost_nanos") for r in rows]
 
 
+# One session's page, as statements (each takes the session id) and a shape: shared by
+# `show_session` here and the console's reads, which run them in one snapshot.
+SESSION_SQL: dict[str, str] = {
+    "session": "SELECT * FROM sessions WHERE session_id = %s",
+    "entries": (
+        "SELECT session_id, seq, kind, role, call_id, tool_name, content, is_error, "
+        "parent_session_id, parent_seq, occurred_at FROM branch_entries(%s)"
+    ),
+    "branches": "SELECT * FROM session_branches(%s)",
+    "children": (
+        "SELECT l.child_session_id, l.parent_call_id, s.agent, s.status "
+        "FROM session_links l LEFT JOIN sessions s ON s.session_id = l.child_session_id "
+        "WHERE l.parent_session_id = %s ORDER BY l.child_session_id"
+    ),
+    "cost": "SELECT * FROM cost_by_session WHERE session_id = %s",
+}
+
+
+def shape_session(session_id: str, rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """`show_session`'s answer from the rows of SESSION_SQL's statements."""
+    if not rows["session"]:
+        raise SessionNotFound(f"Session {session_id} has no projected events.")
+    cost = rows["cost"][0] if rows["cost"] else None
+    return {
+        "session": _usd(dict(rows["session"][0]), "cost_nanos"),
+        "entries": rows["entries"],
+        "branches": rows["branches"],
+        "children": rows["children"],
+        "costs": _usd(dict(cost), "own_cost_nanos", "total_cost_nanos") if cost else None,
+    }
+
+
 def show_session(database_url: str, session_id: str) -> dict[str, Any]:
     """One session: its row, its branch (shared prefix + own entries, in order), the
     branches of its fork tree, its delegated children, and its costs."""
     with _connect(database_url) as conn:
-        session = conn.execute(
-            "SELECT * FROM sessions WHERE session_id = %s", (session_id,)
-        ).fetchone()
-        if session is None:
-            raise SessionNotFound(f"Session {session_id} has no projected events.")
-        entries = conn.execute(
-            "SELECT session_id, seq, kind, role, call_id, tool_name, content, is_error, "
-            "parent_session_id, parent_seq, occurred_at FROM branch_entries(%s)",
-            (session_id,),
-        ).fetchall()
-        branches = conn.execute("SELECT * FROM session_branches(%s)", (session_id,)).fetchall()
-        children = conn.execute(
-            "SELECT l.child_session_id, l.parent_call_id, s.agent, s.status "
-            "FROM session_links l LEFT JOIN sessions s ON s.session_id = l.child_session_id "
-            "WHERE l.parent_session_id = %s ORDER BY l.child_session_id",
-            (session_id,),
-        ).fetchall()
-        cost = conn.execute(
-            "SELECT * FROM cost_by_session WHERE session_id = %s", (session_id,)
-        ).fetchone()
-    return {
-        "session": _usd(dict(session), "cost_nanos"),
-        "entries": entries,
-        "branches": branches,
-        "children": children,
-        "costs": _usd(dict(cost), "own_cost_nanos", "total_cost_nanos") if cost else None,
-    }
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # one snapshot
+        conn.read_only = True
+        rows = {
+            name: conn.execute(sql, (session_id,)).fetchall() for name, sql in SESSION_SQL.items()
+        }
+    return shape_session(session_id, rows)
+
+
+STRUCTURED_SQL = (
+    "SELECT turn_id, call_id, seq, result FROM structured_outputs "
+    "WHERE session_id = %s AND valid ORDER BY seq"
+)
 
 
 def structured_results(database_url: str, session_id: str) -> list[dict[str, Any]]:
     """The session's structured results (agents with an output_schema), oldest first:
     each accepted answer's turn, call, seq and the value as JSON (structured_outputs)."""
     with _connect(database_url) as conn:
-        return conn.execute(
-            "SELECT turn_id, call_id, seq, result FROM structured_outputs "
-            "WHERE session_id = %s AND valid ORDER BY seq",
-            (session_id,),
-        ).fetchall()
+        return conn.execute(STRUCTURED_SQL, (session_id,)).fetchall()
 
 
 _COST_QUERIES: dict[str, str] = {

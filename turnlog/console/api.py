@@ -239,14 +239,15 @@ async def get_session(request: Request) -> Response:
       200: {description: "the session; `structured`: the structured results of its turns (agents with an output_schema), oldest first, each {turn_id, call_id, seq, result} with `result` the JSON value; `result`: the last one's value (null when none)"}
       404: {description: no such session}
     """
-    from projections.queries import show_session, structured_results
+    from projections.queries import STRUCTURED_SQL
 
     sid = request.path_params["session_id"]
     b = backend(request)
-    shown = await run_in_threadpool(show_session, b.database_url, sid)
-    shown["approvals"] = await b.reads.approvals(pending_only=False, session_id=sid)
-    shown["tool_calls"] = await b.reads.tool_calls(sid)
-    structured = await run_in_threadpool(structured_results, b.database_url, sid)
+    async with b.reads.snapshot():  # every part of the answer from one state
+        shown = await b.reads.show_session(sid)
+        shown["approvals"] = await b.reads.approvals(pending_only=False, session_id=sid)
+        shown["tool_calls"] = await b.reads.tool_calls(sid)
+        structured = await b.reads.rows(STRUCTURED_SQL, (sid,))
     shown["structured"] = structured
     shown["result"] = structured[-1]["result"] if structured else None
     return _JSON(shown)

@@ -8,7 +8,6 @@ from the log (user messages, tool output) can never become markup.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,7 +123,7 @@ async def sessions_page(request: Request) -> Response:
 
 
 async def session_page(request: Request) -> Response:
-    from projections.queries import SessionNotFound, show_session
+    from projections.queries import SessionNotFound
 
     b = backend(request)
     sid = request.path_params["session_id"]
@@ -132,16 +131,15 @@ async def session_page(request: Request) -> Response:
     if after.isdigit():  # a live refresh: wait until the projector caught up with the log
         await b.reads.wait_projected(sid, int(after))
     live_only = request.query_params.get("part") == "live"
-    # The reads are independent: run them side by side (the pool has room for them).
-    reads = asyncio.gather(
-        run_in_threadpool(show_session, b.database_url, sid),
-        b.reads.approvals(pending_only=False, session_id=sid),
-        b.reads.tool_calls(sid),
-        b.reads.llm_calls(sid),
-        b.reads.latest_events(sid, limit=1 if live_only else TIMELINE_ROWS),
-    )
+    # One snapshot for all of the page: its parts (the conversation, the approvals, the
+    # tool and LLM calls, the timeline) show the same state of the projections.
     try:
-        shown, approvals, tool_rows, llm_calls, events = await reads
+        async with b.reads.snapshot():
+            shown = await b.reads.show_session(sid)
+            approvals = await b.reads.approvals(pending_only=False, session_id=sid)
+            tool_rows = await b.reads.tool_calls(sid)
+            llm_calls = await b.reads.llm_calls(sid)
+            events = [] if live_only else await b.reads.latest_events(sid, limit=TIMELINE_ROWS)
     except SessionNotFound as exc:
         return render(request, "error.html", status=404, page="error", message=str(exc))
     tools = {t["call_id"]: t for t in tool_rows}
@@ -177,10 +175,9 @@ async def session_page(request: Request) -> Response:
         request,
         "session.html",
         events=events,
-        # The page follows the log from the last event it shows. The reads above are
-        # separate snapshots of a projection that moves on: the session row may be ahead
-        # of (or behind) the events read, and following from its last_seq would skip
-        # (or repeat) what was projected in between.
+        # The page follows the log from the last event it shows (not the session row's
+        # last_seq: were they ever read apart, following from it would skip or repeat
+        # what was projected in between).
         shown_seq=events[-1]["seq"] if events else 0,
         earlier=events[0]["seq"] - 1 if len(events) == TIMELINE_ROWS else 0,
         views=VIEWS_BY_NAME,

@@ -2,24 +2,33 @@
 
 Rule: read-only SQL over the projection tables and views of projections/migrations;
 money stays integer nano-dollars with `usd` added for people, as in
-projections/queries.py (whose `show_session` and `costs` the console uses as they are).
+projections/queries.py (whose `costs` the console uses as it is, and whose session
+statements it runs in one snapshot). A page made of several reads takes them in one
+snapshot (`Reads.snapshot`): a projector commit never falls between its parts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from agents.errors import ContractError
+from projections.queries import SESSION_SQL, shape_session
 
 __all__ = ["MAX_SEEN", "Reads", "SessionFilter", "parse_seen"]
 
 MAX_SEEN = 100  # sessions a refresh may ask to wait for
+
+# The connection of the snapshot the current task reads in (Reads.snapshot).
+_SNAPSHOT: ContextVar[AsyncConnection[Any] | None] = ContextVar("console_snapshot", default=None)
 
 
 def parse_seen(values: Iterable[str]) -> dict[str, int]:
@@ -120,9 +129,36 @@ class Reads:
         await self.pool.close()
 
     async def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        pinned = _SNAPSHOT.get()
+        if pinned is not None:  # inside snapshot(): the same transaction
+            async with pinned.cursor(row_factory=dict_row) as cur:
+                await cur.execute(sql, params)
+                return list(await cur.fetchall())
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(sql, params)
             return list(await cur.fetchall())
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """The reads awaited inside (by this task) see one state of the projections: a
+        page made of several reads shows no part a projector commit ahead of another.
+        They run one after the other, on one connection."""
+        if _SNAPSHOT.get() is not None:
+            yield
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            token = _SNAPSHOT.set(conn)
+            try:
+                yield
+            finally:
+                _SNAPSHOT.reset(token)
+
+    async def show_session(self, session_id: str) -> dict[str, Any]:
+        """projections.queries.show_session, in one snapshot."""
+        async with self.snapshot():
+            rows = {name: await self.rows(sql, (session_id,)) for name, sql in SESSION_SQL.items()}
+        return shape_session(session_id, rows)
 
     async def one(self, sql: str, params: Any = None) -> dict[str, Any] | None:
         rows = await self.rows(sql, params)
