@@ -174,6 +174,14 @@ async def _answer(request: Request, sent: Sent, **extra: Any) -> Response:
     return _JSON(body, status_code=409 if outcome.status == "rejected" else 200)
 
 
+async def wait_seen(request: Request) -> None:
+    """Wait (at most 5 s) until the projections hold the events named by the request's
+    `seen=SESSION:SEQ` parameters: the ones a live page was told of before refreshing."""
+    await backend(request).reads.wait_all_projected(
+        parse_seen(request.query_params.getlist("seen"))
+    )
+
+
 def _seq(request: Request, name: str, default: int | None = None) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -525,9 +533,8 @@ async def list_approvals(request: Request) -> Response:
     responses:
       200: {description: "{approvals: [...]}"}
     """
-    b = backend(request)
-    await b.reads.wait_all_projected(parse_seen(request.query_params.getlist("seen")))
-    rows = await b.reads.approvals(pending_only=not _flag(request, "all"))
+    await wait_seen(request)
+    rows = await backend(request).reads.approvals(pending_only=not _flag(request, "all"))
     return _JSON({"approvals": rows})
 
 

@@ -20,9 +20,9 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agents.errors import ContractError
-from turnlog.console.api import backend, dumps
+from turnlog.console.api import backend, dumps, wait_seen
 from turnlog.console.metrics import metrics
-from turnlog.console.reads import SessionFilter, parse_seen
+from turnlog.console.reads import SessionFilter
 from turnlog.console.security import identity
 from turnlog.console.timeline import VIEWS_BY_NAME
 
@@ -107,7 +107,7 @@ async def sessions_page(request: Request) -> Response:
     except ValueError as exc:
         problem = str(exc)
         f = SessionFilter({})
-    await b.reads.wait_all_projected(parse_seen(request.query_params.getlist("seen")))
+    await wait_seen(request)
     rows = await b.reads.sessions(f)
     template = "_sessions_table.html" if request.query_params.get("part") else "sessions.html"
     return render(
@@ -187,9 +187,8 @@ async def session_page(request: Request) -> Response:
 
 
 async def approvals_page(request: Request) -> Response:
-    b = backend(request)
-    await b.reads.wait_all_projected(parse_seen(request.query_params.getlist("seen")))
-    rows = await b.reads.approvals(pending_only=True)
+    await wait_seen(request)
+    rows = await backend(request).reads.approvals(pending_only=True)
     template = "_approvals_table.html" if request.query_params.get("part") else "approvals.html"
     return render(request, template, page="approvals", approvals=rows)
 

@@ -27,6 +27,11 @@ __all__ = ["MAX_SEEN", "Reads", "SessionFilter", "parse_seen"]
 
 MAX_SEEN = 100  # sessions a refresh may ask to wait for
 
+# An event's row as the console shows it (the timeline, GET /api/sessions/ID/events).
+_EVENT_COLUMNS = (
+    "seq, event_type AS type, turn_id, occurred_at, causation_id, kafka_partition, kafka_offset"
+)
+
 # The connection of the snapshot the current task reads in (Reads.snapshot).
 _SNAPSHOT: ContextVar[AsyncConnection[Any] | None] = ContextVar("console_snapshot", default=None)
 
@@ -128,13 +133,18 @@ class Reads:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """The snapshot's connection inside snapshot(), else one from the pool."""
         pinned = _SNAPSHOT.get()
-        if pinned is not None:  # inside snapshot(): the same transaction
-            async with pinned.cursor(row_factory=dict_row) as cur:
-                await cur.execute(sql, params)
-                return list(await cur.fetchall())
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        if pinned is not None:
+            yield pinned
+            return
+        async with self.pool.connection() as conn:
+            yield conn
+
+    async def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        async with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(sql, params)
             return list(await cur.fetchall())
 
@@ -213,8 +223,7 @@ class Reads:
         self, session_id: str, *, from_seq: int = 1, limit: int = 1000
     ) -> list[dict[str, Any]]:
         return await self.rows(
-            "SELECT seq, event_type AS type, turn_id, occurred_at, causation_id, "
-            "kafka_partition, kafka_offset FROM events WHERE session_id = %s AND seq >= %s "
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = %s AND seq >= %s "
             "ORDER BY seq LIMIT %s",
             (session_id, from_seq, limit),
         )
@@ -222,9 +231,7 @@ class Reads:
     async def latest_events(self, session_id: str, *, limit: int) -> list[dict[str, Any]]:
         """The session's last `limit` events, in seq order."""
         rows = await self.rows(
-            "SELECT seq, event_type AS type, turn_id, occurred_at, causation_id, "
-            "kafka_partition, kafka_offset FROM events WHERE session_id = %s "
-            "ORDER BY seq DESC LIMIT %s",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE session_id = %s ORDER BY seq DESC LIMIT %s",
             (session_id, limit),
         )
         return rows[::-1]
@@ -238,17 +245,7 @@ class Reads:
         return int(row["o"]) + 1 if row and row["o"] is not None else 0
 
     async def wait_projected(self, session_id: str, seq: int, timeout: float = 5.0) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            row = await self.one(
-                "SELECT max(seq) AS s FROM events WHERE session_id = %s", (session_id,)
-            )
-            if row and row["s"] is not None and row["s"] >= seq:
-                return True
-            if loop.time() > deadline:
-                return False
-            await asyncio.sleep(0.05)
+        return await self.wait_all_projected({session_id: seq}, timeout)
 
     async def wait_all_projected(self, seen: Mapping[str, int], timeout: float = 5.0) -> bool:
         """Wait until the projections hold event `seq` of each session in `seen` (the
@@ -264,7 +261,7 @@ class Reads:
                 (list(seen),),
             )
             have = {r["session_id"]: r["s"] for r in rows}
-            if all(have.get(sid, 0) >= seq for sid, seq in seen.items()):
+            if all(have.get(sid, -1) >= seq for sid, seq in seen.items()):
                 return True
             if loop.time() > deadline:
                 return False
