@@ -241,7 +241,10 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
     assert api.get("/api/sessions/no-such-session").status_code == 404
     assert api.get("/api/sessions/no-such-session/state").status_code == 404
     assert api.get("/sessions/no-such-session").status_code == 404
-    for seen in ("s-1", "s-1:x", ":4"):
+    for path in ("/sessions/a%00b", "/api/sessions/a%00b", "/api/sessions/a%00b/events"):
+        nul = api.get(path)  # a NUL byte the database cannot take: the caller's fault
+        assert nul.status_code == 400 and "NUL" in nul.json()["error"], (path, nul.text)
+    for seen in ("s-1", "s-1:x", ":4", "s-\x00:4"):
         bad_seen = api.get("/api/approvals", params={"seen": seen})
         assert bad_seen.status_code == 400 and "SESSION:SEQ" in bad_seen.json()["error"]
 

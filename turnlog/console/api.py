@@ -24,6 +24,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -750,4 +751,14 @@ async def handle_external_error(request: Request, exc: Exception) -> Response:
     return error(503, str(exc))
 
 
-EXCEPTION_HANDLERS = {ContractError: handle_contract_error, ExternalError: handle_external_error}
+async def handle_data_error(request: Request, exc: Exception) -> Response:
+    """A value the database cannot take (a NUL byte in a session id of the path, a
+    number out of range): the request's fault, said as such, not a 500."""
+    return error(400, f"A value in the request cannot be looked up: {exc}")
+
+
+EXCEPTION_HANDLERS = {
+    ContractError: handle_contract_error,
+    ExternalError: handle_external_error,
+    psycopg.DataError: handle_data_error,
+}

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from agents.errors import ContractError
+from agents.limits import clean_text
 from projections.queries import SESSION_SQL, shape_session
 
 __all__ = ["MAX_SEEN", "Reads", "SessionFilter", "parse_seen"]
@@ -42,7 +43,7 @@ def parse_seen(values: Iterable[str]) -> dict[str, int]:
     seen: dict[str, int] = {}
     for value in values:
         sid, _, seq = value.rpartition(":")
-        if not sid or not seq.isdigit():
+        if not sid or not seq.isdigit() or clean_text(sid) != sid:
             raise ContractError(f"seen must be SESSION:SEQ, not {value!r}.")
         seen[sid] = max(seen.get(sid, 0), int(seq))
     if len(seen) > MAX_SEEN:
