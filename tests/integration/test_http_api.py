@@ -236,6 +236,12 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
     assert bad_decision.status_code == 400 and "decision" in bad_decision.json()["error"]
     huge = api.post("/api/sessions", content=b"{" + b" " * 2_000_000 + b"}")
     assert huge.status_code == 413
+    # "²" is a digit to str.isdigit and not to int; 5,000 digits are over int's limit.
+    for odd in ("\u00b2", "9" * 5000):
+        bad_seq = api.get("/api/sessions/x/events", params={"from_seq": odd})
+        assert bad_seq.status_code == 400 and "from_seq" in bad_seq.json()["error"]
+        bad_limit = api.get("/api/sessions", params={"limit": odd})
+        assert bad_limit.status_code == 400 and "limit" in bad_limit.json()["error"]
     bad_filter = api.get("/api/sessions", params={"min_usd": "lots"})
     assert bad_filter.status_code == 400 and "min_usd" in bad_filter.json()["error"]
     assert api.get("/api/sessions/no-such-session").status_code == 404
@@ -244,7 +250,7 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
     for path in ("/sessions/a%00b", "/api/sessions/a%00b", "/api/sessions/a%00b/events"):
         nul = api.get(path)  # a NUL byte the database cannot take: the caller's fault
         assert nul.status_code == 400 and "NUL" in nul.json()["error"], (path, nul.text)
-    for seen in ("s-1", "s-1:x", ":4", "s-\x00:4"):
+    for seen in ("s-1", "s-1:x", ":4", "s-\x00:4", "s-1:\u00b2", "s-1:" + "9" * 5000):
         bad_seen = api.get("/api/approvals", params={"seen": seen})
         assert bad_seen.status_code == 400 and "SESSION:SEQ" in bad_seen.json()["error"]
 

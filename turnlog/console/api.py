@@ -39,7 +39,7 @@ from turnlog._follow import Sent
 from turnlog._render import Describer
 from turnlog.console.backend import Backend
 from turnlog.console.live import ALL
-from turnlog.console.reads import SessionFilter, parse_seen
+from turnlog.console.reads import SessionFilter, as_seq, parse_seen
 from turnlog.console.security import CSRF_COOKIE, SESSION_COOKIE, SignIns, identity
 from turnlog.console.timeline import delta_json, event_json
 
@@ -187,9 +187,10 @@ def _seq(request: Request, name: str, default: int | None = None) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    seq = as_seq(raw)
+    if seq is None:
         raise ContractError(f"{name} must be a positive integer, not {raw!r}.")
-    return int(raw)
+    return seq
 
 
 # ---------------------------------------------------------------------- sessions
@@ -423,9 +424,9 @@ async def follow_session(request: Request) -> Response:
     """
     sid = request.path_params["session_id"]
     from_seq = _seq(request, "from_seq")
-    last_id = request.headers.get("last-event-id", "").strip()
-    if last_id.isdigit():
-        from_seq = int(last_id) + 1
+    last_id = as_seq(request.headers.get("last-event-id", "").strip())
+    if last_id is not None:
+        from_seq = last_id + 1
     return StreamingResponse(
         _follow(request, sid, from_seq),
         media_type="text/event-stream",

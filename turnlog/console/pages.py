@@ -22,7 +22,7 @@ from starlette.routing import Route
 from agents.errors import ContractError
 from turnlog.console.api import backend, dumps, wait_seen
 from turnlog.console.metrics import metrics
-from turnlog.console.reads import SessionFilter
+from turnlog.console.reads import SessionFilter, as_seq
 from turnlog.console.security import identity
 from turnlog.console.timeline import VIEWS_BY_NAME
 
@@ -127,9 +127,9 @@ async def session_page(request: Request) -> Response:
 
     b = backend(request)
     sid = request.path_params["session_id"]
-    after = request.query_params.get("after_seq", "")
-    if after.isdigit():  # a live refresh: wait until the projector caught up with the log
-        await b.reads.wait_projected(sid, int(after))
+    after = as_seq(request.query_params.get("after_seq", ""))
+    if after is not None:  # a live refresh: wait until the projector caught up with the log
+        await b.reads.wait_projected(sid, after)
     live_only = request.query_params.get("part") == "live"
     # One snapshot for all of the page: its parts (the conversation, the approvals, the
     # tool and LLM calls, the timeline) show the same state of the projections.
@@ -160,17 +160,17 @@ async def session_page(request: Request) -> Response:
     }
     if live_only:
         return render(request, "_session_live.html", **context)
-    at = request.query_params.get("at", "")
+    at = as_seq(request.query_params.get("at", ""))
     travel = None
-    if at.isdigit():
+    if at is not None:
         from turnlog.replay import load_session_log, replay, state_summary
 
         try:
             log = await load_session_log(b.bootstrap, b.topics, sid, partitions=b.partitions)
-            played = replay(log, to_seq=int(at), rows=False)
-            travel = {"at": int(at), "state": state_summary(played.state)}
+            played = replay(log, to_seq=at, rows=False)
+            travel = {"at": at, "state": state_summary(played.state)}
         except ContractError as exc:
-            travel = {"at": int(at), "error": str(exc)}
+            travel = {"at": at, "error": str(exc)}
     return stream(
         request,
         "session.html",

@@ -24,7 +24,7 @@ from agents.errors import ContractError
 from agents.limits import clean_text
 from projections.queries import SESSION_SQL, shape_session
 
-__all__ = ["MAX_SEEN", "Reads", "SessionFilter", "parse_seen"]
+__all__ = ["MAX_SEEN", "Reads", "SessionFilter", "as_seq", "parse_seen"]
 
 MAX_SEEN = 100  # sessions a refresh may ask to wait for
 
@@ -37,15 +37,22 @@ _EVENT_COLUMNS = (
 _SNAPSHOT: ContextVar[AsyncConnection[Any] | None] = ContextVar("console_snapshot", default=None)
 
 
+def as_seq(raw: str) -> int | None:
+    """`raw` as a seq or count: 1 to 18 ASCII digits (a bigint), else None. `str.isdigit`
+    alone lets through "²" and 5,000-digit numbers, which `int` then refuses."""
+    return int(raw) if 0 < len(raw) <= 18 and raw.isascii() and raw.isdigit() else None
+
+
 def parse_seen(values: Iterable[str]) -> dict[str, int]:
     """`seen=SESSION:SEQ` query parameters (repeated): the events a live page has been
     told of, which its refresh waits for the projections to include."""
     seen: dict[str, int] = {}
     for value in values:
-        sid, _, seq = value.rpartition(":")
-        if not sid or not seq.isdigit() or clean_text(sid) != sid:
+        sid, _, raw = value.rpartition(":")
+        seq = as_seq(raw)
+        if not sid or seq is None or clean_text(sid) != sid:
             raise ContractError(f"seen must be SESSION:SEQ, not {value!r}.")
-        seen[sid] = max(seen.get(sid, 0), int(seq))
+        seen[sid] = max(seen.get(sid, 0), seq)
     if len(seen) > MAX_SEEN:
         raise ContractError(f"seen names {len(seen)} sessions; at most {MAX_SEEN}.")
     return seen
@@ -94,9 +101,10 @@ class SessionFilter:
         self.since = when("since")
         self.until = when("until")
         raw_limit = text("limit") or "100"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        limit = as_seq(raw_limit)
+        if limit is None or not 1 <= limit <= 1000:
             raise ValueError(f"limit must be 1..1000, not {raw_limit!r}.")
-        self.limit = int(raw_limit)
+        self.limit = limit
 
     def as_params(self) -> dict[str, Any]:
         def nanos(usd: float | None) -> int | None:

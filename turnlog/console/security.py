@@ -127,7 +127,11 @@ class Guard:
         method: str = scope["method"]
         limit = self.config.max_body_bytes
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        if declared is not None and (
+            not (declared.isascii() and declared.isdigit())
+            or len(declared) > 18
+            or int(declared) > limit
+        ):
             await _reply(send, 413, {"error": f"The request body is over {limit} bytes."})
             return
         host = headers.get("host", "")
