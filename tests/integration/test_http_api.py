@@ -247,7 +247,12 @@ def test_bad_requests_get_clear_errors_and_change_nothing(
     assert api.get("/api/sessions/no-such-session").status_code == 404
     assert api.get("/api/sessions/no-such-session/state").status_code == 404
     assert api.get("/sessions/no-such-session").status_code == 404
-    for path in ("/sessions/a%00b", "/api/sessions/a%00b", "/api/sessions/a%00b/events"):
+    for path in (
+        "/sessions/a%00b",
+        "/api/sessions/a%00b",
+        "/api/sessions/a%00b/events",
+        "/api/sessions/a%00b/stream?from_seq=1",
+    ):
         nul = api.get(path)  # a NUL byte the database cannot take: the caller's fault
         assert nul.status_code == 400 and "NUL" in nul.json()["error"], (path, nul.text)
     for seen in ("s-1", "s-1:x", ":4", "s-\x00:4", "s-1:\u00b2", "s-1:" + "9" * 5000):

@@ -427,14 +427,19 @@ async def follow_session(request: Request) -> Response:
     last_id = as_seq(request.headers.get("last-event-id", "").strip())
     if last_id is not None:
         from_seq = last_id + 1
+    # Where the catch-up starts, read before the 200: a session id the database refuses
+    # (a NUL byte) is a 400 here, not a stream cut off after its headers.
+    offset = 0 if from_seq is None else await backend(request).reads.offset_before(sid, from_seq)
     return StreamingResponse(
-        _follow(request, sid, from_seq),
+        _follow(request, sid, from_seq, offset),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
 
 
-async def _follow(request: Request, sid: str, from_seq: int | None) -> AsyncIterator[bytes]:
+async def _follow(
+    request: Request, sid: str, from_seq: int | None, offset: int
+) -> AsyncIterator[bytes]:
     b = backend(request)
     describer = Describer()
     last = (from_seq or 1) - 1
@@ -443,7 +448,6 @@ async def _follow(request: Request, sid: str, from_seq: int | None) -> AsyncIter
         if from_seq is not None:
             from turnlog.console.live import read_session
 
-            offset = await b.reads.offset_before(sid, from_seq)
             async for ev in read_session(
                 b.bootstrap, b.topics, b.partitions, sid, from_seq=from_seq, from_offset=offset
             ):
